@@ -1,0 +1,221 @@
+//! One collection cycle: every reader of [`crate::stats`] into one [`NodeReport`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use caretaker_proto::model::{AgentCost, CollectorError, NodeReport};
+use jiff::Timestamp;
+
+use crate::paths::{self, HostPaths};
+use crate::stats::filesystems::{self, FilesystemFilter, Statter};
+use crate::stats::host::{self, HostCollector};
+use crate::stats::{mountinfo, netdev};
+
+/// Figures about the report buffer, kept by the stream and shown in each report.
+#[derive(Debug, Default)]
+pub struct BufferStats {
+    pub buffered: AtomicU64,
+    pub dropped_total: AtomicU64,
+}
+
+/// What a collector needs to know; built from the agent config.
+#[derive(Debug, Clone)]
+pub struct CollectorSettings {
+    pub node_name: String,
+    pub report_interval: Duration,
+    pub paths: HostPaths,
+    pub filter: FilesystemFilter,
+    /// Per-mount statvfs timeout.
+    pub statvfs_timeout: Duration,
+}
+
+/// Collects node reports, numbering them within one agent run (`epoch`).
+#[derive(Debug)]
+pub struct Collector {
+    settings: CollectorSettings,
+    epoch: u64,
+    seq: u64,
+    statter: Statter,
+    rates: netdev::RateTracker,
+    last_network_sample: Option<Instant>,
+    host: HostCollector,
+    buffer_stats: Arc<BufferStats>,
+    last_cycle: (Duration, Duration),
+}
+
+/// An epoch for a new agent run: now, in Unix nanoseconds. A restarted agent gets a
+/// larger one, so the aggregator tells its `seq = 1` from a resend of the old run.
+pub fn new_epoch() -> u64 {
+    let ns = Timestamp::now().as_nanosecond();
+    u64::try_from(ns).unwrap_or(1).max(1)
+}
+
+impl Collector {
+    pub fn new(settings: CollectorSettings, buffer_stats: Arc<BufferStats>) -> Self {
+        Self {
+            settings,
+            epoch: new_epoch(),
+            seq: 0,
+            statter: Statter::default(),
+            rates: netdev::RateTracker::default(),
+            last_network_sample: None,
+            host: HostCollector::new(),
+            buffer_stats,
+            last_cycle: (Duration::ZERO, Duration::ZERO),
+        }
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.settings.node_name
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Collects the next report (seq + 1). Problems reading one source are recorded in
+    /// `errors`; the other sources are still reported.
+    pub async fn collect(&mut self) -> NodeReport {
+        let cpu_before = host::process_cpu_time();
+        let wall_before = Instant::now();
+        let collected_at = Timestamp::now();
+        let mut errors = Vec::new();
+
+        let filesystems = match paths::read_first(&self.settings.paths.mountinfo()) {
+            Ok((path, text)) => {
+                let (mounts, bad) = mountinfo::parse(&text);
+                errors.extend(bad.into_iter().map(|e| CollectorError {
+                    collector: "filesystems".into(),
+                    place: paths::place(&path, e.line),
+                    message: e.reason,
+                }));
+                let candidates = filesystems::candidates(&mounts, &self.settings.filter);
+                let (fs, errs) =
+                    self.statter.stat_all(&self.settings.paths.rootfs, candidates, self.settings.statvfs_timeout).await;
+                errors.extend(errs);
+                fs
+            }
+            Err((place, e)) => {
+                errors.push(CollectorError { collector: "filesystems".into(), place, message: e.to_string() });
+                Vec::new()
+            }
+        };
+
+        let network = match paths::read_first(&self.settings.paths.net_dev()) {
+            Ok((path, text)) => {
+                let (sample, bad) = netdev::parse(&text);
+                errors.extend(bad.into_iter().map(|e| CollectorError {
+                    collector: "network".into(),
+                    place: paths::place(&path, e.line),
+                    message: e.reason,
+                }));
+                let now = Instant::now();
+                let elapsed = self.last_network_sample.map(|t| now - t);
+                self.last_network_sample = Some(now);
+                self.rates.update(sample, elapsed)
+            }
+            Err((place, e)) => {
+                errors.push(CollectorError { collector: "network".into(), place, message: e.to_string() });
+                Vec::new()
+            }
+        };
+
+        let host = self.host.sample(&mut errors);
+        let rss_bytes = self.host.own_rss_bytes();
+        let agent = AgentCost {
+            rss_bytes,
+            cpu_seconds_total: host::own_cpu_seconds_total(),
+            last_collection_cpu_seconds: self.last_cycle.0.as_secs_f64(),
+            last_collection_wall_seconds: self.last_cycle.1.as_secs_f64(),
+            reports_buffered: self.buffer_stats.buffered.load(Ordering::Relaxed),
+            reports_dropped_total: self.buffer_stats.dropped_total.load(Ordering::Relaxed),
+        };
+        self.seq += 1;
+        errors.truncate(caretaker_proto::model::MAX_ERRORS);
+        let report = NodeReport {
+            node_name: self.settings.node_name.clone(),
+            epoch: self.epoch,
+            seq: self.seq,
+            collected_at,
+            report_interval_ms: u64::try_from(self.settings.report_interval.as_millis()).unwrap_or(u64::MAX),
+            host,
+            filesystems,
+            network,
+            agent,
+            errors,
+        };
+        // This cycle's cost goes into the next report (it is only known now).
+        self.last_cycle = (host::process_cpu_time().saturating_sub(cpu_before), wall_before.elapsed());
+        report
+    }
+
+    /// CPU and wall time of the last collection cycle.
+    pub fn last_cycle_cost(&self) -> (Duration, Duration) {
+        self.last_cycle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_procfs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("self")).unwrap();
+        std::fs::create_dir_all(dir.path().join("net")).unwrap();
+        std::fs::write(
+            dir.path().join("self/mountinfo"),
+            "22 27 0:21 / /proc rw - proc proc rw\n27 1 254:0 / / rw - ext4 /dev/vda rw\nbroken line\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("net/dev"),
+            "a|\nb|\n  eth0: 100 2 0 0 0 0 0 0 200 3 0 0 0 0 0 0\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    fn settings(procfs: &std::path::Path) -> CollectorSettings {
+        CollectorSettings {
+            node_name: "node-x".into(),
+            report_interval: Duration::from_secs(10),
+            paths: HostPaths { procfs: procfs.into(), ..HostPaths::default() },
+            filter: FilesystemFilter::default(),
+            statvfs_timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn collects_from_the_configured_procfs_and_numbers_reports() {
+        let procfs = fixture_procfs();
+        let mut c = Collector::new(settings(procfs.path()), Arc::default());
+        let r1 = c.collect().await;
+        assert_eq!((r1.node_name.as_str(), r1.seq, r1.report_interval_ms), ("node-x", 1, 10_000));
+        assert_eq!(r1.filesystems.iter().map(|f| f.mountpoint.as_str()).collect::<Vec<_>>(), vec!["/"]);
+        assert_eq!(r1.filesystems[0].device, "/dev/vda");
+        let real = filesystems::statvfs(std::path::Path::new("/")).unwrap().df();
+        assert_eq!(r1.filesystems[0].size_bytes, real.size_bytes);
+        assert_eq!(r1.network.len(), 1);
+        assert_eq!(r1.network[0].transmit_bytes_total, 200);
+        assert_eq!(r1.errors.len(), 1);
+        assert_eq!(r1.errors[0].place, format!("{}:3", procfs.path().join("self/mountinfo").display()));
+        assert!(r1.agent.rss_bytes > 0);
+        let r2 = c.collect().await;
+        assert_eq!((r2.seq, r2.epoch), (2, r1.epoch));
+        assert!(r2.agent.last_collection_wall_seconds > 0.0);
+        // Same counters again: rates present and zero.
+        assert_eq!(r2.network[0].rates.map(|r| r.receive_bytes_per_second), Some(0.0));
+    }
+
+    #[tokio::test]
+    async fn missing_proc_files_are_errors_not_a_failed_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Collector::new(settings(dir.path()), Arc::default());
+        let r = c.collect().await;
+        assert!(r.filesystems.is_empty() && r.network.is_empty());
+        assert_eq!(r.errors.iter().map(|e| e.collector.as_str()).collect::<Vec<_>>(), vec!["filesystems", "network"]);
+        assert!(r.host.memory_total_bytes > 0);
+    }
+}

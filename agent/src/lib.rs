@@ -1,0 +1,55 @@
+//! caretaker-agent: the node daemon and its CLI.
+//!
+//! It runs on every node (a DaemonSet), measures the node and streams numbered reports
+//! to caretaker-aggregator over one long-lived gRPC stream.
+//!
+//! # Layout
+//! - [`config`]: the YAML config and its defaults.
+//! - [`paths`]: `--path.procfs/sysfs/rootfs`, how the agent sees the host from a pod.
+//! - [`stats`]: the readers: mountinfo, statvfs, `/proc/net/dev`, host figures, own cost.
+//! - [`collector`]: one collection cycle into a `NodeReport`.
+//! - [`stream`]: the report stream with its ack buffer, reconnects and flush.
+//!
+//! `main.rs` only parses the command line and wires these together; start reading at
+//! [`collector::Collector::collect`].
+
+pub mod collector;
+pub mod config;
+pub mod paths;
+pub mod stats;
+pub mod stream;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::collector::{BufferStats, Collector, CollectorSettings};
+use crate::config::{AgentConfig, AggregatorConfig};
+use crate::paths::HostPaths;
+
+/// Builds the collector settings from a config and resolved host paths.
+///
+/// # Errors
+/// When no valid node name can be found.
+pub fn collector_settings(cfg: &AgentConfig, paths: HostPaths) -> Result<CollectorSettings, String> {
+    Ok(CollectorSettings {
+        node_name: config::node_name(cfg.node_name.as_deref())?,
+        report_interval: cfg.report_interval,
+        paths,
+        filter: cfg.filesystems.filter(),
+        statvfs_timeout: cfg.filesystems.statvfs_timeout,
+    })
+}
+
+/// Runs the agent daemon until `shutdown`: collect every interval, stream to the
+/// aggregator, flush on the way out.
+pub async fn run(
+    settings: CollectorSettings,
+    aggregator: AggregatorConfig,
+    shutdown: CancellationToken,
+) -> stream::StreamSummary {
+    let stats = Arc::new(BufferStats::default());
+    let interval = settings.report_interval;
+    let collector = Collector::new(settings, Arc::clone(&stats));
+    stream::run(collector, aggregator, interval, stats, shutdown).await
+}

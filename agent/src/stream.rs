@@ -1,0 +1,283 @@
+//! The agent's side of `ReportIngest.Stream`: collect on a jittered interval, keep
+//! unacked reports in a bounded buffer, (re)connect with exponential backoff and jitter,
+//! resend what was not acked, and flush on shutdown.
+//!
+//! The aggregator acks `(epoch, seq)` once a report is stored; acks arrive in order, so an
+//! ack removes every buffered report up to that sequence. After a reconnect everything
+//! still buffered is sent again; the aggregator recognises what it already stored and
+//! acks it as a duplicate.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use caretaker_proto::pb::{self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Streaming;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, info, warn};
+
+use crate::collector::{BufferStats, Collector};
+use crate::config::AggregatorConfig;
+
+/// Wait between collections varies by up to this fraction either way.
+const JITTER_FRACTION: f64 = 0.1;
+
+/// What a run of the stream did; returned when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub collected: u64,
+    pub acked: u64,
+    pub duplicates_acked: u64,
+    pub rejected: u64,
+    pub connections: u64,
+    /// Reports still unacked when the agent stopped.
+    pub unacked_at_exit: u64,
+}
+
+/// The bounded buffer of reports waiting for an ack.
+#[derive(Debug)]
+struct Buffer {
+    reports: VecDeque<pb::NodeReport>,
+    capacity: usize,
+    stats: Arc<BufferStats>,
+}
+
+impl Buffer {
+    fn new(capacity: usize, stats: Arc<BufferStats>) -> Self {
+        Self { reports: VecDeque::with_capacity(capacity.min(1024)), capacity: capacity.max(1), stats }
+    }
+
+    fn push(&mut self, r: pb::NodeReport) {
+        if self.reports.len() >= self.capacity {
+            if let Some(old) = self.reports.pop_front() {
+                warn!(seq = old.seq, capacity = self.capacity, "Report buffer is full; dropped the oldest unacked report.");
+                self.stats.dropped_total.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.reports.push_back(r);
+        self.publish();
+    }
+
+    /// Removes every report of `epoch` up to `seq`; returns how many.
+    fn ack(&mut self, epoch: u64, seq: u64) -> usize {
+        let mut n = 0;
+        while self.reports.front().is_some_and(|r| r.epoch == epoch && r.seq <= seq) {
+            self.reports.pop_front();
+            n += 1;
+        }
+        self.publish();
+        n
+    }
+
+    fn publish(&self) {
+        self.stats.buffered.store(self.reports.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// One live stream.
+struct Connection {
+    tx: mpsc::Sender<pb::AgentMessage>,
+    inbound: Streaming<pb::AggregatorMessage>,
+}
+
+impl Connection {
+    /// False when the stream is gone (the receiver side closed) or cannot take more.
+    fn send(&self, r: pb::NodeReport) -> bool {
+        self.tx.try_send(pb::AgentMessage { msg: Some(agent_message::Msg::Report(r)) }).is_ok()
+    }
+}
+
+async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection), String> {
+    let endpoint = Endpoint::from_shared(cfg.endpoint.clone())
+        .map_err(|e| format!("invalid endpoint {}: {e}", cfg.endpoint))?
+        .connect_timeout(cfg.connect_timeout)
+        .timeout(Duration::from_secs(3600 * 24 * 365))
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    let channel = endpoint.connect().await.map_err(|e| format!("connect to {}: {e}", cfg.endpoint))?;
+    // Enough room for the whole buffer plus new reports: sending never waits.
+    let (tx, rx) = mpsc::channel(cfg.buffer_reports.saturating_add(16));
+    let mut client = ReportIngestClient::new(channel.clone());
+    let opened = tokio::time::timeout(cfg.connect_timeout, client.stream(ReceiverStream::new(rx)))
+        .await
+        .map_err(|_| format!("open stream to {}: no answer within {:?}", cfg.endpoint, cfg.connect_timeout))?
+        .map_err(|s| format!("open stream to {}: {} ({:?})", cfg.endpoint, s.message(), s.code()))?;
+    Ok((channel, Connection { tx, inbound: opened.into_inner() }))
+}
+
+fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(30))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+fn jittered(interval: Duration) -> Duration {
+    let f = rand::rng().random_range(-JITTER_FRACTION..=JITTER_FRACTION);
+    interval.mul_f64(1.0 + f)
+}
+
+/// Runs until `shutdown` is cancelled: collects, sends, reconnects. On shutdown, waits up
+/// to `flush_timeout` for acks of what is buffered.
+pub async fn run(
+    mut collector: Collector,
+    cfg: AggregatorConfig,
+    report_interval: Duration,
+    buffer_stats: Arc<BufferStats>,
+    shutdown: CancellationToken,
+) -> StreamSummary {
+    let mut summary = StreamSummary::default();
+    let mut buffer = Buffer::new(cfg.buffer_reports, buffer_stats);
+    let mut conn: Option<(Channel, Connection)> = None;
+    let mut delays = backoff();
+    let mut next_collect = Instant::now();
+    let mut next_connect = Instant::now();
+
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            msg = async { conn.as_mut().expect("guarded").1.inbound.message().await }, if conn.is_some() => {
+                match msg {
+                    Ok(Some(m)) => match m.msg {
+                        Some(aggregator_message::Msg::Ack(a)) => handle_ack(&mut buffer, &mut summary, &a),
+                        Some(aggregator_message::Msg::Command(c)) => {
+                            if c.kind() == pb::command::Kind::CollectNow {
+                                info!("Aggregator asked for a report now.");
+                                next_collect = Instant::now();
+                            }
+                        }
+                        None => {}
+                    },
+                    Ok(None) | Err(_) => {
+                        let why = match msg { Err(s) => format!("{} ({:?})", s.message(), s.code()), _ => "closed by the aggregator".into() };
+                        warn!(reason = %why, buffered = buffer.reports.len(), "Report stream ended; reconnecting.");
+                        conn = None;
+                        next_connect = Instant::now() + delays.next().unwrap_or(Duration::from_secs(30));
+                    }
+                }
+            }
+            () = sleep_until(next_collect) => {
+                let report = collector.collect().await;
+                summary.collected += 1;
+                debug!(seq = report.seq, filesystems = report.filesystems.len(), interfaces = report.network.len(), "Collected a report.");
+                let wire = pb::NodeReport::from(report);
+                buffer.push(wire.clone());
+                if let Some((_, c)) = &conn {
+                    if !c.send(wire) {
+                        warn!("Report stream is gone; reconnecting.");
+                        conn = None;
+                        next_connect = Instant::now();
+                    }
+                }
+                next_collect = Instant::now() + jittered(report_interval);
+            }
+            () = sleep_until(next_connect), if conn.is_none() => {
+                match connect(&cfg).await {
+                    Ok((channel, c)) => {
+                        summary.connections += 1;
+                        delays = backoff();
+                        let resend = buffer.reports.len();
+                        let ok = buffer.reports.iter().all(|r| c.send(r.clone()));
+                        info!(endpoint = %cfg.endpoint, resent = resend, "Connected to the aggregator.");
+                        if ok {
+                            conn = Some((channel, c));
+                        } else {
+                            next_connect = Instant::now() + delays.next().unwrap_or(Duration::from_secs(30));
+                        }
+                    }
+                    Err(e) => {
+                        let wait = delays.next().unwrap_or(Duration::from_secs(30));
+                        warn!(error = %e, retry_in = ?wait, buffered = buffer.reports.len(), "Cannot reach the aggregator.");
+                        next_connect = Instant::now() + wait;
+                    }
+                }
+            }
+        }
+    }
+
+    // Flush: give buffered reports a last chance to be acked.
+    if let Some((_, mut c)) = conn.take() {
+        if !buffer.reports.is_empty() && !cfg.flush_timeout.is_zero() {
+            let deadline = Instant::now() + cfg.flush_timeout;
+            while !buffer.reports.is_empty() {
+                match tokio::time::timeout_at(deadline, c.inbound.message()).await {
+                    Ok(Ok(Some(pb::AggregatorMessage { msg: Some(aggregator_message::Msg::Ack(a)) }))) => {
+                        handle_ack(&mut buffer, &mut summary, &a);
+                    }
+                    Ok(Ok(Some(_))) => {}
+                    _ => break,
+                }
+            }
+        }
+    }
+    summary.unacked_at_exit = buffer.reports.len() as u64;
+    info!(collected = summary.collected, acked = summary.acked, unacked = summary.unacked_at_exit, "Report stream stopped.");
+    summary
+}
+
+fn handle_ack(buffer: &mut Buffer, summary: &mut StreamSummary, a: &pb::Ack) {
+    let n = buffer.ack(a.epoch, a.seq) as u64;
+    if !a.rejected.is_empty() {
+        summary.rejected += n;
+        warn!(seq = a.seq, reason = %a.rejected, "The aggregator rejected a report; it is dropped.");
+    } else if a.duplicate {
+        summary.duplicates_acked += n;
+    } else {
+        summary.acked += n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(epoch: u64, seq: u64) -> pb::NodeReport {
+        pb::NodeReport { node_name: "n".into(), epoch, seq, ..Default::default() }
+    }
+
+    #[test]
+    fn buffer_drops_oldest_when_full_and_acks_in_order() {
+        let stats = Arc::new(BufferStats::default());
+        let mut b = Buffer::new(3, Arc::clone(&stats));
+        for s in 1..=5 {
+            b.push(report(9, s));
+        }
+        assert_eq!(b.reports.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(stats.dropped_total.load(Ordering::Relaxed), 2);
+        assert_eq!(b.ack(9, 4), 2);
+        assert_eq!(b.reports.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![5]);
+        // An ack of another epoch or an old sequence removes nothing.
+        assert_eq!(b.ack(8, 10), 0);
+        assert_eq!(b.ack(9, 4), 0);
+        assert_eq!(stats.buffered.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn jitter_stays_within_ten_percent() {
+        for _ in 0..1000 {
+            let d = jittered(Duration::from_secs(10));
+            assert!(d >= Duration::from_secs(9) && d <= Duration::from_secs(11), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let d: Vec<Duration> = backoff().take(12).collect();
+        assert!(d[0] >= Duration::from_millis(200) && d[0] <= Duration::from_millis(400), "{d:?}");
+        assert!(d[4] >= Duration::from_millis(3200), "{d:?}");
+        assert!(d.iter().all(|x| *x <= Duration::from_secs(60)), "{d:?}");
+    }
+}

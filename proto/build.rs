@@ -1,0 +1,25 @@
+//! Compiles `caretaker/v1/*.proto` with protox (pure Rust), so no protoc binary is needed.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "caretaker/v1/report.proto",
+        "caretaker/v1/ingest.proto",
+        "caretaker/v1/query.proto",
+    ];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["."])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Served by gRPC server reflection so grpcurl & co. work without the .proto files.
+    std::fs::write(out.join("caretaker_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,653 @@
+//! Domain types shared by the agent and the aggregator.
+//!
+//! These are what both programs compute with and print as JSON. Field names are part of
+//! the public interface (operators script against the JSON): they follow node_exporter's
+//! names for the same facts (`size_bytes`, `receive_bytes_total` …).
+//!
+//! Wire conversion: `From<model::X> for pb::X` is infallible; `TryFrom<pb::X> for
+//! model::X` validates what arrives from the network and names the offending field.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::pb;
+
+/// Version of the JSON schema of [`ClusterReport`]; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Upper bounds on what one report may hold. A real node has tens of mounts and
+/// interfaces; these bounds only stop a broken or hostile agent from making the
+/// aggregator hold unbounded data.
+pub const MAX_FILESYSTEMS: usize = 4096;
+/// See [`MAX_FILESYSTEMS`].
+pub const MAX_INTERFACES: usize = 4096;
+/// See [`MAX_FILESYSTEMS`].
+pub const MAX_ERRORS: usize = 256;
+/// Longest node name Kubernetes accepts (a DNS subdomain, RFC 1123).
+pub const MAX_NODE_NAME_LEN: usize = 253;
+
+/// One collection of node facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeReport {
+    pub node_name: String,
+    /// One run of the agent process: its start time in Unix nanoseconds.
+    pub epoch: u64,
+    /// Sequence number within `epoch`, from 1.
+    pub seq: u64,
+    pub collected_at: Timestamp,
+    /// The agent's report interval, in milliseconds.
+    pub report_interval_ms: u64,
+    pub host: Host,
+    pub filesystems: Vec<Filesystem>,
+    pub network: Vec<NetworkInterface>,
+    pub agent: AgentCost,
+    pub errors: Vec<CollectorError>,
+}
+
+impl NodeReport {
+    /// The agent's report interval.
+    pub fn report_interval(&self) -> Duration {
+        Duration::from_millis(self.report_interval_ms)
+    }
+}
+
+/// Host-wide figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    pub kernel_version: String,
+    pub os_image: String,
+    pub architecture: String,
+    pub uptime_seconds: u64,
+    pub cpu_count: u32,
+    /// Whole-host CPU usage since the previous sample, 0–100.
+    pub cpu_usage_percent: f64,
+    pub load1: f64,
+    pub load5: f64,
+    pub load15: f64,
+    pub memory_total_bytes: u64,
+    /// MemAvailable: the kernel's estimate of memory available without swapping.
+    pub memory_available_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub swap_free_bytes: u64,
+}
+
+/// One filesystem (bind mounts and other mounts of the same device counted once).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Filesystem {
+    /// Mount source as in mountinfo (`/dev/vda1`, `server:/export`).
+    pub device: String,
+    pub fstype: String,
+    /// Shortest mount point of this filesystem.
+    pub mountpoint: String,
+    /// Every mount point of this filesystem, shortest first.
+    pub mountpoints: Vec<String>,
+    /// `major:minor` of the filesystem (st_dev), the identity used to de-duplicate.
+    pub device_id: String,
+    pub read_only: bool,
+    pub size_bytes: u64,
+    pub free_bytes: u64,
+    pub avail_bytes: u64,
+    pub files: u64,
+    pub files_free: u64,
+    /// used / (used + avail) × 100, as `df` computes Use% (reserved blocks excluded).
+    pub used_percent: f64,
+    /// (files − files_free) / files × 100; absent when the filesystem reports 0 inodes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub files_used_percent: Option<f64>,
+    /// statvfs did not answer within the per-mount timeout; the figures are 0.
+    pub stale: bool,
+}
+
+/// Counters of one network interface, from `/proc/net/dev`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkInterface {
+    pub device: String,
+    pub receive_bytes_total: u64,
+    pub receive_packets_total: u64,
+    pub receive_errs_total: u64,
+    pub receive_drop_total: u64,
+    pub transmit_bytes_total: u64,
+    pub transmit_packets_total: u64,
+    pub transmit_errs_total: u64,
+    pub transmit_drop_total: u64,
+    /// Per-second rates since the previous sample; absent on the first sample and when a
+    /// counter was reset.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub rates: Option<NetworkRates>,
+    /// A counter went backwards since the previous sample (reset, wrap, re-created
+    /// interface): no rate for this interval.
+    pub counter_reset: bool,
+}
+
+/// Per-second rates of one interface between two samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkRates {
+    pub receive_bytes_per_second: f64,
+    pub transmit_bytes_per_second: f64,
+    pub receive_packets_per_second: f64,
+    pub transmit_packets_per_second: f64,
+}
+
+/// What the agent itself costs the node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentCost {
+    /// Resident set size of the agent process, in bytes.
+    pub rss_bytes: u64,
+    /// User + system CPU time of the agent process since it started, in seconds.
+    pub cpu_seconds_total: f64,
+    /// CPU time the last collection cycle took, in seconds.
+    pub last_collection_cpu_seconds: f64,
+    /// Wall time the last collection cycle took, in seconds.
+    pub last_collection_wall_seconds: f64,
+    /// Reports waiting for an ack from the aggregator.
+    pub reports_buffered: u64,
+    /// Reports dropped unacked because the buffer was full.
+    pub reports_dropped_total: u64,
+}
+
+/// A problem met while collecting; the rest of the report is still valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectorError {
+    /// `filesystems`, `network`, `host` …
+    pub collector: String,
+    /// The file (with line) or mount point concerned.
+    pub place: String,
+    pub message: String,
+}
+
+/// Whether a node's latest report is recent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Freshness {
+    /// Reported within `stale_after_intervals` of its own report intervals.
+    Fresh,
+    /// Missed that many intervals or more.
+    Stale,
+}
+
+/// The aggregator's view of one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_name: String,
+    pub freshness: Freshness,
+    /// When the aggregator stored the latest report (aggregator clock).
+    pub received_at: Timestamp,
+    /// Reports stored from this node since the store was created.
+    pub reports_stored_total: u64,
+    pub report: NodeReport,
+}
+
+/// The merged report of the whole cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterReport {
+    /// See [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    pub generated_at: Timestamp,
+    /// Nodes sorted by name.
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// A wire message that cannot become a domain value; names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {reason}")]
+pub struct InvalidMessage {
+    /// Dotted path of the field (`filesystems[3].used_percent`).
+    pub field: String,
+    pub reason: String,
+}
+
+impl InvalidMessage {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+
+    fn within(self, prefix: &str) -> Self {
+        Self { field: format!("{prefix}.{}", self.field), reason: self.reason }
+    }
+}
+
+fn ts_to_pb(t: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }
+}
+
+fn ts_from_pb(t: Option<prost_types::Timestamp>, field: &str) -> Result<Timestamp, InvalidMessage> {
+    let t = t.ok_or_else(|| InvalidMessage::new(field, "missing"))?;
+    Timestamp::new(t.seconds, t.nanos).map_err(|e| InvalidMessage::new(field, e.to_string()))
+}
+
+fn finite(v: f64, field: &str) -> Result<f64, InvalidMessage> {
+    if v.is_finite() { Ok(v) } else { Err(InvalidMessage::new(field, format!("{v} is not a finite number"))) }
+}
+
+fn percent(v: f64, field: &str) -> Result<f64, InvalidMessage> {
+    let v = finite(v, field)?;
+    if (0.0..=100.0).contains(&v) { Ok(v) } else { Err(InvalidMessage::new(field, format!("{v} is outside 0..=100"))) }
+}
+
+fn non_negative(v: f64, field: &str) -> Result<f64, InvalidMessage> {
+    let v = finite(v, field)?;
+    if v >= 0.0 { Ok(v) } else { Err(InvalidMessage::new(field, format!("{v} is negative"))) }
+}
+
+fn bounded<T>(v: Vec<T>, max: usize, field: &str) -> Result<Vec<T>, InvalidMessage> {
+    if v.len() <= max { Ok(v) } else { Err(InvalidMessage::new(field, format!("{} entries, at most {max} allowed", v.len()))) }
+}
+
+/// Checks a node name: non-empty, at most 253 bytes, no control characters or `/`.
+///
+/// # Errors
+/// Names the reason.
+pub fn validate_node_name(name: &str) -> Result<(), InvalidMessage> {
+    if name.is_empty() {
+        return Err(InvalidMessage::new("node_name", "empty"));
+    }
+    if name.len() > MAX_NODE_NAME_LEN {
+        return Err(InvalidMessage::new("node_name", format!("{} bytes, at most {MAX_NODE_NAME_LEN}", name.len())));
+    }
+    if name.chars().any(|c| c.is_control() || c == '/' || c.is_whitespace()) {
+        return Err(InvalidMessage::new("node_name", format!("{name:?} holds whitespace, a control character or '/'")));
+    }
+    Ok(())
+}
+
+impl From<NodeReport> for pb::NodeReport {
+    fn from(r: NodeReport) -> Self {
+        Self {
+            node_name: r.node_name,
+            epoch: r.epoch,
+            seq: r.seq,
+            collected_at: Some(ts_to_pb(r.collected_at)),
+            report_interval_ms: r.report_interval_ms,
+            host: Some(r.host.into()),
+            filesystems: r.filesystems.into_iter().map(Into::into).collect(),
+            network: r.network.into_iter().map(Into::into).collect(),
+            agent: Some(r.agent.into()),
+            errors: r.errors.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::NodeReport> for NodeReport {
+    type Error = InvalidMessage;
+
+    fn try_from(r: pb::NodeReport) -> Result<Self, Self::Error> {
+        validate_node_name(&r.node_name)?;
+        if r.epoch == 0 {
+            return Err(InvalidMessage::new("epoch", "must be > 0"));
+        }
+        if r.seq == 0 {
+            return Err(InvalidMessage::new("seq", "must be > 0"));
+        }
+        if r.report_interval_ms == 0 {
+            return Err(InvalidMessage::new("report_interval_ms", "must be > 0"));
+        }
+        let filesystems = bounded(r.filesystems, MAX_FILESYSTEMS, "filesystems")?
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| Filesystem::try_from(f).map_err(|e| e.within(&format!("filesystems[{i}]"))))
+            .collect::<Result<_, _>>()?;
+        let network = bounded(r.network, MAX_INTERFACES, "network")?
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| NetworkInterface::try_from(n).map_err(|e| e.within(&format!("network[{i}]"))))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            collected_at: ts_from_pb(r.collected_at, "collected_at")?,
+            host: Host::try_from(r.host.ok_or_else(|| InvalidMessage::new("host", "missing"))?)
+                .map_err(|e| e.within("host"))?,
+            agent: AgentCost::try_from(r.agent.ok_or_else(|| InvalidMessage::new("agent", "missing"))?)
+                .map_err(|e| e.within("agent"))?,
+            errors: bounded(r.errors, MAX_ERRORS, "errors")?.into_iter().map(Into::into).collect(),
+            node_name: r.node_name,
+            epoch: r.epoch,
+            seq: r.seq,
+            report_interval_ms: r.report_interval_ms,
+            filesystems,
+            network,
+        })
+    }
+}
+
+impl From<Host> for pb::Host {
+    fn from(h: Host) -> Self {
+        Self {
+            kernel_version: h.kernel_version,
+            os_image: h.os_image,
+            architecture: h.architecture,
+            uptime_seconds: h.uptime_seconds,
+            cpu_count: h.cpu_count,
+            cpu_usage_percent: h.cpu_usage_percent,
+            load1: h.load1,
+            load5: h.load5,
+            load15: h.load15,
+            memory_total_bytes: h.memory_total_bytes,
+            memory_available_bytes: h.memory_available_bytes,
+            swap_total_bytes: h.swap_total_bytes,
+            swap_free_bytes: h.swap_free_bytes,
+        }
+    }
+}
+
+impl TryFrom<pb::Host> for Host {
+    type Error = InvalidMessage;
+
+    fn try_from(h: pb::Host) -> Result<Self, Self::Error> {
+        Ok(Self {
+            cpu_usage_percent: percent(h.cpu_usage_percent, "cpu_usage_percent")?,
+            load1: non_negative(h.load1, "load1")?,
+            load5: non_negative(h.load5, "load5")?,
+            load15: non_negative(h.load15, "load15")?,
+            kernel_version: h.kernel_version,
+            os_image: h.os_image,
+            architecture: h.architecture,
+            uptime_seconds: h.uptime_seconds,
+            cpu_count: h.cpu_count,
+            memory_total_bytes: h.memory_total_bytes,
+            memory_available_bytes: h.memory_available_bytes,
+            swap_total_bytes: h.swap_total_bytes,
+            swap_free_bytes: h.swap_free_bytes,
+        })
+    }
+}
+
+impl From<Filesystem> for pb::Filesystem {
+    fn from(f: Filesystem) -> Self {
+        Self {
+            device: f.device,
+            fstype: f.fstype,
+            mountpoint: f.mountpoint,
+            device_id: f.device_id,
+            read_only: f.read_only,
+            size_bytes: f.size_bytes,
+            free_bytes: f.free_bytes,
+            avail_bytes: f.avail_bytes,
+            files: f.files,
+            files_free: f.files_free,
+            used_percent: f.used_percent,
+            files_used_percent: f.files_used_percent,
+            stale: f.stale,
+            mountpoints: f.mountpoints,
+        }
+    }
+}
+
+impl TryFrom<pb::Filesystem> for Filesystem {
+    type Error = InvalidMessage;
+
+    fn try_from(f: pb::Filesystem) -> Result<Self, Self::Error> {
+        if f.mountpoint.is_empty() {
+            return Err(InvalidMessage::new("mountpoint", "empty"));
+        }
+        Ok(Self {
+            used_percent: percent(f.used_percent, "used_percent")?,
+            files_used_percent: f.files_used_percent.map(|p| percent(p, "files_used_percent")).transpose()?,
+            device: f.device,
+            fstype: f.fstype,
+            mountpoint: f.mountpoint,
+            mountpoints: f.mountpoints,
+            device_id: f.device_id,
+            read_only: f.read_only,
+            size_bytes: f.size_bytes,
+            free_bytes: f.free_bytes,
+            avail_bytes: f.avail_bytes,
+            files: f.files,
+            files_free: f.files_free,
+            stale: f.stale,
+        })
+    }
+}
+
+impl From<NetworkInterface> for pb::NetworkInterface {
+    fn from(n: NetworkInterface) -> Self {
+        Self {
+            device: n.device,
+            receive_bytes_total: n.receive_bytes_total,
+            receive_packets_total: n.receive_packets_total,
+            receive_errs_total: n.receive_errs_total,
+            receive_drop_total: n.receive_drop_total,
+            transmit_bytes_total: n.transmit_bytes_total,
+            transmit_packets_total: n.transmit_packets_total,
+            transmit_errs_total: n.transmit_errs_total,
+            transmit_drop_total: n.transmit_drop_total,
+            receive_bytes_per_second: n.rates.map(|r| r.receive_bytes_per_second),
+            transmit_bytes_per_second: n.rates.map(|r| r.transmit_bytes_per_second),
+            receive_packets_per_second: n.rates.map(|r| r.receive_packets_per_second),
+            transmit_packets_per_second: n.rates.map(|r| r.transmit_packets_per_second),
+            counter_reset: n.counter_reset,
+        }
+    }
+}
+
+impl TryFrom<pb::NetworkInterface> for NetworkInterface {
+    type Error = InvalidMessage;
+
+    fn try_from(n: pb::NetworkInterface) -> Result<Self, Self::Error> {
+        if n.device.is_empty() {
+            return Err(InvalidMessage::new("device", "empty"));
+        }
+        let rates = match (
+            n.receive_bytes_per_second,
+            n.transmit_bytes_per_second,
+            n.receive_packets_per_second,
+            n.transmit_packets_per_second,
+        ) {
+            (None, None, None, None) => None,
+            (Some(rb), Some(tb), Some(rp), Some(tp)) => Some(NetworkRates {
+                receive_bytes_per_second: non_negative(rb, "receive_bytes_per_second")?,
+                transmit_bytes_per_second: non_negative(tb, "transmit_bytes_per_second")?,
+                receive_packets_per_second: non_negative(rp, "receive_packets_per_second")?,
+                transmit_packets_per_second: non_negative(tp, "transmit_packets_per_second")?,
+            }),
+            _ => return Err(InvalidMessage::new("receive_bytes_per_second", "rates must be all present or all absent")),
+        };
+        Ok(Self {
+            device: n.device,
+            receive_bytes_total: n.receive_bytes_total,
+            receive_packets_total: n.receive_packets_total,
+            receive_errs_total: n.receive_errs_total,
+            receive_drop_total: n.receive_drop_total,
+            transmit_bytes_total: n.transmit_bytes_total,
+            transmit_packets_total: n.transmit_packets_total,
+            transmit_errs_total: n.transmit_errs_total,
+            transmit_drop_total: n.transmit_drop_total,
+            rates,
+            counter_reset: n.counter_reset,
+        })
+    }
+}
+
+impl From<AgentCost> for pb::AgentCost {
+    fn from(a: AgentCost) -> Self {
+        Self {
+            rss_bytes: a.rss_bytes,
+            cpu_seconds_total: a.cpu_seconds_total,
+            last_collection_cpu_seconds: a.last_collection_cpu_seconds,
+            last_collection_wall_seconds: a.last_collection_wall_seconds,
+            reports_buffered: a.reports_buffered,
+            reports_dropped_total: a.reports_dropped_total,
+        }
+    }
+}
+
+impl TryFrom<pb::AgentCost> for AgentCost {
+    type Error = InvalidMessage;
+
+    fn try_from(a: pb::AgentCost) -> Result<Self, Self::Error> {
+        Ok(Self {
+            rss_bytes: a.rss_bytes,
+            cpu_seconds_total: non_negative(a.cpu_seconds_total, "cpu_seconds_total")?,
+            last_collection_cpu_seconds: non_negative(a.last_collection_cpu_seconds, "last_collection_cpu_seconds")?,
+            last_collection_wall_seconds: non_negative(a.last_collection_wall_seconds, "last_collection_wall_seconds")?,
+            reports_buffered: a.reports_buffered,
+            reports_dropped_total: a.reports_dropped_total,
+        })
+    }
+}
+
+impl From<CollectorError> for pb::CollectorError {
+    fn from(e: CollectorError) -> Self {
+        Self { collector: e.collector, place: e.place, message: e.message }
+    }
+}
+
+impl From<pb::CollectorError> for CollectorError {
+    fn from(e: pb::CollectorError) -> Self {
+        Self { collector: e.collector, place: e.place, message: e.message }
+    }
+}
+
+impl From<Freshness> for pb::Freshness {
+    fn from(f: Freshness) -> Self {
+        match f {
+            Freshness::Fresh => pb::Freshness::Fresh,
+            Freshness::Stale => pb::Freshness::Stale,
+        }
+    }
+}
+
+impl From<NodeStatus> for pb::NodeStatus {
+    fn from(n: NodeStatus) -> Self {
+        Self {
+            node_name: n.node_name,
+            freshness: pb::Freshness::from(n.freshness) as i32,
+            received_at: Some(ts_to_pb(n.received_at)),
+            reports_stored_total: n.reports_stored_total,
+            report: Some(n.report.into()),
+        }
+    }
+}
+
+impl TryFrom<pb::NodeStatus> for NodeStatus {
+    type Error = InvalidMessage;
+
+    fn try_from(n: pb::NodeStatus) -> Result<Self, Self::Error> {
+        let freshness = match pb::Freshness::try_from(n.freshness) {
+            Ok(pb::Freshness::Fresh) => Freshness::Fresh,
+            Ok(pb::Freshness::Stale) => Freshness::Stale,
+            _ => return Err(InvalidMessage::new("freshness", format!("unknown value {}", n.freshness))),
+        };
+        Ok(Self {
+            freshness,
+            received_at: ts_from_pb(n.received_at, "received_at")?,
+            reports_stored_total: n.reports_stored_total,
+            report: NodeReport::try_from(n.report.ok_or_else(|| InvalidMessage::new("report", "missing"))?)
+                .map_err(|e| e.within("report"))?,
+            node_name: n.node_name,
+        })
+    }
+}
+
+impl From<ClusterReport> for pb::ClusterReport {
+    fn from(c: ClusterReport) -> Self {
+        Self {
+            schema_version: c.schema_version,
+            generated_at: Some(ts_to_pb(c.generated_at)),
+            nodes: c.nodes.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::ClusterReport> for ClusterReport {
+    type Error = InvalidMessage;
+
+    fn try_from(c: pb::ClusterReport) -> Result<Self, Self::Error> {
+        Ok(Self {
+            schema_version: c.schema_version,
+            generated_at: ts_from_pb(c.generated_at, "generated_at")?,
+            nodes: c
+                .nodes
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| NodeStatus::try_from(n).map_err(|e| e.within(&format!("nodes[{i}]"))))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample_report() -> NodeReport {
+        NodeReport {
+            node_name: "node-a".into(),
+            epoch: 1_700_000_000_000_000_000,
+            seq: 7,
+            collected_at: "2026-11-29T03:00:00Z".parse().unwrap(),
+            report_interval_ms: 10_000,
+            host: Host { cpu_count: 2, cpu_usage_percent: 12.5, memory_total_bytes: 1 << 30, ..Host::default() },
+            filesystems: vec![Filesystem {
+                device: "/dev/vda".into(),
+                fstype: "ext4".into(),
+                mountpoint: "/".into(),
+                mountpoints: vec!["/".into(), "/mnt/bind".into()],
+                device_id: "254:0".into(),
+                read_only: false,
+                size_bytes: 1000,
+                free_bytes: 400,
+                avail_bytes: 300,
+                files: 0,
+                files_free: 0,
+                used_percent: 66.66666666666667,
+                files_used_percent: None,
+                stale: false,
+            }],
+            network: vec![NetworkInterface {
+                device: "eth0".into(),
+                receive_bytes_total: 10,
+                rates: Some(NetworkRates { receive_bytes_per_second: 1.5, ..NetworkRates::default() }),
+                ..NetworkInterface::default()
+            }],
+            agent: AgentCost { rss_bytes: 5 << 20, cpu_seconds_total: 0.25, ..AgentCost::default() },
+            errors: vec![CollectorError { collector: "network".into(), place: "/proc/net/dev:3".into(), message: "x".into() }],
+        }
+    }
+
+    #[test]
+    fn node_report_round_trips_through_the_wire_type() {
+        let r = sample_report();
+        let back = NodeReport::try_from(pb::NodeReport::from(r.clone())).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn nan_percentage_is_rejected_naming_the_field() {
+        let mut p = pb::NodeReport::from(sample_report());
+        p.filesystems[0].used_percent = f64::NAN;
+        let err = NodeReport::try_from(p).unwrap_err();
+        assert_eq!(err.field, "filesystems[0].used_percent");
+        assert_eq!(err.to_string(), "invalid filesystems[0].used_percent: NaN is not a finite number");
+    }
+
+    #[test]
+    fn partial_rates_are_rejected() {
+        let mut p = pb::NodeReport::from(sample_report());
+        p.network[0].transmit_bytes_per_second = None;
+        let err = NodeReport::try_from(p).unwrap_err();
+        assert_eq!(err.field, "network[0].receive_bytes_per_second");
+    }
+
+    #[test]
+    fn bad_node_names_are_rejected() {
+        assert!(validate_node_name("node-1.example").is_ok());
+        assert_eq!(validate_node_name("").unwrap_err().reason, "empty");
+        assert!(validate_node_name("a/b").is_err());
+        assert!(validate_node_name("a b").is_err());
+        assert!(validate_node_name(&"x".repeat(254)).is_err());
+    }
+
+    #[test]
+    fn json_uses_node_exporter_names_and_omits_absent_inode_percent() {
+        let v = serde_json::to_value(sample_report()).unwrap();
+        let fs = &v["filesystems"][0];
+        for k in ["device", "fstype", "mountpoint", "size_bytes", "free_bytes", "avail_bytes", "files", "files_free", "used_percent"] {
+            assert!(fs.get(k).is_some(), "missing {k}");
+        }
+        assert!(fs.get("files_used_percent").is_none());
+        assert_eq!(v["network"][0]["receive_bytes_total"], 10);
+        assert_eq!(v["network"][0]["rates"]["receive_bytes_per_second"], 1.5);
+        assert_eq!(v["collected_at"], "2026-11-29T03:00:00Z");
+    }
+}

@@ -1,0 +1,167 @@
+//! Human-readable tables of node reports (terminal tables or Markdown pipe tables).
+//!
+//! JSON output does not come through here: it is the serde form of [`crate::model`].
+
+use bytesize::ByteSize;
+use comfy_table::{Table, presets};
+
+use crate::model::{AgentCost, Filesystem, NetworkInterface, NodeReport};
+
+/// How a table is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Box-drawn table for a terminal.
+    Terminal,
+    /// GitHub-flavoured Markdown pipe table.
+    Markdown,
+}
+
+fn table(style: Style, header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(match style {
+        Style::Terminal => presets::UTF8_FULL_CONDENSED,
+        Style::Markdown => presets::ASCII_MARKDOWN,
+    });
+    t.set_header(header.to_vec());
+    t
+}
+
+/// Bytes with binary units (`1.5 GiB`).
+pub fn bytes(n: u64) -> String {
+    ByteSize::b(n).display().iec().to_string()
+}
+
+fn rate(v: Option<f64>) -> String {
+    match v {
+        // Rates are shown per second with binary units; fractions of a byte are noise.
+        Some(r) => format!("{}/s", bytes(r.round() as u64)),
+        None => "-".into(),
+    }
+}
+
+/// One row per filesystem.
+pub fn filesystems(style: Style, fs: &[Filesystem]) -> String {
+    let mut t = table(style, &["mountpoint", "device", "fstype", "size", "used", "avail", "use%", "inodes use%", "note"]);
+    for f in fs {
+        let note = match (f.stale, f.mountpoints.len()) {
+            (true, _) => "stale: statvfs timed out".to_string(),
+            (false, n) if n > 1 => format!("also at {}", f.mountpoints[1..].join(", ")),
+            _ => String::new(),
+        };
+        t.add_row(vec![
+            f.mountpoint.clone(),
+            f.device.clone(),
+            f.fstype.clone(),
+            bytes(f.size_bytes),
+            bytes(f.size_bytes.saturating_sub(f.free_bytes)),
+            bytes(f.avail_bytes),
+            format!("{:.1}", f.used_percent),
+            f.files_used_percent.map_or_else(|| "-".into(), |p| format!("{p:.1}")),
+            note,
+        ]);
+    }
+    t.to_string()
+}
+
+/// One row per interface.
+pub fn network(style: Style, ifs: &[NetworkInterface]) -> String {
+    let mut t = table(style, &["device", "received", "transmitted", "rx rate", "tx rate", "errs (rx/tx)", "drop (rx/tx)", "note"]);
+    for n in ifs {
+        t.add_row(vec![
+            n.device.clone(),
+            bytes(n.receive_bytes_total),
+            bytes(n.transmit_bytes_total),
+            rate(n.rates.map(|r| r.receive_bytes_per_second)),
+            rate(n.rates.map(|r| r.transmit_bytes_per_second)),
+            format!("{}/{}", n.receive_errs_total, n.transmit_errs_total),
+            format!("{}/{}", n.receive_drop_total, n.transmit_drop_total),
+            if n.counter_reset { "counter reset: no rate this interval".into() } else { String::new() },
+        ]);
+    }
+    t.to_string()
+}
+
+/// One line on the agent's own cost.
+pub fn agent_cost(a: &AgentCost) -> String {
+    format!(
+        "agent: RSS {}, CPU {:.3} s total, last collection {:.3} ms CPU / {:.3} ms wall, {} report(s) awaiting ack, {} dropped",
+        bytes(a.rss_bytes),
+        a.cpu_seconds_total,
+        a.last_collection_cpu_seconds * 1e3,
+        a.last_collection_wall_seconds * 1e3,
+        a.reports_buffered,
+        a.reports_dropped_total,
+    )
+}
+
+/// A whole node report: host line, filesystems, network, agent cost, collection errors.
+pub fn node_report(style: Style, r: &NodeReport) -> String {
+    let h = &r.host;
+    let mut out = String::new();
+    let head = format!(
+        "node {} (report #{} of run {}, collected {})\nhost: {} {} kernel {}, {} CPUs at {:.1} %, load {:.2} {:.2} {:.2}, memory {} available of {}, up {}\n",
+        r.node_name,
+        r.seq,
+        r.epoch,
+        r.collected_at,
+        h.os_image,
+        h.architecture,
+        h.kernel_version,
+        h.cpu_count,
+        h.cpu_usage_percent,
+        h.load1,
+        h.load5,
+        h.load15,
+        bytes(h.memory_available_bytes),
+        bytes(h.memory_total_bytes),
+        humanize_seconds(h.uptime_seconds),
+    );
+    out.push_str(&head);
+    out.push('\n');
+    out.push_str(&filesystems(style, &r.filesystems));
+    out.push_str("\n\n");
+    out.push_str(&network(style, &r.network));
+    out.push_str("\n\n");
+    out.push_str(&agent_cost(&r.agent));
+    out.push('\n');
+    for e in &r.errors {
+        out.push_str(&format!("collection error ({}) at {}: {}\n", e.collector, e.place, e.message));
+    }
+    out
+}
+
+fn humanize_seconds(s: u64) -> String {
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    if d > 0 { format!("{d}d {h}h") } else { format!("{h}h {m}m") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::sample_report;
+
+    #[test]
+    fn filesystem_table_shows_bind_mounts_and_absent_inode_percent() {
+        let r = sample_report();
+        let s = filesystems(Style::Markdown, &r.filesystems);
+        let row = s.lines().find(|l| l.contains("/dev/vda")).unwrap();
+        assert!(row.contains("66.7"), "{row}");
+        assert!(row.contains("| -"), "inode percent must show '-': {row}");
+        assert!(row.contains("also at /mnt/bind"), "{row}");
+    }
+
+    #[test]
+    fn network_table_shows_rates_or_dash() {
+        let mut r = sample_report();
+        r.network.push(NetworkInterface { device: "lo".into(), counter_reset: true, ..Default::default() });
+        let s = network(Style::Terminal, &r.network);
+        assert!(s.lines().any(|l| l.contains("eth0") && l.contains("2 B/s")), "{s}");
+        assert!(s.lines().any(|l| l.contains("lo") && l.contains("counter reset")), "{s}");
+    }
+
+    #[test]
+    fn bytes_use_binary_units() {
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(0), "0 B");
+    }
+}

@@ -1,0 +1,1 @@
+//! Helpers for the cross-program tests in `tests/tests/`.
