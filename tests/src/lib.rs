@@ -92,13 +92,15 @@ pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() ->
     Ok(())
 }
 
-/// A built binary of this workspace (`caretaker-agent`, `caretaker-aggregator`), found
-/// next to the test executable's directory (`target/debug/`). `cargo test --workspace`
-/// builds them because the agent and aggregator crates have integration tests.
+/// A built binary of this workspace (`caretaker-agent`, `caretaker-aggregator`) of the
+/// same profile as the running executable: beside it (a bench binary in `target/release/`)
+/// or one directory up (a test in `target/debug/deps/`). `cargo test --workspace` builds
+/// them because the agent and aggregator crates have integration tests.
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/debug");
-    let p = dir.join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --bins` (or the whole `cargo test --workspace`) first", p.display());
-    p
+    let exe = std::env::current_exe().expect("executable path");
+    let dir = exe.parent().expect("executable directory");
+    let candidates = [dir.join(name), dir.parent().map(|d| d.join(name)).unwrap_or_default()];
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!("{name} is missing beside {}: run `cargo build --bins` (or the whole `cargo test --workspace`) first", exe.display())
+    })
 }
