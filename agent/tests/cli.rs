@@ -28,6 +28,8 @@ fn fixture_procfs() -> tempfile::TempDir {
          eth0:1: 5 6 0 0 0 0 0 0 7 8 0 0 0 0 0 0\n",
     )
     .unwrap();
+    std::fs::create_dir_all(dir.path().join("sys/class/net/eth0")).unwrap();
+    std::fs::write(dir.path().join("sys/class/net/eth0/operstate"), "up\n").unwrap();
     dir
 }
 
@@ -37,6 +39,8 @@ fn stats_reads_the_fixture_procfs_and_prints_json() {
     let out = agent()
         .args(["--path.procfs"])
         .arg(procfs.path())
+        .arg("--path.sysfs")
+        .arg(procfs.path().join("sys"))
         .args(["stats", "--output", "json", "--sample-interval", "0s"])
         .env("NODE_NAME", "fixture-node")
         .output()
@@ -61,6 +65,8 @@ fn stats_reads_the_fixture_procfs_and_prints_json() {
     assert_eq!(net[1]["transmit_errs_total"], 3);
     assert_eq!(net[1]["transmit_drop_total"], 4);
     assert_eq!(net[2]["transmit_packets_total"], 8);
+    assert_eq!(net[1]["operstate"], "up");
+    assert!(net[0].get("operstate").is_none(), "lo is not in the fixture sysfs");
     assert!(net[1].get("rates").is_none(), "one sample has no rates");
     assert!(v["agent"]["rss_bytes"].as_u64().unwrap() > 0);
     assert_eq!(v["errors"], serde_json::json!([]));

@@ -131,3 +131,61 @@ async fn a_silent_node_turns_stale_and_a_restarted_agent_is_the_same_node_again(
     steady.stop().await?;
     agg.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_reports_are_acked_as_rejected_naming_the_field_and_health_is_serving() -> anyhow::Result<()> {
+    use caretaker_proto::pb::{self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient};
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+    let dir = tempfile::tempdir()?;
+    let agg = RunningAggregator::start(dir.path(), "127.0.0.1:0".parse()?, 3).await?;
+    let channel = tonic::transport::Endpoint::from_shared(agg.url())?.connect().await?;
+
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest { service: "caretaker.v1.ReportIngest".into() })
+        .await?
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+
+    let good = pb::NodeReport {
+        node_name: "raw".into(),
+        epoch: 7,
+        seq: 1,
+        collected_at: Some(prost_types::Timestamp { seconds: 1_800_000_000, nanos: 0 }),
+        report_interval_ms: 10_000,
+        host: Some(pb::Host::default()),
+        agent: Some(pb::AgentCost::default()),
+        ..Default::default()
+    };
+    let mut nan = good.clone();
+    nan.seq = 2;
+    nan.filesystems.push(pb::Filesystem { mountpoint: "/".into(), used_percent: f64::NAN, ..Default::default() });
+    let mut nameless = good.clone();
+    nameless.node_name = String::new();
+    let msgs: Vec<pb::AgentMessage> = [good.clone(), nan, nameless, good]
+        .into_iter()
+        .map(|r| pb::AgentMessage { msg: Some(agent_message::Msg::Report(r)) })
+        .collect();
+    let mut acks = ReportIngestClient::new(channel).stream(tokio_stream::iter(msgs)).await?.into_inner();
+    let mut got = Vec::new();
+    while let Some(m) = acks.message().await? {
+        if let Some(aggregator_message::Msg::Ack(a)) = m.msg {
+            got.push((a.seq, a.duplicate, a.rejected));
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            (1, false, String::new()),
+            (2, false, "invalid filesystems[0].used_percent: NaN is not a finite number".into()),
+            (1, false, "invalid node_name: empty".into()),
+            (1, true, String::new()),
+        ]
+    );
+    let s = agg.state.node("raw", Timestamp::now()).expect("the valid report is stored");
+    assert_eq!((s.report.seq, s.reports_stored_total), (1, 1));
+    let metrics = agg.state.metrics.encode();
+    assert!(metrics.contains("caretaker_ingest_reports_total{result=\"rejected\"} 2"), "{metrics}");
+    assert!(metrics.contains("caretaker_ingest_reports_total{result=\"duplicate\"} 1"), "{metrics}");
+    agg.stop().await
+}
