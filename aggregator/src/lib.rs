@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod query;
 pub mod report;
 pub mod server;
+pub mod signals;
 pub mod standalone;
 pub mod state;
 pub mod store;
