@@ -434,7 +434,11 @@ impl Run<'_, '_> {
     fn compress(&mut self, p: &Policy, src: &Path, lay: &Layout) -> io::Result<()> {
         let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let dst = src.with_file_name(format!("{name}{}", lay.compext));
-        let before = std::fs::symlink_metadata(src).map(|m| m.len()).unwrap_or(0);
+        let before = match std::fs::symlink_metadata(src) {
+            Ok(m) => m.len(),
+            // Dry run: the archive does not exist yet; it is the log just "rotated".
+            Err(_) => self.out.actions.iter().rev().find(|a| a.to.as_deref() == Some(src)).map_or(0, |a| a.bytes),
+        };
         let after = if self.pass.dry_run {
             None
         } else {
