@@ -149,6 +149,9 @@ fn scenarios() -> Vec<Scenario> {
     ]
 }
 
+/// A file tree: relative name → (content after decompression, mode).
+type Tree = BTreeMap<String, (Vec<u8>, u32)>;
+
 /// One side of the comparison.
 trait Rotator {
     fn run(&self, dir: &Path, conf: &Path, state: &Path, force: bool) -> bool;
@@ -189,7 +192,7 @@ fn shift_state(state: &Path, seconds: i64) {
 }
 
 /// Runs a scenario on one side; returns (tree, errors seen per run).
-fn play(s: &Scenario, r: &dyn Rotator) -> (BTreeMap<String, (Vec<u8>, u32)>, Vec<bool>) {
+fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
     std::fs::create_dir(&dir).unwrap();
@@ -235,7 +238,7 @@ fn log_bytes(n: usize) -> Vec<u8> {
 }
 
 /// Every file under `dir`: relative name → (content after decompression, mode).
-fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
+fn tree(dir: &Path) -> Tree {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -265,7 +268,7 @@ fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
     out
 }
 
-fn show(t: &BTreeMap<String, (Vec<u8>, u32)>) -> String {
+fn show(t: &Tree) -> String {
     t.iter().map(|(k, (c, m))| format!("  {k} {m:o} {:?}\n", String::from_utf8_lossy(&c[..c.len().min(40)]))).collect()
 }
 

@@ -616,7 +616,8 @@ fn create_log(f: &Path, spec: CreateSpec, old: &std::fs::Metadata) -> io::Result
 }
 
 /// copy / copytruncate: copy (keeping holes) to a temporary, copy again what was
-/// appended meanwhile, fsync, rename to `target`, then truncate the log (copytruncate).
+/// appended meanwhile, rename to `target`, copy the last appended bytes and truncate the
+/// log (copytruncate) with nothing slow in between, then fsync the copy.
 fn copy_out(f: &Path, target: &Path, truncate: bool, fail: FailHook<'_>) -> io::Result<()> {
     let src = std::fs::OpenOptions::new().read(true).write(truncate).custom_flags(nix::libc::O_NOFOLLOW).open(f)?;
     let meta = src.metadata()?;
@@ -640,19 +641,23 @@ fn copy_out(f: &Path, target: &Path, truncate: bool, fail: FailHook<'_>) -> io::
             }
             pos = fsx::copy_sparse_from(&src, &dst, pos)?;
         }
-        fail("fsync")?;
-        dst.sync_all()?;
+        // The copy gets its final name before the truncate, so a crash after the truncate
+        // never leaves the data only in a temporary (which the next run would remove).
         fail("rename")?;
         std::fs::rename(&tmp, target)?;
         if truncate {
-            // Last catch-up right before the truncate: the window for loss is this gap.
+            // Last catch-up through the still-open descriptor right before the truncate:
+            // the window for loss is only the gap between this size check and ftruncate,
+            // so nothing slow (no fsync) goes between.
             let len = src.metadata()?.len();
             if len > pos {
                 fsx::copy_sparse_from(&src, &dst, pos)?;
-                dst.sync_all()?;
             }
+            fail("truncate")?;
             src.set_len(0)?;
         }
+        fail("fsync")?;
+        dst.sync_all()?;
         Ok(())
     })();
     if res.is_err() {
