@@ -1,0 +1,1 @@
+//! `caretaker-agent prune-images`.
