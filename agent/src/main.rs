@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::AgentConfig;
+use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
 use caretaker_agent::paths::HostPaths;
 use caretaker_proto::config::{EXIT_USAGE, load_yaml};
 use caretaker_proto::render::{self, Style};
@@ -65,6 +66,14 @@ enum Command {
         /// (no rates).
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         sample_interval: Duration,
+    },
+    /// Remove unused images through Docker or containerd (CRI); a dry run unless --apply.
+    PruneImages {
+        /// YAML config file (optional: the images section).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: PruneImagesArgs,
     },
 }
 
@@ -163,6 +172,24 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Output::Table => print!("{}", render::node_report(Style::Terminal, &report)),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::PruneImages { config, args } => {
+            let cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => return Ok(usage_error(e)),
+            };
+            let policy = match cfg.images.policy(args.min_age) {
+                Ok(p) => p,
+                Err(e) => return Ok(usage_error(e)),
+            };
+            let rootfs = host_paths(paths_flags, &cfg).rootfs;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the async runtime")?;
+            let outcomes = rt.block_on(prune_cli::run(&cfg.images, &policy, &rootfs, args))?;
+            match args.output {
+                prune_cli::Output::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
+                prune_cli::Output::Table => print!("{}", prune_cli::render_table(&outcomes)),
+            }
+            Ok(if prune_cli::any_failed(&outcomes) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
     }
 }
