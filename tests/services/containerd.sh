@@ -29,7 +29,11 @@ disabled_plugins = []
   address = "$ctd_state/debug.sock"
 
 [plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "registry.k8s.io/pause:3.6"
+  # A name no keep glob matches, so the tests see the sandbox-image rule on its own.
+  sandbox_image = "caretaker.test/pause:1"
+  # The sandbox asks for oom_score_adj -998; in a nested sandbox without CAP_SYS_RESOURCE
+  # runc cannot lower it, so clamp to the daemon's own value.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
 TOML

@@ -166,3 +166,17 @@ pub fn docker_image_ids(sock: &Path) -> Vec<String> {
     v.dedup();
     v
 }
+
+/// `ctr` talking to the test containerd in the CRI namespace.
+pub fn ctr(sock: &Path) -> Command {
+    let mut c = Command::new("ctr");
+    c.arg("--address").arg(sock).args(["-n", "k8s.io"]);
+    c
+}
+
+/// Writes `tar` to a temp file and imports it into containerd's CRI namespace.
+pub fn ctr_import(sock: &Path, tar: &[u8]) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), tar).unwrap();
+    run(ctr(sock).args(["images", "import", "--no-unpack"]).arg(f.path()));
+}
