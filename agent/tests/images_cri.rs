@@ -214,7 +214,7 @@ async fn cri_container_created_between_plan_and_removal_keeps_its_image() {
         &sock,
         &[
             TestImage::new(&["caretaker.test/pause:1"], ago(500), 100, "pause"),
-            TestImage::new(&["ct/a:1"], ago(48), 100, "a"),
+            TestImage::new(&["ct/a:1"], ago(49), 100, "a"),
             TestImage::new(&["ct/b:1"], ago(48), 100, "b"),
         ],
     )

@@ -148,7 +148,7 @@ async fn a_container_created_between_plan_and_removal_keeps_its_image() {
     let Some(sock) = sock() else { return };
     let _g = lock();
     docker_reset(&sock);
-    let (tar, ids) = docker_save_tar(&[TestImage::new(&["ct/a:1"], ago(48), 100, "a"), TestImage::new(&["ct/b:1"], ago(48), 100, "b")]);
+    let (tar, ids) = docker_save_tar(&[TestImage::new(&["ct/a:1"], ago(49), 100, "a"), TestImage::new(&["ct/b:1"], ago(48), 100, "b")]);
     docker_load(&sock, &tar);
     let rt = connect(&sock).await;
     let p = plan(&rt.list_images().await.unwrap(), &rt.list_users().await.unwrap(), &policy(24), Mode::Prune { disk: None }, Timestamp::now(), &HashMap::new());
