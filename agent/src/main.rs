@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use caretaker_agent::collector::{BufferStats, Collector};
+use caretaker_agent::cleanup::cli::{self as cleanup_cli, CleanupArgs};
 use caretaker_agent::config::AgentConfig;
 use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
 use caretaker_agent::paths::HostPaths;
@@ -74,6 +75,14 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         args: PruneImagesArgs,
+    },
+    /// Free disk on this node without the aggregator; a dry run unless --apply.
+    Cleanup {
+        /// YAML config file (optional: the images and cleanup sections).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: CleanupArgs,
     },
 }
 
@@ -190,6 +199,23 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 prune_cli::Output::Table => print!("{}", prune_cli::render_table(&outcomes)),
             }
             Ok(if prune_cli::any_failed(&outcomes) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Cleanup { config, args } => {
+            let cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => return Ok(usage_error(e)),
+            };
+            if let Err(e) = cfg.images.policy(None) {
+                return Ok(usage_error(e));
+            }
+            let rootfs = host_paths(paths_flags, &cfg).rootfs;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the async runtime")?;
+            let summary = rt.block_on(cleanup_cli::run(&cfg, &rootfs, args)).map_err(anyhow::Error::msg)?;
+            match args.output {
+                prune_cli::Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+                prune_cli::Output::Table => print!("{}", caretaker_agent::cleanup::emergency::render(&summary)),
+            }
+            Ok(if summary.target_met { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }

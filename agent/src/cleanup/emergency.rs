@@ -358,7 +358,7 @@ pub async fn run<R: ImageRuntime>(
 /// The summary for a terminal.
 pub fn render(s: &Summary) -> String {
     let mut out = String::new();
-    let mode = if s.dry_run { "dry run (--apply frees the space)" } else { "applied" };
+    let mode = if s.dry_run { "dry run; --apply frees the space" } else { "applied" };
     out.push_str(&format!(
         "emergency cleanup of {} ({mode}): {:.1}% free before, {:.1}% after, target {}% {}\n",
         s.measured_path.display(),

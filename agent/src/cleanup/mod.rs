@@ -7,9 +7,11 @@
 //!   The log engine (`crate::logs`) can implement the same trait.
 //! - [`consumers`]: the largest directories left, for the summary.
 //! - [`emergency`]: the four steps, progress and the summary.
+//! - [`cli`]: `caretaker-agent cleanup --emergency`.
 //!
 //! Start reading at [`emergency::run`].
 
+pub mod cli;
 pub mod consumers;
 pub mod emergency;
 pub mod logs;
