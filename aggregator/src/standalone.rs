@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use caretaker_agent::config::{AgentConfig, AggregatorConfig as AgentSide};
 use caretaker_agent::paths::HostPaths;
-use caretaker_proto::model::ClusterReport;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::report::ClusterReport;
 use crate::state::State;
 use crate::store::Store;
 
@@ -129,7 +129,7 @@ pub async fn fetch_report(url: &str) -> Result<ClusterReport, StandaloneError> {
         .get_cluster_report(GetClusterReportRequest {})
         .await
         .map_err(|s| StandaloneError::Query(format!("GetClusterReport at {url}: {}", s.message())))?;
-    ClusterReport::try_from(reply.into_inner()).map_err(|e| StandaloneError::Query(format!("answer from {url}: {e}")))
+    ClusterReport::from_wire(&reply.into_inner()).map_err(|e| StandaloneError::Query(format!("answer from {url}: {e}")))
 }
 
 async fn query(grpc: SocketAddr) -> Result<ClusterReport, StandaloneError> {
