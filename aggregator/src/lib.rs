@@ -23,6 +23,7 @@ pub mod checks;
 pub mod cleanup;
 pub mod cluster;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
