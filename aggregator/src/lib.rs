@@ -29,6 +29,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod query;
 pub mod report;
+pub mod rounds;
 pub mod server;
 pub mod signals;
 pub mod standalone;
