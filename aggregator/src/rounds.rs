@@ -394,3 +394,49 @@ mod tests {
         assert_eq!(report.unwrap().endpoints.len(), 1);
     }
 }
+
+/// Runs a round now and then every `interval` (±10 % jitter) until `shutdown`, handing each
+/// to the state, which records the merged report every `record_interval`.
+pub async fn run_loop(
+    state: std::sync::Arc<crate::state::State>,
+    mut rounds: Rounds,
+    record_interval: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let interval = rounds.config().cluster.interval;
+    // A few queued requests at most: more callers wait for the same next round anyway.
+    let (tx, mut requests) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>(8);
+    state.serve_round_requests(tx);
+    let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+    loop {
+        let now = Timestamp::now();
+        let round = rounds.run(&state.node_reports(), now).await;
+        let checks = round.checks.len();
+        let st = std::sync::Arc::clone(&state);
+        let force = !waiting.is_empty();
+        match tokio::task::spawn_blocking(move || st.finish_round(round, now, record_interval, force)).await {
+            Ok(Ok(Some(rec))) => tracing::info!(
+                checks,
+                new = rec.new_findings,
+                resolved = rec.resolved_findings,
+                bytes = rec.stored_bytes,
+                "Round finished; report recorded in the history."
+            ),
+            Ok(Ok(None)) => tracing::debug!(checks, "Round finished."),
+            Ok(Err(e)) => warn!(error = %e, "Round finished but the history could not be written."),
+            Err(e) => warn!(error = %e, "Round task failed."),
+        }
+        for w in waiting.drain(..) {
+            let _ = w.send(());
+        }
+        let jitter = rand::random_range(-0.1..=0.1);
+        tokio::select! {
+            () = tokio::time::sleep(interval.mul_f64(1.0 + jitter)) => {}
+            Some(w) = requests.recv() => waiting.push(w),
+            () = shutdown.cancelled() => break,
+        }
+        while let Ok(w) = requests.try_recv() {
+            waiting.push(w);
+        }
+    }
+}
