@@ -1,0 +1,55 @@
+//! The real `caretaker-aggregator` binary.
+
+use std::process::Command;
+
+fn aggregator() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_caretaker-aggregator"))
+}
+
+#[test]
+fn standalone_once_prints_json_with_the_root_filesystem() {
+    let out = aggregator().args(["standalone", "--once", "--output", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema_version"], caretaker_aggregator::report::SCHEMA_VERSION);
+    assert_eq!((v["status"].as_str(), v["score"].as_u64()), (Some("ok"), Some(100)), "a fresh node with no checks");
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0]["freshness"], "fresh");
+    assert!(nodes[0]["reports_stored_total"].as_u64().unwrap() >= 2);
+    let fs = nodes[0]["report"]["filesystems"].as_array().unwrap();
+    let root = fs.iter().find(|f| f["mountpoint"] == "/").expect("root filesystem listed");
+    assert!(root["size_bytes"].as_u64().unwrap() > 0);
+    assert!(nodes[0]["report"]["agent"]["rss_bytes"].as_u64().unwrap() > 0);
+    assert!(nodes[0]["report"]["network"].as_array().unwrap().iter().any(|i| i["device"] == "lo"));
+}
+
+#[test]
+fn standalone_markdown_is_a_dated_record() {
+    let out = aggregator().args(["standalone", "--once", "--output", "markdown"]).output().unwrap();
+    assert!(out.status.success());
+    let md = String::from_utf8(out.stdout).unwrap();
+    assert!(md.starts_with("# caretaker maintenance record, "), "{md}");
+    assert!(md.contains("\n- nodes: 1 (1 fresh, 0 stale, 0 missing)\n"), "{md}");
+    for section in ["## What was done", "## Results", "## Problems", "## Next actions", "## Node details"] {
+        assert!(md.contains(section), "{section} missing: {md}");
+    }
+}
+
+#[test]
+fn a_bad_config_exits_64_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agg.yaml");
+    std::fs::write(&cfg, "listen:\n  grpc: 127.0.0.1:0\n  htp: 127.0.0.1:0\n").unwrap();
+    let out = aggregator().args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&cfg.display().to_string()) && err.contains("line 3") && err.contains("htp"), "{err}");
+}
+
+#[test]
+fn report_against_an_unreachable_server_fails_with_the_url() {
+    let out = aggregator().args(["report", "--server", "http://127.0.0.1:9"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connect to http://127.0.0.1:9"));
+}
