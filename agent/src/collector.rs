@@ -113,7 +113,9 @@ impl Collector {
                 let now = Instant::now();
                 let elapsed = self.last_network_sample.map(|t| now - t);
                 self.last_network_sample = Some(now);
-                self.rates.update(sample, elapsed)
+                let mut ifs = self.rates.update(sample, elapsed);
+                netdev::fill_operstate(&self.settings.paths.sysfs, &mut ifs);
+                ifs
             }
             Err((place, e)) => {
                 errors.push(CollectorError { collector: "network".into(), place, message: e.to_string() });

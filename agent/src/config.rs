@@ -19,6 +19,18 @@
 //!   mount_points_exclude: '^/(dev|proc|run|sys)($|/)'
 //!   fs_types_exclude: '^(proc|sysfs|tmpfs)$'
 //!   statvfs_timeout: 5s            # default 5s, per mount
+//! logs:                            # log rotation; see agent/LOGS.md
+//!   check_interval: 10s            # default 10s (kubelet's containerLogMonitorInterval)
+//!   state_file: /var/lib/caretaker/logrotate.status   # logrotate's format
+//!   roots: [/var/log]              # nothing outside is touched
+//!   logrotate_conf: /etc/logrotate.conf               # optional, read unchanged
+//!   policies:
+//!     - files: ["/var/log/containers/*.log"]
+//!       daily: true
+//!       rotate: 7
+//!       compress: true
+//!   retention:
+//!     - { glob: "/var/log/*.log.gz", max_age: 30d }
 //! ```
 
 use std::path::PathBuf;
@@ -52,6 +64,9 @@ pub struct AgentConfig {
     /// Which filesystems are reported.
     #[serde(default)]
     pub filesystems: FilesystemsConfig,
+    /// Log rotation and retention sweeps.
+    #[serde(default)]
+    pub logs: LogsConfig,
 }
 
 impl Default for AgentConfig {
@@ -62,6 +77,7 @@ impl Default for AgentConfig {
             aggregator: None,
             paths: PathsConfig::default(),
             filesystems: FilesystemsConfig::default(),
+            logs: LogsConfig::default(),
         }
     }
 }
@@ -213,6 +229,92 @@ fn statvfs_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     bounded_duration(d, Duration::from_millis(10), Duration::from_secs(60))
 }
 
+/// Log rotation (logrotate-compatible) and retention sweeps. See `agent/LOGS.md`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    /// How often the daemon checks the policies (size triggers are seen this soon; time
+    /// triggers at their period). Default 10 s, as kubelet's containerLogMonitorInterval.
+    /// 1 s to 1 h.
+    #[serde(default = "default_check_interval", deserialize_with = "check_interval")]
+    pub check_interval: Duration,
+    /// Last rotation per file, in logrotate's state format (an existing
+    /// `/var/lib/logrotate/status` can be used as is). Default
+    /// `/var/lib/caretaker/logrotate.status`; the lock is this path plus `.lock`.
+    #[serde(default = "default_state_file")]
+    pub state_file: PathBuf,
+    /// Only files whose directory resolves inside one of these are rotated. Default
+    /// `[/var/log]`.
+    #[serde(default = "default_roots")]
+    pub roots: Vec<PathBuf>,
+    /// An existing logrotate.conf, read unchanged (with its includes). Default none.
+    #[serde(default)]
+    pub logrotate_conf: Option<PathBuf>,
+    /// Policies in YAML, with logrotate's directive names. Default none.
+    #[serde(default)]
+    pub policies: Vec<crate::logs::yaml::PolicyConfig>,
+    /// Age-based deletion per glob. Default none.
+    #[serde(default)]
+    pub retention: Vec<crate::logs::sweep::RetentionRule>,
+    /// Run prerotate/postrotate/firstaction/lastaction/preremove scripts. Default false:
+    /// a block with a script is rejected with a message saying so.
+    #[serde(default)]
+    pub allow_scripts: bool,
+    /// Allow `compresscmd` other than gzip and zstd (run as a child process). Default false.
+    #[serde(default)]
+    pub allow_compresscmd: bool,
+    /// Rotate the target of a symlinked log (when it resolves inside `roots`). Default
+    /// false: symlinks are skipped, and those under /var/log/containers are the kubelet's.
+    #[serde(default)]
+    pub rotate_symlinks: bool,
+    /// Threads one compression may use. Default 2. 1 to 64.
+    #[serde(default = "default_compress_threads")]
+    pub compress_threads: usize,
+    /// How long the CLI waits for a running rotation to finish. Default 10 s.
+    #[serde(default = "default_lock_wait", deserialize_with = "lock_wait")]
+    pub lock_wait: Duration,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            check_interval: default_check_interval(),
+            state_file: default_state_file(),
+            roots: default_roots(),
+            logrotate_conf: None,
+            policies: Vec::new(),
+            retention: Vec::new(),
+            allow_scripts: false,
+            allow_compresscmd: false,
+            rotate_symlinks: false,
+            compress_threads: default_compress_threads(),
+            lock_wait: default_lock_wait(),
+        }
+    }
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn check_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(3600))
+}
+fn default_state_file() -> PathBuf {
+    PathBuf::from("/var/lib/caretaker/logrotate.status")
+}
+fn default_roots() -> Vec<PathBuf> {
+    vec![PathBuf::from("/var/log")]
+}
+fn default_compress_threads() -> usize {
+    2
+}
+fn default_lock_wait() -> Duration {
+    Duration::from_secs(10)
+}
+fn lock_wait<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::ZERO, Duration::from_secs(3600))
+}
+
 fn regex<'de, D: Deserializer<'de>>(d: D) -> Result<Regex, D::Error> {
     let s = String::deserialize(d)?;
     Regex::new(&s).map_err(|e| serde::de::Error::custom(format!("{s:?} is not a valid regex: {e}")))
@@ -270,6 +372,20 @@ mod tests {
         assert!(err.contains("at least 100ms"), "{err}");
         let err = parse_yaml::<AgentConfig>("report_intervall: 10s\n", Path::new("a.yaml")).unwrap_err().to_string();
         assert!(err.contains("report_intervall"), "{err}");
+    }
+
+    #[test]
+    fn logs_section_has_documented_defaults_and_named_errors() {
+        let c: AgentConfig = parse_yaml("logs:\n  policies:\n    - files: [/var/log/a.log]\n      rotate: 3\n  retention:\n    - glob: /var/log/*.gz\n      max_age: 30d\n", Path::new("a.yaml")).unwrap();
+        assert_eq!(c.logs.check_interval, Duration::from_secs(10));
+        assert_eq!(c.logs.state_file, PathBuf::from("/var/lib/caretaker/logrotate.status"));
+        assert_eq!(c.logs.roots, vec![PathBuf::from("/var/log")]);
+        assert_eq!((c.logs.allow_scripts, c.logs.compress_threads), (false, 2));
+        assert_eq!(c.logs.retention[0].max_age, Duration::from_secs(30 * 86_400));
+        let err = parse_yaml::<AgentConfig>("logs:\n  check_interval: 1ms\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("at least 1s") && err.contains("line 2"), "{err}");
+        let err = parse_yaml::<AgentConfig>("logs:\n  sate_file: /x\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("sate_file"), "{err}");
     }
 
     #[test]

@@ -9,12 +9,14 @@
 //! - [`stats`]: the readers: mountinfo, statvfs, `/proc/net/dev`, host figures, own cost.
 //! - [`collector`]: one collection cycle into a `NodeReport`.
 //! - [`stream`]: the report stream with its ack buffer, reconnects and flush.
+//! - [`logs`]: logrotate-compatible rotation, compression and retention sweeps.
 //!
 //! `main.rs` only parses the command line and wires these together; start reading at
 //! [`collector::Collector::collect`].
 
 pub mod collector;
 pub mod config;
+pub mod logs;
 pub mod paths;
 pub mod stats;
 pub mod stream;

@@ -1,12 +1,35 @@
-//! caretaker-aggregator: cluster-wide checks, cleanup proposals and (soon) the report
-//! ingest and query server.
+//! caretaker-aggregator: receives every node's reports, keeps the latest per node
+//! durably, runs cluster-wide checks, merges everything into one report and serves it.
 //!
 //! # Layout
 //! - [`cluster`]: the [`cluster::ClusterState`] snapshot, read from a live API server
 //!   ([`cluster::live`]) or from `kubectl get -o json|yaml` dumps ([`cluster::dump`]).
 //! - [`checks`]: named checks with severities and findings; start at [`checks::run_all`].
 //! - [`cleanup`]: reference-safe cleanup proposals and applying them.
+//! - [`signals`]: HTTP endpoints, Prometheus and Alertmanager.
+//! - [`config`]: the YAML config.
+//! - [`store`]: the durable store (redb) and the duplicate/restart rule ([`store::decide`]).
+//! - [`state`]: store + in-memory copy + freshness + metrics, shared by the servers.
+//! - [`ingest`]: the `ReportIngest.Stream` gRPC service (validate, store, ack).
+//! - [`query`]: the gRPC `Query` service; [`http`]: the same as JSON plus health/metrics.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`report`]: the merged report as a table, Markdown or JSON.
+//! - [`server`]: wires gRPC + HTTP on given listeners until a shutdown token fires.
+//! - [`standalone`]: aggregator + agent of this machine in one process.
+//!
+//! Start reading at [`ingest::IngestService`] and [`state::State::ingest`].
 
 pub mod checks;
-pub mod cluster;
 pub mod cleanup;
+pub mod cluster;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod query;
+pub mod report;
+pub mod server;
+pub mod signals;
+pub mod standalone;
+pub mod state;
+pub mod store;

@@ -1,15 +1,29 @@
-//! `caretaker-aggregator`: the cluster-side program. `main` only parses the command line
-//! and calls into the library.
+//! `caretaker-aggregator`: parses the command line and wires the library together.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
+use caretaker_agent::paths::HostPaths;
 use caretaker_aggregator::checks::cli::{CheckArgs, CliError};
 use caretaker_aggregator::cleanup::cli::CleanupArgs;
-use caretaker_proto::config::EXIT_USAGE;
+use caretaker_aggregator::config::AggregatorConfig;
+use caretaker_aggregator::report::{self, Output};
+use caretaker_aggregator::state::State;
+use caretaker_aggregator::store::Store;
+use caretaker_aggregator::{server, standalone};
+use caretaker_proto::config::{EXIT_USAGE, load_yaml};
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// How long `serve` waits for servers to drain after SIGTERM before exiting anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 
 #[derive(Debug, Parser)]
-#[command(name = "caretaker-aggregator", version, about = "caretaker's cluster-side aggregator")]
+#[command(name = "caretaker-aggregator", version, about = "caretaker's aggregator: node reports, cluster checks, one merged report")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,6 +31,40 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve: accept agent streams, store reports, answer gRPC and HTTP queries.
+    Serve {
+        /// YAML config file (see the config module docs).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the merged report of a running aggregator (through its gRPC Query service).
+    Report {
+        /// The aggregator's gRPC URL.
+        #[arg(long, default_value = "http://127.0.0.1:7443")]
+        server: String,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Aggregator + agent for this machine in one process over loopback gRPC; no cluster,
+    /// no config. With --once: print the merged report after two reports and exit.
+    Standalone {
+        #[arg(long)]
+        once: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Give up if the reports have not arrived within this time.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// procfs of the host (default /proc).
+        #[arg(long = "path.procfs")]
+        procfs: Option<PathBuf>,
+        /// sysfs of the host (default /sys).
+        #[arg(long = "path.sysfs")]
+        sysfs: Option<PathBuf>,
+        /// The host's root filesystem (default /).
+        #[arg(long = "path.rootfs")]
+        rootfs: Option<PathBuf>,
+    },
     /// Run the cluster checks on a live cluster or on a dump and print the results.
     Check(CheckArgs),
     /// Propose (dry run) or apply cleanup of completed Jobs, old ReplicaSets, failed pods,
@@ -32,28 +80,115 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| match cli.command {
+        Command::Serve { .. } => "info".into(),
+        // The printed report is the output; keep the log to what goes wrong.
+        _ => "warn".into(),
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match try_main(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("caretaker-aggregator: {e:#}");
+            eprintln!("caretaker-aggregator: error: {e:#}");
             let code = e.downcast_ref::<CliError>().map_or(1, CliError::exit_code);
-            ExitCode::from(code as u8)
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
     }
 }
 
-fn try_main(cli: Cli) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let mut stdout = std::io::stdout().lock();
-    rt.block_on(async {
-        match cli.command {
-            Command::Check(args) => caretaker_aggregator::checks::cli::run(args, &mut stdout).await?,
-            Command::Cleanup(args) => caretaker_aggregator::cleanup::cli::run(args, &mut stdout).await?,
+fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("caretaker-aggregator: {msg}");
+    ExitCode::from(EXIT_USAGE as u8)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")
+}
+
+fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            let cfg: AggregatorConfig = match load_yaml(&config) {
+                Ok(c) => c,
+                Err(e) => return Ok(usage_error(e)),
+            };
+            let store = if cfg.in_memory { Store::in_memory() } else { Store::open(&cfg.data_dir) }
+                .with_context(|| format!("open the store in {}", cfg.data_dir.display()))?;
+            let state = State::new(store, cfg.stale_after_intervals).context("load the store")?;
+            runtime()?.block_on(async {
+                let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc)
+                    .await
+                    .with_context(|| format!("bind gRPC on {}", cfg.listen.grpc))?;
+                let http = tokio::net::TcpListener::bind(cfg.listen.http)
+                    .await
+                    .with_context(|| format!("bind HTTP on {}", cfg.listen.http))?;
+                let shutdown = CancellationToken::new();
+                let server = tokio::spawn(server::serve(Arc::clone(&state), grpc, http, shutdown.clone()));
+                wait_for_signal().await;
+                shutdown.cancel();
+                match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+                    Ok(Ok(r)) => r.context("server")?,
+                    Ok(Err(e)) => return Err(anyhow::anyhow!("server task: {e}")),
+                    Err(_) => warn!("Servers did not drain within {DRAIN_TIMEOUT:?}; exiting anyway."),
+                }
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(ExitCode::SUCCESS)
         }
-        anyhow::Ok(())
-    })
+        Command::Report { server, output } => {
+            let report = runtime()?.block_on(standalone::fetch_report(&server))?;
+            print!("{}", report::render(&report, output)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Standalone { once, output, timeout, procfs, sysfs, rootfs } => {
+            let d = HostPaths::default();
+            let paths = HostPaths {
+                procfs: procfs.unwrap_or(d.procfs),
+                sysfs: sysfs.unwrap_or(d.sysfs),
+                rootfs: rootfs.unwrap_or(d.rootfs),
+            };
+            let rt = runtime()?;
+            let report = rt.block_on(async {
+                let shutdown = CancellationToken::new();
+                let s = shutdown.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    s.cancel();
+                });
+                standalone::run(paths, once, timeout, shutdown, |e| {
+                    if !once {
+                        eprintln!(
+                            "caretaker standalone: gRPC on {}, HTTP on http://{}/api/v1/report; Ctrl-C to stop",
+                            e.grpc, e.http
+                        );
+                    }
+                })
+                .await
+            })?;
+            rt.shutdown_timeout(Duration::from_millis(500));
+            print!("{}", report::render(&report, output)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => {
+            runtime()?.block_on(caretaker_aggregator::checks::cli::run(args, &mut std::io::stdout().lock()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cleanup(args) => {
+            runtime()?.block_on(caretaker_aggregator::cleanup::cli::run(args, &mut std::io::stdout().lock()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Returns on SIGTERM (what Kubernetes sends) or SIGINT.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        error!("Cannot install signal handlers.");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received; stopping."),
+        _ = int.recv() => info!("SIGINT received; stopping."),
+    }
 }

@@ -119,6 +119,10 @@ pub struct NetworkInterface {
     /// A counter went backwards since the previous sample (reset, wrap, re-created
     /// interface): no rate for this interval.
     pub counter_reset: bool,
+    /// Operational state from `<sysfs>/class/net/<device>/operstate` (`up`, `down`,
+    /// `unknown` …); absent when sysfs does not list the interface.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub operstate: Option<String>,
 }
 
 /// Per-second rates of one interface between two samples.
@@ -416,6 +420,7 @@ impl From<NetworkInterface> for pb::NetworkInterface {
             receive_packets_per_second: n.rates.map(|r| r.receive_packets_per_second),
             transmit_packets_per_second: n.rates.map(|r| r.transmit_packets_per_second),
             counter_reset: n.counter_reset,
+            operstate: n.operstate.unwrap_or_default(),
         }
     }
 }
@@ -454,6 +459,7 @@ impl TryFrom<pb::NetworkInterface> for NetworkInterface {
             transmit_drop_total: n.transmit_drop_total,
             rates,
             counter_reset: n.counter_reset,
+            operstate: (!n.operstate.is_empty()).then_some(n.operstate),
         })
     }
 }

@@ -65,10 +65,11 @@ pub fn filesystems(style: Style, fs: &[Filesystem]) -> String {
 
 /// One row per interface.
 pub fn network(style: Style, ifs: &[NetworkInterface]) -> String {
-    let mut t = table(style, &["device", "received", "transmitted", "rx rate", "tx rate", "errs (rx/tx)", "drop (rx/tx)", "note"]);
+    let mut t = table(style, &["device", "state", "received", "transmitted", "rx rate", "tx rate", "errs (rx/tx)", "drop (rx/tx)", "note"]);
     for n in ifs {
         t.add_row(vec![
             n.device.clone(),
+            n.operstate.clone().unwrap_or_else(|| "-".into()),
             bytes(n.receive_bytes_total),
             bytes(n.transmit_bytes_total),
             rate(n.rates.map(|r| r.receive_bytes_per_second)),

@@ -131,6 +131,18 @@ pub fn parse(text: &str) -> (Vec<(String, Counters)>, Vec<ParseError>) {
     (out, errors)
 }
 
+/// Reads `<sysfs>/class/net/<device>/operstate` for each interface (the same file
+/// `ip link` shows as `state`). Names that could escape the directory are skipped.
+pub fn fill_operstate(sysfs: &std::path::Path, ifs: &mut [NetworkInterface]) {
+    let class = sysfs.join("class/net");
+    for i in ifs {
+        if i.device.contains('/') || i.device == "." || i.device == ".." {
+            continue;
+        }
+        i.operstate = std::fs::read_to_string(class.join(&i.device).join("operstate")).ok().map(|s| s.trim().to_string());
+    }
+}
+
 /// Remembers the previous sample to turn counters into rates.
 #[derive(Debug, Default)]
 pub struct RateTracker {
@@ -178,6 +190,7 @@ impl RateTracker {
                     transmit_drop_total: c.transmit_drop,
                     rates,
                     counter_reset,
+                    operstate: None,
                 };
                 next.insert(device, c);
                 entry
@@ -247,6 +260,20 @@ veth0123456:10 20 0 0 0 0 0 0 30 40 0 0 0 0 0 0
                 ParseError { line: 7, reason: "empty interface name".into() },
             ]
         );
+    }
+
+    #[test]
+    fn operstate_comes_from_the_configured_sysfs() {
+        let sysfs = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(sysfs.path().join("class/net/eth0")).unwrap();
+        std::fs::write(sysfs.path().join("class/net/eth0/operstate"), "up\n").unwrap();
+        let mut ifs = vec![
+            NetworkInterface { device: "eth0".into(), ..NetworkInterface::default() },
+            NetworkInterface { device: "gone0".into(), ..NetworkInterface::default() },
+            NetworkInterface { device: "..".into(), ..NetworkInterface::default() },
+        ];
+        fill_operstate(sysfs.path(), &mut ifs);
+        assert_eq!(ifs.iter().map(|i| i.operstate.as_deref()).collect::<Vec<_>>(), vec![Some("up"), None, None]);
     }
 
     fn counters(rx: u64, tx: u64) -> Counters {

@@ -1,0 +1,103 @@
+//! The real `caretaker-agent` binary, fed fixture files through --path.procfs.
+
+use std::process::Command;
+
+fn agent() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_caretaker-agent"))
+}
+
+fn fixture_procfs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("self")).unwrap();
+    std::fs::create_dir_all(dir.path().join("1/net")).unwrap();
+    std::fs::write(
+        dir.path().join("self/mountinfo"),
+        "22 27 0:21 / /proc rw,relatime - proc proc rw\n\
+         27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+         28 27 254:0 /srv /mnt/bind\\040dir rw,relatime - ext4 /dev/vda rw\n\
+         29 27 0:44 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+    )
+    .unwrap();
+    // PID 1's net/dev is the host's: both spacing styles and an alias name with a colon.
+    std::fs::write(
+        dir.path().join("1/net/dev"),
+        "Inter-|   Receive                                                |  Transmit\n\
+         \x20face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n\
+         \x20   lo:    3193      29    0    0    0     0          0         0     3193      29    0    0    0     0       0          0\n\
+         \x20 eth0:9047621     380    1    2    0     0          0         0    23427     303    3    4    0     0       0          0\n\
+         eth0:1: 5 6 0 0 0 0 0 0 7 8 0 0 0 0 0 0\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("sys/class/net/eth0")).unwrap();
+    std::fs::write(dir.path().join("sys/class/net/eth0/operstate"), "up\n").unwrap();
+    dir
+}
+
+#[test]
+fn stats_reads_the_fixture_procfs_and_prints_json() {
+    let procfs = fixture_procfs();
+    let out = agent()
+        .args(["--path.procfs"])
+        .arg(procfs.path())
+        .arg("--path.sysfs")
+        .arg(procfs.path().join("sys"))
+        .args(["stats", "--output", "json", "--sample-interval", "0s"])
+        .env("NODE_NAME", "fixture-node")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["node_name"], "fixture-node");
+    assert_eq!(v["seq"], 1);
+    let fs = v["filesystems"].as_array().unwrap();
+    assert_eq!(fs.len(), 1, "{fs:?}");
+    assert_eq!(fs[0]["mountpoint"], "/");
+    assert_eq!(fs[0]["mountpoints"], serde_json::json!(["/", "/mnt/bind dir"]));
+    assert_eq!(fs[0]["device"], "/dev/vda");
+    assert_eq!(fs[0]["device_id"], "254:0");
+    let net = v["network"].as_array().unwrap();
+    let names: Vec<&str> = net.iter().map(|n| n["device"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["lo", "eth0", "eth0:1"]);
+    assert_eq!(net[1]["receive_bytes_total"], 9_047_621);
+    assert_eq!(net[1]["receive_errs_total"], 1);
+    assert_eq!(net[1]["receive_drop_total"], 2);
+    assert_eq!(net[1]["transmit_bytes_total"], 23_427);
+    assert_eq!(net[1]["transmit_errs_total"], 3);
+    assert_eq!(net[1]["transmit_drop_total"], 4);
+    assert_eq!(net[2]["transmit_packets_total"], 8);
+    assert_eq!(net[1]["operstate"], "up");
+    assert!(net[0].get("operstate").is_none(), "lo is not in the fixture sysfs");
+    assert!(net[1].get("rates").is_none(), "one sample has no rates");
+    assert!(v["agent"]["rss_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(v["errors"], serde_json::json!([]));
+}
+
+#[test]
+fn stats_table_names_the_mounts_and_interfaces() {
+    let procfs = fixture_procfs();
+    let out = agent().arg("--path.procfs").arg(procfs.path()).args(["stats", "--sample-interval", "0s"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().any(|l| l.contains("/dev/vda") && l.contains("also at /mnt/bind dir")), "{text}");
+    assert!(text.lines().any(|l| l.contains("eth0:1")), "{text}");
+}
+
+#[test]
+fn a_bad_config_exits_64_naming_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agent.yaml");
+    std::fs::write(&cfg, "aggregator:\n  endpoint: http://127.0.0.1:1\nreport_interval: 10s\nfilesystem: {}\n").unwrap();
+    let out = agent().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&cfg.display().to_string()) && err.contains("line 4") && err.contains("filesystem"), "{err}");
+
+    std::fs::write(&cfg, "report_interval: 10s\n").unwrap();
+    let out = agent().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs aggregator.endpoint"));
+
+    let out = agent().args(["run", "--config", "/nonexistent/agent.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file /nonexistent/agent.yaml"));
+}

@@ -1,0 +1,112 @@
+//! HTTP API: the same data as gRPC `Query`, as JSON, plus health and metrics.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `GET /api/v1/report` | the merged `ClusterReport` |
+//! | `GET /api/v1/nodes` | `{"nodes": [NodeStatus…]}` |
+//! | `GET /api/v1/nodes/{name}` | one `NodeStatus`, 404 `{"error": …}` if unknown |
+//! | `GET /healthz` | 200 `ok` while the process serves |
+//! | `GET /readyz` | 200 `ready` once both listeners serve, else 503 |
+//! | `GET /metrics` | Prometheus text format 0.0.4 |
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State as AxState};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::state::State;
+
+/// The HTTP routes over `state`.
+pub fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/api/v1/report", get(report))
+        .route("/api/v1/nodes", get(nodes))
+        .route("/api/v1/nodes/{name}", get(node))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn report(AxState(state): AxState<Arc<State>>) -> Response {
+    Json(state.cluster_report(Timestamp::now())).into_response()
+}
+
+async fn nodes(AxState(state): AxState<Arc<State>>) -> Response {
+    Json(json!({ "nodes": state.nodes(Timestamp::now()) })).into_response()
+}
+
+async fn node(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
+    match state.node(&name, Timestamp::now()) {
+        Some(n) => Json(n).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no report from node {name:?}") }))).into_response(),
+    }
+}
+
+async fn readyz(AxState(state): AxState<Arc<State>>) -> Response {
+    if state.is_ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn metrics(AxState(state): AxState<Arc<State>>) -> Response {
+    state.refresh_gauges(Timestamp::now());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::store::Store;
+    use crate::store::tests::report;
+
+    async fn get_body(app: &Router, uri: &str) -> (StatusCode, String) {
+        let resp = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let status = resp.status();
+        let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn routes_answer_json_health_and_metrics() {
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        state.ingest(&report("node-1", 1, 1), Timestamp::now()).unwrap();
+        let app = router(Arc::clone(&state));
+
+        let (s, body) = get_body(&app, "/api/v1/report").await;
+        assert_eq!(s, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["nodes"][0]["node_name"], "node-1");
+        assert_eq!(v["nodes"][0]["freshness"], "fresh");
+
+        let (s, body) = get_body(&app, "/api/v1/nodes/node-1").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["report"]["seq"], 1);
+        let (s, body) = get_body(&app, "/api/v1/nodes/nope").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(body, r#"{"error":"no report from node \"nope\""}"#);
+        let (_, body) = get_body(&app, "/api/v1/nodes").await;
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["nodes"].as_array().unwrap().len(), 1);
+
+        assert_eq!(get_body(&app, "/healthz").await, (StatusCode::OK, "ok".into()));
+        assert_eq!(get_body(&app, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        state.set_ready(true);
+        assert_eq!(get_body(&app, "/readyz").await, (StatusCode::OK, "ready".into()));
+        let (_, m) = get_body(&app, "/metrics").await;
+        assert!(m.contains("caretaker_nodes{freshness=\"fresh\"} 1"), "{m}");
+        assert!(m.contains("# TYPE caretaker_store_write_duration_seconds histogram"), "{m}");
+    }
+}

@@ -1,0 +1,41 @@
+//! gRPC `Query`: the merged report and per-node reports.
+
+use std::sync::Arc;
+
+use caretaker_proto::pb::{self, query_server::Query};
+use jiff::Timestamp;
+use tonic::{Request, Response, Status};
+
+use crate::state::State;
+
+/// The query service.
+#[derive(Debug, Clone)]
+pub struct QueryService {
+    state: Arc<State>,
+}
+
+impl QueryService {
+    pub fn new(state: Arc<State>) -> Self {
+        Self { state }
+    }
+}
+
+#[tonic::async_trait]
+impl Query for QueryService {
+    async fn get_cluster_report(&self, _: Request<pb::GetClusterReportRequest>) -> Result<Response<pb::ClusterReport>, Status> {
+        Ok(Response::new(self.state.cluster_report(Timestamp::now()).into()))
+    }
+
+    async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let nodes = self.state.nodes(Timestamp::now()).into_iter().map(Into::into).collect();
+        Ok(Response::new(pb::ListNodesResponse { nodes }))
+    }
+
+    async fn get_node_report(&self, request: Request<pb::GetNodeReportRequest>) -> Result<Response<pb::NodeStatus>, Status> {
+        let name = request.into_inner().node_name;
+        self.state
+            .node(&name, Timestamp::now())
+            .map(|n| Response::new(n.into()))
+            .ok_or_else(|| Status::not_found(format!("no report from node {name:?}")))
+    }
+}

@@ -1,0 +1,137 @@
+//! `caretaker-aggregator standalone`: an aggregator and an agent for this machine in one
+//! process, talking real gRPC over loopback. No cluster, no config file.
+//!
+//! With `--once` it waits until at least two reports of this node are stored (the second
+//! one carries network rates), fetches the merged report through the gRPC `Query` service
+//! like any client, prints it and stops.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use caretaker_agent::config::{AgentConfig, AggregatorConfig as AgentSide};
+use caretaker_agent::paths::HostPaths;
+use caretaker_proto::model::ClusterReport;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::state::State;
+use crate::store::Store;
+
+/// Report interval of the embedded agent: short, so `--once` is done in about a second.
+pub const STANDALONE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Reports that must be stored before `--once` prints.
+pub const REPORTS_BEFORE_PRINT: u64 = 2;
+
+/// Errors of the standalone mode.
+#[derive(Debug, thiserror::Error)]
+pub enum StandaloneError {
+    #[error("cannot bind loopback listeners: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("agent: {0}")]
+    Agent(String),
+    #[error("no {REPORTS_BEFORE_PRINT} reports stored within {0:?}; see the log above")]
+    Timeout(Duration),
+    #[error("query: {0}")]
+    Query(String),
+    #[error(transparent)]
+    Serve(#[from] crate::server::ServeError),
+}
+
+/// Addresses the standalone servers listen on.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoints {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Runs aggregator + agent. With `once`, returns the merged report after
+/// [`REPORTS_BEFORE_PRINT`] reports (or fails after `timeout`); otherwise serves until
+/// `shutdown` and returns the last report. `on_ready` is called with the endpoints.
+///
+/// # Errors
+/// See [`StandaloneError`].
+pub async fn run(
+    paths: HostPaths,
+    once: bool,
+    timeout: Duration,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(Endpoints),
+) -> Result<ClusterReport, StandaloneError> {
+    let state = State::new(Store::in_memory()?, 3)?;
+    let grpc = TcpListener::bind("127.0.0.1:0").await.map_err(StandaloneError::Bind)?;
+    let http = TcpListener::bind("127.0.0.1:0").await.map_err(StandaloneError::Bind)?;
+    let endpoints = Endpoints {
+        grpc: grpc.local_addr().map_err(StandaloneError::Bind)?,
+        http: http.local_addr().map_err(StandaloneError::Bind)?,
+    };
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(crate::server::serve(Arc::clone(&state), grpc, http, server_stop.clone()));
+
+    let agent_cfg = AgentConfig { report_interval: STANDALONE_INTERVAL, ..AgentConfig::default() };
+    let settings = caretaker_agent::collector_settings(&agent_cfg, paths).map_err(StandaloneError::Agent)?;
+    let node = settings.node_name.clone();
+    let agent_stop = CancellationToken::new();
+    let agent = tokio::spawn(caretaker_agent::run(
+        settings,
+        AgentSide::new(format!("http://{}", endpoints.grpc)),
+        agent_stop.clone(),
+    ));
+    on_ready(endpoints);
+    info!(node = %node, grpc = %endpoints.grpc, http = %endpoints.http, "Standalone aggregator and agent started.");
+
+    let outcome = if once {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let stored = state.node(&node, jiff::Timestamp::now()).map_or(0, |n| n.reports_stored_total);
+            if stored >= REPORTS_BEFORE_PRINT {
+                break query(endpoints.grpc).await;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break Err(StandaloneError::Timeout(timeout));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                () = shutdown.cancelled() => break Err(StandaloneError::Agent("interrupted".into())),
+            }
+        }
+    } else {
+        shutdown.cancelled().await;
+        query(endpoints.grpc).await
+    };
+
+    agent_stop.cancel();
+    let _ = agent.await;
+    server_stop.cancel();
+    match server.await {
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(())) | Err(_) => {}
+    }
+    outcome
+}
+
+/// Fetches the merged report from a running aggregator's gRPC `Query` service.
+///
+/// # Errors
+/// Connection, RPC or an invalid answer.
+pub async fn fetch_report(url: &str) -> Result<ClusterReport, StandaloneError> {
+    use caretaker_proto::pb::{GetClusterReportRequest, query_client::QueryClient};
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| StandaloneError::Query(format!("invalid server URL {url:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    let channel = endpoint.connect().await.map_err(|e| StandaloneError::Query(format!("connect to {url}: {e}")))?;
+    let reply = QueryClient::new(channel)
+        .get_cluster_report(GetClusterReportRequest {})
+        .await
+        .map_err(|s| StandaloneError::Query(format!("GetClusterReport at {url}: {}", s.message())))?;
+    ClusterReport::try_from(reply.into_inner()).map_err(|e| StandaloneError::Query(format!("answer from {url}: {e}")))
+}
+
+async fn query(grpc: SocketAddr) -> Result<ClusterReport, StandaloneError> {
+    fetch_report(&format!("http://{grpc}")).await
+}

@@ -1,0 +1,146 @@
+//! The aggregator's shared state: the durable store, an in-memory copy of every node's
+//! latest entry for fast queries, metrics, and the freshness rule.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use caretaker_proto::model::{ClusterReport, Freshness, NodeReport, NodeStatus, SCHEMA_VERSION};
+use jiff::Timestamp;
+
+use crate::metrics::{FreshnessLabel, Metrics, ResultLabel};
+use crate::store::{Outcome, Store, StoreError, StoredNode};
+
+/// Shared by the gRPC and HTTP servers.
+#[derive(Debug)]
+pub struct State {
+    store: Store,
+    /// Copy of the store's entries; written only after the store commit succeeded.
+    nodes: RwLock<BTreeMap<String, StoredNode>>,
+    pub metrics: Metrics,
+    stale_after_intervals: u32,
+    ready: AtomicBool,
+}
+
+impl State {
+    /// Loads every stored node from `store`.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn new(store: Store, stale_after_intervals: u32) -> Result<Arc<Self>, StoreError> {
+        let nodes = store.load_all()?;
+        Ok(Arc::new(Self {
+            store,
+            nodes: RwLock::new(nodes),
+            metrics: Metrics::default(),
+            stale_after_intervals,
+            ready: AtomicBool::new(false),
+        }))
+    }
+
+    /// Stores a report durably (blocking: call from `spawn_blocking`), then updates the
+    /// in-memory copy and the metrics.
+    ///
+    /// # Errors
+    /// The store failed: the report is not stored and must not be acked.
+    pub fn ingest(&self, report: &NodeReport, now: Timestamp) -> Result<Outcome, StoreError> {
+        let started = std::time::Instant::now();
+        let result = self.store.put(report, now);
+        self.metrics.store_write_seconds.observe(started.elapsed().as_secs_f64());
+        let label = match &result {
+            Ok((Outcome::Stored, Some(entry))) => {
+                if let Ok(mut nodes) = self.nodes.write() {
+                    nodes.insert(entry.report.node_name.clone(), entry.clone());
+                }
+                "stored"
+            }
+            Ok((Outcome::Stored, None)) => "stored",
+            Ok((Outcome::Duplicate, _)) => "duplicate",
+            Ok((Outcome::OlderRun, _)) => "older_run",
+            Err(_) => "store_error",
+        };
+        self.metrics.reports.get_or_create(&ResultLabel { result: label }).inc();
+        result.map(|(o, _)| o)
+    }
+
+    /// Counts a report rejected as invalid.
+    pub fn count_rejected(&self) {
+        self.metrics.reports.get_or_create(&ResultLabel { result: "rejected" }).inc();
+    }
+
+    /// Fresh while the latest report is younger than `stale_after_intervals` of the
+    /// node's own report intervals.
+    pub fn freshness(&self, entry: &StoredNode, now: Timestamp) -> Freshness {
+        let limit = entry.report.report_interval().saturating_mul(self.stale_after_intervals);
+        let age = now.duration_since(entry.received_at);
+        let age = Duration::try_from(age).unwrap_or(Duration::ZERO);
+        if age > limit { Freshness::Stale } else { Freshness::Fresh }
+    }
+
+    fn status(&self, entry: &StoredNode, now: Timestamp) -> NodeStatus {
+        NodeStatus {
+            node_name: entry.report.node_name.clone(),
+            freshness: self.freshness(entry, now),
+            received_at: entry.received_at,
+            reports_stored_total: entry.reports_stored_total,
+            report: entry.report.clone(),
+        }
+    }
+
+    /// Every node, sorted by name.
+    pub fn nodes(&self, now: Timestamp) -> Vec<NodeStatus> {
+        self.nodes.read().map(|n| n.values().map(|e| self.status(e, now)).collect()).unwrap_or_default()
+    }
+
+    /// One node.
+    pub fn node(&self, name: &str, now: Timestamp) -> Option<NodeStatus> {
+        self.nodes.read().ok()?.get(name).map(|e| self.status(e, now))
+    }
+
+    /// The merged cluster report.
+    pub fn cluster_report(&self, now: Timestamp) -> ClusterReport {
+        ClusterReport { schema_version: SCHEMA_VERSION, generated_at: now, nodes: self.nodes(now) }
+    }
+
+    /// Updates the per-freshness node gauges (called before each scrape).
+    pub fn refresh_gauges(&self, now: Timestamp) {
+        let nodes = self.nodes(now);
+        for (label, f) in [("fresh", Freshness::Fresh), ("stale", Freshness::Stale)] {
+            let n = nodes.iter().filter(|s| s.freshness == f).count();
+            self.metrics.nodes.get_or_create(&FreshnessLabel { freshness: label }).set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Marks the servers as listening (`/readyz`).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::report;
+
+    #[test]
+    fn a_node_turns_stale_after_three_missed_intervals() {
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let t0 = Timestamp::from_second(1_800_000_000).unwrap();
+        assert_eq!(state.ingest(&report("a", 1, 1), t0).unwrap(), Outcome::Stored);
+        let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
+        // Interval 10 s: fresh up to and including 30 s, stale after.
+        assert_eq!(state.node("a", at(30)).unwrap().freshness, Freshness::Fresh);
+        assert_eq!(state.node("a", at(31)).unwrap().freshness, Freshness::Stale);
+        assert_eq!(state.ingest(&report("a", 1, 2), at(31)).unwrap(), Outcome::Stored);
+        assert_eq!(state.node("a", at(32)).unwrap().freshness, Freshness::Fresh);
+        state.refresh_gauges(at(32));
+        let text = state.metrics.encode();
+        assert!(text.contains("caretaker_nodes{freshness=\"fresh\"} 1"), "{text}");
+        assert!(text.contains("caretaker_ingest_reports_total{result=\"stored\"} 2"), "{text}");
+    }
+}
