@@ -10,10 +10,14 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`report`]: the merged report as a table, Markdown or JSON.
 //! - [`server`]: wires gRPC + HTTP on given listeners until a shutdown token fires.
+//! - [`tls`]: server TLS, node identity from client certificates, reload on change.
+//! - [`auth`]: bearer tokens of the query APIs; [`certs`]: `caretaker-aggregator certs`.
 //! - [`standalone`]: aggregator + agent of this machine in one process.
 //!
 //! Start reading at [`ingest::IngestService`] and [`state::State::ingest`].
 
+pub mod auth;
+pub mod certs;
 pub mod config;
 pub mod http;
 pub mod ingest;
@@ -24,3 +28,4 @@ pub mod server;
 pub mod standalone;
 pub mod state;
 pub mod store;
+pub mod tls;

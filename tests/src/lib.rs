@@ -61,7 +61,7 @@ impl RunningAgent {
     pub fn start(node: &str, url: &str, interval: Duration, paths: HostPaths) -> anyhow::Result<Self> {
         let cfg = AgentConfig { node_name: Some(node.into()), report_interval: interval, ..AgentConfig::default() };
         let settings = caretaker_agent::collector_settings(&cfg, paths).map_err(anyhow::Error::msg)?;
-        let mut side = AgentSide::new(url);
+        let mut side = AgentSide::plaintext(url);
         side.connect_timeout = Duration::from_secs(1);
         let stop = CancellationToken::new();
         let handle = tokio::spawn(caretaker_agent::run(settings, side, stop.clone()));

@@ -44,7 +44,10 @@ fn serve_and_run_processes_report_and_stop_cleanly_on_sigterm() {
     let agg_cfg = dir.path().join("aggregator.yaml");
     std::fs::write(
         &agg_cfg,
-        format!("listen:\n  grpc: 127.0.0.1:{grpc}\n  http: 127.0.0.1:{http}\ndata_dir: {}\n", dir.path().join("data").display()),
+        format!(
+            "listen:\n  grpc: 127.0.0.1:{grpc}\n  http: 127.0.0.1:{http}\ndata_dir: {}\ninsecure_plaintext: true\nauth:\n  allow_anonymous: true\n",
+            dir.path().join("data").display()
+        ),
     )
     .unwrap();
     let aggregator = Command::new(binary("caretaker-aggregator"))
@@ -57,7 +60,7 @@ fn serve_and_run_processes_report_and_stop_cleanly_on_sigterm() {
     let mut agents = Vec::new();
     for node in ["proc-a", "proc-b"] {
         let cfg = dir.path().join(format!("{node}.yaml"));
-        std::fs::write(&cfg, format!("node_name: {node}\nreport_interval: 200ms\naggregator:\n  endpoint: http://127.0.0.1:{grpc}\n")).unwrap();
+        std::fs::write(&cfg, format!("node_name: {node}\nreport_interval: 200ms\naggregator:\n  endpoint: http://127.0.0.1:{grpc}\n  insecure_plaintext: true\n")).unwrap();
         agents.push(Command::new(binary("caretaker-agent")).args(["run", "--config"]).arg(&cfg).stderr(Stdio::null()).spawn().unwrap());
     }
 
