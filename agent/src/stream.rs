@@ -109,6 +109,14 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// A gRPC status as a sentence: the server's message, or for a transport failure (which
+/// has a source) the whole chain, where TLS alerts and connection errors are.
+fn status_text(s: &tonic::Status) -> String {
+    use std::error::Error;
+    let text = if s.source().is_some() { chain(s) } else { s.message().to_string() };
+    format!("{text} ({:?})", s.code())
+}
+
 /// Reads the TLS files now, so that renewed certificates are used from the next
 /// connection on.
 async fn client_tls(t: &ClientTlsConfig) -> Result<tonic::transport::ClientTlsConfig, String> {
@@ -140,7 +148,7 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection), String
     let opened = tokio::time::timeout(cfg.connect_timeout, client.stream(ReceiverStream::new(rx)))
         .await
         .map_err(|_| format!("open stream to {}: no answer within {:?}", cfg.endpoint, cfg.connect_timeout))?
-        .map_err(|s| format!("open stream to {}: {} ({:?})", cfg.endpoint, s.message(), s.code()))?;
+        .map_err(|s| format!("open stream to {}: {}", cfg.endpoint, status_text(&s)))?;
     Ok((channel, Connection { tx, inbound: opened.into_inner() }))
 }
 
@@ -192,7 +200,7 @@ pub async fn run(
                         None => {}
                     },
                     Ok(None) | Err(_) => {
-                        let why = match msg { Err(s) => format!("{} ({:?})", s.message(), s.code()), _ => "closed by the aggregator".into() };
+                        let why = match msg { Err(s) => status_text(&s), _ => "closed by the aggregator".into() };
                         warn!(reason = %why, buffered = buffer.reports.len(), "Report stream ended; reconnecting.");
                         conn = None;
                         next_connect = Instant::now() + delays.next().unwrap_or(Duration::from_secs(30));
