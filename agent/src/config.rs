@@ -24,6 +24,34 @@
 //!   mount_points_exclude: '^/(dev|proc|run|sys)($|/)'
 //!   fs_types_exclude: '^(proc|sysfs|tmpfs)$'
 //!   statvfs_timeout: 5s            # default 5s, per mount
+//! images:                          # image pruning, see the images module
+//!   runtime: auto                  # auto | docker | containerd
+//!   docker_socket: /var/run/docker.sock
+//!   containerd_socket: /run/containerd/containerd.sock
+//!   min_age: 168h                  # as `docker image prune -a --filter until=168h`
+//!   keep: ['registry.k8s.io/pause*', 'k8s.gcr.io/pause*']
+//!   keep_newest_per_repository: 0  # 0 = off
+//!   high_threshold_percent: 85     # kubelet's imageGCHighThresholdPercent
+//!   low_threshold_percent: 80      # kubelet's imageGCLowThresholdPercent
+//!   pressure_min_age: 2m           # kubelet's imageMinimumGCAge
+//!   prune_interval: 24h            # daemon: age prune this often
+//!   pressure_check_interval: 1m    # daemon: disk check this often
+//!   request_timeout: 30s           # per runtime API call
+//! cleanup:                         # `cleanup --emergency`
+//!   log_roots: [/var/log]
+//!   rotated_log_max_age: 7d
+//! logs:                            # log rotation; see agent/LOGS.md
+//!   check_interval: 10s            # default 10s (kubelet's containerLogMonitorInterval)
+//!   state_file: /var/lib/caretaker/logrotate.status   # logrotate's format
+//!   roots: [/var/log]              # nothing outside is touched
+//!   logrotate_conf: /etc/logrotate.conf               # optional, read unchanged
+//!   policies:
+//!     - files: ["/var/log/containers/*.log"]
+//!       daily: true
+//!       rotate: 7
+//!       compress: true
+//!   retention:
+//!     - { glob: "/var/log/*.log.gz", max_age: 30d }
 //! ```
 
 use std::path::PathBuf;
@@ -33,6 +61,8 @@ use caretaker_proto::config::bounded_duration;
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
+use crate::images::plan::{KeepList, Policy};
+use crate::images::select::RuntimeChoice;
 use crate::paths::HostPaths;
 use crate::stats::filesystems::{DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, FilesystemFilter};
 
@@ -57,6 +87,15 @@ pub struct AgentConfig {
     /// Which filesystems are reported.
     #[serde(default)]
     pub filesystems: FilesystemsConfig,
+    /// Image pruning.
+    #[serde(default)]
+    pub images: ImagesConfig,
+    /// The emergency cleanup's log steps.
+    #[serde(default)]
+    pub cleanup: CleanupConfig,
+    /// Log rotation and retention sweeps.
+    #[serde(default)]
+    pub logs: LogsConfig,
 }
 
 impl Default for AgentConfig {
@@ -64,9 +103,12 @@ impl Default for AgentConfig {
         Self {
             node_name: None,
             report_interval: default_report_interval(),
+            images: ImagesConfig::default(),
+            cleanup: CleanupConfig::default(),
             aggregator: None,
             paths: PathsConfig::default(),
             filesystems: FilesystemsConfig::default(),
+            logs: LogsConfig::default(),
         }
     }
 }
@@ -282,6 +324,273 @@ fn statvfs_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     bounded_duration(d, Duration::from_millis(10), Duration::from_secs(60))
 }
 
+/// Log rotation (logrotate-compatible) and retention sweeps. See `agent/LOGS.md`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    /// How often the daemon checks the policies (size triggers are seen this soon; time
+    /// triggers at their period). Default 10 s, as kubelet's containerLogMonitorInterval.
+    /// 1 s to 1 h.
+    #[serde(default = "default_check_interval", deserialize_with = "check_interval")]
+    pub check_interval: Duration,
+    /// Last rotation per file, in logrotate's state format (an existing
+    /// `/var/lib/logrotate/status` can be used as is). Default
+    /// `/var/lib/caretaker/logrotate.status`; the lock is this path plus `.lock`.
+    #[serde(default = "default_state_file")]
+    pub state_file: PathBuf,
+    /// Only files whose directory resolves inside one of these are rotated. Default
+    /// `[/var/log]`.
+    #[serde(default = "default_roots")]
+    pub roots: Vec<PathBuf>,
+    /// An existing logrotate.conf, read unchanged (with its includes). Default none.
+    #[serde(default)]
+    pub logrotate_conf: Option<PathBuf>,
+    /// Policies in YAML, with logrotate's directive names. Default none.
+    #[serde(default)]
+    pub policies: Vec<crate::logs::yaml::PolicyConfig>,
+    /// Age-based deletion per glob. Default none.
+    #[serde(default)]
+    pub retention: Vec<crate::logs::sweep::RetentionRule>,
+    /// Run prerotate/postrotate/firstaction/lastaction/preremove scripts. Default false:
+    /// a block with a script is rejected with a message saying so.
+    #[serde(default)]
+    pub allow_scripts: bool,
+    /// Allow `compresscmd` other than gzip and zstd (run as a child process). Default false.
+    #[serde(default)]
+    pub allow_compresscmd: bool,
+    /// Rotate the target of a symlinked log (when it resolves inside `roots`). Default
+    /// false: symlinks are skipped, and those under /var/log/containers are the kubelet's.
+    #[serde(default)]
+    pub rotate_symlinks: bool,
+    /// Threads one compression may use. Default 2. 1 to 64.
+    #[serde(default = "default_compress_threads")]
+    pub compress_threads: usize,
+    /// How long the CLI waits for a running rotation to finish. Default 10 s.
+    #[serde(default = "default_lock_wait", deserialize_with = "lock_wait")]
+    pub lock_wait: Duration,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            check_interval: default_check_interval(),
+            state_file: default_state_file(),
+            roots: default_roots(),
+            logrotate_conf: None,
+            policies: Vec::new(),
+            retention: Vec::new(),
+            allow_scripts: false,
+            allow_compresscmd: false,
+            rotate_symlinks: false,
+            compress_threads: default_compress_threads(),
+            lock_wait: default_lock_wait(),
+        }
+    }
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn check_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(3600))
+}
+fn default_state_file() -> PathBuf {
+    PathBuf::from("/var/lib/caretaker/logrotate.status")
+}
+fn default_roots() -> Vec<PathBuf> {
+    vec![PathBuf::from("/var/log")]
+}
+fn default_compress_threads() -> usize {
+    2
+}
+fn default_lock_wait() -> Duration {
+    Duration::from_secs(10)
+}
+fn lock_wait<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::ZERO, Duration::from_secs(3600))
+}
+
+/// Image pruning options (`images:`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// `auto` (default) prunes every runtime whose socket answers; `docker` or `containerd`
+    /// only that one.
+    #[serde(default)]
+    pub runtime: RuntimeChoice,
+    /// The Docker engine's socket as the agent sees it. Default `/var/run/docker.sock`.
+    #[serde(default = "default_docker_socket")]
+    pub docker_socket: PathBuf,
+    /// containerd's (CRI) socket as the agent sees it. Default
+    /// `/run/containerd/containerd.sock`.
+    #[serde(default = "default_containerd_socket")]
+    pub containerd_socket: PathBuf,
+    /// Unused images created at least this long ago are removed. Measured from the image's
+    /// creation time, as `docker image prune --filter until=` does (a runtime keeps no
+    /// reliable pull or last-use time). Default 168h, the seed's `until=168h`. 0s to 3650d.
+    #[serde(default = "default_min_age", deserialize_with = "min_age")]
+    pub min_age: Duration,
+    /// Images with a tag or digest matching one of these globs are never removed
+    /// (`*` crosses `/`). Default the pause images `registry.k8s.io/pause*` and
+    /// `k8s.gcr.io/pause*`, which every pod sandbox needs.
+    #[serde(default = "default_keep", deserialize_with = "keep_globs")]
+    pub keep: Vec<String>,
+    /// Keep the newest N images (by creation time) of each repository. Default 0 (off).
+    #[serde(default)]
+    pub keep_newest_per_repository: usize,
+    /// When the image filesystem is this full or fuller, younger unused images are removed
+    /// too, least recently used first. Default 85, as kubelet's
+    /// imageGCHighThresholdPercent; set it lower (e.g. 75) so that the agent acts before
+    /// the kubelet and eviction never comes first. 1..=100.
+    #[serde(default = "default_high", deserialize_with = "percent")]
+    pub high_threshold_percent: u8,
+    /// Threshold removals stop at this usage. Default 80, as kubelet's
+    /// imageGCLowThresholdPercent. 0..=99, below `high_threshold_percent`.
+    #[serde(default = "default_low", deserialize_with = "percent")]
+    pub low_threshold_percent: u8,
+    /// Under disk pressure, images younger than this are still kept. Default 2m, as
+    /// kubelet's imageMinimumGCAge.
+    #[serde(default = "default_pressure_min_age", deserialize_with = "min_age")]
+    pub pressure_min_age: Duration,
+    /// The daemon's age prune runs this often (±10 % jitter). Default 24h. 1m to 30d.
+    #[serde(default = "default_prune_interval", deserialize_with = "prune_interval")]
+    pub prune_interval: Duration,
+    /// The daemon checks the image filesystem against the thresholds this often. Default
+    /// 1m. 5s to 1h.
+    #[serde(default = "default_pressure_check_interval", deserialize_with = "pressure_check_interval")]
+    pub pressure_check_interval: Duration,
+    /// Timeout of each runtime API call. Default 30s. 1s to 10m.
+    #[serde(default = "default_request_timeout", deserialize_with = "request_timeout")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        Self {
+            runtime: RuntimeChoice::Auto,
+            docker_socket: default_docker_socket(),
+            containerd_socket: default_containerd_socket(),
+            min_age: default_min_age(),
+            keep: default_keep(),
+            keep_newest_per_repository: 0,
+            high_threshold_percent: default_high(),
+            low_threshold_percent: default_low(),
+            pressure_min_age: default_pressure_min_age(),
+            prune_interval: default_prune_interval(),
+            pressure_check_interval: default_pressure_check_interval(),
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+impl ImagesConfig {
+    /// The planning policy, with `min_age` overridden by `--min-age` when given.
+    ///
+    /// # Errors
+    /// `low_threshold_percent` not below `high_threshold_percent`, or a bad keep glob.
+    pub fn policy(&self, min_age: Option<Duration>) -> Result<Policy, String> {
+        if self.low_threshold_percent >= self.high_threshold_percent {
+            return Err(format!(
+                "images.low_threshold_percent ({}) must be below images.high_threshold_percent ({})",
+                self.low_threshold_percent, self.high_threshold_percent
+            ));
+        }
+        Ok(Policy {
+            min_age: min_age.unwrap_or(self.min_age),
+            keep: KeepList::new(&self.keep).map_err(|e| format!("images.keep: {e}"))?,
+            keep_newest_per_repository: self.keep_newest_per_repository,
+            high_threshold_percent: f64::from(self.high_threshold_percent),
+            low_threshold_percent: f64::from(self.low_threshold_percent),
+            pressure_min_age: self.pressure_min_age,
+        })
+    }
+}
+
+fn default_docker_socket() -> PathBuf {
+    "/var/run/docker.sock".into()
+}
+fn default_containerd_socket() -> PathBuf {
+    "/run/containerd/containerd.sock".into()
+}
+fn default_min_age() -> Duration {
+    Duration::from_secs(168 * 3600)
+}
+fn min_age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::ZERO, Duration::from_secs(3650 * 86400))
+}
+fn default_keep() -> Vec<String> {
+    vec!["registry.k8s.io/pause*".into(), "k8s.gcr.io/pause*".into()]
+}
+fn keep_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    KeepList::new(&v).map_err(serde::de::Error::custom)?;
+    Ok(v)
+}
+fn default_high() -> u8 {
+    85
+}
+fn default_low() -> u8 {
+    80
+}
+fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let v = u8::deserialize(d)?;
+    if v > 100 {
+        return Err(serde::de::Error::custom(format!("{v} is not a percentage (0 to 100)")));
+    }
+    Ok(v)
+}
+fn default_pressure_min_age() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_prune_interval() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn prune_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(60), Duration::from_secs(30 * 86400))
+}
+fn default_pressure_check_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn pressure_check_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(5), Duration::from_secs(3600))
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn request_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(600))
+}
+
+/// What `cleanup --emergency` may do to logs (`cleanup:`). It only ever touches rotated
+/// files (`*.log.1`, `*.gz`, dated archives) under these roots, never a live log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupConfig {
+    /// Directories searched for rotated logs. Default `/var/log` (under `--path.rootfs`).
+    #[serde(default = "default_log_roots")]
+    pub log_roots: Vec<PathBuf>,
+    /// Rotated logs older than this (by modification time) are past retention and deleted
+    /// first. Default 7d, the seed's retention for rotated logs.
+    #[serde(default = "default_rotated_max_age", deserialize_with = "rotated_max_age")]
+    pub rotated_log_max_age: Duration,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        Self { log_roots: default_log_roots(), rotated_log_max_age: default_rotated_max_age() }
+    }
+}
+
+fn default_log_roots() -> Vec<PathBuf> {
+    vec!["/var/log".into()]
+}
+fn default_rotated_max_age() -> Duration {
+    Duration::from_secs(7 * 86400)
+}
+fn rotated_max_age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::ZERO, Duration::from_secs(3650 * 86400))
+}
+
 fn regex<'de, D: Deserializer<'de>>(d: D) -> Result<Regex, D::Error> {
     let s = String::deserialize(d)?;
     Regex::new(&s).map_err(|e| serde::de::Error::custom(format!("{s:?} is not a valid regex: {e}")))
@@ -360,6 +669,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("cert") && err.contains("line 5"), "{err}");
+    }
+
+    #[test]
+    fn logs_section_has_documented_defaults_and_named_errors() {
+        let c: AgentConfig = parse_yaml("logs:\n  policies:\n    - files: [/var/log/a.log]\n      rotate: 3\n  retention:\n    - glob: /var/log/*.gz\n      max_age: 30d\n", Path::new("a.yaml")).unwrap();
+        assert_eq!(c.logs.check_interval, Duration::from_secs(10));
+        assert_eq!(c.logs.state_file, PathBuf::from("/var/lib/caretaker/logrotate.status"));
+        assert_eq!(c.logs.roots, vec![PathBuf::from("/var/log")]);
+        assert_eq!((c.logs.allow_scripts, c.logs.compress_threads), (false, 2));
+        assert_eq!(c.logs.retention[0].max_age, Duration::from_secs(30 * 86_400));
+        let err = parse_yaml::<AgentConfig>("logs:\n  check_interval: 1ms\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("at least 1s") && err.contains("line 2"), "{err}");
+        let err = parse_yaml::<AgentConfig>("logs:\n  sate_file: /x\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("sate_file"), "{err}");
+    }
+
+    #[test]
+    fn images_section_has_kubelet_defaults_and_checks_thresholds() {
+        let c = AgentConfig::default();
+        let p = c.images.policy(None).unwrap();
+        assert_eq!((p.high_threshold_percent, p.low_threshold_percent), (85.0, 80.0));
+        assert_eq!(p.min_age, Duration::from_secs(168 * 3600));
+        assert_eq!(p.keep.patterns(), ["registry.k8s.io/pause*", "k8s.gcr.io/pause*"]);
+        let c: AgentConfig = parse_yaml(
+            "images:\n  runtime: containerd\n  min_age: 24h\n  high_threshold_percent: 75\n  low_threshold_percent: 70\n",
+            Path::new("a.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.images.runtime, RuntimeChoice::Containerd);
+        assert_eq!(c.images.policy(Some(Duration::from_secs(60))).unwrap().min_age, Duration::from_secs(60));
+        let c: AgentConfig = parse_yaml("images:\n  high_threshold_percent: 70\n", Path::new("a.yaml")).unwrap();
+        assert_eq!(
+            c.images.policy(None).unwrap_err(),
+            "images.low_threshold_percent (80) must be below images.high_threshold_percent (70)"
+        );
+        let err = parse_yaml::<AgentConfig>("images:\n  keep: ['a[']\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("is not a valid glob") && err.contains("line 2"), "{err}");
+        let err = parse_yaml::<AgentConfig>("images:\n  high_threshold_percent: 120\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("120 is not a percentage"), "{err}");
+        let err = parse_yaml::<AgentConfig>("images:\n  runtim: docker\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("runtim"), "{err}");
     }
 
     #[test]

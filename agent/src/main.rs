@@ -6,8 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use caretaker_agent::cleanup::cli::{self as cleanup_cli, CleanupArgs};
 use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::AgentConfig;
+use caretaker_agent::logs::engine::{LogEngine, RunOptions};
+use caretaker_agent::logs::sweep::{self, RetentionRule};
+use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
 use caretaker_agent::paths::HostPaths;
 use caretaker_proto::config::{EXIT_USAGE, load_yaml};
 use caretaker_proto::render::{self, Style};
@@ -65,6 +69,61 @@ enum Command {
         /// (no rates).
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         sample_interval: Duration,
+    },
+    /// Rotate logs now, as logrotate would: prints what was (or would be) rotated,
+    /// compressed and deleted, with bytes. Exit 1 when any log failed.
+    Rotate {
+        /// YAML config file (its `logs:` section: policies, roots, state file).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A logrotate.conf to read unchanged (in addition to the config's policies).
+        #[arg(long)]
+        logrotate_conf: Option<PathBuf>,
+        /// State file in logrotate's format (default: logs.state_file of the config).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Only files under this directory are touched (repeatable; default: logs.roots of
+        /// the config, /var/log without one).
+        #[arg(long = "root")]
+        roots: Vec<PathBuf>,
+        /// Decide and report only; nothing is touched.
+        #[arg(long)]
+        dry_run: bool,
+        /// Rotate every log regardless of its criteria (logrotate -f).
+        #[arg(long)]
+        force: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Delete files matching a glob that are older than an age. Dry run unless --apply.
+    Sweep {
+        /// Absolute glob, e.g. '/var/log/*.log.gz' (quote it for the shell).
+        #[arg(long)]
+        glob: String,
+        /// Files whose mtime is strictly older than this are deleted, e.g. 30d, 168h.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_age: Duration,
+        /// Really delete (default: only list what would be deleted).
+        #[arg(long)]
+        apply: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Remove unused images through Docker or containerd (CRI); a dry run unless --apply.
+    PruneImages {
+        /// YAML config file (optional: the images section).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: PruneImagesArgs,
+    },
+    /// Free disk on this node without the aggregator; a dry run unless --apply.
+    Cleanup {
+        /// YAML config file (optional: the images and cleanup sections).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: CleanupArgs,
     },
 }
 
@@ -167,8 +226,84 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rotate { config, logrotate_conf, state, roots, dry_run, force, output } => {
+            let mut cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => return Ok(usage_error(e)),
+            };
+            if !roots.is_empty() {
+                cfg.logs.roots = roots.clone();
+            }
+            if config.is_none() && logrotate_conf.is_none() {
+                return Ok(usage_error("rotate needs --config (with logs.policies or logs.logrotate_conf) or --logrotate-conf"));
+            }
+            let mut engine = LogEngine::new(&cfg.logs, logrotate_conf.as_deref());
+            if let Some(s) = state {
+                engine = engine.with_state_file(s.clone());
+            }
+            let opts = RunOptions { force: *force, dry_run: *dry_run, lock_wait: engine.lock_wait() };
+            let summary = match engine.rotate(jiff::Timestamp::now(), opts) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("caretaker-agent: {e}");
+                    return Ok(ExitCode::from(EXIT_TEMPFAIL));
+                }
+            };
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+                Output::Table => print!("{}", summary.render_table()),
+            }
+            Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Sweep { glob, max_age, apply, output } => {
+            let rule = RetentionRule { glob: glob.clone(), max_age: *max_age };
+            let summary = sweep::sweep(&[rule], std::time::SystemTime::now(), *apply);
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+                Output::Table => print!("{}", summary.render_table()),
+            }
+            Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::PruneImages { config, args } => {
+            let cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => return Ok(usage_error(e)),
+            };
+            let policy = match cfg.images.policy(args.min_age) {
+                Ok(p) => p,
+                Err(e) => return Ok(usage_error(e)),
+            };
+            let rootfs = host_paths(paths_flags, &cfg).rootfs;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the async runtime")?;
+            let outcomes = rt.block_on(prune_cli::run(&cfg.images, &policy, &rootfs, args))?;
+            match args.output {
+                prune_cli::Output::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
+                prune_cli::Output::Table => print!("{}", prune_cli::render_table(&outcomes)),
+            }
+            Ok(if prune_cli::any_failed(&outcomes) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Cleanup { config, args } => {
+            let cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => return Ok(usage_error(e)),
+            };
+            if let Err(e) = cfg.images.policy(None) {
+                return Ok(usage_error(e));
+            }
+            let rootfs = host_paths(paths_flags, &cfg).rootfs;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the async runtime")?;
+            let summary = rt.block_on(cleanup_cli::run(&cfg, &rootfs, args)).map_err(anyhow::Error::msg)?;
+            match args.output {
+                prune_cli::Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+                prune_cli::Output::Table => print!("{}", caretaker_agent::cleanup::emergency::render(&summary)),
+            }
+            Ok(if summary.target_met { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
     }
 }
+
+/// sysexits.h EX_TEMPFAIL: another run holds the lock; try again later.
+const EXIT_TEMPFAIL: u8 = 75;
 
 /// Cancels `token` on SIGTERM (what Kubernetes sends) or SIGINT.
 async fn wait_for_signal(token: CancellationToken) {

@@ -1,7 +1,12 @@
 //! caretaker-aggregator: receives every node's reports, keeps the latest per node
-//! durably, merges them into one cluster report and serves it.
+//! durably, runs cluster-wide checks, merges everything into one report and serves it.
 //!
 //! # Layout
+//! - [`cluster`]: the [`cluster::ClusterState`] snapshot, read from a live API server
+//!   ([`cluster::live`]) or from `kubectl get -o json|yaml` dumps ([`cluster::dump`]).
+//! - [`checks`]: named checks with severities and findings; start at [`checks::run_all`].
+//! - [`cleanup`]: reference-safe cleanup proposals and applying them.
+//! - [`signals`]: HTTP endpoints, Prometheus and Alertmanager.
 //! - [`config`]: the YAML config.
 //! - [`store`]: the durable store (redb) and the duplicate/restart rule ([`store::decide`]).
 //! - [`state`]: store + in-memory copy + freshness + metrics, shared by the servers.
@@ -18,6 +23,9 @@
 
 pub mod auth;
 pub mod certs;
+pub mod checks;
+pub mod cleanup;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod ingest;
@@ -25,6 +33,7 @@ pub mod metrics;
 pub mod query;
 pub mod report;
 pub mod server;
+pub mod signals;
 pub mod standalone;
 pub mod state;
 pub mod store;

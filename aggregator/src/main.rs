@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use caretaker_agent::paths::HostPaths;
+use caretaker_aggregator::checks::cli::{CheckArgs, CliError};
+use caretaker_aggregator::cleanup::cli::CleanupArgs;
 use caretaker_aggregator::config::AggregatorConfig;
 use caretaker_aggregator::report::{self, Output};
 use caretaker_aggregator::state::State;
@@ -100,21 +102,33 @@ enum Command {
         #[arg(long = "path.rootfs")]
         rootfs: Option<PathBuf>,
     },
+    /// Run the cluster checks on a live cluster or on a dump and print the results.
+    Check(CheckArgs),
+    /// Propose (dry run) or apply cleanup of completed Jobs, old ReplicaSets, failed pods,
+    /// unreferenced ConfigMaps and more.
+    Cleanup(CleanupArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| match cli.command {
-        // The report is the output; keep the log to what goes wrong.
-        Command::Standalone { .. } | Command::Report { .. } | Command::Certs { .. } => "warn".into(),
         Command::Serve { .. } => "info".into(),
+        // The printed report is the output; keep the log to what goes wrong.
+        _ => "warn".into(),
     });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match try_main(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("caretaker-aggregator: error: {e:#}");
-            ExitCode::FAILURE
+            let code = e.downcast_ref::<CliError>().map_or(1, CliError::exit_code);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
     }
 }
@@ -225,6 +239,14 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             rt.shutdown_timeout(Duration::from_millis(500));
             print!("{}", report::render(&report, output)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => {
+            runtime()?.block_on(caretaker_aggregator::checks::cli::run(args, &mut std::io::stdout().lock()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cleanup(args) => {
+            runtime()?.block_on(caretaker_aggregator::cleanup::cli::run(args, &mut std::io::stdout().lock()))?;
             Ok(ExitCode::SUCCESS)
         }
     }

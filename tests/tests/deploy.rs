@@ -279,6 +279,7 @@ const ALLOWED_HOST_PATHS: &[(&str, bool)] = &[
     ("/sys", true),
     ("/", true),
     ("/var/log", false),
+    ("/var/lib/caretaker", false),
     ("/var/run/docker.sock", false),
     ("/run/containerd/containerd.sock", false),
     ("/etc/caretaker/pki", true),
@@ -558,7 +559,13 @@ fn check_config_refs(o: &Obj, pod: &PodSpec, objs: &[Obj]) {
                 let agg = cfg.aggregator.expect("aggregator");
                 assert_eq!(agg.endpoint, "https://caretaker-aggregator.caretaker.svc:7443", "the Service's name and port");
                 agg.transport().unwrap_or_else(|e| panic!("{}: {e}", cm_obj.key()));
-                assert!(data.contains_key("logrotate.conf"), "{}: logrotate.conf", cm_obj.key());
+                // The logrotate.conf it points at parses with the agent's own parser.
+                assert_eq!(cfg.logs.logrotate_conf.as_deref(), Some(Path::new("/etc/caretaker/logrotate.conf")));
+                let conf = data.get("logrotate.conf").unwrap_or_else(|| panic!("{}: logrotate.conf", cm_obj.key()));
+                let perms = caretaker_agent::logs::policy::Permissions { scripts: false, external_compress: false };
+                let loaded = caretaker_agent::logs::conf::parse_str(conf, "logrotate.conf", perms);
+                assert_eq!(loaded.errors, [], "{}: logrotate.conf", cm_obj.key());
+                assert_eq!(loaded.policies.len(), 2, "{}: logrotate.conf blocks", cm_obj.key());
             }
             if let Some(text) = data.get("aggregator.yaml") {
                 let cfg: caretaker_aggregator::config::AggregatorConfig =
@@ -635,7 +642,13 @@ fn host_paths(objs: &[Obj]) -> Vec<(String, bool)> {
 }
 
 fn base_paths(extra: Option<&str>, var_log_read_only: bool) -> Vec<(String, bool)> {
-    let mut v = vec![("/proc".into(), true), ("/sys".into(), true), ("/".into(), true), ("/var/log".into(), var_log_read_only)];
+    let mut v = vec![
+        ("/proc".into(), true),
+        ("/sys".into(), true),
+        ("/".into(), true),
+        ("/var/log".into(), var_log_read_only),
+        ("/var/lib/caretaker".into(), false),
+    ];
     if let Some(s) = extra {
         v.push((s.into(), false));
     }

@@ -1,0 +1,171 @@
+//! Filesystem primitives with the safety rules built in: temporary names that globs do
+//! not match, directory fsync, root containment without following links, sparse-aware
+//! copies, shredding.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Marker in every temporary file caretaker writes; a run removes leftovers with it.
+pub const TEMP_MARK: &str = ".caretaker-tmp";
+
+/// A temporary sibling of `path`: `.NAME.caretaker-tmp` (hidden, so `*` globs skip it).
+pub fn temp_name(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}{TEMP_MARK}"))
+}
+
+/// fsyncs a directory so that renames and unlinks in it are durable.
+///
+/// # Errors
+/// The directory cannot be opened or synced.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Opens a file for reading without following a final symlink.
+///
+/// # Errors
+/// As `open(2)` with `O_NOFOLLOW` (ELOOP for a symlink).
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(path)
+}
+
+/// Lexically normalises an absolute path (`.` and `..` removed) without touching the disk.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Whether `path` lies inside one of `roots` once every symlink in its *directory* part
+/// is resolved (the final component is checked separately with `lstat`). Roots are
+/// compared after resolving their own links, so `/var/log` → `/data/log` works.
+pub fn inside_roots(path: &Path, roots: &[PathBuf]) -> bool {
+    let Some(parent) = path.parent() else { return false };
+    let Ok(real_parent) = std::fs::canonicalize(parent) else { return false };
+    roots.iter().any(|r| {
+        let real_root = std::fs::canonicalize(r).unwrap_or_else(|_| normalize(r));
+        real_parent.starts_with(&real_root)
+    })
+}
+
+/// Copies `src` (from `offset`) to the end of `dst` keeping holes: data ranges found with
+/// `SEEK_DATA`/`SEEK_HOLE` are copied, holes are skipped so `dst` stays sparse.
+/// Returns the offset reached (the source size seen).
+///
+/// # Errors
+/// Read or write errors.
+pub fn copy_sparse_from(src: &File, dst: &File, mut offset: u64) -> io::Result<u64> {
+    use nix::unistd::{Whence, lseek};
+    let len = src.metadata()?.len();
+    let mut buf = vec![0u8; 1 << 20];
+    while offset < len {
+        let data = match lseek(src, offset as i64, Whence::SeekData) {
+            Ok(d) => d as u64,
+            Err(nix::errno::Errno::ENXIO) => break, // only a hole up to EOF
+            Err(_) => offset,                        // no SEEK_DATA support: copy all
+        };
+        let hole = match lseek(src, data as i64, Whence::SeekHole) {
+            Ok(h) => (h as u64).min(len),
+            Err(_) => len,
+        };
+        let mut pos = data;
+        while pos < hole {
+            let want = ((hole - pos) as usize).min(buf.len());
+            let n = src.read_at(&mut buf[..want], pos)?;
+            if n == 0 {
+                break;
+            }
+            dst.write_all_at(&buf[..n], pos)?;
+            pos += n as u64;
+        }
+        offset = hole.max(pos);
+    }
+    // A trailing hole still counts towards the size.
+    if dst.metadata()?.len() < len {
+        dst.set_len(len)?;
+    }
+    Ok(len)
+}
+
+/// Overwrites a file's blocks `cycles` times with zeros, syncs, and unlinks it (what
+/// `shred -u -n CYCLES -z` approximates; caretaker does it without spawning `shred`).
+///
+/// # Errors
+/// Open, write, sync or unlink fails.
+pub fn shred(path: &Path, cycles: u32) -> io::Result<()> {
+    let f = std::fs::OpenOptions::new().write(true).custom_flags(nix::libc::O_NOFOLLOW).open(path)?;
+    let len = f.metadata()?.len();
+    let zeros = vec![0u8; 1 << 16];
+    for _ in 0..cycles.max(1) {
+        let mut pos = 0;
+        while pos < len {
+            let n = ((len - pos) as usize).min(zeros.len());
+            f.write_all_at(&zeros[..n], pos)?;
+            pos += n as u64;
+        }
+        f.sync_data()?;
+    }
+    std::fs::remove_file(path)
+}
+
+/// Bytes a file really occupies (`st_blocks` is in 512-byte units).
+pub fn allocated_bytes(m: &std::fs::Metadata) -> u64 {
+    m.blocks() * 512
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_copy_keeps_holes_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src_p = dir.path().join("s");
+        let src = File::create(&src_p).unwrap();
+        src.write_all_at(b"head", 0).unwrap();
+        src.write_all_at(b"tail", 64 << 20).unwrap();
+        src.set_len((64 << 20) + 4 + (8 << 20)).unwrap();
+        let src = File::open(&src_p).unwrap();
+        let dst = std::fs::OpenOptions::new().create(true).truncate(true).write(true).read(true).open(dir.path().join("d")).unwrap();
+        let n = copy_sparse_from(&src, &dst, 0).unwrap();
+        assert_eq!(n, (72 << 20) + 4);
+        assert_eq!(std::fs::read(&src_p).unwrap(), std::fs::read(dir.path().join("d")).unwrap());
+        let allocated = allocated_bytes(&dst.metadata().unwrap());
+        assert!(allocated < 1 << 20, "copy is not sparse: {allocated} bytes allocated");
+    }
+
+    #[test]
+    fn containment_resolves_directory_links_but_not_the_leaf() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
+        let roots = vec![root.clone()];
+        assert!(inside_roots(&root.join("a.log"), &roots));
+        assert!(!inside_roots(&root.join("escape/a.log"), &roots));
+        assert!(!inside_roots(&root.join("../outside/a.log"), &roots));
+        assert_eq!(temp_name(Path::new("/d/x.log.1.gz")), PathBuf::from("/d/.x.log.1.gz.caretaker-tmp"));
+    }
+
+    #[test]
+    fn shred_zeroes_then_unlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x");
+        std::fs::write(&p, b"secret").unwrap();
+        shred(&p, 2).unwrap();
+        assert!(!p.exists());
+    }
+}

@@ -1,0 +1,85 @@
+//! The rotation lock: two agents, or an agent and the CLI, never rotate at once.
+//!
+//! An exclusive `flock(2)` on `STATE.lock` next to the state file (the state file itself
+//! is replaced by rename on every save, so it cannot carry the lock). The kernel drops
+//! the lock when the holder dies, so a killed run never blocks the next one.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+/// A held lock; released on drop.
+#[derive(Debug)]
+pub struct RotationLock {
+    _lock: Flock<File>,
+    pub path: PathBuf,
+}
+
+/// Why the lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another caretaker run holds the rotation lock {path} (waited {waited:?}); try again when it has finished")]
+    Busy { path: PathBuf, waited: Duration },
+    #[error("cannot open the rotation lock {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The lock file that guards `state_file`.
+pub fn lock_path(state_file: &Path) -> PathBuf {
+    let mut s = state_file.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// Takes the lock, polling every 50 ms for at most `wait` (zero: one try).
+///
+/// # Errors
+/// [`LockError::Busy`] when another process keeps it; [`LockError::Open`] when the lock
+/// file cannot be created.
+pub fn acquire(state_file: &Path, wait: Duration) -> Result<RotationLock, LockError> {
+    let path = lock_path(state_file);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| LockError::Open { path: path.clone(), source })?;
+    }
+    let start = Instant::now();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| LockError::Open { path: path.clone(), source })?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(RotationLock { _lock: l, path }),
+            Err((f, Errno::EWOULDBLOCK)) if start.elapsed() < wait => {
+                file = f;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => return Err(LockError::Busy { path, waited: wait }),
+            Err((_, e)) => return Err(LockError::Open { path, source: e.into() }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_gets_a_clear_busy_error_until_the_first_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = dir.path().join("status");
+        let first = acquire(&st, Duration::ZERO).unwrap();
+        let err = acquire(&st, Duration::from_millis(120)).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("another caretaker run holds the rotation lock {}/status.lock", dir.path().display())), "{err}");
+        drop(first);
+        assert!(acquire(&st, Duration::ZERO).is_ok());
+    }
+}

@@ -1,0 +1,25 @@
+//! Log rotation, compression and retention sweeps, compatible with logrotate 3.21.
+//!
+//! Policies come from an existing logrotate.conf read unchanged ([`conf`]) or from the
+//! agent's YAML ([`yaml`], same directive names and meaning); both go through
+//! [`policy::Policy::apply`]. [`engine::LogEngine`] is what the daemon and the CLI call:
+//! it takes the lock ([`lock`]), reads the logrotate-format state ([`state`]), runs one
+//! pass ([`rotate`], deciding with [`schedule`], compressing with [`compress`]), saves
+//! the state, and returns a [`summary::RotationSummary`]. [`sweep`] deletes files by age.
+//!
+//! Every directive, and every place where caretaker deliberately differs from
+//! logrotate 3.21, is documented in `agent/LOGS.md`.
+
+pub mod compress;
+pub mod conf;
+pub mod dateformat;
+pub mod engine;
+pub mod fsx;
+pub mod lock;
+pub mod policy;
+pub mod rotate;
+pub mod schedule;
+pub mod state;
+pub mod summary;
+pub mod sweep;
+pub mod yaml;

@@ -1,0 +1,667 @@
+//! One rotation pass over a set of policies: find the logs, decide, rotate, compress,
+//! apply retention, record the state.
+//!
+//! Order of operations for one log (every step is atomic on its own, so a kill between
+//! any two leaves files that the next pass finishes without losing or duplicating a line):
+//!
+//! 1. Finish leftovers: every uncompressed archive of a compressing policy is compressed
+//!    (the delayed one of `delaycompress`, or one a crash left behind; if its archive
+//!    already exists the uncompressed copy is the complete one and wins).
+//! 2. Numbered mode: shift `.N` to `.N+1`, oldest first. Date mode: pick the name, with
+//!    a `.1`, `.2` … counter when it is taken.
+//! 3. Rename mode: `rename(log, archive)`, then `create` with `O_EXCL` (a file a writer
+//!    already recreated is left as it is). Copy modes: copy (holes kept) to a temporary,
+//!    copy again what was appended, fsync, rename, then truncate (copytruncate).
+//! 4. Compress unless delayed (see [`super::compress`]).
+//! 5. Retention: archives beyond `rotate`, and older than `maxage`, are removed
+//!    (shredded with `shred`).
+//!
+//! Directory fsyncs are batched: each directory touched is synced once at the end of the
+//! pass, before the state file is written.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use jiff::{ToSpan, Zoned};
+use regex::Regex;
+
+use super::compress::{self, FailHook};
+use super::fsx;
+use super::policy::{CreateSpec, Policy};
+use super::schedule::{self, FileFacts};
+use super::state::State;
+use super::summary::{Action, ActionKind, LogError, RotationSummary};
+
+/// Where kubelet keeps its symlinks to container logs; it rotates those itself.
+pub const KUBELET_LINK_DIR: &str = "/var/log/containers";
+
+/// Options of one pass.
+pub struct Pass<'a> {
+    pub now: Zoned,
+    /// Only paths whose directory resolves inside one of these are touched.
+    pub roots: &'a [PathBuf],
+    pub force: bool,
+    pub dry_run: bool,
+    /// Threads for one compression.
+    pub threads: usize,
+    /// Rotate the target of a symlink (inside the roots) instead of skipping it.
+    pub follow_symlinks: bool,
+    /// Failure injection for tests (see [`compress::FailHook`]); also called with
+    /// `"step"` before every mutating step.
+    pub fail: FailHook<'a>,
+}
+
+/// The mutable context of a pass.
+struct Run<'a, 'p> {
+    pass: &'p Pass<'a>,
+    state: &'p mut State,
+    out: &'p mut RotationSummary,
+    dirs_to_sync: BTreeSet<PathBuf>,
+    dir_index: HashMap<PathBuf, BTreeSet<String>>,
+    inside: HashMap<PathBuf, bool>,
+}
+
+/// Runs every policy once. The state is updated in memory; the caller saves it.
+pub fn run_pass(policies: &[Policy], pass: &Pass<'_>, state: &mut State, out: &mut RotationSummary) {
+    let mut run = Run { pass, state, out, dirs_to_sync: BTreeSet::new(), dir_index: HashMap::new(), inside: HashMap::new() };
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    for p in policies {
+        let files = run.expand(p, &mut seen);
+        run.policy(p, &files);
+    }
+    if !pass.dry_run {
+        for d in std::mem::take(&mut run.dirs_to_sync) {
+            if let Err(e) = fsx::sync_dir(&d) {
+                run.error(&d, format!("cannot fsync directory: {e}"));
+            }
+        }
+    }
+}
+
+impl Run<'_, '_> {
+    fn error(&mut self, path: &Path, message: impl Into<String>) {
+        let message = message.into();
+        tracing::warn!(path = %path.display(), error = %message, "Log rotation problem.");
+        self.out.errors.push(LogError { place: path.display().to_string(), message });
+    }
+
+    fn note(&mut self, path: &Path, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!(path = %path.display(), reason = %message, "Log skipped.");
+        self.out.skipped.push(LogError { place: path.display().to_string(), message });
+    }
+
+    fn act(&mut self, kind: ActionKind, path: &Path, to: Option<&Path>, bytes: u64) {
+        self.out.actions.push(Action { kind, path: path.to_path_buf(), to: to.map(Path::to_path_buf), bytes, bytes_after: None });
+    }
+
+    /// Glob expansion; a pattern matching nothing is taken literally (as logrotate does),
+    /// so `missingok` decides whether its absence is an error.
+    fn expand(&mut self, p: &Policy, seen: &mut HashSet<PathBuf>) -> Vec<PathBuf> {
+        let opts = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: true };
+        let mut files = Vec::new();
+        for pat in &p.patterns {
+            let mut matched: Vec<PathBuf> = match glob::glob_with(pat, opts) {
+                Ok(paths) => paths.filter_map(Result::ok).collect(),
+                Err(e) => {
+                    self.out.errors.push(LogError { place: p.place.clone(), message: format!("bad pattern {pat:?}: {e}") });
+                    continue;
+                }
+            };
+            if matched.is_empty() {
+                matched.push(PathBuf::from(pat));
+            }
+            for f in matched {
+                if seen.insert(f.clone()) {
+                    files.push(f);
+                } else if !pat.contains(['*', '?', '[']) {
+                    self.error(&f, format!("duplicate log entry (also at {}); the first block wins", p.place));
+                }
+            }
+        }
+        files
+    }
+
+    fn is_inside(&mut self, path: &Path) -> bool {
+        let parent = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        if let Some(v) = self.inside.get(&parent) {
+            return *v;
+        }
+        let v = fsx::inside_roots(path, self.pass.roots);
+        self.inside.insert(parent, v);
+        v
+    }
+
+    fn policy(&mut self, p: &Policy, files: &[PathBuf]) {
+        let mut due: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+        for f in files {
+            self.out.files_checked += 1;
+            if let Some(c) = self.check(p, f) {
+                due.push(c);
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let pattern = p.patterns.join(" ");
+        if let Some(s) = &p.scripts.firstaction
+            && !self.script(s, &[pattern.as_str()], &p.place, "firstaction")
+        {
+            return;
+        }
+        if p.scripts.shared
+            && let Some(s) = &p.scripts.prerotate
+            && !self.script(s, &[pattern.as_str()], &p.place, "prerotate")
+        {
+            return;
+        }
+        for (f, meta) in due {
+            if !p.scripts.shared
+                && let Some(s) = &p.scripts.prerotate
+                && !self.script(s, &[&f.to_string_lossy()], &p.place, "prerotate")
+            {
+                continue;
+            }
+            let archive = match self.rotate_one(p, &f, &meta) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.error(&f, e.to_string());
+                    continue;
+                }
+            };
+            if !p.scripts.shared
+                && let Some(s) = &p.scripts.postrotate
+            {
+                let a = archive.as_deref().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+                self.script(s, &[&f.to_string_lossy(), &a], &p.place, "postrotate");
+            }
+            if let Err(e) = self.after_rotation(p, &f, archive.as_deref()) {
+                self.error(&f, e.to_string());
+            }
+        }
+        if p.scripts.shared
+            && let Some(s) = &p.scripts.postrotate
+        {
+            self.script(s, &[pattern.as_str()], &p.place, "postrotate");
+        }
+        if let Some(s) = &p.scripts.lastaction {
+            self.script(s, &[pattern.as_str()], &p.place, "lastaction");
+        }
+    }
+
+    fn script(&mut self, body: &str, args: &[&str], place: &str, what: &str) -> bool {
+        if self.pass.dry_run {
+            return true;
+        }
+        let res = std::process::Command::new("/bin/sh").arg("-c").arg(body).arg("caretaker-script").args(args).status();
+        match res {
+            Ok(s) if s.success() => true,
+            Ok(s) => {
+                self.out.errors.push(LogError { place: place.into(), message: format!("{what} script failed: {s}") });
+                false
+            }
+            Err(e) => {
+                self.out.errors.push(LogError { place: place.into(), message: format!("cannot run {what} script: {e}") });
+                false
+            }
+        }
+    }
+
+    /// Looks at one path; returns it with its metadata when it is due.
+    fn check(&mut self, p: &Policy, f: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
+        let meta = match std::fs::symlink_metadata(f) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !p.missingok {
+                    self.error(f, "log does not exist (add missingok to allow that)");
+                }
+                return None;
+            }
+            Err(e) => {
+                self.error(f, format!("cannot stat: {e}"));
+                return None;
+            }
+        };
+        let (path, meta) = if meta.file_type().is_symlink() {
+            let kubelet = f.parent() == Some(Path::new(KUBELET_LINK_DIR));
+            if !self.pass.follow_symlinks {
+                if kubelet {
+                    self.note(f, "symlink to a container log: the kubelet rotates those (containerLogMaxSize); set logs.rotate_symlinks: true to rotate them anyway");
+                } else {
+                    self.note(f, "is a symlink; caretaker does not rotate symlinks (set logs.rotate_symlinks: true to rotate the target inside the roots)");
+                }
+                return None;
+            }
+            let target = match std::fs::canonicalize(f) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.error(f, format!("symlink cannot be resolved: {e}"));
+                    return None;
+                }
+            };
+            match std::fs::symlink_metadata(&target) {
+                Ok(m) => (target, m),
+                Err(e) => {
+                    self.error(f, format!("symlink target cannot be read: {e}"));
+                    return None;
+                }
+            }
+        } else {
+            (f.to_path_buf(), meta)
+        };
+        if !self.is_inside(&path) {
+            self.error(&path, "is outside the configured roots (logs.roots); not touched");
+            return None;
+        }
+        if !meta.is_file() {
+            self.error(&path, "is not a regular file; not touched");
+            return None;
+        }
+        if meta.nlink() > 1 && !p.allowhardlink {
+            self.note(&path, format!("has {} hard links (another name may be outside the roots); add allowhardlink to rotate it", meta.nlink()));
+            return None;
+        }
+        let age = meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok()).map_or(0, |d| d.as_secs() as i64);
+        let now = &self.pass.now;
+        let last = match self.state.entries.get(&path) {
+            Some(t) => *t,
+            None => {
+                let t = schedule::first_seen(now);
+                self.state.entries.insert(path.clone(), t);
+                t
+            }
+        };
+        let d = schedule::decide(p, FileFacts { size: meta.len(), age_seconds: age }, last, now, self.pass.force);
+        tracing::debug!(path = %path.display(), decision = ?d, "Log considered.");
+        if d.rotates() { Some((path, meta)) } else { None }
+    }
+
+    fn archive_dir(&mut self, p: &Policy, f: &Path, meta: &std::fs::Metadata) -> io::Result<PathBuf> {
+        let dir = f.parent().unwrap_or(Path::new("/"));
+        let Some(old) = &p.olddir else { return Ok(dir.to_path_buf()) };
+        let od = fsx::normalize(&dir.join(old));
+        let probe = od.join("x");
+        match std::fs::symlink_metadata(&od) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(io::Error::other(format!("olddir {} is not a directory", od.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let Some(spec) = p.createolddir else {
+                    return Err(io::Error::other(format!("olddir {} does not exist (add createolddir to create it)", od.display())));
+                };
+                if !self.pass.dry_run {
+                    std::fs::create_dir(&od)?;
+                    let (uid, gid) = p.su.map_or((None, None), |(u, g)| (Some(u), Some(g)));
+                    let mode = spec.mode.unwrap_or(0o755);
+                    std::fs::set_permissions(&od, std::fs::Permissions::from_mode(mode))?;
+                    let _ = std::os::unix::fs::chown(&od, spec.uid.or(uid).or(Some(meta.uid())), spec.gid.or(gid).or(Some(meta.gid())));
+                    self.dirs_to_sync.insert(dir.to_path_buf());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        if !self.pass.dry_run && !self.is_inside(&probe) {
+            return Err(io::Error::other(format!("olddir {} is outside the configured roots", od.display())));
+        }
+        Ok(od)
+    }
+
+    fn names(&mut self, dir: &Path) -> io::Result<&mut BTreeSet<String>> {
+        if !self.dir_index.contains_key(dir) {
+            let mut set = BTreeSet::new();
+            match std::fs::read_dir(dir) {
+                Ok(rd) => {
+                    for e in rd.flatten() {
+                        if let Some(n) = e.file_name().to_str() {
+                            set.insert(n.to_string());
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && self.pass.dry_run => {}
+                Err(e) => return Err(e),
+            }
+            self.dir_index.insert(dir.to_path_buf(), set);
+        }
+        Ok(self.dir_index.get_mut(dir).unwrap_or_else(|| unreachable!()))
+    }
+
+    /// Existing archives of one log, keyed for age order (oldest first).
+    fn archives(&mut self, lay: &Layout) -> io::Result<Vec<Archive>> {
+        let prefix = lay.base.clone();
+        let re = lay.regex.clone();
+        let dir = lay.dir.clone();
+        let names: Vec<String> = self.names(&dir)?.range(prefix.clone()..).take_while(|n| n.starts_with(&prefix)).cloned().collect();
+        let mut out = Vec::new();
+        for n in names {
+            let Some(c) = re.captures(&n) else { continue };
+            let path = dir.join(&n);
+            // Only regular files: an archive name that is a symlink or directory is never touched.
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => {}
+                _ => continue,
+            }
+            let key = c.name("key").map_or(String::new(), |m| m.as_str().to_string());
+            let counter = c.name("n").and_then(|m| m.as_str().parse::<u64>().ok()).unwrap_or(0);
+            let compressed = c.name("z").is_some();
+            out.push(Archive { path, name: n, key, counter, compressed });
+        }
+        Ok(out)
+    }
+
+    fn rotate_one(&mut self, p: &Policy, f: &Path, meta: &std::fs::Metadata) -> io::Result<Option<PathBuf>> {
+        (self.pass.fail)("step")?;
+        let dir = self.archive_dir(p, f, meta)?;
+        let lay = Layout::new(p, f, &dir);
+        // 1. Finish leftovers and delayed compression.
+        if p.compress {
+            for a in self.archives(&lay)?.into_iter().filter(|a| !a.compressed) {
+                self.compress(p, &a.path, &lay)?;
+            }
+        }
+        // 2. Names.
+        let target = if p.dateext {
+            let when = if p.dateyesterday { self.pass.now.checked_sub(1.day()).unwrap_or_else(|_| self.pass.now.clone()) } else { self.pass.now.clone() };
+            let stem = format!("{}{}", lay.base, p.dateformat().format(&when));
+            let mut n = 0u64;
+            loop {
+                let cand = if n == 0 { format!("{stem}{}", lay.ext) } else { format!("{stem}.{n}{}", lay.ext) };
+                let taken = {
+                    let names = self.names(&dir)?;
+                    names.contains(&cand) || names.contains(&format!("{cand}{}", lay.compext))
+                };
+                if !taken {
+                    break dir.join(cand);
+                }
+                n += 1;
+            }
+        } else {
+            self.shift(p, &lay)?;
+            dir.join(format!("{}.{}{}", lay.base, p.start, lay.ext))
+        };
+        // 3. Move the log's content to the archive name.
+        (self.pass.fail)("step")?;
+        let size = meta.len();
+        if p.copy || p.copytruncate {
+            if !self.pass.dry_run {
+                copy_out(f, &target, p.copytruncate, self.pass.fail)?;
+            }
+            let kind = if p.copytruncate { ActionKind::CopyTruncate } else { ActionKind::Copy };
+            self.act(kind, f, Some(&target), size);
+        } else {
+            if !self.pass.dry_run {
+                std::fs::rename(f, &target)?;
+            }
+            self.act(ActionKind::Rotate, f, Some(&target), size);
+            if let Some(spec) = p.create {
+                (self.pass.fail)("step")?;
+                if !self.pass.dry_run {
+                    create_log(f, spec, meta)?;
+                }
+            }
+        }
+        self.index_add(&target);
+        self.dirs_to_sync.insert(dir.clone());
+        if let Some(d) = f.parent() {
+            self.dirs_to_sync.insert(d.to_path_buf());
+        }
+        self.out.rotated += 1;
+        self.out.rotated_bytes += size;
+        let now = self.pass.now.datetime();
+        self.state.entries.insert(f.to_path_buf(), now);
+        Ok(Some(target))
+    }
+
+    /// Steps 4 and 5, after the postrotate script.
+    fn after_rotation(&mut self, p: &Policy, f: &Path, archive: Option<&Path>) -> io::Result<()> {
+        let Some(archive) = archive else { return Ok(()) };
+        let meta = std::fs::symlink_metadata(f).or_else(|_| std::fs::symlink_metadata(archive));
+        let dir = archive.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let lay = Layout::new(p, f, &dir);
+        if p.rotate == 0 {
+            self.remove(p, archive)?;
+            return Ok(());
+        }
+        if p.compress && !p.delaycompress {
+            (self.pass.fail)("step")?;
+            self.compress(p, archive, &lay)?;
+        }
+        let _ = meta;
+        self.retention(p, &lay)
+    }
+
+    fn compress(&mut self, p: &Policy, src: &Path, lay: &Layout) -> io::Result<()> {
+        let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dst = src.with_file_name(format!("{name}{}", lay.compext));
+        let before = match std::fs::symlink_metadata(src) {
+            Ok(m) => m.len(),
+            // Dry run: the archive does not exist yet; it is the log just "rotated".
+            Err(_) => self.out.actions.iter().rev().find(|a| a.to.as_deref() == Some(src)).map_or(0, |a| a.bytes),
+        };
+        let after = if self.pass.dry_run {
+            None
+        } else {
+            let c = compress::compress_file(src, &dst, &p.compressor, self.pass.threads, self.pass.fail)?;
+            Some(c.bytes_out)
+        };
+        self.index_remove(src);
+        self.index_add(&dst);
+        self.out.compressed += 1;
+        self.out.compressed_bytes_before += before;
+        self.out.compressed_bytes_after += after.unwrap_or(0);
+        self.out.actions.push(Action { kind: ActionKind::Compress, path: src.to_path_buf(), to: Some(dst), bytes: before, bytes_after: after });
+        Ok(())
+    }
+
+    /// Numbered mode: `.N` → `.N+1` from the oldest down, then the one past the count goes.
+    fn shift(&mut self, p: &Policy, lay: &Layout) -> io::Result<()> {
+        let archives = self.archives(lay)?;
+        let mut by_index: BTreeMap<u64, Vec<Archive>> = BTreeMap::new();
+        for a in archives {
+            by_index.entry(a.counter).or_default().push(a);
+        }
+        let count = if p.rotate < 0 {
+            by_index.keys().next_back().map_or(1, |m| m.saturating_sub(p.start) + 1)
+        } else {
+            (p.rotate as u64).max(1)
+        };
+        let last = p.start + count - 1;
+        for i in (p.start..=last).rev() {
+            let Some(list) = by_index.get(&i) else { continue };
+            for a in list {
+                let new_name = a.name.replacen(&format!("{}.{i}", lay.base), &format!("{}.{}", lay.base, i + 1), 1);
+                let to = lay.dir.join(&new_name);
+                (self.pass.fail)("step")?;
+                if !self.pass.dry_run {
+                    std::fs::rename(&a.path, &to)?;
+                }
+                self.index_remove(&a.path);
+                self.index_add(&to);
+            }
+        }
+        Ok(())
+    }
+
+    fn retention(&mut self, p: &Policy, lay: &Layout) -> io::Result<()> {
+        let mut archives = self.archives(lay)?;
+        if p.dateext {
+            archives.sort_by(|a, b| (&a.key, a.counter).cmp(&(&b.key, b.counter)));
+        } else {
+            // Highest number is oldest.
+            archives.sort_by_key(|a| std::cmp::Reverse(a.counter));
+        }
+        let mut keep: Vec<Archive> = Vec::new();
+        let mut remove: Vec<Archive> = Vec::new();
+        if p.dateext {
+            let excess = if p.rotate >= 0 { archives.len().saturating_sub(p.rotate as usize) } else { 0 };
+            for (i, a) in archives.into_iter().enumerate() {
+                if i < excess { remove.push(a) } else { keep.push(a) }
+            }
+        } else {
+            let limit = if p.rotate >= 0 { p.start + (p.rotate as u64).max(1) - 1 } else { u64::MAX };
+            for a in archives {
+                // Only the one shifted past the count, as logrotate; others are not ours to judge.
+                if a.counter == limit + 1 { remove.push(a) } else { keep.push(a) }
+            }
+        }
+        if let Some(days) = p.maxage_days {
+            let cutoff = self.pass.now.timestamp().as_second() - (days as i64) * 86_400;
+            let (old, young): (Vec<_>, Vec<_>) = keep.into_iter().partition(|a| {
+                std::fs::symlink_metadata(&a.path).map(|m| m.mtime() < cutoff).unwrap_or(false)
+            });
+            remove.extend(old);
+            let _ = young;
+        }
+        for a in remove {
+            self.remove(p, &a.path)?;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, p: &Policy, path: &Path) -> io::Result<()> {
+        let size = std::fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
+        if let Some(s) = &p.scripts.preremove {
+            let place = p.place.clone();
+            self.script(s, &[&path.to_string_lossy()], &place, "preremove");
+        }
+        (self.pass.fail)("step")?;
+        if !self.pass.dry_run {
+            if p.shred { fsx::shred(path, p.shredcycles)? } else { std::fs::remove_file(path)? }
+        }
+        self.index_remove(path);
+        if let Some(d) = path.parent() {
+            self.dirs_to_sync.insert(d.to_path_buf());
+        }
+        self.out.deleted += 1;
+        self.out.deleted_bytes += size;
+        self.act(ActionKind::Delete, path, None, size);
+        Ok(())
+    }
+
+    fn index_add(&mut self, p: &Path) {
+        if let (Some(d), Some(n)) = (p.parent(), p.file_name().and_then(|n| n.to_str()))
+            && let Some(set) = self.dir_index.get_mut(d)
+        {
+            set.insert(n.to_string());
+        }
+    }
+
+    fn index_remove(&mut self, p: &Path) {
+        if let (Some(d), Some(n)) = (p.parent(), p.file_name().and_then(|n| n.to_str()))
+            && let Some(set) = self.dir_index.get_mut(d)
+        {
+            set.remove(n);
+        }
+    }
+}
+
+/// How one log's archives are named.
+struct Layout {
+    dir: PathBuf,
+    /// The log's name without `extension`.
+    base: String,
+    /// `extension` when the name ends with it, else empty.
+    ext: String,
+    compext: String,
+    /// Captures: `key` (number or date), `n` (counter), `z` (compression extension).
+    regex: Regex,
+}
+
+impl Layout {
+    fn new(p: &Policy, f: &Path, dir: &Path) -> Self {
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (base, ext) = match &p.extension {
+            Some(e) if name.ends_with(e.as_str()) && name.len() > e.len() => (name[..name.len() - e.len()].to_string(), e.clone()),
+            _ => (name.clone(), String::new()),
+        };
+        let compext = p.compress_ext();
+        let z = format!("(?P<z>{})?", regex::escape(&compext));
+        let re = if p.dateext {
+            format!("^{}(?P<key>{})(?:\\.(?P<n>[0-9]+))?{}{z}$", regex::escape(&base), p.dateformat().regex(), regex::escape(&ext))
+        } else {
+            format!("^{}\\.(?P<n>[0-9]+){}{z}$", regex::escape(&base), regex::escape(&ext))
+        };
+        let regex = Regex::new(&re).unwrap_or_else(|_| Regex::new("^$").unwrap_or_else(|_| unreachable!()));
+        Self { dir: dir.to_path_buf(), base, ext, compext, regex }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Archive {
+    path: PathBuf,
+    name: String,
+    key: String,
+    counter: u64,
+    compressed: bool,
+}
+
+/// Creates the new, empty log. `O_EXCL`: a file a writer already recreated is left alone
+/// (caretaker never changes mode or owner of a file it did not create).
+fn create_log(f: &Path, spec: CreateSpec, old: &std::fs::Metadata) -> io::Result<()> {
+    let mode = spec.mode.unwrap_or(old.mode() & 0o7777);
+    let file = match std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(nix::libc::O_NOFOLLOW).mode(mode).open(f) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    // The umask may have cleared bits; this file is ours, so set exactly what was asked.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    let uid = spec.uid.unwrap_or(old.uid());
+    let gid = spec.gid.unwrap_or(old.gid());
+    if (uid, gid) != (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()) {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+/// copy / copytruncate: copy (keeping holes) to a temporary, copy again what was
+/// appended meanwhile, rename to `target`, copy the last appended bytes and truncate the
+/// log (copytruncate) with nothing slow in between, then fsync the copy.
+fn copy_out(f: &Path, target: &Path, truncate: bool, fail: FailHook<'_>) -> io::Result<()> {
+    let src = std::fs::OpenOptions::new().read(true).write(truncate).custom_flags(nix::libc::O_NOFOLLOW).open(f)?;
+    let meta = src.metadata()?;
+    let tmp = fsx::temp_name(target);
+    let _ = std::fs::remove_file(&tmp);
+    let dst = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .mode(meta.mode() & 0o7777)
+        .open(&tmp)?;
+    let res = (|| {
+        let _ = std::os::unix::fs::fchown(&dst, Some(meta.uid()), Some(meta.gid()));
+        let mut pos = fsx::copy_sparse_from(&src, &dst, 0)?;
+        // Copy again whatever arrived during the copy, until the size holds still.
+        for _ in 0..8 {
+            let len = src.metadata()?.len();
+            if len <= pos {
+                break;
+            }
+            pos = fsx::copy_sparse_from(&src, &dst, pos)?;
+        }
+        // The copy gets its final name before the truncate, so a crash after the truncate
+        // never leaves the data only in a temporary (which the next run would remove).
+        fail("rename")?;
+        std::fs::rename(&tmp, target)?;
+        if truncate {
+            // Last catch-up through the still-open descriptor right before the truncate:
+            // the window for loss is only the gap between this size check and ftruncate,
+            // so nothing slow (no fsync) goes between.
+            let len = src.metadata()?.len();
+            if len > pos {
+                fsx::copy_sparse_from(&src, &dst, pos)?;
+            }
+            fail("truncate")?;
+            src.set_len(0)?;
+        }
+        fail("fsync")?;
+        dst.sync_all()?;
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}

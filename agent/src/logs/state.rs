@@ -1,0 +1,227 @@
+//! The state file: when each log was last rotated, in logrotate's own format so that a
+//! node switching from logrotate keeps every file's schedule.
+//!
+//! ```text
+//! logrotate state -- version 2
+//! "/var/log/syslog" 2024-1-15-3:0:0
+//! ```
+//! Version 1 files (`"path" 2024-1-15`, date only) are read too. Lines that cannot be
+//! read are reported and their file is treated as new; a truncated file loses only the
+//! cut line. Writes are atomic: a temporary file in the same directory, fsync, rename,
+//! fsync of the directory.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use jiff::civil::DateTime;
+
+use super::fsx;
+
+/// The first line logrotate 3.21 writes.
+pub const HEADER: &str = "logrotate state -- version 2";
+
+/// Last rotation per log path, in the node's local civil time (as logrotate stores it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    pub entries: BTreeMap<PathBuf, DateTime>,
+}
+
+/// A state file error.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write state file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl State {
+    /// Reads a state file. A missing file is an empty state.
+    ///
+    /// # Errors
+    /// The file exists but cannot be read. Unreadable lines are not errors: they come
+    /// back as `(line number, message)` warnings.
+    pub fn load(path: &Path) -> Result<(Self, Vec<(usize, String)>), StateError> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Self::parse(&String::from_utf8_lossy(&bytes))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Self::default(), Vec::new())),
+            Err(source) => Err(StateError::Read { path: path.into(), source }),
+        }
+    }
+
+    /// Parses state text (see the module docs).
+    pub fn parse(text: &str) -> (Self, Vec<(usize, String)>) {
+        let mut st = Self::default();
+        let mut warnings = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            if n == 1 && line.starts_with("logrotate state -- version") {
+                continue;
+            }
+            match parse_line(line) {
+                Ok((p, t)) => {
+                    st.entries.insert(p, t);
+                }
+                Err(e) => warnings.push((n, e)),
+            }
+        }
+        (st, warnings)
+    }
+
+    /// The file's text in logrotate 3.21's format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(64 * (self.entries.len() + 1));
+        out.push_str(HEADER);
+        out.push('\n');
+        for (p, t) in &self.entries {
+            let mut q = String::new();
+            for c in p.to_string_lossy().chars() {
+                if c == '"' || c == '\\' {
+                    q.push('\\');
+                }
+                q.push(c);
+            }
+            out.push_str(&format!(
+                "\"{q}\" {}-{}-{}-{}:{}:{}\n",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ));
+        }
+        out
+    }
+
+    /// Writes the state atomically (temp file, fsync, rename, fsync of the directory).
+    ///
+    /// # Errors
+    /// Any step fails; the old file is then untouched.
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let err = |source| StateError::Write { path: path.into(), source };
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let tmp = fsx::temp_name(path);
+        let res = (|| {
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+            f.write_all(self.render().as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            fsx::sync_dir(dir)
+        })();
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res.map_err(err)
+    }
+}
+
+fn parse_line(line: &str) -> Result<(PathBuf, DateTime), String> {
+    let (path, rest) = if let Some(r) = line.strip_prefix('"') {
+        let mut p = String::new();
+        let mut chars = r.char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        p.push(n);
+                    }
+                }
+                '"' => {
+                    end = Some(i + 1);
+                    break;
+                }
+                c => p.push(c),
+            }
+        }
+        let end = end.ok_or_else(|| format!("unterminated quote in {line:?}"))?;
+        (p, r[end..].trim())
+    } else {
+        let (p, r) = line.rsplit_once(char::is_whitespace).ok_or_else(|| format!("no date in {line:?}"))?;
+        (p.trim().to_string(), r.trim())
+    };
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} is not an absolute path"));
+    }
+    Ok((PathBuf::from(path), parse_time(rest).ok_or_else(|| format!("bad date {rest:?}"))?))
+}
+
+/// `Y-M-D` or `Y-M-D-H:M:S`, numbers without padding.
+fn parse_time(s: &str) -> Option<DateTime> {
+    let mut it = s.splitn(4, '-');
+    let y: i16 = it.next()?.parse().ok()?;
+    let m: i8 = it.next()?.parse().ok()?;
+    let d: i8 = it.next()?.parse().ok()?;
+    let (h, mi, se) = match it.next() {
+        None => (0, 0, 0),
+        Some(t) => {
+            let mut p = t.split(':');
+            let h: i8 = p.next()?.parse().ok()?;
+            let mi: i8 = p.next()?.parse().ok()?;
+            let se: i8 = p.next()?.parse().ok()?;
+            if p.next().is_some() {
+                return None;
+            }
+            (h, mi, se)
+        }
+    };
+    DateTime::new(y, m, d, h, mi, se, 0).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_logrotate_version_2_and_1_and_round_trips_version_2() {
+        let v2 = "logrotate state -- version 2\n\"/var/log/a.log\" 2026-11-29-18:3:7\n\"/var/log/q\\\"x\" 2024-1-2-0:0:0\n";
+        let (st, w) = State::parse(v2);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(st.entries[Path::new("/var/log/a.log")], DateTime::new(2026, 11, 29, 18, 3, 7, 0).unwrap());
+        assert_eq!(st.entries[Path::new("/var/log/q\"x")], DateTime::new(2024, 1, 2, 0, 0, 0, 0).unwrap());
+        assert_eq!(State::parse(&st.render()).0, st);
+        assert_eq!(st.render().lines().nth(1).unwrap(), "\"/var/log/a.log\" 2026-11-29-18:3:7");
+        let (v1, w) = State::parse("logrotate state -- version 1\n\"/var/log/old\" 2008-1-28\n");
+        assert!(w.is_empty());
+        assert_eq!(v1.entries[Path::new("/var/log/old")], DateTime::new(2008, 1, 28, 0, 0, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn corrupt_and_truncated_lines_are_reported_and_skipped() {
+        let text = "logrotate state -- version 2\n\"/a\" 2024-1-2-3:4:5\ngarbage\n\"/b\" 2024-13-2\n\"/c\" 2024-1-";
+        let (st, w) = State::parse(text);
+        assert_eq!(st.entries.keys().collect::<Vec<_>>(), vec![Path::new("/a")]);
+        assert_eq!(w.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let (st, w) = State::parse("\u{0}\u{1}binary junk");
+        assert!(st.entries.is_empty());
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn save_is_atomic_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("status");
+        let mut st = State::default();
+        st.entries.insert("/x".into(), DateTime::new(2024, 5, 6, 7, 8, 9, 0).unwrap());
+        st.save(&p).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "logrotate state -- version 2\n\"/x\" 2024-5-6-7:8:9\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("status")]);
+        assert_eq!(State::load(&dir.path().join("missing")).unwrap().0, State::default());
+    }
+}

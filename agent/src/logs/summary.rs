@@ -1,0 +1,174 @@
+//! What a rotation pass or a sweep did: counts, bytes, actions, problems. The daemon puts
+//! the counts into the node report and /metrics; the CLI prints them.
+
+use std::path::PathBuf;
+
+use comfy_table::{Table, presets};
+use serde::Serialize;
+
+/// A problem or a skip, with the place it concerns (`file:line` or a path).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogError {
+    pub place: String,
+    pub message: String,
+}
+
+/// What was (or, in a dry run, would be) done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Renamed to the archive name (rename mode).
+    Rotate,
+    /// Copied to the archive name, then truncated.
+    CopyTruncate,
+    /// Copied to the archive name, left as is.
+    Copy,
+    Compress,
+    Delete,
+}
+
+impl ActionKind {
+    fn verb(self, dry: bool) -> &'static str {
+        match (self, dry) {
+            (ActionKind::Rotate, false) => "rotated",
+            (ActionKind::Rotate, true) => "would rotate",
+            (ActionKind::CopyTruncate, false) => "copied+truncated",
+            (ActionKind::CopyTruncate, true) => "would copy+truncate",
+            (ActionKind::Copy, false) => "copied",
+            (ActionKind::Copy, true) => "would copy",
+            (ActionKind::Compress, false) => "compressed",
+            (ActionKind::Compress, true) => "would compress",
+            (ActionKind::Delete, false) => "deleted",
+            (ActionKind::Delete, true) => "would delete",
+        }
+    }
+}
+
+/// One action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Action {
+    pub kind: ActionKind,
+    pub path: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<PathBuf>,
+    /// Size of `path` before the action.
+    pub bytes: u64,
+    /// Size of the archive after compression (not known in a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_after: Option<u64>,
+}
+
+/// The result of one rotation pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RotationSummary {
+    pub dry_run: bool,
+    /// Log files looked at.
+    pub files_checked: u64,
+    pub rotated: u64,
+    /// Bytes of the logs rotated.
+    pub rotated_bytes: u64,
+    pub compressed: u64,
+    pub compressed_bytes_before: u64,
+    pub compressed_bytes_after: u64,
+    /// Archives removed by `rotate N` / `maxage`.
+    pub deleted: u64,
+    pub deleted_bytes: u64,
+    pub actions: Vec<Action>,
+    /// Logs deliberately left alone (symlinks, hard links), with the reason.
+    pub skipped: Vec<LogError>,
+    /// Config errors and failures; the pass continued past each.
+    pub errors: Vec<LogError>,
+}
+
+impl RotationSummary {
+    /// A table of the actions followed by totals, skips and errors.
+    pub fn render_table(&self) -> String {
+        let mut t = Table::new();
+        t.load_preset(presets::UTF8_FULL_CONDENSED);
+        t.set_header(vec!["action", "path", "to", "bytes", "after"]);
+        for a in &self.actions {
+            t.add_row(vec![
+                a.kind.verb(self.dry_run).to_string(),
+                a.path.display().to_string(),
+                a.to.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                a.bytes.to_string(),
+                a.bytes_after.map(|b| b.to_string()).unwrap_or_default(),
+            ]);
+        }
+        let mut out = if self.actions.is_empty() { String::from("nothing to do\n") } else { format!("{t}\n") };
+        out.push_str(&format!(
+            "{}{} checked, {} rotated ({} bytes), {} compressed ({} -> {} bytes), {} deleted ({} bytes), {} skipped, {} errors\n",
+            if self.dry_run { "dry run: " } else { "" },
+            self.files_checked,
+            self.rotated,
+            self.rotated_bytes,
+            self.compressed,
+            self.compressed_bytes_before,
+            self.compressed_bytes_after,
+            self.deleted,
+            self.deleted_bytes,
+            self.skipped.len(),
+            self.errors.len()
+        ));
+        for s in &self.skipped {
+            out.push_str(&format!("skipped {}: {}\n", s.place, s.message));
+        }
+        for e in &self.errors {
+            out.push_str(&format!("error {}: {}\n", e.place, e.message));
+        }
+        out
+    }
+}
+
+/// One file a sweep found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SweptFile {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Age in seconds (now minus mtime).
+    pub age_seconds: u64,
+}
+
+/// The result of a retention sweep.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SweepSummary {
+    pub dry_run: bool,
+    pub files_checked: u64,
+    /// Files older than the limit (deleted unless `dry_run`).
+    pub files: Vec<SweptFile>,
+    /// Bytes of those files (freed when not a dry run).
+    pub freed_bytes: u64,
+    pub errors: Vec<LogError>,
+}
+
+impl SweepSummary {
+    /// A table of the files followed by totals and errors.
+    pub fn render_table(&self) -> String {
+        let mut t = Table::new();
+        t.load_preset(presets::UTF8_FULL_CONDENSED);
+        t.set_header(vec!["action", "path", "bytes", "age"]);
+        for f in &self.files {
+            t.add_row(vec![
+                if self.dry_run { "would delete" } else { "deleted" }.to_string(),
+                f.path.display().to_string(),
+                f.bytes.to_string(),
+                humantime::format_duration(std::time::Duration::from_secs(f.age_seconds)).to_string(),
+            ]);
+        }
+        let mut out = if self.files.is_empty() { String::from("nothing older than the limit\n") } else { format!("{t}\n") };
+        out.push_str(&format!(
+            "{}{} checked, {} {}, {} bytes {}, {} errors\n",
+            if self.dry_run { "dry run (add --apply to delete): " } else { "" },
+            self.files_checked,
+            self.files.len(),
+            if self.dry_run { "would be deleted" } else { "deleted" },
+            self.freed_bytes,
+            if self.dry_run { "would be freed" } else { "freed" },
+            self.errors.len()
+        ));
+        for e in &self.errors {
+            out.push_str(&format!("error {}: {}\n", e.place, e.message));
+        }
+        out
+    }
+}

@@ -1,0 +1,147 @@
+//! Certificate expiry: cert-manager Certificates by `status.notAfter` and every
+//! `kubernetes.io/tls` Secret by parsing the certificates in `tls.crt`.
+//!
+//! A Certificate is judged by `status.notAfter`, never by its Ready condition: Ready stays
+//! True until cert-manager next reconciles, so an expired certificate can look Ready. A TLS
+//! Secret is judged by the earliest `notAfter` of the certificates in its bundle (an expired
+//! intermediate breaks the chain as surely as an expired leaf). A Secret that a listed
+//! Certificate issues (`spec.secretName`) is not reported again.
+//!
+//! Codes: `certificate_expired` (critical), `certificate_expiring` (critical within
+//! `critical_days`, warning within `warning_days`), `certificate_not_issued` (warning: a
+//! Certificate with no `notAfter` yet), `tls_secret_invalid` (warning: no certificate could
+//! be parsed from `tls.crt`).
+
+use std::collections::HashSet;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Secret;
+use x509_parser::pem::Pem;
+
+use super::time::{human, parse};
+use super::{CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings};
+use crate::cluster::{ClusterState, Resource};
+
+/// The earliest expiry in a PEM bundle and the subject of that certificate.
+///
+/// # Errors
+/// A message when the bundle holds no parseable certificate.
+pub fn earliest_not_after(pem_bundle: &[u8]) -> Result<(Timestamp, String), String> {
+    let mut best: Option<(Timestamp, String)> = None;
+    let mut errors = Vec::new();
+    for pem in Pem::iter_from_buffer(pem_bundle) {
+        let pem = match pem {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(format!("bad PEM: {e}"));
+                break;
+            }
+        };
+        if pem.label != "CERTIFICATE" {
+            continue;
+        }
+        match pem.parse_x509() {
+            Ok(cert) => {
+                let t = Timestamp::from_second(cert.validity().not_after.timestamp()).map_err(|e| e.to_string())?;
+                if best.as_ref().is_none_or(|(b, _)| t < *b) {
+                    best = Some((t, cert.subject().to_string()));
+                }
+            }
+            Err(e) => errors.push(format!("bad certificate: {e}")),
+        }
+    }
+    best.ok_or_else(|| if errors.is_empty() { "no CERTIFICATE block in tls.crt".to_string() } else { errors.join("; ") })
+}
+
+fn expiry_finding(cfg: &ChecksConfig, now: Timestamp, not_after: Timestamp, object: ObjectRef, what: &str) -> Option<Finding> {
+    let left = not_after.duration_since(now);
+    let day = SignedDuration::from_hours(24);
+    let c = &cfg.certificates;
+    if left <= SignedDuration::ZERO {
+        Some(Finding::new(
+            "certificate_expired",
+            Severity::Critical,
+            object,
+            format!("{what} expired {} ago (notAfter {not_after})", human(-left)),
+        ))
+    } else if left <= day * c.critical_days as i32 {
+        Some(Finding::new(
+            "certificate_expiring",
+            Severity::Critical,
+            object,
+            format!("{what} expires in {} (notAfter {not_after})", human(left)),
+        ))
+    } else if left <= day * c.warning_days as i32 {
+        Some(Finding::new(
+            "certificate_expiring",
+            Severity::Warning,
+            object,
+            format!("{what} expires in {} (notAfter {not_after})", human(left)),
+        ))
+    } else {
+        None
+    }
+}
+
+fn is_tls(s: &Secret) -> bool {
+    s.type_.as_deref() == Some("kubernetes.io/tls")
+}
+
+/// Runs the certificates check.
+pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> CheckResult {
+    let inputs = [Resource::Certificate, Resource::Secret];
+    if let Some(reason) = all_not_applicable(state, &inputs) {
+        return CheckResult::not_applicable("certificates", reason);
+    }
+    let mut findings = coverage_findings(state, &inputs);
+    let mut issued_secrets: HashSet<(&str, &str)> = HashSet::new();
+    for c in &state.certificates {
+        let object = ObjectRef::new("Certificate", &c.metadata);
+        let ns = c.metadata.namespace.as_deref().unwrap_or("");
+        let status = c.data.get("status");
+        let not_after = parse(status.and_then(|s| s.get("notAfter")));
+        let secret_name = c.data.get("spec").and_then(|s| s.get("secretName")).and_then(|s| s.as_str());
+        match not_after {
+            Some(t) => {
+                if let Some(name) = secret_name {
+                    issued_secrets.insert((ns, name));
+                }
+                let ready = status
+                    .and_then(|s| s.get("conditions"))
+                    .and_then(|c| c.as_array())
+                    .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready")))
+                    .and_then(|c| c.get("status"))
+                    .and_then(|s| s.as_str())
+                    .map(|s| format!(" (Ready condition: {s})"))
+                    .unwrap_or_default();
+                let what = format!("certificate{ready}");
+                findings.extend(expiry_finding(config, now, t, object, &what));
+            }
+            None => findings.push(Finding::new(
+                "certificate_not_issued",
+                Severity::Warning,
+                object,
+                "certificate has no status.notAfter: it has not been issued yet",
+            )),
+        }
+    }
+    let mut tls = 0usize;
+    for s in state.secrets.iter().filter(|s| is_tls(s)) {
+        tls += 1;
+        let key = (s.metadata.namespace.as_deref().unwrap_or(""), s.metadata.name.as_deref().unwrap_or(""));
+        if issued_secrets.contains(&key) {
+            continue;
+        }
+        let object = ObjectRef::new("Secret", &s.metadata);
+        let Some(crt) = s.data.as_ref().and_then(|d| d.get("tls.crt")) else {
+            findings.push(Finding::new("tls_secret_invalid", Severity::Warning, object, "TLS secret has no tls.crt"));
+            continue;
+        };
+        match earliest_not_after(&crt.0) {
+            Ok((t, subject)) => findings.extend(expiry_finding(config, now, t, object, &format!("TLS certificate {subject}"))),
+            Err(e) => findings.push(Finding::new("tls_secret_invalid", Severity::Warning, object, format!("tls.crt unreadable: {e}"))),
+        }
+    }
+    let summary = format!("{} cert-manager Certificates, {} TLS Secrets", state.certificates.len(), tls);
+    CheckResult::new("certificates", summary, findings)
+}

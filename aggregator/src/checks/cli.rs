@@ -1,0 +1,170 @@
+//! `caretaker-aggregator check`: run every check on a live cluster or on a dump and print
+//! the results as a table, JSON or Markdown.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use caretaker_proto::config::{ConfigError, EXIT_USAGE};
+use caretaker_proto::render::Style;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{CheckResult, ChecksConfig, render, run_all};
+use crate::cleanup::{CleanupConfig, Proposal, propose};
+use crate::cluster::{self, ClusterState, LoadSummary};
+
+/// Output format of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+    Markdown,
+}
+
+/// Arguments of `caretaker-aggregator check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Read the cluster from `kubectl get … -o json|yaml` files or directories instead of
+    /// the API server.
+    #[arg(long = "from-dump", value_name = "PATH", num_args = 1..)]
+    pub from_dump: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Judge ages as of this time (RFC 3339, e.g. 2025-06-01T00:00:00Z) instead of now;
+    /// makes runs on a dump reproducible.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<Timestamp>,
+    /// YAML file with `checks:` and `cleanup:` sections (the same sections as in the
+    /// aggregator's config). Default: the documented defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The `checks:` and `cleanup:` sections of a config file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub checks: ChecksConfig,
+    pub cleanup: CleanupConfig,
+}
+
+/// A failed command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Dump(#[from] cluster::dump::DumpError),
+    #[error(transparent)]
+    Live(#[from] cluster::live::LiveError),
+    #[error("cannot connect to Kubernetes: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error(transparent)]
+    Cleanup(#[from] crate::cleanup::ApplyError),
+}
+
+impl CliError {
+    /// The process exit code: 64 for a bad command line or config, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Config(_) | CliError::Usage(_) => EXIT_USAGE,
+            _ => 1,
+        }
+    }
+}
+
+/// Reads `--config` (or the defaults).
+///
+/// # Errors
+/// [`CliError::Config`] naming the file, line and field.
+pub fn load_config(path: Option<&Path>) -> Result<FileConfig, CliError> {
+    Ok(match path {
+        Some(p) => caretaker_proto::config::load_yaml(p)?,
+        None => FileConfig::default(),
+    })
+}
+
+/// Reads the cluster state from the dump paths, or from the API server when there are none.
+///
+/// # Errors
+/// An unreadable dump path, no kubeconfig or in-cluster config, or an unreachable server.
+pub async fn load_state(from_dump: &[PathBuf], config: &ChecksConfig) -> Result<ClusterState, CliError> {
+    if !from_dump.is_empty() {
+        let paths = from_dump.to_vec();
+        // Reading and parsing files is blocking work.
+        return tokio::task::spawn_blocking(move || cluster::dump::load(&paths))
+            .await
+            .map_err(|e| CliError::Usage(format!("dump loader stopped: {e}")))?
+            .map_err(CliError::from);
+    }
+    let client = kube::Client::try_default().await.map_err(CliError::Kube)?;
+    Ok(cluster::live::load(&client, config).await?)
+}
+
+/// What `check --output json` prints.
+#[derive(Debug, Serialize)]
+pub struct CheckOutput<'a> {
+    pub now: Timestamp,
+    pub source: &'static str,
+    pub checks: &'a [CheckResult],
+    pub proposals: &'a [Proposal],
+    pub load: &'a LoadSummary,
+}
+
+/// Runs `check` and writes its output to `out`.
+///
+/// # Errors
+/// See [`CliError`].
+pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let config = load_config(args.config.as_deref())?;
+    let state = load_state(&args.from_dump, &config.checks).await?;
+    let now = args.now.unwrap_or_else(Timestamp::now);
+    let results = run_all(&state, &config.checks, now);
+    let proposals = propose(&state, &config.cleanup, now);
+    write_output(out, args.output, &state, &results, &proposals, now)
+}
+
+/// Writes check results (and cleanup proposals) in `format`.
+///
+/// # Errors
+/// Writing fails.
+pub fn write_output(
+    out: &mut dyn Write,
+    format: Output,
+    state: &ClusterState,
+    results: &[CheckResult],
+    proposals: &[Proposal],
+    now: Timestamp,
+) -> Result<(), CliError> {
+    match format {
+        Output::Json => {
+            let o = CheckOutput {
+                now,
+                source: if state.from_dump { "dump" } else { "live" },
+                checks: results,
+                proposals,
+                load: &state.load,
+            };
+            serde_json::to_writer_pretty(&mut *out, &o).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        Output::Table | Output::Markdown => {
+            let style = if format == Output::Table { Style::Terminal } else { Style::Markdown };
+            let title = format!("Cluster checks as of {now}");
+            out.write_all(render::report(style, results, &state.load, &title).as_bytes())?;
+            if !proposals.is_empty() {
+                match style {
+                    Style::Markdown => write!(out, "\n### Cleanup proposals (dry run)\n\n")?,
+                    Style::Terminal => write!(out, "\nCleanup proposals (dry run):\n")?,
+                }
+                writeln!(out, "{}", crate::cleanup::render::proposals(style, proposals))?;
+            }
+        }
+    }
+    Ok(())
+}

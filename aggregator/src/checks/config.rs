@@ -1,0 +1,230 @@
+//! The `checks:` config section. Every option is optional; its default and where the
+//! number comes from are in its doc. Durations are written `90s`, `10m`, `24h`, `30d`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use caretaker_proto::config::bounded_duration;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Any age or window: one second to ten years.
+pub(crate) fn age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(3650 * 86_400))
+}
+
+fn list_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(600))
+}
+
+fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let v = u8::deserialize(d)?;
+    if v == 0 || v > 100 {
+        return Err(serde::de::Error::custom(format!("{v} is not a percentage between 1 and 100")));
+    }
+    Ok(v)
+}
+
+/// Thresholds and scope of the cluster checks.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChecksConfig {
+    /// Namespaces to read on a live cluster. Default: empty, meaning all namespaces.
+    /// Cluster-scoped objects (nodes) are always read.
+    pub namespaces: Vec<String>,
+    /// Timeout of each list request (one page) on a live cluster. Default 30s, kubectl's
+    /// usual request timeout order of magnitude; a page of 500 pods is well under 1 MiB.
+    #[serde(deserialize_with = "list_timeout")]
+    pub list_timeout: Duration,
+    /// Objects per page when listing (`limit`). Default 500, as kubectl's `--chunk-size`.
+    pub page_size: u32,
+    pub pods: PodsConfig,
+    pub events: EventsConfig,
+    pub certificates: CertificatesConfig,
+    pub velero: VeleroConfig,
+    pub pvcs: PvcsConfig,
+    pub nodes: NodesConfig,
+    pub helm: HelmConfig,
+}
+
+impl Default for ChecksConfig {
+    fn default() -> Self {
+        ChecksConfig {
+            namespaces: Vec::new(),
+            list_timeout: Duration::from_secs(30),
+            page_size: 500,
+            pods: PodsConfig::default(),
+            events: EventsConfig::default(),
+            certificates: CertificatesConfig::default(),
+            velero: VeleroConfig::default(),
+            pvcs: PvcsConfig::default(),
+            nodes: NodesConfig::default(),
+            helm: HelmConfig::default(),
+        }
+    }
+}
+
+/// Pod health.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PodsConfig {
+    /// A container restarted more than this many times is reported (when its last restart
+    /// is within `restart_window`). Default 3 (issue 5, the operators' daily script).
+    pub restart_threshold: u32,
+    /// Restarts count only while the last one ended this recently; an old, settled
+    /// restart count is not news. Default 24h, the daily review period.
+    #[serde(deserialize_with = "age")]
+    pub restart_window: Duration,
+    /// A pod Pending longer than this is reported. Default 10m: scheduling and image
+    /// pulls normally finish within minutes.
+    #[serde(deserialize_with = "age")]
+    pub pending_grace: Duration,
+    /// A Running pod not Ready for longer than this is reported. Default 5m, above the
+    /// usual readiness probe start-up delay.
+    #[serde(deserialize_with = "age")]
+    pub not_ready_grace: Duration,
+}
+
+impl Default for PodsConfig {
+    fn default() -> Self {
+        PodsConfig { restart_threshold: 3, restart_window: 24 * HOUR, pending_grace: 10 * MINUTE, not_ready_grace: 5 * MINUTE }
+    }
+}
+
+/// Warning events.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Warning events newer than this are reported. Default 24h (issue 5: the daily check).
+    #[serde(deserialize_with = "age")]
+    pub window: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { window: 24 * HOUR }
+    }
+}
+
+/// Certificate expiry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CertificatesConfig {
+    /// Warning when a certificate expires within this many days. Default 30 (cert-manager
+    /// renews at two thirds of a 90-day lifetime, i.e. 30 days before expiry).
+    pub warning_days: u32,
+    /// Critical within this many days. Default 7.
+    pub critical_days: u32,
+}
+
+impl Default for CertificatesConfig {
+    fn default() -> Self {
+        CertificatesConfig { warning_days: 30, critical_days: 7 }
+    }
+}
+
+/// Velero backups.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VeleroConfig {
+    /// A schedule is stale when its newest Completed backup is older than its period plus
+    /// this slack. Default 2h, so a daily schedule is stale after 26h (issue 5).
+    #[serde(deserialize_with = "age")]
+    pub stale_slack: Duration,
+}
+
+impl Default for VeleroConfig {
+    fn default() -> Self {
+        VeleroConfig { stale_slack: 2 * HOUR }
+    }
+}
+
+/// PersistentVolumeClaims.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PvcsConfig {
+    /// A claim Pending longer than this is reported. Default 10m.
+    #[serde(deserialize_with = "age")]
+    pub pending_grace: Duration,
+    /// Warning above this usage. Default 80 (the common Prometheus disk alert threshold).
+    #[serde(deserialize_with = "percent")]
+    pub usage_warning_percent: u8,
+    /// Critical above this usage. Default 90.
+    #[serde(deserialize_with = "percent")]
+    pub usage_critical_percent: u8,
+}
+
+impl Default for PvcsConfig {
+    fn default() -> Self {
+        PvcsConfig { pending_grace: 10 * MINUTE, usage_warning_percent: 80, usage_critical_percent: 90 }
+    }
+}
+
+/// Nodes and pod resource use.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodesConfig {
+    /// Warning when the requests of a node's pods exceed this share of its allocatable CPU
+    /// or memory. Default 90: above it the scheduler can place little more.
+    #[serde(deserialize_with = "percent")]
+    pub requested_warning_percent: u8,
+    /// Warning when a node's measured usage (metrics API) exceeds this share of allocatable.
+    /// Default 90.
+    #[serde(deserialize_with = "percent")]
+    pub usage_warning_percent: u8,
+    /// Pods using more CPU than this (metrics API) are reported. Default 400 millicores
+    /// (issue 5: the operators' `kubectl top pods` review).
+    pub pod_cpu_threshold_millicores: u64,
+}
+
+impl Default for NodesConfig {
+    fn default() -> Self {
+        NodesConfig { requested_warning_percent: 90, usage_warning_percent: 90, pod_cpu_threshold_millicores: 400 }
+    }
+}
+
+/// Helm releases.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HelmConfig {
+    /// A release pending (install, upgrade, rollback) longer than this is reported as stuck.
+    /// Default 15m, well above Helm's default `--timeout` of 5m.
+    #[serde(deserialize_with = "age")]
+    pub pending_grace: Duration,
+}
+
+impl Default for HelmConfig {
+    fn default() -> Self {
+        HelmConfig { pending_grace: 15 * MINUTE }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn partial_section_keeps_other_defaults() {
+        let c: ChecksConfig =
+            caretaker_proto::config::parse_yaml("pods:\n  restart_threshold: 5\nevents:\n  window: 12h\n", Path::new("c.yaml")).unwrap();
+        assert_eq!(c.pods.restart_threshold, 5);
+        assert_eq!(c.pods.pending_grace, 10 * MINUTE);
+        assert_eq!(c.events.window, 12 * HOUR);
+        assert_eq!(c.page_size, 500);
+    }
+
+    #[test]
+    fn unknown_option_and_bad_percent_name_their_line() {
+        let e = caretaker_proto::config::parse_yaml::<ChecksConfig>("pods:\n  restart_treshold: 5\n", Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("restart_treshold") && e.contains("line 2"), "{e}");
+        let e = caretaker_proto::config::parse_yaml::<ChecksConfig>("pvcs:\n  usage_warning_percent: 120\n", Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("120 is not a percentage") && e.contains("line 2"), "{e}");
+    }
+}

@@ -1,0 +1,251 @@
+//! Cluster checks: each reads a [`ClusterState`] and returns a [`CheckResult`] with a
+//! severity and findings that name an object and carry a stable code.
+//!
+//! # Layout
+//! - this file: the result types (their JSON is public interface), [`ALL`] and [`run_all`].
+//! - [`config`]: the `checks:` config section with its documented defaults.
+//! - one file per check family: [`pods`], [`events`], [`certificates`], [`velero`],
+//!   [`pvcs`], [`hpas`], [`nodes`], [`helm`].
+//! - [`quantity`]: Kubernetes resource quantities (`250m`, `1Gi`).
+//! - [`render`]: terminal and Markdown tables; [`cli`]: `caretaker-aggregator check`.
+
+pub mod certificates;
+pub mod cli;
+pub mod config;
+pub mod events;
+pub mod helm;
+pub mod hpas;
+pub mod nodes;
+pub mod pods;
+pub mod pvcs;
+pub mod quantity;
+pub mod render;
+pub mod velero;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{ClusterState, Coverage, Resource};
+pub use config::ChecksConfig;
+
+/// How bad a finding (or the worst finding of a check) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    #[default]
+    Ok,
+    Info,
+    Warning,
+    Critical,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Ok => "ok",
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        })
+    }
+}
+
+/// The object a finding is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct ObjectRef {
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub namespace: Option<String>,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub uid: Option<String>,
+}
+
+impl ObjectRef {
+    /// The reference to an object with metadata `meta`.
+    pub fn new(kind: &str, meta: &ObjectMeta) -> ObjectRef {
+        ObjectRef {
+            kind: kind.to_string(),
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone(),
+        }
+    }
+
+    /// A reference to a whole resource (for "could not list" findings): the name is empty.
+    pub fn resource(r: Resource) -> ObjectRef {
+        ObjectRef { kind: r.kind().to_string(), ..Default::default() }
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{}/{}", self.kind, ns, self.name),
+            None => write!(f, "{}/{}", self.kind, self.name),
+        }
+    }
+}
+
+/// One thing a check found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable machine-readable code, e.g. `crash_loop_back_off`; listed in each check's docs.
+    pub code: String,
+    pub severity: Severity,
+    pub object: ObjectRef,
+    /// One sentence for a person.
+    pub message: String,
+}
+
+impl Finding {
+    pub fn new(code: &str, severity: Severity, object: ObjectRef, message: impl Into<String>) -> Finding {
+        Finding { code: code.to_string(), severity, object, message: message.into() }
+    }
+}
+
+/// Whether a check could look at anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// The check ran (its inputs may be partly unknown: see its `list_*` findings).
+    Ran,
+    /// None of the check's inputs exist in this cluster or dump.
+    NotApplicable,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Stable name: `pods`, `events`, `certificates`, `velero`, `pvcs`, `hpas`, `nodes`, `helm`.
+    pub name: String,
+    /// The worst severity among the findings; `ok` when there are none.
+    pub severity: Severity,
+    pub status: CheckStatus,
+    /// One line on what was looked at, e.g. `412 pods, 3 with problems`.
+    pub summary: String,
+    /// Worst first, then by code, namespace and name.
+    pub findings: Vec<Finding>,
+}
+
+impl CheckResult {
+    /// A result from findings: sorts them and computes the severity.
+    pub fn new(name: &str, summary: impl Into<String>, mut findings: Vec<Finding>) -> CheckResult {
+        findings.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then_with(|| a.code.cmp(&b.code))
+                .then_with(|| a.object.namespace.cmp(&b.object.namespace))
+                .then_with(|| a.object.name.cmp(&b.object.name))
+                .then_with(|| a.message.cmp(&b.message))
+        });
+        let severity = findings.iter().map(|f| f.severity).max().unwrap_or(Severity::Ok);
+        CheckResult { name: name.to_string(), severity, status: CheckStatus::Ran, summary: summary.into(), findings }
+    }
+
+    /// A check none of whose inputs are present.
+    pub fn not_applicable(name: &str, reason: impl Into<String>) -> CheckResult {
+        CheckResult {
+            name: name.to_string(),
+            severity: Severity::Ok,
+            status: CheckStatus::NotApplicable,
+            summary: reason.into(),
+            findings: Vec::new(),
+        }
+    }
+}
+
+/// A named check.
+pub struct Check {
+    pub name: &'static str,
+    pub run: fn(&ClusterState, &ChecksConfig, Timestamp) -> CheckResult,
+}
+
+/// Every check, in report order.
+pub const ALL: &[Check] = &[
+    Check { name: "nodes", run: nodes::check },
+    Check { name: "pods", run: pods::check },
+    Check { name: "events", run: events::check },
+    Check { name: "certificates", run: certificates::check },
+    Check { name: "velero", run: velero::check },
+    Check { name: "pvcs", run: pvcs::check },
+    Check { name: "hpas", run: hpas::check },
+    Check { name: "helm", run: helm::check },
+];
+
+/// Runs every check on `state` as of `now`.
+pub fn run_all(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Vec<CheckResult> {
+    ALL.iter().map(|c| (c.run)(state, config, now)).collect()
+}
+
+/// Findings for inputs that could not be listed (`list_forbidden`, `list_failed`); every
+/// check adds these for the resources it reads, so missing permissions are never silent.
+pub fn coverage_findings(state: &ClusterState, resources: &[Resource]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for &r in resources {
+        match state.coverage(r) {
+            Coverage::Forbidden { message } => out.push(Finding::new(
+                "list_forbidden",
+                Severity::Warning,
+                ObjectRef::resource(r),
+                format!("no permission to list {}: {message}", r.display_name()),
+            )),
+            Coverage::Failed { message } => out.push(Finding::new(
+                "list_failed",
+                Severity::Warning,
+                ObjectRef::resource(r),
+                format!("could not list {}: {message}", r.display_name()),
+            )),
+            Coverage::Listed | Coverage::NotApplicable { .. } => {}
+        }
+    }
+    out
+}
+
+/// When every one of `resources` is not applicable, the reason (for [`CheckResult::not_applicable`]).
+pub fn all_not_applicable(state: &ClusterState, resources: &[Resource]) -> Option<String> {
+    let mut reasons = Vec::new();
+    for &r in resources {
+        match state.coverage(r) {
+            Coverage::NotApplicable { reason } => reasons.push(reason),
+            _ => return None,
+        }
+    }
+    Some(reasons.join("; "))
+}
+
+/// Time helpers shared by the checks.
+pub(crate) mod time {
+    use jiff::{SignedDuration, Timestamp};
+
+    /// `now - t` as a duration (negative when `t` is in the future).
+    pub fn age(now: Timestamp, t: Timestamp) -> SignedDuration {
+        now.duration_since(t)
+    }
+
+    /// `std::time::Duration` as a jiff duration (saturating).
+    pub fn sd(d: std::time::Duration) -> SignedDuration {
+        SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+    }
+
+    /// A short human form: `3d 4h`, `5h 2m`, `42s`.
+    pub fn human(d: SignedDuration) -> String {
+        let s = d.as_secs().unsigned_abs();
+        let (days, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+        if days > 0 {
+            format!("{days}d {h}h")
+        } else if h > 0 {
+            format!("{h}h {m}m")
+        } else if m > 0 {
+            format!("{m}m")
+        } else {
+            format!("{s}s")
+        }
+    }
+
+    /// Parses an RFC 3339 time from a dynamic object field.
+    pub fn parse(v: Option<&serde_json::Value>) -> Option<Timestamp> {
+        v?.as_str()?.parse().ok()
+    }
+}

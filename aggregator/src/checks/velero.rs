@@ -1,0 +1,290 @@
+//! Velero backups (`velero backup get`, `velero schedule get`).
+//!
+//! Every phase the Backup API defines (velero.io/v1 `BackupPhase`) is classified:
+//!
+//! | phase | finding |
+//! |---|---|
+//! | Completed, Deleting | none |
+//! | PartiallyFailed, WaitingForPluginOperationsPartiallyFailed, FinalizingPartiallyFailed, UploadingPartialFailure | `backup_partially_failed` (warning) |
+//! | Failed | `backup_failed` (critical) |
+//! | FailedValidation | `backup_failed_validation` (critical) |
+//! | New (or empty), InProgress, WaitingForPluginOperations, Finalizing, Uploading | `backup_in_progress` (info) |
+//! | anything else | `backup_unknown_phase` (warning) |
+//!
+//! Phases are judged for the newest backup of each schedule (older ones are superseded)
+//! and for every backup without a schedule. A schedule is stale (`backup_stale`, warning)
+//! when its newest Completed backup is older than its period plus `stale_slack`; the
+//! period is the longest gap between two runs of its cron expression, so `0 3 * * 1-5` is
+//! allowed its weekend. `schedule_never_completed` (warning): no Completed backup although
+//! the schedule is older than period plus slack. `schedule_paused` (info), and
+//! `schedule_unparsed` (info) when the cron expression cannot be read.
+
+use std::collections::HashMap;
+
+use jiff::civil::Date;
+use jiff::{SignedDuration, Timestamp};
+use kube::api::DynamicObject;
+
+use super::time::{age, human, parse, sd};
+use super::{CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings};
+use crate::cluster::{ClusterState, Resource};
+
+const SCHEDULE_LABEL: &str = "velero.io/schedule-name";
+
+fn str_at<'a>(o: &'a DynamicObject, section: &str, field: &str) -> Option<&'a str> {
+    o.data.get(section)?.get(field)?.as_str()
+}
+
+/// When a backup started (or was created).
+fn started(b: &DynamicObject) -> Option<Timestamp> {
+    parse(b.data.get("status").and_then(|s| s.get("startTimestamp"))).or(b.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// When a backup completed (or started).
+fn completed(b: &DynamicObject) -> Option<Timestamp> {
+    parse(b.data.get("status").and_then(|s| s.get("completionTimestamp"))).or_else(|| started(b))
+}
+
+fn phase(b: &DynamicObject) -> &str {
+    str_at(b, "status", "phase").unwrap_or("")
+}
+
+/// The finding a backup's phase calls for, if any.
+pub fn classify_phase(phase: &str) -> Option<(&'static str, Severity)> {
+    match phase {
+        "Completed" | "Deleting" => None,
+        "PartiallyFailed" | "WaitingForPluginOperationsPartiallyFailed" | "FinalizingPartiallyFailed" | "UploadingPartialFailure" => {
+            Some(("backup_partially_failed", Severity::Warning))
+        }
+        "Failed" => Some(("backup_failed", Severity::Critical)),
+        "FailedValidation" => Some(("backup_failed_validation", Severity::Critical)),
+        "" | "New" | "InProgress" | "WaitingForPluginOperations" | "Finalizing" | "Uploading" => {
+            Some(("backup_in_progress", Severity::Info))
+        }
+        _ => Some(("backup_unknown_phase", Severity::Warning)),
+    }
+}
+
+fn phase_finding(b: &DynamicObject, now: Timestamp) -> Option<Finding> {
+    let p = phase(b);
+    let (code, sev) = classify_phase(p)?;
+    let when = started(b).map(|t| format!(", started {} ago", human(age(now, t)))).unwrap_or_default();
+    let status = b.data.get("status");
+    let num = |k: &str| status.and_then(|s| s.get(k)).and_then(|v| v.as_u64()).unwrap_or(0);
+    let (errors, warnings) = (num("errors"), num("warnings"));
+    let counts = if errors + warnings > 0 { format!(" ({errors} errors, {warnings} warnings)") } else { String::new() };
+    let reasons = status
+        .and_then(|s| s.get("validationErrors").or_else(|| s.get("failureReason")))
+        .map(|v| match v {
+            serde_json::Value::String(s) => format!(": {s}"),
+            serde_json::Value::Array(a) => {
+                format!(": {}", a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "))
+            }
+            _ => String::new(),
+        })
+        .unwrap_or_default();
+    let shown = if p.is_empty() { "New" } else { p };
+    Some(Finding::new(code, sev, ObjectRef::new("Backup", &b.metadata), format!("backup phase {shown}{when}{counts}{reasons}")))
+}
+
+/// Runs the Velero check.
+pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> CheckResult {
+    let inputs = [Resource::Backup, Resource::Schedule];
+    if let Some(reason) = all_not_applicable(state, &inputs) {
+        return CheckResult::not_applicable("velero", reason);
+    }
+    let mut findings = coverage_findings(state, &inputs);
+    let mut by_schedule: HashMap<(&str, &str), Vec<&DynamicObject>> = HashMap::new();
+    for b in &state.backups {
+        match b.metadata.labels.as_ref().and_then(|l| l.get(SCHEDULE_LABEL)) {
+            Some(s) => by_schedule.entry((b.metadata.namespace.as_deref().unwrap_or(""), s.as_str())).or_default().push(b),
+            None => findings.extend(phase_finding(b, now)),
+        }
+    }
+    for backups in by_schedule.values() {
+        if let Some(newest) = backups.iter().max_by_key(|b| started(b)) {
+            findings.extend(phase_finding(newest, now));
+        }
+    }
+    let slack = sd(config.velero.stale_slack);
+    for s in &state.schedules {
+        let object = || ObjectRef::new("Schedule", &s.metadata);
+        let key = (s.metadata.namespace.as_deref().unwrap_or(""), s.metadata.name.as_deref().unwrap_or(""));
+        if s.data.get("spec").and_then(|p| p.get("paused")).and_then(|p| p.as_bool()) == Some(true) {
+            findings.push(Finding::new("schedule_paused", Severity::Info, object(), "schedule is paused"));
+            continue;
+        }
+        let cron = str_at(s, "spec", "schedule").unwrap_or("");
+        let Some(period) = cron_period(cron) else {
+            findings.push(Finding::new(
+                "schedule_unparsed",
+                Severity::Info,
+                object(),
+                format!("cannot read cron expression {cron:?}; staleness not checked"),
+            ));
+            continue;
+        };
+        let limit = period + slack;
+        let newest_completed =
+            by_schedule.get(&key).into_iter().flatten().filter(|b| phase(b) == "Completed").filter_map(|b| completed(b)).max();
+        match newest_completed {
+            Some(t) if age(now, t) > limit => findings.push(Finding::new(
+                "backup_stale",
+                Severity::Warning,
+                object(),
+                format!(
+                    "newest Completed backup finished {} ago, more than the schedule's period {} plus {} slack",
+                    human(age(now, t)),
+                    human(period),
+                    human(slack)
+                ),
+            )),
+            Some(_) => {}
+            None => {
+                let created = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                if created.is_none_or(|c| age(now, c) > limit) {
+                    findings.push(Finding::new(
+                        "schedule_never_completed",
+                        Severity::Warning,
+                        object(),
+                        format!("no Completed backup of this schedule ({cron}) exists"),
+                    ));
+                }
+            }
+        }
+    }
+    let summary = format!("{} backups, {} schedules", state.backups.len(), state.schedules.len());
+    CheckResult::new("velero", summary, findings)
+}
+
+/// The longest gap between two runs of a cron expression (5 fields, or `@daily` style,
+/// or `@every <duration>`), found by enumerating two years of runs.
+pub fn cron_period(expr: &str) -> Option<SignedDuration> {
+    let expr = expr.trim();
+    let expr = match expr.strip_prefix("CRON_TZ=").or_else(|| expr.strip_prefix("TZ=")) {
+        // The zone shifts runs, not the gaps between them.
+        Some(rest) => rest.split_once(' ')?.1.trim(),
+        None => expr,
+    };
+    let fixed = |h: i64| Some(SignedDuration::from_hours(h));
+    match expr {
+        "@yearly" | "@annually" => return fixed(366 * 24),
+        "@monthly" => return fixed(31 * 24),
+        "@weekly" => return fixed(7 * 24),
+        "@daily" | "@midnight" => return fixed(24),
+        "@hourly" => return fixed(1),
+        _ => {}
+    }
+    if let Some(d) = expr.strip_prefix("@every ") {
+        let d = humantime::parse_duration(d.trim()).ok()?;
+        return SignedDuration::try_from(d).ok().filter(|d| !d.is_zero());
+    }
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let [min, hour, dom, mon, dow] = fields[..] else { return None };
+    let minutes = cron_field(min, 0, 59, &[])?;
+    let hours = cron_field(hour, 0, 23, &[])?;
+    let doms = cron_field(dom, 1, 31, &[])?;
+    let months = cron_field(mon, 1, 12, &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])?;
+    let mut dows = cron_field(dow, 0, 7, &["sun", "mon", "tue", "wed", "thu", "fri", "sat"])?;
+    if dows[7] {
+        dows[0] = true;
+    }
+    let dom_any = dom == "*" || dom == "?";
+    let dow_any = dow == "*" || dow == "?";
+    let start = Date::new(2024, 1, 1).ok()?;
+    let mut prev: Option<i64> = None;
+    let mut gap = 0i64;
+    for day in 0..(2 * 366) {
+        let d = start.checked_add(jiff::Span::new().days(day)).ok()?;
+        if !months[d.month() as usize] {
+            continue;
+        }
+        let dom_ok = doms[d.day() as usize];
+        let dow_ok = dows[d.weekday().to_sunday_zero_offset() as usize];
+        let fires = match (dom_any, dow_any) {
+            (true, true) => true,
+            (false, true) => dom_ok,
+            (true, false) => dow_ok,
+            (false, false) => dom_ok || dow_ok,
+        };
+        if !fires {
+            continue;
+        }
+        for h in (0..24).filter(|h| hours[*h]) {
+            for m in (0..60).filter(|m| minutes[*m]) {
+                let t = day * 1440 + h as i64 * 60 + m as i64;
+                if let Some(p) = prev {
+                    gap = gap.max(t - p);
+                }
+                prev = Some(t);
+            }
+        }
+    }
+    (gap > 0).then(|| SignedDuration::from_mins(gap))
+}
+
+/// The values a cron field allows, as flags indexed by value.
+fn cron_field(f: &str, lo: usize, hi: usize, names: &[&str]) -> Option<Vec<bool>> {
+    let mut set = vec![false; hi + 1];
+    let value = |s: &str| -> Option<usize> {
+        let v = match names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
+            Some(i) => i + lo,
+            None => s.parse().ok()?,
+        };
+        (lo..=hi).contains(&v).then_some(v)
+    };
+    for part in f.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, s.parse::<usize>().ok().filter(|s| *s > 0)?),
+            None => (part, 1),
+        };
+        let (a, b) = match range {
+            "*" | "?" => (lo, hi),
+            r => match r.split_once('-') {
+                Some((a, b)) => (value(a)?, value(b)?),
+                None if step > 1 => (value(r)?, hi),
+                None => (value(r)?, value(r)?),
+            },
+        };
+        if a > b {
+            return None;
+        }
+        for v in (a..=b).step_by(step) {
+            set[v] = true;
+        }
+    }
+    Some(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_period_is_the_longest_gap_between_runs() {
+        let h = SignedDuration::from_hours;
+        assert_eq!(cron_period("0 3 * * *"), Some(h(24)));
+        assert_eq!(cron_period("@daily"), Some(h(24)));
+        assert_eq!(cron_period("0 */6 * * *"), Some(h(6)));
+        assert_eq!(cron_period("30 1 * * 1-5"), Some(h(72)));
+        assert_eq!(cron_period("0 0 * * sun"), Some(h(7 * 24)));
+        assert_eq!(cron_period("0 2 1 * *"), Some(h(31 * 24)));
+        assert_eq!(cron_period("@every 12h"), Some(h(12)));
+        assert_eq!(cron_period("CRON_TZ=Asia/Tokyo 0 3 * * *"), Some(h(24)));
+        assert_eq!(cron_period("0 25 * * *"), None);
+        assert_eq!(cron_period("nonsense"), None);
+    }
+
+    #[test]
+    fn every_backup_phase_is_classified() {
+        for p in ["Completed", "Deleting"] {
+            assert_eq!(classify_phase(p), None);
+        }
+        assert_eq!(classify_phase("PartiallyFailed"), Some(("backup_partially_failed", Severity::Warning)));
+        assert_eq!(classify_phase("FinalizingPartiallyFailed"), Some(("backup_partially_failed", Severity::Warning)));
+        assert_eq!(classify_phase("Failed"), Some(("backup_failed", Severity::Critical)));
+        assert_eq!(classify_phase("FailedValidation"), Some(("backup_failed_validation", Severity::Critical)));
+        assert_eq!(classify_phase("WaitingForPluginOperations"), Some(("backup_in_progress", Severity::Info)));
+        assert_eq!(classify_phase("Exploded"), Some(("backup_unknown_phase", Severity::Warning)));
+    }
+}

@@ -1,0 +1,128 @@
+//! `caretaker-aggregator cleanup`: propose (dry run) or apply cleanup on a live cluster, or
+//! propose on a dump.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use caretaker_proto::render::Style;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::apply::{AuditLog, Outcome, apply};
+use super::{CleanupKind, Proposal, propose_with_notes, render};
+use crate::checks::cli::{CliError, load_config, load_state};
+
+/// Output format of `cleanup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// Arguments of `caretaker-aggregator cleanup`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CleanupArgs {
+    /// Propose from `kubectl get … -o json|yaml` files or directories (dry run only).
+    #[arg(long = "from-dump", value_name = "PATH", num_args = 1..)]
+    pub from_dump: Vec<PathBuf>,
+    /// Only these kinds (Job, ReplicaSet, Pod, ConfigMap, Secret, VolumeSnapshot,
+    /// PersistentVolumeClaim; kubectl short names work). Repeatable. Default: all.
+    #[arg(long = "kind", value_name = "K", num_args = 1..)]
+    pub kind: Vec<CleanupKind>,
+    /// Delete the `delete` proposals (live cluster only). Without it nothing is changed.
+    #[arg(long)]
+    pub apply: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Judge ages as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<Timestamp>,
+    /// YAML file with `checks:` and `cleanup:` sections.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Audit log for `--apply` (JSON lines). Default: `cleanup.audit_log` of the config.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct JsonOut<'a> {
+    now: Timestamp,
+    dry_run: bool,
+    proposals: &'a [Proposal],
+    notes: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    applied: Option<Vec<Applied<'a>>>,
+}
+
+#[derive(Serialize)]
+struct Applied<'a> {
+    object: &'a crate::checks::ObjectRef,
+    outcome: Outcome,
+}
+
+/// Checks flag combinations before anything is read.
+///
+/// # Errors
+/// [`CliError::Usage`] for `--apply` with `--from-dump`.
+pub fn validate(args: &CleanupArgs) -> Result<(), CliError> {
+    if args.apply && !args.from_dump.is_empty() {
+        return Err(CliError::Usage(
+            "--apply deletes objects through the API server and cannot be used with --from-dump (a dump is only a copy); \
+             drop --apply for a dry run, or run against the live cluster"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `cleanup`, writing its output to `out`.
+///
+/// # Errors
+/// See [`CliError`].
+pub async fn run(args: CleanupArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    validate(&args)?;
+    let mut config = load_config(args.config.as_deref())?;
+    if !args.kind.is_empty() {
+        config.cleanup.kinds = args.kind.clone();
+    }
+    let state = load_state(&args.from_dump, &config.checks).await?;
+    let now = args.now.unwrap_or_else(Timestamp::now);
+    let p = propose_with_notes(&state, &config.cleanup, now);
+    let applied = if args.apply {
+        let path = args.audit_log.clone().unwrap_or_else(|| config.cleanup.audit_log.clone());
+        let mut audit = AuditLog::open(&path)?;
+        let client = kube::Client::try_default().await.map_err(CliError::Kube)?;
+        Some(apply(&client, &p.proposals, &mut audit).await?)
+    } else {
+        None
+    };
+    match args.output {
+        Output::Json => {
+            let o = JsonOut {
+                now,
+                dry_run: !args.apply,
+                proposals: &p.proposals,
+                notes: &p.notes,
+                applied: applied.as_ref().map(|a| a.iter().map(|(p, o)| Applied { object: &p.object, outcome: *o }).collect()),
+            };
+            serde_json::to_writer_pretty(&mut *out, &o).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        Output::Table => {
+            let mode = if args.apply { "applied" } else { "dry run: nothing deleted; add --apply on a live cluster" };
+            writeln!(out, "Cleanup proposals as of {now} ({mode})")?;
+            writeln!(out, "{}", render::proposals(Style::Terminal, &p.proposals))?;
+            for n in &p.notes {
+                writeln!(out, "note: {n}")?;
+            }
+            if let Some(a) = &applied {
+                for (p, o) in a {
+                    writeln!(out, "{}: {o:?}", p.object)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

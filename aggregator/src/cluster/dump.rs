@@ -1,0 +1,451 @@
+//! Reading a [`ClusterState`] from `kubectl get … -o json|yaml` files.
+//!
+//! A path is a file or a directory (walked recursively in name order, taking `*.json`,
+//! `*.yaml` and `*.yml`). A file holds one or more documents: concatenated JSON values
+//! (`kubectl get a -o json; kubectl get b -o json`) or `---`-separated YAML documents. A
+//! document is a single object or a List (`kind: List` as kubectl prints it, or a typed
+//! `PodList` as the API returns it) whose `items` are objects.
+//!
+//! Objects of kinds no check reads are counted in [`LoadSummary::unknown_kinds`] and
+//! dropped. A document or item that cannot be read is recorded as a [`LoadProblem`] with
+//! its file and index and skipped; the rest of the file is still read (for JSON, a syntax
+//! error ends the file, since no later value can be found reliably).
+//!
+//! To keep a large dump small in memory, objects are parsed straight from the file's bytes
+//! into their typed form (JSON) and the `kubectl.kubernetes.io/last-applied-configuration`
+//! annotation and `managedFields`, which no check reads, are dropped.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::Metadata;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::events::v1 as events;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::DynamicObject;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use super::{ClusterState, Coverage, LoadProblem, Resource};
+
+/// A dump path that cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("cannot read dump {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Annotation holding a full copy of the object as last applied; never read by a check.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// YAML limits: far above any real dump (a 150,000-pod List is ~30 M nodes), still bounded
+/// so a hostile file cannot exhaust memory through aliases.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_reader_input_bytes: None,
+            max_events: usize::MAX,
+            max_nodes: usize::MAX,
+            max_documents: usize::MAX,
+            max_total_scalar_bytes: usize::MAX,
+            max_depth: 128,
+        },
+        // YAML 1.2 booleans: a namespace called `n` or `off` stays a string.
+        strict_booleans: true,
+        with_snippet: false,
+    }
+}
+
+/// Reads every file under `paths` into one state.
+///
+/// # Errors
+/// [`DumpError::Read`] when a path does not exist or a file or directory cannot be read.
+/// Unreadable documents are not errors: they are listed in `state.load.problems`.
+pub fn load(paths: &[PathBuf]) -> Result<ClusterState, DumpError> {
+    let mut files = Vec::new();
+    for p in paths {
+        collect_files(p, true, &mut files)?;
+    }
+    let mut state = ClusterState { from_dump: true, ..Default::default() };
+    for f in files {
+        let bytes = std::fs::read(&f).map_err(|source| DumpError::Read { path: f.clone(), source })?;
+        load_bytes(&mut state, &f, &bytes);
+    }
+    Ok(state)
+}
+
+fn collect_files(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<(), DumpError> {
+    let err = |source| DumpError::Read { path: path.to_path_buf(), source };
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(path).map_err(err)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(err)?;
+        entries.sort();
+        for e in entries {
+            collect_files(&e, false, out)?;
+        }
+    } else if explicit || matches!(path.extension().and_then(|e| e.to_str()), Some("json" | "yaml" | "yml")) {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+/// Adds the documents of one file (JSON or YAML, told apart by the first character) to
+/// `state`. `file` is only used in problems.
+pub fn load_bytes(state: &mut ClusterState, file: &Path, bytes: &[u8]) {
+    let mut loader = Loader { state, file };
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {}
+        Some(b'{' | b'[') => loader.json(bytes),
+        Some(_) => loader.yaml(bytes),
+    }
+}
+
+/// The fields every document is first read for.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "apiVersion", default, borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+/// An object not yet parsed into its type.
+enum Doc<'a> {
+    Raw(&'a RawValue),
+    Value(serde_json::Value),
+}
+
+impl Doc<'_> {
+    fn parse<T: DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        match self {
+            Doc::Raw(r) => serde_json::from_str(r.get()),
+            Doc::Value(v) => serde_json::from_value(v),
+        }
+    }
+}
+
+struct Loader<'s> {
+    state: &'s mut ClusterState,
+    file: &'s Path,
+}
+
+impl Loader<'_> {
+    fn problem(&mut self, document: usize, item: Option<usize>, message: impl Into<String>) {
+        self.state.load.problems.push(LoadProblem { file: self.file.to_path_buf(), document, item, message: message.into() });
+    }
+
+    fn json(&mut self, bytes: &[u8]) {
+        let stream = serde_json::Deserializer::from_slice(bytes).into_iter::<&RawValue>();
+        for (i, value) in stream.enumerate() {
+            let document = i + 1;
+            match value {
+                Ok(raw) if raw.get().starts_with('[') => match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+                    Ok(items) => self.items(document, items.into_iter().map(Doc::Raw)),
+                    Err(e) => self.problem(document, None, format!("not a JSON array of objects: {e}")),
+                },
+                Ok(raw) => match serde_json::from_str::<Head>(raw.get()) {
+                    Ok(head) if is_list(&head.kind, head.items.is_some()) => {
+                        self.list_kind(head.kind.as_deref().unwrap_or(""), head.api_version.as_deref());
+                        self.items(document, head.items.unwrap_or_default().into_iter().map(Doc::Raw));
+                    }
+                    Ok(head) => {
+                        self.object(document, None, head.api_version.as_deref(), head.kind.as_deref(), Doc::Raw(raw))
+                    }
+                    Err(e) => self.problem(document, None, format!("not a Kubernetes object: {e}")),
+                },
+                Err(e) => {
+                    self.problem(document, None, format!("invalid JSON: {e}; the rest of the file is skipped"));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn yaml(&mut self, bytes: &[u8]) {
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => return self.problem(1, None, format!("not UTF-8 text: {e}")),
+        };
+        for (i, doc) in split_yaml_documents(text).into_iter().enumerate() {
+            let document = i + 1;
+            if doc.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+                continue;
+            }
+            let value: serde_json::Value = match serde_saphyr::from_str_with_options(doc, yaml_options()) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.problem(document, None, format!("invalid YAML: {e}"));
+                    continue;
+                }
+            };
+            self.value(document, value);
+        }
+    }
+
+    fn value(&mut self, document: usize, mut value: serde_json::Value) {
+        let Some(obj) = value.as_object_mut() else {
+            return self.problem(document, None, "not a Kubernetes object (not a mapping)");
+        };
+        let kind = obj.get("kind").and_then(|k| k.as_str()).map(str::to_string);
+        let api_version = obj.get("apiVersion").and_then(|k| k.as_str()).map(str::to_string);
+        let items = obj.get("items").is_some();
+        if is_list(&kind.as_deref().map(Cow::Borrowed), items) {
+            self.list_kind(kind.as_deref().unwrap_or(""), api_version.as_deref());
+            let items = match obj.remove("items") {
+                Some(serde_json::Value::Array(a)) => a,
+                Some(serde_json::Value::Null) | None => Vec::new(),
+                Some(_) => return self.problem(document, None, "items is not a list"),
+            };
+            self.items(document, items.into_iter().map(Doc::Value));
+        } else {
+            self.object(document, None, api_version.as_deref(), kind.as_deref(), Doc::Value(value));
+        }
+    }
+
+    fn items<'a>(&mut self, document: usize, items: impl Iterator<Item = Doc<'a>>) {
+        for (j, item) in items.enumerate() {
+            let (api_version, kind) = match &item {
+                Doc::Raw(raw) => match serde_json::from_str::<Head>(raw.get()) {
+                    Ok(h) => (h.api_version.map(Cow::into_owned), h.kind.map(Cow::into_owned)),
+                    Err(e) => {
+                        self.problem(document, Some(j + 1), format!("not a Kubernetes object: {e}"));
+                        continue;
+                    }
+                },
+                Doc::Value(v) => (
+                    v.get("apiVersion").and_then(|k| k.as_str()).map(str::to_string),
+                    v.get("kind").and_then(|k| k.as_str()).map(str::to_string),
+                ),
+            };
+            self.object(document, Some(j + 1), api_version.as_deref(), kind.as_deref(), item);
+        }
+    }
+
+    /// A typed List (`PodList`) says which resource it lists completely, even when empty.
+    fn list_kind(&mut self, kind: &str, api_version: Option<&str>) {
+        if let Some(k) = kind.strip_suffix("List")
+            && let Some(r) = Resource::from_kind(group_of(api_version), k)
+        {
+            self.state.coverage.insert(r, Coverage::Listed);
+        }
+    }
+
+    fn object(&mut self, document: usize, item: Option<usize>, api_version: Option<&str>, kind: Option<&str>, doc: Doc) {
+        let Some(kind) = kind else {
+            return self.problem(document, item, "object has no kind");
+        };
+        let group = group_of(api_version);
+        let result = match (group, kind) {
+            ("events.k8s.io", "Event") => doc.parse::<events::Event>().map(|e| {
+                let mut e = event_from_events_v1(e);
+                slim(e.metadata_mut());
+                self.state.events.push(e);
+            }),
+            _ => match Resource::from_kind(group, kind) {
+                Some(r) => self.typed(r, doc),
+                None => {
+                    let key = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+                    *self.state.load.unknown_kinds.entry(key).or_default() += 1;
+                    return;
+                }
+            },
+        };
+        match result {
+            Ok(()) => self.state.load.objects += 1,
+            Err(e) => self.problem(document, item, format!("invalid {kind}: {e}")),
+        }
+    }
+
+    fn typed(&mut self, r: Resource, doc: Doc) -> Result<(), serde_json::Error> {
+        fn push<T: DeserializeOwned + Metadata<Ty = ObjectMeta>>(v: &mut Vec<T>, doc: Doc) -> Result<(), serde_json::Error> {
+            let mut o: T = doc.parse()?;
+            slim(o.metadata_mut());
+            v.push(o);
+            Ok(())
+        }
+        fn push_dyn(v: &mut Vec<DynamicObject>, doc: Doc) -> Result<(), serde_json::Error> {
+            let mut o: DynamicObject = doc.parse()?;
+            slim(&mut o.metadata);
+            v.push(o);
+            Ok(())
+        }
+        let s = &mut *self.state;
+        match r {
+            Resource::Pod => push(&mut s.pods, doc),
+            Resource::Node => push(&mut s.nodes, doc),
+            Resource::Event => push(&mut s.events, doc),
+            Resource::ConfigMap => push(&mut s.config_maps, doc),
+            Resource::Secret => push(&mut s.secrets, doc),
+            Resource::ServiceAccount => push(&mut s.service_accounts, doc),
+            Resource::PersistentVolumeClaim => push(&mut s.pvcs, doc),
+            Resource::Deployment => push(&mut s.deployments, doc),
+            Resource::ReplicaSet => push(&mut s.replica_sets, doc),
+            Resource::StatefulSet => push(&mut s.stateful_sets, doc),
+            Resource::DaemonSet => push(&mut s.daemon_sets, doc),
+            Resource::Job => push(&mut s.jobs, doc),
+            Resource::CronJob => push(&mut s.cron_jobs, doc),
+            Resource::HorizontalPodAutoscaler => push(&mut s.hpas, doc),
+            Resource::Certificate => push_dyn(&mut s.certificates, doc),
+            Resource::Backup => push_dyn(&mut s.backups, doc),
+            Resource::Schedule => push_dyn(&mut s.schedules, doc),
+            Resource::VolumeSnapshot => push_dyn(&mut s.volume_snapshots, doc),
+            Resource::PodMetrics => push_dyn(&mut s.pod_metrics, doc),
+            Resource::NodeMetrics => push_dyn(&mut s.node_metrics, doc),
+        }
+    }
+}
+
+fn is_list(kind: &Option<Cow<str>>, has_items: bool) -> bool {
+    match kind.as_deref() {
+        Some(k) => k == "List" || (k.ends_with("List") && has_items),
+        None => has_items,
+    }
+}
+
+/// The API group of an `apiVersion` (`apps/v1` → `apps`, `v1` → core `""`).
+pub fn group_of(api_version: Option<&str>) -> &str {
+    match api_version.and_then(|v| v.split_once('/')) {
+        Some((g, _)) => g,
+        None => "",
+    }
+}
+
+/// Drops what no check reads and can be as large as the object itself.
+pub(crate) fn slim(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+/// An events.k8s.io/v1 Event in the core/v1 form the events check reads.
+pub fn event_from_events_v1(e: events::Event) -> core::Event {
+    core::Event {
+        metadata: e.metadata,
+        involved_object: e.regarding.unwrap_or_default(),
+        related: e.related,
+        reason: e.reason,
+        message: e.note,
+        type_: e.type_,
+        action: e.action,
+        event_time: e.event_time,
+        count: e.deprecated_count,
+        first_timestamp: e.deprecated_first_timestamp,
+        last_timestamp: e.deprecated_last_timestamp,
+        reporting_component: e.reporting_controller,
+        reporting_instance: e.reporting_instance,
+        series: e.series.map(|s| core::EventSeries { count: Some(s.count), last_observed_time: Some(s.last_observed_time) }),
+        source: e.deprecated_source,
+    }
+}
+
+/// Splits YAML text at document markers (`---` at the start of a line, optionally followed
+/// by a space and content; `...` ends a document). Block scalars are indented, so a marker
+/// at column 0 always separates documents.
+fn split_yaml_documents(text: &str) -> Vec<&str> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let l = line.trim_end_matches(['\n', '\r']);
+        let is_start = l == "---" || l.starts_with("--- ") || l.starts_with("---\t");
+        let is_end = l == "...";
+        if is_start || is_end {
+            docs.push(&text[start..pos]);
+            // Content after "--- " on the marker line belongs to the new document.
+            start = if is_start && l.len() > 3 { pos + 4 } else { pos + line.len() };
+        }
+        pos += line.len();
+    }
+    docs.push(&text[start..]);
+    // The text before a leading "---" is an empty document; drop it so indexes match the
+    // documents a reader counts.
+    if docs.len() > 1 && docs[0].lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.starts_with('%')) {
+        docs.remove(0);
+    }
+    docs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> ClusterState {
+        let mut s = ClusterState::default();
+        load_bytes(&mut s, Path::new("dump.txt"), text.as_bytes());
+        s
+    }
+
+    #[test]
+    fn yaml_documents_split_at_markers_only_at_column_zero() {
+        let docs = split_yaml_documents("---\na: 1\n---\nb: |\n  ---\n  x\n--- c: 2\n...\n");
+        assert_eq!(docs, vec!["a: 1\n", "b: |\n  ---\n  x\n", "c: 2\n", ""]);
+    }
+
+    #[test]
+    fn json_list_single_object_and_concatenated_values_are_read() {
+        let s = load_str(
+            r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}},{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"}}]}
+               {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{}","keep":"1"}}}"#,
+        );
+        assert_eq!(s.pods.len(), 1);
+        assert_eq!(s.config_maps.len(), 1);
+        let ann = s.config_maps[0].metadata.annotations.as_ref().unwrap();
+        assert_eq!(ann.keys().collect::<Vec<_>>(), vec!["keep"]);
+        assert_eq!(s.load.unknown_kinds.get("Service"), Some(&1));
+        assert_eq!(s.load.objects, 2);
+        assert!(s.load.problems.is_empty());
+    }
+
+    #[test]
+    fn malformed_items_and_documents_are_reported_with_index_and_skipped() {
+        let s = load_str(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\nkind: Pod\nmetadata: [oops\n---\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod, metadata: {name: b}}\n- {apiVersion: v1, kind: Pod, metadata: {name: 3}, spec: {containers: 7}}\n- {metadata: {name: nokind}}\n",
+        );
+        assert_eq!(s.pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect::<Vec<_>>(), vec!["a", "b"]);
+        let got: Vec<(usize, Option<usize>)> = s.load.problems.iter().map(|p| (p.document, p.item)).collect();
+        assert_eq!(got, vec![(2, None), (3, Some(2)), (3, Some(3))]);
+        assert!(s.load.problems[0].message.starts_with("invalid YAML"), "{}", s.load.problems[0]);
+        assert!(s.load.problems[0].message.contains("line 2"), "{}", s.load.problems[0]);
+        assert!(s.load.problems[1].message.starts_with("invalid Pod"), "{}", s.load.problems[1]);
+        assert_eq!(s.load.problems[2].to_string(), "dump.txt: document 3, item 3: object has no kind");
+    }
+
+    #[test]
+    fn truncated_json_is_reported_and_ends_the_file() {
+        let s = load_str(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}} {"apiVersion":"v1","#);
+        assert_eq!(s.pods.len(), 1);
+        assert_eq!(s.load.problems.len(), 1);
+        assert_eq!(s.load.problems[0].document, 2);
+    }
+
+    #[test]
+    fn typed_empty_list_marks_resource_listed_and_crds_are_dynamic() {
+        let s = load_str(
+            r#"{"apiVersion":"v1","kind":"PodList","items":[]}
+               {"apiVersion":"cert-manager.io/v1","kind":"Certificate","metadata":{"name":"c","namespace":"n"},"status":{"notAfter":"2030-01-01T00:00:00Z"}}"#,
+        );
+        assert_eq!(s.coverage(Resource::Pod), Coverage::Listed);
+        assert_eq!(s.coverage(Resource::Certificate), Coverage::Listed);
+        assert!(matches!(s.coverage(Resource::Backup), Coverage::NotApplicable { .. }));
+        assert_eq!(s.certificates[0].data["status"]["notAfter"], "2030-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn events_v1_are_converted_to_core_events() {
+        let s = load_str(
+            "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {name: e, namespace: n}\neventTime: '2025-01-01T00:00:00.000000Z'\nreason: BackOff\nnote: restarting\ntype: Warning\nregarding: {kind: Pod, name: p, namespace: n}\nreportingController: kubelet\nreportingInstance: node-1\naction: Restart\n",
+        );
+        assert_eq!(s.events.len(), 1, "{:?}", s.load.problems);
+        assert_eq!(s.events[0].message.as_deref(), Some("restarting"));
+        assert_eq!(s.events[0].involved_object.name.as_deref(), Some("p"));
+    }
+}

@@ -1,0 +1,260 @@
+//! The cluster state the checks and cleanup proposals read: one snapshot of typed
+//! Kubernetes objects, taken from a live API server ([`live`]) or from `kubectl get -o
+//! json|yaml` files ([`dump`]).
+//!
+//! Built-in kinds are k8s-openapi types; custom resources (cert-manager, Velero, CSI
+//! snapshots, the metrics API) are [`DynamicObject`]s read through small typed views in the
+//! checks. [`ClusterState::coverage`] says for every resource whether it was listed, is not
+//! applicable (CRD not installed / not in the dump), was forbidden or failed, so a check can
+//! tell "nothing wrong" from "nothing known".
+
+pub mod dump;
+pub mod live;
+pub mod volumes;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use kube::api::DynamicObject;
+use serde::{Deserialize, Serialize};
+
+pub use volumes::VolumeStat;
+
+/// Every resource the checks and proposals read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Resource {
+    Pod,
+    Node,
+    Event,
+    ConfigMap,
+    Secret,
+    ServiceAccount,
+    PersistentVolumeClaim,
+    Deployment,
+    ReplicaSet,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    CronJob,
+    HorizontalPodAutoscaler,
+    /// cert-manager.io/v1 Certificate.
+    Certificate,
+    /// velero.io/v1 Backup.
+    Backup,
+    /// velero.io/v1 Schedule.
+    Schedule,
+    /// snapshot.storage.k8s.io/v1 VolumeSnapshot.
+    VolumeSnapshot,
+    /// metrics.k8s.io/v1beta1 PodMetrics.
+    PodMetrics,
+    /// metrics.k8s.io/v1beta1 NodeMetrics.
+    NodeMetrics,
+}
+
+impl Resource {
+    /// All resources, in the order the live source lists them.
+    pub const ALL: [Resource; 20] = [
+        Resource::Node,
+        Resource::Pod,
+        Resource::Event,
+        Resource::ConfigMap,
+        Resource::Secret,
+        Resource::ServiceAccount,
+        Resource::PersistentVolumeClaim,
+        Resource::Deployment,
+        Resource::ReplicaSet,
+        Resource::StatefulSet,
+        Resource::DaemonSet,
+        Resource::Job,
+        Resource::CronJob,
+        Resource::HorizontalPodAutoscaler,
+        Resource::Certificate,
+        Resource::Backup,
+        Resource::Schedule,
+        Resource::VolumeSnapshot,
+        Resource::PodMetrics,
+        Resource::NodeMetrics,
+    ];
+
+    /// The API group ("" for core), version, kind and plural resource name.
+    pub fn gvkp(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        match self {
+            Resource::Pod => ("", "v1", "Pod", "pods"),
+            Resource::Node => ("", "v1", "Node", "nodes"),
+            Resource::Event => ("", "v1", "Event", "events"),
+            Resource::ConfigMap => ("", "v1", "ConfigMap", "configmaps"),
+            Resource::Secret => ("", "v1", "Secret", "secrets"),
+            Resource::ServiceAccount => ("", "v1", "ServiceAccount", "serviceaccounts"),
+            Resource::PersistentVolumeClaim => ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+            Resource::Deployment => ("apps", "v1", "Deployment", "deployments"),
+            Resource::ReplicaSet => ("apps", "v1", "ReplicaSet", "replicasets"),
+            Resource::StatefulSet => ("apps", "v1", "StatefulSet", "statefulsets"),
+            Resource::DaemonSet => ("apps", "v1", "DaemonSet", "daemonsets"),
+            Resource::Job => ("batch", "v1", "Job", "jobs"),
+            Resource::CronJob => ("batch", "v1", "CronJob", "cronjobs"),
+            Resource::HorizontalPodAutoscaler => ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+            Resource::Certificate => ("cert-manager.io", "v1", "Certificate", "certificates"),
+            Resource::Backup => ("velero.io", "v1", "Backup", "backups"),
+            Resource::Schedule => ("velero.io", "v1", "Schedule", "schedules"),
+            Resource::VolumeSnapshot => ("snapshot.storage.k8s.io", "v1", "VolumeSnapshot", "volumesnapshots"),
+            Resource::PodMetrics => ("metrics.k8s.io", "v1beta1", "PodMetrics", "pods"),
+            Resource::NodeMetrics => ("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes"),
+        }
+    }
+
+    /// The kind, e.g. `Pod`.
+    pub fn kind(self) -> &'static str {
+        self.gvkp().2
+    }
+
+    /// Whether objects live in a namespace.
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Resource::Node | Resource::NodeMetrics)
+    }
+
+    /// Whether the resource comes from an optional extension (CRD or aggregated API) whose
+    /// absence makes the checks that need it "not applicable".
+    pub fn optional(self) -> bool {
+        matches!(self.gvkp().0, "cert-manager.io" | "velero.io" | "snapshot.storage.k8s.io" | "metrics.k8s.io")
+    }
+
+    /// The resource a kind (and API group, `""` for core) is read into, if any.
+    pub fn from_kind(group: &str, kind: &str) -> Option<Resource> {
+        Resource::ALL.into_iter().find(|r| {
+            let (g, _, k, _) = r.gvkp();
+            k == kind && g == group
+        })
+    }
+
+    /// Human name for messages: `pods`, `certificates.cert-manager.io`.
+    pub fn display_name(self) -> String {
+        let (g, _, _, p) = self.gvkp();
+        if g.is_empty() { p.to_string() } else { format!("{p}.{g}") }
+    }
+}
+
+/// Whether a resource is known in this snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Coverage {
+    /// Listed completely (possibly zero objects).
+    Listed,
+    /// Not served by this cluster (CRD or aggregated API not installed) or not in the dump.
+    NotApplicable { reason: String },
+    /// The API server answered 403.
+    Forbidden { message: String },
+    /// Listing failed otherwise (timeout, server error); the objects are unknown.
+    Failed { message: String },
+}
+
+/// A document of a dump that could not be read; it was skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadProblem {
+    pub file: PathBuf,
+    /// 1-based index of the document in the file (JSON values or YAML documents).
+    pub document: usize,
+    /// 1-based index in the `items` of a List document, when the problem is one item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for LoadProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: document {}", self.file.display(), self.document)?;
+        if let Some(i) = self.item {
+            write!(f, ", item {i}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// What loading a source saw besides the objects kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadSummary {
+    /// Objects of kinds no check reads, by `Kind` or `Kind.group`; they were ignored.
+    pub unknown_kinds: BTreeMap<String, u64>,
+    /// Documents or items skipped because they could not be read.
+    pub problems: Vec<LoadProblem>,
+    /// Objects kept.
+    pub objects: u64,
+}
+
+/// One snapshot of the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterState {
+    pub pods: Vec<Pod>,
+    pub nodes: Vec<Node>,
+    pub events: Vec<Event>,
+    pub config_maps: Vec<ConfigMap>,
+    pub secrets: Vec<Secret>,
+    pub service_accounts: Vec<ServiceAccount>,
+    pub pvcs: Vec<PersistentVolumeClaim>,
+    pub deployments: Vec<Deployment>,
+    pub replica_sets: Vec<ReplicaSet>,
+    pub stateful_sets: Vec<StatefulSet>,
+    pub daemon_sets: Vec<DaemonSet>,
+    pub jobs: Vec<Job>,
+    pub cron_jobs: Vec<CronJob>,
+    pub hpas: Vec<HorizontalPodAutoscaler>,
+    pub certificates: Vec<DynamicObject>,
+    pub backups: Vec<DynamicObject>,
+    pub schedules: Vec<DynamicObject>,
+    pub volume_snapshots: Vec<DynamicObject>,
+    pub pod_metrics: Vec<DynamicObject>,
+    pub node_metrics: Vec<DynamicObject>,
+    /// Volume filesystem figures reported by the node agents (empty for a dump).
+    pub volume_stats: Vec<VolumeStat>,
+    /// Per resource: listed, not applicable, forbidden or failed. A resource without an
+    /// entry counts as listed when any object of it is present, else as not in the source.
+    pub coverage: BTreeMap<Resource, Coverage>,
+    pub load: LoadSummary,
+    /// Whether the snapshot came from a dump (cleanup may then only be a dry run).
+    pub from_dump: bool,
+}
+
+impl ClusterState {
+    /// Number of objects held for `r`.
+    pub fn count(&self, r: Resource) -> usize {
+        match r {
+            Resource::Pod => self.pods.len(),
+            Resource::Node => self.nodes.len(),
+            Resource::Event => self.events.len(),
+            Resource::ConfigMap => self.config_maps.len(),
+            Resource::Secret => self.secrets.len(),
+            Resource::ServiceAccount => self.service_accounts.len(),
+            Resource::PersistentVolumeClaim => self.pvcs.len(),
+            Resource::Deployment => self.deployments.len(),
+            Resource::ReplicaSet => self.replica_sets.len(),
+            Resource::StatefulSet => self.stateful_sets.len(),
+            Resource::DaemonSet => self.daemon_sets.len(),
+            Resource::Job => self.jobs.len(),
+            Resource::CronJob => self.cron_jobs.len(),
+            Resource::HorizontalPodAutoscaler => self.hpas.len(),
+            Resource::Certificate => self.certificates.len(),
+            Resource::Backup => self.backups.len(),
+            Resource::Schedule => self.schedules.len(),
+            Resource::VolumeSnapshot => self.volume_snapshots.len(),
+            Resource::PodMetrics => self.pod_metrics.len(),
+            Resource::NodeMetrics => self.node_metrics.len(),
+        }
+    }
+
+    /// The coverage of `r` (see [`ClusterState::coverage`] field docs for the default).
+    pub fn coverage(&self, r: Resource) -> Coverage {
+        match self.coverage.get(&r) {
+            Some(c) => c.clone(),
+            None if self.count(r) > 0 => Coverage::Listed,
+            None => Coverage::NotApplicable { reason: format!("no {} in the source", r.display_name()) },
+        }
+    }
+
+    /// Whether `r` was listed (its objects are all known).
+    pub fn listed(&self, r: Resource) -> bool {
+        self.coverage(r) == Coverage::Listed
+    }
+}
