@@ -153,7 +153,14 @@ impl ReportIngest for IngestService {
                         Ok(Some(_)) => continue,
                         Ok(None) => break,
                         Err(status) => {
-                            debug!(error = %status.message(), "Agent stream broke.");
+                            // A message over the size limit or not decodable: tell the agent why.
+                            if matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::Internal) {
+                                warn!(error = %status.message(), code = ?status.code(), "Refused an agent message; closing the stream.");
+                                state.count_rejected();
+                                let _ = tx.send(Err(status)).await;
+                            } else {
+                                debug!(error = %status.message(), "Agent stream broke.");
+                            }
                             break;
                         }
                     };
