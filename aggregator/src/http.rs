@@ -88,7 +88,7 @@ mod tests {
         let (s, body) = get_body(&app, "/api/v1/report").await;
         assert_eq!(s, StatusCode::OK);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["schema_version"], crate::report::SCHEMA_VERSION);
         assert_eq!(v["nodes"][0]["node_name"], "node-1");
         assert_eq!(v["nodes"][0]["freshness"], "fresh");
 

@@ -23,7 +23,8 @@ impl QueryService {
 #[tonic::async_trait]
 impl Query for QueryService {
     async fn get_cluster_report(&self, _: Request<pb::GetClusterReportRequest>) -> Result<Response<pb::ClusterReport>, Status> {
-        Ok(Response::new(self.state.cluster_report(Timestamp::now()).into()))
+        let report = self.state.cluster_report(Timestamp::now());
+        report.to_wire().map(Response::new).map_err(|e| Status::internal(format!("cannot encode the report: {e}")))
     }
 
     async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use caretaker_agent::config::{AgentConfig, AggregatorConfig as AgentSide};
 use caretaker_agent::paths::HostPaths;
-use caretaker_proto::model::ClusterReport;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::report::ClusterReport;
 use crate::state::State;
 use crate::store::Store;
 
@@ -159,7 +159,7 @@ pub async fn fetch_report_with(url: &str, opts: &QueryClientOptions) -> Result<C
         .get_cluster_report(request)
         .await
         .map_err(|s| StandaloneError::Query(format!("GetClusterReport at {url}: {} ({:?})", s.message(), s.code())))?;
-    ClusterReport::try_from(reply.into_inner()).map_err(|e| StandaloneError::Query(format!("answer from {url}: {e}")))
+    ClusterReport::from_wire(&reply.into_inner()).map_err(|e| StandaloneError::Query(format!("answer from {url}: {e}")))
 }
 
 async fn query(grpc: SocketAddr) -> Result<ClusterReport, StandaloneError> {

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use caretaker_proto::model::{ClusterReport, Freshness, NodeReport, NodeStatus, SCHEMA_VERSION};
+use caretaker_proto::model::{Freshness, NodeReport, NodeStatus};
 use jiff::Timestamp;
 
 use crate::metrics::{FreshnessLabel, Metrics, ResultLabel};
+use crate::report::{CheckRound, ClusterReport, MergeConfig};
 use crate::store::{Outcome, Store, StoreError, StoredNode};
 
 /// Shared by the gRPC and HTTP servers.
@@ -19,7 +19,9 @@ pub struct State {
     /// Copy of the store's entries; written only after the store commit succeeded.
     nodes: RwLock<BTreeMap<String, StoredNode>>,
     pub metrics: Metrics,
-    stale_after_intervals: u32,
+    merge: MergeConfig,
+    /// The latest round of cluster checks and signals (empty until one has run).
+    round: RwLock<CheckRound>,
     ready: AtomicBool,
 }
 
@@ -34,7 +36,8 @@ impl State {
             store,
             nodes: RwLock::new(nodes),
             metrics: Metrics::default(),
-            stale_after_intervals,
+            merge: MergeConfig { stale_after_intervals, ..MergeConfig::default() },
+            round: RwLock::new(CheckRound::default()),
             ready: AtomicBool::new(false),
         }))
     }
@@ -69,22 +72,13 @@ impl State {
         self.metrics.reports.get_or_create(&ResultLabel { result: "rejected" }).inc();
     }
 
-    /// Fresh while the latest report is younger than `stale_after_intervals` of the
-    /// node's own report intervals.
-    pub fn freshness(&self, entry: &StoredNode, now: Timestamp) -> Freshness {
-        let limit = entry.report.report_interval().saturating_mul(self.stale_after_intervals);
-        let age = now.duration_since(entry.received_at);
-        let age = Duration::try_from(age).unwrap_or(Duration::ZERO);
-        if age > limit { Freshness::Stale } else { Freshness::Fresh }
-    }
-
     fn status(&self, entry: &StoredNode, now: Timestamp) -> NodeStatus {
         NodeStatus {
             node_name: entry.report.node_name.clone(),
-            freshness: self.freshness(entry, now),
-            received_at: entry.received_at,
+            freshness: crate::report::freshness(entry, self.merge.stale_after_intervals, now),
+            received_at: Some(entry.received_at),
             reports_stored_total: entry.reports_stored_total,
-            report: entry.report.clone(),
+            report: Some(entry.report.clone()),
         }
     }
 
@@ -93,20 +87,34 @@ impl State {
         self.nodes.read().map(|n| n.values().map(|e| self.status(e, now)).collect()).unwrap_or_default()
     }
 
+    /// What the store holds for one node.
+    pub fn stored(&self, name: &str) -> Option<StoredNode> {
+        self.nodes.read().ok()?.get(name).cloned()
+    }
+
     /// One node.
     pub fn node(&self, name: &str, now: Timestamp) -> Option<NodeStatus> {
         self.nodes.read().ok()?.get(name).map(|e| self.status(e, now))
     }
 
-    /// The merged cluster report.
+    /// The merged cluster report: the latest report of every node and the latest round.
     pub fn cluster_report(&self, now: Timestamp) -> ClusterReport {
-        ClusterReport { schema_version: SCHEMA_VERSION, generated_at: now, nodes: self.nodes(now) }
+        let nodes: Vec<StoredNode> = self.nodes.read().map(|n| n.values().cloned().collect()).unwrap_or_default();
+        let round = self.round.read().map(|r| r.clone()).unwrap_or_default();
+        crate::report::merge(&nodes, &round, &self.merge, now)
+    }
+
+    /// Replaces the latest round of checks and signals.
+    pub fn set_round(&self, round: CheckRound) {
+        if let Ok(mut r) = self.round.write() {
+            *r = round;
+        }
     }
 
     /// Updates the per-freshness node gauges (called before each scrape).
     pub fn refresh_gauges(&self, now: Timestamp) {
-        let nodes = self.nodes(now);
-        for (label, f) in [("fresh", Freshness::Fresh), ("stale", Freshness::Stale)] {
+        let nodes = self.cluster_report(now).nodes;
+        for (label, f) in [("fresh", Freshness::Fresh), ("stale", Freshness::Stale), ("missing", Freshness::Missing)] {
             let n = nodes.iter().filter(|s| s.freshness == f).count();
             self.metrics.nodes.get_or_create(&FreshnessLabel { freshness: label }).set(i64::try_from(n).unwrap_or(i64::MAX));
         }
