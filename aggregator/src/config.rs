@@ -7,12 +7,16 @@
 //! data_dir: /var/lib/caretaker  # default; the store file lives here
 //! in_memory: false            # default; true keeps everything in memory (tests, demos)
 //! stale_after_intervals: 3    # default; a node is stale after this many missed intervals
+//! schedule: {}                # daily/weekly/monthly runs, maintenance window, notifications:
+//!                             # see crate::schedule::config for every option and default
 //! ```
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use crate::schedule::config::ScheduleConfig;
 
 /// The whole aggregator config.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +36,10 @@ pub struct AggregatorConfig {
     /// stale. Default 3. 1 to 1000.
     #[serde(default = "default_stale_after_intervals", deserialize_with = "stale_after")]
     pub stale_after_intervals: u32,
+    /// Daily/weekly/monthly runs, the maintenance window and notifications. Defaults: the
+    /// seed's (03:00 Asia/Tokyo; window Sunday 03:00–05:00); see [`ScheduleConfig`].
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
 }
 
 impl Default for AggregatorConfig {
@@ -41,6 +49,7 @@ impl Default for AggregatorConfig {
             data_dir: default_data_dir(),
             in_memory: false,
             stale_after_intervals: default_stale_after_intervals(),
+            schedule: ScheduleConfig::default(),
         }
     }
 }
@@ -99,6 +108,25 @@ mod tests {
         assert_eq!(c.listen.grpc, default_grpc());
         assert!(c.in_memory);
         assert_eq!(c.stale_after_intervals, 5);
+    }
+
+    #[test]
+    fn schedule_section_defaults_and_parses_with_line_numbers() {
+        let d: AggregatorConfig = parse_yaml("in_memory: true\n", Path::new("c")).unwrap();
+        assert_eq!(d.schedule.time_zone.name(), "Asia/Tokyo");
+        assert_eq!(d.schedule.weekly.cron.as_str(), "0 3 * * 0");
+        let c: AggregatorConfig = parse_yaml(
+            "in_memory: true\nschedule:\n  time_zone: UTC\n  maintenance_window:\n    days: [saturday]\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert_eq!(c.schedule.time_zone.name(), "UTC");
+        assert_eq!(c.schedule.maintenance_window.days, [crate::schedule::config::Day::Saturday].into());
+        assert_eq!(c.schedule.daily.cron.as_str(), "0 3 * * *");
+        let err = parse_yaml::<AggregatorConfig>("schedule:\n  monthly:\n    cron: '0 3 32 * *'\n    checks: [trends]\n", Path::new("/etc/agg.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/etc/agg.yaml") && err.contains("line 3") && err.contains("not a valid cron expression"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`query`]: the gRPC `Query` service; [`http`]: the same as JSON plus health/metrics.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`report`]: the merged report as a table, Markdown or JSON.
+//! - [`schedule`]: daily/weekly/monthly runs, the maintenance window, notifications.
 //! - [`server`]: wires gRPC + HTTP on given listeners until a shutdown token fires.
 //! - [`standalone`]: aggregator + agent of this machine in one process.
 //!
@@ -28,6 +29,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod query;
 pub mod report;
+pub mod schedule;
 pub mod server;
 pub mod signals;
 pub mod standalone;
