@@ -18,5 +18,6 @@
 
 pub mod config;
 pub mod cron;
+pub mod notify;
 pub mod runs;
 pub mod window;
