@@ -19,5 +19,6 @@
 pub mod config;
 pub mod cron;
 pub mod notify;
+pub mod runner;
 pub mod runs;
 pub mod window;

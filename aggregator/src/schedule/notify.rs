@@ -159,7 +159,7 @@ impl Policy {
                 n.cleared_at = Some(now);
             }
         }
-        next.findings.retain(|_, n| n.cleared_at.is_none_or(|c| within_grace(c)));
+        next.findings.retain(|_, n| n.cleared_at.is_none_or(&within_grace));
 
         if !worsened && new_critical.is_empty() {
             return (None, next);
@@ -469,6 +469,8 @@ mod tests {
         assert_eq!(st.findings.len(), 25);
     }
 
+    type Captured = (Arc<Mutex<Vec<Value>>>, Arc<Mutex<u16>>);
+
     /// A webhook receiver on 127.0.0.1:0 that records every body and answers with the
     /// status in `answer`.
     async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>, Arc<Mutex<u16>>) {
@@ -477,7 +479,7 @@ mod tests {
         let app = Router::new()
             .route(
                 "/hook/T000/B000/secret",
-                post(|State((bodies, answer)): State<(Arc<Mutex<Vec<Value>>>, Arc<Mutex<u16>>)>, body: axum::Json<Value>| async move {
+                post(|State((bodies, answer)): State<Captured>, body: axum::Json<Value>| async move {
                     bodies.lock().unwrap().push(body.0);
                     let code = *answer.lock().unwrap();
                     (StatusCode::from_u16(code).unwrap(), if code == 200 { "ok" } else { "invalid_token" })
