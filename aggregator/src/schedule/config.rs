@@ -448,6 +448,22 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_the_defaults() {
+        let yaml = "time_zone: Asia/Tokyo\n\
+            daily:   {enabled: true, cron: \"0 3 * * *\", checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals]}\n\
+            weekly:  {enabled: true, cron: \"0 3 * * 0\", checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals, cleanup]}\n\
+            monthly: {enabled: true, cron: \"0 3 1 * *\", checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals, trends]}\n\
+            maintenance_window:\n  days: [sunday]\n  start: \"03:00\"\n  duration: 2h\n\
+            notifications:\n  min_severity: warning\n  flap_grace: 1h\n  timeout: 10s\n";
+        let c = parse(yaml).unwrap();
+        let d = ScheduleConfig::default();
+        assert_eq!((c.daily, c.weekly, c.monthly), (d.daily, d.weekly, d.monthly));
+        assert_eq!(c.time_zone, d.time_zone);
+        assert_eq!(c.maintenance_window, d.maintenance_window);
+        assert_eq!(c.notifications, d.notifications);
+    }
+
+    #[test]
     fn errors_name_file_line_and_problem() {
         let err = parse("daily:\n  cron: '0 3 * *'\n  checks: [pods]\n").unwrap_err();
         assert!(err.starts_with("invalid config file /etc/caretaker/aggregator.yaml: "), "{err}");
