@@ -51,13 +51,13 @@ pub struct ScheduleConfig {
     #[serde(default)]
     pub time_zone: Zone,
     /// Default: every day at 03:00, [`Task::DAILY`].
-    #[serde(default = "RunConfig::daily")]
+    #[serde(default = "RunConfig::daily", deserialize_with = "daily")]
     pub daily: RunConfig,
     /// Default: Sundays at 03:00, [`Task::DAILY`] plus `cleanup`.
-    #[serde(default = "RunConfig::weekly")]
+    #[serde(default = "RunConfig::weekly", deserialize_with = "weekly")]
     pub weekly: RunConfig,
     /// Default: the 1st of every month at 03:00, [`Task::DAILY`] plus `trends`.
-    #[serde(default = "RunConfig::monthly")]
+    #[serde(default = "RunConfig::monthly", deserialize_with = "monthly")]
     pub monthly: RunConfig,
     /// Default: Sundays 03:00 for 2 h.
     #[serde(default)]
@@ -202,23 +202,64 @@ impl Task {
     }
 }
 
+impl Task {
+    /// The name of the cluster check in [`crate::checks::ALL`] this task is, if it is one.
+    pub fn cluster_check(self) -> Option<&'static str> {
+        match self {
+            Task::Signals | Task::Cleanup | Task::Trends => None,
+            t => Some(t.name()),
+        }
+    }
+}
+
 impl fmt::Display for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
 }
 
-/// One of the daily, weekly and monthly runs.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One of the daily, weekly and monthly runs. An option left out of the file keeps the
+/// run's default (`weekly: {enabled: false}` turns the weekly run off, nothing else).
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunConfig {
     /// false leaves the run out. Default true.
-    #[serde(default = "yes")]
     pub enabled: bool,
     /// When, as a 5-field cron expression in `time_zone` (see [`super::cron`]).
     pub cron: Cron,
     /// What the run does; duplicates count once. Defaults: see [`ScheduleConfig`].
     pub checks: BTreeSet<Task>,
+}
+
+/// A run section as written: what it leaves out comes from the run's defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunSection {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    cron: Option<Cron>,
+    #[serde(default)]
+    checks: Option<BTreeSet<Task>>,
+}
+
+impl RunSection {
+    fn over(self, defaults: RunConfig) -> RunConfig {
+        RunConfig {
+            enabled: self.enabled.unwrap_or(defaults.enabled),
+            cron: self.cron.unwrap_or(defaults.cron),
+            checks: self.checks.unwrap_or(defaults.checks),
+        }
+    }
+}
+
+fn daily<'de, D: Deserializer<'de>>(d: D) -> Result<RunConfig, D::Error> {
+    Ok(RunSection::deserialize(d)?.over(RunConfig::daily()))
+}
+fn weekly<'de, D: Deserializer<'de>>(d: D) -> Result<RunConfig, D::Error> {
+    Ok(RunSection::deserialize(d)?.over(RunConfig::weekly()))
+}
+fn monthly<'de, D: Deserializer<'de>>(d: D) -> Result<RunConfig, D::Error> {
+    Ok(RunSection::deserialize(d)?.over(RunConfig::monthly()))
 }
 
 impl RunConfig {
@@ -330,9 +371,6 @@ impl Default for NotificationsConfig {
     }
 }
 
-fn yes() -> bool {
-    true
-}
 fn default_days() -> BTreeSet<Day> {
     [Day::Sunday].into()
 }
@@ -428,7 +466,8 @@ mod tests {
         let c = parse(
             "time_zone: Europe/Berlin\n\
              daily:\n  cron: '30 2 * * 1-5'\n  checks: [pods, pods, nodes]\n\
-             weekly:\n  enabled: false\n  cron: '0 4 * * SAT'\n  checks: [cleanup]\n\
+             weekly:\n  enabled: false\n\
+             monthly:\n  cron: '0 4 L * *'\n\
              maintenance_window:\n  days: [saturday, sunday]\n  start: '22:30'\n  duration: 6h\n\
              notifications:\n  webhook_url: http://127.0.0.1:9/hook\n  min_severity: critical\n  flap_grace: 0s\n  timeout: 2s\n",
         )
@@ -436,8 +475,9 @@ mod tests {
         assert_eq!(c.time_zone.name(), "Europe/Berlin");
         assert_eq!(c.daily.cron.as_str(), "30 2 * * 1-5");
         assert_eq!(c.daily.checks, [Task::Nodes, Task::Pods].into());
-        assert!(!c.weekly.enabled);
-        assert_eq!(c.monthly, RunConfig::monthly());
+        assert_eq!(c.weekly, RunConfig { enabled: false, ..RunConfig::weekly() });
+        assert_eq!(c.monthly.cron.as_str(), "0 4 L * *");
+        assert_eq!(c.monthly.checks, RunConfig::monthly().checks);
         assert_eq!(c.maintenance_window.days, [Day::Saturday, Day::Sunday].into());
         assert_eq!(c.maintenance_window.start, Time::constant(22, 30, 0, 0));
         assert_eq!(c.maintenance_window.duration, Duration::from_secs(6 * 3600));
@@ -445,6 +485,17 @@ mod tests {
         assert_eq!(c.notifications.min_severity, Severity::Critical);
         assert_eq!(c.notifications.flap_grace, Duration::ZERO);
         assert_eq!(c.notifications.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn every_cluster_check_is_a_task_and_daily_runs_them_all() {
+        let all: Vec<&str> = crate::checks::ALL.iter().map(|c| c.name).collect();
+        let tasks: Vec<&str> = Task::DAILY.iter().filter_map(|t| t.cluster_check()).collect();
+        let (mut a, mut t) = (all.clone(), tasks.clone());
+        a.sort_unstable();
+        t.sort_unstable();
+        assert_eq!(a, t);
+        assert_eq!(Task::Signals.cluster_check(), None);
     }
 
     #[test]

@@ -104,11 +104,11 @@ where
             let mut after = state.clone();
             after.mark_done(&round, now);
             let kinds: Vec<&str> = round.kinds.iter().map(|k| k.name()).collect();
-            info!(kinds = %kinds.join(","), checks = round.checks.len(), "a scheduled round starts");
+            info!(kinds = %kinds.join(","), checks = round.checks.len(), "A scheduled round starts.");
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
-                    warn!(kinds = %kinds.join(","), "shutdown during a scheduled round; it runs again after the restart");
+                    warn!(kinds = %kinds.join(","), "Shutdown during a scheduled round; it runs again after the restart.");
                     return state;
                 }
                 () = on_round(round, after.clone()) => state = after,
