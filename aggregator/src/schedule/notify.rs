@@ -358,6 +358,7 @@ mod tests {
             signals: None,
             disk_pressure: vec![],
             findings,
+            maintenance: None,
         }
     }
 
