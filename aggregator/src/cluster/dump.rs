@@ -148,13 +148,15 @@ impl Loader<'_> {
             let document = i + 1;
             match value {
                 Ok(raw) if raw.get().starts_with('[') => match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
-                    Ok(items) => self.items(document, items.into_iter().map(Doc::Raw)),
+                    Ok(items) => self.items(document, &(None, None), items.into_iter().map(Doc::Raw)),
                     Err(e) => self.problem(document, None, format!("not a JSON array of objects: {e}")),
                 },
                 Ok(raw) => match serde_json::from_str::<Head>(raw.get()) {
                     Ok(head) if is_list(&head.kind, head.items.is_some()) => {
-                        self.list_kind(head.kind.as_deref().unwrap_or(""), head.api_version.as_deref());
-                        self.items(document, head.items.unwrap_or_default().into_iter().map(Doc::Raw));
+                        let (kind, api_version) = (head.kind.as_deref().unwrap_or(""), head.api_version.as_deref());
+                        self.list_kind(kind, api_version);
+                        let default = item_default(kind, api_version);
+                        self.items(document, &default, head.items.unwrap_or_default().into_iter().map(Doc::Raw));
                     }
                     Ok(head) => {
                         self.object(document, None, head.api_version.as_deref(), head.kind.as_deref(), Doc::Raw(raw))
@@ -204,13 +206,15 @@ impl Loader<'_> {
                 Some(serde_json::Value::Null) | None => Vec::new(),
                 Some(_) => return self.problem(document, None, "items is not a list"),
             };
-            self.items(document, items.into_iter().map(Doc::Value));
+            let default = item_default(kind.as_deref().unwrap_or(""), api_version.as_deref());
+            self.items(document, &default, items.into_iter().map(Doc::Value));
         } else {
             self.object(document, None, api_version.as_deref(), kind.as_deref(), Doc::Value(value));
         }
     }
 
-    fn items<'a>(&mut self, document: usize, items: impl Iterator<Item = Doc<'a>>) {
+    /// `default` is the (apiVersion, kind) of a typed List's items, which the API omits.
+    fn items<'a>(&mut self, document: usize, default: &(Option<String>, Option<String>), items: impl Iterator<Item = Doc<'a>>) {
         for (j, item) in items.enumerate() {
             let (api_version, kind) = match &item {
                 Doc::Raw(raw) => match serde_json::from_str::<Head>(raw.get()) {
@@ -224,6 +228,10 @@ impl Loader<'_> {
                     v.get("apiVersion").and_then(|k| k.as_str()).map(str::to_string),
                     v.get("kind").and_then(|k| k.as_str()).map(str::to_string),
                 ),
+            };
+            let (api_version, kind) = match kind {
+                Some(k) => (api_version, Some(k)),
+                None => (api_version.or_else(|| default.0.clone()), default.1.clone()),
             };
             self.object(document, Some(j + 1), api_version.as_deref(), kind.as_deref(), item);
         }
@@ -304,6 +312,14 @@ impl Loader<'_> {
             Resource::PodMetrics => push_dyn(&mut s.pod_metrics, doc),
             Resource::NodeMetrics => push_dyn(&mut s.node_metrics, doc),
         }
+    }
+}
+
+/// The (apiVersion, kind) of the items of a typed List (`PodList` → `Pod`), if typed.
+fn item_default(list_kind: &str, api_version: Option<&str>) -> (Option<String>, Option<String>) {
+    match list_kind.strip_suffix("List").filter(|k| !k.is_empty()) {
+        Some(k) => (api_version.map(str::to_string), Some(k.to_string())),
+        None => (None, None),
     }
 }
 
@@ -441,6 +457,15 @@ mod tests {
         assert_eq!(s.coverage(Resource::Certificate), Coverage::Listed);
         assert!(matches!(s.coverage(Resource::Backup), Coverage::NotApplicable { .. }));
         assert_eq!(s.certificates[0].data["status"]["notAfter"], "2030-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn items_of_a_typed_list_without_kind_take_the_list_kind() {
+        let s = load_str(
+            r#"{"kind":"PodMetricsList","apiVersion":"metrics.k8s.io/v1beta1","metadata":{},"items":[{"metadata":{"name":"p","namespace":"n"},"timestamp":"2025-01-01T00:00:00Z","window":"15s","containers":[]}]}"#,
+        );
+        assert_eq!(s.pod_metrics.len(), 1, "{:?}", s.load.problems);
+        assert_eq!(s.coverage(Resource::PodMetrics), Coverage::Listed);
     }
 
     #[test]
