@@ -16,6 +16,7 @@
 //! annotation and `managedFields`, which no check reads, are dropped.
 
 use std::borrow::Cow;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::Metadata;
@@ -73,10 +74,31 @@ pub fn load(paths: &[PathBuf]) -> Result<ClusterState, DumpError> {
     }
     let mut state = ClusterState { from_dump: true, ..Default::default() };
     for f in files {
-        let bytes = std::fs::read(&f).map_err(|source| DumpError::Read { path: f.clone(), source })?;
-        load_bytes(&mut state, &f, &bytes);
+        let err = |source| DumpError::Read { path: f.clone(), source };
+        let mut file = std::fs::File::open(&f).map_err(err)?;
+        let len = file.metadata().map_err(err)?.len();
+        if len > STREAM_THRESHOLD_BYTES && starts_with_object(&mut file).map_err(err)? {
+            Loader { state: &mut state, file: &f }.json_stream(std::io::BufReader::new(file));
+        } else {
+            let mut bytes = Vec::with_capacity(len as usize);
+            file.read_to_end(&mut bytes).map_err(err)?;
+            load_bytes(&mut state, &f, &bytes);
+        }
     }
     Ok(state)
+}
+
+/// JSON files larger than this are read in chunks (see [`super::stream`]): the peak
+/// memory is then the largest object, not the file.
+const STREAM_THRESHOLD_BYTES: u64 = 32 << 20;
+
+/// Whether the file's first non-whitespace byte opens a JSON object (rewinds the file).
+fn starts_with_object(f: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::Seek;
+    let mut head = [0u8; 4096];
+    let n = f.read(&mut head)?;
+    f.rewind()?;
+    Ok(head[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'))
 }
 
 fn collect_files(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<(), DumpError> {
@@ -120,6 +142,7 @@ struct Head<'a> {
 /// An object not yet parsed into its type.
 enum Doc<'a> {
     Raw(&'a RawValue),
+    Text(&'a str),
     Value(serde_json::Value),
 }
 
@@ -127,6 +150,7 @@ impl Doc<'_> {
     fn parse<T: DeserializeOwned>(self) -> Result<T, serde_json::Error> {
         match self {
             Doc::Raw(r) => serde_json::from_str(r.get()),
+            Doc::Text(t) => serde_json::from_str(t),
             Doc::Value(v) => serde_json::from_value(v),
         }
     }
@@ -168,6 +192,127 @@ impl Loader<'_> {
                     break;
                 }
             }
+        }
+    }
+
+    /// Concatenated JSON objects read in chunks; a List's items are handled one at a time.
+    fn json_stream(&mut self, r: impl Read) {
+        let mut sc = super::stream::Scanner::new(r);
+        let mut document = 0;
+        loop {
+            match sc.skip_ws() {
+                Ok(None) => break,
+                Ok(Some(b'{')) => {}
+                Ok(Some(_)) => {
+                    self.problem(document + 1, None, "not a JSON object; the rest of the file is skipped");
+                    break;
+                }
+                Err(e) => {
+                    self.problem(document + 1, None, e.to_string());
+                    break;
+                }
+            }
+            document += 1;
+            if let Err(e) = self.stream_object(&mut sc, document) {
+                self.problem(document, None, format!("invalid JSON: {e}; the rest of the file is skipped"));
+                break;
+            }
+        }
+    }
+
+    fn stream_object<R: Read>(&mut self, sc: &mut super::stream::Scanner<R>, document: usize) -> Result<(), String> {
+        sc.bump(); // '{'
+        let mut fields: Vec<(String, String)> = Vec::new();
+        let mut items_seen = false;
+        // Items without a kind met before the List's kind: handled at the end.
+        let mut pending: Vec<(usize, String)> = Vec::new();
+        let mut item_no = 0usize;
+        loop {
+            match sc.skip_ws().map_err(|e| e.to_string())? {
+                Some(b'}') => {
+                    sc.bump();
+                    break;
+                }
+                Some(b',') => {
+                    sc.bump();
+                    continue;
+                }
+                Some(b'"') => {}
+                _ => return Err("expected a key".into()),
+            }
+            let key: String = serde_json::from_slice(sc.value().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            if sc.skip_ws().map_err(|e| e.to_string())? != Some(b':') {
+                return Err(format!("expected ':' after {key:?}"));
+            }
+            sc.bump();
+            if key == "items" && sc.skip_ws().map_err(|e| e.to_string())? == Some(b'[') {
+                items_seen = true;
+                sc.bump();
+                loop {
+                    match sc.skip_ws().map_err(|e| e.to_string())? {
+                        Some(b']') => {
+                            sc.bump();
+                            break;
+                        }
+                        Some(b',') => {
+                            sc.bump();
+                            continue;
+                        }
+                        None => return Err("unexpected end of file in items".into()),
+                        _ => {}
+                    }
+                    item_no += 1;
+                    let bytes = sc.value().map_err(|e| e.to_string())?;
+                    let Ok(text) = std::str::from_utf8(bytes) else {
+                        self.problem(document, Some(item_no), "not UTF-8 text");
+                        continue;
+                    };
+                    let kind = field_of(&fields, "kind");
+                    let has_kind = serde_json::from_str::<Head>(text).map(|h| h.kind.is_some()).unwrap_or(true);
+                    if !has_kind && kind.is_none() {
+                        pending.push((item_no, text.to_string()));
+                    } else {
+                        let default = item_default(kind.as_deref().unwrap_or(""), field_of(&fields, "apiVersion").as_deref());
+                        self.items_at(document, item_no, &default, Doc::Text(text));
+                    }
+                }
+            } else {
+                let raw = String::from_utf8_lossy(sc.value().map_err(|e| e.to_string())?).into_owned();
+                fields.push((key, raw));
+            }
+        }
+        let kind = field_of(&fields, "kind");
+        let api_version = field_of(&fields, "apiVersion");
+        if items_seen || is_list(&kind.as_deref().map(Cow::Borrowed), false) {
+            self.list_kind(kind.as_deref().unwrap_or(""), api_version.as_deref());
+            let default = item_default(kind.as_deref().unwrap_or(""), api_version.as_deref());
+            for (j, text) in &pending {
+                self.items_at(document, *j, &default, Doc::Text(text));
+            }
+        } else {
+            // A single object: put it back together and read it like any other.
+            let mut text = String::from("{");
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(&serde_json::to_string(k).map_err(|e| e.to_string())?);
+                text.push(':');
+                text.push_str(v);
+            }
+            text.push('}');
+            self.object(document, None, api_version.as_deref(), kind.as_deref(), Doc::Text(&text));
+        }
+        Ok(())
+    }
+
+    /// One item of a List, numbered `item` (1-based).
+    fn items_at(&mut self, document: usize, item: usize, default: &(Option<String>, Option<String>), doc: Doc) {
+        // `items` numbers from 1; shift so the numbering matches the List's.
+        let before = self.state.load.problems.len();
+        self.items(document, default, std::iter::once(doc));
+        for p in &mut self.state.load.problems[before..] {
+            p.item = Some(item);
         }
     }
 
@@ -217,7 +362,11 @@ impl Loader<'_> {
     fn items<'a>(&mut self, document: usize, default: &(Option<String>, Option<String>), items: impl Iterator<Item = Doc<'a>>) {
         for (j, item) in items.enumerate() {
             let (api_version, kind) = match &item {
-                Doc::Raw(raw) => match serde_json::from_str::<Head>(raw.get()) {
+                Doc::Raw(_) | Doc::Text(_) => match serde_json::from_str::<Head>(match &item {
+                    Doc::Raw(r) => r.get(),
+                    Doc::Text(t) => t,
+                    Doc::Value(_) => "",
+                }) {
                     Ok(h) => (h.api_version.map(Cow::into_owned), h.kind.map(Cow::into_owned)),
                     Err(e) => {
                         self.problem(document, Some(j + 1), format!("not a Kubernetes object: {e}"));
@@ -315,6 +464,11 @@ impl Loader<'_> {
     }
 }
 
+/// A top-level string field (`kind`, `apiVersion`) from raw JSON values.
+fn field_of(fields: &[(String, String)], key: &str) -> Option<String> {
+    fields.iter().find(|(k, _)| k == key).and_then(|(_, v)| serde_json::from_str::<String>(v).ok())
+}
+
 /// The (apiVersion, kind) of the items of a typed List (`PodList` → `Pod`), if typed.
 fn item_default(list_kind: &str, api_version: Option<&str>) -> (Option<String>, Option<String>) {
     match list_kind.strip_suffix("List").filter(|k| !k.is_empty()) {
@@ -402,6 +556,32 @@ mod tests {
         let mut s = ClusterState::default();
         load_bytes(&mut s, Path::new("dump.txt"), text.as_bytes());
         s
+    }
+
+    #[test]
+    fn large_json_is_streamed_with_the_same_result_as_in_memory() {
+        let mut text = String::from("{\"apiVersion\":\"v1\",\"items\":[");
+        for i in 0..3 {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&format!("{{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{{\"name\":\"p{i}\",\"namespace\":\"n\"}}}}"));
+        }
+        text.push_str(",{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":7}},{\"kind\":\"Service\"}],\"kind\":\"List\",\"metadata\":{}}\n");
+        text.push_str("{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"items\":[{\"metadata\":{\"name\":\"c\"}}]}");
+        text.push_str("{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"n1\"}} {\"kind\":");
+        let mut streamed = ClusterState::default();
+        Loader { state: &mut streamed, file: Path::new("big.json") }.json_stream(text.as_bytes());
+        let in_memory = load_str(&text);
+        for s in [&streamed, &in_memory] {
+            assert_eq!(s.pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect::<Vec<_>>(), vec!["p0", "p1", "p2"]);
+            assert_eq!(s.config_maps.len(), 1);
+            assert_eq!(s.nodes.len(), 1);
+            assert_eq!(s.load.unknown_kinds.get("Service"), Some(&1));
+            assert_eq!(s.coverage(Resource::ConfigMap), Coverage::Listed);
+            let got: Vec<(usize, Option<usize>)> = s.load.problems.iter().map(|p| (p.document, p.item)).collect();
+            assert_eq!(got, vec![(1, Some(4)), (4, None)]);
+        }
     }
 
     #[test]

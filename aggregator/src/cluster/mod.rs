@@ -11,6 +11,7 @@
 pub mod dump;
 pub mod live;
 pub mod pod;
+pub mod stream;
 pub mod volumes;
 
 use std::collections::BTreeMap;
