@@ -268,7 +268,7 @@ impl Loader<'_> {
                         continue;
                     };
                     let kind = field_of(&fields, "kind");
-                    let has_kind = serde_json::from_str::<Head>(text).map(|h| h.kind.is_some()).unwrap_or(true);
+                    let has_kind = sniff_kind(text).1.is_some();
                     if !has_kind && kind.is_none() {
                         pending.push((item_no, text.to_string()));
                     } else {
@@ -362,17 +362,8 @@ impl Loader<'_> {
     fn items<'a>(&mut self, document: usize, default: &(Option<String>, Option<String>), items: impl Iterator<Item = Doc<'a>>) {
         for (j, item) in items.enumerate() {
             let (api_version, kind) = match &item {
-                Doc::Raw(_) | Doc::Text(_) => match serde_json::from_str::<Head>(match &item {
-                    Doc::Raw(r) => r.get(),
-                    Doc::Text(t) => t,
-                    Doc::Value(_) => "",
-                }) {
-                    Ok(h) => (h.api_version.map(Cow::into_owned), h.kind.map(Cow::into_owned)),
-                    Err(e) => {
-                        self.problem(document, Some(j + 1), format!("not a Kubernetes object: {e}"));
-                        continue;
-                    }
-                },
+                Doc::Raw(r) => sniff_kind(r.get()),
+                Doc::Text(t) => sniff_kind(t),
                 Doc::Value(v) => (
                     v.get("apiVersion").and_then(|k| k.as_str()).map(str::to_string),
                     v.get("kind").and_then(|k| k.as_str()).map(str::to_string),
@@ -462,6 +453,56 @@ impl Loader<'_> {
             Resource::NodeMetrics => push_dyn(&mut s.node_metrics, doc),
         }
     }
+}
+
+/// The `apiVersion` and `kind` of an object's JSON, reading only as far as both (they
+/// open every object kubectl and the API server print, so the rest is not parsed twice).
+/// A malformed object gives what was found before the fault; parsing it later reports it.
+fn sniff_kind(text: &str) -> (Option<String>, Option<String>) {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+    #[derive(Deserialize)]
+    enum Key {
+        #[serde(rename = "apiVersion")]
+        ApiVersion,
+        #[serde(rename = "kind")]
+        Kind,
+        #[serde(other)]
+        Other,
+    }
+    struct Sniff<'a>(&'a mut (Option<String>, Option<String>));
+    impl<'de> DeserializeSeed<'de> for Sniff<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Sniff<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a Kubernetes object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+            while let Some(k) = m.next_key::<Key>()? {
+                match k {
+                    Key::ApiVersion => self.0.0 = m.next_value()?,
+                    Key::Kind => self.0.1 = m.next_value()?,
+                    Key::Other => {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+                if self.0.0.is_some() && self.0.1.is_some() {
+                    // Stop here; the unread rest makes the deserializer complain, ignored.
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut out = (None, None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let _ = Sniff(&mut out).deserialize(&mut de);
+    out
 }
 
 /// A top-level string field (`kind`, `apiVersion`) from raw JSON values.
