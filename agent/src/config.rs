@@ -7,7 +7,12 @@
 //! node_name: worker-1              # default: $NODE_NAME, else the hostname
 //! report_interval: 10s             # default 10s; 100ms..1h
 //! aggregator:
-//!   endpoint: http://caretaker-aggregator.caretaker:7443
+//!   endpoint: https://caretaker-aggregator.caretaker.svc:7443
+//!   tls:                           # required for https:// (mutual TLS)
+//!     ca_file: /var/run/secrets/caretaker/tls/ca.crt     # CA of the aggregator's certificate
+//!     cert_file: /var/run/secrets/caretaker/tls/tls.crt  # this agent's client certificate
+//!     key_file: /var/run/secrets/caretaker/tls/tls.key
+//!   insecure_plaintext: false      # true is required for an http:// endpoint
 //!   connect_timeout: 5s            # default 5s
 //!   buffer_reports: 360            # default 360 (one hour at 10 s)
 //!   flush_timeout: 3s              # default 3s: wait for acks on shutdown
@@ -19,6 +24,22 @@
 //!   mount_points_exclude: '^/(dev|proc|run|sys)($|/)'
 //!   fs_types_exclude: '^(proc|sysfs|tmpfs)$'
 //!   statvfs_timeout: 5s            # default 5s, per mount
+//! images:                          # image pruning, see the images module
+//!   runtime: auto                  # auto | docker | containerd
+//!   docker_socket: /var/run/docker.sock
+//!   containerd_socket: /run/containerd/containerd.sock
+//!   min_age: 168h                  # as `docker image prune -a --filter until=168h`
+//!   keep: ['registry.k8s.io/pause*', 'k8s.gcr.io/pause*']
+//!   keep_newest_per_repository: 0  # 0 = off
+//!   high_threshold_percent: 85     # kubelet's imageGCHighThresholdPercent
+//!   low_threshold_percent: 80      # kubelet's imageGCLowThresholdPercent
+//!   pressure_min_age: 2m           # kubelet's imageMinimumGCAge
+//!   prune_interval: 24h            # daemon: age prune this often
+//!   pressure_check_interval: 1m    # daemon: disk check this often
+//!   request_timeout: 30s           # per runtime API call
+//! cleanup:                         # `cleanup --emergency`
+//!   log_roots: [/var/log]
+//!   rotated_log_max_age: 7d
 //! logs:                            # log rotation; see agent/LOGS.md
 //!   check_interval: 10s            # default 10s (kubelet's containerLogMonitorInterval)
 //!   state_file: /var/lib/caretaker/logrotate.status   # logrotate's format
@@ -40,6 +61,8 @@ use caretaker_proto::config::bounded_duration;
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
+use crate::images::plan::{KeepList, Policy};
+use crate::images::select::RuntimeChoice;
 use crate::paths::HostPaths;
 use crate::stats::filesystems::{DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, FilesystemFilter};
 
@@ -64,6 +87,12 @@ pub struct AgentConfig {
     /// Which filesystems are reported.
     #[serde(default)]
     pub filesystems: FilesystemsConfig,
+    /// Image pruning.
+    #[serde(default)]
+    pub images: ImagesConfig,
+    /// The emergency cleanup's log steps.
+    #[serde(default)]
+    pub cleanup: CleanupConfig,
     /// Log rotation and retention sweeps.
     #[serde(default)]
     pub logs: LogsConfig,
@@ -74,6 +103,8 @@ impl Default for AgentConfig {
         Self {
             node_name: None,
             report_interval: default_report_interval(),
+            images: ImagesConfig::default(),
+            cleanup: CleanupConfig::default(),
             aggregator: None,
             paths: PathsConfig::default(),
             filesystems: FilesystemsConfig::default(),
@@ -94,9 +125,19 @@ fn report_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregatorConfig {
-    /// gRPC URL of the aggregator's ingest port, `http://host:port`.
+    /// gRPC URL of the aggregator's ingest port: `https://host:port` (with `tls`), or
+    /// `http://host:port` with `insecure_plaintext: true`.
     #[serde(deserialize_with = "endpoint")]
     pub endpoint: String,
+    /// Mutual TLS: the CA that signed the aggregator's certificate and this agent's
+    /// client certificate and key (PEM). The files are read again at every connection,
+    /// so a renewed certificate is used from the next reconnect on, without a restart.
+    #[serde(default)]
+    pub tls: Option<ClientTlsConfig>,
+    /// Allow an `http://` endpoint: reports travel unencrypted and unauthenticated.
+    /// Only for loopback tests and `standalone`. Default false.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
     /// Timeout of one connection attempt. Default 5 s.
     #[serde(default = "default_connect_timeout", deserialize_with = "connect_timeout")]
     pub connect_timeout: Duration,
@@ -110,14 +151,68 @@ pub struct AggregatorConfig {
     pub flush_timeout: Duration,
 }
 
+/// The agent's TLS files (PEM).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// CA certificate(s) the aggregator's server certificate must chain to.
+    pub ca_file: PathBuf,
+    /// This agent's client certificate (chain). Its URI SAN `caretaker-node:<name>`
+    /// says which node it may report for.
+    pub cert_file: PathBuf,
+    /// The private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// How the agent reaches the aggregator, checked from [`AggregatorConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport<'a> {
+    /// `http://` with `insecure_plaintext: true`.
+    Plaintext,
+    /// `https://` with client certificate.
+    Tls(&'a ClientTlsConfig),
+}
+
 impl AggregatorConfig {
-    /// Defaults for an endpoint.
+    /// Defaults for an endpoint (which then needs `tls` or `insecure_plaintext`).
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
+            tls: None,
+            insecure_plaintext: false,
             connect_timeout: default_connect_timeout(),
             buffer_reports: default_buffer_reports(),
             flush_timeout: default_flush_timeout(),
+        }
+    }
+
+    /// Defaults for a plaintext `http://` endpoint (loopback tests, `standalone`).
+    pub fn plaintext(endpoint: impl Into<String>) -> Self {
+        Self { insecure_plaintext: true, ..Self::new(endpoint) }
+    }
+
+    /// The transport the options ask for: plaintext only when explicitly allowed.
+    ///
+    /// # Errors
+    /// A sentence naming the options that do not fit together.
+    pub fn transport(&self) -> Result<Transport<'_>, String> {
+        let https = self.endpoint.starts_with("https://");
+        match (https, &self.tls, self.insecure_plaintext) {
+            (true, Some(tls), false) => Ok(Transport::Tls(tls)),
+            (false, None, true) => Ok(Transport::Plaintext),
+            (true, None, _) => Err(format!(
+                "aggregator.endpoint {} is https:// but aggregator.tls (ca_file, cert_file, key_file) is missing",
+                self.endpoint
+            )),
+            (true, Some(_), true) => Err("aggregator.insecure_plaintext: true contradicts an https:// endpoint with aggregator.tls".into()),
+            (false, Some(_), _) => Err(format!(
+                "aggregator.tls is set but aggregator.endpoint {} is http://; use https://",
+                self.endpoint
+            )),
+            (false, None, false) => Err(format!(
+                "aggregator.endpoint {} is plaintext http://: use https:// with aggregator.tls, or set aggregator.insecure_plaintext: true to send reports unencrypted",
+                self.endpoint
+            )),
         }
     }
 }
@@ -315,6 +410,187 @@ fn lock_wait<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     bounded_duration(d, Duration::ZERO, Duration::from_secs(3600))
 }
 
+/// Image pruning options (`images:`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// `auto` (default) prunes every runtime whose socket answers; `docker` or `containerd`
+    /// only that one.
+    #[serde(default)]
+    pub runtime: RuntimeChoice,
+    /// The Docker engine's socket as the agent sees it. Default `/var/run/docker.sock`.
+    #[serde(default = "default_docker_socket")]
+    pub docker_socket: PathBuf,
+    /// containerd's (CRI) socket as the agent sees it. Default
+    /// `/run/containerd/containerd.sock`.
+    #[serde(default = "default_containerd_socket")]
+    pub containerd_socket: PathBuf,
+    /// Unused images created at least this long ago are removed. Measured from the image's
+    /// creation time, as `docker image prune --filter until=` does (a runtime keeps no
+    /// reliable pull or last-use time). Default 168h, the seed's `until=168h`. 0s to 3650d.
+    #[serde(default = "default_min_age", deserialize_with = "min_age")]
+    pub min_age: Duration,
+    /// Images with a tag or digest matching one of these globs are never removed
+    /// (`*` crosses `/`). Default the pause images `registry.k8s.io/pause*` and
+    /// `k8s.gcr.io/pause*`, which every pod sandbox needs.
+    #[serde(default = "default_keep", deserialize_with = "keep_globs")]
+    pub keep: Vec<String>,
+    /// Keep the newest N images (by creation time) of each repository. Default 0 (off).
+    #[serde(default)]
+    pub keep_newest_per_repository: usize,
+    /// When the image filesystem is this full or fuller, younger unused images are removed
+    /// too, least recently used first. Default 85, as kubelet's
+    /// imageGCHighThresholdPercent; set it lower (e.g. 75) so that the agent acts before
+    /// the kubelet and eviction never comes first. 1..=100.
+    #[serde(default = "default_high", deserialize_with = "percent")]
+    pub high_threshold_percent: u8,
+    /// Threshold removals stop at this usage. Default 80, as kubelet's
+    /// imageGCLowThresholdPercent. 0..=99, below `high_threshold_percent`.
+    #[serde(default = "default_low", deserialize_with = "percent")]
+    pub low_threshold_percent: u8,
+    /// Under disk pressure, images younger than this are still kept. Default 2m, as
+    /// kubelet's imageMinimumGCAge.
+    #[serde(default = "default_pressure_min_age", deserialize_with = "min_age")]
+    pub pressure_min_age: Duration,
+    /// The daemon's age prune runs this often (±10 % jitter). Default 24h. 1m to 30d.
+    #[serde(default = "default_prune_interval", deserialize_with = "prune_interval")]
+    pub prune_interval: Duration,
+    /// The daemon checks the image filesystem against the thresholds this often. Default
+    /// 1m. 5s to 1h.
+    #[serde(default = "default_pressure_check_interval", deserialize_with = "pressure_check_interval")]
+    pub pressure_check_interval: Duration,
+    /// Timeout of each runtime API call. Default 30s. 1s to 10m.
+    #[serde(default = "default_request_timeout", deserialize_with = "request_timeout")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        Self {
+            runtime: RuntimeChoice::Auto,
+            docker_socket: default_docker_socket(),
+            containerd_socket: default_containerd_socket(),
+            min_age: default_min_age(),
+            keep: default_keep(),
+            keep_newest_per_repository: 0,
+            high_threshold_percent: default_high(),
+            low_threshold_percent: default_low(),
+            pressure_min_age: default_pressure_min_age(),
+            prune_interval: default_prune_interval(),
+            pressure_check_interval: default_pressure_check_interval(),
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+impl ImagesConfig {
+    /// The planning policy, with `min_age` overridden by `--min-age` when given.
+    ///
+    /// # Errors
+    /// `low_threshold_percent` not below `high_threshold_percent`, or a bad keep glob.
+    pub fn policy(&self, min_age: Option<Duration>) -> Result<Policy, String> {
+        if self.low_threshold_percent >= self.high_threshold_percent {
+            return Err(format!(
+                "images.low_threshold_percent ({}) must be below images.high_threshold_percent ({})",
+                self.low_threshold_percent, self.high_threshold_percent
+            ));
+        }
+        Ok(Policy {
+            min_age: min_age.unwrap_or(self.min_age),
+            keep: KeepList::new(&self.keep).map_err(|e| format!("images.keep: {e}"))?,
+            keep_newest_per_repository: self.keep_newest_per_repository,
+            high_threshold_percent: f64::from(self.high_threshold_percent),
+            low_threshold_percent: f64::from(self.low_threshold_percent),
+            pressure_min_age: self.pressure_min_age,
+        })
+    }
+}
+
+fn default_docker_socket() -> PathBuf {
+    "/var/run/docker.sock".into()
+}
+fn default_containerd_socket() -> PathBuf {
+    "/run/containerd/containerd.sock".into()
+}
+fn default_min_age() -> Duration {
+    Duration::from_secs(168 * 3600)
+}
+fn min_age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::ZERO, Duration::from_secs(3650 * 86400))
+}
+fn default_keep() -> Vec<String> {
+    vec!["registry.k8s.io/pause*".into(), "k8s.gcr.io/pause*".into()]
+}
+fn keep_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    KeepList::new(&v).map_err(serde::de::Error::custom)?;
+    Ok(v)
+}
+fn default_high() -> u8 {
+    85
+}
+fn default_low() -> u8 {
+    80
+}
+fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let v = u8::deserialize(d)?;
+    if v > 100 {
+        return Err(serde::de::Error::custom(format!("{v} is not a percentage (0 to 100)")));
+    }
+    Ok(v)
+}
+fn default_pressure_min_age() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_prune_interval() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn prune_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(60), Duration::from_secs(30 * 86400))
+}
+fn default_pressure_check_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn pressure_check_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(5), Duration::from_secs(3600))
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn request_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(600))
+}
+
+/// What `cleanup --emergency` may do to logs (`cleanup:`). It only ever touches rotated
+/// files (`*.log.1`, `*.gz`, dated archives) under these roots, never a live log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupConfig {
+    /// Directories searched for rotated logs. Default `/var/log` (under `--path.rootfs`).
+    #[serde(default = "default_log_roots")]
+    pub log_roots: Vec<PathBuf>,
+    /// Rotated logs older than this (by modification time) are past retention and deleted
+    /// first. Default 7d, the seed's retention for rotated logs.
+    #[serde(default = "default_rotated_max_age", deserialize_with = "rotated_max_age")]
+    pub rotated_log_max_age: Duration,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        Self { log_roots: default_log_roots(), rotated_log_max_age: default_rotated_max_age() }
+    }
+}
+
+fn default_log_roots() -> Vec<PathBuf> {
+    vec!["/var/log".into()]
+}
+fn default_rotated_max_age() -> Duration {
+    Duration::from_secs(7 * 86400)
+}
+fn rotated_max_age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::ZERO, Duration::from_secs(3650 * 86400))
+}
+
 fn regex<'de, D: Deserializer<'de>>(d: D) -> Result<Regex, D::Error> {
     let s = String::deserialize(d)?;
     Regex::new(&s).map_err(|e| serde::de::Error::custom(format!("{s:?} is not a valid regex: {e}")))
@@ -375,6 +651,27 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_only_when_explicitly_allowed() {
+        let parse = |t: &str| parse_yaml::<AgentConfig>(t, Path::new("a.yaml")).unwrap().aggregator.unwrap();
+        let a = parse("aggregator:\n  endpoint: http://127.0.0.1:7443\n");
+        assert_eq!(
+            a.transport().unwrap_err(),
+            "aggregator.endpoint http://127.0.0.1:7443 is plaintext http://: use https:// with aggregator.tls, or set aggregator.insecure_plaintext: true to send reports unencrypted"
+        );
+        let a = parse("aggregator:\n  endpoint: http://127.0.0.1:7443\n  insecure_plaintext: true\n");
+        assert_eq!(a.transport(), Ok(Transport::Plaintext));
+        let a = parse("aggregator:\n  endpoint: https://agg:7443\n");
+        assert!(a.transport().unwrap_err().contains("aggregator.tls (ca_file, cert_file, key_file) is missing"));
+        let a = parse("aggregator:\n  endpoint: https://agg:7443\n  tls:\n    ca_file: /t/ca.crt\n    cert_file: /t/tls.crt\n    key_file: /t/tls.key\n");
+        let Ok(Transport::Tls(t)) = a.transport() else { panic!("tls") };
+        assert_eq!(t.key_file, PathBuf::from("/t/tls.key"));
+        let err = parse_yaml::<AgentConfig>("aggregator:\n  endpoint: https://a:1\n  tls:\n    ca_file: x\n    cert: y\n", Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cert") && err.contains("line 5"), "{err}");
+    }
+
+    #[test]
     fn logs_section_has_documented_defaults_and_named_errors() {
         let c: AgentConfig = parse_yaml("logs:\n  policies:\n    - files: [/var/log/a.log]\n      rotate: 3\n  retention:\n    - glob: /var/log/*.gz\n      max_age: 30d\n", Path::new("a.yaml")).unwrap();
         assert_eq!(c.logs.check_interval, Duration::from_secs(10));
@@ -386,6 +683,33 @@ mod tests {
         assert!(err.contains("at least 1s") && err.contains("line 2"), "{err}");
         let err = parse_yaml::<AgentConfig>("logs:\n  sate_file: /x\n", Path::new("a.yaml")).unwrap_err().to_string();
         assert!(err.contains("sate_file"), "{err}");
+    }
+
+    #[test]
+    fn images_section_has_kubelet_defaults_and_checks_thresholds() {
+        let c = AgentConfig::default();
+        let p = c.images.policy(None).unwrap();
+        assert_eq!((p.high_threshold_percent, p.low_threshold_percent), (85.0, 80.0));
+        assert_eq!(p.min_age, Duration::from_secs(168 * 3600));
+        assert_eq!(p.keep.patterns(), ["registry.k8s.io/pause*", "k8s.gcr.io/pause*"]);
+        let c: AgentConfig = parse_yaml(
+            "images:\n  runtime: containerd\n  min_age: 24h\n  high_threshold_percent: 75\n  low_threshold_percent: 70\n",
+            Path::new("a.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.images.runtime, RuntimeChoice::Containerd);
+        assert_eq!(c.images.policy(Some(Duration::from_secs(60))).unwrap().min_age, Duration::from_secs(60));
+        let c: AgentConfig = parse_yaml("images:\n  high_threshold_percent: 70\n", Path::new("a.yaml")).unwrap();
+        assert_eq!(
+            c.images.policy(None).unwrap_err(),
+            "images.low_threshold_percent (80) must be below images.high_threshold_percent (70)"
+        );
+        let err = parse_yaml::<AgentConfig>("images:\n  keep: ['a[']\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("is not a valid glob") && err.contains("line 2"), "{err}");
+        let err = parse_yaml::<AgentConfig>("images:\n  high_threshold_percent: 120\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("120 is not a percentage"), "{err}");
+        let err = parse_yaml::<AgentConfig>("images:\n  runtim: docker\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("runtim"), "{err}");
     }
 
     #[test]

@@ -10,12 +10,16 @@
 //! - [`collector`]: one collection cycle into a `NodeReport`.
 //! - [`stream`]: the report stream with its ack buffer, reconnects and flush.
 //! - [`logs`]: logrotate-compatible rotation, compression and retention sweeps.
+//! - [`images`]: image pruning through Docker or containerd (CRI), `prune-images`.
+//! - [`cleanup`]: `cleanup --emergency`, freeing disk in a safe order.
 //!
 //! `main.rs` only parses the command line and wires these together; start reading at
 //! [`collector::Collector::collect`].
 
+pub mod cleanup;
 pub mod collector;
 pub mod config;
+pub mod images;
 pub mod logs;
 pub mod paths;
 pub mod stats;

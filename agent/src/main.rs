@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use caretaker_agent::cleanup::cli::{self as cleanup_cli, CleanupArgs};
 use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::AgentConfig;
 use caretaker_agent::logs::engine::{LogEngine, RunOptions};
 use caretaker_agent::logs::sweep::{self, RetentionRule};
+use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
 use caretaker_agent::paths::HostPaths;
 use caretaker_proto::config::{EXIT_USAGE, load_yaml};
 use caretaker_proto::render::{self, Style};
@@ -107,6 +109,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Remove unused images through Docker or containerd (CRI); a dry run unless --apply.
+    PruneImages {
+        /// YAML config file (optional: the images section).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: PruneImagesArgs,
+    },
+    /// Free disk on this node without the aggregator; a dry run unless --apply.
+    Cleanup {
+        /// YAML config file (optional: the images and cleanup sections).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: CleanupArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -159,6 +177,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     config.display()
                 )));
             };
+            if let Err(e) = aggregator.transport() {
+                return Ok(usage_error(format!("invalid config file {}: {e}", config.display())));
+            }
             let settings = match caretaker_agent::collector_settings(&cfg, host_paths(paths_flags, &cfg)) {
                 Ok(s) => s,
                 Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
@@ -242,6 +263,41 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Output::Table => print!("{}", summary.render_table()),
             }
             Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::PruneImages { config, args } => {
+            let cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => return Ok(usage_error(e)),
+            };
+            let policy = match cfg.images.policy(args.min_age) {
+                Ok(p) => p,
+                Err(e) => return Ok(usage_error(e)),
+            };
+            let rootfs = host_paths(paths_flags, &cfg).rootfs;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the async runtime")?;
+            let outcomes = rt.block_on(prune_cli::run(&cfg.images, &policy, &rootfs, args))?;
+            match args.output {
+                prune_cli::Output::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
+                prune_cli::Output::Table => print!("{}", prune_cli::render_table(&outcomes)),
+            }
+            Ok(if prune_cli::any_failed(&outcomes) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Cleanup { config, args } => {
+            let cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => return Ok(usage_error(e)),
+            };
+            if let Err(e) = cfg.images.policy(None) {
+                return Ok(usage_error(e));
+            }
+            let rootfs = host_paths(paths_flags, &cfg).rootfs;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the async runtime")?;
+            let summary = rt.block_on(cleanup_cli::run(&cfg, &rootfs, args)).map_err(anyhow::Error::msg)?;
+            match args.output {
+                prune_cli::Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+                prune_cli::Output::Table => print!("{}", caretaker_agent::cleanup::emergency::render(&summary)),
+            }
+            Ok(if summary.target_met { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }

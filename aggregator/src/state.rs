@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use caretaker_proto::model::{ClusterReport, Freshness, NodeReport, NodeStatus, SCHEMA_VERSION};
+use caretaker_proto::model::{Freshness, NodeReport, NodeStatus};
 use jiff::Timestamp;
 
+use crate::history::{History, Recorded, Retention};
 use crate::metrics::{FreshnessLabel, Metrics, ResultLabel};
+use crate::report::{CheckRound, ClusterReport, MergeConfig};
 use crate::store::{Outcome, Store, StoreError, StoredNode};
 
 /// Shared by the gRPC and HTTP servers.
@@ -19,7 +20,15 @@ pub struct State {
     /// Copy of the store's entries; written only after the store commit succeeded.
     nodes: RwLock<BTreeMap<String, StoredNode>>,
     pub metrics: Metrics,
-    stale_after_intervals: u32,
+    merge: MergeConfig,
+    /// The latest round of cluster checks and signals (empty until one has run).
+    round: RwLock<CheckRound>,
+    history: History,
+    /// When a merged report was last recorded in the history.
+    last_recorded: RwLock<Option<Timestamp>>,
+    /// Requests for a round now, served by the round loop (set when it runs); each carries
+    /// the sender that is answered when the round is done and recorded.
+    round_requests: std::sync::OnceLock<tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>>,
     ready: AtomicBool,
 }
 
@@ -29,12 +38,26 @@ impl State {
     /// # Errors
     /// The store cannot be read.
     pub fn new(store: Store, stale_after_intervals: u32) -> Result<Arc<Self>, StoreError> {
+        Self::with_retention(store, stale_after_intervals, Retention::default())
+    }
+
+    /// [`State::new`] with a history retention.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn with_retention(store: Store, stale_after_intervals: u32, retention: Retention) -> Result<Arc<Self>, StoreError> {
         let nodes = store.load_all()?;
+        let history = History::new(store.database(), retention)?;
+        let last_recorded = history.list()?.last().map(|(t, _)| *t);
         Ok(Arc::new(Self {
+            history,
+            last_recorded: RwLock::new(last_recorded),
+            round_requests: std::sync::OnceLock::new(),
             store,
             nodes: RwLock::new(nodes),
             metrics: Metrics::default(),
-            stale_after_intervals,
+            merge: MergeConfig { stale_after_intervals, ..MergeConfig::default() },
+            round: RwLock::new(CheckRound::default()),
             ready: AtomicBool::new(false),
         }))
     }
@@ -69,22 +92,13 @@ impl State {
         self.metrics.reports.get_or_create(&ResultLabel { result: "rejected" }).inc();
     }
 
-    /// Fresh while the latest report is younger than `stale_after_intervals` of the
-    /// node's own report intervals.
-    pub fn freshness(&self, entry: &StoredNode, now: Timestamp) -> Freshness {
-        let limit = entry.report.report_interval().saturating_mul(self.stale_after_intervals);
-        let age = now.duration_since(entry.received_at);
-        let age = Duration::try_from(age).unwrap_or(Duration::ZERO);
-        if age > limit { Freshness::Stale } else { Freshness::Fresh }
-    }
-
     fn status(&self, entry: &StoredNode, now: Timestamp) -> NodeStatus {
         NodeStatus {
             node_name: entry.report.node_name.clone(),
-            freshness: self.freshness(entry, now),
-            received_at: entry.received_at,
+            freshness: crate::report::freshness(entry, self.merge.stale_after_intervals, now),
+            received_at: Some(entry.received_at),
             reports_stored_total: entry.reports_stored_total,
-            report: entry.report.clone(),
+            report: Some(entry.report.clone()),
         }
     }
 
@@ -93,20 +107,94 @@ impl State {
         self.nodes.read().map(|n| n.values().map(|e| self.status(e, now)).collect()).unwrap_or_default()
     }
 
+    /// What the store holds for one node.
+    pub fn stored(&self, name: &str) -> Option<StoredNode> {
+        self.nodes.read().ok()?.get(name).cloned()
+    }
+
     /// One node.
     pub fn node(&self, name: &str, now: Timestamp) -> Option<NodeStatus> {
         self.nodes.read().ok()?.get(name).map(|e| self.status(e, now))
     }
 
-    /// The merged cluster report.
+    /// The merged cluster report: the latest report of every node and the latest round.
     pub fn cluster_report(&self, now: Timestamp) -> ClusterReport {
-        ClusterReport { schema_version: SCHEMA_VERSION, generated_at: now, nodes: self.nodes(now) }
+        let nodes: Vec<StoredNode> = self.nodes.read().map(|n| n.values().cloned().collect()).unwrap_or_default();
+        let round = self.round.read().map(|r| r.clone()).unwrap_or_default();
+        let mut report = crate::report::merge(&nodes, &round, &self.merge, now);
+        if let Err(e) = self.history.annotate(&mut report) {
+            tracing::warn!(error = %e, "Cannot read finding history; the report shows findings as new.");
+        }
+        report
+    }
+
+    /// Called once by the round loop: where round requests go.
+    pub fn serve_round_requests(&self, tx: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>) {
+        let _ = self.round_requests.set(tx);
+    }
+
+    /// Runs a round now (checks, signals, cleanup proposals), records its report, and
+    /// returns once that is done.
+    ///
+    /// # Errors
+    /// No round loop runs, it is busy with too many requests, or it stopped.
+    pub async fn run_round_now(&self) -> Result<(), String> {
+        let tx = self.round_requests.get().ok_or("no round loop runs in this process")?;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        tx.try_send(done_tx).map_err(|e| format!("cannot request a round: {e}"))?;
+        done_rx.await.map_err(|_| "the round loop stopped".to_string())
+    }
+
+    /// The report history.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The latest agent report of every node.
+    pub fn node_reports(&self) -> Vec<NodeReport> {
+        self.nodes.read().map(|n| n.values().map(|e| e.report.clone()).collect()).unwrap_or_default()
+    }
+
+    /// Sets the latest round, and records the merged report in the history when the last
+    /// record is at least `record_interval` old (or `force`). Blocking (a durable write).
+    ///
+    /// # Errors
+    /// The history write failed; the round is still the current one.
+    pub fn finish_round(
+        &self,
+        round: CheckRound,
+        now: Timestamp,
+        record_interval: std::time::Duration,
+        force: bool,
+    ) -> Result<Option<Recorded>, StoreError> {
+        self.set_round(round);
+        let due = self
+            .last_recorded
+            .read()
+            .map(|l| l.is_none_or(|t| std::time::Duration::try_from(now.duration_since(t)).unwrap_or_default() >= record_interval))
+            .unwrap_or(true);
+        if !(due || force) {
+            return Ok(None);
+        }
+        let mut report = self.cluster_report(now);
+        let rec = self.history.record(&mut report)?;
+        if let Ok(mut l) = self.last_recorded.write() {
+            *l = Some(now);
+        }
+        Ok(Some(rec))
+    }
+
+    /// Replaces the latest round of checks and signals.
+    pub fn set_round(&self, round: CheckRound) {
+        if let Ok(mut r) = self.round.write() {
+            *r = round;
+        }
     }
 
     /// Updates the per-freshness node gauges (called before each scrape).
     pub fn refresh_gauges(&self, now: Timestamp) {
-        let nodes = self.nodes(now);
-        for (label, f) in [("fresh", Freshness::Fresh), ("stale", Freshness::Stale)] {
+        let nodes = self.cluster_report(now).nodes;
+        for (label, f) in [("fresh", Freshness::Fresh), ("stale", Freshness::Stale), ("missing", Freshness::Missing)] {
             let n = nodes.iter().filter(|s| s.freshness == f).count();
             self.metrics.nodes.get_or_create(&FreshnessLabel { freshness: label }).set(i64::try_from(n).unwrap_or(i64::MAX));
         }

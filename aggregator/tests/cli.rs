@@ -11,7 +11,8 @@ fn standalone_once_prints_json_with_the_root_filesystem() {
     let out = aggregator().args(["standalone", "--once", "--output", "json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], caretaker_aggregator::report::SCHEMA_VERSION);
+    assert_eq!((v["status"].as_str(), v["score"].as_u64()), (Some("ok"), Some(100)), "a fresh node with no checks");
     let nodes = v["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0]["freshness"], "fresh");
@@ -28,8 +29,11 @@ fn standalone_markdown_is_a_dated_record() {
     let out = aggregator().args(["standalone", "--once", "--output", "markdown"]).output().unwrap();
     assert!(out.status.success());
     let md = String::from_utf8(out.stdout).unwrap();
-    assert!(md.starts_with("# caretaker cluster report, "), "{md}");
-    assert!(md.contains("1 node(s), 1 fresh, 0 stale"), "{md}");
+    assert!(md.starts_with("# caretaker maintenance record, "), "{md}");
+    assert!(md.contains("\n- nodes: 1 (1 fresh, 0 stale, 0 missing)\n"), "{md}");
+    for section in ["## What was done", "## Results", "## Problems", "## Next actions", "## Node details"] {
+        assert!(md.contains(section), "{section} missing: {md}");
+    }
 }
 
 #[test]

@@ -14,9 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::pb;
 
-/// Version of the JSON schema of [`ClusterReport`]; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
-
 /// Upper bounds on what one report may hold. A real node has tens of mounts and
 /// interfaces; these bounds only stop a broken or hostile agent from making the
 /// aggregator hold unbounded data.
@@ -169,6 +166,8 @@ pub enum Freshness {
     Fresh,
     /// Missed that many intervals or more.
     Stale,
+    /// The cluster lists the node but no agent report from it was ever stored.
+    Missing,
 }
 
 /// The aggregator's view of one node.
@@ -176,22 +175,17 @@ pub enum Freshness {
 pub struct NodeStatus {
     pub node_name: String,
     pub freshness: Freshness,
-    /// When the aggregator stored the latest report (aggregator clock).
-    pub received_at: Timestamp,
+    /// When the aggregator stored the latest report (aggregator clock); absent for a
+    /// missing node.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub received_at: Option<Timestamp>,
     /// Reports stored from this node since the store was created.
     pub reports_stored_total: u64,
-    pub report: NodeReport,
+    /// The latest report; absent for a missing node.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub report: Option<NodeReport>,
 }
 
-/// The merged report of the whole cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClusterReport {
-    /// See [`SCHEMA_VERSION`].
-    pub schema_version: u32,
-    pub generated_at: Timestamp,
-    /// Nodes sorted by name.
-    pub nodes: Vec<NodeStatus>,
-}
 
 /// A wire message that cannot become a domain value; names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -509,6 +503,7 @@ impl From<Freshness> for pb::Freshness {
         match f {
             Freshness::Fresh => pb::Freshness::Fresh,
             Freshness::Stale => pb::Freshness::Stale,
+            Freshness::Missing => pb::Freshness::Missing,
         }
     }
 }
@@ -518,9 +513,9 @@ impl From<NodeStatus> for pb::NodeStatus {
         Self {
             node_name: n.node_name,
             freshness: pb::Freshness::from(n.freshness) as i32,
-            received_at: Some(ts_to_pb(n.received_at)),
+            received_at: n.received_at.map(ts_to_pb),
             reports_stored_total: n.reports_stored_total,
-            report: Some(n.report.into()),
+            report: n.report.map(Into::into),
         }
     }
 }
@@ -532,42 +527,15 @@ impl TryFrom<pb::NodeStatus> for NodeStatus {
         let freshness = match pb::Freshness::try_from(n.freshness) {
             Ok(pb::Freshness::Fresh) => Freshness::Fresh,
             Ok(pb::Freshness::Stale) => Freshness::Stale,
+            Ok(pb::Freshness::Missing) => Freshness::Missing,
             _ => return Err(InvalidMessage::new("freshness", format!("unknown value {}", n.freshness))),
         };
         Ok(Self {
             freshness,
-            received_at: ts_from_pb(n.received_at, "received_at")?,
+            received_at: n.received_at.map(|t| ts_from_pb(Some(t), "received_at")).transpose()?,
             reports_stored_total: n.reports_stored_total,
-            report: NodeReport::try_from(n.report.ok_or_else(|| InvalidMessage::new("report", "missing"))?)
-                .map_err(|e| e.within("report"))?,
+            report: n.report.map(|r| NodeReport::try_from(r).map_err(|e| e.within("report"))).transpose()?,
             node_name: n.node_name,
-        })
-    }
-}
-
-impl From<ClusterReport> for pb::ClusterReport {
-    fn from(c: ClusterReport) -> Self {
-        Self {
-            schema_version: c.schema_version,
-            generated_at: Some(ts_to_pb(c.generated_at)),
-            nodes: c.nodes.into_iter().map(Into::into).collect(),
-        }
-    }
-}
-
-impl TryFrom<pb::ClusterReport> for ClusterReport {
-    type Error = InvalidMessage;
-
-    fn try_from(c: pb::ClusterReport) -> Result<Self, Self::Error> {
-        Ok(Self {
-            schema_version: c.schema_version,
-            generated_at: ts_from_pb(c.generated_at, "generated_at")?,
-            nodes: c
-                .nodes
-                .into_iter()
-                .enumerate()
-                .map(|(i, n)| NodeStatus::try_from(n).map_err(|e| e.within(&format!("nodes[{i}]"))))
-                .collect::<Result<_, _>>()?,
         })
     }
 }

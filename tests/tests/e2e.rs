@@ -28,14 +28,15 @@ async fn three_agents_merge_into_one_report_matching_statvfs() -> anyhow::Result
     wait_until("each node has 3 reports", WAIT, || names.iter().all(|n| stored(&agg, n) >= 3)).await?;
 
     // The merged report, through the gRPC Query service like any client.
-    let report = caretaker_aggregator::standalone::fetch_report(&agg.url()).await?;
+    let report = caretaker_aggregator::standalone::fetch_report(&agg.url(), None).await?;
     assert_eq!(report.nodes.iter().map(|n| n.node_name.as_str()).collect::<Vec<_>>(), names);
     for n in &report.nodes {
         assert_eq!(n.freshness, Freshness::Fresh);
-        assert!(!n.report.filesystems.is_empty(), "{} has no filesystems", n.node_name);
-        assert!(n.report.filesystems.iter().any(|f| f.mountpoint == "/"), "root missing on {}", n.node_name);
-        assert!(n.report.agent.rss_bytes > 0);
-        for f in &n.report.filesystems {
+        let report = n.report.as_ref().expect("a reported node has its report");
+        assert!(!report.filesystems.is_empty(), "{} has no filesystems", n.node_name);
+        assert!(report.filesystems.iter().any(|f| f.mountpoint == "/"), "root missing on {}", n.node_name);
+        assert!(report.agent.rss_bytes > 0);
+        for f in &report.filesystems {
             // What this test reads itself for the same mount.
             let s = statvfs(Path::new(&f.mountpoint))?.df();
             assert_eq!((f.size_bytes, f.files), (s.size_bytes, s.files), "{}", f.mountpoint);
@@ -46,7 +47,7 @@ async fn three_agents_merge_into_one_report_matching_statvfs() -> anyhow::Result
             assert_eq!(f.device_id, format!("{major}:{minor}"), "{}", f.mountpoint);
         }
         // Reports after the first carry network rates for interfaces seen before.
-        assert!(n.report.network.iter().any(|i| i.device == "lo" && i.rates.is_some()), "{:?}", n.report.network);
+        assert!(report.network.iter().any(|i| i.device == "lo" && i.rates.is_some()), "{:?}", report.network);
     }
     for a in agents {
         a.stop().await?;
@@ -68,7 +69,7 @@ async fn aggregator_restart_mid_stream_loses_nothing_acked_and_stores_nothing_tw
     let before: BTreeMap<&str, (u64, u64)> = names
         .iter()
         .map(|n| {
-            let s = agg.state.node(n, Timestamp::now()).expect("stored");
+            let s = agg.state.stored(n).expect("stored");
             (*n, (s.report.seq, s.reports_stored_total))
         })
         .collect();
@@ -78,7 +79,7 @@ async fn aggregator_restart_mid_stream_loses_nothing_acked_and_stores_nothing_tw
 
     let agg = RunningAggregator::start(dir.path(), addr, 3).await?;
     for n in names {
-        let s = agg.state.node(n, Timestamp::now()).expect("store reopened with the node");
+        let s = agg.state.stored(n).expect("store reopened with the node");
         assert_eq!((s.report.seq, s.reports_stored_total), before[n], "{n}: what was stored before the stop");
     }
     wait_until("the backlog arrives", WAIT, || names.iter().all(|n| stored(&agg, n) >= before[n].1 + 8)).await?;
@@ -88,7 +89,7 @@ async fn aggregator_restart_mid_stream_loses_nothing_acked_and_stores_nothing_tw
         summaries.insert(*n, a.stop().await?);
     }
     for n in names {
-        let s = agg.state.node(n, Timestamp::now()).expect("node");
+        let s = agg.state.stored(n).expect("node");
         let sum = &summaries[n];
         // Every sequence 1..=last was stored exactly once: no gap (nothing lost) and no
         // second copy (the count would exceed the last sequence).
@@ -111,7 +112,7 @@ async fn a_silent_node_turns_stale_and_a_restarted_agent_is_the_same_node_again(
     let steady = RunningAgent::start("steady", &agg.url(), INTERVAL, HostPaths::default())?;
     let flaky = RunningAgent::start("flaky", &agg.url(), INTERVAL, HostPaths::default())?;
     wait_until("both have reported", WAIT, || stored(&agg, "steady") >= 2 && stored(&agg, "flaky") >= 3).await?;
-    let first_epoch = agg.state.node("flaky", Timestamp::now()).unwrap().report.epoch;
+    let first_epoch = agg.state.stored("flaky").unwrap().report.epoch;
 
     flaky.kill();
     let fresh_or_stale = |n: &str| agg.state.node(n, Timestamp::now()).map(|s| s.freshness);
@@ -122,7 +123,7 @@ async fn a_silent_node_turns_stale_and_a_restarted_agent_is_the_same_node_again(
     // Restarted: a new run (epoch) whose seq starts at 1 again.
     let flaky = RunningAgent::start("flaky", &agg.url(), INTERVAL, HostPaths::default())?;
     wait_until("flaky is fresh again", WAIT, || fresh_or_stale("flaky") == Some(Freshness::Fresh)).await?;
-    let s = agg.state.node("flaky", Timestamp::now()).unwrap();
+    let s = agg.state.stored("flaky").unwrap();
     assert!(s.report.epoch > first_epoch);
     assert!(s.report.seq >= 1 && s.reports_stored_total == stored_before + s.report.seq, "{} {} {}", s.report.seq, s.reports_stored_total, stored_before);
     assert_eq!(agg.state.nodes(Timestamp::now()).len(), 2, "the same node, not a new one");
@@ -182,7 +183,7 @@ async fn invalid_reports_are_acked_as_rejected_naming_the_field_and_health_is_se
             (1, true, String::new()),
         ]
     );
-    let s = agg.state.node("raw", Timestamp::now()).expect("the valid report is stored");
+    let s = agg.state.stored("raw").expect("the valid report is stored");
     assert_eq!((s.report.seq, s.reports_stored_total), (1, 1));
     let metrics = agg.state.metrics.encode();
     assert!(metrics.contains("caretaker_ingest_reports_total{result=\"rejected\"} 2"), "{metrics}");
