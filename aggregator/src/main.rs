@@ -17,7 +17,7 @@ use caretaker_aggregator::{server, standalone};
 use caretaker_proto::config::{EXIT_USAGE, load_yaml};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 /// How long `serve` waits for servers to drain after SIGTERM before exiting anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
@@ -44,6 +44,13 @@ enum Command {
         server: String,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
+        /// The report recorded at or before this time instead of the live one
+        /// (2026-11-29T03:00:00Z, 2026-11-29, or -24h).
+        #[arg(long, conflicts_with = "diff")]
+        at: Option<String>,
+        /// New, resolved and changed findings between the reports at two times.
+        #[arg(long, num_args = 2, value_names = ["A", "B"])]
+        diff: Option<Vec<String>>,
     },
     /// Aggregator + agent for this machine in one process over loopback gRPC; no cluster,
     /// no config. With --once: print the merged report after two reports and exit.
@@ -114,7 +121,8 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let store = if cfg.in_memory { Store::in_memory() } else { Store::open(&cfg.data_dir) }
                 .with_context(|| format!("open the store in {}", cfg.data_dir.display()))?;
-            let state = State::new(store, cfg.stale_after_intervals).context("load the store")?;
+            let state = State::with_retention(store, cfg.stale_after_intervals, cfg.history.retention()).context("load the store")?;
+            let rounds = caretaker_aggregator::rounds::Rounds::new(cfg.rounds());
             runtime()?.block_on(async {
                 let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc)
                     .await
@@ -124,6 +132,10 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("bind HTTP on {}", cfg.listen.http))?;
                 let shutdown = CancellationToken::new();
                 let server = tokio::spawn(server::serve(Arc::clone(&state), grpc, http, shutdown.clone()));
+                tokio::spawn(
+                    caretaker_aggregator::rounds::run_loop(Arc::clone(&state), rounds, cfg.history.record_interval, shutdown.clone())
+                        .instrument(tracing::info_span!("rounds")),
+                );
                 wait_for_signal().await;
                 shutdown.cancel();
                 match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
@@ -135,8 +147,25 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { server, output } => {
-            let report = runtime()?.block_on(standalone::fetch_report(&server))?;
+        Command::Report { server, output, at, diff } => {
+            let now = jiff::Timestamp::now();
+            let when = |s: &str| report::parse_time(s, now);
+            if let Some(d) = diff {
+                let (a, b) = match (when(&d[0]), when(&d[1])) {
+                    (Ok(a), Ok(b)) => (a, b),
+                    (Err(e), _) | (_, Err(e)) => return Ok(usage_error(format!("--diff: {e}"))),
+                };
+                let rt = runtime()?;
+                let ra = rt.block_on(standalone::fetch_report(&server, Some(a)))?;
+                let rb = rt.block_on(standalone::fetch_report(&server, Some(b)))?;
+                print!("{}", report::render_diff(&caretaker_aggregator::history::diff(&ra, &rb), output)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let at = match at.as_deref().map(when).transpose() {
+                Ok(a) => a,
+                Err(e) => return Ok(usage_error(format!("--at: {e}"))),
+            };
+            let report = runtime()?.block_on(standalone::fetch_report(&server, at))?;
             print!("{}", report::render(&report, output)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -118,7 +118,8 @@ pub async fn run(
 ///
 /// # Errors
 /// Connection, RPC or an invalid answer.
-pub async fn fetch_report(url: &str) -> Result<ClusterReport, StandaloneError> {
+/// `at`: the live report when `None`, else the one recorded at or before that time.
+pub async fn fetch_report(url: &str, at: Option<jiff::Timestamp>) -> Result<ClusterReport, StandaloneError> {
     use caretaker_proto::pb::{GetClusterReportRequest, query_client::QueryClient};
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|e| StandaloneError::Query(format!("invalid server URL {url:?}: {e}")))?
@@ -126,12 +127,14 @@ pub async fn fetch_report(url: &str) -> Result<ClusterReport, StandaloneError> {
         .timeout(Duration::from_secs(30));
     let channel = endpoint.connect().await.map_err(|e| StandaloneError::Query(format!("connect to {url}: {e}")))?;
     let reply = QueryClient::new(channel)
-        .get_cluster_report(GetClusterReportRequest {})
+        .get_cluster_report(GetClusterReportRequest {
+            at: at.map(|t| prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }),
+        })
         .await
         .map_err(|s| StandaloneError::Query(format!("GetClusterReport at {url}: {}", s.message())))?;
     ClusterReport::from_wire(&reply.into_inner()).map_err(|e| StandaloneError::Query(format!("answer from {url}: {e}")))
 }
 
 async fn query(grpc: SocketAddr) -> Result<ClusterReport, StandaloneError> {
-    fetch_report(&format!("http://{grpc}")).await
+    fetch_report(&format!("http://{grpc}"), None).await
 }

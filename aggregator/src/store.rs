@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use caretaker_proto::model::NodeReport;
 use caretaker_proto::pb;
@@ -80,7 +81,7 @@ pub fn decide(latest: Option<(u64, u64)>, epoch: u64, seq: u64) -> Outcome {
 /// The store.
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
 }
 
 impl Store {
@@ -108,7 +109,12 @@ impl Store {
         let txn = db.begin_write()?;
         txn.open_table(NODES)?;
         txn.commit()?;
-        Ok(Self { db })
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The database, shared with the report history.
+    pub fn database(&self) -> Arc<Database> {
+        Arc::clone(&self.db)
     }
 
     /// Every node's latest entry.

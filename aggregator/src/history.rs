@@ -1,0 +1,480 @@
+//! Report history: every recorded merged report (zstd-compressed JSON) and the lifecycle
+//! of every finding, in the same redb file as the node store.
+//!
+//! - A finding carries `first_seen` and `last_seen`; when it is gone from a recorded report
+//!   it resolves; when it comes back it counts one more `flap`.
+//! - Retention: reports older than `max_age` go, then the oldest go until the stored bytes
+//!   are under `max_bytes`; resolved findings older than `max_age` go too.
+//! - Trends: disk usage per node and mount over 30 days with a days-until-full estimate
+//!   (least-squares slope of the daily points), and firing-alert counts per alert name
+//!   over 7 days (the seed's weekly alert review).
+//! - [`diff`]: new, resolved and changed findings between two reports.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::checks::{ObjectRef, Severity};
+use crate::report::{ClusterReport, TrackedFinding};
+use crate::store::StoreError;
+
+/// generated_at in Unix milliseconds → zstd(JSON of the report).
+const REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("history_reports");
+/// finding key → JSON of [`FindingState`].
+const FINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("history_findings");
+
+/// zstd level for stored reports: level 3 (zstd's default) compresses report JSON about
+/// tenfold at a few ms per report.
+const ZSTD_LEVEL: i32 = 3;
+
+/// History retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Default 400 days: a year of daily reports plus a month to compare with.
+    pub max_age: Duration,
+    /// Default 1 GiB.
+    pub max_bytes: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self { max_age: Duration::from_secs(400 * 86_400), max_bytes: 1 << 30 }
+    }
+}
+
+/// The stored lifecycle of one finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingState {
+    pub check: String,
+    pub code: String,
+    pub severity: Severity,
+    pub object: ObjectRef,
+    pub message: String,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// Set while the finding is gone.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resolved_at: Option<Timestamp>,
+    pub flaps: u32,
+}
+
+/// What [`History::record`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub new_findings: usize,
+    pub resolved_findings: usize,
+    pub flapped_findings: usize,
+    pub stored_bytes: u64,
+    pub reports_deleted: usize,
+}
+
+/// The history over a shared database.
+#[derive(Debug, Clone)]
+pub struct History {
+    db: Arc<Database>,
+    retention: Retention,
+}
+
+fn ms(t: Timestamp) -> u64 {
+    u64::try_from(t.as_millisecond()).unwrap_or(0)
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { node: what.to_string(), reason: e.to_string() }
+}
+
+impl History {
+    /// History in `db` (the store's database), creating its tables.
+    ///
+    /// # Errors
+    /// The tables cannot be created.
+    pub fn new(db: Arc<Database>, retention: Retention) -> Result<Self, StoreError> {
+        let txn = db.begin_write()?;
+        txn.open_table(REPORTS)?;
+        txn.open_table(FINDINGS)?;
+        txn.commit()?;
+        Ok(Self { db, retention })
+    }
+
+    fn load_findings(&self) -> Result<BTreeMap<String, FindingState>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(FINDINGS)?;
+        let mut out = BTreeMap::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            let state: FindingState = serde_json::from_slice(v.value()).map_err(|e| corrupt(k.value(), e))?;
+            out.insert(k.value().to_string(), state);
+        }
+        Ok(out)
+    }
+
+    /// Fills `first_seen`, `last_seen` and `flaps` of the report's findings from the stored
+    /// lifecycle, without writing (for reports served between recordings).
+    ///
+    /// # Errors
+    /// Read errors.
+    pub fn annotate(&self, report: &mut ClusterReport) -> Result<(), StoreError> {
+        let states = self.load_findings()?;
+        for f in &mut report.findings {
+            if let Some(s) = states.get(&f.key) {
+                f.first_seen = s.first_seen;
+                f.flaps = s.flaps + u32::from(s.resolved_at.is_some());
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `report`: updates every finding's lifecycle (and writes it into the
+    /// report's `findings`), stores the report, applies retention. One durable transaction.
+    ///
+    /// # Errors
+    /// Read, write or commit errors; nothing is recorded then.
+    pub fn record(&self, report: &mut ClusterReport) -> Result<Recorded, StoreError> {
+        let now = report.generated_at;
+        let mut rec = Recorded::default();
+        let mut states = self.load_findings()?;
+        let current: BTreeMap<&str, &TrackedFinding> = report.findings.iter().map(|f| (f.key.as_str(), f)).collect();
+        for (key, f) in &current {
+            match states.get_mut(*key) {
+                Some(s) => {
+                    if s.resolved_at.take().is_some() {
+                        s.flaps += 1;
+                        rec.flapped_findings += 1;
+                    }
+                    s.last_seen = now;
+                    s.severity = f.severity;
+                    s.message.clone_from(&f.message);
+                }
+                None => {
+                    rec.new_findings += 1;
+                    states.insert(
+                        (*key).to_string(),
+                        FindingState {
+                            check: f.check.clone(),
+                            code: f.code.clone(),
+                            severity: f.severity,
+                            object: f.object.clone(),
+                            message: f.message.clone(),
+                            first_seen: now,
+                            last_seen: now,
+                            resolved_at: None,
+                            flaps: 0,
+                        },
+                    );
+                }
+            }
+        }
+        for (key, s) in &mut states {
+            if s.resolved_at.is_none() && !current.contains_key(key.as_str()) {
+                s.resolved_at = Some(now);
+                rec.resolved_findings += 1;
+            }
+        }
+        for f in &mut report.findings {
+            if let Some(s) = states.get(&f.key) {
+                (f.first_seen, f.last_seen, f.flaps) = (s.first_seen, s.last_seen, s.flaps);
+            }
+        }
+        let json = serde_json::to_vec(report).map_err(|e| corrupt("report", e))?;
+        let compressed = zstd::bulk::compress(&json, ZSTD_LEVEL).map_err(|e| corrupt("report", e))?;
+        rec.stored_bytes = compressed.len() as u64;
+
+        let oldest_allowed = now - self.retention.max_age;
+        let txn = self.db.begin_write()?;
+        {
+            let mut reports = txn.open_table(REPORTS)?;
+            reports.insert(ms(now), compressed.as_slice())?;
+            // Age, then size, oldest first.
+            let expired: Vec<u64> = reports.range(..ms(oldest_allowed))?.map(|i| i.map(|(k, _)| k.value())).collect::<Result<_, _>>()?;
+            for k in &expired {
+                reports.remove(k)?;
+            }
+            rec.reports_deleted += expired.len();
+            let mut sizes: Vec<(u64, u64)> =
+                reports.iter()?.map(|i| i.map(|(k, v)| (k.value(), v.value().len() as u64))).collect::<Result<_, _>>()?;
+            let mut total: u64 = sizes.iter().map(|s| s.1).sum();
+            sizes.reverse();
+            while total > self.retention.max_bytes && sizes.len() > 1 {
+                let Some((k, size)) = sizes.pop() else { break };
+                reports.remove(k)?;
+                total -= size;
+                rec.reports_deleted += 1;
+            }
+            let mut findings = txn.open_table(FINDINGS)?;
+            for (key, s) in &states {
+                if s.resolved_at.is_some_and(|r| r < oldest_allowed) {
+                    findings.remove(key.as_str())?;
+                } else {
+                    let v = serde_json::to_vec(s).map_err(|e| corrupt(key, e))?;
+                    findings.insert(key.as_str(), v.as_slice())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(rec)
+    }
+
+    /// Times of the stored reports, oldest first, with their stored (compressed) sizes.
+    ///
+    /// # Errors
+    /// Read errors.
+    pub fn list(&self) -> Result<Vec<(Timestamp, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(REPORTS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            let at = Timestamp::from_millisecond(k.value() as i64).map_err(|e| corrupt("history key", e))?;
+            out.push((at, v.value().len() as u64));
+        }
+        Ok(out)
+    }
+
+    /// The latest report recorded at or before `at`.
+    ///
+    /// # Errors
+    /// Read errors or an entry that does not decode.
+    pub fn at(&self, at: Timestamp) -> Result<Option<ClusterReport>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(REPORTS)?;
+        let Some(item) = t.range(..=ms(at))?.next_back() else { return Ok(None) };
+        let (_, v) = item?;
+        decode(v.value()).map(Some)
+    }
+
+    /// Every report recorded in `[from, to]`, oldest first.
+    ///
+    /// # Errors
+    /// Read errors or an entry that does not decode.
+    pub fn between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<ClusterReport>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(REPORTS)?;
+        let mut out = Vec::new();
+        for item in t.range(ms(from)..=ms(to))? {
+            let (_, v) = item?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<ClusterReport, StoreError> {
+    let json = zstd::stream::decode_all(bytes).map_err(|e| corrupt("stored report", e))?;
+    serde_json::from_slice(&json).map_err(|e| corrupt("stored report", e))
+}
+
+/// Findings that differ between two reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportDiff {
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    /// In `to`, not in `from`.
+    pub new: Vec<TrackedFinding>,
+    /// In `from`, gone in `to`.
+    pub resolved: Vec<TrackedFinding>,
+    /// In both with another severity or message (`to`'s version).
+    pub changed: Vec<TrackedFinding>,
+}
+
+/// New, resolved and changed findings from `a` to `b`.
+pub fn diff(a: &ClusterReport, b: &ClusterReport) -> ReportDiff {
+    let before: BTreeMap<&str, &TrackedFinding> = a.findings.iter().map(|f| (f.key.as_str(), f)).collect();
+    let after: BTreeMap<&str, &TrackedFinding> = b.findings.iter().map(|f| (f.key.as_str(), f)).collect();
+    ReportDiff {
+        from: Some(a.generated_at),
+        to: Some(b.generated_at),
+        new: after.iter().filter(|(k, _)| !before.contains_key(*k)).map(|(_, f)| (*f).clone()).collect(),
+        resolved: before.iter().filter(|(k, _)| !after.contains_key(*k)).map(|(_, f)| (*f).clone()).collect(),
+        changed: after
+            .iter()
+            .filter(|(k, f)| before.get(*k).is_some_and(|o| o.severity != f.severity || o.message != f.message))
+            .map(|(_, f)| (*f).clone())
+            .collect(),
+    }
+}
+
+/// Disk usage of one node's mount over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskTrend {
+    pub node_name: String,
+    pub mountpoint: String,
+    /// (time, used_percent), oldest first, at most one point per recorded report.
+    pub points: Vec<(Timestamp, f64)>,
+    /// Percentage points per day (least-squares slope).
+    pub slope_percent_per_day: Option<f64>,
+    /// Days until 100 % at that slope; absent when usage is flat or falling, or with fewer
+    /// than two points.
+    pub days_until_full: Option<f64>,
+}
+
+/// Least-squares slope of `points` in percent per day.
+fn slope_per_day(points: &[(Timestamp, f64)]) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let t0 = points[0].0;
+    let xs: Vec<f64> = points.iter().map(|(t, _)| t.duration_since(t0).as_secs_f64() / 86_400.0).collect();
+    let n = xs.len() as f64;
+    let mx = xs.iter().sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    if sxx == 0.0 {
+        return None;
+    }
+    let sxy: f64 = xs.iter().zip(points).map(|(x, p)| (x - mx) * (p.1 - my)).sum();
+    Some(sxy / sxx)
+}
+
+/// Disk trends over the reports recorded in the last `days` before `now`.
+///
+/// # Errors
+/// Read errors.
+pub fn disk_trends(history: &History, now: Timestamp, days: u32) -> Result<Vec<DiskTrend>, StoreError> {
+    let from = now - Duration::from_secs(u64::from(days) * 86_400);
+    let mut series: BTreeMap<(String, String), Vec<(Timestamp, f64)>> = BTreeMap::new();
+    for r in history.between(from, now)? {
+        for n in &r.nodes {
+            let Some(rep) = &n.report else { continue };
+            for f in rep.filesystems.iter().filter(|f| !f.stale) {
+                let s = series.entry((n.node_name.clone(), f.mountpoint.clone())).or_default();
+                // A node report repeated in several merged reports counts once.
+                if s.last().is_none_or(|(t, _)| *t != rep.collected_at) {
+                    s.push((rep.collected_at, f.used_percent));
+                }
+            }
+        }
+    }
+    Ok(series
+        .into_iter()
+        .map(|((node_name, mountpoint), points)| {
+            let slope = slope_per_day(&points);
+            let last = points.last().map_or(0.0, |p| p.1);
+            let days_until_full = slope.filter(|s| *s > 1e-9).map(|s| (100.0 - last).max(0.0) / s);
+            DiskTrend { node_name, mountpoint, points, slope_percent_per_day: slope, days_until_full }
+        })
+        .collect())
+}
+
+/// For each alert name, in how many recorded reports of the last `days` it was firing
+/// (and how many distinct label sets fired).
+///
+/// # Errors
+/// Read errors.
+pub fn alert_counts(history: &History, now: Timestamp, days: u32) -> Result<BTreeMap<String, u64>, StoreError> {
+    let from = now - Duration::from_secs(u64::from(days) * 86_400);
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for r in history.between(from, now)? {
+        for a in r.signals.iter().filter_map(|s| s.alerts.as_ref()).flat_map(|a| &a.firing) {
+            *out.entry(a.name.clone()).or_default() += 1;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::{at, round, stored};
+    use crate::report::{MergeConfig, merge};
+    use crate::store::Store;
+
+    fn history(retention: Retention) -> (Store, History) {
+        let store = Store::in_memory().unwrap();
+        let h = History::new(store.database(), retention).unwrap();
+        (store, h)
+    }
+
+    fn report_at(s: i64, with_pending: bool, root_used: f64) -> ClusterReport {
+        let mut r = round();
+        if !with_pending {
+            r.checks[0].findings.retain(|f| f.code != "pending");
+        }
+        merge(&[stored("node-a", 1, 4, root_used, s)], &r, &MergeConfig::default(), at(s))
+    }
+
+    #[test]
+    fn findings_resolve_flap_and_keep_first_seen() {
+        let (_s, h) = history(Retention::default());
+        let mut r1 = report_at(0, true, 40.0);
+        let rec = h.record(&mut r1).unwrap();
+        assert_eq!((rec.new_findings, rec.resolved_findings, rec.flapped_findings), (2, 0, 0));
+        let mut r2 = report_at(3600, false, 40.0);
+        let rec = h.record(&mut r2).unwrap();
+        assert_eq!((rec.new_findings, rec.resolved_findings), (0, 1));
+        assert_eq!(r2.findings[0].first_seen, at(0), "the crash loop was first seen in r1");
+        assert_eq!(r2.findings[0].last_seen, at(3600));
+        let mut r3 = report_at(7200, true, 40.0);
+        let rec = h.record(&mut r3).unwrap();
+        assert_eq!(rec.flapped_findings, 1);
+        let pending = r3.findings.iter().find(|f| f.code == "pending").unwrap();
+        assert_eq!((pending.first_seen, pending.flaps), (at(0), 1));
+        // A report served between recordings shows the same history.
+        let mut live = report_at(7300, true, 40.0);
+        h.annotate(&mut live).unwrap();
+        assert_eq!(live.findings.iter().find(|f| f.code == "pending").unwrap().flaps, 1);
+
+        let d = diff(&r1, &r2);
+        assert_eq!(d.resolved.iter().map(|f| f.code.as_str()).collect::<Vec<_>>(), vec!["pending"]);
+        assert!(d.new.is_empty() && d.changed.is_empty());
+        let d = diff(&r2, &r3);
+        assert_eq!(d.new.iter().map(|f| f.code.as_str()).collect::<Vec<_>>(), vec!["pending"]);
+    }
+
+    #[test]
+    fn retention_deletes_oldest_first_by_age_and_size() {
+        let (_s, h) = history(Retention { max_age: Duration::from_secs(86_400 * 10), max_bytes: u64::MAX });
+        for day in 0..15 {
+            h.record(&mut report_at(day * 86_400, true, 40.0)).unwrap();
+        }
+        let kept: Vec<Timestamp> = h.list().unwrap().into_iter().map(|x| x.0).collect();
+        assert_eq!(kept.first(), Some(&at(4 * 86_400)), "older than 10 days before day 14 is gone");
+        assert_eq!(kept.len(), 11);
+
+        let one = {
+            let (_s, h) = history(Retention::default());
+            h.record(&mut report_at(0, true, 40.0)).unwrap().stored_bytes
+        };
+        let (_s, h) = history(Retention { max_age: Duration::from_secs(86_400 * 1000), max_bytes: one * 3 + one / 2 });
+        for day in 0..6 {
+            h.record(&mut report_at(day * 86_400, true, 40.0)).unwrap();
+        }
+        let kept: Vec<Timestamp> = h.list().unwrap().into_iter().map(|x| x.0).collect();
+        assert_eq!(kept, vec![at(3 * 86_400), at(4 * 86_400), at(5 * 86_400)]);
+        assert_eq!(h.at(at(4 * 86_400 + 5)).unwrap().unwrap().generated_at, at(4 * 86_400));
+        assert!(h.at(at(0)).unwrap().is_none());
+    }
+
+    #[test]
+    fn disk_trend_estimates_days_until_full() {
+        let (_s, h) = history(Retention::default());
+        // 50 % rising 2 points a day for 10 days.
+        for day in 0..10 {
+            h.record(&mut report_at(day * 86_400, true, 50.0 + 2.0 * day as f64)).unwrap();
+        }
+        let t = disk_trends(&h, at(9 * 86_400), 30).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].node_name.as_str(), t[0].mountpoint.as_str(), t[0].points.len()), ("node-a", "/", 10));
+        assert!((t[0].slope_percent_per_day.unwrap() - 2.0).abs() < 1e-9);
+        // 68 % now: 32 points at 2 a day.
+        assert!((t[0].days_until_full.unwrap() - 16.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn history_survives_reopening_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            let h = History::new(s.database(), Retention::default()).unwrap();
+            h.record(&mut report_at(0, true, 40.0)).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let h = History::new(s.database(), Retention::default()).unwrap();
+        assert_eq!(h.list().unwrap().len(), 1);
+        let r = h.at(at(10)).unwrap().unwrap();
+        assert_eq!(r.findings.len(), 2);
+    }
+}
