@@ -42,6 +42,17 @@ fn standalone_markdown_is_a_dated_record() {
 }
 
 #[test]
+fn standalone_html_is_the_report_page_with_this_machines_root_filesystem() {
+    let out = aggregator().args(["standalone", "--once", "--output", "html"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(page.contains(r#"<span class="value">ok</span>"#), "a fresh node with no checks: {page}");
+    assert!(page.contains(r#"data-mount="/" "#), "a disk bar for the root filesystem: {page}");
+    assert!(page.trim_end().ends_with("</html>"));
+}
+
+#[test]
 fn a_bad_config_exits_64_before_binding() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("agg.yaml");

@@ -8,6 +8,7 @@
 //!   [`merge`], a pure function of its inputs.
 //! - [`score`]: the status and 0–100 score formula.
 //! - [`render`]: terminal table and Markdown maintenance record.
+//! - [`html`]: the report page (`GET /report`, `--output html`).
 //!
 //! # JSON schema (version 2)
 //! ```text
@@ -20,6 +21,7 @@
 //!   findings: [{key, check, code, severity, object, message, first_seen, last_seen, flaps}] }
 //! ```
 
+pub mod html;
 pub mod render;
 pub mod score;
 
