@@ -146,6 +146,8 @@ impl Collector {
             network,
             agent,
             errors,
+            images: None,
+            volumes: Vec::new(),
         };
         // This cycle's cost goes into the next report (it is only known now).
         self.last_cycle = (host::process_cpu_time().saturating_sub(cpu_before), wall_before.elapsed());

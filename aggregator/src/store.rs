@@ -206,6 +206,8 @@ pub(crate) mod tests {
             network: vec![],
             agent: AgentCost::default(),
             errors: vec![],
+            images: None,
+            volumes: vec![],
         }
     }
 
