@@ -199,16 +199,16 @@ async fn check_runtime<R: ImageRuntime>(
         let p = plan(&images, &users, &settings.policy, Mode::Prune { disk }, now, &mem.last_used);
         let outcome = apply(rt, p, !settings.apply, &mut |_| {}).await;
         let run = prune_run(&outcome, trigger, now);
-        info!(
-            runtime = rt.name(),
-            trigger = ?trigger,
-            dry_run = run.dry_run,
-            removed = run.removed,
-            bytes = run.removed_bytes,
-            failed = run.failed,
-            "Image prune finished{}.",
-            if run.dry_run { " (dry run: nothing removed; images.apply is false)" } else { "" }
-        );
+        // A dry run under lasting pressure repeats itself every check: say it once.
+        let repeated = run.dry_run
+            && mem.last_prune.as_ref().is_some_and(|l| (l.trigger, l.removed, l.removed_bytes) == (run.trigger, run.removed, run.removed_bytes));
+        let (runtime, dry_run, removed, bytes, failed) = (rt.name(), run.dry_run, run.removed, run.removed_bytes, run.failed);
+        let what = if dry_run { " (dry run: nothing removed; images.apply is false)" } else { "" };
+        if repeated {
+            debug!(runtime, ?trigger, dry_run, removed, bytes, failed, "Image prune finished{what}.");
+        } else {
+            info!(runtime, ?trigger, dry_run, removed, bytes, failed, "Image prune finished{what}.");
+        }
         if !outcome.dry_run {
             mem.removed_total += run.removed;
             mem.removed_bytes_total += run.removed_bytes;
