@@ -179,6 +179,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     config.display()
                 )));
             };
+            if let Err(e) = aggregator.transport() {
+                return Ok(usage_error(format!("invalid config file {}: {e}", config.display())));
+            }
             let paths = host_paths(paths_flags, &cfg);
             let images = match cfg.images.task_settings() {
                 Ok(t) => t.map(|t| (t, RuntimeAccess::new(&cfg.images, &paths.rootfs))),

@@ -2,7 +2,10 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `GET /api/v1/report` | the merged `ClusterReport` |
+//! | `GET /api/v1/report[?at=TIME]` | the merged `ClusterReport`; with `at` (RFC 3339, a date, or `-24h`) the one recorded at or before then, 404 if none |
+//! | `POST /api/v1/run` | runs a round now (checks, signals, proposals), records it, answers the new report |
+//! | `GET /api/v1/history` | `{"reports": [{"at": …, "stored_bytes": …}]}` oldest first |
+//! | `GET /api/v1/trends` | `{"disk": [DiskTrend…] (30 days), "alerts": {name: reports firing} (7 days)}` |
 //! | `GET /api/v1/nodes` | `{"nodes": [NodeStatus…]}` |
 //! | `GET /api/v1/nodes/{name}` | one `NodeStatus`, 404 `{"error": …}` if unknown |
 //! | `GET /healthz` | 200 `ok` while the process serves |
@@ -13,7 +16,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State as AxState};
+use axum::extract::{Path, Query, State as AxState};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,6 +29,9 @@ use crate::state::State;
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/api/v1/report", get(report))
+        .route("/api/v1/history", get(history))
+        .route("/api/v1/run", axum::routing::post(run_now))
+        .route("/api/v1/trends", get(trends))
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/nodes/{name}", get(node))
         .route("/healthz", get(|| async { "ok" }))
@@ -34,8 +40,66 @@ pub fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
-async fn report(AxState(state): AxState<Arc<State>>) -> Response {
-    Json(state.cluster_report(Timestamp::now())).into_response()
+#[derive(Debug, serde::Deserialize)]
+struct ReportQuery {
+    at: Option<String>,
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// Runs a blocking history read off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
+}
+
+async fn report(AxState(state): AxState<Arc<State>>, Query(q): Query<ReportQuery>) -> Response {
+    let now = Timestamp::now();
+    let Some(at) = q.at else { return Json(state.cluster_report(now)).into_response() };
+    let at = match crate::report::parse_time(&at, now) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("at: {e}")),
+    };
+    match blocking(move || state.history().at(at)).await {
+        Ok(Some(r)) => Json(r).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no report recorded at or before {at}")),
+        Err(resp) => resp,
+    }
+}
+
+async fn run_now(AxState(state): AxState<Arc<State>>) -> Response {
+    match state.run_round_now().await {
+        Ok(()) => Json(state.cluster_report(Timestamp::now())).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+async fn history(AxState(state): AxState<Arc<State>>) -> Response {
+    match blocking(move || state.history().list()).await {
+        Ok(list) => {
+            let reports: Vec<_> = list.into_iter().map(|(at, bytes)| json!({ "at": at, "stored_bytes": bytes })).collect();
+            Json(json!({ "reports": reports })).into_response()
+        }
+        Err(resp) => resp,
+    }
+}
+
+async fn trends(AxState(state): AxState<Arc<State>>) -> Response {
+    let now = Timestamp::now();
+    let s = Arc::clone(&state);
+    let disk = match blocking(move || crate::history::disk_trends(s.history(), now, 30)).await {
+        Ok(d) => d,
+        Err(resp) => return resp,
+    };
+    match blocking(move || crate::history::alert_counts(state.history(), now, 7)).await {
+        Ok(alerts) => Json(json!({ "disk": disk, "alerts": alerts })).into_response(),
+        Err(resp) => resp,
+    }
 }
 
 async fn nodes(AxState(state): AxState<Arc<State>>) -> Response {
@@ -100,6 +164,23 @@ mod tests {
         assert_eq!(body, r#"{"error":"no report from node \"nope\""}"#);
         let (_, body) = get_body(&app, "/api/v1/nodes").await;
         assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["nodes"].as_array().unwrap().len(), 1);
+
+        // History: nothing recorded yet, then one report.
+        assert_eq!(get_body(&app, "/api/v1/report?at=-1h").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(get_body(&app, "/api/v1/report?at=yesterday").await.0, StatusCode::BAD_REQUEST);
+        let t = Timestamp::now();
+        state.finish_round(crate::report::CheckRound::default(), t, std::time::Duration::from_secs(3600), false).unwrap();
+        let (s, body) = get_body(&app, "/api/v1/history").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["reports"].as_array().unwrap().len(), 1);
+        let (s, body) = get_body(&app, &format!("/api/v1/report?at={}", t + std::time::Duration::from_secs(1))).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["nodes"][0]["node_name"], "node-1");
+        let (s, body) = get_body(&app, "/api/v1/trends").await;
+        assert_eq!(s, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["disk"].as_array().unwrap().len(), 0, "the test report has no filesystems");
+        assert_eq!(v["alerts"], serde_json::json!({}));
 
         assert_eq!(get_body(&app, "/healthz").await, (StatusCode::OK, "ok".into()));
         assert_eq!(get_body(&app, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use caretaker_proto::model::{Freshness, NodeReport, NodeStatus};
 use jiff::Timestamp;
 
+use crate::history::{History, Recorded, Retention};
 use crate::metrics::{FreshnessLabel, Metrics, ResultLabel};
 use crate::report::{CheckRound, ClusterReport, MergeConfig};
 use crate::store::{Outcome, Store, StoreError, StoredNode};
@@ -22,6 +23,12 @@ pub struct State {
     merge: MergeConfig,
     /// The latest round of cluster checks and signals (empty until one has run).
     round: RwLock<CheckRound>,
+    history: History,
+    /// When a merged report was last recorded in the history.
+    last_recorded: RwLock<Option<Timestamp>>,
+    /// Requests for a round now, served by the round loop (set when it runs); each carries
+    /// the sender that is answered when the round is done and recorded.
+    round_requests: std::sync::OnceLock<tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>>,
     ready: AtomicBool,
 }
 
@@ -31,8 +38,21 @@ impl State {
     /// # Errors
     /// The store cannot be read.
     pub fn new(store: Store, stale_after_intervals: u32) -> Result<Arc<Self>, StoreError> {
+        Self::with_retention(store, stale_after_intervals, Retention::default())
+    }
+
+    /// [`State::new`] with a history retention.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn with_retention(store: Store, stale_after_intervals: u32, retention: Retention) -> Result<Arc<Self>, StoreError> {
         let nodes = store.load_all()?;
+        let history = History::new(store.database(), retention)?;
+        let last_recorded = history.list()?.last().map(|(t, _)| *t);
         Ok(Arc::new(Self {
+            history,
+            last_recorded: RwLock::new(last_recorded),
+            round_requests: std::sync::OnceLock::new(),
             store,
             nodes: RwLock::new(nodes),
             metrics: Metrics::default(),
@@ -101,7 +121,67 @@ impl State {
     pub fn cluster_report(&self, now: Timestamp) -> ClusterReport {
         let nodes: Vec<StoredNode> = self.nodes.read().map(|n| n.values().cloned().collect()).unwrap_or_default();
         let round = self.round.read().map(|r| r.clone()).unwrap_or_default();
-        crate::report::merge(&nodes, &round, &self.merge, now)
+        let mut report = crate::report::merge(&nodes, &round, &self.merge, now);
+        if let Err(e) = self.history.annotate(&mut report) {
+            tracing::warn!(error = %e, "Cannot read finding history; the report shows findings as new.");
+        }
+        report
+    }
+
+    /// Called once by the round loop: where round requests go.
+    pub fn serve_round_requests(&self, tx: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>) {
+        let _ = self.round_requests.set(tx);
+    }
+
+    /// Runs a round now (checks, signals, cleanup proposals), records its report, and
+    /// returns once that is done.
+    ///
+    /// # Errors
+    /// No round loop runs, it is busy with too many requests, or it stopped.
+    pub async fn run_round_now(&self) -> Result<(), String> {
+        let tx = self.round_requests.get().ok_or("no round loop runs in this process")?;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        tx.try_send(done_tx).map_err(|e| format!("cannot request a round: {e}"))?;
+        done_rx.await.map_err(|_| "the round loop stopped".to_string())
+    }
+
+    /// The report history.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The latest agent report of every node.
+    pub fn node_reports(&self) -> Vec<NodeReport> {
+        self.nodes.read().map(|n| n.values().map(|e| e.report.clone()).collect()).unwrap_or_default()
+    }
+
+    /// Sets the latest round, and records the merged report in the history when the last
+    /// record is at least `record_interval` old (or `force`). Blocking (a durable write).
+    ///
+    /// # Errors
+    /// The history write failed; the round is still the current one.
+    pub fn finish_round(
+        &self,
+        round: CheckRound,
+        now: Timestamp,
+        record_interval: std::time::Duration,
+        force: bool,
+    ) -> Result<Option<Recorded>, StoreError> {
+        self.set_round(round);
+        let due = self
+            .last_recorded
+            .read()
+            .map(|l| l.is_none_or(|t| std::time::Duration::try_from(now.duration_since(t)).unwrap_or_default() >= record_interval))
+            .unwrap_or(true);
+        if !(due || force) {
+            return Ok(None);
+        }
+        let mut report = self.cluster_report(now);
+        let rec = self.history.record(&mut report)?;
+        if let Ok(mut l) = self.last_recorded.write() {
+            *l = Some(now);
+        }
+        Ok(Some(rec))
     }
 
     /// Replaces the latest round of checks and signals.

@@ -28,7 +28,7 @@ async fn three_agents_merge_into_one_report_matching_statvfs() -> anyhow::Result
     wait_until("each node has 3 reports", WAIT, || names.iter().all(|n| stored(&agg, n) >= 3)).await?;
 
     // The merged report, through the gRPC Query service like any client.
-    let report = caretaker_aggregator::standalone::fetch_report(&agg.url()).await?;
+    let report = caretaker_aggregator::standalone::fetch_report(&agg.url(), None).await?;
     assert_eq!(report.nodes.iter().map(|n| n.node_name.as_str()).collect::<Vec<_>>(), names);
     for n in &report.nodes {
         assert_eq!(n.freshness, Freshness::Fresh);

@@ -62,11 +62,12 @@ struct Run<'a, 'p> {
     dirs_to_sync: BTreeSet<PathBuf>,
     dir_index: HashMap<PathBuf, BTreeSet<String>>,
     inside: HashMap<PathBuf, bool>,
+    regexes: HashMap<String, Regex>,
 }
 
 /// Runs every policy once. The state is updated in memory; the caller saves it.
 pub fn run_pass(policies: &[Policy], pass: &Pass<'_>, state: &mut State, out: &mut RotationSummary) {
-    let mut run = Run { pass, state, out, dirs_to_sync: BTreeSet::new(), dir_index: HashMap::new(), inside: HashMap::new() };
+    let mut run = Run { pass, state, out, dirs_to_sync: BTreeSet::new(), dir_index: HashMap::new(), inside: HashMap::new(), regexes: HashMap::new() };
     let mut seen: HashSet<PathBuf> = HashSet::new();
     for p in policies {
         let files = run.expand(p, &mut seen);
@@ -104,8 +105,8 @@ impl Run<'_, '_> {
         let opts = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: true };
         let mut files = Vec::new();
         for pat in &p.patterns {
-            let mut matched: Vec<PathBuf> = match glob::glob_with(pat, opts) {
-                Ok(paths) => paths.filter_map(Result::ok).collect(),
+            let mut matched: Vec<PathBuf> = match expand_pattern(pat, opts) {
+                Ok(paths) => paths,
                 Err(e) => {
                     self.out.errors.push(LogError { place: p.place.clone(), message: format!("bad pattern {pat:?}: {e}") });
                     continue;
@@ -335,7 +336,7 @@ impl Run<'_, '_> {
         let names: Vec<String> = self.names(&dir)?.range(prefix.clone()..).take_while(|n| n.starts_with(&prefix)).cloned().collect();
         let mut out = Vec::new();
         for n in names {
-            let Some(c) = re.captures(&n) else { continue };
+            let Some(c) = re.captures(&n[prefix.len()..]) else { continue };
             let path = dir.join(&n);
             // Only regular files: an archive name that is a symlink or directory is never touched.
             match std::fs::symlink_metadata(&path) {
@@ -353,7 +354,7 @@ impl Run<'_, '_> {
     fn rotate_one(&mut self, p: &Policy, f: &Path, meta: &std::fs::Metadata) -> io::Result<Option<PathBuf>> {
         (self.pass.fail)("step")?;
         let dir = self.archive_dir(p, f, meta)?;
-        let lay = Layout::new(p, f, &dir);
+        let lay = Layout::new(p, f, &dir, &mut self.regexes);
         // 1. Finish leftovers and delayed compression.
         if p.compress {
             for a in self.archives(&lay)?.into_iter().filter(|a| !a.compressed) {
@@ -418,7 +419,7 @@ impl Run<'_, '_> {
         let Some(archive) = archive else { return Ok(()) };
         let meta = std::fs::symlink_metadata(f).or_else(|_| std::fs::symlink_metadata(archive));
         let dir = archive.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let lay = Layout::new(p, f, &dir);
+        let lay = Layout::new(p, f, &dir, &mut self.regexes);
         if p.rotate == 0 {
             self.remove(p, archive)?;
             return Ok(());
@@ -556,6 +557,28 @@ impl Run<'_, '_> {
     }
 }
 
+/// Expands a glob. When only the last component has wildcards (the usual
+/// `/var/log/x/*.log`), one `read_dir` and a name match per entry, without the extra
+/// `stat` per entry that `glob::glob` makes; otherwise `glob::glob_with`.
+fn expand_pattern(pat: &str, opts: glob::MatchOptions) -> Result<Vec<PathBuf>, glob::PatternError> {
+    let (dir, last) = pat.rsplit_once('/').unwrap_or(("", pat));
+    if dir.contains(['*', '?', '[']) || !last.contains(['*', '?', '[']) {
+        return Ok(glob::glob_with(pat, opts)?.filter_map(Result::ok).collect());
+    }
+    let matcher = glob::Pattern::new(last)?;
+    let dir = if dir.is_empty() { Path::new("/") } else { Path::new(dir) };
+    let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_str().is_some_and(|n| matcher.matches_with(n, opts)))
+            .map(|e| dir.join(e.file_name()))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
+    Ok(out)
+}
+
 /// How one log's archives are named.
 struct Layout {
     dir: PathBuf,
@@ -564,12 +587,13 @@ struct Layout {
     /// `extension` when the name ends with it, else empty.
     ext: String,
     compext: String,
-    /// Captures: `key` (number or date), `n` (counter), `z` (compression extension).
+    /// Matches a name after `base`. Captures: `key` (date), `n` (number or counter),
+    /// `z` (compression extension).
     regex: Regex,
 }
 
 impl Layout {
-    fn new(p: &Policy, f: &Path, dir: &Path) -> Self {
+    fn new(p: &Policy, f: &Path, dir: &Path, cache: &mut HashMap<String, Regex>) -> Self {
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let (base, ext) = match &p.extension {
             Some(e) if name.ends_with(e.as_str()) && name.len() > e.len() => (name[..name.len() - e.len()].to_string(), e.clone()),
@@ -577,12 +601,17 @@ impl Layout {
         };
         let compext = p.compress_ext();
         let z = format!("(?P<z>{})?", regex::escape(&compext));
+        // Matched against the name after `base`, so one compiled regex serves every log
+        // of a policy (compiling one per log dominated a pass over 10,000 logs).
         let re = if p.dateext {
-            format!("^{}(?P<key>{})(?:\\.(?P<n>[0-9]+))?{}{z}$", regex::escape(&base), p.dateformat().regex(), regex::escape(&ext))
+            format!("^(?P<key>{})(?:\\.(?P<n>[0-9]+))?{}{z}$", p.dateformat().regex(), regex::escape(&ext))
         } else {
-            format!("^{}\\.(?P<n>[0-9]+){}{z}$", regex::escape(&base), regex::escape(&ext))
+            format!("^\\.(?P<n>[0-9]+){}{z}$", regex::escape(&ext))
         };
-        let regex = Regex::new(&re).unwrap_or_else(|_| Regex::new("^$").unwrap_or_else(|_| unreachable!()));
+        let regex = cache
+            .entry(re)
+            .or_insert_with_key(|re| Regex::new(re).unwrap_or_else(|_| Regex::new("^$").unwrap_or_else(|_| unreachable!())))
+            .clone();
         Self { dir: dir.to_path_buf(), base, ext, compext, regex }
     }
 }

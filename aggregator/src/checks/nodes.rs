@@ -16,12 +16,12 @@
 use std::collections::HashMap;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::quantity;
 use super::time::{age, human};
 use super::{CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings};
+use crate::cluster::pod::{ContainerInfo, PodSpecInfo};
 use crate::cluster::{ClusterState, Resource};
 
 /// CPU in millicores and memory in bytes.
@@ -49,20 +49,19 @@ fn from_map(m: Option<&std::collections::BTreeMap<String, Quantity>>) -> Resourc
     }
 }
 
-fn container_requests(c: &Container) -> Resources {
+fn container_requests(c: &ContainerInfo) -> Resources {
     from_map(c.resources.as_ref().and_then(|r| r.requests.as_ref()))
 }
 
 /// What the scheduler reserves for a pod (see the module docs).
-pub fn pod_requests(pod: &Pod) -> Resources {
-    let Some(spec) = pod.spec.as_ref() else { return Resources::default() };
+pub fn pod_requests(spec: &PodSpecInfo) -> Resources {
     let mut sum = Resources::default();
     for c in &spec.containers {
         sum.add(container_requests(c));
     }
     let mut init_max = Resources::default();
     let mut sidecars = Resources::default();
-    for c in spec.init_containers.as_deref().unwrap_or_default() {
+    for c in &spec.init_containers {
         let r = container_requests(c);
         if c.restart_policy.as_deref() == Some("Always") {
             // A sidecar runs alongside the later init containers and the app containers.
@@ -98,12 +97,12 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
 
     let mut requested: HashMap<&str, Resources> = HashMap::with_capacity(state.nodes.len());
     for pod in &state.pods {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+        let phase = pod.status.phase.as_deref().unwrap_or("");
         if matches!(phase, "Succeeded" | "Failed") {
             continue;
         }
-        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
-            requested.entry(node).or_default().add(pod_requests(pod));
+        if let Some(node) = pod.spec.node_name.as_deref() {
+            requested.entry(node).or_default().add(pod_requests(&pod.spec));
         }
     }
     let usage: HashMap<&str, Resources> = state

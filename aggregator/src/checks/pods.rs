@@ -15,10 +15,10 @@
 //!   last restart ended within `restart_window`.
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use super::time::{age, human, sd};
 use super::{CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings};
+use crate::cluster::pod::{ContainerStatusInfo as ContainerStatus, PodInfo as Pod};
 use crate::cluster::{ClusterState, Resource};
 
 const IMAGE_PULL_REASONS: &[&str] = &["ImagePullBackOff", "ErrImagePull", "InvalidImageName"];
@@ -60,10 +60,10 @@ fn last_finished(s: &ContainerStatus) -> Option<Timestamp> {
 pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut Vec<Finding>) {
     let cfg = &config.pods;
     let obj = || ObjectRef::new("Pod", &pod.metadata);
-    let Some(status) = pod.status.as_ref() else { return };
+    let status = &pod.status;
     let phase = status.phase.as_deref().unwrap_or("");
-    let containers = status.container_statuses.as_deref().unwrap_or_default();
-    let inits = status.init_container_statuses.as_deref().unwrap_or_default();
+    let containers = &status.container_statuses[..];
+    let inits = &status.init_container_statuses[..];
 
     let mut explained = false;
     let crash: Vec<&ContainerStatus> =
@@ -124,8 +124,6 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
             {
                 let why = status
                     .conditions
-                    .as_deref()
-                    .unwrap_or_default()
                     .iter()
                     .find(|c| c.status == "False" && c.message.is_some())
                     .and_then(|c| c.message.clone())
@@ -135,7 +133,7 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
             }
         }
         "Running" if !explained => {
-            let ready = status.conditions.as_deref().unwrap_or_default().iter().find(|c| c.type_ == "Ready");
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
             if let Some(r) = ready
                 && r.status != "True"
             {

@@ -56,13 +56,12 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::checks::time::{age, human, sd};
 use crate::checks::ObjectRef;
-use crate::cluster::{ClusterState, Resource};
+use crate::cluster::{ClusterState, PodInfo, Resource};
 pub use apply::ApplyError;
 use references::References;
 
@@ -276,15 +275,14 @@ fn revision(rs: &ReplicaSet) -> Option<u64> {
 
 /// When a Failed pod failed: its newest container termination or condition change, else
 /// its start or creation.
-pub fn pod_failed_at(p: &Pod) -> Option<Timestamp> {
-    let s = p.status.as_ref()?;
+pub fn pod_failed_at(p: &PodInfo) -> Option<Timestamp> {
+    let s = &p.status;
     let terminated = s
         .container_statuses
         .iter()
-        .flatten()
-        .chain(s.init_container_statuses.iter().flatten())
+        .chain(&s.init_container_statuses)
         .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref().map(|t| t.0));
-    let conditions = s.conditions.iter().flatten().filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0));
+    let conditions = s.conditions.iter().filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0));
     terminated.chain(conditions).max().or(s.start_time.as_ref().map(|t| t.0)).or_else(|| created(&p.metadata))
 }
 
@@ -313,15 +311,14 @@ pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Tim
     if selected(CleanupKind::Pod) {
         let ttl = sd(config.failed_pod_ttl);
         for p in &state.pods {
-            let status = p.status.as_ref();
-            if status.and_then(|s| s.phase.as_deref()) != Some("Failed") || kept(&p.metadata) {
+            if p.status.phase.as_deref() != Some("Failed") || kept(&p.metadata) {
                 continue;
             }
             let Some(at) = pod_failed_at(p) else { continue };
             if age(now, at) <= ttl {
                 continue;
             }
-            let why = match status.and_then(|s| s.reason.as_deref()) {
+            let why = match p.status.reason.as_deref() {
                 Some("Evicted") => "evicted",
                 _ => "failed",
             };
@@ -366,14 +363,12 @@ pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Tim
         if controller_owner(&p.metadata, "Job").is_some_and(|u| deleted_jobs.contains(u)) {
             continue;
         }
-        if let Some(spec) = &p.spec {
-            refs.add_pod_spec(p.metadata.namespace.as_deref().unwrap_or(""), spec);
-        }
+        refs.add_pod_spec(p.metadata.namespace.as_deref().unwrap_or(""), &p.spec);
     }
     let ns = |m: &ObjectMeta| m.namespace.clone().unwrap_or_default();
     for d in &state.deployments {
         if let Some(t) = d.spec.template.spec.as_ref() {
-            refs.add_pod_spec(&ns(&d.metadata), t);
+            refs.add_template(&ns(&d.metadata), t);
         }
     }
     for r in &state.replica_sets {
@@ -381,17 +376,17 @@ pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Tim
             continue;
         }
         if let Some(t) = r.spec.template.as_ref().and_then(|t| t.spec.as_ref()) {
-            refs.add_pod_spec(&ns(&r.metadata), t);
+            refs.add_template(&ns(&r.metadata), t);
         }
     }
     for s in &state.stateful_sets {
         if let Some(t) = s.spec.template.spec.as_ref() {
-            refs.add_pod_spec(&ns(&s.metadata), t);
+            refs.add_template(&ns(&s.metadata), t);
         }
     }
     for d in &state.daemon_sets {
         if let Some(t) = d.spec.template.spec.as_ref() {
-            refs.add_pod_spec(&ns(&d.metadata), t);
+            refs.add_template(&ns(&d.metadata), t);
         }
     }
     for j in &state.jobs {
@@ -399,12 +394,12 @@ pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Tim
             continue;
         }
         if let Some(t) = j.spec.as_ref().and_then(|s| s.template.spec.as_ref()) {
-            refs.add_pod_spec(&ns(&j.metadata), t);
+            refs.add_template(&ns(&j.metadata), t);
         }
     }
     for c in &state.cron_jobs {
         if let Some(t) = c.spec.job_template.spec.as_ref().and_then(|s| s.template.spec.as_ref()) {
-            refs.add_pod_spec(&ns(&c.metadata), t);
+            refs.add_template(&ns(&c.metadata), t);
         }
     }
     for sa in &state.service_accounts {

@@ -9,7 +9,9 @@
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::{EnvFromSource, EnvVar, PodSpec, ServiceAccount};
+use k8s_openapi::api::core::v1::{PodSpec, ServiceAccount};
+
+use crate::cluster::pod::PodSpecInfo;
 
 /// Referenced objects, as (namespace, name).
 #[derive(Debug, Default, Clone)]
@@ -19,76 +21,59 @@ pub struct References {
     pub pvcs: HashSet<(String, String)>,
 }
 
+fn add(set: &mut HashSet<(String, String)>, ns: &str, name: Option<&str>) {
+    if let Some(n) = name.filter(|n| !n.is_empty()) {
+        set.insert((ns.to_string(), n.to_string()));
+    }
+}
+
 impl References {
-    fn cm(&mut self, ns: &str, name: Option<&str>) {
-        if let Some(n) = name.filter(|n| !n.is_empty()) {
-            self.config_maps.insert((ns.to_string(), n.to_string()));
-        }
-    }
-
-    fn secret(&mut self, ns: &str, name: Option<&str>) {
-        if let Some(n) = name.filter(|n| !n.is_empty()) {
-            self.secrets.insert((ns.to_string(), n.to_string()));
-        }
-    }
-
-    fn env(&mut self, ns: &str, env_from: Option<&[EnvFromSource]>, env: Option<&[EnvVar]>) {
-        for f in env_from.unwrap_or_default() {
-            self.cm(ns, f.config_map_ref.as_ref().map(|r| r.name.as_str()));
-            self.secret(ns, f.secret_ref.as_ref().map(|r| r.name.as_str()));
-        }
-        for e in env.unwrap_or_default() {
-            if let Some(v) = &e.value_from {
-                self.cm(ns, v.config_map_key_ref.as_ref().map(|r| r.name.as_str()));
-                self.secret(ns, v.secret_key_ref.as_ref().map(|r| r.name.as_str()));
-            }
-        }
-    }
-
     /// Adds everything a pod spec in namespace `ns` references.
-    pub fn add_pod_spec(&mut self, ns: &str, spec: &PodSpec) {
-        for v in spec.volumes.as_deref().unwrap_or_default() {
-            self.cm(ns, v.config_map.as_ref().map(|c| c.name.as_str()));
-            self.secret(ns, v.secret.as_ref().and_then(|s| s.secret_name.as_deref()));
+    pub fn add_pod_spec(&mut self, ns: &str, spec: &PodSpecInfo) {
+        for v in &spec.volumes {
+            add(&mut self.config_maps, ns, v.config_map.as_ref().map(|c| c.name.as_str()));
+            add(&mut self.secrets, ns, v.secret.as_ref().and_then(|s| s.secret_name.as_deref()));
             if let Some(p) = &v.projected {
-                for s in p.sources.as_deref().unwrap_or_default() {
-                    self.cm(ns, s.config_map.as_ref().map(|c| c.name.as_str()));
-                    self.secret(ns, s.secret.as_ref().map(|c| c.name.as_str()));
+                for s in &p.sources {
+                    add(&mut self.config_maps, ns, s.config_map.as_ref().map(|c| c.name.as_str()));
+                    add(&mut self.secrets, ns, s.secret.as_ref().map(|c| c.name.as_str()));
                 }
             }
-            if let Some(c) = &v.persistent_volume_claim {
-                self.pvcs.insert((ns.to_string(), c.claim_name.clone()));
+            add(&mut self.pvcs, ns, v.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()));
+            for s in &v.plugin_secrets {
+                add(&mut self.secrets, ns, Some(s));
             }
-            // Volume plugins that read credentials from a Secret.
-            self.secret(ns, v.csi.as_ref().and_then(|c| c.node_publish_secret_ref.as_ref()).map(|r| r.name.as_str()));
-            self.secret(ns, v.flex_volume.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| r.name.as_str()));
-            self.secret(ns, v.cephfs.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| r.name.as_str()));
-            self.secret(ns, v.rbd.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| r.name.as_str()));
-            self.secret(ns, v.iscsi.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| r.name.as_str()));
-            self.secret(ns, v.cinder.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| r.name.as_str()));
-            self.secret(ns, v.azure_file.as_ref().map(|c| c.secret_name.as_str()));
-            self.secret(ns, v.scale_io.as_ref().map(|c| c.secret_ref.name.as_str()));
-            self.secret(ns, v.storageos.as_ref().and_then(|c| c.secret_ref.as_ref()).map(|r| r.name.as_str()));
         }
-        for c in spec.containers.iter().chain(spec.init_containers.as_deref().unwrap_or_default()) {
-            self.env(ns, c.env_from.as_deref(), c.env.as_deref());
+        for c in spec.containers.iter().chain(&spec.init_containers).chain(&spec.ephemeral_containers) {
+            for f in &c.env_from {
+                add(&mut self.config_maps, ns, f.config_map_ref.as_ref().map(|r| r.name.as_str()));
+                add(&mut self.secrets, ns, f.secret_ref.as_ref().map(|r| r.name.as_str()));
+            }
+            for e in &c.env {
+                if let Some(v) = &e.value_from {
+                    add(&mut self.config_maps, ns, v.config_map_key_ref.as_ref().map(|r| r.name.as_str()));
+                    add(&mut self.secrets, ns, v.secret_key_ref.as_ref().map(|r| r.name.as_str()));
+                }
+            }
         }
-        for c in spec.ephemeral_containers.as_deref().unwrap_or_default() {
-            self.env(ns, c.env_from.as_deref(), c.env.as_deref());
+        for s in &spec.image_pull_secrets {
+            add(&mut self.secrets, ns, Some(s.name.as_str()));
         }
-        for s in spec.image_pull_secrets.as_deref().unwrap_or_default() {
-            self.secret(ns, Some(s.name.as_str()));
-        }
+    }
+
+    /// Adds everything a workload's pod template in namespace `ns` references.
+    pub fn add_template(&mut self, ns: &str, spec: &PodSpec) {
+        self.add_pod_spec(ns, &PodSpecInfo::from_spec(spec));
     }
 
     /// Adds the Secrets a ServiceAccount references.
     pub fn add_service_account(&mut self, sa: &ServiceAccount) {
         let ns = sa.metadata.namespace.as_deref().unwrap_or("");
         for s in sa.secrets.as_deref().unwrap_or_default() {
-            self.secret(ns, s.name.as_deref());
+            add(&mut self.secrets, ns, s.name.as_deref());
         }
         for s in sa.image_pull_secrets.as_deref().unwrap_or_default() {
-            self.secret(ns, Some(s.name.as_str()));
+            add(&mut self.secrets, ns, Some(s.name.as_str()));
         }
     }
 }

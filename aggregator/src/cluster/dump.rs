@@ -279,7 +279,11 @@ impl Loader<'_> {
         }
         let s = &mut *self.state;
         match r {
-            Resource::Pod => push(&mut s.pods, doc),
+            Resource::Pod => push(&mut s.pods, doc).map(|()| {
+                if let Some(p) = s.pods.last_mut() {
+                    p.compact();
+                }
+            }),
             Resource::Node => push(&mut s.nodes, doc),
             Resource::Event => push(&mut s.events, doc),
             Resource::ConfigMap => push(&mut s.config_maps, doc),

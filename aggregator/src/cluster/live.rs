@@ -153,7 +153,13 @@ pub async fn load(client: &Client, cfg: &ChecksConfig) -> Result<ClusterState, L
                 let res = list_pages(&Api::<k8s_openapi::api::core::v1::Node>::all(client.clone()), r, cfg.page_size, cfg.list_timeout).await;
                 store(&mut s, r, res, Metadata::metadata_mut, |s| &mut s.nodes);
             }
-            Resource::Pod => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.pods),
+            Resource::Pod => {
+                let res = list_typed::<super::PodInfo>(client, r, cfg).await.map(|mut pods| {
+                    pods.iter_mut().for_each(super::PodInfo::compact);
+                    pods
+                });
+                store(&mut s, r, res, Metadata::metadata_mut, |s| &mut s.pods)
+            }
             Resource::Event => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.events),
             Resource::ConfigMap => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.config_maps),
             Resource::Secret => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.secrets),

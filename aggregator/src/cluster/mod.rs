@@ -10,6 +10,7 @@
 
 pub mod dump;
 pub mod live;
+pub mod pod;
 pub mod volumes;
 
 use std::collections::BTreeMap;
@@ -18,10 +19,11 @@ use std::path::PathBuf;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, PersistentVolumeClaim, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, PersistentVolumeClaim, Secret, ServiceAccount};
 use kube::api::DynamicObject;
 use serde::{Deserialize, Serialize};
 
+pub use pod::PodInfo;
 pub use volumes::VolumeStat;
 
 /// Every resource the checks and proposals read.
@@ -187,7 +189,8 @@ pub struct LoadSummary {
 /// One snapshot of the cluster.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterState {
-    pub pods: Vec<Pod>,
+    /// Pods in a compact form (see [`pod`]: a full k8s-openapi Pod is ~12 KiB in memory).
+    pub pods: Vec<PodInfo>,
     pub nodes: Vec<Node>,
     pub events: Vec<Event>,
     pub config_maps: Vec<ConfigMap>,

@@ -37,7 +37,7 @@ use crate::signals::endpoints::EndpointResult;
 use crate::signals::prometheus::ServiceFigures;
 use crate::store::{Outcome, StoredNode, decide};
 
-pub use render::{Output, render};
+pub use render::{Output, render, render_diff};
 
 /// Version of the report's JSON schema; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -97,6 +97,25 @@ impl ClusterReport {
         }
         serde_json::from_str(&w.report_json).map_err(|e| format!("report_json: {e}"))
     }
+}
+
+/// Parses a point in time for `--at`/`--diff`: RFC 3339 (`2026-11-29T03:00:00Z`), a date
+/// (`2026-11-29`, the end of that day in UTC), or a duration before `now` (`-24h`, `-7d`).
+///
+/// # Errors
+/// Says which forms are accepted.
+pub fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp, String> {
+    if let Some(ago) = s.strip_prefix('-') {
+        let d = humantime::parse_duration(ago).map_err(|e| format!("{s:?}: {e}"))?;
+        return Ok(now - d);
+    }
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    if let Ok(d) = s.parse::<jiff::civil::Date>() {
+        return d.at(23, 59, 59, 999_999_999).to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()).map_err(|e| e.to_string());
+    }
+    Err(format!("{s:?} is not a time: write 2026-11-29T03:00:00Z, 2026-11-29 or -24h"))
 }
 
 /// Figures of the external signals.

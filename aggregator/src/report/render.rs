@@ -31,6 +31,36 @@ pub fn render(report: &ClusterReport, output: Output) -> Result<String, serde_js
     })
 }
 
+/// Renders the findings that differ between two reports.
+///
+/// # Errors
+/// Only JSON serialization errors.
+pub fn render_diff(d: &crate::history::ReportDiff, output: Output) -> Result<String, serde_json::Error> {
+    let style = match output {
+        Output::Json => return Ok(serde_json::to_string_pretty(d)? + "\n"),
+        Output::Markdown => Style::Markdown,
+        _ => Style::Terminal,
+    };
+    let when = |t: Option<jiff::Timestamp>| t.map_or_else(|| "-".into(), |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string());
+    let mut out = format!(
+        "Findings from {} to {}: {} new, {} resolved, {} changed\n\n",
+        when(d.from),
+        when(d.to),
+        d.new.len(),
+        d.resolved.len(),
+        d.changed.len()
+    );
+    let mut t = table(style, &["change", "severity", "check", "object", "finding"]);
+    for (change, list) in [("new", &d.new), ("resolved", &d.resolved), ("changed", &d.changed)] {
+        for f in list {
+            t.add_row(vec![change.to_string(), f.severity.to_string(), f.check.clone(), f.object.to_string(), f.message.clone()]);
+        }
+    }
+    out.push_str(&t.to_string());
+    out.push('\n');
+    Ok(out)
+}
+
 fn table(style: Style, header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(if style == Style::Markdown { presets::ASCII_MARKDOWN } else { presets::UTF8_FULL_CONDENSED });

@@ -1,0 +1,442 @@
+//! A round: read the cluster (a live API server, a dump, or nothing), run every check,
+//! propose cleanups, read the external signals, and hand the result ([`CheckRound`]) to
+//! the state, whose merged report joins it with the live node reports.
+//!
+//! ```yaml
+//! cluster:
+//!   source: none          # none (default) | live | dump
+//!   dump_paths: []        # files or directories of `kubectl get -o json|yaml`, for `dump`
+//!   interval: 10m         # default 10m: how often a round runs; 1m..24h
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use caretaker_proto::config::bounded_duration;
+use caretaker_proto::model::NodeReport;
+use jiff::Timestamp;
+use serde::{Deserialize, Deserializer};
+use tracing::warn;
+
+use crate::checks::{self, CheckResult, ChecksConfig, Finding, ObjectRef, Severity};
+use crate::cleanup::{self, CleanupConfig};
+use crate::cluster::{ClusterState, dump, live, volumes};
+use crate::report::{CheckRound, NodeEvent, SignalsReport};
+use crate::signals::alertmanager;
+use crate::signals::config::SignalsConfig;
+use crate::signals::endpoints;
+use crate::signals::prometheus::Prometheus;
+
+/// Kubelet event reasons about a node's disk: image garbage collection and eviction
+/// (`pkg/kubelet/events` and the eviction manager).
+pub const DISK_EVENT_REASONS: &[&str] =
+    &["FreeDiskSpaceFailed", "ImageGCFailed", "EvictionThresholdMet", "NodeHasDiskPressure", "Evicted"];
+
+/// Where the cluster state comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// No cluster checks: nodes and signals only.
+    #[default]
+    None,
+    /// The API server, through in-cluster config or kubeconfig.
+    Live,
+    /// `dump_paths`, re-read every round.
+    Dump,
+}
+
+/// The `cluster:` config section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    #[serde(default)]
+    pub source: Source,
+    #[serde(default)]
+    pub dump_paths: Vec<PathBuf>,
+    /// How often a round runs. Default 10m. 1m to 24h.
+    #[serde(default = "default_interval", deserialize_with = "interval")]
+    pub interval: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { source: Source::None, dump_paths: Vec::new(), interval: default_interval() }
+    }
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(600)
+}
+fn interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(60), Duration::from_secs(86_400))
+}
+
+/// Everything a round needs.
+#[derive(Debug, Clone, Default)]
+pub struct RoundConfig {
+    pub cluster: ClusterConfig,
+    pub checks: ChecksConfig,
+    pub cleanup: CleanupConfig,
+    pub signals: SignalsConfig,
+}
+
+/// Runs rounds; keeps the API client between rounds.
+#[derive(Default)]
+pub struct Rounds {
+    cfg: RoundConfig,
+    client: Option<kube::Client>,
+}
+
+impl std::fmt::Debug for Rounds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rounds").field("cfg", &self.cfg).field("connected", &self.client.is_some()).finish()
+    }
+}
+
+impl Rounds {
+    pub fn new(cfg: RoundConfig) -> Self {
+        Self { cfg, client: None }
+    }
+
+    pub fn config(&self) -> &RoundConfig {
+        &self.cfg
+    }
+
+    /// Reads the cluster as configured. `None` with no source; a source that cannot be
+    /// read becomes a `cluster` check result saying why.
+    async fn cluster(&mut self) -> Result<Option<ClusterState>, String> {
+        match self.cfg.cluster.source {
+            Source::None => Ok(None),
+            Source::Dump => {
+                let paths = self.cfg.cluster.dump_paths.clone();
+                tokio::task::spawn_blocking(move || dump::load(&paths))
+                    .await
+                    .map_err(|e| format!("dump reader failed: {e}"))?
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            }
+            Source::Live => {
+                if self.client.is_none() {
+                    self.client = Some(kube::Client::try_default().await.map_err(|e| format!("no Kubernetes client: {e}"))?);
+                }
+                let client = self.client.as_ref().ok_or("no Kubernetes client")?;
+                live::load(client, &self.cfg.checks).await.map(Some).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// One round as of `now`. `nodes` are the latest agent reports (their pod volume
+    /// figures give PVC usage).
+    pub async fn run(&mut self, nodes: &[NodeReport], now: Timestamp) -> CheckRound {
+        let mut round = CheckRound { at: Some(now), ..CheckRound::default() };
+        match self.cluster().await {
+            Ok(Some(mut state)) => {
+                state.volume_stats = volumes::from_node_reports(nodes);
+                round.checks = checks::run_all(&state, &self.cfg.checks, now);
+                round.proposals = cleanup::propose(&state, &self.cfg.cleanup, now);
+                fill_node_facts(&state, &mut round);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(error = %e, "Cannot read the cluster; this round has no cluster checks.");
+                round.checks.push(CheckResult::new(
+                    "cluster",
+                    "the cluster could not be read",
+                    vec![Finding::new(
+                        "cluster_unreadable",
+                        Severity::Critical,
+                        ObjectRef { kind: "Cluster".into(), ..ObjectRef::default() },
+                        e,
+                    )],
+                ));
+            }
+        }
+        let (signal_checks, signals) = read_signals(&self.cfg.signals, now).await;
+        round.checks.extend(signal_checks);
+        round.signals = signals;
+        round
+    }
+}
+
+/// Node names, DiskPressure conditions and disk-related kubelet events.
+fn fill_node_facts(state: &ClusterState, round: &mut CheckRound) {
+    if state.listed(crate::cluster::Resource::Node) {
+        round.cluster_nodes = Some(state.nodes.iter().filter_map(|n| n.metadata.name.clone()).collect());
+    }
+    round.disk_pressure_nodes = state
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
+                cs.iter().any(|c| c.type_ == "DiskPressure" && c.status == "True")
+            })
+        })
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    let mut events: BTreeMap<String, Vec<NodeEvent>> = BTreeMap::new();
+    for e in &state.events {
+        let reason = e.reason.as_deref().unwrap_or("");
+        if !DISK_EVENT_REASONS.contains(&reason) {
+            continue;
+        }
+        let node = if e.involved_object.kind.as_deref() == Some("Node") {
+            e.involved_object.name.clone()
+        } else {
+            e.source.as_ref().and_then(|s| s.host.clone()).or_else(|| e.reporting_instance.clone())
+        };
+        let Some(node) = node else { continue };
+        events.entry(node).or_default().push(NodeEvent {
+            reason: reason.to_string(),
+            message: e.message.clone().unwrap_or_default(),
+            count: u32::try_from(checks::events::event_count(e)).unwrap_or(u32::MAX),
+            last_seen: checks::events::event_time(e),
+        });
+    }
+    for v in events.values_mut() {
+        v.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.reason.cmp(&b.reason)));
+    }
+    round.node_events = events;
+}
+
+/// Reads every configured signal; each becomes a check result beside its raw figures.
+pub async fn read_signals(cfg: &SignalsConfig, now: Timestamp) -> (Vec<CheckResult>, Option<SignalsReport>) {
+    if cfg.http_endpoints.is_empty() && cfg.prometheus.is_none() && cfg.alertmanager.is_none() {
+        return (Vec::new(), None);
+    }
+    let mut checks = Vec::new();
+    let mut report = SignalsReport::default();
+
+    if !cfg.http_endpoints.is_empty() {
+        let timeout = cfg.http_endpoints.iter().map(|e| e.timeout).max().unwrap_or(Duration::from_secs(5));
+        match crate::signals::client(timeout) {
+            Ok(client) => {
+                let probes = cfg.http_endpoints.iter().map(|e| endpoints::probe(&client, e));
+                report.endpoints = futures_join_all(probes).await;
+            }
+            Err(e) => warn!(error = %e, "Cannot build the HTTP client for endpoint probes."),
+        }
+        let findings = report
+            .endpoints
+            .iter()
+            .filter(|r| !r.healthy)
+            .map(|r| {
+                Finding::new(
+                    "endpoint_unhealthy",
+                    Severity::Critical,
+                    ObjectRef { kind: "Endpoint".into(), name: r.name.clone(), ..ObjectRef::default() },
+                    format!("{} ({}): {}", r.name, r.url, r.problem.as_deref().unwrap_or("unhealthy")),
+                )
+            })
+            .collect::<Vec<_>>();
+        let summary = format!("{} endpoint(s), {} unhealthy", report.endpoints.len(), findings.len());
+        checks.push(CheckResult::new("http_endpoints", summary, findings));
+    }
+
+    if let Some(p) = &cfg.prometheus {
+        let object = ObjectRef { kind: "Prometheus".into(), name: p.url.clone(), ..ObjectRef::default() };
+        let result = match Prometheus::new(p.clone()) {
+            Ok(prom) => match prom.figures(now).await {
+                Ok(f) => {
+                    let findings = prom
+                        .problems(&f)
+                        .into_iter()
+                        .map(|(code, msg)| Finding::new(code, Severity::Warning, object.clone(), msg))
+                        .collect();
+                    let summary = format!(
+                        "request rate {}, error rate {}, p95 {}",
+                        f.request_rate_per_second.map_or_else(|| "-".into(), |r| format!("{r:.1}/s")),
+                        f.error_rate.map_or_else(|| "-".into(), |e| format!("{:.2} %", e * 100.0)),
+                        f.p95_latency_seconds.map_or_else(|| "-".into(), |l| format!("{l:.3} s")),
+                    );
+                    report.prometheus = Some(f);
+                    CheckResult::new("prometheus", summary, findings)
+                }
+                Err(e) => CheckResult::new(
+                    "prometheus",
+                    "Prometheus could not be queried",
+                    vec![Finding::new("prometheus_unreachable", Severity::Warning, object, e.to_string())],
+                ),
+            },
+            Err(e) => CheckResult::new(
+                "prometheus",
+                "no HTTP client",
+                vec![Finding::new("prometheus_unreachable", Severity::Warning, object, e.to_string())],
+            ),
+        };
+        checks.push(result);
+    }
+
+    if let Some(a) = &cfg.alertmanager {
+        let result = match alertmanager::alerts_now(a).await {
+            Ok(now_alerts) => {
+                let findings = now_alerts
+                    .firing
+                    .iter()
+                    .map(|al| {
+                        let severity = match al.severity.as_deref() {
+                            Some("critical" | "page") => Severity::Critical,
+                            Some("warning") => Severity::Warning,
+                            _ => Severity::Info,
+                        };
+                        let object = ObjectRef {
+                            kind: "Alert".into(),
+                            namespace: al.labels.get("namespace").cloned(),
+                            name: al.name.clone(),
+                            uid: None,
+                        };
+                        let msg = al.summary.clone().unwrap_or_else(|| format!("{} is firing", al.name));
+                        Finding::new("alert_firing", severity, object, msg)
+                    })
+                    .collect();
+                let summary = format!(
+                    "{} firing, {} silenced, {} inhibited",
+                    now_alerts.firing.len(),
+                    now_alerts.silenced.len(),
+                    now_alerts.inhibited.len()
+                );
+                report.alerts = Some(now_alerts);
+                CheckResult::new("alertmanager", summary, findings)
+            }
+            Err(e) => CheckResult::new(
+                "alertmanager",
+                "Alertmanager could not be read",
+                vec![Finding::new(
+                    "alertmanager_unreachable",
+                    Severity::Warning,
+                    ObjectRef { kind: "Alertmanager".into(), name: a.url.clone(), ..ObjectRef::default() },
+                    e.to_string(),
+                )],
+            ),
+        };
+        checks.push(result);
+    }
+    (checks, Some(report))
+}
+
+/// Runs futures concurrently and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    futures_util::future::join_all(futs).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const DUMP: &str = r#"{"apiVersion":"v1","kind":"List","items":[
+      {"apiVersion":"v1","kind":"Node","metadata":{"name":"node-a","uid":"n1","creationTimestamp":"2026-01-01T00:00:00Z"},
+       "status":{"conditions":[{"type":"Ready","status":"True"},{"type":"DiskPressure","status":"True"}],
+                 "allocatable":{"cpu":"4","memory":"8Gi"}}},
+      {"apiVersion":"v1","kind":"Node","metadata":{"name":"node-b","uid":"n2","creationTimestamp":"2026-01-01T00:00:00Z"},
+       "status":{"conditions":[{"type":"Ready","status":"True"}],"allocatable":{"cpu":"4","memory":"8Gi"}}},
+      {"apiVersion":"v1","kind":"Event","metadata":{"name":"e1","namespace":"default","uid":"e1"},
+       "involvedObject":{"kind":"Node","name":"node-a"},"reason":"FreeDiskSpaceFailed","type":"Warning",
+       "message":"failed to garbage collect required amount of images","count":4,"lastTimestamp":"2026-11-29T02:00:00Z"},
+      {"apiVersion":"v1","kind":"Event","metadata":{"name":"e2","namespace":"shop","uid":"e2"},
+       "involvedObject":{"kind":"Pod","name":"api","namespace":"shop"},"reason":"Evicted","type":"Warning",
+       "message":"The node was low on resource: ephemeral-storage.","source":{"host":"node-a"},"lastTimestamp":"2026-11-29T02:30:00Z"},
+      {"apiVersion":"v1","kind":"Event","metadata":{"name":"e3","namespace":"shop","uid":"e3"},
+       "involvedObject":{"kind":"Pod","name":"web","namespace":"shop"},"reason":"BackOff","type":"Warning",
+       "message":"Back-off restarting failed container","lastTimestamp":"2026-11-29T02:30:00Z"}
+    ]}"#;
+
+    #[tokio::test]
+    async fn a_dump_round_gives_checks_nodes_pressure_and_disk_events() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cluster.json"), DUMP).unwrap();
+        let cfg = RoundConfig {
+            cluster: ClusterConfig { source: Source::Dump, dump_paths: vec![dir.path().into()], interval: default_interval() },
+            ..RoundConfig::default()
+        };
+        let now: Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
+        let round = Rounds::new(cfg).run(&[], now).await;
+        assert_eq!(round.at, Some(now));
+        assert_eq!(round.cluster_nodes, Some(vec!["node-a".to_string(), "node-b".to_string()]));
+        assert_eq!(round.disk_pressure_nodes, vec!["node-a".to_string()]);
+        let ev = &round.node_events["node-a"];
+        assert_eq!(ev.iter().map(|e| (e.reason.as_str(), e.count)).collect::<Vec<_>>(), vec![("Evicted", 1), ("FreeDiskSpaceFailed", 4)]);
+        assert!(!round.node_events.contains_key("node-b"));
+        let names: Vec<&str> = round.checks.iter().map(|c| c.name.as_str()).collect();
+        assert!(names.contains(&"nodes") && names.contains(&"events") && names.contains(&"pods"), "{names:?}");
+        let nodes = round.checks.iter().find(|c| c.name == "nodes").unwrap();
+        assert!(nodes.findings.iter().any(|f| f.object.name == "node-a"), "{:?}", nodes.findings);
+        assert!(round.signals.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_dump_is_a_critical_finding_not_a_crash() {
+        let cfg = RoundConfig {
+            cluster: ClusterConfig { source: Source::Dump, dump_paths: vec![Path::new("/nonexistent/dump.json").into()], interval: default_interval() },
+            ..RoundConfig::default()
+        };
+        let round = Rounds::new(cfg).run(&[], Timestamp::now()).await;
+        assert_eq!(round.checks.len(), 1);
+        assert_eq!((round.checks[0].name.as_str(), round.checks[0].severity), ("cluster", Severity::Critical));
+        assert!(round.checks[0].findings[0].message.contains("/nonexistent/dump.json"), "{:?}", round.checks[0].findings);
+    }
+
+    #[tokio::test]
+    async fn unreachable_signals_are_findings() {
+        let cfg: SignalsConfig = caretaker_proto::config::parse_yaml(
+            "http_endpoints:\n  - name: api\n    url: http://127.0.0.1:9/health\n    timeout: 1s\nalertmanager:\n  url: http://127.0.0.1:9\n  timeout: 1s\n",
+            Path::new("s.yaml"),
+        )
+        .unwrap();
+        let (checks, report) = read_signals(&cfg, Timestamp::now()).await;
+        assert_eq!(checks.iter().map(|c| (c.name.as_str(), c.severity)).collect::<Vec<_>>(), vec![
+            ("http_endpoints", Severity::Critical),
+            ("alertmanager", Severity::Warning),
+        ]);
+        assert_eq!(checks[0].findings[0].code, "endpoint_unhealthy");
+        assert_eq!(checks[1].findings[0].code, "alertmanager_unreachable");
+        assert_eq!(report.unwrap().endpoints.len(), 1);
+    }
+}
+
+/// Runs a round now and then every `interval` (±10 % jitter) until `shutdown`, handing each
+/// to the state, which records the merged report every `record_interval`.
+pub async fn run_loop(
+    state: std::sync::Arc<crate::state::State>,
+    mut rounds: Rounds,
+    record_interval: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let interval = rounds.config().cluster.interval;
+    // A few queued requests at most: more callers wait for the same next round anyway.
+    let (tx, mut requests) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>(8);
+    state.serve_round_requests(tx);
+    let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+    loop {
+        let now = Timestamp::now();
+        let round = rounds.run(&state.node_reports(), now).await;
+        let checks = round.checks.len();
+        let st = std::sync::Arc::clone(&state);
+        let force = !waiting.is_empty();
+        match tokio::task::spawn_blocking(move || st.finish_round(round, now, record_interval, force)).await {
+            Ok(Ok(Some(rec))) => tracing::info!(
+                checks,
+                new = rec.new_findings,
+                resolved = rec.resolved_findings,
+                bytes = rec.stored_bytes,
+                "Round finished; report recorded in the history."
+            ),
+            Ok(Ok(None)) => tracing::debug!(checks, "Round finished."),
+            Ok(Err(e)) => warn!(error = %e, "Round finished but the history could not be written."),
+            Err(e) => warn!(error = %e, "Round task failed."),
+        }
+        for w in waiting.drain(..) {
+            let _ = w.send(());
+        }
+        let jitter = rand::random_range(-0.1..=0.1);
+        tokio::select! {
+            () = tokio::time::sleep(interval.mul_f64(1.0 + jitter)) => {}
+            Some(w) = requests.recv() => waiting.push(w),
+            () = shutdown.cancelled() => break,
+        }
+        while let Ok(w) = requests.try_recv() {
+            waiting.push(w);
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The `check` and `cleanup` command lines, run as a user would.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).to_string_lossy().into_owned()
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_caretaker-aggregator")).args(args).output().unwrap()
+}
+
+const NOW: &str = "2025-06-01T12:00:00Z";
+
+#[test]
+fn check_json_output_has_results_proposals_and_load_summary() {
+    let o = run(&["check", "--from-dump", &fixture("pods.json"), &fixture("events.yaml"), "--output", "json", "--now", NOW]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["now"], NOW);
+    assert_eq!(v["source"], "dump");
+    let names: Vec<&str> = v["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["nodes", "pods", "events", "certificates", "velero", "pvcs", "hpas", "helm"]);
+    assert_eq!(v["checks"][1]["severity"], "critical");
+    assert_eq!(v["checks"][1]["findings"].as_array().unwrap().len(), 9);
+    assert_eq!(v["load"]["unknown_kinds"]["Service"], 1);
+    assert_eq!(v["load"]["problems"][0]["document"], 4);
+    let proposals: Vec<&str> = v["proposals"].as_array().unwrap().iter().map(|p| p["object"]["name"].as_str().unwrap()).collect();
+    assert_eq!(proposals, vec!["evicted", "failed-once"]);
+}
+
+#[test]
+fn check_markdown_output_is_a_report_with_pipe_tables() {
+    let o = run(&["check", "--from-dump", &fixture("velero.json"), "--output", "markdown", "--now", NOW]);
+    assert_eq!(o.status.code(), Some(0));
+    let s = String::from_utf8(o.stdout).unwrap();
+    assert!(s.starts_with("## Cluster checks as of 2025-06-01T12:00:00Z\n"), "{s}");
+    assert!(s.contains("\n### velero (critical)\n"), "{s}");
+    assert!(s.lines().any(|l| l.starts_with("| critical ") && l.contains("| backup_failed ") && l.contains("Backup/velero/manual-1")), "{s}");
+}
+
+#[test]
+fn check_table_output_lists_findings() {
+    let o = run(&["check", "--from-dump", &fixture("hpas.json"), "--now", NOW]);
+    assert_eq!(o.status.code(), Some(0));
+    let s = String::from_utf8(o.stdout).unwrap();
+    assert!(s.lines().any(|l| l.contains("hpa_at_max") && l.contains("HorizontalPodAutoscaler/web/capped")), "{s}");
+}
+
+#[test]
+fn bad_flags_and_config_exit_64() {
+    let o = run(&["check", "--from-dump", &fixture("hpas.json"), "--output", "xml"]);
+    assert_eq!(o.status.code(), Some(64));
+    let o = run(&["check", "--from-dump", &fixture("hpas.json"), "--now", "yesterday"]);
+    assert_eq!(o.status.code(), Some(64));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "checks:\n  pods:\n    restart_treshold: 1\n").unwrap();
+    let o = run(&["check", "--from-dump", &fixture("hpas.json"), "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("c.yaml") && err.contains("restart_treshold") && err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn missing_dump_path_is_an_error_naming_it() {
+    let o = run(&["check", "--from-dump", "/nonexistent/dump.json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read dump /nonexistent/dump.json"));
+}
+
+#[test]
+fn cleanup_refuses_apply_on_a_dump() {
+    let o = run(&["cleanup", "--from-dump", &fixture("cleanup.json"), "--apply"]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--apply deletes objects through the API server and cannot be used with --from-dump"));
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn cleanup_dry_run_json_on_a_dump_with_kind_filter() {
+    let o = run(&[
+        "cleanup",
+        "--from-dump",
+        &fixture("cleanup.json"),
+        &fixture("cleanup-empty-lists.json"),
+        "--kind",
+        "Job",
+        "--kind",
+        "rs",
+        "--output",
+        "json",
+        "--now",
+        NOW,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dry_run"], true);
+    let got: Vec<(&str, &str)> =
+        v["proposals"].as_array().unwrap().iter().map(|p| (p["code"].as_str().unwrap(), p["object"]["name"].as_str().unwrap())).collect();
+    assert_eq!(
+        got,
+        vec![("completed_job", "job-old-done"), ("completed_job", "nightly-1"), ("completed_job", "nightly-2"), ("old_replica_set", "web-rev3")]
+    );
+    assert_eq!(v["proposals"][0]["propagation"], "background");
+    assert_eq!(v["proposals"][0]["action"], "delete");
+}
