@@ -1,22 +1,35 @@
-//! One collection cycle: every reader of [`crate::stats`] into one [`NodeReport`].
+//! One collection cycle: every reader of [`crate::stats`] into one [`NodeReport`], plus
+//! the latest image summary of the daemon's image task, when there is one.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use caretaker_proto::model::{AgentCost, CollectorError, NodeReport};
+use caretaker_proto::model::{AgentCost, CollectorError, ImagesSummary, NodeReport};
 use jiff::Timestamp;
+use tokio::sync::watch;
 
 use crate::paths::{self, HostPaths};
 use crate::stats::filesystems::{self, FilesystemFilter, Statter};
 use crate::stats::host::{self, HostCollector};
-use crate::stats::{mountinfo, netdev};
+use crate::stats::{mountinfo, netdev, volumes};
 
-/// Figures about the report buffer, kept by the stream and shown in each report.
+/// Figures about the report buffer, kept by the stream and shown in each report, and the
+/// collector's counters; `/metrics` reads them all.
 #[derive(Debug, Default)]
 pub struct BufferStats {
     pub buffered: AtomicU64,
     pub dropped_total: AtomicU64,
+    /// Reports collected since the agent started (kept by the collector).
+    pub collected_total: AtomicU64,
+    /// Reports the aggregator acked as stored (first time or duplicate); rejected ones do
+    /// not count.
+    pub acked_total: AtomicU64,
+    /// CPU time of the last collection cycle, in nanoseconds.
+    pub last_collection_cpu_nanos: AtomicU64,
+    /// Wall time of the last collection cycle, in nanoseconds.
+    pub last_collection_wall_nanos: AtomicU64,
 }
 
 /// What a collector needs to know; built from the agent config.
@@ -28,6 +41,9 @@ pub struct CollectorSettings {
     pub filter: FilesystemFilter,
     /// Per-mount statvfs timeout.
     pub statvfs_timeout: Duration,
+    /// The kubelet's root directory on the host: pod volume mounts under its `pods/` are
+    /// reported. `None` reports none.
+    pub kubelet_root: Option<PathBuf>,
 }
 
 /// Collects node reports, numbering them within one agent run (`epoch`).
@@ -42,6 +58,8 @@ pub struct Collector {
     host: HostCollector,
     buffer_stats: Arc<BufferStats>,
     last_cycle: (Duration, Duration),
+    /// The image task's latest summary (see [`Collector::with_images`]).
+    images: Option<watch::Receiver<Option<ImagesSummary>>>,
 }
 
 /// An epoch for a new agent run: now, in Unix nanoseconds. A restarted agent gets a
@@ -63,7 +81,15 @@ impl Collector {
             host: HostCollector::new(),
             buffer_stats,
             last_cycle: (Duration::ZERO, Duration::ZERO),
+            images: None,
         }
+    }
+
+    /// Puts the latest summary published by the daemon's image task into every report.
+    #[must_use]
+    pub fn with_images(mut self, images: watch::Receiver<Option<ImagesSummary>>) -> Self {
+        self.images = Some(images);
+        self
     }
 
     pub fn node_name(&self) -> &str {
@@ -82,7 +108,7 @@ impl Collector {
         let collected_at = Timestamp::now();
         let mut errors = Vec::new();
 
-        let filesystems = match paths::read_first(&self.settings.paths.mountinfo()) {
+        let (filesystems, volumes) = match paths::read_first(&self.settings.paths.mountinfo()) {
             Ok((path, text)) => {
                 let (mounts, bad) = mountinfo::parse(&text);
                 errors.extend(bad.into_iter().map(|e| CollectorError {
@@ -91,14 +117,23 @@ impl Collector {
                     message: e.reason,
                 }));
                 let candidates = filesystems::candidates(&mounts, &self.settings.filter);
-                let (fs, errs) =
-                    self.statter.stat_all(&self.settings.paths.rootfs, candidates, self.settings.statvfs_timeout).await;
-                errors.extend(errs);
-                fs
+                let volume_candidates = match &self.settings.kubelet_root {
+                    Some(root) => volumes::discover(&mounts, root),
+                    None => Vec::new(),
+                };
+                let (rootfs, timeout) = (&self.settings.paths.rootfs, self.settings.statvfs_timeout);
+                // Both under one timeout: a hung volume and a hung filesystem cost one wait.
+                let ((fs, fs_errs), (vols, vol_errs)) = tokio::join!(
+                    self.statter.stat_all(rootfs, candidates, timeout),
+                    volumes::stat_volumes(&self.statter, rootfs, volume_candidates, timeout)
+                );
+                errors.extend(fs_errs);
+                errors.extend(vol_errs);
+                (fs, vols)
             }
             Err((place, e)) => {
                 errors.push(CollectorError { collector: "filesystems".into(), place, message: e.to_string() });
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
 
@@ -146,9 +181,15 @@ impl Collector {
             network,
             agent,
             errors,
+            images: self.images.as_ref().and_then(|rx| rx.borrow().clone()),
+            volumes,
         };
         // This cycle's cost goes into the next report (it is only known now).
         self.last_cycle = (host::process_cpu_time().saturating_sub(cpu_before), wall_before.elapsed());
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.buffer_stats.last_collection_cpu_nanos.store(nanos(self.last_cycle.0), Ordering::Relaxed);
+        self.buffer_stats.last_collection_wall_nanos.store(nanos(self.last_cycle.1), Ordering::Relaxed);
+        self.buffer_stats.collected_total.fetch_add(1, Ordering::Relaxed);
         report
     }
 
@@ -186,6 +227,7 @@ mod tests {
             paths: HostPaths { procfs: procfs.into(), ..HostPaths::default() },
             filter: FilesystemFilter::default(),
             statvfs_timeout: Duration::from_secs(5),
+            kubelet_root: Some("/var/lib/kubelet".into()),
         }
     }
 
@@ -209,6 +251,47 @@ mod tests {
         assert!(r2.agent.last_collection_wall_seconds > 0.0);
         // Same counters again: rates present and zero.
         assert_eq!(r2.network[0].rates.map(|r| r.receive_bytes_per_second), Some(0.0));
+    }
+
+    #[tokio::test]
+    async fn pod_volumes_and_the_image_summary_go_into_the_report() {
+        let procfs = tempfile::tempdir().unwrap();
+        let rootfs = tempfile::tempdir().unwrap();
+        let vol = "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/pvc-9/mount";
+        std::fs::create_dir_all(procfs.path().join("self")).unwrap();
+        std::fs::write(
+            procfs.path().join("self/mountinfo"),
+            format!(
+                "27 1 254:0 / / rw - ext4 /dev/vda rw\n\
+                 60 27 0:70 / /var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~secret/tls rw - tmpfs tmpfs rw\n\
+                 64 27 252:0 / {vol} rw - ext4 /dev/rbd0 rw\n"
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(rootfs.path().join(vol.trim_start_matches('/'))).unwrap();
+        let mut s = settings(procfs.path());
+        s.paths.rootfs = rootfs.path().into();
+        let (tx, rx) = watch::channel(None);
+        let stats = Arc::new(BufferStats::default());
+        let mut c = Collector::new(s.clone(), Arc::clone(&stats)).with_images(rx);
+
+        let r = c.collect().await;
+        assert_eq!(r.volumes.len(), 1, "{:?}", r.errors);
+        let v = &r.volumes[0];
+        assert_eq!((v.pod_uid.as_str(), v.plugin.as_str(), v.name.as_str()), ("uid-1", "kubernetes.io~csi", "pvc-9"));
+        assert_eq!((v.filesystem.mountpoint.as_str(), v.filesystem.device.as_str()), (vol, "/dev/rbd0"));
+        assert_eq!(v.filesystem.size_bytes, filesystems::statvfs(rootfs.path()).unwrap().df().size_bytes);
+        assert_eq!(r.images, None);
+        assert_eq!(stats.collected_total.load(Ordering::Relaxed), 1);
+
+        let summary = caretaker_proto::model::ImagesSummary { dry_run: true, checked_at: Timestamp::now(), runtimes: vec![], errors: vec![] };
+        tx.send_replace(Some(summary.clone()));
+        assert_eq!(c.collect().await.images, Some(summary));
+
+        // volumes.enabled: false
+        s.kubelet_root = None;
+        let r = Collector::new(s, Arc::default()).collect().await;
+        assert!(r.volumes.is_empty());
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! ```yaml
 //! node_name: worker-1              # default: $NODE_NAME, else the hostname
 //! report_interval: 10s             # default 10s; 100ms..1h
+//! listen_http: 0.0.0.0:9810        # default; /healthz, /readyz, /metrics; null turns it off
 //! aggregator:
 //!   endpoint: https://caretaker-aggregator.caretaker.svc:7443
 //!   tls:                           # required for https:// (mutual TLS)
@@ -24,7 +25,12 @@
 //!   mount_points_exclude: '^/(dev|proc|run|sys)($|/)'
 //!   fs_types_exclude: '^(proc|sysfs|tmpfs)$'
 //!   statvfs_timeout: 5s            # default 5s, per mount
+//! volumes:                         # pod volume mounts, for PVC usage
+//!   enabled: true                  # default true
+//!   kubelet_root: /var/lib/kubelet # default: the kubelet's --root-dir default
 //! images:                          # image pruning, see the images module
+//!   enabled: true                  # default true: the daemon checks (and prunes) images
+//!   apply: false                   # default false: the daemon only reports what it would remove
 //!   runtime: auto                  # auto | docker | containerd
 //!   docker_socket: /var/run/docker.sock
 //!   containerd_socket: /run/containerd/containerd.sock
@@ -54,6 +60,7 @@
 //!     - { glob: "/var/log/*.log.gz", max_age: 30d }
 //! ```
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -81,12 +88,21 @@ pub struct AgentConfig {
     /// Where to send reports. Required by `run`.
     #[serde(default)]
     pub aggregator: Option<AggregatorConfig>,
+    /// Address of the daemon's HTTP endpoint for kubelet probes and Prometheus:
+    /// `/healthz` (200 while the process runs), `/readyz` (200 once the first report was
+    /// collected), `/metrics` (Prometheus text format). Default `0.0.0.0:9810`; `null` (or
+    /// an empty value) turns the endpoint off.
+    #[serde(default = "default_listen_http")]
+    pub listen_http: Option<SocketAddr>,
     /// Where the host's /proc, /sys and / are seen.
     #[serde(default)]
     pub paths: PathsConfig,
     /// Which filesystems are reported.
     #[serde(default)]
     pub filesystems: FilesystemsConfig,
+    /// Pod volume mounts (PVC usage).
+    #[serde(default)]
+    pub volumes: VolumesConfig,
     /// Image pruning.
     #[serde(default)]
     pub images: ImagesConfig,
@@ -106,11 +122,17 @@ impl Default for AgentConfig {
             images: ImagesConfig::default(),
             cleanup: CleanupConfig::default(),
             aggregator: None,
+            listen_http: default_listen_http(),
             paths: PathsConfig::default(),
             filesystems: FilesystemsConfig::default(),
+            volumes: VolumesConfig::default(),
             logs: LogsConfig::default(),
         }
     }
+}
+
+fn default_listen_http() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([0, 0, 0, 0], 9810)))
 }
 
 fn default_report_interval() -> Duration {
@@ -324,6 +346,43 @@ fn statvfs_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     bounded_duration(d, Duration::from_millis(10), Duration::from_secs(60))
 }
 
+/// Pod volume mounts (`volumes:`): the statvfs figures of the volumes the kubelet mounted
+/// under `<kubelet_root>/pods/<pod uid>/volumes/<plugin>/<name>[/mount]`, read from the
+/// host's mountinfo and stat'ed under `--path.rootfs` with `filesystems.statvfs_timeout`.
+/// The aggregator maps them to PersistentVolumeClaims. Ephemeral volume types (emptyDir,
+/// configMap, secret, projected, downwardAPI) are never reported.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumesConfig {
+    /// Report pod volume mounts. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The kubelet's root directory on the host (its `--root-dir`), as mountinfo shows it.
+    /// Default `/var/lib/kubelet`.
+    #[serde(default = "default_kubelet_root")]
+    pub kubelet_root: PathBuf,
+}
+
+impl Default for VolumesConfig {
+    fn default() -> Self {
+        Self { enabled: true, kubelet_root: default_kubelet_root() }
+    }
+}
+
+impl VolumesConfig {
+    /// The kubelet root to look under, or `None` when volumes are not reported.
+    pub fn kubelet_root(&self) -> Option<PathBuf> {
+        self.enabled.then(|| self.kubelet_root.clone())
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_kubelet_root() -> PathBuf {
+    PathBuf::from(crate::stats::volumes::DEFAULT_KUBELET_ROOT)
+}
+
 /// Log rotation (logrotate-compatible) and retention sweeps. See `agent/LOGS.md`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -414,6 +473,17 @@ fn lock_wait<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImagesConfig {
+    /// The daemon (`run`) checks the runtimes' images every `pressure_check_interval`,
+    /// reports them and prunes (see `apply`). Default true; false turns the daemon's image
+    /// task off (the `prune-images` and `cleanup` commands work either way).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The daemon really removes images only when this is true. Default false: the daemon
+    /// only reports what it would remove (safety rule 1; the aggregator's maintenance
+    /// window will later decide when it may apply). The CLI commands keep their own
+    /// `--apply` flag.
+    #[serde(default)]
+    pub apply: bool,
     /// `auto` (default) prunes every runtime whose socket answers; `docker` or `containerd`
     /// only that one.
     #[serde(default)]
@@ -467,6 +537,8 @@ pub struct ImagesConfig {
 impl Default for ImagesConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
+            apply: false,
             runtime: RuntimeChoice::Auto,
             docker_socket: default_docker_socket(),
             containerd_socket: default_containerd_socket(),
@@ -503,6 +575,24 @@ impl ImagesConfig {
             low_threshold_percent: f64::from(self.low_threshold_percent),
             pressure_min_age: self.pressure_min_age,
         })
+    }
+}
+
+impl ImagesConfig {
+    /// The daemon's image task settings, or `None` when `enabled` is false.
+    ///
+    /// # Errors
+    /// As [`ImagesConfig::policy`].
+    pub fn task_settings(&self) -> Result<Option<crate::images::daemon::TaskSettings>, String> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        Ok(Some(crate::images::daemon::TaskSettings {
+            policy: self.policy(None)?,
+            apply: self.apply,
+            prune_interval: self.prune_interval,
+            pressure_check_interval: self.pressure_check_interval,
+        }))
     }
 }
 
@@ -710,6 +800,40 @@ mod tests {
         assert!(err.contains("120 is not a percentage"), "{err}");
         let err = parse_yaml::<AgentConfig>("images:\n  runtim: docker\n", Path::new("a.yaml")).unwrap_err().to_string();
         assert!(err.contains("runtim"), "{err}");
+    }
+
+    #[test]
+    fn the_daemon_defaults_to_a_dry_run_and_an_http_endpoint_on_9810() {
+        let c = AgentConfig::default();
+        let t = c.images.task_settings().unwrap().unwrap();
+        assert!(!t.apply);
+        assert_eq!((t.prune_interval, t.pressure_check_interval), (Duration::from_secs(86_400), Duration::from_secs(60)));
+        assert_eq!(c.listen_http, Some("0.0.0.0:9810".parse().unwrap()));
+        let c: AgentConfig = parse_yaml("listen_http: 127.0.0.1:9999\nimages:\n  apply: true\n", Path::new("a.yaml")).unwrap();
+        assert_eq!(c.listen_http, Some("127.0.0.1:9999".parse().unwrap()));
+        assert!(c.images.task_settings().unwrap().unwrap().apply);
+        for off in ["listen_http: null\n", "listen_http:\n", "listen_http: ~\n"] {
+            let c: AgentConfig = parse_yaml(off, Path::new("a.yaml")).unwrap();
+            assert_eq!(c.listen_http, None, "{off}");
+        }
+        let c: AgentConfig = parse_yaml("images:\n  enabled: false\n", Path::new("a.yaml")).unwrap();
+        assert!(c.images.task_settings().unwrap().is_none());
+        let err = parse_yaml::<AgentConfig>("listen_http: localhost\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+        let err = parse_yaml::<AgentConfig>("images:\n  apply: maybe\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn volumes_section_defaults_to_the_kubelet_root_and_can_be_turned_off() {
+        let c = AgentConfig::default();
+        assert_eq!(c.volumes.kubelet_root(), Some(PathBuf::from("/var/lib/kubelet")));
+        let c: AgentConfig = parse_yaml("volumes:\n  kubelet_root: /data/kubelet\n", Path::new("a.yaml")).unwrap();
+        assert_eq!(c.volumes.kubelet_root(), Some(PathBuf::from("/data/kubelet")));
+        let c: AgentConfig = parse_yaml("volumes:\n  enabled: false\n", Path::new("a.yaml")).unwrap();
+        assert_eq!(c.volumes.kubelet_root(), None);
+        let err = parse_yaml::<AgentConfig>("volumes:\n  kubelet_dir: /x\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert!(err.contains("kubelet_dir") && err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`logs`]: logrotate-compatible rotation, compression and retention sweeps.
 //! - [`images`]: image pruning through Docker or containerd (CRI), `prune-images`.
 //! - [`cleanup`]: `cleanup --emergency`, freeing disk in a safe order.
+//! - [`http`]: the daemon's `/healthz`, `/readyz` and `/metrics`.
 //!
 //! `main.rs` only parses the command line and wires these together; start reading at
 //! [`collector::Collector::collect`].
@@ -19,6 +20,7 @@
 pub mod cleanup;
 pub mod collector;
 pub mod config;
+pub mod http;
 pub mod images;
 pub mod logs;
 pub mod paths;
@@ -26,11 +28,16 @@ pub mod stats;
 pub mod stream;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span, warn};
 
 use crate::collector::{BufferStats, Collector, CollectorSettings};
 use crate::config::{AgentConfig, AggregatorConfig};
+use crate::images::daemon::{RuntimeAccess, TaskSettings};
 use crate::paths::HostPaths;
 
 /// Builds the collector settings from a config and resolved host paths.
@@ -44,7 +51,18 @@ pub fn collector_settings(cfg: &AgentConfig, paths: HostPaths) -> Result<Collect
         paths,
         filter: cfg.filesystems.filter(),
         statvfs_timeout: cfg.filesystems.statvfs_timeout,
+        kubelet_root: cfg.volumes.kubelet_root(),
     })
+}
+
+/// The daemon's tasks beside the report stream; the default runs none of them.
+#[derive(Debug, Default)]
+pub struct DaemonOptions {
+    /// The image task (`images:`): checks, prunes (a dry run unless `images.apply`), and
+    /// the report's image summary.
+    pub images: Option<(TaskSettings, RuntimeAccess)>,
+    /// The bound `listen_http` listener: `/healthz`, `/readyz`, `/metrics`.
+    pub http: Option<tokio::net::TcpListener>,
 }
 
 /// Runs the agent daemon until `shutdown`: collect every interval, stream to the
@@ -54,8 +72,41 @@ pub async fn run(
     aggregator: AggregatorConfig,
     shutdown: CancellationToken,
 ) -> stream::StreamSummary {
+    run_with(settings, aggregator, DaemonOptions::default(), shutdown).await
+}
+
+/// [`run`] with the daemon's other tasks, each in its own span, all stopped by `shutdown`.
+pub async fn run_with(
+    settings: CollectorSettings,
+    aggregator: AggregatorConfig,
+    options: DaemonOptions,
+    shutdown: CancellationToken,
+) -> stream::StreamSummary {
     let stats = Arc::new(BufferStats::default());
     let interval = settings.report_interval;
-    let collector = Collector::new(settings, Arc::clone(&stats));
-    stream::run(collector, aggregator, interval, stats, shutdown).await
+    // The image task publishes its latest summary; reports and /metrics read it.
+    let (images_tx, images_rx) = watch::channel(None);
+    let mut tasks = JoinSet::new();
+    if let Some((task, access)) = options.images {
+        let run = images::daemon::run_on_runtimes(task, access, images_tx, shutdown.clone());
+        tasks.spawn(run.instrument(info_span!("images")));
+    }
+    if let Some(listener) = options.http {
+        let telemetry = http::Telemetry { stats: Arc::clone(&stats), images: images_rx.clone() };
+        let serve = http::serve(listener, telemetry, shutdown.clone());
+        tasks.spawn(
+            async move {
+                if let Err(e) = serve.await {
+                    warn!(error = %e, "The HTTP endpoint stopped; probes and metrics are unavailable.");
+                }
+            }
+            .instrument(info_span!("http")),
+        );
+    }
+    let collector = Collector::new(settings, Arc::clone(&stats)).with_images(images_rx);
+    let summary = stream::run(collector, aggregator, interval, stats, shutdown).instrument(info_span!("stream")).await;
+    // The stream returns once `shutdown` is cancelled; the other tasks stop on the same
+    // token. Whatever has not stopped within a second is aborted when the set drops.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async { while tasks.join_next().await.is_some() {} }).await;
+    summary
 }

@@ -11,7 +11,9 @@ use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::AgentConfig;
 use caretaker_agent::logs::engine::{LogEngine, RunOptions};
 use caretaker_agent::logs::sweep::{self, RetentionRule};
+use caretaker_agent::DaemonOptions;
 use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
+use caretaker_agent::images::daemon::RuntimeAccess;
 use caretaker_agent::paths::HostPaths;
 use caretaker_proto::config::{EXIT_USAGE, load_yaml};
 use caretaker_proto::render::{self, Style};
@@ -180,9 +182,23 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Err(e) = aggregator.transport() {
                 return Ok(usage_error(format!("invalid config file {}: {e}", config.display())));
             }
-            let settings = match caretaker_agent::collector_settings(&cfg, host_paths(paths_flags, &cfg)) {
+            let paths = host_paths(paths_flags, &cfg);
+            let images = match cfg.images.task_settings() {
+                Ok(t) => t.map(|t| (t, RuntimeAccess::new(&cfg.images, &paths.rootfs))),
+                Err(e) => return Ok(usage_error(format!("invalid config file {}: {e}", config.display()))),
+            };
+            let settings = match caretaker_agent::collector_settings(&cfg, paths) {
                 Ok(s) => s,
                 Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
+            };
+            // Bound before the runtime starts, so a taken port fails the start clearly.
+            let http = match cfg.listen_http {
+                Some(addr) => {
+                    let l = std::net::TcpListener::bind(addr).with_context(|| format!("listen_http: cannot listen on {addr}"))?;
+                    l.set_nonblocking(true).context("listen_http: set the listener non-blocking")?;
+                    Some(l)
+                }
+                None => None,
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -193,8 +209,16 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(wait_for_signal(shutdown.clone()));
-                info!(node = %settings.node_name, endpoint = %aggregator.endpoint, interval = ?settings.report_interval, "Agent started.");
-                let summary = caretaker_agent::run(settings, aggregator, shutdown).await;
+                info!(node = %settings.node_name, endpoint = %aggregator.endpoint, interval = ?settings.report_interval, http = ?cfg.listen_http, "Agent started.");
+                let http = match http.map(tokio::net::TcpListener::from_std).transpose() {
+                    Ok(l) => l,
+                    Err(e) => {
+                        error!(error = %e, "Cannot use the listen_http listener; the HTTP endpoint is off.");
+                        None
+                    }
+                };
+                let options = DaemonOptions { images, http };
+                let summary = caretaker_agent::run_with(settings, aggregator, options, shutdown).await;
                 info!(?summary, "Agent stopped.");
             });
             // Blocking threads stuck in a hung statvfs must not hold up the exit.

@@ -271,10 +271,13 @@ fn handle_ack(buffer: &mut Buffer, summary: &mut StreamSummary, a: &pb::Ack) {
     if !a.rejected.is_empty() {
         summary.rejected += n;
         warn!(seq = a.seq, reason = %a.rejected, "The aggregator rejected a report; it is dropped.");
-    } else if a.duplicate {
-        summary.duplicates_acked += n;
     } else {
-        summary.acked += n;
+        buffer.stats.acked_total.fetch_add(n, Ordering::Relaxed);
+        if a.duplicate {
+            summary.duplicates_acked += n;
+        } else {
+            summary.acked += n;
+        }
     }
 }
 

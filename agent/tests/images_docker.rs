@@ -219,9 +219,12 @@ fn prune_images_cli_is_a_dry_run_unless_apply_and_prints_json_reasons() {
     docker_load(&sock, &tar);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("agent.yaml");
-    // Thresholds at 100/99: the disk of the machine running the tests must not turn this
-    // age prune into a disk-pressure prune (the thresholds are tested on the fake runtime).
-    std::fs::write(&cfg, format!("images:\n  docker_socket: {}\n  high_threshold_percent: 100\n  low_threshold_percent: 99\n", sock.display())).unwrap();
+    // Thresholds out of reach: the host disk's own usage must not add pressure removals.
+    std::fs::write(
+        &cfg,
+        format!("images:\n  docker_socket: {}\n  high_threshold_percent: 100\n  low_threshold_percent: 99\n", sock.display()),
+    )
+    .unwrap();
     let cli = |extra: &[&str]| {
         let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_caretaker-agent"))
             .args(["prune-images", "--runtime", "docker", "--min-age", "24h", "--output", "json", "--config"])
@@ -247,4 +250,87 @@ fn prune_images_cli_is_a_dry_run_unless_apply_and_prints_json_reasons() {
     let mut left = vec![ids[1].clone(), ids[2].clone()];
     left.sort();
     assert_eq!(docker_image_ids(&sock), left);
+}
+
+#[tokio::test]
+async fn the_daemon_image_task_reports_the_engines_images_in_a_dry_run() {
+    use std::sync::Arc;
+
+    use caretaker_agent::collector::{BufferStats, Collector, CollectorSettings};
+    use caretaker_agent::config::ImagesConfig;
+    use caretaker_agent::images::daemon::{RuntimeAccess, run_on_runtimes};
+    use caretaker_agent::images::select::RuntimeChoice;
+    use caretaker_agent::paths::HostPaths;
+    use caretaker_agent::stats::filesystems::FilesystemFilter;
+    use caretaker_proto::model::PruneTrigger;
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+
+    let Some(sock) = sock() else { return };
+    let _g = lock();
+    docker_reset(&sock);
+    let ids = fixture(&sock);
+
+    // The daemon's defaults but for the socket, a 24h age rule and thresholds this
+    // machine's disk cannot reach (so the prune is the scheduled one); `apply` stays false.
+    let cfg = ImagesConfig {
+        runtime: RuntimeChoice::Docker,
+        docker_socket: sock.clone(),
+        min_age: Duration::from_secs(24 * 3600),
+        high_threshold_percent: 100,
+        low_threshold_percent: 99,
+        // The first check comes within a random fraction of this.
+        pressure_check_interval: Duration::from_secs(5),
+        ..ImagesConfig::default()
+    };
+    let task = cfg.task_settings().unwrap().expect("the image task is on by default");
+    assert!(!task.apply, "the daemon must default to a dry run");
+    let (tx, mut rx) = watch::channel(None);
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(run_on_runtimes(task, RuntimeAccess::new(&cfg, Path::new("/")), tx, stop.clone()));
+    tokio::time::timeout(Duration::from_secs(60), rx.changed()).await.expect("one image check within 60 s").unwrap();
+    stop.cancel();
+    handle.await.unwrap();
+
+    // The node report carries the summary.
+    let settings = CollectorSettings {
+        node_name: "docker-node".into(),
+        report_interval: Duration::from_secs(10),
+        paths: HostPaths::default(),
+        filter: FilesystemFilter::default(),
+        statvfs_timeout: Duration::from_secs(5),
+        kubelet_root: None,
+    };
+    let report = Collector::new(settings, Arc::new(BufferStats::default())).with_images(rx).collect().await;
+    let images = report.images.expect("the report has the image summary");
+    assert!(images.dry_run);
+    assert!(images.errors.is_empty(), "{:?}", images.errors);
+    assert_eq!(images.runtimes.len(), 1);
+    let r = &images.runtimes[0];
+
+    // What the engine itself says, through the docker CLI.
+    let all = docker_image_ids(&sock);
+    let containers: Vec<String> = run(docker(&sock).args(["ps", "-aq", "--no-trunc"])).split_whitespace().map(str::to_string).collect();
+    let used: std::collections::BTreeSet<String> =
+        run(docker(&sock).args(["inspect", "--format", "{{.Image}}"]).args(&containers)).split_whitespace().map(str::to_string).collect();
+    let unused: Vec<&String> = all.iter().filter(|i| !used.contains(*i)).collect();
+    let size = |id: &str| -> u64 { run(docker(&sock).args(["image", "inspect", "--format", "{{.Size}}", id])).trim().parse().unwrap() };
+    let root_dir = run(docker(&sock).args(["info", "--format", "{{.DockerRootDir}}"]));
+
+    assert_eq!(r.runtime, "docker");
+    assert_eq!((r.images_total, r.images_unused), (all.len() as u64, unused.len() as u64));
+    assert_eq!((r.images_total, r.images_unused), (8, 4), "the fixture: 8 images, 4 used by containers");
+    // Docker 20.10 (API 1.41) does not report shared sizes: an image's bytes are its size.
+    assert_eq!(r.reclaimable_bytes, unused.iter().map(|i| size(i)).sum::<u64>());
+    assert_eq!(r.image_fs_mountpoint, root_dir.trim());
+    assert!(r.image_fs_used_percent.is_some_and(|p| (0.0..=100.0).contains(&p)), "{r:?}");
+    let p = r.last_prune.as_ref().expect("the first check runs the scheduled prune");
+    assert_eq!((p.trigger, p.dry_run, p.failed), (PruneTrigger::Schedule, true, 0));
+    // As the dry-run plan for 24h: old, dangling and multi would go; the rest is kept.
+    assert_eq!((p.removed, p.kept.in_use, p.kept.young, p.kept.keep_list), (3, 4, 1, 0));
+    assert_eq!(p.removed_bytes, ["old", "dangling", "multi"].iter().map(|l| size(&ids[l])).sum::<u64>());
+    assert_eq!((r.removed_total, r.removed_bytes_total), (0, 0));
+    // A dry run: every image is still there.
+    assert_eq!(docker_image_ids(&sock), all);
+    assert_eq!(all.len(), 8);
 }

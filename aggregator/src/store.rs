@@ -233,6 +233,8 @@ pub(crate) mod tests {
             network: vec![],
             agent: AgentCost::default(),
             errors: vec![],
+            images: None,
+            volumes: vec![],
         }
     }
 

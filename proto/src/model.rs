@@ -22,6 +22,10 @@ pub const MAX_FILESYSTEMS: usize = 4096;
 pub const MAX_INTERFACES: usize = 4096;
 /// See [`MAX_FILESYSTEMS`].
 pub const MAX_ERRORS: usize = 256;
+/// See [`MAX_FILESYSTEMS`]: pod volume mounts in one report.
+pub const MAX_VOLUMES: usize = 4096;
+/// See [`MAX_FILESYSTEMS`]: container runtimes in one images summary (a node has one or two).
+pub const MAX_RUNTIMES: usize = 8;
 /// Longest node name Kubernetes accepts (a DNS subdomain, RFC 1123).
 pub const MAX_NODE_NAME_LEN: usize = 253;
 
@@ -41,6 +45,13 @@ pub struct NodeReport {
     pub network: Vec<NetworkInterface>,
     pub agent: AgentCost,
     pub errors: Vec<CollectorError>,
+    /// Image maintenance as of the daemon's last image check; absent when the agent does
+    /// not manage images (`stats`, `images.enabled: false`) or has not checked yet.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub images: Option<ImagesSummary>,
+    /// Pod volume mounts under the kubelet's pods directory, one per mount.
+    #[serde(default)]
+    pub volumes: Vec<VolumeMount>,
 }
 
 impl NodeReport {
@@ -158,6 +169,98 @@ pub struct CollectorError {
     pub message: String,
 }
 
+/// One pod volume mount: `<kubelet_root>/pods/<pod_uid>/volumes/<plugin>/<name>[/mount]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeMount {
+    /// The pod's UID (the directory under `pods/`).
+    pub pod_uid: String,
+    /// The kubelet's volume plugin directory (`kubernetes.io~csi`, `kubernetes.io~nfs` …).
+    pub plugin: String,
+    /// The volume directory's name: the PersistentVolume's name for a PV-backed volume
+    /// (CSI or in-tree), the pod's volume name for an inline volume.
+    pub name: String,
+    /// statvfs figures of the mount; `mountpoint` is the mount's full host path.
+    pub filesystem: Filesystem,
+}
+
+/// Image maintenance on one node: what the runtimes hold and what pruning did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImagesSummary {
+    /// True unless `images.apply` is set: the daemon only reports what it would remove.
+    pub dry_run: bool,
+    /// When the agent last listed the runtimes' images.
+    pub checked_at: Timestamp,
+    /// One entry per runtime the agent reached.
+    pub runtimes: Vec<RuntimeImages>,
+    /// Problems of the last check (a runtime that does not answer, a failed call).
+    pub errors: Vec<CollectorError>,
+}
+
+/// The images of one container runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeImages {
+    /// `docker` or `containerd`.
+    pub runtime: String,
+    /// Where the runtime keeps its images, as it names the directory on the host
+    /// (`/var/lib/docker`); empty when it could not be asked.
+    pub image_fs_mountpoint: String,
+    /// 100 − available × 100 / capacity of that filesystem, as the kubelet's image GC
+    /// computes it; absent when it could not be measured.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub image_fs_used_percent: Option<f64>,
+    /// Images the runtime lists (top-level images, as `docker images`).
+    pub images_total: u64,
+    /// Images no container (any state) and no pod sandbox references.
+    pub images_unused: u64,
+    /// Bytes of the unused images, each without the layers it shares with other images
+    /// (Docker's SharedSize; the whole size where the runtime does not say).
+    pub reclaimable_bytes: u64,
+    /// The last prune (scheduled or on disk pressure); absent before the first.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_prune: Option<PruneRun>,
+    /// Images really removed since the agent started (dry runs never count).
+    pub removed_total: u64,
+    /// Bytes those removals freed (measured when possible, else estimated), in bytes.
+    pub removed_bytes_total: u64,
+}
+
+/// Why a prune ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PruneTrigger {
+    /// The age prune, every `images.prune_interval`.
+    Schedule,
+    /// The image filesystem was at or above `images.high_threshold_percent`.
+    DiskPressure,
+}
+
+/// One prune of one runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PruneRun {
+    pub started_at: Timestamp,
+    pub trigger: PruneTrigger,
+    /// Nothing was removed; `removed` and `removed_bytes` say what would have been.
+    pub dry_run: bool,
+    /// Images removed (in a dry run: that would have been).
+    pub removed: u64,
+    /// Bytes freed: measured when applied and measurable, else the estimate.
+    pub removed_bytes: u64,
+    /// Images kept, by reason.
+    pub kept: KeptCounts,
+    /// Removals that failed for another reason than the image being in use.
+    pub failed: u64,
+}
+
+/// Images kept by a prune, by the planner's reason (`kept:<reason>`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptCounts {
+    pub in_use: u64,
+    pub pinned: u64,
+    pub young: u64,
+    pub keep_list: u64,
+    pub below_threshold: u64,
+}
+
 /// Whether a node's latest report is recent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -263,6 +366,8 @@ impl From<NodeReport> for pb::NodeReport {
             network: r.network.into_iter().map(Into::into).collect(),
             agent: Some(r.agent.into()),
             errors: r.errors.into_iter().map(Into::into).collect(),
+            images: r.images.map(Into::into),
+            volumes: r.volumes.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -291,6 +396,12 @@ impl TryFrom<pb::NodeReport> for NodeReport {
             .enumerate()
             .map(|(i, n)| NetworkInterface::try_from(n).map_err(|e| e.within(&format!("network[{i}]"))))
             .collect::<Result<_, _>>()?;
+        let volumes = bounded(r.volumes, MAX_VOLUMES, "volumes")?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| VolumeMount::try_from(v).map_err(|e| e.within(&format!("volumes[{i}]"))))
+            .collect::<Result<_, _>>()?;
+        let images = r.images.map(|i| ImagesSummary::try_from(i).map_err(|e| e.within("images"))).transpose()?;
         Ok(Self {
             collected_at: ts_from_pb(r.collected_at, "collected_at")?,
             host: Host::try_from(r.host.ok_or_else(|| InvalidMessage::new("host", "missing"))?)
@@ -304,6 +415,8 @@ impl TryFrom<pb::NodeReport> for NodeReport {
             report_interval_ms: r.report_interval_ms,
             filesystems,
             network,
+            images,
+            volumes,
         })
     }
 }
@@ -498,6 +611,154 @@ impl From<pb::CollectorError> for CollectorError {
     }
 }
 
+fn non_empty(v: String, field: &str) -> Result<String, InvalidMessage> {
+    if v.is_empty() { Err(InvalidMessage::new(field, "empty")) } else { Ok(v) }
+}
+
+impl From<VolumeMount> for pb::VolumeMount {
+    fn from(v: VolumeMount) -> Self {
+        Self { pod_uid: v.pod_uid, plugin: v.plugin, name: v.name, filesystem: Some(v.filesystem.into()) }
+    }
+}
+
+impl TryFrom<pb::VolumeMount> for VolumeMount {
+    type Error = InvalidMessage;
+
+    fn try_from(v: pb::VolumeMount) -> Result<Self, Self::Error> {
+        let fs = v.filesystem.ok_or_else(|| InvalidMessage::new("filesystem", "missing"))?;
+        Ok(Self {
+            pod_uid: non_empty(v.pod_uid, "pod_uid")?,
+            plugin: non_empty(v.plugin, "plugin")?,
+            name: non_empty(v.name, "name")?,
+            filesystem: Filesystem::try_from(fs).map_err(|e| e.within("filesystem"))?,
+        })
+    }
+}
+
+impl From<ImagesSummary> for pb::ImagesSummary {
+    fn from(s: ImagesSummary) -> Self {
+        Self {
+            dry_run: s.dry_run,
+            checked_at: Some(ts_to_pb(s.checked_at)),
+            runtimes: s.runtimes.into_iter().map(Into::into).collect(),
+            errors: s.errors.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::ImagesSummary> for ImagesSummary {
+    type Error = InvalidMessage;
+
+    fn try_from(s: pb::ImagesSummary) -> Result<Self, Self::Error> {
+        Ok(Self {
+            dry_run: s.dry_run,
+            checked_at: ts_from_pb(s.checked_at, "checked_at")?,
+            runtimes: bounded(s.runtimes, MAX_RUNTIMES, "runtimes")?
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| RuntimeImages::try_from(r).map_err(|e| e.within(&format!("runtimes[{i}]"))))
+                .collect::<Result<_, _>>()?,
+            errors: bounded(s.errors, MAX_ERRORS, "errors")?.into_iter().map(Into::into).collect(),
+        })
+    }
+}
+
+impl From<RuntimeImages> for pb::RuntimeImages {
+    fn from(r: RuntimeImages) -> Self {
+        Self {
+            runtime: r.runtime,
+            image_fs_mountpoint: r.image_fs_mountpoint,
+            image_fs_used_percent: r.image_fs_used_percent,
+            images_total: r.images_total,
+            images_unused: r.images_unused,
+            reclaimable_bytes: r.reclaimable_bytes,
+            last_prune: r.last_prune.map(Into::into),
+            removed_total: r.removed_total,
+            removed_bytes_total: r.removed_bytes_total,
+        }
+    }
+}
+
+impl TryFrom<pb::RuntimeImages> for RuntimeImages {
+    type Error = InvalidMessage;
+
+    fn try_from(r: pb::RuntimeImages) -> Result<Self, Self::Error> {
+        if r.images_unused > r.images_total {
+            return Err(InvalidMessage::new(
+                "images_unused",
+                format!("{} is more than images_total {}", r.images_unused, r.images_total),
+            ));
+        }
+        Ok(Self {
+            runtime: non_empty(r.runtime, "runtime")?,
+            image_fs_used_percent: r.image_fs_used_percent.map(|p| percent(p, "image_fs_used_percent")).transpose()?,
+            last_prune: r.last_prune.map(|p| PruneRun::try_from(p).map_err(|e| e.within("last_prune"))).transpose()?,
+            image_fs_mountpoint: r.image_fs_mountpoint,
+            images_total: r.images_total,
+            images_unused: r.images_unused,
+            reclaimable_bytes: r.reclaimable_bytes,
+            removed_total: r.removed_total,
+            removed_bytes_total: r.removed_bytes_total,
+        })
+    }
+}
+
+impl From<PruneTrigger> for pb::PruneTrigger {
+    fn from(t: PruneTrigger) -> Self {
+        match t {
+            PruneTrigger::Schedule => pb::PruneTrigger::Schedule,
+            PruneTrigger::DiskPressure => pb::PruneTrigger::DiskPressure,
+        }
+    }
+}
+
+impl From<PruneRun> for pb::PruneRun {
+    fn from(p: PruneRun) -> Self {
+        Self {
+            started_at: Some(ts_to_pb(p.started_at)),
+            trigger: pb::PruneTrigger::from(p.trigger) as i32,
+            dry_run: p.dry_run,
+            removed: p.removed,
+            removed_bytes: p.removed_bytes,
+            kept: Some(p.kept.into()),
+            failed: p.failed,
+        }
+    }
+}
+
+impl TryFrom<pb::PruneRun> for PruneRun {
+    type Error = InvalidMessage;
+
+    fn try_from(p: pb::PruneRun) -> Result<Self, Self::Error> {
+        let trigger = match pb::PruneTrigger::try_from(p.trigger) {
+            Ok(pb::PruneTrigger::Schedule) => PruneTrigger::Schedule,
+            Ok(pb::PruneTrigger::DiskPressure) => PruneTrigger::DiskPressure,
+            _ => return Err(InvalidMessage::new("trigger", format!("unknown value {}", p.trigger))),
+        };
+        Ok(Self {
+            started_at: ts_from_pb(p.started_at, "started_at")?,
+            trigger,
+            dry_run: p.dry_run,
+            removed: p.removed,
+            removed_bytes: p.removed_bytes,
+            kept: p.kept.map(Into::into).unwrap_or_default(),
+            failed: p.failed,
+        })
+    }
+}
+
+impl From<KeptCounts> for pb::KeptCounts {
+    fn from(k: KeptCounts) -> Self {
+        Self { in_use: k.in_use, pinned: k.pinned, young: k.young, keep_list: k.keep_list, below_threshold: k.below_threshold }
+    }
+}
+
+impl From<pb::KeptCounts> for KeptCounts {
+    fn from(k: pb::KeptCounts) -> Self {
+        Self { in_use: k.in_use, pinned: k.pinned, young: k.young, keep_list: k.keep_list, below_threshold: k.below_threshold }
+    }
+}
+
 impl From<Freshness> for pb::Freshness {
     fn from(f: Freshness) -> Self {
         match f {
@@ -576,6 +837,64 @@ pub(crate) mod tests {
             }],
             agent: AgentCost { rss_bytes: 5 << 20, cpu_seconds_total: 0.25, ..AgentCost::default() },
             errors: vec![CollectorError { collector: "network".into(), place: "/proc/net/dev:3".into(), message: "x".into() }],
+            images: Some(sample_images()),
+            volumes: vec![sample_volume()],
+        }
+    }
+
+    pub(crate) fn sample_images() -> ImagesSummary {
+        ImagesSummary {
+            dry_run: true,
+            checked_at: "2026-11-29T02:59:30Z".parse().unwrap(),
+            runtimes: vec![RuntimeImages {
+                runtime: "docker".into(),
+                image_fs_mountpoint: "/var/lib/docker".into(),
+                image_fs_used_percent: Some(87.5),
+                images_total: 12,
+                images_unused: 5,
+                reclaimable_bytes: 3 << 30,
+                last_prune: Some(PruneRun {
+                    started_at: "2026-11-29T02:00:00Z".parse().unwrap(),
+                    trigger: PruneTrigger::DiskPressure,
+                    dry_run: true,
+                    removed: 3,
+                    removed_bytes: 2 << 30,
+                    kept: KeptCounts { in_use: 7, pinned: 0, young: 1, keep_list: 1, below_threshold: 0 },
+                    failed: 0,
+                }),
+                removed_total: 0,
+                removed_bytes_total: 0,
+            }],
+            errors: vec![CollectorError {
+                collector: "images".into(),
+                place: "/run/containerd/containerd.sock".into(),
+                message: "cannot connect".into(),
+            }],
+        }
+    }
+
+    pub(crate) fn sample_volume() -> VolumeMount {
+        let mp = "/var/lib/kubelet/pods/0b1c-22/volumes/kubernetes.io~csi/pvc-123/mount";
+        VolumeMount {
+            pod_uid: "0b1c-22".into(),
+            plugin: "kubernetes.io~csi".into(),
+            name: "pvc-123".into(),
+            filesystem: Filesystem {
+                device: "/dev/rbd0".into(),
+                fstype: "ext4".into(),
+                mountpoint: mp.into(),
+                mountpoints: vec![mp.into()],
+                device_id: "252:0".into(),
+                read_only: false,
+                size_bytes: 10 << 30,
+                free_bytes: 4 << 30,
+                avail_bytes: 4 << 30,
+                files: 100,
+                files_free: 90,
+                used_percent: 60.0,
+                files_used_percent: Some(10.0),
+                stale: false,
+            },
         }
     }
 
@@ -584,6 +903,95 @@ pub(crate) mod tests {
         let r = sample_report();
         let back = NodeReport::try_from(pb::NodeReport::from(r.clone())).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn a_report_without_images_and_volumes_round_trips_and_old_json_still_parses() {
+        let mut r = sample_report();
+        r.images = None;
+        r.volumes.clear();
+        let wire = pb::NodeReport::from(r.clone());
+        assert_eq!((wire.images.is_none(), wire.volumes.len()), (true, 0));
+        assert_eq!(NodeReport::try_from(wire).unwrap(), r);
+        // JSON written before these fields existed.
+        let mut v = serde_json::to_value(&r).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        assert!(obj.get("images").is_none());
+        obj.remove("volumes");
+        let back: NodeReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn invalid_images_and_volumes_are_rejected_naming_the_field() {
+        let cases: Vec<(Box<dyn Fn(&mut pb::NodeReport)>, &str, &str)> = vec![
+            (
+                Box::new(|p| p.images.as_mut().unwrap().runtimes[0].image_fs_used_percent = Some(101.0)),
+                "images.runtimes[0].image_fs_used_percent",
+                "101 is outside 0..=100",
+            ),
+            (
+                Box::new(|p| p.images.as_mut().unwrap().runtimes[0].images_unused = 13),
+                "images.runtimes[0].images_unused",
+                "13 is more than images_total 12",
+            ),
+            (Box::new(|p| p.images.as_mut().unwrap().runtimes[0].runtime.clear()), "images.runtimes[0].runtime", "empty"),
+            (
+                Box::new(|p| p.images.as_mut().unwrap().runtimes[0].last_prune.as_mut().unwrap().trigger = 9),
+                "images.runtimes[0].last_prune.trigger",
+                "unknown value 9",
+            ),
+            (
+                Box::new(|p| p.images.as_mut().unwrap().runtimes[0].last_prune.as_mut().unwrap().trigger = 0),
+                "images.runtimes[0].last_prune.trigger",
+                "unknown value 0",
+            ),
+            (Box::new(|p| p.images.as_mut().unwrap().checked_at = None), "images.checked_at", "missing"),
+            (
+                Box::new(|p| {
+                    let r = p.images.as_ref().unwrap().runtimes[0].clone();
+                    p.images.as_mut().unwrap().runtimes = vec![r; MAX_RUNTIMES + 1];
+                }),
+                "images.runtimes",
+                "9 entries, at most 8 allowed",
+            ),
+            (Box::new(|p| p.volumes[0].name.clear()), "volumes[0].name", "empty"),
+            (Box::new(|p| p.volumes[0].pod_uid.clear()), "volumes[0].pod_uid", "empty"),
+            (Box::new(|p| p.volumes[0].filesystem = None), "volumes[0].filesystem", "missing"),
+            (
+                Box::new(|p| p.volumes[0].filesystem.as_mut().unwrap().used_percent = -1.0),
+                "volumes[0].filesystem.used_percent",
+                "-1 is outside 0..=100",
+            ),
+        ];
+        for (break_it, field, reason) in cases {
+            let mut p = pb::NodeReport::from(sample_report());
+            break_it(&mut p);
+            let err = NodeReport::try_from(p).unwrap_err();
+            assert_eq!((err.field.as_str(), err.reason.as_str()), (field, reason));
+        }
+    }
+
+    #[test]
+    fn images_and_volumes_json_use_snake_case_names() {
+        let v = serde_json::to_value(sample_report()).unwrap();
+        let rt = &v["images"]["runtimes"][0];
+        assert_eq!(v["images"]["dry_run"], true);
+        assert_eq!(v["images"]["checked_at"], "2026-11-29T02:59:30Z");
+        assert_eq!(rt["runtime"], "docker");
+        assert_eq!(rt["image_fs_mountpoint"], "/var/lib/docker");
+        assert_eq!(rt["image_fs_used_percent"], 87.5);
+        assert_eq!((rt["images_total"].as_u64(), rt["images_unused"].as_u64()), (Some(12), Some(5)));
+        assert_eq!(rt["reclaimable_bytes"], 3u64 << 30);
+        assert_eq!(rt["last_prune"]["trigger"], "disk_pressure");
+        assert_eq!(rt["last_prune"]["kept"]["in_use"], 7);
+        assert_eq!(rt["last_prune"]["kept"]["keep_list"], 1);
+        assert_eq!(rt["removed_bytes_total"], 0);
+        let vol = &v["volumes"][0];
+        assert_eq!((vol["pod_uid"].as_str(), vol["plugin"].as_str(), vol["name"].as_str()), (Some("0b1c-22"), Some("kubernetes.io~csi"), Some("pvc-123")));
+        assert_eq!(vol["filesystem"]["size_bytes"], 10u64 << 30);
+        let back: NodeReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back, sample_report());
     }
 
     #[test]

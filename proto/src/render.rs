@@ -5,7 +5,7 @@
 use bytesize::ByteSize;
 use comfy_table::{Table, presets};
 
-use crate::model::{AgentCost, Filesystem, NetworkInterface, NodeReport};
+use crate::model::{AgentCost, Filesystem, ImagesSummary, NetworkInterface, NodeReport, PruneTrigger, VolumeMount};
 
 /// How a table is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,77 @@ pub fn network(style: Style, ifs: &[NetworkInterface]) -> String {
     t.to_string()
 }
 
+/// One row per pod volume mount.
+pub fn volumes(style: Style, vs: &[VolumeMount]) -> String {
+    let mut t = table(style, &["volume", "plugin", "pod", "size", "used", "avail", "use%", "inodes use%", "note"]);
+    for v in vs {
+        let f = &v.filesystem;
+        t.add_row(vec![
+            v.name.clone(),
+            v.plugin.clone(),
+            v.pod_uid.clone(),
+            bytes(f.size_bytes),
+            bytes(f.size_bytes.saturating_sub(f.free_bytes)),
+            bytes(f.avail_bytes),
+            format!("{:.1}", f.used_percent),
+            f.files_used_percent.map_or_else(|| "-".into(), |p| format!("{p:.1}")),
+            if f.stale { "stale: statvfs timed out".into() } else { String::new() },
+        ]);
+    }
+    t.to_string()
+}
+
+/// One row per container runtime, then the check's errors.
+pub fn images(style: Style, s: &ImagesSummary) -> String {
+    let mut out = format!(
+        "images (checked {}{}):\n",
+        s.checked_at,
+        if s.dry_run { "; dry run: nothing is removed unless images.apply is true" } else { "" }
+    );
+    let mut t = table(style, &["runtime", "image fs", "fs use%", "images", "unused", "reclaimable", "last prune", "removed since start"]);
+    for r in &s.runtimes {
+        let last = match &r.last_prune {
+            None => "-".to_string(),
+            Some(p) => {
+                let k = &p.kept;
+                format!(
+                    "{} ({}): {} {} {}, kept {} in use / {} pinned / {} young / {} keep-list / {} below threshold{}",
+                    p.started_at,
+                    match p.trigger {
+                        PruneTrigger::Schedule => "schedule",
+                        PruneTrigger::DiskPressure => "disk pressure",
+                    },
+                    p.removed,
+                    if p.dry_run { "would be removed," } else { "removed," },
+                    bytes(p.removed_bytes),
+                    k.in_use,
+                    k.pinned,
+                    k.young,
+                    k.keep_list,
+                    k.below_threshold,
+                    if p.failed > 0 { format!(", {} failed", p.failed) } else { String::new() },
+                )
+            }
+        };
+        t.add_row(vec![
+            r.runtime.clone(),
+            if r.image_fs_mountpoint.is_empty() { "-".into() } else { r.image_fs_mountpoint.clone() },
+            r.image_fs_used_percent.map_or_else(|| "-".into(), |p| format!("{p:.1}")),
+            r.images_total.to_string(),
+            r.images_unused.to_string(),
+            bytes(r.reclaimable_bytes),
+            last,
+            format!("{} ({})", r.removed_total, bytes(r.removed_bytes_total)),
+        ]);
+    }
+    out.push_str(&t.to_string());
+    out.push('\n');
+    for e in &s.errors {
+        out.push_str(&format!("image check error ({}) at {}: {}\n", e.collector, e.place, e.message));
+    }
+    out
+}
+
 /// One line on the agent's own cost.
 pub fn agent_cost(a: &AgentCost) -> String {
     format!(
@@ -123,6 +194,14 @@ pub fn node_report(style: Style, r: &NodeReport) -> String {
     out.push_str("\n\n");
     out.push_str(&network(style, &r.network));
     out.push_str("\n\n");
+    if !r.volumes.is_empty() {
+        out.push_str(&volumes(style, &r.volumes));
+        out.push_str("\n\n");
+    }
+    if let Some(i) = &r.images {
+        out.push_str(&images(style, i));
+        out.push('\n');
+    }
     out.push_str(&agent_cost(&r.agent));
     out.push('\n');
     for e in &r.errors {
@@ -158,6 +237,24 @@ mod tests {
         let s = network(Style::Terminal, &r.network);
         assert!(s.lines().any(|l| l.contains("eth0") && l.contains("2 B/s")), "{s}");
         assert!(s.lines().any(|l| l.contains("lo") && l.contains("counter reset")), "{s}");
+    }
+
+    #[test]
+    fn node_report_shows_volumes_and_images() {
+        let s = node_report(Style::Markdown, &sample_report());
+        let vol = s.lines().find(|l| l.contains("pvc-123")).unwrap();
+        assert!(vol.contains("kubernetes.io~csi") && vol.contains("0b1c-22") && vol.contains("60.0") && vol.contains("6.0 GiB"), "{vol}");
+        assert!(s.contains("dry run: nothing is removed unless images.apply is true"), "{s}");
+        let rt = s.lines().find(|l| l.starts_with("| docker")).unwrap();
+        assert!(rt.contains("/var/lib/docker") && rt.contains("87.5") && rt.contains("| 12 ") && rt.contains("| 5 ") && rt.contains("3.0 GiB"), "{rt}");
+        assert!(rt.contains("(disk pressure): 3 would be removed, 2.0 GiB, kept 7 in use / 0 pinned / 1 young / 1 keep-list / 0 below threshold"), "{rt}");
+        assert!(s.contains("image check error (images) at /run/containerd/containerd.sock: cannot connect"), "{s}");
+        // Without either, no section.
+        let mut r = sample_report();
+        r.images = None;
+        r.volumes.clear();
+        let s = node_report(Style::Terminal, &r);
+        assert!(!s.contains("images (checked") && !s.contains("plugin"), "{s}");
     }
 
     #[test]

@@ -73,6 +73,8 @@ fn node(name: &str, root_used: f64, rx: f64, tx: f64, interval_ms: u64, at: Time
         }],
         agent: AgentCost { rss_bytes: 12 << 20, ..AgentCost::default() },
         errors: vec![],
+        images: None,
+        volumes: vec![],
     }
 }
 

@@ -14,11 +14,14 @@
 //! - [`execute`]: applying a plan, re-checking each image right before its removal.
 //! - [`fake`]: an in-memory runtime for tests and benchmarks.
 //! - [`cli`]: `caretaker-agent prune-images`.
+//! - [`daemon`]: the agent daemon's image task: periodic checks, scheduled and
+//!   disk-pressure prunes (dry run unless `images.apply`), the report's image summary.
 //!
 //! Start reading at [`plan::plan`], then [`execute::apply`].
 
 pub mod cli;
 pub mod cri;
+pub mod daemon;
 pub mod docker;
 pub mod execute;
 pub mod fake;

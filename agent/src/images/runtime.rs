@@ -177,6 +177,29 @@ pub trait ImageRuntime: Send + Sync {
     fn remove_image(&self, image: &Image) -> impl Future<Output = Result<(), RemoveError>> + Send;
 }
 
+/// A shared runtime is a runtime (tests keep a handle on a fake the daemon task uses).
+impl<R: ImageRuntime> ImageRuntime for std::sync::Arc<R> {
+    fn name(&self) -> &'static str {
+        self.as_ref().name()
+    }
+
+    fn list_images(&self) -> impl Future<Output = Result<Vec<Image>>> + Send {
+        self.as_ref().list_images()
+    }
+
+    fn list_users(&self) -> impl Future<Output = Result<Vec<ImageUser>>> + Send {
+        self.as_ref().list_users()
+    }
+
+    fn image_fs(&self) -> impl Future<Output = Result<ImageFs>> + Send {
+        self.as_ref().image_fs()
+    }
+
+    fn remove_image(&self, image: &Image) -> impl Future<Output = Result<(), RemoveError>> + Send {
+        self.as_ref().remove_image(image)
+    }
+}
+
 /// Canonical form of an image reference so that the many spellings of one image compare
 /// equal: `busybox`, `busybox:latest`, `docker.io/library/busybox:latest` and
 /// `index.docker.io/library/busybox` all become `docker.io/library/busybox:latest`.

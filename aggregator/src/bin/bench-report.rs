@@ -86,6 +86,8 @@ fn node_report(i: u64, day: u64, at: Timestamp) -> NodeReport {
             .collect(),
         agent: AgentCost { rss_bytes: 9 << 20, cpu_seconds_total: 12.5, ..AgentCost::default() },
         errors: vec![],
+        images: None,
+        volumes: vec![],
     }
 }
 

@@ -439,6 +439,8 @@ pub(crate) mod tests {
                 network: vec![],
                 agent: AgentCost { rss_bytes: 9 << 20, cpu_seconds_total: 1.5, ..AgentCost::default() },
                 errors: vec![],
+                images: None,
+                volumes: vec![],
             },
             received_at: at(received),
             reports_stored_total: seq,
