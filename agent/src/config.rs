@@ -7,7 +7,12 @@
 //! node_name: worker-1              # default: $NODE_NAME, else the hostname
 //! report_interval: 10s             # default 10s; 100ms..1h
 //! aggregator:
-//!   endpoint: http://caretaker-aggregator.caretaker:7443
+//!   endpoint: https://caretaker-aggregator.caretaker.svc:7443
+//!   tls:                           # required for https:// (mutual TLS)
+//!     ca_file: /var/run/secrets/caretaker/tls/ca.crt     # CA of the aggregator's certificate
+//!     cert_file: /var/run/secrets/caretaker/tls/tls.crt  # this agent's client certificate
+//!     key_file: /var/run/secrets/caretaker/tls/tls.key
+//!   insecure_plaintext: false      # true is required for an http:// endpoint
 //!   connect_timeout: 5s            # default 5s
 //!   buffer_reports: 360            # default 360 (one hour at 10 s)
 //!   flush_timeout: 3s              # default 3s: wait for acks on shutdown
@@ -120,9 +125,19 @@ fn report_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregatorConfig {
-    /// gRPC URL of the aggregator's ingest port, `http://host:port`.
+    /// gRPC URL of the aggregator's ingest port: `https://host:port` (with `tls`), or
+    /// `http://host:port` with `insecure_plaintext: true`.
     #[serde(deserialize_with = "endpoint")]
     pub endpoint: String,
+    /// Mutual TLS: the CA that signed the aggregator's certificate and this agent's
+    /// client certificate and key (PEM). The files are read again at every connection,
+    /// so a renewed certificate is used from the next reconnect on, without a restart.
+    #[serde(default)]
+    pub tls: Option<ClientTlsConfig>,
+    /// Allow an `http://` endpoint: reports travel unencrypted and unauthenticated.
+    /// Only for loopback tests and `standalone`. Default false.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
     /// Timeout of one connection attempt. Default 5 s.
     #[serde(default = "default_connect_timeout", deserialize_with = "connect_timeout")]
     pub connect_timeout: Duration,
@@ -136,14 +151,68 @@ pub struct AggregatorConfig {
     pub flush_timeout: Duration,
 }
 
+/// The agent's TLS files (PEM).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// CA certificate(s) the aggregator's server certificate must chain to.
+    pub ca_file: PathBuf,
+    /// This agent's client certificate (chain). Its URI SAN `caretaker-node:<name>`
+    /// says which node it may report for.
+    pub cert_file: PathBuf,
+    /// The private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// How the agent reaches the aggregator, checked from [`AggregatorConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport<'a> {
+    /// `http://` with `insecure_plaintext: true`.
+    Plaintext,
+    /// `https://` with client certificate.
+    Tls(&'a ClientTlsConfig),
+}
+
 impl AggregatorConfig {
-    /// Defaults for an endpoint.
+    /// Defaults for an endpoint (which then needs `tls` or `insecure_plaintext`).
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
+            tls: None,
+            insecure_plaintext: false,
             connect_timeout: default_connect_timeout(),
             buffer_reports: default_buffer_reports(),
             flush_timeout: default_flush_timeout(),
+        }
+    }
+
+    /// Defaults for a plaintext `http://` endpoint (loopback tests, `standalone`).
+    pub fn plaintext(endpoint: impl Into<String>) -> Self {
+        Self { insecure_plaintext: true, ..Self::new(endpoint) }
+    }
+
+    /// The transport the options ask for: plaintext only when explicitly allowed.
+    ///
+    /// # Errors
+    /// A sentence naming the options that do not fit together.
+    pub fn transport(&self) -> Result<Transport<'_>, String> {
+        let https = self.endpoint.starts_with("https://");
+        match (https, &self.tls, self.insecure_plaintext) {
+            (true, Some(tls), false) => Ok(Transport::Tls(tls)),
+            (false, None, true) => Ok(Transport::Plaintext),
+            (true, None, _) => Err(format!(
+                "aggregator.endpoint {} is https:// but aggregator.tls (ca_file, cert_file, key_file) is missing",
+                self.endpoint
+            )),
+            (true, Some(_), true) => Err("aggregator.insecure_plaintext: true contradicts an https:// endpoint with aggregator.tls".into()),
+            (false, Some(_), _) => Err(format!(
+                "aggregator.tls is set but aggregator.endpoint {} is http://; use https://",
+                self.endpoint
+            )),
+            (false, None, false) => Err(format!(
+                "aggregator.endpoint {} is plaintext http://: use https:// with aggregator.tls, or set aggregator.insecure_plaintext: true to send reports unencrypted",
+                self.endpoint
+            )),
         }
     }
 }
@@ -579,6 +648,27 @@ mod tests {
         assert!(err.contains("at least 100ms"), "{err}");
         let err = parse_yaml::<AgentConfig>("report_intervall: 10s\n", Path::new("a.yaml")).unwrap_err().to_string();
         assert!(err.contains("report_intervall"), "{err}");
+    }
+
+    #[test]
+    fn plaintext_only_when_explicitly_allowed() {
+        let parse = |t: &str| parse_yaml::<AgentConfig>(t, Path::new("a.yaml")).unwrap().aggregator.unwrap();
+        let a = parse("aggregator:\n  endpoint: http://127.0.0.1:7443\n");
+        assert_eq!(
+            a.transport().unwrap_err(),
+            "aggregator.endpoint http://127.0.0.1:7443 is plaintext http://: use https:// with aggregator.tls, or set aggregator.insecure_plaintext: true to send reports unencrypted"
+        );
+        let a = parse("aggregator:\n  endpoint: http://127.0.0.1:7443\n  insecure_plaintext: true\n");
+        assert_eq!(a.transport(), Ok(Transport::Plaintext));
+        let a = parse("aggregator:\n  endpoint: https://agg:7443\n");
+        assert!(a.transport().unwrap_err().contains("aggregator.tls (ca_file, cert_file, key_file) is missing"));
+        let a = parse("aggregator:\n  endpoint: https://agg:7443\n  tls:\n    ca_file: /t/ca.crt\n    cert_file: /t/tls.crt\n    key_file: /t/tls.key\n");
+        let Ok(Transport::Tls(t)) = a.transport() else { panic!("tls") };
+        assert_eq!(t.key_file, PathBuf::from("/t/tls.key"));
+        let err = parse_yaml::<AgentConfig>("aggregator:\n  endpoint: https://a:1\n  tls:\n    ca_file: x\n    cert: y\n", Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cert") && err.contains("line 5"), "{err}");
     }
 
     #[test]

@@ -177,6 +177,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     config.display()
                 )));
             };
+            if let Err(e) = aggregator.transport() {
+                return Ok(usage_error(format!("invalid config file {}: {e}", config.display())));
+            }
             let settings = match caretaker_agent::collector_settings(&cfg, host_paths(paths_flags, &cfg)) {
                 Ok(s) => s,
                 Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),

@@ -24,7 +24,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
 
 use crate::collector::{BufferStats, Collector};
-use crate::config::AggregatorConfig;
+use crate::config::{AggregatorConfig, ClientTlsConfig, Transport};
 
 /// Wait between collections varies by up to this fraction either way.
 const JITTER_FRACTION: f64 = 0.1;
@@ -94,8 +94,43 @@ impl Connection {
     }
 }
 
+/// An error with its causes, `a: b: c`: TLS failures say what was wrong only deep down.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// A gRPC status as a sentence: the server's message, or for a transport failure (which
+/// has a source) the whole chain, where TLS alerts and connection errors are.
+fn status_text(s: &tonic::Status) -> String {
+    use std::error::Error;
+    let text = if s.source().is_some() { chain(s) } else { s.message().to_string() };
+    format!("{text} ({:?})", s.code())
+}
+
+/// Reads the TLS files now, so that renewed certificates are used from the next
+/// connection on.
+async fn client_tls(t: &ClientTlsConfig) -> Result<tonic::transport::ClientTlsConfig, String> {
+    let read = |p: std::path::PathBuf| async move {
+        tokio::fs::read(&p).await.map_err(|e| format!("cannot read TLS file {}: {e}", p.display()))
+    };
+    let (ca, cert, key) = (read(t.ca_file.clone()).await?, read(t.cert_file.clone()).await?, read(t.key_file.clone()).await?);
+    Ok(tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .identity(tonic::transport::Identity::from_pem(cert, key)))
+}
+
 async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection), String> {
-    let endpoint = Endpoint::from_shared(cfg.endpoint.clone())
+    let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
         .map_err(|e| format!("invalid endpoint {}: {e}", cfg.endpoint))?
         .connect_timeout(cfg.connect_timeout)
         .timeout(Duration::from_secs(3600 * 24 * 365))
@@ -103,14 +138,17 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection), String
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true);
-    let channel = endpoint.connect().await.map_err(|e| format!("connect to {}: {e}", cfg.endpoint))?;
+    if let Transport::Tls(t) = cfg.transport()? {
+        endpoint = endpoint.tls_config(client_tls(t).await?).map_err(|e| format!("TLS config: {}", chain(&e)))?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| format!("connect to {}: {}", cfg.endpoint, chain(&e)))?;
     // Enough room for the whole buffer plus new reports: sending never waits.
     let (tx, rx) = mpsc::channel(cfg.buffer_reports.saturating_add(16));
     let mut client = ReportIngestClient::new(channel.clone());
     let opened = tokio::time::timeout(cfg.connect_timeout, client.stream(ReceiverStream::new(rx)))
         .await
         .map_err(|_| format!("open stream to {}: no answer within {:?}", cfg.endpoint, cfg.connect_timeout))?
-        .map_err(|s| format!("open stream to {}: {} ({:?})", cfg.endpoint, s.message(), s.code()))?;
+        .map_err(|s| format!("open stream to {}: {}", cfg.endpoint, status_text(&s)))?;
     Ok((channel, Connection { tx, inbound: opened.into_inner() }))
 }
 
@@ -162,7 +200,7 @@ pub async fn run(
                         None => {}
                     },
                     Ok(None) | Err(_) => {
-                        let why = match msg { Err(s) => format!("{} ({:?})", s.message(), s.code()), _ => "closed by the aggregator".into() };
+                        let why = match msg { Err(s) => status_text(&s), _ => "closed by the aggregator".into() };
                         warn!(reason = %why, buffered = buffer.reports.len(), "Report stream ended; reconnecting.");
                         conn = None;
                         next_connect = Instant::now() + delays.next().unwrap_or(Duration::from_secs(30));

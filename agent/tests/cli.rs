@@ -97,6 +97,13 @@ fn a_bad_config_exits_64_naming_file_line_and_field() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs aggregator.endpoint"));
 
+    // Plaintext only when the config says so explicitly.
+    std::fs::write(&cfg, "aggregator:\n  endpoint: http://127.0.0.1:1\n").unwrap();
+    let out = agent().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is plaintext http://: use https:// with aggregator.tls, or set aggregator.insecure_plaintext: true"), "{err}");
+
     let out = agent().args(["run", "--config", "/nonexistent/agent.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file /nonexistent/agent.yaml"));

@@ -15,6 +15,21 @@
 //!   max_age: 400d             # default: a year of reports plus a month
 //!   max_bytes: 1073741824     # default 1 GiB
 //!   record_interval: 1h       # default: a round's report is recorded at most this often
+//! tls:                        # required unless insecure_plaintext: true
+//!   cert_file: /var/run/secrets/caretaker/tls/tls.crt   # server certificate (gRPC and HTTPS)
+//!   key_file: /var/run/secrets/caretaker/tls/tls.key
+//!   ca_file: /var/run/secrets/caretaker/tls/ca.crt      # CA of the agents' client certificates
+//!   allow_shared_agent_cert: false   # accept the one-for-all-agents certificate (caretaker-node:*)
+//! insecure_plaintext: false   # true: gRPC and HTTP without TLS (loopback tests only)
+//! auth:
+//!   tokens:                   # bearer tokens of the query APIs, each from a file or a variable
+//!     - {name: grafana, scope: read, file: /var/run/secrets/caretaker/api/read}
+//!     - {name: ops, scope: admin, env: CARETAKER_ADMIN_TOKEN}
+//!   allow_anonymous: false    # true: the query APIs need no token (loopback tests only)
+//!   metrics_require_token: false  # true: /metrics needs a read token too
+//! max_reports_per_minute: 120 # per agent stream; more is refused (default 120)
+//! schedule: {}                # daily/weekly/monthly runs, maintenance window, notifications:
+//!                             # see schedule::config for every option and default
 //! ```
 
 use std::net::SocketAddr;
@@ -28,6 +43,7 @@ use serde::{Deserialize, Deserializer};
 use crate::checks::ChecksConfig;
 use crate::cleanup::CleanupConfig;
 use crate::rounds::ClusterConfig;
+use crate::schedule::config::ScheduleConfig;
 use crate::signals::config::SignalsConfig;
 
 /// The whole aggregator config.
@@ -59,6 +75,103 @@ pub struct AggregatorConfig {
     pub signals: SignalsConfig,
     #[serde(default)]
     pub history: HistoryConfig,
+    /// TLS on both listeners, mutual on gRPC for agents. Required unless
+    /// `insecure_plaintext` is true.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
+    /// Serve gRPC and HTTP without TLS: agents are then not authenticated and report
+    /// for any node. Only for loopback tests. Default false.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    /// Bearer tokens of the query APIs.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Reports one agent stream may send per minute (bursts up to this many); a stream
+    /// sending faster is closed with RESOURCE_EXHAUSTED and the agent resends after its
+    /// backoff. Default 120 (20 times the default 10 s interval). 1 to 60000.
+    #[serde(default = "default_max_reports_per_minute", deserialize_with = "max_reports_per_minute")]
+    pub max_reports_per_minute: u32,
+    /// Daily/weekly/monthly runs, the maintenance window and notifications. Defaults: the
+    /// seed's (03:00 Asia/Tokyo; window Sunday 03:00–05:00); see [`ScheduleConfig`].
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+/// The aggregator's TLS files (PEM). They are read again whenever one of them changes
+/// (checked at each new connection), so a renewed certificate is served without a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// Server certificate (chain) for gRPC and HTTPS.
+    pub cert_file: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificate(s) that agents' client certificates must chain to.
+    pub ca_file: PathBuf,
+    /// Accept the certificate shared by all agents (URI SAN `caretaker-node:*`), which
+    /// cannot tell nodes apart. Default false: every agent needs its own certificate
+    /// with `caretaker-node:<node name>`.
+    #[serde(default)]
+    pub allow_shared_agent_cert: bool,
+}
+
+/// Bearer-token authentication of the HTTP JSON API and the gRPC Query service.
+/// `/healthz` and `/readyz` never need a token; ingest is authenticated by mTLS.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The accepted tokens. Empty is an error unless `allow_anonymous` is true.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// Serve the query APIs without any token. Only for loopback tests. Default false.
+    #[serde(default)]
+    pub allow_anonymous: bool,
+    /// `/metrics` needs a read token too. Default false (Prometheus scrapes it openly;
+    /// the NetworkPolicy limits who can reach it).
+    #[serde(default)]
+    pub metrics_require_token: bool,
+}
+
+/// One token: where its secret is and what it may do. The secret itself never appears
+/// in the config or the log; `name` does.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Shown in the log instead of the token.
+    pub name: String,
+    /// `read` (queries) or `admin` (also `--apply` and commands to agents).
+    pub scope: crate::auth::Scope,
+    /// File holding the token (surrounding whitespace is ignored).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Environment variable holding the token.
+    #[serde(default)]
+    pub env: Option<String>,
+}
+
+impl AggregatorConfig {
+    /// Checks the options that depend on each other.
+    ///
+    /// # Errors
+    /// A sentence naming the options to change.
+    pub fn validate(&self) -> Result<(), String> {
+        match (&self.tls, self.insecure_plaintext) {
+            (None, false) => {
+                return Err("tls (cert_file, key_file, ca_file) is missing: set it, or set insecure_plaintext: true to serve without TLS".into());
+            }
+            (Some(_), true) => return Err("tls and insecure_plaintext: true contradict each other; remove one".into()),
+            _ => {}
+        }
+        if self.auth.tokens.is_empty() && !self.auth.allow_anonymous {
+            return Err("auth.tokens is empty: add a token (name, scope, file or env), or set auth.allow_anonymous: true to serve the query APIs without tokens".into());
+        }
+        for (i, t) in self.auth.tokens.iter().enumerate() {
+            if t.file.is_some() == t.env.is_some() {
+                return Err(format!("auth.tokens[{i}] ({}) needs exactly one of file and env", t.name));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Report history options.
@@ -131,6 +244,11 @@ impl Default for AggregatorConfig {
             cleanup: CleanupConfig::default(),
             signals: SignalsConfig::default(),
             history: HistoryConfig::default(),
+            tls: None,
+            insecure_plaintext: false,
+            auth: AuthConfig::default(),
+            max_reports_per_minute: default_max_reports_per_minute(),
+            schedule: ScheduleConfig::default(),
         }
     }
 }
@@ -165,6 +283,13 @@ fn default_data_dir() -> PathBuf {
 fn default_stale_after_intervals() -> u32 {
     3
 }
+fn default_max_reports_per_minute() -> u32 {
+    120
+}
+fn max_reports_per_minute<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if (1..=60_000).contains(&v) { Ok(v) } else { Err(serde::de::Error::custom(format!("{v} is out of range 1..=60000"))) }
+}
 fn stale_after<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = u32::deserialize(d)?;
     if (1..=1000).contains(&v) { Ok(v) } else { Err(serde::de::Error::custom(format!("{v} is out of range 1..=1000"))) }
@@ -189,6 +314,48 @@ mod tests {
         assert_eq!(c.listen.grpc, default_grpc());
         assert!(c.in_memory);
         assert_eq!(c.stale_after_intervals, 5);
+    }
+
+    #[test]
+    fn tls_or_explicit_plaintext_and_tokens_or_explicit_anonymous() {
+        let p = |t: &str| parse_yaml::<AggregatorConfig>(t, Path::new("c")).unwrap();
+        assert_eq!(
+            p("data_dir: /x\n").validate().unwrap_err(),
+            "tls (cert_file, key_file, ca_file) is missing: set it, or set insecure_plaintext: true to serve without TLS"
+        );
+        assert_eq!(
+            p("insecure_plaintext: true\n").validate().unwrap_err(),
+            "auth.tokens is empty: add a token (name, scope, file or env), or set auth.allow_anonymous: true to serve the query APIs without tokens"
+        );
+        p("insecure_plaintext: true\nauth: {allow_anonymous: true}\n").validate().unwrap();
+        let c = p("tls: {cert_file: /t/c, key_file: /t/k, ca_file: /t/ca}\nauth:\n  tokens:\n    - {name: ops, scope: admin, env: T}\n    - {name: ro, scope: read, file: /t/r}\n");
+        c.validate().unwrap();
+        assert_eq!(c.auth.tokens[0].scope, crate::auth::Scope::Admin);
+        assert!(!c.tls.unwrap().allow_shared_agent_cert);
+        let c = p("insecure_plaintext: true\nauth:\n  tokens:\n    - {name: both, scope: read, env: T, file: /x}\n");
+        assert_eq!(c.validate().unwrap_err(), "auth.tokens[0] (both) needs exactly one of file and env");
+        let err = parse_yaml::<AggregatorConfig>("auth:\n  tokens:\n    - {name: x, scope: root, env: T}\n", Path::new("c")).unwrap_err().to_string();
+        assert!(err.contains("root") && err.contains("line 3"), "{err}");
+        assert_eq!(p("").max_reports_per_minute, 120);
+    }
+
+    #[test]
+    fn schedule_section_defaults_and_parses_with_line_numbers() {
+        let d: AggregatorConfig = parse_yaml("in_memory: true\n", Path::new("c")).unwrap();
+        assert_eq!(d.schedule.time_zone.name(), "Asia/Tokyo");
+        assert_eq!(d.schedule.weekly.cron.as_str(), "0 3 * * 0");
+        let c: AggregatorConfig = parse_yaml(
+            "in_memory: true\nschedule:\n  time_zone: UTC\n  maintenance_window:\n    days: [saturday]\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert_eq!(c.schedule.time_zone.name(), "UTC");
+        assert_eq!(c.schedule.maintenance_window.days, [crate::schedule::config::Day::Saturday].into());
+        assert_eq!(c.schedule.daily.cron.as_str(), "0 3 * * *");
+        let err = parse_yaml::<AggregatorConfig>("schedule:\n  monthly:\n    cron: '0 3 32 * *'\n    checks: [trends]\n", Path::new("/etc/agg.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/etc/agg.yaml") && err.contains("line 3") && err.contains("not a valid cron expression"), "{err}");
     }
 
     #[test]

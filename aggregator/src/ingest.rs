@@ -4,7 +4,17 @@
 //! `rejected` reason so the agent drops it instead of resending it forever), stored
 //! durably on a blocking thread, and only then acked. Reports of one stream are handled
 //! in order, so acks arrive in order.
+//!
+//! With mutual TLS ([`IdentityPolicy::Certificate`]) a stream needs a client certificate,
+//! and every report must be for the node that certificate names ([`crate::tls`]); a
+//! report for another node ends the stream with `PERMISSION_DENIED`, nothing stored.
+//!
+//! Each stream may send `reports_per_minute` reports (bursts up to that many); beyond it
+//! the service stops reading the stream until the rate allows, so HTTP/2 flow control
+//! holds a misbehaving agent back and the aggregator buffers at most one message
+//! ([`crate::server::MAX_MESSAGE_BYTES`]) per stream.
 
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -20,23 +30,77 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::state::State;
 use crate::store::Outcome;
+use crate::tls::PeerIdentity;
 
 /// Acks waiting to be sent on one stream. Small: an agent that does not read its acks
 /// slows its own stream down (backpressure), it cannot grow the aggregator's memory.
 const ACK_QUEUE: usize = 64;
+
+/// Default reports per minute per stream: 20 times the default 10 s interval.
+pub const DEFAULT_REPORTS_PER_MINUTE: u32 = 120;
+
+/// Who may report for which node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityPolicy {
+    /// Plaintext: any stream may report for any node (loopback tests, `standalone`).
+    Any,
+    /// A client certificate is required and names the node; `allow_shared` accepts the
+    /// certificate shared by all agents (`caretaker-node:*`) for any node.
+    Certificate { allow_shared: bool },
+}
 
 /// The ingest service.
 #[derive(Debug, Clone)]
 pub struct IngestService {
     state: Arc<State>,
     shutdown: CancellationToken,
+    identity: IdentityPolicy,
+    reports_per_minute: NonZeroU32,
 }
 
 impl IngestService {
     /// Streams end when `shutdown` is cancelled, so a graceful stop does not wait for
-    /// agents to hang up.
+    /// agents to hang up. Any node, [`DEFAULT_REPORTS_PER_MINUTE`].
     pub fn new(state: Arc<State>, shutdown: CancellationToken) -> Self {
-        Self { state, shutdown }
+        Self {
+            state,
+            shutdown,
+            identity: IdentityPolicy::Any,
+            reports_per_minute: NonZeroU32::new(DEFAULT_REPORTS_PER_MINUTE).expect("nonzero"),
+        }
+    }
+
+    /// Who may report for which node.
+    #[must_use]
+    pub fn with_identity(mut self, identity: IdentityPolicy) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// Reports per minute per stream (0 is taken as 1).
+    #[must_use]
+    pub fn with_reports_per_minute(mut self, n: u32) -> Self {
+        self.reports_per_minute = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        self
+    }
+
+    /// The node a stream may report for (`None`: any), from its client certificate.
+    fn identify<T>(&self, request: &Request<T>) -> Result<Option<String>, Status> {
+        let IdentityPolicy::Certificate { allow_shared } = self.identity else { return Ok(None) };
+        let certs = request.peer_certs();
+        let Some(cert) = certs.as_deref().and_then(|c| c.first()) else {
+            return Err(Status::unauthenticated(
+                "no client certificate: this aggregator takes reports over mutual TLS only; give the agent aggregator.tls.cert_file and key_file",
+            ));
+        };
+        match crate::tls::peer_identity(cert) {
+            Ok(PeerIdentity::Node(n)) => Ok(Some(n)),
+            Ok(PeerIdentity::Shared) if allow_shared => Ok(None),
+            Ok(PeerIdentity::Shared) => Err(Status::permission_denied(
+                "the client certificate is the one shared by all agents (caretaker-node:*), which this aggregator does not accept (tls.allow_shared_agent_cert is false); give each node its own certificate",
+            )),
+            Err(e) => Err(Status::permission_denied(e)),
+        }
     }
 }
 
@@ -60,6 +124,15 @@ impl ReportIngest for IngestService {
 
     async fn stream(&self, request: Request<Streaming<pb::AgentMessage>>) -> Result<Response<AckStream>, Status> {
         let peer = request.remote_addr().map_or_else(|| "unknown".into(), |a| a.to_string());
+        let allowed = match self.identify(&request) {
+            Ok(a) => a,
+            Err(status) => {
+                warn!(%peer, reason = %status.message(), "Refused an agent stream.");
+                self.state.count_rejected();
+                return Err(status);
+            }
+        };
+        let limiter = governor::RateLimiter::direct(governor::Quota::per_minute(self.reports_per_minute));
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(ACK_QUEUE);
         let state = Arc::clone(&self.state);
@@ -80,10 +153,39 @@ impl ReportIngest for IngestService {
                         Ok(Some(_)) => continue,
                         Ok(None) => break,
                         Err(status) => {
-                            debug!(error = %status.message(), "Agent stream broke.");
+                            // A message over the size limit or not decodable: tell the agent why.
+                            if matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::Internal) {
+                                warn!(error = %status.message(), code = ?status.code(), "Refused an agent message; closing the stream.");
+                                state.count_rejected();
+                                let _ = tx.send(Err(status)).await;
+                            } else {
+                                debug!(error = %status.message(), "Agent stream broke.");
+                            }
                             break;
                         }
                     };
+                    if let Some(allowed) = &allowed {
+                        if wire.node_name != *allowed {
+                            warn!(certificate = %allowed, report = %wire.node_name, "Refused a report for another node than the client certificate's; closing the stream.");
+                            state.count_rejected();
+                            let msg = format!(
+                                "the client certificate is for node {allowed:?}; it may not report for node {:?}",
+                                wire.node_name
+                            );
+                            let _ = tx.send(Err(Status::permission_denied(msg))).await;
+                            break;
+                        }
+                    }
+                    // Over the rate: stop reading this stream until it is allowed again.
+                    if let Err(not_until) = limiter.check() {
+                        state.metrics.ingest_throttled_total.inc();
+                        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+                        debug!(?wait, "Agent stream is over its rate; slowing it down.");
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                    }
                     let reply = match NodeReport::try_from(wire.clone()) {
                         Err(invalid) => {
                             warn!(node = %wire.node_name, seq = wire.seq, error = %invalid, "Rejected an invalid report.");

@@ -15,11 +15,16 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`report`]: the merged report as a table, Markdown, JSON or the HTML report page
 //!   ([`report::html`], served at `GET /report`).
+//! - [`schedule`]: daily/weekly/monthly runs, the maintenance window, notifications.
 //! - [`server`]: wires gRPC + HTTP on given listeners until a shutdown token fires.
+//! - [`tls`]: server TLS, node identity from client certificates, reload on change.
+//! - [`auth`]: bearer tokens of the query APIs; [`certs`]: `caretaker-aggregator certs`.
 //! - [`standalone`]: aggregator + agent of this machine in one process.
 //!
 //! Start reading at [`ingest::IngestService`] and [`state::State::ingest`].
 
+pub mod auth;
+pub mod certs;
 pub mod checks;
 pub mod cleanup;
 pub mod cluster;
@@ -31,8 +36,10 @@ pub mod metrics;
 pub mod query;
 pub mod report;
 pub mod rounds;
+pub mod schedule;
 pub mod server;
 pub mod signals;
 pub mod standalone;
 pub mod state;
 pub mod store;
+pub mod tls;

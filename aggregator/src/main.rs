@@ -11,9 +11,16 @@ use caretaker_aggregator::checks::cli::{CheckArgs, CliError};
 use caretaker_aggregator::cleanup::cli::CleanupArgs;
 use caretaker_aggregator::config::AggregatorConfig;
 use caretaker_aggregator::report::{self, Output};
+use caretaker_aggregator::schedule::notify::Notifier;
+use caretaker_aggregator::schedule::runner::{RunnerOptions, SystemClock, run_scheduler};
+use caretaker_aggregator::schedule::runs::{RunState, Schedule};
+use caretaker_aggregator::schedule::window::MaintenanceWindow;
 use caretaker_aggregator::state::State;
 use caretaker_aggregator::store::Store;
-use caretaker_aggregator::{server, standalone};
+use caretaker_aggregator::auth::Auth;
+use caretaker_aggregator::server::ServeOptions;
+use caretaker_aggregator::tls::ReloadingTls;
+use caretaker_aggregator::{certs, server, standalone};
 use caretaker_proto::config::{EXIT_USAGE, load_yaml};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -39,7 +46,7 @@ enum Command {
     },
     /// Print the merged report of a running aggregator (through its gRPC Query service).
     Report {
-        /// The aggregator's gRPC URL.
+        /// The aggregator's gRPC URL (https:// needs --ca-file).
         #[arg(long, default_value = "http://127.0.0.1:7443")]
         server: String,
         #[arg(long, value_enum, default_value_t = Output::Table)]
@@ -51,6 +58,40 @@ enum Command {
         /// New, resolved and changed findings between the reports at two times.
         #[arg(long, num_args = 2, value_names = ["A", "B"])]
         diff: Option<Vec<String>>,
+        /// CA certificate of the aggregator's server certificate (PEM), for https://.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// File with a read (or admin) API token.
+        #[arg(long, conflicts_with = "token_env")]
+        token_file: Option<PathBuf>,
+        /// Environment variable with the API token.
+        #[arg(long, default_value = "CARETAKER_TOKEN")]
+        token_env: String,
+    },
+    /// Create a CA, the aggregator's server certificate, agent client certificates and API
+    /// tokens, as files and as Kubernetes Secrets (OUT/secrets.yaml). An existing CA and
+    /// existing tokens in OUT are reused, so running it again renews the certificates.
+    Certs {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Release name: the objects are <release>-aggregator, <release>-agent-tls, ...
+        #[arg(long, default_value = "caretaker")]
+        release: String,
+        #[arg(long, default_value = "caretaker")]
+        namespace: String,
+        /// A node that gets its own client certificate (repeatable); see deploy/README.md.
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// More DNS names or IP addresses for the server certificate (repeatable).
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Validity of the server and agent certificates.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Validity of a new CA.
+        #[arg(long, default_value_t = 3650)]
+        ca_days: u32,
     },
     /// Aggregator + agent for this machine in one process over loopback gRPC; no cluster,
     /// no config. With --once: print the merged report after two reports and exit.
@@ -119,6 +160,21 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(e) => return Ok(usage_error(e)),
             };
+            if let Err(e) = cfg.validate() {
+                return Ok(usage_error(format!("invalid config file {}: {e}", config.display())));
+            }
+            let tls = match cfg.tls.clone().map(ReloadingTls::load).transpose() {
+                Ok(t) => t.map(Arc::new),
+                Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
+            };
+            let auth = match Auth::from_config(&cfg.auth) {
+                Ok(a) => Arc::new(a),
+                Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
+            };
+            if cfg.insecure_plaintext {
+                warn!("insecure_plaintext: serving without TLS; agents are not authenticated.");
+            }
+            let options = ServeOptions { tls, auth, reports_per_minute: cfg.max_reports_per_minute };
             let store = if cfg.in_memory { Store::in_memory() } else { Store::open(&cfg.data_dir) }
                 .with_context(|| format!("open the store in {}", cfg.data_dir.display()))?;
             let state = State::with_retention(store, cfg.stale_after_intervals, cfg.history.retention()).context("load the store")?;
@@ -131,11 +187,23 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("bind HTTP on {}", cfg.listen.http))?;
                 let shutdown = CancellationToken::new();
-                let server = tokio::spawn(server::serve(Arc::clone(&state), grpc, http, shutdown.clone()));
+                let server = tokio::spawn(server::serve_with(Arc::clone(&state), grpc, http, shutdown.clone(), options));
+                let notifier = match cfg.schedule.notifications.webhook_url {
+                    Some(_) => Some(Notifier::new(&cfg.schedule.notifications).context("notifications")?),
+                    None => None,
+                };
+                state.set_window(MaintenanceWindow::new(&cfg.schedule.maintenance_window, &cfg.schedule.time_zone));
                 tokio::spawn(
-                    caretaker_aggregator::rounds::run_loop(Arc::clone(&state), rounds, cfg.history.record_interval, shutdown.clone())
-                        .instrument(tracing::info_span!("rounds")),
+                    caretaker_aggregator::rounds::run_loop(
+                        Arc::clone(&state),
+                        rounds,
+                        cfg.history.record_interval,
+                        notifier,
+                        shutdown.clone(),
+                    )
+                    .instrument(tracing::info_span!("rounds")),
                 );
+                tokio::spawn(scheduled_rounds(Arc::clone(&state), Schedule::new(&cfg.schedule), shutdown.clone()).instrument(tracing::info_span!("scheduler")));
                 wait_for_signal().await;
                 shutdown.cancel();
                 match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
@@ -147,7 +215,12 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { server, output, at, diff } => {
+        Command::Report { server, output, at, diff, ca_file, token_file, token_env } => {
+            let token = match token_file {
+                Some(f) => Some(std::fs::read_to_string(&f).with_context(|| format!("read token file {}", f.display()))?.trim().to_string()),
+                None => std::env::var(&token_env).ok().filter(|t| !t.is_empty()),
+            };
+            let client = standalone::QueryClientOptions { ca_file, token };
             let now = jiff::Timestamp::now();
             let when = |s: &str| report::parse_time(s, now);
             if let Some(d) = diff {
@@ -156,8 +229,8 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     (Err(e), _) | (_, Err(e)) => return Ok(usage_error(format!("--diff: {e}"))),
                 };
                 let rt = runtime()?;
-                let ra = rt.block_on(standalone::fetch_report(&server, Some(a)))?;
-                let rb = rt.block_on(standalone::fetch_report(&server, Some(b)))?;
+                let ra = rt.block_on(standalone::fetch_report_with(&server, Some(a), &client))?;
+                let rb = rt.block_on(standalone::fetch_report_with(&server, Some(b), &client))?;
                 print!("{}", report::render_diff(&caretaker_aggregator::history::diff(&ra, &rb), output)?);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -165,8 +238,23 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(a) => a,
                 Err(e) => return Ok(usage_error(format!("--at: {e}"))),
             };
-            let report = runtime()?.block_on(standalone::fetch_report(&server, at))?;
+            let report = runtime()?.block_on(standalone::fetch_report_with(&server, at, &client))?;
             print!("{}", report::render(&report, output)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Certs { out, release, namespace, nodes, names, days, ca_days } => {
+            let opts = certs::CertsOptions { out, release, namespace, nodes, extra_names: names, days, ca_days };
+            let summary = certs::generate(&opts)?;
+            if summary.reused_ca {
+                println!("Reused the CA in {}.", opts.out.display());
+            }
+            if summary.reused_tokens {
+                println!("Kept the API tokens in {}.", opts.out.join("tokens").display());
+            }
+            for f in &summary.written {
+                println!("wrote {}", f.display());
+            }
+            println!("Next: kubectl apply -f {}", opts.out.join("secrets.yaml").display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Standalone { once, output, timeout, procfs, sysfs, rootfs } => {
@@ -207,6 +295,36 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Key of the scheduler's run state in the store.
+const RUN_STATE_KEY: &str = "schedule_run_state";
+
+/// Daily, weekly and monthly runs: each due slot runs a round now (recorded in the
+/// history) and then persists the run state, so a restart neither repeats nor skips a slot.
+async fn scheduled_rounds(state: Arc<State>, schedule: Schedule, shutdown: CancellationToken) {
+    let run_state: RunState = match state.store().get_meta(RUN_STATE_KEY) {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            warn!(error = %e, "Cannot read the scheduler state; starting afresh.");
+            RunState::default()
+        }
+    };
+    let st = Arc::clone(&state);
+    run_scheduler(&schedule, run_state, &SystemClock, RunnerOptions::default(), move |round, after| {
+        let st = Arc::clone(&st);
+        async move {
+            let kinds: Vec<&str> = round.kinds.iter().map(|k| k.name()).collect();
+            match st.run_round_now().await {
+                Ok(()) => info!(kinds = %kinds.join(","), "Scheduled round recorded."),
+                Err(e) => warn!(error = %e, "Scheduled round failed; the slot is marked done anyway."),
+            }
+            if let Err(e) = st.store().put_meta(RUN_STATE_KEY, &after) {
+                warn!(error = %e, "Cannot store the scheduler state; the slot may run again after a restart.");
+            }
+        }
+    }, shutdown)
+    .await;
 }
 
 /// Returns on SIGTERM (what Kubernetes sends) or SIGINT.

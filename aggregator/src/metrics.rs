@@ -32,6 +32,8 @@ pub struct Metrics {
     pub streams_active: Gauge,
     pub store_write_seconds: Histogram,
     pub nodes: Family<FreshnessLabel, Gauge>,
+    /// Reports that had to wait because their stream was over its rate limit.
+    pub ingest_throttled_total: Counter,
 }
 
 impl Default for Metrics {
@@ -51,7 +53,13 @@ impl Default for Metrics {
         );
         let nodes = Family::<FreshnessLabel, Gauge>::default();
         registry.register("nodes", "Nodes known to the aggregator, by freshness", nodes.clone());
-        Self { registry, reports, streams_active, store_write_seconds, nodes }
+        let ingest_throttled_total = Counter::default();
+        registry.register(
+            "ingest_throttled",
+            "Reports held back because their agent stream was over max_reports_per_minute",
+            ingest_throttled_total.clone(),
+        );
+        Self { registry, reports, streams_active, store_write_seconds, nodes, ingest_throttled_total }
     }
 }
 

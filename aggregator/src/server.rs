@@ -1,5 +1,9 @@
 //! Wires the gRPC and HTTP servers over one [`State`]; takes its listeners and a
 //! shutdown token as arguments so tests bind `127.0.0.1:0`.
+//!
+//! [`serve`] is plaintext with no tokens (loopback: tests, `standalone`); [`serve_with`]
+//! takes [`ServeOptions`]: TLS on both listeners (mutual for agents, see [`crate::tls`]),
+//! bearer tokens ([`crate::auth`]) and the ingest rate.
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -7,17 +11,40 @@ use std::time::Duration;
 
 use caretaker_proto::pb::{self, query_server::QueryServer, report_ingest_server::ReportIngestServer};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
-use crate::ingest::IngestService;
+use crate::auth::{Auth, GrpcAuthLayer};
+use crate::ingest::{DEFAULT_REPORTS_PER_MINUTE, IdentityPolicy, IngestService};
 use crate::query::QueryService;
 use crate::state::State;
+use crate::tls::{ReloadingTls, TlsListener};
+
+/// How [`serve_with`] secures its listeners.
+#[derive(Debug)]
+pub struct ServeOptions {
+    /// TLS on gRPC and HTTP; `None`: plaintext, and agents may report for any node.
+    pub tls: Option<Arc<ReloadingTls>>,
+    /// Tokens of the query APIs.
+    pub auth: Arc<Auth>,
+    /// Per-stream ingest rate.
+    pub reports_per_minute: u32,
+}
+
+impl ServeOptions {
+    /// Plaintext, no tokens: only for loopback.
+    pub fn insecure() -> Self {
+        Self { tls: None, auth: Arc::new(Auth::anonymous()), reports_per_minute: DEFAULT_REPORTS_PER_MINUTE }
+    }
+}
 
 /// Largest message accepted from an agent. A report of a large node is tens of KiB;
 /// the bound keeps a broken agent from making the aggregator buffer more.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+type BoxedServer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ServeError>> + Send>>;
 
 /// Server errors.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +58,8 @@ pub enum ServeError {
 }
 
 /// Serves gRPC on `grpc` and HTTP on `http` until `shutdown` is cancelled, then stops
-/// both (streams are closed by the ingest service, connections drained).
+/// both (streams are closed by the ingest service, connections drained). Plaintext and
+/// without tokens ([`ServeOptions::insecure`]): for loopback only.
 ///
 /// # Errors
 /// A server failed.
@@ -41,6 +69,20 @@ pub async fn serve(
     http: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    serve_with(state, grpc, http, shutdown, ServeOptions::insecure()).await
+}
+
+/// [`serve`] with TLS, tokens and limits.
+///
+/// # Errors
+/// A server failed.
+pub async fn serve_with(
+    state: Arc<State>,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: CancellationToken,
+    options: ServeOptions,
+) -> Result<(), ServeError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<ReportIngestServer<IngestService>>().await;
     health_reporter.set_serving::<QueryServer<QueryService>>().await;
@@ -49,29 +91,65 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    let ingest = ReportIngestServer::new(IngestService::new(Arc::clone(&state), shutdown.clone()))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let identity = match &options.tls {
+        Some(t) => IdentityPolicy::Certificate { allow_shared: t.files().allow_shared_agent_cert },
+        None => IdentityPolicy::Any,
+    };
+    let ingest = ReportIngestServer::new(
+        IngestService::new(Arc::clone(&state), shutdown.clone())
+            .with_identity(identity)
+            .with_reports_per_minute(options.reports_per_minute),
+    )
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let query = QueryServer::new(QueryService::new(Arc::clone(&state)));
 
     let grpc_addr = grpc.local_addr()?;
     let http_addr = http.local_addr()?;
-    let grpc_server = tonic::transport::Server::builder()
+    let (shutdown_grpc, shutdown_http) = (shutdown.clone(), shutdown.clone());
+    let routes = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(GrpcAuthLayer(Arc::clone(&options.auth)))
         .add_service(health)
         .add_service(reflection)
         .add_service(ingest)
-        .add_service(query)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.clone().cancelled_owned())
-        .instrument(info_span!("grpc", addr = %grpc_addr));
-    let app = crate::http::router(Arc::clone(&state));
-    let http_server = axum::serve(http, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future()
-        .instrument(info_span!("http", addr = %http_addr));
+        .add_service(query);
+    let app = crate::http::router(Arc::clone(&state)).layer(axum::middleware::from_fn_with_state(
+        Arc::clone(&options.auth),
+        crate::auth::http_middleware,
+    ));
+    let (grpc_server, http_server): (BoxedServer, BoxedServer) = match &options.tls {
+        None => (
+            Box::pin(async move {
+                routes.serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_grpc.cancelled_owned()).await.map_err(ServeError::from)
+            }),
+            Box::pin(async move {
+                axum::serve(http, app).with_graceful_shutdown(shutdown_http.cancelled_owned()).into_future().await.map_err(ServeError::from)
+            }),
+        ),
+        Some(tls) => {
+            let grpc_in = crate::tls::incoming(grpc, Arc::clone(tls), shutdown.clone(), "grpc");
+            let http_in = crate::tls::incoming(http, Arc::clone(tls), shutdown.clone(), "http");
+            let grpc_stream = tokio_stream::wrappers::ReceiverStream::new(grpc_in).map(|(s, _)| Ok::<_, std::io::Error>(s));
+            (
+                Box::pin(async move {
+                    routes.serve_with_incoming_shutdown(grpc_stream, shutdown_grpc.cancelled_owned()).await.map_err(ServeError::from)
+                }),
+                Box::pin(async move {
+                    axum::serve(TlsListener::new(http_in, http_addr), app)
+                        .with_graceful_shutdown(shutdown_http.cancelled_owned())
+                        .into_future()
+                        .await
+                        .map_err(ServeError::from)
+                }),
+            )
+        }
+    };
+    let grpc_server = grpc_server.instrument(info_span!("grpc", addr = %grpc_addr));
+    let http_server = http_server.instrument(info_span!("http", addr = %http_addr));
 
     state.set_ready(true);
-    info!(grpc = %grpc_addr, http = %http_addr, "Aggregator serving.");
+    info!(grpc = %grpc_addr, http = %http_addr, tls = options.tls.is_some(), "Aggregator serving.");
     // One server failing stops the other.
     let stop_on_error = |failed: bool| {
         if failed {

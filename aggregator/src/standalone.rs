@@ -78,7 +78,7 @@ pub async fn run(
     let agent_stop = CancellationToken::new();
     let agent = tokio::spawn(caretaker_agent::run(
         settings,
-        AgentSide::new(format!("http://{}", endpoints.grpc)),
+        AgentSide::plaintext(format!("http://{}", endpoints.grpc)),
         agent_stop.clone(),
     ));
     on_ready(endpoints);
@@ -114,27 +114,76 @@ pub async fn run(
     outcome
 }
 
-/// Fetches the merged report from a running aggregator's gRPC `Query` service.
+/// How a query client reaches an aggregator.
+#[derive(Debug, Clone, Default)]
+pub struct QueryClientOptions {
+    /// CA of the aggregator's server certificate; needed for `https://`.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Bearer token (never logged).
+    pub token: Option<String>,
+}
+
+/// Fetches the merged report from a running aggregator's gRPC `Query` service, over
+/// plaintext without a token.
 ///
 /// # Errors
 /// Connection, RPC or an invalid answer.
 /// `at`: the live report when `None`, else the one recorded at or before that time.
 pub async fn fetch_report(url: &str, at: Option<jiff::Timestamp>) -> Result<ClusterReport, StandaloneError> {
+    fetch_report_with(url, at, &QueryClientOptions::default()).await
+}
+
+/// [`fetch_report`] with TLS and a token.
+///
+/// # Errors
+/// Connection, RPC or an invalid answer.
+pub async fn fetch_report_with(
+    url: &str,
+    at: Option<jiff::Timestamp>,
+    opts: &QueryClientOptions,
+) -> Result<ClusterReport, StandaloneError> {
     use caretaker_proto::pb::{GetClusterReportRequest, query_client::QueryClient};
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|e| StandaloneError::Query(format!("invalid server URL {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
-    let channel = endpoint.connect().await.map_err(|e| StandaloneError::Query(format!("connect to {url}: {e}")))?;
+    if let Some(ca) = &opts.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| StandaloneError::Query(format!("cannot read CA file {}: {e}", ca.display())))?;
+        let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        endpoint = endpoint.tls_config(tls).map_err(|e| StandaloneError::Query(format!("TLS config: {e}")))?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| StandaloneError::Query(format!("connect to {url}: {}", error_chain(&e))))?;
+    let mut request = tonic::Request::new(GetClusterReportRequest {
+        at: at.map(|t| prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }),
+    });
+    if let Some(t) = &opts.token {
+        let value = format!("Bearer {t}")
+            .parse()
+            .map_err(|_| StandaloneError::Query("the token has characters a header cannot carry".into()))?;
+        request.metadata_mut().insert("authorization", value);
+    }
     let reply = QueryClient::new(channel)
-        .get_cluster_report(GetClusterReportRequest {
-            at: at.map(|t| prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }),
-        })
+        .get_cluster_report(request)
         .await
-        .map_err(|s| StandaloneError::Query(format!("GetClusterReport at {url}: {}", s.message())))?;
+        .map_err(|s| StandaloneError::Query(format!("GetClusterReport at {url}: {} ({:?})", s.message(), s.code())))?;
     ClusterReport::from_wire(&reply.into_inner()).map_err(|e| StandaloneError::Query(format!("answer from {url}: {e}")))
 }
 
 async fn query(grpc: SocketAddr) -> Result<ClusterReport, StandaloneError> {
     fetch_report(&format!("http://{grpc}"), None).await
+}
+
+/// An error with its causes, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
 }

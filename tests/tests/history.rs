@@ -83,7 +83,7 @@ fn rounds_history_diff_and_a_killed_aggregator_keep_everything() {
     std::fs::write(
         &cfg,
         format!(
-            "listen: {{grpc: 127.0.0.1:{grpc}, http: 127.0.0.1:{http}}}\ndata_dir: {}\ncluster:\n  source: dump\n  dump_paths: [{}]\n  interval: 1h\n",
+            "listen: {{grpc: 127.0.0.1:{grpc}, http: 127.0.0.1:{http}}}\ninsecure_plaintext: true\nauth: {{allow_anonymous: true}}\ndata_dir: {}\ncluster:\n  source: dump\n  dump_paths: [{}]\n  interval: 1h\n",
             dir.path().join("data").display(),
             dump_dir.display()
         ),
@@ -93,7 +93,7 @@ fn rounds_history_diff_and_a_killed_aggregator_keep_everything() {
 
     // One agent, for node-a only: node-b is listed by the cluster but missing.
     let agent_cfg = dir.path().join("agent.yaml");
-    std::fs::write(&agent_cfg, format!("node_name: node-a\nreport_interval: 200ms\naggregator:\n  endpoint: http://127.0.0.1:{grpc}\n")).unwrap();
+    std::fs::write(&agent_cfg, format!("node_name: node-a\nreport_interval: 200ms\naggregator:\n  endpoint: http://127.0.0.1:{grpc}\n  insecure_plaintext: true\n")).unwrap();
     let mut agent = Command::new(binary("caretaker-agent")).args(["run", "--config"]).arg(&agent_cfg).stderr(Stdio::null()).spawn().unwrap();
 
     // The first round runs at start and is recorded.

@@ -73,6 +73,22 @@ pub struct ClusterReport {
     /// Every current finding with its history: first and last seen, how often it flapped.
     #[serde(default)]
     pub findings: Vec<TrackedFinding>,
+    /// The maintenance window and what waits for it; absent when none is configured.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub maintenance: Option<MaintenanceStatus>,
+}
+
+/// The maintenance window as of the report: destructive cleanups (applying proposals,
+/// scheduled pruning) run only inside it unless forced or in an emergency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceStatus {
+    /// E.g. `Sunday 03:00–05:00 Asia/Tokyo`.
+    pub window: String,
+    pub open: bool,
+    /// The window's next opening (now, when it is open).
+    pub next_open: Timestamp,
+    /// Cleanup proposals that delete and so wait for the window.
+    pub waiting_proposals: usize,
 }
 
 impl ClusterReport {
@@ -298,6 +314,7 @@ pub fn merge(nodes: &[StoredNode], round: &CheckRound, cfg: &MergeConfig, now: T
         signals: round.signals.clone(),
         disk_pressure,
         findings,
+        maintenance: None,
     }
 }
 

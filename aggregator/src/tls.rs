@@ -1,0 +1,299 @@
+//! Server TLS (rustls with ring): mutual TLS for agents, the node name taken from the
+//! client certificate, and certificate files that are reloaded when they change.
+//!
+//! # Node identity
+//! An agent's client certificate carries the node it may report for as a URI SAN
+//! `caretaker-node:<node name>` ([`NODE_URI_PREFIX`]); `caretaker-node:*` marks the one
+//! certificate shared by all agents, accepted only with `tls.allow_shared_agent_cert`.
+//! The certificate must chain to `tls.ca_file`, be within its validity period and allow
+//! client authentication (extended key usage); otherwise the handshake fails.
+//!
+//! A client certificate is optional at the TLS level, because gRPC `Query` clients on
+//! the same port authenticate with bearer tokens instead; the ingest service refuses a
+//! stream without one ([`crate::ingest`]).
+//!
+//! # Reload
+//! [`ReloadingTls::current`] looks at the three files' modification time, size and inode
+//! at every new connection and rebuilds the server config when one changed (Kubernetes
+//! swaps a Secret volume's files atomically). A set of files that does not load (say,
+//! half written) is reported and the previous config kept. Established connections keep
+//! their session; agents reconnect and resend what was not acked.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::ServerTlsConfig;
+
+/// URI SAN prefix naming the node a client certificate may report for.
+pub const NODE_URI_PREFIX: &str = "caretaker-node:";
+
+/// The URI SAN of the certificate shared by all agents.
+pub const SHARED_NODE_URI: &str = "caretaker-node:*";
+
+/// A TLS handshake that takes longer is abandoned (a client that connects and sends
+/// nothing cannot hold a task forever).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshaken connections waiting for the server to take them.
+const ACCEPT_QUEUE: usize = 64;
+
+/// TLS setup errors, each naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read TLS file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS file {path} holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("TLS file {path}: {message}")]
+    Pem { path: PathBuf, message: String },
+    #[error("TLS CA file {path}: {message}")]
+    Ca { path: PathBuf, message: String },
+    #[error("TLS certificate {cert} and key {key} do not make a server config: {source}")]
+    Config {
+        cert: PathBuf,
+        key: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+/// Who a verified client certificate says the peer is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// May report for this node only.
+    Node(String),
+    /// The certificate shared by all agents (`caretaker-node:*`).
+    Shared,
+}
+
+/// Reads the node identity from a (verified) client certificate.
+///
+/// # Errors
+/// Not a parsable certificate, or not exactly one `caretaker-node:` URI SAN.
+pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, String> {
+    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| format!("unparsable client certificate: {e}"))?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = x509.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::URI(uri) = n {
+                if let Some(node) = uri.strip_prefix(NODE_URI_PREFIX) {
+                    names.push(node.to_string());
+                }
+            }
+        }
+    }
+    match names.as_slice() {
+        [one] if one == "*" => Ok(PeerIdentity::Shared),
+        [one] if caretaker_proto::model::validate_node_name(one).is_ok() => Ok(PeerIdentity::Node(one.clone())),
+        [one] => Err(format!("the client certificate names an invalid node {one:?}")),
+        [] => Err(format!(
+            "the client certificate ({}) has no URI SAN {NODE_URI_PREFIX}<node>; issue agent certificates with `caretaker-aggregator certs`",
+            x509.subject()
+        )),
+        _ => Err(format!("the client certificate names several nodes: {names:?}")),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.into(), source })
+}
+
+/// All PEM certificates of a file.
+///
+/// # Errors
+/// Unreadable, malformed or without any certificate.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem { path: path.into(), message: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate { path: path.into() });
+    }
+    Ok(certs)
+}
+
+/// The first private key of a PEM file.
+///
+/// # Errors
+/// Unreadable or without a key.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = read(path)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::Pem { path: path.into(), message: format!("no usable private key ({e})") })
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds a server config from the files as they are now.
+///
+/// # Errors
+/// See [`TlsError`].
+pub fn server_config(files: &ServerTlsConfig) -> Result<ServerConfig, TlsError> {
+    let certs = load_certs(&files.cert_file)?;
+    let key = load_key(&files.key_file)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in load_certs(&files.ca_file)? {
+        roots.add(ca).map_err(|e| TlsError::Ca { path: files.ca_file.clone(), message: e.to_string() })?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Ca { path: files.ca_file.clone(), message: e.to_string() })?;
+    let config_err = |source| TlsError::Config { cert: files.cert_file.clone(), key: files.key_file.clone(), source };
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(config_err)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(config_err)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Modification time, size and inode of each file: a change of any means reload.
+type Stamp = Vec<Option<(SystemTime, u64, u64)>>;
+
+fn stamp(files: &ServerTlsConfig) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    [&files.cert_file, &files.key_file, &files.ca_file]
+        .iter()
+        .map(|p| std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), m.ino())))
+        .collect()
+}
+
+/// A server config that follows its files; see the module docs.
+#[derive(Debug)]
+pub struct ReloadingTls {
+    files: ServerTlsConfig,
+    current: Mutex<(Stamp, Arc<ServerConfig>)>,
+}
+
+impl ReloadingTls {
+    /// Loads the files; they must load now (later failures keep the last good config).
+    ///
+    /// # Errors
+    /// See [`TlsError`].
+    pub fn load(files: ServerTlsConfig) -> Result<Self, TlsError> {
+        let s = stamp(&files);
+        let cfg = Arc::new(server_config(&files)?);
+        Ok(Self { files, current: Mutex::new((s, cfg)) })
+    }
+
+    /// The files' settings.
+    pub fn files(&self) -> &ServerTlsConfig {
+        &self.files
+    }
+
+    /// The config for a new connection, reloaded first if a file changed.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        let now = stamp(&self.files);
+        let mut cur = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cur.0 != now {
+            match server_config(&self.files) {
+                Ok(cfg) => {
+                    info!(cert = %self.files.cert_file.display(), "TLS files changed; new connections use the new certificate.");
+                    *cur = (now, Arc::new(cfg));
+                }
+                Err(e) => {
+                    // Remember the stamp so that a broken set is reported once, not per connection.
+                    warn!(error = %e, "TLS files changed but do not load; still serving the previous certificate.");
+                    cur.0 = now;
+                }
+            }
+        }
+        Arc::clone(&cur.1)
+    }
+}
+
+/// Accepts TCP connections on `listener` and hands out those whose TLS handshake
+/// succeeded, each handshake on its own task with [`HANDSHAKE_TIMEOUT`]. Handshake
+/// failures (unknown CA, expired certificate, no TLS at all) are logged with the peer.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Arc<ReloadingTls>,
+    shutdown: CancellationToken,
+    what: &'static str,
+) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
+    let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+    tokio::spawn(
+        async move {
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    r = listener.accept() => match r {
+                        Ok(c) => c,
+                        Err(e) => {
+                            warn!(error = %e, "Cannot accept a connection.");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let acceptor = TlsAcceptor::from(tls.current());
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            debug!(%peer, "TLS handshake done.");
+                            let _ = tx.send((stream, peer)).await;
+                        }
+                        Ok(Err(e)) => warn!(%peer, error = %e, "TLS handshake failed; connection refused."),
+                        Err(_) => warn!(%peer, "TLS handshake timed out; connection closed."),
+                    }
+                });
+            }
+        }
+        .instrument(info_span!("tls", listener = what)),
+    );
+    rx
+}
+
+/// [`incoming`] as an axum listener.
+#[derive(Debug)]
+pub struct TlsListener {
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    pub fn new(rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>, local: SocketAddr) -> Self {
+        Self { rx, local }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The acceptor stopped (shutdown): wait for the server's own shutdown.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
