@@ -13,7 +13,8 @@
 //! - [`ingest`]: the `ReportIngest.Stream` gRPC service (validate, store, ack).
 //! - [`query`]: the gRPC `Query` service; [`http`]: the same as JSON plus health/metrics.
 //! - [`metrics`]: Prometheus metrics.
-//! - [`report`]: the merged report as a table, Markdown or JSON.
+//! - [`report`]: the merged report as a table, Markdown, JSON or the HTML report page
+//!   ([`report::html`], served at `GET /report`).
 //! - [`schedule`]: daily/weekly/monthly runs, the maintenance window, notifications.
 //! - [`server`]: wires gRPC + HTTP on given listeners until a shutdown token fires.
 //! - [`tls`]: server TLS, node identity from client certificates, reload on change.
