@@ -356,8 +356,8 @@ fn track_now(checks: &[CheckResult], now: Timestamp) -> Vec<TrackedFinding> {
 /// Bytes a node's agent reports it could reclaim (unused images, rotatable and expired
 /// logs), when it reports any of them.
 fn reclaimable(report: &NodeReport) -> Option<u64> {
-    let _ = report;
-    None
+    let images = report.images.as_ref()?;
+    Some(images.runtimes.iter().map(|r| r.reclaimable_bytes).sum())
 }
 
 fn disk_pressure(nodes: &[NodeStatus], round: &CheckRound, cfg: &MergeConfig) -> Vec<DiskPressure> {
@@ -502,6 +502,33 @@ pub(crate) mod tests {
         // Stale after 3 intervals of 10 s.
         let later = merge(&nodes, &round(), &MergeConfig::default(), at(31));
         assert_eq!(later.nodes[0].freshness, Freshness::Stale);
+    }
+
+    #[test]
+    fn a_node_near_pressure_shows_what_its_agent_can_reclaim() {
+        use caretaker_proto::model::{ImagesSummary, RuntimeImages};
+        let mut b = stored("node-b", 1, 9, 88.0, 0);
+        let runtime = |name: &str, bytes| RuntimeImages {
+            runtime: name.into(),
+            image_fs_mountpoint: "/var/lib/containerd".into(),
+            image_fs_used_percent: Some(88.0),
+            images_total: 10,
+            images_unused: 4,
+            reclaimable_bytes: bytes,
+            last_prune: None,
+            removed_total: 0,
+            removed_bytes_total: 0,
+        };
+        b.report.images = Some(ImagesSummary {
+            dry_run: true,
+            checked_at: at(0),
+            runtimes: vec![runtime("containerd", 3 << 30), runtime("docker", 1 << 30)],
+            errors: vec![],
+        });
+        let r = merge(&[b], &round(), &MergeConfig::default(), at(10));
+        assert_eq!(r.disk_pressure[0].reclaimable_bytes, Some(4 << 30));
+        let r = merge(&[stored("node-b", 1, 9, 88.0, 0)], &round(), &MergeConfig::default(), at(10));
+        assert_eq!(r.disk_pressure[0].reclaimable_bytes, None, "not reported is not 0");
     }
 
     #[test]
