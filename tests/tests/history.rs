@@ -93,7 +93,7 @@ fn rounds_history_diff_and_a_killed_aggregator_keep_everything() {
 
     // One agent, for node-a only: node-b is listed by the cluster but missing.
     let agent_cfg = dir.path().join("agent.yaml");
-    std::fs::write(&agent_cfg, format!("node_name: node-a\nreport_interval: 200ms\naggregator:\n  endpoint: http://127.0.0.1:{grpc}\n  insecure_plaintext: true\n")).unwrap();
+    std::fs::write(&agent_cfg, format!("node_name: node-a\nlisten_http: null\nreport_interval: 200ms\naggregator:\n  endpoint: http://127.0.0.1:{grpc}\n  insecure_plaintext: true\n")).unwrap();
     let mut agent = Command::new(binary("caretaker-agent")).args(["run", "--config"]).arg(&agent_cfg).stderr(Stdio::null()).spawn().unwrap();
 
     // The first round runs at start and is recorded.

@@ -60,7 +60,7 @@ fn serve_and_run_processes_report_and_stop_cleanly_on_sigterm() {
     let mut agents = Vec::new();
     for node in ["proc-a", "proc-b"] {
         let cfg = dir.path().join(format!("{node}.yaml"));
-        std::fs::write(&cfg, format!("node_name: {node}\nreport_interval: 200ms\naggregator:\n  endpoint: http://127.0.0.1:{grpc}\n  insecure_plaintext: true\n")).unwrap();
+        std::fs::write(&cfg, format!("node_name: {node}\nlisten_http: null\nreport_interval: 200ms\naggregator:\n  endpoint: http://127.0.0.1:{grpc}\n  insecure_plaintext: true\n")).unwrap();
         agents.push(Command::new(binary("caretaker-agent")).args(["run", "--config"]).arg(&cfg).stderr(Stdio::null()).spawn().unwrap());
     }
 
@@ -143,7 +143,7 @@ fn certs_then_serve_and_run_over_mutual_tls_with_a_token() {
     std::fs::write(
         &agent_cfg,
         format!(
-            "node_name: tls-a\nreport_interval: 200ms\naggregator:\n  endpoint: https://localhost:{grpc}\n  tls:\n    ca_file: {}\n    cert_file: {}\n    key_file: {}\n",
+            "node_name: tls-a\nlisten_http: null\nreport_interval: 200ms\naggregator:\n  endpoint: https://localhost:{grpc}\n  tls:\n    ca_file: {}\n    cert_file: {}\n    key_file: {}\n",
             p("nodes/tls-a/ca.crt"),
             p("nodes/tls-a/tls.crt"),
             p("nodes/tls-a/tls.key")

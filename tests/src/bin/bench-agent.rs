@@ -125,7 +125,7 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let agg = rt.block_on(RunningAggregator::start(dir.path(), "127.0.0.1:0".parse()?, 3))?;
     let cfg = dir.path().join("agent.yaml");
-    std::fs::write(&cfg, format!("report_interval: {}\naggregator:\n  endpoint: {}\n", humantime::format_duration(interval), agg.url()))?;
+    std::fs::write(&cfg, format!("listen_http: 127.0.0.1:0\nreport_interval: {}\naggregator:\n  endpoint: {}\n  insecure_plaintext: true\n", humantime::format_duration(interval), agg.url()))?;
     let mut agent = Command::new(binary("caretaker-agent")).args(["run", "--config"]).arg(&cfg).stderr(Stdio::null()).spawn()?;
     let started = Instant::now();
     let (mut agent_max, mut ne_max, mut agent_last, mut ne_last) = (0u64, 0u64, 0u64, 0u64);
