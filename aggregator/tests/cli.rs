@@ -47,7 +47,13 @@ fn standalone_html_is_the_report_page_with_this_machines_root_filesystem() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let page = String::from_utf8(out.stdout).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
-    assert!(page.contains(r#"<span class="value">ok</span>"#), "a fresh node with no checks: {page}");
+    // A fresh node and no checks: the status is ok unless this machine's own disk is near
+    // or under pressure right now (it is shared with other builds), never anything else.
+    assert!(
+        ["ok", "warning", "critical"].iter().any(|s| page.contains(&format!(r#"<span class="value">{s}</span>"#))),
+        "{page}"
+    );
+    assert!(!page.contains(r#"<span class="value">info</span>"#));
     assert!(page.contains(r#"data-mount="/" "#), "a disk bar for the root filesystem: {page}");
     assert!(page.trim_end().ends_with("</html>"));
 }
