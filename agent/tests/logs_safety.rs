@@ -338,3 +338,35 @@ proptest! {
         }
     }
 }
+
+/// A writer that keeps the log open across the rotation (as a daemon that is not told to
+/// reopen does) writes into the rotated file: its compression waits until the writer
+/// has closed it, and then nothing it wrote is missing from the archive.
+#[test]
+fn compression_waits_for_a_writer_that_still_has_the_rotated_file_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let e = engine(tmp.path(), " rotate 5\n compress\n create\n");
+    let log = logs.join("app.log");
+    std::fs::write(&log, "before\n").unwrap();
+    let mut held = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+
+    let s = e.rotate(Timestamp::now(), forced()).unwrap();
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!((s.rotated, s.compressed), (1, 0));
+    assert_eq!(s.skipped.len(), 1, "{:?}", s.skipped);
+    assert!(s.skipped[0].message.contains("open for writing"), "{}", s.skipped[0].message);
+    held.write_all(b"after rotation\n").unwrap();
+    assert_eq!(std::fs::read_to_string(logs.join("app.log.1")).unwrap(), "before\nafter rotation\n");
+    drop(held);
+
+    // The next rotation finishes the deferred compression (as with delaycompress).
+    std::fs::write(&log, "next\n").unwrap();
+    let s = e.rotate(Timestamp::now(), forced()).unwrap();
+    assert!(s.errors.is_empty() && s.skipped.is_empty(), "{:?} {:?}", s.errors, s.skipped);
+    assert_eq!((s.rotated, s.compressed), (1, 2));
+    assert!(!logs.join("app.log.1").exists() && !logs.join("app.log.2").exists());
+    assert_eq!(read_plain(&logs.join("app.log.2.gz")), b"before\nafter rotation\n");
+    assert_eq!(read_plain(&logs.join("app.log.1.gz")), b"next\n");
+}

@@ -286,7 +286,7 @@ const ALLOWED_HOST_PATHS: &[(&str, bool)] = &[
 ];
 
 /// Capabilities the agent may add (each documented in the DaemonSet); the aggregator adds none.
-const AGENT_CAPABILITIES: &[&str] = &["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER"];
+const AGENT_CAPABILITIES: &[&str] = &["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "LEASE"];
 
 /// Documented permissions, one line per (service account, scope, group/resource, verb).
 fn documented_rbac(secrets: bool, cleanup: bool) -> BTreeSet<String> {

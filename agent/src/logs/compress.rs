@@ -12,10 +12,19 @@
 //! fraction of a percent of `gzip -6`'s size. zstd goes through libzstd with its own
 //! worker threads.
 //!
-//! A writer that appends to the rotated file while it is being compressed loses
-//! nothing: the reader follows the file until its size stops changing, and bytes that
-//! arrive after the source is unlinked (read through the still-open descriptor) are
-//! appended as one more gzip member or zstd frame, which decoders concatenate.
+//! A writer that still has the rotated file open would write into an unlinked file once
+//! the source goes, and those lines would be lost. So before compressing, a read lease
+//! ([`fsx::WriteWatch`]) asks the kernel whether anyone has the file open for writing:
+//! if so, compression is deferred to the next pass (the file stays as it is, an
+//! uncompressed archive, which the next pass finishes). The lease stays held while the
+//! file is compressed; a writer that opens it meanwhile breaks the lease, and the
+//! compression is abandoned before the source is touched. A writer that opens it
+//! between the last check and the unlink (a window of one syscall) is waited for, up to
+//! [`WRITER_WAIT`]. Bytes that arrive after the source is unlinked (read through the
+//! still-open descriptor) are appended as one more gzip member or zstd frame, which
+//! decoders concatenate. On filesystems without leases (overlayfs, NFS) or without the
+//! privilege to take one (a file the agent does not own, without CAP_LEASE), only the
+//! tail-following guard applies; this is said in LOGS.md.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -31,6 +40,17 @@ use super::policy::Compressor;
 const CHUNK: usize = 1 << 20;
 /// Deflate's window: the dictionary carried from one chunk into the next.
 const WINDOW: usize = 32 * 1024;
+/// How long compression waits for a writer that opened the rotated file in the last
+/// instant before it was unlinked to close it again.
+pub const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The error kind [`compress_file`] returns when a writer has the file open: the caller
+/// defers the compression (not an error).
+pub const IN_USE: io::ErrorKind = io::ErrorKind::ResourceBusy;
+
+fn in_use(src: &Path) -> io::Error {
+    io::Error::new(IN_USE, format!("{} is open for writing; compression deferred to the next pass", src.display()))
+}
 
 /// Bytes in and out of one compression.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,13 +71,19 @@ pub fn no_fail(_: &str) -> io::Result<()> {
 /// Compresses `src` into `dst` (see the module docs for the guarantees).
 ///
 /// # Errors
-/// Any I/O error; `src` is then untouched and no file named `dst` was created by this call.
+/// Any I/O error; `src` is then untouched and no file named `dst` was created by this
+/// call. An error of kind [`IN_USE`] means a writer has `src` open.
 pub fn compress_file(src: &Path, dst: &Path, how: &Compressor, threads: usize, fail: FailHook<'_>) -> io::Result<Compressed> {
     let input = fsx::open_nofollow(src)?;
     let meta = input.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::other(format!("{} is not a regular file", src.display())));
     }
+    let watch = match fsx::WriteWatch::take(&input) {
+        fsx::Writers::Open => return Err(in_use(src)),
+        fsx::Writers::None(w) => Some(w),
+        fsx::Writers::Unknown => None,
+    };
     let tmp = fsx::temp_name(dst);
     let _ = std::fs::remove_file(&tmp);
     let out = std::fs::OpenOptions::new()
@@ -75,6 +101,9 @@ pub fn compress_file(src: &Path, dst: &Path, how: &Compressor, threads: usize, f
         out.flush()?;
         fail("fsync")?;
         out.inner.sync_all()?;
+        if watch.as_ref().is_some_and(fsx::WriteWatch::broken) {
+            return Err(in_use(src));
+        }
         fail("rename")?;
         Ok::<_, io::Error>((reader.pos, out.n))
     })();
@@ -94,9 +123,26 @@ pub fn compress_file(src: &Path, dst: &Path, how: &Compressor, threads: usize, f
     fail("unlink")?;
     std::fs::remove_file(src)?;
     // Bytes a writer appended after the last size check are still readable through our
-    // descriptor: keep them as one more member/frame.
+    // descriptor: keep them as one more member/frame. A writer that opened the file in
+    // the last instant (it broke the lease) is let go and waited for until it closes.
     let mut tail = Vec::new();
     let mut r = Following { file: &input, pos: bytes_in, checks_left: 1 };
+    if watch.as_ref().is_some_and(fsx::WriteWatch::broken) {
+        drop(watch);
+        let deadline = std::time::Instant::now() + WRITER_WAIT;
+        loop {
+            let closed = matches!(fsx::WriteWatch::take(&input), fsx::Writers::None(_));
+            r.read_to_end(&mut tail)?;
+            if closed {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(path = %src.display(), "A writer still has the rotated file open after it was compressed; what it writes from now on is lost.");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
     r.read_to_end(&mut tail)?;
     let mut total_in = bytes_in;
     if !tail.is_empty() && !matches!(how, Compressor::External { .. }) {

@@ -443,8 +443,14 @@ impl Run<'_, '_> {
         let after = if self.pass.dry_run {
             None
         } else {
-            let c = compress::compress_file(src, &dst, &p.compressor, self.pass.threads, self.pass.fail)?;
-            Some(c.bytes_out)
+            match compress::compress_file(src, &dst, &p.compressor, self.pass.threads, self.pass.fail) {
+                Ok(c) => Some(c.bytes_out),
+                Err(e) if e.kind() == compress::IN_USE => {
+                    self.note(src, e.to_string());
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
         };
         self.index_remove(src);
         self.index_add(&dst);
