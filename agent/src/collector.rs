@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use caretaker_proto::model::{AgentCost, CollectorError, NodeReport};
+use caretaker_proto::model::{AgentCost, CollectorError, LogsSummary, NodeReport};
 use jiff::Timestamp;
 
 use crate::paths::{self, HostPaths};
@@ -42,6 +42,8 @@ pub struct Collector {
     host: HostCollector,
     buffer_stats: Arc<BufferStats>,
     last_cycle: (Duration, Duration),
+    /// The log task's latest summary, when the daemon runs one.
+    logs: Option<tokio::sync::watch::Receiver<Option<LogsSummary>>>,
 }
 
 /// An epoch for a new agent run: now, in Unix nanoseconds. A restarted agent gets a
@@ -63,7 +65,16 @@ impl Collector {
             host: HostCollector::new(),
             buffer_stats,
             last_cycle: (Duration::ZERO, Duration::ZERO),
+            logs: None,
         }
+    }
+
+    /// Reports carry the log task's latest summary from `logs` (see
+    /// [`crate::logs::daemon`]).
+    #[must_use]
+    pub fn with_logs(mut self, logs: tokio::sync::watch::Receiver<Option<LogsSummary>>) -> Self {
+        self.logs = Some(logs);
+        self
     }
 
     pub fn node_name(&self) -> &str {
@@ -145,6 +156,7 @@ impl Collector {
             filesystems,
             network,
             agent,
+            logs: self.logs.as_ref().and_then(|rx| rx.borrow().clone()),
             errors,
         };
         // This cycle's cost goes into the next report (it is only known now).

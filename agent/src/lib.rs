@@ -26,8 +26,12 @@ pub mod stats;
 pub mod stream;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span};
 
 use crate::collector::{BufferStats, Collector, CollectorSettings};
 use crate::config::{AgentConfig, AggregatorConfig};
@@ -47,6 +51,14 @@ pub fn collector_settings(cfg: &AgentConfig, paths: HostPaths) -> Result<Collect
     })
 }
 
+/// The daemon's tasks beside the report stream; the default runs none of them.
+#[derive(Debug, Default)]
+pub struct DaemonOptions {
+    /// The log task (`logs:`): rotation every `check_interval`, retention sweeps, and the
+    /// report's `logs` summary.
+    pub logs: Option<logs::daemon::LogsTask>,
+}
+
 /// Runs the agent daemon until `shutdown`: collect every interval, stream to the
 /// aggregator, flush on the way out.
 pub async fn run(
@@ -54,8 +66,29 @@ pub async fn run(
     aggregator: AggregatorConfig,
     shutdown: CancellationToken,
 ) -> stream::StreamSummary {
+    run_with(settings, aggregator, DaemonOptions::default(), shutdown).await
+}
+
+/// [`run`] with the daemon's other tasks, each in its own span, all stopped by `shutdown`.
+pub async fn run_with(
+    settings: CollectorSettings,
+    aggregator: AggregatorConfig,
+    options: DaemonOptions,
+    shutdown: CancellationToken,
+) -> stream::StreamSummary {
     let stats = Arc::new(BufferStats::default());
     let interval = settings.report_interval;
-    let collector = Collector::new(settings, Arc::clone(&stats));
-    stream::run(collector, aggregator, interval, stats, shutdown).await
+    let mut tasks = JoinSet::new();
+    let mut collector = Collector::new(settings, Arc::clone(&stats));
+    if let Some(task) = options.logs {
+        // The log task publishes its latest summary; reports read it.
+        let (logs_tx, logs_rx) = watch::channel(None);
+        tasks.spawn(logs::daemon::run(task, logs_tx, shutdown.clone()).instrument(info_span!("logs")));
+        collector = collector.with_logs(logs_rx);
+    }
+    let summary = stream::run(collector, aggregator, interval, stats, shutdown).instrument(info_span!("stream")).await;
+    // The stream returns once `shutdown` is cancelled; the other tasks stop on the same
+    // token. Whatever has not stopped within a second is aborted when the set drops.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async { while tasks.join_next().await.is_some() {} }).await;
+    summary
 }

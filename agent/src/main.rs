@@ -9,6 +9,8 @@ use anyhow::Context;
 use caretaker_agent::cleanup::cli::{self as cleanup_cli, CleanupArgs};
 use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::AgentConfig;
+use caretaker_agent::DaemonOptions;
+use caretaker_agent::logs::daemon::{self as logs_daemon, LogsTask};
 use caretaker_agent::logs::engine::{LogEngine, RunOptions};
 use caretaker_agent::logs::sweep::{self, RetentionRule};
 use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
@@ -184,6 +186,8 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
             };
+            // Policies load before anything starts; their problems are reported, not fatal.
+            let options = DaemonOptions { logs: logs_daemon::wanted(&cfg.logs).then(|| LogsTask::new(&cfg.logs)) };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .max_blocking_threads(16)
@@ -194,7 +198,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(wait_for_signal(shutdown.clone()));
                 info!(node = %settings.node_name, endpoint = %aggregator.endpoint, interval = ?settings.report_interval, "Agent started.");
-                let summary = caretaker_agent::run(settings, aggregator, shutdown).await;
+                let summary = caretaker_agent::run_with(settings, aggregator, options, shutdown).await;
                 info!(?summary, "Agent stopped.");
             });
             // Blocking threads stuck in a hung statvfs must not hold up the exit.
@@ -256,7 +260,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Sweep { glob, max_age, apply, output } => {
-            let rule = RetentionRule { glob: glob.clone(), max_age: *max_age };
+            let rule = RetentionRule::new(glob.clone(), *max_age);
             let summary = sweep::sweep(&[rule], std::time::SystemTime::now(), *apply);
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),

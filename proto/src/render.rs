@@ -5,7 +5,7 @@
 use bytesize::ByteSize;
 use comfy_table::{Table, presets};
 
-use crate::model::{AgentCost, Filesystem, NetworkInterface, NodeReport};
+use crate::model::{AgentCost, Filesystem, LogCounts, LogsSummary, NetworkInterface, NodeReport};
 
 /// How a table is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,43 @@ pub fn network(style: Style, ifs: &[NetworkInterface]) -> String {
     t.to_string()
 }
 
+fn log_counts(c: &LogCounts) -> String {
+    format!(
+        "{} checked, {} rotated ({}), {} compressed ({} -> {}), {} deleted ({}), {} errors",
+        c.files_checked,
+        c.rotated,
+        bytes(c.rotated_bytes),
+        c.compressed,
+        bytes(c.compressed_bytes_before),
+        bytes(c.compressed_bytes_after),
+        c.deleted,
+        bytes(c.deleted_bytes),
+        c.errors,
+    )
+}
+
+/// Log rotation: the last pass, totals since the agent started, what retention could
+/// delete now, then the problems with their places.
+pub fn logs(s: &LogsSummary) -> String {
+    let mut out = format!("logs (checked {}):
+", s.checked_at);
+    out.push_str(&format!("  last pass: {}
+", log_counts(&s.last_pass)));
+    out.push_str(&format!("  since start: {}
+", log_counts(&s.totals)));
+    match s.reclaimable_at {
+        Some(at) => out.push_str(&format!("  reclaimable by retention rules: {} (as of {at})
+", bytes(s.reclaimable_bytes))),
+        None => out.push_str("  reclaimable by retention rules: - (no logs.retention rules)
+"),
+    }
+    for e in &s.errors {
+        out.push_str(&format!("log rotation error at {}: {}
+", e.place, e.message));
+    }
+    out
+}
+
 /// One line on the agent's own cost.
 pub fn agent_cost(a: &AgentCost) -> String {
     format!(
@@ -125,6 +162,10 @@ pub fn node_report(style: Style, r: &NodeReport) -> String {
     out.push_str("\n\n");
     out.push_str(&agent_cost(&r.agent));
     out.push('\n');
+
+    if let Some(l) = &r.logs {
+        out.push_str(&logs(l));
+    }
     for e in &r.errors {
         out.push_str(&format!("collection error ({}) at {}: {}\n", e.collector, e.place, e.message));
     }
@@ -158,6 +199,22 @@ mod tests {
         let s = network(Style::Terminal, &r.network);
         assert!(s.lines().any(|l| l.contains("eth0") && l.contains("2 B/s")), "{s}");
         assert!(s.lines().any(|l| l.contains("lo") && l.contains("counter reset")), "{s}");
+    }
+
+    #[test]
+    fn node_report_shows_the_logs_summary_with_error_places() {
+        let s = node_report(Style::Terminal, &sample_report());
+        assert!(s.contains("logs (checked 2026-11-29T02:59:50Z):"), "{s}");
+        assert!(
+            s.contains("  last pass: 40 checked, 2 rotated (300.0 MiB), 2 compressed (300.0 MiB -> 30.0 MiB), 1 deleted (20.0 MiB), 1 errors\n"),
+            "{s}"
+        );
+        assert!(s.contains("  since start: 4040 checked, 12 rotated (1.3 GiB),"), "{s}");
+        assert!(s.contains("  reclaimable by retention rules: 700.0 MiB (as of 2026-11-29T02:59:00Z)"), "{s}");
+        assert!(s.contains("log rotation error at /etc/logrotate.d/app:3: unknown directive \"rotat\""), "{s}");
+        let mut r = sample_report();
+        r.logs = None;
+        assert!(!node_report(Style::Terminal, &r).contains("logs (checked"));
     }
 
     #[test]

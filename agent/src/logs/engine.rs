@@ -127,6 +127,11 @@ impl LogEngine {
         self.lock_wait
     }
 
+    /// The config's retention rules (`logs.retention`).
+    pub fn retention(&self) -> &[RetentionRule] {
+        &self.retention
+    }
+
     /// The state file in use.
     pub fn state_file(&self) -> &Path {
         &self.state_file
@@ -134,6 +139,7 @@ impl LogEngine {
 
     /// The daemon's periodic call: rotates what is due, without waiting for a lock held
     /// by someone else (that is reported as an error and the next tick tries again).
+    /// The summary's `errors` start with [`Self::load_errors`].
     pub fn run_due(&self, now: Timestamp) -> RotationSummary {
         match self.rotate(now, RunOptions::default()) {
             Ok(s) => s,

@@ -334,11 +334,13 @@ fn track_now(checks: &[CheckResult], now: Timestamp) -> Vec<TrackedFinding> {
     v
 }
 
-/// Bytes a node's agent reports it could reclaim (unused images, rotatable and expired
-/// logs), when it reports any of them.
-fn reclaimable(report: &NodeReport) -> Option<u64> {
-    let _ = report;
-    None
+/// Bytes a node's agent reports it could reclaim, when it reports any: the sum of what
+/// each of its summaries says (`logs.reclaimable_bytes`: rotated and compressed logs past
+/// their retention age). `None` when the report has no such summary, so "nothing known"
+/// is not shown as "nothing to reclaim".
+pub fn reclaimable(report: &NodeReport) -> Option<u64> {
+    let parts = [report.logs.as_ref().map(|l| l.reclaimable_bytes)];
+    parts.into_iter().flatten().reduce(u64::saturating_add)
 }
 
 fn disk_pressure(nodes: &[NodeStatus], round: &CheckRound, cfg: &MergeConfig) -> Vec<DiskPressure> {
@@ -401,6 +403,7 @@ pub(crate) mod tests {
                 collected_at: at(received),
                 report_interval_ms: 10_000,
                 host: Host { memory_total_bytes: 8 << 30, memory_available_bytes: 4 << 30, cpu_count: 4, ..Host::default() },
+                logs: None,
                 filesystems: vec![Filesystem {
                     device: "/dev/vda1".into(),
                     fstype: "ext4".into(),
@@ -481,6 +484,28 @@ pub(crate) mod tests {
         // Stale after 3 intervals of 10 s.
         let later = merge(&nodes, &round(), &MergeConfig::default(), at(31));
         assert_eq!(later.nodes[0].freshness, Freshness::Stale);
+    }
+
+    #[test]
+    fn disk_pressure_shows_what_the_agent_reports_it_can_reclaim() {
+        use caretaker_proto::model::{LogCounts, LogsSummary};
+        let mut b = stored("node-b", 1, 9, 88.0, 0);
+        // Nothing reported: unknown, not zero.
+        assert_eq!(reclaimable(&b.report), None);
+        let r = merge(std::slice::from_ref(&b), &round(), &MergeConfig::default(), at(10));
+        assert_eq!(r.disk_pressure[0].reclaimable_bytes, None);
+        b.report.logs = Some(LogsSummary {
+            checked_at: at(0),
+            last_pass: LogCounts::default(),
+            totals: LogCounts { rotated: 4, ..LogCounts::default() },
+            reclaimable_bytes: 3 << 30,
+            reclaimable_at: Some(at(0)),
+            errors: vec![],
+        });
+        assert_eq!(reclaimable(&b.report), Some(3 << 30));
+        let r = merge(&[b], &round(), &MergeConfig::default(), at(10));
+        assert_eq!(r.disk_pressure[0].reclaimable_bytes, Some(3 << 30));
+        assert_eq!(serde_json::to_value(&r.disk_pressure[0]).unwrap()["reclaimable_bytes"], 3u64 << 30);
     }
 
     #[test]
