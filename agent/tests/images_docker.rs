@@ -219,7 +219,9 @@ fn prune_images_cli_is_a_dry_run_unless_apply_and_prints_json_reasons() {
     docker_load(&sock, &tar);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("agent.yaml");
-    std::fs::write(&cfg, format!("images:\n  docker_socket: {}\n", sock.display())).unwrap();
+    // Thresholds at 100/99: the disk of the machine running the tests must not turn this
+    // age prune into a disk-pressure prune (the thresholds are tested on the fake runtime).
+    std::fs::write(&cfg, format!("images:\n  docker_socket: {}\n  high_threshold_percent: 100\n  low_threshold_percent: 99\n", sock.display())).unwrap();
     let cli = |extra: &[&str]| {
         let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_caretaker-agent"))
             .args(["prune-images", "--runtime", "docker", "--min-age", "24h", "--output", "json", "--config"])

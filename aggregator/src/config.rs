@@ -28,6 +28,8 @@
 //!   allow_anonymous: false    # true: the query APIs need no token (loopback tests only)
 //!   metrics_require_token: false  # true: /metrics needs a read token too
 //! max_reports_per_minute: 120 # per agent stream; more is refused (default 120)
+//! schedule: {}                # daily/weekly/monthly runs, maintenance window, notifications:
+//!                             # see schedule::config for every option and default
 //! ```
 
 use std::net::SocketAddr;
@@ -41,6 +43,7 @@ use serde::{Deserialize, Deserializer};
 use crate::checks::ChecksConfig;
 use crate::cleanup::CleanupConfig;
 use crate::rounds::ClusterConfig;
+use crate::schedule::config::ScheduleConfig;
 use crate::signals::config::SignalsConfig;
 
 /// The whole aggregator config.
@@ -88,6 +91,10 @@ pub struct AggregatorConfig {
     /// backoff. Default 120 (20 times the default 10 s interval). 1 to 60000.
     #[serde(default = "default_max_reports_per_minute", deserialize_with = "max_reports_per_minute")]
     pub max_reports_per_minute: u32,
+    /// Daily/weekly/monthly runs, the maintenance window and notifications. Defaults: the
+    /// seed's (03:00 Asia/Tokyo; window Sunday 03:00–05:00); see [`ScheduleConfig`].
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
 }
 
 /// The aggregator's TLS files (PEM). They are read again whenever one of them changes
@@ -241,6 +248,7 @@ impl Default for AggregatorConfig {
             insecure_plaintext: false,
             auth: AuthConfig::default(),
             max_reports_per_minute: default_max_reports_per_minute(),
+            schedule: ScheduleConfig::default(),
         }
     }
 }
@@ -329,6 +337,25 @@ mod tests {
         let err = parse_yaml::<AggregatorConfig>("auth:\n  tokens:\n    - {name: x, scope: root, env: T}\n", Path::new("c")).unwrap_err().to_string();
         assert!(err.contains("root") && err.contains("line 3"), "{err}");
         assert_eq!(p("").max_reports_per_minute, 120);
+    }
+
+    #[test]
+    fn schedule_section_defaults_and_parses_with_line_numbers() {
+        let d: AggregatorConfig = parse_yaml("in_memory: true\n", Path::new("c")).unwrap();
+        assert_eq!(d.schedule.time_zone.name(), "Asia/Tokyo");
+        assert_eq!(d.schedule.weekly.cron.as_str(), "0 3 * * 0");
+        let c: AggregatorConfig = parse_yaml(
+            "in_memory: true\nschedule:\n  time_zone: UTC\n  maintenance_window:\n    days: [saturday]\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert_eq!(c.schedule.time_zone.name(), "UTC");
+        assert_eq!(c.schedule.maintenance_window.days, [crate::schedule::config::Day::Saturday].into());
+        assert_eq!(c.schedule.daily.cron.as_str(), "0 3 * * *");
+        let err = parse_yaml::<AggregatorConfig>("schedule:\n  monthly:\n    cron: '0 3 32 * *'\n    checks: [trends]\n", Path::new("/etc/agg.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/etc/agg.yaml") && err.contains("line 3") && err.contains("not a valid cron expression"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! | `POST /api/v1/run` | runs a round now (checks, signals, proposals), records it, answers the new report |
 //! | `GET /api/v1/history` | `{"reports": [{"at": …, "stored_bytes": …}]}` oldest first |
 //! | `GET /api/v1/trends` | `{"disk": [DiskTrend…] (30 days), "alerts": {name: reports firing} (7 days)}` |
+//! | `GET /report` | the report page (HTML, no external assets; see [`crate::report::html`]) |
 //! | `GET /api/v1/nodes` | `{"nodes": [NodeStatus…]}` |
 //! | `GET /api/v1/nodes/{name}` | one `NodeStatus`, 404 `{"error": …}` if unknown |
 //! | `GET /healthz` | 200 `ok` while the process serves |
@@ -18,7 +19,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use jiff::Timestamp;
 use serde_json::json;
@@ -29,6 +30,7 @@ use crate::state::State;
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/api/v1/report", get(report))
+        .route("/report", get(report_page))
         .route("/api/v1/history", get(history))
         .route("/api/v1/run", axum::routing::post(run_now))
         .route("/api/v1/trends", get(trends))
@@ -100,6 +102,10 @@ async fn trends(AxState(state): AxState<Arc<State>>) -> Response {
         Ok(alerts) => Json(json!({ "disk": disk, "alerts": alerts })).into_response(),
         Err(resp) => resp,
     }
+}
+
+async fn report_page(AxState(state): AxState<Arc<State>>) -> Html<String> {
+    Html(crate::report::html::html(&state.cluster_report(Timestamp::now())))
 }
 
 async fn nodes(AxState(state): AxState<Arc<State>>) -> Response {
@@ -189,5 +195,19 @@ mod tests {
         let (_, m) = get_body(&app, "/metrics").await;
         assert!(m.contains("caretaker_nodes{freshness=\"fresh\"} 1"), "{m}");
         assert!(m.contains("# TYPE caretaker_store_write_duration_seconds histogram"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn report_page_is_html_with_the_nodes() {
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        state.ingest(&report("node-1", 1, 1), Timestamp::now()).unwrap();
+        let app = router(state);
+        let resp = app.clone().oneshot(Request::get("/report").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        let body = String::from_utf8(to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+        assert!(body.starts_with("<!DOCTYPE html>"), "{body}");
+        assert!(body.contains(r#"<tr id="node-node-1" data-freshness="fresh">"#), "{body}");
+        assert!(body.contains(r#"<span class="value">ok</span>"#), "{body}");
     }
 }

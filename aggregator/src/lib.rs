@@ -14,6 +14,7 @@
 //! - [`query`]: the gRPC `Query` service; [`http`]: the same as JSON plus health/metrics.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`report`]: the merged report as a table, Markdown or JSON.
+//! - [`schedule`]: daily/weekly/monthly runs, the maintenance window, notifications.
 //! - [`server`]: wires gRPC + HTTP on given listeners until a shutdown token fires.
 //! - [`tls`]: server TLS, node identity from client certificates, reload on change.
 //! - [`auth`]: bearer tokens of the query APIs; [`certs`]: `caretaker-aggregator certs`.
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod query;
 pub mod report;
 pub mod rounds;
+pub mod schedule;
 pub mod server;
 pub mod signals;
 pub mod standalone;

@@ -11,6 +11,10 @@ use caretaker_aggregator::checks::cli::{CheckArgs, CliError};
 use caretaker_aggregator::cleanup::cli::CleanupArgs;
 use caretaker_aggregator::config::AggregatorConfig;
 use caretaker_aggregator::report::{self, Output};
+use caretaker_aggregator::schedule::notify::Notifier;
+use caretaker_aggregator::schedule::runner::{RunnerOptions, SystemClock, run_scheduler};
+use caretaker_aggregator::schedule::runs::{RunState, Schedule};
+use caretaker_aggregator::schedule::window::MaintenanceWindow;
 use caretaker_aggregator::state::State;
 use caretaker_aggregator::store::Store;
 use caretaker_aggregator::auth::Auth;
@@ -184,10 +188,22 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("bind HTTP on {}", cfg.listen.http))?;
                 let shutdown = CancellationToken::new();
                 let server = tokio::spawn(server::serve_with(Arc::clone(&state), grpc, http, shutdown.clone(), options));
+                let notifier = match cfg.schedule.notifications.webhook_url {
+                    Some(_) => Some(Notifier::new(&cfg.schedule.notifications).context("notifications")?),
+                    None => None,
+                };
+                state.set_window(MaintenanceWindow::new(&cfg.schedule.maintenance_window, &cfg.schedule.time_zone));
                 tokio::spawn(
-                    caretaker_aggregator::rounds::run_loop(Arc::clone(&state), rounds, cfg.history.record_interval, shutdown.clone())
-                        .instrument(tracing::info_span!("rounds")),
+                    caretaker_aggregator::rounds::run_loop(
+                        Arc::clone(&state),
+                        rounds,
+                        cfg.history.record_interval,
+                        notifier,
+                        shutdown.clone(),
+                    )
+                    .instrument(tracing::info_span!("rounds")),
                 );
+                tokio::spawn(scheduled_rounds(Arc::clone(&state), Schedule::new(&cfg.schedule), shutdown.clone()).instrument(tracing::info_span!("scheduler")));
                 wait_for_signal().await;
                 shutdown.cancel();
                 match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
@@ -279,6 +295,36 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Key of the scheduler's run state in the store.
+const RUN_STATE_KEY: &str = "schedule_run_state";
+
+/// Daily, weekly and monthly runs: each due slot runs a round now (recorded in the
+/// history) and then persists the run state, so a restart neither repeats nor skips a slot.
+async fn scheduled_rounds(state: Arc<State>, schedule: Schedule, shutdown: CancellationToken) {
+    let run_state: RunState = match state.store().get_meta(RUN_STATE_KEY) {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            warn!(error = %e, "Cannot read the scheduler state; starting afresh.");
+            RunState::default()
+        }
+    };
+    let st = Arc::clone(&state);
+    run_scheduler(&schedule, run_state, &SystemClock, RunnerOptions::default(), move |round, after| {
+        let st = Arc::clone(&st);
+        async move {
+            let kinds: Vec<&str> = round.kinds.iter().map(|k| k.name()).collect();
+            match st.run_round_now().await {
+                Ok(()) => info!(kinds = %kinds.join(","), "Scheduled round recorded."),
+                Err(e) => warn!(error = %e, "Scheduled round failed; the slot is marked done anyway."),
+            }
+            if let Err(e) = st.store().put_meta(RUN_STATE_KEY, &after) {
+                warn!(error = %e, "Cannot store the scheduler state; the slot may run again after a restart.");
+            }
+        }
+    }, shutdown)
+    .await;
 }
 
 /// Returns on SIGTERM (what Kubernetes sends) or SIGINT.

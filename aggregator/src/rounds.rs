@@ -314,6 +314,29 @@ pub async fn read_signals(cfg: &SignalsConfig, now: Timestamp) -> (Vec<CheckResu
     (checks, Some(report))
 }
 
+/// Runs the notifier on the current merged report and keeps its state.
+async fn notify(state: &crate::state::State, notifier: &crate::schedule::notify::Notifier, now: Timestamp) {
+    let mut ns: crate::schedule::notify::NotifyState = match state.store().get_meta(NOTIFY_STATE_KEY) {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            warn!(error = %e, "Cannot read the notifier state; starting afresh.");
+            Default::default()
+        }
+    };
+    let report = state.cluster_report(now);
+    match notifier.process(&mut ns, &report, now).await {
+        Ok(sent) => {
+            if let Some(n) = sent {
+                tracing::info!(text = %n.text, "Notification sent.");
+            }
+            if let Err(e) = state.store().put_meta(NOTIFY_STATE_KEY, &ns) {
+                warn!(error = %e, "Cannot store the notifier state; a notification may repeat.");
+            }
+        }
+        Err(e) => warn!(error = %e, "Notification not delivered; it is retried after the next round."),
+    }
+}
+
 /// Runs futures concurrently and collects their outputs in order.
 async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     futures_util::future::join_all(futs).await
@@ -395,12 +418,18 @@ mod tests {
     }
 }
 
+/// Key of the notifier's state document in the store.
+pub const NOTIFY_STATE_KEY: &str = "notify_state";
+
 /// Runs a round now and then every `interval` (±10 % jitter) until `shutdown`, handing each
-/// to the state, which records the merged report every `record_interval`.
+/// to the state, which records the merged report every `record_interval`. After each round
+/// the notifier (when configured) looks at the merged report; its de-duplication state is
+/// kept in the store, so a restart does not page again for the same finding.
 pub async fn run_loop(
     state: std::sync::Arc<crate::state::State>,
     mut rounds: Rounds,
     record_interval: Duration,
+    notifier: Option<crate::schedule::notify::Notifier>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let interval = rounds.config().cluster.interval;
@@ -425,6 +454,9 @@ pub async fn run_loop(
             Ok(Ok(None)) => tracing::debug!(checks, "Round finished."),
             Ok(Err(e)) => warn!(error = %e, "Round finished but the history could not be written."),
             Err(e) => warn!(error = %e, "Round task failed."),
+        }
+        if let Some(n) = &notifier {
+            notify(&state, n, now).await;
         }
         for w in waiting.drain(..) {
             let _ = w.send(());

@@ -29,6 +29,8 @@ pub struct State {
     /// Requests for a round now, served by the round loop (set when it runs); each carries
     /// the sender that is answered when the round is done and recorded.
     round_requests: std::sync::OnceLock<tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>>,
+    /// The maintenance window, shown in every report once set.
+    window: std::sync::OnceLock<crate::schedule::window::MaintenanceWindow>,
     ready: AtomicBool,
 }
 
@@ -53,6 +55,7 @@ impl State {
             history,
             last_recorded: RwLock::new(last_recorded),
             round_requests: std::sync::OnceLock::new(),
+            window: std::sync::OnceLock::new(),
             store,
             nodes: RwLock::new(nodes),
             metrics: Metrics::default(),
@@ -122,6 +125,15 @@ impl State {
         let nodes: Vec<StoredNode> = self.nodes.read().map(|n| n.values().cloned().collect()).unwrap_or_default();
         let round = self.round.read().map(|r| r.clone()).unwrap_or_default();
         let mut report = crate::report::merge(&nodes, &round, &self.merge, now);
+        if let Some(w) = self.window.get() {
+            let open = w.contains(now);
+            report.maintenance = Some(crate::report::MaintenanceStatus {
+                window: w.describe().to_string(),
+                open,
+                next_open: if open { now } else { w.next_open(now) },
+                waiting_proposals: report.proposals.iter().filter(|p| p.action == crate::cleanup::Action::Delete).count(),
+            });
+        }
         if let Err(e) = self.history.annotate(&mut report) {
             tracing::warn!(error = %e, "Cannot read finding history; the report shows findings as new.");
         }
@@ -143,6 +155,16 @@ impl State {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         tx.try_send(done_tx).map_err(|e| format!("cannot request a round: {e}"))?;
         done_rx.await.map_err(|_| "the round loop stopped".to_string())
+    }
+
+    /// Sets the maintenance window shown in reports (once).
+    pub fn set_window(&self, w: crate::schedule::window::MaintenanceWindow) {
+        let _ = self.window.set(w);
+    }
+
+    /// The durable store (scheduler and notifier state documents).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The report history.
@@ -230,5 +252,24 @@ mod tests {
         let text = state.metrics.encode();
         assert!(text.contains("caretaker_nodes{freshness=\"fresh\"} 1"), "{text}");
         assert!(text.contains("caretaker_ingest_reports_total{result=\"stored\"} 2"), "{text}");
+    }
+
+    #[test]
+    fn the_report_shows_the_maintenance_window_and_what_waits_for_it() {
+        use crate::schedule::config::ScheduleConfig;
+        use crate::schedule::window::MaintenanceWindow;
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        assert_eq!(state.cluster_report(Timestamp::now()).maintenance, None);
+        let cfg = ScheduleConfig::default();
+        state.set_window(MaintenanceWindow::new(&cfg.maintenance_window, &cfg.time_zone));
+        state.set_round(crate::report::tests::round());
+        // Sunday 2026-11-29 03:30 in Tokyo is inside the default window; 06:00 is not.
+        let inside: Timestamp = "2026-11-28T18:30:00Z".parse().unwrap();
+        let m = state.cluster_report(inside).maintenance.unwrap();
+        assert_eq!((m.open, m.next_open, m.waiting_proposals), (true, inside, 1));
+        let after: Timestamp = "2026-11-28T21:00:00Z".parse().unwrap();
+        let m = state.cluster_report(after).maintenance.unwrap();
+        assert!(!m.open);
+        assert_eq!(m.next_open, "2026-12-05T18:00:00Z".parse::<Timestamp>().unwrap());
     }
 }

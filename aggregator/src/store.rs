@@ -18,6 +18,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 /// node name → prost-encoded `pb::NodeStatus` (freshness unset: it is computed on read).
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 
+/// Small named state documents (JSON): the scheduler's run state, the notifier's state.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
 /// Name of the store file inside the data directory.
 pub const STORE_FILE: &str = "caretaker.redb";
 
@@ -108,6 +111,7 @@ impl Store {
     fn init(db: Database) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         txn.open_table(NODES)?;
+        txn.open_table(META)?;
         txn.commit()?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -115,6 +119,29 @@ impl Store {
     /// The database, shared with the report history.
     pub fn database(&self) -> Arc<Database> {
         Arc::clone(&self.db)
+    }
+
+    /// A state document stored under `key`, `None` when there is none.
+    ///
+    /// # Errors
+    /// Read errors, or a document that does not decode as `T` (named by key).
+    pub fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(META)?;
+        let Some(v) = t.get(key)? else { return Ok(None) };
+        serde_json::from_slice(v.value()).map(Some).map_err(|e| StoreError::Corrupt { node: key.into(), reason: e.to_string() })
+    }
+
+    /// Stores a state document under `key`, durably.
+    ///
+    /// # Errors
+    /// Write or commit errors.
+    pub fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt { node: key.into(), reason: e.to_string() })?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.insert(key, bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// Every node's latest entry.
@@ -238,6 +265,19 @@ pub(crate) mod tests {
         assert_eq!((all["a"].report.seq, all["a"].reports_stored_total, all["a"].received_at), (2, 2, t0));
         assert_eq!(s.put(&report("a", 2, 1), t0).unwrap().0, Outcome::Stored);
         assert_eq!(s.load_all().unwrap()["a"].reports_stored_total, 3);
+    }
+
+    #[test]
+    fn meta_documents_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.get_meta::<Vec<u32>>("x").unwrap(), None);
+            s.put_meta("x", &vec![1u32, 2]).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.get_meta::<Vec<u32>>("x").unwrap(), Some(vec![1, 2]));
+        assert!(s.get_meta::<String>("x").is_err(), "a document of another type is an error");
     }
 
     #[test]

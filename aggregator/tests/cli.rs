@@ -12,7 +12,12 @@ fn standalone_once_prints_json_with_the_root_filesystem() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["schema_version"], caretaker_aggregator::report::SCHEMA_VERSION);
-    assert_eq!((v["status"].as_str(), v["score"].as_u64()), (Some("ok"), Some(100)), "a fresh node with no checks");
+    // A fresh node and no checks: only this machine's own disk can cost points (filesystems
+    // at or above 85 % cost 10, at or above 80 % cost 3), whatever else is mounted here now.
+    let lost: u64 = v["disk_pressure"].as_array().unwrap().iter().map(|d| if d["level"] == "pressure" { 10 } else { 3 }).sum();
+    assert_eq!(v["score"].as_u64(), Some(100 - lost), "{}", v["disk_pressure"]);
+    let expected = if lost == 0 { "ok" } else if v["disk_pressure"].as_array().unwrap().iter().any(|d| d["level"] == "pressure") { "critical" } else { "warning" };
+    assert_eq!(v["status"], expected);
     let nodes = v["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0]["freshness"], "fresh");
@@ -34,6 +39,17 @@ fn standalone_markdown_is_a_dated_record() {
     for section in ["## What was done", "## Results", "## Problems", "## Next actions", "## Node details"] {
         assert!(md.contains(section), "{section} missing: {md}");
     }
+}
+
+#[test]
+fn standalone_html_is_the_report_page_with_this_machines_root_filesystem() {
+    let out = aggregator().args(["standalone", "--once", "--output", "html"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(page.contains(r#"<span class="value">ok</span>"#), "a fresh node with no checks: {page}");
+    assert!(page.contains(r#"data-mount="/" "#), "a disk bar for the root filesystem: {page}");
+    assert!(page.trim_end().ends_with("</html>"));
 }
 
 #[test]

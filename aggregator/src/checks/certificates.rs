@@ -53,7 +53,13 @@ pub fn earliest_not_after(pem_bundle: &[u8]) -> Result<(Timestamp, String), Stri
     best.ok_or_else(|| if errors.is_empty() { "no CERTIFICATE block in tls.crt".to_string() } else { errors.join("; ") })
 }
 
+/// The expiry finding, if any, carrying `not_after` as its moment (for the report's
+/// certificate timeline).
 fn expiry_finding(cfg: &ChecksConfig, now: Timestamp, not_after: Timestamp, object: ObjectRef, what: &str) -> Option<Finding> {
+    expiry_finding_untimed(cfg, now, not_after, object, what).map(|f| f.with_at(Some(not_after)))
+}
+
+fn expiry_finding_untimed(cfg: &ChecksConfig, now: Timestamp, not_after: Timestamp, object: ObjectRef, what: &str) -> Option<Finding> {
     let left = not_after.duration_since(now);
     let day = SignedDuration::from_hours(24);
     let c = &cfg.certificates;
@@ -144,4 +150,33 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
     }
     let summary = format!("{} cert-manager Certificates, {} TLS Secrets", state.certificates.len(), tls);
     CheckResult::new("certificates", summary, findings)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::cluster::dump::load_bytes;
+
+    #[test]
+    fn expiry_findings_carry_not_after_as_their_moment() {
+        let mut state = ClusterState::default();
+        let dump = r#"{"apiVersion":"cert-manager.io/v1","kind":"Certificate","metadata":{"name":"web","namespace":"shop"},"status":{"notAfter":"2027-01-05T00:00:00Z"}}
+            {"apiVersion":"cert-manager.io/v1","kind":"Certificate","metadata":{"name":"far","namespace":"shop"},"status":{"notAfter":"2030-01-01T00:00:00Z"}}
+            {"apiVersion":"cert-manager.io/v1","kind":"Certificate","metadata":{"name":"new","namespace":"shop"},"status":{}}"#;
+        load_bytes(&mut state, Path::new("dump.json"), dump.as_bytes());
+        let now: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
+        let r = check(&state, &ChecksConfig::default(), now);
+        let got: Vec<(&str, &str, Option<Timestamp>)> =
+            r.findings.iter().map(|f| (f.object.name.as_str(), f.code.as_str(), f.at)).collect();
+        assert_eq!(got, vec![
+            ("web", "certificate_expiring", Some("2027-01-05T00:00:00Z".parse().unwrap())),
+            ("new", "certificate_not_issued", None),
+        ]);
+        // Absent moments stay out of the JSON; present ones are RFC 3339.
+        let json = serde_json::to_value(&r.findings).unwrap();
+        assert_eq!(json[0]["at"], "2027-01-05T00:00:00Z");
+        assert!(json[1].get("at").is_none());
+    }
 }

@@ -97,11 +97,23 @@ pub struct Finding {
     pub object: ObjectRef,
     /// One sentence for a person.
     pub message: String,
+    /// The moment the finding is about, when it has one: a certificate's `notAfter`, the
+    /// start of a backup, the completion of a schedule's newest backup. The report page
+    /// draws these on its timelines. Absent (and omitted from JSON) otherwise.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub at: Option<Timestamp>,
 }
 
 impl Finding {
     pub fn new(code: &str, severity: Severity, object: ObjectRef, message: impl Into<String>) -> Finding {
-        Finding { code: code.to_string(), severity, object, message: message.into() }
+        Finding { code: code.to_string(), severity, object, message: message.into(), at: None }
+    }
+
+    /// The same finding about the moment `at` (see [`Finding::at`]).
+    #[must_use]
+    pub fn with_at(mut self, at: Option<Timestamp>) -> Finding {
+        self.at = at;
+        self
     }
 }
 

@@ -50,7 +50,11 @@ fn from_map(m: Option<&std::collections::BTreeMap<String, Quantity>>) -> Resourc
 }
 
 fn container_requests(c: &ContainerInfo) -> Resources {
-    from_map(c.resources.as_ref().and_then(|r| r.requests.as_ref()))
+    let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+    Resources {
+        cpu_millicores: r.and_then(|r| r.cpu.as_ref()).and_then(|q| quantity::millicores(&q.0)).unwrap_or(0),
+        memory_bytes: r.and_then(|r| r.memory.as_ref()).and_then(|q| quantity::bytes(&q.0)).unwrap_or(0),
+    }
 }
 
 /// What the scheduler reserves for a pod (see the module docs).

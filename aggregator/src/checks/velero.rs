@@ -84,7 +84,10 @@ fn phase_finding(b: &DynamicObject, now: Timestamp) -> Option<Finding> {
         })
         .unwrap_or_default();
     let shown = if p.is_empty() { "New" } else { p };
-    Some(Finding::new(code, sev, ObjectRef::new("Backup", &b.metadata), format!("backup phase {shown}{when}{counts}{reasons}")))
+    Some(
+        Finding::new(code, sev, ObjectRef::new("Backup", &b.metadata), format!("backup phase {shown}{when}{counts}{reasons}"))
+            .with_at(started(b)),
+    )
 }
 
 /// Runs the Velero check.
@@ -138,7 +141,8 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                     human(period),
                     human(slack)
                 ),
-            )),
+            )
+            .with_at(Some(t))),
             Some(_) => {}
             None => {
                 let created = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
@@ -286,5 +290,22 @@ mod tests {
         assert_eq!(classify_phase("FailedValidation"), Some(("backup_failed_validation", Severity::Critical)));
         assert_eq!(classify_phase("WaitingForPluginOperations"), Some(("backup_in_progress", Severity::Info)));
         assert_eq!(classify_phase("Exploded"), Some(("backup_unknown_phase", Severity::Warning)));
+    }
+
+    #[test]
+    fn backup_findings_carry_start_and_last_completion_times() {
+        use std::path::Path;
+        let mut state = ClusterState::default();
+        let dump = r#"{"apiVersion":"velero.io/v1","kind":"Backup","metadata":{"name":"adhoc","namespace":"velero"},"status":{"phase":"Failed","startTimestamp":"2027-01-01T01:00:00Z"}}
+            {"apiVersion":"velero.io/v1","kind":"Backup","metadata":{"name":"daily-1","namespace":"velero","labels":{"velero.io/schedule-name":"daily"}},"status":{"phase":"Completed","startTimestamp":"2026-12-27T03:00:00Z","completionTimestamp":"2026-12-27T03:10:00Z"}}
+            {"apiVersion":"velero.io/v1","kind":"Schedule","metadata":{"name":"daily","namespace":"velero","creationTimestamp":"2026-01-01T00:00:00Z"},"spec":{"schedule":"0 3 * * *"}}"#;
+        crate::cluster::dump::load_bytes(&mut state, Path::new("dump.json"), dump.as_bytes());
+        let now: Timestamp = "2027-01-01T02:00:00Z".parse().unwrap();
+        let r = check(&state, &ChecksConfig::default(), now);
+        let got: Vec<(&str, &str, Option<Timestamp>)> = r.findings.iter().map(|f| (f.code.as_str(), f.object.name.as_str(), f.at)).collect();
+        assert_eq!(got, vec![
+            ("backup_failed", "adhoc", Some("2027-01-01T01:00:00Z".parse().unwrap())),
+            ("backup_stale", "daily", Some("2026-12-27T03:10:00Z".parse().unwrap())),
+        ]);
     }
 }

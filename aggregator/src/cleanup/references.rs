@@ -40,7 +40,7 @@ impl References {
                 }
             }
             add(&mut self.pvcs, ns, v.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()));
-            for s in &v.plugin_secrets {
+            for s in v.plugin_secrets() {
                 add(&mut self.secrets, ns, Some(s));
             }
         }

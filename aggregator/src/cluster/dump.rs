@@ -16,6 +16,7 @@
 //! annotation and `managedFields`, which no check reads, are dropped.
 
 use std::borrow::Cow;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::Metadata;
@@ -73,10 +74,31 @@ pub fn load(paths: &[PathBuf]) -> Result<ClusterState, DumpError> {
     }
     let mut state = ClusterState { from_dump: true, ..Default::default() };
     for f in files {
-        let bytes = std::fs::read(&f).map_err(|source| DumpError::Read { path: f.clone(), source })?;
-        load_bytes(&mut state, &f, &bytes);
+        let err = |source| DumpError::Read { path: f.clone(), source };
+        let mut file = std::fs::File::open(&f).map_err(err)?;
+        let len = file.metadata().map_err(err)?.len();
+        if len > STREAM_THRESHOLD_BYTES && starts_with_object(&mut file).map_err(err)? {
+            Loader { state: &mut state, file: &f }.json_stream(std::io::BufReader::new(file));
+        } else {
+            let mut bytes = Vec::with_capacity(len as usize);
+            file.read_to_end(&mut bytes).map_err(err)?;
+            load_bytes(&mut state, &f, &bytes);
+        }
     }
     Ok(state)
+}
+
+/// JSON files larger than this are read in chunks (see [`super::stream`]): the peak
+/// memory is then the largest object, not the file.
+const STREAM_THRESHOLD_BYTES: u64 = 32 << 20;
+
+/// Whether the file's first non-whitespace byte opens a JSON object (rewinds the file).
+fn starts_with_object(f: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::Seek;
+    let mut head = [0u8; 4096];
+    let n = f.read(&mut head)?;
+    f.rewind()?;
+    Ok(head[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'))
 }
 
 fn collect_files(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<(), DumpError> {
@@ -120,6 +142,7 @@ struct Head<'a> {
 /// An object not yet parsed into its type.
 enum Doc<'a> {
     Raw(&'a RawValue),
+    Text(&'a str),
     Value(serde_json::Value),
 }
 
@@ -127,6 +150,7 @@ impl Doc<'_> {
     fn parse<T: DeserializeOwned>(self) -> Result<T, serde_json::Error> {
         match self {
             Doc::Raw(r) => serde_json::from_str(r.get()),
+            Doc::Text(t) => serde_json::from_str(t),
             Doc::Value(v) => serde_json::from_value(v),
         }
     }
@@ -148,13 +172,15 @@ impl Loader<'_> {
             let document = i + 1;
             match value {
                 Ok(raw) if raw.get().starts_with('[') => match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
-                    Ok(items) => self.items(document, items.into_iter().map(Doc::Raw)),
+                    Ok(items) => self.items(document, &(None, None), items.into_iter().map(Doc::Raw)),
                     Err(e) => self.problem(document, None, format!("not a JSON array of objects: {e}")),
                 },
                 Ok(raw) => match serde_json::from_str::<Head>(raw.get()) {
                     Ok(head) if is_list(&head.kind, head.items.is_some()) => {
-                        self.list_kind(head.kind.as_deref().unwrap_or(""), head.api_version.as_deref());
-                        self.items(document, head.items.unwrap_or_default().into_iter().map(Doc::Raw));
+                        let (kind, api_version) = (head.kind.as_deref().unwrap_or(""), head.api_version.as_deref());
+                        self.list_kind(kind, api_version);
+                        let default = item_default(kind, api_version);
+                        self.items(document, &default, head.items.unwrap_or_default().into_iter().map(Doc::Raw));
                     }
                     Ok(head) => {
                         self.object(document, None, head.api_version.as_deref(), head.kind.as_deref(), Doc::Raw(raw))
@@ -166,6 +192,127 @@ impl Loader<'_> {
                     break;
                 }
             }
+        }
+    }
+
+    /// Concatenated JSON objects read in chunks; a List's items are handled one at a time.
+    fn json_stream(&mut self, r: impl Read) {
+        let mut sc = super::stream::Scanner::new(r);
+        let mut document = 0;
+        loop {
+            match sc.skip_ws() {
+                Ok(None) => break,
+                Ok(Some(b'{')) => {}
+                Ok(Some(_)) => {
+                    self.problem(document + 1, None, "not a JSON object; the rest of the file is skipped");
+                    break;
+                }
+                Err(e) => {
+                    self.problem(document + 1, None, e.to_string());
+                    break;
+                }
+            }
+            document += 1;
+            if let Err(e) = self.stream_object(&mut sc, document) {
+                self.problem(document, None, format!("invalid JSON: {e}; the rest of the file is skipped"));
+                break;
+            }
+        }
+    }
+
+    fn stream_object<R: Read>(&mut self, sc: &mut super::stream::Scanner<R>, document: usize) -> Result<(), String> {
+        sc.bump(); // '{'
+        let mut fields: Vec<(String, String)> = Vec::new();
+        let mut items_seen = false;
+        // Items without a kind met before the List's kind: handled at the end.
+        let mut pending: Vec<(usize, String)> = Vec::new();
+        let mut item_no = 0usize;
+        loop {
+            match sc.skip_ws().map_err(|e| e.to_string())? {
+                Some(b'}') => {
+                    sc.bump();
+                    break;
+                }
+                Some(b',') => {
+                    sc.bump();
+                    continue;
+                }
+                Some(b'"') => {}
+                _ => return Err("expected a key".into()),
+            }
+            let key: String = serde_json::from_slice(sc.value().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            if sc.skip_ws().map_err(|e| e.to_string())? != Some(b':') {
+                return Err(format!("expected ':' after {key:?}"));
+            }
+            sc.bump();
+            if key == "items" && sc.skip_ws().map_err(|e| e.to_string())? == Some(b'[') {
+                items_seen = true;
+                sc.bump();
+                loop {
+                    match sc.skip_ws().map_err(|e| e.to_string())? {
+                        Some(b']') => {
+                            sc.bump();
+                            break;
+                        }
+                        Some(b',') => {
+                            sc.bump();
+                            continue;
+                        }
+                        None => return Err("unexpected end of file in items".into()),
+                        _ => {}
+                    }
+                    item_no += 1;
+                    let bytes = sc.value().map_err(|e| e.to_string())?;
+                    let Ok(text) = std::str::from_utf8(bytes) else {
+                        self.problem(document, Some(item_no), "not UTF-8 text");
+                        continue;
+                    };
+                    let kind = field_of(&fields, "kind");
+                    let has_kind = sniff_kind(text).1.is_some();
+                    if !has_kind && kind.is_none() {
+                        pending.push((item_no, text.to_string()));
+                    } else {
+                        let default = item_default(kind.as_deref().unwrap_or(""), field_of(&fields, "apiVersion").as_deref());
+                        self.items_at(document, item_no, &default, Doc::Text(text));
+                    }
+                }
+            } else {
+                let raw = String::from_utf8_lossy(sc.value().map_err(|e| e.to_string())?).into_owned();
+                fields.push((key, raw));
+            }
+        }
+        let kind = field_of(&fields, "kind");
+        let api_version = field_of(&fields, "apiVersion");
+        if items_seen || is_list(&kind.as_deref().map(Cow::Borrowed), false) {
+            self.list_kind(kind.as_deref().unwrap_or(""), api_version.as_deref());
+            let default = item_default(kind.as_deref().unwrap_or(""), api_version.as_deref());
+            for (j, text) in &pending {
+                self.items_at(document, *j, &default, Doc::Text(text));
+            }
+        } else {
+            // A single object: put it back together and read it like any other.
+            let mut text = String::from("{");
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(&serde_json::to_string(k).map_err(|e| e.to_string())?);
+                text.push(':');
+                text.push_str(v);
+            }
+            text.push('}');
+            self.object(document, None, api_version.as_deref(), kind.as_deref(), Doc::Text(&text));
+        }
+        Ok(())
+    }
+
+    /// One item of a List, numbered `item` (1-based).
+    fn items_at(&mut self, document: usize, item: usize, default: &(Option<String>, Option<String>), doc: Doc) {
+        // `items` numbers from 1; shift so the numbering matches the List's.
+        let before = self.state.load.problems.len();
+        self.items(document, default, std::iter::once(doc));
+        for p in &mut self.state.load.problems[before..] {
+            p.item = Some(item);
         }
     }
 
@@ -204,26 +351,27 @@ impl Loader<'_> {
                 Some(serde_json::Value::Null) | None => Vec::new(),
                 Some(_) => return self.problem(document, None, "items is not a list"),
             };
-            self.items(document, items.into_iter().map(Doc::Value));
+            let default = item_default(kind.as_deref().unwrap_or(""), api_version.as_deref());
+            self.items(document, &default, items.into_iter().map(Doc::Value));
         } else {
             self.object(document, None, api_version.as_deref(), kind.as_deref(), Doc::Value(value));
         }
     }
 
-    fn items<'a>(&mut self, document: usize, items: impl Iterator<Item = Doc<'a>>) {
+    /// `default` is the (apiVersion, kind) of a typed List's items, which the API omits.
+    fn items<'a>(&mut self, document: usize, default: &(Option<String>, Option<String>), items: impl Iterator<Item = Doc<'a>>) {
         for (j, item) in items.enumerate() {
             let (api_version, kind) = match &item {
-                Doc::Raw(raw) => match serde_json::from_str::<Head>(raw.get()) {
-                    Ok(h) => (h.api_version.map(Cow::into_owned), h.kind.map(Cow::into_owned)),
-                    Err(e) => {
-                        self.problem(document, Some(j + 1), format!("not a Kubernetes object: {e}"));
-                        continue;
-                    }
-                },
+                Doc::Raw(r) => sniff_kind(r.get()),
+                Doc::Text(t) => sniff_kind(t),
                 Doc::Value(v) => (
                     v.get("apiVersion").and_then(|k| k.as_str()).map(str::to_string),
                     v.get("kind").and_then(|k| k.as_str()).map(str::to_string),
                 ),
+            };
+            let (api_version, kind) = match kind {
+                Some(k) => (api_version, Some(k)),
+                None => (api_version.or_else(|| default.0.clone()), default.1.clone()),
             };
             self.object(document, Some(j + 1), api_version.as_deref(), kind.as_deref(), item);
         }
@@ -304,6 +452,69 @@ impl Loader<'_> {
             Resource::PodMetrics => push_dyn(&mut s.pod_metrics, doc),
             Resource::NodeMetrics => push_dyn(&mut s.node_metrics, doc),
         }
+    }
+}
+
+/// The `apiVersion` and `kind` of an object's JSON, reading only as far as both (they
+/// open every object kubectl and the API server print, so the rest is not parsed twice).
+/// A malformed object gives what was found before the fault; parsing it later reports it.
+fn sniff_kind(text: &str) -> (Option<String>, Option<String>) {
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+    #[derive(Deserialize)]
+    enum Key {
+        #[serde(rename = "apiVersion")]
+        ApiVersion,
+        #[serde(rename = "kind")]
+        Kind,
+        #[serde(other)]
+        Other,
+    }
+    struct Sniff<'a>(&'a mut (Option<String>, Option<String>));
+    impl<'de> DeserializeSeed<'de> for Sniff<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Sniff<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a Kubernetes object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+            while let Some(k) = m.next_key::<Key>()? {
+                match k {
+                    Key::ApiVersion => self.0.0 = m.next_value()?,
+                    Key::Kind => self.0.1 = m.next_value()?,
+                    Key::Other => {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+                if self.0.0.is_some() && self.0.1.is_some() {
+                    // Stop here; the unread rest makes the deserializer complain, ignored.
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut out = (None, None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let _ = Sniff(&mut out).deserialize(&mut de);
+    out
+}
+
+/// A top-level string field (`kind`, `apiVersion`) from raw JSON values.
+fn field_of(fields: &[(String, String)], key: &str) -> Option<String> {
+    fields.iter().find(|(k, _)| k == key).and_then(|(_, v)| serde_json::from_str::<String>(v).ok())
+}
+
+/// The (apiVersion, kind) of the items of a typed List (`PodList` → `Pod`), if typed.
+fn item_default(list_kind: &str, api_version: Option<&str>) -> (Option<String>, Option<String>) {
+    match list_kind.strip_suffix("List").filter(|k| !k.is_empty()) {
+        Some(k) => (api_version.map(str::to_string), Some(k.to_string())),
+        None => (None, None),
     }
 }
 
@@ -389,6 +600,32 @@ mod tests {
     }
 
     #[test]
+    fn large_json_is_streamed_with_the_same_result_as_in_memory() {
+        let mut text = String::from("{\"apiVersion\":\"v1\",\"items\":[");
+        for i in 0..3 {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&format!("{{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{{\"name\":\"p{i}\",\"namespace\":\"n\"}}}}"));
+        }
+        text.push_str(",{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":7}},{\"kind\":\"Service\"}],\"kind\":\"List\",\"metadata\":{}}\n");
+        text.push_str("{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"items\":[{\"metadata\":{\"name\":\"c\"}}]}");
+        text.push_str("{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"n1\"}} {\"kind\":");
+        let mut streamed = ClusterState::default();
+        Loader { state: &mut streamed, file: Path::new("big.json") }.json_stream(text.as_bytes());
+        let in_memory = load_str(&text);
+        for s in [&streamed, &in_memory] {
+            assert_eq!(s.pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect::<Vec<_>>(), vec!["p0", "p1", "p2"]);
+            assert_eq!(s.config_maps.len(), 1);
+            assert_eq!(s.nodes.len(), 1);
+            assert_eq!(s.load.unknown_kinds.get("Service"), Some(&1));
+            assert_eq!(s.coverage(Resource::ConfigMap), Coverage::Listed);
+            let got: Vec<(usize, Option<usize>)> = s.load.problems.iter().map(|p| (p.document, p.item)).collect();
+            assert_eq!(got, vec![(1, Some(4)), (4, None)]);
+        }
+    }
+
+    #[test]
     fn yaml_documents_split_at_markers_only_at_column_zero() {
         let docs = split_yaml_documents("---\na: 1\n---\nb: |\n  ---\n  x\n--- c: 2\n...\n");
         assert_eq!(docs, vec!["a: 1\n", "b: |\n  ---\n  x\n", "c: 2\n", ""]);
@@ -441,6 +678,15 @@ mod tests {
         assert_eq!(s.coverage(Resource::Certificate), Coverage::Listed);
         assert!(matches!(s.coverage(Resource::Backup), Coverage::NotApplicable { .. }));
         assert_eq!(s.certificates[0].data["status"]["notAfter"], "2030-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn items_of_a_typed_list_without_kind_take_the_list_kind() {
+        let s = load_str(
+            r#"{"kind":"PodMetricsList","apiVersion":"metrics.k8s.io/v1beta1","metadata":{},"items":[{"metadata":{"name":"p","namespace":"n"},"timestamp":"2025-01-01T00:00:00Z","window":"15s","containers":[]}]}"#,
+        );
+        assert_eq!(s.pod_metrics.len(), 1, "{:?}", s.load.problems);
+        assert_eq!(s.coverage(Resource::PodMetrics), Coverage::Listed);
     }
 
     #[test]

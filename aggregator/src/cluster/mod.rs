@@ -2,15 +2,17 @@
 //! Kubernetes objects, taken from a live API server ([`live`]) or from `kubectl get -o
 //! json|yaml` files ([`dump`]).
 //!
-//! Built-in kinds are k8s-openapi types; custom resources (cert-manager, Velero, CSI
-//! snapshots, the metrics API) are [`DynamicObject`]s read through small typed views in the
-//! checks. [`ClusterState::coverage`] says for every resource whether it was listed, is not
+//! Built-in kinds are k8s-openapi types, except pods, which are the compact [`PodInfo`]
+//! (a full k8s-openapi Pod takes ~12 KiB of memory; see [`pod`]); custom resources
+//! (cert-manager, Velero, CSI snapshots, the metrics API) are [`DynamicObject`]s read through
+//! small typed views in the checks. Large JSON dumps are read item by item ([`stream`]). [`ClusterState::coverage`] says for every resource whether it was listed, is not
 //! applicable (CRD not installed / not in the dump), was forbidden or failed, so a check can
 //! tell "nothing wrong" from "nothing known".
 
 pub mod dump;
 pub mod live;
 pub mod pod;
+pub mod stream;
 pub mod volumes;
 
 use std::collections::BTreeMap;

@@ -90,7 +90,16 @@ pub struct ContainerInfo {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResourcesInfo {
     #[serde(default)]
-    pub requests: Option<BTreeMap<String, Quantity>>,
+    pub requests: Option<RequestsInfo>,
+}
+
+/// The CPU and memory requests (other resources are not read).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestsInfo {
+    #[serde(default)]
+    pub cpu: Option<Quantity>,
+    #[serde(default)]
+    pub memory: Option<Quantity>,
 }
 
 /// An env var; only where its value comes from matters.
@@ -133,10 +142,47 @@ pub struct VolumeInfo {
     pub projected: Option<ProjectedInfo>,
     #[serde(default)]
     pub persistent_volume_claim: Option<ClaimInfo>,
+    #[serde(default)]
+    pub csi: Option<CsiInfo>,
+    #[serde(default)]
+    pub cephfs: Option<SecretRefHolder>,
+    #[serde(default)]
+    pub rbd: Option<SecretRefHolder>,
+    #[serde(default)]
+    pub iscsi: Option<SecretRefHolder>,
+    #[serde(default)]
+    pub cinder: Option<SecretRefHolder>,
+    #[serde(default)]
+    pub flex_volume: Option<SecretRefHolder>,
+    #[serde(default, rename = "scaleIO")]
+    pub scale_io: Option<SecretRefHolder>,
+    #[serde(default)]
+    pub storageos: Option<SecretRefHolder>,
+    #[serde(default)]
+    pub azure_file: Option<SecretVolumeInfo>,
+}
+
+impl VolumeInfo {
     /// Secrets named by volume plugins (`csi.nodePublishSecretRef`, `secretRef` of cephfs,
     /// rbd, iscsi, cinder, flexVolume, scaleIO, storageos; `azureFile.secretName`).
-    #[serde(default, flatten, deserialize_with = "plugin_secrets", skip_serializing)]
-    pub plugin_secrets: Vec<String>,
+    pub fn plugin_secrets(&self) -> impl Iterator<Item = &str> {
+        let refs = [&self.cephfs, &self.rbd, &self.iscsi, &self.cinder, &self.flex_volume, &self.scale_io, &self.storageos];
+        self.csi
+            .as_ref()
+            .and_then(|c| c.node_publish_secret_ref.as_ref())
+            .map(|r| r.name.as_str())
+            .into_iter()
+            .chain(refs.into_iter().filter_map(|h| h.as_ref()?.secret_ref.as_ref().map(|r| r.name.as_str())))
+            .chain(self.azure_file.as_ref().and_then(|a| a.secret_name.as_deref()))
+    }
+
+    fn references_anything(&self) -> bool {
+        self.config_map.is_some()
+            || self.secret.is_some()
+            || self.projected.is_some()
+            || self.persistent_volume_claim.is_some()
+            || self.plugin_secrets().next().is_some()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -168,56 +214,18 @@ pub struct ClaimInfo {
     pub claim_name: String,
 }
 
-/// Collects the Secret names of volume plugins from the volume's remaining fields.
-fn plugin_secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Plugins {
-        #[serde(default)]
-        csi: Option<CsiRef>,
-        #[serde(default)]
-        cephfs: Option<SecretRefHolder>,
-        #[serde(default)]
-        rbd: Option<SecretRefHolder>,
-        #[serde(default)]
-        iscsi: Option<SecretRefHolder>,
-        #[serde(default)]
-        cinder: Option<SecretRefHolder>,
-        #[serde(default)]
-        flex_volume: Option<SecretRefHolder>,
-        #[serde(default, rename = "scaleIO")]
-        scale_io: Option<SecretRefHolder>,
-        #[serde(default)]
-        storageos: Option<SecretRefHolder>,
-        #[serde(default)]
-        azure_file: Option<AzureFile>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct CsiRef {
-        #[serde(default)]
-        node_publish_secret_ref: Option<NameRef>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct SecretRefHolder {
-        #[serde(default)]
-        secret_ref: Option<NameRef>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct AzureFile {
-        #[serde(default)]
-        secret_name: Option<String>,
-    }
-    let p = Plugins::deserialize(d)?;
-    let mut out = Vec::new();
-    out.extend(p.csi.and_then(|c| c.node_publish_secret_ref).map(|r| r.name));
-    for h in [p.cephfs, p.rbd, p.iscsi, p.cinder, p.flex_volume, p.scale_io, p.storageos].into_iter().flatten() {
-        out.extend(h.secret_ref.map(|r| r.name));
-    }
-    out.extend(p.azure_file.and_then(|a| a.secret_name));
-    Ok(out)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CsiInfo {
+    #[serde(default)]
+    pub node_publish_secret_ref: Option<NameRef>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRefHolder {
+    #[serde(default)]
+    pub secret_ref: Option<NameRef>,
 }
 
 /// A pod's status as the checks see it.
@@ -259,16 +267,21 @@ pub struct ContainerStatusInfo {
 }
 
 impl PodInfo {
-    /// Releases spare capacity and what no check reads (annotations, managed fields).
+    /// Releases spare capacity and what no check reads (labels, annotations, managed
+    /// fields, met conditions other than Ready, volumes and env vars that reference nothing).
     pub fn compact(&mut self) {
         self.metadata.annotations = None;
+        self.metadata.labels = None;
         self.metadata.managed_fields = None;
+        if let Some(o) = self.metadata.owner_references.as_mut() {
+            o.shrink_to_fit();
+        }
+        // The checks read the Ready condition and the conditions that are not met.
+        self.status.conditions.retain(|c| c.type_ == "Ready" || c.status != "True");
         self.status.conditions.shrink_to_fit();
         self.status.container_statuses.shrink_to_fit();
         self.status.init_container_statuses.shrink_to_fit();
-        self.spec.volumes.retain(|v| {
-            v.config_map.is_some() || v.secret.is_some() || v.projected.is_some() || v.persistent_volume_claim.is_some() || !v.plugin_secrets.is_empty()
-        });
+        self.spec.volumes.retain(VolumeInfo::references_anything);
         for v in &mut self.spec.volumes {
             if let Some(p) = v.projected.as_mut() {
                 p.sources.retain(|s| s.config_map.is_some() || s.secret.is_some());
@@ -282,6 +295,7 @@ impl PodInfo {
             c.env_from.shrink_to_fit();
         }
         self.spec.containers.shrink_to_fit();
+        self.spec.init_containers.shrink_to_fit();
     }
 }
 
@@ -337,8 +351,8 @@ mod tests {
         p.compact();
         assert_eq!(p.metadata.annotations, None);
         assert_eq!(p.spec.volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), vec!["c", "a", "d"]);
-        assert_eq!(p.spec.volumes[0].plugin_secrets, vec!["s2"]);
-        assert_eq!(p.spec.volumes[1].plugin_secrets, vec!["s3"]);
+        assert_eq!(p.spec.volumes[0].plugin_secrets().collect::<Vec<_>>(), vec!["s2"]);
+        assert_eq!(p.spec.volumes[1].plugin_secrets().collect::<Vec<_>>(), vec!["s3"]);
         assert_eq!(p.spec.containers[0].env.len(), 1);
         assert_eq!(p.status.phase.as_deref(), Some("Running"));
         assert!(p.status.conditions.is_empty());

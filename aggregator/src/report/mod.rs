@@ -8,6 +8,7 @@
 //!   [`merge`], a pure function of its inputs.
 //! - [`score`]: the status and 0–100 score formula.
 //! - [`render`]: terminal table and Markdown maintenance record.
+//! - [`html`]: the report page (`GET /report`, `--output html`).
 //!
 //! # JSON schema (version 2)
 //! ```text
@@ -20,6 +21,7 @@
 //!   findings: [{key, check, code, severity, object, message, first_seen, last_seen, flaps}] }
 //! ```
 
+pub mod html;
 pub mod render;
 pub mod score;
 
@@ -71,6 +73,22 @@ pub struct ClusterReport {
     /// Every current finding with its history: first and last seen, how often it flapped.
     #[serde(default)]
     pub findings: Vec<TrackedFinding>,
+    /// The maintenance window and what waits for it; absent when none is configured.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub maintenance: Option<MaintenanceStatus>,
+}
+
+/// The maintenance window as of the report: destructive cleanups (applying proposals,
+/// scheduled pruning) run only inside it unless forced or in an emergency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceStatus {
+    /// E.g. `Sunday 03:00–05:00 Asia/Tokyo`.
+    pub window: String,
+    pub open: bool,
+    /// The window's next opening (now, when it is open).
+    pub next_open: Timestamp,
+    /// Cleanup proposals that delete and so wait for the window.
+    pub waiting_proposals: usize,
 }
 
 impl ClusterReport {
@@ -296,6 +314,7 @@ pub fn merge(nodes: &[StoredNode], round: &CheckRound, cfg: &MergeConfig, now: T
         signals: round.signals.clone(),
         disk_pressure,
         findings,
+        maintenance: None,
     }
 }
 

@@ -1,6 +1,7 @@
-//! Rendering the merged [`ClusterReport`] for people: a terminal summary or a Markdown
+//! Rendering the merged [`ClusterReport`] for people: a terminal summary, a Markdown
 //! maintenance record (date, who, what was done, results, problems, next actions, as the
-//! operators write it by hand today). JSON is the report's serde form.
+//! operators write it by hand today) or the HTML report page ([`super::html`]). JSON is
+//! the report's serde form.
 
 use std::fmt::Write as _;
 
@@ -17,6 +18,8 @@ pub enum Output {
     Table,
     Json,
     Markdown,
+    /// The self-contained report page, as served at `GET /report`.
+    Html,
 }
 
 /// Renders `report` in `output`.
@@ -28,6 +31,7 @@ pub fn render(report: &ClusterReport, output: Output) -> Result<String, serde_js
         Output::Json => serde_json::to_string_pretty(report)? + "\n",
         Output::Table => text(report, Style::Terminal),
         Output::Markdown => text(report, Style::Markdown),
+        Output::Html => super::html::html(report),
     })
 }
 

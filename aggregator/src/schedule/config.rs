@@ -1,0 +1,559 @@
+//! The `schedule:` config section, every option with its default:
+//!
+//! ```yaml
+//! schedule:
+//!   time_zone: Asia/Tokyo          # IANA name; the operators' zone
+//!   daily:
+//!     enabled: true
+//!     cron: "0 3 * * *"            # 5-field cron in time_zone: every day 03:00
+//!     checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals]
+//!   weekly:
+//!     enabled: true
+//!     cron: "0 3 * * 0"            # Sundays 03:00
+//!     checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals, cleanup]
+//!   monthly:
+//!     enabled: true
+//!     cron: "0 3 1 * *"            # the 1st, 03:00
+//!     checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals, trends]
+//!   maintenance_window:
+//!     days: [sunday]               # weekdays the window opens on
+//!     start: "03:00"               # wall-clock time in time_zone
+//!     duration: 2h                 # 10m..24h
+//!   notifications:
+//!     webhook_url: https://hooks.slack.com/services/…   # optional; no URL, no notifications
+//!     min_severity: warning        # a worsening status notifies from this level up
+//!     flap_grace: 1h               # see schedule::notify
+//!     timeout: 10s
+//! ```
+//!
+//! The defaults are the seed's: checks every day at 03:00, the weekly review on Sunday, the
+//! monthly capacity review on the 1st, destructive work on Sunday 03:00–05:00, all in
+//! Asia/Tokyo, the operators' zone. A section given in the file replaces only the options
+//! it names.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use caretaker_proto::config::bounded_duration;
+use jiff::civil::{Time, Weekday};
+use jiff::tz::{TimeZone, TimeZoneDatabase};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::cron::Cron;
+use crate::checks::Severity;
+
+/// The `schedule:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Zone of every cron expression and of the maintenance window. Default `Asia/Tokyo`.
+    #[serde(default)]
+    pub time_zone: Zone,
+    /// Default: every day at 03:00, [`Task::DAILY`].
+    #[serde(default = "RunConfig::daily", deserialize_with = "daily")]
+    pub daily: RunConfig,
+    /// Default: Sundays at 03:00, [`Task::DAILY`] plus `cleanup`.
+    #[serde(default = "RunConfig::weekly", deserialize_with = "weekly")]
+    pub weekly: RunConfig,
+    /// Default: the 1st of every month at 03:00, [`Task::DAILY`] plus `trends`.
+    #[serde(default = "RunConfig::monthly", deserialize_with = "monthly")]
+    pub monthly: RunConfig,
+    /// Default: Sundays 03:00 for 2 h.
+    #[serde(default)]
+    pub maintenance_window: WindowConfig,
+    /// Default: no webhook.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            time_zone: Zone::default(),
+            daily: RunConfig::daily(),
+            weekly: RunConfig::weekly(),
+            monthly: RunConfig::monthly(),
+            maintenance_window: WindowConfig::default(),
+            notifications: NotificationsConfig::default(),
+        }
+    }
+}
+
+/// An IANA time zone, resolved while parsing.
+///
+/// Looked up in the system's database (`/usr/share/zoneinfo`, or `$ZONEINFO`), then in the
+/// copy of the tz database built into the binary (jiff's `tzdb-bundle-always`), so that a
+/// minimal image without zoneinfo still knows `Asia/Tokyo`.
+#[derive(Clone, PartialEq)]
+pub struct Zone {
+    name: String,
+    tz: TimeZone,
+}
+
+impl Zone {
+    /// The operators' zone, the default.
+    pub const DEFAULT: &'static str = "Asia/Tokyo";
+
+    /// Resolves an IANA name such as `Asia/Tokyo` or `UTC`.
+    ///
+    /// # Errors
+    /// A sentence naming the zone when neither database knows it.
+    pub fn new(name: &str) -> Result<Zone, String> {
+        let tz = jiff::tz::db()
+            .get(name)
+            .or_else(|_| TimeZoneDatabase::bundled().get(name))
+            .map_err(|_| format!("{name:?} is not an IANA time zone name (e.g. Asia/Tokyo, Europe/Berlin, UTC)"))?;
+        Ok(Zone { name: name.to_string(), tz })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn tz(&self) -> &TimeZone {
+        &self.tz
+    }
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        match Zone::new(Zone::DEFAULT) {
+            Ok(z) => z,
+            // Unreachable with the bundled database; never fall back silently to another zone
+            // without saying so in the name.
+            Err(_) => Zone { name: "UTC".into(), tz: TimeZone::UTC },
+        }
+    }
+}
+
+impl fmt::Debug for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Zone({:?})", self.name)
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Zone::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a scheduled run does; the aggregator maps each name to work.
+///
+/// The first eight are the cluster checks of the same name ([`crate::checks::ALL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    Nodes,
+    Pods,
+    Events,
+    Certificates,
+    Velero,
+    Pvcs,
+    Hpas,
+    Helm,
+    /// HTTP endpoints, Prometheus and Alertmanager ([`crate::signals`]).
+    Signals,
+    /// Cleanup proposals ([`crate::cleanup`]); applying them is gated by the maintenance window.
+    Cleanup,
+    /// 30-day trends from the history: disk usage per node and mount with days until full,
+    /// alert counts, the Prometheus trend (the monthly capacity review).
+    Trends,
+}
+
+impl Task {
+    /// The daily run: every check and every external signal (the seed's daily health,
+    /// backup and metrics checks).
+    pub const DAILY: &'static [Task] = &[
+        Task::Nodes,
+        Task::Pods,
+        Task::Events,
+        Task::Certificates,
+        Task::Velero,
+        Task::Pvcs,
+        Task::Hpas,
+        Task::Helm,
+        Task::Signals,
+    ];
+
+    /// The name used in the config and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Nodes => "nodes",
+            Task::Pods => "pods",
+            Task::Events => "events",
+            Task::Certificates => "certificates",
+            Task::Velero => "velero",
+            Task::Pvcs => "pvcs",
+            Task::Hpas => "hpas",
+            Task::Helm => "helm",
+            Task::Signals => "signals",
+            Task::Cleanup => "cleanup",
+            Task::Trends => "trends",
+        }
+    }
+}
+
+impl Task {
+    /// The name of the cluster check in [`crate::checks::ALL`] this task is, if it is one.
+    pub fn cluster_check(self) -> Option<&'static str> {
+        match self {
+            Task::Signals | Task::Cleanup | Task::Trends => None,
+            t => Some(t.name()),
+        }
+    }
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One of the daily, weekly and monthly runs. An option left out of the file keeps the
+/// run's default (`weekly: {enabled: false}` turns the weekly run off, nothing else).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    /// false leaves the run out. Default true.
+    pub enabled: bool,
+    /// When, as a 5-field cron expression in `time_zone` (see [`super::cron`]).
+    pub cron: Cron,
+    /// What the run does; duplicates count once. Defaults: see [`ScheduleConfig`].
+    pub checks: BTreeSet<Task>,
+}
+
+/// A run section as written: what it leaves out comes from the run's defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunSection {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    cron: Option<Cron>,
+    #[serde(default)]
+    checks: Option<BTreeSet<Task>>,
+}
+
+impl RunSection {
+    fn over(self, defaults: RunConfig) -> RunConfig {
+        RunConfig {
+            enabled: self.enabled.unwrap_or(defaults.enabled),
+            cron: self.cron.unwrap_or(defaults.cron),
+            checks: self.checks.unwrap_or(defaults.checks),
+        }
+    }
+}
+
+fn daily<'de, D: Deserializer<'de>>(d: D) -> Result<RunConfig, D::Error> {
+    Ok(RunSection::deserialize(d)?.over(RunConfig::daily()))
+}
+fn weekly<'de, D: Deserializer<'de>>(d: D) -> Result<RunConfig, D::Error> {
+    Ok(RunSection::deserialize(d)?.over(RunConfig::weekly()))
+}
+fn monthly<'de, D: Deserializer<'de>>(d: D) -> Result<RunConfig, D::Error> {
+    Ok(RunSection::deserialize(d)?.over(RunConfig::monthly()))
+}
+
+impl RunConfig {
+    fn new(cron: &str, extra: &[Task]) -> RunConfig {
+        let cron = match Cron::parse(cron) {
+            Ok(c) => c,
+            Err(e) => unreachable!("built-in cron expression: {e}"),
+        };
+        RunConfig { enabled: true, cron, checks: Task::DAILY.iter().chain(extra).copied().collect() }
+    }
+
+    /// Every day at 03:00.
+    pub fn daily() -> RunConfig {
+        RunConfig::new("0 3 * * *", &[])
+    }
+
+    /// Sundays at 03:00, with cleanup proposals (the seed's weekly cleanup review).
+    pub fn weekly() -> RunConfig {
+        RunConfig::new("0 3 * * 0", &[Task::Cleanup])
+    }
+
+    /// The 1st at 03:00, with the 30-day trends (the seed's monthly capacity review).
+    pub fn monthly() -> RunConfig {
+        RunConfig::new("0 3 1 * *", &[Task::Trends])
+    }
+}
+
+/// When destructive work may run: a window that opens on the given weekdays at `start`
+/// (wall clock in `time_zone`) and stays open for `duration` (elapsed time, so a window
+/// on a DST day is still exactly that long).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Default `[sunday]`. At least one.
+    #[serde(default = "default_days", deserialize_with = "days")]
+    pub days: BTreeSet<Day>,
+    /// `HH:MM`, 24-hour. Default `03:00`.
+    #[serde(default = "default_start", deserialize_with = "start")]
+    pub start: Time,
+    /// 10m to 24h. Default 2h.
+    #[serde(default = "default_window_duration", deserialize_with = "window_duration")]
+    pub duration: Duration,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self { days: default_days(), start: default_start(), duration: default_window_duration() }
+    }
+}
+
+/// A weekday, written `monday` … `sunday`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Day {
+    Monday,
+    Tuesday,
+    Wednesday,
+    Thursday,
+    Friday,
+    Saturday,
+    Sunday,
+}
+
+impl Day {
+    pub fn weekday(self) -> Weekday {
+        match self {
+            Day::Monday => Weekday::Monday,
+            Day::Tuesday => Weekday::Tuesday,
+            Day::Wednesday => Weekday::Wednesday,
+            Day::Thursday => Weekday::Thursday,
+            Day::Friday => Weekday::Friday,
+            Day::Saturday => Weekday::Saturday,
+            Day::Sunday => Weekday::Sunday,
+        }
+    }
+}
+
+/// Webhook notifications (see [`super::notify`] for when they are sent).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// `http://` or `https://` URL that takes a POSTed JSON body with a `text` field, like a
+    /// Slack incoming webhook. Default none: nothing is sent.
+    #[serde(default, deserialize_with = "webhook_url")]
+    pub webhook_url: Option<String>,
+    /// A status that worsens to this level or above notifies. Default `warning`. New
+    /// critical findings notify whatever this is.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: Severity,
+    /// A finding that resolves and returns within this time, or a status that improves
+    /// and worsens again within it, does not notify again. Default 1h: long enough that a
+    /// finding flapping between rounds pages once, short enough that a problem that comes
+    /// back the next day pages again. 0s to 7 days.
+    #[serde(default = "default_flap_grace", deserialize_with = "flap_grace")]
+    pub flap_grace: Duration,
+    /// Whole-request timeout of a webhook POST. Default 10s. 100ms to 5m.
+    #[serde(default = "default_timeout", deserialize_with = "timeout")]
+    pub timeout: Duration,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            min_severity: default_min_severity(),
+            flap_grace: default_flap_grace(),
+            timeout: default_timeout(),
+        }
+    }
+}
+
+fn default_days() -> BTreeSet<Day> {
+    [Day::Sunday].into()
+}
+fn default_start() -> Time {
+    Time::constant(3, 0, 0, 0)
+}
+fn default_window_duration() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+fn default_min_severity() -> Severity {
+    Severity::Warning
+}
+fn default_flap_grace() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn days<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<Day>, D::Error> {
+    let days = BTreeSet::<Day>::deserialize(d)?;
+    if days.is_empty() {
+        return Err(serde::de::Error::custom("the maintenance window needs at least one day, e.g. [sunday]"));
+    }
+    Ok(days)
+}
+
+fn start<'de, D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
+    let s = String::deserialize(d)?;
+    let bad = || serde::de::Error::custom(format!("{s:?} is not a time of day; write HH:MM, e.g. \"03:00\""));
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    if h.is_empty() || h.len() > 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let (h, m) = (h.parse::<i8>().map_err(|_| bad())?, m.parse::<i8>().map_err(|_| bad())?);
+    Time::new(h, m, 0, 0).map_err(|_| bad())
+}
+
+fn window_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(600), Duration::from_secs(24 * 3600))
+}
+
+fn flap_grace<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::ZERO, Duration::from_secs(7 * 24 * 3600))
+}
+
+fn timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_millis(100), Duration::from_secs(300))
+}
+
+fn webhook_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    let u = reqwest::Url::parse(&s).map_err(|e| serde::de::Error::custom(format!("webhook_url is not a URL: {e}")))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(serde::de::Error::custom("webhook_url must be an http:// or https:// URL"));
+    }
+    Ok(Some(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use caretaker_proto::config::parse_yaml;
+
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<ScheduleConfig, String> {
+        parse_yaml::<ScheduleConfig>(yaml, Path::new("/etc/caretaker/aggregator.yaml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_the_seeds() {
+        let c = parse("").unwrap();
+        assert_eq!(c.time_zone.name(), "Asia/Tokyo");
+        assert_eq!(c.daily.cron.as_str(), "0 3 * * *");
+        assert_eq!(c.weekly.cron.as_str(), "0 3 * * 0");
+        assert_eq!(c.monthly.cron.as_str(), "0 3 1 * *");
+        let names = |r: &RunConfig| r.checks.iter().map(|t| t.name()).collect::<Vec<_>>().join(",");
+        assert_eq!(names(&c.daily), "nodes,pods,events,certificates,velero,pvcs,hpas,helm,signals");
+        assert_eq!(names(&c.weekly), "nodes,pods,events,certificates,velero,pvcs,hpas,helm,signals,cleanup");
+        assert_eq!(names(&c.monthly), "nodes,pods,events,certificates,velero,pvcs,hpas,helm,signals,trends");
+        assert!(c.daily.enabled && c.weekly.enabled && c.monthly.enabled);
+        assert_eq!(c.maintenance_window, WindowConfig { days: [Day::Sunday].into(), start: Time::constant(3, 0, 0, 0), duration: Duration::from_secs(7200) });
+        assert_eq!(
+            c.notifications,
+            NotificationsConfig { webhook_url: None, min_severity: Severity::Warning, flap_grace: Duration::from_secs(3600), timeout: Duration::from_secs(10) }
+        );
+    }
+
+    #[test]
+    fn every_option_overridden() {
+        let c = parse(
+            "time_zone: Europe/Berlin\n\
+             daily:\n  cron: '30 2 * * 1-5'\n  checks: [pods, pods, nodes]\n\
+             weekly:\n  enabled: false\n\
+             monthly:\n  cron: '0 4 L * *'\n\
+             maintenance_window:\n  days: [saturday, sunday]\n  start: '22:30'\n  duration: 6h\n\
+             notifications:\n  webhook_url: http://127.0.0.1:9/hook\n  min_severity: critical\n  flap_grace: 0s\n  timeout: 2s\n",
+        )
+        .unwrap();
+        assert_eq!(c.time_zone.name(), "Europe/Berlin");
+        assert_eq!(c.daily.cron.as_str(), "30 2 * * 1-5");
+        assert_eq!(c.daily.checks, [Task::Nodes, Task::Pods].into());
+        assert_eq!(c.weekly, RunConfig { enabled: false, ..RunConfig::weekly() });
+        assert_eq!(c.monthly.cron.as_str(), "0 4 L * *");
+        assert_eq!(c.monthly.checks, RunConfig::monthly().checks);
+        assert_eq!(c.maintenance_window.days, [Day::Saturday, Day::Sunday].into());
+        assert_eq!(c.maintenance_window.start, Time::constant(22, 30, 0, 0));
+        assert_eq!(c.maintenance_window.duration, Duration::from_secs(6 * 3600));
+        assert_eq!(c.notifications.webhook_url.as_deref(), Some("http://127.0.0.1:9/hook"));
+        assert_eq!(c.notifications.min_severity, Severity::Critical);
+        assert_eq!(c.notifications.flap_grace, Duration::ZERO);
+        assert_eq!(c.notifications.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn every_cluster_check_is_a_task_and_daily_runs_them_all() {
+        let all: Vec<&str> = crate::checks::ALL.iter().map(|c| c.name).collect();
+        let tasks: Vec<&str> = Task::DAILY.iter().filter_map(|t| t.cluster_check()).collect();
+        let (mut a, mut t) = (all.clone(), tasks.clone());
+        a.sort_unstable();
+        t.sort_unstable();
+        assert_eq!(a, t);
+        assert_eq!(Task::Signals.cluster_check(), None);
+    }
+
+    #[test]
+    fn the_readme_example_is_the_defaults() {
+        let yaml = "time_zone: Asia/Tokyo\n\
+            daily:   {enabled: true, cron: \"0 3 * * *\", checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals]}\n\
+            weekly:  {enabled: true, cron: \"0 3 * * 0\", checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals, cleanup]}\n\
+            monthly: {enabled: true, cron: \"0 3 1 * *\", checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals, trends]}\n\
+            maintenance_window:\n  days: [sunday]\n  start: \"03:00\"\n  duration: 2h\n\
+            notifications:\n  min_severity: warning\n  flap_grace: 1h\n  timeout: 10s\n";
+        let c = parse(yaml).unwrap();
+        let d = ScheduleConfig::default();
+        assert_eq!((c.daily, c.weekly, c.monthly), (d.daily, d.weekly, d.monthly));
+        assert_eq!(c.time_zone, d.time_zone);
+        assert_eq!(c.maintenance_window, d.maintenance_window);
+        assert_eq!(c.notifications, d.notifications);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_problem() {
+        let err = parse("daily:\n  cron: '0 3 * *'\n  checks: [pods]\n").unwrap_err();
+        assert!(err.starts_with("invalid config file /etc/caretaker/aggregator.yaml: "), "{err}");
+        assert!(err.contains("line 2") && err.contains("is not a 5-field cron expression"), "{err}");
+
+        let err = parse("# zone\ntime_zone: Asia/Tokio\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("\"Asia/Tokio\" is not an IANA time zone name"), "{err}");
+
+        let err = parse("weekly:\n  cron: '0 3 * * 0'\n  checks: [pods, podz]\n").unwrap_err();
+        assert!(err.contains("line 3") && err.contains("podz"), "{err}");
+
+        let err = parse("maintenance_window:\n  start: '3am'\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("\"3am\" is not a time of day; write HH:MM"), "{err}");
+        let err = parse("maintenance_window:\n  start: '24:00'\n").unwrap_err();
+        assert!(err.contains("\"24:00\" is not a time of day"), "{err}");
+        let err = parse("maintenance_window:\n  duration: 2d\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("2d is out of range: at least 10m, at most 1day"), "{err}");
+        let err = parse("maintenance_window:\n  days: []\n").unwrap_err();
+        assert!(err.contains("needs at least one day"), "{err}");
+
+        let err = parse("notifications:\n  webhook_url: ftp://x/hook\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("webhook_url must be an http:// or https:// URL"), "{err}");
+        let err = parse("notifications:\n  min_severity: loud\n").unwrap_err();
+        assert!(err.contains("loud"), "{err}");
+        let err = parse("daily:\n  cron: '0 3 * * *'\n  checks: [pods]\n  when: now\n").unwrap_err();
+        assert!(err.contains("when"), "{err}");
+    }
+
+    #[test]
+    fn zones_resolve_from_the_bundled_database_without_zoneinfo() {
+        // What a distroless or scratch image has: no /usr/share/zoneinfo, only the copy
+        // built into the binary.
+        let bundled = TimeZoneDatabase::bundled();
+        for name in ["Asia/Tokyo", "Europe/Berlin", "UTC"] {
+            assert!(bundled.get(name).is_ok(), "{name} missing from the bundled tz database");
+        }
+        let tokyo = bundled.get("Asia/Tokyo").unwrap();
+        let t: jiff::Timestamp = "2025-06-01T00:00:00Z".parse().unwrap();
+        assert_eq!(t.to_zoned(tokyo).datetime().to_string(), "2025-06-01T09:00:00");
+        assert_eq!(Zone::default().name(), "Asia/Tokyo");
+    }
+}
