@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use caretaker_proto::model::{AgentCost, CollectorError, LogsSummary, NodeReport};
+use caretaker_proto::model::{AgentCost, CollectorError, NodeReport};
 use jiff::Timestamp;
 
 use crate::paths::{self, HostPaths};
@@ -40,10 +40,10 @@ pub struct Collector {
     rates: netdev::RateTracker,
     last_network_sample: Option<Instant>,
     host: HostCollector,
+    /// The log task's latest summary, when the daemon runs one.
+    logs: Option<tokio::sync::watch::Receiver<Option<caretaker_proto::model::LogsSummary>>>,
     buffer_stats: Arc<BufferStats>,
     last_cycle: (Duration, Duration),
-    /// The log task's latest summary, when the daemon runs one.
-    logs: Option<tokio::sync::watch::Receiver<Option<LogsSummary>>>,
 }
 
 /// An epoch for a new agent run: now, in Unix nanoseconds. A restarted agent gets a
@@ -63,18 +63,10 @@ impl Collector {
             rates: netdev::RateTracker::default(),
             last_network_sample: None,
             host: HostCollector::new(),
+            logs: None,
             buffer_stats,
             last_cycle: (Duration::ZERO, Duration::ZERO),
-            logs: None,
         }
-    }
-
-    /// Reports carry the log task's latest summary from `logs` (see
-    /// [`crate::logs::daemon`]).
-    #[must_use]
-    pub fn with_logs(mut self, logs: tokio::sync::watch::Receiver<Option<LogsSummary>>) -> Self {
-        self.logs = Some(logs);
-        self
     }
 
     pub fn node_name(&self) -> &str {
@@ -83,6 +75,14 @@ impl Collector {
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Reports carry the log task's latest summary from `logs` (see
+    /// [`crate::logs::daemon`]).
+    #[must_use]
+    pub fn with_logs(mut self, logs: tokio::sync::watch::Receiver<Option<caretaker_proto::model::LogsSummary>>) -> Self {
+        self.logs = Some(logs);
+        self
     }
 
     /// Collects the next report (seq + 1). Problems reading one source are recorded in

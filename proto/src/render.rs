@@ -5,7 +5,7 @@
 use bytesize::ByteSize;
 use comfy_table::{Table, presets};
 
-use crate::model::{AgentCost, Filesystem, LogCounts, LogsSummary, NetworkInterface, NodeReport};
+use crate::model::{AgentCost, Filesystem, NetworkInterface, NodeReport};
 
 /// How a table is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,43 +82,6 @@ pub fn network(style: Style, ifs: &[NetworkInterface]) -> String {
     t.to_string()
 }
 
-fn log_counts(c: &LogCounts) -> String {
-    format!(
-        "{} checked, {} rotated ({}), {} compressed ({} -> {}), {} deleted ({}), {} errors",
-        c.files_checked,
-        c.rotated,
-        bytes(c.rotated_bytes),
-        c.compressed,
-        bytes(c.compressed_bytes_before),
-        bytes(c.compressed_bytes_after),
-        c.deleted,
-        bytes(c.deleted_bytes),
-        c.errors,
-    )
-}
-
-/// Log rotation: the last pass, totals since the agent started, what retention could
-/// delete now, then the problems with their places.
-pub fn logs(s: &LogsSummary) -> String {
-    let mut out = format!("logs (checked {}):
-", s.checked_at);
-    out.push_str(&format!("  last pass: {}
-", log_counts(&s.last_pass)));
-    out.push_str(&format!("  since start: {}
-", log_counts(&s.totals)));
-    match s.reclaimable_at {
-        Some(at) => out.push_str(&format!("  reclaimable by retention rules: {} (as of {at})
-", bytes(s.reclaimable_bytes))),
-        None => out.push_str("  reclaimable by retention rules: - (no logs.retention rules)
-"),
-    }
-    for e in &s.errors {
-        out.push_str(&format!("log rotation error at {}: {}
-", e.place, e.message));
-    }
-    out
-}
-
 /// One line on the agent's own cost.
 pub fn agent_cost(a: &AgentCost) -> String {
     format!(
@@ -172,6 +135,43 @@ pub fn node_report(style: Style, r: &NodeReport) -> String {
     out
 }
 
+fn log_counts(c: &crate::model::LogCounts) -> String {
+    format!(
+        "{} checked, {} rotated ({}), {} compressed ({} -> {}), {} deleted ({}), {} errors",
+        c.files_checked,
+        c.rotated,
+        bytes(c.rotated_bytes),
+        c.compressed,
+        bytes(c.compressed_bytes_before),
+        bytes(c.compressed_bytes_after),
+        c.deleted,
+        bytes(c.deleted_bytes),
+        c.errors,
+    )
+}
+
+/// Log rotation: the last pass, totals since the agent started, what retention could
+/// delete now, then the problems with their places.
+pub fn logs(s: &crate::model::LogsSummary) -> String {
+    let mut out = format!("logs (checked {}):
+", s.checked_at);
+    out.push_str(&format!("  last pass: {}
+", log_counts(&s.last_pass)));
+    out.push_str(&format!("  since start: {}
+", log_counts(&s.totals)));
+    match s.reclaimable_at {
+        Some(at) => out.push_str(&format!("  reclaimable by retention rules: {} (as of {at})
+", bytes(s.reclaimable_bytes))),
+        None => out.push_str("  reclaimable by retention rules: - (no logs.retention rules)
+"),
+    }
+    for e in &s.errors {
+        out.push_str(&format!("log rotation error at {}: {}
+", e.place, e.message));
+    }
+    out
+}
+
 fn humanize_seconds(s: u64) -> String {
     let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
     if d > 0 { format!("{d}d {h}h") } else { format!("{h}h {m}m") }
@@ -202,6 +202,12 @@ mod tests {
     }
 
     #[test]
+    fn bytes_use_binary_units() {
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(0), "0 B");
+    }
+
+    #[test]
     fn node_report_shows_the_logs_summary_with_error_places() {
         let s = node_report(Style::Terminal, &sample_report());
         assert!(s.contains("logs (checked 2026-11-29T02:59:50Z):"), "{s}");
@@ -215,11 +221,5 @@ mod tests {
         let mut r = sample_report();
         r.logs = None;
         assert!(!node_report(Style::Terminal, &r).contains("logs (checked"));
-    }
-
-    #[test]
-    fn bytes_use_binary_units() {
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(0), "0 B");
     }
 }
