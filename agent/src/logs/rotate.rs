@@ -63,11 +63,24 @@ struct Run<'a, 'p> {
     dir_index: HashMap<PathBuf, BTreeSet<String>>,
     inside: HashMap<PathBuf, bool>,
     regexes: HashMap<String, Regex>,
+    /// Whether `state` was changed (a new log recorded, a rotation).
+    state_changed: bool,
 }
 
-/// Runs every policy once. The state is updated in memory; the caller saves it.
-pub fn run_pass(policies: &[Policy], pass: &Pass<'_>, state: &mut State, out: &mut RotationSummary) {
-    let mut run = Run { pass, state, out, dirs_to_sync: BTreeSet::new(), dir_index: HashMap::new(), inside: HashMap::new(), regexes: HashMap::new() };
+/// Runs every policy once. The state is updated in memory; the caller saves it. Returns
+/// whether the state changed (a pass where nothing is due and no log is new leaves it as
+/// it was, and nothing needs to be written).
+pub fn run_pass(policies: &[Policy], pass: &Pass<'_>, state: &mut State, out: &mut RotationSummary) -> bool {
+    let mut run = Run {
+        pass,
+        state,
+        out,
+        dirs_to_sync: BTreeSet::new(),
+        dir_index: HashMap::new(),
+        inside: HashMap::new(),
+        regexes: HashMap::new(),
+        state_changed: false,
+    };
     let mut seen: HashSet<PathBuf> = HashSet::new();
     for p in policies {
         let files = run.expand(p, &mut seen);
@@ -80,6 +93,7 @@ pub fn run_pass(policies: &[Policy], pass: &Pass<'_>, state: &mut State, out: &m
             }
         }
     }
+    run.state_changed
 }
 
 impl Run<'_, '_> {
@@ -272,6 +286,7 @@ impl Run<'_, '_> {
             None => {
                 let t = schedule::first_seen(now);
                 self.state.entries.insert(path.clone(), t);
+                self.state_changed = true;
                 t
             }
         };
@@ -411,6 +426,7 @@ impl Run<'_, '_> {
         self.out.rotated_bytes += size;
         let now = self.pass.now.datetime();
         self.state.entries.insert(f.to_path_buf(), now);
+        self.state_changed = true;
         Ok(Some(target))
     }
 
@@ -567,16 +583,18 @@ fn expand_pattern(pat: &str, opts: glob::MatchOptions) -> Result<Vec<PathBuf>, g
     }
     let matcher = glob::Pattern::new(last)?;
     let dir = if dir.is_empty() { Path::new("/") } else { Path::new(dir) };
-    let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
+    let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_str().is_some_and(|n| matcher.matches_with(n, opts)))
-            .map(|e| dir.join(e.file_name()))
+            .map(|e| e.file_name())
+            .filter(|n| n.to_str().is_some_and(|n| matcher.matches_with(n, opts)))
             .collect(),
         Err(_) => Vec::new(),
     };
-    out.sort();
-    Ok(out)
+    // Sorting the names (bytes) gives the order of sorting the paths, without comparing
+    // paths component by component.
+    names.sort_unstable();
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
 }
 
 /// How one log's archives are named.

@@ -10,7 +10,7 @@
 //! cut line. Writes are atomic: a temporary file in the same directory, fsync, rename,
 //! fsync of the directory.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -22,9 +22,13 @@ use super::fsx;
 pub const HEADER: &str = "logrotate state -- version 2";
 
 /// Last rotation per log path, in the node's local civil time (as logrotate stores it).
+///
+/// A hash map: a pass looks up every log once, and `Path`'s ordering (component by
+/// component) made a sorted map the largest cost of a pass over 10,000 logs. The file is
+/// written sorted by path bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
-    pub entries: BTreeMap<PathBuf, DateTime>,
+    pub entries: HashMap<PathBuf, DateTime>,
 }
 
 /// A state file error.
@@ -86,7 +90,9 @@ impl State {
         let mut out = String::with_capacity(64 * (self.entries.len() + 1));
         out.push_str(HEADER);
         out.push('\n');
-        for (p, t) in &self.entries {
+        let mut sorted: Vec<(&PathBuf, &DateTime)> = self.entries.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
+        for (p, t) in sorted {
             let mut q = String::new();
             for c in p.to_string_lossy().chars() {
                 if c == '"' || c == '\\' {
@@ -206,6 +212,9 @@ mod tests {
         let text = "logrotate state -- version 2\n\"/a\" 2024-1-2-3:4:5\ngarbage\n\"/b\" 2024-13-2\n\"/c\" 2024-1-";
         let (st, w) = State::parse(text);
         assert_eq!(st.entries.keys().collect::<Vec<_>>(), vec![Path::new("/a")]);
+        let mut two = st.clone();
+        two.entries.insert("/0".into(), DateTime::new(2024, 1, 1, 0, 0, 0, 0).unwrap());
+        assert_eq!(two.render(), "logrotate state -- version 2\n\"/0\" 2024-1-1-0:0:0\n\"/a\" 2024-1-2-3:4:5\n");
         assert_eq!(w.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![3, 4, 5]);
         let (st, w) = State::parse("\u{0}\u{1}binary junk");
         assert!(st.entries.is_empty());
