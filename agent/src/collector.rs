@@ -56,6 +56,8 @@ pub struct Collector {
     rates: netdev::RateTracker,
     last_network_sample: Option<Instant>,
     host: HostCollector,
+    /// The log task's latest summary, when the daemon runs one.
+    logs: Option<tokio::sync::watch::Receiver<Option<caretaker_proto::model::LogsSummary>>>,
     buffer_stats: Arc<BufferStats>,
     last_cycle: (Duration, Duration),
     /// The image task's latest summary (see [`Collector::with_images`]).
@@ -79,6 +81,7 @@ impl Collector {
             rates: netdev::RateTracker::default(),
             last_network_sample: None,
             host: HostCollector::new(),
+            logs: None,
             buffer_stats,
             last_cycle: (Duration::ZERO, Duration::ZERO),
             images: None,
@@ -98,6 +101,14 @@ impl Collector {
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Reports carry the log task's latest summary from `logs` (see
+    /// [`crate::logs::daemon`]).
+    #[must_use]
+    pub fn with_logs(mut self, logs: tokio::sync::watch::Receiver<Option<caretaker_proto::model::LogsSummary>>) -> Self {
+        self.logs = Some(logs);
+        self
     }
 
     /// Collects the next report (seq + 1). Problems reading one source are recorded in
@@ -180,6 +191,7 @@ impl Collector {
             filesystems,
             network,
             agent,
+            logs: self.logs.as_ref().and_then(|rx| rx.borrow().clone()),
             errors,
             images: self.images.as_ref().and_then(|rx| rx.borrow().clone()),
             volumes,

@@ -56,8 +56,8 @@
 //!       daily: true
 //!       rotate: 7
 //!       compress: true
-//!   retention:
-//!     - { glob: "/var/log/*.log.gz", max_age: 30d }
+//!   retention:                     # applied every `interval` (default 1h)
+//!     - { glob: "/var/log/*.log.gz", max_age: 30d, interval: 1h }
 //! ```
 
 use std::net::SocketAddr;

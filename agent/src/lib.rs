@@ -63,6 +63,9 @@ pub struct DaemonOptions {
     pub images: Option<(TaskSettings, RuntimeAccess)>,
     /// The bound `listen_http` listener: `/healthz`, `/readyz`, `/metrics`.
     pub http: Option<tokio::net::TcpListener>,
+    /// The log task (`logs:`): rotation every `check_interval`, retention sweeps, and the
+    /// report's `logs` summary.
+    pub logs: Option<logs::daemon::LogsTask>,
 }
 
 /// Runs the agent daemon until `shutdown`: collect every interval, stream to the
@@ -103,7 +106,13 @@ pub async fn run_with(
             .instrument(info_span!("http")),
         );
     }
-    let collector = Collector::new(settings, Arc::clone(&stats)).with_images(images_rx);
+    let mut collector = Collector::new(settings, Arc::clone(&stats)).with_images(images_rx);
+    if let Some(task) = options.logs {
+        // The log task publishes its latest summary; reports read it.
+        let (logs_tx, logs_rx) = watch::channel(None);
+        tasks.spawn(logs::daemon::run(task, logs_tx, shutdown.clone()).instrument(info_span!("logs")));
+        collector = collector.with_logs(logs_rx);
+    }
     let summary = stream::run(collector, aggregator, interval, stats, shutdown).instrument(info_span!("stream")).await;
     // The stream returns once `shutdown` is cancelled; the other tasks stop on the same
     // token. Whatever has not stopped within a second is aborted when the set drops.

@@ -9,9 +9,10 @@ use anyhow::Context;
 use caretaker_agent::cleanup::cli::{self as cleanup_cli, CleanupArgs};
 use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::AgentConfig;
+use caretaker_agent::DaemonOptions;
+use caretaker_agent::logs::daemon::{self as logs_daemon, LogsTask};
 use caretaker_agent::logs::engine::{LogEngine, RunOptions};
 use caretaker_agent::logs::sweep::{self, RetentionRule};
-use caretaker_agent::DaemonOptions;
 use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
 use caretaker_agent::images::daemon::RuntimeAccess;
 use caretaker_agent::paths::HostPaths;
@@ -191,6 +192,8 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
             };
+            // Policies load before anything starts; their problems are reported, not fatal.
+            let logs = logs_daemon::wanted(&cfg.logs).then(|| LogsTask::new(&cfg.logs));
             // Bound before the runtime starts, so a taken port fails the start clearly.
             let http = match cfg.listen_http {
                 Some(addr) => {
@@ -217,7 +220,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         None
                     }
                 };
-                let options = DaemonOptions { images, http };
+                let options = DaemonOptions { images, http, logs };
                 let summary = caretaker_agent::run_with(settings, aggregator, options, shutdown).await;
                 info!(?summary, "Agent stopped.");
             });
@@ -280,7 +283,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Sweep { glob, max_age, apply, output } => {
-            let rule = RetentionRule { glob: glob.clone(), max_age: *max_age };
+            let rule = RetentionRule::new(glob.clone(), *max_age);
             let summary = sweep::sweep(&[rule], std::time::SystemTime::now(), *apply);
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),

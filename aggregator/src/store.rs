@@ -229,6 +229,7 @@ pub(crate) mod tests {
             collected_at: Timestamp::from_second(1_800_000_000).unwrap(),
             report_interval_ms: 10_000,
             host: Host::default(),
+            logs: None,
             filesystems: vec![],
             network: vec![],
             agent: AgentCost::default(),

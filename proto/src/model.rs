@@ -44,6 +44,10 @@ pub struct NodeReport {
     pub filesystems: Vec<Filesystem>,
     pub network: Vec<NetworkInterface>,
     pub agent: AgentCost,
+    /// Log rotation as of the daemon's last log check; absent when the agent does not
+    /// rotate logs (`stats`, no policies or retention rules) or has not checked yet.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub logs: Option<LogsSummary>,
     pub errors: Vec<CollectorError>,
     /// Image maintenance as of the daemon's last image check; absent when the agent does
     /// not manage images (`stats`, `images.enabled: false`) or has not checked yet.
@@ -289,6 +293,84 @@ pub struct NodeStatus {
     pub report: Option<NodeReport>,
 }
 
+/// Log rotation on one node: the last pass, totals since the agent started, and what
+/// the retention rules could delete now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsSummary {
+    /// When the last pass (rotation check plus any retention sweep due) ended.
+    pub checked_at: Timestamp,
+    /// What the last pass did; most passes find nothing due and are all zero.
+    pub last_pass: LogCounts,
+    /// Sums over every pass since the agent started.
+    pub totals: LogCounts,
+    /// Bytes (allocated blocks of files with one link) that the retention rules
+    /// (`logs.retention`) would delete now: rotated and compressed logs past their age.
+    pub reclaimable_bytes: u64,
+    /// When `reclaimable_bytes` was measured (a dry run of the retention rules); absent
+    /// without retention rules.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reclaimable_at: Option<Timestamp>,
+    /// Problems of the last pass, then config problems, each with its place
+    /// (`file:line`, log path or glob); at most [`MAX_ERRORS`].
+    pub errors: Vec<CollectorError>,
+}
+
+/// Counts and bytes of log maintenance (one pass, or totals).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCounts {
+    /// Logs looked at.
+    pub files_checked: u64,
+    /// Logs rotated (renamed or copied to an archive).
+    pub rotated: u64,
+    /// Sizes of the logs rotated, in bytes.
+    pub rotated_bytes: u64,
+    /// Archives compressed.
+    pub compressed: u64,
+    /// Their size before compression, in bytes.
+    pub compressed_bytes_before: u64,
+    /// Their size after compression, in bytes.
+    pub compressed_bytes_after: u64,
+    /// Files deleted: archives beyond `rotate N` or `maxage`, and retention sweeps.
+    pub deleted: u64,
+    /// Sizes of the files deleted, in bytes.
+    pub deleted_bytes: u64,
+    /// Failures (a log that could not be rotated, a file a sweep could not delete …).
+    pub errors: u64,
+}
+
+impl LogCounts {
+    /// Adds `other` to these counts (saturating).
+    pub fn add(&mut self, other: &LogCounts) {
+        self.files_checked = self.files_checked.saturating_add(other.files_checked);
+        self.rotated = self.rotated.saturating_add(other.rotated);
+        self.rotated_bytes = self.rotated_bytes.saturating_add(other.rotated_bytes);
+        self.compressed = self.compressed.saturating_add(other.compressed);
+        self.compressed_bytes_before = self.compressed_bytes_before.saturating_add(other.compressed_bytes_before);
+        self.compressed_bytes_after = self.compressed_bytes_after.saturating_add(other.compressed_bytes_after);
+        self.deleted = self.deleted.saturating_add(other.deleted);
+        self.deleted_bytes = self.deleted_bytes.saturating_add(other.deleted_bytes);
+        self.errors = self.errors.saturating_add(other.errors);
+    }
+
+    /// The first field where `self` is larger than `total` (a pass larger than the totals
+    /// that include it), with both values.
+    fn first_above(&self, total: &LogCounts) -> Option<(&'static str, u64, u64)> {
+        [
+            ("files_checked", self.files_checked, total.files_checked),
+            ("rotated", self.rotated, total.rotated),
+            ("rotated_bytes", self.rotated_bytes, total.rotated_bytes),
+            ("compressed", self.compressed, total.compressed),
+            ("compressed_bytes_before", self.compressed_bytes_before, total.compressed_bytes_before),
+            ("compressed_bytes_after", self.compressed_bytes_after, total.compressed_bytes_after),
+            ("deleted", self.deleted, total.deleted),
+            ("deleted_bytes", self.deleted_bytes, total.deleted_bytes),
+            ("errors", self.errors, total.errors),
+        ]
+        .into_iter()
+        .find(|(_, a, b)| a > b)
+    }
+}
+
 
 /// A wire message that cannot become a domain value; names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -365,6 +447,7 @@ impl From<NodeReport> for pb::NodeReport {
             filesystems: r.filesystems.into_iter().map(Into::into).collect(),
             network: r.network.into_iter().map(Into::into).collect(),
             agent: Some(r.agent.into()),
+            logs: r.logs.map(Into::into),
             errors: r.errors.into_iter().map(Into::into).collect(),
             images: r.images.map(Into::into),
             volumes: r.volumes.into_iter().map(Into::into).collect(),
@@ -408,6 +491,7 @@ impl TryFrom<pb::NodeReport> for NodeReport {
                 .map_err(|e| e.within("host"))?,
             agent: AgentCost::try_from(r.agent.ok_or_else(|| InvalidMessage::new("agent", "missing"))?)
                 .map_err(|e| e.within("agent"))?,
+            logs: r.logs.map(|l| LogsSummary::try_from(l).map_err(|e| e.within("logs"))).transpose()?,
             errors: bounded(r.errors, MAX_ERRORS, "errors")?.into_iter().map(Into::into).collect(),
             node_name: r.node_name,
             epoch: r.epoch,
@@ -801,6 +885,71 @@ impl TryFrom<pb::NodeStatus> for NodeStatus {
     }
 }
 
+impl From<LogsSummary> for pb::LogsSummary {
+    fn from(s: LogsSummary) -> Self {
+        Self {
+            checked_at: Some(ts_to_pb(s.checked_at)),
+            last_pass: Some(s.last_pass.into()),
+            totals: Some(s.totals.into()),
+            reclaimable_bytes: s.reclaimable_bytes,
+            reclaimable_at: s.reclaimable_at.map(ts_to_pb),
+            errors: s.errors.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::LogsSummary> for LogsSummary {
+    type Error = InvalidMessage;
+
+    fn try_from(s: pb::LogsSummary) -> Result<Self, Self::Error> {
+        let last_pass: LogCounts = s.last_pass.ok_or_else(|| InvalidMessage::new("last_pass", "missing"))?.into();
+        let totals: LogCounts = s.totals.ok_or_else(|| InvalidMessage::new("totals", "missing"))?.into();
+        if let Some((field, pass, total)) = last_pass.first_above(&totals) {
+            return Err(InvalidMessage::new(format!("last_pass.{field}"), format!("{pass} is more than totals.{field} {total}")));
+        }
+        Ok(Self {
+            checked_at: ts_from_pb(s.checked_at, "checked_at")?,
+            reclaimable_at: s.reclaimable_at.map(|t| ts_from_pb(Some(t), "reclaimable_at")).transpose()?,
+            errors: bounded(s.errors, MAX_ERRORS, "errors")?.into_iter().map(Into::into).collect(),
+            last_pass,
+            totals,
+            reclaimable_bytes: s.reclaimable_bytes,
+        })
+    }
+}
+
+impl From<LogCounts> for pb::LogCounts {
+    fn from(c: LogCounts) -> Self {
+        Self {
+            files_checked: c.files_checked,
+            rotated: c.rotated,
+            rotated_bytes: c.rotated_bytes,
+            compressed: c.compressed,
+            compressed_bytes_before: c.compressed_bytes_before,
+            compressed_bytes_after: c.compressed_bytes_after,
+            deleted: c.deleted,
+            deleted_bytes: c.deleted_bytes,
+            errors: c.errors,
+        }
+    }
+}
+
+impl From<pb::LogCounts> for LogCounts {
+    fn from(c: pb::LogCounts) -> Self {
+        Self {
+            files_checked: c.files_checked,
+            rotated: c.rotated,
+            rotated_bytes: c.rotated_bytes,
+            compressed: c.compressed,
+            compressed_bytes_before: c.compressed_bytes_before,
+            compressed_bytes_after: c.compressed_bytes_after,
+            deleted: c.deleted,
+            deleted_bytes: c.deleted_bytes,
+            errors: c.errors,
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -836,6 +985,7 @@ pub(crate) mod tests {
                 ..NetworkInterface::default()
             }],
             agent: AgentCost { rss_bytes: 5 << 20, cpu_seconds_total: 0.25, ..AgentCost::default() },
+            logs: Some(sample_logs()),
             errors: vec![CollectorError { collector: "network".into(), place: "/proc/net/dev:3".into(), message: "x".into() }],
             images: Some(sample_images()),
             volumes: vec![sample_volume()],
@@ -1031,5 +1181,102 @@ pub(crate) mod tests {
         assert_eq!(v["network"][0]["receive_bytes_total"], 10);
         assert_eq!(v["network"][0]["rates"]["receive_bytes_per_second"], 1.5);
         assert_eq!(v["collected_at"], "2026-11-29T03:00:00Z");
+    }
+
+    pub(crate) fn sample_logs() -> LogsSummary {
+        let pass = LogCounts {
+            files_checked: 40,
+            rotated: 2,
+            rotated_bytes: 300 << 20,
+            compressed: 2,
+            compressed_bytes_before: 300 << 20,
+            compressed_bytes_after: 30 << 20,
+            deleted: 1,
+            deleted_bytes: 20 << 20,
+            errors: 1,
+        };
+        let mut totals = pass;
+        totals.add(&LogCounts { files_checked: 4000, rotated: 10, rotated_bytes: 1 << 30, deleted: 3, errors: 1, ..LogCounts::default() });
+        LogsSummary {
+            checked_at: "2026-11-29T02:59:50Z".parse().unwrap(),
+            last_pass: pass,
+            totals,
+            reclaimable_bytes: 700 << 20,
+            reclaimable_at: Some("2026-11-29T02:59:00Z".parse().unwrap()),
+            errors: vec![CollectorError {
+                collector: "logs".into(),
+                place: "/etc/logrotate.d/app:3".into(),
+                message: "unknown directive \"rotat\"".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn logs_summary_round_trips_and_a_report_without_it_still_parses() {
+        let r = sample_report();
+        assert_eq!(NodeReport::try_from(pb::NodeReport::from(r.clone())).unwrap(), r);
+        let mut without = r.clone();
+        without.logs = None;
+        let wire = pb::NodeReport::from(without.clone());
+        assert!(wire.logs.is_none());
+        assert_eq!(NodeReport::try_from(wire).unwrap(), without);
+        // JSON written before the field existed.
+        let v = serde_json::to_value(&without).unwrap();
+        assert!(v.get("logs").is_none());
+        assert_eq!(serde_json::from_value::<NodeReport>(v).unwrap(), without);
+    }
+
+    #[test]
+    fn invalid_logs_summaries_are_rejected_naming_the_field() {
+        let cases: Vec<(Box<dyn Fn(&mut pb::LogsSummary)>, &str, &str)> = vec![
+            (Box::new(|l| l.checked_at = None), "logs.checked_at", "missing"),
+            (Box::new(|l| l.totals = None), "logs.totals", "missing"),
+            (Box::new(|l| l.last_pass = None), "logs.last_pass", "missing"),
+            (
+                Box::new(|l| l.last_pass.as_mut().unwrap().rotated = 13),
+                "logs.last_pass.rotated",
+                "13 is more than totals.rotated 12",
+            ),
+            (
+                Box::new(|l| l.errors = vec![l.errors[0].clone(); MAX_ERRORS + 1]),
+                "logs.errors",
+                "257 entries, at most 256 allowed",
+            ),
+            (Box::new(|l| l.reclaimable_at = Some(prost_types::Timestamp { seconds: i64::MAX, nanos: 0 })), "logs.reclaimable_at", ""),
+        ];
+        for (break_it, field, reason) in cases {
+            let mut p = pb::NodeReport::from(sample_report());
+            break_it(p.logs.as_mut().unwrap());
+            let err = NodeReport::try_from(p).unwrap_err();
+            assert_eq!(err.field, field);
+            assert!(err.reason.starts_with(reason), "{field}: {}", err.reason);
+        }
+    }
+
+    #[test]
+    fn logs_json_uses_snake_case_names() {
+        let v = serde_json::to_value(sample_report()).unwrap();
+        let l = &v["logs"];
+        assert_eq!(l["checked_at"], "2026-11-29T02:59:50Z");
+        assert_eq!(l["reclaimable_bytes"], 700u64 << 20);
+        assert_eq!(l["reclaimable_at"], "2026-11-29T02:59:00Z");
+        let p = &l["last_pass"];
+        for (k, want) in [
+            ("files_checked", 40u64),
+            ("rotated", 2),
+            ("rotated_bytes", 300 << 20),
+            ("compressed", 2),
+            ("compressed_bytes_before", 300 << 20),
+            ("compressed_bytes_after", 30 << 20),
+            ("deleted", 1),
+            ("deleted_bytes", 20 << 20),
+            ("errors", 1),
+        ] {
+            assert_eq!(p[k].as_u64(), Some(want), "last_pass.{k}");
+        }
+        assert_eq!(l["totals"]["rotated"], 12);
+        assert_eq!(l["totals"]["files_checked"], 4040);
+        assert_eq!(l["errors"][0]["place"], "/etc/logrotate.d/app:3");
+        assert_eq!(l["errors"][0]["collector"], "logs");
     }
 }

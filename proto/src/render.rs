@@ -204,8 +204,49 @@ pub fn node_report(style: Style, r: &NodeReport) -> String {
     }
     out.push_str(&agent_cost(&r.agent));
     out.push('\n');
+
+    if let Some(l) = &r.logs {
+        out.push_str(&logs(l));
+    }
     for e in &r.errors {
         out.push_str(&format!("collection error ({}) at {}: {}\n", e.collector, e.place, e.message));
+    }
+    out
+}
+
+fn log_counts(c: &crate::model::LogCounts) -> String {
+    format!(
+        "{} checked, {} rotated ({}), {} compressed ({} -> {}), {} deleted ({}), {} errors",
+        c.files_checked,
+        c.rotated,
+        bytes(c.rotated_bytes),
+        c.compressed,
+        bytes(c.compressed_bytes_before),
+        bytes(c.compressed_bytes_after),
+        c.deleted,
+        bytes(c.deleted_bytes),
+        c.errors,
+    )
+}
+
+/// Log rotation: the last pass, totals since the agent started, what retention could
+/// delete now, then the problems with their places.
+pub fn logs(s: &crate::model::LogsSummary) -> String {
+    let mut out = format!("logs (checked {}):
+", s.checked_at);
+    out.push_str(&format!("  last pass: {}
+", log_counts(&s.last_pass)));
+    out.push_str(&format!("  since start: {}
+", log_counts(&s.totals)));
+    match s.reclaimable_at {
+        Some(at) => out.push_str(&format!("  reclaimable by retention rules: {} (as of {at})
+", bytes(s.reclaimable_bytes))),
+        None => out.push_str("  reclaimable by retention rules: - (no logs.retention rules)
+"),
+    }
+    for e in &s.errors {
+        out.push_str(&format!("log rotation error at {}: {}
+", e.place, e.message));
     }
     out
 }
@@ -261,5 +302,21 @@ mod tests {
     fn bytes_use_binary_units() {
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(0), "0 B");
+    }
+
+    #[test]
+    fn node_report_shows_the_logs_summary_with_error_places() {
+        let s = node_report(Style::Terminal, &sample_report());
+        assert!(s.contains("logs (checked 2026-11-29T02:59:50Z):"), "{s}");
+        assert!(
+            s.contains("  last pass: 40 checked, 2 rotated (300.0 MiB), 2 compressed (300.0 MiB -> 30.0 MiB), 1 deleted (20.0 MiB), 1 errors\n"),
+            "{s}"
+        );
+        assert!(s.contains("  since start: 4040 checked, 12 rotated (1.3 GiB),"), "{s}");
+        assert!(s.contains("  reclaimable by retention rules: 700.0 MiB (as of 2026-11-29T02:59:00Z)"), "{s}");
+        assert!(s.contains("log rotation error at /etc/logrotate.d/app:3: unknown directive \"rotat\""), "{s}");
+        let mut r = sample_report();
+        r.logs = None;
+        assert!(!node_report(Style::Terminal, &r).contains("logs (checked"));
     }
 }

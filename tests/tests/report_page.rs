@@ -42,6 +42,7 @@ fn node(name: &str, root_used: f64, rx: f64, tx: f64, interval_ms: u64, at: Time
         seq: 1,
         collected_at: at,
         report_interval_ms: interval_ms,
+        logs: None,
         host: Host {
             os_image: "Debian GNU/Linux 12".into(),
             architecture: "x86_64".into(),

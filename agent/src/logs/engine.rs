@@ -8,7 +8,9 @@
 //! ```
 //! Every call is blocking (file I/O, compression): call it from `spawn_blocking`.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use jiff::Timestamp;
@@ -58,6 +60,35 @@ pub struct LogEngine {
     check_interval: Duration,
     lock_wait: Duration,
     tz: TimeZone,
+    /// The state as this engine last read or wrote it (shared by clones).
+    cache: Arc<Mutex<Option<StateCache>>>,
+}
+
+/// Identity of the state file's content: device, inode, size and mtime. A save replaces
+/// the file by rename (a new inode), so any write by another run changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+}
+
+fn file_id(path: &Path) -> Option<FileId> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileId { dev: m.dev(), ino: m.ino(), size: m.len(), mtime: (m.mtime(), m.mtime_nsec()) })
+}
+
+/// A parsed state file and the identity of the file it is the content of (`None`: there
+/// was no file). The daemon's passes reuse it instead of reading and parsing the file
+/// again while the file is unchanged: a pass where nothing is due then costs the lock,
+/// one `stat` of the state file and one `lstat` per log.
+#[derive(Debug)]
+struct StateCache {
+    path: PathBuf,
+    file: Option<FileId>,
+    state: State,
+    warnings: Vec<(usize, String)>,
 }
 
 impl LogEngine {
@@ -90,6 +121,7 @@ impl LogEngine {
             check_interval: cfg.check_interval,
             lock_wait: cfg.lock_wait,
             tz: TimeZone::system(),
+            cache: Arc::default(),
         }
     }
 
@@ -127,6 +159,11 @@ impl LogEngine {
         self.lock_wait
     }
 
+    /// The config's retention rules (`logs.retention`).
+    pub fn retention(&self) -> &[RetentionRule] {
+        &self.retention
+    }
+
     /// The state file in use.
     pub fn state_file(&self) -> &Path {
         &self.state_file
@@ -134,6 +171,7 @@ impl LogEngine {
 
     /// The daemon's periodic call: rotates what is due, without waiting for a lock held
     /// by someone else (that is reported as an error and the next tick tries again).
+    /// The summary's `errors` start with [`Self::load_errors`].
     pub fn run_due(&self, now: Timestamp) -> RotationSummary {
         match self.rotate(now, RunOptions::default()) {
             Ok(s) => s,
@@ -160,10 +198,17 @@ impl LogEngine {
     /// without saving state.
     pub fn rotate_with(&self, now: Timestamp, opts: RunOptions, fail: FailHook<'_>) -> Result<RotationSummary, EngineError> {
         let _lock = if opts.dry_run { None } else { Some(lock::acquire(&self.state_file, opts.lock_wait)?) };
-        let (mut state, warnings) = State::load(&self.state_file)?;
-        let before = state.clone();
+        // Under the lock: reuse the state of the last pass when the file is still the one
+        // it was read from or written to. A dry run reads the file (and never caches the
+        // entries it adds in memory).
+        let cached = if opts.dry_run { None } else { self.cache.lock().unwrap_or_else(PoisonError::into_inner).take() };
+        let current = file_id(&self.state_file);
+        let (mut state, mut warnings) = match cached {
+            Some(c) if c.path == self.state_file && c.file == current => (c.state, c.warnings),
+            _ => State::load(&self.state_file)?,
+        };
         let mut out = RotationSummary { dry_run: opts.dry_run, errors: self.load_errors.clone(), ..RotationSummary::default() };
-        for (line, msg) in warnings {
+        for (line, msg) in &warnings {
             out.errors.push(LogError {
                 place: format!("{}:{line}", self.state_file.display()),
                 message: format!("unreadable state entry ({msg}); the file is treated as new"),
@@ -178,12 +223,20 @@ impl LogEngine {
             follow_symlinks: self.follow_symlinks,
             fail,
         };
-        run_pass(&self.policies, &pass, &mut state, &mut out);
+        let changed = run_pass(&self.policies, &pass, &mut state, &mut out);
         if fail("save").is_err() {
+            // As a kill would: nothing saved, nothing cached.
             return Ok(out);
         }
-        if !opts.dry_run && state != before {
-            state.save(&self.state_file)?;
+        if !opts.dry_run {
+            if changed {
+                state.save(&self.state_file)?;
+                // The saved file holds only readable entries.
+                warnings.clear();
+            }
+            let file = file_id(&self.state_file);
+            *self.cache.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(StateCache { path: self.state_file.clone(), file, state, warnings });
         }
         Ok(out)
     }
@@ -249,6 +302,54 @@ mod tests {
         for n in ["a.log-20260304.gz", "a.log-20260304.1.gz", "a.log-20260304.2.gz"] {
             assert!(d.join(n).exists(), "{n}");
         }
+    }
+
+    #[test]
+    fn a_state_file_saved_by_another_run_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let conf = format!("{}/a.log {{\n  daily\n  rotate 3\n}}\n", d.display());
+        let daemon = engine(d, &conf);
+        let cli = engine(d, &conf); // another process: its own cache
+        std::fs::write(d.join("a.log"), "1\n").unwrap();
+        assert_eq!(daemon.rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default()).unwrap().rotated, 0);
+        assert_eq!(cli.rotate(ts("2026-01-02T10:00:00Z"), RunOptions::default()).unwrap().rotated, 1);
+        std::fs::write(d.join("a.log"), "2\n").unwrap();
+        // The daemon's cached state says "last rotated Jan 1"; the file says Jan 2.
+        let s = daemon.rotate(ts("2026-01-02T11:00:00Z"), RunOptions::default()).unwrap();
+        assert_eq!((s.rotated, s.errors.len()), (0, 0), "{s:?}");
+        assert_eq!(daemon.rotate(ts("2026-01-03T11:00:00Z"), RunOptions::default()).unwrap().rotated, 1);
+        assert_eq!(std::fs::read_to_string(d.join("a.log.2")).unwrap(), "1\n");
+        assert_eq!(std::fs::read_to_string(d.join("a.log.1")).unwrap(), "2\n");
+    }
+
+    #[test]
+    fn an_unchanged_state_file_is_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let conf = format!("{}/a.log {{\n  daily\n  rotate 3\n}}\n", d.display());
+        let e = engine(d, &conf);
+        std::fs::write(d.join("a.log"), "1\n").unwrap();
+        e.rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default()).unwrap();
+        assert_eq!(e.rotate(ts("2026-01-02T10:00:00Z"), RunOptions::default()).unwrap().rotated, 1);
+        std::fs::write(d.join("a.log"), "2\n").unwrap();
+        // Rewrite the date in place, same size, same inode, same mtime: the identity
+        // (dev, ino, size, mtime) is unchanged, so the pass keeps the state it holds.
+        let st = d.join("status");
+        let meta = std::fs::metadata(&st).unwrap();
+        let text = std::fs::read_to_string(&st).unwrap();
+        let old = text.replace("2026-1-2-10:0:0", "2025-1-2-10:0:0");
+        assert_eq!(old.len(), text.len());
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).open(&st).unwrap();
+            f.write_all(old.as_bytes()).unwrap();
+            f.set_modified(meta.modified().unwrap()).unwrap();
+        }
+        assert_eq!(e.rotate(ts("2026-01-02T12:00:00Z"), RunOptions::default()).unwrap().rotated, 0);
+        // A run without that state reads the file and finds the (forged) old date.
+        let fresh = engine(d, &conf);
+        assert_eq!(fresh.rotate(ts("2026-01-02T12:00:00Z"), RunOptions::default()).unwrap().rotated, 1);
     }
 
     #[test]

@@ -6,12 +6,15 @@
 //! it takes the lock ([`lock`]), reads the logrotate-format state ([`state`]), runs one
 //! pass ([`rotate`], deciding with [`schedule`], compressing with [`compress`]), saves
 //! the state, and returns a [`summary::RotationSummary`]. [`sweep`] deletes files by age.
+//! [`daemon`] is the agent daemon's task around the engine: passes on a jittered
+//! interval, retention sweeps at their cadence, the report's `logs` summary.
 //!
 //! Every directive, and every place where caretaker deliberately differs from
 //! logrotate 3.21, is documented in `agent/LOGS.md`.
 
 pub mod compress;
 pub mod conf;
+pub mod daemon;
 pub mod dateformat;
 pub mod engine;
 pub mod fsx;

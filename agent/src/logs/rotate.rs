@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use jiff::{ToSpan, Zoned};
@@ -60,15 +61,39 @@ struct Run<'a, 'p> {
     state: &'p mut State,
     out: &'p mut RotationSummary,
     dirs_to_sync: BTreeSet<PathBuf>,
-    dir_index: HashMap<PathBuf, BTreeSet<String>>,
+    /// Names in each directory a pass looked into (read once, then kept up to date), so
+    /// that finding a log's archives does not read the directory again.
+    dir_index: HashMap<std::ffi::OsString, BTreeSet<String>>,
+    /// Whether a directory resolves inside the roots, and the last one asked (most logs of
+    /// a pass share their directory).
     inside: HashMap<PathBuf, bool>,
-    regexes: HashMap<String, Regex>,
+    last_inside: Option<(PathBuf, bool)>,
+    /// One compiled archive-name regex per distinct pattern, shared (a clone of a `Regex`
+    /// builds a new matching cache, which cost more than the match).
+    regexes: RegexCache,
+    /// The process's effective uid and gid, read once per pass.
+    ids: (u32, u32),
+    /// Whether `state` was changed (a new log recorded, a rotation).
+    state_changed: bool,
 }
 
-/// Runs every policy once. The state is updated in memory; the caller saves it.
-pub fn run_pass(policies: &[Policy], pass: &Pass<'_>, state: &mut State, out: &mut RotationSummary) {
-    let mut run = Run { pass, state, out, dirs_to_sync: BTreeSet::new(), dir_index: HashMap::new(), inside: HashMap::new(), regexes: HashMap::new() };
-    let mut seen: HashSet<PathBuf> = HashSet::new();
+/// Runs every policy once. The state is updated in memory; the caller saves it. Returns
+/// whether the state changed (a pass where nothing is due and no log is new leaves it as
+/// it was, and nothing needs to be written).
+pub fn run_pass(policies: &[Policy], pass: &Pass<'_>, state: &mut State, out: &mut RotationSummary) -> bool {
+    let mut run = Run {
+        pass,
+        state,
+        out,
+        dirs_to_sync: BTreeSet::new(),
+        dir_index: HashMap::new(),
+        inside: HashMap::new(),
+        last_inside: None,
+        regexes: HashMap::new(),
+        ids: (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()),
+        state_changed: false,
+    };
+    let mut seen: HashSet<std::ffi::OsString> = HashSet::new();
     for p in policies {
         let files = run.expand(p, &mut seen);
         run.policy(p, &files);
@@ -80,6 +105,7 @@ pub fn run_pass(policies: &[Policy], pass: &Pass<'_>, state: &mut State, out: &m
             }
         }
     }
+    run.state_changed
 }
 
 impl Run<'_, '_> {
@@ -101,7 +127,7 @@ impl Run<'_, '_> {
 
     /// Glob expansion; a pattern matching nothing is taken literally (as logrotate does),
     /// so `missingok` decides whether its absence is an error.
-    fn expand(&mut self, p: &Policy, seen: &mut HashSet<PathBuf>) -> Vec<PathBuf> {
+    fn expand(&mut self, p: &Policy, seen: &mut HashSet<std::ffi::OsString>) -> Vec<PathBuf> {
         let opts = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: true };
         let mut files = Vec::new();
         for pat in &p.patterns {
@@ -116,7 +142,7 @@ impl Run<'_, '_> {
                 matched.push(PathBuf::from(pat));
             }
             for f in matched {
-                if seen.insert(f.clone()) {
+                if seen.insert(f.as_os_str().to_owned()) {
                     files.push(f);
                 } else if !pat.contains(['*', '?', '[']) {
                     self.error(&f, format!("duplicate log entry (also at {}); the first block wins", p.place));
@@ -127,12 +153,21 @@ impl Run<'_, '_> {
     }
 
     fn is_inside(&mut self, path: &Path) -> bool {
-        let parent = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-        if let Some(v) = self.inside.get(&parent) {
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        if let Some((last, v)) = &self.last_inside
+            && last.as_os_str() == parent.as_os_str()
+        {
             return *v;
         }
-        let v = fsx::inside_roots(path, self.pass.roots);
-        self.inside.insert(parent, v);
+        let v = match self.inside.get(parent) {
+            Some(v) => *v,
+            None => {
+                let v = fsx::inside_roots(path, self.pass.roots);
+                self.inside.insert(parent.to_path_buf(), v);
+                v
+            }
+        };
+        self.last_inside = Some((parent.to_path_buf(), v));
         v
     }
 
@@ -267,11 +302,12 @@ impl Run<'_, '_> {
         }
         let age = meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok()).map_or(0, |d| d.as_secs() as i64);
         let now = &self.pass.now;
-        let last = match self.state.entries.get(&path) {
-            Some(t) => *t,
+        let last = match self.state.get(&path) {
+            Some(t) => t,
             None => {
                 let t = schedule::first_seen(now);
-                self.state.entries.insert(path.clone(), t);
+                self.state.set(&path, t);
+                self.state_changed = true;
                 t
             }
         };
@@ -310,7 +346,8 @@ impl Run<'_, '_> {
     }
 
     fn names(&mut self, dir: &Path) -> io::Result<&mut BTreeSet<String>> {
-        if !self.dir_index.contains_key(dir) {
+        let key = dir.as_os_str();
+        if !self.dir_index.contains_key(key) {
             let mut set = BTreeSet::new();
             match std::fs::read_dir(dir) {
                 Ok(rd) => {
@@ -323,31 +360,42 @@ impl Run<'_, '_> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && self.pass.dry_run => {}
                 Err(e) => return Err(e),
             }
-            self.dir_index.insert(dir.to_path_buf(), set);
+            self.dir_index.insert(key.to_owned(), set);
         }
-        Ok(self.dir_index.get_mut(dir).unwrap_or_else(|| unreachable!()))
+        Ok(self.dir_index.get_mut(key).unwrap_or_else(|| unreachable!()))
     }
 
-    /// Existing archives of one log, keyed for age order (oldest first).
-    fn archives(&mut self, lay: &Layout) -> io::Result<Vec<Archive>> {
-        let prefix = lay.base.clone();
-        let re = lay.regex.clone();
-        let dir = lay.dir.clone();
-        let names: Vec<String> = self.names(&dir)?.range(prefix.clone()..).take_while(|n| n.starts_with(&prefix)).cloned().collect();
+    /// Names in the log's archive directory that are archives of it (from the index,
+    /// without looking at the files).
+    fn archive_names(&mut self, lay: &Layout) -> io::Result<Vec<Archive>> {
+        let prefix = lay.base.as_str();
+        let re = &lay.regex;
+        let names = self.names(&lay.dir)?;
+        let (key_i, n_i, z_i) = (group(re, "key"), group(re, "n"), group(re, "z"));
+        let mut locs = re.capture_locations();
         let mut out = Vec::new();
-        for n in names {
-            let Some(c) = re.captures(&n[prefix.len()..]) else { continue };
-            let path = dir.join(&n);
-            // Only regular files: an archive name that is a symlink or directory is never touched.
-            match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.is_file() => {}
-                _ => continue,
+        for n in names.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)).take_while(|n| n.starts_with(prefix)) {
+            let rest = &n[prefix.len()..];
+            if re.captures_read(&mut locs, rest).is_none() {
+                continue;
             }
-            let key = c.name("key").map_or(String::new(), |m| m.as_str().to_string());
-            let counter = c.name("n").and_then(|m| m.as_str().parse::<u64>().ok()).unwrap_or(0);
-            let compressed = c.name("z").is_some();
-            out.push(Archive { path, name: n, key, counter, compressed });
+            let part = |i: Option<usize>| i.and_then(|i| locs.get(i)).map(|(a, b)| &rest[a..b]);
+            out.push(Archive {
+                path: lay.dir.join(n),
+                name: n.clone(),
+                key: part(key_i).unwrap_or("").to_string(),
+                counter: part(n_i).and_then(|m| m.parse::<u64>().ok()).unwrap_or(0),
+                compressed: part(z_i).is_some(),
+            });
         }
+        Ok(out)
+    }
+
+    /// Existing archives of one log. Only regular files: an archive name that is a
+    /// symlink or a directory is never touched.
+    fn archives(&mut self, lay: &Layout) -> io::Result<Vec<Archive>> {
+        let mut out = self.archive_names(lay)?;
+        out.retain(|a| a.is_regular());
         Ok(out)
     }
 
@@ -398,7 +446,7 @@ impl Run<'_, '_> {
             if let Some(spec) = p.create {
                 (self.pass.fail)("step")?;
                 if !self.pass.dry_run {
-                    create_log(f, spec, meta)?;
+                    create_log(f, spec, meta, self.ids)?;
                 }
             }
         }
@@ -410,14 +458,14 @@ impl Run<'_, '_> {
         self.out.rotated += 1;
         self.out.rotated_bytes += size;
         let now = self.pass.now.datetime();
-        self.state.entries.insert(f.to_path_buf(), now);
+        self.state.set(f, now);
+        self.state_changed = true;
         Ok(Some(target))
     }
 
     /// Steps 4 and 5, after the postrotate script.
     fn after_rotation(&mut self, p: &Policy, f: &Path, archive: Option<&Path>) -> io::Result<()> {
         let Some(archive) = archive else { return Ok(()) };
-        let meta = std::fs::symlink_metadata(f).or_else(|_| std::fs::symlink_metadata(archive));
         let dir = archive.parent().unwrap_or(Path::new("/")).to_path_buf();
         let lay = Layout::new(p, f, &dir, &mut self.regexes);
         if p.rotate == 0 {
@@ -428,7 +476,6 @@ impl Run<'_, '_> {
             (self.pass.fail)("step")?;
             self.compress(p, archive, &lay)?;
         }
-        let _ = meta;
         self.retention(p, &lay)
     }
 
@@ -491,6 +538,16 @@ impl Run<'_, '_> {
     }
 
     fn retention(&mut self, p: &Policy, lay: &Layout) -> io::Result<()> {
+        if !p.dateext && p.maxage_days.is_none() {
+            // Numbered, no maxage: only the archive shifted past the count goes; only it
+            // needs a look at the file.
+            let limit = if p.rotate >= 0 { p.start + (p.rotate as u64).max(1) - 1 } else { u64::MAX };
+            let names = self.archive_names(lay)?;
+            for a in names.into_iter().filter(|a| a.counter == limit.saturating_add(1) && a.is_regular()) {
+                self.remove(p, &a.path)?;
+            }
+            return Ok(());
+        }
         let mut archives = self.archives(lay)?;
         if p.dateext {
             archives.sort_by(|a, b| (&a.key, a.counter).cmp(&(&b.key, b.counter)));
@@ -548,7 +605,7 @@ impl Run<'_, '_> {
 
     fn index_add(&mut self, p: &Path) {
         if let (Some(d), Some(n)) = (p.parent(), p.file_name().and_then(|n| n.to_str()))
-            && let Some(set) = self.dir_index.get_mut(d)
+            && let Some(set) = self.dir_index.get_mut(d.as_os_str())
         {
             set.insert(n.to_string());
         }
@@ -556,7 +613,7 @@ impl Run<'_, '_> {
 
     fn index_remove(&mut self, p: &Path) {
         if let (Some(d), Some(n)) = (p.parent(), p.file_name().and_then(|n| n.to_str()))
-            && let Some(set) = self.dir_index.get_mut(d)
+            && let Some(set) = self.dir_index.get_mut(d.as_os_str())
         {
             set.remove(n);
         }
@@ -573,17 +630,23 @@ fn expand_pattern(pat: &str, opts: glob::MatchOptions) -> Result<Vec<PathBuf>, g
     }
     let matcher = glob::Pattern::new(last)?;
     let dir = if dir.is_empty() { Path::new("/") } else { Path::new(dir) };
-    let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
+    let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_str().is_some_and(|n| matcher.matches_with(n, opts)))
-            .map(|e| dir.join(e.file_name()))
+            .map(|e| e.file_name())
+            .filter(|n| n.to_str().is_some_and(|n| matcher.matches_with(n, opts)))
             .collect(),
         Err(_) => Vec::new(),
     };
-    out.sort();
-    Ok(out)
+    // Sorting the names (bytes) gives the order of sorting the paths, without comparing
+    // paths component by component.
+    names.sort_unstable();
+    Ok(names.into_iter().map(|n| dir.join(n)).collect())
 }
+
+/// Archive-name regexes of one pass, by policy (its address: the policies outlive the
+/// pass) and whether the log's name ends with the policy's `extension`.
+type RegexCache = HashMap<(usize, bool), Arc<Regex>>;
 
 /// How one log's archives are named.
 struct Layout {
@@ -595,29 +658,30 @@ struct Layout {
     compext: String,
     /// Matches a name after `base`. Captures: `key` (date), `n` (number or counter),
     /// `z` (compression extension).
-    regex: Regex,
+    regex: Arc<Regex>,
 }
 
 impl Layout {
-    fn new(p: &Policy, f: &Path, dir: &Path, cache: &mut HashMap<String, Regex>) -> Self {
+    fn new(p: &Policy, f: &Path, dir: &Path, cache: &mut RegexCache) -> Self {
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let (base, ext) = match &p.extension {
             Some(e) if name.ends_with(e.as_str()) && name.len() > e.len() => (name[..name.len() - e.len()].to_string(), e.clone()),
             _ => (name.clone(), String::new()),
         };
         let compext = p.compress_ext();
-        let z = format!("(?P<z>{})?", regex::escape(&compext));
         // Matched against the name after `base`, so one compiled regex serves every log
-        // of a policy (compiling one per log dominated a pass over 10,000 logs).
-        let re = if p.dateext {
-            format!("^(?P<key>{})(?:\\.(?P<n>[0-9]+))?{}{z}$", p.dateformat().regex(), regex::escape(&ext))
-        } else {
-            format!("^\\.(?P<n>[0-9]+){}{z}$", regex::escape(&ext))
-        };
-        let regex = cache
-            .entry(re)
-            .or_insert_with_key(|re| Regex::new(re).unwrap_or_else(|_| Regex::new("^$").unwrap_or_else(|_| unreachable!())))
-            .clone();
+        // of a policy (compiling one per log dominated a pass over 10,000 logs); it only
+        // depends on the policy and on whether the name ends with `extension`.
+        let key = (std::ptr::from_ref(p) as usize, ext.is_empty());
+        let regex = Arc::clone(cache.entry(key).or_insert_with(|| {
+            let z = format!("(?P<z>{})?", regex::escape(&compext));
+            let re = if p.dateext {
+                format!("^(?P<key>{})(?:\\.(?P<n>[0-9]+))?{}{z}$", p.dateformat().regex(), regex::escape(&ext))
+            } else {
+                format!("^\\.(?P<n>[0-9]+){}{z}$", regex::escape(&ext))
+            };
+            Arc::new(Regex::new(&re).unwrap_or_else(|_| Regex::new("^$").unwrap_or_else(|_| unreachable!())))
+        }));
         Self { dir: dir.to_path_buf(), base, ext, compext, regex }
     }
 }
@@ -631,20 +695,33 @@ struct Archive {
     compressed: bool,
 }
 
+impl Archive {
+    fn is_regular(&self) -> bool {
+        std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_file())
+    }
+}
+
+/// The index of a named capture group.
+fn group(re: &Regex, name: &str) -> Option<usize> {
+    re.capture_names().position(|n| n == Some(name))
+}
+
 /// Creates the new, empty log. `O_EXCL`: a file a writer already recreated is left alone
 /// (caretaker never changes mode or owner of a file it did not create).
-fn create_log(f: &Path, spec: CreateSpec, old: &std::fs::Metadata) -> io::Result<()> {
+/// `ids` are the process's effective uid and gid.
+fn create_log(f: &Path, spec: CreateSpec, old: &std::fs::Metadata, ids: (u32, u32)) -> io::Result<()> {
     let mode = spec.mode.unwrap_or(old.mode() & 0o7777);
     let file = match std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(nix::libc::O_NOFOLLOW).mode(mode).open(f) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(e),
     };
-    // The umask may have cleared bits; this file is ours, so set exactly what was asked.
+    // The umask (or a default ACL) may have cleared bits; this file is ours, so set
+    // exactly what was asked.
     file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     let uid = spec.uid.unwrap_or(old.uid());
     let gid = spec.gid.unwrap_or(old.gid());
-    if (uid, gid) != (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()) {
+    if (uid, gid) != ids {
         std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
     }
     Ok(())

@@ -25,6 +25,25 @@ pub struct RetentionRule {
     /// Files whose mtime is more than this long ago are deleted, e.g. `30d`.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+    /// How often the daemon applies this rule (the first time right after it starts).
+    /// Default 1 h; at least 1 s. The CLI's `sweep` ignores it.
+    #[serde(default = "default_interval", deserialize_with = "interval")]
+    pub interval: Duration,
+}
+
+impl RetentionRule {
+    /// A rule with the default interval.
+    pub fn new(glob: impl Into<String>, max_age: Duration) -> Self {
+        Self { glob: glob.into(), max_age, interval: default_interval() }
+    }
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    caretaker_proto::config::bounded_duration(d, Duration::from_secs(1), Duration::from_secs(30 * 86_400))
 }
 
 /// The directory part of a pattern before its first wildcard.
@@ -123,7 +142,7 @@ mod tests {
         touch(&dir.path().join(".hidden.log"), 10, now - 70 * day);
         std::fs::create_dir(dir.path().join("dir.log")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("old.log"), dir.path().join("link.log")).unwrap();
-        let rules = vec![RetentionRule { glob: format!("{}/*.log", dir.path().display()), max_age: 7 * day }];
+        let rules = vec![RetentionRule::new(format!("{}/*.log", dir.path().display()), 7 * day)];
         let dry = sweep(&rules, now, false);
         assert_eq!(dry.files.iter().map(|f| f.path.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(), vec!["old.log"]);
         assert_eq!(dry.files[0].bytes, 5000);
@@ -150,7 +169,7 @@ mod tests {
         touch(&outside.join("victim.log"), 10, SystemTime::now());
         touch(&root.join("sub/mine.log"), 10, SystemTime::now());
         std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
-        let rules = vec![RetentionRule { glob: format!("{}/*/*.log", root.display()), max_age: Duration::from_secs(86_400) }];
+        let rules = vec![RetentionRule::new(format!("{}/*/*.log", root.display()), Duration::from_secs(86_400))];
         let s = sweep(&rules, now, true);
         assert!(outside.join("victim.log").exists());
         assert!(!root.join("sub/mine.log").exists());

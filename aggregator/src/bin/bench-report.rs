@@ -35,6 +35,7 @@ fn node_report(i: u64, day: u64, at: Timestamp) -> NodeReport {
         seq: day + 1,
         collected_at: at,
         report_interval_ms: 10_000,
+        logs: None,
         host: Host {
             kernel_version: "6.1.0-26-amd64".into(),
             os_image: "Debian GNU/Linux 12 (bookworm)".into(),

@@ -151,6 +151,7 @@ mod tests {
             agent: AgentCost::default(),
             errors: vec![],
             images: None,
+            logs: None,
             volumes,
         }
     }

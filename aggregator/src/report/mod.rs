@@ -353,11 +353,15 @@ fn track_now(checks: &[CheckResult], now: Timestamp) -> Vec<TrackedFinding> {
     v
 }
 
-/// Bytes a node's agent reports it could reclaim (unused images, rotatable and expired
-/// logs), when it reports any of them.
-fn reclaimable(report: &NodeReport) -> Option<u64> {
-    let images = report.images.as_ref()?;
-    Some(images.runtimes.iter().map(|r| r.reclaimable_bytes).sum())
+/// Bytes a node's agent reports it could reclaim, when it reports any: the sum of what
+/// each of its summaries says (`images.runtimes[].reclaimable_bytes`: unused images;
+/// `logs.reclaimable_bytes`: rotated and compressed logs past their retention age).
+/// `None` when the report has no such summary, so "nothing known" is not shown as
+/// "nothing to reclaim".
+pub fn reclaimable(report: &NodeReport) -> Option<u64> {
+    let images = report.images.as_ref().map(|i| i.runtimes.iter().map(|r| r.reclaimable_bytes).sum::<u64>());
+    let parts = [images, report.logs.as_ref().map(|l| l.reclaimable_bytes)];
+    parts.into_iter().flatten().reduce(u64::saturating_add)
 }
 
 fn disk_pressure(nodes: &[NodeStatus], round: &CheckRound, cfg: &MergeConfig) -> Vec<DiskPressure> {
@@ -420,6 +424,7 @@ pub(crate) mod tests {
                 collected_at: at(received),
                 report_interval_ms: 10_000,
                 host: Host { memory_total_bytes: 8 << 30, memory_available_bytes: 4 << 30, cpu_count: 4, ..Host::default() },
+                logs: None,
                 filesystems: vec![Filesystem {
                     device: "/dev/vda1".into(),
                     fstype: "ext4".into(),
@@ -529,6 +534,49 @@ pub(crate) mod tests {
         assert_eq!(r.disk_pressure[0].reclaimable_bytes, Some(4 << 30));
         let r = merge(&[stored("node-b", 1, 9, 88.0, 0)], &round(), &MergeConfig::default(), at(10));
         assert_eq!(r.disk_pressure[0].reclaimable_bytes, None, "not reported is not 0");
+    }
+
+    #[test]
+    fn disk_pressure_shows_what_the_agent_reports_it_can_reclaim() {
+        use caretaker_proto::model::{LogCounts, LogsSummary};
+        let mut b = stored("node-b", 1, 9, 88.0, 0);
+        // Nothing reported: unknown, not zero.
+        assert_eq!(reclaimable(&b.report), None);
+        let r = merge(std::slice::from_ref(&b), &round(), &MergeConfig::default(), at(10));
+        assert_eq!(r.disk_pressure[0].reclaimable_bytes, None);
+        b.report.logs = Some(LogsSummary {
+            checked_at: at(0),
+            last_pass: LogCounts::default(),
+            totals: LogCounts { rotated: 4, ..LogCounts::default() },
+            reclaimable_bytes: 3 << 30,
+            reclaimable_at: Some(at(0)),
+            errors: vec![],
+        });
+        assert_eq!(reclaimable(&b.report), Some(3 << 30));
+        let b_logs = b.report.logs.clone();
+        let r = merge(&[b], &round(), &MergeConfig::default(), at(10));
+        assert_eq!(r.disk_pressure[0].reclaimable_bytes, Some(3 << 30));
+        assert_eq!(serde_json::to_value(&r.disk_pressure[0]).unwrap()["reclaimable_bytes"], 3u64 << 30);
+        // Images and logs together: the sum.
+        let mut both = stored("node-b", 1, 9, 88.0, 0);
+        both.report.logs = b_logs;
+        both.report.images = Some(caretaker_proto::model::ImagesSummary {
+            dry_run: true,
+            checked_at: at(0),
+            runtimes: vec![caretaker_proto::model::RuntimeImages {
+                runtime: "docker".into(),
+                image_fs_mountpoint: "/var/lib/docker".into(),
+                image_fs_used_percent: Some(88.0),
+                images_total: 3,
+                images_unused: 1,
+                reclaimable_bytes: 1 << 30,
+                last_prune: None,
+                removed_total: 0,
+                removed_bytes_total: 0,
+            }],
+            errors: vec![],
+        });
+        assert_eq!(reclaimable(&both.report), Some(4 << 30));
     }
 
     #[test]
