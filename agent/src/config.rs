@@ -43,6 +43,11 @@
 //!   prune_interval: 24h            # daemon: age prune this often
 //!   pressure_check_interval: 1m    # daemon: disk check this often
 //!   request_timeout: 30s           # per runtime API call
+//!   maintenance_window:            # age prunes remove only inside it (null: any time);
+//!     days: [sunday]               #   disk-pressure prunes never wait
+//!     start: "03:00"
+//!     duration: 2h
+//!   time_zone: Asia/Tokyo
 //! cleanup:                         # `cleanup --emergency`
 //!   log_roots: [/var/log]
 //!   rotated_log_max_age: 7d
@@ -532,6 +537,20 @@ pub struct ImagesConfig {
     /// Timeout of each runtime API call. Default 30s. 1s to 10m.
     #[serde(default = "default_request_timeout", deserialize_with = "request_timeout")]
     pub request_timeout: Duration,
+    /// When the daemon's age prunes (`prune_interval`) may remove images, as the
+    /// aggregator's `schedule.maintenance_window` (same fields). Default the seed's window,
+    /// Sunday 03:00 for 2h: a prune due outside it runs as a dry run and the removals wait
+    /// for the opening (`last_prune.waiting_for_window_until`). Disk-pressure prunes are an
+    /// emergency and never wait. `null`: age prunes remove whenever they are due.
+    #[serde(default = "default_maintenance_window")]
+    pub maintenance_window: Option<caretaker_proto::window::WindowConfig>,
+    /// Zone of `maintenance_window` (IANA name). Default `Asia/Tokyo`, the operators'.
+    #[serde(default)]
+    pub time_zone: caretaker_proto::window::Zone,
+}
+
+fn default_maintenance_window() -> Option<caretaker_proto::window::WindowConfig> {
+    Some(caretaker_proto::window::WindowConfig::default())
 }
 
 impl Default for ImagesConfig {
@@ -551,6 +570,8 @@ impl Default for ImagesConfig {
             prune_interval: default_prune_interval(),
             pressure_check_interval: default_pressure_check_interval(),
             request_timeout: default_request_timeout(),
+            maintenance_window: default_maintenance_window(),
+            time_zone: caretaker_proto::window::Zone::default(),
         }
     }
 }
@@ -592,6 +613,7 @@ impl ImagesConfig {
             apply: self.apply,
             prune_interval: self.prune_interval,
             pressure_check_interval: self.pressure_check_interval,
+            window: self.maintenance_window.as_ref().map(|w| caretaker_proto::window::MaintenanceWindow::new(w, &self.time_zone)),
         }))
     }
 }

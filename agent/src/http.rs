@@ -210,6 +210,7 @@ mod tests {
                 removed_bytes: 100,
                 kept: KeptCounts::default(),
                 failed: 0,
+                waiting_for_window_until: None,
             }),
             removed_total: removed,
             removed_bytes_total: removed * 1000,

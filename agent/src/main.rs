@@ -330,7 +330,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// sysexits.h EX_TEMPFAIL: another run holds the lock; try again later.
-const EXIT_TEMPFAIL: u8 = 75;
+const EXIT_TEMPFAIL: u8 = caretaker_proto::config::EXIT_TEMPFAIL as u8;
 
 /// Cancels `token` on SIGTERM (what Kubernetes sends) or SIGINT.
 async fn wait_for_signal(token: CancellationToken) {

@@ -106,3 +106,42 @@ fn cleanup_dry_run_json_on_a_dump_with_kind_filter() {
     assert_eq!(v["proposals"][0]["propagation"], "background");
     assert_eq!(v["proposals"][0]["action"], "delete");
 }
+
+/// `cleanup --apply` waits for the maintenance window (default Sunday 03:00–05:00
+/// Asia/Tokyo): outside it nothing is read or deleted and the exit code is 75; inside it,
+/// or with `--force`, it goes on to the cluster (here there is none, so it fails there).
+#[test]
+fn cleanup_apply_waits_for_the_maintenance_window_unless_forced() {
+    let kubeconfig = tempfile::NamedTempFile::new().unwrap(); // empty: no cluster
+    let run_at = |now: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_caretaker-aggregator"))
+            .args(["cleanup", "--apply", "--now", now])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig.path())
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .unwrap()
+    };
+    // Monday 2026-11-30 12:00 in Tokyo.
+    let o = run_at("2026-11-30T03:00:00Z", &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(75), "{err}");
+    assert!(err.contains("nothing deleted: outside the maintenance window (Sunday 03:00 for 2h (Asia/Tokyo))"), "{err}");
+    assert!(err.contains("2026-12-06 03:00"), "the next opening is named: {err}");
+    assert!(o.stdout.is_empty());
+    // Forced, and inside the window (Sunday 2026-11-29 03:30 JST): past the gate, to the cluster.
+    for o in [run_at("2026-11-30T03:00:00Z", &["--force"]), run_at("2026-11-28T18:30:00Z", &[])] {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(!err.contains("maintenance window") && err.contains("Kubernetes"), "{err}");
+    }
+    // Another window from the config file.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "schedule:\n  time_zone: UTC\n  maintenance_window:\n    days: [monday]\n    start: \"02:00\"\n    duration: 2h\n").unwrap();
+    let o = run_at("2026-11-30T03:00:00Z", &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "inside Monday 02:00-04:00 UTC: {}", String::from_utf8_lossy(&o.stderr));
+    // --force without --apply is a usage error.
+    let o = run(&["cleanup", "--force"]);
+    assert_eq!(o.status.code(), Some(64));
+}

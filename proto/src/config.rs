@@ -12,6 +12,10 @@ use serde::de::DeserializeOwned;
 /// Exit code for a bad command line or config file (sysexits.h EX_USAGE).
 pub const EXIT_USAGE: i32 = 64;
 
+/// Exit code for "not now, try again later" (sysexits.h `EX_TEMPFAIL`): another run holds
+/// the lock, or destructive work outside the maintenance window.
+pub const EXIT_TEMPFAIL: i32 = 75;
+
 /// A config file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

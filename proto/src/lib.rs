@@ -9,10 +9,15 @@
 //! - [`config`]: loading YAML config files with errors that name the file, line and field.
 //! - [`render`]: human tables of a node report, shared by `caretaker-agent stats` and
 //!   `caretaker-aggregator report`.
+//! - [`cron`] and [`window`]: cron expressions in a time zone and the maintenance window,
+//!   which the aggregator's schedules and `cleanup --apply` and the agent's scheduled
+//!   image pruning obey alike.
 
 pub mod config;
+pub mod cron;
 pub mod model;
 pub mod render;
+pub mod window;
 
 /// Generated protobuf and gRPC types (package `caretaker.v1`).
 #[allow(clippy::all, missing_docs)]

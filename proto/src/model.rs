@@ -253,6 +253,10 @@ pub struct PruneRun {
     pub kept: KeptCounts,
     /// Removals that failed for another reason than the image being in use.
     pub failed: u64,
+    /// An age prune due outside the maintenance window ran as a dry run; the removals wait
+    /// until the window opens at this time. Disk-pressure prunes never wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for_window_until: Option<Timestamp>,
 }
 
 /// Images kept by a prune, by the planner's reason (`kept:<reason>`).
@@ -806,6 +810,7 @@ impl From<PruneRun> for pb::PruneRun {
             removed_bytes: p.removed_bytes,
             kept: Some(p.kept.into()),
             failed: p.failed,
+            waiting_for_window_until: p.waiting_for_window_until.map(ts_to_pb),
         }
     }
 }
@@ -827,6 +832,10 @@ impl TryFrom<pb::PruneRun> for PruneRun {
             removed_bytes: p.removed_bytes,
             kept: p.kept.map(Into::into).unwrap_or_default(),
             failed: p.failed,
+            waiting_for_window_until: p
+                .waiting_for_window_until
+                .map(|t| ts_from_pb(Some(t), "waiting_for_window_until"))
+                .transpose()?,
         })
     }
 }
@@ -1011,6 +1020,7 @@ pub(crate) mod tests {
                     removed_bytes: 2 << 30,
                     kept: KeptCounts { in_use: 7, pinned: 0, young: 1, keep_list: 1, below_threshold: 0 },
                     failed: 0,
+                    waiting_for_window_until: None,
                 }),
                 removed_total: 0,
                 removed_bytes_total: 0,

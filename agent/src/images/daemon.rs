@@ -21,6 +21,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use caretaker_proto::window::Decision;
 use caretaker_proto::model::{CollectorError, ImagesSummary, KeptCounts, PruneRun, PruneTrigger, RuntimeImages};
 use jiff::Timestamp;
 use rand::Rng;
@@ -49,6 +50,9 @@ pub struct TaskSettings {
     pub prune_interval: Duration,
     /// Check period (`images.pressure_check_interval`).
     pub pressure_check_interval: Duration,
+    /// Age prunes remove only inside this window (`images.maintenance_window`); `None`:
+    /// whenever due. Disk-pressure prunes are an emergency and never wait.
+    pub window: Option<caretaker_proto::window::MaintenanceWindow>,
 }
 
 /// How the task reaches the real runtimes (the `images:` sockets, `--path.rootfs`).
@@ -196,14 +200,24 @@ async fn check_runtime<R: ImageRuntime>(
     let mut removed_ids: HashSet<String> = HashSet::new();
     if pressure || due {
         let trigger = if pressure { PruneTrigger::DiskPressure } else { PruneTrigger::Schedule };
+        // Outside the maintenance window an age prune only says what waits for it.
+        let waiting_until = match settings.window.as_ref().map(|w| w.allowed(now, false, pressure)) {
+            Some(Decision::Wait { until, .. }) if settings.apply => Some(until),
+            _ => None,
+        };
         let p = plan(&images, &users, &settings.policy, Mode::Prune { disk }, now, &mem.last_used);
-        let outcome = apply(rt, p, !settings.apply, &mut |_| {}).await;
-        let run = prune_run(&outcome, trigger, now);
+        let outcome = apply(rt, p, !settings.apply || waiting_until.is_some(), &mut |_| {}).await;
+        let mut run = prune_run(&outcome, trigger, now);
+        run.waiting_for_window_until = waiting_until;
         // A dry run under lasting pressure repeats itself every check: say it once.
         let repeated = run.dry_run
             && mem.last_prune.as_ref().is_some_and(|l| (l.trigger, l.removed, l.removed_bytes) == (run.trigger, run.removed, run.removed_bytes));
         let (runtime, dry_run, removed, bytes, failed) = (rt.name(), run.dry_run, run.removed, run.removed_bytes, run.failed);
-        let what = if dry_run { " (dry run: nothing removed; images.apply is false)" } else { "" };
+        let what = match (dry_run, waiting_until) {
+            (true, Some(_)) => " (dry run: outside the maintenance window; removals wait for it)",
+            (true, None) => " (dry run: nothing removed; images.apply is false)",
+            (false, _) => "",
+        };
         if repeated {
             debug!(runtime, ?trigger, dry_run, removed, bytes, failed, "Image prune finished{what}.");
         } else {
@@ -218,7 +232,11 @@ async fn check_runtime<R: ImageRuntime>(
             }
         }
         mem.last_prune = Some(run);
-        mem.next_prune = Some(Instant::now() + jittered(settings.prune_interval));
+        mem.next_prune = Some(match waiting_until {
+            // Due again when the window opens (plus jitter so nodes do not start together).
+            Some(until) => Instant::now() + Duration::try_from(until.duration_since(now)).unwrap_or_default() + jittered(Duration::from_secs(60)),
+            None => Instant::now() + jittered(settings.prune_interval),
+        });
     } else {
         debug!(runtime = rt.name(), used_percent = ?used_percent, "Image filesystem below the high threshold; no prune due.");
     }
@@ -261,6 +279,7 @@ fn prune_run(o: &Outcome, trigger: PruneTrigger, started_at: Timestamp) -> Prune
         removed_bytes: o.reclaimed_bytes.unwrap_or(o.estimated_bytes),
         kept,
         failed,
+        waiting_for_window_until: None,
     }
 }
 
@@ -341,7 +360,20 @@ mod tests {
             apply,
             prune_interval: Duration::from_secs(3600),
             pressure_check_interval: Duration::from_secs(60),
+            window: None,
         }
+    }
+
+    /// A 10-minute UTC window opening `offset` from now (on that day, at that minute).
+    fn window_from_now(offset: SignedDuration) -> (caretaker_proto::window::MaintenanceWindow, Timestamp) {
+        use caretaker_proto::window::{Day, MaintenanceWindow, WindowConfig, Zone};
+        let open = (Timestamp::now() + offset).to_zoned(jiff::tz::TimeZone::UTC);
+        let day = [Day::Monday, Day::Tuesday, Day::Wednesday, Day::Thursday, Day::Friday, Day::Saturday, Day::Sunday]
+            [usize::try_from(open.weekday().to_monday_zero_offset()).unwrap()];
+        let start = jiff::civil::Time::new(open.hour(), open.minute(), 0, 0).unwrap();
+        let cfg = WindowConfig { days: [day].into(), start, duration: Duration::from_secs(600) };
+        let opening = open.with().second(0).subsec_nanosecond(0).build().unwrap().timestamp();
+        (MaintenanceWindow::new(&cfg, &Zone::new("UTC").unwrap()), opening)
     }
 
     /// Old unused 1 (100 B), old used 2, young unused 3 (600 B, 2 h) and 4 (700 B, 3 h),
@@ -382,6 +414,43 @@ mod tests {
 
     fn tags(rt: &FakeRuntime) -> Vec<String> {
         rt.state.lock().unwrap().images.iter().map(|i| i.repo_tags[0].clone()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn age_prunes_wait_for_the_maintenance_window_and_disk_pressure_does_not() {
+        // Closed: the window opens in 3 hours.
+        let rt = fake();
+        let (window, opening) = window_from_now(SignedDuration::from_hours(3));
+        let mut s = settings(true);
+        s.window = Some(window);
+        let (tx, mut rx) = watch::channel(None);
+        let stop = CancellationToken::new();
+        let h = tokio::spawn(run(s, connector(Arc::clone(&rt)), tx, stop.clone()));
+        let r = next(&mut rx).await;
+        let p = r.last_prune.clone().unwrap();
+        assert_eq!((p.trigger, p.dry_run, p.removed, p.waiting_for_window_until), (PruneTrigger::Schedule, true, 1, Some(opening)));
+        assert_eq!((rt.removals.load(Ordering::Relaxed), tags(&rt).len()), (0, 5));
+        // Disk pressure is an emergency: it removes now.
+        rt.state.lock().unwrap().disk.available_bytes = 1_000;
+        let p = next(&mut rx).await.last_prune.unwrap();
+        assert_eq!((p.trigger, p.dry_run, p.waiting_for_window_until), (PruneTrigger::DiskPressure, false, None));
+        assert_eq!(rt.removals.load(Ordering::Relaxed), 3);
+        stop.cancel();
+        h.await.unwrap();
+
+        // Open: it opened a minute ago, for 10 minutes.
+        let rt = fake();
+        let (window, _) = window_from_now(SignedDuration::from_secs(-60));
+        let mut s = settings(true);
+        s.window = Some(window);
+        let (tx, mut rx) = watch::channel(None);
+        let stop = CancellationToken::new();
+        let h = tokio::spawn(run(s, connector(Arc::clone(&rt)), tx, stop.clone()));
+        let p = next(&mut rx).await.last_prune.unwrap();
+        assert_eq!((p.trigger, p.dry_run, p.removed, p.waiting_for_window_until), (PruneTrigger::Schedule, false, 1, None));
+        assert_eq!(tags(&rt).len(), 4);
+        stop.cancel();
+        h.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

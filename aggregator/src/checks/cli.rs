@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use caretaker_proto::config::{ConfigError, EXIT_USAGE};
+use caretaker_proto::config::{ConfigError, EXIT_TEMPFAIL, EXIT_USAGE};
 use caretaker_proto::render::Style;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -41,12 +41,14 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
 }
 
-/// The `checks:` and `cleanup:` sections of a config file.
+/// The `checks:`, `cleanup:` and `schedule:` sections of a config file (`schedule:` gives
+/// the maintenance window that `cleanup --apply` waits for).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
     pub checks: ChecksConfig,
     pub cleanup: CleanupConfig,
+    pub schedule: crate::schedule::config::ScheduleConfig,
 }
 
 /// A failed command.
@@ -66,13 +68,18 @@ pub enum CliError {
     Output(#[from] std::io::Error),
     #[error(transparent)]
     Cleanup(#[from] crate::cleanup::ApplyError),
+    /// `cleanup --apply` outside the maintenance window without `--force`.
+    #[error("nothing deleted: {0}; run without --apply to see the proposals")]
+    OutsideWindow(String),
 }
 
 impl CliError {
-    /// The process exit code: 64 for a bad command line or config, 1 otherwise.
+    /// The process exit code: 64 for a bad command line or config, 75 (EX_TEMPFAIL:
+    /// try again later) for `--apply` outside the maintenance window, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Config(_) | CliError::Usage(_) => EXIT_USAGE,
+            CliError::OutsideWindow(_) => EXIT_TEMPFAIL,
             _ => 1,
         }
     }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::apply::{AuditLog, Outcome, apply};
 use super::{CleanupKind, Proposal, propose_with_notes, render};
 use crate::checks::cli::{CliError, load_config, load_state};
+use crate::schedule::window::{Decision, MaintenanceWindow};
 
 /// Output format of `cleanup`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,8 +31,14 @@ pub struct CleanupArgs {
     #[arg(long = "kind", value_name = "K", num_args = 1..)]
     pub kind: Vec<CleanupKind>,
     /// Delete the `delete` proposals (live cluster only). Without it nothing is changed.
+    /// Only inside the maintenance window (`schedule.maintenance_window` of `--config`,
+    /// default Sunday 03:00–05:00 Asia/Tokyo) unless `--force`; outside it the command
+    /// deletes nothing and exits 75.
     #[arg(long)]
     pub apply: bool,
+    /// With `--apply`: apply now, even outside the maintenance window.
+    #[arg(long, requires = "apply")]
+    pub force: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -87,8 +94,15 @@ pub async fn run(args: CleanupArgs, out: &mut dyn Write) -> Result<(), CliError>
     if !args.kind.is_empty() {
         config.cleanup.kinds = args.kind.clone();
     }
-    let state = load_state(&args.from_dump, &config.checks).await?;
     let now = args.now.unwrap_or_else(Timestamp::now);
+    if args.apply {
+        // Before the cluster is read: outside the window nothing is even looked at.
+        let window = MaintenanceWindow::new(&config.schedule.maintenance_window, &config.schedule.time_zone);
+        if let Decision::Wait { reason, .. } = window.allowed(now, args.force, false) {
+            return Err(CliError::OutsideWindow(reason));
+        }
+    }
+    let state = load_state(&args.from_dump, &config.checks).await?;
     let p = propose_with_notes(&state, &config.cleanup, now);
     let applied = if args.apply {
         let path = args.audit_log.clone().unwrap_or_else(|| config.cleanup.audit_log.clone());

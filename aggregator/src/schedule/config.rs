@@ -36,15 +36,14 @@ use std::fmt;
 use std::time::Duration;
 
 use caretaker_proto::config::bounded_duration;
-use jiff::civil::{Time, Weekday};
-use jiff::tz::{TimeZone, TimeZoneDatabase};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::cron::Cron;
+pub use caretaker_proto::window::{Day, WindowConfig, Zone};
 use crate::checks::Severity;
 
 /// The `schedule:` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// Zone of every cron expression and of the maintenance window. Default `Asia/Tokyo`.
@@ -77,72 +76,6 @@ impl Default for ScheduleConfig {
             maintenance_window: WindowConfig::default(),
             notifications: NotificationsConfig::default(),
         }
-    }
-}
-
-/// An IANA time zone, resolved while parsing.
-///
-/// Looked up in the system's database (`/usr/share/zoneinfo`, or `$ZONEINFO`), then in the
-/// copy of the tz database built into the binary (jiff's `tzdb-bundle-always`), so that a
-/// minimal image without zoneinfo still knows `Asia/Tokyo`.
-#[derive(Clone, PartialEq)]
-pub struct Zone {
-    name: String,
-    tz: TimeZone,
-}
-
-impl Zone {
-    /// The operators' zone, the default.
-    pub const DEFAULT: &'static str = "Asia/Tokyo";
-
-    /// Resolves an IANA name such as `Asia/Tokyo` or `UTC`.
-    ///
-    /// # Errors
-    /// A sentence naming the zone when neither database knows it.
-    pub fn new(name: &str) -> Result<Zone, String> {
-        let tz = jiff::tz::db()
-            .get(name)
-            .or_else(|_| TimeZoneDatabase::bundled().get(name))
-            .map_err(|_| format!("{name:?} is not an IANA time zone name (e.g. Asia/Tokyo, Europe/Berlin, UTC)"))?;
-        Ok(Zone { name: name.to_string(), tz })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn tz(&self) -> &TimeZone {
-        &self.tz
-    }
-}
-
-impl Default for Zone {
-    fn default() -> Self {
-        match Zone::new(Zone::DEFAULT) {
-            Ok(z) => z,
-            // Unreachable with the bundled database; never fall back silently to another zone
-            // without saying so in the name.
-            Err(_) => Zone { name: "UTC".into(), tz: TimeZone::UTC },
-        }
-    }
-}
-
-impl fmt::Debug for Zone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Zone({:?})", self.name)
-    }
-}
-
-impl fmt::Display for Zone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
-    }
-}
-
-impl<'de> Deserialize<'de> for Zone {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Zone::new(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -287,56 +220,6 @@ impl RunConfig {
     }
 }
 
-/// When destructive work may run: a window that opens on the given weekdays at `start`
-/// (wall clock in `time_zone`) and stays open for `duration` (elapsed time, so a window
-/// on a DST day is still exactly that long).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WindowConfig {
-    /// Default `[sunday]`. At least one.
-    #[serde(default = "default_days", deserialize_with = "days")]
-    pub days: BTreeSet<Day>,
-    /// `HH:MM`, 24-hour. Default `03:00`.
-    #[serde(default = "default_start", deserialize_with = "start")]
-    pub start: Time,
-    /// 10m to 24h. Default 2h.
-    #[serde(default = "default_window_duration", deserialize_with = "window_duration")]
-    pub duration: Duration,
-}
-
-impl Default for WindowConfig {
-    fn default() -> Self {
-        Self { days: default_days(), start: default_start(), duration: default_window_duration() }
-    }
-}
-
-/// A weekday, written `monday` … `sunday`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Day {
-    Monday,
-    Tuesday,
-    Wednesday,
-    Thursday,
-    Friday,
-    Saturday,
-    Sunday,
-}
-
-impl Day {
-    pub fn weekday(self) -> Weekday {
-        match self {
-            Day::Monday => Weekday::Monday,
-            Day::Tuesday => Weekday::Tuesday,
-            Day::Wednesday => Weekday::Wednesday,
-            Day::Thursday => Weekday::Thursday,
-            Day::Friday => Weekday::Friday,
-            Day::Saturday => Weekday::Saturday,
-            Day::Sunday => Weekday::Sunday,
-        }
-    }
-}
-
 /// Webhook notifications (see [`super::notify`] for when they are sent).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -371,15 +254,6 @@ impl Default for NotificationsConfig {
     }
 }
 
-fn default_days() -> BTreeSet<Day> {
-    [Day::Sunday].into()
-}
-fn default_start() -> Time {
-    Time::constant(3, 0, 0, 0)
-}
-fn default_window_duration() -> Duration {
-    Duration::from_secs(2 * 3600)
-}
 fn default_min_severity() -> Severity {
     Severity::Warning
 }
@@ -390,28 +264,8 @@ fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-fn days<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<Day>, D::Error> {
-    let days = BTreeSet::<Day>::deserialize(d)?;
-    if days.is_empty() {
-        return Err(serde::de::Error::custom("the maintenance window needs at least one day, e.g. [sunday]"));
-    }
-    Ok(days)
-}
 
-fn start<'de, D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
-    let s = String::deserialize(d)?;
-    let bad = || serde::de::Error::custom(format!("{s:?} is not a time of day; write HH:MM, e.g. \"03:00\""));
-    let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    if h.is_empty() || h.len() > 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let (h, m) = (h.parse::<i8>().map_err(|_| bad())?, m.parse::<i8>().map_err(|_| bad())?);
-    Time::new(h, m, 0, 0).map_err(|_| bad())
-}
 
-fn window_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(600), Duration::from_secs(24 * 3600))
-}
 
 fn flap_grace<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     bounded_duration(d, Duration::ZERO, Duration::from_secs(7 * 24 * 3600))
@@ -435,6 +289,8 @@ mod tests {
     use std::path::Path;
 
     use caretaker_proto::config::parse_yaml;
+    use jiff::civil::Time;
+    use jiff::tz::TimeZoneDatabase;
 
     use super::*;
 
