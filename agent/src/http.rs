@@ -28,6 +28,16 @@
 //! | `caretaker_agent_images_removed_total{runtime}` | counter | images really removed |
 //! | `caretaker_agent_images_reclaimed_bytes_total{runtime}` | counter | bytes those removals freed |
 //! | `caretaker_agent_image_check_errors` | gauge | errors of the last image check |
+//! | `caretaker_agent_logs_rotated_total` | counter | logs rotated since the agent started |
+//! | `caretaker_agent_logs_rotated_bytes_total` | counter | their sizes |
+//! | `caretaker_agent_logs_compressed_total` | counter | archives compressed |
+//! | `caretaker_agent_logs_compressed_input_bytes_total` | counter | their sizes before compression |
+//! | `caretaker_agent_logs_compressed_output_bytes_total` | counter | their sizes after compression |
+//! | `caretaker_agent_logs_deleted_total` | counter | archives and swept files deleted |
+//! | `caretaker_agent_logs_deleted_bytes_total` | counter | their sizes |
+//! | `caretaker_agent_logs_errors_total` | counter | failures of rotations, compressions, deletions |
+//! | `caretaker_agent_logs_reclaimable_bytes` | gauge | bytes retention would free now |
+//! | `caretaker_agent_logs_config_errors` | gauge | policy problems of the loaded config |
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -37,7 +47,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use caretaker_proto::model::ImagesSummary;
+use caretaker_proto::model::{ImagesSummary, LogsSummary};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -56,6 +66,8 @@ pub struct Telemetry {
     pub stats: Arc<BufferStats>,
     /// The image task's latest summary (`None` before its first check or without the task).
     pub images: watch::Receiver<Option<ImagesSummary>>,
+    /// The log task's latest summary (`None` before its first pass or without the task).
+    pub logs: watch::Receiver<Option<LogsSummary>>,
 }
 
 impl Telemetry {
@@ -123,6 +135,22 @@ impl Collector for Telemetry {
         counter(&mut e, "reports_dropped", "Unacked node reports dropped because the buffer was full", None, load(&s.dropped_total))?;
         gauge(&mut e, "collection_cpu", "CPU time of the last collection cycle", Some(&Unit::Seconds), seconds(load(&s.last_collection_cpu_nanos)))?;
         gauge(&mut e, "collection_wall", "Wall time of the last collection cycle", Some(&Unit::Seconds), seconds(load(&s.last_collection_wall_nanos)))?;
+
+        let logs = self.logs.borrow().clone();
+        if let Some(l) = logs {
+            let t = &l.totals;
+            let bytes = Some(&Unit::Bytes);
+            counter(&mut e, "logs_rotated", "Logs rotated since the agent started", None, t.rotated)?;
+            counter(&mut e, "logs_rotated", "Sizes of the logs rotated", bytes, t.rotated_bytes)?;
+            counter(&mut e, "logs_compressed", "Log archives compressed", None, t.compressed)?;
+            counter(&mut e, "logs_compressed_input", "Sizes of the archives before compression", bytes, t.compressed_bytes_before)?;
+            counter(&mut e, "logs_compressed_output", "Sizes of the archives after compression", bytes, t.compressed_bytes_after)?;
+            counter(&mut e, "logs_deleted", "Log archives and swept files deleted", None, t.deleted)?;
+            counter(&mut e, "logs_deleted", "Sizes of the files deleted", bytes, t.deleted_bytes)?;
+            counter(&mut e, "logs_errors", "Failed rotations, compressions and deletions", None, t.errors)?;
+            gauge(&mut e, "logs_reclaimable", "Bytes the retention rules would free now", bytes, int(l.reclaimable_bytes))?;
+            gauge(&mut e, "logs_config_errors", "Problems of the loaded log policies", None, int(l.errors.len() as u64))?;
+        }
 
         let images = self.images.borrow().clone();
         let Some(images) = images else { return Ok(()) };
@@ -227,14 +255,15 @@ mod tests {
     async fn probes_follow_the_first_report_and_metrics_read_the_shared_figures() {
         let stats = Arc::new(BufferStats::default());
         let (tx, rx) = watch::channel(None);
-        let app = router(Telemetry { stats: Arc::clone(&stats), images: rx });
+        let (logs_tx, logs) = watch::channel(None);
+        let app = router(Telemetry { stats: Arc::clone(&stats), images: rx, logs });
 
         assert_eq!(get_body(&app, "/healthz").await.0, StatusCode::OK);
         assert_eq!(get_body(&app, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
         let (_, m, ct) = get_body(&app, "/metrics").await;
         assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
         assert!(m.contains("caretaker_agent_reports_collected_total 0\n"), "{m}");
-        assert!(!m.contains("images"), "no image metrics before the image task reports: {m}");
+        assert!(!m.contains("images") && !m.contains("logs"), "no image or log metrics before their tasks report: {m}");
 
         stats.collected_total.store(7, Ordering::Relaxed);
         stats.acked_total.store(5, Ordering::Relaxed);
@@ -242,6 +271,24 @@ mod tests {
         stats.dropped_total.store(1, Ordering::Relaxed);
         stats.last_collection_cpu_nanos.store(250_000, Ordering::Relaxed);
         tx.send_replace(Some(summary()));
+        logs_tx.send_replace(Some(caretaker_proto::model::LogsSummary {
+            checked_at: jiff::Timestamp::UNIX_EPOCH,
+            last_pass: caretaker_proto::model::LogCounts::default(),
+            totals: caretaker_proto::model::LogCounts {
+                files_checked: 40,
+                rotated: 4,
+                rotated_bytes: 4000,
+                compressed: 3,
+                compressed_bytes_before: 3000,
+                compressed_bytes_after: 300,
+                deleted: 2,
+                deleted_bytes: 250,
+                errors: 1,
+            },
+            reclaimable_bytes: 777,
+            reclaimable_at: None,
+            errors: vec![],
+        }));
         assert_eq!(get_body(&app, "/readyz").await, (StatusCode::OK, "ready".into(), "text/plain; charset=utf-8".into()));
         let (s, m, _) = get_body(&app, "/metrics").await;
         assert_eq!(s, StatusCode::OK);
@@ -263,6 +310,17 @@ mod tests {
             "caretaker_agent_images_removed_total{runtime=\"docker\"} 3",
             "caretaker_agent_images_removed_total{runtime=\"containerd\"} 0",
             "caretaker_agent_images_reclaimed_bytes_total{runtime=\"docker\"} 3000",
+            "# TYPE caretaker_agent_logs_rotated_total counter",
+            "caretaker_agent_logs_rotated_total 4",
+            "caretaker_agent_logs_rotated_bytes_total 4000",
+            "caretaker_agent_logs_compressed_total 3",
+            "caretaker_agent_logs_compressed_input_bytes_total 3000",
+            "caretaker_agent_logs_compressed_output_bytes_total 300",
+            "caretaker_agent_logs_deleted_total 2",
+            "caretaker_agent_logs_deleted_bytes_total 250",
+            "caretaker_agent_logs_errors_total 1",
+            "caretaker_agent_logs_reclaimable_bytes 777",
+            "caretaker_agent_logs_config_errors 0",
         ] {
             assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
         }

@@ -94,8 +94,14 @@ pub async fn run_with(
         let run = images::daemon::run_on_runtimes(task, access, images_tx, shutdown.clone());
         tasks.spawn(run.instrument(info_span!("images")));
     }
+    // The log task publishes its latest summary; reports and /metrics read it.
+    let (logs_tx, logs_rx) = watch::channel(None);
+    let logs_on = options.logs.is_some();
+    if let Some(task) = options.logs {
+        tasks.spawn(logs::daemon::run(task, logs_tx, shutdown.clone()).instrument(info_span!("logs")));
+    }
     if let Some(listener) = options.http {
-        let telemetry = http::Telemetry { stats: Arc::clone(&stats), images: images_rx.clone() };
+        let telemetry = http::Telemetry { stats: Arc::clone(&stats), images: images_rx.clone(), logs: logs_rx.clone() };
         let serve = http::serve(listener, telemetry, shutdown.clone());
         tasks.spawn(
             async move {
@@ -107,10 +113,7 @@ pub async fn run_with(
         );
     }
     let mut collector = Collector::new(settings, Arc::clone(&stats)).with_images(images_rx);
-    if let Some(task) = options.logs {
-        // The log task publishes its latest summary; reports read it.
-        let (logs_tx, logs_rx) = watch::channel(None);
-        tasks.spawn(logs::daemon::run(task, logs_tx, shutdown.clone()).instrument(info_span!("logs")));
+    if logs_on {
         collector = collector.with_logs(logs_rx);
     }
     let summary = stream::run(collector, aggregator, interval, stats, shutdown).instrument(info_span!("stream")).await;
