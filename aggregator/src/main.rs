@@ -314,9 +314,14 @@ async fn scheduled_rounds(state: Arc<State>, schedule: Schedule, shutdown: Cance
     run_scheduler(&schedule, run_state, &SystemClock, RunnerOptions::default(), move |round, after| {
         let st = Arc::clone(&st);
         async move {
-            let kinds: Vec<&str> = round.kinds.iter().map(|k| k.name()).collect();
-            match st.run_round_now().await {
-                Ok(()) => info!(kinds = %kinds.join(","), "Scheduled round recorded."),
+            let run = caretaker_aggregator::report::ScheduledRun {
+                kinds: round.kinds.iter().map(|k| k.name().to_string()).collect(),
+                tasks: round.checks.iter().copied().collect(),
+                trends: None,
+            };
+            let kinds = run.kinds.join(",");
+            match st.run_scheduled_now(run).await {
+                Ok(()) => info!(%kinds, "Scheduled round recorded."),
                 Err(e) => warn!(error = %e, "Scheduled round failed; the slot is marked done anyway."),
             }
             if let Err(e) = st.store().put_meta(RUN_STATE_KEY, &after) {

@@ -9,7 +9,7 @@
 //!   interval: 10m         # default 10m: how often a round runs; 1m..24h
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use crate::checks::{self, CheckResult, ChecksConfig, Finding, ObjectRef, Severit
 use crate::cleanup::{self, CleanupConfig};
 use crate::cluster::{ClusterState, dump, live, volumes};
 use crate::report::{CheckRound, NodeEvent, SignalsReport};
+use crate::schedule::config::Task;
 use crate::signals::alertmanager;
 use crate::signals::config::SignalsConfig;
 use crate::signals::endpoints;
@@ -129,12 +130,29 @@ impl Rounds {
     /// One round as of `now`. `nodes` are the latest agent reports (their pod volume
     /// figures give PVC usage).
     pub async fn run(&mut self, nodes: &[NodeReport], now: Timestamp) -> CheckRound {
+        self.run_tasks(nodes, now, None).await
+    }
+
+    /// A round of only `tasks` (a scheduled run's `checks:`), or of everything with
+    /// `None`. The cluster is read only when a cluster check or `cleanup` is among them.
+    pub async fn run_tasks(&mut self, nodes: &[NodeReport], now: Timestamp, tasks: Option<&BTreeSet<Task>>) -> CheckRound {
+        let wants = |t: Task| tasks.is_none_or(|ts| ts.contains(&t));
         let mut round = CheckRound { at: Some(now), ..CheckRound::default() };
-        match self.cluster().await {
+        let reads_cluster = tasks.is_none_or(|ts| ts.iter().any(|t| t.cluster_check().is_some() || *t == Task::Cleanup));
+        let cluster = if reads_cluster { self.cluster().await } else { Ok(None) };
+        match cluster {
             Ok(Some(mut state)) => {
                 state.volume_stats = volumes::from_node_reports(nodes);
-                round.checks = checks::run_all(&state, &self.cfg.checks, now);
-                round.proposals = cleanup::propose(&state, &self.cfg.cleanup, now);
+                round.checks = match tasks {
+                    None => checks::run_all(&state, &self.cfg.checks, now),
+                    Some(ts) => {
+                        let names: BTreeSet<&str> = ts.iter().filter_map(|t| t.cluster_check()).collect();
+                        checks::ALL.iter().filter(|c| names.contains(c.name)).map(|c| (c.run)(&state, &self.cfg.checks, now)).collect()
+                    }
+                };
+                if wants(Task::Cleanup) {
+                    round.proposals = cleanup::propose(&state, &self.cfg.cleanup, now);
+                }
                 fill_node_facts(&state, &mut round);
             }
             Ok(None) => {}
@@ -152,9 +170,11 @@ impl Rounds {
                 ));
             }
         }
-        let (signal_checks, signals) = read_signals(&self.cfg.signals, now).await;
-        round.checks.extend(signal_checks);
-        round.signals = signals;
+        if wants(Task::Signals) {
+            let (signal_checks, signals) = read_signals(&self.cfg.signals, now).await;
+            round.checks.extend(signal_checks);
+            round.signals = signals;
+        }
         round
     }
 }
@@ -389,6 +409,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_scheduled_run_runs_only_its_tasks_and_records_them_over_the_latest_round() {
+        use crate::report::ScheduledRun;
+        use crate::state::State;
+        use crate::store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cluster.json"), DUMP).unwrap();
+        let cfg = RoundConfig {
+            cluster: ClusterConfig { source: Source::Dump, dump_paths: vec![dir.path().into()], interval: default_interval() },
+            ..RoundConfig::default()
+        };
+        let mut rounds = Rounds::new(cfg);
+        let now: Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
+        let names = |r: &CheckRound| r.checks.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+
+        // Only pods and events: two checks, no signals, no proposals.
+        let tasks: BTreeSet<Task> = [Task::Pods, Task::Events].into();
+        let partial = rounds.run_tasks(&[], now, Some(&tasks)).await;
+        assert_eq!(names(&partial), ["pods", "events"]);
+        assert!(partial.signals.is_none() && partial.proposals.is_empty());
+        // Only trends: the cluster is not even read.
+        let trends_only: BTreeSet<Task> = [Task::Trends].into();
+        let none = rounds.run_tasks(&[], now, Some(&trends_only)).await;
+        assert!(none.checks.is_empty() && none.cluster_nodes.is_none());
+
+        // Over a full round, the run replaces its checks and keeps the others.
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let full = rounds.run(&[], now).await;
+        let mut all = names(&full);
+        all.sort();
+        state.set_round(full);
+        let mut changed = partial.clone();
+        changed.checks[0].summary = "from the daily run".into();
+        let later = now + Duration::from_secs(3600);
+        changed.at = Some(later);
+        let run = ScheduledRun { kinds: vec!["daily".into(), "monthly".into()], tasks: vec![Task::Pods, Task::Events, Task::Trends], trends: None };
+        let rec = state.finish_scheduled_round(changed, run, later).unwrap();
+        assert!(rec.stored_bytes > 0);
+        let stored = state.history().at(later).unwrap().unwrap();
+        assert_eq!(stored.checks.iter().map(|c| c.name.clone()).collect::<Vec<_>>(), all, "every check is still there");
+        assert_eq!(stored.checks.iter().find(|c| c.name == "pods").unwrap().summary, "from the daily run");
+        assert_eq!(stored.checks_at, Some(later));
+        let run = stored.run.expect("the record says which run it was");
+        assert_eq!(run.kinds, ["daily", "monthly"]);
+        assert_eq!(run.tasks, [Task::Pods, Task::Events, Task::Trends]);
+        assert!(run.trends.is_some_and(|t| t.alerts_7d.is_empty()), "the trends task records trends");
+        let md = crate::report::render(&state.history().at(later).unwrap().unwrap(), crate::report::Output::Markdown).unwrap();
+        assert!(md.contains("- run: daily, monthly (scheduled: pods, events, trends)\n"), "{md}");
+        assert!(md.contains("## Trends\n"), "{md}");
+    }
+
+    #[tokio::test]
     async fn an_unreadable_dump_is_a_critical_finding_not_a_crash() {
         let cfg = RoundConfig {
             cluster: ClusterConfig { source: Source::Dump, dump_paths: vec![Path::new("/nonexistent/dump.json").into()], interval: default_interval() },
@@ -434,41 +505,69 @@ pub async fn run_loop(
 ) {
     let interval = rounds.config().cluster.interval;
     // A few queued requests at most: more callers wait for the same next round anyway.
-    let (tx, mut requests) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>(8);
+    let (tx, mut requests) = tokio::sync::mpsc::channel::<crate::state::RoundRequest>(8);
     state.serve_round_requests(tx);
     let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+    let mut scheduled: Vec<crate::state::RoundRequest> = Vec::new();
+    let mut next_full = tokio::time::Instant::now();
     loop {
-        let now = Timestamp::now();
-        let round = rounds.run(&state.node_reports(), now).await;
-        let checks = round.checks.len();
-        let st = std::sync::Arc::clone(&state);
-        let force = !waiting.is_empty();
-        match tokio::task::spawn_blocking(move || st.finish_round(round, now, record_interval, force)).await {
-            Ok(Ok(Some(rec))) => tracing::info!(
-                checks,
-                new = rec.new_findings,
-                resolved = rec.resolved_findings,
-                bytes = rec.stored_bytes,
-                "Round finished; report recorded in the history."
-            ),
-            Ok(Ok(None)) => tracing::debug!(checks, "Round finished."),
-            Ok(Err(e)) => warn!(error = %e, "Round finished but the history could not be written."),
-            Err(e) => warn!(error = %e, "Round task failed."),
+        // Scheduled runs first, each as its own round of its tasks.
+        for req in scheduled.drain(..) {
+            let Some(run) = req.run else { continue };
+            let now = Timestamp::now();
+            let tasks: BTreeSet<Task> = run.tasks.iter().copied().collect();
+            let partial = rounds.run_tasks(&state.node_reports(), now, Some(&tasks)).await;
+            let kinds = run.kinds.join(",");
+            let st = std::sync::Arc::clone(&state);
+            match tokio::task::spawn_blocking(move || st.finish_scheduled_round(partial, run, now)).await {
+                Ok(Ok(rec)) => tracing::info!(kinds, new = rec.new_findings, resolved = rec.resolved_findings, bytes = rec.stored_bytes, "Scheduled run recorded in the history."),
+                Ok(Err(e)) => warn!(kinds, error = %e, "Scheduled run finished but the history could not be written."),
+                Err(e) => warn!(kinds, error = %e, "Scheduled run task failed."),
+            }
+            if let Some(n) = &notifier {
+                notify(&state, n, now).await;
+            }
+            let _ = req.done.send(());
         }
-        if let Some(n) = &notifier {
-            notify(&state, n, now).await;
+        // A full round when its interval is up or someone waits for one.
+        if !waiting.is_empty() || tokio::time::Instant::now() >= next_full {
+            let now = Timestamp::now();
+            let round = rounds.run(&state.node_reports(), now).await;
+            let checks = round.checks.len();
+            let st = std::sync::Arc::clone(&state);
+            let force = !waiting.is_empty();
+            match tokio::task::spawn_blocking(move || st.finish_round(round, now, record_interval, force)).await {
+                Ok(Ok(Some(rec))) => tracing::info!(
+                    checks,
+                    new = rec.new_findings,
+                    resolved = rec.resolved_findings,
+                    bytes = rec.stored_bytes,
+                    "Round finished; report recorded in the history."
+                ),
+                Ok(Ok(None)) => tracing::debug!(checks, "Round finished."),
+                Ok(Err(e)) => warn!(error = %e, "Round finished but the history could not be written."),
+                Err(e) => warn!(error = %e, "Round task failed."),
+            }
+            if let Some(n) = &notifier {
+                notify(&state, n, now).await;
+            }
+            for w in waiting.drain(..) {
+                let _ = w.send(());
+            }
+            let jitter = rand::random_range(-0.1..=0.1);
+            next_full = tokio::time::Instant::now() + interval.mul_f64(1.0 + jitter);
         }
-        for w in waiting.drain(..) {
-            let _ = w.send(());
-        }
-        let jitter = rand::random_range(-0.1..=0.1);
+        let mut take = |req: crate::state::RoundRequest| match req.run {
+            Some(_) => scheduled.push(req),
+            None => waiting.push(req.done),
+        };
         tokio::select! {
-            () = tokio::time::sleep(interval.mul_f64(1.0 + jitter)) => {}
-            Some(w) = requests.recv() => waiting.push(w),
+            () = tokio::time::sleep_until(next_full) => {}
+            Some(req) = requests.recv() => take(req),
             () = shutdown.cancelled() => break,
         }
-        while let Ok(w) = requests.try_recv() {
-            waiting.push(w);
+        while let Ok(req) = requests.try_recv() {
+            take(req);
         }
     }
 }

@@ -10,7 +10,8 @@ use jiff::Timestamp;
 
 use crate::history::{History, Recorded, Retention};
 use crate::metrics::{FreshnessLabel, Metrics, ResultLabel};
-use crate::report::{CheckRound, ClusterReport, MergeConfig};
+use crate::report::{CheckRound, ClusterReport, MergeConfig, RunTrends, ScheduledRun};
+use crate::schedule::config::Task;
 use crate::store::{Outcome, Store, StoreError, StoredNode};
 
 /// Shared by the gRPC and HTTP servers.
@@ -28,10 +29,19 @@ pub struct State {
     last_recorded: RwLock<Option<Timestamp>>,
     /// Requests for a round now, served by the round loop (set when it runs); each carries
     /// the sender that is answered when the round is done and recorded.
-    round_requests: std::sync::OnceLock<tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>>,
+    round_requests: std::sync::OnceLock<tokio::sync::mpsc::Sender<RoundRequest>>,
     /// The maintenance window, shown in every report once set.
     window: std::sync::OnceLock<crate::schedule::window::MaintenanceWindow>,
     ready: AtomicBool,
+}
+
+/// A request to the round loop ([`crate::rounds::run_loop`]).
+#[derive(Debug)]
+pub struct RoundRequest {
+    /// `None`: a full round. `Some`: a scheduled run of only its tasks.
+    pub run: Option<ScheduledRun>,
+    /// Answered once the round is done and recorded.
+    pub done: tokio::sync::oneshot::Sender<()>,
 }
 
 impl State {
@@ -141,7 +151,7 @@ impl State {
     }
 
     /// Called once by the round loop: where round requests go.
-    pub fn serve_round_requests(&self, tx: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>) {
+    pub fn serve_round_requests(&self, tx: tokio::sync::mpsc::Sender<RoundRequest>) {
         let _ = self.round_requests.set(tx);
     }
 
@@ -151,10 +161,48 @@ impl State {
     /// # Errors
     /// No round loop runs, it is busy with too many requests, or it stopped.
     pub async fn run_round_now(&self) -> Result<(), String> {
+        self.request_round(None).await
+    }
+
+    /// Runs a scheduled run's round now: only `run.tasks`, recorded in the history with
+    /// `run` set (see [`State::finish_scheduled_round`]); returns once that is done.
+    ///
+    /// # Errors
+    /// As [`State::run_round_now`].
+    pub async fn run_scheduled_now(&self, run: ScheduledRun) -> Result<(), String> {
+        self.request_round(Some(run)).await
+    }
+
+    async fn request_round(&self, run: Option<ScheduledRun>) -> Result<(), String> {
         let tx = self.round_requests.get().ok_or("no round loop runs in this process")?;
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        tx.try_send(done_tx).map_err(|e| format!("cannot request a round: {e}"))?;
+        let (done, done_rx) = tokio::sync::oneshot::channel();
+        tx.try_send(RoundRequest { run, done }).map_err(|e| format!("cannot request a round: {e}"))?;
         done_rx.await.map_err(|_| "the round loop stopped".to_string())
+    }
+
+    /// Records a scheduled run: `partial` (a round of only `run.tasks`) updates the latest
+    /// round ([`CheckRound::updated_with`]), and the merged report is recorded at once with
+    /// `run` set; with the `trends` task it carries the 30-day disk and 7-day alert trends.
+    ///
+    /// # Errors
+    /// The history cannot be read or written.
+    pub fn finish_scheduled_round(&self, partial: CheckRound, mut run: ScheduledRun, now: Timestamp) -> Result<Recorded, StoreError> {
+        let tasks: std::collections::BTreeSet<Task> = run.tasks.iter().copied().collect();
+        let previous = self.round.read().map(|r| r.clone()).unwrap_or_default();
+        self.set_round(previous.updated_with(partial, &tasks));
+        if tasks.contains(&Task::Trends) {
+            run.trends = Some(RunTrends {
+                disk_30d: crate::history::disk_trends(&self.history, now, 30)?,
+                alerts_7d: crate::history::alert_counts(&self.history, now, 7)?,
+            });
+        }
+        let mut report = self.cluster_report(now);
+        report.run = Some(run);
+        let rec = self.history.record(&mut report)?;
+        if let Ok(mut l) = self.last_recorded.write() {
+            *l = Some(now);
+        }
+        Ok(rec)
     }
 
     /// Sets the maintenance window shown in reports (once).

@@ -76,6 +76,32 @@ pub struct ClusterReport {
     /// The maintenance window and what waits for it; absent when none is configured.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub maintenance: Option<MaintenanceStatus>,
+    /// Set on the report a scheduled run (daily, weekly, monthly) recorded: which runs it
+    /// stands for and what they ran. Absent on every other report.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub run: Option<ScheduledRun>,
+}
+
+/// A scheduled run's record: the runs it stands for and the tasks it ran. Checks outside
+/// `tasks` show their latest result from an earlier round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledRun {
+    /// `daily`, `weekly`, `monthly`: the runs due at this slot, run as one round.
+    pub kinds: Vec<String>,
+    /// The union of their `checks:` lists.
+    pub tasks: Vec<crate::schedule::config::Task>,
+    /// With the `trends` task (the monthly capacity review): disk usage per node and
+    /// mount over 30 days with days until full, and alert counts over 7 days.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub trends: Option<RunTrends>,
+}
+
+/// The trends a `trends` task records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunTrends {
+    pub disk_30d: Vec<crate::history::DiskTrend>,
+    /// Alert name → in how many recorded reports of the last 7 days it was firing.
+    pub alerts_7d: BTreeMap<String, u64>,
 }
 
 /// The maintenance window as of the report: destructive cleanups (applying proposals,
@@ -216,6 +242,35 @@ pub struct CheckRound {
     pub node_events: BTreeMap<String, Vec<NodeEvent>>,
 }
 
+impl CheckRound {
+    /// This round updated by `partial`, a round that ran only `tasks`: its checks replace
+    /// the checks of the same name, its proposals and signals replace these when it ran
+    /// `cleanup` and `signals`, and its cluster facts replace these when it read the
+    /// cluster. Everything else stays as this round had it.
+    pub fn updated_with(mut self, partial: CheckRound, tasks: &std::collections::BTreeSet<crate::schedule::config::Task>) -> CheckRound {
+        use crate::schedule::config::Task;
+        for c in partial.checks {
+            match self.checks.iter_mut().find(|o| o.name == c.name) {
+                Some(o) => *o = c,
+                None => self.checks.push(c),
+            }
+        }
+        if tasks.contains(&Task::Cleanup) {
+            self.proposals = partial.proposals;
+        }
+        if tasks.contains(&Task::Signals) {
+            self.signals = partial.signals;
+        }
+        if partial.cluster_nodes.is_some() {
+            self.cluster_nodes = partial.cluster_nodes;
+            self.disk_pressure_nodes = partial.disk_pressure_nodes;
+            self.node_events = partial.node_events;
+        }
+        self.at = partial.at.or(self.at);
+        self
+    }
+}
+
 /// Thresholds of the merge.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MergeConfig {
@@ -315,6 +370,7 @@ pub fn merge(nodes: &[StoredNode], round: &CheckRound, cfg: &MergeConfig, now: T
         disk_pressure,
         findings,
         maintenance: None,
+        run: None,
     }
 }
 

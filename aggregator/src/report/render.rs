@@ -147,6 +147,10 @@ fn text(report: &ClusterReport, style: Style) -> String {
     let _ = writeln!(out, "- by: caretaker-aggregator {}", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(out, "- status: {} (score {}/100)", report.status, report.score);
     let _ = writeln!(out, "- nodes: {} ({fresh} fresh, {stale} stale, {missing} missing)", report.nodes.len());
+    if let Some(run) = &report.run {
+        let tasks: Vec<String> = run.tasks.iter().map(|t| serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()).collect();
+        let _ = writeln!(out, "- run: {} (scheduled: {})", run.kinds.join(", "), tasks.join(", "));
+    }
     out.push('\n');
 
     out.push_str(&h(2, "What was done"));
@@ -167,6 +171,30 @@ fn text(report: &ClusterReport, style: Style) -> String {
     if !report.checks.is_empty() {
         out.push_str(&checks_table(report, style));
         out.push_str("\n\n");
+    }
+
+    if let Some(trends) = report.run.as_ref().and_then(|r| r.trends.as_ref()) {
+        out.push_str(&h(2, "Trends"));
+        let mut t = table(style, &["Node", "Mount", "Used %", "Change per day", "Days until full"]);
+        for d in &trends.disk_30d {
+            t.add_row(vec![
+                d.node_name.clone(),
+                d.mountpoint.clone(),
+                d.points.last().map_or_else(|| "-".into(), |p| format!("{:.1}", p.1)),
+                d.slope_percent_per_day.map_or_else(|| "-".into(), |v| format!("{v:+.2} pp")),
+                d.days_until_full.map_or_else(|| "-".into(), |v| format!("{v:.0}")),
+            ]);
+        }
+        let _ = writeln!(out, "Disk usage over 30 days:\n\n{t}\n");
+        if trends.alerts_7d.is_empty() {
+            out.push_str("No alerts fired in the last 7 days.\n\n");
+        } else {
+            let mut t = table(style, &["Alert", "Reports firing (7 days)"]);
+            for (name, n) in &trends.alerts_7d {
+                t.add_row(vec![name.clone(), n.to_string()]);
+            }
+            let _ = writeln!(out, "Alerts over 7 days:\n\n{t}\n");
+        }
     }
 
     out.push_str(&h(2, "Problems"));

@@ -359,6 +359,7 @@ mod tests {
             disk_pressure: vec![],
             findings,
             maintenance: None,
+            run: None,
         }
     }
 
