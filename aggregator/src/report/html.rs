@@ -50,6 +50,60 @@ pub fn html(report: &ClusterReport) -> String {
     page(report, &MergeConfig::default()).into_string()
 }
 
+/// Renders the findings that differ between two recorded reports as a complete HTML5
+/// page (same style sheet and policy as the report page): new, resolved and changed
+/// findings, each table with its count.
+pub fn diff_html(d: &crate::history::ReportDiff) -> String {
+    let when = |t: Option<Timestamp>| t.map_or_else(|| "-".to_string(), fmt_time);
+    let title = format!("caretaker findings from {} to {}", when(d.from), when(d.to));
+    let section = |name: &str, list: &[super::TrackedFinding]| {
+        markup! {
+            h2 { (name) " (" (list.len()) ")" }
+            @if list.is_empty() {
+                p.empty { "None." }
+            } @else {
+                table {
+                    thead { tr { th { "Severity" } th { "Check" } th { "Object" } th { "Finding" } th { "First seen" } th { "Last seen" } } }
+                    tbody {
+                        @for f in list {
+                            tr data-severity=(f.severity.to_string()) {
+                                td { span class={ "sev sev-" (f.severity) } { (f.severity) } }
+                                td.code { (f.check) "/" (f.code) }
+                                td { (f.object.to_string()) }
+                                td { (f.message) }
+                                td.nowrap { (fmt_time(f.first_seen)) }
+                                td.nowrap { (fmt_time(f.last_seen)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    markup! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="Content-Security-Policy" content=(CSP);
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                main {
+                    h1 { (title) }
+                    p.meta { (d.new.len()) " new, " (d.resolved.len()) " resolved, " (d.changed.len()) " changed" }
+                    (section("New", &d.new))
+                    (section("Resolved", &d.resolved))
+                    (section("Changed", &d.changed))
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
 /// The style sheet; constant, so it is the one thing spliced unescaped.
 const CSS: &str = r#"
 :root { --ok:#1a7f37; --info:#0969da; --warning:#bf8700; --critical:#cf222e; --muted:#656d76;
@@ -916,6 +970,31 @@ mod tests {
         let start = page.find(attrs).unwrap_or_else(|| panic!("no row with {attrs}"));
         let end = page[start..].find("</tr>").unwrap() + start;
         &page[start..end]
+    }
+
+    #[test]
+    fn the_diff_page_lists_new_resolved_and_changed_findings_escaped() {
+        let r = sample();
+        assert!(r.findings.len() >= 2, "the sample has findings");
+        let d = crate::history::ReportDiff {
+            from: Some("2026-11-22T03:00:00Z".parse().unwrap()),
+            to: Some("2026-11-29T03:00:00Z".parse().unwrap()),
+            new: vec![r.findings[0].clone()],
+            resolved: vec![r.findings[1].clone()],
+            changed: vec![],
+        };
+        let page = diff_html(&d);
+        assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+        assert!(page.contains("<title>caretaker findings from 2026-11-22 03:00 UTC to 2026-11-29 03:00 UTC</title>"), "{page}");
+        assert!(page.contains("1 new, 1 resolved, 0 changed"), "{page}");
+        assert!(page.contains("<h2>New (1)</h2>") && page.contains("<h2>Resolved (1)</h2>") && page.contains("<h2>Changed (0)</h2>"), "{page}");
+        let new_at = page.find("<h2>New (1)</h2>").unwrap();
+        let resolved_at = page.find("<h2>Resolved (1)</h2>").unwrap();
+        let first = maud::html! { (r.findings[0].message) }.into_string();
+        let second = maud::html! { (r.findings[1].message) }.into_string();
+        assert!(page[new_at..resolved_at].contains(&first), "{page}");
+        assert!(page[resolved_at..].contains(&second), "{page}");
+        assert!(!page.contains("<script"), "messages are escaped");
     }
 
     #[test]

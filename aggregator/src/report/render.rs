@@ -42,8 +42,9 @@ pub fn render(report: &ClusterReport, output: Output) -> Result<String, serde_js
 pub fn render_diff(d: &crate::history::ReportDiff, output: Output) -> Result<String, serde_json::Error> {
     let style = match output {
         Output::Json => return Ok(serde_json::to_string_pretty(d)? + "\n"),
+        Output::Html => return Ok(super::html::diff_html(d)),
         Output::Markdown => Style::Markdown,
-        _ => Style::Terminal,
+        Output::Table => Style::Terminal,
     };
     let when = |t: Option<jiff::Timestamp>| t.map_or_else(|| "-".into(), |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string());
     let mut out = format!(
