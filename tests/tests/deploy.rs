@@ -47,8 +47,11 @@ fn kustomize(dir: &str) -> Option<String> {
     Some(String::from_utf8(out.stdout).expect("UTF-8 output"))
 }
 
+/// Template path → rendered text, and Helm's lint report.
+type Rendered = (BTreeMap<String, String>, Value);
+
 /// The chart rendered and linted by Helm's engine: (template path → text, lint report).
-fn helm(values: &Value) -> Option<Result<(BTreeMap<String, String>, Value), String>> {
+fn helm(values: &Value) -> Option<Result<Rendered, String>> {
     let Ok(python) = std::env::var("CARETAKER_HELM_PYTHON") else {
         return missing("CARETAKER_HELM_PYTHON is not set (a python with helm-python-sdk)");
     };
