@@ -6,16 +6,27 @@
 //! without a valid token gets 401 (gRPC `UNAUTHENTICATED`), one with a read token on an
 //! admin action 403 (`PERMISSION_DENIED`). Tokens are compared in constant time and never
 //! logged: the log names a token by its configured `name`.
+//!
+//! # Reload
+//! Token files are followed like the TLS files ([`crate::tls`]): before a request that
+//! needs a token, each token file's modification time, size and inode are compared with
+//! the last ones seen, and a changed file is read again (Kubernetes swaps a Secret volume's
+//! files atomically), so a rotated token takes effect without a restart and the old one is
+//! refused from then on. A changed file that cannot be read, is empty or too short keeps
+//! the last good token and is logged once, naming the file. Tokens from environment
+//! variables are read once.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
-use tracing::{debug, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::AuthConfig;
 
@@ -88,15 +99,37 @@ impl Denied {
     }
 }
 
+#[derive(Clone)]
 struct Token {
     name: String,
     scope: Scope,
     secret: Vec<u8>,
 }
 
+/// Modification time, size and inode of a token file; `None`: it cannot be stat'ed.
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamp(path: &std::path::Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), m.ino()))
+}
+
+/// A token read from a file, followed for changes.
+struct Watched {
+    /// Index of the token in [`Auth::tokens`].
+    index: usize,
+    path: PathBuf,
+    /// What the file looked like when it was last read (successfully or not).
+    stamp: Stamp,
+}
+
 /// The accepted tokens and the policy.
 pub struct Auth {
-    tokens: Vec<Token>,
+    /// The current tokens, in config order. A lock, not a copy per request: a reload
+    /// replaces one entry in place.
+    tokens: Mutex<Vec<Token>>,
+    /// The tokens that come from files (empty for tokens given directly or by variable).
+    watched: Mutex<Vec<Watched>>,
     anonymous: bool,
     metrics_require_token: bool,
 }
@@ -104,51 +137,106 @@ pub struct Auth {
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Names and scopes only: a token never reaches a log.
-        let names: Vec<(&str, Scope)> = self.tokens.iter().map(|t| (t.name.as_str(), t.scope)).collect();
+        let tokens = lock(&self.tokens);
+        let names: Vec<(&str, Scope)> = tokens.iter().map(|t| (t.name.as_str(), t.scope)).collect();
         f.debug_struct("Auth").field("tokens", &names).field("anonymous", &self.anonymous).finish_non_exhaustive()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A token's secret from its raw text: trimmed, non-empty, at least 16 characters.
+fn secret(name: &str, raw: &str) -> Result<Vec<u8>, AuthError> {
+    let secret = raw.trim();
+    if secret.is_empty() {
+        return Err(AuthError::Empty { name: name.to_string() });
+    }
+    if secret.len() < 16 {
+        return Err(AuthError::Short { name: name.to_string() });
+    }
+    Ok(secret.as_bytes().to_vec())
+}
+
+fn read_token_file(name: &str, path: &std::path::Path) -> Result<Vec<u8>, AuthError> {
+    let raw = std::fs::read_to_string(path).map_err(|source| AuthError::Read { name: name.to_string(), path: path.to_path_buf(), source })?;
+    secret(name, &raw)
 }
 
 impl Auth {
     /// No tokens needed anywhere (in-process tests, `standalone` on loopback).
     pub fn anonymous() -> Self {
-        Self { tokens: Vec::new(), anonymous: true, metrics_require_token: false }
+        Self { tokens: Mutex::new(Vec::new()), watched: Mutex::new(Vec::new()), anonymous: true, metrics_require_token: false }
     }
 
     /// Tokens given directly: `(name, scope, token)`.
     pub fn with_tokens(tokens: impl IntoIterator<Item = (String, Scope, String)>, metrics_require_token: bool) -> Self {
         Self {
-            tokens: tokens.into_iter().map(|(name, scope, t)| Token { name, scope, secret: t.into_bytes() }).collect(),
+            tokens: Mutex::new(tokens.into_iter().map(|(name, scope, t)| Token { name, scope, secret: t.into_bytes() }).collect()),
+            watched: Mutex::new(Vec::new()),
             anonymous: false,
             metrics_require_token,
         }
     }
 
-    /// Reads the tokens from their files and variables.
+    /// Reads the tokens from their files and variables; files are read again when they
+    /// change (see the module docs).
     ///
     /// # Errors
     /// A token that cannot be read, is empty or shorter than 16 characters.
     pub fn from_config(cfg: &AuthConfig) -> Result<Self, AuthError> {
         let mut tokens = Vec::new();
+        let mut watched = Vec::new();
         for t in &cfg.tokens {
-            let raw = match (&t.file, &t.env) {
-                (Some(path), _) => std::fs::read_to_string(path)
-                    .map_err(|source| AuthError::Read { name: t.name.clone(), path: path.clone(), source })?,
-                (None, Some(var)) => {
-                    std::env::var(var).map_err(|_| AuthError::Env { name: t.name.clone(), var: var.clone() })?
+            let secret = match (&t.file, &t.env) {
+                (Some(path), _) => {
+                    // Stamp first: a change while reading is seen at the next request.
+                    let st = stamp(path);
+                    let s = read_token_file(&t.name, path)?;
+                    watched.push(Watched { index: tokens.len(), path: path.clone(), stamp: st });
+                    s
                 }
-                (None, None) => String::new(),
+                (None, Some(var)) => {
+                    let raw = std::env::var(var).map_err(|_| AuthError::Env { name: t.name.clone(), var: var.clone() })?;
+                    secret(&t.name, &raw)?
+                }
+                (None, None) => return Err(AuthError::Empty { name: t.name.clone() }),
             };
-            let secret = raw.trim();
-            if secret.is_empty() {
-                return Err(AuthError::Empty { name: t.name.clone() });
-            }
-            if secret.len() < 16 {
-                return Err(AuthError::Short { name: t.name.clone() });
-            }
-            tokens.push(Token { name: t.name.clone(), scope: t.scope, secret: secret.as_bytes().to_vec() });
+            tokens.push(Token { name: t.name.clone(), scope: t.scope, secret });
         }
-        Ok(Self { tokens, anonymous: cfg.allow_anonymous, metrics_require_token: cfg.metrics_require_token })
+        Ok(Self {
+            tokens: Mutex::new(tokens),
+            watched: Mutex::new(watched),
+            anonymous: cfg.allow_anonymous,
+            metrics_require_token: cfg.metrics_require_token,
+        })
+    }
+
+    /// Reads again every token file whose stamp changed. A file that no longer loads keeps
+    /// the last good token; the error, naming the file, is logged once per change.
+    pub fn reload_changed(&self) {
+        let mut watched = lock(&self.watched);
+        for w in watched.iter_mut() {
+            let now = stamp(&w.path);
+            if now == w.stamp {
+                continue;
+            }
+            w.stamp = now;
+            let name = lock(&self.tokens)[w.index].name.clone();
+            match read_token_file(&name, &w.path) {
+                Ok(secret) => {
+                    lock(&self.tokens)[w.index].secret = secret;
+                    info!(token = %name, path = %w.path.display(), "Token file changed; the new token is in effect and the old one is refused.");
+                }
+                Err(e) => error!(
+                    token = %name,
+                    path = %w.path.display(),
+                    error = %e,
+                    "Token file changed but does not hold a usable token; still accepting the previous token."
+                ),
+            }
+        }
     }
 
     /// The scope a request needs, from its path and method; `None`: no token needed.
@@ -167,19 +255,21 @@ impl Auth {
     }
 
     /// Decides one request. On success returns the token's name (for the log), `None`
-    /// when no token was needed.
+    /// when no token was needed. Token files that changed are read first.
     ///
     /// # Errors
     /// Why the request is refused.
-    pub fn check(&self, path: &str, method: &Method, headers: &HeaderMap) -> Result<Option<&str>, Denied> {
+    pub fn check(&self, path: &str, method: &Method, headers: &HeaderMap) -> Result<Option<String>, Denied> {
         let Some(needed) = self.required_scope(path, method) else { return Ok(None) };
         if self.anonymous {
             return Ok(None);
         }
         let Some(given) = bearer(headers) else { return Err(Denied::Missing) };
+        self.reload_changed();
+        let tokens = lock(&self.tokens);
         // Compare against every token, without stopping at the first match.
         let mut found: Option<&Token> = None;
-        for t in &self.tokens {
+        for t in tokens.iter() {
             if bool::from(t.secret.as_slice().ct_eq(given)) {
                 found = Some(t);
             }
@@ -187,7 +277,7 @@ impl Auth {
         match found {
             None => Err(Denied::Invalid),
             Some(t) if t.scope < needed => Err(Denied::Forbidden),
-            Some(t) => Ok(Some(&t.name)),
+            Some(t) => Ok(Some(t.name.clone())),
         }
     }
 }
@@ -207,7 +297,7 @@ pub async fn http_middleware(
     use axum::response::IntoResponse;
     match auth.check(req.uri().path(), req.method(), req.headers()) {
         Ok(token) => {
-            debug!(path = %req.uri().path(), token = token.unwrap_or("-"), "Authorized an API request.");
+            debug!(path = %req.uri().path(), token = token.as_deref().unwrap_or("-"), "Authorized an API request.");
             next.run(req).await
         }
         Err(d) => {
@@ -319,9 +409,9 @@ mod tests {
         let (get, post) = (Method::GET, Method::POST);
         assert_eq!(a.check("/api/v1/report", &get, &headers(None)), Err(Denied::Missing));
         assert_eq!(a.check("/api/v1/report", &get, &headers(Some("read-token-012345678"))), Err(Denied::Invalid));
-        assert_eq!(a.check("/api/v1/report", &get, &headers(Some("read-token-0123456789"))), Ok(Some("ro")));
+        assert_eq!(a.check("/api/v1/report", &get, &headers(Some("read-token-0123456789"))), Ok(Some("ro".into())));
         assert_eq!(a.check("/api/v1/x", &post, &headers(Some("read-token-0123456789"))), Err(Denied::Forbidden));
-        assert_eq!(a.check("/api/v1/x", &post, &headers(Some("admin-token-0123456789"))), Ok(Some("ops")));
+        assert_eq!(a.check("/api/v1/x", &post, &headers(Some("admin-token-0123456789"))), Ok(Some("ops".into())));
         assert_eq!(a.check("/healthz", &get, &headers(None)), Ok(None));
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, "Basic cmVhZC10b2tlbg==".parse().unwrap());
@@ -343,7 +433,7 @@ mod tests {
         )
         .unwrap();
         let a = Auth::from_config(&cfg).unwrap();
-        assert_eq!(a.check("/api/v1/report", &Method::GET, &headers(Some("file-token-0123456789"))), Ok(Some("ro")));
+        assert_eq!(a.check("/api/v1/report", &Method::GET, &headers(Some("file-token-0123456789"))), Ok(Some("ro".into())));
         std::fs::write(&f, "short\n").unwrap();
         assert_eq!(
             Auth::from_config(&cfg).unwrap_err().to_string(),
@@ -355,5 +445,83 @@ mod tests {
         )
         .unwrap();
         assert_eq!(Auth::from_config(&cfg).unwrap_err().to_string(), "auth.tokens ops: environment variable CARETAKER_TEST_UNSET_TOKEN_VAR is not set");
+    }
+
+    fn file_config(read: &std::path::Path, admin: &std::path::Path) -> AuthConfig {
+        caretaker_proto::config::parse_yaml(
+            &format!(
+                "tokens:\n  - {{name: ro, scope: read, file: {}}}\n  - {{name: ops, scope: admin, file: {}}}\n",
+                read.display(),
+                admin.display()
+            ),
+            std::path::Path::new("c"),
+        )
+        .unwrap()
+    }
+
+    /// Replaces a file the way Kubernetes updates a Secret volume: a new file renamed over it.
+    fn swap(path: &std::path::Path, text: &str) {
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    async fn status(app: &axum::Router, token: &str) -> StatusCode {
+        use tower::ServiceExt;
+        let req = Request::get("/api/v1/report").header(header::AUTHORIZATION, format!("Bearer {token}")).body(axum::body::Body::empty()).unwrap();
+        app.clone().oneshot(req).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn a_rotated_token_file_takes_effect_without_restart_and_the_old_token_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (read, admin) = (dir.path().join("read"), dir.path().join("admin"));
+        std::fs::write(&read, "old-read-token-0123456789\n").unwrap();
+        std::fs::write(&admin, "admin-token-0123456789\n").unwrap();
+        let auth = Arc::new(Auth::from_config(&file_config(&read, &admin)).unwrap());
+        let app = axum::Router::new()
+            .route("/api/v1/report", axum::routing::get(|| async { "report" }))
+            .layer(axum::middleware::from_fn_with_state(Arc::clone(&auth), http_middleware));
+
+        assert_eq!(status(&app, "old-read-token-0123456789").await, StatusCode::OK);
+        assert_eq!(status(&app, "new-read-token-0123456789").await, StatusCode::UNAUTHORIZED);
+
+        swap(&read, "new-read-token-0123456789\n");
+        assert_eq!(status(&app, "old-read-token-0123456789").await, StatusCode::UNAUTHORIZED, "the old token is refused after rotation");
+        assert_eq!(status(&app, "new-read-token-0123456789").await, StatusCode::OK, "the new token is accepted without a restart");
+        assert_eq!(status(&app, "admin-token-0123456789").await, StatusCode::OK, "the other token is untouched");
+
+        // Rewritten in place (same inode, other size): seen as well.
+        std::fs::write(&read, "third-read-token-0123456789-longer\n").unwrap();
+        assert_eq!(status(&app, "new-read-token-0123456789").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status(&app, "third-read-token-0123456789-longer").await, StatusCode::OK);
+    }
+
+    #[test]
+    fn a_token_file_that_becomes_empty_unreadable_or_short_keeps_the_last_good_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let (read, admin) = (dir.path().join("read"), dir.path().join("admin"));
+        std::fs::write(&read, "good-read-token-0123456789").unwrap();
+        std::fs::write(&admin, "admin-token-0123456789").unwrap();
+        let a = Auth::from_config(&file_config(&read, &admin)).unwrap();
+        let get = Method::GET;
+        let good = headers(Some("good-read-token-0123456789"));
+        assert_eq!(a.check("/api/v1/report", &get, &good), Ok(Some("ro".into())));
+
+        swap(&read, "");
+        assert_eq!(a.check("/api/v1/report", &get, &good), Ok(Some("ro".into())), "empty: the last good token stays");
+        swap(&read, "short\n");
+        assert_eq!(a.check("/api/v1/report", &get, &good), Ok(Some("ro".into())), "too short: the last good token stays");
+        assert_eq!(a.check("/api/v1/report", &get, &headers(Some("short"))), Err(Denied::Invalid));
+        std::fs::remove_file(&read).unwrap();
+        assert_eq!(a.check("/api/v1/report", &get, &good), Ok(Some("ro".into())), "gone: the last good token stays");
+        std::fs::create_dir(&read).unwrap();
+        assert_eq!(a.check("/api/v1/report", &get, &good), Ok(Some("ro".into())), "unreadable: the last good token stays");
+        std::fs::remove_dir(&read).unwrap();
+
+        // A good file again is taken.
+        swap(&read, "fresh-read-token-0123456789");
+        assert_eq!(a.check("/api/v1/report", &get, &good), Err(Denied::Invalid));
+        assert_eq!(a.check("/api/v1/report", &get, &headers(Some("fresh-read-token-0123456789"))), Ok(Some("ro".into())));
     }
 }

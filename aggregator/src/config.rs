@@ -30,6 +30,11 @@
 //! max_reports_per_minute: 120 # per agent stream; more is refused (default 120)
 //! schedule: {}                # daily/weekly/monthly runs, maintenance window, notifications:
 //!                             # see schedule::config for every option and default
+//! leader_election:            # absent (default): serve at once, alone. Present: replicas
+//!   lease_name: caretaker-aggregator  # elect a leader through this Lease; only the
+//!   lease_duration: 15s       # leader opens the store and serves (see leader::config;
+//!   renew_deadline: 10s       # namespace and identity default to $POD_NAMESPACE and
+//!   retry_period: 2s          # $POD_NAME)
 //! ```
 
 use std::net::SocketAddr;
@@ -42,6 +47,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::checks::ChecksConfig;
 use crate::cleanup::CleanupConfig;
+use crate::leader::config::LeaderElectionConfig;
 use crate::rounds::ClusterConfig;
 use crate::schedule::config::ScheduleConfig;
 use crate::signals::config::SignalsConfig;
@@ -95,6 +101,10 @@ pub struct AggregatorConfig {
     /// seed's (03:00 Asia/Tokyo; window Sunday 03:00–05:00); see [`ScheduleConfig`].
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    /// Leader election between replicas through a Lease; absent (the default): this
+    /// process serves at once, alone. See [`crate::leader`].
+    #[serde(default)]
+    pub leader_election: Option<LeaderElectionConfig>,
 }
 
 /// The aggregator's TLS files (PEM). They are read again whenever one of them changes
@@ -169,6 +179,9 @@ impl AggregatorConfig {
             if t.file.is_some() == t.env.is_some() {
                 return Err(format!("auth.tokens[{i}] ({}) needs exactly one of file and env", t.name));
             }
+        }
+        if let Some(le) = &self.leader_election {
+            le.validate()?;
         }
         Ok(())
     }
@@ -249,6 +262,7 @@ impl Default for AggregatorConfig {
             auth: AuthConfig::default(),
             max_reports_per_minute: default_max_reports_per_minute(),
             schedule: ScheduleConfig::default(),
+            leader_election: None,
         }
     }
 }

@@ -20,6 +20,8 @@
 //! - [`tls`]: server TLS, node identity from client certificates, reload on change.
 //! - [`auth`]: bearer tokens of the query APIs; [`certs`]: `caretaker-aggregator certs`.
 //! - [`standalone`]: aggregator + agent of this machine in one process.
+//! - [`leader`]: leader election between replicas through a Lease; a standby serves
+//!   only `/healthz` and `/readyz` (503) until it holds the Lease.
 //!
 //! Start reading at [`ingest::IngestService`] and [`state::State::ingest`].
 
@@ -32,6 +34,7 @@ pub mod config;
 pub mod history;
 pub mod http;
 pub mod ingest;
+pub mod leader;
 pub mod metrics;
 pub mod query;
 pub mod report;

@@ -1,6 +1,6 @@
 //! `caretaker-aggregator`: parses the command line and wires the library together.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,9 @@ use caretaker_aggregator::schedule::runner::{RunnerOptions, SystemClock, run_sch
 use caretaker_aggregator::schedule::runs::{RunState, Schedule};
 use caretaker_aggregator::schedule::window::MaintenanceWindow;
 use caretaker_aggregator::state::State;
-use caretaker_aggregator::store::Store;
+use caretaker_aggregator::leader::config::{Election, Timing};
+use caretaker_aggregator::leader::lease::Elector;
+use caretaker_aggregator::store::{Store, StoreError};
 use caretaker_aggregator::auth::Auth;
 use caretaker_aggregator::server::ServeOptions;
 use caretaker_aggregator::tls::ReloadingTls;
@@ -155,66 +157,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config } => {
-            let cfg: AggregatorConfig = match load_yaml(&config) {
-                Ok(c) => c,
-                Err(e) => return Ok(usage_error(e)),
-            };
-            if let Err(e) = cfg.validate() {
-                return Ok(usage_error(format!("invalid config file {}: {e}", config.display())));
-            }
-            let tls = match cfg.tls.clone().map(ReloadingTls::load).transpose() {
-                Ok(t) => t.map(Arc::new),
-                Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
-            };
-            let auth = match Auth::from_config(&cfg.auth) {
-                Ok(a) => Arc::new(a),
-                Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
-            };
-            if cfg.insecure_plaintext {
-                warn!("insecure_plaintext: serving without TLS; agents are not authenticated.");
-            }
-            let options = ServeOptions { tls, auth, reports_per_minute: cfg.max_reports_per_minute };
-            let store = if cfg.in_memory { Store::in_memory() } else { Store::open(&cfg.data_dir) }
-                .with_context(|| format!("open the store in {}", cfg.data_dir.display()))?;
-            let state = State::with_retention(store, cfg.stale_after_intervals, cfg.history.retention()).context("load the store")?;
-            let rounds = caretaker_aggregator::rounds::Rounds::new(cfg.rounds());
-            runtime()?.block_on(async {
-                let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc)
-                    .await
-                    .with_context(|| format!("bind gRPC on {}", cfg.listen.grpc))?;
-                let http = tokio::net::TcpListener::bind(cfg.listen.http)
-                    .await
-                    .with_context(|| format!("bind HTTP on {}", cfg.listen.http))?;
-                let shutdown = CancellationToken::new();
-                let server = tokio::spawn(server::serve_with(Arc::clone(&state), grpc, http, shutdown.clone(), options));
-                let notifier = match cfg.schedule.notifications.webhook_url {
-                    Some(_) => Some(Notifier::new(&cfg.schedule.notifications).context("notifications")?),
-                    None => None,
-                };
-                state.set_window(MaintenanceWindow::new(&cfg.schedule.maintenance_window, &cfg.schedule.time_zone));
-                tokio::spawn(
-                    caretaker_aggregator::rounds::run_loop(
-                        Arc::clone(&state),
-                        rounds,
-                        cfg.history.record_interval,
-                        notifier,
-                        shutdown.clone(),
-                    )
-                    .instrument(tracing::info_span!("rounds")),
-                );
-                tokio::spawn(scheduled_rounds(Arc::clone(&state), Schedule::new(&cfg.schedule), shutdown.clone()).instrument(tracing::info_span!("scheduler")));
-                wait_for_signal().await;
-                shutdown.cancel();
-                match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
-                    Ok(Ok(r)) => r.context("server")?,
-                    Ok(Err(e)) => return Err(anyhow::anyhow!("server task: {e}")),
-                    Err(_) => warn!("Servers did not drain within {DRAIN_TIMEOUT:?}; exiting anyway."),
-                }
-                Ok::<_, anyhow::Error>(())
-            })?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve { config } => serve(&config),
         Command::Report { server, output, at, diff, ca_file, token_file, token_env } => {
             let token = match token_file {
                 Some(f) => Some(std::fs::read_to_string(&f).with_context(|| format!("read token file {}", f.display()))?.trim().to_string()),
@@ -295,6 +238,183 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `serve`: read and check the config, then run until SIGTERM (or, with leader election,
+/// until leadership is lost: exit code 1, so Kubernetes restarts the pod as a standby).
+fn serve(config: &Path) -> anyhow::Result<ExitCode> {
+    let cfg: AggregatorConfig = match load_yaml(config) {
+        Ok(c) => c,
+        Err(e) => return Ok(usage_error(e)),
+    };
+    if let Err(e) = cfg.validate() {
+        return Ok(usage_error(format!("invalid config file {}: {e}", config.display())));
+    }
+    let election = match cfg.leader_election.as_ref().map(|le| le.resolve(|k| std::env::var(k).ok())).transpose() {
+        Ok(e) => e,
+        Err(e) => return Ok(usage_error(format!("invalid config file {}: {e}", config.display()))),
+    };
+    let tls = match cfg.tls.clone().map(ReloadingTls::load).transpose() {
+        Ok(t) => t.map(Arc::new),
+        Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
+    };
+    let auth = match Auth::from_config(&cfg.auth) {
+        Ok(a) => Arc::new(a),
+        Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
+    };
+    if cfg.insecure_plaintext {
+        warn!("insecure_plaintext: serving without TLS; agents are not authenticated.");
+    }
+    let options = ServeOptions { tls, auth, reports_per_minute: cfg.max_reports_per_minute };
+    runtime()?.block_on(serve_until_stopped(cfg, election, options))
+}
+
+fn open_store(cfg: &AggregatorConfig) -> Result<Store, StoreError> {
+    if cfg.in_memory { Store::in_memory() } else { Store::open(&cfg.data_dir) }
+}
+
+/// Opens the store as the new leader. A former leader may still be draining with the file
+/// open (redb locks it): retry every `retry_period` for up to `lease_duration`. `None`:
+/// stopped meanwhile.
+async fn open_store_as_leader(cfg: &AggregatorConfig, timing: Timing, stop: &CancellationToken) -> anyhow::Result<Option<Store>> {
+    let give_up = tokio::time::Instant::now() + timing.lease_duration;
+    loop {
+        match open_store(cfg) {
+            Ok(s) => return Ok(Some(s)),
+            Err(e @ StoreError::Locked { .. }) if tokio::time::Instant::now() < give_up => {
+                warn!(error = %e, "The store is still open in the former leader; retrying.");
+            }
+            Err(e) => return Err(e).with_context(|| format!("open the store in {}", cfg.data_dir.display())),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(timing.retry_period) => {}
+            () = stop.cancelled() => return Ok(None),
+        }
+    }
+}
+
+async fn serve_until_stopped(cfg: AggregatorConfig, election: Option<Election>, options: ServeOptions) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    let s = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        s.cancel();
+    });
+    let bind_http = || -> anyhow::Result<std::net::TcpListener> {
+        let l = std::net::TcpListener::bind(cfg.listen.http).with_context(|| format!("bind HTTP on {}", cfg.listen.http))?;
+        l.set_nonblocking(true).context("HTTP listener")?;
+        Ok(l)
+    };
+
+    // With leader election: a standby until this replica holds the Lease. The HTTP socket
+    // is bound once; the standby serves a clone of it and the leader the socket itself, so
+    // the port never closes in between.
+    let lost = CancellationToken::new();
+    let hold_stop = CancellationToken::new();
+    let (http, store, holder) = match election {
+        None => {
+            let store = open_store(&cfg).with_context(|| format!("open the store in {}", cfg.data_dir.display()))?;
+            (bind_http()?, store, None)
+        }
+        Some(election) => {
+            let http = bind_http()?;
+            let client = kube::Client::try_default().await.context("leader election needs the Kubernetes API (in-cluster config or kubeconfig)")?;
+            let mut elector = Elector::new(client, election);
+            let standby_stop = CancellationToken::new();
+            let standby_http = tokio::net::TcpListener::from_std(http.try_clone().context("HTTP listener")?).context("HTTP listener")?;
+            let standby = tokio::spawn(caretaker_aggregator::leader::standby::serve(standby_http, options.tls.clone(), standby_stop.clone()));
+            let acquired = elector.acquire(&shutdown).await;
+            standby_stop.cancel();
+            match tokio::time::timeout(Duration::from_secs(1), standby).await {
+                Ok(Ok(Err(e))) => warn!(error = %e, "The standby HTTP server failed."),
+                Ok(_) => {}
+                Err(_) => warn!("The standby HTTP server did not stop within 1s; going on."),
+            }
+            if !acquired {
+                info!("Stopped as a standby.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let timing = elector.timing();
+            let (stop, lost_tx) = (hold_stop.clone(), lost.clone());
+            let holder = tokio::spawn(
+                async move {
+                    let r = elector.hold(&stop).await;
+                    if let Err(e) = &r {
+                        error!(error = %e, "Lost leadership; stopping so that Kubernetes restarts this replica as a standby.");
+                        lost_tx.cancel();
+                    }
+                    elector
+                }
+                .instrument(tracing::info_span!("lease")),
+            );
+            let stop_either = CancellationToken::new();
+            let (a, b, c) = (shutdown.clone(), lost.clone(), stop_either.clone());
+            tokio::spawn(async move {
+                tokio::select! { () = a.cancelled() => {}, () = b.cancelled() => {} }
+                c.cancel();
+            });
+            match open_store_as_leader(&cfg, timing, &stop_either).await? {
+                Some(store) => (http, store, Some(holder)),
+                None => return finish(holder, &hold_stop, lost.is_cancelled()).await,
+            }
+        }
+    };
+
+    let state = State::with_retention(store, cfg.stale_after_intervals, cfg.history.retention()).context("load the store")?;
+    let rounds = caretaker_aggregator::rounds::Rounds::new(cfg.rounds());
+    let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc).await.with_context(|| format!("bind gRPC on {}", cfg.listen.grpc))?;
+    let http = tokio::net::TcpListener::from_std(http).context("HTTP listener")?;
+    let server = tokio::spawn(server::serve_with(Arc::clone(&state), grpc, http, shutdown.clone(), options));
+    let notifier = match cfg.schedule.notifications.webhook_url {
+        Some(_) => Some(Notifier::new(&cfg.schedule.notifications).context("notifications")?),
+        None => None,
+    };
+    state.set_window(MaintenanceWindow::new(&cfg.schedule.maintenance_window, &cfg.schedule.time_zone));
+    let rounds_task = tokio::spawn(
+        caretaker_aggregator::rounds::run_loop(Arc::clone(&state), rounds, cfg.history.record_interval, notifier, shutdown.clone())
+            .instrument(tracing::info_span!("rounds")),
+    );
+    let scheduler_task = tokio::spawn(
+        scheduled_rounds(Arc::clone(&state), Schedule::new(&cfg.schedule), shutdown.clone()).instrument(tracing::info_span!("scheduler")),
+    );
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = lost.cancelled() => {}
+    }
+    shutdown.cancel();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let r = server.await;
+        let _ = rounds_task.await;
+        let _ = scheduler_task.await;
+        r
+    })
+    .await;
+    // The last reference: the store file is closed (and its lock released) here, before
+    // the Lease is given up below.
+    drop(state);
+    match drained {
+        Ok(Ok(r)) => r.context("server")?,
+        Ok(Err(e)) => return Err(anyhow::anyhow!("server task: {e}")),
+        Err(_) => warn!("Servers did not drain within {DRAIN_TIMEOUT:?}; exiting anyway."),
+    }
+    match holder {
+        Some(h) => finish(h, &hold_stop, lost.is_cancelled()).await,
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Ends leadership: stops renewing and, unless it was lost, releases the Lease so a
+/// standby takes over at once. Lost leadership is exit code 1.
+async fn finish(holder: tokio::task::JoinHandle<Elector>, hold_stop: &CancellationToken, lost: bool) -> anyhow::Result<ExitCode> {
+    hold_stop.cancel();
+    let mut elector = holder.await.context("lease task")?;
+    if lost {
+        return Err(anyhow::anyhow!("lost the leader Lease {}; a standby takes over", elector.lease()));
+    }
+    if let Err(e) = elector.release().await {
+        warn!(error = %e, "Cannot release the leader Lease; a standby takes over once it expires.");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Key of the scheduler's run state in the store.

@@ -33,6 +33,11 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// Another process has the file open: redb takes an exclusive file lock. With leader
+    /// election only the Lease holder opens the store; a former leader that has not exited
+    /// yet still holds it for a moment.
+    #[error("store file {path} is locked by another process (another aggregator has it open; with leader election only the Lease holder may open it)")]
+    Locked { path: String },
     #[error("store: {0}")]
     Redb(#[from] redb::Error),
     #[error("store holds an unreadable entry for node {node:?}: {reason}")]
@@ -91,11 +96,17 @@ impl Store {
     /// Opens (or creates) `data_dir/caretaker.redb`.
     ///
     /// # Errors
-    /// The directory cannot be created or the file is not a redb database.
+    /// The directory cannot be created, the file is not a redb database, or another
+    /// process has it open ([`StoreError::Locked`]).
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::CreateDir { path: data_dir.display().to_string(), source })?;
-        let db = Database::create(data_dir.join(STORE_FILE))?;
+        let path = data_dir.join(STORE_FILE);
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked { path: path.display().to_string() }),
+            Err(e) => return Err(e.into()),
+        };
         Self::init(db)
     }
 
@@ -237,6 +248,18 @@ pub(crate) mod tests {
             images: None,
             volumes: vec![],
         }
+    }
+
+    #[test]
+    fn a_store_open_elsewhere_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        let path = dir.path().join(STORE_FILE);
+        assert!(matches!(&err, StoreError::Locked { path: p } if *p == path.display().to_string()), "{err:?}");
+        assert!(err.to_string().starts_with(&format!("store file {} is locked by another process", path.display())), "{err}");
+        drop(first);
+        Store::open(dir.path()).expect("free again once the holder closed it");
     }
 
     #[test]

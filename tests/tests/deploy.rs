@@ -47,8 +47,11 @@ fn kustomize(dir: &str) -> Option<String> {
     Some(String::from_utf8(out.stdout).expect("UTF-8 output"))
 }
 
+/// Template path → rendered text, and Helm's lint report.
+type Rendered = (BTreeMap<String, String>, Value);
+
 /// The chart rendered and linted by Helm's engine: (template path → text, lint report).
-fn helm(values: &Value) -> Option<Result<(BTreeMap<String, String>, Value), String>> {
+fn helm(values: &Value) -> Option<Result<Rendered, String>> {
     let Ok(python) = std::env::var("CARETAKER_HELM_PYTHON") else {
         return missing("CARETAKER_HELM_PYTHON is not set (a python with helm-python-sdk)");
     };
@@ -188,6 +191,23 @@ struct MonitorAuth {
     credentials: k8s_openapi::api::core::v1::SecretKeySelector,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct PodMonitorSpec {
+    selector: LabelSelector,
+    pod_metrics_endpoints: Vec<PodMetricsEndpoint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct PodMetricsEndpoint {
+    port: String,
+    path: String,
+    scheme: String,
+    interval: String,
+}
+
 /// Deserializing into these types is itself the check; some are not looked at further.
 #[derive(Debug)]
 #[allow(dead_code)]
@@ -208,6 +228,7 @@ enum Typed {
     Certificate(Box<Custom<CertificateSpec>>),
     Issuer(Box<Custom<IssuerSpec>>),
     ServiceMonitor(Box<Custom<ServiceMonitorSpec>>),
+    PodMonitor(Box<Custom<PodMonitorSpec>>),
 }
 
 /// One rendered object: its identity, its JSON and its typed form.
@@ -263,6 +284,7 @@ fn parse_all(text: &str) -> Vec<Obj> {
                 "Certificate" => Typed::Certificate(strict(&json, &what)),
                 "Issuer" => Typed::Issuer(strict(&json, &what)),
                 "ServiceMonitor" => Typed::ServiceMonitor(strict(&json, &what)),
+                "PodMonitor" => Typed::PodMonitor(strict(&json, &what)),
                 other => panic!("{what}: no rule covers kind {other}; add it to tests/tests/deploy.rs"),
             };
             Obj { kind, namespace, name, json, typed }
@@ -430,6 +452,64 @@ fn check_pod(o: &Obj, spec: &PodSpec, agent: bool) {
     }
 }
 
+/// The agent's `listen_http` port.
+const AGENT_HTTP_PORT: i32 = 9810;
+
+/// An httpGet probe as (path, port, scheme).
+fn http_probe(p: &Option<k8s_openapi::api::core::v1::Probe>) -> Option<(String, String, String)> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let h = p.as_ref()?.http_get.as_ref()?;
+    let port = match &h.port {
+        IntOrString::String(s) => s.clone(),
+        IntOrString::Int(i) => i.to_string(),
+    };
+    Some((h.path.clone().unwrap_or_default(), port, h.scheme.clone().unwrap_or_default()))
+}
+
+/// `status.disruptionsAllowed` of a PodDisruptionBudget, computed like the disruption
+/// controller: healthy pods minus the desired healthy (expected − maxUnavailable, or minAvailable).
+fn disruptions_allowed(p: &PodDisruptionBudget, expected: i32, healthy: i32) -> i32 {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let spec = p.spec.as_ref().expect("PDB spec");
+    let resolve = |v: &IntOrString| match v {
+        IntOrString::Int(i) => *i,
+        IntOrString::String(s) => {
+            let pct: i32 = s.trim_end_matches('%').parse().expect("a percentage");
+            (expected * pct + 99) / 100
+        }
+    };
+    let desired = match (&spec.max_unavailable, &spec.min_available) {
+        (Some(m), None) => expected - resolve(m),
+        (None, Some(m)) => resolve(m),
+        other => panic!("PDB needs exactly one of maxUnavailable and minAvailable: {other:?}"),
+    };
+    (healthy - desired.max(0)).max(0)
+}
+
+/// The store's volume: the PVC is rendered; ReadWriteOnce keeps both replicas on one node
+/// (required podAffinity on the hostname, selecting the aggregator pods), ReadWriteMany
+/// needs no affinity.
+fn check_data_volume(o: &Obj, pod: &PodSpec, spec: &k8s_openapi::api::apps::v1::DeploymentSpec, objs: &[Obj]) {
+    let data = pod.volumes.as_deref().unwrap_or_default().iter().find(|v| v.name == "data").expect("data volume");
+    let claim = &data.persistent_volume_claim.as_ref().expect("a PVC").claim_name;
+    let pvc = objs.iter().find(|x| x.kind == "PersistentVolumeClaim" && x.namespace == NS && &x.name == claim).unwrap_or_else(|| panic!("PVC {claim} is rendered"));
+    let Typed::Pvc(pvc) = &pvc.typed else { unreachable!() };
+    let modes = pvc.spec.as_ref().and_then(|s| s.access_modes.clone()).unwrap_or_default();
+    let affinity = pod.affinity.as_ref().and_then(|a| a.pod_affinity.as_ref());
+    match modes.as_slice() {
+        [m] if m == "ReadWriteOnce" => {
+            let terms = affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_deref()).unwrap_or_default();
+            assert_eq!(terms.len(), 1, "{}: one required podAffinity term with ReadWriteOnce", o.key());
+            assert_eq!(terms[0].topology_key, "kubernetes.io/hostname");
+            let sel = terms[0].label_selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap_or_default();
+            assert_eq!(Some(sel), spec.selector.match_labels.clone(), "{}: affinity to the aggregator pods", o.key());
+            assert!(affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()).is_none());
+        }
+        [m] if m == "ReadWriteMany" => assert!(pod.affinity.is_none(), "{}: no affinity with ReadWriteMany", o.key()),
+        other => panic!("{}: PVC access modes {other:?}", o.key()),
+    }
+}
+
 /// Every rule that holds for any rendering.
 fn check_rules(objs: &[Obj]) {
     let keys: Vec<String> = objs.iter().map(Obj::key).collect();
@@ -478,6 +558,15 @@ fn check_rules(objs: &[Obj]) {
                 );
                 let sc = c.security_context.as_ref().expect("securityContext");
                 assert_eq!(sc.run_as_user, Some(0), "the agent runs as UID 0 with few capabilities");
+                // Probes on the agent's own HTTP endpoint (listen_http), not exec.
+                let ports: Vec<(String, i32)> =
+                    c.ports.as_deref().unwrap_or_default().iter().map(|p| (p.name.clone().unwrap_or_default(), p.container_port)).collect();
+                assert_eq!(ports, [("http".to_string(), AGENT_HTTP_PORT)], "the agent's HTTP port");
+                assert_eq!(http_probe(&c.liveness_probe), Some(("/healthz".into(), "http".into(), String::new())));
+                assert_eq!(http_probe(&c.readiness_probe), Some(("/readyz".into(), "http".into(), String::new())));
+                for p in [&c.liveness_probe, &c.readiness_probe].into_iter().flatten() {
+                    assert!(p.exec.is_none(), "no exec probe");
+                }
                 check_config_refs(o, pod, objs);
             }
             Typed::Deployment(d) => {
@@ -485,7 +574,9 @@ fn check_rules(objs: &[Obj]) {
                 let spec = &d.spec;
                 let pod = spec.template.spec.as_ref().expect("pod spec");
                 check_pod(o, pod, false);
-                assert_eq!(spec.replicas, Some(1), "one writer of the store");
+                assert_eq!(spec.replicas, Some(2), "a leader and a standby");
+                // A standby is never Ready: a RollingUpdate keeping any pod available would
+                // wait forever for the new pods (deploy/README.md, "Aggregator").
                 assert_eq!(spec.strategy.as_ref().and_then(|s| s.type_.as_deref()), Some("Recreate"));
                 assert_eq!(pod.service_account_name.as_deref(), Some("caretaker-aggregator"));
                 let c = &pod.containers[0];
@@ -494,11 +585,25 @@ fn check_rules(objs: &[Obj]) {
                 let ports: Vec<(String, i32)> =
                     c.ports.as_deref().unwrap_or_default().iter().map(|p| (p.name.clone().unwrap_or_default(), p.container_port)).collect();
                 assert_eq!(ports, [("grpc".to_string(), 7443), ("http".to_string(), 8080)]);
-                let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
-                    p.as_ref().and_then(|p| p.http_get.as_ref()).map(|h| (h.path.clone().unwrap_or_default(), h.scheme.clone().unwrap_or_default()))
-                };
-                assert_eq!(probe_path(&c.liveness_probe), Some(("/healthz".into(), "HTTPS".into())));
-                assert_eq!(probe_path(&c.readiness_probe), Some(("/readyz".into(), "HTTPS".into())));
+                assert_eq!(http_probe(&c.liveness_probe), Some(("/healthz".into(), "http".into(), "HTTPS".into())));
+                assert_eq!(http_probe(&c.readiness_probe), Some(("/readyz".into(), "http".into(), "HTTPS".into())), "ready = leader");
+                // POD_NAME and POD_NAMESPACE from the downward API: identity and Lease namespace.
+                let env: BTreeMap<String, String> = c
+                    .env
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| {
+                        assert!(e.value.is_none(), "{} comes from the downward API", e.name);
+                        let f = e.value_from.as_ref().and_then(|v| v.field_ref.as_ref()).unwrap_or_else(|| panic!("{}: fieldRef", e.name));
+                        (e.name.clone(), f.field_path.clone())
+                    })
+                    .collect();
+                assert_eq!(
+                    env,
+                    BTreeMap::from([("POD_NAME".to_string(), "metadata.name".to_string()), ("POD_NAMESPACE".to_string(), "metadata.namespace".to_string())])
+                );
+                check_data_volume(o, pod, spec, objs);
                 for v in pod.volumes.as_deref().unwrap_or_default() {
                     if let Some(claim) = &v.persistent_volume_claim {
                         assert!(find("PersistentVolumeClaim", NS, &claim.claim_name).is_some(), "PVC {} is rendered", claim.claim_name);
@@ -538,6 +643,23 @@ fn check_rules(objs: &[Obj]) {
                 let ds_labels = &ds.json["spec"]["template"]["metadata"]["labels"];
                 assert!(agent_labels.iter().all(|(k, v)| ds_labels[k] == *v), "ingest is allowed from the agent pods");
             }
+            Typed::Pdb(p) => {
+                // Steady state: 2 pods, the leader Ready, the standby never.
+                assert_eq!(disruptions_allowed(p, 2, 1), 1, "{}: the leader may be evicted (a drain goes on)", o.key());
+            }
+            Typed::ClusterRole(r) => {
+                for rule in r.rules.as_deref().unwrap_or_default() {
+                    assert!(!rule.api_groups.as_deref().unwrap_or_default().contains(&"coordination.k8s.io".to_string()), "{}: Leases only in a Role", o.key());
+                }
+            }
+            Typed::PodMonitor(m) => {
+                let ds = find("DaemonSet", NS, "caretaker-agent").expect("DaemonSet");
+                let ds_labels = &ds.json["spec"]["template"]["metadata"]["labels"];
+                let sel = m.spec.selector.match_labels.clone().unwrap_or_default();
+                assert!(!sel.is_empty() && sel.iter().all(|(k, v)| ds_labels[k] == *v), "{}: selects the agent pods", o.key());
+                let e = &m.spec.pod_metrics_endpoints[0];
+                assert_eq!((e.port.as_str(), e.path.as_str(), e.scheme.as_str()), ("http", "/metrics", "http"), "the agent's port http");
+            }
             _ => {}
         }
     }
@@ -566,6 +688,7 @@ fn check_config_refs(o: &Obj, pod: &PodSpec, objs: &[Obj]) {
                 let loaded = caretaker_agent::logs::conf::parse_str(conf, "logrotate.conf", perms);
                 assert_eq!(loaded.errors, [], "{}: logrotate.conf", cm_obj.key());
                 assert_eq!(loaded.policies.len(), 2, "{}: logrotate.conf blocks", cm_obj.key());
+                assert_eq!(cfg.listen_http.map(|a| i32::from(a.port())), Some(AGENT_HTTP_PORT), "the DaemonSet's port http");
             }
             if let Some(text) = data.get("aggregator.yaml") {
                 let cfg: caretaker_aggregator::config::AggregatorConfig =
@@ -573,6 +696,21 @@ fn check_config_refs(o: &Obj, pod: &PodSpec, objs: &[Obj]) {
                 assert!(!cfg.insecure_plaintext, "the aggregator serves TLS");
                 assert!(cfg.tls.is_some(), "the aggregator has TLS files");
                 assert_eq!(cfg.auth.tokens.len(), 2, "a read and an admin token");
+                cfg.validate().unwrap_or_else(|e| panic!("{}: {e}", cm_obj.key()));
+                // Leader election: the Lease the Role allows, namespace and identity from the pod.
+                let le = cfg.leader_election.as_ref().unwrap_or_else(|| panic!("{}: leader_election", cm_obj.key()));
+                assert_eq!((le.namespace.as_deref(), le.identity.as_deref()), (None, None), "from $POD_NAMESPACE and $POD_NAME");
+                let election = le
+                    .resolve(|k| match k {
+                        "POD_NAMESPACE" => Some(NS.to_string()),
+                        "POD_NAME" => Some("caretaker-aggregator-5d8f7-abcde".to_string()),
+                        _ => None,
+                    })
+                    .expect("resolves in the pod");
+                let role = objs.iter().find(|x| x.kind == "Role" && x.name == "caretaker-aggregator-leader").expect("leader Role");
+                let names: Vec<&str> = role.json["rules"].as_array().expect("rules").iter().flat_map(|r| r["resourceNames"].as_array().into_iter().flatten()).filter_map(Value::as_str).collect();
+                assert_eq!(names, [election.lease_name.as_str()], "the Role allows exactly the configured Lease");
+                assert_eq!(role.namespace, election.namespace, "the Lease lives in the aggregator's namespace");
             }
         }
         if let Some(s) = &v.secret {
@@ -675,6 +813,14 @@ fn kustomize_base_and_overlays_follow_the_rules() {
         assert_eq!(host_paths(&objs), base_paths(Some(socket), false), "{overlay} host paths");
     }
 
+    let rwx = parse_all(&kustomize("deploy/kustomize/overlays/rwx").expect("kubectl"));
+    check_rules(&rwx);
+    assert_eq!(granted_rbac(&rwx), documented_rbac(true, true), "rwx RBAC");
+    let pvc = rwx.iter().find(|o| o.kind == "PersistentVolumeClaim").expect("PVC");
+    assert_eq!(pvc.json["spec"]["accessModes"], serde_json::json!(["ReadWriteMany"]));
+    let base_pvc = base.iter().find(|o| o.kind == "PersistentVolumeClaim").expect("PVC");
+    assert_eq!(base_pvc.json["spec"]["accessModes"], serde_json::json!(["ReadWriteOnce"]));
+
     let dry = parse_all(&kustomize("deploy/kustomize/overlays/dry-run").expect("kubectl"));
     check_rules(&dry);
     assert_eq!(granted_rbac(&dry), documented_rbac(true, false), "dry-run: no delete permission");
@@ -698,6 +844,7 @@ fn helm_values_match_each_overlay() {
         ("docker", serde_json::json!({"agent": {"containerRuntime": "docker"}})),
         ("containerd", serde_json::json!({"agent": {"containerRuntime": "containerd"}})),
         ("dry-run", serde_json::json!({"dryRun": true})),
+        ("rwx", serde_json::json!({"aggregator": {"persistence": {"accessMode": "ReadWriteMany"}}})),
     ] {
         let Some(k) = kustomize(&format!("deploy/kustomize/overlays/{overlay}")) else { return };
         let Some(h) = helm_objects(values) else { return };
@@ -744,6 +891,7 @@ fn helm_optional_objects_follow_the_rules() {
     assert!(agent.common_name.is_some() && agent.duration.is_some() && agent.renew_before.is_some());
     assert_eq!(objs.iter().filter(|o| o.kind == "Issuer").count(), 2);
     assert_eq!(objs.iter().filter(|o| o.kind == "ServiceMonitor").count(), 1);
+    assert_eq!(objs.iter().filter(|o| o.kind == "PodMonitor").map(|o| o.name.as_str()).collect::<Vec<_>>(), ["caretaker-agent"], "the agents are scraped too");
     // Per-node certificates: the aggregator no longer accepts the shared one.
     let cm = objs.iter().find(|o| o.name == "caretaker-aggregator-config").expect("config");
     let cfg: caretaker_aggregator::config::AggregatorConfig =
@@ -760,4 +908,7 @@ fn helm_refuses_unknown_choices_with_a_clear_message() {
     let Some(r) = helm(&serde_json::json!({"agent": {"tlsSource": "vault"}})) else { return };
     let err = r.expect_err("vault is not a choice");
     assert!(err.contains("agent.tlsSource must be secret or hostPath, not \"vault\""), "{err}");
+    let Some(r) = helm(&serde_json::json!({"aggregator": {"persistence": {"accessMode": "ReadWriteOncePod"}}})) else { return };
+    let err = r.expect_err("ReadWriteOncePod is not a choice");
+    assert!(err.contains("aggregator.persistence.accessMode must be ReadWriteOnce or ReadWriteMany, not \"ReadWriteOncePod\""), "{err}");
 }

@@ -32,6 +32,9 @@ helm.sh/chart: {{ .root.Chart.Name }}-{{ .root.Chart.Version | replace "+" "_" }
 {{- end }}
 
 {{- define "caretaker.validate" -}}
+{{- if not (has .Values.aggregator.persistence.accessMode (list "ReadWriteOnce" "ReadWriteMany")) -}}
+{{- fail (printf "aggregator.persistence.accessMode must be ReadWriteOnce or ReadWriteMany, not %q" .Values.aggregator.persistence.accessMode) -}}
+{{- end -}}
 {{- if not (has .Values.agent.tlsSource (list "secret" "hostPath")) -}}
 {{- fail (printf "agent.tlsSource must be secret or hostPath, not %q" .Values.agent.tlsSource) -}}
 {{- end -}}
