@@ -62,7 +62,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, crate::store:
 
 async fn report(AxState(state): AxState<Arc<State>>, Query(q): Query<ReportQuery>) -> Response {
     let now = Timestamp::now();
-    let Some(at) = q.at else { return Json(state.cluster_report(now)).into_response() };
+    let Some(at) = q.at else {
+        return ([(axum::http::header::CONTENT_TYPE, "application/json")], state.cluster_report_json(now)).into_response();
+    };
     let at = match crate::report::parse_time(&at, now) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("at: {e}")),

@@ -1,12 +1,13 @@
 //! The aggregator's shared state: the durable store, an in-memory copy of every node's
 //! latest entry for fast queries, metrics, and the freshness rule.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use caretaker_proto::model::{Freshness, NodeReport, NodeStatus};
 use jiff::Timestamp;
+use serde_json::value::RawValue;
 
 use crate::history::{History, Recorded, Retention};
 use crate::metrics::{FreshnessLabel, Metrics, ResultLabel};
@@ -20,6 +21,10 @@ pub struct State {
     store: Store,
     /// Copy of the store's entries; written only after the store commit succeeded.
     nodes: RwLock<BTreeMap<String, StoredNode>>,
+    /// Each node's latest report as JSON, serialized once when it is stored (updated under
+    /// the `nodes` write lock, so both always agree): the JSON endpoint splices these in
+    /// instead of cloning and serializing every report per query.
+    node_json: RwLock<HashMap<String, Box<RawValue>>>,
     pub metrics: Metrics,
     merge: MergeConfig,
     /// The latest round of cluster checks and signals (empty until one has run).
@@ -59,6 +64,7 @@ impl State {
     /// The store cannot be read.
     pub fn with_retention(store: Store, stale_after_intervals: u32, retention: Retention) -> Result<Arc<Self>, StoreError> {
         let nodes = store.load_all()?;
+        let node_json = nodes.iter().filter_map(|(name, n)| Some((name.clone(), report_json(&n.report)?))).collect();
         let history = History::new(store.database(), retention)?;
         let last_recorded = history.list()?.last().map(|(t, _)| *t);
         Ok(Arc::new(Self {
@@ -68,6 +74,7 @@ impl State {
             window: std::sync::OnceLock::new(),
             store,
             nodes: RwLock::new(nodes),
+            node_json: RwLock::new(node_json),
             metrics: Metrics::default(),
             merge: MergeConfig { stale_after_intervals, ..MergeConfig::default() },
             round: RwLock::new(CheckRound::default()),
@@ -86,8 +93,12 @@ impl State {
         self.metrics.store_write_seconds.observe(started.elapsed().as_secs_f64());
         let label = match &result {
             Ok((Outcome::Stored, Some(entry))) => {
+                let json = report_json(&entry.report);
                 if let Ok(mut nodes) = self.nodes.write() {
                     nodes.insert(entry.report.node_name.clone(), entry.clone());
+                    if let (Ok(mut cache), Some(json)) = (self.node_json.write(), json) {
+                        cache.insert(entry.report.node_name.clone(), json);
+                    }
                 }
                 "stored"
             }
@@ -132,9 +143,57 @@ impl State {
 
     /// The merged cluster report: the latest report of every node and the latest round.
     pub fn cluster_report(&self, now: Timestamp) -> ClusterReport {
-        let nodes: Vec<StoredNode> = self.nodes.read().map(|n| n.values().cloned().collect()).unwrap_or_default();
-        let round = self.round.read().map(|r| r.clone()).unwrap_or_default();
-        let mut report = crate::report::merge(&nodes, &round, &self.merge, now);
+        let report = {
+            let nodes = self.nodes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let round = self.round.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            crate::report::merge_nodes(nodes.values(), &round, &self.merge, now, true)
+        };
+        self.finish_report(report, now)
+    }
+
+    /// [`State::cluster_report`] serialized as JSON, the same document `serde_json` would
+    /// write, built without cloning or re-serializing the node reports: the statuses are
+    /// merged without them and each node's report JSON, kept since it was stored, is
+    /// spliced in as the status's last field (`report`).
+    pub fn cluster_report_json(&self, now: Timestamp) -> Vec<u8> {
+        let nodes = self.nodes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cache = self.node_json.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let report = {
+            let round = self.round.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            crate::report::merge_nodes(nodes.values(), &round, &self.merge, now, false)
+        };
+        let mut report = self.finish_report(report, now);
+        let statuses = std::mem::take(&mut report.nodes);
+        // Fields before `nodes` are scalars, so the first `,"nodes":[]` is that field.
+        const EMPTY: &[u8] = br#","nodes":[]"#;
+        let head = serde_json::to_vec(&report).unwrap_or_default();
+        let Some(at) = head.windows(EMPTY.len()).position(|w| w == EMPTY) else { return head };
+        let reports: usize = cache.values().map(|j| j.get().len()).sum();
+        let mut out = Vec::with_capacity(head.len() + reports + statuses.len() * 160);
+        out.extend_from_slice(&head[..at]);
+        out.extend_from_slice(br#","nodes":["#);
+        for (i, st) in statuses.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // Writing into a Vec cannot fail; the status has no map with non-string keys.
+            let _ = serde_json::to_writer(&mut out, st);
+            let raw = nodes.get(&st.node_name).and_then(|_| cache.get(&st.node_name));
+            if let (Some(raw), Some(b'}')) = (raw, out.last()) {
+                out.pop();
+                out.extend_from_slice(br#","report":"#);
+                out.extend_from_slice(raw.get().as_bytes());
+                out.push(b'}');
+            }
+        }
+        out.push(b']');
+        out.extend_from_slice(&head[at + EMPTY.len()..]);
+        out
+    }
+
+    /// The parts of a merged report that come from the state rather than the merge: the
+    /// maintenance window and the finding history.
+    fn finish_report(&self, mut report: ClusterReport, now: Timestamp) -> ClusterReport {
         if let Some(w) = self.window.get() {
             let open = w.contains(now);
             report.maintenance = Some(crate::report::MaintenanceStatus {
@@ -263,7 +322,11 @@ impl State {
 
     /// Updates the per-freshness node gauges (called before each scrape).
     pub fn refresh_gauges(&self, now: Timestamp) {
-        let nodes = self.cluster_report(now).nodes;
+        let nodes = {
+            let nodes = self.nodes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let round = self.round.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            crate::report::merge_nodes(nodes.values(), &round, &self.merge, now, false).nodes
+        };
         for (label, f) in [("fresh", Freshness::Fresh), ("stale", Freshness::Stale), ("missing", Freshness::Missing)] {
             let n = nodes.iter().filter(|s| s.freshness == f).count();
             self.metrics.nodes.get_or_create(&FreshnessLabel { freshness: label }).set(i64::try_from(n).unwrap_or(i64::MAX));
@@ -280,10 +343,48 @@ impl State {
     }
 }
 
+/// A node report as JSON, for [`State::cluster_report_json`]. `None` only if serializing
+/// fails, which these types do not.
+fn report_json(report: &NodeReport) -> Option<Box<RawValue>> {
+    serde_json::value::to_raw_value(report).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::tests::report;
+
+    #[test]
+    fn the_json_endpoint_writes_the_same_document_as_serializing_the_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let now: Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
+        let same = |state: &State, now: Timestamp| {
+            let fast: serde_json::Value = serde_json::from_slice(&state.cluster_report_json(now)).unwrap();
+            let slow = serde_json::to_value(state.cluster_report(now)).unwrap();
+            assert_eq!(fast, slow);
+            fast
+        };
+        {
+            let state = State::new(Store::open(dir.path()).unwrap(), 3).unwrap();
+            for (name, seq) in [("node-b", 1), ("node-a", 1), ("node-a", 2)] {
+                state.ingest(&crate::report::tests::stored(name, 1, seq, 90.0, 0).report, now).unwrap();
+            }
+            // A node the cluster lists without a report: a status with no `report`.
+            state.set_round(CheckRound { cluster_nodes: Some(vec!["node-a".into(), "node-c".into()]), ..CheckRound::default() });
+            let v = same(&state, now);
+            let nodes = v["nodes"].as_array().unwrap();
+            assert_eq!(nodes.iter().map(|n| n["node_name"].as_str().unwrap()).collect::<Vec<_>>(), ["node-a", "node-b", "node-c"]);
+            assert_eq!(nodes[0]["report"]["seq"], 2, "the newest report is the one spliced in");
+            assert!(nodes[2].get("report").is_none());
+            assert_eq!(v["disk_pressure"].as_array().unwrap().len(), 2);
+            // Later, node-b is stale: freshness is computed per query.
+            let later = now + std::time::Duration::from_secs(3600);
+            assert_eq!(same(&state, later)["nodes"][1]["freshness"], "stale");
+        }
+        // Reopened: the JSON of the stored reports is rebuilt from the store.
+        let state = State::new(Store::open(dir.path()).unwrap(), 3).unwrap();
+        assert_eq!(same(&state, now)["nodes"][0]["report"]["seq"], 2);
+    }
 
     #[test]
     fn a_node_turns_stale_after_three_missed_intervals() {

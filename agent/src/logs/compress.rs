@@ -15,8 +15,9 @@
 //! A writer that still has the rotated file open would write into an unlinked file once
 //! the source goes, and those lines would be lost. So before compressing, a read lease
 //! ([`fsx::WriteWatch`]) asks the kernel whether anyone has the file open for writing:
-//! if so, compression is deferred to the next pass (the file stays as it is, an
-//! uncompressed archive, which the next pass finishes). The lease stays held while the
+//! if so, compression is deferred to the log's next rotation (the file stays as it is,
+//! an uncompressed archive, which that rotation compresses first, as with
+//! `delaycompress`). The lease stays held while the
 //! file is compressed; a writer that opens it meanwhile breaks the lease, and the
 //! compression is abandoned before the source is touched. A writer that opens it
 //! between the last check and the unlink (a window of one syscall) is waited for, up to
@@ -45,7 +46,7 @@ pub const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub const IN_USE: io::ErrorKind = io::ErrorKind::ResourceBusy;
 
 fn in_use(src: &Path) -> io::Error {
-    io::Error::new(IN_USE, format!("{} is open for writing; compression deferred to the next pass", src.display()))
+    io::Error::new(IN_USE, format!("{} is open for writing; compression deferred to the next rotation", src.display()))
 }
 
 /// Bytes in and out of one compression.

@@ -305,6 +305,20 @@ pub fn freshness(entry: &StoredNode, stale_after_intervals: u32, now: Timestamp)
 /// and proposals are sorted. Finding history is filled in afterwards by the history store
 /// (`findings` is left with `first_seen = last_seen = now`, `flaps = 0`).
 pub fn merge(nodes: &[StoredNode], round: &CheckRound, cfg: &MergeConfig, now: Timestamp) -> ClusterReport {
+    merge_nodes(nodes, round, cfg, now, true)
+}
+
+/// [`merge`] over borrowed nodes. With `include_reports` false the node statuses carry
+/// no `report` (nothing is cloned); everything computed from the reports (disk pressure,
+/// status, score) is the same. The JSON endpoint uses it and splices in each node's
+/// report JSON, serialized once when the report arrived.
+pub fn merge_nodes<'a>(
+    nodes: impl IntoIterator<Item = &'a StoredNode>,
+    round: &CheckRound,
+    cfg: &MergeConfig,
+    now: Timestamp,
+    include_reports: bool,
+) -> ClusterReport {
     // Latest per node, by the store's own rule.
     let mut latest: BTreeMap<&str, &StoredNode> = BTreeMap::new();
     for n in nodes {
@@ -333,7 +347,7 @@ pub fn merge(nodes: &[StoredNode], round: &CheckRound, cfg: &MergeConfig, now: T
                     freshness: freshness(n, cfg.stale_after_intervals, now),
                     received_at: Some(n.received_at),
                     reports_stored_total: n.reports_stored_total,
-                    report: Some(n.report.clone()),
+                    report: include_reports.then(|| n.report.clone()),
                 },
             )
         })
@@ -354,7 +368,7 @@ pub fn merge(nodes: &[StoredNode], round: &CheckRound, cfg: &MergeConfig, now: T
     let mut proposals = round.proposals.clone();
     proposals.sort_by(|a, b| a.code.cmp(&b.code).then_with(|| a.object.cmp(&b.object)));
 
-    let disk_pressure = disk_pressure(&nodes, round, cfg);
+    let disk_pressure = disk_pressure(&latest, round, cfg);
     let findings = track_now(&checks, now);
     let (status, score) = score::status_and_score(&nodes, &checks, &disk_pressure);
     ClusterReport {
@@ -420,11 +434,11 @@ pub fn reclaimable(report: &NodeReport) -> Option<u64> {
     parts.into_iter().flatten().reduce(u64::saturating_add)
 }
 
-fn disk_pressure(nodes: &[NodeStatus], round: &CheckRound, cfg: &MergeConfig) -> Vec<DiskPressure> {
+fn disk_pressure(latest: &BTreeMap<&str, &StoredNode>, round: &CheckRound, cfg: &MergeConfig) -> Vec<DiskPressure> {
     let mut out = Vec::new();
-    for n in nodes {
-        let Some(report) = &n.report else { continue };
-        let condition = round.disk_pressure_nodes.contains(&n.node_name);
+    for (&node_name, n) in latest {
+        let report = &n.report;
+        let condition = round.disk_pressure_nodes.iter().any(|d| d == node_name);
         let mut worst: Option<(&caretaker_proto::model::Filesystem, PressureLevel)> = None;
         for f in report.filesystems.iter().filter(|f| !f.stale) {
             let level = if f.used_percent >= cfg.pressure_percent {
@@ -447,12 +461,12 @@ fn disk_pressure(nodes: &[NodeStatus], round: &CheckRound, cfg: &MergeConfig) ->
             (None, false) => continue,
         };
         out.push(DiskPressure {
-            node_name: n.node_name.clone(),
+            node_name: node_name.to_string(),
             mountpoint,
             used_percent,
             level,
             reclaimable_bytes: reclaimable(report),
-            events: round.node_events.get(&n.node_name).cloned().unwrap_or_default(),
+            events: round.node_events.get(node_name).cloned().unwrap_or_default(),
         });
     }
     out
