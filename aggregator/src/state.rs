@@ -164,10 +164,11 @@ impl State {
         };
         let mut report = self.finish_report(report, now);
         let statuses = std::mem::take(&mut report.nodes);
-        // Fields before `nodes` are scalars, so the first `,"nodes":[]` is that field.
+        // Fields before `nodes` are four scalars, so `,"nodes":[]` is within the first
+        // few dozen bytes, and the first occurrence is that field.
         const EMPTY: &[u8] = br#","nodes":[]"#;
         let head = serde_json::to_vec(&report).unwrap_or_default();
-        let Some(at) = head.windows(EMPTY.len()).position(|w| w == EMPTY) else { return head };
+        let Some(at) = head[..head.len().min(256)].windows(EMPTY.len()).position(|w| w == EMPTY) else { return head };
         let reports: usize = cache.values().map(|j| j.get().len()).sum();
         let mut out = Vec::with_capacity(head.len() + reports + statuses.len() * 160);
         out.extend_from_slice(&head[..at]);
