@@ -20,8 +20,9 @@
 //! - [`tls`]: server TLS, node identity from client certificates, reload on change.
 //! - [`auth`]: bearer tokens of the query APIs; [`certs`]: `caretaker-aggregator certs`.
 //! - [`standalone`]: aggregator + agent of this machine in one process.
-//! - [`leader`]: leader election between replicas through a Lease; a standby serves
-//!   only `/healthz` and `/readyz` (503) until it holds the Lease.
+//! - [`leader`]: leader election between replicas through a Lease, and the pod label
+//!   `caretaker.io/role` the Service selects; a standby serves only `/healthz` and
+//!   `/readyz` (200 `standby`) until it holds the Lease.
 //!
 //! Start reading at [`ingest::IngestService`] and [`state::State::ingest`].
 

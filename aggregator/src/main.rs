@@ -17,7 +17,7 @@ use caretaker_aggregator::schedule::runs::{RunState, Schedule};
 use caretaker_aggregator::schedule::window::MaintenanceWindow;
 use caretaker_aggregator::state::State;
 use caretaker_aggregator::leader::config::{Election, Timing};
-use caretaker_aggregator::leader::lease::Elector;
+use caretaker_aggregator::leader::replica::{BoxError, Leading, Replica};
 use caretaker_aggregator::store::{Store, StoreError};
 use caretaker_aggregator::auth::Auth;
 use caretaker_aggregator::server::ServeOptions;
@@ -241,7 +241,8 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `serve`: read and check the config, then run until SIGTERM (or, with leader election,
-/// until leadership is lost: exit code 1, so Kubernetes restarts the pod as a standby).
+/// until leadership is lost or this pod cannot be labeled: exit code 1, so Kubernetes
+/// restarts the pod as a standby).
 fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     let cfg: AggregatorConfig = match load_yaml(config) {
         Ok(c) => c,
@@ -300,88 +301,86 @@ async fn serve_until_stopped(cfg: AggregatorConfig, election: Option<Election>, 
         wait_for_signal().await;
         s.cancel();
     });
-    let bind_http = || -> anyhow::Result<std::net::TcpListener> {
-        let l = std::net::TcpListener::bind(cfg.listen.http).with_context(|| format!("bind HTTP on {}", cfg.listen.http))?;
-        l.set_nonblocking(true).context("HTTP listener")?;
-        Ok(l)
+    let http = std::net::TcpListener::bind(cfg.listen.http).with_context(|| format!("bind HTTP on {}", cfg.listen.http))?;
+    http.set_nonblocking(true).context("HTTP listener")?;
+    let Some(election) = election else {
+        let store = open_store(&cfg).with_context(|| format!("open the store in {}", cfg.data_dir.display()))?;
+        serve_store(&cfg, store, http, options, shutdown, || {}).await?;
+        return Ok(ExitCode::SUCCESS);
     };
 
-    // With leader election: a standby until this replica holds the Lease. The HTTP socket
-    // is bound once; the standby serves a clone of it and the leader the socket itself, so
-    // the port never closes in between.
-    let lost = CancellationToken::new();
-    let hold_stop = CancellationToken::new();
-    let (http, store, holder) = match election {
-        None => {
-            let store = open_store(&cfg).with_context(|| format!("open the store in {}", cfg.data_dir.display()))?;
-            (bind_http()?, store, None)
-        }
-        Some(election) => {
-            let http = bind_http()?;
-            let client = kube::Client::try_default().await.context("leader election needs the Kubernetes API (in-cluster config or kubeconfig)")?;
-            let mut elector = Elector::new(client, election);
-            let standby_stop = CancellationToken::new();
-            let standby_http = tokio::net::TcpListener::from_std(http.try_clone().context("HTTP listener")?).context("HTTP listener")?;
-            let standby = tokio::spawn(caretaker_aggregator::leader::standby::serve(standby_http, options.tls.clone(), standby_stop.clone()));
-            let acquired = elector.acquire(&shutdown).await;
-            standby_stop.cancel();
-            match tokio::time::timeout(Duration::from_secs(1), standby).await {
+    // With leader election: a standby until this replica holds the Lease (leader::replica
+    // labels the pod and orders the steps). The HTTP socket is bound once; the standby
+    // serves a clone of it and the leader the socket itself, so the port never closes in
+    // between.
+    let client = kube::Client::try_default().await.context("leader election needs the Kubernetes API (in-cluster config or kubeconfig)")?;
+    let replica = Replica::new(client, election);
+    let standby_stop = CancellationToken::new();
+    let standby_http = tokio::net::TcpListener::from_std(http.try_clone().context("HTTP listener")?).context("HTTP listener")?;
+    let standby = Arc::new(std::sync::Mutex::new(Some(tokio::spawn(caretaker_aggregator::leader::standby::serve(
+        standby_http,
+        options.tls.clone(),
+        standby_stop.clone(),
+    )))));
+    let stop_standby = move || {
+        let (stop, handle) = (standby_stop.clone(), standby.lock().ok().and_then(|mut h| h.take()));
+        async move {
+            stop.cancel();
+            let Some(handle) = handle else { return };
+            match tokio::time::timeout(Duration::from_secs(1), handle).await {
                 Ok(Ok(Err(e))) => warn!(error = %e, "The standby HTTP server failed."),
                 Ok(_) => {}
                 Err(_) => warn!("The standby HTTP server did not stop within 1s; going on."),
             }
-            if !acquired {
-                info!("Stopped as a standby.");
-                return Ok(ExitCode::SUCCESS);
-            }
-            let timing = elector.timing();
-            let (stop, lost_tx) = (hold_stop.clone(), lost.clone());
-            let holder = tokio::spawn(
-                async move {
-                    let r = elector.hold(&stop).await;
-                    if let Err(e) = &r {
-                        error!(error = %e, "Lost leadership; stopping so that Kubernetes restarts this replica as a standby.");
-                        lost_tx.cancel();
-                    }
-                    elector
-                }
-                .instrument(tracing::info_span!("lease")),
-            );
-            let stop_either = CancellationToken::new();
-            let (a, b, c) = (shutdown.clone(), lost.clone(), stop_either.clone());
-            tokio::spawn(async move {
-                tokio::select! { () = a.cancelled() => {}, () = b.cancelled() => {} }
-                c.cancel();
-            });
-            match open_store_as_leader(&cfg, timing, &stop_either).await? {
-                Some(store) => (http, store, Some(holder)),
-                None => return finish(holder, &hold_stop, lost.is_cancelled()).await,
-            }
         }
     };
+    let lead = {
+        let stop_standby = stop_standby.clone();
+        move |mut leading: Leading| async move {
+            stop_standby().await;
+            let Some(store) = open_store_as_leader(&cfg, leading.timing, &leading.stop).await? else { return Ok(()) };
+            let stop = leading.stop.clone();
+            serve_store(&cfg, store, http, options, stop, move || leading.listening()).await.map_err(BoxError::from)
+        }
+    };
+    let result = replica.run(&shutdown, lead).await;
+    stop_standby().await;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
 
+/// Serves `store` until `stop`: gRPC (bound here) and HTTP, rounds and schedules. Calls
+/// `listening` once both listeners are bound and the servers started. Returns after the
+/// servers drained (or [`DRAIN_TIMEOUT`]) and the store is closed.
+async fn serve_store(
+    cfg: &AggregatorConfig,
+    store: Store,
+    http: std::net::TcpListener,
+    options: ServeOptions,
+    stop: CancellationToken,
+    listening: impl FnOnce(),
+) -> anyhow::Result<()> {
     let state = State::with_retention(store, cfg.stale_after_intervals, cfg.history.retention()).context("load the store")?;
     let rounds = caretaker_aggregator::rounds::Rounds::new(cfg.rounds());
     let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc).await.with_context(|| format!("bind gRPC on {}", cfg.listen.grpc))?;
     let http = tokio::net::TcpListener::from_std(http).context("HTTP listener")?;
-    let server = tokio::spawn(server::serve_with(Arc::clone(&state), grpc, http, shutdown.clone(), options));
+    // The servers stop on `stop`, or when one of them fails (which cancels this child).
+    let servers_stop = stop.child_token();
+    let server = tokio::spawn(server::serve_with(Arc::clone(&state), grpc, http, servers_stop.clone(), options));
+    listening();
     let notifier = match cfg.schedule.notifications.webhook_url {
         Some(_) => Some(Notifier::new(&cfg.schedule.notifications).context("notifications")?),
         None => None,
     };
     state.set_window(MaintenanceWindow::new(&cfg.schedule.maintenance_window, &cfg.schedule.time_zone));
     let rounds_task = tokio::spawn(
-        caretaker_aggregator::rounds::run_loop(Arc::clone(&state), rounds, cfg.history.record_interval, notifier, shutdown.clone())
+        caretaker_aggregator::rounds::run_loop(Arc::clone(&state), rounds, cfg.history.record_interval, notifier, servers_stop.clone())
             .instrument(tracing::info_span!("rounds")),
     );
     let scheduler_task = tokio::spawn(
-        scheduled_rounds(Arc::clone(&state), Schedule::new(&cfg.schedule), shutdown.clone()).instrument(tracing::info_span!("scheduler")),
+        scheduled_rounds(Arc::clone(&state), Schedule::new(&cfg.schedule), servers_stop.clone()).instrument(tracing::info_span!("scheduler")),
     );
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        () = lost.cancelled() => {}
-    }
-    shutdown.cancel();
+    servers_stop.cancelled().await;
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         let r = server.await;
         let _ = rounds_task.await;
@@ -390,31 +389,14 @@ async fn serve_until_stopped(cfg: AggregatorConfig, election: Option<Election>, 
     })
     .await;
     // The last reference: the store file is closed (and its lock released) here, before
-    // the Lease is given up below.
+    // the Lease is given up.
     drop(state);
     match drained {
         Ok(Ok(r)) => r.context("server")?,
         Ok(Err(e)) => return Err(anyhow::anyhow!("server task: {e}")),
         Err(_) => warn!("Servers did not drain within {DRAIN_TIMEOUT:?}; exiting anyway."),
     }
-    match holder {
-        Some(h) => finish(h, &hold_stop, lost.is_cancelled()).await,
-        None => Ok(ExitCode::SUCCESS),
-    }
-}
-
-/// Ends leadership: stops renewing and, unless it was lost, releases the Lease so a
-/// standby takes over at once. Lost leadership is exit code 1.
-async fn finish(holder: tokio::task::JoinHandle<Elector>, hold_stop: &CancellationToken, lost: bool) -> anyhow::Result<ExitCode> {
-    hold_stop.cancel();
-    let mut elector = holder.await.context("lease task")?;
-    if lost {
-        return Err(anyhow::anyhow!("lost the leader Lease {}; a standby takes over", elector.lease()));
-    }
-    if let Err(e) = elector.release().await {
-        warn!(error = %e, "Cannot release the leader Lease; a standby takes over once it expires.");
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Key of the scheduler's run state in the store.

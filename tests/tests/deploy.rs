@@ -344,6 +344,8 @@ fn documented_rbac(secrets: bool, cleanup: bool) -> BTreeSet<String> {
     }
     add(agg, "ns:caretaker", "coordination.k8s.io", &["leases"], &["create"]);
     add(agg, "ns:caretaker", "coordination.k8s.io", &["leases"], &["get name=caretaker-aggregator", "update name=caretaker-aggregator"]);
+    // Its own pod's caretaker.io/role label (pod names are generated: no resourceNames).
+    add(agg, "ns:caretaker", "", &["pods"], &["get", "patch"]);
     s
 }
 
@@ -451,6 +453,9 @@ fn check_pod(o: &Obj, spec: &PodSpec, agent: bool) {
         assert!(agent || v.host_path.is_none(), "{what}: the aggregator mounts no hostPath");
     }
 }
+
+/// The pod label the aggregator sets to its role and its Service selects on.
+const ROLE_LABEL: &str = "caretaker.io/role";
 
 /// The agent's `listen_http` port.
 const AGENT_HTTP_PORT: i32 = 9810;
@@ -575,9 +580,13 @@ fn check_rules(objs: &[Obj]) {
                 let pod = spec.template.spec.as_ref().expect("pod spec");
                 check_pod(o, pod, false);
                 assert_eq!(spec.replicas, Some(2), "a leader and a standby");
-                // A standby is never Ready: a RollingUpdate keeping any pod available would
-                // wait forever for the new pods (deploy/README.md, "Aggregator").
-                assert_eq!(spec.strategy.as_ref().and_then(|s| s.type_.as_deref()), Some("Recreate"));
+                // Both replicas are Ready (the standby too): a rollout surges one new pod, waits
+                // for it to be a Ready standby, then stops an old one (deploy/README.md).
+                let strategy = spec.strategy.as_ref().expect("strategy");
+                assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+                let rolling = strategy.rolling_update.as_ref().expect("rollingUpdate");
+                use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+                assert_eq!((rolling.max_surge.clone(), rolling.max_unavailable.clone()), (Some(IntOrString::Int(1)), Some(IntOrString::Int(0))));
                 assert_eq!(pod.service_account_name.as_deref(), Some("caretaker-aggregator"));
                 let c = &pod.containers[0];
                 assert_eq!(c.command.as_deref(), Some(&["caretaker-aggregator".to_string()][..]));
@@ -586,7 +595,7 @@ fn check_rules(objs: &[Obj]) {
                     c.ports.as_deref().unwrap_or_default().iter().map(|p| (p.name.clone().unwrap_or_default(), p.container_port)).collect();
                 assert_eq!(ports, [("grpc".to_string(), 7443), ("http".to_string(), 8080)]);
                 assert_eq!(http_probe(&c.liveness_probe), Some(("/healthz".into(), "http".into(), "HTTPS".into())));
-                assert_eq!(http_probe(&c.readiness_probe), Some(("/readyz".into(), "http".into(), "HTTPS".into())), "ready = leader");
+                assert_eq!(http_probe(&c.readiness_probe), Some(("/readyz".into(), "http".into(), "HTTPS".into())), "ready = up, either role");
                 // POD_NAME and POD_NAMESPACE from the downward API: identity and Lease namespace.
                 let env: BTreeMap<String, String> = c
                     .env
@@ -611,6 +620,13 @@ fn check_rules(objs: &[Obj]) {
                 }
                 check_config_refs(o, pod, objs);
                 let labels = spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+                // Pods start as standbys; the selector (and so the podAffinity and the rollout's
+                // bookkeeping) never depends on the role, which the aggregator patches.
+                assert_eq!(labels.get(ROLE_LABEL).map(String::as_str), Some("standby"), "pods start as standbys");
+                let selector = spec.selector.match_labels.clone().unwrap_or_default();
+                assert!(!selector.contains_key(ROLE_LABEL), "the Deployment selects its pods whatever their role");
+                let leader_labels: BTreeMap<String, String> =
+                    labels.iter().map(|(k, v)| (k.clone(), if k == ROLE_LABEL { "leader".into() } else { v.clone() })).collect();
                 for other in objs {
                     let selector = match &other.typed {
                         Typed::Service(s) => s.spec.as_ref().and_then(|s| s.selector.clone()),
@@ -619,7 +635,16 @@ fn check_rules(objs: &[Obj]) {
                         _ => continue,
                     };
                     let selector = selector.unwrap_or_else(|| panic!("{}: selector", other.key()));
-                    assert!(selector.iter().all(|(k, v)| labels.get(k) == Some(v)), "{} selects the aggregator pods", other.key());
+                    if other.kind == "Service" {
+                        // Traffic to the leader only: its pod once labeled, never a standby.
+                        assert_eq!(selector.get(ROLE_LABEL).map(String::as_str), Some("leader"), "{}: routes to the leader", other.key());
+                        assert!(selector.iter().all(|(k, v)| leader_labels.get(k) == Some(v)), "{} selects the leader pod", other.key());
+                        assert!(!selector.iter().all(|(k, v)| labels.get(k) == Some(v)), "{} does not select a standby", other.key());
+                    } else {
+                        // The PDB and the NetworkPolicy cover both replicas, whatever their role.
+                        assert!(!selector.contains_key(ROLE_LABEL), "{}: no role in the selector", other.key());
+                        assert!(selector.iter().all(|(k, v)| labels.get(k) == Some(v)), "{} selects the aggregator pods", other.key());
+                    }
                 }
             }
             Typed::Service(s) => {
@@ -644,8 +669,10 @@ fn check_rules(objs: &[Obj]) {
                 assert!(agent_labels.iter().all(|(k, v)| ds_labels[k] == *v), "ingest is allowed from the agent pods");
             }
             Typed::Pdb(p) => {
-                // Steady state: 2 pods, the leader Ready, the standby never.
-                assert_eq!(disruptions_allowed(p, 2, 1), 1, "{}: the leader may be evicted (a drain goes on)", o.key());
+                // Steady state: 2 pods, both Ready (leader and standby): one may be evicted,
+                // and the second only once a replacement is Ready.
+                assert_eq!(disruptions_allowed(p, 2, 2), 1, "{}: a drain may evict one replica", o.key());
+                assert_eq!(disruptions_allowed(p, 2, 1), 0, "{}: never both at once", o.key());
             }
             Typed::ClusterRole(r) => {
                 for rule in r.rules.as_deref().unwrap_or_default() {

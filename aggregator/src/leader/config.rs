@@ -10,6 +10,9 @@
 //!   retry_period: 2s                   # default; client-go's RetryPeriod
 //! ```
 //!
+//! The pod labeled `caretaker.io/role` ([`super::role`]) is `$POD_NAME` in `$POD_NAMESPACE`
+//! whatever `identity` and `namespace` say (they default to the same).
+//!
 //! The defaults are client-go's and controller-runtime's (15 s, 10 s, 2 s). A standby
 //! takes over an abandoned Lease `lease_duration` after it last saw it change; a leader
 //! that cannot renew for `renew_deadline` gives up, which is before any standby may take
@@ -81,6 +84,10 @@ pub struct Election {
     pub namespace: String,
     pub identity: String,
     pub timing: Timing,
+    /// This replica's pod, which gets the `caretaker.io/role` label: `$POD_NAMESPACE` and
+    /// `$POD_NAME`, else the Lease's namespace and the identity.
+    pub pod_namespace: String,
+    pub pod_name: String,
 }
 
 /// client-go's `JitterFactor`: waits between acquire attempts last up to 2.2 retry periods,
@@ -126,10 +133,14 @@ impl LeaderElectionConfig {
                 )
             })
         };
+        let namespace = pick(&self.namespace, NAMESPACE_ENV, "namespace", "metadata.namespace")?;
+        let identity = pick(&self.identity, IDENTITY_ENV, "identity", "metadata.name")?;
         Ok(Election {
             lease_name: self.lease_name.clone(),
-            namespace: pick(&self.namespace, NAMESPACE_ENV, "namespace", "metadata.namespace")?,
-            identity: pick(&self.identity, IDENTITY_ENV, "identity", "metadata.name")?,
+            pod_namespace: env(NAMESPACE_ENV).filter(|v| !v.is_empty()).unwrap_or_else(|| namespace.clone()),
+            pod_name: env(IDENTITY_ENV).filter(|v| !v.is_empty()).unwrap_or_else(|| identity.clone()),
+            namespace,
+            identity,
             timing: Timing { lease_duration: self.lease_duration, renew_deadline: self.renew_deadline, retry_period: self.retry_period },
         })
     }
@@ -185,6 +196,8 @@ mod tests {
                     renew_deadline: Duration::from_secs(10),
                     retry_period: Duration::from_secs(2)
                 },
+                pod_namespace: "caretaker".into(),
+                pod_name: "agg-1".into(),
             }
         );
         let c: LeaderElectionConfig =
@@ -192,6 +205,9 @@ mod tests {
         let e = c.resolve(env(&[("POD_NAMESPACE", "other"), ("POD_NAME", "other")])).unwrap();
         assert_eq!((e.lease_name.as_str(), e.namespace.as_str(), e.identity.as_str()), ("l", "ns", "me"), "the config wins");
         assert_eq!(e.timing.retry_period, Duration::from_secs(5));
+        assert_eq!((e.pod_namespace.as_str(), e.pod_name.as_str()), ("other", "other"), "the pod to label is always the downward API's");
+        let e = c.resolve(env(&[])).unwrap();
+        assert_eq!((e.pod_namespace.as_str(), e.pod_name.as_str()), ("ns", "me"), "outside a pod: the Lease's namespace and the identity");
     }
 
     #[test]

@@ -300,148 +300,25 @@ impl Elector {
 
 #[cfg(test)]
 mod tests {
-    //! A fake API server for one Lease over kube's `tower_test` mock: real Lease JSON,
+    //! Against the fake API server of [`crate::leader::fake`]: real Lease JSON,
     //! `resourceVersion` checked on update (409 Conflict like kube-apiserver), 404 and
     //! AlreadyExists Status objects.
 
-    use std::sync::{Arc, Mutex};
-
-    use http::{Request, Response, StatusCode};
-    use kube::client::Body;
     use serde_json::{Value, json};
 
     use super::*;
-
-    const NS: &str = "caretaker";
-    const NAME: &str = "caretaker-aggregator";
-    const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/caretaker/leases";
-
-    #[derive(Debug, Default)]
-    struct Fake {
-        lease: Option<Value>,
-        rv: u64,
-        /// Answer every request with this status (500: the API server is failing).
-        fail: Option<u16>,
-        /// Before the next update, another replica takes the Lease (so the update conflicts).
-        race_next_put: Option<String>,
-        seen: Vec<String>,
-    }
-
-    impl Fake {
-        fn spec(&self) -> Value {
-            self.lease.as_ref().map_or(Value::Null, |l| l["spec"].clone())
-        }
-        fn put_lease(&mut self, mut lease: Value) {
-            self.rv += 1;
-            lease["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-            self.lease = Some(lease);
-        }
-        fn set_spec(&mut self, spec: Value) {
-            let mut l = self.lease.clone().unwrap_or_else(|| lease_json(Value::Null));
-            l["spec"] = spec;
-            self.put_lease(l);
-        }
-    }
-
-    type Shared = Arc<Mutex<Fake>>;
-
-    fn lease_json(spec: Value) -> Value {
-        json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": NAME, "namespace": NS, "uid": "6f1f0a52-0000-4000-8000-000000000001", "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": spec,
-        })
-    }
-
-    fn held_by(holder: &str, transitions: i32) -> Value {
-        json!({"holderIdentity": holder, "leaseDurationSeconds": 15, "acquireTime": "2026-01-01T00:00:00.000000Z",
-               "renewTime": "2026-01-01T00:00:10.000000Z", "leaseTransitions": transitions})
-    }
-
-    fn status(code: u16, reason: &str, message: &str) -> (StatusCode, Value) {
-        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason,
-                          "details": {"name": NAME, "group": "coordination.k8s.io", "kind": "leases"}, "code": code});
-        (StatusCode::from_u16(code).unwrap(), body)
-    }
-
-    fn answer(f: &mut Fake, method: &str, path: &str, body: &Value) -> (StatusCode, Value) {
-        f.seen.push(format!("{method} {path}"));
-        if let Some(code) = f.fail {
-            return status(code, "InternalError", "Internal error occurred: etcdserver: request timed out");
-        }
-        let item = format!("{PATH}/{NAME}");
-        match (method, path) {
-            ("GET", p) if p == item => match &f.lease {
-                Some(l) => (StatusCode::OK, l.clone()),
-                None => status(404, "NotFound", &format!("leases.coordination.k8s.io \"{NAME}\" not found")),
-            },
-            ("POST", PATH) => {
-                if f.lease.is_some() {
-                    return status(409, "AlreadyExists", &format!("leases.coordination.k8s.io \"{NAME}\" already exists"));
-                }
-                let mut l = body.clone();
-                l["metadata"]["namespace"] = json!(NS);
-                l["metadata"]["uid"] = json!("6f1f0a52-0000-4000-8000-000000000001");
-                f.put_lease(l);
-                (StatusCode::CREATED, f.lease.clone().unwrap())
-            }
-            ("PUT", p) if p == item => {
-                if let Some(racer) = f.race_next_put.take() {
-                    f.set_spec(held_by(&racer, 9));
-                }
-                let Some(current) = &f.lease else {
-                    return status(404, "NotFound", &format!("leases.coordination.k8s.io \"{NAME}\" not found"));
-                };
-                if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
-                    return status(
-                        409,
-                        "Conflict",
-                        &format!("Operation cannot be fulfilled on leases.coordination.k8s.io \"{NAME}\": the object has been modified; please apply your changes to the latest version and try again"),
-                    );
-                }
-                f.put_lease(body.clone());
-                (StatusCode::OK, f.lease.clone().unwrap())
-            }
-            (m, p) => status(405, "MethodNotAllowed", &format!("{m} {p} is not expected")),
-        }
-    }
+    use crate::leader::fake::{NAME, PATH, Shared, client, held_by, shared, take_seen, timing};
 
     fn elector(fake: &Shared, identity: &str) -> Elector {
-        let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let f = Arc::clone(fake);
-        tokio::spawn(async move {
-            while let Some((req, send)) = handle.next_request().await {
-                let (parts, body) = req.into_parts();
-                let bytes = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
-                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let (code, v) = answer(&mut f.lock().unwrap(), parts.method.as_str(), parts.uri.path(), &body);
-                send.send_response(Response::builder().status(code).body(Body::from(v.to_string().into_bytes())).unwrap());
-            }
-        });
         let election = Election {
             lease_name: NAME.into(),
-            namespace: NS.into(),
+            namespace: crate::leader::fake::NS.into(),
             identity: identity.into(),
-            timing: Timing {
-                lease_duration: Duration::from_secs(15),
-                renew_deadline: Duration::from_secs(10),
-                retry_period: Duration::from_secs(2),
-            },
+            timing: timing(),
+            pod_namespace: crate::leader::fake::NS.into(),
+            pod_name: identity.into(),
         };
-        Elector::new(kube::Client::new(mock, "default"), election)
-    }
-
-    fn shared(lease: Option<Value>) -> Shared {
-        let mut f = Fake::default();
-        if let Some(spec) = lease {
-            f.set_spec(spec);
-        }
-        Arc::new(Mutex::new(f))
-    }
-
-    fn take_seen(f: &Shared) -> Vec<String> {
-        std::mem::take(&mut f.lock().unwrap().seen)
+        Elector::new(client(fake), election)
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! What a standby serves on the HTTP port while it waits for the Lease: `/healthz` 200
-//! (the process is alive), `/readyz` 503 `standby: not the leader` (so the Service does not
-//! route to it) and 503 with a JSON error for everything else. The gRPC port stays closed.
+//! (the process is alive), `/readyz` 200 `standby` (up and contending: the pod is Ready,
+//! so the Deployment is available and rollouts finish; the Service still does not route
+//! to it, it selects `caretaker.io/role: leader`) and 503 with a JSON error for everything
+//! else, in case a client reaches the pod directly. The gRPC port stays closed.
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -15,14 +17,15 @@ use tracing::{Instrument, info, info_span};
 
 use crate::tls::{ReloadingTls, TlsListener};
 
-/// The `/readyz` answer of a standby.
-pub const STANDBY: &str = "standby: not the leader";
+/// The `/readyz` answer of a standby (the leader answers `ready`): the role at a glance,
+/// e.g. `kubectl exec` or a port-forward to one pod.
+pub const STANDBY: &str = "standby";
 
 /// The standby's routes.
 pub fn router() -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { (StatusCode::SERVICE_UNAVAILABLE, STANDBY) }))
+        .route("/readyz", get(|| async { STANDBY }))
         .fallback(|| async {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -66,9 +69,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_standby_is_alive_not_ready_and_serves_nothing_else() {
+    async fn a_standby_is_alive_and_ready_and_serves_nothing_else() {
         assert_eq!(get_body("/healthz").await, (StatusCode::OK, "ok".into()));
-        assert_eq!(get_body("/readyz").await, (StatusCode::SERVICE_UNAVAILABLE, "standby: not the leader".into()));
+        assert_eq!(get_body("/readyz").await, (StatusCode::OK, "standby".into()));
         for uri in ["/api/v1/report", "/metrics", "/report"] {
             assert_eq!(
                 get_body(uri).await,
@@ -89,8 +92,8 @@ mod tests {
         s.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
-        assert!(out.starts_with("HTTP/1.1 503"), "{out}");
-        assert!(out.ends_with("standby: not the leader"), "{out}");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.ends_with("\r\n\r\nstandby"), "{out}");
         stop.cancel();
         task.await.unwrap().unwrap();
     }
