@@ -63,7 +63,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, crate::store:
 async fn report(AxState(state): AxState<Arc<State>>, Query(q): Query<ReportQuery>) -> Response {
     let now = Timestamp::now();
     let Some(at) = q.at else {
-        return ([(axum::http::header::CONTENT_TYPE, "application/json")], state.cluster_report_json(now)).into_response();
+        // The node reports go out as the pieces kept since they were stored, uncopied.
+        let parts = state.cluster_report_json_parts(now);
+        let length = parts.iter().map(bytes::Bytes::len).sum::<usize>();
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(parts.into_iter().map(Ok::<_, std::convert::Infallible>)));
+        return ([(axum::http::header::CONTENT_TYPE, "application/json".to_string()), (axum::http::header::CONTENT_LENGTH, length.to_string())], body).into_response();
     };
     let at = match crate::report::parse_time(&at, now) {
         Ok(t) => t,

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use caretaker_proto::model::{Freshness, NodeReport, NodeStatus};
 use jiff::Timestamp;
-use serde_json::value::RawValue;
+use bytes::Bytes;
 
 use crate::history::{History, Recorded, Retention};
 use crate::metrics::{FreshnessLabel, Metrics, ResultLabel};
@@ -24,7 +24,7 @@ pub struct State {
     /// Each node's latest report as JSON, serialized once when it is stored (updated under
     /// the `nodes` write lock, so both always agree): the JSON endpoint splices these in
     /// instead of cloning and serializing every report per query.
-    node_json: RwLock<HashMap<String, Box<RawValue>>>,
+    node_json: RwLock<HashMap<String, Bytes>>,
     pub metrics: Metrics,
     merge: MergeConfig,
     /// The latest round of cluster checks and signals (empty until one has run).
@@ -152,10 +152,16 @@ impl State {
     }
 
     /// [`State::cluster_report`] serialized as JSON, the same document `serde_json` would
-    /// write, built without cloning or re-serializing the node reports: the statuses are
-    /// merged without them and each node's report JSON, kept since it was stored, is
-    /// spliced in as the status's last field (`report`).
+    /// write (see [`State::cluster_report_json_parts`]).
     pub fn cluster_report_json(&self, now: Timestamp) -> Vec<u8> {
+        self.cluster_report_json_parts(now).concat()
+    }
+
+    /// [`State::cluster_report_json`] as consecutive pieces, for a response body that
+    /// does not copy the node reports: the statuses are merged without the reports, and
+    /// each node's report JSON, kept since the report was stored, is a shared piece
+    /// spliced in as its status's last field (`report`).
+    pub fn cluster_report_json_parts(&self, now: Timestamp) -> Vec<Bytes> {
         let nodes = self.nodes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let cache = self.node_json.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let report = {
@@ -168,28 +174,30 @@ impl State {
         // few dozen bytes, and the first occurrence is that field.
         const EMPTY: &[u8] = br#","nodes":[]"#;
         let head = serde_json::to_vec(&report).unwrap_or_default();
-        let Some(at) = head[..head.len().min(256)].windows(EMPTY.len()).position(|w| w == EMPTY) else { return head };
-        let reports: usize = cache.values().map(|j| j.get().len()).sum();
-        let mut out = Vec::with_capacity(head.len() + reports + statuses.len() * 160);
-        out.extend_from_slice(&head[..at]);
-        out.extend_from_slice(br#","nodes":["#);
+        let Some(at) = head[..head.len().min(256)].windows(EMPTY.len()).position(|w| w == EMPTY) else { return vec![head.into()] };
+        let mut parts = Vec::with_capacity(statuses.len() * 2 + 1);
+        let mut buf = Vec::with_capacity(4096);
+        buf.extend_from_slice(&head[..at]);
+        buf.extend_from_slice(br#","nodes":["#);
         for (i, st) in statuses.iter().enumerate() {
             if i > 0 {
-                out.push(b',');
+                buf.push(b',');
             }
             // Writing into a Vec cannot fail; the status has no map with non-string keys.
-            let _ = serde_json::to_writer(&mut out, st);
+            let _ = serde_json::to_writer(&mut buf, st);
             let raw = nodes.get(&st.node_name).and_then(|_| cache.get(&st.node_name));
-            if let (Some(raw), Some(b'}')) = (raw, out.last()) {
-                out.pop();
-                out.extend_from_slice(br#","report":"#);
-                out.extend_from_slice(raw.get().as_bytes());
-                out.push(b'}');
+            if let (Some(raw), Some(b'}')) = (raw, buf.last()) {
+                buf.pop();
+                buf.extend_from_slice(br#","report":"#);
+                parts.push(Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(256))));
+                parts.push(raw.clone());
+                buf.push(b'}');
             }
         }
-        out.push(b']');
-        out.extend_from_slice(&head[at + EMPTY.len()..]);
-        out
+        buf.push(b']');
+        buf.extend_from_slice(&head[at + EMPTY.len()..]);
+        parts.push(buf.into());
+        parts
     }
 
     /// The parts of a merged report that come from the state rather than the merge: the
@@ -346,8 +354,8 @@ impl State {
 
 /// A node report as JSON, for [`State::cluster_report_json`]. `None` only if serializing
 /// fails, which these types do not.
-fn report_json(report: &NodeReport) -> Option<Box<RawValue>> {
-    serde_json::value::to_raw_value(report).ok()
+fn report_json(report: &NodeReport) -> Option<Bytes> {
+    serde_json::to_vec(report).ok().map(Bytes::from)
 }
 
 #[cfg(test)]
