@@ -3,6 +3,10 @@
 //!
 //! The tests share one containerd, so they run one at a time and each starts empty.
 
+// Each test is a current-thread runtime of its own; the guard that serialises them is
+// meant to be held across its awaits.
+#![allow(clippy::await_holding_lock)]
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap};

@@ -164,17 +164,17 @@ impl ReportIngest for IngestService {
                             break;
                         }
                     };
-                    if let Some(allowed) = &allowed {
-                        if wire.node_name != *allowed {
-                            warn!(certificate = %allowed, report = %wire.node_name, "Refused a report for another node than the client certificate's; closing the stream.");
-                            state.count_rejected();
-                            let msg = format!(
-                                "the client certificate is for node {allowed:?}; it may not report for node {:?}",
-                                wire.node_name
-                            );
-                            let _ = tx.send(Err(Status::permission_denied(msg))).await;
-                            break;
-                        }
+                    if let Some(allowed) = &allowed
+                        && wire.node_name != *allowed
+                    {
+                        warn!(certificate = %allowed, report = %wire.node_name, "Refused a report for another node than the client certificate's; closing the stream.");
+                        state.count_rejected();
+                        let msg = format!(
+                            "the client certificate is for node {allowed:?}; it may not report for node {:?}",
+                            wire.node_name
+                        );
+                        let _ = tx.send(Err(Status::permission_denied(msg))).await;
+                        break;
                     }
                     // Over the rate: stop reading this stream until it is allowed again.
                     if let Err(not_until) = limiter.check() {

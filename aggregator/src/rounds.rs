@@ -362,6 +362,89 @@ async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item =
     futures_util::future::join_all(futs).await
 }
 
+/// Key of the notifier's state document in the store.
+pub const NOTIFY_STATE_KEY: &str = "notify_state";
+
+/// Runs a round now and then every `interval` (±10 % jitter) until `shutdown`, handing each
+/// to the state, which records the merged report every `record_interval`. After each round
+/// the notifier (when configured) looks at the merged report; its de-duplication state is
+/// kept in the store, so a restart does not page again for the same finding.
+pub async fn run_loop(
+    state: std::sync::Arc<crate::state::State>,
+    mut rounds: Rounds,
+    record_interval: Duration,
+    notifier: Option<crate::schedule::notify::Notifier>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let interval = rounds.config().cluster.interval;
+    // A few queued requests at most: more callers wait for the same next round anyway.
+    let (tx, mut requests) = tokio::sync::mpsc::channel::<crate::state::RoundRequest>(8);
+    state.serve_round_requests(tx);
+    let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+    let mut scheduled: Vec<crate::state::RoundRequest> = Vec::new();
+    let mut next_full = tokio::time::Instant::now();
+    loop {
+        // Scheduled runs first, each as its own round of its tasks.
+        for req in scheduled.drain(..) {
+            let Some(run) = req.run else { continue };
+            let now = Timestamp::now();
+            let tasks: BTreeSet<Task> = run.tasks.iter().copied().collect();
+            let partial = rounds.run_tasks(&state.node_reports(), now, Some(&tasks)).await;
+            let kinds = run.kinds.join(",");
+            let st = std::sync::Arc::clone(&state);
+            match tokio::task::spawn_blocking(move || st.finish_scheduled_round(partial, run, now)).await {
+                Ok(Ok(rec)) => tracing::info!(kinds, new = rec.new_findings, resolved = rec.resolved_findings, bytes = rec.stored_bytes, "Scheduled run recorded in the history."),
+                Ok(Err(e)) => warn!(kinds, error = %e, "Scheduled run finished but the history could not be written."),
+                Err(e) => warn!(kinds, error = %e, "Scheduled run task failed."),
+            }
+            if let Some(n) = &notifier {
+                notify(&state, n, now).await;
+            }
+            let _ = req.done.send(());
+        }
+        // A full round when its interval is up or someone waits for one.
+        if !waiting.is_empty() || tokio::time::Instant::now() >= next_full {
+            let now = Timestamp::now();
+            let round = rounds.run(&state.node_reports(), now).await;
+            let checks = round.checks.len();
+            let st = std::sync::Arc::clone(&state);
+            let force = !waiting.is_empty();
+            match tokio::task::spawn_blocking(move || st.finish_round(round, now, record_interval, force)).await {
+                Ok(Ok(Some(rec))) => tracing::info!(
+                    checks,
+                    new = rec.new_findings,
+                    resolved = rec.resolved_findings,
+                    bytes = rec.stored_bytes,
+                    "Round finished; report recorded in the history."
+                ),
+                Ok(Ok(None)) => tracing::debug!(checks, "Round finished."),
+                Ok(Err(e)) => warn!(error = %e, "Round finished but the history could not be written."),
+                Err(e) => warn!(error = %e, "Round task failed."),
+            }
+            if let Some(n) = &notifier {
+                notify(&state, n, now).await;
+            }
+            for w in waiting.drain(..) {
+                let _ = w.send(());
+            }
+            let jitter = rand::random_range(-0.1..=0.1);
+            next_full = tokio::time::Instant::now() + interval.mul_f64(1.0 + jitter);
+        }
+        let mut take = |req: crate::state::RoundRequest| match req.run {
+            Some(_) => scheduled.push(req),
+            None => waiting.push(req.done),
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(next_full) => {}
+            Some(req) = requests.recv() => take(req),
+            () = shutdown.cancelled() => break,
+        }
+        while let Ok(req) = requests.try_recv() {
+            take(req);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -486,88 +569,5 @@ mod tests {
         assert_eq!(checks[0].findings[0].code, "endpoint_unhealthy");
         assert_eq!(checks[1].findings[0].code, "alertmanager_unreachable");
         assert_eq!(report.unwrap().endpoints.len(), 1);
-    }
-}
-
-/// Key of the notifier's state document in the store.
-pub const NOTIFY_STATE_KEY: &str = "notify_state";
-
-/// Runs a round now and then every `interval` (±10 % jitter) until `shutdown`, handing each
-/// to the state, which records the merged report every `record_interval`. After each round
-/// the notifier (when configured) looks at the merged report; its de-duplication state is
-/// kept in the store, so a restart does not page again for the same finding.
-pub async fn run_loop(
-    state: std::sync::Arc<crate::state::State>,
-    mut rounds: Rounds,
-    record_interval: Duration,
-    notifier: Option<crate::schedule::notify::Notifier>,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let interval = rounds.config().cluster.interval;
-    // A few queued requests at most: more callers wait for the same next round anyway.
-    let (tx, mut requests) = tokio::sync::mpsc::channel::<crate::state::RoundRequest>(8);
-    state.serve_round_requests(tx);
-    let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
-    let mut scheduled: Vec<crate::state::RoundRequest> = Vec::new();
-    let mut next_full = tokio::time::Instant::now();
-    loop {
-        // Scheduled runs first, each as its own round of its tasks.
-        for req in scheduled.drain(..) {
-            let Some(run) = req.run else { continue };
-            let now = Timestamp::now();
-            let tasks: BTreeSet<Task> = run.tasks.iter().copied().collect();
-            let partial = rounds.run_tasks(&state.node_reports(), now, Some(&tasks)).await;
-            let kinds = run.kinds.join(",");
-            let st = std::sync::Arc::clone(&state);
-            match tokio::task::spawn_blocking(move || st.finish_scheduled_round(partial, run, now)).await {
-                Ok(Ok(rec)) => tracing::info!(kinds, new = rec.new_findings, resolved = rec.resolved_findings, bytes = rec.stored_bytes, "Scheduled run recorded in the history."),
-                Ok(Err(e)) => warn!(kinds, error = %e, "Scheduled run finished but the history could not be written."),
-                Err(e) => warn!(kinds, error = %e, "Scheduled run task failed."),
-            }
-            if let Some(n) = &notifier {
-                notify(&state, n, now).await;
-            }
-            let _ = req.done.send(());
-        }
-        // A full round when its interval is up or someone waits for one.
-        if !waiting.is_empty() || tokio::time::Instant::now() >= next_full {
-            let now = Timestamp::now();
-            let round = rounds.run(&state.node_reports(), now).await;
-            let checks = round.checks.len();
-            let st = std::sync::Arc::clone(&state);
-            let force = !waiting.is_empty();
-            match tokio::task::spawn_blocking(move || st.finish_round(round, now, record_interval, force)).await {
-                Ok(Ok(Some(rec))) => tracing::info!(
-                    checks,
-                    new = rec.new_findings,
-                    resolved = rec.resolved_findings,
-                    bytes = rec.stored_bytes,
-                    "Round finished; report recorded in the history."
-                ),
-                Ok(Ok(None)) => tracing::debug!(checks, "Round finished."),
-                Ok(Err(e)) => warn!(error = %e, "Round finished but the history could not be written."),
-                Err(e) => warn!(error = %e, "Round task failed."),
-            }
-            if let Some(n) = &notifier {
-                notify(&state, n, now).await;
-            }
-            for w in waiting.drain(..) {
-                let _ = w.send(());
-            }
-            let jitter = rand::random_range(-0.1..=0.1);
-            next_full = tokio::time::Instant::now() + interval.mul_f64(1.0 + jitter);
-        }
-        let mut take = |req: crate::state::RoundRequest| match req.run {
-            Some(_) => scheduled.push(req),
-            None => waiting.push(req.done),
-        };
-        tokio::select! {
-            () = tokio::time::sleep_until(next_full) => {}
-            Some(req) = requests.recv() => take(req),
-            () = shutdown.cancelled() => break,
-        }
-        while let Ok(req) = requests.try_recv() {
-            take(req);
-        }
     }
 }

@@ -107,9 +107,8 @@ pub async fn run(
     agent_stop.cancel();
     let _ = agent.await;
     server_stop.cancel();
-    match server.await {
-        Ok(Err(e)) => return Err(e.into()),
-        Ok(Ok(())) | Err(_) => {}
+    if let Ok(Err(e)) = server.await {
+        return Err(e.into());
     }
     outcome
 }

@@ -93,10 +93,10 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, String> 
     let mut names = Vec::new();
     if let Ok(Some(san)) = x509.subject_alternative_name() {
         for n in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::URI(uri) = n {
-                if let Some(node) = uri.strip_prefix(NODE_URI_PREFIX) {
-                    names.push(node.to_string());
-                }
+            if let x509_parser::extensions::GeneralName::URI(uri) = n
+                && let Some(node) = uri.strip_prefix(NODE_URI_PREFIX)
+            {
+                names.push(node.to_string());
             }
         }
     }

@@ -168,7 +168,7 @@ fn pod(i: usize) -> Value {
 }
 
 fn node(i: usize) -> Value {
-    let not_ready = i % 100 == 0;
+    let not_ready = i.is_multiple_of(100);
     json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -198,7 +198,7 @@ fn event(i: usize) -> Value {
     let reason = reasons[i % reasons.len()];
     let warning = !matches!(reason, "Pulled" | "Killing");
     let pod_i = (i * 7) % PODS;
-    let old = i % 10 == 0;
+    let old = i.is_multiple_of(10);
     json!({
         "apiVersion": "v1",
         "kind": "Event",
@@ -207,9 +207,9 @@ fn event(i: usize) -> Value {
         "reason": reason,
         "message": "Readiness probe failed: HTTP probe failed with statuscode: 503",
         "source": {"component": "kubelet", "host": format!("node-{:04}", pod_i % NODES)},
-        "firstTimestamp": if i % 3 == 0 { Value::Null } else { json!(ago(if old { 200_000 } else { 3600 })) },
-        "lastTimestamp": if i % 3 == 0 { Value::Null } else { json!(ago(if old { 190_000 } else { 60 })) },
-        "eventTime": if i % 3 == 0 { json!(format!("{}", now() - SignedDuration::from_secs(120))) } else { Value::Null },
+        "firstTimestamp": if i.is_multiple_of(3) { Value::Null } else { json!(ago(if old { 200_000 } else { 3600 })) },
+        "lastTimestamp": if i.is_multiple_of(3) { Value::Null } else { json!(ago(if old { 190_000 } else { 60 })) },
+        "eventTime": if i.is_multiple_of(3) { json!(format!("{}", now() - SignedDuration::from_secs(120))) } else { Value::Null },
         "count": 1 + (i % 5),
         "type": if warning { "Warning" } else { "Normal" },
         "reportingComponent": "kubelet",

@@ -448,10 +448,10 @@ fn disk_pressure(latest: &BTreeMap<&str, &StoredNode>, round: &CheckRound, cfg: 
             } else {
                 None
             };
-            if let Some(l) = level {
-                if worst.is_none_or(|(w, wl)| (l, f.used_percent) > (wl, w.used_percent)) {
-                    worst = Some((f, l));
-                }
+            if let Some(l) = level
+                && worst.is_none_or(|(w, wl)| (l, f.used_percent) > (wl, w.used_percent))
+            {
+                worst = Some((f, l));
             }
         }
         let root = report.filesystems.iter().find(|f| f.mountpoint == "/");
