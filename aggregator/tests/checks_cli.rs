@@ -145,3 +145,20 @@ fn cleanup_apply_waits_for_the_maintenance_window_unless_forced() {
     let o = run(&["cleanup", "--force"]);
     assert_eq!(o.status.code(), Some(64));
 }
+
+/// `--fail-on` turns findings into an exit code for cron jobs: 2 when a check is at the
+/// level or worse (after the full output), 0 otherwise.
+#[test]
+fn check_fail_on_exits_2_at_or_above_the_level_after_the_output() {
+    let o = run(&["check", "--from-dump", &fixture("pods.json"), "--now", NOW, "--output", "json", "--fail-on", "warning"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the whole output comes first");
+    assert_eq!(v["checks"][1]["severity"], "critical");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("1 check(s) at warning or worse: pods (--fail-on warning)"), "{err}");
+    // A cluster with nothing wrong passes even the strictest level.
+    let o = run(&["check", "--from-dump", &fixture("cleanup-empty-lists.json"), "--now", NOW, "--fail-on", "info"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&["check", "--from-dump", &fixture("pods.json"), "--fail-on", "fatal"]);
+    assert_eq!(o.status.code(), Some(64));
+}

@@ -9,7 +9,7 @@ use caretaker_proto::render::Style;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{CheckResult, ChecksConfig, render, run_all};
+use super::{CheckResult, ChecksConfig, Severity, render, run_all};
 use crate::cleanup::{CleanupConfig, Proposal, propose};
 use crate::cluster::{self, ClusterState, LoadSummary};
 
@@ -39,7 +39,32 @@ pub struct CheckArgs {
     /// aggregator's config). Default: the documented defaults.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Exit 2 (after the output) when any check is at this severity or worse, for cron
+    /// jobs and CI gates. Default: exit 0 whatever the findings.
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<FailOn>,
 }
+
+/// The `--fail-on` levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl FailOn {
+    fn severity(self) -> Severity {
+        match self {
+            FailOn::Info => Severity::Info,
+            FailOn::Warning => Severity::Warning,
+            FailOn::Critical => Severity::Critical,
+        }
+    }
+}
+
+/// Exit code of `check --fail-on` when checks are at or above the level.
+pub const EXIT_FINDINGS: i32 = 2;
 
 /// The `checks:`, `cleanup:` and `schedule:` sections of a config file (`schedule:` gives
 /// the maintenance window that `cleanup --apply` waits for).
@@ -71,15 +96,20 @@ pub enum CliError {
     /// `cleanup --apply` outside the maintenance window without `--force`.
     #[error("nothing deleted: {0}; run without --apply to see the proposals")]
     OutsideWindow(String),
+    /// `check --fail-on`: checks at or above the level.
+    #[error("{count} check(s) at {level} or worse: {names} (--fail-on {level})")]
+    Findings { count: usize, level: Severity, names: String },
 }
 
 impl CliError {
     /// The process exit code: 64 for a bad command line or config, 75 (EX_TEMPFAIL:
-    /// try again later) for `--apply` outside the maintenance window, 1 otherwise.
+    /// try again later) for `--apply` outside the maintenance window, 2 for `check
+    /// --fail-on` with checks at or above the level, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Config(_) | CliError::Usage(_) => EXIT_USAGE,
             CliError::OutsideWindow(_) => EXIT_TEMPFAIL,
+            CliError::Findings { .. } => EXIT_FINDINGS,
             _ => 1,
         }
     }
@@ -133,7 +163,14 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let now = args.now.unwrap_or_else(Timestamp::now);
     let results = run_all(&state, &config.checks, now);
     let proposals = propose(&state, &config.cleanup, now);
-    write_output(out, args.output, &state, &results, &proposals, now)
+    write_output(out, args.output, &state, &results, &proposals, now)?;
+    if let Some(level) = args.fail_on.map(FailOn::severity) {
+        let failing: Vec<&str> = results.iter().filter(|r| r.severity >= level).map(|r| r.name.as_str()).collect();
+        if !failing.is_empty() {
+            return Err(CliError::Findings { count: failing.len(), level, names: failing.join(", ") });
+        }
+    }
+    Ok(())
 }
 
 /// Writes check results (and cleanup proposals) in `format`.
