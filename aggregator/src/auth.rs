@@ -21,7 +21,6 @@ use std::pin::Pin;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use serde::Deserialize;
@@ -29,6 +28,7 @@ use subtle::ConstantTimeEq;
 use tracing::{debug, error, info, warn};
 
 use crate::config::AuthConfig;
+use crate::tls::{FileStamp as Stamp, file_stamp as stamp};
 
 /// What a token may do. `Admin` includes `Read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -106,13 +106,6 @@ struct Token {
     secret: Vec<u8>,
 }
 
-/// Modification time, size and inode of a token file; `None`: it cannot be stat'ed.
-type Stamp = Option<(SystemTime, u64, u64)>;
-
-fn stamp(path: &std::path::Path) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), m.ino()))
-}
 
 /// A token read from a file, followed for changes.
 struct Watched {

@@ -170,15 +170,21 @@ pub fn server_config(files: &ServerTlsConfig) -> Result<ServerConfig, TlsError> 
     Ok(cfg)
 }
 
-/// Modification time, size and inode of each file: a change of any means reload.
-type Stamp = Vec<Option<(SystemTime, u64, u64)>>;
+/// Modification time, size and inode of a file; `None`: it cannot be stat'ed. A change
+/// of any means the file was replaced or rewritten (a Secret update swaps a symlink).
+pub(crate) type FileStamp = Option<(SystemTime, u64, u64)>;
+
+/// The [`FileStamp`] of `path`; also used for the API token files.
+pub(crate) fn file_stamp(path: &std::path::Path) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), m.ino()))
+}
+
+/// The stamps of the three files: a change of any means reload.
+type Stamp = Vec<FileStamp>;
 
 fn stamp(files: &ServerTlsConfig) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    [&files.cert_file, &files.key_file, &files.ca_file]
-        .iter()
-        .map(|p| std::fs::metadata(p).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), m.ino())))
-        .collect()
+    [&files.cert_file, &files.key_file, &files.ca_file].iter().map(|p| file_stamp(p)).collect()
 }
 
 /// A server config that follows its files; see the module docs.
