@@ -80,6 +80,21 @@ pub fn diff_html(d: &crate::history::ReportDiff) -> String {
             }
         }
     };
+    let body = markup! {
+        main {
+            h1 { (title) }
+            p.meta { (d.new.len()) " new, " (d.resolved.len()) " resolved, " (d.changed.len()) " changed" }
+            (section("New", &d.new))
+            (section("Resolved", &d.resolved))
+            (section("Changed", &d.changed))
+        }
+    };
+    document(&title, body).into_string()
+}
+
+/// A complete page: the shared head (no external assets, the [`CSP`], the style sheet)
+/// around `body`.
+fn document(title: &str, body: Markup) -> Markup {
     markup! {
         (DOCTYPE)
         html lang="en" {
@@ -90,18 +105,9 @@ pub fn diff_html(d: &crate::history::ReportDiff) -> String {
                 title { (title) }
                 style { (PreEscaped(CSS)) }
             }
-            body {
-                main {
-                    h1 { (title) }
-                    p.meta { (d.new.len()) " new, " (d.resolved.len()) " resolved, " (d.changed.len()) " changed" }
-                    (section("New", &d.new))
-                    (section("Resolved", &d.resolved))
-                    (section("Changed", &d.changed))
-                }
-            }
+            body { (body) }
         }
     }
-    .into_string()
 }
 
 /// The style sheet; constant, so it is the one thing spliced unescaped.
@@ -174,37 +180,26 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none
 
 fn page(r: &ClusterReport, cfg: &MergeConfig) -> Markup {
     let title = format!("caretaker report {} — {}", fmt_time(r.generated_at), r.status);
-    markup! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta http-equiv="Content-Security-Policy" content=(CSP);
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) }
-                style { (PreEscaped(CSS)) }
-            }
-            body {
-                (header(r))
-                main {
-                    (not_reporting(r))
-                    (findings(r))
-                    (disk_chart(r, cfg))
-                    (disk_pressure(r))
-                    (network_chart(r))
-                    (timelines(r))
-                    (proposals(r))
-                    (checks(r))
-                    (signals(r))
-                    (nodes_table(r))
-                    footer {
-                        "caretaker-aggregator " (env!("CARGO_PKG_VERSION")) " · report schema " (r.schema_version)
-                        " · generated " (fmt_time(r.generated_at))
-                    }
-                }
+    let body = markup! {
+        (header(r))
+        main {
+            (not_reporting(r))
+            (findings(r))
+            (disk_chart(r, cfg))
+            (disk_pressure(r))
+            (network_chart(r))
+            (timelines(r))
+            (proposals(r))
+            (checks(r))
+            (signals(r))
+            (nodes_table(r))
+            footer {
+                "caretaker-aggregator " (env!("CARGO_PKG_VERSION")) " · report schema " (r.schema_version)
+                " · generated " (fmt_time(r.generated_at))
             }
         }
-    }
+    };
+    document(&title, body)
 }
 
 // ---------------------------------------------------------------- formatting helpers
