@@ -264,8 +264,13 @@ impl State {
                 alerts_7d: crate::history::alert_counts(&self.history, now, 7)?,
             });
         }
+        self.record(now, Some(run))
+    }
+
+    /// Records the merged report as of `now` (with `run` when a scheduled run made it).
+    fn record(&self, now: Timestamp, run: Option<ScheduledRun>) -> Result<Recorded, StoreError> {
         let mut report = self.cluster_report(now);
-        report.run = Some(run);
+        report.run = run;
         let rec = self.history.record(&mut report)?;
         if let Ok(mut l) = self.last_recorded.write() {
             *l = Some(now);
@@ -314,12 +319,7 @@ impl State {
         if !(due || force) {
             return Ok(None);
         }
-        let mut report = self.cluster_report(now);
-        let rec = self.history.record(&mut report)?;
-        if let Ok(mut l) = self.last_recorded.write() {
-            *l = Some(now);
-        }
-        Ok(Some(rec))
+        self.record(now, None).map(Some)
     }
 
     /// Replaces the latest round of checks and signals.
