@@ -28,13 +28,19 @@ use caretaker_agent::logs::engine::{LogEngine, RunOptions};
 use caretaker_agent::logs::policy::Compressor;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -44,7 +50,14 @@ fn write_json_text(path: &Path, bytes: u64) {
     let mut w = BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
     let mut r = Lcg(1);
     let levels = ["info", "info", "info", "debug", "warn", "error"];
-    let paths = ["/api/v1/orders", "/api/v1/users", "/healthz", "/metrics", "/api/v2/search", "/static/app.js"];
+    let paths = [
+        "/api/v1/orders",
+        "/api/v1/users",
+        "/healthz",
+        "/metrics",
+        "/api/v2/search",
+        "/static/app.js",
+    ];
     let users = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
     let mut n = 0u64;
     let mut t = 1_700_000_000_000u64;
@@ -72,28 +85,57 @@ fn write_json_text(path: &Path, bytes: u64) {
     w.flush().unwrap();
 }
 
-
 /// klog lines as Kubernetes components write them (`I1129 03:00:00.123456 1234 file.go:12] "msg" k=v`).
 fn write_klog_text(path: &Path, bytes: u64) {
     let mut w = BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
     let mut r = Lcg(7);
-    let files = ["kubelet.go", "pod_workers.go", "prober.go", "controller.go", "reflector.go", "status_manager.go"];
-    let namespaces = ["default", "kube-system", "shop", "payments", "monitoring", "ingress-nginx"];
+    let files = [
+        "kubelet.go",
+        "pod_workers.go",
+        "prober.go",
+        "controller.go",
+        "reflector.go",
+        "status_manager.go",
+    ];
+    let namespaces = [
+        "default",
+        "kube-system",
+        "shop",
+        "payments",
+        "monitoring",
+        "ingress-nginx",
+    ];
     let apps = ["api", "web", "worker", "db"];
     let mut n = 0u64;
     let mut t = 0u64;
     while n < bytes {
         t += r.next(50_000);
         let ns = namespaces[r.next(6) as usize];
-        let pod = format!("{}-{:x}-{}{}", apps[r.next(4) as usize], 1000 + r.next(9000), (b'a' + r.next(8) as u8) as char, 10 + r.next(90));
+        let pod = format!(
+            "{}-{:x}-{}{}",
+            apps[r.next(4) as usize],
+            1000 + r.next(9000),
+            (b'a' + r.next(8) as u8) as char,
+            10 + r.next(90)
+        );
         let (a, b) = (r.next(256), r.next(256));
         let msg = match r.next(6) {
             0 => format!("\"Reconciling\" controller=\"deployment\" pod=\"{ns}/{pod}\""),
             1 => format!("\"Updated status\" node=\"worker-{a}\" conditions=4"),
-            2 => format!("\"Failed to pull image\" err=\"rpc error: code = NotFound desc = failed to resolve reference \\\"registry.example.com/{ns}/app:v1.{a}\\\"\""),
-            3 => format!("\"SyncLoop (PLEG): event for pod\" pod=\"{ns}/{pod}\" event={{\"ID\":\"{:08x}-{:04x}\",\"Type\":\"ContainerStarted\"}}", r.next(1 << 32), r.next(1 << 16)),
-            4 => format!("\"Observed a panic\" panic=\"runtime error: index out of range [{a}] with length {a}\""),
-            _ => format!("\"Probe failed\" probeType=\"Readiness\" pod=\"{ns}/{pod}\" probeResult=\"failure\" output=\"Get \\\"http://10.244.{a}.{b}:8080/healthz\\\": dial tcp: connect: connection refused\""),
+            2 => format!(
+                "\"Failed to pull image\" err=\"rpc error: code = NotFound desc = failed to resolve reference \\\"registry.example.com/{ns}/app:v1.{a}\\\"\""
+            ),
+            3 => format!(
+                "\"SyncLoop (PLEG): event for pod\" pod=\"{ns}/{pod}\" event={{\"ID\":\"{:08x}-{:04x}\",\"Type\":\"ContainerStarted\"}}",
+                r.next(1 << 32),
+                r.next(1 << 16)
+            ),
+            4 => format!(
+                "\"Observed a panic\" panic=\"runtime error: index out of range [{a}] with length {a}\""
+            ),
+            _ => format!(
+                "\"Probe failed\" probeType=\"Readiness\" pod=\"{ns}/{pod}\" probeResult=\"failure\" output=\"Get \\\"http://10.244.{a}.{b}:8080/healthz\\\": dial tcp: connect: connection refused\""
+            ),
         };
         let line = format!(
             "{}1129 {:02}:{:02}:{:02}.{:06} {:7} {}:{}] {msg}\n",
@@ -119,11 +161,20 @@ fn secs(start: Instant) -> f64 {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n == 0 { f64::NAN } else if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn list(v: &[f64]) -> String {
-    v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" ")
+    v.iter()
+        .map(|x| format!("{x:.2}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn main() {
@@ -134,7 +185,10 @@ fn main() {
     let text = std::env::var("BENCH_TEXT").unwrap_or_else(|_| "json".into());
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let base = std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into());
-    let tmp = tempfile::Builder::new().prefix("caretaker-bench").tempdir_in(&base).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("caretaker-bench")
+        .tempdir_in(&base)
+        .unwrap();
     let src = tmp.path().join("app.log");
     match text.as_str() {
         "klog" => write_klog_text(&src, mb << 20),
@@ -142,14 +196,21 @@ fn main() {
     }
     let input = std::fs::metadata(&src).unwrap().len();
     let mib = input as f64 / 1048576.0;
-    println!("== compression of {mib:.0} MiB of {text} log text ({threads} cores, {runs} runs, medians)");
+    println!(
+        "== compression of {mib:.0} MiB of {text} log text ({threads} cores, {runs} runs, medians)"
+    );
     // Warm the page cache for everyone.
     let _ = std::fs::read(&src);
 
     let gz_ref = tmp.path().join("ref.gz");
     let gzip = || {
         let t = Instant::now();
-        let status = Command::new("gzip").args(["-6", "-c"]).arg(&src).stdout(File::create(&gz_ref).unwrap()).status().unwrap();
+        let status = Command::new("gzip")
+            .args(["-6", "-c"])
+            .arg(&src)
+            .stdout(File::create(&gz_ref).unwrap())
+            .status()
+            .unwrap();
         assert!(status.success());
         (secs(t), std::fs::metadata(&gz_ref).unwrap().len())
     };
@@ -162,7 +223,8 @@ fn main() {
         let c = compress::compress_file(&copy, &dst, &how, threads, &compress::no_fail).unwrap();
         (secs(t), c.bytes_out)
     };
-    let (mut g_s, mut gz_s, mut zs_s, mut gz_x, mut zs_x) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut g_s, mut gz_s, mut zs_s, mut gz_x, mut zs_x) =
+        (vec![], vec![], vec![], vec![], vec![]);
     let (mut g_size, mut gz_size, mut zs_size) = (0, 0, 0);
     for _ in 0..runs {
         let (g, gs) = gzip();
@@ -176,8 +238,15 @@ fn main() {
         zs_x.push(g / z);
     }
     let g = median(g_s.clone());
-    println!("gzip -6                  {g:7.2} s  {:7.1} MiB/s  {g_size:>12} bytes   runs (s): {}", mib / g, list(&g_s));
-    for (name, s, x, size) in [("caretaker gzip (-6)", &gz_s, &gz_x, gz_size), ("caretaker zstd (default)", &zs_s, &zs_x, zs_size)] {
+    println!(
+        "gzip -6                  {g:7.2} s  {:7.1} MiB/s  {g_size:>12} bytes   runs (s): {}",
+        mib / g,
+        list(&g_s)
+    );
+    for (name, s, x, size) in [
+        ("caretaker gzip (-6)", &gz_s, &gz_x, gz_size),
+        ("caretaker zstd (default)", &zs_s, &zs_x, zs_size),
+    ] {
         let m = median(s.clone());
         println!(
             "{name:<24} {m:7.2} s  {:7.1} MiB/s  {size:>12} bytes  ({:.2}x gzip -6's speed, {:.4}x its size)   runs (x): {}",
@@ -190,11 +259,17 @@ fn main() {
     drop(tmp);
 
     println!("== {files} logs, size 1M, rotate 2, create ({runs} runs, medians)");
-    let Some(lr) = ["/usr/sbin/logrotate", "/sbin/logrotate"].into_iter().find(|p| Path::new(p).exists()) else {
+    let Some(lr) = ["/usr/sbin/logrotate", "/sbin/logrotate"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
         println!("logrotate is not installed: skipping the tree benchmarks");
         return;
     };
-    let tmp = tempfile::Builder::new().prefix("caretaker-bench").tempdir_in(&base).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("caretaker-bench")
+        .tempdir_in(&base)
+        .unwrap();
     let make_tree = |name: &str, size: u64| {
         let dir = tmp.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -203,7 +278,14 @@ fn main() {
             f.set_len(size).unwrap();
         }
         let conf = tmp.path().join(format!("{name}.conf"));
-        std::fs::write(&conf, format!("{}/*.log {{\n  size 1M\n  rotate 2\n  create\n}}\n", dir.display())).unwrap();
+        std::fs::write(
+            &conf,
+            format!(
+                "{}/*.log {{\n  size 1M\n  rotate 2\n  create\n}}\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
         (dir, conf)
     };
     // Each timed run starts with nothing dirty (tree creation, deletions, the other tool's
@@ -211,12 +293,22 @@ fn main() {
     let run_lr = |conf: &Path, state: &Path| {
         nix::unistd::sync();
         let t = Instant::now();
-        let st = Command::new(lr).arg("-s").arg(state).arg(conf).stderr(Stdio::null()).status().unwrap();
+        let st = Command::new(lr)
+            .arg("-s")
+            .arg(state)
+            .arg(conf)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
         assert!(st.success() || st.code() == Some(1));
         secs(t)
     };
     let ct_engine = |dir: &Path, conf: &Path, name: &str| {
-        let cfg = LogsConfig { roots: vec![dir.to_path_buf()], state_file: tmp.path().join(format!("{name}.ct-state")), ..LogsConfig::default() };
+        let cfg = LogsConfig {
+            roots: vec![dir.to_path_buf()],
+            state_file: tmp.path().join(format!("{name}.ct-state")),
+            ..LogsConfig::default()
+        };
         LogEngine::new(&cfg, Some(conf))
     };
 
@@ -225,13 +317,16 @@ fn main() {
     let lr_state = tmp.path().join("small.lr-state");
     run_lr(&conf, &lr_state);
     let e = ct_engine(&dir, &conf, "small");
-    e.rotate(jiff::Timestamp::now(), RunOptions::default()).unwrap();
+    e.rotate(jiff::Timestamp::now(), RunOptions::default())
+        .unwrap();
     let (mut lr_t, mut ct_t, mut x) = (vec![], vec![], vec![]);
     for _ in 0..runs {
         let l = run_lr(&conf, &lr_state);
         nix::unistd::sync();
         let t = Instant::now();
-        let s = e.rotate(jiff::Timestamp::now(), RunOptions::default()).unwrap();
+        let s = e
+            .rotate(jiff::Timestamp::now(), RunOptions::default())
+            .unwrap();
         let c = secs(t);
         assert_eq!((s.files_checked as usize, s.rotated), (files, 0));
         lr_t.push(l * 1e3);
@@ -250,15 +345,23 @@ fn main() {
     // the first timed run and none deleted until the end: ext4 skips inodes freed in the
     // last 30 s when it allocates new ones, which made file creation (both tools create
     // 10,000 logs) several times slower right after a tree was deleted.
-    let trees: Vec<_> =
-        (0..runs).map(|r| (make_tree(&format!("big-lr-{r}"), 1 << 20), make_tree(&format!("big-ct-{r}"), 1 << 20))).collect();
+    let trees: Vec<_> = (0..runs)
+        .map(|r| {
+            (
+                make_tree(&format!("big-lr-{r}"), 1 << 20),
+                make_tree(&format!("big-ct-{r}"), 1 << 20),
+            )
+        })
+        .collect();
     let (mut lr_t, mut ct_t, mut x) = (vec![], vec![], vec![]);
     for (r, ((dir_lr, conf_lr), (dir_ct, conf_ct))) in trees.into_iter().enumerate() {
         let l = run_lr(&conf_lr, &tmp.path().join(format!("big-{r}.lr-state")));
         let e = ct_engine(&dir_ct, &conf_ct, &format!("big-{r}"));
         nix::unistd::sync();
         let t = Instant::now();
-        let s = e.rotate(jiff::Timestamp::now(), RunOptions::default()).unwrap();
+        let s = e
+            .rotate(jiff::Timestamp::now(), RunOptions::default())
+            .unwrap();
         let c = secs(t);
         assert_eq!(s.rotated as usize, files);
         assert!(dir_lr.join("app-00000.log.1").exists(), "logrotate rotated");

@@ -33,8 +33,18 @@ fn synthetic(n_images: usize, n_containers: usize) -> (Vec<Image>, Vec<ImageUser
     let images: Vec<Image> = (0..n_images)
         .map(|i| Image {
             id: format!("sha256:{i:064x}"),
-            repo_tags: vec![format!("registry.example.com/team{}/app{}:v{}", i % 20, i % 200, i)],
-            repo_digests: vec![format!("registry.example.com/team{}/app{}@sha256:{:064x}", i % 20, i % 200, i + 1_000_000)],
+            repo_tags: vec![format!(
+                "registry.example.com/team{}/app{}:v{}",
+                i % 20,
+                i % 200,
+                i
+            )],
+            repo_digests: vec![format!(
+                "registry.example.com/team{}/app{}@sha256:{:064x}",
+                i % 20,
+                i % 200,
+                i + 1_000_000
+            )],
             created: Some(now - SignedDuration::from_hours((i % 500) as i64)),
             size_bytes: 50_000_000 + i as u64,
             shared_bytes: Some(10_000_000),
@@ -47,7 +57,11 @@ fn synthetic(n_images: usize, n_containers: usize) -> (Vec<Image>, Vec<ImageUser
             ImageUser {
                 kind: UserKind::Container,
                 id: format!("{c:064x}"),
-                image_ref: if c % 2 == 0 { format!("registry.example.com/team{}/app{}:v{}", i % 20, i % 200, i) } else { format!("sha256:{i:064x}") },
+                image_ref: if c % 2 == 0 {
+                    format!("registry.example.com/team{}/app{}:v{}", i % 20, i % 200, i)
+                } else {
+                    format!("sha256:{i:064x}")
+                },
                 image_id: format!("sha256:{i:064x}"),
                 state: "running".into(),
             }
@@ -58,13 +72,23 @@ fn synthetic(n_images: usize, n_containers: usize) -> (Vec<Image>, Vec<ImageUser
 
 fn bench_plan() {
     let (images, users) = synthetic(2000, 5000);
-    let disk = DiskUsage { capacity_bytes: 100_000_000_000, available_bytes: 10_000_000_000 };
+    let disk = DiskUsage {
+        capacity_bytes: 100_000_000_000,
+        available_bytes: 10_000_000_000,
+    };
     let pol = policy();
     let mut times = Vec::new();
     let mut removed = 0;
     for _ in 0..21 {
         let t = Instant::now();
-        let p = plan(&images, &users, &pol, Mode::Prune { disk: Some(disk) }, Timestamp::now(), &HashMap::new());
+        let p = plan(
+            &images,
+            &users,
+            &pol,
+            Mode::Prune { disk: Some(disk) },
+            Timestamp::now(),
+            &HashMap::new(),
+        );
         times.push(t.elapsed());
         removed = p.removals().count();
     }
@@ -80,15 +104,25 @@ fn bench_plan() {
 fn load_50(sock: &Path) {
     common::docker_reset(sock);
     let now = Timestamp::now();
-    let set: Vec<common::TestImage> =
-        (0..50).map(|i| common::TestImage::new(&[&format!("bench/app{i}:1")], now - SignedDuration::from_hours(48 + i), 4096, &format!("bench{i}"))).collect();
+    let set: Vec<common::TestImage> = (0..50)
+        .map(|i| {
+            common::TestImage::new(
+                &[&format!("bench/app{i}:1")],
+                now - SignedDuration::from_hours(48 + i),
+                4096,
+                &format!("bench{i}"),
+            )
+        })
+        .collect();
     let (tar, _) = common::docker_save_tar(&set);
     common::docker_load(sock, &tar);
     assert_eq!(common::docker_image_ids(sock).len(), 50);
 }
 
 async fn bench_real(sock: &Path) {
-    let rt = DockerRuntime::connect(sock, Path::new("/"), Duration::from_secs(60)).await.unwrap();
+    let rt = DockerRuntime::connect(sock, Path::new("/"), Duration::from_secs(60))
+        .await
+        .unwrap();
     let mut pol = policy();
     pol.min_age = Duration::from_secs(24 * 3600);
     pol.keep_newest_per_repository = 0;
@@ -99,7 +133,14 @@ async fn bench_real(sock: &Path) {
         let t = Instant::now();
         let images = rt.list_images().await.unwrap();
         let users = rt.list_users().await.unwrap();
-        let p = plan(&images, &users, &pol, Mode::Prune { disk: None }, Timestamp::now(), &HashMap::new());
+        let p = plan(
+            &images,
+            &users,
+            &pol,
+            Mode::Prune { disk: None },
+            Timestamp::now(),
+            &HashMap::new(),
+        );
         let o = apply(&rt, p, false, &mut |_| {}).await;
         ours.push(t.elapsed());
         assert_eq!(o.removed, 50);
@@ -125,7 +166,10 @@ fn main() {
     bench_plan();
     match std::env::var_os("CARETAKER_TEST_DOCKER_SOCK") {
         Some(s) => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(bench_real(Path::new(&s)));
         }
         None => println!("real-engine benchmark skipped: CARETAKER_TEST_DOCKER_SOCK is not set"),

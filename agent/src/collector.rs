@@ -106,7 +106,10 @@ impl Collector {
     /// Reports carry the log task's latest summary from `logs` (see
     /// [`crate::logs::daemon`]).
     #[must_use]
-    pub fn with_logs(mut self, logs: tokio::sync::watch::Receiver<Option<caretaker_proto::model::LogsSummary>>) -> Self {
+    pub fn with_logs(
+        mut self,
+        logs: tokio::sync::watch::Receiver<Option<caretaker_proto::model::LogsSummary>>,
+    ) -> Self {
         self.logs = Some(logs);
         self
     }
@@ -132,7 +135,8 @@ impl Collector {
                     Some(root) => volumes::discover(&mounts, root),
                     None => Vec::new(),
                 };
-                let (rootfs, timeout) = (&self.settings.paths.rootfs, self.settings.statvfs_timeout);
+                let (rootfs, timeout) =
+                    (&self.settings.paths.rootfs, self.settings.statvfs_timeout);
                 // Both under one timeout: a hung volume and a hung filesystem cost one wait.
                 let ((fs, fs_errs), (vols, vol_errs)) = tokio::join!(
                     self.statter.stat_all(rootfs, candidates, timeout),
@@ -143,7 +147,11 @@ impl Collector {
                 (fs, vols)
             }
             Err((place, e)) => {
-                errors.push(CollectorError { collector: "filesystems".into(), place, message: e.to_string() });
+                errors.push(CollectorError {
+                    collector: "filesystems".into(),
+                    place,
+                    message: e.to_string(),
+                });
                 (Vec::new(), Vec::new())
             }
         };
@@ -164,7 +172,11 @@ impl Collector {
                 ifs
             }
             Err((place, e)) => {
-                errors.push(CollectorError { collector: "network".into(), place, message: e.to_string() });
+                errors.push(CollectorError {
+                    collector: "network".into(),
+                    place,
+                    message: e.to_string(),
+                });
                 Vec::new()
             }
         };
@@ -186,7 +198,8 @@ impl Collector {
             epoch: self.epoch,
             seq: self.seq,
             collected_at,
-            report_interval_ms: u64::try_from(self.settings.report_interval.as_millis()).unwrap_or(u64::MAX),
+            report_interval_ms: u64::try_from(self.settings.report_interval.as_millis())
+                .unwrap_or(u64::MAX),
             host,
             filesystems,
             network,
@@ -197,11 +210,20 @@ impl Collector {
             volumes,
         };
         // This cycle's cost goes into the next report (it is only known now).
-        self.last_cycle = (host::process_cpu_time().saturating_sub(cpu_before), wall_before.elapsed());
+        self.last_cycle = (
+            host::process_cpu_time().saturating_sub(cpu_before),
+            wall_before.elapsed(),
+        );
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.buffer_stats.last_collection_cpu_nanos.store(nanos(self.last_cycle.0), Ordering::Relaxed);
-        self.buffer_stats.last_collection_wall_nanos.store(nanos(self.last_cycle.1), Ordering::Relaxed);
-        self.buffer_stats.collected_total.fetch_add(1, Ordering::Relaxed);
+        self.buffer_stats
+            .last_collection_cpu_nanos
+            .store(nanos(self.last_cycle.0), Ordering::Relaxed);
+        self.buffer_stats
+            .last_collection_wall_nanos
+            .store(nanos(self.last_cycle.1), Ordering::Relaxed);
+        self.buffer_stats
+            .collected_total
+            .fetch_add(1, Ordering::Relaxed);
         report
     }
 
@@ -236,7 +258,10 @@ mod tests {
         CollectorSettings {
             node_name: "node-x".into(),
             report_interval: Duration::from_secs(10),
-            paths: HostPaths { procfs: procfs.into(), ..HostPaths::default() },
+            paths: HostPaths {
+                procfs: procfs.into(),
+                ..HostPaths::default()
+            },
             filter: FilesystemFilter::default(),
             statvfs_timeout: Duration::from_secs(5),
             kubelet_root: Some("/var/lib/kubelet".into()),
@@ -248,21 +273,38 @@ mod tests {
         let procfs = fixture_procfs();
         let mut c = Collector::new(settings(procfs.path()), Arc::default());
         let r1 = c.collect().await;
-        assert_eq!((r1.node_name.as_str(), r1.seq, r1.report_interval_ms), ("node-x", 1, 10_000));
-        assert_eq!(r1.filesystems.iter().map(|f| f.mountpoint.as_str()).collect::<Vec<_>>(), vec!["/"]);
+        assert_eq!(
+            (r1.node_name.as_str(), r1.seq, r1.report_interval_ms),
+            ("node-x", 1, 10_000)
+        );
+        assert_eq!(
+            r1.filesystems
+                .iter()
+                .map(|f| f.mountpoint.as_str())
+                .collect::<Vec<_>>(),
+            vec!["/"]
+        );
         assert_eq!(r1.filesystems[0].device, "/dev/vda");
-        let real = filesystems::statvfs(std::path::Path::new("/")).unwrap().df();
+        let real = filesystems::statvfs(std::path::Path::new("/"))
+            .unwrap()
+            .df();
         assert_eq!(r1.filesystems[0].size_bytes, real.size_bytes);
         assert_eq!(r1.network.len(), 1);
         assert_eq!(r1.network[0].transmit_bytes_total, 200);
         assert_eq!(r1.errors.len(), 1);
-        assert_eq!(r1.errors[0].place, format!("{}:3", procfs.path().join("self/mountinfo").display()));
+        assert_eq!(
+            r1.errors[0].place,
+            format!("{}:3", procfs.path().join("self/mountinfo").display())
+        );
         assert!(r1.agent.rss_bytes > 0);
         let r2 = c.collect().await;
         assert_eq!((r2.seq, r2.epoch), (2, r1.epoch));
         assert!(r2.agent.last_collection_wall_seconds > 0.0);
         // Same counters again: rates present and zero.
-        assert_eq!(r2.network[0].rates.map(|r| r.receive_bytes_per_second), Some(0.0));
+        assert_eq!(
+            r2.network[0].rates.map(|r| r.receive_bytes_per_second),
+            Some(0.0)
+        );
     }
 
     #[tokio::test]
@@ -290,13 +332,30 @@ mod tests {
         let r = c.collect().await;
         assert_eq!(r.volumes.len(), 1, "{:?}", r.errors);
         let v = &r.volumes[0];
-        assert_eq!((v.pod_uid.as_str(), v.plugin.as_str(), v.name.as_str()), ("uid-1", "kubernetes.io~csi", "pvc-9"));
-        assert_eq!((v.filesystem.mountpoint.as_str(), v.filesystem.device.as_str()), (vol, "/dev/rbd0"));
-        assert_eq!(v.filesystem.size_bytes, filesystems::statvfs(rootfs.path()).unwrap().df().size_bytes);
+        assert_eq!(
+            (v.pod_uid.as_str(), v.plugin.as_str(), v.name.as_str()),
+            ("uid-1", "kubernetes.io~csi", "pvc-9")
+        );
+        assert_eq!(
+            (
+                v.filesystem.mountpoint.as_str(),
+                v.filesystem.device.as_str()
+            ),
+            (vol, "/dev/rbd0")
+        );
+        assert_eq!(
+            v.filesystem.size_bytes,
+            filesystems::statvfs(rootfs.path()).unwrap().df().size_bytes
+        );
         assert_eq!(r.images, None);
         assert_eq!(stats.collected_total.load(Ordering::Relaxed), 1);
 
-        let summary = caretaker_proto::model::ImagesSummary { dry_run: true, checked_at: Timestamp::now(), runtimes: vec![], errors: vec![] };
+        let summary = caretaker_proto::model::ImagesSummary {
+            dry_run: true,
+            checked_at: Timestamp::now(),
+            runtimes: vec![],
+            errors: vec![],
+        };
         tx.send_replace(Some(summary.clone()));
         assert_eq!(c.collect().await.images, Some(summary));
 
@@ -312,7 +371,13 @@ mod tests {
         let mut c = Collector::new(settings(dir.path()), Arc::default());
         let r = c.collect().await;
         assert!(r.filesystems.is_empty() && r.network.is_empty());
-        assert_eq!(r.errors.iter().map(|e| e.collector.as_str()).collect::<Vec<_>>(), vec!["filesystems", "network"]);
+        assert_eq!(
+            r.errors
+                .iter()
+                .map(|e| e.collector.as_str())
+                .collect::<Vec<_>>(),
+            vec!["filesystems", "network"]
+        );
         assert!(r.host.memory_total_bytes > 0);
     }
 }

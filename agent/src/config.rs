@@ -76,7 +76,9 @@ use serde::{Deserialize, Deserializer};
 use crate::images::plan::{KeepList, Policy};
 use crate::images::select::RuntimeChoice;
 use crate::paths::HostPaths;
-use crate::stats::filesystems::{DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, FilesystemFilter};
+use crate::stats::filesystems::{
+    DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, FilesystemFilter,
+};
 
 /// The whole agent config.
 #[derive(Debug, Clone, Deserialize)]
@@ -88,7 +90,10 @@ pub struct AgentConfig {
     pub node_name: Option<String>,
     /// How often a report is collected and sent. Default 10 s; each wait varies by ±10 %
     /// so that nodes started together do not report in lockstep. 100 ms to 1 h.
-    #[serde(default = "default_report_interval", deserialize_with = "report_interval")]
+    #[serde(
+        default = "default_report_interval",
+        deserialize_with = "report_interval"
+    )]
     pub report_interval: Duration,
     /// Where to send reports. Required by `run`.
     #[serde(default)]
@@ -166,7 +171,10 @@ pub struct AggregatorConfig {
     #[serde(default)]
     pub insecure_plaintext: bool,
     /// Timeout of one connection attempt. Default 5 s.
-    #[serde(default = "default_connect_timeout", deserialize_with = "connect_timeout")]
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "connect_timeout"
+    )]
     pub connect_timeout: Duration,
     /// Reports kept until the aggregator acks them; when full, the oldest is dropped and
     /// counted in `reports_dropped_total`. Default 360 (an hour at the default interval).
@@ -215,7 +223,10 @@ impl AggregatorConfig {
 
     /// Defaults for a plaintext `http://` endpoint (loopback tests, `standalone`).
     pub fn plaintext(endpoint: impl Into<String>) -> Self {
-        Self { insecure_plaintext: true, ..Self::new(endpoint) }
+        Self {
+            insecure_plaintext: true,
+            ..Self::new(endpoint)
+        }
     }
 
     /// The transport the options ask for: plaintext only when explicitly allowed.
@@ -255,10 +266,13 @@ fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 /// # Errors
 /// Says what is wrong with it.
 pub fn validate_endpoint(s: &str) -> Result<(), String> {
-    let uri: tonic::codegen::http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    let uri: tonic::codegen::http::Uri =
+        s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(_)) => Ok(()),
-        _ => Err(format!("{s:?} must look like http://host:port or https://host:port")),
+        _ => Err(format!(
+            "{s:?} must look like http://host:port or https://host:port"
+        )),
     }
 }
 
@@ -315,7 +329,10 @@ pub struct FilesystemsConfig {
     #[serde(default = "default_fs_exclude", deserialize_with = "regex")]
     pub fs_types_exclude: Regex,
     /// A statvfs taking longer (dead NFS server) marks the filesystem stale. Default 5 s.
-    #[serde(default = "default_statvfs_timeout", deserialize_with = "statvfs_timeout")]
+    #[serde(
+        default = "default_statvfs_timeout",
+        deserialize_with = "statvfs_timeout"
+    )]
     pub statvfs_timeout: Duration,
 }
 
@@ -370,7 +387,10 @@ pub struct VolumesConfig {
 
 impl Default for VolumesConfig {
     fn default() -> Self {
-        Self { enabled: true, kubelet_root: default_kubelet_root() }
+        Self {
+            enabled: true,
+            kubelet_root: default_kubelet_root(),
+        }
     }
 }
 
@@ -395,7 +415,10 @@ pub struct LogsConfig {
     /// How often the daemon checks the policies (size triggers are seen this soon; time
     /// triggers at their period). Default 10 s, as kubelet's containerLogMonitorInterval.
     /// 1 s to 1 h.
-    #[serde(default = "default_check_interval", deserialize_with = "check_interval")]
+    #[serde(
+        default = "default_check_interval",
+        deserialize_with = "check_interval"
+    )]
     pub check_interval: Duration,
     /// Last rotation per file, in logrotate's state format (an existing
     /// `/var/lib/logrotate/status` can be used as is). Default
@@ -528,14 +551,23 @@ pub struct ImagesConfig {
     #[serde(default = "default_pressure_min_age", deserialize_with = "min_age")]
     pub pressure_min_age: Duration,
     /// The daemon's age prune runs this often (±10 % jitter). Default 24h. 1m to 30d.
-    #[serde(default = "default_prune_interval", deserialize_with = "prune_interval")]
+    #[serde(
+        default = "default_prune_interval",
+        deserialize_with = "prune_interval"
+    )]
     pub prune_interval: Duration,
     /// The daemon checks the image filesystem against the thresholds this often. Default
     /// 1m. 5s to 1h.
-    #[serde(default = "default_pressure_check_interval", deserialize_with = "pressure_check_interval")]
+    #[serde(
+        default = "default_pressure_check_interval",
+        deserialize_with = "pressure_check_interval"
+    )]
     pub pressure_check_interval: Duration,
     /// Timeout of each runtime API call. Default 30s. 1s to 10m.
-    #[serde(default = "default_request_timeout", deserialize_with = "request_timeout")]
+    #[serde(
+        default = "default_request_timeout",
+        deserialize_with = "request_timeout"
+    )]
     pub request_timeout: Duration,
     /// When the daemon's age prunes (`prune_interval`) may remove images, as the
     /// aggregator's `schedule.maintenance_window` (same fields). Default the seed's window,
@@ -613,7 +645,10 @@ impl ImagesConfig {
             apply: self.apply,
             prune_interval: self.prune_interval,
             pressure_check_interval: self.pressure_check_interval,
-            window: self.maintenance_window.as_ref().map(|w| caretaker_proto::window::MaintenanceWindow::new(w, &self.time_zone)),
+            window: self
+                .maintenance_window
+                .as_ref()
+                .map(|w| caretaker_proto::window::MaintenanceWindow::new(w, &self.time_zone)),
         }))
     }
 }
@@ -647,7 +682,9 @@ fn default_low() -> u8 {
 fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
     let v = u8::deserialize(d)?;
     if v > 100 {
-        return Err(serde::de::Error::custom(format!("{v} is not a percentage (0 to 100)")));
+        return Err(serde::de::Error::custom(format!(
+            "{v} is not a percentage (0 to 100)"
+        )));
     }
     Ok(v)
 }
@@ -683,13 +720,19 @@ pub struct CleanupConfig {
     pub log_roots: Vec<PathBuf>,
     /// Rotated logs older than this (by modification time) are past retention and deleted
     /// first. Default 7d, the seed's retention for rotated logs.
-    #[serde(default = "default_rotated_max_age", deserialize_with = "rotated_max_age")]
+    #[serde(
+        default = "default_rotated_max_age",
+        deserialize_with = "rotated_max_age"
+    )]
     pub rotated_log_max_age: Duration,
 }
 
 impl Default for CleanupConfig {
     fn default() -> Self {
-        Self { log_roots: default_log_roots(), rotated_log_max_age: default_rotated_max_age() }
+        Self {
+            log_roots: default_log_roots(),
+            rotated_log_max_age: default_rotated_max_age(),
+        }
     }
 }
 
@@ -718,7 +761,9 @@ pub fn node_name(configured: Option<&str>) -> Result<String, String> {
         None => match std::env::var("NODE_NAME") {
             Ok(n) if !n.is_empty() => n,
             _ => nix::unistd::gethostname()
-                .map_err(|e| format!("no node name: NODE_NAME is unset and gethostname failed: {e}"))?
+                .map_err(|e| {
+                    format!("no node name: NODE_NAME is unset and gethostname failed: {e}")
+                })?
                 .to_string_lossy()
                 .into_owned(),
         },
@@ -744,7 +789,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.report_interval, Duration::from_millis(500));
         let a = c.aggregator.unwrap();
-        assert_eq!((a.endpoint.as_str(), a.buffer_reports, a.connect_timeout), ("http://10.0.0.1:7443", 5, Duration::from_secs(5)));
+        assert_eq!(
+            (a.endpoint.as_str(), a.buffer_reports, a.connect_timeout),
+            ("http://10.0.0.1:7443", 5, Duration::from_secs(5))
+        );
         assert_eq!(c.paths.resolve().procfs, PathBuf::from("/host/proc"));
         assert_eq!(c.paths.resolve().rootfs, PathBuf::from("/"));
         assert_eq!(c.filesystems.statvfs_timeout, Duration::from_secs(2));
@@ -752,34 +800,69 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_and_line() {
-        let err = parse_yaml::<AgentConfig>("aggregator:\n  endpoint: ftp://x\n", Path::new("a.yaml")).unwrap_err().to_string();
-        assert!(err.contains("must look like http://host:port") && err.contains("line 2"), "{err}");
-        let err = parse_yaml::<AgentConfig>("filesystems:\n  fs_types_exclude: '('\n", Path::new("a.yaml")).unwrap_err().to_string();
-        assert!(err.contains("is not a valid regex") && err.contains("line 2"), "{err}");
-        let err = parse_yaml::<AgentConfig>("report_interval: 10ms\n", Path::new("a.yaml")).unwrap_err().to_string();
+        let err =
+            parse_yaml::<AgentConfig>("aggregator:\n  endpoint: ftp://x\n", Path::new("a.yaml"))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("must look like http://host:port") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = parse_yaml::<AgentConfig>(
+            "filesystems:\n  fs_types_exclude: '('\n",
+            Path::new("a.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("is not a valid regex") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = parse_yaml::<AgentConfig>("report_interval: 10ms\n", Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("at least 100ms"), "{err}");
-        let err = parse_yaml::<AgentConfig>("report_intervall: 10s\n", Path::new("a.yaml")).unwrap_err().to_string();
+        let err = parse_yaml::<AgentConfig>("report_intervall: 10s\n", Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("report_intervall"), "{err}");
     }
 
     #[test]
     fn plaintext_only_when_explicitly_allowed() {
-        let parse = |t: &str| parse_yaml::<AgentConfig>(t, Path::new("a.yaml")).unwrap().aggregator.unwrap();
+        let parse = |t: &str| {
+            parse_yaml::<AgentConfig>(t, Path::new("a.yaml"))
+                .unwrap()
+                .aggregator
+                .unwrap()
+        };
         let a = parse("aggregator:\n  endpoint: http://127.0.0.1:7443\n");
         assert_eq!(
             a.transport().unwrap_err(),
             "aggregator.endpoint http://127.0.0.1:7443 is plaintext http://: use https:// with aggregator.tls, or set aggregator.insecure_plaintext: true to send reports unencrypted"
         );
-        let a = parse("aggregator:\n  endpoint: http://127.0.0.1:7443\n  insecure_plaintext: true\n");
+        let a =
+            parse("aggregator:\n  endpoint: http://127.0.0.1:7443\n  insecure_plaintext: true\n");
         assert_eq!(a.transport(), Ok(Transport::Plaintext));
         let a = parse("aggregator:\n  endpoint: https://agg:7443\n");
-        assert!(a.transport().unwrap_err().contains("aggregator.tls (ca_file, cert_file, key_file) is missing"));
-        let a = parse("aggregator:\n  endpoint: https://agg:7443\n  tls:\n    ca_file: /t/ca.crt\n    cert_file: /t/tls.crt\n    key_file: /t/tls.key\n");
-        let Ok(Transport::Tls(t)) = a.transport() else { panic!("tls") };
+        assert!(
+            a.transport()
+                .unwrap_err()
+                .contains("aggregator.tls (ca_file, cert_file, key_file) is missing")
+        );
+        let a = parse(
+            "aggregator:\n  endpoint: https://agg:7443\n  tls:\n    ca_file: /t/ca.crt\n    cert_file: /t/tls.crt\n    key_file: /t/tls.key\n",
+        );
+        let Ok(Transport::Tls(t)) = a.transport() else {
+            panic!("tls")
+        };
         assert_eq!(t.key_file, PathBuf::from("/t/tls.key"));
-        let err = parse_yaml::<AgentConfig>("aggregator:\n  endpoint: https://a:1\n  tls:\n    ca_file: x\n    cert: y\n", Path::new("a.yaml"))
-            .unwrap_err()
-            .to_string();
+        let err = parse_yaml::<AgentConfig>(
+            "aggregator:\n  endpoint: https://a:1\n  tls:\n    ca_file: x\n    cert: y\n",
+            Path::new("a.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("cert") && err.contains("line 5"), "{err}");
     }
 
@@ -787,13 +870,26 @@ mod tests {
     fn logs_section_has_documented_defaults_and_named_errors() {
         let c: AgentConfig = parse_yaml("logs:\n  policies:\n    - files: [/var/log/a.log]\n      rotate: 3\n  retention:\n    - glob: /var/log/*.gz\n      max_age: 30d\n", Path::new("a.yaml")).unwrap();
         assert_eq!(c.logs.check_interval, Duration::from_secs(10));
-        assert_eq!(c.logs.state_file, PathBuf::from("/var/lib/caretaker/logrotate.status"));
+        assert_eq!(
+            c.logs.state_file,
+            PathBuf::from("/var/lib/caretaker/logrotate.status")
+        );
         assert_eq!(c.logs.roots, vec![PathBuf::from("/var/log")]);
         assert_eq!((c.logs.allow_scripts, c.logs.compress_threads), (false, 2));
-        assert_eq!(c.logs.retention[0].max_age, Duration::from_secs(30 * 86_400));
-        let err = parse_yaml::<AgentConfig>("logs:\n  check_interval: 1ms\n", Path::new("a.yaml")).unwrap_err().to_string();
-        assert!(err.contains("at least 1s") && err.contains("line 2"), "{err}");
-        let err = parse_yaml::<AgentConfig>("logs:\n  sate_file: /x\n", Path::new("a.yaml")).unwrap_err().to_string();
+        assert_eq!(
+            c.logs.retention[0].max_age,
+            Duration::from_secs(30 * 86_400)
+        );
+        let err = parse_yaml::<AgentConfig>("logs:\n  check_interval: 1ms\n", Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("at least 1s") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = parse_yaml::<AgentConfig>("logs:\n  sate_file: /x\n", Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sate_file"), "{err}");
     }
 
@@ -801,26 +897,54 @@ mod tests {
     fn images_section_has_kubelet_defaults_and_checks_thresholds() {
         let c = AgentConfig::default();
         let p = c.images.policy(None).unwrap();
-        assert_eq!((p.high_threshold_percent, p.low_threshold_percent), (85.0, 80.0));
+        assert_eq!(
+            (p.high_threshold_percent, p.low_threshold_percent),
+            (85.0, 80.0)
+        );
         assert_eq!(p.min_age, Duration::from_secs(168 * 3600));
-        assert_eq!(p.keep.patterns(), ["registry.k8s.io/pause*", "k8s.gcr.io/pause*"]);
+        assert_eq!(
+            p.keep.patterns(),
+            ["registry.k8s.io/pause*", "k8s.gcr.io/pause*"]
+        );
         let c: AgentConfig = parse_yaml(
             "images:\n  runtime: containerd\n  min_age: 24h\n  high_threshold_percent: 75\n  low_threshold_percent: 70\n",
             Path::new("a.yaml"),
         )
         .unwrap();
         assert_eq!(c.images.runtime, RuntimeChoice::Containerd);
-        assert_eq!(c.images.policy(Some(Duration::from_secs(60))).unwrap().min_age, Duration::from_secs(60));
-        let c: AgentConfig = parse_yaml("images:\n  high_threshold_percent: 70\n", Path::new("a.yaml")).unwrap();
+        assert_eq!(
+            c.images
+                .policy(Some(Duration::from_secs(60)))
+                .unwrap()
+                .min_age,
+            Duration::from_secs(60)
+        );
+        let c: AgentConfig = parse_yaml(
+            "images:\n  high_threshold_percent: 70\n",
+            Path::new("a.yaml"),
+        )
+        .unwrap();
         assert_eq!(
             c.images.policy(None).unwrap_err(),
             "images.low_threshold_percent (80) must be below images.high_threshold_percent (70)"
         );
-        let err = parse_yaml::<AgentConfig>("images:\n  keep: ['a[']\n", Path::new("a.yaml")).unwrap_err().to_string();
-        assert!(err.contains("is not a valid glob") && err.contains("line 2"), "{err}");
-        let err = parse_yaml::<AgentConfig>("images:\n  high_threshold_percent: 120\n", Path::new("a.yaml")).unwrap_err().to_string();
+        let err = parse_yaml::<AgentConfig>("images:\n  keep: ['a[']\n", Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is not a valid glob") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = parse_yaml::<AgentConfig>(
+            "images:\n  high_threshold_percent: 120\n",
+            Path::new("a.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("120 is not a percentage"), "{err}");
-        let err = parse_yaml::<AgentConfig>("images:\n  runtim: docker\n", Path::new("a.yaml")).unwrap_err().to_string();
+        let err = parse_yaml::<AgentConfig>("images:\n  runtim: docker\n", Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("runtim"), "{err}");
     }
 
@@ -829,33 +953,61 @@ mod tests {
         let c = AgentConfig::default();
         let t = c.images.task_settings().unwrap().unwrap();
         assert!(!t.apply);
-        assert_eq!((t.prune_interval, t.pressure_check_interval), (Duration::from_secs(86_400), Duration::from_secs(60)));
+        assert_eq!(
+            (t.prune_interval, t.pressure_check_interval),
+            (Duration::from_secs(86_400), Duration::from_secs(60))
+        );
         assert_eq!(c.listen_http, Some("0.0.0.0:9810".parse().unwrap()));
-        let c: AgentConfig = parse_yaml("listen_http: 127.0.0.1:9999\nimages:\n  apply: true\n", Path::new("a.yaml")).unwrap();
+        let c: AgentConfig = parse_yaml(
+            "listen_http: 127.0.0.1:9999\nimages:\n  apply: true\n",
+            Path::new("a.yaml"),
+        )
+        .unwrap();
         assert_eq!(c.listen_http, Some("127.0.0.1:9999".parse().unwrap()));
         assert!(c.images.task_settings().unwrap().unwrap().apply);
         for off in ["listen_http: null\n", "listen_http:\n", "listen_http: ~\n"] {
             let c: AgentConfig = parse_yaml(off, Path::new("a.yaml")).unwrap();
             assert_eq!(c.listen_http, None, "{off}");
         }
-        let c: AgentConfig = parse_yaml("images:\n  enabled: false\n", Path::new("a.yaml")).unwrap();
+        let c: AgentConfig =
+            parse_yaml("images:\n  enabled: false\n", Path::new("a.yaml")).unwrap();
         assert!(c.images.task_settings().unwrap().is_none());
-        let err = parse_yaml::<AgentConfig>("listen_http: localhost\n", Path::new("a.yaml")).unwrap_err().to_string();
+        let err = parse_yaml::<AgentConfig>("listen_http: localhost\n", Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1"), "{err}");
-        let err = parse_yaml::<AgentConfig>("images:\n  apply: maybe\n", Path::new("a.yaml")).unwrap_err().to_string();
+        let err = parse_yaml::<AgentConfig>("images:\n  apply: maybe\n", Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]
     fn volumes_section_defaults_to_the_kubelet_root_and_can_be_turned_off() {
         let c = AgentConfig::default();
-        assert_eq!(c.volumes.kubelet_root(), Some(PathBuf::from("/var/lib/kubelet")));
-        let c: AgentConfig = parse_yaml("volumes:\n  kubelet_root: /data/kubelet\n", Path::new("a.yaml")).unwrap();
-        assert_eq!(c.volumes.kubelet_root(), Some(PathBuf::from("/data/kubelet")));
-        let c: AgentConfig = parse_yaml("volumes:\n  enabled: false\n", Path::new("a.yaml")).unwrap();
+        assert_eq!(
+            c.volumes.kubelet_root(),
+            Some(PathBuf::from("/var/lib/kubelet"))
+        );
+        let c: AgentConfig = parse_yaml(
+            "volumes:\n  kubelet_root: /data/kubelet\n",
+            Path::new("a.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.volumes.kubelet_root(),
+            Some(PathBuf::from("/data/kubelet"))
+        );
+        let c: AgentConfig =
+            parse_yaml("volumes:\n  enabled: false\n", Path::new("a.yaml")).unwrap();
         assert_eq!(c.volumes.kubelet_root(), None);
-        let err = parse_yaml::<AgentConfig>("volumes:\n  kubelet_dir: /x\n", Path::new("a.yaml")).unwrap_err().to_string();
-        assert!(err.contains("kubelet_dir") && err.contains("line 2"), "{err}");
+        let err = parse_yaml::<AgentConfig>("volumes:\n  kubelet_dir: /x\n", Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kubelet_dir") && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     #[test]

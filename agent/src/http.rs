@@ -91,12 +91,24 @@ fn seconds(nanos: u64) -> f64 {
     nanos as f64 / 1e9
 }
 
-fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, unit: Option<&Unit>, v: u64) -> Result<(), std::fmt::Error> {
+fn counter(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: u64,
+) -> Result<(), std::fmt::Error> {
     let c = ConstCounter::new(v);
     c.encode(e.encode_descriptor(name, help, unit, c.metric_type())?)
 }
 
-fn gauge<N>(e: &mut DescriptorEncoder, name: &str, help: &str, unit: Option<&Unit>, v: N) -> Result<(), std::fmt::Error>
+fn gauge<N>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: N,
+) -> Result<(), std::fmt::Error>
 where
     ConstGauge<N>: EncodeMetric,
 {
@@ -129,49 +141,200 @@ impl Collector for Telemetry {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        counter(&mut e, "reports_collected", "Node reports collected", None, load(&s.collected_total))?;
-        counter(&mut e, "reports_acked", "Node reports the aggregator acked as stored", None, load(&s.acked_total))?;
-        gauge(&mut e, "reports_buffered", "Node reports waiting for an ack", None, int(load(&s.buffered)))?;
-        counter(&mut e, "reports_dropped", "Unacked node reports dropped because the buffer was full", None, load(&s.dropped_total))?;
-        gauge(&mut e, "collection_cpu", "CPU time of the last collection cycle", Some(&Unit::Seconds), seconds(load(&s.last_collection_cpu_nanos)))?;
-        gauge(&mut e, "collection_wall", "Wall time of the last collection cycle", Some(&Unit::Seconds), seconds(load(&s.last_collection_wall_nanos)))?;
+        counter(
+            &mut e,
+            "reports_collected",
+            "Node reports collected",
+            None,
+            load(&s.collected_total),
+        )?;
+        counter(
+            &mut e,
+            "reports_acked",
+            "Node reports the aggregator acked as stored",
+            None,
+            load(&s.acked_total),
+        )?;
+        gauge(
+            &mut e,
+            "reports_buffered",
+            "Node reports waiting for an ack",
+            None,
+            int(load(&s.buffered)),
+        )?;
+        counter(
+            &mut e,
+            "reports_dropped",
+            "Unacked node reports dropped because the buffer was full",
+            None,
+            load(&s.dropped_total),
+        )?;
+        gauge(
+            &mut e,
+            "collection_cpu",
+            "CPU time of the last collection cycle",
+            Some(&Unit::Seconds),
+            seconds(load(&s.last_collection_cpu_nanos)),
+        )?;
+        gauge(
+            &mut e,
+            "collection_wall",
+            "Wall time of the last collection cycle",
+            Some(&Unit::Seconds),
+            seconds(load(&s.last_collection_wall_nanos)),
+        )?;
 
         let logs = self.logs.borrow().clone();
         if let Some(l) = logs {
             let t = &l.totals;
             let bytes = Some(&Unit::Bytes);
-            counter(&mut e, "logs_rotated", "Logs rotated since the agent started", None, t.rotated)?;
-            counter(&mut e, "logs_rotated", "Sizes of the logs rotated", bytes, t.rotated_bytes)?;
-            counter(&mut e, "logs_compressed", "Log archives compressed", None, t.compressed)?;
-            counter(&mut e, "logs_compressed_input", "Sizes of the archives before compression", bytes, t.compressed_bytes_before)?;
-            counter(&mut e, "logs_compressed_output", "Sizes of the archives after compression", bytes, t.compressed_bytes_after)?;
-            counter(&mut e, "logs_deleted", "Log archives and swept files deleted", None, t.deleted)?;
-            counter(&mut e, "logs_deleted", "Sizes of the files deleted", bytes, t.deleted_bytes)?;
-            counter(&mut e, "logs_errors", "Failed rotations, compressions and deletions", None, t.errors)?;
-            gauge(&mut e, "logs_reclaimable", "Bytes the retention rules would free now", bytes, int(l.reclaimable_bytes))?;
-            gauge(&mut e, "logs_config_errors", "Problems of the loaded log policies", None, int(l.errors.len() as u64))?;
+            counter(
+                &mut e,
+                "logs_rotated",
+                "Logs rotated since the agent started",
+                None,
+                t.rotated,
+            )?;
+            counter(
+                &mut e,
+                "logs_rotated",
+                "Sizes of the logs rotated",
+                bytes,
+                t.rotated_bytes,
+            )?;
+            counter(
+                &mut e,
+                "logs_compressed",
+                "Log archives compressed",
+                None,
+                t.compressed,
+            )?;
+            counter(
+                &mut e,
+                "logs_compressed_input",
+                "Sizes of the archives before compression",
+                bytes,
+                t.compressed_bytes_before,
+            )?;
+            counter(
+                &mut e,
+                "logs_compressed_output",
+                "Sizes of the archives after compression",
+                bytes,
+                t.compressed_bytes_after,
+            )?;
+            counter(
+                &mut e,
+                "logs_deleted",
+                "Log archives and swept files deleted",
+                None,
+                t.deleted,
+            )?;
+            counter(
+                &mut e,
+                "logs_deleted",
+                "Sizes of the files deleted",
+                bytes,
+                t.deleted_bytes,
+            )?;
+            counter(
+                &mut e,
+                "logs_errors",
+                "Failed rotations, compressions and deletions",
+                None,
+                t.errors,
+            )?;
+            gauge(
+                &mut e,
+                "logs_reclaimable",
+                "Bytes the retention rules would free now",
+                bytes,
+                int(l.reclaimable_bytes),
+            )?;
+            gauge(
+                &mut e,
+                "logs_config_errors",
+                "Problems of the loaded log policies",
+                None,
+                int(l.errors.len() as u64),
+            )?;
         }
 
         let images = self.images.borrow().clone();
         let Some(images) = images else { return Ok(()) };
-        gauge(&mut e, "images_dry_run", "1 while the image task only reports what it would remove (images.apply is false)", None, i64::from(images.dry_run))?;
-        gauge(&mut e, "image_check_errors", "Errors of the last image check", None, int(images.errors.len() as u64))?;
+        gauge(
+            &mut e,
+            "images_dry_run",
+            "1 while the image task only reports what it would remove (images.apply is false)",
+            None,
+            i64::from(images.dry_run),
+        )?;
+        gauge(
+            &mut e,
+            "image_check_errors",
+            "Errors of the last image check",
+            None,
+            int(images.errors.len() as u64),
+        )?;
         let rts = &images.runtimes;
-        let gauges = |f: fn(&caretaker_proto::model::RuntimeImages) -> u64| rts.iter().map(move |r| (r.runtime.clone(), ConstGauge::new(int(f(r)))));
-        per_runtime(&mut e, "images", "Images the runtime lists", None, MetricType::Gauge, gauges(|r| r.images_total))?;
-        per_runtime(&mut e, "images_unused", "Images no container or pod sandbox uses", None, MetricType::Gauge, gauges(|r| r.images_unused))?;
-        per_runtime(&mut e, "images_reclaimable", "Bytes of the unused images, without shared layers", Some(&Unit::Bytes), MetricType::Gauge, gauges(|r| r.reclaimable_bytes))?;
+        let gauges = |f: fn(&caretaker_proto::model::RuntimeImages) -> u64| {
+            rts.iter()
+                .map(move |r| (r.runtime.clone(), ConstGauge::new(int(f(r)))))
+        };
+        per_runtime(
+            &mut e,
+            "images",
+            "Images the runtime lists",
+            None,
+            MetricType::Gauge,
+            gauges(|r| r.images_total),
+        )?;
+        per_runtime(
+            &mut e,
+            "images_unused",
+            "Images no container or pod sandbox uses",
+            None,
+            MetricType::Gauge,
+            gauges(|r| r.images_unused),
+        )?;
+        per_runtime(
+            &mut e,
+            "images_reclaimable",
+            "Bytes of the unused images, without shared layers",
+            Some(&Unit::Bytes),
+            MetricType::Gauge,
+            gauges(|r| r.reclaimable_bytes),
+        )?;
         per_runtime(
             &mut e,
             "image_fs_used_percent",
             "Used percent of the image filesystem as the kubelet's image GC computes it",
             None,
             MetricType::Gauge,
-            rts.iter().filter_map(|r| Some((r.runtime.clone(), ConstGauge::new(r.image_fs_used_percent?)))),
+            rts.iter().filter_map(|r| {
+                Some((r.runtime.clone(), ConstGauge::new(r.image_fs_used_percent?)))
+            }),
         )?;
-        let counters = |f: fn(&caretaker_proto::model::RuntimeImages) -> u64| rts.iter().map(move |r| (r.runtime.clone(), ConstCounter::new(f(r))));
-        per_runtime(&mut e, "images_removed", "Images removed by the agent (dry runs never count)", None, MetricType::Counter, counters(|r| r.removed_total))?;
-        per_runtime(&mut e, "images_reclaimed_bytes", "Bytes freed by image removals", None, MetricType::Counter, counters(|r| r.removed_bytes_total))?;
+        let counters = |f: fn(&caretaker_proto::model::RuntimeImages) -> u64| {
+            rts.iter()
+                .map(move |r| (r.runtime.clone(), ConstCounter::new(f(r))))
+        };
+        per_runtime(
+            &mut e,
+            "images_removed",
+            "Images removed by the agent (dry runs never count)",
+            None,
+            MetricType::Counter,
+            counters(|r| r.removed_total),
+        )?;
+        per_runtime(
+            &mut e,
+            "images_reclaimed_bytes",
+            "Bytes freed by image removals",
+            None,
+            MetricType::Counter,
+            counters(|r| r.removed_bytes_total),
+        )?;
         Ok(())
     }
 }
@@ -189,20 +352,37 @@ async fn readyz(State(t): State<Telemetry>) -> Response {
     if t.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no report collected yet").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no report collected yet",
+        )
+            .into_response()
     }
 }
 
 async fn metrics(State(t): State<Telemetry>) -> Response {
-    ([(header::CONTENT_TYPE, prometheus_client::encoding::prometheus_text::CONTENT_TYPE)], t.encode()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
+        t.encode(),
+    )
+        .into_response()
 }
 
 /// Serves `router` on `listener` until `shutdown`.
 ///
 /// # Errors
 /// When accepting connections fails for good.
-pub async fn serve(listener: TcpListener, telemetry: Telemetry, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router(telemetry)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+pub async fn serve(
+    listener: TcpListener,
+    telemetry: Telemetry,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(telemetry))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }
 
 #[cfg(test)]
@@ -215,9 +395,17 @@ mod tests {
     use super::*;
 
     async fn get_body(app: &Router, uri: &str) -> (StatusCode, String, String) {
-        let resp = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let resp = app
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
-        let ct = resp.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
         let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
         (status, String::from_utf8(body.to_vec()).unwrap(), ct)
     }
@@ -256,20 +444,35 @@ mod tests {
         let stats = Arc::new(BufferStats::default());
         let (tx, rx) = watch::channel(None);
         let (logs_tx, logs) = watch::channel(None);
-        let app = router(Telemetry { stats: Arc::clone(&stats), images: rx, logs });
+        let app = router(Telemetry {
+            stats: Arc::clone(&stats),
+            images: rx,
+            logs,
+        });
 
         assert_eq!(get_body(&app, "/healthz").await.0, StatusCode::OK);
-        assert_eq!(get_body(&app, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            get_body(&app, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         let (_, m, ct) = get_body(&app, "/metrics").await;
         assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
-        assert!(m.contains("caretaker_agent_reports_collected_total 0\n"), "{m}");
-        assert!(!m.contains("images") && !m.contains("logs"), "no image or log metrics before their tasks report: {m}");
+        assert!(
+            m.contains("caretaker_agent_reports_collected_total 0\n"),
+            "{m}"
+        );
+        assert!(
+            !m.contains("images") && !m.contains("logs"),
+            "no image or log metrics before their tasks report: {m}"
+        );
 
         stats.collected_total.store(7, Ordering::Relaxed);
         stats.acked_total.store(5, Ordering::Relaxed);
         stats.buffered.store(2, Ordering::Relaxed);
         stats.dropped_total.store(1, Ordering::Relaxed);
-        stats.last_collection_cpu_nanos.store(250_000, Ordering::Relaxed);
+        stats
+            .last_collection_cpu_nanos
+            .store(250_000, Ordering::Relaxed);
         tx.send_replace(Some(summary()));
         logs_tx.send_replace(Some(caretaker_proto::model::LogsSummary {
             checked_at: jiff::Timestamp::UNIX_EPOCH,
@@ -289,7 +492,14 @@ mod tests {
             reclaimable_at: None,
             errors: vec![],
         }));
-        assert_eq!(get_body(&app, "/readyz").await, (StatusCode::OK, "ready".into(), "text/plain; charset=utf-8".into()));
+        assert_eq!(
+            get_body(&app, "/readyz").await,
+            (
+                StatusCode::OK,
+                "ready".into(),
+                "text/plain; charset=utf-8".into()
+            )
+        );
         let (s, m, _) = get_body(&app, "/metrics").await;
         assert_eq!(s, StatusCode::OK);
         for line in [
@@ -325,6 +535,9 @@ mod tests {
             assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
         }
         // A runtime whose filesystem could not be measured has no usage sample, not 0.
-        assert!(!m.contains("caretaker_agent_image_fs_used_percent{runtime=\"containerd\"}"), "{m}");
+        assert!(
+            !m.contains("caretaker_agent_image_fs_used_percent{runtime=\"containerd\"}"),
+            "{m}"
+        );
     }
 }

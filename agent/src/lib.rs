@@ -44,7 +44,10 @@ use crate::paths::HostPaths;
 ///
 /// # Errors
 /// When no valid node name can be found.
-pub fn collector_settings(cfg: &AgentConfig, paths: HostPaths) -> Result<CollectorSettings, String> {
+pub fn collector_settings(
+    cfg: &AgentConfig,
+    paths: HostPaths,
+) -> Result<CollectorSettings, String> {
     Ok(CollectorSettings {
         node_name: config::node_name(cfg.node_name.as_deref())?,
         report_interval: cfg.report_interval,
@@ -98,10 +101,16 @@ pub async fn run_with(
     let (logs_tx, logs_rx) = watch::channel(None);
     let logs_on = options.logs.is_some();
     if let Some(task) = options.logs {
-        tasks.spawn(logs::daemon::run(task, logs_tx, shutdown.clone()).instrument(info_span!("logs")));
+        tasks.spawn(
+            logs::daemon::run(task, logs_tx, shutdown.clone()).instrument(info_span!("logs")),
+        );
     }
     if let Some(listener) = options.http {
-        let telemetry = http::Telemetry { stats: Arc::clone(&stats), images: images_rx.clone(), logs: logs_rx.clone() };
+        let telemetry = http::Telemetry {
+            stats: Arc::clone(&stats),
+            images: images_rx.clone(),
+            logs: logs_rx.clone(),
+        };
         let serve = http::serve(listener, telemetry, shutdown.clone());
         tasks.spawn(
             async move {
@@ -116,9 +125,14 @@ pub async fn run_with(
     if logs_on {
         collector = collector.with_logs(logs_rx);
     }
-    let summary = stream::run(collector, aggregator, interval, stats, shutdown).instrument(info_span!("stream")).await;
+    let summary = stream::run(collector, aggregator, interval, stats, shutdown)
+        .instrument(info_span!("stream"))
+        .await;
     // The stream returns once `shutdown` is cancelled; the other tasks stop on the same
     // token. Whatever has not stopped within a second is aborted when the set drops.
-    let _ = tokio::time::timeout(Duration::from_secs(1), async { while tasks.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     summary
 }

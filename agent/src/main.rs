@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use caretaker_agent::DaemonOptions;
 use caretaker_agent::cleanup::cli::{self as cleanup_cli, CleanupArgs};
 use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::AgentConfig;
-use caretaker_agent::DaemonOptions;
+use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
+use caretaker_agent::images::daemon::RuntimeAccess;
 use caretaker_agent::logs::daemon::{self as logs_daemon, LogsTask};
 use caretaker_agent::logs::engine::{LogEngine, RunOptions};
 use caretaker_agent::logs::sweep::{self, RetentionRule};
-use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
-use caretaker_agent::images::daemon::RuntimeAccess;
 use caretaker_agent::paths::HostPaths;
 use caretaker_proto::config::{EXIT_USAGE, load_yaml};
 use caretaker_proto::render::{self, Style};
@@ -23,7 +23,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 #[derive(Debug, Parser)]
-#[command(name = "caretaker-agent", version, about = "caretaker's node agent: node stats, log rotation, image pruning")]
+#[command(
+    name = "caretaker-agent",
+    version,
+    about = "caretaker's node agent: node stats, log rotation, image pruning"
+)]
 struct Cli {
     /// procfs mount point (the host's /proc when run in a pod, e.g. /host/proc). Default /proc.
     #[arg(long = "path.procfs", global = true)]
@@ -143,8 +147,11 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
@@ -157,7 +164,10 @@ fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE as u8)
 }
 
-fn host_paths(cli_paths: (&Option<PathBuf>, &Option<PathBuf>, &Option<PathBuf>), cfg: &AgentConfig) -> HostPaths {
+fn host_paths(
+    cli_paths: (&Option<PathBuf>, &Option<PathBuf>, &Option<PathBuf>),
+    cfg: &AgentConfig,
+) -> HostPaths {
     let from_cfg = cfg.paths.resolve();
     HostPaths {
         procfs: cli_paths.0.clone().unwrap_or(from_cfg.procfs),
@@ -181,12 +191,20 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 )));
             };
             if let Err(e) = aggregator.transport() {
-                return Ok(usage_error(format!("invalid config file {}: {e}", config.display())));
+                return Ok(usage_error(format!(
+                    "invalid config file {}: {e}",
+                    config.display()
+                )));
             }
             let paths = host_paths(paths_flags, &cfg);
             let images = match cfg.images.task_settings() {
                 Ok(t) => t.map(|t| (t, RuntimeAccess::new(&cfg.images, &paths.rootfs))),
-                Err(e) => return Ok(usage_error(format!("invalid config file {}: {e}", config.display()))),
+                Err(e) => {
+                    return Ok(usage_error(format!(
+                        "invalid config file {}: {e}",
+                        config.display()
+                    )));
+                }
             };
             let settings = match caretaker_agent::collector_settings(&cfg, paths) {
                 Ok(s) => s,
@@ -197,8 +215,10 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             // Bound before the runtime starts, so a taken port fails the start clearly.
             let http = match cfg.listen_http {
                 Some(addr) => {
-                    let l = std::net::TcpListener::bind(addr).with_context(|| format!("listen_http: cannot listen on {addr}"))?;
-                    l.set_nonblocking(true).context("listen_http: set the listener non-blocking")?;
+                    let l = std::net::TcpListener::bind(addr)
+                        .with_context(|| format!("listen_http: cannot listen on {addr}"))?;
+                    l.set_nonblocking(true)
+                        .context("listen_http: set the listener non-blocking")?;
                     Some(l)
                 }
                 None => None,
@@ -228,16 +248,24 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.shutdown_timeout(Duration::from_millis(500));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Stats { config, output, sample_interval } => {
+        Command::Stats {
+            config,
+            output,
+            sample_interval,
+        } => {
             let cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
                 Ok(c) => c.unwrap_or_default(),
                 Err(e) => return Ok(usage_error(e)),
             };
-            let settings = match caretaker_agent::collector_settings(&cfg, host_paths(paths_flags, &cfg)) {
-                Ok(s) => s,
-                Err(e) => return Ok(usage_error(e)),
-            };
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the async runtime")?;
+            let settings =
+                match caretaker_agent::collector_settings(&cfg, host_paths(paths_flags, &cfg)) {
+                    Ok(s) => s,
+                    Err(e) => return Ok(usage_error(e)),
+                };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
             let report = rt.block_on(async {
                 let mut c = Collector::new(settings, Arc::new(BufferStats::default()));
                 if !sample_interval.is_zero() {
@@ -253,7 +281,15 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rotate { config, logrotate_conf, state, roots, dry_run, force, output } => {
+        Command::Rotate {
+            config,
+            logrotate_conf,
+            state,
+            roots,
+            dry_run,
+            force,
+            output,
+        } => {
             let mut cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
                 Ok(c) => c.unwrap_or_default(),
                 Err(e) => return Ok(usage_error(e)),
@@ -262,13 +298,19 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.logs.roots = roots.clone();
             }
             if config.is_none() && logrotate_conf.is_none() {
-                return Ok(usage_error("rotate needs --config (with logs.policies or logs.logrotate_conf) or --logrotate-conf"));
+                return Ok(usage_error(
+                    "rotate needs --config (with logs.policies or logs.logrotate_conf) or --logrotate-conf",
+                ));
             }
             let mut engine = LogEngine::new(&cfg.logs, logrotate_conf.as_deref());
             if let Some(s) = state {
                 engine = engine.with_state_file(s.clone());
             }
-            let opts = RunOptions { force: *force, dry_run: *dry_run, lock_wait: engine.lock_wait() };
+            let opts = RunOptions {
+                force: *force,
+                dry_run: *dry_run,
+                lock_wait: engine.lock_wait(),
+            };
             let summary = match engine.rotate(jiff::Timestamp::now(), opts) {
                 Ok(s) => s,
                 Err(e) => {
@@ -280,16 +322,29 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
                 Output::Table => print!("{}", summary.render_table()),
             }
-            Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if summary.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
-        Command::Sweep { glob, max_age, apply, output } => {
+        Command::Sweep {
+            glob,
+            max_age,
+            apply,
+            output,
+        } => {
             let rule = RetentionRule::new(glob.clone(), *max_age);
             let summary = sweep::sweep(&[rule], std::time::SystemTime::now(), *apply);
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
                 Output::Table => print!("{}", summary.render_table()),
             }
-            Ok(if summary.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if summary.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::PruneImages { config, args } => {
             let cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
@@ -301,13 +356,20 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => return Ok(usage_error(e)),
             };
             let rootfs = host_paths(paths_flags, &cfg).rootfs;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the async runtime")?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
             let outcomes = rt.block_on(prune_cli::run(&cfg.images, &policy, &rootfs, args))?;
             match args.output {
                 prune_cli::Output::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
                 prune_cli::Output::Table => print!("{}", prune_cli::render_table(&outcomes)),
             }
-            Ok(if prune_cli::any_failed(&outcomes) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if prune_cli::any_failed(&outcomes) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Cleanup { config, args } => {
             let cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
@@ -318,13 +380,24 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(usage_error(e));
             }
             let rootfs = host_paths(paths_flags, &cfg).rootfs;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the async runtime")?;
-            let summary = rt.block_on(cleanup_cli::run(&cfg, &rootfs, args)).map_err(anyhow::Error::msg)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
+            let summary = rt
+                .block_on(cleanup_cli::run(&cfg, &rootfs, args))
+                .map_err(anyhow::Error::msg)?;
             match args.output {
                 prune_cli::Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-                prune_cli::Output::Table => print!("{}", caretaker_agent::cleanup::emergency::render(&summary)),
+                prune_cli::Output::Table => {
+                    print!("{}", caretaker_agent::cleanup::emergency::render(&summary))
+                }
             }
-            Ok(if summary.target_met { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if summary.target_met {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -335,7 +408,10 @@ const EXIT_TEMPFAIL: u8 = caretaker_proto::config::EXIT_TEMPFAIL as u8;
 /// Cancels `token` on SIGTERM (what Kubernetes sends) or SIGINT.
 async fn wait_for_signal(token: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         error!("Cannot install signal handlers; stop the agent with SIGKILL.");
         return;
     };

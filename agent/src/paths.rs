@@ -15,7 +15,11 @@ pub struct HostPaths {
 
 impl Default for HostPaths {
     fn default() -> Self {
-        Self { procfs: "/proc".into(), sysfs: "/sys".into(), rootfs: "/".into() }
+        Self {
+            procfs: "/proc".into(),
+            sysfs: "/sys".into(),
+            rootfs: "/".into(),
+        }
     }
 }
 
@@ -23,7 +27,10 @@ impl HostPaths {
     /// The host's mount table: PID 1's mountinfo (the host's init when the host procfs is
     /// mounted into a pod), else the agent's own (`self/mountinfo`), as node_exporter does.
     pub fn mountinfo(&self) -> [PathBuf; 2] {
-        [self.procfs.join("1/mountinfo"), self.procfs.join("self/mountinfo")]
+        [
+            self.procfs.join("1/mountinfo"),
+            self.procfs.join("self/mountinfo"),
+        ]
     }
 
     /// The host's network counters. `/proc/net/dev` is per network namespace: PID 1's
@@ -43,12 +50,26 @@ pub fn read_first(candidates: &[PathBuf]) -> Result<(PathBuf, String), (String, 
     for p in candidates {
         match std::fs::read_to_string(p) {
             Ok(text) => return Ok((p.clone(), text)),
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied) => last = Some(e),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                last = Some(e)
+            }
             Err(e) => return Err((p.display().to_string(), e)),
         }
     }
-    let tried = candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-    Err((tried, last.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound))))
+    let tried = candidates
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err((
+        tried,
+        last.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound)),
+    ))
 }
 
 /// `path` displayed with a 1-based line number, the form collection errors use.
@@ -63,11 +84,17 @@ mod tests {
     #[test]
     fn reads_pid1_first_then_self() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = HostPaths { procfs: dir.path().into(), ..HostPaths::default() };
+        let paths = HostPaths {
+            procfs: dir.path().into(),
+            ..HostPaths::default()
+        };
         std::fs::create_dir_all(dir.path().join("self")).unwrap();
         std::fs::write(dir.path().join("self/mountinfo"), "own").unwrap();
         let (p, text) = read_first(&paths.mountinfo()).unwrap();
-        assert_eq!((p, text.as_str()), (dir.path().join("self/mountinfo"), "own"));
+        assert_eq!(
+            (p, text.as_str()),
+            (dir.path().join("self/mountinfo"), "own")
+        );
         std::fs::create_dir_all(dir.path().join("1")).unwrap();
         std::fs::write(dir.path().join("1/mountinfo"), "host").unwrap();
         assert_eq!(read_first(&paths.mountinfo()).unwrap().1, "host");
@@ -75,7 +102,10 @@ mod tests {
 
     #[test]
     fn missing_files_name_every_path_tried() {
-        let paths = HostPaths { procfs: "/nonexistent".into(), ..HostPaths::default() };
+        let paths = HostPaths {
+            procfs: "/nonexistent".into(),
+            ..HostPaths::default()
+        };
         let (tried, e) = read_first(&paths.net_dev()).unwrap_err();
         assert_eq!(tried, "/nonexistent/1/net/dev, /nonexistent/net/dev");
         assert_eq!(e.kind(), io::ErrorKind::NotFound);

@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use caretaker_proto::pb::{self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient};
+use caretaker_proto::pb::{
+    self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient,
+};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -51,13 +53,21 @@ struct Buffer {
 
 impl Buffer {
     fn new(capacity: usize, stats: Arc<BufferStats>) -> Self {
-        Self { reports: VecDeque::with_capacity(capacity.min(1024)), capacity: capacity.max(1), stats }
+        Self {
+            reports: VecDeque::with_capacity(capacity.min(1024)),
+            capacity: capacity.max(1),
+            stats,
+        }
     }
 
     fn push(&mut self, r: pb::NodeReport) {
         if self.reports.len() >= self.capacity {
             if let Some(old) = self.reports.pop_front() {
-                warn!(seq = old.seq, capacity = self.capacity, "Report buffer is full; dropped the oldest unacked report.");
+                warn!(
+                    seq = old.seq,
+                    capacity = self.capacity,
+                    "Report buffer is full; dropped the oldest unacked report."
+                );
                 self.stats.dropped_total.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -68,7 +78,11 @@ impl Buffer {
     /// Removes every report of `epoch` up to `seq`; returns how many.
     fn ack(&mut self, epoch: u64, seq: u64) -> usize {
         let mut n = 0;
-        while self.reports.front().is_some_and(|r| r.epoch == epoch && r.seq <= seq) {
+        while self
+            .reports
+            .front()
+            .is_some_and(|r| r.epoch == epoch && r.seq <= seq)
+        {
             self.reports.pop_front();
             n += 1;
         }
@@ -77,7 +91,9 @@ impl Buffer {
     }
 
     fn publish(&self) {
-        self.stats.buffered.store(self.reports.len() as u64, Ordering::Relaxed);
+        self.stats
+            .buffered
+            .store(self.reports.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -90,7 +106,11 @@ struct Connection {
 impl Connection {
     /// False when the stream is gone (the receiver side closed) or cannot take more.
     fn send(&self, r: pb::NodeReport) -> bool {
-        self.tx.try_send(pb::AgentMessage { msg: Some(agent_message::Msg::Report(r)) }).is_ok()
+        self.tx
+            .try_send(pb::AgentMessage {
+                msg: Some(agent_message::Msg::Report(r)),
+            })
+            .is_ok()
     }
 }
 
@@ -113,7 +133,11 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// has a source) the whole chain, where TLS alerts and connection errors are.
 fn status_text(s: &tonic::Status) -> String {
     use std::error::Error;
-    let text = if s.source().is_some() { chain(s) } else { s.message().to_string() };
+    let text = if s.source().is_some() {
+        chain(s)
+    } else {
+        s.message().to_string()
+    };
     format!("{text} ({:?})", s.code())
 }
 
@@ -121,9 +145,15 @@ fn status_text(s: &tonic::Status) -> String {
 /// connection on.
 async fn client_tls(t: &ClientTlsConfig) -> Result<tonic::transport::ClientTlsConfig, String> {
     let read = |p: std::path::PathBuf| async move {
-        tokio::fs::read(&p).await.map_err(|e| format!("cannot read TLS file {}: {e}", p.display()))
+        tokio::fs::read(&p)
+            .await
+            .map_err(|e| format!("cannot read TLS file {}: {e}", p.display()))
     };
-    let (ca, cert, key) = (read(t.ca_file.clone()).await?, read(t.cert_file.clone()).await?, read(t.key_file.clone()).await?);
+    let (ca, cert, key) = (
+        read(t.ca_file.clone()).await?,
+        read(t.cert_file.clone()).await?,
+        read(t.key_file.clone()).await?,
+    );
     Ok(tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(ca))
         .identity(tonic::transport::Identity::from_pem(cert, key)))
@@ -139,17 +169,33 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection), String
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true);
     if let Transport::Tls(t) = cfg.transport()? {
-        endpoint = endpoint.tls_config(client_tls(t).await?).map_err(|e| format!("TLS config: {}", chain(&e)))?;
+        endpoint = endpoint
+            .tls_config(client_tls(t).await?)
+            .map_err(|e| format!("TLS config: {}", chain(&e)))?;
     }
-    let channel = endpoint.connect().await.map_err(|e| format!("connect to {}: {}", cfg.endpoint, chain(&e)))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("connect to {}: {}", cfg.endpoint, chain(&e)))?;
     // Enough room for the whole buffer plus new reports: sending never waits.
     let (tx, rx) = mpsc::channel(cfg.buffer_reports.saturating_add(16));
     let mut client = ReportIngestClient::new(channel.clone());
     let opened = tokio::time::timeout(cfg.connect_timeout, client.stream(ReceiverStream::new(rx)))
         .await
-        .map_err(|_| format!("open stream to {}: no answer within {:?}", cfg.endpoint, cfg.connect_timeout))?
+        .map_err(|_| {
+            format!(
+                "open stream to {}: no answer within {:?}",
+                cfg.endpoint, cfg.connect_timeout
+            )
+        })?
         .map_err(|s| format!("open stream to {}: {}", cfg.endpoint, status_text(&s)))?;
-    Ok((channel, Connection { tx, inbound: opened.into_inner() }))
+    Ok((
+        channel,
+        Connection {
+            tx,
+            inbound: opened.into_inner(),
+        },
+    ))
 }
 
 fn backoff() -> impl Iterator<Item = Duration> {
@@ -252,7 +298,9 @@ pub async fn run(
             let deadline = Instant::now() + cfg.flush_timeout;
             while !buffer.reports.is_empty() {
                 match tokio::time::timeout_at(deadline, c.inbound.message()).await {
-                    Ok(Ok(Some(pb::AggregatorMessage { msg: Some(aggregator_message::Msg::Ack(a)) }))) => {
+                    Ok(Ok(Some(pb::AggregatorMessage {
+                        msg: Some(aggregator_message::Msg::Ack(a)),
+                    }))) => {
                         handle_ack(&mut buffer, &mut summary, &a);
                     }
                     Ok(Ok(Some(_))) => {}
@@ -262,7 +310,12 @@ pub async fn run(
         }
     }
     summary.unacked_at_exit = buffer.reports.len() as u64;
-    info!(collected = summary.collected, acked = summary.acked, unacked = summary.unacked_at_exit, "Report stream stopped.");
+    info!(
+        collected = summary.collected,
+        acked = summary.acked,
+        unacked = summary.unacked_at_exit,
+        "Report stream stopped."
+    );
     summary
 }
 
@@ -286,7 +339,12 @@ mod tests {
     use super::*;
 
     fn report(epoch: u64, seq: u64) -> pb::NodeReport {
-        pb::NodeReport { node_name: "n".into(), epoch, seq, ..Default::default() }
+        pb::NodeReport {
+            node_name: "n".into(),
+            epoch,
+            seq,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -296,7 +354,10 @@ mod tests {
         for s in 1..=5 {
             b.push(report(9, s));
         }
-        assert_eq!(b.reports.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            b.reports.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
         assert_eq!(stats.dropped_total.load(Ordering::Relaxed), 2);
         assert_eq!(b.ack(9, 4), 2);
         assert_eq!(b.reports.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![5]);
@@ -310,14 +371,20 @@ mod tests {
     fn jitter_stays_within_ten_percent() {
         for _ in 0..1000 {
             let d = jittered(Duration::from_secs(10));
-            assert!(d >= Duration::from_secs(9) && d <= Duration::from_secs(11), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(9) && d <= Duration::from_secs(11),
+                "{d:?}"
+            );
         }
     }
 
     #[test]
     fn backoff_grows_and_is_capped() {
         let d: Vec<Duration> = backoff().take(12).collect();
-        assert!(d[0] >= Duration::from_millis(200) && d[0] <= Duration::from_millis(400), "{d:?}");
+        assert!(
+            d[0] >= Duration::from_millis(200) && d[0] <= Duration::from_millis(400),
+            "{d:?}"
+        );
         assert!(d[4] >= Duration::from_millis(3200), "{d:?}");
         assert!(d.iter().all(|x| *x <= Duration::from_secs(60)), "{d:?}");
     }

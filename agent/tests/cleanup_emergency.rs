@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 use caretaker_agent::cleanup::emergency::{DiskProbe, Options, Progress, StatvfsProbe, run};
 use caretaker_agent::cleanup::logs::RotatedLogs;
 use caretaker_agent::images::plan::{KeepList, Policy};
-use caretaker_agent::images::runtime::{Image, ImageFs, ImageRuntime, ImageUser, InUseIndex, RemoveError, Result, UserKind};
+use caretaker_agent::images::runtime::{
+    Image, ImageFs, ImageRuntime, ImageUser, InUseIndex, RemoveError, Result, UserKind,
+};
 
 const KIB: usize = 1024;
 
@@ -22,7 +24,11 @@ struct Tmpfs(tempfile::TempDir);
 impl Tmpfs {
     fn mount(size: &str) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir.path()).status().is_ok_and(|s| s.success());
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
         if !ok {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("cannot mount a tmpfs (the test needs root) but CI=true");
@@ -61,14 +67,23 @@ impl ImageRuntime for FileImages {
         "files"
     }
     async fn list_images(&self) -> Result<Vec<Image>> {
-        Ok(self.images.iter().filter(|i| self.file(&i.id).exists()).cloned().collect())
+        Ok(self
+            .images
+            .iter()
+            .filter(|i| self.file(&i.id).exists())
+            .cloned()
+            .collect())
     }
     async fn list_users(&self) -> Result<Vec<ImageUser>> {
         Ok(self.users.clone())
     }
     async fn image_fs(&self) -> Result<ImageFs> {
         let disk = StatvfsProbe(self.dir.clone()).measure().unwrap();
-        Ok(ImageFs { mountpoint: self.dir.clone(), disk, used_bytes: disk.capacity_bytes - disk.available_bytes })
+        Ok(ImageFs {
+            mountpoint: self.dir.clone(),
+            disk,
+            used_bytes: disk.capacity_bytes - disk.available_bytes,
+        })
     }
     async fn remove_image(&self, image: &Image) -> Result<(), RemoveError> {
         if InUseIndex::new(&self.users).uses(image) {
@@ -81,15 +96,28 @@ impl ImageRuntime for FileImages {
 fn write(path: &Path, bytes: usize, text: bool, age: Duration) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let data: Vec<u8> = if text {
-        b"2025-06-01T00:00:00Z level=info msg=\"request served\"\n".iter().copied().cycle().take(bytes).collect()
+        b"2025-06-01T00:00:00Z level=info msg=\"request served\"\n"
+            .iter()
+            .copied()
+            .cycle()
+            .take(bytes)
+            .collect()
     } else {
         // Incompressible, like an already compressed archive.
         let mut x: u32 = 2_463_534_242;
-        (0..bytes).map(|_| { x ^= x << 13; x ^= x >> 17; x ^= x << 5; x as u8 }).collect()
+        (0..bytes)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
     };
     std::fs::write(path, data).unwrap();
     let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_times(std::fs::FileTimes::new().set_modified(SystemTime::now() - age)).unwrap();
+    f.set_times(std::fs::FileTimes::new().set_modified(SystemTime::now() - age))
+        .unwrap();
 }
 
 fn image(n: u8, tags: &[&str], hours_old: i64) -> Image {
@@ -111,7 +139,11 @@ async fn emergency_cleanup_reaches_the_target_in_order_and_keeps_everything_live
     let Some(fs) = Tmpfs::mount("8m") else { return };
     let root = fs.path();
     let logs_dir = root.join("log");
-    let live = [(logs_dir.join("app.log"), 1024 * KIB), (logs_dir.join("syslog"), 512 * KIB), (logs_dir.join("pods/p/0.log"), 256 * KIB)];
+    let live = [
+        (logs_dir.join("app.log"), 1024 * KIB),
+        (logs_dir.join("syslog"), 512 * KIB),
+        (logs_dir.join("pods/p/0.log"), 256 * KIB),
+    ];
     for (p, n) in &live {
         write(p, *n, true, Duration::ZERO);
     }
@@ -121,13 +153,19 @@ async fn emergency_cleanup_reaches_the_target_in_order_and_keeps_everything_live
     let rt = FileImages {
         dir: images_dir.clone(),
         images: vec![
-            image(1, &[], 1),                               // dangling
-            image(2, &["app:old"], 5),                      // unused, least recently used
-            image(3, &["app:new"], 2),                      // unused, newer
-            image(4, &["app:used"], 9),                     // in use
-            image(5, &["registry.k8s.io/pause:3.9"], 99),   // keep-listed
+            image(1, &[], 1),                             // dangling
+            image(2, &["app:old"], 5),                    // unused, least recently used
+            image(3, &["app:new"], 2),                    // unused, newer
+            image(4, &["app:used"], 9),                   // in use
+            image(5, &["registry.k8s.io/pause:3.9"], 99), // keep-listed
         ],
-        users: vec![ImageUser { kind: UserKind::Container, id: "c".into(), image_ref: "app:used".into(), image_id: String::new(), state: "running".into() }],
+        users: vec![ImageUser {
+            kind: UserKind::Container,
+            id: "c".into(),
+            image_ref: "app:used".into(),
+            image_id: String::new(),
+            state: "running".into(),
+        }],
     };
     for i in &rt.images {
         write(&rt.file(&i.id), 512 * KIB, false, Duration::ZERO);
@@ -147,18 +185,58 @@ async fn emergency_cleanup_reaches_the_target_in_order_and_keeps_everything_live
     let want_free = start.available_bytes + (768 + 1024 + 512 + 256) as u64 * KIB as u64;
     let target = want_free as f64 * 100.0 / start.capacity_bytes as f64;
     let logs = RotatedLogs::new(vec![logs_dir.clone()], 7 * DAY);
-    let opts = |apply| Options { target_free_percent: target, apply, consumer_places: vec![logs_dir.clone(), images_dir.clone()] };
+    let opts = |apply| Options {
+        target_free_percent: target,
+        apply,
+        consumer_places: vec![logs_dir.clone(), images_dir.clone()],
+    };
 
-    let dry = run(&logs, std::slice::from_ref(&rt), &policy, &probe, root.into(), &opts(false), &mut Progress::quiet()).await.unwrap();
+    let dry = run(
+        &logs,
+        std::slice::from_ref(&rt),
+        &policy,
+        &probe,
+        root.into(),
+        &opts(false),
+        &mut Progress::quiet(),
+    )
+    .await
+    .unwrap();
     assert!(dry.dry_run);
-    assert!(dry.steps.iter().flat_map(|s| &s.actions).all(|a| a.result == "dry-run"));
+    assert!(
+        dry.steps
+            .iter()
+            .flat_map(|s| &s.actions)
+            .all(|a| a.result == "dry-run")
+    );
     assert_eq!(probe.measure().unwrap(), start, "a dry run changes nothing");
 
-    let s = run(&logs, std::slice::from_ref(&rt), &policy, &probe, root.into(), &opts(true), &mut Progress::quiet()).await.unwrap();
+    let s = run(
+        &logs,
+        std::slice::from_ref(&rt),
+        &policy,
+        &probe,
+        root.into(),
+        &opts(true),
+        &mut Progress::quiet(),
+    )
+    .await
+    .unwrap();
     let steps: Vec<Vec<(String, String, String)>> = s
         .steps
         .iter()
-        .map(|st| st.actions.iter().map(|a| (a.action.to_string(), a.target.rsplit('/').next().unwrap().to_string(), a.result.clone())).collect())
+        .map(|st| {
+            st.actions
+                .iter()
+                .map(|a| {
+                    (
+                        a.action.to_string(),
+                        a.target.rsplit('/').next().unwrap().to_string(),
+                        a.result.clone(),
+                    )
+                })
+                .collect()
+        })
         .collect();
     let t = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
     assert_eq!(
@@ -176,15 +254,29 @@ async fn emergency_cleanup_reaches_the_target_in_order_and_keeps_everything_live
     assert!(s.after.available_bytes >= want_free);
     // Nothing live was touched, and the compressed log replaced its source.
     for (p, n) in &live {
-        assert_eq!(std::fs::metadata(p).unwrap().len(), *n as u64, "{}", p.display());
+        assert_eq!(
+            std::fs::metadata(p).unwrap().len(),
+            *n as u64,
+            "{}",
+            p.display()
+        );
     }
     assert!(!logs_dir.join("app.log.1").exists());
     assert!(logs_dir.join("app.log.1.gz").exists());
-    let left: HashMap<String, bool> = rt.images.iter().map(|i| (i.display_name(), rt.file(&i.id).exists())).collect();
+    let left: HashMap<String, bool> = rt
+        .images
+        .iter()
+        .map(|i| (i.display_name(), rt.file(&i.id).exists()))
+        .collect();
     assert!(left["app:new"]);
     assert!(left["app:used"]);
     assert!(left["registry.k8s.io/pause:3.9"]);
     assert!(!left["app:old"]);
-    assert!(s.not_freed.contains(&"files: 1 images kept:in-use (512.0 KiB)".to_string()), "{:?}", s.not_freed);
+    assert!(
+        s.not_freed
+            .contains(&"files: 1 images kept:in-use (512.0 KiB)".to_string()),
+        "{:?}",
+        s.not_freed
+    );
     assert_eq!(s.largest_consumers[0].path, logs_dir.join("app.log"));
 }

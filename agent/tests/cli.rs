@@ -45,14 +45,21 @@ fn stats_reads_the_fixture_procfs_and_prints_json() {
         .env("NODE_NAME", "fixture-node")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["node_name"], "fixture-node");
     assert_eq!(v["seq"], 1);
     let fs = v["filesystems"].as_array().unwrap();
     assert_eq!(fs.len(), 1, "{fs:?}");
     assert_eq!(fs[0]["mountpoint"], "/");
-    assert_eq!(fs[0]["mountpoints"], serde_json::json!(["/", "/mnt/bind dir"]));
+    assert_eq!(
+        fs[0]["mountpoints"],
+        serde_json::json!(["/", "/mnt/bind dir"])
+    );
     assert_eq!(fs[0]["device"], "/dev/vda");
     assert_eq!(fs[0]["device_id"], "254:0");
     let net = v["network"].as_array().unwrap();
@@ -66,7 +73,10 @@ fn stats_reads_the_fixture_procfs_and_prints_json() {
     assert_eq!(net[1]["transmit_drop_total"], 4);
     assert_eq!(net[2]["transmit_packets_total"], 8);
     assert_eq!(net[1]["operstate"], "up");
-    assert!(net[0].get("operstate").is_none(), "lo is not in the fixture sysfs");
+    assert!(
+        net[0].get("operstate").is_none(),
+        "lo is not in the fixture sysfs"
+    );
     assert!(net[1].get("rates").is_none(), "one sample has no rates");
     assert!(v["agent"]["rss_bytes"].as_u64().unwrap() > 0);
     assert_eq!(v["errors"], serde_json::json!([]));
@@ -75,10 +85,19 @@ fn stats_reads_the_fixture_procfs_and_prints_json() {
 #[test]
 fn stats_table_names_the_mounts_and_interfaces() {
     let procfs = fixture_procfs();
-    let out = agent().arg("--path.procfs").arg(procfs.path()).args(["stats", "--sample-interval", "0s"]).output().unwrap();
+    let out = agent()
+        .arg("--path.procfs")
+        .arg(procfs.path())
+        .args(["stats", "--sample-interval", "0s"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.lines().any(|l| l.contains("/dev/vda") && l.contains("also at /mnt/bind dir")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("/dev/vda") && l.contains("also at /mnt/bind dir")),
+        "{text}"
+    );
     assert!(text.lines().any(|l| l.contains("eth0:1")), "{text}");
 }
 
@@ -86,25 +105,52 @@ fn stats_table_names_the_mounts_and_interfaces() {
 fn a_bad_config_exits_64_naming_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("agent.yaml");
-    std::fs::write(&cfg, "aggregator:\n  endpoint: http://127.0.0.1:1\nreport_interval: 10s\nfilesystem: {}\n").unwrap();
-    let out = agent().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    std::fs::write(
+        &cfg,
+        "aggregator:\n  endpoint: http://127.0.0.1:1\nreport_interval: 10s\nfilesystem: {}\n",
+    )
+    .unwrap();
+    let out = agent()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&cfg.display().to_string()) && err.contains("line 4") && err.contains("filesystem"), "{err}");
+    assert!(
+        err.contains(&cfg.display().to_string())
+            && err.contains("line 4")
+            && err.contains("filesystem"),
+        "{err}"
+    );
 
     std::fs::write(&cfg, "report_interval: 10s\n").unwrap();
-    let out = agent().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    let out = agent()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs aggregator.endpoint"));
 
     // Plaintext only when the config says so explicitly.
     std::fs::write(&cfg, "aggregator:\n  endpoint: http://127.0.0.1:1\n").unwrap();
-    let out = agent().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    let out = agent()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is plaintext http://: use https:// with aggregator.tls, or set aggregator.insecure_plaintext: true"), "{err}");
 
-    let out = agent().args(["run", "--config", "/nonexistent/agent.yaml"]).output().unwrap();
+    let out = agent()
+        .args(["run", "--config", "/nonexistent/agent.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file /nonexistent/agent.yaml"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cannot read config file /nonexistent/agent.yaml")
+    );
 }

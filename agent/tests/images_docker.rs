@@ -17,8 +17,12 @@ use std::time::Duration;
 use caretaker_agent::images::docker::DockerRuntime;
 use caretaker_agent::images::execute::apply;
 use caretaker_agent::images::plan::{KeepList, Mode, Policy, plan};
-use caretaker_agent::images::runtime::{Image, ImageFs, ImageRuntime, ImageUser, RemoveError, Result};
-use common::{TestImage, docker, docker_image_ids, docker_load, docker_reset, docker_save_tar, run};
+use caretaker_agent::images::runtime::{
+    Image, ImageFs, ImageRuntime, ImageUser, RemoveError, Result,
+};
+use common::{
+    TestImage, docker, docker_image_ids, docker_load, docker_reset, docker_save_tar, run,
+};
 use jiff::{SignedDuration, Timestamp};
 
 static ENGINE: Mutex<()> = Mutex::new(());
@@ -52,8 +56,12 @@ fn fixture(sock: &Path) -> BTreeMap<&'static str, String> {
     ];
     let (tar, ids) = docker_save_tar(&images);
     docker_load(sock, &tar);
-    let by_label: BTreeMap<&'static str, String> =
-        ["old", "dangling", "multi", "young", "running", "stopped", "created", "by-id"].into_iter().zip(ids).collect();
+    let by_label: BTreeMap<&'static str, String> = [
+        "old", "dangling", "multi", "young", "running", "stopped", "created", "by-id",
+    ]
+    .into_iter()
+    .zip(ids)
+    .collect();
     run(docker(sock).args(["run", "-d", "--name", "running", "ct/running:1"]));
     run(docker(sock).args(["run", "-d", "--name", "stopped", "ct/stopped:1"]));
     run(docker(sock).args(["stop", "-t", "0", "stopped"]));
@@ -65,11 +73,15 @@ fn fixture(sock: &Path) -> BTreeMap<&'static str, String> {
 }
 
 async fn connect(sock: &Path) -> DockerRuntime {
-    DockerRuntime::connect(sock, Path::new("/"), Duration::from_secs(30)).await.expect("connect to the test dockerd")
+    DockerRuntime::connect(sock, Path::new("/"), Duration::from_secs(30))
+        .await
+        .expect("connect to the test dockerd")
 }
 
 fn label_of(ids: &BTreeMap<&'static str, String>, id: &str) -> &'static str {
-    ids.iter().find(|(_, v)| v.as_str() == id).map_or("?", |(k, _)| k)
+    ids.iter()
+        .find(|(_, v)| v.as_str() == id)
+        .map_or("?", |(k, _)| k)
 }
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
@@ -89,7 +101,14 @@ async fn dry_run_plan_for_24h_equals_what_docker_image_prune_until_24h_removes()
     let rt = connect(&sock).await;
     let images = rt.list_images().await.unwrap();
     let users = rt.list_users().await.unwrap();
-    let p = plan(&images, &users, &policy(24), Mode::Prune { disk: None }, Timestamp::now(), &HashMap::new());
+    let p = plan(
+        &images,
+        &users,
+        &policy(24),
+        Mode::Prune { disk: None },
+        Timestamp::now(),
+        &HashMap::new(),
+    );
     let mut planned: Vec<&str> = p.removals().map(|d| label_of(&ids, &d.id)).collect();
     planned.sort();
     assert_eq!(planned, ["dangling", "multi", "old"]);
@@ -101,7 +120,11 @@ async fn dry_run_plan_for_24h_equals_what_docker_image_prune_until_24h_removes()
 
     run(docker(&sock).args(["image", "prune", "-a", "-f", "--filter", "until=24h"]));
     let after = docker_image_ids(&sock);
-    let mut pruned: Vec<&str> = before.iter().filter(|i| !after.contains(i)).map(|i| label_of(&ids, i)).collect();
+    let mut pruned: Vec<&str> = before
+        .iter()
+        .filter(|i| !after.contains(i))
+        .map(|i| label_of(&ids, i))
+        .collect();
     pruned.sort();
     assert_eq!(pruned, planned);
 }
@@ -115,10 +138,24 @@ async fn apply_removes_only_old_unused_images_and_gives_every_image_its_reason()
     let rt = connect(&sock).await;
     let images = rt.list_images().await.unwrap();
     let users = rt.list_users().await.unwrap();
-    let sizes: HashMap<String, u64> = images.iter().map(|i| (i.id.clone(), i.size_bytes)).collect();
-    let p = plan(&images, &users, &policy(24), Mode::Prune { disk: None }, Timestamp::now(), &HashMap::new());
+    let sizes: HashMap<String, u64> = images
+        .iter()
+        .map(|i| (i.id.clone(), i.size_bytes))
+        .collect();
+    let p = plan(
+        &images,
+        &users,
+        &policy(24),
+        Mode::Prune { disk: None },
+        Timestamp::now(),
+        &HashMap::new(),
+    );
     let o = apply(&rt, p, false, &mut |_| {}).await;
-    let got: BTreeMap<&str, String> = o.decisions.iter().map(|d| (label_of(&ids, &d.id), d.reason.to_string())).collect();
+    let got: BTreeMap<&str, String> = o
+        .decisions
+        .iter()
+        .map(|d| (label_of(&ids, &d.id), d.reason.to_string()))
+        .collect();
     let want: BTreeMap<&str, String> = [
         ("by-id", "kept:in-use"),
         ("created", "kept:in-use"),
@@ -133,15 +170,24 @@ async fn apply_removes_only_old_unused_images_and_gives_every_image_its_reason()
     .map(|(k, v)| (k, v.to_string()))
     .collect();
     assert_eq!(got, want);
-    let mut left: Vec<&str> = docker_image_ids(&sock).iter().map(|i| label_of(&ids, i)).collect();
+    let mut left: Vec<&str> = docker_image_ids(&sock)
+        .iter()
+        .map(|i| label_of(&ids, i))
+        .collect();
     left.sort();
     assert_eq!(left, ["by-id", "created", "running", "stopped", "young"]);
     // Docker 20.10 (API 1.41) does not report shared sizes, so the estimate is the images' sizes.
-    let want_bytes: u64 = ["old", "dangling", "multi"].iter().map(|l| sizes[&ids[l]]).sum();
+    let want_bytes: u64 = ["old", "dangling", "multi"]
+        .iter()
+        .map(|l| sizes[&ids[l]])
+        .sum();
     assert_eq!(o.estimated_bytes, want_bytes);
     assert!(o.reclaimed_bytes.is_some());
     // States as Docker names them.
-    let states: BTreeMap<String, String> = users.iter().map(|u| (u.id.clone(), u.state.clone())).collect();
+    let states: BTreeMap<String, String> = users
+        .iter()
+        .map(|u| (u.id.clone(), u.state.clone()))
+        .collect();
     let mut s: Vec<&str> = states.values().map(String::as_str).collect();
     s.sort();
     assert_eq!(s, ["created", "created", "exited", "running"]);
@@ -152,15 +198,35 @@ async fn a_container_created_between_plan_and_removal_keeps_its_image() {
     let Some(sock) = sock() else { return };
     let _g = lock();
     docker_reset(&sock);
-    let (tar, ids) = docker_save_tar(&[TestImage::new(&["ct/a:1"], ago(49), 100, "a"), TestImage::new(&["ct/b:1"], ago(48), 100, "b")]);
+    let (tar, ids) = docker_save_tar(&[
+        TestImage::new(&["ct/a:1"], ago(49), 100, "a"),
+        TestImage::new(&["ct/b:1"], ago(48), 100, "b"),
+    ]);
     docker_load(&sock, &tar);
     let rt = connect(&sock).await;
-    let p = plan(&rt.list_images().await.unwrap(), &rt.list_users().await.unwrap(), &policy(24), Mode::Prune { disk: None }, Timestamp::now(), &HashMap::new());
+    let p = plan(
+        &rt.list_images().await.unwrap(),
+        &rt.list_users().await.unwrap(),
+        &policy(24),
+        Mode::Prune { disk: None },
+        Timestamp::now(),
+        &HashMap::new(),
+    );
     assert_eq!(p.removals().count(), 2);
     run(docker(&sock).args(["create", "--name", "late", "ct/b:1"]));
     let o = apply(&rt, p, false, &mut |_| {}).await;
-    let got: Vec<(String, String)> = o.decisions.iter().map(|d| (d.image.clone(), d.reason.to_string())).collect();
-    assert_eq!(got, [("ct/a:1".to_string(), "removed".to_string()), ("ct/b:1".to_string(), "kept:in-use".to_string())]);
+    let got: Vec<(String, String)> = o
+        .decisions
+        .iter()
+        .map(|d| (d.image.clone(), d.reason.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("ct/a:1".to_string(), "removed".to_string()),
+            ("ct/b:1".to_string(), "kept:in-use".to_string())
+        ]
+    );
     assert_eq!(docker_image_ids(&sock), [ids[1].clone()]);
 }
 
@@ -194,17 +260,36 @@ async fn docker_refusing_an_image_in_use_counts_as_kept_not_failed() {
     let Some(sock) = sock() else { return };
     let _g = lock();
     docker_reset(&sock);
-    let (tar, ids) = docker_save_tar(&[TestImage::new(&["ct/a:1"], ago(48), 100, "a"), TestImage::new(&[], ago(48), 100, "b")]);
+    let (tar, ids) = docker_save_tar(&[
+        TestImage::new(&["ct/a:1"], ago(48), 100, "a"),
+        TestImage::new(&[], ago(48), 100, "b"),
+    ]);
     docker_load(&sock, &tar);
     let real = connect(&sock).await;
-    let rt = StaleUsers { inner: &real, users: vec![] };
-    let p = plan(&rt.list_images().await.unwrap(), &[], &policy(24), Mode::Prune { disk: None }, Timestamp::now(), &HashMap::new());
+    let rt = StaleUsers {
+        inner: &real,
+        users: vec![],
+    };
+    let p = plan(
+        &rt.list_images().await.unwrap(),
+        &[],
+        &policy(24),
+        Mode::Prune { disk: None },
+        Timestamp::now(),
+        &HashMap::new(),
+    );
     run(docker(&sock).args(["create", "--name", "late-a", "ct/a:1"]));
     run(docker(&sock).args(["create", "--name", "late-b", &ids[1]]));
     let o = apply(&rt, p, false, &mut |_| {}).await;
     let reasons: Vec<String> = o.decisions.iter().map(|d| d.reason.to_string()).collect();
     assert_eq!(reasons, ["kept:in-use", "kept:in-use"]);
-    assert!(o.decisions.iter().all(|d| d.detail.starts_with("the runtime refused: conflict")), "{:?}", o.decisions);
+    assert!(
+        o.decisions
+            .iter()
+            .all(|d| d.detail.starts_with("the runtime refused: conflict")),
+        "{:?}",
+        o.decisions
+    );
     let mut want = ids.clone();
     want.sort();
     assert_eq!(docker_image_ids(&sock), want);
@@ -230,23 +315,42 @@ fn prune_images_cli_is_a_dry_run_unless_apply_and_prints_json_reasons() {
     )
     .unwrap();
     let cli = |extra: &[&str]| {
-        let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_caretaker-agent"))
-            .args(["prune-images", "--runtime", "docker", "--min-age", "24h", "--output", "json", "--config"])
-            .arg(&cfg)
-            .args(extra));
+        let out = run(
+            std::process::Command::new(env!("CARGO_BIN_EXE_caretaker-agent"))
+                .args([
+                    "prune-images",
+                    "--runtime",
+                    "docker",
+                    "--min-age",
+                    "24h",
+                    "--output",
+                    "json",
+                    "--config",
+                ])
+                .arg(&cfg)
+                .args(extra),
+        );
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         let decisions: Vec<(String, String)> = v[0]["decisions"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|d| (d["image"].as_str().unwrap().to_string(), d["reason"].as_str().unwrap().to_string()))
+            .map(|d| {
+                (
+                    d["image"].as_str().unwrap().to_string(),
+                    d["reason"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         (v[0]["dry_run"].as_bool().unwrap(), decisions)
     };
     let want = vec![
         ("ct/old:1".to_string(), "removed".to_string()),
         ("ct/young:1".to_string(), "kept:young".to_string()),
-        ("registry.k8s.io/pause:3.9".to_string(), "kept:keep-list".to_string()),
+        (
+            "registry.k8s.io/pause:3.9".to_string(),
+            "kept:keep-list".to_string(),
+        ),
     ];
     assert_eq!(cli(&[]), (true, want.clone()));
     assert_eq!(docker_image_ids(&sock).len(), 3);
@@ -287,12 +391,23 @@ async fn the_daemon_image_task_reports_the_engines_images_in_a_dry_run() {
         pressure_check_interval: Duration::from_secs(5),
         ..ImagesConfig::default()
     };
-    let task = cfg.task_settings().unwrap().expect("the image task is on by default");
+    let task = cfg
+        .task_settings()
+        .unwrap()
+        .expect("the image task is on by default");
     assert!(!task.apply, "the daemon must default to a dry run");
     let (tx, mut rx) = watch::channel(None);
     let stop = CancellationToken::new();
-    let handle = tokio::spawn(run_on_runtimes(task, RuntimeAccess::new(&cfg, Path::new("/")), tx, stop.clone()));
-    tokio::time::timeout(Duration::from_secs(60), rx.changed()).await.expect("one image check within 60 s").unwrap();
+    let handle = tokio::spawn(run_on_runtimes(
+        task,
+        RuntimeAccess::new(&cfg, Path::new("/")),
+        tx,
+        stop.clone(),
+    ));
+    tokio::time::timeout(Duration::from_secs(60), rx.changed())
+        .await
+        .expect("one image check within 60 s")
+        .unwrap();
     stop.cancel();
     handle.await.unwrap();
 
@@ -305,7 +420,10 @@ async fn the_daemon_image_task_reports_the_engines_images_in_a_dry_run() {
         statvfs_timeout: Duration::from_secs(5),
         kubelet_root: None,
     };
-    let report = Collector::new(settings, Arc::new(BufferStats::default())).with_images(rx).collect().await;
+    let report = Collector::new(settings, Arc::new(BufferStats::default()))
+        .with_images(rx)
+        .collect()
+        .await;
     let images = report.images.expect("the report has the image summary");
     assert!(images.dry_run);
     assert!(images.errors.is_empty(), "{:?}", images.errors);
@@ -314,25 +432,66 @@ async fn the_daemon_image_task_reports_the_engines_images_in_a_dry_run() {
 
     // What the engine itself says, through the docker CLI.
     let all = docker_image_ids(&sock);
-    let containers: Vec<String> = run(docker(&sock).args(["ps", "-aq", "--no-trunc"])).split_whitespace().map(str::to_string).collect();
-    let used: std::collections::BTreeSet<String> =
-        run(docker(&sock).args(["inspect", "--format", "{{.Image}}"]).args(&containers)).split_whitespace().map(str::to_string).collect();
+    let containers: Vec<String> = run(docker(&sock).args(["ps", "-aq", "--no-trunc"]))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let used: std::collections::BTreeSet<String> = run(docker(&sock)
+        .args(["inspect", "--format", "{{.Image}}"])
+        .args(&containers))
+    .split_whitespace()
+    .map(str::to_string)
+    .collect();
     let unused: Vec<&String> = all.iter().filter(|i| !used.contains(*i)).collect();
-    let size = |id: &str| -> u64 { run(docker(&sock).args(["image", "inspect", "--format", "{{.Size}}", id])).trim().parse().unwrap() };
+    let size = |id: &str| -> u64 {
+        run(docker(&sock).args(["image", "inspect", "--format", "{{.Size}}", id]))
+            .trim()
+            .parse()
+            .unwrap()
+    };
     let root_dir = run(docker(&sock).args(["info", "--format", "{{.DockerRootDir}}"]));
 
     assert_eq!(r.runtime, "docker");
-    assert_eq!((r.images_total, r.images_unused), (all.len() as u64, unused.len() as u64));
-    assert_eq!((r.images_total, r.images_unused), (8, 4), "the fixture: 8 images, 4 used by containers");
+    assert_eq!(
+        (r.images_total, r.images_unused),
+        (all.len() as u64, unused.len() as u64)
+    );
+    assert_eq!(
+        (r.images_total, r.images_unused),
+        (8, 4),
+        "the fixture: 8 images, 4 used by containers"
+    );
     // Docker 20.10 (API 1.41) does not report shared sizes: an image's bytes are its size.
-    assert_eq!(r.reclaimable_bytes, unused.iter().map(|i| size(i)).sum::<u64>());
+    assert_eq!(
+        r.reclaimable_bytes,
+        unused.iter().map(|i| size(i)).sum::<u64>()
+    );
     assert_eq!(r.image_fs_mountpoint, root_dir.trim());
-    assert!(r.image_fs_used_percent.is_some_and(|p| (0.0..=100.0).contains(&p)), "{r:?}");
-    let p = r.last_prune.as_ref().expect("the first check runs the scheduled prune");
-    assert_eq!((p.trigger, p.dry_run, p.failed), (PruneTrigger::Schedule, true, 0));
+    assert!(
+        r.image_fs_used_percent
+            .is_some_and(|p| (0.0..=100.0).contains(&p)),
+        "{r:?}"
+    );
+    let p = r
+        .last_prune
+        .as_ref()
+        .expect("the first check runs the scheduled prune");
+    assert_eq!(
+        (p.trigger, p.dry_run, p.failed),
+        (PruneTrigger::Schedule, true, 0)
+    );
     // As the dry-run plan for 24h: old, dangling and multi would go; the rest is kept.
-    assert_eq!((p.removed, p.kept.in_use, p.kept.young, p.kept.keep_list), (3, 4, 1, 0));
-    assert_eq!(p.removed_bytes, ["old", "dangling", "multi"].iter().map(|l| size(&ids[l])).sum::<u64>());
+    assert_eq!(
+        (p.removed, p.kept.in_use, p.kept.young, p.kept.keep_list),
+        (3, 4, 1, 0)
+    );
+    assert_eq!(
+        p.removed_bytes,
+        ["old", "dangling", "multi"]
+            .iter()
+            .map(|l| size(&ids[l]))
+            .sum::<u64>()
+    );
     assert_eq!((r.removed_total, r.removed_bytes_total), (0, 0));
     // A dry run: every image is still there.
     assert_eq!(docker_image_ids(&sock), all);

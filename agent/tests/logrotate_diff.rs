@@ -25,9 +25,13 @@ fn logrotate() -> Option<&'static str> {
         return Some(LOGROTATE);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{LOGROTATE} is missing: tests/services/logrotate.sh must install Debian's logrotate");
+        panic!(
+            "{LOGROTATE} is missing: tests/services/logrotate.sh must install Debian's logrotate"
+        );
     }
-    eprintln!("NOT RUN: {LOGROTATE} is missing (install Debian's logrotate); the differential suite needs it");
+    eprintln!(
+        "NOT RUN: {LOGROTATE} is missing (install Debian's logrotate); the differential suite needs it"
+    );
     None
 }
 
@@ -64,88 +68,352 @@ const DAY: i64 = 86_400;
 
 fn scenarios() -> Vec<Scenario> {
     vec![
-        Scenario { name: "daily_first_sight_only_records_state", conf: "@/app.log {\n daily\n rotate 3\n}\n", ops: &[Write("app.log", "a\n"), Run] },
-        Scenario { name: "daily_after_a_day_rotates", conf: "@/app.log {\n daily\n rotate 3\n}\n", ops: &[Write("app.log", "a\n"), Run, StateBack(DAY), Run] },
+        Scenario {
+            name: "daily_first_sight_only_records_state",
+            conf: "@/app.log {\n daily\n rotate 3\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "daily_after_a_day_rotates",
+            conf: "@/app.log {\n daily\n rotate 3\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, StateBack(DAY), Run],
+        },
         Scenario {
             name: "rotate_3_keeps_three_numbered_archives",
             conf: "@/app.log {\n daily\n rotate 3\n create\n}\n",
-            ops: &[Write("app.log", "g0\n"), Run, StateBack(DAY), Run, Append("app.log", "g1\n"), StateBack(DAY), Run, Append("app.log", "g2\n"), StateBack(DAY), Run, Append("app.log", "g3\n"), StateBack(DAY), Run, Append("app.log", "g4\n"), StateBack(DAY), Run],
+            ops: &[
+                Write("app.log", "g0\n"),
+                Run,
+                StateBack(DAY),
+                Run,
+                Append("app.log", "g1\n"),
+                StateBack(DAY),
+                Run,
+                Append("app.log", "g2\n"),
+                StateBack(DAY),
+                Run,
+                Append("app.log", "g3\n"),
+                StateBack(DAY),
+                Run,
+                Append("app.log", "g4\n"),
+                StateBack(DAY),
+                Run,
+            ],
         },
         Scenario {
             name: "compress_gzip_numbered",
             conf: "@/app.log {\n daily\n rotate 3\n compress\n create\n}\n",
-            ops: &[WriteBytes("app.log", 20_000), Run, StateBack(DAY), Run, Append("app.log", "g1\n"), StateBack(DAY), Run, Append("app.log", "g2\n"), StateBack(DAY), Run],
+            ops: &[
+                WriteBytes("app.log", 20_000),
+                Run,
+                StateBack(DAY),
+                Run,
+                Append("app.log", "g1\n"),
+                StateBack(DAY),
+                Run,
+                Append("app.log", "g2\n"),
+                StateBack(DAY),
+                Run,
+            ],
         },
         Scenario {
             name: "compress_with_delaycompress_leaves_newest_plain",
             conf: "@/app.log {\n daily\n rotate 3\n compress\n delaycompress\n create\n}\n",
-            ops: &[Write("app.log", "g0\n"), Run, StateBack(DAY), Run, Append("app.log", "g1\n"), StateBack(DAY), Run, Append("app.log", "g2\n"), StateBack(DAY), Run, Append("app.log", "g3\n"), StateBack(DAY), Run],
+            ops: &[
+                Write("app.log", "g0\n"),
+                Run,
+                StateBack(DAY),
+                Run,
+                Append("app.log", "g1\n"),
+                StateBack(DAY),
+                Run,
+                Append("app.log", "g2\n"),
+                StateBack(DAY),
+                Run,
+                Append("app.log", "g3\n"),
+                StateBack(DAY),
+                Run,
+            ],
         },
-        Scenario { name: "create_with_mode", conf: "@/app.log {\n size 1\n rotate 1\n create 0640\n}\n", ops: &[Write("app.log", "x\n"), Run] },
-        Scenario { name: "create_without_mode_keeps_the_old_mode", conf: "@/app.log {\n size 1\n rotate 1\n create\n}\n", ops: &[Write("app.log", "x\n"), Mode("app.log", 0o600), Run] },
-        Scenario { name: "nocreate_leaves_no_live_file", conf: "@/app.log {\n size 1\n rotate 1\n nocreate\n}\n", ops: &[Write("app.log", "x\n"), Run] },
-        Scenario { name: "copytruncate_keeps_the_inode_and_empties_it", conf: "@/app.log {\n size 1\n rotate 2\n copytruncate\n}\n", ops: &[Write("app.log", "x\ny\n"), Run, Append("app.log", "z\n"), Run] },
-        Scenario { name: "copy_leaves_the_log_alone", conf: "@/app.log {\n size 1\n rotate 2\n copy\n}\n", ops: &[Write("app.log", "x\n"), Run] },
-        Scenario { name: "missingok_missing_file_is_quiet", conf: "@/nope.log {\n size 1\n missingok\n}\n", ops: &[Run] },
-        Scenario { name: "nomissingok_missing_file_is_an_error", conf: "@/nope.log {\n size 1\n}\n", ops: &[Run] },
-        Scenario { name: "notifempty_skips_empty_log", conf: "@/app.log {\n daily\n rotate 1\n notifempty\n}\n", ops: &[Write("app.log", ""), Run, StateBack(DAY), Run] },
-        Scenario { name: "ifempty_rotates_empty_log", conf: "@/app.log {\n daily\n rotate 1\n ifempty\n create\n}\n", ops: &[Write("app.log", ""), Run, StateBack(DAY), Run] },
-        Scenario { name: "size_below_threshold_waits", conf: "@/app.log {\n size 100\n rotate 1\n}\n", ops: &[WriteBytes("app.log", 99), Run] },
-        Scenario { name: "size_at_threshold_rotates", conf: "@/app.log {\n size 100\n rotate 1\n}\n", ops: &[WriteBytes("app.log", 100), Run] },
-        Scenario { name: "size_with_k_suffix", conf: "@/app.log {\n size 1k\n rotate 1\n}\n", ops: &[WriteBytes("app.log", 1023), Run, Append("app.log", "x"), Run] },
-        Scenario { name: "minsize_blocks_a_due_daily", conf: "@/app.log {\n daily\n minsize 1k\n rotate 1\n}\n", ops: &[WriteBytes("app.log", 100), Run, StateBack(DAY), Run] },
-        Scenario { name: "minsize_met_rotates_daily", conf: "@/app.log {\n daily\n minsize 50\n rotate 1\n}\n", ops: &[WriteBytes("app.log", 100), Run, StateBack(DAY), Run] },
-        Scenario { name: "maxsize_rotates_before_the_day_is_over", conf: "@/app.log {\n daily\n maxsize 50\n rotate 2\n}\n", ops: &[WriteBytes("app.log", 100), Run] },
-        Scenario { name: "rotate_0_removes_the_rotated_log", conf: "@/app.log {\n size 1\n rotate 0\n create\n}\n", ops: &[Write("app.log", "x\n"), Run] },
+        Scenario {
+            name: "create_with_mode",
+            conf: "@/app.log {\n size 1\n rotate 1\n create 0640\n}\n",
+            ops: &[Write("app.log", "x\n"), Run],
+        },
+        Scenario {
+            name: "create_without_mode_keeps_the_old_mode",
+            conf: "@/app.log {\n size 1\n rotate 1\n create\n}\n",
+            ops: &[Write("app.log", "x\n"), Mode("app.log", 0o600), Run],
+        },
+        Scenario {
+            name: "nocreate_leaves_no_live_file",
+            conf: "@/app.log {\n size 1\n rotate 1\n nocreate\n}\n",
+            ops: &[Write("app.log", "x\n"), Run],
+        },
+        Scenario {
+            name: "copytruncate_keeps_the_inode_and_empties_it",
+            conf: "@/app.log {\n size 1\n rotate 2\n copytruncate\n}\n",
+            ops: &[
+                Write("app.log", "x\ny\n"),
+                Run,
+                Append("app.log", "z\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "copy_leaves_the_log_alone",
+            conf: "@/app.log {\n size 1\n rotate 2\n copy\n}\n",
+            ops: &[Write("app.log", "x\n"), Run],
+        },
+        Scenario {
+            name: "missingok_missing_file_is_quiet",
+            conf: "@/nope.log {\n size 1\n missingok\n}\n",
+            ops: &[Run],
+        },
+        Scenario {
+            name: "nomissingok_missing_file_is_an_error",
+            conf: "@/nope.log {\n size 1\n}\n",
+            ops: &[Run],
+        },
+        Scenario {
+            name: "notifempty_skips_empty_log",
+            conf: "@/app.log {\n daily\n rotate 1\n notifempty\n}\n",
+            ops: &[Write("app.log", ""), Run, StateBack(DAY), Run],
+        },
+        Scenario {
+            name: "ifempty_rotates_empty_log",
+            conf: "@/app.log {\n daily\n rotate 1\n ifempty\n create\n}\n",
+            ops: &[Write("app.log", ""), Run, StateBack(DAY), Run],
+        },
+        Scenario {
+            name: "size_below_threshold_waits",
+            conf: "@/app.log {\n size 100\n rotate 1\n}\n",
+            ops: &[WriteBytes("app.log", 99), Run],
+        },
+        Scenario {
+            name: "size_at_threshold_rotates",
+            conf: "@/app.log {\n size 100\n rotate 1\n}\n",
+            ops: &[WriteBytes("app.log", 100), Run],
+        },
+        Scenario {
+            name: "size_with_k_suffix",
+            conf: "@/app.log {\n size 1k\n rotate 1\n}\n",
+            ops: &[
+                WriteBytes("app.log", 1023),
+                Run,
+                Append("app.log", "x"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "minsize_blocks_a_due_daily",
+            conf: "@/app.log {\n daily\n minsize 1k\n rotate 1\n}\n",
+            ops: &[WriteBytes("app.log", 100), Run, StateBack(DAY), Run],
+        },
+        Scenario {
+            name: "minsize_met_rotates_daily",
+            conf: "@/app.log {\n daily\n minsize 50\n rotate 1\n}\n",
+            ops: &[WriteBytes("app.log", 100), Run, StateBack(DAY), Run],
+        },
+        Scenario {
+            name: "maxsize_rotates_before_the_day_is_over",
+            conf: "@/app.log {\n daily\n maxsize 50\n rotate 2\n}\n",
+            ops: &[WriteBytes("app.log", 100), Run],
+        },
+        Scenario {
+            name: "rotate_0_removes_the_rotated_log",
+            conf: "@/app.log {\n size 1\n rotate 0\n create\n}\n",
+            ops: &[Write("app.log", "x\n"), Run],
+        },
         Scenario {
             name: "start_0_numbers_from_zero",
             conf: "@/app.log {\n size 1\n rotate 3\n start 0\n create\n}\n",
-            ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run, Write("app.log", "c\n"), Run, Write("app.log", "d\n"), Run],
+            ops: &[
+                Write("app.log", "a\n"),
+                Run,
+                Write("app.log", "b\n"),
+                Run,
+                Write("app.log", "c\n"),
+                Run,
+                Write("app.log", "d\n"),
+                Run,
+            ],
         },
-        Scenario { name: "extension_is_kept_last", conf: "@/app.log {\n size 1\n rotate 2\n extension .log\n create\n}\n", ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run] },
-        Scenario { name: "extension_before_compression_ext", conf: "@/app.log {\n size 1\n rotate 2\n extension .log\n compress\n}\n", ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run] },
-        Scenario { name: "dateext_names_by_today", conf: "@/app.log {\n size 1\n rotate 2\n dateext\n}\n", ops: &[Write("app.log", "a\n"), Run] },
-        Scenario { name: "dateext_compress", conf: "@/app.log {\n size 1\n rotate 2\n dateext\n compress\n}\n", ops: &[WriteBytes("app.log", 5000), Run] },
+        Scenario {
+            name: "extension_is_kept_last",
+            conf: "@/app.log {\n size 1\n rotate 2\n extension .log\n create\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "extension_before_compression_ext",
+            conf: "@/app.log {\n size 1\n rotate 2\n extension .log\n compress\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "dateext_names_by_today",
+            conf: "@/app.log {\n size 1\n rotate 2\n dateext\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "dateext_compress",
+            conf: "@/app.log {\n size 1\n rotate 2\n dateext\n compress\n}\n",
+            ops: &[WriteBytes("app.log", 5000), Run],
+        },
         Scenario {
             name: "dateext_retention_removes_oldest_by_date",
             conf: "@/app.log {\n size 1\n rotate 2\n dateext\n}\n",
-            ops: &[Write("app.log-20200101", "old1\n"), Write("app.log-20200102", "old2\n"), Write("app.log-20200103", "old3\n"), Write("app.log", "now\n"), Run],
+            ops: &[
+                Write("app.log-20200101", "old1\n"),
+                Write("app.log-20200102", "old2\n"),
+                Write("app.log-20200103", "old3\n"),
+                Write("app.log", "now\n"),
+                Run,
+            ],
         },
         Scenario {
             name: "dateext_delaycompress_compresses_the_previous_one",
             conf: "@/app.log {\n size 1\n rotate 3\n dateext\n compress\n delaycompress\n}\n",
-            ops: &[Write("app.log-20200102", "prev\n"), Write("app.log-20200101.gz", ""), Write("app.log", "now\n"), Run],
+            ops: &[
+                Write("app.log-20200102", "prev\n"),
+                Write("app.log-20200101.gz", ""),
+                Write("app.log", "now\n"),
+                Run,
+            ],
         },
-        Scenario { name: "dateyesterday_names_by_yesterday", conf: "@/app.log {\n size 1\n rotate 2\n dateext\n dateyesterday\n}\n", ops: &[Write("app.log", "a\n"), Run] },
-        Scenario { name: "dateformat_with_dashes", conf: "@/app.log {\n size 1\n rotate 2\n dateext\n dateformat -%Y-%m-%d\n}\n", ops: &[Write("app.log", "a\n"), Run] },
-        Scenario { name: "olddir_relative_existing", conf: "@/app.log {\n size 1\n rotate 2\n olddir old\n}\n", ops: &[Mkdir("old"), Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run] },
-        Scenario { name: "olddir_created_with_createolddir", conf: "@/app.log {\n size 1\n rotate 2\n olddir archive\n createolddir 0750\n}\n", ops: &[Write("app.log", "a\n"), Run] },
+        Scenario {
+            name: "dateyesterday_names_by_yesterday",
+            conf: "@/app.log {\n size 1\n rotate 2\n dateext\n dateyesterday\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "dateformat_with_dashes",
+            conf: "@/app.log {\n size 1\n rotate 2\n dateext\n dateformat -%Y-%m-%d\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "olddir_relative_existing",
+            conf: "@/app.log {\n size 1\n rotate 2\n olddir old\n}\n",
+            ops: &[
+                Mkdir("old"),
+                Write("app.log", "a\n"),
+                Run,
+                Write("app.log", "b\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "olddir_created_with_createolddir",
+            conf: "@/app.log {\n size 1\n rotate 2\n olddir archive\n createolddir 0750\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
         Scenario {
             name: "maxage_removes_old_numbered_archives",
             conf: "@/app.log {\n size 1\n rotate 5\n maxage 3\n}\n",
-            ops: &[Write("app.log.1", "one\n"), Write("app.log.2", "two\n"), AgeDays("app.log.2", 10), Write("app.log", "now\n"), Run],
+            ops: &[
+                Write("app.log.1", "one\n"),
+                Write("app.log.2", "two\n"),
+                AgeDays("app.log.2", 10),
+                Write("app.log", "now\n"),
+                Run,
+            ],
         },
         Scenario {
             name: "maxage_removes_old_dated_archives",
             conf: "@/app.log {\n size 1\n rotate 5\n maxage 3\n dateext\n}\n",
-            ops: &[Write("app.log-20200101", "one\n"), AgeDays("app.log-20200101", 10), Write("app.log-20200102", "two\n"), Write("app.log", "now\n"), Run],
+            ops: &[
+                Write("app.log-20200101", "one\n"),
+                AgeDays("app.log-20200101", 10),
+                Write("app.log-20200102", "two\n"),
+                Write("app.log", "now\n"),
+                Run,
+            ],
         },
-        Scenario { name: "weekly_after_seven_days", conf: "@/app.log {\n weekly 7\n rotate 2\n}\n", ops: &[Write("app.log", "a\n"), Run, StateBack(6 * DAY), Run, StateBack(DAY), Run] },
-        Scenario { name: "monthly_after_forty_days", conf: "@/app.log {\n monthly\n rotate 2\n}\n", ops: &[Write("app.log", "a\n"), Run, StateBack(40 * DAY), Run] },
-        Scenario { name: "yearly_after_400_days", conf: "@/app.log {\n yearly\n rotate 2\n}\n", ops: &[Write("app.log", "a\n"), Run, StateBack(400 * DAY), Run] },
-        Scenario { name: "hourly_after_two_hours", conf: "@/app.log {\n hourly\n rotate 2\n}\n", ops: &[Write("app.log", "a\n"), Run, StateBack(2 * 3600), Run] },
-        Scenario { name: "last_rotation_in_the_future_forces_rotation", conf: "@/app.log {\n daily\n rotate 2\n}\n", ops: &[Write("app.log", "a\n"), Run, StateAhead(2 * DAY), Run] },
+        Scenario {
+            name: "weekly_after_seven_days",
+            conf: "@/app.log {\n weekly 7\n rotate 2\n}\n",
+            ops: &[
+                Write("app.log", "a\n"),
+                Run,
+                StateBack(6 * DAY),
+                Run,
+                StateBack(DAY),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "monthly_after_forty_days",
+            conf: "@/app.log {\n monthly\n rotate 2\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, StateBack(40 * DAY), Run],
+        },
+        Scenario {
+            name: "yearly_after_400_days",
+            conf: "@/app.log {\n yearly\n rotate 2\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, StateBack(400 * DAY), Run],
+        },
+        Scenario {
+            name: "hourly_after_two_hours",
+            conf: "@/app.log {\n hourly\n rotate 2\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, StateBack(2 * 3600), Run],
+        },
+        Scenario {
+            name: "last_rotation_in_the_future_forces_rotation",
+            conf: "@/app.log {\n daily\n rotate 2\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, StateAhead(2 * DAY), Run],
+        },
         Scenario {
             name: "glob_matches_every_log_but_not_archives",
             conf: "@/*.log {\n size 1\n rotate 2\n compress\n}\n",
-            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Write("c.txt", "c\n"), Run, Write("a.log", "a2\n"), Run],
+            ops: &[
+                Write("a.log", "a\n"),
+                Write("b.log", "b\n"),
+                Write("c.txt", "c\n"),
+                Run,
+                Write("a.log", "a2\n"),
+                Run,
+            ],
         },
-        Scenario { name: "global_defaults_apply_to_the_block", conf: "rotate 2\ncompress\n@/app.log {\n size 1\n}\n", ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run, Write("app.log", "c\n"), Run] },
-        Scenario { name: "force_rotates_regardless_of_time", conf: "@/app.log {\n weekly\n rotate 2\n}\n", ops: &[Write("app.log", "a\n"), RunForced, Write("app.log", "b\n"), RunForced] },
-        Scenario { name: "zstd_via_compresscmd", conf: "@/app.log {\n size 1\n rotate 2\n compress\n compresscmd /usr/bin/zstd\n compressext .zst\n compressoptions -3\n}\n", ops: &[WriteBytes("app.log", 9000), Run] },
-        Scenario { name: "shred_removes_the_expired_archive", conf: "@/app.log {\n size 1\n rotate 1\n shred\n}\n", ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run] },
-        Scenario { name: "quoted_name_with_space", conf: "\"@/my app.log\" {\n size 1\n rotate 1\n}\n", ops: &[Write("my app.log", "a\n"), Run] },
-        Scenario { name: "notifempty_with_force_still_skips_empty", conf: "@/app.log {\n daily\n notifempty\n rotate 1\n}\n", ops: &[Write("app.log", ""), RunForced] },
+        Scenario {
+            name: "global_defaults_apply_to_the_block",
+            conf: "rotate 2\ncompress\n@/app.log {\n size 1\n}\n",
+            ops: &[
+                Write("app.log", "a\n"),
+                Run,
+                Write("app.log", "b\n"),
+                Run,
+                Write("app.log", "c\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "force_rotates_regardless_of_time",
+            conf: "@/app.log {\n weekly\n rotate 2\n}\n",
+            ops: &[
+                Write("app.log", "a\n"),
+                RunForced,
+                Write("app.log", "b\n"),
+                RunForced,
+            ],
+        },
+        Scenario {
+            name: "zstd_via_compresscmd",
+            conf: "@/app.log {\n size 1\n rotate 2\n compress\n compresscmd /usr/bin/zstd\n compressext .zst\n compressoptions -3\n}\n",
+            ops: &[WriteBytes("app.log", 9000), Run],
+        },
+        Scenario {
+            name: "shred_removes_the_expired_archive",
+            conf: "@/app.log {\n size 1\n rotate 1\n shred\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "quoted_name_with_space",
+            conf: "\"@/my app.log\" {\n size 1\n rotate 1\n}\n",
+            ops: &[Write("my app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "notifempty_with_force_still_skips_empty",
+            conf: "@/app.log {\n daily\n notifempty\n rotate 1\n}\n",
+            ops: &[Write("app.log", ""), RunForced],
+        },
     ]
 }
 
@@ -173,20 +441,37 @@ impl Rotator for Logrotate {
 struct Caretaker;
 impl Rotator for Caretaker {
     fn run(&self, dir: &Path, conf: &Path, state: &Path, force: bool) -> bool {
-        let cfg = LogsConfig { roots: vec![dir.to_path_buf()], state_file: state.to_path_buf(), ..LogsConfig::default() };
+        let cfg = LogsConfig {
+            roots: vec![dir.to_path_buf()],
+            state_file: state.to_path_buf(),
+            ..LogsConfig::default()
+        };
         let e = LogEngine::new(&cfg, Some(conf));
-        let s = e.rotate(jiff::Timestamp::now(), RunOptions { force, ..RunOptions::default() }).expect("lock and state");
+        let s = e
+            .rotate(
+                jiff::Timestamp::now(),
+                RunOptions {
+                    force,
+                    ..RunOptions::default()
+                },
+            )
+            .expect("lock and state");
         !s.errors.is_empty()
     }
 }
 
 fn shift_state(state: &Path, seconds: i64) {
-    let Ok(text) = std::fs::read_to_string(state) else { return };
+    let Ok(text) = std::fs::read_to_string(state) else {
+        return;
+    };
     let (mut st, _) = State::parse(&text);
     let tz = jiff::tz::TimeZone::system();
     for v in st.entries.values_mut() {
         let z = v.to_zoned(tz.clone()).unwrap();
-        *v = z.checked_add(jiff::SignedDuration::from_secs(seconds)).unwrap().datetime();
+        *v = z
+            .checked_add(jiff::SignedDuration::from_secs(seconds))
+            .unwrap()
+            .datetime();
     }
     std::fs::write(state, st.render()).unwrap();
 }
@@ -207,9 +492,18 @@ fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
             WriteBytes(name, n) => std::fs::write(dir.join(name), log_bytes(n)).unwrap(),
             Append(name, content) => {
                 use std::io::Write as _;
-                std::fs::OpenOptions::new().append(true).create(true).open(dir.join(name)).unwrap().write_all(content.as_bytes()).unwrap();
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(dir.join(name))
+                    .unwrap()
+                    .write_all(content.as_bytes())
+                    .unwrap();
             }
-            Mode(name, m) => std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(m)).unwrap(),
+            Mode(name, m) => {
+                std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(m))
+                    .unwrap()
+            }
             AgeDays(name, d) => std::fs::File::options()
                 .write(true)
                 .open(dir.join(name))
@@ -248,14 +542,19 @@ fn tree(dir: &Path) -> Tree {
             let m = std::fs::symlink_metadata(&p).unwrap();
             let rel = p.strip_prefix(dir).unwrap().display().to_string();
             if m.is_dir() {
-                out.insert(format!("{rel}/"), (Vec::new(), m.permissions().mode() & 0o7777));
+                out.insert(
+                    format!("{rel}/"),
+                    (Vec::new(), m.permissions().mode() & 0o7777),
+                );
                 stack.push(p);
                 continue;
             }
             let raw = std::fs::read(&p).unwrap();
             let content = if rel.ends_with(".gz") && !raw.is_empty() {
                 let mut v = Vec::new();
-                flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut v).unwrap();
+                flate2::read::MultiGzDecoder::new(&raw[..])
+                    .read_to_end(&mut v)
+                    .unwrap();
                 v
             } else if rel.ends_with(".zst") && !raw.is_empty() {
                 zstd::stream::decode_all(&raw[..]).unwrap()
@@ -269,7 +568,14 @@ fn tree(dir: &Path) -> Tree {
 }
 
 fn show(t: &Tree) -> String {
-    t.iter().map(|(k, (c, m))| format!("  {k} {m:o} {:?}\n", String::from_utf8_lossy(&c[..c.len().min(40)]))).collect()
+    t.iter()
+        .map(|(k, (c, m))| {
+            format!(
+                "  {k} {m:o} {:?}\n",
+                String::from_utf8_lossy(&c[..c.len().min(40)])
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -293,7 +599,13 @@ fn caretaker_matches_logrotate_3_21_on_every_scenario() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} scenarios differ:\n{}", failures.len(), all.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} scenarios differ:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
 }
 
 /// Deliberate difference: logrotate 3.21 refuses a second rotation on the same day with a
@@ -305,16 +617,27 @@ fn second_dateext_rotation_same_day_logrotate_blocks_caretaker_adds_counter() {
     let s = Scenario {
         name: "dateext_twice_a_day",
         conf: "@/app.log {\n size 1\n rotate 5\n dateext\n}\n",
-        ops: &[Write("app.log", "first\n"), Run, Write("app.log", "second\n"), Run],
+        ops: &[
+            Write("app.log", "first\n"),
+            Run,
+            Write("app.log", "second\n"),
+            Run,
+        ],
     };
     let today = jiff::Zoned::now().strftime("%Y%m%d").to_string();
     let (want, want_err) = play(&s, &Logrotate(lr));
     assert_eq!(want_err, vec![false, true]);
-    assert_eq!(want.keys().cloned().collect::<Vec<_>>(), vec!["app.log".to_string(), format!("app.log-{today}")]);
+    assert_eq!(
+        want.keys().cloned().collect::<Vec<_>>(),
+        vec!["app.log".to_string(), format!("app.log-{today}")]
+    );
     assert_eq!(want["app.log"].0, b"second\n");
     let (got, got_err) = play(&s, &Caretaker);
     assert_eq!(got_err, vec![false, false]);
-    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), vec![format!("app.log-{today}"), format!("app.log-{today}.1")]);
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        vec![format!("app.log-{today}"), format!("app.log-{today}.1")]
+    );
     assert_eq!(got[&format!("app.log-{today}.1")].0, b"second\n");
 }
 
@@ -327,13 +650,23 @@ fn leftover_uncompressed_archive_is_kept_not_overwritten() {
     let s = Scenario {
         name: "leftover",
         conf: "@/app.log {\n size 1\n rotate 3\n compress\n}\n",
-        ops: &[Write("app.log.1", "crashed before compression\n"), Write("app.log", "current\n"), Run],
+        ops: &[
+            Write("app.log.1", "crashed before compression\n"),
+            Write("app.log", "current\n"),
+            Run,
+        ],
     };
     let (want, _) = play(&s, &Logrotate(lr));
-    assert_eq!(want.keys().cloned().collect::<Vec<_>>(), vec!["app.log.1.gz"]);
+    assert_eq!(
+        want.keys().cloned().collect::<Vec<_>>(),
+        vec!["app.log.1.gz"]
+    );
     assert_eq!(want["app.log.1.gz"].0, b"current\n");
     let (got, _) = play(&s, &Caretaker);
-    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), vec!["app.log.1.gz", "app.log.2.gz"]);
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        vec!["app.log.1.gz", "app.log.2.gz"]
+    );
     assert_eq!(got["app.log.1.gz"].0, b"current\n");
     assert_eq!(got["app.log.2.gz"].0, b"crashed before compression\n");
 }

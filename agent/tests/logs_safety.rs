@@ -20,7 +20,11 @@ fn quiet_injected_panics() {
     ONCE.call_once(|| {
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let msg = info.payload().downcast_ref::<&str>().copied().unwrap_or_default();
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .copied()
+                .unwrap_or_default();
             if msg != CRASH {
                 prev(info);
             }
@@ -30,15 +34,26 @@ fn quiet_injected_panics() {
 
 fn engine(dir: &Path, block: &str) -> LogEngine {
     let conf = dir.join("lr.conf");
-    std::fs::write(&conf, format!("{}/app.log {{\n{block}\n}}\n", dir.join("logs").display())).unwrap();
-    let cfg = LogsConfig { roots: vec![dir.join("logs")], state_file: dir.join("status"), ..LogsConfig::default() };
+    std::fs::write(
+        &conf,
+        format!("{}/app.log {{\n{block}\n}}\n", dir.join("logs").display()),
+    )
+    .unwrap();
+    let cfg = LogsConfig {
+        roots: vec![dir.join("logs")],
+        state_file: dir.join("status"),
+        ..LogsConfig::default()
+    };
     let e = LogEngine::new(&cfg, Some(&conf));
     assert!(e.load_errors().is_empty(), "{:?}", e.load_errors());
     e
 }
 
 fn forced() -> RunOptions {
-    RunOptions { force: true, ..RunOptions::default() }
+    RunOptions {
+        force: true,
+        ..RunOptions::default()
+    }
 }
 
 /// Every line of every file in `dir` (gz and zst decompressed), counted.
@@ -62,7 +77,9 @@ fn read_plain(p: &Path) -> Vec<u8> {
     let name = p.to_string_lossy();
     if name.ends_with(".gz") {
         let mut v = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut v).unwrap();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut v)
+            .unwrap();
         v
     } else if name.ends_with(".zst") {
         zstd::stream::decode_all(&raw[..]).unwrap()
@@ -72,7 +89,11 @@ fn read_plain(p: &Path) -> Vec<u8> {
 }
 
 fn append_line(path: &Path, line: &str) {
-    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
     f.write_all(line.as_bytes()).unwrap();
 }
 
@@ -108,9 +129,15 @@ fn race(block: &str, rotations: u32) -> (u64, BTreeMap<String, u32>) {
 }
 
 fn assert_each_once(written: u64, counts: &BTreeMap<String, u32>) {
-    let lost: Vec<u64> = (0..written).filter(|i| !counts.contains_key(&i.to_string())).collect();
+    let lost: Vec<u64> = (0..written)
+        .filter(|i| !counts.contains_key(&i.to_string()))
+        .collect();
     let dup: Vec<(&String, &u32)> = counts.iter().filter(|(_, c)| **c != 1).collect();
-    assert_eq!((lost.len(), dup.len()), (0, 0), "lost {lost:?}, duplicated {dup:?} of {written}");
+    assert_eq!(
+        (lost.len(), dup.len()),
+        (0, 0),
+        "lost {lost:?}, duplicated {dup:?} of {written}"
+    );
     assert_eq!(counts.len() as u64, written);
 }
 
@@ -123,7 +150,10 @@ fn rename_mode_1000_rotations_with_a_concurrent_writer_lose_and_duplicate_nothin
 
 #[test]
 fn rename_mode_with_compression_and_a_concurrent_writer_loses_nothing() {
-    let (written, counts) = race(" rotate -1\n dateext\n dateformat -%s\n compress\n create\n", 200);
+    let (written, counts) = race(
+        " rotate -1\n dateext\n dateformat -%s\n compress\n create\n",
+        200,
+    );
     assert_each_once(written, &counts);
 }
 
@@ -131,8 +161,13 @@ fn rename_mode_with_compression_and_a_concurrent_writer_loses_nothing() {
 /// this measures caretaker next to logrotate on the same workload and prints both.
 #[test]
 fn copytruncate_lost_lines_caretaker_and_logrotate_are_reported() {
-    let (written, counts) = race(" rotate -1\n dateext\n dateformat -%s\n copytruncate\n", 300);
-    let lost = (0..written).filter(|i| !counts.contains_key(&i.to_string())).count();
+    let (written, counts) = race(
+        " rotate -1\n dateext\n dateformat -%s\n copytruncate\n",
+        300,
+    );
+    let lost = (0..written)
+        .filter(|i| !counts.contains_key(&i.to_string()))
+        .count();
     eprintln!("copytruncate, caretaker: {lost} of {written} lines lost over 300 rotations");
     // Duplicates would mean a copy taken twice: never acceptable.
     assert!(counts.values().all(|c| *c == 1), "duplicated lines");
@@ -141,7 +176,14 @@ fn copytruncate_lost_lines_caretaker_and_logrotate_are_reported() {
         let logs = tmp.path().join("logs");
         std::fs::create_dir(&logs).unwrap();
         let conf = tmp.path().join("lr.conf");
-        std::fs::write(&conf, format!("{}/app.log {{\n rotate 1000\n copytruncate\n}}\n", logs.display())).unwrap();
+        std::fs::write(
+            &conf,
+            format!(
+                "{}/app.log {{\n rotate 1000\n copytruncate\n}}\n",
+                logs.display()
+            ),
+        )
+        .unwrap();
         let log = logs.join("app.log");
         std::fs::write(&log, "").unwrap();
         let stop = AtomicBool::new(false);
@@ -157,14 +199,24 @@ fn copytruncate_lost_lines_caretaker_and_logrotate_are_reported() {
                 }
             });
             for _ in 0..100 {
-                std::process::Command::new("/usr/sbin/logrotate").arg("-f").arg("-s").arg(tmp.path().join("st")).arg(&conf).status().unwrap();
+                std::process::Command::new("/usr/sbin/logrotate")
+                    .arg("-f")
+                    .arg("-s")
+                    .arg(tmp.path().join("st"))
+                    .arg(&conf)
+                    .status()
+                    .unwrap();
             }
             stop.store(true, Ordering::Relaxed);
         });
         let written = written.load(Ordering::Relaxed);
         let counts = line_counts(&logs);
-        let lost = (0..written).filter(|i| !counts.contains_key(&i.to_string())).count();
-        eprintln!("copytruncate, logrotate 3.21: {lost} of {written} lines lost over 100 rotations");
+        let lost = (0..written)
+            .filter(|i| !counts.contains_key(&i.to_string()))
+            .count();
+        eprintln!(
+            "copytruncate, logrotate 3.21: {lost} of {written} lines lost over 100 rotations"
+        );
     }
 }
 
@@ -172,7 +224,10 @@ fn copytruncate_lost_lines_caretaker_and_logrotate_are_reported() {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -215,7 +270,10 @@ fn two_hundred_crashes_at_random_steps_then_a_rerun_keep_every_line_exactly_once
         let mut next = 0u64;
         for _ in 0..3 {
             for _ in 0..(1 + rng.next(200)) {
-                append_line(&log, &format!("{next} {}\n", "x".repeat(rng.next(300) as usize)));
+                append_line(
+                    &log,
+                    &format!("{next} {}\n", "x".repeat(rng.next(300) as usize)),
+                );
                 next += 1;
             }
             if rng.next(2) == 0 {
@@ -232,9 +290,21 @@ fn two_hundred_crashes_at_random_steps_then_a_rerun_keep_every_line_exactly_once
             .map(|(l, c)| (l.split(' ').next().unwrap().parse().unwrap(), c))
             .collect();
         let expect: BTreeMap<u64, u32> = (0..next).map(|i| (i, 1)).collect();
-        assert_eq!(counts, expect, "round {round} ({})", blocks[round % blocks.len()].trim());
-        let leftovers: Vec<PathBuf> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains(".caretaker-tmp")).collect();
-        assert!(leftovers.is_empty(), "round {round}: temporaries left after the rerun: {leftovers:?}");
+        assert_eq!(
+            counts,
+            expect,
+            "round {round} ({})",
+            blocks[round % blocks.len()].trim()
+        );
+        let leftovers: Vec<PathBuf> = std::fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".caretaker-tmp"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "round {round}: temporaries left after the rerun: {leftovers:?}"
+        );
     }
     assert!(crashes >= 100, "only {crashes} runs crashed");
 }
@@ -251,7 +321,10 @@ fn enospc_during_compression_leaves_the_source_intact() {
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "cannot mount a tmpfs (the CI runs as root and must)");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot mount a tmpfs (the CI runs as root and must)"
+        );
         eprintln!("NOT RUN: mounting a tmpfs needs root");
         return;
     }
@@ -270,10 +343,24 @@ fn enospc_during_compression_leaves_the_source_intact() {
     let s = e.rotate(Timestamp::now(), forced()).unwrap();
     assert_eq!(s.rotated, 1);
     assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
-    assert!(s.errors[0].message.contains("No space left on device"), "{:?}", s.errors);
-    let names: Vec<String> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert_eq!(names, vec!["app.log.1".to_string()], "source kept, no partial archive, no temporary");
-    assert!(std::fs::read(logs.join("app.log.1")).unwrap() == data, "source content changed");
+    assert!(
+        s.errors[0].message.contains("No space left on device"),
+        "{:?}",
+        s.errors
+    );
+    let names: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["app.log.1".to_string()],
+        "source kept, no partial archive, no temporary"
+    );
+    assert!(
+        std::fs::read(logs.join("app.log.1")).unwrap() == data,
+        "source content changed"
+    );
     // With room again, the next rotation finishes the leftover first.
     std::fs::write(logs.join("app.log"), "new\n").unwrap();
     let e = engine(tmp.path(), " rotate 3\n");
@@ -288,7 +375,10 @@ enum Op {
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
-    prop::collection::vec(prop_oneof![(1u8..20).prop_map(Op::Write), Just(Op::Rotate)], 1..25)
+    prop::collection::vec(
+        prop_oneof![(1u8..20).prop_map(Op::Write), Just(Op::Rotate)],
+        1..25,
+    )
 }
 
 proptest! {
@@ -356,17 +446,32 @@ fn compression_waits_for_a_writer_that_still_has_the_rotated_file_open() {
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert_eq!((s.rotated, s.compressed), (1, 0));
     assert_eq!(s.skipped.len(), 1, "{:?}", s.skipped);
-    assert!(s.skipped[0].message.contains("open for writing"), "{}", s.skipped[0].message);
+    assert!(
+        s.skipped[0].message.contains("open for writing"),
+        "{}",
+        s.skipped[0].message
+    );
     held.write_all(b"after rotation\n").unwrap();
-    assert_eq!(std::fs::read_to_string(logs.join("app.log.1")).unwrap(), "before\nafter rotation\n");
+    assert_eq!(
+        std::fs::read_to_string(logs.join("app.log.1")).unwrap(),
+        "before\nafter rotation\n"
+    );
     drop(held);
 
     // The next rotation finishes the deferred compression (as with delaycompress).
     std::fs::write(&log, "next\n").unwrap();
     let s = e.rotate(Timestamp::now(), forced()).unwrap();
-    assert!(s.errors.is_empty() && s.skipped.is_empty(), "{:?} {:?}", s.errors, s.skipped);
+    assert!(
+        s.errors.is_empty() && s.skipped.is_empty(),
+        "{:?} {:?}",
+        s.errors,
+        s.skipped
+    );
     assert_eq!((s.rotated, s.compressed), (1, 2));
     assert!(!logs.join("app.log.1").exists() && !logs.join("app.log.2").exists());
-    assert_eq!(read_plain(&logs.join("app.log.2.gz")), b"before\nafter rotation\n");
+    assert_eq!(
+        read_plain(&logs.join("app.log.2.gz")),
+        b"before\nafter rotation\n"
+    );
     assert_eq!(read_plain(&logs.join("app.log.1.gz")), b"next\n");
 }

@@ -17,8 +17,8 @@
 //! variables are read once.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -58,7 +58,9 @@ pub enum AuthError {
     Env { name: String, var: String },
     #[error("auth.tokens {name}: the token is empty")]
     Empty { name: String },
-    #[error("auth.tokens {name}: the token is shorter than 16 characters; generate one with `caretaker-aggregator certs`")]
+    #[error(
+        "auth.tokens {name}: the token is shorter than 16 characters; generate one with `caretaker-aggregator certs`"
+    )]
     Short { name: String },
 }
 
@@ -106,7 +108,6 @@ struct Token {
     secret: Vec<u8>,
 }
 
-
 /// A token read from a file, followed for changes.
 struct Watched {
     /// Index of the token in [`Auth::tokens`].
@@ -132,7 +133,10 @@ impl std::fmt::Debug for Auth {
         // Names and scopes only: a token never reaches a log.
         let tokens = lock(&self.tokens);
         let names: Vec<(&str, Scope)> = tokens.iter().map(|t| (t.name.as_str(), t.scope)).collect();
-        f.debug_struct("Auth").field("tokens", &names).field("anonymous", &self.anonymous).finish_non_exhaustive()
+        f.debug_struct("Auth")
+            .field("tokens", &names)
+            .field("anonymous", &self.anonymous)
+            .finish_non_exhaustive()
     }
 }
 
@@ -144,29 +148,54 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn secret(name: &str, raw: &str) -> Result<Vec<u8>, AuthError> {
     let secret = raw.trim();
     if secret.is_empty() {
-        return Err(AuthError::Empty { name: name.to_string() });
+        return Err(AuthError::Empty {
+            name: name.to_string(),
+        });
     }
     if secret.len() < 16 {
-        return Err(AuthError::Short { name: name.to_string() });
+        return Err(AuthError::Short {
+            name: name.to_string(),
+        });
     }
     Ok(secret.as_bytes().to_vec())
 }
 
 fn read_token_file(name: &str, path: &std::path::Path) -> Result<Vec<u8>, AuthError> {
-    let raw = std::fs::read_to_string(path).map_err(|source| AuthError::Read { name: name.to_string(), path: path.to_path_buf(), source })?;
+    let raw = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })?;
     secret(name, &raw)
 }
 
 impl Auth {
     /// No tokens needed anywhere (in-process tests, `standalone` on loopback).
     pub fn anonymous() -> Self {
-        Self { tokens: Mutex::new(Vec::new()), watched: Mutex::new(Vec::new()), anonymous: true, metrics_require_token: false }
+        Self {
+            tokens: Mutex::new(Vec::new()),
+            watched: Mutex::new(Vec::new()),
+            anonymous: true,
+            metrics_require_token: false,
+        }
     }
 
     /// Tokens given directly: `(name, scope, token)`.
-    pub fn with_tokens(tokens: impl IntoIterator<Item = (String, Scope, String)>, metrics_require_token: bool) -> Self {
+    pub fn with_tokens(
+        tokens: impl IntoIterator<Item = (String, Scope, String)>,
+        metrics_require_token: bool,
+    ) -> Self {
         Self {
-            tokens: Mutex::new(tokens.into_iter().map(|(name, scope, t)| Token { name, scope, secret: t.into_bytes() }).collect()),
+            tokens: Mutex::new(
+                tokens
+                    .into_iter()
+                    .map(|(name, scope, t)| Token {
+                        name,
+                        scope,
+                        secret: t.into_bytes(),
+                    })
+                    .collect(),
+            ),
             watched: Mutex::new(Vec::new()),
             anonymous: false,
             metrics_require_token,
@@ -187,16 +216,31 @@ impl Auth {
                     // Stamp first: a change while reading is seen at the next request.
                     let st = stamp(path);
                     let s = read_token_file(&t.name, path)?;
-                    watched.push(Watched { index: tokens.len(), path: path.clone(), stamp: st });
+                    watched.push(Watched {
+                        index: tokens.len(),
+                        path: path.clone(),
+                        stamp: st,
+                    });
                     s
                 }
                 (None, Some(var)) => {
-                    let raw = std::env::var(var).map_err(|_| AuthError::Env { name: t.name.clone(), var: var.clone() })?;
+                    let raw = std::env::var(var).map_err(|_| AuthError::Env {
+                        name: t.name.clone(),
+                        var: var.clone(),
+                    })?;
                     secret(&t.name, &raw)?
                 }
-                (None, None) => return Err(AuthError::Empty { name: t.name.clone() }),
+                (None, None) => {
+                    return Err(AuthError::Empty {
+                        name: t.name.clone(),
+                    });
+                }
             };
-            tokens.push(Token { name: t.name.clone(), scope: t.scope, secret });
+            tokens.push(Token {
+                name: t.name.clone(),
+                scope: t.scope,
+                secret,
+            });
         }
         Ok(Self {
             tokens: Mutex::new(tokens),
@@ -252,12 +296,21 @@ impl Auth {
     ///
     /// # Errors
     /// Why the request is refused.
-    pub fn check(&self, path: &str, method: &Method, headers: &HeaderMap) -> Result<Option<String>, Denied> {
-        let Some(needed) = self.required_scope(path, method) else { return Ok(None) };
+    pub fn check(
+        &self,
+        path: &str,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, Denied> {
+        let Some(needed) = self.required_scope(path, method) else {
+            return Ok(None);
+        };
         if self.anonymous {
             return Ok(None);
         }
-        let Some(given) = bearer(headers) else { return Err(Denied::Missing) };
+        let Some(given) = bearer(headers) else {
+            return Err(Denied::Missing);
+        };
         self.reload_changed();
         let tokens = lock(&self.tokens);
         // Compare against every token, without stopping at the first match.
@@ -278,7 +331,9 @@ impl Auth {
 fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     let v = headers.get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = v.split_at_checked(7)?;
-    scheme.eq_ignore_ascii_case(b"bearer ").then(|| rest.trim_ascii())
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
 }
 
 /// axum middleware: refuses HTTP requests without the scope their route needs.
@@ -298,7 +353,10 @@ pub async fn http_middleware(
             let body = axum::Json(serde_json::json!({ "error": d.message() }));
             let mut resp = (d.http_status(), body).into_response();
             if d.http_status() == StatusCode::UNAUTHORIZED {
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
             }
             resp
         }
@@ -313,7 +371,10 @@ pub struct GrpcAuthLayer(pub Arc<Auth>);
 impl<S> tower::Layer<S> for GrpcAuthLayer {
     type Service = GrpcAuth<S>;
     fn layer(&self, inner: S) -> GrpcAuth<S> {
-        GrpcAuth { inner, auth: Arc::clone(&self.0) }
+        GrpcAuth {
+            inner,
+            auth: Arc::clone(&self.0),
+        }
     }
 }
 
@@ -341,7 +402,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        match self.auth.check(req.uri().path(), req.method(), req.headers()) {
+        match self
+            .auth
+            .check(req.uri().path(), req.method(), req.headers())
+        {
             Ok(_) => {
                 // The ready clone serves this call; a fresh clone waits for the next one.
                 let clone = self.inner.clone();
@@ -364,7 +428,10 @@ mod tests {
     fn headers(token: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         if let Some(t) = token {
-            h.insert(header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
+            h.insert(
+                header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
         }
         h
     }
@@ -372,8 +439,16 @@ mod tests {
     fn auth() -> Auth {
         Auth::with_tokens(
             [
-                ("ro".to_string(), Scope::Read, "read-token-0123456789".to_string()),
-                ("ops".to_string(), Scope::Admin, "admin-token-0123456789".to_string()),
+                (
+                    "ro".to_string(),
+                    Scope::Read,
+                    "read-token-0123456789".to_string(),
+                ),
+                (
+                    "ops".to_string(),
+                    Scope::Admin,
+                    "admin-token-0123456789".to_string(),
+                ),
             ],
             false,
         )
@@ -386,12 +461,27 @@ mod tests {
         assert_eq!(a.required_scope("/healthz", &get), None);
         assert_eq!(a.required_scope("/readyz", &get), None);
         assert_eq!(a.required_scope("/metrics", &get), None);
-        assert_eq!(a.required_scope("/caretaker.v1.ReportIngest/Stream", &Method::POST), None);
-        assert_eq!(a.required_scope("/grpc.health.v1.Health/Check", &Method::POST), None);
-        assert_eq!(a.required_scope("/caretaker.v1.Query/GetClusterReport", &Method::POST), Some(Scope::Read));
+        assert_eq!(
+            a.required_scope("/caretaker.v1.ReportIngest/Stream", &Method::POST),
+            None
+        );
+        assert_eq!(
+            a.required_scope("/grpc.health.v1.Health/Check", &Method::POST),
+            None
+        );
+        assert_eq!(
+            a.required_scope("/caretaker.v1.Query/GetClusterReport", &Method::POST),
+            Some(Scope::Read)
+        );
         assert_eq!(a.required_scope("/api/v1/report", &get), Some(Scope::Read));
-        assert_eq!(a.required_scope("/api/v1/nodes/x", &Method::DELETE), Some(Scope::Admin));
-        assert_eq!(a.required_scope("/api/v1/cleanup/apply", &Method::POST), Some(Scope::Admin));
+        assert_eq!(
+            a.required_scope("/api/v1/nodes/x", &Method::DELETE),
+            Some(Scope::Admin)
+        );
+        assert_eq!(
+            a.required_scope("/api/v1/cleanup/apply", &Method::POST),
+            Some(Scope::Admin)
+        );
         let m = Auth::with_tokens([], true);
         assert_eq!(m.required_scope("/metrics", &get), Some(Scope::Read));
     }
@@ -400,19 +490,51 @@ mod tests {
     fn tokens_are_checked_by_scope() {
         let a = auth();
         let (get, post) = (Method::GET, Method::POST);
-        assert_eq!(a.check("/api/v1/report", &get, &headers(None)), Err(Denied::Missing));
-        assert_eq!(a.check("/api/v1/report", &get, &headers(Some("read-token-012345678"))), Err(Denied::Invalid));
-        assert_eq!(a.check("/api/v1/report", &get, &headers(Some("read-token-0123456789"))), Ok(Some("ro".into())));
-        assert_eq!(a.check("/api/v1/x", &post, &headers(Some("read-token-0123456789"))), Err(Denied::Forbidden));
-        assert_eq!(a.check("/api/v1/x", &post, &headers(Some("admin-token-0123456789"))), Ok(Some("ops".into())));
+        assert_eq!(
+            a.check("/api/v1/report", &get, &headers(None)),
+            Err(Denied::Missing)
+        );
+        assert_eq!(
+            a.check(
+                "/api/v1/report",
+                &get,
+                &headers(Some("read-token-012345678"))
+            ),
+            Err(Denied::Invalid)
+        );
+        assert_eq!(
+            a.check(
+                "/api/v1/report",
+                &get,
+                &headers(Some("read-token-0123456789"))
+            ),
+            Ok(Some("ro".into()))
+        );
+        assert_eq!(
+            a.check("/api/v1/x", &post, &headers(Some("read-token-0123456789"))),
+            Err(Denied::Forbidden)
+        );
+        assert_eq!(
+            a.check("/api/v1/x", &post, &headers(Some("admin-token-0123456789"))),
+            Ok(Some("ops".into()))
+        );
         assert_eq!(a.check("/healthz", &get, &headers(None)), Ok(None));
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, "Basic cmVhZC10b2tlbg==".parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            "Basic cmVhZC10b2tlbg==".parse().unwrap(),
+        );
         assert_eq!(a.check("/api/v1/report", &get, &h), Err(Denied::Missing));
-        assert_eq!(Auth::anonymous().check("/api/v1/x", &post, &headers(None)), Ok(None));
+        assert_eq!(
+            Auth::anonymous().check("/api/v1/x", &post, &headers(None)),
+            Ok(None)
+        );
         // The Debug form names tokens, never their secrets.
         let dbg = format!("{a:?}");
-        assert!(dbg.contains("\"ro\"") && !dbg.contains("read-token"), "{dbg}");
+        assert!(
+            dbg.contains("\"ro\"") && !dbg.contains("read-token"),
+            "{dbg}"
+        );
     }
 
     #[test]
@@ -421,12 +543,22 @@ mod tests {
         let f = dir.path().join("read");
         std::fs::write(&f, "file-token-0123456789\n").unwrap();
         let cfg: AuthConfig = caretaker_proto::config::parse_yaml(
-            &format!("tokens:\n  - {{name: ro, scope: read, file: {}}}\n", f.display()),
+            &format!(
+                "tokens:\n  - {{name: ro, scope: read, file: {}}}\n",
+                f.display()
+            ),
             std::path::Path::new("c"),
         )
         .unwrap();
         let a = Auth::from_config(&cfg).unwrap();
-        assert_eq!(a.check("/api/v1/report", &Method::GET, &headers(Some("file-token-0123456789"))), Ok(Some("ro".into())));
+        assert_eq!(
+            a.check(
+                "/api/v1/report",
+                &Method::GET,
+                &headers(Some("file-token-0123456789"))
+            ),
+            Ok(Some("ro".into()))
+        );
         std::fs::write(&f, "short\n").unwrap();
         assert_eq!(
             Auth::from_config(&cfg).unwrap_err().to_string(),
@@ -437,7 +569,10 @@ mod tests {
             std::path::Path::new("c"),
         )
         .unwrap();
-        assert_eq!(Auth::from_config(&cfg).unwrap_err().to_string(), "auth.tokens ops: environment variable CARETAKER_TEST_UNSET_TOKEN_VAR is not set");
+        assert_eq!(
+            Auth::from_config(&cfg).unwrap_err().to_string(),
+            "auth.tokens ops: environment variable CARETAKER_TEST_UNSET_TOKEN_VAR is not set"
+        );
     }
 
     fn file_config(read: &std::path::Path, admin: &std::path::Path) -> AuthConfig {
@@ -461,7 +596,10 @@ mod tests {
 
     async fn status(app: &axum::Router, token: &str) -> StatusCode {
         use tower::ServiceExt;
-        let req = Request::get("/api/v1/report").header(header::AUTHORIZATION, format!("Bearer {token}")).body(axum::body::Body::empty()).unwrap();
+        let req = Request::get("/api/v1/report")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
         app.clone().oneshot(req).await.unwrap().status()
     }
 
@@ -474,20 +612,47 @@ mod tests {
         let auth = Arc::new(Auth::from_config(&file_config(&read, &admin)).unwrap());
         let app = axum::Router::new()
             .route("/api/v1/report", axum::routing::get(|| async { "report" }))
-            .layer(axum::middleware::from_fn_with_state(Arc::clone(&auth), http_middleware));
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&auth),
+                http_middleware,
+            ));
 
-        assert_eq!(status(&app, "old-read-token-0123456789").await, StatusCode::OK);
-        assert_eq!(status(&app, "new-read-token-0123456789").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(&app, "old-read-token-0123456789").await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(&app, "new-read-token-0123456789").await,
+            StatusCode::UNAUTHORIZED
+        );
 
         swap(&read, "new-read-token-0123456789\n");
-        assert_eq!(status(&app, "old-read-token-0123456789").await, StatusCode::UNAUTHORIZED, "the old token is refused after rotation");
-        assert_eq!(status(&app, "new-read-token-0123456789").await, StatusCode::OK, "the new token is accepted without a restart");
-        assert_eq!(status(&app, "admin-token-0123456789").await, StatusCode::OK, "the other token is untouched");
+        assert_eq!(
+            status(&app, "old-read-token-0123456789").await,
+            StatusCode::UNAUTHORIZED,
+            "the old token is refused after rotation"
+        );
+        assert_eq!(
+            status(&app, "new-read-token-0123456789").await,
+            StatusCode::OK,
+            "the new token is accepted without a restart"
+        );
+        assert_eq!(
+            status(&app, "admin-token-0123456789").await,
+            StatusCode::OK,
+            "the other token is untouched"
+        );
 
         // Rewritten in place (same inode, other size): seen as well.
         std::fs::write(&read, "third-read-token-0123456789-longer\n").unwrap();
-        assert_eq!(status(&app, "new-read-token-0123456789").await, StatusCode::UNAUTHORIZED);
-        assert_eq!(status(&app, "third-read-token-0123456789-longer").await, StatusCode::OK);
+        assert_eq!(
+            status(&app, "new-read-token-0123456789").await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(&app, "third-read-token-0123456789-longer").await,
+            StatusCode::OK
+        );
     }
 
     #[test]
@@ -499,22 +664,51 @@ mod tests {
         let a = Auth::from_config(&file_config(&read, &admin)).unwrap();
         let get = Method::GET;
         let good = headers(Some("good-read-token-0123456789"));
-        assert_eq!(a.check("/api/v1/report", &get, &good), Ok(Some("ro".into())));
+        assert_eq!(
+            a.check("/api/v1/report", &get, &good),
+            Ok(Some("ro".into()))
+        );
 
         swap(&read, "");
-        assert_eq!(a.check("/api/v1/report", &get, &good), Ok(Some("ro".into())), "empty: the last good token stays");
+        assert_eq!(
+            a.check("/api/v1/report", &get, &good),
+            Ok(Some("ro".into())),
+            "empty: the last good token stays"
+        );
         swap(&read, "short\n");
-        assert_eq!(a.check("/api/v1/report", &get, &good), Ok(Some("ro".into())), "too short: the last good token stays");
-        assert_eq!(a.check("/api/v1/report", &get, &headers(Some("short"))), Err(Denied::Invalid));
+        assert_eq!(
+            a.check("/api/v1/report", &get, &good),
+            Ok(Some("ro".into())),
+            "too short: the last good token stays"
+        );
+        assert_eq!(
+            a.check("/api/v1/report", &get, &headers(Some("short"))),
+            Err(Denied::Invalid)
+        );
         std::fs::remove_file(&read).unwrap();
-        assert_eq!(a.check("/api/v1/report", &get, &good), Ok(Some("ro".into())), "gone: the last good token stays");
+        assert_eq!(
+            a.check("/api/v1/report", &get, &good),
+            Ok(Some("ro".into())),
+            "gone: the last good token stays"
+        );
         std::fs::create_dir(&read).unwrap();
-        assert_eq!(a.check("/api/v1/report", &get, &good), Ok(Some("ro".into())), "unreadable: the last good token stays");
+        assert_eq!(
+            a.check("/api/v1/report", &get, &good),
+            Ok(Some("ro".into())),
+            "unreadable: the last good token stays"
+        );
         std::fs::remove_dir(&read).unwrap();
 
         // A good file again is taken.
         swap(&read, "fresh-read-token-0123456789");
         assert_eq!(a.check("/api/v1/report", &get, &good), Err(Denied::Invalid));
-        assert_eq!(a.check("/api/v1/report", &get, &headers(Some("fresh-read-token-0123456789"))), Ok(Some("ro".into())));
+        assert_eq!(
+            a.check(
+                "/api/v1/report",
+                &get,
+                &headers(Some("fresh-read-token-0123456789"))
+            ),
+            Ok(Some("ro".into()))
+        );
     }
 }

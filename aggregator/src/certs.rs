@@ -19,8 +19,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -42,7 +42,10 @@ pub enum CertsError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CertsError + '_ {
-    move |source| CertsError::Io { path: path.into(), source }
+    move |source| CertsError::Io {
+        path: path.into(),
+        source,
+    }
 }
 
 /// A certificate and its private key, both PEM.
@@ -61,7 +64,9 @@ pub struct Ca {
 
 impl std::fmt::Debug for Ca {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ca").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+        f.debug_struct("Ca")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,17 +80,31 @@ impl Ca {
     ///
     /// # Errors
     /// Key generation or signing failed.
-    pub fn new(common_name: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<Self, CertsError> {
+    pub fn new(
+        common_name: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Self, CertsError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         validity(&mut params, not_before, not_after);
         let cert = params.self_signed(&key)?;
         let key_pem = key.serialize_pem();
-        Ok(Self { cert_pem: cert.pem(), key_pem, issuer: Issuer::new(params, key) })
+        Ok(Self {
+            cert_pem: cert.pem(),
+            key_pem,
+            issuer: Issuer::new(params, key),
+        })
     }
 
     /// An existing CA from its PEM certificate and key.
@@ -95,7 +114,11 @@ impl Ca {
     pub fn load(cert_pem: &str, key_pem: &str) -> Result<Self, CertsError> {
         let key = KeyPair::from_pem(key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
-        Ok(Self { cert_pem: cert_pem.to_string(), key_pem: key_pem.to_string(), issuer })
+        Ok(Self {
+            cert_pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
+            issuer,
+        })
     }
 
     pub fn cert_pem(&self) -> &str {
@@ -111,17 +134,28 @@ impl Ca {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(CertAndKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(CertAndKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 
     /// A server certificate for these DNS names (and IP addresses, if any parse as one).
     ///
     /// # Errors
     /// Invalid name, or signing failed.
-    pub fn issue_server(&self, names: &[String], not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<CertAndKey, CertsError> {
+    pub fn issue_server(
+        &self,
+        names: &[String],
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<CertAndKey, CertsError> {
         let mut params = CertificateParams::new(names.to_vec())?;
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, names.first().map_or("caretaker-aggregator", String::as_str));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().map_or("caretaker-aggregator", String::as_str),
+        );
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         validity(&mut params, not_before, not_after);
         self.issue(params)
@@ -132,11 +166,20 @@ impl Ca {
     ///
     /// # Errors
     /// Invalid node name, or signing failed.
-    pub fn issue_agent(&self, node: Option<&str>, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<CertAndKey, CertsError> {
+    pub fn issue_agent(
+        &self,
+        node: Option<&str>,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<CertAndKey, CertsError> {
         let (cn, uri) = match node {
             Some(n) => {
-                caretaker_proto::model::validate_node_name(n)
-                    .map_err(|e| CertsError::NodeName { name: n.into(), message: e.to_string() })?;
+                caretaker_proto::model::validate_node_name(n).map_err(|e| {
+                    CertsError::NodeName {
+                        name: n.into(),
+                        message: e.to_string(),
+                    }
+                })?;
                 (n.to_string(), format!("{NODE_URI_PREFIX}{n}"))
             }
             None => ("caretaker-agent".to_string(), SHARED_NODE_URI.to_string()),
@@ -176,7 +219,12 @@ pub struct CertsSummary {
     pub written: Vec<PathBuf>,
 }
 
-fn write(path: &Path, text: &str, private: bool, summary: &mut CertsSummary) -> Result<(), CertsError> {
+fn write(
+    path: &Path,
+    text: &str,
+    private: bool,
+    summary: &mut CertsSummary,
+) -> Result<(), CertsError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
@@ -191,13 +239,20 @@ fn write(path: &Path, text: &str, private: bool, summary: &mut CertsSummary) -> 
         .mode(if private { 0o600 } else { 0o644 })
         .open(&tmp)
         .map_err(io(&tmp))?;
-    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))?;
     summary.written.push(path.to_path_buf());
     Ok(())
 }
 
-fn write_pair(dir: &Path, ck: &CertAndKey, ca_pem: &str, summary: &mut CertsSummary) -> Result<(), CertsError> {
+fn write_pair(
+    dir: &Path,
+    ck: &CertAndKey,
+    ca_pem: &str,
+    summary: &mut CertsSummary,
+) -> Result<(), CertsError> {
     write(&dir.join("tls.crt"), &ck.cert_pem, false, summary)?;
     write(&dir.join("tls.key"), &ck.key_pem, true, summary)?;
     write(&dir.join("ca.crt"), ca_pem, false, summary)
@@ -247,13 +302,20 @@ pub fn generate(opts: &CertsOptions) -> Result<CertsSummary, CertsError> {
         let key = std::fs::read_to_string(&ca_key).map_err(io(&ca_key))?;
         Ca::load(&cert, &key)?
     } else {
-        let ca = Ca::new("caretaker CA", not_before, now + Duration::days(i64::from(opts.ca_days)))?;
+        let ca = Ca::new(
+            "caretaker CA",
+            not_before,
+            now + Duration::days(i64::from(opts.ca_days)),
+        )?;
         write(&ca_crt, ca.cert_pem(), false, &mut summary)?;
         write(&ca_key, ca.key_pem(), true, &mut summary)?;
         ca
     };
     for n in &opts.nodes {
-        caretaker_proto::model::validate_node_name(n).map_err(|e| CertsError::NodeName { name: n.clone(), message: e.to_string() })?;
+        caretaker_proto::model::validate_node_name(n).map_err(|e| CertsError::NodeName {
+            name: n.clone(),
+            message: e.to_string(),
+        })?;
     }
 
     let svc = format!("{}-aggregator", opts.release);
@@ -265,20 +327,41 @@ pub fn generate(opts: &CertsOptions) -> Result<CertsSummary, CertsError> {
     ];
     names.extend(opts.extra_names.iter().cloned());
     let server = ca.issue_server(&names, not_before, not_after)?;
-    write_pair(&opts.out.join("aggregator"), &server, ca.cert_pem(), &mut summary)?;
+    write_pair(
+        &opts.out.join("aggregator"),
+        &server,
+        ca.cert_pem(),
+        &mut summary,
+    )?;
     let shared = ca.issue_agent(None, not_before, not_after)?;
-    write_pair(&opts.out.join("agent"), &shared, ca.cert_pem(), &mut summary)?;
+    write_pair(
+        &opts.out.join("agent"),
+        &shared,
+        ca.cert_pem(),
+        &mut summary,
+    )?;
     for n in &opts.nodes {
         let c = ca.issue_agent(Some(n), not_before, not_after)?;
-        write_pair(&opts.out.join("nodes").join(n), &c, ca.cert_pem(), &mut summary)?;
+        write_pair(
+            &opts.out.join("nodes").join(n),
+            &c,
+            ca.cert_pem(),
+            &mut summary,
+        )?;
     }
 
     let (read_t, admin_t) = (opts.out.join("tokens/read"), opts.out.join("tokens/admin"));
     let (read, admin) = if read_t.exists() && admin_t.exists() {
         summary.reused_tokens = true;
         (
-            std::fs::read_to_string(&read_t).map_err(io(&read_t))?.trim().to_string(),
-            std::fs::read_to_string(&admin_t).map_err(io(&admin_t))?.trim().to_string(),
+            std::fs::read_to_string(&read_t)
+                .map_err(io(&read_t))?
+                .trim()
+                .to_string(),
+            std::fs::read_to_string(&admin_t)
+                .map_err(io(&admin_t))?
+                .trim()
+                .to_string(),
         )
     } else {
         let (r, a) = (new_token(), new_token());
@@ -287,7 +370,8 @@ pub fn generate(opts: &CertsOptions) -> Result<CertsSummary, CertsError> {
         (r, a)
     };
 
-    let mut yaml = String::from("# Created by `caretaker-aggregator certs`; apply with `kubectl apply -f`.\n");
+    let mut yaml =
+        String::from("# Created by `caretaker-aggregator certs`; apply with `kubectl apply -f`.\n");
     let _ = write!(
         yaml,
         "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {0}\n  labels:\n    app.kubernetes.io/part-of: caretaker\n    pod-security.kubernetes.io/enforce: privileged\n",
@@ -299,16 +383,30 @@ pub fn generate(opts: &CertsOptions) -> Result<CertsSummary, CertsError> {
         &format!("{}-aggregator-tls", opts.release),
         &opts.namespace,
         tls,
-        &[("tls.crt", &server.cert_pem), ("tls.key", &server.key_pem), ("ca.crt", ca.cert_pem())],
+        &[
+            ("tls.crt", &server.cert_pem),
+            ("tls.key", &server.key_pem),
+            ("ca.crt", ca.cert_pem()),
+        ],
     );
     secret(
         &mut yaml,
         &format!("{}-agent-tls", opts.release),
         &opts.namespace,
         tls,
-        &[("tls.crt", &shared.cert_pem), ("tls.key", &shared.key_pem), ("ca.crt", ca.cert_pem())],
+        &[
+            ("tls.crt", &shared.cert_pem),
+            ("tls.key", &shared.key_pem),
+            ("ca.crt", ca.cert_pem()),
+        ],
     );
-    secret(&mut yaml, &format!("{}-api-tokens", opts.release), &opts.namespace, "Opaque", &[("read", &read), ("admin", &admin)]);
+    secret(
+        &mut yaml,
+        &format!("{}-api-tokens", opts.release),
+        &opts.namespace,
+        "Opaque",
+        &[("read", &read), ("admin", &admin)],
+    );
     write(&opts.out.join("secrets.yaml"), &yaml, true, &mut summary)?;
     Ok(summary)
 }
@@ -329,17 +427,36 @@ mod tests {
     fn agent_certificates_name_their_node_or_all() {
         let now = OffsetDateTime::now_utc();
         let ca = Ca::new("test CA", now - Duration::hours(1), now + Duration::days(1)).unwrap();
-        let a = ca.issue_agent(Some("worker-1"), now, now + Duration::days(1)).unwrap();
-        assert_eq!(peer_identity(&der(&a.cert_pem)), Ok(PeerIdentity::Node("worker-1".into())));
+        let a = ca
+            .issue_agent(Some("worker-1"), now, now + Duration::days(1))
+            .unwrap();
+        assert_eq!(
+            peer_identity(&der(&a.cert_pem)),
+            Ok(PeerIdentity::Node("worker-1".into()))
+        );
         let s = ca.issue_agent(None, now, now + Duration::days(1)).unwrap();
         assert_eq!(peer_identity(&der(&s.cert_pem)), Ok(PeerIdentity::Shared));
-        let srv = ca.issue_server(&["agg".into()], now, now + Duration::days(1)).unwrap();
-        assert!(peer_identity(&der(&srv.cert_pem)).unwrap_err().contains("has no URI SAN caretaker-node:<node>"));
-        assert!(matches!(ca.issue_agent(Some("Bad Name"), now, now), Err(CertsError::NodeName { .. })));
+        let srv = ca
+            .issue_server(&["agg".into()], now, now + Duration::days(1))
+            .unwrap();
+        assert!(
+            peer_identity(&der(&srv.cert_pem))
+                .unwrap_err()
+                .contains("has no URI SAN caretaker-node:<node>")
+        );
+        assert!(matches!(
+            ca.issue_agent(Some("Bad Name"), now, now),
+            Err(CertsError::NodeName { .. })
+        ));
         // A reloaded CA signs certificates that chain to the same root.
         let again = Ca::load(ca.cert_pem(), ca.key_pem()).unwrap();
-        let b = again.issue_agent(Some("worker-2"), now, now + Duration::days(1)).unwrap();
-        assert_eq!(peer_identity(&der(&b.cert_pem)), Ok(PeerIdentity::Node("worker-2".into())));
+        let b = again
+            .issue_agent(Some("worker-2"), now, now + Duration::days(1))
+            .unwrap();
+        assert_eq!(
+            peer_identity(&der(&b.cert_pem)),
+            Ok(PeerIdentity::Node("worker-2".into()))
+        );
     }
 
     #[test]
@@ -361,7 +478,11 @@ mod tests {
         let token = read("tokens/read");
         assert_eq!(token.trim().len(), 64);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("pki/agent/tls.key")).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dir.path().join("pki/agent/tls.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(read("nodes/node-a/ca.crt"), ca1);
         let second = generate(&opts).unwrap();
@@ -369,7 +490,12 @@ mod tests {
         assert_eq!(read("ca.crt"), ca1);
         assert_eq!(read("tokens/read"), token);
         let yaml = read("secrets.yaml");
-        for name in ["name: caretaker-aggregator-tls", "name: caretaker-agent-tls", "name: caretaker-api-tokens", "kind: Namespace"] {
+        for name in [
+            "name: caretaker-aggregator-tls",
+            "name: caretaker-agent-tls",
+            "name: caretaker-api-tokens",
+            "kind: Namespace",
+        ] {
             assert!(yaml.contains(name), "{name} in {yaml}");
         }
     }

@@ -68,7 +68,10 @@ pub struct AggregatorConfig {
     pub in_memory: bool,
     /// A node whose latest report is older than this many of its own report intervals is
     /// stale. Default 3. 1 to 1000.
-    #[serde(default = "default_stale_after_intervals", deserialize_with = "stale_after")]
+    #[serde(
+        default = "default_stale_after_intervals",
+        deserialize_with = "stale_after"
+    )]
     pub stale_after_intervals: u32,
     /// Where cluster state comes from and how often checks run.
     #[serde(default)]
@@ -95,7 +98,10 @@ pub struct AggregatorConfig {
     /// Reports one agent stream may send per minute (bursts up to this many); a stream
     /// sending faster is closed with RESOURCE_EXHAUSTED and the agent resends after its
     /// backoff. Default 120 (20 times the default 10 s interval). 1 to 60000.
-    #[serde(default = "default_max_reports_per_minute", deserialize_with = "max_reports_per_minute")]
+    #[serde(
+        default = "default_max_reports_per_minute",
+        deserialize_with = "max_reports_per_minute"
+    )]
     pub max_reports_per_minute: u32,
     /// Daily/weekly/monthly runs, the maintenance window and notifications. Defaults: the
     /// seed's (03:00 Asia/Tokyo; window Sunday 03:00–05:00); see [`ScheduleConfig`].
@@ -169,7 +175,11 @@ impl AggregatorConfig {
             (None, false) => {
                 return Err("tls (cert_file, key_file, ca_file) is missing: set it, or set insecure_plaintext: true to serve without TLS".into());
             }
-            (Some(_), true) => return Err("tls and insecure_plaintext: true contradict each other; remove one".into()),
+            (Some(_), true) => {
+                return Err(
+                    "tls and insecure_plaintext: true contradict each other; remove one".into(),
+                );
+            }
             _ => {}
         }
         if self.auth.tokens.is_empty() && !self.auth.allow_anonymous {
@@ -177,7 +187,10 @@ impl AggregatorConfig {
         }
         for (i, t) in self.auth.tokens.iter().enumerate() {
             if t.file.is_some() == t.env.is_some() {
-                return Err(format!("auth.tokens[{i}] ({}) needs exactly one of file and env", t.name));
+                return Err(format!(
+                    "auth.tokens[{i}] ({}) needs exactly one of file and env",
+                    t.name
+                ));
             }
         }
         if let Some(le) = &self.leader_election {
@@ -200,19 +213,29 @@ pub struct HistoryConfig {
     pub max_bytes: u64,
     /// A round's merged report is recorded when the last record is at least this old.
     /// Default 1h. 1m to 7d.
-    #[serde(default = "default_record_interval", deserialize_with = "record_interval")]
+    #[serde(
+        default = "default_record_interval",
+        deserialize_with = "record_interval"
+    )]
     pub record_interval: Duration,
 }
 
 impl Default for HistoryConfig {
     fn default() -> Self {
-        Self { max_age: default_max_age(), max_bytes: default_max_bytes(), record_interval: default_record_interval() }
+        Self {
+            max_age: default_max_age(),
+            max_bytes: default_max_bytes(),
+            record_interval: default_record_interval(),
+        }
     }
 }
 
 impl HistoryConfig {
     pub fn retention(&self) -> crate::history::Retention {
-        crate::history::Retention { max_age: self.max_age, max_bytes: self.max_bytes }
+        crate::history::Retention {
+            max_age: self.max_age,
+            max_bytes: self.max_bytes,
+        }
     }
 }
 
@@ -220,7 +243,11 @@ fn default_max_age() -> Duration {
     crate::history::Retention::default().max_age
 }
 fn max_age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(86_400), Duration::from_secs(3650 * 86_400))
+    bounded_duration(
+        d,
+        Duration::from_secs(86_400),
+        Duration::from_secs(3650 * 86_400),
+    )
 }
 fn default_max_bytes() -> u64 {
     crate::history::Retention::default().max_bytes
@@ -243,7 +270,6 @@ impl AggregatorConfig {
         }
     }
 }
-
 
 impl Default for AggregatorConfig {
     fn default() -> Self {
@@ -281,7 +307,10 @@ pub struct ListenConfig {
 
 impl Default for ListenConfig {
     fn default() -> Self {
-        Self { grpc: default_grpc(), http: default_http() }
+        Self {
+            grpc: default_grpc(),
+            http: default_http(),
+        }
     }
 }
 
@@ -302,11 +331,23 @@ fn default_max_reports_per_minute() -> u32 {
 }
 fn max_reports_per_minute<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = u32::deserialize(d)?;
-    if (1..=60_000).contains(&v) { Ok(v) } else { Err(serde::de::Error::custom(format!("{v} is out of range 1..=60000"))) }
+    if (1..=60_000).contains(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is out of range 1..=60000"
+        )))
+    }
 }
 fn stale_after<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = u32::deserialize(d)?;
-    if (1..=1000).contains(&v) { Ok(v) } else { Err(serde::de::Error::custom(format!("{v} is out of range 1..=1000"))) }
+    if (1..=1000).contains(&v) {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{v} is out of range 1..=1000"
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -322,8 +363,11 @@ mod tests {
         let d: AggregatorConfig = parse_yaml("", Path::new("c")).unwrap();
         assert_eq!(d.listen.grpc, "0.0.0.0:7443".parse().unwrap());
         assert_eq!(d.stale_after_intervals, 3);
-        let c: AggregatorConfig =
-            parse_yaml("listen:\n  http: 127.0.0.1:9000\nin_memory: true\nstale_after_intervals: 5\n", Path::new("c")).unwrap();
+        let c: AggregatorConfig = parse_yaml(
+            "listen:\n  http: 127.0.0.1:9000\nin_memory: true\nstale_after_intervals: 5\n",
+            Path::new("c"),
+        )
+        .unwrap();
         assert_eq!(c.listen.http, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.listen.grpc, default_grpc());
         assert!(c.in_memory);
@@ -341,14 +385,28 @@ mod tests {
             p("insecure_plaintext: true\n").validate().unwrap_err(),
             "auth.tokens is empty: add a token (name, scope, file or env), or set auth.allow_anonymous: true to serve the query APIs without tokens"
         );
-        p("insecure_plaintext: true\nauth: {allow_anonymous: true}\n").validate().unwrap();
-        let c = p("tls: {cert_file: /t/c, key_file: /t/k, ca_file: /t/ca}\nauth:\n  tokens:\n    - {name: ops, scope: admin, env: T}\n    - {name: ro, scope: read, file: /t/r}\n");
+        p("insecure_plaintext: true\nauth: {allow_anonymous: true}\n")
+            .validate()
+            .unwrap();
+        let c = p(
+            "tls: {cert_file: /t/c, key_file: /t/k, ca_file: /t/ca}\nauth:\n  tokens:\n    - {name: ops, scope: admin, env: T}\n    - {name: ro, scope: read, file: /t/r}\n",
+        );
         c.validate().unwrap();
         assert_eq!(c.auth.tokens[0].scope, crate::auth::Scope::Admin);
         assert!(!c.tls.unwrap().allow_shared_agent_cert);
-        let c = p("insecure_plaintext: true\nauth:\n  tokens:\n    - {name: both, scope: read, env: T, file: /x}\n");
-        assert_eq!(c.validate().unwrap_err(), "auth.tokens[0] (both) needs exactly one of file and env");
-        let err = parse_yaml::<AggregatorConfig>("auth:\n  tokens:\n    - {name: x, scope: root, env: T}\n", Path::new("c")).unwrap_err().to_string();
+        let c = p(
+            "insecure_plaintext: true\nauth:\n  tokens:\n    - {name: both, scope: read, env: T, file: /x}\n",
+        );
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "auth.tokens[0] (both) needs exactly one of file and env"
+        );
+        let err = parse_yaml::<AggregatorConfig>(
+            "auth:\n  tokens:\n    - {name: x, scope: root, env: T}\n",
+            Path::new("c"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("root") && err.contains("line 3"), "{err}");
         assert_eq!(p("").max_reports_per_minute, 120);
     }
@@ -364,23 +422,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.schedule.time_zone.name(), "UTC");
-        assert_eq!(c.schedule.maintenance_window.days, [crate::schedule::config::Day::Saturday].into());
+        assert_eq!(
+            c.schedule.maintenance_window.days,
+            [crate::schedule::config::Day::Saturday].into()
+        );
         assert_eq!(c.schedule.daily.cron.as_str(), "0 3 * * *");
-        let err = parse_yaml::<AggregatorConfig>("schedule:\n  monthly:\n    cron: '0 3 32 * *'\n    checks: [trends]\n", Path::new("/etc/agg.yaml"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("/etc/agg.yaml") && err.contains("line 3") && err.contains("not a valid cron expression"), "{err}");
+        let err = parse_yaml::<AggregatorConfig>(
+            "schedule:\n  monthly:\n    cron: '0 3 32 * *'\n    checks: [trends]\n",
+            Path::new("/etc/agg.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/etc/agg.yaml")
+                && err.contains("line 3")
+                && err.contains("not a valid cron expression"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_values_name_line_and_field() {
-        let err = parse_yaml::<AggregatorConfig>("listen:\n  grpc: nowhere\n", Path::new("/etc/agg.yaml")).unwrap_err().to_string();
-        assert!(err.contains("/etc/agg.yaml") && err.contains("line 2"), "{err}");
-        let err = parse_yaml::<AggregatorConfig>("stale_after_intervals: 0\n", Path::new("c")).unwrap_err().to_string();
+        let err = parse_yaml::<AggregatorConfig>(
+            "listen:\n  grpc: nowhere\n",
+            Path::new("/etc/agg.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/etc/agg.yaml") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = parse_yaml::<AggregatorConfig>("stale_after_intervals: 0\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("0 is out of range 1..=1000"), "{err}");
-        let err = parse_yaml::<AggregatorConfig>("cluster:\n  source: dump\n  interval: 1s\n", Path::new("c")).unwrap_err().to_string();
-        assert!(err.contains("at least 1m") && err.contains("line 3"), "{err}");
-        let err = parse_yaml::<AggregatorConfig>("datadir: /x\n", Path::new("c")).unwrap_err().to_string();
+        let err = parse_yaml::<AggregatorConfig>(
+            "cluster:\n  source: dump\n  interval: 1s\n",
+            Path::new("c"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("at least 1m") && err.contains("line 3"),
+            "{err}"
+        );
+        let err = parse_yaml::<AggregatorConfig>("datadir: /x\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("datadir"), "{err}");
     }
 }

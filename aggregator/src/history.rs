@@ -42,7 +42,10 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
-        Self { max_age: Duration::from_secs(400 * 86_400), max_bytes: 1 << 30 }
+        Self {
+            max_age: Duration::from_secs(400 * 86_400),
+            max_bytes: 1 << 30,
+        }
     }
 }
 
@@ -84,7 +87,10 @@ fn ms(t: Timestamp) -> u64 {
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt { node: what.to_string(), reason: e.to_string() }
+    StoreError::Corrupt {
+        node: what.to_string(),
+        reason: e.to_string(),
+    }
 }
 
 impl History {
@@ -106,7 +112,8 @@ impl History {
         let mut out = BTreeMap::new();
         for item in t.iter()? {
             let (k, v) = item?;
-            let state: FindingState = serde_json::from_slice(v.value()).map_err(|e| corrupt(k.value(), e))?;
+            let state: FindingState =
+                serde_json::from_slice(v.value()).map_err(|e| corrupt(k.value(), e))?;
             out.insert(k.value().to_string(), state);
         }
         Ok(out)
@@ -137,7 +144,11 @@ impl History {
         let now = report.generated_at;
         let mut rec = Recorded::default();
         let mut states = self.load_findings()?;
-        let current: BTreeMap<&str, &TrackedFinding> = report.findings.iter().map(|f| (f.key.as_str(), f)).collect();
+        let current: BTreeMap<&str, &TrackedFinding> = report
+            .findings
+            .iter()
+            .map(|f| (f.key.as_str(), f))
+            .collect();
         for (key, f) in &current {
             match states.get_mut(*key) {
                 Some(s) => {
@@ -180,7 +191,8 @@ impl History {
             }
         }
         let json = serde_json::to_vec(report).map_err(|e| corrupt("report", e))?;
-        let compressed = zstd::bulk::compress(&json, ZSTD_LEVEL).map_err(|e| corrupt("report", e))?;
+        let compressed =
+            zstd::bulk::compress(&json, ZSTD_LEVEL).map_err(|e| corrupt("report", e))?;
         rec.stored_bytes = compressed.len() as u64;
 
         let oldest_allowed = now - self.retention.max_age;
@@ -189,13 +201,18 @@ impl History {
             let mut reports = txn.open_table(REPORTS)?;
             reports.insert(ms(now), compressed.as_slice())?;
             // Age, then size, oldest first.
-            let expired: Vec<u64> = reports.range(..ms(oldest_allowed))?.map(|i| i.map(|(k, _)| k.value())).collect::<Result<_, _>>()?;
+            let expired: Vec<u64> = reports
+                .range(..ms(oldest_allowed))?
+                .map(|i| i.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
             for k in &expired {
                 reports.remove(k)?;
             }
             rec.reports_deleted += expired.len();
-            let mut sizes: Vec<(u64, u64)> =
-                reports.iter()?.map(|i| i.map(|(k, v)| (k.value(), v.value().len() as u64))).collect::<Result<_, _>>()?;
+            let mut sizes: Vec<(u64, u64)> = reports
+                .iter()?
+                .map(|i| i.map(|(k, v)| (k.value(), v.value().len() as u64)))
+                .collect::<Result<_, _>>()?;
             let mut total: u64 = sizes.iter().map(|s| s.1).sum();
             sizes.reverse();
             while total > self.retention.max_bytes && sizes.len() > 1 {
@@ -228,7 +245,8 @@ impl History {
         let mut out = Vec::new();
         for item in t.iter()? {
             let (k, v) = item?;
-            let at = Timestamp::from_millisecond(k.value() as i64).map_err(|e| corrupt("history key", e))?;
+            let at = Timestamp::from_millisecond(k.value() as i64)
+                .map_err(|e| corrupt("history key", e))?;
             out.push((at, v.value().len() as u64));
         }
         Ok(out)
@@ -241,7 +259,9 @@ impl History {
     pub fn at(&self, at: Timestamp) -> Result<Option<ClusterReport>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(REPORTS)?;
-        let Some(item) = t.range(..=ms(at))?.next_back() else { return Ok(None) };
+        let Some(item) = t.range(..=ms(at))?.next_back() else {
+            return Ok(None);
+        };
         let (_, v) = item?;
         decode(v.value()).map(Some)
     }
@@ -250,7 +270,11 @@ impl History {
     ///
     /// # Errors
     /// Read errors or an entry that does not decode.
-    pub fn between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<ClusterReport>, StoreError> {
+    pub fn between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<ClusterReport>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(REPORTS)?;
         let mut out = Vec::new();
@@ -282,16 +306,30 @@ pub struct ReportDiff {
 
 /// New, resolved and changed findings from `a` to `b`.
 pub fn diff(a: &ClusterReport, b: &ClusterReport) -> ReportDiff {
-    let before: BTreeMap<&str, &TrackedFinding> = a.findings.iter().map(|f| (f.key.as_str(), f)).collect();
-    let after: BTreeMap<&str, &TrackedFinding> = b.findings.iter().map(|f| (f.key.as_str(), f)).collect();
+    let before: BTreeMap<&str, &TrackedFinding> =
+        a.findings.iter().map(|f| (f.key.as_str(), f)).collect();
+    let after: BTreeMap<&str, &TrackedFinding> =
+        b.findings.iter().map(|f| (f.key.as_str(), f)).collect();
     ReportDiff {
         from: Some(a.generated_at),
         to: Some(b.generated_at),
-        new: after.iter().filter(|(k, _)| !before.contains_key(*k)).map(|(_, f)| (*f).clone()).collect(),
-        resolved: before.iter().filter(|(k, _)| !after.contains_key(*k)).map(|(_, f)| (*f).clone()).collect(),
+        new: after
+            .iter()
+            .filter(|(k, _)| !before.contains_key(*k))
+            .map(|(_, f)| (*f).clone())
+            .collect(),
+        resolved: before
+            .iter()
+            .filter(|(k, _)| !after.contains_key(*k))
+            .map(|(_, f)| (*f).clone())
+            .collect(),
         changed: after
             .iter()
-            .filter(|(k, f)| before.get(*k).is_some_and(|o| o.severity != f.severity || o.message != f.message))
+            .filter(|(k, f)| {
+                before
+                    .get(*k)
+                    .is_some_and(|o| o.severity != f.severity || o.message != f.message)
+            })
             .map(|(_, f)| (*f).clone())
             .collect(),
     }
@@ -317,7 +355,10 @@ fn slope_per_day(points: &[(Timestamp, f64)]) -> Option<f64> {
         return None;
     }
     let t0 = points[0].0;
-    let xs: Vec<f64> = points.iter().map(|(t, _)| t.duration_since(t0).as_secs_f64() / 86_400.0).collect();
+    let xs: Vec<f64> = points
+        .iter()
+        .map(|(t, _)| t.duration_since(t0).as_secs_f64() / 86_400.0)
+        .collect();
     let n = xs.len() as f64;
     let mx = xs.iter().sum::<f64>() / n;
     let my = points.iter().map(|p| p.1).sum::<f64>() / n;
@@ -325,7 +366,11 @@ fn slope_per_day(points: &[(Timestamp, f64)]) -> Option<f64> {
     if sxx == 0.0 {
         return None;
     }
-    let sxy: f64 = xs.iter().zip(points).map(|(x, p)| (x - mx) * (p.1 - my)).sum();
+    let sxy: f64 = xs
+        .iter()
+        .zip(points)
+        .map(|(x, p)| (x - mx) * (p.1 - my))
+        .sum();
     Some(sxy / sxx)
 }
 
@@ -333,14 +378,20 @@ fn slope_per_day(points: &[(Timestamp, f64)]) -> Option<f64> {
 ///
 /// # Errors
 /// Read errors.
-pub fn disk_trends(history: &History, now: Timestamp, days: u32) -> Result<Vec<DiskTrend>, StoreError> {
+pub fn disk_trends(
+    history: &History,
+    now: Timestamp,
+    days: u32,
+) -> Result<Vec<DiskTrend>, StoreError> {
     let from = now - Duration::from_secs(u64::from(days) * 86_400);
     let mut series: BTreeMap<(String, String), Vec<(Timestamp, f64)>> = BTreeMap::new();
     for r in history.between(from, now)? {
         for n in &r.nodes {
             let Some(rep) = &n.report else { continue };
             for f in rep.filesystems.iter().filter(|f| !f.stale) {
-                let s = series.entry((n.node_name.clone(), f.mountpoint.clone())).or_default();
+                let s = series
+                    .entry((n.node_name.clone(), f.mountpoint.clone()))
+                    .or_default();
                 // A node report repeated in several merged reports counts once.
                 if s.last().is_none_or(|(t, _)| *t != rep.collected_at) {
                     s.push((rep.collected_at, f.used_percent));
@@ -353,8 +404,16 @@ pub fn disk_trends(history: &History, now: Timestamp, days: u32) -> Result<Vec<D
         .map(|((node_name, mountpoint), points)| {
             let slope = slope_per_day(&points);
             let last = points.last().map_or(0.0, |p| p.1);
-            let days_until_full = slope.filter(|s| *s > 1e-9).map(|s| (100.0 - last).max(0.0) / s);
-            DiskTrend { node_name, mountpoint, points, slope_percent_per_day: slope, days_until_full }
+            let days_until_full = slope
+                .filter(|s| *s > 1e-9)
+                .map(|s| (100.0 - last).max(0.0) / s);
+            DiskTrend {
+                node_name,
+                mountpoint,
+                points,
+                slope_percent_per_day: slope,
+                days_until_full,
+            }
         })
         .collect())
 }
@@ -364,11 +423,20 @@ pub fn disk_trends(history: &History, now: Timestamp, days: u32) -> Result<Vec<D
 ///
 /// # Errors
 /// Read errors.
-pub fn alert_counts(history: &History, now: Timestamp, days: u32) -> Result<BTreeMap<String, u64>, StoreError> {
+pub fn alert_counts(
+    history: &History,
+    now: Timestamp,
+    days: u32,
+) -> Result<BTreeMap<String, u64>, StoreError> {
     let from = now - Duration::from_secs(u64::from(days) * 86_400);
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
     for r in history.between(from, now)? {
-        for a in r.signals.iter().filter_map(|s| s.alerts.as_ref()).flat_map(|a| &a.firing) {
+        for a in r
+            .signals
+            .iter()
+            .filter_map(|s| s.alerts.as_ref())
+            .flat_map(|a| &a.firing)
+        {
             *out.entry(a.name.clone()).or_default() += 1;
         }
     }
@@ -393,7 +461,12 @@ mod tests {
         if !with_pending {
             r.checks[0].findings.retain(|f| f.code != "pending");
         }
-        merge(&[stored("node-a", 1, 4, root_used, s)], &r, &MergeConfig::default(), at(s))
+        merge(
+            &[stored("node-a", 1, 4, root_used, s)],
+            &r,
+            &MergeConfig::default(),
+            at(s),
+        )
     }
 
     #[test]
@@ -401,11 +474,22 @@ mod tests {
         let (_s, h) = history(Retention::default());
         let mut r1 = report_at(0, true, 40.0);
         let rec = h.record(&mut r1).unwrap();
-        assert_eq!((rec.new_findings, rec.resolved_findings, rec.flapped_findings), (2, 0, 0));
+        assert_eq!(
+            (
+                rec.new_findings,
+                rec.resolved_findings,
+                rec.flapped_findings
+            ),
+            (2, 0, 0)
+        );
         let mut r2 = report_at(3600, false, 40.0);
         let rec = h.record(&mut r2).unwrap();
         assert_eq!((rec.new_findings, rec.resolved_findings), (0, 1));
-        assert_eq!(r2.findings[0].first_seen, at(0), "the crash loop was first seen in r1");
+        assert_eq!(
+            r2.findings[0].first_seen,
+            at(0),
+            "the crash loop was first seen in r1"
+        );
         assert_eq!(r2.findings[0].last_seen, at(3600));
         let mut r3 = report_at(7200, true, 40.0);
         let rec = h.record(&mut r3).unwrap();
@@ -415,36 +499,67 @@ mod tests {
         // A report served between recordings shows the same history.
         let mut live = report_at(7300, true, 40.0);
         h.annotate(&mut live).unwrap();
-        assert_eq!(live.findings.iter().find(|f| f.code == "pending").unwrap().flaps, 1);
+        assert_eq!(
+            live.findings
+                .iter()
+                .find(|f| f.code == "pending")
+                .unwrap()
+                .flaps,
+            1
+        );
 
         let d = diff(&r1, &r2);
-        assert_eq!(d.resolved.iter().map(|f| f.code.as_str()).collect::<Vec<_>>(), vec!["pending"]);
+        assert_eq!(
+            d.resolved
+                .iter()
+                .map(|f| f.code.as_str())
+                .collect::<Vec<_>>(),
+            vec!["pending"]
+        );
         assert!(d.new.is_empty() && d.changed.is_empty());
         let d = diff(&r2, &r3);
-        assert_eq!(d.new.iter().map(|f| f.code.as_str()).collect::<Vec<_>>(), vec!["pending"]);
+        assert_eq!(
+            d.new.iter().map(|f| f.code.as_str()).collect::<Vec<_>>(),
+            vec!["pending"]
+        );
     }
 
     #[test]
     fn retention_deletes_oldest_first_by_age_and_size() {
-        let (_s, h) = history(Retention { max_age: Duration::from_secs(86_400 * 10), max_bytes: u64::MAX });
+        let (_s, h) = history(Retention {
+            max_age: Duration::from_secs(86_400 * 10),
+            max_bytes: u64::MAX,
+        });
         for day in 0..15 {
             h.record(&mut report_at(day * 86_400, true, 40.0)).unwrap();
         }
         let kept: Vec<Timestamp> = h.list().unwrap().into_iter().map(|x| x.0).collect();
-        assert_eq!(kept.first(), Some(&at(4 * 86_400)), "older than 10 days before day 14 is gone");
+        assert_eq!(
+            kept.first(),
+            Some(&at(4 * 86_400)),
+            "older than 10 days before day 14 is gone"
+        );
         assert_eq!(kept.len(), 11);
 
         let one = {
             let (_s, h) = history(Retention::default());
-            h.record(&mut report_at(0, true, 40.0)).unwrap().stored_bytes
+            h.record(&mut report_at(0, true, 40.0))
+                .unwrap()
+                .stored_bytes
         };
-        let (_s, h) = history(Retention { max_age: Duration::from_secs(86_400 * 1000), max_bytes: one * 3 + one / 2 });
+        let (_s, h) = history(Retention {
+            max_age: Duration::from_secs(86_400 * 1000),
+            max_bytes: one * 3 + one / 2,
+        });
         for day in 0..6 {
             h.record(&mut report_at(day * 86_400, true, 40.0)).unwrap();
         }
         let kept: Vec<Timestamp> = h.list().unwrap().into_iter().map(|x| x.0).collect();
         assert_eq!(kept, vec![at(3 * 86_400), at(4 * 86_400), at(5 * 86_400)]);
-        assert_eq!(h.at(at(4 * 86_400 + 5)).unwrap().unwrap().generated_at, at(4 * 86_400));
+        assert_eq!(
+            h.at(at(4 * 86_400 + 5)).unwrap().unwrap().generated_at,
+            at(4 * 86_400)
+        );
         assert!(h.at(at(0)).unwrap().is_none());
     }
 
@@ -453,11 +568,19 @@ mod tests {
         let (_s, h) = history(Retention::default());
         // 50 % rising 2 points a day for 10 days.
         for day in 0..10 {
-            h.record(&mut report_at(day * 86_400, true, 50.0 + 2.0 * day as f64)).unwrap();
+            h.record(&mut report_at(day * 86_400, true, 50.0 + 2.0 * day as f64))
+                .unwrap();
         }
         let t = disk_trends(&h, at(9 * 86_400), 30).unwrap();
         assert_eq!(t.len(), 1);
-        assert_eq!((t[0].node_name.as_str(), t[0].mountpoint.as_str(), t[0].points.len()), ("node-a", "/", 10));
+        assert_eq!(
+            (
+                t[0].node_name.as_str(),
+                t[0].mountpoint.as_str(),
+                t[0].points.len()
+            ),
+            ("node-a", "/", 10)
+        );
         assert!((t[0].slope_percent_per_day.unwrap() - 2.0).abs() < 1e-9);
         // 68 % now: 32 points at 2 a day.
         assert!((t[0].days_until_full.unwrap() - 16.0).abs() < 1e-9);

@@ -52,7 +52,9 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
 }
 
 /// Runs a blocking history read off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static) -> Result<T, Response> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Response> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
@@ -66,8 +68,20 @@ async fn report(AxState(state): AxState<Arc<State>>, Query(q): Query<ReportQuery
         // The node reports go out as the pieces kept since they were stored, uncopied.
         let parts = state.cluster_report_json_parts(now);
         let length = parts.iter().map(bytes::Bytes::len).sum::<usize>();
-        let body = axum::body::Body::from_stream(futures_util::stream::iter(parts.into_iter().map(Ok::<_, std::convert::Infallible>)));
-        return ([(axum::http::header::CONTENT_TYPE, "application/json".to_string()), (axum::http::header::CONTENT_LENGTH, length.to_string())], body).into_response();
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(
+            parts.into_iter().map(Ok::<_, std::convert::Infallible>),
+        ));
+        return (
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    "application/json".to_string(),
+                ),
+                (axum::http::header::CONTENT_LENGTH, length.to_string()),
+            ],
+            body,
+        )
+            .into_response();
     };
     let at = match crate::report::parse_time(&at, now) {
         Ok(t) => t,
@@ -75,7 +89,10 @@ async fn report(AxState(state): AxState<Arc<State>>, Query(q): Query<ReportQuery
     };
     match blocking(move || state.history().at(at)).await {
         Ok(Some(r)) => Json(r).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no report recorded at or before {at}")),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no report recorded at or before {at}"),
+        ),
         Err(resp) => resp,
     }
 }
@@ -90,7 +107,10 @@ async fn run_now(AxState(state): AxState<Arc<State>>) -> Response {
 async fn history(AxState(state): AxState<Arc<State>>) -> Response {
     match blocking(move || state.history().list()).await {
         Ok(list) => {
-            let reports: Vec<_> = list.into_iter().map(|(at, bytes)| json!({ "at": at, "stored_bytes": bytes })).collect();
+            let reports: Vec<_> = list
+                .into_iter()
+                .map(|(at, bytes)| json!({ "at": at, "stored_bytes": bytes }))
+                .collect();
             Json(json!({ "reports": reports })).into_response()
         }
         Err(resp) => resp,
@@ -111,7 +131,9 @@ async fn trends(AxState(state): AxState<Arc<State>>) -> Response {
 }
 
 async fn report_page(AxState(state): AxState<Arc<State>>) -> Html<String> {
-    Html(crate::report::html::html(&state.cluster_report(Timestamp::now())))
+    Html(crate::report::html::html(
+        &state.cluster_report(Timestamp::now()),
+    ))
 }
 
 async fn nodes(AxState(state): AxState<Arc<State>>) -> Response {
@@ -121,7 +143,11 @@ async fn nodes(AxState(state): AxState<Arc<State>>) -> Response {
 async fn node(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
     match state.node(&name, Timestamp::now()) {
         Some(n) => Json(n).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({ "error": format!("no report from node {name:?}") }))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no report from node {name:?}") })),
+        )
+            .into_response(),
     }
 }
 
@@ -135,7 +161,14 @@ async fn readyz(AxState(state): AxState<Arc<State>>) -> Response {
 
 async fn metrics(AxState(state): AxState<Arc<State>>) -> Response {
     state.refresh_gauges(Timestamp::now());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -149,7 +182,11 @@ mod tests {
     use crate::store::tests::report;
 
     async fn get_body(app: &Router, uri: &str) -> (StatusCode, String) {
-        let resp = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let resp = app
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
         let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
         (status, String::from_utf8(body.to_vec()).unwrap())
@@ -158,7 +195,9 @@ mod tests {
     #[tokio::test]
     async fn routes_answer_json_health_and_metrics() {
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
-        state.ingest(&report("node-1", 1, 1), Timestamp::now()).unwrap();
+        state
+            .ingest(&report("node-1", 1, 1), Timestamp::now())
+            .unwrap();
         let app = router(Arc::clone(&state));
 
         let (s, body) = get_body(&app, "/api/v1/report").await;
@@ -170,50 +209,117 @@ mod tests {
 
         let (s, body) = get_body(&app, "/api/v1/nodes/node-1").await;
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["report"]["seq"], 1);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["report"]["seq"],
+            1
+        );
         let (s, body) = get_body(&app, "/api/v1/nodes/nope").await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert_eq!(body, r#"{"error":"no report from node \"nope\""}"#);
         let (_, body) = get_body(&app, "/api/v1/nodes").await;
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["nodes"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["nodes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
 
         // History: nothing recorded yet, then one report.
-        assert_eq!(get_body(&app, "/api/v1/report?at=-1h").await.0, StatusCode::NOT_FOUND);
-        assert_eq!(get_body(&app, "/api/v1/report?at=yesterday").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            get_body(&app, "/api/v1/report?at=-1h").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get_body(&app, "/api/v1/report?at=yesterday").await.0,
+            StatusCode::BAD_REQUEST
+        );
         let t = Timestamp::now();
-        state.finish_round(crate::report::CheckRound::default(), t, std::time::Duration::from_secs(3600), false).unwrap();
+        state
+            .finish_round(
+                crate::report::CheckRound::default(),
+                t,
+                std::time::Duration::from_secs(3600),
+                false,
+            )
+            .unwrap();
         let (s, body) = get_body(&app, "/api/v1/history").await;
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["reports"].as_array().unwrap().len(), 1);
-        let (s, body) = get_body(&app, &format!("/api/v1/report?at={}", t + std::time::Duration::from_secs(1))).await;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["reports"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        let (s, body) = get_body(
+            &app,
+            &format!(
+                "/api/v1/report?at={}",
+                t + std::time::Duration::from_secs(1)
+            ),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["nodes"][0]["node_name"], "node-1");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["nodes"][0]["node_name"],
+            "node-1"
+        );
         let (s, body) = get_body(&app, "/api/v1/trends").await;
         assert_eq!(s, StatusCode::OK);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["disk"].as_array().unwrap().len(), 0, "the test report has no filesystems");
+        assert_eq!(
+            v["disk"].as_array().unwrap().len(),
+            0,
+            "the test report has no filesystems"
+        );
         assert_eq!(v["alerts"], serde_json::json!({}));
 
-        assert_eq!(get_body(&app, "/healthz").await, (StatusCode::OK, "ok".into()));
-        assert_eq!(get_body(&app, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            get_body(&app, "/healthz").await,
+            (StatusCode::OK, "ok".into())
+        );
+        assert_eq!(
+            get_body(&app, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         state.set_ready(true);
-        assert_eq!(get_body(&app, "/readyz").await, (StatusCode::OK, "ready".into()));
+        assert_eq!(
+            get_body(&app, "/readyz").await,
+            (StatusCode::OK, "ready".into())
+        );
         let (_, m) = get_body(&app, "/metrics").await;
         assert!(m.contains("caretaker_nodes{freshness=\"fresh\"} 1"), "{m}");
-        assert!(m.contains("# TYPE caretaker_store_write_duration_seconds histogram"), "{m}");
+        assert!(
+            m.contains("# TYPE caretaker_store_write_duration_seconds histogram"),
+            "{m}"
+        );
     }
 
     #[tokio::test]
     async fn report_page_is_html_with_the_nodes() {
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
-        state.ingest(&report("node-1", 1, 1), Timestamp::now()).unwrap();
+        state
+            .ingest(&report("node-1", 1, 1), Timestamp::now())
+            .unwrap();
         let app = router(state);
-        let resp = app.clone().oneshot(Request::get("/report").body(Body::empty()).unwrap()).await.unwrap();
+        let resp = app
+            .clone()
+            .oneshot(Request::get("/report").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
-        let body = String::from_utf8(to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        let body =
+            String::from_utf8(to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
         assert!(body.starts_with("<!DOCTYPE html>"), "{body}");
-        assert!(body.contains(r#"<tr id="node-node-1" data-freshness="fresh">"#), "{body}");
+        assert!(
+            body.contains(r#"<tr id="node-node-1" data-freshness="fresh">"#),
+            "{body}"
+        );
         assert!(body.contains(r#"<span class="value">ok</span>"#), "{body}");
     }
 }

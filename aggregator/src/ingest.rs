@@ -19,7 +19,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use caretaker_proto::model::NodeReport;
-use caretaker_proto::pb::{self, agent_message, aggregator_message, report_ingest_server::ReportIngest};
+use caretaker_proto::pb::{
+    self, agent_message, aggregator_message, report_ingest_server::ReportIngest,
+};
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -86,7 +88,9 @@ impl IngestService {
 
     /// The node a stream may report for (`None`: any), from its client certificate.
     fn identify<T>(&self, request: &Request<T>) -> Result<Option<String>, Status> {
-        let IdentityPolicy::Certificate { allow_shared } = self.identity else { return Ok(None) };
+        let IdentityPolicy::Certificate { allow_shared } = self.identity else {
+            return Ok(None);
+        };
         let certs = request.peer_certs();
         let Some(cert) = certs.as_deref().and_then(|c| c.first()) else {
             return Err(Status::unauthenticated(
@@ -122,8 +126,13 @@ fn ack(r: &pb::NodeReport, duplicate: bool, rejected: String) -> pb::AggregatorM
 impl ReportIngest for IngestService {
     type StreamStream = AckStream;
 
-    async fn stream(&self, request: Request<Streaming<pb::AgentMessage>>) -> Result<Response<AckStream>, Status> {
-        let peer = request.remote_addr().map_or_else(|| "unknown".into(), |a| a.to_string());
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".into(), |a| a.to_string());
         let allowed = match self.identify(&request) {
             Ok(a) => a,
             Err(status) => {
@@ -132,7 +141,8 @@ impl ReportIngest for IngestService {
                 return Err(status);
             }
         };
-        let limiter = governor::RateLimiter::direct(governor::Quota::per_minute(self.reports_per_minute));
+        let limiter =
+            governor::RateLimiter::direct(governor::Quota::per_minute(self.reports_per_minute));
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(ACK_QUEUE);
         let state = Arc::clone(&self.state);

@@ -7,20 +7,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use caretaker_agent::paths::HostPaths;
+use caretaker_aggregator::auth::Auth;
 use caretaker_aggregator::checks::cli::{CheckArgs, CliError};
 use caretaker_aggregator::cleanup::cli::CleanupArgs;
 use caretaker_aggregator::config::AggregatorConfig;
+use caretaker_aggregator::leader::config::{Election, Timing};
+use caretaker_aggregator::leader::replica::{BoxError, Leading, Replica};
 use caretaker_aggregator::report::{self, Output};
 use caretaker_aggregator::schedule::notify::Notifier;
 use caretaker_aggregator::schedule::runner::{RunnerOptions, SystemClock, run_scheduler};
 use caretaker_aggregator::schedule::runs::{RunState, Schedule};
 use caretaker_aggregator::schedule::window::MaintenanceWindow;
-use caretaker_aggregator::state::State;
-use caretaker_aggregator::leader::config::{Election, Timing};
-use caretaker_aggregator::leader::replica::{BoxError, Leading, Replica};
-use caretaker_aggregator::store::{Store, StoreError};
-use caretaker_aggregator::auth::Auth;
 use caretaker_aggregator::server::ServeOptions;
+use caretaker_aggregator::state::State;
+use caretaker_aggregator::store::{Store, StoreError};
 use caretaker_aggregator::tls::ReloadingTls;
 use caretaker_aggregator::{certs, server, standalone};
 use caretaker_proto::config::{EXIT_USAGE, load_yaml};
@@ -32,7 +32,11 @@ use tracing::{Instrument, error, info, warn};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 
 #[derive(Debug, Parser)]
-#[command(name = "caretaker-aggregator", version, about = "caretaker's aggregator: node reports, cluster checks, one merged report")]
+#[command(
+    name = "caretaker-aggregator",
+    version,
+    about = "caretaker's aggregator: node reports, cluster checks, one merged report"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -130,12 +134,18 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| match cli.command {
-        Command::Serve { .. } => "info".into(),
-        // The printed report is the output; keep the log to what goes wrong.
-        _ => "warn".into(),
-    });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            match cli.command {
+                Command::Serve { .. } => "info".into(),
+                // The printed report is the output; keep the log to what goes wrong.
+                _ => "warn".into(),
+            }
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match try_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -152,15 +162,31 @@ fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
 }
 
 fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve(&config),
-        Command::Report { server, output, at, diff, ca_file, token_file, token_env } => {
+        Command::Report {
+            server,
+            output,
+            at,
+            diff,
+            ca_file,
+            token_file,
+            token_env,
+        } => {
             let token = match token_file {
-                Some(f) => Some(std::fs::read_to_string(&f).with_context(|| format!("read token file {}", f.display()))?.trim().to_string()),
+                Some(f) => Some(
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("read token file {}", f.display()))?
+                        .trim()
+                        .to_string(),
+                ),
                 None => std::env::var(&token_env).ok().filter(|t| !t.is_empty()),
             };
             let client = standalone::QueryClientOptions { ca_file, token };
@@ -174,33 +200,66 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let rt = runtime()?;
                 let ra = rt.block_on(standalone::fetch_report_with(&server, Some(a), &client))?;
                 let rb = rt.block_on(standalone::fetch_report_with(&server, Some(b), &client))?;
-                print!("{}", report::render_diff(&caretaker_aggregator::history::diff(&ra, &rb), output)?);
+                print!(
+                    "{}",
+                    report::render_diff(&caretaker_aggregator::history::diff(&ra, &rb), output)?
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             let at = match at.as_deref().map(when).transpose() {
                 Ok(a) => a,
                 Err(e) => return Ok(usage_error(format!("--at: {e}"))),
             };
-            let report = runtime()?.block_on(standalone::fetch_report_with(&server, at, &client))?;
+            let report =
+                runtime()?.block_on(standalone::fetch_report_with(&server, at, &client))?;
             print!("{}", report::render(&report, output)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Certs { out, release, namespace, nodes, names, days, ca_days } => {
-            let opts = certs::CertsOptions { out, release, namespace, nodes, extra_names: names, days, ca_days };
+        Command::Certs {
+            out,
+            release,
+            namespace,
+            nodes,
+            names,
+            days,
+            ca_days,
+        } => {
+            let opts = certs::CertsOptions {
+                out,
+                release,
+                namespace,
+                nodes,
+                extra_names: names,
+                days,
+                ca_days,
+            };
             let summary = certs::generate(&opts)?;
             if summary.reused_ca {
                 println!("Reused the CA in {}.", opts.out.display());
             }
             if summary.reused_tokens {
-                println!("Kept the API tokens in {}.", opts.out.join("tokens").display());
+                println!(
+                    "Kept the API tokens in {}.",
+                    opts.out.join("tokens").display()
+                );
             }
             for f in &summary.written {
                 println!("wrote {}", f.display());
             }
-            println!("Next: kubectl apply -f {}", opts.out.join("secrets.yaml").display());
+            println!(
+                "Next: kubectl apply -f {}",
+                opts.out.join("secrets.yaml").display()
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Standalone { once, output, timeout, procfs, sysfs, rootfs } => {
+        Command::Standalone {
+            once,
+            output,
+            timeout,
+            procfs,
+            sysfs,
+            rootfs,
+        } => {
             let d = HostPaths::default();
             let paths = HostPaths {
                 procfs: procfs.unwrap_or(d.procfs),
@@ -230,11 +289,17 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => {
-            runtime()?.block_on(caretaker_aggregator::checks::cli::run(args, &mut std::io::stdout().lock()))?;
+            runtime()?.block_on(caretaker_aggregator::checks::cli::run(
+                args,
+                &mut std::io::stdout().lock(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cleanup(args) => {
-            runtime()?.block_on(caretaker_aggregator::cleanup::cli::run(args, &mut std::io::stdout().lock()))?;
+            runtime()?.block_on(caretaker_aggregator::cleanup::cli::run(
+                args,
+                &mut std::io::stdout().lock(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -249,11 +314,24 @@ fn serve(config: &Path) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(usage_error(e)),
     };
     if let Err(e) = cfg.validate() {
-        return Ok(usage_error(format!("invalid config file {}: {e}", config.display())));
+        return Ok(usage_error(format!(
+            "invalid config file {}: {e}",
+            config.display()
+        )));
     }
-    let election = match cfg.leader_election.as_ref().map(|le| le.resolve(|k| std::env::var(k).ok())).transpose() {
+    let election = match cfg
+        .leader_election
+        .as_ref()
+        .map(|le| le.resolve(|k| std::env::var(k).ok()))
+        .transpose()
+    {
         Ok(e) => e,
-        Err(e) => return Ok(usage_error(format!("invalid config file {}: {e}", config.display()))),
+        Err(e) => {
+            return Ok(usage_error(format!(
+                "invalid config file {}: {e}",
+                config.display()
+            )));
+        }
     };
     let tls = match cfg.tls.clone().map(ReloadingTls::load).transpose() {
         Ok(t) => t.map(Arc::new),
@@ -266,18 +344,30 @@ fn serve(config: &Path) -> anyhow::Result<ExitCode> {
     if cfg.insecure_plaintext {
         warn!("insecure_plaintext: serving without TLS; agents are not authenticated.");
     }
-    let options = ServeOptions { tls, auth, reports_per_minute: cfg.max_reports_per_minute };
+    let options = ServeOptions {
+        tls,
+        auth,
+        reports_per_minute: cfg.max_reports_per_minute,
+    };
     runtime()?.block_on(serve_until_stopped(cfg, election, options))
 }
 
 fn open_store(cfg: &AggregatorConfig) -> Result<Store, StoreError> {
-    if cfg.in_memory { Store::in_memory() } else { Store::open(&cfg.data_dir) }
+    if cfg.in_memory {
+        Store::in_memory()
+    } else {
+        Store::open(&cfg.data_dir)
+    }
 }
 
 /// Opens the store as the new leader. A former leader may still be draining with the file
 /// open (redb locks it): retry every `retry_period` for up to `lease_duration`. `None`:
 /// stopped meanwhile.
-async fn open_store_as_leader(cfg: &AggregatorConfig, timing: Timing, stop: &CancellationToken) -> anyhow::Result<Option<Store>> {
+async fn open_store_as_leader(
+    cfg: &AggregatorConfig,
+    timing: Timing,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Store>> {
     let give_up = tokio::time::Instant::now() + timing.lease_duration;
     loop {
         match open_store(cfg) {
@@ -285,7 +375,10 @@ async fn open_store_as_leader(cfg: &AggregatorConfig, timing: Timing, stop: &Can
             Err(e @ StoreError::Locked { .. }) if tokio::time::Instant::now() < give_up => {
                 warn!(error = %e, "The store is still open in the former leader; retrying.");
             }
-            Err(e) => return Err(e).with_context(|| format!("open the store in {}", cfg.data_dir.display())),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("open the store in {}", cfg.data_dir.display()));
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(timing.retry_period) => {}
@@ -294,17 +387,23 @@ async fn open_store_as_leader(cfg: &AggregatorConfig, timing: Timing, stop: &Can
     }
 }
 
-async fn serve_until_stopped(cfg: AggregatorConfig, election: Option<Election>, options: ServeOptions) -> anyhow::Result<ExitCode> {
+async fn serve_until_stopped(
+    cfg: AggregatorConfig,
+    election: Option<Election>,
+    options: ServeOptions,
+) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let s = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         s.cancel();
     });
-    let http = std::net::TcpListener::bind(cfg.listen.http).with_context(|| format!("bind HTTP on {}", cfg.listen.http))?;
+    let http = std::net::TcpListener::bind(cfg.listen.http)
+        .with_context(|| format!("bind HTTP on {}", cfg.listen.http))?;
     http.set_nonblocking(true).context("HTTP listener")?;
     let Some(election) = election else {
-        let store = open_store(&cfg).with_context(|| format!("open the store in {}", cfg.data_dir.display()))?;
+        let store = open_store(&cfg)
+            .with_context(|| format!("open the store in {}", cfg.data_dir.display()))?;
         serve_store(&cfg, store, http, options, shutdown, || {}).await?;
         return Ok(ExitCode::SUCCESS);
     };
@@ -313,17 +412,26 @@ async fn serve_until_stopped(cfg: AggregatorConfig, election: Option<Election>, 
     // labels the pod and orders the steps). The HTTP socket is bound once; the standby
     // serves a clone of it and the leader the socket itself, so the port never closes in
     // between.
-    let client = kube::Client::try_default().await.context("leader election needs the Kubernetes API (in-cluster config or kubeconfig)")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("leader election needs the Kubernetes API (in-cluster config or kubeconfig)")?;
     let replica = Replica::new(client, election);
     let standby_stop = CancellationToken::new();
-    let standby_http = tokio::net::TcpListener::from_std(http.try_clone().context("HTTP listener")?).context("HTTP listener")?;
-    let standby = Arc::new(std::sync::Mutex::new(Some(tokio::spawn(caretaker_aggregator::leader::standby::serve(
-        standby_http,
-        options.tls.clone(),
-        standby_stop.clone(),
-    )))));
+    let standby_http =
+        tokio::net::TcpListener::from_std(http.try_clone().context("HTTP listener")?)
+            .context("HTTP listener")?;
+    let standby = Arc::new(std::sync::Mutex::new(Some(tokio::spawn(
+        caretaker_aggregator::leader::standby::serve(
+            standby_http,
+            options.tls.clone(),
+            standby_stop.clone(),
+        ),
+    ))));
     let stop_standby = move || {
-        let (stop, handle) = (standby_stop.clone(), standby.lock().ok().and_then(|mut h| h.take()));
+        let (stop, handle) = (
+            standby_stop.clone(),
+            standby.lock().ok().and_then(|mut h| h.take()),
+        );
         async move {
             stop.cancel();
             let Some(handle) = handle else { return };
@@ -338,9 +446,16 @@ async fn serve_until_stopped(cfg: AggregatorConfig, election: Option<Election>, 
         let stop_standby = stop_standby.clone();
         move |mut leading: Leading| async move {
             stop_standby().await;
-            let Some(store) = open_store_as_leader(&cfg, leading.timing, &leading.stop).await? else { return Ok(()) };
+            let Some(store) = open_store_as_leader(&cfg, leading.timing, &leading.stop).await?
+            else {
+                return Ok(());
+            };
             let stop = leading.stop.clone();
-            serve_store(&cfg, store, http, options, stop, move || leading.listening()).await.map_err(BoxError::from)
+            serve_store(&cfg, store, http, options, stop, move || {
+                leading.listening()
+            })
+            .await
+            .map_err(BoxError::from)
         }
     };
     let result = replica.run(&shutdown, lead).await;
@@ -360,25 +475,48 @@ async fn serve_store(
     stop: CancellationToken,
     listening: impl FnOnce(),
 ) -> anyhow::Result<()> {
-    let state = State::with_retention(store, cfg.stale_after_intervals, cfg.history.retention()).context("load the store")?;
+    let state = State::with_retention(store, cfg.stale_after_intervals, cfg.history.retention())
+        .context("load the store")?;
     let rounds = caretaker_aggregator::rounds::Rounds::new(cfg.rounds());
-    let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc).await.with_context(|| format!("bind gRPC on {}", cfg.listen.grpc))?;
+    let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc)
+        .await
+        .with_context(|| format!("bind gRPC on {}", cfg.listen.grpc))?;
     let http = tokio::net::TcpListener::from_std(http).context("HTTP listener")?;
     // The servers stop on `stop`, or when one of them fails (which cancels this child).
     let servers_stop = stop.child_token();
-    let server = tokio::spawn(server::serve_with(Arc::clone(&state), grpc, http, servers_stop.clone(), options));
+    let server = tokio::spawn(server::serve_with(
+        Arc::clone(&state),
+        grpc,
+        http,
+        servers_stop.clone(),
+        options,
+    ));
     listening();
     let notifier = match cfg.schedule.notifications.webhook_url {
         Some(_) => Some(Notifier::new(&cfg.schedule.notifications).context("notifications")?),
         None => None,
     };
-    state.set_window(MaintenanceWindow::new(&cfg.schedule.maintenance_window, &cfg.schedule.time_zone));
+    state.set_window(MaintenanceWindow::new(
+        &cfg.schedule.maintenance_window,
+        &cfg.schedule.time_zone,
+    ));
     let rounds_task = tokio::spawn(
-        caretaker_aggregator::rounds::run_loop(Arc::clone(&state), rounds, cfg.history.record_interval, notifier, servers_stop.clone())
-            .instrument(tracing::info_span!("rounds")),
+        caretaker_aggregator::rounds::run_loop(
+            Arc::clone(&state),
+            rounds,
+            cfg.history.record_interval,
+            notifier,
+            servers_stop.clone(),
+        )
+        .instrument(tracing::info_span!("rounds")),
     );
     let scheduler_task = tokio::spawn(
-        scheduled_rounds(Arc::clone(&state), Schedule::new(&cfg.schedule), servers_stop.clone()).instrument(tracing::info_span!("scheduler")),
+        scheduled_rounds(
+            Arc::clone(&state),
+            Schedule::new(&cfg.schedule),
+            servers_stop.clone(),
+        )
+        .instrument(tracing::info_span!("scheduler")),
     );
     servers_stop.cancelled().await;
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
@@ -437,7 +575,10 @@ async fn scheduled_rounds(state: Arc<State>, schedule: Schedule, shutdown: Cance
 /// Returns on SIGTERM (what Kubernetes sends) or SIGINT.
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         error!("Cannot install signal handlers.");
         return std::future::pending().await;
     };

@@ -40,9 +40,17 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("caretaker");
         let reports = Family::<ResultLabel, Counter>::default();
-        registry.register("ingest_reports", "Node reports received, by what ingest did with them", reports.clone());
+        registry.register(
+            "ingest_reports",
+            "Node reports received, by what ingest did with them",
+            reports.clone(),
+        );
         let streams_active = Gauge::default();
-        registry.register("ingest_streams_active", "Agent report streams currently open", streams_active.clone());
+        registry.register(
+            "ingest_streams_active",
+            "Agent report streams currently open",
+            streams_active.clone(),
+        );
         // 0.1 ms .. ~3 s: a durable commit is an fsync.
         let store_write_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         registry.register_with_unit(
@@ -52,14 +60,25 @@ impl Default for Metrics {
             store_write_seconds.clone(),
         );
         let nodes = Family::<FreshnessLabel, Gauge>::default();
-        registry.register("nodes", "Nodes known to the aggregator, by freshness", nodes.clone());
+        registry.register(
+            "nodes",
+            "Nodes known to the aggregator, by freshness",
+            nodes.clone(),
+        );
         let ingest_throttled_total = Counter::default();
         registry.register(
             "ingest_throttled",
             "Reports held back because their agent stream was over max_reports_per_minute",
             ingest_throttled_total.clone(),
         );
-        Self { registry, reports, streams_active, store_write_seconds, nodes, ingest_throttled_total }
+        Self {
+            registry,
+            reports,
+            streams_active,
+            store_write_seconds,
+            nodes,
+            ingest_throttled_total,
+        }
     }
 }
 

@@ -22,34 +22,63 @@ impl QueryService {
 
 #[tonic::async_trait]
 impl Query for QueryService {
-    async fn get_cluster_report(&self, request: Request<pb::GetClusterReportRequest>) -> Result<Response<pb::ClusterReport>, Status> {
+    async fn get_cluster_report(
+        &self,
+        request: Request<pb::GetClusterReportRequest>,
+    ) -> Result<Response<pb::ClusterReport>, Status> {
         let report = match request.into_inner().at {
             None => self.state.cluster_report(Timestamp::now()),
             Some(at) => {
-                let at = Timestamp::new(at.seconds, at.nanos).map_err(|e| Status::invalid_argument(format!("at: {e}")))?;
+                let at = Timestamp::new(at.seconds, at.nanos)
+                    .map_err(|e| Status::invalid_argument(format!("at: {e}")))?;
                 let state = Arc::clone(&self.state);
                 tokio::task::spawn_blocking(move || state.history().at(at))
                     .await
                     .map_err(|e| Status::internal(e.to_string()))?
                     .map_err(|e| Status::internal(e.to_string()))?
-                    .ok_or_else(|| Status::not_found(format!("no report recorded at or before {at}")))?
+                    .ok_or_else(|| {
+                        Status::not_found(format!("no report recorded at or before {at}"))
+                    })?
             }
         };
-        report.to_wire().map(Response::new).map_err(|e| Status::internal(format!("cannot encode the report: {e}")))
+        report
+            .to_wire()
+            .map(Response::new)
+            .map_err(|e| Status::internal(format!("cannot encode the report: {e}")))
     }
 
-    async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
-        let nodes = self.state.nodes(Timestamp::now()).into_iter().map(Into::into).collect();
+    async fn list_nodes(
+        &self,
+        _: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let nodes = self
+            .state
+            .nodes(Timestamp::now())
+            .into_iter()
+            .map(Into::into)
+            .collect();
         Ok(Response::new(pb::ListNodesResponse { nodes }))
     }
 
-    async fn run_checks(&self, _: Request<pb::RunChecksRequest>) -> Result<Response<pb::ClusterReport>, Status> {
-        self.state.run_round_now().await.map_err(Status::unavailable)?;
+    async fn run_checks(
+        &self,
+        _: Request<pb::RunChecksRequest>,
+    ) -> Result<Response<pb::ClusterReport>, Status> {
+        self.state
+            .run_round_now()
+            .await
+            .map_err(Status::unavailable)?;
         let report = self.state.cluster_report(Timestamp::now());
-        report.to_wire().map(Response::new).map_err(|e| Status::internal(format!("cannot encode the report: {e}")))
+        report
+            .to_wire()
+            .map(Response::new)
+            .map_err(|e| Status::internal(format!("cannot encode the report: {e}")))
     }
 
-    async fn get_node_report(&self, request: Request<pb::GetNodeReportRequest>) -> Result<Response<pb::NodeStatus>, Status> {
+    async fn get_node_report(
+        &self,
+        request: Request<pb::GetNodeReportRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
         let name = request.into_inner().node_name;
         self.state
             .node(&name, Timestamp::now())

@@ -31,8 +31,13 @@ use crate::signals::prometheus::Prometheus;
 
 /// Kubelet event reasons about a node's disk: image garbage collection and eviction
 /// (`pkg/kubelet/events` and the eviction manager).
-pub const DISK_EVENT_REASONS: &[&str] =
-    &["FreeDiskSpaceFailed", "ImageGCFailed", "EvictionThresholdMet", "NodeHasDiskPressure", "Evicted"];
+pub const DISK_EVENT_REASONS: &[&str] = &[
+    "FreeDiskSpaceFailed",
+    "ImageGCFailed",
+    "EvictionThresholdMet",
+    "NodeHasDiskPressure",
+    "Evicted",
+];
 
 /// Where the cluster state comes from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -62,7 +67,11 @@ pub struct ClusterConfig {
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        Self { source: Source::None, dump_paths: Vec::new(), interval: default_interval() }
+        Self {
+            source: Source::None,
+            dump_paths: Vec::new(),
+            interval: default_interval(),
+        }
     }
 }
 
@@ -91,7 +100,10 @@ pub struct Rounds {
 
 impl std::fmt::Debug for Rounds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rounds").field("cfg", &self.cfg).field("connected", &self.client.is_some()).finish()
+        f.debug_struct("Rounds")
+            .field("cfg", &self.cfg)
+            .field("connected", &self.client.is_some())
+            .finish()
     }
 }
 
@@ -119,10 +131,17 @@ impl Rounds {
             }
             Source::Live => {
                 if self.client.is_none() {
-                    self.client = Some(kube::Client::try_default().await.map_err(|e| format!("no Kubernetes client: {e}"))?);
+                    self.client = Some(
+                        kube::Client::try_default()
+                            .await
+                            .map_err(|e| format!("no Kubernetes client: {e}"))?,
+                    );
                 }
                 let client = self.client.as_ref().ok_or("no Kubernetes client")?;
-                live::load(client, &self.cfg.checks).await.map(Some).map_err(|e| e.to_string())
+                live::load(client, &self.cfg.checks)
+                    .await
+                    .map(Some)
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -135,19 +154,39 @@ impl Rounds {
 
     /// A round of only `tasks` (a scheduled run's `checks:`), or of everything with
     /// `None`. The cluster is read only when a cluster check or `cleanup` is among them.
-    pub async fn run_tasks(&mut self, nodes: &[NodeReport], now: Timestamp, tasks: Option<&BTreeSet<Task>>) -> CheckRound {
+    pub async fn run_tasks(
+        &mut self,
+        nodes: &[NodeReport],
+        now: Timestamp,
+        tasks: Option<&BTreeSet<Task>>,
+    ) -> CheckRound {
         let wants = |t: Task| tasks.is_none_or(|ts| ts.contains(&t));
-        let mut round = CheckRound { at: Some(now), ..CheckRound::default() };
-        let reads_cluster = tasks.is_none_or(|ts| ts.iter().any(|t| t.cluster_check().is_some() || *t == Task::Cleanup));
-        let cluster = if reads_cluster { self.cluster().await } else { Ok(None) };
+        let mut round = CheckRound {
+            at: Some(now),
+            ..CheckRound::default()
+        };
+        let reads_cluster = tasks.is_none_or(|ts| {
+            ts.iter()
+                .any(|t| t.cluster_check().is_some() || *t == Task::Cleanup)
+        });
+        let cluster = if reads_cluster {
+            self.cluster().await
+        } else {
+            Ok(None)
+        };
         match cluster {
             Ok(Some(mut state)) => {
                 state.volume_stats = volumes::from_node_reports(nodes);
                 round.checks = match tasks {
                     None => checks::run_all(&state, &self.cfg.checks, now),
                     Some(ts) => {
-                        let names: BTreeSet<&str> = ts.iter().filter_map(|t| t.cluster_check()).collect();
-                        checks::ALL.iter().filter(|c| names.contains(c.name)).map(|c| (c.run)(&state, &self.cfg.checks, now)).collect()
+                        let names: BTreeSet<&str> =
+                            ts.iter().filter_map(|t| t.cluster_check()).collect();
+                        checks::ALL
+                            .iter()
+                            .filter(|c| names.contains(c.name))
+                            .map(|c| (c.run)(&state, &self.cfg.checks, now))
+                            .collect()
                     }
                 };
                 if wants(Task::Cleanup) {
@@ -164,7 +203,10 @@ impl Rounds {
                     vec![Finding::new(
                         "cluster_unreadable",
                         Severity::Critical,
-                        ObjectRef { kind: "Cluster".into(), ..ObjectRef::default() },
+                        ObjectRef {
+                            kind: "Cluster".into(),
+                            ..ObjectRef::default()
+                        },
                         e,
                     )],
                 ));
@@ -182,15 +224,25 @@ impl Rounds {
 /// Node names, DiskPressure conditions and disk-related kubelet events.
 fn fill_node_facts(state: &ClusterState, round: &mut CheckRound) {
     if state.listed(crate::cluster::Resource::Node) {
-        round.cluster_nodes = Some(state.nodes.iter().filter_map(|n| n.metadata.name.clone()).collect());
+        round.cluster_nodes = Some(
+            state
+                .nodes
+                .iter()
+                .filter_map(|n| n.metadata.name.clone())
+                .collect(),
+        );
     }
     round.disk_pressure_nodes = state
         .nodes
         .iter()
         .filter(|n| {
-            n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-                cs.iter().any(|c| c.type_ == "DiskPressure" && c.status == "True")
-            })
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "DiskPressure" && c.status == "True")
+                })
         })
         .filter_map(|n| n.metadata.name.clone())
         .collect();
@@ -203,7 +255,10 @@ fn fill_node_facts(state: &ClusterState, round: &mut CheckRound) {
         let node = if e.involved_object.kind.as_deref() == Some("Node") {
             e.involved_object.name.clone()
         } else {
-            e.source.as_ref().and_then(|s| s.host.clone()).or_else(|| e.reporting_instance.clone())
+            e.source
+                .as_ref()
+                .and_then(|s| s.host.clone())
+                .or_else(|| e.reporting_instance.clone())
         };
         let Some(node) = node else { continue };
         events.entry(node).or_default().push(NodeEvent {
@@ -214,13 +269,20 @@ fn fill_node_facts(state: &ClusterState, round: &mut CheckRound) {
         });
     }
     for v in events.values_mut() {
-        v.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.reason.cmp(&b.reason)));
+        v.sort_by(|a, b| {
+            b.last_seen
+                .cmp(&a.last_seen)
+                .then_with(|| a.reason.cmp(&b.reason))
+        });
     }
     round.node_events = events;
 }
 
 /// Reads every configured signal; each becomes a check result beside its raw figures.
-pub async fn read_signals(cfg: &SignalsConfig, now: Timestamp) -> (Vec<CheckResult>, Option<SignalsReport>) {
+pub async fn read_signals(
+    cfg: &SignalsConfig,
+    now: Timestamp,
+) -> (Vec<CheckResult>, Option<SignalsReport>) {
     if cfg.http_endpoints.is_empty() && cfg.prometheus.is_none() && cfg.alertmanager.is_none() {
         return (Vec::new(), None);
     }
@@ -228,10 +290,18 @@ pub async fn read_signals(cfg: &SignalsConfig, now: Timestamp) -> (Vec<CheckResu
     let mut report = SignalsReport::default();
 
     if !cfg.http_endpoints.is_empty() {
-        let timeout = cfg.http_endpoints.iter().map(|e| e.timeout).max().unwrap_or(Duration::from_secs(5));
+        let timeout = cfg
+            .http_endpoints
+            .iter()
+            .map(|e| e.timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(5));
         match crate::signals::client(timeout) {
             Ok(client) => {
-                let probes = cfg.http_endpoints.iter().map(|e| endpoints::probe(&client, e));
+                let probes = cfg
+                    .http_endpoints
+                    .iter()
+                    .map(|e| endpoints::probe(&client, e));
                 report.endpoints = futures_join_all(probes).await;
             }
             Err(e) => warn!(error = %e, "Cannot build the HTTP client for endpoint probes."),
@@ -244,30 +314,52 @@ pub async fn read_signals(cfg: &SignalsConfig, now: Timestamp) -> (Vec<CheckResu
                 Finding::new(
                     "endpoint_unhealthy",
                     Severity::Critical,
-                    ObjectRef { kind: "Endpoint".into(), name: r.name.clone(), ..ObjectRef::default() },
-                    format!("{} ({}): {}", r.name, r.url, r.problem.as_deref().unwrap_or("unhealthy")),
+                    ObjectRef {
+                        kind: "Endpoint".into(),
+                        name: r.name.clone(),
+                        ..ObjectRef::default()
+                    },
+                    format!(
+                        "{} ({}): {}",
+                        r.name,
+                        r.url,
+                        r.problem.as_deref().unwrap_or("unhealthy")
+                    ),
                 )
             })
             .collect::<Vec<_>>();
-        let summary = format!("{} endpoint(s), {} unhealthy", report.endpoints.len(), findings.len());
+        let summary = format!(
+            "{} endpoint(s), {} unhealthy",
+            report.endpoints.len(),
+            findings.len()
+        );
         checks.push(CheckResult::new("http_endpoints", summary, findings));
     }
 
     if let Some(p) = &cfg.prometheus {
-        let object = ObjectRef { kind: "Prometheus".into(), name: p.url.clone(), ..ObjectRef::default() };
+        let object = ObjectRef {
+            kind: "Prometheus".into(),
+            name: p.url.clone(),
+            ..ObjectRef::default()
+        };
         let result = match Prometheus::new(p.clone()) {
             Ok(prom) => match prom.figures(now).await {
                 Ok(f) => {
                     let findings = prom
                         .problems(&f)
                         .into_iter()
-                        .map(|(code, msg)| Finding::new(code, Severity::Warning, object.clone(), msg))
+                        .map(|(code, msg)| {
+                            Finding::new(code, Severity::Warning, object.clone(), msg)
+                        })
                         .collect();
                     let summary = format!(
                         "request rate {}, error rate {}, p95 {}",
-                        f.request_rate_per_second.map_or_else(|| "-".into(), |r| format!("{r:.1}/s")),
-                        f.error_rate.map_or_else(|| "-".into(), |e| format!("{:.2} %", e * 100.0)),
-                        f.p95_latency_seconds.map_or_else(|| "-".into(), |l| format!("{l:.3} s")),
+                        f.request_rate_per_second
+                            .map_or_else(|| "-".into(), |r| format!("{r:.1}/s")),
+                        f.error_rate
+                            .map_or_else(|| "-".into(), |e| format!("{:.2} %", e * 100.0)),
+                        f.p95_latency_seconds
+                            .map_or_else(|| "-".into(), |l| format!("{l:.3} s")),
                     );
                     report.prometheus = Some(f);
                     CheckResult::new("prometheus", summary, findings)
@@ -275,13 +367,23 @@ pub async fn read_signals(cfg: &SignalsConfig, now: Timestamp) -> (Vec<CheckResu
                 Err(e) => CheckResult::new(
                     "prometheus",
                     "Prometheus could not be queried",
-                    vec![Finding::new("prometheus_unreachable", Severity::Warning, object, e.to_string())],
+                    vec![Finding::new(
+                        "prometheus_unreachable",
+                        Severity::Warning,
+                        object,
+                        e.to_string(),
+                    )],
                 ),
             },
             Err(e) => CheckResult::new(
                 "prometheus",
                 "no HTTP client",
-                vec![Finding::new("prometheus_unreachable", Severity::Warning, object, e.to_string())],
+                vec![Finding::new(
+                    "prometheus_unreachable",
+                    Severity::Warning,
+                    object,
+                    e.to_string(),
+                )],
             ),
         };
         checks.push(result);
@@ -305,7 +407,10 @@ pub async fn read_signals(cfg: &SignalsConfig, now: Timestamp) -> (Vec<CheckResu
                             name: al.name.clone(),
                             uid: None,
                         };
-                        let msg = al.summary.clone().unwrap_or_else(|| format!("{} is firing", al.name));
+                        let msg = al
+                            .summary
+                            .clone()
+                            .unwrap_or_else(|| format!("{} is firing", al.name));
                         Finding::new("alert_firing", severity, object, msg)
                     })
                     .collect();
@@ -324,7 +429,11 @@ pub async fn read_signals(cfg: &SignalsConfig, now: Timestamp) -> (Vec<CheckResu
                 vec![Finding::new(
                     "alertmanager_unreachable",
                     Severity::Warning,
-                    ObjectRef { kind: "Alertmanager".into(), name: a.url.clone(), ..ObjectRef::default() },
+                    ObjectRef {
+                        kind: "Alertmanager".into(),
+                        name: a.url.clone(),
+                        ..ObjectRef::default()
+                    },
                     e.to_string(),
                 )],
             ),
@@ -335,14 +444,19 @@ pub async fn read_signals(cfg: &SignalsConfig, now: Timestamp) -> (Vec<CheckResu
 }
 
 /// Runs the notifier on the current merged report and keeps its state.
-async fn notify(state: &crate::state::State, notifier: &crate::schedule::notify::Notifier, now: Timestamp) {
-    let mut ns: crate::schedule::notify::NotifyState = match state.store().get_meta(NOTIFY_STATE_KEY) {
-        Ok(s) => s.unwrap_or_default(),
-        Err(e) => {
-            warn!(error = %e, "Cannot read the notifier state; starting afresh.");
-            Default::default()
-        }
-    };
+async fn notify(
+    state: &crate::state::State,
+    notifier: &crate::schedule::notify::Notifier,
+    now: Timestamp,
+) {
+    let mut ns: crate::schedule::notify::NotifyState =
+        match state.store().get_meta(NOTIFY_STATE_KEY) {
+            Ok(s) => s.unwrap_or_default(),
+            Err(e) => {
+                warn!(error = %e, "Cannot read the notifier state; starting afresh.");
+                Default::default()
+            }
+        };
     let report = state.cluster_report(now);
     match notifier.process(&mut ns, &report, now).await {
         Ok(sent) => {
@@ -353,12 +467,16 @@ async fn notify(state: &crate::state::State, notifier: &crate::schedule::notify:
                 warn!(error = %e, "Cannot store the notifier state; a notification may repeat.");
             }
         }
-        Err(e) => warn!(error = %e, "Notification not delivered; it is retried after the next round."),
+        Err(e) => {
+            warn!(error = %e, "Notification not delivered; it is retried after the next round.")
+        }
     }
 }
 
 /// Runs futures concurrently and collects their outputs in order.
-async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
     futures_util::future::join_all(futs).await
 }
 
@@ -389,12 +507,24 @@ pub async fn run_loop(
             let Some(run) = req.run else { continue };
             let now = Timestamp::now();
             let tasks: BTreeSet<Task> = run.tasks.iter().copied().collect();
-            let partial = rounds.run_tasks(&state.node_reports(), now, Some(&tasks)).await;
+            let partial = rounds
+                .run_tasks(&state.node_reports(), now, Some(&tasks))
+                .await;
             let kinds = run.kinds.join(",");
             let st = std::sync::Arc::clone(&state);
-            match tokio::task::spawn_blocking(move || st.finish_scheduled_round(partial, run, now)).await {
-                Ok(Ok(rec)) => tracing::info!(kinds, new = rec.new_findings, resolved = rec.resolved_findings, bytes = rec.stored_bytes, "Scheduled run recorded in the history."),
-                Ok(Err(e)) => warn!(kinds, error = %e, "Scheduled run finished but the history could not be written."),
+            match tokio::task::spawn_blocking(move || st.finish_scheduled_round(partial, run, now))
+                .await
+            {
+                Ok(Ok(rec)) => tracing::info!(
+                    kinds,
+                    new = rec.new_findings,
+                    resolved = rec.resolved_findings,
+                    bytes = rec.stored_bytes,
+                    "Scheduled run recorded in the history."
+                ),
+                Ok(Err(e)) => {
+                    warn!(kinds, error = %e, "Scheduled run finished but the history could not be written.")
+                }
                 Err(e) => warn!(kinds, error = %e, "Scheduled run task failed."),
             }
             if let Some(n) = &notifier {
@@ -409,7 +539,11 @@ pub async fn run_loop(
             let checks = round.checks.len();
             let st = std::sync::Arc::clone(&state);
             let force = !waiting.is_empty();
-            match tokio::task::spawn_blocking(move || st.finish_round(round, now, record_interval, force)).await {
+            match tokio::task::spawn_blocking(move || {
+                st.finish_round(round, now, record_interval, force)
+            })
+            .await
+            {
                 Ok(Ok(Some(rec))) => tracing::info!(
                     checks,
                     new = rec.new_findings,
@@ -418,7 +552,9 @@ pub async fn run_loop(
                     "Round finished; report recorded in the history."
                 ),
                 Ok(Ok(None)) => tracing::debug!(checks, "Round finished."),
-                Ok(Err(e)) => warn!(error = %e, "Round finished but the history could not be written."),
+                Ok(Err(e)) => {
+                    warn!(error = %e, "Round finished but the history could not be written.")
+                }
                 Err(e) => warn!(error = %e, "Round task failed."),
             }
             if let Some(n) = &notifier {
@@ -473,21 +609,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cluster.json"), DUMP).unwrap();
         let cfg = RoundConfig {
-            cluster: ClusterConfig { source: Source::Dump, dump_paths: vec![dir.path().into()], interval: default_interval() },
+            cluster: ClusterConfig {
+                source: Source::Dump,
+                dump_paths: vec![dir.path().into()],
+                interval: default_interval(),
+            },
             ..RoundConfig::default()
         };
         let now: Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
         let round = Rounds::new(cfg).run(&[], now).await;
         assert_eq!(round.at, Some(now));
-        assert_eq!(round.cluster_nodes, Some(vec!["node-a".to_string(), "node-b".to_string()]));
+        assert_eq!(
+            round.cluster_nodes,
+            Some(vec!["node-a".to_string(), "node-b".to_string()])
+        );
         assert_eq!(round.disk_pressure_nodes, vec!["node-a".to_string()]);
         let ev = &round.node_events["node-a"];
-        assert_eq!(ev.iter().map(|e| (e.reason.as_str(), e.count)).collect::<Vec<_>>(), vec![("Evicted", 1), ("FreeDiskSpaceFailed", 4)]);
+        assert_eq!(
+            ev.iter()
+                .map(|e| (e.reason.as_str(), e.count))
+                .collect::<Vec<_>>(),
+            vec![("Evicted", 1), ("FreeDiskSpaceFailed", 4)]
+        );
         assert!(!round.node_events.contains_key("node-b"));
         let names: Vec<&str> = round.checks.iter().map(|c| c.name.as_str()).collect();
-        assert!(names.contains(&"nodes") && names.contains(&"events") && names.contains(&"pods"), "{names:?}");
+        assert!(
+            names.contains(&"nodes") && names.contains(&"events") && names.contains(&"pods"),
+            "{names:?}"
+        );
         let nodes = round.checks.iter().find(|c| c.name == "nodes").unwrap();
-        assert!(nodes.findings.iter().any(|f| f.object.name == "node-a"), "{:?}", nodes.findings);
+        assert!(
+            nodes.findings.iter().any(|f| f.object.name == "node-a"),
+            "{:?}",
+            nodes.findings
+        );
         assert!(round.signals.is_none());
     }
 
@@ -499,7 +654,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cluster.json"), DUMP).unwrap();
         let cfg = RoundConfig {
-            cluster: ClusterConfig { source: Source::Dump, dump_paths: vec![dir.path().into()], interval: default_interval() },
+            cluster: ClusterConfig {
+                source: Source::Dump,
+                dump_paths: vec![dir.path().into()],
+                interval: default_interval(),
+            },
             ..RoundConfig::default()
         };
         let mut rounds = Rounds::new(cfg);
@@ -526,32 +685,75 @@ mod tests {
         changed.checks[0].summary = "from the daily run".into();
         let later = now + Duration::from_secs(3600);
         changed.at = Some(later);
-        let run = ScheduledRun { kinds: vec!["daily".into(), "monthly".into()], tasks: vec![Task::Pods, Task::Events, Task::Trends], trends: None };
+        let run = ScheduledRun {
+            kinds: vec!["daily".into(), "monthly".into()],
+            tasks: vec![Task::Pods, Task::Events, Task::Trends],
+            trends: None,
+        };
         let rec = state.finish_scheduled_round(changed, run, later).unwrap();
         assert!(rec.stored_bytes > 0);
         let stored = state.history().at(later).unwrap().unwrap();
-        assert_eq!(stored.checks.iter().map(|c| c.name.clone()).collect::<Vec<_>>(), all, "every check is still there");
-        assert_eq!(stored.checks.iter().find(|c| c.name == "pods").unwrap().summary, "from the daily run");
+        assert_eq!(
+            stored
+                .checks
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>(),
+            all,
+            "every check is still there"
+        );
+        assert_eq!(
+            stored
+                .checks
+                .iter()
+                .find(|c| c.name == "pods")
+                .unwrap()
+                .summary,
+            "from the daily run"
+        );
         assert_eq!(stored.checks_at, Some(later));
         let run = stored.run.expect("the record says which run it was");
         assert_eq!(run.kinds, ["daily", "monthly"]);
         assert_eq!(run.tasks, [Task::Pods, Task::Events, Task::Trends]);
-        assert!(run.trends.is_some_and(|t| t.alerts_7d.is_empty()), "the trends task records trends");
-        let md = crate::report::render(&state.history().at(later).unwrap().unwrap(), crate::report::Output::Markdown).unwrap();
-        assert!(md.contains("- run: daily, monthly (scheduled: pods, events, trends)\n"), "{md}");
+        assert!(
+            run.trends.is_some_and(|t| t.alerts_7d.is_empty()),
+            "the trends task records trends"
+        );
+        let md = crate::report::render(
+            &state.history().at(later).unwrap().unwrap(),
+            crate::report::Output::Markdown,
+        )
+        .unwrap();
+        assert!(
+            md.contains("- run: daily, monthly (scheduled: pods, events, trends)\n"),
+            "{md}"
+        );
         assert!(md.contains("## Trends\n"), "{md}");
     }
 
     #[tokio::test]
     async fn an_unreadable_dump_is_a_critical_finding_not_a_crash() {
         let cfg = RoundConfig {
-            cluster: ClusterConfig { source: Source::Dump, dump_paths: vec![Path::new("/nonexistent/dump.json").into()], interval: default_interval() },
+            cluster: ClusterConfig {
+                source: Source::Dump,
+                dump_paths: vec![Path::new("/nonexistent/dump.json").into()],
+                interval: default_interval(),
+            },
             ..RoundConfig::default()
         };
         let round = Rounds::new(cfg).run(&[], Timestamp::now()).await;
         assert_eq!(round.checks.len(), 1);
-        assert_eq!((round.checks[0].name.as_str(), round.checks[0].severity), ("cluster", Severity::Critical));
-        assert!(round.checks[0].findings[0].message.contains("/nonexistent/dump.json"), "{:?}", round.checks[0].findings);
+        assert_eq!(
+            (round.checks[0].name.as_str(), round.checks[0].severity),
+            ("cluster", Severity::Critical)
+        );
+        assert!(
+            round.checks[0].findings[0]
+                .message
+                .contains("/nonexistent/dump.json"),
+            "{:?}",
+            round.checks[0].findings
+        );
     }
 
     #[tokio::test]
@@ -562,10 +764,16 @@ mod tests {
         )
         .unwrap();
         let (checks, report) = read_signals(&cfg, Timestamp::now()).await;
-        assert_eq!(checks.iter().map(|c| (c.name.as_str(), c.severity)).collect::<Vec<_>>(), vec![
-            ("http_endpoints", Severity::Critical),
-            ("alertmanager", Severity::Warning),
-        ]);
+        assert_eq!(
+            checks
+                .iter()
+                .map(|c| (c.name.as_str(), c.severity))
+                .collect::<Vec<_>>(),
+            vec![
+                ("http_endpoints", Severity::Critical),
+                ("alertmanager", Severity::Warning),
+            ]
+        );
         assert_eq!(checks[0].findings[0].code, "endpoint_unhealthy");
         assert_eq!(checks[1].findings[0].code, "alertmanager_unreachable");
         assert_eq!(report.unwrap().endpoints.len(), 1);

@@ -9,7 +9,9 @@ use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caretaker_proto::pb::{self, query_server::QueryServer, report_ingest_server::ReportIngestServer};
+use caretaker_proto::pb::{
+    self, query_server::QueryServer, report_ingest_server::ReportIngestServer,
+};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -36,7 +38,11 @@ pub struct ServeOptions {
 impl ServeOptions {
     /// Plaintext, no tokens: only for loopback.
     pub fn insecure() -> Self {
-        Self { tls: None, auth: Arc::new(Auth::anonymous()), reports_per_minute: DEFAULT_REPORTS_PER_MINUTE }
+        Self {
+            tls: None,
+            auth: Arc::new(Auth::anonymous()),
+            reports_per_minute: DEFAULT_REPORTS_PER_MINUTE,
+        }
     }
 }
 
@@ -44,7 +50,8 @@ impl ServeOptions {
 /// the bound keeps a broken agent from making the aggregator buffer more.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
-type BoxedServer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ServeError>> + Send>>;
+type BoxedServer =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ServeError>> + Send>>;
 
 /// Server errors.
 #[derive(Debug, thiserror::Error)]
@@ -84,15 +91,21 @@ pub async fn serve_with(
     options: ServeOptions,
 ) -> Result<(), ServeError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<ReportIngestServer<IngestService>>().await;
-    health_reporter.set_serving::<QueryServer<QueryService>>().await;
+    health_reporter
+        .set_serving::<ReportIngestServer<IngestService>>()
+        .await;
+    health_reporter
+        .set_serving::<QueryServer<QueryService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
     let identity = match &options.tls {
-        Some(t) => IdentityPolicy::Certificate { allow_shared: t.files().allow_shared_agent_cert },
+        Some(t) => IdentityPolicy::Certificate {
+            allow_shared: t.files().allow_shared_agent_cert,
+        },
         None => IdentityPolicy::Any,
     };
     let ingest = ReportIngestServer::new(
@@ -121,19 +134,33 @@ pub async fn serve_with(
     let (grpc_server, http_server): (BoxedServer, BoxedServer) = match &options.tls {
         None => (
             Box::pin(async move {
-                routes.serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown_grpc.cancelled_owned()).await.map_err(ServeError::from)
+                routes
+                    .serve_with_incoming_shutdown(
+                        TcpListenerStream::new(grpc),
+                        shutdown_grpc.cancelled_owned(),
+                    )
+                    .await
+                    .map_err(ServeError::from)
             }),
             Box::pin(async move {
-                axum::serve(http, app).with_graceful_shutdown(shutdown_http.cancelled_owned()).into_future().await.map_err(ServeError::from)
+                axum::serve(http, app)
+                    .with_graceful_shutdown(shutdown_http.cancelled_owned())
+                    .into_future()
+                    .await
+                    .map_err(ServeError::from)
             }),
         ),
         Some(tls) => {
             let grpc_in = crate::tls::incoming(grpc, Arc::clone(tls), shutdown.clone(), "grpc");
             let http_in = crate::tls::incoming(http, Arc::clone(tls), shutdown.clone(), "http");
-            let grpc_stream = tokio_stream::wrappers::ReceiverStream::new(grpc_in).map(|(s, _)| Ok::<_, std::io::Error>(s));
+            let grpc_stream = tokio_stream::wrappers::ReceiverStream::new(grpc_in)
+                .map(|(s, _)| Ok::<_, std::io::Error>(s));
             (
                 Box::pin(async move {
-                    routes.serve_with_incoming_shutdown(grpc_stream, shutdown_grpc.cancelled_owned()).await.map_err(ServeError::from)
+                    routes
+                        .serve_with_incoming_shutdown(grpc_stream, shutdown_grpc.cancelled_owned())
+                        .await
+                        .map_err(ServeError::from)
                 }),
                 Box::pin(async move {
                     axum::serve(TlsListener::new(http_in, http_addr), app)

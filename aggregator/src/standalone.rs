@@ -63,17 +63,30 @@ pub async fn run(
     on_ready: impl FnOnce(Endpoints),
 ) -> Result<ClusterReport, StandaloneError> {
     let state = State::new(Store::in_memory()?, 3)?;
-    let grpc = TcpListener::bind("127.0.0.1:0").await.map_err(StandaloneError::Bind)?;
-    let http = TcpListener::bind("127.0.0.1:0").await.map_err(StandaloneError::Bind)?;
+    let grpc = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(StandaloneError::Bind)?;
+    let http = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(StandaloneError::Bind)?;
     let endpoints = Endpoints {
         grpc: grpc.local_addr().map_err(StandaloneError::Bind)?,
         http: http.local_addr().map_err(StandaloneError::Bind)?,
     };
     let server_stop = CancellationToken::new();
-    let server = tokio::spawn(crate::server::serve(Arc::clone(&state), grpc, http, server_stop.clone()));
+    let server = tokio::spawn(crate::server::serve(
+        Arc::clone(&state),
+        grpc,
+        http,
+        server_stop.clone(),
+    ));
 
-    let agent_cfg = AgentConfig { report_interval: STANDALONE_INTERVAL, ..AgentConfig::default() };
-    let settings = caretaker_agent::collector_settings(&agent_cfg, paths).map_err(StandaloneError::Agent)?;
+    let agent_cfg = AgentConfig {
+        report_interval: STANDALONE_INTERVAL,
+        ..AgentConfig::default()
+    };
+    let settings =
+        caretaker_agent::collector_settings(&agent_cfg, paths).map_err(StandaloneError::Agent)?;
     let node = settings.node_name.clone();
     let agent_stop = CancellationToken::new();
     let agent = tokio::spawn(caretaker_agent::run(
@@ -87,7 +100,9 @@ pub async fn run(
     let outcome = if once {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let stored = state.node(&node, jiff::Timestamp::now()).map_or(0, |n| n.reports_stored_total);
+            let stored = state
+                .node(&node, jiff::Timestamp::now())
+                .map_or(0, |n| n.reports_stored_total);
             if stored >= REPORTS_BEFORE_PRINT {
                 break query(endpoints.grpc).await;
             }
@@ -128,7 +143,10 @@ pub struct QueryClientOptions {
 /// # Errors
 /// Connection, RPC or an invalid answer.
 /// `at`: the live report when `None`, else the one recorded at or before that time.
-pub async fn fetch_report(url: &str, at: Option<jiff::Timestamp>) -> Result<ClusterReport, StandaloneError> {
+pub async fn fetch_report(
+    url: &str,
+    at: Option<jiff::Timestamp>,
+) -> Result<ClusterReport, StandaloneError> {
     fetch_report_with(url, at, &QueryClientOptions::default()).await
 }
 
@@ -147,25 +165,43 @@ pub async fn fetch_report_with(
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
     if let Some(ca) = &opts.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| StandaloneError::Query(format!("cannot read CA file {}: {e}", ca.display())))?;
-        let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
-        endpoint = endpoint.tls_config(tls).map_err(|e| StandaloneError::Query(format!("TLS config: {e}")))?;
+        let pem = std::fs::read(ca).map_err(|e| {
+            StandaloneError::Query(format!("cannot read CA file {}: {e}", ca.display()))
+        })?;
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| StandaloneError::Query(format!("TLS config: {e}")))?;
     }
-    let channel = endpoint.connect().await.map_err(|e| StandaloneError::Query(format!("connect to {url}: {}", error_chain(&e))))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| StandaloneError::Query(format!("connect to {url}: {}", error_chain(&e))))?;
     let mut request = tonic::Request::new(GetClusterReportRequest {
-        at: at.map(|t| prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }),
+        at: at.map(|t| prost_types::Timestamp {
+            seconds: t.as_second(),
+            nanos: t.subsec_nanosecond(),
+        }),
     });
     if let Some(t) = &opts.token {
-        let value = format!("Bearer {t}")
-            .parse()
-            .map_err(|_| StandaloneError::Query("the token has characters a header cannot carry".into()))?;
+        let value = format!("Bearer {t}").parse().map_err(|_| {
+            StandaloneError::Query("the token has characters a header cannot carry".into())
+        })?;
         request.metadata_mut().insert("authorization", value);
     }
     let reply = QueryClient::new(channel)
         .get_cluster_report(request)
         .await
-        .map_err(|s| StandaloneError::Query(format!("GetClusterReport at {url}: {} ({:?})", s.message(), s.code())))?;
-    ClusterReport::from_wire(&reply.into_inner()).map_err(|e| StandaloneError::Query(format!("answer from {url}: {e}")))
+        .map_err(|s| {
+            StandaloneError::Query(format!(
+                "GetClusterReport at {url}: {} ({:?})",
+                s.message(),
+                s.code()
+            ))
+        })?;
+    ClusterReport::from_wire(&reply.into_inner())
+        .map_err(|e| StandaloneError::Query(format!("answer from {url}: {e}")))
 }
 
 async fn query(grpc: SocketAddr) -> Result<ClusterReport, StandaloneError> {

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
 use caretaker_proto::model::{Freshness, NodeReport, NodeStatus};
 use jiff::Timestamp;
-use bytes::Bytes;
 
 use crate::history::{History, Recorded, Retention};
 use crate::metrics::{FreshnessLabel, Metrics, ResultLabel};
@@ -62,9 +62,16 @@ impl State {
     ///
     /// # Errors
     /// The store cannot be read.
-    pub fn with_retention(store: Store, stale_after_intervals: u32, retention: Retention) -> Result<Arc<Self>, StoreError> {
+    pub fn with_retention(
+        store: Store,
+        stale_after_intervals: u32,
+        retention: Retention,
+    ) -> Result<Arc<Self>, StoreError> {
         let nodes = store.load_all()?;
-        let node_json = nodes.iter().filter_map(|(name, n)| Some((name.clone(), report_json(&n.report)?))).collect();
+        let node_json = nodes
+            .iter()
+            .filter_map(|(name, n)| Some((name.clone(), report_json(&n.report)?)))
+            .collect();
         let history = History::new(store.database(), retention)?;
         let last_recorded = history.list()?.last().map(|(t, _)| *t);
         Ok(Arc::new(Self {
@@ -76,7 +83,10 @@ impl State {
             nodes: RwLock::new(nodes),
             node_json: RwLock::new(node_json),
             metrics: Metrics::default(),
-            merge: MergeConfig { stale_after_intervals, ..MergeConfig::default() },
+            merge: MergeConfig {
+                stale_after_intervals,
+                ..MergeConfig::default()
+            },
             round: RwLock::new(CheckRound::default()),
             ready: AtomicBool::new(false),
         }))
@@ -90,7 +100,9 @@ impl State {
     pub fn ingest(&self, report: &NodeReport, now: Timestamp) -> Result<Outcome, StoreError> {
         let started = std::time::Instant::now();
         let result = self.store.put(report, now);
-        self.metrics.store_write_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .store_write_seconds
+            .observe(started.elapsed().as_secs_f64());
         let label = match &result {
             Ok((Outcome::Stored, Some(entry))) => {
                 let json = report_json(&entry.report);
@@ -107,13 +119,19 @@ impl State {
             Ok((Outcome::OlderRun, _)) => "older_run",
             Err(_) => "store_error",
         };
-        self.metrics.reports.get_or_create(&ResultLabel { result: label }).inc();
+        self.metrics
+            .reports
+            .get_or_create(&ResultLabel { result: label })
+            .inc();
         result.map(|(o, _)| o)
     }
 
     /// Counts a report rejected as invalid.
     pub fn count_rejected(&self) {
-        self.metrics.reports.get_or_create(&ResultLabel { result: "rejected" }).inc();
+        self.metrics
+            .reports
+            .get_or_create(&ResultLabel { result: "rejected" })
+            .inc();
     }
 
     fn status(&self, entry: &StoredNode, now: Timestamp) -> NodeStatus {
@@ -128,7 +146,10 @@ impl State {
 
     /// Every node, sorted by name.
     pub fn nodes(&self, now: Timestamp) -> Vec<NodeStatus> {
-        self.nodes.read().map(|n| n.values().map(|e| self.status(e, now)).collect()).unwrap_or_default()
+        self.nodes
+            .read()
+            .map(|n| n.values().map(|e| self.status(e, now)).collect())
+            .unwrap_or_default()
     }
 
     /// What the store holds for one node.
@@ -138,14 +159,24 @@ impl State {
 
     /// One node.
     pub fn node(&self, name: &str, now: Timestamp) -> Option<NodeStatus> {
-        self.nodes.read().ok()?.get(name).map(|e| self.status(e, now))
+        self.nodes
+            .read()
+            .ok()?
+            .get(name)
+            .map(|e| self.status(e, now))
     }
 
     /// The merged cluster report: the latest report of every node and the latest round.
     pub fn cluster_report(&self, now: Timestamp) -> ClusterReport {
         let report = {
-            let nodes = self.nodes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let round = self.round.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let nodes = self
+                .nodes
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let round = self
+                .round
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             crate::report::merge_nodes(nodes.values(), &round, &self.merge, now, true)
         };
         self.finish_report(report, now)
@@ -162,10 +193,19 @@ impl State {
     /// each node's report JSON, kept since the report was stored, is a shared piece
     /// spliced in as its status's last field (`report`).
     pub fn cluster_report_json_parts(&self, now: Timestamp) -> Vec<Bytes> {
-        let nodes = self.nodes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let cache = self.node_json.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let nodes = self
+            .nodes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cache = self
+            .node_json
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let report = {
-            let round = self.round.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let round = self
+                .round
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             crate::report::merge_nodes(nodes.values(), &round, &self.merge, now, false)
         };
         let mut report = self.finish_report(report, now);
@@ -174,7 +214,12 @@ impl State {
         // few dozen bytes, and the first occurrence is that field.
         const EMPTY: &[u8] = br#","nodes":[]"#;
         let head = serde_json::to_vec(&report).unwrap_or_default();
-        let Some(at) = head[..head.len().min(256)].windows(EMPTY.len()).position(|w| w == EMPTY) else { return vec![head.into()] };
+        let Some(at) = head[..head.len().min(256)]
+            .windows(EMPTY.len())
+            .position(|w| w == EMPTY)
+        else {
+            return vec![head.into()];
+        };
         let mut parts = Vec::with_capacity(statuses.len() * 2 + 1);
         let mut buf = Vec::with_capacity(4096);
         buf.extend_from_slice(&head[..at]);
@@ -185,11 +230,16 @@ impl State {
             }
             // Writing into a Vec cannot fail; the status has no map with non-string keys.
             let _ = serde_json::to_writer(&mut buf, st);
-            let raw = nodes.get(&st.node_name).and_then(|_| cache.get(&st.node_name));
+            let raw = nodes
+                .get(&st.node_name)
+                .and_then(|_| cache.get(&st.node_name));
             if let (Some(raw), Some(b'}')) = (raw, buf.last()) {
                 buf.pop();
                 buf.extend_from_slice(br#","report":"#);
-                parts.push(Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(256))));
+                parts.push(Bytes::from(std::mem::replace(
+                    &mut buf,
+                    Vec::with_capacity(256),
+                )));
                 parts.push(raw.clone());
                 buf.push(b'}');
             }
@@ -209,7 +259,11 @@ impl State {
                 window: w.describe().to_string(),
                 open,
                 next_open: if open { now } else { w.next_open(now) },
-                waiting_proposals: report.proposals.iter().filter(|p| p.action == crate::cleanup::Action::Delete).count(),
+                waiting_proposals: report
+                    .proposals
+                    .iter()
+                    .filter(|p| p.action == crate::cleanup::Action::Delete)
+                    .count(),
             });
         }
         if let Err(e) = self.history.annotate(&mut report) {
@@ -242,10 +296,16 @@ impl State {
     }
 
     async fn request_round(&self, run: Option<ScheduledRun>) -> Result<(), String> {
-        let tx = self.round_requests.get().ok_or("no round loop runs in this process")?;
+        let tx = self
+            .round_requests
+            .get()
+            .ok_or("no round loop runs in this process")?;
         let (done, done_rx) = tokio::sync::oneshot::channel();
-        tx.try_send(RoundRequest { run, done }).map_err(|e| format!("cannot request a round: {e}"))?;
-        done_rx.await.map_err(|_| "the round loop stopped".to_string())
+        tx.try_send(RoundRequest { run, done })
+            .map_err(|e| format!("cannot request a round: {e}"))?;
+        done_rx
+            .await
+            .map_err(|_| "the round loop stopped".to_string())
     }
 
     /// Records a scheduled run: `partial` (a round of only `run.tasks`) updates the latest
@@ -254,7 +314,12 @@ impl State {
     ///
     /// # Errors
     /// The history cannot be read or written.
-    pub fn finish_scheduled_round(&self, partial: CheckRound, mut run: ScheduledRun, now: Timestamp) -> Result<Recorded, StoreError> {
+    pub fn finish_scheduled_round(
+        &self,
+        partial: CheckRound,
+        mut run: ScheduledRun,
+        now: Timestamp,
+    ) -> Result<Recorded, StoreError> {
         let tasks: std::collections::BTreeSet<Task> = run.tasks.iter().copied().collect();
         let previous = self.round.read().map(|r| r.clone()).unwrap_or_default();
         self.set_round(previous.updated_with(partial, &tasks));
@@ -295,7 +360,10 @@ impl State {
 
     /// The latest agent report of every node.
     pub fn node_reports(&self) -> Vec<NodeReport> {
-        self.nodes.read().map(|n| n.values().map(|e| e.report.clone()).collect()).unwrap_or_default()
+        self.nodes
+            .read()
+            .map(|n| n.values().map(|e| e.report.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Sets the latest round, and records the merged report in the history when the last
@@ -314,7 +382,12 @@ impl State {
         let due = self
             .last_recorded
             .read()
-            .map(|l| l.is_none_or(|t| std::time::Duration::try_from(now.duration_since(t)).unwrap_or_default() >= record_interval))
+            .map(|l| {
+                l.is_none_or(|t| {
+                    std::time::Duration::try_from(now.duration_since(t)).unwrap_or_default()
+                        >= record_interval
+                })
+            })
             .unwrap_or(true);
         if !(due || force) {
             return Ok(None);
@@ -332,13 +405,26 @@ impl State {
     /// Updates the per-freshness node gauges (called before each scrape).
     pub fn refresh_gauges(&self, now: Timestamp) {
         let nodes = {
-            let nodes = self.nodes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let round = self.round.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let nodes = self
+                .nodes
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let round = self
+                .round
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             crate::report::merge_nodes(nodes.values(), &round, &self.merge, now, false).nodes
         };
-        for (label, f) in [("fresh", Freshness::Fresh), ("stale", Freshness::Stale), ("missing", Freshness::Missing)] {
+        for (label, f) in [
+            ("fresh", Freshness::Fresh),
+            ("stale", Freshness::Stale),
+            ("missing", Freshness::Missing),
+        ] {
             let n = nodes.iter().filter(|s| s.freshness == f).count();
-            self.metrics.nodes.get_or_create(&FreshnessLabel { freshness: label }).set(i64::try_from(n).unwrap_or(i64::MAX));
+            self.metrics
+                .nodes
+                .get_or_create(&FreshnessLabel { freshness: label })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 
@@ -368,7 +454,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now: Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
         let same = |state: &State, now: Timestamp| {
-            let fast: serde_json::Value = serde_json::from_slice(&state.cluster_report_json(now)).unwrap();
+            let fast: serde_json::Value =
+                serde_json::from_slice(&state.cluster_report_json(now)).unwrap();
             let slow = serde_json::to_value(state.cluster_report(now)).unwrap();
             assert_eq!(fast, slow);
             fast
@@ -376,14 +463,31 @@ mod tests {
         {
             let state = State::new(Store::open(dir.path()).unwrap(), 3).unwrap();
             for (name, seq) in [("node-b", 1), ("node-a", 1), ("node-a", 2)] {
-                state.ingest(&crate::report::tests::stored(name, 1, seq, 90.0, 0).report, now).unwrap();
+                state
+                    .ingest(
+                        &crate::report::tests::stored(name, 1, seq, 90.0, 0).report,
+                        now,
+                    )
+                    .unwrap();
             }
             // A node the cluster lists without a report: a status with no `report`.
-            state.set_round(CheckRound { cluster_nodes: Some(vec!["node-a".into(), "node-c".into()]), ..CheckRound::default() });
+            state.set_round(CheckRound {
+                cluster_nodes: Some(vec!["node-a".into(), "node-c".into()]),
+                ..CheckRound::default()
+            });
             let v = same(&state, now);
             let nodes = v["nodes"].as_array().unwrap();
-            assert_eq!(nodes.iter().map(|n| n["node_name"].as_str().unwrap()).collect::<Vec<_>>(), ["node-a", "node-b", "node-c"]);
-            assert_eq!(nodes[0]["report"]["seq"], 2, "the newest report is the one spliced in");
+            assert_eq!(
+                nodes
+                    .iter()
+                    .map(|n| n["node_name"].as_str().unwrap())
+                    .collect::<Vec<_>>(),
+                ["node-a", "node-b", "node-c"]
+            );
+            assert_eq!(
+                nodes[0]["report"]["seq"], 2,
+                "the newest report is the one spliced in"
+            );
             assert!(nodes[2].get("report").is_none());
             assert_eq!(v["disk_pressure"].as_array().unwrap().len(), 2);
             // Later, node-b is stale: freshness is computed per query.
@@ -399,17 +503,29 @@ mod tests {
     fn a_node_turns_stale_after_three_missed_intervals() {
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
         let t0 = Timestamp::from_second(1_800_000_000).unwrap();
-        assert_eq!(state.ingest(&report("a", 1, 1), t0).unwrap(), Outcome::Stored);
+        assert_eq!(
+            state.ingest(&report("a", 1, 1), t0).unwrap(),
+            Outcome::Stored
+        );
         let at = |s: i64| Timestamp::from_second(1_800_000_000 + s).unwrap();
         // Interval 10 s: fresh up to and including 30 s, stale after.
         assert_eq!(state.node("a", at(30)).unwrap().freshness, Freshness::Fresh);
         assert_eq!(state.node("a", at(31)).unwrap().freshness, Freshness::Stale);
-        assert_eq!(state.ingest(&report("a", 1, 2), at(31)).unwrap(), Outcome::Stored);
+        assert_eq!(
+            state.ingest(&report("a", 1, 2), at(31)).unwrap(),
+            Outcome::Stored
+        );
         assert_eq!(state.node("a", at(32)).unwrap().freshness, Freshness::Fresh);
         state.refresh_gauges(at(32));
         let text = state.metrics.encode();
-        assert!(text.contains("caretaker_nodes{freshness=\"fresh\"} 1"), "{text}");
-        assert!(text.contains("caretaker_ingest_reports_total{result=\"stored\"} 2"), "{text}");
+        assert!(
+            text.contains("caretaker_nodes{freshness=\"fresh\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("caretaker_ingest_reports_total{result=\"stored\"} 2"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -419,15 +535,24 @@ mod tests {
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
         assert_eq!(state.cluster_report(Timestamp::now()).maintenance, None);
         let cfg = ScheduleConfig::default();
-        state.set_window(MaintenanceWindow::new(&cfg.maintenance_window, &cfg.time_zone));
+        state.set_window(MaintenanceWindow::new(
+            &cfg.maintenance_window,
+            &cfg.time_zone,
+        ));
         state.set_round(crate::report::tests::round());
         // Sunday 2026-11-29 03:30 in Tokyo is inside the default window; 06:00 is not.
         let inside: Timestamp = "2026-11-28T18:30:00Z".parse().unwrap();
         let m = state.cluster_report(inside).maintenance.unwrap();
-        assert_eq!((m.open, m.next_open, m.waiting_proposals), (true, inside, 1));
+        assert_eq!(
+            (m.open, m.next_open, m.waiting_proposals),
+            (true, inside, 1)
+        );
         let after: Timestamp = "2026-11-28T21:00:00Z".parse().unwrap();
         let m = state.cluster_report(after).maintenance.unwrap();
         assert!(!m.open);
-        assert_eq!(m.next_open, "2026-12-05T18:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            m.next_open,
+            "2026-12-05T18:00:00Z".parse::<Timestamp>().unwrap()
+        );
     }
 }

@@ -36,7 +36,9 @@ pub enum StoreError {
     /// Another process has the file open: redb takes an exclusive file lock. With leader
     /// election only the Lease holder opens the store; a former leader that has not exited
     /// yet still holds it for a moment.
-    #[error("store file {path} is locked by another process (another aggregator has it open; with leader election only the Lease holder may open it)")]
+    #[error(
+        "store file {path} is locked by another process (another aggregator has it open; with leader election only the Lease holder may open it)"
+    )]
     Locked { path: String },
     #[error("store: {0}")]
     Redb(#[from] redb::Error),
@@ -47,7 +49,13 @@ pub enum StoreError {
 macro_rules! redb_err {
     ($($t:ty),*) => {$(impl From<$t> for StoreError { fn from(e: $t) -> Self { Self::Redb(e.into()) } })*};
 }
-redb_err!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+redb_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
 
 /// What the store knows of one node.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,12 +107,18 @@ impl Store {
     /// The directory cannot be created, the file is not a redb database, or another
     /// process has it open ([`StoreError::Locked`]).
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::CreateDir { path: data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
         let path = data_dir.join(STORE_FILE);
         let db = match Database::create(&path) {
             Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked { path: path.display().to_string() }),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Locked {
+                    path: path.display().to_string(),
+                });
+            }
             Err(e) => return Err(e.into()),
         };
         Self::init(db)
@@ -136,11 +150,21 @@ impl Store {
     ///
     /// # Errors
     /// Read errors, or a document that does not decode as `T` (named by key).
-    pub fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+    pub fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(META)?;
-        let Some(v) = t.get(key)? else { return Ok(None) };
-        serde_json::from_slice(v.value()).map(Some).map_err(|e| StoreError::Corrupt { node: key.into(), reason: e.to_string() })
+        let Some(v) = t.get(key)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                node: key.into(),
+                reason: e.to_string(),
+            })
     }
 
     /// Stores a state document under `key`, durably.
@@ -148,7 +172,10 @@ impl Store {
     /// # Errors
     /// Write or commit errors.
     pub fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt { node: key.into(), reason: e.to_string() })?;
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+            node: key.into(),
+            reason: e.to_string(),
+        })?;
         let txn = self.db.begin_write()?;
         txn.open_table(META)?.insert(key, bytes.as_slice())?;
         txn.commit()?;
@@ -177,7 +204,11 @@ impl Store {
     ///
     /// # Errors
     /// Write or commit errors: nothing was stored, and the report must not be acked.
-    pub fn put(&self, report: &NodeReport, received_at: Timestamp) -> Result<(Outcome, Option<StoredNode>), StoreError> {
+    pub fn put(
+        &self,
+        report: &NodeReport,
+        received_at: Timestamp,
+    ) -> Result<(Outcome, Option<StoredNode>), StoreError> {
         let txn = self.db.begin_write()?;
         let (outcome, entry) = {
             let mut table = txn.open_table(NODES)?;
@@ -185,7 +216,11 @@ impl Store {
                 Some(v) => Some(decode(&report.node_name, v.value())?),
                 None => None,
             };
-            let outcome = decide(previous.as_ref().map(|p| (p.report.epoch, p.report.seq)), report.epoch, report.seq);
+            let outcome = decide(
+                previous.as_ref().map(|p| (p.report.epoch, p.report.seq)),
+                report.epoch,
+                report.seq,
+            );
             if outcome != Outcome::Stored {
                 return Ok((outcome, previous));
             }
@@ -206,7 +241,10 @@ fn encode(e: &StoredNode) -> Vec<u8> {
     pb::NodeStatus {
         node_name: e.report.node_name.clone(),
         freshness: 0,
-        received_at: Some(prost_types::Timestamp { seconds: e.received_at.as_second(), nanos: e.received_at.subsec_nanosecond() }),
+        received_at: Some(prost_types::Timestamp {
+            seconds: e.received_at.as_second(),
+            nanos: e.received_at.subsec_nanosecond(),
+        }),
         reports_stored_total: e.reports_stored_total,
         report: Some(e.report.clone().into()),
     }
@@ -214,9 +252,14 @@ fn encode(e: &StoredNode) -> Vec<u8> {
 }
 
 fn decode(node: &str, bytes: &[u8]) -> Result<StoredNode, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt { node: node.to_string(), reason };
+    let corrupt = |reason: String| StoreError::Corrupt {
+        node: node.to_string(),
+        reason,
+    };
     let s = pb::NodeStatus::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
-    let ts = s.received_at.ok_or_else(|| corrupt("no received_at".into()))?;
+    let ts = s
+        .received_at
+        .ok_or_else(|| corrupt("no received_at".into()))?;
     Ok(StoredNode {
         received_at: Timestamp::new(ts.seconds, ts.nanos).map_err(|e| corrupt(e.to_string()))?,
         reports_stored_total: s.reports_stored_total,
@@ -256,8 +299,17 @@ pub(crate) mod tests {
         let first = Store::open(dir.path()).unwrap();
         let err = Store::open(dir.path()).unwrap_err();
         let path = dir.path().join(STORE_FILE);
-        assert!(matches!(&err, StoreError::Locked { path: p } if *p == path.display().to_string()), "{err:?}");
-        assert!(err.to_string().starts_with(&format!("store file {} is locked by another process", path.display())), "{err}");
+        assert!(
+            matches!(&err, StoreError::Locked { path: p } if *p == path.display().to_string()),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with(&format!(
+                "store file {} is locked by another process",
+                path.display()
+            )),
+            "{err}"
+        );
         drop(first);
         Store::open(dir.path()).expect("free again once the holder closed it");
     }
@@ -266,10 +318,18 @@ pub(crate) mod tests {
     fn decide_table() {
         assert_eq!(decide(None, 5, 9), Outcome::Stored);
         assert_eq!(decide(Some((5, 3)), 5, 4), Outcome::Stored);
-        assert_eq!(decide(Some((5, 3)), 5, 9), Outcome::Stored, "a gap is accepted");
+        assert_eq!(
+            decide(Some((5, 3)), 5, 9),
+            Outcome::Stored,
+            "a gap is accepted"
+        );
         assert_eq!(decide(Some((5, 3)), 5, 3), Outcome::Duplicate);
         assert_eq!(decide(Some((5, 3)), 5, 1), Outcome::Duplicate);
-        assert_eq!(decide(Some((5, 30)), 6, 1), Outcome::Stored, "restarted agent");
+        assert_eq!(
+            decide(Some((5, 30)), 6, 1),
+            Outcome::Stored,
+            "restarted agent"
+        );
         assert_eq!(decide(Some((6, 1)), 5, 31), Outcome::OlderRun);
     }
 
@@ -287,7 +347,14 @@ pub(crate) mod tests {
         let s = Store::open(dir.path()).unwrap();
         let all = s.load_all().unwrap();
         assert_eq!(all.keys().collect::<Vec<_>>(), vec!["a", "b"]);
-        assert_eq!((all["a"].report.seq, all["a"].reports_stored_total, all["a"].received_at), (2, 2, t0));
+        assert_eq!(
+            (
+                all["a"].report.seq,
+                all["a"].reports_stored_total,
+                all["a"].received_at
+            ),
+            (2, 2, t0)
+        );
         assert_eq!(s.put(&report("a", 2, 1), t0).unwrap().0, Outcome::Stored);
         assert_eq!(s.load_all().unwrap()["a"].reports_stored_total, 3);
     }
@@ -302,13 +369,20 @@ pub(crate) mod tests {
         }
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.get_meta::<Vec<u32>>("x").unwrap(), Some(vec![1, 2]));
-        assert!(s.get_meta::<String>("x").is_err(), "a document of another type is an error");
+        assert!(
+            s.get_meta::<String>("x").is_err(),
+            "a document of another type is an error"
+        );
     }
 
     #[test]
     fn a_file_that_is_not_a_store_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(STORE_FILE), b"not a database at all, definitely not").unwrap();
+        std::fs::write(
+            dir.path().join(STORE_FILE),
+            b"not a database at all, definitely not",
+        )
+        .unwrap();
         assert!(Store::open(dir.path()).is_err());
     }
 

@@ -89,7 +89,8 @@ pub enum PeerIdentity {
 /// # Errors
 /// Not a parsable certificate, or not exactly one `caretaker-node:` URI SAN.
 pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, String> {
-    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| format!("unparsable client certificate: {e}"))?;
+    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| format!("unparsable client certificate: {e}"))?;
     let mut names = Vec::new();
     if let Ok(Some(san)) = x509.subject_alternative_name() {
         for n in &san.value.general_names {
@@ -102,18 +103,27 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, String> 
     }
     match names.as_slice() {
         [one] if one == "*" => Ok(PeerIdentity::Shared),
-        [one] if caretaker_proto::model::validate_node_name(one).is_ok() => Ok(PeerIdentity::Node(one.clone())),
-        [one] => Err(format!("the client certificate names an invalid node {one:?}")),
+        [one] if caretaker_proto::model::validate_node_name(one).is_ok() => {
+            Ok(PeerIdentity::Node(one.clone()))
+        }
+        [one] => Err(format!(
+            "the client certificate names an invalid node {one:?}"
+        )),
         [] => Err(format!(
             "the client certificate ({}) has no URI SAN {NODE_URI_PREFIX}<node>; issue agent certificates with `caretaker-aggregator certs`",
             x509.subject()
         )),
-        _ => Err(format!("the client certificate names several nodes: {names:?}")),
+        _ => Err(format!(
+            "the client certificate names several nodes: {names:?}"
+        )),
     }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.into(), source })
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.into(),
+        source,
+    })
 }
 
 /// All PEM certificates of a file.
@@ -124,7 +134,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     let bytes = read(path)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem { path: path.into(), message: e.to_string() })?;
+        .map_err(|e| TlsError::Pem {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate { path: path.into() });
     }
@@ -137,7 +150,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 /// Unreadable or without a key.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = read(path)?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::Pem { path: path.into(), message: format!("no usable private key ({e})") })
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::Pem {
+        path: path.into(),
+        message: format!("no usable private key ({e})"),
+    })
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -153,13 +169,23 @@ pub fn server_config(files: &ServerTlsConfig) -> Result<ServerConfig, TlsError> 
     let key = load_key(&files.key_file)?;
     let mut roots = rustls::RootCertStore::empty();
     for ca in load_certs(&files.ca_file)? {
-        roots.add(ca).map_err(|e| TlsError::Ca { path: files.ca_file.clone(), message: e.to_string() })?;
+        roots.add(ca).map_err(|e| TlsError::Ca {
+            path: files.ca_file.clone(),
+            message: e.to_string(),
+        })?;
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .allow_unauthenticated()
         .build()
-        .map_err(|e| TlsError::Ca { path: files.ca_file.clone(), message: e.to_string() })?;
-    let config_err = |source| TlsError::Config { cert: files.cert_file.clone(), key: files.key_file.clone(), source };
+        .map_err(|e| TlsError::Ca {
+            path: files.ca_file.clone(),
+            message: e.to_string(),
+        })?;
+    let config_err = |source| TlsError::Config {
+        cert: files.cert_file.clone(),
+        key: files.key_file.clone(),
+        source,
+    };
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(config_err)?
@@ -177,14 +203,23 @@ pub(crate) type FileStamp = Option<(SystemTime, u64, u64)>;
 /// The [`FileStamp`] of `path`; also used for the API token files.
 pub(crate) fn file_stamp(path: &std::path::Path) -> FileStamp {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), m.ino()))
+    std::fs::metadata(path).ok().map(|m| {
+        (
+            m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            m.len(),
+            m.ino(),
+        )
+    })
 }
 
 /// The stamps of the three files: a change of any means reload.
 type Stamp = Vec<FileStamp>;
 
 fn stamp(files: &ServerTlsConfig) -> Stamp {
-    [&files.cert_file, &files.key_file, &files.ca_file].iter().map(|p| file_stamp(p)).collect()
+    [&files.cert_file, &files.key_file, &files.ca_file]
+        .iter()
+        .map(|p| file_stamp(p))
+        .collect()
 }
 
 /// A server config that follows its files; see the module docs.
@@ -202,7 +237,10 @@ impl ReloadingTls {
     pub fn load(files: ServerTlsConfig) -> Result<Self, TlsError> {
         let s = stamp(&files);
         let cfg = Arc::new(server_config(&files)?);
-        Ok(Self { files, current: Mutex::new((s, cfg)) })
+        Ok(Self {
+            files,
+            current: Mutex::new((s, cfg)),
+        })
     }
 
     /// The files' settings.
@@ -213,7 +251,10 @@ impl ReloadingTls {
     /// The config for a new connection, reloaded first if a file changed.
     pub fn current(&self) -> Arc<ServerConfig> {
         let now = stamp(&self.files);
-        let mut cur = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cur = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if cur.0 != now {
             match server_config(&self.files) {
                 Ok(cfg) => {
@@ -263,7 +304,9 @@ pub fn incoming(
                             debug!(%peer, "TLS handshake done.");
                             let _ = tx.send((stream, peer)).await;
                         }
-                        Ok(Err(e)) => warn!(%peer, error = %e, "TLS handshake failed; connection refused."),
+                        Ok(Err(e)) => {
+                            warn!(%peer, error = %e, "TLS handshake failed; connection refused.")
+                        }
                         Err(_) => warn!(%peer, "TLS handshake timed out; connection closed."),
                     }
                 });

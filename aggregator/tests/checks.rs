@@ -14,7 +14,9 @@ fn now() -> Timestamp {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn load(names: &[&str]) -> ClusterState {
@@ -23,11 +25,18 @@ fn load(names: &[&str]) -> ClusterState {
 
 /// (code, severity, object) of every finding, in the result's order.
 fn rows(r: &CheckResult) -> Vec<(&str, Severity, String)> {
-    r.findings.iter().map(|f| (f.code.as_str(), f.severity, f.object.to_string())).collect()
+    r.findings
+        .iter()
+        .map(|f| (f.code.as_str(), f.severity, f.object.to_string()))
+        .collect()
 }
 
 fn msg<'a>(r: &'a CheckResult, object: &str) -> &'a str {
-    &r.findings.iter().find(|f| f.object.to_string() == object).unwrap_or_else(|| panic!("no finding for {object}")).message
+    &r.findings
+        .iter()
+        .find(|f| f.object.to_string() == object)
+        .unwrap_or_else(|| panic!("no finding for {object}"))
+        .message
 }
 
 fn row(code: &str, s: Severity, o: &str) -> (String, Severity, String) {
@@ -35,7 +44,10 @@ fn row(code: &str, s: Severity, o: &str) -> (String, Severity, String) {
 }
 
 fn owned(r: &CheckResult) -> Vec<(String, Severity, String)> {
-    rows(r).into_iter().map(|(c, s, o)| (c.to_string(), s, o)).collect()
+    rows(r)
+        .into_iter()
+        .map(|(c, s, o)| (c.to_string(), s, o))
+        .collect()
 }
 
 #[test]
@@ -49,7 +61,11 @@ fn pods_check_finds_each_unhealthy_pod_once_including_crash_loop_while_running()
         vec![
             row("crash_loop_back_off", Critical, "Pod/default/crashy"),
             row("image_pull_back_off", Critical, "Pod/default/pull"),
-            row("init_crash_loop_back_off", Critical, "Pod/default/init-crash"),
+            row(
+                "init_crash_loop_back_off",
+                Critical,
+                "Pod/default/init-crash"
+            ),
             row("evicted", Warning, "Pod/default/evicted"),
             row("failed", Warning, "Pod/default/failed-once"),
             row("not_ready", Warning, "Pod/default/not-ready"),
@@ -62,10 +78,19 @@ fn pods_check_finds_each_unhealthy_pod_once_including_crash_loop_while_running()
         msg(&r, "Pod/default/crashy"),
         "container app in CrashLoopBackOff (restarted 12 times, phase Running): back-off 5m0s restarting failed container=app pod=crashy_default(x)"
     );
-    assert_eq!(msg(&r, "Pod/default/pending-long"), "pod Pending for 1h 0m: 0/3 nodes are available: 3 Insufficient cpu.");
-    assert_eq!(msg(&r, "Pod/default/restarty"), "app restarted 5 times, last OOMKilled (threshold 3, last restart within 1d 0h)");
+    assert_eq!(
+        msg(&r, "Pod/default/pending-long"),
+        "pod Pending for 1h 0m: 0/3 nodes are available: 3 Insufficient cpu."
+    );
+    assert_eq!(
+        msg(&r, "Pod/default/restarty"),
+        "app restarted 5 times, last OOMKilled (threshold 3, last restart within 1d 0h)"
+    );
     // The finding names the pod's uid, so a later cleanup can be conditioned on it.
-    assert_eq!(r.findings[0].object.uid.as_deref(), Some("0b6e5f0c-1111-4a2b-9c3d-000000000002"));
+    assert_eq!(
+        r.findings[0].object.uid.as_deref(),
+        Some("0b6e5f0c-1111-4a2b-9c3d-000000000002")
+    );
 }
 
 #[test]
@@ -77,14 +102,27 @@ fn pods_thresholds_come_from_config() {
     c.pods.not_ready_grace = std::time::Duration::from_secs(3600);
     let r = checks::pods::check(&s, &c, now());
     let codes: Vec<&str> = r.findings.iter().map(|f| f.code.as_str()).collect();
-    assert_eq!(codes, vec!["crash_loop_back_off", "image_pull_back_off", "init_crash_loop_back_off", "evicted", "failed", "unknown_phase"]);
+    assert_eq!(
+        codes,
+        vec![
+            "crash_loop_back_off",
+            "image_pull_back_off",
+            "init_crash_loop_back_off",
+            "evicted",
+            "failed",
+            "unknown_phase"
+        ]
+    );
 }
 
 #[test]
 fn events_are_grouped_by_reason_and_object_using_whichever_time_is_set() {
     let s = load(&["events.yaml"]);
     let r = checks::events::check(&s, &ChecksConfig::default(), now());
-    assert_eq!(r.summary, "6 events, 4 Warning events in the last 1d 0h on 3 object/reason pairs");
+    assert_eq!(
+        r.summary,
+        "6 events, 4 Warning events in the last 1d 0h on 3 object/reason pairs"
+    );
     assert_eq!(
         owned(&r),
         vec![
@@ -95,11 +133,20 @@ fn events_are_grouped_by_reason_and_object_using_whichever_time_is_set() {
     );
     // count 12 (lastTimestamp) + series.count 3 (lastTimestamp null, series.lastObservedTime);
     // the 2-day-old BackOff is outside the window; the newest message wins.
-    assert_eq!(msg(&r, "Pod/default/crashy"), "BackOff x15 (last 2m ago): Back-off restarting failed container app in pod crashy");
+    assert_eq!(
+        msg(&r, "Pod/default/crashy"),
+        "BackOff x15 (last 2m ago): Back-off restarting failed container app in pod crashy"
+    );
     // Only eventTime set.
-    assert_eq!(msg(&r, "Pod/default/pending-long"), "FailedScheduling x1 (last 1h 0m ago): 0/3 nodes are available: 3 Insufficient cpu.");
+    assert_eq!(
+        msg(&r, "Pod/default/pending-long"),
+        "FailedScheduling x1 (last 1h 0m ago): 0/3 nodes are available: 3 Insufficient cpu."
+    );
     // Only firstTimestamp set.
-    assert_eq!(msg(&r, "Node/default/node-b"), "NodeNotReady x1 (last 2h 0m ago): Node node-b status is now: NodeNotReady");
+    assert_eq!(
+        msg(&r, "Node/default/node-b"),
+        "NodeNotReady x1 (last 2h 0m ago): Node node-b status is now: NodeNotReady"
+    );
 }
 
 #[test]
@@ -110,14 +157,21 @@ fn dump_with_unknown_kind_and_malformed_document_reports_both() {
     let p = &s.load.problems[0];
     assert_eq!((p.document, p.item), (4, None));
     assert!(p.file.ends_with("fixtures/events.yaml"));
-    assert!(p.message.starts_with("invalid YAML: unclosed bracket"), "{}", p.message);
+    assert!(
+        p.message.starts_with("invalid YAML: unclosed bracket"),
+        "{}",
+        p.message
+    );
 }
 
 #[test]
 fn nodes_check_reports_conditions_requests_usage_and_hot_pods() {
     let s = load(&["nodes.json"]);
     let r = checks::nodes::check(&s, &ChecksConfig::default(), now());
-    assert_eq!(r.summary, "3 nodes, 1 not ready; requests CPU 46%, memory 7% of allocatable");
+    assert_eq!(
+        r.summary,
+        "3 nodes, 1 not ready; requests CPU 46%, memory 7% of allocatable"
+    );
     assert_eq!(
         owned(&r),
         vec![
@@ -129,11 +183,20 @@ fn nodes_check_reports_conditions_requests_usage_and_hot_pods() {
             row("pod_cpu_high", Info, "Pod/default/hot"),
         ]
     );
-    assert_eq!(msg(&r, "Node/node-b"), "node not ready: Ready is Unknown for 3h 0m: Kubelet stopped posting node status.");
+    assert_eq!(
+        msg(&r, "Node/node-b"),
+        "node not ready: Ready is Unknown for 3h 0m: Kubelet stopped posting node status."
+    );
     // busy-1 2000m + busy-2 max(1800m, init 3000m); the Succeeded pod holds nothing.
-    assert_eq!(msg(&r, "Node/node-c"), "pod requests above 90% of allocatable: CPU 5000m of 4000m (125%)");
+    assert_eq!(
+        msg(&r, "Node/node-c"),
+        "pod requests above 90% of allocatable: CPU 5000m of 4000m (125%)"
+    );
     // 350000000n + 100m; the pod at exactly 400m is not above the threshold.
-    assert_eq!(msg(&r, "Pod/default/hot"), "pod uses 450m CPU (threshold 400m)");
+    assert_eq!(
+        msg(&r, "Pod/default/hot"),
+        "pod uses 450m CPU (threshold 400m)"
+    );
 }
 
 #[test]
@@ -144,13 +207,37 @@ fn certificates_are_judged_by_not_after_even_when_ready() {
     assert_eq!(
         owned(&r),
         vec![
-            row("certificate_expired", Critical, "Secret/web/manual-expired-tls"),
-            row("certificate_expired", Critical, "Certificate/web/ready-but-expired"),
-            row("certificate_expiring", Critical, "Certificate/web/expiring-critical"),
-            row("certificate_expiring", Critical, "Secret/web/manual-soon-tls"),
+            row(
+                "certificate_expired",
+                Critical,
+                "Secret/web/manual-expired-tls"
+            ),
+            row(
+                "certificate_expired",
+                Critical,
+                "Certificate/web/ready-but-expired"
+            ),
+            row(
+                "certificate_expiring",
+                Critical,
+                "Certificate/web/expiring-critical"
+            ),
+            row(
+                "certificate_expiring",
+                Critical,
+                "Secret/web/manual-soon-tls"
+            ),
             row("certificate_expiring", Warning, "Secret/web/chain-tls"),
-            row("certificate_expiring", Warning, "Certificate/web/expiring-warning"),
-            row("certificate_not_issued", Warning, "Certificate/web/not-issued"),
+            row(
+                "certificate_expiring",
+                Warning,
+                "Certificate/web/expiring-warning"
+            ),
+            row(
+                "certificate_not_issued",
+                Warning,
+                "Certificate/web/not-issued"
+            ),
             row("tls_secret_invalid", Warning, "Secret/web/garbage-tls"),
         ]
     );
@@ -173,15 +260,26 @@ fn velero_classifies_phases_and_finds_stale_schedules() {
         owned(&r),
         vec![
             row("backup_failed", Critical, "Backup/velero/manual-1"),
-            row("backup_failed_validation", Critical, "Backup/velero/manual-2"),
-            row("backup_partially_failed", Warning, "Backup/velero/daily-20250601030000"),
+            row(
+                "backup_failed_validation",
+                Critical,
+                "Backup/velero/manual-2"
+            ),
+            row(
+                "backup_partially_failed",
+                Warning,
+                "Backup/velero/daily-20250601030000"
+            ),
             row("backup_stale", Warning, "Schedule/velero/daily"),
             row("schedule_never_completed", Warning, "Schedule/velero/never"),
             row("backup_in_progress", Info, "Backup/velero/manual-3"),
             row("schedule_paused", Info, "Schedule/velero/weekly"),
         ]
     );
-    assert_eq!(msg(&r, "Backup/velero/daily-20250601030000"), "backup phase PartiallyFailed, started 9h 0m ago (2 errors, 5 warnings)");
+    assert_eq!(
+        msg(&r, "Backup/velero/daily-20250601030000"),
+        "backup phase PartiallyFailed, started 9h 0m ago (2 errors, 5 warnings)"
+    );
     assert_eq!(
         msg(&r, "Schedule/velero/daily"),
         "newest Completed backup finished 1d 8h ago, more than the schedule's period 1d 0h plus 2h 0m slack"
@@ -216,15 +314,32 @@ fn pvc_usage_counts_each_claim_once_and_unknown_is_not_zero() {
         owned(&r),
         vec![
             row("pvc_lost", Critical, "PersistentVolumeClaim/data/data-lost"),
-            row("pvc_usage_high", Critical, "PersistentVolumeClaim/data/data-full"),
-            row("pvc_pending", Warning, "PersistentVolumeClaim/data/data-pending"),
+            row(
+                "pvc_usage_high",
+                Critical,
+                "PersistentVolumeClaim/data/data-full"
+            ),
+            row(
+                "pvc_pending",
+                Warning,
+                "PersistentVolumeClaim/data/data-pending"
+            ),
         ]
     );
-    assert_eq!(msg(&r, "PersistentVolumeClaim/data/data-full"), "volume pvc-2 is 95.0% full (95 of 100 bytes)");
+    assert_eq!(
+        msg(&r, "PersistentVolumeClaim/data/data-full"),
+        "volume pvc-2 is 95.0% full (95 of 100 bytes)"
+    );
     let usage = checks::pvcs::claim_usage(&s);
-    let unknown = usage.iter().find(|u| u.claim.name == "data-unknown").unwrap();
+    let unknown = usage
+        .iter()
+        .find(|u| u.claim.name == "data-unknown")
+        .unwrap();
     assert_eq!((unknown.used_percent, unknown.size_bytes), (None, None));
-    assert_eq!(serde_json::to_value(unknown).unwrap()["used_percent"], serde_json::Value::Null);
+    assert_eq!(
+        serde_json::to_value(unknown).unwrap()["used_percent"],
+        serde_json::Value::Null
+    );
 }
 
 #[test]
@@ -236,7 +351,11 @@ fn hpas_at_max_only_when_scaling_limited_says_so() {
         owned(&r),
         vec![
             row("hpa_at_max", Warning, "HorizontalPodAutoscaler/web/capped"),
-            row("hpa_scaling_inactive", Warning, "HorizontalPodAutoscaler/web/no-metrics"),
+            row(
+                "hpa_scaling_inactive",
+                Warning,
+                "HorizontalPodAutoscaler/web/no-metrics"
+            ),
         ]
     );
 }
@@ -251,7 +370,11 @@ fn helm_releases_are_judged_at_their_newest_revision_with_chart_version() {
         vec![
             row("helm_release_failed", Critical, "HelmRelease/apps/api"),
             row("helm_release_pending", Warning, "HelmRelease/apps/db"),
-            row("helm_release_unreadable", Warning, "Secret/apps/sh.helm.release.v1.broken.v1"),
+            row(
+                "helm_release_unreadable",
+                Warning,
+                "Secret/apps/sh.helm.release.v1.broken.v1"
+            ),
         ]
     );
     assert_eq!(
@@ -260,14 +383,24 @@ fn helm_releases_are_judged_at_their_newest_revision_with_chart_version() {
     );
     let rels = checks::helm::releases(&s);
     let web = rels.iter().find(|r| r.name == "web").unwrap();
-    assert_eq!((web.revision, web.status.as_str(), web.chart_version.as_deref()), (2, "deployed", Some("1.1.0")));
+    assert_eq!(
+        (
+            web.revision,
+            web.status.as_str(),
+            web.chart_version.as_deref()
+        ),
+        (2, "deployed", Some("1.1.0"))
+    );
 }
 
 #[test]
 fn run_all_marks_checks_without_inputs_not_applicable() {
     let s = load(&["hpas.json"]);
     let results = checks::run_all(&s, &ChecksConfig::default(), now());
-    let names: Vec<(&str, CheckStatus)> = results.iter().map(|r| (r.name.as_str(), r.status)).collect();
+    let names: Vec<(&str, CheckStatus)> = results
+        .iter()
+        .map(|r| (r.name.as_str(), r.status))
+        .collect();
     use CheckStatus::{NotApplicable, Ran};
     assert_eq!(
         names,
@@ -282,17 +415,28 @@ fn run_all_marks_checks_without_inputs_not_applicable() {
             ("helm", NotApplicable),
         ]
     );
-    assert_eq!(results[4].summary, "no backups.velero.io in the source; no schedules.velero.io in the source");
+    assert_eq!(
+        results[4].summary,
+        "no backups.velero.io in the source; no schedules.velero.io in the source"
+    );
 }
 
 #[test]
 fn forbidden_resource_becomes_a_finding_of_the_checks_that_need_it() {
     let mut s = load(&["pods.json"]);
-    s.coverage.insert(Resource::Pod, Coverage::Forbidden { message: "pods is forbidden: User \"x\" cannot list resource \"pods\"".into() });
+    s.coverage.insert(
+        Resource::Pod,
+        Coverage::Forbidden {
+            message: "pods is forbidden: User \"x\" cannot list resource \"pods\"".into(),
+        },
+    );
     s.pods.clear();
     let r = checks::pods::check(&s, &ChecksConfig::default(), now());
     assert_eq!(owned(&r), vec![row("list_forbidden", Warning, "Pod/")]);
-    assert_eq!(r.findings[0].message, "no permission to list pods: pods is forbidden: User \"x\" cannot list resource \"pods\"");
+    assert_eq!(
+        r.findings[0].message,
+        "no permission to list pods: pods is forbidden: User \"x\" cannot list resource \"pods\""
+    );
 }
 
 #[test]
@@ -310,7 +454,12 @@ fn check_result_json_field_names_are_stable() {
         f["object"],
         serde_json::json!({"kind": "HorizontalPodAutoscaler", "namespace": "web", "name": "capped", "uid": "0b6e5f0c-1111-4a2b-9c3d-000000000059"})
     );
-    assert!(f["message"].as_str().unwrap().starts_with("Deployment/capped capped at maxReplicas 10"));
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Deployment/capped capped at maxReplicas 10")
+    );
     let back: CheckResult = serde_json::from_value(v).unwrap();
     assert_eq!(back, r);
 }

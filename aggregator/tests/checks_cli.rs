@@ -4,40 +4,99 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).to_string_lossy().into_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_caretaker-aggregator")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_caretaker-aggregator"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 const NOW: &str = "2025-06-01T12:00:00Z";
 
 #[test]
 fn check_json_output_has_results_proposals_and_load_summary() {
-    let o = run(&["check", "--from-dump", &fixture("pods.json"), &fixture("events.yaml"), "--output", "json", "--now", NOW]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("pods.json"),
+        &fixture("events.yaml"),
+        "--output",
+        "json",
+        "--now",
+        NOW,
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["now"], NOW);
     assert_eq!(v["source"], "dump");
-    let names: Vec<&str> = v["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["nodes", "pods", "events", "certificates", "velero", "pvcs", "hpas", "helm"]);
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "nodes",
+            "pods",
+            "events",
+            "certificates",
+            "velero",
+            "pvcs",
+            "hpas",
+            "helm"
+        ]
+    );
     assert_eq!(v["checks"][1]["severity"], "critical");
     assert_eq!(v["checks"][1]["findings"].as_array().unwrap().len(), 9);
     assert_eq!(v["load"]["unknown_kinds"]["Service"], 1);
     assert_eq!(v["load"]["problems"][0]["document"], 4);
-    let proposals: Vec<&str> = v["proposals"].as_array().unwrap().iter().map(|p| p["object"]["name"].as_str().unwrap()).collect();
+    let proposals: Vec<&str> = v["proposals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["object"]["name"].as_str().unwrap())
+        .collect();
     assert_eq!(proposals, vec!["evicted", "failed-once"]);
 }
 
 #[test]
 fn check_markdown_output_is_a_report_with_pipe_tables() {
-    let o = run(&["check", "--from-dump", &fixture("velero.json"), "--output", "markdown", "--now", NOW]);
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("velero.json"),
+        "--output",
+        "markdown",
+        "--now",
+        NOW,
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let s = String::from_utf8(o.stdout).unwrap();
-    assert!(s.starts_with("## Cluster checks as of 2025-06-01T12:00:00Z\n"), "{s}");
+    assert!(
+        s.starts_with("## Cluster checks as of 2025-06-01T12:00:00Z\n"),
+        "{s}"
+    );
     assert!(s.contains("\n### velero (critical)\n"), "{s}");
-    assert!(s.lines().any(|l| l.starts_with("| critical ") && l.contains("| backup_failed ") && l.contains("Backup/velero/manual-1")), "{s}");
+    assert!(
+        s.lines().any(|l| l.starts_with("| critical ")
+            && l.contains("| backup_failed ")
+            && l.contains("Backup/velero/manual-1")),
+        "{s}"
+    );
 }
 
 #[test]
@@ -45,22 +104,47 @@ fn check_table_output_lists_findings() {
     let o = run(&["check", "--from-dump", &fixture("hpas.json"), "--now", NOW]);
     assert_eq!(o.status.code(), Some(0));
     let s = String::from_utf8(o.stdout).unwrap();
-    assert!(s.lines().any(|l| l.contains("hpa_at_max") && l.contains("HorizontalPodAutoscaler/web/capped")), "{s}");
+    assert!(
+        s.lines()
+            .any(|l| l.contains("hpa_at_max") && l.contains("HorizontalPodAutoscaler/web/capped")),
+        "{s}"
+    );
 }
 
 #[test]
 fn bad_flags_and_config_exit_64() {
-    let o = run(&["check", "--from-dump", &fixture("hpas.json"), "--output", "xml"]);
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("hpas.json"),
+        "--output",
+        "xml",
+    ]);
     assert_eq!(o.status.code(), Some(64));
-    let o = run(&["check", "--from-dump", &fixture("hpas.json"), "--now", "yesterday"]);
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("hpas.json"),
+        "--now",
+        "yesterday",
+    ]);
     assert_eq!(o.status.code(), Some(64));
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yaml");
     std::fs::write(&cfg, "checks:\n  pods:\n    restart_treshold: 1\n").unwrap();
-    let o = run(&["check", "--from-dump", &fixture("hpas.json"), "--config", cfg.to_str().unwrap()]);
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("hpas.json"),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(64));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("c.yaml") && err.contains("restart_treshold") && err.contains("line 3"), "{err}");
+    assert!(
+        err.contains("c.yaml") && err.contains("restart_treshold") && err.contains("line 3"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -72,9 +156,16 @@ fn missing_dump_path_is_an_error_naming_it() {
 
 #[test]
 fn cleanup_refuses_apply_on_a_dump() {
-    let o = run(&["cleanup", "--from-dump", &fixture("cleanup.json"), "--apply"]);
+    let o = run(&[
+        "cleanup",
+        "--from-dump",
+        &fixture("cleanup.json"),
+        "--apply",
+    ]);
     assert_eq!(o.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--apply deletes objects through the API server and cannot be used with --from-dump"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(
+        "--apply deletes objects through the API server and cannot be used with --from-dump"
+    ));
     assert!(o.stdout.is_empty());
 }
 
@@ -94,14 +185,33 @@ fn cleanup_dry_run_json_on_a_dump_with_kind_filter() {
         "--now",
         NOW,
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["dry_run"], true);
-    let got: Vec<(&str, &str)> =
-        v["proposals"].as_array().unwrap().iter().map(|p| (p["code"].as_str().unwrap(), p["object"]["name"].as_str().unwrap())).collect();
+    let got: Vec<(&str, &str)> = v["proposals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["code"].as_str().unwrap(),
+                p["object"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
         got,
-        vec![("completed_job", "job-old-done"), ("completed_job", "nightly-1"), ("completed_job", "nightly-2"), ("old_replica_set", "web-rev3")]
+        vec![
+            ("completed_job", "job-old-done"),
+            ("completed_job", "nightly-1"),
+            ("completed_job", "nightly-2"),
+            ("old_replica_set", "web-rev3")
+        ]
     );
     assert_eq!(v["proposals"][0]["propagation"], "background");
     assert_eq!(v["proposals"][0]["action"], "delete");
@@ -126,21 +236,40 @@ fn cleanup_apply_waits_for_the_maintenance_window_unless_forced() {
     let o = run_at("2026-11-30T03:00:00Z", &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(75), "{err}");
-    assert!(err.contains("nothing deleted: outside the maintenance window (Sunday 03:00 for 2h (Asia/Tokyo))"), "{err}");
-    assert!(err.contains("2026-12-06 03:00"), "the next opening is named: {err}");
+    assert!(
+        err.contains(
+            "nothing deleted: outside the maintenance window (Sunday 03:00 for 2h (Asia/Tokyo))"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("2026-12-06 03:00"),
+        "the next opening is named: {err}"
+    );
     assert!(o.stdout.is_empty());
     // Forced, and inside the window (Sunday 2026-11-29 03:30 JST): past the gate, to the cluster.
-    for o in [run_at("2026-11-30T03:00:00Z", &["--force"]), run_at("2026-11-28T18:30:00Z", &[])] {
+    for o in [
+        run_at("2026-11-30T03:00:00Z", &["--force"]),
+        run_at("2026-11-28T18:30:00Z", &[]),
+    ] {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{err}");
-        assert!(!err.contains("maintenance window") && err.contains("Kubernetes"), "{err}");
+        assert!(
+            !err.contains("maintenance window") && err.contains("Kubernetes"),
+            "{err}"
+        );
     }
     // Another window from the config file.
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yaml");
     std::fs::write(&cfg, "schedule:\n  time_zone: UTC\n  maintenance_window:\n    days: [monday]\n    start: \"02:00\"\n    duration: 2h\n").unwrap();
     let o = run_at("2026-11-30T03:00:00Z", &["--config", cfg.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1), "inside Monday 02:00-04:00 UTC: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "inside Monday 02:00-04:00 UTC: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // --force without --apply is a usage error.
     let o = run(&["cleanup", "--force"]);
     assert_eq!(o.status.code(), Some(64));
@@ -150,15 +279,48 @@ fn cleanup_apply_waits_for_the_maintenance_window_unless_forced() {
 /// level or worse (after the full output), 0 otherwise.
 #[test]
 fn check_fail_on_exits_2_at_or_above_the_level_after_the_output() {
-    let o = run(&["check", "--from-dump", &fixture("pods.json"), "--now", NOW, "--output", "json", "--fail-on", "warning"]);
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("pods.json"),
+        "--now",
+        NOW,
+        "--output",
+        "json",
+        "--fail-on",
+        "warning",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the whole output comes first");
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("the whole output comes first");
     assert_eq!(v["checks"][1]["severity"], "critical");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("1 check(s) at warning or worse: pods (--fail-on warning)"), "{err}");
+    assert!(
+        err.contains("1 check(s) at warning or worse: pods (--fail-on warning)"),
+        "{err}"
+    );
     // A cluster with nothing wrong passes even the strictest level.
-    let o = run(&["check", "--from-dump", &fixture("cleanup-empty-lists.json"), "--now", NOW, "--fail-on", "info"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = run(&["check", "--from-dump", &fixture("pods.json"), "--fail-on", "fatal"]);
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("cleanup-empty-lists.json"),
+        "--now",
+        NOW,
+        "--fail-on",
+        "info",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("pods.json"),
+        "--fail-on",
+        "fatal",
+    ]);
     assert_eq!(o.status.code(), Some(64));
 }

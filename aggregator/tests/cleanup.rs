@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use caretaker_aggregator::cleanup::{Action, CleanupConfig, CleanupKind, Propagation, propose, propose_with_notes};
+use caretaker_aggregator::cleanup::{
+    Action, CleanupConfig, CleanupKind, Propagation, propose, propose_with_notes,
+};
 use caretaker_aggregator::cluster::{ClusterState, dump};
 use jiff::Timestamp;
 
@@ -12,11 +14,18 @@ fn now() -> Timestamp {
 
 fn load() -> ClusterState {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    dump::load(&[dir.join("cleanup.json"), dir.join("cleanup-empty-lists.json")]).unwrap()
+    dump::load(&[
+        dir.join("cleanup.json"),
+        dir.join("cleanup-empty-lists.json"),
+    ])
+    .unwrap()
 }
 
 fn rows(c: &CleanupConfig) -> Vec<(String, Action, String)> {
-    propose(&load(), c, now()).into_iter().map(|p| (p.code, p.action, p.object.to_string())).collect()
+    propose(&load(), c, now())
+        .into_iter()
+        .map(|p| (p.code, p.action, p.object.to_string()))
+        .collect()
 }
 
 fn r(code: &str, a: Action, o: &str) -> (String, Action, String) {
@@ -38,8 +47,16 @@ fn proposals_follow_every_rule_and_never_touch_what_is_referenced() {
             // pod, the ownerless one is never proposed.
             r("old_replica_set", Delete, "ReplicaSet/default/web-rev3"),
             r("failed_pod", Delete, "Pod/default/evicted-old"),
-            r("excess_volume_snapshot", Delete, "VolumeSnapshot/data/db-snap-01"),
-            r("excess_volume_snapshot", Delete, "VolumeSnapshot/data/db-snap-00"),
+            r(
+                "excess_volume_snapshot",
+                Delete,
+                "VolumeSnapshot/data/db-snap-01"
+            ),
+            r(
+                "excess_volume_snapshot",
+                Delete,
+                "VolumeSnapshot/data/db-snap-00"
+            ),
             // cm-old-rs was referenced only by web-rev3, deleted in the same run. The
             // projected, init-container env, Deployment and CronJob template references keep
             // theirs; young, kube-root-ca.crt, kube-system, Helm and keep-annotated are skipped.
@@ -48,31 +65,66 @@ fn proposals_follow_every_rule_and_never_touch_what_is_referenced() {
             // imagePullSecrets, projected and service account references keep theirs; the
             // token Secret is never proposed; Secrets are reported by default.
             r("unused_secret", Report, "Secret/default/secret-unused"),
-            r("unused_pvc", Report, "PersistentVolumeClaim/default/pvc-unused"),
-            r("unbound_pvc", Report, "PersistentVolumeClaim/default/pvc-unbound"),
+            r(
+                "unused_pvc",
+                Report,
+                "PersistentVolumeClaim/default/pvc-unused"
+            ),
+            r(
+                "unbound_pvc",
+                Report,
+                "PersistentVolumeClaim/default/pvc-unbound"
+            ),
         ]
     );
 }
 
 #[test]
 fn jobs_and_failed_pods_are_deleted_with_background_propagation_and_their_uid() {
-    let p = propose(&load(), &CleanupConfig { kinds: vec![CleanupKind::Job, CleanupKind::Pod], ..Default::default() }, now());
+    let p = propose(
+        &load(),
+        &CleanupConfig {
+            kinds: vec![CleanupKind::Job, CleanupKind::Pod],
+            ..Default::default()
+        },
+        now(),
+    );
     assert_eq!(p.len(), 4);
-    assert!(p.iter().all(|p| p.propagation == Some(Propagation::Background)));
-    assert_eq!(p[0].object.uid.as_deref(), Some("0b6e5f0c-1111-4a2b-9c3d-000000000078"));
+    assert!(
+        p.iter()
+            .all(|p| p.propagation == Some(Propagation::Background))
+    );
+    assert_eq!(
+        p[0].object.uid.as_deref(),
+        Some("0b6e5f0c-1111-4a2b-9c3d-000000000078")
+    );
     assert_eq!(p[0].message, "completed 2d 0h ago");
 }
 
 #[test]
 fn config_map_referenced_by_a_kept_replica_set_is_kept_when_replica_sets_are_not_cleaned() {
-    let c = CleanupConfig { kinds: vec![CleanupKind::ConfigMap], ..Default::default() };
-    assert_eq!(rows(&c), vec![r("unused_config_map", Delete, "ConfigMap/default/cm-orphan")]);
+    let c = CleanupConfig {
+        kinds: vec![CleanupKind::ConfigMap],
+        ..Default::default()
+    };
+    assert_eq!(
+        rows(&c),
+        vec![r(
+            "unused_config_map",
+            Delete,
+            "ConfigMap/default/cm-orphan"
+        )]
+    );
 }
 
 #[test]
 fn keep_counts_and_secret_deletion_come_from_config() {
     let c = CleanupConfig {
-        kinds: vec![CleanupKind::ReplicaSet, CleanupKind::VolumeSnapshot, CleanupKind::Secret],
+        kinds: vec![
+            CleanupKind::ReplicaSet,
+            CleanupKind::VolumeSnapshot,
+            CleanupKind::Secret,
+        ],
         replica_sets_keep: 3,
         snapshots_keep: 11,
         delete_unused_secrets: true,
@@ -84,7 +136,11 @@ fn keep_counts_and_secret_deletion_come_from_config() {
             r("old_replica_set", Delete, "ReplicaSet/default/web-rev5"),
             r("old_replica_set", Delete, "ReplicaSet/default/web-rev4"),
             r("old_replica_set", Delete, "ReplicaSet/default/web-rev3"),
-            r("excess_volume_snapshot", Delete, "VolumeSnapshot/data/db-snap-00"),
+            r(
+                "excess_volume_snapshot",
+                Delete,
+                "VolumeSnapshot/data/db-snap-00"
+            ),
             r("unused_secret", Delete, "Secret/default/secret-unused"),
         ]
     );
@@ -95,20 +151,43 @@ fn references_unknown_means_no_config_map_proposals() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     // Without the StatefulSet and DaemonSet lists, their templates' references are unknown.
     let s = dump::load(&[dir.join("cleanup.json")]).unwrap();
-    let p = propose_with_notes(&s, &CleanupConfig { kinds: vec![CleanupKind::ConfigMap], ..Default::default() }, now());
+    let p = propose_with_notes(
+        &s,
+        &CleanupConfig {
+            kinds: vec![CleanupKind::ConfigMap],
+            ..Default::default()
+        },
+        now(),
+    );
     assert!(p.proposals.is_empty());
     assert_eq!(
         p.notes,
-        vec!["ConfigMaps, Secrets and PVCs not proposed: references from statefulsets.apps, daemonsets.apps are unknown (not listed)"]
+        vec![
+            "ConfigMaps, Secrets and PVCs not proposed: references from statefulsets.apps, daemonsets.apps are unknown (not listed)"
+        ]
     );
 }
 
 #[test]
 fn cleanup_kind_accepts_kubectl_names() {
-    let k: Vec<CleanupKind> = ["cm", "ReplicaSet", "jobs", "pvc", "VS"].iter().map(|s| s.parse().unwrap()).collect();
+    let k: Vec<CleanupKind> = ["cm", "ReplicaSet", "jobs", "pvc", "VS"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
     assert_eq!(
         k,
-        vec![CleanupKind::ConfigMap, CleanupKind::ReplicaSet, CleanupKind::Job, CleanupKind::PersistentVolumeClaim, CleanupKind::VolumeSnapshot]
+        vec![
+            CleanupKind::ConfigMap,
+            CleanupKind::ReplicaSet,
+            CleanupKind::Job,
+            CleanupKind::PersistentVolumeClaim,
+            CleanupKind::VolumeSnapshot
+        ]
     );
-    assert!("deployment".parse::<CleanupKind>().unwrap_err().starts_with("unknown kind \"deployment\""));
+    assert!(
+        "deployment"
+            .parse::<CleanupKind>()
+            .unwrap_err()
+            .starts_with("unknown kind \"deployment\"")
+    );
 }

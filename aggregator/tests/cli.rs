@@ -8,53 +8,117 @@ fn aggregator() -> Command {
 
 #[test]
 fn standalone_once_prints_json_with_the_root_filesystem() {
-    let out = aggregator().args(["standalone", "--once", "--output", "json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = aggregator()
+        .args(["standalone", "--once", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["schema_version"], caretaker_aggregator::report::SCHEMA_VERSION);
+    assert_eq!(
+        v["schema_version"],
+        caretaker_aggregator::report::SCHEMA_VERSION
+    );
     // A fresh node and no checks: only this machine's own disk can cost points (filesystems
     // at or above 85 % cost 10, at or above 80 % cost 3), whatever else is mounted here now.
-    let lost: u64 = v["disk_pressure"].as_array().unwrap().iter().map(|d| if d["level"] == "pressure" { 10 } else { 3 }).sum();
-    assert_eq!(v["score"].as_u64(), Some(100 - lost), "{}", v["disk_pressure"]);
-    let expected = if lost == 0 { "ok" } else if v["disk_pressure"].as_array().unwrap().iter().any(|d| d["level"] == "pressure") { "critical" } else { "warning" };
+    let lost: u64 = v["disk_pressure"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| if d["level"] == "pressure" { 10 } else { 3 })
+        .sum();
+    assert_eq!(
+        v["score"].as_u64(),
+        Some(100 - lost),
+        "{}",
+        v["disk_pressure"]
+    );
+    let expected = if lost == 0 {
+        "ok"
+    } else if v["disk_pressure"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["level"] == "pressure")
+    {
+        "critical"
+    } else {
+        "warning"
+    };
     assert_eq!(v["status"], expected);
     let nodes = v["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0]["freshness"], "fresh");
     assert!(nodes[0]["reports_stored_total"].as_u64().unwrap() >= 2);
     let fs = nodes[0]["report"]["filesystems"].as_array().unwrap();
-    let root = fs.iter().find(|f| f["mountpoint"] == "/").expect("root filesystem listed");
+    let root = fs
+        .iter()
+        .find(|f| f["mountpoint"] == "/")
+        .expect("root filesystem listed");
     assert!(root["size_bytes"].as_u64().unwrap() > 0);
     assert!(nodes[0]["report"]["agent"]["rss_bytes"].as_u64().unwrap() > 0);
-    assert!(nodes[0]["report"]["network"].as_array().unwrap().iter().any(|i| i["device"] == "lo"));
+    assert!(
+        nodes[0]["report"]["network"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["device"] == "lo")
+    );
 }
 
 #[test]
 fn standalone_markdown_is_a_dated_record() {
-    let out = aggregator().args(["standalone", "--once", "--output", "markdown"]).output().unwrap();
+    let out = aggregator()
+        .args(["standalone", "--once", "--output", "markdown"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let md = String::from_utf8(out.stdout).unwrap();
     assert!(md.starts_with("# caretaker maintenance record, "), "{md}");
-    assert!(md.contains("\n- nodes: 1 (1 fresh, 0 stale, 0 missing)\n"), "{md}");
-    for section in ["## What was done", "## Results", "## Problems", "## Next actions", "## Node details"] {
+    assert!(
+        md.contains("\n- nodes: 1 (1 fresh, 0 stale, 0 missing)\n"),
+        "{md}"
+    );
+    for section in [
+        "## What was done",
+        "## Results",
+        "## Problems",
+        "## Next actions",
+        "## Node details",
+    ] {
         assert!(md.contains(section), "{section} missing: {md}");
     }
 }
 
 #[test]
 fn standalone_html_is_the_report_page_with_this_machines_root_filesystem() {
-    let out = aggregator().args(["standalone", "--once", "--output", "html"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = aggregator()
+        .args(["standalone", "--once", "--output", "html"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let page = String::from_utf8(out.stdout).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
     // A fresh node and no checks: the status is ok unless this machine's own disk is near
     // or under pressure right now (it is shared with other builds), never anything else.
     assert!(
-        ["ok", "warning", "critical"].iter().any(|s| page.contains(&format!(r#"<span class="value">{s}</span>"#))),
+        ["ok", "warning", "critical"]
+            .iter()
+            .any(|s| page.contains(&format!(r#"<span class="value">{s}</span>"#))),
         "{page}"
     );
     assert!(!page.contains(r#"<span class="value">info</span>"#));
-    assert!(page.contains(r#"data-mount="/" "#), "a disk bar for the root filesystem: {page}");
+    assert!(
+        page.contains(r#"data-mount="/" "#),
+        "a disk bar for the root filesystem: {page}"
+    );
     assert!(page.trim_end().ends_with("</html>"));
 }
 
@@ -63,15 +127,25 @@ fn a_bad_config_exits_64_before_binding() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("agg.yaml");
     std::fs::write(&cfg, "listen:\n  grpc: 127.0.0.1:0\n  htp: 127.0.0.1:0\n").unwrap();
-    let out = aggregator().args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    let out = aggregator()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&cfg.display().to_string()) && err.contains("line 3") && err.contains("htp"), "{err}");
+    assert!(
+        err.contains(&cfg.display().to_string()) && err.contains("line 3") && err.contains("htp"),
+        "{err}"
+    );
 }
 
 #[test]
 fn report_against_an_unreachable_server_fails_with_the_url() {
-    let out = aggregator().args(["report", "--server", "http://127.0.0.1:9"]).output().unwrap();
+    let out = aggregator()
+        .args(["report", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("connect to http://127.0.0.1:9"));
 }

@@ -2,10 +2,10 @@
 //! like kube-apiserver does (list pages with continue tokens, a 403 Status, a 404 Status
 //! for a CRD that is not installed, and a plain-text 404 for a missing API group).
 
+use caretaker_aggregator::checks::ObjectRef;
 use caretaker_aggregator::checks::{self, CheckStatus, ChecksConfig, Severity};
 use caretaker_aggregator::cleanup::apply::{AuditLog, AuditRecord, Outcome, apply};
 use caretaker_aggregator::cleanup::{Action, Propagation, Proposal};
-use caretaker_aggregator::checks::ObjectRef;
 use caretaker_aggregator::cluster::{Coverage, Resource, live};
 use http::{Request, Response, StatusCode};
 use jiff::Timestamp;
@@ -25,16 +25,26 @@ struct Seen {
 }
 
 fn query_param<'a>(q: &'a str, k: &str) -> Option<&'a str> {
-    q.split('&').find_map(|kv| kv.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+    q.split('&')
+        .find_map(|kv| kv.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
 }
 
-fn list(kind: &str, api_version: &str, items: Vec<Value>, cont: Option<&str>) -> (StatusCode, String) {
+fn list(
+    kind: &str,
+    api_version: &str,
+    items: Vec<Value>,
+    cont: Option<&str>,
+) -> (StatusCode, String) {
     let mut meta = json!({"resourceVersion": "81723"});
     if let Some(c) = cont {
         meta["continue"] = json!(c);
         meta["remainingItemCount"] = json!(1);
     }
-    (StatusCode::OK, json!({"kind": kind, "apiVersion": api_version, "metadata": meta, "items": items}).to_string())
+    (
+        StatusCode::OK,
+        json!({"kind": kind, "apiVersion": api_version, "metadata": meta, "items": items})
+            .to_string(),
+    )
 }
 
 fn status(code: u16, reason: &str, message: &str) -> (StatusCode, String) {
@@ -71,30 +81,53 @@ fn route(method: &str, path: &str, query: &str) -> (StatusCode, String) {
     let cont = query_param(query, "continue");
     match (method, path) {
         ("GET", "/api/v1/nodes") => match cont {
-            None => list("NodeList", "v1", vec![node("node-a"), node("node-b")], Some("bm9kZXMtcGFnZS0y")),
+            None => list(
+                "NodeList",
+                "v1",
+                vec![node("node-a"), node("node-b")],
+                Some("bm9kZXMtcGFnZS0y"),
+            ),
             Some("bm9kZXMtcGFnZS0y") => list("NodeList", "v1", vec![node("node-c")], None),
             Some(other) => status(410, "Expired", &format!("unknown continue token {other}")),
         },
         ("GET", "/api/v1/pods") => match cont {
-            None => list("PodList", "v1", vec![pod("a", "team-a", false), pod("b", "team-a", false)], Some("cG9kcy0y")),
+            None => list(
+                "PodList",
+                "v1",
+                vec![pod("a", "team-a", false), pod("b", "team-a", false)],
+                Some("cG9kcy0y"),
+            ),
             Some("cG9kcy0y") => list("PodList", "v1", vec![pod("crashy", "team-b", true)], None),
             Some(other) => status(410, "Expired", &format!("unknown continue token {other}")),
         },
         ("GET", p) if p.starts_with("/api/v1/namespaces/") && p.ends_with("/pods") => {
             let ns = p.split('/').nth(4).unwrap();
-            list("PodList", "v1", vec![pod(&format!("{ns}-pod"), ns, false)], None)
+            list(
+                "PodList",
+                "v1",
+                vec![pod(&format!("{ns}-pod"), ns, false)],
+                None,
+            )
         }
         ("GET", "/api/v1/secrets") => status(
             403,
             "Forbidden",
             "secrets is forbidden: User \"system:serviceaccount:caretaker:aggregator\" cannot list resource \"secrets\" in API group \"\" at the cluster scope",
         ),
-        ("GET", "/apis/cert-manager.io/v1/certificates") => status(404, "NotFound", "the server could not find the requested resource"),
-        ("GET", p) if p.starts_with("/apis/velero.io/") => (StatusCode::NOT_FOUND, "404 page not found\n".to_string()),
+        ("GET", "/apis/cert-manager.io/v1/certificates") => status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+        ("GET", p) if p.starts_with("/apis/velero.io/") => {
+            (StatusCode::NOT_FOUND, "404 page not found\n".to_string())
+        }
         ("GET", "/apis/metrics.k8s.io/v1beta1/nodes") => list(
             "NodeMetricsList",
             "metrics.k8s.io/v1beta1",
-            vec![json!({"metadata": {"name": "node-a", "creationTimestamp": "2025-06-01T12:00:00Z"}, "timestamp": "2025-06-01T11:59:50Z", "window": "20s", "usage": {"cpu": "3950m", "memory": "2Gi"}})],
+            vec![
+                json!({"metadata": {"name": "node-a", "creationTimestamp": "2025-06-01T12:00:00Z"}, "timestamp": "2025-06-01T11:59:50Z", "window": "20s", "usage": {"cpu": "3950m", "memory": "2Gi"}}),
+            ],
             None,
         ),
         ("GET", p) => {
@@ -111,12 +144,18 @@ fn route(method: &str, path: &str, query: &str) -> (StatusCode, String) {
 }
 
 /// Serves requests with `answer` until the client is dropped; returns what it saw.
-fn serve(mut handle: Handle, answer: fn(&str, &str, &str) -> (StatusCode, String)) -> tokio::task::JoinHandle<Vec<Seen>> {
+fn serve(
+    mut handle: Handle,
+    answer: fn(&str, &str, &str) -> (StatusCode, String),
+) -> tokio::task::JoinHandle<Vec<Seen>> {
     tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Some((req, send)) = handle.next_request().await {
             let (parts, body) = req.into_parts();
-            let bytes = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
+            let bytes = http_body_util::BodyExt::collect(body)
+                .await
+                .unwrap()
+                .to_bytes();
             let s = Seen {
                 method: parts.method.to_string(),
                 path: parts.uri.path().to_string(),
@@ -125,14 +164,22 @@ fn serve(mut handle: Handle, answer: fn(&str, &str, &str) -> (StatusCode, String
             };
             let (code, text) = answer(&s.method, &s.path, &s.query);
             seen.push(s);
-            send.send_response(Response::builder().status(code).body(Body::from(text.into_bytes())).unwrap());
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(text.into_bytes()))
+                    .unwrap(),
+            );
         }
         seen
     })
 }
 
 fn config(page_size: u32) -> ChecksConfig {
-    ChecksConfig { page_size, ..ChecksConfig::default() }
+    ChecksConfig {
+        page_size,
+        ..ChecksConfig::default()
+    }
 }
 
 #[tokio::test]
@@ -145,29 +192,59 @@ async fn live_lists_follow_continue_tokens_and_map_403_and_404() {
     let seen = server.await.unwrap();
 
     let names = |v: Vec<Option<String>>| v.into_iter().map(Option::unwrap).collect::<Vec<_>>();
-    assert_eq!(names(state.nodes.iter().map(|n| n.metadata.name.clone()).collect()), vec!["node-a", "node-b", "node-c"]);
-    assert_eq!(names(state.pods.iter().map(|n| n.metadata.name.clone()).collect()), vec!["a", "b", "crashy"]);
+    assert_eq!(
+        names(
+            state
+                .nodes
+                .iter()
+                .map(|n| n.metadata.name.clone())
+                .collect()
+        ),
+        vec!["node-a", "node-b", "node-c"]
+    );
+    assert_eq!(
+        names(state.pods.iter().map(|n| n.metadata.name.clone()).collect()),
+        vec!["a", "b", "crashy"]
+    );
     // managedFields are dropped on the way in.
     assert_eq!(state.nodes[0].metadata.managed_fields, None);
 
-    let node_requests: Vec<&str> = seen.iter().filter(|s| s.path == "/api/v1/nodes").map(|s| s.query.as_str()).collect();
+    let node_requests: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.path == "/api/v1/nodes")
+        .map(|s| s.query.as_str())
+        .collect();
     assert_eq!(node_requests.len(), 2);
     assert_eq!(query_param(node_requests[0], "limit"), Some("2"));
     assert_eq!(query_param(node_requests[0], "continue"), None);
-    assert_eq!(query_param(node_requests[1], "continue"), Some("bm9kZXMtcGFnZS0y"));
+    assert_eq!(
+        query_param(node_requests[1], "continue"),
+        Some("bm9kZXMtcGFnZS0y")
+    );
     assert!(seen.iter().all(|s| s.method == "GET"));
-    assert_eq!(seen.len(), Resource::ALL.len() + 2, "one request per resource plus the second pages: {seen:#?}");
+    assert_eq!(
+        seen.len(),
+        Resource::ALL.len() + 2,
+        "one request per resource plus the second pages: {seen:#?}"
+    );
 
     assert_eq!(state.coverage(Resource::Pod), Coverage::Listed);
     assert_eq!(state.coverage(Resource::ConfigMap), Coverage::Listed);
-    assert!(matches!(state.coverage(Resource::Secret), Coverage::Forbidden { message } if message.starts_with("secrets is forbidden")));
+    assert!(
+        matches!(state.coverage(Resource::Secret), Coverage::Forbidden { message } if message.starts_with("secrets is forbidden"))
+    );
     assert_eq!(
         state.coverage(Resource::Certificate),
-        Coverage::NotApplicable { reason: "the API server does not serve certificates.cert-manager.io (not installed)".into() }
+        Coverage::NotApplicable {
+            reason: "the API server does not serve certificates.cert-manager.io (not installed)"
+                .into()
+        }
     );
     assert_eq!(
         state.coverage(Resource::Backup),
-        Coverage::NotApplicable { reason: "the API server does not serve backups.velero.io (not installed)".into() }
+        Coverage::NotApplicable {
+            reason: "the API server does not serve backups.velero.io (not installed)".into()
+        }
     );
 
     let now: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
@@ -191,9 +268,20 @@ async fn live_lists_follow_continue_tokens_and_map_403_and_404() {
     }
     // The crash-looping pod came on the second page.
     let pods = by_name("pods");
-    assert_eq!(pods.findings.iter().map(|f| (f.code.as_str(), f.object.name.as_str())).collect::<Vec<_>>(), vec![("crash_loop_back_off", "crashy")]);
+    assert_eq!(
+        pods.findings
+            .iter()
+            .map(|f| (f.code.as_str(), f.object.name.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("crash_loop_back_off", "crashy")]
+    );
     // Metrics API present: node usage is judged.
-    assert!(by_name("nodes").findings.iter().any(|f| f.code == "usage_high" && f.object.name == "node-a"));
+    assert!(
+        by_name("nodes")
+            .findings
+            .iter()
+            .any(|f| f.code == "usage_high" && f.object.name == "node-a")
+    );
 }
 
 #[tokio::test]
@@ -201,28 +289,49 @@ async fn live_lists_only_configured_namespaces_but_nodes_cluster_wide() {
     let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = serve(handle, route);
     let client = Client::new(mock, "default");
-    let cfg = ChecksConfig { namespaces: vec!["team-a".into(), "team-b".into()], ..config(500) };
+    let cfg = ChecksConfig {
+        namespaces: vec!["team-a".into(), "team-b".into()],
+        ..config(500)
+    };
     let state = live::load(&client, &cfg).await.unwrap();
     drop(client);
     let seen = server.await.unwrap();
-    let pods: Vec<&str> = state.pods.iter().map(|p| p.metadata.name.as_deref().unwrap()).collect();
+    let pods: Vec<&str> = state
+        .pods
+        .iter()
+        .map(|p| p.metadata.name.as_deref().unwrap())
+        .collect();
     assert_eq!(pods, vec!["team-a-pod", "team-b-pod"]);
     let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
-    assert!(paths.contains(&"/api/v1/namespaces/team-a/pods") && paths.contains(&"/api/v1/namespaces/team-b/pods"));
+    assert!(
+        paths.contains(&"/api/v1/namespaces/team-a/pods")
+            && paths.contains(&"/api/v1/namespaces/team-b/pods")
+    );
     assert!(paths.contains(&"/api/v1/nodes"));
     assert!(!paths.contains(&"/api/v1/pods"));
-    assert!(paths.contains(&"/apis/metrics.k8s.io/v1beta1/nodes"), "node metrics are cluster-scoped: {paths:?}");
+    assert!(
+        paths.contains(&"/apis/metrics.k8s.io/v1beta1/nodes"),
+        "node metrics are cluster-scoped: {paths:?}"
+    );
 }
 
 #[tokio::test]
 async fn live_server_failing_everything_is_an_error() {
     let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let server = serve(handle, |_, _, _| status(500, "InternalError", "etcdserver: request timed out"));
+    let server = serve(handle, |_, _, _| {
+        status(500, "InternalError", "etcdserver: request timed out")
+    });
     let client = Client::new(mock, "default");
-    let err = live::load(&client, &config(500)).await.unwrap_err().to_string();
+    let err = live::load(&client, &config(500))
+        .await
+        .unwrap_err()
+        .to_string();
     drop(client);
     server.await.unwrap();
-    assert!(err.starts_with("cannot reach the Kubernetes API server: nodes: "), "{err}");
+    assert!(
+        err.starts_with("cannot reach the Kubernetes API server: nodes: "),
+        "{err}"
+    );
     assert!(err.contains("etcdserver: request timed out"), "{err}");
 }
 
@@ -242,10 +351,22 @@ fn deletes(method: &str, path: &str, _q: &str) -> (StatusCode, String) {
     }
 }
 
-fn proposal(code: &str, kind: &str, name: &str, uid: &str, action: Action, propagation: Option<Propagation>) -> Proposal {
+fn proposal(
+    code: &str,
+    kind: &str,
+    name: &str,
+    uid: &str,
+    action: Action,
+    propagation: Option<Propagation>,
+) -> Proposal {
     Proposal {
         code: code.into(),
-        object: ObjectRef { kind: kind.into(), namespace: Some("default".into()), name: name.into(), uid: Some(uid.into()) },
+        object: ObjectRef {
+            kind: kind.into(),
+            namespace: Some("default".into()),
+            name: name.into(),
+            uid: Some(uid.into()),
+        },
         action,
         propagation,
         message: "test".into(),
@@ -261,17 +382,55 @@ async fn apply_deletes_with_uid_precondition_and_audits_every_attempt() {
     let audit_path = dir.path().join("audit.jsonl");
     let mut audit = AuditLog::open(&audit_path).unwrap();
     let proposals = vec![
-        proposal("completed_job", "Job", "job-old-done", "uid-job", Action::Delete, Some(Propagation::Background)),
-        proposal("unused_secret", "Secret", "secret-unused", "uid-secret", Action::Report, None),
-        proposal("unused_config_map", "ConfigMap", "cm-orphan", "uid-cm", Action::Delete, None),
-        proposal("failed_pod", "Pod", "evicted", "uid-pod", Action::Delete, Some(Propagation::Background)),
+        proposal(
+            "completed_job",
+            "Job",
+            "job-old-done",
+            "uid-job",
+            Action::Delete,
+            Some(Propagation::Background),
+        ),
+        proposal(
+            "unused_secret",
+            "Secret",
+            "secret-unused",
+            "uid-secret",
+            Action::Report,
+            None,
+        ),
+        proposal(
+            "unused_config_map",
+            "ConfigMap",
+            "cm-orphan",
+            "uid-cm",
+            Action::Delete,
+            None,
+        ),
+        proposal(
+            "failed_pod",
+            "Pod",
+            "evicted",
+            "uid-pod",
+            Action::Delete,
+            Some(Propagation::Background),
+        ),
     ];
     let done = apply(&client, &proposals, &mut audit).await.unwrap();
     drop(client);
     let seen = server.await.unwrap();
 
-    let outcomes: Vec<(&str, Outcome)> = done.iter().map(|(p, o)| (p.object.name.as_str(), *o)).collect();
-    assert_eq!(outcomes, vec![("job-old-done", Outcome::Deleted), ("cm-orphan", Outcome::UidChanged), ("evicted", Outcome::NotFound)]);
+    let outcomes: Vec<(&str, Outcome)> = done
+        .iter()
+        .map(|(p, o)| (p.object.name.as_str(), *o))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("job-old-done", Outcome::Deleted),
+            ("cm-orphan", Outcome::UidChanged),
+            ("evicted", Outcome::NotFound)
+        ]
+    );
     // The report-only Secret was never sent; each deletion carried its uid precondition.
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[0].body["preconditions"], json!({"uid": "uid-job"}));
@@ -279,15 +438,29 @@ async fn apply_deletes_with_uid_precondition_and_audits_every_attempt() {
     assert_eq!(seen[1].body["preconditions"], json!({"uid": "uid-cm"}));
     assert_eq!(seen[1].body.get("propagationPolicy"), None);
 
-    let records: Vec<AuditRecord> =
-        std::fs::read_to_string(&audit_path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let summary: Vec<(&str, &str, Outcome)> = records.iter().map(|r| (r.action.as_str(), r.object.name.as_str(), r.outcome)).collect();
+    let records: Vec<AuditRecord> = std::fs::read_to_string(&audit_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(&str, &str, Outcome)> = records
+        .iter()
+        .map(|r| (r.action.as_str(), r.object.name.as_str(), r.outcome))
+        .collect();
     assert_eq!(
         summary,
-        vec![("delete", "job-old-done", Outcome::Deleted), ("delete", "cm-orphan", Outcome::UidChanged), ("delete", "evicted", Outcome::NotFound)]
+        vec![
+            ("delete", "job-old-done", Outcome::Deleted),
+            ("delete", "cm-orphan", Outcome::UidChanged),
+            ("delete", "evicted", Outcome::NotFound)
+        ]
     );
     assert_eq!(records[0].object.uid.as_deref(), Some("uid-job"));
-    assert!(records[1].message.contains("Precondition failed"), "{}", records[1].message);
+    assert!(
+        records[1].message.contains("Precondition failed"),
+        "{}",
+        records[1].message
+    );
 }
 
 #[tokio::test]
@@ -300,7 +473,12 @@ async fn audit_log_appends_across_runs() {
         time: "2025-06-01T12:00:00Z".parse().unwrap(),
         action: "delete".into(),
         code: "failed_pod".into(),
-        object: ObjectRef { kind: "Pod".into(), namespace: Some("n".into()), name: "p".into(), uid: Some("u".into()) },
+        object: ObjectRef {
+            kind: "Pod".into(),
+            namespace: Some("n".into()),
+            name: "p".into(),
+            uid: Some("u".into()),
+        },
         propagation: None,
         outcome: Outcome::Deleted,
         message: "deleted".into(),

@@ -35,7 +35,10 @@ pub enum ConfigError {
 /// [`ConfigError::Read`] when the file cannot be read; [`ConfigError::Invalid`] with the
 /// parser's message (line, column, field) otherwise.
 pub fn load_yaml<T: DeserializeOwned + Default>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
     parse_yaml(&text, path)
 }
 
@@ -43,11 +46,20 @@ pub fn load_yaml<T: DeserializeOwned + Default>(path: &Path) -> Result<T, Config
 ///
 /// # Errors
 /// See [`load_yaml`].
-pub fn parse_yaml<T: DeserializeOwned + Default>(text: &str, path: &Path) -> Result<T, ConfigError> {
-    if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+pub fn parse_yaml<T: DeserializeOwned + Default>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConfigError> {
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
         return Ok(T::default());
     }
-    serde_saphyr::from_str(text).map_err(|e| ConfigError::Invalid { path: path.into(), message: e.to_string() })
+    serde_saphyr::from_str(text).map_err(|e| ConfigError::Invalid {
+        path: path.into(),
+        message: e.to_string(),
+    })
 }
 
 /// A duration option written the human way (`10s`, `5m`, `168h`), with bounds checked
@@ -61,7 +73,11 @@ pub fn bounded_duration<'de, D: serde::Deserializer<'de>>(
     max: Duration,
 ) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    let v = humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration ({e}); write e.g. 10s, 5m, 168h")))?;
+    let v = humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a duration ({e}); write e.g. 10s, 5m, 168h"
+        ))
+    })?;
     if v < min || v > max {
         return Err(serde::de::Error::custom(format!(
             "{s} is out of range: at least {}, at most {}",
@@ -91,24 +107,39 @@ mod tests {
 
     #[test]
     fn unknown_field_error_names_file_line_and_field() {
-        let err = parse_yaml::<Sample>("name: a\nnmae: b\n", Path::new("/etc/x.yaml")).unwrap_err().to_string();
-        assert!(err.starts_with("invalid config file /etc/x.yaml: "), "{err}");
+        let err = parse_yaml::<Sample>("name: a\nnmae: b\n", Path::new("/etc/x.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid config file /etc/x.yaml: "),
+            "{err}"
+        );
         assert!(err.contains("nmae"), "{err}");
         assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]
     fn bad_duration_names_its_line() {
-        let err = parse_yaml::<Sample>("name: a\nevery: 2h\n", Path::new("c.yaml")).unwrap_err().to_string();
-        assert!(err.contains("2h is out of range: at least 1s, at most 1m"), "{err}");
+        let err = parse_yaml::<Sample>("name: a\nevery: 2h\n", Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("2h is out of range: at least 1s, at most 1m"),
+            "{err}"
+        );
         assert!(err.contains("line 2"), "{err}");
-        let err = parse_yaml::<Sample>("every: soon\n", Path::new("c.yaml")).unwrap_err().to_string();
+        let err = parse_yaml::<Sample>("every: soon\n", Path::new("c.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"soon\" is not a duration"), "{err}");
     }
 
     #[test]
     fn empty_or_comment_only_file_gives_defaults() {
-        assert_eq!(parse_yaml::<Sample>("# nothing\n\n", Path::new("c")).unwrap(), Sample::default());
+        assert_eq!(
+            parse_yaml::<Sample>("# nothing\n\n", Path::new("c")).unwrap(),
+            Sample::default()
+        );
         let ok = parse_yaml::<Sample>("every: 10s\n", Path::new("c")).unwrap();
         assert_eq!(ok.every, Duration::from_secs(10));
     }

@@ -51,7 +51,10 @@ impl Cron {
         let normalized = fields.join(" ");
         let civil = cronexpr::parse_crontab(&format!("{normalized} UTC"))
             .map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))?;
-        Ok(Cron { source: normalized, civil })
+        Ok(Cron {
+            source: normalized,
+            civil,
+        })
     }
 
     /// The expression as written (whitespace normalised).
@@ -112,46 +115,92 @@ mod tests {
     }
 
     fn next(expr: &str, after: &str, zone: &str) -> String {
-        Cron::parse(expr).unwrap().next_after(ts(after), &tz(zone)).unwrap().to_string()
+        Cron::parse(expr)
+            .unwrap()
+            .next_after(ts(after), &tz(zone))
+            .unwrap()
+            .to_string()
     }
 
     #[test]
     fn five_fields_with_sunday_zero_in_tokyo() {
         // 2025-06-01 is a Sunday; 03:00 JST is 18:00 UTC the day before.
-        assert_eq!(next("0 3 * * 0", "2025-05-30T00:00:00Z", "Asia/Tokyo"), "2025-05-31T18:00:00Z");
-        assert_eq!(next("0 3 * * 7", "2025-05-30T00:00:00Z", "Asia/Tokyo"), "2025-05-31T18:00:00Z");
-        assert_eq!(next("0 3 * * SUN", "2025-05-31T18:00:00Z", "Asia/Tokyo"), "2025-06-07T18:00:00Z");
+        assert_eq!(
+            next("0 3 * * 0", "2025-05-30T00:00:00Z", "Asia/Tokyo"),
+            "2025-05-31T18:00:00Z"
+        );
+        assert_eq!(
+            next("0 3 * * 7", "2025-05-30T00:00:00Z", "Asia/Tokyo"),
+            "2025-05-31T18:00:00Z"
+        );
+        assert_eq!(
+            next("0 3 * * SUN", "2025-05-31T18:00:00Z", "Asia/Tokyo"),
+            "2025-06-07T18:00:00Z"
+        );
         // Monday is 1, as in crontab(5).
-        assert_eq!(next("0 3 * * 1", "2025-05-30T00:00:00Z", "Asia/Tokyo"), "2025-06-01T18:00:00Z");
+        assert_eq!(
+            next("0 3 * * 1", "2025-05-30T00:00:00Z", "Asia/Tokyo"),
+            "2025-06-01T18:00:00Z"
+        );
     }
 
     #[test]
     fn strictly_after_and_month_boundaries() {
         // Exactly at a slot: the next one.
-        assert_eq!(next("0 3 * * *", "2025-01-30T18:00:00Z", "Asia/Tokyo"), "2025-01-31T18:00:00Z");
+        assert_eq!(
+            next("0 3 * * *", "2025-01-30T18:00:00Z", "Asia/Tokyo"),
+            "2025-01-31T18:00:00Z"
+        );
         // The 1st after the 31st, across a year and in a leap February.
-        assert_eq!(next("0 3 1 * *", "2024-12-31T18:00:00Z", "Asia/Tokyo"), "2025-01-31T18:00:00Z");
-        assert_eq!(next("0 3 29 2 *", "2024-03-01T00:00:00Z", "Asia/Tokyo"), "2028-02-28T18:00:00Z");
+        assert_eq!(
+            next("0 3 1 * *", "2024-12-31T18:00:00Z", "Asia/Tokyo"),
+            "2025-01-31T18:00:00Z"
+        );
+        assert_eq!(
+            next("0 3 29 2 *", "2024-03-01T00:00:00Z", "Asia/Tokyo"),
+            "2028-02-28T18:00:00Z"
+        );
         // Vixie: both day fields restricted means either.
-        assert_eq!(next("0 3 15 * 1", "2025-06-03T00:00:00Z", "UTC"), "2025-06-09T03:00:00Z");
+        assert_eq!(
+            next("0 3 15 * 1", "2025-06-03T00:00:00Z", "UTC"),
+            "2025-06-09T03:00:00Z"
+        );
     }
 
     #[test]
     fn berlin_spring_forward_runs_a_missing_time_after_the_gap_once() {
         // 2025-03-30: 02:00 CET jumps to 03:00 CEST (01:00Z).
-        assert_eq!(next("30 2 * * *", "2025-03-29T12:00:00Z", "Europe/Berlin"), "2025-03-30T01:30:00Z"); // 03:30 CEST
-        assert_eq!(next("30 2 * * *", "2025-03-30T01:30:00Z", "Europe/Berlin"), "2025-03-31T00:30:00Z"); // 02:30 CEST
+        assert_eq!(
+            next("30 2 * * *", "2025-03-29T12:00:00Z", "Europe/Berlin"),
+            "2025-03-30T01:30:00Z"
+        ); // 03:30 CEST
+        assert_eq!(
+            next("30 2 * * *", "2025-03-30T01:30:00Z", "Europe/Berlin"),
+            "2025-03-31T00:30:00Z"
+        ); // 02:30 CEST
         // 03:00 exists on that day: 03:00 CEST.
-        assert_eq!(next("0 3 * * *", "2025-03-29T12:00:00Z", "Europe/Berlin"), "2025-03-30T01:00:00Z");
+        assert_eq!(
+            next("0 3 * * *", "2025-03-29T12:00:00Z", "Europe/Berlin"),
+            "2025-03-30T01:00:00Z"
+        );
     }
 
     #[test]
     fn berlin_fall_back_runs_a_repeated_time_once() {
         // 2025-10-26: 03:00 CEST falls back to 02:00 CET (01:00Z); 02:30 happens at 00:30Z and 01:30Z.
-        assert_eq!(next("30 2 * * *", "2025-10-25T12:00:00Z", "Europe/Berlin"), "2025-10-26T00:30:00Z");
-        assert_eq!(next("30 2 * * *", "2025-10-26T00:30:00Z", "Europe/Berlin"), "2025-10-27T01:30:00Z");
+        assert_eq!(
+            next("30 2 * * *", "2025-10-25T12:00:00Z", "Europe/Berlin"),
+            "2025-10-26T00:30:00Z"
+        );
+        assert_eq!(
+            next("30 2 * * *", "2025-10-26T00:30:00Z", "Europe/Berlin"),
+            "2025-10-27T01:30:00Z"
+        );
         // Asked from inside the second 02:xx hour: not the second 02:30 either.
-        assert_eq!(next("30 2 * * *", "2025-10-26T01:10:00Z", "Europe/Berlin"), "2025-10-27T01:30:00Z");
+        assert_eq!(
+            next("30 2 * * *", "2025-10-26T01:10:00Z", "Europe/Berlin"),
+            "2025-10-27T01:30:00Z"
+        );
         // Every 20 minutes through the fold: the repeated hour is not run twice.
         let cron = Cron::parse("*/20 * * * *").unwrap();
         let berlin = tz("Europe/Berlin");
@@ -163,10 +212,19 @@ mod tests {
         }
         assert_eq!(
             seen,
-            ["2025-10-26T00:20:00Z", "2025-10-26T00:40:00Z", "2025-10-26T02:00:00Z", "2025-10-26T02:20:00Z", "2025-10-26T02:40:00Z"]
+            [
+                "2025-10-26T00:20:00Z",
+                "2025-10-26T00:40:00Z",
+                "2025-10-26T02:00:00Z",
+                "2025-10-26T02:20:00Z",
+                "2025-10-26T02:40:00Z"
+            ]
         );
         // 03:00 on that day exists once (CET).
-        assert_eq!(next("0 3 * * *", "2025-10-25T12:00:00Z", "Europe/Berlin"), "2025-10-26T02:00:00Z");
+        assert_eq!(
+            next("0 3 * * *", "2025-10-25T12:00:00Z", "Europe/Berlin"),
+            "2025-10-26T02:00:00Z"
+        );
     }
 
     #[test]
@@ -175,14 +233,29 @@ mod tests {
             Cron::parse("0 3 * *").unwrap_err(),
             "\"0 3 * *\" is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 3 * * 0\" for Sundays at 03:00; it has 4 fields"
         );
-        assert!(Cron::parse("0 0 3 * * 0").unwrap_err().contains("it has 6 fields"));
+        assert!(
+            Cron::parse("0 0 3 * * 0")
+                .unwrap_err()
+                .contains("it has 6 fields")
+        );
         let err = Cron::parse("0 25 * * *").unwrap_err();
-        assert!(err.starts_with("\"0 25 * * *\" is not a valid cron expression: "), "{err}");
-        assert_eq!(Cron::parse("  0   3 * *  0 ").unwrap().as_str(), "0 3 * * 0");
+        assert!(
+            err.starts_with("\"0 25 * * *\" is not a valid cron expression: "),
+            "{err}"
+        );
+        assert_eq!(
+            Cron::parse("  0   3 * *  0 ").unwrap().as_str(),
+            "0 3 * * 0"
+        );
     }
 
     #[test]
     fn never_matching_expression_gives_none() {
-        assert_eq!(Cron::parse("0 0 30 2 *").unwrap().next_after(ts("2025-01-01T00:00:00Z"), &TimeZone::UTC), None);
+        assert_eq!(
+            Cron::parse("0 0 30 2 *")
+                .unwrap()
+                .next_after(ts("2025-01-01T00:00:00Z"), &TimeZone::UTC),
+            None
+        );
     }
 }

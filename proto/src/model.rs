@@ -349,8 +349,12 @@ impl LogCounts {
         self.rotated = self.rotated.saturating_add(other.rotated);
         self.rotated_bytes = self.rotated_bytes.saturating_add(other.rotated_bytes);
         self.compressed = self.compressed.saturating_add(other.compressed);
-        self.compressed_bytes_before = self.compressed_bytes_before.saturating_add(other.compressed_bytes_before);
-        self.compressed_bytes_after = self.compressed_bytes_after.saturating_add(other.compressed_bytes_after);
+        self.compressed_bytes_before = self
+            .compressed_bytes_before
+            .saturating_add(other.compressed_bytes_before);
+        self.compressed_bytes_after = self
+            .compressed_bytes_after
+            .saturating_add(other.compressed_bytes_after);
         self.deleted = self.deleted.saturating_add(other.deleted);
         self.deleted_bytes = self.deleted_bytes.saturating_add(other.deleted_bytes);
         self.errors = self.errors.saturating_add(other.errors);
@@ -364,8 +368,16 @@ impl LogCounts {
             ("rotated", self.rotated, total.rotated),
             ("rotated_bytes", self.rotated_bytes, total.rotated_bytes),
             ("compressed", self.compressed, total.compressed),
-            ("compressed_bytes_before", self.compressed_bytes_before, total.compressed_bytes_before),
-            ("compressed_bytes_after", self.compressed_bytes_after, total.compressed_bytes_after),
+            (
+                "compressed_bytes_before",
+                self.compressed_bytes_before,
+                total.compressed_bytes_before,
+            ),
+            (
+                "compressed_bytes_after",
+                self.compressed_bytes_after,
+                total.compressed_bytes_after,
+            ),
             ("deleted", self.deleted, total.deleted),
             ("deleted_bytes", self.deleted_bytes, total.deleted_bytes),
             ("errors", self.errors, total.errors),
@@ -374,7 +386,6 @@ impl LogCounts {
         .find(|(_, a, b)| a > b)
     }
 }
-
 
 /// A wire message that cannot become a domain value; names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -387,16 +398,25 @@ pub struct InvalidMessage {
 
 impl InvalidMessage {
     fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     fn within(self, prefix: &str) -> Self {
-        Self { field: format!("{prefix}.{}", self.field), reason: self.reason }
+        Self {
+            field: format!("{prefix}.{}", self.field),
+            reason: self.reason,
+        }
     }
 }
 
 fn ts_to_pb(t: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }
+    prost_types::Timestamp {
+        seconds: t.as_second(),
+        nanos: t.subsec_nanosecond(),
+    }
 }
 
 fn ts_from_pb(t: Option<prost_types::Timestamp>, field: &str) -> Result<Timestamp, InvalidMessage> {
@@ -405,21 +425,46 @@ fn ts_from_pb(t: Option<prost_types::Timestamp>, field: &str) -> Result<Timestam
 }
 
 fn finite(v: f64, field: &str) -> Result<f64, InvalidMessage> {
-    if v.is_finite() { Ok(v) } else { Err(InvalidMessage::new(field, format!("{v} is not a finite number"))) }
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(InvalidMessage::new(
+            field,
+            format!("{v} is not a finite number"),
+        ))
+    }
 }
 
 fn percent(v: f64, field: &str) -> Result<f64, InvalidMessage> {
     let v = finite(v, field)?;
-    if (0.0..=100.0).contains(&v) { Ok(v) } else { Err(InvalidMessage::new(field, format!("{v} is outside 0..=100"))) }
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(InvalidMessage::new(
+            field,
+            format!("{v} is outside 0..=100"),
+        ))
+    }
 }
 
 fn non_negative(v: f64, field: &str) -> Result<f64, InvalidMessage> {
     let v = finite(v, field)?;
-    if v >= 0.0 { Ok(v) } else { Err(InvalidMessage::new(field, format!("{v} is negative"))) }
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(InvalidMessage::new(field, format!("{v} is negative")))
+    }
 }
 
 fn bounded<T>(v: Vec<T>, max: usize, field: &str) -> Result<Vec<T>, InvalidMessage> {
-    if v.len() <= max { Ok(v) } else { Err(InvalidMessage::new(field, format!("{} entries, at most {max} allowed", v.len()))) }
+    if v.len() <= max {
+        Ok(v)
+    } else {
+        Err(InvalidMessage::new(
+            field,
+            format!("{} entries, at most {max} allowed", v.len()),
+        ))
+    }
 }
 
 /// Checks a node name: non-empty, at most 253 bytes, no control characters or `/`.
@@ -431,10 +476,19 @@ pub fn validate_node_name(name: &str) -> Result<(), InvalidMessage> {
         return Err(InvalidMessage::new("node_name", "empty"));
     }
     if name.len() > MAX_NODE_NAME_LEN {
-        return Err(InvalidMessage::new("node_name", format!("{} bytes, at most {MAX_NODE_NAME_LEN}", name.len())));
+        return Err(InvalidMessage::new(
+            "node_name",
+            format!("{} bytes, at most {MAX_NODE_NAME_LEN}", name.len()),
+        ));
     }
-    if name.chars().any(|c| c.is_control() || c == '/' || c.is_whitespace()) {
-        return Err(InvalidMessage::new("node_name", format!("{name:?} holds whitespace, a control character or '/'")));
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == '/' || c.is_whitespace())
+    {
+        return Err(InvalidMessage::new(
+            "node_name",
+            format!("{name:?} holds whitespace, a control character or '/'"),
+        ));
     }
     Ok(())
 }
@@ -476,27 +530,46 @@ impl TryFrom<pb::NodeReport> for NodeReport {
         let filesystems = bounded(r.filesystems, MAX_FILESYSTEMS, "filesystems")?
             .into_iter()
             .enumerate()
-            .map(|(i, f)| Filesystem::try_from(f).map_err(|e| e.within(&format!("filesystems[{i}]"))))
+            .map(|(i, f)| {
+                Filesystem::try_from(f).map_err(|e| e.within(&format!("filesystems[{i}]")))
+            })
             .collect::<Result<_, _>>()?;
         let network = bounded(r.network, MAX_INTERFACES, "network")?
             .into_iter()
             .enumerate()
-            .map(|(i, n)| NetworkInterface::try_from(n).map_err(|e| e.within(&format!("network[{i}]"))))
+            .map(|(i, n)| {
+                NetworkInterface::try_from(n).map_err(|e| e.within(&format!("network[{i}]")))
+            })
             .collect::<Result<_, _>>()?;
         let volumes = bounded(r.volumes, MAX_VOLUMES, "volumes")?
             .into_iter()
             .enumerate()
             .map(|(i, v)| VolumeMount::try_from(v).map_err(|e| e.within(&format!("volumes[{i}]"))))
             .collect::<Result<_, _>>()?;
-        let images = r.images.map(|i| ImagesSummary::try_from(i).map_err(|e| e.within("images"))).transpose()?;
+        let images = r
+            .images
+            .map(|i| ImagesSummary::try_from(i).map_err(|e| e.within("images")))
+            .transpose()?;
         Ok(Self {
             collected_at: ts_from_pb(r.collected_at, "collected_at")?,
-            host: Host::try_from(r.host.ok_or_else(|| InvalidMessage::new("host", "missing"))?)
-                .map_err(|e| e.within("host"))?,
-            agent: AgentCost::try_from(r.agent.ok_or_else(|| InvalidMessage::new("agent", "missing"))?)
-                .map_err(|e| e.within("agent"))?,
-            logs: r.logs.map(|l| LogsSummary::try_from(l).map_err(|e| e.within("logs"))).transpose()?,
-            errors: bounded(r.errors, MAX_ERRORS, "errors")?.into_iter().map(Into::into).collect(),
+            host: Host::try_from(
+                r.host
+                    .ok_or_else(|| InvalidMessage::new("host", "missing"))?,
+            )
+            .map_err(|e| e.within("host"))?,
+            agent: AgentCost::try_from(
+                r.agent
+                    .ok_or_else(|| InvalidMessage::new("agent", "missing"))?,
+            )
+            .map_err(|e| e.within("agent"))?,
+            logs: r
+                .logs
+                .map(|l| LogsSummary::try_from(l).map_err(|e| e.within("logs")))
+                .transpose()?,
+            errors: bounded(r.errors, MAX_ERRORS, "errors")?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             node_name: r.node_name,
             epoch: r.epoch,
             seq: r.seq,
@@ -581,7 +654,10 @@ impl TryFrom<pb::Filesystem> for Filesystem {
         }
         Ok(Self {
             used_percent: percent(f.used_percent, "used_percent")?,
-            files_used_percent: f.files_used_percent.map(|p| percent(p, "files_used_percent")).transpose()?,
+            files_used_percent: f
+                .files_used_percent
+                .map(|p| percent(p, "files_used_percent"))
+                .transpose()?,
             device: f.device,
             fstype: f.fstype,
             mountpoint: f.mountpoint,
@@ -640,7 +716,12 @@ impl TryFrom<pb::NetworkInterface> for NetworkInterface {
                 receive_packets_per_second: non_negative(rp, "receive_packets_per_second")?,
                 transmit_packets_per_second: non_negative(tp, "transmit_packets_per_second")?,
             }),
-            _ => return Err(InvalidMessage::new("receive_bytes_per_second", "rates must be all present or all absent")),
+            _ => {
+                return Err(InvalidMessage::new(
+                    "receive_bytes_per_second",
+                    "rates must be all present or all absent",
+                ));
+            }
         };
         Ok(Self {
             device: n.device,
@@ -679,8 +760,14 @@ impl TryFrom<pb::AgentCost> for AgentCost {
         Ok(Self {
             rss_bytes: a.rss_bytes,
             cpu_seconds_total: non_negative(a.cpu_seconds_total, "cpu_seconds_total")?,
-            last_collection_cpu_seconds: non_negative(a.last_collection_cpu_seconds, "last_collection_cpu_seconds")?,
-            last_collection_wall_seconds: non_negative(a.last_collection_wall_seconds, "last_collection_wall_seconds")?,
+            last_collection_cpu_seconds: non_negative(
+                a.last_collection_cpu_seconds,
+                "last_collection_cpu_seconds",
+            )?,
+            last_collection_wall_seconds: non_negative(
+                a.last_collection_wall_seconds,
+                "last_collection_wall_seconds",
+            )?,
             reports_buffered: a.reports_buffered,
             reports_dropped_total: a.reports_dropped_total,
         })
@@ -689,23 +776,40 @@ impl TryFrom<pb::AgentCost> for AgentCost {
 
 impl From<CollectorError> for pb::CollectorError {
     fn from(e: CollectorError) -> Self {
-        Self { collector: e.collector, place: e.place, message: e.message }
+        Self {
+            collector: e.collector,
+            place: e.place,
+            message: e.message,
+        }
     }
 }
 
 impl From<pb::CollectorError> for CollectorError {
     fn from(e: pb::CollectorError) -> Self {
-        Self { collector: e.collector, place: e.place, message: e.message }
+        Self {
+            collector: e.collector,
+            place: e.place,
+            message: e.message,
+        }
     }
 }
 
 fn non_empty(v: String, field: &str) -> Result<String, InvalidMessage> {
-    if v.is_empty() { Err(InvalidMessage::new(field, "empty")) } else { Ok(v) }
+    if v.is_empty() {
+        Err(InvalidMessage::new(field, "empty"))
+    } else {
+        Ok(v)
+    }
 }
 
 impl From<VolumeMount> for pb::VolumeMount {
     fn from(v: VolumeMount) -> Self {
-        Self { pod_uid: v.pod_uid, plugin: v.plugin, name: v.name, filesystem: Some(v.filesystem.into()) }
+        Self {
+            pod_uid: v.pod_uid,
+            plugin: v.plugin,
+            name: v.name,
+            filesystem: Some(v.filesystem.into()),
+        }
     }
 }
 
@@ -713,7 +817,9 @@ impl TryFrom<pb::VolumeMount> for VolumeMount {
     type Error = InvalidMessage;
 
     fn try_from(v: pb::VolumeMount) -> Result<Self, Self::Error> {
-        let fs = v.filesystem.ok_or_else(|| InvalidMessage::new("filesystem", "missing"))?;
+        let fs = v
+            .filesystem
+            .ok_or_else(|| InvalidMessage::new("filesystem", "missing"))?;
         Ok(Self {
             pod_uid: non_empty(v.pod_uid, "pod_uid")?,
             plugin: non_empty(v.plugin, "plugin")?,
@@ -744,9 +850,14 @@ impl TryFrom<pb::ImagesSummary> for ImagesSummary {
             runtimes: bounded(s.runtimes, MAX_RUNTIMES, "runtimes")?
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| RuntimeImages::try_from(r).map_err(|e| e.within(&format!("runtimes[{i}]"))))
+                .map(|(i, r)| {
+                    RuntimeImages::try_from(r).map_err(|e| e.within(&format!("runtimes[{i}]")))
+                })
                 .collect::<Result<_, _>>()?,
-            errors: bounded(s.errors, MAX_ERRORS, "errors")?.into_iter().map(Into::into).collect(),
+            errors: bounded(s.errors, MAX_ERRORS, "errors")?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
         })
     }
 }
@@ -774,13 +885,22 @@ impl TryFrom<pb::RuntimeImages> for RuntimeImages {
         if r.images_unused > r.images_total {
             return Err(InvalidMessage::new(
                 "images_unused",
-                format!("{} is more than images_total {}", r.images_unused, r.images_total),
+                format!(
+                    "{} is more than images_total {}",
+                    r.images_unused, r.images_total
+                ),
             ));
         }
         Ok(Self {
             runtime: non_empty(r.runtime, "runtime")?,
-            image_fs_used_percent: r.image_fs_used_percent.map(|p| percent(p, "image_fs_used_percent")).transpose()?,
-            last_prune: r.last_prune.map(|p| PruneRun::try_from(p).map_err(|e| e.within("last_prune"))).transpose()?,
+            image_fs_used_percent: r
+                .image_fs_used_percent
+                .map(|p| percent(p, "image_fs_used_percent"))
+                .transpose()?,
+            last_prune: r
+                .last_prune
+                .map(|p| PruneRun::try_from(p).map_err(|e| e.within("last_prune")))
+                .transpose()?,
             image_fs_mountpoint: r.image_fs_mountpoint,
             images_total: r.images_total,
             images_unused: r.images_unused,
@@ -822,7 +942,12 @@ impl TryFrom<pb::PruneRun> for PruneRun {
         let trigger = match pb::PruneTrigger::try_from(p.trigger) {
             Ok(pb::PruneTrigger::Schedule) => PruneTrigger::Schedule,
             Ok(pb::PruneTrigger::DiskPressure) => PruneTrigger::DiskPressure,
-            _ => return Err(InvalidMessage::new("trigger", format!("unknown value {}", p.trigger))),
+            _ => {
+                return Err(InvalidMessage::new(
+                    "trigger",
+                    format!("unknown value {}", p.trigger),
+                ));
+            }
         };
         Ok(Self {
             started_at: ts_from_pb(p.started_at, "started_at")?,
@@ -842,13 +967,25 @@ impl TryFrom<pb::PruneRun> for PruneRun {
 
 impl From<KeptCounts> for pb::KeptCounts {
     fn from(k: KeptCounts) -> Self {
-        Self { in_use: k.in_use, pinned: k.pinned, young: k.young, keep_list: k.keep_list, below_threshold: k.below_threshold }
+        Self {
+            in_use: k.in_use,
+            pinned: k.pinned,
+            young: k.young,
+            keep_list: k.keep_list,
+            below_threshold: k.below_threshold,
+        }
     }
 }
 
 impl From<pb::KeptCounts> for KeptCounts {
     fn from(k: pb::KeptCounts) -> Self {
-        Self { in_use: k.in_use, pinned: k.pinned, young: k.young, keep_list: k.keep_list, below_threshold: k.below_threshold }
+        Self {
+            in_use: k.in_use,
+            pinned: k.pinned,
+            young: k.young,
+            keep_list: k.keep_list,
+            below_threshold: k.below_threshold,
+        }
     }
 }
 
@@ -882,13 +1019,24 @@ impl TryFrom<pb::NodeStatus> for NodeStatus {
             Ok(pb::Freshness::Fresh) => Freshness::Fresh,
             Ok(pb::Freshness::Stale) => Freshness::Stale,
             Ok(pb::Freshness::Missing) => Freshness::Missing,
-            _ => return Err(InvalidMessage::new("freshness", format!("unknown value {}", n.freshness))),
+            _ => {
+                return Err(InvalidMessage::new(
+                    "freshness",
+                    format!("unknown value {}", n.freshness),
+                ));
+            }
         };
         Ok(Self {
             freshness,
-            received_at: n.received_at.map(|t| ts_from_pb(Some(t), "received_at")).transpose()?,
+            received_at: n
+                .received_at
+                .map(|t| ts_from_pb(Some(t), "received_at"))
+                .transpose()?,
             reports_stored_total: n.reports_stored_total,
-            report: n.report.map(|r| NodeReport::try_from(r).map_err(|e| e.within("report"))).transpose()?,
+            report: n
+                .report
+                .map(|r| NodeReport::try_from(r).map_err(|e| e.within("report")))
+                .transpose()?,
             node_name: n.node_name,
         })
     }
@@ -911,15 +1059,30 @@ impl TryFrom<pb::LogsSummary> for LogsSummary {
     type Error = InvalidMessage;
 
     fn try_from(s: pb::LogsSummary) -> Result<Self, Self::Error> {
-        let last_pass: LogCounts = s.last_pass.ok_or_else(|| InvalidMessage::new("last_pass", "missing"))?.into();
-        let totals: LogCounts = s.totals.ok_or_else(|| InvalidMessage::new("totals", "missing"))?.into();
+        let last_pass: LogCounts = s
+            .last_pass
+            .ok_or_else(|| InvalidMessage::new("last_pass", "missing"))?
+            .into();
+        let totals: LogCounts = s
+            .totals
+            .ok_or_else(|| InvalidMessage::new("totals", "missing"))?
+            .into();
         if let Some((field, pass, total)) = last_pass.first_above(&totals) {
-            return Err(InvalidMessage::new(format!("last_pass.{field}"), format!("{pass} is more than totals.{field} {total}")));
+            return Err(InvalidMessage::new(
+                format!("last_pass.{field}"),
+                format!("{pass} is more than totals.{field} {total}"),
+            ));
         }
         Ok(Self {
             checked_at: ts_from_pb(s.checked_at, "checked_at")?,
-            reclaimable_at: s.reclaimable_at.map(|t| ts_from_pb(Some(t), "reclaimable_at")).transpose()?,
-            errors: bounded(s.errors, MAX_ERRORS, "errors")?.into_iter().map(Into::into).collect(),
+            reclaimable_at: s
+                .reclaimable_at
+                .map(|t| ts_from_pb(Some(t), "reclaimable_at"))
+                .transpose()?,
+            errors: bounded(s.errors, MAX_ERRORS, "errors")?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             last_pass,
             totals,
             reclaimable_bytes: s.reclaimable_bytes,
@@ -970,7 +1133,12 @@ pub(crate) mod tests {
             seq: 7,
             collected_at: "2026-11-29T03:00:00Z".parse().unwrap(),
             report_interval_ms: 10_000,
-            host: Host { cpu_count: 2, cpu_usage_percent: 12.5, memory_total_bytes: 1 << 30, ..Host::default() },
+            host: Host {
+                cpu_count: 2,
+                cpu_usage_percent: 12.5,
+                memory_total_bytes: 1 << 30,
+                ..Host::default()
+            },
             filesystems: vec![Filesystem {
                 device: "/dev/vda".into(),
                 fstype: "ext4".into(),
@@ -990,12 +1158,23 @@ pub(crate) mod tests {
             network: vec![NetworkInterface {
                 device: "eth0".into(),
                 receive_bytes_total: 10,
-                rates: Some(NetworkRates { receive_bytes_per_second: 1.5, ..NetworkRates::default() }),
+                rates: Some(NetworkRates {
+                    receive_bytes_per_second: 1.5,
+                    ..NetworkRates::default()
+                }),
                 ..NetworkInterface::default()
             }],
-            agent: AgentCost { rss_bytes: 5 << 20, cpu_seconds_total: 0.25, ..AgentCost::default() },
+            agent: AgentCost {
+                rss_bytes: 5 << 20,
+                cpu_seconds_total: 0.25,
+                ..AgentCost::default()
+            },
             logs: Some(sample_logs()),
-            errors: vec![CollectorError { collector: "network".into(), place: "/proc/net/dev:3".into(), message: "x".into() }],
+            errors: vec![CollectorError {
+                collector: "network".into(),
+                place: "/proc/net/dev:3".into(),
+                message: "x".into(),
+            }],
             images: Some(sample_images()),
             volumes: vec![sample_volume()],
         }
@@ -1018,7 +1197,13 @@ pub(crate) mod tests {
                     dry_run: true,
                     removed: 3,
                     removed_bytes: 2 << 30,
-                    kept: KeptCounts { in_use: 7, pinned: 0, young: 1, keep_list: 1, below_threshold: 0 },
+                    kept: KeptCounts {
+                        in_use: 7,
+                        pinned: 0,
+                        young: 1,
+                        keep_list: 1,
+                        below_threshold: 0,
+                    },
                     failed: 0,
                     waiting_for_window_until: None,
                 }),
@@ -1086,7 +1271,9 @@ pub(crate) mod tests {
     fn invalid_images_and_volumes_are_rejected_naming_the_field() {
         let cases: Vec<(Box<dyn Fn(&mut pb::NodeReport)>, &str, &str)> = vec![
             (
-                Box::new(|p| p.images.as_mut().unwrap().runtimes[0].image_fs_used_percent = Some(101.0)),
+                Box::new(|p| {
+                    p.images.as_mut().unwrap().runtimes[0].image_fs_used_percent = Some(101.0)
+                }),
                 "images.runtimes[0].image_fs_used_percent",
                 "101 is outside 0..=100",
             ),
@@ -1095,18 +1282,38 @@ pub(crate) mod tests {
                 "images.runtimes[0].images_unused",
                 "13 is more than images_total 12",
             ),
-            (Box::new(|p| p.images.as_mut().unwrap().runtimes[0].runtime.clear()), "images.runtimes[0].runtime", "empty"),
             (
-                Box::new(|p| p.images.as_mut().unwrap().runtimes[0].last_prune.as_mut().unwrap().trigger = 9),
+                Box::new(|p| p.images.as_mut().unwrap().runtimes[0].runtime.clear()),
+                "images.runtimes[0].runtime",
+                "empty",
+            ),
+            (
+                Box::new(|p| {
+                    p.images.as_mut().unwrap().runtimes[0]
+                        .last_prune
+                        .as_mut()
+                        .unwrap()
+                        .trigger = 9
+                }),
                 "images.runtimes[0].last_prune.trigger",
                 "unknown value 9",
             ),
             (
-                Box::new(|p| p.images.as_mut().unwrap().runtimes[0].last_prune.as_mut().unwrap().trigger = 0),
+                Box::new(|p| {
+                    p.images.as_mut().unwrap().runtimes[0]
+                        .last_prune
+                        .as_mut()
+                        .unwrap()
+                        .trigger = 0
+                }),
                 "images.runtimes[0].last_prune.trigger",
                 "unknown value 0",
             ),
-            (Box::new(|p| p.images.as_mut().unwrap().checked_at = None), "images.checked_at", "missing"),
+            (
+                Box::new(|p| p.images.as_mut().unwrap().checked_at = None),
+                "images.checked_at",
+                "missing",
+            ),
             (
                 Box::new(|p| {
                     let r = p.images.as_ref().unwrap().runtimes[0].clone();
@@ -1115,9 +1322,21 @@ pub(crate) mod tests {
                 "images.runtimes",
                 "9 entries, at most 8 allowed",
             ),
-            (Box::new(|p| p.volumes[0].name.clear()), "volumes[0].name", "empty"),
-            (Box::new(|p| p.volumes[0].pod_uid.clear()), "volumes[0].pod_uid", "empty"),
-            (Box::new(|p| p.volumes[0].filesystem = None), "volumes[0].filesystem", "missing"),
+            (
+                Box::new(|p| p.volumes[0].name.clear()),
+                "volumes[0].name",
+                "empty",
+            ),
+            (
+                Box::new(|p| p.volumes[0].pod_uid.clear()),
+                "volumes[0].pod_uid",
+                "empty",
+            ),
+            (
+                Box::new(|p| p.volumes[0].filesystem = None),
+                "volumes[0].filesystem",
+                "missing",
+            ),
             (
                 Box::new(|p| p.volumes[0].filesystem.as_mut().unwrap().used_percent = -1.0),
                 "volumes[0].filesystem.used_percent",
@@ -1141,14 +1360,24 @@ pub(crate) mod tests {
         assert_eq!(rt["runtime"], "docker");
         assert_eq!(rt["image_fs_mountpoint"], "/var/lib/docker");
         assert_eq!(rt["image_fs_used_percent"], 87.5);
-        assert_eq!((rt["images_total"].as_u64(), rt["images_unused"].as_u64()), (Some(12), Some(5)));
+        assert_eq!(
+            (rt["images_total"].as_u64(), rt["images_unused"].as_u64()),
+            (Some(12), Some(5))
+        );
         assert_eq!(rt["reclaimable_bytes"], 3u64 << 30);
         assert_eq!(rt["last_prune"]["trigger"], "disk_pressure");
         assert_eq!(rt["last_prune"]["kept"]["in_use"], 7);
         assert_eq!(rt["last_prune"]["kept"]["keep_list"], 1);
         assert_eq!(rt["removed_bytes_total"], 0);
         let vol = &v["volumes"][0];
-        assert_eq!((vol["pod_uid"].as_str(), vol["plugin"].as_str(), vol["name"].as_str()), (Some("0b1c-22"), Some("kubernetes.io~csi"), Some("pvc-123")));
+        assert_eq!(
+            (
+                vol["pod_uid"].as_str(),
+                vol["plugin"].as_str(),
+                vol["name"].as_str()
+            ),
+            (Some("0b1c-22"), Some("kubernetes.io~csi"), Some("pvc-123"))
+        );
         assert_eq!(vol["filesystem"]["size_bytes"], 10u64 << 30);
         let back: NodeReport = serde_json::from_value(v).unwrap();
         assert_eq!(back, sample_report());
@@ -1160,7 +1389,10 @@ pub(crate) mod tests {
         p.filesystems[0].used_percent = f64::NAN;
         let err = NodeReport::try_from(p).unwrap_err();
         assert_eq!(err.field, "filesystems[0].used_percent");
-        assert_eq!(err.to_string(), "invalid filesystems[0].used_percent: NaN is not a finite number");
+        assert_eq!(
+            err.to_string(),
+            "invalid filesystems[0].used_percent: NaN is not a finite number"
+        );
     }
 
     #[test]
@@ -1184,7 +1416,17 @@ pub(crate) mod tests {
     fn json_uses_node_exporter_names_and_omits_absent_inode_percent() {
         let v = serde_json::to_value(sample_report()).unwrap();
         let fs = &v["filesystems"][0];
-        for k in ["device", "fstype", "mountpoint", "size_bytes", "free_bytes", "avail_bytes", "files", "files_free", "used_percent"] {
+        for k in [
+            "device",
+            "fstype",
+            "mountpoint",
+            "size_bytes",
+            "free_bytes",
+            "avail_bytes",
+            "files",
+            "files_free",
+            "used_percent",
+        ] {
             assert!(fs.get(k).is_some(), "missing {k}");
         }
         assert!(fs.get("files_used_percent").is_none());
@@ -1206,7 +1448,14 @@ pub(crate) mod tests {
             errors: 1,
         };
         let mut totals = pass;
-        totals.add(&LogCounts { files_checked: 4000, rotated: 10, rotated_bytes: 1 << 30, deleted: 3, errors: 1, ..LogCounts::default() });
+        totals.add(&LogCounts {
+            files_checked: 4000,
+            rotated: 10,
+            rotated_bytes: 1 << 30,
+            deleted: 3,
+            errors: 1,
+            ..LogCounts::default()
+        });
         LogsSummary {
             checked_at: "2026-11-29T02:59:50Z".parse().unwrap(),
             last_pass: pass,
@@ -1224,7 +1473,10 @@ pub(crate) mod tests {
     #[test]
     fn logs_summary_round_trips_and_a_report_without_it_still_parses() {
         let r = sample_report();
-        assert_eq!(NodeReport::try_from(pb::NodeReport::from(r.clone())).unwrap(), r);
+        assert_eq!(
+            NodeReport::try_from(pb::NodeReport::from(r.clone())).unwrap(),
+            r
+        );
         let mut without = r.clone();
         without.logs = None;
         let wire = pb::NodeReport::from(without.clone());
@@ -1239,9 +1491,17 @@ pub(crate) mod tests {
     #[test]
     fn invalid_logs_summaries_are_rejected_naming_the_field() {
         let cases: Vec<(Box<dyn Fn(&mut pb::LogsSummary)>, &str, &str)> = vec![
-            (Box::new(|l| l.checked_at = None), "logs.checked_at", "missing"),
+            (
+                Box::new(|l| l.checked_at = None),
+                "logs.checked_at",
+                "missing",
+            ),
             (Box::new(|l| l.totals = None), "logs.totals", "missing"),
-            (Box::new(|l| l.last_pass = None), "logs.last_pass", "missing"),
+            (
+                Box::new(|l| l.last_pass = None),
+                "logs.last_pass",
+                "missing",
+            ),
             (
                 Box::new(|l| l.last_pass.as_mut().unwrap().rotated = 13),
                 "logs.last_pass.rotated",
@@ -1252,7 +1512,16 @@ pub(crate) mod tests {
                 "logs.errors",
                 "257 entries, at most 256 allowed",
             ),
-            (Box::new(|l| l.reclaimable_at = Some(prost_types::Timestamp { seconds: i64::MAX, nanos: 0 })), "logs.reclaimable_at", ""),
+            (
+                Box::new(|l| {
+                    l.reclaimable_at = Some(prost_types::Timestamp {
+                        seconds: i64::MAX,
+                        nanos: 0,
+                    })
+                }),
+                "logs.reclaimable_at",
+                "",
+            ),
         ];
         for (break_it, field, reason) in cases {
             let mut p = pb::NodeReport::from(sample_report());

@@ -5,7 +5,9 @@
 use bytesize::ByteSize;
 use comfy_table::{Table, presets};
 
-use crate::model::{AgentCost, Filesystem, ImagesSummary, NetworkInterface, NodeReport, PruneTrigger, VolumeMount};
+use crate::model::{
+    AgentCost, Filesystem, ImagesSummary, NetworkInterface, NodeReport, PruneTrigger, VolumeMount,
+};
 
 /// How a table is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +43,20 @@ fn rate(v: Option<f64>) -> String {
 
 /// One row per filesystem.
 pub fn filesystems(style: Style, fs: &[Filesystem]) -> String {
-    let mut t = table(style, &["mountpoint", "device", "fstype", "size", "used", "avail", "use%", "inodes use%", "note"]);
+    let mut t = table(
+        style,
+        &[
+            "mountpoint",
+            "device",
+            "fstype",
+            "size",
+            "used",
+            "avail",
+            "use%",
+            "inodes use%",
+            "note",
+        ],
+    );
     for f in fs {
         let note = match (f.stale, f.mountpoints.len()) {
             (true, _) => "stale: statvfs timed out".to_string(),
@@ -56,7 +71,8 @@ pub fn filesystems(style: Style, fs: &[Filesystem]) -> String {
             bytes(f.size_bytes.saturating_sub(f.free_bytes)),
             bytes(f.avail_bytes),
             format!("{:.1}", f.used_percent),
-            f.files_used_percent.map_or_else(|| "-".into(), |p| format!("{p:.1}")),
+            f.files_used_percent
+                .map_or_else(|| "-".into(), |p| format!("{p:.1}")),
             note,
         ]);
     }
@@ -65,7 +81,20 @@ pub fn filesystems(style: Style, fs: &[Filesystem]) -> String {
 
 /// One row per interface.
 pub fn network(style: Style, ifs: &[NetworkInterface]) -> String {
-    let mut t = table(style, &["device", "state", "received", "transmitted", "rx rate", "tx rate", "errs (rx/tx)", "drop (rx/tx)", "note"]);
+    let mut t = table(
+        style,
+        &[
+            "device",
+            "state",
+            "received",
+            "transmitted",
+            "rx rate",
+            "tx rate",
+            "errs (rx/tx)",
+            "drop (rx/tx)",
+            "note",
+        ],
+    );
     for n in ifs {
         t.add_row(vec![
             n.device.clone(),
@@ -76,7 +105,11 @@ pub fn network(style: Style, ifs: &[NetworkInterface]) -> String {
             rate(n.rates.map(|r| r.transmit_bytes_per_second)),
             format!("{}/{}", n.receive_errs_total, n.transmit_errs_total),
             format!("{}/{}", n.receive_drop_total, n.transmit_drop_total),
-            if n.counter_reset { "counter reset: no rate this interval".into() } else { String::new() },
+            if n.counter_reset {
+                "counter reset: no rate this interval".into()
+            } else {
+                String::new()
+            },
         ]);
     }
     t.to_string()
@@ -84,7 +117,20 @@ pub fn network(style: Style, ifs: &[NetworkInterface]) -> String {
 
 /// One row per pod volume mount.
 pub fn volumes(style: Style, vs: &[VolumeMount]) -> String {
-    let mut t = table(style, &["volume", "plugin", "pod", "size", "used", "avail", "use%", "inodes use%", "note"]);
+    let mut t = table(
+        style,
+        &[
+            "volume",
+            "plugin",
+            "pod",
+            "size",
+            "used",
+            "avail",
+            "use%",
+            "inodes use%",
+            "note",
+        ],
+    );
     for v in vs {
         let f = &v.filesystem;
         t.add_row(vec![
@@ -95,8 +141,13 @@ pub fn volumes(style: Style, vs: &[VolumeMount]) -> String {
             bytes(f.size_bytes.saturating_sub(f.free_bytes)),
             bytes(f.avail_bytes),
             format!("{:.1}", f.used_percent),
-            f.files_used_percent.map_or_else(|| "-".into(), |p| format!("{p:.1}")),
-            if f.stale { "stale: statvfs timed out".into() } else { String::new() },
+            f.files_used_percent
+                .map_or_else(|| "-".into(), |p| format!("{p:.1}")),
+            if f.stale {
+                "stale: statvfs timed out".into()
+            } else {
+                String::new()
+            },
         ]);
     }
     t.to_string()
@@ -107,9 +158,25 @@ pub fn images(style: Style, s: &ImagesSummary) -> String {
     let mut out = format!(
         "images (checked {}{}):\n",
         s.checked_at,
-        if s.dry_run { "; dry run: nothing is removed unless images.apply is true" } else { "" }
+        if s.dry_run {
+            "; dry run: nothing is removed unless images.apply is true"
+        } else {
+            ""
+        }
     );
-    let mut t = table(style, &["runtime", "image fs", "fs use%", "images", "unused", "reclaimable", "last prune", "removed since start"]);
+    let mut t = table(
+        style,
+        &[
+            "runtime",
+            "image fs",
+            "fs use%",
+            "images",
+            "unused",
+            "reclaimable",
+            "last prune",
+            "removed since start",
+        ],
+    );
     for r in &s.runtimes {
         let last = match &r.last_prune {
             None => "-".to_string(),
@@ -123,21 +190,34 @@ pub fn images(style: Style, s: &ImagesSummary) -> String {
                         PruneTrigger::DiskPressure => "disk pressure",
                     },
                     p.removed,
-                    if p.dry_run { "would be removed," } else { "removed," },
+                    if p.dry_run {
+                        "would be removed,"
+                    } else {
+                        "removed,"
+                    },
                     bytes(p.removed_bytes),
                     k.in_use,
                     k.pinned,
                     k.young,
                     k.keep_list,
                     k.below_threshold,
-                    if p.failed > 0 { format!(", {} failed", p.failed) } else { String::new() },
+                    if p.failed > 0 {
+                        format!(", {} failed", p.failed)
+                    } else {
+                        String::new()
+                    },
                 )
             }
         };
         t.add_row(vec![
             r.runtime.clone(),
-            if r.image_fs_mountpoint.is_empty() { "-".into() } else { r.image_fs_mountpoint.clone() },
-            r.image_fs_used_percent.map_or_else(|| "-".into(), |p| format!("{p:.1}")),
+            if r.image_fs_mountpoint.is_empty() {
+                "-".into()
+            } else {
+                r.image_fs_mountpoint.clone()
+            },
+            r.image_fs_used_percent
+                .map_or_else(|| "-".into(), |p| format!("{p:.1}")),
             r.images_total.to_string(),
             r.images_unused.to_string(),
             bytes(r.reclaimable_bytes),
@@ -148,7 +228,10 @@ pub fn images(style: Style, s: &ImagesSummary) -> String {
     out.push_str(&t.to_string());
     out.push('\n');
     for e in &s.errors {
-        out.push_str(&format!("image check error ({}) at {}: {}\n", e.collector, e.place, e.message));
+        out.push_str(&format!(
+            "image check error ({}) at {}: {}\n",
+            e.collector, e.place, e.message
+        ));
     }
     out
 }
@@ -209,7 +292,10 @@ pub fn node_report(style: Style, r: &NodeReport) -> String {
         out.push_str(&logs(l));
     }
     for e in &r.errors {
-        out.push_str(&format!("collection error ({}) at {}: {}\n", e.collector, e.place, e.message));
+        out.push_str(&format!(
+            "collection error ({}) at {}: {}\n",
+            e.collector, e.place, e.message
+        ));
     }
     out
 }
@@ -232,28 +318,49 @@ fn log_counts(c: &crate::model::LogCounts) -> String {
 /// Log rotation: the last pass, totals since the agent started, what retention could
 /// delete now, then the problems with their places.
 pub fn logs(s: &crate::model::LogsSummary) -> String {
-    let mut out = format!("logs (checked {}):
-", s.checked_at);
-    out.push_str(&format!("  last pass: {}
-", log_counts(&s.last_pass)));
-    out.push_str(&format!("  since start: {}
-", log_counts(&s.totals)));
+    let mut out = format!(
+        "logs (checked {}):
+",
+        s.checked_at
+    );
+    out.push_str(&format!(
+        "  last pass: {}
+",
+        log_counts(&s.last_pass)
+    ));
+    out.push_str(&format!(
+        "  since start: {}
+",
+        log_counts(&s.totals)
+    ));
     match s.reclaimable_at {
-        Some(at) => out.push_str(&format!("  reclaimable by retention rules: {} (as of {at})
-", bytes(s.reclaimable_bytes))),
-        None => out.push_str("  reclaimable by retention rules: - (no logs.retention rules)
-"),
+        Some(at) => out.push_str(&format!(
+            "  reclaimable by retention rules: {} (as of {at})
+",
+            bytes(s.reclaimable_bytes)
+        )),
+        None => out.push_str(
+            "  reclaimable by retention rules: - (no logs.retention rules)
+",
+        ),
     }
     for e in &s.errors {
-        out.push_str(&format!("log rotation error at {}: {}
-", e.place, e.message));
+        out.push_str(&format!(
+            "log rotation error at {}: {}
+",
+            e.place, e.message
+        ));
     }
     out
 }
 
 fn humanize_seconds(s: u64) -> String {
     let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
-    if d > 0 { format!("{d}d {h}h") } else { format!("{h}h {m}m") }
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else {
+        format!("{h}h {m}m")
+    }
 }
 
 #[cfg(test)]
@@ -274,28 +381,63 @@ mod tests {
     #[test]
     fn network_table_shows_rates_or_dash() {
         let mut r = sample_report();
-        r.network.push(NetworkInterface { device: "lo".into(), counter_reset: true, ..Default::default() });
+        r.network.push(NetworkInterface {
+            device: "lo".into(),
+            counter_reset: true,
+            ..Default::default()
+        });
         let s = network(Style::Terminal, &r.network);
-        assert!(s.lines().any(|l| l.contains("eth0") && l.contains("2 B/s")), "{s}");
-        assert!(s.lines().any(|l| l.contains("lo") && l.contains("counter reset")), "{s}");
+        assert!(
+            s.lines().any(|l| l.contains("eth0") && l.contains("2 B/s")),
+            "{s}"
+        );
+        assert!(
+            s.lines()
+                .any(|l| l.contains("lo") && l.contains("counter reset")),
+            "{s}"
+        );
     }
 
     #[test]
     fn node_report_shows_volumes_and_images() {
         let s = node_report(Style::Markdown, &sample_report());
         let vol = s.lines().find(|l| l.contains("pvc-123")).unwrap();
-        assert!(vol.contains("kubernetes.io~csi") && vol.contains("0b1c-22") && vol.contains("60.0") && vol.contains("6.0 GiB"), "{vol}");
-        assert!(s.contains("dry run: nothing is removed unless images.apply is true"), "{s}");
+        assert!(
+            vol.contains("kubernetes.io~csi")
+                && vol.contains("0b1c-22")
+                && vol.contains("60.0")
+                && vol.contains("6.0 GiB"),
+            "{vol}"
+        );
+        assert!(
+            s.contains("dry run: nothing is removed unless images.apply is true"),
+            "{s}"
+        );
         let rt = s.lines().find(|l| l.starts_with("| docker")).unwrap();
-        assert!(rt.contains("/var/lib/docker") && rt.contains("87.5") && rt.contains("| 12 ") && rt.contains("| 5 ") && rt.contains("3.0 GiB"), "{rt}");
+        assert!(
+            rt.contains("/var/lib/docker")
+                && rt.contains("87.5")
+                && rt.contains("| 12 ")
+                && rt.contains("| 5 ")
+                && rt.contains("3.0 GiB"),
+            "{rt}"
+        );
         assert!(rt.contains("(disk pressure): 3 would be removed, 2.0 GiB, kept 7 in use / 0 pinned / 1 young / 1 keep-list / 0 below threshold"), "{rt}");
-        assert!(s.contains("image check error (images) at /run/containerd/containerd.sock: cannot connect"), "{s}");
+        assert!(
+            s.contains(
+                "image check error (images) at /run/containerd/containerd.sock: cannot connect"
+            ),
+            "{s}"
+        );
         // Without either, no section.
         let mut r = sample_report();
         r.images = None;
         r.volumes.clear();
         let s = node_report(Style::Terminal, &r);
-        assert!(!s.contains("images (checked") && !s.contains("plugin"), "{s}");
+        assert!(
+            !s.contains("images (checked") && !s.contains("plugin"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -312,9 +454,18 @@ mod tests {
             s.contains("  last pass: 40 checked, 2 rotated (300.0 MiB), 2 compressed (300.0 MiB -> 30.0 MiB), 1 deleted (20.0 MiB), 1 errors\n"),
             "{s}"
         );
-        assert!(s.contains("  since start: 4040 checked, 12 rotated (1.3 GiB),"), "{s}");
-        assert!(s.contains("  reclaimable by retention rules: 700.0 MiB (as of 2026-11-29T02:59:00Z)"), "{s}");
-        assert!(s.contains("log rotation error at /etc/logrotate.d/app:3: unknown directive \"rotat\""), "{s}");
+        assert!(
+            s.contains("  since start: 4040 checked, 12 rotated (1.3 GiB),"),
+            "{s}"
+        );
+        assert!(
+            s.contains("  reclaimable by retention rules: 700.0 MiB (as of 2026-11-29T02:59:00Z)"),
+            "{s}"
+        );
+        assert!(
+            s.contains("log rotation error at /etc/logrotate.d/app:3: unknown directive \"rotat\""),
+            "{s}"
+        );
         let mut r = sample_report();
         r.logs = None;
         assert!(!node_report(Style::Terminal, &r).contains("logs (checked"));

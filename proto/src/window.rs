@@ -50,22 +50,42 @@ pub enum RunReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
-    Run { reason: RunReason },
+    Run {
+        reason: RunReason,
+    },
     /// Not now: the window next opens at `until`. `reason` is a sentence for the report.
-    Wait { until: Timestamp, reason: String },
+    Wait {
+        until: Timestamp,
+        reason: String,
+    },
 }
 
 impl MaintenanceWindow {
     /// The window of `config` in `zone`.
     pub fn new(config: &WindowConfig, zone: &Zone) -> MaintenanceWindow {
-        let days: Vec<String> = config.days.iter().map(|d| cron_day(*d).to_string()).collect();
-        let expr = format!("{} {} * * {}", config.start.minute(), config.start.hour(), days.join(","));
+        let days: Vec<String> = config
+            .days
+            .iter()
+            .map(|d| cron_day(*d).to_string())
+            .collect();
+        let expr = format!(
+            "{} {} * * {}",
+            config.start.minute(),
+            config.start.hour(),
+            days.join(",")
+        );
         let opens = match Cron::parse(&expr) {
             Ok(c) => c,
             Err(e) => unreachable!("minute, hour and weekdays from a validated config: {e}"),
         };
-        let duration = SignedDuration::try_from(config.duration).unwrap_or(SignedDuration::from_hours(24));
-        MaintenanceWindow { opens, duration, zone: zone.clone(), description: describe(config, zone) }
+        let duration =
+            SignedDuration::try_from(config.duration).unwrap_or(SignedDuration::from_hours(24));
+        MaintenanceWindow {
+            opens,
+            duration,
+            zone: zone.clone(),
+            description: describe(config, zone),
+        }
     }
 
     /// The window of the default config: Sundays 03:00–05:00 Asia/Tokyo.
@@ -84,7 +104,12 @@ impl MaintenanceWindow {
         // now; it does if it is not later than now.
         let from = now.checked_sub(self.duration).ok()?;
         let open = self.opens.next_after(from, self.zone.tz())?;
-        (open <= now).then(|| (open, open.saturating_add(self.duration).unwrap_or(Timestamp::MAX)))
+        (open <= now).then(|| {
+            (
+                open,
+                open.saturating_add(self.duration).unwrap_or(Timestamp::MAX),
+            )
+        })
     }
 
     /// Whether the window is open at `now` (opening instant included, closing excluded).
@@ -95,20 +120,28 @@ impl MaintenanceWindow {
     /// The next opening strictly after `now` (while the window is open, the one after it).
     /// `Timestamp::MAX` only past the end of jiff's range.
     pub fn next_open(&self, now: Timestamp) -> Timestamp {
-        self.opens.next_after(now, self.zone.tz()).unwrap_or(Timestamp::MAX)
+        self.opens
+            .next_after(now, self.zone.tz())
+            .unwrap_or(Timestamp::MAX)
     }
 
     /// Whether destructive work may run at `now`: inside the window, or when `force`d, or in
     /// an `emergency`; otherwise wait for the next opening.
     pub fn allowed(&self, now: Timestamp, force: bool, emergency: bool) -> Decision {
         if emergency {
-            return Decision::Run { reason: RunReason::Emergency };
+            return Decision::Run {
+                reason: RunReason::Emergency,
+            };
         }
         if force {
-            return Decision::Run { reason: RunReason::Forced };
+            return Decision::Run {
+                reason: RunReason::Forced,
+            };
         }
         if self.contains(now) {
-            return Decision::Run { reason: RunReason::InWindow };
+            return Decision::Run {
+                reason: RunReason::InWindow,
+            };
         }
         let until = self.next_open(now);
         let local = until.to_zoned(self.zone.tz().clone());
@@ -168,8 +201,15 @@ impl Zone {
         let tz = jiff::tz::db()
             .get(name)
             .or_else(|_| TimeZoneDatabase::bundled().get(name))
-            .map_err(|_| format!("{name:?} is not an IANA time zone name (e.g. Asia/Tokyo, Europe/Berlin, UTC)"))?;
-        Ok(Zone { name: name.to_string(), tz })
+            .map_err(|_| {
+                format!(
+                    "{name:?} is not an IANA time zone name (e.g. Asia/Tokyo, Europe/Berlin, UTC)"
+                )
+            })?;
+        Ok(Zone {
+            name: name.to_string(),
+            tz,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -187,7 +227,10 @@ impl Default for Zone {
             Ok(z) => z,
             // Unreachable with the bundled database; never fall back silently to another zone
             // without saying so in the name.
-            Err(_) => Zone { name: "UTC".into(), tz: TimeZone::UTC },
+            Err(_) => Zone {
+                name: "UTC".into(),
+                tz: TimeZone::UTC,
+            },
         }
     }
 }
@@ -224,13 +267,20 @@ pub struct WindowConfig {
     #[serde(default = "default_start", deserialize_with = "start")]
     pub start: Time,
     /// 10m to 24h. Default 2h.
-    #[serde(default = "default_window_duration", deserialize_with = "window_duration")]
+    #[serde(
+        default = "default_window_duration",
+        deserialize_with = "window_duration"
+    )]
     pub duration: Duration,
 }
 
 impl Default for WindowConfig {
     fn default() -> Self {
-        Self { days: default_days(), start: default_start(), duration: default_window_duration() }
+        Self {
+            days: default_days(),
+            start: default_start(),
+            duration: default_window_duration(),
+        }
     }
 }
 
@@ -276,19 +326,32 @@ fn default_window_duration() -> Duration {
 fn days<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<Day>, D::Error> {
     let days = BTreeSet::<Day>::deserialize(d)?;
     if days.is_empty() {
-        return Err(serde::de::Error::custom("the maintenance window needs at least one day, e.g. [sunday]"));
+        return Err(serde::de::Error::custom(
+            "the maintenance window needs at least one day, e.g. [sunday]",
+        ));
     }
     Ok(days)
 }
 
 fn start<'de, D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
     let s = String::deserialize(d)?;
-    let bad = || serde::de::Error::custom(format!("{s:?} is not a time of day; write HH:MM, e.g. \"03:00\""));
+    let bad = || {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a time of day; write HH:MM, e.g. \"03:00\""
+        ))
+    };
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    if h.is_empty() || h.len() > 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {
+    if h.is_empty()
+        || h.len() > 2
+        || m.len() != 2
+        || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
-    let (h, m) = (h.parse::<i8>().map_err(|_| bad())?, m.parse::<i8>().map_err(|_| bad())?);
+    let (h, m) = (
+        h.parse::<i8>().map_err(|_| bad())?,
+        m.parse::<i8>().map_err(|_| bad())?,
+    );
     Time::new(h, m, 0, 0).map_err(|_| bad())
 }
 
@@ -324,12 +387,21 @@ mod tests {
         assert!(w.contains(ts("2025-06-07T18:00:00Z")));
         assert!(w.contains(ts("2025-06-07T19:59:59.999Z")));
         assert!(!w.contains(ts("2025-06-07T20:00:00Z")));
-        assert_eq!(w.current(ts("2025-06-07T19:00:00Z")), Some((ts("2025-06-07T18:00:00Z"), ts("2025-06-07T20:00:00Z"))));
+        assert_eq!(
+            w.current(ts("2025-06-07T19:00:00Z")),
+            Some((ts("2025-06-07T18:00:00Z"), ts("2025-06-07T20:00:00Z")))
+        );
         // Saturday 03:00 JST is not in it.
         assert!(!w.contains(ts("2025-06-06T18:30:00Z")));
-        assert_eq!(w.next_open(ts("2025-06-03T00:00:00Z")), ts("2025-06-07T18:00:00Z"));
+        assert_eq!(
+            w.next_open(ts("2025-06-03T00:00:00Z")),
+            ts("2025-06-07T18:00:00Z")
+        );
         // While open, the next opening is a week later.
-        assert_eq!(w.next_open(ts("2025-06-07T18:00:00Z")), ts("2025-06-14T18:00:00Z"));
+        assert_eq!(
+            w.next_open(ts("2025-06-07T18:00:00Z")),
+            ts("2025-06-14T18:00:00Z")
+        );
     }
 
     #[test]
@@ -337,10 +409,30 @@ mod tests {
         let w = MaintenanceWindow::default_window();
         let inside = ts("2025-06-07T18:30:00Z");
         let outside = ts("2025-06-04T01:00:00Z"); // Wednesday 10:00 JST
-        assert_eq!(w.allowed(inside, false, false), Decision::Run { reason: RunReason::InWindow });
-        assert_eq!(w.allowed(outside, true, false), Decision::Run { reason: RunReason::Forced });
-        assert_eq!(w.allowed(outside, false, true), Decision::Run { reason: RunReason::Emergency });
-        assert_eq!(w.allowed(outside, true, true), Decision::Run { reason: RunReason::Emergency });
+        assert_eq!(
+            w.allowed(inside, false, false),
+            Decision::Run {
+                reason: RunReason::InWindow
+            }
+        );
+        assert_eq!(
+            w.allowed(outside, true, false),
+            Decision::Run {
+                reason: RunReason::Forced
+            }
+        );
+        assert_eq!(
+            w.allowed(outside, false, true),
+            Decision::Run {
+                reason: RunReason::Emergency
+            }
+        );
+        assert_eq!(
+            w.allowed(outside, true, true),
+            Decision::Run {
+                reason: RunReason::Emergency
+            }
+        );
         assert_eq!(
             w.allowed(outside, false, false),
             Decision::Wait {
@@ -352,7 +444,10 @@ mod tests {
             serde_json::to_value(w.allowed(outside, false, false)).unwrap()["until"],
             serde_json::json!("2025-06-07T18:00:00Z")
         );
-        assert_eq!(serde_json::to_string(&w.allowed(inside, false, false)).unwrap(), r#"{"decision":"run","reason":"in_window"}"#);
+        assert_eq!(
+            serde_json::to_string(&w.allowed(inside, false, false)).unwrap(),
+            r#"{"decision":"run","reason":"in_window"}"#
+        );
     }
 
     #[test]
@@ -361,31 +456,58 @@ mod tests {
         let w = window(&[Day::Saturday, Day::Sunday], (22, 30), 6, "Asia/Tokyo");
         assert_eq!(w.describe(), "Saturday, Sunday 22:30 for 6h (Asia/Tokyo)");
         // Monday 2025-06-09 04:00 JST = Sunday 19:00 UTC: inside Sunday's window.
-        assert_eq!(w.current(ts("2025-06-08T19:00:00Z")), Some((ts("2025-06-08T13:30:00Z"), ts("2025-06-08T19:30:00Z"))));
+        assert_eq!(
+            w.current(ts("2025-06-08T19:00:00Z")),
+            Some((ts("2025-06-08T13:30:00Z"), ts("2025-06-08T19:30:00Z")))
+        );
         assert!(!w.contains(ts("2025-06-08T19:30:00Z")));
         // Sunday 04:29 JST: still Saturday's.
-        assert_eq!(w.current(ts("2025-06-07T19:29:00Z")), Some((ts("2025-06-07T13:30:00Z"), ts("2025-06-07T19:30:00Z"))));
-        assert_eq!(w.next_open(ts("2025-06-08T19:30:00Z")), ts("2025-06-14T13:30:00Z"));
+        assert_eq!(
+            w.current(ts("2025-06-07T19:29:00Z")),
+            Some((ts("2025-06-07T13:30:00Z"), ts("2025-06-07T19:30:00Z")))
+        );
+        assert_eq!(
+            w.next_open(ts("2025-06-08T19:30:00Z")),
+            ts("2025-06-14T13:30:00Z")
+        );
     }
 
     #[test]
     fn berlin_windows_on_dst_days_open_at_wall_clock_and_last_their_duration() {
         // Sunday 2025-03-30 (spring forward at 02:00 CET): 03:00 CEST = 01:00Z, open 2 h.
         let w = window(&[Day::Sunday], (3, 0), 2, "Europe/Berlin");
-        assert_eq!(w.current(ts("2025-03-30T01:00:00Z")), Some((ts("2025-03-30T01:00:00Z"), ts("2025-03-30T03:00:00Z"))));
+        assert_eq!(
+            w.current(ts("2025-03-30T01:00:00Z")),
+            Some((ts("2025-03-30T01:00:00Z"), ts("2025-03-30T03:00:00Z")))
+        );
         assert!(!w.contains(ts("2025-03-30T00:59:59Z")));
         // The Sunday before, in CET: 03:00 = 02:00Z.
-        assert_eq!(w.next_open(ts("2025-03-20T00:00:00Z")), ts("2025-03-23T02:00:00Z"));
+        assert_eq!(
+            w.next_open(ts("2025-03-20T00:00:00Z")),
+            ts("2025-03-23T02:00:00Z")
+        );
         // Sunday 2025-10-26 (fall back at 03:00 CEST): 03:00 CET = 02:00Z.
-        assert_eq!(w.next_open(ts("2025-10-25T00:00:00Z")), ts("2025-10-26T02:00:00Z"));
+        assert_eq!(
+            w.next_open(ts("2025-10-25T00:00:00Z")),
+            ts("2025-10-26T02:00:00Z")
+        );
         assert!(w.contains(ts("2025-10-26T03:59:00Z")));
         assert!(!w.contains(ts("2025-10-26T04:00:00Z")));
         // A window opening at 02:30, inside the spring gap, opens right after it (03:30 CEST).
         let w = window(&[Day::Sunday], (2, 30), 1, "Europe/Berlin");
-        assert_eq!(w.next_open(ts("2025-03-29T00:00:00Z")), ts("2025-03-30T01:30:00Z"));
+        assert_eq!(
+            w.next_open(ts("2025-03-29T00:00:00Z")),
+            ts("2025-03-30T01:30:00Z")
+        );
         // … and on the fall-back day at the first 02:30 (CEST), once.
-        assert_eq!(w.next_open(ts("2025-10-25T00:00:00Z")), ts("2025-10-26T00:30:00Z"));
-        assert_eq!(w.current(ts("2025-10-26T01:29:00Z")), Some((ts("2025-10-26T00:30:00Z"), ts("2025-10-26T01:30:00Z"))));
+        assert_eq!(
+            w.next_open(ts("2025-10-25T00:00:00Z")),
+            ts("2025-10-26T00:30:00Z")
+        );
+        assert_eq!(
+            w.current(ts("2025-10-26T01:29:00Z")),
+            Some((ts("2025-10-26T00:30:00Z"), ts("2025-10-26T01:30:00Z")))
+        );
         assert!(!w.contains(ts("2025-10-26T01:30:00Z")));
     }
 }

@@ -28,20 +28,46 @@ pub struct RunningAggregator {
 
 impl RunningAggregator {
     /// Starts an aggregator storing in `data_dir`, gRPC on `grpc` (use port 0 for any).
-    pub async fn start(data_dir: &Path, grpc: SocketAddr, stale_after_intervals: u32) -> anyhow::Result<Self> {
-        Self::start_with(data_dir, grpc, stale_after_intervals, ServeOptions::insecure()).await
+    pub async fn start(
+        data_dir: &Path,
+        grpc: SocketAddr,
+        stale_after_intervals: u32,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(
+            data_dir,
+            grpc,
+            stale_after_intervals,
+            ServeOptions::insecure(),
+        )
+        .await
     }
 
     /// [`RunningAggregator::start`] with TLS, tokens and limits.
-    pub async fn start_with(data_dir: &Path, grpc: SocketAddr, stale_after_intervals: u32, options: ServeOptions) -> anyhow::Result<Self> {
+    pub async fn start_with(
+        data_dir: &Path,
+        grpc: SocketAddr,
+        stale_after_intervals: u32,
+        options: ServeOptions,
+    ) -> anyhow::Result<Self> {
         let state = State::new(Store::open(data_dir)?, stale_after_intervals)?;
         let grpc_l = TcpListener::bind(grpc).await?;
         let http_l = TcpListener::bind("127.0.0.1:0").await?;
         let (grpc, http) = (grpc_l.local_addr()?, http_l.local_addr()?);
         let stop = CancellationToken::new();
-        let handle =
-            tokio::spawn(caretaker_aggregator::server::serve_with(Arc::clone(&state), grpc_l, http_l, stop.clone(), options));
-        Ok(Self { state, grpc, http, stop, handle })
+        let handle = tokio::spawn(caretaker_aggregator::server::serve_with(
+            Arc::clone(&state),
+            grpc_l,
+            http_l,
+            stop.clone(),
+            options,
+        ));
+        Ok(Self {
+            state,
+            grpc,
+            http,
+            stop,
+            handle,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -65,14 +91,29 @@ pub struct RunningAgent {
 impl RunningAgent {
     /// Starts an agent named `node` reporting every `interval` to `url`, reading this
     /// machine through `paths`.
-    pub fn start(node: &str, url: &str, interval: Duration, paths: HostPaths) -> anyhow::Result<Self> {
+    pub fn start(
+        node: &str,
+        url: &str,
+        interval: Duration,
+        paths: HostPaths,
+    ) -> anyhow::Result<Self> {
         Self::start_with(node, AgentSide::plaintext(url), interval, paths)
     }
 
     /// [`RunningAgent::start`] with the aggregator side given (e.g. TLS files).
-    pub fn start_with(node: &str, mut side: AgentSide, interval: Duration, paths: HostPaths) -> anyhow::Result<Self> {
-        let cfg = AgentConfig { node_name: Some(node.into()), report_interval: interval, ..AgentConfig::default() };
-        let settings = caretaker_agent::collector_settings(&cfg, paths).map_err(anyhow::Error::msg)?;
+    pub fn start_with(
+        node: &str,
+        mut side: AgentSide,
+        interval: Duration,
+        paths: HostPaths,
+    ) -> anyhow::Result<Self> {
+        let cfg = AgentConfig {
+            node_name: Some(node.into()),
+            report_interval: interval,
+            ..AgentConfig::default()
+        };
+        let settings =
+            caretaker_agent::collector_settings(&cfg, paths).map_err(anyhow::Error::msg)?;
         side.connect_timeout = Duration::from_secs(1);
         let stop = CancellationToken::new();
         let handle = tokio::spawn(caretaker_agent::run(settings, side, stop.clone()));
@@ -92,7 +133,11 @@ impl RunningAgent {
 }
 
 /// Polls `cond` every 20 ms until it holds; fails with `what` after `timeout`.
-pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+pub async fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     while !cond() {
         if tokio::time::Instant::now() > deadline {
@@ -110,7 +155,10 @@ pub async fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() ->
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("executable path");
     let dir = exe.parent().expect("executable directory");
-    let candidates = [dir.join(name), dir.parent().map(|d| d.join(name)).unwrap_or_default()];
+    let candidates = [
+        dir.join(name),
+        dir.parent().map(|d| d.join(name)).unwrap_or_default(),
+    ];
     candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
         panic!("{name} is missing beside {}: run `cargo build --bins` (or the whole `cargo test --workspace`) first", exe.display())
     })
@@ -127,7 +175,11 @@ impl TestPki {
     /// A CA valid from an hour ago for a day.
     pub fn new(dir: &Path, name: &str) -> anyhow::Result<Self> {
         let now = time::OffsetDateTime::now_utc();
-        let ca = caretaker_aggregator::certs::Ca::new(name, now - time::Duration::hours(1), now + time::Duration::days(1))?;
+        let ca = caretaker_aggregator::certs::Ca::new(
+            name,
+            now - time::Duration::hours(1),
+            now + time::Duration::days(1),
+        )?;
         let dir = dir.join(name.replace(' ', "-"));
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("ca.crt"), ca.cert_pem())?;
@@ -140,8 +192,15 @@ impl TestPki {
 
     /// Writes `pair` as `<name>.crt` and `<name>.key` (atomically, like a Secret
     /// volume update) and returns the two paths.
-    pub fn write(&self, name: &str, pair: &caretaker_aggregator::certs::CertAndKey) -> anyhow::Result<(PathBuf, PathBuf)> {
-        let (crt, key) = (self.dir.join(format!("{name}.crt")), self.dir.join(format!("{name}.key")));
+    pub fn write(
+        &self,
+        name: &str,
+        pair: &caretaker_aggregator::certs::CertAndKey,
+    ) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let (crt, key) = (
+            self.dir.join(format!("{name}.crt")),
+            self.dir.join(format!("{name}.key")),
+        );
         for (path, text) in [(&crt, &pair.cert_pem), (&key, &pair.key_pem)] {
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, text)?;
@@ -153,18 +212,37 @@ impl TestPki {
     /// A server certificate for `localhost` valid for a day, written as `server.*`.
     pub fn server(&self) -> anyhow::Result<caretaker_aggregator::config::ServerTlsConfig> {
         let now = time::OffsetDateTime::now_utc();
-        let pair = self.ca.issue_server(&["localhost".into()], now - time::Duration::hours(1), now + time::Duration::days(1))?;
+        let pair = self.ca.issue_server(
+            &["localhost".into()],
+            now - time::Duration::hours(1),
+            now + time::Duration::days(1),
+        )?;
         let (cert_file, key_file) = self.write("server", &pair)?;
-        Ok(caretaker_aggregator::config::ServerTlsConfig { cert_file, key_file, ca_file: self.ca_file(), allow_shared_agent_cert: false })
+        Ok(caretaker_aggregator::config::ServerTlsConfig {
+            cert_file,
+            key_file,
+            ca_file: self.ca_file(),
+            allow_shared_agent_cert: false,
+        })
     }
 
     /// An agent certificate for `node` (`None`: shared) valid from `from` to `to`
     /// relative to now, written as `<file>.*`.
-    pub fn agent(&self, file: &str, node: Option<&str>, from: time::Duration, to: time::Duration) -> anyhow::Result<caretaker_agent::config::ClientTlsConfig> {
+    pub fn agent(
+        &self,
+        file: &str,
+        node: Option<&str>,
+        from: time::Duration,
+        to: time::Duration,
+    ) -> anyhow::Result<caretaker_agent::config::ClientTlsConfig> {
         let now = time::OffsetDateTime::now_utc();
         let pair = self.ca.issue_agent(node, now + from, now + to)?;
         let (cert_file, key_file) = self.write(file, &pair)?;
-        Ok(caretaker_agent::config::ClientTlsConfig { ca_file: self.ca_file(), cert_file, key_file })
+        Ok(caretaker_agent::config::ClientTlsConfig {
+            ca_file: self.ca_file(),
+            cert_file,
+            key_file,
+        })
     }
 }
 
@@ -189,14 +267,21 @@ pub fn captured_log() -> String {
             .try_init();
         buf
     });
-    String::from_utf8_lossy(&buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
+    String::from_utf8_lossy(
+        &buf.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+    .into_owned()
 }
 
 struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for LogWriter {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(b);
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(b);
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

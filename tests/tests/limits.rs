@@ -7,15 +7,21 @@ use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::AgentConfig;
 use caretaker_agent::paths::HostPaths;
 use caretaker_aggregator::server::{MAX_MESSAGE_BYTES, ServeOptions};
-use caretaker_proto::pb::{self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient};
+use caretaker_proto::pb::{
+    self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient,
+};
 use caretaker_tests::{RunningAggregator, wait_until};
 use tokio_stream::wrappers::ReceiverStream;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn reports(node: &str, n: usize) -> Vec<pb::NodeReport> {
-    let cfg = AgentConfig { node_name: Some(node.into()), ..AgentConfig::default() };
-    let settings = caretaker_agent::collector_settings(&cfg, HostPaths::default()).expect("settings");
+    let cfg = AgentConfig {
+        node_name: Some(node.into()),
+        ..AgentConfig::default()
+    };
+    let settings =
+        caretaker_agent::collector_settings(&cfg, HostPaths::default()).expect("settings");
     let mut c = Collector::new(settings, Arc::new(BufferStats::default()));
     let mut out = Vec::new();
     for _ in 0..n {
@@ -25,30 +31,52 @@ async fn reports(node: &str, n: usize) -> Vec<pb::NodeReport> {
 }
 
 fn msg(r: pb::NodeReport) -> pb::AgentMessage {
-    pb::AgentMessage { msg: Some(agent_message::Msg::Report(r)) }
+    pb::AgentMessage {
+        msg: Some(agent_message::Msg::Report(r)),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stream_over_its_rate_is_held_back_not_buffered() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let options = ServeOptions { reports_per_minute: 2, ..ServeOptions::insecure() };
+    let options = ServeOptions {
+        reports_per_minute: 2,
+        ..ServeOptions::insecure()
+    };
     let agg = RunningAggregator::start_with(dir.path(), "127.0.0.1:0".parse()?, 3, options).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     for r in reports("node-fast", 3).await {
         tx.send(msg(r)).await?;
     }
-    let mut acks = ReportIngestClient::connect(agg.url()).await?.stream(ReceiverStream::new(rx)).await?.into_inner();
+    let mut acks = ReportIngestClient::connect(agg.url())
+        .await?
+        .stream(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
     // The burst (2 a minute) is acked at once; the third report waits for the rate.
     for seq in 1..=2 {
         match tokio::time::timeout(WAIT, acks.message()).await?? {
-            Some(pb::AggregatorMessage { msg: Some(aggregator_message::Msg::Ack(a)) }) => assert_eq!((a.seq, a.duplicate), (seq, false)),
+            Some(pb::AggregatorMessage {
+                msg: Some(aggregator_message::Msg::Ack(a)),
+            }) => assert_eq!((a.seq, a.duplicate), (seq, false)),
             other => anyhow::bail!("expected an ack, got {other:?}"),
         }
     }
-    wait_until("the third report is held back", WAIT, || agg.state.metrics.ingest_throttled_total.get() == 1).await?;
-    assert_eq!(agg.state.node("node-fast", jiff::Timestamp::now()).map(|n| n.reports_stored_total), Some(2));
+    wait_until("the third report is held back", WAIT, || {
+        agg.state.metrics.ingest_throttled_total.get() == 1
+    })
+    .await?;
+    assert_eq!(
+        agg.state
+            .node("node-fast", jiff::Timestamp::now())
+            .map(|n| n.reports_stored_total),
+        Some(2)
+    );
     let metrics = agg.state.metrics.encode();
-    assert!(metrics.contains("caretaker_ingest_throttled_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("caretaker_ingest_throttled_total 1"),
+        "{metrics}"
+    );
     drop(tx);
     agg.stop().await
 }
@@ -61,14 +89,23 @@ async fn a_message_over_the_size_limit_ends_the_stream_and_stores_nothing() -> a
     big.host.get_or_insert_with(Default::default).os_image = "x".repeat(MAX_MESSAGE_BYTES + 1);
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     tx.send(msg(big)).await?;
-    let mut client = ReportIngestClient::connect(agg.url()).await?.max_encoding_message_size(64 << 20);
+    let mut client = ReportIngestClient::connect(agg.url())
+        .await?
+        .max_encoding_message_size(64 << 20);
     let result = match client.stream(ReceiverStream::new(rx)).await {
         Err(s) => Err(s),
-        Ok(r) => tokio::time::timeout(WAIT, r.into_inner().message()).await?.map(|_| ()),
+        Ok(r) => tokio::time::timeout(WAIT, r.into_inner().message())
+            .await?
+            .map(|_| ()),
     };
     let status = result.expect_err("refused");
     assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
-    assert_eq!(agg.state.node("node-big", jiff::Timestamp::now()).map(|n| n.reports_stored_total), None);
+    assert_eq!(
+        agg.state
+            .node("node-big", jiff::Timestamp::now())
+            .map(|n| n.reports_stored_total),
+        None
+    );
     drop(tx);
     agg.stop().await
 }

@@ -10,12 +10,20 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Sends SIGTERM and waits for the exit status (up to 10 s, then SIGKILL and fail).
 fn terminate(mut child: Child, what: &str) -> std::process::ExitStatus {
-    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
+    kill(
+        Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        Signal::SIGTERM,
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -31,10 +39,19 @@ fn terminate(mut child: Child, what: &str) -> std::process::ExitStatus {
 
 fn report_json(grpc: u16) -> Option<serde_json::Value> {
     let out = Command::new(binary("caretaker-aggregator"))
-        .args(["report", "--output", "json", "--server", &format!("http://127.0.0.1:{grpc}")])
+        .args([
+            "report",
+            "--output",
+            "json",
+            "--server",
+            &format!("http://127.0.0.1:{grpc}"),
+        ])
         .output()
         .ok()?;
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
 }
 
 #[test]
@@ -61,14 +78,23 @@ fn serve_and_run_processes_report_and_stop_cleanly_on_sigterm() {
     for node in ["proc-a", "proc-b"] {
         let cfg = dir.path().join(format!("{node}.yaml"));
         std::fs::write(&cfg, format!("node_name: {node}\nlisten_http: null\nreport_interval: 200ms\naggregator:\n  endpoint: http://127.0.0.1:{grpc}\n  insecure_plaintext: true\n")).unwrap();
-        agents.push(Command::new(binary("caretaker-agent")).args(["run", "--config"]).arg(&cfg).stderr(Stdio::null()).spawn().unwrap());
+        agents.push(
+            Command::new(binary("caretaker-agent"))
+                .args(["run", "--config"])
+                .arg(&cfg)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
     }
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let report = loop {
         if let Some(v) = report_json(grpc) {
             let ok = v["nodes"].as_array().is_some_and(|n| {
-                n.len() == 2 && n.iter().all(|x| x["reports_stored_total"].as_u64().unwrap_or(0) >= 2)
+                n.len() == 2
+                    && n.iter()
+                        .all(|x| x["reports_stored_total"].as_u64().unwrap_or(0) >= 2)
             });
             if ok {
                 break v;
@@ -77,7 +103,12 @@ fn serve_and_run_processes_report_and_stop_cleanly_on_sigterm() {
         assert!(Instant::now() < deadline, "no report with two nodes");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let names: Vec<&str> = report["nodes"].as_array().unwrap().iter().map(|n| n["node_name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["proc-a", "proc-b"]);
 
     for (a, node) in agents.into_iter().zip(["proc-a", "proc-b"]) {
@@ -86,13 +117,21 @@ fn serve_and_run_processes_report_and_stop_cleanly_on_sigterm() {
     assert_eq!(terminate(aggregator, "aggregator").code(), Some(0));
 
     // The store outlives the process: a new aggregator on the same data dir knows both.
-    let aggregator = Command::new(binary("caretaker-aggregator")).args(["serve", "--config"]).arg(&agg_cfg).stderr(Stdio::null()).spawn().unwrap();
+    let aggregator = Command::new(binary("caretaker-aggregator"))
+        .args(["serve", "--config"])
+        .arg(&agg_cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let again = loop {
         if let Some(v) = report_json(grpc) {
             break v;
         }
-        assert!(Instant::now() < deadline, "restarted aggregator does not answer");
+        assert!(
+            Instant::now() < deadline,
+            "restarted aggregator does not answer"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(again["nodes"].as_array().unwrap().len(), 2);
@@ -111,17 +150,36 @@ fn certs_then_serve_and_run_over_mutual_tls_with_a_token() {
         .args(["--node", "tls-a", "--name", "localhost"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let secrets = std::fs::read_to_string(pki.join("secrets.yaml")).unwrap();
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&secrets).unwrap();
-    let names: Vec<&str> = docs.iter().filter(|d| d["kind"] == "Secret").map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["caretaker-aggregator-tls", "caretaker-agent-tls", "caretaker-api-tokens"]);
+    let names: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Secret")
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "caretaker-aggregator-tls",
+            "caretaker-agent-tls",
+            "caretaker-api-tokens"
+        ]
+    );
     for d in docs.iter().filter(|d| d["kind"] == "Secret") {
         let mut ignored = Vec::new();
-        let s: k8s_openapi::api::core::v1::Secret = serde_ignored::deserialize(d.clone(), |p| ignored.push(p.to_string())).unwrap();
+        let s: k8s_openapi::api::core::v1::Secret =
+            serde_ignored::deserialize(d.clone(), |p| ignored.push(p.to_string())).unwrap();
         assert!(ignored.is_empty(), "{ignored:?}");
         let keys: Vec<&String> = s.string_data.as_ref().unwrap().keys().collect();
-        assert!(keys == ["ca.crt", "tls.crt", "tls.key"] || keys == ["admin", "read"], "{keys:?}");
+        assert!(
+            keys == ["ca.crt", "tls.crt", "tls.key"] || keys == ["admin", "read"],
+            "{keys:?}"
+        );
     }
 
     let (grpc, http) = (free_port(), free_port());
@@ -138,7 +196,12 @@ fn certs_then_serve_and_run_over_mutual_tls_with_a_token() {
         ),
     )
     .unwrap();
-    let aggregator = Command::new(binary("caretaker-aggregator")).args(["serve", "--config"]).arg(&agg_cfg).stderr(Stdio::null()).spawn().unwrap();
+    let aggregator = Command::new(binary("caretaker-aggregator"))
+        .args(["serve", "--config"])
+        .arg(&agg_cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let agent_cfg = dir.path().join("agent.yaml");
     std::fs::write(
         &agent_cfg,
@@ -150,11 +213,24 @@ fn certs_then_serve_and_run_over_mutual_tls_with_a_token() {
         ),
     )
     .unwrap();
-    let agent = Command::new(binary("caretaker-agent")).args(["run", "--config"]).arg(&agent_cfg).stderr(Stdio::null()).spawn().unwrap();
+    let agent = Command::new(binary("caretaker-agent"))
+        .args(["run", "--config"])
+        .arg(&agent_cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
 
     let report = |token: bool| {
         let mut c = Command::new(binary("caretaker-aggregator"));
-        c.args(["report", "--output", "json", "--server", &format!("https://localhost:{grpc}"), "--ca-file", &p("ca.crt")]);
+        c.args([
+            "report",
+            "--output",
+            "json",
+            "--server",
+            &format!("https://localhost:{grpc}"),
+            "--ca-file",
+            &p("ca.crt"),
+        ]);
         if token {
             c.args(["--token-file", &p("tokens/read")]);
         }
@@ -165,18 +241,27 @@ fn certs_then_serve_and_run_over_mutual_tls_with_a_token() {
         let out = report(true);
         if out.status.success() {
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            if v["nodes"].as_array().is_some_and(|n| n.len() == 1 && n[0]["reports_stored_total"].as_u64() >= Some(2)) {
+            if v["nodes"]
+                .as_array()
+                .is_some_and(|n| n.len() == 1 && n[0]["reports_stored_total"].as_u64() >= Some(2))
+            {
                 break v;
             }
         }
-        assert!(Instant::now() < deadline, "no report over TLS: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            Instant::now() < deadline,
+            "no report over TLS: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(v["nodes"][0]["node_name"], "tls-a");
     let out = report(false);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("this API needs a bearer token (Authorization: Bearer <token>) (Unauthenticated)"),
+        String::from_utf8_lossy(&out.stderr).contains(
+            "this API needs a bearer token (Authorization: Bearer <token>) (Unauthenticated)"
+        ),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -189,8 +274,17 @@ fn serve_without_tls_or_tokens_exits_64_and_says_which_option() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("aggregator.yaml");
     std::fs::write(&cfg, "in_memory: true\n").unwrap();
-    let out = Command::new(binary("caretaker-aggregator")).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    let out = Command::new(binary("caretaker-aggregator"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("tls (cert_file, key_file, ca_file) is missing: set it, or set insecure_plaintext: true"), "{err}");
+    assert!(
+        err.contains(
+            "tls (cert_file, key_file, ca_file) is missing: set it, or set insecure_plaintext: true"
+        ),
+        "{err}"
+    );
 }

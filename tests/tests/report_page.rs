@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use caretaker_aggregator::checks::{CheckResult, Finding, ObjectRef, Severity};
 use caretaker_aggregator::report::CheckRound;
-use caretaker_proto::model::{AgentCost, Filesystem, Host, NetworkInterface, NetworkRates, NodeReport};
+use caretaker_proto::model::{
+    AgentCost, Filesystem, Host, NetworkInterface, NetworkRates, NodeReport,
+};
 use caretaker_tests::RunningAggregator;
 use jiff::{SignedDuration, Timestamp};
 
@@ -21,11 +23,15 @@ const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(120);
 const HOSTILE: &str = "<script>alert(1)</script>";
 
 fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("CARETAKER_TEST_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let path = std::env::var_os("CARETAKER_TEST_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     if path.is_file() {
         return Some(path);
     }
-    let why = format!("no Chromium at {} (set CARETAKER_TEST_CHROMIUM or run tests/run-all.sh)", path.display());
+    let why = format!(
+        "no Chromium at {} (set CARETAKER_TEST_CHROMIUM or run tests/run-all.sh)",
+        path.display()
+    );
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{why}");
     }
@@ -33,7 +39,14 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
-fn node(name: &str, root_used: f64, rx: f64, tx: f64, interval_ms: u64, at: Timestamp) -> NodeReport {
+fn node(
+    name: &str,
+    root_used: f64,
+    rx: f64,
+    tx: f64,
+    interval_ms: u64,
+    at: Timestamp,
+) -> NodeReport {
     let size: u64 = 200 << 30;
     let avail = (size as f64 * (1.0 - root_used / 100.0)) as u64;
     NodeReport {
@@ -69,10 +82,17 @@ fn node(name: &str, root_used: f64, rx: f64, tx: f64, interval_ms: u64, at: Time
         }],
         network: vec![NetworkInterface {
             device: "eth0".into(),
-            rates: Some(NetworkRates { receive_bytes_per_second: rx, transmit_bytes_per_second: tx, ..NetworkRates::default() }),
+            rates: Some(NetworkRates {
+                receive_bytes_per_second: rx,
+                transmit_bytes_per_second: tx,
+                ..NetworkRates::default()
+            }),
             ..NetworkInterface::default()
         }],
-        agent: AgentCost { rss_bytes: 12 << 20, ..AgentCost::default() },
+        agent: AgentCost {
+            rss_bytes: 12 << 20,
+            ..AgentCost::default()
+        },
         errors: vec![],
         images: None,
         volumes: vec![],
@@ -80,11 +100,21 @@ fn node(name: &str, root_used: f64, rx: f64, tx: f64, interval_ms: u64, at: Time
 }
 
 fn obj(kind: &str, ns: &str, name: &str) -> ObjectRef {
-    ObjectRef { kind: kind.into(), namespace: Some(ns.into()), name: name.into(), uid: None }
+    ObjectRef {
+        kind: kind.into(),
+        namespace: Some(ns.into()),
+        name: name.into(),
+        uid: None,
+    }
 }
 
 /// Runs Chromium headless on `url` with `extra` flags; returns its standard output.
-async fn run_chromium(chromium: &Path, profile: &Path, url: &str, extra: &[String]) -> anyhow::Result<String> {
+async fn run_chromium(
+    chromium: &Path,
+    profile: &Path,
+    url: &str,
+    extra: &[String],
+) -> anyhow::Result<String> {
     let mut cmd = tokio::process::Command::new(chromium);
     cmd.args([
         "--headless",
@@ -104,8 +134,15 @@ async fn run_chromium(chromium: &Path, profile: &Path, url: &str, extra: &[Strin
     .kill_on_drop(true);
     let out = tokio::time::timeout(CHROMIUM_TIMEOUT, cmd.output())
         .await
-        .map_err(|_| anyhow::anyhow!("chromium {extra:?} did not finish within {CHROMIUM_TIMEOUT:?}"))??;
-    anyhow::ensure!(out.status.success(), "chromium {extra:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        .map_err(|_| {
+            anyhow::anyhow!("chromium {extra:?} did not finish within {CHROMIUM_TIMEOUT:?}")
+        })??;
+    anyhow::ensure!(
+        out.status.success(),
+        "chromium {extra:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(String::from_utf8(out.stdout)?)
 }
 
@@ -114,7 +151,9 @@ async fn run_chromium(chromium: &Path, profile: &Path, url: &str, extra: &[Strin
 fn visible_text(dom: &str) -> String {
     let mut body = dom.find("<body").map_or(dom, |i| &dom[i..]).to_string();
     while let Some(start) = body.find("<title>") {
-        let end = body[start..].find("</title>").map_or(body.len(), |e| start + e + "</title>".len());
+        let end = body[start..]
+            .find("</title>")
+            .map_or(body.len(), |e| start + e + "</title>".len());
         body.replace_range(start..end, " ");
     }
     let mut text = String::new();
@@ -130,14 +169,22 @@ fn visible_text(dom: &str) -> String {
             _ => {}
         }
     }
-    let text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'").replace("&nbsp;", " ");
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&nbsp;", " ");
     let text = text.replace("&amp;", "&");
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings() -> anyhow::Result<()> {
-    let Some(chromium) = chromium() else { return Ok(()) };
+async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
+-> anyhow::Result<()> {
+    let Some(chromium) = chromium() else {
+        return Ok(());
+    };
     let dir = tempfile::tempdir()?;
     let agg = RunningAggregator::start(&dir.path().join("data"), "127.0.0.1:0".parse()?, 3).await?;
 
@@ -146,28 +193,64 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
     // whose name is hostile markup.
     let now = Timestamp::now();
     let hour_ago = now - SignedDuration::from_hours(1);
-    agg.state.ingest(&node("worker-a", 42.0, 3.0 * 1048576.0, 1048576.0, 600_000, now), now)?;
-    agg.state.ingest(&node("worker-b", 91.0, 1048576.0, 2.0 * 1048576.0, 600_000, now), now)?;
-    agg.state.ingest(&node("worker-c", 10.0, 0.0, 0.0, 10_000, hour_ago), hour_ago)?;
+    agg.state.ingest(
+        &node("worker-a", 42.0, 3.0 * 1048576.0, 1048576.0, 600_000, now),
+        now,
+    )?;
+    agg.state.ingest(
+        &node("worker-b", 91.0, 1048576.0, 2.0 * 1048576.0, 600_000, now),
+        now,
+    )?;
+    agg.state.ingest(
+        &node("worker-c", 10.0, 0.0, 0.0, 10_000, hour_ago),
+        hour_ago,
+    )?;
     agg.state.set_round(CheckRound {
         at: Some(now),
         checks: vec![
-            CheckResult::new("pods", "40 pods, 1 with problems", vec![Finding::new(
-                "crash_loop_back_off",
-                Severity::Critical,
-                obj("Pod", "shop", "api-7d9"),
-                "container api is in CrashLoopBackOff (12 restarts)",
-            )]),
-            CheckResult::new("certificates", "1 cert-manager Certificates, 0 TLS Secrets", vec![
-                Finding::new("certificate_expiring", Severity::Warning, obj("Certificate", "shop", "web-tls"), "certificate expires in 20d 0h")
+            CheckResult::new(
+                "pods",
+                "40 pods, 1 with problems",
+                vec![Finding::new(
+                    "crash_loop_back_off",
+                    Severity::Critical,
+                    obj("Pod", "shop", "api-7d9"),
+                    "container api is in CrashLoopBackOff (12 restarts)",
+                )],
+            ),
+            CheckResult::new(
+                "certificates",
+                "1 cert-manager Certificates, 0 TLS Secrets",
+                vec![
+                    Finding::new(
+                        "certificate_expiring",
+                        Severity::Warning,
+                        obj("Certificate", "shop", "web-tls"),
+                        "certificate expires in 20d 0h",
+                    )
                     .with_at(Some(now + SignedDuration::from_hours(20 * 24))),
-            ]),
-            CheckResult::new("velero", "2 backups, 1 schedules", vec![
-                Finding::new("backup_failed", Severity::Critical, obj("Backup", "velero", "nightly-1"), "backup phase Failed, started 1d 0h ago")
+                ],
+            ),
+            CheckResult::new(
+                "velero",
+                "2 backups, 1 schedules",
+                vec![
+                    Finding::new(
+                        "backup_failed",
+                        Severity::Critical,
+                        obj("Backup", "velero", "nightly-1"),
+                        "backup phase Failed, started 1d 0h ago",
+                    )
                     .with_at(Some(now - SignedDuration::from_hours(24))),
-            ]),
+                ],
+            ),
         ],
-        cluster_nodes: Some(vec!["worker-a".into(), "worker-b".into(), "worker-c".into(), HOSTILE.into()]),
+        cluster_nodes: Some(vec![
+            "worker-a".into(),
+            "worker-b".into(),
+            "worker-c".into(),
+            HOSTILE.into(),
+        ]),
         ..CheckRound::default()
     });
     // 100 − 15 (pods) − 5 (certificates) − 15 (velero) − 15 (missing) − 10 (stale) − 10 (pressure).
@@ -175,12 +258,23 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
     assert_eq!((expected.status, expected.score), (Severity::Critical, 30));
 
     let url = format!("http://{}/report", agg.http);
-    let dom = run_chromium(&chromium, &dir.path().join("profile-dom"), &url, &["--dump-dom".into()]).await?;
+    let dom = run_chromium(
+        &chromium,
+        &dir.path().join("profile-dom"),
+        &url,
+        &["--dump-dom".into()],
+    )
+    .await?;
     let png = dir.path().join("report.png");
-    run_chromium(&chromium, &dir.path().join("profile-shot"), &url, &[
-        format!("--screenshot={}", png.display()),
-        "--window-size=1280,2000".into(),
-    ])
+    run_chromium(
+        &chromium,
+        &dir.path().join("profile-shot"),
+        &url,
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1280,2000".into(),
+        ],
+    )
     .await?;
     if let Some(keep) = std::env::var_os("CARETAKER_TEST_KEEP_SCREENSHOT") {
         std::fs::copy(&png, keep)?;
@@ -189,22 +283,43 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
     // The browser parsed the page into the document we sent: no script element came out
     // of the hostile node name, which reads as text instead.
     assert!(dom.contains("<title>caretaker report "), "{dom}");
-    assert!(!dom.contains("<script"), "a script element was created: {dom}");
+    assert!(
+        !dom.contains("<script"),
+        "a script element was created: {dom}"
+    );
     let text = visible_text(&dom);
     assert!(text.contains("status critical"), "{text}");
     assert!(text.contains("score 30 / 100"), "{text}");
     for name in ["worker-a", "worker-b", "worker-c", HOSTILE] {
         assert!(text.contains(name), "{name} missing from: {text}");
     }
-    assert!(text.contains("container api is in CrashLoopBackOff (12 restarts)"), "{text}");
-    assert!(text.contains("4 nodes: 2 fresh, 1 stale, 1 missing"), "{text}");
-    assert!(text.contains("all (3) critical (2) warning (1) info (0)"), "{text}");
+    assert!(
+        text.contains("container api is in CrashLoopBackOff (12 restarts)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 nodes: 2 fresh, 1 stale, 1 missing"),
+        "{text}"
+    );
+    assert!(
+        text.contains("all (3) critical (2) warning (1) info (0)"),
+        "{text}"
+    );
     assert!(text.contains("/ 91.0 % of 200.0 GiB"), "{text}");
     assert!(text.contains("worker-a 3.0 MiB/s 1.0 MiB/s"), "{text}");
-    assert!(text.contains("worker-b / 91.0 % pressure not reported none"), "the disk-pressure cross-link: {text}");
-    assert!(text.contains("Certificate/shop/web-tls") && text.contains("Backup/velero/nightly-1"), "{text}");
+    assert!(
+        text.contains("worker-b / 91.0 % pressure not reported none"),
+        "the disk-pressure cross-link: {text}"
+    );
+    assert!(
+        text.contains("Certificate/shop/web-tls") && text.contains("Backup/velero/nightly-1"),
+        "{text}"
+    );
     // The disk bar as the browser holds it.
-    assert!(dom.contains(r#"class="used fill-pressure" width="91%""#), "{dom}");
+    assert!(
+        dom.contains(r#"class="used fill-pressure" width="91%""#),
+        "{dom}"
+    );
 
     // A real screenshot of the requested size.
     let bytes = std::fs::read(&png)?;
@@ -213,7 +328,11 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
     let width = u32::from_be_bytes(bytes[16..20].try_into()?);
     let height = u32::from_be_bytes(bytes[20..24].try_into()?);
     assert_eq!((width, height), (1280, 2000));
-    assert!(bytes.len() > 40 * 1024, "a page of tables and charts is more than {} bytes of PNG", bytes.len());
+    assert!(
+        bytes.len() > 40 * 1024,
+        "a page of tables and charts is more than {} bytes of PNG",
+        bytes.len()
+    );
 
     agg.stop().await
 }

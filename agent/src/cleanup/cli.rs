@@ -36,9 +36,22 @@ pub struct CleanupArgs {
 pub async fn run(cfg: &AgentConfig, rootfs: &Path, args: &CleanupArgs) -> Result<Summary, String> {
     // min_age is ignored in an emergency; every other rule holds.
     let policy = cfg.images.policy(Some(std::time::Duration::ZERO))?;
-    let roots = cfg.cleanup.log_roots.iter().map(|r| under_root(rootfs, &r.to_string_lossy())).collect();
+    let roots = cfg
+        .cleanup
+        .log_roots
+        .iter()
+        .map(|r| under_root(rootfs, &r.to_string_lossy()))
+        .collect();
     let logs = RotatedLogs::new(roots, cfg.cleanup.rotated_log_max_age);
-    let runtimes = match connect(cfg.images.runtime, &cfg.images.docker_socket, &cfg.images.containerd_socket, rootfs, cfg.images.request_timeout).await {
+    let runtimes = match connect(
+        cfg.images.runtime,
+        &cfg.images.docker_socket,
+        &cfg.images.containerd_socket,
+        rootfs,
+        cfg.images.request_timeout,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "No image runtime answered; only the log steps run.");
@@ -52,10 +65,29 @@ pub async fn run(cfg: &AgentConfig, rootfs: &Path, args: &CleanupArgs) -> Result
         measured = Some(under_root(rootfs, &fs.mountpoint.to_string_lossy()));
     }
     let measured = measured
-        .or_else(|| cfg.cleanup.log_roots.first().map(|r| under_root(rootfs, &r.to_string_lossy())))
+        .or_else(|| {
+            cfg.cleanup
+                .log_roots
+                .first()
+                .map(|r| under_root(rootfs, &r.to_string_lossy()))
+        })
         .unwrap_or_else(|| rootfs.to_path_buf());
     let probe = StatvfsProbe(measured.clone());
-    let opts = Options { target_free_percent: f64::from(args.target_free_percent), apply: args.apply, consumer_places: Options::default_places(rootfs) };
+    let opts = Options {
+        target_free_percent: f64::from(args.target_free_percent),
+        apply: args.apply,
+        consumer_places: Options::default_places(rootfs),
+    };
     let mut progress = Progress::stderr();
-    run_steps(&logs, &runtimes, &policy, &probe, measured, &opts, &mut progress).await.map_err(|e| e.to_string())
+    run_steps(
+        &logs,
+        &runtimes,
+        &policy,
+        &probe,
+        measured,
+        &opts,
+        &mut progress,
+    )
+    .await
+    .map_err(|e| e.to_string())
 }

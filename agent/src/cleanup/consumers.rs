@@ -11,7 +11,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 /// Where the summary looks, relative to the host's root.
-pub const DEFAULT_PLACES: &[&str] = &["/var/log", "/var/lib/docker", "/var/lib/containerd", "/var/lib/kubelet/pods"];
+pub const DEFAULT_PLACES: &[&str] = &[
+    "/var/log",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/lib/kubelet/pods",
+];
 
 /// One directory and the bytes it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,12 +28,15 @@ pub struct Consumer {
 /// Bytes allocated under `path` (st_blocks × 512), counting each inode once and staying on
 /// `dev`.
 fn du(path: &Path, dev: u64, seen: &mut HashSet<(u64, u64)>, depth: usize) -> u64 {
-    let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
     if meta.dev() != dev || !seen.insert((meta.dev(), meta.ino())) {
         return 0;
     }
     let mut total = meta.blocks() * 512;
-    if meta.is_dir() && depth < 64
+    if meta.is_dir()
+        && depth < 64
         && let Ok(entries) = fs::read_dir(path)
     {
         for e in entries.flatten() {
@@ -44,15 +52,22 @@ pub fn largest(places: &[PathBuf], n: usize) -> Vec<Consumer> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for place in places {
-        let Ok(meta) = fs::symlink_metadata(place) else { continue };
+        let Ok(meta) = fs::symlink_metadata(place) else {
+            continue;
+        };
         if !meta.is_dir() {
             continue;
         }
-        let Ok(entries) = fs::read_dir(place) else { continue };
+        let Ok(entries) = fs::read_dir(place) else {
+            continue;
+        };
         for e in entries.flatten() {
             let bytes = du(&e.path(), meta.dev(), &mut seen, 0);
             if bytes > 0 {
-                out.push(Consumer { path: e.path(), bytes });
+                out.push(Consumer {
+                    path: e.path(),
+                    bytes,
+                });
             }
         }
     }
@@ -76,7 +91,10 @@ mod tests {
         fs::write(log.join("small/b"), vec![1u8; 8 * 1024]).unwrap();
         let got = largest(&[log.clone(), d.path().join("var/lib/docker")], 5);
         let names: Vec<&Path> = got.iter().map(|c| c.path.as_path()).collect();
-        assert_eq!(names, [log.join("big").as_path(), log.join("small").as_path()]);
+        assert_eq!(
+            names,
+            [log.join("big").as_path(), log.join("small").as_path()]
+        );
         // 64 KiB of data once, plus the directory's own blocks.
         let dir_blocks = fs::symlink_metadata(log.join("big")).unwrap().blocks() * 512;
         let file_blocks = fs::symlink_metadata(log.join("big/a")).unwrap().blocks() * 512;

@@ -43,9 +43,13 @@ pub struct StatvfsProbe(pub PathBuf);
 
 impl DiskProbe for StatvfsProbe {
     fn measure(&self) -> io::Result<DiskUsage> {
-        let s = statvfs(&self.0).map_err(|e| io::Error::other(format!("statvfs {}: {}", self.0.display(), e.desc())))?;
+        let s = statvfs(&self.0)
+            .map_err(|e| io::Error::other(format!("statvfs {}: {}", self.0.display(), e.desc())))?;
         let d = s.df();
-        Ok(DiskUsage { capacity_bytes: d.size_bytes, available_bytes: d.avail_bytes })
+        Ok(DiskUsage {
+            capacity_bytes: d.size_bytes,
+            available_bytes: d.avail_bytes,
+        })
     }
 }
 
@@ -103,7 +107,9 @@ impl Progress {
     pub fn stderr() -> Self {
         let bar = io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(0);
-            if let Ok(style) = ProgressStyle::with_template("{msg:40} [{bar:30}] {bytes}/{total_bytes}") {
+            if let Ok(style) =
+                ProgressStyle::with_template("{msg:40} [{bar:30}] {bytes}/{total_bytes}")
+            {
                 b.set_style(style.progress_chars("=> "));
             }
             b
@@ -113,7 +119,10 @@ impl Progress {
 
     /// No output (tests, benchmarks).
     pub fn quiet() -> Self {
-        Self { bar: None, quiet: true }
+        Self {
+            bar: None,
+            quiet: true,
+        }
     }
 
     fn start(&mut self, need: u64) {
@@ -133,7 +142,13 @@ impl Progress {
     fn action(&mut self, a: &Action, freed_total: u64) {
         match &self.bar {
             Some(b) => b.set_position(freed_total),
-            None if !self.quiet => eprintln!("  {} {} ({}): {}", a.action, a.target, bytes(a.bytes), a.result),
+            None if !self.quiet => eprintln!(
+                "  {} {} ({}): {}",
+                a.action,
+                a.target,
+                bytes(a.bytes),
+                a.result
+            ),
             None => {}
         }
     }
@@ -159,7 +174,10 @@ pub struct Options {
 impl Options {
     /// The default consumer places under `rootfs`.
     pub fn default_places(rootfs: &Path) -> Vec<PathBuf> {
-        DEFAULT_PLACES.iter().map(|p| under_root(rootfs, p)).collect()
+        DEFAULT_PLACES
+            .iter()
+            .map(|p| under_root(rootfs, p))
+            .collect()
     }
 }
 
@@ -199,7 +217,13 @@ pub async fn run<R: ImageRuntime>(
     progress: &mut Progress,
 ) -> io::Result<Summary> {
     let before = probe.measure()?;
-    let mut t = Tracker { probe, dry_run: !opts.apply, start: before, simulated: 0, target: opts.target_free_percent };
+    let mut t = Tracker {
+        probe,
+        dry_run: !opts.apply,
+        start: before,
+        simulated: 0,
+        target: opts.target_free_percent,
+    };
     let target_used = 100.0 - opts.target_free_percent;
     progress.start(before.bytes_to_reach(target_used));
     let mut steps = Vec::new();
@@ -209,9 +233,17 @@ pub async fn run<R: ImageRuntime>(
 
     // 1. Expired rotated logs.
     progress.step(1, "delete rotated logs past retention");
-    let mut s1 = StepReport { step: 1, name: "delete rotated logs past retention", freed_bytes: 0, actions: vec![], note: None };
+    let mut s1 = StepReport {
+        step: 1,
+        name: "delete rotated logs past retention",
+        freed_bytes: 0,
+        actions: vec![],
+        note: None,
+    };
     match logs.expired(SystemTime::now()) {
-        Err(e) => not_freed.push(format!("rotated logs past retention: cannot list them: {e}")),
+        Err(e) => not_freed.push(format!(
+            "rotated logs past retention: cannot list them: {e}"
+        )),
         Ok(files) => {
             for f in files {
                 if t.met() {
@@ -220,13 +252,28 @@ pub async fn run<R: ImageRuntime>(
                 }
                 let a = if t.dry_run {
                     t.simulated += f.size_bytes;
-                    Action { action: "delete", target: f.path.display().to_string(), bytes: f.size_bytes, result: "dry-run".into() }
+                    Action {
+                        action: "delete",
+                        target: f.path.display().to_string(),
+                        bytes: f.size_bytes,
+                        result: "dry-run".into(),
+                    }
                 } else {
                     match logs.delete(&f) {
-                        Ok(b) => Action { action: "delete", target: f.path.display().to_string(), bytes: b, result: "done".into() },
+                        Ok(b) => Action {
+                            action: "delete",
+                            target: f.path.display().to_string(),
+                            bytes: b,
+                            result: "done".into(),
+                        },
                         Err(e) => {
                             not_freed.push(format!("{}: {e}", f.path.display()));
-                            Action { action: "delete", target: f.path.display().to_string(), bytes: 0, result: format!("failed:{e}") }
+                            Action {
+                                action: "delete",
+                                target: f.path.display().to_string(),
+                                bytes: 0,
+                                result: format!("failed:{e}"),
+                            }
                         }
                     }
                 };
@@ -241,24 +288,49 @@ pub async fn run<R: ImageRuntime>(
 
     // 2. Compress rotated logs.
     progress.step(2, "compress rotated logs");
-    let mut s2 = StepReport { step: 2, name: "compress rotated logs", freed_bytes: 0, actions: vec![], note: None };
+    let mut s2 = StepReport {
+        step: 2,
+        name: "compress rotated logs",
+        freed_bytes: 0,
+        actions: vec![],
+        note: None,
+    };
     let deleted: HashSet<String> = steps[0].actions.iter().map(|a| a.target.clone()).collect();
     match logs.uncompressed_rotated() {
         Err(e) => not_freed.push(format!("rotated logs to compress: cannot list them: {e}")),
         Ok(files) => {
-            for f in files.into_iter().filter(|f| !deleted.contains(&f.path.display().to_string())) {
+            for f in files
+                .into_iter()
+                .filter(|f| !deleted.contains(&f.path.display().to_string()))
+            {
                 if t.met() {
                     s2.note.get_or_insert_with(|| already_met(&t));
                     break;
                 }
                 let a = if t.dry_run {
-                    Action { action: "compress", target: f.path.display().to_string(), bytes: 0, result: "dry-run".into() }
+                    Action {
+                        action: "compress",
+                        target: f.path.display().to_string(),
+                        bytes: 0,
+                        result: "dry-run".into(),
+                    }
                 } else {
                     match logs.compress(&f) {
-                        Ok(b) => Action { action: "compress", target: f.path.display().to_string(), bytes: b, result: "done".into() },
+                        Ok(b) => Action {
+                            action: "compress",
+                            target: f.path.display().to_string(),
+                            bytes: b,
+                            result: "done".into(),
+                        },
                         Err(e) => {
-                            not_freed.push(format!("{}: compression failed: {e}", f.path.display()));
-                            Action { action: "compress", target: f.path.display().to_string(), bytes: 0, result: format!("failed:{e}") }
+                            not_freed
+                                .push(format!("{}: compression failed: {e}", f.path.display()));
+                            Action {
+                                action: "compress",
+                                target: f.path.display().to_string(),
+                                bytes: 0,
+                                result: format!("failed:{e}"),
+                            }
                         }
                     }
                 };
@@ -273,9 +345,18 @@ pub async fn run<R: ImageRuntime>(
 
     // 3 and 4. Images.
     let mut planned_dangling: HashSet<String> = HashSet::new();
-    for (n, dangling_only, name) in [(3u8, true, "remove dangling images"), (4, false, "remove unused images, least recently used first")] {
+    for (n, dangling_only, name) in [
+        (3u8, true, "remove dangling images"),
+        (4, false, "remove unused images, least recently used first"),
+    ] {
         progress.step(n, name);
-        let mut s = StepReport { step: n, name, freed_bytes: 0, actions: vec![], note: None };
+        let mut s = StepReport {
+            step: n,
+            name,
+            freed_bytes: 0,
+            actions: vec![],
+            note: None,
+        };
         if runtimes.is_empty() {
             s.note = Some("no image runtime answered".into());
         }
@@ -291,21 +372,42 @@ pub async fn run<R: ImageRuntime>(
                     continue;
                 }
             };
-            let images: Vec<_> = images.into_iter().filter(|i| !planned_dangling.contains(&i.id)).collect();
+            let images: Vec<_> = images
+                .into_iter()
+                .filter(|i| !planned_dangling.contains(&i.id))
+                .collect();
             let disk = t.now();
-            let mode = Mode::Emergency { disk, target_used_percent: target_used, dangling_only };
-            let p = plan(&images, &users, policy, mode, Timestamp::now(), &Default::default());
+            let mode = Mode::Emergency {
+                disk,
+                target_used_percent: target_used,
+                dangling_only,
+            };
+            let p = plan(
+                &images,
+                &users,
+                policy,
+                mode,
+                Timestamp::now(),
+                &Default::default(),
+            );
             if !dangling_only {
                 let mut kept: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
                 for d in &p.decisions {
-                    if matches!(d.reason, Reason::KeptInUse | Reason::KeptPinned | Reason::KeptKeepList) {
+                    if matches!(
+                        d.reason,
+                        Reason::KeptInUse | Reason::KeptPinned | Reason::KeptKeepList
+                    ) {
                         let e = kept.entry(d.reason.to_string()).or_default();
                         e.0 += 1;
                         e.1 += d.size_bytes;
                     }
                 }
                 for (reason, (count, size)) in kept {
-                    not_freed.push(format!("{}: {count} images {reason} ({})", rt.name(), bytes(size)));
+                    not_freed.push(format!(
+                        "{}: {count} images {reason} ({})",
+                        rt.name(),
+                        bytes(size)
+                    ));
                 }
             }
             let outcome = apply(rt, p, t.dry_run, &mut |_| {}).await;
@@ -326,7 +428,12 @@ pub async fn run<R: ImageRuntime>(
                 if t.dry_run {
                     t.simulated += b;
                 }
-                let a = Action { action: "remove-image", target: d.image, bytes: b, result };
+                let a = Action {
+                    action: "remove-image",
+                    target: d.image,
+                    bytes: b,
+                    result,
+                };
                 s.freed_bytes += a.bytes;
                 freed_total += a.bytes;
                 progress.action(&a, freed_total);
@@ -351,14 +458,30 @@ pub async fn run<R: ImageRuntime>(
         );
     }
     let places = opts.consumer_places.clone();
-    let largest_consumers = tokio::task::spawn_blocking(move || largest(&places, 10)).await.unwrap_or_default();
-    Ok(Summary { dry_run: t.dry_run, target_free_percent: opts.target_free_percent, measured_path, before, after, target_met, steps, largest_consumers, not_freed })
+    let largest_consumers = tokio::task::spawn_blocking(move || largest(&places, 10))
+        .await
+        .unwrap_or_default();
+    Ok(Summary {
+        dry_run: t.dry_run,
+        target_free_percent: opts.target_free_percent,
+        measured_path,
+        before,
+        after,
+        target_met,
+        steps,
+        largest_consumers,
+        not_freed,
+    })
 }
 
 /// The summary for a terminal.
 pub fn render(s: &Summary) -> String {
     let mut out = String::new();
-    let mode = if s.dry_run { "dry run; --apply frees the space" } else { "applied" };
+    let mode = if s.dry_run {
+        "dry run; --apply frees the space"
+    } else {
+        "applied"
+    };
     out.push_str(&format!(
         "emergency cleanup of {} ({mode}): {:.1}% free before, {:.1}% after, target {}% {}\n",
         s.measured_path.display(),
@@ -371,7 +494,13 @@ pub fn render(s: &Summary) -> String {
     t.load_preset(presets::UTF8_FULL_CONDENSED);
     t.set_header(vec!["step", "what", "actions", "freed", "note"]);
     for st in &s.steps {
-        t.add_row(vec![st.step.to_string(), st.name.to_string(), st.actions.len().to_string(), bytes(st.freed_bytes), st.note.clone().unwrap_or_default()]);
+        t.add_row(vec![
+            st.step.to_string(),
+            st.name.to_string(),
+            st.actions.len().to_string(),
+            bytes(st.freed_bytes),
+            st.note.clone().unwrap_or_default(),
+        ]);
     }
     out.push_str(&t.to_string());
     out.push('\n');

@@ -96,7 +96,12 @@ impl RotatedLogs {
     /// `roots` as the agent sees them (already under `--path.rootfs`); rotated logs older
     /// than `max_age` are expired.
     pub fn new(roots: Vec<PathBuf>, max_age: Duration) -> Self {
-        Self { roots, max_age, rotated: set(ROTATED_GLOBS), compressed: set(COMPRESSED_GLOBS) }
+        Self {
+            roots,
+            max_age,
+            rotated: set(ROTATED_GLOBS),
+            compressed: set(COMPRESSED_GLOBS),
+        }
     }
 
     /// True when the file name says the file is a rotated log.
@@ -126,10 +131,13 @@ impl RotatedLogs {
         if depth > MAX_DEPTH {
             return Ok(());
         }
-        let entries = fs::read_dir(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+        let entries = fs::read_dir(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
             if meta.is_dir() {
                 // A subdirectory that cannot be read is skipped, not fatal.
                 let _ = self.walk(&path, depth + 1, out);
@@ -143,7 +151,11 @@ impl RotatedLogs {
             if !self.is_rotated(name) {
                 continue;
             }
-            let file = LogFile { path, size_bytes: meta.len(), modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH) };
+            let file = LogFile {
+                path,
+                size_bytes: meta.len(),
+                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            };
             out.push((file, self.is_compressed(name)));
         }
         Ok(())
@@ -156,22 +168,41 @@ impl LogReclaimer for RotatedLogs {
             .rotated_files()?
             .into_iter()
             .map(|(f, _)| f)
-            .filter(|f| now.duration_since(f.modified).is_ok_and(|age| age >= self.max_age))
+            .filter(|f| {
+                now.duration_since(f.modified)
+                    .is_ok_and(|age| age >= self.max_age)
+            })
             .collect();
-        v.sort_by(|a, b| a.modified.cmp(&b.modified).then_with(|| a.path.cmp(&b.path)));
+        v.sort_by(|a, b| {
+            a.modified
+                .cmp(&b.modified)
+                .then_with(|| a.path.cmp(&b.path))
+        });
         Ok(v)
     }
 
     fn uncompressed_rotated(&self) -> io::Result<Vec<LogFile>> {
-        let mut v: Vec<LogFile> = self.rotated_files()?.into_iter().filter(|(_, c)| !c).map(|(f, _)| f).collect();
-        v.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes).then_with(|| a.path.cmp(&b.path)));
+        let mut v: Vec<LogFile> = self
+            .rotated_files()?
+            .into_iter()
+            .filter(|(_, c)| !c)
+            .map(|(f, _)| f)
+            .collect();
+        v.sort_by(|a, b| {
+            b.size_bytes
+                .cmp(&a.size_bytes)
+                .then_with(|| a.path.cmp(&b.path))
+        });
         Ok(v)
     }
 
     fn delete(&self, file: &LogFile) -> io::Result<u64> {
         let name = file.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if !self.is_rotated(name) {
-            return Err(io::Error::other(format!("{} is not a rotated log; refusing to delete it", file.path.display())));
+            return Err(io::Error::other(format!(
+                "{} is not a rotated log; refusing to delete it",
+                file.path.display()
+            )));
         }
         let meta = fs::symlink_metadata(&file.path)?;
         fs::remove_file(&file.path)?;
@@ -181,15 +212,21 @@ impl LogReclaimer for RotatedLogs {
     fn compress(&self, file: &LogFile) -> io::Result<u64> {
         let name = file.path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if !self.is_rotated(name) || self.is_compressed(name) {
-            return Err(io::Error::other(format!("{} is not an uncompressed rotated log", file.path.display())));
+            return Err(io::Error::other(format!(
+                "{} is not an uncompressed rotated log",
+                file.path.display()
+            )));
         }
         let dest = file.path.with_file_name(format!("{name}.gz"));
-        let tmp = file.path.with_file_name(format!(".{name}.gz.caretaker-tmp"));
+        let tmp = file
+            .path
+            .with_file_name(format!(".{name}.gz.caretaker-tmp"));
         let result = (|| {
             let mut src = File::open(&file.path)?;
             let src_meta = src.metadata()?;
             let out = File::options().write(true).create_new(true).open(&tmp)?;
-            let mut gz = flate2::write::GzEncoder::new(BufWriter::new(out), flate2::Compression::default());
+            let mut gz =
+                flate2::write::GzEncoder::new(BufWriter::new(out), flate2::Compression::default());
             io::copy(&mut src, &mut gz)?;
             let mut w = gz.finish()?;
             w.flush()?;
@@ -225,7 +262,8 @@ mod tests {
         }
         fs::write(&p, "log line\n".repeat(bytes / 9 + 1)).unwrap();
         let f = File::options().write(true).open(&p).unwrap();
-        f.set_times(fs::FileTimes::new().set_modified(SystemTime::now() - age)).unwrap();
+        f.set_times(fs::FileTimes::new().set_modified(SystemTime::now() - age))
+            .unwrap();
         p
     }
 
@@ -234,10 +272,26 @@ mod tests {
     #[test]
     fn only_rotated_names_count_and_live_logs_never_do() {
         let r = RotatedLogs::new(vec![], DAY);
-        for live in ["syslog", "app.log", "kern.log", "auth.log.tmp", "lastlog", "app.log.gz.caretaker-tmp"] {
+        for live in [
+            "syslog",
+            "app.log",
+            "kern.log",
+            "auth.log.tmp",
+            "lastlog",
+            "app.log.gz.caretaker-tmp",
+        ] {
             assert!(!r.is_rotated(live), "{live}");
         }
-        for rotated in ["syslog.1", "app.log.1", "app.log.12", "0.log.20240101-120000", "app.log-20240101", "messages-20240101", "app.log.2.gz", "x.zst"] {
+        for rotated in [
+            "syslog.1",
+            "app.log.1",
+            "app.log.12",
+            "0.log.20240101-120000",
+            "app.log-20240101",
+            "messages-20240101",
+            "app.log.2.gz",
+            "x.zst",
+        ] {
             assert!(r.is_rotated(rotated), "{rotated}");
         }
     }
@@ -253,7 +307,12 @@ mod tests {
         fs::hard_link(&linked, d.path().join("hard.log.1")).unwrap();
         std::os::unix::fs::symlink(&old, d.path().join("sym.log.1")).unwrap();
         let r = RotatedLogs::new(vec![d.path().into(), d.path().join("missing")], 7 * DAY);
-        let got: Vec<PathBuf> = r.expired(SystemTime::now()).unwrap().into_iter().map(|f| f.path).collect();
+        let got: Vec<PathBuf> = r
+            .expired(SystemTime::now())
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
         assert_eq!(got, [old_gz, old]);
     }
 
@@ -269,14 +328,26 @@ mod tests {
         assert!(!src.exists());
         let gz = d.path().join("app.log.1.gz");
         let mut back = Vec::new();
-        flate2::read::GzDecoder::new(File::open(&gz).unwrap()).read_to_end(&mut back).unwrap();
+        flate2::read::GzDecoder::new(File::open(&gz).unwrap())
+            .read_to_end(&mut back)
+            .unwrap();
         assert_eq!(back, original);
-        assert_eq!(saved, original.len() as u64 - fs::metadata(&gz).unwrap().len());
-        assert_eq!(fs::metadata(&gz).unwrap().modified().unwrap(), files[0].modified);
+        assert_eq!(
+            saved,
+            original.len() as u64 - fs::metadata(&gz).unwrap().len()
+        );
+        assert_eq!(
+            fs::metadata(&gz).unwrap().modified().unwrap(),
+            files[0].modified
+        );
         // The compressed file is no longer a candidate, and a live log is refused.
         assert!(r.uncompressed_rotated().unwrap().is_empty());
         let live = write(d.path(), "app.log", 10, DAY);
-        let f = LogFile { path: live.clone(), size_bytes: 10, modified: SystemTime::now() };
+        let f = LogFile {
+            path: live.clone(),
+            size_bytes: 10,
+            modified: SystemTime::now(),
+        };
         assert!(r.compress(&f).is_err());
         assert!(r.delete(&f).is_err());
         assert!(live.exists());

@@ -46,7 +46,12 @@ pub struct PruneImagesArgs {
 }
 
 /// Plans and (with `apply`) prunes one runtime.
-pub async fn prune<R: ImageRuntime>(rt: &R, policy: &Policy, apply_changes: bool, last_used: &HashMap<String, Timestamp>) -> Result<Outcome, Error> {
+pub async fn prune<R: ImageRuntime>(
+    rt: &R,
+    policy: &Policy,
+    apply_changes: bool,
+    last_used: &HashMap<String, Timestamp>,
+) -> Result<Outcome, Error> {
     let images = rt.list_images().await?;
     let users = rt.list_users().await?;
     let disk = match rt.image_fs().await {
@@ -56,7 +61,14 @@ pub async fn prune<R: ImageRuntime>(rt: &R, policy: &Policy, apply_changes: bool
             None
         }
     };
-    let p = plan(&images, &users, policy, Mode::Prune { disk }, Timestamp::now(), last_used);
+    let p = plan(
+        &images,
+        &users,
+        policy,
+        Mode::Prune { disk },
+        Timestamp::now(),
+        last_used,
+    );
     Ok(apply(rt, p, !apply_changes, &mut |_| {}).await)
 }
 
@@ -64,9 +76,21 @@ pub async fn prune<R: ImageRuntime>(rt: &R, policy: &Policy, apply_changes: bool
 ///
 /// # Errors
 /// No runtime answers, or listing images or containers fails.
-pub async fn run(cfg: &ImagesConfig, policy: &Policy, rootfs: &Path, args: &PruneImagesArgs) -> Result<Vec<Outcome>, Error> {
+pub async fn run(
+    cfg: &ImagesConfig,
+    policy: &Policy,
+    rootfs: &Path,
+    args: &PruneImagesArgs,
+) -> Result<Vec<Outcome>, Error> {
     let choice = args.runtime.unwrap_or(cfg.runtime);
-    let runtimes = connect(choice, &cfg.docker_socket, &cfg.containerd_socket, rootfs, cfg.request_timeout).await?;
+    let runtimes = connect(
+        choice,
+        &cfg.docker_socket,
+        &cfg.containerd_socket,
+        rootfs,
+        cfg.request_timeout,
+    )
+    .await?;
     let mut out = Vec::with_capacity(runtimes.len());
     for rt in &runtimes {
         out.push(prune(rt, policy, args.apply, &HashMap::new()).await?);
@@ -76,14 +100,21 @@ pub async fn run(cfg: &ImagesConfig, policy: &Policy, rootfs: &Path, args: &Prun
 
 /// True when any removal failed (the command then exits 1).
 pub fn any_failed(outcomes: &[Outcome]) -> bool {
-    outcomes.iter().flat_map(|o| &o.decisions).any(|d| matches!(d.reason, Reason::Failed(_)))
+    outcomes
+        .iter()
+        .flat_map(|o| &o.decisions)
+        .any(|d| matches!(d.reason, Reason::Failed(_)))
 }
 
 /// One summary line and one table per runtime.
 pub fn render_table(outcomes: &[Outcome]) -> String {
     let mut s = String::new();
     for o in outcomes {
-        let verb = if o.dry_run { "would be removed (dry run; --apply removes them)" } else { "removed" };
+        let verb = if o.dry_run {
+            "would be removed (dry run; --apply removes them)"
+        } else {
+            "removed"
+        };
         s.push_str(&format!(
             "{}: {} of {} images {verb}, {} reclaimable by estimate",
             o.runtime,
@@ -100,12 +131,21 @@ pub fn render_table(outcomes: &[Outcome]) -> String {
         s.push('\n');
         let mut t = Table::new();
         t.load_preset(presets::UTF8_FULL_CONDENSED);
-        t.set_header(vec!["image", "id", "created", "size", "reclaimable", "decision", "detail"]);
+        t.set_header(vec![
+            "image",
+            "id",
+            "created",
+            "size",
+            "reclaimable",
+            "decision",
+            "detail",
+        ]);
         for d in &o.decisions {
             t.add_row(vec![
                 d.image.clone(),
                 super::runtime::short_id(&d.id).to_string(),
-                d.created.map_or_else(|| "-".into(), |c| c.strftime("%Y-%m-%d %H:%M").to_string()),
+                d.created
+                    .map_or_else(|| "-".into(), |c| c.strftime("%Y-%m-%d %H:%M").to_string()),
                 bytes(d.size_bytes),
                 bytes(d.reclaimable_bytes),
                 d.reason.to_string(),

@@ -17,7 +17,9 @@ use jiff::Timestamp;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::runtime::{DiskUsage, Error, Image, ImageFs, ImageRuntime, ImageUser, RemoveError, Result, UserKind};
+use super::runtime::{
+    DiskUsage, Error, Image, ImageFs, ImageRuntime, ImageUser, RemoveError, Result, UserKind,
+};
 use crate::stats::filesystems::{statvfs, under_root};
 
 /// Generated CRI types and clients (the subset in `proto/cri/runtime/v1/api.proto`).
@@ -48,7 +50,10 @@ pub struct CriRuntime {
 ///
 /// # Errors
 /// When the socket does not accept a connection within `timeout`.
-pub async fn unix_channel(socket: &Path, timeout: Duration) -> std::result::Result<Channel, tonic::transport::Error> {
+pub async fn unix_channel(
+    socket: &Path,
+    timeout: Duration,
+) -> std::result::Result<Channel, tonic::transport::Error> {
     let path = socket.to_path_buf();
     Endpoint::from_static("http://localhost")
         .connect_timeout(timeout)
@@ -62,8 +67,16 @@ pub async fn unix_channel(socket: &Path, timeout: Duration) -> std::result::Resu
 
 fn status_error(call: &'static str) -> impl Fn(tonic::Status) -> Error {
     move |s| match s.code() {
-        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Error::Call { runtime: NAME, call, message: format!("timed out: {}", s.message()) },
-        _ => Error::Call { runtime: NAME, call, message: format!("{:?}: {}", s.code(), s.message()) },
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Error::Call {
+            runtime: NAME,
+            call,
+            message: format!("timed out: {}", s.message()),
+        },
+        _ => Error::Call {
+            runtime: NAME,
+            call,
+            message: format!("{:?}: {}", s.code(), s.message()),
+        },
     }
 }
 
@@ -73,15 +86,28 @@ impl CriRuntime {
     /// # Errors
     /// [`Error::Connect`] when the socket does not answer or is not a CRI runtime.
     pub async fn connect(socket: &Path, rootfs: &Path, timeout: Duration) -> Result<Self> {
-        let connect_err = |message: String| Error::Connect { runtime: NAME, socket: socket.display().to_string(), message };
-        let channel = unix_channel(socket, timeout).await.map_err(|e| connect_err(format!("{e:?}")))?;
+        let connect_err = |message: String| Error::Connect {
+            runtime: NAME,
+            socket: socket.display().to_string(),
+            message,
+        };
+        let channel = unix_channel(socket, timeout)
+            .await
+            .map_err(|e| connect_err(format!("{e:?}")))?;
         let mut runtime = RuntimeServiceClient::new(channel.clone());
         let v = runtime
-            .version(pb::VersionRequest { version: "v1".into() })
+            .version(pb::VersionRequest {
+                version: "v1".into(),
+            })
             .await
             .map_err(|s| connect_err(format!("CRI Version: {:?}: {}", s.code(), s.message())))?
             .into_inner();
-        Ok(Self { images: ImageServiceClient::new(channel), runtime, rootfs: rootfs.to_path_buf(), runtime_name: v.runtime_name })
+        Ok(Self {
+            images: ImageServiceClient::new(channel),
+            runtime,
+            rootfs: rootfs.to_path_buf(),
+            runtime_name: v.runtime_name,
+        })
     }
 
     /// The runtime service client (tests use it to create sandboxes and containers).
@@ -90,14 +116,35 @@ impl CriRuntime {
     }
 
     async fn created(&self, id: String) -> Option<Timestamp> {
-        let req = pb::ImageStatusRequest { image: Some(pb::ImageSpec { image: id, ..Default::default() }), verbose: true };
-        let resp = self.images.clone().image_status(req).await.ok()?.into_inner();
+        let req = pb::ImageStatusRequest {
+            image: Some(pb::ImageSpec {
+                image: id,
+                ..Default::default()
+            }),
+            verbose: true,
+        };
+        let resp = self
+            .images
+            .clone()
+            .image_status(req)
+            .await
+            .ok()?
+            .into_inner();
         created_from_info(&resp.info)
     }
 
     async fn sandbox_image(&self, id: String) -> Option<String> {
-        let req = pb::PodSandboxStatusRequest { pod_sandbox_id: id, verbose: true };
-        let resp = self.runtime.clone().pod_sandbox_status(req).await.ok()?.into_inner();
+        let req = pb::PodSandboxStatusRequest {
+            pod_sandbox_id: id,
+            verbose: true,
+        };
+        let resp = self
+            .runtime
+            .clone()
+            .pod_sandbox_status(req)
+            .await
+            .ok()?
+            .into_inner();
         let info: serde_json::Value = serde_json::from_str(resp.info.get("info")?).ok()?;
         info.get("image")?.as_str().map(str::to_string)
     }
@@ -133,8 +180,11 @@ impl ImageRuntime for CriRuntime {
             .into_inner()
             .images;
         let ids: Vec<String> = list.iter().map(|i| i.id.clone()).collect();
-        let created: Vec<Option<Timestamp>> =
-            futures_util::stream::iter(ids).map(|id| self.created(id)).buffered(STATUS_CONCURRENCY).collect().await;
+        let created: Vec<Option<Timestamp>> = futures_util::stream::iter(ids)
+            .map(|id| self.created(id))
+            .buffered(STATUS_CONCURRENCY)
+            .collect()
+            .await;
         Ok(list
             .into_iter()
             .zip(created)
@@ -171,53 +221,113 @@ impl ImageRuntime for CriRuntime {
         for c in containers {
             let state = container_state(c.state);
             let spec = c.image.map(|s| s.image).unwrap_or_default();
-            users.push(ImageUser { kind: UserKind::Container, id: c.id.clone(), image_ref: spec, image_id: c.image_ref, state: state.into() });
+            users.push(ImageUser {
+                kind: UserKind::Container,
+                id: c.id.clone(),
+                image_ref: spec,
+                image_id: c.image_ref,
+                state: state.into(),
+            });
             if !c.image_id.is_empty() {
-                users.push(ImageUser { kind: UserKind::Container, id: c.id, image_ref: String::new(), image_id: c.image_id, state: state.into() });
+                users.push(ImageUser {
+                    kind: UserKind::Container,
+                    id: c.id,
+                    image_ref: String::new(),
+                    image_id: c.image_id,
+                    state: state.into(),
+                });
             }
         }
-        let sandbox_images: Vec<(pb::PodSandbox, Option<String>)> = futures_util::stream::iter(sandboxes.into_iter().map(|s| async move {
-            let image = self.sandbox_image(s.id.clone()).await;
-            Ok::<_, Error>((s, image))
-        }))
-        .buffered(STATUS_CONCURRENCY)
-        .try_collect()
-        .await?;
+        let sandbox_images: Vec<(pb::PodSandbox, Option<String>)> =
+            futures_util::stream::iter(sandboxes.into_iter().map(|s| async move {
+                let image = self.sandbox_image(s.id.clone()).await;
+                Ok::<_, Error>((s, image))
+            }))
+            .buffered(STATUS_CONCURRENCY)
+            .try_collect()
+            .await?;
         for (s, image) in sandbox_images {
-            let state = if s.state == pb::PodSandboxState::SandboxReady as i32 { "ready" } else { "notready" };
-            users.push(ImageUser { kind: UserKind::Sandbox, id: s.id, image_ref: image.unwrap_or_default(), image_id: String::new(), state: state.into() });
+            let state = if s.state == pb::PodSandboxState::SandboxReady as i32 {
+                "ready"
+            } else {
+                "notready"
+            };
+            users.push(ImageUser {
+                kind: UserKind::Sandbox,
+                id: s.id,
+                image_ref: image.unwrap_or_default(),
+                image_id: String::new(),
+                state: state.into(),
+            });
         }
         Ok(users)
     }
 
     async fn image_fs(&self) -> Result<ImageFs> {
-        let resp = self.images.clone().image_fs_info(pb::ImageFsInfoRequest {}).await.map_err(status_error("ImageFsInfo"))?.into_inner();
-        let fs = resp.image_filesystems.into_iter().next().ok_or(Error::Call {
-            runtime: NAME,
-            call: "ImageFsInfo",
-            message: "no image filesystem in the answer".into(),
-        })?;
+        let resp = self
+            .images
+            .clone()
+            .image_fs_info(pb::ImageFsInfoRequest {})
+            .await
+            .map_err(status_error("ImageFsInfo"))?
+            .into_inner();
+        let fs = resp
+            .image_filesystems
+            .into_iter()
+            .next()
+            .ok_or(Error::Call {
+                runtime: NAME,
+                call: "ImageFsInfo",
+                message: "no image filesystem in the answer".into(),
+            })?;
         let mountpoint = PathBuf::from(fs.fs_id.map(|f| f.mountpoint).unwrap_or_default());
         let used_bytes = fs.used_bytes.map(|u| u.value).unwrap_or(0);
         let path = under_root(&self.rootfs, &mountpoint.to_string_lossy());
         let p = path.clone();
         let s = tokio::task::spawn_blocking(move || statvfs(&p))
             .await
-            .map_err(|e| Error::Statvfs { path: path.display().to_string(), message: e.to_string() })?
-            .map_err(|e| Error::Statvfs { path: path.display().to_string(), message: e.desc().to_string() })?;
+            .map_err(|e| Error::Statvfs {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?
+            .map_err(|e| Error::Statvfs {
+                path: path.display().to_string(),
+                message: e.desc().to_string(),
+            })?;
         let df = s.df();
-        Ok(ImageFs { mountpoint, disk: DiskUsage { capacity_bytes: df.size_bytes, available_bytes: df.avail_bytes }, used_bytes })
+        Ok(ImageFs {
+            mountpoint,
+            disk: DiskUsage {
+                capacity_bytes: df.size_bytes,
+                available_bytes: df.avail_bytes,
+            },
+            used_bytes,
+        })
     }
 
     /// `RemoveImage` by ID removes every tag and digest of the image. CRI runtimes do not
     /// check for users (the kubelet does), which is why the executor re-checks first.
     async fn remove_image(&self, image: &Image) -> Result<(), RemoveError> {
-        let req = pb::RemoveImageRequest { image: Some(pb::ImageSpec { image: image.id.clone(), ..Default::default() }) };
+        let req = pb::RemoveImageRequest {
+            image: Some(pb::ImageSpec {
+                image: image.id.clone(),
+                ..Default::default()
+            }),
+        };
         match self.images.clone().remove_image(req).await {
             Ok(_) => Ok(()),
             Err(s) if s.code() == tonic::Code::NotFound => Ok(()),
-            Err(s) if s.code() == tonic::Code::FailedPrecondition && s.message().contains("in use") => Err(RemoveError::InUse(s.message().to_string())),
-            Err(s) => Err(RemoveError::Other(format!("{:?}: {}", s.code(), s.message()))),
+            Err(s)
+                if s.code() == tonic::Code::FailedPrecondition
+                    && s.message().contains("in use") =>
+            {
+                Err(RemoveError::InUse(s.message().to_string()))
+            }
+            Err(s) => Err(RemoveError::Other(format!(
+                "{:?}: {}",
+                s.code(),
+                s.message()
+            ))),
         }
     }
 }
@@ -230,7 +340,10 @@ mod tests {
     fn creation_time_comes_from_the_verbose_image_spec() {
         let mut info = HashMap::new();
         info.insert("info".to_string(), r#"{"chainID":"sha256:x","imageSpec":{"created":"2024-03-01T10:00:00Z","architecture":"amd64"}}"#.to_string());
-        assert_eq!(created_from_info(&info), Some("2024-03-01T10:00:00Z".parse().unwrap()));
+        assert_eq!(
+            created_from_info(&info),
+            Some("2024-03-01T10:00:00Z".parse().unwrap())
+        );
         info.insert("info".to_string(), "{}".into());
         assert_eq!(created_from_info(&info), None);
         assert_eq!(created_from_info(&HashMap::new()), None);

@@ -21,8 +21,10 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use caretaker_proto::model::{
+    CollectorError, ImagesSummary, KeptCounts, PruneRun, PruneTrigger, RuntimeImages,
+};
 use caretaker_proto::window::Decision;
-use caretaker_proto::model::{CollectorError, ImagesSummary, KeptCounts, PruneRun, PruneTrigger, RuntimeImages};
 use jiff::Timestamp;
 use rand::Rng;
 use tokio::sync::watch;
@@ -83,12 +85,24 @@ impl RuntimeAccess {
     /// # Errors
     /// As [`connect`].
     pub async fn connect(&self) -> Result<Vec<AnyRuntime>, Error> {
-        connect(self.choice, &self.docker_socket, &self.containerd_socket, &self.rootfs, self.request_timeout).await
+        connect(
+            self.choice,
+            &self.docker_socket,
+            &self.containerd_socket,
+            &self.rootfs,
+            self.request_timeout,
+        )
+        .await
     }
 }
 
 /// [`run`] on the real runtimes.
-pub async fn run_on_runtimes(settings: TaskSettings, access: RuntimeAccess, publish: watch::Sender<Option<ImagesSummary>>, shutdown: CancellationToken) {
+pub async fn run_on_runtimes(
+    settings: TaskSettings,
+    access: RuntimeAccess,
+    publish: watch::Sender<Option<ImagesSummary>>,
+    shutdown: CancellationToken,
+) {
     let access = &access;
     run(settings, || access.connect(), publish, shutdown).await;
 }
@@ -118,12 +132,20 @@ fn jittered(d: Duration) -> Duration {
 }
 
 fn error(place: &str, message: impl ToString) -> CollectorError {
-    CollectorError { collector: "images".into(), place: place.into(), message: message.to_string() }
+    CollectorError {
+        collector: "images".into(),
+        place: place.into(),
+        message: message.to_string(),
+    }
 }
 
 impl<R: ImageRuntime> ImageTask<R> {
     pub fn new(settings: TaskSettings) -> Self {
-        Self { settings, runtimes: None, memory: HashMap::new() }
+        Self {
+            settings,
+            runtimes: None,
+            memory: HashMap::new(),
+        }
     }
 
     /// One check of every runtime (connecting first when needed), pruning those under
@@ -163,7 +185,12 @@ impl<R: ImageRuntime> ImageTask<R> {
             self.runtimes = None;
         }
         errors.truncate(caretaker_proto::model::MAX_ERRORS);
-        ImagesSummary { dry_run: !self.settings.apply, checked_at, runtimes, errors }
+        ImagesSummary {
+            dry_run: !self.settings.apply,
+            checked_at,
+            runtimes,
+            errors,
+        }
     }
 }
 
@@ -199,34 +226,86 @@ async fn check_runtime<R: ImageRuntime>(
     let due = mem.next_prune.is_none_or(|t| Instant::now() >= t);
     let mut removed_ids: HashSet<String> = HashSet::new();
     if pressure || due {
-        let trigger = if pressure { PruneTrigger::DiskPressure } else { PruneTrigger::Schedule };
+        let trigger = if pressure {
+            PruneTrigger::DiskPressure
+        } else {
+            PruneTrigger::Schedule
+        };
         // Outside the maintenance window an age prune only says what waits for it.
-        let waiting_until = match settings.window.as_ref().map(|w| w.allowed(now, false, pressure)) {
+        let waiting_until = match settings
+            .window
+            .as_ref()
+            .map(|w| w.allowed(now, false, pressure))
+        {
             Some(Decision::Wait { until, .. }) if settings.apply => Some(until),
             _ => None,
         };
-        let p = plan(&images, &users, &settings.policy, Mode::Prune { disk }, now, &mem.last_used);
-        let outcome = apply(rt, p, !settings.apply || waiting_until.is_some(), &mut |_| {}).await;
+        let p = plan(
+            &images,
+            &users,
+            &settings.policy,
+            Mode::Prune { disk },
+            now,
+            &mem.last_used,
+        );
+        let outcome = apply(
+            rt,
+            p,
+            !settings.apply || waiting_until.is_some(),
+            &mut |_| {},
+        )
+        .await;
         let mut run = prune_run(&outcome, trigger, now);
         run.waiting_for_window_until = waiting_until;
         // A dry run under lasting pressure repeats itself every check: say it once.
         let repeated = run.dry_run
-            && mem.last_prune.as_ref().is_some_and(|l| (l.trigger, l.removed, l.removed_bytes) == (run.trigger, run.removed, run.removed_bytes));
-        let (runtime, dry_run, removed, bytes, failed) = (rt.name(), run.dry_run, run.removed, run.removed_bytes, run.failed);
+            && mem.last_prune.as_ref().is_some_and(|l| {
+                (l.trigger, l.removed, l.removed_bytes)
+                    == (run.trigger, run.removed, run.removed_bytes)
+            });
+        let (runtime, dry_run, removed, bytes, failed) = (
+            rt.name(),
+            run.dry_run,
+            run.removed,
+            run.removed_bytes,
+            run.failed,
+        );
         let what = match (dry_run, waiting_until) {
             (true, Some(_)) => " (dry run: outside the maintenance window; removals wait for it)",
             (true, None) => " (dry run: nothing removed; images.apply is false)",
             (false, _) => "",
         };
         if repeated {
-            debug!(runtime, ?trigger, dry_run, removed, bytes, failed, "Image prune finished{what}.");
+            debug!(
+                runtime,
+                ?trigger,
+                dry_run,
+                removed,
+                bytes,
+                failed,
+                "Image prune finished{what}."
+            );
         } else {
-            info!(runtime, ?trigger, dry_run, removed, bytes, failed, "Image prune finished{what}.");
+            info!(
+                runtime,
+                ?trigger,
+                dry_run,
+                removed,
+                bytes,
+                failed,
+                "Image prune finished{what}."
+            );
         }
         if !outcome.dry_run {
             mem.removed_total += run.removed;
             mem.removed_bytes_total += run.removed_bytes;
-            removed_ids.extend(outcome.decisions.iter().filter(|d| d.reason == Reason::Removed).map(|d| d.id.clone()));
+            removed_ids.extend(
+                outcome
+                    .decisions
+                    .iter()
+                    .filter(|d| d.reason == Reason::Removed)
+                    .map(|d| d.id.clone()),
+            );
             if let Some(after) = outcome.disk_after {
                 used_percent = Some(after.used_percent());
             }
@@ -234,18 +313,27 @@ async fn check_runtime<R: ImageRuntime>(
         mem.last_prune = Some(run);
         mem.next_prune = Some(match waiting_until {
             // Due again when the window opens (plus jitter so nodes do not start together).
-            Some(until) => Instant::now() + Duration::try_from(until.duration_since(now)).unwrap_or_default() + jittered(Duration::from_secs(60)),
+            Some(until) => {
+                Instant::now()
+                    + Duration::try_from(until.duration_since(now)).unwrap_or_default()
+                    + jittered(Duration::from_secs(60))
+            }
             None => Instant::now() + jittered(settings.prune_interval),
         });
     } else {
         debug!(runtime = rt.name(), used_percent = ?used_percent, "Image filesystem below the high threshold; no prune due.");
     }
 
-    let left: Vec<_> = images.iter().filter(|i| !removed_ids.contains(&i.id)).collect();
+    let left: Vec<_> = images
+        .iter()
+        .filter(|i| !removed_ids.contains(&i.id))
+        .collect();
     let unused: Vec<_> = left.iter().filter(|i| !in_use.uses(i)).collect();
     Ok(RuntimeImages {
         runtime: rt.name().to_string(),
-        image_fs_mountpoint: fs.map(|f| f.mountpoint.display().to_string()).unwrap_or_default(),
+        image_fs_mountpoint: fs
+            .map(|f| f.mountpoint.display().to_string())
+            .unwrap_or_default(),
         image_fs_used_percent: used_percent.map(|p| p.clamp(0.0, 100.0)),
         images_total: left.len() as u64,
         images_unused: unused.len() as u64,
@@ -286,8 +374,12 @@ fn prune_run(o: &Outcome, trigger: PruneTrigger, started_at: Timestamp) -> Prune
 /// Runs the task until `shutdown`: a first check shortly after the start (a random
 /// fraction of the check interval, at most 10 s), then every `pressure_check_interval`
 /// (±10 %). Each check's summary is published on `publish` for the node report.
-pub async fn run<R, C, F>(settings: TaskSettings, mut connect: C, publish: watch::Sender<Option<ImagesSummary>>, shutdown: CancellationToken)
-where
+pub async fn run<R, C, F>(
+    settings: TaskSettings,
+    mut connect: C,
+    publish: watch::Sender<Option<ImagesSummary>>,
+    shutdown: CancellationToken,
+) where
     R: ImageRuntime,
     C: FnMut() -> F,
     F: Future<Output = Result<Vec<R>, Error>>,
@@ -299,7 +391,10 @@ where
         "Image task started{}.",
         if settings.apply { "" } else { " in dry-run mode (images.apply is false): nothing will be removed" }
     );
-    let first = settings.pressure_check_interval.min(Duration::from_secs(10)).mul_f64(rand::rng().random_range(0.0..=1.0));
+    let first = settings
+        .pressure_check_interval
+        .min(Duration::from_secs(10))
+        .mul_f64(rand::rng().random_range(0.0..=1.0));
     let mut next_check = Instant::now() + first;
     let mut task = ImageTask::<R>::new(settings);
     loop {
@@ -344,7 +439,13 @@ mod tests {
     }
 
     fn user(tag: &str) -> ImageUser {
-        ImageUser { kind: UserKind::Container, id: format!("c-{tag}"), image_ref: tag.into(), image_id: String::new(), state: "running".into() }
+        ImageUser {
+            kind: UserKind::Container,
+            id: format!("c-{tag}"),
+            image_ref: tag.into(),
+            image_id: String::new(),
+            state: "running".into(),
+        }
     }
 
     fn settings(apply: bool) -> TaskSettings {
@@ -365,36 +466,81 @@ mod tests {
     }
 
     /// A 10-minute UTC window opening `offset` from now (on that day, at that minute).
-    fn window_from_now(offset: SignedDuration) -> (caretaker_proto::window::MaintenanceWindow, Timestamp) {
+    fn window_from_now(
+        offset: SignedDuration,
+    ) -> (caretaker_proto::window::MaintenanceWindow, Timestamp) {
         use caretaker_proto::window::{Day, MaintenanceWindow, WindowConfig, Zone};
         let open = (Timestamp::now() + offset).to_zoned(jiff::tz::TimeZone::UTC);
-        let day = [Day::Monday, Day::Tuesday, Day::Wednesday, Day::Thursday, Day::Friday, Day::Saturday, Day::Sunday]
-            [usize::try_from(open.weekday().to_monday_zero_offset()).unwrap()];
+        let day = [
+            Day::Monday,
+            Day::Tuesday,
+            Day::Wednesday,
+            Day::Thursday,
+            Day::Friday,
+            Day::Saturday,
+            Day::Sunday,
+        ][usize::try_from(open.weekday().to_monday_zero_offset()).unwrap()];
         let start = jiff::civil::Time::new(open.hour(), open.minute(), 0, 0).unwrap();
-        let cfg = WindowConfig { days: [day].into(), start, duration: Duration::from_secs(600) };
-        let opening = open.with().second(0).subsec_nanosecond(0).build().unwrap().timestamp();
-        (MaintenanceWindow::new(&cfg, &Zone::new("UTC").unwrap()), opening)
+        let cfg = WindowConfig {
+            days: [day].into(),
+            start,
+            duration: Duration::from_secs(600),
+        };
+        let opening = open
+            .with()
+            .second(0)
+            .subsec_nanosecond(0)
+            .build()
+            .unwrap()
+            .timestamp();
+        (
+            MaintenanceWindow::new(&cfg, &Zone::new("UTC").unwrap()),
+            opening,
+        )
     }
 
     /// Old unused 1 (100 B), old used 2, young unused 3 (600 B, 2 h) and 4 (700 B, 3 h),
     /// old unused keep-listed 9 (900 B); the disk is 50 % used.
     fn fake() -> Arc<FakeRuntime> {
         Arc::new(FakeRuntime::new(FakeState {
-            images: vec![img(1, 48, 100), img(2, 48, 200), img(3, 2, 600), img(4, 3, 700), img(9, 48, 900)],
+            images: vec![
+                img(1, 48, 100),
+                img(2, 48, 200),
+                img(3, 2, 600),
+                img(4, 3, 700),
+                img(9, 48, 900),
+            ],
             users: vec![user("app:2")],
-            disk: DiskUsage { capacity_bytes: 10_000, available_bytes: 5_000 },
+            disk: DiskUsage {
+                capacity_bytes: 10_000,
+                available_bytes: 5_000,
+            },
             ..FakeState::default()
         }))
     }
 
-    fn connector(rt: Arc<FakeRuntime>) -> impl FnMut() -> std::future::Ready<Result<Vec<Arc<FakeRuntime>>, Error>> {
+    fn connector(
+        rt: Arc<FakeRuntime>,
+    ) -> impl FnMut() -> std::future::Ready<Result<Vec<Arc<FakeRuntime>>, Error>> {
         move || std::future::ready(Ok(vec![Arc::clone(&rt)]))
     }
 
-    fn start(rt: &Arc<FakeRuntime>, apply: bool) -> (watch::Receiver<Option<ImagesSummary>>, CancellationToken, tokio::task::JoinHandle<()>) {
+    fn start(
+        rt: &Arc<FakeRuntime>,
+        apply: bool,
+    ) -> (
+        watch::Receiver<Option<ImagesSummary>>,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
         let (tx, rx) = watch::channel(None);
         let stop = CancellationToken::new();
-        let h = tokio::spawn(run(settings(apply), connector(Arc::clone(rt)), tx, stop.clone()));
+        let h = tokio::spawn(run(
+            settings(apply),
+            connector(Arc::clone(rt)),
+            tx,
+            stop.clone(),
+        ));
         (rx, stop, h)
     }
 
@@ -409,11 +555,22 @@ mod tests {
     }
 
     fn counts(r: &RuntimeImages) -> (u64, u64, u64, Option<f64>) {
-        (r.images_total, r.images_unused, r.reclaimable_bytes, r.image_fs_used_percent)
+        (
+            r.images_total,
+            r.images_unused,
+            r.reclaimable_bytes,
+            r.image_fs_used_percent,
+        )
     }
 
     fn tags(rt: &FakeRuntime) -> Vec<String> {
-        rt.state.lock().unwrap().images.iter().map(|i| i.repo_tags[0].clone()).collect()
+        rt.state
+            .lock()
+            .unwrap()
+            .images
+            .iter()
+            .map(|i| i.repo_tags[0].clone())
+            .collect()
     }
 
     #[tokio::test(start_paused = true)]
@@ -428,12 +585,21 @@ mod tests {
         let h = tokio::spawn(run(s, connector(Arc::clone(&rt)), tx, stop.clone()));
         let r = next(&mut rx).await;
         let p = r.last_prune.clone().unwrap();
-        assert_eq!((p.trigger, p.dry_run, p.removed, p.waiting_for_window_until), (PruneTrigger::Schedule, true, 1, Some(opening)));
-        assert_eq!((rt.removals.load(Ordering::Relaxed), tags(&rt).len()), (0, 5));
+        assert_eq!(
+            (p.trigger, p.dry_run, p.removed, p.waiting_for_window_until),
+            (PruneTrigger::Schedule, true, 1, Some(opening))
+        );
+        assert_eq!(
+            (rt.removals.load(Ordering::Relaxed), tags(&rt).len()),
+            (0, 5)
+        );
         // Disk pressure is an emergency: it removes now.
         rt.state.lock().unwrap().disk.available_bytes = 1_000;
         let p = next(&mut rx).await.last_prune.unwrap();
-        assert_eq!((p.trigger, p.dry_run, p.waiting_for_window_until), (PruneTrigger::DiskPressure, false, None));
+        assert_eq!(
+            (p.trigger, p.dry_run, p.waiting_for_window_until),
+            (PruneTrigger::DiskPressure, false, None)
+        );
         assert_eq!(rt.removals.load(Ordering::Relaxed), 3);
         stop.cancel();
         h.await.unwrap();
@@ -447,7 +613,10 @@ mod tests {
         let stop = CancellationToken::new();
         let h = tokio::spawn(run(s, connector(Arc::clone(&rt)), tx, stop.clone()));
         let p = next(&mut rx).await.last_prune.unwrap();
-        assert_eq!((p.trigger, p.dry_run, p.removed, p.waiting_for_window_until), (PruneTrigger::Schedule, false, 1, None));
+        assert_eq!(
+            (p.trigger, p.dry_run, p.removed, p.waiting_for_window_until),
+            (PruneTrigger::Schedule, false, 1, None)
+        );
         assert_eq!(tags(&rt).len(), 4);
         stop.cancel();
         h.await.unwrap();
@@ -461,8 +630,20 @@ mod tests {
         assert_eq!(counts(&r), (5, 4, 2300, Some(50.0)));
         assert_eq!(r.image_fs_mountpoint, "/var/lib/fake");
         let p = r.last_prune.clone().unwrap();
-        assert_eq!((p.trigger, p.dry_run, p.removed, p.removed_bytes, p.failed), (PruneTrigger::Schedule, true, 1, 100, 0));
-        assert_eq!(p.kept, KeptCounts { in_use: 1, pinned: 0, young: 2, keep_list: 1, below_threshold: 0 });
+        assert_eq!(
+            (p.trigger, p.dry_run, p.removed, p.removed_bytes, p.failed),
+            (PruneTrigger::Schedule, true, 1, 100, 0)
+        );
+        assert_eq!(
+            p.kept,
+            KeptCounts {
+                in_use: 1,
+                pinned: 0,
+                young: 2,
+                keep_list: 1,
+                below_threshold: 0
+            }
+        );
         assert_eq!((r.removed_total, r.removed_bytes_total), (0, 0));
         assert!(rx.borrow().as_ref().unwrap().dry_run);
         // Nothing was asked of the runtime.
@@ -475,8 +656,14 @@ mod tests {
         rt.state.lock().unwrap().disk.available_bytes = 1_000;
         let r3 = next(&mut rx).await;
         let p3 = r3.last_prune.unwrap();
-        assert_eq!((p3.trigger, p3.dry_run, p3.removed), (PruneTrigger::DiskPressure, true, 3));
-        assert_eq!((rt.removals.load(Ordering::Relaxed), r3.removed_total), (0, 0));
+        assert_eq!(
+            (p3.trigger, p3.dry_run, p3.removed),
+            (PruneTrigger::DiskPressure, true, 3)
+        );
+        assert_eq!(
+            (rt.removals.load(Ordering::Relaxed), r3.removed_total),
+            (0, 0)
+        );
         stop.cancel();
         h.await.unwrap();
     }
@@ -488,7 +675,10 @@ mod tests {
         // First check: the scheduled age prune removes the old unused image 1.
         let r = next(&mut rx).await;
         let p = r.last_prune.clone().unwrap();
-        assert_eq!((p.trigger, p.dry_run, p.removed, p.removed_bytes), (PruneTrigger::Schedule, false, 1, 100));
+        assert_eq!(
+            (p.trigger, p.dry_run, p.removed, p.removed_bytes),
+            (PruneTrigger::Schedule, false, 1, 100)
+        );
         assert_eq!(counts(&r), (4, 3, 2200, Some(49.0)));
         assert_eq!((r.removed_total, r.removed_bytes_total), (1, 100));
 
@@ -496,7 +686,11 @@ mod tests {
         // more recently used than image 3, though created earlier.
         rt.state.lock().unwrap().users.push(user("app:4"));
         let r = next(&mut rx).await;
-        assert_eq!(r.last_prune.unwrap().started_at, p.started_at, "no prune below the high threshold");
+        assert_eq!(
+            r.last_prune.unwrap().started_at,
+            p.started_at,
+            "no prune below the high threshold"
+        );
         {
             let mut s = rt.state.lock().unwrap();
             s.users.retain(|u| u.image_ref != "app:4");
@@ -505,8 +699,20 @@ mod tests {
         }
         let r = next(&mut rx).await;
         let p = r.last_prune.clone().unwrap();
-        assert_eq!((p.trigger, p.removed, p.removed_bytes), (PruneTrigger::DiskPressure, 1, 600));
-        assert_eq!(p.kept, KeptCounts { in_use: 1, pinned: 0, young: 0, keep_list: 1, below_threshold: 1 });
+        assert_eq!(
+            (p.trigger, p.removed, p.removed_bytes),
+            (PruneTrigger::DiskPressure, 1, 600)
+        );
+        assert_eq!(
+            p.kept,
+            KeptCounts {
+                in_use: 1,
+                pinned: 0,
+                young: 0,
+                keep_list: 1,
+                below_threshold: 1
+            }
+        );
         assert_eq!(counts(&r), (3, 2, 1600, Some(80.0)));
         assert_eq!((r.removed_total, r.removed_bytes_total), (2, 700));
         assert_eq!(tags(&rt), ["app:2", "app:4", "app:9"]);
@@ -521,7 +727,11 @@ mod tests {
         let mut connect = || {
             calls += 1;
             let r = if calls == 1 {
-                Err(Error::Connect { runtime: "docker", socket: "/run/docker.sock".into(), message: "connection refused".into() })
+                Err(Error::Connect {
+                    runtime: "docker",
+                    socket: "/run/docker.sock".into(),
+                    message: "connection refused".into(),
+                })
             } else {
                 Ok(vec![Arc::clone(&rt)])
             };
@@ -531,7 +741,10 @@ mod tests {
         let s = task.check(&mut connect).await;
         assert!(s.runtimes.is_empty());
         assert_eq!(s.errors.len(), 1);
-        assert_eq!(s.errors[0].message, "cannot connect to docker at /run/docker.sock: connection refused");
+        assert_eq!(
+            s.errors[0].message,
+            "cannot connect to docker at /run/docker.sock: connection refused"
+        );
         let s = task.check(&mut connect).await;
         assert!(s.errors.is_empty());
         assert_eq!(counts(&s.runtimes[0]), (5, 4, 2300, Some(50.0)));

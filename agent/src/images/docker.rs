@@ -10,7 +10,9 @@ use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, Remove
 use jiff::Timestamp;
 use tokio::sync::OnceCell;
 
-use super::runtime::{DiskUsage, Error, Image, ImageFs, ImageRuntime, ImageUser, RemoveError, Result, UserKind};
+use super::runtime::{
+    DiskUsage, Error, Image, ImageFs, ImageRuntime, ImageUser, RemoveError, Result, UserKind,
+};
 use crate::stats::filesystems::{statvfs, under_root};
 
 const NAME: &str = "docker";
@@ -28,8 +30,16 @@ pub struct DockerRuntime {
 
 fn call_error(call: &'static str, timeout: Duration) -> impl Fn(BollardError) -> Error {
     move |e| match e {
-        BollardError::RequestTimeoutError => Error::Timeout { runtime: NAME, call, seconds: timeout.as_secs() },
-        e => Error::Call { runtime: NAME, call, message: e.to_string() },
+        BollardError::RequestTimeoutError => Error::Timeout {
+            runtime: NAME,
+            call,
+            seconds: timeout.as_secs(),
+        },
+        e => Error::Call {
+            runtime: NAME,
+            call,
+            message: e.to_string(),
+        },
     }
 }
 
@@ -40,12 +50,26 @@ impl DockerRuntime {
     /// # Errors
     /// [`Error::Connect`] when the socket does not answer.
     pub async fn connect(socket: &Path, rootfs: &Path, timeout: Duration) -> Result<Self> {
-        let connect_err = |message: String| Error::Connect { runtime: NAME, socket: socket.display().to_string(), message };
-        let path = socket.to_str().ok_or_else(|| connect_err("the socket path is not UTF-8".into()))?;
-        let docker = Docker::connect_with_unix(path, timeout.as_secs().max(1), bollard::API_DEFAULT_VERSION)
+        let connect_err = |message: String| Error::Connect {
+            runtime: NAME,
+            socket: socket.display().to_string(),
+            message,
+        };
+        let path = socket
+            .to_str()
+            .ok_or_else(|| connect_err("the socket path is not UTF-8".into()))?;
+        let docker =
+            Docker::connect_with_unix(path, timeout.as_secs().max(1), bollard::API_DEFAULT_VERSION)
+                .map_err(|e| connect_err(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
             .map_err(|e| connect_err(e.to_string()))?;
-        let docker = docker.negotiate_version().await.map_err(|e| connect_err(e.to_string()))?;
-        Ok(Self { docker, rootfs: rootfs.to_path_buf(), data_root: OnceCell::new() })
+        Ok(Self {
+            docker,
+            rootfs: rootfs.to_path_buf(),
+            data_root: OnceCell::new(),
+        })
     }
 
     /// The bollard client (tests use it to set up containers).
@@ -56,8 +80,15 @@ impl DockerRuntime {
     async fn data_root(&self) -> Result<&PathBuf> {
         self.data_root
             .get_or_try_init(|| async {
-                let info = self.docker.info().await.map_err(call_error("info", self.docker.timeout()))?;
-                Ok(PathBuf::from(info.docker_root_dir.unwrap_or_else(|| "/var/lib/docker".into())))
+                let info = self
+                    .docker
+                    .info()
+                    .await
+                    .map_err(call_error("info", self.docker.timeout()))?;
+                Ok(PathBuf::from(
+                    info.docker_root_dir
+                        .unwrap_or_else(|| "/var/lib/docker".into()),
+                ))
             })
             .await
     }
@@ -67,16 +98,23 @@ impl DockerRuntime {
 /// with dependent child images) are real failures.
 fn remove_error(e: BollardError) -> RemoveError {
     match e {
-        BollardError::DockerResponseServerError { status_code: 409, message } if message.contains("container") => {
-            RemoveError::InUse(message)
-        }
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } if message.contains("container") => RemoveError::InUse(message),
         BollardError::DockerResponseServerError { message, .. } => RemoveError::Other(message),
         e => RemoveError::Other(e.to_string()),
     }
 }
 
 fn is_not_found(e: &BollardError) -> bool {
-    matches!(e, BollardError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 impl ImageRuntime for DockerRuntime {
@@ -85,15 +123,31 @@ impl ImageRuntime for DockerRuntime {
     }
 
     async fn list_images(&self) -> Result<Vec<Image>> {
-        let opts = ListImagesOptions { all: false, shared_size: true, ..Default::default() };
-        let list = self.docker.list_images(Some(opts)).await.map_err(call_error("list images", self.docker.timeout()))?;
+        let opts = ListImagesOptions {
+            all: false,
+            shared_size: true,
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_images(Some(opts))
+            .await
+            .map_err(call_error("list images", self.docker.timeout()))?;
         Ok(list
             .into_iter()
             .map(|i| Image {
                 id: i.id,
                 // Untagged images show `<none>:<none>` on old engines.
-                repo_tags: i.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect(),
-                repo_digests: i.repo_digests.into_iter().filter(|t| t != "<none>@<none>").collect(),
+                repo_tags: i
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect(),
+                repo_digests: i
+                    .repo_digests
+                    .into_iter()
+                    .filter(|t| t != "<none>@<none>")
+                    .collect(),
                 created: Timestamp::from_second(i.created).ok(),
                 size_bytes: u64::try_from(i.size).unwrap_or(0),
                 // -1: the engine did not compute it (API < 1.42).
@@ -104,8 +158,15 @@ impl ImageRuntime for DockerRuntime {
     }
 
     async fn list_users(&self) -> Result<Vec<ImageUser>> {
-        let opts = ListContainersOptions { all: true, ..Default::default() };
-        let list = self.docker.list_containers(Some(opts)).await.map_err(call_error("list containers", self.docker.timeout()))?;
+        let opts = ListContainersOptions {
+            all: true,
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(call_error("list containers", self.docker.timeout()))?;
         Ok(list
             .into_iter()
             .map(|c| ImageUser {
@@ -124,17 +185,36 @@ impl ImageRuntime for DockerRuntime {
         let p = path.clone();
         let s = tokio::task::spawn_blocking(move || statvfs(&p))
             .await
-            .map_err(|e| Error::Statvfs { path: path.display().to_string(), message: e.to_string() })?
-            .map_err(|e| Error::Statvfs { path: path.display().to_string(), message: e.desc().to_string() })?;
+            .map_err(|e| Error::Statvfs {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?
+            .map_err(|e| Error::Statvfs {
+                path: path.display().to_string(),
+                message: e.desc().to_string(),
+            })?;
         let df = s.df();
-        let disk = DiskUsage { capacity_bytes: df.size_bytes, available_bytes: df.avail_bytes };
-        Ok(ImageFs { mountpoint: root, disk, used_bytes: df.size_bytes.saturating_sub(df.free_bytes) })
+        let disk = DiskUsage {
+            capacity_bytes: df.size_bytes,
+            available_bytes: df.avail_bytes,
+        };
+        Ok(ImageFs {
+            mountpoint: root,
+            disk,
+            used_bytes: df.size_bytes.saturating_sub(df.free_bytes),
+        })
     }
 
     /// Like `docker image prune`: each tag is removed (never forced; the last one deletes
     /// the image), then the image by ID if it is still there (digest-only images).
     async fn remove_image(&self, image: &Image) -> Result<(), RemoveError> {
-        let opts = || Some(RemoveImageOptions { force: false, noprune: false, ..Default::default() });
+        let opts = || {
+            Some(RemoveImageOptions {
+                force: false,
+                noprune: false,
+                ..Default::default()
+            })
+        };
         for tag in &image.repo_tags {
             match self.docker.remove_image(tag, opts(), None).await {
                 Ok(_) => {}

@@ -33,13 +33,27 @@ pub struct Outcome {
 
 /// Carries out `plan` (or, with `dry_run`, only reports it). `progress` is called after
 /// each decision is final.
-pub async fn apply<R: ImageRuntime>(rt: &R, plan: Plan, dry_run: bool, progress: &mut (dyn FnMut(&Decision) + Send)) -> Outcome {
-    let before = if dry_run { None } else { rt.image_fs().await.map_err(|e| warn!(error = %e, "Cannot measure the image filesystem before pruning.")).ok() };
+pub async fn apply<R: ImageRuntime>(
+    rt: &R,
+    plan: Plan,
+    dry_run: bool,
+    progress: &mut (dyn FnMut(&Decision) + Send),
+) -> Outcome {
+    let before = if dry_run {
+        None
+    } else {
+        rt.image_fs()
+            .await
+            .map_err(|e| warn!(error = %e, "Cannot measure the image filesystem before pruning."))
+            .ok()
+    };
     let mut decisions = Vec::with_capacity(plan.decisions.len());
     for mut d in plan.decisions {
         if d.reason == Reason::Removed && !dry_run {
             match remove_one(rt, &d, plan.stop_at_percent).await {
-                Ok(()) => info!(runtime = rt.name(), image = %d.image, id = %d.id, bytes = d.reclaimable_bytes, "Image removed."),
+                Ok(()) => {
+                    info!(runtime = rt.name(), image = %d.image, id = %d.id, bytes = d.reclaimable_bytes, "Image removed.")
+                }
                 Err((reason, detail)) => {
                     d.reason = reason;
                     d.detail = detail;
@@ -49,8 +63,15 @@ pub async fn apply<R: ImageRuntime>(rt: &R, plan: Plan, dry_run: bool, progress:
         progress(&d);
         decisions.push(d);
     }
-    let after = if dry_run { None } else { rt.image_fs().await.ok() };
-    let removed: Vec<&Decision> = decisions.iter().filter(|d| d.reason == Reason::Removed).collect();
+    let after = if dry_run {
+        None
+    } else {
+        rt.image_fs().await.ok()
+    };
+    let removed: Vec<&Decision> = decisions
+        .iter()
+        .filter(|d| d.reason == Reason::Removed)
+        .collect();
     let reclaimed_bytes = match (&before, &after) {
         (Some(b), Some(a)) => Some(b.used_bytes.saturating_sub(a.used_bytes)),
         _ => None,
@@ -69,13 +90,23 @@ pub async fn apply<R: ImageRuntime>(rt: &R, plan: Plan, dry_run: bool, progress:
 
 /// Removes one image after the re-checks; the error is the reason and detail of an image
 /// that was kept or whose removal failed.
-async fn remove_one<R: ImageRuntime>(rt: &R, d: &Decision, stop_at: Option<f64>) -> Result<(), (Reason, String)> {
+async fn remove_one<R: ImageRuntime>(
+    rt: &R,
+    d: &Decision,
+    stop_at: Option<f64>,
+) -> Result<(), (Reason, String)> {
     if d.by_threshold
         && let Some(stop) = stop_at
         && let Ok(fs) = rt.image_fs().await
         && fs.disk.used_percent() <= stop
     {
-        return Err((Reason::KeptBelowThreshold, format!("usage reached {:.1}%, at or below {stop}%", fs.disk.used_percent())));
+        return Err((
+            Reason::KeptBelowThreshold,
+            format!(
+                "usage reached {:.1}%, at or below {stop}%",
+                fs.disk.used_percent()
+            ),
+        ));
     }
     let users = rt.list_users().await.map_err(|e| {
         let m = format!("re-check before removal: {e}");
@@ -83,7 +114,14 @@ async fn remove_one<R: ImageRuntime>(rt: &R, d: &Decision, stop_at: Option<f64>)
     })?;
     if let Some(n) = InUseIndex::new(&users).user_of(&d.source) {
         let u = &users[n];
-        return Err((Reason::KeptInUse, format!("became used by {} ({}) after planning", super::runtime::short_id(&u.id), u.state)));
+        return Err((
+            Reason::KeptInUse,
+            format!(
+                "became used by {} ({}) after planning",
+                super::runtime::short_id(&u.id),
+                u.state
+            ),
+        ));
     }
     match rt.remove_image(&d.source).await {
         Ok(()) => Ok(()),
@@ -136,10 +174,21 @@ mod tests {
     }
 
     fn user(r: &str) -> ImageUser {
-        ImageUser { kind: UserKind::Container, id: "racer".into(), image_ref: r.into(), image_id: String::new(), state: "created".into() }
+        ImageUser {
+            kind: UserKind::Container,
+            id: "racer".into(),
+            image_ref: r.into(),
+            image_id: String::new(),
+            state: "created".into(),
+        }
     }
 
-    async fn run(rt: &FakeRuntime, mode: Mode, dry_run: bool, between: impl FnOnce(&FakeRuntime)) -> Outcome {
+    async fn run(
+        rt: &FakeRuntime,
+        mode: Mode,
+        dry_run: bool,
+        between: impl FnOnce(&FakeRuntime),
+    ) -> Outcome {
         let images = rt.list_images().await.unwrap();
         let users = rt.list_users().await.unwrap();
         let p = plan(&images, &users, &policy(), mode, now(), &HashMap::new());
@@ -148,26 +197,48 @@ mod tests {
     }
 
     fn reasons(o: &Outcome) -> Vec<String> {
-        o.decisions.iter().map(|d| format!("{} {}", d.image, d.reason)).collect()
+        o.decisions
+            .iter()
+            .map(|d| format!("{} {}", d.image, d.reason))
+            .collect()
     }
 
     #[tokio::test]
     async fn dry_run_removes_nothing() {
-        let rt = FakeRuntime::new(FakeState { images: vec![img(1, 48, 10)], ..Default::default() });
+        let rt = FakeRuntime::new(FakeState {
+            images: vec![img(1, 48, 10)],
+            ..Default::default()
+        });
         let o = run(&rt, Mode::Prune { disk: None }, true, |_| {}).await;
         assert_eq!(reasons(&o), ["app:1 removed"]);
-        assert_eq!((o.removed, o.estimated_bytes, o.reclaimed_bytes), (1, 10, None));
+        assert_eq!(
+            (o.removed, o.estimated_bytes, o.reclaimed_bytes),
+            (1, 10, None)
+        );
         assert_eq!(rt.removals.load(Ordering::Relaxed), 0);
         assert_eq!(rt.state.lock().unwrap().images.len(), 1);
     }
 
     #[tokio::test]
     async fn a_container_created_between_plan_and_removal_keeps_its_image() {
-        let disk = DiskUsage { capacity_bytes: 1000, available_bytes: 500 };
-        let rt = FakeRuntime::new(FakeState { images: vec![img(1, 48, 10), img(2, 48, 20)], disk, ..Default::default() });
-        let o = run(&rt, Mode::Prune { disk: None }, false, |rt| rt.state.lock().unwrap().users.push(user("app:2"))).await;
+        let disk = DiskUsage {
+            capacity_bytes: 1000,
+            available_bytes: 500,
+        };
+        let rt = FakeRuntime::new(FakeState {
+            images: vec![img(1, 48, 10), img(2, 48, 20)],
+            disk,
+            ..Default::default()
+        });
+        let o = run(&rt, Mode::Prune { disk: None }, false, |rt| {
+            rt.state.lock().unwrap().users.push(user("app:2"))
+        })
+        .await;
         assert_eq!(reasons(&o), ["app:1 removed", "app:2 kept:in-use"]);
-        assert_eq!(o.decisions[1].detail, "became used by racer (created) after planning");
+        assert_eq!(
+            o.decisions[1].detail,
+            "became used by racer (created) after planning"
+        );
         assert_eq!(o.reclaimed_bytes, Some(10));
         // The re-check caught it: the runtime was never asked to remove app:2.
         assert_eq!(rt.removals.load(Ordering::Relaxed), 1);
@@ -183,8 +254,17 @@ mod tests {
         };
         let rt = FakeRuntime::new(state);
         let o = run(&rt, Mode::Prune { disk: None }, false, |_| {}).await;
-        assert_eq!(reasons(&o), ["app:1 kept:in-use", "app:2 failed:disk on fire"]);
-        assert!(o.decisions[0].detail.starts_with("the runtime refused: conflict"), "{}", o.decisions[0].detail);
+        assert_eq!(
+            reasons(&o),
+            ["app:1 kept:in-use", "app:2 failed:disk on fire"]
+        );
+        assert!(
+            o.decisions[0]
+                .detail
+                .starts_with("the runtime refused: conflict"),
+            "{}",
+            o.decisions[0].detail
+        );
         assert_eq!((o.removed, o.reclaimed_bytes), (0, Some(0)));
     }
 
@@ -196,17 +276,44 @@ mod tests {
         for i in &mut images {
             i.shared_bytes = Some(20);
         }
-        let disk = DiskUsage { capacity_bytes: 1000, available_bytes: 100 };
-        let rt = FakeRuntime::new(FakeState { images, disk, ..Default::default() });
+        let disk = DiskUsage {
+            capacity_bytes: 1000,
+            available_bytes: 100,
+        };
+        let rt = FakeRuntime::new(FakeState {
+            images,
+            disk,
+            ..Default::default()
+        });
         // The fake frees exclusive bytes (40); make them 60 by dropping the shared part after planning.
-        let o = run(&rt, Mode::Emergency { disk, target_used_percent: 80.0, dangling_only: false }, false, |rt| {
-            for i in &mut rt.state.lock().unwrap().images {
-                i.shared_bytes = Some(0);
-            }
-        })
+        let o = run(
+            &rt,
+            Mode::Emergency {
+                disk,
+                target_used_percent: 80.0,
+                dangling_only: false,
+            },
+            false,
+            |rt| {
+                for i in &mut rt.state.lock().unwrap().images {
+                    i.shared_bytes = Some(0);
+                }
+            },
+        )
         .await;
-        assert_eq!(reasons(&o), ["app:4 removed", "app:3 removed", "app:2 kept:below-threshold", "app:1 kept:below-threshold"]);
-        assert_eq!(o.decisions[2].detail, "usage reached 78.0%, at or below 80%");
+        assert_eq!(
+            reasons(&o),
+            [
+                "app:4 removed",
+                "app:3 removed",
+                "app:2 kept:below-threshold",
+                "app:1 kept:below-threshold"
+            ]
+        );
+        assert_eq!(
+            o.decisions[2].detail,
+            "usage reached 78.0%, at or below 80%"
+        );
         assert_eq!(o.disk_after.unwrap().available_bytes, 220);
     }
 }

@@ -5,7 +5,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::runtime::{DiskUsage, Image, ImageFs, ImageRuntime, ImageUser, InUseIndex, RemoveError, Result};
+use super::runtime::{
+    DiskUsage, Image, ImageFs, ImageRuntime, ImageUser, InUseIndex, RemoveError, Result,
+};
 
 /// The fake runtime's state; tests change it between planning and applying.
 #[derive(Debug, Default, Clone)]
@@ -32,7 +34,10 @@ pub struct FakeRuntime {
 
 impl FakeRuntime {
     pub fn new(state: FakeState) -> Self {
-        Self { state: Mutex::new(state), ..Self::default() }
+        Self {
+            state: Mutex::new(state),
+            ..Self::default()
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
@@ -57,7 +62,11 @@ impl ImageRuntime for FakeRuntime {
     async fn image_fs(&self) -> Result<ImageFs> {
         let s = self.lock();
         let used_bytes = s.disk.capacity_bytes - s.disk.available_bytes;
-        Ok(ImageFs { mountpoint: "/var/lib/fake".into(), disk: s.disk, used_bytes })
+        Ok(ImageFs {
+            mountpoint: "/var/lib/fake".into(),
+            disk: s.disk,
+            used_bytes,
+        })
     }
 
     async fn remove_image(&self, image: &Image) -> Result<(), RemoveError> {
@@ -72,13 +81,17 @@ impl ImageRuntime for FakeRuntime {
             return Err(RemoveError::Other(msg.clone()));
         }
         if InUseIndex::new(&s.users).uses(image) {
-            return Err(RemoveError::InUse(format!("conflict: unable to delete {} - image is being used", image.id)));
+            return Err(RemoveError::InUse(format!(
+                "conflict: unable to delete {} - image is being used",
+                image.id
+            )));
         }
         let Some(pos) = s.images.iter().position(|i| i.id == image.id) else {
             return Ok(());
         };
         let gone = s.images.remove(pos);
-        s.disk.available_bytes = (s.disk.available_bytes + gone.exclusive_bytes()).min(s.disk.capacity_bytes);
+        s.disk.available_bytes =
+            (s.disk.available_bytes + gone.exclusive_bytes()).min(s.disk.capacity_bytes);
         Ok(())
     }
 }

@@ -27,7 +27,9 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use jiff::Timestamp;
 use serde::{Serialize, Serializer};
 
-use super::runtime::{DiskUsage, Image, ImageUser, InUseIndex, UserKind, normalize_reference, short_id};
+use super::runtime::{
+    DiskUsage, Image, ImageUser, InUseIndex, UserKind, normalize_reference, short_id,
+};
 
 /// Why an image was or was not removed. Displayed exactly as `removed`, `kept:in-use`,
 /// `kept:pinned`, `kept:young`, `kept:keep-list`, `kept:below-threshold`, `failed:<error>`.
@@ -97,11 +99,15 @@ impl KeepList {
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, String> {
         let mut b = GlobSetBuilder::new();
         for p in patterns {
-            let g = Glob::new(p.as_ref()).map_err(|e| format!("{:?} is not a valid glob: {e}", p.as_ref()))?;
+            let g = Glob::new(p.as_ref())
+                .map_err(|e| format!("{:?} is not a valid glob: {e}", p.as_ref()))?;
             b.add(g);
         }
         let set = b.build().map_err(|e| e.to_string())?;
-        Ok(Self { patterns: patterns.iter().map(|p| p.as_ref().to_string()).collect(), set })
+        Ok(Self {
+            patterns: patterns.iter().map(|p| p.as_ref().to_string()).collect(),
+            set,
+        })
     }
 
     /// The pattern that keeps `image`, if any.
@@ -133,7 +139,11 @@ pub enum Mode {
     /// `cleanup --emergency`: ignore `min_age`, remove least recently used first until the
     /// used percent is at or below `target_used_percent`. With `dangling_only`, only
     /// untagged images are considered (the others are left out of the plan).
-    Emergency { disk: DiskUsage, target_used_percent: f64, dangling_only: bool },
+    Emergency {
+        disk: DiskUsage,
+        target_used_percent: f64,
+        dangling_only: bool,
+    },
 }
 
 /// The decision for one image.
@@ -169,7 +179,9 @@ pub struct Plan {
 impl Plan {
     /// Decisions to remove, in order.
     pub fn removals(&self) -> impl Iterator<Item = &Decision> {
-        self.decisions.iter().filter(|d| d.reason == Reason::Removed)
+        self.decisions
+            .iter()
+            .filter(|d| d.reason == Reason::Removed)
     }
 
     /// Sum of the reclaimable bytes of the planned removals.
@@ -187,7 +199,18 @@ impl Plan {
             };
             *m.entry(key).or_default() += 1;
         }
-        m.into_iter().map(|(r, n)| (if let Reason::Failed(_) = r { "failed".into() } else { r.to_string() }, n)).collect()
+        m.into_iter()
+            .map(|(r, n)| {
+                (
+                    if let Reason::Failed(_) = r {
+                        "failed".into()
+                    } else {
+                        r.to_string()
+                    },
+                    n,
+                )
+            })
+            .collect()
     }
 }
 
@@ -215,7 +238,12 @@ fn repository(reference: &str) -> String {
 fn newest_per_repository(images: &[Image], n: usize) -> HashMap<String, String> {
     let mut by_repo: HashMap<String, Vec<&Image>> = HashMap::new();
     for i in images {
-        let repos: HashSet<String> = i.repo_tags.iter().chain(&i.repo_digests).map(|r| repository(r)).collect();
+        let repos: HashSet<String> = i
+            .repo_tags
+            .iter()
+            .chain(&i.repo_digests)
+            .map(|r| repository(r))
+            .collect();
         for r in repos {
             by_repo.entry(r).or_default().push(i);
         }
@@ -225,7 +253,8 @@ fn newest_per_repository(images: &[Image], n: usize) -> HashMap<String, String> 
         imgs.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
         imgs.dedup_by(|a, b| a.id == b.id);
         for i in imgs.into_iter().take(n) {
-            kept.entry(i.id.clone()).or_insert_with(|| format!("one of the newest {n} of {repo}"));
+            kept.entry(i.id.clone())
+                .or_insert_with(|| format!("one of the newest {n} of {repo}"));
         }
     }
     kept
@@ -261,7 +290,10 @@ pub fn plan(
     let mut kept = Vec::new();
     let mut candidates = Vec::new();
     for i in images {
-        if let Mode::Emergency { dangling_only: true, .. } = mode
+        if let Mode::Emergency {
+            dangling_only: true,
+            ..
+        } = mode
             && !i.is_dangling()
         {
             continue;
@@ -269,9 +301,17 @@ pub fn plan(
         if let Some(u) = in_use.user_of(i) {
             kept.push(decide(i, Reason::KeptInUse, in_use_detail(users.get(u))));
         } else if i.pinned {
-            kept.push(decide(i, Reason::KeptPinned, "pinned by the runtime".into()));
+            kept.push(decide(
+                i,
+                Reason::KeptPinned,
+                "pinned by the runtime".into(),
+            ));
         } else if let Some(p) = policy.keep.matching(i) {
-            kept.push(decide(i, Reason::KeptKeepList, format!("matches keep pattern {p:?}")));
+            kept.push(decide(
+                i,
+                Reason::KeptKeepList,
+                format!("matches keep pattern {p:?}"),
+            ));
         } else if let Some(why) = newest.get(&i.id) {
             kept.push(decide(i, Reason::KeptKeepList, why.clone()));
         } else {
@@ -279,9 +319,18 @@ pub fn plan(
         }
     }
     // Least recently used first; ties by ID so that plans are reproducible.
-    let lru_key = |i: &Image| last_used.get(&i.id).copied().max(i.created).unwrap_or(Timestamp::UNIX_EPOCH);
+    let lru_key = |i: &Image| {
+        last_used
+            .get(&i.id)
+            .copied()
+            .max(i.created)
+            .unwrap_or(Timestamp::UNIX_EPOCH)
+    };
     candidates.sort_by(|a, b| lru_key(a).cmp(&lru_key(b)).then_with(|| a.id.cmp(&b.id)));
-    let age_of = |i: &Image| i.created.map(|c| Duration::try_from(now.duration_since(c)).unwrap_or(Duration::ZERO));
+    let age_of = |i: &Image| {
+        i.created
+            .map(|c| Duration::try_from(now.duration_since(c)).unwrap_or(Duration::ZERO))
+    };
 
     let mut removals = Vec::new();
     let (disk, stop_at) = match mode {
@@ -292,7 +341,11 @@ pub fn plan(
                     Some(age) if age >= policy.min_age => removals.push(decide(
                         i,
                         Reason::Removed,
-                        format!("created {} ago, min_age {}", fmt_age(age), fmt_age(policy.min_age)),
+                        format!(
+                            "created {} ago, min_age {}",
+                            fmt_age(age),
+                            fmt_age(policy.min_age)
+                        ),
                     )),
                     _ => young.push(i),
                 }
@@ -301,13 +354,19 @@ pub fn plan(
             match pressure {
                 None => {
                     for i in young {
-                        kept.push(decide(i, Reason::KeptYoung, young_detail(age_of(i), policy.min_age)));
+                        kept.push(decide(
+                            i,
+                            Reason::KeptYoung,
+                            young_detail(age_of(i), policy.min_age),
+                        ));
                     }
                     (disk, None)
                 }
                 Some(d) => {
                     let already: u64 = removals.iter().map(|r| r.reclaimable_bytes).sum();
-                    let mut need = d.bytes_to_reach(policy.low_threshold_percent).saturating_sub(already);
+                    let mut need = d
+                        .bytes_to_reach(policy.low_threshold_percent)
+                        .saturating_sub(already);
                     let why = format!(
                         "image filesystem {:.1}% used, at or above high_threshold_percent {}",
                         d.used_percent(),
@@ -329,23 +388,39 @@ pub fn plan(
                                     ));
                                 }
                             }
-                            age => kept.push(decide(i, Reason::KeptYoung, young_detail(age, policy.pressure_min_age))),
+                            age => kept.push(decide(
+                                i,
+                                Reason::KeptYoung,
+                                young_detail(age, policy.pressure_min_age),
+                            )),
                         }
                     }
                     (disk, Some(policy.low_threshold_percent))
                 }
             }
         }
-        Mode::Emergency { disk, target_used_percent, .. } => {
+        Mode::Emergency {
+            disk,
+            target_used_percent,
+            ..
+        } => {
             let mut need = disk.bytes_to_reach(target_used_percent);
             for i in candidates {
                 if need > 0 {
                     need = need.saturating_sub(i.exclusive_bytes());
-                    let mut dec = decide(i, Reason::Removed, format!("emergency: freeing until {target_used_percent}% used"));
+                    let mut dec = decide(
+                        i,
+                        Reason::Removed,
+                        format!("emergency: freeing until {target_used_percent}% used"),
+                    );
                     dec.by_threshold = true;
                     removals.push(dec);
                 } else {
-                    kept.push(decide(i, Reason::KeptBelowThreshold, format!("earlier removals reach the target of {target_used_percent}% used")));
+                    kept.push(decide(
+                        i,
+                        Reason::KeptBelowThreshold,
+                        format!("earlier removals reach the target of {target_used_percent}% used"),
+                    ));
                 }
             }
             (Some(disk), Some(target_used_percent))
@@ -353,7 +428,11 @@ pub fn plan(
     };
     kept.sort_by(|a, b| a.image.cmp(&b.image).then_with(|| a.id.cmp(&b.id)));
     removals.extend(kept);
-    Plan { decisions: removals, disk, stop_at_percent: stop_at }
+    Plan {
+        decisions: removals,
+        disk,
+        stop_at_percent: stop_at,
+    }
 }
 
 fn young_detail(age: Option<Duration>, min: Duration) -> String {
@@ -398,7 +477,11 @@ mod tests {
     fn img(n: u32, tag: &str, age_hours: i64, size: u64) -> Image {
         Image {
             id: format!("sha256:{n:04x}{}", "e".repeat(60)),
-            repo_tags: if tag.is_empty() { vec![] } else { vec![tag.into()] },
+            repo_tags: if tag.is_empty() {
+                vec![]
+            } else {
+                vec![tag.into()]
+            },
             repo_digests: vec![],
             created: Some(now() - jiff::SignedDuration::from_hours(age_hours)),
             size_bytes: size,
@@ -408,11 +491,20 @@ mod tests {
     }
 
     fn user(r: &str) -> ImageUser {
-        ImageUser { kind: UserKind::Container, id: "c1".into(), image_ref: r.into(), image_id: String::new(), state: "exited".into() }
+        ImageUser {
+            kind: UserKind::Container,
+            id: "c1".into(),
+            image_ref: r.into(),
+            image_id: String::new(),
+            state: "exited".into(),
+        }
     }
 
     fn reasons(p: &Plan) -> Vec<(String, String)> {
-        p.decisions.iter().map(|d| (d.image.clone(), d.reason.to_string())).collect()
+        p.decisions
+            .iter()
+            .map(|d| (d.image.clone(), d.reason.to_string()))
+            .collect()
     }
 
     #[test]
@@ -427,7 +519,14 @@ mod tests {
             img(5, "young:1", 5, 10),
             img(6, "", 300, 10),
         ];
-        let p = plan(&images, &[user("used:1")], &policy(), Mode::Prune { disk: None }, now(), &HashMap::new());
+        let p = plan(
+            &images,
+            &[user("used:1")],
+            &policy(),
+            Mode::Prune { disk: None },
+            now(),
+            &HashMap::new(),
+        );
         assert_eq!(
             reasons(&p),
             vec![
@@ -441,7 +540,10 @@ mod tests {
         );
         assert_eq!(p.decisions[1].detail, "created 8days 8h ago, min_age 7days");
         assert_eq!(p.decisions[4].detail, "used by container c1 (exited)");
-        assert_eq!(p.decisions[3].detail, "matches keep pattern \"registry.k8s.io/pause*\"");
+        assert_eq!(
+            p.decisions[3].detail,
+            "matches keep pattern \"registry.k8s.io/pause*\""
+        );
         assert_eq!(p.decisions[5].detail, "created 5h ago, younger than 7days");
         assert_eq!(p.reclaimable_bytes(), 20);
     }
@@ -449,18 +551,49 @@ mod tests {
     #[test]
     fn below_the_high_threshold_young_images_stay() {
         let images = vec![img(1, "a:1", 1, 100), img(2, "b:1", 2, 100)];
-        let disk = DiskUsage { capacity_bytes: 1000, available_bytes: 151 }; // 84.9 %
-        let p = plan(&images, &[], &policy(), Mode::Prune { disk: Some(disk) }, now(), &HashMap::new());
-        assert_eq!(reasons(&p), vec![("a:1".into(), "kept:young".into()), ("b:1".into(), "kept:young".into())]);
+        let disk = DiskUsage {
+            capacity_bytes: 1000,
+            available_bytes: 151,
+        }; // 84.9 %
+        let p = plan(
+            &images,
+            &[],
+            &policy(),
+            Mode::Prune { disk: Some(disk) },
+            now(),
+            &HashMap::new(),
+        );
+        assert_eq!(
+            reasons(&p),
+            vec![
+                ("a:1".into(), "kept:young".into()),
+                ("b:1".into(), "kept:young".into())
+            ]
+        );
         assert_eq!(p.stop_at_percent, None);
     }
 
     #[test]
     fn at_the_high_threshold_least_recently_used_go_first_until_the_low_threshold() {
         // 85 % used: 50 bytes must go to reach 80 %. Oldest first: c (3h), b (2h) is enough? c frees 30, b 30.
-        let images = vec![img(1, "a:1", 1, 30), img(2, "b:1", 2, 30), img(3, "c:1", 3, 30), img(4, "d:1", 0, 30)];
-        let disk = DiskUsage { capacity_bytes: 1000, available_bytes: 150 };
-        let p = plan(&images, &[], &policy(), Mode::Prune { disk: Some(disk) }, now(), &HashMap::new());
+        let images = vec![
+            img(1, "a:1", 1, 30),
+            img(2, "b:1", 2, 30),
+            img(3, "c:1", 3, 30),
+            img(4, "d:1", 0, 30),
+        ];
+        let disk = DiskUsage {
+            capacity_bytes: 1000,
+            available_bytes: 150,
+        };
+        let p = plan(
+            &images,
+            &[],
+            &policy(),
+            Mode::Prune { disk: Some(disk) },
+            now(),
+            &HashMap::new(),
+        );
         assert_eq!(
             reasons(&p),
             vec![
@@ -477,36 +610,118 @@ mod tests {
     #[test]
     fn last_use_seen_by_the_agent_overrides_creation_time_for_lru() {
         let images = vec![img(1, "a:1", 10, 60), img(2, "b:1", 20, 60)];
-        let disk = DiskUsage { capacity_bytes: 1000, available_bytes: 150 };
+        let disk = DiskUsage {
+            capacity_bytes: 1000,
+            available_bytes: 150,
+        };
         let mut last = HashMap::new();
-        last.insert(images[1].id.clone(), now() - jiff::SignedDuration::from_hours(1));
-        let p = plan(&images, &[], &policy(), Mode::Prune { disk: Some(disk) }, now(), &last);
-        assert_eq!(reasons(&p), vec![("a:1".into(), "removed".into()), ("b:1".into(), "kept:below-threshold".into())]);
+        last.insert(
+            images[1].id.clone(),
+            now() - jiff::SignedDuration::from_hours(1),
+        );
+        let p = plan(
+            &images,
+            &[],
+            &policy(),
+            Mode::Prune { disk: Some(disk) },
+            now(),
+            &last,
+        );
+        assert_eq!(
+            reasons(&p),
+            vec![
+                ("a:1".into(), "removed".into()),
+                ("b:1".into(), "kept:below-threshold".into())
+            ]
+        );
     }
 
     #[test]
     fn emergency_ignores_age_and_dangling_only_leaves_tagged_images_out() {
-        let images = vec![img(1, "a:1", 0, 60), img(2, "", 0, 60), img(3, "c:1", 1, 60)];
-        let disk = DiskUsage { capacity_bytes: 1000, available_bytes: 100 };
-        let p = plan(&images, &[], &policy(), Mode::Emergency { disk, target_used_percent: 80.0, dangling_only: false }, now(), &HashMap::new());
+        let images = vec![
+            img(1, "a:1", 0, 60),
+            img(2, "", 0, 60),
+            img(3, "c:1", 1, 60),
+        ];
+        let disk = DiskUsage {
+            capacity_bytes: 1000,
+            available_bytes: 100,
+        };
+        let p = plan(
+            &images,
+            &[],
+            &policy(),
+            Mode::Emergency {
+                disk,
+                target_used_percent: 80.0,
+                dangling_only: false,
+            },
+            now(),
+            &HashMap::new(),
+        );
         assert_eq!(
             reasons(&p),
             // 100 bytes must go: the oldest (c) and then, at equal age, the lower ID (a).
-            vec![("c:1".into(), "removed".into()), ("a:1".into(), "removed".into()), ("0002eeeeeeee".into(), "kept:below-threshold".into())]
+            vec![
+                ("c:1".into(), "removed".into()),
+                ("a:1".into(), "removed".into()),
+                ("0002eeeeeeee".into(), "kept:below-threshold".into())
+            ]
         );
-        let p = plan(&images, &[], &policy(), Mode::Emergency { disk, target_used_percent: 80.0, dangling_only: true }, now(), &HashMap::new());
+        let p = plan(
+            &images,
+            &[],
+            &policy(),
+            Mode::Emergency {
+                disk,
+                target_used_percent: 80.0,
+                dangling_only: true,
+            },
+            now(),
+            &HashMap::new(),
+        );
         assert_eq!(reasons(&p), vec![("0002eeeeeeee".into(), "removed".into())]);
-        let calm = DiskUsage { capacity_bytes: 1000, available_bytes: 500 };
-        let p = plan(&images, &[], &policy(), Mode::Emergency { disk: calm, target_used_percent: 80.0, dangling_only: false }, now(), &HashMap::new());
-        assert!(p.decisions.iter().all(|d| d.reason == Reason::KeptBelowThreshold));
+        let calm = DiskUsage {
+            capacity_bytes: 1000,
+            available_bytes: 500,
+        };
+        let p = plan(
+            &images,
+            &[],
+            &policy(),
+            Mode::Emergency {
+                disk: calm,
+                target_used_percent: 80.0,
+                dangling_only: false,
+            },
+            now(),
+            &HashMap::new(),
+        );
+        assert!(
+            p.decisions
+                .iter()
+                .all(|d| d.reason == Reason::KeptBelowThreshold)
+        );
     }
 
     #[test]
     fn keep_newest_per_repository_counts_by_creation_time() {
-        let images = vec![img(1, "app:1", 500, 1), img(2, "app:2", 400, 1), img(3, "app:3", 300, 1), img(4, "other:1", 300, 1)];
+        let images = vec![
+            img(1, "app:1", 500, 1),
+            img(2, "app:2", 400, 1),
+            img(3, "app:3", 300, 1),
+            img(4, "other:1", 300, 1),
+        ];
         let mut pol = policy();
         pol.keep_newest_per_repository = 2;
-        let p = plan(&images, &[], &pol, Mode::Prune { disk: None }, now(), &HashMap::new());
+        let p = plan(
+            &images,
+            &[],
+            &pol,
+            Mode::Prune { disk: None },
+            now(),
+            &HashMap::new(),
+        );
         assert_eq!(
             reasons(&p),
             vec![
@@ -516,16 +731,29 @@ mod tests {
                 ("other:1".into(), "kept:keep-list".into()),
             ]
         );
-        assert_eq!(p.decisions[1].detail, "one of the newest 2 of docker.io/library/app");
+        assert_eq!(
+            p.decisions[1].detail,
+            "one of the newest 2 of docker.io/library/app"
+        );
     }
 
     #[test]
     fn unknown_creation_time_is_never_old_enough() {
         let mut i = img(1, "a:1", 0, 1);
         i.created = None;
-        let p = plan(&[i], &[], &policy(), Mode::Prune { disk: None }, now(), &HashMap::new());
+        let p = plan(
+            &[i],
+            &[],
+            &policy(),
+            Mode::Prune { disk: None },
+            now(),
+            &HashMap::new(),
+        );
         assert_eq!(p.decisions[0].reason, Reason::KeptYoung);
-        assert_eq!(p.decisions[0].detail, "creation time unknown, so never old enough");
+        assert_eq!(
+            p.decisions[0].detail,
+            "creation time unknown, so never old enough"
+        );
     }
 
     #[test]
@@ -540,8 +768,22 @@ mod tests {
             Reason::Failed("boom".into()),
         ];
         let s: Vec<String> = all.iter().map(ToString::to_string).collect();
-        assert_eq!(s, ["removed", "kept:in-use", "kept:pinned", "kept:young", "kept:keep-list", "kept:below-threshold", "failed:boom"]);
-        assert_eq!(serde_json::to_string(&Reason::KeptInUse).unwrap(), "\"kept:in-use\"");
+        assert_eq!(
+            s,
+            [
+                "removed",
+                "kept:in-use",
+                "kept:pinned",
+                "kept:young",
+                "kept:keep-list",
+                "kept:below-threshold",
+                "failed:boom"
+            ]
+        );
+        assert_eq!(
+            serde_json::to_string(&Reason::KeptInUse).unwrap(),
+            "\"kept:in-use\""
+        );
     }
 
     mod props {
@@ -551,7 +793,17 @@ mod tests {
 
         fn arb() -> impl Strategy<Value = (Vec<Image>, Vec<ImageUser>, u64, u8)> {
             (
-                proptest::collection::vec((0u32..40, 0usize..4, 0i64..400, 1u64..200, any::<bool>(), any::<bool>()), 0..30),
+                proptest::collection::vec(
+                    (
+                        0u32..40,
+                        0usize..4,
+                        0i64..400,
+                        1u64..200,
+                        any::<bool>(),
+                        any::<bool>(),
+                    ),
+                    0..30,
+                ),
                 proptest::collection::vec((0u32..40, 0usize..3), 0..10),
                 0u64..1000,
                 50u8..100,

@@ -38,7 +38,8 @@ pub struct Image {
 impl Image {
     /// Bytes that removing this image alone frees: its size minus the layers it shares.
     pub fn exclusive_bytes(&self) -> u64 {
-        self.size_bytes.saturating_sub(self.shared_bytes.unwrap_or(0))
+        self.size_bytes
+            .saturating_sub(self.shared_bytes.unwrap_or(0))
     }
 
     /// No tag: what `docker image prune` (without `-a`) calls dangling.
@@ -104,7 +105,9 @@ impl DiskUsage {
         if self.capacity_bytes == 0 {
             return 0.0;
         }
-        100.0 - self.available_bytes.min(self.capacity_bytes) as f64 * 100.0 / self.capacity_bytes as f64
+        100.0
+            - self.available_bytes.min(self.capacity_bytes) as f64 * 100.0
+                / self.capacity_bytes as f64
     }
 
     /// Bytes to free so that usage drops to `target_percent`, as the kubelet's
@@ -112,7 +115,11 @@ impl DiskUsage {
     pub fn bytes_to_reach(&self, target_percent: f64) -> u64 {
         let want_available = self.capacity_bytes as f64 * (100.0 - target_percent) / 100.0;
         let missing = want_available - self.available_bytes as f64;
-        if missing <= 0.0 { 0 } else { missing.ceil() as u64 }
+        if missing <= 0.0 {
+            0
+        } else {
+            missing.ceil() as u64
+        }
     }
 }
 
@@ -145,11 +152,23 @@ pub enum RemoveError {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot connect to {runtime} at {socket}: {message}")]
-    Connect { runtime: &'static str, socket: String, message: String },
+    Connect {
+        runtime: &'static str,
+        socket: String,
+        message: String,
+    },
     #[error("{runtime} {call} failed: {message}")]
-    Call { runtime: &'static str, call: &'static str, message: String },
+    Call {
+        runtime: &'static str,
+        call: &'static str,
+        message: String,
+    },
     #[error("{runtime} {call} did not answer within {seconds} s")]
-    Timeout { runtime: &'static str, call: &'static str, seconds: u64 },
+    Timeout {
+        runtime: &'static str,
+        call: &'static str,
+        seconds: u64,
+    },
     #[error("cannot measure the image filesystem {path}: {message}")]
     Statvfs { path: String, message: String },
 }
@@ -221,8 +240,15 @@ pub fn normalize_reference(r: &str) -> String {
         None => (name, None),
     };
     let first = repo.split('/').next().unwrap_or("");
-    let has_registry = repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    let mut full = if has_registry { repo.to_string() } else if repo.contains('/') { format!("docker.io/{repo}") } else { format!("docker.io/library/{repo}") };
+    let has_registry =
+        repo.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let mut full = if has_registry {
+        repo.to_string()
+    } else if repo.contains('/') {
+        format!("docker.io/{repo}")
+    } else {
+        format!("docker.io/library/{repo}")
+    };
     if let Some(rest) = full.strip_prefix("index.docker.io/") {
         full = format!("docker.io/{rest}");
     }
@@ -278,14 +304,23 @@ impl InUseIndex {
             return Some(n);
         }
         let hex = image.id.strip_prefix("sha256:").unwrap_or(&image.id);
-        if let Some((_, n)) = self.id_prefixes.iter().find(|(p, _)| hex.starts_with(p.as_str())) {
+        if let Some((_, n)) = self
+            .id_prefixes
+            .iter()
+            .find(|(p, _)| hex.starts_with(p.as_str()))
+        {
             return Some(*n);
         }
         image
             .repo_tags
             .iter()
             .chain(&image.repo_digests)
-            .find_map(|r| self.refs.get(r).or_else(|| self.refs.get(&normalize_reference(r))).copied())
+            .find_map(|r| {
+                self.refs
+                    .get(r)
+                    .or_else(|| self.refs.get(&normalize_reference(r)))
+                    .copied()
+            })
     }
 
     /// True when any container or sandbox references the image.
@@ -303,8 +338,14 @@ mod tests {
         for (input, want) in [
             ("busybox", "docker.io/library/busybox:latest"),
             ("busybox:1.36", "docker.io/library/busybox:1.36"),
-            ("docker.io/library/busybox:1.36", "docker.io/library/busybox:1.36"),
-            ("index.docker.io/library/busybox", "docker.io/library/busybox:latest"),
+            (
+                "docker.io/library/busybox:1.36",
+                "docker.io/library/busybox:1.36",
+            ),
+            (
+                "index.docker.io/library/busybox",
+                "docker.io/library/busybox:latest",
+            ),
             ("docker.io/busybox", "docker.io/library/busybox:latest"),
             ("grafana/loki:2.9", "docker.io/grafana/loki:2.9"),
             ("registry.k8s.io/pause:3.9", "registry.k8s.io/pause:3.9"),
@@ -330,7 +371,13 @@ mod tests {
     }
 
     fn user(image_ref: &str, image_id: &str) -> ImageUser {
-        ImageUser { kind: UserKind::Container, id: "c".into(), image_ref: image_ref.into(), image_id: image_id.into(), state: "created".into() }
+        ImageUser {
+            kind: UserKind::Container,
+            id: "c".into(),
+            image_ref: image_ref.into(),
+            image_id: image_id.into(),
+            state: "created".into(),
+        }
     }
 
     #[test]
@@ -348,12 +395,22 @@ mod tests {
 
     #[test]
     fn kubelet_disk_maths() {
-        let d = DiskUsage { capacity_bytes: 1000, available_bytes: 100 };
+        let d = DiskUsage {
+            capacity_bytes: 1000,
+            available_bytes: 100,
+        };
         assert_eq!(d.used_percent(), 90.0);
         // To reach 80 %, 200 bytes must be available: 100 more.
         assert_eq!(d.bytes_to_reach(80.0), 100);
         assert_eq!(d.bytes_to_reach(95.0), 0);
-        assert_eq!(DiskUsage { capacity_bytes: 0, available_bytes: 0 }.used_percent(), 0.0);
+        assert_eq!(
+            DiskUsage {
+                capacity_bytes: 0,
+                available_bytes: 0
+            }
+            .used_percent(),
+            0.0
+        );
     }
 
     #[test]
@@ -364,6 +421,9 @@ mod tests {
         assert_eq!(i.exclusive_bytes(), 70);
         assert!(i.is_dangling());
         assert_eq!(i.display_name(), "1");
-        assert_eq!(short_id(&format!("sha256:{}", "f".repeat(64))), "ffffffffffff");
+        assert_eq!(
+            short_id(&format!("sha256:{}", "f".repeat(64))),
+            "ffffffffffff"
+        );
     }
 }

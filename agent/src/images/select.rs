@@ -41,8 +41,12 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Vec<AnyRuntime>> {
     match choice {
-        RuntimeChoice::Docker => Ok(vec![AnyRuntime::Docker(DockerRuntime::connect(docker_socket, rootfs, timeout).await?)]),
-        RuntimeChoice::Containerd => Ok(vec![AnyRuntime::Cri(CriRuntime::connect(containerd_socket, rootfs, timeout).await?)]),
+        RuntimeChoice::Docker => Ok(vec![AnyRuntime::Docker(
+            DockerRuntime::connect(docker_socket, rootfs, timeout).await?,
+        )]),
+        RuntimeChoice::Containerd => Ok(vec![AnyRuntime::Cri(
+            CriRuntime::connect(containerd_socket, rootfs, timeout).await?,
+        )]),
         RuntimeChoice::Auto => {
             let (d, c) = tokio::join!(
                 DockerRuntime::connect(docker_socket, rootfs, timeout),
@@ -59,7 +63,11 @@ pub async fn connect(
                 Err(e) => errors.push(e.to_string()),
             }
             if out.is_empty() {
-                return Err(Error::Connect { runtime: "auto", socket: "any".into(), message: errors.join("; ") });
+                return Err(Error::Connect {
+                    runtime: "auto",
+                    socket: "any".into(),
+                    message: errors.join("; "),
+                });
             }
             for e in errors {
                 debug!(error = %e, "Runtime socket did not answer; skipping it.");

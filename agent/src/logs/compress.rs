@@ -46,7 +46,13 @@ pub const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub const IN_USE: io::ErrorKind = io::ErrorKind::ResourceBusy;
 
 fn in_use(src: &Path) -> io::Error {
-    io::Error::new(IN_USE, format!("{} is open for writing; compression deferred to the next rotation", src.display()))
+    io::Error::new(
+        IN_USE,
+        format!(
+            "{} is open for writing; compression deferred to the next rotation",
+            src.display()
+        ),
+    )
 }
 
 /// Bytes in and out of one compression.
@@ -70,11 +76,20 @@ pub fn no_fail(_: &str) -> io::Result<()> {
 /// # Errors
 /// Any I/O error; `src` is then untouched and no file named `dst` was created by this
 /// call. An error of kind [`IN_USE`] means a writer has `src` open.
-pub fn compress_file(src: &Path, dst: &Path, how: &Compressor, threads: usize, fail: FailHook<'_>) -> io::Result<Compressed> {
+pub fn compress_file(
+    src: &Path,
+    dst: &Path,
+    how: &Compressor,
+    threads: usize,
+    fail: FailHook<'_>,
+) -> io::Result<Compressed> {
     let input = fsx::open_nofollow(src)?;
     let meta = input.metadata()?;
     if !meta.is_file() {
-        return Err(io::Error::other(format!("{} is not a regular file", src.display())));
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            src.display()
+        )));
     }
     let watch = match fsx::WriteWatch::take(&input) {
         fsx::Writers::Open => return Err(in_use(src)),
@@ -92,8 +107,16 @@ pub fn compress_file(src: &Path, dst: &Path, how: &Compressor, threads: usize, f
     let result = (|| {
         // The archive keeps the rotated file's owner, as gzip does; not being root is fine.
         let _ = std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid()));
-        let mut reader = Following { file: &input, pos: 0, checks_left: 3 };
-        let mut out = CountingWriter { inner: &out, n: 0, fail };
+        let mut reader = Following {
+            file: &input,
+            pos: 0,
+            checks_left: 3,
+        };
+        let mut out = CountingWriter {
+            inner: &out,
+            n: 0,
+            fail,
+        };
         encode(how, &mut reader, &mut out, threads, src)?;
         out.flush()?;
         fail("fsync")?;
@@ -123,7 +146,11 @@ pub fn compress_file(src: &Path, dst: &Path, how: &Compressor, threads: usize, f
     // descriptor: keep them as one more member/frame. A writer that opened the file in
     // the last instant (it broke the lease) is let go and waited for until it closes.
     let mut tail = Vec::new();
-    let mut r = Following { file: &input, pos: bytes_in, checks_left: 1 };
+    let mut r = Following {
+        file: &input,
+        pos: bytes_in,
+        checks_left: 1,
+    };
     if watch.as_ref().is_some_and(fsx::WriteWatch::broken) {
         drop(watch);
         let deadline = std::time::Instant::now() + WRITER_WAIT;
@@ -143,8 +170,15 @@ pub fn compress_file(src: &Path, dst: &Path, how: &Compressor, threads: usize, f
     r.read_to_end(&mut tail)?;
     let mut total_in = bytes_in;
     if !tail.is_empty() && !matches!(how, Compressor::External { .. }) {
-        let f = std::fs::OpenOptions::new().append(true).custom_flags(nix::libc::O_NOFOLLOW).open(dst)?;
-        let mut w = CountingWriter { inner: &f, n: 0, fail };
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(dst)?;
+        let mut w = CountingWriter {
+            inner: &f,
+            n: 0,
+            fail,
+        };
         encode(how, &mut &tail[..], &mut w, 1, src)?;
         f.sync_all()?;
         bytes_out += w.n;
@@ -153,10 +187,19 @@ pub fn compress_file(src: &Path, dst: &Path, how: &Compressor, threads: usize, f
     if src.parent() != Some(dir) {
         fsx::sync_dir(src.parent().unwrap_or(Path::new("/")))?;
     }
-    Ok(Compressed { bytes_in: total_in, bytes_out })
+    Ok(Compressed {
+        bytes_in: total_in,
+        bytes_out,
+    })
 }
 
-fn encode(how: &Compressor, input: &mut (dyn Read + Send), out: &mut dyn Write, threads: usize, src: &Path) -> io::Result<()> {
+fn encode(
+    how: &Compressor,
+    input: &mut (dyn Read + Send),
+    out: &mut dyn Write,
+    threads: usize,
+    src: &Path,
+) -> io::Result<()> {
     match how {
         Compressor::Gzip { level } => gzip(input, out, *level, threads),
         Compressor::Zstd { level } => {
@@ -183,17 +226,30 @@ fn encode(how: &Compressor, input: &mut (dyn Read + Send), out: &mut dyn Write, 
                 .stdout(std::process::Stdio::piped())
                 .spawn()
                 .map_err(|e| io::Error::other(format!("cannot run {}: {e}", command.display())))?;
-            let mut stdin = child.stdin.take().ok_or_else(|| io::Error::other("no stdin"))?;
-            let mut stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout"))?;
+            let mut stdin = child
+                .stdin
+                .take()
+                .ok_or_else(|| io::Error::other("no stdin"))?;
+            let mut stdout = child
+                .stdout
+                .take()
+                .ok_or_else(|| io::Error::other("no stdout"))?;
             std::thread::scope(|s| {
                 let feeder = s.spawn(move || io::copy(input, &mut stdin).map(|_| ()));
                 let r = io::copy(&mut stdout, out);
-                let f = feeder.join().unwrap_or_else(|_| Err(io::Error::other("feeder panicked")));
+                let f = feeder
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("feeder panicked")));
                 r.and(f)
             })?;
             let status = child.wait()?;
             if !status.success() {
-                return Err(io::Error::other(format!("{} {} failed on {}: {status}", command.display(), options.join(" "), src.display())));
+                return Err(io::Error::other(format!(
+                    "{} {} failed on {}: {status}",
+                    command.display(),
+                    options.join(" "),
+                    src.display()
+                )));
             }
             Ok(())
         }
@@ -287,7 +343,12 @@ pub fn zstd_engine_level(requested: i32) -> i32 {
 ///
 /// # Errors
 /// Read or write errors.
-pub fn gzip(input: &mut (dyn Read + Send), out: &mut dyn Write, level: u32, threads: usize) -> io::Result<()> {
+pub fn gzip(
+    input: &mut (dyn Read + Send),
+    out: &mut dyn Write,
+    level: u32,
+    threads: usize,
+) -> io::Result<()> {
     use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
     let threads = threads.clamp(1, 64);
     let lvl = libdeflater::CompressionLvl::new(gzip_engine_level(level))
@@ -331,7 +392,10 @@ pub fn gzip(input: &mut (dyn Read + Send), out: &mut dyn Write, level: u32, thre
                     return Ok(n);
                 }
                 let last = chunk.len() < CHUNK;
-                if to_workers[(n % threads as u64) as usize].send(chunk).is_err() {
+                if to_workers[(n % threads as u64) as usize]
+                    .send(chunk)
+                    .is_err()
+                {
                     return Ok(n);
                 }
                 n += 1;
@@ -347,7 +411,9 @@ pub fn gzip(input: &mut (dyn Read + Send), out: &mut dyn Write, level: u32, thre
             i += 1;
         }
         drop(from_workers);
-        reader.join().unwrap_or_else(|_| Err(io::Error::other("gzip reader thread panicked")))?;
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("gzip reader thread panicked")))?;
         Ok(())
     })
 }
@@ -373,7 +439,14 @@ mod tests {
         let mut v = Vec::new();
         let mut i = 0u64;
         while v.len() < n {
-            v.extend_from_slice(format!("2024-01-01T00:00:{:02}Z INFO req={i} path=/api/v1/items/{} status=200\n", i % 60, i * 7919 % 10007).as_bytes());
+            v.extend_from_slice(
+                format!(
+                    "2024-01-01T00:00:{:02}Z INFO req={i} path=/api/v1/items/{} status=200\n",
+                    i % 60,
+                    i * 7919 % 10007
+                )
+                .as_bytes(),
+            );
             i += 1;
         }
         v.truncate(n);
@@ -399,7 +472,14 @@ mod tests {
     #[test]
     fn parallel_gzip_round_trips_at_chunk_edges_with_one_member_per_chunk() {
         for threads in [1, 2, 3] {
-            for (n, want_members) in [(0, 1), (1, 1), (CHUNK - 1, 1), (CHUNK, 1), (CHUNK + 1, 2), (3 * CHUNK + 17, 4)] {
+            for (n, want_members) in [
+                (0, 1),
+                (1, 1),
+                (CHUNK - 1, 1),
+                (CHUNK, 1),
+                (CHUNK + 1, 2),
+                (3 * CHUNK + 17, 4),
+            ] {
                 let data = sample(n);
                 let mut out = Vec::new();
                 gzip(&mut &data[..], &mut out, 6, threads).unwrap();
@@ -430,8 +510,14 @@ mod tests {
 
     #[test]
     fn requested_levels_map_to_the_measured_engine_levels() {
-        assert_eq!((1..=9).map(gzip_engine_level).collect::<Vec<_>>(), vec![1, 1, 1, 3, 5, 5, 5, 6, 6]);
-        assert_eq!([1, 3, 5, 6, 19, 22].map(zstd_engine_level), [1, 1, 1, 6, 19, 19]);
+        assert_eq!(
+            (1..=9).map(gzip_engine_level).collect::<Vec<_>>(),
+            vec![1, 1, 1, 3, 5, 5, 5, 6, 6]
+        );
+        assert_eq!(
+            [1, 3, 5, 6, 19, 22].map(zstd_engine_level),
+            [1, 1, 1, 6, 19, 19]
+        );
     }
 
     #[test]
@@ -461,11 +547,25 @@ mod tests {
         let data = sample(300_000);
         std::fs::write(&src, &data).unwrap();
         for step in ["write", "fsync", "rename", "unlink"] {
-            let fail = |s: &str| if s == step { Err(io::Error::from_raw_os_error(nix::libc::ENOSPC)) } else { Ok(()) };
-            let err = compress_file(&src, &dst, &Compressor::Gzip { level: 6 }, 2, &fail).unwrap_err();
+            let fail = |s: &str| {
+                if s == step {
+                    Err(io::Error::from_raw_os_error(nix::libc::ENOSPC))
+                } else {
+                    Ok(())
+                }
+            };
+            let err =
+                compress_file(&src, &dst, &Compressor::Gzip { level: 6 }, 2, &fail).unwrap_err();
             assert_eq!(err.raw_os_error(), Some(nix::libc::ENOSPC), "{step}");
-            assert_eq!(std::fs::read(&src).unwrap(), data, "source intact after failing at {step}");
-            assert!(!fsx::temp_name(&dst).exists(), "no temporary left after {step}");
+            assert_eq!(
+                std::fs::read(&src).unwrap(),
+                data,
+                "source intact after failing at {step}"
+            );
+            assert!(
+                !fsx::temp_name(&dst).exists(),
+                "no temporary left after {step}"
+            );
             if step != "unlink" {
                 assert!(!dst.exists(), "no archive after failing at {step}");
             }

@@ -43,7 +43,11 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// Reads a logrotate.conf file (and what it includes).
 pub fn load_file(path: &Path, perms: Permissions) -> Loaded {
-    let mut p = Parser { perms, out: Loaded::default(), visiting: HashSet::new() };
+    let mut p = Parser {
+        perms,
+        out: Loaded::default(),
+        visiting: HashSet::new(),
+    };
     let mut globals = Policy::default();
     p.file(path, &mut globals, 0, None);
     p.out
@@ -51,7 +55,11 @@ pub fn load_file(path: &Path, perms: Permissions) -> Loaded {
 
 /// Parses config text; `name` is used in error places.
 pub fn parse_str(text: &str, name: &str, perms: Permissions) -> Loaded {
-    let mut p = Parser { perms, out: Loaded::default(), visiting: HashSet::new() };
+    let mut p = Parser {
+        perms,
+        out: Loaded::default(),
+        visiting: HashSet::new(),
+    };
     let mut globals = Policy::default();
     p.text(text, Path::new(name), &mut globals, 0);
     p.out
@@ -71,16 +79,34 @@ struct Block {
 
 impl Parser {
     fn err(&mut self, file: &Path, line: usize, message: impl Into<String>) {
-        self.out.errors.push(ConfError { place: format!("{}:{line}", file.display()), message: message.into() });
+        self.out.errors.push(ConfError {
+            place: format!("{}:{line}", file.display()),
+            message: message.into(),
+        });
     }
 
-    fn file(&mut self, path: &Path, globals: &mut Policy, depth: usize, from: Option<(&Path, usize)>) {
+    fn file(
+        &mut self,
+        path: &Path,
+        globals: &mut Policy,
+        depth: usize,
+        from: Option<(&Path, usize)>,
+    ) {
         let place = |s: &mut Self, m: String| match from {
             Some((f, l)) => s.err(f, l, m),
-            None => s.out.errors.push(ConfError { place: path.display().to_string(), message: m }),
+            None => s.out.errors.push(ConfError {
+                place: path.display().to_string(),
+                message: m,
+            }),
         };
         if depth > MAX_INCLUDE_DEPTH {
-            place(self, format!("include of {} nests deeper than {MAX_INCLUDE_DEPTH} levels", path.display()));
+            place(
+                self,
+                format!(
+                    "include of {} nests deeper than {MAX_INCLUDE_DEPTH} levels",
+                    path.display()
+                ),
+            );
             return;
         }
         let meta = match std::fs::metadata(path) {
@@ -92,15 +118,24 @@ impl Parser {
         };
         if meta.is_dir() {
             let mut names = match std::fs::read_dir(path) {
-                Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).collect::<Vec<_>>(),
+                Ok(rd) => rd
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .collect::<Vec<_>>(),
                 Err(e) => {
-                    place(self, format!("cannot read directory {}: {e}", path.display()));
+                    place(
+                        self,
+                        format!("cannot read directory {}: {e}", path.display()),
+                    );
                     return;
                 }
             };
             names.sort();
             for f in names {
-                let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 if is_taboo(&name, &globals.tabooext) || !f.is_file() {
                     continue;
                 }
@@ -173,7 +208,9 @@ impl Parser {
             // Top level.
             if line == "{" {
                 match pending.take() {
-                    Some((patterns, at)) => block = Some(self.open_block(globals, patterns, file, at)),
+                    Some((patterns, at)) => {
+                        block = Some(self.open_block(globals, patterns, file, at))
+                    }
                     None => self.err(file, lineno, "'{' without file patterns before it"),
                 }
                 continue;
@@ -205,7 +242,11 @@ impl Parser {
                         self.err(file, lineno, format!("{name} has no endscript"));
                         break;
                     }
-                    self.err(file, lineno, format!("{name} is only allowed inside a block"));
+                    self.err(
+                        file,
+                        lineno,
+                        format!("{name} is only allowed inside a block"),
+                    );
                     continue;
                 }
                 if let Err(e) = globals.apply(&name, &args, None, self.perms) {
@@ -242,7 +283,16 @@ impl Parser {
             }
         }
         if let Some(b) = block {
-            self.err(file, b.policy.place.rsplit(':').next().and_then(|l| l.parse().ok()).unwrap_or(0), "block is not closed with '}'");
+            self.err(
+                file,
+                b.policy
+                    .place
+                    .rsplit(':')
+                    .next()
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(0),
+                "block is not closed with '}'",
+            );
             let _ = b;
         }
         if let Some((_, at)) = pending {
@@ -250,11 +300,20 @@ impl Parser {
         }
     }
 
-    fn open_block(&mut self, globals: &Policy, patterns: Vec<String>, file: &Path, line: usize) -> Block {
+    fn open_block(
+        &mut self,
+        globals: &Policy,
+        patterns: Vec<String>,
+        file: &Path,
+        line: usize,
+    ) -> Block {
         let mut policy = globals.clone();
         policy.patterns = patterns;
         policy.place = format!("{}:{line}", file.display());
-        Block { policy, failed: false }
+        Block {
+            policy,
+            failed: false,
+        }
     }
 
     fn finish_block(&mut self, b: Block, file: &Path, close_line: usize) {
@@ -271,7 +330,11 @@ impl Parser {
 
 fn resolve_include(from: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() { p.to_path_buf() } else { from.parent().unwrap_or(Path::new("/")).join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        from.parent().unwrap_or(Path::new("/")).join(p)
+    }
 }
 
 fn is_taboo(name: &str, taboo: &[String]) -> bool {
@@ -297,7 +360,9 @@ fn read_script(lines: &[&str], i: &mut usize) -> Option<String> {
 
 /// Splits `name args…` or `name = value` / `name=value`.
 fn split_directive(line: &str) -> Result<(String, Vec<String>), String> {
-    let end = line.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(line.len());
+    let end = line
+        .find(|c: char| c.is_whitespace() || c == '=')
+        .unwrap_or(line.len());
     let name = line[..end].to_string();
     let mut rest = line[end..].trim_start();
     if let Some(r) = rest.strip_prefix('=') {
@@ -379,9 +444,26 @@ mod tests {
         let p = &l.policies[0];
         assert_eq!(p.patterns, vec!["/var/log/containers/*.log"]);
         assert_eq!(p.place, "k.conf:1");
-        assert_eq!((p.frequency, p.rotate, p.compress, p.missingok, p.ifempty, p.dateext), (Some(Frequency::Daily), 7, true, true, false, true));
+        assert_eq!(
+            (
+                p.frequency,
+                p.rotate,
+                p.compress,
+                p.missingok,
+                p.ifempty,
+                p.dateext
+            ),
+            (Some(Frequency::Daily), 7, true, true, false, true)
+        );
         assert_eq!(p.dateformat().as_str(), "-%Y%m%d-%s");
-        assert_eq!(p.create, Some(CreateSpec { mode: Some(0o644), uid: Some(0), gid: Some(0) }));
+        assert_eq!(
+            p.create,
+            Some(CreateSpec {
+                mode: Some(0o644),
+                uid: Some(0),
+                gid: Some(0)
+            })
+        );
     }
 
     #[test]
@@ -391,7 +473,10 @@ mod tests {
         assert_eq!(l.errors, vec![]);
         assert_eq!((l.policies[0].compress, l.policies[0].rotate), (false, 0));
         assert_eq!((l.policies[1].compress, l.policies[1].rotate), (true, 2));
-        assert_eq!(l.policies[1].patterns, vec!["/a/with space.log", "/a/q.log", "/a/b c.log"]);
+        assert_eq!(
+            l.policies[1].patterns,
+            vec!["/a/with space.log", "/a/q.log", "/a/b c.log"]
+        );
     }
 
     #[test]
@@ -403,7 +488,8 @@ mod tests {
             msgs,
             vec![
                 "/etc/lr.conf:3: unknown directive \"frobnicate\"".to_string(),
-                "/etc/lr.conf:9: size: \"10Q\" is not a size (write e.g. 100, 100k, 10M, 1G)".to_string(),
+                "/etc/lr.conf:9: size: \"10Q\" is not a size (write e.g. 100, 100k, 10M, 1G)"
+                    .to_string(),
                 "/etc/lr.conf:14: unknown directive \"bogus\"".to_string(),
             ]
         );
@@ -417,10 +503,26 @@ mod tests {
         let l = parse_str(text, "s", Permissions::default());
         assert_eq!(l.policies.len(), 0);
         assert_eq!(l.errors.len(), 1);
-        assert!(l.errors[0].to_string().starts_with("s:3: postrotate scripts are disabled: set logs.allow_scripts: true"), "{}", l.errors[0]);
-        let l = parse_str(text, "s", Permissions { scripts: true, external_compress: false });
+        assert!(
+            l.errors[0]
+                .to_string()
+                .starts_with("s:3: postrotate scripts are disabled: set logs.allow_scripts: true"),
+            "{}",
+            l.errors[0]
+        );
+        let l = parse_str(
+            text,
+            "s",
+            Permissions {
+                scripts: true,
+                external_compress: false,
+            },
+        );
         assert_eq!(l.errors, vec![]);
-        assert_eq!(l.policies[0].scripts.postrotate.as_deref(), Some("    kill -HUP $(cat /run/x.pid)"));
+        assert_eq!(
+            l.policies[0].scripts.postrotate.as_deref(),
+            Some("    kill -HUP $(cat /run/x.pid)")
+        );
         assert!(l.policies[0].scripts.shared);
     }
 
@@ -429,7 +531,14 @@ mod tests {
         let l = parse_str("/a/x.log {\n  daily\n", "u", Permissions::default());
         assert_eq!(l.errors[0].to_string(), "u:1: block is not closed with '}'");
         assert!(l.policies.is_empty());
-        let l = parse_str("/a/x.log {\n  postrotate\n  echo\n}\n", "u", Permissions { scripts: true, external_compress: false });
+        let l = parse_str(
+            "/a/x.log {\n  postrotate\n  echo\n}\n",
+            "u",
+            Permissions {
+                scripts: true,
+                external_compress: false,
+            },
+        );
         assert_eq!(l.errors[0].to_string(), "u:2: postrotate has no endscript");
     }
 
@@ -443,19 +552,34 @@ mod tests {
         std::fs::write(d.join("c.dpkg-old"), "/c.log {\n}\n").unwrap();
         std::fs::write(d.join("d.swp"), "garbage {\n").unwrap();
         let main = dir.path().join("logrotate.conf");
-        std::fs::write(&main, format!("weekly\nrotate 4\ninclude {}\n/m.log {{\n}}\ninclude {}\n", d.display(), main.display())).unwrap();
+        std::fs::write(
+            &main,
+            format!(
+                "weekly\nrotate 4\ninclude {}\n/m.log {{\n}}\ninclude {}\n",
+                d.display(),
+                main.display()
+            ),
+        )
+        .unwrap();
         let l = load_file(&main, Permissions::default());
         let pats: Vec<&str> = l.policies.iter().map(|p| p.patterns[0].as_str()).collect();
         assert_eq!(pats, vec!["/a.log", "/b.log", "/m.log"]);
         assert_eq!(l.policies[0].rotate, 4);
         assert_eq!(l.errors.len(), 1);
-        assert!(l.errors[0].message.ends_with("includes itself"), "{}", l.errors[0]);
+        assert!(
+            l.errors[0].message.ends_with("includes itself"),
+            "{}",
+            l.errors[0]
+        );
         assert_eq!(l.errors[0].place, format!("{}:6", main.display()));
     }
 
     #[test]
     fn relative_patterns_are_rejected() {
         let l = parse_str("x.log {\n}\n", "r", Permissions::default());
-        assert_eq!(l.errors[0].to_string(), "r:2: file pattern \"x.log\" must be an absolute path");
+        assert_eq!(
+            l.errors[0].to_string(),
+            "r:2: file pattern \"x.log\" must be an absolute path"
+        );
     }
 }

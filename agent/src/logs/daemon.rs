@@ -67,7 +67,11 @@ impl LogsTask {
     /// A task around an engine built elsewhere (tests pick the time zone).
     pub fn with_engine(engine: LogEngine) -> Self {
         let check_interval = engine.check_interval();
-        Self { engine: Arc::new(engine), check_interval, reclaimable_interval: DEFAULT_RECLAIMABLE_INTERVAL }
+        Self {
+            engine: Arc::new(engine),
+            check_interval,
+            reclaimable_interval: DEFAULT_RECLAIMABLE_INTERVAL,
+        }
     }
 }
 
@@ -92,7 +96,11 @@ pub struct Tracker {
 pub fn counts(pass: &PassResult) -> LogCounts {
     let r = &pass.rotation;
     let (swept, swept_bytes, sweep_errors) = pass.sweep.as_ref().map_or((0, 0, 0), |s| {
-        (s.files.len() as u64, s.files.iter().map(|f| f.bytes).sum::<u64>(), s.errors.len() as u64)
+        (
+            s.files.len() as u64,
+            s.files.iter().map(|f| f.bytes).sum::<u64>(),
+            s.errors.len() as u64,
+        )
     });
     LogCounts {
         files_checked: r.files_checked,
@@ -108,21 +116,38 @@ pub fn counts(pass: &PassResult) -> LogCounts {
 }
 
 fn collector_error(e: &LogError) -> CollectorError {
-    CollectorError { collector: "logs".into(), place: e.place.clone(), message: e.message.clone() }
+    CollectorError {
+        collector: "logs".into(),
+        place: e.place.clone(),
+        message: e.message.clone(),
+    }
 }
 
 impl Tracker {
     /// Adds a pass to the totals and returns the summary to report. `config_errors` (the
     /// engine's load errors) are listed after the pass's own errors; the list is capped at
     /// [`MAX_ERRORS`].
-    pub fn record(&mut self, at: Timestamp, pass: &PassResult, config_errors: &[LogError]) -> LogsSummary {
+    pub fn record(
+        &mut self,
+        at: Timestamp,
+        pass: &PassResult,
+        config_errors: &[LogError],
+    ) -> LogsSummary {
         let last_pass = counts(pass);
         self.totals.add(&last_pass);
         if let Some(r) = &pass.reclaimable {
             self.reclaimable = Some((r.freed_bytes, at));
         }
         let sweep_errors = pass.sweep.iter().flat_map(|s| &s.errors);
-        let errors = pass.rotation.errors.iter().chain(sweep_errors).chain(config_errors).take(MAX_ERRORS).map(collector_error).collect();
+        let errors = pass
+            .rotation
+            .errors
+            .iter()
+            .chain(sweep_errors)
+            .chain(config_errors)
+            .take(MAX_ERRORS)
+            .map(collector_error)
+            .collect();
         LogsSummary {
             checked_at: at,
             last_pass,
@@ -147,7 +172,11 @@ fn pass(engine: &LogEngine, due: &[RetentionRule], measure: bool) -> PassResult 
     rotation.errors.drain(..n);
     let sweep = (!due.is_empty()).then(|| sweep::sweep(due, SystemTime::now(), true));
     let reclaimable = measure.then(|| sweep::sweep(engine.retention(), SystemTime::now(), false));
-    PassResult { rotation, sweep, reclaimable }
+    PassResult {
+        rotation,
+        sweep,
+        reclaimable,
+    }
 }
 
 /// Runs the log task until `shutdown`, publishing a summary on `tx` after every pass.
@@ -155,7 +184,11 @@ fn pass(engine: &LogEngine, due: &[RetentionRule], measure: bool) -> PassResult 
 /// Config problems are logged once here (with their `file:line`), and listed in every
 /// summary. A pass that is running when `shutdown` comes is not waited for: every step of
 /// a pass is crash-safe, and the next start finishes what it left.
-pub async fn run(task: LogsTask, tx: watch::Sender<Option<LogsSummary>>, shutdown: CancellationToken) {
+pub async fn run(
+    task: LogsTask,
+    tx: watch::Sender<Option<LogsSummary>>,
+    shutdown: CancellationToken,
+) {
     let engine = task.engine;
     for e in engine.load_errors() {
         warn!(place = %e.place, error = %e.message, "Log rotation config problem; the block it is in is not rotated.");
@@ -221,7 +254,9 @@ pub async fn run(task: LogsTask, tx: watch::Sender<Option<LogsSummary>>, shutdow
                 }
                 tx.send_replace(Some(summary));
             }
-            Err(e) => warn!(error = %e, "The log rotation pass panicked; the next pass tries again."),
+            Err(e) => {
+                warn!(error = %e, "The log rotation pass panicked; the next pass tries again.")
+            }
         }
         next = Instant::now() + jittered(task.check_interval);
     }
@@ -236,7 +271,10 @@ mod tests {
     use crate::logs::summary::SweptFile;
 
     fn err(place: &str) -> LogError {
-        LogError { place: place.into(), message: "broken".into() }
+        LogError {
+            place: place.into(),
+            message: "broken".into(),
+        }
     }
 
     fn rotation(rotated: u64, bytes: u64, errors: Vec<LogError>) -> RotationSummary {
@@ -256,7 +294,14 @@ mod tests {
 
     fn swept(sizes: &[u64], errors: Vec<LogError>) -> SweepSummary {
         SweepSummary {
-            files: sizes.iter().map(|b| SweptFile { path: PathBuf::from("/x"), bytes: *b, age_seconds: 1 }).collect(),
+            files: sizes
+                .iter()
+                .map(|b| SweptFile {
+                    path: PathBuf::from("/x"),
+                    bytes: *b,
+                    age_seconds: 1,
+                })
+                .collect(),
             freed_bytes: sizes.iter().sum(),
             errors,
             ..SweepSummary::default()
@@ -275,30 +320,63 @@ mod tests {
             reclaimable: Some(swept(&[4096], vec![])),
         };
         let s1 = t.record(t1, &first, &config);
-        assert_eq!(s1.last_pass, LogCounts {
-            files_checked: 3,
-            rotated: 2,
-            rotated_bytes: 1000,
-            compressed: 2,
-            compressed_bytes_before: 1000,
-            compressed_bytes_after: 100,
-            deleted: 3,
-            deleted_bytes: 117,
-            errors: 2,
-        });
+        assert_eq!(
+            s1.last_pass,
+            LogCounts {
+                files_checked: 3,
+                rotated: 2,
+                rotated_bytes: 1000,
+                compressed: 2,
+                compressed_bytes_before: 1000,
+                compressed_bytes_after: 100,
+                deleted: 3,
+                deleted_bytes: 117,
+                errors: 2,
+            }
+        );
         assert_eq!(s1.totals, s1.last_pass);
         assert_eq!((s1.reclaimable_bytes, s1.reclaimable_at), (4096, Some(t1)));
         assert_eq!(
-            s1.errors.iter().map(|e| (e.collector.as_str(), e.place.as_str())).collect::<Vec<_>>(),
-            vec![("logs", "/var/log/a.log"), ("logs", "/var/log/*.gz"), ("logs", "/etc/logrotate.conf:4")]
+            s1.errors
+                .iter()
+                .map(|e| (e.collector.as_str(), e.place.as_str()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("logs", "/var/log/a.log"),
+                ("logs", "/var/log/*.gz"),
+                ("logs", "/etc/logrotate.conf:4")
+            ]
         );
         // A quiet pass without a measurement: zeros for the pass, totals and the last
         // measurement kept, only the config error left.
-        let quiet = PassResult { rotation: RotationSummary { files_checked: 3, ..RotationSummary::default() }, ..PassResult::default() };
+        let quiet = PassResult {
+            rotation: RotationSummary {
+                files_checked: 3,
+                ..RotationSummary::default()
+            },
+            ..PassResult::default()
+        };
         let s2 = t.record(t2, &quiet, &config);
-        assert_eq!(s2.last_pass, LogCounts { files_checked: 3, ..LogCounts::default() });
-        assert_eq!((s2.totals.files_checked, s2.totals.rotated, s2.totals.deleted_bytes, s2.totals.errors), (6, 2, 117, 2));
-        assert_eq!((s2.reclaimable_bytes, s2.reclaimable_at, s2.checked_at), (4096, Some(t1), t2));
+        assert_eq!(
+            s2.last_pass,
+            LogCounts {
+                files_checked: 3,
+                ..LogCounts::default()
+            }
+        );
+        assert_eq!(
+            (
+                s2.totals.files_checked,
+                s2.totals.rotated,
+                s2.totals.deleted_bytes,
+                s2.totals.errors
+            ),
+            (6, 2, 117, 2)
+        );
+        assert_eq!(
+            (s2.reclaimable_bytes, s2.reclaimable_at, s2.checked_at),
+            (4096, Some(t1), t2)
+        );
         assert_eq!(s2.errors.len(), 1);
         // The report's validation accepts what the tracker produces.
         let wire = caretaker_proto::pb::LogsSummary::from(s2.clone());
@@ -308,8 +386,13 @@ mod tests {
     #[test]
     fn error_list_is_capped() {
         let mut t = Tracker::default();
-        let many: Vec<LogError> = (0..300).map(|i| err(&format!("/var/log/{i}.log"))).collect();
-        let p = PassResult { rotation: rotation(0, 0, many), ..PassResult::default() };
+        let many: Vec<LogError> = (0..300)
+            .map(|i| err(&format!("/var/log/{i}.log")))
+            .collect();
+        let p = PassResult {
+            rotation: rotation(0, 0, many),
+            ..PassResult::default()
+        };
         let s = t.record(Timestamp::UNIX_EPOCH, &p, &[err("conf:1")]);
         assert_eq!((s.errors.len(), s.last_pass.errors), (MAX_ERRORS, 300));
         assert_eq!(s.reclaimable_at, None);
@@ -319,9 +402,15 @@ mod tests {
     fn wanted_only_with_policies_a_conf_or_retention() {
         let mut cfg = LogsConfig::default();
         assert!(!wanted(&cfg));
-        cfg.retention.push(RetentionRule::new("/var/log/*.gz", Duration::from_secs(86_400)));
+        cfg.retention.push(RetentionRule::new(
+            "/var/log/*.gz",
+            Duration::from_secs(86_400),
+        ));
         assert!(wanted(&cfg));
-        let cfg = LogsConfig { logrotate_conf: Some("/etc/logrotate.conf".into()), ..LogsConfig::default() };
+        let cfg = LogsConfig {
+            logrotate_conf: Some("/etc/logrotate.conf".into()),
+            ..LogsConfig::default()
+        };
         assert!(wanted(&cfg));
     }
 }

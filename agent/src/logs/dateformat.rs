@@ -53,7 +53,10 @@ impl DateFormat {
         if !lit.is_empty() {
             parts.push(Part::Lit(lit));
         }
-        Ok(Self { text: text.to_string(), parts })
+        Ok(Self {
+            text: text.to_string(),
+            parts,
+        })
     }
 
     /// The format as written.
@@ -111,7 +114,15 @@ mod tests {
 
     #[test]
     fn rejects_other_specifiers_and_slashes() {
-        assert!(DateFormat::parse("-%y").unwrap_err().contains("%y is not allowed"));
-        assert!(DateFormat::parse("/%Y").unwrap_err().contains("must not contain '/'"));
+        assert!(
+            DateFormat::parse("-%y")
+                .unwrap_err()
+                .contains("%y is not allowed")
+        );
+        assert!(
+            DateFormat::parse("/%Y")
+                .unwrap_err()
+                .contains("must not contain '/'")
+        );
     }
 }

@@ -76,7 +76,12 @@ struct FileId {
 
 fn file_id(path: &Path) -> Option<FileId> {
     let m = std::fs::metadata(path).ok()?;
-    Some(FileId { dev: m.dev(), ino: m.ino(), size: m.len(), mtime: (m.mtime(), m.mtime_nsec()) })
+    Some(FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.len(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+    })
 }
 
 /// A parsed state file and the identity of the file it is the content of (`None`: there
@@ -96,19 +101,33 @@ impl LogEngine {
     /// `--logrotate-conf`). Bad blocks are left out and kept in [`Self::load_errors`];
     /// the rest loads.
     pub fn new(cfg: &LogsConfig, extra_conf: Option<&Path>) -> Self {
-        let perms = Permissions { scripts: cfg.allow_scripts, external_compress: cfg.allow_compresscmd };
+        let perms = Permissions {
+            scripts: cfg.allow_scripts,
+            external_compress: cfg.allow_compresscmd,
+        };
         let mut policies = Vec::new();
         let mut load_errors = Vec::new();
         for (i, pc) in cfg.policies.iter().enumerate() {
             match pc.to_policy(i, perms) {
                 Ok(p) => policies.push(p),
-                Err(errs) => load_errors.extend(errs.into_iter().map(|(place, message)| LogError { place, message })),
+                Err(errs) => load_errors.extend(
+                    errs.into_iter()
+                        .map(|(place, message)| LogError { place, message }),
+                ),
             }
         }
-        for path in cfg.logrotate_conf.iter().map(PathBuf::as_path).chain(extra_conf) {
+        for path in cfg
+            .logrotate_conf
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(extra_conf)
+        {
             let loaded = conf::load_file(path, perms);
             policies.extend(loaded.policies);
-            load_errors.extend(loaded.errors.into_iter().map(|e| LogError { place: e.place, message: e.message }));
+            load_errors.extend(loaded.errors.into_iter().map(|e| LogError {
+                place: e.place,
+                message: e.message,
+            }));
         }
         Self {
             policies,
@@ -176,7 +195,10 @@ impl LogEngine {
         match self.rotate(now, RunOptions::default()) {
             Ok(s) => s,
             Err(e) => RotationSummary {
-                errors: vec![LogError { place: self.state_file.display().to_string(), message: e.to_string() }],
+                errors: vec![LogError {
+                    place: self.state_file.display().to_string(),
+                    message: e.to_string(),
+                }],
                 ..RotationSummary::default()
             },
         }
@@ -196,18 +218,38 @@ impl LogEngine {
     /// # Errors
     /// See [`Self::rotate`]; a failure from `fail` ends the pass like a kill would,
     /// without saving state.
-    pub fn rotate_with(&self, now: Timestamp, opts: RunOptions, fail: FailHook<'_>) -> Result<RotationSummary, EngineError> {
-        let _lock = if opts.dry_run { None } else { Some(lock::acquire(&self.state_file, opts.lock_wait)?) };
+    pub fn rotate_with(
+        &self,
+        now: Timestamp,
+        opts: RunOptions,
+        fail: FailHook<'_>,
+    ) -> Result<RotationSummary, EngineError> {
+        let _lock = if opts.dry_run {
+            None
+        } else {
+            Some(lock::acquire(&self.state_file, opts.lock_wait)?)
+        };
         // Under the lock: reuse the state of the last pass when the file is still the one
         // it was read from or written to. A dry run reads the file (and never caches the
         // entries it adds in memory).
-        let cached = if opts.dry_run { None } else { self.cache.lock().unwrap_or_else(PoisonError::into_inner).take() };
+        let cached = if opts.dry_run {
+            None
+        } else {
+            self.cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        };
         let current = file_id(&self.state_file);
         let (mut state, mut warnings) = match cached {
             Some(c) if c.path == self.state_file && c.file == current => (c.state, c.warnings),
             _ => State::load(&self.state_file)?,
         };
-        let mut out = RotationSummary { dry_run: opts.dry_run, errors: self.load_errors.clone(), ..RotationSummary::default() };
+        let mut out = RotationSummary {
+            dry_run: opts.dry_run,
+            errors: self.load_errors.clone(),
+            ..RotationSummary::default()
+        };
         for (line, msg) in &warnings {
             out.errors.push(LogError {
                 place: format!("{}:{line}", self.state_file.display()),
@@ -235,8 +277,12 @@ impl LogEngine {
                 warnings.clear();
             }
             let file = file_id(&self.state_file);
-            *self.cache.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(StateCache { path: self.state_file.clone(), file, state, warnings });
+            *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = Some(StateCache {
+                path: self.state_file.clone(),
+                file,
+                state,
+                warnings,
+            });
         }
         Ok(out)
     }
@@ -255,7 +301,11 @@ mod tests {
     fn engine(dir: &Path, conf_text: &str) -> LogEngine {
         let conf = dir.join("lr.conf");
         std::fs::write(&conf, conf_text).unwrap();
-        let cfg = LogsConfig { roots: vec![dir.to_path_buf()], state_file: dir.join("status"), ..LogsConfig::default() };
+        let cfg = LogsConfig {
+            roots: vec![dir.to_path_buf()],
+            state_file: dir.join("status"),
+            ..LogsConfig::default()
+        };
         LogEngine::new(&cfg, Some(&conf)).with_time_zone(TimeZone::UTC)
     }
 
@@ -267,39 +317,102 @@ mod tests {
     fn numbered_rotation_with_delaycompress_keeps_rotate_archives() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let e = engine(d, &format!("{}/app.log {{\n  daily\n  rotate 2\n  compress\n  delaycompress\n  create 0600\n}}\n", d.display()));
+        let e = engine(
+            d,
+            &format!(
+                "{}/app.log {{\n  daily\n  rotate 2\n  compress\n  delaycompress\n  create 0600\n}}\n",
+                d.display()
+            ),
+        );
         let mut day = 1;
         std::fs::write(d.join("app.log"), "gen0\n").unwrap();
         // First sight: recorded, not rotated.
-        let s = e.rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default()).unwrap();
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
         assert_eq!((s.rotated, s.errors.len()), (0, 0));
         for g in 1..=4 {
             day += 1;
-            let s = e.rotate(ts(&format!("2026-01-{day:02}T10:00:00Z")), RunOptions::default()).unwrap();
+            let s = e
+                .rotate(
+                    ts(&format!("2026-01-{day:02}T10:00:00Z")),
+                    RunOptions::default(),
+                )
+                .unwrap();
             assert_eq!(s.rotated, 1, "{s:?}");
             std::fs::write(d.join("app.log"), format!("gen{g}\n")).unwrap();
         }
-        let mut names: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         names.sort();
-        assert_eq!(names, vec!["app.log", "app.log.1", "app.log.2.gz", "lr.conf", "status", "status.lock"]);
-        assert_eq!(std::fs::read_to_string(d.join("app.log.1")).unwrap(), "gen3\n");
+        assert_eq!(
+            names,
+            vec![
+                "app.log",
+                "app.log.1",
+                "app.log.2.gz",
+                "lr.conf",
+                "status",
+                "status.lock"
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join("app.log.1")).unwrap(),
+            "gen3\n"
+        );
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(d.join("app.log")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(d.join("app.log"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
         let state = std::fs::read_to_string(d.join("status")).unwrap();
-        assert_eq!(state, format!("logrotate state -- version 2\n\"{}/app.log\" 2026-1-5-10:0:0\n", d.display()));
+        assert_eq!(
+            state,
+            format!(
+                "logrotate state -- version 2\n\"{}/app.log\" 2026-1-5-10:0:0\n",
+                d.display()
+            )
+        );
     }
 
     #[test]
     fn second_dateext_rotation_on_one_day_gets_a_counter_instead_of_failing() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let e = engine(d, &format!("{}/a.log {{\n  size 1\n  rotate 5\n  dateext\n  compress\n}}\n", d.display()));
-        for (i, t) in ["2026-03-04T01:00:00Z", "2026-03-04T02:00:00Z", "2026-03-04T03:00:00Z"].iter().enumerate() {
+        let e = engine(
+            d,
+            &format!(
+                "{}/a.log {{\n  size 1\n  rotate 5\n  dateext\n  compress\n}}\n",
+                d.display()
+            ),
+        );
+        for (i, t) in [
+            "2026-03-04T01:00:00Z",
+            "2026-03-04T02:00:00Z",
+            "2026-03-04T03:00:00Z",
+        ]
+        .iter()
+        .enumerate()
+        {
             std::fs::write(d.join("a.log"), format!("line {i}\n")).unwrap();
             let s = e.rotate(ts(t), RunOptions::default()).unwrap();
-            assert_eq!((s.rotated, s.compressed, s.errors.len()), (1, 1, 0), "{s:?}");
+            assert_eq!(
+                (s.rotated, s.compressed, s.errors.len()),
+                (1, 1, 0),
+                "{s:?}"
+            );
         }
-        for n in ["a.log-20260304.gz", "a.log-20260304.1.gz", "a.log-20260304.2.gz"] {
+        for n in [
+            "a.log-20260304.gz",
+            "a.log-20260304.1.gz",
+            "a.log-20260304.2.gz",
+        ] {
             assert!(d.join(n).exists(), "{n}");
         }
     }
@@ -312,13 +425,32 @@ mod tests {
         let daemon = engine(d, &conf);
         let cli = engine(d, &conf); // another process: its own cache
         std::fs::write(d.join("a.log"), "1\n").unwrap();
-        assert_eq!(daemon.rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default()).unwrap().rotated, 0);
-        assert_eq!(cli.rotate(ts("2026-01-02T10:00:00Z"), RunOptions::default()).unwrap().rotated, 1);
+        assert_eq!(
+            daemon
+                .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+                .unwrap()
+                .rotated,
+            0
+        );
+        assert_eq!(
+            cli.rotate(ts("2026-01-02T10:00:00Z"), RunOptions::default())
+                .unwrap()
+                .rotated,
+            1
+        );
         std::fs::write(d.join("a.log"), "2\n").unwrap();
         // The daemon's cached state says "last rotated Jan 1"; the file says Jan 2.
-        let s = daemon.rotate(ts("2026-01-02T11:00:00Z"), RunOptions::default()).unwrap();
+        let s = daemon
+            .rotate(ts("2026-01-02T11:00:00Z"), RunOptions::default())
+            .unwrap();
         assert_eq!((s.rotated, s.errors.len()), (0, 0), "{s:?}");
-        assert_eq!(daemon.rotate(ts("2026-01-03T11:00:00Z"), RunOptions::default()).unwrap().rotated, 1);
+        assert_eq!(
+            daemon
+                .rotate(ts("2026-01-03T11:00:00Z"), RunOptions::default())
+                .unwrap()
+                .rotated,
+            1
+        );
         assert_eq!(std::fs::read_to_string(d.join("a.log.2")).unwrap(), "1\n");
         assert_eq!(std::fs::read_to_string(d.join("a.log.1")).unwrap(), "2\n");
     }
@@ -330,8 +462,14 @@ mod tests {
         let conf = format!("{}/a.log {{\n  daily\n  rotate 3\n}}\n", d.display());
         let e = engine(d, &conf);
         std::fs::write(d.join("a.log"), "1\n").unwrap();
-        e.rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default()).unwrap();
-        assert_eq!(e.rotate(ts("2026-01-02T10:00:00Z"), RunOptions::default()).unwrap().rotated, 1);
+        e.rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!(
+            e.rotate(ts("2026-01-02T10:00:00Z"), RunOptions::default())
+                .unwrap()
+                .rotated,
+            1
+        );
         std::fs::write(d.join("a.log"), "2\n").unwrap();
         // Rewrite the date in place, same size, same inode, same mtime: the identity
         // (dev, ino, size, mtime) is unchanged, so the pass keeps the state it holds.
@@ -346,21 +484,48 @@ mod tests {
             f.write_all(old.as_bytes()).unwrap();
             f.set_modified(meta.modified().unwrap()).unwrap();
         }
-        assert_eq!(e.rotate(ts("2026-01-02T12:00:00Z"), RunOptions::default()).unwrap().rotated, 0);
+        assert_eq!(
+            e.rotate(ts("2026-01-02T12:00:00Z"), RunOptions::default())
+                .unwrap()
+                .rotated,
+            0
+        );
         // A run without that state reads the file and finds the (forged) old date.
         let fresh = engine(d, &conf);
-        assert_eq!(fresh.rotate(ts("2026-01-02T12:00:00Z"), RunOptions::default()).unwrap().rotated, 1);
+        assert_eq!(
+            fresh
+                .rotate(ts("2026-01-02T12:00:00Z"), RunOptions::default())
+                .unwrap()
+                .rotated,
+            1
+        );
     }
 
     #[test]
     fn dry_run_touches_nothing_and_reports_what_would_happen() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let e = engine(d, &format!("{}/a.log {{\n  rotate 1\n  compress\n}}\n", d.display()));
+        let e = engine(
+            d,
+            &format!("{}/a.log {{\n  rotate 1\n  compress\n}}\n", d.display()),
+        );
         std::fs::write(d.join("a.log"), "x").unwrap();
-        let s = e.rotate(ts("2026-03-04T01:00:00Z"), RunOptions { force: true, dry_run: true, ..RunOptions::default() }).unwrap();
+        let s = e
+            .rotate(
+                ts("2026-03-04T01:00:00Z"),
+                RunOptions {
+                    force: true,
+                    dry_run: true,
+                    ..RunOptions::default()
+                },
+            )
+            .unwrap();
         assert_eq!((s.rotated, s.compressed, s.dry_run), (1, 1, true));
-        assert!(s.render_table().contains("would rotate"), "{}", s.render_table());
+        assert!(
+            s.render_table().contains("would rotate"),
+            "{}",
+            s.render_table()
+        );
         assert_eq!(std::fs::read_to_string(d.join("a.log")).unwrap(), "x");
         assert!(!d.join("status").exists());
         assert!(!d.join("a.log.1").exists());
@@ -381,20 +546,68 @@ mod tests {
         std::os::unix::fs::symlink(&outside, root.join("sub")).unwrap();
         std::fs::write(root.join("ok.log"), "rotate me").unwrap();
         let conf = dir.path().join("lr.conf");
-        std::fs::write(&conf, format!("{r}/*.log {r}/sub/*.log {r}/gone.log {{\n  rotate 1\n  missingok\n}}\n", r = root.display())).unwrap();
-        let cfg = LogsConfig { roots: vec![root.clone()], state_file: dir.path().join("status"), ..LogsConfig::default() };
+        std::fs::write(
+            &conf,
+            format!(
+                "{r}/*.log {r}/sub/*.log {r}/gone.log {{\n  rotate 1\n  missingok\n}}\n",
+                r = root.display()
+            ),
+        )
+        .unwrap();
+        let cfg = LogsConfig {
+            roots: vec![root.clone()],
+            state_file: dir.path().join("status"),
+            ..LogsConfig::default()
+        };
         let e = LogEngine::new(&cfg, Some(&conf)).with_time_zone(TimeZone::UTC);
-        let s = e.rotate(ts("2026-03-04T01:00:00Z"), RunOptions { force: true, ..RunOptions::default() }).unwrap();
+        let s = e
+            .rotate(
+                ts("2026-03-04T01:00:00Z"),
+                RunOptions {
+                    force: true,
+                    ..RunOptions::default()
+                },
+            )
+            .unwrap();
         assert_eq!(s.rotated, 1, "{s:#?}");
-        assert_eq!(std::fs::read_to_string(root.join("ok.log.1")).unwrap(), "rotate me");
-        assert_eq!(std::fs::read_to_string(outside.join("secret.log")).unwrap(), "keep");
-        assert_eq!(std::fs::read_to_string(outside.join("hard.log")).unwrap(), "keep too");
+        assert_eq!(
+            std::fs::read_to_string(root.join("ok.log.1")).unwrap(),
+            "rotate me"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("secret.log")).unwrap(),
+            "keep"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("hard.log")).unwrap(),
+            "keep too"
+        );
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 2);
         let skipped: Vec<&str> = s.skipped.iter().map(|n| n.message.as_str()).collect();
-        assert!(skipped.iter().any(|m| m.contains("is a symlink")), "{skipped:?}");
-        assert!(skipped.iter().any(|m| m.contains("hard links")), "{skipped:?}");
-        let errors: Vec<String> = s.errors.iter().map(|n| format!("{}: {}", n.place, n.message)).collect();
-        assert!(errors.iter().any(|m| m.contains("dir.log: is not a regular file")), "{errors:?}");
-        assert!(errors.iter().any(|m| m.contains("outside the configured roots")), "{errors:?}");
+        assert!(
+            skipped.iter().any(|m| m.contains("is a symlink")),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped.iter().any(|m| m.contains("hard links")),
+            "{skipped:?}"
+        );
+        let errors: Vec<String> = s
+            .errors
+            .iter()
+            .map(|n| format!("{}: {}", n.place, n.message))
+            .collect();
+        assert!(
+            errors
+                .iter()
+                .any(|m| m.contains("dir.log: is not a regular file")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|m| m.contains("outside the configured roots")),
+            "{errors:?}"
+        );
     }
 }

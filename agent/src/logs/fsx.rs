@@ -12,7 +12,10 @@ pub const TEMP_MARK: &str = ".caretaker-tmp";
 
 /// A temporary sibling of `path`: `.NAME.caretaker-tmp` (hidden, so `*` globs skip it).
 pub fn temp_name(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}{TEMP_MARK}"))
 }
 
@@ -29,7 +32,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// # Errors
 /// As `open(2)` with `O_NOFOLLOW` (ELOOP for a symlink).
 pub fn open_nofollow(path: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(path)
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// Lexically normalises an absolute path (`.` and `..` removed) without touching the disk.
@@ -51,8 +57,12 @@ pub fn normalize(path: &Path) -> PathBuf {
 /// is resolved (the final component is checked separately with `lstat`). Roots are
 /// compared after resolving their own links, so `/var/log` → `/data/log` works.
 pub fn inside_roots(path: &Path, roots: &[PathBuf]) -> bool {
-    let Some(parent) = path.parent() else { return false };
-    let Ok(real_parent) = std::fs::canonicalize(parent) else { return false };
+    let Some(parent) = path.parent() else {
+        return false;
+    };
+    let Ok(real_parent) = std::fs::canonicalize(parent) else {
+        return false;
+    };
     roots.iter().any(|r| {
         let real_root = std::fs::canonicalize(r).unwrap_or_else(|_| normalize(r));
         real_parent.starts_with(&real_root)
@@ -73,7 +83,7 @@ pub fn copy_sparse_from(src: &File, dst: &File, mut offset: u64) -> io::Result<u
         let data = match lseek(src, offset as i64, Whence::SeekData) {
             Ok(d) => d as u64,
             Err(nix::errno::Errno::ENXIO) => break, // only a hole up to EOF
-            Err(_) => offset,                        // no SEEK_DATA support: copy all
+            Err(_) => offset,                       // no SEEK_DATA support: copy all
         };
         let hole = match lseek(src, data as i64, Whence::SeekHole) {
             Ok(h) => (h as u64).min(len),
@@ -104,7 +114,10 @@ pub fn copy_sparse_from(src: &File, dst: &File, mut offset: u64) -> io::Result<u
 /// # Errors
 /// Open, write, sync or unlink fails.
 pub fn shred(path: &Path, cycles: u32) -> io::Result<()> {
-    let f = std::fs::OpenOptions::new().write(true).custom_flags(nix::libc::O_NOFOLLOW).open(path)?;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
     let len = f.metadata()?.len();
     let zeros = vec![0u8; 1 << 16];
     for _ in 0..cycles.max(1) {
@@ -137,12 +150,24 @@ mod tests {
         src.write_all_at(b"tail", 64 << 20).unwrap();
         src.set_len((64 << 20) + 4 + (8 << 20)).unwrap();
         let src = File::open(&src_p).unwrap();
-        let dst = std::fs::OpenOptions::new().create(true).truncate(true).write(true).read(true).open(dir.path().join("d")).unwrap();
+        let dst = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .read(true)
+            .open(dir.path().join("d"))
+            .unwrap();
         let n = copy_sparse_from(&src, &dst, 0).unwrap();
         assert_eq!(n, (72 << 20) + 4);
-        assert_eq!(std::fs::read(&src_p).unwrap(), std::fs::read(dir.path().join("d")).unwrap());
+        assert_eq!(
+            std::fs::read(&src_p).unwrap(),
+            std::fs::read(dir.path().join("d")).unwrap()
+        );
         let allocated = allocated_bytes(&dst.metadata().unwrap());
-        assert!(allocated < 1 << 20, "copy is not sparse: {allocated} bytes allocated");
+        assert!(
+            allocated < 1 << 20,
+            "copy is not sparse: {allocated} bytes allocated"
+        );
     }
 
     #[test]
@@ -157,7 +182,10 @@ mod tests {
         assert!(inside_roots(&root.join("a.log"), &roots));
         assert!(!inside_roots(&root.join("escape/a.log"), &roots));
         assert!(!inside_roots(&root.join("../outside/a.log"), &roots));
-        assert_eq!(temp_name(Path::new("/d/x.log.1.gz")), PathBuf::from("/d/.x.log.1.gz.caretaker-tmp"));
+        assert_eq!(
+            temp_name(Path::new("/d/x.log.1.gz")),
+            PathBuf::from("/d/.x.log.1.gz.caretaker-tmp")
+        );
     }
 
     #[test]
@@ -197,7 +225,9 @@ impl<'a> WriteWatch<'a> {
         use std::os::fd::AsRawFd;
         ignore_lease_signal();
         // SAFETY: fcntl on a descriptor we own, with integer arguments only.
-        let r = unsafe { nix::libc::fcntl(file.as_raw_fd(), nix::libc::F_SETLEASE, nix::libc::F_RDLCK) };
+        let r = unsafe {
+            nix::libc::fcntl(file.as_raw_fd(), nix::libc::F_SETLEASE, nix::libc::F_RDLCK)
+        };
         if r == 0 {
             return Writers::None(WriteWatch { file });
         }
@@ -220,7 +250,13 @@ impl Drop for WriteWatch<'_> {
     fn drop(&mut self) {
         use std::os::fd::AsRawFd;
         // SAFETY: as in `take`. Releasing lets a writer blocked by the lease break go on.
-        unsafe { nix::libc::fcntl(self.file.as_raw_fd(), nix::libc::F_SETLEASE, nix::libc::F_UNLCK) };
+        unsafe {
+            nix::libc::fcntl(
+                self.file.as_raw_fd(),
+                nix::libc::F_SETLEASE,
+                nix::libc::F_UNLCK,
+            )
+        };
     }
 }
 

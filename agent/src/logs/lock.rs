@@ -21,7 +21,9 @@ pub struct RotationLock {
 /// Why the lock was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another caretaker run holds the rotation lock {path} (waited {waited:?}); try again when it has finished")]
+    #[error(
+        "another caretaker run holds the rotation lock {path} (waited {waited:?}); try again when it has finished"
+    )]
     Busy { path: PathBuf, waited: Duration },
     #[error("cannot open the rotation lock {path}: {source}")]
     Open {
@@ -46,7 +48,10 @@ pub fn lock_path(state_file: &Path) -> PathBuf {
 pub fn acquire(state_file: &Path, wait: Duration) -> Result<RotationLock, LockError> {
     let path = lock_path(state_file);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| LockError::Open { path: path.clone(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| LockError::Open {
+            path: path.clone(),
+            source,
+        })?;
     }
     let start = Instant::now();
     let mut file = std::fs::OpenOptions::new()
@@ -54,7 +59,10 @@ pub fn acquire(state_file: &Path, wait: Duration) -> Result<RotationLock, LockEr
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|source| LockError::Open { path: path.clone(), source })?;
+        .map_err(|source| LockError::Open {
+            path: path.clone(),
+            source,
+        })?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => return Ok(RotationLock { _lock: l, path }),
@@ -63,7 +71,12 @@ pub fn acquire(state_file: &Path, wait: Duration) -> Result<RotationLock, LockEr
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err((_, Errno::EWOULDBLOCK)) => return Err(LockError::Busy { path, waited: wait }),
-            Err((_, e)) => return Err(LockError::Open { path, source: e.into() }),
+            Err((_, e)) => {
+                return Err(LockError::Open {
+                    path,
+                    source: e.into(),
+                });
+            }
         }
     }
 }
@@ -77,8 +90,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let st = dir.path().join("status");
         let first = acquire(&st, Duration::ZERO).unwrap();
-        let err = acquire(&st, Duration::from_millis(120)).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("another caretaker run holds the rotation lock {}/status.lock", dir.path().display())), "{err}");
+        let err = acquire(&st, Duration::from_millis(120))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "another caretaker run holds the rotation lock {}/status.lock",
+                dir.path().display()
+            )),
+            "{err}"
+        );
         drop(first);
         assert!(acquire(&st, Duration::ZERO).is_ok());
     }

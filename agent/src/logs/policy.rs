@@ -37,7 +37,10 @@ pub enum Compressor {
     Zstd { level: i32 },
     /// Any other command, run as `CMD OPTIONS < rotated > archive`; only loaded when
     /// `logs.allow_compresscmd` is true.
-    External { command: PathBuf, options: Vec<String> },
+    External {
+        command: PathBuf,
+        options: Vec<String>,
+    },
 }
 
 impl Compressor {
@@ -46,12 +49,14 @@ impl Compressor {
         match self {
             Compressor::Gzip { .. } => ".gz",
             Compressor::Zstd { .. } => ".zst",
-            Compressor::External { command, .. } => match command.file_name().and_then(|n| n.to_str()) {
-                Some("xz") => ".xz",
-                Some("bzip2" | "pbzip2") => ".bz2",
-                Some("lz4") => ".lz4",
-                _ => ".z",
-            },
+            Compressor::External { command, .. } => {
+                match command.file_name().and_then(|n| n.to_str()) {
+                    Some("xz") => ".xz",
+                    Some("bzip2" | "pbzip2") => ".bz2",
+                    Some("lz4") => ".lz4",
+                    _ => ".z",
+                }
+            }
         }
     }
 }
@@ -91,8 +96,24 @@ impl Scripts {
 /// The default taboo extensions of logrotate 3.21 (files in an included directory with
 /// these endings are skipped).
 pub const DEFAULT_TABOOEXT: &[&str] = &[
-    ",v", ".cfsaved", ".disabled", ".dpkg-bak", ".dpkg-del", ".dpkg-dist", ".dpkg-new", ".dpkg-old", ".dpkg-tmp",
-    ".rhn-cfg-tmp-*", ".rpmnew", ".rpmorig", ".rpmsave", ".swp", ".ucf-dist", ".ucf-new", ".ucf-old", "~",
+    ",v",
+    ".cfsaved",
+    ".disabled",
+    ".dpkg-bak",
+    ".dpkg-del",
+    ".dpkg-dist",
+    ".dpkg-new",
+    ".dpkg-old",
+    ".dpkg-tmp",
+    ".rhn-cfg-tmp-*",
+    ".rpmnew",
+    ".rpmorig",
+    ".rpmsave",
+    ".swp",
+    ".ucf-dist",
+    ".ucf-new",
+    ".ucf-old",
+    "~",
 ];
 
 /// A complete policy: what logrotate calls a log file definition, with the global
@@ -208,17 +229,71 @@ pub struct Permissions {
 
 /// Every directive name caretaker knows (for "unknown directive" errors and the YAML keys).
 pub const DIRECTIVES: &[&str] = &[
-    "hourly", "daily", "weekly", "monthly", "yearly", "size", "minsize", "maxsize", "rotate", "maxage", "minage",
-    "start", "missingok", "nomissingok", "ifempty", "notifempty", "create", "nocreate", "copytruncate",
-    "nocopytruncate", "copy", "nocopy", "olddir", "noolddir", "createolddir", "nocreateolddir", "extension",
-    "dateext", "nodateext", "dateformat", "dateyesterday", "compress", "nocompress", "delaycompress",
-    "nodelaycompress", "compresscmd", "uncompresscmd", "compressext", "compressoptions", "shred", "noshred",
-    "shredcycles", "sharedscripts", "nosharedscripts", "su", "tabooext", "allowhardlink", "noallowhardlink",
-    "nomail", "include", "prerotate", "postrotate", "firstaction", "lastaction", "preremove",
+    "hourly",
+    "daily",
+    "weekly",
+    "monthly",
+    "yearly",
+    "size",
+    "minsize",
+    "maxsize",
+    "rotate",
+    "maxage",
+    "minage",
+    "start",
+    "missingok",
+    "nomissingok",
+    "ifempty",
+    "notifempty",
+    "create",
+    "nocreate",
+    "copytruncate",
+    "nocopytruncate",
+    "copy",
+    "nocopy",
+    "olddir",
+    "noolddir",
+    "createolddir",
+    "nocreateolddir",
+    "extension",
+    "dateext",
+    "nodateext",
+    "dateformat",
+    "dateyesterday",
+    "compress",
+    "nocompress",
+    "delaycompress",
+    "nodelaycompress",
+    "compresscmd",
+    "uncompresscmd",
+    "compressext",
+    "compressoptions",
+    "shred",
+    "noshred",
+    "shredcycles",
+    "sharedscripts",
+    "nosharedscripts",
+    "su",
+    "tabooext",
+    "allowhardlink",
+    "noallowhardlink",
+    "nomail",
+    "include",
+    "prerotate",
+    "postrotate",
+    "firstaction",
+    "lastaction",
+    "preremove",
 ];
 
 /// The script directives (their body runs up to `endscript`).
-pub const SCRIPT_DIRECTIVES: &[&str] = &["prerotate", "postrotate", "firstaction", "lastaction", "preremove"];
+pub const SCRIPT_DIRECTIVES: &[&str] = &[
+    "prerotate",
+    "postrotate",
+    "firstaction",
+    "lastaction",
+    "preremove",
+];
 
 impl Policy {
     /// Applies one directive (`name` with its whitespace-separated `args`; `script` is the
@@ -227,10 +302,19 @@ impl Policy {
     /// # Errors
     /// A sentence saying what is wrong: unknown directive, bad or missing argument, a
     /// script or external compressor that the agent config does not allow.
-    pub fn apply(&mut self, name: &str, args: &[String], script: Option<&str>, perms: Permissions) -> Result<(), String> {
+    pub fn apply(
+        &mut self,
+        name: &str,
+        args: &[String],
+        script: Option<&str>,
+        perms: Permissions,
+    ) -> Result<(), String> {
         let no_args = |p: &mut Self, f: fn(&mut Self)| -> Result<(), String> {
             if !args.is_empty() {
-                return Err(format!("{name} takes no argument, found {:?}", args.join(" ")));
+                return Err(format!(
+                    "{name} takes no argument, found {:?}",
+                    args.join(" ")
+                ));
             }
             f(p);
             Ok(())
@@ -245,7 +329,11 @@ impl Policy {
                     [] => 0,
                     [d] => match d.parse::<u8>() {
                         Ok(n) if n <= 7 => n,
-                        _ => return Err(format!("weekly takes a weekday 0-7 (0 = Sunday, 7 = every 7 days), found {d:?}")),
+                        _ => {
+                            return Err(format!(
+                                "weekly takes a weekday 0-7 (0 = Sunday, 7 = every 7 days), found {d:?}"
+                            ));
+                        }
                     },
                     _ => return Err("weekly takes at most one argument (a weekday 0-7)".into()),
                 };
@@ -268,7 +356,11 @@ impl Policy {
                 let n = one_arg(name, args)?;
                 self.rotate = match n.parse::<i64>() {
                     Ok(v) if v >= -1 => v,
-                    _ => return Err(format!("rotate takes a count (0 or more, or -1 to keep all), found {n:?}")),
+                    _ => {
+                        return Err(format!(
+                            "rotate takes a count (0 or more, or -1 to keep all), found {n:?}"
+                        ));
+                    }
                 };
                 Ok(())
             }
@@ -285,7 +377,8 @@ impl Policy {
                 Ok(())
             }
             "shredcycles" => {
-                self.shredcycles = u32::try_from(one_u64(name, args)?).map_err(|_| "shredcycles is too large".to_string())?;
+                self.shredcycles = u32::try_from(one_u64(name, args)?)
+                    .map_err(|_| "shredcycles is too large".to_string())?;
                 Ok(())
             }
             "missingok" => no_args(self, |p| p.missingok = true),
@@ -348,7 +441,10 @@ impl Policy {
                 self.compressor = match base {
                     "gzip" | "pigz" => Compressor::Gzip { level: 6 },
                     "zstd" | "pzstd" | "zstdmt" => Compressor::Zstd { level: 3 },
-                    _ if perms.external_compress => Compressor::External { command: cmd.into(), options: Vec::new() },
+                    _ if perms.external_compress => Compressor::External {
+                        command: cmd.into(),
+                        options: Vec::new(),
+                    },
                     _ => {
                         return Err(format!(
                             "compresscmd {cmd}: only gzip and zstd are built in; set logs.allow_compresscmd: true in the agent config to run other commands"
@@ -370,7 +466,10 @@ impl Policy {
                 let uid = resolve_user(user)?;
                 let gid = match group {
                     Some(g) => resolve_group(g)?,
-                    None => User::from_uid(Uid::from_raw(uid)).ok().flatten().map_or(0, |u| u.gid.as_raw()),
+                    None => User::from_uid(Uid::from_raw(uid))
+                        .ok()
+                        .flatten()
+                        .map_or(0, |u| u.gid.as_raw()),
                 };
                 self.su = Some((uid, gid));
                 Ok(())
@@ -380,7 +479,12 @@ impl Policy {
                     Some("+") => (true, &args[1..]),
                     _ => (false, args),
                 };
-                let items = list.iter().flat_map(|a| a.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+                let items = list
+                    .iter()
+                    .flat_map(|a| a.split(','))
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from);
                 if !add {
                     self.tabooext.clear();
                 }
@@ -404,8 +508,10 @@ impl Policy {
                 *slot = Some(body);
                 Ok(())
             }
-            "mail" | "mailfirst" | "maillast" | "renamecopy" | "addextension" | "datehourago" | "taboopat"
-            | "ignoreduplicates" => Err(format!("{name} is a logrotate directive that caretaker does not support")),
+            "mail" | "mailfirst" | "maillast" | "renamecopy" | "addextension" | "datehourago"
+            | "taboopat" | "ignoreduplicates" => Err(format!(
+                "{name} is a logrotate directive that caretaker does not support"
+            )),
             _ => Err(format!("unknown directive {name:?}")),
         }
     }
@@ -417,11 +523,19 @@ impl Policy {
     }
 
     fn apply_compressoptions(&mut self) -> Result<(), String> {
-        let Some(opts) = self.compressoptions.clone() else { return Ok(()) };
+        let Some(opts) = self.compressoptions.clone() else {
+            return Ok(());
+        };
         match &mut self.compressor {
-            Compressor::Gzip { level } => *level = level_from(&opts, 1, 9)?.map_or(*level, |l| l as u32),
-            Compressor::Zstd { level } => *level = level_from(&opts, 1, 19)?.map_or(*level, |l| l as i32),
-            Compressor::External { options, .. } => *options = opts.split_whitespace().map(String::from).collect(),
+            Compressor::Gzip { level } => {
+                *level = level_from(&opts, 1, 9)?.map_or(*level, |l| l as u32)
+            }
+            Compressor::Zstd { level } => {
+                *level = level_from(&opts, 1, 19)?.map_or(*level, |l| l as i32)
+            }
+            Compressor::External { options, .. } => {
+                *options = opts.split_whitespace().map(String::from).collect()
+            }
         }
         Ok(())
     }
@@ -429,14 +543,20 @@ impl Policy {
     /// The `dateformat` in force (the default depends on `hourly`).
     pub fn dateformat(&self) -> DateFormat {
         self.dateformat.clone().unwrap_or_else(|| {
-            DateFormat::parse(if self.frequency == Some(Frequency::Hourly) { "-%Y%m%d%H" } else { "-%Y%m%d" })
-                .unwrap_or_else(|_| unreachable!("constant date formats parse"))
+            DateFormat::parse(if self.frequency == Some(Frequency::Hourly) {
+                "-%Y%m%d%H"
+            } else {
+                "-%Y%m%d"
+            })
+            .unwrap_or_else(|_| unreachable!("constant date formats parse"))
         })
     }
 
     /// The compression extension in force (`.gz` by default).
     pub fn compress_ext(&self) -> String {
-        self.compressext.clone().unwrap_or_else(|| self.compressor.default_ext().to_string())
+        self.compressext
+            .clone()
+            .unwrap_or_else(|| self.compressor.default_ext().to_string())
     }
 
     /// Checks combinations that only make sense together.
@@ -463,7 +583,10 @@ fn one_arg<'a>(name: &str, args: &'a [String]) -> Result<&'a str, String> {
     match args {
         [a] => Ok(a),
         [] => Err(format!("{name} needs an argument")),
-        _ => Err(format!("{name} takes one argument, found {:?}", args.join(" "))),
+        _ => Err(format!(
+            "{name} takes one argument, found {:?}",
+            args.join(" ")
+        )),
     }
 }
 
@@ -498,8 +621,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         Some('G') => (&s[..s.len() - 1], 1024 * 1024 * 1024),
         _ => (s, 1),
     };
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (write e.g. 100, 100k, 10M, 1G)"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (write e.g. 100, 100k, 10M, 1G)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 fn level_from(opts: &str, min: i64, max: i64) -> Result<Option<i64>, String> {
@@ -507,13 +633,23 @@ fn level_from(opts: &str, min: i64, max: i64) -> Result<Option<i64>, String> {
     for o in opts.split_whitespace() {
         if let Some(n) = o.strip_prefix('-').and_then(|d| d.parse::<i64>().ok()) {
             if !(min..=max).contains(&n) {
-                return Err(format!("compressoptions level {o} is out of range -{min}..-{max}"));
+                return Err(format!(
+                    "compressoptions level {o} is out of range -{min}..-{max}"
+                ));
             }
             level = Some(n);
-        } else if o.starts_with("-T") || o == "--rsyncable" || o == "-q" || o == "--quiet" || o == "-n" || o == "--no-name" {
+        } else if o.starts_with("-T")
+            || o == "--rsyncable"
+            || o == "-q"
+            || o == "--quiet"
+            || o == "-n"
+            || o == "--no-name"
+        {
             // Thread counts and cosmetic flags do not change the format.
         } else {
-            return Err(format!("compressoptions {o:?} is not understood by the built-in compressor (only -LEVEL)"));
+            return Err(format!(
+                "compressoptions {o:?} is not understood by the built-in compressor (only -LEVEL)"
+            ));
         }
     }
     Ok(level)
@@ -525,7 +661,8 @@ fn create_spec(name: &str, args: &[String]) -> Result<CreateSpec, String> {
     if let Some(first) = rest.first()
         && first.chars().all(|c| c.is_ascii_digit())
     {
-        let mode = u32::from_str_radix(first, 8).map_err(|_| format!("{name}: mode {first:?} is not octal"))?;
+        let mode = u32::from_str_radix(first, 8)
+            .map_err(|_| format!("{name}: mode {first:?} is not octal"))?;
         if mode > 0o7777 {
             return Err(format!("{name}: mode {first:?} is out of range"));
         }
@@ -539,7 +676,12 @@ fn create_spec(name: &str, args: &[String]) -> Result<CreateSpec, String> {
             spec.uid = Some(resolve_user(o)?);
             spec.gid = Some(resolve_group(g)?);
         }
-        _ => return Err(format!("{name} takes [MODE] [OWNER [GROUP]], found {:?}", args.join(" "))),
+        _ => {
+            return Err(format!(
+                "{name} takes [MODE] [OWNER [GROUP]], found {:?}",
+                args.join(" ")
+            ));
+        }
     }
     Ok(spec)
 }
@@ -575,7 +717,10 @@ mod tests {
         let mut p = Policy::default();
         apply(&mut p, "daily").unwrap();
         apply(&mut p, "size 10k").unwrap();
-        assert_eq!((p.frequency, p.size), (Some(Frequency::Daily), Some(10 * 1024)));
+        assert_eq!(
+            (p.frequency, p.size),
+            (Some(Frequency::Daily), Some(10 * 1024))
+        );
         apply(&mut p, "weekly 3").unwrap();
         assert_eq!((p.frequency, p.size), (Some(Frequency::Weekly(3)), None));
     }
@@ -593,12 +738,30 @@ mod tests {
     fn create_takes_optional_mode_owner_group() {
         let mut p = Policy::default();
         apply(&mut p, "create 0640 root root").unwrap();
-        assert_eq!(p.create, Some(CreateSpec { mode: Some(0o640), uid: Some(0), gid: Some(0) }));
+        assert_eq!(
+            p.create,
+            Some(CreateSpec {
+                mode: Some(0o640),
+                uid: Some(0),
+                gid: Some(0)
+            })
+        );
         apply(&mut p, "create").unwrap();
         assert_eq!(p.create, Some(CreateSpec::default()));
         apply(&mut p, "create 0600").unwrap();
-        assert_eq!(p.create, Some(CreateSpec { mode: Some(0o600), uid: None, gid: None }));
-        assert!(apply(&mut p, "create 0640 nosuchuser-x root").unwrap_err().contains("unknown user"));
+        assert_eq!(
+            p.create,
+            Some(CreateSpec {
+                mode: Some(0o600),
+                uid: None,
+                gid: None
+            })
+        );
+        assert!(
+            apply(&mut p, "create 0640 nosuchuser-x root")
+                .unwrap_err()
+                .contains("unknown user")
+        );
     }
 
     #[test]
@@ -611,26 +774,64 @@ mod tests {
         let err = apply(&mut p, "compresscmd /usr/bin/xz").unwrap_err();
         assert!(err.contains("allow_compresscmd"), "{err}");
         let args = vec!["/usr/bin/xz".to_string()];
-        p.apply("compresscmd", &args, None, Permissions { external_compress: true, scripts: false }).unwrap();
+        p.apply(
+            "compresscmd",
+            &args,
+            None,
+            Permissions {
+                external_compress: true,
+                scripts: false,
+            },
+        )
+        .unwrap();
         assert_eq!(p.compress_ext(), ".xz");
     }
 
     #[test]
     fn scripts_are_refused_unless_allowed() {
         let mut p = Policy::default();
-        let err = p.apply("postrotate", &[], Some("kill -HUP 1"), Permissions::default()).unwrap_err();
+        let err = p
+            .apply(
+                "postrotate",
+                &[],
+                Some("kill -HUP 1"),
+                Permissions::default(),
+            )
+            .unwrap_err();
         assert!(err.contains("allow_scripts"), "{err}");
-        p.apply("postrotate", &[], Some("kill -HUP 1"), Permissions { scripts: true, external_compress: false }).unwrap();
+        p.apply(
+            "postrotate",
+            &[],
+            Some("kill -HUP 1"),
+            Permissions {
+                scripts: true,
+                external_compress: false,
+            },
+        )
+        .unwrap();
         assert_eq!(p.scripts.postrotate.as_deref(), Some("kill -HUP 1"));
     }
 
     #[test]
     fn malformed_arguments_say_what_is_wrong() {
         let mut p = Policy::default();
-        assert_eq!(apply(&mut p, "rotate x").unwrap_err(), "rotate takes a count (0 or more, or -1 to keep all), found \"x\"");
-        assert_eq!(apply(&mut p, "compress now").unwrap_err(), "compress takes no argument, found \"now\"");
-        assert_eq!(apply(&mut p, "rotat 5").unwrap_err(), "unknown directive \"rotat\"");
-        assert!(apply(&mut p, "weekly 9").unwrap_err().contains("weekday 0-7"));
+        assert_eq!(
+            apply(&mut p, "rotate x").unwrap_err(),
+            "rotate takes a count (0 or more, or -1 to keep all), found \"x\""
+        );
+        assert_eq!(
+            apply(&mut p, "compress now").unwrap_err(),
+            "compress takes no argument, found \"now\""
+        );
+        assert_eq!(
+            apply(&mut p, "rotat 5").unwrap_err(),
+            "unknown directive \"rotat\""
+        );
+        assert!(
+            apply(&mut p, "weekly 9")
+                .unwrap_err()
+                .contains("weekday 0-7")
+        );
         apply(&mut p, "rotate -1").unwrap();
         assert_eq!(p.rotate, -1);
     }

@@ -80,7 +80,12 @@ struct Run<'a, 'p> {
 /// Runs every policy once. The state is updated in memory; the caller saves it. Returns
 /// whether the state changed (a pass where nothing is due and no log is new leaves it as
 /// it was, and nothing needs to be written).
-pub fn run_pass(policies: &[Policy], pass: &Pass<'_>, state: &mut State, out: &mut RotationSummary) -> bool {
+pub fn run_pass(
+    policies: &[Policy],
+    pass: &Pass<'_>,
+    state: &mut State,
+    out: &mut RotationSummary,
+) -> bool {
     let mut run = Run {
         pass,
         state,
@@ -90,7 +95,10 @@ pub fn run_pass(policies: &[Policy], pass: &Pass<'_>, state: &mut State, out: &m
         inside: HashMap::new(),
         last_inside: None,
         regexes: HashMap::new(),
-        ids: (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()),
+        ids: (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        ),
         state_changed: false,
     };
     let mut seen: HashSet<std::ffi::OsString> = HashSet::new();
@@ -112,29 +120,48 @@ impl Run<'_, '_> {
     fn error(&mut self, path: &Path, message: impl Into<String>) {
         let message = message.into();
         tracing::warn!(path = %path.display(), error = %message, "Log rotation problem.");
-        self.out.errors.push(LogError { place: path.display().to_string(), message });
+        self.out.errors.push(LogError {
+            place: path.display().to_string(),
+            message,
+        });
     }
 
     fn note(&mut self, path: &Path, message: impl Into<String>) {
         let message = message.into();
         tracing::info!(path = %path.display(), reason = %message, "Log skipped.");
-        self.out.skipped.push(LogError { place: path.display().to_string(), message });
+        self.out.skipped.push(LogError {
+            place: path.display().to_string(),
+            message,
+        });
     }
 
     fn act(&mut self, kind: ActionKind, path: &Path, to: Option<&Path>, bytes: u64) {
-        self.out.actions.push(Action { kind, path: path.to_path_buf(), to: to.map(Path::to_path_buf), bytes, bytes_after: None });
+        self.out.actions.push(Action {
+            kind,
+            path: path.to_path_buf(),
+            to: to.map(Path::to_path_buf),
+            bytes,
+            bytes_after: None,
+        });
     }
 
     /// Glob expansion; a pattern matching nothing is taken literally (as logrotate does),
     /// so `missingok` decides whether its absence is an error.
     fn expand(&mut self, p: &Policy, seen: &mut HashSet<std::ffi::OsString>) -> Vec<PathBuf> {
-        let opts = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: true };
+        let opts = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: true,
+        };
         let mut files = Vec::new();
         for pat in &p.patterns {
             let mut matched: Vec<PathBuf> = match expand_pattern(pat, opts) {
                 Ok(paths) => paths,
                 Err(e) => {
-                    self.out.errors.push(LogError { place: p.place.clone(), message: format!("bad pattern {pat:?}: {e}") });
+                    self.out.errors.push(LogError {
+                        place: p.place.clone(),
+                        message: format!("bad pattern {pat:?}: {e}"),
+                    });
                     continue;
                 }
             };
@@ -145,7 +172,13 @@ impl Run<'_, '_> {
                 if seen.insert(f.as_os_str().to_owned()) {
                     files.push(f);
                 } else if !pat.contains(['*', '?', '[']) {
-                    self.error(&f, format!("duplicate log entry (also at {}); the first block wins", p.place));
+                    self.error(
+                        &f,
+                        format!(
+                            "duplicate log entry (also at {}); the first block wins",
+                            p.place
+                        ),
+                    );
                 }
             }
         }
@@ -211,7 +244,10 @@ impl Run<'_, '_> {
             if !p.scripts.shared
                 && let Some(s) = &p.scripts.postrotate
             {
-                let a = archive.as_deref().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+                let a = archive
+                    .as_deref()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 self.script(s, &[&f.to_string_lossy(), &a], &p.place, "postrotate");
             }
             if let Err(e) = self.after_rotation(p, &f, archive.as_deref()) {
@@ -232,15 +268,26 @@ impl Run<'_, '_> {
         if self.pass.dry_run {
             return true;
         }
-        let res = std::process::Command::new("/bin/sh").arg("-c").arg(body).arg("caretaker-script").args(args).status();
+        let res = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(body)
+            .arg("caretaker-script")
+            .args(args)
+            .status();
         match res {
             Ok(s) if s.success() => true,
             Ok(s) => {
-                self.out.errors.push(LogError { place: place.into(), message: format!("{what} script failed: {s}") });
+                self.out.errors.push(LogError {
+                    place: place.into(),
+                    message: format!("{what} script failed: {s}"),
+                });
                 false
             }
             Err(e) => {
-                self.out.errors.push(LogError { place: place.into(), message: format!("cannot run {what} script: {e}") });
+                self.out.errors.push(LogError {
+                    place: place.into(),
+                    message: format!("cannot run {what} script: {e}"),
+                });
                 false
             }
         }
@@ -289,7 +336,10 @@ impl Run<'_, '_> {
             (f.to_path_buf(), meta)
         };
         if !self.is_inside(&path) {
-            self.error(&path, "is outside the configured roots (logs.roots); not touched");
+            self.error(
+                &path,
+                "is outside the configured roots (logs.roots); not touched",
+            );
             return None;
         }
         if !meta.is_file() {
@@ -300,7 +350,11 @@ impl Run<'_, '_> {
             self.note(&path, format!("has {} hard links (another name may be outside the roots); add allowhardlink to rotate it", meta.nlink()));
             return None;
         }
-        let age = meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok()).map_or(0, |d| d.as_secs() as i64);
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .map_or(0, |d| d.as_secs() as i64);
         let now = &self.pass.now;
         let last = match self.state.get(&path) {
             Some(t) => t,
@@ -311,36 +365,71 @@ impl Run<'_, '_> {
                 t
             }
         };
-        let d = schedule::decide(p, FileFacts { size: meta.len(), age_seconds: age }, last, now, self.pass.force);
+        let d = schedule::decide(
+            p,
+            FileFacts {
+                size: meta.len(),
+                age_seconds: age,
+            },
+            last,
+            now,
+            self.pass.force,
+        );
         tracing::debug!(path = %path.display(), decision = ?d, "Log considered.");
-        if d.rotates() { Some((path, meta)) } else { None }
+        if d.rotates() {
+            Some((path, meta))
+        } else {
+            None
+        }
     }
 
-    fn archive_dir(&mut self, p: &Policy, f: &Path, meta: &std::fs::Metadata) -> io::Result<PathBuf> {
+    fn archive_dir(
+        &mut self,
+        p: &Policy,
+        f: &Path,
+        meta: &std::fs::Metadata,
+    ) -> io::Result<PathBuf> {
         let dir = f.parent().unwrap_or(Path::new("/"));
-        let Some(old) = &p.olddir else { return Ok(dir.to_path_buf()) };
+        let Some(old) = &p.olddir else {
+            return Ok(dir.to_path_buf());
+        };
         let od = fsx::normalize(&dir.join(old));
         let probe = od.join("x");
         match std::fs::symlink_metadata(&od) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(io::Error::other(format!("olddir {} is not a directory", od.display()))),
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "olddir {} is not a directory",
+                    od.display()
+                )));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let Some(spec) = p.createolddir else {
-                    return Err(io::Error::other(format!("olddir {} does not exist (add createolddir to create it)", od.display())));
+                    return Err(io::Error::other(format!(
+                        "olddir {} does not exist (add createolddir to create it)",
+                        od.display()
+                    )));
                 };
                 if !self.pass.dry_run {
                     std::fs::create_dir(&od)?;
                     let (uid, gid) = p.su.map_or((None, None), |(u, g)| (Some(u), Some(g)));
                     let mode = spec.mode.unwrap_or(0o755);
                     std::fs::set_permissions(&od, std::fs::Permissions::from_mode(mode))?;
-                    let _ = std::os::unix::fs::chown(&od, spec.uid.or(uid).or(Some(meta.uid())), spec.gid.or(gid).or(Some(meta.gid())));
+                    let _ = std::os::unix::fs::chown(
+                        &od,
+                        spec.uid.or(uid).or(Some(meta.uid())),
+                        spec.gid.or(gid).or(Some(meta.gid())),
+                    );
                     self.dirs_to_sync.insert(dir.to_path_buf());
                 }
             }
             Err(e) => return Err(e),
         }
         if !self.pass.dry_run && !self.is_inside(&probe) {
-            return Err(io::Error::other(format!("olddir {} is outside the configured roots", od.display())));
+            return Err(io::Error::other(format!(
+                "olddir {} is outside the configured roots",
+                od.display()
+            )));
         }
         Ok(od)
     }
@@ -362,7 +451,10 @@ impl Run<'_, '_> {
             }
             self.dir_index.insert(key.to_owned(), set);
         }
-        Ok(self.dir_index.get_mut(key).unwrap_or_else(|| unreachable!()))
+        Ok(self
+            .dir_index
+            .get_mut(key)
+            .unwrap_or_else(|| unreachable!()))
     }
 
     /// Names in the log's archive directory that are archives of it (from the index,
@@ -374,7 +466,13 @@ impl Run<'_, '_> {
         let (key_i, n_i, z_i) = (group(re, "key"), group(re, "n"), group(re, "z"));
         let mut locs = re.capture_locations();
         let mut out = Vec::new();
-        for n in names.range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded)).take_while(|n| n.starts_with(prefix)) {
+        for n in names
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|n| n.starts_with(prefix))
+        {
             let rest = &n[prefix.len()..];
             if re.captures_read(&mut locs, rest).is_none() {
                 continue;
@@ -399,7 +497,12 @@ impl Run<'_, '_> {
         Ok(out)
     }
 
-    fn rotate_one(&mut self, p: &Policy, f: &Path, meta: &std::fs::Metadata) -> io::Result<Option<PathBuf>> {
+    fn rotate_one(
+        &mut self,
+        p: &Policy,
+        f: &Path,
+        meta: &std::fs::Metadata,
+    ) -> io::Result<Option<PathBuf>> {
         (self.pass.fail)("step")?;
         let dir = self.archive_dir(p, f, meta)?;
         let lay = Layout::new(p, f, &dir, &mut self.regexes);
@@ -411,11 +514,22 @@ impl Run<'_, '_> {
         }
         // 2. Names.
         let target = if p.dateext {
-            let when = if p.dateyesterday { self.pass.now.checked_sub(1.day()).unwrap_or_else(|_| self.pass.now.clone()) } else { self.pass.now.clone() };
+            let when = if p.dateyesterday {
+                self.pass
+                    .now
+                    .checked_sub(1.day())
+                    .unwrap_or_else(|_| self.pass.now.clone())
+            } else {
+                self.pass.now.clone()
+            };
             let stem = format!("{}{}", lay.base, p.dateformat().format(&when));
             let mut n = 0u64;
             loop {
-                let cand = if n == 0 { format!("{stem}{}", lay.ext) } else { format!("{stem}.{n}{}", lay.ext) };
+                let cand = if n == 0 {
+                    format!("{stem}{}", lay.ext)
+                } else {
+                    format!("{stem}.{n}{}", lay.ext)
+                };
                 let taken = {
                     let names = self.names(&dir)?;
                     names.contains(&cand) || names.contains(&format!("{cand}{}", lay.compext))
@@ -436,7 +550,11 @@ impl Run<'_, '_> {
             if !self.pass.dry_run {
                 copy_out(f, &target, p.copytruncate, self.pass.fail)?;
             }
-            let kind = if p.copytruncate { ActionKind::CopyTruncate } else { ActionKind::Copy };
+            let kind = if p.copytruncate {
+                ActionKind::CopyTruncate
+            } else {
+                ActionKind::Copy
+            };
             self.act(kind, f, Some(&target), size);
         } else {
             if !self.pass.dry_run {
@@ -465,7 +583,9 @@ impl Run<'_, '_> {
 
     /// Steps 4 and 5, after the postrotate script.
     fn after_rotation(&mut self, p: &Policy, f: &Path, archive: Option<&Path>) -> io::Result<()> {
-        let Some(archive) = archive else { return Ok(()) };
+        let Some(archive) = archive else {
+            return Ok(());
+        };
         let dir = archive.parent().unwrap_or(Path::new("/")).to_path_buf();
         let lay = Layout::new(p, f, &dir, &mut self.regexes);
         if p.rotate == 0 {
@@ -480,17 +600,32 @@ impl Run<'_, '_> {
     }
 
     fn compress(&mut self, p: &Policy, src: &Path, lay: &Layout) -> io::Result<()> {
-        let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = src
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let dst = src.with_file_name(format!("{name}{}", lay.compext));
         let before = match std::fs::symlink_metadata(src) {
             Ok(m) => m.len(),
             // Dry run: the archive does not exist yet; it is the log just "rotated".
-            Err(_) => self.out.actions.iter().rev().find(|a| a.to.as_deref() == Some(src)).map_or(0, |a| a.bytes),
+            Err(_) => self
+                .out
+                .actions
+                .iter()
+                .rev()
+                .find(|a| a.to.as_deref() == Some(src))
+                .map_or(0, |a| a.bytes),
         };
         let after = if self.pass.dry_run {
             None
         } else {
-            match compress::compress_file(src, &dst, &p.compressor, self.pass.threads, self.pass.fail) {
+            match compress::compress_file(
+                src,
+                &dst,
+                &p.compressor,
+                self.pass.threads,
+                self.pass.fail,
+            ) {
                 Ok(c) => Some(c.bytes_out),
                 Err(e) if e.kind() == compress::IN_USE => {
                     self.note(src, e.to_string());
@@ -504,7 +639,13 @@ impl Run<'_, '_> {
         self.out.compressed += 1;
         self.out.compressed_bytes_before += before;
         self.out.compressed_bytes_after += after.unwrap_or(0);
-        self.out.actions.push(Action { kind: ActionKind::Compress, path: src.to_path_buf(), to: Some(dst), bytes: before, bytes_after: after });
+        self.out.actions.push(Action {
+            kind: ActionKind::Compress,
+            path: src.to_path_buf(),
+            to: Some(dst),
+            bytes: before,
+            bytes_after: after,
+        });
         Ok(())
     }
 
@@ -516,15 +657,24 @@ impl Run<'_, '_> {
             by_index.entry(a.counter).or_default().push(a);
         }
         let count = if p.rotate < 0 {
-            by_index.keys().next_back().map_or(1, |m| m.saturating_sub(p.start) + 1)
+            by_index
+                .keys()
+                .next_back()
+                .map_or(1, |m| m.saturating_sub(p.start) + 1)
         } else {
             (p.rotate as u64).max(1)
         };
         let last = p.start + count - 1;
         for i in (p.start..=last).rev() {
-            let Some(list) = by_index.get(&i) else { continue };
+            let Some(list) = by_index.get(&i) else {
+                continue;
+            };
             for a in list {
-                let new_name = a.name.replacen(&format!("{}.{i}", lay.base), &format!("{}.{}", lay.base, i + 1), 1);
+                let new_name = a.name.replacen(
+                    &format!("{}.{i}", lay.base),
+                    &format!("{}.{}", lay.base, i + 1),
+                    1,
+                );
                 let to = lay.dir.join(&new_name);
                 (self.pass.fail)("step")?;
                 if !self.pass.dry_run {
@@ -541,9 +691,16 @@ impl Run<'_, '_> {
         if !p.dateext && p.maxage_days.is_none() {
             // Numbered, no maxage: only the archive shifted past the count goes; only it
             // needs a look at the file.
-            let limit = if p.rotate >= 0 { p.start + (p.rotate as u64).max(1) - 1 } else { u64::MAX };
+            let limit = if p.rotate >= 0 {
+                p.start + (p.rotate as u64).max(1) - 1
+            } else {
+                u64::MAX
+            };
             let names = self.archive_names(lay)?;
-            for a in names.into_iter().filter(|a| a.counter == limit.saturating_add(1) && a.is_regular()) {
+            for a in names
+                .into_iter()
+                .filter(|a| a.counter == limit.saturating_add(1) && a.is_regular())
+            {
                 self.remove(p, &a.path)?;
             }
             return Ok(());
@@ -558,21 +715,39 @@ impl Run<'_, '_> {
         let mut keep: Vec<Archive> = Vec::new();
         let mut remove: Vec<Archive> = Vec::new();
         if p.dateext {
-            let excess = if p.rotate >= 0 { archives.len().saturating_sub(p.rotate as usize) } else { 0 };
+            let excess = if p.rotate >= 0 {
+                archives.len().saturating_sub(p.rotate as usize)
+            } else {
+                0
+            };
             for (i, a) in archives.into_iter().enumerate() {
-                if i < excess { remove.push(a) } else { keep.push(a) }
+                if i < excess {
+                    remove.push(a)
+                } else {
+                    keep.push(a)
+                }
             }
         } else {
-            let limit = if p.rotate >= 0 { p.start + (p.rotate as u64).max(1) - 1 } else { u64::MAX };
+            let limit = if p.rotate >= 0 {
+                p.start + (p.rotate as u64).max(1) - 1
+            } else {
+                u64::MAX
+            };
             for a in archives {
                 // Only the one shifted past the count, as logrotate; others are not ours to judge.
-                if a.counter == limit + 1 { remove.push(a) } else { keep.push(a) }
+                if a.counter == limit + 1 {
+                    remove.push(a)
+                } else {
+                    keep.push(a)
+                }
             }
         }
         if let Some(days) = p.maxage_days {
             let cutoff = self.pass.now.timestamp().as_second() - (days as i64) * 86_400;
             let (old, young): (Vec<_>, Vec<_>) = keep.into_iter().partition(|a| {
-                std::fs::symlink_metadata(&a.path).map(|m| m.mtime() < cutoff).unwrap_or(false)
+                std::fs::symlink_metadata(&a.path)
+                    .map(|m| m.mtime() < cutoff)
+                    .unwrap_or(false)
             });
             remove.extend(old);
             let _ = young;
@@ -584,14 +759,20 @@ impl Run<'_, '_> {
     }
 
     fn remove(&mut self, p: &Policy, path: &Path) -> io::Result<()> {
-        let size = std::fs::symlink_metadata(path).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::symlink_metadata(path)
+            .map(|m| m.len())
+            .unwrap_or(0);
         if let Some(s) = &p.scripts.preremove {
             let place = p.place.clone();
             self.script(s, &[&path.to_string_lossy()], &place, "preremove");
         }
         (self.pass.fail)("step")?;
         if !self.pass.dry_run {
-            if p.shred { fsx::shred(path, p.shredcycles)? } else { std::fs::remove_file(path)? }
+            if p.shred {
+                fsx::shred(path, p.shredcycles)?
+            } else {
+                std::fs::remove_file(path)?
+            }
         }
         self.index_remove(path);
         if let Some(d) = path.parent() {
@@ -629,7 +810,11 @@ fn expand_pattern(pat: &str, opts: glob::MatchOptions) -> Result<Vec<PathBuf>, g
         return Ok(glob::glob_with(pat, opts)?.filter_map(Result::ok).collect());
     }
     let matcher = glob::Pattern::new(last)?;
-    let dir = if dir.is_empty() { Path::new("/") } else { Path::new(dir) };
+    let dir = if dir.is_empty() {
+        Path::new("/")
+    } else {
+        Path::new(dir)
+    };
     let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(Result::ok)
@@ -663,9 +848,14 @@ struct Layout {
 
 impl Layout {
     fn new(p: &Policy, f: &Path, dir: &Path, cache: &mut RegexCache) -> Self {
-        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let (base, ext) = match &p.extension {
-            Some(e) if name.ends_with(e.as_str()) && name.len() > e.len() => (name[..name.len() - e.len()].to_string(), e.clone()),
+            Some(e) if name.ends_with(e.as_str()) && name.len() > e.len() => {
+                (name[..name.len() - e.len()].to_string(), e.clone())
+            }
             _ => (name.clone(), String::new()),
         };
         let compext = p.compress_ext();
@@ -676,13 +866,26 @@ impl Layout {
         let regex = Arc::clone(cache.entry(key).or_insert_with(|| {
             let z = format!("(?P<z>{})?", regex::escape(&compext));
             let re = if p.dateext {
-                format!("^(?P<key>{})(?:\\.(?P<n>[0-9]+))?{}{z}$", p.dateformat().regex(), regex::escape(&ext))
+                format!(
+                    "^(?P<key>{})(?:\\.(?P<n>[0-9]+))?{}{z}$",
+                    p.dateformat().regex(),
+                    regex::escape(&ext)
+                )
             } else {
                 format!("^\\.(?P<n>[0-9]+){}{z}$", regex::escape(&ext))
             };
-            Arc::new(Regex::new(&re).unwrap_or_else(|_| Regex::new("^$").unwrap_or_else(|_| unreachable!())))
+            Arc::new(
+                Regex::new(&re)
+                    .unwrap_or_else(|_| Regex::new("^$").unwrap_or_else(|_| unreachable!())),
+            )
         }));
-        Self { dir: dir.to_path_buf(), base, ext, compext, regex }
+        Self {
+            dir: dir.to_path_buf(),
+            base,
+            ext,
+            compext,
+            regex,
+        }
     }
 }
 
@@ -709,9 +912,20 @@ fn group(re: &Regex, name: &str) -> Option<usize> {
 /// Creates the new, empty log. `O_EXCL`: a file a writer already recreated is left alone
 /// (caretaker never changes mode or owner of a file it did not create).
 /// `ids` are the process's effective uid and gid.
-fn create_log(f: &Path, spec: CreateSpec, old: &std::fs::Metadata, ids: (u32, u32)) -> io::Result<()> {
+fn create_log(
+    f: &Path,
+    spec: CreateSpec,
+    old: &std::fs::Metadata,
+    ids: (u32, u32),
+) -> io::Result<()> {
     let mode = spec.mode.unwrap_or(old.mode() & 0o7777);
-    let file = match std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(nix::libc::O_NOFOLLOW).mode(mode).open(f) {
+    let file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .mode(mode)
+        .open(f)
+    {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(e),
@@ -731,7 +945,11 @@ fn create_log(f: &Path, spec: CreateSpec, old: &std::fs::Metadata, ids: (u32, u3
 /// appended meanwhile, rename to `target`, copy the last appended bytes and truncate the
 /// log (copytruncate) with nothing slow in between, then fsync the copy.
 fn copy_out(f: &Path, target: &Path, truncate: bool, fail: FailHook<'_>) -> io::Result<()> {
-    let src = std::fs::OpenOptions::new().read(true).write(truncate).custom_flags(nix::libc::O_NOFOLLOW).open(f)?;
+    let src = std::fs::OpenOptions::new()
+        .read(true)
+        .write(truncate)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(f)?;
     let meta = src.metadata()?;
     let tmp = fsx::temp_name(target);
     let _ = std::fs::remove_file(&tmp);

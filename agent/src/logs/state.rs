@@ -70,7 +70,10 @@ impl State {
         match std::fs::read(path) {
             Ok(bytes) => Ok(Self::parse(&String::from_utf8_lossy(&bytes))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Self::default(), Vec::new())),
-            Err(source) => Err(StateError::Read { path: path.into(), source }),
+            Err(source) => Err(StateError::Read {
+                path: path.into(),
+                source,
+            }),
         }
     }
 
@@ -117,7 +120,16 @@ impl State {
             } else {
                 out.push_str(&p);
             }
-            let _ = writeln!(out, "\" {}-{}-{}-{}:{}:{}", t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second());
+            let _ = writeln!(
+                out,
+                "\" {}-{}-{}-{}:{}:{}",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
         }
         out
     }
@@ -127,12 +139,22 @@ impl State {
     /// # Errors
     /// Any step fails; the old file is then untouched.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let err = |source| StateError::Write { path: path.into(), source };
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let err = |source| StateError::Write {
+            path: path.into(),
+            source,
+        };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(err)?;
         let tmp = fsx::temp_name(path);
         let res = (|| {
-            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
             f.write_all(self.render().as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)?;
@@ -167,13 +189,18 @@ fn parse_line(line: &str) -> Result<(PathBuf, DateTime), String> {
         let end = end.ok_or_else(|| format!("unterminated quote in {line:?}"))?;
         (p, r[end..].trim())
     } else {
-        let (p, r) = line.rsplit_once(char::is_whitespace).ok_or_else(|| format!("no date in {line:?}"))?;
+        let (p, r) = line
+            .rsplit_once(char::is_whitespace)
+            .ok_or_else(|| format!("no date in {line:?}"))?;
         (p.trim().to_string(), r.trim())
     };
     if !path.starts_with('/') {
         return Err(format!("{path:?} is not an absolute path"));
     }
-    Ok((PathBuf::from(path), parse_time(rest).ok_or_else(|| format!("bad date {rest:?}"))?))
+    Ok((
+        PathBuf::from(path),
+        parse_time(rest).ok_or_else(|| format!("bad date {rest:?}"))?,
+    ))
 }
 
 /// `Y-M-D` or `Y-M-D-H:M:S`, numbers without padding.
@@ -209,24 +236,46 @@ mod tests {
         let v2 = "logrotate state -- version 2\n\"/var/log/a.log\" 2026-11-29-18:3:7\n\"/var/log/q\\\"x\" 2024-1-2-0:0:0\n";
         let (st, w) = State::parse(v2);
         assert!(w.is_empty(), "{w:?}");
-        assert_eq!(st.entries[OsStr::new("/var/log/a.log")], DateTime::new(2026, 11, 29, 18, 3, 7, 0).unwrap());
-        assert_eq!(st.entries[OsStr::new("/var/log/q\"x")], DateTime::new(2024, 1, 2, 0, 0, 0, 0).unwrap());
+        assert_eq!(
+            st.entries[OsStr::new("/var/log/a.log")],
+            DateTime::new(2026, 11, 29, 18, 3, 7, 0).unwrap()
+        );
+        assert_eq!(
+            st.entries[OsStr::new("/var/log/q\"x")],
+            DateTime::new(2024, 1, 2, 0, 0, 0, 0).unwrap()
+        );
         assert_eq!(State::parse(&st.render()).0, st);
-        assert_eq!(st.render().lines().nth(1).unwrap(), "\"/var/log/a.log\" 2026-11-29-18:3:7");
+        assert_eq!(
+            st.render().lines().nth(1).unwrap(),
+            "\"/var/log/a.log\" 2026-11-29-18:3:7"
+        );
         let (v1, w) = State::parse("logrotate state -- version 1\n\"/var/log/old\" 2008-1-28\n");
         assert!(w.is_empty());
-        assert_eq!(v1.entries[OsStr::new("/var/log/old")], DateTime::new(2008, 1, 28, 0, 0, 0, 0).unwrap());
+        assert_eq!(
+            v1.entries[OsStr::new("/var/log/old")],
+            DateTime::new(2008, 1, 28, 0, 0, 0, 0).unwrap()
+        );
     }
 
     #[test]
     fn corrupt_and_truncated_lines_are_reported_and_skipped() {
         let text = "logrotate state -- version 2\n\"/a\" 2024-1-2-3:4:5\ngarbage\n\"/b\" 2024-13-2\n\"/c\" 2024-1-";
         let (st, w) = State::parse(text);
-        assert_eq!(st.entries.keys().collect::<Vec<_>>(), vec![OsStr::new("/a")]);
-        assert_eq!(st.get(Path::new("/a")), DateTime::new(2024, 1, 2, 3, 4, 5, 0).ok());
+        assert_eq!(
+            st.entries.keys().collect::<Vec<_>>(),
+            vec![OsStr::new("/a")]
+        );
+        assert_eq!(
+            st.get(Path::new("/a")),
+            DateTime::new(2024, 1, 2, 3, 4, 5, 0).ok()
+        );
         let mut two = st.clone();
-        two.entries.insert("/0".into(), DateTime::new(2024, 1, 1, 0, 0, 0, 0).unwrap());
-        assert_eq!(two.render(), "logrotate state -- version 2\n\"/0\" 2024-1-1-0:0:0\n\"/a\" 2024-1-2-3:4:5\n");
+        two.entries
+            .insert("/0".into(), DateTime::new(2024, 1, 1, 0, 0, 0, 0).unwrap());
+        assert_eq!(
+            two.render(),
+            "logrotate state -- version 2\n\"/0\" 2024-1-1-0:0:0\n\"/a\" 2024-1-2-3:4:5\n"
+        );
         assert_eq!(w.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![3, 4, 5]);
         let (st, w) = State::parse("\u{0}\u{1}binary junk");
         assert!(st.entries.is_empty());
@@ -238,11 +287,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("status");
         let mut st = State::default();
-        st.entries.insert("/x".into(), DateTime::new(2024, 5, 6, 7, 8, 9, 0).unwrap());
+        st.entries
+            .insert("/x".into(), DateTime::new(2024, 5, 6, 7, 8, 9, 0).unwrap());
         st.save(&p).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "logrotate state -- version 2\n\"/x\" 2024-5-6-7:8:9\n");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "logrotate state -- version 2\n\"/x\" 2024-5-6-7:8:9\n"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("status")]);
-        assert_eq!(State::load(&dir.path().join("missing")).unwrap().0, State::default());
+        assert_eq!(
+            State::load(&dir.path().join("missing")).unwrap().0,
+            State::default()
+        );
     }
 }

@@ -90,12 +90,18 @@ impl RotationSummary {
             t.add_row(vec![
                 a.kind.verb(self.dry_run).to_string(),
                 a.path.display().to_string(),
-                a.to.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                a.to.as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
                 a.bytes.to_string(),
                 a.bytes_after.map(|b| b.to_string()).unwrap_or_default(),
             ]);
         }
-        let mut out = if self.actions.is_empty() { String::from("nothing to do\n") } else { format!("{t}\n") };
+        let mut out = if self.actions.is_empty() {
+            String::from("nothing to do\n")
+        } else {
+            format!("{t}\n")
+        };
         out.push_str(&format!(
             "{}{} checked, {} rotated ({} bytes), {} compressed ({} -> {} bytes), {} deleted ({} bytes), {} skipped, {} errors\n",
             if self.dry_run { "dry run: " } else { "" },
@@ -149,21 +155,43 @@ impl SweepSummary {
         t.set_header(vec!["action", "path", "bytes", "age"]);
         for f in &self.files {
             t.add_row(vec![
-                if self.dry_run { "would delete" } else { "deleted" }.to_string(),
+                if self.dry_run {
+                    "would delete"
+                } else {
+                    "deleted"
+                }
+                .to_string(),
                 f.path.display().to_string(),
                 f.bytes.to_string(),
-                humantime::format_duration(std::time::Duration::from_secs(f.age_seconds)).to_string(),
+                humantime::format_duration(std::time::Duration::from_secs(f.age_seconds))
+                    .to_string(),
             ]);
         }
-        let mut out = if self.files.is_empty() { String::from("nothing older than the limit\n") } else { format!("{t}\n") };
+        let mut out = if self.files.is_empty() {
+            String::from("nothing older than the limit\n")
+        } else {
+            format!("{t}\n")
+        };
         out.push_str(&format!(
             "{}{} checked, {} {}, {} bytes {}, {} errors\n",
-            if self.dry_run { "dry run (add --apply to delete): " } else { "" },
+            if self.dry_run {
+                "dry run (add --apply to delete): "
+            } else {
+                ""
+            },
             self.files_checked,
             self.files.len(),
-            if self.dry_run { "would be deleted" } else { "deleted" },
+            if self.dry_run {
+                "would be deleted"
+            } else {
+                "deleted"
+            },
             self.freed_bytes,
-            if self.dry_run { "would be freed" } else { "freed" },
+            if self.dry_run {
+                "would be freed"
+            } else {
+                "freed"
+            },
             self.errors.len()
         ));
         for e in &self.errors {

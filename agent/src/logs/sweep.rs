@@ -34,7 +34,11 @@ pub struct RetentionRule {
 impl RetentionRule {
     /// A rule with the default interval.
     pub fn new(glob: impl Into<String>, max_age: Duration) -> Self {
-        Self { glob: glob.into(), max_age, interval: default_interval() }
+        Self {
+            glob: glob.into(),
+            max_age,
+            interval: default_interval(),
+        }
     }
 }
 
@@ -43,7 +47,11 @@ fn default_interval() -> Duration {
 }
 
 fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    caretaker_proto::config::bounded_duration(d, Duration::from_secs(1), Duration::from_secs(30 * 86_400))
+    caretaker_proto::config::bounded_duration(
+        d,
+        Duration::from_secs(1),
+        Duration::from_secs(30 * 86_400),
+    )
 }
 
 /// The directory part of a pattern before its first wildcard.
@@ -59,18 +67,31 @@ pub fn literal_root(pattern: &str) -> PathBuf {
 
 /// Runs the rules once. Nothing is deleted unless `apply`.
 pub fn sweep(rules: &[RetentionRule], now: SystemTime, apply: bool) -> SweepSummary {
-    let mut out = SweepSummary { dry_run: !apply, ..SweepSummary::default() };
-    let opts = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: true };
+    let mut out = SweepSummary {
+        dry_run: !apply,
+        ..SweepSummary::default()
+    };
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
     for rule in rules {
         if !rule.glob.starts_with('/') {
-            out.errors.push(LogError { place: rule.glob.clone(), message: "the pattern must be an absolute path".into() });
+            out.errors.push(LogError {
+                place: rule.glob.clone(),
+                message: "the pattern must be an absolute path".into(),
+            });
             continue;
         }
         let roots = vec![literal_root(&rule.glob)];
         let paths = match glob::glob_with(&rule.glob, opts) {
             Ok(p) => p,
             Err(e) => {
-                out.errors.push(LogError { place: rule.glob.clone(), message: format!("bad pattern: {e}") });
+                out.errors.push(LogError {
+                    place: rule.glob.clone(),
+                    message: format!("bad pattern: {e}"),
+                });
                 continue;
             }
         };
@@ -78,20 +99,33 @@ pub fn sweep(rules: &[RetentionRule], now: SystemTime, apply: bool) -> SweepSumm
             let path = match entry {
                 Ok(p) => p,
                 Err(e) => {
-                    out.errors.push(LogError { place: e.path().display().to_string(), message: e.error().to_string() });
+                    out.errors.push(LogError {
+                        place: e.path().display().to_string(),
+                        message: e.error().to_string(),
+                    });
                     continue;
                 }
             };
             out.files_checked += 1;
             if let Err(message) = one(&path, rule.max_age, now, apply, &roots, &mut out) {
-                out.errors.push(LogError { place: path.display().to_string(), message });
+                out.errors.push(LogError {
+                    place: path.display().to_string(),
+                    message,
+                });
             }
         }
     }
     out
 }
 
-fn one(path: &Path, max_age: Duration, now: SystemTime, apply: bool, roots: &[PathBuf], out: &mut SweepSummary) -> Result<(), String> {
+fn one(
+    path: &Path,
+    max_age: Duration,
+    now: SystemTime,
+    apply: bool,
+    roots: &[PathBuf],
+    out: &mut SweepSummary,
+) -> Result<(), String> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         // Vanished since the glob saw it: nothing to do.
@@ -107,9 +141,16 @@ fn one(path: &Path, max_age: Duration, now: SystemTime, apply: bool, roots: &[Pa
         return Ok(());
     }
     if !fsx::inside_roots(path, roots) {
-        return Err(format!("resolves outside {}; not touched", roots[0].display()));
+        return Err(format!(
+            "resolves outside {}; not touched",
+            roots[0].display()
+        ));
     }
-    let freed = if meta.nlink() == 1 { fsx::allocated_bytes(&meta) } else { 0 };
+    let freed = if meta.nlink() == 1 {
+        fsx::allocated_bytes(&meta)
+    } else {
+        0
+    };
     if apply {
         match std::fs::remove_file(path) {
             Ok(()) => {}
@@ -118,7 +159,11 @@ fn one(path: &Path, max_age: Duration, now: SystemTime, apply: bool, roots: &[Pa
         }
     }
     out.freed_bytes += freed;
-    out.files.push(SweptFile { path: path.to_path_buf(), bytes: meta.len(), age_seconds: age.as_secs() });
+    out.files.push(SweptFile {
+        path: path.to_path_buf(),
+        bytes: meta.len(),
+        age_seconds: age.as_secs(),
+    });
     Ok(())
 }
 
@@ -128,7 +173,12 @@ mod tests {
 
     fn touch(p: &Path, bytes: usize, mtime: SystemTime) {
         std::fs::write(p, vec![b'x'; bytes]).unwrap();
-        std::fs::File::options().write(true).open(p).unwrap().set_modified(mtime).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
     }
 
     #[test]
@@ -136,18 +186,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
         let day = Duration::from_secs(86_400);
-        touch(&dir.path().join("old.log"), 5000, now - 7 * day - Duration::from_secs(1));
+        touch(
+            &dir.path().join("old.log"),
+            5000,
+            now - 7 * day - Duration::from_secs(1),
+        );
         touch(&dir.path().join("edge.log"), 10, now - 7 * day);
         touch(&dir.path().join("new.log"), 10, now);
         touch(&dir.path().join(".hidden.log"), 10, now - 70 * day);
         std::fs::create_dir(dir.path().join("dir.log")).unwrap();
-        std::os::unix::fs::symlink(dir.path().join("old.log"), dir.path().join("link.log")).unwrap();
-        let rules = vec![RetentionRule::new(format!("{}/*.log", dir.path().display()), 7 * day)];
+        std::os::unix::fs::symlink(dir.path().join("old.log"), dir.path().join("link.log"))
+            .unwrap();
+        let rules = vec![RetentionRule::new(
+            format!("{}/*.log", dir.path().display()),
+            7 * day,
+        )];
         let dry = sweep(&rules, now, false);
-        assert_eq!(dry.files.iter().map(|f| f.path.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(), vec!["old.log"]);
+        assert_eq!(
+            dry.files
+                .iter()
+                .map(|f| f.path.file_name().unwrap().to_str().unwrap())
+                .collect::<Vec<_>>(),
+            vec!["old.log"]
+        );
         assert_eq!(dry.files[0].bytes, 5000);
         assert!(dry.freed_bytes >= 5000);
-        assert!(dir.path().join("old.log").exists(), "dry run deletes nothing");
+        assert!(
+            dir.path().join("old.log").exists(),
+            "dry run deletes nothing"
+        );
         let real = sweep(&rules, now, true);
         assert_eq!(real.files.len(), 1);
         assert!(!dir.path().join("old.log").exists());
@@ -169,19 +236,32 @@ mod tests {
         touch(&outside.join("victim.log"), 10, SystemTime::now());
         touch(&root.join("sub/mine.log"), 10, SystemTime::now());
         std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
-        let rules = vec![RetentionRule::new(format!("{}/*/*.log", root.display()), Duration::from_secs(86_400))];
+        let rules = vec![RetentionRule::new(
+            format!("{}/*/*.log", root.display()),
+            Duration::from_secs(86_400),
+        )];
         let s = sweep(&rules, now, true);
         assert!(outside.join("victim.log").exists());
         assert!(!root.join("sub/mine.log").exists());
         assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
-        assert!(s.errors[0].message.starts_with("resolves outside"), "{:?}", s.errors);
+        assert!(
+            s.errors[0].message.starts_with("resolves outside"),
+            "{:?}",
+            s.errors
+        );
     }
 
     #[test]
     fn literal_root_is_the_directory_before_the_first_wildcard() {
         assert_eq!(literal_root("/var/log/*.log"), PathBuf::from("/var/log"));
-        assert_eq!(literal_root("/var/log/pods/*/x/*.gz"), PathBuf::from("/var/log/pods"));
-        assert_eq!(literal_root("/var/log/exact.log"), PathBuf::from("/var/log"));
+        assert_eq!(
+            literal_root("/var/log/pods/*/x/*.gz"),
+            PathBuf::from("/var/log/pods")
+        );
+        assert_eq!(
+            literal_root("/var/log/exact.log"),
+            PathBuf::from("/var/log")
+        );
         assert_eq!(literal_root("/*.log"), PathBuf::from("/"));
     }
 }

@@ -51,10 +51,46 @@ macro_rules! policy_config {
 }
 
 policy_config!(
-    hourly, daily, weekly, monthly, yearly, size, minsize, maxsize, rotate, maxage, minage, start, missingok,
-    ifempty, notifempty, create, copytruncate, copy, olddir, createolddir, extension, dateext, dateformat,
-    dateyesterday, compress, delaycompress, compresscmd, compressext, compressoptions, shred, shredcycles,
-    sharedscripts, su, tabooext, allowhardlink, prerotate, postrotate, firstaction, lastaction, preremove,
+    hourly,
+    daily,
+    weekly,
+    monthly,
+    yearly,
+    size,
+    minsize,
+    maxsize,
+    rotate,
+    maxage,
+    minage,
+    start,
+    missingok,
+    ifempty,
+    notifempty,
+    create,
+    copytruncate,
+    copy,
+    olddir,
+    createolddir,
+    extension,
+    dateext,
+    dateformat,
+    dateyesterday,
+    compress,
+    delaycompress,
+    compresscmd,
+    compressext,
+    compressoptions,
+    shred,
+    shredcycles,
+    sharedscripts,
+    su,
+    tabooext,
+    allowhardlink,
+    prerotate,
+    postrotate,
+    firstaction,
+    lastaction,
+    preremove,
 );
 
 impl PolicyConfig {
@@ -62,9 +98,17 @@ impl PolicyConfig {
     ///
     /// # Errors
     /// Every bad key, each as `(place, message)`.
-    pub fn to_policy(&self, index: usize, perms: Permissions) -> Result<Policy, Vec<(String, String)>> {
+    pub fn to_policy(
+        &self,
+        index: usize,
+        perms: Permissions,
+    ) -> Result<Policy, Vec<(String, String)>> {
         let place = |k: &str| format!("logs.policies[{index}].{k}");
-        let mut p = Policy { patterns: self.files.clone(), place: format!("logs.policies[{index}]"), ..Policy::default() };
+        let mut p = Policy {
+            patterns: self.files.clone(),
+            place: format!("logs.policies[{index}]"),
+            ..Policy::default()
+        };
         let mut errors = Vec::new();
         for (name, value) in self.fields() {
             let Some(v) = value else { continue };
@@ -76,7 +120,9 @@ impl PolicyConfig {
                     None => Ok(()),
                 },
                 Arg::Int(n) => p.apply(name, &[n.to_string()], None, perms),
-                Arg::Str(s) if SCRIPT_DIRECTIVES.contains(&name) => p.apply(name, &[], Some(s), perms),
+                Arg::Str(s) if SCRIPT_DIRECTIVES.contains(&name) => {
+                    p.apply(name, &[], Some(s), perms)
+                }
                 Arg::Str(s) => match super::conf::shell_words(s) {
                     Ok(words) => p.apply(name, &words, None, perms),
                     Err(e) => Err(e),
@@ -91,7 +137,11 @@ impl PolicyConfig {
         {
             errors.push((place("files"), e));
         }
-        if errors.is_empty() { Ok(p) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(p)
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -135,17 +185,36 @@ mod tests {
         let w: Wrap = caretaker_proto::config::parse_yaml(yaml, Path::new("a.yaml")).unwrap();
         let mut from_yaml = w.policies[0].to_policy(0, Permissions::default()).unwrap();
         let conf = "/var/log/containers/*.log {\n  daily\n  rotate 7\n  compress\n  missingok\n  notifempty\n  dateext\n  dateformat -%Y%m%d-%s\n  create 0644 root root\n}\n";
-        let from_conf = parse_str(conf, "c", Permissions::default()).policies.remove(0);
+        let from_conf = parse_str(conf, "c", Permissions::default())
+            .policies
+            .remove(0);
         from_yaml.place = from_conf.place.clone();
         assert_eq!(from_yaml, from_conf);
     }
 
     #[test]
     fn bad_values_name_the_policy_and_key_and_unknown_keys_name_the_line() {
-        let w: Wrap = caretaker_proto::config::parse_yaml("policies:\n  - files: [/a.log]\n    rotate: many\n    compress: false\n", Path::new("a.yaml")).unwrap();
-        let errs = w.policies[0].to_policy(3, Permissions::default()).unwrap_err();
-        assert_eq!(errs, vec![("logs.policies[3].rotate".to_string(), "rotate takes a count (0 or more, or -1 to keep all), found \"many\"".to_string())]);
-        let err = caretaker_proto::config::parse_yaml::<Wrap>("policies:\n  - files: [/a.log]\n    rotat: 2\n", Path::new("a.yaml")).unwrap_err().to_string();
+        let w: Wrap = caretaker_proto::config::parse_yaml(
+            "policies:\n  - files: [/a.log]\n    rotate: many\n    compress: false\n",
+            Path::new("a.yaml"),
+        )
+        .unwrap();
+        let errs = w.policies[0]
+            .to_policy(3, Permissions::default())
+            .unwrap_err();
+        assert_eq!(
+            errs,
+            vec![(
+                "logs.policies[3].rotate".to_string(),
+                "rotate takes a count (0 or more, or -1 to keep all), found \"many\"".to_string()
+            )]
+        );
+        let err = caretaker_proto::config::parse_yaml::<Wrap>(
+            "policies:\n  - files: [/a.log]\n    rotat: 2\n",
+            Path::new("a.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("rotat") && err.contains("line 3"), "{err}");
     }
 }

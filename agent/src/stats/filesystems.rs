@@ -19,8 +19,7 @@ use super::mountinfo::MountInfo;
 /// node_exporter's default `--collector.filesystem.mount-points-exclude`, extended with
 /// `/run` (tmpfs for runtime state) and the per-container and per-pod mounts of Docker,
 /// containerd, CRI-O/Podman and the kubelet, which are not filesystems of the node.
-pub const DEFAULT_MOUNT_POINTS_EXCLUDE: &str =
-    "^/(dev|proc|run|sys|var/lib/docker/.+|var/lib/containerd/.+|var/lib/containers/storage/.+|var/lib/kubelet/pods/.+)($|/)";
+pub const DEFAULT_MOUNT_POINTS_EXCLUDE: &str = "^/(dev|proc|run|sys|var/lib/docker/.+|var/lib/containerd/.+|var/lib/containers/storage/.+|var/lib/kubelet/pods/.+)($|/)";
 
 /// node_exporter's default `--collector.filesystem.fs-types-exclude` (Linux), plus
 /// `efivarfs` and `fuse.lxcfs`: kernel interfaces and read-only images that never fill up.
@@ -45,7 +44,8 @@ impl Default for FilesystemFilter {
 impl FilesystemFilter {
     /// True when the mount is reported.
     pub fn accepts(&self, m: &MountInfo) -> bool {
-        !self.mount_points_exclude.is_match(&m.mount_point) && !self.fs_types_exclude.is_match(&m.fstype)
+        !self.mount_points_exclude.is_match(&m.mount_point)
+            && !self.fs_types_exclude.is_match(&m.fstype)
     }
 }
 
@@ -70,7 +70,12 @@ pub fn candidates(mounts: &[MountInfo], filter: &FilesystemFilter) -> Vec<Candid
     let mut out: Vec<Candidate> = by_dev
         .into_values()
         .map(|mut ms| {
-            ms.sort_by(|a, b| a.mount_point.len().cmp(&b.mount_point.len()).then_with(|| a.mount_point.cmp(&b.mount_point)));
+            ms.sort_by(|a, b| {
+                a.mount_point
+                    .len()
+                    .cmp(&b.mount_point.len())
+                    .then_with(|| a.mount_point.cmp(&b.mount_point))
+            });
             ms.dedup_by(|a, b| a.mount_point == b.mount_point);
             let first = ms[0];
             Candidate {
@@ -124,10 +129,22 @@ impl StatVfs {
         let avail_bytes = self.blocks_available.saturating_mul(self.fragment_size);
         let used = self.blocks.saturating_sub(self.blocks_free);
         let denominator = used.saturating_add(self.blocks_available);
-        let used_percent = if denominator == 0 { 0.0 } else { used as f64 * 100.0 / denominator as f64 };
+        let used_percent = if denominator == 0 {
+            0.0
+        } else {
+            used as f64 * 100.0 / denominator as f64
+        };
         let files_used_percent = (self.files > 0)
             .then(|| self.files.saturating_sub(self.files_free) as f64 * 100.0 / self.files as f64);
-        DfFigures { size_bytes, free_bytes, avail_bytes, files: self.files, files_free: self.files_free, used_percent, files_used_percent }
+        DfFigures {
+            size_bytes,
+            free_bytes,
+            avail_bytes,
+            files: self.files,
+            files_free: self.files_free,
+            used_percent,
+            files_used_percent,
+        }
     }
 }
 
@@ -138,7 +155,11 @@ impl StatVfs {
 pub fn statvfs(path: &Path) -> nix::Result<StatVfs> {
     let s = nix::sys::statvfs::statvfs(path)?;
     #[allow(clippy::unnecessary_cast)] // the field types differ between libcs
-    let fragment_size = if s.fragment_size() > 0 { s.fragment_size() as u64 } else { s.block_size() as u64 };
+    let fragment_size = if s.fragment_size() > 0 {
+        s.fragment_size() as u64
+    } else {
+        s.block_size() as u64
+    };
     #[allow(clippy::unnecessary_cast)]
     Ok(StatVfs {
         fragment_size,
@@ -169,14 +190,20 @@ pub struct Statter {
 
 impl Default for Statter {
     fn default() -> Self {
-        Self { in_flight: Arc::default(), stat: statvfs }
+        Self {
+            in_flight: Arc::default(),
+            stat: statvfs,
+        }
     }
 }
 
 impl Statter {
     /// A statter with another stat function (tests: one that hangs).
     pub fn with_stat_fn(stat: fn(&Path) -> nix::Result<StatVfs>) -> Self {
-        Self { in_flight: Arc::default(), stat }
+        Self {
+            in_flight: Arc::default(),
+            stat,
+        }
     }
 
     /// Stats all candidates concurrently.
@@ -189,7 +216,11 @@ impl Statter {
         let mut tasks = Vec::with_capacity(candidates.len());
         for c in candidates {
             let path = under_root(rootfs, &c.mountpoints[0]);
-            let fresh = self.in_flight.lock().map(|mut s| s.insert(path.clone())).unwrap_or(false);
+            let fresh = self
+                .in_flight
+                .lock()
+                .map(|mut s| s.insert(path.clone()))
+                .unwrap_or(false);
             let handle = fresh.then(|| {
                 let in_flight = Arc::clone(&self.in_flight);
                 let path = path.clone();
@@ -221,7 +252,10 @@ impl Statter {
                         continue;
                     }
                     Ok(Err(join)) => Err(format!("statvfs task failed: {join}")),
-                    Err(_) => Err(format!("statvfs did not return within {}", humantime::format_duration(timeout))),
+                    Err(_) => Err(format!(
+                        "statvfs did not return within {}",
+                        humantime::format_duration(timeout)
+                    )),
                 },
             };
             let (figures, stale) = match result {
@@ -248,7 +282,11 @@ impl Statter {
                 files: figures.files,
                 files_free: figures.files_free,
                 used_percent: figures.used_percent,
-                files_used_percent: if stale { None } else { figures.files_used_percent },
+                files_used_percent: if stale {
+                    None
+                } else {
+                    figures.files_used_percent
+                },
                 stale,
             });
         }
@@ -289,7 +327,13 @@ mod tests {
         let c = candidates(&mounts(HOST), &FilesystemFilter::default());
         let got: Vec<(&str, &str, Vec<&str>)> = c
             .iter()
-            .map(|c| (c.device_id.as_str(), c.fstype.as_str(), c.mountpoints.iter().map(String::as_str).collect()))
+            .map(|c| {
+                (
+                    c.device_id.as_str(),
+                    c.fstype.as_str(),
+                    c.mountpoints.iter().map(String::as_str).collect(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -312,14 +356,24 @@ mod tests {
             fs_types_exclude: Regex::new("^(proc|sysfs|tmpfs|devtmpfs|cgroup2|overlay)$").unwrap(),
         };
         let c = candidates(&mounts(HOST), &f);
-        let mps: Vec<Vec<&str>> = c.iter().map(|c| c.mountpoints.iter().map(String::as_str).collect()).collect();
+        let mps: Vec<Vec<&str>> = c
+            .iter()
+            .map(|c| c.mountpoints.iter().map(String::as_str).collect())
+            .collect();
         assert_eq!(mps, vec![vec!["/"], vec!["/data", "/var/lib/docker"]]);
     }
 
     #[test]
     fn df_percentages_exclude_reserved_blocks() {
         // 1000 blocks of 4 KiB, 400 free of which 50 reserved: used 600, avail 350.
-        let s = StatVfs { fragment_size: 4096, blocks: 1000, blocks_free: 400, blocks_available: 350, files: 200, files_free: 150 };
+        let s = StatVfs {
+            fragment_size: 4096,
+            blocks: 1000,
+            blocks_free: 400,
+            blocks_available: 350,
+            files: 200,
+            files_free: 150,
+        };
         let d = s.df();
         assert_eq!(d.size_bytes, 4_096_000);
         assert_eq!(d.free_bytes, 1_638_400);
@@ -332,21 +386,42 @@ mod tests {
 
     #[test]
     fn zero_inode_and_empty_filesystems_give_no_nan() {
-        let btrfs = StatVfs { fragment_size: 4096, blocks: 100, blocks_free: 100, blocks_available: 100, files: 0, files_free: 0 };
+        let btrfs = StatVfs {
+            fragment_size: 4096,
+            blocks: 100,
+            blocks_free: 100,
+            blocks_available: 100,
+            files: 0,
+            files_free: 0,
+        };
         let d = btrfs.df();
         assert_eq!(d.files_used_percent, None);
         assert_eq!(d.used_percent, 0.0);
         let empty = StatVfs::default().df();
         assert_eq!(empty.used_percent, 0.0);
         assert!(!empty.used_percent.is_nan());
-        let full = StatVfs { fragment_size: 512, blocks: 10, blocks_free: 1, blocks_available: 0, files: 5, files_free: 0 };
+        let full = StatVfs {
+            fragment_size: 512,
+            blocks: 10,
+            blocks_free: 1,
+            blocks_available: 0,
+            files: 5,
+            files_free: 0,
+        };
         assert_eq!(full.df().used_percent, 100.0);
         assert_eq!(full.df().files_used_percent, Some(100.0));
     }
 
     #[test]
     fn more_free_than_total_does_not_overflow() {
-        let odd = StatVfs { fragment_size: 4096, blocks: 10, blocks_free: 20, blocks_available: 20, files: 1, files_free: 2 };
+        let odd = StatVfs {
+            fragment_size: 4096,
+            blocks: 10,
+            blocks_free: 20,
+            blocks_available: 20,
+            files: 1,
+            files_free: 2,
+        };
         let d = odd.df();
         assert_eq!(d.used_percent, 0.0);
         assert_eq!(d.files_used_percent, Some(0.0));
@@ -354,9 +429,18 @@ mod tests {
 
     #[test]
     fn mount_points_are_stated_under_the_rootfs_prefix() {
-        assert_eq!(under_root(Path::new("/"), "/var/log"), PathBuf::from("/var/log"));
-        assert_eq!(under_root(Path::new("/host/root"), "/var/log"), PathBuf::from("/host/root/var/log"));
-        assert_eq!(under_root(Path::new("/host/root"), "/"), PathBuf::from("/host/root/"));
+        assert_eq!(
+            under_root(Path::new("/"), "/var/log"),
+            PathBuf::from("/var/log")
+        );
+        assert_eq!(
+            under_root(Path::new("/host/root"), "/var/log"),
+            PathBuf::from("/host/root/var/log")
+        );
+        assert_eq!(
+            under_root(Path::new("/host/root"), "/"),
+            PathBuf::from("/host/root/")
+        );
     }
 
     #[tokio::test]
@@ -364,10 +448,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let real = statvfs(dir.path()).unwrap();
         let cands = vec![
-            Candidate { device_id: "1:1".into(), device: "d".into(), fstype: "x".into(), mountpoints: vec![dir.path().display().to_string()], read_only: false },
-            Candidate { device_id: "1:2".into(), device: "d".into(), fstype: "x".into(), mountpoints: vec!["/nonexistent/caretaker".into()], read_only: false },
+            Candidate {
+                device_id: "1:1".into(),
+                device: "d".into(),
+                fstype: "x".into(),
+                mountpoints: vec![dir.path().display().to_string()],
+                read_only: false,
+            },
+            Candidate {
+                device_id: "1:2".into(),
+                device: "d".into(),
+                fstype: "x".into(),
+                mountpoints: vec!["/nonexistent/caretaker".into()],
+                read_only: false,
+            },
         ];
-        let (fs, errors) = Statter::default().stat_all(Path::new("/"), cands, Duration::from_secs(5)).await;
+        let (fs, errors) = Statter::default()
+            .stat_all(Path::new("/"), cands, Duration::from_secs(5))
+            .await;
         assert_eq!(fs.len(), 1);
         assert_eq!(fs[0].size_bytes, real.df().size_bytes);
         assert!(!fs[0].stale);
@@ -380,14 +478,33 @@ mod tests {
         if path.ends_with("nfs") {
             std::thread::sleep(Duration::from_millis(1500));
         }
-        Ok(StatVfs { fragment_size: 1024, blocks: 10, blocks_free: 5, blocks_available: 5, files: 0, files_free: 0 })
+        Ok(StatVfs {
+            fragment_size: 1024,
+            blocks: 10,
+            blocks_free: 5,
+            blocks_available: 5,
+            files: 0,
+            files_free: 0,
+        })
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hanging_statvfs_is_stale_and_not_retried_while_in_flight() {
-        let cand = |mp: &str, dev: &str| Candidate { device_id: dev.into(), device: "d".into(), fstype: "nfs".into(), mountpoints: vec![mp.into()], read_only: false };
+        let cand = |mp: &str, dev: &str| Candidate {
+            device_id: dev.into(),
+            device: "d".into(),
+            fstype: "nfs".into(),
+            mountpoints: vec![mp.into()],
+            read_only: false,
+        };
         let statter = Statter::with_stat_fn(hanging_stat);
-        let (fs, errors) = statter.stat_all(Path::new("/"), vec![cand("/mnt/nfs", "0:1"), cand("/", "0:2")], Duration::from_millis(200)).await;
+        let (fs, errors) = statter
+            .stat_all(
+                Path::new("/"),
+                vec![cand("/mnt/nfs", "0:1"), cand("/", "0:2")],
+                Duration::from_millis(200),
+            )
+            .await;
         assert_eq!(fs.len(), 2);
         assert!(fs[0].stale);
         assert_eq!((fs[0].size_bytes, fs[0].used_percent), (0, 0.0));
@@ -395,12 +512,27 @@ mod tests {
         assert_eq!(fs[1].size_bytes, 10_240);
         assert_eq!(errors[0].message, "statvfs did not return within 200ms");
         // Second cycle while the first call still hangs: no new thread, stale again.
-        let (fs, errors) = statter.stat_all(Path::new("/"), vec![cand("/mnt/nfs", "0:1")], Duration::from_millis(200)).await;
+        let (fs, errors) = statter
+            .stat_all(
+                Path::new("/"),
+                vec![cand("/mnt/nfs", "0:1")],
+                Duration::from_millis(200),
+            )
+            .await;
         assert!(fs[0].stale);
-        assert_eq!(errors[0].message, "statvfs of an earlier cycle has not returned yet");
+        assert_eq!(
+            errors[0].message,
+            "statvfs of an earlier cycle has not returned yet"
+        );
         // Once the hung call has returned, the mount is stat'ed again.
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let (fs, _) = statter.stat_all(Path::new("/"), vec![cand("/mnt/nfs", "0:1")], Duration::from_secs(3)).await;
+        let (fs, _) = statter
+            .stat_all(
+                Path::new("/"),
+                vec![cand("/mnt/nfs", "0:1")],
+                Duration::from_secs(3),
+            )
+            .await;
         assert!(!fs[0].stale);
     }
 }

@@ -9,7 +9,10 @@ use std::time::Duration;
 use caretaker_proto::model::{CollectorError, Host};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::time::{ClockId, clock_gettime};
-use sysinfo::{CpuRefreshKind, MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
+use sysinfo::{
+    CpuRefreshKind, MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, RefreshKind,
+    System,
+};
 
 /// Keeps sysinfo's state between samples (CPU usage is a difference of two samples).
 pub struct HostCollector {
@@ -24,7 +27,9 @@ pub struct HostCollector {
 
 impl std::fmt::Debug for HostCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostCollector").field("own_pid", &self.own_pid).finish_non_exhaustive()
+        f.debug_struct("HostCollector")
+            .field("own_pid", &self.own_pid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -56,7 +61,11 @@ impl HostCollector {
     /// be read is left at 0 and pushed to `errors`.
     pub fn sample(&mut self, errors: &mut Vec<CollectorError>) -> Host {
         let mut error = |place: &str, message: String| {
-            errors.push(CollectorError { collector: "host".into(), place: place.into(), message });
+            errors.push(CollectorError {
+                collector: "host".into(),
+                place: place.into(),
+                message,
+            });
         };
         let mut h = Host {
             kernel_version: self.kernel_version.clone(),
@@ -83,7 +92,10 @@ impl HostCollector {
                 h.swap_total_bytes = sys.total_swap();
                 h.swap_free_bytes = sys.free_swap();
             }
-            Err(e) => error("/proc", format!("sysinfo cannot read CPU and memory figures: {e}")),
+            Err(e) => error(
+                "/proc",
+                format!("sysinfo cannot read CPU and memory figures: {e}"),
+            ),
         }
         h
     }
@@ -96,7 +108,8 @@ impl HostCollector {
             false,
             ProcessRefreshKind::nothing().with_memory(),
         );
-        sys.process(self.own_pid).map_or(0, sysinfo::Process::memory)
+        sys.process(self.own_pid)
+            .map_or(0, sysinfo::Process::memory)
     }
 }
 
@@ -140,7 +153,11 @@ mod tests {
         let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
         let rss = h.own_rss_bytes();
         // Same order of magnitude as statm's resident pages (the heap moves in between).
-        assert!(rss > 0 && rss.abs_diff(pages * 4096) < 64 << 20, "rss {rss} vs statm {}", pages * 4096);
+        assert!(
+            rss > 0 && rss.abs_diff(pages * 4096) < 64 << 20,
+            "rss {rss} vs statm {}",
+            pages * 4096
+        );
         let before = process_cpu_time();
         let mut x = 0u64;
         for i in 0..2_000_000u64 {

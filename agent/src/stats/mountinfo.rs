@@ -61,7 +61,9 @@ pub fn unescape(s: &str) -> String {
         if b[i] == b'\\' && i + 3 < b.len() {
             let oct = &b[i + 1..i + 4];
             if oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                let v = u32::from(oct[0] - b'0') * 64 + u32::from(oct[1] - b'0') * 8 + u32::from(oct[2] - b'0');
+                let v = u32::from(oct[0] - b'0') * 64
+                    + u32::from(oct[1] - b'0') * 8
+                    + u32::from(oct[2] - b'0');
                 if let Ok(byte) = u8::try_from(v) {
                     out.push(byte);
                     i += 4;
@@ -81,9 +83,17 @@ pub fn unescape(s: &str) -> String {
 /// A [`ParseError`] saying which part is wrong (line number filled in by [`parse`]).
 pub fn parse_line(line: &str) -> Result<MountInfo, String> {
     let mut it = line.split(' ');
-    let mut next = |what: &str| it.next().filter(|s| !s.is_empty()).ok_or_else(|| format!("missing {what}"));
-    let mount_id = next("mount ID")?.parse().map_err(|_| "mount ID is not a number".to_string())?;
-    let parent_id = next("parent ID")?.parse().map_err(|_| "parent ID is not a number".to_string())?;
+    let mut next = |what: &str| {
+        it.next()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("missing {what}"))
+    };
+    let mount_id = next("mount ID")?
+        .parse()
+        .map_err(|_| "mount ID is not a number".to_string())?;
+    let parent_id = next("parent ID")?
+        .parse()
+        .map_err(|_| "parent ID is not a number".to_string())?;
     let dev = next("major:minor")?;
     let (major, minor) = dev
         .split_once(':')
@@ -131,7 +141,10 @@ pub fn parse(text: &str) -> (Vec<MountInfo>, Vec<ParseError>) {
         }
         match parse_line(line) {
             Ok(m) => mounts.push(m),
-            Err(reason) => errors.push(ParseError { line: i + 1, reason }),
+            Err(reason) => errors.push(ParseError {
+                line: i + 1,
+                reason,
+            }),
         }
     }
     (mounts, errors)
@@ -143,7 +156,10 @@ mod tests {
 
     #[test]
     fn parses_the_proc5_example_with_optional_field() {
-        let m = parse_line("36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue").unwrap();
+        let m = parse_line(
+            "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue",
+        )
+        .unwrap();
         assert_eq!(
             m,
             MountInfo {
@@ -168,14 +184,18 @@ mod tests {
     fn parses_several_and_no_optional_fields() {
         let none = parse_line("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard").unwrap();
         assert!(none.optional_fields.is_empty());
-        let two = parse_line("27 1 8:1 / /data ro,relatime shared:5 master:3 - xfs /dev/sda1 rw").unwrap();
+        let two = parse_line("27 1 8:1 / /data ro,relatime shared:5 master:3 - xfs /dev/sda1 rw")
+            .unwrap();
         assert_eq!(two.optional_fields, vec!["shared:5", "master:3"]);
         assert!(two.read_only());
     }
 
     #[test]
     fn decodes_octal_escapes_in_paths_and_source() {
-        let m = parse_line(r"40 27 0:50 /sub\134dir /mnt/my\040disk\011x rw - fuse.sshfs user@h:/a\040b rw").unwrap();
+        let m = parse_line(
+            r"40 27 0:50 /sub\134dir /mnt/my\040disk\011x rw - fuse.sshfs user@h:/a\040b rw",
+        )
+        .unwrap();
         assert_eq!(m.root, "/sub\\dir");
         assert_eq!(m.mount_point, "/mnt/my disk\tx");
         assert_eq!(m.source, "user@h:/a b");
@@ -198,13 +218,28 @@ mod tests {
                     29 27 8:1 / /b rw shared:1\n\
                     30 27 8:2 / /c rw - xfs /dev/c rw\n";
         let (mounts, errors) = parse(text);
-        assert_eq!(mounts.iter().map(|m| m.mount_point.as_str()).collect::<Vec<_>>(), vec!["/", "/c"]);
+        assert_eq!(
+            mounts
+                .iter()
+                .map(|m| m.mount_point.as_str())
+                .collect::<Vec<_>>(),
+            vec!["/", "/c"]
+        );
         assert_eq!(
             errors,
             vec![
-                ParseError { line: 2, reason: "mount ID is not a number".into() },
-                ParseError { line: 3, reason: "\"x:y\" is not major:minor".into() },
-                ParseError { line: 4, reason: "missing separator '-'".into() },
+                ParseError {
+                    line: 2,
+                    reason: "mount ID is not a number".into()
+                },
+                ParseError {
+                    line: 3,
+                    reason: "\"x:y\" is not major:minor".into()
+                },
+                ParseError {
+                    line: 4,
+                    reason: "missing separator '-'".into()
+                },
             ]
         );
     }

@@ -93,7 +93,9 @@ pub struct ParseError {
 /// Says what is wrong: no colon, empty name, not 16 counters, a counter that is not a
 /// non-negative integer.
 pub fn parse_line(line: &str) -> Result<(String, Counters), String> {
-    let (name, rest) = line.rsplit_once(':').ok_or("no ':' after the interface name")?;
+    let (name, rest) = line
+        .rsplit_once(':')
+        .ok_or("no ':' after the interface name")?;
     let name = name.trim();
     if name.is_empty() {
         return Err("empty interface name".into());
@@ -104,7 +106,12 @@ pub fn parse_line(line: &str) -> Result<(String, Counters), String> {
         if n == 16 {
             return Err("more than 16 counters".into());
         }
-        values[n] = field.parse().map_err(|_| format!("counter {} ({field:?}) is not a non-negative integer", n + 1))?;
+        values[n] = field.parse().map_err(|_| {
+            format!(
+                "counter {} ({field:?}) is not a non-negative integer",
+                n + 1
+            )
+        })?;
         n += 1;
     }
     if n != 16 {
@@ -125,7 +132,10 @@ pub fn parse(text: &str) -> (Vec<(String, Counters)>, Vec<ParseError>) {
         }
         match parse_line(line) {
             Ok(v) => out.push(v),
-            Err(reason) => errors.push(ParseError { line: i + 1, reason }),
+            Err(reason) => errors.push(ParseError {
+                line: i + 1,
+                reason,
+            }),
         }
     }
     (out, errors)
@@ -139,7 +149,9 @@ pub fn fill_operstate(sysfs: &std::path::Path, ifs: &mut [NetworkInterface]) {
         if i.device.contains('/') || i.device == "." || i.device == ".." {
             continue;
         }
-        i.operstate = std::fs::read_to_string(class.join(&i.device).join("operstate")).ok().map(|s| s.trim().to_string());
+        i.operstate = std::fs::read_to_string(class.join(&i.device).join("operstate"))
+            .ok()
+            .map(|s| s.trim().to_string());
     }
 }
 
@@ -157,14 +169,22 @@ impl RateTracker {
     /// deleted and re-created) marks the interface `counter_reset` and gives it no rate for
     /// this interval, rather than a negative or a huge one. Interfaces that disappeared are
     /// forgotten.
-    pub fn update(&mut self, sample: Vec<(String, Counters)>, elapsed: Option<Duration>) -> Vec<NetworkInterface> {
+    pub fn update(
+        &mut self,
+        sample: Vec<(String, Counters)>,
+        elapsed: Option<Duration>,
+    ) -> Vec<NetworkInterface> {
         let mut next = HashMap::with_capacity(sample.len());
         let out = sample
             .into_iter()
             .map(|(device, c)| {
                 let prev = self.previous.get(&device);
-                let counter_reset =
-                    prev.is_some_and(|p| p.as_array().iter().zip(c.as_array()).any(|(before, now)| now < *before));
+                let counter_reset = prev.is_some_and(|p| {
+                    p.as_array()
+                        .iter()
+                        .zip(c.as_array())
+                        .any(|(before, now)| now < *before)
+                });
                 let rates = match (prev, elapsed) {
                     (Some(p), Some(dt)) if !counter_reset && !dt.is_zero() => {
                         let secs = dt.as_secs_f64();
@@ -173,7 +193,10 @@ impl RateTracker {
                             receive_bytes_per_second: per_s(c.receive_bytes, p.receive_bytes),
                             transmit_bytes_per_second: per_s(c.transmit_bytes, p.transmit_bytes),
                             receive_packets_per_second: per_s(c.receive_packets, p.receive_packets),
-                            transmit_packets_per_second: per_s(c.transmit_packets, p.transmit_packets),
+                            transmit_packets_per_second: per_s(
+                                c.transmit_packets,
+                                p.transmit_packets,
+                            ),
                         })
                     }
                     _ => None,
@@ -242,7 +265,10 @@ veth0123456:10 20 0 0 0 0 0 0 30 40 0 0 0 0 0 0
                 transmit_compressed: 12,
             }
         );
-        assert_eq!((ifs[2].1.receive_bytes, ifs[2].1.transmit_packets), (10, 40));
+        assert_eq!(
+            (ifs[2].1.receive_bytes, ifs[2].1.transmit_packets),
+            (10, 40)
+        );
         assert_eq!((ifs[3].1.receive_bytes, ifs[3].1.transmit_bytes), (5, 7));
     }
 
@@ -254,10 +280,22 @@ veth0123456:10 20 0 0 0 0 0 0 30 40 0 0 0 0 0 0
         assert_eq!(
             errors,
             vec![
-                ParseError { line: 4, reason: "3 counters, expected 16".into() },
-                ParseError { line: 5, reason: "no ':' after the interface name".into() },
-                ParseError { line: 6, reason: "counter 1 (\"-1\") is not a non-negative integer".into() },
-                ParseError { line: 7, reason: "empty interface name".into() },
+                ParseError {
+                    line: 4,
+                    reason: "3 counters, expected 16".into()
+                },
+                ParseError {
+                    line: 5,
+                    reason: "no ':' after the interface name".into()
+                },
+                ParseError {
+                    line: 6,
+                    reason: "counter 1 (\"-1\") is not a non-negative integer".into()
+                },
+                ParseError {
+                    line: 7,
+                    reason: "empty interface name".into()
+                },
             ]
         );
     }
@@ -268,16 +306,36 @@ veth0123456:10 20 0 0 0 0 0 0 30 40 0 0 0 0 0 0
         std::fs::create_dir_all(sysfs.path().join("class/net/eth0")).unwrap();
         std::fs::write(sysfs.path().join("class/net/eth0/operstate"), "up\n").unwrap();
         let mut ifs = vec![
-            NetworkInterface { device: "eth0".into(), ..NetworkInterface::default() },
-            NetworkInterface { device: "gone0".into(), ..NetworkInterface::default() },
-            NetworkInterface { device: "..".into(), ..NetworkInterface::default() },
+            NetworkInterface {
+                device: "eth0".into(),
+                ..NetworkInterface::default()
+            },
+            NetworkInterface {
+                device: "gone0".into(),
+                ..NetworkInterface::default()
+            },
+            NetworkInterface {
+                device: "..".into(),
+                ..NetworkInterface::default()
+            },
         ];
         fill_operstate(sysfs.path(), &mut ifs);
-        assert_eq!(ifs.iter().map(|i| i.operstate.as_deref()).collect::<Vec<_>>(), vec![Some("up"), None, None]);
+        assert_eq!(
+            ifs.iter()
+                .map(|i| i.operstate.as_deref())
+                .collect::<Vec<_>>(),
+            vec![Some("up"), None, None]
+        );
     }
 
     fn counters(rx: u64, tx: u64) -> Counters {
-        Counters { receive_bytes: rx, transmit_bytes: tx, receive_packets: rx / 100, transmit_packets: tx / 100, ..Counters::default() }
+        Counters {
+            receive_bytes: rx,
+            transmit_bytes: tx,
+            receive_packets: rx / 100,
+            transmit_packets: tx / 100,
+            ..Counters::default()
+        }
     }
 
     #[test]
@@ -286,7 +344,10 @@ veth0123456:10 20 0 0 0 0 0 0 30 40 0 0 0 0 0 0
         let first = t.update(vec![("eth0".into(), counters(1_000, 500))], None);
         assert_eq!(first[0].rates, None);
         assert!(!first[0].counter_reset);
-        let second = t.update(vec![("eth0".into(), counters(21_000, 4_500))], Some(Duration::from_secs(10)));
+        let second = t.update(
+            vec![("eth0".into(), counters(21_000, 4_500))],
+            Some(Duration::from_secs(10)),
+        );
         assert_eq!(
             second[0].rates,
             Some(NetworkRates {
@@ -301,16 +362,28 @@ veth0123456:10 20 0 0 0 0 0 0 30 40 0 0 0 0 0 0
     #[test]
     fn a_counter_going_backwards_is_a_reset_without_rate() {
         let mut t = RateTracker::default();
-        t.update(vec![("eth0".into(), counters(u64::from(u32::MAX) - 10, 100))], None);
+        t.update(
+            vec![("eth0".into(), counters(u64::from(u32::MAX) - 10, 100))],
+            None,
+        );
         // 32-bit wrap of the receive counter.
-        let wrapped = t.update(vec![("eth0".into(), counters(5, 200))], Some(Duration::from_secs(1)));
+        let wrapped = t.update(
+            vec![("eth0".into(), counters(5, 200))],
+            Some(Duration::from_secs(1)),
+        );
         assert!(wrapped[0].counter_reset);
         assert_eq!(wrapped[0].rates, None);
         assert_eq!(wrapped[0].receive_bytes_total, 5);
         // The interval after the reset has a normal rate again.
-        let after = t.update(vec![("eth0".into(), counters(105, 300))], Some(Duration::from_secs(1)));
+        let after = t.update(
+            vec![("eth0".into(), counters(105, 300))],
+            Some(Duration::from_secs(1)),
+        );
         assert!(!after[0].counter_reset);
-        assert_eq!(after[0].rates.map(|r| r.receive_bytes_per_second), Some(100.0));
+        assert_eq!(
+            after[0].rates.map(|r| r.receive_bytes_per_second),
+            Some(100.0)
+        );
     }
 
     #[test]
@@ -321,7 +394,10 @@ veth0123456:10 20 0 0 0 0 0 0 30 40 0 0 0 0 0 0
         t.update(vec![("eth0".into(), c)], None);
         c.receive_errs = 0;
         c.receive_bytes = 20;
-        let out = t.update(vec![("eth0".into(), c), ("eth1".into(), counters(1, 1))], Some(Duration::from_secs(1)));
+        let out = t.update(
+            vec![("eth0".into(), c), ("eth1".into(), counters(1, 1))],
+            Some(Duration::from_secs(1)),
+        );
         assert!(out[0].counter_reset);
         assert_eq!(out[1].rates, None);
         assert!(!out[1].counter_reset);

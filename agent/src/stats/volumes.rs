@@ -55,10 +55,18 @@ pub fn parse_volume_path(kubelet_root: &Path, mount_point: &str) -> Option<Volum
     if volumes != "volumes" || tail.is_some_and(|t| t != "mount") {
         return None;
     }
-    if [uid, plugin, name].iter().any(|p| p.is_empty() || *p == "." || *p == "..") || EPHEMERAL_PLUGINS.contains(&plugin) {
+    if [uid, plugin, name]
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+        || EPHEMERAL_PLUGINS.contains(&plugin)
+    {
         return None;
     }
-    Some(VolumePath { pod_uid: uid.into(), plugin: plugin.into(), name: name.into() })
+    Some(VolumePath {
+        pod_uid: uid.into(),
+        plugin: plugin.into(),
+        name: name.into(),
+    })
 }
 
 /// One volume mount to stat.
@@ -116,7 +124,12 @@ pub async fn stat_volumes(
         .into_iter()
         .filter_map(|fs| {
             let v = ids.remove(&fs.mountpoint)?;
-            Some(VolumeMount { pod_uid: v.pod_uid, plugin: v.plugin, name: v.name, filesystem: fs })
+            Some(VolumeMount {
+                pod_uid: v.pod_uid,
+                plugin: v.plugin,
+                name: v.name,
+                filesystem: fs,
+            })
         })
         .collect();
     (volumes, errors)
@@ -157,10 +170,34 @@ mod tests {
     #[test]
     fn volume_paths_are_read_for_csi_and_in_tree_plugins_only() {
         let root = Path::new(KUBELET);
-        let v = |uid: &str, plugin: &str, name: &str| Some(VolumePath { pod_uid: uid.into(), plugin: plugin.into(), name: name.into() });
-        assert_eq!(parse_volume_path(root, "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~csi/pvc-1/mount"), v("u1", "kubernetes.io~csi", "pvc-1"));
-        assert_eq!(parse_volume_path(root, "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~nfs/pv-2"), v("u1", "kubernetes.io~nfs", "pv-2"));
-        assert_eq!(parse_volume_path(Path::new("/data/kubelet/"), "/data/kubelet/pods/u1/volumes/kubernetes.io~iscsi/pv-3"), v("u1", "kubernetes.io~iscsi", "pv-3"));
+        let v = |uid: &str, plugin: &str, name: &str| {
+            Some(VolumePath {
+                pod_uid: uid.into(),
+                plugin: plugin.into(),
+                name: name.into(),
+            })
+        };
+        assert_eq!(
+            parse_volume_path(
+                root,
+                "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~csi/pvc-1/mount"
+            ),
+            v("u1", "kubernetes.io~csi", "pvc-1")
+        );
+        assert_eq!(
+            parse_volume_path(
+                root,
+                "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~nfs/pv-2"
+            ),
+            v("u1", "kubernetes.io~nfs", "pv-2")
+        );
+        assert_eq!(
+            parse_volume_path(
+                Path::new("/data/kubelet/"),
+                "/data/kubelet/pods/u1/volumes/kubernetes.io~iscsi/pv-3"
+            ),
+            v("u1", "kubernetes.io~iscsi", "pv-3")
+        );
         for other in [
             "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache",
             "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~configmap/cfg",
@@ -181,22 +218,67 @@ mod tests {
 
     #[test]
     fn discovery_keeps_each_pod_mount_and_the_top_mount_of_a_path() {
-        let got: Vec<(String, String, String, String, String, bool)> = discover(&parse(MOUNTINFO), Path::new(KUBELET))
-            .into_iter()
-            .map(|c| (c.volume.pod_uid, c.volume.plugin, c.volume.name, c.mount.device, c.mount.device_id, c.mount.read_only))
-            .collect();
+        let got: Vec<(String, String, String, String, String, bool)> =
+            discover(&parse(MOUNTINFO), Path::new(KUBELET))
+                .into_iter()
+                .map(|c| {
+                    (
+                        c.volume.pod_uid,
+                        c.volume.plugin,
+                        c.volume.name,
+                        c.mount.device,
+                        c.mount.device_id,
+                        c.mount.read_only,
+                    )
+                })
+                .collect();
         let row = |uid: &str, plugin: &str, name: &str, dev: &str, id: &str, ro: bool| {
-            (uid.to_string(), plugin.to_string(), name.to_string(), dev.to_string(), id.to_string(), ro)
+            (
+                uid.to_string(),
+                plugin.to_string(),
+                name.to_string(),
+                dev.to_string(),
+                id.to_string(),
+                ro,
+            )
         };
         assert_eq!(
             got,
             vec![
-                row("uid-a", "kubernetes.io~csi", "pvc-111", "/dev/rbd0", "252:0", false),
+                row(
+                    "uid-a",
+                    "kubernetes.io~csi",
+                    "pvc-111",
+                    "/dev/rbd0",
+                    "252:0",
+                    false
+                ),
                 // The same NFS export (one device ID) in two pods: two entries.
-                row("uid-b", "kubernetes.io~nfs", "pv-nfs", "srv:/export", "0:80", false),
-                row("uid-c", "kubernetes.io~nfs", "pv-nfs", "srv:/export", "0:80", false),
+                row(
+                    "uid-b",
+                    "kubernetes.io~nfs",
+                    "pv-nfs",
+                    "srv:/export",
+                    "0:80",
+                    false
+                ),
+                row(
+                    "uid-c",
+                    "kubernetes.io~nfs",
+                    "pv-nfs",
+                    "srv:/export",
+                    "0:80",
+                    false
+                ),
                 // Mounted over: the later line is what statvfs sees.
-                row("uid-d", "kubernetes.io~csi", "pvc-222", "/dev/rbd9", "0:90", false),
+                row(
+                    "uid-d",
+                    "kubernetes.io~csi",
+                    "pvc-222",
+                    "/dev/rbd9",
+                    "0:90",
+                    false
+                ),
             ]
         );
     }
@@ -206,29 +288,81 @@ mod tests {
         // A rootfs with two of the volume directories present (both on the tempdir's
         // filesystem) and the others missing.
         let rootfs = tempfile::tempdir().unwrap();
-        for dir in ["var/lib/kubelet/pods/uid-a/volumes/kubernetes.io~csi/pvc-111/mount", "var/lib/kubelet/pods/uid-b/volumes/kubernetes.io~nfs/pv-nfs"] {
+        for dir in [
+            "var/lib/kubelet/pods/uid-a/volumes/kubernetes.io~csi/pvc-111/mount",
+            "var/lib/kubelet/pods/uid-b/volumes/kubernetes.io~nfs/pv-nfs",
+        ] {
             std::fs::create_dir_all(rootfs.path().join(dir)).unwrap();
         }
         let real = statvfs(rootfs.path()).unwrap().df();
         let cands = discover(&parse(MOUNTINFO), Path::new(KUBELET));
-        let (vols, errors) = stat_volumes(&Statter::default(), rootfs.path(), cands, Duration::from_secs(5)).await;
-        let got: Vec<(&str, &str, u64, bool)> =
-            vols.iter().map(|v| (v.name.as_str(), v.filesystem.mountpoint.as_str(), v.filesystem.size_bytes, v.filesystem.stale)).collect();
+        let (vols, errors) = stat_volumes(
+            &Statter::default(),
+            rootfs.path(),
+            cands,
+            Duration::from_secs(5),
+        )
+        .await;
+        let got: Vec<(&str, &str, u64, bool)> = vols
+            .iter()
+            .map(|v| {
+                (
+                    v.name.as_str(),
+                    v.filesystem.mountpoint.as_str(),
+                    v.filesystem.size_bytes,
+                    v.filesystem.stale,
+                )
+            })
+            .collect();
         assert_eq!(
             got,
             vec![
-                ("pvc-111", "/var/lib/kubelet/pods/uid-a/volumes/kubernetes.io~csi/pvc-111/mount", real.size_bytes, false),
-                ("pv-nfs", "/var/lib/kubelet/pods/uid-b/volumes/kubernetes.io~nfs/pv-nfs", real.size_bytes, false),
+                (
+                    "pvc-111",
+                    "/var/lib/kubelet/pods/uid-a/volumes/kubernetes.io~csi/pvc-111/mount",
+                    real.size_bytes,
+                    false
+                ),
+                (
+                    "pv-nfs",
+                    "/var/lib/kubelet/pods/uid-b/volumes/kubernetes.io~nfs/pv-nfs",
+                    real.size_bytes,
+                    false
+                ),
             ]
         );
         assert_eq!(vols[0].filesystem.device, "/dev/rbd0");
-        assert_eq!(vols[0].filesystem.mountpoints, vec![vols[0].filesystem.mountpoint.clone()]);
-        let errs: Vec<(&str, PathBuf, &str)> = errors.iter().map(|e| (e.collector.as_str(), PathBuf::from(&e.place), e.message.as_str())).collect();
+        assert_eq!(
+            vols[0].filesystem.mountpoints,
+            vec![vols[0].filesystem.mountpoint.clone()]
+        );
+        let errs: Vec<(&str, PathBuf, &str)> = errors
+            .iter()
+            .map(|e| {
+                (
+                    e.collector.as_str(),
+                    PathBuf::from(&e.place),
+                    e.message.as_str(),
+                )
+            })
+            .collect();
         assert_eq!(
             errs,
             vec![
-                ("volumes", rootfs.path().join("var/lib/kubelet/pods/uid-c/volumes/kubernetes.io~nfs/pv-nfs"), "statvfs: No such file or directory"),
-                ("volumes", rootfs.path().join("var/lib/kubelet/pods/uid-d/volumes/kubernetes.io~csi/pvc-222/mount"), "statvfs: No such file or directory"),
+                (
+                    "volumes",
+                    rootfs
+                        .path()
+                        .join("var/lib/kubelet/pods/uid-c/volumes/kubernetes.io~nfs/pv-nfs"),
+                    "statvfs: No such file or directory"
+                ),
+                (
+                    "volumes",
+                    rootfs
+                        .path()
+                        .join("var/lib/kubelet/pods/uid-d/volumes/kubernetes.io~csi/pvc-222/mount"),
+                    "statvfs: No such file or directory"
+                ),
             ]
         );
     }
@@ -237,17 +371,51 @@ mod tests {
         if path.ends_with("pv-nfs") {
             std::thread::sleep(Duration::from_millis(800));
         }
-        Ok(StatVfs { fragment_size: 4096, blocks: 100, blocks_free: 25, blocks_available: 25, files: 10, files_free: 5 })
+        Ok(StatVfs {
+            fragment_size: 4096,
+            blocks: 100,
+            blocks_free: 25,
+            blocks_available: 25,
+            files: 10,
+            files_free: 5,
+        })
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hanging_volume_is_stale_not_a_stalled_collection() {
-        let cands: Vec<VolumeCandidate> =
-            discover(&parse(MOUNTINFO), Path::new(KUBELET)).into_iter().filter(|c| c.volume.pod_uid != "uid-c").collect();
-        let (vols, errors) = stat_volumes(&Statter::with_stat_fn(hanging_stat), Path::new("/"), cands, Duration::from_millis(100)).await;
-        let got: Vec<(&str, bool, f64)> = vols.iter().map(|v| (v.name.as_str(), v.filesystem.stale, v.filesystem.used_percent)).collect();
-        assert_eq!(got, vec![("pvc-111", false, 75.0), ("pv-nfs", true, 0.0), ("pvc-222", false, 75.0)]);
+        let cands: Vec<VolumeCandidate> = discover(&parse(MOUNTINFO), Path::new(KUBELET))
+            .into_iter()
+            .filter(|c| c.volume.pod_uid != "uid-c")
+            .collect();
+        let (vols, errors) = stat_volumes(
+            &Statter::with_stat_fn(hanging_stat),
+            Path::new("/"),
+            cands,
+            Duration::from_millis(100),
+        )
+        .await;
+        let got: Vec<(&str, bool, f64)> = vols
+            .iter()
+            .map(|v| {
+                (
+                    v.name.as_str(),
+                    v.filesystem.stale,
+                    v.filesystem.used_percent,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("pvc-111", false, 75.0),
+                ("pv-nfs", true, 0.0),
+                ("pvc-222", false, 75.0)
+            ]
+        );
         assert_eq!(errors.len(), 1);
-        assert_eq!((errors[0].collector.as_str(), errors[0].message.as_str()), ("volumes", "statvfs did not return within 100ms"));
+        assert_eq!(
+            (errors[0].collector.as_str(), errors[0].message.as_str()),
+            ("volumes", "statvfs did not return within 100ms")
+        );
     }
 }

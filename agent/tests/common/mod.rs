@@ -14,9 +14,13 @@ pub fn service(var: &str) -> Option<PathBuf> {
         Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
         _ => {
             if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{var} is not set but CI=true: tests/run-all.sh must start the service (tests/services/*.sh)");
+                panic!(
+                    "{var} is not set but CI=true: tests/run-all.sh must start the service (tests/services/*.sh)"
+                );
             }
-            eprintln!("skipping: {var} is not set (run the tests through tests/run-all.sh to start the real service)");
+            eprintln!(
+                "skipping: {var} is not set (run the tests through tests/run-all.sh to start the real service)"
+            );
             None
         }
     }
@@ -24,7 +28,8 @@ pub fn service(var: &str) -> Option<PathBuf> {
 
 /// The static busybox binary the services export (`CARETAKER_TEST_BUSYBOX`).
 pub fn busybox() -> PathBuf {
-    std::env::var_os("CARETAKER_TEST_BUSYBOX").map_or_else(|| PathBuf::from("/bin/busybox"), PathBuf::from)
+    std::env::var_os("CARETAKER_TEST_BUSYBOX")
+        .map_or_else(|| PathBuf::from("/bin/busybox"), PathBuf::from)
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -64,7 +69,12 @@ pub struct TestImage {
 
 impl TestImage {
     pub fn new(tags: &[&str], created: jiff::Timestamp, own_bytes: usize, label: &str) -> Self {
-        Self { tags: tags.iter().map(|s| s.to_string()).collect(), created: created.to_string(), own_bytes, label: label.into() }
+        Self {
+            tags: tags.iter().map(|s| s.to_string()).collect(),
+            created: created.to_string(),
+            own_bytes,
+            label: label.into(),
+        }
     }
 }
 
@@ -118,8 +128,15 @@ pub fn docker_save_tar(images: &[TestImage]) -> (Vec<u8>, Vec<String>) {
 
 /// Runs a command, panicking with its output when it fails; returns stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -156,12 +173,19 @@ pub fn docker_reset(sock: &Path) {
             let _ = docker(sock).args(["rmi", "-f", i]).output();
         }
     }
-    assert_eq!(run(docker(sock).args(["images", "-aq"])).trim(), "", "the test engine could not be emptied");
+    assert_eq!(
+        run(docker(sock).args(["images", "-aq"])).trim(),
+        "",
+        "the test engine could not be emptied"
+    );
 }
 
 /// Full IDs of every image the engine lists (`docker images -q --no-trunc`), sorted.
 pub fn docker_image_ids(sock: &Path) -> Vec<String> {
-    let mut v: Vec<String> = run(docker(sock).args(["images", "-q", "--no-trunc"])).split_whitespace().map(str::to_string).collect();
+    let mut v: Vec<String> = run(docker(sock).args(["images", "-q", "--no-trunc"]))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     v.sort();
     v.dedup();
     v
@@ -178,5 +202,7 @@ pub fn ctr(sock: &Path) -> Command {
 pub fn ctr_import(sock: &Path, tar: &[u8]) {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), tar).unwrap();
-    run(ctr(sock).args(["images", "import", "--no-unpack"]).arg(f.path()));
+    run(ctr(sock)
+        .args(["images", "import", "--no-unpack"])
+        .arg(f.path()));
 }

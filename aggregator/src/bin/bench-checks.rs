@@ -70,7 +70,10 @@ fn pod(i: usize) -> Value {
     let ns = format!("ns-{}", i % NAMESPACES);
     let name = format!("app-{}-{:05}", i % 1000, i);
     // ConfigMaps referenced: half of them (see config_map).
-    let cm = format!("cm-{}", ((i / NAMESPACES) % (CONFIG_MAPS / NAMESPACES / 2)) * NAMESPACES + i % NAMESPACES);
+    let cm = format!(
+        "cm-{}",
+        ((i / NAMESPACES) % (CONFIG_MAPS / NAMESPACES / 2)) * NAMESPACES + i % NAMESPACES
+    );
     let node = format!("node-{:04}", i % NODES);
     let (phase, waiting, restarts, reason) = match i % 200 {
         0 => ("Pending", None, 0, None),
@@ -82,7 +85,9 @@ fn pod(i: usize) -> Value {
     };
     let ready = waiting.is_none() && phase == "Running";
     let state = match waiting {
-        Some(r) => json!({"waiting": {"reason": r, "message": "back-off 5m0s restarting failed container"}}),
+        Some(r) => {
+            json!({"waiting": {"reason": r, "message": "back-off 5m0s restarting failed container"}})
+        }
         None if phase == "Running" => json!({"running": {"startedAt": ago(86_400 * 3)}}),
         None => json!({}),
     };
@@ -194,7 +199,14 @@ fn node(i: usize) -> Value {
 }
 
 fn event(i: usize) -> Value {
-    let reasons = ["BackOff", "Unhealthy", "FailedScheduling", "FailedMount", "Pulled", "Killing"];
+    let reasons = [
+        "BackOff",
+        "Unhealthy",
+        "FailedScheduling",
+        "FailedMount",
+        "Pulled",
+        "Killing",
+    ];
     let reason = reasons[i % reasons.len()];
     let warning = !matches!(reason, "Pulled" | "Killing");
     let pod_i = (i * 7) % PODS;
@@ -236,16 +248,27 @@ fn generate(dir: &Path) -> anyhow::Result<()> {
     write_list(&dir.join("configmaps.json"), CONFIG_MAPS, config_map)?;
     // The workload kinds, listed and empty, so ConfigMap references are complete.
     for kind in ["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"] {
-        std::fs::write(dir.join(format!("{}s.json", kind.to_lowercase())), format!("{{\"apiVersion\":\"apps/v1\",\"kind\":\"{kind}List\",\"items\":[]}}\n"))?;
+        std::fs::write(
+            dir.join(format!("{}s.json", kind.to_lowercase())),
+            format!("{{\"apiVersion\":\"apps/v1\",\"kind\":\"{kind}List\",\"items\":[]}}\n"),
+        )?;
     }
     for kind in ["Job", "CronJob"] {
-        std::fs::write(dir.join(format!("{}s.json", kind.to_lowercase())), format!("{{\"apiVersion\":\"batch/v1\",\"kind\":\"{kind}List\",\"items\":[]}}\n"))?;
+        std::fs::write(
+            dir.join(format!("{}s.json", kind.to_lowercase())),
+            format!("{{\"apiVersion\":\"batch/v1\",\"kind\":\"{kind}List\",\"items\":[]}}\n"),
+        )?;
     }
     let mut total = 0u64;
     for e in std::fs::read_dir(dir)? {
         total += e?.metadata()?.len();
     }
-    println!("generated {} in {:.2?}: {PODS} pods, {NODES} nodes, {EVENTS} events, {CONFIG_MAPS} ConfigMaps, {:.0} MiB", dir.display(), t.elapsed(), total as f64 / (1u64 << 20) as f64);
+    println!(
+        "generated {} in {:.2?}: {PODS} pods, {NODES} nodes, {EVENTS} events, {CONFIG_MAPS} ConfigMaps, {:.0} MiB",
+        dir.display(),
+        t.elapsed(),
+        total as f64 / (1u64 << 20) as f64
+    );
     Ok(())
 }
 
@@ -278,9 +301,21 @@ fn run(dir: &Path) -> anyhow::Result<()> {
         state.load.problems.len()
     );
     for r in &results {
-        println!("  {:<13} {:<9} {:>6} findings  {}", r.name, r.severity.to_string(), r.findings.len(), r.summary);
+        println!(
+            "  {:<13} {:<9} {:>6} findings  {}",
+            r.name,
+            r.severity.to_string(),
+            r.findings.len(),
+            r.summary
+        );
     }
-    println!("checks: {check_time:.2?}; cleanup proposals: {} in {propose_time:.2?}", proposals.len());
-    println!("total wall time {total:.2?}; peak RSS {:.0} MiB (after load {rss_after_load:.0} MiB)", peak_rss_mib()?);
+    println!(
+        "checks: {check_time:.2?}; cleanup proposals: {} in {propose_time:.2?}",
+        proposals.len()
+    );
+    println!(
+        "total wall time {total:.2?}; peak RSS {:.0} MiB (after load {rss_after_load:.0} MiB)",
+        peak_rss_mib()?
+    );
     Ok(())
 }

@@ -21,12 +21,18 @@ use caretaker_aggregator::history::{History, Retention};
 use caretaker_aggregator::report::{self, CheckRound, MergeConfig};
 use caretaker_aggregator::state::State;
 use caretaker_aggregator::store::{STORE_FILE, Store, StoredNode};
-use caretaker_proto::model::{AgentCost, Filesystem, Host, NetworkInterface, NetworkRates, NodeReport};
+use caretaker_proto::model::{
+    AgentCost, Filesystem, Host, NetworkInterface, NetworkRates, NodeReport,
+};
 use jiff::Timestamp;
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn node_report(i: u64, day: u64, at: Timestamp) -> NodeReport {
@@ -57,8 +63,16 @@ fn node_report(i: u64, day: u64, at: Timestamp) -> NodeReport {
             .map(|f| Filesystem {
                 device: format!("/dev/nvme0n1p{f}"),
                 fstype: "ext4".into(),
-                mountpoint: if f == 0 { "/".into() } else { format!("/var/lib/vol{f}") },
-                mountpoints: vec![if f == 0 { "/".into() } else { format!("/var/lib/vol{f}") }],
+                mountpoint: if f == 0 {
+                    "/".into()
+                } else {
+                    format!("/var/lib/vol{f}")
+                },
+                mountpoints: vec![if f == 0 {
+                    "/".into()
+                } else {
+                    format!("/var/lib/vol{f}")
+                }],
                 device_id: format!("259:{f}"),
                 read_only: false,
                 size_bytes: 200 << 30,
@@ -87,7 +101,11 @@ fn node_report(i: u64, day: u64, at: Timestamp) -> NodeReport {
                 ..NetworkInterface::default()
             })
             .collect(),
-        agent: AgentCost { rss_bytes: 9 << 20, cpu_seconds_total: 12.5, ..AgentCost::default() },
+        agent: AgentCost {
+            rss_bytes: 9 << 20,
+            cpu_seconds_total: 12.5,
+            ..AgentCost::default()
+        },
         errors: vec![],
         images: None,
         volumes: vec![],
@@ -99,19 +117,36 @@ fn round(findings: usize) -> CheckRound {
         .map(|i| {
             Finding::new(
                 "crash_loop_back_off",
-                if i % 10 == 0 { Severity::Critical } else { Severity::Warning },
-                ObjectRef { kind: "Pod".into(), namespace: Some(format!("ns-{}", i % 50)), name: format!("pod-{i}"), uid: None },
+                if i % 10 == 0 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                ObjectRef {
+                    kind: "Pod".into(),
+                    namespace: Some(format!("ns-{}", i % 50)),
+                    name: format!("pod-{i}"),
+                    uid: None,
+                },
                 format!("container app is in CrashLoopBackOff ({i} restarts)"),
             )
         })
         .collect();
-    CheckRound { at: Some(Timestamp::now()), checks: vec![CheckResult::new("pods", "synthetic", f)], ..CheckRound::default() }
+    CheckRound {
+        at: Some(Timestamp::now()),
+        checks: vec![CheckResult::new("pods", "synthetic", f)],
+        ..CheckRound::default()
+    }
 }
 
 fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
     v.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let p = |q: f64| ms(v[((v.len() as f64 * q).ceil() as usize).saturating_sub(1).min(v.len() - 1)]);
+    let p = |q: f64| {
+        ms(v[((v.len() as f64 * q).ceil() as usize)
+            .saturating_sub(1)
+            .min(v.len() - 1)])
+    };
     (p(0.5), p(0.99), ms(v[v.len() - 1]))
 }
 
@@ -137,7 +172,10 @@ fn main() -> anyhow::Result<()> {
         bytes = body.iter().map(|b| b.len()).sum();
     }
     let (p50, p99, max) = percentiles(json_times);
-    println!("merged report, {nodes} nodes, 1000 findings, JSON ({:.1} MiB), {queries} queries:", bytes as f64 / 1048576.0);
+    println!(
+        "merged report, {nodes} nodes, 1000 findings, JSON ({:.1} MiB), {queries} queries:",
+        bytes as f64 / 1048576.0
+    );
     println!("  p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
     let mut html_times = Vec::with_capacity(queries);
     for _ in 0..queries.min(50) {
@@ -148,7 +186,11 @@ fn main() -> anyhow::Result<()> {
         bytes = page.len();
     }
     let (p50, p99, max) = percentiles(html_times);
-    println!("merged report rendered as the HTML page ({:.1} MiB), {} renders:", bytes as f64 / 1048576.0, queries.min(50));
+    println!(
+        "merged report rendered as the HTML page ({:.1} MiB), {} renders:",
+        bytes as f64 / 1048576.0,
+        queries.min(50)
+    );
     println!("  p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
 
     // 2. History size.
@@ -161,7 +203,11 @@ fn main() -> anyhow::Result<()> {
     for day in 0..days {
         let at = start + Duration::from_secs(day * 86_400);
         let entries: Vec<StoredNode> = (0..history_nodes)
-            .map(|i| StoredNode { report: node_report(i, day, at), received_at: at, reports_stored_total: day + 1 })
+            .map(|i| StoredNode {
+                report: node_report(i, day, at),
+                received_at: at,
+                reports_stored_total: day + 1,
+            })
             .collect();
         let mut r = report::merge(&entries, &round(200), &MergeConfig::default(), at);
         stored += history.record(&mut r)?.stored_bytes;
@@ -170,7 +216,14 @@ fn main() -> anyhow::Result<()> {
     drop(store);
     let file = std::fs::metadata(dir.join(STORE_FILE))?.len();
     std::fs::remove_dir_all(&dir)?;
-    println!("history: {days} daily reports of {history_nodes} nodes recorded in {:.1} s", t.elapsed().as_secs_f64());
-    println!("  compressed reports {:.1} MiB, store file {:.1} MiB (goal ≤ 1024 MiB)", stored as f64 / 1048576.0, file as f64 / 1048576.0);
+    println!(
+        "history: {days} daily reports of {history_nodes} nodes recorded in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    println!(
+        "  compressed reports {:.1} MiB, store file {:.1} MiB (goal ≤ 1024 MiB)",
+        stored as f64 / 1048576.0,
+        file as f64 / 1048576.0
+    );
     Ok(())
 }

@@ -19,7 +19,9 @@ use k8s_openapi::api::core::v1::Secret;
 use x509_parser::pem::Pem;
 
 use super::time::{human, parse};
-use super::{CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings};
+use super::{
+    CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
+};
 use crate::cluster::{ClusterState, Resource};
 
 /// The earliest expiry in a PEM bundle and the subject of that certificate.
@@ -42,7 +44,8 @@ pub fn earliest_not_after(pem_bundle: &[u8]) -> Result<(Timestamp, String), Stri
         }
         match pem.parse_x509() {
             Ok(cert) => {
-                let t = Timestamp::from_second(cert.validity().not_after.timestamp()).map_err(|e| e.to_string())?;
+                let t = Timestamp::from_second(cert.validity().not_after.timestamp())
+                    .map_err(|e| e.to_string())?;
                 if best.as_ref().is_none_or(|(b, _)| t < *b) {
                     best = Some((t, cert.subject().to_string()));
                 }
@@ -50,16 +53,34 @@ pub fn earliest_not_after(pem_bundle: &[u8]) -> Result<(Timestamp, String), Stri
             Err(e) => errors.push(format!("bad certificate: {e}")),
         }
     }
-    best.ok_or_else(|| if errors.is_empty() { "no CERTIFICATE block in tls.crt".to_string() } else { errors.join("; ") })
+    best.ok_or_else(|| {
+        if errors.is_empty() {
+            "no CERTIFICATE block in tls.crt".to_string()
+        } else {
+            errors.join("; ")
+        }
+    })
 }
 
 /// The expiry finding, if any, carrying `not_after` as its moment (for the report's
 /// certificate timeline).
-fn expiry_finding(cfg: &ChecksConfig, now: Timestamp, not_after: Timestamp, object: ObjectRef, what: &str) -> Option<Finding> {
+fn expiry_finding(
+    cfg: &ChecksConfig,
+    now: Timestamp,
+    not_after: Timestamp,
+    object: ObjectRef,
+    what: &str,
+) -> Option<Finding> {
     expiry_finding_untimed(cfg, now, not_after, object, what).map(|f| f.with_at(Some(not_after)))
 }
 
-fn expiry_finding_untimed(cfg: &ChecksConfig, now: Timestamp, not_after: Timestamp, object: ObjectRef, what: &str) -> Option<Finding> {
+fn expiry_finding_untimed(
+    cfg: &ChecksConfig,
+    now: Timestamp,
+    not_after: Timestamp,
+    object: ObjectRef,
+    what: &str,
+) -> Option<Finding> {
     let left = not_after.duration_since(now);
     let day = SignedDuration::from_hours(24);
     let c = &cfg.certificates;
@@ -106,7 +127,11 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         let ns = c.metadata.namespace.as_deref().unwrap_or("");
         let status = c.data.get("status");
         let not_after = parse(status.and_then(|s| s.get("notAfter")));
-        let secret_name = c.data.get("spec").and_then(|s| s.get("secretName")).and_then(|s| s.as_str());
+        let secret_name = c
+            .data
+            .get("spec")
+            .and_then(|s| s.get("secretName"))
+            .and_then(|s| s.as_str());
         match not_after {
             Some(t) => {
                 if let Some(name) = secret_name {
@@ -115,7 +140,10 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                 let ready = status
                     .and_then(|s| s.get("conditions"))
                     .and_then(|c| c.as_array())
-                    .and_then(|cs| cs.iter().find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready")))
+                    .and_then(|cs| {
+                        cs.iter()
+                            .find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"))
+                    })
                     .and_then(|c| c.get("status"))
                     .and_then(|s| s.as_str())
                     .map(|s| format!(" (Ready condition: {s})"))
@@ -134,21 +162,44 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
     let mut tls = 0usize;
     for s in state.secrets.iter().filter(|s| is_tls(s)) {
         tls += 1;
-        let key = (s.metadata.namespace.as_deref().unwrap_or(""), s.metadata.name.as_deref().unwrap_or(""));
+        let key = (
+            s.metadata.namespace.as_deref().unwrap_or(""),
+            s.metadata.name.as_deref().unwrap_or(""),
+        );
         if issued_secrets.contains(&key) {
             continue;
         }
         let object = ObjectRef::new("Secret", &s.metadata);
         let Some(crt) = s.data.as_ref().and_then(|d| d.get("tls.crt")) else {
-            findings.push(Finding::new("tls_secret_invalid", Severity::Warning, object, "TLS secret has no tls.crt"));
+            findings.push(Finding::new(
+                "tls_secret_invalid",
+                Severity::Warning,
+                object,
+                "TLS secret has no tls.crt",
+            ));
             continue;
         };
         match earliest_not_after(&crt.0) {
-            Ok((t, subject)) => findings.extend(expiry_finding(config, now, t, object, &format!("TLS certificate {subject}"))),
-            Err(e) => findings.push(Finding::new("tls_secret_invalid", Severity::Warning, object, format!("tls.crt unreadable: {e}"))),
+            Ok((t, subject)) => findings.extend(expiry_finding(
+                config,
+                now,
+                t,
+                object,
+                &format!("TLS certificate {subject}"),
+            )),
+            Err(e) => findings.push(Finding::new(
+                "tls_secret_invalid",
+                Severity::Warning,
+                object,
+                format!("tls.crt unreadable: {e}"),
+            )),
         }
     }
-    let summary = format!("{} cert-manager Certificates, {} TLS Secrets", state.certificates.len(), tls);
+    let summary = format!(
+        "{} cert-manager Certificates, {} TLS Secrets",
+        state.certificates.len(),
+        tls
+    );
     CheckResult::new("certificates", summary, findings)
 }
 
@@ -168,12 +219,22 @@ mod tests {
         load_bytes(&mut state, Path::new("dump.json"), dump.as_bytes());
         let now: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
         let r = check(&state, &ChecksConfig::default(), now);
-        let got: Vec<(&str, &str, Option<Timestamp>)> =
-            r.findings.iter().map(|f| (f.object.name.as_str(), f.code.as_str(), f.at)).collect();
-        assert_eq!(got, vec![
-            ("web", "certificate_expiring", Some("2027-01-05T00:00:00Z".parse().unwrap())),
-            ("new", "certificate_not_issued", None),
-        ]);
+        let got: Vec<(&str, &str, Option<Timestamp>)> = r
+            .findings
+            .iter()
+            .map(|f| (f.object.name.as_str(), f.code.as_str(), f.at))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "web",
+                    "certificate_expiring",
+                    Some("2027-01-05T00:00:00Z".parse().unwrap())
+                ),
+                ("new", "certificate_not_issued", None),
+            ]
+        );
         // Absent moments stay out of the JSON; present ones are RFC 3339.
         let json = serde_json::to_value(&r.findings).unwrap();
         assert_eq!(json[0]["at"], "2027-01-05T00:00:00Z");

@@ -98,7 +98,11 @@ pub enum CliError {
     OutsideWindow(String),
     /// `check --fail-on`: checks at or above the level.
     #[error("{count} check(s) at {level} or worse: {names} (--fail-on {level})")]
-    Findings { count: usize, level: Severity, names: String },
+    Findings {
+        count: usize,
+        level: Severity,
+        names: String,
+    },
 }
 
 impl CliError {
@@ -130,7 +134,10 @@ pub fn load_config(path: Option<&Path>) -> Result<FileConfig, CliError> {
 ///
 /// # Errors
 /// An unreadable dump path, no kubeconfig or in-cluster config, or an unreachable server.
-pub async fn load_state(from_dump: &[PathBuf], config: &ChecksConfig) -> Result<ClusterState, CliError> {
+pub async fn load_state(
+    from_dump: &[PathBuf],
+    config: &ChecksConfig,
+) -> Result<ClusterState, CliError> {
     if !from_dump.is_empty() {
         let paths = from_dump.to_vec();
         // Reading and parsing files is blocking work.
@@ -165,9 +172,17 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let proposals = propose(&state, &config.cleanup, now);
     write_output(out, args.output, &state, &results, &proposals, now)?;
     if let Some(level) = args.fail_on.map(FailOn::severity) {
-        let failing: Vec<&str> = results.iter().filter(|r| r.severity >= level).map(|r| r.name.as_str()).collect();
+        let failing: Vec<&str> = results
+            .iter()
+            .filter(|r| r.severity >= level)
+            .map(|r| r.name.as_str())
+            .collect();
         if !failing.is_empty() {
-            return Err(CliError::Findings { count: failing.len(), level, names: failing.join(", ") });
+            return Err(CliError::Findings {
+                count: failing.len(),
+                level,
+                names: failing.join(", "),
+            });
         }
     }
     Ok(())
@@ -198,7 +213,11 @@ pub fn write_output(
             writeln!(out)?;
         }
         Output::Table | Output::Markdown => {
-            let style = if format == Output::Table { Style::Terminal } else { Style::Markdown };
+            let style = if format == Output::Table {
+                Style::Terminal
+            } else {
+                Style::Markdown
+            };
             let title = format!("Cluster checks as of {now}");
             out.write_all(render::report(style, results, &state.load, &title).as_bytes())?;
             if !proposals.is_empty() {
@@ -206,7 +225,11 @@ pub fn write_output(
                     Style::Markdown => write!(out, "\n### Cleanup proposals (dry run)\n\n")?,
                     Style::Terminal => write!(out, "\nCleanup proposals (dry run):\n")?,
                 }
-                writeln!(out, "{}", crate::cleanup::render::proposals(style, proposals))?;
+                writeln!(
+                    out,
+                    "{}",
+                    crate::cleanup::render::proposals(style, proposals)
+                )?;
             }
         }
     }

@@ -12,7 +12,11 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// Any age or window: one second to ten years.
 pub(crate) fn age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(3650 * 86_400))
+    bounded_duration(
+        d,
+        Duration::from_secs(1),
+        Duration::from_secs(3650 * 86_400),
+    )
 }
 
 fn list_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -22,7 +26,9 @@ fn list_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
     let v = u8::deserialize(d)?;
     if v == 0 || v > 100 {
-        return Err(serde::de::Error::custom(format!("{v} is not a percentage between 1 and 100")));
+        return Err(serde::de::Error::custom(format!(
+            "{v} is not a percentage between 1 and 100"
+        )));
     }
     Ok(v)
 }
@@ -89,7 +95,12 @@ pub struct PodsConfig {
 
 impl Default for PodsConfig {
     fn default() -> Self {
-        PodsConfig { restart_threshold: 3, restart_window: 24 * HOUR, pending_grace: 10 * MINUTE, not_ready_grace: 5 * MINUTE }
+        PodsConfig {
+            restart_threshold: 3,
+            restart_window: 24 * HOUR,
+            pending_grace: 10 * MINUTE,
+            not_ready_grace: 5 * MINUTE,
+        }
     }
 }
 
@@ -121,7 +132,10 @@ pub struct CertificatesConfig {
 
 impl Default for CertificatesConfig {
     fn default() -> Self {
-        CertificatesConfig { warning_days: 30, critical_days: 7 }
+        CertificatesConfig {
+            warning_days: 30,
+            critical_days: 7,
+        }
     }
 }
 
@@ -137,7 +151,9 @@ pub struct VeleroConfig {
 
 impl Default for VeleroConfig {
     fn default() -> Self {
-        VeleroConfig { stale_slack: 2 * HOUR }
+        VeleroConfig {
+            stale_slack: 2 * HOUR,
+        }
     }
 }
 
@@ -158,7 +174,11 @@ pub struct PvcsConfig {
 
 impl Default for PvcsConfig {
     fn default() -> Self {
-        PvcsConfig { pending_grace: 10 * MINUTE, usage_warning_percent: 80, usage_critical_percent: 90 }
+        PvcsConfig {
+            pending_grace: 10 * MINUTE,
+            usage_warning_percent: 80,
+            usage_critical_percent: 90,
+        }
     }
 }
 
@@ -181,7 +201,11 @@ pub struct NodesConfig {
 
 impl Default for NodesConfig {
     fn default() -> Self {
-        NodesConfig { requested_warning_percent: 90, usage_warning_percent: 90, pod_cpu_threshold_millicores: 400 }
+        NodesConfig {
+            requested_warning_percent: 90,
+            usage_warning_percent: 90,
+            pod_cpu_threshold_millicores: 400,
+        }
     }
 }
 
@@ -197,7 +221,9 @@ pub struct HelmConfig {
 
 impl Default for HelmConfig {
     fn default() -> Self {
-        HelmConfig { pending_grace: 15 * MINUTE }
+        HelmConfig {
+            pending_grace: 15 * MINUTE,
+        }
     }
 }
 
@@ -208,8 +234,11 @@ mod tests {
 
     #[test]
     fn partial_section_keeps_other_defaults() {
-        let c: ChecksConfig =
-            caretaker_proto::config::parse_yaml("pods:\n  restart_threshold: 5\nevents:\n  window: 12h\n", Path::new("c.yaml")).unwrap();
+        let c: ChecksConfig = caretaker_proto::config::parse_yaml(
+            "pods:\n  restart_threshold: 5\nevents:\n  window: 12h\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
         assert_eq!(c.pods.restart_threshold, 5);
         assert_eq!(c.pods.pending_grace, 10 * MINUTE);
         assert_eq!(c.events.window, 12 * HOUR);
@@ -218,13 +247,25 @@ mod tests {
 
     #[test]
     fn unknown_option_and_bad_percent_name_their_line() {
-        let e = caretaker_proto::config::parse_yaml::<ChecksConfig>("pods:\n  restart_treshold: 5\n", Path::new("c.yaml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("restart_treshold") && e.contains("line 2"), "{e}");
-        let e = caretaker_proto::config::parse_yaml::<ChecksConfig>("pvcs:\n  usage_warning_percent: 120\n", Path::new("c.yaml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("120 is not a percentage") && e.contains("line 2"), "{e}");
+        let e = caretaker_proto::config::parse_yaml::<ChecksConfig>(
+            "pods:\n  restart_treshold: 5\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("restart_treshold") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = caretaker_proto::config::parse_yaml::<ChecksConfig>(
+            "pvcs:\n  usage_warning_percent: 120\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("120 is not a percentage") && e.contains("line 2"),
+            "{e}"
+        );
     }
 }

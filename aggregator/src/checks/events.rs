@@ -15,7 +15,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Event;
 
 use super::time::{age, human, sd};
-use super::{CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings};
+use super::{
+    CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
+};
 use crate::cluster::{ClusterState, Resource};
 
 /// When the event last happened (see the module docs for the order of fields).
@@ -32,7 +34,11 @@ pub fn event_time(e: &Event) -> Option<Timestamp> {
 
 /// How many times the event happened.
 pub fn event_count(e: &Event) -> u64 {
-    e.series.as_ref().and_then(|s| s.count).or(e.count).map_or(1, |c| c.max(1) as u64)
+    e.series
+        .as_ref()
+        .and_then(|s| s.count)
+        .or(e.count)
+        .map_or(1, |c| c.max(1) as u64)
 }
 
 struct Group<'a> {
@@ -64,11 +70,19 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         let key = (
             e.reason.as_deref().unwrap_or(""),
             o.kind.as_deref().unwrap_or(""),
-            o.namespace.as_deref().or(e.metadata.namespace.as_deref()).unwrap_or(""),
+            o.namespace
+                .as_deref()
+                .or(e.metadata.namespace.as_deref())
+                .unwrap_or(""),
             o.name.as_deref().unwrap_or(""),
         );
         let message = e.message.as_deref().unwrap_or("");
-        let g = groups.entry(key).or_insert(Group { count: 0, last: t, message, uid: o.uid.as_deref() });
+        let g = groups.entry(key).or_insert(Group {
+            count: 0,
+            last: t,
+            message,
+            uid: o.uid.as_deref(),
+        });
         g.count += event_count(e);
         if t >= g.last {
             g.last = t;
@@ -83,12 +97,20 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             name: name.to_string(),
             uid: g.uid.map(str::to_string),
         };
-        let msg = if g.message.is_empty() { String::new() } else { format!(": {}", g.message.trim()) };
+        let msg = if g.message.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", g.message.trim())
+        };
         findings.push(Finding::new(
             "warning_event",
             Severity::Warning,
             object,
-            format!("{reason} x{} (last {} ago){msg}", g.count, human(age(now, g.last))),
+            format!(
+                "{reason} x{} (last {} ago){msg}",
+                g.count,
+                human(age(now, g.last))
+            ),
         ));
     }
     let summary = format!(

@@ -20,7 +20,9 @@ use k8s_openapi::api::core::v1::Secret;
 use serde::{Deserialize, Serialize};
 
 use super::time::{age, human, sd};
-use super::{CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings};
+use super::{
+    CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
+};
 use crate::cluster::{ClusterState, Resource};
 
 /// The Secret type Helm 3 stores releases in.
@@ -83,12 +85,17 @@ pub struct HelmRelease {
 /// # Errors
 /// A message when the data is not base64, not gzip or not release JSON.
 fn decode_release(data: &[u8]) -> Result<ReleaseJson, String> {
-    let raw = base64::engine::general_purpose::STANDARD.decode(data.trim_ascii()).map_err(|e| format!("not base64: {e}"))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(data.trim_ascii())
+        .map_err(|e| format!("not base64: {e}"))?;
     let json = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         // Bounded: a release is at most the 1 MiB a Secret can hold, compressed; 64 MiB
         // of JSON is far beyond any real chart.
-        flate2::read::GzDecoder::new(&raw[..]).take(64 << 20).read_to_end(&mut out).map_err(|e| format!("not gzip: {e}"))?;
+        flate2::read::GzDecoder::new(&raw[..])
+            .take(64 << 20)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("not gzip: {e}"))?;
         out
     } else {
         raw
@@ -103,11 +110,25 @@ fn label<'a>(s: &'a Secret, k: &str) -> Option<&'a str> {
 /// The newest revision of every release in `state`.
 pub fn releases(state: &ClusterState) -> Vec<HelmRelease> {
     let mut newest: HashMap<(&str, &str), (u32, &Secret)> = HashMap::new();
-    for s in state.secrets.iter().filter(|s| s.type_.as_deref() == Some(RELEASE_SECRET_TYPE)) {
+    for s in state
+        .secrets
+        .iter()
+        .filter(|s| s.type_.as_deref() == Some(RELEASE_SECRET_TYPE))
+    {
         let ns = s.metadata.namespace.as_deref().unwrap_or("");
-        let name_from_secret = s.metadata.name.as_deref().and_then(|n| n.strip_prefix("sh.helm.release.v1.")).and_then(|n| n.rsplit_once(".v"));
-        let Some(name) = label(s, "name").or(name_from_secret.map(|(n, _)| n)) else { continue };
-        let revision = label(s, "version").or(name_from_secret.map(|(_, v)| v)).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let name_from_secret = s
+            .metadata
+            .name
+            .as_deref()
+            .and_then(|n| n.strip_prefix("sh.helm.release.v1."))
+            .and_then(|n| n.rsplit_once(".v"));
+        let Some(name) = label(s, "name").or(name_from_secret.map(|(n, _)| n)) else {
+            continue;
+        };
+        let revision = label(s, "version")
+            .or(name_from_secret.map(|(_, v)| v))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let e = newest.entry((ns, name)).or_insert((revision, s));
         if revision > e.0 {
             *e = (revision, s);
@@ -130,16 +151,20 @@ pub fn releases(state: &ClusterState) -> Vec<HelmRelease> {
                 namespace: ns.to_string(),
                 name: name.to_string(),
                 revision,
-                status: rel.info.status.or(label(s, "status").map(str::to_string)).unwrap_or_default(),
+                status: rel
+                    .info
+                    .status
+                    .or(label(s, "status").map(str::to_string))
+                    .unwrap_or_default(),
                 chart: chart.as_ref().map(|c| c.name.clone()),
                 chart_version: chart.as_ref().map(|c| c.version.clone()),
                 app_version: chart.and_then(|c| c.app_version),
                 description: rel.info.description,
-                last_deployed: rel
-                    .info
-                    .last_deployed
-                    .and_then(|t| t.parse().ok())
-                    .or(s.metadata.creation_timestamp.as_ref().map(|t| t.0)),
+                last_deployed: rel.info.last_deployed.and_then(|t| t.parse().ok()).or(s
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0)),
                 unreadable,
             }
         })
@@ -158,28 +183,64 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
     let rels = releases(state);
     let grace = sd(config.helm.pending_grace);
     for r in &rels {
-        let obj = || ObjectRef { kind: "HelmRelease".into(), namespace: Some(r.namespace.clone()), name: r.name.clone(), uid: None };
+        let obj = || ObjectRef {
+            kind: "HelmRelease".into(),
+            namespace: Some(r.namespace.clone()),
+            name: r.name.clone(),
+            uid: None,
+        };
         let chart = match (&r.chart, &r.chart_version) {
-            (Some(c), Some(v)) => format!(", chart {c}-{v}{}", r.app_version.as_deref().map(|a| format!(", app {a}")).unwrap_or_default()),
+            (Some(c), Some(v)) => format!(
+                ", chart {c}-{v}{}",
+                r.app_version
+                    .as_deref()
+                    .map(|a| format!(", app {a}"))
+                    .unwrap_or_default()
+            ),
             _ => String::new(),
         };
-        let desc = r.description.as_deref().filter(|d| !d.is_empty()).map(|d| format!(": {d}")).unwrap_or_default();
+        let desc = r
+            .description
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
         let stuck_for = r.last_deployed.map(|t| age(now, t)).filter(|a| *a > grace);
         let head = format!("release {} at revision {}{chart}", r.status, r.revision);
         match r.status.as_str() {
             "deployed" | "superseded" | "uninstalled" => {}
-            "failed" => findings.push(Finding::new("helm_release_failed", Severity::Critical, obj(), format!("{head}{desc}"))),
+            "failed" => findings.push(Finding::new(
+                "helm_release_failed",
+                Severity::Critical,
+                obj(),
+                format!("{head}{desc}"),
+            )),
             "pending-install" | "pending-upgrade" | "pending-rollback" => {
                 if let Some(a) = stuck_for {
-                    findings.push(Finding::new("helm_release_pending", Severity::Warning, obj(), format!("{head} for {}{desc}", human(a))));
+                    findings.push(Finding::new(
+                        "helm_release_pending",
+                        Severity::Warning,
+                        obj(),
+                        format!("{head} for {}{desc}", human(a)),
+                    ));
                 }
             }
             "uninstalling" => {
                 if let Some(a) = stuck_for {
-                    findings.push(Finding::new("helm_release_uninstalling", Severity::Warning, obj(), format!("{head} for {}", human(a))));
+                    findings.push(Finding::new(
+                        "helm_release_uninstalling",
+                        Severity::Warning,
+                        obj(),
+                        format!("{head} for {}", human(a)),
+                    ));
                 }
             }
-            _ => findings.push(Finding::new("helm_release_unknown_status", Severity::Warning, obj(), format!("{head}: unknown status"))),
+            _ => findings.push(Finding::new(
+                "helm_release_unknown_status",
+                Severity::Warning,
+                obj(),
+                format!("{head}: unknown status"),
+            )),
         }
         if let Some(e) = &r.unreadable {
             findings.push(Finding::new(

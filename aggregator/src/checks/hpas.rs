@@ -11,7 +11,9 @@
 
 use jiff::Timestamp;
 
-use super::{CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings};
+use super::{
+    CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
+};
 use crate::cluster::{ClusterState, Resource};
 
 /// Runs the HPA check.
@@ -25,10 +27,15 @@ pub fn check(state: &ClusterState, _config: &ChecksConfig, _now: Timestamp) -> C
     for h in &state.hpas {
         let obj = || ObjectRef::new("HorizontalPodAutoscaler", &h.metadata);
         let max = h.spec.max_replicas;
-        let Some(status) = h.status.as_ref() else { continue };
+        let Some(status) = h.status.as_ref() else {
+            continue;
+        };
         let conditions = status.conditions.as_deref().unwrap_or_default();
         let cond = |t: &str| conditions.iter().find(|c| c.type_ == t);
-        let target = format!("{}/{}", h.spec.scale_target_ref.kind, h.spec.scale_target_ref.name);
+        let target = format!(
+            "{}/{}",
+            h.spec.scale_target_ref.kind, h.spec.scale_target_ref.name
+        );
         if let Some(c) = cond("ScalingLimited")
             && c.status == "True"
             && c.reason.as_deref() == Some("TooManyReplicas")
@@ -42,7 +49,10 @@ pub fn check(state: &ClusterState, _config: &ChecksConfig, _now: Timestamp) -> C
                     "{target} capped at maxReplicas {max} (current {}, desired {}){}",
                     status.current_replicas.unwrap_or(0),
                     status.desired_replicas,
-                    c.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                    c.message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
                 ),
             ));
         }
@@ -53,7 +63,14 @@ pub fn check(state: &ClusterState, _config: &ChecksConfig, _now: Timestamp) -> C
                 "hpa_unable_to_scale",
                 Severity::Warning,
                 obj(),
-                format!("{target} cannot scale ({}){}", c.reason.as_deref().unwrap_or(""), c.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()),
+                format!(
+                    "{target} cannot scale ({}){}",
+                    c.reason.as_deref().unwrap_or(""),
+                    c.message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
             ));
         }
         if let Some(c) = cond("ScalingActive")
@@ -64,9 +81,20 @@ pub fn check(state: &ClusterState, _config: &ChecksConfig, _now: Timestamp) -> C
                 "hpa_scaling_inactive",
                 Severity::Warning,
                 obj(),
-                format!("{target} scaling inactive ({}){}", c.reason.as_deref().unwrap_or(""), c.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()),
+                format!(
+                    "{target} scaling inactive ({}){}",
+                    c.reason.as_deref().unwrap_or(""),
+                    c.message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
             ));
         }
     }
-    CheckResult::new("hpas", format!("{} HPAs, {} capped at max", state.hpas.len(), capped), findings)
+    CheckResult::new(
+        "hpas",
+        format!("{} HPAs, {} capped at max", state.hpas.len(), capped),
+        findings,
+    )
 }

@@ -30,7 +30,9 @@ use crate::cluster::{ClusterState, Coverage, Resource};
 pub use config::ChecksConfig;
 
 /// How bad a finding (or the worst finding of a check) is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     #[default]
@@ -75,7 +77,10 @@ impl ObjectRef {
 
     /// A reference to a whole resource (for "could not list" findings): the name is empty.
     pub fn resource(r: Resource) -> ObjectRef {
-        ObjectRef { kind: r.kind().to_string(), ..Default::default() }
+        ObjectRef {
+            kind: r.kind().to_string(),
+            ..Default::default()
+        }
     }
 }
 
@@ -105,8 +110,19 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(code: &str, severity: Severity, object: ObjectRef, message: impl Into<String>) -> Finding {
-        Finding { code: code.to_string(), severity, object, message: message.into(), at: None }
+    pub fn new(
+        code: &str,
+        severity: Severity,
+        object: ObjectRef,
+        message: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            code: code.to_string(),
+            severity,
+            object,
+            message: message.into(),
+            at: None,
+        }
     }
 
     /// The same finding about the moment `at` (see [`Finding::at`]).
@@ -152,8 +168,18 @@ impl CheckResult {
                 .then_with(|| a.object.name.cmp(&b.object.name))
                 .then_with(|| a.message.cmp(&b.message))
         });
-        let severity = findings.iter().map(|f| f.severity).max().unwrap_or(Severity::Ok);
-        CheckResult { name: name.to_string(), severity, status: CheckStatus::Ran, summary: summary.into(), findings }
+        let severity = findings
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Severity::Ok);
+        CheckResult {
+            name: name.to_string(),
+            severity,
+            status: CheckStatus::Ran,
+            summary: summary.into(),
+            findings,
+        }
     }
 
     /// A check none of whose inputs are present.
@@ -176,14 +202,38 @@ pub struct Check {
 
 /// Every check, in report order.
 pub const ALL: &[Check] = &[
-    Check { name: "nodes", run: nodes::check },
-    Check { name: "pods", run: pods::check },
-    Check { name: "events", run: events::check },
-    Check { name: "certificates", run: certificates::check },
-    Check { name: "velero", run: velero::check },
-    Check { name: "pvcs", run: pvcs::check },
-    Check { name: "hpas", run: hpas::check },
-    Check { name: "helm", run: helm::check },
+    Check {
+        name: "nodes",
+        run: nodes::check,
+    },
+    Check {
+        name: "pods",
+        run: pods::check,
+    },
+    Check {
+        name: "events",
+        run: events::check,
+    },
+    Check {
+        name: "certificates",
+        run: certificates::check,
+    },
+    Check {
+        name: "velero",
+        run: velero::check,
+    },
+    Check {
+        name: "pvcs",
+        run: pvcs::check,
+    },
+    Check {
+        name: "hpas",
+        run: hpas::check,
+    },
+    Check {
+        name: "helm",
+        run: helm::check,
+    },
 ];
 
 /// Runs every check on `state` as of `now`.

@@ -20,7 +20,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::quantity;
 use super::time::{age, human};
-use super::{CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings};
+use super::{
+    CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
+};
 use crate::cluster::pod::{ContainerInfo, PodSpecInfo};
 use crate::cluster::{ClusterState, Resource};
 
@@ -37,7 +39,10 @@ impl Resources {
         self.memory_bytes += o.memory_bytes;
     }
     fn max(self, o: Resources) -> Resources {
-        Resources { cpu_millicores: self.cpu_millicores.max(o.cpu_millicores), memory_bytes: self.memory_bytes.max(o.memory_bytes) }
+        Resources {
+            cpu_millicores: self.cpu_millicores.max(o.cpu_millicores),
+            memory_bytes: self.memory_bytes.max(o.memory_bytes),
+        }
     }
 }
 
@@ -52,8 +57,14 @@ fn from_map(m: Option<&std::collections::BTreeMap<String, Quantity>>) -> Resourc
 fn container_requests(c: &ContainerInfo) -> Resources {
     let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
     Resources {
-        cpu_millicores: r.and_then(|r| r.cpu.as_ref()).and_then(|q| quantity::millicores(&q.0)).unwrap_or(0),
-        memory_bytes: r.and_then(|r| r.memory.as_ref()).and_then(|q| quantity::bytes(&q.0)).unwrap_or(0),
+        cpu_millicores: r
+            .and_then(|r| r.cpu.as_ref())
+            .and_then(|q| quantity::millicores(&q.0))
+            .unwrap_or(0),
+        memory_bytes: r
+            .and_then(|r| r.memory.as_ref())
+            .and_then(|q| quantity::bytes(&q.0))
+            .unwrap_or(0),
     }
 }
 
@@ -97,7 +108,15 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
     if let Some(reason) = all_not_applicable(state, &inputs) {
         return CheckResult::not_applicable("nodes", reason);
     }
-    let mut findings = coverage_findings(state, &[Resource::Node, Resource::Pod, Resource::NodeMetrics, Resource::PodMetrics]);
+    let mut findings = coverage_findings(
+        state,
+        &[
+            Resource::Node,
+            Resource::Pod,
+            Resource::NodeMetrics,
+            Resource::PodMetrics,
+        ],
+    );
 
     let mut requested: HashMap<&str, Resources> = HashMap::with_capacity(state.nodes.len());
     for pod in &state.pods {
@@ -106,7 +125,10 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             continue;
         }
         if let Some(node) = pod.spec.node_name.as_deref() {
-            requested.entry(node).or_default().add(pod_requests(&pod.spec));
+            requested
+                .entry(node)
+                .or_default()
+                .add(pod_requests(&pod.spec));
         }
     }
     let usage: HashMap<&str, Resources> = state
@@ -115,8 +137,15 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         .filter_map(|m| {
             let u = m.data.get("usage")?;
             let r = Resources {
-                cpu_millicores: u.get("cpu").and_then(|v| v.as_str()).and_then(quantity::millicores)?,
-                memory_bytes: u.get("memory").and_then(|v| v.as_str()).and_then(quantity::bytes).unwrap_or(0),
+                cpu_millicores: u
+                    .get("cpu")
+                    .and_then(|v| v.as_str())
+                    .and_then(quantity::millicores)?,
+                memory_bytes: u
+                    .get("memory")
+                    .and_then(|v| v.as_str())
+                    .and_then(quantity::bytes)
+                    .unwrap_or(0),
             };
             Some((m.metadata.name.as_deref()?, r))
         })
@@ -128,19 +157,35 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         let name = node.metadata.name.as_deref().unwrap_or("");
         let obj = || ObjectRef::new("Node", &node.metadata);
         let status = node.status.as_ref();
-        let conditions = status.and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+        let conditions = status
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default();
         let ready = conditions.iter().find(|c| c.type_ == "Ready");
         if ready.is_none_or(|c| c.status != "True") {
             not_ready += 1;
             let detail = match ready {
                 Some(c) => {
-                    let since = c.last_transition_time.as_ref().map(|t| format!(" for {}", human(age(now, t.0)))).unwrap_or_default();
-                    let why = c.message.as_deref().or(c.reason.as_deref()).map(|m| format!(": {m}")).unwrap_or_default();
+                    let since = c
+                        .last_transition_time
+                        .as_ref()
+                        .map(|t| format!(" for {}", human(age(now, t.0))))
+                        .unwrap_or_default();
+                    let why = c
+                        .message
+                        .as_deref()
+                        .or(c.reason.as_deref())
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default();
                     format!("Ready is {}{since}{why}", c.status)
                 }
                 None => "no Ready condition reported".to_string(),
             };
-            findings.push(Finding::new("node_not_ready", Severity::Critical, obj(), format!("node not ready: {detail}")));
+            findings.push(Finding::new(
+                "node_not_ready",
+                Severity::Critical,
+                obj(),
+                format!("node not ready: {detail}"),
+            ));
         }
         for c in conditions {
             let (code, sev) = match c.type_.as_str() {
@@ -151,12 +196,26 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                 _ => continue,
             };
             if c.status == "True" {
-                let why = c.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-                findings.push(Finding::new(code, sev, obj(), format!("{} is True{why}", c.type_)));
+                let why = c
+                    .message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                findings.push(Finding::new(
+                    code,
+                    sev,
+                    obj(),
+                    format!("{} is True{why}", c.type_),
+                ));
             }
         }
         if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
-            findings.push(Finding::new("cordoned", Severity::Info, obj(), "node is cordoned (unschedulable)"));
+            findings.push(Finding::new(
+                "cordoned",
+                Severity::Info,
+                obj(),
+                "node is cordoned (unschedulable)",
+            ));
         }
         let alloc = from_map(status.and_then(|s| s.allocatable.as_ref()));
         let req = requested.get(name).copied().unwrap_or_default();
@@ -165,34 +224,57 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         let limit = f64::from(cfg.requested_warning_percent);
         let mut high = Vec::new();
         if let Some(p) = percent(req.cpu_millicores, alloc.cpu_millicores).filter(|p| *p > limit) {
-            high.push(format!("CPU {}m of {}m ({p:.0}%)", req.cpu_millicores, alloc.cpu_millicores));
+            high.push(format!(
+                "CPU {}m of {}m ({p:.0}%)",
+                req.cpu_millicores, alloc.cpu_millicores
+            ));
         }
         if let Some(p) = percent(req.memory_bytes, alloc.memory_bytes).filter(|p| *p > limit) {
-            high.push(format!("memory {} of {} ({p:.0}%)", gib(req.memory_bytes), gib(alloc.memory_bytes)));
+            high.push(format!(
+                "memory {} of {} ({p:.0}%)",
+                gib(req.memory_bytes),
+                gib(alloc.memory_bytes)
+            ));
         }
         if !high.is_empty() {
             findings.push(Finding::new(
                 "requests_high",
                 Severity::Warning,
                 obj(),
-                format!("pod requests above {}% of allocatable: {}", cfg.requested_warning_percent, high.join(", ")),
+                format!(
+                    "pod requests above {}% of allocatable: {}",
+                    cfg.requested_warning_percent,
+                    high.join(", ")
+                ),
             ));
         }
         if let Some(u) = usage.get(name) {
             let limit = f64::from(cfg.usage_warning_percent);
             let mut high = Vec::new();
-            if let Some(p) = percent(u.cpu_millicores, alloc.cpu_millicores).filter(|p| *p > limit) {
-                high.push(format!("CPU {}m of {}m ({p:.0}%)", u.cpu_millicores, alloc.cpu_millicores));
+            if let Some(p) = percent(u.cpu_millicores, alloc.cpu_millicores).filter(|p| *p > limit)
+            {
+                high.push(format!(
+                    "CPU {}m of {}m ({p:.0}%)",
+                    u.cpu_millicores, alloc.cpu_millicores
+                ));
             }
             if let Some(p) = percent(u.memory_bytes, alloc.memory_bytes).filter(|p| *p > limit) {
-                high.push(format!("memory {} of {} ({p:.0}%)", gib(u.memory_bytes), gib(alloc.memory_bytes)));
+                high.push(format!(
+                    "memory {} of {} ({p:.0}%)",
+                    gib(u.memory_bytes),
+                    gib(alloc.memory_bytes)
+                ));
             }
             if !high.is_empty() {
                 findings.push(Finding::new(
                     "usage_high",
                     Severity::Warning,
                     obj(),
-                    format!("usage above {}% of allocatable: {}", cfg.usage_warning_percent, high.join(", ")),
+                    format!(
+                        "usage above {}% of allocatable: {}",
+                        cfg.usage_warning_percent,
+                        high.join(", ")
+                    ),
                 ));
             }
         }
@@ -205,7 +287,12 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             .and_then(|c| c.as_array())
             .map(|cs| {
                 cs.iter()
-                    .filter_map(|c| c.get("usage")?.get("cpu")?.as_str().and_then(quantity::millicores))
+                    .filter_map(|c| {
+                        c.get("usage")?
+                            .get("cpu")?
+                            .as_str()
+                            .and_then(quantity::millicores)
+                    })
                     .sum()
             })
             .unwrap_or(0);
@@ -216,7 +303,10 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                 "pod_cpu_high",
                 Severity::Info,
                 object,
-                format!("pod uses {cpu}m CPU (threshold {}m)", cfg.pod_cpu_threshold_millicores),
+                format!(
+                    "pod uses {cpu}m CPU (threshold {}m)",
+                    cfg.pod_cpu_threshold_millicores
+                ),
             ));
         }
     }
@@ -225,8 +315,10 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         "{} nodes, {} not ready; requests CPU {}, memory {} of allocatable",
         state.nodes.len(),
         not_ready,
-        percent(req_total.cpu_millicores, alloc_total.cpu_millicores).map_or("-".into(), |p| format!("{p:.0}%")),
-        percent(req_total.memory_bytes, alloc_total.memory_bytes).map_or("-".into(), |p| format!("{p:.0}%")),
+        percent(req_total.cpu_millicores, alloc_total.cpu_millicores)
+            .map_or("-".into(), |p| format!("{p:.0}%")),
+        percent(req_total.memory_bytes, alloc_total.memory_bytes)
+            .map_or("-".into(), |p| format!("{p:.0}%")),
     );
     CheckResult::new("nodes", summary, findings)
 }

@@ -17,7 +17,9 @@
 use jiff::Timestamp;
 
 use super::time::{age, human, sd};
-use super::{CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings};
+use super::{
+    CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
+};
 use crate::cluster::pod::{ContainerStatusInfo as ContainerStatus, PodInfo as Pod};
 use crate::cluster::{ClusterState, Resource};
 
@@ -38,7 +40,11 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             unhealthy += 1;
         }
     }
-    CheckResult::new("pods", format!("{} pods, {} with problems", state.pods.len(), unhealthy), findings)
+    CheckResult::new(
+        "pods",
+        format!("{} pods, {} with problems", state.pods.len(), unhealthy),
+        findings,
+    )
 }
 
 fn waiting_reason(s: &ContainerStatus) -> Option<&str> {
@@ -46,14 +52,25 @@ fn waiting_reason(s: &ContainerStatus) -> Option<&str> {
 }
 
 fn waiting_message(s: &ContainerStatus) -> String {
-    match s.state.as_ref().and_then(|st| st.waiting.as_ref()).and_then(|w| w.message.as_deref()) {
+    match s
+        .state
+        .as_ref()
+        .and_then(|st| st.waiting.as_ref())
+        .and_then(|w| w.message.as_deref())
+    {
         Some(m) if !m.is_empty() => format!(": {m}"),
         _ => String::new(),
     }
 }
 
 fn last_finished(s: &ContainerStatus) -> Option<Timestamp> {
-    s.last_state.as_ref()?.terminated.as_ref()?.finished_at.as_ref().map(|t| t.0)
+    s.last_state
+        .as_ref()?
+        .terminated
+        .as_ref()?
+        .finished_at
+        .as_ref()
+        .map(|t| t.0)
 }
 
 /// The findings of one pod, appended to `out`.
@@ -66,8 +83,10 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
     let inits = &status.init_container_statuses[..];
 
     let mut explained = false;
-    let crash: Vec<&ContainerStatus> =
-        containers.iter().filter(|c| waiting_reason(c) == Some("CrashLoopBackOff")).collect();
+    let crash: Vec<&ContainerStatus> = containers
+        .iter()
+        .filter(|c| waiting_reason(c) == Some("CrashLoopBackOff"))
+        .collect();
     if let Some(first) = crash.first() {
         explained = true;
         let names: Vec<&str> = crash.iter().map(|c| c.name.as_str()).collect();
@@ -83,23 +102,44 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
             ),
         ));
     }
-    if let Some(c) = inits.iter().find(|c| waiting_reason(c) == Some("CrashLoopBackOff")) {
+    if let Some(c) = inits
+        .iter()
+        .find(|c| waiting_reason(c) == Some("CrashLoopBackOff"))
+    {
         explained = true;
         out.push(Finding::new(
             "init_crash_loop_back_off",
             Severity::Critical,
             obj(),
-            format!("init container {} in CrashLoopBackOff (restarted {} times){}", c.name, c.restart_count, waiting_message(c)),
+            format!(
+                "init container {} in CrashLoopBackOff (restarted {} times){}",
+                c.name,
+                c.restart_count,
+                waiting_message(c)
+            ),
         ));
     }
-    if let Some(c) = inits.iter().chain(containers).find(|c| waiting_reason(c).is_some_and(|r| IMAGE_PULL_REASONS.contains(&r))) {
+    if let Some(c) = inits
+        .iter()
+        .chain(containers)
+        .find(|c| waiting_reason(c).is_some_and(|r| IMAGE_PULL_REASONS.contains(&r)))
+    {
         explained = true;
-        let image = if c.image.is_empty() { String::new() } else { format!(" {}", c.image) };
+        let image = if c.image.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", c.image)
+        };
         out.push(Finding::new(
             "image_pull_back_off",
             Severity::Critical,
             obj(),
-            format!("container {} cannot pull image{image} ({}){}", c.name, waiting_reason(c).unwrap_or(""), waiting_message(c)),
+            format!(
+                "container {} cannot pull image{image} ({}){}",
+                c.name,
+                waiting_reason(c).unwrap_or(""),
+                waiting_message(c)
+            ),
         ));
     }
 
@@ -107,17 +147,38 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
     match phase {
         "Failed" => {
             let reason = status.reason.as_deref().unwrap_or("");
-            let message = status.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+            let message = status
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
             if reason == "Evicted" {
-                out.push(Finding::new("evicted", Severity::Warning, obj(), format!("pod was evicted{message}")));
+                out.push(Finding::new(
+                    "evicted",
+                    Severity::Warning,
+                    obj(),
+                    format!("pod was evicted{message}"),
+                ));
             } else {
-                let r = if reason.is_empty() { String::new() } else { format!(" ({reason})") };
-                out.push(Finding::new("failed", Severity::Warning, obj(), format!("pod failed{r}{message}")));
+                let r = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({reason})")
+                };
+                out.push(Finding::new(
+                    "failed",
+                    Severity::Warning,
+                    obj(),
+                    format!("pod failed{r}{message}"),
+                ));
             }
         }
-        "Unknown" => {
-            out.push(Finding::new("unknown_phase", Severity::Warning, obj(), "pod phase is Unknown: its node stopped reporting"))
-        }
+        "Unknown" => out.push(Finding::new(
+            "unknown_phase",
+            Severity::Warning,
+            obj(),
+            "pod phase is Unknown: its node stopped reporting",
+        )),
         "Pending" if !explained => {
             if let Some(c) = created
                 && age(now, c) > sd(cfg.pending_grace)
@@ -129,7 +190,12 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
                     .and_then(|c| c.message.clone())
                     .map(|m| format!(": {m}"))
                     .unwrap_or_default();
-                out.push(Finding::new("pending", Severity::Warning, obj(), format!("pod Pending for {}{why}", human(age(now, c)))));
+                out.push(Finding::new(
+                    "pending",
+                    Severity::Warning,
+                    obj(),
+                    format!("pod Pending for {}{why}", human(age(now, c))),
+                ));
             }
         }
         "Running" if !explained => {
@@ -137,13 +203,32 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
             if let Some(r) = ready
                 && r.status != "True"
             {
-                let since = r.last_transition_time.as_ref().map(|t| t.0).or(status.start_time.as_ref().map(|t| t.0)).or(created);
+                let since = r
+                    .last_transition_time
+                    .as_ref()
+                    .map(|t| t.0)
+                    .or(status.start_time.as_ref().map(|t| t.0))
+                    .or(created);
                 if since.is_some_and(|s| age(now, s) > sd(cfg.not_ready_grace)) {
-                    let since_text = since.map(|s| format!(" for {}", human(age(now, s)))).unwrap_or_default();
-                    let not_ready: Vec<&str> = containers.iter().filter(|c| !c.ready).map(|c| c.name.as_str()).collect();
-                    let which =
-                        if not_ready.is_empty() { String::new() } else { format!(" (containers not ready: {})", not_ready.join(", ")) };
-                    out.push(Finding::new("not_ready", Severity::Warning, obj(), format!("pod Running but not Ready{since_text}{which}")));
+                    let since_text = since
+                        .map(|s| format!(" for {}", human(age(now, s))))
+                        .unwrap_or_default();
+                    let not_ready: Vec<&str> = containers
+                        .iter()
+                        .filter(|c| !c.ready)
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    let which = if not_ready.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (containers not ready: {})", not_ready.join(", "))
+                    };
+                    out.push(Finding::new(
+                        "not_ready",
+                        Severity::Warning,
+                        obj(),
+                        format!("pod Running but not Ready{since_text}{which}"),
+                    ));
                 }
             }
         }
@@ -176,7 +261,12 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
                 "restarts",
                 Severity::Warning,
                 obj(),
-                format!("{} (threshold {}, last restart within {})", parts.join("; "), cfg.restart_threshold, human(window)),
+                format!(
+                    "{} (threshold {}, last restart within {})",
+                    parts.join("; "),
+                    cfg.restart_threshold,
+                    human(window)
+                ),
             ));
         }
     }

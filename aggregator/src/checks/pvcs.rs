@@ -14,7 +14,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::time::{age, human, sd};
-use super::{CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings};
+use super::{
+    CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
+};
 use crate::cluster::{ClusterState, Resource, VolumeStat};
 
 /// The usage of one claim, when known.
@@ -54,7 +56,9 @@ pub fn claim_usage(state: &ClusterState) -> Vec<ClaimUsage> {
                 claim: ObjectRef::new("PersistentVolumeClaim", &c.metadata),
                 size_bytes: st.map(|s| s.size_bytes),
                 used_bytes: st.map(|s| s.used_bytes),
-                used_percent: st.filter(|s| s.size_bytes > 0).map(|s| s.used_bytes as f64 * 100.0 / s.size_bytes as f64),
+                used_percent: st
+                    .filter(|s| s.size_bytes > 0)
+                    .map(|s| s.used_bytes as f64 * 100.0 / s.size_bytes as f64),
                 volume,
             }
         })
@@ -72,12 +76,22 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
     for c in &state.pvcs {
         let obj = || ObjectRef::new("PersistentVolumeClaim", &c.metadata);
         match c.status.as_ref().and_then(|s| s.phase.as_deref()) {
-            Some("Lost") => findings.push(Finding::new("pvc_lost", Severity::Critical, obj(), "claim is Lost: its volume no longer exists")),
+            Some("Lost") => findings.push(Finding::new(
+                "pvc_lost",
+                Severity::Critical,
+                obj(),
+                "claim is Lost: its volume no longer exists",
+            )),
             Some("Pending") | None => {
                 let created = c.metadata.creation_timestamp.as_ref().map(|t| t.0);
                 if created.is_some_and(|t| age(now, t) > sd(cfg.pending_grace)) {
                     let for_ = created.map(|t| human(age(now, t))).unwrap_or_default();
-                    findings.push(Finding::new("pvc_pending", Severity::Warning, obj(), format!("claim unbound (Pending) for {for_}")));
+                    findings.push(Finding::new(
+                        "pvc_pending",
+                        Severity::Warning,
+                        obj(),
+                        format!("claim unbound (Pending) for {for_}"),
+                    ));
                 }
             }
             _ => {}
@@ -107,6 +121,11 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             ),
         ));
     }
-    let summary = format!("{} claims, usage known for {}, unknown for {}", state.pvcs.len(), known, usage.len() - known);
+    let summary = format!(
+        "{} claims, usage known for {}, unknown for {}",
+        state.pvcs.len(),
+        known,
+        usage.len() - known
+    );
     CheckResult::new("pvcs", summary, findings)
 }

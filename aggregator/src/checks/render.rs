@@ -42,7 +42,12 @@ fn status(r: &CheckResult) -> String {
 pub fn overview(style: Style, results: &[CheckResult]) -> String {
     let mut t = table(style, &["check", "status", "findings", "summary"]);
     for r in results {
-        t.add_row(vec![r.name.clone(), status(r), r.findings.len().to_string(), cell(style, &r.summary)]);
+        t.add_row(vec![
+            r.name.clone(),
+            status(r),
+            r.findings.len().to_string(),
+            cell(style, &r.summary),
+        ]);
     }
     t.to_string()
 }
@@ -51,7 +56,12 @@ pub fn overview(style: Style, results: &[CheckResult]) -> String {
 pub fn findings(style: Style, f: &[Finding]) -> String {
     let mut t = table(style, &["severity", "code", "object", "message"]);
     for x in f {
-        t.add_row(vec![x.severity.to_string(), x.code.clone(), cell(style, &x.object.to_string()), cell(style, &x.message)]);
+        t.add_row(vec![
+            x.severity.to_string(),
+            x.code.clone(),
+            cell(style, &x.object.to_string()),
+            cell(style, &x.message),
+        ]);
     }
     t.to_string()
 }
@@ -68,7 +78,9 @@ pub fn report(style: Style, results: &[CheckResult], load: &LoadSummary, title: 
     for r in results.iter().filter(|r| !r.findings.is_empty()) {
         match style {
             Style::Markdown => out.push_str(&format!("\n### {} ({})\n\n", r.name, status(r))),
-            Style::Terminal => out.push_str(&format!("\n{} ({}): {}\n", r.name, status(r), r.summary)),
+            Style::Terminal => {
+                out.push_str(&format!("\n{} ({}): {}\n", r.name, status(r), r.summary))
+            }
         }
         out.push_str(&findings(style, &r.findings));
         out.push('\n');
@@ -89,8 +101,15 @@ pub fn load_notes(style: Style, load: &LoadSummary) -> String {
         out.push('\n');
     }
     if !load.unknown_kinds.is_empty() {
-        let kinds: Vec<String> = load.unknown_kinds.iter().map(|(k, n)| format!("{k} ({n})")).collect();
-        out.push_str(&format!("ignored objects of kinds no check reads: {}\n", kinds.join(", ")));
+        let kinds: Vec<String> = load
+            .unknown_kinds
+            .iter()
+            .map(|(k, n)| format!("{k} ({n})"))
+            .collect();
+        out.push_str(&format!(
+            "ignored objects of kinds no check reads: {}\n",
+            kinds.join(", ")
+        ));
     }
     for p in &load.problems {
         let line = cell(style, &p.to_string());

@@ -26,7 +26,9 @@ use jiff::{SignedDuration, Timestamp};
 use kube::api::DynamicObject;
 
 use super::time::{age, human, parse, sd};
-use super::{CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings};
+use super::{
+    CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
+};
 use crate::cluster::{ClusterState, Resource};
 
 const SCHEDULE_LABEL: &str = "velero.io/schedule-name";
@@ -37,12 +39,21 @@ fn str_at<'a>(o: &'a DynamicObject, section: &str, field: &str) -> Option<&'a st
 
 /// When a backup started (or was created).
 fn started(b: &DynamicObject) -> Option<Timestamp> {
-    parse(b.data.get("status").and_then(|s| s.get("startTimestamp"))).or(b.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    parse(b.data.get("status").and_then(|s| s.get("startTimestamp"))).or(b
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0))
 }
 
 /// When a backup completed (or started).
 fn completed(b: &DynamicObject) -> Option<Timestamp> {
-    parse(b.data.get("status").and_then(|s| s.get("completionTimestamp"))).or_else(|| started(b))
+    parse(
+        b.data
+            .get("status")
+            .and_then(|s| s.get("completionTimestamp")),
+    )
+    .or_else(|| started(b))
 }
 
 fn phase(b: &DynamicObject) -> &str {
@@ -53,9 +64,10 @@ fn phase(b: &DynamicObject) -> &str {
 pub fn classify_phase(phase: &str) -> Option<(&'static str, Severity)> {
     match phase {
         "Completed" | "Deleting" => None,
-        "PartiallyFailed" | "WaitingForPluginOperationsPartiallyFailed" | "FinalizingPartiallyFailed" | "UploadingPartialFailure" => {
-            Some(("backup_partially_failed", Severity::Warning))
-        }
+        "PartiallyFailed"
+        | "WaitingForPluginOperationsPartiallyFailed"
+        | "FinalizingPartiallyFailed"
+        | "UploadingPartialFailure" => Some(("backup_partially_failed", Severity::Warning)),
         "Failed" => Some(("backup_failed", Severity::Critical)),
         "FailedValidation" => Some(("backup_failed_validation", Severity::Critical)),
         "" | "New" | "InProgress" | "WaitingForPluginOperations" | "Finalizing" | "Uploading" => {
@@ -68,25 +80,47 @@ pub fn classify_phase(phase: &str) -> Option<(&'static str, Severity)> {
 fn phase_finding(b: &DynamicObject, now: Timestamp) -> Option<Finding> {
     let p = phase(b);
     let (code, sev) = classify_phase(p)?;
-    let when = started(b).map(|t| format!(", started {} ago", human(age(now, t)))).unwrap_or_default();
+    let when = started(b)
+        .map(|t| format!(", started {} ago", human(age(now, t))))
+        .unwrap_or_default();
     let status = b.data.get("status");
-    let num = |k: &str| status.and_then(|s| s.get(k)).and_then(|v| v.as_u64()).unwrap_or(0);
+    let num = |k: &str| {
+        status
+            .and_then(|s| s.get(k))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    };
     let (errors, warnings) = (num("errors"), num("warnings"));
-    let counts = if errors + warnings > 0 { format!(" ({errors} errors, {warnings} warnings)") } else { String::new() };
+    let counts = if errors + warnings > 0 {
+        format!(" ({errors} errors, {warnings} warnings)")
+    } else {
+        String::new()
+    };
     let reasons = status
         .and_then(|s| s.get("validationErrors").or_else(|| s.get("failureReason")))
         .map(|v| match v {
             serde_json::Value::String(s) => format!(": {s}"),
             serde_json::Value::Array(a) => {
-                format!(": {}", a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "))
+                format!(
+                    ": {}",
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
             }
             _ => String::new(),
         })
         .unwrap_or_default();
     let shown = if p.is_empty() { "New" } else { p };
     Some(
-        Finding::new(code, sev, ObjectRef::new("Backup", &b.metadata), format!("backup phase {shown}{when}{counts}{reasons}"))
-            .with_at(started(b)),
+        Finding::new(
+            code,
+            sev,
+            ObjectRef::new("Backup", &b.metadata),
+            format!("backup phase {shown}{when}{counts}{reasons}"),
+        )
+        .with_at(started(b)),
     )
 }
 
@@ -99,8 +133,16 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
     let mut findings = coverage_findings(state, &inputs);
     let mut by_schedule: HashMap<(&str, &str), Vec<&DynamicObject>> = HashMap::new();
     for b in &state.backups {
-        match b.metadata.labels.as_ref().and_then(|l| l.get(SCHEDULE_LABEL)) {
-            Some(s) => by_schedule.entry((b.metadata.namespace.as_deref().unwrap_or(""), s.as_str())).or_default().push(b),
+        match b
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SCHEDULE_LABEL))
+        {
+            Some(s) => by_schedule
+                .entry((b.metadata.namespace.as_deref().unwrap_or(""), s.as_str()))
+                .or_default()
+                .push(b),
             None => findings.extend(phase_finding(b, now)),
         }
     }
@@ -112,9 +154,22 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
     let slack = sd(config.velero.stale_slack);
     for s in &state.schedules {
         let object = || ObjectRef::new("Schedule", &s.metadata);
-        let key = (s.metadata.namespace.as_deref().unwrap_or(""), s.metadata.name.as_deref().unwrap_or(""));
-        if s.data.get("spec").and_then(|p| p.get("paused")).and_then(|p| p.as_bool()) == Some(true) {
-            findings.push(Finding::new("schedule_paused", Severity::Info, object(), "schedule is paused"));
+        let key = (
+            s.metadata.namespace.as_deref().unwrap_or(""),
+            s.metadata.name.as_deref().unwrap_or(""),
+        );
+        if s.data
+            .get("spec")
+            .and_then(|p| p.get("paused"))
+            .and_then(|p| p.as_bool())
+            == Some(true)
+        {
+            findings.push(Finding::new(
+                "schedule_paused",
+                Severity::Info,
+                object(),
+                "schedule is paused",
+            ));
             continue;
         }
         let cron = str_at(s, "spec", "schedule").unwrap_or("");
@@ -128,8 +183,13 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             continue;
         };
         let limit = period + slack;
-        let newest_completed =
-            by_schedule.get(&key).into_iter().flatten().filter(|b| phase(b) == "Completed").filter_map(|b| completed(b)).max();
+        let newest_completed = by_schedule
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|b| phase(b) == "Completed")
+            .filter_map(|b| completed(b))
+            .max();
         match newest_completed {
             Some(t) if age(now, t) > limit => findings.push(Finding::new(
                 "backup_stale",
@@ -157,7 +217,11 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             }
         }
     }
-    let summary = format!("{} backups, {} schedules", state.backups.len(), state.schedules.len());
+    let summary = format!(
+        "{} backups, {} schedules",
+        state.backups.len(),
+        state.schedules.len()
+    );
     CheckResult::new("velero", summary, findings)
 }
 
@@ -165,7 +229,10 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
 /// or `@every <duration>`), found by enumerating two years of runs.
 pub fn cron_period(expr: &str) -> Option<SignedDuration> {
     let expr = expr.trim();
-    let expr = match expr.strip_prefix("CRON_TZ=").or_else(|| expr.strip_prefix("TZ=")) {
+    let expr = match expr
+        .strip_prefix("CRON_TZ=")
+        .or_else(|| expr.strip_prefix("TZ="))
+    {
         // The zone shifts runs, not the gaps between them.
         Some(rest) => rest.split_once(' ')?.1.trim(),
         None => expr,
@@ -184,12 +251,26 @@ pub fn cron_period(expr: &str) -> Option<SignedDuration> {
         return SignedDuration::try_from(d).ok().filter(|d| !d.is_zero());
     }
     let fields: Vec<&str> = expr.split_whitespace().collect();
-    let [min, hour, dom, mon, dow] = fields[..] else { return None };
+    let [min, hour, dom, mon, dow] = fields[..] else {
+        return None;
+    };
     let minutes = cron_field(min, 0, 59, &[])?;
     let hours = cron_field(hour, 0, 23, &[])?;
     let doms = cron_field(dom, 1, 31, &[])?;
-    let months = cron_field(mon, 1, 12, &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])?;
-    let mut dows = cron_field(dow, 0, 7, &["sun", "mon", "tue", "wed", "thu", "fri", "sat"])?;
+    let months = cron_field(
+        mon,
+        1,
+        12,
+        &[
+            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+        ],
+    )?;
+    let mut dows = cron_field(
+        dow,
+        0,
+        7,
+        &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+    )?;
     if dows[7] {
         dows[0] = true;
     }
@@ -284,12 +365,30 @@ mod tests {
         for p in ["Completed", "Deleting"] {
             assert_eq!(classify_phase(p), None);
         }
-        assert_eq!(classify_phase("PartiallyFailed"), Some(("backup_partially_failed", Severity::Warning)));
-        assert_eq!(classify_phase("FinalizingPartiallyFailed"), Some(("backup_partially_failed", Severity::Warning)));
-        assert_eq!(classify_phase("Failed"), Some(("backup_failed", Severity::Critical)));
-        assert_eq!(classify_phase("FailedValidation"), Some(("backup_failed_validation", Severity::Critical)));
-        assert_eq!(classify_phase("WaitingForPluginOperations"), Some(("backup_in_progress", Severity::Info)));
-        assert_eq!(classify_phase("Exploded"), Some(("backup_unknown_phase", Severity::Warning)));
+        assert_eq!(
+            classify_phase("PartiallyFailed"),
+            Some(("backup_partially_failed", Severity::Warning))
+        );
+        assert_eq!(
+            classify_phase("FinalizingPartiallyFailed"),
+            Some(("backup_partially_failed", Severity::Warning))
+        );
+        assert_eq!(
+            classify_phase("Failed"),
+            Some(("backup_failed", Severity::Critical))
+        );
+        assert_eq!(
+            classify_phase("FailedValidation"),
+            Some(("backup_failed_validation", Severity::Critical))
+        );
+        assert_eq!(
+            classify_phase("WaitingForPluginOperations"),
+            Some(("backup_in_progress", Severity::Info))
+        );
+        assert_eq!(
+            classify_phase("Exploded"),
+            Some(("backup_unknown_phase", Severity::Warning))
+        );
     }
 
     #[test]
@@ -302,10 +401,25 @@ mod tests {
         crate::cluster::dump::load_bytes(&mut state, Path::new("dump.json"), dump.as_bytes());
         let now: Timestamp = "2027-01-01T02:00:00Z".parse().unwrap();
         let r = check(&state, &ChecksConfig::default(), now);
-        let got: Vec<(&str, &str, Option<Timestamp>)> = r.findings.iter().map(|f| (f.code.as_str(), f.object.name.as_str(), f.at)).collect();
-        assert_eq!(got, vec![
-            ("backup_failed", "adhoc", Some("2027-01-01T01:00:00Z".parse().unwrap())),
-            ("backup_stale", "daily", Some("2026-12-27T03:10:00Z".parse().unwrap())),
-        ]);
+        let got: Vec<(&str, &str, Option<Timestamp>)> = r
+            .findings
+            .iter()
+            .map(|f| (f.code.as_str(), f.object.name.as_str(), f.at))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "backup_failed",
+                    "adhoc",
+                    Some("2027-01-01T01:00:00Z".parse().unwrap())
+                ),
+                (
+                    "backup_stale",
+                    "daily",
+                    Some("2026-12-27T03:10:00Z".parse().unwrap())
+                ),
+            ]
+        );
     }
 }

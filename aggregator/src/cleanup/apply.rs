@@ -11,8 +11,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Preconditions, PropagationPolicy};
 use kube::Client;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Preconditions,
+    PropagationPolicy,
+};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -73,8 +76,14 @@ impl AuditLog {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| ApplyError::Audit { path: path.to_path_buf(), source })?;
-        Ok(AuditLog { path: path.to_path_buf(), file })
+            .map_err(|source| ApplyError::Audit {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(AuditLog {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     /// Appends one record and syncs it to disk.
@@ -82,7 +91,10 @@ impl AuditLog {
     /// # Errors
     /// [`ApplyError::Audit`].
     pub fn write(&mut self, r: &AuditRecord) -> Result<(), ApplyError> {
-        let err = |source| ApplyError::Audit { path: self.path.clone(), source };
+        let err = |source| ApplyError::Audit {
+            path: self.path.clone(),
+            source,
+        };
         let mut line = serde_json::to_vec(r).map_err(|e| err(e.into()))?;
         line.push(b'\n');
         self.file.write_all(&line).map_err(err)?;
@@ -93,13 +105,19 @@ impl AuditLog {
 fn api_resource(kind: &str) -> Option<ApiResource> {
     let k = kind.parse::<CleanupKind>().ok()?;
     let (group, version, kind, plural) = k.resource().gvkp();
-    Some(ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural))
+    Some(ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, kind),
+        plural,
+    ))
 }
 
 /// Deletes one object with its uid as precondition.
 pub async fn delete_one(client: &Client, p: &Proposal) -> (Outcome, String) {
     let Some(ar) = api_resource(&p.object.kind) else {
-        return (Outcome::Failed, format!("kind {} cannot be deleted by caretaker", p.object.kind));
+        return (
+            Outcome::Failed,
+            format!("kind {} cannot be deleted by caretaker", p.object.kind),
+        );
     };
     let Some(uid) = p.object.uid.clone() else {
         // Without a uid the deletion could hit a re-created object: refuse.
@@ -110,7 +128,10 @@ pub async fn delete_one(client: &Client, p: &Proposal) -> (Outcome, String) {
         None => Api::all_with(client.clone(), &ar),
     };
     let dp = DeleteParams {
-        preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+        preconditions: Some(Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
         propagation_policy: p.propagation.map(|x| match x {
             Propagation::Background => PropagationPolicy::Background,
             Propagation::Foreground => PropagationPolicy::Foreground,
@@ -120,7 +141,9 @@ pub async fn delete_one(client: &Client, p: &Proposal) -> (Outcome, String) {
     match api.delete(&p.object.name, &dp).await {
         Ok(_) => (Outcome::Deleted, "deleted".into()),
         Err(kube::Error::Api(s)) if s.code == 404 => (Outcome::NotFound, "already gone".into()),
-        Err(kube::Error::Api(s)) if s.code == 409 => (Outcome::UidChanged, format!("not deleted: {}", s.message)),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            (Outcome::UidChanged, format!("not deleted: {}", s.message))
+        }
         Err(e) => (Outcome::Failed, e.to_string()),
     }
 }
@@ -129,7 +152,11 @@ pub async fn delete_one(client: &Client, p: &Proposal) -> (Outcome, String) {
 ///
 /// # Errors
 /// [`ApplyError::Audit`] when a record cannot be written; deleting stops there.
-pub async fn apply(client: &Client, proposals: &[Proposal], audit: &mut AuditLog) -> Result<Vec<(Proposal, Outcome)>, ApplyError> {
+pub async fn apply(
+    client: &Client,
+    proposals: &[Proposal],
+    audit: &mut AuditLog,
+) -> Result<Vec<(Proposal, Outcome)>, ApplyError> {
     let mut done = Vec::new();
     for p in proposals.iter().filter(|p| p.action == Action::Delete) {
         let (outcome, message) = delete_one(client, p).await;

@@ -97,7 +97,10 @@ pub async fn run(args: CleanupArgs, out: &mut dyn Write) -> Result<(), CliError>
     let now = args.now.unwrap_or_else(Timestamp::now);
     if args.apply {
         // Before the cluster is read: outside the window nothing is even looked at.
-        let window = MaintenanceWindow::new(&config.schedule.maintenance_window, &config.schedule.time_zone);
+        let window = MaintenanceWindow::new(
+            &config.schedule.maintenance_window,
+            &config.schedule.time_zone,
+        );
         if let Decision::Wait { reason, .. } = window.allowed(now, args.force, false) {
             return Err(CliError::OutsideWindow(reason));
         }
@@ -105,7 +108,10 @@ pub async fn run(args: CleanupArgs, out: &mut dyn Write) -> Result<(), CliError>
     let state = load_state(&args.from_dump, &config.checks).await?;
     let p = propose_with_notes(&state, &config.cleanup, now);
     let applied = if args.apply {
-        let path = args.audit_log.clone().unwrap_or_else(|| config.cleanup.audit_log.clone());
+        let path = args
+            .audit_log
+            .clone()
+            .unwrap_or_else(|| config.cleanup.audit_log.clone());
         let mut audit = AuditLog::open(&path)?;
         let client = kube::Client::try_default().await.map_err(CliError::Kube)?;
         Some(apply(&client, &p.proposals, &mut audit).await?)
@@ -119,13 +125,24 @@ pub async fn run(args: CleanupArgs, out: &mut dyn Write) -> Result<(), CliError>
                 dry_run: !args.apply,
                 proposals: &p.proposals,
                 notes: &p.notes,
-                applied: applied.as_ref().map(|a| a.iter().map(|(p, o)| Applied { object: &p.object, outcome: *o }).collect()),
+                applied: applied.as_ref().map(|a| {
+                    a.iter()
+                        .map(|(p, o)| Applied {
+                            object: &p.object,
+                            outcome: *o,
+                        })
+                        .collect()
+                }),
             };
             serde_json::to_writer_pretty(&mut *out, &o).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
         Output::Table => {
-            let mode = if args.apply { "applied" } else { "dry run: nothing deleted; add --apply on a live cluster" };
+            let mode = if args.apply {
+                "applied"
+            } else {
+                "dry run: nothing deleted; add --apply on a live cluster"
+            };
             writeln!(out, "Cleanup proposals as of {now} ({mode})")?;
             writeln!(out, "{}", render::proposals(Style::Terminal, &p.proposals))?;
             for n in &p.notes {

@@ -59,8 +59,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
-use crate::checks::time::{age, human, sd};
 use crate::checks::ObjectRef;
+use crate::checks::time::{age, human, sd};
 use crate::cluster::{ClusterState, PodInfo, Resource};
 pub use apply::ApplyError;
 use references::References;
@@ -118,7 +118,9 @@ impl FromStr for CleanupKind {
             "configmap" | "configmaps" | "cm" => CleanupKind::ConfigMap,
             "secret" | "secrets" => CleanupKind::Secret,
             "volumesnapshot" | "volumesnapshots" | "vs" => CleanupKind::VolumeSnapshot,
-            "persistentvolumeclaim" | "persistentvolumeclaims" | "pvc" => CleanupKind::PersistentVolumeClaim,
+            "persistentvolumeclaim" | "persistentvolumeclaims" | "pvc" => {
+                CleanupKind::PersistentVolumeClaim
+            }
             _ => {
                 return Err(format!(
                     "unknown kind {s:?}: use Job, ReplicaSet, Pod, ConfigMap, Secret, VolumeSnapshot or PersistentVolumeClaim"
@@ -180,7 +182,11 @@ impl Default for CleanupConfig {
             delete_unused_secrets: false,
             snapshots_keep: 10,
             unused_pvc_min_age: 30 * day,
-            protected_namespaces: vec!["kube-system".into(), "kube-public".into(), "kube-node-lease".into()],
+            protected_namespaces: vec![
+                "kube-system".into(),
+                "kube-public".into(),
+                "kube-node-lease".into(),
+            ],
             audit_log: PathBuf::from("/var/lib/caretaker/cleanup-audit.jsonl"),
         }
     }
@@ -227,16 +233,27 @@ pub struct Proposals {
 }
 
 fn kept(meta: &ObjectMeta) -> bool {
-    meta.annotations.as_ref().and_then(|a| a.get(KEEP_ANNOTATION)).is_some_and(|v| v == "true")
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(KEEP_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }
 
 fn helm_managed(meta: &ObjectMeta) -> bool {
-    meta.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/managed-by")).is_some_and(|v| v == "Helm")
-        || meta.annotations.as_ref().is_some_and(|a| a.contains_key("meta.helm.sh/release-name"))
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .is_some_and(|v| v == "Helm")
+        || meta
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("meta.helm.sh/release-name"))
 }
 
 fn owned(meta: &ObjectMeta) -> bool {
-    meta.owner_references.as_ref().is_some_and(|o| !o.is_empty())
+    meta.owner_references
+        .as_ref()
+        .is_some_and(|o| !o.is_empty())
 }
 
 fn controller_owner<'a>(meta: &'a ObjectMeta, kind: &str) -> Option<&'a str> {
@@ -253,13 +270,23 @@ fn created(meta: &ObjectMeta) -> Option<Timestamp> {
 }
 
 fn ns_name(meta: &ObjectMeta) -> (String, String) {
-    (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
 }
 
 fn job_succeeded(j: &Job) -> Option<Timestamp> {
     let s = j.status.as_ref()?;
-    let c = s.conditions.as_deref()?.iter().find(|c| c.type_ == "Complete" && c.status == "True")?;
-    s.completion_time.as_ref().or(c.last_transition_time.as_ref()).map(|t| t.0)
+    let c = s
+        .conditions
+        .as_deref()?
+        .iter()
+        .find(|c| c.type_ == "Complete" && c.status == "True")?;
+    s.completion_time
+        .as_ref()
+        .or(c.last_transition_time.as_ref())
+        .map(|t| t.0)
 }
 
 fn job_failed(j: &Job) -> bool {
@@ -270,7 +297,12 @@ fn job_failed(j: &Job) -> bool {
 }
 
 fn revision(rs: &ReplicaSet) -> Option<u64> {
-    rs.metadata.annotations.as_ref()?.get(REVISION_ANNOTATION)?.parse().ok()
+    rs.metadata
+        .annotations
+        .as_ref()?
+        .get(REVISION_ANNOTATION)?
+        .parse()
+        .ok()
 }
 
 /// When a Failed pod failed: its newest container termination or condition change, else
@@ -281,9 +313,24 @@ pub fn pod_failed_at(p: &PodInfo) -> Option<Timestamp> {
         .container_statuses
         .iter()
         .chain(&s.init_container_statuses)
-        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref().map(|t| t.0));
-    let conditions = s.conditions.iter().filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0));
-    terminated.chain(conditions).max().or(s.start_time.as_ref().map(|t| t.0)).or_else(|| created(&p.metadata))
+        .filter_map(|c| {
+            c.state
+                .as_ref()?
+                .terminated
+                .as_ref()?
+                .finished_at
+                .as_ref()
+                .map(|t| t.0)
+        });
+    let conditions = s
+        .conditions
+        .iter()
+        .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0));
+    terminated
+        .chain(conditions)
+        .max()
+        .or(s.start_time.as_ref().map(|t| t.0))
+        .or_else(|| created(&p.metadata))
 }
 
 /// Proposals for `state` as of `now` (see the module docs for the rules).
@@ -292,10 +339,19 @@ pub fn propose(state: &ClusterState, config: &CleanupConfig, now: Timestamp) -> 
 }
 
 /// [`propose`], with notes on the rules that could not run.
-pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Timestamp) -> Proposals {
+pub fn propose_with_notes(
+    state: &ClusterState,
+    config: &CleanupConfig,
+    now: Timestamp,
+) -> Proposals {
     let selected = |k: CleanupKind| config.kinds.is_empty() || config.kinds.contains(&k);
     let mut out = Proposals::default();
-    let protected_ns = |m: &ObjectMeta| config.protected_namespaces.iter().any(|p| Some(p.as_str()) == m.namespace.as_deref());
+    let protected_ns = |m: &ObjectMeta| {
+        config
+            .protected_namespaces
+            .iter()
+            .any(|p| Some(p.as_str()) == m.namespace.as_deref())
+    };
 
     // Objects that will be deleted in this run, so their references do not count.
     let mut deleted_jobs: HashSet<&str> = HashSet::new();
@@ -353,10 +409,18 @@ pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Tim
         Resource::Job,
         Resource::CronJob,
     ];
-    let unknown: Vec<String> = reference_sources.iter().filter(|r| !state.listed(**r)).map(|r| r.display_name()).collect();
+    let unknown: Vec<String> = reference_sources
+        .iter()
+        .filter(|r| !state.listed(**r))
+        .map(|r| r.display_name())
+        .collect();
     let mut refs = References::default();
     for p in &state.pods {
-        if p.metadata.uid.as_deref().is_some_and(|u| deleted_pods.contains(u)) {
+        if p.metadata
+            .uid
+            .as_deref()
+            .is_some_and(|u| deleted_pods.contains(u))
+        {
             continue;
         }
         // A pod of a Job deleted now goes with it (background propagation).
@@ -372,7 +436,11 @@ pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Tim
         }
     }
     for r in &state.replica_sets {
-        if r.metadata.uid.as_deref().is_some_and(|u| deleted_rs.contains(u)) {
+        if r.metadata
+            .uid
+            .as_deref()
+            .is_some_and(|u| deleted_rs.contains(u))
+        {
             continue;
         }
         if let Some(t) = r.spec.template.as_ref().and_then(|t| t.spec.as_ref()) {
@@ -390,7 +458,11 @@ pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Tim
         }
     }
     for j in &state.jobs {
-        if j.metadata.uid.as_deref().is_some_and(|u| deleted_jobs.contains(u)) {
+        if j.metadata
+            .uid
+            .as_deref()
+            .is_some_and(|u| deleted_jobs.contains(u))
+        {
             continue;
         }
         if let Some(t) = j.spec.as_ref().and_then(|s| s.template.spec.as_ref()) {
@@ -398,7 +470,13 @@ pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Tim
         }
     }
     for c in &state.cron_jobs {
-        if let Some(t) = c.spec.job_template.spec.as_ref().and_then(|s| s.template.spec.as_ref()) {
+        if let Some(t) = c
+            .spec
+            .job_template
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+        {
             refs.add_template(&ns(&c.metadata), t);
         }
     }
@@ -418,10 +496,15 @@ pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Tim
         let min = sd(config.config_map_min_age);
         for cm in &state.config_maps {
             let m = &cm.metadata;
-            if !eligible(m) || m.name.as_deref() == Some("kube-root-ca.crt") || refs.config_maps.contains(&ns_name(m)) {
+            if !eligible(m)
+                || m.name.as_deref() == Some("kube-root-ca.crt")
+                || refs.config_maps.contains(&ns_name(m))
+            {
                 continue;
             }
-            let Some(c) = created(m).filter(|c| age(now, *c) > min) else { continue };
+            let Some(c) = created(m).filter(|c| age(now, *c) > min) else {
+                continue;
+            };
             out.proposals.push(Proposal {
                 code: "unused_config_map".into(),
                 object: ObjectRef::new("ConfigMap", m),
@@ -440,22 +523,39 @@ pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Tim
                 .iter()
                 .filter_map(|c| {
                     let name = c.data.get("spec")?.get("secretName")?.as_str()?;
-                    Some((c.metadata.namespace.clone().unwrap_or_default(), name.to_string()))
+                    Some((
+                        c.metadata.namespace.clone().unwrap_or_default(),
+                        name.to_string(),
+                    ))
                 })
                 .collect();
             let min = sd(config.secret_min_age);
             for s in &state.secrets {
                 let m = &s.metadata;
                 let ty = s.type_.as_deref().unwrap_or("Opaque");
-                if matches!(ty, "kubernetes.io/service-account-token" | "helm.sh/release.v1" | "bootstrap.kubernetes.io/token") {
+                if matches!(
+                    ty,
+                    "kubernetes.io/service-account-token"
+                        | "helm.sh/release.v1"
+                        | "bootstrap.kubernetes.io/token"
+                ) {
                     continue;
                 }
                 let key = ns_name(m);
-                let cert_managed = m.annotations.as_ref().is_some_and(|a| a.contains_key("cert-manager.io/certificate-name"));
-                if !eligible(m) || cert_managed || issued.contains(&key) || refs.secrets.contains(&key) {
+                let cert_managed = m
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key("cert-manager.io/certificate-name"));
+                if !eligible(m)
+                    || cert_managed
+                    || issued.contains(&key)
+                    || refs.secrets.contains(&key)
+                {
                     continue;
                 }
-                let Some(c) = created(m).filter(|c| age(now, *c) > min) else { continue };
+                let Some(c) = created(m).filter(|c| age(now, *c) > min) else {
+                    continue;
+                };
                 let delete = config.delete_unused_secrets && ty != "kubernetes.io/tls";
                 out.proposals.push(Proposal {
                     code: "unused_secret".into(),
@@ -474,12 +574,27 @@ pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Tim
             if !eligible(m) {
                 continue;
             }
-            let Some(t) = created(m).filter(|t| age(now, *t) > min) else { continue };
-            let phase = c.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+            let Some(t) = created(m).filter(|t| age(now, *t) > min) else {
+                continue;
+            };
+            let phase = c
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .unwrap_or("Pending");
             let (code, message) = if phase == "Pending" {
-                ("unbound_pvc", format!("claim unbound for {}", human(age(now, t))))
+                (
+                    "unbound_pvc",
+                    format!("claim unbound for {}", human(age(now, t))),
+                )
             } else if !refs.pvcs.contains(&ns_name(m)) {
-                ("unused_pvc", format!("claim mounted by no pod or pod template, created {} ago", human(age(now, t))))
+                (
+                    "unused_pvc",
+                    format!(
+                        "claim mounted by no pod or pod template, created {} ago",
+                        human(age(now, t))
+                    ),
+                )
             } else {
                 continue;
             };
@@ -495,7 +610,13 @@ pub fn propose_with_notes(state: &ClusterState, config: &CleanupConfig, now: Tim
     out
 }
 
-fn propose_jobs<'a>(state: &'a ClusterState, config: &CleanupConfig, now: Timestamp, out: &mut Proposals, deleted: &mut HashSet<&'a str>) {
+fn propose_jobs<'a>(
+    state: &'a ClusterState,
+    config: &CleanupConfig,
+    now: Timestamp,
+    out: &mut Proposals,
+    deleted: &mut HashSet<&'a str>,
+) {
     let ttl = sd(config.job_ttl);
     let cron_listed = state.listed(Resource::CronJob);
     // The Jobs each CronJob keeps, as its controller would.
@@ -516,15 +637,28 @@ fn propose_jobs<'a>(state: &'a ClusterState, config: &CleanupConfig, now: Timest
     }
     let mut protected: HashSet<&str> = HashSet::new();
     for (owner, jobs) in &mut by_cron {
-        let Some(&(keep_ok, keep_failed)) = limits.get(owner) else { continue };
-        let start = |j: &Job| j.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0).or_else(|| created(&j.metadata));
+        let Some(&(keep_ok, keep_failed)) = limits.get(owner) else {
+            continue;
+        };
+        let start = |j: &Job| {
+            j.status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .map(|t| t.0)
+                .or_else(|| created(&j.metadata))
+        };
         jobs.sort_by_key(|j| std::cmp::Reverse(start(j)));
-        let ok = jobs.iter().filter(|j| job_succeeded(j).is_some()).take(keep_ok);
+        let ok = jobs
+            .iter()
+            .filter(|j| job_succeeded(j).is_some())
+            .take(keep_ok);
         let failed = jobs.iter().filter(|j| job_failed(j)).take(keep_failed);
         protected.extend(ok.chain(failed).filter_map(|j| j.metadata.uid.as_deref()));
     }
     for j in &state.jobs {
-        let Some(done) = job_succeeded(j) else { continue };
+        let Some(done) = job_succeeded(j) else {
+            continue;
+        };
         if kept(&j.metadata) || age(now, done) <= ttl {
             continue;
         }
@@ -548,18 +682,36 @@ fn propose_jobs<'a>(state: &'a ClusterState, config: &CleanupConfig, now: Timest
     }
 }
 
-fn propose_replica_sets<'a>(state: &'a ClusterState, config: &CleanupConfig, out: &mut Proposals, deleted: &mut HashSet<&'a str>) {
+fn propose_replica_sets<'a>(
+    state: &'a ClusterState,
+    config: &CleanupConfig,
+    out: &mut Proposals,
+    deleted: &mut HashSet<&'a str>,
+) {
     if !state.listed(Resource::Pod) {
-        out.notes.push("ReplicaSets not proposed: pods were not listed, so terminating pods are unknown".into());
+        out.notes.push(
+            "ReplicaSets not proposed: pods were not listed, so terminating pods are unknown"
+                .into(),
+        );
         return;
     }
-    let pod_owners: HashSet<&str> =
-        state.pods.iter().flat_map(|p| p.metadata.owner_references.iter().flatten()).map(|o| o.uid.as_str()).collect();
+    let pod_owners: HashSet<&str> = state
+        .pods
+        .iter()
+        .flat_map(|p| p.metadata.owner_references.iter().flatten())
+        .map(|o| o.uid.as_str())
+        .collect();
     let deployment_revision: HashMap<&str, u64> = state
         .deployments
         .iter()
         .filter_map(|d| {
-            let rev = d.metadata.annotations.as_ref()?.get(REVISION_ANNOTATION)?.parse().ok()?;
+            let rev = d
+                .metadata
+                .annotations
+                .as_ref()?
+                .get(REVISION_ANNOTATION)?
+                .parse()
+                .ok()?;
             Some((d.metadata.uid.as_deref()?, rev))
         })
         .collect();
@@ -576,13 +728,15 @@ fn propose_replica_sets<'a>(state: &'a ClusterState, config: &CleanupConfig, out
         // Order by revision, not by creation time: a rollback gives an old ReplicaSet a new,
         // higher revision.
         sets.sort_by_key(|rs| std::cmp::Reverse(revision(rs)));
-        let current = deployment_revision.get(owner).copied().or_else(|| sets.first().and_then(|rs| revision(rs)));
+        let current = deployment_revision
+            .get(owner)
+            .copied()
+            .or_else(|| sets.first().and_then(|rs| revision(rs)));
         let old: Vec<&ReplicaSet> = sets
             .into_iter()
             .filter(|rs| revision(rs).is_some() && revision(rs) != current)
             .filter(|rs| {
-                rs.spec.replicas == Some(0)
-                    && rs.status.as_ref().map_or(0, |s| s.replicas) == 0
+                rs.spec.replicas == Some(0) && rs.status.as_ref().map_or(0, |s| s.replicas) == 0
             })
             .collect();
         for rs in old.into_iter().skip(config.replica_sets_keep as usize) {
@@ -608,19 +762,33 @@ fn propose_replica_sets<'a>(state: &'a ClusterState, config: &CleanupConfig, out
 }
 
 fn propose_snapshots(state: &ClusterState, config: &CleanupConfig, out: &mut Proposals) {
-    let mut by_pvc: HashMap<(String, &str), Vec<(Option<Timestamp>, &kube::api::DynamicObject)>> = HashMap::new();
+    let mut by_pvc: HashMap<(String, &str), Vec<(Option<Timestamp>, &kube::api::DynamicObject)>> =
+        HashMap::new();
     for s in &state.volume_snapshots {
-        let Some(pvc) = s.data.get("spec").and_then(|s| s.get("source")).and_then(|s| s.get("persistentVolumeClaimName")).and_then(|v| v.as_str())
+        let Some(pvc) = s
+            .data
+            .get("spec")
+            .and_then(|s| s.get("source"))
+            .and_then(|s| s.get("persistentVolumeClaimName"))
+            .and_then(|v| v.as_str())
         else {
             continue;
         };
-        let t = crate::checks::time::parse(s.data.get("status").and_then(|s| s.get("creationTime"))).or_else(|| created(&s.metadata));
-        by_pvc.entry((s.metadata.namespace.clone().unwrap_or_default(), pvc)).or_default().push((t, s));
+        let t =
+            crate::checks::time::parse(s.data.get("status").and_then(|s| s.get("creationTime")))
+                .or_else(|| created(&s.metadata));
+        by_pvc
+            .entry((s.metadata.namespace.clone().unwrap_or_default(), pvc))
+            .or_default()
+            .push((t, s));
     }
     let mut groups: Vec<_> = by_pvc.into_iter().collect();
     groups.sort_by(|a, b| a.0.cmp(&b.0));
     for ((_, pvc), mut snaps) in groups {
-        snaps.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.metadata.name.cmp(&a.1.metadata.name)));
+        snaps.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| b.1.metadata.name.cmp(&a.1.metadata.name))
+        });
         for (_, s) in snaps.into_iter().skip(config.snapshots_keep as usize) {
             if kept(&s.metadata) {
                 continue;
@@ -630,7 +798,10 @@ fn propose_snapshots(state: &ClusterState, config: &CleanupConfig, out: &mut Pro
                 object: ObjectRef::new("VolumeSnapshot", &s.metadata),
                 action: Action::Delete,
                 propagation: None,
-                message: format!("snapshot of {pvc} beyond the newest {}", config.snapshots_keep),
+                message: format!(
+                    "snapshot of {pvc} beyond the newest {}",
+                    config.snapshots_keep
+                ),
             });
         }
     }

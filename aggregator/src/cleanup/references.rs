@@ -31,28 +31,71 @@ impl References {
     /// Adds everything a pod spec in namespace `ns` references.
     pub fn add_pod_spec(&mut self, ns: &str, spec: &PodSpecInfo) {
         for v in &spec.volumes {
-            add(&mut self.config_maps, ns, v.config_map.as_ref().map(|c| c.name.as_str()));
-            add(&mut self.secrets, ns, v.secret.as_ref().and_then(|s| s.secret_name.as_deref()));
+            add(
+                &mut self.config_maps,
+                ns,
+                v.config_map.as_ref().map(|c| c.name.as_str()),
+            );
+            add(
+                &mut self.secrets,
+                ns,
+                v.secret.as_ref().and_then(|s| s.secret_name.as_deref()),
+            );
             if let Some(p) = &v.projected {
                 for s in &p.sources {
-                    add(&mut self.config_maps, ns, s.config_map.as_ref().map(|c| c.name.as_str()));
-                    add(&mut self.secrets, ns, s.secret.as_ref().map(|c| c.name.as_str()));
+                    add(
+                        &mut self.config_maps,
+                        ns,
+                        s.config_map.as_ref().map(|c| c.name.as_str()),
+                    );
+                    add(
+                        &mut self.secrets,
+                        ns,
+                        s.secret.as_ref().map(|c| c.name.as_str()),
+                    );
                 }
             }
-            add(&mut self.pvcs, ns, v.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()));
+            add(
+                &mut self.pvcs,
+                ns,
+                v.persistent_volume_claim
+                    .as_ref()
+                    .map(|c| c.claim_name.as_str()),
+            );
             for s in v.plugin_secrets() {
                 add(&mut self.secrets, ns, Some(s));
             }
         }
-        for c in spec.containers.iter().chain(&spec.init_containers).chain(&spec.ephemeral_containers) {
+        for c in spec
+            .containers
+            .iter()
+            .chain(&spec.init_containers)
+            .chain(&spec.ephemeral_containers)
+        {
             for f in &c.env_from {
-                add(&mut self.config_maps, ns, f.config_map_ref.as_ref().map(|r| r.name.as_str()));
-                add(&mut self.secrets, ns, f.secret_ref.as_ref().map(|r| r.name.as_str()));
+                add(
+                    &mut self.config_maps,
+                    ns,
+                    f.config_map_ref.as_ref().map(|r| r.name.as_str()),
+                );
+                add(
+                    &mut self.secrets,
+                    ns,
+                    f.secret_ref.as_ref().map(|r| r.name.as_str()),
+                );
             }
             for e in &c.env {
                 if let Some(v) = &e.value_from {
-                    add(&mut self.config_maps, ns, v.config_map_key_ref.as_ref().map(|r| r.name.as_str()));
-                    add(&mut self.secrets, ns, v.secret_key_ref.as_ref().map(|r| r.name.as_str()));
+                    add(
+                        &mut self.config_maps,
+                        ns,
+                        v.config_map_key_ref.as_ref().map(|r| r.name.as_str()),
+                    );
+                    add(
+                        &mut self.secrets,
+                        ns,
+                        v.secret_key_ref.as_ref().map(|r| r.name.as_str()),
+                    );
                 }
             }
         }

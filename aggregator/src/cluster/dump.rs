@@ -72,13 +72,23 @@ pub fn load(paths: &[PathBuf]) -> Result<ClusterState, DumpError> {
     for p in paths {
         collect_files(p, true, &mut files)?;
     }
-    let mut state = ClusterState { from_dump: true, ..Default::default() };
+    let mut state = ClusterState {
+        from_dump: true,
+        ..Default::default()
+    };
     for f in files {
-        let err = |source| DumpError::Read { path: f.clone(), source };
+        let err = |source| DumpError::Read {
+            path: f.clone(),
+            source,
+        };
         let mut file = std::fs::File::open(&f).map_err(err)?;
         let len = file.metadata().map_err(err)?.len();
         if len > STREAM_THRESHOLD_BYTES && starts_with_object(&mut file).map_err(err)? {
-            Loader { state: &mut state, file: &f }.json_stream(std::io::BufReader::new(file));
+            Loader {
+                state: &mut state,
+                file: &f,
+            }
+            .json_stream(std::io::BufReader::new(file));
         } else {
             let mut bytes = Vec::with_capacity(len as usize);
             file.read_to_end(&mut bytes).map_err(err)?;
@@ -102,16 +112,27 @@ fn starts_with_object(f: &mut std::fs::File) -> std::io::Result<bool> {
 }
 
 fn collect_files(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<(), DumpError> {
-    let err = |source| DumpError::Read { path: path.to_path_buf(), source };
+    let err = |source| DumpError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(err)?;
     if meta.is_dir() {
-        let mut entries: Vec<PathBuf> =
-            std::fs::read_dir(path).map_err(err)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(err)?;
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(err)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
         entries.sort();
         for e in entries {
             collect_files(&e, false, out)?;
         }
-    } else if explicit || matches!(path.extension().and_then(|e| e.to_str()), Some("json" | "yaml" | "yml")) {
+    } else if explicit
+        || matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("json" | "yaml" | "yml")
+        )
+    {
         out.push(path.to_path_buf());
     }
     Ok(())
@@ -163,7 +184,12 @@ struct Loader<'s> {
 
 impl Loader<'_> {
     fn problem(&mut self, document: usize, item: Option<usize>, message: impl Into<String>) {
-        self.state.load.problems.push(LoadProblem { file: self.file.to_path_buf(), document, item, message: message.into() });
+        self.state.load.problems.push(LoadProblem {
+            file: self.file.to_path_buf(),
+            document,
+            item,
+            message: message.into(),
+        });
     }
 
     fn json(&mut self, bytes: &[u8]) {
@@ -171,24 +197,47 @@ impl Loader<'_> {
         for (i, value) in stream.enumerate() {
             let document = i + 1;
             match value {
-                Ok(raw) if raw.get().starts_with('[') => match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
-                    Ok(items) => self.items(document, &(None, None), items.into_iter().map(Doc::Raw)),
-                    Err(e) => self.problem(document, None, format!("not a JSON array of objects: {e}")),
-                },
+                Ok(raw) if raw.get().starts_with('[') => {
+                    match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+                        Ok(items) => {
+                            self.items(document, &(None, None), items.into_iter().map(Doc::Raw))
+                        }
+                        Err(e) => self.problem(
+                            document,
+                            None,
+                            format!("not a JSON array of objects: {e}"),
+                        ),
+                    }
+                }
                 Ok(raw) => match serde_json::from_str::<Head>(raw.get()) {
                     Ok(head) if is_list(&head.kind, head.items.is_some()) => {
-                        let (kind, api_version) = (head.kind.as_deref().unwrap_or(""), head.api_version.as_deref());
+                        let (kind, api_version) = (
+                            head.kind.as_deref().unwrap_or(""),
+                            head.api_version.as_deref(),
+                        );
                         self.list_kind(kind, api_version);
                         let default = item_default(kind, api_version);
-                        self.items(document, &default, head.items.unwrap_or_default().into_iter().map(Doc::Raw));
+                        self.items(
+                            document,
+                            &default,
+                            head.items.unwrap_or_default().into_iter().map(Doc::Raw),
+                        );
                     }
-                    Ok(head) => {
-                        self.object(document, None, head.api_version.as_deref(), head.kind.as_deref(), Doc::Raw(raw))
-                    }
+                    Ok(head) => self.object(
+                        document,
+                        None,
+                        head.api_version.as_deref(),
+                        head.kind.as_deref(),
+                        Doc::Raw(raw),
+                    ),
                     Err(e) => self.problem(document, None, format!("not a Kubernetes object: {e}")),
                 },
                 Err(e) => {
-                    self.problem(document, None, format!("invalid JSON: {e}; the rest of the file is skipped"));
+                    self.problem(
+                        document,
+                        None,
+                        format!("invalid JSON: {e}; the rest of the file is skipped"),
+                    );
                     break;
                 }
             }
@@ -204,7 +253,11 @@ impl Loader<'_> {
                 Ok(None) => break,
                 Ok(Some(b'{')) => {}
                 Ok(Some(_)) => {
-                    self.problem(document + 1, None, "not a JSON object; the rest of the file is skipped");
+                    self.problem(
+                        document + 1,
+                        None,
+                        "not a JSON object; the rest of the file is skipped",
+                    );
                     break;
                 }
                 Err(e) => {
@@ -214,13 +267,21 @@ impl Loader<'_> {
             }
             document += 1;
             if let Err(e) = self.stream_object(&mut sc, document) {
-                self.problem(document, None, format!("invalid JSON: {e}; the rest of the file is skipped"));
+                self.problem(
+                    document,
+                    None,
+                    format!("invalid JSON: {e}; the rest of the file is skipped"),
+                );
                 break;
             }
         }
     }
 
-    fn stream_object<R: Read>(&mut self, sc: &mut super::stream::Scanner<R>, document: usize) -> Result<(), String> {
+    fn stream_object<R: Read>(
+        &mut self,
+        sc: &mut super::stream::Scanner<R>,
+        document: usize,
+    ) -> Result<(), String> {
         sc.bump(); // '{'
         let mut fields: Vec<(String, String)> = Vec::new();
         let mut items_seen = false;
@@ -240,7 +301,8 @@ impl Loader<'_> {
                 Some(b'"') => {}
                 _ => return Err("expected a key".into()),
             }
-            let key: String = serde_json::from_slice(sc.value().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            let key: String = serde_json::from_slice(sc.value().map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
             if sc.skip_ws().map_err(|e| e.to_string())? != Some(b':') {
                 return Err(format!("expected ':' after {key:?}"));
             }
@@ -272,12 +334,16 @@ impl Loader<'_> {
                     if !has_kind && kind.is_none() {
                         pending.push((item_no, text.to_string()));
                     } else {
-                        let default = item_default(kind.as_deref().unwrap_or(""), field_of(&fields, "apiVersion").as_deref());
+                        let default = item_default(
+                            kind.as_deref().unwrap_or(""),
+                            field_of(&fields, "apiVersion").as_deref(),
+                        );
                         self.items_at(document, item_no, &default, Doc::Text(text));
                     }
                 }
             } else {
-                let raw = String::from_utf8_lossy(sc.value().map_err(|e| e.to_string())?).into_owned();
+                let raw =
+                    String::from_utf8_lossy(sc.value().map_err(|e| e.to_string())?).into_owned();
                 fields.push((key, raw));
             }
         }
@@ -301,13 +367,25 @@ impl Loader<'_> {
                 text.push_str(v);
             }
             text.push('}');
-            self.object(document, None, api_version.as_deref(), kind.as_deref(), Doc::Text(&text));
+            self.object(
+                document,
+                None,
+                api_version.as_deref(),
+                kind.as_deref(),
+                Doc::Text(&text),
+            );
         }
         Ok(())
     }
 
     /// One item of a List, numbered `item` (1-based).
-    fn items_at(&mut self, document: usize, item: usize, default: &(Option<String>, Option<String>), doc: Doc) {
+    fn items_at(
+        &mut self,
+        document: usize,
+        item: usize,
+        default: &(Option<String>, Option<String>),
+        doc: Doc,
+    ) {
         // `items` numbers from 1; shift so the numbering matches the List's.
         let before = self.state.load.problems.len();
         self.items(document, default, std::iter::once(doc));
@@ -323,16 +401,20 @@ impl Loader<'_> {
         };
         for (i, doc) in split_yaml_documents(text).into_iter().enumerate() {
             let document = i + 1;
-            if doc.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+            if doc
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+            {
                 continue;
             }
-            let value: serde_json::Value = match serde_saphyr::from_str_with_options(doc, yaml_options()) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.problem(document, None, format!("invalid YAML: {e}"));
-                    continue;
-                }
-            };
+            let value: serde_json::Value =
+                match serde_saphyr::from_str_with_options(doc, yaml_options()) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.problem(document, None, format!("invalid YAML: {e}"));
+                        continue;
+                    }
+                };
             self.value(document, value);
         }
     }
@@ -342,7 +424,10 @@ impl Loader<'_> {
             return self.problem(document, None, "not a Kubernetes object (not a mapping)");
         };
         let kind = obj.get("kind").and_then(|k| k.as_str()).map(str::to_string);
-        let api_version = obj.get("apiVersion").and_then(|k| k.as_str()).map(str::to_string);
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(|k| k.as_str())
+            .map(str::to_string);
         let items = obj.get("items").is_some();
         if is_list(&kind.as_deref().map(Cow::Borrowed), items) {
             self.list_kind(kind.as_deref().unwrap_or(""), api_version.as_deref());
@@ -354,18 +439,31 @@ impl Loader<'_> {
             let default = item_default(kind.as_deref().unwrap_or(""), api_version.as_deref());
             self.items(document, &default, items.into_iter().map(Doc::Value));
         } else {
-            self.object(document, None, api_version.as_deref(), kind.as_deref(), Doc::Value(value));
+            self.object(
+                document,
+                None,
+                api_version.as_deref(),
+                kind.as_deref(),
+                Doc::Value(value),
+            );
         }
     }
 
     /// `default` is the (apiVersion, kind) of a typed List's items, which the API omits.
-    fn items<'a>(&mut self, document: usize, default: &(Option<String>, Option<String>), items: impl Iterator<Item = Doc<'a>>) {
+    fn items<'a>(
+        &mut self,
+        document: usize,
+        default: &(Option<String>, Option<String>),
+        items: impl Iterator<Item = Doc<'a>>,
+    ) {
         for (j, item) in items.enumerate() {
             let (api_version, kind) = match &item {
                 Doc::Raw(r) => sniff_kind(r.get()),
                 Doc::Text(t) => sniff_kind(t),
                 Doc::Value(v) => (
-                    v.get("apiVersion").and_then(|k| k.as_str()).map(str::to_string),
+                    v.get("apiVersion")
+                        .and_then(|k| k.as_str())
+                        .map(str::to_string),
                     v.get("kind").and_then(|k| k.as_str()).map(str::to_string),
                 ),
             };
@@ -373,7 +471,13 @@ impl Loader<'_> {
                 Some(k) => (api_version, Some(k)),
                 None => (api_version.or_else(|| default.0.clone()), default.1.clone()),
             };
-            self.object(document, Some(j + 1), api_version.as_deref(), kind.as_deref(), item);
+            self.object(
+                document,
+                Some(j + 1),
+                api_version.as_deref(),
+                kind.as_deref(),
+                item,
+            );
         }
     }
 
@@ -386,7 +490,14 @@ impl Loader<'_> {
         }
     }
 
-    fn object(&mut self, document: usize, item: Option<usize>, api_version: Option<&str>, kind: Option<&str>, doc: Doc) {
+    fn object(
+        &mut self,
+        document: usize,
+        item: Option<usize>,
+        api_version: Option<&str>,
+        kind: Option<&str>,
+        doc: Doc,
+    ) {
         let Some(kind) = kind else {
             return self.problem(document, item, "object has no kind");
         };
@@ -400,7 +511,11 @@ impl Loader<'_> {
             _ => match Resource::from_kind(group, kind) {
                 Some(r) => self.typed(r, doc),
                 None => {
-                    let key = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+                    let key = if group.is_empty() {
+                        kind.to_string()
+                    } else {
+                        format!("{kind}.{group}")
+                    };
                     *self.state.load.unknown_kinds.entry(key).or_default() += 1;
                     return;
                 }
@@ -413,7 +528,10 @@ impl Loader<'_> {
     }
 
     fn typed(&mut self, r: Resource, doc: Doc) -> Result<(), serde_json::Error> {
-        fn push<T: DeserializeOwned + Metadata<Ty = ObjectMeta>>(v: &mut Vec<T>, doc: Doc) -> Result<(), serde_json::Error> {
+        fn push<T: DeserializeOwned + Metadata<Ty = ObjectMeta>>(
+            v: &mut Vec<T>,
+            doc: Doc,
+        ) -> Result<(), serde_json::Error> {
             let mut o: T = doc.parse()?;
             slim(o.metadata_mut());
             v.push(o);
@@ -507,7 +625,10 @@ fn sniff_kind(text: &str) -> (Option<String>, Option<String>) {
 
 /// A top-level string field (`kind`, `apiVersion`) from raw JSON values.
 fn field_of(fields: &[(String, String)], key: &str) -> Option<String> {
-    fields.iter().find(|(k, _)| k == key).and_then(|(_, v)| serde_json::from_str::<String>(v).ok())
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| serde_json::from_str::<String>(v).ok())
 }
 
 /// The (apiVersion, kind) of the items of a typed List (`PodList` → `Pod`), if typed.
@@ -557,7 +678,10 @@ pub fn event_from_events_v1(e: events::Event) -> core::Event {
         last_timestamp: e.deprecated_last_timestamp,
         reporting_component: e.reporting_controller,
         reporting_instance: e.reporting_instance,
-        series: e.series.map(|s| core::EventSeries { count: Some(s.count), last_observed_time: Some(s.last_observed_time) }),
+        series: e.series.map(|s| core::EventSeries {
+            count: Some(s.count),
+            last_observed_time: Some(s.last_observed_time),
+        }),
         source: e.deprecated_source,
     }
 }
@@ -576,14 +700,22 @@ fn split_yaml_documents(text: &str) -> Vec<&str> {
         if is_start || is_end {
             docs.push(&text[start..pos]);
             // Content after "--- " on the marker line belongs to the new document.
-            start = if is_start && l.len() > 3 { pos + 4 } else { pos + line.len() };
+            start = if is_start && l.len() > 3 {
+                pos + 4
+            } else {
+                pos + line.len()
+            };
         }
         pos += line.len();
     }
     docs.push(&text[start..]);
     // The text before a leading "---" is an empty document; drop it so indexes match the
     // documents a reader counts.
-    if docs.len() > 1 && docs[0].lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.starts_with('%')) {
+    if docs.len() > 1
+        && docs[0]
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.starts_with('%'))
+    {
         docs.remove(0);
     }
     docs
@@ -610,17 +742,34 @@ mod tests {
         }
         text.push_str(",{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":7}},{\"kind\":\"Service\"}],\"kind\":\"List\",\"metadata\":{}}\n");
         text.push_str("{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"items\":[{\"metadata\":{\"name\":\"c\"}}]}");
-        text.push_str("{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"n1\"}} {\"kind\":");
+        text.push_str(
+            "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"n1\"}} {\"kind\":",
+        );
         let mut streamed = ClusterState::default();
-        Loader { state: &mut streamed, file: Path::new("big.json") }.json_stream(text.as_bytes());
+        Loader {
+            state: &mut streamed,
+            file: Path::new("big.json"),
+        }
+        .json_stream(text.as_bytes());
         let in_memory = load_str(&text);
         for s in [&streamed, &in_memory] {
-            assert_eq!(s.pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect::<Vec<_>>(), vec!["p0", "p1", "p2"]);
+            assert_eq!(
+                s.pods
+                    .iter()
+                    .map(|p| p.metadata.name.clone().unwrap())
+                    .collect::<Vec<_>>(),
+                vec!["p0", "p1", "p2"]
+            );
             assert_eq!(s.config_maps.len(), 1);
             assert_eq!(s.nodes.len(), 1);
             assert_eq!(s.load.unknown_kinds.get("Service"), Some(&1));
             assert_eq!(s.coverage(Resource::ConfigMap), Coverage::Listed);
-            let got: Vec<(usize, Option<usize>)> = s.load.problems.iter().map(|p| (p.document, p.item)).collect();
+            let got: Vec<(usize, Option<usize>)> = s
+                .load
+                .problems
+                .iter()
+                .map(|p| (p.document, p.item))
+                .collect();
             assert_eq!(got, vec![(1, Some(4)), (4, None)]);
         }
     }
@@ -651,18 +800,46 @@ mod tests {
         let s = load_str(
             "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\nkind: Pod\nmetadata: [oops\n---\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod, metadata: {name: b}}\n- {apiVersion: v1, kind: Pod, metadata: {name: 3}, spec: {containers: 7}}\n- {metadata: {name: nokind}}\n",
         );
-        assert_eq!(s.pods.iter().map(|p| p.metadata.name.clone().unwrap()).collect::<Vec<_>>(), vec!["a", "b"]);
-        let got: Vec<(usize, Option<usize>)> = s.load.problems.iter().map(|p| (p.document, p.item)).collect();
+        assert_eq!(
+            s.pods
+                .iter()
+                .map(|p| p.metadata.name.clone().unwrap())
+                .collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
+        let got: Vec<(usize, Option<usize>)> = s
+            .load
+            .problems
+            .iter()
+            .map(|p| (p.document, p.item))
+            .collect();
         assert_eq!(got, vec![(2, None), (3, Some(2)), (3, Some(3))]);
-        assert!(s.load.problems[0].message.starts_with("invalid YAML"), "{}", s.load.problems[0]);
-        assert!(s.load.problems[0].message.contains("line 2"), "{}", s.load.problems[0]);
-        assert!(s.load.problems[1].message.starts_with("invalid Pod"), "{}", s.load.problems[1]);
-        assert_eq!(s.load.problems[2].to_string(), "dump.txt: document 3, item 3: object has no kind");
+        assert!(
+            s.load.problems[0].message.starts_with("invalid YAML"),
+            "{}",
+            s.load.problems[0]
+        );
+        assert!(
+            s.load.problems[0].message.contains("line 2"),
+            "{}",
+            s.load.problems[0]
+        );
+        assert!(
+            s.load.problems[1].message.starts_with("invalid Pod"),
+            "{}",
+            s.load.problems[1]
+        );
+        assert_eq!(
+            s.load.problems[2].to_string(),
+            "dump.txt: document 3, item 3: object has no kind"
+        );
     }
 
     #[test]
     fn truncated_json_is_reported_and_ends_the_file() {
-        let s = load_str(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}} {"apiVersion":"v1","#);
+        let s = load_str(
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}} {"apiVersion":"v1","#,
+        );
         assert_eq!(s.pods.len(), 1);
         assert_eq!(s.load.problems.len(), 1);
         assert_eq!(s.load.problems[0].document, 2);
@@ -676,8 +853,14 @@ mod tests {
         );
         assert_eq!(s.coverage(Resource::Pod), Coverage::Listed);
         assert_eq!(s.coverage(Resource::Certificate), Coverage::Listed);
-        assert!(matches!(s.coverage(Resource::Backup), Coverage::NotApplicable { .. }));
-        assert_eq!(s.certificates[0].data["status"]["notAfter"], "2030-01-01T00:00:00Z");
+        assert!(matches!(
+            s.coverage(Resource::Backup),
+            Coverage::NotApplicable { .. }
+        ));
+        assert_eq!(
+            s.certificates[0].data["status"]["notAfter"],
+            "2030-01-01T00:00:00Z"
+        );
     }
 
     #[test]

@@ -50,16 +50,22 @@ impl From<ListFailure> for Coverage {
 
 fn classify(r: Resource, e: kube::Error) -> ListFailure {
     match e {
-        kube::Error::Api(s) if s.code == 404 => {
-            ListFailure::NotFound(format!("the API server does not serve {} (not installed)", r.display_name()))
-        }
+        kube::Error::Api(s) if s.code == 404 => ListFailure::NotFound(format!(
+            "the API server does not serve {} (not installed)",
+            r.display_name()
+        )),
         kube::Error::Api(s) if s.code == 403 => ListFailure::Forbidden(s.message.clone()),
         other => ListFailure::Failed(other.to_string()),
     }
 }
 
 /// Lists every page of `api`.
-async fn list_pages<K>(api: &Api<K>, r: Resource, page_size: u32, timeout: Duration) -> Result<Vec<K>, ListFailure>
+async fn list_pages<K>(
+    api: &Api<K>,
+    r: Resource,
+    page_size: u32,
+    timeout: Duration,
+) -> Result<Vec<K>, ListFailure>
 where
     K: Clone + DeserializeOwned + Debug,
 {
@@ -69,7 +75,12 @@ where
         let page: ObjectList<K> = match tokio::time::timeout(timeout, api.list(&lp)).await {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => return Err(classify(r, e)),
-            Err(_) => return Err(ListFailure::Failed(format!("a page took longer than {}", humantime::format_duration(timeout)))),
+            Err(_) => {
+                return Err(ListFailure::Failed(format!(
+                    "a page took longer than {}",
+                    humantime::format_duration(timeout)
+                )));
+            }
         };
         out.extend(page.items);
         match page.metadata.continue_ {
@@ -80,27 +91,56 @@ where
 }
 
 /// Lists a built-in resource, cluster-wide or in each configured namespace.
-async fn list_typed<K>(client: &Client, r: Resource, cfg: &ChecksConfig) -> Result<Vec<K>, ListFailure>
+async fn list_typed<K>(
+    client: &Client,
+    r: Resource,
+    cfg: &ChecksConfig,
+) -> Result<Vec<K>, ListFailure>
 where
     K: KubeResource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     K: KubeResource<Scope = NamespaceResourceScope>,
 {
     if cfg.namespaces.is_empty() {
-        return list_pages(&Api::<K>::all(client.clone()), r, cfg.page_size, cfg.list_timeout).await;
+        return list_pages(
+            &Api::<K>::all(client.clone()),
+            r,
+            cfg.page_size,
+            cfg.list_timeout,
+        )
+        .await;
     }
     let mut out = Vec::new();
     for ns in &cfg.namespaces {
-        out.extend(list_pages(&Api::<K>::namespaced(client.clone(), ns), r, cfg.page_size, cfg.list_timeout).await?);
+        out.extend(
+            list_pages(
+                &Api::<K>::namespaced(client.clone(), ns),
+                r,
+                cfg.page_size,
+                cfg.list_timeout,
+            )
+            .await?,
+        );
     }
     Ok(out)
 }
 
 /// Lists a custom or aggregated resource as dynamic objects.
-async fn list_dynamic(client: &Client, r: Resource, cfg: &ChecksConfig) -> Result<Vec<DynamicObject>, ListFailure> {
+async fn list_dynamic(
+    client: &Client,
+    r: Resource,
+    cfg: &ChecksConfig,
+) -> Result<Vec<DynamicObject>, ListFailure> {
     let (group, version, kind, plural) = r.gvkp();
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
     if cfg.namespaces.is_empty() || !r.namespaced() {
-        return list_pages(&Api::<DynamicObject>::all_with(client.clone(), &ar), r, cfg.page_size, cfg.list_timeout).await;
+        return list_pages(
+            &Api::<DynamicObject>::all_with(client.clone(), &ar),
+            r,
+            cfg.page_size,
+            cfg.list_timeout,
+        )
+        .await;
     }
     let mut out = Vec::new();
     for ns in &cfg.namespaces {
@@ -113,7 +153,13 @@ async fn list_dynamic(client: &Client, r: Resource, cfg: &ChecksConfig) -> Resul
 /// Where an object's metadata is (to slim it).
 type MetaOf<T> = fn(&mut T) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-fn store<T>(state: &mut ClusterState, r: Resource, result: Result<Vec<T>, ListFailure>, meta: MetaOf<T>, target: fn(&mut ClusterState) -> &mut Vec<T>) {
+fn store<T>(
+    state: &mut ClusterState,
+    r: Resource,
+    result: Result<Vec<T>, ListFailure>,
+    meta: MetaOf<T>,
+    target: fn(&mut ClusterState) -> &mut Vec<T>,
+) {
     match result {
         Ok(mut items) => {
             debug!(resource = %r.display_name(), count = items.len(), "listed");
@@ -134,7 +180,9 @@ fn store<T>(state: &mut ClusterState, r: Resource, result: Result<Vec<T>, ListFa
     }
 }
 
-fn dyn_meta(o: &mut DynamicObject) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+fn dyn_meta(
+    o: &mut DynamicObject,
+) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
     &mut o.metadata
 }
 
@@ -150,38 +198,150 @@ pub async fn load(client: &Client, cfg: &ChecksConfig) -> Result<ClusterState, L
     for r in Resource::ALL {
         match r {
             Resource::Node => {
-                let res = list_pages(&Api::<k8s_openapi::api::core::v1::Node>::all(client.clone()), r, cfg.page_size, cfg.list_timeout).await;
+                let res = list_pages(
+                    &Api::<k8s_openapi::api::core::v1::Node>::all(client.clone()),
+                    r,
+                    cfg.page_size,
+                    cfg.list_timeout,
+                )
+                .await;
                 store(&mut s, r, res, Metadata::metadata_mut, |s| &mut s.nodes);
             }
             Resource::Pod => {
-                let res = list_typed::<super::PodInfo>(client, r, cfg).await.map(|mut pods| {
-                    pods.iter_mut().for_each(super::PodInfo::compact);
-                    pods
-                });
+                let res = list_typed::<super::PodInfo>(client, r, cfg)
+                    .await
+                    .map(|mut pods| {
+                        pods.iter_mut().for_each(super::PodInfo::compact);
+                        pods
+                    });
                 store(&mut s, r, res, Metadata::metadata_mut, |s| &mut s.pods)
             }
-            Resource::Event => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.events),
-            Resource::ConfigMap => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.config_maps),
-            Resource::Secret => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.secrets),
-            Resource::ServiceAccount => {
-                store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.service_accounts)
-            }
-            Resource::PersistentVolumeClaim => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.pvcs),
-            Resource::Deployment => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.deployments),
-            Resource::ReplicaSet => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.replica_sets),
-            Resource::StatefulSet => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.stateful_sets),
-            Resource::DaemonSet => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.daemon_sets),
-            Resource::Job => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.jobs),
-            Resource::CronJob => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.cron_jobs),
-            Resource::HorizontalPodAutoscaler => store(&mut s, r, list_typed(client, r, cfg).await, Metadata::metadata_mut, |s| &mut s.hpas),
-            Resource::Certificate => store(&mut s, r, list_dynamic(client, r, cfg).await, dyn_meta, |s| &mut s.certificates),
-            Resource::Backup => store(&mut s, r, list_dynamic(client, r, cfg).await, dyn_meta, |s| &mut s.backups),
-            Resource::Schedule => store(&mut s, r, list_dynamic(client, r, cfg).await, dyn_meta, |s| &mut s.schedules),
-            Resource::VolumeSnapshot => {
-                store(&mut s, r, list_dynamic(client, r, cfg).await, dyn_meta, |s| &mut s.volume_snapshots)
-            }
-            Resource::PodMetrics => store(&mut s, r, list_dynamic(client, r, cfg).await, dyn_meta, |s| &mut s.pod_metrics),
-            Resource::NodeMetrics => store(&mut s, r, list_dynamic(client, r, cfg).await, dyn_meta, |s| &mut s.node_metrics),
+            Resource::Event => store(
+                &mut s,
+                r,
+                list_typed(client, r, cfg).await,
+                Metadata::metadata_mut,
+                |s| &mut s.events,
+            ),
+            Resource::ConfigMap => store(
+                &mut s,
+                r,
+                list_typed(client, r, cfg).await,
+                Metadata::metadata_mut,
+                |s| &mut s.config_maps,
+            ),
+            Resource::Secret => store(
+                &mut s,
+                r,
+                list_typed(client, r, cfg).await,
+                Metadata::metadata_mut,
+                |s| &mut s.secrets,
+            ),
+            Resource::ServiceAccount => store(
+                &mut s,
+                r,
+                list_typed(client, r, cfg).await,
+                Metadata::metadata_mut,
+                |s| &mut s.service_accounts,
+            ),
+            Resource::PersistentVolumeClaim => store(
+                &mut s,
+                r,
+                list_typed(client, r, cfg).await,
+                Metadata::metadata_mut,
+                |s| &mut s.pvcs,
+            ),
+            Resource::Deployment => store(
+                &mut s,
+                r,
+                list_typed(client, r, cfg).await,
+                Metadata::metadata_mut,
+                |s| &mut s.deployments,
+            ),
+            Resource::ReplicaSet => store(
+                &mut s,
+                r,
+                list_typed(client, r, cfg).await,
+                Metadata::metadata_mut,
+                |s| &mut s.replica_sets,
+            ),
+            Resource::StatefulSet => store(
+                &mut s,
+                r,
+                list_typed(client, r, cfg).await,
+                Metadata::metadata_mut,
+                |s| &mut s.stateful_sets,
+            ),
+            Resource::DaemonSet => store(
+                &mut s,
+                r,
+                list_typed(client, r, cfg).await,
+                Metadata::metadata_mut,
+                |s| &mut s.daemon_sets,
+            ),
+            Resource::Job => store(
+                &mut s,
+                r,
+                list_typed(client, r, cfg).await,
+                Metadata::metadata_mut,
+                |s| &mut s.jobs,
+            ),
+            Resource::CronJob => store(
+                &mut s,
+                r,
+                list_typed(client, r, cfg).await,
+                Metadata::metadata_mut,
+                |s| &mut s.cron_jobs,
+            ),
+            Resource::HorizontalPodAutoscaler => store(
+                &mut s,
+                r,
+                list_typed(client, r, cfg).await,
+                Metadata::metadata_mut,
+                |s| &mut s.hpas,
+            ),
+            Resource::Certificate => store(
+                &mut s,
+                r,
+                list_dynamic(client, r, cfg).await,
+                dyn_meta,
+                |s| &mut s.certificates,
+            ),
+            Resource::Backup => store(
+                &mut s,
+                r,
+                list_dynamic(client, r, cfg).await,
+                dyn_meta,
+                |s| &mut s.backups,
+            ),
+            Resource::Schedule => store(
+                &mut s,
+                r,
+                list_dynamic(client, r, cfg).await,
+                dyn_meta,
+                |s| &mut s.schedules,
+            ),
+            Resource::VolumeSnapshot => store(
+                &mut s,
+                r,
+                list_dynamic(client, r, cfg).await,
+                dyn_meta,
+                |s| &mut s.volume_snapshots,
+            ),
+            Resource::PodMetrics => store(
+                &mut s,
+                r,
+                list_dynamic(client, r, cfg).await,
+                dyn_meta,
+                |s| &mut s.pod_metrics,
+            ),
+            Resource::NodeMetrics => store(
+                &mut s,
+                r,
+                list_dynamic(client, r, cfg).await,
+                dyn_meta,
+                |s| &mut s.node_metrics,
+            ),
         }
     }
     let failures: Vec<String> = Resource::ALL
@@ -192,7 +352,9 @@ pub async fn load(client: &Client, cfg: &ChecksConfig) -> Result<ClusterState, L
         })
         .collect();
     if failures.len() == Resource::ALL.len() {
-        return Err(LiveError::Unreachable(failures.first().cloned().unwrap_or_default()));
+        return Err(LiveError::Unreachable(
+            failures.first().cloned().unwrap_or_default(),
+        ));
     }
     Ok(s)
 }

@@ -21,7 +21,9 @@ use std::path::PathBuf;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, PersistentVolumeClaim, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, Node, PersistentVolumeClaim, Secret, ServiceAccount,
+};
 use kube::api::DynamicObject;
 use serde::{Deserialize, Serialize};
 
@@ -93,18 +95,30 @@ impl Resource {
             Resource::ConfigMap => ("", "v1", "ConfigMap", "configmaps"),
             Resource::Secret => ("", "v1", "Secret", "secrets"),
             Resource::ServiceAccount => ("", "v1", "ServiceAccount", "serviceaccounts"),
-            Resource::PersistentVolumeClaim => ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+            Resource::PersistentVolumeClaim => {
+                ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims")
+            }
             Resource::Deployment => ("apps", "v1", "Deployment", "deployments"),
             Resource::ReplicaSet => ("apps", "v1", "ReplicaSet", "replicasets"),
             Resource::StatefulSet => ("apps", "v1", "StatefulSet", "statefulsets"),
             Resource::DaemonSet => ("apps", "v1", "DaemonSet", "daemonsets"),
             Resource::Job => ("batch", "v1", "Job", "jobs"),
             Resource::CronJob => ("batch", "v1", "CronJob", "cronjobs"),
-            Resource::HorizontalPodAutoscaler => ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+            Resource::HorizontalPodAutoscaler => (
+                "autoscaling",
+                "v2",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+            ),
             Resource::Certificate => ("cert-manager.io", "v1", "Certificate", "certificates"),
             Resource::Backup => ("velero.io", "v1", "Backup", "backups"),
             Resource::Schedule => ("velero.io", "v1", "Schedule", "schedules"),
-            Resource::VolumeSnapshot => ("snapshot.storage.k8s.io", "v1", "VolumeSnapshot", "volumesnapshots"),
+            Resource::VolumeSnapshot => (
+                "snapshot.storage.k8s.io",
+                "v1",
+                "VolumeSnapshot",
+                "volumesnapshots",
+            ),
             Resource::PodMetrics => ("metrics.k8s.io", "v1beta1", "PodMetrics", "pods"),
             Resource::NodeMetrics => ("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes"),
         }
@@ -123,7 +137,10 @@ impl Resource {
     /// Whether the resource comes from an optional extension (CRD or aggregated API) whose
     /// absence makes the checks that need it "not applicable".
     pub fn optional(self) -> bool {
-        matches!(self.gvkp().0, "cert-manager.io" | "velero.io" | "snapshot.storage.k8s.io" | "metrics.k8s.io")
+        matches!(
+            self.gvkp().0,
+            "cert-manager.io" | "velero.io" | "snapshot.storage.k8s.io" | "metrics.k8s.io"
+        )
     }
 
     /// The resource a kind (and API group, `""` for core) is read into, if any.
@@ -137,7 +154,11 @@ impl Resource {
     /// Human name for messages: `pods`, `certificates.cert-manager.io`.
     pub fn display_name(self) -> String {
         let (g, _, _, p) = self.gvkp();
-        if g.is_empty() { p.to_string() } else { format!("{p}.{g}") }
+        if g.is_empty() {
+            p.to_string()
+        } else {
+            format!("{p}.{g}")
+        }
     }
 }
 
@@ -254,7 +275,9 @@ impl ClusterState {
         match self.coverage.get(&r) {
             Some(c) => c.clone(),
             None if self.count(r) > 0 => Coverage::Listed,
-            None => Coverage::NotApplicable { reason: format!("no {} in the source", r.display_name()) },
+            None => Coverage::NotApplicable {
+                reason: format!("no {} in the source", r.display_name()),
+            },
         }
     }
 

@@ -58,7 +58,9 @@ pub struct PodSpecInfo {
 impl PodSpecInfo {
     /// The view of a full pod spec (a workload's template).
     pub fn from_spec(spec: &PodSpec) -> PodSpecInfo {
-        serde_json::to_value(spec).and_then(serde_json::from_value).unwrap_or_default()
+        serde_json::to_value(spec)
+            .and_then(serde_json::from_value)
+            .unwrap_or_default()
     }
 }
 
@@ -166,14 +168,29 @@ impl VolumeInfo {
     /// Secrets named by volume plugins (`csi.nodePublishSecretRef`, `secretRef` of cephfs,
     /// rbd, iscsi, cinder, flexVolume, scaleIO, storageos; `azureFile.secretName`).
     pub fn plugin_secrets(&self) -> impl Iterator<Item = &str> {
-        let refs = [&self.cephfs, &self.rbd, &self.iscsi, &self.cinder, &self.flex_volume, &self.scale_io, &self.storageos];
+        let refs = [
+            &self.cephfs,
+            &self.rbd,
+            &self.iscsi,
+            &self.cinder,
+            &self.flex_volume,
+            &self.scale_io,
+            &self.storageos,
+        ];
         self.csi
             .as_ref()
             .and_then(|c| c.node_publish_secret_ref.as_ref())
             .map(|r| r.name.as_str())
             .into_iter()
-            .chain(refs.into_iter().filter_map(|h| h.as_ref()?.secret_ref.as_ref().map(|r| r.name.as_str())))
-            .chain(self.azure_file.as_ref().and_then(|a| a.secret_name.as_deref()))
+            .chain(
+                refs.into_iter()
+                    .filter_map(|h| h.as_ref()?.secret_ref.as_ref().map(|r| r.name.as_str())),
+            )
+            .chain(
+                self.azure_file
+                    .as_ref()
+                    .and_then(|a| a.secret_name.as_deref()),
+            )
     }
 
     fn references_anything(&self) -> bool {
@@ -277,20 +294,33 @@ impl PodInfo {
             o.shrink_to_fit();
         }
         // The checks read the Ready condition and the conditions that are not met.
-        self.status.conditions.retain(|c| c.type_ == "Ready" || c.status != "True");
+        self.status
+            .conditions
+            .retain(|c| c.type_ == "Ready" || c.status != "True");
         self.status.conditions.shrink_to_fit();
         self.status.container_statuses.shrink_to_fit();
         self.status.init_container_statuses.shrink_to_fit();
         self.spec.volumes.retain(VolumeInfo::references_anything);
         for v in &mut self.spec.volumes {
             if let Some(p) = v.projected.as_mut() {
-                p.sources.retain(|s| s.config_map.is_some() || s.secret.is_some());
+                p.sources
+                    .retain(|s| s.config_map.is_some() || s.secret.is_some());
                 p.sources.shrink_to_fit();
             }
         }
         self.spec.volumes.shrink_to_fit();
-        for c in self.spec.containers.iter_mut().chain(&mut self.spec.init_containers).chain(&mut self.spec.ephemeral_containers) {
-            c.env.retain(|e| e.value_from.as_ref().is_some_and(|v| v.config_map_key_ref.is_some() || v.secret_key_ref.is_some()));
+        for c in self
+            .spec
+            .containers
+            .iter_mut()
+            .chain(&mut self.spec.init_containers)
+            .chain(&mut self.spec.ephemeral_containers)
+        {
+            c.env.retain(|e| {
+                e.value_from
+                    .as_ref()
+                    .is_some_and(|v| v.config_map_key_ref.is_some() || v.secret_key_ref.is_some())
+            });
             c.env.shrink_to_fit();
             c.env_from.shrink_to_fit();
         }
@@ -350,9 +380,22 @@ mod tests {
         let mut p = p;
         p.compact();
         assert_eq!(p.metadata.annotations, None);
-        assert_eq!(p.spec.volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), vec!["c", "a", "d"]);
-        assert_eq!(p.spec.volumes[0].plugin_secrets().collect::<Vec<_>>(), vec!["s2"]);
-        assert_eq!(p.spec.volumes[1].plugin_secrets().collect::<Vec<_>>(), vec!["s3"]);
+        assert_eq!(
+            p.spec
+                .volumes
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["c", "a", "d"]
+        );
+        assert_eq!(
+            p.spec.volumes[0].plugin_secrets().collect::<Vec<_>>(),
+            vec!["s2"]
+        );
+        assert_eq!(
+            p.spec.volumes[1].plugin_secrets().collect::<Vec<_>>(),
+            vec!["s3"]
+        );
         assert_eq!(p.spec.containers[0].env.len(), 1);
         assert_eq!(p.status.phase.as_deref(), Some("Running"));
         assert!(p.status.conditions.is_empty());

@@ -45,11 +45,22 @@ impl<R: Read> Scanner<R> {
 
     /// A scanner reading `chunk` bytes at a time.
     pub fn with_chunk(r: R, chunk: usize) -> Self {
-        Scanner { r, buf: Vec::new(), pos: 0, mark: None, base: 0, eof: false, chunk: chunk.max(1) }
+        Scanner {
+            r,
+            buf: Vec::new(),
+            pos: 0,
+            mark: None,
+            base: 0,
+            eof: false,
+            chunk: chunk.max(1),
+        }
     }
 
     fn err(&self, message: impl Into<String>) -> ScanError {
-        ScanError { offset: self.base + self.pos as u64, message: message.into() }
+        ScanError {
+            offset: self.base + self.pos as u64,
+            message: message.into(),
+        }
     }
 
     /// Makes a byte available at `pos`; false at the end of the input.
@@ -113,7 +124,9 @@ impl<R: Read> Scanner<R> {
     /// # Errors
     /// End of input inside the value, or a read error.
     pub fn value(&mut self) -> Result<&[u8], ScanError> {
-        let first = self.skip_ws()?.ok_or_else(|| self.err("unexpected end of file, expected a value"))?;
+        let first = self
+            .skip_ws()?
+            .ok_or_else(|| self.err("unexpected end of file, expected a value"))?;
         self.mark = Some(self.pos);
         let scalar = !matches!(first, b'{' | b'[' | b'"');
         let (mut depth, mut in_str, mut esc) = (0usize, false, false);
@@ -183,7 +196,16 @@ mod tests {
             while s.skip_ws().unwrap().is_some() {
                 got.push(String::from_utf8(s.value().unwrap().to_vec()).unwrap());
             }
-            assert_eq!(got, vec![r#"{"a":"x}\"]","b":[1,{"c":"{"}]}"#, "42", r#""s\\""#, "true"], "chunk {chunk}");
+            assert_eq!(
+                got,
+                vec![
+                    r#"{"a":"x}\"]","b":[1,{"c":"{"}]}"#,
+                    "42",
+                    r#""s\\""#,
+                    "true"
+                ],
+                "chunk {chunk}"
+            );
         }
     }
 
@@ -191,6 +213,9 @@ mod tests {
     fn truncated_value_is_an_error_with_offset() {
         let mut s = Scanner::new(&b"  {\"a\": [1, 2"[..]);
         let e = s.value().unwrap_err();
-        assert_eq!(e.to_string(), "unexpected end of file inside a value at byte 13");
+        assert_eq!(
+            e.to_string(),
+            "unexpected end of file inside a value at byte 13"
+        );
     }
 }

@@ -73,7 +73,8 @@ pub fn from_node_reports<'a>(reports: impl IntoIterator<Item = &'a NodeReport>) 
         };
         let mut node_pvs: HashSet<&str> = HashSet::new();
         for fs in &r.filesystems {
-            let names = std::iter::once(fs.mountpoint.as_str()).chain(fs.mountpoints.iter().map(String::as_str));
+            let names = std::iter::once(fs.mountpoint.as_str())
+                .chain(fs.mountpoints.iter().map(String::as_str));
             let mut seen: Vec<&str> = Vec::new();
             for m in names {
                 if let Some(pv) = pv_name_from_mount(m)
@@ -87,7 +88,11 @@ pub fn from_node_reports<'a>(reports: impl IntoIterator<Item = &'a NodeReport>) 
         }
         for v in &r.volumes {
             let ephemeral = EPHEMERAL_PLUGINS.contains(&v.plugin.as_str());
-            if ephemeral || v.name.is_empty() || v.filesystem.stale || !node_pvs.insert(v.name.as_str()) {
+            if ephemeral
+                || v.name.is_empty()
+                || v.filesystem.stale
+                || !node_pvs.insert(v.name.as_str())
+            {
                 continue;
             }
             out.push(stat(&v.name, &v.filesystem));
@@ -105,12 +110,25 @@ mod tests {
     #[test]
     fn pv_name_is_read_from_csi_and_in_tree_mount_paths() {
         assert_eq!(
-            pv_name_from_mount("/var/lib/kubelet/pods/0b1c/volumes/kubernetes.io~csi/pvc-123/mount"),
+            pv_name_from_mount(
+                "/var/lib/kubelet/pods/0b1c/volumes/kubernetes.io~csi/pvc-123/mount"
+            ),
             Some("pvc-123")
         );
-        assert_eq!(pv_name_from_mount("/host/root/var/lib/kubelet/pods/0b1c/volumes/kubernetes.io~nfs/pv-nfs"), Some("pv-nfs"));
-        assert_eq!(pv_name_from_mount("/var/lib/kubelet/pods/0b1c/volumes/kubernetes.io~empty-dir/cache"), None);
-        assert_eq!(pv_name_from_mount("/var/lib/kubelet/pods/0b1c/volume-subpaths/x/y/0"), None);
+        assert_eq!(
+            pv_name_from_mount(
+                "/host/root/var/lib/kubelet/pods/0b1c/volumes/kubernetes.io~nfs/pv-nfs"
+            ),
+            Some("pv-nfs")
+        );
+        assert_eq!(
+            pv_name_from_mount("/var/lib/kubelet/pods/0b1c/volumes/kubernetes.io~empty-dir/cache"),
+            None
+        );
+        assert_eq!(
+            pv_name_from_mount("/var/lib/kubelet/pods/0b1c/volume-subpaths/x/y/0"),
+            None
+        );
         assert_eq!(pv_name_from_mount("/var/lib/docker"), None);
     }
 
@@ -133,9 +151,21 @@ mod tests {
         }
     }
 
-    fn volume(uid: &str, plugin: &str, name: &str, size: u64, free: u64, stale: bool) -> VolumeMount {
+    fn volume(
+        uid: &str,
+        plugin: &str,
+        name: &str,
+        size: u64,
+        free: u64,
+        stale: bool,
+    ) -> VolumeMount {
         let mp = format!("/var/lib/kubelet/pods/{uid}/volumes/{plugin}/{name}/mount");
-        VolumeMount { pod_uid: uid.into(), plugin: plugin.into(), name: name.into(), filesystem: fs(&mp, size, free, stale) }
+        VolumeMount {
+            pod_uid: uid.into(),
+            plugin: plugin.into(),
+            name: name.into(),
+            filesystem: fs(&mp, size, free, stale),
+        }
     }
 
     fn report(node: &str, filesystems: Vec<Filesystem>, volumes: Vec<VolumeMount>) -> NodeReport {
@@ -160,7 +190,15 @@ mod tests {
     fn reported_volumes_and_volume_filesystems_give_one_figure_per_pv_and_node() {
         let a = report(
             "node-a",
-            vec![fs("/", 100, 50, false), fs("/var/lib/kubelet/pods/u1/volumes/kubernetes.io~csi/pvc-1/mount", 1000, 400, false)],
+            vec![
+                fs("/", 100, 50, false),
+                fs(
+                    "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~csi/pvc-1/mount",
+                    1000,
+                    400,
+                    false,
+                ),
+            ],
             vec![
                 // Also among the filesystems: counted once, from the filesystem.
                 volume("u1", "kubernetes.io~csi", "pvc-1", 1000, 300, false),
@@ -173,10 +211,24 @@ mod tests {
                 volume("u5", "kubernetes.io~empty-dir", "cache", 10, 5, false),
             ],
         );
-        let b = report("node-b", vec![], vec![volume("u6", "kubernetes.io~nfs", "pv-nfs", 5000, 900, false)]);
-        let got: Vec<(String, String, u64, u64)> =
-            from_node_reports([&a, &b]).into_iter().map(|s| (s.node, s.pv_name, s.size_bytes, s.used_bytes)).collect();
-        let row = |n: &str, pv: &str, size: u64, used: u64| (n.to_string(), pv.to_string(), size, used);
+        let b = report(
+            "node-b",
+            vec![],
+            vec![volume(
+                "u6",
+                "kubernetes.io~nfs",
+                "pv-nfs",
+                5000,
+                900,
+                false,
+            )],
+        );
+        let got: Vec<(String, String, u64, u64)> = from_node_reports([&a, &b])
+            .into_iter()
+            .map(|s| (s.node, s.pv_name, s.size_bytes, s.used_bytes))
+            .collect();
+        let row =
+            |n: &str, pv: &str, size: u64, used: u64| (n.to_string(), pv.to_string(), size, used);
         assert_eq!(
             got,
             vec![

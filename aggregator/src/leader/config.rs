@@ -44,11 +44,17 @@ pub struct LeaderElectionConfig {
     pub identity: Option<String>,
     /// How long a Lease is valid after its holder last renewed it; a standby takes over
     /// once it has not seen the Lease change for this long. Default 15s. 2s to 5m.
-    #[serde(default = "default_lease_duration", deserialize_with = "lease_duration")]
+    #[serde(
+        default = "default_lease_duration",
+        deserialize_with = "lease_duration"
+    )]
     pub lease_duration: Duration,
     /// How long the leader keeps retrying a failed renewal before it gives up leadership
     /// and exits. Default 10s. 1s to 5m; less than `lease_duration`.
-    #[serde(default = "default_renew_deadline", deserialize_with = "renew_deadline")]
+    #[serde(
+        default = "default_renew_deadline",
+        deserialize_with = "renew_deadline"
+    )]
     pub renew_deadline: Duration,
     /// Time between attempts to acquire or renew. Default 2s. 100ms to 1m; at most
     /// `renew_deadline` / 1.2.
@@ -133,15 +139,28 @@ impl LeaderElectionConfig {
                 )
             })
         };
-        let namespace = pick(&self.namespace, NAMESPACE_ENV, "namespace", "metadata.namespace")?;
+        let namespace = pick(
+            &self.namespace,
+            NAMESPACE_ENV,
+            "namespace",
+            "metadata.namespace",
+        )?;
         let identity = pick(&self.identity, IDENTITY_ENV, "identity", "metadata.name")?;
         Ok(Election {
             lease_name: self.lease_name.clone(),
-            pod_namespace: env(NAMESPACE_ENV).filter(|v| !v.is_empty()).unwrap_or_else(|| namespace.clone()),
-            pod_name: env(IDENTITY_ENV).filter(|v| !v.is_empty()).unwrap_or_else(|| identity.clone()),
+            pod_namespace: env(NAMESPACE_ENV)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| namespace.clone()),
+            pod_name: env(IDENTITY_ENV)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| identity.clone()),
             namespace,
             identity,
-            timing: Timing { lease_duration: self.lease_duration, renew_deadline: self.renew_deadline, retry_period: self.retry_period },
+            timing: Timing {
+                lease_duration: self.lease_duration,
+                renew_deadline: self.renew_deadline,
+                retry_period: self.retry_period,
+            },
         })
     }
 }
@@ -177,14 +196,23 @@ mod tests {
     use super::*;
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
     fn defaults_are_client_go_s_and_names_come_from_the_downward_api() {
         let c: LeaderElectionConfig = parse_yaml("{}", Path::new("c")).unwrap();
         assert_eq!(c, LeaderElectionConfig::default());
-        let e = c.resolve(env(&[("POD_NAMESPACE", "caretaker"), ("POD_NAME", "agg-1")])).unwrap();
+        let e = c
+            .resolve(env(&[
+                ("POD_NAMESPACE", "caretaker"),
+                ("POD_NAME", "agg-1"),
+            ]))
+            .unwrap();
         assert_eq!(
             e,
             Election {
@@ -202,32 +230,67 @@ mod tests {
         );
         let c: LeaderElectionConfig =
             parse_yaml("lease_name: l\nnamespace: ns\nidentity: me\nlease_duration: 30s\nrenew_deadline: 20s\nretry_period: 5s\n", Path::new("c")).unwrap();
-        let e = c.resolve(env(&[("POD_NAMESPACE", "other"), ("POD_NAME", "other")])).unwrap();
-        assert_eq!((e.lease_name.as_str(), e.namespace.as_str(), e.identity.as_str()), ("l", "ns", "me"), "the config wins");
+        let e = c
+            .resolve(env(&[("POD_NAMESPACE", "other"), ("POD_NAME", "other")]))
+            .unwrap();
+        assert_eq!(
+            (
+                e.lease_name.as_str(),
+                e.namespace.as_str(),
+                e.identity.as_str()
+            ),
+            ("l", "ns", "me"),
+            "the config wins"
+        );
         assert_eq!(e.timing.retry_period, Duration::from_secs(5));
-        assert_eq!((e.pod_namespace.as_str(), e.pod_name.as_str()), ("other", "other"), "the pod to label is always the downward API's");
+        assert_eq!(
+            (e.pod_namespace.as_str(), e.pod_name.as_str()),
+            ("other", "other"),
+            "the pod to label is always the downward API's"
+        );
         let e = c.resolve(env(&[])).unwrap();
-        assert_eq!((e.pod_namespace.as_str(), e.pod_name.as_str()), ("ns", "me"), "outside a pod: the Lease's namespace and the identity");
+        assert_eq!(
+            (e.pod_namespace.as_str(), e.pod_name.as_str()),
+            ("ns", "me"),
+            "outside a pod: the Lease's namespace and the identity"
+        );
     }
 
     #[test]
     fn missing_identity_and_bad_timing_are_explained() {
         let c = LeaderElectionConfig::default();
         assert_eq!(
-            c.resolve(env(&[("POD_NAMESPACE", "caretaker")])).unwrap_err(),
+            c.resolve(env(&[("POD_NAMESPACE", "caretaker")]))
+                .unwrap_err(),
             "leader_election.identity is not set and $POD_NAME is empty: set it, or give the pod POD_NAME from the downward API (fieldRef metadata.name)"
         );
-        assert!(c.resolve(env(&[("POD_NAME", "x")])).unwrap_err().starts_with("leader_election.namespace is not set and $POD_NAMESPACE"));
-        let c: LeaderElectionConfig = parse_yaml("lease_duration: 10s\nrenew_deadline: 10s\n", Path::new("c")).unwrap();
+        assert!(
+            c.resolve(env(&[("POD_NAME", "x")]))
+                .unwrap_err()
+                .starts_with("leader_election.namespace is not set and $POD_NAMESPACE")
+        );
+        let c: LeaderElectionConfig =
+            parse_yaml("lease_duration: 10s\nrenew_deadline: 10s\n", Path::new("c")).unwrap();
         assert_eq!(
             c.validate().unwrap_err(),
             "leader_election.renew_deadline (10s) must be less than lease_duration (10s): a leader must give up before a standby may take over"
         );
-        let c: LeaderElectionConfig = parse_yaml("renew_deadline: 2s\nretry_period: 2s\n", Path::new("c")).unwrap();
-        assert_eq!(c.validate().unwrap_err(), "leader_election.renew_deadline (2s) must be more than 1.2 × retry_period (2s)");
-        let err = parse_yaml::<LeaderElectionConfig>("\nlease_duration: 1s\n", Path::new("c")).unwrap_err().to_string();
-        assert!(err.contains("at least 2s") && err.contains("line 2"), "{err}");
-        let err = parse_yaml::<LeaderElectionConfig>("leaseDuration: 15s\n", Path::new("c")).unwrap_err().to_string();
+        let c: LeaderElectionConfig =
+            parse_yaml("renew_deadline: 2s\nretry_period: 2s\n", Path::new("c")).unwrap();
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "leader_election.renew_deadline (2s) must be more than 1.2 × retry_period (2s)"
+        );
+        let err = parse_yaml::<LeaderElectionConfig>("\nlease_duration: 1s\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("at least 2s") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = parse_yaml::<LeaderElectionConfig>("leaseDuration: 15s\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("leaseDuration"), "{err}");
     }
 }

@@ -48,7 +48,9 @@ pub struct Fake {
 
 impl Fake {
     pub fn spec(&self) -> Value {
-        self.lease.as_ref().map_or(Value::Null, |l| l["spec"].clone())
+        self.lease
+            .as_ref()
+            .map_or(Value::Null, |l| l["spec"].clone())
     }
     fn put_lease(&mut self, mut lease: Value) {
         self.rv += 1;
@@ -56,7 +58,10 @@ impl Fake {
         self.lease = Some(lease);
     }
     pub fn set_spec(&mut self, spec: Value) {
-        let mut l = self.lease.clone().unwrap_or_else(|| lease_json(Value::Null));
+        let mut l = self
+            .lease
+            .clone()
+            .unwrap_or_else(|| lease_json(Value::Null));
         l["spec"] = spec;
         self.put_lease(l);
     }
@@ -76,7 +81,9 @@ impl Fake {
     }
     /// The `caretaker.io/role` label of pod `name`.
     pub fn role(&self, name: &str) -> Value {
-        self.pods.get(name).map_or(Value::Null, |p| p["metadata"]["labels"]["caretaker.io/role"].clone())
+        self.pods.get(name).map_or(Value::Null, |p| {
+            p["metadata"]["labels"]["caretaker.io/role"].clone()
+        })
     }
 }
 
@@ -103,7 +110,12 @@ fn status(code: u16, reason: &str, message: &str, kind: &str) -> (StatusCode, Va
 }
 
 fn internal_error(kind: &str) -> (StatusCode, Value) {
-    status(500, "InternalError", "Internal error occurred: etcdserver: request timed out", kind)
+    status(
+        500,
+        "InternalError",
+        "Internal error occurred: etcdserver: request timed out",
+        kind,
+    )
 }
 
 /// Merges `patch` into `target` (RFC 7386).
@@ -122,24 +134,51 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-fn answer(f: &mut Fake, method: &str, path: &str, query: &str, content_type: &str, body: &Value) -> (StatusCode, Value) {
+fn answer(
+    f: &mut Fake,
+    method: &str,
+    path: &str,
+    query: &str,
+    content_type: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
     f.seen.push(format!("{method} {path}"));
     if let Some(code) = f.fail {
-        return status(code, "InternalError", "Internal error occurred: etcdserver: request timed out", "leases");
+        return status(
+            code,
+            "InternalError",
+            "Internal error occurred: etcdserver: request timed out",
+            "leases",
+        );
     }
     if let Some(name) = path.strip_prefix(&format!("{PODS}/")) {
         if method == "PATCH" {
-            f.patches.push(PodPatch { path: path.into(), content_type: content_type.into(), query: query.into(), body: body.clone() });
+            f.patches.push(PodPatch {
+                path: path.into(),
+                content_type: content_type.into(),
+                query: query.into(),
+                body: body.clone(),
+            });
             if f.fail_pod_patches > 0 {
                 f.fail_pod_patches -= 1;
                 return internal_error("pods");
             }
             if content_type != "application/merge-patch+json" {
-                return status(415, "UnsupportedMediaType", &format!("the body of the request was in an unknown format: {content_type}"), "pods");
+                return status(
+                    415,
+                    "UnsupportedMediaType",
+                    &format!("the body of the request was in an unknown format: {content_type}"),
+                    "pods",
+                );
             }
         }
         let Some(pod) = f.pods.get_mut(name) else {
-            return status(404, "NotFound", &format!("pods \"{name}\" not found"), "pods");
+            return status(
+                404,
+                "NotFound",
+                &format!("pods \"{name}\" not found"),
+                "pods",
+            );
         };
         return match method {
             "GET" => (StatusCode::OK, pod.clone()),
@@ -147,18 +186,33 @@ fn answer(f: &mut Fake, method: &str, path: &str, query: &str, content_type: &st
                 merge(pod, body);
                 (StatusCode::OK, pod.clone())
             }
-            m => status(405, "MethodNotAllowed", &format!("{m} {path} is not expected"), "pods"),
+            m => status(
+                405,
+                "MethodNotAllowed",
+                &format!("{m} {path} is not expected"),
+                "pods",
+            ),
         };
     }
     let item = format!("{PATH}/{NAME}");
     match (method, path) {
         ("GET", p) if p == item => match &f.lease {
             Some(l) => (StatusCode::OK, l.clone()),
-            None => status(404, "NotFound", &format!("leases.coordination.k8s.io \"{NAME}\" not found"), "leases"),
+            None => status(
+                404,
+                "NotFound",
+                &format!("leases.coordination.k8s.io \"{NAME}\" not found"),
+                "leases",
+            ),
         },
         ("POST", PATH) => {
             if f.lease.is_some() {
-                return status(409, "AlreadyExists", &format!("leases.coordination.k8s.io \"{NAME}\" already exists"), "leases");
+                return status(
+                    409,
+                    "AlreadyExists",
+                    &format!("leases.coordination.k8s.io \"{NAME}\" already exists"),
+                    "leases",
+                );
             }
             let mut l = body.clone();
             l["metadata"]["namespace"] = json!(NS);
@@ -171,20 +225,32 @@ fn answer(f: &mut Fake, method: &str, path: &str, query: &str, content_type: &st
                 f.set_spec(held_by(&racer, 9));
             }
             let Some(current) = &f.lease else {
-                return status(404, "NotFound", &format!("leases.coordination.k8s.io \"{NAME}\" not found"), "leases");
+                return status(
+                    404,
+                    "NotFound",
+                    &format!("leases.coordination.k8s.io \"{NAME}\" not found"),
+                    "leases",
+                );
             };
             if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
                 return status(
                     409,
                     "Conflict",
-                    &format!("Operation cannot be fulfilled on leases.coordination.k8s.io \"{NAME}\": the object has been modified; please apply your changes to the latest version and try again"),
+                    &format!(
+                        "Operation cannot be fulfilled on leases.coordination.k8s.io \"{NAME}\": the object has been modified; please apply your changes to the latest version and try again"
+                    ),
                     "leases",
                 );
             }
             f.put_lease(body.clone());
             (StatusCode::OK, f.lease.clone().unwrap())
         }
-        (m, p) => status(405, "MethodNotAllowed", &format!("{m} {p} is not expected"), "leases"),
+        (m, p) => status(
+            405,
+            "MethodNotAllowed",
+            &format!("{m} {p} is not expected"),
+            "leases",
+        ),
     }
 }
 
@@ -195,12 +261,31 @@ pub fn client(fake: &Shared) -> kube::Client {
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
             let (parts, body) = req.into_parts();
-            let bytes = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
+            let bytes = http_body_util::BodyExt::collect(body)
+                .await
+                .unwrap()
+                .to_bytes();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let content_type = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-            let (code, v) =
-                answer(&mut f.lock().unwrap(), parts.method.as_str(), parts.uri.path(), parts.uri.query().unwrap_or(""), &content_type, &body);
-            send.send_response(Response::builder().status(code).body(Body::from(v.to_string().into_bytes())).unwrap());
+            let content_type = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let (code, v) = answer(
+                &mut f.lock().unwrap(),
+                parts.method.as_str(),
+                parts.uri.path(),
+                parts.uri.query().unwrap_or(""),
+                &content_type,
+                &body,
+            );
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(v.to_string().into_bytes()))
+                    .unwrap(),
+            );
         }
     });
     kube::Client::new(mock, "default")
@@ -208,7 +293,11 @@ pub fn client(fake: &Shared) -> kube::Client {
 
 /// client-go's defaults.
 pub fn timing() -> Timing {
-    Timing { lease_duration: Duration::from_secs(15), renew_deadline: Duration::from_secs(10), retry_period: Duration::from_secs(2) }
+    Timing {
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
+    }
 }
 
 pub fn shared(lease: Option<Value>) -> Shared {

@@ -84,7 +84,11 @@ impl Elector {
     /// An elector for `election` through `client` (in-cluster config in a pod).
     pub fn new(client: kube::Client, election: Election) -> Self {
         let api = Api::namespaced(client, &election.namespace);
-        Self { api, election, observed: None }
+        Self {
+            api,
+            election,
+            observed: None,
+        }
     }
 
     /// `namespace/name` of the Lease, for messages.
@@ -102,12 +106,18 @@ impl Elector {
     }
 
     fn api_error(&self, source: kube::Error) -> LeaderError {
-        LeaderError::Api { lease: self.lease(), source }
+        LeaderError::Api {
+            lease: self.lease(),
+            source,
+        }
     }
 
     fn observe(&mut self, spec: &LeaseSpec) {
         if self.observed.as_ref().is_none_or(|o| o.spec != *spec) {
-            self.observed = Some(Observed { spec: spec.clone(), at: Instant::now() });
+            self.observed = Some(Observed {
+                spec: spec.clone(),
+                at: Instant::now(),
+            });
         }
     }
 
@@ -120,9 +130,17 @@ impl Elector {
         let name = self.election.lease_name.clone();
         let now = micro(Timestamp::now());
         let duration = seconds(self.election.timing.lease_duration);
-        let Some(current) = self.api.get_opt(&name).await.map_err(|e| self.api_error(e))? else {
+        let Some(current) = self
+            .api
+            .get_opt(&name)
+            .await
+            .map_err(|e| self.api_error(e))?
+        else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(name), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(name),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(self.election.identity.clone()),
                     lease_duration_seconds: Some(duration),
@@ -137,7 +155,9 @@ impl Elector {
                     self.observe(&created.spec.unwrap_or_default());
                     Ok(Attempt::Held)
                 }
-                Err(kube::Error::Api(s)) if s.is_already_exists() || s.is_conflict() => Ok(Attempt::Conflict),
+                Err(kube::Error::Api(s)) if s.is_already_exists() || s.is_conflict() => {
+                    Ok(Attempt::Conflict)
+                }
                 Err(e) => Err(self.api_error(e)),
             };
         };
@@ -146,7 +166,9 @@ impl Elector {
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
         let mine = holder.as_deref() == Some(self.election.identity.as_str());
         if let Some(other) = holder.filter(|_| !mine) {
-            let valid_for = Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
+            let valid_for = Duration::from_secs(
+                u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0),
+            );
             let seen_at = self.observed.as_ref().map_or_else(Instant::now, |o| o.at);
             if seen_at + valid_for > Instant::now() {
                 return Ok(Attempt::HeldBy(other));
@@ -164,7 +186,11 @@ impl Elector {
         lease.spec = Some(next);
         // `lease.metadata.resourceVersion` is the one read: the update fails with 409 if
         // anyone wrote the Lease since.
-        match self.api.replace(&name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(written) => {
                 self.observe(&written.spec.unwrap_or_default());
                 Ok(Attempt::Held)
@@ -199,7 +225,9 @@ impl Elector {
                     }
                     last_error = None;
                 }
-                Ok(Ok(Attempt::Conflict)) => debug!(lease = %self.lease(), "Another replica wrote the Lease first; retrying."),
+                Ok(Ok(Attempt::Conflict)) => {
+                    debug!(lease = %self.lease(), "Another replica wrote the Lease first; retrying.")
+                }
                 Ok(Err(e)) => {
                     let msg = e.to_string();
                     if last_error.as_ref() != Some(&msg) {
@@ -207,9 +235,13 @@ impl Elector {
                         last_error = Some(msg);
                     }
                 }
-                Err(_) => warn!(lease = %self.lease(), timeout = ?timing.renew_deadline, "The API server did not answer a Lease request in time; retrying."),
+                Err(_) => {
+                    warn!(lease = %self.lease(), timeout = ?timing.renew_deadline, "The API server did not answer a Lease request in time; retrying.")
+                }
             }
-            let wait = timing.retry_period.mul_f64(1.0 + JITTER_FACTOR * rand::random::<f64>());
+            let wait = timing
+                .retry_period
+                .mul_f64(1.0 + JITTER_FACTOR * rand::random::<f64>());
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = stop.cancelled() => return false,
@@ -232,10 +264,14 @@ impl Elector {
             }
             let deadline = Instant::now() + timing.renew_deadline;
             loop {
-                let why = match tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await {
+                let why = match tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await
+                {
                     Ok(Ok(Attempt::Held)) => break,
                     Ok(Ok(Attempt::HeldBy(holder))) => {
-                        return Err(LeaderError::Lost { lease: self.lease(), reason: format!("replica {holder} holds it now") });
+                        return Err(LeaderError::Lost {
+                            lease: self.lease(),
+                            reason: format!("replica {holder} holds it now"),
+                        });
                     }
                     Ok(Ok(Attempt::Conflict)) => "another replica wrote the Lease".to_string(),
                     Ok(Err(e)) => e.to_string(),
@@ -244,7 +280,10 @@ impl Elector {
                 if Instant::now() + timing.retry_period >= deadline {
                     return Err(LeaderError::Lost {
                         lease: self.lease(),
-                        reason: format!("not renewed within renew_deadline {:?} (last: {why})", timing.renew_deadline),
+                        reason: format!(
+                            "not renewed within renew_deadline {:?} (last: {why})",
+                            timing.renew_deadline
+                        ),
                     });
                 }
                 warn!(lease = %self.lease(), error = %why, "Cannot renew the leader Lease; retrying until the renew deadline.");
@@ -267,13 +306,23 @@ impl Elector {
         let lease = self.lease();
         match tokio::time::timeout(RELEASE_TIMEOUT, self.release_now()).await {
             Ok(r) => r,
-            Err(_) => Err(LeaderError::Timeout { lease, timeout: RELEASE_TIMEOUT }),
+            Err(_) => Err(LeaderError::Timeout {
+                lease,
+                timeout: RELEASE_TIMEOUT,
+            }),
         }
     }
 
     async fn release_now(&mut self) -> Result<(), LeaderError> {
         let name = self.election.lease_name.clone();
-        let Some(mut current) = self.api.get_opt(&name).await.map_err(|e| self.api_error(e))? else { return Ok(()) };
+        let Some(mut current) = self
+            .api
+            .get_opt(&name)
+            .await
+            .map_err(|e| self.api_error(e))?
+        else {
+            return Ok(());
+        };
         let mut spec = current.spec.clone().unwrap_or_default();
         if spec.holder_identity.as_deref() != Some(self.election.identity.as_str()) {
             return Ok(());
@@ -284,7 +333,11 @@ impl Elector {
         spec.acquire_time = Some(now.clone());
         spec.renew_time = Some(now);
         current.spec = Some(spec);
-        match self.api.replace(&name, &PostParams::default(), &current).await {
+        match self
+            .api
+            .replace(&name, &PostParams::default(), &current)
+            .await
+        {
             Ok(_) => {
                 info!(lease = %self.lease(), "Released the leader Lease.");
                 Ok(())
@@ -326,31 +379,52 @@ mod tests {
         let fake = shared(None);
         let mut e = elector(&fake, "agg-a");
         assert_eq!(e.try_acquire_or_renew().await.unwrap(), Attempt::Held);
-        assert_eq!(take_seen(&fake), [format!("GET {PATH}/{NAME}"), format!("POST {PATH}")]);
+        assert_eq!(
+            take_seen(&fake),
+            [format!("GET {PATH}/{NAME}"), format!("POST {PATH}")]
+        );
         let spec = fake.lock().unwrap().spec();
         assert_eq!(spec["holderIdentity"], "agg-a");
         assert_eq!(spec["leaseDurationSeconds"], 15);
         assert_eq!(spec["leaseTransitions"], 0);
         assert_eq!(spec["acquireTime"], spec["renewTime"]);
-        assert!(spec["renewTime"].as_str().unwrap().ends_with('Z'), "MicroTime in RFC 3339: {spec}");
+        assert!(
+            spec["renewTime"].as_str().unwrap().ends_with('Z'),
+            "MicroTime in RFC 3339: {spec}"
+        );
     }
 
     #[tokio::test]
     async fn a_lease_with_no_holder_is_taken_at_once() {
         // What a released Lease looks like (client-go clears holderIdentity).
-        let fake = shared(Some(json!({"leaseDurationSeconds": 1, "leaseTransitions": 2, "renewTime": "2026-01-01T00:00:10.000000Z"})));
+        let fake = shared(Some(
+            json!({"leaseDurationSeconds": 1, "leaseTransitions": 2, "renewTime": "2026-01-01T00:00:10.000000Z"}),
+        ));
         let mut e = elector(&fake, "agg-a");
         assert_eq!(e.try_acquire_or_renew().await.unwrap(), Attempt::Held);
         let spec = fake.lock().unwrap().spec();
-        assert_eq!((spec["holderIdentity"].as_str(), spec["leaseTransitions"].as_i64()), (Some("agg-a"), Some(3)));
+        assert_eq!(
+            (
+                spec["holderIdentity"].as_str(),
+                spec["leaseTransitions"].as_i64()
+            ),
+            (Some("agg-a"), Some(3))
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_lease_held_by_a_live_replica_is_left_alone_and_an_expired_one_is_taken_over() {
         let fake = shared(Some(held_by("agg-b", 3)));
         let mut e = elector(&fake, "agg-a");
-        assert_eq!(e.try_acquire_or_renew().await.unwrap(), Attempt::HeldBy("agg-b".into()));
-        assert_eq!(take_seen(&fake), [format!("GET {PATH}/{NAME}")], "no write to a held Lease");
+        assert_eq!(
+            e.try_acquire_or_renew().await.unwrap(),
+            Attempt::HeldBy("agg-b".into())
+        );
+        assert_eq!(
+            take_seen(&fake),
+            [format!("GET {PATH}/{NAME}")],
+            "no write to a held Lease"
+        );
 
         // agg-b keeps renewing: the Lease changes, so it stays valid however long this runs.
         for i in 0..10 {
@@ -358,12 +432,18 @@ mod tests {
             let mut spec = held_by("agg-b", 3);
             spec["renewTime"] = json!(format!("2026-01-01T00:01:{i:02}.000000Z"));
             fake.lock().unwrap().set_spec(spec);
-            assert_eq!(e.try_acquire_or_renew().await.unwrap(), Attempt::HeldBy("agg-b".into()));
+            assert_eq!(
+                e.try_acquire_or_renew().await.unwrap(),
+                Attempt::HeldBy("agg-b".into())
+            );
         }
 
         // agg-b stops renewing: unchanged for less than leaseDurationSeconds is still valid...
         tokio::time::advance(Duration::from_secs(14)).await;
-        assert_eq!(e.try_acquire_or_renew().await.unwrap(), Attempt::HeldBy("agg-b".into()));
+        assert_eq!(
+            e.try_acquire_or_renew().await.unwrap(),
+            Attempt::HeldBy("agg-b".into())
+        );
         // ...and past it, expired: taken over with one more transition.
         tokio::time::advance(Duration::from_secs(2)).await;
         let rv_before = fake.lock().unwrap().rv;
@@ -373,19 +453,31 @@ mod tests {
         assert_eq!(spec["holderIdentity"], "agg-a");
         assert_eq!(spec["leaseTransitions"], 4);
         assert_eq!(spec["leaseDurationSeconds"], 15);
-        assert_ne!(spec["acquireTime"], "2026-01-01T00:00:00.000000Z", "a new acquireTime");
+        assert_ne!(
+            spec["acquireTime"], "2026-01-01T00:00:00.000000Z",
+            "a new acquireTime"
+        );
         assert_eq!(spec["acquireTime"], spec["renewTime"]);
         assert_eq!(f.rv, rv_before + 1, "one update");
     }
 
     #[tokio::test]
     async fn a_conflict_on_update_means_another_replica_won() {
-        let fake = shared(Some(json!({"leaseDurationSeconds": 1, "leaseTransitions": 2})));
+        let fake = shared(Some(
+            json!({"leaseDurationSeconds": 1, "leaseTransitions": 2}),
+        ));
         fake.lock().unwrap().race_next_put = Some("agg-b".into());
         let mut e = elector(&fake, "agg-a");
         assert_eq!(e.try_acquire_or_renew().await.unwrap(), Attempt::Conflict);
-        assert_eq!(fake.lock().unwrap().spec()["holderIdentity"], "agg-b", "the winner's write stands");
-        assert_eq!(e.try_acquire_or_renew().await.unwrap(), Attempt::HeldBy("agg-b".into()));
+        assert_eq!(
+            fake.lock().unwrap().spec()["holderIdentity"],
+            "agg-b",
+            "the winner's write stands"
+        );
+        assert_eq!(
+            e.try_acquire_or_renew().await.unwrap(),
+            Attempt::HeldBy("agg-b".into())
+        );
 
         // Two replicas creating the Lease at once: the second create gets AlreadyExists.
         let fake = shared(None);
@@ -393,10 +485,26 @@ mod tests {
         let mut b = elector(&fake, "agg-b");
         assert_eq!(a.try_acquire_or_renew().await.unwrap(), Attempt::Held);
         // b read "not found" before a created it: simulate by making b's create the next request.
-        let lease = Lease { metadata: ObjectMeta { name: Some(NAME.into()), ..ObjectMeta::default() }, spec: Some(LeaseSpec::default()) };
-        let err = b.api.create(&PostParams::default(), &lease).await.unwrap_err();
-        assert!(matches!(&err, kube::Error::Api(s) if s.is_already_exists()), "{err:?}");
-        assert_eq!(b.try_acquire_or_renew().await.unwrap(), Attempt::HeldBy("agg-a".into()));
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(NAME.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec::default()),
+        };
+        let err = b
+            .api
+            .create(&PostParams::default(), &lease)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.is_already_exists()),
+            "{err:?}"
+        );
+        assert_eq!(
+            b.try_acquire_or_renew().await.unwrap(),
+            Attempt::HeldBy("agg-a".into())
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -431,11 +539,19 @@ mod tests {
         take_seen(&fake);
         fake.lock().unwrap().fail = Some(500);
         let err = e.hold(&CancellationToken::new()).await.unwrap_err();
-        let LeaderError::Lost { lease, reason } = &err else { panic!("{err:?}") };
+        let LeaderError::Lost { lease, reason } = &err else {
+            panic!("{err:?}")
+        };
         assert_eq!(lease, "caretaker/caretaker-aggregator");
-        assert!(reason.starts_with("not renewed within renew_deadline 10s (last: "), "{reason}");
+        assert!(
+            reason.starts_with("not renewed within renew_deadline 10s (last: "),
+            "{reason}"
+        );
         assert!(reason.contains("etcdserver: request timed out"), "{reason}");
-        assert!(take_seen(&fake).len() >= 3, "retried every retry_period before giving up");
+        assert!(
+            take_seen(&fake).len() >= 3,
+            "retried every retry_period before giving up"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -445,7 +561,10 @@ mod tests {
         assert_eq!(e.try_acquire_or_renew().await.unwrap(), Attempt::Held);
         fake.lock().unwrap().set_spec(held_by("agg-b", 1));
         let err = e.hold(&CancellationToken::new()).await.unwrap_err();
-        assert_eq!(err.to_string(), "lost the Lease caretaker/caretaker-aggregator: replica agg-b holds it now");
+        assert_eq!(
+            err.to_string(),
+            "lost the Lease caretaker/caretaker-aggregator: replica agg-b holds it now"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -454,12 +573,18 @@ mod tests {
         let mut leader = elector(&fake, "agg-a");
         assert!(leader.acquire(&CancellationToken::new()).await);
         let mut standby = elector(&fake, "agg-b");
-        assert_eq!(standby.try_acquire_or_renew().await.unwrap(), Attempt::HeldBy("agg-a".into()));
+        assert_eq!(
+            standby.try_acquire_or_renew().await.unwrap(),
+            Attempt::HeldBy("agg-a".into())
+        );
 
         let stop = CancellationToken::new();
         let waiting = tokio::spawn(async move { (standby.acquire(&stop).await, standby) });
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(!waiting.is_finished(), "the standby waits while the leader holds the Lease");
+        assert!(
+            !waiting.is_finished(),
+            "the standby waits while the leader holds the Lease"
+        );
         leader.release().await.unwrap();
         let spec = fake.lock().unwrap().spec();
         assert_eq!(spec["holderIdentity"], Value::Null, "released: {spec}");

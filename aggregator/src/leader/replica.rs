@@ -73,7 +73,10 @@ impl Replica {
     /// A replica of `election` talking to the API server through `client`.
     pub fn new(client: kube::Client, election: Election) -> Self {
         let labeler = PodLabeler::new(client.clone(), &election.pod_namespace, &election.pod_name);
-        Self { elector: Elector::new(client, election), labeler }
+        Self {
+            elector: Elector::new(client, election),
+            labeler,
+        }
     }
 
     /// Runs the steps of the module docs until `shutdown` (`Ok`) or a failure. `work` is
@@ -89,16 +92,25 @@ impl Replica {
         F: FnOnce(Leading) -> Fut,
         Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
-        let Self { mut elector, labeler } = self;
+        let Self {
+            mut elector,
+            labeler,
+        } = self;
         let retry = LabelRetry::PERSISTENT;
         match labeler.current(retry.timeout).await {
             Ok(Some(role)) if role == Role::Leader.as_str() => {
                 warn!(pod = %labeler.pod(), label = ROLE_LABEL, "This pod is still labeled leader by an earlier run; labeling it standby before contending.");
             }
             Ok(_) => {}
-            Err(e) => debug!(pod = %labeler.pod(), error = %e, "Cannot read this pod's labels; labeling it standby anyway."),
+            Err(e) => {
+                debug!(pod = %labeler.pod(), error = %e, "Cannot read this pod's labels; labeling it standby anyway.")
+            }
         }
-        if !labeler.set_retrying(Role::Standby, retry, shutdown).await.map_err(RunError::Standby)? {
+        if !labeler
+            .set_retrying(Role::Standby, retry, shutdown)
+            .await
+            .map_err(RunError::Standby)?
+        {
             return Ok(());
         }
         if !elector.acquire(shutdown).await {
@@ -130,7 +142,14 @@ impl Replica {
 
         let stop = CancellationToken::new();
         let (tx, rx) = oneshot::channel();
-        let mut task = tokio::spawn(work(Leading { timing, stop: stop.clone(), listening: Some(tx) }).instrument(info_span!("leader")));
+        let mut task = tokio::spawn(
+            work(Leading {
+                timing,
+                stop: stop.clone(),
+                listening: Some(tx),
+            })
+            .instrument(info_span!("leader")),
+        );
         let mut work_result = None;
         let mut failure = None;
         let listening = tokio::select! {
@@ -153,7 +172,14 @@ impl Replica {
                     failure = Some(RunError::NotLabeled(e));
                 }
             }
-            if let Err(e) = labeler.set_retrying(Role::Standby, LabelRetry::STEP_DOWN, &CancellationToken::new()).await {
+            if let Err(e) = labeler
+                .set_retrying(
+                    Role::Standby,
+                    LabelRetry::STEP_DOWN,
+                    &CancellationToken::new(),
+                )
+                .await
+            {
                 warn!(error = %e, "Cannot label this pod standby on the way out; it leaves the Service's endpoints as it terminates anyway.");
             }
         }
@@ -195,7 +221,9 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::leader::fake::{NAME, NS, PATH, PODS, PodPatch, Shared, client, held_by, shared, timing};
+    use crate::leader::fake::{
+        NAME, NS, PATH, PODS, PodPatch, Shared, client, held_by, shared, timing,
+    };
 
     const POD: &str = "caretaker-aggregator-5d8f7-abcde";
 
@@ -223,7 +251,11 @@ mod tests {
 
     /// Leader work that notes its steps in the fake's request log: it listens, then waits
     /// for `stop`; `before_listening` runs first.
-    fn work(fake: &Shared, before_listening: impl FnOnce(&Shared) + Send + 'static) -> impl FnOnce(Leading) -> futures_util::future::BoxFuture<'static, Result<(), BoxError>> {
+    fn work(
+        fake: &Shared,
+        before_listening: impl FnOnce(&Shared) + Send + 'static,
+    ) -> impl FnOnce(Leading) -> futures_util::future::BoxFuture<'static, Result<(), BoxError>>
+    {
         let fake = Arc::clone(fake);
         move |mut leading: Leading| {
             Box::pin(async move {
@@ -231,7 +263,10 @@ mod tests {
                 before_listening(&fake);
                 leading.listening();
                 leading.stop.cancelled().await;
-                fake.lock().unwrap().seen.push("work: stopped, store closed".into());
+                fake.lock()
+                    .unwrap()
+                    .seen
+                    .push("work: stopped, store closed".into());
                 Ok(())
             })
         }
@@ -244,14 +279,18 @@ mod tests {
     }
 
     fn position(seen: &[String], entry: &str) -> usize {
-        seen.iter().rposition(|s| s == entry).unwrap_or_else(|| panic!("{entry} in {seen:?}"))
+        seen.iter()
+            .rposition(|s| s == entry)
+            .unwrap_or_else(|| panic!("{entry} in {seen:?}"))
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_replica_labels_itself_standby_then_leader_then_standby_before_releasing_the_lease() {
         let fake = shared(None);
         // A crashed earlier run of this pod left it labeled leader.
-        fake.lock().unwrap().add_pod(POD, json!({"caretaker.io/role": "leader"}));
+        fake.lock()
+            .unwrap()
+            .add_pod(POD, json!({"caretaker.io/role": "leader"}));
         let shutdown = CancellationToken::new();
         let run = tokio::spawn({
             let (fake, shutdown) = (Arc::clone(&fake), shutdown.clone());
@@ -266,23 +305,49 @@ mod tests {
             let pod = format!("PATCH {PODS}/{POD}");
             assert_eq!(
                 f.seen[..4],
-                [format!("GET {PODS}/{POD}"), pod.clone(), format!("GET {PATH}/{NAME}"), format!("POST {PATH}")],
+                [
+                    format!("GET {PODS}/{POD}"),
+                    pod.clone(),
+                    format!("GET {PATH}/{NAME}"),
+                    format!("POST {PATH}")
+                ],
                 "standby (the stale leader label cleared) before contending"
             );
-            assert!(position(&f.seen, "work: started") < position(&f.seen, &pod), "leader only once the servers listen: {:?}", f.seen);
+            assert!(
+                position(&f.seen, "work: started") < position(&f.seen, &pod),
+                "leader only once the servers listen: {:?}",
+                f.seen
+            );
             // The merge patch touched the role label only.
-            assert_eq!(f.pods[POD]["metadata"]["labels"]["app.kubernetes.io/name"], "caretaker-aggregator");
+            assert_eq!(
+                f.pods[POD]["metadata"]["labels"]["app.kubernetes.io/name"],
+                "caretaker-aggregator"
+            );
         }
 
         shutdown.cancel();
         run.await.unwrap().unwrap();
         let f = fake.lock().unwrap();
-        assert_eq!(f.patches, [label_patch("standby"), label_patch("leader"), label_patch("standby")]);
+        assert_eq!(
+            f.patches,
+            [
+                label_patch("standby"),
+                label_patch("leader"),
+                label_patch("standby")
+            ]
+        );
         assert_eq!(f.role(POD), "standby");
         assert_eq!(f.spec()["holderIdentity"], Value::Null, "released");
-        let (step_down, stopped, release) =
-            (position(&f.seen, &format!("PATCH {PODS}/{POD}")), position(&f.seen, "work: stopped, store closed"), position(&f.seen, &format!("PUT {PATH}/{NAME}")));
-        assert!(step_down < stopped && stopped < release, "standby label, then drain, then release: {:?}", f.seen);
+        let (step_down, stopped, release) = (
+            position(&f.seen, &format!("PATCH {PODS}/{POD}")),
+            position(&f.seen, "work: stopped, store closed"),
+            position(&f.seen, &format!("PUT {PATH}/{NAME}")),
+        );
+        assert!(
+            step_down < stopped && stopped < release,
+            "standby label, then drain, then release: {:?}",
+            f.seen
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -294,12 +359,25 @@ mod tests {
         let run = tokio::spawn({
             let (fake, shutdown) = (Arc::clone(&fake), shutdown.clone());
             // The first leader PATCH fails too.
-            async move { replica(&fake).run(&shutdown, work(&fake, |f| f.lock().unwrap().fail_pod_patches = 1)).await }
+            async move {
+                replica(&fake)
+                    .run(
+                        &shutdown,
+                        work(&fake, |f| f.lock().unwrap().fail_pod_patches = 1),
+                    )
+                    .await
+            }
         });
         until(&fake, |f| f.role(POD) == "leader").await;
         assert_eq!(
             fake.lock().unwrap().patches,
-            [label_patch("standby"), label_patch("standby"), label_patch("standby"), label_patch("leader"), label_patch("leader")]
+            [
+                label_patch("standby"),
+                label_patch("standby"),
+                label_patch("standby"),
+                label_patch("leader"),
+                label_patch("leader")
+            ]
         );
         shutdown.cancel();
         run.await.unwrap().unwrap();
@@ -311,18 +389,49 @@ mod tests {
         let fake = shared(None);
         fake.lock().unwrap().add_pod(POD, json!({}));
         let never = CancellationToken::new();
-        let err = replica(&fake).run(&never, work(&fake, |f| f.lock().unwrap().fail_pod_patches = usize::MAX)).await.unwrap_err();
-        let RunError::NotLabeled(LabelError::GaveUp { attempts, role, .. }) = &err else { panic!("{err:?}") };
-        assert_eq!((*attempts, *role), (LabelRetry::PERSISTENT.attempts, Role::Leader));
-        assert!(err.to_string().ends_with("released the Lease so that the other replica takes over"), "{err}");
-        assert!(err.to_string().contains("etcdserver: request timed out"), "{err}");
+        let err = replica(&fake)
+            .run(
+                &never,
+                work(&fake, |f| f.lock().unwrap().fail_pod_patches = usize::MAX),
+            )
+            .await
+            .unwrap_err();
+        let RunError::NotLabeled(LabelError::GaveUp { attempts, role, .. }) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            (*attempts, *role),
+            (LabelRetry::PERSISTENT.attempts, Role::Leader)
+        );
+        assert!(
+            err.to_string()
+                .ends_with("released the Lease so that the other replica takes over"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("etcdserver: request timed out"),
+            "{err}"
+        );
         let f = fake.lock().unwrap();
         let mut expected = vec![label_patch("standby")];
-        expected.extend(std::iter::repeat_n(label_patch("leader"), LabelRetry::PERSISTENT.attempts));
-        expected.extend(std::iter::repeat_n(label_patch("standby"), LabelRetry::STEP_DOWN.attempts));
+        expected.extend(std::iter::repeat_n(
+            label_patch("leader"),
+            LabelRetry::PERSISTENT.attempts,
+        ));
+        expected.extend(std::iter::repeat_n(
+            label_patch("standby"),
+            LabelRetry::STEP_DOWN.attempts,
+        ));
         assert_eq!(f.patches, expected);
-        assert_eq!(f.spec()["holderIdentity"], Value::Null, "released for the other replica");
-        assert!(position(&f.seen, "work: stopped, store closed") < position(&f.seen, &format!("PUT {PATH}/{NAME}")));
+        assert_eq!(
+            f.spec()["holderIdentity"],
+            Value::Null,
+            "released for the other replica"
+        );
+        assert!(
+            position(&f.seen, "work: stopped, store closed")
+                < position(&f.seen, &format!("PUT {PATH}/{NAME}"))
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -330,9 +439,17 @@ mod tests {
         let fake = shared(None);
         fake.lock().unwrap().add_pod(POD, json!({}));
         fake.lock().unwrap().fail_pod_patches = usize::MAX;
-        let err = replica(&fake).run(&CancellationToken::new(), work(&fake, |_| {})).await.unwrap_err();
-        let RunError::Standby(LabelError::GaveUp { attempts, role, .. }) = &err else { panic!("{err:?}") };
-        assert_eq!((*attempts, *role), (LabelRetry::PERSISTENT.attempts, Role::Standby));
+        let err = replica(&fake)
+            .run(&CancellationToken::new(), work(&fake, |_| {}))
+            .await
+            .unwrap_err();
+        let RunError::Standby(LabelError::GaveUp { attempts, role, .. }) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            (*attempts, *role),
+            (LabelRetry::PERSISTENT.attempts, Role::Standby)
+        );
         let f = fake.lock().unwrap();
         assert_eq!(f.patches.len(), LabelRetry::PERSISTENT.attempts);
         assert_eq!(f.lease, None, "the Lease was never touched");
@@ -345,15 +462,35 @@ mod tests {
         fake.lock().unwrap().add_pod(POD, json!({}));
         let run = tokio::spawn({
             let fake = Arc::clone(&fake);
-            async move { replica(&fake).run(&CancellationToken::new(), work(&fake, |_| {})).await }
+            async move {
+                replica(&fake)
+                    .run(&CancellationToken::new(), work(&fake, |_| {}))
+                    .await
+            }
         });
         until(&fake, |f| f.role(POD) == "leader").await;
-        fake.lock().unwrap().set_spec(held_by("caretaker-aggregator-5d8f7-other", 1));
+        fake.lock()
+            .unwrap()
+            .set_spec(held_by("caretaker-aggregator-5d8f7-other", 1));
         let err = run.await.unwrap().unwrap_err();
-        assert!(matches!(err, RunError::Lost(LeaderError::Lost { .. })), "{err:?}");
+        assert!(
+            matches!(err, RunError::Lost(LeaderError::Lost { .. })),
+            "{err:?}"
+        );
         let f = fake.lock().unwrap();
-        assert_eq!(f.patches, [label_patch("standby"), label_patch("leader"), label_patch("standby")]);
-        assert_eq!(f.spec()["holderIdentity"], "caretaker-aggregator-5d8f7-other", "not released: it is someone else's");
+        assert_eq!(
+            f.patches,
+            [
+                label_patch("standby"),
+                label_patch("leader"),
+                label_patch("standby")
+            ]
+        );
+        assert_eq!(
+            f.spec()["holderIdentity"],
+            "caretaker-aggregator-5d8f7-other",
+            "not released: it is someone else's"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -366,9 +503,15 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3)).await;
             s.cancel();
         });
-        replica(&fake).run(&shutdown, work(&fake, |_| {})).await.unwrap();
+        replica(&fake)
+            .run(&shutdown, work(&fake, |_| {}))
+            .await
+            .unwrap();
         let f = fake.lock().unwrap();
         assert_eq!(f.patches, [label_patch("standby")]);
-        assert!(!f.seen.iter().any(|s| s.starts_with("work:")), "no leader work without the Lease");
+        assert!(
+            !f.seen.iter().any(|s| s.starts_with("work:")),
+            "no leader work without the Lease"
+        );
     }
 }

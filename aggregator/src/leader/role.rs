@@ -55,17 +55,32 @@ impl std::fmt::Display for Role {
 /// Labeling errors.
 #[derive(Debug, thiserror::Error)]
 pub enum LabelError {
-    #[error("cannot label pod {pod} {ROLE_LABEL}={role} (does the Role grant patch on pods?): {source}")]
+    #[error(
+        "cannot label pod {pod} {ROLE_LABEL}={role} (does the Role grant patch on pods?): {source}"
+    )]
     Api {
         pod: String,
         role: Role,
         #[source]
         source: kube::Error,
     },
-    #[error("cannot label pod {pod} {ROLE_LABEL}={role}: no answer from the API server within {timeout:?}")]
-    Timeout { pod: String, role: Role, timeout: Duration },
-    #[error("gave up labeling pod {pod} {ROLE_LABEL}={role} after {attempts} attempts; last: {last}")]
-    GaveUp { pod: String, role: Role, attempts: usize, last: Box<LabelError> },
+    #[error(
+        "cannot label pod {pod} {ROLE_LABEL}={role}: no answer from the API server within {timeout:?}"
+    )]
+    Timeout {
+        pod: String,
+        role: Role,
+        timeout: Duration,
+    },
+    #[error(
+        "gave up labeling pod {pod} {ROLE_LABEL}={role} after {attempts} attempts; last: {last}"
+    )]
+    GaveUp {
+        pod: String,
+        role: Role,
+        attempts: usize,
+        last: Box<LabelError>,
+    },
 }
 
 /// How often and how patiently a label is written.
@@ -85,14 +100,22 @@ impl LabelRetry {
     /// That is long enough to ride out an API server restart blip, short enough that a
     /// leader which cannot be labeled (and so gets no traffic) gives the Lease up well
     /// within a minute.
-    pub const PERSISTENT: Self =
-        Self { attempts: 6, timeout: Duration::from_secs(5), min_delay: Duration::from_millis(200), max_delay: Duration::from_secs(2) };
+    pub const PERSISTENT: Self = Self {
+        attempts: 6,
+        timeout: Duration::from_secs(5),
+        min_delay: Duration::from_millis(200),
+        max_delay: Duration::from_secs(2),
+    };
 
     /// On the way out (SIGTERM, lost Lease): 2 requests of up to 1 s, so the pod's 10 s
     /// termination grace period still has room to drain and release the Lease. A
     /// terminating pod leaves the Service's endpoints anyway; this label is the second line.
-    pub const STEP_DOWN: Self =
-        Self { attempts: 2, timeout: Duration::from_secs(1), min_delay: Duration::from_millis(200), max_delay: Duration::from_millis(200) };
+    pub const STEP_DOWN: Self = Self {
+        attempts: 2,
+        timeout: Duration::from_secs(1),
+        min_delay: Duration::from_millis(200),
+        max_delay: Duration::from_millis(200),
+    };
 
     fn delays(self) -> impl Iterator<Item = Duration> {
         ExponentialBuilder::default()
@@ -116,7 +139,11 @@ pub struct PodLabeler {
 impl PodLabeler {
     /// The labeler of pod `namespace/name` (from `POD_NAMESPACE` and `POD_NAME`).
     pub fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
-        Self { api: Api::namespaced(client, namespace), namespace: namespace.into(), name: name.into() }
+        Self {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     /// `namespace/name`, for messages.
@@ -143,11 +170,27 @@ impl PodLabeler {
     /// The API server refused or failed it, or did not answer in time.
     pub async fn set(&self, role: Role, timeout: Duration) -> Result<(), LabelError> {
         let patch = serde_json::json!({ "metadata": { "labels": { ROLE_LABEL: role.as_str() } } });
-        let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
-        match tokio::time::timeout(timeout, self.api.patch(&self.name, &params, &Patch::Merge(&patch))).await {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        match tokio::time::timeout(
+            timeout,
+            self.api.patch(&self.name, &params, &Patch::Merge(&patch)),
+        )
+        .await
+        {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(source)) => Err(LabelError::Api { pod: self.pod(), role, source }),
-            Err(_) => Err(LabelError::Timeout { pod: self.pod(), role, timeout }),
+            Ok(Err(source)) => Err(LabelError::Api {
+                pod: self.pod(),
+                role,
+                source,
+            }),
+            Err(_) => Err(LabelError::Timeout {
+                pod: self.pod(),
+                role,
+                timeout,
+            }),
         }
     }
 
@@ -155,7 +198,12 @@ impl PodLabeler {
     ///
     /// # Errors
     /// [`LabelError::GaveUp`] with the last failure, after `retry.attempts` requests.
-    pub async fn set_retrying(&self, role: Role, retry: LabelRetry, stop: &CancellationToken) -> Result<bool, LabelError> {
+    pub async fn set_retrying(
+        &self,
+        role: Role,
+        retry: LabelRetry,
+        stop: &CancellationToken,
+    ) -> Result<bool, LabelError> {
         let mut delays = retry.delays();
         let mut attempts = 0;
         loop {
@@ -172,7 +220,12 @@ impl PodLabeler {
                 Err(e) => e,
             };
             let Some(wait) = delays.next().filter(|_| attempts < retry.attempts) else {
-                return Err(LabelError::GaveUp { pod: self.pod(), role, attempts, last: Box::new(err) });
+                return Err(LabelError::GaveUp {
+                    pod: self.pod(),
+                    role,
+                    attempts,
+                    last: Box::new(err),
+                });
             };
             warn!(error = %err, attempt = attempts, of = retry.attempts, retry_in = ?wait, "Cannot label this pod; retrying.");
             tokio::select! {

@@ -38,16 +38,28 @@ pub fn router() -> Router {
 ///
 /// # Errors
 /// The server failed.
-pub async fn serve(http: TcpListener, tls: Option<Arc<ReloadingTls>>, stop: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    http: TcpListener,
+    tls: Option<Arc<ReloadingTls>>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     let addr = http.local_addr()?;
     info!(http = %addr, "Standby serving /healthz and /readyz.");
     let app = router();
     let server = async move {
         match tls {
-            None => axum::serve(http, app).with_graceful_shutdown(stop.cancelled_owned()).into_future().await,
+            None => {
+                axum::serve(http, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .into_future()
+                    .await
+            }
             Some(tls) => {
                 let incoming = crate::tls::incoming(http, tls, stop.clone(), "http");
-                axum::serve(TlsListener::new(incoming, addr), app).with_graceful_shutdown(stop.cancelled_owned()).into_future().await
+                axum::serve(TlsListener::new(incoming, addr), app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .into_future()
+                    .await
             }
         }
     };
@@ -63,15 +75,24 @@ mod tests {
     use super::*;
 
     async fn get_body(uri: &str) -> (StatusCode, String) {
-        let resp = router().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let resp = router()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
-        (status, String::from_utf8(to_bytes(resp.into_body(), 1 << 16).await.unwrap().to_vec()).unwrap())
+        (
+            status,
+            String::from_utf8(to_bytes(resp.into_body(), 1 << 16).await.unwrap().to_vec()).unwrap(),
+        )
     }
 
     #[tokio::test]
     async fn a_standby_is_alive_and_ready_and_serves_nothing_else() {
         assert_eq!(get_body("/healthz").await, (StatusCode::OK, "ok".into()));
-        assert_eq!(get_body("/readyz").await, (StatusCode::OK, "standby".into()));
+        assert_eq!(
+            get_body("/readyz").await,
+            (StatusCode::OK, "standby".into())
+        );
         for uri in ["/api/v1/report", "/metrics", "/report"] {
             assert_eq!(
                 get_body(uri).await,
@@ -89,7 +110,9 @@ mod tests {
         let task = tokio::spawn(serve(listener, None, stop.clone()));
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        s.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");

@@ -176,10 +176,15 @@ footer { color: var(--muted); font-size: 12px; margin-top: 30px; }
 "#;
 
 /// What the page forbids loading: nothing but its own inline styles.
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
 
 fn page(r: &ClusterReport, cfg: &MergeConfig) -> Markup {
-    let title = format!("caretaker report {} — {}", fmt_time(r.generated_at), r.status);
+    let title = format!(
+        "caretaker report {} — {}",
+        fmt_time(r.generated_at),
+        r.status
+    );
     let body = markup! {
         (header(r))
         main {
@@ -222,7 +227,11 @@ fn num(v: f64) -> String {
         return format!("{v:.0}");
     }
     let h = hundredths as i64;
-    let (sign, h) = if h < 0 { ("-", h.unsigned_abs()) } else { ("", h.unsigned_abs()) };
+    let (sign, h) = if h < 0 {
+        ("-", h.unsigned_abs())
+    } else {
+        ("", h.unsigned_abs())
+    };
     match (h / 100, h % 100) {
         (0, 0) => "0".into(),
         (i, 0) => format!("{sign}{i}"),
@@ -262,14 +271,22 @@ fn sev_badge(s: Severity) -> Markup {
 }
 
 fn object(o: &ObjectRef) -> String {
-    if o.name.is_empty() { format!("{} (all)", o.kind) } else { o.to_string() }
+    if o.name.is_empty() {
+        format!("{} (all)", o.kind)
+    } else {
+        o.to_string()
+    }
 }
 
 // ---------------------------------------------------------------- header
 
 fn header(r: &ClusterReport) -> Markup {
     let count = |f: Freshness| r.nodes.iter().filter(|n| n.freshness == f).count();
-    let (fresh, stale, missing) = (count(Freshness::Fresh), count(Freshness::Stale), count(Freshness::Missing));
+    let (fresh, stale, missing) = (
+        count(Freshness::Fresh),
+        count(Freshness::Stale),
+        count(Freshness::Missing),
+    );
     let by_sev = |s: Severity| r.findings.iter().filter(|f| f.severity == s).count();
     markup! {
         header.top {
@@ -314,7 +331,11 @@ fn header(r: &ClusterReport) -> Markup {
 // ---------------------------------------------------------------- nodes not reporting
 
 fn not_reporting(r: &ClusterReport) -> Markup {
-    let down: Vec<&NodeStatus> = r.nodes.iter().filter(|n| n.freshness != Freshness::Fresh).collect();
+    let down: Vec<&NodeStatus> = r
+        .nodes
+        .iter()
+        .filter(|n| n.freshness != Freshness::Fresh)
+        .collect();
     markup! {
         section id="not-reporting" {
             h2 { "Nodes not reporting" }
@@ -347,7 +368,11 @@ fn not_reporting(r: &ClusterReport) -> Markup {
 // ---------------------------------------------------------------- findings with filter
 
 fn findings(r: &ClusterReport) -> Markup {
-    let shown: Vec<_> = r.findings.iter().filter(|f| f.severity > Severity::Ok).collect();
+    let shown: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.severity > Severity::Ok)
+        .collect();
     let count = |s: Severity| shown.iter().filter(|f| f.severity == s).count();
     markup! {
         section id="findings" {
@@ -413,7 +438,11 @@ fn percent_axis(cfg: &MergeConfig) -> Markup {
 
 fn by_mountpoint(fs: &[Filesystem]) -> Vec<&Filesystem> {
     let mut v: Vec<&Filesystem> = fs.iter().collect();
-    v.sort_by(|a, b| a.mountpoint.cmp(&b.mountpoint).then_with(|| a.device_id.cmp(&b.device_id)));
+    v.sort_by(|a, b| {
+        a.mountpoint
+            .cmp(&b.mountpoint)
+            .then_with(|| a.device_id.cmp(&b.device_id))
+    });
     v
 }
 
@@ -543,13 +572,28 @@ fn node_rates(n: &NodeStatus) -> Option<Throughput> {
             count += 1;
         }
     }
-    (count > 0).then_some(Throughput { rx, tx, interfaces: count })
+    (count > 0).then_some(Throughput {
+        rx,
+        tx,
+        interfaces: count,
+    })
 }
 
 fn network_chart(r: &ClusterReport) -> Markup {
-    let rows: Vec<(&NodeStatus, Option<Throughput>)> = r.nodes.iter().map(|n| (n, node_rates(n))).collect();
-    let max = rows.iter().filter_map(|(_, r)| *r).map(|t| t.rx.max(t.tx)).fold(0.0_f64, f64::max);
-    let share = |v: f64| if max > 0.0 { pct(v / max * 100.0) } else { "0%".into() };
+    let rows: Vec<(&NodeStatus, Option<Throughput>)> =
+        r.nodes.iter().map(|n| (n, node_rates(n))).collect();
+    let max = rows
+        .iter()
+        .filter_map(|(_, r)| *r)
+        .map(|t| t.rx.max(t.tx))
+        .fold(0.0_f64, f64::max);
+    let share = |v: f64| {
+        if max > 0.0 {
+            pct(v / max * 100.0)
+        } else {
+            "0%".into()
+        }
+    };
     markup! {
         section id="network" {
             h2 { "Network throughput per node" }
@@ -607,7 +651,11 @@ fn marks<'a>(r: &'a ClusterReport, name: &str) -> Vec<Mark<'a>> {
         .flat_map(|c| &c.findings)
         .filter_map(|f| f.at.map(|at| Mark { finding: f, at }))
         .collect();
-    v.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.finding.object.cmp(&b.finding.object)).then_with(|| a.finding.code.cmp(&b.finding.code)));
+    v.sort_by(|a, b| {
+        a.at.cmp(&b.at)
+            .then_with(|| a.finding.object.cmp(&b.finding.object))
+            .then_with(|| a.finding.code.cmp(&b.finding.code))
+    });
     v
 }
 
@@ -624,31 +672,66 @@ impl Axis {
         let lo = marks.iter().copied().fold(now, Timestamp::min);
         let hi = marks.iter().copied().fold(now, Timestamp::max);
         let span = hi.duration_since(lo);
-        let pad = if span.is_zero() { SignedDuration::from_hours(24) } else { span / 20 };
-        Axis { start: lo.saturating_sub(pad).unwrap_or(lo), end: hi.saturating_add(pad).unwrap_or(hi) }
+        let pad = if span.is_zero() {
+            SignedDuration::from_hours(24)
+        } else {
+            span / 20
+        };
+        Axis {
+            start: lo.saturating_sub(pad).unwrap_or(lo),
+            end: hi.saturating_add(pad).unwrap_or(hi),
+        }
     }
 
     /// Where `t` falls, in percent of the axis.
     fn x(&self, t: Timestamp) -> String {
         let total = self.end.duration_since(self.start).as_secs_f64();
         let at = t.duration_since(self.start).as_secs_f64();
-        pct(if total > 0.0 { at / total * 100.0 } else { 50.0 })
+        pct(if total > 0.0 {
+            at / total * 100.0
+        } else {
+            50.0
+        })
     }
 
     /// Ticks at the smallest round step that gives at most 7 of them, aligned to UTC.
     fn ticks(&self) -> (Vec<Timestamp>, &'static str) {
         const HOUR: i64 = 3600;
         const DAY: i64 = 24 * HOUR;
-        let steps = [HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY, 90 * DAY, 180 * DAY, 365 * DAY];
+        let steps = [
+            HOUR,
+            3 * HOUR,
+            6 * HOUR,
+            12 * HOUR,
+            DAY,
+            2 * DAY,
+            7 * DAY,
+            14 * DAY,
+            30 * DAY,
+            90 * DAY,
+            180 * DAY,
+            365 * DAY,
+        ];
         let (s, e) = (self.start.as_second(), self.end.as_second());
-        let step = steps.iter().copied().find(|st| (e - s) / st <= 7).unwrap_or(365 * DAY);
+        let step = steps
+            .iter()
+            .copied()
+            .find(|st| (e - s) / st <= 7)
+            .unwrap_or(365 * DAY);
         let first = s.div_euclid(step) * step + if s.rem_euclid(step) == 0 { 0 } else { step };
         let ticks = (0..)
             .map(|i| first + i * step)
             .take_while(|t| *t <= e)
             .filter_map(|t| Timestamp::from_second(t).ok())
             .collect();
-        (ticks, if step < DAY { "%m-%d %H:%M" } else { "%Y-%m-%d" })
+        (
+            ticks,
+            if step < DAY {
+                "%m-%d %H:%M"
+            } else {
+                "%Y-%m-%d"
+            },
+        )
     }
 
     fn markup(&self, now: Timestamp) -> Markup {
@@ -664,9 +747,19 @@ impl Axis {
     }
 }
 
-fn timeline(r: &ClusterReport, id: &str, title: &str, check: &str, when: &str, empty: &str) -> Markup {
+fn timeline(
+    r: &ClusterReport,
+    id: &str,
+    title: &str,
+    check: &str,
+    when: &str,
+    empty: &str,
+) -> Markup {
     let marks = marks(r, check);
-    let ran = r.checks.iter().any(|c| c.name == check && c.status == CheckStatus::Ran);
+    let ran = r
+        .checks
+        .iter()
+        .any(|c| c.name == check && c.status == CheckStatus::Ran);
     let now = r.generated_at;
     let axis = Axis::covering(now, &marks.iter().map(|m| m.at).collect::<Vec<_>>());
     markup! {
@@ -895,7 +988,11 @@ mod tests {
     fn iface(device: &str, rx: f64, tx: f64) -> NetworkInterface {
         NetworkInterface {
             device: device.into(),
-            rates: Some(NetworkRates { receive_bytes_per_second: rx, transmit_bytes_per_second: tx, ..NetworkRates::default() }),
+            rates: Some(NetworkRates {
+                receive_bytes_per_second: rx,
+                transmit_bytes_per_second: tx,
+                ..NetworkRates::default()
+            }),
             ..NetworkInterface::default()
         }
     }
@@ -905,48 +1002,89 @@ mod tests {
     pub(crate) fn sample() -> ClusterReport {
         let mut a = stored("node-a", 1, 4, 40.0, 0);
         a.report.filesystems.push(fs("/var/lib/containerd", 82.0));
-        a.report.network = vec![iface("eth0", 2.0 * 1048576.0, 512.0 * 1024.0), iface("lo", 1e9, 1e9)];
+        a.report.network = vec![
+            iface("eth0", 2.0 * 1048576.0, 512.0 * 1024.0),
+            iface("lo", 1e9, 1e9),
+        ];
         let mut b = stored("node-b", 1, 9, 88.0, 0);
         b.report.network = vec![iface("eth0", 1048576.0, 1048576.0)];
         let c = stored("node-d", 1, 2, 12.5, -100);
         let mut r = round();
-        r.cluster_nodes = Some(vec!["node-a".into(), "node-b".into(), "node-c".into(), "node-d".into(), HOSTILE.into()]);
+        r.cluster_nodes = Some(vec![
+            "node-a".into(),
+            "node-b".into(),
+            "node-c".into(),
+            "node-d".into(),
+            HOSTILE.into(),
+        ]);
         let cert = |name: &str, days: i64, sev| {
             let t = at(10 + days * 86_400);
             Finding::new(
                 "certificate_expiring",
                 sev,
-                ObjectRef { kind: "Certificate".into(), namespace: Some("shop".into()), name: name.into(), uid: None },
+                ObjectRef {
+                    kind: "Certificate".into(),
+                    namespace: Some("shop".into()),
+                    name: name.into(),
+                    uid: None,
+                },
                 format!("certificate expires in {days}d (notAfter {t})"),
             )
             .with_at(Some(t))
         };
-        r.checks.push(CheckResult::new("certificates", "2 cert-manager Certificates, 0 TLS Secrets", vec![
-            cert("web-tls", 5, Severity::Critical),
-            cert("api-tls", 20, Severity::Warning),
-        ]));
-        r.checks.push(CheckResult::new("velero", "3 backups, 1 schedules", vec![
-            Finding::new(
-                "backup_stale",
-                Severity::Warning,
-                ObjectRef { kind: "Schedule".into(), namespace: Some("velero".into()), name: "daily".into(), uid: None },
-                "newest Completed backup finished 3d 0h ago",
-            )
-            .with_at(Some(at(10 - 3 * 86_400))),
-            Finding::new(
-                "backup_failed",
-                Severity::Critical,
-                ObjectRef { kind: "Backup".into(), namespace: Some("velero".into()), name: "adhoc-1".into(), uid: None },
-                "backup phase Failed, started 1d 0h ago",
-            )
-            .with_at(Some(at(10 - 86_400))),
-        ]));
-        r.checks.push(CheckResult::new("events", "4 Warning events", vec![Finding::new(
-            "warning_event",
-            Severity::Info,
-            ObjectRef { kind: "Pod".into(), namespace: Some("shop".into()), name: "x".into(), uid: None },
-            format!("message with markup {HOSTILE} & <img src=x onerror=alert(2)>"),
-        )]));
+        r.checks.push(CheckResult::new(
+            "certificates",
+            "2 cert-manager Certificates, 0 TLS Secrets",
+            vec![
+                cert("web-tls", 5, Severity::Critical),
+                cert("api-tls", 20, Severity::Warning),
+            ],
+        ));
+        r.checks.push(CheckResult::new(
+            "velero",
+            "3 backups, 1 schedules",
+            vec![
+                Finding::new(
+                    "backup_stale",
+                    Severity::Warning,
+                    ObjectRef {
+                        kind: "Schedule".into(),
+                        namespace: Some("velero".into()),
+                        name: "daily".into(),
+                        uid: None,
+                    },
+                    "newest Completed backup finished 3d 0h ago",
+                )
+                .with_at(Some(at(10 - 3 * 86_400))),
+                Finding::new(
+                    "backup_failed",
+                    Severity::Critical,
+                    ObjectRef {
+                        kind: "Backup".into(),
+                        namespace: Some("velero".into()),
+                        name: "adhoc-1".into(),
+                        uid: None,
+                    },
+                    "backup phase Failed, started 1d 0h ago",
+                )
+                .with_at(Some(at(10 - 86_400))),
+            ],
+        ));
+        r.checks.push(CheckResult::new(
+            "events",
+            "4 Warning events",
+            vec![Finding::new(
+                "warning_event",
+                Severity::Info,
+                ObjectRef {
+                    kind: "Pod".into(),
+                    namespace: Some("shop".into()),
+                    name: "x".into(),
+                    uid: None,
+                },
+                format!("message with markup {HOSTILE} & <img src=x onerror=alert(2)>"),
+            )],
+        ));
         r.signals = Some(SignalsReport {
             endpoints: vec![EndpointResult {
                 name: "shop".into(),
@@ -973,7 +1111,9 @@ mod tests {
 
     /// The `<tr …>` start tag of the row carrying `attrs` and the row's markup up to `</tr>`.
     fn row<'a>(page: &'a str, attrs: &str) -> &'a str {
-        let start = page.find(attrs).unwrap_or_else(|| panic!("no row with {attrs}"));
+        let start = page
+            .find(attrs)
+            .unwrap_or_else(|| panic!("no row with {attrs}"));
         let end = page[start..].find("</tr>").unwrap() + start;
         &page[start..end]
     }
@@ -993,7 +1133,12 @@ mod tests {
         assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
         assert!(page.contains("<title>caretaker findings from 2026-11-22 03:00 UTC to 2026-11-29 03:00 UTC</title>"), "{page}");
         assert!(page.contains("1 new, 1 resolved, 0 changed"), "{page}");
-        assert!(page.contains("<h2>New (1)</h2>") && page.contains("<h2>Resolved (1)</h2>") && page.contains("<h2>Changed (0)</h2>"), "{page}");
+        assert!(
+            page.contains("<h2>New (1)</h2>")
+                && page.contains("<h2>Resolved (1)</h2>")
+                && page.contains("<h2>Changed (0)</h2>"),
+            "{page}"
+        );
         let new_at = page.find("<h2>New (1)</h2>").unwrap();
         let resolved_at = page.find("<h2>Resolved (1)</h2>").unwrap();
         let first = maud::html! { (r.findings[0].message) }.into_string();
@@ -1010,8 +1155,14 @@ mod tests {
         assert!(!page.contains("<img"));
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         // Also inside attributes (the node anchor and the data attribute).
-        assert!(page.contains(r#"id="node-&lt;script&gt;alert(1)&lt;/script&gt;""#), "node anchor");
-        assert!(page.contains(r##"href="#node-&lt;script&gt;alert(1)&lt;/script&gt;""##), "node link");
+        assert!(
+            page.contains(r#"id="node-&lt;script&gt;alert(1)&lt;/script&gt;""#),
+            "node anchor"
+        );
+        assert!(
+            page.contains(r##"href="#node-&lt;script&gt;alert(1)&lt;/script&gt;""##),
+            "node link"
+        );
         assert!(page.contains("&amp; &lt;img src=x onerror=alert(2)&gt;"));
     }
 
@@ -1020,17 +1171,35 @@ mod tests {
         let page = html(&sample());
         let a_root = row(&page, r#"data-node="node-a" data-mount="/" "#);
         assert!(a_root.contains(r#"data-level="ok""#), "{a_root}");
-        assert!(a_root.contains(r#"class="used fill-ok" width="40%""#), "{a_root}");
+        assert!(
+            a_root.contains(r#"class="used fill-ok" width="40%""#),
+            "{a_root}"
+        );
         assert!(a_root.contains("40.0 % of 100.0 GiB"), "{a_root}");
-        let a_cd = row(&page, r#"data-node="node-a" data-mount="/var/lib/containerd""#);
-        assert!(a_cd.contains(r#"class="used fill-near" width="82%""#), "{a_cd}");
+        let a_cd = row(
+            &page,
+            r#"data-node="node-a" data-mount="/var/lib/containerd""#,
+        );
+        assert!(
+            a_cd.contains(r#"class="used fill-near" width="82%""#),
+            "{a_cd}"
+        );
         let b_root = row(&page, r#"data-node="node-b" data-mount="/""#);
-        assert!(b_root.contains(r#"class="used fill-pressure" width="88%""#), "{b_root}");
+        assert!(
+            b_root.contains(r#"class="used fill-pressure" width="88%""#),
+            "{b_root}"
+        );
         let d_root = row(&page, r#"data-node="node-d" data-mount="/""#);
         assert!(d_root.contains(r#"width="12.5%""#), "{d_root}");
         // kubelet's imageGC thresholds drawn on each bar.
-        assert!(b_root.contains(r#"class="th-low" x1="80%" x2="80%""#), "{b_root}");
-        assert!(b_root.contains(r#"class="th-high" x1="85%" x2="85%""#), "{b_root}");
+        assert!(
+            b_root.contains(r#"class="th-low" x1="80%" x2="80%""#),
+            "{b_root}"
+        );
+        assert!(
+            b_root.contains(r#"class="th-high" x1="85%" x2="85%""#),
+            "{b_root}"
+        );
         // A missing node has a row saying so.
         let c = row(&page, r#"<tr data-node="node-c">"#);
         assert!(c.contains("no agent report (missing)"), "{c}");
@@ -1040,16 +1209,42 @@ mod tests {
     fn findings_table_has_a_severity_filter_and_one_row_per_finding() {
         let r = sample();
         let page = html(&r);
-        for (id, label) in [("all", "all (7)"), ("critical", "critical (3)"), ("warning", "warning (3)"), ("info", "info (1)")] {
-            assert!(page.contains(&format!(r#"<input type="radio" name="severity" id="sev-{id}" value="{id}""#)), "{id}");
-            assert!(page.contains(&format!(r#"<label for="sev-{id}">{label}</label>"#)), "{label}");
+        for (id, label) in [
+            ("all", "all (7)"),
+            ("critical", "critical (3)"),
+            ("warning", "warning (3)"),
+            ("info", "info (1)"),
+        ] {
+            assert!(
+                page.contains(&format!(
+                    r#"<input type="radio" name="severity" id="sev-{id}" value="{id}""#
+                )),
+                "{id}"
+            );
+            assert!(
+                page.contains(&format!(r#"<label for="sev-{id}">{label}</label>"#)),
+                "{label}"
+            );
         }
-        assert!(page.contains(r#"id="sev-all" value="all" checked>"#), "all is chosen by default");
-        assert!(page.contains(r#"#sev-critical:checked ~ table tbody tr:not([data-severity="critical"])"#));
+        assert!(
+            page.contains(r#"id="sev-all" value="all" checked>"#),
+            "all is chosen by default"
+        );
+        assert!(
+            page.contains(
+                r#"#sev-critical:checked ~ table tbody tr:not([data-severity="critical"])"#
+            )
+        );
         let start = page.find(r#"<section id="findings">"#).unwrap();
         let section = &page[start..start + page[start..].find("</section>").unwrap()];
-        assert_eq!(section.matches("<tr data-severity=").count(), r.findings.len());
-        assert_eq!(section.matches(r#"<tr data-severity="critical">"#).count(), 3);
+        assert_eq!(
+            section.matches("<tr data-severity=").count(),
+            r.findings.len()
+        );
+        assert_eq!(
+            section.matches(r#"<tr data-severity="critical">"#).count(),
+            3
+        );
         assert!(section.contains("container api is in CrashLoopBackOff (12 restarts)"));
     }
 
@@ -1058,23 +1253,47 @@ mod tests {
         let page = html(&sample());
         let start = page.find(r#"<section id="not-reporting">"#).unwrap();
         let section = &page[start..start + page[start..].find("</section>").unwrap()];
-        assert!(section.contains(r##"<tr data-freshness="missing"><td><a href="#node-node-c">node-c</a>"##), "{section}");
-        assert_eq!(section.matches(r#"data-freshness="missing""#).count(), 2, "node-c and the hostile one");
+        assert!(
+            section.contains(
+                r##"<tr data-freshness="missing"><td><a href="#node-node-c">node-c</a>"##
+            ),
+            "{section}"
+        );
+        assert_eq!(
+            section.matches(r#"data-freshness="missing""#).count(),
+            2,
+            "node-c and the hostile one"
+        );
         // node-d reported 110 s before the report at a 10 s interval: stale.
         assert!(row(section, r#"data-freshness="stale""#).contains("node-d"));
         assert!(page.contains(r#"<div id="status" class="tile bg-critical"><span class="label">status</span><span class="value">critical</span>"#));
         let r = sample();
-        assert!(page.contains(&format!(r#"<span class="value">{}<span class="of"> / 100</span>"#, r.score)));
+        assert!(page.contains(&format!(
+            r#"<span class="value">{}<span class="of"> / 100</span>"#,
+            r.score
+        )));
     }
 
     #[test]
     fn network_bars_share_one_scale_and_leave_out_loopback() {
         let page = html(&sample());
-        let a = row(&page, r##"<tr data-node="node-a"><td><a href="#node-node-a">node-a</a></td><td class="plot">"##);
-        assert!(a.contains(r#"class="rx fill-rx" y="0" width="100%""#), "{a}");
-        assert!(a.contains(r#"class="tx fill-tx" y="50%" width="25%""#), "{a}");
+        let a = row(
+            &page,
+            r##"<tr data-node="node-a"><td><a href="#node-node-a">node-a</a></td><td class="plot">"##,
+        );
+        assert!(
+            a.contains(r#"class="rx fill-rx" y="0" width="100%""#),
+            "{a}"
+        );
+        assert!(
+            a.contains(r#"class="tx fill-tx" y="50%" width="25%""#),
+            "{a}"
+        );
         assert!(a.contains("2.0 MiB/s") && a.contains("512.0 KiB/s"), "{a}");
-        let b = row(&page, r##"<tr data-node="node-b"><td><a href="#node-node-b">node-b</a></td><td class="plot">"##);
+        let b = row(
+            &page,
+            r##"<tr data-node="node-b"><td><a href="#node-node-b">node-b</a></td><td class="plot">"##,
+        );
         assert!(b.contains(r#"width="50%""#), "{b}");
     }
 
@@ -1092,36 +1311,57 @@ mod tests {
         // Backups: the failed one and the stale schedule's last completion.
         let start = page.find(r#"id="backup-timeline""#).unwrap();
         let backups = &page[start..start + page[start..].find("</table>").unwrap()];
-        assert!(backups.contains("Backup/velero/adhoc-1") && backups.contains("Schedule/velero/daily"));
-        assert!(backups.find("Schedule/velero/daily").unwrap() < backups.find("Backup/velero/adhoc-1").unwrap(), "oldest first");
+        assert!(
+            backups.contains("Backup/velero/adhoc-1") && backups.contains("Schedule/velero/daily")
+        );
+        assert!(
+            backups.find("Schedule/velero/daily").unwrap()
+                < backups.find("Backup/velero/adhoc-1").unwrap(),
+            "oldest first"
+        );
     }
 
     #[test]
     fn axis_ticks_fall_on_round_steps() {
-        let axis = Axis { start: "2027-01-01T05:00:00Z".parse().unwrap(), end: "2027-01-05T00:00:00Z".parse().unwrap() };
+        let axis = Axis {
+            start: "2027-01-01T05:00:00Z".parse().unwrap(),
+            end: "2027-01-05T00:00:00Z".parse().unwrap(),
+        };
         let (ticks, format) = axis.ticks();
-        assert_eq!(ticks.iter().map(|t| t.to_string()).collect::<Vec<_>>(), vec![
-            "2027-01-01T12:00:00Z",
-            "2027-01-02T00:00:00Z",
-            "2027-01-02T12:00:00Z",
-            "2027-01-03T00:00:00Z",
-            "2027-01-03T12:00:00Z",
-            "2027-01-04T00:00:00Z",
-            "2027-01-04T12:00:00Z",
-            "2027-01-05T00:00:00Z",
-        ]);
+        assert_eq!(
+            ticks.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            vec![
+                "2027-01-01T12:00:00Z",
+                "2027-01-02T00:00:00Z",
+                "2027-01-02T12:00:00Z",
+                "2027-01-03T00:00:00Z",
+                "2027-01-03T12:00:00Z",
+                "2027-01-04T00:00:00Z",
+                "2027-01-04T12:00:00Z",
+                "2027-01-05T00:00:00Z",
+            ]
+        );
         assert_eq!(format, "%m-%d %H:%M");
     }
 
     #[test]
     fn cross_links_proposals_and_signals_are_shown() {
         let page = html(&sample());
-        let p = row(&page, r##"<tr data-node="node-b"><td><a href="#node-node-b">node-b</a></td><td class="code">/</td>"##);
+        let p = row(
+            &page,
+            r##"<tr data-node="node-b"><td><a href="#node-node-b">node-b</a></td><td class="code">/</td>"##,
+        );
         assert!(p.contains("88.0 %") && p.contains("pressure"), "{p}");
-        assert!(p.contains("FreeDiskSpaceFailed") && p.contains("×3: failed to free 2 GiB"), "{p}");
+        assert!(
+            p.contains("FreeDiskSpaceFailed") && p.contains("×3: failed to free 2 GiB"),
+            "{p}"
+        );
         assert!(page.contains("Job/batch/report-28") && page.contains("completed 3d ago"));
         assert!(page.contains("http://shop.example/healthz") && page.contains("12.2 ms"));
-        assert!(page.contains("Alertmanager: 1 firing, 0 silenced, 0 inhibited") && page.contains("HighErrorRate"));
+        assert!(
+            page.contains("Alertmanager: 1 firing, 0 silenced, 0 inhibited")
+                && page.contains("HighErrorRate")
+        );
     }
 
     #[test]
@@ -1134,7 +1374,10 @@ mod tests {
             assert!(!page.contains(external), "{external}");
         }
         assert_eq!(page, html(&r.clone()));
-        assert_eq!(crate::report::render(&r, crate::report::Output::Html).unwrap(), page);
+        assert_eq!(
+            crate::report::render(&r, crate::report::Output::Html).unwrap(),
+            page
+        );
     }
 
     #[test]
@@ -1160,7 +1403,15 @@ mod tests {
         assert_eq!(num(40.0), "40");
         assert_eq!(num(200.0 / 3.0), "66.67");
         assert_eq!(num(-0.0001), "0");
-        assert_eq!((num(-12.345), num(0.05), num(3.1), num(1e20)), ("-12.35".into(), "0.05".into(), "3.1".into(), "100000000000000000000".into()));
+        assert_eq!(
+            (num(-12.345), num(0.05), num(3.1), num(1e20)),
+            (
+                "-12.35".into(),
+                "0.05".into(),
+                "3.1".into(),
+                "100000000000000000000".into()
+            )
+        );
         assert_eq!(pct(120.0), "100%");
         assert_eq!(pct(f64::NAN), "0%");
     }

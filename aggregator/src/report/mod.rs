@@ -125,7 +125,10 @@ impl ClusterReport {
     pub fn to_wire(&self) -> Result<pb::ClusterReport, serde_json::Error> {
         Ok(pb::ClusterReport {
             schema_version: self.schema_version,
-            generated_at: Some(prost_types::Timestamp { seconds: self.generated_at.as_second(), nanos: self.generated_at.subsec_nanosecond() }),
+            generated_at: Some(prost_types::Timestamp {
+                seconds: self.generated_at.as_second(),
+                nanos: self.generated_at.subsec_nanosecond(),
+            }),
             nodes: self.nodes.iter().cloned().map(Into::into).collect(),
             report_json: serde_json::to_string(self)?,
         })
@@ -137,7 +140,10 @@ impl ClusterReport {
     /// The JSON does not hold a report of this schema version.
     pub fn from_wire(w: &pb::ClusterReport) -> Result<Self, String> {
         if w.schema_version != SCHEMA_VERSION {
-            return Err(format!("report schema version {} is not the supported {SCHEMA_VERSION}", w.schema_version));
+            return Err(format!(
+                "report schema version {} is not the supported {SCHEMA_VERSION}",
+                w.schema_version
+            ));
         }
         serde_json::from_str(&w.report_json).map_err(|e| format!("report_json: {e}"))
     }
@@ -157,9 +163,15 @@ pub fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp, String> {
         return Ok(t);
     }
     if let Ok(d) = s.parse::<jiff::civil::Date>() {
-        return d.at(23, 59, 59, 999_999_999).to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()).map_err(|e| e.to_string());
+        return d
+            .at(23, 59, 59, 999_999_999)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp())
+            .map_err(|e| e.to_string());
     }
-    Err(format!("{s:?} is not a time: write 2026-11-29T03:00:00Z, 2026-11-29 or -24h"))
+    Err(format!(
+        "{s:?} is not a time: write 2026-11-29T03:00:00Z, 2026-11-29 or -24h"
+    ))
 }
 
 /// Figures of the external signals.
@@ -247,7 +259,11 @@ impl CheckRound {
     /// the checks of the same name, its proposals and signals replace these when it ran
     /// `cleanup` and `signals`, and its cluster facts replace these when it read the
     /// cluster. Everything else stays as this round had it.
-    pub fn updated_with(mut self, partial: CheckRound, tasks: &std::collections::BTreeSet<crate::schedule::config::Task>) -> CheckRound {
+    pub fn updated_with(
+        mut self,
+        partial: CheckRound,
+        tasks: &std::collections::BTreeSet<crate::schedule::config::Task>,
+    ) -> CheckRound {
         use crate::schedule::config::Task;
         for c in partial.checks {
             match self.checks.iter_mut().find(|o| o.name == c.name) {
@@ -286,16 +302,28 @@ pub struct MergeConfig {
 
 impl Default for MergeConfig {
     fn default() -> Self {
-        Self { stale_after_intervals: 3, near_percent: 80.0, pressure_percent: 85.0 }
+        Self {
+            stale_after_intervals: 3,
+            near_percent: 80.0,
+            pressure_percent: 85.0,
+        }
     }
 }
 
 /// Fresh while the latest report is younger than `stale_after_intervals` of the node's
 /// own report intervals.
 pub fn freshness(entry: &StoredNode, stale_after_intervals: u32, now: Timestamp) -> Freshness {
-    let limit = entry.report.report_interval().saturating_mul(stale_after_intervals);
-    let age = std::time::Duration::try_from(now.duration_since(entry.received_at)).unwrap_or_default();
-    if age > limit { Freshness::Stale } else { Freshness::Fresh }
+    let limit = entry
+        .report
+        .report_interval()
+        .saturating_mul(stale_after_intervals);
+    let age =
+        std::time::Duration::try_from(now.duration_since(entry.received_at)).unwrap_or_default();
+    if age > limit {
+        Freshness::Stale
+    } else {
+        Freshness::Fresh
+    }
 }
 
 /// Merges node reports and the latest check round into one report.
@@ -304,7 +332,12 @@ pub fn freshness(entry: &StoredNode, stale_after_intervals: u32, now: Timestamp)
 /// older reports of a node (the newest by `(epoch, seq)` wins, as in the store); checks
 /// and proposals are sorted. Finding history is filled in afterwards by the history store
 /// (`findings` is left with `first_seen = last_seen = now`, `flaps = 0`).
-pub fn merge(nodes: &[StoredNode], round: &CheckRound, cfg: &MergeConfig, now: Timestamp) -> ClusterReport {
+pub fn merge(
+    nodes: &[StoredNode],
+    round: &CheckRound,
+    cfg: &MergeConfig,
+    now: Timestamp,
+) -> ClusterReport {
     merge_nodes(nodes, round, cfg, now, true)
 }
 
@@ -324,10 +357,17 @@ pub fn merge_nodes<'a>(
     for n in nodes {
         let name = n.report.node_name.as_str();
         match latest.get(name) {
-            Some(cur) if decide(Some((cur.report.epoch, cur.report.seq)), n.report.epoch, n.report.seq) != Outcome::Stored => {
+            Some(cur)
+                if decide(
+                    Some((cur.report.epoch, cur.report.seq)),
+                    n.report.epoch,
+                    n.report.seq,
+                ) != Outcome::Stored =>
+            {
                 // Same report twice: keep the one stored last (counts and receive time).
                 if (cur.report.epoch, cur.report.seq) == (n.report.epoch, n.report.seq)
-                    && (n.received_at, n.reports_stored_total) > (cur.received_at, cur.reports_stored_total)
+                    && (n.received_at, n.reports_stored_total)
+                        > (cur.received_at, cur.reports_stored_total)
                 {
                     latest.insert(name, n);
                 }
@@ -390,7 +430,12 @@ pub fn merge_nodes<'a>(
 
 /// The stable identity of a finding of `check`.
 pub fn finding_key(check: &str, code: &str, object: &ObjectRef) -> String {
-    format!("{check}/{code}/{}/{}/{}", object.kind, object.namespace.as_deref().unwrap_or(""), object.name)
+    format!(
+        "{check}/{code}/{}/{}/{}",
+        object.kind,
+        object.namespace.as_deref().unwrap_or(""),
+        object.name
+    )
 }
 
 fn track_now(checks: &[CheckResult], now: Timestamp) -> Vec<TrackedFinding> {
@@ -429,12 +474,19 @@ fn track_now(checks: &[CheckResult], now: Timestamp) -> Vec<TrackedFinding> {
 /// `None` when the report has no such summary, so "nothing known" is not shown as
 /// "nothing to reclaim".
 pub fn reclaimable(report: &NodeReport) -> Option<u64> {
-    let images = report.images.as_ref().map(|i| i.runtimes.iter().map(|r| r.reclaimable_bytes).sum::<u64>());
+    let images = report
+        .images
+        .as_ref()
+        .map(|i| i.runtimes.iter().map(|r| r.reclaimable_bytes).sum::<u64>());
     let parts = [images, report.logs.as_ref().map(|l| l.reclaimable_bytes)];
     parts.into_iter().flatten().reduce(u64::saturating_add)
 }
 
-fn disk_pressure(latest: &BTreeMap<&str, &StoredNode>, round: &CheckRound, cfg: &MergeConfig) -> Vec<DiskPressure> {
+fn disk_pressure(
+    latest: &BTreeMap<&str, &StoredNode>,
+    round: &CheckRound,
+    cfg: &MergeConfig,
+) -> Vec<DiskPressure> {
     let mut out = Vec::new();
     for (&node_name, n) in latest {
         let report = &n.report;
@@ -456,8 +508,16 @@ fn disk_pressure(latest: &BTreeMap<&str, &StoredNode>, round: &CheckRound, cfg: 
         }
         let root = report.filesystems.iter().find(|f| f.mountpoint == "/");
         let (mountpoint, used_percent, level) = match (worst, condition) {
-            (Some((f, l)), c) => (f.mountpoint.clone(), f.used_percent, if c { PressureLevel::Pressure } else { l }),
-            (None, true) => (root.map_or_else(|| "/".into(), |f| f.mountpoint.clone()), root.map_or(0.0, |f| f.used_percent), PressureLevel::Pressure),
+            (Some((f, l)), c) => (
+                f.mountpoint.clone(),
+                f.used_percent,
+                if c { PressureLevel::Pressure } else { l },
+            ),
+            (None, true) => (
+                root.map_or_else(|| "/".into(), |f| f.mountpoint.clone()),
+                root.map_or(0.0, |f| f.used_percent),
+                PressureLevel::Pressure,
+            ),
             (None, false) => continue,
         };
         out.push(DiskPressure {
@@ -466,7 +526,11 @@ fn disk_pressure(latest: &BTreeMap<&str, &StoredNode>, round: &CheckRound, cfg: 
             used_percent,
             level,
             reclaimable_bytes: reclaimable(report),
-            events: round.node_events.get(node_name).cloned().unwrap_or_default(),
+            events: round
+                .node_events
+                .get(node_name)
+                .cloned()
+                .unwrap_or_default(),
         });
     }
     out
@@ -485,7 +549,13 @@ pub(crate) mod tests {
         Timestamp::from_second(1_800_000_000 + s).unwrap()
     }
 
-    pub(crate) fn stored(node: &str, epoch: u64, seq: u64, root_used: f64, received: i64) -> StoredNode {
+    pub(crate) fn stored(
+        node: &str,
+        epoch: u64,
+        seq: u64,
+        root_used: f64,
+        received: i64,
+    ) -> StoredNode {
         StoredNode {
             report: NodeReport {
                 node_name: node.into(),
@@ -493,7 +563,12 @@ pub(crate) mod tests {
                 seq,
                 collected_at: at(received),
                 report_interval_ms: 10_000,
-                host: Host { memory_total_bytes: 8 << 30, memory_available_bytes: 4 << 30, cpu_count: 4, ..Host::default() },
+                host: Host {
+                    memory_total_bytes: 8 << 30,
+                    memory_available_bytes: 4 << 30,
+                    cpu_count: 4,
+                    ..Host::default()
+                },
                 logs: None,
                 filesystems: vec![Filesystem {
                     device: "/dev/vda1".into(),
@@ -512,7 +587,11 @@ pub(crate) mod tests {
                     stale: false,
                 }],
                 network: vec![],
-                agent: AgentCost { rss_bytes: 9 << 20, cpu_seconds_total: 1.5, ..AgentCost::default() },
+                agent: AgentCost {
+                    rss_bytes: 9 << 20,
+                    cpu_seconds_total: 1.5,
+                    ..AgentCost::default()
+                },
                 errors: vec![],
                 images: None,
                 volumes: vec![],
@@ -523,7 +602,12 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn round() -> CheckRound {
-        let pod = |ns: &str, name: &str| ObjectRef { kind: "Pod".into(), namespace: Some(ns.into()), name: name.into(), uid: None };
+        let pod = |ns: &str, name: &str| ObjectRef {
+            kind: "Pod".into(),
+            namespace: Some(ns.into()),
+            name: name.into(),
+            uid: None,
+        };
         CheckRound {
             at: Some(at(5)),
             checks: vec![
@@ -531,15 +615,30 @@ pub(crate) mod tests {
                     "pods",
                     "12 pods, 2 with problems",
                     vec![
-                        Finding::new("crash_loop_back_off", Severity::Critical, pod("shop", "api-7d9"), "container api is in CrashLoopBackOff (12 restarts)"),
-                        Finding::new("pending", Severity::Warning, pod("shop", "worker-1"), "Pending for 2h: 0/3 nodes are available"),
+                        Finding::new(
+                            "crash_loop_back_off",
+                            Severity::Critical,
+                            pod("shop", "api-7d9"),
+                            "container api is in CrashLoopBackOff (12 restarts)",
+                        ),
+                        Finding::new(
+                            "pending",
+                            Severity::Warning,
+                            pod("shop", "worker-1"),
+                            "Pending for 2h: 0/3 nodes are available",
+                        ),
                     ],
                 ),
                 CheckResult::new("nodes", "3 nodes", vec![]),
             ],
             proposals: vec![Proposal {
                 code: "completed_job".into(),
-                object: ObjectRef { kind: "Job".into(), namespace: Some("batch".into()), name: "report-28".into(), uid: Some("u1".into()) },
+                object: ObjectRef {
+                    kind: "Job".into(),
+                    namespace: Some("batch".into()),
+                    name: "report-28".into(),
+                    uid: Some("u1".into()),
+                },
                 action: Action::Delete,
                 propagation: None,
                 message: "completed 3d ago".into(),
@@ -549,29 +648,55 @@ pub(crate) mod tests {
             disk_pressure_nodes: vec![],
             node_events: BTreeMap::from([(
                 "node-b".to_string(),
-                vec![NodeEvent { reason: "FreeDiskSpaceFailed".into(), message: "failed to free 2 GiB".into(), count: 3, last_seen: Some(at(1)) }],
+                vec![NodeEvent {
+                    reason: "FreeDiskSpaceFailed".into(),
+                    message: "failed to free 2 GiB".into(),
+                    count: 3,
+                    last_seen: Some(at(1)),
+                }],
             )]),
         }
     }
 
     #[test]
     fn merge_joins_nodes_checks_and_cross_links() {
-        let nodes = [stored("node-a", 1, 4, 40.0, 0), stored("node-b", 1, 9, 88.0, 0)];
+        let nodes = [
+            stored("node-a", 1, 4, 40.0, 0),
+            stored("node-b", 1, 9, 88.0, 0),
+        ];
         let r = merge(&nodes, &round(), &MergeConfig::default(), at(10));
-        assert_eq!(r.nodes.iter().map(|n| (n.node_name.as_str(), n.freshness)).collect::<Vec<_>>(), vec![
-            ("node-a", Freshness::Fresh),
-            ("node-b", Freshness::Fresh),
-            ("node-c", Freshness::Missing),
-        ]);
-        assert_eq!(r.checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), vec!["nodes", "pods"]);
+        assert_eq!(
+            r.nodes
+                .iter()
+                .map(|n| (n.node_name.as_str(), n.freshness))
+                .collect::<Vec<_>>(),
+            vec![
+                ("node-a", Freshness::Fresh),
+                ("node-b", Freshness::Fresh),
+                ("node-c", Freshness::Missing),
+            ]
+        );
+        assert_eq!(
+            r.checks.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            vec!["nodes", "pods"]
+        );
         assert_eq!(r.disk_pressure.len(), 1);
         let d = &r.disk_pressure[0];
-        assert_eq!((d.node_name.as_str(), d.mountpoint.as_str(), d.level), ("node-b", "/", PressureLevel::Pressure));
+        assert_eq!(
+            (d.node_name.as_str(), d.mountpoint.as_str(), d.level),
+            ("node-b", "/", PressureLevel::Pressure)
+        );
         assert_eq!(d.events[0].reason, "FreeDiskSpaceFailed");
-        assert_eq!(r.findings.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(), vec![
-            "pods/crash_loop_back_off/Pod/shop/api-7d9",
-            "pods/pending/Pod/shop/worker-1",
-        ]);
+        assert_eq!(
+            r.findings
+                .iter()
+                .map(|f| f.key.as_str())
+                .collect::<Vec<_>>(),
+            vec![
+                "pods/crash_loop_back_off/Pod/shop/api-7d9",
+                "pods/pending/Pod/shop/worker-1",
+            ]
+        );
         // 100 − (15 + 5) for pods − 15 missing − 10 pressure.
         assert_eq!((r.status, r.score), (Severity::Critical, 55));
         // Stale after 3 intervals of 10 s.
@@ -602,8 +727,16 @@ pub(crate) mod tests {
         });
         let r = merge(&[b], &round(), &MergeConfig::default(), at(10));
         assert_eq!(r.disk_pressure[0].reclaimable_bytes, Some(4 << 30));
-        let r = merge(&[stored("node-b", 1, 9, 88.0, 0)], &round(), &MergeConfig::default(), at(10));
-        assert_eq!(r.disk_pressure[0].reclaimable_bytes, None, "not reported is not 0");
+        let r = merge(
+            &[stored("node-b", 1, 9, 88.0, 0)],
+            &round(),
+            &MergeConfig::default(),
+            at(10),
+        );
+        assert_eq!(
+            r.disk_pressure[0].reclaimable_bytes, None,
+            "not reported is not 0"
+        );
     }
 
     #[test]
@@ -612,12 +745,20 @@ pub(crate) mod tests {
         let mut b = stored("node-b", 1, 9, 88.0, 0);
         // Nothing reported: unknown, not zero.
         assert_eq!(reclaimable(&b.report), None);
-        let r = merge(std::slice::from_ref(&b), &round(), &MergeConfig::default(), at(10));
+        let r = merge(
+            std::slice::from_ref(&b),
+            &round(),
+            &MergeConfig::default(),
+            at(10),
+        );
         assert_eq!(r.disk_pressure[0].reclaimable_bytes, None);
         b.report.logs = Some(LogsSummary {
             checked_at: at(0),
             last_pass: LogCounts::default(),
-            totals: LogCounts { rotated: 4, ..LogCounts::default() },
+            totals: LogCounts {
+                rotated: 4,
+                ..LogCounts::default()
+            },
             reclaimable_bytes: 3 << 30,
             reclaimable_at: Some(at(0)),
             errors: vec![],
@@ -626,7 +767,10 @@ pub(crate) mod tests {
         let b_logs = b.report.logs.clone();
         let r = merge(&[b], &round(), &MergeConfig::default(), at(10));
         assert_eq!(r.disk_pressure[0].reclaimable_bytes, Some(3 << 30));
-        assert_eq!(serde_json::to_value(&r.disk_pressure[0]).unwrap()["reclaimable_bytes"], 3u64 << 30);
+        assert_eq!(
+            serde_json::to_value(&r.disk_pressure[0]).unwrap()["reclaimable_bytes"],
+            3u64 << 30
+        );
         // Images and logs together: the sum.
         let mut both = stored("node-b", 1, 9, 88.0, 0);
         both.report.logs = b_logs;
@@ -651,13 +795,21 @@ pub(crate) mod tests {
 
     #[test]
     fn the_wire_form_round_trips() {
-        let r = merge(&[stored("node-a", 1, 4, 40.0, 0)], &round(), &MergeConfig::default(), at(10));
+        let r = merge(
+            &[stored("node-a", 1, 4, 40.0, 0)],
+            &round(),
+            &MergeConfig::default(),
+            at(10),
+        );
         let w = r.to_wire().unwrap();
         assert_eq!(w.nodes.len(), 3);
         assert_eq!(ClusterReport::from_wire(&w).unwrap(), r);
         let mut old = w.clone();
         old.schema_version = 1;
-        assert_eq!(ClusterReport::from_wire(&old).unwrap_err(), "report schema version 1 is not the supported 2");
+        assert_eq!(
+            ClusterReport::from_wire(&old).unwrap_err(),
+            "report schema version 1 is not the supported 2"
+        );
     }
 
     proptest! {
@@ -689,19 +841,26 @@ pub(crate) mod tests {
 
     #[test]
     fn markdown_record_matches_the_golden_file() {
-        let nodes = [stored("node-a", 1, 4, 40.0, 0), stored("node-b", 1, 9, 88.0, 0)];
+        let nodes = [
+            stored("node-a", 1, 4, 40.0, 0),
+            stored("node-b", 1, 9, 88.0, 0),
+        ];
         let mut r = merge(&nodes, &round(), &MergeConfig::default(), at(10));
         // Fixed history, as the store would fill it in.
         for f in &mut r.findings {
             f.first_seen = at(-86_400);
             f.flaps = 1;
         }
-        let md = render(&r, Output::Markdown).unwrap().replace(env!("CARGO_PKG_VERSION"), "VERSION");
-        let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/maintenance-record.md");
+        let md = render(&r, Output::Markdown)
+            .unwrap()
+            .replace(env!("CARGO_PKG_VERSION"), "VERSION");
+        let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/maintenance-record.md");
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&golden, &md).unwrap();
         }
-        let want = std::fs::read_to_string(&golden).expect("golden file (UPDATE_GOLDEN=1 writes it)");
+        let want =
+            std::fs::read_to_string(&golden).expect("golden file (UPDATE_GOLDEN=1 writes it)");
         assert_eq!(md, want);
     }
 }

@@ -39,14 +39,22 @@ pub fn render(report: &ClusterReport, output: Output) -> Result<String, serde_js
 ///
 /// # Errors
 /// Only JSON serialization errors.
-pub fn render_diff(d: &crate::history::ReportDiff, output: Output) -> Result<String, serde_json::Error> {
+pub fn render_diff(
+    d: &crate::history::ReportDiff,
+    output: Output,
+) -> Result<String, serde_json::Error> {
     let style = match output {
         Output::Json => return Ok(serde_json::to_string_pretty(d)? + "\n"),
         Output::Html => return Ok(super::html::diff_html(d)),
         Output::Markdown => Style::Markdown,
         Output::Table => Style::Terminal,
     };
-    let when = |t: Option<jiff::Timestamp>| t.map_or_else(|| "-".into(), |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string());
+    let when = |t: Option<jiff::Timestamp>| {
+        t.map_or_else(
+            || "-".into(),
+            |t| t.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        )
+    };
     let mut out = format!(
         "Findings from {} to {}: {} new, {} resolved, {} changed\n\n",
         when(d.from),
@@ -56,9 +64,19 @@ pub fn render_diff(d: &crate::history::ReportDiff, output: Output) -> Result<Str
         d.changed.len()
     );
     let mut t = table(style, &["change", "severity", "check", "object", "finding"]);
-    for (change, list) in [("new", &d.new), ("resolved", &d.resolved), ("changed", &d.changed)] {
+    for (change, list) in [
+        ("new", &d.new),
+        ("resolved", &d.resolved),
+        ("changed", &d.changed),
+    ] {
         for f in list {
-            t.add_row(vec![change.to_string(), f.severity.to_string(), f.check.clone(), f.object.to_string(), f.message.clone()]);
+            t.add_row(vec![
+                change.to_string(),
+                f.severity.to_string(),
+                f.check.clone(),
+                f.object.to_string(),
+                f.message.clone(),
+            ]);
         }
     }
     out.push_str(&t.to_string());
@@ -68,7 +86,11 @@ pub fn render_diff(d: &crate::history::ReportDiff, output: Output) -> Result<Str
 
 fn table(style: Style, header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(if style == Style::Markdown { presets::ASCII_MARKDOWN } else { presets::UTF8_FULL_CONDENSED });
+    t.load_preset(if style == Style::Markdown {
+        presets::ASCII_MARKDOWN
+    } else {
+        presets::UTF8_FULL_CONDENSED
+    });
     t.set_header(header.to_vec());
     t
 }
@@ -84,23 +106,51 @@ fn freshness(f: Freshness) -> &'static str {
 fn worst_mount(n: &NodeStatus) -> String {
     n.report
         .as_ref()
-        .and_then(|r| r.filesystems.iter().max_by(|a, b| a.used_percent.total_cmp(&b.used_percent)))
-        .map_or_else(|| "-".into(), |f| format!("{} {:.1} %", f.mountpoint, f.used_percent))
+        .and_then(|r| {
+            r.filesystems
+                .iter()
+                .max_by(|a, b| a.used_percent.total_cmp(&b.used_percent))
+        })
+        .map_or_else(
+            || "-".into(),
+            |f| format!("{} {:.1} %", f.mountpoint, f.used_percent),
+        )
 }
 
 fn nodes_table(report: &ClusterReport, style: Style) -> String {
-    let mut t = table(style, &["node", "freshness", "last report", "reports", "fullest filesystem", "memory available", "agent RSS", "agent CPU"]);
+    let mut t = table(
+        style,
+        &[
+            "node",
+            "freshness",
+            "last report",
+            "reports",
+            "fullest filesystem",
+            "memory available",
+            "agent RSS",
+            "agent CPU",
+        ],
+    );
     for n in &report.nodes {
         let r = n.report.as_ref();
         t.add_row(vec![
             n.node_name.clone(),
             freshness(n.freshness).into(),
-            n.received_at.map_or_else(|| "never".into(), |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string()),
+            n.received_at.map_or_else(
+                || "never".into(),
+                |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+            ),
             n.reports_stored_total.to_string(),
             worst_mount(n),
-            r.map_or_else(|| "-".into(), |r| render::bytes(r.host.memory_available_bytes)),
+            r.map_or_else(
+                || "-".into(),
+                |r| render::bytes(r.host.memory_available_bytes),
+            ),
             r.map_or_else(|| "-".into(), |r| render::bytes(r.agent.rss_bytes)),
-            r.map_or_else(|| "-".into(), |r| format!("{:.3} s", r.agent.cpu_seconds_total)),
+            r.map_or_else(
+                || "-".into(),
+                |r| format!("{:.3} s", r.agent.cpu_seconds_total),
+            ),
         ]);
     }
     t.to_string()
@@ -111,7 +161,11 @@ fn checks_table(report: &ClusterReport, style: Style) -> String {
     for c in &report.checks {
         t.add_row(vec![
             c.name.clone(),
-            if c.status == CheckStatus::NotApplicable { "n/a".into() } else { c.severity.to_string() },
+            if c.status == CheckStatus::NotApplicable {
+                "n/a".into()
+            } else {
+                c.severity.to_string()
+            },
             c.findings.len().to_string(),
             c.summary.clone(),
         ]);
@@ -120,7 +174,10 @@ fn checks_table(report: &ClusterReport, style: Style) -> String {
 }
 
 fn findings_table(report: &ClusterReport, style: Style) -> String {
-    let mut t = table(style, &["severity", "check", "object", "finding", "since", "flaps"]);
+    let mut t = table(
+        style,
+        &["severity", "check", "object", "finding", "since", "flaps"],
+    );
     for f in report.findings.iter().filter(|f| f.severity > Severity::Ok) {
         t.add_row(vec![
             f.severity.to_string(),
@@ -136,31 +193,98 @@ fn findings_table(report: &ClusterReport, style: Style) -> String {
 
 fn text(report: &ClusterReport, style: Style) -> String {
     let md = style == Style::Markdown;
-    let h = |level: usize, title: &str| if md { format!("{} {title}\n\n", "#".repeat(level)) } else { format!("{title}\n") };
+    let h = |level: usize, title: &str| {
+        if md {
+            format!("{} {title}\n\n", "#".repeat(level))
+        } else {
+            format!("{title}\n")
+        }
+    };
     let mut out = String::new();
-    let stale = report.nodes.iter().filter(|n| n.freshness == Freshness::Stale).count();
-    let missing = report.nodes.iter().filter(|n| n.freshness == Freshness::Missing).count();
+    let stale = report
+        .nodes
+        .iter()
+        .filter(|n| n.freshness == Freshness::Stale)
+        .count();
+    let missing = report
+        .nodes
+        .iter()
+        .filter(|n| n.freshness == Freshness::Missing)
+        .count();
     let fresh = report.nodes.len() - stale - missing;
-    let problems = report.findings.iter().filter(|f| f.severity >= Severity::Warning).count();
+    let problems = report
+        .findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning)
+        .count();
 
-    out.push_str(&h(1, &format!("caretaker maintenance record, {}", report.generated_at.strftime("%Y-%m-%d %H:%M UTC"))));
-    let _ = writeln!(out, "- date: {}", report.generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"));
-    let _ = writeln!(out, "- by: caretaker-aggregator {}", env!("CARGO_PKG_VERSION"));
-    let _ = writeln!(out, "- status: {} (score {}/100)", report.status, report.score);
-    let _ = writeln!(out, "- nodes: {} ({fresh} fresh, {stale} stale, {missing} missing)", report.nodes.len());
+    out.push_str(&h(
+        1,
+        &format!(
+            "caretaker maintenance record, {}",
+            report.generated_at.strftime("%Y-%m-%d %H:%M UTC")
+        ),
+    ));
+    let _ = writeln!(
+        out,
+        "- date: {}",
+        report.generated_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let _ = writeln!(
+        out,
+        "- by: caretaker-aggregator {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(
+        out,
+        "- status: {} (score {}/100)",
+        report.status, report.score
+    );
+    let _ = writeln!(
+        out,
+        "- nodes: {} ({fresh} fresh, {stale} stale, {missing} missing)",
+        report.nodes.len()
+    );
     if let Some(run) = &report.run {
-        let tasks: Vec<String> = run.tasks.iter().map(|t| serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()).collect();
-        let _ = writeln!(out, "- run: {} (scheduled: {})", run.kinds.join(", "), tasks.join(", "));
+        let tasks: Vec<String> = run
+            .tasks
+            .iter()
+            .map(|t| {
+                serde_json::to_value(t)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "- run: {} (scheduled: {})",
+            run.kinds.join(", "),
+            tasks.join(", ")
+        );
     }
     out.push('\n');
 
     out.push_str(&h(2, "What was done"));
     let reports: u64 = report.nodes.iter().map(|n| n.reports_stored_total).sum();
-    let _ = writeln!(out, "- Collected node reports: {reports} stored in total from {} node(s).", report.nodes.len() - missing);
+    let _ = writeln!(
+        out,
+        "- Collected node reports: {reports} stored in total from {} node(s).",
+        report.nodes.len() - missing
+    );
     match report.checks_at {
         Some(at) => {
-            let ran = report.checks.iter().filter(|c| c.status == CheckStatus::Ran).count();
-            let _ = writeln!(out, "- Ran {ran} of {} checks at {}.", report.checks.len(), at.strftime("%Y-%m-%d %H:%M UTC"));
+            let ran = report
+                .checks
+                .iter()
+                .filter(|c| c.status == CheckStatus::Ran)
+                .count();
+            let _ = writeln!(
+                out,
+                "- Ran {ran} of {} checks at {}.",
+                report.checks.len(),
+                at.strftime("%Y-%m-%d %H:%M UTC")
+            );
         }
         None => out.push_str("- No cluster checks have run yet.\n"),
     }
@@ -176,14 +300,27 @@ fn text(report: &ClusterReport, style: Style) -> String {
 
     if let Some(trends) = report.run.as_ref().and_then(|r| r.trends.as_ref()) {
         out.push_str(&h(2, "Trends"));
-        let mut t = table(style, &["Node", "Mount", "Used %", "Change per day", "Days until full"]);
+        let mut t = table(
+            style,
+            &[
+                "Node",
+                "Mount",
+                "Used %",
+                "Change per day",
+                "Days until full",
+            ],
+        );
         for d in &trends.disk_30d {
             t.add_row(vec![
                 d.node_name.clone(),
                 d.mountpoint.clone(),
-                d.points.last().map_or_else(|| "-".into(), |p| format!("{:.1}", p.1)),
-                d.slope_percent_per_day.map_or_else(|| "-".into(), |v| format!("{v:+.2} pp")),
-                d.days_until_full.map_or_else(|| "-".into(), |v| format!("{v:.0}")),
+                d.points
+                    .last()
+                    .map_or_else(|| "-".into(), |p| format!("{:.1}", p.1)),
+                d.slope_percent_per_day
+                    .map_or_else(|| "-".into(), |v| format!("{v:+.2} pp")),
+                d.days_until_full
+                    .map_or_else(|| "-".into(), |v| format!("{v:.0}")),
             ]);
         }
         let _ = writeln!(out, "Disk usage over 30 days:\n\n{t}\n");
@@ -202,12 +339,29 @@ fn text(report: &ClusterReport, style: Style) -> String {
     if problems == 0 && report.disk_pressure.is_empty() && stale + missing == 0 {
         out.push_str("None.\n\n");
     } else {
-        for n in report.nodes.iter().filter(|n| n.freshness != Freshness::Fresh) {
-            let _ = writeln!(out, "- Node {} is {}.", n.node_name, freshness(n.freshness).to_lowercase());
+        for n in report
+            .nodes
+            .iter()
+            .filter(|n| n.freshness != Freshness::Fresh)
+        {
+            let _ = writeln!(
+                out,
+                "- Node {} is {}.",
+                n.node_name,
+                freshness(n.freshness).to_lowercase()
+            );
         }
         for d in &report.disk_pressure {
-            let level = if d.level == PressureLevel::Pressure { "under disk pressure" } else { "near disk pressure" };
-            let _ = write!(out, "- Node {} is {level}: {} at {:.1} %", d.node_name, d.mountpoint, d.used_percent);
+            let level = if d.level == PressureLevel::Pressure {
+                "under disk pressure"
+            } else {
+                "near disk pressure"
+            };
+            let _ = write!(
+                out,
+                "- Node {} is {level}: {} at {:.1} %",
+                d.node_name, d.mountpoint, d.used_percent
+            );
             if let Some(b) = d.reclaimable_bytes {
                 let _ = write!(out, "; its agent can reclaim {}", render::bytes(b));
             }
@@ -225,25 +379,46 @@ fn text(report: &ClusterReport, style: Style) -> String {
     }
 
     out.push_str(&h(2, "Next actions"));
-    let deletions = report.proposals.iter().filter(|p| p.action == crate::cleanup::Action::Delete).count();
+    let deletions = report
+        .proposals
+        .iter()
+        .filter(|p| p.action == crate::cleanup::Action::Delete)
+        .count();
     if report.proposals.is_empty() && problems == 0 && stale + missing == 0 {
         out.push_str("None.\n");
     } else {
         if deletions > 0 {
-            let _ = writeln!(out, "- Apply {deletions} cleanup proposal(s) in the maintenance window (`caretaker-aggregator cleanup --apply`).");
+            let _ = writeln!(
+                out,
+                "- Apply {deletions} cleanup proposal(s) in the maintenance window (`caretaker-aggregator cleanup --apply`)."
+            );
         }
         let reports_only = report.proposals.len() - deletions;
         if reports_only > 0 {
-            let _ = writeln!(out, "- Review {reports_only} object(s) reported for cleanup but not deleted automatically.");
+            let _ = writeln!(
+                out,
+                "- Review {reports_only} object(s) reported for cleanup but not deleted automatically."
+            );
         }
         if problems > 0 {
-            let _ = writeln!(out, "- Resolve {problems} warning or critical finding(s), worst first.");
+            let _ = writeln!(
+                out,
+                "- Resolve {problems} warning or critical finding(s), worst first."
+            );
         }
         if stale + missing > 0 {
-            let _ = writeln!(out, "- Check the caretaker agent on {} node(s) that do not report.", stale + missing);
+            let _ = writeln!(
+                out,
+                "- Check the caretaker agent on {} node(s) that do not report.",
+                stale + missing
+            );
         }
     }
-    let reported: Vec<_> = report.nodes.iter().filter_map(|n| n.report.as_ref()).collect();
+    let reported: Vec<_> = report
+        .nodes
+        .iter()
+        .filter_map(|n| n.report.as_ref())
+        .collect();
     if !reported.is_empty() {
         out.push('\n');
         out.push_str(&h(2, "Node details"));

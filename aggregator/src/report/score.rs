@@ -23,7 +23,11 @@ use crate::checks::{CheckResult, Severity};
 pub const MAX_PER_CHECK: u32 = 40;
 
 /// Status and score of a report's parts.
-pub fn status_and_score(nodes: &[NodeStatus], checks: &[CheckResult], disk: &[DiskPressure]) -> (Severity, u8) {
+pub fn status_and_score(
+    nodes: &[NodeStatus],
+    checks: &[CheckResult],
+    disk: &[DiskPressure],
+) -> (Severity, u8) {
     let mut status = Severity::Ok;
     let mut lost: u32 = 0;
     for c in checks {
@@ -60,7 +64,10 @@ pub fn status_and_score(nodes: &[NodeStatus], checks: &[CheckResult], disk: &[Di
         status = status.max(sev);
         lost += pts;
     }
-    (status, u8::try_from(100u32.saturating_sub(lost)).unwrap_or(0))
+    (
+        status,
+        u8::try_from(100u32.saturating_sub(lost)).unwrap_or(0),
+    )
 }
 
 #[cfg(test)]
@@ -72,25 +79,66 @@ mod tests {
         let findings = sevs
             .iter()
             .enumerate()
-            .map(|(i, s)| Finding::new("x", *s, ObjectRef { kind: "Pod".into(), name: format!("p{i}"), ..Default::default() }, "m"))
+            .map(|(i, s)| {
+                Finding::new(
+                    "x",
+                    *s,
+                    ObjectRef {
+                        kind: "Pod".into(),
+                        name: format!("p{i}"),
+                        ..Default::default()
+                    },
+                    "m",
+                )
+            })
             .collect();
         CheckResult::new(name, "", findings)
     }
 
     fn node(name: &str, f: Freshness) -> NodeStatus {
-        NodeStatus { node_name: name.into(), freshness: f, received_at: None, reports_stored_total: 0, report: None }
+        NodeStatus {
+            node_name: name.into(),
+            freshness: f,
+            received_at: None,
+            reports_stored_total: 0,
+            report: None,
+        }
     }
 
     #[test]
     fn formula_table() {
         use Severity::*;
         assert_eq!(status_and_score(&[], &[], &[]), (Ok, 100));
-        assert_eq!(status_and_score(&[], &[check("pods", &[Critical])], &[]), (Critical, 85));
-        assert_eq!(status_and_score(&[], &[check("pods", &[Warning, Info, Info])], &[]), (Warning, 93));
+        assert_eq!(
+            status_and_score(&[], &[check("pods", &[Critical])], &[]),
+            (Critical, 85)
+        );
+        assert_eq!(
+            status_and_score(&[], &[check("pods", &[Warning, Info, Info])], &[]),
+            (Warning, 93)
+        );
         // Capped at 40 per check.
-        assert_eq!(status_and_score(&[], &[check("pods", &[Critical; 10])], &[]), (Critical, 60));
-        assert_eq!(status_and_score(&[], &[check("a", &[Critical; 10]), check("b", &[Critical; 10]), check("c", &[Critical; 10])], &[]), (Critical, 0));
-        let nodes = [node("a", Freshness::Fresh), node("b", Freshness::Stale), node("c", Freshness::Missing)];
+        assert_eq!(
+            status_and_score(&[], &[check("pods", &[Critical; 10])], &[]),
+            (Critical, 60)
+        );
+        assert_eq!(
+            status_and_score(
+                &[],
+                &[
+                    check("a", &[Critical; 10]),
+                    check("b", &[Critical; 10]),
+                    check("c", &[Critical; 10])
+                ],
+                &[]
+            ),
+            (Critical, 0)
+        );
+        let nodes = [
+            node("a", Freshness::Fresh),
+            node("b", Freshness::Stale),
+            node("c", Freshness::Missing),
+        ];
         assert_eq!(status_and_score(&nodes, &[], &[]), (Warning, 75));
         let disk = |level| DiskPressure {
             node_name: "a".into(),
@@ -100,7 +148,13 @@ mod tests {
             reclaimable_bytes: None,
             events: vec![],
         };
-        assert_eq!(status_and_score(&[], &[], &[disk(PressureLevel::Near)]), (Warning, 97));
-        assert_eq!(status_and_score(&[], &[], &[disk(PressureLevel::Pressure)]), (Critical, 90));
+        assert_eq!(
+            status_and_score(&[], &[], &[disk(PressureLevel::Near)]),
+            (Warning, 97)
+        );
+        assert_eq!(
+            status_and_score(&[], &[], &[disk(PressureLevel::Pressure)]),
+            (Critical, 90)
+        );
     }
 }

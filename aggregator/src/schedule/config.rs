@@ -39,8 +39,8 @@ use caretaker_proto::config::bounded_duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::cron::Cron;
-pub use caretaker_proto::window::{Day, WindowConfig, Zone};
 use crate::checks::Severity;
+pub use caretaker_proto::window::{Day, WindowConfig, Zone};
 
 /// The `schedule:` section.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -201,7 +201,11 @@ impl RunConfig {
             Ok(c) => c,
             Err(e) => unreachable!("built-in cron expression: {e}"),
         };
-        RunConfig { enabled: true, cron, checks: Task::DAILY.iter().chain(extra).copied().collect() }
+        RunConfig {
+            enabled: true,
+            cron,
+            checks: Task::DAILY.iter().chain(extra).copied().collect(),
+        }
     }
 
     /// Every day at 03:00.
@@ -264,9 +268,6 @@ fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-
-
-
 fn flap_grace<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     bounded_duration(d, Duration::ZERO, Duration::from_secs(7 * 24 * 3600))
 }
@@ -277,9 +278,12 @@ fn timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn webhook_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let s = String::deserialize(d)?;
-    let u = reqwest::Url::parse(&s).map_err(|e| serde::de::Error::custom(format!("webhook_url is not a URL: {e}")))?;
+    let u = reqwest::Url::parse(&s)
+        .map_err(|e| serde::de::Error::custom(format!("webhook_url is not a URL: {e}")))?;
     if !matches!(u.scheme(), "http" | "https") {
-        return Err(serde::de::Error::custom("webhook_url must be an http:// or https:// URL"));
+        return Err(serde::de::Error::custom(
+            "webhook_url must be an http:// or https:// URL",
+        ));
     }
     Ok(Some(s))
 }
@@ -295,7 +299,8 @@ mod tests {
     use super::*;
 
     fn parse(yaml: &str) -> Result<ScheduleConfig, String> {
-        parse_yaml::<ScheduleConfig>(yaml, Path::new("/etc/caretaker/aggregator.yaml")).map_err(|e| e.to_string())
+        parse_yaml::<ScheduleConfig>(yaml, Path::new("/etc/caretaker/aggregator.yaml"))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -305,15 +310,42 @@ mod tests {
         assert_eq!(c.daily.cron.as_str(), "0 3 * * *");
         assert_eq!(c.weekly.cron.as_str(), "0 3 * * 0");
         assert_eq!(c.monthly.cron.as_str(), "0 3 1 * *");
-        let names = |r: &RunConfig| r.checks.iter().map(|t| t.name()).collect::<Vec<_>>().join(",");
-        assert_eq!(names(&c.daily), "nodes,pods,events,certificates,velero,pvcs,hpas,helm,signals");
-        assert_eq!(names(&c.weekly), "nodes,pods,events,certificates,velero,pvcs,hpas,helm,signals,cleanup");
-        assert_eq!(names(&c.monthly), "nodes,pods,events,certificates,velero,pvcs,hpas,helm,signals,trends");
+        let names = |r: &RunConfig| {
+            r.checks
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(
+            names(&c.daily),
+            "nodes,pods,events,certificates,velero,pvcs,hpas,helm,signals"
+        );
+        assert_eq!(
+            names(&c.weekly),
+            "nodes,pods,events,certificates,velero,pvcs,hpas,helm,signals,cleanup"
+        );
+        assert_eq!(
+            names(&c.monthly),
+            "nodes,pods,events,certificates,velero,pvcs,hpas,helm,signals,trends"
+        );
         assert!(c.daily.enabled && c.weekly.enabled && c.monthly.enabled);
-        assert_eq!(c.maintenance_window, WindowConfig { days: [Day::Sunday].into(), start: Time::constant(3, 0, 0, 0), duration: Duration::from_secs(7200) });
+        assert_eq!(
+            c.maintenance_window,
+            WindowConfig {
+                days: [Day::Sunday].into(),
+                start: Time::constant(3, 0, 0, 0),
+                duration: Duration::from_secs(7200)
+            }
+        );
         assert_eq!(
             c.notifications,
-            NotificationsConfig { webhook_url: None, min_severity: Severity::Warning, flap_grace: Duration::from_secs(3600), timeout: Duration::from_secs(10) }
+            NotificationsConfig {
+                webhook_url: None,
+                min_severity: Severity::Warning,
+                flap_grace: Duration::from_secs(3600),
+                timeout: Duration::from_secs(10)
+            }
         );
     }
 
@@ -331,13 +363,25 @@ mod tests {
         assert_eq!(c.time_zone.name(), "Europe/Berlin");
         assert_eq!(c.daily.cron.as_str(), "30 2 * * 1-5");
         assert_eq!(c.daily.checks, [Task::Nodes, Task::Pods].into());
-        assert_eq!(c.weekly, RunConfig { enabled: false, ..RunConfig::weekly() });
+        assert_eq!(
+            c.weekly,
+            RunConfig {
+                enabled: false,
+                ..RunConfig::weekly()
+            }
+        );
         assert_eq!(c.monthly.cron.as_str(), "0 4 L * *");
         assert_eq!(c.monthly.checks, RunConfig::monthly().checks);
-        assert_eq!(c.maintenance_window.days, [Day::Saturday, Day::Sunday].into());
+        assert_eq!(
+            c.maintenance_window.days,
+            [Day::Saturday, Day::Sunday].into()
+        );
         assert_eq!(c.maintenance_window.start, Time::constant(22, 30, 0, 0));
         assert_eq!(c.maintenance_window.duration, Duration::from_secs(6 * 3600));
-        assert_eq!(c.notifications.webhook_url.as_deref(), Some("http://127.0.0.1:9/hook"));
+        assert_eq!(
+            c.notifications.webhook_url.as_deref(),
+            Some("http://127.0.0.1:9/hook")
+        );
         assert_eq!(c.notifications.min_severity, Severity::Critical);
         assert_eq!(c.notifications.flap_grace, Duration::ZERO);
         assert_eq!(c.notifications.timeout, Duration::from_secs(2));
@@ -346,7 +390,10 @@ mod tests {
     #[test]
     fn every_cluster_check_is_a_task_and_daily_runs_them_all() {
         let all: Vec<&str> = crate::checks::ALL.iter().map(|c| c.name).collect();
-        let tasks: Vec<&str> = Task::DAILY.iter().filter_map(|t| t.cluster_check()).collect();
+        let tasks: Vec<&str> = Task::DAILY
+            .iter()
+            .filter_map(|t| t.cluster_check())
+            .collect();
         let (mut a, mut t) = (all.clone(), tasks.clone());
         a.sort_unstable();
         t.sort_unstable();
@@ -364,7 +411,10 @@ mod tests {
             notifications:\n  min_severity: warning\n  flap_grace: 1h\n  timeout: 10s\n";
         let c = parse(yaml).unwrap();
         let d = ScheduleConfig::default();
-        assert_eq!((c.daily, c.weekly, c.monthly), (d.daily, d.weekly, d.monthly));
+        assert_eq!(
+            (c.daily, c.weekly, c.monthly),
+            (d.daily, d.weekly, d.monthly)
+        );
         assert_eq!(c.time_zone, d.time_zone);
         assert_eq!(c.maintenance_window, d.maintenance_window);
         assert_eq!(c.notifications, d.notifications);
@@ -373,29 +423,50 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_problem() {
         let err = parse("daily:\n  cron: '0 3 * *'\n  checks: [pods]\n").unwrap_err();
-        assert!(err.starts_with("invalid config file /etc/caretaker/aggregator.yaml: "), "{err}");
-        assert!(err.contains("line 2") && err.contains("is not a 5-field cron expression"), "{err}");
+        assert!(
+            err.starts_with("invalid config file /etc/caretaker/aggregator.yaml: "),
+            "{err}"
+        );
+        assert!(
+            err.contains("line 2") && err.contains("is not a 5-field cron expression"),
+            "{err}"
+        );
 
         let err = parse("# zone\ntime_zone: Asia/Tokio\n").unwrap_err();
-        assert!(err.contains("line 2") && err.contains("\"Asia/Tokio\" is not an IANA time zone name"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("\"Asia/Tokio\" is not an IANA time zone name"),
+            "{err}"
+        );
 
         let err = parse("weekly:\n  cron: '0 3 * * 0'\n  checks: [pods, podz]\n").unwrap_err();
         assert!(err.contains("line 3") && err.contains("podz"), "{err}");
 
         let err = parse("maintenance_window:\n  start: '3am'\n").unwrap_err();
-        assert!(err.contains("line 2") && err.contains("\"3am\" is not a time of day; write HH:MM"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("\"3am\" is not a time of day; write HH:MM"),
+            "{err}"
+        );
         let err = parse("maintenance_window:\n  start: '24:00'\n").unwrap_err();
         assert!(err.contains("\"24:00\" is not a time of day"), "{err}");
         let err = parse("maintenance_window:\n  duration: 2d\n").unwrap_err();
-        assert!(err.contains("line 2") && err.contains("2d is out of range: at least 10m, at most 1day"), "{err}");
+        assert!(
+            err.contains("line 2")
+                && err.contains("2d is out of range: at least 10m, at most 1day"),
+            "{err}"
+        );
         let err = parse("maintenance_window:\n  days: []\n").unwrap_err();
         assert!(err.contains("needs at least one day"), "{err}");
 
         let err = parse("notifications:\n  webhook_url: ftp://x/hook\n").unwrap_err();
-        assert!(err.contains("line 2") && err.contains("webhook_url must be an http:// or https:// URL"), "{err}");
+        assert!(
+            err.contains("line 2")
+                && err.contains("webhook_url must be an http:// or https:// URL"),
+            "{err}"
+        );
         let err = parse("notifications:\n  min_severity: loud\n").unwrap_err();
         assert!(err.contains("loud"), "{err}");
-        let err = parse("daily:\n  cron: '0 3 * * *'\n  checks: [pods]\n  when: now\n").unwrap_err();
+        let err =
+            parse("daily:\n  cron: '0 3 * * *'\n  checks: [pods]\n  when: now\n").unwrap_err();
         assert!(err.contains("when"), "{err}");
     }
 
@@ -405,11 +476,17 @@ mod tests {
         // built into the binary.
         let bundled = TimeZoneDatabase::bundled();
         for name in ["Asia/Tokyo", "Europe/Berlin", "UTC"] {
-            assert!(bundled.get(name).is_ok(), "{name} missing from the bundled tz database");
+            assert!(
+                bundled.get(name).is_ok(),
+                "{name} missing from the bundled tz database"
+            );
         }
         let tokyo = bundled.get("Asia/Tokyo").unwrap();
         let t: jiff::Timestamp = "2025-06-01T00:00:00Z".parse().unwrap();
-        assert_eq!(t.to_zoned(tokyo).datetime().to_string(), "2025-06-01T09:00:00");
+        assert_eq!(
+            t.to_zoned(tokyo).datetime().to_string(),
+            "2025-06-01T09:00:00"
+        );
         assert_eq!(Zone::default().name(), "Asia/Tokyo");
     }
 }

@@ -121,36 +121,73 @@ pub struct Policy {
 
 impl Policy {
     pub fn new(config: &NotificationsConfig) -> Policy {
-        Policy { min_severity: config.min_severity, flap_grace: config.flap_grace }
+        Policy {
+            min_severity: config.min_severity,
+            flap_grace: config.flap_grace,
+        }
     }
 
     /// What to send for `report` at `now` given `state`, and the state to keep once it is
     /// sent (or at once, when there is nothing to send).
-    pub fn decide(&self, state: &NotifyState, report: &ClusterReport, now: Timestamp) -> (Option<Notification>, NotifyState) {
+    pub fn decide(
+        &self,
+        state: &NotifyState,
+        report: &ClusterReport,
+        now: Timestamp,
+    ) -> (Option<Notification>, NotifyState) {
         let grace = SignedDuration::try_from(self.flap_grace).unwrap_or(SignedDuration::MAX);
         let within_grace = |since: Timestamp| now.duration_since(since) < grace;
         let mut next = state.clone();
         next.last_status = Some(report.status);
 
         let previous = state.last_status.unwrap_or(Severity::Ok);
-        let recently_notified = state.status_notified.is_some_and(|s| s.status >= report.status && within_grace(s.at));
-        let worsened = report.status > previous && report.status >= self.min_severity && !recently_notified;
+        let recently_notified = state
+            .status_notified
+            .is_some_and(|s| s.status >= report.status && within_grace(s.at));
+        let worsened =
+            report.status > previous && report.status >= self.min_severity && !recently_notified;
         if worsened {
-            next.status_notified = Some(StatusNotified { status: report.status, at: now });
+            next.status_notified = Some(StatusNotified {
+                status: report.status,
+                at: now,
+            });
         }
 
         let mut new_critical: Vec<&TrackedFinding> = Vec::new();
-        let critical: BTreeMap<&str, &TrackedFinding> =
-            report.findings.iter().filter(|f| f.severity == Severity::Critical).map(|f| (f.key.as_str(), f)).collect();
+        let critical: BTreeMap<&str, &TrackedFinding> = report
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Critical)
+            .map(|f| (f.key.as_str(), f))
+            .collect();
         for (key, f) in &critical {
             match state.findings.get(*key) {
-                Some(NotifiedFinding { cleared_at: None, .. }) => {}
-                Some(n @ NotifiedFinding { cleared_at: Some(c), .. }) if within_grace(*c) => {
-                    next.findings.insert((*key).to_string(), NotifiedFinding { cleared_at: None, ..*n });
+                Some(NotifiedFinding {
+                    cleared_at: None, ..
+                }) => {}
+                Some(
+                    n @ NotifiedFinding {
+                        cleared_at: Some(c),
+                        ..
+                    },
+                ) if within_grace(*c) => {
+                    next.findings.insert(
+                        (*key).to_string(),
+                        NotifiedFinding {
+                            cleared_at: None,
+                            ..*n
+                        },
+                    );
                 }
                 _ => {
                     new_critical.push(f);
-                    next.findings.insert((*key).to_string(), NotifiedFinding { notified_at: now, cleared_at: None });
+                    next.findings.insert(
+                        (*key).to_string(),
+                        NotifiedFinding {
+                            notified_at: now,
+                            cleared_at: None,
+                        },
+                    );
                 }
             }
         }
@@ -159,12 +196,20 @@ impl Policy {
                 n.cleared_at = Some(now);
             }
         }
-        next.findings.retain(|_, n| n.cleared_at.is_none_or(&within_grace));
+        next.findings
+            .retain(|_, n| n.cleared_at.is_none_or(&within_grace));
 
         if !worsened && new_critical.is_empty() {
             return (None, next);
         }
-        let at_status = worsened.then(|| listed(report.findings.iter().filter(|f| f.severity == report.status)));
+        let at_status = worsened.then(|| {
+            listed(
+                report
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity == report.status),
+            )
+        });
         let details = Details {
             status: report.status,
             previous_status: worsened.then_some(previous),
@@ -173,7 +218,13 @@ impl Policy {
             new_critical_findings: listed(new_critical.into_iter()),
             findings_at_status: at_status,
         };
-        (Some(Notification { text: text(&details), caretaker: details }), next)
+        (
+            Some(Notification {
+                text: text(&details),
+                caretaker: details,
+            }),
+            next,
+        )
     }
 }
 
@@ -199,12 +250,22 @@ fn listed<'a>(findings: impl Iterator<Item = &'a TrackedFinding>) -> Listed {
 fn text(d: &Details) -> String {
     let mut lines = Vec::new();
     match d.previous_status {
-        Some(prev) => lines.push(format!("caretaker: cluster status worsened from {prev} to {} (score {}/100)", d.status, d.score)),
-        None => lines.push(format!("caretaker: cluster status {} (score {}/100)", d.status, d.score)),
+        Some(prev) => lines.push(format!(
+            "caretaker: cluster status worsened from {prev} to {} (score {}/100)",
+            d.status, d.score
+        )),
+        None => lines.push(format!(
+            "caretaker: cluster status {} (score {}/100)",
+            d.status, d.score
+        )),
     }
     let mut section = |title: String, l: &Listed| {
         lines.push(title);
-        lines.extend(l.items.iter().map(|i| format!("• {} {} {}: {}", i.check, i.code, i.object, i.message)));
+        lines.extend(
+            l.items
+                .iter()
+                .map(|i| format!("• {} {} {}: {}", i.check, i.code, i.object, i.message)),
+        );
         if l.omitted > 0 {
             lines.push(format!("… and {} more", l.omitted));
         }
@@ -212,12 +273,24 @@ fn text(d: &Details) -> String {
     let new = &d.new_critical_findings;
     let n = new.items.len() + new.omitted;
     if n > 0 {
-        section(format!("{n} new critical finding{}:", if n == 1 { "" } else { "s" }), new);
+        section(
+            format!("{n} new critical finding{}:", if n == 1 { "" } else { "s" }),
+            new,
+        );
     }
-    if let Some(at) = d.findings_at_status.as_ref().filter(|l| !l.items.is_empty()) {
+    if let Some(at) = d
+        .findings_at_status
+        .as_ref()
+        .filter(|l| !l.items.is_empty())
+    {
         // The new critical findings are already listed above.
         let rest = Listed {
-            items: at.items.iter().filter(|i| !new.items.iter().any(|n| n.key == i.key)).cloned().collect(),
+            items: at
+                .items
+                .iter()
+                .filter(|i| !new.items.iter().any(|n| n.key == i.key))
+                .cloned()
+                .collect(),
             omitted: at.omitted,
         };
         if !rest.items.is_empty() {
@@ -240,7 +313,11 @@ pub enum NotifyError {
         source: reqwest::Error,
     },
     #[error("webhook at {host} answered {status}: {body}")]
-    Status { host: String, status: u16, body: String },
+    Status {
+        host: String,
+        status: u16,
+        body: String,
+    },
 }
 
 /// A Slack-compatible incoming webhook.
@@ -259,8 +336,15 @@ impl Webhook {
     pub fn new(url: &str, timeout: Duration) -> Result<Webhook, NotifyError> {
         let client = crate::signals::client(timeout).map_err(NotifyError::Client)?;
         // Scheme, host and port only: the path of a Slack webhook is its secret.
-        let host = reqwest::Url::parse(url).map_or_else(|_| "the webhook".into(), |u| u.origin().ascii_serialization());
-        Ok(Webhook { client, url: url.to_string(), host })
+        let host = reqwest::Url::parse(url).map_or_else(
+            |_| "the webhook".into(),
+            |u| u.origin().ascii_serialization(),
+        );
+        Ok(Webhook {
+            client,
+            url: url.to_string(),
+            host,
+        })
     }
 
     /// Posts `n` as JSON.
@@ -269,15 +353,28 @@ impl Webhook {
     /// [`NotifyError::Post`] when there is no answer within the timeout or the connection
     /// fails; [`NotifyError::Status`] for an answer other than 2xx, with the start of its body.
     pub async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
-        let post = |source: reqwest::Error| NotifyError::Post { host: self.host.clone(), source: source.without_url() };
-        let resp = self.client.post(&self.url).json(n).send().await.map_err(post)?;
+        let post = |source: reqwest::Error| NotifyError::Post {
+            host: self.host.clone(),
+            source: source.without_url(),
+        };
+        let resp = self
+            .client
+            .post(&self.url)
+            .json(n)
+            .send()
+            .await
+            .map_err(post)?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
         }
         let body = resp.text().await.unwrap_or_default();
         let body: String = body.chars().take(200).collect();
-        Err(NotifyError::Status { host: self.host.clone(), status: status.as_u16(), body })
+        Err(NotifyError::Status {
+            host: self.host.clone(),
+            status: status.as_u16(),
+            body,
+        })
     }
 }
 
@@ -292,8 +389,15 @@ impl Notifier {
     /// # Errors
     /// See [`Webhook::new`].
     pub fn new(config: &NotificationsConfig) -> Result<Notifier, NotifyError> {
-        let webhook = config.webhook_url.as_deref().map(|u| Webhook::new(u, config.timeout)).transpose()?;
-        Ok(Notifier { policy: Policy::new(config), webhook })
+        let webhook = config
+            .webhook_url
+            .as_deref()
+            .map(|u| Webhook::new(u, config.timeout))
+            .transpose()?;
+        Ok(Notifier {
+            policy: Policy::new(config),
+            webhook,
+        })
     }
 
     /// Decides on `report` and delivers what is due; `state` advances only when that
@@ -302,7 +406,12 @@ impl Notifier {
     ///
     /// # Errors
     /// The webhook failed; `state` is unchanged, so the next report retries.
-    pub async fn process(&self, state: &mut NotifyState, report: &ClusterReport, now: Timestamp) -> Result<Option<Notification>, NotifyError> {
+    pub async fn process(
+        &self,
+        state: &mut NotifyState,
+        report: &ClusterReport,
+        now: Timestamp,
+    ) -> Result<Option<Notification>, NotifyError> {
         let (notification, next) = self.policy.decide(state, report, now);
         if let (Some(n), Some(w)) = (&notification, &self.webhook) {
             w.send(n).await?;
@@ -330,8 +439,20 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn finding(check: &str, code: &str, severity: Severity, ns: &str, name: &str, message: &str) -> TrackedFinding {
-        let object = ObjectRef { kind: "Pod".into(), namespace: Some(ns.into()), name: name.into(), uid: None };
+    fn finding(
+        check: &str,
+        code: &str,
+        severity: Severity,
+        ns: &str,
+        name: &str,
+        message: &str,
+    ) -> TrackedFinding {
+        let object = ObjectRef {
+            kind: "Pod".into(),
+            namespace: Some(ns.into()),
+            name: name.into(),
+            uid: None,
+        };
         TrackedFinding {
             key: finding_key(check, code, &object),
             check: check.into(),
@@ -345,7 +466,12 @@ mod tests {
         }
     }
 
-    fn report(status: Severity, score: u8, at: &str, findings: Vec<TrackedFinding>) -> ClusterReport {
+    fn report(
+        status: Severity,
+        score: u8,
+        at: &str,
+        findings: Vec<TrackedFinding>,
+    ) -> ClusterReport {
         ClusterReport {
             schema_version: SCHEMA_VERSION,
             generated_at: ts(at),
@@ -364,11 +490,25 @@ mod tests {
     }
 
     fn crash() -> TrackedFinding {
-        finding("pods", "crash_loop_back_off", Severity::Critical, "shop", "web-1", "container web restarted 12 times")
+        finding(
+            "pods",
+            "crash_loop_back_off",
+            Severity::Critical,
+            "shop",
+            "web-1",
+            "container web restarted 12 times",
+        )
     }
 
     fn pending() -> TrackedFinding {
-        finding("pods", "pending", Severity::Warning, "shop", "worker-2", "pending for 20m")
+        finding(
+            "pods",
+            "pending",
+            Severity::Warning,
+            "shop",
+            "worker-2",
+            "pending for 20m",
+        )
     }
 
     fn policy() -> Policy {
@@ -379,32 +519,98 @@ mod tests {
     fn status_worsening_notifies_once_and_respects_min_severity() {
         let p = policy();
         let st = NotifyState::default();
-        let (n, st) = p.decide(&st, &report(Severity::Ok, 100, "2025-06-01T00:00:00Z", vec![]), ts("2025-06-01T00:00:00Z"));
+        let (n, st) = p.decide(
+            &st,
+            &report(Severity::Ok, 100, "2025-06-01T00:00:00Z", vec![]),
+            ts("2025-06-01T00:00:00Z"),
+        );
         assert_eq!(n, None);
         // ok -> info: below min_severity (warning).
-        let (n, st) = p.decide(&st, &report(Severity::Info, 98, "2025-06-01T00:05:00Z", vec![]), ts("2025-06-01T00:05:00Z"));
+        let (n, st) = p.decide(
+            &st,
+            &report(Severity::Info, 98, "2025-06-01T00:05:00Z", vec![]),
+            ts("2025-06-01T00:05:00Z"),
+        );
         assert_eq!(n, None);
-        let (n, st) = p.decide(&st, &report(Severity::Warning, 90, "2025-06-01T00:10:00Z", vec![pending()]), ts("2025-06-01T00:10:00Z"));
+        let (n, st) = p.decide(
+            &st,
+            &report(
+                Severity::Warning,
+                90,
+                "2025-06-01T00:10:00Z",
+                vec![pending()],
+            ),
+            ts("2025-06-01T00:10:00Z"),
+        );
         let n = n.unwrap();
         assert_eq!(
             n.text,
             "caretaker: cluster status worsened from info to warning (score 90/100)\nFindings at warning:\n• pods pending Pod/shop/worker-2: pending for 20m"
         );
         assert_eq!(n.caretaker.previous_status, Some(Severity::Info));
-        assert_eq!(st.status_notified, Some(StatusNotified { status: Severity::Warning, at: ts("2025-06-01T00:10:00Z") }));
+        assert_eq!(
+            st.status_notified,
+            Some(StatusNotified {
+                status: Severity::Warning,
+                at: ts("2025-06-01T00:10:00Z")
+            })
+        );
         // Same status again: nothing.
-        let (n, st) = p.decide(&st, &report(Severity::Warning, 90, "2025-06-01T00:15:00Z", vec![pending()]), ts("2025-06-01T00:15:00Z"));
+        let (n, st) = p.decide(
+            &st,
+            &report(
+                Severity::Warning,
+                90,
+                "2025-06-01T00:15:00Z",
+                vec![pending()],
+            ),
+            ts("2025-06-01T00:15:00Z"),
+        );
         assert_eq!(n, None);
         // Back to ok and warning again within the grace: nothing; after it: notifies.
-        let (_, st) = p.decide(&st, &report(Severity::Ok, 100, "2025-06-01T00:20:00Z", vec![]), ts("2025-06-01T00:20:00Z"));
-        let (n, st2) = p.decide(&st, &report(Severity::Warning, 90, "2025-06-01T00:25:00Z", vec![pending()]), ts("2025-06-01T00:25:00Z"));
+        let (_, st) = p.decide(
+            &st,
+            &report(Severity::Ok, 100, "2025-06-01T00:20:00Z", vec![]),
+            ts("2025-06-01T00:20:00Z"),
+        );
+        let (n, st2) = p.decide(
+            &st,
+            &report(
+                Severity::Warning,
+                90,
+                "2025-06-01T00:25:00Z",
+                vec![pending()],
+            ),
+            ts("2025-06-01T00:25:00Z"),
+        );
         assert_eq!(n, None);
         assert_eq!(st2.last_status, Some(Severity::Warning));
-        let (n, _) = p.decide(&st, &report(Severity::Warning, 90, "2025-06-01T01:10:00Z", vec![pending()]), ts("2025-06-01T01:10:00Z"));
+        let (n, _) = p.decide(
+            &st,
+            &report(
+                Severity::Warning,
+                90,
+                "2025-06-01T01:10:00Z",
+                vec![pending()],
+            ),
+            ts("2025-06-01T01:10:00Z"),
+        );
         assert_eq!(n.unwrap().caretaker.previous_status, Some(Severity::Ok));
         // min_severity critical: a warning does not page.
-        let strict = Policy { min_severity: Severity::Critical, ..policy() };
-        let (n, _) = strict.decide(&NotifyState::default(), &report(Severity::Warning, 90, "2025-06-01T00:00:00Z", vec![pending()]), ts("2025-06-01T00:00:00Z"));
+        let strict = Policy {
+            min_severity: Severity::Critical,
+            ..policy()
+        };
+        let (n, _) = strict.decide(
+            &NotifyState::default(),
+            &report(
+                Severity::Warning,
+                90,
+                "2025-06-01T00:00:00Z",
+                vec![pending()],
+            ),
+            ts("2025-06-01T00:00:00Z"),
+        );
         assert_eq!(n, None);
     }
 
@@ -412,33 +618,99 @@ mod tests {
     fn a_critical_finding_notifies_once_and_again_only_after_the_grace() {
         let p = policy();
         let t = |m: &str| ts(&format!("2025-06-01T{m}Z"));
-        let (_, st) = p.decide(&NotifyState::default(), &report(Severity::Critical, 50, "2025-06-01T00:00:00Z", vec![]), t("00:00:00"));
+        let (_, st) = p.decide(
+            &NotifyState::default(),
+            &report(Severity::Critical, 50, "2025-06-01T00:00:00Z", vec![]),
+            t("00:00:00"),
+        );
         // Status already critical (e.g. a stale node); a critical finding appears: notified,
         // without a status change.
-        let (n, st) = p.decide(&st, &report(Severity::Critical, 40, "2025-06-01T00:05:00Z", vec![crash()]), t("00:05:00"));
+        let (n, st) = p.decide(
+            &st,
+            &report(
+                Severity::Critical,
+                40,
+                "2025-06-01T00:05:00Z",
+                vec![crash()],
+            ),
+            t("00:05:00"),
+        );
         let n = n.unwrap();
-        assert_eq!(n.text, "caretaker: cluster status critical (score 40/100)\n1 new critical finding:\n• pods crash_loop_back_off Pod/shop/web-1: container web restarted 12 times");
+        assert_eq!(
+            n.text,
+            "caretaker: cluster status critical (score 40/100)\n1 new critical finding:\n• pods crash_loop_back_off Pod/shop/web-1: container web restarted 12 times"
+        );
         assert_eq!(n.caretaker.previous_status, None);
         assert_eq!(n.caretaker.findings_at_status, None);
         // Still there: nothing.
-        let (n, st) = p.decide(&st, &report(Severity::Critical, 40, "2025-06-01T00:10:00Z", vec![crash()]), t("00:10:00"));
+        let (n, st) = p.decide(
+            &st,
+            &report(
+                Severity::Critical,
+                40,
+                "2025-06-01T00:10:00Z",
+                vec![crash()],
+            ),
+            t("00:10:00"),
+        );
         assert_eq!(n, None);
         // Resolves, returns within the hour: nothing (a flap).
-        let (_, st) = p.decide(&st, &report(Severity::Critical, 50, "2025-06-01T00:15:00Z", vec![]), t("00:15:00"));
+        let (_, st) = p.decide(
+            &st,
+            &report(Severity::Critical, 50, "2025-06-01T00:15:00Z", vec![]),
+            t("00:15:00"),
+        );
         let key = crash().key;
-        assert_eq!(st.findings[&key], NotifiedFinding { notified_at: t("00:05:00"), cleared_at: Some(t("00:15:00")) });
-        let (n, st) = p.decide(&st, &report(Severity::Critical, 40, "2025-06-01T00:20:00Z", vec![crash()]), t("00:20:00"));
+        assert_eq!(
+            st.findings[&key],
+            NotifiedFinding {
+                notified_at: t("00:05:00"),
+                cleared_at: Some(t("00:15:00"))
+            }
+        );
+        let (n, st) = p.decide(
+            &st,
+            &report(
+                Severity::Critical,
+                40,
+                "2025-06-01T00:20:00Z",
+                vec![crash()],
+            ),
+            t("00:20:00"),
+        );
         assert_eq!(n, None);
         assert_eq!(st.findings[&key].cleared_at, None);
         // Only a warning now: cleared, like gone. Gone for more than an hour: forgotten,
         // and its return notifies.
         let mut as_warning = crash();
         as_warning.severity = Severity::Warning;
-        let (_, st) = p.decide(&st, &report(Severity::Critical, 60, "2025-06-01T00:25:00Z", vec![as_warning]), t("00:25:00"));
+        let (_, st) = p.decide(
+            &st,
+            &report(
+                Severity::Critical,
+                60,
+                "2025-06-01T00:25:00Z",
+                vec![as_warning],
+            ),
+            t("00:25:00"),
+        );
         assert_eq!(st.findings[&key].cleared_at, Some(t("00:25:00")));
-        let (_, st) = p.decide(&st, &report(Severity::Critical, 50, "2025-06-01T01:25:00Z", vec![]), t("01:25:00"));
+        let (_, st) = p.decide(
+            &st,
+            &report(Severity::Critical, 50, "2025-06-01T01:25:00Z", vec![]),
+            t("01:25:00"),
+        );
         assert!(st.findings.is_empty());
-        let (n, _) = p.decide(&st, &report(Severity::Critical, 40, "2025-06-01T01:30:00Z", vec![crash()]), t("01:30:00"));
+        let (n, _) = p.decide(
+            &st,
+            &report(
+                Severity::Critical,
+                40,
+                "2025-06-01T01:30:00Z",
+                vec![crash()],
+            ),
+            t("01:30:00"),
+        );
         assert_eq!(n.unwrap().caretaker.new_critical_findings.items[0].key, key);
     }
 
@@ -446,8 +718,18 @@ mod tests {
     fn state_serializes_for_the_store() {
         let st = NotifyState {
             last_status: Some(Severity::Critical),
-            status_notified: Some(StatusNotified { status: Severity::Critical, at: ts("2025-06-01T00:05:00Z") }),
-            findings: [(crash().key, NotifiedFinding { notified_at: ts("2025-06-01T00:05:00Z"), cleared_at: Some(ts("2025-06-01T00:15:00Z")) })].into(),
+            status_notified: Some(StatusNotified {
+                status: Severity::Critical,
+                at: ts("2025-06-01T00:05:00Z"),
+            }),
+            findings: [(
+                crash().key,
+                NotifiedFinding {
+                    notified_at: ts("2025-06-01T00:05:00Z"),
+                    cleared_at: Some(ts("2025-06-01T00:15:00Z")),
+                },
+            )]
+            .into(),
         };
         let json = serde_json::to_string(&st).unwrap();
         assert_eq!(
@@ -455,14 +737,31 @@ mod tests {
             r#"{"last_status":"critical","status_notified":{"status":"critical","at":"2025-06-01T00:05:00Z"},"findings":{"pods/crash_loop_back_off/Pod/shop/web-1":{"notified_at":"2025-06-01T00:05:00Z","cleared_at":"2025-06-01T00:15:00Z"}}}"#
         );
         assert_eq!(serde_json::from_str::<NotifyState>(&json).unwrap(), st);
-        assert_eq!(serde_json::from_str::<NotifyState>("{}").unwrap(), NotifyState::default());
+        assert_eq!(
+            serde_json::from_str::<NotifyState>("{}").unwrap(),
+            NotifyState::default()
+        );
     }
 
     #[test]
     fn long_lists_are_capped() {
-        let many: Vec<TrackedFinding> =
-            (0..25).map(|i| finding("pods", "crash_loop_back_off", Severity::Critical, "shop", &format!("web-{i:02}"), "restarting")).collect();
-        let (n, st) = policy().decide(&NotifyState::default(), &report(Severity::Critical, 0, "2025-06-01T00:00:00Z", many), ts("2025-06-01T00:00:00Z"));
+        let many: Vec<TrackedFinding> = (0..25)
+            .map(|i| {
+                finding(
+                    "pods",
+                    "crash_loop_back_off",
+                    Severity::Critical,
+                    "shop",
+                    &format!("web-{i:02}"),
+                    "restarting",
+                )
+            })
+            .collect();
+        let (n, st) = policy().decide(
+            &NotifyState::default(),
+            &report(Severity::Critical, 0, "2025-06-01T00:00:00Z", many),
+            ts("2025-06-01T00:00:00Z"),
+        );
         let n = n.unwrap();
         assert_eq!(n.caretaker.new_critical_findings.items.len(), MAX_LISTED);
         assert_eq!(n.caretaker.new_critical_findings.omitted, 5);
@@ -481,28 +780,49 @@ mod tests {
         let app = Router::new()
             .route(
                 "/hook/T000/B000/secret",
-                post(|State((bodies, answer)): State<Captured>, body: axum::Json<Value>| async move {
-                    bodies.lock().unwrap().push(body.0);
-                    let code = *answer.lock().unwrap();
-                    (StatusCode::from_u16(code).unwrap(), if code == 200 { "ok" } else { "invalid_token" })
-                }),
+                post(
+                    |State((bodies, answer)): State<Captured>, body: axum::Json<Value>| async move {
+                        bodies.lock().unwrap().push(body.0);
+                        let code = *answer.lock().unwrap();
+                        (
+                            StatusCode::from_u16(code).unwrap(),
+                            if code == 200 { "ok" } else { "invalid_token" },
+                        )
+                    },
+                ),
             )
             .with_state((bodies.clone(), answer.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        (format!("http://{addr}/hook/T000/B000/secret"), bodies, answer)
+        (
+            format!("http://{addr}/hook/T000/B000/secret"),
+            bodies,
+            answer,
+        )
     }
 
     #[tokio::test]
     async fn webhook_posts_exact_json_once_per_finding_and_again_after_a_worsening() {
         let (url, bodies, answer) = receiver().await;
-        let cfg = NotificationsConfig { webhook_url: Some(url.clone()), timeout: Duration::from_secs(5), ..Default::default() };
+        let cfg = NotificationsConfig {
+            webhook_url: Some(url.clone()),
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
         let notifier = Notifier::new(&cfg).unwrap();
         let mut st = NotifyState::default();
 
-        let r1 = report(Severity::Critical, 40, "2025-06-01T00:05:00Z", vec![crash(), pending()]);
-        let sent = notifier.process(&mut st, &r1, ts("2025-06-01T00:05:00Z")).await.unwrap();
+        let r1 = report(
+            Severity::Critical,
+            40,
+            "2025-06-01T00:05:00Z",
+            vec![crash(), pending()],
+        );
+        let sent = notifier
+            .process(&mut st, &r1, ts("2025-06-01T00:05:00Z"))
+            .await
+            .unwrap();
         assert!(sent.is_some());
         assert_eq!(
             bodies.lock().unwrap().clone(),
@@ -534,47 +854,119 @@ mod tests {
         );
 
         // The same report again, and a better one: no post.
-        assert_eq!(notifier.process(&mut st, &r1, ts("2025-06-01T00:10:00Z")).await.unwrap(), None);
-        let r2 = report(Severity::Warning, 80, "2025-06-01T00:15:00Z", vec![pending()]);
-        assert_eq!(notifier.process(&mut st, &r2, ts("2025-06-01T00:15:00Z")).await.unwrap(), None);
+        assert_eq!(
+            notifier
+                .process(&mut st, &r1, ts("2025-06-01T00:10:00Z"))
+                .await
+                .unwrap(),
+            None
+        );
+        let r2 = report(
+            Severity::Warning,
+            80,
+            "2025-06-01T00:15:00Z",
+            vec![pending()],
+        );
+        assert_eq!(
+            notifier
+                .process(&mut st, &r2, ts("2025-06-01T00:15:00Z"))
+                .await
+                .unwrap(),
+            None
+        );
         assert_eq!(bodies.lock().unwrap().len(), 1);
 
         // Worse again two hours later (beyond the grace): posted again, the returning
         // finding as new.
-        let r3 = report(Severity::Critical, 40, "2025-06-01T02:15:00Z", vec![crash(), pending()]);
+        let r3 = report(
+            Severity::Critical,
+            40,
+            "2025-06-01T02:15:00Z",
+            vec![crash(), pending()],
+        );
         // A failing webhook first: an error without the secret URL, the state unchanged.
         *answer.lock().unwrap() = 500;
         let before = st.clone();
-        let err = notifier.process(&mut st, &r3, ts("2025-06-01T02:15:00Z")).await.unwrap_err().to_string();
-        assert_eq!(err, format!("webhook at {} answered 500: invalid_token", url.split("/hook").next().unwrap()));
+        let err = notifier
+            .process(&mut st, &r3, ts("2025-06-01T02:15:00Z"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "webhook at {} answered 500: invalid_token",
+                url.split("/hook").next().unwrap()
+            )
+        );
         assert!(!err.contains("secret"));
         assert_eq!(st, before);
         // Retried with the next report once the webhook works.
         *answer.lock().unwrap() = 200;
-        notifier.process(&mut st, &r3, ts("2025-06-01T02:20:00Z")).await.unwrap();
+        notifier
+            .process(&mut st, &r3, ts("2025-06-01T02:20:00Z"))
+            .await
+            .unwrap();
         let posted = bodies.lock().unwrap().clone();
         assert_eq!(posted.len(), 3);
         assert_eq!(posted[2]["caretaker"]["previous_status"], json!("warning"));
-        assert_eq!(posted[2]["caretaker"]["new_critical_findings"]["items"][0]["key"], json!("pods/crash_loop_back_off/Pod/shop/web-1"));
-        assert_eq!(st.findings["pods/crash_loop_back_off/Pod/shop/web-1"].notified_at, ts("2025-06-01T02:20:00Z"));
+        assert_eq!(
+            posted[2]["caretaker"]["new_critical_findings"]["items"][0]["key"],
+            json!("pods/crash_loop_back_off/Pod/shop/web-1")
+        );
+        assert_eq!(
+            st.findings["pods/crash_loop_back_off/Pod/shop/web-1"].notified_at,
+            ts("2025-06-01T02:20:00Z")
+        );
     }
 
     #[tokio::test]
     async fn unreachable_webhook_is_an_error_not_a_panic() {
-        let cfg = NotificationsConfig { webhook_url: Some("http://127.0.0.1:9/hook/secret".into()), timeout: Duration::from_secs(2), ..Default::default() };
+        let cfg = NotificationsConfig {
+            webhook_url: Some("http://127.0.0.1:9/hook/secret".into()),
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
         let notifier = Notifier::new(&cfg).unwrap();
         let mut st = NotifyState::default();
         let err = notifier
-            .process(&mut st, &report(Severity::Critical, 40, "2025-06-01T00:00:00Z", vec![crash()]), ts("2025-06-01T00:00:00Z"))
+            .process(
+                &mut st,
+                &report(
+                    Severity::Critical,
+                    40,
+                    "2025-06-01T00:00:00Z",
+                    vec![crash()],
+                ),
+                ts("2025-06-01T00:00:00Z"),
+            )
             .await
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("webhook POST to http://127.0.0.1:9 failed: "), "{err}");
+        assert!(
+            err.starts_with("webhook POST to http://127.0.0.1:9 failed: "),
+            "{err}"
+        );
         assert!(!err.contains("secret"), "{err}");
         assert_eq!(st, NotifyState::default());
         // Without a webhook the decision is still made and the state advances.
         let quiet = Notifier::new(&NotificationsConfig::default()).unwrap();
-        assert!(quiet.process(&mut st, &report(Severity::Critical, 40, "2025-06-01T00:00:00Z", vec![crash()]), ts("2025-06-01T00:00:00Z")).await.unwrap().is_some());
+        assert!(
+            quiet
+                .process(
+                    &mut st,
+                    &report(
+                        Severity::Critical,
+                        40,
+                        "2025-06-01T00:00:00Z",
+                        vec![crash()]
+                    ),
+                    ts("2025-06-01T00:00:00Z")
+                )
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(st.last_status, Some(Severity::Critical));
     }
 }

@@ -44,14 +44,20 @@ pub struct TokioClock {
 
 impl TokioClock {
     pub fn starting_at(origin: Timestamp) -> TokioClock {
-        TokioClock { origin, started: tokio::time::Instant::now() }
+        TokioClock {
+            origin,
+            started: tokio::time::Instant::now(),
+        }
     }
 }
 
 impl Clock for TokioClock {
     fn now(&self) -> Timestamp {
-        let elapsed = jiff::SignedDuration::try_from(self.started.elapsed()).unwrap_or(jiff::SignedDuration::MAX);
-        self.origin.saturating_add(elapsed).unwrap_or(Timestamp::MAX)
+        let elapsed = jiff::SignedDuration::try_from(self.started.elapsed())
+            .unwrap_or(jiff::SignedDuration::MAX);
+        self.origin
+            .saturating_add(elapsed)
+            .unwrap_or(Timestamp::MAX)
     }
 }
 
@@ -69,7 +75,10 @@ pub struct RunnerOptions {
 
 impl Default for RunnerOptions {
     fn default() -> Self {
-        Self { max_jitter: Duration::from_secs(5), max_sleep: Duration::from_secs(60) }
+        Self {
+            max_jitter: Duration::from_secs(5),
+            max_sleep: Duration::from_secs(60),
+        }
     }
 }
 
@@ -100,7 +109,10 @@ where
             return state;
         }
         let now = clock.now();
-        if let Some(round) = next.filter(|at| *at <= now).and_then(|_| schedule.due(now, &state)) {
+        if let Some(round) = next
+            .filter(|at| *at <= now)
+            .and_then(|_| schedule.due(now, &state))
+        {
             let mut after = state.clone();
             after.mark_done(&round, now);
             let kinds: Vec<&str> = round.kinds.iter().map(|k| k.name()).collect();
@@ -119,7 +131,11 @@ where
         let wait = match next {
             Some(at) => {
                 let until = Duration::try_from(at.duration_since(now)).unwrap_or_default();
-                if until > options.max_sleep { options.max_sleep } else { until + jitter(options.max_jitter) }
+                if until > options.max_sleep {
+                    options.max_sleep
+                } else {
+                    until + jitter(options.max_jitter)
+                }
             }
             // No enabled run: nothing will be due; just wait for shutdown.
             None => options.max_sleep,
@@ -135,7 +151,9 @@ fn jitter(max: Duration) -> Duration {
     if max.is_zero() {
         return Duration::ZERO;
     }
-    Duration::from_millis(rand::rng().random_range(0..=max.as_millis().min(u128::from(u64::MAX)) as u64))
+    Duration::from_millis(
+        rand::rng().random_range(0..=max.as_millis().min(u128::from(u64::MAX)) as u64),
+    )
 }
 
 #[cfg(test)]
@@ -152,11 +170,21 @@ mod tests {
     }
 
     /// What the callback saw of one round: its kinds, its slots, when it started, the state.
-    type Seen = (Vec<RunKind>, BTreeMap<RunKind, Timestamp>, Timestamp, RunState);
+    type Seen = (
+        Vec<RunKind>,
+        BTreeMap<RunKind, Timestamp>,
+        Timestamp,
+        RunState,
+    );
 
     /// Runs the default schedule from `start` on tokio's virtual clock until `rounds` rounds
     /// have run; returns what each round saw and the final state.
-    async fn run(start: &str, state: RunState, options: RunnerOptions, rounds: usize) -> (Vec<Seen>, RunState) {
+    async fn run(
+        start: &str,
+        state: RunState,
+        options: RunnerOptions,
+        rounds: usize,
+    ) -> (Vec<Seen>, RunState) {
         let schedule = Schedule::new(&ScheduleConfig::default());
         let clock = TokioClock::starting_at(ts(start));
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -166,7 +194,12 @@ mod tests {
             let (log, stop) = (log.clone(), stop.clone());
             async move {
                 let mut log = log.lock().unwrap();
-                log.push((round.kinds.into_iter().collect(), round.slots, clock.now(), st));
+                log.push((
+                    round.kinds.into_iter().collect(),
+                    round.slots,
+                    clock.now(),
+                    st,
+                ));
                 if log.len() == rounds {
                     stop.cancel();
                 }
@@ -178,26 +211,44 @@ mod tests {
     }
 
     fn no_jitter() -> RunnerOptions {
-        RunnerOptions { max_jitter: Duration::ZERO, ..Default::default() }
+        RunnerOptions {
+            max_jitter: Duration::ZERO,
+            ..Default::default()
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn runs_daily_then_the_sunday_first_as_one_round_on_virtual_time() {
         // Friday 2025-05-30 09:00 JST; Sunday 1 June is also the 1st.
         let (seen, last) = run("2025-05-30T00:00:00Z", RunState::default(), no_jitter(), 3).await;
-        let summary: Vec<(Vec<RunKind>, Timestamp)> = seen.iter().map(|s| (s.0.clone(), s.2)).collect();
+        let summary: Vec<(Vec<RunKind>, Timestamp)> =
+            seen.iter().map(|s| (s.0.clone(), s.2)).collect();
         assert_eq!(
             summary,
             [
                 (vec![RunKind::Daily], ts("2025-05-30T18:00:00Z")),
-                (vec![RunKind::Daily, RunKind::Weekly, RunKind::Monthly], ts("2025-05-31T18:00:00Z")),
+                (
+                    vec![RunKind::Daily, RunKind::Weekly, RunKind::Monthly],
+                    ts("2025-05-31T18:00:00Z")
+                ),
                 (vec![RunKind::Daily], ts("2025-06-01T18:00:00Z")),
             ]
         );
-        assert_eq!(seen[1].1, [RunKind::Daily, RunKind::Weekly, RunKind::Monthly].map(|k| (k, ts("2025-05-31T18:00:00Z"))).into());
+        assert_eq!(
+            seen[1].1,
+            [RunKind::Daily, RunKind::Weekly, RunKind::Monthly]
+                .map(|k| (k, ts("2025-05-31T18:00:00Z")))
+                .into()
+        );
         // The state handed to the callback already counts its own round.
-        assert_eq!(seen[0].3.done_through[&RunKind::Daily], ts("2025-05-30T18:00:00Z"));
-        assert_eq!(seen[0].3.done_through[&RunKind::Weekly], ts("2025-05-30T00:00:00Z"));
+        assert_eq!(
+            seen[0].3.done_through[&RunKind::Daily],
+            ts("2025-05-30T18:00:00Z")
+        );
+        assert_eq!(
+            seen[0].3.done_through[&RunKind::Weekly],
+            ts("2025-05-30T00:00:00Z")
+        );
         assert_eq!(last, seen[2].3);
         assert_eq!(
             last.done_through,
@@ -212,11 +263,18 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn jitter_delays_a_round_by_at_most_its_bound() {
-        let options = RunnerOptions { max_jitter: Duration::from_secs(3), ..Default::default() };
+        let options = RunnerOptions {
+            max_jitter: Duration::from_secs(3),
+            ..Default::default()
+        };
         let (seen, _) = run("2025-05-30T00:00:00Z", RunState::default(), options, 3).await;
         for (kinds, slots, started, _) in &seen {
             let slot = slots[&kinds[0]];
-            assert!(*started >= slot && started.duration_since(slot) <= jiff::SignedDuration::from_secs(3), "{slot} started {started}");
+            assert!(
+                *started >= slot
+                    && started.duration_since(slot) <= jiff::SignedDuration::from_secs(3),
+                "{slot} started {started}"
+            );
         }
     }
 
@@ -226,12 +284,18 @@ mod tests {
         let persisted = seen[0].3.clone();
         // Restarted half a minute after the daily slot with the state the round persisted.
         let (seen, _) = run("2025-05-30T18:00:30Z", persisted, no_jitter(), 1).await;
-        assert_eq!(seen[0].0, [RunKind::Daily, RunKind::Weekly, RunKind::Monthly]);
+        assert_eq!(
+            seen[0].0,
+            [RunKind::Daily, RunKind::Weekly, RunKind::Monthly]
+        );
         assert_eq!(seen[0].2, ts("2025-05-31T18:00:00Z"));
         // Restarted after missing a slot: it runs once, at once.
         let (seen, _) = run("2025-05-30T00:00:00Z", RunState::default(), no_jitter(), 1).await;
         let (again, _) = run("2025-05-31T20:00:00Z", seen[0].3.clone(), no_jitter(), 1).await;
-        assert_eq!(again[0].0, [RunKind::Daily, RunKind::Weekly, RunKind::Monthly]);
+        assert_eq!(
+            again[0].0,
+            [RunKind::Daily, RunKind::Weekly, RunKind::Monthly]
+        );
         assert_eq!(again[0].1[&RunKind::Daily], ts("2025-05-31T18:00:00Z"));
         assert_eq!(again[0].2, ts("2025-05-31T20:00:00Z"));
     }
@@ -250,7 +314,17 @@ mod tests {
         };
         let task = {
             let (schedule, shutdown) = (schedule.clone(), shutdown.clone());
-            tokio::spawn(async move { run_scheduler(&schedule, RunState::default(), &clock, no_jitter(), on_round, shutdown).await })
+            tokio::spawn(async move {
+                run_scheduler(
+                    &schedule,
+                    RunState::default(),
+                    &clock,
+                    no_jitter(),
+                    on_round,
+                    shutdown,
+                )
+                .await
+            })
         };
         // An hour in: asleep, nothing ran.
         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -261,7 +335,15 @@ mod tests {
         shutdown.cancel();
         let last = task.await.unwrap();
         // The abandoned round is not marked done: it runs again after the restart.
-        assert_eq!(last.done_through[&RunKind::Daily], ts("2025-05-30T00:00:00Z"));
-        assert_eq!(schedule.due(ts("2025-05-30T19:00:00Z"), &last).map(|r| r.kinds), Some([RunKind::Daily].into()));
+        assert_eq!(
+            last.done_through[&RunKind::Daily],
+            ts("2025-05-30T00:00:00Z")
+        );
+        assert_eq!(
+            schedule
+                .due(ts("2025-05-30T19:00:00Z"), &last)
+                .map(|r| r.kinds),
+            Some([RunKind::Daily].into())
+        );
     }
 }

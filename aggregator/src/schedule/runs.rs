@@ -87,12 +87,19 @@ pub struct DueRound {
 impl Schedule {
     /// The enabled runs of `config`.
     pub fn new(config: &ScheduleConfig) -> Schedule {
-        let runs = [(RunKind::Daily, &config.daily), (RunKind::Weekly, &config.weekly), (RunKind::Monthly, &config.monthly)]
-            .into_iter()
-            .filter(|(_, r)| r.enabled)
-            .map(|(k, r)| (k, r.clone()))
-            .collect();
-        Schedule { zone: config.time_zone.clone(), runs }
+        let runs = [
+            (RunKind::Daily, &config.daily),
+            (RunKind::Weekly, &config.weekly),
+            (RunKind::Monthly, &config.monthly),
+        ]
+        .into_iter()
+        .filter(|(_, r)| r.enabled)
+        .map(|(k, r)| (k, r.clone()))
+        .collect();
+        Schedule {
+            zone: config.time_zone.clone(),
+            runs,
+        }
     }
 
     pub fn zone(&self) -> &Zone {
@@ -105,7 +112,10 @@ impl Schedule {
     }
 
     fn cron(&self, kind: RunKind) -> Option<&Cron> {
-        self.runs.iter().find(|(k, _)| *k == kind).map(|(_, r)| &r.cron)
+        self.runs
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, r)| &r.cron)
     }
 
     /// The next slot of every enabled run strictly after `after`, earliest first (ties in
@@ -114,7 +124,11 @@ impl Schedule {
         let mut out: Vec<NextRun> = self
             .runs
             .iter()
-            .filter_map(|(kind, r)| r.cron.next_after(after, self.zone.tz()).map(|at| NextRun { kind: *kind, at }))
+            .filter_map(|(kind, r)| {
+                r.cron
+                    .next_after(after, self.zone.tz())
+                    .map(|at| NextRun { kind: *kind, at })
+            })
             .collect();
         out.sort_by_key(|n| (n.at, n.kind));
         out
@@ -137,7 +151,11 @@ impl Schedule {
     /// as one round. `None` when nothing is. Kinds without a record are not due (see
     /// [`Schedule::init_state`]).
     pub fn due(&self, now: Timestamp, state: &RunState) -> Option<DueRound> {
-        let mut round = DueRound { kinds: BTreeSet::new(), slots: BTreeMap::new(), checks: BTreeSet::new() };
+        let mut round = DueRound {
+            kinds: BTreeSet::new(),
+            slots: BTreeMap::new(),
+            checks: BTreeSet::new(),
+        };
         for (kind, run) in &self.runs {
             if let Some(slot) = self.pending_slot(*kind, state).filter(|s| *s <= now) {
                 round.kinds.insert(*kind);
@@ -151,7 +169,9 @@ impl Schedule {
     /// When something is next due given `state`: the earliest pending slot (in the past
     /// when something is due now). `None` when no enabled kind has a record or a next slot.
     pub fn next_due(&self, state: &RunState) -> Option<Timestamp> {
-        self.kinds().filter_map(|k| self.pending_slot(k, state)).min()
+        self.kinds()
+            .filter_map(|k| self.pending_slot(k, state))
+            .min()
     }
 }
 
@@ -182,7 +202,9 @@ mod tests {
     }
 
     fn state(pairs: &[(RunKind, &str)]) -> RunState {
-        RunState { done_through: pairs.iter().map(|(k, t)| (*k, ts(t))).collect() }
+        RunState {
+            done_through: pairs.iter().map(|(k, t)| (*k, ts(t))).collect(),
+        }
     }
 
     #[test]
@@ -192,16 +214,43 @@ mod tests {
         assert_eq!(
             next,
             [
-                NextRun { kind: RunKind::Daily, at: ts("2025-05-30T18:00:00Z") },
-                NextRun { kind: RunKind::Weekly, at: ts("2025-05-31T18:00:00Z") },
-                NextRun { kind: RunKind::Monthly, at: ts("2025-05-31T18:00:00Z") },
+                NextRun {
+                    kind: RunKind::Daily,
+                    at: ts("2025-05-30T18:00:00Z")
+                },
+                NextRun {
+                    kind: RunKind::Weekly,
+                    at: ts("2025-05-31T18:00:00Z")
+                },
+                NextRun {
+                    kind: RunKind::Monthly,
+                    at: ts("2025-05-31T18:00:00Z")
+                },
             ]
         );
         // From the 1st 03:00 JST itself: the next month, a Tuesday.
         let next = default_schedule().next_runs(ts("2025-05-31T18:00:00Z"));
-        assert_eq!(next[2], NextRun { kind: RunKind::Monthly, at: ts("2025-06-30T18:00:00Z") });
-        assert_eq!(next[0], NextRun { kind: RunKind::Daily, at: ts("2025-06-01T18:00:00Z") });
-        assert_eq!(next[1], NextRun { kind: RunKind::Weekly, at: ts("2025-06-07T18:00:00Z") });
+        assert_eq!(
+            next[2],
+            NextRun {
+                kind: RunKind::Monthly,
+                at: ts("2025-06-30T18:00:00Z")
+            }
+        );
+        assert_eq!(
+            next[0],
+            NextRun {
+                kind: RunKind::Daily,
+                at: ts("2025-06-01T18:00:00Z")
+            }
+        );
+        assert_eq!(
+            next[1],
+            NextRun {
+                kind: RunKind::Weekly,
+                at: ts("2025-06-07T18:00:00Z")
+            }
+        );
     }
 
     #[test]
@@ -209,21 +258,41 @@ mod tests {
         let s = default_schedule();
         let mut st = RunState::default();
         s.init_state(&mut st, ts("2025-05-30T00:00:00Z"));
-        assert_eq!(st, state(&[(RunKind::Daily, "2025-05-30T00:00:00Z"), (RunKind::Weekly, "2025-05-30T00:00:00Z"), (RunKind::Monthly, "2025-05-30T00:00:00Z")]));
+        assert_eq!(
+            st,
+            state(&[
+                (RunKind::Daily, "2025-05-30T00:00:00Z"),
+                (RunKind::Weekly, "2025-05-30T00:00:00Z"),
+                (RunKind::Monthly, "2025-05-30T00:00:00Z")
+            ])
+        );
         assert_eq!(s.due(ts("2025-05-30T17:59:59Z"), &st), None);
         assert_eq!(s.next_due(&st), Some(ts("2025-05-30T18:00:00Z")));
         // Without a record nothing is ever due.
-        assert_eq!(s.due(ts("2026-01-01T00:00:00Z"), &RunState::default()), None);
+        assert_eq!(
+            s.due(ts("2026-01-01T00:00:00Z"), &RunState::default()),
+            None
+        );
     }
 
     #[test]
     fn daily_weekly_and_monthly_due_together_make_one_round() {
         let s = default_schedule();
-        let st = state(&[(RunKind::Daily, "2025-05-30T18:00:00Z"), (RunKind::Weekly, "2025-05-25T18:00:00Z"), (RunKind::Monthly, "2025-05-01T00:00:00Z")]);
+        let st = state(&[
+            (RunKind::Daily, "2025-05-30T18:00:00Z"),
+            (RunKind::Weekly, "2025-05-25T18:00:00Z"),
+            (RunKind::Monthly, "2025-05-01T00:00:00Z"),
+        ]);
         let now = ts("2025-05-31T18:00:02Z");
         let round = s.due(now, &st).unwrap();
-        assert_eq!(round.kinds, [RunKind::Daily, RunKind::Weekly, RunKind::Monthly].into());
-        assert_eq!(round.slots.values().collect::<BTreeSet<_>>(), [&ts("2025-05-31T18:00:00Z")].into());
+        assert_eq!(
+            round.kinds,
+            [RunKind::Daily, RunKind::Weekly, RunKind::Monthly].into()
+        );
+        assert_eq!(
+            round.slots.values().collect::<BTreeSet<_>>(),
+            [&ts("2025-05-31T18:00:00Z")].into()
+        );
         assert_eq!(round.checks.len(), 11);
         assert!(round.checks.contains(&Task::Cleanup) && round.checks.contains(&Task::Trends));
         let mut st2 = st.clone();
@@ -235,29 +304,48 @@ mod tests {
     #[test]
     fn a_slot_never_runs_twice_across_a_restart() {
         let s = default_schedule();
-        let mut st = state(&[(RunKind::Daily, "2025-06-02T00:00:00Z"), (RunKind::Weekly, "2025-06-02T00:00:00Z"), (RunKind::Monthly, "2025-06-02T00:00:00Z")]);
+        let mut st = state(&[
+            (RunKind::Daily, "2025-06-02T00:00:00Z"),
+            (RunKind::Weekly, "2025-06-02T00:00:00Z"),
+            (RunKind::Monthly, "2025-06-02T00:00:00Z"),
+        ]);
         let now = ts("2025-06-02T18:00:01Z");
         let round = s.due(now, &st).unwrap();
         assert_eq!(round.kinds, [RunKind::Daily].into());
-        assert_eq!(round.checks.iter().copied().collect::<Vec<_>>(), Task::DAILY);
+        assert_eq!(
+            round.checks.iter().copied().collect::<Vec<_>>(),
+            Task::DAILY
+        );
         st.mark_done(&round, now);
         // The state as persisted and read back by a restarted aggregator.
         let persisted = serde_json::to_string(&st).unwrap();
-        assert_eq!(persisted, r#"{"done_through":{"daily":"2025-06-02T18:00:01Z","weekly":"2025-06-02T00:00:00Z","monthly":"2025-06-02T00:00:00Z"}}"#);
+        assert_eq!(
+            persisted,
+            r#"{"done_through":{"daily":"2025-06-02T18:00:01Z","weekly":"2025-06-02T00:00:00Z","monthly":"2025-06-02T00:00:00Z"}}"#
+        );
         let mut back: RunState = serde_json::from_str(&persisted).unwrap();
         let restarted = default_schedule();
         restarted.init_state(&mut back, ts("2025-06-02T18:00:30Z"));
         assert_eq!(back, st);
         assert_eq!(restarted.due(ts("2025-06-02T18:00:30Z"), &back), None);
         assert_eq!(restarted.due(ts("2025-06-03T17:59:59Z"), &back), None);
-        assert_eq!(restarted.due(ts("2025-06-03T18:00:00Z"), &back).map(|r| r.kinds), Some([RunKind::Daily].into()));
+        assert_eq!(
+            restarted
+                .due(ts("2025-06-03T18:00:00Z"), &back)
+                .map(|r| r.kinds),
+            Some([RunKind::Daily].into())
+        );
     }
 
     #[test]
     fn missed_slots_run_once_when_the_aggregator_comes_back() {
         let s = default_schedule();
         // Done through Tuesday 10 June; down until Saturday 14 June 12:00 UTC.
-        let st = state(&[(RunKind::Daily, "2025-06-10T00:00:00Z"), (RunKind::Weekly, "2025-06-10T00:00:00Z"), (RunKind::Monthly, "2025-06-10T00:00:00Z")]);
+        let st = state(&[
+            (RunKind::Daily, "2025-06-10T00:00:00Z"),
+            (RunKind::Weekly, "2025-06-10T00:00:00Z"),
+            (RunKind::Monthly, "2025-06-10T00:00:00Z"),
+        ]);
         let now = ts("2025-06-14T12:00:00Z");
         let round = s.due(now, &st).unwrap();
         assert_eq!(round.kinds, [RunKind::Daily].into());
@@ -267,7 +355,10 @@ mod tests {
         assert_eq!(s.due(now, &st), None);
         // Next: Sunday 15 June 03:00 JST, daily and weekly together.
         assert_eq!(s.next_due(&st), Some(ts("2025-06-14T18:00:00Z")));
-        assert_eq!(s.due(ts("2025-06-14T18:00:00Z"), &st).map(|r| r.kinds), Some([RunKind::Daily, RunKind::Weekly].into()));
+        assert_eq!(
+            s.due(ts("2025-06-14T18:00:00Z"), &st).map(|r| r.kinds),
+            Some([RunKind::Daily, RunKind::Weekly].into())
+        );
     }
 
     #[test]
@@ -281,10 +372,19 @@ mod tests {
         assert_eq!(s.kinds().collect::<Vec<_>>(), [RunKind::Daily]);
         // Spring forward: 02:30 does not exist on 30 March, the run is at 03:30 CEST.
         let runs = s.next_runs(ts("2025-03-29T12:00:00Z"));
-        assert_eq!(runs, [NextRun { kind: RunKind::Daily, at: ts("2025-03-30T01:30:00Z") }]);
+        assert_eq!(
+            runs,
+            [NextRun {
+                kind: RunKind::Daily,
+                at: ts("2025-03-30T01:30:00Z")
+            }]
+        );
         let mut st = RunState::default();
         s.init_state(&mut st, ts("2025-03-29T12:00:00Z"));
-        assert_eq!(st.done_through.keys().copied().collect::<Vec<_>>(), [RunKind::Daily]);
+        assert_eq!(
+            st.done_through.keys().copied().collect::<Vec<_>>(),
+            [RunKind::Daily]
+        );
         // Fall back: 02:30 happens twice on 26 October, the run happens once.
         let mut st = state(&[(RunKind::Daily, "2025-10-25T12:00:00Z")]);
         let first = s.due(ts("2025-10-26T00:30:00Z"), &st).unwrap();

@@ -69,7 +69,11 @@ fn split(alerts: Vec<GettableAlert>) -> AlertsNow {
         let alert = Alert {
             name: a.labels.get("alertname").cloned().unwrap_or_default(),
             severity: a.labels.get("severity").cloned(),
-            summary: a.annotations.get("summary").or_else(|| a.annotations.get("description")).cloned(),
+            summary: a
+                .annotations
+                .get("summary")
+                .or_else(|| a.annotations.get("description"))
+                .cloned(),
             labels: a.labels,
             starts_at: a.starts_at,
         };
@@ -82,7 +86,12 @@ fn split(alerts: Vec<GettableAlert>) -> AlertsNow {
         }
     }
     for v in [&mut out.firing, &mut out.silenced, &mut out.inhibited] {
-        v.sort_by(|a, b| a.name.cmp(&b.name).then(a.starts_at.cmp(&b.starts_at)).then(a.labels.cmp(&b.labels)));
+        v.sort_by(|a, b| {
+            a.name
+                .cmp(&b.name)
+                .then(a.starts_at.cmp(&b.starts_at))
+                .then(a.labels.cmp(&b.labels))
+        });
     }
     out
 }
@@ -93,11 +102,19 @@ fn split(alerts: Vec<GettableAlert>) -> AlertsNow {
 /// HTTP errors or an answer that is not API v2 JSON.
 pub async fn alerts_now(cfg: &AlertmanagerConfig) -> Result<AlertsNow, AlertmanagerError> {
     let url = format!("{}/api/v2/alerts", cfg.url.trim_end_matches('/'));
-    let err = |source| AlertmanagerError { url: url.clone(), source };
+    let err = |source| AlertmanagerError {
+        url: url.clone(),
+        source,
+    };
     let client = super::client(cfg.timeout).map_err(err)?;
     let alerts: Vec<GettableAlert> = client
         .get(&url)
-        .query(&[("active", "true"), ("silenced", "true"), ("inhibited", "true"), ("unprocessed", "true")])
+        .query(&[
+            ("active", "true"),
+            ("silenced", "true"),
+            ("inhibited", "true"),
+            ("unprocessed", "true"),
+        ])
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
@@ -128,7 +145,13 @@ mod tests {
         assert_eq!(now.firing[0].name, "DiskFull");
         assert_eq!(now.firing[0].severity.as_deref(), Some("critical"));
         assert_eq!(now.firing[0].summary.as_deref(), Some("disk full"));
-        assert_eq!(now.silenced.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), vec!["HighLatency"]);
+        assert_eq!(
+            now.silenced
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["HighLatency"]
+        );
         assert_eq!(now.inhibited[0].summary.as_deref(), Some("gone"));
     }
 }

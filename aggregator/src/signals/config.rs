@@ -30,8 +30,7 @@ use serde::{Deserialize, Deserializer};
 /// runbook: `sum(rate(http_requests_total[5m]))`.
 pub const DEFAULT_REQUEST_RATE_QUERY: &str = "sum(rate(http_requests_total[{window}]))";
 /// Default error-rate query: the share of 5xx responses.
-pub const DEFAULT_ERROR_RATE_QUERY: &str =
-    "sum(rate(http_requests_total{code=~\"5..\"}[{window}])) / sum(rate(http_requests_total[{window}]))";
+pub const DEFAULT_ERROR_RATE_QUERY: &str = "sum(rate(http_requests_total{code=~\"5..\"}[{window}])) / sum(rate(http_requests_total[{window}]))";
 /// Default p95 latency query, in seconds, from the request-duration histogram.
 pub const DEFAULT_P95_QUERY: &str =
     "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[{window}])))";
@@ -161,9 +160,12 @@ fn timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 }
 fn url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
-    let u = reqwest::Url::parse(&s).map_err(|e| serde::de::Error::custom(format!("{s:?} is not a URL: {e}")))?;
+    let u = reqwest::Url::parse(&s)
+        .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a URL: {e}")))?;
     if !matches!(u.scheme(), "http" | "https") {
-        return Err(serde::de::Error::custom(format!("{s:?} must be an http:// or https:// URL")));
+        return Err(serde::de::Error::custom(format!(
+            "{s:?} must be an http:// or https:// URL"
+        )));
     }
     Ok(s)
 }
@@ -184,16 +186,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.http_endpoints[0].expected_status, 200);
-        assert_eq!(c.http_endpoints[0].json_equals, Some(serde_json::json!("healthy")));
+        assert_eq!(
+            c.http_endpoints[0].json_equals,
+            Some(serde_json::json!("healthy"))
+        );
         let p = c.prometheus.unwrap();
         assert_eq!((p.error_rate_max, p.p95_latency_max_seconds), (0.05, 1.0));
-        assert_eq!(p.expand(&p.request_rate_query), "sum(rate(http_requests_total[5m]))");
+        assert_eq!(
+            p.expand(&p.request_rate_query),
+            "sum(rate(http_requests_total[5m]))"
+        );
         assert!(c.alertmanager.is_none());
     }
 
     #[test]
     fn bad_url_names_the_line() {
-        let err = parse_yaml::<SignalsConfig>("alertmanager:\n  url: ftp://am\n", Path::new("s.yaml")).unwrap_err().to_string();
-        assert!(err.contains("must be an http:// or https:// URL") && err.contains("line 2"), "{err}");
+        let err =
+            parse_yaml::<SignalsConfig>("alertmanager:\n  url: ftp://am\n", Path::new("s.yaml"))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("must be an http:// or https:// URL") && err.contains("line 2"),
+            "{err}"
+        );
     }
 }

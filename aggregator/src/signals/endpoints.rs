@@ -38,14 +38,24 @@ pub async fn probe(client: &reqwest::Client, cfg: &EndpointConfig) -> EndpointRe
         Err(e) => (e.status().map(|s| s.as_u16()), Some(describe(&e))),
         Ok((status, body)) => (Some(status), judge(cfg, status, &body)),
     };
-    EndpointResult { name: cfg.name.clone(), url: cfg.url.clone(), status, latency_ms, healthy: problem.is_none(), problem }
+    EndpointResult {
+        name: cfg.name.clone(),
+        url: cfg.url.clone(),
+        status,
+        latency_ms,
+        healthy: problem.is_none(),
+        problem,
+    }
 }
 
 fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "no answer within the timeout".into()
     } else if e.is_connect() {
-        format!("cannot connect: {}", std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string))
+        format!(
+            "cannot connect: {}",
+            std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string)
+        )
     } else {
         e.to_string()
     }
@@ -56,7 +66,9 @@ fn judge(cfg: &EndpointConfig, status: u16, body: &[u8]) -> Option<String> {
     if status != cfg.expected_status {
         return Some(format!("status {status}, expected {}", cfg.expected_status));
     }
-    let (Some(pointer), Some(expected)) = (&cfg.json_pointer, &cfg.json_equals) else { return None };
+    let (Some(pointer), Some(expected)) = (&cfg.json_pointer, &cfg.json_equals) else {
+        return None;
+    };
     let json: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return Some(format!("body is not JSON: {e}")),
@@ -94,11 +106,17 @@ mod tests {
             .route("/ok", get(|| async { r#"{"status":"healthy","db":"up"}"# }))
             .route("/degraded", get(|| async { r#"{"status":"degraded"}"# }))
             .route("/plain", get(|| async { "fine" }))
-            .route("/down", get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "{}") }))
-            .route("/slow", get(|| async {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                "late"
-            }));
+            .route(
+                "/down",
+                get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "{}") }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -106,18 +124,30 @@ mod tests {
         let url = |p: &str| format!("http://{addr}{p}");
 
         let ok = probe(&client, &cfg(url("/ok"))).await;
-        assert_eq!((ok.status, ok.healthy, ok.problem.as_deref()), (Some(200), true, None));
+        assert_eq!(
+            (ok.status, ok.healthy, ok.problem.as_deref()),
+            (Some(200), true, None)
+        );
         assert!(ok.latency_ms > 0.0);
         let degraded = probe(&client, &cfg(url("/degraded"))).await;
-        assert_eq!(degraded.problem.as_deref(), Some(r#"/status is "degraded", expected "healthy""#));
+        assert_eq!(
+            degraded.problem.as_deref(),
+            Some(r#"/status is "degraded", expected "healthy""#)
+        );
         let plain = probe(&client, &cfg(url("/plain"))).await;
         assert!(plain.problem.unwrap().starts_with("body is not JSON"));
         let down = probe(&client, &cfg(url("/down"))).await;
-        assert_eq!((down.status, down.problem.as_deref()), (Some(503), Some("status 503, expected 200")));
+        assert_eq!(
+            (down.status, down.problem.as_deref()),
+            (Some(503), Some("status 503, expected 200"))
+        );
         let mut slow_cfg = cfg(url("/slow"));
         slow_cfg.timeout = Duration::from_millis(200);
         let slow = probe(&client, &slow_cfg).await;
-        assert_eq!((slow.status, slow.problem.as_deref()), (None, Some("no answer within the timeout")));
+        assert_eq!(
+            (slow.status, slow.problem.as_deref()),
+            (None, Some("no answer within the timeout"))
+        );
         // A port nobody listens on.
         let closed = probe(&client, &cfg("http://127.0.0.1:9/health".into())).await;
         assert!(!closed.healthy && closed.problem.unwrap().starts_with("cannot connect"));

@@ -16,7 +16,11 @@ pub enum PromError {
         source: reqwest::Error,
     },
     #[error("Prometheus rejected query {query:?}: {error_type}: {error}")]
-    Query { query: String, error_type: String, error: String },
+    Query {
+        query: String,
+        error_type: String,
+        error: String,
+    },
     #[error("Prometheus answered query {query:?} with {what}")]
     Shape { query: String, what: String },
 }
@@ -87,7 +91,10 @@ fn unpack(query: &str, env: Envelope) -> Result<Data, PromError> {
             error: env.error.unwrap_or_default(),
         });
     }
-    env.data.ok_or_else(|| PromError::Shape { query: query.into(), what: "no data".into() })
+    env.data.ok_or_else(|| PromError::Shape {
+        query: query.into(),
+        what: "no data".into(),
+    })
 }
 
 /// Client of one Prometheus.
@@ -101,14 +108,34 @@ impl Prometheus {
     /// # Errors
     /// Only if the HTTP client cannot be built.
     pub fn new(cfg: PrometheusConfig) -> Result<Self, reqwest::Error> {
-        Ok(Self { client: super::client(cfg.timeout)?, cfg })
+        Ok(Self {
+            client: super::client(cfg.timeout)?,
+            cfg,
+        })
     }
 
-    async fn get(&self, path: &str, params: &[(&str, String)], query: &str) -> Result<Data, PromError> {
+    async fn get(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        query: &str,
+    ) -> Result<Data, PromError> {
         let url = format!("{}{path}", self.cfg.url.trim_end_matches('/'));
-        let http = |source| PromError::Http { url: url.clone(), source };
+        let http = |source| PromError::Http {
+            url: url.clone(),
+            source,
+        };
         // Prometheus answers 400/422 with the error envelope: read the body whatever the status.
-        let env: Envelope = self.client.get(&url).query(params).send().await.map_err(http)?.json().await.map_err(http)?;
+        let env: Envelope = self
+            .client
+            .get(&url)
+            .query(params)
+            .send()
+            .await
+            .map_err(http)?
+            .json()
+            .await
+            .map_err(http)?;
         unpack(query, env)
     }
 
@@ -118,11 +145,17 @@ impl Prometheus {
     /// # Errors
     /// HTTP errors, a rejected query, or a range-vector answer.
     pub async fn instant(&self, query: &str, at: Timestamp) -> Result<Option<f64>, PromError> {
-        let params = [("query", query.to_string()), ("time", at.as_second().to_string())];
+        let params = [
+            ("query", query.to_string()),
+            ("time", at.as_second().to_string()),
+        ];
         match self.get("/api/v1/query", &params, query).await? {
             Data::Vector(v) => Ok(v.first().and_then(|s| value(&s.value.1))),
             Data::Scalar((_, v)) => Ok(value(&v)),
-            other => Err(PromError::Shape { query: query.into(), what: format!("{other:?}") }),
+            other => Err(PromError::Shape {
+                query: query.into(),
+                what: format!("{other:?}"),
+            }),
         }
     }
 
@@ -130,7 +163,13 @@ impl Prometheus {
     ///
     /// # Errors
     /// As [`Self::instant`].
-    pub async fn range(&self, query: &str, start: Timestamp, end: Timestamp, step_seconds: u64) -> Result<Vec<Point>, PromError> {
+    pub async fn range(
+        &self,
+        query: &str,
+        start: Timestamp,
+        end: Timestamp,
+        step_seconds: u64,
+    ) -> Result<Vec<Point>, PromError> {
         let params = [
             ("query", query.to_string()),
             ("start", start.as_second().to_string()),
@@ -143,11 +182,19 @@ impl Prometheus {
                 .map(|s| {
                     s.values
                         .iter()
-                        .filter_map(|(t, v)| Some(Point { at: Timestamp::from_second(*t as i64).ok()?, value: value(v)? }))
+                        .filter_map(|(t, v)| {
+                            Some(Point {
+                                at: Timestamp::from_second(*t as i64).ok()?,
+                                value: value(v)?,
+                            })
+                        })
                         .collect()
                 })
                 .unwrap_or_default()),
-            other => Err(PromError::Shape { query: query.into(), what: format!("{other:?}") }),
+            other => Err(PromError::Shape {
+                query: query.into(),
+                what: format!("{other:?}"),
+            }),
         }
     }
 
@@ -170,11 +217,24 @@ impl Prometheus {
         if let Some(e) = f.error_rate.filter(|e| *e > self.cfg.error_rate_max) {
             out.push((
                 "error_rate_high",
-                format!("error rate {:.2} % is above {:.2} %", e * 100.0, self.cfg.error_rate_max * 100.0),
+                format!(
+                    "error rate {:.2} % is above {:.2} %",
+                    e * 100.0,
+                    self.cfg.error_rate_max * 100.0
+                ),
             ));
         }
-        if let Some(p) = f.p95_latency_seconds.filter(|p| *p > self.cfg.p95_latency_max_seconds) {
-            out.push(("p95_latency_high", format!("p95 latency {p:.3} s is above {:.3} s", self.cfg.p95_latency_max_seconds)));
+        if let Some(p) = f
+            .p95_latency_seconds
+            .filter(|p| *p > self.cfg.p95_latency_max_seconds)
+        {
+            out.push((
+                "p95_latency_high",
+                format!(
+                    "p95 latency {p:.3} s is above {:.3} s",
+                    self.cfg.p95_latency_max_seconds
+                ),
+            ));
         }
         out
     }
@@ -204,9 +264,14 @@ mod tests {
             Data::Vector(s) => assert_eq!(value(&s[0].value.1), None),
             other => panic!("{other:?}"),
         }
-        let err: Envelope =
-            serde_json::from_str(r#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#).unwrap();
-        assert_eq!(unpack("sum(", err).unwrap_err().to_string(), r#"Prometheus rejected query "sum(": bad_data: parse error at char 5"#);
+        let err: Envelope = serde_json::from_str(
+            r#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            unpack("sum(", err).unwrap_err().to_string(),
+            r#"Prometheus rejected query "sum(": bad_data: parse error at char 5"#
+        );
         let m: Envelope = serde_json::from_str(
             r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1800000000,"1"],[1800086400,"2"]]}]}}"#,
         )
@@ -217,10 +282,21 @@ mod tests {
     #[test]
     fn thresholds_are_strictly_above() {
         let p = Prometheus::new(PrometheusConfig::new("http://p")).unwrap();
-        let at = |e, l| ServiceFigures { request_rate_per_second: Some(1.0), error_rate: Some(e), p95_latency_seconds: Some(l) };
+        let at = |e, l| ServiceFigures {
+            request_rate_per_second: Some(1.0),
+            error_rate: Some(e),
+            p95_latency_seconds: Some(l),
+        };
         assert!(p.problems(&at(0.05, 1.0)).is_empty());
-        let codes: Vec<_> = p.problems(&at(0.0501, 1.2)).into_iter().map(|(c, _)| c).collect();
+        let codes: Vec<_> = p
+            .problems(&at(0.0501, 1.2))
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
         assert_eq!(codes, vec!["error_rate_high", "p95_latency_high"]);
-        assert_eq!(p.problems(&at(0.2, 0.1))[0].1, "error rate 20.00 % is above 5.00 %");
+        assert_eq!(
+            p.problems(&at(0.2, 0.1))[0].1,
+            "error rate 20.00 % is above 5.00 %"
+        );
     }
 }
