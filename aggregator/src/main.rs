@@ -134,14 +134,13 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
         }
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            match cli.command {
-                Command::Serve { .. } => "info".into(),
-                // The printed report is the output; keep the log to what goes wrong.
-                _ => "warn".into(),
-            }
-        });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        match cli.command {
+            Command::Serve { .. } => "info".into(),
+            // The printed report is the output; keep the log to what goes wrong.
+            _ => "warn".into(),
+        }
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
