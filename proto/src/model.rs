@@ -1269,7 +1269,8 @@ pub(crate) mod tests {
 
     #[test]
     fn invalid_images_and_volumes_are_rejected_naming_the_field() {
-        let cases: Vec<(Box<dyn Fn(&mut pb::NodeReport)>, &str, &str)> = vec![
+        type Case = (Box<dyn Fn(&mut pb::NodeReport)>, &'static str, &'static str);
+        let cases: Vec<Case> = vec![
             (
                 Box::new(|p| {
                     p.images.as_mut().unwrap().runtimes[0].image_fs_used_percent = Some(101.0)
@@ -1490,7 +1491,12 @@ pub(crate) mod tests {
 
     #[test]
     fn invalid_logs_summaries_are_rejected_naming_the_field() {
-        let cases: Vec<(Box<dyn Fn(&mut pb::LogsSummary)>, &str, &str)> = vec![
+        type Case = (
+            Box<dyn Fn(&mut pb::LogsSummary)>,
+            &'static str,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 Box::new(|l| l.checked_at = None),
                 "logs.checked_at",
