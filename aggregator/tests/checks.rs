@@ -291,6 +291,46 @@ fn velero_classifies_phases_and_finds_stale_schedules() {
     assert!(!r.findings.iter().any(|f| f.code == "backup_stale"));
 }
 
+/// Issue 12: the newest backup of a schedule still running (`FinalizingPartiallyFailed`)
+/// must not hide the `Failed` one before it.
+#[test]
+fn velero_judges_the_newest_finished_backup_and_reports_the_running_one_beside_it() {
+    let s = load(&["velero-running.json"]);
+    let r = checks::velero::check(&s, &ChecksConfig::default(), now());
+    let mut got = owned(&r);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            row(
+                "backup_failed",
+                Critical,
+                "Backup/velero/nightly-20250531020000"
+            ),
+            row(
+                "backup_in_progress",
+                Info,
+                "Backup/velero/nightly-20250601020000"
+            ),
+            row(
+                "schedule_never_completed",
+                Warning,
+                "Schedule/velero/nightly"
+            ),
+        ]
+    );
+    assert!(
+        msg(&r, "Backup/velero/nightly-20250531020000")
+            .ends_with(": backup storage location default is unavailable"),
+        "{}",
+        msg(&r, "Backup/velero/nightly-20250531020000")
+    );
+    assert!(
+        msg(&r, "Backup/velero/nightly-20250601020000")
+            .starts_with("backup phase FinalizingPartiallyFailed"),
+    );
+}
+
 #[test]
 fn pvc_usage_counts_each_claim_once_and_unknown_is_not_zero() {
     let mut s = load(&["pvcs.yaml"]);
@@ -343,13 +383,18 @@ fn pvc_usage_counts_each_claim_once_and_unknown_is_not_zero() {
 }
 
 #[test]
-fn hpas_at_max_only_when_scaling_limited_says_so() {
+fn hpas_at_max_when_desired_and_current_reach_max_whatever_the_conditions() {
     let s = load(&["hpas.json"]);
     let r = checks::hpas::check(&s, &ChecksConfig::default(), now());
-    assert_eq!(r.summary, "4 HPAs, 1 capped at max");
+    assert_eq!(r.summary, "4 HPAs, 2 capped at max");
     assert_eq!(
         owned(&r),
         vec![
+            row(
+                "hpa_at_max",
+                Warning,
+                "HorizontalPodAutoscaler/web/at-max-content"
+            ),
             row("hpa_at_max", Warning, "HorizontalPodAutoscaler/web/capped"),
             row(
                 "hpa_scaling_inactive",
@@ -357,6 +402,32 @@ fn hpas_at_max_only_when_scaling_limited_says_so() {
                 "HorizontalPodAutoscaler/web/no-metrics"
             ),
         ]
+    );
+}
+
+/// Issue 12: an HPA with no conditions at desired = current = max is at max; one pinned on
+/// purpose (minReplicas == maxReplicas) is info at most; one still scaling up is not at max.
+#[test]
+fn hpas_without_conditions_are_judged_and_pinned_ones_are_info() {
+    let s = load(&["hpas-conditions.json"]);
+    let r = checks::hpas::check(&s, &ChecksConfig::default(), now());
+    assert_eq!(r.summary, "3 HPAs, 1 capped at max");
+    let mut got = owned(&r);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            row(
+                "hpa_at_max",
+                Warning,
+                "HorizontalPodAutoscaler/shop/no-conditions"
+            ),
+            row("hpa_pinned", Info, "HorizontalPodAutoscaler/shop/pinned"),
+        ]
+    );
+    assert_eq!(
+        msg(&r, "HorizontalPodAutoscaler/shop/no-conditions"),
+        "Deployment/cart capped at maxReplicas 6 (current 6, desired 6)"
     );
 }
 
@@ -447,7 +518,12 @@ fn check_result_json_field_names_are_stable() {
     assert_eq!(v["name"], "hpas");
     assert_eq!(v["severity"], "warning");
     assert_eq!(v["status"], "ran");
-    let f = &v["findings"][0];
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["object"]["name"] == "capped")
+        .unwrap();
     assert_eq!(f["code"], "hpa_at_max");
     assert_eq!(f["severity"], "warning");
     assert_eq!(
