@@ -220,12 +220,13 @@ fn certificates_are_judged_by_not_after_even_when_ready() {
             row(
                 "certificate_expiring",
                 Critical,
-                "Certificate/web/expiring-critical"
-            ),
-            row(
-                "certificate_expiring",
-                Critical,
                 "Secret/web/manual-soon-tls"
+            ),
+            // Its renewalTime passed 23 days ago: cert-manager is failing to renew it.
+            row(
+                "certificate_renewal_overdue",
+                Critical,
+                "Certificate/web/expiring-critical"
             ),
             row("certificate_expiring", Warning, "Secret/web/chain-tls"),
             row(
@@ -243,7 +244,13 @@ fn certificates_are_judged_by_not_after_even_when_ready() {
     );
     assert_eq!(
         msg(&r, "Certificate/web/ready-but-expired"),
-        "certificate (Ready condition: True) expired 2d 0h ago (notAfter 2025-05-30T12:00:00Z)"
+        "renewal overdue: renewalTime 2025-05-04T12:00:00Z passed 28d 0h ago and cert-manager has not renewed it; \
+         certificate (Ready condition: True) expired 2d 0h ago (notAfter 2025-05-30T12:00:00Z)"
+    );
+    // renewBefore 7d: its renewal is still ahead, so it is only expiring.
+    assert_eq!(
+        msg(&r, "Certificate/web/expiring-warning"),
+        "certificate (Ready condition: True) expires in 20d 0h (notAfter 2025-06-21T12:00:00Z)"
     );
     // The bundle is judged by its earliest certificate: the intermediate.
     assert_eq!(
@@ -328,6 +335,30 @@ fn velero_judges_the_newest_finished_backup_and_reports_the_running_one_beside_i
     assert!(
         msg(&r, "Backup/velero/nightly-20250601020000")
             .starts_with("backup phase FinalizingPartiallyFailed"),
+    );
+}
+
+/// Issue 12: a Certificate whose renewalTime passed 24 days ago and that expires in 5 days
+/// says "renewal overdue" with cert-manager's reason, not only "expires in 5 days".
+#[test]
+fn certificates_whose_renewal_time_passed_are_renewal_overdue_with_the_reason() {
+    let s = load(&["certificates-renewal.json"]);
+    let r = checks::certificates::check(&s, &ChecksConfig::default(), now());
+    assert_eq!(
+        owned(&r),
+        vec![row(
+            "certificate_renewal_overdue",
+            Critical,
+            "Certificate/shop/shop-tls"
+        )]
+    );
+    assert_eq!(
+        msg(&r, "Certificate/shop/shop-tls"),
+        "renewal overdue: renewalTime 2025-05-08T12:00:00Z passed 24d 0h ago and cert-manager has not renewed it; \
+         certificate (Ready condition: True) expires in 5d 0h (notAfter 2025-06-06T12:00:00Z); \
+         Issuing False: Failed (The certificate request has failed to complete and will be retried: \
+         Failed to wait for order resource \"shop-tls-1-123\" to become ready: order is in \"invalid\" state: \
+         403 urn:ietf:params:acme:error:unauthorized)"
     );
 }
 

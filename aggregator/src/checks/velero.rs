@@ -401,9 +401,10 @@ mod tests {
             classify_phase("PartiallyFailed"),
             Some(("backup_partially_failed", Severity::Warning))
         );
+        // Still running: it will end PartiallyFailed, and is judged then (issue 12).
         assert_eq!(
             classify_phase("FinalizingPartiallyFailed"),
-            Some(("backup_partially_failed", Severity::Warning))
+            Some(("backup_in_progress", Severity::Info))
         );
         assert_eq!(
             classify_phase("Failed"),
