@@ -52,6 +52,7 @@ pub enum EngineError {
 pub struct LogEngine {
     policies: Vec<Policy>,
     load_errors: Vec<LogError>,
+    load_warnings: Vec<LogError>,
     roots: Vec<PathBuf>,
     state_file: PathBuf,
     threads: usize,
@@ -107,6 +108,7 @@ impl LogEngine {
         };
         let mut policies = Vec::new();
         let mut load_errors = Vec::new();
+        let mut load_warnings = Vec::new();
         for (i, pc) in cfg.policies.iter().enumerate() {
             match pc.to_policy(i, perms) {
                 Ok(p) => policies.push(p),
@@ -128,10 +130,22 @@ impl LogEngine {
                 place: e.place,
                 message: e.message,
             }));
+            load_warnings.extend(loaded.warnings.into_iter().map(|e| LogError {
+                place: e.place,
+                message: e.message,
+            }));
+        }
+        // Said once: the blocks rotate as configured, only the mail is not sent.
+        if let Some(p) = policies.iter().find(|p| p.mail.is_some()) {
+            load_warnings.push(LogError {
+                place: p.place.clone(),
+                message: "mail is not sent: caretaker does not mail logs (the logs of blocks with `mail` are rotated as configured)".to_string(),
+            });
         }
         Self {
             policies,
             load_errors,
+            load_warnings,
             roots: cfg.roots.clone(),
             state_file: cfg.state_file.clone(),
             threads: cfg.compress_threads.clamp(1, 64),
@@ -161,6 +175,11 @@ impl LogEngine {
     /// Config problems found while loading (each names `file:line` or the YAML key).
     pub fn load_errors(&self) -> &[LogError] {
         &self.load_errors
+    }
+
+    /// Config lines that were ignored, with their `file:line` (the rest loaded).
+    pub fn load_warnings(&self) -> &[LogError] {
+        &self.load_warnings
     }
 
     /// The loaded policies.
@@ -248,6 +267,7 @@ impl LogEngine {
         let mut out = RotationSummary {
             dry_run: opts.dry_run,
             errors: self.load_errors.clone(),
+            warnings: self.load_warnings.clone(),
             ..RotationSummary::default()
         };
         for (line, msg) in &warnings {

@@ -171,7 +171,7 @@ impl Run<'_, '_> {
             for f in matched {
                 if seen.insert(f.as_os_str().to_owned()) {
                     files.push(f);
-                } else if !pat.contains(['*', '?', '[']) {
+                } else if !pat.contains(['*', '?', '[']) && !p.ignoreduplicates {
                     self.error(
                         &f,
                         format!(
@@ -519,6 +519,11 @@ impl Run<'_, '_> {
                     .now
                     .checked_sub(1.day())
                     .unwrap_or_else(|_| self.pass.now.clone())
+            } else if p.datehourago {
+                self.pass
+                    .now
+                    .checked_sub(1.hour())
+                    .unwrap_or_else(|_| self.pass.now.clone())
             } else {
                 self.pass.now.clone()
             };
@@ -852,10 +857,12 @@ impl Layout {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let (base, ext) = match &p.extension {
+        let (base, ext) = match p.extension.as_ref().or(p.addextension.as_ref()) {
             Some(e) if name.ends_with(e.as_str()) && name.len() > e.len() => {
                 (name[..name.len() - e.len()].to_string(), e.clone())
             }
+            // `addextension`: a name without the extension gets it.
+            Some(e) if p.extension.is_none() => (name.clone(), e.clone()),
             _ => (name.clone(), String::new()),
         };
         let compext = p.compress_ext();
