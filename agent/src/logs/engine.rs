@@ -21,7 +21,7 @@ use super::conf;
 use super::lock::{self, LockError};
 use super::policy::{Permissions, Policy};
 use super::rotate::{Pass, run_pass};
-use super::state::{State, StateError};
+use super::state::{State, StateError, is_writable_state};
 use super::summary::{LogError, RotationSummary, SweepSummary};
 use super::sweep::{self, RetentionRule};
 use crate::config::LogsConfig;
@@ -286,12 +286,16 @@ impl LogEngine {
             fail,
         };
         let changed = run_pass(&self.policies, &pass, &mut state, &mut out);
+        if changed {
+            // Only when the file is written anyway: an unchanged pass costs no lstat.
+            state.prune(pass.now.datetime());
+        }
         if fail("save").is_err() {
             // As a kill would: nothing saved, nothing cached.
             return Ok(out);
         }
         if !opts.dry_run {
-            if changed {
+            if changed && is_writable_state(&self.state_file) {
                 state.save(&self.state_file)?;
                 // The saved file holds only readable entries.
                 warnings.clear();
@@ -629,5 +633,73 @@ mod tests {
                 .any(|m| m.contains("outside the configured roots")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn a_state_path_that_is_not_a_regular_file_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let null = d.join("null-link");
+        std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+        let fifo = d.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        for state in [&null, &fifo] {
+            std::fs::write(d.join("app.log"), "x\n").unwrap();
+            let e = engine(
+                d,
+                &format!("{}/app.log {{\n  size 1\n  rotate 1\n}}\n", d.display()),
+            )
+            .with_state_file(state.clone());
+            let s = e
+                .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+                .unwrap();
+            assert_eq!((s.rotated, s.errors.len()), (1, 0), "{s:?}");
+            let m = std::fs::symlink_metadata(state).unwrap();
+            assert!(
+                !m.is_file(),
+                "{} was replaced by a regular file",
+                state.display()
+            );
+        }
+        assert_eq!(std::fs::read_link(&null).unwrap(), Path::new("/dev/null"));
+    }
+
+    #[test]
+    fn implausible_state_times_are_reported_with_their_line_and_the_log_is_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!("{}/app.log {{\n  daily\n  rotate 1\n}}\n", d.display()),
+        );
+        std::fs::write(d.join("app.log"), "x\n").unwrap();
+        std::fs::write(
+            d.join("status"),
+            format!(
+                "logrotate state -- version 2\n\"{0}/app.log\" 1969-12-31-0:0:0\n\"{0}/b.log\" 9999-1-1-0:0:0\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        let places: Vec<String> = s.errors.iter().map(|e| e.place.clone()).collect();
+        let st = d.join("status").display().to_string();
+        assert_eq!(places, vec![format!("{st}:2"), format!("{st}:3")]);
+        assert!(
+            s.errors[0].message.contains("before 1970"),
+            "{:?}",
+            s.errors
+        );
+        assert!(
+            s.errors[1].message.contains("years in the future"),
+            "{:?}",
+            s.errors
+        );
+        // Treated as never seen: recorded now, not rotated by time on this run.
+        assert_eq!(s.rotated, 0);
+        let text = std::fs::read_to_string(d.join("status")).unwrap();
+        assert!(text.contains("2026-1-1-10:0:0"), "{text}");
     }
 }
