@@ -702,4 +702,97 @@ mod tests {
         let text = std::fs::read_to_string(d.join("status")).unwrap();
         assert!(text.contains("2026-1-1-10:0:0"), "{text}");
     }
+
+    /// What a dry run lists is exactly what the real run then does.
+    #[test]
+    fn dry_run_lists_exactly_the_real_runs_actions() {
+        let cases: &[(&str, &[(&str, &str, u64)])] = &[
+            (
+                "size 1\n rotate 2\n compress\n delaycompress",
+                &[
+                    ("app.log", "now\n", 0),
+                    ("app.log.1", "one\n", 1),
+                    ("app.log.2.gz", "", 2),
+                    ("app.log.3.gz", "", 3),
+                    ("app.log.4", "four\n", 4),
+                    ("app.log.5.gz", "", 5),
+                ],
+            ),
+            (
+                "size 1\n rotate 3\n compress\n maxage 3\n dateext",
+                &[
+                    ("app.log", "now\n", 0),
+                    ("app.log-20251220", "a\n", 12),
+                    ("app.log-20251225.gz", "", 7),
+                    ("app.log-20251229", "c\n", 3),
+                    ("app.log-20251230.gz", "", 2),
+                    ("app.log-20251231.gz", "", 1),
+                ],
+            ),
+            (
+                "size 1\n rotate 1\n copytruncate\n compress\n maxage 2",
+                &[
+                    ("app.log", "now\n", 0),
+                    ("app.log.1", "left over\n", 5),
+                    ("app.log.2.gz", "", 9),
+                ],
+            ),
+            (
+                "size 1\n rotate 0\n create 0600",
+                &[("app.log", "now\n", 0), ("app.log.1", "x\n", 1)],
+            ),
+        ];
+        let now = ts("2026-01-01T10:00:00Z");
+        for (body, files) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            for (name, content, age_days) in *files {
+                let p = d.join(name);
+                if name.ends_with(".gz") {
+                    let mut enc = flate2::write::GzEncoder::new(
+                        std::fs::File::create(&p).unwrap(),
+                        flate2::Compression::fast(),
+                    );
+                    std::io::Write::write_all(&mut enc, name.as_bytes()).unwrap();
+                    enc.finish().unwrap();
+                } else {
+                    std::fs::write(&p, content).unwrap();
+                }
+                let t = SystemTime::from(now) - Duration::from_secs(age_days * 86_400);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_modified(t)
+                    .unwrap();
+            }
+            let e = engine(d, &format!("{}/app.log {{\n {body}\n}}\n", d.display()));
+            let key = |s: &RotationSummary| {
+                let mut v: Vec<String> = s
+                    .actions
+                    .iter()
+                    .map(|a| format!("{:?} {} {:?}", a.kind, a.path.display(), a.to))
+                    .collect();
+                v.sort();
+                v
+            };
+            let dry = e
+                .rotate(
+                    now,
+                    RunOptions {
+                        dry_run: true,
+                        ..RunOptions::default()
+                    },
+                )
+                .unwrap();
+            let real = e.rotate(now, RunOptions::default()).unwrap();
+            assert_eq!(real.errors, vec![], "{body}");
+            assert_eq!(key(&dry), key(&real), "{body}");
+            assert_eq!(
+                (dry.rotated, dry.compressed, dry.deleted),
+                (real.rotated, real.compressed, real.deleted),
+                "{body}"
+            );
+        }
+    }
 }

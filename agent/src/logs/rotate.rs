@@ -75,6 +75,9 @@ struct Run<'a, 'p> {
     ids: (u32, u32),
     /// Whether `state` was changed (a new log recorded, a rotation).
     state_changed: bool,
+    /// Dry run: a name that would exist now → the real file it would be (a rename, a
+    /// compression keep size class and mtime), so retention decides as the real run.
+    dry_names: HashMap<PathBuf, PathBuf>,
 }
 
 /// Runs every policy once. The state is updated in memory; the caller saves it. Returns
@@ -100,6 +103,7 @@ pub fn run_pass(
             nix::unistd::getegid().as_raw(),
         ),
         state_changed: false,
+        dry_names: HashMap::new(),
     };
     let mut seen: HashSet<std::ffi::OsString> = HashSet::new();
     for p in policies {
@@ -493,7 +497,7 @@ impl Run<'_, '_> {
     /// symlink or a directory is never touched.
     fn archives(&mut self, lay: &Layout) -> io::Result<Vec<Archive>> {
         let mut out = self.archive_names(lay)?;
-        out.retain(|a| a.is_regular());
+        out.retain(|a| self.lstat(&a.path).is_ok_and(|m| m.is_file()));
         Ok(out)
     }
 
@@ -554,6 +558,14 @@ impl Run<'_, '_> {
         if p.copy || p.copytruncate {
             if !self.pass.dry_run {
                 copy_out(f, &target, p.copytruncate, self.pass.fail)?;
+            } else {
+                // A new file with the log's content, as new as the log.
+                let real = self
+                    .dry_names
+                    .get(f)
+                    .cloned()
+                    .unwrap_or_else(|| f.to_path_buf());
+                self.dry_names.insert(target.clone(), real);
             }
             let kind = if p.copytruncate {
                 ActionKind::CopyTruncate
@@ -565,6 +577,7 @@ impl Run<'_, '_> {
             if !self.pass.dry_run {
                 std::fs::rename(f, &target)?;
             }
+            self.dry_moved(f, &target);
             self.act(ActionKind::Rotate, f, Some(&target), size);
             if let Some(spec) = p.create {
                 (self.pass.fail)("step")?;
@@ -610,7 +623,7 @@ impl Run<'_, '_> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let dst = src.with_file_name(format!("{name}{}", lay.compext));
-        let before = match std::fs::symlink_metadata(src) {
+        let before = match self.lstat(src) {
             Ok(m) => m.len(),
             // Dry run: the archive does not exist yet; it is the log just "rotated".
             Err(_) => self
@@ -641,6 +654,7 @@ impl Run<'_, '_> {
         };
         self.index_remove(src);
         self.index_add(&dst);
+        self.dry_moved(src, &dst);
         self.out.compressed += 1;
         self.out.compressed_bytes_before += before;
         self.out.compressed_bytes_after += after.unwrap_or(0);
@@ -687,6 +701,7 @@ impl Run<'_, '_> {
                 }
                 self.index_remove(&a.path);
                 self.index_add(&to);
+                self.dry_moved(&a.path, &to);
             }
         }
         Ok(())
@@ -702,10 +717,14 @@ impl Run<'_, '_> {
                 u64::MAX
             };
             let names = self.archive_names(lay)?;
-            for a in names
+            let past: Vec<Archive> = names
                 .into_iter()
-                .filter(|a| a.counter == limit.saturating_add(1) && a.is_regular())
-            {
+                .filter(|a| {
+                    a.counter == limit.saturating_add(1)
+                        && self.lstat(&a.path).is_ok_and(|m| m.is_file())
+                })
+                .collect();
+            for a in past {
                 self.remove(p, &a.path)?;
             }
             return Ok(());
@@ -750,7 +769,7 @@ impl Run<'_, '_> {
         if let Some(days) = p.maxage_days {
             let cutoff = self.pass.now.timestamp().as_second() - (days as i64) * 86_400;
             let (old, young): (Vec<_>, Vec<_>) = keep.into_iter().partition(|a| {
-                std::fs::symlink_metadata(&a.path)
+                self.lstat(&a.path)
                     .map(|m| m.mtime() < cutoff)
                     .unwrap_or(false)
             });
@@ -764,9 +783,7 @@ impl Run<'_, '_> {
     }
 
     fn remove(&mut self, p: &Policy, path: &Path) -> io::Result<()> {
-        let size = std::fs::symlink_metadata(path)
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let size = self.lstat(path).map(|m| m.len()).unwrap_or(0);
         if let Some(s) = &p.scripts.preremove {
             let place = p.place.clone();
             self.script(s, &[&path.to_string_lossy()], &place, "preremove");
@@ -787,6 +804,22 @@ impl Run<'_, '_> {
         self.out.deleted_bytes += size;
         self.act(ActionKind::Delete, path, None, size);
         Ok(())
+    }
+
+    /// `lstat`, and in a dry run of a name that would exist by now, of the file it would be.
+    fn lstat(&self, p: &Path) -> io::Result<std::fs::Metadata> {
+        std::fs::symlink_metadata(self.dry_names.get(p).map_or(p, PathBuf::as_path))
+    }
+
+    /// Dry run: `from` would now be at `to`.
+    fn dry_moved(&mut self, from: &Path, to: &Path) {
+        if self.pass.dry_run {
+            let real = self
+                .dry_names
+                .remove(from)
+                .unwrap_or_else(|| from.to_path_buf());
+            self.dry_names.insert(to.to_path_buf(), real);
+        }
     }
 
     fn index_add(&mut self, p: &Path) {
