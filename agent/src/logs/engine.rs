@@ -706,7 +706,9 @@ mod tests {
     /// What a dry run lists is exactly what the real run then does.
     #[test]
     fn dry_run_lists_exactly_the_real_runs_actions() {
-        let cases: &[(&str, &[(&str, &str, u64)])] = &[
+        /// (name, content, age in days) of the files before the run.
+        type Files = &'static [(&'static str, &'static str, u64)];
+        let cases: &[(&str, Files)] = &[
             (
                 "size 1\n rotate 2\n compress\n delaycompress",
                 &[

@@ -938,12 +938,6 @@ struct Archive {
     compressed: bool,
 }
 
-impl Archive {
-    fn is_regular(&self) -> bool {
-        std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_file())
-    }
-}
-
 /// The index of a named capture group.
 fn group(re: &Regex, name: &str) -> Option<usize> {
     re.capture_names().position(|n| n == Some(name))
