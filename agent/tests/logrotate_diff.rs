@@ -414,6 +414,145 @@ fn scenarios() -> Vec<Scenario> {
             conf: "@/app.log {\n daily\n notifempty\n rotate 1\n}\n",
             ops: &[Write("app.log", ""), RunForced],
         },
+        Scenario {
+            name: "file_list_over_several_lines_before_the_brace",
+            conf: "@/a.log\n@/b.log\n@/c.log\n{\n size 1\n rotate 1\n}\n",
+            ops: &[
+                Write("a.log", "a\n"),
+                Write("b.log", "b\n"),
+                Write("c.log", "c\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "block_on_one_line_and_directives_after_the_brace",
+            conf: "size 1\nrotate 1\n@/a.log { }\n@/b.log { rotate 2\n}\n",
+            ops: &[
+                Write("a.log", "a\n"),
+                Write("b.log", "b\n"),
+                Run,
+                Write("b.log", "b2\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "unknown_and_obsolete_directives_are_ignored_lines",
+            conf: "@/app.log {\n size 1\n waeekly\n errors root\n norenamecopy\n rotate 1\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "mail_directives_still_rotate",
+            conf: "@/a.log {\n size 1\n rotate 1\n mail nobody@localhost\n mailfirst\n nomail\n}\n@/b.log {\n size 1\n rotate 1\n maillast\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "garbage_line_abandons_the_rest_of_the_file",
+            conf: "@/a.log {\n size 1\n rotate 1\n}\n%garbage\n@/b.log {\n size 1\n rotate 1\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "bad_argument_drops_only_its_block",
+            conf: "@/a.log {\n size 10Q\n rotate 1\n}\n@/b.log {\n size 1\n rotate 1\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "addextension_adds_the_extension",
+            conf: "@/app {\n size 1\n rotate 2\n addextension .log\n}\n@/web.log {\n size 1\n rotate 2\n addextension .log\n}\n",
+            ops: &[
+                Write("app", "a\n"),
+                Write("web.log", "w\n"),
+                Run,
+                Write("app", "b\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "renamecopy_into_olddir",
+            conf: "@/app.log {\n size 1\n rotate 2\n renamecopy\n olddir old\n create\n}\n",
+            ops: &[
+                Mkdir("old"),
+                Write("app.log", "a\n"),
+                Run,
+                Write("app.log", "b\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "ignoreduplicates_in_the_first_block_silences_later_ones",
+            conf: "@/app.log {\n ignoreduplicates\n size 1\n rotate 1\n}\n@/app.log {\n size 1\n rotate 3\n}\n@/b.log {\n size 1\n}\n@/b.log {\n ignoreduplicates\n size 1\n}\n",
+            ops: &[Write("app.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "duplicate_log_is_an_error_first_block_wins",
+            conf: "@/app.log {\n size 1\n rotate 1\n}\n@/app.log {\n size 1\n rotate 3\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "minage_keeps_a_young_log",
+            conf: "@/a.log {\n size 1\n rotate 1\n minage 2\n}\n@/b.log {\n size 1\n rotate 1\n minage 2\n}\n",
+            ops: &[
+                Write("a.log", "a\n"),
+                Write("b.log", "b\n"),
+                AgeDays("b.log", 3),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "copy_with_compress",
+            conf: "@/app.log {\n size 1\n rotate 2\n copy\n compress\n}\n",
+            ops: &[
+                WriteBytes("app.log", 5000),
+                Run,
+                Append("app.log", "more\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "dateext_into_olddir_compressed",
+            conf: "@/app.log {\n size 1\n rotate 2\n dateext\n olddir old\n compress\n}\n",
+            ops: &[Mkdir("old"), Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "compressext_and_compressoptions",
+            conf: "@/app.log {\n size 1\n rotate 2\n compress\n compresscmd /bin/gzip\n compressoptions -9\n compressext .gz\n}\n",
+            ops: &[WriteBytes("app.log", 9000), Run],
+        },
+        Scenario {
+            name: "rotate_minus_one_keeps_all",
+            conf: "@/app.log {\n size 1\n rotate -1\n}\n",
+            ops: &[
+                Write("app.log.1", "1\n"),
+                Write("app.log.2", "2\n"),
+                Write("app.log.3", "3\n"),
+                Write("app.log", "now\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "weekly_on_a_weekday",
+            conf: "@/app.log {\n weekly 3\n rotate 2\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, StateBack(8 * DAY), Run],
+        },
+        Scenario {
+            name: "maxsize_with_weekly_below_and_above",
+            conf: "@/a.log {\n weekly\n maxsize 100\n rotate 1\n}\n@/b.log {\n weekly\n maxsize 100\n rotate 1\n}\n",
+            ops: &[WriteBytes("a.log", 99), WriteBytes("b.log", 101), Run, Run],
+        },
+        Scenario {
+            name: "su_root_with_create_owner",
+            conf: "@/app.log {\n su root root\n size 1\n rotate 1\n create 0600 root root\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "nodelaycompress_nocopytruncate_noolddir_nodateext_reset_globals",
+            conf: "delaycompress\ncopytruncate\nolddir old\ndateext\ncompress\n@/app.log {\n size 1\n rotate 2\n nodelaycompress\n nocopytruncate\n noolddir\n nodateext\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "shredcycles_on_removal",
+            conf: "@/app.log {\n size 1\n rotate 1\n shred\n shredcycles 1\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run],
+        },
     ]
 }
 

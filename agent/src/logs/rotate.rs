@@ -78,6 +78,8 @@ struct Run<'a, 'p> {
     /// Dry run: a name that would exist now → the real file it would be (a rename, a
     /// compression keep size class and mtime), so retention decides as the real run.
     dry_names: HashMap<PathBuf, PathBuf>,
+    /// Logs first named by a block with `ignoreduplicates`.
+    quiet_dups: HashSet<std::ffi::OsString>,
 }
 
 /// Runs every policy once. The state is updated in memory; the caller saves it. Returns
@@ -104,6 +106,7 @@ pub fn run_pass(
         ),
         state_changed: false,
         dry_names: HashMap::new(),
+        quiet_dups: HashSet::new(),
     };
     let mut seen: HashSet<std::ffi::OsString> = HashSet::new();
     for p in policies {
@@ -174,8 +177,13 @@ impl Run<'_, '_> {
             }
             for f in matched {
                 if seen.insert(f.as_os_str().to_owned()) {
+                    if p.ignoreduplicates {
+                        // logrotate: later blocks naming it are ignored without an error.
+                        self.quiet_dups.insert(f.as_os_str().to_owned());
+                    }
                     files.push(f);
-                } else if !pat.contains(['*', '?', '[']) && !p.ignoreduplicates {
+                } else if !pat.contains(['*', '?', '[']) && !self.quiet_dups.contains(f.as_os_str())
+                {
                     self.error(
                         &f,
                         format!(
