@@ -48,6 +48,9 @@ enum Op {
     /// Set a file's mtime this many days back.
     AgeDays(&'static str, u64),
     Mkdir(&'static str),
+    /// Give a file an access ACL: its mode's owner/group/other bits plus a named user
+    /// (this uid) with read access.
+    Acl(&'static str, u32),
     /// Move every state entry this many seconds into the past.
     StateBack(i64),
     /// Move every state entry this many seconds into the future.
@@ -144,6 +147,19 @@ fn scenarios() -> Vec<Scenario> {
             name: "create_without_mode_keeps_the_old_mode",
             conf: "@/app.log {\n size 1\n rotate 1\n create\n}\n",
             ops: &[Write("app.log", "x\n"), Mode("app.log", 0o600), Run],
+        },
+        Scenario {
+            name: "create_without_mode_keeps_the_old_logs_acl",
+            conf: "@/a.log {\n size 1\n rotate 1\n create\n}\n@/b.log {\n size 1\n rotate 1\n create 0600\n}\n",
+            ops: &[
+                Write("a.log", "x\n"),
+                Mode("a.log", 0o640),
+                Acl("a.log", 65534),
+                Write("b.log", "x\n"),
+                Mode("b.log", 0o640),
+                Acl("b.log", 65534),
+                Run,
+            ],
         },
         Scenario {
             name: "nocreate_leaves_no_live_file",
@@ -650,6 +666,7 @@ fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
                 .set_modified(SystemTime::now() - Duration::from_secs(d * 86_400))
                 .unwrap(),
             Mkdir(name) => std::fs::create_dir(dir.join(name)).unwrap(),
+            Acl(name, uid) => set_acl(&dir.join(name), uid),
             StateBack(secs) => shift_state(&state, -secs),
             StateAhead(secs) => shift_state(&state, secs),
             Run => errors.push(r.run(&dir, &conf, &state, false)),
@@ -657,6 +674,62 @@ fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
         }
     }
     (tree(&dir), errors)
+}
+
+const ACL_XATTR: &std::ffi::CStr = c"system.posix_acl_access";
+
+/// Sets the access ACL `u::rw-,u:UID:r--,g::r--,m::r--,o::---` in the kernel's xattr
+/// format (what setfacl writes), without needing the acl tools.
+fn set_acl(path: &Path, uid: u32) {
+    use std::os::unix::ffi::OsStrExt;
+    const UNDEFINED: u32 = u32::MAX;
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, UNDEFINED),
+        (0x02, 4, uid),
+        (0x04, 4, UNDEFINED),
+        (0x10, 4, UNDEFINED),
+        (0x20, 0, UNDEFINED),
+    ] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
+    let r = unsafe {
+        nix::libc::lsetxattr(
+            c.as_ptr(),
+            ACL_XATTR.as_ptr(),
+            v.as_ptr().cast(),
+            v.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setting an ACL on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The access ACL's xattr bytes, if the file has one.
+fn get_acl(path: &Path) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
+    let n = unsafe {
+        nix::libc::lgetxattr(
+            c.as_ptr(),
+            ACL_XATTR.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
 }
 
 fn log_bytes(n: usize) -> Vec<u8> {
@@ -700,6 +773,9 @@ fn tree(dir: &Path) -> Tree {
             } else {
                 raw
             };
+            if let Some(acl) = get_acl(&p) {
+                out.insert(format!("{rel} (ACL)"), (acl, 0));
+            }
             out.insert(rel, (content, m.permissions().mode() & 0o7777));
         }
     }

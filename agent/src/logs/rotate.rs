@@ -590,7 +590,7 @@ impl Run<'_, '_> {
             if let Some(spec) = p.create {
                 (self.pass.fail)("step")?;
                 if !self.pass.dry_run {
-                    create_log(f, spec, meta, self.ids)?;
+                    create_log(f, spec, meta, self.ids, &target)?;
                 }
             }
         }
@@ -953,12 +953,13 @@ fn group(re: &Regex, name: &str) -> Option<usize> {
 
 /// Creates the new, empty log. `O_EXCL`: a file a writer already recreated is left alone
 /// (caretaker never changes mode or owner of a file it did not create).
-/// `ids` are the process's effective uid and gid.
+/// `ids` are the process's effective uid and gid; `old_path` is where the old log is now.
 fn create_log(
     f: &Path,
     spec: CreateSpec,
     old: &std::fs::Metadata,
     ids: (u32, u32),
+    old_path: &Path,
 ) -> io::Result<()> {
     let mode = spec.mode.unwrap_or(old.mode() & 0o7777);
     let file = match std::fs::OpenOptions::new()
@@ -979,6 +980,10 @@ fn create_log(
     let gid = spec.gid.unwrap_or(old.gid());
     if (uid, gid) != ids {
         std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
+    if spec.mode.is_none() {
+        // No mode given: the old log's ACL too (logrotate with libacl).
+        fsx::copy_acl(old_path, &file)?;
     }
     Ok(())
 }
