@@ -48,6 +48,9 @@ enum Op {
     /// Set a file's mtime this many days back.
     AgeDays(&'static str, u64),
     Mkdir(&'static str),
+    /// Give a file an access ACL: its mode's owner/group/other bits plus a named user
+    /// (this uid) with read access.
+    Acl(&'static str, u32),
     /// Move every state entry this many seconds into the past.
     StateBack(i64),
     /// Move every state entry this many seconds into the future.
@@ -144,6 +147,19 @@ fn scenarios() -> Vec<Scenario> {
             name: "create_without_mode_keeps_the_old_mode",
             conf: "@/app.log {\n size 1\n rotate 1\n create\n}\n",
             ops: &[Write("app.log", "x\n"), Mode("app.log", 0o600), Run],
+        },
+        Scenario {
+            name: "create_without_mode_keeps_the_old_logs_acl",
+            conf: "@/a.log {\n size 1\n rotate 1\n create\n}\n@/b.log {\n size 1\n rotate 1\n create 0600\n}\n",
+            ops: &[
+                Write("a.log", "x\n"),
+                Mode("a.log", 0o640),
+                Acl("a.log", 65534),
+                Write("b.log", "x\n"),
+                Mode("b.log", 0o640),
+                Acl("b.log", 65534),
+                Run,
+            ],
         },
         Scenario {
             name: "nocreate_leaves_no_live_file",
@@ -414,6 +430,145 @@ fn scenarios() -> Vec<Scenario> {
             conf: "@/app.log {\n daily\n notifempty\n rotate 1\n}\n",
             ops: &[Write("app.log", ""), RunForced],
         },
+        Scenario {
+            name: "file_list_over_several_lines_before_the_brace",
+            conf: "@/a.log\n@/b.log\n@/c.log\n{\n size 1\n rotate 1\n}\n",
+            ops: &[
+                Write("a.log", "a\n"),
+                Write("b.log", "b\n"),
+                Write("c.log", "c\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "block_on_one_line_and_directives_after_the_brace",
+            conf: "size 1\nrotate 1\n@/a.log { }\n@/b.log { rotate 2\n}\n",
+            ops: &[
+                Write("a.log", "a\n"),
+                Write("b.log", "b\n"),
+                Run,
+                Write("b.log", "b2\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "unknown_and_obsolete_directives_are_ignored_lines",
+            conf: "@/app.log {\n size 1\n waeekly\n errors root\n norenamecopy\n rotate 1\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "mail_directives_still_rotate",
+            conf: "@/a.log {\n size 1\n rotate 1\n mail nobody@localhost\n mailfirst\n nomail\n}\n@/b.log {\n size 1\n rotate 1\n maillast\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "garbage_line_abandons_the_rest_of_the_file",
+            conf: "@/a.log {\n size 1\n rotate 1\n}\n%garbage\n@/b.log {\n size 1\n rotate 1\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "bad_argument_drops_only_its_block",
+            conf: "@/a.log {\n size 10Q\n rotate 1\n}\n@/b.log {\n size 1\n rotate 1\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "addextension_adds_the_extension",
+            conf: "@/app {\n size 1\n rotate 2\n addextension .log\n}\n@/web.log {\n size 1\n rotate 2\n addextension .log\n}\n",
+            ops: &[
+                Write("app", "a\n"),
+                Write("web.log", "w\n"),
+                Run,
+                Write("app", "b\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "renamecopy_into_olddir",
+            conf: "@/app.log {\n size 1\n rotate 2\n renamecopy\n olddir old\n create\n}\n",
+            ops: &[
+                Mkdir("old"),
+                Write("app.log", "a\n"),
+                Run,
+                Write("app.log", "b\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "ignoreduplicates_in_the_first_block_silences_later_ones",
+            conf: "@/app.log {\n ignoreduplicates\n size 1\n rotate 1\n}\n@/app.log {\n size 1\n rotate 3\n}\n@/b.log {\n size 1\n}\n@/b.log {\n ignoreduplicates\n size 1\n}\n",
+            ops: &[Write("app.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "duplicate_log_is_an_error_first_block_wins",
+            conf: "@/app.log {\n size 1\n rotate 1\n}\n@/app.log {\n size 1\n rotate 3\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "minage_keeps_a_young_log",
+            conf: "@/a.log {\n size 1\n rotate 1\n minage 2\n}\n@/b.log {\n size 1\n rotate 1\n minage 2\n}\n",
+            ops: &[
+                Write("a.log", "a\n"),
+                Write("b.log", "b\n"),
+                AgeDays("b.log", 3),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "copy_with_compress",
+            conf: "@/app.log {\n size 1\n rotate 2\n copy\n compress\n}\n",
+            ops: &[
+                WriteBytes("app.log", 5000),
+                Run,
+                Append("app.log", "more\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "dateext_into_olddir_compressed",
+            conf: "@/app.log {\n size 1\n rotate 2\n dateext\n olddir old\n compress\n}\n",
+            ops: &[Mkdir("old"), Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "compressext_and_compressoptions",
+            conf: "@/app.log {\n size 1\n rotate 2\n compress\n compresscmd /bin/gzip\n compressoptions -9\n compressext .gz\n}\n",
+            ops: &[WriteBytes("app.log", 9000), Run],
+        },
+        Scenario {
+            name: "rotate_minus_one_keeps_all",
+            conf: "@/app.log {\n size 1\n rotate -1\n}\n",
+            ops: &[
+                Write("app.log.1", "1\n"),
+                Write("app.log.2", "2\n"),
+                Write("app.log.3", "3\n"),
+                Write("app.log", "now\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "weekly_on_a_weekday",
+            conf: "@/app.log {\n weekly 3\n rotate 2\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, StateBack(8 * DAY), Run],
+        },
+        Scenario {
+            name: "maxsize_with_weekly_below_and_above",
+            conf: "@/a.log {\n weekly\n maxsize 100\n rotate 1\n}\n@/b.log {\n weekly\n maxsize 100\n rotate 1\n}\n",
+            ops: &[WriteBytes("a.log", 99), WriteBytes("b.log", 101), Run, Run],
+        },
+        Scenario {
+            name: "su_root_with_create_owner",
+            conf: "@/app.log {\n su root root\n size 1\n rotate 1\n create 0600 root root\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "nodelaycompress_nocopytruncate_noolddir_nodateext_reset_globals",
+            conf: "delaycompress\ncopytruncate\nolddir old\ndateext\ncompress\n@/app.log {\n size 1\n rotate 2\n nodelaycompress\n nocopytruncate\n noolddir\n nodateext\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "shredcycles_on_removal",
+            conf: "@/app.log {\n size 1\n rotate 1\n shred\n shredcycles 1\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run],
+        },
     ]
 }
 
@@ -511,6 +666,7 @@ fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
                 .set_modified(SystemTime::now() - Duration::from_secs(d * 86_400))
                 .unwrap(),
             Mkdir(name) => std::fs::create_dir(dir.join(name)).unwrap(),
+            Acl(name, uid) => set_acl(&dir.join(name), uid),
             StateBack(secs) => shift_state(&state, -secs),
             StateAhead(secs) => shift_state(&state, secs),
             Run => errors.push(r.run(&dir, &conf, &state, false)),
@@ -518,6 +674,62 @@ fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
         }
     }
     (tree(&dir), errors)
+}
+
+const ACL_XATTR: &std::ffi::CStr = c"system.posix_acl_access";
+
+/// Sets the access ACL `u::rw-,u:UID:r--,g::r--,m::r--,o::---` in the kernel's xattr
+/// format (what setfacl writes), without needing the acl tools.
+fn set_acl(path: &Path, uid: u32) {
+    use std::os::unix::ffi::OsStrExt;
+    const UNDEFINED: u32 = u32::MAX;
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, UNDEFINED),
+        (0x02, 4, uid),
+        (0x04, 4, UNDEFINED),
+        (0x10, 4, UNDEFINED),
+        (0x20, 0, UNDEFINED),
+    ] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
+    let r = unsafe {
+        nix::libc::lsetxattr(
+            c.as_ptr(),
+            ACL_XATTR.as_ptr(),
+            v.as_ptr().cast(),
+            v.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setting an ACL on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The access ACL's xattr bytes, if the file has one.
+fn get_acl(path: &Path) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
+    let n = unsafe {
+        nix::libc::lgetxattr(
+            c.as_ptr(),
+            ACL_XATTR.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
 }
 
 fn log_bytes(n: usize) -> Vec<u8> {
@@ -561,6 +773,9 @@ fn tree(dir: &Path) -> Tree {
             } else {
                 raw
             };
+            if let Some(acl) = get_acl(&p) {
+                out.insert(format!("{rel} (ACL)"), (acl, 0));
+            }
             out.insert(rel, (content, m.permissions().mode() & 0o7777));
         }
     }

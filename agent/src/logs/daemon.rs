@@ -193,6 +193,9 @@ pub async fn run(
     for e in engine.load_errors() {
         warn!(place = %e.place, error = %e.message, "Log rotation config problem; the block it is in is not rotated.");
     }
+    for w in engine.load_warnings() {
+        warn!(place = %w.place, warning = %w.message, "Log rotation config line ignored.");
+    }
     info!(
         policies = engine.policies().len(),
         retention_rules = engine.retention().len(),

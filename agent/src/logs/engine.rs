@@ -21,7 +21,7 @@ use super::conf;
 use super::lock::{self, LockError};
 use super::policy::{Permissions, Policy};
 use super::rotate::{Pass, run_pass};
-use super::state::{State, StateError};
+use super::state::{State, StateError, is_writable_state};
 use super::summary::{LogError, RotationSummary, SweepSummary};
 use super::sweep::{self, RetentionRule};
 use crate::config::LogsConfig;
@@ -52,6 +52,7 @@ pub enum EngineError {
 pub struct LogEngine {
     policies: Vec<Policy>,
     load_errors: Vec<LogError>,
+    load_warnings: Vec<LogError>,
     roots: Vec<PathBuf>,
     state_file: PathBuf,
     threads: usize,
@@ -107,6 +108,7 @@ impl LogEngine {
         };
         let mut policies = Vec::new();
         let mut load_errors = Vec::new();
+        let mut load_warnings = Vec::new();
         for (i, pc) in cfg.policies.iter().enumerate() {
             match pc.to_policy(i, perms) {
                 Ok(p) => policies.push(p),
@@ -128,10 +130,22 @@ impl LogEngine {
                 place: e.place,
                 message: e.message,
             }));
+            load_warnings.extend(loaded.warnings.into_iter().map(|e| LogError {
+                place: e.place,
+                message: e.message,
+            }));
+        }
+        // Said once: the blocks rotate as configured, only the mail is not sent.
+        if let Some(p) = policies.iter().find(|p| p.mail.is_some()) {
+            load_warnings.push(LogError {
+                place: p.place.clone(),
+                message: "mail is not sent: caretaker does not mail logs (the logs of blocks with `mail` are rotated as configured)".to_string(),
+            });
         }
         Self {
             policies,
             load_errors,
+            load_warnings,
             roots: cfg.roots.clone(),
             state_file: cfg.state_file.clone(),
             threads: cfg.compress_threads.clamp(1, 64),
@@ -161,6 +175,11 @@ impl LogEngine {
     /// Config problems found while loading (each names `file:line` or the YAML key).
     pub fn load_errors(&self) -> &[LogError] {
         &self.load_errors
+    }
+
+    /// Config lines that were ignored, with their `file:line` (the rest loaded).
+    pub fn load_warnings(&self) -> &[LogError] {
+        &self.load_warnings
     }
 
     /// The loaded policies.
@@ -248,6 +267,7 @@ impl LogEngine {
         let mut out = RotationSummary {
             dry_run: opts.dry_run,
             errors: self.load_errors.clone(),
+            warnings: self.load_warnings.clone(),
             ..RotationSummary::default()
         };
         for (line, msg) in &warnings {
@@ -266,12 +286,16 @@ impl LogEngine {
             fail,
         };
         let changed = run_pass(&self.policies, &pass, &mut state, &mut out);
+        if changed {
+            // Only when the file is written anyway: an unchanged pass costs no lstat.
+            state.prune(pass.now.datetime());
+        }
         if fail("save").is_err() {
             // As a kill would: nothing saved, nothing cached.
             return Ok(out);
         }
         if !opts.dry_run {
-            if changed {
+            if changed && is_writable_state(&self.state_file) {
                 state.save(&self.state_file)?;
                 // The saved file holds only readable entries.
                 warnings.clear();
@@ -609,5 +633,168 @@ mod tests {
                 .any(|m| m.contains("outside the configured roots")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn a_state_path_that_is_not_a_regular_file_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let null = d.join("null-link");
+        std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+        let fifo = d.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        for state in [&null, &fifo] {
+            std::fs::write(d.join("app.log"), "x\n").unwrap();
+            let e = engine(
+                d,
+                &format!("{}/app.log {{\n  size 1\n  rotate 1\n}}\n", d.display()),
+            )
+            .with_state_file(state.clone());
+            let s = e
+                .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+                .unwrap();
+            assert_eq!((s.rotated, s.errors.len()), (1, 0), "{s:?}");
+            let m = std::fs::symlink_metadata(state).unwrap();
+            assert!(
+                !m.is_file(),
+                "{} was replaced by a regular file",
+                state.display()
+            );
+        }
+        assert_eq!(std::fs::read_link(&null).unwrap(), Path::new("/dev/null"));
+    }
+
+    #[test]
+    fn implausible_state_times_are_reported_with_their_line_and_the_log_is_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!("{}/app.log {{\n  daily\n  rotate 1\n}}\n", d.display()),
+        );
+        std::fs::write(d.join("app.log"), "x\n").unwrap();
+        std::fs::write(
+            d.join("status"),
+            format!(
+                "logrotate state -- version 2\n\"{0}/app.log\" 1969-12-31-0:0:0\n\"{0}/b.log\" 9999-1-1-0:0:0\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        let places: Vec<String> = s.errors.iter().map(|e| e.place.clone()).collect();
+        let st = d.join("status").display().to_string();
+        assert_eq!(places, vec![format!("{st}:2"), format!("{st}:3")]);
+        assert!(
+            s.errors[0].message.contains("before 1970"),
+            "{:?}",
+            s.errors
+        );
+        assert!(
+            s.errors[1].message.contains("years in the future"),
+            "{:?}",
+            s.errors
+        );
+        // Treated as never seen: recorded now, not rotated by time on this run.
+        assert_eq!(s.rotated, 0);
+        let text = std::fs::read_to_string(d.join("status")).unwrap();
+        assert!(text.contains("2026-1-1-10:0:0"), "{text}");
+    }
+
+    /// What a dry run lists is exactly what the real run then does.
+    #[test]
+    fn dry_run_lists_exactly_the_real_runs_actions() {
+        /// (name, content, age in days) of the files before the run.
+        type Files = &'static [(&'static str, &'static str, u64)];
+        let cases: &[(&str, Files)] = &[
+            (
+                "size 1\n rotate 2\n compress\n delaycompress",
+                &[
+                    ("app.log", "now\n", 0),
+                    ("app.log.1", "one\n", 1),
+                    ("app.log.2.gz", "", 2),
+                    ("app.log.3.gz", "", 3),
+                    ("app.log.4", "four\n", 4),
+                    ("app.log.5.gz", "", 5),
+                ],
+            ),
+            (
+                "size 1\n rotate 3\n compress\n maxage 3\n dateext",
+                &[
+                    ("app.log", "now\n", 0),
+                    ("app.log-20251220", "a\n", 12),
+                    ("app.log-20251225.gz", "", 7),
+                    ("app.log-20251229", "c\n", 3),
+                    ("app.log-20251230.gz", "", 2),
+                    ("app.log-20251231.gz", "", 1),
+                ],
+            ),
+            (
+                "size 1\n rotate 1\n copytruncate\n compress\n maxage 2",
+                &[
+                    ("app.log", "now\n", 0),
+                    ("app.log.1", "left over\n", 5),
+                    ("app.log.2.gz", "", 9),
+                ],
+            ),
+            (
+                "size 1\n rotate 0\n create 0600",
+                &[("app.log", "now\n", 0), ("app.log.1", "x\n", 1)],
+            ),
+        ];
+        let now = ts("2026-01-01T10:00:00Z");
+        for (body, files) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            for (name, content, age_days) in *files {
+                let p = d.join(name);
+                if name.ends_with(".gz") {
+                    let mut enc = flate2::write::GzEncoder::new(
+                        std::fs::File::create(&p).unwrap(),
+                        flate2::Compression::fast(),
+                    );
+                    std::io::Write::write_all(&mut enc, name.as_bytes()).unwrap();
+                    enc.finish().unwrap();
+                } else {
+                    std::fs::write(&p, content).unwrap();
+                }
+                let t = SystemTime::from(now) - Duration::from_secs(age_days * 86_400);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_modified(t)
+                    .unwrap();
+            }
+            let e = engine(d, &format!("{}/app.log {{\n {body}\n}}\n", d.display()));
+            let key = |s: &RotationSummary| {
+                let mut v: Vec<String> = s
+                    .actions
+                    .iter()
+                    .map(|a| format!("{:?} {} {:?}", a.kind, a.path.display(), a.to))
+                    .collect();
+                v.sort();
+                v
+            };
+            let dry = e
+                .rotate(
+                    now,
+                    RunOptions {
+                        dry_run: true,
+                        ..RunOptions::default()
+                    },
+                )
+                .unwrap();
+            let real = e.rotate(now, RunOptions::default()).unwrap();
+            assert_eq!(real.errors, vec![], "{body}");
+            assert_eq!(key(&dry), key(&real), "{body}");
+            assert_eq!(
+                (dry.rotated, dry.compressed, dry.deleted),
+                (real.rotated, real.compressed, real.deleted),
+                "{body}"
+            );
+        }
     }
 }

@@ -75,6 +75,11 @@ struct Run<'a, 'p> {
     ids: (u32, u32),
     /// Whether `state` was changed (a new log recorded, a rotation).
     state_changed: bool,
+    /// Dry run: a name that would exist now → the real file it would be (a rename, a
+    /// compression keep size class and mtime), so retention decides as the real run.
+    dry_names: HashMap<PathBuf, PathBuf>,
+    /// Logs first named by a block with `ignoreduplicates`.
+    quiet_dups: HashSet<std::ffi::OsString>,
 }
 
 /// Runs every policy once. The state is updated in memory; the caller saves it. Returns
@@ -100,6 +105,8 @@ pub fn run_pass(
             nix::unistd::getegid().as_raw(),
         ),
         state_changed: false,
+        dry_names: HashMap::new(),
+        quiet_dups: HashSet::new(),
     };
     let mut seen: HashSet<std::ffi::OsString> = HashSet::new();
     for p in policies {
@@ -170,8 +177,13 @@ impl Run<'_, '_> {
             }
             for f in matched {
                 if seen.insert(f.as_os_str().to_owned()) {
+                    if p.ignoreduplicates {
+                        // logrotate: later blocks naming it are ignored without an error.
+                        self.quiet_dups.insert(f.as_os_str().to_owned());
+                    }
                     files.push(f);
-                } else if !pat.contains(['*', '?', '[']) {
+                } else if !pat.contains(['*', '?', '[']) && !self.quiet_dups.contains(f.as_os_str())
+                {
                     self.error(
                         &f,
                         format!(
@@ -493,7 +505,7 @@ impl Run<'_, '_> {
     /// symlink or a directory is never touched.
     fn archives(&mut self, lay: &Layout) -> io::Result<Vec<Archive>> {
         let mut out = self.archive_names(lay)?;
-        out.retain(|a| a.is_regular());
+        out.retain(|a| self.lstat(&a.path).is_ok_and(|m| m.is_file()));
         Ok(out)
     }
 
@@ -518,6 +530,11 @@ impl Run<'_, '_> {
                 self.pass
                     .now
                     .checked_sub(1.day())
+                    .unwrap_or_else(|_| self.pass.now.clone())
+            } else if p.datehourago {
+                self.pass
+                    .now
+                    .checked_sub(1.hour())
                     .unwrap_or_else(|_| self.pass.now.clone())
             } else {
                 self.pass.now.clone()
@@ -549,6 +566,14 @@ impl Run<'_, '_> {
         if p.copy || p.copytruncate {
             if !self.pass.dry_run {
                 copy_out(f, &target, p.copytruncate, self.pass.fail)?;
+            } else {
+                // A new file with the log's content, as new as the log.
+                let real = self
+                    .dry_names
+                    .get(f)
+                    .cloned()
+                    .unwrap_or_else(|| f.to_path_buf());
+                self.dry_names.insert(target.clone(), real);
             }
             let kind = if p.copytruncate {
                 ActionKind::CopyTruncate
@@ -560,11 +585,12 @@ impl Run<'_, '_> {
             if !self.pass.dry_run {
                 std::fs::rename(f, &target)?;
             }
+            self.dry_moved(f, &target);
             self.act(ActionKind::Rotate, f, Some(&target), size);
             if let Some(spec) = p.create {
                 (self.pass.fail)("step")?;
                 if !self.pass.dry_run {
-                    create_log(f, spec, meta, self.ids)?;
+                    create_log(f, spec, meta, self.ids, &target)?;
                 }
             }
         }
@@ -605,7 +631,7 @@ impl Run<'_, '_> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let dst = src.with_file_name(format!("{name}{}", lay.compext));
-        let before = match std::fs::symlink_metadata(src) {
+        let before = match self.lstat(src) {
             Ok(m) => m.len(),
             // Dry run: the archive does not exist yet; it is the log just "rotated".
             Err(_) => self
@@ -636,6 +662,7 @@ impl Run<'_, '_> {
         };
         self.index_remove(src);
         self.index_add(&dst);
+        self.dry_moved(src, &dst);
         self.out.compressed += 1;
         self.out.compressed_bytes_before += before;
         self.out.compressed_bytes_after += after.unwrap_or(0);
@@ -682,6 +709,7 @@ impl Run<'_, '_> {
                 }
                 self.index_remove(&a.path);
                 self.index_add(&to);
+                self.dry_moved(&a.path, &to);
             }
         }
         Ok(())
@@ -697,10 +725,14 @@ impl Run<'_, '_> {
                 u64::MAX
             };
             let names = self.archive_names(lay)?;
-            for a in names
+            let past: Vec<Archive> = names
                 .into_iter()
-                .filter(|a| a.counter == limit.saturating_add(1) && a.is_regular())
-            {
+                .filter(|a| {
+                    a.counter == limit.saturating_add(1)
+                        && self.lstat(&a.path).is_ok_and(|m| m.is_file())
+                })
+                .collect();
+            for a in past {
                 self.remove(p, &a.path)?;
             }
             return Ok(());
@@ -745,7 +777,7 @@ impl Run<'_, '_> {
         if let Some(days) = p.maxage_days {
             let cutoff = self.pass.now.timestamp().as_second() - (days as i64) * 86_400;
             let (old, young): (Vec<_>, Vec<_>) = keep.into_iter().partition(|a| {
-                std::fs::symlink_metadata(&a.path)
+                self.lstat(&a.path)
                     .map(|m| m.mtime() < cutoff)
                     .unwrap_or(false)
             });
@@ -759,9 +791,7 @@ impl Run<'_, '_> {
     }
 
     fn remove(&mut self, p: &Policy, path: &Path) -> io::Result<()> {
-        let size = std::fs::symlink_metadata(path)
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let size = self.lstat(path).map(|m| m.len()).unwrap_or(0);
         if let Some(s) = &p.scripts.preremove {
             let place = p.place.clone();
             self.script(s, &[&path.to_string_lossy()], &place, "preremove");
@@ -782,6 +812,22 @@ impl Run<'_, '_> {
         self.out.deleted_bytes += size;
         self.act(ActionKind::Delete, path, None, size);
         Ok(())
+    }
+
+    /// `lstat`, and in a dry run of a name that would exist by now, of the file it would be.
+    fn lstat(&self, p: &Path) -> io::Result<std::fs::Metadata> {
+        std::fs::symlink_metadata(self.dry_names.get(p).map_or(p, PathBuf::as_path))
+    }
+
+    /// Dry run: `from` would now be at `to`.
+    fn dry_moved(&mut self, from: &Path, to: &Path) {
+        if self.pass.dry_run {
+            let real = self
+                .dry_names
+                .remove(from)
+                .unwrap_or_else(|| from.to_path_buf());
+            self.dry_names.insert(to.to_path_buf(), real);
+        }
     }
 
     fn index_add(&mut self, p: &Path) {
@@ -852,10 +898,12 @@ impl Layout {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let (base, ext) = match &p.extension {
+        let (base, ext) = match p.extension.as_ref().or(p.addextension.as_ref()) {
             Some(e) if name.ends_with(e.as_str()) && name.len() > e.len() => {
                 (name[..name.len() - e.len()].to_string(), e.clone())
             }
+            // `addextension`: a name without the extension gets it.
+            Some(e) if p.extension.is_none() => (name.clone(), e.clone()),
             _ => (name.clone(), String::new()),
         };
         let compext = p.compress_ext();
@@ -898,12 +946,6 @@ struct Archive {
     compressed: bool,
 }
 
-impl Archive {
-    fn is_regular(&self) -> bool {
-        std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_file())
-    }
-}
-
 /// The index of a named capture group.
 fn group(re: &Regex, name: &str) -> Option<usize> {
     re.capture_names().position(|n| n == Some(name))
@@ -911,12 +953,13 @@ fn group(re: &Regex, name: &str) -> Option<usize> {
 
 /// Creates the new, empty log. `O_EXCL`: a file a writer already recreated is left alone
 /// (caretaker never changes mode or owner of a file it did not create).
-/// `ids` are the process's effective uid and gid.
+/// `ids` are the process's effective uid and gid; `old_path` is where the old log is now.
 fn create_log(
     f: &Path,
     spec: CreateSpec,
     old: &std::fs::Metadata,
     ids: (u32, u32),
+    old_path: &Path,
 ) -> io::Result<()> {
     let mode = spec.mode.unwrap_or(old.mode() & 0o7777);
     let file = match std::fs::OpenOptions::new()
@@ -937,6 +980,10 @@ fn create_log(
     let gid = spec.gid.unwrap_or(old.gid());
     if (uid, gid) != ids {
         std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
+    if spec.mode.is_none() {
+        // No mode given: the old log's ACL too (logrotate with libacl).
+        fsx::copy_acl(old_path, &file)?;
     }
     Ok(())
 }
