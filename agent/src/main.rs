@@ -16,8 +16,8 @@ use caretaker_agent::logs::daemon::{self as logs_daemon, LogsTask};
 use caretaker_agent::logs::engine::{LogEngine, RunOptions};
 use caretaker_agent::logs::sweep::{self, RetentionRule};
 use caretaker_agent::paths::HostPaths;
-use caretaker_proto::config::{EXIT_USAGE, load_yaml};
-use caretaker_proto::render::{self, Style};
+use caretaker_core::config::{EXIT_USAGE, load_yaml};
+use caretaker_core::render::{self, Style};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -440,7 +440,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// sysexits.h EX_TEMPFAIL: another run holds the lock; try again later.
-const EXIT_TEMPFAIL: u8 = caretaker_proto::config::EXIT_TEMPFAIL as u8;
+const EXIT_TEMPFAIL: u8 = caretaker_core::config::EXIT_TEMPFAIL as u8;
 
 /// Cancels `token` on SIGTERM (what Kubernetes sends) or SIGINT.
 async fn wait_for_signal(token: CancellationToken) {

@@ -542,7 +542,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("read");
         std::fs::write(&f, "file-token-0123456789\n").unwrap();
-        let cfg: AuthConfig = caretaker_proto::config::parse_yaml(
+        let cfg: AuthConfig = caretaker_core::config::parse_yaml(
             &format!(
                 "tokens:\n  - {{name: ro, scope: read, file: {}}}\n",
                 f.display()
@@ -564,7 +564,7 @@ mod tests {
             Auth::from_config(&cfg).unwrap_err().to_string(),
             "auth.tokens ro: the token is shorter than 16 characters; generate one with `caretaker-aggregator certs`"
         );
-        let cfg: AuthConfig = caretaker_proto::config::parse_yaml(
+        let cfg: AuthConfig = caretaker_core::config::parse_yaml(
             "tokens:\n  - {name: ops, scope: admin, env: CARETAKER_TEST_UNSET_TOKEN_VAR}\n",
             std::path::Path::new("c"),
         )
@@ -576,7 +576,7 @@ mod tests {
     }
 
     fn file_config(read: &std::path::Path, admin: &std::path::Path) -> AuthConfig {
-        caretaker_proto::config::parse_yaml(
+        caretaker_core::config::parse_yaml(
             &format!(
                 "tokens:\n  - {{name: ro, scope: read, file: {}}}\n  - {{name: ops, scope: admin, file: {}}}\n",
                 read.display(),

@@ -174,11 +174,9 @@ impl Ca {
     ) -> Result<CertAndKey, CertsError> {
         let (cn, uri) = match node {
             Some(n) => {
-                caretaker_proto::model::validate_node_name(n).map_err(|e| {
-                    CertsError::NodeName {
-                        name: n.into(),
-                        message: e.to_string(),
-                    }
+                caretaker_core::model::validate_node_name(n).map_err(|e| CertsError::NodeName {
+                    name: n.into(),
+                    message: e.to_string(),
                 })?;
                 (n.to_string(), format!("{NODE_URI_PREFIX}{n}"))
             }
@@ -312,7 +310,7 @@ pub fn generate(opts: &CertsOptions) -> Result<CertsSummary, CertsError> {
         ca
     };
     for n in &opts.nodes {
-        caretaker_proto::model::validate_node_name(n).map_err(|e| CertsError::NodeName {
+        caretaker_core::model::validate_node_name(n).map_err(|e| CertsError::NodeName {
             name: n.clone(),
             message: e.to_string(),
         })?;

@@ -42,7 +42,7 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
-use caretaker_proto::config::bounded_duration;
+use caretaker_core::config::bounded_duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::checks::ChecksConfig;
@@ -354,7 +354,7 @@ fn stale_after<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> 
 mod tests {
     use std::path::Path;
 
-    use caretaker_proto::config::parse_yaml;
+    use caretaker_core::config::parse_yaml;
 
     use super::*;
 

@@ -18,7 +18,7 @@ use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use caretaker_proto::model::NodeReport;
+use caretaker_core::model::NodeReport;
 use caretaker_proto::pb::{
     self, agent_message, aggregator_message, report_ingest_server::ReportIngest,
 };

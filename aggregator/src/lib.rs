@@ -19,7 +19,7 @@
 //! - [`server`]: wires gRPC + HTTP on given listeners until a shutdown token fires.
 //! - [`tls`]: server TLS, node identity from client certificates, reload on change.
 //! - [`auth`]: bearer tokens of the query APIs; [`certs`]: `caretaker-aggregator certs`.
-//! - [`standalone`]: aggregator + agent of this machine in one process.
+//! - [`client`]: the gRPC `Query` client (`report`, `caretaker-standalone`, tests).
 //! - [`leader`]: leader election between replicas through a Lease, and the pod label
 //!   `caretaker.io/role` the Service selects; a standby serves only `/healthz` and
 //!   `/readyz` (200 `standby`) until it holds the Lease.
@@ -30,6 +30,7 @@ pub mod auth;
 pub mod certs;
 pub mod checks;
 pub mod cleanup;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod history;
@@ -43,7 +44,6 @@ pub mod rounds;
 pub mod schedule;
 pub mod server;
 pub mod signals;
-pub mod standalone;
 pub mod state;
 pub mod store;
 pub mod tls;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use caretaker_agent::paths::HostPaths;
 use caretaker_aggregator::auth::Auth;
 use caretaker_aggregator::checks::cli::{CheckArgs, CliError};
 use caretaker_aggregator::cleanup::cli::CleanupArgs;
@@ -17,13 +16,13 @@ use caretaker_aggregator::report::{self, Output};
 use caretaker_aggregator::schedule::notify::Notifier;
 use caretaker_aggregator::schedule::runner::{RunnerOptions, SystemClock, run_scheduler};
 use caretaker_aggregator::schedule::runs::{RunState, Schedule};
-use caretaker_aggregator::schedule::window::MaintenanceWindow;
 use caretaker_aggregator::server::ServeOptions;
 use caretaker_aggregator::state::State;
 use caretaker_aggregator::store::{Store, StoreError};
 use caretaker_aggregator::tls::ReloadingTls;
-use caretaker_aggregator::{certs, server, standalone};
-use caretaker_proto::config::{EXIT_USAGE, load_yaml};
+use caretaker_aggregator::{certs, client, server};
+use caretaker_core::config::{EXIT_USAGE, load_yaml};
+use caretaker_core::window::MaintenanceWindow;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
@@ -99,26 +98,6 @@ enum Command {
         #[arg(long, default_value_t = 3650)]
         ca_days: u32,
     },
-    /// Aggregator + agent for this machine in one process over loopback gRPC; no cluster,
-    /// no config. With --once: print the merged report after two reports and exit.
-    Standalone {
-        #[arg(long)]
-        once: bool,
-        #[arg(long, value_enum, default_value_t = Output::Table)]
-        output: Output,
-        /// Give up if the reports have not arrived within this time.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        timeout: Duration,
-        /// procfs of the host (default /proc).
-        #[arg(long = "path.procfs")]
-        procfs: Option<PathBuf>,
-        /// sysfs of the host (default /sys).
-        #[arg(long = "path.sysfs")]
-        sysfs: Option<PathBuf>,
-        /// The host's root filesystem (default /).
-        #[arg(long = "path.rootfs")]
-        rootfs: Option<PathBuf>,
-    },
     /// Run the cluster checks on a live cluster or on a dump and print the results.
     Check(CheckArgs),
     /// Propose (dry run) or apply cleanup of completed Jobs, old ReplicaSets, failed pods,
@@ -188,7 +167,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 None => std::env::var(&token_env).ok().filter(|t| !t.is_empty()),
             };
-            let client = standalone::QueryClientOptions { ca_file, token };
+            let opts = client::QueryClientOptions { ca_file, token };
             let now = jiff::Timestamp::now();
             let when = |s: &str| report::parse_time(s, now);
             if let Some(d) = diff {
@@ -197,8 +176,12 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     (Err(e), _) | (_, Err(e)) => return Ok(usage_error(format!("--diff: {e}"))),
                 };
                 let rt = runtime()?;
-                let ra = rt.block_on(standalone::fetch_report_with(&server, Some(a), &client))?;
-                let rb = rt.block_on(standalone::fetch_report_with(&server, Some(b), &client))?;
+                let ra = rt
+                    .block_on(client::fetch_report_with(&server, Some(a), &opts))
+                    .context("query")?;
+                let rb = rt
+                    .block_on(client::fetch_report_with(&server, Some(b), &opts))
+                    .context("query")?;
                 print!(
                     "{}",
                     report::render_diff(&caretaker_aggregator::history::diff(&ra, &rb), output)?
@@ -209,8 +192,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(a) => a,
                 Err(e) => return Ok(usage_error(format!("--at: {e}"))),
             };
-            let report =
-                runtime()?.block_on(standalone::fetch_report_with(&server, at, &client))?;
+            let report = runtime()?
+                .block_on(client::fetch_report_with(&server, at, &opts))
+                .context("query")?;
             print!("{}", report::render(&report, output)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -249,42 +233,6 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 "Next: kubectl apply -f {}",
                 opts.out.join("secrets.yaml").display()
             );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Standalone {
-            once,
-            output,
-            timeout,
-            procfs,
-            sysfs,
-            rootfs,
-        } => {
-            let d = HostPaths::default();
-            let paths = HostPaths {
-                procfs: procfs.unwrap_or(d.procfs),
-                sysfs: sysfs.unwrap_or(d.sysfs),
-                rootfs: rootfs.unwrap_or(d.rootfs),
-            };
-            let rt = runtime()?;
-            let report = rt.block_on(async {
-                let shutdown = CancellationToken::new();
-                let s = shutdown.clone();
-                tokio::spawn(async move {
-                    wait_for_signal().await;
-                    s.cancel();
-                });
-                standalone::run(paths, once, timeout, shutdown, |e| {
-                    if !once {
-                        eprintln!(
-                            "caretaker standalone: gRPC on {}, HTTP on http://{}/api/v1/report; Ctrl-C to stop",
-                            e.grpc, e.http
-                        );
-                    }
-                })
-                .await
-            })?;
-            rt.shutdown_timeout(Duration::from_millis(500));
-            print!("{}", report::render(&report, output)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use caretaker_proto::model::{Freshness, NodeReport, NodeStatus};
+use caretaker_core::model::{Freshness, NodeReport, NodeStatus};
 use jiff::Timestamp;
 
 use crate::history::{History, Recorded, Retention};
@@ -36,7 +36,7 @@ pub struct State {
     /// the sender that is answered when the round is done and recorded.
     round_requests: std::sync::OnceLock<tokio::sync::mpsc::Sender<RoundRequest>>,
     /// The maintenance window, shown in every report once set.
-    window: std::sync::OnceLock<crate::schedule::window::MaintenanceWindow>,
+    window: std::sync::OnceLock<caretaker_core::window::MaintenanceWindow>,
     ready: AtomicBool,
 }
 
@@ -344,7 +344,7 @@ impl State {
     }
 
     /// Sets the maintenance window shown in reports (once).
-    pub fn set_window(&self, w: crate::schedule::window::MaintenanceWindow) {
+    pub fn set_window(&self, w: caretaker_core::window::MaintenanceWindow) {
         let _ = self.window.set(w);
     }
 
@@ -531,7 +531,7 @@ mod tests {
     #[test]
     fn the_report_shows_the_maintenance_window_and_what_waits_for_it() {
         use crate::schedule::config::ScheduleConfig;
-        use crate::schedule::window::MaintenanceWindow;
+        use caretaker_core::window::MaintenanceWindow;
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
         assert_eq!(state.cluster_report(Timestamp::now()).maintenance, None);
         let cfg = ScheduleConfig::default();

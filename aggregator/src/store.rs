@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use caretaker_proto::model::NodeReport;
+use caretaker_core::model::NodeReport;
 use caretaker_proto::pb;
 use jiff::Timestamp;
 use prost::Message;
@@ -270,7 +270,7 @@ fn decode(node: &str, bytes: &[u8]) -> Result<StoredNode, StoreError> {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use caretaker_proto::model::{AgentCost, Host};
+    use caretaker_core::model::{AgentCost, Host};
     use proptest::prelude::*;
 
     use super::*;

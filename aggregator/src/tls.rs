@@ -103,7 +103,7 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, String> 
     }
     match names.as_slice() {
         [one] if one == "*" => Ok(PeerIdentity::Shared),
-        [one] if caretaker_proto::model::validate_node_name(one).is_ok() => {
+        [one] if caretaker_core::model::validate_node_name(one).is_ok() => {
             Ok(PeerIdentity::Node(one.clone()))
         }
         [one] => Err(format!(

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use caretaker_proto::model::{CollectorError, LogCounts, LogsSummary, MAX_ERRORS};
+use caretaker_core::model::{CollectorError, LogCounts, LogsSummary, MAX_ERRORS};
 use jiff::Timestamp;
 use rand::Rng;
 use tokio::sync::watch;

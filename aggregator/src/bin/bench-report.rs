@@ -21,7 +21,7 @@ use caretaker_aggregator::history::{History, Retention};
 use caretaker_aggregator::report::{self, CheckRound, MergeConfig};
 use caretaker_aggregator::state::State;
 use caretaker_aggregator::store::{STORE_FILE, Store, StoredNode};
-use caretaker_proto::model::{
+use caretaker_core::model::{
     AgentCost, Filesystem, Host, NetworkInterface, NetworkRates, NodeReport,
 };
 use jiff::Timestamp;

@@ -1,6 +1,6 @@
 //! The report page: the merged [`ClusterReport`] as one self-contained HTML5 page, served
 //! by the aggregator at `GET /report` and printed by `report --output html` and
-//! `standalone --once --output html`.
+//! `caretaker-standalone --once --output html`.
 //!
 //! # What the page shows, top to bottom
 //! - **Header**: date (UTC), status, score, node counts, when the checks ran.
@@ -35,8 +35,8 @@
 //! - **Deterministic**: the page is a function of the report alone (no clock, sorted
 //!   input, no hash-map order), so it can be compared in tests.
 
-use caretaker_proto::model::{Filesystem, Freshness, NodeStatus};
-use caretaker_proto::render::bytes;
+use caretaker_core::model::{Filesystem, Freshness, NodeStatus};
+use caretaker_core::render::bytes;
 use jiff::{SignedDuration, Timestamp};
 use maud::{DOCTYPE, Markup, PreEscaped, html as markup};
 
@@ -967,7 +967,7 @@ fn nodes_table(r: &ClusterReport) -> Markup {
 
 #[cfg(test)]
 mod tests {
-    use caretaker_proto::model::{Filesystem, NetworkInterface, NetworkRates};
+    use caretaker_core::model::{Filesystem, NetworkInterface, NetworkRates};
 
     use super::*;
     use crate::checks::CheckResult;

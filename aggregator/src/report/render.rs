@@ -5,14 +5,14 @@
 
 use std::fmt::Write as _;
 
-use caretaker_proto::model::{Freshness, NodeStatus};
-use caretaker_proto::render::{self, Style};
+use caretaker_core::model::{Freshness, NodeStatus};
+use caretaker_core::render::{self, Style};
 use comfy_table::{Table, presets};
 
 use super::{ClusterReport, PressureLevel};
 use crate::checks::{CheckStatus, Severity};
 
-/// Output formats of `report` and `standalone`.
+/// Output formats of `report` and `caretaker-standalone`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Table,
