@@ -167,7 +167,7 @@ async fn config_errors_are_in_every_summary_with_their_place_and_are_not_counted
     let conf = dir.path().join("lr.conf");
     std::fs::write(
         &conf,
-        format!("{}/a.log {{\n  rotat 3\n}}\n", dir.path().display()),
+        format!("{}/a.log {{\n  rotate abc\n}}\n", dir.path().display()),
     )
     .unwrap();
     let cfg = LogsConfig {

@@ -320,6 +320,8 @@ impl LogEngine {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
     fn engine(dir: &Path, conf_text: &str) -> LogEngine {
@@ -795,6 +797,53 @@ mod tests {
                 (real.rotated, real.compressed, real.deleted),
                 "{body}"
             );
+        }
+    }
+
+    #[test]
+    fn a_leftover_uncompressed_archive_is_compressed_when_the_log_is_not_due() {
+        for (delay, plain_after) in [(false, vec![]), (true, vec!["app.log.1"])] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let e = engine(
+                d,
+                &format!(
+                    "{}/app.log {{\n  daily\n  rotate 5\n  compress\n{}}}\n",
+                    d.display(),
+                    if delay { "  delaycompress\n" } else { "" }
+                ),
+            );
+            std::fs::write(d.join("app.log"), "now\n").unwrap();
+            std::fs::write(d.join("app.log.1"), "one\n").unwrap();
+            // Left by a run that died during compression.
+            std::fs::write(d.join("app.log.2"), "two\n").unwrap();
+            // Rotated today already: not due.
+            std::fs::write(
+                d.join("status"),
+                format!(
+                    "logrotate state -- version 2\n\"{}/app.log\" 2026-1-1-0:0:0\n",
+                    d.display()
+                ),
+            )
+            .unwrap();
+            let s = e
+                .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+                .unwrap();
+            assert_eq!(s.errors, vec![]);
+            assert_eq!(s.rotated, 0);
+            let mut plain: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with("app.log.") && !n.ends_with(".gz"))
+                .collect();
+            plain.sort();
+            assert_eq!(plain, plain_after, "delaycompress {delay}");
+            let mut gz = Vec::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(d.join("app.log.2.gz")).unwrap())
+                .read_to_end(&mut gz)
+                .unwrap();
+            assert_eq!(gz, b"two\n");
+            assert_eq!(s.compressed, if delay { 1 } else { 2 });
         }
     }
 }

@@ -391,8 +391,52 @@ impl Run<'_, '_> {
         if d.rotates() {
             Some((path, meta))
         } else {
+            if p.compress
+                && let Err(e) = self.compress_leftovers(p, &path, &meta)
+            {
+                self.error(&path, e.to_string());
+            }
             None
         }
+    }
+
+    /// A log that is not due: archives an earlier run left uncompressed (ENOSPC or a kill
+    /// during compression) are compressed now rather than at the next rotation; with
+    /// `delaycompress` the newest archive stays as it is. Costs one directory read per
+    /// directory and pass (names only) when nothing is left over.
+    fn compress_leftovers(
+        &mut self,
+        p: &Policy,
+        f: &Path,
+        meta: &std::fs::Metadata,
+    ) -> io::Result<()> {
+        if let Some(old) = &p.olddir {
+            let dir = f.parent().unwrap_or(Path::new("/"));
+            // Never created for this: no olddir, no archives in it.
+            if !fsx::normalize(&dir.join(old)).is_dir() {
+                return Ok(());
+            }
+        }
+        let dir = self.archive_dir(p, f, meta)?;
+        let lay = Layout::new(p, f, &dir, &mut self.regexes);
+        let mut names = self.archive_names(&lay)?;
+        if p.delaycompress {
+            let newest = if p.dateext {
+                names
+                    .iter()
+                    .max_by(|a, b| (&a.key, a.counter).cmp(&(&b.key, b.counter)))
+            } else {
+                names.iter().min_by_key(|a| a.counter)
+            }
+            .map(|a| a.path.clone());
+            names.retain(|a| Some(&a.path) != newest.as_ref());
+        }
+        for a in names.into_iter().filter(|a| !a.compressed) {
+            if self.lstat(&a.path).is_ok_and(|m| m.is_file()) {
+                self.compress(p, &a.path, &lay)?;
+            }
+        }
+        Ok(())
     }
 
     fn archive_dir(
