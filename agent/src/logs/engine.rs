@@ -742,6 +742,14 @@ mod tests {
                 ],
             ),
             (
+                "size 1\n rotate 3\n compress",
+                &[
+                    ("app.log", "now\n", 0),
+                    ("app.log.1", "plain\n", 1),
+                    ("app.log.1.gz", "", 1),
+                ],
+            ),
+            (
                 "size 1\n rotate 0\n create 0600",
                 &[("app.log", "now\n", 0), ("app.log.1", "x\n", 1)],
             ),
@@ -845,5 +853,73 @@ mod tests {
             assert_eq!(gz, b"two\n");
             assert_eq!(s.compressed, if delay { 1 } else { 2 });
         }
+    }
+
+    fn gz(path: &Path, content: &[u8]) {
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        std::io::Write::write_all(&mut enc, content).unwrap();
+        enc.finish().unwrap();
+    }
+
+    fn gunzip(path: &Path) -> Vec<u8> {
+        let mut v = Vec::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_end(&mut v)
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn two_archives_for_one_name_are_both_kept_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!(
+                "{}/app.log {{\n  size 1\n  rotate 3\n  compress\n}}\n",
+                d.display()
+            ),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "plain\n").unwrap();
+        gz(&d.join("app.log.1.gz"), b"other\n");
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!(s.errors, vec![]);
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        let w = &s.warnings[0].message;
+        assert!(
+            w.contains(&d.join("app.log.1").display().to_string())
+                && w.contains(&d.join("app.log.1.gz").display().to_string()),
+            "{w}"
+        );
+        // Nothing lost: the new archive, and both old ones shifted together.
+        assert_eq!(gunzip(&d.join("app.log.1.gz")), b"now\n");
+        assert_eq!(std::fs::read(d.join("app.log.2")).unwrap(), b"plain\n");
+        assert_eq!(gunzip(&d.join("app.log.2.gz")), b"other\n");
+
+        // The same content twice (a run died after the rename, before the unlink): one stays.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!(
+                "{}/app.log {{\n  size 1\n  rotate 3\n  compress\n}}\n",
+                d.display()
+            ),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "same\n").unwrap();
+        gz(&d.join("app.log.1.gz"), b"same\n");
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!((s.errors.len(), s.warnings.len()), (0, 0), "{s:?}");
+        assert!(!d.join("app.log.2").exists());
+        assert_eq!(gunzip(&d.join("app.log.2.gz")), b"same\n");
     }
 }

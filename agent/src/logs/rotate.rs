@@ -675,6 +675,32 @@ impl Run<'_, '_> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let dst = src.with_file_name(format!("{name}{}", lay.compext));
+        // An archive of that name already: the same content (a run died after its
+        // rename, before the unlink) is replaced by the same again; other content is
+        // never replaced: both stay, under their own names, with a warning.
+        // Existence from the directory index, which a dry run keeps as the real run's.
+        let dst_name = format!("{name}{}", lay.compext);
+        let dst_taken = match src.parent() {
+            Some(dir) => self.names(dir)?.contains(&dst_name),
+            None => false,
+        };
+        if dst_taken
+            && !same_content(&self.resolve(src), &self.resolve(&dst), &p.compressor)
+                .unwrap_or(false)
+        {
+            let message = format!(
+                "{} and {} are two different archives for one place; both are kept and {} stays uncompressed",
+                src.display(),
+                dst.display(),
+                src.display()
+            );
+            tracing::warn!(path = %src.display(), "{message}");
+            self.out.warnings.push(LogError {
+                place: src.display().to_string(),
+                message,
+            });
+            return Ok(());
+        }
         let before = match self.lstat(src) {
             Ok(m) => m.len(),
             // Dry run: the archive does not exist yet; it is the log just "rotated".
@@ -861,6 +887,14 @@ impl Run<'_, '_> {
     /// `lstat`, and in a dry run of a name that would exist by now, of the file it would be.
     fn lstat(&self, p: &Path) -> io::Result<std::fs::Metadata> {
         std::fs::symlink_metadata(self.dry_names.get(p).map_or(p, PathBuf::as_path))
+    }
+
+    /// The real file behind a name (in a dry run, a name may only exist virtually).
+    fn resolve(&self, p: &Path) -> PathBuf {
+        self.dry_names
+            .get(p)
+            .cloned()
+            .unwrap_or_else(|| p.to_path_buf())
     }
 
     /// Dry run: `from` would now be at `to`.
@@ -1085,4 +1119,30 @@ fn copy_out(f: &Path, target: &Path, truncate: bool, fail: FailHook<'_>) -> io::
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// Whether `archive` (compressed with `c`) holds exactly the bytes of `plain`. Streams
+/// both; an external compressor's output cannot be checked and counts as different.
+fn same_content(plain: &Path, archive: &Path, c: &super::policy::Compressor) -> io::Result<bool> {
+    use super::policy::Compressor;
+    use std::io::Read;
+    let a = std::fs::File::open(archive)?;
+    let mut dec: Box<dyn Read> = match c {
+        Compressor::Gzip { .. } => {
+            Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(a)))
+        }
+        Compressor::Zstd { .. } => Box::new(zstd::stream::read::Decoder::new(a)?),
+        Compressor::External { .. } => return Ok(false),
+    };
+    let mut p = io::BufReader::new(std::fs::File::open(plain)?);
+    let (mut x, mut y) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = p.read(&mut x)?;
+        if n == 0 {
+            return Ok(dec.read(&mut y[..1])? == 0);
+        }
+        if dec.read_exact(&mut y[..n]).is_err() || x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
 }
