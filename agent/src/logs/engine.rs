@@ -57,6 +57,7 @@ pub struct LogEngine {
     state_file: PathBuf,
     threads: usize,
     follow_symlinks: bool,
+    mail_command: Option<PathBuf>,
     retention: Vec<RetentionRule>,
     check_interval: Duration,
     lock_wait: Duration,
@@ -136,10 +137,13 @@ impl LogEngine {
             }));
         }
         // Said once: the blocks rotate as configured, only the mail is not sent.
-        if let Some(p) = policies.iter().find(|p| p.mail.is_some()) {
+        if let Some(p) = policies
+            .iter()
+            .find(|p| p.mail.is_some() && cfg.mail_command.is_none())
+        {
             load_warnings.push(LogError {
                 place: p.place.clone(),
-                message: "mail is not sent: caretaker does not mail logs (the logs of blocks with `mail` are rotated as configured)".to_string(),
+                message: "mail is not sent: logs.mail_command is not set in the agent config (the logs of blocks with `mail` are rotated as configured)".to_string(),
             });
         }
         Self {
@@ -150,6 +154,7 @@ impl LogEngine {
             state_file: cfg.state_file.clone(),
             threads: cfg.compress_threads.clamp(1, 64),
             follow_symlinks: cfg.rotate_symlinks,
+            mail_command: cfg.mail_command.clone(),
             retention: cfg.retention.clone(),
             check_interval: cfg.check_interval,
             lock_wait: cfg.lock_wait,
@@ -283,6 +288,7 @@ impl LogEngine {
             dry_run: opts.dry_run,
             threads: self.threads,
             follow_symlinks: self.follow_symlinks,
+            mail_command: self.mail_command.as_deref(),
             fail,
         };
         let changed = run_pass(&self.policies, &pass, &mut state, &mut out);
@@ -921,5 +927,65 @@ mod tests {
         assert_eq!((s.errors.len(), s.warnings.len()), (0, 0), "{s:?}");
         assert!(!d.join("app.log.2").exists());
         assert_eq!(gunzip(&d.join("app.log.2.gz")), b"same\n");
+    }
+
+    #[test]
+    fn mail_goes_through_the_configured_command_and_is_only_announced_without_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let logs = d.join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        // A mail command that records its arguments and the message.
+        let mailer = d.join("mailer");
+        std::fs::write(
+            &mailer,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {0}/mails\ncat >> {0}/mails\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&mailer, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let conf = d.join("lr.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{0}/first.log {{\n size 1\n rotate 1\n mail a@example.org\n mailfirst\n}}\n{0}/last.log {{\n size 1\n rotate 1\n compress\n mail b@example.org\n}}\n",
+                logs.display()
+            ),
+        )
+        .unwrap();
+        let mut cfg = LogsConfig {
+            roots: vec![logs.clone()],
+            state_file: d.join("status"),
+            ..LogsConfig::default()
+        };
+        // Without a command: rotation as usual, one warning.
+        let e = LogEngine::new(&cfg, Some(&conf)).with_time_zone(TimeZone::UTC);
+        assert_eq!(e.load_warnings().len(), 1);
+        assert!(e.load_warnings()[0].message.starts_with("mail is not sent"));
+        cfg.mail_command = Some(mailer);
+        let e = LogEngine::new(&cfg, Some(&conf)).with_time_zone(TimeZone::UTC);
+        assert_eq!(e.load_warnings(), &[]);
+        for (day, text) in [(1, "one\n"), (2, "two\n")] {
+            std::fs::write(logs.join("first.log"), text).unwrap();
+            std::fs::write(logs.join("last.log"), text).unwrap();
+            let s = e
+                .rotate(
+                    ts(&format!("2026-01-0{day}T10:00:00Z")),
+                    RunOptions::default(),
+                )
+                .unwrap();
+            assert_eq!((s.rotated, s.errors.len()), (2, 0), "{s:?}");
+        }
+        let l = logs.display();
+        // mailfirst: each new archive; maillast: the archive expiring (decompressed).
+        assert_eq!(
+            std::fs::read_to_string(d.join("mails")).unwrap(),
+            format!(
+                "-s {l}/first.log.1 a@example.org\none\n-s {l}/first.log.1 a@example.org\ntwo\n-s {l}/last.log.2.gz b@example.org\none\n"
+            )
+        );
     }
 }

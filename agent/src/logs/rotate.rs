@@ -50,6 +50,8 @@ pub struct Pass<'a> {
     pub threads: usize,
     /// Rotate the target of a symlink (inside the roots) instead of skipping it.
     pub follow_symlinks: bool,
+    /// `logs.mail_command`: mails logs for blocks with `mail`.
+    pub mail_command: Option<&'a Path>,
     /// Failure injection for tests (see [`compress::FailHook`]); also called with
     /// `"step"` before every mutating step.
     pub fail: FailHook<'a>,
@@ -658,6 +660,9 @@ impl Run<'_, '_> {
         };
         let dir = archive.parent().unwrap_or(Path::new("/")).to_path_buf();
         let lay = Layout::new(p, f, &dir, &mut self.regexes);
+        if p.mailfirst {
+            self.mail(p, archive);
+        }
         if p.rotate == 0 {
             self.remove(p, archive)?;
             return Ok(());
@@ -860,7 +865,25 @@ impl Run<'_, '_> {
         Ok(())
     }
 
+    /// logrotate's `mail`: `mailfirst` sends the archive just made, `maillast` the one
+    /// about to be removed; only with `logs.mail_command`. A failure is an error for that
+    /// log; the rotation goes on.
+    fn mail(&mut self, p: &Policy, path: &Path) {
+        let (Some(to), Some(cmd)) = (&p.mail, self.pass.mail_command) else {
+            return;
+        };
+        if self.pass.dry_run {
+            return;
+        }
+        if let Err(e) = send_mail(cmd, to, path) {
+            self.error(path, format!("mail to {to} with {}: {e}", cmd.display()));
+        }
+    }
+
     fn remove(&mut self, p: &Policy, path: &Path) -> io::Result<()> {
+        if !p.mailfirst {
+            self.mail(p, path);
+        }
         let size = self.lstat(path).map(|m| m.len()).unwrap_or(0);
         if let Some(s) = &p.scripts.preremove {
             let place = p.place.clone();
@@ -1119,6 +1142,35 @@ fn copy_out(f: &Path, target: &Path, truncate: bool, fail: FailHook<'_>) -> io::
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// Runs `cmd -s SUBJECT to` with the file's content (gzip and zstd decompressed) on stdin.
+fn send_mail(cmd: &Path, to: &str, path: &Path) -> io::Result<()> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let name = path.to_string_lossy();
+    let mut content: Box<dyn Read> = if name.ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(f)))
+    } else if name.ends_with(".zst") {
+        Box::new(zstd::stream::read::Decoder::new(f)?)
+    } else {
+        Box::new(f)
+    };
+    let mut child = std::process::Command::new(cmd)
+        .arg("-s")
+        .arg(path.as_os_str())
+        .arg(to)
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        io::copy(&mut content, &mut stdin)?;
+    }
+    let status = child.wait()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("exited with {status}")))
+    }
 }
 
 /// Whether `archive` (compressed with `c`) holds exactly the bytes of `plain`. Streams
