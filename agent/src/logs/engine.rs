@@ -670,6 +670,8 @@ mod tests {
             );
         }
         assert_eq!(std::fs::read_link(&null).unwrap(), Path::new("/dev/null"));
+        // Nothing created beside it either (with /dev/null itself: nothing in /dev).
+        assert!(!d.join("null-link.lock").exists() && !d.join("fifo.lock").exists());
     }
 
     #[test]
