@@ -54,6 +54,8 @@ enum Op {
     /// Write a file beside the tree (not compared), `@` replaced by the tree's directory:
     /// for `include`.
     Conf(&'static str, &'static str),
+    /// A hard link (existing, new name).
+    Link(&'static str, &'static str),
     /// Move every state entry this many seconds into the past.
     StateBack(i64),
     /// Move every state entry this many seconds into the future.
@@ -677,6 +679,43 @@ fn scenarios() -> Vec<Scenario> {
             conf: "@/app.log {\n hourly\n rotate 2\n dateext\n}\n",
             ops: &[Write("app.log", "a\n"), Run, StateBack(2 * 3600), Run],
         },
+        Scenario {
+            name: "nocopy_nocreateolddir_noshred_reset_globals",
+            conf: "copy\nshred\n@/app.log {\n size 1\n rotate 1\n nocopy\n noshred\n}\n@/b.log {\n size 1\n olddir gone\n createolddir\n nocreateolddir\n}\n",
+            ops: &[
+                Write("app.log", "a\n"),
+                Run,
+                Write("app.log", "b\n"),
+                Write("b.log", "b\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "uncompresscmd_is_accepted",
+            conf: "@/app.log {\n size 1\n rotate 1\n compress\n uncompresscmd /bin/gunzip\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "nosharedscripts_runs_per_log",
+            conf: "sharedscripts\n@/*.log {\n size 1\n rotate 1\n nosharedscripts\n postrotate\n  echo post >> @/../scripts\n  cp @/../scripts @/scripts.txt\n endscript\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "hard_linked_log_skipped_without_allowhardlink",
+            conf: "@/a.log {\n size 1\n rotate 1\n noallowhardlink\n}\n@/b.log {\n size 1\n rotate 1\n allowhardlink\n}\n",
+            ops: &[
+                Write("a.log", "a\n"),
+                Link("a.log", "a-link"),
+                Write("b.log", "b\n"),
+                Link("b.log", "b-link"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "datehourago_names_by_the_previous_hour",
+            conf: "@/app.log {\n size 1\n rotate 2\n dateext\n dateformat -%Y%m%d%H\n datehourago\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
     ]
 }
 
@@ -778,6 +817,7 @@ fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
                 .unwrap(),
             Mkdir(name) => std::fs::create_dir(dir.join(name)).unwrap(),
             Acl(name, uid) => set_acl(&dir.join(name), uid),
+            Link(from, to) => std::fs::hard_link(dir.join(from), dir.join(to)).unwrap(),
             Conf(name, content) => {
                 let p = tmp.path().join(name);
                 std::fs::create_dir_all(p.parent().unwrap()).unwrap();
