@@ -1042,3 +1042,54 @@ fn leftover_uncompressed_archive_is_kept_not_overwritten() {
     assert_eq!(got["app.log.1.gz"].0, b"current\n");
     assert_eq!(got["app.log.2.gz"].0, b"crashed before compression\n");
 }
+
+/// Deliberate difference: a pattern list whose `{` is missing. logrotate 3.21 reads the
+/// directive lines after it as more file names ("stat of rotate failed") and rotates the
+/// listed logs and the next block's logs with the next block's directives; caretaker
+/// abandons the rest of the file, so no directive becomes a file name or a default.
+#[test]
+fn pattern_list_without_brace_logrotate_takes_directives_for_files_caretaker_stops() {
+    let Some(lr) = logrotate() else { return };
+    let s = Scenario {
+        name: "missing_brace",
+        conf: "@/a.log {\n size 1\n rotate 1\n}\n@/b.log\n rotate 0\n copytruncate\n@/c.log {\n size 1\n}\n",
+        ops: &[
+            Write("a.log", "a\n"),
+            Write("b.log", "b\n"),
+            Write("c.log", "c\n"),
+            Run,
+        ],
+    };
+    let (want, want_err) = play(&s, &Logrotate(lr));
+    assert_eq!(want_err, vec![true]);
+    // b.log and c.log rotated away with `rotate 0` (the default of c's block).
+    assert_eq!(want.keys().cloned().collect::<Vec<_>>(), vec!["a.log.1"]);
+    let (got, got_err) = play(&s, &Caretaker);
+    assert_eq!(got_err, vec![true]);
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        vec!["a.log.1", "b.log", "c.log"]
+    );
+}
+
+/// Deliberate difference: one file included twice. logrotate reads it again and reports
+/// every block in it as a duplicate (exit 1); caretaker reads it once and warns (exit 0).
+/// The trees are the same.
+#[test]
+fn file_included_twice_logrotate_duplicates_caretaker_reads_once() {
+    let Some(lr) = logrotate() else { return };
+    let s = Scenario {
+        name: "included_twice",
+        conf: "include @/../common\ninclude @/../common\n",
+        ops: &[
+            Conf("common", "@/a.log {\n size 1\n rotate 1\n}\n"),
+            Write("a.log", "a\n"),
+            Run,
+        ],
+    };
+    let (want, want_err) = play(&s, &Logrotate(lr));
+    let (got, got_err) = play(&s, &Caretaker);
+    assert_eq!(want, got);
+    assert_eq!((want_err, got_err), (vec![true], vec![false]));
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), vec!["a.log.1"]);
+}
