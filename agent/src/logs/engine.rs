@@ -990,4 +990,28 @@ mod tests {
             )
         );
     }
+
+    #[test]
+    fn an_archive_past_the_count_is_deleted_not_renamed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!("{}/app.log {{\n  size 1\n  rotate 2\n}}\n", d.display()),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "one\n").unwrap();
+        std::fs::write(d.join("app.log.2"), "two\n").unwrap();
+        // Left by an earlier `rotate 3`.
+        std::fs::write(d.join("app.log.3"), "three\n").unwrap();
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!(s.errors, vec![]);
+        // Both expired archives are accounted for: the old .3, and .2 shifted past the count.
+        assert_eq!((s.deleted, s.deleted_bytes), (2, 10));
+        assert!(!d.join("app.log.3").exists());
+        assert_eq!(std::fs::read(d.join("app.log.2")).unwrap(), b"one\n");
+        assert_eq!(std::fs::read(d.join("app.log.1")).unwrap(), b"now\n");
+    }
 }

@@ -778,6 +778,15 @@ impl Run<'_, '_> {
                     1,
                 );
                 let to = lay.dir.join(&new_name);
+                // Past the count already (left by a larger `rotate`): it expires now, as a
+                // reported deletion, instead of vanishing under the rename.
+                if i == last
+                    && by_index
+                        .get(&(last + 1))
+                        .is_some_and(|l| l.iter().any(|b| b.name == new_name))
+                {
+                    self.remove(p, &to)?;
+                }
                 (self.pass.fail)("step")?;
                 if !self.pass.dry_run {
                     std::fs::rename(&a.path, &to)?;
