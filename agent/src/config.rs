@@ -455,6 +455,12 @@ pub struct LogsConfig {
     /// How long the CLI waits for a running rotation to finish. Default 10 s.
     #[serde(default = "default_lock_wait", deserialize_with = "lock_wait")]
     pub lock_wait: Duration,
+    /// The command that mails logs for blocks with logrotate's `mail ADDRESS`, run as
+    /// `COMMAND -s SUBJECT ADDRESS` with the log (decompressed) on stdin, the way
+    /// logrotate runs `/usr/bin/mail`. Default none: those blocks rotate as configured
+    /// and no mail is sent (said once per load).
+    #[serde(default)]
+    pub mail_command: Option<PathBuf>,
 }
 
 impl Default for LogsConfig {
@@ -471,6 +477,7 @@ impl Default for LogsConfig {
             rotate_symlinks: false,
             compress_threads: default_compress_threads(),
             lock_wait: default_lock_wait(),
+            mail_command: None,
         }
     }
 }

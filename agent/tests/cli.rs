@@ -255,3 +255,44 @@ fn rotate_into_a_closed_pipe_does_not_panic() {
     // The run's own result (1: a config error and a missing log), not a panic's 101.
     assert_eq!(out.status.code(), Some(1), "{err}");
 }
+
+/// On a terminal (a pty from util-linux's `script`) the log lines are coloured, unless
+/// NO_COLOR is set.
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "/usr/bin/script (bsdutils) is missing"
+        );
+        eprintln!("NOT RUN: /usr/bin/script is missing");
+        return;
+    }
+    let (dir, conf) = rotate_fixture();
+    let d = dir.path();
+    let cmd = format!(
+        "{} rotate --logrotate-conf {} --state {} --root {}",
+        env!("CARGO_BIN_EXE_caretaker-agent"),
+        conf.display(),
+        d.join("status").display(),
+        d.display()
+    );
+    for no_color in [false, true] {
+        let mut c = Command::new("/usr/bin/script");
+        c.args(["-qec", &cmd, "/dev/null"]);
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        let out = c.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // The missing b.log is logged as a warning through tracing.
+        assert!(text.contains("b.log"), "{text}");
+        assert_eq!(
+            text.contains('\x1b'),
+            !no_color,
+            "NO_COLOR {no_color}: {text:?}"
+        );
+    }
+}

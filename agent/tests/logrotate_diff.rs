@@ -51,6 +51,11 @@ enum Op {
     /// Give a file an access ACL: its mode's owner/group/other bits plus a named user
     /// (this uid) with read access.
     Acl(&'static str, u32),
+    /// Write a file beside the tree (not compared), `@` replaced by the tree's directory:
+    /// for `include`.
+    Conf(&'static str, &'static str),
+    /// A hard link (existing, new name).
+    Link(&'static str, &'static str),
     /// Move every state entry this many seconds into the past.
     StateBack(i64),
     /// Move every state entry this many seconds into the future.
@@ -569,6 +574,148 @@ fn scenarios() -> Vec<Scenario> {
             conf: "@/app.log {\n size 1\n rotate 1\n shred\n shredcycles 1\n}\n",
             ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run],
         },
+        Scenario {
+            name: "include_directory_skips_tabooext_and_taboopat",
+            conf: "tabooext + .bak\ntaboopat + old-*\nrotate 1\ninclude @/../conf.d\n",
+            ops: &[
+                Conf("conf.d/a", "@/a.log {\n size 1\n}\n"),
+                Conf("conf.d/b.bak", "@/b.log {\n size 1\n}\n"),
+                Conf("conf.d/old-c", "@/c.log {\n size 1\n}\n"),
+                Conf("conf.d/d.dpkg-old", "@/d.log {\n size 1\n}\n"),
+                Write("a.log", "a\n"),
+                Write("b.log", "b\n"),
+                Write("c.log", "c\n"),
+                Write("d.log", "d\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "include_file_sets_globals_for_later_blocks",
+            conf: "include @/../common\n@/app.log {\n size 1\n}\n",
+            ops: &[
+                Conf("common", "rotate 2\ncompress\n"),
+                Write("app.log", "a\n"),
+                Run,
+                Write("app.log", "b\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "scripts_each_log_without_sharedscripts",
+            conf: "@/*.log {\n size 1\n rotate 1\n firstaction\n  echo first >> @/../scripts\n endscript\n prerotate\n  echo pre $(basename $1) >> @/../scripts\n endscript\n postrotate\n  echo post $(basename $1) >> @/../scripts\n  cp @/../scripts @/scripts.txt\n endscript\n lastaction\n  echo last >> @/../scripts\n  cp @/../scripts @/scripts.txt\n endscript\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "sharedscripts_run_once",
+            conf: "@/*.log {\n size 1\n rotate 1\n sharedscripts\n prerotate\n  echo pre >> @/../scripts\n endscript\n postrotate\n  echo post >> @/../scripts\n  cp @/../scripts @/scripts.txt\n endscript\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "failing_prerotate_skips_the_log",
+            conf: "@/app.log {\n size 1\n rotate 1\n prerotate\n  exit 1\n endscript\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "preremove_runs_for_the_expired_archive",
+            conf: "@/app.log {\n size 1\n rotate 1\n preremove\n  basename $1 >> @/../removed\n  cp @/../removed @/removed.txt\n endscript\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "olddir_absolute_with_dateext_extension",
+            conf: "@/app.log {\n size 1\n rotate 2\n olddir @/arch\n dateext\n extension .log\n}\n",
+            ops: &[Mkdir("arch"), Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "start_5_with_compress",
+            conf: "@/app.log {\n size 1\n rotate 2\n start 5\n compress\n create\n}\n",
+            ops: &[
+                Write("app.log", "a\n"),
+                Run,
+                Append("app.log", "b\n"),
+                Run,
+                Append("app.log", "c\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "copytruncate_compress_delaycompress",
+            conf: "@/app.log {\n size 1\n rotate 3\n copytruncate\n compress\n delaycompress\n}\n",
+            ops: &[
+                Write("app.log", "a\n"),
+                Run,
+                Append("app.log", "b\n"),
+                Run,
+                Append("app.log", "c\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "missingok_glob_without_match",
+            conf: "@/*.log {\n size 1\n missingok\n}\n@/none-*.txt {\n size 1\n}\n",
+            ops: &[Run],
+        },
+        Scenario {
+            name: "notifempty_with_size",
+            conf: "@/a.log {\n size 0\n notifempty\n rotate 1\n}\n",
+            ops: &[Write("a.log", ""), Run],
+        },
+        Scenario {
+            name: "block_nocompress_overrides_global_compress",
+            conf: "compress\n@/a.log {\n size 1\n rotate 1\n nocompress\n}\n@/b.log {\n size 1\n rotate 1\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "monthly_minsize_not_reached",
+            conf: "@/app.log {\n monthly\n minsize 1k\n rotate 1\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, StateBack(40 * DAY), Run],
+        },
+        Scenario {
+            name: "delaycompress_without_compress_is_ignored",
+            conf: "@/app.log {\n size 1\n rotate 2\n delaycompress\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "dateext_hourly_default_format",
+            conf: "@/app.log {\n hourly\n rotate 2\n dateext\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, StateBack(2 * 3600), Run],
+        },
+        Scenario {
+            name: "nocopy_nocreateolddir_noshred_reset_globals",
+            conf: "copy\nshred\n@/app.log {\n size 1\n rotate 1\n nocopy\n noshred\n}\n@/b.log {\n size 1\n olddir gone\n createolddir\n nocreateolddir\n}\n",
+            ops: &[
+                Write("app.log", "a\n"),
+                Run,
+                Write("app.log", "b\n"),
+                Write("b.log", "b\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "uncompresscmd_is_accepted",
+            conf: "@/app.log {\n size 1\n rotate 1\n compress\n uncompresscmd /bin/gunzip\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "nosharedscripts_runs_per_log",
+            conf: "sharedscripts\n@/*.log {\n size 1\n rotate 1\n nosharedscripts\n postrotate\n  echo post >> @/../scripts\n  cp @/../scripts @/scripts.txt\n endscript\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "hard_linked_log_skipped_without_allowhardlink",
+            conf: "@/a.log {\n size 1\n rotate 1\n noallowhardlink\n}\n@/b.log {\n size 1\n rotate 1\n allowhardlink\n}\n",
+            ops: &[
+                Write("a.log", "a\n"),
+                Link("a.log", "a-link"),
+                Write("b.log", "b\n"),
+                Link("b.log", "b-link"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "datehourago_names_by_the_previous_hour",
+            conf: "@/app.log {\n size 1\n rotate 2\n dateext\n dateformat -%Y%m%d%H\n datehourago\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
     ]
 }
 
@@ -599,6 +746,9 @@ impl Rotator for Caretaker {
         let cfg = LogsConfig {
             roots: vec![dir.to_path_buf()],
             state_file: state.to_path_buf(),
+            // Scripts run as logrotate runs them (the scenarios' scripts only write into
+            // the tree).
+            allow_scripts: true,
             ..LogsConfig::default()
         };
         let e = LogEngine::new(&cfg, Some(conf));
@@ -667,6 +817,13 @@ fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
                 .unwrap(),
             Mkdir(name) => std::fs::create_dir(dir.join(name)).unwrap(),
             Acl(name, uid) => set_acl(&dir.join(name), uid),
+            Link(from, to) => std::fs::hard_link(dir.join(from), dir.join(to)).unwrap(),
+            Conf(name, content) => {
+                let p = tmp.path().join(name);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, content.replace('@', &dir.display().to_string())).unwrap();
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
             StateBack(secs) => shift_state(&state, -secs),
             StateAhead(secs) => shift_state(&state, secs),
             Run => errors.push(r.run(&dir, &conf, &state, false)),
@@ -884,4 +1041,55 @@ fn leftover_uncompressed_archive_is_kept_not_overwritten() {
     );
     assert_eq!(got["app.log.1.gz"].0, b"current\n");
     assert_eq!(got["app.log.2.gz"].0, b"crashed before compression\n");
+}
+
+/// Deliberate difference: a pattern list whose `{` is missing. logrotate 3.21 reads the
+/// directive lines after it as more file names ("stat of rotate failed") and rotates the
+/// listed logs and the next block's logs with the next block's directives; caretaker
+/// abandons the rest of the file, so no directive becomes a file name or a default.
+#[test]
+fn pattern_list_without_brace_logrotate_takes_directives_for_files_caretaker_stops() {
+    let Some(lr) = logrotate() else { return };
+    let s = Scenario {
+        name: "missing_brace",
+        conf: "@/a.log {\n size 1\n rotate 1\n}\n@/b.log\n rotate 0\n copytruncate\n@/c.log {\n size 1\n}\n",
+        ops: &[
+            Write("a.log", "a\n"),
+            Write("b.log", "b\n"),
+            Write("c.log", "c\n"),
+            Run,
+        ],
+    };
+    let (want, want_err) = play(&s, &Logrotate(lr));
+    assert_eq!(want_err, vec![true]);
+    // b.log and c.log rotated away with `rotate 0` (the default of c's block).
+    assert_eq!(want.keys().cloned().collect::<Vec<_>>(), vec!["a.log.1"]);
+    let (got, got_err) = play(&s, &Caretaker);
+    assert_eq!(got_err, vec![true]);
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        vec!["a.log.1", "b.log", "c.log"]
+    );
+}
+
+/// Deliberate difference: one file included twice. logrotate reads it again and reports
+/// every block in it as a duplicate (exit 1); caretaker reads it once and warns (exit 0).
+/// The trees are the same.
+#[test]
+fn file_included_twice_logrotate_duplicates_caretaker_reads_once() {
+    let Some(lr) = logrotate() else { return };
+    let s = Scenario {
+        name: "included_twice",
+        conf: "include @/../common\ninclude @/../common\n",
+        ops: &[
+            Conf("common", "@/a.log {\n size 1\n rotate 1\n}\n"),
+            Write("a.log", "a\n"),
+            Run,
+        ],
+    };
+    let (want, want_err) = play(&s, &Logrotate(lr));
+    let (got, got_err) = play(&s, &Caretaker);
+    assert_eq!(want, got);
+    assert_eq!((want_err, got_err), (vec![true], vec![false]));
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), vec!["a.log.1"]);
 }

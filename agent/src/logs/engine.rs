@@ -57,6 +57,7 @@ pub struct LogEngine {
     state_file: PathBuf,
     threads: usize,
     follow_symlinks: bool,
+    mail_command: Option<PathBuf>,
     retention: Vec<RetentionRule>,
     check_interval: Duration,
     lock_wait: Duration,
@@ -136,10 +137,13 @@ impl LogEngine {
             }));
         }
         // Said once: the blocks rotate as configured, only the mail is not sent.
-        if let Some(p) = policies.iter().find(|p| p.mail.is_some()) {
+        if let Some(p) = policies
+            .iter()
+            .find(|p| p.mail.is_some() && cfg.mail_command.is_none())
+        {
             load_warnings.push(LogError {
                 place: p.place.clone(),
-                message: "mail is not sent: caretaker does not mail logs (the logs of blocks with `mail` are rotated as configured)".to_string(),
+                message: "mail is not sent: logs.mail_command is not set in the agent config (the logs of blocks with `mail` are rotated as configured)".to_string(),
             });
         }
         Self {
@@ -150,6 +154,7 @@ impl LogEngine {
             state_file: cfg.state_file.clone(),
             threads: cfg.compress_threads.clamp(1, 64),
             follow_symlinks: cfg.rotate_symlinks,
+            mail_command: cfg.mail_command.clone(),
             retention: cfg.retention.clone(),
             check_interval: cfg.check_interval,
             lock_wait: cfg.lock_wait,
@@ -283,6 +288,7 @@ impl LogEngine {
             dry_run: opts.dry_run,
             threads: self.threads,
             follow_symlinks: self.follow_symlinks,
+            mail_command: self.mail_command.as_deref(),
             fail,
         };
         let changed = run_pass(&self.policies, &pass, &mut state, &mut out);
@@ -320,6 +326,8 @@ impl LogEngine {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
     fn engine(dir: &Path, conf_text: &str) -> LogEngine {
@@ -662,6 +670,8 @@ mod tests {
             );
         }
         assert_eq!(std::fs::read_link(&null).unwrap(), Path::new("/dev/null"));
+        // Nothing created beside it either (with /dev/null itself: nothing in /dev).
+        assert!(!d.join("null-link.lock").exists() && !d.join("fifo.lock").exists());
     }
 
     #[test]
@@ -740,6 +750,14 @@ mod tests {
                 ],
             ),
             (
+                "size 1\n rotate 3\n compress",
+                &[
+                    ("app.log", "now\n", 0),
+                    ("app.log.1", "plain\n", 1),
+                    ("app.log.1.gz", "", 1),
+                ],
+            ),
+            (
                 "size 1\n rotate 0\n create 0600",
                 &[("app.log", "now\n", 0), ("app.log.1", "x\n", 1)],
             ),
@@ -796,5 +814,204 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn a_leftover_uncompressed_archive_is_compressed_when_the_log_is_not_due() {
+        for (delay, plain_after) in [(false, vec![]), (true, vec!["app.log.1"])] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let e = engine(
+                d,
+                &format!(
+                    "{}/app.log {{\n  daily\n  rotate 5\n  compress\n{}}}\n",
+                    d.display(),
+                    if delay { "  delaycompress\n" } else { "" }
+                ),
+            );
+            std::fs::write(d.join("app.log"), "now\n").unwrap();
+            std::fs::write(d.join("app.log.1"), "one\n").unwrap();
+            // Left by a run that died during compression.
+            std::fs::write(d.join("app.log.2"), "two\n").unwrap();
+            // Rotated today already: not due.
+            std::fs::write(
+                d.join("status"),
+                format!(
+                    "logrotate state -- version 2\n\"{}/app.log\" 2026-1-1-0:0:0\n",
+                    d.display()
+                ),
+            )
+            .unwrap();
+            let s = e
+                .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+                .unwrap();
+            assert_eq!(s.errors, vec![]);
+            assert_eq!(s.rotated, 0);
+            let mut plain: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with("app.log.") && !n.ends_with(".gz"))
+                .collect();
+            plain.sort();
+            assert_eq!(plain, plain_after, "delaycompress {delay}");
+            let mut gz = Vec::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(d.join("app.log.2.gz")).unwrap())
+                .read_to_end(&mut gz)
+                .unwrap();
+            assert_eq!(gz, b"two\n");
+            assert_eq!(s.compressed, if delay { 1 } else { 2 });
+        }
+    }
+
+    fn gz(path: &Path, content: &[u8]) {
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        std::io::Write::write_all(&mut enc, content).unwrap();
+        enc.finish().unwrap();
+    }
+
+    fn gunzip(path: &Path) -> Vec<u8> {
+        let mut v = Vec::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_end(&mut v)
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn two_archives_for_one_name_are_both_kept_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!(
+                "{}/app.log {{\n  size 1\n  rotate 3\n  compress\n}}\n",
+                d.display()
+            ),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "plain\n").unwrap();
+        gz(&d.join("app.log.1.gz"), b"other\n");
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!(s.errors, vec![]);
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        let w = &s.warnings[0].message;
+        assert!(
+            w.contains(&d.join("app.log.1").display().to_string())
+                && w.contains(&d.join("app.log.1.gz").display().to_string()),
+            "{w}"
+        );
+        // Nothing lost: the new archive, and both old ones shifted together.
+        assert_eq!(gunzip(&d.join("app.log.1.gz")), b"now\n");
+        assert_eq!(std::fs::read(d.join("app.log.2")).unwrap(), b"plain\n");
+        assert_eq!(gunzip(&d.join("app.log.2.gz")), b"other\n");
+
+        // The same content twice (a run died after the rename, before the unlink): one stays.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!(
+                "{}/app.log {{\n  size 1\n  rotate 3\n  compress\n}}\n",
+                d.display()
+            ),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "same\n").unwrap();
+        gz(&d.join("app.log.1.gz"), b"same\n");
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!((s.errors.len(), s.warnings.len()), (0, 0), "{s:?}");
+        assert!(!d.join("app.log.2").exists());
+        assert_eq!(gunzip(&d.join("app.log.2.gz")), b"same\n");
+    }
+
+    #[test]
+    fn mail_goes_through_the_configured_command_and_is_only_announced_without_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let logs = d.join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        // A mail command that records its arguments and the message.
+        let mailer = d.join("mailer");
+        std::fs::write(
+            &mailer,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {0}/mails\ncat >> {0}/mails\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&mailer, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let conf = d.join("lr.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{0}/first.log {{\n size 1\n rotate 1\n mail a@example.org\n mailfirst\n}}\n{0}/last.log {{\n size 1\n rotate 1\n compress\n mail b@example.org\n}}\n",
+                logs.display()
+            ),
+        )
+        .unwrap();
+        let mut cfg = LogsConfig {
+            roots: vec![logs.clone()],
+            state_file: d.join("status"),
+            ..LogsConfig::default()
+        };
+        // Without a command: rotation as usual, one warning.
+        let e = LogEngine::new(&cfg, Some(&conf)).with_time_zone(TimeZone::UTC);
+        assert_eq!(e.load_warnings().len(), 1);
+        assert!(e.load_warnings()[0].message.starts_with("mail is not sent"));
+        cfg.mail_command = Some(mailer);
+        let e = LogEngine::new(&cfg, Some(&conf)).with_time_zone(TimeZone::UTC);
+        assert_eq!(e.load_warnings(), &[]);
+        for (day, text) in [(1, "one\n"), (2, "two\n")] {
+            std::fs::write(logs.join("first.log"), text).unwrap();
+            std::fs::write(logs.join("last.log"), text).unwrap();
+            let s = e
+                .rotate(
+                    ts(&format!("2026-01-0{day}T10:00:00Z")),
+                    RunOptions::default(),
+                )
+                .unwrap();
+            assert_eq!((s.rotated, s.errors.len()), (2, 0), "{s:?}");
+        }
+        let l = logs.display();
+        // mailfirst: each new archive; maillast: the archive expiring (decompressed).
+        assert_eq!(
+            std::fs::read_to_string(d.join("mails")).unwrap(),
+            format!(
+                "-s {l}/first.log.1 a@example.org\none\n-s {l}/first.log.1 a@example.org\ntwo\n-s {l}/last.log.2.gz b@example.org\none\n"
+            )
+        );
+    }
+
+    #[test]
+    fn an_archive_past_the_count_is_deleted_not_renamed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!("{}/app.log {{\n  size 1\n  rotate 2\n}}\n", d.display()),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "one\n").unwrap();
+        std::fs::write(d.join("app.log.2"), "two\n").unwrap();
+        // Left by an earlier `rotate 3`.
+        std::fs::write(d.join("app.log.3"), "three\n").unwrap();
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!(s.errors, vec![]);
+        // Both expired archives are accounted for: the old .3, and .2 shifted past the count.
+        assert_eq!((s.deleted, s.deleted_bytes), (2, 10));
+        assert!(!d.join("app.log.3").exists());
+        assert_eq!(std::fs::read(d.join("app.log.2")).unwrap(), b"one\n");
+        assert_eq!(std::fs::read(d.join("app.log.1")).unwrap(), b"now\n");
     }
 }

@@ -50,6 +50,8 @@ pub struct Pass<'a> {
     pub threads: usize,
     /// Rotate the target of a symlink (inside the roots) instead of skipping it.
     pub follow_symlinks: bool,
+    /// `logs.mail_command`: mails logs for blocks with `mail`.
+    pub mail_command: Option<&'a Path>,
     /// Failure injection for tests (see [`compress::FailHook`]); also called with
     /// `"step"` before every mutating step.
     pub fail: FailHook<'a>,
@@ -391,8 +393,52 @@ impl Run<'_, '_> {
         if d.rotates() {
             Some((path, meta))
         } else {
+            if p.compress
+                && let Err(e) = self.compress_leftovers(p, &path, &meta)
+            {
+                self.error(&path, e.to_string());
+            }
             None
         }
+    }
+
+    /// A log that is not due: archives an earlier run left uncompressed (ENOSPC or a kill
+    /// during compression) are compressed now rather than at the next rotation; with
+    /// `delaycompress` the newest archive stays as it is. Costs one directory read per
+    /// directory and pass (names only) when nothing is left over.
+    fn compress_leftovers(
+        &mut self,
+        p: &Policy,
+        f: &Path,
+        meta: &std::fs::Metadata,
+    ) -> io::Result<()> {
+        if let Some(old) = &p.olddir {
+            let dir = f.parent().unwrap_or(Path::new("/"));
+            // Never created for this: no olddir, no archives in it.
+            if !fsx::normalize(&dir.join(old)).is_dir() {
+                return Ok(());
+            }
+        }
+        let dir = self.archive_dir(p, f, meta)?;
+        let lay = Layout::new(p, f, &dir, &mut self.regexes);
+        let mut names = self.archive_names(&lay)?;
+        if p.delaycompress {
+            let newest = if p.dateext {
+                names
+                    .iter()
+                    .max_by(|a, b| (&a.key, a.counter).cmp(&(&b.key, b.counter)))
+            } else {
+                names.iter().min_by_key(|a| a.counter)
+            }
+            .map(|a| a.path.clone());
+            names.retain(|a| Some(&a.path) != newest.as_ref());
+        }
+        for a in names.into_iter().filter(|a| !a.compressed) {
+            if self.lstat(&a.path).is_ok_and(|m| m.is_file()) {
+                self.compress(p, &a.path, &lay)?;
+            }
+        }
+        Ok(())
     }
 
     fn archive_dir(
@@ -614,6 +660,9 @@ impl Run<'_, '_> {
         };
         let dir = archive.parent().unwrap_or(Path::new("/")).to_path_buf();
         let lay = Layout::new(p, f, &dir, &mut self.regexes);
+        if p.mailfirst {
+            self.mail(p, archive);
+        }
         if p.rotate == 0 {
             self.remove(p, archive)?;
             return Ok(());
@@ -631,6 +680,32 @@ impl Run<'_, '_> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let dst = src.with_file_name(format!("{name}{}", lay.compext));
+        // An archive of that name already: the same content (a run died after its
+        // rename, before the unlink) is replaced by the same again; other content is
+        // never replaced: both stay, under their own names, with a warning.
+        // Existence from the directory index, which a dry run keeps as the real run's.
+        let dst_name = format!("{name}{}", lay.compext);
+        let dst_taken = match src.parent() {
+            Some(dir) => self.names(dir)?.contains(&dst_name),
+            None => false,
+        };
+        if dst_taken
+            && !same_content(&self.resolve(src), &self.resolve(&dst), &p.compressor)
+                .unwrap_or(false)
+        {
+            let message = format!(
+                "{} and {} are two different archives for one place; both are kept and {} stays uncompressed",
+                src.display(),
+                dst.display(),
+                src.display()
+            );
+            tracing::warn!(path = %src.display(), "{message}");
+            self.out.warnings.push(LogError {
+                place: src.display().to_string(),
+                message,
+            });
+            return Ok(());
+        }
         let before = match self.lstat(src) {
             Ok(m) => m.len(),
             // Dry run: the archive does not exist yet; it is the log just "rotated".
@@ -703,6 +778,15 @@ impl Run<'_, '_> {
                     1,
                 );
                 let to = lay.dir.join(&new_name);
+                // Past the count already (left by a larger `rotate`): it expires now, as a
+                // reported deletion, instead of vanishing under the rename.
+                if i == last
+                    && by_index
+                        .get(&(last + 1))
+                        .is_some_and(|l| l.iter().any(|b| b.name == new_name))
+                {
+                    self.remove(p, &to)?;
+                }
                 (self.pass.fail)("step")?;
                 if !self.pass.dry_run {
                     std::fs::rename(&a.path, &to)?;
@@ -790,7 +874,25 @@ impl Run<'_, '_> {
         Ok(())
     }
 
+    /// logrotate's `mail`: `mailfirst` sends the archive just made, `maillast` the one
+    /// about to be removed; only with `logs.mail_command`. A failure is an error for that
+    /// log; the rotation goes on.
+    fn mail(&mut self, p: &Policy, path: &Path) {
+        let (Some(to), Some(cmd)) = (&p.mail, self.pass.mail_command) else {
+            return;
+        };
+        if self.pass.dry_run {
+            return;
+        }
+        if let Err(e) = send_mail(cmd, to, path) {
+            self.error(path, format!("mail to {to} with {}: {e}", cmd.display()));
+        }
+    }
+
     fn remove(&mut self, p: &Policy, path: &Path) -> io::Result<()> {
+        if !p.mailfirst {
+            self.mail(p, path);
+        }
         let size = self.lstat(path).map(|m| m.len()).unwrap_or(0);
         if let Some(s) = &p.scripts.preremove {
             let place = p.place.clone();
@@ -817,6 +919,14 @@ impl Run<'_, '_> {
     /// `lstat`, and in a dry run of a name that would exist by now, of the file it would be.
     fn lstat(&self, p: &Path) -> io::Result<std::fs::Metadata> {
         std::fs::symlink_metadata(self.dry_names.get(p).map_or(p, PathBuf::as_path))
+    }
+
+    /// The real file behind a name (in a dry run, a name may only exist virtually).
+    fn resolve(&self, p: &Path) -> PathBuf {
+        self.dry_names
+            .get(p)
+            .cloned()
+            .unwrap_or_else(|| p.to_path_buf())
     }
 
     /// Dry run: `from` would now be at `to`.
@@ -1041,4 +1151,59 @@ fn copy_out(f: &Path, target: &Path, truncate: bool, fail: FailHook<'_>) -> io::
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// Runs `cmd -s SUBJECT to` with the file's content (gzip and zstd decompressed) on stdin.
+fn send_mail(cmd: &Path, to: &str, path: &Path) -> io::Result<()> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let name = path.to_string_lossy();
+    let mut content: Box<dyn Read> = if name.ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(f)))
+    } else if name.ends_with(".zst") {
+        Box::new(zstd::stream::read::Decoder::new(f)?)
+    } else {
+        Box::new(f)
+    };
+    let mut child = std::process::Command::new(cmd)
+        .arg("-s")
+        .arg(path.as_os_str())
+        .arg(to)
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        io::copy(&mut content, &mut stdin)?;
+    }
+    let status = child.wait()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("exited with {status}")))
+    }
+}
+
+/// Whether `archive` (compressed with `c`) holds exactly the bytes of `plain`. Streams
+/// both; an external compressor's output cannot be checked and counts as different.
+fn same_content(plain: &Path, archive: &Path, c: &super::policy::Compressor) -> io::Result<bool> {
+    use super::policy::Compressor;
+    use std::io::Read;
+    let a = std::fs::File::open(archive)?;
+    let mut dec: Box<dyn Read> = match c {
+        Compressor::Gzip { .. } => {
+            Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(a)))
+        }
+        Compressor::Zstd { .. } => Box::new(zstd::stream::read::Decoder::new(a)?),
+        Compressor::External { .. } => return Ok(false),
+    };
+    let mut p = io::BufReader::new(std::fs::File::open(plain)?);
+    let (mut x, mut y) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = p.read(&mut x)?;
+        if n == 0 {
+            return Ok(dec.read(&mut y[..1])? == 0);
+        }
+        if dec.read_exact(&mut y[..n]).is_err() || x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
 }
