@@ -9,6 +9,10 @@
 //! - [`run`]: starts the aggregator's servers ([`caretaker_aggregator::api::server`]) on
 //!   loopback and the agent's daemon ([`caretaker_agent::run`]) reporting to them.
 //! - `main.rs`: the command line (`--once`, `--output`, `--timeout`, `--path.*`).
+//!
+//! Nothing is decided here: log rotation in the agent's `logs::schedule`, images in use in
+//! its `images::plan`, checks in the aggregator's `checks`; a report goes agent `stream` →
+//! aggregator `api::ingest` → `state` → `store`, exactly as in a cluster, only over loopback.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
