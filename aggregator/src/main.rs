@@ -6,21 +6,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use caretaker_aggregator::auth::Auth;
+use caretaker_aggregator::api::auth::Auth;
+use caretaker_aggregator::api::server;
+use caretaker_aggregator::api::server::ServeOptions;
+use caretaker_aggregator::api::tls::ReloadingTls;
 use caretaker_aggregator::checks::cli::{CheckArgs, CliError};
 use caretaker_aggregator::cleanup::cli::CleanupArgs;
+use caretaker_aggregator::cli::certs;
+use caretaker_aggregator::client;
 use caretaker_aggregator::config::AggregatorConfig;
 use caretaker_aggregator::leader::config::{Election, Timing};
 use caretaker_aggregator::leader::replica::{BoxError, Leading, Replica};
 use caretaker_aggregator::report::{self, Output};
 use caretaker_aggregator::schedule::notify::Notifier;
-use caretaker_aggregator::schedule::runner::{RunnerOptions, SystemClock, run_scheduler};
-use caretaker_aggregator::schedule::runs::{RunState, Schedule};
-use caretaker_aggregator::server::ServeOptions;
+use caretaker_aggregator::schedule::runs::Schedule;
 use caretaker_aggregator::state::State;
 use caretaker_aggregator::store::{Store, StoreError};
-use caretaker_aggregator::tls::ReloadingTls;
-use caretaker_aggregator::{certs, client, server};
 use caretaker_core::config::{EXIT_USAGE, load_yaml};
 use caretaker_core::window::MaintenanceWindow;
 use clap::{Parser, Subcommand};
@@ -184,7 +185,10 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     .context("query")?;
                 print!(
                     "{}",
-                    report::render_diff(&caretaker_aggregator::history::diff(&ra, &rb), output)?
+                    report::render_diff(
+                        &caretaker_aggregator::store::history::diff(&ra, &rb),
+                        output
+                    )?
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -368,7 +372,7 @@ async fn serve_until_stopped(
         tokio::net::TcpListener::from_std(http.try_clone().context("HTTP listener")?)
             .context("HTTP listener")?;
     let standby = Arc::new(std::sync::Mutex::new(Some(tokio::spawn(
-        caretaker_aggregator::leader::standby::serve(
+        caretaker_aggregator::api::standby::serve(
             standby_http,
             options.tls.clone(),
             standby_stop.clone(),
@@ -424,7 +428,7 @@ async fn serve_store(
 ) -> anyhow::Result<()> {
     let state = State::with_retention(store, cfg.stale_after_intervals, cfg.history.retention())
         .context("load the store")?;
-    let rounds = caretaker_aggregator::rounds::Rounds::new(cfg.rounds());
+    let rounds = caretaker_aggregator::round::Rounds::new(cfg.rounds());
     let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc)
         .await
         .with_context(|| format!("bind gRPC on {}", cfg.listen.grpc))?;
@@ -448,7 +452,7 @@ async fn serve_store(
         &cfg.schedule.time_zone,
     ));
     let rounds_task = tokio::spawn(
-        caretaker_aggregator::rounds::run_loop(
+        caretaker_aggregator::round::run_loop(
             Arc::clone(&state),
             rounds,
             cfg.history.record_interval,
@@ -458,7 +462,7 @@ async fn serve_store(
         .instrument(tracing::info_span!("rounds")),
     );
     let scheduler_task = tokio::spawn(
-        scheduled_rounds(
+        caretaker_aggregator::round::scheduled::run(
             Arc::clone(&state),
             Schedule::new(&cfg.schedule),
             servers_stop.clone(),
@@ -482,41 +486,6 @@ async fn serve_store(
         Err(_) => warn!("Servers did not drain within {DRAIN_TIMEOUT:?}; exiting anyway."),
     }
     Ok(())
-}
-
-/// Key of the scheduler's run state in the store.
-const RUN_STATE_KEY: &str = "schedule_run_state";
-
-/// Daily, weekly and monthly runs: each due slot runs a round now (recorded in the
-/// history) and then persists the run state, so a restart neither repeats nor skips a slot.
-async fn scheduled_rounds(state: Arc<State>, schedule: Schedule, shutdown: CancellationToken) {
-    let run_state: RunState = match state.store().get_meta(RUN_STATE_KEY) {
-        Ok(s) => s.unwrap_or_default(),
-        Err(e) => {
-            warn!(error = %e, "Cannot read the scheduler state; starting afresh.");
-            RunState::default()
-        }
-    };
-    let st = Arc::clone(&state);
-    run_scheduler(&schedule, run_state, &SystemClock, RunnerOptions::default(), move |round, after| {
-        let st = Arc::clone(&st);
-        async move {
-            let run = caretaker_aggregator::report::ScheduledRun {
-                kinds: round.kinds.iter().map(|k| k.name().to_string()).collect(),
-                tasks: round.checks.iter().copied().collect(),
-                trends: None,
-            };
-            let kinds = run.kinds.join(",");
-            match st.run_scheduled_now(run).await {
-                Ok(()) => info!(%kinds, "Scheduled round recorded."),
-                Err(e) => warn!(error = %e, "Scheduled round failed; the slot is marked done anyway."),
-            }
-            if let Err(e) = st.store().put_meta(RUN_STATE_KEY, &after) {
-                warn!(error = %e, "Cannot store the scheduler state; the slot may run again after a restart.");
-            }
-        }
-    }, shutdown)
-    .await;
 }
 
 /// Returns on SIGTERM (what Kubernetes sends) or SIGINT.

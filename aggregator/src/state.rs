@@ -9,10 +9,10 @@ use bytes::Bytes;
 use caretaker_core::model::{Freshness, NodeReport, NodeStatus};
 use jiff::Timestamp;
 
-use crate::history::{History, Recorded, Retention};
 use crate::metrics::{FreshnessLabel, Metrics, ResultLabel};
 use crate::report::{CheckRound, ClusterReport, MergeConfig, RunTrends, ScheduledRun};
 use crate::schedule::config::Task;
+use crate::store::history::{History, Recorded, Retention};
 use crate::store::{Outcome, Store, StoreError, StoredNode};
 
 /// Shared by the gRPC and HTTP servers.
@@ -40,7 +40,7 @@ pub struct State {
     ready: AtomicBool,
 }
 
-/// A request to the round loop ([`crate::rounds::run_loop`]).
+/// A request to the round loop ([`crate::round::run_loop`]).
 #[derive(Debug)]
 pub struct RoundRequest {
     /// `None`: a full round. `Some`: a scheduled run of only its tasks.
@@ -325,8 +325,8 @@ impl State {
         self.set_round(previous.updated_with(partial, &tasks));
         if tasks.contains(&Task::Trends) {
             run.trends = Some(RunTrends {
-                disk_30d: crate::history::disk_trends(&self.history, now, 30)?,
-                alerts_7d: crate::history::alert_counts(&self.history, now, 7)?,
+                disk_30d: crate::store::history::disk_trends(&self.history, now, 30)?,
+                alerts_7d: crate::store::history::alert_counts(&self.history, now, 7)?,
             });
         }
         self.record(now, Some(run))

@@ -10,6 +10,13 @@
 //! - [`cron`] and [`window`]: cron expressions in a time zone and the maintenance window,
 //!   which the aggregator's schedules and `cleanup --apply` and the agent's scheduled
 //!   image pruning obey alike.
+//!
+//! # Where to look
+//! This crate holds no decisions of its own: log rotation is decided in `caretaker-agent`'s
+//! `logs::schedule` (carried out by `logs::engine`), whether an image is in use in its
+//! `images::plan`, checks are defined in `caretaker-aggregator`'s `checks`, and a report
+//! travels agent `stream` → aggregator `api::ingest` → `state` → `store`, crossing the wire
+//! as `caretaker_proto::pb::NodeReport` and validated back by [`model`]'s `TryFrom`.
 
 pub mod config;
 pub mod cron;

@@ -6,9 +6,13 @@
 //! like any client ([`caretaker_aggregator::client`]), prints it and stops.
 //!
 //! # Layout
-//! - [`run`]: starts the aggregator's servers ([`caretaker_aggregator::server`]) on
+//! - [`run`]: starts the aggregator's servers ([`caretaker_aggregator::api::server`]) on
 //!   loopback and the agent's daemon ([`caretaker_agent::run`]) reporting to them.
 //! - `main.rs`: the command line (`--once`, `--output`, `--timeout`, `--path.*`).
+//!
+//! Nothing is decided here: log rotation in the agent's `logs::schedule`, images in use in
+//! its `images::plan`, checks in the aggregator's `checks`; a report goes agent `stream` →
+//! aggregator `api::ingest` → `state` → `store`, exactly as in a cluster, only over loopback.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,7 +48,7 @@ pub enum StandaloneError {
     #[error("query")]
     Query(#[source] caretaker_aggregator::client::ClientError),
     #[error(transparent)]
-    Serve(#[from] caretaker_aggregator::server::ServeError),
+    Serve(#[from] caretaker_aggregator::api::server::ServeError),
 }
 
 /// Addresses the standalone servers listen on.
@@ -79,7 +83,7 @@ pub async fn run(
         http: http.local_addr().map_err(StandaloneError::Bind)?,
     };
     let server_stop = CancellationToken::new();
-    let server = tokio::spawn(caretaker_aggregator::server::serve(
+    let server = tokio::spawn(caretaker_aggregator::api::server::serve(
         Arc::clone(&state),
         grpc,
         http,

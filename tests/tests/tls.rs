@@ -11,9 +11,9 @@ use std::time::Duration;
 use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::{AgentConfig, ClientTlsConfig};
 use caretaker_agent::paths::HostPaths;
-use caretaker_aggregator::auth::{Auth, Scope};
-use caretaker_aggregator::server::ServeOptions;
-use caretaker_aggregator::tls::ReloadingTls;
+use caretaker_aggregator::api::auth::{Auth, Scope};
+use caretaker_aggregator::api::server::ServeOptions;
+use caretaker_aggregator::api::tls::ReloadingTls;
 use caretaker_proto::pb::{
     self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient,
 };

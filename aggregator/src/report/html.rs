@@ -53,7 +53,7 @@ pub fn html(report: &ClusterReport) -> String {
 /// Renders the findings that differ between two recorded reports as a complete HTML5
 /// page (same style sheet and policy as the report page): new, resolved and changed
 /// findings, each table with its count.
-pub fn diff_html(d: &crate::history::ReportDiff) -> String {
+pub fn diff_html(d: &crate::store::history::ReportDiff) -> String {
     let when = |t: Option<Timestamp>| t.map_or_else(|| "-".to_string(), fmt_time);
     let title = format!("caretaker findings from {} to {}", when(d.from), when(d.to));
     let section = |name: &str, list: &[super::TrackedFinding]| {
@@ -1122,7 +1122,7 @@ mod tests {
     fn the_diff_page_lists_new_resolved_and_changed_findings_escaped() {
         let r = sample();
         assert!(r.findings.len() >= 2, "the sample has findings");
-        let d = crate::history::ReportDiff {
+        let d = crate::store::history::ReportDiff {
             from: Some("2026-11-22T03:00:00Z".parse().unwrap()),
             to: Some("2026-11-29T03:00:00Z".parse().unwrap()),
             new: vec![r.findings[0].clone()],

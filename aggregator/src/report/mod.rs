@@ -99,7 +99,7 @@ pub struct ScheduledRun {
 /// The trends a `trends` task records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunTrends {
-    pub disk_30d: Vec<crate::history::DiskTrend>,
+    pub disk_30d: Vec<crate::store::history::DiskTrend>,
     /// Alert name → in how many recorded reports of the last 7 days it was firing.
     pub alerts_7d: BTreeMap<String, u64>,
 }

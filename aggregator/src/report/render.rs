@@ -40,7 +40,7 @@ pub fn render(report: &ClusterReport, output: Output) -> Result<String, serde_js
 /// # Errors
 /// Only JSON serialization errors.
 pub fn render_diff(
-    d: &crate::history::ReportDiff,
+    d: &crate::store::history::ReportDiff,
     output: Output,
 ) -> Result<String, serde_json::Error> {
     let style = match output {

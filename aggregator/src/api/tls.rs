@@ -10,7 +10,7 @@
 //!
 //! A client certificate is optional at the TLS level, because gRPC `Query` clients on
 //! the same port authenticate with bearer tokens instead; the ingest service refuses a
-//! stream without one ([`crate::ingest`]).
+//! stream without one ([`crate::api::ingest`]).
 //!
 //! # Reload
 //! [`ReloadingTls::current`] looks at the three files' modification time, size and inode

@@ -24,7 +24,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::tls::{NODE_URI_PREFIX, SHARED_NODE_URI};
+use crate::api::tls::{NODE_URI_PREFIX, SHARED_NODE_URI};
 
 /// Errors of `certs`.
 #[derive(Debug, thiserror::Error)]
@@ -415,7 +415,7 @@ mod tests {
     use rustls_pki_types::pem::PemObject;
 
     use super::*;
-    use crate::tls::{PeerIdentity, peer_identity};
+    use crate::api::tls::{PeerIdentity, peer_identity};
 
     fn der(pem: &str) -> CertificateDer<'static> {
         CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()

@@ -2,12 +2,16 @@
 //! propose cleanups, read the external signals, and hand the result ([`CheckRound`]) to
 //! the state, whose merged report joins it with the live node reports.
 //!
+//! [`scheduled`]: the daily, weekly and monthly rounds (recorded in the history).
+//!
 //! ```yaml
 //! cluster:
 //!   source: none          # none (default) | live | dump
 //!   dump_paths: []        # files or directories of `kubectl get -o json|yaml`, for `dump`
 //!   interval: 10m         # default 10m: how often a round runs; 1m..24h
 //! ```
+
+pub mod scheduled;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

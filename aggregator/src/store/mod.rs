@@ -4,6 +4,10 @@
 //! report survives a crash of the aggregator. The decision whether a report is new, a
 //! duplicate or from an older agent run is taken inside the same write transaction as the
 //! write, so two streams claiming the same node cannot interleave badly.
+//!
+//! [`history`]: every recorded merged report, in the same redb file.
+
+pub mod history;
 
 use std::collections::BTreeMap;
 use std::path::Path;

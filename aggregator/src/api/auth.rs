@@ -8,7 +8,7 @@
 //! logged: the log names a token by its configured `name`.
 //!
 //! # Reload
-//! Token files are followed like the TLS files ([`crate::tls`]): before a request that
+//! Token files are followed like the TLS files ([`crate::api::tls`]): before a request that
 //! needs a token, each token file's modification time, size and inode are compared with
 //! the last ones seen, and a changed file is read again (Kubernetes swaps a Secret volume's
 //! files atomically), so a rotated token takes effect without a restart and the old one is
@@ -27,8 +27,8 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tracing::{debug, error, info, warn};
 
+use crate::api::tls::{FileStamp as Stamp, file_stamp as stamp};
 use crate::config::AuthConfig;
-use crate::tls::{FileStamp as Stamp, file_stamp as stamp};
 
 /// What a token may do. `Admin` includes `Read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
