@@ -62,6 +62,8 @@ fn proposals_follow_every_rule_and_never_touch_what_is_referenced() {
             // theirs; young, kube-root-ca.crt, kube-system, Helm and keep-annotated are skipped.
             r("unused_config_map", Delete, "ConfigMap/default/cm-old-rs"),
             r("unused_config_map", Delete, "ConfigMap/default/cm-orphan"),
+            // Helm-managed: reported with what to do in Helm, never deleted.
+            r("unused_config_map", Report, "ConfigMap/default/cm-helm"),
             // imagePullSecrets, projected and service account references keep theirs; the
             // token Secret is never proposed; Secrets are reported by default.
             r("unused_secret", Report, "Secret/default/secret-unused"),
@@ -109,11 +111,10 @@ fn config_map_referenced_by_a_kept_replica_set_is_kept_when_replica_sets_are_not
     };
     assert_eq!(
         rows(&c),
-        vec![r(
-            "unused_config_map",
-            Delete,
-            "ConfigMap/default/cm-orphan"
-        )]
+        vec![
+            r("unused_config_map", Delete, "ConfigMap/default/cm-orphan"),
+            r("unused_config_map", Report, "ConfigMap/default/cm-helm")
+        ]
     );
 }
 
@@ -163,7 +164,7 @@ fn references_unknown_means_no_config_map_proposals() {
     assert_eq!(
         p.notes,
         vec![
-            "ConfigMaps, Secrets and PVCs not proposed: references from statefulsets.apps, daemonsets.apps are unknown (not listed)"
+            "unused_config_map not proposed: what it needs to know is incomplete, these lists were not listed completely: statefulsets.apps (not listed), daemonsets.apps (not listed)"
         ]
     );
 }

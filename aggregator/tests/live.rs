@@ -4,8 +4,8 @@
 
 use caretaker_aggregator::checks::ObjectRef;
 use caretaker_aggregator::checks::{self, CheckStatus, ChecksConfig, Severity};
-use caretaker_aggregator::cleanup::apply::{AuditLog, AuditRecord, Outcome, apply};
-use caretaker_aggregator::cleanup::{Action, Propagation, Proposal};
+use caretaker_aggregator::cleanup::apply::{AuditLog, AuditRecord, Outcome, Recheck, apply};
+use caretaker_aggregator::cleanup::{Action, CleanupConfig, Propagation, Proposal};
 use caretaker_aggregator::cluster::{Coverage, Resource, live};
 use http::{Request, Response, StatusCode};
 use jiff::Timestamp;
@@ -335,20 +335,189 @@ async fn live_server_failing_everything_is_an_error() {
     assert!(err.contains("etcdserver: request timed out"), "{err}");
 }
 
-fn deletes(method: &str, path: &str, _q: &str) -> (StatusCode, String) {
+fn config_map(name: &str, uid: &str, rv: &str) -> Value {
+    json!({"metadata": {"name": name, "namespace": "default", "uid": uid, "resourceVersion": rv, "creationTimestamp": "2025-01-01T00:00:00Z"}, "data": {"k": "v"}})
+}
+
+fn completed_job(name: &str, uid: &str, rv: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": "default", "uid": uid, "resourceVersion": rv, "creationTimestamp": "2025-05-01T00:00:00Z"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}}},
+        "status": {"startTime": "2025-05-01T00:00:00Z", "completionTime": "2025-05-01T00:10:00Z", "succeeded": 1,
+                   "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": "2025-05-01T00:10:00Z", "lastTransitionTime": "2025-05-01T00:10:00Z"}]}
+    })
+}
+
+fn deleted(name: &str, kind: &str) -> (StatusCode, String) {
+    (
+        StatusCode::OK,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": name, "kind": kind}}).to_string(),
+    )
+}
+
+/// The fresh reads and deletions of `apply`: the objects still there, the evicted pod gone.
+fn deletes(method: &str, path: &str, q: &str) -> (StatusCode, String) {
     match (method, path) {
-        ("DELETE", "/apis/batch/v1/namespaces/default/jobs/job-old-done") => (
-            StatusCode::OK,
-            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": {"name": "job-old-done", "group": "batch", "kind": "jobs", "uid": "uid-job"}}).to_string(),
+        ("GET", "/apis/batch/v1/jobs") => list(
+            "JobList",
+            "batch/v1",
+            vec![completed_job("job-old-done", "uid-job", "40")],
+            None,
         ),
+        ("GET", "/api/v1/configmaps") => list(
+            "ConfigMapList",
+            "v1",
+            vec![config_map("cm-orphan", "uid-cm", "41")],
+            None,
+        ),
+        ("DELETE", "/apis/batch/v1/namespaces/default/jobs/job-old-done") => {
+            deleted("job-old-done", "jobs")
+        }
         ("DELETE", "/api/v1/namespaces/default/configmaps/cm-orphan") => status(
             409,
             "Conflict",
             "Operation cannot be fulfilled on configmaps \"cm-orphan\": Precondition failed: UID in precondition: uid-cm, UID in object meta: uid-new",
         ),
-        ("DELETE", "/api/v1/namespaces/default/pods/evicted") => status(404, "NotFound", "pods \"evicted\" not found"),
+        ("GET", p) => route("GET", p, q),
         (m, p) => status(405, "MethodNotAllowed", &format!("{m} {p} not expected")),
     }
+}
+
+/// Between the proposal and `apply`, a pod started using `cm-used`.
+fn referrer_appeared(method: &str, path: &str, _q: &str) -> (StatusCode, String) {
+    match (method, path) {
+        ("GET", "/apis/batch/v1/jobs") => list(
+            "JobList",
+            "batch/v1",
+            vec![completed_job("job-old-done", "uid-job", "13")],
+            None,
+        ),
+        ("GET", "/api/v1/configmaps") => list(
+            "ConfigMapList",
+            "v1",
+            vec![
+                config_map("cm-used", "uid-used", "11"),
+                config_map("cm-stale", "uid-stale", "12"),
+            ],
+            None,
+        ),
+        ("GET", "/api/v1/pods") => list(
+            "PodList",
+            "v1",
+            vec![json!({
+                "metadata": {"name": "new-user", "namespace": "default", "uid": "uid-new-user", "resourceVersion": "14", "creationTimestamp": "2025-06-01T11:59:00Z"},
+                "spec": {"containers": [{"name": "app", "image": "app:2", "env": [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cm-used", "key": "k"}}}]}], "nodeName": "node-a"},
+                "status": {"phase": "Pending"}
+            })],
+            None,
+        ),
+        ("DELETE", "/api/v1/namespaces/default/configmaps/cm-stale") => {
+            deleted("cm-stale", "configmaps")
+        }
+        ("DELETE", "/apis/batch/v1/namespaces/default/jobs/job-old-done") => {
+            deleted("job-old-done", "jobs")
+        }
+        ("GET", _) => list("List", "v1", vec![], None),
+        (m, p) => status(405, "MethodNotAllowed", &format!("{m} {p} not expected")),
+    }
+}
+
+fn recheck_config() -> (ChecksConfig, CleanupConfig) {
+    (config(500), CleanupConfig::default())
+}
+
+#[tokio::test]
+async fn apply_rechecks_each_deletion_on_a_fresh_read_and_sends_uid_and_resource_version() {
+    let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = serve(handle, referrer_appeared);
+    let client = Client::new(mock, "default");
+    let dir = tempfile::tempdir().unwrap();
+    let mut audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
+    let (checks, cleanup) = recheck_config();
+    let recheck = Recheck {
+        checks: &checks,
+        cleanup: &cleanup,
+        now: "2025-06-01T12:00:00Z".parse().unwrap(),
+    };
+    let proposals = vec![
+        proposal(
+            "completed_job",
+            "Job",
+            "job-old-done",
+            "uid-job",
+            Action::Delete,
+            Some(Propagation::Background),
+        ),
+        proposal(
+            "unused_config_map",
+            "ConfigMap",
+            "cm-used",
+            "uid-used",
+            Action::Delete,
+            None,
+        ),
+        proposal(
+            "unused_config_map",
+            "ConfigMap",
+            "cm-stale",
+            "uid-stale",
+            Action::Delete,
+            None,
+        ),
+    ];
+    let done = apply(&client, &proposals, &mut audit, &recheck)
+        .await
+        .unwrap();
+    drop(client);
+    let seen = server.await.unwrap();
+    let outcomes: Vec<(&str, Outcome)> = done
+        .iter()
+        .map(|(p, o)| (p.object.name.as_str(), *o))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            ("job-old-done", Outcome::Deleted),
+            ("cm-used", Outcome::Stopped),
+            ("cm-stale", Outcome::Deleted)
+        ]
+    );
+    let sent: Vec<(&str, &Value)> = seen
+        .iter()
+        .filter(|s| s.method == "DELETE")
+        .map(|s| (s.path.as_str(), &s.body["preconditions"]))
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            (
+                "/apis/batch/v1/namespaces/default/jobs/job-old-done",
+                &json!({"uid": "uid-job", "resourceVersion": "13"})
+            ),
+            (
+                "/api/v1/namespaces/default/configmaps/cm-stale",
+                &json!({"uid": "uid-stale", "resourceVersion": "12"})
+            ),
+        ],
+        "no DELETE for the ConfigMap a pod started using"
+    );
+    // Each ConfigMap re-check listed the pods again, right before its deletion (the Job's
+    // needs only Jobs and CronJobs).
+    let pod_lists = seen
+        .iter()
+        .filter(|s| s.method == "GET" && s.path == "/api/v1/pods")
+        .count();
+    assert_eq!(pod_lists, 2);
+    let records: Vec<AuditRecord> = std::fs::read_to_string(dir.path().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records[1].outcome, Outcome::Stopped);
+    assert_eq!(
+        records[1].message,
+        "not deleted: in use since the proposal, by Pod default/new-user (env)"
+    );
 }
 
 fn proposal(
@@ -415,9 +584,22 @@ async fn apply_deletes_with_uid_precondition_and_audits_every_attempt() {
             Some(Propagation::Background),
         ),
     ];
-    let done = apply(&client, &proposals, &mut audit).await.unwrap();
+    let (checks, cleanup) = recheck_config();
+    let recheck = Recheck {
+        checks: &checks,
+        cleanup: &cleanup,
+        now: "2025-06-01T12:00:00Z".parse().unwrap(),
+    };
+    let done = apply(&client, &proposals, &mut audit, &recheck)
+        .await
+        .unwrap();
     drop(client);
-    let seen = server.await.unwrap();
+    let seen: Vec<Seen> = server
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.method == "DELETE")
+        .collect();
 
     let outcomes: Vec<(&str, Outcome)> = done
         .iter()
@@ -431,11 +613,18 @@ async fn apply_deletes_with_uid_precondition_and_audits_every_attempt() {
             ("evicted", Outcome::NotFound)
         ]
     );
-    // The report-only Secret was never sent; each deletion carried its uid precondition.
-    assert_eq!(seen.len(), 3);
-    assert_eq!(seen[0].body["preconditions"], json!({"uid": "uid-job"}));
+    // The report-only Secret was never sent, nor the pod the fresh read no longer has;
+    // each deletion carried the fresh uid and resourceVersion as preconditions.
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].body["preconditions"],
+        json!({"uid": "uid-job", "resourceVersion": "40"})
+    );
     assert_eq!(seen[0].body["propagationPolicy"], "Background");
-    assert_eq!(seen[1].body["preconditions"], json!({"uid": "uid-cm"}));
+    assert_eq!(
+        seen[1].body["preconditions"],
+        json!({"uid": "uid-cm", "resourceVersion": "41"})
+    );
     assert_eq!(seen[1].body.get("propagationPolicy"), None);
 
     let records: Vec<AuditRecord> = std::fs::read_to_string(&audit_path)

@@ -392,7 +392,27 @@ fn documented_rbac(secrets: bool, cleanup: bool) -> BTreeSet<String> {
             "configmaps",
             "persistentvolumeclaims",
             "persistentvolumes",
+            "serviceaccounts",
         ],
+        &read,
+    );
+    // What can hold a reference to a ConfigMap or Secret (aggregator/CLEANUP.md).
+    add(agg, "cluster", "networking.k8s.io", &["ingresses"], &read);
+    add(agg, "cluster", "coordination.k8s.io", &["leases"], &read);
+    add(
+        agg,
+        "cluster",
+        "admissionregistration.k8s.io",
+        &["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
+        &read,
+    );
+    add(agg, "cluster", "apiregistration.k8s.io", &["apiservices"], &read);
+    add(agg, "cluster", "gateway.networking.k8s.io", &["gateways"], &read);
+    add(
+        agg,
+        "cluster",
+        "monitoring.coreos.com",
+        &["prometheuses", "alertmanagers"],
         &read,
     );
     add(
@@ -410,7 +430,13 @@ fn documented_rbac(secrets: bool, cleanup: bool) -> BTreeSet<String> {
         &["horizontalpodautoscalers"],
         &read,
     );
-    add(agg, "cluster", "cert-manager.io", &["certificates"], &read);
+    add(
+        agg,
+        "cluster",
+        "cert-manager.io",
+        &["certificates", "issuers", "clusterissuers"],
+        &read,
+    );
     add(
         agg,
         "cluster",

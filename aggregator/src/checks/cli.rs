@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::{CheckResult, ChecksConfig, Severity, render, run_all};
-use crate::cleanup::{CleanupConfig, Proposal, propose};
+use crate::cleanup::{CleanupConfig, Proposal, Proposals, propose_with_notes};
 use crate::cluster::{self, ClusterState, LoadSummary};
 
 /// Output format of `check`.
@@ -157,6 +157,10 @@ pub struct CheckOutput<'a> {
     pub source: &'static str,
     pub checks: &'a [CheckResult],
     pub proposals: &'a [Proposal],
+    /// Objects a cleanup rule named but the protected list keeps.
+    pub kept: &'a [crate::cleanup::Kept],
+    /// Why cleanup rules proposed nothing (a list that was not read, …).
+    pub notes: &'a [String],
     pub load: &'a LoadSummary,
 }
 
@@ -169,7 +173,7 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let state = load_state(&args.from_dump, &config.checks).await?;
     let now = args.now.unwrap_or_else(Timestamp::now);
     let results = run_all(&state, &config.checks, now);
-    let proposals = propose(&state, &config.cleanup, now);
+    let proposals = propose_with_notes(&state, &config.cleanup, now);
     write_output(out, args.output, &state, &results, &proposals, now)?;
     if let Some(level) = args.fail_on.map(FailOn::severity) {
         let failing: Vec<&str> = results
@@ -197,9 +201,10 @@ pub fn write_output(
     format: Output,
     state: &ClusterState,
     results: &[CheckResult],
-    proposals: &[Proposal],
+    cleanup: &Proposals,
     now: Timestamp,
 ) -> Result<(), CliError> {
+    let proposals: &[Proposal] = &cleanup.proposals;
     match format {
         Output::Json => {
             let o = CheckOutput {
@@ -207,6 +212,8 @@ pub fn write_output(
                 source: if state.from_dump { "dump" } else { "live" },
                 checks: results,
                 proposals,
+                kept: &cleanup.kept,
+                notes: &cleanup.notes,
                 load: &state.load,
             };
             serde_json::to_writer_pretty(&mut *out, &o).map_err(std::io::Error::from)?;
@@ -231,6 +238,7 @@ pub fn write_output(
                     crate::cleanup::render::proposals(style, proposals)
                 )?;
             }
+            crate::cleanup::render::kept_and_notes(out, style, cleanup)?;
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use caretaker_core::render::Style;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::apply::{AuditLog, Outcome, apply};
+use super::apply::{AuditLog, Outcome, Recheck, apply};
 use super::{CleanupKind, Proposal, propose_with_notes, render};
 use crate::checks::cli::{CliError, load_config, load_state};
 use caretaker_core::window::{Decision, MaintenanceWindow};
@@ -58,6 +58,7 @@ struct JsonOut<'a> {
     now: Timestamp,
     dry_run: bool,
     proposals: &'a [Proposal],
+    kept: &'a [super::Kept],
     notes: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     applied: Option<Vec<Applied<'a>>>,
@@ -114,7 +115,12 @@ pub async fn run(args: CleanupArgs, out: &mut dyn Write) -> Result<(), CliError>
             .unwrap_or_else(|| config.cleanup.audit_log.clone());
         let mut audit = AuditLog::open(&path)?;
         let client = kube::Client::try_default().await.map_err(CliError::Kube)?;
-        Some(apply(&client, &p.proposals, &mut audit).await?)
+        let recheck = Recheck {
+            checks: &config.checks,
+            cleanup: &config.cleanup,
+            now,
+        };
+        Some(apply(&client, &p.proposals, &mut audit, &recheck).await?)
     } else {
         None
     };
@@ -124,6 +130,7 @@ pub async fn run(args: CleanupArgs, out: &mut dyn Write) -> Result<(), CliError>
                 now,
                 dry_run: !args.apply,
                 proposals: &p.proposals,
+                kept: &p.kept,
                 notes: &p.notes,
                 applied: applied.as_ref().map(|a| {
                     a.iter()
@@ -145,9 +152,7 @@ pub async fn run(args: CleanupArgs, out: &mut dyn Write) -> Result<(), CliError>
             };
             writeln!(out, "Cleanup proposals as of {now} ({mode})")?;
             writeln!(out, "{}", render::proposals(Style::Terminal, &p.proposals))?;
-            for n in &p.notes {
-                writeln!(out, "note: {n}")?;
-            }
+            render::kept_and_notes(out, Style::Terminal, &p)?;
             if let Some(a) = &applied {
                 for (p, o) in a {
                     writeln!(out, "{}: {o:?}", p.object)?;

@@ -2,49 +2,27 @@
 //! nothing in use is ever proposed.
 //!
 //! # Layout
-//! - this file: [`CleanupConfig`], [`Proposal`] and [`propose`] (pure: state in, proposals out).
-//! - [`references`]: which ConfigMaps, Secrets and PVCs something still references.
-//! - [`apply`]: deleting proposals on a live cluster with a uid precondition, writing an
-//!   audit record per attempt. [`render`] and [`cli`]: `caretaker-aggregator cleanup`.
+//! - this file: [`CleanupConfig`], [`Proposal`], the rule table [`RULES`] and [`propose`]
+//!   (pure: state in, proposals out).
+//! - [`references`]: the reference graph, the only judge of "in use".
+//! - [`protect`]: `cleanup.protect`, the `caretaker.io/keep` annotation and the tools that
+//!   own objects (Helm, Argo CD, Flux).
+//! - [`apply`]: deleting proposals on a live cluster, each re-checked against a fresh read
+//!   right before, with uid and resourceVersion preconditions, writing an audit record per
+//!   attempt. [`render`] and [`cli`]: `caretaker-aggregator cleanup`.
 //!
-//! # Rules (codes in brackets)
-//! - [`completed_job`] Jobs that completed successfully longer than `job_ttl` ago, deleted
-//!   with background propagation so their pods go too; never a Job its CronJob still keeps
-//!   (the newest `successfulJobsHistoryLimit` successful and `failedJobsHistoryLimit`
-//!   failed ones, defaults 3 and 1); never a cron-owned Job when CronJobs are unknown.
-//! - [`old_replica_set`] ReplicaSets owned by a Deployment with 0 desired and 0 current
-//!   replicas, beyond the newest `replica_sets_keep` by the `deployment.kubernetes.io/revision`
-//!   annotation (counted like `revisionHistoryLimit`: old ones only); never the current one
-//!   (the Deployment's revision, else the highest), never one with pods left (terminating),
-//!   never one without an owner.
-//! - [`failed_pod`] Pods in phase Failed (Evicted included) that failed longer than
-//!   `failed_pod_ttl` ago.
-//! - [`unused_config_map`] ConfigMaps older than `config_map_min_age` referenced by nothing
-//!   (see [`references`]): not by any pod, nor by the pod templates of Deployments,
-//!   StatefulSets, DaemonSets, Jobs, CronJobs and ReplicaSets that are kept. Only proposed
-//!   when all of those were listed.
-//! - [`unused_secret`] the same for Secrets, plus `imagePullSecrets` and ServiceAccounts;
-//!   reported, not deleted, unless `delete_unused_secrets` (and TLS secrets, used by
-//!   Ingresses this tool does not read, are never deleted).
-//! - [`excess_volume_snapshot`] VolumeSnapshots beyond the newest `snapshots_keep` per source PVC.
-//! - [`unused_pvc`], [`unbound_pvc`] PVCs no pod or pod template mounts, or still unbound,
-//!   older than `unused_pvc_min_age` (report only: data).
-//!
-//! Never proposed at all: objects in `protected_namespaces` (ConfigMaps, Secrets, PVCs),
-//! objects with an owner (their owner's controller or the garbage collector handles them),
-//! Helm-managed objects, `kube-root-ca.crt`, and anything annotated `caretaker.io/keep: "true"`.
-//!
-//! [`completed_job`]: Proposal::code
-//! [`old_replica_set`]: Proposal::code
-//! [`failed_pod`]: Proposal::code
-//! [`unused_config_map`]: Proposal::code
-//! [`unused_secret`]: Proposal::code
-//! [`excess_volume_snapshot`]: Proposal::code
-//! [`unused_pvc`]: Proposal::code
-//! [`unbound_pvc`]: Proposal::code
+//! # Rules
+//! Every rule is one row of [`RULES`]: its code, kind, source, the lists it needs, and a
+//! function that names candidates. Every candidate then passes the same gate
+//! ([`propose_with_notes`]): the reference graph (in use → not proposed), `cleanup.protect`
+//! and the keep annotation (→ listed as kept, with the entry that matched), the managing
+//! tool (→ reported "managed by X" with what to do there, never deleted). A rule whose
+//! needed lists are not all complete proposes nothing and says which list was missing.
+//! The generated page `aggregator/CLEANUP.md` ([`reference_page`]) documents every rule.
 
 pub mod apply;
 pub mod cli;
+pub mod protect;
 pub mod references;
 pub mod render;
 
@@ -61,12 +39,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::ObjectRef;
 use crate::checks::time::{age, human, sd};
-use crate::cluster::{ClusterState, PodInfo, Resource};
+use crate::cluster::{ClusterState, Coverage, PodInfo, Resource};
 pub use apply::ApplyError;
-use references::References;
+pub use protect::{KEEP_ANNOTATION, Protect};
+use references::{ReferenceGraph, Skip, Target, Templates};
 
-/// Annotation that keeps an object out of every proposal.
-pub const KEEP_ANNOTATION: &str = "caretaker.io/keep";
 const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 
 /// Kinds the cleanup handles (`--kind`).
@@ -161,9 +138,16 @@ pub struct CleanupConfig {
     /// PVCs unmounted (or unbound) and older than this are reported. Default 30d.
     #[serde(deserialize_with = "crate::checks::config::age")]
     pub unused_pvc_min_age: Duration,
-    /// Namespaces whose ConfigMaps, Secrets and PVCs are never proposed. Default the
-    /// control plane's: kube-system, kube-public, kube-node-lease.
+    /// Namespaces whose ConfigMaps, Secrets and PVCs are never proposed (they are listed
+    /// as kept). Default the control plane's: kube-system, kube-public, kube-node-lease.
     pub protected_namespaces: Vec<String>,
+    /// What is never proposed, whatever the rule (see [`Protect`]). Default empty; the
+    /// `caretaker.io/keep: "true"` annotation always protects.
+    pub protect: Protect,
+    /// A Job with `ttlSecondsAfterFinished` is left to Kubernetes' TTL controller; it is
+    /// reported only when still present this long after its TTL ran out. Default 1h.
+    #[serde(deserialize_with = "crate::checks::config::age")]
+    pub job_ttl_grace: Duration,
     /// JSON-lines file every applied deletion is recorded in. Default
     /// /var/lib/caretaker/cleanup-audit.jsonl.
     pub audit_log: PathBuf,
@@ -187,6 +171,8 @@ impl Default for CleanupConfig {
                 "kube-public".into(),
                 "kube-node-lease".into(),
             ],
+            protect: Protect::default(),
+            job_ttl_grace: Duration::from_secs(3600),
             audit_log: PathBuf::from("/var/lib/caretaker/cleanup-audit.jsonl"),
         }
     }
@@ -224,31 +210,203 @@ pub struct Proposal {
     pub message: String,
 }
 
-/// Proposals and the rules that could not run (e.g. references unknown).
+/// An object a rule would have proposed but that is protected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Kept {
+    /// The rule that would have proposed it.
+    pub code: String,
+    pub object: ObjectRef,
+    /// The protecting entry: `cleanup.protect.namespaces: team-*`, `annotation caretaker.io/keep=true` …
+    pub rule: String,
+}
+
+/// Proposals, the protected objects kept, and the rules that could not run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Proposals {
     pub proposals: Vec<Proposal>,
-    /// Sentences on what was not proposed and why.
+    /// Objects a rule named but the protected list keeps.
+    pub kept: Vec<Kept>,
+    /// Sentences on what was not proposed and why (e.g. a list that was not read).
     pub notes: Vec<String>,
 }
 
-fn kept(meta: &ObjectMeta) -> bool {
-    meta.annotations
-        .as_ref()
-        .and_then(|a| a.get(KEEP_ANNOTATION))
-        .is_some_and(|v| v == "true")
+/// What a rule says about one object before the common gate.
+pub struct Candidate<'a> {
+    meta: &'a ObjectMeta,
+    action: Action,
+    propagation: Option<Propagation>,
+    message: String,
+    /// Checked against the reference graph.
+    target: Option<Target>,
 }
 
-fn helm_managed(meta: &ObjectMeta) -> bool {
-    meta.labels
-        .as_ref()
-        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
-        .is_some_and(|v| v == "Helm")
-        || meta
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key("meta.helm.sh/release-name"))
+impl<'a> Candidate<'a> {
+    fn delete(meta: &'a ObjectMeta, message: String) -> Candidate<'a> {
+        Candidate {
+            meta,
+            action: Action::Delete,
+            propagation: Some(Propagation::Background),
+            message,
+            target: None,
+        }
+    }
 }
+
+/// What a rule reads.
+pub struct Ctx<'a> {
+    pub state: &'a ClusterState,
+    pub config: &'a CleanupConfig,
+    pub now: Timestamp,
+    /// What a rule withheld in part, and why (added to [`Proposals::notes`]).
+    pub notes: std::cell::RefCell<Vec<String>>,
+}
+
+/// One cleanup rule.
+pub struct Rule {
+    /// The code proposals carry.
+    pub code: &'static str,
+    pub kind: CleanupKind,
+    /// What it proposes, and what applying does.
+    pub summary: &'static str,
+    /// Where the rule and its defaults come from.
+    pub source: &'static str,
+    /// Lists that must be complete (optional extensions: unless not installed), or the
+    /// rule proposes nothing and says which was missing.
+    pub needs: &'static [Resource],
+    /// Whether the rule runs in the second pass, with the reference graph (ConfigMaps,
+    /// Secrets, PVCs): after the others, so references held by objects deleted in the same
+    /// run do not count.
+    pub uses_graph: bool,
+    run: for<'a> fn(&Ctx<'a>) -> Vec<Candidate<'a>>,
+}
+
+const WORKLOADS: [Resource; 7] = [
+    Resource::Pod,
+    Resource::Deployment,
+    Resource::ReplicaSet,
+    Resource::StatefulSet,
+    Resource::DaemonSet,
+    Resource::Job,
+    Resource::CronJob,
+];
+const CM_NEEDS: [Resource; 9] = [
+    Resource::Pod,
+    Resource::Deployment,
+    Resource::ReplicaSet,
+    Resource::StatefulSet,
+    Resource::DaemonSet,
+    Resource::Job,
+    Resource::CronJob,
+    Resource::Prometheus,
+    Resource::Alertmanager,
+];
+const SECRET_NEEDS: [Resource; 20] = [
+    Resource::Pod,
+    Resource::Deployment,
+    Resource::ReplicaSet,
+    Resource::StatefulSet,
+    Resource::DaemonSet,
+    Resource::Job,
+    Resource::CronJob,
+    Resource::ServiceAccount,
+    Resource::Ingress,
+    Resource::ValidatingWebhookConfiguration,
+    Resource::MutatingWebhookConfiguration,
+    Resource::ApiService,
+    Resource::Certificate,
+    Resource::Issuer,
+    Resource::ClusterIssuer,
+    Resource::Gateway,
+    Resource::Prometheus,
+    Resource::Alertmanager,
+    Resource::Secret,
+    Resource::ConfigMap,
+];
+
+/// Every cleanup rule, in the order they run and proposals are listed.
+pub const RULES: &[Rule] = &[
+    Rule {
+        code: "completed_job",
+        kind: CleanupKind::Job,
+        summary: "Jobs that completed successfully longer than `job_ttl` ago (default 24h), deleted with background propagation so their pods go too. Never a Job its CronJob still keeps (the newest `successfulJobsHistoryLimit` successful and `failedJobsHistoryLimit` failed ones, Kubernetes defaults 3 and 1), never a cron-owned Job when CronJobs are unknown, never a Job with `ttlSecondsAfterFinished` (the TTL controller's).",
+        source: "the seed's cleanup.sh (daily deletion of completed Jobs, issue 5); CronJob history limits and the TTL-after-finished controller: Kubernetes defaults",
+        needs: &[Resource::CronJob],
+        uses_graph: false,
+        run: completed_jobs,
+    },
+    Rule {
+        code: "job_ttl_overdue",
+        kind: CleanupKind::Job,
+        summary: "Report only: a finished Job with `ttlSecondsAfterFinished` still present more than `job_ttl_grace` (default 1h) after its TTL ran out; the TTL controller should have removed it.",
+        source: "Kubernetes TTL-after-finished controller (issue 11)",
+        needs: &[],
+        uses_graph: false,
+        run: ttl_overdue_jobs,
+    },
+    Rule {
+        code: "old_replica_set",
+        kind: CleanupKind::ReplicaSet,
+        summary: "ReplicaSets owned by a Deployment with 0 desired and 0 current replicas, beyond the newest `replica_sets_keep` (default 5) old ones by the `deployment.kubernetes.io/revision` annotation; never the current one (the Deployment's revision, else the highest), never one with pods left (terminating), never one without an owner.",
+        source: "the seed's cleanup.sh (issue 5); counted like Kubernetes' `revisionHistoryLimit` (default 10)",
+        needs: &[Resource::Pod],
+        uses_graph: false,
+        run: old_replica_sets,
+    },
+    Rule {
+        code: "failed_pod",
+        kind: CleanupKind::Pod,
+        summary: "Pods in phase Failed (Evicted included) that failed longer than `failed_pod_ttl` ago (default 1h). Never a pod of a Job that still exists (deleting it orphans the Job's retries; a CronJob's `failedJobsHistoryLimit` keeps its failed Job and so its pods), and no pod of a Job at all when Jobs were not listed.",
+        source: "the seed's cleanup.sh (issue 5); kube-cleanup-operator#39",
+        needs: &[],
+        uses_graph: false,
+        run: failed_pods,
+    },
+    Rule {
+        code: "excess_volume_snapshot",
+        kind: CleanupKind::VolumeSnapshot,
+        summary: "VolumeSnapshots beyond the newest `snapshots_keep` (default 10) per source PVC.",
+        source: "the seed's cleanup.sh (issue 5)",
+        needs: &[],
+        uses_graph: false,
+        run: excess_snapshots,
+    },
+    Rule {
+        code: "unused_config_map",
+        kind: CleanupKind::ConfigMap,
+        summary: "ConfigMaps older than `config_map_min_age` (default 30d) that nothing uses (see the reference list below); never `kube-root-ca.crt`, never one with an owner.",
+        source: "the seed's cleanup.sh (deletes every ConfigMap older than 30 days, issue 11); made safe by the reference graph",
+        needs: &CM_NEEDS,
+        uses_graph: true,
+        run: unused_config_maps,
+    },
+    Rule {
+        code: "unused_secret",
+        kind: CleanupKind::Secret,
+        summary: "Secrets older than `secret_min_age` (default 30d) that nothing uses; reported, deleted only with `delete_unused_secrets` (TLS Secrets never). Never service-account tokens, Helm release records, bootstrap tokens, cert-manager issued Secrets, or one with an owner.",
+        source: "issue 5 (as ConfigMaps); Secret types: Kubernetes and Helm",
+        needs: &SECRET_NEEDS,
+        uses_graph: true,
+        run: unused_secrets,
+    },
+    Rule {
+        code: "unused_pvc",
+        kind: CleanupKind::PersistentVolumeClaim,
+        summary: "Report only: bound PVCs older than `unused_pvc_min_age` (default 30d) that no pod, pod template or StatefulSet claim template uses (data: never deleted by caretaker).",
+        source: "issue 5",
+        needs: &WORKLOADS,
+        uses_graph: true,
+        run: unused_pvcs,
+    },
+    Rule {
+        code: "unbound_pvc",
+        kind: CleanupKind::PersistentVolumeClaim,
+        summary: "Report only: PVCs still Pending (unbound) after `unused_pvc_min_age`.",
+        source: "issue 5",
+        needs: &[],
+        uses_graph: true,
+        run: unbound_pvcs,
+    },
+];
 
 fn owned(meta: &ObjectMeta) -> bool {
     meta.owner_references
@@ -269,13 +427,6 @@ fn created(meta: &ObjectMeta) -> Option<Timestamp> {
     meta.creation_timestamp.as_ref().map(|t| t.0)
 }
 
-fn ns_name(meta: &ObjectMeta) -> (String, String) {
-    (
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
-}
-
 fn job_succeeded(j: &Job) -> Option<Timestamp> {
     let s = j.status.as_ref()?;
     let c = s
@@ -289,11 +440,25 @@ fn job_succeeded(j: &Job) -> Option<Timestamp> {
         .map(|t| t.0)
 }
 
+fn job_failed_at(j: &Job) -> Option<Timestamp> {
+    j.status
+        .as_ref()?
+        .conditions
+        .as_deref()?
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
+}
+
 fn job_failed(j: &Job) -> bool {
     j.status
         .as_ref()
         .and_then(|s| s.conditions.as_deref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
+}
+
+fn job_ttl(j: &Job) -> Option<i32> {
+    j.spec.as_ref()?.ttl_seconds_after_finished
 }
 
 fn revision(rs: &ReplicaSet) -> Option<u64> {
@@ -333,293 +498,177 @@ pub fn pod_failed_at(p: &PodInfo) -> Option<Timestamp> {
         .or_else(|| created(&p.metadata))
 }
 
-/// Proposals for `state` as of `now` (see the module docs for the rules).
+/// Proposals for `state` as of `now` (see [`RULES`]).
 pub fn propose(state: &ClusterState, config: &CleanupConfig, now: Timestamp) -> Vec<Proposal> {
     propose_with_notes(state, config, now).proposals
 }
 
-/// [`propose`], with notes on the rules that could not run.
+/// Why `r` is not completely known, if it is not (an optional extension that is not
+/// installed counts as known: nothing of it exists).
+fn missing(state: &ClusterState, r: Resource) -> Option<String> {
+    match state.coverage(r) {
+        Coverage::Listed => None,
+        Coverage::NotApplicable { .. } if r.optional() => None,
+        Coverage::NotApplicable { .. } => Some(format!("{} (not listed)", r.display_name())),
+        Coverage::Forbidden { .. } => Some(format!("{} (forbidden)", r.display_name())),
+        Coverage::Failed { message } => Some(format!("{} (failed: {message})", r.display_name())),
+    }
+}
+
+/// Whether Argo CD manages anything here (so its `app.kubernetes.io/instance` tracking
+/// label means "Argo CD").
+fn argo_known(state: &ClusterState) -> bool {
+    let argo = |m: &ObjectMeta| {
+        m.annotations
+            .iter()
+            .flatten()
+            .chain(m.labels.iter().flatten())
+            .any(|(k, _)| k.starts_with("argocd.argoproj.io/"))
+    };
+    state.config_maps.iter().any(|o| argo(&o.metadata))
+        || state.secrets.iter().any(|o| argo(&o.metadata))
+        || state.deployments.iter().any(|o| argo(&o.metadata))
+        || state.stateful_sets.iter().any(|o| argo(&o.metadata))
+        || state.daemon_sets.iter().any(|o| argo(&o.metadata))
+        || state.cron_jobs.iter().any(|o| argo(&o.metadata))
+        || state.pvcs.iter().any(|o| argo(&o.metadata))
+}
+
+/// [`propose`], with the protected objects kept and notes on the rules that could not run.
 pub fn propose_with_notes(
     state: &ClusterState,
     config: &CleanupConfig,
     now: Timestamp,
 ) -> Proposals {
-    let selected = |k: CleanupKind| config.kinds.is_empty() || config.kinds.contains(&k);
-    let mut out = Proposals::default();
-    let protected_ns = |m: &ObjectMeta| {
-        config
-            .protected_namespaces
-            .iter()
-            .any(|p| Some(p.as_str()) == m.namespace.as_deref())
+    let selected = |r: &&Rule| config.kinds.is_empty() || config.kinds.contains(&r.kind);
+    let ctx = Ctx {
+        state,
+        config,
+        now,
+        notes: Default::default(),
     };
-
-    // Objects that will be deleted in this run, so their references do not count.
-    let mut deleted_jobs: HashSet<&str> = HashSet::new();
-    let mut deleted_rs: HashSet<&str> = HashSet::new();
-    let mut deleted_pods: HashSet<&str> = HashSet::new();
-
-    if selected(CleanupKind::Job) {
-        propose_jobs(state, config, now, &mut out, &mut deleted_jobs);
-    }
-    if selected(CleanupKind::ReplicaSet) {
-        propose_replica_sets(state, config, &mut out, &mut deleted_rs);
-    }
-    if selected(CleanupKind::Pod) {
-        let ttl = sd(config.failed_pod_ttl);
-        for p in &state.pods {
-            if p.status.phase.as_deref() != Some("Failed") || kept(&p.metadata) {
-                continue;
-            }
-            let Some(at) = pod_failed_at(p) else { continue };
-            if age(now, at) <= ttl {
-                continue;
-            }
-            let why = match p.status.reason.as_deref() {
-                Some("Evicted") => "evicted",
-                _ => "failed",
-            };
-            if let Some(uid) = p.metadata.uid.as_deref() {
-                deleted_pods.insert(uid);
-            }
-            out.proposals.push(Proposal {
-                code: "failed_pod".into(),
-                object: ObjectRef::new("Pod", &p.metadata),
-                action: Action::Delete,
-                propagation: Some(Propagation::Background),
-                message: format!("pod {why} {} ago", human(age(now, at))),
-            });
+    let gate = Gate {
+        config,
+        argo: argo_known(state),
+    };
+    let mut out = Proposals::default();
+    let mut skip = Skip::default();
+    for rule in RULES.iter().filter(selected).filter(|r| !r.uses_graph) {
+        if gate.runnable(rule, state, &mut out) {
+            gate.admit(rule, (rule.run)(&ctx), None, &mut out, &mut skip);
         }
     }
-    if selected(CleanupKind::VolumeSnapshot) {
-        propose_snapshots(state, config, &mut out);
-    }
-
-    let needs_cm = selected(CleanupKind::ConfigMap);
-    let needs_secret = selected(CleanupKind::Secret);
-    let needs_pvc = selected(CleanupKind::PersistentVolumeClaim);
-    if !(needs_cm || needs_secret || needs_pvc) {
-        return out;
-    }
-    let reference_sources = [
-        Resource::Pod,
-        Resource::Deployment,
-        Resource::ReplicaSet,
-        Resource::StatefulSet,
-        Resource::DaemonSet,
-        Resource::Job,
-        Resource::CronJob,
-    ];
-    let unknown: Vec<String> = reference_sources
+    let graph_rules: Vec<&Rule> = RULES
         .iter()
-        .filter(|r| !state.listed(**r))
-        .map(|r| r.display_name())
+        .filter(selected)
+        .filter(|r| r.uses_graph)
         .collect();
-    let mut refs = References::default();
-    for p in &state.pods {
-        if p.metadata
-            .uid
-            .as_deref()
-            .is_some_and(|u| deleted_pods.contains(u))
-        {
-            continue;
-        }
-        // A pod of a Job deleted now goes with it (background propagation).
-        if controller_owner(&p.metadata, "Job").is_some_and(|u| deleted_jobs.contains(u)) {
-            continue;
-        }
-        refs.add_pod_spec(p.metadata.namespace.as_deref().unwrap_or(""), &p.spec);
-    }
-    let ns = |m: &ObjectMeta| m.namespace.clone().unwrap_or_default();
-    for d in &state.deployments {
-        if let Some(t) = d.spec.template.spec.as_ref() {
-            refs.add_template(&ns(&d.metadata), t);
-        }
-    }
-    for r in &state.replica_sets {
-        if r.metadata
-            .uid
-            .as_deref()
-            .is_some_and(|u| deleted_rs.contains(u))
-        {
-            continue;
-        }
-        if let Some(t) = r.spec.template.as_ref().and_then(|t| t.spec.as_ref()) {
-            refs.add_template(&ns(&r.metadata), t);
-        }
-    }
-    for s in &state.stateful_sets {
-        if let Some(t) = s.spec.template.spec.as_ref() {
-            refs.add_template(&ns(&s.metadata), t);
-        }
-    }
-    for d in &state.daemon_sets {
-        if let Some(t) = d.spec.template.spec.as_ref() {
-            refs.add_template(&ns(&d.metadata), t);
-        }
-    }
-    for j in &state.jobs {
-        if j.metadata
-            .uid
-            .as_deref()
-            .is_some_and(|u| deleted_jobs.contains(u))
-        {
-            continue;
-        }
-        if let Some(t) = j.spec.as_ref().and_then(|s| s.template.spec.as_ref()) {
-            refs.add_template(&ns(&j.metadata), t);
-        }
-    }
-    for c in &state.cron_jobs {
-        if let Some(t) = c
-            .spec
-            .job_template
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-        {
-            refs.add_template(&ns(&c.metadata), t);
-        }
-    }
-    for sa in &state.service_accounts {
-        refs.add_service_account(sa);
-    }
-    if !unknown.is_empty() {
-        out.notes.push(format!(
-            "ConfigMaps, Secrets and PVCs not proposed: references from {} are unknown (not listed)",
-            unknown.join(", ")
-        ));
+    if graph_rules.is_empty() {
+        out.notes.extend(ctx.notes.take());
         return out;
     }
-    let eligible = |m: &ObjectMeta| !protected_ns(m) && !owned(m) && !helm_managed(m) && !kept(m);
+    // Built after every rule whose deletions free references has run: what those objects
+    // reference does not count.
+    let templates = Templates::collect(state, &skip);
+    let graph = ReferenceGraph::build(state, &templates, &skip);
+    for rule in graph_rules {
+        if gate.runnable(rule, state, &mut out) {
+            gate.admit(rule, (rule.run)(&ctx), Some(&graph), &mut out, &mut skip);
+        }
+    }
+    out.notes.extend(ctx.notes.take());
+    out
+}
 
-    if needs_cm {
-        let min = sd(config.config_map_min_age);
-        for cm in &state.config_maps {
-            let m = &cm.metadata;
-            if !eligible(m)
-                || m.name.as_deref() == Some("kube-root-ca.crt")
-                || refs.config_maps.contains(&ns_name(m))
+/// The checks every candidate of every rule passes.
+struct Gate<'c> {
+    config: &'c CleanupConfig,
+    argo: bool,
+}
+
+impl Gate<'_> {
+    /// Whether every list `rule` needs is known; else a note naming the missing ones.
+    fn runnable(&self, rule: &Rule, state: &ClusterState, out: &mut Proposals) -> bool {
+        let missing: Vec<String> = rule
+            .needs
+            .iter()
+            .filter_map(|r| missing(state, *r))
+            .collect();
+        if missing.is_empty() {
+            return true;
+        }
+        out.notes.push(format!(
+            "{} not proposed: what it needs to know is incomplete, {} not listed completely: {}",
+            rule.code,
+            if missing.len() == 1 {
+                "this list was"
+            } else {
+                "these lists were"
+            },
+            missing.join(", ")
+        ));
+        false
+    }
+
+    fn admit<'a>(
+        &self,
+        rule: &Rule,
+        candidates: Vec<Candidate<'a>>,
+        graph: Option<&ReferenceGraph<'a>>,
+        out: &mut Proposals,
+        skip: &mut Skip<'a>,
+    ) {
+        for c in candidates {
+            if let (Some(t), Some(g)) = (c.target, graph)
+                && g.used_by(t, c.meta).is_some()
             {
                 continue;
             }
-            let Some(c) = created(m).filter(|c| age(now, *c) > min) else {
-                continue;
-            };
-            out.proposals.push(Proposal {
-                code: "unused_config_map".into(),
-                object: ObjectRef::new("ConfigMap", m),
-                action: Action::Delete,
-                propagation: None,
-                message: format!("referenced by nothing, created {} ago", human(age(now, c))),
-            });
-        }
-    }
-    if needs_secret {
-        if !state.listed(Resource::ServiceAccount) {
-            out.notes.push("Secrets not proposed: serviceaccounts were not listed, so their references are unknown".into());
-        } else {
-            let issued: HashSet<(String, String)> = state
-                .certificates
-                .iter()
-                .filter_map(|c| {
-                    let name = c.data.get("spec")?.get("secretName")?.as_str()?;
-                    Some((
-                        c.metadata.namespace.clone().unwrap_or_default(),
-                        name.to_string(),
-                    ))
-                })
-                .collect();
-            let min = sd(config.secret_min_age);
-            for s in &state.secrets {
-                let m = &s.metadata;
-                let ty = s.type_.as_deref().unwrap_or("Opaque");
-                if matches!(
-                    ty,
-                    "kubernetes.io/service-account-token"
-                        | "helm.sh/release.v1"
-                        | "bootstrap.kubernetes.io/token"
-                ) {
-                    continue;
-                }
-                let key = ns_name(m);
-                let cert_managed = m
-                    .annotations
-                    .as_ref()
-                    .is_some_and(|a| a.contains_key("cert-manager.io/certificate-name"));
-                if !eligible(m)
-                    || cert_managed
-                    || issued.contains(&key)
-                    || refs.secrets.contains(&key)
-                {
-                    continue;
-                }
-                let Some(c) = created(m).filter(|c| age(now, *c) > min) else {
-                    continue;
-                };
-                let delete = config.delete_unused_secrets && ty != "kubernetes.io/tls";
-                out.proposals.push(Proposal {
-                    code: "unused_secret".into(),
-                    object: ObjectRef::new("Secret", m),
-                    action: if delete { Action::Delete } else { Action::Report },
-                    propagation: None,
-                    message: format!("{ty} secret referenced by no pod, template or service account, created {} ago", human(age(now, c))),
+            let object = ObjectRef::new(rule.kind.resource().kind(), c.meta);
+            if let Some(entry) = self.protected(rule, c.meta) {
+                out.kept.push(Kept {
+                    code: rule.code.into(),
+                    object,
+                    rule: entry,
                 });
-            }
-        }
-    }
-    if needs_pvc {
-        let min = sd(config.unused_pvc_min_age);
-        for c in &state.pvcs {
-            let m = &c.metadata;
-            if !eligible(m) {
                 continue;
             }
-            let Some(t) = created(m).filter(|t| age(now, *t) > min) else {
-                continue;
+            let (action, message) = match protect::managed_by(c.meta, self.argo) {
+                Some(m) => (Action::Report, format!("{}; {}", c.message, m.advice)),
+                None => (c.action, c.message),
             };
-            let phase = c
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.as_deref())
-                .unwrap_or("Pending");
-            let (code, message) = if phase == "Pending" {
-                (
-                    "unbound_pvc",
-                    format!("claim unbound for {}", human(age(now, t))),
-                )
-            } else if !refs.pvcs.contains(&ns_name(m)) {
-                (
-                    "unused_pvc",
-                    format!(
-                        "claim mounted by no pod or pod template, created {} ago",
-                        human(age(now, t))
-                    ),
-                )
-            } else {
-                continue;
-            };
+            if action == Action::Delete
+                && let Some(uid) = c.meta.uid.as_deref()
+            {
+                skip.uids.insert(uid);
+            }
             out.proposals.push(Proposal {
-                code: code.into(),
-                object: ObjectRef::new("PersistentVolumeClaim", m),
-                action: Action::Report,
-                propagation: None,
+                code: rule.code.into(),
+                object,
+                action,
+                propagation: c.propagation.filter(|_| action == Action::Delete),
                 message,
             });
         }
     }
-    out
+
+    fn protected(&self, rule: &Rule, meta: &ObjectMeta) -> Option<String> {
+        if let Some(e) = self.config.protect.matching(rule.kind, meta) {
+            return Some(e);
+        }
+        let data = matches!(
+            rule.kind,
+            CleanupKind::ConfigMap | CleanupKind::Secret | CleanupKind::PersistentVolumeClaim
+        );
+        let ns = meta.namespace.as_deref().unwrap_or("");
+        (data && self.config.protected_namespaces.iter().any(|p| p == ns))
+            .then(|| format!("cleanup.protected_namespaces: {ns}"))
+    }
 }
 
-fn propose_jobs<'a>(
-    state: &'a ClusterState,
-    config: &CleanupConfig,
-    now: Timestamp,
-    out: &mut Proposals,
-    deleted: &mut HashSet<&'a str>,
-) {
-    let ttl = sd(config.job_ttl);
-    let cron_listed = state.listed(Resource::CronJob);
-    // The Jobs each CronJob keeps, as its controller would.
+/// The Jobs each CronJob keeps, as its controller would (by uid), and the uids of the
+/// CronJobs known.
+fn cron_kept(state: &ClusterState) -> (HashSet<&str>, HashSet<&str>) {
     let mut limits: HashMap<&str, (usize, usize)> = HashMap::new();
     for c in &state.cron_jobs {
         if let Some(uid) = c.metadata.uid.as_deref() {
@@ -635,7 +684,7 @@ fn propose_jobs<'a>(
             by_cron.entry(owner).or_default().push(j);
         }
     }
-    let mut protected: HashSet<&str> = HashSet::new();
+    let mut kept: HashSet<&str> = HashSet::new();
     for (owner, jobs) in &mut by_cron {
         let Some(&(keep_ok, keep_failed)) = limits.get(owner) else {
             continue;
@@ -653,48 +702,66 @@ fn propose_jobs<'a>(
             .filter(|j| job_succeeded(j).is_some())
             .take(keep_ok);
         let failed = jobs.iter().filter(|j| job_failed(j)).take(keep_failed);
-        protected.extend(ok.chain(failed).filter_map(|j| j.metadata.uid.as_deref()));
+        kept.extend(ok.chain(failed).filter_map(|j| j.metadata.uid.as_deref()));
     }
-    for j in &state.jobs {
+    (kept, limits.into_keys().collect())
+}
+
+fn completed_jobs<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
+    let ttl = sd(ctx.config.job_ttl);
+    let (kept, crons) = cron_kept(ctx.state);
+    let mut out = Vec::new();
+    for j in &ctx.state.jobs {
         let Some(done) = job_succeeded(j) else {
             continue;
         };
-        if kept(&j.metadata) || age(now, done) <= ttl {
+        if job_ttl(j).is_some() || age(ctx.now, done) <= ttl {
             continue;
         }
         if let Some(owner) = controller_owner(&j.metadata, "CronJob") {
             let uid = j.metadata.uid.as_deref().unwrap_or("");
-            if !cron_listed || protected.contains(uid) || !limits.contains_key(owner) {
+            if kept.contains(uid) || !crons.contains(owner) {
                 // Kept by its CronJob's history limit, or the CronJob is unknown.
                 continue;
             }
         }
-        if let Some(uid) = j.metadata.uid.as_deref() {
-            deleted.insert(uid);
-        }
-        out.proposals.push(Proposal {
-            code: "completed_job".into(),
-            object: ObjectRef::new("Job", &j.metadata),
-            action: Action::Delete,
-            propagation: Some(Propagation::Background),
-            message: format!("completed {} ago", human(age(now, done))),
-        });
+        out.push(Candidate::delete(
+            &j.metadata,
+            format!("completed {} ago", human(age(ctx.now, done))),
+        ));
     }
+    out
 }
 
-fn propose_replica_sets<'a>(
-    state: &'a ClusterState,
-    config: &CleanupConfig,
-    out: &mut Proposals,
-    deleted: &mut HashSet<&'a str>,
-) {
-    if !state.listed(Resource::Pod) {
-        out.notes.push(
-            "ReplicaSets not proposed: pods were not listed, so terminating pods are unknown"
-                .into(),
-        );
-        return;
+fn ttl_overdue_jobs<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
+    let grace = sd(ctx.config.job_ttl_grace);
+    let mut out = Vec::new();
+    for j in &ctx.state.jobs {
+        let (Some(ttl), Some(done)) = (job_ttl(j), job_succeeded(j).or_else(|| job_failed_at(j)))
+        else {
+            continue;
+        };
+        let expired = done + jiff::SignedDuration::from_secs(i64::from(ttl.max(0)));
+        let overdue = age(ctx.now, expired);
+        if overdue <= grace {
+            continue;
+        }
+        out.push(Candidate {
+            meta: &j.metadata,
+            action: Action::Report,
+            propagation: None,
+            message: format!(
+                "ttlSecondsAfterFinished {ttl} ran out {} ago and the TTL controller has not removed it: check kube-controller-manager's ttl-after-finished controller",
+                human(overdue)
+            ),
+            target: None,
+        });
     }
+    out
+}
+
+fn old_replica_sets<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
+    let state = ctx.state;
     let pod_owners: HashSet<&str> = state
         .pods
         .iter()
@@ -724,6 +791,8 @@ fn propose_replica_sets<'a>(
     }
     let mut owners: Vec<_> = by_owner.into_iter().collect();
     owners.sort_by_key(|(o, _)| *o);
+    let keep = ctx.config.replica_sets_keep;
+    let mut out = Vec::new();
     for (owner, mut sets) in owners {
         // Order by revision, not by creation time: a rollback gives an old ReplicaSet a new,
         // higher revision.
@@ -732,39 +801,80 @@ fn propose_replica_sets<'a>(
             .get(owner)
             .copied()
             .or_else(|| sets.first().and_then(|rs| revision(rs)));
-        let old: Vec<&ReplicaSet> = sets
+        let old = sets
             .into_iter()
             .filter(|rs| revision(rs).is_some() && revision(rs) != current)
             .filter(|rs| {
                 rs.spec.replicas == Some(0) && rs.status.as_ref().map_or(0, |s| s.replicas) == 0
-            })
-            .collect();
-        for rs in old.into_iter().skip(config.replica_sets_keep as usize) {
-            let uid = rs.metadata.uid.as_deref().unwrap_or("");
-            if kept(&rs.metadata) || pod_owners.contains(uid) {
+            });
+        for rs in old.skip(keep as usize) {
+            if pod_owners.contains(rs.metadata.uid.as_deref().unwrap_or("")) {
                 continue;
             }
-            deleted.insert(uid);
-            out.proposals.push(Proposal {
-                code: "old_replica_set".into(),
-                object: ObjectRef::new("ReplicaSet", &rs.metadata),
-                action: Action::Delete,
-                propagation: Some(Propagation::Background),
-                message: format!(
-                    "revision {} of its Deployment (current {}), beyond the newest {} old ones",
+            out.push(Candidate::delete(
+                &rs.metadata,
+                format!(
+                    "revision {} of its Deployment (current {}), beyond the newest {keep} old ones",
                     revision(rs).unwrap_or(0),
                     current.map_or("?".to_string(), |c| c.to_string()),
-                    config.replica_sets_keep
                 ),
-            });
+            ));
         }
     }
+    out
 }
 
-fn propose_snapshots(state: &ClusterState, config: &CleanupConfig, out: &mut Proposals) {
-    type Dated<'a> = (Option<Timestamp>, &'a kube::api::DynamicObject);
-    let mut by_pvc: HashMap<(String, &str), Vec<Dated<'_>>> = HashMap::new();
-    for s in &state.volume_snapshots {
+fn failed_pods<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
+    let ttl = sd(ctx.config.failed_pod_ttl);
+    let jobs: HashSet<&str> = ctx
+        .state
+        .jobs
+        .iter()
+        .filter_map(|j| j.metadata.uid.as_deref())
+        .collect();
+    let jobs_known = missing(ctx.state, Resource::Job);
+    let mut withheld = 0;
+    let mut out = Vec::new();
+    for p in &ctx.state.pods {
+        if p.status.phase.as_deref() != Some("Failed") {
+            continue;
+        }
+        // A pod of a Job that still exists goes with its Job, never on its own.
+        if let Some(job) = controller_owner(&p.metadata, "Job") {
+            if jobs_known.is_some() {
+                withheld += 1;
+                continue;
+            }
+            if jobs.contains(job) {
+                continue;
+            }
+        }
+        let Some(at) = pod_failed_at(p) else { continue };
+        if age(ctx.now, at) <= ttl {
+            continue;
+        }
+        let why = match p.status.reason.as_deref() {
+            Some("Evicted") => "evicted",
+            _ => "failed",
+        };
+        out.push(Candidate::delete(
+            &p.metadata,
+            format!("pod {why} {} ago", human(age(ctx.now, at))),
+        ));
+    }
+    if let (Some(m), 1..) = (jobs_known, withheld) {
+        ctx.notes.borrow_mut().push(format!(
+            "failed_pod: {withheld} failed pod(s) of Jobs not proposed: this list was not listed completely: {m}"
+        ));
+    }
+    out
+}
+
+fn excess_snapshots<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
+    let keep = ctx.config.snapshots_keep;
+    type Snapshots<'s> = Vec<(Option<Timestamp>, &'s kube::api::DynamicObject)>;
+    let mut by_pvc: HashMap<(&str, &str), Snapshots> = HashMap::new();
+    for s in &ctx.state.volume_snapshots {
         let Some(pvc) = s
             .data
             .get("spec")
@@ -778,31 +888,220 @@ fn propose_snapshots(state: &ClusterState, config: &CleanupConfig, out: &mut Pro
             crate::checks::time::parse(s.data.get("status").and_then(|s| s.get("creationTime")))
                 .or_else(|| created(&s.metadata));
         by_pvc
-            .entry((s.metadata.namespace.clone().unwrap_or_default(), pvc))
+            .entry((s.metadata.namespace.as_deref().unwrap_or(""), pvc))
             .or_default()
             .push((t, s));
     }
     let mut groups: Vec<_> = by_pvc.into_iter().collect();
     groups.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::new();
     for ((_, pvc), mut snaps) in groups {
         snaps.sort_by(|a, b| {
             b.0.cmp(&a.0)
                 .then_with(|| b.1.metadata.name.cmp(&a.1.metadata.name))
         });
-        for (_, s) in snaps.into_iter().skip(config.snapshots_keep as usize) {
-            if kept(&s.metadata) {
-                continue;
-            }
-            out.proposals.push(Proposal {
-                code: "excess_volume_snapshot".into(),
-                object: ObjectRef::new("VolumeSnapshot", &s.metadata),
+        for (_, s) in snaps.into_iter().skip(keep as usize) {
+            out.push(Candidate {
+                meta: &s.metadata,
                 action: Action::Delete,
                 propagation: None,
-                message: format!(
-                    "snapshot of {pvc} beyond the newest {}",
-                    config.snapshots_keep
-                ),
+                message: format!("snapshot of {pvc} beyond the newest {keep}"),
+                target: None,
             });
         }
+    }
+    out
+}
+
+fn unused_config_maps<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
+    let min = sd(ctx.config.config_map_min_age);
+    let mut out = Vec::new();
+    for cm in &ctx.state.config_maps {
+        let m = &cm.metadata;
+        if owned(m) || m.name.as_deref() == Some("kube-root-ca.crt") {
+            continue;
+        }
+        let Some(c) = created(m).filter(|c| age(ctx.now, *c) > min) else {
+            continue;
+        };
+        out.push(Candidate {
+            meta: m,
+            action: Action::Delete,
+            propagation: None,
+            message: format!("used by nothing, created {} ago", human(age(ctx.now, c))),
+            target: Some(Target::ConfigMap),
+        });
+    }
+    out
+}
+
+fn unused_secrets<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
+    let min = sd(ctx.config.secret_min_age);
+    let mut out = Vec::new();
+    for s in &ctx.state.secrets {
+        let m = &s.metadata;
+        let ty = s.type_.as_deref().unwrap_or("Opaque");
+        if matches!(
+            ty,
+            "kubernetes.io/service-account-token"
+                | "helm.sh/release.v1"
+                | "bootstrap.kubernetes.io/token"
+        ) || owned(m)
+            || m.annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("cert-manager.io/certificate-name"))
+        {
+            continue;
+        }
+        let Some(c) = created(m).filter(|c| age(ctx.now, *c) > min) else {
+            continue;
+        };
+        let delete = ctx.config.delete_unused_secrets && ty != "kubernetes.io/tls";
+        out.push(Candidate {
+            meta: m,
+            action: if delete {
+                Action::Delete
+            } else {
+                Action::Report
+            },
+            propagation: None,
+            message: format!(
+                "{ty} secret used by nothing, created {} ago",
+                human(age(ctx.now, c))
+            ),
+            target: Some(Target::Secret),
+        });
+    }
+    out
+}
+
+fn pvc_phase(c: &k8s_openapi::api::core::v1::PersistentVolumeClaim) -> &str {
+    c.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+fn unused_pvcs<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
+    let min = sd(ctx.config.unused_pvc_min_age);
+    let mut out = Vec::new();
+    for c in &ctx.state.pvcs {
+        let m = &c.metadata;
+        if owned(m) || pvc_phase(c) == "Pending" {
+            continue;
+        }
+        let Some(t) = created(m).filter(|t| age(ctx.now, *t) > min) else {
+            continue;
+        };
+        out.push(Candidate {
+            meta: m,
+            action: Action::Report,
+            propagation: None,
+            message: format!(
+                "claim mounted by no pod or pod template, created {} ago",
+                human(age(ctx.now, t))
+            ),
+            target: Some(Target::Pvc),
+        });
+    }
+    out
+}
+
+fn unbound_pvcs<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
+    let min = sd(ctx.config.unused_pvc_min_age);
+    let mut out = Vec::new();
+    for c in &ctx.state.pvcs {
+        let m = &c.metadata;
+        if owned(m) || pvc_phase(c) != "Pending" {
+            continue;
+        }
+        let Some(t) = created(m).filter(|t| age(ctx.now, *t) > min) else {
+            continue;
+        };
+        out.push(Candidate {
+            meta: m,
+            action: Action::Report,
+            propagation: None,
+            message: format!("claim unbound for {}", human(age(ctx.now, t))),
+            target: None,
+        });
+    }
+    out
+}
+
+/// The reference page `aggregator/CLEANUP.md`, generated from [`RULES`] and the reference
+/// graph's documentation (a test keeps the checked-in copy equal).
+pub fn reference_page() -> String {
+    let mut s = String::from(
+        "# Cleanup rules\n\n\
+         Generated from `aggregator/src/cleanup/mod.rs` (`RULES`) and `references.rs` by \
+         `cargo test -p caretaker-aggregator --lib cleanup::tests::reference_page_is_current` \
+         (set `UPDATE_CLEANUP_MD=1` to rewrite it); do not edit by hand.\n\n\
+         Every rule names candidates; each candidate then passes the same gate: the reference \
+         graph (in use: not proposed), `cleanup.protect` and the `caretaker.io/keep: \"true\"` \
+         annotation (kept, listed with the entry that matched), the managing tool (Helm, \
+         Argo CD, Flux: reported with what to do there, never deleted). A rule whose needed \
+         lists were not all read completely proposes nothing and says which list was missing. \
+         `cleanup --apply` re-reads each object and its referrers right before deleting it, \
+         re-runs its rule on that fresh read, and deletes with uid and resourceVersion \
+         preconditions.\n\n\
+         | code | kind | proposes | source | needs complete lists of |\n\
+         |---|---|---|---|---|\n",
+    );
+    for r in RULES {
+        let needs: Vec<String> = r.needs.iter().map(|x| x.display_name()).collect();
+        s.push_str(&format!(
+            "| `{}` | {:?} | {} | {} | {} |\n",
+            r.code,
+            r.kind,
+            r.summary,
+            r.source,
+            if needs.is_empty() {
+                "—".to_string()
+            } else {
+                needs.join(", ")
+            }
+        ));
+    }
+    s.push_str("\n## What counts as in use\n\n");
+    for line in include_str!("references.rs").lines() {
+        match line.strip_prefix("//!") {
+            Some(l) => {
+                s.push_str(l.strip_prefix(' ').unwrap_or(l));
+                s.push('\n');
+            }
+            None => break,
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_page_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/CLEANUP.md");
+        let page = reference_page();
+        if std::env::var_os("UPDATE_CLEANUP_MD").is_some() {
+            std::fs::write(path, &page).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            on_disk == page,
+            "aggregator/CLEANUP.md differs from the rule table: run with UPDATE_CLEANUP_MD=1"
+        );
+    }
+
+    #[test]
+    fn every_rule_has_a_unique_code_and_a_source() {
+        let codes: HashSet<&str> = RULES.iter().map(|r| r.code).collect();
+        assert_eq!(codes.len(), RULES.len());
+        assert!(
+            RULES
+                .iter()
+                .all(|r| !r.source.is_empty() && !r.summary.is_empty())
+        );
     }
 }

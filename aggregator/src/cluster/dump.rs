@@ -563,12 +563,11 @@ impl Loader<'_> {
             Resource::Job => push(&mut s.jobs, doc),
             Resource::CronJob => push(&mut s.cron_jobs, doc),
             Resource::HorizontalPodAutoscaler => push(&mut s.hpas, doc),
-            Resource::Certificate => push_dyn(&mut s.certificates, doc),
-            Resource::Backup => push_dyn(&mut s.backups, doc),
-            Resource::Schedule => push_dyn(&mut s.schedules, doc),
-            Resource::VolumeSnapshot => push_dyn(&mut s.volume_snapshots, doc),
-            Resource::PodMetrics => push_dyn(&mut s.pod_metrics, doc),
-            Resource::NodeMetrics => push_dyn(&mut s.node_metrics, doc),
+            r => match s.dynamic_mut(r) {
+                Some(v) => push_dyn(v, doc),
+                // Every typed resource is matched above.
+                None => Ok(()),
+            },
         }
     }
 }

@@ -158,8 +158,7 @@ fn store<T>(
     r: Resource,
     result: Result<Vec<T>, ListFailure>,
     meta: MetaOf<T>,
-    target: fn(&mut ClusterState) -> &mut Vec<T>,
-) {
+) -> Vec<T> {
     match result {
         Ok(mut items) => {
             debug!(resource = %r.display_name(), count = items.len(), "listed");
@@ -167,8 +166,8 @@ fn store<T>(
                 slim(meta(i));
             }
             state.load.objects += items.len() as u64;
-            *target(state) = items;
             state.coverage.insert(r, Coverage::Listed);
+            items
         }
         Err(f) => {
             let c: Coverage = f.into();
@@ -176,6 +175,7 @@ fn store<T>(
                 warn!(resource = %r.display_name(), coverage = ?c, "could not list a resource; the checks that need it will say so");
             }
             state.coverage.insert(r, c);
+            Vec::new()
         }
     }
 }
@@ -193,9 +193,22 @@ fn dyn_meta(
 /// failed otherwise than with 403 or 404); partial failures are recorded in
 /// [`ClusterState::coverage`] instead.
 pub async fn load(client: &Client, cfg: &ChecksConfig) -> Result<ClusterState, LiveError> {
+    load_resources(client, cfg, &Resource::ALL).await
+}
+
+/// [`load`] for only `resources` (the others stay unlisted): the fresh reads cleanup makes
+/// right before a deletion.
+///
+/// # Errors
+/// As [`load`], when every one of `resources` failed.
+pub async fn load_resources(
+    client: &Client,
+    cfg: &ChecksConfig,
+    resources: &[Resource],
+) -> Result<ClusterState, LiveError> {
     use k8s_openapi::Metadata;
     let mut s = ClusterState::default();
-    for r in Resource::ALL {
+    for &r in resources {
         match r {
             Resource::Node => {
                 let res = list_pages(
@@ -205,7 +218,10 @@ pub async fn load(client: &Client, cfg: &ChecksConfig) -> Result<ClusterState, L
                     cfg.list_timeout,
                 )
                 .await;
-                store(&mut s, r, res, Metadata::metadata_mut, |s| &mut s.nodes);
+                {
+                    let v = store(&mut s, r, res, Metadata::metadata_mut);
+                    s.nodes = v;
+                };
             }
             Resource::Pod => {
                 let res = list_typed::<super::PodInfo>(client, r, cfg)
@@ -214,144 +230,136 @@ pub async fn load(client: &Client, cfg: &ChecksConfig) -> Result<ClusterState, L
                         pods.iter_mut().for_each(super::PodInfo::compact);
                         pods
                     });
-                store(&mut s, r, res, Metadata::metadata_mut, |s| &mut s.pods)
+                {
+                    let v = store(&mut s, r, res, Metadata::metadata_mut);
+                    s.pods = v;
+                }
             }
-            Resource::Event => store(
-                &mut s,
-                r,
-                list_typed(client, r, cfg).await,
-                Metadata::metadata_mut,
-                |s| &mut s.events,
-            ),
-            Resource::ConfigMap => store(
-                &mut s,
-                r,
-                list_typed(client, r, cfg).await,
-                Metadata::metadata_mut,
-                |s| &mut s.config_maps,
-            ),
-            Resource::Secret => store(
-                &mut s,
-                r,
-                list_typed(client, r, cfg).await,
-                Metadata::metadata_mut,
-                |s| &mut s.secrets,
-            ),
-            Resource::ServiceAccount => store(
-                &mut s,
-                r,
-                list_typed(client, r, cfg).await,
-                Metadata::metadata_mut,
-                |s| &mut s.service_accounts,
-            ),
-            Resource::PersistentVolumeClaim => store(
-                &mut s,
-                r,
-                list_typed(client, r, cfg).await,
-                Metadata::metadata_mut,
-                |s| &mut s.pvcs,
-            ),
-            Resource::Deployment => store(
-                &mut s,
-                r,
-                list_typed(client, r, cfg).await,
-                Metadata::metadata_mut,
-                |s| &mut s.deployments,
-            ),
-            Resource::ReplicaSet => store(
-                &mut s,
-                r,
-                list_typed(client, r, cfg).await,
-                Metadata::metadata_mut,
-                |s| &mut s.replica_sets,
-            ),
-            Resource::StatefulSet => store(
-                &mut s,
-                r,
-                list_typed(client, r, cfg).await,
-                Metadata::metadata_mut,
-                |s| &mut s.stateful_sets,
-            ),
-            Resource::DaemonSet => store(
-                &mut s,
-                r,
-                list_typed(client, r, cfg).await,
-                Metadata::metadata_mut,
-                |s| &mut s.daemon_sets,
-            ),
-            Resource::Job => store(
-                &mut s,
-                r,
-                list_typed(client, r, cfg).await,
-                Metadata::metadata_mut,
-                |s| &mut s.jobs,
-            ),
-            Resource::CronJob => store(
-                &mut s,
-                r,
-                list_typed(client, r, cfg).await,
-                Metadata::metadata_mut,
-                |s| &mut s.cron_jobs,
-            ),
-            Resource::HorizontalPodAutoscaler => store(
-                &mut s,
-                r,
-                list_typed(client, r, cfg).await,
-                Metadata::metadata_mut,
-                |s| &mut s.hpas,
-            ),
-            Resource::Certificate => store(
-                &mut s,
-                r,
-                list_dynamic(client, r, cfg).await,
-                dyn_meta,
-                |s| &mut s.certificates,
-            ),
-            Resource::Backup => store(
-                &mut s,
-                r,
-                list_dynamic(client, r, cfg).await,
-                dyn_meta,
-                |s| &mut s.backups,
-            ),
-            Resource::Schedule => store(
-                &mut s,
-                r,
-                list_dynamic(client, r, cfg).await,
-                dyn_meta,
-                |s| &mut s.schedules,
-            ),
-            Resource::VolumeSnapshot => store(
-                &mut s,
-                r,
-                list_dynamic(client, r, cfg).await,
-                dyn_meta,
-                |s| &mut s.volume_snapshots,
-            ),
-            Resource::PodMetrics => store(
-                &mut s,
-                r,
-                list_dynamic(client, r, cfg).await,
-                dyn_meta,
-                |s| &mut s.pod_metrics,
-            ),
-            Resource::NodeMetrics => store(
-                &mut s,
-                r,
-                list_dynamic(client, r, cfg).await,
-                dyn_meta,
-                |s| &mut s.node_metrics,
-            ),
+            Resource::Event => {
+                let v = store(
+                    &mut s,
+                    r,
+                    list_typed(client, r, cfg).await,
+                    Metadata::metadata_mut,
+                );
+                s.events = v;
+            }
+            Resource::ConfigMap => {
+                let v = store(
+                    &mut s,
+                    r,
+                    list_typed(client, r, cfg).await,
+                    Metadata::metadata_mut,
+                );
+                s.config_maps = v;
+            }
+            Resource::Secret => {
+                let v = store(
+                    &mut s,
+                    r,
+                    list_typed(client, r, cfg).await,
+                    Metadata::metadata_mut,
+                );
+                s.secrets = v;
+            }
+            Resource::ServiceAccount => {
+                let v = store(
+                    &mut s,
+                    r,
+                    list_typed(client, r, cfg).await,
+                    Metadata::metadata_mut,
+                );
+                s.service_accounts = v;
+            }
+            Resource::PersistentVolumeClaim => {
+                let v = store(
+                    &mut s,
+                    r,
+                    list_typed(client, r, cfg).await,
+                    Metadata::metadata_mut,
+                );
+                s.pvcs = v;
+            }
+            Resource::Deployment => {
+                let v = store(
+                    &mut s,
+                    r,
+                    list_typed(client, r, cfg).await,
+                    Metadata::metadata_mut,
+                );
+                s.deployments = v;
+            }
+            Resource::ReplicaSet => {
+                let v = store(
+                    &mut s,
+                    r,
+                    list_typed(client, r, cfg).await,
+                    Metadata::metadata_mut,
+                );
+                s.replica_sets = v;
+            }
+            Resource::StatefulSet => {
+                let v = store(
+                    &mut s,
+                    r,
+                    list_typed(client, r, cfg).await,
+                    Metadata::metadata_mut,
+                );
+                s.stateful_sets = v;
+            }
+            Resource::DaemonSet => {
+                let v = store(
+                    &mut s,
+                    r,
+                    list_typed(client, r, cfg).await,
+                    Metadata::metadata_mut,
+                );
+                s.daemon_sets = v;
+            }
+            Resource::Job => {
+                let v = store(
+                    &mut s,
+                    r,
+                    list_typed(client, r, cfg).await,
+                    Metadata::metadata_mut,
+                );
+                s.jobs = v;
+            }
+            Resource::CronJob => {
+                let v = store(
+                    &mut s,
+                    r,
+                    list_typed(client, r, cfg).await,
+                    Metadata::metadata_mut,
+                );
+                s.cron_jobs = v;
+            }
+            Resource::HorizontalPodAutoscaler => {
+                let v = store(
+                    &mut s,
+                    r,
+                    list_typed(client, r, cfg).await,
+                    Metadata::metadata_mut,
+                );
+                s.hpas = v;
+            }
+            r => {
+                let res = list_dynamic(client, r, cfg).await;
+                let v = store(&mut s, r, res, dyn_meta);
+                if let Some(target) = s.dynamic_mut(r) {
+                    *target = v;
+                }
+            }
         }
     }
-    let failures: Vec<String> = Resource::ALL
+    let failures: Vec<String> = resources
         .iter()
         .filter_map(|r| match s.coverage.get(r) {
             Some(Coverage::Failed { message }) => Some(format!("{}: {message}", r.display_name())),
             _ => None,
         })
         .collect();
-    if failures.len() == Resource::ALL.len() {
+    if !resources.is_empty() && failures.len() == resources.len() {
         return Err(LiveError::Unreachable(
             failures.first().cloned().unwrap_or_default(),
         ));

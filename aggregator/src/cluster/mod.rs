@@ -59,11 +59,31 @@ pub enum Resource {
     PodMetrics,
     /// metrics.k8s.io/v1beta1 NodeMetrics.
     NodeMetrics,
+    /// networking.k8s.io/v1 Ingress (`tls[].secretName`, `*-secret` annotations).
+    Ingress,
+    /// coordination.k8s.io/v1 Lease (leader-election locks).
+    Lease,
+    /// admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration (CA injection).
+    ValidatingWebhookConfiguration,
+    /// admissionregistration.k8s.io/v1 MutatingWebhookConfiguration (CA injection).
+    MutatingWebhookConfiguration,
+    /// apiregistration.k8s.io/v1 APIService (CA injection).
+    ApiService,
+    /// cert-manager.io/v1 Issuer.
+    Issuer,
+    /// cert-manager.io/v1 ClusterIssuer.
+    ClusterIssuer,
+    /// gateway.networking.k8s.io/v1 Gateway (`certificateRefs`).
+    Gateway,
+    /// monitoring.coreos.com/v1 Prometheus (Prometheus Operator).
+    Prometheus,
+    /// monitoring.coreos.com/v1 Alertmanager (Prometheus Operator).
+    Alertmanager,
 }
 
 impl Resource {
     /// All resources, in the order the live source lists them.
-    pub const ALL: [Resource; 20] = [
+    pub const ALL: [Resource; 30] = [
         Resource::Node,
         Resource::Pod,
         Resource::Event,
@@ -84,6 +104,16 @@ impl Resource {
         Resource::VolumeSnapshot,
         Resource::PodMetrics,
         Resource::NodeMetrics,
+        Resource::Ingress,
+        Resource::Lease,
+        Resource::ValidatingWebhookConfiguration,
+        Resource::MutatingWebhookConfiguration,
+        Resource::ApiService,
+        Resource::Issuer,
+        Resource::ClusterIssuer,
+        Resource::Gateway,
+        Resource::Prometheus,
+        Resource::Alertmanager,
     ];
 
     /// The API group ("" for core), version, kind and plural resource name.
@@ -121,6 +151,31 @@ impl Resource {
             ),
             Resource::PodMetrics => ("metrics.k8s.io", "v1beta1", "PodMetrics", "pods"),
             Resource::NodeMetrics => ("metrics.k8s.io", "v1beta1", "NodeMetrics", "nodes"),
+            Resource::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
+            Resource::Lease => ("coordination.k8s.io", "v1", "Lease", "leases"),
+            Resource::ValidatingWebhookConfiguration => (
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingWebhookConfiguration",
+                "validatingwebhookconfigurations",
+            ),
+            Resource::MutatingWebhookConfiguration => (
+                "admissionregistration.k8s.io",
+                "v1",
+                "MutatingWebhookConfiguration",
+                "mutatingwebhookconfigurations",
+            ),
+            Resource::ApiService => ("apiregistration.k8s.io", "v1", "APIService", "apiservices"),
+            Resource::Issuer => ("cert-manager.io", "v1", "Issuer", "issuers"),
+            Resource::ClusterIssuer => ("cert-manager.io", "v1", "ClusterIssuer", "clusterissuers"),
+            Resource::Gateway => ("gateway.networking.k8s.io", "v1", "Gateway", "gateways"),
+            Resource::Prometheus => ("monitoring.coreos.com", "v1", "Prometheus", "prometheuses"),
+            Resource::Alertmanager => (
+                "monitoring.coreos.com",
+                "v1",
+                "Alertmanager",
+                "alertmanagers",
+            ),
         }
     }
 
@@ -131,7 +186,15 @@ impl Resource {
 
     /// Whether objects live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Resource::Node | Resource::NodeMetrics)
+        !matches!(
+            self,
+            Resource::Node
+                | Resource::NodeMetrics
+                | Resource::ClusterIssuer
+                | Resource::ValidatingWebhookConfiguration
+                | Resource::MutatingWebhookConfiguration
+                | Resource::ApiService
+        )
     }
 
     /// Whether the resource comes from an optional extension (CRD or aggregated API) whose
@@ -139,7 +202,12 @@ impl Resource {
     pub fn optional(self) -> bool {
         matches!(
             self.gvkp().0,
-            "cert-manager.io" | "velero.io" | "snapshot.storage.k8s.io" | "metrics.k8s.io"
+            "cert-manager.io"
+                | "velero.io"
+                | "snapshot.storage.k8s.io"
+                | "metrics.k8s.io"
+                | "gateway.networking.k8s.io"
+                | "monitoring.coreos.com"
         )
     }
 
@@ -233,6 +301,16 @@ pub struct ClusterState {
     pub volume_snapshots: Vec<DynamicObject>,
     pub pod_metrics: Vec<DynamicObject>,
     pub node_metrics: Vec<DynamicObject>,
+    pub ingresses: Vec<DynamicObject>,
+    pub leases: Vec<DynamicObject>,
+    pub validating_webhooks: Vec<DynamicObject>,
+    pub mutating_webhooks: Vec<DynamicObject>,
+    pub api_services: Vec<DynamicObject>,
+    pub issuers: Vec<DynamicObject>,
+    pub cluster_issuers: Vec<DynamicObject>,
+    pub gateways: Vec<DynamicObject>,
+    pub prometheuses: Vec<DynamicObject>,
+    pub alertmanagers: Vec<DynamicObject>,
     /// Volume filesystem figures reported by the node agents (empty for a dump).
     pub volume_stats: Vec<VolumeStat>,
     /// Per resource: listed, not applicable, forbidden or failed. A resource without an
@@ -267,7 +345,55 @@ impl ClusterState {
             Resource::VolumeSnapshot => self.volume_snapshots.len(),
             Resource::PodMetrics => self.pod_metrics.len(),
             Resource::NodeMetrics => self.node_metrics.len(),
+            r => self.dynamic(r).map_or(0, <[DynamicObject]>::len),
         }
+    }
+
+    /// The objects of a resource held as [`DynamicObject`]s (custom resources and the
+    /// built-in kinds only cleanup reads), `None` for the typed ones.
+    pub fn dynamic(&self, r: Resource) -> Option<&[DynamicObject]> {
+        Some(match r {
+            Resource::Certificate => &self.certificates,
+            Resource::Backup => &self.backups,
+            Resource::Schedule => &self.schedules,
+            Resource::VolumeSnapshot => &self.volume_snapshots,
+            Resource::PodMetrics => &self.pod_metrics,
+            Resource::NodeMetrics => &self.node_metrics,
+            Resource::Ingress => &self.ingresses,
+            Resource::Lease => &self.leases,
+            Resource::ValidatingWebhookConfiguration => &self.validating_webhooks,
+            Resource::MutatingWebhookConfiguration => &self.mutating_webhooks,
+            Resource::ApiService => &self.api_services,
+            Resource::Issuer => &self.issuers,
+            Resource::ClusterIssuer => &self.cluster_issuers,
+            Resource::Gateway => &self.gateways,
+            Resource::Prometheus => &self.prometheuses,
+            Resource::Alertmanager => &self.alertmanagers,
+            _ => return None,
+        })
+    }
+
+    /// Mutable [`ClusterState::dynamic`].
+    pub fn dynamic_mut(&mut self, r: Resource) -> Option<&mut Vec<DynamicObject>> {
+        Some(match r {
+            Resource::Certificate => &mut self.certificates,
+            Resource::Backup => &mut self.backups,
+            Resource::Schedule => &mut self.schedules,
+            Resource::VolumeSnapshot => &mut self.volume_snapshots,
+            Resource::PodMetrics => &mut self.pod_metrics,
+            Resource::NodeMetrics => &mut self.node_metrics,
+            Resource::Ingress => &mut self.ingresses,
+            Resource::Lease => &mut self.leases,
+            Resource::ValidatingWebhookConfiguration => &mut self.validating_webhooks,
+            Resource::MutatingWebhookConfiguration => &mut self.mutating_webhooks,
+            Resource::ApiService => &mut self.api_services,
+            Resource::Issuer => &mut self.issuers,
+            Resource::ClusterIssuer => &mut self.cluster_issuers,
+            Resource::Gateway => &mut self.gateways,
+            Resource::Prometheus => &mut self.prometheuses,
+            Resource::Alertmanager => &mut self.alertmanagers,
+            _ => return None,
+        })
     }
 
     /// The coverage of `r` (see [`ClusterState::coverage`] field docs for the default).

@@ -86,6 +86,12 @@ pub struct ContainerInfo {
     pub env: Vec<EnvVarInfo>,
     #[serde(default, deserialize_with = "nullable")]
     pub env_from: Vec<EnvFromInfo>,
+    /// Kept only where a flag names an object (see [`crate::cleanup::references`]).
+    #[serde(default, deserialize_with = "nullable")]
+    pub command: Vec<String>,
+    /// Kept only where a flag names an object.
+    #[serde(default, deserialize_with = "nullable")]
+    pub args: Vec<String>,
 }
 
 /// Requests of a container (limits are not read).
@@ -104,10 +110,15 @@ pub struct RequestsInfo {
     pub memory: Option<Quantity>,
 }
 
-/// An env var; only where its value comes from matters.
+/// An env var: where its value comes from, and its name and value where a flag
+/// expands it (`$(NAME)`) or a sidecar reads it (`LABEL`, `NAMESPACE` …).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVarInfo {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
     #[serde(default)]
     pub value_from: Option<EnvVarSourceInfo>,
 }
@@ -119,6 +130,16 @@ pub struct EnvVarSourceInfo {
     pub config_map_key_ref: Option<NameRef>,
     #[serde(default)]
     pub secret_key_ref: Option<NameRef>,
+    #[serde(default)]
+    pub field_ref: Option<FieldRefInfo>,
+}
+
+/// `fieldRef` of an env var (the downward API).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldRefInfo {
+    #[serde(default)]
+    pub field_path: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -284,11 +305,15 @@ pub struct ContainerStatusInfo {
 }
 
 impl PodInfo {
-    /// Releases spare capacity and what no check reads (labels, annotations, managed
-    /// fields, met conditions other than Ready, volumes and env vars that reference nothing).
+    /// Releases spare capacity and what no check reads (labels and annotations except on
+    /// Failed pods, which cleanup may propose and the protected list matches; managed
+    /// fields, met conditions other than Ready, volumes, env vars and arguments that
+    /// reference nothing).
     pub fn compact(&mut self) {
-        self.metadata.annotations = None;
-        self.metadata.labels = None;
+        if self.status.phase.as_deref() != Some("Failed") {
+            self.metadata.annotations = None;
+            self.metadata.labels = None;
+        }
         self.metadata.managed_fields = None;
         if let Some(o) = self.metadata.owner_references.as_mut() {
             o.shrink_to_fit();
@@ -316,11 +341,7 @@ impl PodInfo {
             .chain(&mut self.spec.init_containers)
             .chain(&mut self.spec.ephemeral_containers)
         {
-            c.env.retain(|e| {
-                e.value_from
-                    .as_ref()
-                    .is_some_and(|v| v.config_map_key_ref.is_some() || v.secret_key_ref.is_some())
-            });
+            crate::cleanup::references::compact_container(c);
             c.env.shrink_to_fit();
             c.env_from.shrink_to_fit();
         }
