@@ -224,7 +224,7 @@ async fn live_lists_follow_continue_tokens_and_map_403_and_404() {
     assert!(seen.iter().all(|s| s.method == "GET"));
     assert_eq!(
         seen.len(),
-        Resource::ALL.len() + 2,
+        live::LIVE.len() + 2,
         "one request per resource plus the second pages: {seen:#?}"
     );
 

@@ -398,7 +398,6 @@ fn documented_rbac(secrets: bool, cleanup: bool) -> BTreeSet<String> {
     );
     // What can hold a reference to a ConfigMap or Secret (aggregator/CLEANUP.md).
     add(agg, "cluster", "networking.k8s.io", &["ingresses"], &read);
-    add(agg, "cluster", "coordination.k8s.io", &["leases"], &read);
     add(
         agg,
         "cluster",

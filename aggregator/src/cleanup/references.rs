@@ -19,7 +19,8 @@
 //!   ConfigMaps;
 //! - leader-election locks: ConfigMaps annotated `control-plane.alpha.kubernetes.io/leader`,
 //!   and ConfigMaps named like a coordination Lease of their namespace (the
-//!   `configmapsleases` lock);
+//!   `configmapsleases` lock; Leases come from dumps: the live source does not list them,
+//!   the aggregator's RBAC keeps Leases to its own namespace);
 //! - Ingress `tls[].secretName` and `*-secret` annotations (`auth-secret`,
 //!   `auth-tls-secret`: `NAME` or `NS/NAME`); Gateway `listeners[].tls.certificateRefs`;
 //!   ServiceAccount `secrets` and `imagePullSecrets`; cert-manager Certificate

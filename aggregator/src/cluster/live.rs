@@ -1,6 +1,6 @@
 //! Reading a [`ClusterState`] from a live API server through kube-rs.
 //!
-//! Every resource of [`Resource::ALL`] is listed in pages of `page_size` objects (following
+//! Every resource of [`LIVE`] (all but Leases) is listed in pages of `page_size` objects (following
 //! `continue` tokens), each page under `list_timeout`, in all namespaces or in each of the
 //! configured ones. The outcome of each resource goes into [`ClusterState::coverage`]:
 //! - 404 (the CRD or aggregated API is not installed: no cert-manager, no Velero, no
@@ -193,8 +193,25 @@ fn dyn_meta(
 /// failed otherwise than with 403 or 404); partial failures are recorded in
 /// [`ClusterState::coverage`] instead.
 pub async fn load(client: &Client, cfg: &ChecksConfig) -> Result<ClusterState, LiveError> {
-    load_resources(client, cfg, &Resource::ALL).await
+    load_resources(client, cfg, &LIVE).await
 }
+
+/// What the live source lists: every resource but Leases, which the aggregator's RBAC
+/// keeps to a Role in its own namespace (deploy/README.md); leader-lock ConfigMaps are
+/// still recognised by their annotation, and a dump may carry Leases.
+pub const LIVE: [Resource; Resource::ALL.len() - 1] = {
+    let mut out = [Resource::Node; Resource::ALL.len() - 1];
+    let mut i = 0;
+    let mut j = 0;
+    while i < Resource::ALL.len() {
+        if !matches!(Resource::ALL[i], Resource::Lease) {
+            out[j] = Resource::ALL[i];
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+};
 
 /// [`load`] for only `resources` (the others stay unlisted): the fresh reads cleanup makes
 /// right before a deletion.
