@@ -402,11 +402,26 @@ fn documented_rbac(secrets: bool, cleanup: bool) -> BTreeSet<String> {
         agg,
         "cluster",
         "admissionregistration.k8s.io",
-        &["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
+        &[
+            "validatingwebhookconfigurations",
+            "mutatingwebhookconfigurations",
+        ],
         &read,
     );
-    add(agg, "cluster", "apiregistration.k8s.io", &["apiservices"], &read);
-    add(agg, "cluster", "gateway.networking.k8s.io", &["gateways"], &read);
+    add(
+        agg,
+        "cluster",
+        "apiregistration.k8s.io",
+        &["apiservices"],
+        &read,
+    );
+    add(
+        agg,
+        "cluster",
+        "gateway.networking.k8s.io",
+        &["gateways"],
+        &read,
+    );
     add(
         agg,
         "cluster",
