@@ -2,6 +2,9 @@
 //! durably, runs cluster-wide checks, merges everything into one report and serves it.
 //!
 //! # Layout
+//! - [`app`]: [`app::App::build`] checks a config, [`app::App::run`] serves it (leader or
+//!   standby, store, servers, rounds, schedules) until a shutdown token fires; `main.rs`
+//!   only parses the command line, maps errors to exit codes and waits.
 //! - [`api`]: the servers. [`api::server`] wires gRPC + HTTP; [`api::ingest`] is the
 //!   `ReportIngest.Stream` service (validate, store, ack); [`api::query`] the gRPC `Query`
 //!   service and [`api::http`] the same as JSON plus health, metrics and the report page;
@@ -38,6 +41,7 @@
 //!   (`agent/src/logs/`, `agent/src/images/`).
 
 pub mod api;
+pub mod app;
 pub mod checks;
 pub mod cleanup;
 pub mod cli;

@@ -2,34 +2,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use caretaker_aggregator::api::auth::Auth;
-use caretaker_aggregator::api::server;
-use caretaker_aggregator::api::server::ServeOptions;
-use caretaker_aggregator::api::tls::ReloadingTls;
+use caretaker_aggregator::app::{App, BuildError};
 use caretaker_aggregator::checks::cli::{CheckArgs, CliError};
 use caretaker_aggregator::cleanup::cli::CleanupArgs;
 use caretaker_aggregator::cli::certs;
 use caretaker_aggregator::client;
 use caretaker_aggregator::config::AggregatorConfig;
-use caretaker_aggregator::leader::config::{Election, Timing};
-use caretaker_aggregator::leader::replica::{BoxError, Leading, Replica};
 use caretaker_aggregator::report::{self, Output};
-use caretaker_aggregator::schedule::notify::Notifier;
-use caretaker_aggregator::schedule::runs::Schedule;
-use caretaker_aggregator::state::State;
-use caretaker_aggregator::store::{Store, StoreError};
 use caretaker_core::config::{EXIT_USAGE, load_yaml};
-use caretaker_core::window::MaintenanceWindow;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, warn};
-
-/// How long `serve` waits for servers to drain after SIGTERM before exiting anyway.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+use tracing::{error, info};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -264,228 +249,26 @@ fn serve(config: &Path) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => return Ok(usage_error(e)),
     };
-    if let Err(e) = cfg.validate() {
-        return Ok(usage_error(format!(
-            "invalid config file {}: {e}",
-            config.display()
-        )));
-    }
-    let election = match cfg
-        .leader_election
-        .as_ref()
-        .map(|le| le.resolve(|k| std::env::var(k).ok()))
-        .transpose()
-    {
-        Ok(e) => e,
-        Err(e) => {
+    let app = match App::build(cfg, |k| std::env::var(k).ok()) {
+        Ok(a) => a,
+        Err(BuildError::Invalid(e)) => {
             return Ok(usage_error(format!(
                 "invalid config file {}: {e}",
                 config.display()
             )));
         }
-    };
-    let tls = match cfg.tls.clone().map(ReloadingTls::load).transpose() {
-        Ok(t) => t.map(Arc::new),
         Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
     };
-    let auth = match Auth::from_config(&cfg.auth) {
-        Ok(a) => Arc::new(a),
-        Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
-    };
-    if cfg.insecure_plaintext {
-        warn!("insecure_plaintext: serving without TLS; agents are not authenticated.");
-    }
-    let options = ServeOptions {
-        tls,
-        auth,
-        reports_per_minute: cfg.max_reports_per_minute,
-    };
-    runtime()?.block_on(serve_until_stopped(cfg, election, options))
-}
-
-fn open_store(cfg: &AggregatorConfig) -> Result<Store, StoreError> {
-    if cfg.in_memory {
-        Store::in_memory()
-    } else {
-        Store::open(&cfg.data_dir)
-    }
-}
-
-/// Opens the store as the new leader. A former leader may still be draining with the file
-/// open (redb locks it): retry every `retry_period` for up to `lease_duration`. `None`:
-/// stopped meanwhile.
-async fn open_store_as_leader(
-    cfg: &AggregatorConfig,
-    timing: Timing,
-    stop: &CancellationToken,
-) -> anyhow::Result<Option<Store>> {
-    let give_up = tokio::time::Instant::now() + timing.lease_duration;
-    loop {
-        match open_store(cfg) {
-            Ok(s) => return Ok(Some(s)),
-            Err(e @ StoreError::Locked { .. }) if tokio::time::Instant::now() < give_up => {
-                warn!(error = %e, "The store is still open in the former leader; retrying.");
-            }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("open the store in {}", cfg.data_dir.display()));
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(timing.retry_period) => {}
-            () = stop.cancelled() => return Ok(None),
-        }
-    }
-}
-
-async fn serve_until_stopped(
-    cfg: AggregatorConfig,
-    election: Option<Election>,
-    options: ServeOptions,
-) -> anyhow::Result<ExitCode> {
-    let shutdown = CancellationToken::new();
-    let s = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        s.cancel();
-    });
-    let http = std::net::TcpListener::bind(cfg.listen.http)
-        .with_context(|| format!("bind HTTP on {}", cfg.listen.http))?;
-    http.set_nonblocking(true).context("HTTP listener")?;
-    let Some(election) = election else {
-        let store = open_store(&cfg)
-            .with_context(|| format!("open the store in {}", cfg.data_dir.display()))?;
-        serve_store(&cfg, store, http, options, shutdown, || {}).await?;
-        return Ok(ExitCode::SUCCESS);
-    };
-
-    // With leader election: a standby until this replica holds the Lease (leader::replica
-    // labels the pod and orders the steps). The HTTP socket is bound once; the standby
-    // serves a clone of it and the leader the socket itself, so the port never closes in
-    // between.
-    let client = kube::Client::try_default()
-        .await
-        .context("leader election needs the Kubernetes API (in-cluster config or kubeconfig)")?;
-    let replica = Replica::new(client, election);
-    let standby_stop = CancellationToken::new();
-    let standby_http =
-        tokio::net::TcpListener::from_std(http.try_clone().context("HTTP listener")?)
-            .context("HTTP listener")?;
-    let standby = Arc::new(std::sync::Mutex::new(Some(tokio::spawn(
-        caretaker_aggregator::api::standby::serve(
-            standby_http,
-            options.tls.clone(),
-            standby_stop.clone(),
-        ),
-    ))));
-    let stop_standby = move || {
-        let (stop, handle) = (
-            standby_stop.clone(),
-            standby.lock().ok().and_then(|mut h| h.take()),
-        );
-        async move {
-            stop.cancel();
-            let Some(handle) = handle else { return };
-            match tokio::time::timeout(Duration::from_secs(1), handle).await {
-                Ok(Ok(Err(e))) => warn!(error = %e, "The standby HTTP server failed."),
-                Ok(_) => {}
-                Err(_) => warn!("The standby HTTP server did not stop within 1s; going on."),
-            }
-        }
-    };
-    let lead = {
-        let stop_standby = stop_standby.clone();
-        move |mut leading: Leading| async move {
-            stop_standby().await;
-            let Some(store) = open_store_as_leader(&cfg, leading.timing, &leading.stop).await?
-            else {
-                return Ok(());
-            };
-            let stop = leading.stop.clone();
-            serve_store(&cfg, store, http, options, stop, move || {
-                leading.listening()
-            })
-            .await
-            .map_err(BoxError::from)
-        }
-    };
-    let result = replica.run(&shutdown, lead).await;
-    stop_standby().await;
-    result?;
+    runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            s.cancel();
+        });
+        app.run(shutdown).await
+    })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Serves `store` until `stop`: gRPC (bound here) and HTTP, rounds and schedules. Calls
-/// `listening` once both listeners are bound and the servers started. Returns after the
-/// servers drained (or [`DRAIN_TIMEOUT`]) and the store is closed.
-async fn serve_store(
-    cfg: &AggregatorConfig,
-    store: Store,
-    http: std::net::TcpListener,
-    options: ServeOptions,
-    stop: CancellationToken,
-    listening: impl FnOnce(),
-) -> anyhow::Result<()> {
-    let state = State::with_retention(store, cfg.stale_after_intervals, cfg.history.retention())
-        .context("load the store")?;
-    let rounds = caretaker_aggregator::round::Rounds::new(cfg.rounds());
-    let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc)
-        .await
-        .with_context(|| format!("bind gRPC on {}", cfg.listen.grpc))?;
-    let http = tokio::net::TcpListener::from_std(http).context("HTTP listener")?;
-    // The servers stop on `stop`, or when one of them fails (which cancels this child).
-    let servers_stop = stop.child_token();
-    let server = tokio::spawn(server::serve_with(
-        Arc::clone(&state),
-        grpc,
-        http,
-        servers_stop.clone(),
-        options,
-    ));
-    listening();
-    let notifier = match cfg.schedule.notifications.webhook_url {
-        Some(_) => Some(Notifier::new(&cfg.schedule.notifications).context("notifications")?),
-        None => None,
-    };
-    state.set_window(MaintenanceWindow::new(
-        &cfg.schedule.maintenance_window,
-        &cfg.schedule.time_zone,
-    ));
-    let rounds_task = tokio::spawn(
-        caretaker_aggregator::round::run_loop(
-            Arc::clone(&state),
-            rounds,
-            cfg.history.record_interval,
-            notifier,
-            servers_stop.clone(),
-        )
-        .instrument(tracing::info_span!("rounds")),
-    );
-    let scheduler_task = tokio::spawn(
-        caretaker_aggregator::round::scheduled::run(
-            Arc::clone(&state),
-            Schedule::new(&cfg.schedule),
-            servers_stop.clone(),
-        )
-        .instrument(tracing::info_span!("scheduler")),
-    );
-    servers_stop.cancelled().await;
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        let r = server.await;
-        let _ = rounds_task.await;
-        let _ = scheduler_task.await;
-        r
-    })
-    .await;
-    // The last reference: the store file is closed (and its lock released) here, before
-    // the Lease is given up.
-    drop(state);
-    match drained {
-        Ok(Ok(r)) => r.context("server")?,
-        Ok(Err(e)) => return Err(anyhow::anyhow!("server task: {e}")),
-        Err(_) => warn!("Servers did not drain within {DRAIN_TIMEOUT:?}; exiting anyway."),
-    }
-    Ok(())
 }
 
 /// Returns on SIGTERM (what Kubernetes sends) or SIGINT.

@@ -454,7 +454,7 @@ async fn notify(
     now: Timestamp,
 ) {
     let mut ns: crate::schedule::notify::NotifyState =
-        match state.store().get_meta(NOTIFY_STATE_KEY) {
+        match state.store().get_meta_async(NOTIFY_STATE_KEY).await {
             Ok(s) => s.unwrap_or_default(),
             Err(e) => {
                 warn!(error = %e, "Cannot read the notifier state; starting afresh.");
@@ -467,7 +467,7 @@ async fn notify(
             if let Some(n) = sent {
                 tracing::info!(text = %n.text, "Notification sent.");
             }
-            if let Err(e) = state.store().put_meta(NOTIFY_STATE_KEY, &ns) {
+            if let Err(e) = state.store().put_meta_async(NOTIFY_STATE_KEY, ns).await {
                 warn!(error = %e, "Cannot store the notifier state; a notification may repeat.");
             }
         }

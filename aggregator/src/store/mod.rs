@@ -48,6 +48,10 @@ pub enum StoreError {
     Redb(#[from] redb::Error),
     #[error("store holds an unreadable entry for node {node:?}: {reason}")]
     Corrupt { node: String, reason: String },
+    /// A store call on the blocking pool did not finish (it panicked, or the runtime is
+    /// shutting down).
+    #[error("store task")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 macro_rules! redb_err {
@@ -184,6 +188,45 @@ impl Store {
         txn.open_table(META)?.insert(key, bytes.as_slice())?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// [`Store::get_meta`] on the blocking pool: the read never stalls an async thread.
+    ///
+    /// # Errors
+    /// As [`Store::get_meta`], or [`StoreError::Task`].
+    pub async fn get_meta_async<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let store = self.handle();
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || store.get_meta(&key))
+            .await
+            .map_err(StoreError::Task)?
+    }
+
+    /// [`Store::put_meta`] on the blocking pool: the write and its fsync never stall an
+    /// async thread.
+    ///
+    /// # Errors
+    /// As [`Store::put_meta`], or [`StoreError::Task`].
+    pub async fn put_meta_async<T: serde::Serialize + Send + 'static>(
+        &self,
+        key: &str,
+        value: T,
+    ) -> Result<(), StoreError> {
+        let store = self.handle();
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || store.put_meta(&key, &value))
+            .await
+            .map_err(StoreError::Task)?
+    }
+
+    /// A second handle on the same database, for a call on the blocking pool.
+    fn handle(&self) -> Store {
+        Store {
+            db: Arc::clone(&self.db),
+        }
     }
 
     /// Every node's latest entry.
