@@ -419,7 +419,7 @@ impl Policy {
                 Ok(())
             }
             "extension" => {
-                self.extension = Some(one_arg(name, args)?.to_string());
+                self.extension = Some(name_part(name, one_arg(name, args)?)?.to_string());
                 Ok(())
             }
             "dateformat" => {
@@ -427,7 +427,7 @@ impl Policy {
                 Ok(())
             }
             "compressext" => {
-                self.compressext = Some(one_arg(name, args)?.to_string());
+                self.compressext = Some(name_part(name, one_arg(name, args)?)?.to_string());
                 Ok(())
             }
             "uncompresscmd" => {
@@ -577,6 +577,17 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// An argument that becomes part of a file name (`extension`, `compressext`): no `/`,
+/// no `..`, no control characters, so an archive name never leaves the log's directory.
+fn name_part<'a>(name: &str, arg: &'a str) -> Result<&'a str, String> {
+    if arg.contains('/') || arg.contains("..") || arg.chars().any(char::is_control) {
+        return Err(format!(
+            "{name} {arg:?} must be part of a file name (no '/', no '..', no control characters)"
+        ));
+    }
+    Ok(arg)
 }
 
 fn one_arg<'a>(name: &str, args: &'a [String]) -> Result<&'a str, String> {
