@@ -49,6 +49,9 @@ use super::walk;
 /// Where kubelet keeps its symlinks to container logs; it rotates those itself.
 pub const KUBELET_LINK_DIR: &str = "/var/log/containers";
 
+/// Directory handles a pass keeps open at most (cached, or waiting for their fsync).
+const MAX_OPEN_DIRS: usize = 256;
+
 /// Options of one pass.
 pub struct Pass<'a> {
     pub now: Zoned,
@@ -119,13 +122,7 @@ pub fn run_pass(
         let files = run.expand(p, &mut seen);
         run.policy(p, &files);
     }
-    if !pass.dry_run {
-        for (path, d) in std::mem::take(&mut run.dirs_to_sync) {
-            if let Err(e) = d.sync() {
-                run.error(&path, format!("cannot fsync directory: {e}"));
-            }
-        }
-    }
+    run.sync_dirs();
     run.state_changed
 }
 
@@ -206,6 +203,11 @@ impl Run<'_, '_> {
         let r = match self.dirs.get(dir) {
             Some(r) => r.clone(),
             None => {
+                // Bounded: each handle is an open descriptor (a kubelet tree has one
+                // directory per container).
+                if self.dirs.len() >= MAX_OPEN_DIRS {
+                    self.dirs.clear();
+                }
                 let r = self.pass.roots.open_dir(dir).map(Arc::new);
                 self.dirs.insert(dir.to_path_buf(), r.clone());
                 r
@@ -215,6 +217,26 @@ impl Run<'_, '_> {
             self.last_dir = Some((dir.to_path_buf(), Arc::clone(d)));
         }
         r
+    }
+
+    /// Remembers a directory to fsync at the end of the pass; past [`MAX_OPEN_DIRS`] the
+    /// ones remembered are synced now (their handles are descriptors).
+    fn sync_later(&mut self, path: &Path, d: Arc<Dir>) {
+        if self.dirs_to_sync.len() >= MAX_OPEN_DIRS && !self.dirs_to_sync.contains_key(path) {
+            self.sync_dirs();
+        }
+        self.dirs_to_sync.insert(path.to_path_buf(), d);
+    }
+
+    fn sync_dirs(&mut self) {
+        if self.pass.dry_run {
+            return;
+        }
+        for (path, d) in std::mem::take(&mut self.dirs_to_sync) {
+            if let Err(e) = d.sync() {
+                self.error(&path, format!("cannot fsync directory: {e}"));
+            }
+        }
     }
 
     /// Why a log's directory could not be opened, as the log's error.
@@ -523,7 +545,7 @@ impl Run<'_, '_> {
                         spec.uid.or(uid).or(Some(due.meta.uid())),
                         spec.gid.or(gid).or(Some(due.meta.gid())),
                     );
-                    self.dirs_to_sync.insert(parent.to_path_buf(), pd);
+                    self.sync_later(parent, pd);
                 }
                 self.dirs.insert(od.clone(), Ok(Arc::clone(&d)));
                 Ok(ArchDir {
@@ -672,10 +694,10 @@ impl Run<'_, '_> {
         }
         self.index_add(&dir.path, &target);
         if let Some(d) = &dir.dir {
-            self.dirs_to_sync.insert(dir.path.clone(), Arc::clone(d));
+            let d = Arc::clone(d);
+            self.sync_later(&dir.path, d);
         }
-        self.dirs_to_sync
-            .insert(due.dir.path().to_path_buf(), Arc::clone(&due.dir));
+        self.sync_later(due.dir.path(), Arc::clone(&due.dir));
         self.out.rotated += 1;
         self.out.rotated_bytes += size;
         let now = self.pass.now.datetime();
@@ -890,7 +912,7 @@ impl Run<'_, '_> {
                 }
                 Err(e) => return Err(e),
             }
-            self.dirs_to_sync.insert(lay.dir.path.clone(), d);
+            self.sync_later(&lay.dir.path, d);
         }
         self.index_remove(&lay.dir.path, name);
         self.out.deleted += 1;
