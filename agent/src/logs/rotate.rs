@@ -49,6 +49,12 @@ use super::walk;
 /// Where kubelet keeps its symlinks to container logs; it rotates those itself.
 pub const KUBELET_LINK_DIR: &str = "/var/log/containers";
 
+/// Whether a path has `.` or `..` components, `//`, or a trailing `/`.
+fn needs_normalizing(p: &Path) -> bool {
+    let b = p.as_os_str().as_encoded_bytes();
+    b.windows(2).any(|w| w == b"//" || w == b"/.") || b.ends_with(b"/")
+}
+
 /// Directory handles a pass keeps open at most (cached, or waiting for their fsync).
 const MAX_OPEN_DIRS: usize = 256;
 
@@ -83,6 +89,9 @@ struct Run<'a, 'p> {
     last_dir: Option<(PathBuf, Arc<Dir>)>,
     /// (device, inode) of every log checked this pass, with the path it was seen by.
     seen_files: HashMap<(u64, u64), PathBuf>,
+    /// The wall clock at the start of the pass, in seconds (file ages; one clock read
+    /// per pass instead of one per log).
+    wall_now: i64,
     /// One compiled archive-name regex per distinct pattern, shared (a clone of a `Regex`
     /// builds a new matching cache, which cost more than the match).
     regexes: RegexCache,
@@ -110,6 +119,9 @@ pub fn run_pass(
         dirs: HashMap::new(),
         last_dir: None,
         seen_files: HashMap::new(),
+        wall_now: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
         regexes: HashMap::new(),
         ids: (
             nix::unistd::geteuid().as_raw(),
@@ -347,7 +359,14 @@ impl Run<'_, '_> {
 
     /// Looks at one path; returns it with its directory handle and metadata when it is due.
     fn check(&mut self, p: &Policy, f: &Path) -> Option<Due> {
-        let f = &fsx::normalize(f);
+        // Glob results are normal already; only a literal pattern may hold `.`, `..`, `//`.
+        let normal;
+        let f = if needs_normalizing(f) {
+            normal = fsx::normalize(f);
+            &normal
+        } else {
+            f
+        };
         let (Some(parent), Some(name)) = (f.parent(), f.file_name()) else {
             self.error(f, "is not a file path");
             return None;
@@ -440,17 +459,7 @@ impl Run<'_, '_> {
                 v.insert(path.clone());
             }
         }
-        let age = meta
-            .modified()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .ok()
-            .and_then(|m| {
-                SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .ok()?
-                    .checked_sub(m)
-            })
-            .map_or(0, |d| d.as_secs() as i64);
+        let age = (self.wall_now - meta.mtime()).max(0);
         let now = &self.pass.now;
         let last = match self.state.get(&path) {
             Some(t) => t,
