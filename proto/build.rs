@@ -1,4 +1,6 @@
-//! Compiles `caretaker/v1/*.proto` with protox (pure Rust), so no protoc binary is needed.
+//! Compiles `caretaker/v1/*.proto` with protox (pure Rust), so no protoc binary is needed;
+//! with the `cri` feature also the CRI subset `cri/runtime/v1/api.proto` (package
+//! `runtime.v1`) into a tonic client.
 
 use std::path::PathBuf;
 
@@ -21,5 +23,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;
+
+    if std::env::var_os("CARGO_FEATURE_CRI").is_some() {
+        let file = "cri/runtime/v1/api.proto";
+        println!("cargo:rerun-if-changed={file}");
+        let fds = protox::compile([file], ["cri"])?;
+        tonic_prost_build::configure()
+            .build_client(true)
+            .build_server(false)
+            .compile_fds(fds)?;
+    }
     Ok(())
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every caretaker test on a fresh machine: installs what is missing, starts the real
 # services the tests talk to (each tests/services/*.sh brings up one, on private sockets
-# under a temp dir), runs the whole suite, stops what it started.
+# under a temp dir), checks formatting (rustfmt) and lints (clippy, warnings are errors),
+# runs the whole suite, stops what it started.
 #
 # Usage: tests/run-all.sh [extra cargo test args]
 # A required service that cannot start fails the run loudly (CI=true is set for the tests,
@@ -40,6 +41,12 @@ need_packages() {
 }
 
 fail() { echo "run-all: FATAL: $*" >&2; exit 1; }
+
+# Formatting and lints first: they are cheap and fail fast.
+echo "run-all: cargo fmt --check" >&2
+cargo fmt --all --check
+echo "run-all: cargo clippy -D warnings" >&2
+cargo clippy --workspace --all-targets -- -D warnings
 
 for svc in "$here"/services/*.sh; do
   [ -e "$svc" ] || continue

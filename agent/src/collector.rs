@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use caretaker_proto::model::{AgentCost, CollectorError, ImagesSummary, NodeReport};
+use caretaker_core::model::{AgentCost, CollectorError, ImagesSummary, NodeReport};
 use jiff::Timestamp;
 use tokio::sync::watch;
 
@@ -57,7 +57,7 @@ pub struct Collector {
     last_network_sample: Option<Instant>,
     host: HostCollector,
     /// The log task's latest summary, when the daemon runs one.
-    logs: Option<tokio::sync::watch::Receiver<Option<caretaker_proto::model::LogsSummary>>>,
+    logs: Option<tokio::sync::watch::Receiver<Option<caretaker_core::model::LogsSummary>>>,
     buffer_stats: Arc<BufferStats>,
     last_cycle: (Duration, Duration),
     /// The image task's latest summary (see [`Collector::with_images`]).
@@ -108,7 +108,7 @@ impl Collector {
     #[must_use]
     pub fn with_logs(
         mut self,
-        logs: tokio::sync::watch::Receiver<Option<caretaker_proto::model::LogsSummary>>,
+        logs: tokio::sync::watch::Receiver<Option<caretaker_core::model::LogsSummary>>,
     ) -> Self {
         self.logs = Some(logs);
         self
@@ -192,7 +192,7 @@ impl Collector {
             reports_dropped_total: self.buffer_stats.dropped_total.load(Ordering::Relaxed),
         };
         self.seq += 1;
-        errors.truncate(caretaker_proto::model::MAX_ERRORS);
+        errors.truncate(caretaker_core::model::MAX_ERRORS);
         let report = NodeReport {
             node_name: self.settings.node_name.clone(),
             epoch: self.epoch,
@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(r.images, None);
         assert_eq!(stats.collected_total.load(Ordering::Relaxed), 1);
 
-        let summary = caretaker_proto::model::ImagesSummary {
+        let summary = caretaker_core::model::ImagesSummary {
             dry_run: true,
             checked_at: Timestamp::now(),
             runtimes: vec![],

@@ -69,7 +69,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use caretaker_proto::config::bounded_duration;
+use caretaker_core::config::bounded_duration;
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
@@ -455,6 +455,12 @@ pub struct LogsConfig {
     /// How long the CLI waits for a running rotation to finish. Default 10 s.
     #[serde(default = "default_lock_wait", deserialize_with = "lock_wait")]
     pub lock_wait: Duration,
+    /// The command that mails logs for blocks with logrotate's `mail ADDRESS`, run as
+    /// `COMMAND -s SUBJECT ADDRESS` with the log (decompressed) on stdin, the way
+    /// logrotate runs `/usr/bin/mail`. Default none: those blocks rotate as configured
+    /// and no mail is sent (said once per load).
+    #[serde(default)]
+    pub mail_command: Option<PathBuf>,
 }
 
 impl Default for LogsConfig {
@@ -471,6 +477,7 @@ impl Default for LogsConfig {
             rotate_symlinks: false,
             compress_threads: default_compress_threads(),
             lock_wait: default_lock_wait(),
+            mail_command: None,
         }
     }
 }
@@ -575,14 +582,14 @@ pub struct ImagesConfig {
     /// for the opening (`last_prune.waiting_for_window_until`). Disk-pressure prunes are an
     /// emergency and never wait. `null`: age prunes remove whenever they are due.
     #[serde(default = "default_maintenance_window")]
-    pub maintenance_window: Option<caretaker_proto::window::WindowConfig>,
+    pub maintenance_window: Option<caretaker_core::window::WindowConfig>,
     /// Zone of `maintenance_window` (IANA name). Default `Asia/Tokyo`, the operators'.
     #[serde(default)]
-    pub time_zone: caretaker_proto::window::Zone,
+    pub time_zone: caretaker_core::window::Zone,
 }
 
-fn default_maintenance_window() -> Option<caretaker_proto::window::WindowConfig> {
-    Some(caretaker_proto::window::WindowConfig::default())
+fn default_maintenance_window() -> Option<caretaker_core::window::WindowConfig> {
+    Some(caretaker_core::window::WindowConfig::default())
 }
 
 impl Default for ImagesConfig {
@@ -603,7 +610,7 @@ impl Default for ImagesConfig {
             pressure_check_interval: default_pressure_check_interval(),
             request_timeout: default_request_timeout(),
             maintenance_window: default_maintenance_window(),
-            time_zone: caretaker_proto::window::Zone::default(),
+            time_zone: caretaker_core::window::Zone::default(),
         }
     }
 }
@@ -648,7 +655,7 @@ impl ImagesConfig {
             window: self
                 .maintenance_window
                 .as_ref()
-                .map(|w| caretaker_proto::window::MaintenanceWindow::new(w, &self.time_zone)),
+                .map(|w| caretaker_core::window::MaintenanceWindow::new(w, &self.time_zone)),
         }))
     }
 }
@@ -768,7 +775,7 @@ pub fn node_name(configured: Option<&str>) -> Result<String, String> {
                 .into_owned(),
         },
     };
-    caretaker_proto::model::validate_node_name(&name).map_err(|e| e.to_string())?;
+    caretaker_core::model::validate_node_name(&name).map_err(|e| e.to_string())?;
     Ok(name)
 }
 
@@ -776,7 +783,7 @@ pub fn node_name(configured: Option<&str>) -> Result<String, String> {
 mod tests {
     use std::path::Path;
 
-    use caretaker_proto::config::parse_yaml;
+    use caretaker_core::config::parse_yaml;
 
     use super::*;
 

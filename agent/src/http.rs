@@ -47,7 +47,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use caretaker_proto::model::{ImagesSummary, LogsSummary};
+use caretaker_core::model::{ImagesSummary, LogsSummary};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -277,7 +277,7 @@ impl Collector for Telemetry {
             int(images.errors.len() as u64),
         )?;
         let rts = &images.runtimes;
-        let gauges = |f: fn(&caretaker_proto::model::RuntimeImages) -> u64| {
+        let gauges = |f: fn(&caretaker_core::model::RuntimeImages) -> u64| {
             rts.iter()
                 .map(move |r| (r.runtime.clone(), ConstGauge::new(int(f(r)))))
         };
@@ -315,7 +315,7 @@ impl Collector for Telemetry {
                 Some((r.runtime.clone(), ConstGauge::new(r.image_fs_used_percent?)))
             }),
         )?;
-        let counters = |f: fn(&caretaker_proto::model::RuntimeImages) -> u64| {
+        let counters = |f: fn(&caretaker_core::model::RuntimeImages) -> u64| {
             rts.iter()
                 .map(move |r| (r.runtime.clone(), ConstCounter::new(f(r))))
         };
@@ -389,7 +389,7 @@ pub async fn serve(
 mod tests {
     use axum::body::{Body, to_bytes};
     use axum::http::Request;
-    use caretaker_proto::model::{KeptCounts, PruneRun, PruneTrigger, RuntimeImages};
+    use caretaker_core::model::{KeptCounts, PruneRun, PruneTrigger, RuntimeImages};
     use tower::ServiceExt;
 
     use super::*;
@@ -474,10 +474,10 @@ mod tests {
             .last_collection_cpu_nanos
             .store(250_000, Ordering::Relaxed);
         tx.send_replace(Some(summary()));
-        logs_tx.send_replace(Some(caretaker_proto::model::LogsSummary {
+        logs_tx.send_replace(Some(caretaker_core::model::LogsSummary {
             checked_at: jiff::Timestamp::UNIX_EPOCH,
-            last_pass: caretaker_proto::model::LogCounts::default(),
-            totals: caretaker_proto::model::LogCounts {
+            last_pass: caretaker_core::model::LogCounts::default(),
+            totals: caretaker_core::model::LogCounts {
                 files_checked: 40,
                 rotated: 4,
                 rotated_bytes: 4000,

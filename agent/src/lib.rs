@@ -16,6 +16,18 @@
 //!
 //! `main.rs` only parses the command line and wires these together; start reading at
 //! [`collector::Collector::collect`].
+//!
+//! # Where to look
+//! - Where log rotation is decided: [`logs::schedule`] (when a log is due, logrotate's
+//!   rules as a pure function), carried out by [`logs::engine`] (the entry point the daemon
+//!   and the CLI call).
+//! - Where an image is judged in use: [`images::plan`] (one decision with a reason per
+//!   image; an image a container uses is never removed), fed by the runtime's users.
+//! - How a report reaches the store: [`collector`] builds it, [`stream`] sends it over the
+//!   `ReportIngest.Stream` and keeps it until acked; in the aggregator its `api::ingest`
+//!   validates it and `state` writes it through `store` before acking.
+//! - The domain types and their wire conversions are in `caretaker_core::model`; the
+//!   generated gRPC and CRI code in `caretaker_proto`.
 
 pub mod cleanup;
 pub mod collector;

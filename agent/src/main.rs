@@ -17,8 +17,8 @@ use caretaker_agent::logs::engine::{LogEngine, RunOptions};
 use caretaker_agent::logs::handle::Roots;
 use caretaker_agent::logs::sweep::{self, RetentionRule};
 use caretaker_agent::paths::HostPaths;
-use caretaker_proto::config::{EXIT_USAGE, load_yaml};
-use caretaker_proto::render::{self, Style};
+use caretaker_core::config::{EXIT_USAGE, load_yaml};
+use caretaker_core::render::{self, Style};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -144,7 +144,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print to stdout and succeed; a usage error is
+            // sysexits' EX_USAGE (64), as the README says (clap's own code is 2).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
+        }
+    };
     init_tracing(cli.log_format);
     match try_main(cli) {
         Ok(code) => code,
@@ -160,10 +168,28 @@ fn init_tracing(format: LogFormat) {
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
+    }
+}
+
+/// ANSI colour only for a terminal, and never with `NO_COLOR` set (no-color.org).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Writes a command's output to stdout. A reader that went away (`… | head`) ends the
+/// output quietly instead of a panic: what it wanted it has.
+fn emit(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
     }
 }
 
@@ -285,8 +311,8 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             });
             rt.shutdown_timeout(Duration::from_millis(100));
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Output::Table => print!("{}", render::node_report(Style::Terminal, &report)),
+                Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?,
+                Output::Table => emit(&render::node_report(Style::Terminal, &report))?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -328,8 +354,15 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-                Output::Table => print!("{}", summary.render_table()),
+                Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?,
+                Output::Table => emit(&summary.render_table())?,
+            }
+            // Problems also go to stderr, whatever the output format.
+            for e in &summary.errors {
+                eprintln!("caretaker-agent: error: {}: {}", e.place, e.message);
+            }
+            for w in &summary.warnings {
+                eprintln!("caretaker-agent: warning: {}: {}", w.place, w.message);
             }
             Ok(if summary.errors.is_empty() {
                 ExitCode::SUCCESS
@@ -360,8 +393,8 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 *apply,
             );
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-                Output::Table => print!("{}", summary.render_table()),
+                Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?,
+                Output::Table => emit(&summary.render_table())?,
             }
             Ok(if summary.errors.is_empty() {
                 ExitCode::SUCCESS
@@ -385,8 +418,10 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("start the async runtime")?;
             let outcomes = rt.block_on(prune_cli::run(&cfg.images, &policy, &rootfs, args))?;
             match args.output {
-                prune_cli::Output::Json => println!("{}", serde_json::to_string_pretty(&outcomes)?),
-                prune_cli::Output::Table => print!("{}", prune_cli::render_table(&outcomes)),
+                prune_cli::Output::Json => {
+                    emit(&format!("{}\n", serde_json::to_string_pretty(&outcomes)?))?
+                }
+                prune_cli::Output::Table => emit(&prune_cli::render_table(&outcomes))?,
             }
             Ok(if prune_cli::any_failed(&outcomes) {
                 ExitCode::FAILURE
@@ -411,9 +446,11 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .block_on(cleanup_cli::run(&cfg, &rootfs, args))
                 .map_err(anyhow::Error::msg)?;
             match args.output {
-                prune_cli::Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+                prune_cli::Output::Json => {
+                    emit(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?
+                }
                 prune_cli::Output::Table => {
-                    print!("{}", caretaker_agent::cleanup::emergency::render(&summary))
+                    emit(&caretaker_agent::cleanup::emergency::render(&summary))?
                 }
             }
             Ok(if summary.target_met {
@@ -426,7 +463,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// sysexits.h EX_TEMPFAIL: another run holds the lock; try again later.
-const EXIT_TEMPFAIL: u8 = caretaker_proto::config::EXIT_TEMPFAIL as u8;
+const EXIT_TEMPFAIL: u8 = caretaker_core::config::EXIT_TEMPFAIL as u8;
 
 /// Cancels `token` on SIGTERM (what Kubernetes sends) or SIGINT.
 async fn wait_for_signal(token: CancellationToken) {

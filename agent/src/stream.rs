@@ -61,15 +61,15 @@ impl Buffer {
     }
 
     fn push(&mut self, r: pb::NodeReport) {
-        if self.reports.len() >= self.capacity {
-            if let Some(old) = self.reports.pop_front() {
-                warn!(
-                    seq = old.seq,
-                    capacity = self.capacity,
-                    "Report buffer is full; dropped the oldest unacked report."
-                );
-                self.stats.dropped_total.fetch_add(1, Ordering::Relaxed);
-            }
+        if self.reports.len() >= self.capacity
+            && let Some(old) = self.reports.pop_front()
+        {
+            warn!(
+                seq = old.seq,
+                capacity = self.capacity,
+                "Report buffer is full; dropped the oldest unacked report."
+            );
+            self.stats.dropped_total.fetch_add(1, Ordering::Relaxed);
         }
         self.reports.push_back(r);
         self.publish();
@@ -237,13 +237,11 @@ pub async fn run(
                 match msg {
                     Ok(Some(m)) => match m.msg {
                         Some(aggregator_message::Msg::Ack(a)) => handle_ack(&mut buffer, &mut summary, &a),
-                        Some(aggregator_message::Msg::Command(c)) => {
-                            if c.kind() == pb::command::Kind::CollectNow {
-                                info!("Aggregator asked for a report now.");
-                                next_collect = Instant::now();
-                            }
+                        Some(aggregator_message::Msg::Command(c)) if c.kind() == pb::command::Kind::CollectNow => {
+                            info!("Aggregator asked for a report now.");
+                            next_collect = Instant::now();
                         }
-                        None => {}
+                        Some(aggregator_message::Msg::Command(_)) | None => {}
                     },
                     Ok(None) | Err(_) => {
                         let why = match msg { Err(s) => status_text(&s), _ => "closed by the aggregator".into() };
@@ -259,12 +257,10 @@ pub async fn run(
                 debug!(seq = report.seq, filesystems = report.filesystems.len(), interfaces = report.network.len(), "Collected a report.");
                 let wire = pb::NodeReport::from(report);
                 buffer.push(wire.clone());
-                if let Some((_, c)) = &conn {
-                    if !c.send(wire) {
-                        warn!("Report stream is gone; reconnecting.");
-                        conn = None;
-                        next_connect = Instant::now();
-                    }
+                if let Some((_, c)) = &conn && !c.send(wire) {
+                    warn!("Report stream is gone; reconnecting.");
+                    conn = None;
+                    next_connect = Instant::now();
                 }
                 next_collect = Instant::now() + jittered(report_interval);
             }
@@ -293,19 +289,20 @@ pub async fn run(
     }
 
     // Flush: give buffered reports a last chance to be acked.
-    if let Some((_, mut c)) = conn.take() {
-        if !buffer.reports.is_empty() && !cfg.flush_timeout.is_zero() {
-            let deadline = Instant::now() + cfg.flush_timeout;
-            while !buffer.reports.is_empty() {
-                match tokio::time::timeout_at(deadline, c.inbound.message()).await {
-                    Ok(Ok(Some(pb::AggregatorMessage {
-                        msg: Some(aggregator_message::Msg::Ack(a)),
-                    }))) => {
-                        handle_ack(&mut buffer, &mut summary, &a);
-                    }
-                    Ok(Ok(Some(_))) => {}
-                    _ => break,
+    if let Some((_, mut c)) = conn.take()
+        && !buffer.reports.is_empty()
+        && !cfg.flush_timeout.is_zero()
+    {
+        let deadline = Instant::now() + cfg.flush_timeout;
+        while !buffer.reports.is_empty() {
+            match tokio::time::timeout_at(deadline, c.inbound.message()).await {
+                Ok(Ok(Some(pb::AggregatorMessage {
+                    msg: Some(aggregator_message::Msg::Ack(a)),
+                }))) => {
+                    handle_ack(&mut buffer, &mut summary, &a);
                 }
+                Ok(Ok(Some(_))) => {}
+                _ => break,
             }
         }
     }

@@ -154,3 +154,145 @@ fn a_bad_config_exits_64_naming_file_line_and_field() {
             .contains("cannot read config file /nonexistent/agent.yaml")
     );
 }
+
+#[test]
+fn usage_errors_exit_64_help_and_version_exit_0() {
+    let out = agent().args(["rotate", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+    let out = agent().arg("no-such-command").output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let out = agent().arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+    let out = agent().arg("--version").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("caretaker-agent "));
+}
+
+/// A config with a bad argument (its block is left out), an unknown directive (ignored)
+/// and a missing log (a rotation error).
+fn rotate_fixture() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let conf = d.join("lr.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{0}/a.log {{\n size 10Q\n}}\n{0}/b.log {{\n waeekly\n size 1\n}}\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    (dir, conf)
+}
+
+#[test]
+fn rotate_reports_config_problems_on_stderr_too_without_colour() {
+    let (dir, conf) = rotate_fixture();
+    let d = dir.path();
+    for no_color in [false, true] {
+        let mut cmd = agent();
+        cmd.args(["rotate", "--output", "json", "--logrotate-conf"])
+            .arg(&conf)
+            .arg("--state")
+            .arg(d.join("status"))
+            .arg("--root")
+            .arg(d);
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let place = |line: u32| format!("{}:{line}", conf.display());
+        assert_eq!(v["errors"][0]["place"], place(2));
+        assert_eq!(v["warnings"][0]["place"], place(5));
+        assert!(
+            err.contains(&format!(
+                "caretaker-agent: error: {}: size: \"10Q\" is not a size",
+                place(2)
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "caretaker-agent: warning: {}: unknown directive \"waeekly\"",
+                place(5)
+            )),
+            "{err}"
+        );
+        // b.log is missing: a rotation error, logged and listed.
+        assert!(err.contains("b.log"), "{err}");
+        assert!(!err.contains('\x1b'), "ANSI colour on a pipe: {err:?}");
+    }
+}
+
+#[test]
+fn rotate_into_a_closed_pipe_does_not_panic() {
+    use std::os::fd::OwnedFd;
+    let (dir, conf) = rotate_fixture();
+    let d = dir.path();
+    // A pipe whose reader is already gone: every write fails with EPIPE.
+    let (reader, writer): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let out = agent()
+        .args(["rotate", "--output", "json", "--logrotate-conf"])
+        .arg(&conf)
+        .arg("--state")
+        .arg(d.join("status"))
+        .arg("--root")
+        .arg(d)
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // The run's own result (1: a config error and a missing log), not a panic's 101.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}
+
+/// On a terminal (a pty from util-linux's `script`) the log lines are coloured, unless
+/// NO_COLOR is set.
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "/usr/bin/script (bsdutils) is missing"
+        );
+        eprintln!("NOT RUN: /usr/bin/script is missing");
+        return;
+    }
+    let (dir, conf) = rotate_fixture();
+    let d = dir.path();
+    let cmd = format!(
+        "{} rotate --logrotate-conf {} --state {} --root {}",
+        env!("CARGO_BIN_EXE_caretaker-agent"),
+        conf.display(),
+        d.join("status").display(),
+        d.display()
+    );
+    for no_color in [false, true] {
+        let mut c = Command::new("/usr/bin/script");
+        c.args(["-qec", &cmd, "/dev/null"]);
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        let out = c.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // The missing b.log is logged as a warning through tracing.
+        assert!(text.contains("b.log"), "{text}");
+        assert_eq!(
+            text.contains('\x1b'),
+            !no_color,
+            "NO_COLOR {no_color}: {text:?}"
+        );
+    }
+}

@@ -370,7 +370,7 @@ async fn the_daemon_image_task_reports_the_engines_images_in_a_dry_run() {
     use caretaker_agent::images::select::RuntimeChoice;
     use caretaker_agent::paths::HostPaths;
     use caretaker_agent::stats::filesystems::FilesystemFilter;
-    use caretaker_proto::model::PruneTrigger;
+    use caretaker_core::model::PruneTrigger;
     use tokio::sync::watch;
     use tokio_util::sync::CancellationToken;
 

@@ -48,6 +48,14 @@ enum Op {
     /// Set a file's mtime this many days back.
     AgeDays(&'static str, u64),
     Mkdir(&'static str),
+    /// Give a file an access ACL: its mode's owner/group/other bits plus a named user
+    /// (this uid) with read access.
+    Acl(&'static str, u32),
+    /// Write a file beside the tree (not compared), `@` replaced by the tree's directory:
+    /// for `include`.
+    Conf(&'static str, &'static str),
+    /// A hard link (existing, new name).
+    Link(&'static str, &'static str),
     /// Move every state entry this many seconds into the past.
     StateBack(i64),
     /// Move every state entry this many seconds into the future.
@@ -144,6 +152,19 @@ fn scenarios() -> Vec<Scenario> {
             name: "create_without_mode_keeps_the_old_mode",
             conf: "@/app.log {\n size 1\n rotate 1\n create\n}\n",
             ops: &[Write("app.log", "x\n"), Mode("app.log", 0o600), Run],
+        },
+        Scenario {
+            name: "create_without_mode_keeps_the_old_logs_acl",
+            conf: "@/a.log {\n size 1\n rotate 1\n create\n}\n@/b.log {\n size 1\n rotate 1\n create 0600\n}\n",
+            ops: &[
+                Write("a.log", "x\n"),
+                Mode("a.log", 0o640),
+                Acl("a.log", 65534),
+                Write("b.log", "x\n"),
+                Mode("b.log", 0o640),
+                Acl("b.log", 65534),
+                Run,
+            ],
         },
         Scenario {
             name: "nocreate_leaves_no_live_file",
@@ -414,6 +435,287 @@ fn scenarios() -> Vec<Scenario> {
             conf: "@/app.log {\n daily\n notifempty\n rotate 1\n}\n",
             ops: &[Write("app.log", ""), RunForced],
         },
+        Scenario {
+            name: "file_list_over_several_lines_before_the_brace",
+            conf: "@/a.log\n@/b.log\n@/c.log\n{\n size 1\n rotate 1\n}\n",
+            ops: &[
+                Write("a.log", "a\n"),
+                Write("b.log", "b\n"),
+                Write("c.log", "c\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "block_on_one_line_and_directives_after_the_brace",
+            conf: "size 1\nrotate 1\n@/a.log { }\n@/b.log { rotate 2\n}\n",
+            ops: &[
+                Write("a.log", "a\n"),
+                Write("b.log", "b\n"),
+                Run,
+                Write("b.log", "b2\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "unknown_and_obsolete_directives_are_ignored_lines",
+            conf: "@/app.log {\n size 1\n waeekly\n errors root\n norenamecopy\n rotate 1\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "mail_directives_still_rotate",
+            conf: "@/a.log {\n size 1\n rotate 1\n mail nobody@localhost\n mailfirst\n nomail\n}\n@/b.log {\n size 1\n rotate 1\n maillast\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "garbage_line_abandons_the_rest_of_the_file",
+            conf: "@/a.log {\n size 1\n rotate 1\n}\n%garbage\n@/b.log {\n size 1\n rotate 1\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "bad_argument_drops_only_its_block",
+            conf: "@/a.log {\n size 10Q\n rotate 1\n}\n@/b.log {\n size 1\n rotate 1\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "addextension_adds_the_extension",
+            conf: "@/app {\n size 1\n rotate 2\n addextension .log\n}\n@/web.log {\n size 1\n rotate 2\n addextension .log\n}\n",
+            ops: &[
+                Write("app", "a\n"),
+                Write("web.log", "w\n"),
+                Run,
+                Write("app", "b\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "renamecopy_into_olddir",
+            conf: "@/app.log {\n size 1\n rotate 2\n renamecopy\n olddir old\n create\n}\n",
+            ops: &[
+                Mkdir("old"),
+                Write("app.log", "a\n"),
+                Run,
+                Write("app.log", "b\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "ignoreduplicates_in_the_first_block_silences_later_ones",
+            conf: "@/app.log {\n ignoreduplicates\n size 1\n rotate 1\n}\n@/app.log {\n size 1\n rotate 3\n}\n@/b.log {\n size 1\n}\n@/b.log {\n ignoreduplicates\n size 1\n}\n",
+            ops: &[Write("app.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "duplicate_log_is_an_error_first_block_wins",
+            conf: "@/app.log {\n size 1\n rotate 1\n}\n@/app.log {\n size 1\n rotate 3\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "minage_keeps_a_young_log",
+            conf: "@/a.log {\n size 1\n rotate 1\n minage 2\n}\n@/b.log {\n size 1\n rotate 1\n minage 2\n}\n",
+            ops: &[
+                Write("a.log", "a\n"),
+                Write("b.log", "b\n"),
+                AgeDays("b.log", 3),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "copy_with_compress",
+            conf: "@/app.log {\n size 1\n rotate 2\n copy\n compress\n}\n",
+            ops: &[
+                WriteBytes("app.log", 5000),
+                Run,
+                Append("app.log", "more\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "dateext_into_olddir_compressed",
+            conf: "@/app.log {\n size 1\n rotate 2\n dateext\n olddir old\n compress\n}\n",
+            ops: &[Mkdir("old"), Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "compressext_and_compressoptions",
+            conf: "@/app.log {\n size 1\n rotate 2\n compress\n compresscmd /bin/gzip\n compressoptions -9\n compressext .gz\n}\n",
+            ops: &[WriteBytes("app.log", 9000), Run],
+        },
+        Scenario {
+            name: "rotate_minus_one_keeps_all",
+            conf: "@/app.log {\n size 1\n rotate -1\n}\n",
+            ops: &[
+                Write("app.log.1", "1\n"),
+                Write("app.log.2", "2\n"),
+                Write("app.log.3", "3\n"),
+                Write("app.log", "now\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "weekly_on_a_weekday",
+            conf: "@/app.log {\n weekly 3\n rotate 2\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, StateBack(8 * DAY), Run],
+        },
+        Scenario {
+            name: "maxsize_with_weekly_below_and_above",
+            conf: "@/a.log {\n weekly\n maxsize 100\n rotate 1\n}\n@/b.log {\n weekly\n maxsize 100\n rotate 1\n}\n",
+            ops: &[WriteBytes("a.log", 99), WriteBytes("b.log", 101), Run, Run],
+        },
+        Scenario {
+            name: "su_root_with_create_owner",
+            conf: "@/app.log {\n su root root\n size 1\n rotate 1\n create 0600 root root\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "nodelaycompress_nocopytruncate_noolddir_nodateext_reset_globals",
+            conf: "delaycompress\ncopytruncate\nolddir old\ndateext\ncompress\n@/app.log {\n size 1\n rotate 2\n nodelaycompress\n nocopytruncate\n noolddir\n nodateext\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "shredcycles_on_removal",
+            conf: "@/app.log {\n size 1\n rotate 1\n shred\n shredcycles 1\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "include_directory_skips_tabooext_and_taboopat",
+            conf: "tabooext + .bak\ntaboopat + old-*\nrotate 1\ninclude @/../conf.d\n",
+            ops: &[
+                Conf("conf.d/a", "@/a.log {\n size 1\n}\n"),
+                Conf("conf.d/b.bak", "@/b.log {\n size 1\n}\n"),
+                Conf("conf.d/old-c", "@/c.log {\n size 1\n}\n"),
+                Conf("conf.d/d.dpkg-old", "@/d.log {\n size 1\n}\n"),
+                Write("a.log", "a\n"),
+                Write("b.log", "b\n"),
+                Write("c.log", "c\n"),
+                Write("d.log", "d\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "include_file_sets_globals_for_later_blocks",
+            conf: "include @/../common\n@/app.log {\n size 1\n}\n",
+            ops: &[
+                Conf("common", "rotate 2\ncompress\n"),
+                Write("app.log", "a\n"),
+                Run,
+                Write("app.log", "b\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "scripts_each_log_without_sharedscripts",
+            conf: "@/*.log {\n size 1\n rotate 1\n firstaction\n  echo first >> @/../scripts\n endscript\n prerotate\n  echo pre $(basename $1) >> @/../scripts\n endscript\n postrotate\n  echo post $(basename $1) >> @/../scripts\n  cp @/../scripts @/scripts.txt\n endscript\n lastaction\n  echo last >> @/../scripts\n  cp @/../scripts @/scripts.txt\n endscript\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "sharedscripts_run_once",
+            conf: "@/*.log {\n size 1\n rotate 1\n sharedscripts\n prerotate\n  echo pre >> @/../scripts\n endscript\n postrotate\n  echo post >> @/../scripts\n  cp @/../scripts @/scripts.txt\n endscript\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "failing_prerotate_skips_the_log",
+            conf: "@/app.log {\n size 1\n rotate 1\n prerotate\n  exit 1\n endscript\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "preremove_runs_for_the_expired_archive",
+            conf: "@/app.log {\n size 1\n rotate 1\n preremove\n  basename $1 >> @/../removed\n  cp @/../removed @/removed.txt\n endscript\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "olddir_absolute_with_dateext_extension",
+            conf: "@/app.log {\n size 1\n rotate 2\n olddir @/arch\n dateext\n extension .log\n}\n",
+            ops: &[Mkdir("arch"), Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "start_5_with_compress",
+            conf: "@/app.log {\n size 1\n rotate 2\n start 5\n compress\n create\n}\n",
+            ops: &[
+                Write("app.log", "a\n"),
+                Run,
+                Append("app.log", "b\n"),
+                Run,
+                Append("app.log", "c\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "copytruncate_compress_delaycompress",
+            conf: "@/app.log {\n size 1\n rotate 3\n copytruncate\n compress\n delaycompress\n}\n",
+            ops: &[
+                Write("app.log", "a\n"),
+                Run,
+                Append("app.log", "b\n"),
+                Run,
+                Append("app.log", "c\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "missingok_glob_without_match",
+            conf: "@/*.log {\n size 1\n missingok\n}\n@/none-*.txt {\n size 1\n}\n",
+            ops: &[Run],
+        },
+        Scenario {
+            name: "notifempty_with_size",
+            conf: "@/a.log {\n size 0\n notifempty\n rotate 1\n}\n",
+            ops: &[Write("a.log", ""), Run],
+        },
+        Scenario {
+            name: "block_nocompress_overrides_global_compress",
+            conf: "compress\n@/a.log {\n size 1\n rotate 1\n nocompress\n}\n@/b.log {\n size 1\n rotate 1\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "monthly_minsize_not_reached",
+            conf: "@/app.log {\n monthly\n minsize 1k\n rotate 1\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, StateBack(40 * DAY), Run],
+        },
+        Scenario {
+            name: "delaycompress_without_compress_is_ignored",
+            conf: "@/app.log {\n size 1\n rotate 2\n delaycompress\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, Write("app.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "dateext_hourly_default_format",
+            conf: "@/app.log {\n hourly\n rotate 2\n dateext\n}\n",
+            ops: &[Write("app.log", "a\n"), Run, StateBack(2 * 3600), Run],
+        },
+        Scenario {
+            name: "nocopy_nocreateolddir_noshred_reset_globals",
+            conf: "copy\nshred\n@/app.log {\n size 1\n rotate 1\n nocopy\n noshred\n}\n@/b.log {\n size 1\n olddir gone\n createolddir\n nocreateolddir\n}\n",
+            ops: &[
+                Write("app.log", "a\n"),
+                Run,
+                Write("app.log", "b\n"),
+                Write("b.log", "b\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "uncompresscmd_is_accepted",
+            conf: "@/app.log {\n size 1\n rotate 1\n compress\n uncompresscmd /bin/gunzip\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
+        Scenario {
+            name: "nosharedscripts_runs_per_log",
+            conf: "sharedscripts\n@/*.log {\n size 1\n rotate 1\n nosharedscripts\n postrotate\n  echo post >> @/../scripts\n  cp @/../scripts @/scripts.txt\n endscript\n}\n",
+            ops: &[Write("a.log", "a\n"), Write("b.log", "b\n"), Run],
+        },
+        Scenario {
+            name: "hard_linked_log_skipped_without_allowhardlink",
+            conf: "@/a.log {\n size 1\n rotate 1\n noallowhardlink\n}\n@/b.log {\n size 1\n rotate 1\n allowhardlink\n}\n",
+            ops: &[
+                Write("a.log", "a\n"),
+                Link("a.log", "a-link"),
+                Write("b.log", "b\n"),
+                Link("b.log", "b-link"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "datehourago_names_by_the_previous_hour",
+            conf: "@/app.log {\n size 1\n rotate 2\n dateext\n dateformat -%Y%m%d%H\n datehourago\n}\n",
+            ops: &[Write("app.log", "a\n"), Run],
+        },
     ]
 }
 
@@ -444,6 +746,9 @@ impl Rotator for Caretaker {
         let cfg = LogsConfig {
             roots: vec![dir.to_path_buf()],
             state_file: state.to_path_buf(),
+            // Scripts run as logrotate runs them (the scenarios' scripts only write into
+            // the tree).
+            allow_scripts: true,
             ..LogsConfig::default()
         };
         let e = LogEngine::new(&cfg, Some(conf));
@@ -511,6 +816,14 @@ fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
                 .set_modified(SystemTime::now() - Duration::from_secs(d * 86_400))
                 .unwrap(),
             Mkdir(name) => std::fs::create_dir(dir.join(name)).unwrap(),
+            Acl(name, uid) => set_acl(&dir.join(name), uid),
+            Link(from, to) => std::fs::hard_link(dir.join(from), dir.join(to)).unwrap(),
+            Conf(name, content) => {
+                let p = tmp.path().join(name);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, content.replace('@', &dir.display().to_string())).unwrap();
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
             StateBack(secs) => shift_state(&state, -secs),
             StateAhead(secs) => shift_state(&state, secs),
             Run => errors.push(r.run(&dir, &conf, &state, false)),
@@ -518,6 +831,62 @@ fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
         }
     }
     (tree(&dir), errors)
+}
+
+const ACL_XATTR: &std::ffi::CStr = c"system.posix_acl_access";
+
+/// Sets the access ACL `u::rw-,u:UID:r--,g::r--,m::r--,o::---` in the kernel's xattr
+/// format (what setfacl writes), without needing the acl tools.
+fn set_acl(path: &Path, uid: u32) {
+    use std::os::unix::ffi::OsStrExt;
+    const UNDEFINED: u32 = u32::MAX;
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, UNDEFINED),
+        (0x02, 4, uid),
+        (0x04, 4, UNDEFINED),
+        (0x10, 4, UNDEFINED),
+        (0x20, 0, UNDEFINED),
+    ] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
+    let r = unsafe {
+        nix::libc::lsetxattr(
+            c.as_ptr(),
+            ACL_XATTR.as_ptr(),
+            v.as_ptr().cast(),
+            v.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setting an ACL on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The access ACL's xattr bytes, if the file has one.
+fn get_acl(path: &Path) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
+    let n = unsafe {
+        nix::libc::lgetxattr(
+            c.as_ptr(),
+            ACL_XATTR.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
 }
 
 fn log_bytes(n: usize) -> Vec<u8> {
@@ -561,6 +930,9 @@ fn tree(dir: &Path) -> Tree {
             } else {
                 raw
             };
+            if let Some(acl) = get_acl(&p) {
+                out.insert(format!("{rel} (ACL)"), (acl, 0));
+            }
             out.insert(rel, (content, m.permissions().mode() & 0o7777));
         }
     }
@@ -669,4 +1041,55 @@ fn leftover_uncompressed_archive_is_kept_not_overwritten() {
     );
     assert_eq!(got["app.log.1.gz"].0, b"current\n");
     assert_eq!(got["app.log.2.gz"].0, b"crashed before compression\n");
+}
+
+/// Deliberate difference: a pattern list whose `{` is missing. logrotate 3.21 reads the
+/// directive lines after it as more file names ("stat of rotate failed") and rotates the
+/// listed logs and the next block's logs with the next block's directives; caretaker
+/// abandons the rest of the file, so no directive becomes a file name or a default.
+#[test]
+fn pattern_list_without_brace_logrotate_takes_directives_for_files_caretaker_stops() {
+    let Some(lr) = logrotate() else { return };
+    let s = Scenario {
+        name: "missing_brace",
+        conf: "@/a.log {\n size 1\n rotate 1\n}\n@/b.log\n rotate 0\n copytruncate\n@/c.log {\n size 1\n}\n",
+        ops: &[
+            Write("a.log", "a\n"),
+            Write("b.log", "b\n"),
+            Write("c.log", "c\n"),
+            Run,
+        ],
+    };
+    let (want, want_err) = play(&s, &Logrotate(lr));
+    assert_eq!(want_err, vec![true]);
+    // b.log and c.log rotated away with `rotate 0` (the default of c's block).
+    assert_eq!(want.keys().cloned().collect::<Vec<_>>(), vec!["a.log.1"]);
+    let (got, got_err) = play(&s, &Caretaker);
+    assert_eq!(got_err, vec![true]);
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        vec!["a.log.1", "b.log", "c.log"]
+    );
+}
+
+/// Deliberate difference: one file included twice. logrotate reads it again and reports
+/// every block in it as a duplicate (exit 1); caretaker reads it once and warns (exit 0).
+/// The trees are the same.
+#[test]
+fn file_included_twice_logrotate_duplicates_caretaker_reads_once() {
+    let Some(lr) = logrotate() else { return };
+    let s = Scenario {
+        name: "included_twice",
+        conf: "include @/../common\ninclude @/../common\n",
+        ops: &[
+            Conf("common", "@/a.log {\n size 1\n rotate 1\n}\n"),
+            Write("a.log", "a\n"),
+            Run,
+        ],
+    };
+    let (want, want_err) = play(&s, &Logrotate(lr));
+    let (got, got_err) = play(&s, &Caretaker);
+    assert_eq!(want, got);
+    assert_eq!((want_err, got_err), (vec![true], vec![false]));
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), vec!["a.log.1"]);
 }

@@ -11,7 +11,7 @@ use caretaker_agent::logs::daemon::{self, LogsTask};
 use caretaker_agent::logs::sweep::RetentionRule;
 use caretaker_agent::paths::HostPaths;
 use caretaker_agent::stats::filesystems::FilesystemFilter;
-use caretaker_proto::model::LogsSummary;
+use caretaker_core::model::LogsSummary;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -151,7 +151,7 @@ async fn a_rotation_and_a_sweep_by_the_daemon_appear_in_the_next_node_report() {
     assert_eq!(logs_in_report.reclaimable_bytes, allocated);
     // And it survives the wire with its validation.
     let wire = caretaker_proto::pb::NodeReport::from(report.clone());
-    let back = caretaker_proto::model::NodeReport::try_from(wire).unwrap();
+    let back = caretaker_core::model::NodeReport::try_from(wire).unwrap();
     assert_eq!(back.logs.map(|l| l.totals.rotated), Some(1));
 
     shutdown.cancel();
@@ -167,7 +167,7 @@ async fn config_errors_are_in_every_summary_with_their_place_and_are_not_counted
     let conf = dir.path().join("lr.conf");
     std::fs::write(
         &conf,
-        format!("{}/a.log {{\n  rotat 3\n}}\n", dir.path().display()),
+        format!("{}/a.log {{\n  rotate abc\n}}\n", dir.path().display()),
     )
     .unwrap();
     let cfg = LogsConfig {

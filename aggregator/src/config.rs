@@ -42,13 +42,13 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
-use caretaker_proto::config::bounded_duration;
+use caretaker_core::config::bounded_duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::checks::ChecksConfig;
 use crate::cleanup::CleanupConfig;
 use crate::leader::config::LeaderElectionConfig;
-use crate::rounds::ClusterConfig;
+use crate::round::ClusterConfig;
 use crate::schedule::config::ScheduleConfig;
 use crate::signals::config::SignalsConfig;
 
@@ -156,7 +156,7 @@ pub struct TokenConfig {
     /// Shown in the log instead of the token.
     pub name: String,
     /// `read` (queries) or `admin` (also `--apply` and commands to agents).
-    pub scope: crate::auth::Scope,
+    pub scope: crate::api::auth::Scope,
     /// File holding the token (surrounding whitespace is ignored).
     #[serde(default)]
     pub file: Option<PathBuf>,
@@ -231,8 +231,8 @@ impl Default for HistoryConfig {
 }
 
 impl HistoryConfig {
-    pub fn retention(&self) -> crate::history::Retention {
-        crate::history::Retention {
+    pub fn retention(&self) -> crate::store::history::Retention {
+        crate::store::history::Retention {
             max_age: self.max_age,
             max_bytes: self.max_bytes,
         }
@@ -240,7 +240,7 @@ impl HistoryConfig {
 }
 
 fn default_max_age() -> Duration {
-    crate::history::Retention::default().max_age
+    crate::store::history::Retention::default().max_age
 }
 fn max_age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     bounded_duration(
@@ -250,7 +250,7 @@ fn max_age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     )
 }
 fn default_max_bytes() -> u64 {
-    crate::history::Retention::default().max_bytes
+    crate::store::history::Retention::default().max_bytes
 }
 fn default_record_interval() -> Duration {
     Duration::from_secs(3600)
@@ -261,8 +261,8 @@ fn record_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
 
 impl AggregatorConfig {
     /// What a round needs from this config.
-    pub fn rounds(&self) -> crate::rounds::RoundConfig {
-        crate::rounds::RoundConfig {
+    pub fn rounds(&self) -> crate::round::RoundConfig {
+        crate::round::RoundConfig {
             cluster: self.cluster.clone(),
             checks: self.checks.clone(),
             cleanup: self.cleanup.clone(),
@@ -354,7 +354,7 @@ fn stale_after<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> 
 mod tests {
     use std::path::Path;
 
-    use caretaker_proto::config::parse_yaml;
+    use caretaker_core::config::parse_yaml;
 
     use super::*;
 
@@ -392,7 +392,7 @@ mod tests {
             "tls: {cert_file: /t/c, key_file: /t/k, ca_file: /t/ca}\nauth:\n  tokens:\n    - {name: ops, scope: admin, env: T}\n    - {name: ro, scope: read, file: /t/r}\n",
         );
         c.validate().unwrap();
-        assert_eq!(c.auth.tokens[0].scope, crate::auth::Scope::Admin);
+        assert_eq!(c.auth.tokens[0].scope, crate::api::auth::Scope::Admin);
         assert!(!c.tls.unwrap().allow_shared_agent_cert);
         let c = p(
             "insecure_plaintext: true\nauth:\n  tokens:\n    - {name: both, scope: read, env: T, file: /x}\n",

@@ -2,48 +2,53 @@
 //! durably, runs cluster-wide checks, merges everything into one report and serves it.
 //!
 //! # Layout
+//! - [`api`]: the servers. [`api::server`] wires gRPC + HTTP; [`api::ingest`] is the
+//!   `ReportIngest.Stream` service (validate, store, ack); [`api::query`] the gRPC `Query`
+//!   service and [`api::http`] the same as JSON plus health, metrics and the report page;
+//!   [`api::auth`] bearer tokens; [`api::tls`] server TLS and node identity from client
+//!   certificates; [`api::standby`] what a standby replica serves.
+//! - [`store`]: the durable store (redb) and the duplicate/restart rule
+//!   ([`store::decide`]); [`store::history`]: every recorded merged report.
+//! - [`state`]: store + in-memory copy + freshness + metrics, shared by the servers.
+//! - [`round`]: one round of checks, signals and cleanup proposals merged with the node
+//!   reports, and the loop that runs them periodically.
 //! - [`cluster`]: the [`cluster::ClusterState`] snapshot, read from a live API server
 //!   ([`cluster::live`]) or from `kubectl get -o json|yaml` dumps ([`cluster::dump`]).
 //! - [`checks`]: named checks with severities and findings; start at [`checks::run_all`].
 //! - [`cleanup`]: reference-safe cleanup proposals and applying them.
 //! - [`signals`]: HTTP endpoints, Prometheus and Alertmanager.
-//! - [`config`]: the YAML config.
-//! - [`store`]: the durable store (redb) and the duplicate/restart rule ([`store::decide`]).
-//! - [`state`]: store + in-memory copy + freshness + metrics, shared by the servers.
-//! - [`ingest`]: the `ReportIngest.Stream` gRPC service (validate, store, ack).
-//! - [`query`]: the gRPC `Query` service; [`http`]: the same as JSON plus health/metrics.
-//! - [`metrics`]: Prometheus metrics.
 //! - [`report`]: the merged report as a table, Markdown, JSON or the HTML report page
 //!   ([`report::html`], served at `GET /report`).
-//! - [`schedule`]: daily/weekly/monthly runs, the maintenance window, notifications.
-//! - [`server`]: wires gRPC + HTTP on given listeners until a shutdown token fires.
-//! - [`tls`]: server TLS, node identity from client certificates, reload on change.
-//! - [`auth`]: bearer tokens of the query APIs; [`certs`]: `caretaker-aggregator certs`.
-//! - [`standalone`]: aggregator + agent of this machine in one process.
+//! - [`schedule`]: daily/weekly/monthly runs, notifications (cron and the maintenance
+//!   window are shared with the agent in `caretaker_core`).
 //! - [`leader`]: leader election between replicas through a Lease, and the pod label
 //!   `caretaker.io/role` the Service selects; a standby serves only `/healthz` and
 //!   `/readyz` (200 `standby`) until it holds the Lease.
+//! - [`config`]: the YAML config; [`metrics`]: Prometheus metrics.
+//! - [`cli`]: subcommands not beside their capability (`certs`); [`client`]: the gRPC
+//!   `Query` client (`report`, `caretaker-standalone`, tests).
 //!
-//! Start reading at [`ingest::IngestService`] and [`state::State::ingest`].
+//! # Where to look
+//! - How a report reaches the store: the agent's `stream` module sends it, then
+//!   [`api::ingest::IngestService`] validates it and [`state::State::ingest`] writes it
+//!   through [`store::Store`] before the ack goes back.
+//! - Where a check is defined: [`checks`] (the registry in `checks/mod.rs`, one file per
+//!   check family); the signal checks are in [`signals`] and run in [`round`].
+//! - Log rotation and image pruning are decided on the node, in `caretaker-agent`
+//!   (`agent/src/logs/`, `agent/src/images/`).
 
-pub mod auth;
-pub mod certs;
+pub mod api;
 pub mod checks;
 pub mod cleanup;
+pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod config;
-pub mod history;
-pub mod http;
-pub mod ingest;
 pub mod leader;
 pub mod metrics;
-pub mod query;
 pub mod report;
-pub mod rounds;
+pub mod round;
 pub mod schedule;
-pub mod server;
 pub mod signals;
-pub mod standalone;
 pub mod state;
 pub mod store;
-pub mod tls;

@@ -6,24 +6,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use caretaker_agent::paths::HostPaths;
-use caretaker_aggregator::auth::Auth;
+use caretaker_aggregator::api::auth::Auth;
+use caretaker_aggregator::api::server;
+use caretaker_aggregator::api::server::ServeOptions;
+use caretaker_aggregator::api::tls::ReloadingTls;
 use caretaker_aggregator::checks::cli::{CheckArgs, CliError};
 use caretaker_aggregator::cleanup::cli::CleanupArgs;
+use caretaker_aggregator::cli::certs;
+use caretaker_aggregator::client;
 use caretaker_aggregator::config::AggregatorConfig;
 use caretaker_aggregator::leader::config::{Election, Timing};
 use caretaker_aggregator::leader::replica::{BoxError, Leading, Replica};
 use caretaker_aggregator::report::{self, Output};
 use caretaker_aggregator::schedule::notify::Notifier;
-use caretaker_aggregator::schedule::runner::{RunnerOptions, SystemClock, run_scheduler};
-use caretaker_aggregator::schedule::runs::{RunState, Schedule};
-use caretaker_aggregator::schedule::window::MaintenanceWindow;
-use caretaker_aggregator::server::ServeOptions;
+use caretaker_aggregator::schedule::runs::Schedule;
 use caretaker_aggregator::state::State;
 use caretaker_aggregator::store::{Store, StoreError};
-use caretaker_aggregator::tls::ReloadingTls;
-use caretaker_aggregator::{certs, server, standalone};
-use caretaker_proto::config::{EXIT_USAGE, load_yaml};
+use caretaker_core::config::{EXIT_USAGE, load_yaml};
+use caretaker_core::window::MaintenanceWindow;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
@@ -99,26 +99,6 @@ enum Command {
         #[arg(long, default_value_t = 3650)]
         ca_days: u32,
     },
-    /// Aggregator + agent for this machine in one process over loopback gRPC; no cluster,
-    /// no config. With --once: print the merged report after two reports and exit.
-    Standalone {
-        #[arg(long)]
-        once: bool,
-        #[arg(long, value_enum, default_value_t = Output::Table)]
-        output: Output,
-        /// Give up if the reports have not arrived within this time.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        timeout: Duration,
-        /// procfs of the host (default /proc).
-        #[arg(long = "path.procfs")]
-        procfs: Option<PathBuf>,
-        /// sysfs of the host (default /sys).
-        #[arg(long = "path.sysfs")]
-        sysfs: Option<PathBuf>,
-        /// The host's root filesystem (default /).
-        #[arg(long = "path.rootfs")]
-        rootfs: Option<PathBuf>,
-    },
     /// Run the cluster checks on a live cluster or on a dump and print the results.
     Check(CheckArgs),
     /// Propose (dry run) or apply cleanup of completed Jobs, old ReplicaSets, failed pods,
@@ -134,14 +114,13 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
         }
     };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            match cli.command {
-                Command::Serve { .. } => "info".into(),
-                // The printed report is the output; keep the log to what goes wrong.
-                _ => "warn".into(),
-            }
-        });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        match cli.command {
+            Command::Serve { .. } => "info".into(),
+            // The printed report is the output; keep the log to what goes wrong.
+            _ => "warn".into(),
+        }
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -189,7 +168,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 None => std::env::var(&token_env).ok().filter(|t| !t.is_empty()),
             };
-            let client = standalone::QueryClientOptions { ca_file, token };
+            let opts = client::QueryClientOptions { ca_file, token };
             let now = jiff::Timestamp::now();
             let when = |s: &str| report::parse_time(s, now);
             if let Some(d) = diff {
@@ -198,11 +177,18 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     (Err(e), _) | (_, Err(e)) => return Ok(usage_error(format!("--diff: {e}"))),
                 };
                 let rt = runtime()?;
-                let ra = rt.block_on(standalone::fetch_report_with(&server, Some(a), &client))?;
-                let rb = rt.block_on(standalone::fetch_report_with(&server, Some(b), &client))?;
+                let ra = rt
+                    .block_on(client::fetch_report_with(&server, Some(a), &opts))
+                    .context("query")?;
+                let rb = rt
+                    .block_on(client::fetch_report_with(&server, Some(b), &opts))
+                    .context("query")?;
                 print!(
                     "{}",
-                    report::render_diff(&caretaker_aggregator::history::diff(&ra, &rb), output)?
+                    report::render_diff(
+                        &caretaker_aggregator::store::history::diff(&ra, &rb),
+                        output
+                    )?
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -210,8 +196,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(a) => a,
                 Err(e) => return Ok(usage_error(format!("--at: {e}"))),
             };
-            let report =
-                runtime()?.block_on(standalone::fetch_report_with(&server, at, &client))?;
+            let report = runtime()?
+                .block_on(client::fetch_report_with(&server, at, &opts))
+                .context("query")?;
             print!("{}", report::render(&report, output)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -250,42 +237,6 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 "Next: kubectl apply -f {}",
                 opts.out.join("secrets.yaml").display()
             );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Standalone {
-            once,
-            output,
-            timeout,
-            procfs,
-            sysfs,
-            rootfs,
-        } => {
-            let d = HostPaths::default();
-            let paths = HostPaths {
-                procfs: procfs.unwrap_or(d.procfs),
-                sysfs: sysfs.unwrap_or(d.sysfs),
-                rootfs: rootfs.unwrap_or(d.rootfs),
-            };
-            let rt = runtime()?;
-            let report = rt.block_on(async {
-                let shutdown = CancellationToken::new();
-                let s = shutdown.clone();
-                tokio::spawn(async move {
-                    wait_for_signal().await;
-                    s.cancel();
-                });
-                standalone::run(paths, once, timeout, shutdown, |e| {
-                    if !once {
-                        eprintln!(
-                            "caretaker standalone: gRPC on {}, HTTP on http://{}/api/v1/report; Ctrl-C to stop",
-                            e.grpc, e.http
-                        );
-                    }
-                })
-                .await
-            })?;
-            rt.shutdown_timeout(Duration::from_millis(500));
-            print!("{}", report::render(&report, output)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => {
@@ -421,7 +372,7 @@ async fn serve_until_stopped(
         tokio::net::TcpListener::from_std(http.try_clone().context("HTTP listener")?)
             .context("HTTP listener")?;
     let standby = Arc::new(std::sync::Mutex::new(Some(tokio::spawn(
-        caretaker_aggregator::leader::standby::serve(
+        caretaker_aggregator::api::standby::serve(
             standby_http,
             options.tls.clone(),
             standby_stop.clone(),
@@ -477,7 +428,7 @@ async fn serve_store(
 ) -> anyhow::Result<()> {
     let state = State::with_retention(store, cfg.stale_after_intervals, cfg.history.retention())
         .context("load the store")?;
-    let rounds = caretaker_aggregator::rounds::Rounds::new(cfg.rounds());
+    let rounds = caretaker_aggregator::round::Rounds::new(cfg.rounds());
     let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc)
         .await
         .with_context(|| format!("bind gRPC on {}", cfg.listen.grpc))?;
@@ -501,7 +452,7 @@ async fn serve_store(
         &cfg.schedule.time_zone,
     ));
     let rounds_task = tokio::spawn(
-        caretaker_aggregator::rounds::run_loop(
+        caretaker_aggregator::round::run_loop(
             Arc::clone(&state),
             rounds,
             cfg.history.record_interval,
@@ -511,7 +462,7 @@ async fn serve_store(
         .instrument(tracing::info_span!("rounds")),
     );
     let scheduler_task = tokio::spawn(
-        scheduled_rounds(
+        caretaker_aggregator::round::scheduled::run(
             Arc::clone(&state),
             Schedule::new(&cfg.schedule),
             servers_stop.clone(),
@@ -535,41 +486,6 @@ async fn serve_store(
         Err(_) => warn!("Servers did not drain within {DRAIN_TIMEOUT:?}; exiting anyway."),
     }
     Ok(())
-}
-
-/// Key of the scheduler's run state in the store.
-const RUN_STATE_KEY: &str = "schedule_run_state";
-
-/// Daily, weekly and monthly runs: each due slot runs a round now (recorded in the
-/// history) and then persists the run state, so a restart neither repeats nor skips a slot.
-async fn scheduled_rounds(state: Arc<State>, schedule: Schedule, shutdown: CancellationToken) {
-    let run_state: RunState = match state.store().get_meta(RUN_STATE_KEY) {
-        Ok(s) => s.unwrap_or_default(),
-        Err(e) => {
-            warn!(error = %e, "Cannot read the scheduler state; starting afresh.");
-            RunState::default()
-        }
-    };
-    let st = Arc::clone(&state);
-    run_scheduler(&schedule, run_state, &SystemClock, RunnerOptions::default(), move |round, after| {
-        let st = Arc::clone(&st);
-        async move {
-            let run = caretaker_aggregator::report::ScheduledRun {
-                kinds: round.kinds.iter().map(|k| k.name().to_string()).collect(),
-                tasks: round.checks.iter().copied().collect(),
-                trends: None,
-            };
-            let kinds = run.kinds.join(",");
-            match st.run_scheduled_now(run).await {
-                Ok(()) => info!(%kinds, "Scheduled round recorded."),
-                Err(e) => warn!(error = %e, "Scheduled round failed; the slot is marked done anyway."),
-            }
-            if let Err(e) = st.store().put_meta(RUN_STATE_KEY, &after) {
-                warn!(error = %e, "Cannot store the scheduler state; the slot may run again after a restart.");
-            }
-        }
-    }, shutdown)
-    .await;
 }
 
 /// Returns on SIGTERM (what Kubernetes sends) or SIGINT.

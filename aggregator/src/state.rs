@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use caretaker_proto::model::{Freshness, NodeReport, NodeStatus};
+use caretaker_core::model::{Freshness, NodeReport, NodeStatus};
 use jiff::Timestamp;
 
-use crate::history::{History, Recorded, Retention};
 use crate::metrics::{FreshnessLabel, Metrics, ResultLabel};
 use crate::report::{CheckRound, ClusterReport, MergeConfig, RunTrends, ScheduledRun};
 use crate::schedule::config::Task;
+use crate::store::history::{History, Recorded, Retention};
 use crate::store::{Outcome, Store, StoreError, StoredNode};
 
 /// Shared by the gRPC and HTTP servers.
@@ -36,11 +36,11 @@ pub struct State {
     /// the sender that is answered when the round is done and recorded.
     round_requests: std::sync::OnceLock<tokio::sync::mpsc::Sender<RoundRequest>>,
     /// The maintenance window, shown in every report once set.
-    window: std::sync::OnceLock<crate::schedule::window::MaintenanceWindow>,
+    window: std::sync::OnceLock<caretaker_core::window::MaintenanceWindow>,
     ready: AtomicBool,
 }
 
-/// A request to the round loop ([`crate::rounds::run_loop`]).
+/// A request to the round loop ([`crate::round::run_loop`]).
 #[derive(Debug)]
 pub struct RoundRequest {
     /// `None`: a full round. `Some`: a scheduled run of only its tasks.
@@ -325,8 +325,8 @@ impl State {
         self.set_round(previous.updated_with(partial, &tasks));
         if tasks.contains(&Task::Trends) {
             run.trends = Some(RunTrends {
-                disk_30d: crate::history::disk_trends(&self.history, now, 30)?,
-                alerts_7d: crate::history::alert_counts(&self.history, now, 7)?,
+                disk_30d: crate::store::history::disk_trends(&self.history, now, 30)?,
+                alerts_7d: crate::store::history::alert_counts(&self.history, now, 7)?,
             });
         }
         self.record(now, Some(run))
@@ -344,7 +344,7 @@ impl State {
     }
 
     /// Sets the maintenance window shown in reports (once).
-    pub fn set_window(&self, w: crate::schedule::window::MaintenanceWindow) {
+    pub fn set_window(&self, w: caretaker_core::window::MaintenanceWindow) {
         let _ = self.window.set(w);
     }
 
@@ -531,7 +531,7 @@ mod tests {
     #[test]
     fn the_report_shows_the_maintenance_window_and_what_waits_for_it() {
         use crate::schedule::config::ScheduleConfig;
-        use crate::schedule::window::MaintenanceWindow;
+        use caretaker_core::window::MaintenanceWindow;
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
         assert_eq!(state.cluster_report(Timestamp::now()).maintenance, None);
         let cfg = ScheduleConfig::default();

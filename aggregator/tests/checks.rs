@@ -220,12 +220,13 @@ fn certificates_are_judged_by_not_after_even_when_ready() {
             row(
                 "certificate_expiring",
                 Critical,
-                "Certificate/web/expiring-critical"
-            ),
-            row(
-                "certificate_expiring",
-                Critical,
                 "Secret/web/manual-soon-tls"
+            ),
+            // Its renewalTime passed 23 days ago: cert-manager is failing to renew it.
+            row(
+                "certificate_renewal_overdue",
+                Critical,
+                "Certificate/web/expiring-critical"
             ),
             row("certificate_expiring", Warning, "Secret/web/chain-tls"),
             row(
@@ -243,7 +244,13 @@ fn certificates_are_judged_by_not_after_even_when_ready() {
     );
     assert_eq!(
         msg(&r, "Certificate/web/ready-but-expired"),
-        "certificate (Ready condition: True) expired 2d 0h ago (notAfter 2025-05-30T12:00:00Z)"
+        "renewal overdue: renewalTime 2025-05-04T12:00:00Z passed 28d 0h ago and cert-manager has not renewed it; \
+         certificate (Ready condition: True) expired 2d 0h ago (notAfter 2025-05-30T12:00:00Z)"
+    );
+    // renewBefore 7d: its renewal is still ahead, so it is only expiring.
+    assert_eq!(
+        msg(&r, "Certificate/web/expiring-warning"),
+        "certificate (Ready condition: True) expires in 20d 0h (notAfter 2025-06-21T12:00:00Z)"
     );
     // The bundle is judged by its earliest certificate: the intermediate.
     assert_eq!(
@@ -289,6 +296,70 @@ fn velero_classifies_phases_and_finds_stale_schedules() {
     c.velero.stale_slack = std::time::Duration::from_secs(9 * 3600);
     let r = checks::velero::check(&s, &c, now());
     assert!(!r.findings.iter().any(|f| f.code == "backup_stale"));
+}
+
+/// Issue 12: the newest backup of a schedule still running (`FinalizingPartiallyFailed`)
+/// must not hide the `Failed` one before it.
+#[test]
+fn velero_judges_the_newest_finished_backup_and_reports_the_running_one_beside_it() {
+    let s = load(&["velero-running.json"]);
+    let r = checks::velero::check(&s, &ChecksConfig::default(), now());
+    let mut got = owned(&r);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            row(
+                "backup_failed",
+                Critical,
+                "Backup/velero/nightly-20250531020000"
+            ),
+            row(
+                "backup_in_progress",
+                Info,
+                "Backup/velero/nightly-20250601020000"
+            ),
+            row(
+                "schedule_never_completed",
+                Warning,
+                "Schedule/velero/nightly"
+            ),
+        ]
+    );
+    assert!(
+        msg(&r, "Backup/velero/nightly-20250531020000")
+            .ends_with(": backup storage location default is unavailable"),
+        "{}",
+        msg(&r, "Backup/velero/nightly-20250531020000")
+    );
+    assert!(
+        msg(&r, "Backup/velero/nightly-20250601020000")
+            .starts_with("backup phase FinalizingPartiallyFailed"),
+    );
+}
+
+/// Issue 12: a Certificate whose renewalTime passed 24 days ago and that expires in 5 days
+/// says "renewal overdue" with cert-manager's reason, not only "expires in 5 days".
+#[test]
+fn certificates_whose_renewal_time_passed_are_renewal_overdue_with_the_reason() {
+    let s = load(&["certificates-renewal.json"]);
+    let r = checks::certificates::check(&s, &ChecksConfig::default(), now());
+    assert_eq!(
+        owned(&r),
+        vec![row(
+            "certificate_renewal_overdue",
+            Critical,
+            "Certificate/shop/shop-tls"
+        )]
+    );
+    assert_eq!(
+        msg(&r, "Certificate/shop/shop-tls"),
+        "renewal overdue: renewalTime 2025-05-08T12:00:00Z passed 24d 0h ago and cert-manager has not renewed it; \
+         certificate (Ready condition: True) expires in 5d 0h (notAfter 2025-06-06T12:00:00Z); \
+         Issuing False: Failed (The certificate request has failed to complete and will be retried: \
+         Failed to wait for order resource \"shop-tls-1-123\" to become ready: order is in \"invalid\" state: \
+         403 urn:ietf:params:acme:error:unauthorized)"
+    );
 }
 
 #[test]
@@ -343,13 +414,18 @@ fn pvc_usage_counts_each_claim_once_and_unknown_is_not_zero() {
 }
 
 #[test]
-fn hpas_at_max_only_when_scaling_limited_says_so() {
+fn hpas_at_max_when_desired_and_current_reach_max_whatever_the_conditions() {
     let s = load(&["hpas.json"]);
     let r = checks::hpas::check(&s, &ChecksConfig::default(), now());
-    assert_eq!(r.summary, "4 HPAs, 1 capped at max");
+    assert_eq!(r.summary, "4 HPAs, 2 capped at max");
     assert_eq!(
         owned(&r),
         vec![
+            row(
+                "hpa_at_max",
+                Warning,
+                "HorizontalPodAutoscaler/web/at-max-content"
+            ),
             row("hpa_at_max", Warning, "HorizontalPodAutoscaler/web/capped"),
             row(
                 "hpa_scaling_inactive",
@@ -357,6 +433,32 @@ fn hpas_at_max_only_when_scaling_limited_says_so() {
                 "HorizontalPodAutoscaler/web/no-metrics"
             ),
         ]
+    );
+}
+
+/// Issue 12: an HPA with no conditions at desired = current = max is at max; one pinned on
+/// purpose (minReplicas == maxReplicas) is info at most; one still scaling up is not at max.
+#[test]
+fn hpas_without_conditions_are_judged_and_pinned_ones_are_info() {
+    let s = load(&["hpas-conditions.json"]);
+    let r = checks::hpas::check(&s, &ChecksConfig::default(), now());
+    assert_eq!(r.summary, "3 HPAs, 1 capped at max");
+    let mut got = owned(&r);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            row(
+                "hpa_at_max",
+                Warning,
+                "HorizontalPodAutoscaler/shop/no-conditions"
+            ),
+            row("hpa_pinned", Info, "HorizontalPodAutoscaler/shop/pinned"),
+        ]
+    );
+    assert_eq!(
+        msg(&r, "HorizontalPodAutoscaler/shop/no-conditions"),
+        "Deployment/cart capped at maxReplicas 6 (current 6, desired 6)"
     );
 }
 
@@ -447,7 +549,12 @@ fn check_result_json_field_names_are_stable() {
     assert_eq!(v["name"], "hpas");
     assert_eq!(v["severity"], "warning");
     assert_eq!(v["status"], "ran");
-    let f = &v["findings"][0];
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["object"]["name"] == "capped")
+        .unwrap();
     assert_eq!(f["code"], "hpa_at_max");
     assert_eq!(f["severity"], "warning");
     assert_eq!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use caretaker_agent::config::{AgentConfig, AggregatorConfig as AgentSide};
 use caretaker_agent::paths::HostPaths;
 use caretaker_agent::stream::StreamSummary;
-use caretaker_aggregator::server::ServeOptions;
+use caretaker_aggregator::api::server::ServeOptions;
 use caretaker_aggregator::state::State;
 use caretaker_aggregator::store::Store;
 use tokio::net::TcpListener;
@@ -23,7 +23,7 @@ pub struct RunningAggregator {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     stop: CancellationToken,
-    handle: JoinHandle<Result<(), caretaker_aggregator::server::ServeError>>,
+    handle: JoinHandle<Result<(), caretaker_aggregator::api::server::ServeError>>,
 }
 
 impl RunningAggregator {
@@ -54,7 +54,7 @@ impl RunningAggregator {
         let http_l = TcpListener::bind("127.0.0.1:0").await?;
         let (grpc, http) = (grpc_l.local_addr()?, http_l.local_addr()?);
         let stop = CancellationToken::new();
-        let handle = tokio::spawn(caretaker_aggregator::server::serve_with(
+        let handle = tokio::spawn(caretaker_aggregator::api::server::serve_with(
             Arc::clone(&state),
             grpc_l,
             http_l,
@@ -168,14 +168,14 @@ pub fn binary(name: &str) -> PathBuf {
 /// `caretaker-aggregator certs`.
 pub struct TestPki {
     pub dir: PathBuf,
-    pub ca: caretaker_aggregator::certs::Ca,
+    pub ca: caretaker_aggregator::cli::certs::Ca,
 }
 
 impl TestPki {
     /// A CA valid from an hour ago for a day.
     pub fn new(dir: &Path, name: &str) -> anyhow::Result<Self> {
         let now = time::OffsetDateTime::now_utc();
-        let ca = caretaker_aggregator::certs::Ca::new(
+        let ca = caretaker_aggregator::cli::certs::Ca::new(
             name,
             now - time::Duration::hours(1),
             now + time::Duration::days(1),
@@ -195,7 +195,7 @@ impl TestPki {
     pub fn write(
         &self,
         name: &str,
-        pair: &caretaker_aggregator::certs::CertAndKey,
+        pair: &caretaker_aggregator::cli::certs::CertAndKey,
     ) -> anyhow::Result<(PathBuf, PathBuf)> {
         let (crt, key) = (
             self.dir.join(format!("{name}.crt")),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use caretaker_agent::paths::HostPaths;
 use caretaker_agent::stats::filesystems::statvfs;
-use caretaker_proto::model::Freshness;
+use caretaker_core::model::Freshness;
 use caretaker_tests::{RunningAgent, RunningAggregator, wait_until};
 use jiff::Timestamp;
 
@@ -35,7 +35,7 @@ async fn three_agents_merge_into_one_report_matching_statvfs() -> anyhow::Result
     .await?;
 
     // The merged report, through the gRPC Query service like any client.
-    let report = caretaker_aggregator::standalone::fetch_report(&agg.url(), None).await?;
+    let report = caretaker_aggregator::client::fetch_report(&agg.url(), None).await?;
     assert_eq!(
         report
             .nodes

@@ -6,7 +6,7 @@ use std::time::Duration;
 use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::AgentConfig;
 use caretaker_agent::paths::HostPaths;
-use caretaker_aggregator::server::{MAX_MESSAGE_BYTES, ServeOptions};
+use caretaker_aggregator::api::server::{MAX_MESSAGE_BYTES, ServeOptions};
 use caretaker_proto::pb::{
     self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient,
 };

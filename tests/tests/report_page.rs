@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use caretaker_aggregator::checks::{CheckResult, Finding, ObjectRef, Severity};
 use caretaker_aggregator::report::CheckRound;
-use caretaker_proto::model::{
+use caretaker_core::model::{
     AgentCost, Filesystem, Host, NetworkInterface, NetworkRates, NodeReport,
 };
 use caretaker_tests::RunningAggregator;

@@ -11,9 +11,9 @@ use std::time::Duration;
 use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::{AgentConfig, ClientTlsConfig};
 use caretaker_agent::paths::HostPaths;
-use caretaker_aggregator::auth::{Auth, Scope};
-use caretaker_aggregator::server::ServeOptions;
-use caretaker_aggregator::tls::ReloadingTls;
+use caretaker_aggregator::api::auth::{Auth, Scope};
+use caretaker_aggregator::api::server::ServeOptions;
+use caretaker_aggregator::api::tls::ReloadingTls;
 use caretaker_proto::pb::{
     self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient,
 };
@@ -526,11 +526,11 @@ async fn query_apis_need_a_token_of_the_right_scope() -> anyhow::Result<()> {
 
     // gRPC Query: the same tokens.
     let url = format!("https://localhost:{}", agg.grpc.port());
-    let opts = |token: Option<&str>| caretaker_aggregator::standalone::QueryClientOptions {
+    let opts = |token: Option<&str>| caretaker_aggregator::client::QueryClientOptions {
         ca_file: Some(ca.clone()),
         token: token.map(str::to_string),
     };
-    let err = caretaker_aggregator::standalone::fetch_report_with(&url, None, &opts(None))
+    let err = caretaker_aggregator::client::fetch_report_with(&url, None, &opts(None))
         .await
         .expect_err("no token")
         .to_string();
@@ -540,7 +540,7 @@ async fn query_apis_need_a_token_of_the_right_scope() -> anyhow::Result<()> {
         ),
         "{err}"
     );
-    let err = caretaker_aggregator::standalone::fetch_report_with(
+    let err = caretaker_aggregator::client::fetch_report_with(
         &url,
         None,
         &opts(Some("wrong-token-0123456789")),
@@ -553,7 +553,7 @@ async fn query_apis_need_a_token_of_the_right_scope() -> anyhow::Result<()> {
         "{err}"
     );
     let report =
-        caretaker_aggregator::standalone::fetch_report_with(&url, None, &opts(Some(READ_TOKEN)))
+        caretaker_aggregator::client::fetch_report_with(&url, None, &opts(Some(READ_TOKEN)))
             .await?;
     assert_eq!(
         report

@@ -17,7 +17,7 @@ use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use caretaker_proto::render::bytes;
+use caretaker_core::render::bytes;
 use comfy_table::{Table, presets};
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use caretaker_proto::render::bytes;
+use caretaker_core::render::bytes;
 use comfy_table::{Table, presets};
 use jiff::Timestamp;
 use tracing::warn;

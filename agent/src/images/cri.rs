@@ -23,10 +23,7 @@ use super::runtime::{
 use crate::stats::filesystems::{statvfs, under_root};
 
 /// Generated CRI types and clients (the subset in `proto/cri/runtime/v1/api.proto`).
-#[allow(clippy::all, missing_docs)]
-pub mod pb {
-    tonic::include_proto!("runtime.v1");
-}
+pub use caretaker_proto::cri as pb;
 
 use pb::image_service_client::ImageServiceClient;
 use pb::runtime_service_client::RuntimeServiceClient;

@@ -21,10 +21,10 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use caretaker_proto::model::{
+use caretaker_core::model::{
     CollectorError, ImagesSummary, KeptCounts, PruneRun, PruneTrigger, RuntimeImages,
 };
-use caretaker_proto::window::Decision;
+use caretaker_core::window::Decision;
 use jiff::Timestamp;
 use rand::Rng;
 use tokio::sync::watch;
@@ -54,7 +54,7 @@ pub struct TaskSettings {
     pub pressure_check_interval: Duration,
     /// Age prunes remove only inside this window (`images.maintenance_window`); `None`:
     /// whenever due. Disk-pressure prunes are an emergency and never wait.
-    pub window: Option<caretaker_proto::window::MaintenanceWindow>,
+    pub window: Option<caretaker_core::window::MaintenanceWindow>,
 }
 
 /// How the task reaches the real runtimes (the `images:` sockets, `--path.rootfs`).
@@ -184,7 +184,7 @@ impl<R: ImageRuntime> ImageTask<R> {
             // Reconnect next time: the engine may have restarted or another one come up.
             self.runtimes = None;
         }
-        errors.truncate(caretaker_proto::model::MAX_ERRORS);
+        errors.truncate(caretaker_core::model::MAX_ERRORS);
         ImagesSummary {
             dry_run: !self.settings.apply,
             checked_at,
@@ -468,8 +468,8 @@ mod tests {
     /// A 10-minute UTC window opening `offset` from now (on that day, at that minute).
     fn window_from_now(
         offset: SignedDuration,
-    ) -> (caretaker_proto::window::MaintenanceWindow, Timestamp) {
-        use caretaker_proto::window::{Day, MaintenanceWindow, WindowConfig, Zone};
+    ) -> (caretaker_core::window::MaintenanceWindow, Timestamp) {
+        use caretaker_core::window::{Day, MaintenanceWindow, WindowConfig, Zone};
         let open = (Timestamp::now() + offset).to_zoned(jiff::tz::TimeZone::UTC);
         let day = [
             Day::Monday,

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use caretaker_proto::model::{CollectorError, LogCounts, LogsSummary, MAX_ERRORS};
+use caretaker_core::model::{CollectorError, LogCounts, LogsSummary, MAX_ERRORS};
 use jiff::Timestamp;
 use rand::Rng;
 use tokio::sync::watch;
@@ -194,6 +194,9 @@ pub async fn run(
     let engine = task.engine;
     for e in engine.load_errors() {
         warn!(place = %e.place, error = %e.message, "Log rotation config problem; the block it is in is not rotated.");
+    }
+    for w in engine.load_warnings() {
+        warn!(place = %w.place, warning = %w.message, "Log rotation config line ignored.");
     }
     info!(
         policies = engine.policies().len(),

@@ -22,7 +22,7 @@ use super::handle::Roots;
 use super::lock::{self, LockError};
 use super::policy::{Permissions, Policy};
 use super::rotate::{Pass, run_pass};
-use super::state::{State, StateError};
+use super::state::{State, StateError, is_writable_state};
 use super::summary::{LogError, RotationSummary, SweepSummary};
 use super::sweep::{self, RetentionRule};
 use crate::config::LogsConfig;
@@ -53,10 +53,12 @@ pub enum EngineError {
 pub struct LogEngine {
     policies: Vec<Policy>,
     load_errors: Vec<LogError>,
+    load_warnings: Vec<LogError>,
     roots: Roots,
     state_file: PathBuf,
     threads: usize,
     follow_symlinks: bool,
+    mail_command: Option<PathBuf>,
     retention: Vec<RetentionRule>,
     check_interval: Duration,
     lock_wait: Duration,
@@ -108,6 +110,7 @@ impl LogEngine {
         };
         let mut policies = Vec::new();
         let mut load_errors = Vec::new();
+        let mut load_warnings = Vec::new();
         for (i, pc) in cfg.policies.iter().enumerate() {
             match pc.to_policy(i, perms) {
                 Ok(p) => policies.push(p),
@@ -129,14 +132,30 @@ impl LogEngine {
                 place: e.place,
                 message: e.message,
             }));
+            load_warnings.extend(loaded.warnings.into_iter().map(|e| LogError {
+                place: e.place,
+                message: e.message,
+            }));
+        }
+        // Said once: the blocks rotate as configured, only the mail is not sent.
+        if let Some(p) = policies
+            .iter()
+            .find(|p| p.mail.is_some() && cfg.mail_command.is_none())
+        {
+            load_warnings.push(LogError {
+                place: p.place.clone(),
+                message: "mail is not sent: logs.mail_command is not set in the agent config (the logs of blocks with `mail` are rotated as configured)".to_string(),
+            });
         }
         Self {
             policies,
             load_errors,
+            load_warnings,
             roots: Roots::new(&cfg.roots),
             state_file: cfg.state_file.clone(),
             threads: cfg.compress_threads.clamp(1, 64),
             follow_symlinks: cfg.rotate_symlinks,
+            mail_command: cfg.mail_command.clone(),
             retention: cfg.retention.clone(),
             check_interval: cfg.check_interval,
             lock_wait: cfg.lock_wait,
@@ -162,6 +181,11 @@ impl LogEngine {
     /// Config problems found while loading (each names `file:line` or the YAML key).
     pub fn load_errors(&self) -> &[LogError] {
         &self.load_errors
+    }
+
+    /// Config lines that were ignored, with their `file:line` (the rest loaded).
+    pub fn load_warnings(&self) -> &[LogError] {
+        &self.load_warnings
     }
 
     /// The loaded policies.
@@ -254,6 +278,7 @@ impl LogEngine {
         let mut out = RotationSummary {
             dry_run: opts.dry_run,
             errors: self.load_errors.clone(),
+            warnings: self.load_warnings.clone(),
             ..RotationSummary::default()
         };
         for (line, msg) in &warnings {
@@ -269,15 +294,20 @@ impl LogEngine {
             dry_run: opts.dry_run,
             threads: self.threads,
             follow_symlinks: self.follow_symlinks,
+            mail_command: self.mail_command.as_deref(),
             fail,
         };
         let changed = run_pass(&self.policies, &pass, &mut state, &mut out);
+        if changed {
+            // Only when the file is written anyway: an unchanged pass costs no lstat.
+            state.prune(pass.now.datetime());
+        }
         if fail("save").is_err() {
             // As a kill would: nothing saved, nothing cached.
             return Ok(out);
         }
         if !opts.dry_run {
-            if changed {
+            if changed && is_writable_state(&self.state_file) {
                 state.save(&self.state_file)?;
                 // The saved file holds only readable entries.
                 warnings.clear();
@@ -302,6 +332,8 @@ impl LogEngine {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
     fn engine(dir: &Path, conf_text: &str) -> LogEngine {
@@ -615,5 +647,458 @@ mod tests {
                 .any(|m| m.contains("sub/*.log: a directory on its way is a symlink")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn a_state_path_that_is_not_a_regular_file_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let null = d.join("null-link");
+        std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+        let fifo = d.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        for state in [&null, &fifo] {
+            std::fs::write(d.join("app.log"), "x\n").unwrap();
+            let e = engine(
+                d,
+                &format!("{}/app.log {{\n  size 1\n  rotate 1\n}}\n", d.display()),
+            )
+            .with_state_file(state.clone());
+            let s = e
+                .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+                .unwrap();
+            assert_eq!((s.rotated, s.errors.len()), (1, 0), "{s:?}");
+            let m = std::fs::symlink_metadata(state).unwrap();
+            assert!(
+                !m.is_file(),
+                "{} was replaced by a regular file",
+                state.display()
+            );
+        }
+        assert_eq!(std::fs::read_link(&null).unwrap(), Path::new("/dev/null"));
+        // Nothing created beside it either (with /dev/null itself: nothing in /dev).
+        assert!(!d.join("null-link.lock").exists() && !d.join("fifo.lock").exists());
+    }
+
+    #[test]
+    fn implausible_state_times_are_reported_with_their_line_and_the_log_is_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!("{}/app.log {{\n  daily\n  rotate 1\n}}\n", d.display()),
+        );
+        std::fs::write(d.join("app.log"), "x\n").unwrap();
+        std::fs::write(
+            d.join("status"),
+            format!(
+                "logrotate state -- version 2\n\"{0}/app.log\" 1969-12-31-0:0:0\n\"{0}/b.log\" 9999-1-1-0:0:0\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        let places: Vec<String> = s.errors.iter().map(|e| e.place.clone()).collect();
+        let st = d.join("status").display().to_string();
+        assert_eq!(places, vec![format!("{st}:2"), format!("{st}:3")]);
+        assert!(
+            s.errors[0].message.contains("before 1970"),
+            "{:?}",
+            s.errors
+        );
+        assert!(
+            s.errors[1].message.contains("years in the future"),
+            "{:?}",
+            s.errors
+        );
+        // Treated as never seen: recorded now, not rotated by time on this run.
+        assert_eq!(s.rotated, 0);
+        let text = std::fs::read_to_string(d.join("status")).unwrap();
+        assert!(text.contains("2026-1-1-10:0:0"), "{text}");
+    }
+
+    /// What a dry run lists is exactly what the real run then does.
+    #[test]
+    fn dry_run_lists_exactly_the_real_runs_actions() {
+        /// (name, content, age in days) of the files before the run.
+        type Files = &'static [(&'static str, &'static str, u64)];
+        let cases: &[(&str, Files)] = &[
+            (
+                "size 1\n rotate 2\n compress\n delaycompress",
+                &[
+                    ("app.log", "now\n", 0),
+                    ("app.log.1", "one\n", 1),
+                    ("app.log.2.gz", "", 2),
+                    ("app.log.3.gz", "", 3),
+                    ("app.log.4", "four\n", 4),
+                    ("app.log.5.gz", "", 5),
+                ],
+            ),
+            (
+                "size 1\n rotate 3\n compress\n maxage 3\n dateext",
+                &[
+                    ("app.log", "now\n", 0),
+                    ("app.log-20251220", "a\n", 12),
+                    ("app.log-20251225.gz", "", 7),
+                    ("app.log-20251229", "c\n", 3),
+                    ("app.log-20251230.gz", "", 2),
+                    ("app.log-20251231.gz", "", 1),
+                ],
+            ),
+            (
+                "size 1\n rotate 1\n copytruncate\n compress\n maxage 2",
+                &[
+                    ("app.log", "now\n", 0),
+                    ("app.log.1", "left over\n", 5),
+                    ("app.log.2.gz", "", 9),
+                ],
+            ),
+            (
+                "size 1\n rotate 3\n compress",
+                &[
+                    ("app.log", "now\n", 0),
+                    ("app.log.1", "plain\n", 1),
+                    ("app.log.1.gz", "", 1),
+                ],
+            ),
+            (
+                "size 1\n rotate 0\n create 0600",
+                &[("app.log", "now\n", 0), ("app.log.1", "x\n", 1)],
+            ),
+        ];
+        let now = ts("2026-01-01T10:00:00Z");
+        for (body, files) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            for (name, content, age_days) in *files {
+                let p = d.join(name);
+                if name.ends_with(".gz") {
+                    let mut enc = flate2::write::GzEncoder::new(
+                        std::fs::File::create(&p).unwrap(),
+                        flate2::Compression::fast(),
+                    );
+                    std::io::Write::write_all(&mut enc, name.as_bytes()).unwrap();
+                    enc.finish().unwrap();
+                } else {
+                    std::fs::write(&p, content).unwrap();
+                }
+                let t = SystemTime::from(now) - Duration::from_secs(age_days * 86_400);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_modified(t)
+                    .unwrap();
+            }
+            let e = engine(d, &format!("{}/app.log {{\n {body}\n}}\n", d.display()));
+            let key = |s: &RotationSummary| {
+                let mut v: Vec<String> = s
+                    .actions
+                    .iter()
+                    .map(|a| format!("{:?} {} {:?}", a.kind, a.path.display(), a.to))
+                    .collect();
+                v.sort();
+                v
+            };
+            let dry = e
+                .rotate(
+                    now,
+                    RunOptions {
+                        dry_run: true,
+                        ..RunOptions::default()
+                    },
+                )
+                .unwrap();
+            let real = e.rotate(now, RunOptions::default()).unwrap();
+            assert_eq!(real.errors, vec![], "{body}");
+            assert_eq!(key(&dry), key(&real), "{body}");
+            assert_eq!(
+                (dry.rotated, dry.compressed, dry.deleted),
+                (real.rotated, real.compressed, real.deleted),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_leftover_uncompressed_archive_is_compressed_when_the_log_is_not_due() {
+        for (delay, plain_after) in [(false, vec![]), (true, vec!["app.log.1"])] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let e = engine(
+                d,
+                &format!(
+                    "{}/app.log {{\n  daily\n  rotate 5\n  compress\n{}}}\n",
+                    d.display(),
+                    if delay { "  delaycompress\n" } else { "" }
+                ),
+            );
+            std::fs::write(d.join("app.log"), "now\n").unwrap();
+            std::fs::write(d.join("app.log.1"), "one\n").unwrap();
+            // Left by a run that died during compression.
+            std::fs::write(d.join("app.log.2"), "two\n").unwrap();
+            // Rotated today already: not due.
+            std::fs::write(
+                d.join("status"),
+                format!(
+                    "logrotate state -- version 2\n\"{}/app.log\" 2026-1-1-0:0:0\n",
+                    d.display()
+                ),
+            )
+            .unwrap();
+            let s = e
+                .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+                .unwrap();
+            assert_eq!(s.errors, vec![]);
+            assert_eq!(s.rotated, 0);
+            let mut plain: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with("app.log.") && !n.ends_with(".gz"))
+                .collect();
+            plain.sort();
+            assert_eq!(plain, plain_after, "delaycompress {delay}");
+            let mut gz = Vec::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(d.join("app.log.2.gz")).unwrap())
+                .read_to_end(&mut gz)
+                .unwrap();
+            assert_eq!(gz, b"two\n");
+            assert_eq!(s.compressed, if delay { 1 } else { 2 });
+        }
+    }
+
+    fn gz(path: &Path, content: &[u8]) {
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        std::io::Write::write_all(&mut enc, content).unwrap();
+        enc.finish().unwrap();
+    }
+
+    fn gunzip(path: &Path) -> Vec<u8> {
+        let mut v = Vec::new();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_end(&mut v)
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn two_archives_for_one_name_are_both_kept_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!(
+                "{}/app.log {{\n  size 1\n  rotate 3\n  compress\n}}\n",
+                d.display()
+            ),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "plain\n").unwrap();
+        gz(&d.join("app.log.1.gz"), b"other\n");
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!(s.errors, vec![]);
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        let w = &s.warnings[0].message;
+        assert!(
+            w.contains(&d.join("app.log.1").display().to_string())
+                && w.contains(&d.join("app.log.1.gz").display().to_string()),
+            "{w}"
+        );
+        // Nothing lost: the new archive, and both old ones shifted together.
+        assert_eq!(gunzip(&d.join("app.log.1.gz")), b"now\n");
+        assert_eq!(std::fs::read(d.join("app.log.2")).unwrap(), b"plain\n");
+        assert_eq!(gunzip(&d.join("app.log.2.gz")), b"other\n");
+
+        // The same content twice (a run died after the rename, before the unlink): one stays.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!(
+                "{}/app.log {{\n  size 1\n  rotate 3\n  compress\n}}\n",
+                d.display()
+            ),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "same\n").unwrap();
+        gz(&d.join("app.log.1.gz"), b"same\n");
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!((s.errors.len(), s.warnings.len()), (0, 0), "{s:?}");
+        assert!(!d.join("app.log.2").exists());
+        assert_eq!(gunzip(&d.join("app.log.2.gz")), b"same\n");
+    }
+
+    #[test]
+    fn mail_goes_through_the_configured_command_and_is_only_announced_without_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let logs = d.join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        // A mail command that records its arguments and the message.
+        let mailer = d.join("mailer");
+        std::fs::write(
+            &mailer,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {0}/mails\ncat >> {0}/mails\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&mailer, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let conf = d.join("lr.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{0}/first.log {{\n size 1\n rotate 1\n mail a@example.org\n mailfirst\n}}\n{0}/last.log {{\n size 1\n rotate 1\n compress\n mail b@example.org\n}}\n",
+                logs.display()
+            ),
+        )
+        .unwrap();
+        let mut cfg = LogsConfig {
+            roots: vec![logs.clone()],
+            state_file: d.join("status"),
+            ..LogsConfig::default()
+        };
+        // Without a command: rotation as usual, one warning.
+        let e = LogEngine::new(&cfg, Some(&conf)).with_time_zone(TimeZone::UTC);
+        assert_eq!(e.load_warnings().len(), 1);
+        assert!(e.load_warnings()[0].message.starts_with("mail is not sent"));
+        cfg.mail_command = Some(mailer);
+        let e = LogEngine::new(&cfg, Some(&conf)).with_time_zone(TimeZone::UTC);
+        assert_eq!(e.load_warnings(), &[]);
+        for (day, text) in [(1, "one\n"), (2, "two\n")] {
+            std::fs::write(logs.join("first.log"), text).unwrap();
+            std::fs::write(logs.join("last.log"), text).unwrap();
+            let s = e
+                .rotate(
+                    ts(&format!("2026-01-0{day}T10:00:00Z")),
+                    RunOptions::default(),
+                )
+                .unwrap();
+            assert_eq!((s.rotated, s.errors.len()), (2, 0), "{s:?}");
+        }
+        let l = logs.display();
+        // mailfirst: each new archive; maillast: the archive expiring (decompressed).
+        assert_eq!(
+            std::fs::read_to_string(d.join("mails")).unwrap(),
+            format!(
+                "-s {l}/first.log.1 a@example.org\none\n-s {l}/first.log.1 a@example.org\ntwo\n-s {l}/last.log.2.gz b@example.org\none\n"
+            )
+        );
+    }
+
+    #[test]
+    fn an_archive_past_the_count_is_deleted_not_renamed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!("{}/app.log {{\n  size 1\n  rotate 2\n}}\n", d.display()),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "one\n").unwrap();
+        std::fs::write(d.join("app.log.2"), "two\n").unwrap();
+        // Left by an earlier `rotate 3`.
+        std::fs::write(d.join("app.log.3"), "three\n").unwrap();
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!(s.errors, vec![]);
+        // Both expired archives are accounted for: the old .3, and .2 shifted past the count.
+        assert_eq!((s.deleted, s.deleted_bytes), (2, 10));
+        assert!(!d.join("app.log.3").exists());
+        assert_eq!(std::fs::read(d.join("app.log.2")).unwrap(), b"one\n");
+        assert_eq!(std::fs::read(d.join("app.log.1")).unwrap(), b"now\n");
+    }
+
+    /// The archive name is picked from the directory index; a file that appears at that
+    /// name before the rename (a pod writing under /var/log, another rotator) must never
+    /// be replaced: the rename of the log, and of copytruncate's copy, is no-replace.
+    #[test]
+    fn an_archive_made_after_its_name_was_picked_is_never_replaced() {
+        for mode in ["create", "copytruncate"] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let e = engine(
+                d,
+                &format!(
+                    "{}/app.log {{\n  size 1\n  rotate 5\n  dateext\n  {mode}\n}}\n",
+                    d.display()
+                ),
+            );
+            std::fs::write(d.join("app.log"), "the log\n").unwrap();
+            let archive = d.join("app.log-20260101");
+            // Planted right before the rename: the second "step" (after the name is
+            // picked), or copytruncate's "rename" of its copy.
+            let steps = std::sync::atomic::AtomicU32::new(0);
+            let plant = |what: &str| -> std::io::Result<()> {
+                let planting = match what {
+                    "step" => {
+                        steps.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1
+                            && mode == "create"
+                    }
+                    "rename" => mode == "copytruncate",
+                    _ => false,
+                };
+                if planting {
+                    std::fs::write(&archive, "someone else's archive\n").unwrap();
+                }
+                Ok(())
+            };
+            let s = e
+                .rotate_with(
+                    ts("2026-01-01T10:00:00Z"),
+                    RunOptions {
+                        force: true,
+                        ..RunOptions::default()
+                    },
+                    &plant,
+                )
+                .unwrap();
+            assert_eq!(s.rotated, 0, "{mode}: {s:?}");
+            assert_eq!(s.errors.len(), 1, "{mode}: {s:?}");
+            assert!(
+                s.errors[0].place.ends_with("app.log"),
+                "{mode}: {:?}",
+                s.errors
+            );
+            assert_eq!(
+                std::fs::read_to_string(&archive).unwrap(),
+                "someone else's archive\n",
+                "{mode}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(d.join("app.log")).unwrap(),
+                "the log\n",
+                "{mode}"
+            );
+            // No temporary of the copy is left behind.
+            let mut names: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            assert_eq!(
+                names,
+                [
+                    "app.log",
+                    "app.log-20260101",
+                    "lr.conf",
+                    "status",
+                    "status.lock"
+                ],
+                "{mode}"
+            );
+        }
     }
 }

@@ -225,3 +225,49 @@ fn ignore_lease_signal() {
         let _ = unsafe { signal(Signal::SIGIO, SigHandler::SigIgn) };
     });
 }
+
+/// The POSIX access ACL's extended attribute (what libacl's `acl_get_fd` reads).
+const ACL_ACCESS: &std::ffi::CStr = c"system.posix_acl_access";
+
+/// Gives `to` the access ACL of `from` (both open files), as logrotate does with libacl
+/// for a log made by `create` without a mode. No ACL, or a filesystem without ACLs, is
+/// not an error.
+///
+/// # Errors
+/// Reading or setting the attribute fails otherwise.
+pub fn copy_acl(from: &File, to: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // An ACL of a few dozen entries is a few hundred bytes; 64 KiB is the xattr maximum.
+    let mut buf = vec![0u8; 65_536];
+    // SAFETY: a descriptor we own, a valid NUL-terminated name and a buffer of the length
+    // passed.
+    let n = unsafe {
+        nix::libc::fgetxattr(
+            from.as_raw_fd(),
+            ACL_ACCESS.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(nix::libc::ENODATA | nix::libc::EOPNOTSUPP) => Ok(()),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: a descriptor we own, a valid name and the n bytes read above.
+    let r = unsafe {
+        nix::libc::fsetxattr(
+            to.as_raw_fd(),
+            ACL_ACCESS.as_ptr(),
+            buf.as_ptr().cast(),
+            n as usize,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -426,6 +426,32 @@ impl Dir {
         nix::fcntl::renameat(&self.fd, check_name(from)?, &to_dir.fd, check_name(to)?).map_err(io)
     }
 
+    /// `renameat2(self, from, to_dir, to, RENAME_NOREPLACE)`: fails with `EEXIST`
+    /// (`AlreadyExists`) instead of replacing a file that already has the name `to`, in
+    /// one step, so nothing made between a check and the rename is ever overwritten. A
+    /// filesystem without the flag (EINVAL) gets `linkat` + `unlinkat`, which does not
+    /// replace either (a file with several names is then briefly seen by both).
+    ///
+    /// # Errors
+    /// As renameat2(2); `AlreadyExists` when `to` exists.
+    pub fn rename_noreplace(&self, from: &OsStr, to_dir: &Dir, to: &OsStr) -> io::Result<()> {
+        let (from, to) = (check_name(from)?, check_name(to)?);
+        match nix::fcntl::renameat2(
+            &self.fd,
+            from,
+            &to_dir.fd,
+            to,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Err(Errno::EINVAL) => {
+                nix::unistd::linkat(&self.fd, from, &to_dir.fd, to, AtFlags::empty())
+                    .map_err(io)?;
+                self.unlink(from)
+            }
+            r => r.map_err(io),
+        }
+    }
+
     /// `unlinkat(name)` (files only).
     ///
     /// # Errors
@@ -601,6 +627,27 @@ mod tests {
             "decoy"
         );
         assert!(!root.join("a-moved/x.log").exists());
+    }
+
+    #[test]
+    fn rename_noreplace_never_replaces_an_existing_name() {
+        let (_t, root, _outside) = tree();
+        let d = Roots::new(std::slice::from_ref(&root))
+            .open_dir(&root)
+            .unwrap();
+        let b = d.subdir(OsStr::new("a")).unwrap();
+        std::fs::write(root.join("x"), "x").unwrap();
+        std::fs::write(root.join("a/y"), "y").unwrap();
+        let e = d
+            .rename_noreplace(OsStr::new("x"), &b, OsStr::new("y"))
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(root.join("a/y")).unwrap(), "y");
+        assert_eq!(std::fs::read_to_string(root.join("x")).unwrap(), "x");
+        d.rename_noreplace(OsStr::new("x"), &b, OsStr::new("z"))
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("a/z")).unwrap(), "x");
+        assert!(!root.join("x").exists());
     }
 
     #[test]

@@ -33,8 +33,13 @@ pub enum LockError {
     },
 }
 
-/// The lock file that guards `state_file`.
+/// The lock file that guards `state_file`. A state path that is a device, FIFO or
+/// socket (`--state /dev/null`: keep no state) is locked itself, as logrotate locks its
+/// state file: nothing is created next to it (in /dev).
 pub fn lock_path(state_file: &Path) -> PathBuf {
+    if std::fs::metadata(state_file).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return state_file.to_path_buf();
+    }
     let mut s = state_file.as_os_str().to_owned();
     s.push(".lock");
     PathBuf::from(s)
@@ -54,15 +59,18 @@ pub fn acquire(state_file: &Path, wait: Duration) -> Result<RotationLock, LockEr
         })?;
     }
     let start = Instant::now();
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| LockError::Open {
-            path: path.clone(),
-            source,
-        })?;
+    let mut opts = std::fs::OpenOptions::new();
+    if path == state_file {
+        // Read-only and non-blocking: a FIFO opens without a writer, nothing is written.
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.read(true).custom_flags(nix::libc::O_NONBLOCK);
+    } else {
+        opts.create(true).truncate(false).write(true);
+    }
+    let mut file = opts.open(&path).map_err(|source| LockError::Open {
+        path: path.clone(),
+        source,
+    })?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => return Ok(RotationLock { _lock: l, path }),

@@ -177,6 +177,25 @@ pub struct Policy {
     pub tabooext: Vec<String>,
     /// `compressoptions` as written (for gzip and zstd only `-LEVEL` is understood).
     pub compressoptions: Option<String>,
+    /// `taboopat` list: glob patterns of file names a later `include DIR` skips.
+    pub taboopat: Vec<String>,
+    /// `addextension EXT`: like `extension`, and a log whose name lacks EXT gets it too
+    /// (`app` rotates to `app.1.log`).
+    pub addextension: Option<String>,
+    /// `datehourago`: the date extension uses the time one hour ago.
+    pub datehourago: bool,
+    /// `renamecopy`: logrotate renames to a temporary name and copies it into `olddir`;
+    /// caretaker renames straight to the archive name (the same result on one
+    /// filesystem), see LOGS.md.
+    pub renamecopy: bool,
+    /// `ignoreduplicates`: a log this block names that an earlier block named already is
+    /// left to that block without an error.
+    pub ignoreduplicates: bool,
+    /// `mail ADDRESS` (`nomail`: `None`). caretaker does not send mail; the engine says
+    /// so once per load.
+    pub mail: Option<String>,
+    /// `mailfirst` (true) / `maillast` (false, the default): which archive would be mailed.
+    pub mailfirst: bool,
 }
 
 impl Default for Policy {
@@ -214,6 +233,13 @@ impl Default for Policy {
             allowhardlink: false,
             tabooext: DEFAULT_TABOOEXT.iter().map(|s| s.to_string()).collect(),
             compressoptions: None,
+            taboopat: Vec::new(),
+            addextension: None,
+            datehourago: false,
+            renamecopy: false,
+            ignoreduplicates: false,
+            mail: None,
+            mailfirst: false,
         }
     }
 }
@@ -278,6 +304,15 @@ pub const DIRECTIVES: &[&str] = &[
     "allowhardlink",
     "noallowhardlink",
     "nomail",
+    "mail",
+    "mailfirst",
+    "maillast",
+    "renamecopy",
+    "norenamecopy",
+    "addextension",
+    "datehourago",
+    "taboopat",
+    "ignoreduplicates",
     "include",
     "prerotate",
     "postrotate",
@@ -405,7 +440,29 @@ impl Policy {
             "nosharedscripts" => no_args(self, |p| p.scripts.shared = false),
             "allowhardlink" => no_args(self, |p| p.allowhardlink = true),
             "noallowhardlink" => no_args(self, |p| p.allowhardlink = false),
-            "nomail" => no_args(self, |_| {}),
+            "nomail" => no_args(self, |p| p.mail = None),
+            "mailfirst" => no_args(self, |p| p.mailfirst = true),
+            "maillast" => no_args(self, |p| p.mailfirst = false),
+            "renamecopy" => no_args(self, |p| p.renamecopy = true),
+            "norenamecopy" => no_args(self, |p| p.renamecopy = false),
+            "datehourago" => no_args(self, |p| p.datehourago = true),
+            "ignoreduplicates" => no_args(self, |p| p.ignoreduplicates = true),
+            "mail" => {
+                self.mail = Some(one_arg(name, args)?.to_string());
+                Ok(())
+            }
+            "addextension" => {
+                self.addextension = Some(name_part(name, one_arg(name, args)?)?.to_string());
+                Ok(())
+            }
+            "taboopat" => {
+                let (add, list) = split_plus(args);
+                if !add {
+                    self.taboopat.clear();
+                }
+                self.taboopat.extend(list);
+                Ok(())
+            }
             "create" => {
                 self.create = Some(create_spec(name, args)?);
                 Ok(())
@@ -475,20 +532,11 @@ impl Policy {
                 Ok(())
             }
             "tabooext" => {
-                let (add, list) = match args.first().map(String::as_str) {
-                    Some("+") => (true, &args[1..]),
-                    _ => (false, args),
-                };
-                let items = list
-                    .iter()
-                    .flat_map(|a| a.split(','))
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from);
+                let (add, list) = split_plus(args);
                 if !add {
                     self.tabooext.clear();
                 }
-                self.tabooext.extend(items);
+                self.tabooext.extend(list);
                 Ok(())
             }
             s if SCRIPT_DIRECTIVES.contains(&s) => {
@@ -508,10 +556,6 @@ impl Policy {
                 *slot = Some(body);
                 Ok(())
             }
-            "mail" | "mailfirst" | "maillast" | "renamecopy" | "addextension" | "datehourago"
-            | "taboopat" | "ignoreduplicates" => Err(format!(
-                "{name} is a logrotate directive that caretaker does not support"
-            )),
             _ => Err(format!("unknown directive {name:?}")),
         }
     }
@@ -579,8 +623,9 @@ impl Policy {
     }
 }
 
-/// An argument that becomes part of a file name (`extension`, `compressext`): no `/`,
-/// no `..`, no control characters, so an archive name never leaves the log's directory.
+/// An argument that becomes part of a file name (`extension`, `addextension`,
+/// `compressext`): no `/`, no `..`, no control characters, so an archive name never
+/// leaves the log's directory.
 fn name_part<'a>(name: &str, arg: &'a str) -> Result<&'a str, String> {
     if arg.contains('/') || arg.contains("..") || arg.chars().any(char::is_control) {
         return Err(format!(
@@ -588,6 +633,28 @@ fn name_part<'a>(name: &str, arg: &'a str) -> Result<&'a str, String> {
         ));
     }
     Ok(arg)
+}
+
+/// Whether a directive name is one caretaker knows (the parser warns about others and
+/// ignores their line, as logrotate does).
+pub fn is_directive(name: &str) -> bool {
+    DIRECTIVES.contains(&name)
+}
+
+/// `[+] A,B C` (tabooext/taboopat): whether to add to the list, and the items.
+fn split_plus(args: &[String]) -> (bool, Vec<String>) {
+    let (add, list) = match args.first().map(String::as_str) {
+        Some("+") => (true, &args[1..]),
+        _ => (false, args),
+    };
+    let items = list
+        .iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    (add, items)
 }
 
 fn one_arg<'a>(name: &str, args: &'a [String]) -> Result<&'a str, String> {

@@ -25,6 +25,14 @@
 //! a directory swapped for a symlink between the check and the action changes nothing.
 //! One file reachable by several paths (links, two patterns) is rotated once per pass:
 //! logs are told apart by (device, inode).
+//!
+//! An existing archive is never replaced: the rename of a log (or of its copy) to its
+//! archive name is `renameat2(RENAME_NOREPLACE)`, and compression keeps both files, with
+//! a warning, when an archive of other content already holds the compressed name.
+//!
+//! A dry run makes the same decisions as the real run: it keeps the directory index as
+//! the real run would change it, and remembers which real file each name that would
+//! exist by now stands for (`dry_names`), so retention sees their size and age.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -69,6 +77,8 @@ pub struct Pass<'a> {
     pub threads: usize,
     /// Rotate the target of a symlink (inside the roots) instead of skipping it.
     pub follow_symlinks: bool,
+    /// `logs.mail_command`: mails logs for blocks with `mail`.
+    pub mail_command: Option<&'a Path>,
     /// Failure injection for tests (see [`compress::FailHook`]); also called with
     /// `"step"` before every mutating step.
     pub fail: FailHook<'a>,
@@ -99,6 +109,12 @@ struct Run<'a, 'p> {
     ids: (u32, u32),
     /// Whether `state` was changed (a new log recorded, a rotation).
     state_changed: bool,
+    /// Dry run: a name that would exist now (its path) → the real file it would be (a
+    /// rename, a compression keep size class and mtime), so retention decides as the
+    /// real run.
+    dry_names: HashMap<PathBuf, DryFile>,
+    /// Logs first named by a block with `ignoreduplicates`.
+    quiet_dups: HashSet<std::ffi::OsString>,
 }
 
 /// Runs every policy once. The state is updated in memory; the caller saves it. Returns
@@ -128,6 +144,8 @@ pub fn run_pass(
             nix::unistd::getegid().as_raw(),
         ),
         state_changed: false,
+        dry_names: HashMap::new(),
+        quiet_dups: HashSet::new(),
     };
     let mut seen: HashSet<std::ffi::OsString> = HashSet::new();
     for p in policies {
@@ -190,8 +208,13 @@ impl Run<'_, '_> {
             }
             for f in matched {
                 if seen.insert(f.as_os_str().to_owned()) {
+                    if p.ignoreduplicates {
+                        // logrotate: later blocks naming it are ignored without an error.
+                        self.quiet_dups.insert(f.as_os_str().to_owned());
+                    }
                     files.push(f);
-                } else if !pat.contains(['*', '?', '[']) {
+                } else if !pat.contains(['*', '?', '[']) && !self.quiet_dups.contains(f.as_os_str())
+                {
                     self.error(
                         &f,
                         format!(
@@ -481,16 +504,58 @@ impl Run<'_, '_> {
             self.pass.force,
         );
         tracing::debug!(path = %path.display(), decision = ?d, "Log considered.");
+        let due = Due {
+            path,
+            dir,
+            name,
+            meta,
+        };
         if d.rotates() {
-            Some(Due {
-                path,
-                dir,
-                name,
-                meta,
-            })
+            Some(due)
         } else {
+            if p.compress
+                && let Err(e) = self.compress_leftovers(p, &due)
+            {
+                self.error(&due.path, e.to_string());
+            }
             None
         }
+    }
+
+    /// A log that is not due: archives an earlier run left uncompressed (ENOSPC or a kill
+    /// during compression) are compressed now rather than at the next rotation; with
+    /// `delaycompress` the newest archive stays as it is. Costs one directory read per
+    /// directory and pass (names only) when nothing is left over.
+    fn compress_leftovers(&mut self, p: &Policy, due: &Due) -> io::Result<()> {
+        if let Some(old) = &p.olddir {
+            let log_dir = due.path.parent().unwrap_or(Path::new("/"));
+            // Never created for this (or not a directory): no archives in it. It is not
+            // created here; the rotation that needs it reports what is wrong with it.
+            match self.dir_for(&fsx::normalize(&log_dir.join(old))) {
+                Err(e) if e.is_not_found() || e.is_not_dir() => return Ok(()),
+                _ => {}
+            }
+        }
+        let dir = self.archive_dir(p, due)?;
+        let lay = Layout::new(p, &due.name, dir, &mut self.regexes);
+        let mut names = self.archive_names(&lay)?;
+        if p.delaycompress {
+            let newest = if p.dateext {
+                names
+                    .iter()
+                    .max_by(|a, b| (&a.key, a.counter).cmp(&(&b.key, b.counter)))
+            } else {
+                names.iter().min_by_key(|a| a.counter)
+            }
+            .map(|a| a.name.clone());
+            names.retain(|a| Some(&a.name) != newest.as_ref());
+        }
+        for a in names.into_iter().filter(|a| !a.compressed) {
+            if self.lstat(&lay.dir, &a.name).is_ok_and(|m| m.is_file()) {
+                self.compress(p, &a.name, &lay)?;
+            }
+        }
+        Ok(())
     }
 
     /// Where the log's archives go: its own directory, or `olddir` opened (or, with
@@ -620,7 +685,7 @@ impl Run<'_, '_> {
     /// symlink or a directory is never touched.
     fn archives(&mut self, lay: &Layout) -> io::Result<Vec<Archive>> {
         let mut out = self.archive_names(lay)?;
-        out.retain(|a| a.is_regular(&lay.dir));
+        out.retain(|a| self.lstat(&lay.dir, &a.name).is_ok_and(|m| m.is_file()));
         Ok(out)
     }
 
@@ -641,6 +706,11 @@ impl Run<'_, '_> {
                 self.pass
                     .now
                     .checked_sub(1.day())
+                    .unwrap_or_else(|_| self.pass.now.clone())
+            } else if p.datehourago {
+                self.pass
+                    .now
+                    .checked_sub(1.hour())
                     .unwrap_or_else(|_| self.pass.now.clone())
             } else {
                 self.pass.now.clone()
@@ -667,7 +737,8 @@ impl Run<'_, '_> {
             format!("{}.{}{}", lay.base, p.start, lay.ext)
         };
         let target_path = dir.path.join(&target);
-        // 3. Move the log's content to the archive name.
+        let log_path = due.dir.display(&due.name);
+        // 3. Move the log's content to the archive name (never over an existing file).
         (self.pass.fail)("step")?;
         let size = due.meta.len();
         if p.copy || p.copytruncate {
@@ -681,6 +752,18 @@ impl Run<'_, '_> {
                     p.copytruncate,
                     self.pass.fail,
                 )?;
+            } else {
+                // A new file with the log's content, as new as the log.
+                let real = self
+                    .dry_names
+                    .get(&log_path)
+                    .cloned()
+                    .unwrap_or_else(|| DryFile {
+                        dir: due.dir.path().to_path_buf(),
+                        name: due.name.clone(),
+                        stat: Some(due.meta),
+                    });
+                self.dry_names.insert(target_path.clone(), real);
             }
             let kind = if p.copytruncate {
                 ActionKind::CopyTruncate
@@ -691,13 +774,15 @@ impl Run<'_, '_> {
         } else {
             if !self.pass.dry_run {
                 due.dir
-                    .rename(&due.name, dir.handle()?, OsStr::new(&target))?;
+                    .rename_noreplace(&due.name, dir.handle()?, OsStr::new(&target))?;
             }
+            self.dry_moved(&log_path, Some(&due.dir), &due.name, target_path.clone());
             self.act(ActionKind::Rotate, &due.path, Some(&target_path), size);
             if let Some(spec) = p.create {
                 (self.pass.fail)("step")?;
                 if !self.pass.dry_run {
-                    create_log(&due.dir, &due.name, spec, &due.meta, self.ids)?;
+                    let old_now = (dir.handle()?, OsStr::new(&target));
+                    create_log(&due.dir, &due.name, spec, &due.meta, self.ids, old_now)?;
                 }
             }
         }
@@ -726,6 +811,9 @@ impl Run<'_, '_> {
             return Ok(());
         };
         let lay = Layout::new(p, &due.name, dir, &mut self.regexes);
+        if p.mailfirst {
+            self.mail(p, &lay.dir, &name);
+        }
         if p.rotate == 0 {
             self.remove(p, &lay, &name)?;
             return Ok(());
@@ -741,10 +829,28 @@ impl Run<'_, '_> {
         let dst = format!("{src}{}", lay.compext);
         let src_path = lay.dir.path.join(src);
         let dst_path = lay.dir.path.join(&dst);
-        let before = match lay.dir.dir.as_ref().map(|d| d.stat(OsStr::new(src))) {
-            Some(Ok(m)) => m.len(),
+        // An archive of that name already: the same content (a run died after its
+        // rename, before the unlink) is replaced by the same again; other content is
+        // never replaced: both stay, under their own names, with a warning.
+        // Existence from the directory index, which a dry run keeps as the real run's.
+        if self.names(&lay.dir)?.contains(&dst) && !self.same_content(p, &lay.dir, src, &dst) {
+            let message = format!(
+                "{} and {} are two different archives for one place; both are kept and {} stays uncompressed",
+                src_path.display(),
+                dst_path.display(),
+                src_path.display()
+            );
+            tracing::warn!(path = %src_path.display(), "{message}");
+            self.out.warnings.push(LogError {
+                place: src_path.display().to_string(),
+                message,
+            });
+            return Ok(());
+        }
+        let before = match self.lstat(&lay.dir, src) {
+            Ok(m) => m.len(),
             // Dry run: the archive does not exist yet; it is the log just "rotated".
-            _ => self
+            Err(_) => self
                 .out
                 .actions
                 .iter()
@@ -773,6 +879,12 @@ impl Run<'_, '_> {
         };
         self.index_remove(&lay.dir.path, src);
         self.index_add(&lay.dir.path, &dst);
+        self.dry_moved(
+            &src_path,
+            lay.dir.dir.as_ref(),
+            OsStr::new(src),
+            dst_path.clone(),
+        );
         self.out.compressed += 1;
         self.out.compressed_bytes_before += before;
         self.out.compressed_bytes_after += after.unwrap_or(0);
@@ -812,6 +924,15 @@ impl Run<'_, '_> {
                     &format!("{}.{}", lay.base, i + 1),
                     1,
                 );
+                // Past the count already (left by a larger `rotate`): it expires now, as a
+                // reported deletion, instead of vanishing under the rename.
+                if i == last
+                    && by_index
+                        .get(&(last + 1))
+                        .is_some_and(|l| l.iter().any(|b| b.name == new_name))
+                {
+                    self.remove(p, lay, &new_name)?;
+                }
                 (self.pass.fail)("step")?;
                 if !self.pass.dry_run {
                     let d = lay.dir.handle()?;
@@ -819,6 +940,12 @@ impl Run<'_, '_> {
                 }
                 self.index_remove(&lay.dir.path, &a.name);
                 self.index_add(&lay.dir.path, &new_name);
+                self.dry_moved(
+                    &lay.dir.path.join(&a.name),
+                    lay.dir.dir.as_ref(),
+                    OsStr::new(&a.name),
+                    lay.dir.path.join(&new_name),
+                );
             }
         }
         Ok(())
@@ -834,10 +961,14 @@ impl Run<'_, '_> {
                 u64::MAX
             };
             let names = self.archive_names(lay)?;
-            for a in names
+            let past: Vec<Archive> = names
                 .into_iter()
-                .filter(|a| a.counter == limit.saturating_add(1) && a.is_regular(&lay.dir))
-            {
+                .filter(|a| {
+                    a.counter == limit.saturating_add(1)
+                        && self.lstat(&lay.dir, &a.name).is_ok_and(|m| m.is_file())
+                })
+                .collect();
+            for a in past {
                 self.remove(p, lay, &a.name)?;
             }
             return Ok(());
@@ -882,11 +1013,8 @@ impl Run<'_, '_> {
         if let Some(days) = p.maxage_days {
             let cutoff = self.pass.now.timestamp().as_second() - (days as i64) * 86_400;
             let (old, _young): (Vec<_>, Vec<_>) = keep.into_iter().partition(|a| {
-                lay.dir
-                    .dir
-                    .as_ref()
-                    .and_then(|d| d.stat(OsStr::new(&a.name)).ok())
-                    .is_some_and(|m| m.mtime() < cutoff)
+                self.lstat(&lay.dir, &a.name)
+                    .is_ok_and(|m| m.mtime() < cutoff)
             });
             remove.extend(old);
         }
@@ -896,14 +1024,31 @@ impl Run<'_, '_> {
         Ok(())
     }
 
+    /// logrotate's `mail`: `mailfirst` sends the archive just made, `maillast` the one
+    /// about to be removed; only with `logs.mail_command`. A failure is an error for that
+    /// log; the rotation goes on.
+    fn mail(&mut self, p: &Policy, dir: &ArchDir, name: &str) {
+        let (Some(to), Some(cmd)) = (&p.mail, self.pass.mail_command) else {
+            return;
+        };
+        if self.pass.dry_run {
+            return;
+        }
+        let path = dir.path.join(name);
+        if let Err(e) = self
+            .open_real(dir, name)
+            .and_then(|file| send_mail(cmd, to, file, &path))
+        {
+            self.error(&path, format!("mail to {to} with {}: {e}", cmd.display()));
+        }
+    }
+
     fn remove(&mut self, p: &Policy, lay: &Layout, name: &str) -> io::Result<()> {
+        if !p.mailfirst {
+            self.mail(p, &lay.dir, name);
+        }
         let path = lay.dir.path.join(name);
-        let size = lay
-            .dir
-            .dir
-            .as_ref()
-            .and_then(|d| d.stat(OsStr::new(name)).ok())
-            .map_or(0, |m| m.len());
+        let size = self.lstat(&lay.dir, name).map_or(0, |m| m.len());
         if let Some(s) = &p.scripts.preremove {
             let place = p.place.clone();
             self.script(s, &[&path.to_string_lossy()], &place, "preremove");
@@ -930,6 +1075,62 @@ impl Run<'_, '_> {
         Ok(())
     }
 
+    /// Dry run: the real file a name of `dir` stands for, when the name only exists
+    /// virtually (see `dry_names`).
+    fn virtual_file(&self, dir: &ArchDir, name: &str) -> Option<&DryFile> {
+        if self.dry_names.is_empty() {
+            return None;
+        }
+        self.dry_names.get(&dir.path.join(name))
+    }
+
+    /// `fstatat(AT_SYMLINK_NOFOLLOW)` of a name of `dir`, and in a dry run of a name that
+    /// would exist by now, of the file it would be.
+    fn lstat(&self, dir: &ArchDir, name: &str) -> io::Result<Stat> {
+        if let Some(v) = self.virtual_file(dir, name) {
+            return v
+                .stat
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound));
+        }
+        dir.handle()?.stat(OsStr::new(name))
+    }
+
+    /// Opens the (real) file behind a name of `dir` for reading (no link followed, only a
+    /// regular file; a virtual name's directory is opened below the roots again).
+    fn open_real(&self, dir: &ArchDir, name: &str) -> io::Result<std::fs::File> {
+        if let Some(v) = self.virtual_file(dir, name) {
+            return self.pass.roots.open_dir(&v.dir)?.open_file(&v.name, false);
+        }
+        dir.handle()?.open_file(OsStr::new(name), false)
+    }
+
+    /// Whether the plain archive `plain` and the compressed `archive` (both names of
+    /// `dir`) hold the same bytes; anything unreadable counts as different.
+    fn same_content(&self, p: &Policy, dir: &ArchDir, plain: &str, archive: &str) -> bool {
+        match (self.open_real(dir, plain), self.open_real(dir, archive)) {
+            (Ok(a), Ok(b)) => same_content(a, b, &p.compressor).unwrap_or(false),
+            _ => false,
+        }
+    }
+
+    /// Dry run: the file named `from` (`name` in `dir`, when it exists for real) would
+    /// now be at `to`.
+    fn dry_moved(&mut self, from: &Path, dir: Option<&Arc<Dir>>, name: &OsStr, to: PathBuf) {
+        if !self.pass.dry_run {
+            return;
+        }
+        let real = self.dry_names.remove(from).or_else(|| {
+            dir.map(|d| DryFile {
+                dir: d.path().to_path_buf(),
+                name: name.to_owned(),
+                stat: d.stat(name).ok(),
+            })
+        });
+        if let Some(real) = real {
+            self.dry_names.insert(to, real);
+        }
+    }
+
     fn index_add(&mut self, dir: &Path, name: &str) {
         if let Some(set) = self.dir_index.get_mut(dir.as_os_str()) {
             set.insert(name.to_string());
@@ -941,6 +1142,18 @@ impl Run<'_, '_> {
             set.remove(name);
         }
     }
+}
+
+/// Dry run: the real file behind a name that would exist by now. No handle is kept (a
+/// pass holds at most [`MAX_OPEN_DIRS`] descriptors); a dry run changes no file, so what
+/// `fstatat` said when it was first named stays true.
+#[derive(Clone)]
+struct DryFile {
+    /// Its directory (reopened below the roots to read it) and name.
+    dir: PathBuf,
+    name: OsString,
+    /// `None`: it could not be stat'ed (reported as not found).
+    stat: Option<Stat>,
 }
 
 /// A log that is due, with the handle of its directory.
@@ -1084,10 +1297,12 @@ struct Layout {
 impl Layout {
     fn new(p: &Policy, log_name: &OsStr, dir: ArchDir, cache: &mut RegexCache) -> Self {
         let name = log_name.to_string_lossy().into_owned();
-        let (base, ext) = match &p.extension {
+        let (base, ext) = match p.extension.as_ref().or(p.addextension.as_ref()) {
             Some(e) if name.ends_with(e.as_str()) && name.len() > e.len() => {
                 (name[..name.len() - e.len()].to_string(), e.clone())
             }
+            // `addextension`: a name without the extension gets it.
+            Some(e) if p.extension.is_none() => (name.clone(), e.clone()),
             _ => (name.clone(), String::new()),
         };
         let compext = p.compress_ext();
@@ -1129,14 +1344,6 @@ struct Archive {
     compressed: bool,
 }
 
-impl Archive {
-    fn is_regular(&self, dir: &ArchDir) -> bool {
-        dir.dir
-            .as_ref()
-            .is_some_and(|d| d.stat(OsStr::new(&self.name)).is_ok_and(|m| m.is_file()))
-    }
-}
-
 /// The index of a named capture group.
 fn group(re: &Regex, name: &str) -> Option<usize> {
     re.capture_names().position(|n| n == Some(name))
@@ -1144,13 +1351,15 @@ fn group(re: &Regex, name: &str) -> Option<usize> {
 
 /// Creates the new, empty log in its directory. `O_EXCL`: a file a writer already
 /// recreated is left alone (caretaker never changes mode or owner of a file it did not
-/// create). `ids` are the process's effective uid and gid.
+/// create). `ids` are the process's effective uid and gid; `old_now` is where the old log
+/// is now (its directory and name).
 fn create_log(
     dir: &Dir,
     name: &OsStr,
     spec: CreateSpec,
     old: &Stat,
     ids: (u32, u32),
+    old_now: (&Dir, &OsStr),
 ) -> io::Result<()> {
     let mode = spec.mode.unwrap_or(old.mode());
     let file = match dir.create_new(name, mode) {
@@ -1165,6 +1374,11 @@ fn create_log(
     let gid = spec.gid.unwrap_or(old.gid());
     if (uid, gid) != ids {
         std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
+    if spec.mode.is_none() {
+        // No mode given: the old log's ACL too (logrotate with libacl).
+        let (od, on) = old_now;
+        fsx::copy_acl(&od.open_file(on, false)?, &file)?;
     }
     Ok(())
 }
@@ -1199,7 +1413,8 @@ fn copy_out(
         // The copy gets its final name before the truncate, so a crash after the truncate
         // never leaves the data only in a temporary (which the next run would remove).
         fail("rename")?;
-        to_dir.rename(&tmp, to_dir, target)?;
+        // Never over an existing archive (one planted or made since the name was picked).
+        to_dir.rename_noreplace(&tmp, to_dir, target)?;
         if truncate {
             // Last catch-up through the still-open descriptor right before the truncate:
             // the window for loss is only the gap between this size check and ftruncate,
@@ -1219,4 +1434,62 @@ fn copy_out(
         let _ = to_dir.unlink(&tmp);
     }
     res
+}
+
+/// Runs `cmd -s SUBJECT to` with the file's content (gzip and zstd decompressed by the
+/// name's extension) on stdin; `path` is the file's name for the subject.
+fn send_mail(cmd: &Path, to: &str, file: std::fs::File, path: &Path) -> io::Result<()> {
+    use std::io::Read;
+    let name = path.to_string_lossy();
+    let mut content: Box<dyn Read> = if name.ends_with(".gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
+    } else if name.ends_with(".zst") {
+        Box::new(zstd::stream::read::Decoder::new(file)?)
+    } else {
+        Box::new(file)
+    };
+    let mut child = std::process::Command::new(cmd)
+        .arg("-s")
+        .arg(path.as_os_str())
+        .arg(to)
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        io::copy(&mut content, &mut stdin)?;
+    }
+    let status = child.wait()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("exited with {status}")))
+    }
+}
+
+/// Whether `archive` (compressed with `c`) holds exactly the bytes of `plain`. Streams
+/// both; an external compressor's output cannot be checked and counts as different.
+fn same_content(
+    plain: std::fs::File,
+    archive: std::fs::File,
+    c: &super::policy::Compressor,
+) -> io::Result<bool> {
+    use super::policy::Compressor;
+    use std::io::Read;
+    let mut dec: Box<dyn Read> = match c {
+        Compressor::Gzip { .. } => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(
+            archive,
+        ))),
+        Compressor::Zstd { .. } => Box::new(zstd::stream::read::Decoder::new(archive)?),
+        Compressor::External { .. } => return Ok(false),
+    };
+    let mut p = io::BufReader::new(plain);
+    let (mut x, mut y) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = p.read(&mut x)?;
+        if n == 0 {
+            return Ok(dec.read(&mut y[..1])? == 0);
+        }
+        if dec.read_exact(&mut y[..n]).is_err() || x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
 }

@@ -106,7 +106,10 @@ pub fn decide(p: &Policy, facts: FileFacts, last: DateTime, now: &Zoned, force: 
     if d.rotates() && !p.ifempty && facts.size == 0 {
         d = Decision::Empty;
     }
+    // logrotate 3.21 checks minage only for a time criterion: a `size` log rotates at its
+    // size however young it is.
     if d.rotates()
+        && d != Decision::SizeReached
         && p.minage_days
             .is_some_and(|m| facts.age_seconds < (m as i64) * 86_400)
     {

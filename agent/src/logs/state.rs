@@ -62,20 +62,53 @@ impl State {
         self.entries.insert(path.as_os_str().to_owned(), t);
     }
 
-    /// Reads a state file. A missing file is an empty state.
+    /// Reads a state file. A missing file is an empty state, and so is a file that is not
+    /// a regular file (`--state /dev/null`: keep no state, as logrotate); it is not read
+    /// (a FIFO would block, `/dev/zero` never end). [`is_writable_state`] tells whether
+    /// it may be written.
     ///
     /// # Errors
     /// The file exists but cannot be read. Unreadable lines are not errors: they come
     /// back as `(line number, message)` warnings.
     pub fn load(path: &Path) -> Result<(Self, Vec<(usize, String)>), StateError> {
-        match std::fs::read(path) {
-            Ok(bytes) => Ok(Self::parse(&String::from_utf8_lossy(&bytes))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Self::default(), Vec::new())),
-            Err(source) => Err(StateError::Read {
-                path: path.into(),
-                source,
-            }),
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let err = |source| StateError::Read {
+            path: path.into(),
+            source,
+        };
+        let mut f = match std::fs::File::options()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Self::default(), Vec::new()));
+            }
+            Err(e) => return Err(err(e)),
+        };
+        if !f.metadata().map_err(err)?.is_file() {
+            return Ok((Self::default(), Vec::new()));
         }
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map_err(err)?;
+        Ok(Self::parse(&String::from_utf8_lossy(&bytes)))
+    }
+
+    /// Drops the entries of logs that no longer exist and were last rotated more than a
+    /// year before `now` (logrotate does the same when it writes its state). Returns how
+    /// many were dropped.
+    pub fn prune(&mut self, now: DateTime) -> usize {
+        let Ok(limit) = now.checked_sub(jiff::Span::new().days(365)) else {
+            return 0;
+        };
+        let before = self.entries.len();
+        self.entries.retain(|p, t| {
+            *t >= limit
+                || !matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        });
+        before - self.entries.len()
     }
 
     /// Parses state text (see the module docs).
@@ -91,7 +124,7 @@ impl State {
             if n == 1 && line.starts_with("logrotate state -- version") {
                 continue;
             }
-            match parse_line(line) {
+            match parse_line(line).and_then(|(p, t)| plausible(t).map(|()| (p, t))) {
                 Ok((p, t)) => {
                     st.entries.insert(p.into_os_string(), t);
                 }
@@ -213,6 +246,35 @@ fn parse_line(line: &str) -> Result<(PathBuf, DateTime), String> {
     ))
 }
 
+/// How far ahead of the clock a recorded rotation may lie before it is taken for a
+/// corrupt entry (a little ahead forces a rotation, logrotate's rule for a clock that
+/// was set back).
+const MAX_FUTURE_YEARS: i16 = 10;
+
+/// A time before 1970 or far in the future is not a rotation that happened.
+fn plausible(t: DateTime) -> Result<(), String> {
+    if t.year() < 1970 {
+        return Err(format!("time {t} is before 1970"));
+    }
+    let now = jiff::Zoned::now().datetime();
+    if t.year() > now.year().saturating_add(MAX_FUTURE_YEARS) {
+        return Err(format!(
+            "time {t} is more than {MAX_FUTURE_YEARS} years in the future"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the state may be written to `path`: it is missing or a regular file (after
+/// symlinks). A device, FIFO or socket (`--state /dev/null`) is never replaced or written
+/// into, as logrotate 3.22.
+pub fn is_writable_state(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) => m.is_file(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// `Y-M-D` or `Y-M-D-H:M:S`, numbers without padding.
 fn parse_time(s: &str) -> Option<DateTime> {
     let mut it = s.splitn(4, '-');
@@ -313,5 +375,24 @@ mod tests {
             State::load(&dir.path().join("missing")).unwrap().0,
             State::default()
         );
+    }
+
+    #[test]
+    fn prune_drops_entries_of_missing_logs_older_than_a_year() {
+        let dir = tempfile::tempdir().unwrap();
+        let here = dir.path().join("here.log");
+        std::fs::write(&here, "").unwrap();
+        let gone = dir.path().join("gone.log");
+        let gone_recent = dir.path().join("gone-recent.log");
+        let mut st = State::default();
+        let old = DateTime::new(2024, 1, 1, 0, 0, 0, 0).unwrap();
+        st.set(&here, old);
+        st.set(&gone, old);
+        st.set(&gone_recent, DateTime::new(2025, 6, 1, 0, 0, 0, 0).unwrap());
+        let now = DateTime::new(2026, 1, 1, 0, 0, 0, 0).unwrap();
+        assert_eq!(st.prune(now), 1);
+        assert_eq!(st.get(&gone), None);
+        assert_eq!(st.get(&here), Some(old));
+        assert!(st.get(&gone_recent).is_some());
     }
 }

@@ -78,6 +78,10 @@ pub struct RotationSummary {
     pub skipped: Vec<LogError>,
     /// Config errors and failures; the pass continued past each.
     pub errors: Vec<LogError>,
+    /// Config lines ignored (unknown or obsolete directives, a file included twice) and
+    /// features caretaker does not provide (`mail`); everything else was done.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<LogError>,
 }
 
 impl RotationSummary {
@@ -121,6 +125,9 @@ impl RotationSummary {
         }
         for e in &self.errors {
             out.push_str(&format!("error {}: {}\n", e.place, e.message));
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("warning {}: {}\n", w.place, w.message));
         }
         out
     }

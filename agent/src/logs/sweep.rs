@@ -53,7 +53,7 @@ fn default_interval() -> Duration {
 }
 
 fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    caretaker_proto::config::bounded_duration(
+    caretaker_core::config::bounded_duration(
         d,
         Duration::from_secs(1),
         Duration::from_secs(30 * 86_400),

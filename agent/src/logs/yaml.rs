@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn yaml_and_logrotate_conf_give_the_same_policy() {
         let yaml = "policies:\n  - files: [\"/var/log/containers/*.log\"]\n    daily: true\n    rotate: 7\n    compress: true\n    missingok: true\n    notifempty: true\n    dateext: true\n    dateformat: \"-%Y%m%d-%s\"\n    create: \"0644 root root\"\n";
-        let w: Wrap = caretaker_proto::config::parse_yaml(yaml, Path::new("a.yaml")).unwrap();
+        let w: Wrap = caretaker_core::config::parse_yaml(yaml, Path::new("a.yaml")).unwrap();
         let mut from_yaml = w.policies[0].to_policy(0, Permissions::default()).unwrap();
         let conf = "/var/log/containers/*.log {\n  daily\n  rotate 7\n  compress\n  missingok\n  notifempty\n  dateext\n  dateformat -%Y%m%d-%s\n  create 0644 root root\n}\n";
         let from_conf = parse_str(conf, "c", Permissions::default())
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_policy_and_key_and_unknown_keys_name_the_line() {
-        let w: Wrap = caretaker_proto::config::parse_yaml(
+        let w: Wrap = caretaker_core::config::parse_yaml(
             "policies:\n  - files: [/a.log]\n    rotate: many\n    compress: false\n",
             Path::new("a.yaml"),
         )
@@ -209,7 +209,7 @@ mod tests {
                 "rotate takes a count (0 or more, or -1 to keep all), found \"many\"".to_string()
             )]
         );
-        let err = caretaker_proto::config::parse_yaml::<Wrap>(
+        let err = caretaker_core::config::parse_yaml::<Wrap>(
             "policies:\n  - files: [/a.log]\n    rotat: 2\n",
             Path::new("a.yaml"),
         )

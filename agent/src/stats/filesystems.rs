@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use caretaker_proto::model::{CollectorError, Filesystem};
+use caretaker_core::model::{CollectorError, Filesystem};
 use regex::Regex;
 
 use super::mountinfo::MountInfo;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use caretaker_proto::model::{CollectorError, Host};
+use caretaker_core::model::{CollectorError, Host};
 use nix::sys::resource::{UsageWho, getrusage};
 use nix::time::{ClockId, clock_gettime};
 use sysinfo::{

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use caretaker_proto::model::{NetworkInterface, NetworkRates};
+use caretaker_core::model::{NetworkInterface, NetworkRates};
 
 /// The 16 counters of one interface, in the kernel's order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

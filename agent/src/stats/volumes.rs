@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use caretaker_proto::model::{CollectorError, VolumeMount};
+use caretaker_core::model::{CollectorError, VolumeMount};
 
 use super::filesystems::{Candidate, Statter};
 use super::mountinfo::MountInfo;

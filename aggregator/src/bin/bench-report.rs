@@ -17,11 +17,11 @@
 use std::time::{Duration, Instant};
 
 use caretaker_aggregator::checks::{CheckResult, Finding, ObjectRef, Severity};
-use caretaker_aggregator::history::{History, Retention};
 use caretaker_aggregator::report::{self, CheckRound, MergeConfig};
 use caretaker_aggregator::state::State;
+use caretaker_aggregator::store::history::{History, Retention};
 use caretaker_aggregator::store::{STORE_FILE, Store, StoredNode};
-use caretaker_proto::model::{
+use caretaker_core::model::{
     AgentCost, Filesystem, Host, NetworkInterface, NetworkRates, NodeReport,
 };
 use jiff::Timestamp;

@@ -7,8 +7,15 @@
 //! intermediate breaks the chain as surely as an expired leaf). A Secret that a listed
 //! Certificate issues (`spec.secretName`) is not reported again.
 //!
+//! cert-manager renews a Certificate at `status.renewalTime`. When that moment passed more
+//! than [`RENEWAL_GRACE`] ago and the certificate is still the old one, cert-manager is
+//! failing to renew it: that is the problem to report (`certificate_renewal_overdue`, at
+//! least a warning, critical or expired as the expiry says), with the reason from the
+//! Certificate's `Issuing` and `Ready` conditions, rather than only "expires in 5 days".
+//!
 //! Codes: `certificate_expired` (critical), `certificate_expiring` (critical within
-//! `critical_days`, warning within `warning_days`), `certificate_not_issued` (warning: a
+//! `critical_days`, warning within `warning_days`), `certificate_renewal_overdue` (see
+//! above), `certificate_not_issued` (warning: a
 //! Certificate with no `notAfter` yet), `tls_secret_invalid` (warning: no certificate could
 //! be parsed from `tls.crt`).
 
@@ -19,6 +26,10 @@ use k8s_openapi::api::core::v1::Secret;
 use x509_parser::pem::Pem;
 
 use super::time::{human, parse};
+
+/// How long after `status.renewalTime` a renewal may take before it is overdue: an issuance
+/// normally takes seconds to minutes (an ACME challenge a few minutes).
+pub const RENEWAL_GRACE: SignedDuration = SignedDuration::from_hours(1);
 use super::{
     CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
 };
@@ -132,24 +143,80 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             .get("spec")
             .and_then(|s| s.get("secretName"))
             .and_then(|s| s.as_str());
+        let condition = |kind: &str| {
+            status
+                .and_then(|s| s.get("conditions"))
+                .and_then(|c| c.as_array())
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c.get("type").and_then(|t| t.as_str()) == Some(kind))
+                })
+        };
+        let renewal = parse(status.and_then(|s| s.get("renewalTime")));
         match not_after {
             Some(t) => {
                 if let Some(name) = secret_name {
                     issued_secrets.insert((ns, name));
                 }
-                let ready = status
-                    .and_then(|s| s.get("conditions"))
-                    .and_then(|c| c.as_array())
-                    .and_then(|cs| {
-                        cs.iter()
-                            .find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Ready"))
-                    })
+                let ready = condition("Ready")
                     .and_then(|c| c.get("status"))
                     .and_then(|s| s.as_str())
                     .map(|s| format!(" (Ready condition: {s})"))
                     .unwrap_or_default();
                 let what = format!("certificate{ready}");
-                findings.extend(expiry_finding(config, now, t, object, &what));
+                // An expired certificate is reported as expired (the renewal reason is
+                // still given); renewal overdue is the verdict while it is still valid.
+                match renewal.filter(|r| now.duration_since(*r) > RENEWAL_GRACE && *r < t) {
+                    Some(r) => {
+                        let expiry = expiry_finding(config, now, t, object.clone(), &what);
+                        let severity = expiry
+                            .as_ref()
+                            .map_or(Severity::Warning, |f| f.severity.max(Severity::Warning));
+                        let expires = expiry
+                            .map(|f| f.message)
+                            .unwrap_or_else(|| format!("{what} notAfter {t}"));
+                        let why: Vec<String> = ["Issuing", "Ready"]
+                            .into_iter()
+                            .filter_map(|kind| {
+                                let c = condition(kind)?;
+                                let field = |k: &str| c.get(k).and_then(|v| v.as_str());
+                                (field("status") != Some("True") || kind == "Issuing").then(|| {
+                                    format!(
+                                        "{kind} {}: {}{}",
+                                        field("status").unwrap_or("Unknown"),
+                                        field("reason").unwrap_or("no reason"),
+                                        field("message")
+                                            .map(|m| format!(" ({m})"))
+                                            .unwrap_or_default()
+                                    )
+                                })
+                            })
+                            .collect();
+                        let why = if why.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {}", why.join("; "))
+                        };
+                        let code = if t <= now {
+                            "certificate_expired"
+                        } else {
+                            "certificate_renewal_overdue"
+                        };
+                        findings.push(
+                            Finding::new(
+                                code,
+                                severity,
+                                object,
+                                format!(
+                                    "renewal overdue: renewalTime {r} passed {} ago and cert-manager has not renewed it; {expires}{why}",
+                                    human(now.duration_since(r))
+                                ),
+                            )
+                            .with_at(Some(t)),
+                        );
+                    }
+                    None => findings.extend(expiry_finding(config, now, t, object, &what)),
+                }
             }
             None => findings.push(Finding::new(
                 "certificate_not_issued",

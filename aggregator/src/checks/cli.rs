@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use caretaker_proto::config::{ConfigError, EXIT_TEMPFAIL, EXIT_USAGE};
-use caretaker_proto::render::Style;
+use caretaker_core::config::{ConfigError, EXIT_TEMPFAIL, EXIT_USAGE};
+use caretaker_core::render::Style;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -125,7 +125,7 @@ impl CliError {
 /// [`CliError::Config`] naming the file, line and field.
 pub fn load_config(path: Option<&Path>) -> Result<FileConfig, CliError> {
     Ok(match path {
-        Some(p) => caretaker_proto::config::load_yaml(p)?,
+        Some(p) => caretaker_core::config::load_yaml(p)?,
         None => FileConfig::default(),
     })
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use caretaker_proto::config::bounded_duration;
+use caretaker_core::config::bounded_duration;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn partial_section_keeps_other_defaults() {
-        let c: ChecksConfig = caretaker_proto::config::parse_yaml(
+        let c: ChecksConfig = caretaker_core::config::parse_yaml(
             "pods:\n  restart_threshold: 5\nevents:\n  window: 12h\n",
             Path::new("c.yaml"),
         )
@@ -247,7 +247,7 @@ mod tests {
 
     #[test]
     fn unknown_option_and_bad_percent_name_their_line() {
-        let e = caretaker_proto::config::parse_yaml::<ChecksConfig>(
+        let e = caretaker_core::config::parse_yaml::<ChecksConfig>(
             "pods:\n  restart_treshold: 5\n",
             Path::new("c.yaml"),
         )
@@ -257,7 +257,7 @@ mod tests {
             e.contains("restart_treshold") && e.contains("line 2"),
             "{e}"
         );
-        let e = caretaker_proto::config::parse_yaml::<ChecksConfig>(
+        let e = caretaker_core::config::parse_yaml::<ChecksConfig>(
             "pvcs:\n  usage_warning_percent: 120\n",
             Path::new("c.yaml"),
         )

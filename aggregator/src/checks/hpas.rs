@@ -1,11 +1,14 @@
 //! HorizontalPodAutoscalers (autoscaling/v2) that are really capped at their maximum, and
 //! ones that cannot scale.
 //!
-//! Being at `maxReplicas` is not a problem by itself; it is when the controller wanted more:
-//! the `ScalingLimited` condition is True with reason `TooManyReplicas` (the desired count
-//! was clamped to the maximum). `ScalingLimited` True with `TooFewReplicas` is the minimum.
+//! An HPA is at its maximum when its desired replica count is at least `maxReplicas` and
+//! the current count equals it, whatever its conditions say (an HPA that has no conditions
+//! yet, or whose `ScalingLimited` is False with `DesiredWithinRange` at exactly the maximum,
+//! has no room left either); the `ScalingLimited` reason is quoted when present. An HPA with
+//! `minReplicas == maxReplicas` is pinned on purpose: `hpa_pinned` (info), never a warning.
 //!
-//! Codes: `hpa_at_max` (warning), `hpa_unable_to_scale` (warning: `AbleToScale` False),
+//! Codes: `hpa_at_max` (warning), `hpa_pinned` (info), `hpa_unable_to_scale` (warning:
+//! `AbleToScale` False),
 //! `hpa_scaling_inactive` (warning: `ScalingActive` False, e.g. metrics unavailable; not
 //! when scaling is disabled by 0 replicas).
 
@@ -36,25 +39,33 @@ pub fn check(state: &ClusterState, _config: &ChecksConfig, _now: Timestamp) -> C
             "{}/{}",
             h.spec.scale_target_ref.kind, h.spec.scale_target_ref.name
         );
-        if let Some(c) = cond("ScalingLimited")
-            && c.status == "True"
-            && c.reason.as_deref() == Some("TooManyReplicas")
-        {
-            capped += 1;
-            findings.push(Finding::new(
-                "hpa_at_max",
-                Severity::Warning,
-                obj(),
-                format!(
-                    "{target} capped at maxReplicas {max} (current {}, desired {}){}",
-                    status.current_replicas.unwrap_or(0),
-                    status.desired_replicas,
-                    c.message
-                        .as_deref()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default()
-                ),
-            ));
+        let current = status.current_replicas.unwrap_or(0);
+        let desired = status.desired_replicas;
+        let pinned = h.spec.min_replicas.unwrap_or(1) >= max;
+        if desired >= max && current == max {
+            let limited = cond("ScalingLimited")
+                .filter(|c| c.status == "True")
+                .and_then(|c| c.message.as_deref())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            if pinned {
+                findings.push(Finding::new(
+                    "hpa_pinned",
+                    Severity::Info,
+                    obj(),
+                    format!("{target} pinned at {max} replicas (minReplicas = maxReplicas)"),
+                ));
+            } else {
+                capped += 1;
+                findings.push(Finding::new(
+                    "hpa_at_max",
+                    Severity::Warning,
+                    obj(),
+                    format!(
+                        "{target} capped at maxReplicas {max} (current {current}, desired {desired}){limited}"
+                    ),
+                ));
+            }
         }
         if let Some(c) = cond("AbleToScale")
             && c.status == "False"

@@ -1,6 +1,6 @@
 //! Check results as terminal tables or Markdown (JSON is their serde form).
 
-use caretaker_proto::render::Style;
+use caretaker_core::render::Style;
 use comfy_table::{ContentArrangement, Table, presets};
 
 use super::{CheckResult, CheckStatus, Finding};

@@ -5,14 +5,17 @@
 //! | phase | finding |
 //! |---|---|
 //! | Completed, Deleting | none |
-//! | PartiallyFailed, WaitingForPluginOperationsPartiallyFailed, FinalizingPartiallyFailed, UploadingPartialFailure | `backup_partially_failed` (warning) |
+//! | PartiallyFailed | `backup_partially_failed` (warning) |
 //! | Failed | `backup_failed` (critical) |
 //! | FailedValidation | `backup_failed_validation` (critical) |
-//! | New (or empty), InProgress, WaitingForPluginOperations, Finalizing, Uploading | `backup_in_progress` (info) |
+//! | New (or empty), InProgress, WaitingForPluginOperations, WaitingForPluginOperationsPartiallyFailed, Finalizing, FinalizingPartiallyFailed, Uploading, UploadingPartialFailure | `backup_in_progress` (info; the message says when a running backup has already partially failed) |
 //! | anything else | `backup_unknown_phase` (warning) |
 //!
-//! Phases are judged for the newest backup of each schedule (older ones are superseded)
-//! and for every backup without a schedule. A schedule is stale (`backup_stale`, warning)
+//! A backup is *finished* in Completed, PartiallyFailed, Failed and FailedValidation (the
+//! terminal phases of velero.io/v1 `BackupPhase`). For each schedule the newest finished
+//! backup is judged (older ones are superseded), and a newer backup that is still running
+//! is reported as in progress beside it: a running backup never hides the last real
+//! outcome. Every backup without a schedule is judged on its own. A schedule is stale (`backup_stale`, warning)
 //! when its newest Completed backup is older than its period plus `stale_slack`; the
 //! period is the longest gap between two runs of its cron expression, so `0 3 * * 1-5` is
 //! allowed its weekend. `schedule_never_completed` (warning): no Completed backup although
@@ -64,17 +67,35 @@ fn phase(b: &DynamicObject) -> &str {
 pub fn classify_phase(phase: &str) -> Option<(&'static str, Severity)> {
     match phase {
         "Completed" | "Deleting" => None,
-        "PartiallyFailed"
-        | "WaitingForPluginOperationsPartiallyFailed"
-        | "FinalizingPartiallyFailed"
-        | "UploadingPartialFailure" => Some(("backup_partially_failed", Severity::Warning)),
+        "PartiallyFailed" => Some(("backup_partially_failed", Severity::Warning)),
         "Failed" => Some(("backup_failed", Severity::Critical)),
         "FailedValidation" => Some(("backup_failed_validation", Severity::Critical)),
-        "" | "New" | "InProgress" | "WaitingForPluginOperations" | "Finalizing" | "Uploading" => {
-            Some(("backup_in_progress", Severity::Info))
-        }
+        p if is_running(p) => Some(("backup_in_progress", Severity::Info)),
         _ => Some(("backup_unknown_phase", Severity::Warning)),
     }
+}
+
+/// Whether a phase is one of a backup that is still running (it will change by itself).
+fn is_running(phase: &str) -> bool {
+    matches!(
+        phase,
+        "" | "New"
+            | "InProgress"
+            | "WaitingForPluginOperations"
+            | "WaitingForPluginOperationsPartiallyFailed"
+            | "Finalizing"
+            | "FinalizingPartiallyFailed"
+            | "Uploading"
+            | "UploadingPartialFailure"
+    )
+}
+
+/// Whether a phase is terminal: the backup's outcome is known.
+fn is_finished(phase: &str) -> bool {
+    matches!(
+        phase,
+        "Completed" | "PartiallyFailed" | "Failed" | "FailedValidation"
+    )
 }
 
 fn phase_finding(b: &DynamicObject, now: Timestamp) -> Option<Finding> {
@@ -147,8 +168,19 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         }
     }
     for backups in by_schedule.values() {
-        if let Some(newest) = backups.iter().max_by_key(|b| started(b)) {
-            findings.extend(phase_finding(newest, now));
+        let newest_finished = backups
+            .iter()
+            .filter(|b| is_finished(phase(b)))
+            .max_by_key(|b| started(b));
+        if let Some(finished) = newest_finished {
+            findings.extend(phase_finding(finished, now));
+        }
+        // Runs newer than the last outcome (normally one) are reported as in progress.
+        for b in backups {
+            let newer = newest_finished.is_none_or(|f| started(b) > started(f));
+            if newer && !is_finished(phase(b)) {
+                findings.extend(phase_finding(b, now));
+            }
         }
     }
     let slack = sd(config.velero.stale_slack);
@@ -369,9 +401,10 @@ mod tests {
             classify_phase("PartiallyFailed"),
             Some(("backup_partially_failed", Severity::Warning))
         );
+        // Still running: it will end PartiallyFailed, and is judged then (issue 12).
         assert_eq!(
             classify_phase("FinalizingPartiallyFailed"),
-            Some(("backup_partially_failed", Severity::Warning))
+            Some(("backup_in_progress", Severity::Info))
         );
         assert_eq!(
             classify_phase("Failed"),

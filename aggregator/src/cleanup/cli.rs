@@ -4,14 +4,14 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use caretaker_proto::render::Style;
+use caretaker_core::render::Style;
 use jiff::Timestamp;
 use serde::Serialize;
 
 use super::apply::{AuditLog, Outcome, apply};
 use super::{CleanupKind, Proposal, propose_with_notes, render};
 use crate::checks::cli::{CliError, load_config, load_state};
-use crate::schedule::window::{Decision, MaintenanceWindow};
+use caretaker_core::window::{Decision, MaintenanceWindow};
 
 /// Output format of `cleanup`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -762,8 +762,8 @@ fn propose_replica_sets<'a>(
 }
 
 fn propose_snapshots(state: &ClusterState, config: &CleanupConfig, out: &mut Proposals) {
-    let mut by_pvc: HashMap<(String, &str), Vec<(Option<Timestamp>, &kube::api::DynamicObject)>> =
-        HashMap::new();
+    type Dated<'a> = (Option<Timestamp>, &'a kube::api::DynamicObject);
+    let mut by_pvc: HashMap<(String, &str), Vec<Dated<'_>>> = HashMap::new();
     for s in &state.volume_snapshots {
         let Some(pvc) = s
             .data

@@ -1,6 +1,6 @@
 //! Proposals as a terminal or Markdown table.
 
-use caretaker_proto::render::Style;
+use caretaker_core::render::Style;
 
 use super::{Action, Proposal};
 use crate::checks::render::{cell, table};

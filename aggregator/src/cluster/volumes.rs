@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 
-use caretaker_proto::model::NodeReport;
+use caretaker_core::model::NodeReport;
 use serde::{Deserialize, Serialize};
 
 /// Plugin directories that never hold a PersistentVolume.
@@ -63,7 +63,7 @@ pub fn pv_name_from_mount(path: &str) -> Option<&str> {
 pub fn from_node_reports<'a>(reports: impl IntoIterator<Item = &'a NodeReport>) -> Vec<VolumeStat> {
     let mut out = Vec::new();
     for r in reports {
-        let stat = |pv: &str, fs: &caretaker_proto::model::Filesystem| VolumeStat {
+        let stat = |pv: &str, fs: &caretaker_core::model::Filesystem| VolumeStat {
             node: r.node_name.clone(),
             pv_name: pv.to_string(),
             size_bytes: fs.size_bytes,
@@ -103,7 +103,7 @@ pub fn from_node_reports<'a>(reports: impl IntoIterator<Item = &'a NodeReport>) 
 
 #[cfg(test)]
 mod tests {
-    use caretaker_proto::model::{AgentCost, Filesystem, Host, VolumeMount};
+    use caretaker_core::model::{AgentCost, Filesystem, Host, VolumeMount};
 
     use super::*;
 

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use caretaker_proto::config::bounded_duration;
+use caretaker_core::config::bounded_duration;
 use serde::{Deserialize, Deserializer};
 
 /// Environment variable with the Lease's namespace when `namespace` is not set.
@@ -191,7 +191,7 @@ fn retry_period<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 mod tests {
     use std::path::Path;
 
-    use caretaker_proto::config::parse_yaml;
+    use caretaker_core::config::parse_yaml;
 
     use super::*;
 

@@ -6,7 +6,7 @@
 //! and waits to acquire the Lease. While it waits it is a standby: it serves only the HTTP
 //! port, `/healthz` 200, `/readyz` 200 `standby` (it is up and contending, so the
 //! Deployment counts it available and rollouts finish) and 503 for everything else
-//! ([`standby`]), and it does not open the store (the leader has it open; redb locks the
+//! ([`crate::api::standby`]), and it does not open the store (the leader has it open; redb locks the
 //! file). The Service selects `caretaker.io/role: leader`, so it does not reach a standby.
 //! Once it holds the Lease it starts the full server (store, gRPC ingest, query API,
 //! schedules, cleanups), labels its pod `leader` once the servers listen, and renews the
@@ -28,7 +28,7 @@
 //! - [`lease`]: [`lease::Elector`]: acquire, renew, detect loss, release.
 //! - [`role`]: [`role::PodLabeler`]: the `caretaker.io/role` label on this replica's pod.
 //! - [`replica`]: [`replica::Replica::run`]: label, contend, lead, step down, in order.
-//! - [`standby`]: the HTTP answers of a standby.
+//! - The HTTP answers of a standby are a server, so they live in [`crate::api::standby`].
 
 pub mod config;
 #[cfg(test)]
@@ -36,4 +36,3 @@ pub(crate) mod fake;
 pub mod lease;
 pub mod replica;
 pub mod role;
-pub mod standby;

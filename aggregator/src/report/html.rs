@@ -1,6 +1,6 @@
 //! The report page: the merged [`ClusterReport`] as one self-contained HTML5 page, served
 //! by the aggregator at `GET /report` and printed by `report --output html` and
-//! `standalone --once --output html`.
+//! `caretaker-standalone --once --output html`.
 //!
 //! # What the page shows, top to bottom
 //! - **Header**: date (UTC), status, score, node counts, when the checks ran.
@@ -35,8 +35,8 @@
 //! - **Deterministic**: the page is a function of the report alone (no clock, sorted
 //!   input, no hash-map order), so it can be compared in tests.
 
-use caretaker_proto::model::{Filesystem, Freshness, NodeStatus};
-use caretaker_proto::render::bytes;
+use caretaker_core::model::{Filesystem, Freshness, NodeStatus};
+use caretaker_core::render::bytes;
 use jiff::{SignedDuration, Timestamp};
 use maud::{DOCTYPE, Markup, PreEscaped, html as markup};
 
@@ -53,7 +53,7 @@ pub fn html(report: &ClusterReport) -> String {
 /// Renders the findings that differ between two recorded reports as a complete HTML5
 /// page (same style sheet and policy as the report page): new, resolved and changed
 /// findings, each table with its count.
-pub fn diff_html(d: &crate::history::ReportDiff) -> String {
+pub fn diff_html(d: &crate::store::history::ReportDiff) -> String {
     let when = |t: Option<Timestamp>| t.map_or_else(|| "-".to_string(), fmt_time);
     let title = format!("caretaker findings from {} to {}", when(d.from), when(d.to));
     let section = |name: &str, list: &[super::TrackedFinding]| {
@@ -967,7 +967,7 @@ fn nodes_table(r: &ClusterReport) -> Markup {
 
 #[cfg(test)]
 mod tests {
-    use caretaker_proto::model::{Filesystem, NetworkInterface, NetworkRates};
+    use caretaker_core::model::{Filesystem, NetworkInterface, NetworkRates};
 
     use super::*;
     use crate::checks::CheckResult;
@@ -1122,7 +1122,7 @@ mod tests {
     fn the_diff_page_lists_new_resolved_and_changed_findings_escaped() {
         let r = sample();
         assert!(r.findings.len() >= 2, "the sample has findings");
-        let d = crate::history::ReportDiff {
+        let d = crate::store::history::ReportDiff {
             from: Some("2026-11-22T03:00:00Z".parse().unwrap()),
             to: Some("2026-11-29T03:00:00Z".parse().unwrap()),
             new: vec![r.findings[0].clone()],

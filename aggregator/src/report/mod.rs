@@ -27,7 +27,7 @@ pub mod score;
 
 use std::collections::BTreeMap;
 
-use caretaker_proto::model::{Freshness, NodeReport, NodeStatus};
+use caretaker_core::model::{Freshness, NodeReport, NodeStatus};
 use caretaker_proto::pb;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -99,7 +99,7 @@ pub struct ScheduledRun {
 /// The trends a `trends` task records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunTrends {
-    pub disk_30d: Vec<crate::history::DiskTrend>,
+    pub disk_30d: Vec<crate::store::history::DiskTrend>,
     /// Alert name → in how many recorded reports of the last 7 days it was firing.
     pub alerts_7d: BTreeMap<String, u64>,
 }
@@ -491,7 +491,7 @@ fn disk_pressure(
     for (&node_name, n) in latest {
         let report = &n.report;
         let condition = round.disk_pressure_nodes.iter().any(|d| d == node_name);
-        let mut worst: Option<(&caretaker_proto::model::Filesystem, PressureLevel)> = None;
+        let mut worst: Option<(&caretaker_core::model::Filesystem, PressureLevel)> = None;
         for f in report.filesystems.iter().filter(|f| !f.stale) {
             let level = if f.used_percent >= cfg.pressure_percent {
                 Some(PressureLevel::Pressure)
@@ -538,7 +538,7 @@ fn disk_pressure(
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use caretaker_proto::model::{AgentCost, Filesystem, Host};
+    use caretaker_core::model::{AgentCost, Filesystem, Host};
     use proptest::prelude::*;
 
     use super::*;
@@ -706,7 +706,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_node_near_pressure_shows_what_its_agent_can_reclaim() {
-        use caretaker_proto::model::{ImagesSummary, RuntimeImages};
+        use caretaker_core::model::{ImagesSummary, RuntimeImages};
         let mut b = stored("node-b", 1, 9, 88.0, 0);
         let runtime = |name: &str, bytes| RuntimeImages {
             runtime: name.into(),
@@ -741,7 +741,7 @@ pub(crate) mod tests {
 
     #[test]
     fn disk_pressure_shows_what_the_agent_reports_it_can_reclaim() {
-        use caretaker_proto::model::{LogCounts, LogsSummary};
+        use caretaker_core::model::{LogCounts, LogsSummary};
         let mut b = stored("node-b", 1, 9, 88.0, 0);
         // Nothing reported: unknown, not zero.
         assert_eq!(reclaimable(&b.report), None);
@@ -774,10 +774,10 @@ pub(crate) mod tests {
         // Images and logs together: the sum.
         let mut both = stored("node-b", 1, 9, 88.0, 0);
         both.report.logs = b_logs;
-        both.report.images = Some(caretaker_proto::model::ImagesSummary {
+        both.report.images = Some(caretaker_core::model::ImagesSummary {
             dry_run: true,
             checked_at: at(0),
-            runtimes: vec![caretaker_proto::model::RuntimeImages {
+            runtimes: vec![caretaker_core::model::RuntimeImages {
                 runtime: "docker".into(),
                 image_fs_mountpoint: "/var/lib/docker".into(),
                 image_fs_used_percent: Some(88.0),

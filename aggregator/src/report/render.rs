@@ -5,14 +5,14 @@
 
 use std::fmt::Write as _;
 
-use caretaker_proto::model::{Freshness, NodeStatus};
-use caretaker_proto::render::{self, Style};
+use caretaker_core::model::{Freshness, NodeStatus};
+use caretaker_core::render::{self, Style};
 use comfy_table::{Table, presets};
 
 use super::{ClusterReport, PressureLevel};
 use crate::checks::{CheckStatus, Severity};
 
-/// Output formats of `report` and `standalone`.
+/// Output formats of `report` and `caretaker-standalone`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Table,
@@ -40,7 +40,7 @@ pub fn render(report: &ClusterReport, output: Output) -> Result<String, serde_js
 /// # Errors
 /// Only JSON serialization errors.
 pub fn render_diff(
-    d: &crate::history::ReportDiff,
+    d: &crate::store::history::ReportDiff,
     output: Output,
 ) -> Result<String, serde_json::Error> {
     let style = match output {

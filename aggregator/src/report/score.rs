@@ -14,7 +14,7 @@
 //! So a cluster with no findings and every node fresh scores 100; one critical finding
 //! gives 85; a whole check failing gives at most 60.
 
-use caretaker_proto::model::{Freshness, NodeStatus};
+use caretaker_core::model::{Freshness, NodeStatus};
 
 use super::{DiskPressure, PressureLevel};
 use crate::checks::{CheckResult, Severity};

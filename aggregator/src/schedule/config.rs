@@ -35,12 +35,12 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-use caretaker_proto::config::bounded_duration;
+use caretaker_core::config::bounded_duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::cron::Cron;
 use crate::checks::Severity;
-pub use caretaker_proto::window::{Day, WindowConfig, Zone};
+use caretaker_core::cron::Cron;
+pub use caretaker_core::window::{Day, WindowConfig, Zone};
 
 /// The `schedule:` section.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -157,7 +157,7 @@ impl fmt::Display for Task {
 pub struct RunConfig {
     /// false leaves the run out. Default true.
     pub enabled: bool,
-    /// When, as a 5-field cron expression in `time_zone` (see [`super::cron`]).
+    /// When, as a 5-field cron expression in `time_zone` (see [`caretaker_core::cron`]).
     pub cron: Cron,
     /// What the run does; duplicates count once. Defaults: see [`ScheduleConfig`].
     pub checks: BTreeSet<Task>,
@@ -292,7 +292,7 @@ fn webhook_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
 mod tests {
     use std::path::Path;
 
-    use caretaker_proto::config::parse_yaml;
+    use caretaker_core::config::parse_yaml;
     use jiff::civil::Time;
     use jiff::tz::TimeZoneDatabase;
 

@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::config::{RunConfig, ScheduleConfig, Task, Zone};
-use super::cron::Cron;
+use caretaker_core::cron::Cron;
 
 /// Which of the scheduled runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -189,7 +189,7 @@ impl RunState {
 mod tests {
     use std::path::Path;
 
-    use caretaker_proto::config::parse_yaml;
+    use caretaker_core::config::parse_yaml;
 
     use super::*;
 

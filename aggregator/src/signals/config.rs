@@ -23,7 +23,7 @@
 
 use std::time::Duration;
 
-use caretaker_proto::config::bounded_duration;
+use caretaker_core::config::bounded_duration;
 use serde::{Deserialize, Deserializer};
 
 /// Default request-rate query (requests per second over the window), as in the seed's
@@ -174,7 +174,7 @@ fn url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 mod tests {
     use std::path::Path;
 
-    use caretaker_proto::config::parse_yaml;
+    use caretaker_core::config::parse_yaml;
 
     use super::*;
 

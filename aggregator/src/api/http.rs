@@ -120,11 +120,12 @@ async fn history(AxState(state): AxState<Arc<State>>) -> Response {
 async fn trends(AxState(state): AxState<Arc<State>>) -> Response {
     let now = Timestamp::now();
     let s = Arc::clone(&state);
-    let disk = match blocking(move || crate::history::disk_trends(s.history(), now, 30)).await {
-        Ok(d) => d,
-        Err(resp) => return resp,
-    };
-    match blocking(move || crate::history::alert_counts(state.history(), now, 7)).await {
+    let disk =
+        match blocking(move || crate::store::history::disk_trends(s.history(), now, 30)).await {
+            Ok(d) => d,
+            Err(resp) => return resp,
+        };
+    match blocking(move || crate::store::history::alert_counts(state.history(), now, 7)).await {
         Ok(alerts) => Json(json!({ "disk": disk, "alerts": alerts })).into_response(),
         Err(resp) => resp,
     }

@@ -1,9 +1,18 @@
-//! `caretaker-aggregator standalone`: an aggregator and an agent for this machine in one
-//! process, talking real gRPC over loopback. No cluster, no config file.
+//! `caretaker-standalone`: an aggregator and an agent for this machine in one process,
+//! talking real gRPC over loopback. No cluster, no config file.
 //!
 //! With `--once` it waits until at least two reports of this node are stored (the second
 //! one carries network rates), fetches the merged report through the gRPC `Query` service
-//! like any client, prints it and stops.
+//! like any client ([`caretaker_aggregator::client`]), prints it and stops.
+//!
+//! # Layout
+//! - [`run`]: starts the aggregator's servers ([`caretaker_aggregator::api::server`]) on
+//!   loopback and the agent's daemon ([`caretaker_agent::run`]) reporting to them.
+//! - `main.rs`: the command line (`--once`, `--output`, `--timeout`, `--path.*`).
+//!
+//! Nothing is decided here: log rotation in the agent's `logs::schedule`, images in use in
+//! its `images::plan`, checks in the aggregator's `checks`; a report goes agent `stream` →
+//! aggregator `api::ingest` → `state` → `store`, exactly as in a cluster, only over loopback.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,9 +24,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::report::ClusterReport;
-use crate::state::State;
-use crate::store::Store;
+use caretaker_aggregator::report::ClusterReport;
+use caretaker_aggregator::state::State;
+use caretaker_aggregator::store::Store;
 
 /// Report interval of the embedded agent: short, so `--once` is done in about a second.
 pub const STANDALONE_INTERVAL: Duration = Duration::from_millis(500);
@@ -31,15 +40,15 @@ pub enum StandaloneError {
     #[error("cannot bind loopback listeners: {0}")]
     Bind(#[source] std::io::Error),
     #[error("store: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] caretaker_aggregator::store::StoreError),
     #[error("agent: {0}")]
     Agent(String),
     #[error("no {REPORTS_BEFORE_PRINT} reports stored within {0:?}; see the log above")]
     Timeout(Duration),
-    #[error("query: {0}")]
-    Query(String),
+    #[error("query")]
+    Query(#[source] caretaker_aggregator::client::ClientError),
     #[error(transparent)]
-    Serve(#[from] crate::server::ServeError),
+    Serve(#[from] caretaker_aggregator::api::server::ServeError),
 }
 
 /// Addresses the standalone servers listen on.
@@ -74,7 +83,7 @@ pub async fn run(
         http: http.local_addr().map_err(StandaloneError::Bind)?,
     };
     let server_stop = CancellationToken::new();
-    let server = tokio::spawn(crate::server::serve(
+    let server = tokio::spawn(caretaker_aggregator::api::server::serve(
         Arc::clone(&state),
         grpc,
         http,
@@ -128,97 +137,8 @@ pub async fn run(
     outcome
 }
 
-/// How a query client reaches an aggregator.
-#[derive(Debug, Clone, Default)]
-pub struct QueryClientOptions {
-    /// CA of the aggregator's server certificate; needed for `https://`.
-    pub ca_file: Option<std::path::PathBuf>,
-    /// Bearer token (never logged).
-    pub token: Option<String>,
-}
-
-/// Fetches the merged report from a running aggregator's gRPC `Query` service, over
-/// plaintext without a token.
-///
-/// # Errors
-/// Connection, RPC or an invalid answer.
-/// `at`: the live report when `None`, else the one recorded at or before that time.
-pub async fn fetch_report(
-    url: &str,
-    at: Option<jiff::Timestamp>,
-) -> Result<ClusterReport, StandaloneError> {
-    fetch_report_with(url, at, &QueryClientOptions::default()).await
-}
-
-/// [`fetch_report`] with TLS and a token.
-///
-/// # Errors
-/// Connection, RPC or an invalid answer.
-pub async fn fetch_report_with(
-    url: &str,
-    at: Option<jiff::Timestamp>,
-    opts: &QueryClientOptions,
-) -> Result<ClusterReport, StandaloneError> {
-    use caretaker_proto::pb::{GetClusterReportRequest, query_client::QueryClient};
-    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| StandaloneError::Query(format!("invalid server URL {url:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30));
-    if let Some(ca) = &opts.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| {
-            StandaloneError::Query(format!("cannot read CA file {}: {e}", ca.display()))
-        })?;
-        let tls = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(pem));
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| StandaloneError::Query(format!("TLS config: {e}")))?;
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| StandaloneError::Query(format!("connect to {url}: {}", error_chain(&e))))?;
-    let mut request = tonic::Request::new(GetClusterReportRequest {
-        at: at.map(|t| prost_types::Timestamp {
-            seconds: t.as_second(),
-            nanos: t.subsec_nanosecond(),
-        }),
-    });
-    if let Some(t) = &opts.token {
-        let value = format!("Bearer {t}").parse().map_err(|_| {
-            StandaloneError::Query("the token has characters a header cannot carry".into())
-        })?;
-        request.metadata_mut().insert("authorization", value);
-    }
-    let reply = QueryClient::new(channel)
-        .get_cluster_report(request)
-        .await
-        .map_err(|s| {
-            StandaloneError::Query(format!(
-                "GetClusterReport at {url}: {} ({:?})",
-                s.message(),
-                s.code()
-            ))
-        })?;
-    ClusterReport::from_wire(&reply.into_inner())
-        .map_err(|e| StandaloneError::Query(format!("answer from {url}: {e}")))
-}
-
 async fn query(grpc: SocketAddr) -> Result<ClusterReport, StandaloneError> {
-    fetch_report(&format!("http://{grpc}"), None).await
-}
-
-/// An error with its causes, `a: b: c`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
+    caretaker_aggregator::client::fetch_report(&format!("http://{grpc}"), None)
+        .await
+        .map_err(StandaloneError::Query)
 }

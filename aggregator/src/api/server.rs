@@ -2,8 +2,8 @@
 //! shutdown token as arguments so tests bind `127.0.0.1:0`.
 //!
 //! [`serve`] is plaintext with no tokens (loopback: tests, `standalone`); [`serve_with`]
-//! takes [`ServeOptions`]: TLS on both listeners (mutual for agents, see [`crate::tls`]),
-//! bearer tokens ([`crate::auth`]) and the ingest rate.
+//! takes [`ServeOptions`]: TLS on both listeners (mutual for agents, see [`crate::api::tls`]),
+//! bearer tokens ([`crate::api::auth`]) and the ingest rate.
 
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -18,11 +18,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
-use crate::auth::{Auth, GrpcAuthLayer};
-use crate::ingest::{DEFAULT_REPORTS_PER_MINUTE, IdentityPolicy, IngestService};
-use crate::query::QueryService;
+use crate::api::auth::{Auth, GrpcAuthLayer};
+use crate::api::ingest::{DEFAULT_REPORTS_PER_MINUTE, IdentityPolicy, IngestService};
+use crate::api::query::QueryService;
+use crate::api::tls::{ReloadingTls, TlsListener};
 use crate::state::State;
-use crate::tls::{ReloadingTls, TlsListener};
 
 /// How [`serve_with`] secures its listeners.
 #[derive(Debug)]
@@ -127,10 +127,11 @@ pub async fn serve_with(
         .add_service(reflection)
         .add_service(ingest)
         .add_service(query);
-    let app = crate::http::router(Arc::clone(&state)).layer(axum::middleware::from_fn_with_state(
-        Arc::clone(&options.auth),
-        crate::auth::http_middleware,
-    ));
+    let app =
+        crate::api::http::router(Arc::clone(&state)).layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&options.auth),
+            crate::api::auth::http_middleware,
+        ));
     let (grpc_server, http_server): (BoxedServer, BoxedServer) = match &options.tls {
         None => (
             Box::pin(async move {
@@ -151,8 +152,10 @@ pub async fn serve_with(
             }),
         ),
         Some(tls) => {
-            let grpc_in = crate::tls::incoming(grpc, Arc::clone(tls), shutdown.clone(), "grpc");
-            let http_in = crate::tls::incoming(http, Arc::clone(tls), shutdown.clone(), "http");
+            let grpc_in =
+                crate::api::tls::incoming(grpc, Arc::clone(tls), shutdown.clone(), "grpc");
+            let http_in =
+                crate::api::tls::incoming(http, Arc::clone(tls), shutdown.clone(), "http");
             let grpc_stream = tokio_stream::wrappers::ReceiverStream::new(grpc_in)
                 .map(|(s, _)| Ok::<_, std::io::Error>(s));
             (

@@ -10,7 +10,7 @@
 //!
 //! A client certificate is optional at the TLS level, because gRPC `Query` clients on
 //! the same port authenticate with bearer tokens instead; the ingest service refuses a
-//! stream without one ([`crate::ingest`]).
+//! stream without one ([`crate::api::ingest`]).
 //!
 //! # Reload
 //! [`ReloadingTls::current`] looks at the three files' modification time, size and inode
@@ -103,7 +103,7 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, String> 
     }
     match names.as_slice() {
         [one] if one == "*" => Ok(PeerIdentity::Shared),
-        [one] if caretaker_proto::model::validate_node_name(one).is_ok() => {
+        [one] if caretaker_core::model::validate_node_name(one).is_ok() => {
             Ok(PeerIdentity::Node(one.clone()))
         }
         [one] => Err(format!(

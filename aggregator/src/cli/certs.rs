@@ -24,7 +24,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::tls::{NODE_URI_PREFIX, SHARED_NODE_URI};
+use crate::api::tls::{NODE_URI_PREFIX, SHARED_NODE_URI};
 
 /// Errors of `certs`.
 #[derive(Debug, thiserror::Error)]
@@ -174,11 +174,9 @@ impl Ca {
     ) -> Result<CertAndKey, CertsError> {
         let (cn, uri) = match node {
             Some(n) => {
-                caretaker_proto::model::validate_node_name(n).map_err(|e| {
-                    CertsError::NodeName {
-                        name: n.into(),
-                        message: e.to_string(),
-                    }
+                caretaker_core::model::validate_node_name(n).map_err(|e| CertsError::NodeName {
+                    name: n.into(),
+                    message: e.to_string(),
                 })?;
                 (n.to_string(), format!("{NODE_URI_PREFIX}{n}"))
             }
@@ -312,7 +310,7 @@ pub fn generate(opts: &CertsOptions) -> Result<CertsSummary, CertsError> {
         ca
     };
     for n in &opts.nodes {
-        caretaker_proto::model::validate_node_name(n).map_err(|e| CertsError::NodeName {
+        caretaker_core::model::validate_node_name(n).map_err(|e| CertsError::NodeName {
             name: n.clone(),
             message: e.to_string(),
         })?;
@@ -417,7 +415,7 @@ mod tests {
     use rustls_pki_types::pem::PemObject;
 
     use super::*;
-    use crate::tls::{PeerIdentity, peer_identity};
+    use crate::api::tls::{PeerIdentity, peer_identity};
 
     fn der(pem: &str) -> CertificateDer<'static> {
         CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()

@@ -2,6 +2,8 @@
 //! propose cleanups, read the external signals, and hand the result ([`CheckRound`]) to
 //! the state, whose merged report joins it with the live node reports.
 //!
+//! [`scheduled`]: the daily, weekly and monthly rounds (recorded in the history).
+//!
 //! ```yaml
 //! cluster:
 //!   source: none          # none (default) | live | dump
@@ -9,12 +11,14 @@
 //!   interval: 10m         # default 10m: how often a round runs; 1m..24h
 //! ```
 
+pub mod scheduled;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use caretaker_proto::config::bounded_duration;
-use caretaker_proto::model::NodeReport;
+use caretaker_core::config::bounded_duration;
+use caretaker_core::model::NodeReport;
 use jiff::Timestamp;
 use serde::{Deserialize, Deserializer};
 use tracing::warn;
@@ -758,7 +762,7 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_signals_are_findings() {
-        let cfg: SignalsConfig = caretaker_proto::config::parse_yaml(
+        let cfg: SignalsConfig = caretaker_core::config::parse_yaml(
             "http_endpoints:\n  - name: api\n    url: http://127.0.0.1:9/health\n    timeout: 1s\nalertmanager:\n  url: http://127.0.0.1:9\n  timeout: 1s\n",
             Path::new("s.yaml"),
         )

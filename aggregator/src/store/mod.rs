@@ -4,12 +4,16 @@
 //! report survives a crash of the aggregator. The decision whether a report is new, a
 //! duplicate or from an older agent run is taken inside the same write transaction as the
 //! write, so two streams claiming the same node cannot interleave badly.
+//!
+//! [`history`]: every recorded merged report, in the same redb file.
+
+pub mod history;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use caretaker_proto::model::NodeReport;
+use caretaker_core::model::NodeReport;
 use caretaker_proto::pb;
 use jiff::Timestamp;
 use prost::Message;
@@ -270,7 +274,7 @@ fn decode(node: &str, bytes: &[u8]) -> Result<StoredNode, StoreError> {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use caretaker_proto::model::{AgentCost, Host};
+    use caretaker_core::model::{AgentCost, Host};
     use proptest::prelude::*;
 
     use super::*;

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
-use crate::tls::{ReloadingTls, TlsListener};
+use crate::api::tls::{ReloadingTls, TlsListener};
 
 /// The `/readyz` answer of a standby (the leader answers `ready`): the role at a glance,
 /// e.g. `kubectl exec` or a port-forward to one pod.
@@ -55,7 +55,7 @@ pub async fn serve(
                     .await
             }
             Some(tls) => {
-                let incoming = crate::tls::incoming(http, tls, stop.clone(), "http");
+                let incoming = crate::api::tls::incoming(http, tls, stop.clone(), "http");
                 axum::serve(TlsListener::new(incoming, addr), app)
                     .with_graceful_shutdown(stop.cancelled_owned())
                     .into_future()

@@ -6,19 +6,19 @@
 //! in order, so acks arrive in order.
 //!
 //! With mutual TLS ([`IdentityPolicy::Certificate`]) a stream needs a client certificate,
-//! and every report must be for the node that certificate names ([`crate::tls`]); a
+//! and every report must be for the node that certificate names ([`crate::api::tls`]); a
 //! report for another node ends the stream with `PERMISSION_DENIED`, nothing stored.
 //!
 //! Each stream may send `reports_per_minute` reports (bursts up to that many); beyond it
 //! the service stops reading the stream until the rate allows, so HTTP/2 flow control
 //! holds a misbehaving agent back and the aggregator buffers at most one message
-//! ([`crate::server::MAX_MESSAGE_BYTES`]) per stream.
+//! ([`crate::api::server::MAX_MESSAGE_BYTES`]) per stream.
 
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use caretaker_proto::model::NodeReport;
+use caretaker_core::model::NodeReport;
 use caretaker_proto::pb::{
     self, agent_message, aggregator_message, report_ingest_server::ReportIngest,
 };
@@ -30,9 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::api::tls::PeerIdentity;
 use crate::state::State;
 use crate::store::Outcome;
-use crate::tls::PeerIdentity;
 
 /// Acks waiting to be sent on one stream. Small: an agent that does not read its acks
 /// slows its own stream down (backpressure), it cannot grow the aggregator's memory.
@@ -97,7 +97,7 @@ impl IngestService {
                 "no client certificate: this aggregator takes reports over mutual TLS only; give the agent aggregator.tls.cert_file and key_file",
             ));
         };
-        match crate::tls::peer_identity(cert) {
+        match crate::api::tls::peer_identity(cert) {
             Ok(PeerIdentity::Node(n)) => Ok(Some(n)),
             Ok(PeerIdentity::Shared) if allow_shared => Ok(None),
             Ok(PeerIdentity::Shared) => Err(Status::permission_denied(

@@ -8,7 +8,7 @@
 //! logged: the log names a token by its configured `name`.
 //!
 //! # Reload
-//! Token files are followed like the TLS files ([`crate::tls`]): before a request that
+//! Token files are followed like the TLS files ([`crate::api::tls`]): before a request that
 //! needs a token, each token file's modification time, size and inode are compared with
 //! the last ones seen, and a changed file is read again (Kubernetes swaps a Secret volume's
 //! files atomically), so a rotated token takes effect without a restart and the old one is
@@ -27,8 +27,8 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tracing::{debug, error, info, warn};
 
+use crate::api::tls::{FileStamp as Stamp, file_stamp as stamp};
 use crate::config::AuthConfig;
-use crate::tls::{FileStamp as Stamp, file_stamp as stamp};
 
 /// What a token may do. `Admin` includes `Read`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -542,7 +542,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("read");
         std::fs::write(&f, "file-token-0123456789\n").unwrap();
-        let cfg: AuthConfig = caretaker_proto::config::parse_yaml(
+        let cfg: AuthConfig = caretaker_core::config::parse_yaml(
             &format!(
                 "tokens:\n  - {{name: ro, scope: read, file: {}}}\n",
                 f.display()
@@ -564,7 +564,7 @@ mod tests {
             Auth::from_config(&cfg).unwrap_err().to_string(),
             "auth.tokens ro: the token is shorter than 16 characters; generate one with `caretaker-aggregator certs`"
         );
-        let cfg: AuthConfig = caretaker_proto::config::parse_yaml(
+        let cfg: AuthConfig = caretaker_core::config::parse_yaml(
             "tokens:\n  - {name: ops, scope: admin, env: CARETAKER_TEST_UNSET_TOKEN_VAR}\n",
             std::path::Path::new("c"),
         )
@@ -576,7 +576,7 @@ mod tests {
     }
 
     fn file_config(read: &std::path::Path, admin: &std::path::Path) -> AuthConfig {
-        caretaker_proto::config::parse_yaml(
+        caretaker_core::config::parse_yaml(
             &format!(
                 "tokens:\n  - {{name: ro, scope: read, file: {}}}\n  - {{name: ops, scope: admin, file: {}}}\n",
                 read.display(),

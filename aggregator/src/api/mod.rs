@@ -1,0 +1,19 @@
+//! The aggregator's servers: what agents, operators and Kubernetes talk to.
+//!
+//! # Layout
+//! - [`server`]: wires gRPC + HTTP on given listeners until a shutdown token fires.
+//! - [`ingest`]: the `ReportIngest.Stream` gRPC service (validate, store, ack): how a
+//!   report reaches the store.
+//! - [`query`]: the gRPC `Query` service; [`http`]: the same as JSON plus health, metrics
+//!   and the report page.
+//! - [`auth`]: bearer tokens of the query APIs.
+//! - [`tls`]: server TLS, node identity from client certificates, reload on change.
+//! - [`standby`]: what a standby replica serves on the HTTP port until it holds the Lease.
+
+pub mod auth;
+pub mod http;
+pub mod ingest;
+pub mod query;
+pub mod server;
+pub mod standby;
+pub mod tls;

@@ -1,0 +1,25 @@
+//! caretaker's shared core: what the agent and the aggregator both compute with.
+//!
+//! # Layout
+//! - [`model`]: the domain types the programs compute with and print as JSON, one file per
+//!   concept, each with its conversions to the wire types of `caretaker-proto` (`From`) and
+//!   validated conversions back (`TryFrom`, whose error names the offending field).
+//! - [`config`]: loading YAML config files with errors that name the file, line and field.
+//! - [`render`]: human tables of a node report, shared by `caretaker-agent stats` and
+//!   `caretaker-aggregator report`.
+//! - [`cron`] and [`window`]: cron expressions in a time zone and the maintenance window,
+//!   which the aggregator's schedules and `cleanup --apply` and the agent's scheduled
+//!   image pruning obey alike.
+//!
+//! # Where to look
+//! This crate holds no decisions of its own: log rotation is decided in `caretaker-agent`'s
+//! `logs::schedule` (carried out by `logs::engine`), whether an image is in use in its
+//! `images::plan`, checks are defined in `caretaker-aggregator`'s `checks`, and a report
+//! travels agent `stream` → aggregator `api::ingest` → `state` → `store`, crossing the wire
+//! as `caretaker_proto::pb::NodeReport` and validated back by [`model`]'s `TryFrom`.
+
+pub mod config;
+pub mod cron;
+pub mod model;
+pub mod render;
+pub mod window;

@@ -1,0 +1,118 @@
+//! `caretaker-standalone`: parses the command line, runs aggregator + agent of this machine
+//! in one process and prints the merged report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use caretaker_agent::paths::HostPaths;
+use caretaker_aggregator::report::{self, Output};
+use caretaker_core::config::EXIT_USAGE;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Aggregator + agent for this machine in one process over loopback gRPC; no cluster,
+/// no config. With --once: print the merged report after two reports and exit.
+#[derive(Debug, Parser)]
+#[command(name = "caretaker-standalone", version)]
+struct Cli {
+    #[arg(long)]
+    once: bool,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// Give up if the reports have not arrived within this time.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// procfs of the host (default /proc).
+    #[arg(long = "path.procfs")]
+    procfs: Option<PathBuf>,
+    /// sysfs of the host (default /sys).
+    #[arg(long = "path.sysfs")]
+    sysfs: Option<PathBuf>,
+    /// The host's root filesystem (default /).
+    #[arg(long = "path.rootfs")]
+    rootfs: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
+        }
+    };
+    // The printed report is the output; keep the log to what goes wrong.
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match try_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("caretaker-standalone: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn try_main(cli: Cli) -> anyhow::Result<()> {
+    let Cli {
+        once,
+        output,
+        timeout,
+        procfs,
+        sysfs,
+        rootfs,
+    } = cli;
+    let d = HostPaths::default();
+    let paths = HostPaths {
+        procfs: procfs.unwrap_or(d.procfs),
+        sysfs: sysfs.unwrap_or(d.sysfs),
+        rootfs: rootfs.unwrap_or(d.rootfs),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let report = rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            s.cancel();
+        });
+        caretaker_standalone::run(paths, once, timeout, shutdown, |e| {
+            if !once {
+                eprintln!(
+                    "caretaker standalone: gRPC on {}, HTTP on http://{}/api/v1/report; Ctrl-C to stop",
+                    e.grpc, e.http
+                );
+            }
+        })
+        .await
+    })?;
+    rt.shutdown_timeout(Duration::from_millis(500));
+    print!("{}", report::render(&report, output)?);
+    Ok(())
+}
+
+/// Returns on SIGTERM or SIGINT.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("Cannot install signal handlers.");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received; stopping."),
+        _ = int.recv() => info!("SIGINT received; stopping."),
+    }
+}
