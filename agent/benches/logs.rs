@@ -11,7 +11,12 @@
 //!    its default level. Durable: caretaker's times include the fsyncs, gzip's do not.
 //! 2. BENCH_FILES logs under `size 1M, rotate 2, create`: a pass where nothing is due vs
 //!    one logrotate run on the same tree; then a pass where every file rotates vs
-//!    logrotate (sparse 1 MiB files, so the tree costs no disk).
+//!    logrotate (sparse 1 MiB files, so the tree costs no disk). Each is measured twice:
+//!    the engine's pass inside this process (what the daemon does every 10 s), and
+//!    `caretaker-agent rotate --logrotate-conf` as a whole process (start-up, config,
+//!    state file) beside `logrotate` as a whole process.
+//!
+//! `BENCH_MB=0` skips the compression part.
 //!
 //! The machine may be shared: every comparison is repeated BENCH_RUNS times (default 5),
 //! the two tools alternating, and the medians are printed with each run's figures.
@@ -154,6 +159,14 @@ fn write_klog_text(path: &Path, bytes: u64) {
     w.flush().unwrap();
 }
 
+/// User + system CPU seconds of every child process reaped so far.
+fn children_cpu() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap();
+    let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    tv(u.user_time()) + tv(u.system_time())
+}
+
 fn secs(start: Instant) -> f64 {
     start.elapsed().as_secs_f64()
 }
@@ -185,12 +198,19 @@ fn main() {
     let text = std::env::var("BENCH_TEXT").unwrap_or_else(|_| "json".into());
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let base = std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into());
+    if mb > 0 {
+        compression(mb, runs, &text, threads, &base);
+    }
+    trees(files, runs, &base);
+}
+
+fn compression(mb: u64, runs: usize, text: &str, threads: usize, base: &str) {
     let tmp = tempfile::Builder::new()
         .prefix("caretaker-bench")
-        .tempdir_in(&base)
+        .tempdir_in(base)
         .unwrap();
     let src = tmp.path().join("app.log");
-    match text.as_str() {
+    match text {
         "klog" => write_klog_text(&src, mb << 20),
         _ => write_json_text(&src, mb << 20),
     }
@@ -257,7 +277,9 @@ fn main() {
         );
     }
     drop(tmp);
+}
 
+fn trees(files: usize, runs: usize, base: &str) {
     println!("== {files} logs, size 1M, rotate 2, create ({runs} runs, medians)");
     let Some(lr) = ["/usr/sbin/logrotate", "/sbin/logrotate"]
         .into_iter()
@@ -268,7 +290,7 @@ fn main() {
     };
     let tmp = tempfile::Builder::new()
         .prefix("caretaker-bench")
-        .tempdir_in(&base)
+        .tempdir_in(base)
         .unwrap();
     let make_tree = |name: &str, size: u64| {
         let dir = tmp.path().join(name);
@@ -290,8 +312,12 @@ fn main() {
     };
     // Each timed run starts with nothing dirty (tree creation, deletions, the other tool's
     // writes): a tool that fsyncs pays for its own writes only.
+    // CPU time (user + system) of the last process run: on a shared machine the wall
+    // time also holds the time spent waiting for a core.
+    let last_cpu = std::cell::Cell::new(0.0f64);
     let run_lr = |conf: &Path, state: &Path| {
         nix::unistd::sync();
+        let cpu0 = children_cpu();
         let t = Instant::now();
         let st = Command::new(lr)
             .arg("-s")
@@ -301,7 +327,31 @@ fn main() {
             .status()
             .unwrap();
         assert!(st.success() || st.code() == Some(1));
-        secs(t)
+        let wall = secs(t);
+        last_cpu.set(children_cpu() - cpu0);
+        wall
+    };
+    // `caretaker-agent rotate` as a whole process, as an operator or a cron job runs it.
+    let run_ct = |dir: &Path, conf: &Path, state: &Path| {
+        nix::unistd::sync();
+        let cpu0 = children_cpu();
+        let t = Instant::now();
+        let st = Command::new(env!("CARGO_BIN_EXE_caretaker-agent"))
+            .arg("rotate")
+            .arg("--logrotate-conf")
+            .arg(conf)
+            .arg("--state")
+            .arg(state)
+            .arg("--root")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "caretaker-agent rotate: {st}");
+        let wall = secs(t);
+        last_cpu.set(children_cpu() - cpu0);
+        wall
     };
     let ct_engine = |dir: &Path, conf: &Path, name: &str| {
         let cfg = LogsConfig {
@@ -334,11 +384,41 @@ fn main() {
         x.push(l / c);
     }
     println!(
-        "nothing due:   logrotate {:8.1} ms   caretaker {:8.1} ms   ({:.1}x less wall time)   runs (x): {}",
+        "nothing due:   logrotate {:8.1} ms   caretaker {:8.1} ms   ({:.1}x less wall time; engine pass in this process)   runs (x): {}",
         median(lr_t),
         median(ct_t),
         median(x.clone()),
         list(&x)
+    );
+    let ct_state = tmp.path().join("small.ct-process-state");
+    run_ct(&dir, &conf, &ct_state);
+    let (mut lr_t, mut ct_t, mut x) = (vec![], vec![], vec![]);
+    let (mut lr_c, mut ct_c, mut cx) = (vec![], vec![], vec![]);
+    for _ in 0..runs {
+        let l = run_lr(&conf, &lr_state);
+        let lc = last_cpu.get();
+        let c = run_ct(&dir, &conf, &ct_state);
+        let cc = last_cpu.get();
+        lr_t.push(l * 1e3);
+        ct_t.push(c * 1e3);
+        x.push(l / c);
+        lr_c.push(lc * 1e3);
+        ct_c.push(cc * 1e3);
+        cx.push(lc / cc.max(1e-4));
+    }
+    println!(
+        "nothing due:   logrotate {:8.1} ms   caretaker {:8.1} ms   ({:.1}x less wall time; whole processes)   runs (x): {}",
+        median(lr_t),
+        median(ct_t),
+        median(x.clone()),
+        list(&x)
+    );
+    println!(
+        "nothing due:   logrotate {:8.1} ms   caretaker {:8.1} ms   ({:.1}x less CPU time, user + system; whole processes)   runs (x): {}",
+        median(lr_c),
+        median(ct_c),
+        median(cx.clone()),
+        list(&cx)
     );
 
     // Everything due: sparse 1 MiB files, a fresh tree per run and tool, all made before
@@ -350,12 +430,18 @@ fn main() {
             (
                 make_tree(&format!("big-lr-{r}"), 1 << 20),
                 make_tree(&format!("big-ct-{r}"), 1 << 20),
+                make_tree(&format!("big-cp-{r}"), 1 << 20),
             )
         })
         .collect();
     let (mut lr_t, mut ct_t, mut x) = (vec![], vec![], vec![]);
-    for (r, ((dir_lr, conf_lr), (dir_ct, conf_ct))) in trees.into_iter().enumerate() {
+    let (mut cp_t, mut cp_x) = (vec![], vec![]);
+    let (mut lr_c, mut cp_c, mut cp_cx) = (vec![], vec![], vec![]);
+    for (r, ((dir_lr, conf_lr), (dir_ct, conf_ct), (dir_cp, conf_cp))) in
+        trees.into_iter().enumerate()
+    {
         let l = run_lr(&conf_lr, &tmp.path().join(format!("big-{r}.lr-state")));
+        let lc = last_cpu.get();
         let e = ct_engine(&dir_ct, &conf_ct, &format!("big-{r}"));
         nix::unistd::sync();
         let t = Instant::now();
@@ -365,15 +451,41 @@ fn main() {
         let c = secs(t);
         assert_eq!(s.rotated as usize, files);
         assert!(dir_lr.join("app-00000.log.1").exists(), "logrotate rotated");
+        let p = run_ct(
+            &dir_cp,
+            &conf_cp,
+            &tmp.path().join(format!("big-{r}.cp-state")),
+        );
+        let pc = last_cpu.get();
+        lr_c.push(lc * 1e3);
+        cp_c.push(pc * 1e3);
+        cp_cx.push(lc / pc.max(1e-4));
+        assert!(dir_cp.join("app-00000.log.1").exists(), "caretaker rotated");
         lr_t.push(l * 1e3);
         ct_t.push(c * 1e3);
         x.push(l / c);
+        cp_t.push(p * 1e3);
+        cp_x.push(l / p);
     }
     println!(
-        "all rotate:    logrotate {:8.1} ms   caretaker {:8.1} ms   ({:.1}x faster; durable, directory fsyncs batched)   runs (x): {}",
-        median(lr_t),
+        "all rotate:    logrotate {:8.1} ms   caretaker {:8.1} ms   ({:.1}x faster; durable, engine pass in this process)   runs (x): {}",
+        median(lr_t.clone()),
         median(ct_t),
         median(x.clone()),
         list(&x)
+    );
+    println!(
+        "all rotate:    logrotate {:8.1} ms   caretaker {:8.1} ms   ({:.1}x faster; durable, whole processes)   runs (x): {}",
+        median(lr_t),
+        median(cp_t),
+        median(cp_x.clone()),
+        list(&cp_x)
+    );
+    println!(
+        "all rotate:    logrotate {:8.1} ms   caretaker {:8.1} ms   ({:.1}x less CPU time, user + system; whole processes)   runs (x): {}",
+        median(lr_c),
+        median(cp_c),
+        median(cp_cx.clone()),
+        list(&cp_cx)
     );
 }

@@ -14,6 +14,7 @@ use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
 use caretaker_agent::images::daemon::RuntimeAccess;
 use caretaker_agent::logs::daemon::{self as logs_daemon, LogsTask};
 use caretaker_agent::logs::engine::{LogEngine, RunOptions};
+use caretaker_agent::logs::handle::Roots;
 use caretaker_agent::logs::sweep::{self, RetentionRule};
 use caretaker_agent::paths::HostPaths;
 use caretaker_core::config::{EXIT_USAGE, load_yaml};
@@ -103,10 +104,18 @@ enum Command {
         output: Output,
     },
     /// Delete files matching a glob that are older than an age. Dry run unless --apply.
+    /// Only files below the roots are considered (logs.roots; /var/log by default).
     Sweep {
         /// Absolute glob, e.g. '/var/log/*.log.gz' (quote it for the shell).
         #[arg(long)]
         glob: String,
+        /// YAML config file (its `logs.roots`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only files under this directory are touched (repeatable; default: logs.roots of
+        /// the config, /var/log without one).
+        #[arg(long = "root")]
+        roots: Vec<PathBuf>,
         /// Files whose mtime is strictly older than this are deleted, e.g. 30d, 168h.
         #[arg(long, value_parser = humantime::parse_duration)]
         max_age: Duration,
@@ -363,12 +372,26 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sweep {
             glob,
+            config,
+            roots,
             max_age,
             apply,
             output,
         } => {
+            let mut cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => return Ok(usage_error(e)),
+            };
+            if !roots.is_empty() {
+                cfg.logs.roots = roots.clone();
+            }
             let rule = RetentionRule::new(glob.clone(), *max_age);
-            let summary = sweep::sweep(&[rule], std::time::SystemTime::now(), *apply);
+            let summary = sweep::sweep(
+                &[rule],
+                &Roots::new(&cfg.logs.roots),
+                std::time::SystemTime::now(),
+                *apply,
+            );
             match output {
                 Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?,
                 Output::Table => emit(&summary.render_table())?,

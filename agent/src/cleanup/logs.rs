@@ -7,14 +7,20 @@
 //! (dateext), or a compressed `*.gz`/`*.zst`/`*.xz`/`*.bz2`. A plain `*.log` or any other name
 //! is live. Symlinks are not followed and files with more than one hard link are skipped
 //! (the agent never acts outside its roots).
+//!
+//! The walk goes through directory handles opened below the roots without following links
+//! ([`crate::logs::handle`]), and deleting and compressing are the rotation engine's own
+//! operations ([`rotate::delete_archive`], [`rotate::compress_archive`]): the same root
+//! check, and a file someone still has open for writing is left alone.
 
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::logs::handle::{Dir, EntryKind, Roots};
+use crate::logs::rotate;
 
 /// A rotated log file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +93,7 @@ fn set(globs: &[&str]) -> GlobSet {
 #[derive(Debug, Clone)]
 pub struct RotatedLogs {
     roots: Vec<PathBuf>,
+    handles: Roots,
     max_age: Duration,
     rotated: GlobSet,
     compressed: GlobSet,
@@ -97,6 +104,7 @@ impl RotatedLogs {
     /// than `max_age` are expired.
     pub fn new(roots: Vec<PathBuf>, max_age: Duration) -> Self {
         Self {
+            handles: Roots::new(&roots),
             roots,
             max_age,
             rotated: set(ROTATED_GLOBS),
@@ -117,46 +125,49 @@ impl RotatedLogs {
     fn rotated_files(&self) -> io::Result<Vec<(LogFile, bool)>> {
         let mut out = Vec::new();
         for root in &self.roots {
-            match fs::symlink_metadata(root) {
-                Ok(m) if m.is_dir() => self.walk(root, 0, &mut out)?,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", root.display()))),
+            match self.handles.open_dir(root) {
+                Ok(d) => self.walk(&d, 0, &mut out)?,
+                Err(e) if e.is_not_found() || e.is_not_dir() => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(out)
     }
 
-    fn walk(&self, dir: &Path, depth: usize, out: &mut Vec<(LogFile, bool)>) -> io::Result<()> {
+    fn walk(&self, dir: &Dir, depth: usize, out: &mut Vec<(LogFile, bool)>) -> io::Result<()> {
         if depth > MAX_DEPTH {
             return Ok(());
         }
-        let entries = fs::read_dir(dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = fs::symlink_metadata(&path) else {
+        let entries = dir
+            .entries()
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.path().display())))?;
+        for (name, kind) in entries {
+            if kind == Some(EntryKind::Symlink) {
+                continue;
+            }
+            let Ok(meta) = dir.stat(&name) else {
                 continue;
             };
             if meta.is_dir() {
                 // A subdirectory that cannot be read is skipped, not fatal.
-                let _ = self.walk(&path, depth + 1, out);
+                if let Ok(sub) = dir.subdir(&name) {
+                    let _ = self.walk(&sub, depth + 1, out);
+                }
                 continue;
             }
             if !meta.is_file() || meta.nlink() > 1 {
                 continue;
             }
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if !self.is_rotated(name) {
+            let Some(n) = name.to_str() else { continue };
+            if !self.is_rotated(n) {
                 continue;
             }
             let file = LogFile {
-                path,
+                path: dir.display(&name),
                 size_bytes: meta.len(),
-                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                modified: meta.modified(),
             };
-            out.push((file, self.is_compressed(name)));
+            out.push((file, self.is_compressed(n)));
         }
         Ok(())
     }
@@ -204,9 +215,7 @@ impl LogReclaimer for RotatedLogs {
                 file.path.display()
             )));
         }
-        let meta = fs::symlink_metadata(&file.path)?;
-        fs::remove_file(&file.path)?;
-        Ok(meta.len())
+        rotate::delete_archive(&self.handles, &file.path)
     }
 
     fn compress(&self, file: &LogFile) -> io::Result<u64> {
@@ -217,41 +226,16 @@ impl LogReclaimer for RotatedLogs {
                 file.path.display()
             )));
         }
-        let dest = file.path.with_file_name(format!("{name}.gz"));
-        let tmp = file
-            .path
-            .with_file_name(format!(".{name}.gz.caretaker-tmp"));
-        let result = (|| {
-            let mut src = File::open(&file.path)?;
-            let src_meta = src.metadata()?;
-            let out = File::options().write(true).create_new(true).open(&tmp)?;
-            let mut gz =
-                flate2::write::GzEncoder::new(BufWriter::new(out), flate2::Compression::default());
-            io::copy(&mut src, &mut gz)?;
-            let mut w = gz.finish()?;
-            w.flush()?;
-            let out = w.into_inner().map_err(|e| e.into_error())?;
-            // Keep the rotation time so that retention by age still sees the log's age.
-            out.set_times(fs::FileTimes::new().set_modified(src_meta.modified()?))?;
-            out.sync_all()?;
-            let compressed = out.metadata()?.len();
-            fs::rename(&tmp, &dest)?;
-            if let Some(dir) = dest.parent() {
-                File::open(dir)?.sync_all()?;
-            }
-            fs::remove_file(&file.path)?;
-            Ok(src_meta.len().saturating_sub(compressed))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        let c = rotate::compress_archive(&self.handles, &file.path, 2)?;
+        Ok(c.bytes_in.saturating_sub(c.bytes_out))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::{self, File};
     use std::io::Read;
+    use std::path::Path;
 
     use super::*;
 

@@ -27,12 +27,14 @@
 //! privilege to take one (a file the agent does not own, without CAP_LEASE), only the
 //! tail-following guard applies; this is said in LOGS.md.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::fsx;
+use super::handle::Dir;
 use super::policy::Compressor;
 
 /// Input chunk per gzip member (and per compression job).
@@ -71,11 +73,12 @@ pub fn no_fail(_: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Compresses `src` into `dst` (see the module docs for the guarantees).
+/// Compresses `src` into `dst`, both paths in one directory that the caller trusts
+/// (tests, benchmarks). The engine uses [`compress_at`] with a handle opened below the
+/// roots.
 ///
 /// # Errors
-/// Any I/O error; `src` is then untouched and no file named `dst` was created by this
-/// call. An error of kind [`IN_USE`] means a writer has `src` open.
+/// See [`compress_at`].
 pub fn compress_file(
     src: &Path,
     dst: &Path,
@@ -83,27 +86,50 @@ pub fn compress_file(
     threads: usize,
     fail: FailHook<'_>,
 ) -> io::Result<Compressed> {
-    let input = fsx::open_nofollow(src)?;
-    let meta = input.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::other(format!(
-            "{} is not a regular file",
-            src.display()
-        )));
+    let dir = src.parent().unwrap_or(Path::new("/"));
+    if dst.parent() != Some(dir) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "source and archive must be in one directory",
+        ));
     }
+    let (Some(s), Some(d)) = (src.file_name(), dst.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "source and archive must be file paths",
+        ));
+    };
+    compress_at(&Dir::open_trusted(dir)?, s, d, how, threads, fail)
+}
+
+/// Compresses `src` into `dst`, both names in `dir` (see the module docs for the
+/// guarantees). Every file operation is relative to the handle: the source is opened
+/// without following a link, the temporary is created with `O_EXCL | O_NOFOLLOW`.
+///
+/// # Errors
+/// Any I/O error; `src` is then untouched and no file named `dst` was created by this
+/// call. An error of kind [`IN_USE`] means a writer has `src` open.
+pub fn compress_at(
+    dir: &Dir,
+    src: &OsStr,
+    dst: &OsStr,
+    how: &Compressor,
+    threads: usize,
+    fail: FailHook<'_>,
+) -> io::Result<Compressed> {
+    let src_path = dir.display(src);
+    let src_path = src_path.as_path();
+    let input = dir.open_file(src, false)?;
+    let meta = input.metadata()?;
     let watch = match fsx::WriteWatch::take(&input) {
-        fsx::Writers::Open => return Err(in_use(src)),
+        fsx::Writers::Open => return Err(in_use(src_path)),
         fsx::Writers::None(w) => Some(w),
         fsx::Writers::Unknown => None,
     };
-    let tmp = fsx::temp_name(dst);
-    let _ = std::fs::remove_file(&tmp);
-    let out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(meta.mode() & 0o777)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&tmp)?;
+    let tmp = fsx::temp_file_name(dst);
+    // A leftover (or a planted link) at the temporary name goes; it is never followed.
+    let _ = dir.unlink(&tmp);
+    let out = dir.create_new(&tmp, meta.mode() & 0o777)?;
     let result = (|| {
         // The archive keeps the rotated file's owner, as gzip does; not being root is fine.
         let _ = std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid()));
@@ -112,36 +138,35 @@ pub fn compress_file(
             pos: 0,
             checks_left: 3,
         };
-        let mut out = CountingWriter {
+        let mut w = CountingWriter {
             inner: &out,
             n: 0,
             fail,
         };
-        encode(how, &mut reader, &mut out, threads, src)?;
-        out.flush()?;
+        encode(how, &mut reader, &mut w, threads, src_path)?;
+        w.flush()?;
         fail("fsync")?;
-        out.inner.sync_all()?;
+        out.sync_all()?;
         if watch.as_ref().is_some_and(fsx::WriteWatch::broken) {
-            return Err(in_use(src));
+            return Err(in_use(src_path));
         }
         fail("rename")?;
-        Ok::<_, io::Error>((reader.pos, out.n))
+        Ok::<_, io::Error>((reader.pos, w.n))
     })();
     let (bytes_in, mut bytes_out) = match result {
         Ok(v) => v,
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = dir.unlink(&tmp);
             return Err(e);
         }
     };
-    if let Err(e) = std::fs::rename(&tmp, dst) {
-        let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = dir.rename(&tmp, dir, dst) {
+        let _ = dir.unlink(&tmp);
         return Err(e);
     }
-    let dir = dst.parent().unwrap_or(Path::new("/"));
-    fsx::sync_dir(dir)?;
+    dir.sync()?;
     fail("unlink")?;
-    std::fs::remove_file(src)?;
+    dir.unlink(src)?;
     // Bytes a writer appended after the last size check are still readable through our
     // descriptor: keep them as one more member/frame. A writer that opened the file in
     // the last instant (it broke the lease) is let go and waited for until it closes.
@@ -161,7 +186,7 @@ pub fn compress_file(
                 break;
             }
             if std::time::Instant::now() >= deadline {
-                tracing::warn!(path = %src.display(), "A writer still has the rotated file open after it was compressed; what it writes from now on is lost.");
+                tracing::warn!(path = %src_path.display(), "A writer still has the rotated file open after it was compressed; what it writes from now on is lost.");
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -170,22 +195,16 @@ pub fn compress_file(
     r.read_to_end(&mut tail)?;
     let mut total_in = bytes_in;
     if !tail.is_empty() && !matches!(how, Compressor::External { .. }) {
-        let f = std::fs::OpenOptions::new()
-            .append(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(dst)?;
+        // `out` is still open at the archive's end (the rename kept the inode).
         let mut w = CountingWriter {
-            inner: &f,
+            inner: &out,
             n: 0,
             fail,
         };
-        encode(how, &mut &tail[..], &mut w, 1, src)?;
-        f.sync_all()?;
+        encode(how, &mut &tail[..], &mut w, 1, src_path)?;
+        out.sync_all()?;
         bytes_out += w.n;
         total_in += tail.len() as u64;
-    }
-    if src.parent() != Some(dir) {
-        fsx::sync_dir(src.parent().unwrap_or(Path::new("/")))?;
     }
     Ok(Compressed {
         bytes_in: total_in,

@@ -170,8 +170,10 @@ fn pass(engine: &LogEngine, due: &[RetentionRule], measure: bool) -> PassResult 
     // run_due lists the config's load errors first; they are reported apart.
     let n = engine.load_errors().len().min(rotation.errors.len());
     rotation.errors.drain(..n);
-    let sweep = (!due.is_empty()).then(|| sweep::sweep(due, SystemTime::now(), true));
-    let reclaimable = measure.then(|| sweep::sweep(engine.retention(), SystemTime::now(), false));
+    let sweep =
+        (!due.is_empty()).then(|| sweep::sweep(due, engine.roots(), SystemTime::now(), true));
+    let reclaimable =
+        measure.then(|| sweep::sweep(engine.retention(), engine.roots(), SystemTime::now(), false));
     PassResult {
         rotation,
         sweep,

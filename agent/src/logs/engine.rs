@@ -18,6 +18,7 @@ use jiff::tz::TimeZone;
 
 use super::compress::{FailHook, no_fail};
 use super::conf;
+use super::handle::Roots;
 use super::lock::{self, LockError};
 use super::policy::{Permissions, Policy};
 use super::rotate::{Pass, run_pass};
@@ -53,7 +54,7 @@ pub struct LogEngine {
     policies: Vec<Policy>,
     load_errors: Vec<LogError>,
     load_warnings: Vec<LogError>,
-    roots: Vec<PathBuf>,
+    roots: Roots,
     state_file: PathBuf,
     threads: usize,
     follow_symlinks: bool,
@@ -150,7 +151,7 @@ impl LogEngine {
             policies,
             load_errors,
             load_warnings,
-            roots: cfg.roots.clone(),
+            roots: Roots::new(&cfg.roots),
             state_file: cfg.state_file.clone(),
             threads: cfg.compress_threads.clamp(1, 64),
             follow_symlinks: cfg.rotate_symlinks,
@@ -205,6 +206,11 @@ impl LogEngine {
     /// The config's retention rules (`logs.retention`).
     pub fn retention(&self) -> &[RetentionRule] {
         &self.retention
+    }
+
+    /// The configured roots (`logs.roots`).
+    pub fn roots(&self) -> &Roots {
+        &self.roots
     }
 
     /// The state file in use.
@@ -320,7 +326,7 @@ impl LogEngine {
     /// The config's retention rules, applied (the daemon's call; the CLI's `sweep` builds
     /// its own rule).
     pub fn sweep(&self, now: SystemTime) -> SweepSummary {
-        sweep::sweep(&self.retention, now, true)
+        sweep::sweep(&self.retention, &self.roots, now, true)
     }
 }
 
@@ -638,7 +644,7 @@ mod tests {
         assert!(
             errors
                 .iter()
-                .any(|m| m.contains("outside the configured roots")),
+                .any(|m| m.contains("sub/*.log: a directory on its way is a symlink")),
             "{errors:?}"
         );
     }
@@ -1013,5 +1019,86 @@ mod tests {
         assert!(!d.join("app.log.3").exists());
         assert_eq!(std::fs::read(d.join("app.log.2")).unwrap(), b"one\n");
         assert_eq!(std::fs::read(d.join("app.log.1")).unwrap(), b"now\n");
+    }
+
+    /// The archive name is picked from the directory index; a file that appears at that
+    /// name before the rename (a pod writing under /var/log, another rotator) must never
+    /// be replaced: the rename of the log, and of copytruncate's copy, is no-replace.
+    #[test]
+    fn an_archive_made_after_its_name_was_picked_is_never_replaced() {
+        for mode in ["create", "copytruncate"] {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let e = engine(
+                d,
+                &format!(
+                    "{}/app.log {{\n  size 1\n  rotate 5\n  dateext\n  {mode}\n}}\n",
+                    d.display()
+                ),
+            );
+            std::fs::write(d.join("app.log"), "the log\n").unwrap();
+            let archive = d.join("app.log-20260101");
+            // Planted right before the rename: the second "step" (after the name is
+            // picked), or copytruncate's "rename" of its copy.
+            let steps = std::sync::atomic::AtomicU32::new(0);
+            let plant = |what: &str| -> std::io::Result<()> {
+                let planting = match what {
+                    "step" => {
+                        steps.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1
+                            && mode == "create"
+                    }
+                    "rename" => mode == "copytruncate",
+                    _ => false,
+                };
+                if planting {
+                    std::fs::write(&archive, "someone else's archive\n").unwrap();
+                }
+                Ok(())
+            };
+            let s = e
+                .rotate_with(
+                    ts("2026-01-01T10:00:00Z"),
+                    RunOptions {
+                        force: true,
+                        ..RunOptions::default()
+                    },
+                    &plant,
+                )
+                .unwrap();
+            assert_eq!(s.rotated, 0, "{mode}: {s:?}");
+            assert_eq!(s.errors.len(), 1, "{mode}: {s:?}");
+            assert!(
+                s.errors[0].place.ends_with("app.log"),
+                "{mode}: {:?}",
+                s.errors
+            );
+            assert_eq!(
+                std::fs::read_to_string(&archive).unwrap(),
+                "someone else's archive\n",
+                "{mode}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(d.join("app.log")).unwrap(),
+                "the log\n",
+                "{mode}"
+            );
+            // No temporary of the copy is left behind.
+            let mut names: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            assert_eq!(
+                names,
+                [
+                    "app.log",
+                    "app.log-20260101",
+                    "lr.conf",
+                    "status",
+                    "status.lock"
+                ],
+                "{mode}"
+            );
+        }
     }
 }

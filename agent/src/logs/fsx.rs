@@ -1,10 +1,11 @@
 //! Filesystem primitives with the safety rules built in: temporary names that globs do
-//! not match, directory fsync, root containment without following links, sparse-aware
-//! copies, shredding.
+//! not match, sparse-aware copies, shredding, write leases. Root containment is
+//! [`super::handle`]'s: files are reached through directory handles, never by a path
+//! string checked and then used.
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 /// Marker in every temporary file caretaker writes; a run removes leftovers with it.
@@ -19,23 +20,12 @@ pub fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}{TEMP_MARK}"))
 }
 
-/// fsyncs a directory so that renames and unlinks in it are durable.
-///
-/// # Errors
-/// The directory cannot be opened or synced.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Opens a file for reading without following a final symlink.
-///
-/// # Errors
-/// As `open(2)` with `O_NOFOLLOW` (ELOOP for a symlink).
-pub fn open_nofollow(path: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
+/// The temporary sibling name of `name`: `.NAME.caretaker-tmp`.
+pub fn temp_file_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
+    let mut t = std::ffi::OsString::from(".");
+    t.push(name);
+    t.push(TEMP_MARK);
+    t
 }
 
 /// Lexically normalises an absolute path (`.` and `..` removed) without touching the disk.
@@ -51,22 +41,6 @@ pub fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
-}
-
-/// Whether `path` lies inside one of `roots` once every symlink in its *directory* part
-/// is resolved (the final component is checked separately with `lstat`). Roots are
-/// compared after resolving their own links, so `/var/log` → `/data/log` works.
-pub fn inside_roots(path: &Path, roots: &[PathBuf]) -> bool {
-    let Some(parent) = path.parent() else {
-        return false;
-    };
-    let Ok(real_parent) = std::fs::canonicalize(parent) else {
-        return false;
-    };
-    roots.iter().any(|r| {
-        let real_root = std::fs::canonicalize(r).unwrap_or_else(|_| normalize(r));
-        real_parent.starts_with(&real_root)
-    })
 }
 
 /// Copies `src` (from `offset`) to the end of `dst` keeping holes: data ranges found with
@@ -108,16 +82,12 @@ pub fn copy_sparse_from(src: &File, dst: &File, mut offset: u64) -> io::Result<u
     Ok(len)
 }
 
-/// Overwrites a file's blocks `cycles` times with zeros, syncs, and unlinks it (what
-/// `shred -u -n CYCLES -z` approximates; caretaker does it without spawning `shred`).
+/// Overwrites an open file's bytes `cycles` times with zeros and syncs (the caller
+/// unlinks it through its directory handle).
 ///
 /// # Errors
-/// Open, write, sync or unlink fails.
-pub fn shred(path: &Path, cycles: u32) -> io::Result<()> {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)?;
+/// Write or sync fails.
+pub fn shred_file(f: &File, cycles: u32) -> io::Result<()> {
     let len = f.metadata()?.len();
     let zeros = vec![0u8; 1 << 16];
     for _ in 0..cycles.max(1) {
@@ -129,7 +99,7 @@ pub fn shred(path: &Path, cycles: u32) -> io::Result<()> {
         }
         f.sync_data()?;
     }
-    std::fs::remove_file(path)
+    Ok(())
 }
 
 /// Bytes a file really occupies (`st_blocks` is in 512-byte units).
@@ -171,30 +141,15 @@ mod tests {
     }
 
     #[test]
-    fn containment_resolves_directory_links_but_not_the_leaf() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        let outside = dir.path().join("outside");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::create_dir_all(&outside).unwrap();
-        std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
-        let roots = vec![root.clone()];
-        assert!(inside_roots(&root.join("a.log"), &roots));
-        assert!(!inside_roots(&root.join("escape/a.log"), &roots));
-        assert!(!inside_roots(&root.join("../outside/a.log"), &roots));
+    fn temporary_names_are_hidden_siblings() {
         assert_eq!(
             temp_name(Path::new("/d/x.log.1.gz")),
             PathBuf::from("/d/.x.log.1.gz.caretaker-tmp")
         );
-    }
-
-    #[test]
-    fn shred_zeroes_then_unlinks() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x");
-        std::fs::write(&p, b"secret").unwrap();
-        shred(&p, 2).unwrap();
-        assert!(!p.exists());
+        assert_eq!(
+            temp_file_name(std::ffi::OsStr::new("status")),
+            std::ffi::OsString::from(".status.caretaker-tmp")
+        );
     }
 }
 
@@ -274,24 +229,21 @@ fn ignore_lease_signal() {
 /// The POSIX access ACL's extended attribute (what libacl's `acl_get_fd` reads).
 const ACL_ACCESS: &std::ffi::CStr = c"system.posix_acl_access";
 
-/// Gives `to` the access ACL of `from` (a path, not followed if a symlink), as logrotate
-/// does with libacl for a log made by `create` without a mode. No ACL, or a filesystem
-/// without ACLs, is not an error.
+/// Gives `to` the access ACL of `from` (both open files), as logrotate does with libacl
+/// for a log made by `create` without a mode. No ACL, or a filesystem without ACLs, is
+/// not an error.
 ///
 /// # Errors
 /// Reading or setting the attribute fails otherwise.
-pub fn copy_acl(from: &Path, to: &File) -> io::Result<()> {
+pub fn copy_acl(from: &File, to: &File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c_from) = std::ffi::CString::new(from.as_os_str().as_bytes()) else {
-        return Ok(());
-    };
     // An ACL of a few dozen entries is a few hundred bytes; 64 KiB is the xattr maximum.
     let mut buf = vec![0u8; 65_536];
-    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
+    // SAFETY: a descriptor we own, a valid NUL-terminated name and a buffer of the length
+    // passed.
     let n = unsafe {
-        nix::libc::lgetxattr(
-            c_from.as_ptr(),
+        nix::libc::fgetxattr(
+            from.as_raw_fd(),
             ACL_ACCESS.as_ptr(),
             buf.as_mut_ptr().cast(),
             buf.len(),

@@ -452,7 +452,7 @@ impl Policy {
                 Ok(())
             }
             "addextension" => {
-                self.addextension = Some(one_arg(name, args)?.to_string());
+                self.addextension = Some(name_part(name, one_arg(name, args)?)?.to_string());
                 Ok(())
             }
             "taboopat" => {
@@ -476,7 +476,7 @@ impl Policy {
                 Ok(())
             }
             "extension" => {
-                self.extension = Some(one_arg(name, args)?.to_string());
+                self.extension = Some(name_part(name, one_arg(name, args)?)?.to_string());
                 Ok(())
             }
             "dateformat" => {
@@ -484,7 +484,7 @@ impl Policy {
                 Ok(())
             }
             "compressext" => {
-                self.compressext = Some(one_arg(name, args)?.to_string());
+                self.compressext = Some(name_part(name, one_arg(name, args)?)?.to_string());
                 Ok(())
             }
             "uncompresscmd" => {
@@ -621,6 +621,18 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// An argument that becomes part of a file name (`extension`, `addextension`,
+/// `compressext`): no `/`, no `..`, no control characters, so an archive name never
+/// leaves the log's directory.
+fn name_part<'a>(name: &str, arg: &'a str) -> Result<&'a str, String> {
+    if arg.contains('/') || arg.contains("..") || arg.chars().any(char::is_control) {
+        return Err(format!(
+            "{name} {arg:?} must be part of a file name (no '/', no '..', no control characters)"
+        ));
+    }
+    Ok(arg)
 }
 
 /// Whether a directive name is one caretaker knows (the parser warns about others and

@@ -18,10 +18,26 @@
 //!
 //! Directory fsyncs are batched: each directory touched is synced once at the end of the
 //! pass, before the state file is written.
+//!
+//! Every file is reached through a directory handle opened below the roots without
+//! following symlinks ([`super::handle`]): a log's directory is opened once per pass and
+//! every stat, rename, create and unlink of the log and its archives is relative to it, so
+//! a directory swapped for a symlink between the check and the action changes nothing.
+//! One file reachable by several paths (links, two patterns) is rotated once per pass:
+//! logs are told apart by (device, inode).
+//!
+//! An existing archive is never replaced: the rename of a log (or of its copy) to its
+//! archive name is `renameat2(RENAME_NOREPLACE)`, and compression keeps both files, with
+//! a warning, when an archive of other content already holds the compressed name.
+//!
+//! A dry run makes the same decisions as the real run: it keeps the directory index as
+//! the real run would change it, and remembers which real file each name that would
+//! exist by now stands for (`dry_names`), so retention sees their size and age.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -31,19 +47,30 @@ use regex::Regex;
 
 use super::compress::{self, FailHook};
 use super::fsx;
+use super::handle::{Dir, OpenDirError, Roots, Stat};
 use super::policy::{CreateSpec, Policy};
 use super::schedule::{self, FileFacts};
 use super::state::State;
 use super::summary::{Action, ActionKind, LogError, RotationSummary};
+use super::walk;
 
 /// Where kubelet keeps its symlinks to container logs; it rotates those itself.
 pub const KUBELET_LINK_DIR: &str = "/var/log/containers";
 
+/// Whether a path has `.` or `..` components, `//`, or a trailing `/`.
+fn needs_normalizing(p: &Path) -> bool {
+    let b = p.as_os_str().as_encoded_bytes();
+    b.windows(2).any(|w| w == b"//" || w == b"/.") || b.ends_with(b"/")
+}
+
+/// Directory handles a pass keeps open at most (cached, or waiting for their fsync).
+const MAX_OPEN_DIRS: usize = 256;
+
 /// Options of one pass.
 pub struct Pass<'a> {
     pub now: Zoned,
-    /// Only paths whose directory resolves inside one of these are touched.
-    pub roots: &'a [PathBuf],
+    /// Only files below these, reached without following a symlink, are touched.
+    pub roots: &'a Roots,
     pub force: bool,
     pub dry_run: bool,
     /// Threads for one compression.
@@ -62,14 +89,19 @@ struct Run<'a, 'p> {
     pass: &'p Pass<'a>,
     state: &'p mut State,
     out: &'p mut RotationSummary,
-    dirs_to_sync: BTreeSet<PathBuf>,
+    dirs_to_sync: BTreeMap<PathBuf, Arc<Dir>>,
     /// Names in each directory a pass looked into (read once, then kept up to date), so
     /// that finding a log's archives does not read the directory again.
     dir_index: HashMap<std::ffi::OsString, BTreeSet<String>>,
-    /// Whether a directory resolves inside the roots, and the last one asked (most logs of
-    /// a pass share their directory).
-    inside: HashMap<PathBuf, bool>,
-    last_inside: Option<(PathBuf, bool)>,
+    /// Directory handles opened this pass (or why one could not be), and the last one
+    /// asked for (most logs of a pass share their directory).
+    dirs: HashMap<PathBuf, Result<Arc<Dir>, OpenDirError>>,
+    last_dir: Option<(PathBuf, Arc<Dir>)>,
+    /// (device, inode) of every log checked this pass, with the path it was seen by.
+    seen_files: HashMap<(u64, u64), PathBuf>,
+    /// The wall clock at the start of the pass, in seconds (file ages; one clock read
+    /// per pass instead of one per log).
+    wall_now: i64,
     /// One compiled archive-name regex per distinct pattern, shared (a clone of a `Regex`
     /// builds a new matching cache, which cost more than the match).
     regexes: RegexCache,
@@ -77,9 +109,10 @@ struct Run<'a, 'p> {
     ids: (u32, u32),
     /// Whether `state` was changed (a new log recorded, a rotation).
     state_changed: bool,
-    /// Dry run: a name that would exist now → the real file it would be (a rename, a
-    /// compression keep size class and mtime), so retention decides as the real run.
-    dry_names: HashMap<PathBuf, PathBuf>,
+    /// Dry run: a name that would exist now (its path) → the real file it would be (a
+    /// rename, a compression keep size class and mtime), so retention decides as the
+    /// real run.
+    dry_names: HashMap<PathBuf, DryFile>,
     /// Logs first named by a block with `ignoreduplicates`.
     quiet_dups: HashSet<std::ffi::OsString>,
 }
@@ -97,10 +130,14 @@ pub fn run_pass(
         pass,
         state,
         out,
-        dirs_to_sync: BTreeSet::new(),
+        dirs_to_sync: BTreeMap::new(),
         dir_index: HashMap::new(),
-        inside: HashMap::new(),
-        last_inside: None,
+        dirs: HashMap::new(),
+        last_dir: None,
+        seen_files: HashMap::new(),
+        wall_now: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
         regexes: HashMap::new(),
         ids: (
             nix::unistd::geteuid().as_raw(),
@@ -115,13 +152,7 @@ pub fn run_pass(
         let files = run.expand(p, &mut seen);
         run.policy(p, &files);
     }
-    if !pass.dry_run {
-        for d in std::mem::take(&mut run.dirs_to_sync) {
-            if let Err(e) = fsx::sync_dir(&d) {
-                run.error(&d, format!("cannot fsync directory: {e}"));
-            }
-        }
-    }
+    run.sync_dirs();
     run.state_changed
 }
 
@@ -154,22 +185,20 @@ impl Run<'_, '_> {
         });
     }
 
-    /// Glob expansion; a pattern matching nothing is taken literally (as logrotate does),
-    /// so `missingok` decides whether its absence is an error.
+    /// Glob expansion below the roots (see [`super::walk`]); a pattern matching nothing
+    /// is taken literally (as logrotate does), so `missingok` decides whether its absence
+    /// is an error, and a pattern whose directory is outside the roots or behind a
+    /// symlink is reported by the check of that literal path.
     fn expand(&mut self, p: &Policy, seen: &mut HashSet<std::ffi::OsString>) -> Vec<PathBuf> {
-        let opts = glob::MatchOptions {
-            case_sensitive: true,
-            require_literal_separator: true,
-            require_literal_leading_dot: true,
-        };
         let mut files = Vec::new();
         for pat in &p.patterns {
-            let mut matched: Vec<PathBuf> = match expand_pattern(pat, opts) {
+            let mut matched: Vec<PathBuf> = match walk::expand(self.pass.roots, pat) {
                 Ok(paths) => paths,
+                Err(walk::GlobError::Open(_)) => Vec::new(),
                 Err(e) => {
                     self.out.errors.push(LogError {
                         place: p.place.clone(),
-                        message: format!("bad pattern {pat:?}: {e}"),
+                        message: e.to_string(),
                     });
                     continue;
                 }
@@ -199,27 +228,70 @@ impl Run<'_, '_> {
         files
     }
 
-    fn is_inside(&mut self, path: &Path) -> bool {
-        let parent = path.parent().unwrap_or(Path::new("/"));
-        if let Some((last, v)) = &self.last_inside
-            && last.as_os_str() == parent.as_os_str()
+    /// The handle of `dir` (absolute), opened once per pass below the roots.
+    fn dir_for(&mut self, dir: &Path) -> Result<Arc<Dir>, OpenDirError> {
+        if let Some((last, d)) = &self.last_dir
+            && last.as_os_str() == dir.as_os_str()
         {
-            return *v;
+            return Ok(Arc::clone(d));
         }
-        let v = match self.inside.get(parent) {
-            Some(v) => *v,
+        let r = match self.dirs.get(dir) {
+            Some(r) => r.clone(),
             None => {
-                let v = fsx::inside_roots(path, self.pass.roots);
-                self.inside.insert(parent.to_path_buf(), v);
-                v
+                // Bounded: each handle is an open descriptor (a kubelet tree has one
+                // directory per container).
+                if self.dirs.len() >= MAX_OPEN_DIRS {
+                    self.dirs.clear();
+                }
+                let r = self.pass.roots.open_dir(dir).map(Arc::new);
+                self.dirs.insert(dir.to_path_buf(), r.clone());
+                r
             }
         };
-        self.last_inside = Some((parent.to_path_buf(), v));
-        v
+        if let Ok(d) = &r {
+            self.last_dir = Some((dir.to_path_buf(), Arc::clone(d)));
+        }
+        r
+    }
+
+    /// Remembers a directory to fsync at the end of the pass; past [`MAX_OPEN_DIRS`] the
+    /// ones remembered are synced now (their handles are descriptors).
+    fn sync_later(&mut self, path: &Path, d: Arc<Dir>) {
+        if self.dirs_to_sync.len() >= MAX_OPEN_DIRS && !self.dirs_to_sync.contains_key(path) {
+            self.sync_dirs();
+        }
+        self.dirs_to_sync.insert(path.to_path_buf(), d);
+    }
+
+    fn sync_dirs(&mut self) {
+        if self.pass.dry_run {
+            return;
+        }
+        for (path, d) in std::mem::take(&mut self.dirs_to_sync) {
+            if let Err(e) = d.sync() {
+                self.error(&path, format!("cannot fsync directory: {e}"));
+            }
+        }
+    }
+
+    /// Why a log's directory could not be opened, as the log's error.
+    fn dir_error(&mut self, f: &Path, e: &OpenDirError) {
+        match e {
+            OpenDirError::Outside { .. } => {
+                self.error(f, "is outside the configured roots (logs.roots); not touched")
+            }
+            OpenDirError::Symlink { .. } => self.error(
+                f,
+                "a directory on its way is a symlink; caretaker never follows links below its roots (logs.roots), not touched",
+            ),
+            OpenDirError::Io { source, .. } => {
+                self.error(f, format!("cannot open its directory: {source}"))
+            }
+        }
     }
 
     fn policy(&mut self, p: &Policy, files: &[PathBuf]) {
-        let mut due: Vec<(PathBuf, std::fs::Metadata)> = Vec::new();
+        let mut due: Vec<Due> = Vec::new();
         for f in files {
             self.out.files_checked += 1;
             if let Some(c) = self.check(p, f) {
@@ -241,14 +313,15 @@ impl Run<'_, '_> {
         {
             return;
         }
-        for (f, meta) in due {
+        for d in due {
+            let f = d.path.clone();
             if !p.scripts.shared
                 && let Some(s) = &p.scripts.prerotate
                 && !self.script(s, &[&f.to_string_lossy()], &p.place, "prerotate")
             {
                 continue;
             }
-            let archive = match self.rotate_one(p, &f, &meta) {
+            let archive = match self.rotate_one(p, &d) {
                 Ok(a) => a,
                 Err(e) => {
                     self.error(&f, e.to_string());
@@ -259,12 +332,12 @@ impl Run<'_, '_> {
                 && let Some(s) = &p.scripts.postrotate
             {
                 let a = archive
-                    .as_deref()
-                    .map(|a| a.to_string_lossy().into_owned())
+                    .as_ref()
+                    .map(|(dir, name)| dir.path.join(name).to_string_lossy().into_owned())
                     .unwrap_or_default();
                 self.script(s, &[&f.to_string_lossy(), &a], &p.place, "postrotate");
             }
-            if let Err(e) = self.after_rotation(p, &f, archive.as_deref()) {
+            if let Err(e) = self.after_rotation(p, &d, archive) {
                 self.error(&f, e.to_string());
             }
         }
@@ -307,14 +380,40 @@ impl Run<'_, '_> {
         }
     }
 
-    /// Looks at one path; returns it with its metadata when it is due.
-    fn check(&mut self, p: &Policy, f: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
-        let meta = match std::fs::symlink_metadata(f) {
+    /// Looks at one path; returns it with its directory handle and metadata when it is due.
+    fn check(&mut self, p: &Policy, f: &Path) -> Option<Due> {
+        // Glob results are normal already; only a literal pattern may hold `.`, `..`, `//`.
+        let normal;
+        let f = if needs_normalizing(f) {
+            normal = fsx::normalize(f);
+            &normal
+        } else {
+            f
+        };
+        let (Some(parent), Some(name)) = (f.parent(), f.file_name()) else {
+            self.error(f, "is not a file path");
+            return None;
+        };
+        let missing = |run: &mut Self| {
+            if !p.missingok {
+                run.error(f, "log does not exist (add missingok to allow that)");
+            }
+        };
+        let dir = match self.dir_for(parent) {
+            Ok(d) => d,
+            Err(e) if e.is_not_found() => {
+                missing(self);
+                return None;
+            }
+            Err(e) => {
+                self.dir_error(f, &e);
+                return None;
+            }
+        };
+        let meta = match dir.stat(name) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if !p.missingok {
-                    self.error(f, "log does not exist (add missingok to allow that)");
-                }
+                missing(self);
                 return None;
             }
             Err(e) => {
@@ -322,7 +421,7 @@ impl Run<'_, '_> {
                 return None;
             }
         };
-        let (path, meta) = if meta.file_type().is_symlink() {
+        let (path, dir, name, meta) = if meta.is_symlink() {
             let kubelet = f.parent() == Some(Path::new(KUBELET_LINK_DIR));
             if !self.pass.follow_symlinks {
                 if kubelet {
@@ -332,6 +431,8 @@ impl Run<'_, '_> {
                 }
                 return None;
             }
+            // The target is then reached like any log: its directory opened below the
+            // roots without links, the name checked with fstatat.
             let target = match std::fs::canonicalize(f) {
                 Ok(t) => t,
                 Err(e) => {
@@ -339,23 +440,27 @@ impl Run<'_, '_> {
                     return None;
                 }
             };
-            match std::fs::symlink_metadata(&target) {
-                Ok(m) => (target, m),
+            let (Some(tp), Some(tn)) = (target.parent(), target.file_name()) else {
+                self.error(f, "symlink target is not a file");
+                return None;
+            };
+            let td = match self.dir_for(tp) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.dir_error(&target, &e);
+                    return None;
+                }
+            };
+            match td.stat(tn) {
+                Ok(m) => (target.clone(), td, tn.to_owned(), m),
                 Err(e) => {
                     self.error(f, format!("symlink target cannot be read: {e}"));
                     return None;
                 }
             }
         } else {
-            (f.to_path_buf(), meta)
+            (f.to_path_buf(), dir, name.to_owned(), meta)
         };
-        if !self.is_inside(&path) {
-            self.error(
-                &path,
-                "is outside the configured roots (logs.roots); not touched",
-            );
-            return None;
-        }
         if !meta.is_file() {
             self.error(&path, "is not a regular file; not touched");
             return None;
@@ -364,11 +469,20 @@ impl Run<'_, '_> {
             self.note(&path, format!("has {} hard links (another name may be outside the roots); add allowhardlink to rotate it", meta.nlink()));
             return None;
         }
-        let age = meta
-            .modified()
-            .ok()
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .map_or(0, |d| d.as_secs() as i64);
+        match self.seen_files.entry((meta.dev(), meta.ino())) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let other = o.get().display().to_string();
+                self.note(
+                    &path,
+                    format!("is the same file as {other} (another path to it); a file is rotated once per pass"),
+                );
+                return None;
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(path.clone());
+            }
+        }
+        let age = (self.wall_now - meta.mtime()).max(0);
         let now = &self.pass.now;
         let last = match self.state.get(&path) {
             Some(t) => t,
@@ -390,13 +504,19 @@ impl Run<'_, '_> {
             self.pass.force,
         );
         tracing::debug!(path = %path.display(), decision = ?d, "Log considered.");
+        let due = Due {
+            path,
+            dir,
+            name,
+            meta,
+        };
         if d.rotates() {
-            Some((path, meta))
+            Some(due)
         } else {
             if p.compress
-                && let Err(e) = self.compress_leftovers(p, &path, &meta)
+                && let Err(e) = self.compress_leftovers(p, &due)
             {
-                self.error(&path, e.to_string());
+                self.error(&due.path, e.to_string());
             }
             None
         }
@@ -406,21 +526,18 @@ impl Run<'_, '_> {
     /// during compression) are compressed now rather than at the next rotation; with
     /// `delaycompress` the newest archive stays as it is. Costs one directory read per
     /// directory and pass (names only) when nothing is left over.
-    fn compress_leftovers(
-        &mut self,
-        p: &Policy,
-        f: &Path,
-        meta: &std::fs::Metadata,
-    ) -> io::Result<()> {
+    fn compress_leftovers(&mut self, p: &Policy, due: &Due) -> io::Result<()> {
         if let Some(old) = &p.olddir {
-            let dir = f.parent().unwrap_or(Path::new("/"));
-            // Never created for this: no olddir, no archives in it.
-            if !fsx::normalize(&dir.join(old)).is_dir() {
-                return Ok(());
+            let log_dir = due.path.parent().unwrap_or(Path::new("/"));
+            // Never created for this (or not a directory): no archives in it. It is not
+            // created here; the rotation that needs it reports what is wrong with it.
+            match self.dir_for(&fsx::normalize(&log_dir.join(old))) {
+                Err(e) if e.is_not_found() || e.is_not_dir() => return Ok(()),
+                _ => {}
             }
         }
-        let dir = self.archive_dir(p, f, meta)?;
-        let lay = Layout::new(p, f, &dir, &mut self.regexes);
+        let dir = self.archive_dir(p, due)?;
+        let lay = Layout::new(p, &due.name, dir, &mut self.regexes);
         let mut names = self.archive_names(&lay)?;
         if p.delaycompress {
             let newest = if p.dateext {
@@ -430,82 +547,100 @@ impl Run<'_, '_> {
             } else {
                 names.iter().min_by_key(|a| a.counter)
             }
-            .map(|a| a.path.clone());
-            names.retain(|a| Some(&a.path) != newest.as_ref());
+            .map(|a| a.name.clone());
+            names.retain(|a| Some(&a.name) != newest.as_ref());
         }
         for a in names.into_iter().filter(|a| !a.compressed) {
-            if self.lstat(&a.path).is_ok_and(|m| m.is_file()) {
-                self.compress(p, &a.path, &lay)?;
+            if self.lstat(&lay.dir, &a.name).is_ok_and(|m| m.is_file()) {
+                self.compress(p, &a.name, &lay)?;
             }
         }
         Ok(())
     }
 
-    fn archive_dir(
-        &mut self,
-        p: &Policy,
-        f: &Path,
-        meta: &std::fs::Metadata,
-    ) -> io::Result<PathBuf> {
-        let dir = f.parent().unwrap_or(Path::new("/"));
+    /// Where the log's archives go: its own directory, or `olddir` opened (or, with
+    /// `createolddir`, created) below the roots. The root check comes before anything is
+    /// created, and a dry run makes the same checks (the handle is `None` only when a
+    /// dry run would create the directory).
+    fn archive_dir(&mut self, p: &Policy, due: &Due) -> io::Result<ArchDir> {
         let Some(old) = &p.olddir else {
-            return Ok(dir.to_path_buf());
+            return Ok(ArchDir {
+                path: due.dir.path().to_path_buf(),
+                dir: Some(Arc::clone(&due.dir)),
+            });
         };
-        let od = fsx::normalize(&dir.join(old));
-        let probe = od.join("x");
-        match std::fs::symlink_metadata(&od) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(io::Error::other(format!(
-                    "olddir {} is not a directory",
-                    od.display()
-                )));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let log_dir = due.path.parent().unwrap_or(Path::new("/"));
+        let od = fsx::normalize(&log_dir.join(old));
+        let refuse = |what: String| io::Error::other(format!("olddir {}: {what}", od.display()));
+        match self.dir_for(&od) {
+            Ok(d) => Ok(ArchDir {
+                path: od,
+                dir: Some(d),
+            }),
+            Err(OpenDirError::Outside { .. }) => Err(io::Error::other(format!(
+                "olddir {} is outside the configured roots",
+                od.display()
+            ))),
+            Err(e) if e.is_not_dir() => Err(io::Error::other(format!(
+                "olddir {} is not a directory",
+                od.display()
+            ))),
+            Err(e) if e.is_not_found() => {
                 let Some(spec) = p.createolddir else {
                     return Err(io::Error::other(format!(
                         "olddir {} does not exist (add createolddir to create it)",
                         od.display()
                     )));
                 };
-                if !self.pass.dry_run {
-                    std::fs::create_dir(&od)?;
-                    let (uid, gid) = p.su.map_or((None, None), |(u, g)| (Some(u), Some(g)));
-                    let mode = spec.mode.unwrap_or(0o755);
-                    std::fs::set_permissions(&od, std::fs::Permissions::from_mode(mode))?;
-                    let _ = std::os::unix::fs::chown(
-                        &od,
-                        spec.uid.or(uid).or(Some(meta.uid())),
-                        spec.gid.or(gid).or(Some(meta.gid())),
-                    );
-                    self.dirs_to_sync.insert(dir.to_path_buf());
+                let (Some(parent), Some(name)) = (od.parent(), od.file_name()) else {
+                    return Err(refuse("cannot be created".into()));
+                };
+                let pd = self
+                    .dir_for(parent)
+                    .map_err(|e| refuse(format!("cannot be created: {e}")))?;
+                if self.pass.dry_run {
+                    return Ok(ArchDir {
+                        path: od,
+                        dir: None,
+                    });
                 }
+                let mode = spec.mode.unwrap_or(0o755);
+                let created = match pd.mkdir(name, mode) {
+                    Ok(()) => true,
+                    // Someone made it meanwhile: use it, but it is not ours to chmod.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(e),
+                };
+                let d = Arc::new(pd.subdir(name)?);
+                if created {
+                    let (uid, gid) = p.su.map_or((None, None), |(u, g)| (Some(u), Some(g)));
+                    d.set_mode(mode)?;
+                    let _ = d.set_owner(
+                        spec.uid.or(uid).or(Some(due.meta.uid())),
+                        spec.gid.or(gid).or(Some(due.meta.gid())),
+                    );
+                    self.sync_later(parent, pd);
+                }
+                self.dirs.insert(od.clone(), Ok(Arc::clone(&d)));
+                Ok(ArchDir {
+                    path: od,
+                    dir: Some(d),
+                })
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(refuse(e.to_string())),
         }
-        if !self.pass.dry_run && !self.is_inside(&probe) {
-            return Err(io::Error::other(format!(
-                "olddir {} is outside the configured roots",
-                od.display()
-            )));
-        }
-        Ok(od)
     }
 
-    fn names(&mut self, dir: &Path) -> io::Result<&mut BTreeSet<String>> {
-        let key = dir.as_os_str();
+    fn names(&mut self, dir: &ArchDir) -> io::Result<&mut BTreeSet<String>> {
+        let key = dir.path.as_os_str();
         if !self.dir_index.contains_key(key) {
             let mut set = BTreeSet::new();
-            match std::fs::read_dir(dir) {
-                Ok(rd) => {
-                    for e in rd.flatten() {
-                        if let Some(n) = e.file_name().to_str() {
-                            set.insert(n.to_string());
-                        }
+            if let Some(d) = &dir.dir {
+                for (n, _) in d.entries()? {
+                    if let Some(n) = n.to_str() {
+                        set.insert(n.to_string());
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound && self.pass.dry_run => {}
-                Err(e) => return Err(e),
             }
             self.dir_index.insert(key.to_owned(), set);
         }
@@ -537,7 +672,6 @@ impl Run<'_, '_> {
             }
             let part = |i: Option<usize>| i.and_then(|i| locs.get(i)).map(|(a, b)| &rest[a..b]);
             out.push(Archive {
-                path: lay.dir.join(n),
                 name: n.clone(),
                 key: part(key_i).unwrap_or("").to_string(),
                 counter: part(n_i).and_then(|m| m.parse::<u64>().ok()).unwrap_or(0),
@@ -551,23 +685,19 @@ impl Run<'_, '_> {
     /// symlink or a directory is never touched.
     fn archives(&mut self, lay: &Layout) -> io::Result<Vec<Archive>> {
         let mut out = self.archive_names(lay)?;
-        out.retain(|a| self.lstat(&a.path).is_ok_and(|m| m.is_file()));
+        out.retain(|a| self.lstat(&lay.dir, &a.name).is_ok_and(|m| m.is_file()));
         Ok(out)
     }
 
-    fn rotate_one(
-        &mut self,
-        p: &Policy,
-        f: &Path,
-        meta: &std::fs::Metadata,
-    ) -> io::Result<Option<PathBuf>> {
+    /// Steps 1 to 3; returns where the archive went.
+    fn rotate_one(&mut self, p: &Policy, due: &Due) -> io::Result<Option<(ArchDir, String)>> {
         (self.pass.fail)("step")?;
-        let dir = self.archive_dir(p, f, meta)?;
-        let lay = Layout::new(p, f, &dir, &mut self.regexes);
+        let dir = self.archive_dir(p, due)?;
+        let lay = Layout::new(p, &due.name, dir.clone(), &mut self.regexes);
         // 1. Finish leftovers and delayed compression.
         if p.compress {
             for a in self.archives(&lay)?.into_iter().filter(|a| !a.compressed) {
-                self.compress(p, &a.path, &lay)?;
+                self.compress(p, &a.name, &lay)?;
             }
         }
         // 2. Names.
@@ -598,115 +728,126 @@ impl Run<'_, '_> {
                     names.contains(&cand) || names.contains(&format!("{cand}{}", lay.compext))
                 };
                 if !taken {
-                    break dir.join(cand);
+                    break cand;
                 }
                 n += 1;
             }
         } else {
             self.shift(p, &lay)?;
-            dir.join(format!("{}.{}{}", lay.base, p.start, lay.ext))
+            format!("{}.{}{}", lay.base, p.start, lay.ext)
         };
-        // 3. Move the log's content to the archive name.
+        let target_path = dir.path.join(&target);
+        let log_path = due.dir.display(&due.name);
+        // 3. Move the log's content to the archive name (never over an existing file).
         (self.pass.fail)("step")?;
-        let size = meta.len();
+        let size = due.meta.len();
         if p.copy || p.copytruncate {
             if !self.pass.dry_run {
-                copy_out(f, &target, p.copytruncate, self.pass.fail)?;
+                let ad = dir.handle()?;
+                copy_out(
+                    &due.dir,
+                    &due.name,
+                    ad,
+                    OsStr::new(&target),
+                    p.copytruncate,
+                    self.pass.fail,
+                )?;
             } else {
                 // A new file with the log's content, as new as the log.
                 let real = self
                     .dry_names
-                    .get(f)
+                    .get(&log_path)
                     .cloned()
-                    .unwrap_or_else(|| f.to_path_buf());
-                self.dry_names.insert(target.clone(), real);
+                    .unwrap_or_else(|| DryFile {
+                        dir: due.dir.path().to_path_buf(),
+                        name: due.name.clone(),
+                        stat: Some(due.meta),
+                    });
+                self.dry_names.insert(target_path.clone(), real);
             }
             let kind = if p.copytruncate {
                 ActionKind::CopyTruncate
             } else {
                 ActionKind::Copy
             };
-            self.act(kind, f, Some(&target), size);
+            self.act(kind, &due.path, Some(&target_path), size);
         } else {
             if !self.pass.dry_run {
-                std::fs::rename(f, &target)?;
+                due.dir
+                    .rename_noreplace(&due.name, dir.handle()?, OsStr::new(&target))?;
             }
-            self.dry_moved(f, &target);
-            self.act(ActionKind::Rotate, f, Some(&target), size);
+            self.dry_moved(&log_path, Some(&due.dir), &due.name, target_path.clone());
+            self.act(ActionKind::Rotate, &due.path, Some(&target_path), size);
             if let Some(spec) = p.create {
                 (self.pass.fail)("step")?;
                 if !self.pass.dry_run {
-                    create_log(f, spec, meta, self.ids, &target)?;
+                    let old_now = (dir.handle()?, OsStr::new(&target));
+                    create_log(&due.dir, &due.name, spec, &due.meta, self.ids, old_now)?;
                 }
             }
         }
-        self.index_add(&target);
-        self.dirs_to_sync.insert(dir.clone());
-        if let Some(d) = f.parent() {
-            self.dirs_to_sync.insert(d.to_path_buf());
+        self.index_add(&dir.path, &target);
+        if let Some(d) = &dir.dir {
+            let d = Arc::clone(d);
+            self.sync_later(&dir.path, d);
         }
+        self.sync_later(due.dir.path(), Arc::clone(&due.dir));
         self.out.rotated += 1;
         self.out.rotated_bytes += size;
         let now = self.pass.now.datetime();
-        self.state.set(f, now);
+        self.state.set(&due.path, now);
         self.state_changed = true;
-        Ok(Some(target))
+        Ok(Some((dir, target)))
     }
 
     /// Steps 4 and 5, after the postrotate script.
-    fn after_rotation(&mut self, p: &Policy, f: &Path, archive: Option<&Path>) -> io::Result<()> {
-        let Some(archive) = archive else {
+    fn after_rotation(
+        &mut self,
+        p: &Policy,
+        due: &Due,
+        archive: Option<(ArchDir, String)>,
+    ) -> io::Result<()> {
+        let Some((dir, name)) = archive else {
             return Ok(());
         };
-        let dir = archive.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let lay = Layout::new(p, f, &dir, &mut self.regexes);
+        let lay = Layout::new(p, &due.name, dir, &mut self.regexes);
         if p.mailfirst {
-            self.mail(p, archive);
+            self.mail(p, &lay.dir, &name);
         }
         if p.rotate == 0 {
-            self.remove(p, archive)?;
+            self.remove(p, &lay, &name)?;
             return Ok(());
         }
         if p.compress && !p.delaycompress {
             (self.pass.fail)("step")?;
-            self.compress(p, archive, &lay)?;
+            self.compress(p, &name, &lay)?;
         }
         self.retention(p, &lay)
     }
 
-    fn compress(&mut self, p: &Policy, src: &Path, lay: &Layout) -> io::Result<()> {
-        let name = src
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let dst = src.with_file_name(format!("{name}{}", lay.compext));
+    fn compress(&mut self, p: &Policy, src: &str, lay: &Layout) -> io::Result<()> {
+        let dst = format!("{src}{}", lay.compext);
+        let src_path = lay.dir.path.join(src);
+        let dst_path = lay.dir.path.join(&dst);
         // An archive of that name already: the same content (a run died after its
         // rename, before the unlink) is replaced by the same again; other content is
         // never replaced: both stay, under their own names, with a warning.
         // Existence from the directory index, which a dry run keeps as the real run's.
-        let dst_name = format!("{name}{}", lay.compext);
-        let dst_taken = match src.parent() {
-            Some(dir) => self.names(dir)?.contains(&dst_name),
-            None => false,
-        };
-        if dst_taken
-            && !same_content(&self.resolve(src), &self.resolve(&dst), &p.compressor)
-                .unwrap_or(false)
-        {
+        if self.names(&lay.dir)?.contains(&dst) && !self.same_content(p, &lay.dir, src, &dst) {
             let message = format!(
                 "{} and {} are two different archives for one place; both are kept and {} stays uncompressed",
-                src.display(),
-                dst.display(),
-                src.display()
+                src_path.display(),
+                dst_path.display(),
+                src_path.display()
             );
-            tracing::warn!(path = %src.display(), "{message}");
+            tracing::warn!(path = %src_path.display(), "{message}");
             self.out.warnings.push(LogError {
-                place: src.display().to_string(),
+                place: src_path.display().to_string(),
                 message,
             });
             return Ok(());
         }
-        let before = match self.lstat(src) {
+        let before = match self.lstat(&lay.dir, src) {
             Ok(m) => m.len(),
             // Dry run: the archive does not exist yet; it is the log just "rotated".
             Err(_) => self
@@ -714,37 +855,43 @@ impl Run<'_, '_> {
                 .actions
                 .iter()
                 .rev()
-                .find(|a| a.to.as_deref() == Some(src))
+                .find(|a| a.to.as_deref() == Some(src_path.as_path()))
                 .map_or(0, |a| a.bytes),
         };
         let after = if self.pass.dry_run {
             None
         } else {
-            match compress::compress_file(
-                src,
-                &dst,
+            match compress::compress_at(
+                lay.dir.handle()?,
+                OsStr::new(src),
+                OsStr::new(&dst),
                 &p.compressor,
                 self.pass.threads,
                 self.pass.fail,
             ) {
                 Ok(c) => Some(c.bytes_out),
                 Err(e) if e.kind() == compress::IN_USE => {
-                    self.note(src, e.to_string());
+                    self.note(&src_path, e.to_string());
                     return Ok(());
                 }
                 Err(e) => return Err(e),
             }
         };
-        self.index_remove(src);
-        self.index_add(&dst);
-        self.dry_moved(src, &dst);
+        self.index_remove(&lay.dir.path, src);
+        self.index_add(&lay.dir.path, &dst);
+        self.dry_moved(
+            &src_path,
+            lay.dir.dir.as_ref(),
+            OsStr::new(src),
+            dst_path.clone(),
+        );
         self.out.compressed += 1;
         self.out.compressed_bytes_before += before;
         self.out.compressed_bytes_after += after.unwrap_or(0);
         self.out.actions.push(Action {
             kind: ActionKind::Compress,
-            path: src.to_path_buf(),
-            to: Some(dst),
+            path: src_path,
+            to: Some(dst_path),
             bytes: before,
             bytes_after: after,
         });
@@ -777,7 +924,6 @@ impl Run<'_, '_> {
                     &format!("{}.{}", lay.base, i + 1),
                     1,
                 );
-                let to = lay.dir.join(&new_name);
                 // Past the count already (left by a larger `rotate`): it expires now, as a
                 // reported deletion, instead of vanishing under the rename.
                 if i == last
@@ -785,15 +931,21 @@ impl Run<'_, '_> {
                         .get(&(last + 1))
                         .is_some_and(|l| l.iter().any(|b| b.name == new_name))
                 {
-                    self.remove(p, &to)?;
+                    self.remove(p, lay, &new_name)?;
                 }
                 (self.pass.fail)("step")?;
                 if !self.pass.dry_run {
-                    std::fs::rename(&a.path, &to)?;
+                    let d = lay.dir.handle()?;
+                    d.rename(OsStr::new(&a.name), d, OsStr::new(&new_name))?;
                 }
-                self.index_remove(&a.path);
-                self.index_add(&to);
-                self.dry_moved(&a.path, &to);
+                self.index_remove(&lay.dir.path, &a.name);
+                self.index_add(&lay.dir.path, &new_name);
+                self.dry_moved(
+                    &lay.dir.path.join(&a.name),
+                    lay.dir.dir.as_ref(),
+                    OsStr::new(&a.name),
+                    lay.dir.path.join(&new_name),
+                );
             }
         }
         Ok(())
@@ -813,11 +965,11 @@ impl Run<'_, '_> {
                 .into_iter()
                 .filter(|a| {
                     a.counter == limit.saturating_add(1)
-                        && self.lstat(&a.path).is_ok_and(|m| m.is_file())
+                        && self.lstat(&lay.dir, &a.name).is_ok_and(|m| m.is_file())
                 })
                 .collect();
             for a in past {
-                self.remove(p, &a.path)?;
+                self.remove(p, lay, &a.name)?;
             }
             return Ok(());
         }
@@ -860,16 +1012,14 @@ impl Run<'_, '_> {
         }
         if let Some(days) = p.maxage_days {
             let cutoff = self.pass.now.timestamp().as_second() - (days as i64) * 86_400;
-            let (old, young): (Vec<_>, Vec<_>) = keep.into_iter().partition(|a| {
-                self.lstat(&a.path)
-                    .map(|m| m.mtime() < cutoff)
-                    .unwrap_or(false)
+            let (old, _young): (Vec<_>, Vec<_>) = keep.into_iter().partition(|a| {
+                self.lstat(&lay.dir, &a.name)
+                    .is_ok_and(|m| m.mtime() < cutoff)
             });
             remove.extend(old);
-            let _ = young;
         }
         for a in remove {
-            self.remove(p, &a.path)?;
+            self.remove(p, lay, &a.name)?;
         }
         Ok(())
     }
@@ -877,112 +1027,254 @@ impl Run<'_, '_> {
     /// logrotate's `mail`: `mailfirst` sends the archive just made, `maillast` the one
     /// about to be removed; only with `logs.mail_command`. A failure is an error for that
     /// log; the rotation goes on.
-    fn mail(&mut self, p: &Policy, path: &Path) {
+    fn mail(&mut self, p: &Policy, dir: &ArchDir, name: &str) {
         let (Some(to), Some(cmd)) = (&p.mail, self.pass.mail_command) else {
             return;
         };
         if self.pass.dry_run {
             return;
         }
-        if let Err(e) = send_mail(cmd, to, path) {
-            self.error(path, format!("mail to {to} with {}: {e}", cmd.display()));
+        let path = dir.path.join(name);
+        if let Err(e) = self
+            .open_real(dir, name)
+            .and_then(|file| send_mail(cmd, to, file, &path))
+        {
+            self.error(&path, format!("mail to {to} with {}: {e}", cmd.display()));
         }
     }
 
-    fn remove(&mut self, p: &Policy, path: &Path) -> io::Result<()> {
+    fn remove(&mut self, p: &Policy, lay: &Layout, name: &str) -> io::Result<()> {
         if !p.mailfirst {
-            self.mail(p, path);
+            self.mail(p, &lay.dir, name);
         }
-        let size = self.lstat(path).map(|m| m.len()).unwrap_or(0);
+        let path = lay.dir.path.join(name);
+        let size = self.lstat(&lay.dir, name).map_or(0, |m| m.len());
         if let Some(s) = &p.scripts.preremove {
             let place = p.place.clone();
             self.script(s, &[&path.to_string_lossy()], &place, "preremove");
         }
         (self.pass.fail)("step")?;
         if !self.pass.dry_run {
-            if p.shred {
-                fsx::shred(path, p.shredcycles)?
-            } else {
-                std::fs::remove_file(path)?
+            let d = Arc::clone(lay.dir.dir.as_ref().ok_or_else(|| {
+                io::Error::other(format!("{} was not created", lay.dir.path.display()))
+            })?);
+            match delete_in(&d, OsStr::new(name), p.shred.then_some(p.shredcycles)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == compress::IN_USE => {
+                    self.note(&path, e.to_string());
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
             }
+            self.sync_later(&lay.dir.path, d);
         }
-        self.index_remove(path);
-        if let Some(d) = path.parent() {
-            self.dirs_to_sync.insert(d.to_path_buf());
-        }
+        self.index_remove(&lay.dir.path, name);
         self.out.deleted += 1;
         self.out.deleted_bytes += size;
-        self.act(ActionKind::Delete, path, None, size);
+        self.act(ActionKind::Delete, &path, None, size);
         Ok(())
     }
 
-    /// `lstat`, and in a dry run of a name that would exist by now, of the file it would be.
-    fn lstat(&self, p: &Path) -> io::Result<std::fs::Metadata> {
-        std::fs::symlink_metadata(self.dry_names.get(p).map_or(p, PathBuf::as_path))
+    /// Dry run: the real file a name of `dir` stands for, when the name only exists
+    /// virtually (see `dry_names`).
+    fn virtual_file(&self, dir: &ArchDir, name: &str) -> Option<&DryFile> {
+        if self.dry_names.is_empty() {
+            return None;
+        }
+        self.dry_names.get(&dir.path.join(name))
     }
 
-    /// The real file behind a name (in a dry run, a name may only exist virtually).
-    fn resolve(&self, p: &Path) -> PathBuf {
-        self.dry_names
-            .get(p)
-            .cloned()
-            .unwrap_or_else(|| p.to_path_buf())
+    /// `fstatat(AT_SYMLINK_NOFOLLOW)` of a name of `dir`, and in a dry run of a name that
+    /// would exist by now, of the file it would be.
+    fn lstat(&self, dir: &ArchDir, name: &str) -> io::Result<Stat> {
+        if let Some(v) = self.virtual_file(dir, name) {
+            return v
+                .stat
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound));
+        }
+        dir.handle()?.stat(OsStr::new(name))
     }
 
-    /// Dry run: `from` would now be at `to`.
-    fn dry_moved(&mut self, from: &Path, to: &Path) {
-        if self.pass.dry_run {
-            let real = self
-                .dry_names
-                .remove(from)
-                .unwrap_or_else(|| from.to_path_buf());
-            self.dry_names.insert(to.to_path_buf(), real);
+    /// Opens the (real) file behind a name of `dir` for reading (no link followed, only a
+    /// regular file; a virtual name's directory is opened below the roots again).
+    fn open_real(&self, dir: &ArchDir, name: &str) -> io::Result<std::fs::File> {
+        if let Some(v) = self.virtual_file(dir, name) {
+            return self.pass.roots.open_dir(&v.dir)?.open_file(&v.name, false);
+        }
+        dir.handle()?.open_file(OsStr::new(name), false)
+    }
+
+    /// Whether the plain archive `plain` and the compressed `archive` (both names of
+    /// `dir`) hold the same bytes; anything unreadable counts as different.
+    fn same_content(&self, p: &Policy, dir: &ArchDir, plain: &str, archive: &str) -> bool {
+        match (self.open_real(dir, plain), self.open_real(dir, archive)) {
+            (Ok(a), Ok(b)) => same_content(a, b, &p.compressor).unwrap_or(false),
+            _ => false,
         }
     }
 
-    fn index_add(&mut self, p: &Path) {
-        if let (Some(d), Some(n)) = (p.parent(), p.file_name().and_then(|n| n.to_str()))
-            && let Some(set) = self.dir_index.get_mut(d.as_os_str())
-        {
-            set.insert(n.to_string());
+    /// Dry run: the file named `from` (`name` in `dir`, when it exists for real) would
+    /// now be at `to`.
+    fn dry_moved(&mut self, from: &Path, dir: Option<&Arc<Dir>>, name: &OsStr, to: PathBuf) {
+        if !self.pass.dry_run {
+            return;
+        }
+        let real = self.dry_names.remove(from).or_else(|| {
+            dir.map(|d| DryFile {
+                dir: d.path().to_path_buf(),
+                name: name.to_owned(),
+                stat: d.stat(name).ok(),
+            })
+        });
+        if let Some(real) = real {
+            self.dry_names.insert(to, real);
         }
     }
 
-    fn index_remove(&mut self, p: &Path) {
-        if let (Some(d), Some(n)) = (p.parent(), p.file_name().and_then(|n| n.to_str()))
-            && let Some(set) = self.dir_index.get_mut(d.as_os_str())
-        {
-            set.remove(n);
+    fn index_add(&mut self, dir: &Path, name: &str) {
+        if let Some(set) = self.dir_index.get_mut(dir.as_os_str()) {
+            set.insert(name.to_string());
+        }
+    }
+
+    fn index_remove(&mut self, dir: &Path, name: &str) {
+        if let Some(set) = self.dir_index.get_mut(dir.as_os_str()) {
+            set.remove(name);
         }
     }
 }
 
-/// Expands a glob. When only the last component has wildcards (the usual
-/// `/var/log/x/*.log`), one `read_dir` and a name match per entry, without the extra
-/// `stat` per entry that `glob::glob` makes; otherwise `glob::glob_with`.
-fn expand_pattern(pat: &str, opts: glob::MatchOptions) -> Result<Vec<PathBuf>, glob::PatternError> {
-    let (dir, last) = pat.rsplit_once('/').unwrap_or(("", pat));
-    if dir.contains(['*', '?', '[']) || !last.contains(['*', '?', '[']) {
-        return Ok(glob::glob_with(pat, opts)?.filter_map(Result::ok).collect());
+/// Dry run: the real file behind a name that would exist by now. No handle is kept (a
+/// pass holds at most [`MAX_OPEN_DIRS`] descriptors); a dry run changes no file, so what
+/// `fstatat` said when it was first named stays true.
+#[derive(Clone)]
+struct DryFile {
+    /// Its directory (reopened below the roots to read it) and name.
+    dir: PathBuf,
+    name: OsString,
+    /// `None`: it could not be stat'ed (reported as not found).
+    stat: Option<Stat>,
+}
+
+/// A log that is due, with the handle of its directory.
+struct Due {
+    /// The log's path (state key, messages).
+    path: PathBuf,
+    dir: Arc<Dir>,
+    name: OsString,
+    meta: Stat,
+}
+
+/// The directory a log's archives go to. `dir` is `None` only in a dry run where
+/// `createolddir` would create it.
+#[derive(Clone)]
+struct ArchDir {
+    path: PathBuf,
+    dir: Option<Arc<Dir>>,
+}
+
+impl ArchDir {
+    fn handle(&self) -> io::Result<&Dir> {
+        self.dir.as_deref().ok_or_else(|| {
+            io::Error::other(format!("olddir {} was not created", self.path.display()))
+        })
     }
-    let matcher = glob::Pattern::new(last)?;
-    let dir = if dir.is_empty() {
-        Path::new("/")
-    } else {
-        Path::new(dir)
+}
+
+/// Removes one archive through its directory handle: opened without following a link
+/// (only a regular file), refused while someone has it open for writing (a read lease,
+/// as before compression: deleting it would free nothing and lose what the writer
+/// writes), checked to be still the file under that name, then overwritten (`shred`
+/// cycles) and unlinked. Returns its size. The engine's retention and the emergency
+/// cleanup both delete with this.
+///
+/// # Errors
+/// Any step fails; an error of kind [`compress::IN_USE`] means a writer has it open.
+pub fn delete_in(dir: &Dir, name: &OsStr, shred_cycles: Option<u32>) -> io::Result<u64> {
+    // A lease needs a read-only descriptor and no writer, ourselves included: the lease
+    // is checked first, the file opened for shredding after.
+    let f = dir.open_file(name, false)?;
+    let st = f.metadata()?;
+    // A few tries: a child another thread is forking holds copies of our descriptors
+    // (a just-written archive's too) until it execs.
+    let mut tries = 0;
+    while matches!(fsx::WriteWatch::take(&f), fsx::Writers::Open) {
+        tries += 1;
+        if tries == 5 {
+            return Err(io::Error::new(
+                compress::IN_USE,
+                format!(
+                    "{} is open for writing; not deleted",
+                    dir.display(name).display()
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if let Some(cycles) = shred_cycles {
+        fsx::shred_file(&dir.open_file(name, true)?, cycles)?;
+    }
+    let now = dir.stat(name)?;
+    if (now.dev(), now.ino()) != (st.dev(), st.ino()) {
+        return Err(io::Error::other(format!(
+            "{} was replaced while being deleted; left alone",
+            dir.display(name).display()
+        )));
+    }
+    dir.unlink(name)?;
+    Ok(st.len())
+}
+
+/// Deletes one rotated file named by path, as the engine does (see [`delete_in`]): its
+/// directory is opened below `roots` without following links.
+///
+/// # Errors
+/// Outside the roots, behind a symlink, not a regular file, in use, or the unlink fails.
+pub fn delete_archive(roots: &Roots, path: &Path) -> io::Result<u64> {
+    let (dir, name) = open_parent(roots, path)?;
+    let n = delete_in(&dir, name, None)?;
+    dir.sync()?;
+    Ok(n)
+}
+
+/// Compresses one rotated file named by path to `NAME.gz` (gzip, level 6) as the engine
+/// does ([`compress::compress_at`]: the write-lease check, temporary, fsync, rename,
+/// then unlink), its directory opened below `roots` without following links. The
+/// archive keeps the source's mtime (retention by age still sees the log's age).
+///
+/// # Errors
+/// As [`delete_archive`]; an error of kind [`compress::IN_USE`] means a writer has it open.
+pub fn compress_archive(
+    roots: &Roots,
+    path: &Path,
+    threads: usize,
+) -> io::Result<compress::Compressed> {
+    let (dir, name) = open_parent(roots, path)?;
+    let mut dst = name.to_owned();
+    dst.push(".gz");
+    let mtime = dir.stat(name)?.modified();
+    let c = compress::compress_at(
+        &dir,
+        name,
+        &dst,
+        &super::policy::Compressor::Gzip { level: 6 },
+        threads,
+        &compress::no_fail,
+    )?;
+    let out = dir.open_file(&dst, true)?;
+    out.set_modified(mtime)?;
+    out.sync_all()?;
+    Ok(c)
+}
+
+fn open_parent<'p>(roots: &Roots, path: &'p Path) -> io::Result<(Dir, &'p OsStr)> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a file path", path.display()),
+        ));
     };
-    let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(Result::ok)
-            .map(|e| e.file_name())
-            .filter(|n| n.to_str().is_some_and(|n| matcher.matches_with(n, opts)))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    // Sorting the names (bytes) gives the order of sorting the paths, without comparing
-    // paths component by component.
-    names.sort_unstable();
-    Ok(names.into_iter().map(|n| dir.join(n)).collect())
+    Ok((roots.open_dir(parent)?, name))
 }
 
 /// Archive-name regexes of one pass, by policy (its address: the policies outlive the
@@ -991,7 +1283,7 @@ type RegexCache = HashMap<(usize, bool), Arc<Regex>>;
 
 /// How one log's archives are named.
 struct Layout {
-    dir: PathBuf,
+    dir: ArchDir,
     /// The log's name without `extension`.
     base: String,
     /// `extension` when the name ends with it, else empty.
@@ -1003,11 +1295,8 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(p: &Policy, f: &Path, dir: &Path, cache: &mut RegexCache) -> Self {
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    fn new(p: &Policy, log_name: &OsStr, dir: ArchDir, cache: &mut RegexCache) -> Self {
+        let name = log_name.to_string_lossy().into_owned();
         let (base, ext) = match p.extension.as_ref().or(p.addextension.as_ref()) {
             Some(e) if name.ends_with(e.as_str()) && name.len() > e.len() => {
                 (name[..name.len() - e.len()].to_string(), e.clone())
@@ -1038,7 +1327,7 @@ impl Layout {
             )
         }));
         Self {
-            dir: dir.to_path_buf(),
+            dir,
             base,
             ext,
             compext,
@@ -1049,7 +1338,6 @@ impl Layout {
 
 #[derive(Debug, Clone)]
 struct Archive {
-    path: PathBuf,
     name: String,
     key: String,
     counter: u64,
@@ -1061,24 +1349,20 @@ fn group(re: &Regex, name: &str) -> Option<usize> {
     re.capture_names().position(|n| n == Some(name))
 }
 
-/// Creates the new, empty log. `O_EXCL`: a file a writer already recreated is left alone
-/// (caretaker never changes mode or owner of a file it did not create).
-/// `ids` are the process's effective uid and gid; `old_path` is where the old log is now.
+/// Creates the new, empty log in its directory. `O_EXCL`: a file a writer already
+/// recreated is left alone (caretaker never changes mode or owner of a file it did not
+/// create). `ids` are the process's effective uid and gid; `old_now` is where the old log
+/// is now (its directory and name).
 fn create_log(
-    f: &Path,
+    dir: &Dir,
+    name: &OsStr,
     spec: CreateSpec,
-    old: &std::fs::Metadata,
+    old: &Stat,
     ids: (u32, u32),
-    old_path: &Path,
+    old_now: (&Dir, &OsStr),
 ) -> io::Result<()> {
-    let mode = spec.mode.unwrap_or(old.mode() & 0o7777);
-    let file = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .mode(mode)
-        .open(f)
-    {
+    let mode = spec.mode.unwrap_or(old.mode());
+    let file = match dir.create_new(name, mode) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(e),
@@ -1093,7 +1377,8 @@ fn create_log(
     }
     if spec.mode.is_none() {
         // No mode given: the old log's ACL too (logrotate with libacl).
-        fsx::copy_acl(old_path, &file)?;
+        let (od, on) = old_now;
+        fsx::copy_acl(&od.open_file(on, false)?, &file)?;
     }
     Ok(())
 }
@@ -1101,22 +1386,19 @@ fn create_log(
 /// copy / copytruncate: copy (keeping holes) to a temporary, copy again what was
 /// appended meanwhile, rename to `target`, copy the last appended bytes and truncate the
 /// log (copytruncate) with nothing slow in between, then fsync the copy.
-fn copy_out(f: &Path, target: &Path, truncate: bool, fail: FailHook<'_>) -> io::Result<()> {
-    let src = std::fs::OpenOptions::new()
-        .read(true)
-        .write(truncate)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(f)?;
+fn copy_out(
+    dir: &Dir,
+    name: &OsStr,
+    to_dir: &Dir,
+    target: &OsStr,
+    truncate: bool,
+    fail: FailHook<'_>,
+) -> io::Result<()> {
+    let src = dir.open_file(name, truncate)?;
     let meta = src.metadata()?;
-    let tmp = fsx::temp_name(target);
-    let _ = std::fs::remove_file(&tmp);
-    let dst = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .mode(meta.mode() & 0o7777)
-        .open(&tmp)?;
+    let tmp = fsx::temp_file_name(target);
+    let _ = to_dir.unlink(&tmp);
+    let dst = to_dir.create_new(&tmp, meta.mode() & 0o7777)?;
     let res = (|| {
         let _ = std::os::unix::fs::fchown(&dst, Some(meta.uid()), Some(meta.gid()));
         let mut pos = fsx::copy_sparse_from(&src, &dst, 0)?;
@@ -1131,7 +1413,8 @@ fn copy_out(f: &Path, target: &Path, truncate: bool, fail: FailHook<'_>) -> io::
         // The copy gets its final name before the truncate, so a crash after the truncate
         // never leaves the data only in a temporary (which the next run would remove).
         fail("rename")?;
-        std::fs::rename(&tmp, target)?;
+        // Never over an existing archive (one planted or made since the name was picked).
+        to_dir.rename_noreplace(&tmp, to_dir, target)?;
         if truncate {
             // Last catch-up through the still-open descriptor right before the truncate:
             // the window for loss is only the gap between this size check and ftruncate,
@@ -1148,22 +1431,22 @@ fn copy_out(f: &Path, target: &Path, truncate: bool, fail: FailHook<'_>) -> io::
         Ok(())
     })();
     if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = to_dir.unlink(&tmp);
     }
     res
 }
 
-/// Runs `cmd -s SUBJECT to` with the file's content (gzip and zstd decompressed) on stdin.
-fn send_mail(cmd: &Path, to: &str, path: &Path) -> io::Result<()> {
+/// Runs `cmd -s SUBJECT to` with the file's content (gzip and zstd decompressed by the
+/// name's extension) on stdin; `path` is the file's name for the subject.
+fn send_mail(cmd: &Path, to: &str, file: std::fs::File, path: &Path) -> io::Result<()> {
     use std::io::Read;
-    let f = std::fs::File::open(path)?;
     let name = path.to_string_lossy();
     let mut content: Box<dyn Read> = if name.ends_with(".gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(f)))
+        Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
     } else if name.ends_with(".zst") {
-        Box::new(zstd::stream::read::Decoder::new(f)?)
+        Box::new(zstd::stream::read::Decoder::new(file)?)
     } else {
-        Box::new(f)
+        Box::new(file)
     };
     let mut child = std::process::Command::new(cmd)
         .arg("-s")
@@ -1184,18 +1467,21 @@ fn send_mail(cmd: &Path, to: &str, path: &Path) -> io::Result<()> {
 
 /// Whether `archive` (compressed with `c`) holds exactly the bytes of `plain`. Streams
 /// both; an external compressor's output cannot be checked and counts as different.
-fn same_content(plain: &Path, archive: &Path, c: &super::policy::Compressor) -> io::Result<bool> {
+fn same_content(
+    plain: std::fs::File,
+    archive: std::fs::File,
+    c: &super::policy::Compressor,
+) -> io::Result<bool> {
     use super::policy::Compressor;
     use std::io::Read;
-    let a = std::fs::File::open(archive)?;
     let mut dec: Box<dyn Read> = match c {
-        Compressor::Gzip { .. } => {
-            Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(a)))
-        }
-        Compressor::Zstd { .. } => Box::new(zstd::stream::read::Decoder::new(a)?),
+        Compressor::Gzip { .. } => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(
+            archive,
+        ))),
+        Compressor::Zstd { .. } => Box::new(zstd::stream::read::Decoder::new(archive)?),
         Compressor::External { .. } => return Ok(false),
     };
-    let mut p = io::BufReader::new(std::fs::File::open(plain)?);
+    let mut p = io::BufReader::new(plain);
     let (mut x, mut y) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
         let n = p.read(&mut x)?;

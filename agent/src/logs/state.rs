@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use jiff::civil::DateTime;
 
 use super::fsx;
+use super::handle::Dir;
 
 /// The first line logrotate 3.21 writes.
 pub const HEADER: &str = "logrotate state -- version 2";
@@ -143,12 +144,17 @@ impl State {
         for (p, t) in sorted {
             out.push('"');
             let p = p.to_string_lossy();
-            if p.contains(['"', '\\']) {
+            if p.contains(['"', '\\', '\n']) {
+                // As logrotate 3.21 writes them: `\"`, `\\`, and a newline as `\n`.
                 for c in p.chars() {
-                    if c == '"' || c == '\\' {
-                        out.push('\\');
+                    match c {
+                        '"' | '\\' => {
+                            out.push('\\');
+                            out.push(c);
+                        }
+                        '\n' => out.push_str("\\n"),
+                        c => out.push(c),
                     }
-                    out.push(c);
                 }
             } else {
                 out.push_str(&p);
@@ -181,20 +187,24 @@ impl State {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(err)?;
-        let tmp = fsx::temp_name(path);
+        let name = path
+            .file_name()
+            .ok_or_else(|| err(std::io::Error::other("the state file needs a file name")))?;
+        // Everything relative to the directory's handle: the temporary is created with
+        // O_EXCL | O_NOFOLLOW, so a file or symlink planted at its name is never followed
+        // (a leftover is removed first, as the link itself).
+        let dir = Dir::open_trusted(dir).map_err(err)?;
+        let tmp = fsx::temp_file_name(name);
+        let _ = dir.unlink(&tmp);
         let res = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
+            let mut f = dir.create_new(&tmp, 0o644)?;
             f.write_all(self.render().as_bytes())?;
             f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            fsx::sync_dir(dir)
+            dir.rename(&tmp, &dir, name)?;
+            dir.sync()
         })();
         if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = dir.unlink(&tmp);
         }
         res.map_err(err)
     }
@@ -207,11 +217,11 @@ fn parse_line(line: &str) -> Result<(PathBuf, DateTime), String> {
         let mut end = None;
         while let Some((i, c)) = chars.next() {
             match c {
-                '\\' => {
-                    if let Some((_, n)) = chars.next() {
-                        p.push(n);
-                    }
-                }
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => p.push('\n'),
+                    Some((_, n)) => p.push(n),
+                    None => {}
+                },
                 '"' => {
                     end = Some(i + 1);
                     break;

@@ -1,20 +1,26 @@
 //! Retention sweeps: delete files matching a glob whose mtime is strictly older than an
 //! age (`*.log` after 7 days, `*.log.gz` after 30 days).
 //!
-//! A file exactly at the limit stays. Directories and symlinks are never deleted. A
-//! match is only considered when its directory resolves inside the pattern's literal
-//! prefix (the part before the first wildcard), so a symlinked directory cannot lead a
-//! sweep out of the tree it names. Freed bytes count allocated blocks of files with a
+//! A file exactly at the limit stays. Directories and symlinks are never deleted. Sweeps
+//! obey `logs.roots`: a pattern is expanded below the roots only ([`super::walk`], never
+//! entering a symlinked directory), a pattern outside them is refused with an error, and
+//! each file is checked and deleted through its directory's handle (opened below the
+//! roots without following links), with the engine's delete ([`rotate::delete_in`]: not
+//! while a writer has it open). Freed bytes count allocated blocks of files with a
 //! single link (deleting one name of a hard-linked file frees nothing).
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::fsx;
+use super::compress::IN_USE;
+use super::handle::{Dir, OpenDirError, Roots};
+use super::rotate;
 use super::summary::{LogError, SweepSummary, SweptFile};
+use super::walk::{self, GlobError};
 
 /// One retention rule.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -54,60 +60,61 @@ fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     )
 }
 
-/// The directory part of a pattern before its first wildcard.
-pub fn literal_root(pattern: &str) -> PathBuf {
-    let cut = pattern.find(['*', '?', '[']).unwrap_or(pattern.len());
-    let lit = &pattern[..cut];
-    match lit.rfind('/') {
-        Some(0) => PathBuf::from("/"),
-        Some(i) => PathBuf::from(&lit[..i]),
-        None => PathBuf::from("/"),
-    }
-}
-
-/// Runs the rules once. Nothing is deleted unless `apply`.
-pub fn sweep(rules: &[RetentionRule], now: SystemTime, apply: bool) -> SweepSummary {
+/// Runs the rules once below `roots`. Nothing is deleted unless `apply`.
+pub fn sweep(rules: &[RetentionRule], roots: &Roots, now: SystemTime, apply: bool) -> SweepSummary {
     let mut out = SweepSummary {
         dry_run: !apply,
         ..SweepSummary::default()
     };
-    let opts = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: true,
-    };
     for rule in rules {
-        if !rule.glob.starts_with('/') {
-            out.errors.push(LogError {
-                place: rule.glob.clone(),
-                message: "the pattern must be an absolute path".into(),
-            });
-            continue;
-        }
-        let roots = vec![literal_root(&rule.glob)];
-        let paths = match glob::glob_with(&rule.glob, opts) {
+        let paths = match walk::expand(roots, &rule.glob) {
             Ok(p) => p,
+            Err(GlobError::Open(OpenDirError::Outside { .. })) => {
+                let list: Vec<String> = roots
+                    .paths()
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect();
+                out.errors.push(LogError {
+                    place: rule.glob.clone(),
+                    message: format!(
+                        "the pattern is outside the configured roots (logs.roots: {}); nothing swept",
+                        list.join(", ")
+                    ),
+                });
+                continue;
+            }
+            Err(GlobError::Open(e)) if e.is_not_found() => continue,
             Err(e) => {
                 out.errors.push(LogError {
                     place: rule.glob.clone(),
-                    message: format!("bad pattern: {e}"),
+                    message: e.to_string(),
                 });
                 continue;
             }
         };
-        for entry in paths {
-            let path = match entry {
-                Ok(p) => p,
+        let mut dirs: HashMap<PathBuf, Result<Dir, OpenDirError>> = HashMap::new();
+        for path in paths {
+            out.files_checked += 1;
+            let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                continue;
+            };
+            let dir = match dirs
+                .entry(parent.to_path_buf())
+                .or_insert_with(|| roots.open_dir(parent))
+            {
+                Ok(d) => d,
+                // A literal pattern whose directory does not exist: nothing to do.
+                Err(e) if e.is_not_found() => continue,
                 Err(e) => {
                     out.errors.push(LogError {
-                        place: e.path().display().to_string(),
-                        message: e.error().to_string(),
+                        place: path.display().to_string(),
+                        message: e.to_string(),
                     });
                     continue;
                 }
             };
-            out.files_checked += 1;
-            if let Err(message) = one(&path, rule.max_age, now, apply, &roots, &mut out) {
+            if let Err(message) = one(dir, name, rule.max_age, now, apply, &mut out) {
                 out.errors.push(LogError {
                     place: path.display().to_string(),
                     message,
@@ -119,48 +126,44 @@ pub fn sweep(rules: &[RetentionRule], now: SystemTime, apply: bool) -> SweepSumm
 }
 
 fn one(
-    path: &Path,
+    dir: &Dir,
+    name: &OsStr,
     max_age: Duration,
     now: SystemTime,
     apply: bool,
-    roots: &[PathBuf],
     out: &mut SweepSummary,
 ) -> Result<(), String> {
-    let meta = match std::fs::symlink_metadata(path) {
+    let meta = match dir.stat(name) {
         Ok(m) => m,
-        // Vanished since the glob saw it: nothing to do.
+        // Vanished since the walk saw it: nothing to do.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(format!("cannot stat: {e}")),
     };
     if !meta.is_file() {
         return Ok(()); // directories, symlinks, sockets: never swept
     }
-    let mtime = meta.modified().map_err(|e| e.to_string())?;
-    let age = now.duration_since(mtime).unwrap_or(Duration::ZERO);
+    let age = now
+        .duration_since(meta.modified())
+        .unwrap_or(Duration::ZERO);
     if age <= max_age {
         return Ok(());
     }
-    if !fsx::inside_roots(path, roots) {
-        return Err(format!(
-            "resolves outside {}; not touched",
-            roots[0].display()
-        ));
-    }
     let freed = if meta.nlink() == 1 {
-        fsx::allocated_bytes(&meta)
+        meta.allocated_bytes()
     } else {
         0
     };
     if apply {
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
+        match rotate::delete_in(dir, name, None) {
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == IN_USE => return Err(e.to_string()),
             Err(e) => return Err(format!("cannot delete: {e}")),
         }
     }
     out.freed_bytes += freed;
     out.files.push(SweptFile {
-        path: path.to_path_buf(),
+        path: dir.display(name),
         bytes: meta.len(),
         age_seconds: age.as_secs(),
     });
@@ -169,6 +172,8 @@ fn one(
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn touch(p: &Path, bytes: usize, mtime: SystemTime) {
@@ -201,7 +206,8 @@ mod tests {
             format!("{}/*.log", dir.path().display()),
             7 * day,
         )];
-        let dry = sweep(&rules, now, false);
+        let roots = Roots::new(&[dir.path().to_path_buf()]);
+        let dry = sweep(&rules, &roots, now, false);
         assert_eq!(
             dry.files
                 .iter()
@@ -215,7 +221,7 @@ mod tests {
             dir.path().join("old.log").exists(),
             "dry run deletes nothing"
         );
-        let real = sweep(&rules, now, true);
+        let real = sweep(&rules, &roots, now, true);
         assert_eq!(real.files.len(), 1);
         assert!(!dir.path().join("old.log").exists());
         for kept in ["edge.log", "new.log", ".hidden.log", "dir.log"] {
@@ -226,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn a_symlinked_directory_does_not_lead_out_of_the_pattern_root() {
+    fn a_symlinked_directory_does_not_lead_out_of_the_roots() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         let outside = dir.path().join("outside");
@@ -236,32 +242,64 @@ mod tests {
         touch(&outside.join("victim.log"), 10, SystemTime::now());
         touch(&root.join("sub/mine.log"), 10, SystemTime::now());
         std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
-        let rules = vec![RetentionRule::new(
-            format!("{}/*/*.log", root.display()),
-            Duration::from_secs(86_400),
-        )];
-        let s = sweep(&rules, now, true);
+        let roots = Roots::new(std::slice::from_ref(&root));
+        let day = Duration::from_secs(86_400);
+        let s = sweep(
+            &[RetentionRule::new(
+                format!("{}/*/*.log", root.display()),
+                day,
+            )],
+            &roots,
+            now,
+            true,
+        );
         assert!(outside.join("victim.log").exists());
         assert!(!root.join("sub/mine.log").exists());
-        assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
-        assert!(
-            s.errors[0].message.starts_with("resolves outside"),
-            "{:?}",
-            s.errors
+        assert_eq!(s.errors, vec![]);
+        // Named literally, the link is refused with a message.
+        touch(&root.join("sub/mine.log"), 10, SystemTime::now());
+        let s = sweep(
+            &[RetentionRule::new(
+                format!("{}/escape/*.log", root.display()),
+                day,
+            )],
+            &roots,
+            now,
+            true,
         );
+        assert!(outside.join("victim.log").exists());
+        assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
+        assert!(s.errors[0].message.contains("symlink"), "{:?}", s.errors);
     }
 
     #[test]
-    fn literal_root_is_the_directory_before_the_first_wildcard() {
-        assert_eq!(literal_root("/var/log/*.log"), PathBuf::from("/var/log"));
-        assert_eq!(
-            literal_root("/var/log/pods/*/x/*.gz"),
-            PathBuf::from("/var/log/pods")
-        );
-        assert_eq!(
-            literal_root("/var/log/exact.log"),
-            PathBuf::from("/var/log")
-        );
-        assert_eq!(literal_root("/*.log"), PathBuf::from("/"));
+    fn a_pattern_outside_the_roots_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let other = dir.path().join("etc");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        touch(&other.join("a.conf"), 10, SystemTime::UNIX_EPOCH);
+        let roots = Roots::new(std::slice::from_ref(&root));
+        for pattern in [
+            format!("{}/*.conf", other.display()),
+            format!("{}/../etc/*.conf", root.display()),
+            format!("{}/a.conf", other.display()),
+        ] {
+            let s = sweep(
+                &[RetentionRule::new(pattern.clone(), Duration::from_secs(1))],
+                &roots,
+                SystemTime::now(),
+                true,
+            );
+            assert!(other.join("a.conf").exists(), "{pattern}");
+            assert_eq!(s.files.len(), 0, "{pattern}");
+            assert_eq!(s.errors.len(), 1, "{pattern}: {:?}", s.errors);
+            assert!(
+                s.errors[0].message.contains("outside the configured roots"),
+                "{pattern}: {:?}",
+                s.errors
+            );
+        }
     }
 }
