@@ -196,6 +196,17 @@ impl AggregatorConfig {
         if let Some(le) = &self.leader_election {
             le.validate()?;
         }
+        // Checked here, before any port is bound: found only when the store is opened,
+        // a listener would already answer.
+        if !self.in_memory
+            && let Ok(meta) = std::fs::metadata(&self.data_dir)
+            && !meta.is_dir()
+        {
+            return Err(format!(
+                "data_dir {} is not a directory: give a directory (it is created if missing) or set in_memory: true",
+                self.data_dir.display()
+            ));
+        }
         Ok(())
     }
 }

@@ -99,7 +99,9 @@ impl State {
     /// The store failed: the report is not stored and must not be acked.
     pub fn ingest(&self, report: &NodeReport, now: Timestamp) -> Result<Outcome, StoreError> {
         let started = std::time::Instant::now();
-        let result = self.store.put(report, now);
+        let result = self
+            .store
+            .put(report, now, self.merge.stale_after_intervals);
         self.metrics
             .store_write_seconds
             .observe(started.elapsed().as_secs_f64());

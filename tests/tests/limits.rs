@@ -109,3 +109,61 @@ async fn a_message_over_the_size_limit_ends_the_stream_and_stores_nothing() -> a
     drop(tx);
     agg.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_epoch_from_the_future_is_rejected_and_does_not_silence_the_node() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let agg = RunningAggregator::start(dir.path(), "127.0.0.1:0".parse()?, 3).await?;
+    let mut rs = reports("node-clock", 2).await;
+    let real = rs.pop().expect("two");
+    let mut forged = rs.pop().expect("two");
+    forged.epoch = u64::MAX;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(msg(forged)).await?;
+    tx.send(msg(real.clone())).await?;
+    let mut acks = ReportIngestClient::connect(agg.url())
+        .await?
+        .stream(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        match tokio::time::timeout(WAIT, acks.message()).await?? {
+            Some(pb::AggregatorMessage {
+                msg: Some(aggregator_message::Msg::Ack(a)),
+            }) => got.push(a),
+            other => anyhow::bail!("expected an ack, got {other:?}"),
+        }
+    }
+    assert_eq!(got[0].epoch, u64::MAX);
+    assert!(
+        got[0].rejected.starts_with(
+            "epoch 18446744073709551615 (agent start 2554-07-21T23:34:33Z) is more than 300s ahead of the aggregator's clock"
+        ) && got[0]
+            .rejected
+            .ends_with("; fix the node's clock and restart the agent"),
+        "{:?}",
+        got[0]
+    );
+    assert_eq!(
+        (
+            got[1].epoch,
+            got[1].seq,
+            got[1].duplicate,
+            got[1].rejected.as_str()
+        ),
+        (real.epoch, real.seq, false, ""),
+        "the real report after it is stored"
+    );
+    let stored = agg
+        .state
+        .stored("node-clock")
+        .expect("the real report is stored");
+    assert_eq!(
+        (stored.report.epoch, stored.reports_stored_total),
+        (real.epoch, 1)
+    );
+    drop(tx);
+    agg.stop().await
+}

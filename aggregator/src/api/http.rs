@@ -235,6 +235,15 @@ mod tests {
             get_body(&app, "/api/v1/report?at=yesterday").await.0,
             StatusCode::BAD_REQUEST
         );
+        // A time the client sends beyond the supported range: 400, not a panic.
+        assert_eq!(
+            get_body(&app, "/api/v1/report?at=-99999999999h").await,
+            (
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"at: \"-99999999999h\" reaches before the earliest time supported"}"#
+                    .into()
+            )
+        );
         let t = Timestamp::now();
         state
             .finish_round(

@@ -3,7 +3,9 @@
 //! Each report is validated (a wire message that is not a valid report is acked with a
 //! `rejected` reason so the agent drops it instead of resending it forever), stored
 //! durably on a blocking thread, and only then acked. Reports of one stream are handled
-//! in order, so acks arrive in order.
+//! in order, so acks arrive in order. A report whose epoch is beyond the aggregator's clock
+//! plus [`crate::store::EPOCH_SKEW_ALLOWANCE`] is rejected the same way (the agent logs the
+//! reason): stored, it would make every later report of the node look like an older run.
 //!
 //! With mutual TLS ([`IdentityPolicy::Certificate`]) a stream needs a client certificate,
 //! and every report must be for the node that certificate names ([`crate::api::tls`]); a
@@ -201,6 +203,11 @@ impl ReportIngest for IngestService {
                             warn!(node = %wire.node_name, seq = wire.seq, error = %invalid, "Rejected an invalid report.");
                             state.count_rejected();
                             ack(&wire, false, invalid.to_string())
+                        }
+                        Ok(_) if let Some(reason) = crate::store::epoch_rejection(wire.epoch, Timestamp::now()) => {
+                            warn!(node = %wire.node_name, epoch = wire.epoch, %reason, "Rejected a report from the future.");
+                            state.count_rejected();
+                            ack(&wire, false, reason)
                         }
                         Ok(report) => {
                             if node != report.node_name {
