@@ -5,13 +5,18 @@
 //! duplicate or from an older agent run is taken inside the same write transaction as the
 //! write, so two streams claiming the same node cannot interleave badly.
 //!
+//! After an I/O error (a full disk) redb fails every later write until the file is opened
+//! again: [`Store::reopen`] swaps the database behind its [`DbHandle`] (shared with the
+//! history) and proves a write of [`PROBE_BYTES`] commits; the state retries it on each
+//! readiness probe and report while the store cannot write.
+//!
 //! [`history`]: every recorded merged report, in the same redb file.
 
 pub mod history;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use caretaker_core::model::NodeReport;
 use caretaker_proto::pb;
@@ -34,6 +39,10 @@ const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes_qua
 /// make every later report of that node look like an older run.
 pub const EPOCH_SKEW_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// Room a probe write needs before a store that failed is taken as writable again: a
+/// few reports of a large node.
+pub const PROBE_BYTES: usize = 1 << 20;
+
 /// Name of the store file inside the data directory.
 pub const STORE_FILE: &str = "caretaker.redb";
 
@@ -55,6 +64,12 @@ pub enum StoreError {
     Locked { path: String },
     #[error("store: {0}")]
     Redb(#[from] redb::Error),
+    /// A write failed earlier and reopening the store has not yet made writes work.
+    #[error("store cannot write since an I/O error (a full disk?); retrying")]
+    Unwritable,
+    /// The database is closed for a reopen after an I/O error.
+    #[error("store is being reopened after an I/O error")]
+    Reopening,
     #[error("store holds an unreadable entry for node {node:?}: {reason}")]
     Corrupt { node: String, reason: String },
 }
@@ -131,10 +146,48 @@ pub fn epoch_rejection(epoch: u64, now: Timestamp) -> Option<String> {
     ))
 }
 
+/// The store's database, replaceable: after an I/O error (a full disk) redb fails every
+/// later write ("Previous I/O error occurred") until the file is opened again, so the
+/// node store and the history reach the database through this handle and [`Store::reopen`]
+/// swaps it.
+#[derive(Debug)]
+pub struct DbHandle {
+    /// `None` while being reopened (redb locks the file: the old handle must close first).
+    db: RwLock<Option<Arc<Database>>>,
+    /// The file, `None` in memory (nothing to reopen).
+    path: Option<PathBuf>,
+}
+
+impl DbHandle {
+    fn current(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Reopening)
+    }
+
+    /// A write transaction on the current database.
+    ///
+    /// # Errors
+    /// The database is being reopened, or redb failed.
+    pub fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        Ok(self.current()?.begin_write()?)
+    }
+
+    /// A read transaction on the current database.
+    ///
+    /// # Errors
+    /// The database is being reopened, or redb failed.
+    pub fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        Ok(self.current()?.begin_read()?)
+    }
+}
+
 /// The store.
 #[derive(Debug)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<DbHandle>,
 }
 
 impl Store {
@@ -149,16 +202,46 @@ impl Store {
             source,
         })?;
         let path = data_dir.join(STORE_FILE);
-        let db = match Database::create(&path) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::Locked {
-                    path: path.display().to_string(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Self::init(db)
+        let db = create(&path)?;
+        Self::init(db, Some(path))
+    }
+
+    /// Closes the database file and opens it again, then proves a write commits: redb
+    /// fails every write after one I/O error (a full disk) until reopened. In memory there
+    /// is nothing to reopen: only the probe write is tried.
+    ///
+    /// # Errors
+    /// The file cannot be opened yet, or the probe write fails (the disk is still full).
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        if let Some(path) = &self.db.path {
+            let mut slot = self
+                .db
+                .db
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Dropped before opening: redb holds a lock on the file while it is open.
+            *slot = None;
+            *slot = Some(Arc::new(create(path)?));
+        }
+        self.probe()
+    }
+
+    /// Commits a write of [`PROBE_BYTES`] and then its removal, to learn whether the store
+    /// can take reports again: a small write can fit where a report does not, which would
+    /// make readiness flap.
+    ///
+    /// # Errors
+    /// A write or its commit failed.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let room = vec![0u8; PROBE_BYTES];
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert("store_probe", room.as_slice())?;
+        txn.commit()?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.remove("store_probe")?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// A store that lives in memory only.
@@ -167,20 +250,25 @@ impl Store {
     /// Only if redb fails to set up its in-memory backend.
     pub fn in_memory() -> Result<Self, StoreError> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        Self::init(db)
+        Self::init(db, None)
     }
 
-    fn init(db: Database) -> Result<Self, StoreError> {
+    fn init(db: Database, path: Option<PathBuf>) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         txn.open_table(NODES)?;
         txn.open_table(META)?;
         txn.open_table(QUARANTINE)?;
         txn.commit()?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(DbHandle {
+                db: RwLock::new(Some(Arc::new(db))),
+                path,
+            }),
+        })
     }
 
     /// The database, shared with the report history.
-    pub fn database(&self) -> Arc<Database> {
+    pub fn database(&self) -> Arc<DbHandle> {
         Arc::clone(&self.db)
     }
 
@@ -327,6 +415,16 @@ impl Store {
         };
         txn.commit()?;
         Ok((outcome, entry))
+    }
+}
+
+fn create(path: &Path) -> Result<Database, StoreError> {
+    match Database::create(path) {
+        Ok(db) => Ok(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Locked {
+            path: path.display().to_string(),
+        }),
+        Err(e) => Err(e.into()),
     }
 }
 
