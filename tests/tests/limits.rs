@@ -167,3 +167,45 @@ async fn an_epoch_from_the_future_is_rejected_and_does_not_silence_the_node() ->
     drop(tx);
     agg.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_streams_as_one_node_share_its_rate() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let options = ServeOptions {
+        reports_per_minute: 2,
+        ..ServeOptions::insecure()
+    };
+    let agg = RunningAggregator::start_with(dir.path(), "127.0.0.1:0".parse()?, 3, options).await?;
+    // Four streams for one node, two reports each: eight reports against a burst of two.
+    let all = reports("node-many", 8).await;
+    let mut senders = Vec::new();
+    let mut streams = Vec::new();
+    for pair in all.chunks(2) {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        for r in pair {
+            tx.send(msg(r.clone())).await?;
+        }
+        senders.push(tx);
+        streams.push(
+            ReportIngestClient::connect(agg.url())
+                .await?
+                .stream(ReceiverStream::new(rx))
+                .await?
+                .into_inner(),
+        );
+    }
+    // Each stream is held back once it meets the empty bucket; per stream, the old
+    // limiter let all eight through at once.
+    wait_until("every stream is held back", WAIT, || {
+        agg.state.metrics.ingest_throttled_total.get() >= 3
+    })
+    .await?;
+    let stored = agg
+        .state
+        .node("node-many", jiff::Timestamp::now())
+        .map_or(0, |n| n.reports_stored_total);
+    assert!(stored <= 2, "stored {stored} within the burst of 2");
+    drop(senders);
+    drop(streams);
+    agg.stop().await
+}
