@@ -15,7 +15,7 @@
 //!     key_file: /var/run/secrets/caretaker/tls/tls.key
 //!   insecure_plaintext: false      # true is required for an http:// endpoint
 //!   connect_timeout: 5s            # default 5s
-//!   buffer_reports: 360            # default 360 (one hour at 10 s)
+//!   buffer_reports: 360            # default 360 (one hour at 10 s); 1 to 8640 (a day)
 //!   flush_timeout: 3s              # default 3s: wait for acks on shutdown
 //! paths:                           # overridden by --path.procfs/--path.sysfs/--path.rootfs
 //!   procfs: /host/proc
@@ -177,8 +177,13 @@ pub struct AggregatorConfig {
     )]
     pub connect_timeout: Duration,
     /// Reports kept until the aggregator acks them; when full, the oldest is dropped and
-    /// counted in `reports_dropped_total`. Default 360 (an hour at the default interval).
-    #[serde(default = "default_buffer_reports")]
+    /// counted in `reports_dropped_total`. Default 360 (an hour at the default interval);
+    /// at least 1, at most [`MAX_BUFFER_REPORTS`] (a day at the default interval: a report
+    /// is a few KiB, so the buffer stays within tens of MiB).
+    #[serde(
+        default = "default_buffer_reports",
+        deserialize_with = "buffer_reports"
+    )]
     pub buffer_reports: usize,
     /// On SIGTERM, how long to wait for acks of buffered reports. Default 3 s, within
     /// the 5 s the agent gives itself to stop.
@@ -282,8 +287,20 @@ fn default_connect_timeout() -> Duration {
 fn connect_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     bounded_duration(d, Duration::from_millis(100), Duration::from_secs(300))
 }
+/// Largest `aggregator.buffer_reports`: a day of reports at the default 10 s interval.
+pub const MAX_BUFFER_REPORTS: usize = 8640;
+
 fn default_buffer_reports() -> usize {
     360
+}
+fn buffer_reports<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = u64::deserialize(d)?;
+    match usize::try_from(n) {
+        Ok(n) if (1..=MAX_BUFFER_REPORTS).contains(&n) => Ok(n),
+        _ => Err(serde::de::Error::custom(format!(
+            "buffer_reports {n} is out of range: at least 1, at most {MAX_BUFFER_REPORTS} (a day at the default 10s interval)"
+        ))),
+    }
 }
 fn default_flush_timeout() -> Duration {
     Duration::from_secs(3)
@@ -786,6 +803,27 @@ mod tests {
     use caretaker_core::config::parse_yaml;
 
     use super::*;
+
+    #[test]
+    fn buffer_reports_is_bounded() {
+        let p = |n: &str| {
+            parse_yaml::<AgentConfig>(
+                &format!("aggregator:\n  endpoint: http://10.0.0.1:7443\n  buffer_reports: {n}\n"),
+                Path::new("a.yaml"),
+            )
+        };
+        assert_eq!(p("8640").unwrap().aggregator.unwrap().buffer_reports, 8640);
+        assert_eq!(p("1").unwrap().aggregator.unwrap().buffer_reports, 1);
+        for bad in ["18446744073709551615", "8641", "0"] {
+            let e = format!("{:#}", p(bad).unwrap_err());
+            assert!(
+                e.contains(&format!(
+                    "buffer_reports {bad} is out of range: at least 1, at most 8640"
+                )),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn full_config_parses_with_units() {

@@ -27,7 +27,7 @@
 //!     - {name: ops, scope: admin, env: CARETAKER_ADMIN_TOKEN}
 //!   allow_anonymous: false    # true: the query APIs need no token (loopback tests only)
 //!   metrics_require_token: false  # true: /metrics needs a read token too
-//! max_reports_per_minute: 120 # per agent stream; more is refused (default 120)
+//! max_reports_per_minute: 120 # per node, over all its streams; more is slowed down (default 120)
 //! schedule: {}                # daily/weekly/monthly runs, maintenance window, notifications:
 //!                             # see schedule::config for every option and default
 //! leader_election:            # absent (default): serve at once, alone. Present: replicas
@@ -95,9 +95,9 @@ pub struct AggregatorConfig {
     /// Bearer tokens of the query APIs.
     #[serde(default)]
     pub auth: AuthConfig,
-    /// Reports one agent stream may send per minute (bursts up to this many); a stream
-    /// sending faster is closed with RESOURCE_EXHAUSTED and the agent resends after its
-    /// backoff. Default 120 (20 times the default 10 s interval). 1 to 60000.
+    /// Reports one node may send per minute over all its streams (bursts up to this many);
+    /// beyond it the aggregator stops reading the node's streams until the rate allows
+    /// (HTTP/2 flow control holds the agent back; nothing is buffered). Default 120 (20 times the default 10 s interval). 1 to 60000.
     #[serde(
         default = "default_max_reports_per_minute",
         deserialize_with = "max_reports_per_minute"
@@ -195,6 +195,17 @@ impl AggregatorConfig {
         }
         if let Some(le) = &self.leader_election {
             le.validate()?;
+        }
+        // Checked here, before any port is bound: found only when the store is opened,
+        // a listener would already answer.
+        if !self.in_memory
+            && let Ok(meta) = std::fs::metadata(&self.data_dir)
+            && !meta.is_dir()
+        {
+            return Err(format!(
+                "data_dir {} is not a directory: give a directory (it is created if missing) or set in_memory: true",
+                self.data_dir.display()
+            ));
         }
         Ok(())
     }

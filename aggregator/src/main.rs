@@ -47,7 +47,7 @@ enum Command {
         #[arg(long, conflicts_with = "diff")]
         at: Option<String>,
         /// New, resolved and changed findings between the reports at two times.
-        #[arg(long, num_args = 2, value_names = ["A", "B"])]
+        #[arg(long, num_args = 2, value_names = ["A", "B"], allow_hyphen_values = true)]
         diff: Option<Vec<String>>,
         /// CA certificate of the aggregator's server certificate (PEM), for https://.
         #[arg(long)]

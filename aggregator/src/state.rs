@@ -38,6 +38,12 @@ pub struct State {
     /// The maintenance window, shown in every report once set.
     window: std::sync::OnceLock<caretaker_core::window::MaintenanceWindow>,
     ready: AtomicBool,
+    /// False after a write failed with an I/O error, until [`State::check_store`] reopened
+    /// the store and a probe write committed: meanwhile /readyz fails and ingest answers
+    /// UNAVAILABLE (agents keep their reports and resend them).
+    store_writable: AtomicBool,
+    /// When the store was last reopened, so retries happen at most once a second.
+    last_reopen: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// A request to the round loop ([`crate::round::run_loop`]).
@@ -89,6 +95,8 @@ impl State {
             },
             round: RwLock::new(CheckRound::default()),
             ready: AtomicBool::new(false),
+            store_writable: AtomicBool::new(true),
+            last_reopen: std::sync::Mutex::new(None),
         }))
     }
 
@@ -98,8 +106,19 @@ impl State {
     /// # Errors
     /// The store failed: the report is not stored and must not be acked.
     pub fn ingest(&self, report: &NodeReport, now: Timestamp) -> Result<Outcome, StoreError> {
+        if !self.check_store() {
+            return Err(StoreError::Unwritable);
+        }
         let started = std::time::Instant::now();
-        let result = self.store.put(report, now);
+        let result = self
+            .store
+            .put(report, now, self.merge.stale_after_intervals);
+        if let Err(e) = &result
+            && !matches!(e, StoreError::Corrupt { .. })
+        {
+            tracing::warn!(error = %e, "A store write failed; not ready until the store is reopened and writes again.");
+            self.store_writable.store(false, Ordering::SeqCst);
+        }
         self.metrics
             .store_write_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -433,8 +452,36 @@ impl State {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
+    /// Both listeners serve and the store can write.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && self.store_writable.load(Ordering::SeqCst)
+    }
+
+    /// Whether the store can write; after a failed write, reopens it (at most once a
+    /// second) and probes with a small write. Blocking: call from `spawn_blocking`.
+    pub fn check_store(&self) -> bool {
+        if self.store_writable.load(Ordering::SeqCst) {
+            return true;
+        }
+        let mut last = self
+            .last_reopen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        match self.store.reopen() {
+            Ok(()) => {
+                tracing::info!("The store writes again.");
+                self.store_writable.store(true, Ordering::SeqCst);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "The store still cannot write; retrying.");
+                false
+            }
+        }
     }
 }
 

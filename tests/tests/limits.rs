@@ -109,3 +109,103 @@ async fn a_message_over_the_size_limit_ends_the_stream_and_stores_nothing() -> a
     drop(tx);
     agg.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_epoch_from_the_future_is_rejected_and_does_not_silence_the_node() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let agg = RunningAggregator::start(dir.path(), "127.0.0.1:0".parse()?, 3).await?;
+    let mut rs = reports("node-clock", 2).await;
+    let real = rs.pop().expect("two");
+    let mut forged = rs.pop().expect("two");
+    forged.epoch = u64::MAX;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(msg(forged)).await?;
+    tx.send(msg(real.clone())).await?;
+    let mut acks = ReportIngestClient::connect(agg.url())
+        .await?
+        .stream(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        match tokio::time::timeout(WAIT, acks.message()).await?? {
+            Some(pb::AggregatorMessage {
+                msg: Some(aggregator_message::Msg::Ack(a)),
+            }) => got.push(a),
+            other => anyhow::bail!("expected an ack, got {other:?}"),
+        }
+    }
+    assert_eq!(got[0].epoch, u64::MAX);
+    assert!(
+        got[0].rejected.starts_with(
+            "epoch 18446744073709551615 (agent start 2554-07-21T23:34:33Z) is more than 300s ahead of the aggregator's clock"
+        ) && got[0]
+            .rejected
+            .ends_with("; fix the node's clock and restart the agent"),
+        "{:?}",
+        got[0]
+    );
+    assert_eq!(
+        (
+            got[1].epoch,
+            got[1].seq,
+            got[1].duplicate,
+            got[1].rejected.as_str()
+        ),
+        (real.epoch, real.seq, false, ""),
+        "the real report after it is stored"
+    );
+    let stored = agg
+        .state
+        .stored("node-clock")
+        .expect("the real report is stored");
+    assert_eq!(
+        (stored.report.epoch, stored.reports_stored_total),
+        (real.epoch, 1)
+    );
+    drop(tx);
+    agg.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_streams_as_one_node_share_its_rate() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let options = ServeOptions {
+        reports_per_minute: 2,
+        ..ServeOptions::insecure()
+    };
+    let agg = RunningAggregator::start_with(dir.path(), "127.0.0.1:0".parse()?, 3, options).await?;
+    // Four streams for one node, two reports each: eight reports against a burst of two.
+    let all = reports("node-many", 8).await;
+    let mut senders = Vec::new();
+    let mut streams = Vec::new();
+    for pair in all.chunks(2) {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        for r in pair {
+            tx.send(msg(r.clone())).await?;
+        }
+        senders.push(tx);
+        streams.push(
+            ReportIngestClient::connect(agg.url())
+                .await?
+                .stream(ReceiverStream::new(rx))
+                .await?
+                .into_inner(),
+        );
+    }
+    // Each stream is held back once it meets the empty bucket; per stream, the old
+    // limiter let all eight through at once.
+    wait_until("every stream is held back", WAIT, || {
+        agg.state.metrics.ingest_throttled_total.get() >= 3
+    })
+    .await?;
+    let stored = agg
+        .state
+        .node("node-many", jiff::Timestamp::now())
+        .map_or(0, |n| n.reports_stored_total);
+    assert!(stored <= 2, "stored {stored} within the burst of 2");
+    drop(senders);
+    drop(streams);
+    agg.stop().await
+}

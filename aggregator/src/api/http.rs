@@ -10,7 +10,7 @@
 //! | `GET /api/v1/nodes` | `{"nodes": [NodeStatus…]}` |
 //! | `GET /api/v1/nodes/{name}` | one `NodeStatus`, 404 `{"error": …}` if unknown |
 //! | `GET /healthz` | 200 `ok` while the process serves |
-//! | `GET /readyz` | 200 `ready` once both listeners serve, else 503 |
+//! | `GET /readyz` | 200 `ready` once both listeners serve and the store can write, else 503 (a failed store is reopened and retried here) |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
 
 use std::sync::Arc;
@@ -153,6 +153,10 @@ async fn node(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> 
 }
 
 async fn readyz(AxState(state): AxState<Arc<State>>) -> Response {
+    // After a failed write this is where the store is reopened and retried, so writes
+    // resume by themselves once the probes come (the kubelet asks every few seconds).
+    let s = Arc::clone(&state);
+    let _ = tokio::task::spawn_blocking(move || s.check_store()).await;
     if state.is_ready() {
         (StatusCode::OK, "ready").into_response()
     } else {
@@ -234,6 +238,15 @@ mod tests {
         assert_eq!(
             get_body(&app, "/api/v1/report?at=yesterday").await.0,
             StatusCode::BAD_REQUEST
+        );
+        // A time the client sends beyond the supported range: 400, not a panic.
+        assert_eq!(
+            get_body(&app, "/api/v1/report?at=-99999999999h").await,
+            (
+                StatusCode::BAD_REQUEST,
+                r#"{"error":"at: \"-99999999999h\" reaches before the earliest time supported"}"#
+                    .into()
+            )
         );
         let t = Timestamp::now();
         state

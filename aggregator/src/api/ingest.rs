@@ -3,15 +3,19 @@
 //! Each report is validated (a wire message that is not a valid report is acked with a
 //! `rejected` reason so the agent drops it instead of resending it forever), stored
 //! durably on a blocking thread, and only then acked. Reports of one stream are handled
-//! in order, so acks arrive in order.
+//! in order, so acks arrive in order. A report whose epoch is beyond the aggregator's clock
+//! plus [`crate::store::EPOCH_SKEW_ALLOWANCE`] is rejected the same way (the agent logs the
+//! reason): stored, it would make every later report of the node look like an older run.
 //!
 //! With mutual TLS ([`IdentityPolicy::Certificate`]) a stream needs a client certificate,
 //! and every report must be for the node that certificate names ([`crate::api::tls`]); a
 //! report for another node ends the stream with `PERMISSION_DENIED`, nothing stored.
 //!
-//! Each stream may send `reports_per_minute` reports (bursts up to that many); beyond it
-//! the service stops reading the stream until the rate allows, so HTTP/2 flow control
-//! holds a misbehaving agent back and the aggregator buffers at most one message
+//! Each node may send `reports_per_minute` reports (bursts up to that many), counted over
+//! all its streams (keyed by the node its certificate names, or the report's node name in
+//! plaintext), so parallel streams as one node do not multiply the rate; beyond it the
+//! service stops reading the stream until the rate allows, so HTTP/2 flow control holds a
+//! misbehaving agent back and the aggregator buffers at most one message
 //! ([`crate::api::server::MAX_MESSAGE_BYTES`]) per stream.
 
 use std::num::NonZeroU32;
@@ -38,7 +42,17 @@ use crate::store::Outcome;
 /// slows its own stream down (backpressure), it cannot grow the aggregator's memory.
 const ACK_QUEUE: usize = 64;
 
-/// Default reports per minute per stream: 20 times the default 10 s interval.
+/// Rate limiter shared by all streams, one bucket per node.
+type NodeLimiter = governor::RateLimiter<
+    String,
+    governor::state::keyed::HashMapStateStore<String>,
+    governor::clock::DefaultClock,
+>;
+
+/// Buckets kept before idle ones (full again) are forgotten.
+const LIMITER_KEYS: usize = 20_000;
+
+/// Default reports per minute per node: 20 times the default 10 s interval.
 pub const DEFAULT_REPORTS_PER_MINUTE: u32 = 120;
 
 /// Who may report for which node.
@@ -58,17 +72,26 @@ pub struct IngestService {
     shutdown: CancellationToken,
     identity: IdentityPolicy,
     reports_per_minute: NonZeroU32,
+    limiter: Arc<NodeLimiter>,
+}
+
+fn node_limiter(per_minute: NonZeroU32) -> Arc<NodeLimiter> {
+    Arc::new(governor::RateLimiter::hashmap(governor::Quota::per_minute(
+        per_minute,
+    )))
 }
 
 impl IngestService {
     /// Streams end when `shutdown` is cancelled, so a graceful stop does not wait for
     /// agents to hang up. Any node, [`DEFAULT_REPORTS_PER_MINUTE`].
     pub fn new(state: Arc<State>, shutdown: CancellationToken) -> Self {
+        let per_minute = NonZeroU32::new(DEFAULT_REPORTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
         Self {
             state,
             shutdown,
             identity: IdentityPolicy::Any,
-            reports_per_minute: NonZeroU32::new(DEFAULT_REPORTS_PER_MINUTE).expect("nonzero"),
+            reports_per_minute: per_minute,
+            limiter: node_limiter(per_minute),
         }
     }
 
@@ -79,10 +102,11 @@ impl IngestService {
         self
     }
 
-    /// Reports per minute per stream (0 is taken as 1).
+    /// Reports per minute per node, over all its streams (0 is taken as 1).
     #[must_use]
     pub fn with_reports_per_minute(mut self, n: u32) -> Self {
         self.reports_per_minute = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        self.limiter = node_limiter(self.reports_per_minute);
         self
     }
 
@@ -141,8 +165,7 @@ impl ReportIngest for IngestService {
                 return Err(status);
             }
         };
-        let limiter =
-            governor::RateLimiter::direct(governor::Quota::per_minute(self.reports_per_minute));
+        let limiter = Arc::clone(&self.limiter);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(ACK_QUEUE);
         let state = Arc::clone(&self.state);
@@ -187,20 +210,38 @@ impl ReportIngest for IngestService {
                         break;
                     }
                     // Over the rate: stop reading this stream until it is allowed again.
-                    if let Err(not_until) = limiter.check() {
-                        state.metrics.ingest_throttled_total.inc();
+                    if limiter.len() > LIMITER_KEYS {
+                        limiter.retain_recent();
+                    }
+                    let key = allowed.as_ref().unwrap_or(&wire.node_name);
+                    // Checked again after each wait: other streams of the node share the bucket.
+                    let mut throttled = false;
+                    let mut stopped = false;
+                    while let Err(not_until) = limiter.check_key(key) {
+                        if !throttled {
+                            throttled = true;
+                            state.metrics.ingest_throttled_total.inc();
+                        }
                         let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
                         debug!(?wait, "Agent stream is over its rate; slowing it down.");
                         tokio::select! {
-                            () = shutdown.cancelled() => break,
+                            () = shutdown.cancelled() => { stopped = true; break; }
                             () = tokio::time::sleep(wait) => {}
                         }
+                    }
+                    if stopped {
+                        break;
                     }
                     let reply = match NodeReport::try_from(wire.clone()) {
                         Err(invalid) => {
                             warn!(node = %wire.node_name, seq = wire.seq, error = %invalid, "Rejected an invalid report.");
                             state.count_rejected();
                             ack(&wire, false, invalid.to_string())
+                        }
+                        Ok(_) if let Some(reason) = crate::store::epoch_rejection(wire.epoch, Timestamp::now()) => {
+                            warn!(node = %wire.node_name, epoch = wire.epoch, %reason, "Rejected a report from the future.");
+                            state.count_rejected();
+                            ack(&wire, false, reason)
                         }
                         Ok(report) => {
                             if node != report.node_name {

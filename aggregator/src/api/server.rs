@@ -31,7 +31,7 @@ pub struct ServeOptions {
     pub tls: Option<Arc<ReloadingTls>>,
     /// Tokens of the query APIs.
     pub auth: Arc<Auth>,
-    /// Per-stream ingest rate.
+    /// Ingest rate per node, over all its streams.
     pub reports_per_minute: u32,
 }
 

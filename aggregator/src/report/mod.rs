@@ -157,7 +157,10 @@ impl ClusterReport {
 pub fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp, String> {
     if let Some(ago) = s.strip_prefix('-') {
         let d = humantime::parse_duration(ago).map_err(|e| format!("{s:?}: {e}"))?;
-        return Ok(now - d);
+        // A client sends this: a duration beyond the supported range is an error, not a panic.
+        return now
+            .checked_sub(d)
+            .map_err(|_| format!("{s:?} reaches before the earliest time supported"));
     }
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
@@ -360,6 +363,7 @@ pub fn merge_nodes<'a>(
             Some(cur)
                 if decide(
                     Some((cur.report.epoch, cur.report.seq)),
+                    false,
                     n.report.epoch,
                     n.report.seq,
                 ) != Outcome::Stored =>

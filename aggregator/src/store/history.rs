@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::{ObjectRef, Severity};
@@ -78,7 +78,7 @@ pub struct Recorded {
 /// The history over a shared database.
 #[derive(Debug, Clone)]
 pub struct History {
-    db: Arc<Database>,
+    db: Arc<super::DbHandle>,
     retention: Retention,
 }
 
@@ -98,7 +98,7 @@ impl History {
     ///
     /// # Errors
     /// The tables cannot be created.
-    pub fn new(db: Arc<Database>, retention: Retention) -> Result<Self, StoreError> {
+    pub fn new(db: Arc<super::DbHandle>, retention: Retention) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         txn.open_table(REPORTS)?;
         txn.open_table(FINDINGS)?;

@@ -5,13 +5,18 @@
 //! duplicate or from an older agent run is taken inside the same write transaction as the
 //! write, so two streams claiming the same node cannot interleave badly.
 //!
+//! After an I/O error (a full disk) redb fails every later write until the file is opened
+//! again: [`Store::reopen`] swaps the database behind its [`DbHandle`] (shared with the
+//! history) and proves a write of [`PROBE_BYTES`] commits; the state retries it on each
+//! readiness probe and report while the store cannot write.
+//!
 //! [`history`]: every recorded merged report, in the same redb file.
 
 pub mod history;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use caretaker_core::model::NodeReport;
 use caretaker_proto::pb;
@@ -24,6 +29,19 @@ const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 
 /// Small named state documents (JSON): the scheduler's run state, the notifier's state.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Node entries that did not decode when read, moved aside so the rest of the store loads:
+/// `node@time-it-was-found` → the bytes as they were.
+const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes_quarantine");
+
+/// How far ahead of the aggregator's clock an agent's epoch (its start time in Unix
+/// nanoseconds) may be. A report whose epoch is beyond it is rejected: stored, it would
+/// make every later report of that node look like an older run.
+pub const EPOCH_SKEW_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Room a probe write needs before a store that failed is taken as writable again: a
+/// few reports of a large node.
+pub const PROBE_BYTES: usize = 1 << 20;
 
 /// Name of the store file inside the data directory.
 pub const STORE_FILE: &str = "caretaker.redb";
@@ -46,6 +64,12 @@ pub enum StoreError {
     Locked { path: String },
     #[error("store: {0}")]
     Redb(#[from] redb::Error),
+    /// A write failed earlier and reopening the store has not yet made writes work.
+    #[error("store cannot write since an I/O error (a full disk?); retrying")]
+    Unwritable,
+    /// The database is closed for a reopen after an I/O error.
+    #[error("store is being reopened after an I/O error")]
+    Reopening,
     #[error("store holds an unreadable entry for node {node:?}: {reason}")]
     Corrupt { node: String, reason: String },
     /// A store call on the blocking pool did not finish (it panicked, or the runtime is
@@ -91,21 +115,83 @@ pub enum Outcome {
 ///
 /// A larger epoch is a restarted agent: its `seq` starts at 1 again and is new. Within one
 /// epoch only a larger `seq` is new. A gap in `seq` (reports the agent dropped because its
-/// buffer was full) is accepted.
-pub fn decide(latest: Option<(u64, u64)>, epoch: u64, seq: u64) -> Outcome {
+/// buffer was full) is accepted. A smaller epoch is an older run still draining, unless the
+/// node has been silent for its stale period (`latest_stale`): then no newer run is
+/// reporting, and the smaller epoch is an agent whose clock went back (or whose earlier
+/// epoch was bogus), taken as the node's run from now on.
+pub fn decide(latest: Option<(u64, u64)>, latest_stale: bool, epoch: u64, seq: u64) -> Outcome {
     match latest {
         None => Outcome::Stored,
         Some((e, _)) if epoch > e => Outcome::Stored,
+        Some((e, _)) if epoch < e && latest_stale => Outcome::Stored,
         Some((e, _)) if epoch < e => Outcome::OlderRun,
         Some((_, s)) if seq > s => Outcome::Stored,
         Some(_) => Outcome::Duplicate,
     }
 }
 
+/// Why a report's epoch is refused, `None` when it is acceptable: an epoch beyond the
+/// aggregator's clock plus [`EPOCH_SKEW_ALLOWANCE`] (the agent's clock is ahead, or the
+/// epoch is forged). The reason goes back to the agent in `Ack.rejected`.
+pub fn epoch_rejection(epoch: u64, now: Timestamp) -> Option<String> {
+    let limit = now
+        .as_nanosecond()
+        .saturating_add(EPOCH_SKEW_ALLOWANCE.as_nanos() as i128);
+    if i128::from(epoch) <= limit {
+        return None;
+    }
+    let at = i64::try_from(epoch / 1_000_000_000)
+        .ok()
+        .and_then(|s| Timestamp::from_second(s).ok())
+        .map_or_else(|| "beyond year 9999".to_string(), |t| t.to_string());
+    Some(format!(
+        "epoch {epoch} (agent start {at}) is more than {}s ahead of the aggregator's clock ({now}); fix the node's clock and restart the agent",
+        EPOCH_SKEW_ALLOWANCE.as_secs()
+    ))
+}
+
+/// The store's database, replaceable: after an I/O error (a full disk) redb fails every
+/// later write ("Previous I/O error occurred") until the file is opened again, so the
+/// node store and the history reach the database through this handle and [`Store::reopen`]
+/// swaps it.
+#[derive(Debug)]
+pub struct DbHandle {
+    /// `None` while being reopened (redb locks the file: the old handle must close first).
+    db: RwLock<Option<Arc<Database>>>,
+    /// The file, `None` in memory (nothing to reopen).
+    path: Option<PathBuf>,
+}
+
+impl DbHandle {
+    fn current(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Reopening)
+    }
+
+    /// A write transaction on the current database.
+    ///
+    /// # Errors
+    /// The database is being reopened, or redb failed.
+    pub fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        Ok(self.current()?.begin_write()?)
+    }
+
+    /// A read transaction on the current database.
+    ///
+    /// # Errors
+    /// The database is being reopened, or redb failed.
+    pub fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        Ok(self.current()?.begin_read()?)
+    }
+}
+
 /// The store.
 #[derive(Debug)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<DbHandle>,
 }
 
 impl Store {
@@ -120,16 +206,46 @@ impl Store {
             source,
         })?;
         let path = data_dir.join(STORE_FILE);
-        let db = match Database::create(&path) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::Locked {
-                    path: path.display().to_string(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        Self::init(db)
+        let db = create(&path)?;
+        Self::init(db, Some(path))
+    }
+
+    /// Closes the database file and opens it again, then proves a write commits: redb
+    /// fails every write after one I/O error (a full disk) until reopened. In memory there
+    /// is nothing to reopen: only the probe write is tried.
+    ///
+    /// # Errors
+    /// The file cannot be opened yet, or the probe write fails (the disk is still full).
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        if let Some(path) = &self.db.path {
+            let mut slot = self
+                .db
+                .db
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Dropped before opening: redb holds a lock on the file while it is open.
+            *slot = None;
+            *slot = Some(Arc::new(create(path)?));
+        }
+        self.probe()
+    }
+
+    /// Commits a write of [`PROBE_BYTES`] and then its removal, to learn whether the store
+    /// can take reports again: a small write can fit where a report does not, which would
+    /// make readiness flap.
+    ///
+    /// # Errors
+    /// A write or its commit failed.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let room = vec![0u8; PROBE_BYTES];
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert("store_probe", room.as_slice())?;
+        txn.commit()?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.remove("store_probe")?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// A store that lives in memory only.
@@ -138,19 +254,25 @@ impl Store {
     /// Only if redb fails to set up its in-memory backend.
     pub fn in_memory() -> Result<Self, StoreError> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        Self::init(db)
+        Self::init(db, None)
     }
 
-    fn init(db: Database) -> Result<Self, StoreError> {
+    fn init(db: Database, path: Option<PathBuf>) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         txn.open_table(NODES)?;
         txn.open_table(META)?;
+        txn.open_table(QUARANTINE)?;
         txn.commit()?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(DbHandle {
+                db: RwLock::new(Some(Arc::new(db))),
+                path,
+            }),
+        })
     }
 
     /// The database, shared with the report history.
-    pub fn database(&self) -> Arc<Database> {
+    pub fn database(&self) -> Arc<DbHandle> {
         Arc::clone(&self.db)
     }
 
@@ -229,19 +351,54 @@ impl Store {
         }
     }
 
-    /// Every node's latest entry.
+    /// Every node's latest entry. An entry that does not decode is moved to the quarantine
+    /// table with a warning naming the node (its next report starts it afresh), so one bad
+    /// entry does not keep every other node's data from loading.
     ///
     /// # Errors
-    /// Read errors, or an entry that does not decode (named by node).
+    /// Read errors, or the quarantine cannot be written.
     pub fn load_all(&self) -> Result<BTreeMap<String, StoredNode>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(NODES)?;
         let mut out = BTreeMap::new();
-        for item in table.iter()? {
+        let mut bad = Vec::new();
+        {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(NODES)?;
+            for item in table.iter()? {
+                let (k, v) = item?;
+                let node = k.value().to_string();
+                match decode(&node, v.value()) {
+                    Ok(entry) => {
+                        out.insert(node, entry);
+                    }
+                    Err(e) => bad.push((node, v.value().to_vec(), e)),
+                }
+            }
+        }
+        if !bad.is_empty() {
+            let txn = self.db.begin_write()?;
+            {
+                let mut nodes = txn.open_table(NODES)?;
+                let mut q = txn.open_table(QUARANTINE)?;
+                for (node, bytes, e) in &bad {
+                    quarantine(&mut nodes, &mut q, node, bytes, e)?;
+                }
+            }
+            txn.commit()?;
+        }
+        Ok(out)
+    }
+
+    /// Node entries moved to quarantine (`node@time` → bytes), oldest key first.
+    ///
+    /// # Errors
+    /// Read errors.
+    pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(QUARANTINE)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
             let (k, v) = item?;
-            let node = k.value().to_string();
-            let entry = decode(&node, v.value())?;
-            out.insert(node, entry);
+            out.push((k.value().to_string(), v.value().to_vec()));
         }
         Ok(out)
     }
@@ -251,20 +408,40 @@ impl Store {
     ///
     /// # Errors
     /// Write or commit errors: nothing was stored, and the report must not be acked.
+    ///
+    /// `stale_after_intervals`: when the stored entry is that many of its intervals old, a
+    /// smaller epoch is taken (see [`decide`]). A stored entry that does not decode is moved
+    /// to quarantine and the report stored in its place.
     pub fn put(
         &self,
         report: &NodeReport,
         received_at: Timestamp,
+        stale_after_intervals: u32,
     ) -> Result<(Outcome, Option<StoredNode>), StoreError> {
         let txn = self.db.begin_write()?;
         let (outcome, entry) = {
             let mut table = txn.open_table(NODES)?;
-            let previous = match table.get(report.node_name.as_str())? {
-                Some(v) => Some(decode(&report.node_name, v.value())?),
+            let stored = table
+                .get(report.node_name.as_str())?
+                .map(|v| v.value().to_vec());
+            let previous = match stored {
                 None => None,
+                Some(bytes) => match decode(&report.node_name, &bytes) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        let mut q = txn.open_table(QUARANTINE)?;
+                        quarantine(&mut table, &mut q, &report.node_name, &bytes, &e)?;
+                        None
+                    }
+                },
             };
+            let stale = previous.as_ref().is_some_and(|p| {
+                crate::report::freshness(p, stale_after_intervals, received_at)
+                    == caretaker_core::model::Freshness::Stale
+            });
             let outcome = decide(
                 previous.as_ref().map(|p| (p.report.epoch, p.report.seq)),
+                stale,
                 report.epoch,
                 report.seq,
             );
@@ -282,6 +459,31 @@ impl Store {
         txn.commit()?;
         Ok((outcome, entry))
     }
+}
+
+fn create(path: &Path) -> Result<Database, StoreError> {
+    match Database::create(path) {
+        Ok(db) => Ok(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Locked {
+            path: path.display().to_string(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Moves one undecodable node entry from `nodes` to `q`, with a warning.
+fn quarantine(
+    nodes: &mut redb::Table<&str, &[u8]>,
+    q: &mut redb::Table<&str, &[u8]>,
+    node: &str,
+    bytes: &[u8],
+    error: &StoreError,
+) -> Result<(), StoreError> {
+    let key = format!("{node}@{}", Timestamp::now());
+    tracing::warn!(%node, %error, quarantined_as = %key, "A stored node entry does not decode; moved it to quarantine, the node starts afresh with its next report.");
+    q.insert(key.as_str(), bytes)?;
+    nodes.remove(node)?;
+    Ok(())
 }
 
 fn encode(e: &StoredNode) -> Vec<u8> {
@@ -363,21 +565,110 @@ pub(crate) mod tests {
 
     #[test]
     fn decide_table() {
-        assert_eq!(decide(None, 5, 9), Outcome::Stored);
-        assert_eq!(decide(Some((5, 3)), 5, 4), Outcome::Stored);
+        assert_eq!(decide(None, false, 5, 9), Outcome::Stored);
+        assert_eq!(decide(Some((5, 3)), false, 5, 4), Outcome::Stored);
         assert_eq!(
-            decide(Some((5, 3)), 5, 9),
+            decide(Some((5, 3)), false, 5, 9),
             Outcome::Stored,
             "a gap is accepted"
         );
-        assert_eq!(decide(Some((5, 3)), 5, 3), Outcome::Duplicate);
-        assert_eq!(decide(Some((5, 3)), 5, 1), Outcome::Duplicate);
+        assert_eq!(decide(Some((5, 3)), false, 5, 3), Outcome::Duplicate);
+        assert_eq!(decide(Some((5, 3)), false, 5, 1), Outcome::Duplicate);
         assert_eq!(
-            decide(Some((5, 30)), 6, 1),
+            decide(Some((5, 30)), false, 6, 1),
             Outcome::Stored,
             "restarted agent"
         );
-        assert_eq!(decide(Some((6, 1)), 5, 31), Outcome::OlderRun);
+        assert_eq!(decide(Some((6, 1)), false, 5, 31), Outcome::OlderRun);
+        assert_eq!(
+            decide(Some((6, 1)), true, 5, 31),
+            Outcome::Stored,
+            "a smaller epoch after the node went stale"
+        );
+    }
+
+    #[test]
+    fn an_epoch_far_ahead_is_rejected_and_a_smaller_one_is_taken_once_the_node_is_stale() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let now_ns = u64::try_from(now.as_nanosecond()).unwrap();
+        assert_eq!(epoch_rejection(now_ns, now), None);
+        assert_eq!(epoch_rejection(now_ns + 299_000_000_000, now), None);
+        let reason = epoch_rejection(u64::MAX, now).unwrap();
+        assert!(
+            reason.starts_with("epoch 18446744073709551615 (agent start 2554-07-21T23:34:33Z) is more than 300s ahead of the aggregator's clock"),
+            "{reason}"
+        );
+        assert!(epoch_rejection(now_ns + 301_000_000_000, now).is_some());
+
+        // Without the rejection a huge epoch was stored and silenced the node for good;
+        // stored anyway (an older aggregator let it in), the node recovers once stale.
+        let s = Store::in_memory().unwrap();
+        assert_eq!(
+            s.put(&report("a", u64::MAX, 1), now, 3).unwrap().0,
+            Outcome::Stored
+        );
+        let later = |secs: i64| Timestamp::from_second(1_800_000_000 + secs).unwrap();
+        assert_eq!(
+            s.put(&report("a", now_ns, 1), later(10), 3).unwrap().0,
+            Outcome::OlderRun,
+            "within the stale period (3 x 10 s) a smaller epoch is an older run"
+        );
+        assert_eq!(
+            s.put(&report("a", now_ns, 2), later(31), 3).unwrap().0,
+            Outcome::Stored
+        );
+        assert_eq!(
+            s.put(&report("a", now_ns, 3), later(41), 3).unwrap().0,
+            Outcome::Stored
+        );
+        assert_eq!(s.load_all().unwrap()["a"].report.epoch, now_ns);
+    }
+
+    #[test]
+    fn an_unreadable_node_entry_is_quarantined_and_the_rest_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Timestamp::from_second(1_800_000_100).unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.put(&report("good", 1, 1), t0, 3).unwrap();
+            s.put(&report("bad", 1, 1), t0, 3).unwrap();
+            let txn = s.db.begin_write().unwrap();
+            txn.open_table(NODES)
+                .unwrap()
+                .insert("bad", b"\xff\xff not protobuf".as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let all = s.load_all().unwrap();
+        assert_eq!(all.keys().collect::<Vec<_>>(), vec!["good"]);
+        let q = s.quarantined().unwrap();
+        assert_eq!(q.len(), 1);
+        assert!(q[0].0.starts_with("bad@"), "{q:?}");
+        assert_eq!(q[0].1, b"\xff\xff not protobuf");
+        // Moved, not just skipped: the next load is clean, and the node starts afresh.
+        assert_eq!(s.load_all().unwrap().len(), 1);
+        assert_eq!(s.quarantined().unwrap().len(), 1);
+        assert_eq!(
+            s.put(&report("bad", 1, 1), t0, 3).unwrap().0,
+            Outcome::Stored
+        );
+        assert_eq!(s.load_all().unwrap()["bad"].reports_stored_total, 1);
+    }
+
+    #[test]
+    fn a_report_over_an_unreadable_entry_quarantines_it_and_is_stored() {
+        let s = Store::in_memory().unwrap();
+        let t0 = Timestamp::from_second(1_800_000_100).unwrap();
+        let txn = s.db.begin_write().unwrap();
+        txn.open_table(NODES)
+            .unwrap()
+            .insert("n", b"\xff".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        assert_eq!(s.put(&report("n", 1, 1), t0, 3).unwrap().0, Outcome::Stored);
+        assert_eq!(s.quarantined().unwrap().len(), 1);
+        assert_eq!(s.load_all().unwrap()["n"].report.seq, 1);
     }
 
     #[test]
@@ -386,10 +677,13 @@ pub(crate) mod tests {
         let t0 = Timestamp::from_second(1_800_000_100).unwrap();
         {
             let s = Store::open(dir.path()).unwrap();
-            assert_eq!(s.put(&report("a", 1, 1), t0).unwrap().0, Outcome::Stored);
-            assert_eq!(s.put(&report("a", 1, 2), t0).unwrap().0, Outcome::Stored);
-            assert_eq!(s.put(&report("a", 1, 2), t0).unwrap().0, Outcome::Duplicate);
-            assert_eq!(s.put(&report("b", 7, 1), t0).unwrap().0, Outcome::Stored);
+            assert_eq!(s.put(&report("a", 1, 1), t0, 3).unwrap().0, Outcome::Stored);
+            assert_eq!(s.put(&report("a", 1, 2), t0, 3).unwrap().0, Outcome::Stored);
+            assert_eq!(
+                s.put(&report("a", 1, 2), t0, 3).unwrap().0,
+                Outcome::Duplicate
+            );
+            assert_eq!(s.put(&report("b", 7, 1), t0, 3).unwrap().0, Outcome::Stored);
         }
         let s = Store::open(dir.path()).unwrap();
         let all = s.load_all().unwrap();
@@ -402,7 +696,7 @@ pub(crate) mod tests {
             ),
             (2, 2, t0)
         );
-        assert_eq!(s.put(&report("a", 2, 1), t0).unwrap().0, Outcome::Stored);
+        assert_eq!(s.put(&report("a", 2, 1), t0, 3).unwrap().0, Outcome::Stored);
         assert_eq!(s.load_all().unwrap()["a"].reports_stored_total, 3);
     }
 
@@ -444,8 +738,8 @@ pub(crate) mod tests {
             let mut model: Option<(u64, u64)> = None;
             let mut stored = 0u64;
             for (epoch, seq) in deliveries {
-                let expected = decide(model, epoch, seq);
-                let (got, _) = s.put(&report("n", epoch, seq), t).unwrap();
+                let expected = decide(model, false, epoch, seq);
+                let (got, _) = s.put(&report("n", epoch, seq), t, 3).unwrap();
                 prop_assert_eq!(got, expected);
                 if expected == Outcome::Stored {
                     model = Some((epoch, seq));
