@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use caretaker_aggregator::cleanup::CleanupKind;
+use caretaker_aggregator::cluster::Resource;
 use caretaker_core::config::parse_yaml;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{
@@ -380,72 +382,23 @@ fn documented_rbac(secrets: bool, cleanup: bool) -> BTreeSet<String> {
         &["events"],
         &["create", "patch"],
     );
-    let read = ["get", "list", "watch"];
-    add(
-        agg,
-        "cluster",
-        "",
-        &[
-            "pods",
-            "events",
-            "nodes",
-            "configmaps",
-            "persistentvolumeclaims",
-            "persistentvolumes",
-        ],
-        &read,
-    );
-    add(
-        agg,
-        "cluster",
-        "apps",
-        &["replicasets", "deployments", "statefulsets", "daemonsets"],
-        &read,
-    );
-    add(agg, "cluster", "batch", &["jobs", "cronjobs"], &read);
-    add(
-        agg,
-        "cluster",
-        "autoscaling",
-        &["horizontalpodautoscalers"],
-        &read,
-    );
-    add(agg, "cluster", "cert-manager.io", &["certificates"], &read);
-    add(
-        agg,
-        "cluster",
-        "velero.io",
-        &["backups", "schedules"],
-        &read,
-    );
-    add(
-        agg,
-        "cluster",
-        "snapshot.storage.k8s.io",
-        &["volumesnapshots"],
-        &read,
-    );
-    add(
-        agg,
-        "cluster",
-        "metrics.k8s.io",
-        &["pods", "nodes"],
-        &["get", "list"],
-    );
-    if secrets {
-        add(agg, "cluster", "", &["secrets"], &read);
+    // The aggregator's cluster-wide rules are derived from the code, not typed here: `list`
+    // on every resource the live cluster source reads (`Resource::ALL`, secrets in their own
+    // ClusterRole) and `delete` on every kind cleanup applies (`CleanupKind::ALL`): nothing
+    // missing, nothing extra.
+    for r in Resource::ALL {
+        let (group, _, _, plural) = r.gvkp();
+        if r != Resource::Secret || secrets {
+            add(agg, "cluster", group, &[plural], &["list"]);
+        }
     }
     if cleanup {
-        add(agg, "cluster", "", &["pods", "configmaps"], &["delete"]);
-        add(agg, "cluster", "apps", &["replicasets"], &["delete"]);
-        add(agg, "cluster", "batch", &["jobs"], &["delete"]);
-        add(
-            agg,
-            "cluster",
-            "snapshot.storage.k8s.io",
-            &["volumesnapshots"],
-            &["delete"],
-        );
+        for k in CleanupKind::ALL {
+            let (group, _, _, plural) = k.resource().gvkp();
+            if k != CleanupKind::Secret || secrets {
+                add(agg, "cluster", group, &[plural], &["delete"]);
+            }
+        }
     }
     add(
         agg,
