@@ -119,8 +119,63 @@ impl Drop for Engine {
         for n in &self.networks {
             let _ = self.cmd().args(["network", "rm", n]).output();
         }
+        // The classic builder keeps each stage's intermediate images (untagged children of
+        // the imported bases): remove every descendant of this test's images, children
+        // first, and nothing else (other tests share the engine).
+        for i in self.descendants().iter().rev() {
+            let _ = self.cmd().args(["rmi", "-f", i]).output();
+        }
         for i in self.images.iter().rev() {
             let _ = self.cmd().args(["rmi", "-f", i]).output();
+        }
+    }
+}
+
+impl Engine {
+    /// Image IDs descending from this test's images (parents before children).
+    fn descendants(&self) -> Vec<String> {
+        let id = |name: &str| -> Option<String> {
+            let out = self
+                .cmd()
+                .args(["image", "inspect", "-f", "{{.Id}}", name])
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        let mut ours: Vec<String> = self.images.iter().filter_map(|i| id(i)).collect();
+        let Ok(all) = self
+            .cmd()
+            .args(["images", "-a", "-q", "--no-trunc"])
+            .output()
+        else {
+            return vec![];
+        };
+        let all = String::from_utf8_lossy(&all.stdout).into_owned();
+        let mut parents: Vec<(String, String)> = Vec::new();
+        for image in all.lines().collect::<BTreeSet<_>>() {
+            let out = self
+                .cmd()
+                .args(["image", "inspect", "-f", "{{.Parent}}", image])
+                .output();
+            if let Ok(out) = out {
+                let parent = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                parents.push((image.to_string(), parent));
+            }
+        }
+        let mut found = Vec::new();
+        loop {
+            let next: Vec<String> = parents
+                .iter()
+                .filter(|(i, p)| ours.contains(p) && !ours.contains(i))
+                .map(|(i, _)| i.clone())
+                .collect();
+            if next.is_empty() {
+                return found;
+            }
+            ours.extend(next.iter().cloned());
+            found.extend(next);
         }
     }
 }
