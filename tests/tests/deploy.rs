@@ -1179,10 +1179,17 @@ fn check_config_refs(o: &Obj, pod: &PodSpec, objs: &[Obj]) {
                 };
                 let loaded = caretaker_agent::logs::conf::parse_str(conf, "logrotate.conf", perms);
                 assert_eq!(loaded.errors, [], "{}: logrotate.conf", cm_obj.key());
+                // Out of the box the agent fights no other rotator: the kubelet owns
+                // container logs, the node's logrotate /var/log/syslog and friends.
                 assert_eq!(
                     loaded.policies.len(),
-                    2,
-                    "{}: logrotate.conf blocks",
+                    0,
+                    "{}: logrotate.conf has no default blocks",
+                    cm_obj.key()
+                );
+                assert!(
+                    cfg.logs.policies.is_empty(),
+                    "{}: no YAML policies",
                     cm_obj.key()
                 );
                 assert_eq!(

@@ -477,9 +477,15 @@ fn dockerfile_builds_offline_and_the_manifests_run_on_the_real_engine() {
         symlink("busybox", builder_dir.join("bin").join(applet)).expect("symlink");
     }
     let mut bin_bytes = 0;
+    std::fs::create_dir_all(builder_dir.join("prebuilt")).expect("mkdir");
     for b in &bins {
         let name = b.file_name().expect("name").to_string_lossy();
-        bin_bytes += copy_into(&builder_dir, b, &format!("/prebuilt/{name}"));
+        let dest = builder_dir.join("prebuilt").join(&*name);
+        // A hard link where possible: the debug binaries are large.
+        if std::fs::hard_link(b, &dest).is_err() {
+            std::fs::copy(b, &dest).unwrap_or_else(|e| panic!("copy {b:?}: {e}"));
+        }
+        bin_bytes += std::fs::metadata(&dest).expect("metadata").len();
     }
     let builder = engine.import(&builder_dir, "caretaker-test-builder");
     let image = format!("caretaker-test:{}", engine.suffix);
@@ -672,7 +678,16 @@ fn dockerfile_builds_offline_and_the_manifests_run_on_the_real_engine() {
                     .clone(),
             )
         } else if v.config_map.is_some() {
-            Source::Bind(config_dir(&t.join("agent-config"), &agent_cm, &|_, v| v))
+            // The shipped policies rotate nothing another rotator owns (none by default):
+            // add one for an application's logs, as an operator would.
+            Source::Bind(config_dir(&t.join("agent-config"), &agent_cm, &|k, v| {
+                if k != "logrotate.conf" {
+                    return v;
+                }
+                format!(
+                    "{v}\n/var/log/app/*.log {{\n    size 1k\n    rotate 2\n    missingok\n    compress\n    copytruncate\n}}\n"
+                )
+            }))
         } else if let Some(s) = &v.secret {
             assert_eq!(s.secret_name.as_deref(), Some("caretaker-agent-tls"));
             Source::Bind(secret_dir(
@@ -818,7 +833,8 @@ fn dockerfile_builds_offline_and_the_manifests_run_on_the_real_engine() {
     assert_eq!(reported_stable, host, "the host's interfaces");
 
     // -- Rotation under the mounted /var/log, by the agent inside its container.
-    let log = var_log.join("kube-image-test.log");
+    std::fs::create_dir_all(var_log.join("app")).expect("mkdir");
+    let log = var_log.join("app/image-test.log");
     let body = "line one\nline two\n".repeat(100);
     std::fs::write(&log, &body).expect("write log");
     let out = engine.run(&[
@@ -838,7 +854,7 @@ fn dockerfile_builds_offline_and_the_manifests_run_on_the_real_engine() {
         "",
         "copytruncate leaves the live log empty"
     );
-    let rotated = var_log.join("kube-image-test.log.1.gz");
+    let rotated = var_log.join("app/image-test.log.1.gz");
     let gz = Command::new("gzip")
         .arg("-dc")
         .arg(&rotated)
