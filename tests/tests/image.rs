@@ -867,3 +867,73 @@ fn dockerfile_builds_offline_and_the_manifests_run_on_the_real_engine() {
         "state kept under the mounted /var/lib/caretaker"
     );
 }
+
+#[test]
+fn prune_images_finds_the_engine_by_docker_host_or_flag_and_a_dry_run_says_would_remove() {
+    let Ok(sock) = std::env::var("CARETAKER_TEST_DOCKER_SOCK") else {
+        return missing("CARETAKER_TEST_DOCKER_SOCK is not set (a running dockerd)");
+    };
+    if Command::new("docker").arg("--version").output().is_err() {
+        return missing("the docker CLI is not installed");
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut engine = Engine {
+        host: format!("unix://{sock}"),
+        suffix: format!("p{}", std::process::id()),
+        containers: vec![],
+        images: vec![],
+        networks: vec![],
+    };
+    std::fs::write(tmp.path().join("f"), "x").expect("write");
+    let image = engine.import(tmp.path(), "caretaker-test-prune");
+    let agent = caretaker_tests::binary("caretaker-agent");
+    let prune = |env: &[(&str, &str)], extra: &[&str]| -> Output {
+        let mut c = Command::new(&agent);
+        c.env_remove("DOCKER_HOST")
+            .env_remove("CONTAINER_RUNTIME_ENDPOINT")
+            .args(["prune-images", "--runtime", "docker", "--min-age", "0s"])
+            .args(extra);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("caretaker-agent runs")
+    };
+    let decision_of = |out: &Output| -> Value {
+        assert!(out.status.success(), "prune-images: {}", text(out));
+        let outcomes: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(outcomes[0]["dry_run"], true, "no --apply: a dry run");
+        outcomes[0]["decisions"]
+            .as_array()
+            .expect("decisions")
+            .iter()
+            .find(|d| d["image"] == image.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{image} in {outcomes}"))
+    };
+    // $DOCKER_HOST, as the docker CLI reads it.
+    let host = format!("unix://{sock}");
+    let d = decision_of(&prune(&[("DOCKER_HOST", &host)], &["--output", "json"]));
+    assert_eq!(d["reason"], "removed", "unused and old enough: {d}");
+    // --docker-socket wins over $DOCKER_HOST.
+    let d = decision_of(&prune(
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+        &["--docker-socket", &sock, "--output", "json"],
+    ));
+    assert_eq!(d["reason"], "removed");
+    // The table of a dry run says "would remove", never "removed".
+    let out = prune(&[], &["--docker-socket", &sock, "--output", "table"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.contains(image.as_str()))
+        .unwrap_or_else(|| panic!("{image} in {table}"));
+    assert!(row.contains("would remove"), "{row}");
+    assert!(!row.contains(" removed "), "{row}");
+    // Only unix sockets: a remote engine is a usage error naming the variable.
+    let out = prune(&[("DOCKER_HOST", "tcp://127.0.0.1:2375")], &[]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(text(&out).contains("$DOCKER_HOST=tcp://127.0.0.1:2375"));
+    // Nothing was removed.
+    engine.run(&["image", "inspect", &image]);
+}
