@@ -12,6 +12,7 @@ use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::AgentConfig;
 use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
 use caretaker_agent::images::daemon::RuntimeAccess;
+use caretaker_agent::images::endpoint;
 use caretaker_agent::logs::daemon::{self as logs_daemon, LogsTask};
 use caretaker_agent::logs::engine::{LogEngine, RunOptions};
 use caretaker_agent::logs::handle::Roots;
@@ -211,14 +212,22 @@ fn host_paths(
     }
 }
 
+/// The process environment, for `DOCKER_HOST` and `CONTAINER_RUNTIME_ENDPOINT`.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let paths_flags = (&cli.procfs, &cli.sysfs, &cli.rootfs);
     match &cli.command {
         Command::Run { config } => {
-            let cfg: AgentConfig = match load_yaml(config) {
+            let mut cfg: AgentConfig = match load_yaml(config) {
                 Ok(c) => c,
                 Err(e) => return Ok(usage_error(e)),
             };
+            if let Err(e) = endpoint::resolve(&mut cfg.images, env_var, None, None) {
+                return Ok(usage_error(e));
+            }
             let Some(aggregator) = cfg.aggregator.clone() else {
                 return Ok(usage_error(format!(
                     "invalid config file {}: `run` needs aggregator.endpoint (the aggregator's gRPC URL)",
@@ -403,10 +412,17 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::PruneImages { config, args } => {
-            let cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
+            let mut cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
                 Ok(c) => c.unwrap_or_default(),
                 Err(e) => return Ok(usage_error(e)),
             };
+            let (docker, containerd) = (
+                args.docker_socket.as_deref(),
+                args.containerd_socket.as_deref(),
+            );
+            if let Err(e) = endpoint::resolve(&mut cfg.images, env_var, docker, containerd) {
+                return Ok(usage_error(e));
+            }
             let policy = match cfg.images.policy(args.min_age) {
                 Ok(p) => p,
                 Err(e) => return Ok(usage_error(e)),
@@ -430,10 +446,13 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Cleanup { config, args } => {
-            let cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
+            let mut cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
                 Ok(c) => c.unwrap_or_default(),
                 Err(e) => return Ok(usage_error(e)),
             };
+            if let Err(e) = endpoint::resolve(&mut cfg.images, env_var, None, None) {
+                return Ok(usage_error(e));
+            }
             if let Err(e) = cfg.images.policy(None) {
                 return Ok(usage_error(e));
             }

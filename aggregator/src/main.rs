@@ -245,10 +245,15 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
 /// until leadership is lost or this pod cannot be labeled: exit code 1, so Kubernetes
 /// restarts the pod as a standby).
 fn serve(config: &Path) -> anyhow::Result<ExitCode> {
-    let cfg: AggregatorConfig = match load_yaml(config) {
+    let mut cfg: AggregatorConfig = match load_yaml(config) {
         Ok(c) => c,
         Err(e) => return Ok(usage_error(e)),
     };
+    let env = |k: &str| std::env::var(k).ok();
+    if let Err(e) = cfg.schedule.notifications.resolve_env(env) {
+        let var = caretaker_aggregator::schedule::config::WEBHOOK_URL_ENV;
+        return Ok(usage_error(format!("${var}: {e}")));
+    }
     let app = match App::build(cfg, |k| std::env::var(k).ok()) {
         Ok(a) => a,
         Err(BuildError::Invalid(e)) => {

@@ -1,5 +1,7 @@
 //! `caretaker-standalone`: an aggregator and an agent for this machine in one process,
-//! talking real gRPC over loopback. No cluster, no config file.
+//! talking real gRPC over loopback, plus the cluster checks and cleanup proposals on a
+//! `kubectl` dump (by default the example in `examples/cluster-dump`). No cluster, no
+//! config file.
 //!
 //! With `--once` it waits until at least two reports of this node are stored (the second
 //! one carries network rates), fetches the merged report through the gRPC `Query` service
@@ -66,6 +68,7 @@ pub struct Endpoints {
 /// See [`StandaloneError`].
 pub async fn run(
     paths: HostPaths,
+    dump: Vec<std::path::PathBuf>,
     once: bool,
     timeout: Duration,
     shutdown: CancellationToken,
@@ -113,6 +116,9 @@ pub async fn run(
                 .node(&node, jiff::Timestamp::now())
                 .map_or(0, |n| n.reports_stored_total);
             if stored >= REPORTS_BEFORE_PRINT {
+                if !dump.is_empty() {
+                    cluster_round(&state, dump.clone()).await;
+                }
                 break query(endpoints.grpc).await;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -135,6 +141,24 @@ pub async fn run(
         return Err(e.into());
     }
     outcome
+}
+
+/// The cluster checks and cleanup proposals on a `kubectl get -o json|yaml` dump, merged
+/// into the report beside the node's own.
+async fn cluster_round(state: &State, dump_paths: Vec<std::path::PathBuf>) {
+    use caretaker_aggregator::rounds::{ClusterConfig, RoundConfig, Rounds, Source};
+    let mut rounds = Rounds::new(RoundConfig {
+        cluster: ClusterConfig {
+            source: Source::Dump,
+            dump_paths,
+            ..ClusterConfig::default()
+        },
+        ..RoundConfig::default()
+    });
+    let round = rounds
+        .run(&state.node_reports(), jiff::Timestamp::now())
+        .await;
+    state.set_round(round);
 }
 
 async fn query(grpc: SocketAddr) -> Result<ClusterReport, StandaloneError> {

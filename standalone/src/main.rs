@@ -1,7 +1,7 @@
 //! `caretaker-standalone`: parses the command line, runs aggregator + agent of this machine
 //! in one process and prints the merged report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -34,6 +34,21 @@ struct Cli {
     /// The host's root filesystem (default /).
     #[arg(long = "path.rootfs")]
     rootfs: Option<PathBuf>,
+    /// Files or directories of `kubectl get … -o json|yaml` output: the cluster checks and
+    /// cleanup proposals run on them. Default: the example in examples/cluster-dump.
+    #[arg(long = "from-dump")]
+    from_dump: Vec<PathBuf>,
+    /// No cluster part: this machine's node report only.
+    #[arg(long, conflicts_with = "from_dump")]
+    no_cluster: bool,
+}
+
+/// The example dump: beside the working directory (the repository's root), else beside
+/// the sources this binary was built from.
+fn example_dump() -> Option<PathBuf> {
+    let rel = Path::new("examples/cluster-dump");
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+    [rel.to_path_buf(), built].into_iter().find(|p| p.is_dir())
 }
 
 fn main() -> ExitCode {
@@ -68,7 +83,21 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
         procfs,
         sysfs,
         rootfs,
+        from_dump,
+        no_cluster,
     } = cli;
+    let dump = if no_cluster {
+        Vec::new()
+    } else if from_dump.is_empty() {
+        example_dump().into_iter().collect()
+    } else {
+        for p in &from_dump {
+            if !p.exists() {
+                anyhow::bail!("--from-dump {}: no such file or directory", p.display());
+            }
+        }
+        from_dump
+    };
     let d = HostPaths::default();
     let paths = HostPaths {
         procfs: procfs.unwrap_or(d.procfs),
@@ -86,7 +115,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
             wait_for_signal().await;
             s.cancel();
         });
-        caretaker_standalone::run(paths, once, timeout, shutdown, |e| {
+        caretaker_standalone::run(paths, dump, once, timeout, shutdown, |e| {
             if !once {
                 eprintln!(
                     "caretaker standalone: gRPC on {}, HTTP on http://{}/api/v1/report; Ctrl-C to stop",

@@ -9,7 +9,7 @@ fn standalone() -> Command {
 #[test]
 fn standalone_once_prints_json_with_the_root_filesystem() {
     let out = standalone()
-        .args(["--once", "--output", "json"])
+        .args(["--once", "--no-cluster", "--output", "json"])
         .output()
         .unwrap();
     assert!(
@@ -72,7 +72,7 @@ fn standalone_once_prints_json_with_the_root_filesystem() {
 #[test]
 fn standalone_markdown_is_a_dated_record() {
     let out = standalone()
-        .args(["--once", "--output", "markdown"])
+        .args(["--once", "--no-cluster", "--output", "markdown"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -120,4 +120,65 @@ fn standalone_html_is_the_report_page_with_this_machines_root_filesystem() {
         "a disk bar for the root filesystem: {page}"
     );
     assert!(page.trim_end().ends_with("</html>"));
+}
+
+#[test]
+fn standalone_runs_the_cluster_checks_and_proposals_on_the_example_dump_beside_this_node() {
+    let out = standalone()
+        .args(["--once", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for name in ["nodes", "pods", "certificates", "velero", "hpas"] {
+        assert!(checks.contains(&name), "{name} in {checks:?}");
+    }
+    // examples/cluster-dump has completed Jobs, old ReplicaSets, failed pods, snapshots.
+    let kinds: std::collections::BTreeSet<&str> = v["proposals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["object"]["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["Job", "ReplicaSet", "Pod", "VolumeSnapshot"] {
+        assert!(kinds.contains(kind), "{kind} in {kinds:?}");
+    }
+    // This machine's own report is there, fresh, next to the dump's nodes (no agent there).
+    let nodes = v["nodes"].as_array().unwrap();
+    let fresh: Vec<&serde_json::Value> =
+        nodes.iter().filter(|n| n["freshness"] == "fresh").collect();
+    assert_eq!(fresh.len(), 1, "{nodes:?}");
+    assert!(
+        !fresh[0]["report"]["filesystems"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    for n in ["node-a", "node-b", "node-c"] {
+        assert!(
+            nodes.iter().any(|x| x["node_name"] == n),
+            "{n} from the dump"
+        );
+    }
+}
+
+#[test]
+fn standalone_refuses_a_missing_dump_by_name() {
+    let out = standalone()
+        .args(["--once", "--from-dump", "/nonexistent/dump.json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--from-dump /nonexistent/dump.json"), "{err}");
 }

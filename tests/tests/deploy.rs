@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use caretaker_aggregator::cleanup::CleanupKind;
+use caretaker_aggregator::cluster::Resource;
 use caretaker_core::config::parse_yaml;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{
@@ -380,112 +382,23 @@ fn documented_rbac(secrets: bool, cleanup: bool) -> BTreeSet<String> {
         &["events"],
         &["create", "patch"],
     );
-    let read = ["get", "list", "watch"];
-    add(
-        agg,
-        "cluster",
-        "",
-        &[
-            "pods",
-            "events",
-            "nodes",
-            "configmaps",
-            "persistentvolumeclaims",
-            "persistentvolumes",
-            "serviceaccounts",
-        ],
-        &read,
-    );
-    // What can hold a reference to a ConfigMap or Secret (aggregator/CLEANUP.md).
-    add(agg, "cluster", "networking.k8s.io", &["ingresses"], &read);
-    add(
-        agg,
-        "cluster",
-        "admissionregistration.k8s.io",
-        &[
-            "validatingwebhookconfigurations",
-            "mutatingwebhookconfigurations",
-        ],
-        &read,
-    );
-    add(
-        agg,
-        "cluster",
-        "apiregistration.k8s.io",
-        &["apiservices"],
-        &read,
-    );
-    add(
-        agg,
-        "cluster",
-        "gateway.networking.k8s.io",
-        &["gateways"],
-        &read,
-    );
-    add(
-        agg,
-        "cluster",
-        "monitoring.coreos.com",
-        &["prometheuses", "alertmanagers"],
-        &read,
-    );
-    add(
-        agg,
-        "cluster",
-        "apps",
-        &["replicasets", "deployments", "statefulsets", "daemonsets"],
-        &read,
-    );
-    add(agg, "cluster", "batch", &["jobs", "cronjobs"], &read);
-    add(
-        agg,
-        "cluster",
-        "autoscaling",
-        &["horizontalpodautoscalers"],
-        &read,
-    );
-    add(
-        agg,
-        "cluster",
-        "cert-manager.io",
-        &["certificates", "issuers", "clusterissuers"],
-        &read,
-    );
-    add(
-        agg,
-        "cluster",
-        "velero.io",
-        &["backups", "schedules"],
-        &read,
-    );
-    add(
-        agg,
-        "cluster",
-        "snapshot.storage.k8s.io",
-        &["volumesnapshots"],
-        &read,
-    );
-    add(
-        agg,
-        "cluster",
-        "metrics.k8s.io",
-        &["pods", "nodes"],
-        &["get", "list"],
-    );
-    if secrets {
-        add(agg, "cluster", "", &["secrets"], &read);
+    // The aggregator's cluster-wide rules are derived from the code, not typed here: `list`
+    // on every resource the live cluster source reads (`cluster::live::LIVE`, secrets in their own
+    // ClusterRole; Leases only in the aggregator's namespace Role) and `delete` on every kind cleanup applies (`CleanupKind::ALL`): nothing
+    // missing, nothing extra.
+    for r in caretaker_aggregator::cluster::live::LIVE {
+        let (group, _, _, plural) = r.gvkp();
+        if r != Resource::Secret || secrets {
+            add(agg, "cluster", group, &[plural], &["list"]);
+        }
     }
     if cleanup {
-        add(agg, "cluster", "", &["pods", "configmaps"], &["delete"]);
-        add(agg, "cluster", "apps", &["replicasets"], &["delete"]);
-        add(agg, "cluster", "batch", &["jobs"], &["delete"]);
-        add(
-            agg,
-            "cluster",
-            "snapshot.storage.k8s.io",
-            &["volumesnapshots"],
-            &["delete"],
-        );
+        for k in CleanupKind::ALL {
+            let (group, _, _, plural) = k.resource().gvkp();
+            if k != CleanupKind::Secret || secrets {
+                add(agg, "cluster", group, &[plural], &["delete"]);
+            }
+        }
     }
     add(
         agg,
@@ -1019,6 +932,8 @@ fn check_rules(objs: &[Obj]) {
                     .as_deref()
                     .unwrap_or_default()
                     .iter()
+                    // The webhook URL (a Secret) is checked in helm_values_reach_every_config_section.
+                    .filter(|e| e.name != caretaker_aggregator::schedule::config::WEBHOOK_URL_ENV)
                     .map(|e| {
                         assert!(e.value.is_none(), "{} comes from the downward API", e.name);
                         let f = e
@@ -1264,10 +1179,17 @@ fn check_config_refs(o: &Obj, pod: &PodSpec, objs: &[Obj]) {
                 };
                 let loaded = caretaker_agent::logs::conf::parse_str(conf, "logrotate.conf", perms);
                 assert_eq!(loaded.errors, [], "{}: logrotate.conf", cm_obj.key());
+                // Out of the box the agent fights no other rotator: the kubelet owns
+                // container logs, the node's logrotate /var/log/syslog and friends.
                 assert_eq!(
                     loaded.policies.len(),
-                    2,
-                    "{}: logrotate.conf blocks",
+                    0,
+                    "{}: logrotate.conf has no default blocks",
+                    cm_obj.key()
+                );
+                assert!(
+                    cfg.logs.policies.is_empty(),
+                    "{}: no YAML policies",
                     cm_obj.key()
                 );
                 assert_eq!(
@@ -1360,6 +1282,20 @@ fn comparable(o: &Obj) -> Value {
             .flatten()
         {
             sort_by_name(c.get_mut("volumeMounts"));
+        }
+    }
+    // Config files compare as the data they hold (kustomize's are commented by hand,
+    // Helm's partly rendered with toYaml).
+    if o.kind == "ConfigMap"
+        && let Some(data) = v["data"].as_object_mut()
+    {
+        for (k, text) in data.iter_mut() {
+            if k.ends_with(".yaml")
+                && let Some(t) = text.as_str()
+            {
+                *text = serde_saphyr::from_str::<Value>(t)
+                    .unwrap_or_else(|e| panic!("{}: {k} does not parse: {e}", o.key()));
+            }
         }
     }
     // Typed round trip: `0400` and `256`, `"10%"` and the like compare equal.
@@ -1704,4 +1640,129 @@ fn helm_refuses_unknown_choices_with_a_clear_message() {
     };
     let err = r.expect_err("ReadWriteOncePod is not a choice");
     assert!(err.contains("aggregator.persistence.accessMode must be ReadWriteOnce or ReadWriteMany, not \"ReadWriteOncePod\""), "{err}");
+}
+
+/// The ConfigMap `name`'s file `key`, parsed with the program's own config type.
+fn config_of<T: DeserializeOwned + Default>(objs: &[Obj], name: &str, key: &str) -> T {
+    let cm = objs
+        .iter()
+        .find(|o| o.kind == "ConfigMap" && o.name == name)
+        .unwrap_or_else(|| panic!("ConfigMap {name}"));
+    let text = cm.json["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name}: {key}"));
+    parse_yaml(text, Path::new(key)).unwrap_or_else(|e| panic!("{name} {key}: {e}"))
+}
+
+#[test]
+fn defaults_read_the_live_cluster_on_the_seed_schedule() {
+    let Some(k) = kustomize("deploy/kustomize/base") else {
+        return;
+    };
+    for (what, overlay) in [("base", "base"), ("dry-run", "overlays/dry-run")] {
+        let objs = if what == "base" {
+            parse_all(&k)
+        } else {
+            let Some(d) = kustomize(&format!("deploy/kustomize/{overlay}")) else {
+                return;
+            };
+            parse_all(&d)
+        };
+        let cfg: caretaker_aggregator::config::AggregatorConfig =
+            config_of(&objs, "caretaker-aggregator-config", "aggregator.yaml");
+        assert_eq!(
+            format!("{:?}", cfg.cluster.source),
+            "Live",
+            "{what}: the shipped config reads the cluster"
+        );
+        assert_eq!(cfg.cluster.interval, std::time::Duration::from_secs(600));
+        let s = &cfg.schedule;
+        assert!(
+            s.daily.enabled && s.weekly.enabled && s.monthly.enabled,
+            "{what}"
+        );
+        assert_eq!(s.time_zone.to_string(), "Asia/Tokyo");
+        let agent: caretaker_agent::config::AgentConfig =
+            config_of(&objs, "caretaker-agent-config", "agent.yaml");
+        assert!(
+            !agent.images.apply,
+            "{what}: images are only reported by default"
+        );
+    }
+}
+
+#[test]
+fn helm_values_reach_every_config_section() {
+    let values = serde_json::json!({
+        "aggregator": {
+            "cluster": {"source": "live", "interval": "5m"},
+            "checks": {"namespaces": ["prod"], "pods": {"restart_threshold": 9}},
+            "cleanup": {"job_ttl": "12h", "protected_namespaces": ["kube-system", "vault"]},
+            "signals": {
+                "prometheus": {"url": "http://prometheus.monitoring:9090"},
+                "alertmanager": {"url": "http://alertmanager.monitoring:9093"},
+                "http_endpoints": [{"name": "api", "url": "https://api.example.com/health"}]
+            },
+            "schedule": {
+                "time_zone": "Europe/Berlin",
+                "daily": {"enabled": true, "cron": "30 4 * * *"},
+                "weekly": {"enabled": false},
+                "maintenance_window": {"days": ["saturday"], "start": "22:00", "duration": "3h"},
+                "notifications": {"min_severity": "critical"}
+            },
+            "notificationWebhookSecret": {"name": "hooks", "key": "slack"}
+        },
+        "agent": {
+            "logs": {"retention": [{"glob": "/var/log/app/*.gz", "max_age": "14d"}]},
+            "images": {"apply": true, "keep": ["registry.k8s.io/pause:*"], "high_threshold_percent": 90}
+        }
+    });
+    let Some(objs) = helm_objects(values) else {
+        return;
+    };
+    check_rules(&objs);
+    let cfg: caretaker_aggregator::config::AggregatorConfig =
+        config_of(&objs, "caretaker-aggregator-config", "aggregator.yaml");
+    assert_eq!(cfg.cluster.interval, std::time::Duration::from_secs(300));
+    assert_eq!(cfg.checks.namespaces, ["prod"]);
+    assert_eq!(cfg.checks.pods.restart_threshold, 9);
+    assert_eq!(
+        cfg.cleanup.job_ttl,
+        std::time::Duration::from_secs(12 * 3600)
+    );
+    assert_eq!(cfg.cleanup.protected_namespaces, ["kube-system", "vault"]);
+    assert_eq!(cfg.signals.http_endpoints.len(), 1);
+    assert!(cfg.signals.prometheus.is_some() && cfg.signals.alertmanager.is_some());
+    assert_eq!(cfg.schedule.time_zone.to_string(), "Europe/Berlin");
+    assert!(!cfg.schedule.weekly.enabled);
+    assert_eq!(
+        serde_json::to_value(cfg.schedule.notifications.min_severity).expect("json"),
+        "critical"
+    );
+    // The webhook URL comes from the Secret as an environment variable.
+    let deploy = objs
+        .iter()
+        .find(|o| o.kind == "Deployment")
+        .expect("Deployment");
+    let env = &deploy.json["spec"]["template"]["spec"]["containers"][0]["env"];
+    let hook = env
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == caretaker_aggregator::schedule::config::WEBHOOK_URL_ENV)
+        .expect("the webhook variable");
+    assert_eq!(
+        hook["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "hooks", "key": "slack"})
+    );
+    let agent: caretaker_agent::config::AgentConfig =
+        config_of(&objs, "caretaker-agent-config", "agent.yaml");
+    assert_eq!(agent.logs.retention.len(), 1);
+    assert_eq!(
+        agent.logs.state_file,
+        Path::new("/var/lib/caretaker/logrotate.status")
+    );
+    assert!(agent.images.apply);
+    assert_eq!(agent.images.keep, ["registry.k8s.io/pause:*"]);
+    assert_eq!(agent.images.high_threshold_percent, 90);
 }

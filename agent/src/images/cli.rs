@@ -43,6 +43,14 @@ pub struct PruneImagesArgs {
     pub apply: bool,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// The Docker engine's socket. Default: $DOCKER_HOST (unix://), else the config's
+    /// `images.docker_socket` (/var/run/docker.sock).
+    #[arg(long)]
+    pub docker_socket: Option<std::path::PathBuf>,
+    /// containerd's CRI socket. Default: $CONTAINER_RUNTIME_ENDPOINT (unix://, as crictl),
+    /// else the config's `images.containerd_socket` (/run/containerd/containerd.sock).
+    #[arg(long)]
+    pub containerd_socket: Option<std::path::PathBuf>,
 }
 
 /// Plans and (with `apply`) prunes one runtime.
@@ -148,7 +156,12 @@ pub fn render_table(outcomes: &[Outcome]) -> String {
                     .map_or_else(|| "-".into(), |c| c.strftime("%Y-%m-%d %H:%M").to_string()),
                 bytes(d.size_bytes),
                 bytes(d.reclaimable_bytes),
-                d.reason.to_string(),
+                // A dry run removes nothing: it says what it would do.
+                if o.dry_run && d.reason == super::plan::Reason::Removed {
+                    "would remove".to_string()
+                } else {
+                    d.reason.to_string()
+                },
                 d.detail.clone(),
             ]);
         }

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod cri;
 pub mod daemon;
 pub mod docker;
+pub mod endpoint;
 pub mod execute;
 pub mod fake;
 pub mod plan;

@@ -322,6 +322,9 @@ pub fn generate(opts: &CertsOptions) -> Result<CertsSummary, CertsError> {
         format!("{svc}.{}", opts.namespace),
         format!("{svc}.{}.svc", opts.namespace),
         format!("{svc}.{}.svc.cluster.local", opts.namespace),
+        // `kubectl port-forward` and the container test reach it on loopback.
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
     ];
     names.extend(opts.extra_names.iter().cloned());
     let server = ca.issue_server(&names, not_before, not_after)?;
@@ -487,6 +490,34 @@ mod tests {
         assert!(second.reused_ca && second.reused_tokens);
         assert_eq!(read("ca.crt"), ca1);
         assert_eq!(read("tokens/read"), token);
+        // The Service's names and loopback (kubectl port-forward), as DNS and IP SANs.
+        let pem = read("aggregator/tls.crt");
+        let (_, cert_der) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = cert_der.parse_x509().unwrap();
+        let sans: Vec<String> = cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => format!("dns:{d}"),
+                x509_parser::extensions::GeneralName::IPAddress(ip) => format!("ip:{ip:?}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            sans,
+            [
+                "dns:caretaker-aggregator",
+                "dns:caretaker-aggregator.caretaker",
+                "dns:caretaker-aggregator.caretaker.svc",
+                "dns:caretaker-aggregator.caretaker.svc.cluster.local",
+                "dns:localhost",
+                "ip:[127, 0, 0, 1]",
+            ]
+        );
         let yaml = read("secrets.yaml");
         for name in [
             "name: caretaker-aggregator-tls",

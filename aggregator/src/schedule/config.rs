@@ -278,19 +278,85 @@ fn timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn webhook_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let s = String::deserialize(d)?;
-    let u = reqwest::Url::parse(&s)
-        .map_err(|e| serde::de::Error::custom(format!("webhook_url is not a URL: {e}")))?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return Err(serde::de::Error::custom(
-            "webhook_url must be an http:// or https:// URL",
-        ));
-    }
+    check_webhook_url(&s).map_err(serde::de::Error::custom)?;
     Ok(Some(s))
+}
+
+fn check_webhook_url(s: &str) -> Result<(), WebhookUrlError> {
+    let u = reqwest::Url::parse(s).map_err(|e| WebhookUrlError::NotAUrl(Box::new(e)))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(WebhookUrlError::Scheme);
+    }
+    Ok(())
+}
+
+/// The environment variable that holds the webhook URL when the config file names none:
+/// a Kubernetes Secret passed as an environment variable keeps the URL (a credential) out
+/// of the ConfigMap (Helm `aggregator.notificationWebhookSecret`).
+pub const WEBHOOK_URL_ENV: &str = "CARETAKER_WEBHOOK_URL";
+
+/// A webhook URL that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookUrlError {
+    #[error("webhook_url is not a URL")]
+    NotAUrl(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("webhook_url must be an http:// or https:// URL")]
+    Scheme,
+}
+
+impl NotificationsConfig {
+    /// Takes `webhook_url` from [`WEBHOOK_URL_ENV`] (looked up with `env`) when the file
+    /// names none and the variable is set and not empty.
+    ///
+    /// # Errors
+    /// The variable's value is not an http:// or https:// URL.
+    pub fn resolve_env(
+        &mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), WebhookUrlError> {
+        if self.webhook_url.is_none()
+            && let Some(url) = env(WEBHOOK_URL_ENV).filter(|u| !u.trim().is_empty())
+        {
+            let url = url.trim().to_string();
+            check_webhook_url(&url)?;
+            self.webhook_url = Some(url);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    #[test]
+    fn webhook_url_comes_from_the_environment_only_when_the_file_names_none() {
+        let env =
+            |url: &'static str| move |k: &str| (k == WEBHOOK_URL_ENV).then(|| url.to_string());
+        let mut n = NotificationsConfig::default();
+        n.resolve_env(env("https://hooks.example/T0/secret\n"))
+            .expect("valid");
+        assert_eq!(
+            n.webhook_url.as_deref(),
+            Some("https://hooks.example/T0/secret")
+        );
+        let mut n = NotificationsConfig {
+            webhook_url: Some("https://file.example/x".into()),
+            ..NotificationsConfig::default()
+        };
+        n.resolve_env(env("https://hooks.example/y"))
+            .expect("valid");
+        assert_eq!(n.webhook_url.as_deref(), Some("https://file.example/x"));
+        let mut n = NotificationsConfig::default();
+        let err = n.resolve_env(env("ftp://hooks.example/y")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "webhook_url must be an http:// or https:// URL"
+        );
+        assert!(n.resolve_env(env("not a url")).is_err());
+        n.resolve_env(env("")).expect("empty is unset");
+        assert_eq!(n.webhook_url, None);
+    }
 
     use caretaker_core::config::parse_yaml;
     use jiff::civil::Time;

@@ -1,0 +1,166 @@
+//! `docs/config.md`, the page of every config option, is generated from the config types
+//! themselves: every struct with `#[serde(deny_unknown_fields)]` in the agent's, the
+//! aggregator's and core's sources, each field with its `///` doc (which states its unit
+//! and default). This test regenerates the page and fails when the checked-in copy
+//! differs; `CARETAKER_BLESS=1 cargo test -p caretaker-tests --test config_docs` rewrites it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// One documented field: name, type, doc text.
+type Field = (String, String, String);
+
+/// The config structs of one source file: struct name → (struct doc, fields).
+fn config_structs(src: &str) -> Vec<(String, String, Vec<Field>)> {
+    let lines: Vec<&str> = src.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim();
+        let Some(rest) = line.strip_prefix("pub struct ") else {
+            i += 1;
+            continue;
+        };
+        let Some(name) = rest.strip_suffix(" {") else {
+            i += 1;
+            continue;
+        };
+        // The attributes and docs above the struct.
+        let mut j = i;
+        let mut doc = Vec::new();
+        let mut strict = false;
+        while j > 0 {
+            let above = lines[j - 1].trim();
+            if let Some(d) = above.strip_prefix("///") {
+                doc.push(d.trim().to_string());
+            } else if above.starts_with("#[") {
+                strict |= above.contains("deny_unknown_fields");
+            } else {
+                break;
+            }
+            j -= 1;
+        }
+        doc.reverse();
+        let mut fields = Vec::new();
+        let mut field_doc: Vec<String> = Vec::new();
+        i += 1;
+        while i < lines.len() && lines[i].trim() != "}" {
+            let l = lines[i].trim();
+            if let Some(d) = l.strip_prefix("///") {
+                field_doc.push(d.trim().to_string());
+            } else if let Some(f) = l.strip_prefix("pub ") {
+                if let Some((fname, ty)) = f.split_once(':') {
+                    fields.push((
+                        fname.trim().to_string(),
+                        ty.trim().trim_end_matches(',').to_string(),
+                        field_doc.join(" "),
+                    ));
+                }
+                field_doc.clear();
+            } else if !l.starts_with("#[") && !l.starts_with("//") {
+                field_doc.clear();
+            }
+            i += 1;
+        }
+        if strict && !name.contains('<') {
+            out.push((name.to_string(), doc.join(" "), fields));
+        }
+    }
+    out
+}
+
+fn generate() -> String {
+    let mut page = String::from(
+        "# Configuration reference\n\n\
+         Generated from the config types (`#[serde(deny_unknown_fields)]` structs and their\n\
+         `///` docs) by `tests/tests/config_docs.rs`; do not edit by hand. Each table is one\n\
+         YAML mapping; a field whose type is another table's name is that nested section.\n\
+         Units and defaults are stated in each option's text. Regenerate with\n\
+         `CARETAKER_BLESS=1 cargo test -p caretaker-tests --test config_docs`.\n",
+    );
+    for (crate_dir, title) in [
+        ("agent/src", "agent (`caretaker-agent`, agent.yaml)"),
+        (
+            "aggregator/src",
+            "aggregator (`caretaker-aggregator`, aggregator.yaml)",
+        ),
+        ("core/src", "shared (core)"),
+    ] {
+        let mut files = Vec::new();
+        rust_files(&root().join(crate_dir), &mut files);
+        let mut structs: BTreeMap<String, (String, Vec<Field>)> = BTreeMap::new();
+        for f in files {
+            let src = std::fs::read_to_string(&f).expect("read source");
+            for (name, doc, fields) in config_structs(&src) {
+                structs.insert(name, (doc, fields));
+            }
+        }
+        page.push_str(&format!("\n## {title}\n"));
+        for (name, (doc, fields)) in structs {
+            page.push_str(&format!("\n### `{name}`\n\n"));
+            if !doc.is_empty() {
+                page.push_str(&format!("{doc}\n\n"));
+            }
+            page.push_str("| option | type | meaning, unit, default |\n|---|---|---|\n");
+            for (f, ty, d) in fields {
+                let d = d.replace('|', "\\|");
+                let ty = ty.replace('|', "\\|");
+                page.push_str(&format!("| `{f}` | `{ty}` | {d} |\n"));
+            }
+        }
+    }
+    page
+}
+
+#[test]
+fn the_config_page_matches_the_config_types() {
+    let page = generate();
+    let path = root().join("docs/config.md");
+    if std::env::var("CARETAKER_BLESS").as_deref() == Ok("1") {
+        std::fs::create_dir_all(path.parent().expect("docs")).expect("mkdir docs");
+        std::fs::write(&path, &page).expect("write docs/config.md");
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in == page,
+        "docs/config.md is not what the config types say; regenerate it with \
+         CARETAKER_BLESS=1 cargo test -p caretaker-tests --test config_docs"
+    );
+    // The page covers the sections operators set.
+    for section in [
+        "### `LogsConfig`",
+        "### `ImagesConfig`",
+        "### `ScheduleConfig`",
+        "### `ClusterConfig`",
+        "### `ChecksConfig`",
+        "### `SignalsConfig`",
+        "| `docker_socket` |",
+        "| `keep` |",
+        "| `webhook_url` |",
+    ] {
+        assert!(page.contains(section), "{section} in docs/config.md");
+    }
+}
