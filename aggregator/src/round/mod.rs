@@ -566,8 +566,7 @@ pub async fn run_loop(
             for w in waiting.drain(..) {
                 let _ = w.send(());
             }
-            let jitter = rand::random_range(-0.1..=0.1);
-            next_full = tokio::time::Instant::now() + interval.mul_f64(1.0 + jitter);
+            next_full = tokio::time::Instant::now() + caretaker_core::jitter::jittered(interval);
         }
         let mut take = |req: crate::state::RoundRequest| match req.run {
             Some(_) => scheduled.push(req),
