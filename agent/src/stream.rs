@@ -13,10 +13,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use caretaker_core::jitter::jittered;
 use caretaker_proto::pb::{
     self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient,
 };
-use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,9 +27,6 @@ use tracing::{debug, info, warn};
 
 use crate::collector::{BufferStats, Collector};
 use crate::config::{AggregatorConfig, ClientTlsConfig, Transport};
-
-/// Wait between collections varies by up to this fraction either way.
-const JITTER_FRACTION: f64 = 0.1;
 
 /// What a run of the stream did; returned when it stops.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -208,11 +205,6 @@ fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
-fn jittered(interval: Duration) -> Duration {
-    let f = rand::rng().random_range(-JITTER_FRACTION..=JITTER_FRACTION);
-    interval.mul_f64(1.0 + f)
-}
-
 /// Runs until `shutdown` is cancelled: collects, sends, reconnects. On shutdown, waits up
 /// to `flush_timeout` for acks of what is buffered.
 pub async fn run(
@@ -362,17 +354,6 @@ mod tests {
         assert_eq!(b.ack(8, 10), 0);
         assert_eq!(b.ack(9, 4), 0);
         assert_eq!(stats.buffered.load(Ordering::Relaxed), 1);
-    }
-
-    #[test]
-    fn jitter_stays_within_ten_percent() {
-        for _ in 0..1000 {
-            let d = jittered(Duration::from_secs(10));
-            assert!(
-                d >= Duration::from_secs(9) && d <= Duration::from_secs(11),
-                "{d:?}"
-            );
-        }
     }
 
     #[test]

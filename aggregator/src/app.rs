@@ -277,8 +277,20 @@ async fn serve_store(
     stop: CancellationToken,
     listening: impl FnOnce(),
 ) -> Result<(), RunError> {
-    let state = State::with_retention(store, cfg.stale_after_intervals, cfg.history.retention())
-        .map_err(RunError::LoadStore)?;
+    let (round_requests, requests) = crate::state::round_requests();
+    let state = State::build(
+        store,
+        crate::state::Options {
+            stale_after_intervals: cfg.stale_after_intervals,
+            retention: cfg.history.retention(),
+            window: Some(MaintenanceWindow::new(
+                &cfg.schedule.maintenance_window,
+                &cfg.schedule.time_zone,
+            )),
+            round_requests: Some(round_requests),
+        },
+    )
+    .map_err(RunError::LoadStore)?;
     let rounds = crate::round::Rounds::new(cfg.rounds());
     let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc)
         .await
@@ -303,16 +315,13 @@ async fn serve_store(
         }
         None => None,
     };
-    state.set_window(MaintenanceWindow::new(
-        &cfg.schedule.maintenance_window,
-        &cfg.schedule.time_zone,
-    ));
     let rounds_task = tokio::spawn(
         crate::round::run_loop(
             Arc::clone(&state),
             rounds,
             cfg.history.record_interval,
             notifier,
+            requests,
             servers_stop.clone(),
         )
         .instrument(tracing::info_span!("rounds")),

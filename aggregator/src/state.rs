@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use caretaker_core::model::{Freshness, NodeReport, NodeStatus};
+use caretaker_core::window::MaintenanceWindow;
 use jiff::Timestamp;
 
 use crate::metrics::{FreshnessLabel, Metrics, ResultLabel};
@@ -32,11 +33,11 @@ pub struct State {
     history: History,
     /// When a merged report was last recorded in the history.
     last_recorded: RwLock<Option<Timestamp>>,
-    /// Requests for a round now, served by the round loop (set when it runs); each carries
-    /// the sender that is answered when the round is done and recorded.
-    round_requests: std::sync::OnceLock<tokio::sync::mpsc::Sender<RoundRequest>>,
-    /// The maintenance window, shown in every report once set.
-    window: std::sync::OnceLock<caretaker_core::window::MaintenanceWindow>,
+    /// Requests for a round now, served by the round loop (`None`: no loop runs in this
+    /// process); each carries the sender that is answered when the round is done and recorded.
+    round_requests: Option<tokio::sync::mpsc::Sender<RoundRequest>>,
+    /// The maintenance window, shown in every report (`None`: reports show none).
+    window: Option<MaintenanceWindow>,
     ready: AtomicBool,
     /// False after a write failed with an I/O error, until [`State::check_store`] reopened
     /// the store and a probe write committed: meanwhile /readyz fails and ingest answers
@@ -44,6 +45,42 @@ pub struct State {
     store_writable: AtomicBool,
     /// When the store was last reopened, so retries happen at most once a second.
     last_reopen: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// What a [`State`] is built with besides its store (see [`State::build`]).
+#[derive(Debug)]
+pub struct Options {
+    /// A node is stale after this many of its report intervals without a report.
+    pub stale_after_intervals: u32,
+    /// How long recorded reports are kept.
+    pub retention: Retention,
+    /// The maintenance window shown in every report.
+    pub window: Option<MaintenanceWindow>,
+    /// Where round requests go: the sending half of [`round_requests`], whose receiving half
+    /// the round loop ([`crate::round::run_loop`]) serves.
+    pub round_requests: Option<tokio::sync::mpsc::Sender<RoundRequest>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            stale_after_intervals: MergeConfig::default().stale_after_intervals,
+            retention: Retention::default(),
+            window: None,
+            round_requests: None,
+        }
+    }
+}
+
+/// The channel of round requests: the sender goes into [`Options::round_requests`], the
+/// receiver to the round loop. A few queued requests at most: more callers wait for the
+/// same next round anyway.
+#[must_use]
+pub fn round_requests() -> (
+    tokio::sync::mpsc::Sender<RoundRequest>,
+    tokio::sync::mpsc::Receiver<RoundRequest>,
+) {
+    tokio::sync::mpsc::channel(8)
 }
 
 /// A request to the round loop ([`crate::round::run_loop`]).
@@ -61,18 +98,27 @@ impl State {
     /// # Errors
     /// The store cannot be read.
     pub fn new(store: Store, stale_after_intervals: u32) -> Result<Arc<Self>, StoreError> {
-        Self::with_retention(store, stale_after_intervals, Retention::default())
+        Self::build(
+            store,
+            Options {
+                stale_after_intervals,
+                ..Options::default()
+            },
+        )
     }
 
-    /// [`State::new`] with a history retention.
+    /// Loads every stored node from `store`; everything else the state holds comes from
+    /// `options`, fixed from here on.
     ///
     /// # Errors
     /// The store cannot be read.
-    pub fn with_retention(
-        store: Store,
-        stale_after_intervals: u32,
-        retention: Retention,
-    ) -> Result<Arc<Self>, StoreError> {
+    pub fn build(store: Store, options: Options) -> Result<Arc<Self>, StoreError> {
+        let Options {
+            stale_after_intervals,
+            retention,
+            window,
+            round_requests,
+        } = options;
         let nodes = store.load_all()?;
         let node_json = nodes
             .iter()
@@ -83,8 +129,8 @@ impl State {
         Ok(Arc::new(Self {
             history,
             last_recorded: RwLock::new(last_recorded),
-            round_requests: std::sync::OnceLock::new(),
-            window: std::sync::OnceLock::new(),
+            round_requests,
+            window,
             store,
             nodes: RwLock::new(nodes),
             node_json: RwLock::new(node_json),
@@ -272,7 +318,7 @@ impl State {
     /// The parts of a merged report that come from the state rather than the merge: the
     /// maintenance window and the finding history.
     fn finish_report(&self, mut report: ClusterReport, now: Timestamp) -> ClusterReport {
-        if let Some(w) = self.window.get() {
+        if let Some(w) = &self.window {
             let open = w.contains(now);
             report.maintenance = Some(crate::report::MaintenanceStatus {
                 window: w.describe().to_string(),
@@ -289,11 +335,6 @@ impl State {
             tracing::warn!(error = %e, "Cannot read finding history; the report shows findings as new.");
         }
         report
-    }
-
-    /// Called once by the round loop: where round requests go.
-    pub fn serve_round_requests(&self, tx: tokio::sync::mpsc::Sender<RoundRequest>) {
-        let _ = self.round_requests.set(tx);
     }
 
     /// Runs a round now (checks, signals, cleanup proposals), records its report, and
@@ -317,7 +358,7 @@ impl State {
     async fn request_round(&self, run: Option<ScheduledRun>) -> Result<(), String> {
         let tx = self
             .round_requests
-            .get()
+            .as_ref()
             .ok_or("no round loop runs in this process")?;
         let (done, done_rx) = tokio::sync::oneshot::channel();
         tx.try_send(RoundRequest { run, done })
@@ -360,11 +401,6 @@ impl State {
             *l = Some(now);
         }
         Ok(rec)
-    }
-
-    /// Sets the maintenance window shown in reports (once).
-    pub fn set_window(&self, w: caretaker_core::window::MaintenanceWindow) {
-        let _ = self.window.set(w);
     }
 
     /// The durable store (scheduler and notifier state documents).
@@ -578,14 +614,20 @@ mod tests {
     #[test]
     fn the_report_shows_the_maintenance_window_and_what_waits_for_it() {
         use crate::schedule::config::ScheduleConfig;
-        use caretaker_core::window::MaintenanceWindow;
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
         assert_eq!(state.cluster_report(Timestamp::now()).maintenance, None);
         let cfg = ScheduleConfig::default();
-        state.set_window(MaintenanceWindow::new(
-            &cfg.maintenance_window,
-            &cfg.time_zone,
-        ));
+        let state = State::build(
+            Store::in_memory().unwrap(),
+            Options {
+                window: Some(MaintenanceWindow::new(
+                    &cfg.maintenance_window,
+                    &cfg.time_zone,
+                )),
+                ..Options::default()
+            },
+        )
+        .unwrap();
         state.set_round(crate::report::tests::round());
         // Sunday 2026-11-29 03:30 in Tokyo is inside the default window; 06:00 is not.
         let inside: Timestamp = "2026-11-28T18:30:00Z".parse().unwrap();

@@ -10,6 +10,8 @@
 //! - [`cron`] and [`window`]: cron expressions in a time zone and the maintenance window,
 //!   which the aggregator's schedules and `cleanup --apply` and the agent's scheduled
 //!   image pruning obey alike.
+//! - [`jitter`]: random spreads of waits, so that nodes started together do not act in
+//!   lockstep.
 //!
 //! # Where to look
 //! This crate holds no decisions of its own: log rotation is decided in `caretaker-agent`'s
@@ -20,6 +22,7 @@
 
 pub mod config;
 pub mod cron;
+pub mod jitter;
 pub mod model;
 pub mod render;
 pub mod window;

@@ -146,7 +146,7 @@ pub async fn run(
 /// The cluster checks and cleanup proposals on a `kubectl get -o json|yaml` dump, merged
 /// into the report beside the node's own.
 async fn cluster_round(state: &State, dump_paths: Vec<std::path::PathBuf>) {
-    use caretaker_aggregator::rounds::{ClusterConfig, RoundConfig, Rounds, Source};
+    use caretaker_aggregator::round::{ClusterConfig, RoundConfig, Rounds, Source};
     let mut rounds = Rounds::new(RoundConfig {
         cluster: ClusterConfig {
             source: Source::Dump,

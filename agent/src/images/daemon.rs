@@ -21,12 +21,12 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use caretaker_core::jitter::jittered;
 use caretaker_core::model::{
     CollectorError, ImagesSummary, KeptCounts, PruneRun, PruneTrigger, RuntimeImages,
 };
 use caretaker_core::window::Decision;
 use jiff::Timestamp;
-use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,10 +37,6 @@ use super::plan::{Mode, Policy, Reason, plan};
 use super::runtime::{Error, ImageRuntime, InUseIndex};
 use super::select::{AnyRuntime, RuntimeChoice, connect};
 use crate::config::ImagesConfig;
-
-/// Waits between checks and between scheduled prunes vary by up to this fraction either
-/// way, so that nodes started together do not prune in lockstep.
-const JITTER_FRACTION: f64 = 0.1;
 
 /// What the task needs; built from the `images:` config.
 #[derive(Debug, Clone)]
@@ -125,10 +121,6 @@ pub struct ImageTask<R> {
     settings: TaskSettings,
     runtimes: Option<Vec<R>>,
     memory: HashMap<&'static str, RuntimeMemory>,
-}
-
-fn jittered(d: Duration) -> Duration {
-    d.mul_f64(1.0 + rand::rng().random_range(-JITTER_FRACTION..=JITTER_FRACTION))
 }
 
 fn error(place: &str, message: impl ToString) -> CollectorError {
@@ -391,10 +383,11 @@ pub async fn run<R, C, F>(
         "Image task started{}.",
         if settings.apply { "" } else { " in dry-run mode (images.apply is false): nothing will be removed" }
     );
-    let first = settings
-        .pressure_check_interval
-        .min(Duration::from_secs(10))
-        .mul_f64(rand::rng().random_range(0.0..=1.0));
+    let first = caretaker_core::jitter::up_to(
+        settings
+            .pressure_check_interval
+            .min(Duration::from_secs(10)),
+    );
     let mut next_check = Instant::now() + first;
     let mut task = ImageTask::<R>::new(settings);
     loop {

@@ -12,7 +12,8 @@
 //! - [`select`]: `runtime: auto|docker|containerd`, picking whichever socket answers.
 //! - [`plan`]: pure planning: one decision with a reason for every image.
 //! - [`execute`]: applying a plan, re-checking each image right before its removal.
-//! - [`fake`]: an in-memory runtime for tests and benchmarks.
+//! - `fake`: an in-memory runtime for tests (built for this crate's tests and with the
+//!   `test-util` feature).
 //! - [`cli`]: `caretaker-agent prune-images`.
 //! - [`daemon`]: the agent daemon's image task: periodic checks, scheduled and
 //!   disk-pressure prunes (dry run unless `images.apply`), the report's image summary.
@@ -25,6 +26,7 @@ pub mod daemon;
 pub mod docker;
 pub mod endpoint;
 pub mod execute;
+#[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 pub mod plan;
 pub mod runtime;

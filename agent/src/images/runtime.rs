@@ -1,7 +1,7 @@
 //! What the pruner needs from a container runtime, and the facts it gets back.
 //!
 //! Both implementations ([`super::docker`], [`super::cri`]) and the test double
-//! ([`super::fake`]) answer the same five questions: which images exist, which containers
+//! (`super::fake`, for tests) answer the same five questions: which images exist, which containers
 //! and sandboxes reference which images, how full the image filesystem is, and "remove this
 //! image, unless it is in use".
 

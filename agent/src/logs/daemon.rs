@@ -17,9 +17,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use caretaker_core::jitter::jittered;
 use caretaker_core::model::{CollectorError, LogCounts, LogsSummary, MAX_ERRORS};
 use jiff::Timestamp;
-use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -29,10 +29,6 @@ use super::engine::LogEngine;
 use super::summary::{LogError, RotationSummary, SweepSummary};
 use super::sweep::{self, RetentionRule};
 use crate::config::LogsConfig;
-
-/// Each wait between passes varies by up to this fraction either way, so that nodes
-/// started together do not rotate (and hit shared storage) in lockstep.
-const JITTER_FRACTION: f64 = 0.1;
 
 /// How often `reclaimable_bytes` is measured by default: a dry run of the retention rules
 /// costs one `lstat` per matching file, so it runs less often than the rotation check.
@@ -157,11 +153,6 @@ impl Tracker {
             errors,
         }
     }
-}
-
-fn jittered(interval: Duration) -> Duration {
-    let f = rand::rng().random_range(-JITTER_FRACTION..=JITTER_FRACTION);
-    interval.mul_f64(1.0 + f)
 }
 
 /// One tick's blocking work: rotation, the due sweeps (applied), then the dry run.

@@ -70,6 +70,29 @@ struct Applied<'a> {
     outcome: Outcome,
 }
 
+/// `cleanup`'s flags checked and its config loaded (with `--kind` applied): what [`run`]
+/// works from.
+#[derive(Debug)]
+pub struct Cleanup {
+    args: CleanupArgs,
+    config: crate::checks::cli::FileConfig,
+}
+
+impl Cleanup {
+    /// Checks the flag combinations ([`validate`]), then loads `--config`.
+    ///
+    /// # Errors
+    /// [`CliError::Usage`] or [`CliError::Config`].
+    pub fn resolve(args: CleanupArgs) -> Result<Self, CliError> {
+        validate(&args)?;
+        let mut config = load_config(args.config.as_deref())?;
+        if !args.kind.is_empty() {
+            config.cleanup.kinds = args.kind.clone();
+        }
+        Ok(Self { args, config })
+    }
+}
+
 /// Checks flag combinations before anything is read.
 ///
 /// # Errors
@@ -89,12 +112,8 @@ pub fn validate(args: &CleanupArgs) -> Result<(), CliError> {
 ///
 /// # Errors
 /// See [`CliError`].
-pub async fn run(args: CleanupArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    validate(&args)?;
-    let mut config = load_config(args.config.as_deref())?;
-    if !args.kind.is_empty() {
-        config.cleanup.kinds = args.kind.clone();
-    }
+pub async fn run(cleanup: Cleanup, out: &mut dyn Write) -> Result<(), CliError> {
+    let Cleanup { args, config } = cleanup;
     let now = args.now.unwrap_or_else(Timestamp::now);
     if args.apply {
         // Before the cluster is read: outside the window nothing is even looked at.

@@ -2,6 +2,8 @@
 //! (`check` is in [`crate::checks::cli`], `cleanup` in [`crate::cleanup::cli`]).
 //!
 //! # Layout
+//! - [`args`]: the command line, parsed ([`args::Cli`]) and then checked ([`args::Args`]).
 //! - [`certs`]: `caretaker-aggregator certs`: the CA, certificates, tokens and Secrets.
 
+pub mod args;
 pub mod certs;

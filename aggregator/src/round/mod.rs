@@ -490,18 +490,17 @@ pub const NOTIFY_STATE_KEY: &str = "notify_state";
 /// Runs a round now and then every `interval` (±10 % jitter) until `shutdown`, handing each
 /// to the state, which records the merged report every `record_interval`. After each round
 /// the notifier (when configured) looks at the merged report; its de-duplication state is
-/// kept in the store, so a restart does not page again for the same finding.
+/// kept in the store, so a restart does not page again for the same finding. Round requests
+/// arrive on `requests` (the receiving half of [`crate::state::round_requests`]).
 pub async fn run_loop(
     state: std::sync::Arc<crate::state::State>,
     mut rounds: Rounds,
     record_interval: Duration,
     notifier: Option<crate::schedule::notify::Notifier>,
+    mut requests: tokio::sync::mpsc::Receiver<crate::state::RoundRequest>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let interval = rounds.config().cluster.interval;
-    // A few queued requests at most: more callers wait for the same next round anyway.
-    let (tx, mut requests) = tokio::sync::mpsc::channel::<crate::state::RoundRequest>(8);
-    state.serve_round_requests(tx);
     let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     let mut scheduled: Vec<crate::state::RoundRequest> = Vec::new();
     let mut next_full = tokio::time::Instant::now();
@@ -567,8 +566,7 @@ pub async fn run_loop(
             for w in waiting.drain(..) {
                 let _ = w.send(());
             }
-            let jitter = rand::random_range(-0.1..=0.1);
-            next_full = tokio::time::Instant::now() + interval.mul_f64(1.0 + jitter);
+            next_full = tokio::time::Instant::now() + caretaker_core::jitter::jittered(interval);
         }
         let mut take = |req: crate::state::RoundRequest| match req.run {
             Some(_) => scheduled.push(req),

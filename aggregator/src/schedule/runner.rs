@@ -12,7 +12,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -134,7 +133,7 @@ where
                 if until > options.max_sleep {
                     options.max_sleep
                 } else {
-                    until + jitter(options.max_jitter)
+                    until + caretaker_core::jitter::up_to(options.max_jitter)
                 }
             }
             // No enabled run: nothing will be due; just wait for shutdown.
@@ -145,15 +144,6 @@ where
             () = tokio::time::sleep(wait) => {}
         }
     }
-}
-
-fn jitter(max: Duration) -> Duration {
-    if max.is_zero() {
-        return Duration::ZERO;
-    }
-    Duration::from_millis(
-        rand::rng().random_range(0..=max.as_millis().min(u128::from(u64::MAX)) as u64),
-    )
 }
 
 #[cfg(test)]

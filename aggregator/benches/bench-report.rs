@@ -2,7 +2,7 @@
 //! reports of 500 nodes.
 //!
 //! ```sh
-//! cargo run --release -p caretaker-aggregator --bin bench-report [-- --nodes 5000 --queries 200 --history-nodes 500 --days 365]
+//! cargo bench -p caretaker-aggregator --bench bench-report [-- --nodes 5000 --queries 200 --history-nodes 500 --days 365]
 //! ```
 //!
 //! 1. An in-memory state holds `nodes` synthetic node reports (8 filesystems, 4 interfaces

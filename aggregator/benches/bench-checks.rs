@@ -2,8 +2,8 @@
 //! 50,000 events, 20,000 ConfigMaps; goal ≤ 2 s and ≤ 1 GiB peak RSS).
 //!
 //! ```text
-//! cargo run --release -p caretaker-aggregator --bin bench-checks -- generate /tmp/bench-dump
-//! cargo run --release -p caretaker-aggregator --bin bench-checks -- run /tmp/bench-dump
+//! cargo bench -p caretaker-aggregator --bench bench-checks -- generate /tmp/bench-dump
+//! cargo bench -p caretaker-aggregator --bench bench-checks -- run /tmp/bench-dump
 //! ```
 //!
 //! `generate` writes one `kubectl get <kind> -A -o json` style file per kind (a `List` with

@@ -1,8 +1,8 @@
 //! Agent cost, side by side with node_exporter in the same run.
 //!
 //! ```sh
-//! cargo build --release -p caretaker-agent -p caretaker-tests --bins
-//! target/release/bench-agent [--cycles 2000] [--steady-seconds 60] [--interval 10s]
+//! cargo build --release -p caretaker-agent --bins
+//! cargo bench -p caretaker-tests --bench bench-agent -- [--cycles 2000] [--steady-seconds 60] [--interval 10s]
 //! ```
 //!
 //! 1. CPU time per collection cycle (all mounts, interfaces, host figures, own cost),
