@@ -34,6 +34,7 @@ pub mod collector;
 pub mod config;
 pub mod http;
 pub mod images;
+pub mod logcheck;
 pub mod logs;
 pub mod paths;
 pub mod stats;
