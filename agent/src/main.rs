@@ -14,6 +14,7 @@ use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
 use caretaker_agent::images::daemon::RuntimeAccess;
 use caretaker_agent::logcheck::check;
 use caretaker_agent::logcheck::cli::Report as LogCheckReport;
+use caretaker_agent::logcheck::daemon::LogCheckTask;
 use caretaker_agent::logcheck::matcher::Matcher;
 use caretaker_agent::logcheck::scan::Window;
 use caretaker_agent::logs::daemon::{self as logs_daemon, LogsTask};
@@ -256,6 +257,35 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
             };
+            let log_check = if cfg.log_check.enabled {
+                if let Err(e) = cfg.log_check.validate() {
+                    return Ok(usage_error(format!(
+                        "invalid config file {}: {e}",
+                        config.display()
+                    )));
+                }
+                let matcher = match Matcher::new(&cfg.log_check.patterns) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        return Ok(usage_error(format!(
+                            "invalid config file {}: {e:#}",
+                            config.display()
+                        )));
+                    }
+                };
+                let pods_dir = cfg
+                    .log_check
+                    .pods_dir
+                    .clone()
+                    .unwrap_or_else(|| settings.paths.rootfs.join("var/log/pods"));
+                Some(LogCheckTask {
+                    config: cfg.log_check.clone(),
+                    matcher,
+                    pods_dir,
+                })
+            } else {
+                None
+            };
             // Policies load before anything starts; their problems are reported, not fatal.
             let logs = logs_daemon::wanted(&cfg.logs).then(|| LogsTask::new(&cfg.logs));
             // Bound before the runtime starts, so a taken port fails the start clearly.
@@ -286,7 +316,12 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         None
                     }
                 };
-                let options = DaemonOptions { images, http, logs };
+                let options = DaemonOptions {
+                    images,
+                    http,
+                    logs,
+                    log_check,
+                };
                 let summary = caretaker_agent::run_with(settings, aggregator, options, shutdown).await;
                 info!(?summary, "Agent stopped.");
             });

@@ -3,9 +3,9 @@
 //! pattern over the last 24 h with a sample line each, and findings when a count crosses
 //! its threshold or jumps against the 24 h before.
 //!
-//! Not wired into the report stream yet: [`run`] publishes each [`LogCheckSummary`] on a
-//! watch channel, which the collector is to put into the node report once the wire type
-//! exists (see the report of the `logcheck` branch).
+//! Not in the report stream yet: [`run`] logs each check's findings and publishes each
+//! [`LogCheckSummary`] on a watch channel, which the collector is to put into the node
+//! report once the wire type exists (TODO, see the report of the `logcheck` branch).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::config::LogCheckConfig;
 use super::matcher::Matcher;
@@ -162,6 +162,8 @@ pub async fn run(
             let result = inc.check(&dir, now.as_second());
             let mut problems = Vec::new();
             let (mut files_read, mut bytes_read) = (0, 0);
+            // Without a pods directory there is nothing to remember.
+            let save = result.is_ok();
             match result {
                 Ok(r) => {
                     files_read = r.totals.files_read;
@@ -175,7 +177,7 @@ pub async fn run(
                 }
                 Err(e) => problems.push(format!("{e:#}")),
             }
-            if let Err(e) = state::save(&file, &inc.state()) {
+            if save && let Err(e) = state::save(&file, &inc.state()) {
                 problems.push(format!("{e:#}"));
             }
             let (top, findings) = summarize(&inc, &cfg, now.as_second());
@@ -194,6 +196,27 @@ pub async fn run(
         match joined {
             Ok((back, summary)) => {
                 inc = back;
+                info!(
+                    files_read = summary.files_read,
+                    bytes_read = summary.bytes_read,
+                    findings = summary.findings.len(),
+                    "Log check done."
+                );
+                for f in &summary.findings {
+                    warn!(
+                        namespace = %f.entry.namespace,
+                        pod = %f.entry.pod,
+                        container = %f.entry.container,
+                        pattern = %f.entry.pattern,
+                        count = f.entry.count,
+                        previous_count = f.entry.previous_count,
+                        reason = ?f.reason,
+                        "Log check finding."
+                    );
+                }
+                for p in &summary.problems {
+                    warn!(problem = %p, "Log check problem.");
+                }
                 tx.send_replace(Some(summary));
             }
             Err(e) => {
@@ -269,6 +292,54 @@ mod tests {
                 ("a", "error", FindingReason::Jump),
                 ("b", "warn", FindingReason::Threshold)
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_task_checks_at_start_publishes_the_summary_and_saves_its_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("pods/shop_api_uid-1/app");
+        std::fs::create_dir_all(&c).unwrap();
+        let ts = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        std::fs::write(
+            c.join("0.log"),
+            format!("{ts} stdout F GET / status=503 error\n{ts} stdout F fine\n"),
+        )
+        .unwrap();
+        let config = LogCheckConfig {
+            state_file: dir.path().join("state.json"),
+            ..LogCheckConfig::default()
+        };
+        let task = LogCheckTask {
+            matcher: Matcher::new(&config.patterns).unwrap(),
+            pods_dir: dir.path().join("pods"),
+            config,
+        };
+        let (tx, mut rx) = watch::channel(None);
+        let stop = CancellationToken::new();
+        let h = tokio::spawn(run(task, tx, stop.clone()));
+        rx.changed().await.unwrap();
+        let s = rx.borrow().clone().unwrap();
+        stop.cancel();
+        h.await.unwrap();
+        assert_eq!(
+            s.top
+                .iter()
+                .map(|t| (t.pattern.as_str(), t.pod.as_str(), t.count))
+                .collect::<Vec<_>>(),
+            vec![("error", "api", 1), ("http_4xx_5xx", "api", 1)]
+        );
+        assert_eq!(s.top[0].sample.as_deref(), Some("GET / status=503 error"));
+        assert_eq!((s.files_read, s.problems.len()), (1, 0));
+        let saved = state::load(&dir.path().join("state.json"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(saved.files.len(), 1);
+        assert_eq!(
+            saved.files[0].offset,
+            std::fs::metadata(c.join("0.log")).unwrap().len()
         );
     }
 }
