@@ -122,6 +122,9 @@ pub struct AgentConfig {
     /// Log rotation and retention sweeps.
     #[serde(default)]
     pub logs: LogsConfig,
+    /// The daily log check (pattern counts of the pods' logs): `crate::logcheck::config`.
+    #[serde(default)]
+    pub log_check: crate::logcheck::config::LogCheckConfig,
 }
 
 impl Default for AgentConfig {
@@ -137,6 +140,7 @@ impl Default for AgentConfig {
             filesystems: FilesystemsConfig::default(),
             volumes: VolumesConfig::default(),
             logs: LogsConfig::default(),
+            log_check: Default::default(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`stats`]: the readers: mountinfo, statvfs, `/proc/net/dev`, host figures, own cost.
 //! - [`collector`]: one collection cycle into a `NodeReport`.
 //! - [`stream`]: the report stream with its ack buffer, reconnects and flush.
+//! - [`logcheck`]: the daily log check, pattern counts of the pods' CRI logs, `log-check`.
 //! - [`logs`]: logrotate-compatible rotation, compression and retention sweeps.
 //! - [`images`]: image pruning through Docker or containerd (CRI), `prune-images`.
 //! - [`cleanup`]: `cleanup --emergency`, freeing disk in a safe order.
@@ -34,6 +35,7 @@ pub mod collector;
 pub mod config;
 pub mod http;
 pub mod images;
+pub mod logcheck;
 pub mod logs;
 pub mod paths;
 pub mod stats;
@@ -81,6 +83,9 @@ pub struct DaemonOptions {
     /// The log task (`logs:`): rotation every `check_interval`, retention sweeps, and the
     /// report's `logs` summary.
     pub logs: Option<logs::daemon::LogsTask>,
+    /// The log check (`log_check:`): pattern counts of the pods' logs every `interval`;
+    /// its findings are logged (the node report does not carry them yet).
+    pub log_check: Option<logcheck::daemon::LogCheckTask>,
 }
 
 /// Runs the agent daemon until `shutdown`: collect every interval, stream to the
@@ -115,6 +120,14 @@ pub async fn run_with(
     if let Some(task) = options.logs {
         tasks.spawn(
             logs::daemon::run(task, logs_tx, shutdown.clone()).instrument(info_span!("logs")),
+        );
+    }
+    if let Some(task) = options.log_check {
+        // The summary goes to the node report once its wire type exists; until then the
+        // task logs its findings.
+        let (tx, _rx) = watch::channel(None);
+        tasks.spawn(
+            logcheck::daemon::run(task, tx, shutdown.clone()).instrument(info_span!("log_check")),
         );
     }
     if let Some(listener) = options.http {

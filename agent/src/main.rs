@@ -13,6 +13,11 @@ use caretaker_agent::config::AgentConfig;
 use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
 use caretaker_agent::images::daemon::RuntimeAccess;
 use caretaker_agent::images::endpoint;
+use caretaker_agent::logcheck::check;
+use caretaker_agent::logcheck::cli::Report as LogCheckReport;
+use caretaker_agent::logcheck::daemon::LogCheckTask;
+use caretaker_agent::logcheck::matcher::Matcher;
+use caretaker_agent::logcheck::scan::Window;
 use caretaker_agent::logs::daemon::{self as logs_daemon, LogsTask};
 use caretaker_agent::logs::engine::{LogEngine, RunOptions};
 use caretaker_agent::logs::handle::Roots;
@@ -134,6 +139,22 @@ enum Command {
         #[command(flatten)]
         args: PruneImagesArgs,
     },
+    /// Count, per namespace, pod and container, the log lines of a window matching each
+    /// pattern (default: error, warn, authentication failed, status=4xx/5xx; as grep -i),
+    /// from the kubelet's CRI logs, rotated and compressed ones included.
+    LogCheck {
+        /// The kubelet's pod log directory (default: /var/log/pods under --path.rootfs).
+        #[arg(long)]
+        pods_dir: Option<PathBuf>,
+        /// The window: lines with a timestamp at most this long ago.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// YAML config file (optional: its log_check.patterns).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Free disk on this node without the aggregator; a dry run unless --apply.
     Cleanup {
         /// YAML config file (optional: the images and cleanup sections).
@@ -254,6 +275,35 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(s) => s,
                 Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
             };
+            let log_check = if cfg.log_check.enabled {
+                if let Err(e) = cfg.log_check.validate() {
+                    return Ok(usage_error(format!(
+                        "invalid config file {}: {e}",
+                        config.display()
+                    )));
+                }
+                let matcher = match Matcher::new(&cfg.log_check.patterns) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        return Ok(usage_error(format!(
+                            "invalid config file {}: {e:#}",
+                            config.display()
+                        )));
+                    }
+                };
+                let pods_dir = cfg
+                    .log_check
+                    .pods_dir
+                    .clone()
+                    .unwrap_or_else(|| settings.paths.rootfs.join("var/log/pods"));
+                Some(LogCheckTask {
+                    config: cfg.log_check.clone(),
+                    matcher,
+                    pods_dir,
+                })
+            } else {
+                None
+            };
             // Policies load before anything starts; their problems are reported, not fatal.
             let logs = logs_daemon::wanted(&cfg.logs).then(|| LogsTask::new(&cfg.logs));
             // Bound before the runtime starts, so a taken port fails the start clearly.
@@ -284,7 +334,12 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                         None
                     }
                 };
-                let options = DaemonOptions { images, http, logs };
+                let options = DaemonOptions {
+                    images,
+                    http,
+                    logs,
+                    log_check,
+                };
                 let summary = caretaker_agent::run_with(settings, aggregator, options, shutdown).await;
                 info!(?summary, "Agent stopped.");
             });
@@ -444,6 +499,43 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::LogCheck {
+            pods_dir,
+            since,
+            config,
+            output,
+        } => {
+            let cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
+                Ok(c) => c.unwrap_or_default(),
+                Err(e) => return Ok(usage_error(e)),
+            };
+            let patterns = cfg.log_check.patterns.clone();
+            let matcher = match Matcher::new(&patterns) {
+                Ok(m) => m,
+                Err(e) => return Ok(usage_error(format!("{e:#}"))),
+            };
+            let pods_dir = pods_dir
+                .clone()
+                .unwrap_or_else(|| host_paths(paths_flags, &cfg).rootfs.join("var/log/pods"));
+            let until = jiff::Timestamp::now();
+            let since_ts = until
+                .checked_sub(jiff::SignedDuration::try_from(*since).context("--since")?)
+                .context("--since is too long")?;
+            let window = Window {
+                from: since_ts.as_second(),
+                to: i64::MAX,
+            };
+            let outcome = check::check_once(&pods_dir, &matcher, window)?;
+            let report = LogCheckReport::new(&outcome, &patterns, since_ts, until);
+            match output {
+                Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?,
+                Output::Table => emit(&report.render_table())?,
+            }
+            for p in &report.problems {
+                eprintln!("caretaker-agent: warning: {}: {}", p.path, p.reason);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Cleanup { config, args } => {
             let mut cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {

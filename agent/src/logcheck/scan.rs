@@ -1,0 +1,570 @@
+//! One pass over one log file's records: every pattern counted at once, in a fixed-size
+//! read buffer, with partial records (`P`) joined up to a cap.
+//!
+//! How it stays fast: lines that end in `F`, start no join and lie in the window
+//! ("plain" lines, nearly all of them) are not matched one by one; a run of them is
+//! searched with the union of all patterns in one go, and only a line holding a
+//! candidate is matched with the pattern set. The rest (joins, lines outside the window,
+//! over-long lines) takes the per-line path.
+//!
+//! How it stays bounded: the buffer is [`READ_BUFFER_BYTES`]; a joined line keeps at most
+//! [`MAX_LINE_BYTES`] of content. A logical line longer than that is counted once per
+//! pattern that matches within its first [`MAX_LINE_BYTES`] bytes, and the rest of it is
+//! read and dropped without being held (a 100 MB line costs 100 MB of reading, not of
+//! memory).
+
+use std::io::{self, Read};
+
+use super::cri::{self, Record};
+use super::matcher::Matcher;
+
+/// The read buffer, allocated once per scanner.
+pub const READ_BUFFER_BYTES: usize = 256 * 1024;
+/// The longest logical line (joined content) matched; longer lines are matched on their
+/// first this many bytes.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// The time window, in Unix seconds: `from` inclusive, `to` exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Window {
+    pub fn contains(&self, t: i64) -> bool {
+        self.from <= t && t < self.to
+    }
+}
+
+/// Receives what a scan finds.
+pub trait Sink {
+    /// A logical line at `unix_seconds` matched pattern `pattern`; `line` is its content
+    /// (at most [`MAX_LINE_BYTES`]).
+    fn hit(&mut self, unix_seconds: i64, pattern: usize, line: &[u8]);
+}
+
+/// What to do with the end of the data: a record without its newline, a join whose `F`
+/// record has not come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// The data is complete (the CLI, a rotated file): count them.
+    Flush,
+    /// The file is still written (the daemon's current log): leave them for the next
+    /// check; [`ScanEnd::resume_at`] points at their start.
+    Keep,
+}
+
+/// Records being dropped after a line passed [`MAX_LINE_BYTES`] (it was counted already).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Skip {
+    #[default]
+    None,
+    /// The bytes up to the next newline, then (`then_until_f`) whole records up to and
+    /// including the next `F` record.
+    RestOfRecord { then_until_f: bool },
+    /// Whole records up to and including the next `F` record.
+    UntilF,
+}
+
+/// The result of one scan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanEnd {
+    /// Bytes read from the reader.
+    pub bytes_read: u64,
+    /// Where the next scan of the same data resumes (relative to the reader's start):
+    /// after the last record counted, or at the start of a join still open.
+    pub resume_at: u64,
+    /// The skip state to resume with.
+    pub skip: Skip,
+    /// Logical lines in the window that were looked at.
+    pub lines: u64,
+    /// Lines that are not CRI records (skipped).
+    pub malformed: u64,
+}
+
+/// A scanner: its buffers are allocated once and reused for every file.
+#[derive(Debug)]
+pub struct Scanner {
+    buf: Box<[u8]>,
+    joined: Vec<u8>,
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Self {
+            buf: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
+            joined: Vec::with_capacity(MAX_LINE_BYTES),
+        }
+    }
+}
+
+/// An open join of `P` records.
+#[derive(Debug, Clone, Copy)]
+struct Chain {
+    /// Offset of its first record.
+    start: u64,
+    /// Time of its first record (the line's time).
+    unix_seconds: i64,
+}
+
+struct Pass<'a, S: Sink> {
+    matcher: &'a Matcher,
+    window: Window,
+    sink: &'a mut S,
+    joined: &'a mut Vec<u8>,
+    chain: Option<Chain>,
+    skip: Skip,
+    lines: u64,
+    malformed: u64,
+}
+
+impl Scanner {
+    /// Memory held by this scanner's buffers, in bytes; it does not grow with the input.
+    pub fn allocated_bytes(&self) -> usize {
+        self.buf.len() + self.joined.capacity()
+    }
+
+    /// Scans `reader` from its current position to its end.
+    ///
+    /// # Errors
+    /// A read error; what was counted before it stays counted.
+    pub fn scan<R: Read, S: Sink>(
+        &mut self,
+        mut reader: R,
+        matcher: &Matcher,
+        window: Window,
+        skip: Skip,
+        tail: Tail,
+        sink: &mut S,
+    ) -> io::Result<ScanEnd> {
+        self.joined.clear();
+        let mut pass = Pass {
+            matcher,
+            window,
+            sink,
+            joined: &mut self.joined,
+            chain: None,
+            skip,
+            lines: 0,
+            malformed: 0,
+        };
+        let buf = &mut self.buf;
+        // `base`: the offset of buf[0]; `filled`: bytes in buf.
+        let (mut base, mut filled, mut bytes_read) = (0u64, 0usize, 0u64);
+        loop {
+            let n = match reader.read(&mut buf[filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            bytes_read += n as u64;
+            let eof = n == 0;
+            filled += n;
+            let mut pos = 0;
+            if let Skip::RestOfRecord { then_until_f } = pass.skip {
+                match memchr::memchr(b'\n', &buf[..filled]) {
+                    Some(i) => {
+                        pos = i + 1;
+                        pass.skip = if then_until_f {
+                            Skip::UntilF
+                        } else {
+                            Skip::None
+                        };
+                    }
+                    None => {
+                        base += filled as u64;
+                        filled = 0;
+                        if eof {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let end = match memchr::memrchr(b'\n', &buf[pos..filled]) {
+                Some(i) => pos + i + 1,
+                None => pos,
+            };
+            pass.lines_in(buf, pos, end, base);
+            if eof {
+                let rest = &buf[end..filled];
+                if tail == Tail::Flush {
+                    if !rest.is_empty() {
+                        pass.line(rest, base + end as u64);
+                    }
+                    pass.close_chain();
+                    base += filled as u64;
+                } else {
+                    base += end as u64;
+                }
+                break;
+            }
+            if end == 0 && filled == buf.len() {
+                // One record fills the whole buffer: match its head, drop the rest.
+                let head = &buf[..filled];
+                match cri::parse(head) {
+                    Some(rec) if pass.skip == Skip::UntilF => {
+                        if !rec.partial {
+                            pass.skip = Skip::None;
+                        }
+                        pass.skip = Skip::RestOfRecord {
+                            then_until_f: pass.skip == Skip::UntilF,
+                        };
+                    }
+                    Some(rec) => {
+                        pass.slow(rec, base);
+                        pass.close_chain();
+                        pass.skip = Skip::RestOfRecord {
+                            then_until_f: rec.partial,
+                        };
+                    }
+                    None => {
+                        pass.malformed += 1;
+                        pass.skip = Skip::RestOfRecord {
+                            then_until_f: false,
+                        };
+                    }
+                }
+                base += filled as u64;
+                filled = 0;
+                continue;
+            }
+            buf.copy_within(end..filled, 0);
+            base += end as u64;
+            filled -= end;
+        }
+        let resume_at = pass.chain.map_or(base, |c| c.start);
+        Ok(ScanEnd {
+            bytes_read,
+            resume_at,
+            skip: pass.skip,
+            lines: pass.lines,
+            malformed: pass.malformed,
+        })
+    }
+}
+
+impl<S: Sink> Pass<'_, S> {
+    /// The complete lines in `buf[pos..end]` (`end` just after a newline, or `pos`).
+    fn lines_in(&mut self, buf: &[u8], pos: usize, end: usize, base: u64) {
+        let mut run: Option<usize> = None;
+        let mut i = pos;
+        while i < end {
+            let nl = memchr::memchr(b'\n', &buf[i..end]).map_or(end, |k| i + k);
+            let line = &buf[i..nl];
+            let plain = self.skip == Skip::None
+                && self.chain.is_none()
+                && !self.matcher.per_line()
+                && match cri::parse(line) {
+                    Some(r) => {
+                        !r.partial
+                            && r.content.len() <= MAX_LINE_BYTES
+                            && self.window.contains(r.unix_seconds)
+                    }
+                    None => false,
+                };
+            if plain {
+                self.lines += 1;
+                run.get_or_insert(i);
+            } else {
+                if let Some(start) = run.take() {
+                    self.run(buf, start, i);
+                }
+                self.line(line, base + i as u64);
+            }
+            i = nl + 1;
+        }
+        if let Some(start) = run {
+            self.run(buf, start, end);
+        }
+    }
+
+    /// A run of plain lines `buf[start..end]`: one union search, the set on candidates.
+    fn run(&mut self, buf: &[u8], start: usize, end: usize) {
+        let hay = &buf[..end];
+        let mut s = start;
+        while s < end {
+            let Some(p) = self.matcher.candidate(hay, s) else {
+                break;
+            };
+            if p >= end {
+                break;
+            }
+            let ls = memchr::memrchr(b'\n', &buf[s..p]).map_or(s, |k| s + k + 1);
+            let le = memchr::memchr(b'\n', &buf[p..end]).map_or(end, |k| p + k);
+            if let Some(rec) = cri::parse(&buf[ls..le]) {
+                let (sink, t) = (&mut *self.sink, rec.unix_seconds);
+                self.matcher
+                    .matches(rec.content, |idx| sink.hit(t, idx, rec.content));
+            }
+            s = le + 1;
+        }
+    }
+
+    /// One line on the per-line path.
+    fn line(&mut self, line: &[u8], offset: u64) {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let Some(rec) = cri::parse(line) else {
+            if self.skip == Skip::None {
+                self.malformed += 1;
+            }
+            return;
+        };
+        if self.skip == Skip::UntilF {
+            if !rec.partial {
+                self.skip = Skip::None;
+            }
+            return;
+        }
+        self.slow(rec, offset);
+    }
+
+    fn slow(&mut self, rec: Record<'_>, offset: u64) {
+        let room = MAX_LINE_BYTES.saturating_sub(self.joined.len());
+        let take = &rec.content[..rec.content.len().min(room)];
+        match self.chain {
+            Some(_) => {
+                self.joined.extend_from_slice(take);
+                if !rec.partial {
+                    self.close_chain();
+                } else if self.joined.len() >= MAX_LINE_BYTES {
+                    self.close_chain();
+                    self.skip = Skip::UntilF;
+                }
+            }
+            None if rec.partial => {
+                self.chain = Some(Chain {
+                    start: offset,
+                    unix_seconds: rec.unix_seconds,
+                });
+                self.joined.clear();
+                self.joined.extend_from_slice(take);
+                if self.joined.len() >= MAX_LINE_BYTES {
+                    self.close_chain();
+                    self.skip = Skip::UntilF;
+                }
+            }
+            None => {
+                if self.window.contains(rec.unix_seconds) {
+                    self.lines += 1;
+                    let (sink, t) = (&mut *self.sink, rec.unix_seconds);
+                    self.matcher.matches(take, |idx| sink.hit(t, idx, take));
+                }
+            }
+        }
+    }
+
+    /// Counts the open join, if any, as one line.
+    fn close_chain(&mut self) {
+        if let Some(c) = self.chain.take()
+            && self.window.contains(c.unix_seconds)
+        {
+            self.lines += 1;
+            let (sink, line) = (&mut *self.sink, &self.joined[..]);
+            self.matcher
+                .matches(line, |idx| sink.hit(c.unix_seconds, idx, line));
+        }
+        self.joined.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::matcher::default_patterns;
+    use super::*;
+
+    /// Hits as (time, pattern, line).
+    #[derive(Default)]
+    struct Hits(Vec<(i64, usize, Vec<u8>)>);
+    impl Sink for Hits {
+        fn hit(&mut self, t: i64, p: usize, line: &[u8]) {
+            self.0.push((t, p, line.to_vec()));
+        }
+    }
+
+    const T0: i64 = 1_704_067_200; // 2024-01-01T00:00:00Z
+    const ALL: Window = Window {
+        from: i64::MIN,
+        to: i64::MAX,
+    };
+
+    fn scan(data: &[u8], window: Window, tail: Tail) -> (ScanEnd, Vec<(i64, usize, String)>) {
+        let m = Matcher::new(&default_patterns()).unwrap();
+        let mut hits = Hits::default();
+        let end = Scanner::default()
+            .scan(data, &m, window, Skip::None, tail, &mut hits)
+            .unwrap();
+        let hits = hits
+            .0
+            .into_iter()
+            .map(|(t, p, l)| (t, p, String::from_utf8_lossy(&l).into_owned()))
+            .collect();
+        (end, hits)
+    }
+
+    #[test]
+    fn partial_records_are_joined_and_counted_once() {
+        let data = b"2024-01-01T00:00:00Z stdout P user bob: authentication fa\n\
+            2024-01-01T00:00:01Z stdout P iled (error 1, \n\
+            2024-01-01T00:00:02Z stdout F error 2)\n\
+            2024-01-01T00:00:03Z stderr F plain warn\n";
+        let (end, hits) = scan(data, ALL, Tail::Keep);
+        let joined = "user bob: authentication failed (error 1, error 2)";
+        assert_eq!(
+            hits,
+            vec![
+                (T0, 0, joined.into()),
+                (T0, 2, joined.into()),
+                (T0 + 3, 1, "plain warn".into()),
+            ]
+        );
+        assert_eq!((end.lines, end.resume_at), (2, data.len() as u64));
+    }
+
+    #[test]
+    fn lines_outside_the_window_are_ignored() {
+        let data = b"2023-12-31T23:59:59Z stdout F error old\n\
+            2024-01-01T00:00:00Z stdout F error in\n\
+            2024-01-01T01:00:00Z stdout F error too new\n";
+        let w = Window {
+            from: T0,
+            to: T0 + 3600,
+        };
+        let (end, hits) = scan(data, w, Tail::Flush);
+        assert_eq!(hits, vec![(T0, 0, "error in".into())]);
+        assert_eq!(end.lines, 1);
+    }
+
+    #[test]
+    fn an_unfinished_tail_is_counted_or_kept() {
+        let data = b"2024-01-01T00:00:00Z stdout F warn 1\n\
+            2024-01-01T00:00:01Z stdout P error start\n\
+            2024-01-01T00:00:02Z stdout F no newline error";
+        let (end, hits) = scan(data, ALL, Tail::Flush);
+        assert_eq!(hits.len(), 2, "{hits:?}");
+        assert_eq!(hits[1].2, "error startno newline error");
+        assert_eq!(end.resume_at, data.len() as u64);
+        // Keep: the join (and the record without newline) stay for the next read.
+        let (end, hits) = scan(data, ALL, Tail::Keep);
+        assert_eq!(hits.len(), 1);
+        let chain_start = data.iter().position(|&b| b == b'\n').unwrap() + 1;
+        assert_eq!(end.resume_at, chain_start as u64);
+        // A join never completed is flushed at the end of complete data.
+        let (_, hits) = scan(b"2024-01-01T00:00:00Z stdout P error\n", ALL, Tail::Flush);
+        assert_eq!(hits.len(), 1);
+    }
+
+    #[test]
+    fn hostile_bytes_and_malformed_lines() {
+        let data = b"garbage \xff\xfe error\n\
+            2024-01-01T00:00:00Z stdout F \xff\xfeERROR\xc3\n\
+            \n\
+            2024-01-01T00:00:00Z stdout F status=503\n";
+        let (end, hits) = scan(data, ALL, Tail::Flush);
+        assert_eq!(hits.iter().map(|h| h.1).collect::<Vec<_>>(), vec![0, 3]);
+        assert_eq!(end.malformed, 2);
+    }
+
+    /// `n` bytes of `fill`, with `at` written at offset `pos`, never held whole.
+    struct Lazy {
+        head: Vec<u8>,
+        total: u64,
+        served: u64,
+        marks: Vec<(u64, &'static [u8])>,
+        tail: Vec<u8>,
+        largest_read: usize,
+    }
+    impl Read for Lazy {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            self.largest_read = self.largest_read.max(out.len());
+            let body_end = self.head.len() as u64 + self.total;
+            let end = body_end + self.tail.len() as u64;
+            let n = (out.len() as u64).min(end - self.served) as usize;
+            for (i, o) in out[..n].iter_mut().enumerate() {
+                let p = self.served + i as u64;
+                *o = if p < self.head.len() as u64 {
+                    self.head[p as usize]
+                } else if p >= body_end {
+                    self.tail[(p - body_end) as usize]
+                } else {
+                    let q = p - self.head.len() as u64;
+                    self.marks
+                        .iter()
+                        .find(|(at, m)| q >= *at && q < *at + m.len() as u64)
+                        .map_or(b'x', |(at, m)| m[(q - at) as usize])
+                };
+            }
+            self.served += n as u64;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_100_mb_line_is_matched_on_its_head_with_bounded_memory() {
+        let m = Matcher::new(&default_patterns()).unwrap();
+        let mut reader = Lazy {
+            head: b"2024-01-01T00:00:00Z stdout F ".to_vec(),
+            total: 100 << 20,
+            served: 0,
+            // `warn` within the first MAX_LINE_BYTES, `error` far beyond them.
+            marks: vec![(10, b" warn "), (90 << 20, b" error ")],
+            tail: b"\n2024-01-01T00:00:01Z stdout F status=404\n".to_vec(),
+            largest_read: 0,
+        };
+        let mut scanner = Scanner::default();
+        let before = scanner.allocated_bytes();
+        let mut hits = Hits::default();
+        let end = scanner
+            .scan(&mut reader, &m, ALL, Skip::None, Tail::Keep, &mut hits)
+            .unwrap();
+        assert_eq!(
+            hits.0.iter().map(|h| (h.0, h.1)).collect::<Vec<_>>(),
+            vec![(T0, 1), (T0 + 1, 3)]
+        );
+        assert_eq!(hits.0[0].2.len(), MAX_LINE_BYTES);
+        assert_eq!(end.bytes_read, reader.served);
+        assert_eq!(end.resume_at, reader.served);
+        assert_eq!(end.skip, Skip::None);
+        assert_eq!(scanner.allocated_bytes(), before);
+        assert_eq!(before, READ_BUFFER_BYTES + MAX_LINE_BYTES);
+        assert!(reader.largest_read <= READ_BUFFER_BYTES);
+    }
+
+    #[test]
+    fn a_long_partial_chain_is_counted_once_then_dropped_to_its_f_record() {
+        let mut data = Vec::new();
+        for _ in 0..5 {
+            data.extend_from_slice(b"2024-01-01T00:00:00Z stdout P ");
+            data.extend(std::iter::repeat_n(b'y', 20_000));
+            data.extend_from_slice(b" warn\n");
+        }
+        data.extend_from_slice(b"2024-01-01T00:00:00Z stdout F error at the end\n");
+        data.extend_from_slice(b"2024-01-01T00:00:09Z stdout F error next\n");
+        let (end, hits) = scan(&data, ALL, Tail::Keep);
+        // The joined line's first 64 KiB hold three `warn`s: one count; its `error` lies
+        // beyond the cap.
+        assert_eq!(
+            hits.iter().map(|h| (h.0, h.1)).collect::<Vec<_>>(),
+            vec![(T0, 1), (T0 + 9, 0)]
+        );
+        assert_eq!((end.lines, end.skip), (2, Skip::None));
+    }
+
+    #[test]
+    fn anchored_patterns_are_matched_on_content() {
+        let m = Matcher::new(&[super::super::matcher::Pattern {
+            name: "start".into(),
+            regex: "^error".into(),
+        }])
+        .unwrap();
+        assert!(m.per_line());
+        let data =
+            b"2024-01-01T00:00:00Z stdout F error a\n2024-01-01T00:00:00Z stdout F no error\n";
+        let mut hits = Hits::default();
+        Scanner::default()
+            .scan(&data[..], &m, ALL, Skip::None, Tail::Flush, &mut hits)
+            .unwrap();
+        assert_eq!(hits.0.len(), 1);
+    }
+}
