@@ -324,3 +324,58 @@ fn check_fail_on_exits_2_at_or_above_the_level_after_the_output() {
     ]);
     assert_eq!(o.status.code(), Some(64));
 }
+
+/// A dump that could not be read is an error naming the file, never "every check not
+/// applicable" with exit 0: an empty directory, an empty file, a truncated JSON file
+/// (kubectl's output cut off by a full disk or a killed pipe).
+#[test]
+fn unreadable_dumps_exit_1_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_dir = dir.path().join("empty");
+    std::fs::create_dir(&empty_dir).unwrap();
+    std::fs::write(empty_dir.join("notes.txt"), "not a dump").unwrap();
+    let o = run(&["check", "--from-dump", empty_dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "no dump files (*.json, *.yaml, *.yml) under {}",
+            empty_dir.display()
+        )),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+
+    let empty_file = dir.path().join("pods.json");
+    std::fs::write(&empty_file, "\n").unwrap();
+    let o = run(&["check", "--from-dump", empty_file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("dump file {} is empty", empty_file.display())),
+        "{err}"
+    );
+
+    // The real pods fixture cut in the middle of an object.
+    let full = std::fs::read(fixture("pods.json")).unwrap();
+    let truncated = dir.path().join("truncated.json");
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("hpas.json"),
+        truncated.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot read dump {}: document 1: invalid JSON: EOF while parsing",
+            truncated.display()
+        )) && err.contains("the rest of the file is skipped"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty(), "no verdict on a partial source");
+}

@@ -254,6 +254,10 @@ pub struct LoadProblem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<usize>,
     pub message: String,
+    /// Whether reading the file stopped here (a JSON syntax error: no later value can be
+    /// found reliably); [`dump::load`] then fails instead of judging a partial source.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ends_file: bool,
 }
 
 impl std::fmt::Display for LoadProblem {
