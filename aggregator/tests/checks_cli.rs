@@ -52,6 +52,11 @@ fn check_json_output_has_results_proposals_and_load_summary() {
         vec![
             "nodes",
             "pods",
+            "workloads",
+            "pdbs",
+            "services",
+            "ingresses",
+            "cronjobs",
             "events",
             "certificates",
             "velero",
@@ -62,7 +67,10 @@ fn check_json_output_has_results_proposals_and_load_summary() {
     );
     assert_eq!(v["checks"][1]["severity"], "critical");
     assert_eq!(v["checks"][1]["findings"].as_array().unwrap().len(), 9);
-    assert_eq!(v["load"]["unknown_kinds"]["Service"], 1);
+    assert_eq!(
+        v["load"]["unknown_kinds"]["NetworkPolicy.networking.k8s.io"],
+        1
+    );
     assert_eq!(v["load"]["problems"][0]["document"], 4);
     let proposals: Vec<&str> = v["proposals"]
         .as_array()

@@ -393,9 +393,19 @@ fn documented_rbac(secrets: bool, cleanup: bool) -> BTreeSet<String> {
             "persistentvolumeclaims",
             "persistentvolumes",
             "serviceaccounts",
+            "services",
         ],
         &read,
     );
+    // Workload checks: Services without ready endpoints, PDBs that block node drains.
+    add(
+        agg,
+        "cluster",
+        "discovery.k8s.io",
+        &["endpointslices"],
+        &read,
+    );
+    add(agg, "cluster", "policy", &["poddisruptionbudgets"], &read);
     // What can hold a reference to a ConfigMap or Secret (aggregator/CLEANUP.md).
     add(agg, "cluster", "networking.k8s.io", &["ingresses"], &read);
     add(
@@ -448,14 +458,19 @@ fn documented_rbac(secrets: bool, cleanup: bool) -> BTreeSet<String> {
         agg,
         "cluster",
         "cert-manager.io",
-        &["certificates", "issuers", "clusterissuers"],
+        &[
+            "certificates",
+            "certificaterequests",
+            "issuers",
+            "clusterissuers",
+        ],
         &read,
     );
     add(
         agg,
         "cluster",
         "velero.io",
-        &["backups", "schedules"],
+        &["backups", "schedules", "backupstoragelocations"],
         &read,
     );
     add(

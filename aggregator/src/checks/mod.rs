@@ -5,22 +5,27 @@
 //! - this file: the result types (their JSON is public interface), [`ALL`] and [`run_all`].
 //! - [`config`]: the `checks:` config section with its documented defaults.
 //! - one file per check family: [`pods`], [`events`], [`certificates`], [`velero`],
-//!   [`pvcs`], [`hpas`], [`nodes`], [`helm`].
+//!   [`pvcs`], [`hpas`], [`nodes`], [`helm`], [`workloads`], [`pdbs`], [`services`]
+//!   (Services and Ingresses), [`cronjobs`].
 //! - [`quantity`]: Kubernetes resource quantities (`250m`, `1Gi`).
 //! - [`render`]: terminal and Markdown tables; [`cli`]: `caretaker-aggregator check`.
 
 pub mod certificates;
 pub mod cli;
 pub mod config;
+pub mod cronjobs;
 pub mod events;
 pub mod helm;
 pub mod hpas;
 pub mod nodes;
+pub mod pdbs;
 pub mod pods;
 pub mod pvcs;
 pub mod quantity;
 pub mod render;
+pub mod services;
 pub mod velero;
+pub mod workloads;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -146,7 +151,8 @@ pub enum CheckStatus {
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
-    /// Stable name: `pods`, `events`, `certificates`, `velero`, `pvcs`, `hpas`, `nodes`, `helm`.
+    /// Stable name: `nodes`, `pods`, `workloads`, `pdbs`, `services`, `ingresses`,
+    /// `cronjobs`, `events`, `certificates`, `velero`, `pvcs`, `hpas`, `helm`.
     pub name: String,
     /// The worst severity among the findings; `ok` when there are none.
     pub severity: Severity,
@@ -155,6 +161,10 @@ pub struct CheckResult {
     pub summary: String,
     /// Worst first, then by code, namespace and name.
     pub findings: Vec<Finding>,
+    /// How many objects the check judged, when it judges objects one by one (the score
+    /// weighs a check by its share of healthy objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<usize>,
 }
 
 impl CheckResult {
@@ -179,7 +189,15 @@ impl CheckResult {
             status: CheckStatus::Ran,
             summary: summary.into(),
             findings,
+            objects: None,
         }
+    }
+
+    /// The same result with the number of objects judged (see [`CheckResult::objects`]).
+    #[must_use]
+    pub fn with_objects(mut self, n: usize) -> CheckResult {
+        self.objects = Some(n);
+        self
     }
 
     /// A check none of whose inputs are present.
@@ -190,6 +208,7 @@ impl CheckResult {
             status: CheckStatus::NotApplicable,
             summary: reason.into(),
             findings: Vec::new(),
+            objects: None,
         }
     }
 }
@@ -209,6 +228,26 @@ pub const ALL: &[Check] = &[
     Check {
         name: "pods",
         run: pods::check,
+    },
+    Check {
+        name: "workloads",
+        run: workloads::check,
+    },
+    Check {
+        name: "pdbs",
+        run: pdbs::check,
+    },
+    Check {
+        name: "services",
+        run: services::check,
+    },
+    Check {
+        name: "ingresses",
+        run: services::ingresses,
+    },
+    Check {
+        name: "cronjobs",
+        run: cronjobs::check,
     },
     Check {
         name: "events",

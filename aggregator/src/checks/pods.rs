@@ -2,7 +2,8 @@
 //!
 //! Codes (one finding per pod and code):
 //! - `crash_loop_back_off` (critical): a container waits in CrashLoopBackOff, whatever the
-//!   pod's phase (a crash-looping pod is usually `Running`).
+//!   pod's phase (a crash-looping pod is usually `Running`); the message gives the last
+//!   termination's reason and exit code (`OOMKilled`, 137) when the status has them.
 //! - `init_crash_loop_back_off` (critical): an init container does.
 //! - `image_pull_back_off` (critical): a container or init container cannot pull its image
 //!   (`ImagePullBackOff`, `ErrImagePull`, `InvalidImageName`).
@@ -63,6 +64,18 @@ fn waiting_message(s: &ContainerStatus) -> String {
     }
 }
 
+/// `, last terminated OOMKilled (exit code 137)`: why the container last stopped, the
+/// first thing to look at in a crash loop (`kubectl describe pod`'s "Last State").
+fn last_termination(s: &ContainerStatus) -> String {
+    let Some(t) = s.last_state.as_ref().and_then(|l| l.terminated.as_ref()) else {
+        return String::new();
+    };
+    match t.reason.as_deref() {
+        Some(r) if !r.is_empty() => format!(", last terminated {r} (exit code {})", t.exit_code),
+        _ => format!(", last terminated with exit code {}", t.exit_code),
+    }
+}
+
 fn last_finished(s: &ContainerStatus) -> Option<Timestamp> {
     s.last_state
         .as_ref()?
@@ -95,9 +108,10 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
             Severity::Critical,
             obj(),
             format!(
-                "container {} in CrashLoopBackOff (restarted {} times, phase {phase}){}",
+                "container {} in CrashLoopBackOff (restarted {} times{}, phase {phase}){}",
                 names.join(", "),
                 first.restart_count,
+                last_termination(first),
                 waiting_message(first)
             ),
         ));

@@ -773,7 +773,7 @@ mod tests {
             }
             text.push_str(&format!("{{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{{\"name\":\"p{i}\",\"namespace\":\"n\"}}}}"));
         }
-        text.push_str(",{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":7}},{\"kind\":\"Service\"}],\"kind\":\"List\",\"metadata\":{}}\n");
+        text.push_str(",{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":7}},{\"kind\":\"NetworkPolicy\"}],\"kind\":\"List\",\"metadata\":{}}\n");
         text.push_str("{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"items\":[{\"metadata\":{\"name\":\"c\"}}]}");
         text.push_str(
             "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"n1\"}} {\"kind\":",
@@ -795,7 +795,7 @@ mod tests {
             );
             assert_eq!(s.config_maps.len(), 1);
             assert_eq!(s.nodes.len(), 1);
-            assert_eq!(s.load.unknown_kinds.get("Service"), Some(&1));
+            assert_eq!(s.load.unknown_kinds.get("NetworkPolicy"), Some(&1));
             assert_eq!(s.coverage(Resource::ConfigMap), Coverage::Listed);
             let got: Vec<(usize, Option<usize>)> = s
                 .load
@@ -816,14 +816,17 @@ mod tests {
     #[test]
     fn json_list_single_object_and_concatenated_values_are_read() {
         let s = load_str(
-            r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}},{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"}}]}
+            r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}},{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"s"}}]}
                {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{}","keep":"1"}}}"#,
         );
         assert_eq!(s.pods.len(), 1);
         assert_eq!(s.config_maps.len(), 1);
         let ann = s.config_maps[0].metadata.annotations.as_ref().unwrap();
         assert_eq!(ann.keys().collect::<Vec<_>>(), vec!["keep"]);
-        assert_eq!(s.load.unknown_kinds.get("Service"), Some(&1));
+        assert_eq!(
+            s.load.unknown_kinds.get("NetworkPolicy.networking.k8s.io"),
+            Some(&1)
+        );
         assert_eq!(s.load.objects, 2);
         assert!(s.load.problems.is_empty());
     }
