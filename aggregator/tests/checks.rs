@@ -806,3 +806,44 @@ fn crash_loop_message_names_the_last_termination_reason_and_exit_code() {
         )]
     );
 }
+
+/// Every finding the checks emit on the fixtures has a code from the code table, so a
+/// remedy and a line in aggregator/CHECKS.md.
+#[test]
+fn every_finding_on_the_fixtures_has_a_remedy() {
+    let s = load(&[
+        "pods.json",
+        "events.yaml",
+        "certificates.yaml",
+        "certificates-renewal.json",
+        "velero.json",
+        "velero-running.json",
+        "hpas.json",
+        "hpas-conditions.json",
+        "nodes.json",
+        "helm.json",
+        "pvcs.yaml",
+        "workloads.json",
+    ]);
+    let results = checks::run_all(&s, &ChecksConfig::default(), now());
+    let mut codes = std::collections::BTreeSet::new();
+    for r in &results {
+        for f in &r.findings {
+            assert!(
+                f.remedy.is_some(),
+                "{} {} has no remedy: add it to checks::codes::CODES",
+                r.name,
+                f.code
+            );
+            let c = checks::codes::lookup(&f.code).unwrap();
+            assert!(
+                c.check == r.name || c.check == "*",
+                "{} in {}",
+                f.code,
+                r.name
+            );
+            codes.insert(f.code.clone());
+        }
+    }
+    assert!(codes.len() >= 30, "{codes:?}");
+}

@@ -12,6 +12,7 @@
 
 pub mod certificates;
 pub mod cli;
+pub mod codes;
 pub mod config;
 pub mod cronjobs;
 pub mod events;
@@ -112,6 +113,9 @@ pub struct Finding {
     /// draws these on its timelines. Absent (and omitted from JSON) otherwise.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub at: Option<Timestamp>,
+    /// What to do about it (from [`codes::CODES`]; `aggregator/CHECKS.md` lists them all).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub remedy: Option<std::borrow::Cow<'static, str>>,
 }
 
 impl Finding {
@@ -127,6 +131,7 @@ impl Finding {
             object,
             message: message.into(),
             at: None,
+            remedy: codes::lookup(code).map(|c| std::borrow::Cow::Borrowed(c.remedy)),
         }
     }
 
