@@ -387,3 +387,82 @@ fn unreadable_dumps_exit_1_naming_the_file() {
     );
     assert!(o.stdout.is_empty(), "no verdict on a partial source");
 }
+
+/// `--exclude-code` silences findings by code: they leave the verdict and `--fail-on`, are
+/// counted per check, and `--show-silenced` lists them.
+#[test]
+fn exclude_code_silences_counts_and_lists_on_request() {
+    let base = [
+        "check",
+        "--from-dump",
+        &fixture("workloads.json"),
+        "--now",
+        NOW,
+        "--output",
+        "json",
+    ];
+    let o = run(&base);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["checks"][2]["name"], "workloads");
+    assert_eq!(v["checks"][2]["severity"], "critical");
+    assert!(v.get("silenced").is_none());
+
+    let mut args = base.to_vec();
+    args.extend([
+        "--exclude-code",
+        "rollout_stuck,no_replicas_available",
+        "--fail-on",
+        "critical",
+        "--exclude-code",
+        "crash_loop_back_off",
+        "--exclude-code",
+        "storage_location_unavailable",
+    ]);
+    let o = run(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "nothing critical is left: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["checks"][2]["severity"], "warning");
+    assert_eq!(v["checks"][2]["silenced"], 2);
+    assert_eq!(v["checks"][2]["findings"].as_array().unwrap().len(), 3);
+    assert!(v.get("silenced").is_none(), "listed only on request");
+
+    args.push("--show-silenced");
+    let o = run(&args);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let listed: Vec<(&str, &str)> = v["silenced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap(), p[1]["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("pods", "crash_loop_back_off"),
+            ("workloads", "no_replicas_available"),
+            ("workloads", "rollout_stuck"),
+            ("velero", "storage_location_unavailable"),
+        ]
+    );
+
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("workloads.json"),
+        "--now",
+        NOW,
+        "--exclude-code",
+        "rollout_stuck",
+    ]);
+    let s = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        s.contains("1 finding(s) silenced by --exclude-code (--show-silenced lists them)"),
+        "{s}"
+    );
+    assert!(!s.contains("Deployment/shop/checkout"), "{s}");
+}

@@ -170,6 +170,38 @@ pub struct CheckResult {
     /// weighs a check by its share of healthy objects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<usize>,
+    /// Findings silenced (`--exclude-code`): counted here, never dropped unseen.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub silenced: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Moves the findings whose code is in `codes` out of `results` (each check counts them in
+/// [`CheckResult::silenced`] and its severity is recomputed from what is left) and returns
+/// them, with their check's name, so they can be listed on request.
+pub fn silence_codes(results: &mut [CheckResult], codes: &[String]) -> Vec<(String, Finding)> {
+    let mut out = Vec::new();
+    if codes.is_empty() {
+        return out;
+    }
+    for r in results {
+        let (gone, kept): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut r.findings)
+            .into_iter()
+            .partition(|f| codes.contains(&f.code));
+        r.findings = kept;
+        r.silenced += gone.len();
+        r.severity = r
+            .findings
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Severity::Ok);
+        out.extend(gone.into_iter().map(|f| (r.name.clone(), f)));
+    }
+    out
 }
 
 impl CheckResult {
@@ -195,6 +227,7 @@ impl CheckResult {
             summary: summary.into(),
             findings,
             objects: None,
+            silenced: 0,
         }
     }
 
@@ -214,6 +247,7 @@ impl CheckResult {
             summary: reason.into(),
             findings: Vec::new(),
             objects: None,
+            silenced: 0,
         }
     }
 }
