@@ -76,11 +76,11 @@ fn pods_check_finds_each_unhealthy_pod_once_including_crash_loop_while_running()
     );
     assert_eq!(
         msg(&r, "Pod/default/crashy"),
-        "container app in CrashLoopBackOff (restarted 12 times, phase Running): back-off 5m0s restarting failed container=app pod=crashy_default(x)"
+        "container app in CrashLoopBackOff (restarted 12 times, last terminated Error (exit code 1), phase Running): back-off 5m0s restarting failed container=app pod=crashy_default(x)"
     );
     assert_eq!(
         msg(&r, "Pod/default/pending-long"),
-        "pod Pending for 1h 0m: 0/3 nodes are available: 3 Insufficient cpu."
+        "pod Pending: 0/3 nodes are available: 3 Insufficient cpu."
     );
     assert_eq!(
         msg(&r, "Pod/default/restarty"),
@@ -135,24 +135,34 @@ fn events_are_grouped_by_reason_and_object_using_whichever_time_is_set() {
     // the 2-day-old BackOff is outside the window; the newest message wins.
     assert_eq!(
         msg(&r, "Pod/default/crashy"),
-        "BackOff x15 (last 2m ago): Back-off restarting failed container app in pod crashy"
+        "BackOff x15: Back-off restarting failed container app in pod crashy"
     );
     // Only eventTime set.
     assert_eq!(
         msg(&r, "Pod/default/pending-long"),
-        "FailedScheduling x1 (last 1h 0m ago): 0/3 nodes are available: 3 Insufficient cpu."
+        "FailedScheduling x1: 0/3 nodes are available: 3 Insufficient cpu."
     );
     // Only firstTimestamp set.
     assert_eq!(
         msg(&r, "Node/default/node-b"),
-        "NodeNotReady x1 (last 2h 0m ago): Node node-b status is now: NodeNotReady"
+        "NodeNotReady x1: Node node-b status is now: NodeNotReady"
     );
+    // The time is a field, not text.
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.object.to_string() == "Node/default/node-b")
+        .unwrap();
+    assert_eq!(f.at, Some("2025-06-01T10:00:00Z".parse().unwrap()));
 }
 
 #[test]
 fn dump_with_unknown_kind_and_malformed_document_reports_both() {
     let s = load(&["events.yaml"]);
-    assert_eq!(s.load.unknown_kinds.get("Service"), Some(&1));
+    assert_eq!(
+        s.load.unknown_kinds.get("NetworkPolicy.networking.k8s.io"),
+        Some(&1)
+    );
     assert_eq!(s.load.problems.len(), 1);
     let p = &s.load.problems[0];
     assert_eq!((p.document, p.item), (4, None));
@@ -509,6 +519,11 @@ fn run_all_marks_checks_without_inputs_not_applicable() {
         vec![
             ("nodes", NotApplicable),
             ("pods", NotApplicable),
+            ("workloads", NotApplicable),
+            ("pdbs", NotApplicable),
+            ("services", NotApplicable),
+            ("ingresses", NotApplicable),
+            ("cronjobs", NotApplicable),
             ("events", NotApplicable),
             ("certificates", NotApplicable),
             ("velero", NotApplicable),
@@ -518,8 +533,8 @@ fn run_all_marks_checks_without_inputs_not_applicable() {
         ]
     );
     assert_eq!(
-        results[4].summary,
-        "no backups.velero.io in the source; no schedules.velero.io in the source"
+        results[9].summary,
+        "no backups.velero.io in the source; no schedules.velero.io in the source; no backupstoragelocations.velero.io in the source"
     );
 }
 
@@ -569,4 +584,273 @@ fn check_result_json_field_names_are_stable() {
     );
     let back: CheckResult = serde_json::from_value(v).unwrap();
     assert_eq!(back, r);
+}
+
+/// (code, severity, object, message) of every finding, in the result's order.
+fn full(r: &CheckResult) -> Vec<(String, Severity, String, String)> {
+    r.findings
+        .iter()
+        .map(|f| {
+            (
+                f.code.clone(),
+                f.severity,
+                f.object.to_string(),
+                f.message.clone(),
+            )
+        })
+        .collect()
+}
+
+fn f4(code: &str, s: Severity, o: &str, m: &str) -> (String, Severity, String, String) {
+    (code.to_string(), s, o.to_string(), m.to_string())
+}
+
+#[test]
+fn workloads_check_reports_stuck_rollouts_and_missing_replicas_but_not_scaled_to_zero() {
+    let s = load(&["workloads.json"]);
+    let r = checks::workloads::check(&s, &ChecksConfig::default(), now());
+    assert_eq!(r.severity, Critical);
+    assert_eq!(
+        r.summary,
+        "8 workloads (5 Deployments, 1 StatefulSets, 2 DaemonSets), 5 with problems"
+    );
+    assert_eq!(r.objects, Some(8));
+    assert_eq!(
+        full(&r),
+        vec![
+            f4(
+                "no_replicas_available",
+                Critical,
+                "Deployment/shop/search",
+                "none of 2 replicas available"
+            ),
+            f4(
+                "rollout_stuck",
+                Critical,
+                "Deployment/shop/checkout",
+                "rollout stuck (ProgressDeadlineExceeded): ReplicaSet \"checkout-6d4cf56db6\" has timed out progressing."
+            ),
+            f4(
+                "replicas_unavailable",
+                Warning,
+                "DaemonSet/kube-system/log-shipper",
+                "1 of 4 replicas not available"
+            ),
+            f4(
+                "replicas_unavailable",
+                Warning,
+                "Deployment/shop/cart",
+                "2 of 3 replicas not available"
+            ),
+            f4(
+                "replicas_unavailable",
+                Warning,
+                "StatefulSet/shop/db",
+                "1 of 3 replicas not ready"
+            ),
+        ]
+    );
+    assert_eq!(
+        r.findings[1].at,
+        Some("2025-06-01T11:00:00Z".parse().unwrap())
+    );
+}
+
+#[test]
+fn pdbs_check_reports_budgets_that_block_drains() {
+    let s = load(&["workloads.json"]);
+    let r = checks::pdbs::check(&s, &ChecksConfig::default(), now());
+    assert_eq!(
+        r.summary,
+        "3 PodDisruptionBudgets, 1 allowing no disruption"
+    );
+    assert_eq!(
+        full(&r),
+        vec![
+            f4(
+                "pdb_blocks_disruption",
+                Warning,
+                "PodDisruptionBudget/shop/db",
+                "allows no disruption (maxUnavailable 0; 2 of 3 pods healthy, 3 required): node drains will wait"
+            ),
+            f4(
+                "pdb_no_pods",
+                Info,
+                "PodDisruptionBudget/shop/legacy",
+                "selects no pods"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn services_check_reports_selectors_without_ready_endpoints() {
+    let s = load(&["workloads.json"]);
+    let r = checks::services::check(&s, &ChecksConfig::default(), now());
+    assert_eq!(
+        r.summary,
+        "5 Services, 3 with a selector, 2 without ready endpoints"
+    );
+    assert_eq!(
+        full(&r),
+        vec![
+            f4(
+                "service_no_ready_endpoints",
+                Warning,
+                "Service/shop/cart",
+                "no ready endpoints (selector app=cart)"
+            ),
+            f4(
+                "service_no_ready_endpoints",
+                Warning,
+                "Service/shop/search",
+                "no ready endpoints (selector app=search)"
+            ),
+        ]
+    );
+    // Without the EndpointSlices nothing is judged (every Service would look empty).
+    let mut no_slices = s.clone();
+    no_slices.endpoint_slices.clear();
+    let r = checks::services::check(&no_slices, &ChecksConfig::default(), now());
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+}
+
+#[test]
+fn ingresses_check_reports_missing_backends_and_tls_secrets() {
+    let s = load(&["workloads.json"]);
+    let r = checks::services::ingresses(&s, &ChecksConfig::default(), now());
+    assert_eq!(r.summary, "2 Ingresses, 1 pointing at missing objects");
+    assert_eq!(
+        full(&r),
+        vec![
+            f4(
+                "ingress_backend_missing",
+                Warning,
+                "Ingress/shop/old-shop",
+                "backend Service legacy-web not found"
+            ),
+            f4(
+                "ingress_tls_secret_missing",
+                Warning,
+                "Ingress/shop/old-shop",
+                "TLS Secret old-shop-tls not found"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn velero_check_reports_unavailable_storage_locations() {
+    let s = load(&["workloads.json"]);
+    let r = checks::velero::check(&s, &ChecksConfig::default(), now());
+    assert_eq!(r.status, CheckStatus::Ran);
+    assert_eq!(
+        owned(&r),
+        vec![row(
+            "storage_location_unavailable",
+            Critical,
+            "BackupStorageLocation/velero/offsite"
+        )]
+    );
+    assert!(
+        r.findings[0].message.starts_with(
+            "backup storage location Unavailable: BackupStorageLocation \"offsite\" is unavailable: rpc error"
+        ),
+        "{}",
+        r.findings[0].message
+    );
+    assert_eq!(
+        r.findings[0].at,
+        Some("2025-06-01T11:59:00Z".parse().unwrap())
+    );
+}
+
+#[test]
+fn cronjobs_check_reports_failed_last_run_never_run_and_suspended() {
+    let s = load(&["workloads.json"]);
+    let r = checks::cronjobs::check(&s, &ChecksConfig::default(), now());
+    assert_eq!(r.summary, "5 CronJobs, 3 with problems");
+    assert_eq!(
+        full(&r),
+        vec![
+            f4(
+                "cronjob_last_run_failed",
+                Warning,
+                "CronJob/ops/report",
+                "last run Job report-29150520 failed (BackoffLimitExceeded: Job has reached the specified backoff limit)"
+            ),
+            f4(
+                "cronjob_never_run",
+                Warning,
+                "CronJob/ops/never",
+                "never run although scheduled 0 4 * * *"
+            ),
+            f4(
+                "cronjob_suspended",
+                Info,
+                "CronJob/ops/paused",
+                "suspended: no run is started"
+            ),
+        ]
+    );
+    assert_eq!(
+        r.findings[0].at,
+        Some("2025-06-01T08:00:00Z".parse().unwrap())
+    );
+}
+
+#[test]
+fn crash_loop_message_names_the_last_termination_reason_and_exit_code() {
+    let s = load(&["workloads.json"]);
+    let r = checks::pods::check(&s, &ChecksConfig::default(), now());
+    assert_eq!(
+        full(&r),
+        vec![f4(
+            "crash_loop_back_off",
+            Critical,
+            "Pod/shop/worker-7f9c-x2x",
+            "container worker in CrashLoopBackOff (restarted 31 times, last terminated OOMKilled (exit code 137), phase Running): back-off 5m0s restarting failed container=worker pod=worker-7f9c-x2x_shop(y)"
+        )]
+    );
+}
+
+/// Every finding the checks emit on the fixtures has a code from the code table, so a
+/// remedy and a line in aggregator/CHECKS.md.
+#[test]
+fn every_finding_on_the_fixtures_has_a_remedy() {
+    let s = load(&[
+        "pods.json",
+        "events.yaml",
+        "certificates.yaml",
+        "certificates-renewal.json",
+        "velero.json",
+        "velero-running.json",
+        "hpas.json",
+        "hpas-conditions.json",
+        "nodes.json",
+        "helm.json",
+        "pvcs.yaml",
+        "workloads.json",
+    ]);
+    let results = checks::run_all(&s, &ChecksConfig::default(), now());
+    let mut codes = std::collections::BTreeSet::new();
+    for r in &results {
+        for f in &r.findings {
+            assert!(
+                f.remedy.is_some(),
+                "{} {} has no remedy: add it to checks::codes::CODES",
+                r.name,
+                f.code
+            );
+            let c = checks::codes::lookup(&f.code).unwrap();
+            assert!(
+                c.check == r.name || c.check == "*",
+                "{} in {}",
+                f.code,
+                r.name
+            );
+            codes.insert(f.code.clone());
+        }
+    }
+    assert!(codes.len() >= 30, "{codes:?}");
 }

@@ -52,6 +52,11 @@ fn check_json_output_has_results_proposals_and_load_summary() {
         vec![
             "nodes",
             "pods",
+            "workloads",
+            "pdbs",
+            "services",
+            "ingresses",
+            "cronjobs",
             "events",
             "certificates",
             "velero",
@@ -62,7 +67,10 @@ fn check_json_output_has_results_proposals_and_load_summary() {
     );
     assert_eq!(v["checks"][1]["severity"], "critical");
     assert_eq!(v["checks"][1]["findings"].as_array().unwrap().len(), 9);
-    assert_eq!(v["load"]["unknown_kinds"]["Service"], 1);
+    assert_eq!(
+        v["load"]["unknown_kinds"]["NetworkPolicy.networking.k8s.io"],
+        1
+    );
     assert_eq!(v["load"]["problems"][0]["document"], 4);
     let proposals: Vec<&str> = v["proposals"]
         .as_array()
@@ -323,4 +331,138 @@ fn check_fail_on_exits_2_at_or_above_the_level_after_the_output() {
         "fatal",
     ]);
     assert_eq!(o.status.code(), Some(64));
+}
+
+/// A dump that could not be read is an error naming the file, never "every check not
+/// applicable" with exit 0: an empty directory, an empty file, a truncated JSON file
+/// (kubectl's output cut off by a full disk or a killed pipe).
+#[test]
+fn unreadable_dumps_exit_1_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_dir = dir.path().join("empty");
+    std::fs::create_dir(&empty_dir).unwrap();
+    std::fs::write(empty_dir.join("notes.txt"), "not a dump").unwrap();
+    let o = run(&["check", "--from-dump", empty_dir.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "no dump files (*.json, *.yaml, *.yml) under {}",
+            empty_dir.display()
+        )),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+
+    let empty_file = dir.path().join("pods.json");
+    std::fs::write(&empty_file, "\n").unwrap();
+    let o = run(&["check", "--from-dump", empty_file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("dump file {} is empty", empty_file.display())),
+        "{err}"
+    );
+
+    // The real pods fixture cut in the middle of an object.
+    let full = std::fs::read(fixture("pods.json")).unwrap();
+    let truncated = dir.path().join("truncated.json");
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("hpas.json"),
+        truncated.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot read dump {}: document 1: invalid JSON: EOF while parsing",
+            truncated.display()
+        )) && err.contains("the rest of the file is skipped"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty(), "no verdict on a partial source");
+}
+
+/// `--exclude-code` silences findings by code: they leave the verdict and `--fail-on`, are
+/// counted per check, and `--show-silenced` lists them.
+#[test]
+fn exclude_code_silences_counts_and_lists_on_request() {
+    let base = [
+        "check",
+        "--from-dump",
+        &fixture("workloads.json"),
+        "--now",
+        NOW,
+        "--output",
+        "json",
+    ];
+    let o = run(&base);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["checks"][2]["name"], "workloads");
+    assert_eq!(v["checks"][2]["severity"], "critical");
+    assert!(v.get("silenced").is_none());
+
+    let mut args = base.to_vec();
+    args.extend([
+        "--exclude-code",
+        "rollout_stuck,no_replicas_available",
+        "--fail-on",
+        "critical",
+        "--exclude-code",
+        "crash_loop_back_off",
+        "--exclude-code",
+        "storage_location_unavailable",
+    ]);
+    let o = run(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "nothing critical is left: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["checks"][2]["severity"], "warning");
+    assert_eq!(v["checks"][2]["silenced"], 2);
+    assert_eq!(v["checks"][2]["findings"].as_array().unwrap().len(), 3);
+    assert!(v.get("silenced").is_none(), "listed only on request");
+
+    args.push("--show-silenced");
+    let o = run(&args);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let listed: Vec<(&str, &str)> = v["silenced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap(), p[1]["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("pods", "crash_loop_back_off"),
+            ("workloads", "no_replicas_available"),
+            ("workloads", "rollout_stuck"),
+            ("velero", "storage_location_unavailable"),
+        ]
+    );
+
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("workloads.json"),
+        "--now",
+        NOW,
+        "--exclude-code",
+        "rollout_stuck",
+    ]);
+    let s = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        s.contains("1 finding(s) silenced by --exclude-code (--show-silenced lists them)"),
+        "{s}"
+    );
+    assert!(!s.contains("Deployment/shop/checkout"), "{s}");
 }

@@ -377,6 +377,8 @@ async fn check_json_output_carries_the_cleanup_notes_and_kept_objects() {
         now: Some(now()),
         config: None,
         fail_on: None,
+        exclude_code: Vec::new(),
+        show_silenced: false,
     };
     let mut out = Vec::new();
     run(args, &mut out).await.unwrap();

@@ -9,7 +9,7 @@ use caretaker_core::render::Style;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{CheckResult, ChecksConfig, Severity, render, run_all};
+use super::{CheckResult, ChecksConfig, Finding, Severity, render, run_all, silence_codes};
 use crate::cleanup::{CleanupConfig, Proposal, Proposals, propose_with_notes};
 use crate::cluster::{self, ClusterState, LoadSummary};
 
@@ -43,6 +43,14 @@ pub struct CheckArgs {
     /// jobs and CI gates. Default: exit 0 whatever the findings.
     #[arg(long, value_enum, value_name = "SEVERITY")]
     pub fail_on: Option<FailOn>,
+    /// Silence findings with this code (repeat or separate with commas), as Popeye's
+    /// `--exclude-code`: they are counted per check and left out of the verdict and
+    /// `--fail-on`, never dropped unseen (`--show-silenced` lists them).
+    #[arg(long = "exclude-code", value_name = "CODE", value_delimiter = ',')]
+    pub exclude_code: Vec<String>,
+    /// List the silenced findings too.
+    #[arg(long)]
+    pub show_silenced: bool,
 }
 
 /// The `--fail-on` levels.
@@ -162,6 +170,9 @@ pub struct CheckOutput<'a> {
     /// Why cleanup rules proposed nothing (a list that was not read, …).
     pub notes: &'a [String],
     pub load: &'a LoadSummary,
+    /// Silenced findings with their check (`--show-silenced`; otherwise only counted).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub silenced: &'a [(String, Finding)],
 }
 
 /// Runs `check` and writes its output to `out`.
@@ -172,9 +183,28 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let config = load_config(args.config.as_deref())?;
     let state = load_state(&args.from_dump, &config.checks).await?;
     let now = args.now.unwrap_or_else(Timestamp::now);
-    let results = run_all(&state, &config.checks, now);
+    let mut results = run_all(&state, &config.checks, now);
+    let silenced = silence_codes(&mut results, &args.exclude_code);
     let proposals = propose_with_notes(&state, &config.cleanup, now);
-    write_output(out, args.output, &state, &results, &proposals, now)?;
+    let shown: &[(String, Finding)] = if args.show_silenced { &silenced } else { &[] };
+    write_output(out, args.output, &state, &results, &proposals, now, shown)?;
+    if !silenced.is_empty() && args.output != Output::Json {
+        writeln!(
+            out,
+            "\n{} finding(s) silenced by --exclude-code{}",
+            silenced.len(),
+            if args.show_silenced {
+                ":"
+            } else {
+                " (--show-silenced lists them)"
+            }
+        )?;
+        if args.show_silenced {
+            for (check, f) in &silenced {
+                writeln!(out, "  {check}  {}  {}  {}", f.code, f.object, f.message)?;
+            }
+        }
+    }
     if let Some(level) = args.fail_on.map(FailOn::severity) {
         let failing: Vec<&str> = results
             .iter()
@@ -203,6 +233,7 @@ pub fn write_output(
     results: &[CheckResult],
     cleanup: &Proposals,
     now: Timestamp,
+    silenced: &[(String, Finding)],
 ) -> Result<(), CliError> {
     let proposals: &[Proposal] = &cleanup.proposals;
     match format {
@@ -215,6 +246,7 @@ pub fn write_output(
                 kept: &cleanup.kept,
                 notes: &cleanup.notes,
                 load: &state.load,
+                silenced,
             };
             serde_json::to_writer_pretty(&mut *out, &o).map_err(std::io::Error::from)?;
             writeln!(out)?;

@@ -6,8 +6,9 @@
 //! ones only the timestamps), and `metadata.creationTimestamp` as a last resort. Its count
 //! is `series.count`, else `count`, else 1.
 //!
-//! Code: `warning_event` (warning), one per reason and object, with the total count, the
-//! newest time and the newest message.
+//! Code: `warning_event` (warning), one per reason and object, with the total count and
+//! the newest message; the newest time is the finding's `at` (never a relative age in the
+//! text).
 
 use std::collections::BTreeMap;
 
@@ -102,16 +103,17 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         } else {
             format!(": {}", g.message.trim())
         };
-        findings.push(Finding::new(
-            "warning_event",
-            Severity::Warning,
-            object,
-            format!(
-                "{reason} x{} (last {} ago){msg}",
-                g.count,
-                human(age(now, g.last))
-            ),
-        ));
+        // The time is the finding's `at`, not "2m ago" in the text: a message changes only
+        // when the problem does, so `report --diff` shows real changes.
+        findings.push(
+            Finding::new(
+                "warning_event",
+                Severity::Warning,
+                object,
+                format!("{reason} x{}{msg}", g.count),
+            )
+            .with_at(Some(g.last)),
+        );
     }
     let summary = format!(
         "{} events, {} Warning events in the last {} on {} object/reason pairs",

@@ -5,22 +5,28 @@
 //! - this file: the result types (their JSON is public interface), [`ALL`] and [`run_all`].
 //! - [`config`]: the `checks:` config section with its documented defaults.
 //! - one file per check family: [`pods`], [`events`], [`certificates`], [`velero`],
-//!   [`pvcs`], [`hpas`], [`nodes`], [`helm`].
+//!   [`pvcs`], [`hpas`], [`nodes`], [`helm`], [`workloads`], [`pdbs`], [`services`]
+//!   (Services and Ingresses), [`cronjobs`].
 //! - [`quantity`]: Kubernetes resource quantities (`250m`, `1Gi`).
 //! - [`render`]: terminal and Markdown tables; [`cli`]: `caretaker-aggregator check`.
 
 pub mod certificates;
 pub mod cli;
+pub mod codes;
 pub mod config;
+pub mod cronjobs;
 pub mod events;
 pub mod helm;
 pub mod hpas;
 pub mod nodes;
+pub mod pdbs;
 pub mod pods;
 pub mod pvcs;
 pub mod quantity;
 pub mod render;
+pub mod services;
 pub mod velero;
+pub mod workloads;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -107,6 +113,9 @@ pub struct Finding {
     /// draws these on its timelines. Absent (and omitted from JSON) otherwise.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub at: Option<Timestamp>,
+    /// What to do about it (from [`codes::CODES`]; `aggregator/CHECKS.md` lists them all).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub remedy: Option<std::borrow::Cow<'static, str>>,
 }
 
 impl Finding {
@@ -122,6 +131,7 @@ impl Finding {
             object,
             message: message.into(),
             at: None,
+            remedy: codes::lookup(code).map(|c| std::borrow::Cow::Borrowed(c.remedy)),
         }
     }
 
@@ -146,7 +156,8 @@ pub enum CheckStatus {
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
-    /// Stable name: `pods`, `events`, `certificates`, `velero`, `pvcs`, `hpas`, `nodes`, `helm`.
+    /// Stable name: `nodes`, `pods`, `workloads`, `pdbs`, `services`, `ingresses`,
+    /// `cronjobs`, `events`, `certificates`, `velero`, `pvcs`, `hpas`, `helm`.
     pub name: String,
     /// The worst severity among the findings; `ok` when there are none.
     pub severity: Severity,
@@ -155,6 +166,42 @@ pub struct CheckResult {
     pub summary: String,
     /// Worst first, then by code, namespace and name.
     pub findings: Vec<Finding>,
+    /// How many objects the check judged, when it judges objects one by one (the score
+    /// weighs a check by its share of healthy objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<usize>,
+    /// Findings silenced (`--exclude-code`): counted here, never dropped unseen.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub silenced: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Moves the findings whose code is in `codes` out of `results` (each check counts them in
+/// [`CheckResult::silenced`] and its severity is recomputed from what is left) and returns
+/// them, with their check's name, so they can be listed on request.
+pub fn silence_codes(results: &mut [CheckResult], codes: &[String]) -> Vec<(String, Finding)> {
+    let mut out = Vec::new();
+    if codes.is_empty() {
+        return out;
+    }
+    for r in results {
+        let (gone, kept): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut r.findings)
+            .into_iter()
+            .partition(|f| codes.contains(&f.code));
+        r.findings = kept;
+        r.silenced += gone.len();
+        r.severity = r
+            .findings
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Severity::Ok);
+        out.extend(gone.into_iter().map(|f| (r.name.clone(), f)));
+    }
+    out
 }
 
 impl CheckResult {
@@ -179,7 +226,16 @@ impl CheckResult {
             status: CheckStatus::Ran,
             summary: summary.into(),
             findings,
+            objects: None,
+            silenced: 0,
         }
+    }
+
+    /// The same result with the number of objects judged (see [`CheckResult::objects`]).
+    #[must_use]
+    pub fn with_objects(mut self, n: usize) -> CheckResult {
+        self.objects = Some(n);
+        self
     }
 
     /// A check none of whose inputs are present.
@@ -190,6 +246,8 @@ impl CheckResult {
             status: CheckStatus::NotApplicable,
             summary: reason.into(),
             findings: Vec::new(),
+            objects: None,
+            silenced: 0,
         }
     }
 }
@@ -209,6 +267,26 @@ pub const ALL: &[Check] = &[
     Check {
         name: "pods",
         run: pods::check,
+    },
+    Check {
+        name: "workloads",
+        run: workloads::check,
+    },
+    Check {
+        name: "pdbs",
+        run: pdbs::check,
+    },
+    Check {
+        name: "services",
+        run: services::check,
+    },
+    Check {
+        name: "ingresses",
+        run: services::ingresses,
+    },
+    Check {
+        name: "cronjobs",
+        run: cronjobs::check,
     },
     Check {
         name: "events",

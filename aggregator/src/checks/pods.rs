@@ -2,14 +2,19 @@
 //!
 //! Codes (one finding per pod and code):
 //! - `crash_loop_back_off` (critical): a container waits in CrashLoopBackOff, whatever the
-//!   pod's phase (a crash-looping pod is usually `Running`).
+//!   pod's phase (a crash-looping pod is usually `Running`); the message gives the last
+//!   termination's reason and exit code (`OOMKilled`, 137) when the status has them.
 //! - `init_crash_loop_back_off` (critical): an init container does.
 //! - `image_pull_back_off` (critical): a container or init container cannot pull its image
 //!   (`ImagePullBackOff`, `ErrImagePull`, `InvalidImageName`).
 //! - `evicted` (warning): phase Failed with reason Evicted; `failed` (warning): other Failed.
 //! - `pending` (warning): Pending longer than `pending_grace` (and not already explained by
-//!   an image pull or init container finding).
-//! - `not_ready` (warning): Running but not Ready for longer than `not_ready_grace`.
+//!   an image pull or init container finding); `at` is the pod's creation.
+//! - `not_ready` (warning): Running but not Ready for longer than `not_ready_grace`; `at` is
+//!   when it stopped being Ready.
+//!
+//! Messages carry no relative ages ("for 3m"): times are the finding's `at`, so a message
+//! changes only when the problem does.
 //! - `unknown_phase` (warning): phase Unknown (its node stopped reporting).
 //! - `restarts` (warning): a container restarted more than `restart_threshold` times and its
 //!   last restart ended within `restart_window`.
@@ -63,6 +68,18 @@ fn waiting_message(s: &ContainerStatus) -> String {
     }
 }
 
+/// `, last terminated OOMKilled (exit code 137)`: why the container last stopped, the
+/// first thing to look at in a crash loop (`kubectl describe pod`'s "Last State").
+fn last_termination(s: &ContainerStatus) -> String {
+    let Some(t) = s.last_state.as_ref().and_then(|l| l.terminated.as_ref()) else {
+        return String::new();
+    };
+    match t.reason.as_deref() {
+        Some(r) if !r.is_empty() => format!(", last terminated {r} (exit code {})", t.exit_code),
+        _ => format!(", last terminated with exit code {}", t.exit_code),
+    }
+}
+
 fn last_finished(s: &ContainerStatus) -> Option<Timestamp> {
     s.last_state
         .as_ref()?
@@ -95,9 +112,10 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
             Severity::Critical,
             obj(),
             format!(
-                "container {} in CrashLoopBackOff (restarted {} times, phase {phase}){}",
+                "container {} in CrashLoopBackOff (restarted {} times{}, phase {phase}){}",
                 names.join(", "),
                 first.restart_count,
+                last_termination(first),
                 waiting_message(first)
             ),
         ));
@@ -190,12 +208,15 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
                     .and_then(|c| c.message.clone())
                     .map(|m| format!(": {m}"))
                     .unwrap_or_default();
-                out.push(Finding::new(
-                    "pending",
-                    Severity::Warning,
-                    obj(),
-                    format!("pod Pending for {}{why}", human(age(now, c))),
-                ));
+                out.push(
+                    Finding::new(
+                        "pending",
+                        Severity::Warning,
+                        obj(),
+                        format!("pod Pending{why}"),
+                    )
+                    .with_at(Some(c)),
+                );
             }
         }
         "Running" if !explained => {
@@ -210,9 +231,6 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
                     .or(status.start_time.as_ref().map(|t| t.0))
                     .or(created);
                 if since.is_some_and(|s| age(now, s) > sd(cfg.not_ready_grace)) {
-                    let since_text = since
-                        .map(|s| format!(" for {}", human(age(now, s))))
-                        .unwrap_or_default();
                     let not_ready: Vec<&str> = containers
                         .iter()
                         .filter(|c| !c.ready)
@@ -223,12 +241,15 @@ pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut 
                     } else {
                         format!(" (containers not ready: {})", not_ready.join(", "))
                     };
-                    out.push(Finding::new(
-                        "not_ready",
-                        Severity::Warning,
-                        obj(),
-                        format!("pod Running but not Ready{since_text}{which}"),
-                    ));
+                    out.push(
+                        Finding::new(
+                            "not_ready",
+                            Severity::Warning,
+                            obj(),
+                            format!("pod Running but not Ready{which}"),
+                        )
+                        .with_at(since),
+                    );
                 }
             }
         }

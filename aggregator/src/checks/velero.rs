@@ -21,6 +21,8 @@
 //! allowed its weekend. `schedule_never_completed` (warning): no Completed backup although
 //! the schedule is older than period plus slack. `schedule_paused` (info), and
 //! `schedule_unparsed` (info) when the cron expression cannot be read.
+//! A BackupStorageLocation whose `status.phase` is Unavailable is `storage_location_unavailable`
+//! (critical): Velero cannot write there, the usual root cause of failed backups.
 
 use std::collections::HashMap;
 
@@ -147,11 +149,34 @@ fn phase_finding(b: &DynamicObject, now: Timestamp) -> Option<Finding> {
 
 /// Runs the Velero check.
 pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> CheckResult {
-    let inputs = [Resource::Backup, Resource::Schedule];
+    let inputs = [
+        Resource::Backup,
+        Resource::Schedule,
+        Resource::BackupStorageLocation,
+    ];
     if let Some(reason) = all_not_applicable(state, &inputs) {
         return CheckResult::not_applicable("velero", reason);
     }
     let mut findings = coverage_findings(state, &inputs);
+    for l in &state.backup_storage_locations {
+        let status = &l.data["status"];
+        if status["phase"].as_str() == Some("Unavailable") {
+            let why = status["message"]
+                .as_str()
+                .filter(|m| !m.is_empty())
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            findings.push(
+                Finding::new(
+                    "storage_location_unavailable",
+                    Severity::Critical,
+                    ObjectRef::new("BackupStorageLocation", &l.metadata),
+                    format!("backup storage location Unavailable{why}"),
+                )
+                .with_at(parse(status.get("lastValidationTime"))),
+            );
+        }
+    }
     let mut by_schedule: HashMap<(&str, &str), Vec<&DynamicObject>> = HashMap::new();
     for b in &state.backups {
         match b

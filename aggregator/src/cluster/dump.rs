@@ -39,6 +39,16 @@ pub enum DumpError {
         #[source]
         source: std::io::Error,
     },
+    /// A directory given on the command line holds no `*.json`, `*.yaml` or `*.yml` file.
+    #[error("no dump files (*.json, *.yaml, *.yml) under {path}")]
+    NoFiles { path: PathBuf },
+    /// A dump file with nothing in it (kubectl always prints at least an empty List).
+    #[error("dump file {path} is empty")]
+    Empty { path: PathBuf },
+    /// A file whose reading stopped part way (truncated or not JSON past some point): what
+    /// it would have said about the cluster is unknown, so no verdict is given.
+    #[error("cannot read dump {0}")]
+    Truncated(LoadProblem),
 }
 
 /// Annotation holding a full copy of the object as last applied; never read by a check.
@@ -65,12 +75,20 @@ fn yaml_options() -> serde_saphyr::Options {
 /// Reads every file under `paths` into one state.
 ///
 /// # Errors
-/// [`DumpError::Read`] when a path does not exist or a file or directory cannot be read.
-/// Unreadable documents are not errors: they are listed in `state.load.problems`.
+/// [`DumpError::Read`] when a path does not exist or a file or directory cannot be read;
+/// [`DumpError::NoFiles`] for a directory without dump files, [`DumpError::Empty`] for an
+/// empty file and [`DumpError::Truncated`] for a file whose reading stopped part way (a
+/// truncated JSON file): a source that could not be read is never a clean bill of health.
+/// A single object or List item that cannot be read is not an error: it is listed in
+/// `state.load.problems` and the rest of the file is read.
 pub fn load(paths: &[PathBuf]) -> Result<ClusterState, DumpError> {
     let mut files = Vec::new();
     for p in paths {
+        let before = files.len();
         collect_files(p, true, &mut files)?;
+        if files.len() == before {
+            return Err(DumpError::NoFiles { path: p.clone() });
+        }
     }
     let mut state = ClusterState {
         from_dump: true,
@@ -83,6 +101,7 @@ pub fn load(paths: &[PathBuf]) -> Result<ClusterState, DumpError> {
         };
         let mut file = std::fs::File::open(&f).map_err(err)?;
         let len = file.metadata().map_err(err)?.len();
+        let problems_before = state.load.problems.len();
         if len > STREAM_THRESHOLD_BYTES && starts_with_object(&mut file).map_err(err)? {
             Loader {
                 state: &mut state,
@@ -92,7 +111,16 @@ pub fn load(paths: &[PathBuf]) -> Result<ClusterState, DumpError> {
         } else {
             let mut bytes = Vec::with_capacity(len as usize);
             file.read_to_end(&mut bytes).map_err(err)?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Err(DumpError::Empty { path: f });
+            }
             load_bytes(&mut state, &f, &bytes);
+        }
+        if let Some(p) = state.load.problems[problems_before..]
+            .iter()
+            .find(|p| p.ends_file)
+        {
+            return Err(DumpError::Truncated(p.clone()));
         }
     }
     Ok(state)
@@ -189,7 +217,16 @@ impl Loader<'_> {
             document,
             item,
             message: message.into(),
+            ends_file: false,
         });
+    }
+
+    /// A problem after which nothing more of the file can be read.
+    fn fatal(&mut self, document: usize, message: impl Into<String>) {
+        self.problem(document, None, message);
+        if let Some(p) = self.state.load.problems.last_mut() {
+            p.ends_file = true;
+        }
     }
 
     fn json(&mut self, bytes: &[u8]) {
@@ -233,9 +270,8 @@ impl Loader<'_> {
                     Err(e) => self.problem(document, None, format!("not a Kubernetes object: {e}")),
                 },
                 Err(e) => {
-                    self.problem(
+                    self.fatal(
                         document,
-                        None,
                         format!("invalid JSON: {e}; the rest of the file is skipped"),
                     );
                     break;
@@ -253,23 +289,21 @@ impl Loader<'_> {
                 Ok(None) => break,
                 Ok(Some(b'{')) => {}
                 Ok(Some(_)) => {
-                    self.problem(
+                    self.fatal(
                         document + 1,
-                        None,
                         "not a JSON object; the rest of the file is skipped",
                     );
                     break;
                 }
                 Err(e) => {
-                    self.problem(document + 1, None, e.to_string());
+                    self.fatal(document + 1, e.to_string());
                     break;
                 }
             }
             document += 1;
             if let Err(e) = self.stream_object(&mut sc, document) {
-                self.problem(
+                self.fatal(
                     document,
-                    None,
                     format!("invalid JSON: {e}; the rest of the file is skipped"),
                 );
                 break;
@@ -397,7 +431,7 @@ impl Loader<'_> {
     fn yaml(&mut self, bytes: &[u8]) {
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
-            Err(e) => return self.problem(1, None, format!("not UTF-8 text: {e}")),
+            Err(e) => return self.fatal(1, format!("not UTF-8 text: {e}")),
         };
         for (i, doc) in split_yaml_documents(text).into_iter().enumerate() {
             let document = i + 1;
@@ -739,7 +773,7 @@ mod tests {
             }
             text.push_str(&format!("{{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{{\"name\":\"p{i}\",\"namespace\":\"n\"}}}}"));
         }
-        text.push_str(",{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":7}},{\"kind\":\"Service\"}],\"kind\":\"List\",\"metadata\":{}}\n");
+        text.push_str(",{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":7}},{\"kind\":\"NetworkPolicy\"}],\"kind\":\"List\",\"metadata\":{}}\n");
         text.push_str("{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"items\":[{\"metadata\":{\"name\":\"c\"}}]}");
         text.push_str(
             "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"n1\"}} {\"kind\":",
@@ -761,7 +795,7 @@ mod tests {
             );
             assert_eq!(s.config_maps.len(), 1);
             assert_eq!(s.nodes.len(), 1);
-            assert_eq!(s.load.unknown_kinds.get("Service"), Some(&1));
+            assert_eq!(s.load.unknown_kinds.get("NetworkPolicy"), Some(&1));
             assert_eq!(s.coverage(Resource::ConfigMap), Coverage::Listed);
             let got: Vec<(usize, Option<usize>)> = s
                 .load
@@ -782,14 +816,17 @@ mod tests {
     #[test]
     fn json_list_single_object_and_concatenated_values_are_read() {
         let s = load_str(
-            r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}},{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"}}]}
+            r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}},{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"s"}}]}
                {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{}","keep":"1"}}}"#,
         );
         assert_eq!(s.pods.len(), 1);
         assert_eq!(s.config_maps.len(), 1);
         let ann = s.config_maps[0].metadata.annotations.as_ref().unwrap();
         assert_eq!(ann.keys().collect::<Vec<_>>(), vec!["keep"]);
-        assert_eq!(s.load.unknown_kinds.get("Service"), Some(&1));
+        assert_eq!(
+            s.load.unknown_kinds.get("NetworkPolicy.networking.k8s.io"),
+            Some(&1)
+        );
         assert_eq!(s.load.objects, 2);
         assert!(s.load.problems.is_empty());
     }

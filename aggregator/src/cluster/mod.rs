@@ -79,11 +79,21 @@ pub enum Resource {
     Prometheus,
     /// monitoring.coreos.com/v1 Alertmanager (Prometheus Operator).
     Alertmanager,
+    /// v1 Service (the services check: ready endpoints; Ingress backends).
+    Service,
+    /// discovery.k8s.io/v1 EndpointSlice (a Service's ready endpoints).
+    EndpointSlice,
+    /// policy/v1 PodDisruptionBudget.
+    PodDisruptionBudget,
+    /// velero.io/v1 BackupStorageLocation.
+    BackupStorageLocation,
+    /// cert-manager.io/v1 CertificateRequest (why a renewal fails).
+    CertificateRequest,
 }
 
 impl Resource {
     /// All resources, in the order the live source lists them.
-    pub const ALL: [Resource; 30] = [
+    pub const ALL: [Resource; 35] = [
         Resource::Node,
         Resource::Pod,
         Resource::Event,
@@ -114,6 +124,11 @@ impl Resource {
         Resource::Gateway,
         Resource::Prometheus,
         Resource::Alertmanager,
+        Resource::Service,
+        Resource::EndpointSlice,
+        Resource::PodDisruptionBudget,
+        Resource::BackupStorageLocation,
+        Resource::CertificateRequest,
     ];
 
     /// The API group ("" for core), version, kind and plural resource name.
@@ -175,6 +190,28 @@ impl Resource {
                 "v1",
                 "Alertmanager",
                 "alertmanagers",
+            ),
+            Resource::Service => ("", "v1", "Service", "services"),
+            Resource::EndpointSlice => {
+                ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices")
+            }
+            Resource::PodDisruptionBudget => (
+                "policy",
+                "v1",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+            ),
+            Resource::BackupStorageLocation => (
+                "velero.io",
+                "v1",
+                "BackupStorageLocation",
+                "backupstoragelocations",
+            ),
+            Resource::CertificateRequest => (
+                "cert-manager.io",
+                "v1",
+                "CertificateRequest",
+                "certificaterequests",
             ),
         }
     }
@@ -254,6 +291,10 @@ pub struct LoadProblem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<usize>,
     pub message: String,
+    /// Whether reading the file stopped here (a JSON syntax error: no later value can be
+    /// found reliably); [`dump::load`] then fails instead of judging a partial source.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ends_file: bool,
 }
 
 impl std::fmt::Display for LoadProblem {
@@ -311,6 +352,11 @@ pub struct ClusterState {
     pub gateways: Vec<DynamicObject>,
     pub prometheuses: Vec<DynamicObject>,
     pub alertmanagers: Vec<DynamicObject>,
+    pub services: Vec<DynamicObject>,
+    pub endpoint_slices: Vec<DynamicObject>,
+    pub pdbs: Vec<DynamicObject>,
+    pub backup_storage_locations: Vec<DynamicObject>,
+    pub certificate_requests: Vec<DynamicObject>,
     /// Volume filesystem figures reported by the node agents (empty for a dump).
     pub volume_stats: Vec<VolumeStat>,
     /// Per resource: listed, not applicable, forbidden or failed. A resource without an
@@ -369,6 +415,11 @@ impl ClusterState {
             Resource::Gateway => &self.gateways,
             Resource::Prometheus => &self.prometheuses,
             Resource::Alertmanager => &self.alertmanagers,
+            Resource::Service => &self.services,
+            Resource::EndpointSlice => &self.endpoint_slices,
+            Resource::PodDisruptionBudget => &self.pdbs,
+            Resource::BackupStorageLocation => &self.backup_storage_locations,
+            Resource::CertificateRequest => &self.certificate_requests,
             _ => return None,
         })
     }
@@ -392,6 +443,11 @@ impl ClusterState {
             Resource::Gateway => &mut self.gateways,
             Resource::Prometheus => &mut self.prometheuses,
             Resource::Alertmanager => &mut self.alertmanagers,
+            Resource::Service => &mut self.services,
+            Resource::EndpointSlice => &mut self.endpoint_slices,
+            Resource::PodDisruptionBudget => &mut self.pdbs,
+            Resource::BackupStorageLocation => &mut self.backup_storage_locations,
+            Resource::CertificateRequest => &mut self.certificate_requests,
             _ => return None,
         })
     }

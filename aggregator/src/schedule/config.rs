@@ -6,15 +6,15 @@
 //!   daily:
 //!     enabled: true
 //!     cron: "0 3 * * *"            # 5-field cron in time_zone: every day 03:00
-//!     checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals]
+//!     checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, signals]
 //!   weekly:
 //!     enabled: true
 //!     cron: "0 3 * * 0"            # Sundays 03:00
-//!     checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals, cleanup]
+//!     checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, signals, cleanup]
 //!   monthly:
 //!     enabled: true
 //!     cron: "0 3 1 * *"            # the 1st, 03:00
-//!     checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals, trends]
+//!     checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, signals, trends]
 //!   maintenance_window:
 //!     days: [sunday]               # weekdays the window opens on
 //!     start: "03:00"               # wall-clock time in time_zone
@@ -81,12 +81,17 @@ impl Default for ScheduleConfig {
 
 /// What a scheduled run does; the aggregator maps each name to work.
 ///
-/// The first eight are the cluster checks of the same name ([`crate::checks::ALL`]).
+/// All but the last three are the cluster checks of the same name ([`crate::checks::ALL`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     Nodes,
     Pods,
+    Workloads,
+    Pdbs,
+    Services,
+    Ingresses,
+    Cronjobs,
     Events,
     Certificates,
     Velero,
@@ -108,6 +113,11 @@ impl Task {
     pub const DAILY: &'static [Task] = &[
         Task::Nodes,
         Task::Pods,
+        Task::Workloads,
+        Task::Pdbs,
+        Task::Services,
+        Task::Ingresses,
+        Task::Cronjobs,
         Task::Events,
         Task::Certificates,
         Task::Velero,
@@ -122,6 +132,11 @@ impl Task {
         match self {
             Task::Nodes => "nodes",
             Task::Pods => "pods",
+            Task::Workloads => "workloads",
+            Task::Pdbs => "pdbs",
+            Task::Services => "services",
+            Task::Ingresses => "ingresses",
+            Task::Cronjobs => "cronjobs",
             Task::Events => "events",
             Task::Certificates => "certificates",
             Task::Velero => "velero",
@@ -385,15 +400,15 @@ mod tests {
         };
         assert_eq!(
             names(&c.daily),
-            "nodes,pods,events,certificates,velero,pvcs,hpas,helm,signals"
+            "nodes,pods,workloads,pdbs,services,ingresses,cronjobs,events,certificates,velero,pvcs,hpas,helm,signals"
         );
         assert_eq!(
             names(&c.weekly),
-            "nodes,pods,events,certificates,velero,pvcs,hpas,helm,signals,cleanup"
+            "nodes,pods,workloads,pdbs,services,ingresses,cronjobs,events,certificates,velero,pvcs,hpas,helm,signals,cleanup"
         );
         assert_eq!(
             names(&c.monthly),
-            "nodes,pods,events,certificates,velero,pvcs,hpas,helm,signals,trends"
+            "nodes,pods,workloads,pdbs,services,ingresses,cronjobs,events,certificates,velero,pvcs,hpas,helm,signals,trends"
         );
         assert!(c.daily.enabled && c.weekly.enabled && c.monthly.enabled);
         assert_eq!(
@@ -470,9 +485,9 @@ mod tests {
     #[test]
     fn the_readme_example_is_the_defaults() {
         let yaml = "time_zone: Asia/Tokyo\n\
-            daily:   {enabled: true, cron: \"0 3 * * *\", checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals]}\n\
-            weekly:  {enabled: true, cron: \"0 3 * * 0\", checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals, cleanup]}\n\
-            monthly: {enabled: true, cron: \"0 3 1 * *\", checks: [nodes, pods, events, certificates, velero, pvcs, hpas, helm, signals, trends]}\n\
+            daily:   {enabled: true, cron: \"0 3 * * *\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, signals]}\n\
+            weekly:  {enabled: true, cron: \"0 3 * * 0\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, signals, cleanup]}\n\
+            monthly: {enabled: true, cron: \"0 3 1 * *\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, signals, trends]}\n\
             maintenance_window:\n  days: [sunday]\n  start: \"03:00\"\n  duration: 2h\n\
             notifications:\n  min_severity: warning\n  flap_grace: 1h\n  timeout: 10s\n";
         let c = parse(yaml).unwrap();
