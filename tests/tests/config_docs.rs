@@ -66,10 +66,14 @@ fn config_structs(src: &str) -> Vec<(String, String, Vec<Field>)> {
         doc.reverse();
         let mut fields = Vec::new();
         let mut field_doc: Vec<String> = Vec::new();
+        // Inside an attribute spread over several lines (`#[serde(\n default = ..\n)]`).
+        let mut in_attr = false;
         i += 1;
         while i < lines.len() && lines[i].trim() != "}" {
             let l = lines[i].trim();
-            if let Some(d) = l.strip_prefix("///") {
+            if in_attr || (l.starts_with("#[") && !l.ends_with(']')) {
+                in_attr = !l.ends_with(']');
+            } else if let Some(d) = l.strip_prefix("///") {
                 field_doc.push(d.trim().to_string());
             } else if let Some(f) = l.strip_prefix("pub ") {
                 if let Some((fname, ty)) = f.split_once(':') {
