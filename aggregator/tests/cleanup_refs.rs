@@ -209,6 +209,7 @@ fn cluster(objects: &str) -> ClusterState {
             "MutatingWebhookConfigurationList",
         ),
         ("apiregistration.k8s.io/v1", "APIServiceList"),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinitionList"),
     ];
     for (v, k) in empty {
         dump::load_bytes(
@@ -322,10 +323,25 @@ reference_tests! {
     cluster_issuer_solver_secret: "Secret", "cert-manager", "dns-token", format!("apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata: {{name: le, {OLD}}}\nspec: {{acme: {{privateKeySecretRef: {{name: acct}}, solvers: [{{dns01: {{cloudflare: {{apiTokenSecretRef: {{name: dns-token, key: t}}}}}}}}]}}}}\n");
     webhook_inject_ca_from_secret: "Secret", "cm", "webhook-ca", format!("apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {{name: w, {OLD}, annotations: {{cert-manager.io/inject-ca-from-secret: cm/webhook-ca}}}}\nwebhooks: []\n");
     api_service_inject_ca_from_secret: "Secret", "a", "serving", format!("apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {{name: v1.x, {OLD}, annotations: {{cert-manager.io/inject-ca-from-secret: a/serving}}}}\nspec: {{}}\n");
+    crd_conversion_inject_ca_from_secret: "Secret", "ops", "widgets-webhook-ca", format!("apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: widgets.ops.example.com, {OLD}, annotations: {{cert-manager.io/inject-ca-from-secret: ops/widgets-webhook-ca}}}}\nspec: {{group: ops.example.com, names: {{kind: Widget, plural: widgets}}, scope: Namespaced, conversion: {{strategy: Webhook, webhook: {{conversionReviewVersions: [v1], clientConfig: {{service: {{name: widgets-webhook, namespace: ops}}}}}}}}, versions: [{{name: v1, served: true, storage: true}}]}}\n");
+    crd_conversion_inject_ca_from_certificate: "Secret", "ops", "widgets-serving", format!("apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {{name: widgets-cert, namespace: ops, {OLD}}}\nspec: {{secretName: widgets-serving}}\n---\napiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: widgets.ops.example.com, {OLD}, annotations: {{cert-manager.io/inject-ca-from: ops/widgets-cert}}}}\nspec: {{group: ops.example.com}}\n");
     prometheus_secrets: "Secret", "mon", "etcd", format!("apiVersion: monitoring.coreos.com/v1\nkind: Prometheus\nmetadata: {{name: k8s, namespace: mon, {OLD}}}\nspec: {{secrets: [etcd]}}\n");
     prometheus_legacy_rule_config_map: "ConfigMap", "mon", "rules", format!("apiVersion: monitoring.coreos.com/v1\nkind: Prometheus\nmetadata: {{name: k8s, namespace: mon, {OLD}}}\nspec: {{ruleSelector: {{matchLabels: {{role: rules}}}}}}\n");
     alertmanager_default_config_secret: "Secret", "mon", "alertmanager-main", format!("apiVersion: monitoring.coreos.com/v1\nkind: Alertmanager\nmetadata: {{name: main, namespace: mon, {OLD}}}\nspec: {{}}\n");
     owner_reference_from_a_dependent: "ConfigMap", "a", "root", format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: part, namespace: a, {OLD}, ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: root, uid: target}}]}}\n");
+}
+
+#[test]
+fn a_custom_resource_definition_keeps_only_its_metadata() {
+    let s = cluster(&format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: widgets.ops.example.com, {OLD}, annotations: {{cert-manager.io/inject-ca-from-secret: ops/ca}}}}\nspec: {{group: ops.example.com, versions: [{{name: v1, schema: {{openAPIV3Schema: {{type: object}}}}}}]}}\n"
+    ));
+    assert_eq!(s.crds.len(), 1);
+    assert_eq!(s.crds[0].data, serde_json::Value::Null);
+    assert_eq!(
+        s.crds[0].metadata.annotations.as_ref().unwrap()["cert-manager.io/inject-ca-from-secret"],
+        "ops/ca"
+    );
 }
 
 #[test]

@@ -300,7 +300,7 @@ const CM_NEEDS: [Resource; 9] = [
     Resource::Prometheus,
     Resource::Alertmanager,
 ];
-const SECRET_NEEDS: [Resource; 20] = [
+const SECRET_NEEDS: [Resource; 21] = [
     Resource::Pod,
     Resource::Deployment,
     Resource::ReplicaSet,
@@ -313,6 +313,7 @@ const SECRET_NEEDS: [Resource; 20] = [
     Resource::ValidatingWebhookConfiguration,
     Resource::MutatingWebhookConfiguration,
     Resource::ApiService,
+    Resource::CustomResourceDefinition,
     Resource::Certificate,
     Resource::Issuer,
     Resource::ClusterIssuer,

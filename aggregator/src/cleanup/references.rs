@@ -28,7 +28,8 @@
 //!   `*SecretRef`/`credentialsRef`, e.g. `acme.privateKeySecretRef` and solver secrets;
 //!   a ClusterIssuer's in any namespace); Prometheus and Alertmanager `configMaps`,
 //!   `secrets`, `configSecret` (default `alertmanager-NAME`) and `*SecretRef`s;
-//!   webhook configurations and APIServices through cert-manager's
+//!   webhook configurations, APIServices and CustomResourceDefinitions (conversion webhooks)
+//!   through cert-manager's
 //!   `cert-manager.io/inject-ca-from` (the Certificate's secret) and `inject-ca-from-secret`;
 //! - ownerReferences: an object other objects name as their owner is in use (deleting it
 //!   would cascade to them).
@@ -742,6 +743,7 @@ impl<'a> ReferenceGraph<'a> {
             ("ValidatingWebhookConfiguration", &state.validating_webhooks),
             ("MutatingWebhookConfiguration", &state.mutating_webhooks),
             ("APIService", &state.api_services),
+            ("CustomResourceDefinition", &state.crds),
         ] {
             for o in objs {
                 let ann = o.metadata.annotations.as_ref();

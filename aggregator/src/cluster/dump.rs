@@ -598,7 +598,11 @@ impl Loader<'_> {
             Resource::CronJob => push(&mut s.cron_jobs, doc),
             Resource::HorizontalPodAutoscaler => push(&mut s.hpas, doc),
             r => match s.dynamic_mut(r) {
-                Some(v) => push_dyn(v, doc),
+                Some(v) => push_dyn(v, doc).map(|()| {
+                    if let Some(o) = v.last_mut().filter(|_| r.metadata_only()) {
+                        o.data = serde_json::Value::Null;
+                    }
+                }),
                 // Every typed resource is matched above.
                 None => Ok(()),
             },

@@ -362,7 +362,12 @@ pub async fn load_resources(
             }
             r => {
                 let res = list_dynamic(client, r, cfg).await;
-                let v = store(&mut s, r, res, dyn_meta);
+                let mut v = store(&mut s, r, res, dyn_meta);
+                if r.metadata_only() {
+                    for o in &mut v {
+                        o.data = serde_json::Value::Null;
+                    }
+                }
                 if let Some(target) = s.dynamic_mut(r) {
                     *target = v;
                 }

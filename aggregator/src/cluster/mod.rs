@@ -89,11 +89,14 @@ pub enum Resource {
     BackupStorageLocation,
     /// cert-manager.io/v1 CertificateRequest (why a renewal fails).
     CertificateRequest,
+    /// apiextensions.k8s.io/v1 CustomResourceDefinition (CA injection into conversion
+    /// webhooks); only the metadata is kept.
+    CustomResourceDefinition,
 }
 
 impl Resource {
     /// All resources, in the order the live source lists them.
-    pub const ALL: [Resource; 35] = [
+    pub const ALL: [Resource; 36] = [
         Resource::Node,
         Resource::Pod,
         Resource::Event,
@@ -129,6 +132,7 @@ impl Resource {
         Resource::PodDisruptionBudget,
         Resource::BackupStorageLocation,
         Resource::CertificateRequest,
+        Resource::CustomResourceDefinition,
     ];
 
     /// The API group ("" for core), version, kind and plural resource name.
@@ -213,7 +217,18 @@ impl Resource {
                 "CertificateRequest",
                 "certificaterequests",
             ),
+            Resource::CustomResourceDefinition => (
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+            ),
         }
+    }
+
+    /// Whether only the metadata of its objects is read (the rest is dropped on load).
+    pub fn metadata_only(self) -> bool {
+        matches!(self, Resource::CustomResourceDefinition)
     }
 
     /// The kind, e.g. `Pod`.
@@ -231,6 +246,7 @@ impl Resource {
                 | Resource::ValidatingWebhookConfiguration
                 | Resource::MutatingWebhookConfiguration
                 | Resource::ApiService
+                | Resource::CustomResourceDefinition
         )
     }
 
@@ -357,6 +373,8 @@ pub struct ClusterState {
     pub pdbs: Vec<DynamicObject>,
     pub backup_storage_locations: Vec<DynamicObject>,
     pub certificate_requests: Vec<DynamicObject>,
+    /// Metadata only (`data` is dropped when read: a CRD's schema can be megabytes).
+    pub crds: Vec<DynamicObject>,
     /// Volume filesystem figures reported by the node agents (empty for a dump).
     pub volume_stats: Vec<VolumeStat>,
     /// Per resource: listed, not applicable, forbidden or failed. A resource without an
@@ -420,6 +438,7 @@ impl ClusterState {
             Resource::PodDisruptionBudget => &self.pdbs,
             Resource::BackupStorageLocation => &self.backup_storage_locations,
             Resource::CertificateRequest => &self.certificate_requests,
+            Resource::CustomResourceDefinition => &self.crds,
             _ => return None,
         })
     }
@@ -448,6 +467,7 @@ impl ClusterState {
             Resource::PodDisruptionBudget => &mut self.pdbs,
             Resource::BackupStorageLocation => &mut self.backup_storage_locations,
             Resource::CertificateRequest => &mut self.certificate_requests,
+            Resource::CustomResourceDefinition => &mut self.crds,
             _ => return None,
         })
     }
