@@ -114,6 +114,7 @@ impl App {
             tls: tls.map(Arc::new),
             auth,
             reports_per_minute: cfg.max_reports_per_minute,
+            ingest: crate::api::ingest::IngestLimits::default(),
         };
         Ok(App {
             cfg,

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
 use crate::api::auth::{Auth, GrpcAuthLayer};
-use crate::api::ingest::{DEFAULT_REPORTS_PER_MINUTE, IdentityPolicy, IngestService};
+use crate::api::ingest::{DEFAULT_REPORTS_PER_MINUTE, IdentityPolicy, IngestLimits, IngestService};
 use crate::api::query::QueryService;
 use crate::api::tls::{ReloadingTls, TlsListener};
 use crate::state::State;
@@ -33,6 +33,8 @@ pub struct ServeOptions {
     pub auth: Arc<Auth>,
     /// Ingest rate per node, over all its streams.
     pub reports_per_minute: u32,
+    /// Memory bounds and group commit of ingest.
+    pub ingest: IngestLimits,
 }
 
 impl ServeOptions {
@@ -42,6 +44,7 @@ impl ServeOptions {
             tls: None,
             auth: Arc::new(Auth::anonymous()),
             reports_per_minute: DEFAULT_REPORTS_PER_MINUTE,
+            ingest: IngestLimits::default(),
         }
     }
 }
@@ -109,7 +112,7 @@ pub async fn serve_with(
         None => IdentityPolicy::Any,
     };
     let ingest = ReportIngestServer::new(
-        IngestService::new(Arc::clone(&state), shutdown.clone())
+        IngestService::new(Arc::clone(&state), shutdown.clone(), options.ingest)
             .with_identity(identity)
             .with_reports_per_minute(options.reports_per_minute),
     )
