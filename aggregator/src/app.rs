@@ -115,6 +115,7 @@ impl App {
             auth,
             reports_per_minute: cfg.max_reports_per_minute,
             ingest: crate::api::ingest::IngestLimits::default(),
+            http: crate::api::listen::HttpLimits::default(),
         };
         Ok(App {
             cfg,

@@ -7,6 +7,7 @@
 //! - [`commit`]: group commit, the one task that writes reports in batches.
 //! - [`query`]: the gRPC `Query` service; [`http`]: the same as JSON plus health, metrics
 //!   and the report page.
+//! - [`listen`]: HTTP/1 serving with a connection cap and a header-read (idle) timeout.
 //! - [`auth`]: bearer tokens of the query APIs.
 //! - [`tls`]: server TLS, node identity from client certificates, reload on change.
 //! - [`standby`]: what a standby replica serves on the HTTP port until it holds the Lease.
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod commit;
 pub mod http;
 pub mod ingest;
+pub mod listen;
 pub mod query;
 pub mod server;
 pub mod standby;

@@ -5,7 +5,6 @@
 //! takes [`ServeOptions`]: TLS on both listeners (mutual for agents, see [`crate::api::tls`]),
 //! bearer tokens ([`crate::api::auth`]) and the ingest rate.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use tracing::{Instrument, info, info_span};
 
 use crate::api::auth::{Auth, GrpcAuthLayer};
 use crate::api::ingest::{DEFAULT_REPORTS_PER_MINUTE, IdentityPolicy, IngestLimits, IngestService};
+use crate::api::listen::HttpLimits;
 use crate::api::query::QueryService;
 use crate::api::tls::{ReloadingTls, TlsListener};
 use crate::state::State;
@@ -35,6 +35,8 @@ pub struct ServeOptions {
     pub reports_per_minute: u32,
     /// Memory bounds and group commit of ingest.
     pub ingest: IngestLimits,
+    /// Connection cap and timeouts of the HTTP listener.
+    pub http: HttpLimits,
 }
 
 impl ServeOptions {
@@ -45,6 +47,7 @@ impl ServeOptions {
             auth: Arc::new(Auth::anonymous()),
             reports_per_minute: DEFAULT_REPORTS_PER_MINUTE,
             ingest: IngestLimits::default(),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -122,6 +125,7 @@ pub async fn serve_with(
     let grpc_addr = grpc.local_addr()?;
     let http_addr = http.local_addr()?;
     let (shutdown_grpc, shutdown_http) = (shutdown.clone(), shutdown.clone());
+    let http_limits = options.http;
     let routes = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -147,11 +151,8 @@ pub async fn serve_with(
                     .map_err(ServeError::from)
             }),
             Box::pin(async move {
-                axum::serve(http, app)
-                    .with_graceful_shutdown(shutdown_http.cancelled_owned())
-                    .into_future()
-                    .await
-                    .map_err(ServeError::from)
+                crate::api::listen::serve(http, app, http_limits, shutdown_http).await;
+                Ok(())
             }),
         ),
         Some(tls) => {
@@ -169,11 +170,9 @@ pub async fn serve_with(
                         .map_err(ServeError::from)
                 }),
                 Box::pin(async move {
-                    axum::serve(TlsListener::new(http_in, http_addr), app)
-                        .with_graceful_shutdown(shutdown_http.cancelled_owned())
-                        .into_future()
-                        .await
-                        .map_err(ServeError::from)
+                    let listener = TlsListener::new(http_in, http_addr);
+                    crate::api::listen::serve(listener, app, http_limits, shutdown_http).await;
+                    Ok(())
                 }),
             )
         }
