@@ -371,18 +371,90 @@ async fn metrics(State(t): State<Telemetry>) -> Response {
         .into_response()
 }
 
-/// Serves `router` on `listener` until `shutdown`.
+/// Bounds of the endpoint: kubelet and Prometheus need a few connections; without a cap
+/// and timeouts, idle connections from anyone who can reach the port exhaust the agent's
+/// file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections open at once (default 64); more wait to be accepted.
+    pub max_connections: usize,
+    /// Time to send a complete request head, counted from connecting or from the previous
+    /// response (default 10 s): hyper's header-read timer, so idle keep-alive connections
+    /// are closed after it too.
+    pub header_read_timeout: std::time::Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            header_read_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`, within [`HttpLimits::default`].
 ///
 /// # Errors
-/// When accepting connections fails for good.
+/// None today; kept for callers that treat the server as fallible.
 pub async fn serve(
     listener: TcpListener,
     telemetry: Telemetry,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(telemetry))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    serve_with(listener, telemetry, HttpLimits::default(), shutdown).await;
+    Ok(())
+}
+
+/// [`serve`] within `limits`; requests in progress get 5 s to finish after `shutdown`.
+pub async fn serve_with(
+    listener: TcpListener,
+    telemetry: Telemetry,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) {
+    let app = router(telemetry);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let connections = tokio_util::task::TaskTracker::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    loop {
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            s = Arc::clone(&slots).acquire_owned() => s,
+        };
+        let Ok(slot) = slot else { break };
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let io = match accepted {
+            Ok((io, _)) => io,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment instead of spinning.
+                tracing::warn!(error = %e, "Cannot accept an HTTP connection.");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => drop(r),
+                () = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    drop(conn.await);
+                }
+            }
+        });
+    }
+    connections.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), connections.wait()).await;
 }
 
 #[cfg(test)]
@@ -539,5 +611,67 @@ mod tests {
             !m.contains("caretaker_agent_image_fs_used_percent{runtime=\"containerd\"}"),
             "{m}"
         );
+    }
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+    async fn read_to_close(s: &mut tokio::net::TcpStream) -> String {
+        let mut out = Vec::new();
+        match tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+            .await
+            .expect("the server closes the connection")
+        {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_are_capped_and_closed_and_probes_still_answer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_images_tx, images) = watch::channel(None);
+        let (_logs_tx, logs) = watch::channel(None);
+        let telemetry = Telemetry {
+            stats: Arc::new(BufferStats::default()),
+            images,
+            logs,
+        };
+        let stop = CancellationToken::new();
+        let limits = HttpLimits {
+            max_connections: 4,
+            header_read_timeout: std::time::Duration::from_secs(1),
+        };
+        let server = tokio::spawn(serve_with(listener, telemetry, limits, stop.clone()));
+        let mut held = Vec::new();
+        for i in 0..4 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            if i == 3 {
+                s.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+            }
+            held.push(s);
+        }
+        // A probe beyond the cap is answered once the held connections time out.
+        let mut probe = tokio::net::TcpStream::connect(addr).await.unwrap();
+        probe
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut probe).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        for s in &mut held {
+            let got = read_to_close(s).await;
+            assert!(!got.starts_with("HTTP/1.1 200"), "{got:?}");
+        }
+        stop.cancel();
+        tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
     }
 }

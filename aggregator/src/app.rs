@@ -114,6 +114,8 @@ impl App {
             tls: tls.map(Arc::new),
             auth,
             reports_per_minute: cfg.max_reports_per_minute,
+            ingest: crate::api::ingest::IngestLimits::default(),
+            http: crate::api::listen::HttpLimits::default(),
         };
         Ok(App {
             cfg,

@@ -55,7 +55,7 @@ impl Default for Metrics {
         let store_write_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         registry.register_with_unit(
             "store_write_duration",
-            "Time to write and commit one report durably",
+            "Time to write and commit one batch of reports durably (group commit)",
             prometheus_client::registry::Unit::Seconds,
             store_write_seconds.clone(),
         );

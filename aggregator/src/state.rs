@@ -152,43 +152,79 @@ impl State {
     /// # Errors
     /// The store failed: the report is not stored and must not be acked.
     pub fn ingest(&self, report: &NodeReport, now: Timestamp) -> Result<Outcome, StoreError> {
+        let mut out = self.ingest_batch(std::slice::from_ref(report), now)?;
+        out.pop().ok_or(StoreError::Unwritable)
+    }
+
+    /// [`State::ingest`] for many reports in one store transaction and one commit (group
+    /// commit, [`crate::store::Store::put_batch`]); one outcome per report, in order.
+    ///
+    /// # Errors
+    /// The store failed: none of the reports is stored and none may be acked.
+    pub fn ingest_batch(
+        &self,
+        reports: &[NodeReport],
+        now: Timestamp,
+    ) -> Result<Vec<Outcome>, StoreError> {
         if !self.check_store() {
             return Err(StoreError::Unwritable);
         }
         let started = std::time::Instant::now();
         let result = self
             .store
-            .put(report, now, self.merge.stale_after_intervals);
-        if let Err(e) = &result
-            && !matches!(e, StoreError::Corrupt { .. })
-        {
-            tracing::warn!(error = %e, "A store write failed; not ready until the store is reopened and writes again.");
-            self.store_writable.store(false, Ordering::SeqCst);
-        }
+            .put_batch(reports, now, self.merge.stale_after_intervals);
         self.metrics
             .store_write_seconds
             .observe(started.elapsed().as_secs_f64());
-        let label = match &result {
-            Ok((Outcome::Stored, Some(entry))) => {
-                let json = report_json(&entry.report);
-                if let Ok(mut nodes) = self.nodes.write() {
-                    nodes.insert(entry.report.node_name.clone(), entry.clone());
-                    if let (Ok(mut cache), Some(json)) = (self.node_json.write(), json) {
-                        cache.insert(entry.report.node_name.clone(), json);
-                    }
+        let results = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if !matches!(e, StoreError::Corrupt { .. }) {
+                    tracing::warn!(error = %e, "A store write failed; not ready until the store is reopened and writes again.");
+                    self.store_writable.store(false, Ordering::SeqCst);
                 }
-                "stored"
+                self.metrics
+                    .reports
+                    .get_or_create(&ResultLabel {
+                        result: "store_error",
+                    })
+                    .inc_by(reports.len() as u64);
+                return Err(e);
             }
-            Ok((Outcome::Stored, None)) => "stored",
-            Ok((Outcome::Duplicate, _)) => "duplicate",
-            Ok((Outcome::OlderRun, _)) => "older_run",
-            Err(_) => "store_error",
         };
-        self.metrics
-            .reports
-            .get_or_create(&ResultLabel { result: label })
-            .inc();
-        result.map(|(o, _)| o)
+        // Serialized outside the lock; a later report of a node in the batch wins.
+        let fresh: Vec<(&StoredNode, Option<Bytes>)> = results
+            .iter()
+            .filter_map(|(o, e)| match (o, e) {
+                (Outcome::Stored, Some(entry)) => Some((entry, report_json(&entry.report))),
+                _ => None,
+            })
+            .collect();
+        if !fresh.is_empty()
+            && let Ok(mut nodes) = self.nodes.write()
+        {
+            let mut cache = self.node_json.write().ok();
+            for (entry, json) in fresh {
+                nodes.insert(entry.report.node_name.clone(), entry.clone());
+                if let (Some(cache), Some(json)) = (cache.as_mut(), json) {
+                    cache.insert(entry.report.node_name.clone(), json);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(results.len());
+        for (outcome, _) in results {
+            let label = match outcome {
+                Outcome::Stored => "stored",
+                Outcome::Duplicate => "duplicate",
+                Outcome::OlderRun => "older_run",
+            };
+            self.metrics
+                .reports
+                .get_or_create(&ResultLabel { result: label })
+                .inc();
+            out.push(outcome);
+        }
+        Ok(out)
     }
 
     /// Counts a report rejected as invalid.

@@ -6,11 +6,13 @@ use std::time::Duration;
 use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::AgentConfig;
 use caretaker_agent::paths::HostPaths;
+use caretaker_aggregator::api::listen::HttpLimits;
 use caretaker_aggregator::api::server::{MAX_MESSAGE_BYTES, ServeOptions};
 use caretaker_proto::pb::{
     self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient,
 };
 use caretaker_tests::{RunningAggregator, wait_until};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::wrappers::ReceiverStream;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -207,5 +209,76 @@ async fn parallel_streams_as_one_node_share_its_rate() -> anyhow::Result<()> {
     assert!(stored <= 2, "stored {stored} within the burst of 2");
     drop(senders);
     drop(streams);
+    agg.stop().await
+}
+
+/// Everything the server sends until it closes the connection.
+async fn read_to_close(s: &mut tokio::net::TcpStream) -> anyhow::Result<String> {
+    let mut out = Vec::new();
+    // A reset after the server closed counts as closed too.
+    match tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await? {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_http_connections_are_capped_and_closed_while_ingest_and_http_keep_working()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let options = ServeOptions {
+        http: HttpLimits {
+            max_connections: 8,
+            header_read_timeout: Duration::from_secs(1),
+            ..HttpLimits::default()
+        },
+        ..ServeOptions::insecure()
+    };
+    let agg = RunningAggregator::start_with(dir.path(), "127.0.0.1:0".parse()?, 3, options).await?;
+    // The HTTP port's eight connections held: six send nothing, two half a request head.
+    let mut held = Vec::new();
+    for i in 0..8 {
+        let mut s = tokio::net::TcpStream::connect(agg.http).await?;
+        if i >= 6 {
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await?;
+        }
+        held.push(s);
+    }
+    // Ingest is not affected.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(msg(reports("node-busy", 1).await.remove(0)))
+        .await?;
+    let mut acks = ReportIngestClient::connect(agg.url())
+        .await?
+        .stream(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    match tokio::time::timeout(WAIT, acks.message()).await?? {
+        Some(pb::AggregatorMessage {
+            msg: Some(aggregator_message::Msg::Ack(a)),
+        }) => assert_eq!((a.seq, a.duplicate, a.rejected.as_str()), (1, false, "")),
+        other => anyhow::bail!("expected an ack, got {other:?}"),
+    }
+    // A ninth client is served once the held connections time out and free their slots.
+    let mut probe = tokio::net::TcpStream::connect(agg.http).await?;
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await?;
+    let answer = read_to_close(&mut probe).await?;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"),
+        "{answer}"
+    );
+    // Every held connection was closed by the server (before: held open for good).
+    for (i, s) in held.iter_mut().enumerate() {
+        let got = read_to_close(s).await?;
+        assert!(
+            !got.starts_with("HTTP/1.1 200"),
+            "connection {i} got {got:?}"
+        );
+    }
+    drop(tx);
     agg.stop().await
 }

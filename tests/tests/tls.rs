@@ -47,6 +47,7 @@ fn options(tls: caretaker_aggregator::config::ServerTlsConfig) -> anyhow::Result
             false,
         )),
         reports_per_minute: 6000,
+        ..ServeOptions::insecure()
     })
 }
 

@@ -1,9 +1,11 @@
 //! `ReportIngest.Stream`: one long-lived stream per agent.
 //!
 //! Each report is validated (a wire message that is not a valid report is acked with a
-//! `rejected` reason so the agent drops it instead of resending it forever), stored
-//! durably on a blocking thread, and only then acked. Reports of one stream are handled
-//! in order, so acks arrive in order. A report whose epoch is beyond the aggregator's clock
+//! `rejected` reason so the agent drops it instead of resending it forever) on the
+//! stream's task, then handed to the group committer ([`crate::api::commit`]), which
+//! stores the reports of all streams in batches, one durable commit each; a report is
+//! acked only after the commit that holds it. A stream has up to [`PIPELINE`] reports
+//! waiting for their commit; acks are sent in the order the reports arrived. A report whose epoch is beyond the aggregator's clock
 //! plus [`crate::store::EPOCH_SKEW_ALLOWANCE`] is rejected the same way (the agent logs the
 //! reason): stored, it would make every later report of the node look like an older run.
 //!
@@ -15,25 +17,40 @@
 //! all its streams (keyed by the node its certificate names, or the report's node name in
 //! plaintext), so parallel streams as one node do not multiply the rate; beyond it the
 //! service stops reading the stream until the rate allows, so HTTP/2 flow control holds a
-//! misbehaving agent back and the aggregator buffers at most one message
-//! ([`crate::api::server::MAX_MESSAGE_BYTES`]) per stream.
+//! misbehaving agent back.
+//!
+//! Memory is bounded where reports arrive ([`IngestLimits`]): every report read from a
+//! stream holds its encoded size from a global budget of in-flight bytes
+//! ([`IngestLimits::in_flight_bytes`]) until it is acked (or refused), over the rate-limit
+//! wait, the commit queue and the commit. A report that finds the budget spent waits for
+//! room (its stream is not read meanwhile: back-pressure through HTTP/2 flow control) up to
+//! [`IngestLimits::budget_wait`], then the stream ends with `RESOURCE_EXHAUSTED` and the
+//! agent resends later. A node identity (the certificate's node, or in plaintext the
+//! report's node) may hold [`IngestLimits::streams_per_node`] streams at once; one more
+//! ends with `RESOURCE_EXHAUSTED`. So beyond the budget the aggregator holds at most one
+//! message ([`crate::api::server::MAX_MESSAGE_BYTES`]) per stream waiting for room.
 
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use caretaker_core::model::NodeReport;
 use caretaker_proto::pb::{
     self, agent_message, aggregator_message, report_ingest_server::ReportIngest,
 };
 use jiff::Timestamp;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::api::commit::{CommitLimits, CommitResult, Committer};
 use crate::api::tls::PeerIdentity;
 use crate::state::State;
 use crate::store::Outcome;
@@ -55,6 +72,137 @@ const LIMITER_KEYS: usize = 20_000;
 /// Default reports per minute per node: 20 times the default 10 s interval.
 pub const DEFAULT_REPORTS_PER_MINUTE: u32 = 120;
 
+/// Reports of one stream waiting for their commit at once. More would not make the
+/// committer faster; each one holds budget.
+pub const PIPELINE: usize = 16;
+
+/// Bounds on what ingest holds in memory, and how it batches writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestLimits {
+    /// Encoded bytes of reports read but not yet acked, over all streams (default
+    /// 32 MiB: 3,000 reports of a large node, a few seconds of a reconnect storm).
+    pub in_flight_bytes: usize,
+    /// How long a report waits for room in the budget before its stream ends with
+    /// `RESOURCE_EXHAUSTED` (default 30 s).
+    pub budget_wait: Duration,
+    /// Streams open at once per node identity (default 4: an agent needs one, plus a
+    /// reconnect overlapping a stream the server has not seen close yet).
+    pub streams_per_node: usize,
+    /// How the committer batches reports.
+    pub commit: CommitLimits,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        Self {
+            in_flight_bytes: 32 << 20,
+            budget_wait: Duration::from_secs(30),
+            streams_per_node: 4,
+            commit: CommitLimits::default(),
+        }
+    }
+}
+
+/// The global budget of in-flight report bytes: a semaphore with one permit per byte.
+#[derive(Debug)]
+pub struct Budget {
+    permits: Arc<Semaphore>,
+    total: usize,
+    /// Most bytes held at once since start (what a test or benchmark compares with `total`).
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+impl Budget {
+    fn new(total: usize) -> Self {
+        let total = total
+            .clamp(1, Semaphore::MAX_PERMITS)
+            .min(u32::MAX as usize);
+        Self {
+            permits: Arc::new(Semaphore::new(total)),
+            total,
+            peak: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.total - self.permits.available_permits()
+    }
+
+    /// Most bytes held at once so far.
+    pub fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits up to `wait` for `bytes` of room; `None` when the message can never fit or
+    /// the wait ran out.
+    async fn acquire(&self, bytes: usize, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(bytes.max(1))
+            .ok()
+            .filter(|n| *n as usize <= self.total)?;
+        let permit = tokio::time::timeout(wait, Arc::clone(&self.permits).acquire_many_owned(n))
+            .await
+            .ok()?
+            .ok()?;
+        self.peak
+            .fetch_max(self.held(), std::sync::atomic::Ordering::Relaxed);
+        Some(permit)
+    }
+}
+
+/// Streams open per node identity.
+#[derive(Debug, Default)]
+struct StreamCounts {
+    open: Mutex<HashMap<String, usize>>,
+}
+
+/// One stream's place in [`StreamCounts`], given back when dropped.
+#[derive(Debug)]
+struct StreamSlot {
+    counts: Arc<StreamCounts>,
+    node: String,
+}
+
+impl StreamCounts {
+    fn take(self: &Arc<Self>, node: &str, cap: usize) -> Option<StreamSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(node.to_string()).or_insert(0);
+        if *n >= cap.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            counts: Arc::clone(self),
+            node: node.to_string(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .counts
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.node) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.node);
+            }
+        }
+    }
+}
+
+fn too_many_streams(node: &str, cap: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "node {node:?} already has {cap} report streams open (the limit per node); an agent needs one"
+    ))
+}
+
 /// Who may report for which node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityPolicy {
@@ -73,6 +221,10 @@ pub struct IngestService {
     identity: IdentityPolicy,
     reports_per_minute: NonZeroU32,
     limiter: Arc<NodeLimiter>,
+    limits: IngestLimits,
+    budget: Arc<Budget>,
+    streams: Arc<StreamCounts>,
+    committer: Committer,
 }
 
 fn node_limiter(per_minute: NonZeroU32) -> Arc<NodeLimiter> {
@@ -83,16 +235,26 @@ fn node_limiter(per_minute: NonZeroU32) -> Arc<NodeLimiter> {
 
 impl IngestService {
     /// Streams end when `shutdown` is cancelled, so a graceful stop does not wait for
-    /// agents to hang up. Any node, [`DEFAULT_REPORTS_PER_MINUTE`].
-    pub fn new(state: Arc<State>, shutdown: CancellationToken) -> Self {
+    /// agents to hang up. Any node, [`DEFAULT_REPORTS_PER_MINUTE`], `limits`. Starts the
+    /// group committer: call inside a Tokio runtime.
+    pub fn new(state: Arc<State>, shutdown: CancellationToken, limits: IngestLimits) -> Self {
         let per_minute = NonZeroU32::new(DEFAULT_REPORTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
         Self {
+            committer: Committer::spawn(Arc::clone(&state), limits.commit),
             state,
             shutdown,
             identity: IdentityPolicy::Any,
             reports_per_minute: per_minute,
             limiter: node_limiter(per_minute),
+            limits,
+            budget: Arc::new(Budget::new(limits.in_flight_bytes)),
+            streams: Arc::new(StreamCounts::default()),
         }
+    }
+
+    /// The in-flight byte budget, to watch it.
+    pub fn budget(&self) -> Arc<Budget> {
+        Arc::clone(&self.budget)
     }
 
     /// Who may report for which node.
@@ -134,16 +296,84 @@ impl IngestService {
 
 type AckStream = Pin<Box<dyn Stream<Item = Result<pb::AggregatorMessage, Status>> + Send>>;
 
-fn ack(r: &pb::NodeReport, duplicate: bool, rejected: String) -> pb::AggregatorMessage {
+/// Which report an ack is for.
+#[derive(Debug, Clone)]
+struct AckKey {
+    node_name: String,
+    epoch: u64,
+    seq: u64,
+}
+
+impl AckKey {
+    fn of(r: &pb::NodeReport) -> Self {
+        Self {
+            node_name: r.node_name.clone(),
+            epoch: r.epoch,
+            seq: r.seq,
+        }
+    }
+}
+
+fn ack(r: AckKey, duplicate: bool, rejected: String) -> pb::AggregatorMessage {
     pb::AggregatorMessage {
         msg: Some(aggregator_message::Msg::Ack(pb::Ack {
-            node_name: r.node_name.clone(),
+            node_name: r.node_name,
             epoch: r.epoch,
             seq: r.seq,
             duplicate,
             rejected,
         })),
     }
+}
+
+/// A report of a stream between being read and being acked, in arrival order. Holds its
+/// share of the budget until the ack is sent.
+#[derive(Debug)]
+enum Pending {
+    /// Answered without the store (rejected).
+    Now(pb::AggregatorMessage, OwnedSemaphorePermit),
+    /// Waiting for its commit.
+    Commit(
+        AckKey,
+        oneshot::Receiver<CommitResult>,
+        OwnedSemaphorePermit,
+    ),
+}
+
+/// Sends the acks of one stream in order, each after its commit. A store error ends the
+/// stream with `UNAVAILABLE` (nothing after it is acked; the agent keeps and resends it).
+async fn send_acks(
+    mut pending: mpsc::Receiver<Pending>,
+    tx: mpsc::Sender<Result<pb::AggregatorMessage, Status>>,
+    stop: CancellationToken,
+) {
+    while let Some(p) = pending.recv().await {
+        let reply = match p {
+            Pending::Now(msg, _permit) => msg,
+            Pending::Commit(key, answer, _permit) => match answer.await {
+                Ok(Ok(outcome)) => ack(key, outcome != Outcome::Stored, String::new()),
+                Ok(Err(e)) => {
+                    warn!(error = %e, node = %key.node_name, "Cannot store a report; closing the stream.");
+                    let _ = tx
+                        .send(Err(Status::unavailable(format!("store error: {e}"))))
+                        .await;
+                    break;
+                }
+                Err(_) => {
+                    warn!("The committer stopped; closing the stream.");
+                    let _ = tx
+                        .send(Err(Status::unavailable("the aggregator is shutting down")))
+                        .await;
+                    break;
+                }
+            },
+        };
+        if tx.send(Ok(reply)).await.is_err() {
+            break;
+        }
+    }
+    // Stops the reader too (it may be waiting on the budget or the rate).
+    stop.cancel();
 }
 
 #[tonic::async_trait]
@@ -157,125 +387,415 @@ impl ReportIngest for IngestService {
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".into(), |a| a.to_string());
-        let allowed = match self.identify(&request) {
-            Ok(a) => a,
-            Err(status) => {
-                warn!(%peer, reason = %status.message(), "Refused an agent stream.");
-                self.state.count_rejected();
-                return Err(status);
-            }
+        let refuse = |status: Status| {
+            warn!(%peer, reason = %status.message(), "Refused an agent stream.");
+            self.state.count_rejected();
+            status
         };
-        let limiter = Arc::clone(&self.limiter);
-        let mut inbound = request.into_inner();
+        let allowed = self.identify(&request).map_err(refuse)?;
+        // With a certificate the node is known now: a stream over the cap never starts.
+        let slot = match &allowed {
+            Some(node) => Some(
+                self.streams
+                    .take(node, self.limits.streams_per_node)
+                    .ok_or_else(|| refuse(too_many_streams(node, self.limits.streams_per_node)))?,
+            ),
+            None => None,
+        };
         let (tx, rx) = mpsc::channel(ACK_QUEUE);
-        let state = Arc::clone(&self.state);
-        let shutdown = self.shutdown.clone();
-        state.metrics.streams_active.inc();
+        let (pending_tx, pending_rx) = mpsc::channel(PIPELINE);
+        let stop = self.shutdown.child_token();
+        let reader = StreamReader {
+            service: self.clone(),
+            inbound: request.into_inner(),
+            allowed,
+            slot,
+            node: String::new(),
+            tx: tx.clone(),
+            pending: pending_tx,
+            stop: stop.clone(),
+        };
+        self.state.metrics.streams_active.inc();
         let span = info_span!("ingest", %peer, node = tracing::field::Empty);
-        tokio::spawn(
-            async move {
-                info!("Agent stream opened.");
-                let mut node = String::new();
-                loop {
-                    let msg = tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        m = inbound.message() => m,
-                    };
-                    let wire = match msg {
-                        Ok(Some(pb::AgentMessage { msg: Some(agent_message::Msg::Report(r)) })) => r,
-                        Ok(Some(_)) => continue,
-                        Ok(None) => break,
-                        Err(status) => {
-                            // A message over the size limit or not decodable: tell the agent why.
-                            if matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::Internal) {
-                                warn!(error = %status.message(), code = ?status.code(), "Refused an agent message; closing the stream.");
-                                state.count_rejected();
-                                let _ = tx.send(Err(status)).await;
-                            } else {
-                                debug!(error = %status.message(), "Agent stream broke.");
-                            }
-                            break;
-                        }
-                    };
-                    if let Some(allowed) = &allowed
-                        && wire.node_name != *allowed
-                    {
-                        warn!(certificate = %allowed, report = %wire.node_name, "Refused a report for another node than the client certificate's; closing the stream.");
-                        state.count_rejected();
-                        let msg = format!(
-                            "the client certificate is for node {allowed:?}; it may not report for node {:?}",
-                            wire.node_name
-                        );
-                        let _ = tx.send(Err(Status::permission_denied(msg))).await;
-                        break;
-                    }
-                    // Over the rate: stop reading this stream until it is allowed again.
-                    if limiter.len() > LIMITER_KEYS {
-                        limiter.retain_recent();
-                    }
-                    let key = allowed.as_ref().unwrap_or(&wire.node_name);
-                    // Checked again after each wait: other streams of the node share the bucket.
-                    let mut throttled = false;
-                    let mut stopped = false;
-                    while let Err(not_until) = limiter.check_key(key) {
-                        if !throttled {
-                            throttled = true;
-                            state.metrics.ingest_throttled_total.inc();
-                        }
-                        let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-                        debug!(?wait, "Agent stream is over its rate; slowing it down.");
-                        tokio::select! {
-                            () = shutdown.cancelled() => { stopped = true; break; }
-                            () = tokio::time::sleep(wait) => {}
-                        }
-                    }
-                    if stopped {
-                        break;
-                    }
-                    let reply = match NodeReport::try_from(wire.clone()) {
-                        Err(invalid) => {
-                            warn!(node = %wire.node_name, seq = wire.seq, error = %invalid, "Rejected an invalid report.");
-                            state.count_rejected();
-                            ack(&wire, false, invalid.to_string())
-                        }
-                        Ok(_) if let Some(reason) = crate::store::epoch_rejection(wire.epoch, Timestamp::now()) => {
-                            warn!(node = %wire.node_name, epoch = wire.epoch, %reason, "Rejected a report from the future.");
-                            state.count_rejected();
-                            ack(&wire, false, reason)
-                        }
-                        Ok(report) => {
-                            if node != report.node_name {
-                                node.clone_from(&report.node_name);
-                                tracing::Span::current().record("node", node.as_str());
-                                info!(node = %node, epoch = report.epoch, "Agent identified.");
-                            }
-                            let st = Arc::clone(&state);
-                            let stored = tokio::task::spawn_blocking(move || st.ingest(&report, Timestamp::now())).await;
-                            match stored {
-                                Ok(Ok(outcome)) => ack(&wire, outcome != Outcome::Stored, String::new()),
-                                Ok(Err(e)) => {
-                                    // Not stored, so not acked: end the stream; the agent
-                                    // keeps the report and resends it after reconnecting.
-                                    warn!(error = %e, node = %wire.node_name, "Cannot store a report; closing the stream.");
-                                    let _ = tx.send(Err(Status::unavailable(format!("store error: {e}")))).await;
-                                    break;
-                                }
-                                Err(join) => {
-                                    warn!(error = %join, "Store task failed; closing the stream.");
-                                    break;
-                                }
-                            }
-                        }
-                    };
-                    if tx.send(Ok(reply)).await.is_err() {
-                        break;
+        tokio::spawn(send_acks(pending_rx, tx, stop).instrument(span.clone()));
+        tokio::spawn(reader.run().instrument(span));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// The reading side of one agent stream.
+struct StreamReader {
+    service: IngestService,
+    inbound: Streaming<pb::AgentMessage>,
+    /// The node the client certificate names (`None`: any node).
+    allowed: Option<String>,
+    /// This stream's place under [`IngestLimits::streams_per_node`], once its node is known.
+    slot: Option<StreamSlot>,
+    /// The node this stream reports for, for the span and logs.
+    node: String,
+    /// Errors that end the stream go straight to the agent.
+    tx: mpsc::Sender<Result<pb::AggregatorMessage, Status>>,
+    pending: mpsc::Sender<Pending>,
+    /// Cancelled on shutdown, or when the ack side stopped.
+    stop: CancellationToken,
+}
+
+/// What became of one message read from the stream.
+enum Step {
+    Continue,
+    /// The stream ends, optionally with a status for the agent.
+    End(Option<Status>),
+}
+
+impl StreamReader {
+    async fn run(mut self) {
+        info!("Agent stream opened.");
+        loop {
+            let msg = tokio::select! {
+                () = self.stop.cancelled() => break,
+                m = self.inbound.message() => m,
+            };
+            let step = match msg {
+                Ok(Some(pb::AgentMessage {
+                    msg: Some(agent_message::Msg::Report(r)),
+                })) => self.report(r).await,
+                Ok(Some(_)) => Step::Continue,
+                Ok(None) => Step::End(None),
+                // A message over the size limit or not decodable: tell the agent why.
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::OutOfRange
+                            | tonic::Code::ResourceExhausted
+                            | tonic::Code::Internal
+                    ) =>
+                {
+                    warn!(error = %status.message(), code = ?status.code(), "Refused an agent message; closing the stream.");
+                    self.service.state.count_rejected();
+                    Step::End(Some(status))
+                }
+                Err(status) => {
+                    debug!(error = %status.message(), "Agent stream broke.");
+                    Step::End(None)
+                }
+            };
+            if let Step::End(status) = step {
+                if let Some(status) = status {
+                    let _ = self.tx.send(Err(status)).await;
+                }
+                break;
+            }
+        }
+        self.service.state.metrics.streams_active.dec();
+        info!(node = %self.node, "Agent stream closed.");
+    }
+
+    async fn report(&mut self, wire: pb::NodeReport) -> Step {
+        let service = &self.service;
+        let state = &service.state;
+        let bytes = prost::Message::encoded_len(&wire);
+        // Room in the global budget first: everything below holds the report.
+        let permit = tokio::select! {
+            () = self.stop.cancelled() => return Step::End(None),
+            p = service.budget.acquire(bytes, service.limits.budget_wait) => p,
+        };
+        let Some(permit) = permit else {
+            warn!(
+                bytes,
+                budget = service.budget.total,
+                "No room for a report in the in-flight budget; closing the stream."
+            );
+            state.count_rejected();
+            return Step::End(Some(Status::resource_exhausted(format!(
+                "the aggregator's in-flight report budget ({} bytes) had no room for this report ({bytes} bytes) within {:?}; resend later",
+                service.budget.total, service.limits.budget_wait
+            ))));
+        };
+        if let Some(allowed) = &self.allowed
+            && wire.node_name != *allowed
+        {
+            warn!(certificate = %allowed, report = %wire.node_name, "Refused a report for another node than the client certificate's; closing the stream.");
+            state.count_rejected();
+            return Step::End(Some(Status::permission_denied(format!(
+                "the client certificate is for node {allowed:?}; it may not report for node {:?}",
+                wire.node_name
+            ))));
+        }
+        // Plaintext: the stream counts against the node of its first report.
+        if self.slot.is_none() {
+            match service
+                .streams
+                .take(&wire.node_name, service.limits.streams_per_node)
+            {
+                Some(slot) => self.slot = Some(slot),
+                None => {
+                    state.count_rejected();
+                    return Step::End(Some(too_many_streams(
+                        &wire.node_name,
+                        service.limits.streams_per_node,
+                    )));
+                }
+            }
+        }
+        // Over the rate: stop reading this stream until it is allowed again.
+        if !self.wait_for_rate(&wire.node_name).await {
+            return Step::End(None);
+        }
+        let key = AckKey::of(&wire);
+        let pending = match NodeReport::try_from(wire) {
+            Err(invalid) => {
+                warn!(node = %key.node_name, seq = key.seq, error = %invalid, "Rejected an invalid report.");
+                state.count_rejected();
+                Pending::Now(ack(key, false, invalid.to_string()), permit)
+            }
+            Ok(_)
+                if let Some(reason) =
+                    crate::store::epoch_rejection(key.epoch, Timestamp::now()) =>
+            {
+                warn!(node = %key.node_name, epoch = key.epoch, %reason, "Rejected a report from the future.");
+                state.count_rejected();
+                Pending::Now(ack(key, false, reason), permit)
+            }
+            Ok(report) => {
+                if self.node != report.node_name {
+                    self.node.clone_from(&report.node_name);
+                    tracing::Span::current().record("node", self.node.as_str());
+                    info!(node = %self.node, epoch = report.epoch, "Agent identified.");
+                }
+                match service.committer.submit(report, bytes).await {
+                    Ok(answer) => Pending::Commit(key, answer, permit),
+                    Err(e) => {
+                        warn!(error = %e, "Cannot queue a report; closing the stream.");
+                        return Step::End(Some(Status::unavailable(
+                            "the aggregator is shutting down",
+                        )));
                     }
                 }
-                state.metrics.streams_active.dec();
-                info!(node = %node, "Agent stream closed.");
             }
-            .instrument(span),
+        };
+        if self.pending.send(pending).await.is_err() {
+            return Step::End(None);
+        }
+        Step::Continue
+    }
+
+    /// Waits until the node's rate allows one more report; false when the stream stops
+    /// meanwhile.
+    async fn wait_for_rate(&self, node: &str) -> bool {
+        let limiter = &self.service.limiter;
+        if limiter.len() > LIMITER_KEYS {
+            limiter.retain_recent();
+        }
+        let key = self.allowed.as_deref().unwrap_or(node).to_string();
+        // Checked again after each wait: other streams of the node share the bucket.
+        let mut throttled = false;
+        while let Err(not_until) = limiter.check_key(&key) {
+            if !throttled {
+                throttled = true;
+                self.service.state.metrics.ingest_throttled_total.inc();
+            }
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            debug!(?wait, "Agent stream is over its rate; slowing it down.");
+            tokio::select! {
+                () = self.stop.cancelled() => return false,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use caretaker_proto::pb::report_ingest_client::ReportIngestClient;
+    use caretaker_proto::pb::report_ingest_server::ReportIngestServer;
+    use tokio_stream::wrappers::TcpListenerStream;
+
+    use super::*;
+    use crate::store::Store;
+
+    /// A node report of about `pad` bytes (its collector errors carry the padding).
+    fn wire(node: &str, seq: u64, pad: usize) -> pb::AgentMessage {
+        let mut r = pb::NodeReport::from(crate::store::tests::report(node, 1, seq));
+        r.errors.push(pb::CollectorError {
+            collector: "test".into(),
+            place: String::new(),
+            message: "x".repeat(pad),
+        });
+        pb::AgentMessage {
+            msg: Some(agent_message::Msg::Report(r)),
+        }
+    }
+
+    /// What one report of [`wire`] holds of the budget.
+    fn report_len(pad: usize) -> usize {
+        match wire("flood", 2, pad).msg {
+            Some(agent_message::Msg::Report(r)) => prost::Message::encoded_len(&r),
+            _ => 0,
+        }
+    }
+
+    /// Serves `service` on loopback; the URL to connect to.
+    async fn serve(service: IngestService, stop: CancellationToken) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tonic::transport::Server::builder()
+            .add_service(
+                ReportIngestServer::new(service)
+                    .max_decoding_message_size(crate::api::server::MAX_MESSAGE_BYTES),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned());
+        tokio::spawn(server);
+        url
+    }
+
+    /// Opens a stream, sends `msg` and keeps the stream open; reports what the first answer
+    /// was (`Ok(true)`: an ack) on `out`.
+    async fn open(
+        url: String,
+        msg: pb::AgentMessage,
+        out: mpsc::Sender<Result<bool, Status>>,
+        keep: mpsc::Sender<mpsc::Sender<pb::AgentMessage>>,
+    ) {
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(msg).await.unwrap();
+        let _ = keep.send(tx).await;
+        let mut client = ReportIngestClient::connect(url).await.unwrap();
+        let first = match client.stream(ReceiverStream::new(rx)).await {
+            Err(status) => Err(status),
+            Ok(acks) => match acks.into_inner().message().await {
+                Ok(Some(_)) => Ok(true),
+                Ok(None) => Ok(false),
+                Err(status) => Err(status),
+            },
+        };
+        let _ = out.send(first).await;
+    }
+
+    /// A service whose node `flood` has used its one report a minute, so every later
+    /// report of it is held at the rate limit (holding its share of the budget).
+    async fn throttled(
+        limits: IngestLimits,
+    ) -> (IngestService, String, CancellationToken, Arc<State>) {
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let stop = CancellationToken::new();
+        let service =
+            IngestService::new(Arc::clone(&state), stop.clone(), limits).with_reports_per_minute(1);
+        let url = serve(service.clone(), stop.clone()).await;
+        let (out, mut got) = mpsc::channel(1);
+        let (keep, _kept) = mpsc::channel(1);
+        open(url.clone(), wire("flood", 1, 10), out, keep).await;
+        assert!(
+            matches!(got.recv().await, Some(Ok(true))),
+            "the burst of one is acked"
         );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        (service, url, stop, state)
+    }
+
+    async fn flood(
+        url: &str,
+        streams: usize,
+        pad: usize,
+    ) -> (
+        mpsc::Receiver<Result<bool, Status>>,
+        mpsc::Receiver<mpsc::Sender<pb::AgentMessage>>,
+    ) {
+        let (out, got) = mpsc::channel(streams);
+        let (keep, kept) = mpsc::channel(streams);
+        for seq in 0..streams {
+            tokio::spawn(open(
+                url.to_string(),
+                wire("flood", 2 + seq as u64, pad),
+                out.clone(),
+                keep.clone(),
+            ));
+        }
+        (got, kept)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_streams_as_one_node_is_capped_per_node() {
+        let limits = IngestLimits {
+            streams_per_node: 3,
+            ..IngestLimits::default()
+        };
+        let (service, url, stop, state) = throttled(limits).await;
+        let (mut got, _kept) = flood(&url, 20, 1000).await;
+        // Three streams are open (held at the rate); the other 17 are refused.
+        for _ in 0..17 {
+            let status = got.recv().await.unwrap().unwrap_err();
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+            assert!(
+                status
+                    .message()
+                    .starts_with("node \"flood\" already has 3 report streams open"),
+                "{status:?}"
+            );
+        }
+        assert!(
+            got.try_recv().is_err(),
+            "the three held streams have no answer yet"
+        );
+        let one = report_len(1000);
+        // Without the cap all 20 were held.
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while service.budget().held() < 3 * one {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(service.budget().held(), 3 * one);
+        let text = state.metrics.encode();
+        assert!(
+            text.contains("caretaker_ingest_reports_total{result=\"rejected\"} 17"),
+            "{text}"
+        );
+        stop.cancel();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_beyond_the_in_flight_budget_are_refused_not_buffered() {
+        let pad = 300 << 10;
+        let one = report_len(pad);
+        let limits = IngestLimits {
+            in_flight_bytes: 1 << 20,
+            budget_wait: Duration::from_millis(200),
+            streams_per_node: 100,
+            ..IngestLimits::default()
+        };
+        let (service, url, stop, _state) = throttled(limits).await;
+        let (mut got, _kept) = flood(&url, 10, pad).await;
+        // 1 MiB holds three reports of 300 KiB; the other seven find no room.
+        for _ in 0..7 {
+            let status = got.recv().await.unwrap().unwrap_err();
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+            assert!(
+                status.message().starts_with(
+                    "the aggregator's in-flight report budget (1048576 bytes) had no room"
+                ),
+                "{status:?}"
+            );
+        }
+        assert!(
+            got.try_recv().is_err(),
+            "the three held streams have no answer yet"
+        );
+        assert_eq!(service.budget().held(), 3 * one);
+        assert!(
+            service.budget().peak() <= 1 << 20,
+            "{}",
+            service.budget().peak()
+        );
+
+        // A message larger than the whole budget (but under the message size limit) can
+        // never fit: refused at once.
+        let (mut got, _kept) = flood(&url, 1, 2 << 20).await;
+        let status = got.recv().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        assert!(service.budget().peak() <= 1 << 20);
+        stop.cancel();
     }
 }

@@ -4,15 +4,19 @@
 //! - [`server`]: wires gRPC + HTTP on given listeners until a shutdown token fires.
 //! - [`ingest`]: the `ReportIngest.Stream` gRPC service (validate, store, ack): how a
 //!   report reaches the store.
+//! - [`commit`]: group commit, the one task that writes reports in batches.
 //! - [`query`]: the gRPC `Query` service; [`http`]: the same as JSON plus health, metrics
 //!   and the report page.
+//! - [`listen`]: HTTP/1 serving with a connection cap and a header-read (idle) timeout.
 //! - [`auth`]: bearer tokens of the query APIs.
 //! - [`tls`]: server TLS, node identity from client certificates, reload on change.
 //! - [`standby`]: what a standby replica serves on the HTTP port until it holds the Lease.
 
 pub mod auth;
+pub mod commit;
 pub mod http;
 pub mod ingest;
+pub mod listen;
 pub mod query;
 pub mod server;
 pub mod standby;

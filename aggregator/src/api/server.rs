@@ -5,7 +5,6 @@
 //! takes [`ServeOptions`]: TLS on both listeners (mutual for agents, see [`crate::api::tls`]),
 //! bearer tokens ([`crate::api::auth`]) and the ingest rate.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
 use crate::api::auth::{Auth, GrpcAuthLayer};
-use crate::api::ingest::{DEFAULT_REPORTS_PER_MINUTE, IdentityPolicy, IngestService};
+use crate::api::ingest::{DEFAULT_REPORTS_PER_MINUTE, IdentityPolicy, IngestLimits, IngestService};
+use crate::api::listen::HttpLimits;
 use crate::api::query::QueryService;
 use crate::api::tls::{ReloadingTls, TlsListener};
 use crate::state::State;
@@ -33,6 +33,10 @@ pub struct ServeOptions {
     pub auth: Arc<Auth>,
     /// Ingest rate per node, over all its streams.
     pub reports_per_minute: u32,
+    /// Memory bounds and group commit of ingest.
+    pub ingest: IngestLimits,
+    /// Connection cap and timeouts of the HTTP listener.
+    pub http: HttpLimits,
 }
 
 impl ServeOptions {
@@ -42,6 +46,8 @@ impl ServeOptions {
             tls: None,
             auth: Arc::new(Auth::anonymous()),
             reports_per_minute: DEFAULT_REPORTS_PER_MINUTE,
+            ingest: IngestLimits::default(),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -109,7 +115,7 @@ pub async fn serve_with(
         None => IdentityPolicy::Any,
     };
     let ingest = ReportIngestServer::new(
-        IngestService::new(Arc::clone(&state), shutdown.clone())
+        IngestService::new(Arc::clone(&state), shutdown.clone(), options.ingest)
             .with_identity(identity)
             .with_reports_per_minute(options.reports_per_minute),
     )
@@ -119,6 +125,7 @@ pub async fn serve_with(
     let grpc_addr = grpc.local_addr()?;
     let http_addr = http.local_addr()?;
     let (shutdown_grpc, shutdown_http) = (shutdown.clone(), shutdown.clone());
+    let http_limits = options.http;
     let routes = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -144,11 +151,8 @@ pub async fn serve_with(
                     .map_err(ServeError::from)
             }),
             Box::pin(async move {
-                axum::serve(http, app)
-                    .with_graceful_shutdown(shutdown_http.cancelled_owned())
-                    .into_future()
-                    .await
-                    .map_err(ServeError::from)
+                crate::api::listen::serve(http, app, http_limits, shutdown_http).await;
+                Ok(())
             }),
         ),
         Some(tls) => {
@@ -166,11 +170,9 @@ pub async fn serve_with(
                         .map_err(ServeError::from)
                 }),
                 Box::pin(async move {
-                    axum::serve(TlsListener::new(http_in, http_addr), app)
-                        .with_graceful_shutdown(shutdown_http.cancelled_owned())
-                        .into_future()
-                        .await
-                        .map_err(ServeError::from)
+                    let listener = TlsListener::new(http_in, http_addr);
+                    crate::api::listen::serve(listener, app, http_limits, shutdown_http).await;
+                    Ok(())
                 }),
             )
         }

@@ -4,7 +4,6 @@
 //! to it, it selects `caretaker.io/role: leader`) and 503 with a JSON error for everything
 //! else, in case a client reaches the pod directly. The gRPC port stays closed.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 
 use axum::Json;
@@ -15,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
+use crate::api::listen::{HttpLimits, serve as serve_limited};
 use crate::api::tls::{ReloadingTls, TlsListener};
 
 /// The `/readyz` answer of a standby (the leader answers `ready`): the role at a glance,
@@ -48,20 +48,14 @@ pub async fn serve(
     let app = router();
     let server = async move {
         match tls {
-            None => {
-                axum::serve(http, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .into_future()
-                    .await
-            }
+            None => serve_limited(http, app, HttpLimits::default(), stop).await,
             Some(tls) => {
                 let incoming = crate::api::tls::incoming(http, tls, stop.clone(), "http");
-                axum::serve(TlsListener::new(incoming, addr), app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .into_future()
-                    .await
+                let listener = TlsListener::new(incoming, addr);
+                serve_limited(listener, app, HttpLimits::default(), stop).await;
             }
         }
+        Ok(())
     };
     server.instrument(info_span!("standby", addr = %addr)).await
 }

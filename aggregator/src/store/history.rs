@@ -26,6 +26,17 @@ use crate::store::StoreError;
 const REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("history_reports");
 /// finding key → JSON of [`FindingState`].
 const FINDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("history_findings");
+/// History entries that did not decode when read, moved aside so startup, queries and
+/// recording go on without them: `reports/<ms>@<found>` or `findings/<key>@<found>` → the
+/// bytes as they were.
+const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("history_quarantine");
+
+/// A history entry that did not decode.
+#[derive(Debug)]
+enum Bad {
+    Report(u64),
+    Finding(String),
+}
 
 /// zstd level for stored reports: level 3 (zstd's default) compresses report JSON about
 /// tenfold at a few ms per report.
@@ -102,20 +113,84 @@ impl History {
         let txn = db.begin_write()?;
         txn.open_table(REPORTS)?;
         txn.open_table(FINDINGS)?;
+        txn.open_table(QUARANTINE)?;
         txn.commit()?;
         Ok(Self { db, retention })
     }
 
-    fn load_findings(&self) -> Result<BTreeMap<String, FindingState>, StoreError> {
+    /// Moves entries that did not decode to [`QUARANTINE`], each with a warning. Best
+    /// effort: when the store cannot write, the entries stay and are skipped again on the
+    /// next read, and the read that found them still answers.
+    fn quarantine(&self, bad: Vec<(Bad, Vec<u8>, StoreError)>) {
+        if bad.is_empty() {
+            return;
+        }
+        let moved = (|| -> Result<(), StoreError> {
+            let txn = self.db.begin_write()?;
+            {
+                let mut q = txn.open_table(QUARANTINE)?;
+                let mut reports = txn.open_table(REPORTS)?;
+                let mut findings = txn.open_table(FINDINGS)?;
+                for (entry, bytes, error) in &bad {
+                    let key = match entry {
+                        Bad::Report(ms) => {
+                            reports.remove(*ms)?;
+                            format!("reports/{ms}@{}", Timestamp::now())
+                        }
+                        Bad::Finding(k) => {
+                            findings.remove(k.as_str())?;
+                            format!("findings/{k}@{}", Timestamp::now())
+                        }
+                    };
+                    tracing::warn!(%error, quarantined_as = %key, "A history entry does not decode; moved it to quarantine, the rest of the history is served.");
+                    q.insert(key.as_str(), bytes.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = moved {
+            tracing::warn!(error = %e, entries = bad.len(), "Cannot move unreadable history entries to quarantine; skipping them.");
+        }
+    }
+
+    /// History entries moved to quarantine (`reports/<ms>@time` or `findings/<key>@time`
+    /// → bytes), by key.
+    ///
+    /// # Errors
+    /// Read errors.
+    pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(FINDINGS)?;
-        let mut out = BTreeMap::new();
+        let t = txn.open_table(QUARANTINE)?;
+        let mut out = Vec::new();
         for item in t.iter()? {
             let (k, v) = item?;
-            let state: FindingState =
-                serde_json::from_slice(v.value()).map_err(|e| corrupt(k.value(), e))?;
-            out.insert(k.value().to_string(), state);
+            out.push((k.value().to_string(), v.value().to_vec()));
         }
+        Ok(out)
+    }
+
+    fn load_findings(&self) -> Result<BTreeMap<String, FindingState>, StoreError> {
+        let mut out = BTreeMap::new();
+        let mut bad = Vec::new();
+        {
+            let txn = self.db.begin_read()?;
+            let t = txn.open_table(FINDINGS)?;
+            for item in t.iter()? {
+                let (k, v) = item?;
+                match serde_json::from_slice::<FindingState>(v.value()) {
+                    Ok(state) => {
+                        out.insert(k.value().to_string(), state);
+                    }
+                    Err(e) => bad.push((
+                        Bad::Finding(k.value().to_string()),
+                        v.value().to_vec(),
+                        corrupt(k.value(), e),
+                    )),
+                }
+            }
+        }
+        self.quarantine(bad);
         Ok(out)
     }
 
@@ -240,48 +315,77 @@ impl History {
     /// # Errors
     /// Read errors.
     pub fn list(&self) -> Result<Vec<(Timestamp, u64)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(REPORTS)?;
         let mut out = Vec::new();
-        for item in t.iter()? {
-            let (k, v) = item?;
-            let at = Timestamp::from_millisecond(k.value() as i64)
-                .map_err(|e| corrupt("history key", e))?;
-            out.push((at, v.value().len() as u64));
+        let mut bad = Vec::new();
+        {
+            let txn = self.db.begin_read()?;
+            let t = txn.open_table(REPORTS)?;
+            for item in t.iter()? {
+                let (k, v) = item?;
+                match i64::try_from(k.value())
+                    .map_err(|e| corrupt("history key", e))
+                    .and_then(|ms| {
+                        Timestamp::from_millisecond(ms).map_err(|e| corrupt("history key", e))
+                    }) {
+                    Ok(at) => out.push((at, v.value().len() as u64)),
+                    Err(e) => bad.push((Bad::Report(k.value()), v.value().to_vec(), e)),
+                }
+            }
         }
+        self.quarantine(bad);
         Ok(out)
     }
 
-    /// The latest report recorded at or before `at`.
+    /// The latest readable report recorded at or before `at` (unreadable ones on the way
+    /// are quarantined and skipped).
     ///
     /// # Errors
-    /// Read errors or an entry that does not decode.
+    /// Read errors.
     pub fn at(&self, at: Timestamp) -> Result<Option<ClusterReport>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(REPORTS)?;
-        let Some(item) = t.range(..=ms(at))?.next_back() else {
-            return Ok(None);
-        };
-        let (_, v) = item?;
-        decode(v.value()).map(Some)
+        let mut found = None;
+        let mut bad = Vec::new();
+        {
+            let txn = self.db.begin_read()?;
+            let t = txn.open_table(REPORTS)?;
+            for item in t.range(..=ms(at))?.rev() {
+                let (k, v) = item?;
+                match decode(v.value()) {
+                    Ok(r) => {
+                        found = Some(r);
+                        break;
+                    }
+                    Err(e) => bad.push((Bad::Report(k.value()), v.value().to_vec(), e)),
+                }
+            }
+        }
+        self.quarantine(bad);
+        Ok(found)
     }
 
-    /// Every report recorded in `[from, to]`, oldest first.
+    /// Every readable report recorded in `[from, to]`, oldest first (unreadable ones are
+    /// quarantined and skipped).
     ///
     /// # Errors
-    /// Read errors or an entry that does not decode.
+    /// Read errors.
     pub fn between(
         &self,
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<ClusterReport>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(REPORTS)?;
         let mut out = Vec::new();
-        for item in t.range(ms(from)..=ms(to))? {
-            let (_, v) = item?;
-            out.push(decode(v.value())?);
+        let mut bad = Vec::new();
+        {
+            let txn = self.db.begin_read()?;
+            let t = txn.open_table(REPORTS)?;
+            for item in t.range(ms(from)..=ms(to))? {
+                let (k, v) = item?;
+                match decode(v.value()) {
+                    Ok(r) => out.push(r),
+                    Err(e) => bad.push((Bad::Report(k.value()), v.value().to_vec(), e)),
+                }
+            }
         }
+        self.quarantine(bad);
         Ok(out)
     }
 }
@@ -599,5 +703,68 @@ mod tests {
         assert_eq!(h.list().unwrap().len(), 1);
         let r = h.at(at(10)).unwrap().unwrap();
         assert_eq!(r.findings.len(), 2);
+    }
+
+    #[test]
+    fn unreadable_history_entries_are_quarantined_and_the_rest_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            let h = History::new(s.database(), Retention::default()).unwrap();
+            for t in [0, 100, 200] {
+                h.record(&mut report_at(t, true, 40.0)).unwrap();
+            }
+            let txn = s.database().begin_write().unwrap();
+            {
+                let mut reports = txn.open_table(REPORTS).unwrap();
+                reports.insert(ms(at(100)), b"not zstd".as_slice()).unwrap();
+                // A key no timestamp has (year > 9999).
+                reports.insert(u64::MAX, b"x".as_slice()).unwrap();
+                let mut findings = txn.open_table(FINDINGS).unwrap();
+                let key = findings
+                    .iter()
+                    .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap()
+                    .0
+                    .value()
+                    .to_string();
+                findings
+                    .insert(key.as_str(), b"{not json".as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        // Startup (what State::build reads) goes on: the bad key is skipped.
+        let s = Store::open(dir.path()).unwrap();
+        let h = History::new(s.database(), Retention::default()).unwrap();
+        let listed: Vec<Timestamp> = h.list().unwrap().into_iter().map(|(t, _)| t).collect();
+        assert_eq!(listed, vec![at(0), at(100), at(200)]);
+        // A query at the unreadable report answers with the one before it.
+        assert_eq!(h.at(at(150)).unwrap().unwrap().generated_at, at(0));
+        let between: Vec<Timestamp> = h
+            .between(at(0), at(300))
+            .unwrap()
+            .into_iter()
+            .map(|r| r.generated_at)
+            .collect();
+        assert_eq!(between, vec![at(0), at(200)]);
+        // Recording goes on past the unreadable finding.
+        h.record(&mut report_at(300, true, 40.0)).unwrap();
+        let q: Vec<String> = h
+            .quarantined()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(q.len(), 3, "{q:?}");
+        assert!(q[0].starts_with("findings/"), "{q:?}");
+        assert!(
+            q[1].starts_with(&format!("reports/{}@", ms(at(100)))),
+            "{q:?}"
+        );
+        assert!(q[2].starts_with(&format!("reports/{}@", u64::MAX)), "{q:?}");
+        assert_eq!(h.list().unwrap().len(), 3, "moved, not only skipped");
     }
 }

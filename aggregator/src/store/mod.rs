@@ -418,47 +418,89 @@ impl Store {
         received_at: Timestamp,
         stale_after_intervals: u32,
     ) -> Result<(Outcome, Option<StoredNode>), StoreError> {
-        let txn = self.db.begin_write()?;
-        let (outcome, entry) = {
-            let mut table = txn.open_table(NODES)?;
-            let stored = table
-                .get(report.node_name.as_str())?
-                .map(|v| v.value().to_vec());
-            let previous = match stored {
-                None => None,
-                Some(bytes) => match decode(&report.node_name, &bytes) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        let mut q = txn.open_table(QUARANTINE)?;
-                        quarantine(&mut table, &mut q, &report.node_name, &bytes, &e)?;
-                        None
-                    }
-                },
-            };
-            let stale = previous.as_ref().is_some_and(|p| {
-                crate::report::freshness(p, stale_after_intervals, received_at)
-                    == caretaker_core::model::Freshness::Stale
-            });
-            let outcome = decide(
-                previous.as_ref().map(|p| (p.report.epoch, p.report.seq)),
-                stale,
-                report.epoch,
-                report.seq,
-            );
-            if outcome != Outcome::Stored {
-                return Ok((outcome, previous));
-            }
-            let entry = StoredNode {
-                report: report.clone(),
-                received_at,
-                reports_stored_total: previous.map_or(0, |p| p.reports_stored_total) + 1,
-            };
-            table.insert(report.node_name.as_str(), encode(&entry).as_slice())?;
-            (outcome, Some(entry))
-        };
-        txn.commit()?;
-        Ok((outcome, entry))
+        let mut out = self.put_batch(
+            std::slice::from_ref(report),
+            received_at,
+            stale_after_intervals,
+        )?;
+        out.pop().ok_or(StoreError::Unwritable)
     }
+
+    /// [`Store::put`] for many reports in one write transaction and one commit (one fsync):
+    /// group commit. Reports are decided in order, each against what the reports before it
+    /// in the batch left, so two reports of one node in a batch behave as two `put`s.
+    /// Returns one `(outcome, entry)` per report, in order; the entry of a report that was
+    /// not stored is what was stored before it.
+    ///
+    /// # Errors
+    /// Write or commit errors: nothing of the batch was stored, and none of it may be acked.
+    pub fn put_batch(
+        &self,
+        reports: &[NodeReport],
+        received_at: Timestamp,
+        stale_after_intervals: u32,
+    ) -> Result<Vec<(Outcome, Option<StoredNode>)>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut out = Vec::with_capacity(reports.len());
+        {
+            let mut table = txn.open_table(NODES)?;
+            for report in reports {
+                out.push(put_one(
+                    &txn,
+                    &mut table,
+                    report,
+                    received_at,
+                    stale_after_intervals,
+                )?);
+            }
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+}
+
+/// One report of [`Store::put_batch`], inside its transaction.
+fn put_one(
+    txn: &redb::WriteTransaction,
+    table: &mut redb::Table<&str, &[u8]>,
+    report: &NodeReport,
+    received_at: Timestamp,
+    stale_after_intervals: u32,
+) -> Result<(Outcome, Option<StoredNode>), StoreError> {
+    let stored = table
+        .get(report.node_name.as_str())?
+        .map(|v| v.value().to_vec());
+    let previous = match stored {
+        None => None,
+        Some(bytes) => match decode(&report.node_name, &bytes) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let mut q = txn.open_table(QUARANTINE)?;
+                quarantine(table, &mut q, &report.node_name, &bytes, &e)?;
+                None
+            }
+        },
+    };
+    let stale = previous.as_ref().is_some_and(|p| {
+        crate::report::freshness(p, stale_after_intervals, received_at)
+            == caretaker_core::model::Freshness::Stale
+    });
+    let outcome = decide(
+        previous.as_ref().map(|p| (p.report.epoch, p.report.seq)),
+        stale,
+        report.epoch,
+        report.seq,
+    );
+    if outcome != Outcome::Stored {
+        return Ok((outcome, previous));
+    }
+    let entry = StoredNode {
+        report: report.clone(),
+        received_at,
+        reports_stored_total: previous.map_or(0, |p| p.reports_stored_total) + 1,
+    };
+    table.insert(report.node_name.as_str(), encode(&entry).as_slice())?;
+    Ok((outcome, Some(entry)))
 }
 
 fn create(path: &Path) -> Result<Database, StoreError> {
@@ -725,6 +767,38 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert!(Store::open(dir.path()).is_err());
+    }
+
+    proptest! {
+        /// Group commit changes nothing but the number of transactions: any deliveries cut
+        /// into any batches end with the outcomes and the store of one `put` each.
+        #[test]
+        fn a_batch_decides_as_its_reports_one_by_one(
+            deliveries in proptest::collection::vec((0usize..3, 1u64..3, 1u64..6), 1..60),
+            cuts in proptest::collection::vec(1usize..8, 1..20),
+        ) {
+            let one = Store::in_memory().unwrap();
+            let batched = Store::in_memory().unwrap();
+            let t = Timestamp::from_second(1_800_000_000).unwrap();
+            let reports: Vec<NodeReport> = deliveries
+                .iter()
+                .map(|(n, e, s)| report(&format!("n{n}"), *e, *s))
+                .collect();
+            let expected: Vec<Outcome> =
+                reports.iter().map(|r| one.put(r, t, 3).unwrap().0).collect();
+            let mut got = Vec::new();
+            let mut rest = reports.as_slice();
+            for cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (batch, tail) = rest.split_at((*cut).min(rest.len()));
+                got.extend(batched.put_batch(batch, t, 3).unwrap().into_iter().map(|(o, _)| o));
+                rest = tail;
+            }
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(batched.load_all().unwrap(), one.load_all().unwrap());
+        }
     }
 
     proptest! {
