@@ -48,6 +48,7 @@ fn synthetic(n_images: usize, n_containers: usize) -> (Vec<Image>, Vec<ImageUser
             created: Some(now - SignedDuration::from_hours((i % 500) as i64)),
             size_bytes: 50_000_000 + i as u64,
             shared_bytes: Some(10_000_000),
+            layers: Vec::new(),
             pinned: i % 97 == 0,
         })
         .collect();

@@ -128,6 +128,7 @@ fn image(n: u8, tags: &[&str], hours_old: i64) -> Image {
         created: Some(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(hours_old)),
         size_bytes: 512 * KIB as u64,
         shared_bytes: Some(0),
+        layers: Vec::new(),
         pinned: false,
     }
 }

@@ -1,7 +1,8 @@
 //! `caretaker-standalone`: an aggregator and an agent for this machine in one process,
 //! talking real gRPC over loopback, plus the cluster checks and cleanup proposals on a
-//! `kubectl` dump (by default the example in `examples/cluster-dump`). No cluster, no
-//! config file.
+//! `kubectl` dump (by default the example in `examples/cluster-dump`) or, with a kubeconfig
+//! context, on a real cluster read through the aggregator's live source (list requests
+//! only: nothing is changed, the proposals stay proposals). No config file.
 //!
 //! With `--once` it waits until at least two reports of this node are stored (the second
 //! one carries network rates), fetches the merged report through the gRPC `Query` service
@@ -10,13 +11,17 @@
 //! # Layout
 //! - [`run`]: starts the aggregator's servers ([`caretaker_aggregator::api::server`]) on
 //!   loopback and the agent's daemon ([`caretaker_agent::run`]) reporting to them.
-//! - `main.rs`: the command line (`--once`, `--output`, `--timeout`, `--path.*`).
+//! - [`kube_client`]: the client for `--kubeconfig`/`--context`, checked before anything
+//!   starts.
+//! - `main.rs`: the command line (`--once`, `--output`, `--timeout`, `--path.*`,
+//!   `--from-dump`, `--kubeconfig`, `--context`).
 //!
 //! Nothing is decided here: log rotation in the agent's `logs::schedule`, images in use in
 //! its `images::plan`, checks in the aggregator's `checks`; a report goes agent `stream` →
 //! aggregator `api::ingest` → `state` → `store`, exactly as in a cluster, only over loopback.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +56,113 @@ pub enum StandaloneError {
     Query(#[source] caretaker_aggregator::client::ClientError),
     #[error(transparent)]
     Serve(#[from] caretaker_aggregator::api::server::ServeError),
+    #[error("kubeconfig {}", place(.0))]
+    Kubeconfig(Option<PathBuf>, #[source] kube::config::KubeconfigError),
+    #[error("kubeconfig {}: no context named {name:?} (it has: {})", place(.path), .known.join(", "))]
+    UnknownContext {
+        path: Option<PathBuf>,
+        name: String,
+        known: Vec<String>,
+    },
+    #[error("kubeconfig {}: cannot build a client", place(.0))]
+    Client(Option<PathBuf>, #[source] kube::Error),
+    #[error("cannot reach the Kubernetes API server {server} (kubeconfig {})", place(.path))]
+    Unreachable {
+        path: Option<PathBuf>,
+        server: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the Kubernetes API server {server} (kubeconfig {}) did not answer within {after:?}", place(.path))]
+    NoAnswer {
+        path: Option<PathBuf>,
+        server: String,
+        after: Duration,
+    },
+}
+
+/// The kubeconfig named in an error: the path given, else where kubectl looks.
+fn place(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => p.display().to_string(),
+        None => "($KUBECONFIG or ~/.kube/config)".into(),
+    }
+}
+
+/// Where the cluster part of the report comes from.
+#[derive(Clone)]
+pub enum ClusterInput {
+    /// None: this machine's node report only.
+    None,
+    /// `kubectl get … -o json|yaml` files or directories.
+    Dump(Vec<PathBuf>),
+    /// A real cluster, listed read-only through the aggregator's live source.
+    Live(kube::Client),
+}
+
+impl std::fmt::Debug for ClusterInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::Dump(p) => f.debug_tuple("Dump").field(p).finish(),
+            Self::Live(_) => f.write_str("Live"),
+        }
+    }
+}
+
+/// A client for the cluster of `context` (default: the current context) in `kubeconfig`
+/// (default: `$KUBECONFIG`, else `~/.kube/config`, as kubectl), checked by asking the API
+/// server its version (waiting at most `timeout`), so that a wrong name or an unreachable
+/// server stops the run before anything starts.
+///
+/// # Errors
+/// [`StandaloneError::Kubeconfig`] (unreadable or invalid file, no current context),
+/// [`StandaloneError::UnknownContext`], [`StandaloneError::Client`],
+/// [`StandaloneError::Unreachable`], [`StandaloneError::NoAnswer`].
+pub async fn kube_client(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+    timeout: Duration,
+) -> Result<kube::Client, StandaloneError> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let path = kubeconfig.map(Path::to_path_buf);
+    let file = match kubeconfig {
+        Some(p) => Kubeconfig::read_from(p),
+        None => Kubeconfig::read(),
+    }
+    .map_err(|e| StandaloneError::Kubeconfig(path.clone(), e))?;
+    if let Some(name) = context
+        && !file.contexts.iter().any(|c| c.name == name)
+    {
+        return Err(StandaloneError::UnknownContext {
+            path,
+            name: name.to_string(),
+            known: file.contexts.iter().map(|c| c.name.clone()).collect(),
+        });
+    }
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..KubeConfigOptions::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(file, &options)
+        .await
+        .map_err(|e| StandaloneError::Kubeconfig(path.clone(), e))?;
+    let server = config.cluster_url.to_string();
+    let client =
+        kube::Client::try_from(config).map_err(|e| StandaloneError::Client(path.clone(), e))?;
+    match tokio::time::timeout(timeout, client.apiserver_version()).await {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(source)) => Err(StandaloneError::Unreachable {
+            path,
+            server,
+            source,
+        }),
+        Err(_) => Err(StandaloneError::NoAnswer {
+            path,
+            server,
+            after: timeout,
+        }),
+    }
 }
 
 /// Addresses the standalone servers listen on.
@@ -68,7 +180,7 @@ pub struct Endpoints {
 /// See [`StandaloneError`].
 pub async fn run(
     paths: HostPaths,
-    dump: Vec<std::path::PathBuf>,
+    cluster: ClusterInput,
     once: bool,
     timeout: Duration,
     shutdown: CancellationToken,
@@ -116,9 +228,7 @@ pub async fn run(
                 .node(&node, jiff::Timestamp::now())
                 .map_or(0, |n| n.reports_stored_total);
             if stored >= REPORTS_BEFORE_PRINT {
-                if !dump.is_empty() {
-                    cluster_round(&state, dump.clone()).await;
-                }
+                cluster_round(&state, cluster.clone()).await;
                 break query(endpoints.grpc).await;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -143,18 +253,23 @@ pub async fn run(
     outcome
 }
 
-/// The cluster checks and cleanup proposals on a `kubectl get -o json|yaml` dump, merged
-/// into the report beside the node's own.
-async fn cluster_round(state: &State, dump_paths: Vec<std::path::PathBuf>) {
+/// The cluster checks and cleanup proposals on a `kubectl get -o json|yaml` dump or a live
+/// cluster, merged into the report beside the node's own.
+async fn cluster_round(state: &State, cluster: ClusterInput) {
     use caretaker_aggregator::round::{ClusterConfig, RoundConfig, Rounds, Source};
-    let mut rounds = Rounds::new(RoundConfig {
+    let config = |source, dump_paths| RoundConfig {
         cluster: ClusterConfig {
-            source: Source::Dump,
+            source,
             dump_paths,
             ..ClusterConfig::default()
         },
         ..RoundConfig::default()
-    });
+    };
+    let mut rounds = match cluster {
+        ClusterInput::None => return,
+        ClusterInput::Dump(paths) => Rounds::new(config(Source::Dump, paths)),
+        ClusterInput::Live(client) => Rounds::with_client(config(Source::Live, Vec::new()), client),
+    };
     let round = rounds
         .run(&state.node_reports(), jiff::Timestamp::now())
         .await;

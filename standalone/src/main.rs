@@ -9,12 +9,15 @@ use anyhow::Context;
 use caretaker_agent::paths::HostPaths;
 use caretaker_aggregator::report::{self, Output};
 use caretaker_core::config::EXIT_USAGE;
+use caretaker_standalone::ClusterInput;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-/// Aggregator + agent for this machine in one process over loopback gRPC; no cluster,
-/// no config. With --once: print the merged report after two reports and exit.
+/// Aggregator + agent for this machine in one process over loopback gRPC, with the cluster
+/// checks and cleanup proposals on a dump (default: the example) or, with --context or
+/// --kubeconfig, on a real cluster read-only; no config. With --once: print the merged
+/// report after two reports and exit.
 #[derive(Debug, Parser)]
 #[command(name = "caretaker-standalone", version)]
 struct Cli {
@@ -39,8 +42,17 @@ struct Cli {
     #[arg(long = "from-dump")]
     from_dump: Vec<PathBuf>,
     /// No cluster part: this machine's node report only.
-    #[arg(long, conflicts_with = "from_dump")]
+    #[arg(long, conflicts_with_all = ["from_dump", "context", "kubeconfig"])]
     no_cluster: bool,
+    /// Read a real cluster instead of a dump: this kubeconfig context (default: the
+    /// kubeconfig's current context). Read-only: the live source only lists, and cleanup
+    /// stays proposals.
+    #[arg(long, conflicts_with = "from_dump")]
+    context: Option<String>,
+    /// The kubeconfig for --context (default: $KUBECONFIG, else ~/.kube/config, as
+    /// kubectl). Given alone, its current context is read.
+    #[arg(long, conflicts_with = "from_dump")]
+    kubeconfig: Option<PathBuf>,
 }
 
 /// The example dump: beside the working directory (the repository's root), else beside
@@ -85,8 +97,11 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
         rootfs,
         from_dump,
         no_cluster,
+        context,
+        kubeconfig,
     } = cli;
-    let dump = if no_cluster {
+    let live = context.is_some() || kubeconfig.is_some();
+    let dump = if no_cluster || live {
         Vec::new()
     } else if from_dump.is_empty() {
         example_dump().into_iter().collect()
@@ -108,6 +123,19 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
+    let cluster = if live {
+        // Checked before anything starts: a wrong context or an unreachable server is the
+        // error, not an empty report.
+        ClusterInput::Live(rt.block_on(caretaker_standalone::kube_client(
+            kubeconfig.as_deref(),
+            context.as_deref(),
+            timeout,
+        ))?)
+    } else if dump.is_empty() {
+        ClusterInput::None
+    } else {
+        ClusterInput::Dump(dump)
+    };
     let report = rt.block_on(async {
         let shutdown = CancellationToken::new();
         let s = shutdown.clone();
@@ -115,7 +143,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
             wait_for_signal().await;
             s.cancel();
         });
-        caretaker_standalone::run(paths, dump, once, timeout, shutdown, |e| {
+        caretaker_standalone::run(paths, cluster, once, timeout, shutdown, |e| {
             if !once {
                 eprintln!(
                     "caretaker standalone: gRPC on {}, HTTP on http://{}/api/v1/report; Ctrl-C to stop",

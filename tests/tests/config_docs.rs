@@ -33,6 +33,26 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// One documented field: name, type, doc text.
 type Field = (String, String, String);
 
+/// The marker a field's doc gets when a `macro_rules!` repetition declares it
+/// (`$( pub $field: Option<Arg>, )*`): [`generate`] replaces it with the field's own text.
+const MACRO_FIELD: &str = "\u{0}macro field";
+
+/// The identifiers a `macro_rules! NAME` in `src` is invoked with (`NAME!(a, b, c);`):
+/// the fields its repetition declares.
+fn macro_arguments(src: &str, name: &str) -> Vec<String> {
+    let Some(start) = src.find(&format!("\n{name}!(")) else {
+        return Vec::new();
+    };
+    let args = &src[start + name.len() + 3..];
+    let end = args.find(')').unwrap_or(args.len());
+    args[..end]
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// The config structs of one source file: struct name → (struct doc, fields).
 fn config_structs(src: &str) -> Vec<(String, String, Vec<Field>)> {
     let lines: Vec<&str> = src.lines().collect();
@@ -75,6 +95,30 @@ fn config_structs(src: &str) -> Vec<(String, String, Vec<Field>)> {
                 in_attr = !l.ends_with(']');
             } else if let Some(d) = l.strip_prefix("///") {
                 field_doc.push(d.trim().to_string());
+            } else if let Some(rep) = l.strip_prefix("$(")
+                && let Some((_, ty)) = rep.split_once("pub $")
+                && let Some((_, ty)) = ty.split_once(':')
+            {
+                // A repetition: the fields are the arguments the enclosing macro is invoked with.
+                let ty = ty
+                    .trim()
+                    .trim_end_matches(")*")
+                    .trim()
+                    .trim_end_matches(',');
+                let macro_name = lines[..i]
+                    .iter()
+                    .rev()
+                    .find_map(|m| m.trim().strip_prefix("macro_rules! "))
+                    .map(|m| m.trim_end_matches(" {").trim());
+                let args = macro_name.map_or_else(Vec::new, |m| macro_arguments(src, m));
+                assert!(
+                    !args.is_empty(),
+                    "struct {name}: repetition {l:?} with no macro invocation"
+                );
+                for a in args {
+                    fields.push((a, ty.to_string(), MACRO_FIELD.to_string()));
+                }
+                field_doc.clear();
             } else if let Some(f) = l.strip_prefix("pub ") {
                 if let Some((fname, ty)) = f.split_once(':') {
                     fields.push((
@@ -96,7 +140,45 @@ fn config_structs(src: &str) -> Vec<(String, String, Vec<Field>)> {
     out
 }
 
+/// The logrotate directives' meanings from `agent/LOGS.md`'s directive table (the one
+/// place they are written): directive name → (its syntax, meaning). A row naming several
+/// directives (`` `missingok` / `nomissingok` ``) gives each the row's text.
+fn directive_meanings() -> BTreeMap<String, (String, String)> {
+    let path = root().join("agent/LOGS.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let mut out = BTreeMap::new();
+    let mut in_table = false;
+    for line in text.lines() {
+        if line.starts_with("| directive | meaning") {
+            in_table = true;
+            continue;
+        }
+        if !in_table || line.starts_with("|---") {
+            continue;
+        }
+        if !line.starts_with('|') {
+            break;
+        }
+        let row = line.replace("\\|", "\u{1}");
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let [_, names, meaning, ..] = cells[..] else {
+            continue;
+        };
+        let meaning = meaning.replace('\u{1}', "|");
+        for (k, part) in names.split('`').enumerate() {
+            if k % 2 == 1
+                && let Some(directive) = part.split_whitespace().next()
+            {
+                out.entry(directive.to_string())
+                    .or_insert_with(|| (part.replace('\u{1}', "|"), meaning.clone()));
+            }
+        }
+    }
+    out
+}
+
 fn generate() -> String {
+    let meanings = directive_meanings();
     let mut page = String::from(
         "# Configuration reference\n\n\
          Generated from the config types (`#[serde(deny_unknown_fields)]` structs and their\n\
@@ -130,6 +212,14 @@ fn generate() -> String {
             }
             page.push_str("| option | type | meaning, unit, default |\n|---|---|---|\n");
             for (f, ty, d) in fields {
+                let d = if d == MACRO_FIELD {
+                    let (syntax, meaning) = meanings.get(&f).unwrap_or_else(|| {
+                        panic!("`{name}.{f}`: no row for directive `{f}` in agent/LOGS.md")
+                    });
+                    format!("logrotate `{syntax}` (agent/LOGS.md): {meaning}")
+                } else {
+                    d
+                };
                 let d = d.replace('|', "\\|");
                 let ty = ty.replace('|', "\\|");
                 page.push_str(&format!("| `{f}` | `{ty}` | {d} |\n"));
@@ -164,6 +254,8 @@ fn the_config_page_matches_the_config_types() {
         "| `docker_socket` |",
         "| `keep` |",
         "| `webhook_url` |",
+        "| `rotate` | `Option<Arg>` |",
+        "| `copytruncate` | `Option<Arg>` |",
     ] {
         assert!(page.contains(section), "{section} in docs/config.md");
     }

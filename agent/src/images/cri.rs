@@ -192,6 +192,7 @@ impl ImageRuntime for CriRuntime {
                 created,
                 size_bytes: i.size,
                 shared_bytes: None,
+                layers: Vec::new(),
                 pinned: i.pinned,
             })
             .collect())

@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 
 use super::execute::{Outcome, apply};
 use super::plan::{Mode, Policy, Reason, plan};
-use super::runtime::{Error, ImageRuntime, InUseIndex};
+use super::runtime::{Error, ImageRuntime, InUseIndex, layers_freed};
 use super::select::{AnyRuntime, RuntimeChoice, connect};
 use crate::config::ImagesConfig;
 
@@ -329,7 +329,8 @@ async fn check_runtime<R: ImageRuntime>(
         image_fs_used_percent: used_percent.map(|p| p.clamp(0.0, 100.0)),
         images_total: left.len() as u64,
         images_unused: unused.len() as u64,
-        reclaimable_bytes: unused.iter().map(|i| i.exclusive_bytes()).sum(),
+        reclaimable_bytes: layers_freed(&unused.iter().map(|i| **i).collect::<Vec<_>>(), &left)
+            .unwrap_or_else(|| unused.iter().map(|i| i.exclusive_bytes()).sum()),
         last_prune: mem.last_prune.clone(),
         removed_total: mem.removed_total,
         removed_bytes_total: mem.removed_bytes_total,
@@ -427,6 +428,7 @@ mod tests {
             created: Some(Timestamp::now() - SignedDuration::from_hours(age_hours)),
             size_bytes: size,
             shared_bytes: Some(0),
+            layers: Vec::new(),
             pinned: false,
         }
     }

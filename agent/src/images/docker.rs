@@ -7,15 +7,46 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{ListContainersOptions, ListImagesOptions, RemoveImageOptions};
+use futures_util::StreamExt;
 use jiff::Timestamp;
 use tokio::sync::OnceCell;
 
 use super::runtime::{
-    DiskUsage, Error, Image, ImageFs, ImageRuntime, ImageUser, RemoveError, Result, UserKind,
+    DiskUsage, Error, Image, ImageFs, ImageRuntime, ImageUser, Layer, RemoveError, Result,
+    UserKind, chain_ids,
 };
 use crate::stats::filesystems::{statvfs, under_root};
 
 const NAME: &str = "docker";
+
+/// Images whose layers are asked at once (two calls each: inspect and history).
+const LAYER_CONCURRENCY: usize = 8;
+
+/// The layers of an image from its diff IDs (`RootFS.Layers`, bottom first), the sizes of
+/// its history entries (oldest first) and its size: Docker gives each history entry that
+/// made a layer that layer's `DiffSize`, and 0 to the others (`ENV`, `CMD` …), but the API
+/// does not say which entries made layers. So the sizes are matched only when that is
+/// unambiguous: one entry per layer, or exactly one non-zero entry per layer, or a single
+/// layer; and the sizes must add up to the image's size. Otherwise empty (unknown).
+pub(crate) fn match_layers(diff_ids: &[String], history: &[u64], size_bytes: u64) -> Vec<Layer> {
+    let sizes: Vec<u64> = if history.len() == diff_ids.len() {
+        history.to_vec()
+    } else if history.iter().filter(|s| **s > 0).count() == diff_ids.len() {
+        history.iter().copied().filter(|s| *s > 0).collect()
+    } else if diff_ids.len() == 1 {
+        vec![size_bytes]
+    } else {
+        return Vec::new();
+    };
+    if diff_ids.is_empty() || sizes.iter().sum::<u64>() != size_bytes {
+        return Vec::new();
+    }
+    chain_ids(diff_ids)
+        .into_iter()
+        .zip(sizes)
+        .map(|(id, bytes)| Layer { id, bytes })
+        .collect()
+}
 
 /// A connected Docker engine.
 #[derive(Debug)]
@@ -117,6 +148,40 @@ fn is_not_found(e: &BollardError) -> bool {
     )
 }
 
+impl DockerRuntime {
+    /// An image's layers ([`match_layers`]); empty when the engine does not answer (the
+    /// image was removed meanwhile, or a call failed: the plan then estimates without them).
+    async fn layers(&self, image: &Image) -> Vec<Layer> {
+        let (inspect, history) = tokio::join!(
+            self.docker.inspect_image(&image.id),
+            self.docker.image_history(&image.id)
+        );
+        let (Ok(inspect), Ok(history)) = (inspect, history) else {
+            return Vec::new();
+        };
+        let diff_ids = inspect.root_fs.and_then(|r| r.layers).unwrap_or_default();
+        // The API lists the history newest first.
+        let sizes: Vec<u64> = history
+            .iter()
+            .rev()
+            .map(|h| u64::try_from(h.size).unwrap_or(0))
+            .collect();
+        match_layers(&diff_ids, &sizes, image.size_bytes)
+    }
+
+    /// Fills in each image's layers, [`LAYER_CONCURRENCY`] images at a time.
+    async fn with_layers(&self, images: Vec<Image>) -> Vec<Image> {
+        futures_util::stream::iter(images)
+            .map(|mut i| async move {
+                i.layers = self.layers(&i).await;
+                i
+            })
+            .buffered(LAYER_CONCURRENCY)
+            .collect()
+            .await
+    }
+}
+
 impl ImageRuntime for DockerRuntime {
     fn name(&self) -> &'static str {
         NAME
@@ -133,7 +198,7 @@ impl ImageRuntime for DockerRuntime {
             .list_images(Some(opts))
             .await
             .map_err(call_error("list images", self.docker.timeout()))?;
-        Ok(list
+        let images = list
             .into_iter()
             .map(|i| Image {
                 id: i.id,
@@ -152,9 +217,11 @@ impl ImageRuntime for DockerRuntime {
                 size_bytes: u64::try_from(i.size).unwrap_or(0),
                 // -1: the engine did not compute it (API < 1.42).
                 shared_bytes: u64::try_from(i.shared_size).ok(),
+                layers: Vec::new(),
                 pinned: false,
             })
-            .collect())
+            .collect::<Vec<Image>>();
+        Ok(self.with_layers(images).await)
     }
 
     async fn list_users(&self) -> Result<Vec<ImageUser>> {
@@ -232,5 +299,36 @@ impl ImageRuntime for DockerRuntime {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(remove_error(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|k| format!("sha256:{k:02}")).collect()
+    }
+
+    fn bytes(layers: &[Layer]) -> Vec<u64> {
+        layers.iter().map(|l| l.bytes).collect()
+    }
+
+    #[test]
+    fn history_sizes_are_matched_to_layers_only_when_unambiguous() {
+        // One history entry per layer.
+        assert_eq!(bytes(&match_layers(&ids(2), &[3, 4], 7)), vec![3, 4]);
+        // Entries without a layer (CMD, ENV) have size 0.
+        assert_eq!(bytes(&match_layers(&ids(2), &[3, 0, 4, 0], 7)), vec![3, 4]);
+        // A single layer is the image.
+        assert_eq!(bytes(&match_layers(&ids(1), &[], 9)), vec![9]);
+        // An empty real layer among empty entries: which entry is which is unknown.
+        assert!(match_layers(&ids(3), &[3, 0, 0, 4], 7).is_empty());
+        // Sizes that do not add up to the image are not trusted.
+        assert!(match_layers(&ids(2), &[3, 5], 7).is_empty());
+        assert!(match_layers(&[], &[], 0).is_empty());
+        let l = match_layers(&ids(2), &[3, 4], 7);
+        assert_eq!(l[0].id, "sha256:00");
+        assert_eq!(l[1].id, chain_ids(&ids(2))[1]);
     }
 }

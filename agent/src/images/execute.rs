@@ -158,6 +158,7 @@ mod tests {
             created: Some(now() - jiff::SignedDuration::from_hours(age_hours)),
             size_bytes: size,
             shared_bytes: Some(0),
+            layers: Vec::new(),
             pinned: false,
         }
     }

@@ -153,7 +153,10 @@ pub struct Decision {
     pub id: String,
     pub created: Option<Timestamp>,
     pub size_bytes: u64,
-    /// Bytes removing this image alone is expected to free (size minus shared layers).
+    /// Bytes this removal is expected to free. For a removal, with the runtime's layers
+    /// known: the bytes of its layers that no kept image uses and no later removal still
+    /// holds, so the plan's sum counts every shared layer once. Otherwise (and for kept
+    /// images): its size minus the layers it shares.
     pub reclaimable_bytes: u64,
     pub reason: Reason,
     /// A sentence that says which rule decided, e.g. "created 9d 2h ago, min_age 7days".
@@ -426,12 +429,47 @@ pub fn plan(
             (Some(disk), Some(target_used_percent))
         }
     };
+    count_layers_once(&mut removals, images);
     kept.sort_by(|a, b| a.image.cmp(&b.image).then_with(|| a.id.cmp(&b.id)));
     removals.extend(kept);
     Plan {
         decisions: removals,
         disk,
         stop_at_percent: stop_at,
+    }
+}
+
+/// Sets each removal's `reclaimable_bytes` to what the runtime frees when it is carried
+/// out in plan order: a layer counts once, at the last removal that uses it, and not at
+/// all when an image that stays uses it, which is how `docker image prune` adds up its
+/// "reclaimed space" (and what `docker system df` shows freed). Needs every image's layers
+/// ([`Image::layers`]): with any unknown, the removals keep [`Image::exclusive_bytes`].
+fn count_layers_once(removals: &mut [Decision], images: &[Image]) {
+    if images.iter().any(|i| i.layers.is_empty()) {
+        return;
+    }
+    // One pass each way (a plan can hold thousands of images): the layers the images that
+    // stay hold, and for each layer the last removal that uses it.
+    let removed: HashSet<&str> = removals.iter().map(|d| d.id.as_str()).collect();
+    let held: HashSet<&str> = images
+        .iter()
+        .filter(|i| !removed.contains(i.id.as_str()))
+        .flat_map(|i| i.layers.iter().map(|l| l.id.as_str()))
+        .collect();
+    let mut last: HashMap<String, usize> = HashMap::new();
+    for (k, d) in removals.iter().enumerate() {
+        for l in &d.source.layers {
+            last.insert(l.id.clone(), k);
+        }
+    }
+    for (k, d) in removals.iter_mut().enumerate() {
+        d.reclaimable_bytes = d
+            .source
+            .layers
+            .iter()
+            .filter(|l| !held.contains(l.id.as_str()) && last.get(&l.id) == Some(&k))
+            .map(|l| l.bytes)
+            .sum();
     }
 }
 
@@ -458,6 +496,7 @@ fn in_use_detail(user: Option<&ImageUser>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::images::runtime::Layer;
 
     pub(crate) fn policy() -> Policy {
         Policy {
@@ -486,8 +525,71 @@ mod tests {
             created: Some(now() - jiff::SignedDuration::from_hours(age_hours)),
             size_bytes: size,
             shared_bytes: Some(0),
+            layers: Vec::new(),
             pinned: false,
         }
+    }
+
+    /// `img` with these layers (name, bytes), bottom first.
+    fn layered(n: u32, tag: &str, layers: &[(&str, u64)]) -> Image {
+        let mut i = img(n, tag, 500, layers.iter().map(|l| l.1).sum());
+        i.layers = layers
+            .iter()
+            .map(|(id, bytes)| Layer {
+                id: (*id).into(),
+                bytes: *bytes,
+            })
+            .collect();
+        i
+    }
+
+    #[test]
+    fn shared_layers_count_once_and_not_at_all_when_a_kept_image_uses_them() {
+        // base (100) is shared by all three; mid (30) by the two removed ones; kept:1 is
+        // used by a container, so `base` stays.
+        let images = vec![
+            layered(1, "a:1", &[("base", 100), ("mid", 30), ("a", 5)]),
+            layered(2, "b:1", &[("base", 100), ("mid", 30), ("b", 7)]),
+            layered(3, "kept:1", &[("base", 100), ("k", 11)]),
+        ];
+        let p = plan(
+            &images,
+            &[user("kept:1")],
+            &policy(),
+            Mode::Prune { disk: None },
+            now(),
+            &HashMap::new(),
+        );
+        let removed: Vec<(String, u64)> = p
+            .removals()
+            .map(|d| (d.image.clone(), d.reclaimable_bytes))
+            .collect();
+        // `mid` is freed by whichever of a and b goes last.
+        assert_eq!(removed, vec![("a:1".into(), 5), ("b:1".into(), 37)]);
+        assert_eq!(p.reclaimable_bytes(), 42);
+        // The old estimate (size minus SharedSize, with SharedSize unknown) said 135 + 137.
+        assert_eq!(
+            images[0].exclusive_bytes() + images[1].exclusive_bytes(),
+            272
+        );
+    }
+
+    #[test]
+    fn an_image_with_unknown_layers_keeps_the_per_image_estimate() {
+        let mut images = vec![
+            layered(1, "a:1", &[("base", 100), ("a", 5)]),
+            layered(2, "b:1", &[("base", 100), ("b", 7)]),
+        ];
+        images[1].layers.clear();
+        let p = plan(
+            &images,
+            &[],
+            &policy(),
+            Mode::Prune { disk: None },
+            now(),
+            &HashMap::new(),
+        );
+        assert_eq!(p.reclaimable_bytes(), 105 + 107);
     }
 
     fn user(r: &str) -> ImageUser {

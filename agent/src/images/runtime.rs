@@ -5,7 +5,7 @@
 //! and sandboxes reference which images, how full the image filesystem is, and "remove this
 //! image, unless it is in use".
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 
@@ -30,9 +30,71 @@ pub struct Image {
     /// Bytes of those layers that other images share (Docker's `SharedSize`); `None` when
     /// unknown (CRI). Removing the image alone frees about `size_bytes - shared_bytes`.
     pub shared_bytes: Option<u64>,
+    /// The image's layers, bottom first, each with the bytes it takes on disk once however
+    /// many images use it; empty when unknown (CRI, or an engine whose history does not
+    /// line up with the layers). With them the plan counts a layer shared by several
+    /// removed images once and a layer a kept image uses not at all
+    /// ([`super::plan::plan`]); without them it falls back to [`Image::exclusive_bytes`].
+    pub layers: Vec<Layer>,
     /// The runtime asks that this image never be collected (CRI `pinned`, e.g. the sandbox
     /// image on containerd ≥ 1.7).
     pub pinned: bool,
+}
+
+/// One stored layer of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Layer {
+    /// The layer's identity in the store: Docker's chain ID (`sha256:…` over the diff IDs
+    /// from the bottom layer up to this one), so two images hold the same stored layer
+    /// exactly when their ids are equal.
+    pub id: String,
+    /// Bytes this layer alone takes (Docker's `DiffSize`, the figure `docker image prune`
+    /// adds up as "reclaimed space").
+    pub bytes: u64,
+}
+
+/// Bytes freed by removing the images `removed` from `all`, each stored layer counted once
+/// and a layer an image that stays uses not at all (how `docker image prune` adds up its
+/// reclaimed space). `None` when some image's layers are unknown ([`Image::layers`]).
+pub fn layers_freed(removed: &[&Image], all: &[&Image]) -> Option<u64> {
+    if all.iter().chain(removed).any(|i| i.layers.is_empty()) {
+        return None;
+    }
+    let gone: HashSet<&str> = removed.iter().map(|i| i.id.as_str()).collect();
+    let held: HashSet<&str> = all
+        .iter()
+        .filter(|i| !gone.contains(i.id.as_str()))
+        .flat_map(|i| i.layers.iter().map(|l| l.id.as_str()))
+        .collect();
+    let mut counted = HashSet::new();
+    Some(
+        removed
+            .iter()
+            .flat_map(|i| &i.layers)
+            .filter(|l| !held.contains(l.id.as_str()) && counted.insert(l.id.as_str()))
+            .map(|l| l.bytes)
+            .sum(),
+    )
+}
+
+/// Docker's chain IDs of the layers with these diff IDs, bottom first:
+/// `chain(0) = diff(0)`, `chain(n) = sha256(chain(n-1) + " " + diff(n))`
+/// (moby `layer.CreateChainID`).
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let id = match out.last() {
+            None => d.clone(),
+            Some(parent) => {
+                let digest = Sha256::digest(format!("{parent} {d}").as_bytes());
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                format!("sha256:{hex}")
+            }
+        };
+        out.push(id);
+    }
+    out
 }
 
 impl Image {
@@ -358,6 +420,40 @@ mod tests {
         }
     }
 
+    #[test]
+    fn layers_freed_counts_each_layer_once_and_held_layers_not_at_all() {
+        let layered = |id: &str, layers: &[(&str, u64)]| {
+            let mut i = img(id, &[], &[]);
+            i.layers = layers
+                .iter()
+                .map(|(l, b)| Layer {
+                    id: (*l).into(),
+                    bytes: *b,
+                })
+                .collect();
+            i
+        };
+        let a = layered("a", &[("base", 100), ("ab", 30), ("a", 1)]);
+        let b = layered("b", &[("base", 100), ("ab", 30), ("b", 2)]);
+        let k = layered("k", &[("base", 100), ("k", 4)]);
+        assert_eq!(layers_freed(&[&a, &b], &[&a, &b, &k]), Some(33));
+        assert_eq!(layers_freed(&[&a], &[&a, &b, &k]), Some(1));
+        assert_eq!(layers_freed(&[&a, &b, &k], &[&a, &b, &k]), Some(137));
+        let unknown = img("u", &[], &[]);
+        assert_eq!(layers_freed(&[&a], &[&a, &unknown]), None);
+    }
+
+    #[test]
+    fn chain_ids_are_dockers() {
+        // The expected digest is `printf 'sha256:aa sha256:bb' | sha256sum`.
+        let ids = chain_ids(&["sha256:aa".into(), "sha256:bb".into()]);
+        assert_eq!(ids[0], "sha256:aa");
+        assert_eq!(
+            ids[1],
+            "sha256:b68ad689d6d1ec110ea1c13617437ad6f3766d4b3b309f6a603a222e07a0164f"
+        );
+    }
+
     fn img(id: &str, tags: &[&str], digests: &[&str]) -> Image {
         Image {
             id: id.into(),
@@ -366,6 +462,7 @@ mod tests {
             created: None,
             size_bytes: 10,
             shared_bytes: None,
+            layers: Vec::new(),
             pinned: false,
         }
     }

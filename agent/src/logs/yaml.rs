@@ -33,7 +33,10 @@ macro_rules! policy_config {
     ($($field:ident),* $(,)?) => {
         /// One policy (a logrotate block). `files` are the block's absolute globs; every
         /// other key is a logrotate directive (see `agent/LOGS.md` for each one's meaning
-        /// and default).
+        /// and default). A flag takes `true` (the directive) or `false` (its `no` form,
+        /// e.g. `compress: false` is `nocompress`); a directive with arguments takes them as
+        /// a number or a string, as logrotate would read them (`size: 100M`, `rotate: 7`,
+        /// `create: "0640 root adm"`). Unset keys keep logrotate's defaults.
         #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct PolicyConfig {

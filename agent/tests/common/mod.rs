@@ -65,6 +65,9 @@ pub struct TestImage {
     pub own_bytes: usize,
     /// Distinguishes images that would otherwise be identical.
     pub label: String,
+    /// A layer between busybox and the image's own, named and sized: images given the same
+    /// one share it (None: busybox and the own layer only).
+    pub middle: Option<(String, usize)>,
 }
 
 impl TestImage {
@@ -74,7 +77,14 @@ impl TestImage {
             created: created.to_string(),
             own_bytes,
             label: label.into(),
+            middle: None,
         }
+    }
+
+    /// The image with a middle layer `name` of `bytes` (shared by every image given it).
+    pub fn on(mut self, name: &str, bytes: usize) -> Self {
+        self.middle = Some((name.into(), bytes));
+        self
     }
 }
 
@@ -96,21 +106,34 @@ pub fn docker_save_tar(images: &[TestImage]) -> (Vec<u8>, Vec<String>) {
         out.append(&h, data).unwrap();
     };
     add(&format!("{base_id}/layer.tar"), &base);
+    let mut added = std::collections::HashSet::from([base_id.clone()]);
     let mut manifest = Vec::new();
     let mut ids = Vec::new();
     for img in images {
+        let mut layers = vec![base_id.clone()];
+        let mut blobs = Vec::new();
+        if let Some((name, bytes)) = &img.middle {
+            let mut content = format!("{name}\n").into_bytes();
+            content.resize((*bytes).max(content.len()), b'm');
+            blobs.push(layer_tar(&[("middle", &content, 0o644)]));
+        }
         let mut content = format!("{}\n", img.label).into_bytes();
         content.resize(img.own_bytes.max(content.len()), b'x');
-        let own = layer_tar(&[("id", &content, 0o644)]);
-        let own_id = sha256_hex(&own);
-        add(&format!("{own_id}/layer.tar"), &own);
+        blobs.push(layer_tar(&[("id", &content, 0o644)]));
+        for blob in blobs {
+            let id = sha256_hex(&blob);
+            if added.insert(id.clone()) {
+                add(&format!("{id}/layer.tar"), &blob);
+            }
+            layers.push(id);
+        }
         let config = serde_json::json!({
             "architecture": "amd64",
             "os": "linux",
             "created": img.created,
             "config": {"Cmd": ["/bin/busybox", "sleep", "3600"], "Labels": {"caretaker.test": img.label}},
-            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{base_id}"), format!("sha256:{own_id}")]},
-            "history": [{"created": img.created}, {"created": img.created}]
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| format!("sha256:{l}")).collect::<Vec<_>>()},
+            "history": layers.iter().map(|_| serde_json::json!({"created": img.created})).collect::<Vec<_>>()
         });
         let config = serde_json::to_vec(&config).unwrap();
         let config_id = sha256_hex(&config);
@@ -118,7 +141,7 @@ pub fn docker_save_tar(images: &[TestImage]) -> (Vec<u8>, Vec<String>) {
         manifest.push(serde_json::json!({
             "Config": format!("{config_id}.json"),
             "RepoTags": img.tags,
-            "Layers": [format!("{base_id}/layer.tar"), format!("{own_id}/layer.tar")]
+            "Layers": layers.iter().map(|l| format!("{l}/layer.tar")).collect::<Vec<_>>()
         }));
         ids.push(format!("sha256:{config_id}"));
     }

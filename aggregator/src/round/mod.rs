@@ -116,6 +116,15 @@ impl Rounds {
         Self { cfg, client: None }
     }
 
+    /// Rounds whose `live` source reads through `client` (e.g. one built from a chosen
+    /// kubeconfig context) instead of in-cluster config or the default kubeconfig.
+    pub fn with_client(cfg: RoundConfig, client: kube::Client) -> Self {
+        Self {
+            cfg,
+            client: Some(client),
+        }
+    }
+
     pub fn config(&self) -> &RoundConfig {
         &self.cfg
     }
