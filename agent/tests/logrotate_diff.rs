@@ -56,6 +56,8 @@ enum Op {
     Conf(&'static str, &'static str),
     /// A hard link (existing, new name).
     Link(&'static str, &'static str),
+    /// A symlink (target as written, new name).
+    Symlink(&'static str, &'static str),
     /// Move every state entry this many seconds into the past.
     StateBack(i64),
     /// Move every state entry this many seconds into the future.
@@ -712,6 +714,19 @@ fn scenarios() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            // logrotate: "error renaming app.log.2 to app.log.3: Is a directory", the log
+            // is not rotated; caretaker never renames over what is not an archive.
+            name: "a_directory_at_the_name_past_the_count_stops_the_rotation",
+            conf: "@/app.log {\n size 1\n rotate 2\n}\n",
+            ops: &[
+                Write("app.log", "now\n"),
+                Write("app.log.1", "one\n"),
+                Write("app.log.2", "two\n"),
+                Mkdir("app.log.3"),
+                Run,
+            ],
+        },
+        Scenario {
             name: "datehourago_names_by_the_previous_hour",
             conf: "@/app.log {\n size 1\n rotate 2\n dateext\n dateformat -%Y%m%d%H\n datehourago\n}\n",
             ops: &[Write("app.log", "a\n"), Run],
@@ -818,6 +833,7 @@ fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
             Mkdir(name) => std::fs::create_dir(dir.join(name)).unwrap(),
             Acl(name, uid) => set_acl(&dir.join(name), uid),
             Link(from, to) => std::fs::hard_link(dir.join(from), dir.join(to)).unwrap(),
+            Symlink(target, name) => std::os::unix::fs::symlink(target, dir.join(name)).unwrap(),
             Conf(name, content) => {
                 let p = tmp.path().join(name);
                 std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -1092,4 +1108,37 @@ fn file_included_twice_logrotate_duplicates_caretaker_reads_once() {
     assert_eq!(want, got);
     assert_eq!((want_err, got_err), (vec![true], vec![false]));
     assert_eq!(got.keys().cloned().collect::<Vec<_>>(), vec!["a.log.1"]);
+}
+
+/// Deliberate difference: a symlink at an archive's name. logrotate renames whatever has
+/// the name along the shift (the link moves to `app.log.3`); caretaker never moves or
+/// replaces what is not a regular archive: that log's rotation stops with an error and
+/// the tree stays as it was (before the fix, `app.log.1` was renamed over the link).
+#[test]
+fn symlink_at_an_archive_name_logrotate_shifts_it_caretaker_stops() {
+    let Some(lr) = logrotate() else { return };
+    let s = Scenario {
+        name: "symlink_in_the_chain",
+        conf: "@/app.log {\n size 1\n rotate 3\n}\n",
+        ops: &[
+            Write("app.log", "now\n"),
+            Write("app.log.1", "one\n"),
+            Write("elsewhere", "not an archive\n"),
+            Symlink("elsewhere", "app.log.2"),
+            Run,
+        ],
+    };
+    let (want, want_err) = play(&s, &Logrotate(lr));
+    assert_eq!(want_err, vec![false]);
+    assert_eq!(
+        want.keys().cloned().collect::<Vec<_>>(),
+        vec!["app.log.1", "app.log.2", "app.log.3", "elsewhere"]
+    );
+    let (got, got_err) = play(&s, &Caretaker);
+    assert_eq!(got_err, vec![true]);
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        vec!["app.log", "app.log.1", "app.log.2", "elsewhere"]
+    );
+    assert_eq!(got["app.log.1"].0, b"one\n");
 }

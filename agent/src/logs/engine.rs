@@ -1101,4 +1101,83 @@ mod tests {
             );
         }
     }
+
+    /// The shift (`.1` → `.2` …) never renames over a file that is not one of the log's
+    /// archives: a symlink at an archive's name (not followed, not replaced), or a file
+    /// made at a name after the names were read. The log's rotation stops with an error
+    /// naming both, as logrotate's does when a rename of the shift fails; the dry run says
+    /// the same.
+    #[test]
+    fn the_shift_never_replaces_a_file_outside_the_chain() {
+        // A symlink at `.2`: `.1` must not go over it.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!("{}/app.log {{\n  size 1\n  rotate 3\n}}\n", d.display()),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "one\n").unwrap();
+        std::fs::write(d.join("elsewhere"), "not an archive\n").unwrap();
+        std::os::unix::fs::symlink("elsewhere", d.join("app.log.2")).unwrap();
+        let now = ts("2026-01-01T10:00:00Z");
+        for dry_run in [true, false] {
+            let s = e
+                .rotate(
+                    now,
+                    RunOptions {
+                        dry_run,
+                        ..RunOptions::default()
+                    },
+                )
+                .unwrap();
+            assert_eq!((s.rotated, s.errors.len()), (0, 1), "dry {dry_run}: {s:?}");
+            assert!(s.errors[0].place.ends_with("app.log"), "{:?}", s.errors);
+            assert!(
+                s.errors[0].message.contains("app.log.1")
+                    && s.errors[0].message.contains("app.log.2"),
+                "{:?}",
+                s.errors
+            );
+        }
+        assert!(
+            std::fs::symlink_metadata(d.join("app.log.2"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(d.join("app.log.1")).unwrap(), b"one\n");
+        assert_eq!(std::fs::read(d.join("app.log")).unwrap(), b"now\n");
+        assert_eq!(
+            std::fs::read(d.join("elsewhere")).unwrap(),
+            b"not an archive\n"
+        );
+
+        // A file made at `.3` after the names were read (right before the first rename
+        // of the shift, `.2` → `.3`).
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!("{}/app.log {{\n  size 1\n  rotate 5\n}}\n", d.display()),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "one\n").unwrap();
+        std::fs::write(d.join("app.log.2"), "two\n").unwrap();
+        let steps = std::sync::atomic::AtomicU32::new(0);
+        let plant = |what: &str| -> std::io::Result<()> {
+            if what == "step" && steps.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1 {
+                std::fs::write(d.join("app.log.3"), "someone else's\n").unwrap();
+            }
+            Ok(())
+        };
+        let s = e.rotate_with(now, RunOptions::default(), &plant).unwrap();
+        assert_eq!((s.rotated, s.errors.len()), (0, 1), "{s:?}");
+        assert_eq!(
+            std::fs::read(d.join("app.log.3")).unwrap(),
+            b"someone else's\n"
+        );
+        assert_eq!(std::fs::read(d.join("app.log.2")).unwrap(), b"two\n");
+        assert_eq!(std::fs::read(d.join("app.log.1")).unwrap(), b"one\n");
+        assert_eq!(std::fs::read(d.join("app.log")).unwrap(), b"now\n");
+    }
 }

@@ -933,10 +933,34 @@ impl Run<'_, '_> {
                 {
                     self.remove(p, lay, &new_name)?;
                 }
+                if new_name == a.name {
+                    // A name such as `app.log.02` (counter 2, no `app.log.2` in it): it
+                    // stays where it is.
+                    continue;
+                }
                 (self.pass.fail)("step")?;
-                if !self.pass.dry_run {
+                let rename_error = |e: io::Error| {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "error renaming {} to {}: {e}; not rotated, nothing replaced",
+                            lay.dir.path.join(&a.name).display(),
+                            lay.dir.path.join(&new_name).display()
+                        ),
+                    )
+                };
+                if self.pass.dry_run {
+                    // The index holds what the real run would find there by now.
+                    if self.names(&lay.dir)?.contains(&new_name) {
+                        return Err(rename_error(io::ErrorKind::AlreadyExists.into()));
+                    }
+                } else {
+                    // Never over a file outside the chain (a symlink, a FIFO, a
+                    // directory, or a file made after the names were read): as logrotate
+                    // on a failed rename, that log's rotation stops with an error.
                     let d = lay.dir.handle()?;
-                    d.rename(OsStr::new(&a.name), d, OsStr::new(&new_name))?;
+                    d.rename_noreplace(OsStr::new(&a.name), d, OsStr::new(&new_name))
+                        .map_err(rename_error)?;
                 }
                 self.index_remove(&lay.dir.path, &a.name);
                 self.index_add(&lay.dir.path, &new_name);
