@@ -313,6 +313,9 @@ impl Run<'_, '_> {
         {
             return;
         }
+        // renamecopy with a shared postrotate: the copies wait until after it, as the
+        // writers keep writing into `LOG.tmp` until it tells them to reopen.
+        let mut deferred = Vec::new();
         for d in due {
             let f = d.path.clone();
             if !p.scripts.shared
@@ -333,9 +336,16 @@ impl Run<'_, '_> {
             {
                 let a = archive
                     .as_ref()
-                    .map(|(dir, name)| dir.path.join(name).to_string_lossy().into_owned())
+                    .map(|r| r.dir.path.join(&r.name).to_string_lossy().into_owned())
                     .unwrap_or_default();
                 self.script(s, &[&f.to_string_lossy(), &a], &p.place, "postrotate");
+            }
+            if p.scripts.shared
+                && p.scripts.postrotate.is_some()
+                && archive.as_ref().is_some_and(|r| r.tmp.is_some())
+            {
+                deferred.push((d, archive));
+                continue;
             }
             if let Err(e) = self.after_rotation(p, &d, archive) {
                 self.error(&f, e.to_string());
@@ -345,6 +355,11 @@ impl Run<'_, '_> {
             && let Some(s) = &p.scripts.postrotate
         {
             self.script(s, &[pattern.as_str()], &p.place, "postrotate");
+        }
+        for (d, archive) in deferred {
+            if let Err(e) = self.after_rotation(p, &d, archive) {
+                self.error(&d.path, e.to_string());
+            }
         }
         if let Some(s) = &p.scripts.lastaction {
             self.script(s, &[pattern.as_str()], &p.place, "lastaction");
@@ -689,8 +704,9 @@ impl Run<'_, '_> {
         Ok(out)
     }
 
-    /// Steps 1 to 3; returns where the archive went.
-    fn rotate_one(&mut self, p: &Policy, due: &Due) -> io::Result<Option<(ArchDir, String)>> {
+    /// Steps 1 to 3; returns where the archive went (with `renamecopy`: where it goes, the
+    /// copy being made by [`Self::after_rotation`]).
+    fn rotate_one(&mut self, p: &Policy, due: &Due) -> io::Result<Option<Rotated>> {
         (self.pass.fail)("step")?;
         let dir = self.archive_dir(p, due)?;
         let lay = Layout::new(p, &due.name, dir.clone(), &mut self.regexes);
@@ -772,18 +788,47 @@ impl Run<'_, '_> {
             };
             self.act(kind, &due.path, Some(&target_path), size);
         } else {
+            // renamecopy (logrotate): the log is renamed to `LOG.tmp` in its own directory
+            // (never across filesystems) and copied to its archive name after postrotate,
+            // so `olddir` may be on another filesystem.
+            let tmp = p.renamecopy.then(|| {
+                let mut t = due.name.clone();
+                t.push(".tmp");
+                t
+            });
             if !self.pass.dry_run {
-                due.dir
-                    .rename_noreplace(&due.name, dir.handle()?, OsStr::new(&target))?;
+                match &tmp {
+                    Some(t) => due.dir.rename_noreplace(&due.name, &due.dir, t)?,
+                    None => {
+                        due.dir
+                            .rename_noreplace(&due.name, dir.handle()?, OsStr::new(&target))?
+                    }
+                }
             }
             self.dry_moved(&log_path, Some(&due.dir), &due.name, target_path.clone());
             self.act(ActionKind::Rotate, &due.path, Some(&target_path), size);
             if let Some(spec) = p.create {
                 (self.pass.fail)("step")?;
                 if !self.pass.dry_run {
-                    let old_now = (dir.handle()?, OsStr::new(&target));
+                    let old_now = match &tmp {
+                        Some(t) => (&*due.dir, t.as_os_str()),
+                        None => (dir.handle()?, OsStr::new(&target)),
+                    };
                     create_log(&due.dir, &due.name, spec, &due.meta, self.ids, old_now)?;
                 }
+            }
+            if tmp.is_some() {
+                self.sync_later(due.dir.path(), Arc::clone(&due.dir));
+                self.state.set(&due.path, self.pass.now.datetime());
+                self.state_changed = true;
+                self.index_add(&dir.path, &target);
+                self.out.rotated += 1;
+                self.out.rotated_bytes += size;
+                return Ok(Some(Rotated {
+                    dir,
+                    name: target,
+                    tmp,
+                }));
             }
         }
         self.index_add(&dir.path, &target);
@@ -797,7 +842,33 @@ impl Run<'_, '_> {
         let now = self.pass.now.datetime();
         self.state.set(&due.path, now);
         self.state_changed = true;
-        Ok(Some((dir, target)))
+        Ok(Some(Rotated {
+            dir,
+            name: target,
+            tmp: None,
+        }))
+    }
+
+    /// renamecopy's second half: `LOG.tmp` copied (holes kept) to a temporary in the
+    /// archive's directory, fsynced, renamed to the archive's name (never over a file),
+    /// that directory fsynced, and only then `LOG.tmp` unlinked: a crash leaves the
+    /// content in one of the two names, never in none.
+    fn finish_renamecopy(
+        &mut self,
+        due: &Due,
+        dir: &ArchDir,
+        name: &str,
+        tmp: &OsStr,
+    ) -> io::Result<()> {
+        if self.pass.dry_run {
+            return Ok(());
+        }
+        (self.pass.fail)("step")?;
+        let ad = dir.handle()?;
+        copy_out(&due.dir, tmp, ad, OsStr::new(name), false, self.pass.fail)?;
+        ad.sync()?;
+        due.dir.unlink(tmp)?;
+        Ok(())
     }
 
     /// Steps 4 and 5, after the postrotate script.
@@ -805,11 +876,14 @@ impl Run<'_, '_> {
         &mut self,
         p: &Policy,
         due: &Due,
-        archive: Option<(ArchDir, String)>,
+        archive: Option<Rotated>,
     ) -> io::Result<()> {
-        let Some((dir, name)) = archive else {
+        let Some(Rotated { dir, name, tmp }) = archive else {
             return Ok(());
         };
+        if let Some(tmp) = tmp {
+            self.finish_renamecopy(due, &dir, &name, &tmp)?;
+        }
         let lay = Layout::new(p, &due.name, dir, &mut self.regexes);
         if p.mailfirst {
             self.mail(p, &lay.dir, &name);
@@ -1187,6 +1261,14 @@ struct Due {
     dir: Arc<Dir>,
     name: OsString,
     meta: Stat,
+}
+
+/// Where a rotated log's content went: `name` in `dir`; with `renamecopy`, `tmp` is the
+/// name in the log's directory it waits under until it is copied there.
+struct Rotated {
+    dir: ArchDir,
+    name: String,
+    tmp: Option<OsString>,
 }
 
 /// The directory a log's archives go to. `dir` is `None` only in a dry run where
