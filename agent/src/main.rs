@@ -305,7 +305,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 None
             };
             // Policies load before anything starts; their problems are reported, not fatal.
-            let logs = logs_daemon::wanted(&cfg.logs).then(|| LogsTask::new(&cfg.logs));
+            // The node's logrotate config is the host's, under the rootfs.
+            let logs_cfg = cfg.logs.clone().with_host_root(&settings.paths.rootfs);
+            let logs = logs_daemon::wanted(&logs_cfg).then(|| LogsTask::new(&logs_cfg));
             // Bound before the runtime starts, so a taken port fails the start clearly.
             let http = match cfg.listen_http {
                 Some(addr) => {

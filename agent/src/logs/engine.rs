@@ -20,6 +20,7 @@ use super::compress::{FailHook, no_fail};
 use super::conf;
 use super::handle::Roots;
 use super::lock::{self, LockError};
+use super::owners::Owners;
 use super::policy::{Permissions, Policy};
 use super::rotate::{Pass, run_pass};
 use super::state::{State, StateError, is_writable_state};
@@ -63,6 +64,8 @@ pub struct LogEngine {
     check_interval: Duration,
     lock_wait: Duration,
     tz: TimeZone,
+    /// Logs other rotators own (left alone, reported).
+    owners: Owners,
     /// The state as this engine last read or wrote it (shared by clones).
     cache: Arc<Mutex<Option<StateCache>>>,
 }
@@ -147,10 +150,17 @@ impl LogEngine {
                 message: "mail is not sent: logs.mail_command is not set in the agent config (the logs of blocks with `mail` are rotated as configured)".to_string(),
             });
         }
+        let own_conf = cfg.logrotate_conf.as_deref().or(extra_conf);
+        let owners = Owners::load(
+            &cfg.kubelet_log_dirs,
+            cfg.node_logrotate_conf.as_deref(),
+            own_conf,
+        );
         Self {
             policies,
             load_errors,
             load_warnings,
+            owners,
             roots: Roots::new(&cfg.roots),
             state_file: cfg.state_file.clone(),
             threads: cfg.compress_threads.clamp(1, 64),
@@ -295,6 +305,7 @@ impl LogEngine {
             threads: self.threads,
             follow_symlinks: self.follow_symlinks,
             mail_command: self.mail_command.as_deref(),
+            owners: &self.owners,
             fail,
         };
         let changed = run_pass(&self.policies, &pass, &mut state, &mut out);
@@ -1179,5 +1190,103 @@ mod tests {
         assert_eq!(std::fs::read(d.join("app.log.2")).unwrap(), b"two\n");
         assert_eq!(std::fs::read(d.join("app.log.1")).unwrap(), b"one\n");
         assert_eq!(std::fs::read(d.join("app.log")).unwrap(), b"now\n");
+    }
+
+    /// Out of the box the agent leaves the kubelet's container logs and the logs the
+    /// node's logrotate names alone, and lists each with its owner; the rest rotates.
+    /// When the agent's own logrotate_conf is the node's file, it has taken over.
+    #[test]
+    fn logs_another_rotator_owns_are_left_alone_and_listed_with_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let logs = d.join("log");
+        let pods = logs.join("pods/ns_pod_uid/app");
+        std::fs::create_dir_all(&pods).unwrap();
+        std::fs::create_dir_all(d.join("etc/logrotate.d")).unwrap();
+        std::fs::write(pods.join("0.log"), "container\n").unwrap();
+        for n in ["syslog", "mine.log"] {
+            std::fs::write(logs.join(n), "line\n").unwrap();
+        }
+        let node_conf = d.join("etc/logrotate.conf");
+        // Its `include /etc/logrotate.d` is the host's path; the directory beside it is read.
+        std::fs::write(&node_conf, "weekly\n").unwrap();
+        std::fs::write(
+            d.join("etc/logrotate.d/rsyslog"),
+            format!(
+                "{}/syslog\n{{\n rotate 4\n postrotate\n  kill -HUP 1\n endscript\n}}\n",
+                logs.display()
+            ),
+        )
+        .unwrap();
+        let ours = d.join("ours.conf");
+        std::fs::write(
+            &ours,
+            format!(
+                "{0}/*.log {0}/syslog {0}/pods/*/*/*.log {{\n size 1\n rotate 1\n}}\n",
+                logs.display()
+            ),
+        )
+        .unwrap();
+        let cfg = LogsConfig {
+            roots: vec![logs.clone()],
+            state_file: d.join("status"),
+            kubelet_log_dirs: vec![logs.join("pods")],
+            node_logrotate_conf: Some(node_conf.clone()),
+            ..LogsConfig::default()
+        };
+        let e = LogEngine::new(&cfg, Some(&ours)).with_time_zone(TimeZone::UTC);
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!(s.errors, vec![]);
+        assert_eq!(s.rotated, 1, "{s:?}");
+        assert!(logs.join("mine.log.1").exists());
+        let mut owned: Vec<(String, String)> = s
+            .owned
+            .iter()
+            .map(|o| (o.path.display().to_string(), o.owner.clone()))
+            .collect();
+        owned.sort();
+        assert_eq!(
+            owned,
+            vec![
+                (
+                    pods.join("0.log").display().to_string(),
+                    "kubelet".to_string()
+                ),
+                (
+                    logs.join("syslog").display().to_string(),
+                    format!(
+                        "logrotate ({}:1)",
+                        d.join("etc/logrotate.d/rsyslog").display()
+                    )
+                ),
+            ]
+        );
+        assert_eq!(std::fs::read(logs.join("syslog")).unwrap(), b"line\n");
+        assert_eq!(std::fs::read(pods.join("0.log")).unwrap(), b"container\n");
+        assert!(
+            s.render_table().contains(&format!(
+                "left to kubelet: {}",
+                pods.join("0.log").display()
+            )),
+            "{}",
+            s.render_table()
+        );
+
+        // The agent runs the node's own logrotate.conf: nothing is another's.
+        let cfg = LogsConfig {
+            kubelet_log_dirs: vec![],
+            logrotate_conf: Some(node_conf.clone()),
+            state_file: d.join("status2"),
+            ..cfg
+        };
+        let e = LogEngine::new(&cfg, Some(&ours)).with_time_zone(TimeZone::UTC);
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!(s.owned, vec![]);
+        assert_eq!(s.rotated, 2, "{s:?}");
+        assert!(logs.join("syslog.1").exists());
     }
 }

@@ -48,10 +48,11 @@ use regex::Regex;
 use super::compress::{self, FailHook};
 use super::fsx;
 use super::handle::{Dir, OpenDirError, Roots, Stat};
+use super::owners::Owners;
 use super::policy::{CreateSpec, Policy};
 use super::schedule::{self, FileFacts};
 use super::state::State;
-use super::summary::{Action, ActionKind, LogError, RotationSummary};
+use super::summary::{Action, ActionKind, LogError, OwnedLog, RotationSummary};
 use super::walk;
 
 /// Where kubelet keeps its symlinks to container logs; it rotates those itself.
@@ -79,6 +80,8 @@ pub struct Pass<'a> {
     pub follow_symlinks: bool,
     /// `logs.mail_command`: mails logs for blocks with `mail`.
     pub mail_command: Option<&'a Path>,
+    /// Logs another rotator owns: left alone and listed in the summary's `owned`.
+    pub owners: &'a Owners,
     /// Failure injection for tests (see [`compress::FailHook`]); also called with
     /// `"step"` before every mutating step.
     pub fail: FailHook<'a>,
@@ -405,6 +408,16 @@ impl Run<'_, '_> {
         } else {
             f
         };
+        // Another rotator's log is left alone before anything is opened (quietly: a
+        // kubelet tree holds thousands; the summary lists them).
+        if let Some(owner) = self.pass.owners.owner_of(f) {
+            tracing::debug!(path = %f.display(), owner = %owner.describe(), "Log left to its rotator.");
+            self.out.owned.push(OwnedLog {
+                path: f.to_path_buf(),
+                owner: owner.describe(),
+            });
+            return None;
+        }
         let (Some(parent), Some(name)) = (f.parent(), f.file_name()) else {
             self.error(f, "is not a file path");
             return None;
