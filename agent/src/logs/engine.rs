@@ -102,6 +102,30 @@ struct StateCache {
     warnings: Vec<(usize, String)>,
 }
 
+/// The system's time zone, as [`TimeZone::system`] finds it but without its search of
+/// the zone's name in the zoneinfo database (a walk of every directory of
+/// /usr/share/zoneinfo, the largest start-up cost of `caretaker-agent rotate`): with `TZ`
+/// unset, the rules of /etc/localtime are read directly (named after its link's target).
+/// Only the rules matter here (calendar decisions, date extensions).
+fn system_time_zone() -> TimeZone {
+    const LOCALTIME: &str = "/etc/localtime";
+    if std::env::var_os("TZ").is_none()
+        && let Ok(data) = std::fs::read(LOCALTIME)
+    {
+        let name = std::fs::read_link(LOCALTIME)
+            .ok()
+            .and_then(|t| {
+                let t = t.to_str()?.to_string();
+                t.split_once("zoneinfo/").map(|(_, n)| n.to_string())
+            })
+            .unwrap_or_else(|| "Local".to_string());
+        if let Ok(tz) = TimeZone::tzif(&name, &data) {
+            return tz;
+        }
+    }
+    TimeZone::system()
+}
+
 impl LogEngine {
     /// Loads the YAML policies, the config's `logrotate_conf` and `extra_conf` (the CLI's
     /// `--logrotate-conf`). Bad blocks are left out and kept in [`Self::load_errors`];
@@ -169,7 +193,7 @@ impl LogEngine {
             retention: cfg.retention.clone(),
             check_interval: cfg.check_interval,
             lock_wait: cfg.lock_wait,
-            tz: TimeZone::system(),
+            tz: system_time_zone(),
             cache: Arc::default(),
         }
     }
@@ -1288,5 +1312,22 @@ mod tests {
         assert_eq!(s.owned, vec![]);
         assert_eq!(s.rotated, 2, "{s:?}");
         assert!(logs.join("syslog.1").exists());
+    }
+
+    /// The engine reads /etc/localtime itself (no walk of the zoneinfo database); the
+    /// rules are the ones jiff's own look-up finds.
+    #[test]
+    fn the_system_time_zone_has_the_rules_jiff_finds() {
+        let ours = system_time_zone();
+        let jiffs = TimeZone::system();
+        for t in [
+            "2026-01-15T12:00:00Z",
+            "2026-07-15T12:00:00Z",
+            "1999-03-28T01:30:00Z",
+            "2030-10-27T00:30:00Z",
+        ] {
+            let t: Timestamp = t.parse().unwrap();
+            assert_eq!(ours.to_offset(t), jiffs.to_offset(t), "{t}");
+        }
     }
 }

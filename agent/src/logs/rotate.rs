@@ -151,8 +151,14 @@ pub fn run_pass(
         quiet_dups: HashSet::new(),
     };
     let mut seen: HashSet<std::ffi::OsString> = HashSet::new();
+    // With one pattern in all, no log can be named twice: no set of names is kept.
+    let one_pattern = policies.iter().map(|p| p.patterns.len()).sum::<usize>() == 1;
     for p in policies {
-        let files = run.expand(p, &mut seen);
+        let files = if one_pattern {
+            run.expand_one(p)
+        } else {
+            run.expand(p, &mut seen)
+        };
         run.policy(p, &files);
     }
     run.sync_dirs();
@@ -229,6 +235,24 @@ impl Run<'_, '_> {
             }
         }
         files
+    }
+
+    /// [`Self::expand`] of the only pattern of a pass (nothing to tell duplicates from).
+    fn expand_one(&mut self, p: &Policy) -> Vec<PathBuf> {
+        let Some(pat) = p.patterns.first() else {
+            return Vec::new();
+        };
+        match walk::expand(self.pass.roots, pat) {
+            Ok(paths) if !paths.is_empty() => paths,
+            Ok(_) | Err(walk::GlobError::Open(_)) => vec![PathBuf::from(pat)],
+            Err(e) => {
+                self.out.errors.push(LogError {
+                    place: p.place.clone(),
+                    message: e.to_string(),
+                });
+                Vec::new()
+            }
+        }
     }
 
     /// The handle of `dir` (absolute), opened once per pass below the roots.
@@ -1487,8 +1511,14 @@ fn create_log(
         Err(e) => return Err(e),
     };
     // The umask (or a default ACL) may have cleared bits; this file is ours, so set
-    // exactly what was asked.
-    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    // exactly what was asked. Nothing to set when neither could have (one syscall less
+    // per log: a pass where every log rotates is made of such syscalls).
+    let exact = mode & 0o7000 == 0
+        && fsx::process_umask().is_some_and(|u| mode & u == 0)
+        && !dir.has_default_acl();
+    if !exact {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
     let uid = spec.uid.unwrap_or(old.uid());
     let gid = spec.gid.unwrap_or(old.gid());
     if (uid, gid) != ids {
@@ -1497,7 +1527,9 @@ fn create_log(
     if spec.mode.is_none() {
         // No mode given: the old log's ACL too (logrotate with libacl).
         let (od, on) = old_now;
-        fsx::copy_acl(&od.open_file(on, false)?, &file)?;
+        if let Some(acl) = od.acl_access(on)? {
+            fsx::set_acl(&file, &acl)?;
+        }
     }
     Ok(())
 }
