@@ -482,6 +482,20 @@ pub struct LogsConfig {
     /// and no mail is sent (said once per load).
     #[serde(default)]
     pub mail_command: Option<PathBuf>,
+    /// Where the kubelet keeps the container logs it rotates itself
+    /// (`containerLogMaxSize`): logs below these directories are left alone and listed in
+    /// the report as the kubelet's. Default `[/var/log/pods, /var/log/containers]`; `[]`
+    /// turns the check off.
+    #[serde(default = "default_kubelet_log_dirs")]
+    pub kubelet_log_dirs: Vec<PathBuf>,
+    /// The node's own logrotate config, a path on the host (read under `paths.rootfs`,
+    /// together with the `logrotate.d` directory beside it): the logs it names are left
+    /// alone and listed in the report as the node logrotate's. It is read for its
+    /// patterns only; nothing in it runs. Default `/etc/logrotate.conf`; `null` turns the
+    /// check off. When `logrotate_conf` is this same file, the agent has taken over from
+    /// logrotate and nothing is left to it.
+    #[serde(default = "default_node_logrotate_conf")]
+    pub node_logrotate_conf: Option<PathBuf>,
 }
 
 impl Default for LogsConfig {
@@ -499,7 +513,31 @@ impl Default for LogsConfig {
             compress_threads: default_compress_threads(),
             lock_wait: default_lock_wait(),
             mail_command: None,
+            kubelet_log_dirs: default_kubelet_log_dirs(),
+            node_logrotate_conf: default_node_logrotate_conf(),
         }
+    }
+}
+
+fn default_kubelet_log_dirs() -> Vec<PathBuf> {
+    vec![
+        PathBuf::from("/var/log/pods"),
+        PathBuf::from(crate::logs::rotate::KUBELET_LINK_DIR),
+    ]
+}
+fn default_node_logrotate_conf() -> Option<PathBuf> {
+    Some(PathBuf::from("/etc/logrotate.conf"))
+}
+
+impl LogsConfig {
+    /// `node_logrotate_conf` as the agent sees it: the host's path under `rootfs` (the
+    /// host's `/` as mounted, `--path.rootfs`).
+    #[must_use]
+    pub fn with_host_root(mut self, rootfs: &std::path::Path) -> Self {
+        self.node_logrotate_conf = self
+            .node_logrotate_conf
+            .map(|p| rootfs.join(p.strip_prefix("/").unwrap_or(&p)));
+        self
     }
 }
 

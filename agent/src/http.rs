@@ -560,6 +560,8 @@ mod tests {
                 deleted_bytes: 250,
                 errors: 1,
             },
+            owned_elsewhere: vec![],
+            owned_elsewhere_total: 0,
             reclaimable_bytes: 777,
             reclaimable_at: None,
             errors: vec![],

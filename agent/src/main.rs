@@ -9,7 +9,7 @@ use anyhow::Context;
 use caretaker_agent::DaemonOptions;
 use caretaker_agent::cleanup::cli::{self as cleanup_cli, CleanupArgs};
 use caretaker_agent::collector::{BufferStats, Collector};
-use caretaker_agent::config::AgentConfig;
+use caretaker_agent::config::{AgentConfig, LogsConfig};
 use caretaker_agent::images::cli::{self as prune_cli, PruneImagesArgs};
 use caretaker_agent::images::daemon::RuntimeAccess;
 use caretaker_agent::images::endpoint;
@@ -305,7 +305,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 None
             };
             // Policies load before anything starts; their problems are reported, not fatal.
-            let logs = logs_daemon::wanted(&cfg.logs).then(|| LogsTask::new(&cfg.logs));
+            // The node's logrotate config is the host's, under the rootfs.
+            let logs_cfg = cfg.logs.clone().with_host_root(&settings.paths.rootfs);
+            let logs = logs_daemon::wanted(&logs_cfg).then(|| LogsTask::new(&logs_cfg));
             // Bound before the runtime starts, so a taken port fails the start clearly.
             let http = match cfg.listen_http {
                 Some(addr) => {
@@ -389,19 +391,30 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
             output,
         } => {
-            let mut cfg: AgentConfig = match config.as_deref().map(load_yaml).transpose() {
-                Ok(c) => c.unwrap_or_default(),
-                Err(e) => return Ok(usage_error(e)),
-            };
-            if !roots.is_empty() {
-                cfg.logs.roots = roots.clone();
-            }
             if config.is_none() && logrotate_conf.is_none() {
                 return Ok(usage_error(
                     "rotate needs --config (with logs.policies or logs.logrotate_conf) or --logrotate-conf",
                 ));
             }
-            let mut engine = LogEngine::new(&cfg.logs, logrotate_conf.as_deref());
+            // Only the logs section and the rootfs are used: without a config file, no
+            // other section's defaults are built (the maintenance window's time zone
+            // alone cost a walk of the zoneinfo database).
+            let (logs_cfg, rootfs) = match config.as_deref().map(load_yaml::<AgentConfig>) {
+                None => (
+                    LogsConfig::default(),
+                    cli.rootfs.clone().unwrap_or_else(|| PathBuf::from("/")),
+                ),
+                Some(Ok(c)) => {
+                    let rootfs = host_paths(paths_flags, &c).rootfs;
+                    (c.logs, rootfs)
+                }
+                Some(Err(e)) => return Ok(usage_error(e)),
+            };
+            let mut logs_cfg = logs_cfg.with_host_root(&rootfs);
+            if !roots.is_empty() {
+                logs_cfg.roots = roots.clone();
+            }
+            let mut engine = LogEngine::new(&logs_cfg, logrotate_conf.as_deref());
             if let Some(s) = state {
                 engine = engine.with_state_file(s.clone());
             }

@@ -56,6 +56,8 @@ enum Op {
     Conf(&'static str, &'static str),
     /// A hard link (existing, new name).
     Link(&'static str, &'static str),
+    /// A symlink (target as written, new name).
+    Symlink(&'static str, &'static str),
     /// Move every state entry this many seconds into the past.
     StateBack(i64),
     /// Move every state entry this many seconds into the future.
@@ -712,6 +714,19 @@ fn scenarios() -> Vec<Scenario> {
             ],
         },
         Scenario {
+            // logrotate: "error renaming app.log.2 to app.log.3: Is a directory", the log
+            // is not rotated; caretaker never renames over what is not an archive.
+            name: "a_directory_at_the_name_past_the_count_stops_the_rotation",
+            conf: "@/app.log {\n size 1\n rotate 2\n}\n",
+            ops: &[
+                Write("app.log", "now\n"),
+                Write("app.log.1", "one\n"),
+                Write("app.log.2", "two\n"),
+                Mkdir("app.log.3"),
+                Run,
+            ],
+        },
+        Scenario {
             name: "datehourago_names_by_the_previous_hour",
             conf: "@/app.log {\n size 1\n rotate 2\n dateext\n dateformat -%Y%m%d%H\n datehourago\n}\n",
             ops: &[Write("app.log", "a\n"), Run],
@@ -724,12 +739,13 @@ type Tree = BTreeMap<String, (Vec<u8>, u32)>;
 
 /// One side of the comparison.
 trait Rotator {
-    fn run(&self, dir: &Path, conf: &Path, state: &Path, force: bool) -> bool;
+    /// `roots`: the tree's directory, and the other filesystem's when a scenario uses one.
+    fn run(&self, roots: &[PathBuf], conf: &Path, state: &Path, force: bool) -> bool;
 }
 
 struct Logrotate(&'static str);
 impl Rotator for Logrotate {
-    fn run(&self, _dir: &Path, conf: &Path, state: &Path, force: bool) -> bool {
+    fn run(&self, _roots: &[PathBuf], conf: &Path, state: &Path, force: bool) -> bool {
         let mut cmd = std::process::Command::new(self.0);
         cmd.arg("-s").arg(state);
         if force {
@@ -742,9 +758,9 @@ impl Rotator for Logrotate {
 
 struct Caretaker;
 impl Rotator for Caretaker {
-    fn run(&self, dir: &Path, conf: &Path, state: &Path, force: bool) -> bool {
+    fn run(&self, roots: &[PathBuf], conf: &Path, state: &Path, force: bool) -> bool {
         let cfg = LogsConfig {
-            roots: vec![dir.to_path_buf()],
+            roots: roots.to_vec(),
             state_file: state.to_path_buf(),
             // Scripts run as logrotate runs them (the scenarios' scripts only write into
             // the tree).
@@ -783,11 +799,29 @@ fn shift_state(state: &Path, seconds: i64) {
 
 /// Runs a scenario on one side; returns (tree, errors seen per run).
 fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
+    play_on(s, r, None)
+}
+
+/// [`play`] with a second directory made under `other_fs` (another filesystem) for the
+/// scenario: `%` in the config stands for it, and its files are in the tree as `%/NAME`.
+fn play_on(s: &Scenario, r: &dyn Rotator, other_fs: Option<&Path>) -> (Tree, Vec<bool>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("logs");
     std::fs::create_dir(&dir).unwrap();
+    let other = other_fs.map(|base| {
+        tempfile::Builder::new()
+            .prefix("caretaker-diff")
+            .tempdir_in(base)
+            .unwrap()
+    });
+    let mut roots = vec![dir.clone()];
+    let mut conf_text = s.conf.replace('@', &dir.display().to_string());
+    if let Some(o) = &other {
+        roots.push(o.path().to_path_buf());
+        conf_text = conf_text.replace('%', &o.path().display().to_string());
+    }
     let conf = tmp.path().join("lr.conf");
-    std::fs::write(&conf, s.conf.replace('@', &dir.display().to_string())).unwrap();
+    std::fs::write(&conf, conf_text).unwrap();
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
     let state = tmp.path().join("status");
     let mut errors = Vec::new();
@@ -818,6 +852,7 @@ fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
             Mkdir(name) => std::fs::create_dir(dir.join(name)).unwrap(),
             Acl(name, uid) => set_acl(&dir.join(name), uid),
             Link(from, to) => std::fs::hard_link(dir.join(from), dir.join(to)).unwrap(),
+            Symlink(target, name) => std::os::unix::fs::symlink(target, dir.join(name)).unwrap(),
             Conf(name, content) => {
                 let p = tmp.path().join(name);
                 std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -826,11 +861,19 @@ fn play(s: &Scenario, r: &dyn Rotator) -> (Tree, Vec<bool>) {
             }
             StateBack(secs) => shift_state(&state, -secs),
             StateAhead(secs) => shift_state(&state, secs),
-            Run => errors.push(r.run(&dir, &conf, &state, false)),
-            RunForced => errors.push(r.run(&dir, &conf, &state, true)),
+            Run => errors.push(r.run(&roots, &conf, &state, false)),
+            RunForced => errors.push(r.run(&roots, &conf, &state, true)),
         }
     }
-    (tree(&dir), errors)
+    let mut t = tree(&dir);
+    if let Some(o) = &other {
+        t.extend(
+            tree(o.path())
+                .into_iter()
+                .map(|(k, v)| (format!("%/{k}"), v)),
+        );
+    }
+    (t, errors)
 }
 
 const ACL_XATTR: &std::ffi::CStr = c"system.posix_acl_access";
@@ -1092,4 +1135,121 @@ fn file_included_twice_logrotate_duplicates_caretaker_reads_once() {
     assert_eq!(want, got);
     assert_eq!((want_err, got_err), (vec![true], vec![false]));
     assert_eq!(got.keys().cloned().collect::<Vec<_>>(), vec!["a.log.1"]);
+}
+
+/// Deliberate difference: a symlink at an archive's name. logrotate renames whatever has
+/// the name along the shift (the link moves to `app.log.3`); caretaker never moves or
+/// replaces what is not a regular archive: that log's rotation stops with an error and
+/// the tree stays as it was (before the fix, `app.log.1` was renamed over the link).
+#[test]
+fn symlink_at_an_archive_name_logrotate_shifts_it_caretaker_stops() {
+    let Some(lr) = logrotate() else { return };
+    let s = Scenario {
+        name: "symlink_in_the_chain",
+        conf: "@/app.log {\n size 1\n rotate 3\n}\n",
+        ops: &[
+            Write("app.log", "now\n"),
+            Write("app.log.1", "one\n"),
+            Write("elsewhere", "not an archive\n"),
+            Symlink("elsewhere", "app.log.2"),
+            Run,
+        ],
+    };
+    let (want, want_err) = play(&s, &Logrotate(lr));
+    assert_eq!(want_err, vec![false]);
+    assert_eq!(
+        want.keys().cloned().collect::<Vec<_>>(),
+        vec!["app.log.1", "app.log.2", "app.log.3", "elsewhere"]
+    );
+    let (got, got_err) = play(&s, &Caretaker);
+    assert_eq!(got_err, vec![true]);
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        vec!["app.log", "app.log.1", "app.log.2", "elsewhere"]
+    );
+    assert_eq!(got["app.log.1"].0, b"one\n");
+}
+
+/// A directory on another filesystem than the test's temporary directory: /dev/shm when
+/// its device differs. Under CI=true its absence fails the test.
+fn other_filesystem() -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let here = std::fs::metadata(std::env::temp_dir()).unwrap().dev();
+    let shm = Path::new("/dev/shm");
+    if std::fs::metadata(shm).is_ok_and(|m| m.is_dir() && m.dev() != here) {
+        return Some(shm.to_path_buf());
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "no second filesystem: /dev/shm is missing or on the same device as {}",
+            std::env::temp_dir().display()
+        );
+    }
+    eprintln!("NOT RUN: /dev/shm is not another filesystem here");
+    None
+}
+
+/// `renamecopy` with `olddir` on another filesystem: logrotate renames the log to
+/// `LOG.tmp` beside it, copies that into olddir and removes it; caretaker the same, with
+/// the same trees over several rotations (compressed, shifted, expired). Without
+/// `renamecopy` logrotate refuses the block ("are on different devices") and caretaker
+/// the rename: neither touches anything, both report an error.
+#[test]
+fn renamecopy_into_olddir_on_another_filesystem_matches_logrotate() {
+    let Some(lr) = logrotate() else { return };
+    let Some(other) = other_filesystem() else {
+        return;
+    };
+    let scenarios = [
+        Scenario {
+            name: "renamecopy_olddir_other_fs",
+            conf: "@/app.log {\n size 1\n rotate 2\n renamecopy\n olddir %\n create 0640\n compress\n delaycompress\n}\n",
+            ops: &[
+                Write("app.log", "g0\n"),
+                Run,
+                Append("app.log", "g1\n"),
+                Run,
+                Append("app.log", "g2\n"),
+                Run,
+                Append("app.log", "g3\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "renamecopy_olddir_other_fs_nocreate",
+            conf: "@/app.log {\n size 1\n rotate 1\n renamecopy\n olddir %\n}\n",
+            ops: &[
+                Write("app.log", "g0\n"),
+                Mode("app.log", 0o600),
+                Run,
+                Write("app.log", "g1\n"),
+                Run,
+            ],
+        },
+        Scenario {
+            name: "olddir_other_fs_without_renamecopy",
+            conf: "@/app.log {\n size 1\n rotate 2\n olddir %\n create\n}\n",
+            ops: &[Write("app.log", "g0\n"), Run],
+        },
+    ];
+    for s in &scenarios {
+        let (want, want_err) = play_on(s, &Logrotate(lr), Some(&other));
+        let (got, got_err) = play_on(s, &Caretaker, Some(&other));
+        assert_eq!(
+            (&want, &want_err),
+            (&got, &got_err),
+            "{}:\n logrotate:\n{} caretaker:\n{}",
+            s.name,
+            show(&want),
+            show(&got)
+        );
+        // The archives really went to the other filesystem.
+        if s.name.starts_with("renamecopy") {
+            assert!(
+                got.keys().any(|k| k.starts_with("%/app.log.1")),
+                "{}",
+                show(&got)
+            );
+        }
+    }
 }

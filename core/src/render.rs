@@ -344,6 +344,22 @@ pub fn logs(s: &crate::model::LogsSummary) -> String {
 ",
         ),
     }
+    if s.owned_elsewhere_total > 0 {
+        out.push_str(&format!(
+            "  left to other rotators: {} (another rotator owns them; not rotated by the agent)
+",
+            s.owned_elsewhere_total
+        ));
+        for o in &s.owned_elsewhere {
+            out.push_str(&format!("    {} ({})\n", o.path, o.owner));
+        }
+        let more = s
+            .owned_elsewhere_total
+            .saturating_sub(s.owned_elsewhere.len() as u64);
+        if more > 0 {
+            out.push_str(&format!("    … and {more} more\n"));
+        }
+    }
     for e in &s.errors {
         out.push_str(&format!(
             "log rotation error at {}: {}
@@ -466,7 +482,16 @@ mod tests {
             s.contains("log rotation error at /etc/logrotate.d/app:3: unknown directive \"rotat\""),
             "{s}"
         );
+        assert!(
+            s.contains("  left to other rotators: 3 (another rotator owns them; not rotated by the agent)\n    /var/log/pods/shop_api-1_uid/api/0.log (kubelet)\n    /var/log/syslog (logrotate (/etc/logrotate.d/rsyslog:1))\n    … and 1 more\n"),
+            "{s}"
+        );
         let mut r = sample_report();
+        if let Some(l) = &mut r.logs {
+            l.owned_elsewhere.clear();
+            l.owned_elsewhere_total = 0;
+        }
+        assert!(!node_report(Style::Terminal, &r).contains("left to other rotators"));
         r.logs = None;
         assert!(!node_report(Style::Terminal, &r).contains("logs (checked"));
     }

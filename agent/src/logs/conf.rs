@@ -69,6 +69,21 @@ pub fn load_file(path: &Path, perms: Permissions) -> Loaded {
     p.out
 }
 
+/// Reads another rotator's logrotate.conf (the node's own, see [`super::owners`]) for
+/// the patterns of its blocks only: the directives inside a block are not interpreted
+/// (no user or group is looked up, a script or a bad argument does not drop the block),
+/// so every block that is well formed names its logs. Nothing in it is ever run.
+pub fn load_patterns(path: &Path) -> Loaded {
+    let mut p = Parser::new(Permissions {
+        scripts: true,
+        external_compress: true,
+    });
+    p.patterns_only = true;
+    let mut globals = Policy::default();
+    p.file(path, &mut globals, 0, None);
+    p.out
+}
+
 /// Parses config text; `name` is used in error places.
 pub fn parse_str(text: &str, name: &str, perms: Permissions) -> Loaded {
     let mut p = Parser::new(perms);
@@ -85,6 +100,8 @@ struct Parser {
     /// Files read already, by (device, inode), with the path they were read as.
     read: HashMap<(u64, u64), PathBuf>,
     lines: usize,
+    /// Only the blocks' patterns matter ([`load_patterns`]).
+    patterns_only: bool,
 }
 
 /// A block being read.
@@ -112,6 +129,7 @@ impl Parser {
             visiting: HashSet::new(),
             read: HashMap::new(),
             lines: 0,
+            patterns_only: false,
         }
     }
 
@@ -464,6 +482,9 @@ impl Parser {
             self.warn(file, lineno, w);
             return !closes;
         }
+        if self.patterns_only {
+            return !closes;
+        }
         if let Err(e) = b.policy.apply(&name, &args, script.as_deref(), self.perms) {
             self.err(file, lineno, e);
             b.failed = true;
@@ -537,6 +558,10 @@ impl Parser {
     }
 
     fn finish_block(&mut self, b: Block, file: &Path, close_line: usize) {
+        if self.patterns_only {
+            self.out.policies.push(b.policy);
+            return;
+        }
         if b.failed {
             return;
         }

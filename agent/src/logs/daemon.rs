@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use caretaker_core::jitter::jittered;
-use caretaker_core::model::{CollectorError, LogCounts, LogsSummary, MAX_ERRORS};
+use caretaker_core::model::{
+    CollectorError, LogCounts, LogsSummary, MAX_ERRORS, MAX_OWNED_LISTED, OwnedLog as ModelOwnedLog,
+};
 use jiff::Timestamp;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
@@ -26,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::engine::LogEngine;
-use super::summary::{LogError, RotationSummary, SweepSummary};
+use super::summary::{LogError, OwnedLog, RotationSummary, SweepSummary};
 use super::sweep::{self, RetentionRule};
 use crate::config::LogsConfig;
 
@@ -144,6 +146,9 @@ impl Tracker {
             .take(MAX_ERRORS)
             .map(collector_error)
             .collect();
+        // The logs another rotator owns, by path, the first MAX_OWNED_LISTED of them.
+        let mut owned: Vec<&OwnedLog> = pass.rotation.owned.iter().collect();
+        owned.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         LogsSummary {
             checked_at: at,
             last_pass,
@@ -151,6 +156,15 @@ impl Tracker {
             reclaimable_bytes: self.reclaimable.map_or(0, |(b, _)| b),
             reclaimable_at: self.reclaimable.map(|(_, t)| t),
             errors,
+            owned_elsewhere: owned
+                .into_iter()
+                .take(MAX_OWNED_LISTED)
+                .map(|o| ModelOwnedLog {
+                    path: o.path.display().to_string(),
+                    owner: o.owner.clone(),
+                })
+                .collect(),
+            owned_elsewhere_total: pass.rotation.owned.len() as u64,
         }
     }
 }
@@ -392,6 +406,44 @@ mod tests {
         let s = t.record(Timestamp::UNIX_EPOCH, &p, &[err("conf:1")]);
         assert_eq!((s.errors.len(), s.last_pass.errors), (MAX_ERRORS, 300));
         assert_eq!(s.reclaimable_at, None);
+    }
+
+    #[test]
+    fn logs_left_to_other_rotators_are_listed_by_path_capped_and_counted() {
+        let mut t = Tracker::default();
+        let mut rotation = rotation(0, 0, vec![]);
+        rotation.owned = (0..150)
+            .rev()
+            .map(|i| OwnedLog {
+                path: format!("/var/log/pods/p{i:03}/c/0.log").into(),
+                owner: "kubelet".into(),
+            })
+            .collect();
+        rotation.owned.push(OwnedLog {
+            path: "/var/log/auth.log".into(),
+            owner: "logrotate (/etc/logrotate.d/rsyslog:1)".into(),
+        });
+        let p = PassResult {
+            rotation,
+            ..PassResult::default()
+        };
+        let s = t.record(Timestamp::UNIX_EPOCH, &p, &[]);
+        assert_eq!(
+            (s.owned_elsewhere.len(), s.owned_elsewhere_total),
+            (MAX_OWNED_LISTED, 151)
+        );
+        assert_eq!(
+            s.owned_elsewhere[0],
+            ModelOwnedLog {
+                path: "/var/log/auth.log".into(),
+                owner: "logrotate (/etc/logrotate.d/rsyslog:1)".into(),
+            }
+        );
+        assert_eq!(s.owned_elsewhere[1].path, "/var/log/pods/p000/c/0.log");
+        // The wire form carries both and passes the report's validation.
+        let wire = caretaker_proto::pb::LogsSummary::from(s.clone());
+        assert_eq!(wire.owned_elsewhere_total, 151);
+        assert_eq!(LogsSummary::try_from(wire).unwrap(), s);
     }
 
     #[test]

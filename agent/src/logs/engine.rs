@@ -20,6 +20,7 @@ use super::compress::{FailHook, no_fail};
 use super::conf;
 use super::handle::Roots;
 use super::lock::{self, LockError};
+use super::owners::Owners;
 use super::policy::{Permissions, Policy};
 use super::rotate::{Pass, run_pass};
 use super::state::{State, StateError, is_writable_state};
@@ -63,6 +64,8 @@ pub struct LogEngine {
     check_interval: Duration,
     lock_wait: Duration,
     tz: TimeZone,
+    /// Logs other rotators own (left alone, reported).
+    owners: Owners,
     /// The state as this engine last read or wrote it (shared by clones).
     cache: Arc<Mutex<Option<StateCache>>>,
 }
@@ -97,6 +100,30 @@ struct StateCache {
     file: Option<FileId>,
     state: State,
     warnings: Vec<(usize, String)>,
+}
+
+/// The system's time zone, as [`TimeZone::system`] finds it but without its search of
+/// the zone's name in the zoneinfo database (a walk of every directory of
+/// /usr/share/zoneinfo, the largest start-up cost of `caretaker-agent rotate`): with `TZ`
+/// unset, the rules of /etc/localtime are read directly (named after its link's target).
+/// Only the rules matter here (calendar decisions, date extensions).
+fn system_time_zone() -> TimeZone {
+    const LOCALTIME: &str = "/etc/localtime";
+    if std::env::var_os("TZ").is_none()
+        && let Ok(data) = std::fs::read(LOCALTIME)
+    {
+        let name = std::fs::read_link(LOCALTIME)
+            .ok()
+            .and_then(|t| {
+                let t = t.to_str()?.to_string();
+                t.split_once("zoneinfo/").map(|(_, n)| n.to_string())
+            })
+            .unwrap_or_else(|| "Local".to_string());
+        if let Ok(tz) = TimeZone::tzif(&name, &data) {
+            return tz;
+        }
+    }
+    TimeZone::system()
 }
 
 impl LogEngine {
@@ -147,10 +174,17 @@ impl LogEngine {
                 message: "mail is not sent: logs.mail_command is not set in the agent config (the logs of blocks with `mail` are rotated as configured)".to_string(),
             });
         }
+        let own_conf = cfg.logrotate_conf.as_deref().or(extra_conf);
+        let owners = Owners::load(
+            &cfg.kubelet_log_dirs,
+            cfg.node_logrotate_conf.as_deref(),
+            own_conf,
+        );
         Self {
             policies,
             load_errors,
             load_warnings,
+            owners,
             roots: Roots::new(&cfg.roots),
             state_file: cfg.state_file.clone(),
             threads: cfg.compress_threads.clamp(1, 64),
@@ -159,7 +193,7 @@ impl LogEngine {
             retention: cfg.retention.clone(),
             check_interval: cfg.check_interval,
             lock_wait: cfg.lock_wait,
-            tz: TimeZone::system(),
+            tz: system_time_zone(),
             cache: Arc::default(),
         }
     }
@@ -295,6 +329,7 @@ impl LogEngine {
             threads: self.threads,
             follow_symlinks: self.follow_symlinks,
             mail_command: self.mail_command.as_deref(),
+            owners: &self.owners,
             fail,
         };
         let changed = run_pass(&self.policies, &pass, &mut state, &mut out);
@@ -1099,6 +1134,200 @@ mod tests {
                 ],
                 "{mode}"
             );
+        }
+    }
+
+    /// The shift (`.1` → `.2` …) never renames over a file that is not one of the log's
+    /// archives: a symlink at an archive's name (not followed, not replaced), or a file
+    /// made at a name after the names were read. The log's rotation stops with an error
+    /// naming both, as logrotate's does when a rename of the shift fails; the dry run says
+    /// the same.
+    #[test]
+    fn the_shift_never_replaces_a_file_outside_the_chain() {
+        // A symlink at `.2`: `.1` must not go over it.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!("{}/app.log {{\n  size 1\n  rotate 3\n}}\n", d.display()),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "one\n").unwrap();
+        std::fs::write(d.join("elsewhere"), "not an archive\n").unwrap();
+        std::os::unix::fs::symlink("elsewhere", d.join("app.log.2")).unwrap();
+        let now = ts("2026-01-01T10:00:00Z");
+        for dry_run in [true, false] {
+            let s = e
+                .rotate(
+                    now,
+                    RunOptions {
+                        dry_run,
+                        ..RunOptions::default()
+                    },
+                )
+                .unwrap();
+            assert_eq!((s.rotated, s.errors.len()), (0, 1), "dry {dry_run}: {s:?}");
+            assert!(s.errors[0].place.ends_with("app.log"), "{:?}", s.errors);
+            assert!(
+                s.errors[0].message.contains("app.log.1")
+                    && s.errors[0].message.contains("app.log.2"),
+                "{:?}",
+                s.errors
+            );
+        }
+        assert!(
+            std::fs::symlink_metadata(d.join("app.log.2"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(d.join("app.log.1")).unwrap(), b"one\n");
+        assert_eq!(std::fs::read(d.join("app.log")).unwrap(), b"now\n");
+        assert_eq!(
+            std::fs::read(d.join("elsewhere")).unwrap(),
+            b"not an archive\n"
+        );
+
+        // A file made at `.3` after the names were read (right before the first rename
+        // of the shift, `.2` → `.3`).
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let e = engine(
+            d,
+            &format!("{}/app.log {{\n  size 1\n  rotate 5\n}}\n", d.display()),
+        );
+        std::fs::write(d.join("app.log"), "now\n").unwrap();
+        std::fs::write(d.join("app.log.1"), "one\n").unwrap();
+        std::fs::write(d.join("app.log.2"), "two\n").unwrap();
+        let steps = std::sync::atomic::AtomicU32::new(0);
+        let plant = |what: &str| -> std::io::Result<()> {
+            if what == "step" && steps.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1 {
+                std::fs::write(d.join("app.log.3"), "someone else's\n").unwrap();
+            }
+            Ok(())
+        };
+        let s = e.rotate_with(now, RunOptions::default(), &plant).unwrap();
+        assert_eq!((s.rotated, s.errors.len()), (0, 1), "{s:?}");
+        assert_eq!(
+            std::fs::read(d.join("app.log.3")).unwrap(),
+            b"someone else's\n"
+        );
+        assert_eq!(std::fs::read(d.join("app.log.2")).unwrap(), b"two\n");
+        assert_eq!(std::fs::read(d.join("app.log.1")).unwrap(), b"one\n");
+        assert_eq!(std::fs::read(d.join("app.log")).unwrap(), b"now\n");
+    }
+
+    /// Out of the box the agent leaves the kubelet's container logs and the logs the
+    /// node's logrotate names alone, and lists each with its owner; the rest rotates.
+    /// When the agent's own logrotate_conf is the node's file, it has taken over.
+    #[test]
+    fn logs_another_rotator_owns_are_left_alone_and_listed_with_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let logs = d.join("log");
+        let pods = logs.join("pods/ns_pod_uid/app");
+        std::fs::create_dir_all(&pods).unwrap();
+        std::fs::create_dir_all(d.join("etc/logrotate.d")).unwrap();
+        std::fs::write(pods.join("0.log"), "container\n").unwrap();
+        for n in ["syslog", "mine.log"] {
+            std::fs::write(logs.join(n), "line\n").unwrap();
+        }
+        let node_conf = d.join("etc/logrotate.conf");
+        // Its `include /etc/logrotate.d` is the host's path; the directory beside it is read.
+        std::fs::write(&node_conf, "weekly\n").unwrap();
+        std::fs::write(
+            d.join("etc/logrotate.d/rsyslog"),
+            format!(
+                "{}/syslog\n{{\n rotate 4\n postrotate\n  kill -HUP 1\n endscript\n}}\n",
+                logs.display()
+            ),
+        )
+        .unwrap();
+        let ours = d.join("ours.conf");
+        std::fs::write(
+            &ours,
+            format!(
+                "{0}/*.log {0}/syslog {0}/pods/*/*/*.log {{\n size 1\n rotate 1\n}}\n",
+                logs.display()
+            ),
+        )
+        .unwrap();
+        let cfg = LogsConfig {
+            roots: vec![logs.clone()],
+            state_file: d.join("status"),
+            kubelet_log_dirs: vec![logs.join("pods")],
+            node_logrotate_conf: Some(node_conf.clone()),
+            ..LogsConfig::default()
+        };
+        let e = LogEngine::new(&cfg, Some(&ours)).with_time_zone(TimeZone::UTC);
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!(s.errors, vec![]);
+        assert_eq!(s.rotated, 1, "{s:?}");
+        assert!(logs.join("mine.log.1").exists());
+        let mut owned: Vec<(String, String)> = s
+            .owned
+            .iter()
+            .map(|o| (o.path.display().to_string(), o.owner.clone()))
+            .collect();
+        owned.sort();
+        assert_eq!(
+            owned,
+            vec![
+                (
+                    pods.join("0.log").display().to_string(),
+                    "kubelet".to_string()
+                ),
+                (
+                    logs.join("syslog").display().to_string(),
+                    format!(
+                        "logrotate ({}:1)",
+                        d.join("etc/logrotate.d/rsyslog").display()
+                    )
+                ),
+            ]
+        );
+        assert_eq!(std::fs::read(logs.join("syslog")).unwrap(), b"line\n");
+        assert_eq!(std::fs::read(pods.join("0.log")).unwrap(), b"container\n");
+        assert!(
+            s.render_table().contains(&format!(
+                "left to kubelet: {}",
+                pods.join("0.log").display()
+            )),
+            "{}",
+            s.render_table()
+        );
+
+        // The agent runs the node's own logrotate.conf: nothing is another's.
+        let cfg = LogsConfig {
+            kubelet_log_dirs: vec![],
+            logrotate_conf: Some(node_conf.clone()),
+            state_file: d.join("status2"),
+            ..cfg
+        };
+        let e = LogEngine::new(&cfg, Some(&ours)).with_time_zone(TimeZone::UTC);
+        let s = e
+            .rotate(ts("2026-01-01T10:00:00Z"), RunOptions::default())
+            .unwrap();
+        assert_eq!(s.owned, vec![]);
+        assert_eq!(s.rotated, 2, "{s:?}");
+        assert!(logs.join("syslog.1").exists());
+    }
+
+    /// The engine reads /etc/localtime itself (no walk of the zoneinfo database); the
+    /// rules are the ones jiff's own look-up finds.
+    #[test]
+    fn the_system_time_zone_has_the_rules_jiff_finds() {
+        let ours = system_time_zone();
+        let jiffs = TimeZone::system();
+        for t in [
+            "2026-01-15T12:00:00Z",
+            "2026-07-15T12:00:00Z",
+            "1999-03-28T01:30:00Z",
+            "2030-10-27T00:30:00Z",
+        ] {
+            let t: Timestamp = t.parse().unwrap();
+            assert_eq!(ours.to_offset(t), jiffs.to_offset(t), "{t}");
         }
     }
 }

@@ -227,7 +227,42 @@ fn ignore_lease_signal() {
 }
 
 /// The POSIX access ACL's extended attribute (what libacl's `acl_get_fd` reads).
-const ACL_ACCESS: &std::ffi::CStr = c"system.posix_acl_access";
+pub(crate) const ACL_ACCESS: &std::ffi::CStr = c"system.posix_acl_access";
+pub(crate) const ACL_DEFAULT: &std::ffi::CStr = c"system.posix_acl_default";
+
+/// Sets `acl` (the bytes of a `system.posix_acl_access` attribute) on `to`.
+///
+/// # Errors
+/// As fsetxattr(2).
+pub fn set_acl(to: &File, acl: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a descriptor we own, a valid name and the bytes of `acl`.
+    let r = unsafe {
+        nix::libc::fsetxattr(
+            to.as_raw_fd(),
+            ACL_ACCESS.as_ptr(),
+            acl.as_ptr().cast(),
+            acl.len(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The process's umask, read once from /proc/self/status (`Umask:`, Linux 4.7 and
+/// later); `None` where it cannot be read. Read rather than set: `umask(2)` cannot be
+/// read without changing it for every thread for a moment.
+pub fn process_umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    })
+}
 
 /// Gives `to` the access ACL of `from` (both open files), as logrotate does with libacl
 /// for a log made by `create` without a mode. No ACL, or a filesystem without ACLs, is

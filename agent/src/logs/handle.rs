@@ -138,10 +138,15 @@ impl Roots {
             return Ok(Dir {
                 fd: root_fd,
                 path: dir,
+                default_acl: Default::default(),
             });
         }
         match open_beneath(&root_fd, &rel) {
-            Ok(fd) => Ok(Dir { fd, path: dir }),
+            Ok(fd) => Ok(Dir {
+                fd,
+                path: dir,
+                default_acl: Default::default(),
+            }),
             Err(Errno::ELOOP | Errno::EXDEV) => Err(OpenDirError::Symlink { path: dir }),
             Err(e) => Err(io_err(io::Error::from(e))),
         }
@@ -301,6 +306,8 @@ pub struct Dir {
     fd: OwnedFd,
     /// For messages and for the paths a summary shows; never used to reach a file.
     path: PathBuf,
+    /// Whether the directory has a default ACL (asked once; see [`Dir::has_default_acl`]).
+    default_acl: std::sync::OnceLock<bool>,
 }
 
 /// A name is one path component: not empty, no `/`, not `.` or `..`.
@@ -330,6 +337,7 @@ impl Dir {
         Ok(Self {
             fd,
             path: path.to_path_buf(),
+            default_acl: Default::default(),
         })
     }
 
@@ -493,6 +501,90 @@ impl Dir {
         Ok(Dir {
             fd,
             path: self.path.join(name),
+            default_acl: Default::default(),
+        })
+    }
+
+    /// The access ACL of `name` (the `system.posix_acl_access` attribute's bytes), `None`
+    /// when it has none or the filesystem has no ACLs. The name is reached through this
+    /// handle without following a symlink: `lgetxattr` on `/proc/self/fd/N/NAME` (one
+    /// call, where opening the file costs four), or, without procfs, on a descriptor
+    /// opened as [`Dir::open_file`] does.
+    ///
+    /// # Errors
+    /// The file cannot be reached or its attribute read.
+    pub fn acl_access(&self, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStringExt;
+        let name = check_name(name)?;
+        let mut via = OsString::from(format!("/proc/self/fd/{}/", self.fd.as_raw_fd()));
+        via.push(name);
+        let via = std::ffi::CString::new(via.into_vec())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let read = |buf: &mut [u8], f: &dyn Fn(&mut [u8]) -> isize| -> io::Result<Option<usize>> {
+            let n = f(buf);
+            if n >= 0 {
+                return Ok(Some(n as usize));
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(nix::libc::ENODATA | nix::libc::EOPNOTSUPP) => Ok(None),
+                _ => Err(e),
+            }
+        };
+        // SAFETY: a valid NUL-terminated path and name, and a buffer of the length passed.
+        let by_path = |buf: &mut [u8]| unsafe {
+            nix::libc::lgetxattr(
+                via.as_ptr(),
+                fsx::ACL_ACCESS.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        let mut small = [0u8; 1024];
+        let got = match read(&mut small, &by_path) {
+            Ok(Some(n)) => return Ok(Some(small[..n].to_vec())),
+            Ok(None) => return Ok(None),
+            Err(e) => e,
+        };
+        let mut buf = vec![0u8; 65_536];
+        if got.raw_os_error() == Some(nix::libc::ERANGE) {
+            // More than 1 KiB of ACL: the xattr maximum is 64 KiB.
+            return Ok(read(&mut buf, &by_path)?.map(|n| buf[..n].to_vec()));
+        }
+        // No procfs (or it cannot reach our descriptor): through an opened descriptor.
+        let f = self.open_file(name, false)?;
+        // SAFETY: a descriptor we own, a valid name and a buffer of the length passed.
+        let by_fd = |buf: &mut [u8]| unsafe {
+            nix::libc::fgetxattr(
+                f.as_raw_fd(),
+                fsx::ACL_ACCESS.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        Ok(read(&mut buf, &by_fd)?.map(|n| buf[..n].to_vec()))
+    }
+
+    /// Whether the directory has a default ACL (which, not the umask, then decides the
+    /// mode of files created in it). Asked once per handle; unreadable counts as yes.
+    pub fn has_default_acl(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        *self.default_acl.get_or_init(|| {
+            // SAFETY: a descriptor we own, a valid name, and a zero-length query.
+            let n = unsafe {
+                nix::libc::fgetxattr(
+                    self.fd.as_raw_fd(),
+                    fsx::ACL_DEFAULT.as_ptr(),
+                    std::ptr::null_mut(),
+                    0,
+                )
+            };
+            n >= 0
+                || !matches!(
+                    io::Error::last_os_error().raw_os_error(),
+                    Some(nix::libc::ENODATA | nix::libc::EOPNOTSUPP)
+                )
         })
     }
 
@@ -697,5 +789,42 @@ mod tests {
                 (OsString::from("link"), Some(EntryKind::Symlink)),
             ]
         );
+    }
+
+    #[test]
+    fn the_access_acl_is_read_through_the_handle_without_following_links() {
+        let (_t, root, outside) = tree();
+        // u::rw-,u:65534:r--,g::r--,m::r--,o::--- in the kernel's xattr format.
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (0x01u16, 6u16, u32::MAX),
+            (0x02, 4, 65534),
+            (0x04, 4, u32::MAX),
+            (0x10, 4, u32::MAX),
+            (0x20, 0, u32::MAX),
+        ] {
+            acl.extend_from_slice(&tag.to_le_bytes());
+            acl.extend_from_slice(&perm.to_le_bytes());
+            acl.extend_from_slice(&id.to_le_bytes());
+        }
+        std::fs::write(root.join("with"), "").unwrap();
+        std::fs::write(root.join("without"), "").unwrap();
+        std::fs::write(outside.join("secret"), "").unwrap();
+        fsx::set_acl(&File::open(root.join("with")).unwrap(), &acl).unwrap();
+        fsx::set_acl(&File::open(outside.join("secret")).unwrap(), &acl).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), root.join("link")).unwrap();
+        let d = Roots::new(std::slice::from_ref(&root))
+            .open_dir(&root)
+            .unwrap();
+        assert_eq!(d.acl_access(OsStr::new("with")).unwrap(), Some(acl));
+        assert_eq!(d.acl_access(OsStr::new("without")).unwrap(), None);
+        // The link itself has no ACL (symlinks carry none); its target's is not read.
+        assert_ne!(
+            d.acl_access(OsStr::new("link")).ok().flatten(),
+            d.acl_access(OsStr::new("with")).unwrap()
+        );
+        assert!(d.acl_access(OsStr::new("missing")).is_err());
+        assert!(d.acl_access(OsStr::new("../outside/secret")).is_err());
+        assert!(!d.has_default_acl());
     }
 }

@@ -8,6 +8,8 @@
 //! the state, and returns a [`summary::RotationSummary`]. [`sweep`] deletes files by age.
 //! [`daemon`] is the agent daemon's task around the engine: passes on a jittered
 //! interval, retention sweeps at their cadence, the report's `logs` summary.
+//! [`owners`] knows which logs another rotator (the kubelet, the node's logrotate) owns:
+//! those are left alone and listed in the report.
 //!
 //! Every directive, and every place where caretaker deliberately differs from
 //! logrotate 3.21, is documented in `agent/LOGS.md`.
@@ -20,6 +22,7 @@ pub mod engine;
 pub mod fsx;
 pub mod handle;
 pub mod lock;
+pub mod owners;
 pub mod policy;
 pub mod rotate;
 pub mod schedule;

@@ -184,9 +184,9 @@ pub struct Policy {
     pub addextension: Option<String>,
     /// `datehourago`: the date extension uses the time one hour ago.
     pub datehourago: bool,
-    /// `renamecopy`: logrotate renames to a temporary name and copies it into `olddir`;
-    /// caretaker renames straight to the archive name (the same result on one
-    /// filesystem), see LOGS.md.
+    /// `renamecopy`: the log is renamed to `LOG.tmp` in its own directory and, after
+    /// postrotate, copied to its archive name (so `olddir` may be on another filesystem),
+    /// as logrotate does.
     pub renamecopy: bool,
     /// `ignoreduplicates`: a log this block names that an earlier block named already is
     /// left to that block without an error.

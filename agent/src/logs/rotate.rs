@@ -48,10 +48,11 @@ use regex::Regex;
 use super::compress::{self, FailHook};
 use super::fsx;
 use super::handle::{Dir, OpenDirError, Roots, Stat};
+use super::owners::Owners;
 use super::policy::{CreateSpec, Policy};
 use super::schedule::{self, FileFacts};
 use super::state::State;
-use super::summary::{Action, ActionKind, LogError, RotationSummary};
+use super::summary::{Action, ActionKind, LogError, OwnedLog, RotationSummary};
 use super::walk;
 
 /// Where kubelet keeps its symlinks to container logs; it rotates those itself.
@@ -79,6 +80,8 @@ pub struct Pass<'a> {
     pub follow_symlinks: bool,
     /// `logs.mail_command`: mails logs for blocks with `mail`.
     pub mail_command: Option<&'a Path>,
+    /// Logs another rotator owns: left alone and listed in the summary's `owned`.
+    pub owners: &'a Owners,
     /// Failure injection for tests (see [`compress::FailHook`]); also called with
     /// `"step"` before every mutating step.
     pub fail: FailHook<'a>,
@@ -148,8 +151,14 @@ pub fn run_pass(
         quiet_dups: HashSet::new(),
     };
     let mut seen: HashSet<std::ffi::OsString> = HashSet::new();
+    // With one pattern in all, no log can be named twice: no set of names is kept.
+    let one_pattern = policies.iter().map(|p| p.patterns.len()).sum::<usize>() == 1;
     for p in policies {
-        let files = run.expand(p, &mut seen);
+        let files = if one_pattern {
+            run.expand_one(p)
+        } else {
+            run.expand(p, &mut seen)
+        };
         run.policy(p, &files);
     }
     run.sync_dirs();
@@ -226,6 +235,24 @@ impl Run<'_, '_> {
             }
         }
         files
+    }
+
+    /// [`Self::expand`] of the only pattern of a pass (nothing to tell duplicates from).
+    fn expand_one(&mut self, p: &Policy) -> Vec<PathBuf> {
+        let Some(pat) = p.patterns.first() else {
+            return Vec::new();
+        };
+        match walk::expand(self.pass.roots, pat) {
+            Ok(paths) if !paths.is_empty() => paths,
+            Ok(_) | Err(walk::GlobError::Open(_)) => vec![PathBuf::from(pat)],
+            Err(e) => {
+                self.out.errors.push(LogError {
+                    place: p.place.clone(),
+                    message: e.to_string(),
+                });
+                Vec::new()
+            }
+        }
     }
 
     /// The handle of `dir` (absolute), opened once per pass below the roots.
@@ -313,6 +340,9 @@ impl Run<'_, '_> {
         {
             return;
         }
+        // renamecopy with a shared postrotate: the copies wait until after it, as the
+        // writers keep writing into `LOG.tmp` until it tells them to reopen.
+        let mut deferred = Vec::new();
         for d in due {
             let f = d.path.clone();
             if !p.scripts.shared
@@ -333,9 +363,16 @@ impl Run<'_, '_> {
             {
                 let a = archive
                     .as_ref()
-                    .map(|(dir, name)| dir.path.join(name).to_string_lossy().into_owned())
+                    .map(|r| r.dir.path.join(&r.name).to_string_lossy().into_owned())
                     .unwrap_or_default();
                 self.script(s, &[&f.to_string_lossy(), &a], &p.place, "postrotate");
+            }
+            if p.scripts.shared
+                && p.scripts.postrotate.is_some()
+                && archive.as_ref().is_some_and(|r| r.tmp.is_some())
+            {
+                deferred.push((d, archive));
+                continue;
             }
             if let Err(e) = self.after_rotation(p, &d, archive) {
                 self.error(&f, e.to_string());
@@ -345,6 +382,11 @@ impl Run<'_, '_> {
             && let Some(s) = &p.scripts.postrotate
         {
             self.script(s, &[pattern.as_str()], &p.place, "postrotate");
+        }
+        for (d, archive) in deferred {
+            if let Err(e) = self.after_rotation(p, &d, archive) {
+                self.error(&d.path, e.to_string());
+            }
         }
         if let Some(s) = &p.scripts.lastaction {
             self.script(s, &[pattern.as_str()], &p.place, "lastaction");
@@ -390,6 +432,16 @@ impl Run<'_, '_> {
         } else {
             f
         };
+        // Another rotator's log is left alone before anything is opened (quietly: a
+        // kubelet tree holds thousands; the summary lists them).
+        if let Some(owner) = self.pass.owners.owner_of(f) {
+            tracing::debug!(path = %f.display(), owner = %owner.describe(), "Log left to its rotator.");
+            self.out.owned.push(OwnedLog {
+                path: f.to_path_buf(),
+                owner: owner.describe(),
+            });
+            return None;
+        }
         let (Some(parent), Some(name)) = (f.parent(), f.file_name()) else {
             self.error(f, "is not a file path");
             return None;
@@ -689,8 +741,9 @@ impl Run<'_, '_> {
         Ok(out)
     }
 
-    /// Steps 1 to 3; returns where the archive went.
-    fn rotate_one(&mut self, p: &Policy, due: &Due) -> io::Result<Option<(ArchDir, String)>> {
+    /// Steps 1 to 3; returns where the archive went (with `renamecopy`: where it goes, the
+    /// copy being made by [`Self::after_rotation`]).
+    fn rotate_one(&mut self, p: &Policy, due: &Due) -> io::Result<Option<Rotated>> {
         (self.pass.fail)("step")?;
         let dir = self.archive_dir(p, due)?;
         let lay = Layout::new(p, &due.name, dir.clone(), &mut self.regexes);
@@ -772,18 +825,47 @@ impl Run<'_, '_> {
             };
             self.act(kind, &due.path, Some(&target_path), size);
         } else {
+            // renamecopy (logrotate): the log is renamed to `LOG.tmp` in its own directory
+            // (never across filesystems) and copied to its archive name after postrotate,
+            // so `olddir` may be on another filesystem.
+            let tmp = p.renamecopy.then(|| {
+                let mut t = due.name.clone();
+                t.push(".tmp");
+                t
+            });
             if !self.pass.dry_run {
-                due.dir
-                    .rename_noreplace(&due.name, dir.handle()?, OsStr::new(&target))?;
+                match &tmp {
+                    Some(t) => due.dir.rename_noreplace(&due.name, &due.dir, t)?,
+                    None => {
+                        due.dir
+                            .rename_noreplace(&due.name, dir.handle()?, OsStr::new(&target))?
+                    }
+                }
             }
             self.dry_moved(&log_path, Some(&due.dir), &due.name, target_path.clone());
             self.act(ActionKind::Rotate, &due.path, Some(&target_path), size);
             if let Some(spec) = p.create {
                 (self.pass.fail)("step")?;
                 if !self.pass.dry_run {
-                    let old_now = (dir.handle()?, OsStr::new(&target));
+                    let old_now = match &tmp {
+                        Some(t) => (&*due.dir, t.as_os_str()),
+                        None => (dir.handle()?, OsStr::new(&target)),
+                    };
                     create_log(&due.dir, &due.name, spec, &due.meta, self.ids, old_now)?;
                 }
+            }
+            if tmp.is_some() {
+                self.sync_later(due.dir.path(), Arc::clone(&due.dir));
+                self.state.set(&due.path, self.pass.now.datetime());
+                self.state_changed = true;
+                self.index_add(&dir.path, &target);
+                self.out.rotated += 1;
+                self.out.rotated_bytes += size;
+                return Ok(Some(Rotated {
+                    dir,
+                    name: target,
+                    tmp,
+                }));
             }
         }
         self.index_add(&dir.path, &target);
@@ -797,7 +879,33 @@ impl Run<'_, '_> {
         let now = self.pass.now.datetime();
         self.state.set(&due.path, now);
         self.state_changed = true;
-        Ok(Some((dir, target)))
+        Ok(Some(Rotated {
+            dir,
+            name: target,
+            tmp: None,
+        }))
+    }
+
+    /// renamecopy's second half: `LOG.tmp` copied (holes kept) to a temporary in the
+    /// archive's directory, fsynced, renamed to the archive's name (never over a file),
+    /// that directory fsynced, and only then `LOG.tmp` unlinked: a crash leaves the
+    /// content in one of the two names, never in none.
+    fn finish_renamecopy(
+        &mut self,
+        due: &Due,
+        dir: &ArchDir,
+        name: &str,
+        tmp: &OsStr,
+    ) -> io::Result<()> {
+        if self.pass.dry_run {
+            return Ok(());
+        }
+        (self.pass.fail)("step")?;
+        let ad = dir.handle()?;
+        copy_out(&due.dir, tmp, ad, OsStr::new(name), false, self.pass.fail)?;
+        ad.sync()?;
+        due.dir.unlink(tmp)?;
+        Ok(())
     }
 
     /// Steps 4 and 5, after the postrotate script.
@@ -805,11 +913,14 @@ impl Run<'_, '_> {
         &mut self,
         p: &Policy,
         due: &Due,
-        archive: Option<(ArchDir, String)>,
+        archive: Option<Rotated>,
     ) -> io::Result<()> {
-        let Some((dir, name)) = archive else {
+        let Some(Rotated { dir, name, tmp }) = archive else {
             return Ok(());
         };
+        if let Some(tmp) = tmp {
+            self.finish_renamecopy(due, &dir, &name, &tmp)?;
+        }
         let lay = Layout::new(p, &due.name, dir, &mut self.regexes);
         if p.mailfirst {
             self.mail(p, &lay.dir, &name);
@@ -933,10 +1044,34 @@ impl Run<'_, '_> {
                 {
                     self.remove(p, lay, &new_name)?;
                 }
+                if new_name == a.name {
+                    // A name such as `app.log.02` (counter 2, no `app.log.2` in it): it
+                    // stays where it is.
+                    continue;
+                }
                 (self.pass.fail)("step")?;
-                if !self.pass.dry_run {
+                let rename_error = |e: io::Error| {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "error renaming {} to {}: {e}; not rotated, nothing replaced",
+                            lay.dir.path.join(&a.name).display(),
+                            lay.dir.path.join(&new_name).display()
+                        ),
+                    )
+                };
+                if self.pass.dry_run {
+                    // The index holds what the real run would find there by now.
+                    if self.names(&lay.dir)?.contains(&new_name) {
+                        return Err(rename_error(io::ErrorKind::AlreadyExists.into()));
+                    }
+                } else {
+                    // Never over a file outside the chain (a symlink, a FIFO, a
+                    // directory, or a file made after the names were read): as logrotate
+                    // on a failed rename, that log's rotation stops with an error.
                     let d = lay.dir.handle()?;
-                    d.rename(OsStr::new(&a.name), d, OsStr::new(&new_name))?;
+                    d.rename_noreplace(OsStr::new(&a.name), d, OsStr::new(&new_name))
+                        .map_err(rename_error)?;
                 }
                 self.index_remove(&lay.dir.path, &a.name);
                 self.index_add(&lay.dir.path, &new_name);
@@ -1165,6 +1300,14 @@ struct Due {
     meta: Stat,
 }
 
+/// Where a rotated log's content went: `name` in `dir`; with `renamecopy`, `tmp` is the
+/// name in the log's directory it waits under until it is copied there.
+struct Rotated {
+    dir: ArchDir,
+    name: String,
+    tmp: Option<OsString>,
+}
+
 /// The directory a log's archives go to. `dir` is `None` only in a dry run where
 /// `createolddir` would create it.
 #[derive(Clone)]
@@ -1368,8 +1511,14 @@ fn create_log(
         Err(e) => return Err(e),
     };
     // The umask (or a default ACL) may have cleared bits; this file is ours, so set
-    // exactly what was asked.
-    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    // exactly what was asked. Nothing to set when neither could have (one syscall less
+    // per log: a pass where every log rotates is made of such syscalls).
+    let exact = mode & 0o7000 == 0
+        && fsx::process_umask().is_some_and(|u| mode & u == 0)
+        && !dir.has_default_acl();
+    if !exact {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
     let uid = spec.uid.unwrap_or(old.uid());
     let gid = spec.gid.unwrap_or(old.gid());
     if (uid, gid) != ids {
@@ -1378,7 +1527,9 @@ fn create_log(
     if spec.mode.is_none() {
         // No mode given: the old log's ACL too (logrotate with libacl).
         let (od, on) = old_now;
-        fsx::copy_acl(&od.open_file(on, false)?, &file)?;
+        if let Some(acl) = od.acl_access(on)? {
+            fsx::set_acl(&file, &acl)?;
+        }
     }
     Ok(())
 }

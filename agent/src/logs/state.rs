@@ -114,7 +114,14 @@ impl State {
     /// Parses state text (see the module docs).
     pub fn parse(text: &str) -> (Self, Vec<(usize, String)>) {
         let mut st = Self::default();
+        st.entries.reserve(text.len() / 64);
         let mut warnings = Vec::new();
+        // One clock read per file (not per line): the latest plausible year (UTC's: a
+        // day's difference is nothing against the bound, and no time zone is looked up).
+        let max_year = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .year()
+            .saturating_add(MAX_FUTURE_YEARS);
         for (i, line) in text.lines().enumerate() {
             let n = i + 1;
             let line = line.trim();
@@ -124,9 +131,9 @@ impl State {
             if n == 1 && line.starts_with("logrotate state -- version") {
                 continue;
             }
-            match parse_line(line).and_then(|(p, t)| plausible(t).map(|()| (p, t))) {
+            match parse_line(line).and_then(|(p, t)| plausible(t, max_year).map(|()| (p, t))) {
                 Ok((p, t)) => {
-                    st.entries.insert(p.into_os_string(), t);
+                    st.entries.insert(p, t);
                 }
                 Err(e) => warnings.push((n, e)),
             }
@@ -210,7 +217,19 @@ impl State {
     }
 }
 
-fn parse_line(line: &str) -> Result<(PathBuf, DateTime), String> {
+fn parse_line(line: &str) -> Result<(OsString, DateTime), String> {
+    // The common line: a quoted path without escapes, taken as it is.
+    if let Some(r) = line.strip_prefix('"')
+        && let Some(end) = r.find(['"', '\\'])
+        && r.as_bytes()[end] == b'"'
+    {
+        let (path, rest) = (&r[..end], r[end + 1..].trim());
+        if !path.starts_with('/') {
+            return Err(format!("{path:?} is not an absolute path"));
+        }
+        let t = parse_time(rest).ok_or_else(|| format!("bad date {rest:?}"))?;
+        return Ok((OsString::from(path), t));
+    }
     let (path, rest) = if let Some(r) = line.strip_prefix('"') {
         let mut p = String::new();
         let mut chars = r.char_indices();
@@ -241,7 +260,7 @@ fn parse_line(line: &str) -> Result<(PathBuf, DateTime), String> {
         return Err(format!("{path:?} is not an absolute path"));
     }
     Ok((
-        PathBuf::from(path),
+        OsString::from(path),
         parse_time(rest).ok_or_else(|| format!("bad date {rest:?}"))?,
     ))
 }
@@ -251,13 +270,13 @@ fn parse_line(line: &str) -> Result<(PathBuf, DateTime), String> {
 /// was set back).
 const MAX_FUTURE_YEARS: i16 = 10;
 
-/// A time before 1970 or far in the future is not a rotation that happened.
-fn plausible(t: DateTime) -> Result<(), String> {
+/// A time before 1970 or after `max_year` (now plus [`MAX_FUTURE_YEARS`]) is not a
+/// rotation that happened.
+fn plausible(t: DateTime, max_year: i16) -> Result<(), String> {
     if t.year() < 1970 {
         return Err(format!("time {t} is before 1970"));
     }
-    let now = jiff::Zoned::now().datetime();
-    if t.year() > now.year().saturating_add(MAX_FUTURE_YEARS) {
+    if t.year() > max_year {
         return Err(format!(
             "time {t} is more than {MAX_FUTURE_YEARS} years in the future"
         ));

@@ -13,6 +13,14 @@ pub struct LogError {
     pub message: String,
 }
 
+/// A log the policies name that another rotator rotates, left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnedLog {
+    pub path: PathBuf,
+    /// Who rotates it: `kubelet`, or `logrotate (FILE:LINE)` for the node's logrotate.
+    pub owner: String,
+}
+
 /// What was (or, in a dry run, would be) done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -76,6 +84,10 @@ pub struct RotationSummary {
     pub actions: Vec<Action>,
     /// Logs deliberately left alone (symlinks, hard links), with the reason.
     pub skipped: Vec<LogError>,
+    /// Logs left alone because another rotator owns them (the kubelet, the node's
+    /// logrotate), with the owner.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub owned: Vec<OwnedLog>,
     /// Config errors and failures; the pass continued past each.
     pub errors: Vec<LogError>,
     /// Config lines ignored (unknown or obsolete directives, a file included twice) and
@@ -107,7 +119,7 @@ impl RotationSummary {
             format!("{t}\n")
         };
         out.push_str(&format!(
-            "{}{} checked, {} rotated ({} bytes), {} compressed ({} -> {} bytes), {} deleted ({} bytes), {} skipped, {} errors\n",
+            "{}{} checked, {} rotated ({} bytes), {} compressed ({} -> {} bytes), {} deleted ({} bytes), {} skipped, {} left to other rotators, {} errors\n",
             if self.dry_run { "dry run: " } else { "" },
             self.files_checked,
             self.rotated,
@@ -118,10 +130,18 @@ impl RotationSummary {
             self.deleted,
             self.deleted_bytes,
             self.skipped.len(),
+            self.owned.len(),
             self.errors.len()
         ));
         for s in &self.skipped {
             out.push_str(&format!("skipped {}: {}\n", s.place, s.message));
+        }
+        for o in &self.owned {
+            out.push_str(&format!(
+                "left to {}: {} (another rotator owns it)\n",
+                o.owner,
+                o.path.display()
+            ));
         }
         for e in &self.errors {
             out.push_str(&format!("error {}: {}\n", e.place, e.message));

@@ -766,6 +766,8 @@ pub(crate) mod tests {
             reclaimable_bytes: 3 << 30,
             reclaimable_at: Some(at(0)),
             errors: vec![],
+            owned_elsewhere: vec![],
+            owned_elsewhere_total: 0,
         });
         assert_eq!(reclaimable(&b.report), Some(3 << 30));
         let b_logs = b.report.logs.clone();

@@ -27,6 +27,43 @@ pub struct LogsSummary {
     /// Problems of the last pass, then config problems, each with its place
     /// (`file:line`, log path or glob); at most [`MAX_ERRORS`].
     pub errors: Vec<CollectorError>,
+    /// Logs the policies name that another rotator rotates (the kubelet, the node's own
+    /// logrotate), left alone in the last pass, with their owner; the first
+    /// [`MAX_OWNED_LISTED`] by path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owned_elsewhere: Vec<OwnedLog>,
+    /// How many logs the last pass left to another rotator in all.
+    #[serde(default)]
+    pub owned_elsewhere_total: u64,
+}
+
+/// How many logs owned by another rotator a report lists (their total is counted).
+pub const MAX_OWNED_LISTED: usize = 100;
+
+/// A log another rotator owns, left alone by the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedLog {
+    pub path: String,
+    /// `kubelet`, or `logrotate (FILE:LINE)`: the node logrotate's block naming it.
+    pub owner: String,
+}
+
+impl From<OwnedLog> for pb::OwnedLog {
+    fn from(o: OwnedLog) -> Self {
+        Self {
+            path: o.path,
+            owner: o.owner,
+        }
+    }
+}
+
+impl From<pb::OwnedLog> for OwnedLog {
+    fn from(o: pb::OwnedLog) -> Self {
+        Self {
+            path: o.path,
+            owner: o.owner,
+        }
+    }
 }
 
 /// Counts and bytes of log maintenance (one pass, or totals).
@@ -106,6 +143,8 @@ impl From<LogsSummary> for pb::LogsSummary {
             reclaimable_bytes: s.reclaimable_bytes,
             reclaimable_at: s.reclaimable_at.map(ts_to_pb),
             errors: s.errors.into_iter().map(Into::into).collect(),
+            owned_elsewhere: s.owned_elsewhere.into_iter().map(Into::into).collect(),
+            owned_elsewhere_total: s.owned_elsewhere_total,
         }
     }
 }
@@ -138,6 +177,11 @@ impl TryFrom<pb::LogsSummary> for LogsSummary {
                 .into_iter()
                 .map(Into::into)
                 .collect(),
+            owned_elsewhere: bounded(s.owned_elsewhere, MAX_OWNED_LISTED, "owned_elsewhere")?
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            owned_elsewhere_total: s.owned_elsewhere_total,
             last_pass,
             totals,
             reclaimable_bytes: s.reclaimable_bytes,

@@ -346,6 +346,17 @@ pub(crate) fn sample_logs() -> LogsSummary {
             place: "/etc/logrotate.d/app:3".into(),
             message: "unknown directive \"rotat\"".into(),
         }],
+        owned_elsewhere: vec![
+            OwnedLog {
+                path: "/var/log/pods/shop_api-1_uid/api/0.log".into(),
+                owner: "kubelet".into(),
+            },
+            OwnedLog {
+                path: "/var/log/syslog".into(),
+                owner: "logrotate (/etc/logrotate.d/rsyslog:1)".into(),
+            },
+        ],
+        owned_elsewhere_total: 3,
     }
 }
 
@@ -390,6 +401,13 @@ fn invalid_logs_summaries_are_rejected_naming_the_field() {
             Box::new(|l| l.errors = vec![l.errors[0].clone(); MAX_ERRORS + 1]),
             "logs.errors",
             "257 entries, at most 256 allowed",
+        ),
+        (
+            Box::new(|l| {
+                l.owned_elsewhere = vec![l.owned_elsewhere[0].clone(); MAX_OWNED_LISTED + 1]
+            }),
+            "logs.owned_elsewhere",
+            "101 entries, at most 100 allowed",
         ),
         (
             Box::new(|l| {
