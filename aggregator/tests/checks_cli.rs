@@ -461,7 +461,9 @@ fn exclude_code_silences_counts_and_lists_on_request() {
     ]);
     let s = String::from_utf8(o.stdout).unwrap();
     assert!(
-        s.contains("1 finding(s) silenced by --exclude-code (--show-silenced lists them)"),
+        s.contains(
+            "1 finding(s) silenced by checks.exclude or --exclude-code (--show-silenced lists them)"
+        ),
         "{s}"
     );
     assert!(!s.contains("Deployment/shop/checkout"), "{s}");

@@ -447,6 +447,13 @@ pub const CODES: &[Code] = &[
         "Helm release Secret payload",
         "The release Secret is damaged: `helm history <release>`; restore it from backup.",
     ),
+    c(
+        "silence_expired",
+        "silencing",
+        "info",
+        "`checks.exclude` / `checks.severity_overrides` entry's `until` date",
+        "The accepted exception ended: fix what it silenced, or extend or remove the entry in the config.",
+    ),
 ];
 
 /// The entry of `code`, if known.

@@ -53,6 +53,15 @@ pub struct ChecksConfig {
     pub pvcs: PvcsConfig,
     pub nodes: NodesConfig,
     pub helm: HelmConfig,
+    /// Findings to silence (Popeye's spinach `exclude`): each entry matches by `code`,
+    /// `check`, `kind`, `namespace` and `name` patterns (`*`, `?`), every field given must
+    /// match, and `until: YYYY-MM-DD` ends it. Silenced findings leave the verdict, are
+    /// counted per check and listed with `check --show-silenced`; an expired entry stops
+    /// applying and is reported by the `silencing` check. Default: none.
+    pub exclude: Vec<super::silence::ExcludeRule>,
+    /// Severity per finding code (`{code, severity: info|warning|critical, until?}`),
+    /// applied before `exclude`. Default: none.
+    pub severity_overrides: Vec<super::silence::SeverityOverride>,
 }
 
 impl Default for ChecksConfig {
@@ -68,6 +77,8 @@ impl Default for ChecksConfig {
             pvcs: PvcsConfig::default(),
             nodes: NodesConfig::default(),
             helm: HelmConfig::default(),
+            exclude: Vec::new(),
+            severity_overrides: Vec::new(),
         }
     }
 }
