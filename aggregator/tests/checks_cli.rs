@@ -468,3 +468,67 @@ fn exclude_code_silences_counts_and_lists_on_request() {
     );
     assert!(!s.contains("Deployment/shop/checkout"), "{s}");
 }
+
+/// `checks.exclude` and `checks.severity_overrides` in `--config` are obeyed by `check`;
+/// an entry past its `until` date no longer applies and is reported as expired.
+#[test]
+fn config_exclude_and_overrides_apply_until_their_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("caretaker.yaml");
+    std::fs::write(
+        &config,
+        "checks:\n  exclude:\n  - kind: Deployment\n    namespace: sh*\n    name: check*\n  - code: crash_loop_back_off\n    until: 2000-01-01\n  severity_overrides:\n  - code: storage_location_unavailable\n    severity: info\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("workloads.json"),
+        "--now",
+        NOW,
+        "--output",
+        "json",
+        "--show-silenced",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let silenced: Vec<(&str, &str)> = v["silenced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[1]["code"].as_str().unwrap(),
+                p[1]["object"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(silenced, vec![("rollout_stuck", "checkout")]);
+    let checks = v["checks"].as_array().unwrap();
+    let by_name = |n: &str| checks.iter().find(|c| c["name"] == n).unwrap();
+    assert_eq!(by_name("workloads")["silenced"], 1);
+    assert_eq!(
+        by_name("pods")["severity"],
+        "critical",
+        "the expired exclude no longer applies"
+    );
+    let velero = by_name("velero");
+    assert_eq!(
+        velero["findings"][0]["code"],
+        "storage_location_unavailable"
+    );
+    assert_eq!(velero["findings"][0]["severity"], "info");
+    let expired = by_name("silencing");
+    assert_eq!(expired["findings"][0]["code"], "silence_expired");
+    assert_eq!(
+        expired["findings"][0]["message"],
+        "checks.exclude[1] (code=crash_loop_back_off) expired 2000-01-01; it no longer applies"
+    );
+}

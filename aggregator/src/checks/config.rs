@@ -7,6 +7,8 @@ use serde::{Deserialize, Deserializer};
 
 use caretaker_core::config::bounded_duration;
 
+use super::silence::{ExcludeRule, SeverityOverride};
+
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -58,10 +60,10 @@ pub struct ChecksConfig {
     /// match, and `until: YYYY-MM-DD` ends it. Silenced findings leave the verdict, are
     /// counted per check and listed with `check --show-silenced`; an expired entry stops
     /// applying and is reported by the `silencing` check. Default: none.
-    pub exclude: Vec<super::silence::ExcludeRule>,
+    pub exclude: Vec<ExcludeRule>,
     /// Severity per finding code (`{code, severity: info|warning|critical, until?}`),
     /// applied before `exclude`. Default: none.
-    pub severity_overrides: Vec<super::silence::SeverityOverride>,
+    pub severity_overrides: Vec<SeverityOverride>,
 }
 
 impl Default for ChecksConfig {

@@ -88,7 +88,7 @@ pub struct ExcludeRule {
     /// Last day (UTC, `YYYY-MM-DD`) the entry applies; after it the findings count again
     /// and the entry is reported as expired. Default: no end.
     pub until: Option<Date>,
-    /// Why the findings are accepted (shown with the silenced findings).
+    /// Why the findings are accepted, for the next reader of the config.
     pub reason: Option<String>,
 }
 
