@@ -62,7 +62,8 @@ fn check_json_output_has_results_proposals_and_load_summary() {
             "velero",
             "pvcs",
             "hpas",
-            "helm"
+            "helm",
+            "resources"
         ]
     );
     assert_eq!(v["checks"][1]["severity"], "critical");
@@ -304,7 +305,7 @@ fn check_fail_on_exits_2_at_or_above_the_level_after_the_output() {
     assert_eq!(v["checks"][1]["severity"], "critical");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("1 check(s) at warning or worse: pods (--fail-on warning)"),
+        err.contains("2 check(s) at warning or worse: pods, resources (--fail-on warning)"),
         "{err}"
     );
     // A cluster with nothing wrong passes even the strictest level.
@@ -466,7 +467,7 @@ fn exclude_code_silences_counts_and_lists_on_request() {
         ),
         "{s}"
     );
-    assert!(!s.contains("Deployment/shop/checkout"), "{s}");
+    assert!(!s.contains("rollout stuck"), "{s}");
 }
 
 /// `checks.exclude` and `checks.severity_overrides` in `--config` are obeyed by `check`;
@@ -477,7 +478,7 @@ fn config_exclude_and_overrides_apply_until_their_date() {
     let config = dir.path().join("caretaker.yaml");
     std::fs::write(
         &config,
-        "checks:\n  exclude:\n  - kind: Deployment\n    namespace: sh*\n    name: check*\n  - code: crash_loop_back_off\n    until: 2000-01-01\n  severity_overrides:\n  - code: storage_location_unavailable\n    severity: info\n",
+        "checks:\n  exclude:\n  - kind: Deployment\n    check: workloads\n    namespace: sh*\n    name: check*\n  - code: crash_loop_back_off\n    until: 2000-01-01\n  severity_overrides:\n  - code: storage_location_unavailable\n    severity: info\n",
     )
     .unwrap();
     let o = run(&[

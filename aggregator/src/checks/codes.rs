@@ -448,6 +448,20 @@ pub const CODES: &[Code] = &[
         "The release Secret is damaged: `helm history <release>`; restore it from backup.",
     ),
     c(
+        "container_no_requests",
+        "resources",
+        "warning",
+        "pod template (Deployment, StatefulSet, DaemonSet) or unowned Pod `resources.requests`",
+        "Set CPU and memory requests from observed use (`kubectl top pods -n <ns>`): `kubectl set resources deployment/<name> -c <container> --requests=cpu=100m,memory=128Mi`.",
+    ),
+    c(
+        "container_no_limits",
+        "resources",
+        "info",
+        "pod template (Deployment, StatefulSet, DaemonSet) or unowned Pod `resources.limits`",
+        "Set at least a memory limit: `kubectl set resources deployment/<name> -c <container> --limits=memory=512Mi`.",
+    ),
+    c(
         "silence_expired",
         "silencing",
         "info",

@@ -6,7 +6,7 @@
 //! - [`config`]: the `checks:` config section with its documented defaults.
 //! - one file per check family: [`pods`], [`events`], [`certificates`], [`velero`],
 //!   [`pvcs`], [`hpas`], [`nodes`], [`helm`], [`workloads`], [`pdbs`], [`services`]
-//!   (Services and Ingresses), [`cronjobs`].
+//!   (Services and Ingresses), [`cronjobs`], [`resources`] (requests and limits).
 //! - [`silence`]: `checks.exclude`, `checks.severity_overrides` and `--exclude-code`.
 //! - [`quantity`]: Kubernetes resource quantities (`250m`, `1Gi`).
 //! - [`render`]: terminal and Markdown tables; [`cli`]: `caretaker-aggregator check`.
@@ -25,6 +25,7 @@ pub mod pods;
 pub mod pvcs;
 pub mod quantity;
 pub mod render;
+pub mod resources;
 pub mod services;
 pub mod silence;
 pub mod velero;
@@ -159,7 +160,7 @@ pub enum CheckStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     /// Stable name: `nodes`, `pods`, `workloads`, `pdbs`, `services`, `ingresses`,
-    /// `cronjobs`, `events`, `certificates`, `velero`, `pvcs`, `hpas`, `helm`.
+    /// `cronjobs`, `events`, `certificates`, `velero`, `pvcs`, `hpas`, `helm`, `resources`.
     pub name: String,
     /// The worst severity among the findings; `ok` when there are none.
     pub severity: Severity,
@@ -294,6 +295,10 @@ pub const ALL: &[Check] = &[
     Check {
         name: "helm",
         run: helm::check,
+    },
+    Check {
+        name: "resources",
+        run: resources::check,
     },
 ];
 
