@@ -132,20 +132,21 @@ fn events_are_grouped_by_reason_and_object_using_whichever_time_is_set() {
         ]
     );
     // count 12 (lastTimestamp) + series.count 3 (lastTimestamp null, series.lastObservedTime);
-    // the 2-day-old BackOff is outside the window; the newest message wins.
+    // the 2-day-old BackOff is outside the window; the newest message wins; first seen is
+    // the older event's firstTimestamp, last seen the series' lastObservedTime.
     assert_eq!(
         msg(&r, "Pod/default/crashy"),
-        "BackOff x15: Back-off restarting failed container app in pod crashy"
+        "BackOff x15 (first seen 2025-06-01T09:00:00Z, last seen 2025-06-01T11:58:00Z): Back-off restarting failed container app in pod crashy"
     );
     // Only eventTime set.
     assert_eq!(
         msg(&r, "Pod/default/pending-long"),
-        "FailedScheduling x1: 0/3 nodes are available: 3 Insufficient cpu."
+        "FailedScheduling x1 (first seen 2025-06-01T11:00:00Z, last seen 2025-06-01T11:00:00Z): 0/3 nodes are available: 3 Insufficient cpu."
     );
     // Only firstTimestamp set.
     assert_eq!(
         msg(&r, "Node/default/node-b"),
-        "NodeNotReady x1: Node node-b status is now: NodeNotReady"
+        "NodeNotReady x1 (first seen 2025-06-01T10:00:00Z, last seen 2025-06-01T10:00:00Z): Node node-b status is now: NodeNotReady"
     );
     // The time is a field, not text.
     let f = r
@@ -530,6 +531,7 @@ fn run_all_marks_checks_without_inputs_not_applicable() {
             ("pvcs", NotApplicable),
             ("hpas", Ran),
             ("helm", NotApplicable),
+            ("resources", NotApplicable),
         ]
     );
     assert_eq!(

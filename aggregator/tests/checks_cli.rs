@@ -62,7 +62,8 @@ fn check_json_output_has_results_proposals_and_load_summary() {
             "velero",
             "pvcs",
             "hpas",
-            "helm"
+            "helm",
+            "resources"
         ]
     );
     assert_eq!(v["checks"][1]["severity"], "critical");
@@ -304,7 +305,7 @@ fn check_fail_on_exits_2_at_or_above_the_level_after_the_output() {
     assert_eq!(v["checks"][1]["severity"], "critical");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("1 check(s) at warning or worse: pods (--fail-on warning)"),
+        err.contains("2 check(s) at warning or worse: pods, resources (--fail-on warning)"),
         "{err}"
     );
     // A cluster with nothing wrong passes even the strictest level.
@@ -461,8 +462,74 @@ fn exclude_code_silences_counts_and_lists_on_request() {
     ]);
     let s = String::from_utf8(o.stdout).unwrap();
     assert!(
-        s.contains("1 finding(s) silenced by --exclude-code (--show-silenced lists them)"),
+        s.contains(
+            "1 finding(s) silenced by checks.exclude or --exclude-code (--show-silenced lists them)"
+        ),
         "{s}"
     );
-    assert!(!s.contains("Deployment/shop/checkout"), "{s}");
+    assert!(!s.contains("rollout stuck"), "{s}");
+}
+
+/// `checks.exclude` and `checks.severity_overrides` in `--config` are obeyed by `check`;
+/// an entry past its `until` date no longer applies and is reported as expired.
+#[test]
+fn config_exclude_and_overrides_apply_until_their_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("caretaker.yaml");
+    std::fs::write(
+        &config,
+        "checks:\n  exclude:\n  - kind: Deployment\n    check: workloads\n    namespace: sh*\n    name: check*\n  - code: crash_loop_back_off\n    until: 2000-01-01\n  severity_overrides:\n  - code: storage_location_unavailable\n    severity: info\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "check",
+        "--from-dump",
+        &fixture("workloads.json"),
+        "--now",
+        NOW,
+        "--output",
+        "json",
+        "--show-silenced",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let silenced: Vec<(&str, &str)> = v["silenced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[1]["code"].as_str().unwrap(),
+                p[1]["object"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(silenced, vec![("rollout_stuck", "checkout")]);
+    let checks = v["checks"].as_array().unwrap();
+    let by_name = |n: &str| checks.iter().find(|c| c["name"] == n).unwrap();
+    assert_eq!(by_name("workloads")["silenced"], 1);
+    assert_eq!(
+        by_name("pods")["severity"],
+        "critical",
+        "the expired exclude no longer applies"
+    );
+    let velero = by_name("velero");
+    assert_eq!(
+        velero["findings"][0]["code"],
+        "storage_location_unavailable"
+    );
+    assert_eq!(velero["findings"][0]["severity"], "info");
+    let expired = by_name("silencing");
+    assert_eq!(expired["findings"][0]["code"], "silence_expired");
+    assert_eq!(
+        expired["findings"][0]["message"],
+        "checks.exclude[1] (code=crash_loop_back_off) expired 2000-01-01; it no longer applies"
+    );
 }

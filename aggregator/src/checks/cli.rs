@@ -9,7 +9,7 @@ use caretaker_core::render::Style;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{CheckResult, ChecksConfig, Finding, Severity, render, run_all, silence_codes};
+use super::{CheckResult, ChecksConfig, Finding, Severity, render, run_all, silence};
 use crate::cleanup::{CleanupConfig, Proposal, Proposals, propose_with_notes};
 use crate::cluster::{self, ClusterState, LoadSummary};
 
@@ -184,14 +184,20 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let state = load_state(&args.from_dump, &config.checks).await?;
     let now = args.now.unwrap_or_else(Timestamp::now);
     let mut results = run_all(&state, &config.checks, now);
-    let silenced = silence_codes(&mut results, &args.exclude_code);
+    let silence::Outcome { silenced, .. } = silence::apply(
+        &mut results,
+        &config.checks.exclude,
+        &config.checks.severity_overrides,
+        &args.exclude_code,
+        now,
+    );
     let proposals = propose_with_notes(&state, &config.cleanup, now);
     let shown: &[(String, Finding)] = if args.show_silenced { &silenced } else { &[] };
     write_output(out, args.output, &state, &results, &proposals, now, shown)?;
     if !silenced.is_empty() && args.output != Output::Json {
         writeln!(
             out,
-            "\n{} finding(s) silenced by --exclude-code{}",
+            "\n{} finding(s) silenced by checks.exclude or --exclude-code{}",
             silenced.len(),
             if args.show_silenced {
                 ":"

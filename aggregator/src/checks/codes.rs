@@ -447,6 +447,27 @@ pub const CODES: &[Code] = &[
         "Helm release Secret payload",
         "The release Secret is damaged: `helm history <release>`; restore it from backup.",
     ),
+    c(
+        "container_no_requests",
+        "resources",
+        "warning",
+        "pod template (Deployment, StatefulSet, DaemonSet) or unowned Pod `resources.requests`",
+        "Set CPU and memory requests from observed use (`kubectl top pods -n <ns>`): `kubectl set resources deployment/<name> -c <container> --requests=cpu=100m,memory=128Mi`.",
+    ),
+    c(
+        "container_no_limits",
+        "resources",
+        "info",
+        "pod template (Deployment, StatefulSet, DaemonSet) or unowned Pod `resources.limits`",
+        "Set at least a memory limit: `kubectl set resources deployment/<name> -c <container> --limits=memory=512Mi`.",
+    ),
+    c(
+        "silence_expired",
+        "silencing",
+        "info",
+        "`checks.exclude` / `checks.severity_overrides` entry's `until` date",
+        "The accepted exception ended: fix what it silenced, or extend or remove the entry in the config.",
+    ),
 ];
 
 /// The entry of `code`, if known.

@@ -7,6 +7,8 @@ use serde::{Deserialize, Deserializer};
 
 use caretaker_core::config::bounded_duration;
 
+use super::silence::{ExcludeRule, SeverityOverride};
+
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -53,6 +55,15 @@ pub struct ChecksConfig {
     pub pvcs: PvcsConfig,
     pub nodes: NodesConfig,
     pub helm: HelmConfig,
+    /// Findings to silence (Popeye's spinach `exclude`): each entry matches by `code`,
+    /// `check`, `kind`, `namespace` and `name` patterns (`*`, `?`), every field given must
+    /// match, and `until: YYYY-MM-DD` ends it. Silenced findings leave the verdict, are
+    /// counted per check and listed with `check --show-silenced`; an expired entry stops
+    /// applying and is reported by the `silencing` check. Default: none.
+    pub exclude: Vec<ExcludeRule>,
+    /// Severity per finding code (`{code, severity: info|warning|critical, until?}`),
+    /// applied before `exclude`. Default: none.
+    pub severity_overrides: Vec<SeverityOverride>,
 }
 
 impl Default for ChecksConfig {
@@ -68,6 +79,8 @@ impl Default for ChecksConfig {
             pvcs: PvcsConfig::default(),
             nodes: NodesConfig::default(),
             helm: HelmConfig::default(),
+            exclude: Vec::new(),
+            severity_overrides: Vec::new(),
         }
     }
 }

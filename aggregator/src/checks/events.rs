@@ -6,9 +6,9 @@
 //! ones only the timestamps), and `metadata.creationTimestamp` as a last resort. Its count
 //! is `series.count`, else `count`, else 1.
 //!
-//! Code: `warning_event` (warning), one per reason and object, with the total count and
-//! the newest message; the newest time is the finding's `at` (never a relative age in the
-//! text).
+//! Code: `warning_event` (warning), one per reason and object however many events repeat
+//! it, with the total count, the first and last time seen (absolute, never a relative age)
+//! and the newest message; the last time is also the finding's `at`.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +33,16 @@ pub fn event_time(e: &Event) -> Option<Timestamp> {
         .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
+/// When the event first happened: `firstTimestamp`, else `eventTime`, else the
+/// creation time (an event series keeps its first occurrence in these).
+pub fn event_first_time(e: &Event) -> Option<Timestamp> {
+    e.first_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
 /// How many times the event happened.
 pub fn event_count(e: &Event) -> u64 {
     e.series
@@ -44,6 +54,7 @@ pub fn event_count(e: &Event) -> u64 {
 
 struct Group<'a> {
     count: u64,
+    first: Timestamp,
     last: Timestamp,
     message: &'a str,
     uid: Option<&'a str>,
@@ -78,13 +89,16 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             o.name.as_deref().unwrap_or(""),
         );
         let message = e.message.as_deref().unwrap_or("");
+        let first = event_first_time(e).map_or(t, |f| f.min(t));
         let g = groups.entry(key).or_insert(Group {
             count: 0,
+            first,
             last: t,
             message,
             uid: o.uid.as_deref(),
         });
         g.count += event_count(e);
+        g.first = g.first.min(first);
         if t >= g.last {
             g.last = t;
             g.message = message;
@@ -110,7 +124,12 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                 "warning_event",
                 Severity::Warning,
                 object,
-                format!("{reason} x{}{msg}", g.count),
+                format!(
+                    "{reason} x{} (first seen {}, last seen {}){msg}",
+                    g.count,
+                    g.first.round(jiff::Unit::Second).unwrap_or(g.first),
+                    g.last.round(jiff::Unit::Second).unwrap_or(g.last)
+                ),
             )
             .with_at(Some(g.last)),
         );

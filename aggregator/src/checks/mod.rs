@@ -6,7 +6,8 @@
 //! - [`config`]: the `checks:` config section with its documented defaults.
 //! - one file per check family: [`pods`], [`events`], [`certificates`], [`velero`],
 //!   [`pvcs`], [`hpas`], [`nodes`], [`helm`], [`workloads`], [`pdbs`], [`services`]
-//!   (Services and Ingresses), [`cronjobs`].
+//!   (Services and Ingresses), [`cronjobs`], [`resources`] (requests and limits).
+//! - [`silence`]: `checks.exclude`, `checks.severity_overrides` and `--exclude-code`.
 //! - [`quantity`]: Kubernetes resource quantities (`250m`, `1Gi`).
 //! - [`render`]: terminal and Markdown tables; [`cli`]: `caretaker-aggregator check`.
 
@@ -24,7 +25,9 @@ pub mod pods;
 pub mod pvcs;
 pub mod quantity;
 pub mod render;
+pub mod resources;
 pub mod services;
+pub mod silence;
 pub mod velero;
 pub mod workloads;
 
@@ -157,7 +160,7 @@ pub enum CheckStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     /// Stable name: `nodes`, `pods`, `workloads`, `pdbs`, `services`, `ingresses`,
-    /// `cronjobs`, `events`, `certificates`, `velero`, `pvcs`, `hpas`, `helm`.
+    /// `cronjobs`, `events`, `certificates`, `velero`, `pvcs`, `hpas`, `helm`, `resources`.
     pub name: String,
     /// The worst severity among the findings; `ok` when there are none.
     pub severity: Severity,
@@ -170,7 +173,8 @@ pub struct CheckResult {
     /// weighs a check by its share of healthy objects).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<usize>,
-    /// Findings silenced (`--exclude-code`): counted here, never dropped unseen.
+    /// Findings silenced (`checks.exclude`, `--exclude-code`): counted here, never dropped
+    /// unseen.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub silenced: usize,
 }
@@ -179,42 +183,22 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// Moves the findings whose code is in `codes` out of `results` (each check counts them in
-/// [`CheckResult::silenced`] and its severity is recomputed from what is left) and returns
-/// them, with their check's name, so they can be listed on request.
-pub fn silence_codes(results: &mut [CheckResult], codes: &[String]) -> Vec<(String, Finding)> {
-    let mut out = Vec::new();
-    if codes.is_empty() {
-        return out;
-    }
-    for r in results {
-        let (gone, kept): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut r.findings)
-            .into_iter()
-            .partition(|f| codes.contains(&f.code));
-        r.findings = kept;
-        r.silenced += gone.len();
-        r.severity = r
-            .findings
-            .iter()
-            .map(|f| f.severity)
-            .max()
-            .unwrap_or(Severity::Ok);
-        out.extend(gone.into_iter().map(|f| (r.name.clone(), f)));
-    }
-    out
+/// Worst first, then by code, namespace, name and message.
+pub(crate) fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.code.cmp(&b.code))
+            .then_with(|| a.object.namespace.cmp(&b.object.namespace))
+            .then_with(|| a.object.name.cmp(&b.object.name))
+            .then_with(|| a.message.cmp(&b.message))
+    });
 }
 
 impl CheckResult {
     /// A result from findings: sorts them and computes the severity.
     pub fn new(name: &str, summary: impl Into<String>, mut findings: Vec<Finding>) -> CheckResult {
-        findings.sort_by(|a, b| {
-            b.severity
-                .cmp(&a.severity)
-                .then_with(|| a.code.cmp(&b.code))
-                .then_with(|| a.object.namespace.cmp(&b.object.namespace))
-                .then_with(|| a.object.name.cmp(&b.object.name))
-                .then_with(|| a.message.cmp(&b.message))
-        });
+        sort_findings(&mut findings);
         let severity = findings
             .iter()
             .map(|f| f.severity)
@@ -311,6 +295,10 @@ pub const ALL: &[Check] = &[
     Check {
         name: "helm",
         run: helm::check,
+    },
+    Check {
+        name: "resources",
+        run: resources::check,
     },
 ];
 

@@ -280,41 +280,59 @@ impl Loader<'_> {
         }
     }
 
-    /// Concatenated JSON objects read in chunks; a List's items are handled one at a time.
+    /// Concatenated JSON objects read in chunks. A List's items are cut out here and parsed
+    /// in batches on worker threads (one per core, see [`Pool`]); the results are added in
+    /// the items' order, so the state is the same as reading them one by one.
     fn json_stream(&mut self, r: impl Read) {
-        let mut sc = super::stream::Scanner::new(r);
-        let mut document = 0;
-        loop {
-            match sc.skip_ws() {
-                Ok(None) => break,
-                Ok(Some(b'{')) => {}
-                Ok(Some(_)) => {
+        self.json_stream_with(r, parse_workers(), BATCH_BYTES);
+    }
+
+    /// [`Loader::json_stream`] with `workers` threads and batches of `batch_bytes`.
+    fn json_stream_with(&mut self, r: impl Read, workers: usize, batch_bytes: usize) {
+        let file = self.file;
+        std::thread::scope(|scope| {
+            let mut pool = Pool::new(scope, file, workers, batch_bytes);
+            let mut sc = super::stream::Scanner::new(r);
+            let mut document = 0;
+            loop {
+                match sc.skip_ws() {
+                    Ok(None) => break,
+                    Ok(Some(b'{')) => {}
+                    Ok(Some(_)) => {
+                        self.fatal(
+                            document + 1,
+                            "not a JSON object; the rest of the file is skipped",
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        self.fatal(document + 1, e.to_string());
+                        break;
+                    }
+                }
+                document += 1;
+                let result = self.stream_object(&mut sc, document, &mut pool);
+                if let Err(e) = result {
+                    // The items read before the fault come first, as they would one by
+                    // one; kindless items still waiting for the List's kind are dropped
+                    // with the rest of the List.
+                    pool.finish(self);
                     self.fatal(
-                        document + 1,
-                        "not a JSON object; the rest of the file is skipped",
+                        document,
+                        format!("invalid JSON: {e}; the rest of the file is skipped"),
                     );
                     break;
                 }
-                Err(e) => {
-                    self.fatal(document + 1, e.to_string());
-                    break;
-                }
             }
-            document += 1;
-            if let Err(e) = self.stream_object(&mut sc, document) {
-                self.fatal(
-                    document,
-                    format!("invalid JSON: {e}; the rest of the file is skipped"),
-                );
-                break;
-            }
-        }
+            pool.finish(self);
+        });
     }
 
     fn stream_object<R: Read>(
         &mut self,
         sc: &mut super::stream::Scanner<R>,
         document: usize,
+        pool: &mut Pool,
     ) -> Result<(), String> {
         sc.bump(); // '{'
         let mut fields: Vec<(String, String)> = Vec::new();
@@ -344,6 +362,13 @@ impl Loader<'_> {
             if key == "items" && sc.skip_ws().map_err(|e| e.to_string())? == Some(b'[') {
                 items_seen = true;
                 sc.bump();
+                let kind = field_of(&fields, "kind");
+                let default = item_default(
+                    kind.as_deref().unwrap_or(""),
+                    field_of(&fields, "apiVersion").as_deref(),
+                );
+                // Items lacking a kind wait for the List's kind when it is not known yet.
+                let defer_kindless = kind.is_none();
                 loop {
                     match sc.skip_ws().map_err(|e| e.to_string())? {
                         Some(b']') => {
@@ -359,22 +384,9 @@ impl Loader<'_> {
                     }
                     item_no += 1;
                     let bytes = sc.value().map_err(|e| e.to_string())?;
-                    let Ok(text) = std::str::from_utf8(bytes) else {
-                        self.problem(document, Some(item_no), "not UTF-8 text");
-                        continue;
-                    };
-                    let kind = field_of(&fields, "kind");
-                    let has_kind = sniff_kind(text).1.is_some();
-                    if !has_kind && kind.is_none() {
-                        pending.push((item_no, text.to_string()));
-                    } else {
-                        let default = item_default(
-                            kind.as_deref().unwrap_or(""),
-                            field_of(&fields, "apiVersion").as_deref(),
-                        );
-                        self.items_at(document, item_no, &default, Doc::Text(text));
-                    }
+                    pool.push(self, document, &default, defer_kindless, item_no, bytes);
                 }
+                pending.extend(pool.finish(self));
             } else {
                 let raw =
                     String::from_utf8_lossy(sc.value().map_err(|e| e.to_string())?).into_owned();
@@ -610,6 +622,190 @@ impl Loader<'_> {
     }
 }
 
+/// Items cut out of a streamed List, parsed together on one worker.
+struct Batch {
+    document: usize,
+    /// The (apiVersion, kind) of a typed List's items.
+    default: (Option<String>, Option<String>),
+    /// Whether items without a kind are handed back instead of parsed (the List's kind
+    /// comes after its items).
+    defer_kindless: bool,
+    /// (1-based item number, the item's JSON).
+    items: Vec<(usize, Vec<u8>)>,
+    bytes: usize,
+}
+
+/// What a worker made of a [`Batch`]: the objects and problems, and the items handed back.
+struct Parsed {
+    state: ClusterState,
+    pending: Vec<(usize, String)>,
+}
+
+/// A batch is sent once it holds this many bytes of JSON (~2,000 pods): large enough that
+/// the hand-over costs nothing next to the parsing, small enough that the batches in
+/// flight (at most [`QUEUE_DEPTH`] per worker plus one being parsed) stay a few MiB.
+const BATCH_BYTES: usize = 4 << 20;
+/// Batches queued per worker.
+const QUEUE_DEPTH: usize = 2;
+/// Most workers used, whatever the core count.
+const MAX_WORKERS: usize = 8;
+
+/// Parsing threads for a large JSON file: one per core.
+fn parse_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, MAX_WORKERS)
+}
+
+/// Worker threads that parse batches of List items. Batches go round-robin to the
+/// workers, each with its own bounded queue and its own result channel, so results are
+/// taken back in the order the batches were sent: batch `n` comes from worker
+/// `n % workers` and each channel is first in, first out.
+struct Pool {
+    jobs: Vec<std::sync::mpsc::SyncSender<Batch>>,
+    results: Vec<std::sync::mpsc::Receiver<Parsed>>,
+    /// The batch being filled.
+    current: Option<Batch>,
+    sent: usize,
+    merged: usize,
+    /// Kindless items handed back by the workers, in item order.
+    pending: Vec<(usize, String)>,
+    /// A batch is sent once it holds this many bytes.
+    batch_bytes: usize,
+}
+
+impl Pool {
+    fn new<'scope, 'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        file: &'env Path,
+        workers: usize,
+        batch_bytes: usize,
+    ) -> Pool {
+        let mut jobs = Vec::with_capacity(workers);
+        let mut results = Vec::with_capacity(workers);
+        for _ in 0..workers.max(1) {
+            let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Batch>(QUEUE_DEPTH);
+            let (res_tx, res_rx) = std::sync::mpsc::channel::<Parsed>();
+            scope.spawn(move || {
+                for batch in job_rx {
+                    if res_tx.send(parse_batch(file, batch)).is_err() {
+                        break;
+                    }
+                }
+            });
+            jobs.push(job_tx);
+            results.push(res_rx);
+        }
+        Pool {
+            jobs,
+            results,
+            current: None,
+            sent: 0,
+            merged: 0,
+            pending: Vec::new(),
+            batch_bytes,
+        }
+    }
+
+    /// Adds one item; sends the batch when full and takes in the results already done.
+    fn push(
+        &mut self,
+        loader: &mut Loader,
+        document: usize,
+        default: &(Option<String>, Option<String>),
+        defer_kindless: bool,
+        item: usize,
+        bytes: &[u8],
+    ) {
+        let batch = self.current.get_or_insert_with(|| Batch {
+            document,
+            default: default.clone(),
+            defer_kindless,
+            items: Vec::new(),
+            bytes: 0,
+        });
+        batch.items.push((item, bytes.to_vec()));
+        batch.bytes += bytes.len();
+        if batch.bytes >= self.batch_bytes {
+            self.send(loader);
+        }
+    }
+
+    fn send(&mut self, loader: &mut Loader) {
+        let Some(batch) = self.current.take() else {
+            return;
+        };
+        let worker = self.sent % self.jobs.len();
+        if let Err(std::sync::mpsc::SendError(batch)) = self.jobs[worker].send(batch) {
+            // The worker is gone (it panicked, which the scope reports when it ends):
+            // parse here, after what was sent before, so the order holds.
+            self.wait_all(loader);
+            let parsed = parse_batch(loader.file, batch);
+            self.merge(loader, parsed);
+            return;
+        }
+        self.sent += 1;
+        // Take in what is done, in order, without waiting.
+        while self.merged < self.sent {
+            match self.results[self.merged % self.results.len()].try_recv() {
+                Ok(parsed) => {
+                    self.merged += 1;
+                    self.merge(loader, parsed);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Waits for every batch sent and takes its results in.
+    fn wait_all(&mut self, loader: &mut Loader) {
+        while self.merged < self.sent {
+            let Ok(parsed) = self.results[self.merged % self.results.len()].recv() else {
+                // A worker panicked; the scope re-raises its panic when it ends.
+                self.merged = self.sent;
+                break;
+            };
+            self.merged += 1;
+            self.merge(loader, parsed);
+        }
+    }
+
+    fn merge(&mut self, loader: &mut Loader, parsed: Parsed) {
+        loader.state.append(parsed.state);
+        self.pending.extend(parsed.pending);
+    }
+
+    /// Sends the last batch, waits for all, and returns the kindless items handed back
+    /// (in item order).
+    fn finish(&mut self, loader: &mut Loader) -> Vec<(usize, String)> {
+        self.send(loader);
+        self.wait_all(loader);
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// Parses a batch into a state of its own (run on a worker).
+fn parse_batch(file: &Path, batch: Batch) -> Parsed {
+    let mut state = ClusterState::default();
+    let mut pending = Vec::new();
+    let mut loader = Loader {
+        state: &mut state,
+        file,
+    };
+    for (item, bytes) in batch.items {
+        let Ok(text) = String::from_utf8(bytes) else {
+            loader.problem(batch.document, Some(item), "not UTF-8 text");
+            continue;
+        };
+        if batch.defer_kindless && sniff_kind(&text).1.is_none() {
+            pending.push((item, text));
+            continue;
+        }
+        loader.items_at(batch.document, item, &batch.default, Doc::Text(&text));
+    }
+    Parsed { state, pending }
+}
+
 /// The `apiVersion` and `kind` of an object's JSON, reading only as far as both (they
 /// open every object kubectl and the API server print, so the rest is not parsed twice).
 /// A malformed object gives what was found before the fault; parsing it later reports it.
@@ -808,6 +1004,80 @@ mod tests {
                 .map(|p| (p.document, p.item))
                 .collect();
             assert_eq!(got, vec![(1, Some(4)), (4, None)]);
+        }
+    }
+
+    #[test]
+    fn items_parsed_on_workers_keep_their_order_problems_and_list_kind() {
+        // Items without a kind before the List's kind, a bad item among good ones, a
+        // second List, and a truncated last document: every batch size and worker count
+        // must give what reading one by one gives.
+        let mut text = String::from("{\"apiVersion\":\"v1\",\"items\":[");
+        for i in 0..40 {
+            if i > 0 {
+                text.push(',');
+            }
+            match i {
+                7 => text.push_str("{\"metadata\":{\"name\":\"c7\",\"namespace\":\"n\"}}"),
+                13 => text.push_str("{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":13}}"),
+                _ => text.push_str(&format!("{{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{{\"name\":\"p{i}\",\"namespace\":\"n\"}}}}")),
+            }
+        }
+        text.push_str("],\"kind\":\"ConfigMapList\",\"metadata\":{}}\n");
+        text.push_str("{\"kind\":\"NodeList\",\"apiVersion\":\"v1\",\"items\":[{\"metadata\":{\"name\":\"n1\"}},{\"metadata\":{\"name\":\"n2\"}}]}");
+        let summary = |s: &ClusterState| {
+            (
+                s.pods
+                    .iter()
+                    .map(|p| p.metadata.name.clone().unwrap_or_default())
+                    .collect::<Vec<_>>(),
+                s.config_maps
+                    .iter()
+                    .map(|c| c.metadata.name.clone().unwrap_or_default())
+                    .collect::<Vec<_>>(),
+                s.nodes
+                    .iter()
+                    .map(|n| n.metadata.name.clone().unwrap_or_default())
+                    .collect::<Vec<_>>(),
+                s.load
+                    .problems
+                    .iter()
+                    .map(|p| (p.document, p.item, p.ends_file))
+                    .collect::<Vec<_>>(),
+                s.load.objects,
+                s.coverage.clone(),
+            )
+        };
+        let mut want = summary(&load_str(&text));
+        let want_pods: Vec<String> = (0..40)
+            .filter(|i| ![7, 13].contains(i))
+            .map(|i| format!("p{i}"))
+            .collect();
+        assert_eq!(want.0, want_pods);
+        assert_eq!(want.1, vec!["c7"]);
+        assert_eq!(want.2, vec!["n1", "n2"]);
+        assert_eq!(want.3, vec![(1, Some(14), false)], "the bad pod");
+        // A truncated List: the items before the fault are read, then reading stops.
+        text.push_str("{\"apiVersion\":\"v1\",\"kind\":\"PodList\",\"items\":[{\"metadata\":{\"name\":\"late\"}},{\"met");
+        want.0.push("late".into());
+        want.3.push((3, None, true));
+        want.4 += 1;
+        for workers in [1, 2, 3] {
+            for batch_bytes in [1, 100, 1 << 20] {
+                let mut s = ClusterState::default();
+                Loader {
+                    state: &mut s,
+                    file: Path::new("big.json"),
+                }
+                .json_stream_with(text.as_bytes(), workers, batch_bytes);
+                let got = summary(&s);
+                assert_eq!(got.0, want.0, "{workers} workers, {batch_bytes} B");
+                assert_eq!(got.1, want.1, "{workers} workers, {batch_bytes} B");
+                assert_eq!(got.2, want.2, "{workers} workers, {batch_bytes} B");
+                assert_eq!(got.3, want.3, "{workers} workers, {batch_bytes} B");
+                assert_eq!(got.4, want.4, "{workers} workers, {batch_bytes} B");
+                assert_eq!(got.5, want.5, "{workers} workers, {batch_bytes} B");
+            }
         }
     }
 

@@ -472,6 +472,103 @@ impl ClusterState {
         })
     }
 
+    /// Moves everything `other` holds to the end of `self` (objects in order, problems,
+    /// unknown kinds and object counts added up; `other`'s coverage wins).
+    pub fn append(&mut self, other: ClusterState) {
+        // Destructured so that a new field cannot be forgotten here.
+        let ClusterState {
+            pods,
+            nodes,
+            events,
+            config_maps,
+            secrets,
+            service_accounts,
+            pvcs,
+            deployments,
+            replica_sets,
+            stateful_sets,
+            daemon_sets,
+            jobs,
+            cron_jobs,
+            hpas,
+            certificates,
+            backups,
+            schedules,
+            volume_snapshots,
+            pod_metrics,
+            node_metrics,
+            ingresses,
+            leases,
+            validating_webhooks,
+            mutating_webhooks,
+            api_services,
+            issuers,
+            cluster_issuers,
+            gateways,
+            prometheuses,
+            alertmanagers,
+            services,
+            endpoint_slices,
+            pdbs,
+            backup_storage_locations,
+            certificate_requests,
+            volume_stats,
+            coverage,
+            load,
+            from_dump,
+        } = other;
+        fn add<T>(to: &mut Vec<T>, mut from: Vec<T>) {
+            if to.is_empty() {
+                // Keep the larger allocation.
+                std::mem::swap(to, &mut from);
+            }
+            to.append(&mut from);
+        }
+        add(&mut self.pods, pods);
+        add(&mut self.nodes, nodes);
+        add(&mut self.events, events);
+        add(&mut self.config_maps, config_maps);
+        add(&mut self.secrets, secrets);
+        add(&mut self.service_accounts, service_accounts);
+        add(&mut self.pvcs, pvcs);
+        add(&mut self.deployments, deployments);
+        add(&mut self.replica_sets, replica_sets);
+        add(&mut self.stateful_sets, stateful_sets);
+        add(&mut self.daemon_sets, daemon_sets);
+        add(&mut self.jobs, jobs);
+        add(&mut self.cron_jobs, cron_jobs);
+        add(&mut self.hpas, hpas);
+        add(&mut self.certificates, certificates);
+        add(&mut self.backups, backups);
+        add(&mut self.schedules, schedules);
+        add(&mut self.volume_snapshots, volume_snapshots);
+        add(&mut self.pod_metrics, pod_metrics);
+        add(&mut self.node_metrics, node_metrics);
+        add(&mut self.ingresses, ingresses);
+        add(&mut self.leases, leases);
+        add(&mut self.validating_webhooks, validating_webhooks);
+        add(&mut self.mutating_webhooks, mutating_webhooks);
+        add(&mut self.api_services, api_services);
+        add(&mut self.issuers, issuers);
+        add(&mut self.cluster_issuers, cluster_issuers);
+        add(&mut self.gateways, gateways);
+        add(&mut self.prometheuses, prometheuses);
+        add(&mut self.alertmanagers, alertmanagers);
+        add(&mut self.services, services);
+        add(&mut self.endpoint_slices, endpoint_slices);
+        add(&mut self.pdbs, pdbs);
+        add(&mut self.backup_storage_locations, backup_storage_locations);
+        add(&mut self.certificate_requests, certificate_requests);
+        add(&mut self.volume_stats, volume_stats);
+        self.coverage.extend(coverage);
+        for (kind, n) in load.unknown_kinds {
+            *self.load.unknown_kinds.entry(kind).or_default() += n;
+        }
+        add(&mut self.load.problems, load.problems);
+        self.load.objects += load.objects;
+        self.from_dump |= from_dump;
+    }
+
     /// The coverage of `r` (see [`ClusterState::coverage`] field docs for the default).
     pub fn coverage(&self, r: Resource) -> Coverage {
         match self.coverage.get(&r) {

@@ -94,14 +94,16 @@ pub struct ContainerInfo {
     pub args: Vec<String>,
 }
 
-/// Requests of a container (limits are not read).
+/// Requests and limits of a container.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResourcesInfo {
     #[serde(default)]
     pub requests: Option<RequestsInfo>,
+    #[serde(default)]
+    pub limits: Option<RequestsInfo>,
 }
 
-/// The CPU and memory requests (other resources are not read).
+/// The CPU and memory requests or limits (other resources are not read).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequestsInfo {
     #[serde(default)]

@@ -202,6 +202,14 @@ impl Rounds {
                             .collect()
                     }
                 };
+                // Silenced findings are counted per check; expired entries are reported.
+                checks::silence::apply(
+                    &mut round.checks,
+                    &self.cfg.checks.exclude,
+                    &self.cfg.checks.severity_overrides,
+                    &[],
+                    now,
+                );
                 if wants(Task::Cleanup) {
                     round.proposals = cleanup::propose(&state, &self.cfg.cleanup, now);
                 }
