@@ -128,7 +128,7 @@ impl Collector {
                 errors.extend(bad.into_iter().map(|e| CollectorError {
                     collector: "filesystems".into(),
                     place: paths::place(&path, e.line),
-                    message: e.reason,
+                    message: e.reason.to_string(),
                 }));
                 let candidates = filesystems::candidates(&mounts, &self.settings.filter);
                 let volume_candidates = match &self.settings.kubelet_root {
@@ -162,7 +162,7 @@ impl Collector {
                 errors.extend(bad.into_iter().map(|e| CollectorError {
                     collector: "network".into(),
                     place: paths::place(&path, e.line),
-                    message: e.reason,
+                    message: e.reason.to_string(),
                 }));
                 let now = Instant::now();
                 let elapsed = self.last_network_sample.map(|t| now - t);

@@ -12,7 +12,9 @@
 //!    since they were stored, sent without copying), and renders the HTML page (`State::cluster_report` + the page); p50/p99
 //!    are printed.
 //! 2. A history on disk records `days` daily merged reports of `history-nodes` nodes whose
-//!    figures drift a little every day (as real ones do); the store file's size is printed.
+//!    figures drift a little every day (as real ones do); the time to record them, the time
+//!    to read them all back (`History::between`: decompression and parsing) and the store
+//!    file's size are printed.
 
 use std::time::{Duration, Instant};
 
@@ -212,13 +214,18 @@ fn main() -> anyhow::Result<()> {
         let mut r = report::merge(&entries, &round(200), &MergeConfig::default(), at);
         stored += history.record(&mut r)?.stored_bytes;
     }
+    let recorded_in = t.elapsed();
+    let t = Instant::now();
+    let read = history.between(start, Timestamp::now())?.len();
+    let read_in = t.elapsed();
     drop(history);
     drop(store);
     let file = std::fs::metadata(dir.join(STORE_FILE))?.len();
     std::fs::remove_dir_all(&dir)?;
     println!(
-        "history: {days} daily reports of {history_nodes} nodes recorded in {:.1} s",
-        t.elapsed().as_secs_f64()
+        "history: {days} daily reports of {history_nodes} nodes recorded in {:.1} s, {read} read back (decompressed and parsed) in {:.2} s",
+        recorded_in.as_secs_f64(),
+        read_in.as_secs_f64()
     );
     println!(
         "  compressed reports {:.1} MiB, store file {:.1} MiB (goal ≤ 1024 MiB)",

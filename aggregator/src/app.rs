@@ -34,9 +34,12 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 /// A config that cannot run; all of them are usage errors (exit code 64).
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The config's values do not fit together (`validate`, `leader_election`).
+    /// The config's values do not fit together (`validate`).
     #[error("{0}")]
     Invalid(String),
+    /// The `leader_election:` section cannot be used.
+    #[error(transparent)]
+    Election(#[from] crate::leader::config::Error),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
@@ -103,8 +106,7 @@ impl App {
             .leader_election
             .as_ref()
             .map(|le| le.resolve(env))
-            .transpose()
-            .map_err(BuildError::Invalid)?;
+            .transpose()?;
         let tls = cfg.tls.clone().map(ReloadingTls::load).transpose()?;
         let auth = Arc::new(Auth::from_config(&cfg.auth)?);
         if cfg.insecure_plaintext {

@@ -194,7 +194,7 @@ impl AggregatorConfig {
             }
         }
         if let Some(le) = &self.leader_election {
-            le.validate()?;
+            le.validate().map_err(|e| e.to_string())?;
         }
         // Checked here, before any port is bound: found only when the store is opened,
         // a listener would already answer.

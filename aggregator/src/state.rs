@@ -16,6 +16,22 @@ use crate::schedule::config::Task;
 use crate::store::history::{History, Recorded, Retention};
 use crate::store::{Outcome, Store, StoreError, StoredNode};
 
+/// Why a requested round did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RoundRequestError {
+    #[error("no round loop runs in this process")]
+    NoLoop,
+    /// The round loop's queue of requests is full.
+    #[error("cannot request a round: no available capacity")]
+    Busy,
+    /// The round loop ended before the request was queued.
+    #[error("cannot request a round: channel closed")]
+    Closed,
+    /// The round loop ended before it answered.
+    #[error("the round loop stopped")]
+    Stopped,
+}
+
 /// Shared by the gRPC and HTTP servers.
 #[derive(Debug)]
 pub struct State {
@@ -378,7 +394,7 @@ impl State {
     ///
     /// # Errors
     /// No round loop runs, it is busy with too many requests, or it stopped.
-    pub async fn run_round_now(&self) -> Result<(), String> {
+    pub async fn run_round_now(&self) -> Result<(), RoundRequestError> {
         self.request_round(None).await
     }
 
@@ -387,21 +403,22 @@ impl State {
     ///
     /// # Errors
     /// As [`State::run_round_now`].
-    pub async fn run_scheduled_now(&self, run: ScheduledRun) -> Result<(), String> {
+    pub async fn run_scheduled_now(&self, run: ScheduledRun) -> Result<(), RoundRequestError> {
         self.request_round(Some(run)).await
     }
 
-    async fn request_round(&self, run: Option<ScheduledRun>) -> Result<(), String> {
+    async fn request_round(&self, run: Option<ScheduledRun>) -> Result<(), RoundRequestError> {
         let tx = self
             .round_requests
             .as_ref()
-            .ok_or("no round loop runs in this process")?;
+            .ok_or(RoundRequestError::NoLoop)?;
         let (done, done_rx) = tokio::sync::oneshot::channel();
         tx.try_send(RoundRequest { run, done })
-            .map_err(|e| format!("cannot request a round: {e}"))?;
-        done_rx
-            .await
-            .map_err(|_| "the round loop stopped".to_string())
+            .map_err(|e| match e {
+                tokio::sync::mpsc::error::TrySendError::Full(_) => RoundRequestError::Busy,
+                tokio::sync::mpsc::error::TrySendError::Closed(_) => RoundRequestError::Closed,
+            })?;
+        done_rx.await.map_err(|_| RoundRequestError::Stopped)
     }
 
     /// Records a scheduled run: `partial` (a round of only `run.tasks`) updates the latest
@@ -567,6 +584,14 @@ fn report_json(report: &NodeReport) -> Option<Bytes> {
 mod tests {
     use super::*;
     use crate::store::tests::report;
+
+    #[tokio::test]
+    async fn a_round_request_without_a_round_loop_says_so() {
+        let st = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let e = st.run_round_now().await.unwrap_err();
+        assert_eq!(e, RoundRequestError::NoLoop);
+        assert_eq!(e.to_string(), "no round loop runs in this process");
+    }
 
     #[test]
     fn the_json_endpoint_writes_the_same_document_as_serializing_the_report() {

@@ -25,6 +25,24 @@ use serde::{Deserialize, Deserializer};
 /// any real fold terminates well inside it.
 const MAX_FOLD_STEPS: usize = 24 * 60;
 
+/// Why a cron expression was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "{expr:?} is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 3 * * 0\" for Sundays at 03:00; it has {fields} fields"
+    )]
+    FieldCount { expr: String, fields: usize },
+    /// Five fields, one of which `cronexpr` rejects (the source says which and why).
+    #[error("{expr:?} is not a valid cron expression")]
+    Invalid {
+        expr: String,
+        #[source]
+        source: cronexpr::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// A parsed 5-field cron expression.
 #[derive(Clone)]
 pub struct Cron {
@@ -38,19 +56,23 @@ impl Cron {
     /// Parses `minute hour day-of-month month day-of-week`.
     ///
     /// # Errors
-    /// A sentence naming the problem: not exactly five fields, or the field `cronexpr`
-    /// rejects and why.
-    pub fn parse(expr: &str) -> Result<Cron, String> {
+    /// [`Error::FieldCount`] unless exactly five fields, [`Error::Invalid`] with the field
+    /// `cronexpr` rejects and why as its source.
+    pub fn parse(expr: &str) -> Result<Cron> {
         let fields: Vec<&str> = expr.split_whitespace().collect();
         if fields.len() != 5 {
-            return Err(format!(
-                "{expr:?} is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 3 * * 0\" for Sundays at 03:00; it has {} fields",
-                fields.len()
-            ));
+            return Err(Error::FieldCount {
+                expr: expr.to_string(),
+                fields: fields.len(),
+            });
         }
         let normalized = fields.join(" ");
-        let civil = cronexpr::parse_crontab(&format!("{normalized} UTC"))
-            .map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))?;
+        let civil = cronexpr::parse_crontab(&format!("{normalized} UTC")).map_err(|source| {
+            Error::Invalid {
+                expr: expr.to_string(),
+                source,
+            }
+        })?;
         Ok(Cron {
             source: normalized,
             civil,
@@ -98,7 +120,11 @@ impl PartialEq for Cron {
 impl<'de> Deserialize<'de> for Cron {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Cron::parse(&s).map_err(serde::de::Error::custom)
+        // The config error is one line: the reason and the field cronexpr rejects.
+        Cron::parse(&s).map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => serde::de::Error::custom(format!("{e}: {cause}")),
+            None => serde::de::Error::custom(e),
+        })
     }
 }
 
@@ -230,15 +256,26 @@ mod tests {
     #[test]
     fn bad_expressions_are_sentences() {
         assert_eq!(
-            Cron::parse("0 3 * *").unwrap_err(),
+            Cron::parse("0 3 * *").unwrap_err().to_string(),
             "\"0 3 * *\" is not a 5-field cron expression (minute hour day-of-month month day-of-week), e.g. \"0 3 * * 0\" for Sundays at 03:00; it has 4 fields"
         );
         assert!(
             Cron::parse("0 0 3 * * 0")
                 .unwrap_err()
+                .to_string()
                 .contains("it has 6 fields")
         );
         let err = Cron::parse("0 25 * * *").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "\"0 25 * * *\" is not a valid cron expression"
+        );
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(cause.is_some_and(|c| !c.is_empty()));
+        // In a config, the message carries the cause on one line.
+        let err = serde_json::from_str::<Cron>("\"0 25 * * *\"")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("\"0 25 * * *\" is not a valid cron expression: "),
             "{err}"

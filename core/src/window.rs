@@ -25,6 +25,15 @@ use serde::Deserializer;
 use crate::config::bounded_duration;
 use crate::cron::Cron;
 
+/// Why a window setting cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("{name:?} is not an IANA time zone name (e.g. Asia/Tokyo, Europe/Berlin, UTC)")]
+    UnknownZone { name: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// The maintenance window in its time zone.
 #[derive(Debug, Clone)]
 pub struct MaintenanceWindow {
@@ -196,15 +205,13 @@ impl Zone {
     /// Resolves an IANA name such as `Asia/Tokyo` or `UTC`.
     ///
     /// # Errors
-    /// A sentence naming the zone when neither database knows it.
-    pub fn new(name: &str) -> Result<Zone, String> {
+    /// [`Error::UnknownZone`] when neither database knows the name.
+    pub fn new(name: &str) -> Result<Zone> {
         let tz = jiff::tz::db()
             .get(name)
             .or_else(|_| TimeZoneDatabase::bundled().get(name))
-            .map_err(|_| {
-                format!(
-                    "{name:?} is not an IANA time zone name (e.g. Asia/Tokyo, Europe/Berlin, UTC)"
-                )
+            .map_err(|_| Error::UnknownZone {
+                name: name.to_string(),
             })?;
         Ok(Zone {
             name: name.to_string(),

@@ -45,7 +45,21 @@ impl MountInfo {
 #[error("line {line}: {reason}")]
 pub struct ParseError {
     pub line: usize,
-    pub reason: String,
+    pub reason: LineError,
+}
+
+/// What is wrong with one mountinfo line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// The line ends before this field.
+    #[error("missing {0}")]
+    Missing(&'static str),
+    /// This numeric field is not a number.
+    #[error("{0} is not a number")]
+    NotANumber(&'static str),
+    /// The device field as written.
+    #[error("{0:?} is not major:minor")]
+    NotMajorMinor(String),
 }
 
 /// Decodes mountinfo's octal escapes (`\040` → space). A backslash not followed by three
@@ -80,25 +94,25 @@ pub fn unescape(s: &str) -> String {
 /// Parses one line (without its newline).
 ///
 /// # Errors
-/// A [`ParseError`] saying which part is wrong (line number filled in by [`parse`]).
-pub fn parse_line(line: &str) -> Result<MountInfo, String> {
+/// A [`LineError`] saying which part is wrong ([`parse`] adds the line number).
+pub fn parse_line(line: &str) -> Result<MountInfo, LineError> {
     let mut it = line.split(' ');
-    let mut next = |what: &str| {
+    let mut next = |what: &'static str| {
         it.next()
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| format!("missing {what}"))
+            .ok_or(LineError::Missing(what))
     };
     let mount_id = next("mount ID")?
         .parse()
-        .map_err(|_| "mount ID is not a number".to_string())?;
+        .map_err(|_| LineError::NotANumber("mount ID"))?;
     let parent_id = next("parent ID")?
         .parse()
-        .map_err(|_| "parent ID is not a number".to_string())?;
+        .map_err(|_| LineError::NotANumber("parent ID"))?;
     let dev = next("major:minor")?;
     let (major, minor) = dev
         .split_once(':')
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        .ok_or_else(|| format!("{dev:?} is not major:minor"))?;
+        .ok_or_else(|| LineError::NotMajorMinor(dev.to_string()))?;
     let root = unescape(next("root")?);
     let mount_point = unescape(next("mount point")?);
     let mount_options = next("mount options")?.to_string();
@@ -113,7 +127,7 @@ pub fn parse_line(line: &str) -> Result<MountInfo, String> {
     let fstype = next("filesystem type")?.to_string();
     // The source may be empty on some kernels for some filesystems ("none" elsewhere), so
     // it is read without the non-empty filter.
-    let source = unescape(it.next().ok_or("missing mount source")?);
+    let source = unescape(it.next().ok_or(LineError::Missing("mount source"))?);
     let super_options = it.next().unwrap_or_default().to_string();
     Ok(MountInfo {
         mount_id,
@@ -230,16 +244,24 @@ mod tests {
             vec![
                 ParseError {
                     line: 2,
-                    reason: "mount ID is not a number".into()
+                    reason: LineError::NotANumber("mount ID")
                 },
                 ParseError {
                     line: 3,
-                    reason: "\"x:y\" is not major:minor".into()
+                    reason: LineError::NotMajorMinor("x:y".into())
                 },
                 ParseError {
                     line: 4,
-                    reason: "missing separator '-'".into()
+                    reason: LineError::Missing("separator '-'")
                 },
+            ]
+        );
+        assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec![
+                "line 2: mount ID is not a number",
+                "line 3: \"x:y\" is not major:minor",
+                "line 4: missing separator '-'",
             ]
         );
     }

@@ -84,7 +84,24 @@ impl Counters {
 #[error("line {line}: {reason}")]
 pub struct ParseError {
     pub line: usize,
-    pub reason: String,
+    pub reason: LineError,
+}
+
+/// What is wrong with one interface line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("no ':' after the interface name")]
+    NoColon,
+    #[error("empty interface name")]
+    EmptyName,
+    #[error("more than 16 counters")]
+    TooManyCounters,
+    /// `index` is 1-based; `field` as written.
+    #[error("counter {index} ({field:?}) is not a non-negative integer")]
+    NotACounter { index: usize, field: String },
+    /// How many counters the line has.
+    #[error("{0} counters, expected 16")]
+    CounterCount(usize),
 }
 
 /// Parses one interface line.
@@ -92,30 +109,26 @@ pub struct ParseError {
 /// # Errors
 /// Says what is wrong: no colon, empty name, not 16 counters, a counter that is not a
 /// non-negative integer.
-pub fn parse_line(line: &str) -> Result<(String, Counters), String> {
-    let (name, rest) = line
-        .rsplit_once(':')
-        .ok_or("no ':' after the interface name")?;
+pub fn parse_line(line: &str) -> Result<(String, Counters), LineError> {
+    let (name, rest) = line.rsplit_once(':').ok_or(LineError::NoColon)?;
     let name = name.trim();
     if name.is_empty() {
-        return Err("empty interface name".into());
+        return Err(LineError::EmptyName);
     }
     let mut values = [0u64; 16];
     let mut n = 0;
     for field in rest.split_ascii_whitespace() {
         if n == 16 {
-            return Err("more than 16 counters".into());
+            return Err(LineError::TooManyCounters);
         }
-        values[n] = field.parse().map_err(|_| {
-            format!(
-                "counter {} ({field:?}) is not a non-negative integer",
-                n + 1
-            )
+        values[n] = field.parse().map_err(|_| LineError::NotACounter {
+            index: n + 1,
+            field: field.to_string(),
         })?;
         n += 1;
     }
     if n != 16 {
-        return Err(format!("{n} counters, expected 16"));
+        return Err(LineError::CounterCount(n));
     }
     Ok((name.to_string(), Counters::from_array(values)))
 }
@@ -278,25 +291,20 @@ veth0123456:10 20 0 0 0 0 0 0 30 40 0 0 0 0 0 0
         let (ifs, errors) = parse(text);
         assert_eq!(ifs.len(), 1);
         assert_eq!(
-            errors,
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
             vec![
-                ParseError {
-                    line: 4,
-                    reason: "3 counters, expected 16".into()
-                },
-                ParseError {
-                    line: 5,
-                    reason: "no ':' after the interface name".into()
-                },
-                ParseError {
-                    line: 6,
-                    reason: "counter 1 (\"-1\") is not a non-negative integer".into()
-                },
-                ParseError {
-                    line: 7,
-                    reason: "empty interface name".into()
-                },
+                "line 4: 3 counters, expected 16",
+                "line 5: no ':' after the interface name",
+                "line 6: counter 1 (\"-1\") is not a non-negative integer",
+                "line 7: empty interface name",
             ]
+        );
+        assert_eq!(
+            errors[2].reason,
+            LineError::NotACounter {
+                index: 1,
+                field: "-1".into()
+            }
         );
     }
 

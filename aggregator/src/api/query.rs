@@ -67,7 +67,7 @@ impl Query for QueryService {
         self.state
             .run_round_now()
             .await
-            .map_err(Status::unavailable)?;
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         let report = self.state.cluster_report(Timestamp::now());
         report
             .to_wire()

@@ -26,7 +26,9 @@
 
 use std::collections::HashMap;
 
+use caretaker_core::cron::Cron;
 use jiff::civil::Date;
+use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use kube::api::DynamicObject;
 
@@ -282,8 +284,9 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
     CheckResult::new("velero", summary, findings)
 }
 
-/// The longest gap between two runs of a cron expression (5 fields, or `@daily` style,
-/// or `@every <duration>`), found by enumerating two years of runs.
+/// The longest gap between two runs of a cron expression (5 fields, parsed by core's
+/// [`Cron`], or `@daily` style, or `@every <duration>`), found by enumerating two years of
+/// runs.
 pub fn cron_period(expr: &str) -> Option<SignedDuration> {
     let expr = expr.trim();
     let expr = match expr
@@ -307,95 +310,50 @@ pub fn cron_period(expr: &str) -> Option<SignedDuration> {
         let d = humantime::parse_duration(d.trim()).ok()?;
         return SignedDuration::try_from(d).ok().filter(|d| !d.is_zero());
     }
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    let [min, hour, dom, mon, dow] = fields[..] else {
-        return None;
+    // `?` (robfig/cron's "any", which Kubernetes and Velero accept) is `*` to Vixie cron.
+    let vixie: Vec<&str> = expr
+        .split_whitespace()
+        .map(|f| if f == "?" { "*" } else { f })
+        .collect();
+    let cron = Cron::parse(&vixie.join(" ")).ok()?;
+    // Runs are evaluated in UTC from 2024-01-01 over two years (a leap year included). A
+    // cron expression fires at the same times of day on every day it fires, so the runs
+    // are the days it fires (one search each) crossed with the times of its first day.
+    let utc = TimeZone::UTC;
+    let start = Date::new(2024, 1, 1)
+        .ok()?
+        .to_zoned(utc.clone())
+        .ok()?
+        .timestamp();
+    let end = start + SignedDuration::from_hours(2 * 366 * 24);
+    let day_start = |t: Timestamp| -> Option<Timestamp> {
+        let d = t.to_zoned(utc.clone()).date();
+        Some(d.to_zoned(utc.clone()).ok()?.timestamp())
     };
-    let minutes = cron_field(min, 0, 59, &[])?;
-    let hours = cron_field(hour, 0, 23, &[])?;
-    let doms = cron_field(dom, 1, 31, &[])?;
-    let months = cron_field(
-        mon,
-        1,
-        12,
-        &[
-            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-        ],
-    )?;
-    let mut dows = cron_field(
-        dow,
-        0,
-        7,
-        &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
-    )?;
-    if dows[7] {
-        dows[0] = true;
+    let before = |t: Timestamp| t - SignedDuration::from_nanos(1);
+    let mut days = Vec::new();
+    let mut next = cron.next_after(before(start), &utc);
+    while let Some(t) = next.filter(|t| *t < end) {
+        let day = day_start(t)?;
+        days.push(day);
+        next = cron.next_after(before(day + SignedDuration::from_hours(24)), &utc);
     }
-    let dom_any = dom == "*" || dom == "?";
-    let dow_any = dow == "*" || dow == "?";
-    let start = Date::new(2024, 1, 1).ok()?;
-    let mut prev: Option<i64> = None;
-    let mut gap = 0i64;
-    for day in 0..(2 * 366) {
-        let d = start.checked_add(jiff::Span::new().days(day)).ok()?;
-        if !months[d.month() as usize] {
-            continue;
-        }
-        let dom_ok = doms[d.day() as usize];
-        let dow_ok = dows[d.weekday().to_sunday_zero_offset() as usize];
-        let fires = match (dom_any, dow_any) {
-            (true, true) => true,
-            (false, true) => dom_ok,
-            (true, false) => dow_ok,
-            (false, false) => dom_ok || dow_ok,
-        };
-        if !fires {
-            continue;
-        }
-        for h in (0..24).filter(|h| hours[*h]) {
-            for m in (0..60).filter(|m| minutes[*m]) {
-                let t = day * 1440 + h as i64 * 60 + m as i64;
-                if let Some(p) = prev {
-                    gap = gap.max(t - p);
-                }
-                prev = Some(t);
-            }
-        }
+    let first_day = *days.first()?;
+    let mut times = Vec::new();
+    let mut next = cron.next_after(before(first_day), &utc);
+    while let Some(t) = next.filter(|t| *t < first_day + SignedDuration::from_hours(24)) {
+        times.push(t.duration_since(first_day).as_mins());
+        next = cron.next_after(t, &utc);
     }
+    let (first, last) = (*times.first()?, *times.last()?);
+    let within_a_day = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let between_days = days
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).as_mins() + first - last)
+        .max()
+        .unwrap_or(0);
+    let gap = within_a_day.max(between_days);
     (gap > 0).then(|| SignedDuration::from_mins(gap))
-}
-
-/// The values a cron field allows, as flags indexed by value.
-fn cron_field(f: &str, lo: usize, hi: usize, names: &[&str]) -> Option<Vec<bool>> {
-    let mut set = vec![false; hi + 1];
-    let value = |s: &str| -> Option<usize> {
-        let v = match names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
-            Some(i) => i + lo,
-            None => s.parse().ok()?,
-        };
-        (lo..=hi).contains(&v).then_some(v)
-    };
-    for part in f.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((r, s)) => (r, s.parse::<usize>().ok().filter(|s| *s > 0)?),
-            None => (part, 1),
-        };
-        let (a, b) = match range {
-            "*" | "?" => (lo, hi),
-            r => match r.split_once('-') {
-                Some((a, b)) => (value(a)?, value(b)?),
-                None if step > 1 => (value(r)?, hi),
-                None => (value(r)?, value(r)?),
-            },
-        };
-        if a > b {
-            return None;
-        }
-        for v in (a..=b).step_by(step) {
-            set[v] = true;
-        }
-    }
-    Some(set)
 }
 
 #[cfg(test)]
@@ -415,6 +373,16 @@ mod tests {
         assert_eq!(cron_period("CRON_TZ=Asia/Tokyo 0 3 * * *"), Some(h(24)));
         assert_eq!(cron_period("0 25 * * *"), None);
         assert_eq!(cron_period("nonsense"), None);
+        assert_eq!(cron_period("0 0 ? * mon"), Some(h(7 * 24)));
+        assert_eq!(
+            cron_period("*/15 * * * *"),
+            Some(SignedDuration::from_mins(15))
+        );
+        // Every minute but in December: the longest gap is December.
+        assert_eq!(
+            cron_period("* * * 1-11 *"),
+            Some(h(31 * 24) + SignedDuration::from_mins(1))
+        );
     }
 
     #[test]

@@ -251,6 +251,7 @@ fn serve(config: &std::path::Path, env: impl Fn(&str) -> Option<String>) -> Resu
     App::build(cfg, env).map_err(|e| {
         ArgsError::Usage(match e {
             BuildError::Invalid(e) => format!("invalid config file {}: {e}", config.display()),
+            BuildError::Election(e) => format!("invalid config file {}: {e}", config.display()),
             e => format!("{}: {e}", config.display()),
         })
     })

@@ -96,6 +96,42 @@ pub struct Election {
     pub pod_name: String,
 }
 
+/// Why the `leader_election:` section cannot be used; each names the options to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("leader_election.lease_name is empty")]
+    EmptyLeaseName,
+    #[error(
+        "leader_election.renew_deadline ({}) must be less than lease_duration ({}): a leader must give up before a standby may take over",
+        humantime::format_duration(*renew_deadline),
+        humantime::format_duration(*lease_duration)
+    )]
+    RenewNotBeforeExpiry {
+        renew_deadline: Duration,
+        lease_duration: Duration,
+    },
+    #[error(
+        "leader_election.renew_deadline ({}) must be more than 1.2 × retry_period ({})",
+        humantime::format_duration(*renew_deadline),
+        humantime::format_duration(*retry_period)
+    )]
+    RenewWithinRetry {
+        renew_deadline: Duration,
+        retry_period: Duration,
+    },
+    /// Neither the option nor its downward-API variable gives a value.
+    #[error(
+        "leader_election.{field} is not set and ${var} is empty: set it, or give the pod {var} from the downward API (fieldRef {field_path})"
+    )]
+    Unset {
+        field: &'static str,
+        var: &'static str,
+        field_path: &'static str,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// client-go's `JitterFactor`: waits between acquire attempts last up to 2.2 retry periods,
 /// and a renewal needs room for one such wait inside the renew deadline.
 pub const JITTER_FACTOR: f64 = 1.2;
@@ -105,23 +141,21 @@ impl LeaderElectionConfig {
     ///
     /// # Errors
     /// A sentence naming the options to change.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
         if self.lease_name.is_empty() {
-            return Err("leader_election.lease_name is empty".into());
+            return Err(Error::EmptyLeaseName);
         }
         if self.renew_deadline >= self.lease_duration {
-            return Err(format!(
-                "leader_election.renew_deadline ({}) must be less than lease_duration ({}): a leader must give up before a standby may take over",
-                humantime::format_duration(self.renew_deadline),
-                humantime::format_duration(self.lease_duration)
-            ));
+            return Err(Error::RenewNotBeforeExpiry {
+                renew_deadline: self.renew_deadline,
+                lease_duration: self.lease_duration,
+            });
         }
         if self.renew_deadline.as_secs_f64() <= JITTER_FACTOR * self.retry_period.as_secs_f64() {
-            return Err(format!(
-                "leader_election.renew_deadline ({}) must be more than 1.2 × retry_period ({})",
-                humantime::format_duration(self.renew_deadline),
-                humantime::format_duration(self.retry_period)
-            ));
+            return Err(Error::RenewWithinRetry {
+                renew_deadline: self.renew_deadline,
+                retry_period: self.retry_period,
+            });
         }
         Ok(())
     }
@@ -130,14 +164,21 @@ impl LeaderElectionConfig {
     ///
     /// # Errors
     /// Neither the config nor the environment gives a namespace or an identity.
-    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<Election, String> {
+    pub fn resolve(&self, env: impl Fn(&str) -> Option<String>) -> Result<Election> {
         self.validate()?;
-        let pick = |configured: &Option<String>, var: &str, field: &str, field_path: &str| {
-            configured.clone().filter(|v| !v.is_empty()).or_else(|| env(var).filter(|v| !v.is_empty())).ok_or_else(|| {
-                format!(
-                    "leader_election.{field} is not set and ${var} is empty: set it, or give the pod {var} from the downward API (fieldRef {field_path})"
-                )
-            })
+        let pick = |configured: &Option<String>,
+                    var: &'static str,
+                    field: &'static str,
+                    field_path: &'static str| {
+            configured
+                .clone()
+                .filter(|v| !v.is_empty())
+                .or_else(|| env(var).filter(|v| !v.is_empty()))
+                .ok_or(Error::Unset {
+                    field,
+                    var,
+                    field_path,
+                })
         };
         let namespace = pick(
             &self.namespace,
@@ -261,24 +302,26 @@ mod tests {
         let c = LeaderElectionConfig::default();
         assert_eq!(
             c.resolve(env(&[("POD_NAMESPACE", "caretaker")]))
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "leader_election.identity is not set and $POD_NAME is empty: set it, or give the pod POD_NAME from the downward API (fieldRef metadata.name)"
         );
         assert!(
             c.resolve(env(&[("POD_NAME", "x")]))
                 .unwrap_err()
+                .to_string()
                 .starts_with("leader_election.namespace is not set and $POD_NAMESPACE")
         );
         let c: LeaderElectionConfig =
             parse_yaml("lease_duration: 10s\nrenew_deadline: 10s\n", Path::new("c")).unwrap();
         assert_eq!(
-            c.validate().unwrap_err(),
+            c.validate().unwrap_err().to_string(),
             "leader_election.renew_deadline (10s) must be less than lease_duration (10s): a leader must give up before a standby may take over"
         );
         let c: LeaderElectionConfig =
             parse_yaml("renew_deadline: 2s\nretry_period: 2s\n", Path::new("c")).unwrap();
         assert_eq!(
-            c.validate().unwrap_err(),
+            c.validate().unwrap_err().to_string(),
             "leader_election.renew_deadline (2s) must be more than 1.2 × retry_period (2s)"
         );
         let err = parse_yaml::<LeaderElectionConfig>("\nlease_duration: 1s\n", Path::new("c"))
