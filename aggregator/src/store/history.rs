@@ -1,10 +1,6 @@
 //! Report history: every recorded merged report (zstd-compressed JSON) and the lifecycle
 //! of every finding, in the same redb file as the node store.
 //!
-//! zstd is the pure-Rust `ruzstd` (no C library in the aggregator); it writes and reads
-//! standard zstd frames, so reports stored by earlier versions (written by libzstd) stay
-//! readable.
-//!
 //! - A finding carries `first_seen` and `last_seen`; when it is gone from a recorded report
 //!   it resolves; when it comes back it counts one more `flap`.
 //! - Retention: reports older than `max_age` go, then the oldest go until the stored bytes
@@ -15,14 +11,11 @@
 //! - [`diff`]: new, resolved and changed findings between two reports.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use redb::{ReadableTable, TableDefinition};
-use ruzstd::decoding::StreamingDecoder;
-use ruzstd::encoding::{CompressionLevel, compress_to_vec};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::{ObjectRef, Severity};
@@ -45,9 +38,9 @@ enum Bad {
     Finding(String),
 }
 
-/// zstd level for stored reports: ruzstd's fastest, which is about `zstd -1` (the only
-/// compressing level it implements); it compresses report JSON about tenfold.
-const ZSTD_LEVEL: CompressionLevel = CompressionLevel::Fastest;
+/// zstd level for stored reports: level 3 (zstd's default) compresses report JSON about
+/// tenfold at a few ms per report.
+const ZSTD_LEVEL: i32 = 3;
 
 /// History retention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,7 +266,8 @@ impl History {
             }
         }
         let json = serde_json::to_vec(report).map_err(|e| corrupt("report", e))?;
-        let compressed = compress_to_vec(json.as_slice(), ZSTD_LEVEL);
+        let compressed =
+            zstd::bulk::compress(&json, ZSTD_LEVEL).map_err(|e| corrupt("report", e))?;
         rec.stored_bytes = compressed.len() as u64;
 
         let oldest_allowed = now - self.retention.max_age;
@@ -396,13 +390,8 @@ impl History {
     }
 }
 
-/// One stored report: a zstd frame of its JSON.
 fn decode(bytes: &[u8]) -> Result<ClusterReport, StoreError> {
-    let mut json = Vec::new();
-    StreamingDecoder::new(bytes)
-        .map_err(|e| corrupt("stored report", e))?
-        .read_to_end(&mut json)
-        .map_err(|e| corrupt("stored report", e))?;
+    let json = zstd::stream::decode_all(bytes).map_err(|e| corrupt("stored report", e))?;
     serde_json::from_slice(&json).map_err(|e| corrupt("stored report", e))
 }
 
@@ -699,83 +688,6 @@ mod tests {
         assert!((t[0].slope_percent_per_day.unwrap() - 2.0).abs() < 1e-9);
         // 68 % now: 32 points at 2 a day.
         assert!((t[0].days_until_full.unwrap() - 16.0).abs() < 1e-9);
-    }
-
-    /// Reports stored before the history moved to ruzstd were written by libzstd.
-    /// `testdata/report-libzstd.json.zst` is the JSON of `report_at(0, true, 40.0)` as
-    /// `zstd -3` (libzstd 1.5) compressed it, stored under its time as `record` does.
-    #[test]
-    fn reports_written_by_libzstd_stay_readable() {
-        let (_s, h) = history(Retention::default());
-        let frame: &[u8] = include_bytes!("testdata/report-libzstd.json.zst");
-        let txn = h.db.begin_write().unwrap();
-        txn.open_table(REPORTS)
-            .unwrap()
-            .insert(ms(at(0)), frame)
-            .unwrap();
-        txn.commit().unwrap();
-        let expected = report_at(0, true, 40.0);
-        let r = h.at(at(10)).unwrap().unwrap();
-        assert_eq!(r.generated_at, at(0));
-        assert_eq!(
-            r.nodes.iter().map(|n| &n.node_name).collect::<Vec<_>>(),
-            expected
-                .nodes
-                .iter()
-                .map(|n| &n.node_name)
-                .collect::<Vec<_>>()
-        );
-        assert_eq!(
-            r.findings.iter().map(|f| &f.key).collect::<Vec<_>>(),
-            expected.findings.iter().map(|f| &f.key).collect::<Vec<_>>()
-        );
-        assert_eq!(r.findings.len(), 2);
-    }
-
-    /// What `record` writes is a standard zstd frame: the `zstd` command (libzstd) reads it
-    /// back byte for byte, so a store written now stays readable by other zstd tools.
-    #[test]
-    fn stored_reports_are_standard_zstd_frames() {
-        let Some(zstd) = zstd_command() else { return };
-        let (_s, h) = history(Retention::default());
-        h.record(&mut report_at(0, true, 40.0)).unwrap();
-        let txn = h.db.begin_read().unwrap();
-        let t = txn.open_table(REPORTS).unwrap();
-        let stored = t.get(ms(at(0))).unwrap().unwrap().value().to_vec();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("report.json.zst");
-        std::fs::write(&path, &stored).unwrap();
-        let out = std::process::Command::new(zstd)
-            .args(["-d", "-c", "-q"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let from_libzstd: ClusterReport = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(from_libzstd, decode(&stored).unwrap());
-        assert_eq!(from_libzstd.generated_at, at(0));
-    }
-
-    /// The `zstd` command, or `None` (with a message) outside CI when it is not installed
-    /// (tests/services/logrotate.sh installs it).
-    fn zstd_command() -> Option<&'static str> {
-        let found = std::process::Command::new("zstd")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if found {
-            return Some("zstd");
-        }
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the zstd command is missing: tests/services/logrotate.sh must install Debian's zstd"
-        );
-        eprintln!("NOT RUN: the zstd command is missing (install Debian's zstd)");
-        None
     }
 
     #[test]
