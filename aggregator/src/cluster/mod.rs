@@ -512,6 +512,7 @@ impl ClusterState {
             pdbs,
             backup_storage_locations,
             certificate_requests,
+            crds,
             volume_stats,
             coverage,
             load,
@@ -559,6 +560,7 @@ impl ClusterState {
         add(&mut self.pdbs, pdbs);
         add(&mut self.backup_storage_locations, backup_storage_locations);
         add(&mut self.certificate_requests, certificate_requests);
+        add(&mut self.crds, crds);
         add(&mut self.volume_stats, volume_stats);
         self.coverage.extend(coverage);
         for (kind, n) in load.unknown_kinds {
