@@ -447,6 +447,20 @@ pub const CODES: &[Code] = &[
         "Helm release Secret payload",
         "The release Secret is damaged: `helm history <release>`; restore it from backup.",
     ),
+    c(
+        "log_lines_above_threshold",
+        "log_check",
+        "warning",
+        "the agents' log check: lines of a container matching a pattern in 24 h, against `log_check.thresholds`",
+        "Read the sample line in the report's log check, then the log: `kubectl logs -n <ns> <pod> -c <container> --since=24h | grep -i <pattern>`; fix the cause or raise the agent's threshold.",
+    ),
+    c(
+        "log_lines_jumped",
+        "log_check",
+        "warning",
+        "the agents' log check: 24 h count against the 24 h before (`log_check.jump_factor`, `jump_min_count`)",
+        "Something changed in the last day (a deploy, a failing dependency): compare `kubectl logs -n <ns> <pod> -c <container> --since=24h` with the rollout history (`kubectl rollout history`).",
+    ),
 ];
 
 /// The entry of `code`, if known.

@@ -539,6 +539,7 @@ pub(crate) mod tests {
             errors: vec![],
             images: None,
             volumes: vec![],
+            log_check: None,
         }
     }
 
