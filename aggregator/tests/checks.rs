@@ -530,6 +530,7 @@ fn run_all_marks_checks_without_inputs_not_applicable() {
             ("pvcs", NotApplicable),
             ("hpas", Ran),
             ("helm", NotApplicable),
+            ("vulnerabilities", NotApplicable),
         ]
     );
     assert_eq!(

@@ -62,7 +62,8 @@ fn check_json_output_has_results_proposals_and_load_summary() {
             "velero",
             "pvcs",
             "hpas",
-            "helm"
+            "helm",
+            "vulnerabilities"
         ]
     );
     assert_eq!(v["checks"][1]["severity"], "critical");

@@ -448,6 +448,27 @@ pub const CODES: &[Code] = &[
         "The release Secret is damaged: `helm history <release>`; restore it from backup.",
     ),
     c(
+        "vulnerabilities_fixable",
+        "vulnerabilities",
+        "critical or warning",
+        "trivy-operator VulnerabilityReport: HIGH/CRITICAL with a `fixedVersion`",
+        "Rebuild or update the image to a version with the fixes (`kubectl get vulnerabilityreport -n <ns> <name> -o yaml` lists each fixed version), then roll the workload.",
+    ),
+    c(
+        "vulnerabilities_unfixed",
+        "vulnerabilities",
+        "info",
+        "trivy-operator VulnerabilityReport: HIGH/CRITICAL without a fix",
+        "No fix is released yet: check whether the vulnerable package is reachable, consider another base image, and watch for a fixed version.",
+    ),
+    c(
+        "vulnerability_scan_stale",
+        "vulnerabilities",
+        "warning",
+        "trivy-operator VulnerabilityReport `report.updateTimestamp` older than 7 days",
+        "trivy-operator stopped rescanning: check its pod and logs (`kubectl -n trivy-system logs deploy/trivy-operator`); delete the report to force a rescan.",
+    ),
+    c(
         "log_lines_above_threshold",
         "log_check",
         "warning",

@@ -6,7 +6,7 @@
 //! - [`config`]: the `checks:` config section with its documented defaults.
 //! - one file per check family: [`pods`], [`events`], [`certificates`], [`velero`],
 //!   [`pvcs`], [`hpas`], [`nodes`], [`helm`], [`workloads`], [`pdbs`], [`services`]
-//!   (Services and Ingresses), [`cronjobs`].
+//!   (Services and Ingresses), [`cronjobs`], [`vulnerabilities`] (trivy-operator).
 //! - [`quantity`]: Kubernetes resource quantities (`250m`, `1Gi`).
 //! - [`render`]: terminal and Markdown tables; [`cli`]: `caretaker-aggregator check`.
 
@@ -26,6 +26,7 @@ pub mod quantity;
 pub mod render;
 pub mod services;
 pub mod velero;
+pub mod vulnerabilities;
 pub mod workloads;
 
 use jiff::Timestamp;
@@ -311,6 +312,10 @@ pub const ALL: &[Check] = &[
     Check {
         name: "helm",
         run: helm::check,
+    },
+    Check {
+        name: "vulnerabilities",
+        run: vulnerabilities::check,
     },
 ];
 

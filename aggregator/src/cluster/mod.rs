@@ -89,11 +89,13 @@ pub enum Resource {
     BackupStorageLocation,
     /// cert-manager.io/v1 CertificateRequest (why a renewal fails).
     CertificateRequest,
+    /// aquasecurity.github.io/v1alpha1 VulnerabilityReport (trivy-operator's scans).
+    VulnerabilityReport,
 }
 
 impl Resource {
     /// All resources, in the order the live source lists them.
-    pub const ALL: [Resource; 35] = [
+    pub const ALL: [Resource; 36] = [
         Resource::Node,
         Resource::Pod,
         Resource::Event,
@@ -129,6 +131,7 @@ impl Resource {
         Resource::PodDisruptionBudget,
         Resource::BackupStorageLocation,
         Resource::CertificateRequest,
+        Resource::VulnerabilityReport,
     ];
 
     /// The API group ("" for core), version, kind and plural resource name.
@@ -212,6 +215,12 @@ impl Resource {
                 "v1",
                 "CertificateRequest",
                 "certificaterequests",
+            ),
+            Resource::VulnerabilityReport => (
+                "aquasecurity.github.io",
+                "v1alpha1",
+                "VulnerabilityReport",
+                "vulnerabilityreports",
             ),
         }
     }
@@ -356,6 +365,8 @@ pub struct ClusterState {
     pub endpoint_slices: Vec<DynamicObject>,
     pub pdbs: Vec<DynamicObject>,
     pub backup_storage_locations: Vec<DynamicObject>,
+    /// trivy-operator's VulnerabilityReports (one per workload container image).
+    pub vulnerability_reports: Vec<DynamicObject>,
     pub certificate_requests: Vec<DynamicObject>,
     /// Volume filesystem figures reported by the node agents (empty for a dump).
     pub volume_stats: Vec<VolumeStat>,
@@ -420,6 +431,7 @@ impl ClusterState {
             Resource::PodDisruptionBudget => &self.pdbs,
             Resource::BackupStorageLocation => &self.backup_storage_locations,
             Resource::CertificateRequest => &self.certificate_requests,
+            Resource::VulnerabilityReport => &self.vulnerability_reports,
             _ => return None,
         })
     }
@@ -448,6 +460,7 @@ impl ClusterState {
             Resource::PodDisruptionBudget => &mut self.pdbs,
             Resource::BackupStorageLocation => &mut self.backup_storage_locations,
             Resource::CertificateRequest => &mut self.certificate_requests,
+            Resource::VulnerabilityReport => &mut self.vulnerability_reports,
             _ => return None,
         })
     }
