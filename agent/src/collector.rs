@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use caretaker_core::model::{AgentCost, CollectorError, ImagesSummary, NodeReport};
+use caretaker_core::model::{
+    AgentCost, CollectorError, ImagesSummary, LogCheckSummary, NodeReport,
+};
 use jiff::Timestamp;
 use tokio::sync::watch;
 
@@ -62,6 +64,8 @@ pub struct Collector {
     last_cycle: (Duration, Duration),
     /// The image task's latest summary (see [`Collector::with_images`]).
     images: Option<watch::Receiver<Option<ImagesSummary>>>,
+    /// The log check task's latest summary (see [`Collector::with_log_check`]).
+    log_check: Option<watch::Receiver<Option<LogCheckSummary>>>,
 }
 
 /// An epoch for a new agent run: now, in Unix nanoseconds. A restarted agent gets a
@@ -85,6 +89,7 @@ impl Collector {
             buffer_stats,
             last_cycle: (Duration::ZERO, Duration::ZERO),
             images: None,
+            log_check: None,
         }
     }
 
@@ -92,6 +97,13 @@ impl Collector {
     #[must_use]
     pub fn with_images(mut self, images: watch::Receiver<Option<ImagesSummary>>) -> Self {
         self.images = Some(images);
+        self
+    }
+
+    /// Puts the latest summary published by the daemon's log check task into every report.
+    #[must_use]
+    pub fn with_log_check(mut self, log_check: watch::Receiver<Option<LogCheckSummary>>) -> Self {
+        self.log_check = Some(log_check);
         self
     }
 
@@ -208,6 +220,7 @@ impl Collector {
             errors,
             images: self.images.as_ref().and_then(|rx| rx.borrow().clone()),
             volumes,
+            log_check: self.log_check.as_ref().and_then(|rx| rx.borrow().clone()),
         };
         // This cycle's cost goes into the next report (it is only known now).
         self.last_cycle = (

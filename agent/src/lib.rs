@@ -84,7 +84,7 @@ pub struct DaemonOptions {
     /// report's `logs` summary.
     pub logs: Option<logs::daemon::LogsTask>,
     /// The log check (`log_check:`): pattern counts of the pods' logs every `interval`;
-    /// its findings are logged (the node report does not carry them yet).
+    /// its findings are logged and the node report carries its summary (`log_check`).
     pub log_check: Option<logcheck::daemon::LogCheckTask>,
 }
 
@@ -122,10 +122,11 @@ pub async fn run_with(
             logs::daemon::run(task, logs_tx, shutdown.clone()).instrument(info_span!("logs")),
         );
     }
+    // The log check publishes its latest summary; reports carry it.
+    let (log_check_tx, log_check_rx) = watch::channel(None);
+    let log_check_on = options.log_check.is_some();
     if let Some(task) = options.log_check {
-        // The summary goes to the node report once its wire type exists; until then the
-        // task logs its findings.
-        let (tx, _rx) = watch::channel(None);
+        let tx = log_check_tx;
         tasks.spawn(
             logcheck::daemon::run(task, tx, shutdown.clone()).instrument(info_span!("log_check")),
         );
@@ -149,6 +150,9 @@ pub async fn run_with(
     let mut collector = Collector::new(settings, Arc::clone(&stats)).with_images(images_rx);
     if logs_on {
         collector = collector.with_logs(logs_rx);
+    }
+    if log_check_on {
+        collector = collector.with_log_check(log_check_rx);
     }
     let summary = stream::run(collector, aggregator, interval, stats, shutdown)
         .instrument(info_span!("stream"))

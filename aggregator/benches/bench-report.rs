@@ -111,6 +111,7 @@ fn node_report(i: u64, day: u64, at: Timestamp) -> NodeReport {
         errors: vec![],
         images: None,
         volumes: vec![],
+        log_check: None,
     }
 }
 

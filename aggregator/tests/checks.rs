@@ -532,6 +532,7 @@ fn run_all_marks_checks_without_inputs_not_applicable() {
             ("hpas", Ran),
             ("helm", NotApplicable),
             ("resources", NotApplicable),
+            ("vulnerabilities", NotApplicable),
         ]
     );
     assert_eq!(

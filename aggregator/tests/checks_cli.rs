@@ -63,7 +63,8 @@ fn check_json_output_has_results_proposals_and_load_summary() {
             "pvcs",
             "hpas",
             "helm",
-            "resources"
+            "resources",
+            "vulnerabilities"
         ]
     );
     assert_eq!(v["checks"][1]["severity"], "critical");

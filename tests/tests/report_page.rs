@@ -96,6 +96,7 @@ fn node(
         errors: vec![],
         images: None,
         volumes: vec![],
+        log_check: None,
     }
 }
 

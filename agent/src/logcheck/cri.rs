@@ -21,8 +21,44 @@ pub struct Record<'a> {
 /// Parses one record (a line without its `\n`). `None` for a line that is not a CRI
 /// record (such lines are skipped and counted as malformed).
 pub fn parse(line: &[u8]) -> Option<Record<'_>> {
+    parse_with(line, parse_timestamp)
+}
+
+/// [`parse`] remembering the last date and time to the second in `cache`: consecutive
+/// records mostly share it, and then only the fraction and zone are read.
+pub fn parse_cached<'a>(line: &'a [u8], cache: &mut TimeCache) -> Option<Record<'a>> {
+    parse_with(line, |s| cache.timestamp(s))
+}
+
+/// The last `YYYY-MM-DDTHH:MM:SS` parsed and its seconds (before the zone offset).
+#[derive(Debug, Clone, Default)]
+pub struct TimeCache {
+    head: [u8; 19],
+    seconds: Option<i64>,
+}
+
+impl TimeCache {
+    /// [`parse_timestamp`], reusing the last head when it is the same.
+    pub fn timestamp(&mut self, s: &[u8]) -> Option<i64> {
+        let base = match self.seconds {
+            Some(b) if s.len() >= 20 && s[..19] == self.head => b,
+            _ => {
+                let b = parse_head(s)?;
+                self.head.copy_from_slice(&s[..19]);
+                self.seconds = Some(b);
+                b
+            }
+        };
+        Some(base - parse_zone(s)?)
+    }
+}
+
+fn parse_with<'a>(
+    line: &'a [u8],
+    mut timestamp: impl FnMut(&[u8]) -> Option<i64>,
+) -> Option<Record<'a>> {
     let sp1 = memchr::memchr(b' ', line)?;
-    let unix_seconds = parse_timestamp(&line[..sp1])?;
+    let unix_seconds = timestamp(&line[..sp1])?;
     let rest = &line[sp1 + 1..];
     let sp2 = memchr::memchr(b' ', rest)?;
     let stream = &rest[..sp2];
@@ -50,6 +86,11 @@ pub fn parse(line: &[u8]) -> Option<Record<'_>> {
 
 /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` to Unix seconds (fraction dropped).
 pub fn parse_timestamp(s: &[u8]) -> Option<i64> {
+    Some(parse_head(s)? - parse_zone(s)?)
+}
+
+/// Seconds of `YYYY-MM-DDTHH:MM:SS` (the first 19 bytes; at least 20 must be there).
+fn parse_head(s: &[u8]) -> Option<i64> {
     if s.len() < 20 || s[4] != b'-' || s[7] != b'-' || s[10] != b'T' && s[10] != b't' {
         return None;
     }
@@ -74,6 +115,12 @@ pub fn parse_timestamp(s: &[u8]) -> Option<i64> {
     if second > 60 {
         return None;
     }
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// The zone offset in seconds after the head (`[.frac](Z|±HH:MM)`), checking the fraction.
+fn parse_zone(s: &[u8]) -> Option<i64> {
     let mut i = 19;
     if s[i] == b'.' {
         i += 1;
@@ -94,8 +141,7 @@ pub fn parse_timestamp(s: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+    Some(offset)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
@@ -138,6 +184,28 @@ mod tests {
             "2024-0a-01T12:00:00Z",
         ] {
             assert_eq!(parse_timestamp(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cache_gives_what_a_fresh_parse_gives() {
+        let mut c = TimeCache::default();
+        for s in [
+            "2024-01-01T12:00:00.1Z",
+            "2024-01-01T12:00:00.2Z",
+            "2024-01-01T12:00:00.3+09:00",
+            "2024-01-01T12:00:00.Z",
+            "2024-01-01T12:00:00Zx",
+            "2024-01-01T12:00:01Z",
+            "2024-01-01T12:00:0",
+            "2024-01-01T12:00:01-05:30",
+            "2024-13-01T12:00:01Z",
+        ] {
+            assert_eq!(
+                c.timestamp(s.as_bytes()),
+                parse_timestamp(s.as_bytes()),
+                "{s}"
+            );
         }
     }
 

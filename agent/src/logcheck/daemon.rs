@@ -3,14 +3,17 @@
 //! pattern over the last 24 h with a sample line each, and findings when a count crosses
 //! its threshold or jumps against the 24 h before.
 //!
-//! Not in the report stream yet: [`run`] logs each check's findings and publishes each
-//! [`LogCheckSummary`] on a watch channel, which the collector is to put into the node
-//! report once the wire type exists (TODO, see the report of the `logcheck` branch).
+//! [`run`] logs each check's findings and publishes each [`LogCheckSummary`] on a watch
+//! channel; the collector puts the latest into every node report (`log_check`), and the
+//! aggregator merges them into the cluster report.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use caretaker_core::model::{
+    CollectorError, LogCheckEntry, LogCheckFinding, LogCheckReason, LogCheckSummary,
+    MAX_LOG_CHECK_FINDINGS,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -19,63 +22,21 @@ use super::config::LogCheckConfig;
 use super::matcher::Matcher;
 use super::state::{self, Incremental};
 
-/// One container's count of one pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TopEntry {
-    pub pattern: String,
-    pub namespace: String,
-    pub pod: String,
-    pub container: String,
-    /// Matching lines in the last 24 h.
-    pub count: u64,
-    /// Matching lines in the 24 h before.
-    pub previous_count: u64,
-    /// The latest matching line, at most 200 bytes.
-    pub sample: Option<String>,
-}
+/// Problems of one check kept in its summary.
+const MAX_PROBLEMS: usize = 32;
 
-/// Why a count is a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FindingReason {
-    /// At or above `log_check.thresholds[pattern]`.
-    Threshold,
-    /// At least `jump_factor` times the previous 24 h (and `jump_min_count`).
-    Jump,
-}
-
-/// A count worth a look.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    #[serde(flatten)]
-    pub entry: TopEntry,
-    pub reason: FindingReason,
-}
-
-/// The summary of the last check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LogCheckSummary {
-    pub checked_at: jiff::Timestamp,
-    pub patterns: Vec<String>,
-    /// Per pattern, the `top` containers with the highest non-zero 24 h counts.
-    pub top: Vec<TopEntry>,
-    pub findings: Vec<Finding>,
-    pub files_read: u64,
-    pub bytes_read: u64,
-    /// Problems of the last check (file and reason), at most 32.
-    pub problems: Vec<String>,
-}
-
-/// Builds the summary of `inc`'s counts at `now` (Unix seconds).
+/// Builds the summary of `inc`'s counts at `now` (Unix seconds): the top entries per
+/// pattern, and the findings (at most [`MAX_LOG_CHECK_FINDINGS`], threshold findings
+/// first, then the highest counts).
 pub fn summarize(
     inc: &Incremental,
     cfg: &LogCheckConfig,
     now: i64,
-) -> (Vec<TopEntry>, Vec<Finding>) {
+) -> (Vec<LogCheckEntry>, Vec<LogCheckFinding>) {
     let names = inc.matcher().names();
     let n = names.len();
     let hour = now.div_euclid(3600);
-    let mut per_pattern: Vec<Vec<TopEntry>> = vec![Vec::new(); n];
+    let mut per_pattern: Vec<Vec<LogCheckEntry>> = vec![Vec::new(); n];
     for (key, c) in &inc.containers {
         let day = c.sum(hour - 23, hour, n);
         let before = c.sum(hour - 47, hour - 24, n);
@@ -83,7 +44,7 @@ pub fn summarize(
             if day[i] == 0 {
                 continue;
             }
-            per_pattern[i].push(TopEntry {
+            per_pattern[i].push(LogCheckEntry {
                 pattern: name.clone(),
                 namespace: key.namespace.clone(),
                 pod: key.pod.clone(),
@@ -103,29 +64,39 @@ pub fn summarize(
                 .then_with(|| a.pod.cmp(&b.pod))
         });
         for e in &entries {
-            let reason = if cfg
-                .thresholds
-                .get(&e.pattern)
-                .is_some_and(|t| e.count >= *t)
-            {
-                Some(FindingReason::Threshold)
-            } else if e.count >= cfg.jump_min_count
-                && (e.count as f64) >= cfg.jump_factor * (e.previous_count as f64)
-            {
-                Some(FindingReason::Jump)
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                findings.push(Finding {
+            if let Some((reason, limit)) = judge(cfg, e) {
+                findings.push(LogCheckFinding {
                     entry: e.clone(),
                     reason,
+                    limit,
                 });
             }
         }
         top.extend(entries.into_iter().take(cfg.top));
     }
+    if findings.len() > MAX_LOG_CHECK_FINDINGS {
+        findings.sort_by(|a, b| {
+            a.reason
+                .cmp(&b.reason)
+                .then_with(|| b.entry.count.cmp(&a.entry.count))
+        });
+        findings.truncate(MAX_LOG_CHECK_FINDINGS);
+    }
     (top, findings)
+}
+
+/// Whether `e` is a finding, why, and the limit it reached: its pattern's threshold, or
+/// for a jump `jump_factor` times the 24 h before (at least `jump_min_count`).
+fn judge(cfg: &LogCheckConfig, e: &LogCheckEntry) -> Option<(LogCheckReason, u64)> {
+    if let Some(&t) = cfg.thresholds.get(&e.pattern)
+        && e.count >= t
+    {
+        return Some((LogCheckReason::Threshold, t));
+    }
+    // A count n >= f * p exactly when n >= ceil(f * p); the cast saturates.
+    let jump = (cfg.jump_factor * e.previous_count as f64).ceil() as u64;
+    let limit = jump.max(cfg.jump_min_count);
+    (e.count >= limit).then_some((LogCheckReason::Jump, limit))
 }
 
 /// The daemon task's settings.
@@ -160,7 +131,12 @@ pub async fn run(
         let joined = tokio::task::spawn_blocking(move || {
             let now = jiff::Timestamp::now();
             let result = inc.check(&dir, now.as_second());
-            let mut problems = Vec::new();
+            let mut problems: Vec<CollectorError> = Vec::new();
+            let problem = |place: String, message: String| CollectorError {
+                collector: "log_check".into(),
+                place,
+                message,
+            };
             let (mut files_read, mut bytes_read) = (0, 0);
             // Without a pods directory there is nothing to remember.
             let save = result.is_ok();
@@ -171,14 +147,14 @@ pub async fn run(
                     problems.extend(
                         r.problems
                             .iter()
-                            .take(32)
-                            .map(|p| format!("{}: {}", p.path.display(), p.reason)),
+                            .take(MAX_PROBLEMS)
+                            .map(|p| problem(p.path.display().to_string(), p.reason.clone())),
                     );
                 }
-                Err(e) => problems.push(format!("{e:#}")),
+                Err(e) => problems.push(problem(dir.display().to_string(), format!("{e:#}"))),
             }
             if save && let Err(e) = state::save(&file, &inc.state()) {
-                problems.push(format!("{e:#}"));
+                problems.push(problem(file.display().to_string(), format!("{e:#}")));
             }
             let (top, findings) = summarize(&inc, &cfg, now.as_second());
             let summary = LogCheckSummary {
@@ -188,7 +164,7 @@ pub async fn run(
                 findings,
                 files_read,
                 bytes_read,
-                problems,
+                errors: problems,
             };
             (inc, summary)
         })
@@ -211,11 +187,12 @@ pub async fn run(
                         count = f.entry.count,
                         previous_count = f.entry.previous_count,
                         reason = ?f.reason,
+                        limit = f.limit,
                         "Log check finding."
                     );
                 }
-                for p in &summary.problems {
-                    warn!(problem = %p, "Log check problem.");
+                for p in &summary.errors {
+                    warn!(place = %p.place, problem = %p.message, "Log check problem.");
                 }
                 tx.send_replace(Some(summary));
             }
@@ -286,11 +263,16 @@ mod tests {
         assert_eq!(
             findings
                 .iter()
-                .map(|f| (f.entry.pod.as_str(), f.entry.pattern.as_str(), f.reason))
+                .map(|f| (
+                    f.entry.pod.as_str(),
+                    f.entry.pattern.as_str(),
+                    f.reason,
+                    f.limit
+                ))
                 .collect::<Vec<_>>(),
             vec![
-                ("a", "error", FindingReason::Jump),
-                ("b", "warn", FindingReason::Threshold)
+                ("a", "error", LogCheckReason::Jump, 300),
+                ("b", "warn", LogCheckReason::Threshold, 2)
             ]
         );
     }
@@ -332,7 +314,7 @@ mod tests {
             vec![("error", "api", 1), ("http_4xx_5xx", "api", 1)]
         );
         assert_eq!(s.top[0].sample.as_deref(), Some("GET / status=503 error"));
-        assert_eq!((s.files_read, s.problems.len()), (1, 0));
+        assert_eq!((s.files_read, s.errors.len()), (1, 0));
         let saved = state::load(&dir.path().join("state.json"))
             .unwrap()
             .unwrap();

@@ -3,11 +3,15 @@
 //!
 //! How it stays fast: lines that end in `F`, start no join and lie in the window
 //! ("plain" lines, nearly all of them) are not matched one by one; a run of them is
-//! searched with the union of all patterns in one go, and only a line holding a
-//! candidate is matched with the pattern set. The rest (joins, lines outside the window,
-//! over-long lines) takes the per-line path.
+//! searched in one go, and only a line holding a candidate is matched with the pattern
+//! set. The search is the patterns' required literals (see
+//! [`super::matcher::required_literals`]) with aho-corasick (Teddy, SIMD) in an
+//! ASCII-lowercased copy of the run, or the union regex of all patterns when some pattern
+//! has no such literals. The rest (joins, lines outside the window, over-long lines)
+//! takes the per-line path.
 //!
-//! How it stays bounded: the buffer is [`READ_BUFFER_BYTES`]; a joined line keeps at most
+//! How it stays bounded: the buffer is [`READ_BUFFER_BYTES`] (and its lowercased copy as
+//! much); a joined line keeps at most
 //! [`MAX_LINE_BYTES`] of content. A logical line longer than that is counted once per
 //! pattern that matches within its first [`MAX_LINE_BYTES`] bytes, and the rest of it is
 //! read and dropped without being held (a 100 MB line costs 100 MB of reading, not of
@@ -87,6 +91,8 @@ pub struct ScanEnd {
 #[derive(Debug)]
 pub struct Scanner {
     buf: Box<[u8]>,
+    /// An ASCII-lowercased copy of runs of `buf`, for the matcher's literal prefilter.
+    lowered: Box<[u8]>,
     joined: Vec<u8>,
 }
 
@@ -94,6 +100,7 @@ impl Default for Scanner {
     fn default() -> Self {
         Self {
             buf: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
+            lowered: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
             joined: Vec::with_capacity(MAX_LINE_BYTES),
         }
     }
@@ -110,6 +117,8 @@ struct Chain {
 
 struct Pass<'a, S: Sink> {
     matcher: &'a Matcher,
+    times: cri::TimeCache,
+    lowered: &'a mut [u8],
     window: Window,
     sink: &'a mut S,
     joined: &'a mut Vec<u8>,
@@ -122,7 +131,7 @@ struct Pass<'a, S: Sink> {
 impl Scanner {
     /// Memory held by this scanner's buffers, in bytes; it does not grow with the input.
     pub fn allocated_bytes(&self) -> usize {
-        self.buf.len() + self.joined.capacity()
+        self.buf.len() + self.lowered.len() + self.joined.capacity()
     }
 
     /// Scans `reader` from its current position to its end.
@@ -141,6 +150,8 @@ impl Scanner {
         self.joined.clear();
         let mut pass = Pass {
             matcher,
+            times: cri::TimeCache::default(),
+            lowered: &mut self.lowered,
             window,
             sink,
             joined: &mut self.joined,
@@ -256,7 +267,7 @@ impl<S: Sink> Pass<'_, S> {
             let plain = self.skip == Skip::None
                 && self.chain.is_none()
                 && !self.matcher.per_line()
-                && match cri::parse(line) {
+                && match cri::parse_cached(line, &mut self.times) {
                     Some(r) => {
                         !r.partial
                             && r.content.len() <= MAX_LINE_BYTES
@@ -280,12 +291,25 @@ impl<S: Sink> Pass<'_, S> {
         }
     }
 
-    /// A run of plain lines `buf[start..end]`: one union search, the set on candidates.
+    /// A run of plain lines `buf[start..end]`: one search for candidates (the literal
+    /// prefilter in a lowercased copy, else the union), the set on candidate lines.
     fn run(&mut self, buf: &[u8], start: usize, end: usize) {
         let hay = &buf[..end];
+        let prefilter = self.matcher.has_prefilter();
+        if prefilter {
+            // One pass that the compiler vectorizes.
+            for (l, b) in self.lowered[start..end].iter_mut().zip(&buf[start..end]) {
+                *l = b.to_ascii_lowercase();
+            }
+        }
         let mut s = start;
         while s < end {
-            let Some(p) = self.matcher.candidate(hay, s) else {
+            let found = if prefilter {
+                self.matcher.candidate_lowered(&self.lowered[..end], s)
+            } else {
+                self.matcher.candidate(hay, s)
+            };
+            let Some(p) = found else {
                 break;
             };
             if p >= end {
@@ -293,7 +317,7 @@ impl<S: Sink> Pass<'_, S> {
             }
             let ls = memchr::memrchr(b'\n', &buf[s..p]).map_or(s, |k| s + k + 1);
             let le = memchr::memchr(b'\n', &buf[p..end]).map_or(end, |k| p + k);
-            if let Some(rec) = cri::parse(&buf[ls..le]) {
+            if let Some(rec) = cri::parse_cached(&buf[ls..le], &mut self.times) {
                 let (sink, t) = (&mut *self.sink, rec.unix_seconds);
                 self.matcher
                     .matches(rec.content, |idx| sink.hit(t, idx, rec.content));
@@ -527,7 +551,7 @@ mod tests {
         assert_eq!(end.resume_at, reader.served);
         assert_eq!(end.skip, Skip::None);
         assert_eq!(scanner.allocated_bytes(), before);
-        assert_eq!(before, READ_BUFFER_BYTES + MAX_LINE_BYTES);
+        assert_eq!(before, 2 * READ_BUFFER_BYTES + MAX_LINE_BYTES);
         assert!(reader.largest_read <= READ_BUFFER_BYTES);
     }
 
@@ -566,5 +590,101 @@ mod tests {
             .scan(&data[..], &m, ALL, Skip::None, Tail::Flush, &mut hits)
             .unwrap();
         assert_eq!(hits.0.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod prefilter_tests {
+    use super::super::matcher::{Pattern, default_patterns};
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Default)]
+    struct Hits(Vec<(i64, usize, Vec<u8>)>);
+    impl Sink for Hits {
+        fn hit(&mut self, t: i64, p: usize, line: &[u8]) {
+            self.0.push((t, p, line.to_vec()));
+        }
+    }
+
+    /// Every full record's content matched alone with each pattern's own regex: what the
+    /// scan must find, with or without the literal prefilter.
+    fn model(data: &[u8], patterns: &[Pattern]) -> Vec<(i64, usize, Vec<u8>)> {
+        let res: Vec<regex::bytes::Regex> = patterns
+            .iter()
+            .map(|p| {
+                regex::bytes::RegexBuilder::new(&p.regex)
+                    .case_insensitive(true)
+                    .unicode(false)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let mut out = Vec::new();
+        for line in data.split(|&b| b == b'\n') {
+            let Some(r) = cri::parse(line) else { continue };
+            for (i, re) in res.iter().enumerate() {
+                if re.is_match(r.content) {
+                    out.push((r.unix_seconds, i, r.content.to_vec()));
+                }
+            }
+        }
+        out
+    }
+
+    const WORDS: &[&str] = &[
+        "ok",
+        "ERROR",
+        "eRrOr",
+        "Warn",
+        "WARNING",
+        "warm",
+        "errr",
+        "status=503",
+        "STATUS=404",
+        "status=200",
+        "status=5",
+        "Authentication FAILED",
+        "authentication  failed",
+        "tracing",
+        "\u{e9}rror",
+        "x|y",
+        "\t",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn the_prefilter_finds_what_the_patterns_find(
+            lines in proptest::collection::vec(
+                proptest::collection::vec(0..WORDS.len(), 0..8), 1..400),
+        ) {
+            let mut data = Vec::new();
+            for (n, words) in lines.iter().enumerate() {
+                data.extend_from_slice(
+                    format!("2024-01-01T00:{:02}:{:02}Z stdout F", n / 60 % 60, n % 60).as_bytes(),
+                );
+                for w in words {
+                    data.push(b' ');
+                    data.extend_from_slice(WORDS[*w].as_bytes());
+                }
+                data.push(b'\n');
+            }
+            let mut with_custom = default_patterns();
+            with_custom.push(Pattern { name: "ing".into(), regex: "[a-z]+ing".into() });
+            for patterns in [default_patterns(), with_custom] {
+                let m = Matcher::new(&patterns).unwrap();
+                let mut hits = Hits::default();
+                let window = Window { from: i64::MIN, to: i64::MAX };
+                Scanner::default()
+                    .scan(&data[..], &m, window, Skip::None, Tail::Flush, &mut hits)
+                    .unwrap();
+                let mut got = hits.0;
+                got.sort();
+                let mut want = model(&data, &patterns);
+                want.sort();
+                prop_assert_eq!(got, want);
+            }
+        }
     }
 }

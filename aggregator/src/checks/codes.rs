@@ -468,6 +468,41 @@ pub const CODES: &[Code] = &[
         "`checks.exclude` / `checks.severity_overrides` entry's `until` date",
         "The accepted exception ended: fix what it silenced, or extend or remove the entry in the config.",
     ),
+    c(
+        "vulnerabilities_fixable",
+        "vulnerabilities",
+        "critical or warning",
+        "trivy-operator VulnerabilityReport: HIGH/CRITICAL with a `fixedVersion`",
+        "Rebuild or update the image to a version with the fixes (`kubectl get vulnerabilityreport -n <ns> <name> -o yaml` lists each fixed version), then roll the workload.",
+    ),
+    c(
+        "vulnerabilities_unfixed",
+        "vulnerabilities",
+        "info",
+        "trivy-operator VulnerabilityReport: HIGH/CRITICAL without a fix",
+        "No fix is released yet: check whether the vulnerable package is reachable, consider another base image, and watch for a fixed version.",
+    ),
+    c(
+        "vulnerability_scan_stale",
+        "vulnerabilities",
+        "warning",
+        "trivy-operator VulnerabilityReport `report.updateTimestamp` older than 7 days",
+        "trivy-operator stopped rescanning: check its pod and logs (`kubectl -n trivy-system logs deploy/trivy-operator`); delete the report to force a rescan.",
+    ),
+    c(
+        "log_lines_above_threshold",
+        "log_check",
+        "warning",
+        "the agents' log check: lines of a container matching a pattern in 24 h, against `log_check.thresholds`",
+        "Read the sample line in the report's log check, then the log: `kubectl logs -n <ns> <pod> -c <container> --since=24h | grep -i <pattern>`; fix the cause or raise the agent's threshold.",
+    ),
+    c(
+        "log_lines_jumped",
+        "log_check",
+        "warning",
+        "the agents' log check: 24 h count against the 24 h before (`log_check.jump_factor`, `jump_min_count`)",
+        "Something changed in the last day (a deploy, a failing dependency): compare `kubectl logs -n <ns> <pod> -c <container> --since=24h` with the rollout history (`kubectl rollout history`).",
+    ),
 ];
 
 /// The entry of `code`, if known.

@@ -6,7 +6,8 @@
 //! - [`config`]: the `checks:` config section with its documented defaults.
 //! - one file per check family: [`pods`], [`events`], [`certificates`], [`velero`],
 //!   [`pvcs`], [`hpas`], [`nodes`], [`helm`], [`workloads`], [`pdbs`], [`services`]
-//!   (Services and Ingresses), [`cronjobs`], [`resources`] (requests and limits).
+//!   (Services and Ingresses), [`cronjobs`], [`resources`] (requests and limits),
+//!   [`vulnerabilities`] (trivy-operator).
 //! - [`silence`]: `checks.exclude`, `checks.severity_overrides` and `--exclude-code`.
 //! - [`quantity`]: Kubernetes resource quantities (`250m`, `1Gi`).
 //! - [`render`]: terminal and Markdown tables; [`cli`]: `caretaker-aggregator check`.
@@ -29,6 +30,7 @@ pub mod resources;
 pub mod services;
 pub mod silence;
 pub mod velero;
+pub mod vulnerabilities;
 pub mod workloads;
 
 use jiff::Timestamp;
@@ -299,6 +301,10 @@ pub const ALL: &[Check] = &[
     Check {
         name: "resources",
         run: resources::check,
+    },
+    Check {
+        name: "vulnerabilities",
+        run: vulnerabilities::check,
     },
 ];
 

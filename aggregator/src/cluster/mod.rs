@@ -92,11 +92,13 @@ pub enum Resource {
     /// apiextensions.k8s.io/v1 CustomResourceDefinition (CA injection into conversion
     /// webhooks); only the metadata is kept.
     CustomResourceDefinition,
+    /// aquasecurity.github.io/v1alpha1 VulnerabilityReport (trivy-operator's scans).
+    VulnerabilityReport,
 }
 
 impl Resource {
     /// All resources, in the order the live source lists them.
-    pub const ALL: [Resource; 36] = [
+    pub const ALL: [Resource; 37] = [
         Resource::Node,
         Resource::Pod,
         Resource::Event,
@@ -133,6 +135,7 @@ impl Resource {
         Resource::BackupStorageLocation,
         Resource::CertificateRequest,
         Resource::CustomResourceDefinition,
+        Resource::VulnerabilityReport,
     ];
 
     /// The API group ("" for core), version, kind and plural resource name.
@@ -222,6 +225,12 @@ impl Resource {
                 "v1",
                 "CustomResourceDefinition",
                 "customresourcedefinitions",
+            ),
+            Resource::VulnerabilityReport => (
+                "aquasecurity.github.io",
+                "v1alpha1",
+                "VulnerabilityReport",
+                "vulnerabilityreports",
             ),
         }
     }
@@ -372,6 +381,8 @@ pub struct ClusterState {
     pub endpoint_slices: Vec<DynamicObject>,
     pub pdbs: Vec<DynamicObject>,
     pub backup_storage_locations: Vec<DynamicObject>,
+    /// trivy-operator's VulnerabilityReports (one per workload container image).
+    pub vulnerability_reports: Vec<DynamicObject>,
     pub certificate_requests: Vec<DynamicObject>,
     /// Metadata only (`data` is dropped when read: a CRD's schema can be megabytes).
     pub crds: Vec<DynamicObject>,
@@ -439,6 +450,7 @@ impl ClusterState {
             Resource::BackupStorageLocation => &self.backup_storage_locations,
             Resource::CertificateRequest => &self.certificate_requests,
             Resource::CustomResourceDefinition => &self.crds,
+            Resource::VulnerabilityReport => &self.vulnerability_reports,
             _ => return None,
         })
     }
@@ -468,6 +480,7 @@ impl ClusterState {
             Resource::BackupStorageLocation => &mut self.backup_storage_locations,
             Resource::CertificateRequest => &mut self.certificate_requests,
             Resource::CustomResourceDefinition => &mut self.crds,
+            Resource::VulnerabilityReport => &mut self.vulnerability_reports,
             _ => return None,
         })
     }
@@ -513,6 +526,7 @@ impl ClusterState {
             backup_storage_locations,
             certificate_requests,
             crds,
+            vulnerability_reports,
             volume_stats,
             coverage,
             load,
@@ -561,6 +575,7 @@ impl ClusterState {
         add(&mut self.backup_storage_locations, backup_storage_locations);
         add(&mut self.certificate_requests, certificate_requests);
         add(&mut self.crds, crds);
+        add(&mut self.vulnerability_reports, vulnerability_reports);
         add(&mut self.volume_stats, volume_stats);
         self.coverage.extend(coverage);
         for (kind, n) in load.unknown_kinds {

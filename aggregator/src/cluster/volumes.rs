@@ -183,6 +183,7 @@ mod tests {
             images: None,
             logs: None,
             volumes,
+            log_check: None,
         }
     }
 

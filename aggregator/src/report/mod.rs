@@ -9,6 +9,7 @@
 //! - [`score`]: the status and 0–100 score formula.
 //! - [`render`]: terminal table and Markdown maintenance record.
 //! - [`html`]: the report page (`GET /report`, `--output html`).
+//! - [`logcheck`]: the agents' log check summaries merged (top containers, `log_check` check).
 //!
 //! # JSON schema (version 2)
 //! ```text
@@ -18,10 +19,12 @@
 //!   proposals: [{code, object, action, propagation?, message}],
 //!   signals?: {endpoints: [...], prometheus?: {...}, alerts?: {firing, silenced, inhibited}},
 //!   disk_pressure: [{node_name, mountpoint, used_percent, level: near|pressure, reclaimable_bytes?, events: [...]}],
+//!   log_check?: {nodes_checked, oldest_check, patterns, top: [{node_name, pattern, namespace, pod, container, count, previous_count, sample?}], bytes_read, errors},
 //!   findings: [{key, check, code, severity, object, message, first_seen, last_seen, flaps}] }
 //! ```
 
 pub mod html;
+pub mod logcheck;
 pub mod render;
 pub mod score;
 
@@ -70,6 +73,11 @@ pub struct ClusterReport {
     /// Nodes at or near disk pressure, with what could be reclaimed and the kubelet's events.
     #[serde(default)]
     pub disk_pressure: Vec<DiskPressure>,
+    /// The agents' daily log checks merged: per pattern the containers with the most
+    /// matching lines in 24 h; their findings are the `log_check` check. Absent when no
+    /// agent reports a log check.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub log_check: Option<logcheck::ClusterLogCheck>,
     /// Every current finding with its history: first and last seen, how often it flapped.
     #[serde(default)]
     pub findings: Vec<TrackedFinding>,
@@ -301,6 +309,8 @@ pub struct MergeConfig {
     /// Usage at which it is under pressure. Default 85, as kubelet's
     /// imageGCHighThresholdPercent.
     pub pressure_percent: f64,
+    /// Containers listed per log check pattern across the cluster. Default 10.
+    pub log_check_top: usize,
 }
 
 impl Default for MergeConfig {
@@ -309,6 +319,7 @@ impl Default for MergeConfig {
             stale_after_intervals: 3,
             near_percent: 80.0,
             pressure_percent: 85.0,
+            log_check_top: 10,
         }
     }
 }
@@ -408,6 +419,14 @@ pub fn merge_nodes<'a>(
     let nodes: Vec<NodeStatus> = statuses.into_values().collect();
 
     let mut checks = round.checks.clone();
+    let log_check = match logcheck::merge(latest.values().map(|n| &n.report), cfg.log_check_top) {
+        Some((merged, check)) => {
+            checks.retain(|c| c.name != logcheck::CHECK);
+            checks.push(check);
+            Some(merged)
+        }
+        None => None,
+    };
     checks.sort_by(|a, b| a.name.cmp(&b.name));
     let mut proposals = round.proposals.clone();
     proposals.sort_by(|a, b| a.code.cmp(&b.code).then_with(|| a.object.cmp(&b.object)));
@@ -426,6 +445,7 @@ pub fn merge_nodes<'a>(
         proposals,
         signals: round.signals.clone(),
         disk_pressure,
+        log_check,
         findings,
         maintenance: None,
         run: None,
@@ -599,6 +619,7 @@ pub(crate) mod tests {
                 errors: vec![],
                 images: None,
                 volumes: vec![],
+                log_check: None,
             },
             received_at: at(received),
             reports_stored_total: seq,

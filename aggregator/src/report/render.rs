@@ -173,6 +173,61 @@ fn checks_table(report: &ClusterReport, style: Style) -> String {
     t.to_string()
 }
 
+/// The containers with the most matching log lines per pattern, with a sample each.
+fn log_check_table(l: &super::logcheck::ClusterLogCheck, style: Style) -> String {
+    let mut out = format!(
+        "Log check (last 24 h, {} node(s), oldest check {}):\n\n",
+        l.nodes_checked,
+        l.oldest_check.strftime("%Y-%m-%d %H:%M UTC")
+    );
+    if l.top.is_empty() {
+        out.push_str("No line matched any pattern.\n\n");
+        return out;
+    }
+    let mut t = table(
+        style,
+        &[
+            "pattern",
+            "node",
+            "pod",
+            "container",
+            "24 h",
+            "24 h before",
+            "latest line",
+        ],
+    );
+    for e in &l.top {
+        let e_ = &e.entry;
+        t.add_row(vec![
+            e_.pattern.clone(),
+            e.node_name.clone(),
+            format!("{}/{}", e_.namespace, e_.pod),
+            e_.container.clone(),
+            e_.count.to_string(),
+            e_.previous_count.to_string(),
+            e_.sample
+                .as_deref()
+                .map_or_else(|| "-".into(), |s| log_cell(s, style)),
+        ]);
+    }
+    let _ = writeln!(out, "{t}\n");
+    out
+}
+
+/// A log line fit for a table cell: control characters (terminal escapes, carriage
+/// returns) shown as `\u{fffd}`, and `|` escaped in Markdown.
+fn log_cell(s: &str, style: Style) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if style == Style::Markdown {
+        clean.replace('|', "\\|")
+    } else {
+        clean
+    }
+}
+
 fn findings_table(report: &ClusterReport, style: Style) -> String {
     let mut t = table(
         style,
@@ -296,6 +351,9 @@ fn text(report: &ClusterReport, style: Style) -> String {
     if !report.checks.is_empty() {
         out.push_str(&checks_table(report, style));
         out.push_str("\n\n");
+    }
+    if let Some(l) = &report.log_check {
+        out.push_str(&log_check_table(l, style));
     }
 
     if let Some(trends) = report.run.as_ref().and_then(|r| r.trends.as_ref()) {

@@ -6,15 +6,15 @@
 //!   daily:
 //!     enabled: true
 //!     cron: "0 3 * * *"            # 5-field cron in time_zone: every day 03:00
-//!     checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, signals]
+//!     checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, vulnerabilities, signals]
 //!   weekly:
 //!     enabled: true
 //!     cron: "0 3 * * 0"            # Sundays 03:00
-//!     checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, signals, cleanup]
+//!     checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, vulnerabilities, signals, cleanup]
 //!   monthly:
 //!     enabled: true
 //!     cron: "0 3 1 * *"            # the 1st, 03:00
-//!     checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, signals, trends]
+//!     checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, vulnerabilities, signals, trends]
 //!   maintenance_window:
 //!     days: [sunday]               # weekdays the window opens on
 //!     start: "03:00"               # wall-clock time in time_zone
@@ -99,6 +99,8 @@ pub enum Task {
     Hpas,
     Helm,
     Resources,
+    /// trivy-operator's VulnerabilityReports ([`crate::checks::vulnerabilities`]).
+    Vulnerabilities,
     /// HTTP endpoints, Prometheus and Alertmanager ([`crate::signals`]).
     Signals,
     /// Cleanup proposals ([`crate::cleanup`]); applying them is gated by the maintenance window.
@@ -126,6 +128,7 @@ impl Task {
         Task::Hpas,
         Task::Helm,
         Task::Resources,
+        Task::Vulnerabilities,
         Task::Signals,
     ];
 
@@ -146,6 +149,7 @@ impl Task {
             Task::Hpas => "hpas",
             Task::Helm => "helm",
             Task::Resources => "resources",
+            Task::Vulnerabilities => "vulnerabilities",
             Task::Signals => "signals",
             Task::Cleanup => "cleanup",
             Task::Trends => "trends",
@@ -403,15 +407,15 @@ mod tests {
         };
         assert_eq!(
             names(&c.daily),
-            "nodes,pods,workloads,pdbs,services,ingresses,cronjobs,events,certificates,velero,pvcs,hpas,helm,resources,signals"
+            "nodes,pods,workloads,pdbs,services,ingresses,cronjobs,events,certificates,velero,pvcs,hpas,helm,resources,vulnerabilities,signals"
         );
         assert_eq!(
             names(&c.weekly),
-            "nodes,pods,workloads,pdbs,services,ingresses,cronjobs,events,certificates,velero,pvcs,hpas,helm,resources,signals,cleanup"
+            "nodes,pods,workloads,pdbs,services,ingresses,cronjobs,events,certificates,velero,pvcs,hpas,helm,resources,vulnerabilities,signals,cleanup"
         );
         assert_eq!(
             names(&c.monthly),
-            "nodes,pods,workloads,pdbs,services,ingresses,cronjobs,events,certificates,velero,pvcs,hpas,helm,resources,signals,trends"
+            "nodes,pods,workloads,pdbs,services,ingresses,cronjobs,events,certificates,velero,pvcs,hpas,helm,resources,vulnerabilities,signals,trends"
         );
         assert!(c.daily.enabled && c.weekly.enabled && c.monthly.enabled);
         assert_eq!(
@@ -488,9 +492,9 @@ mod tests {
     #[test]
     fn the_readme_example_is_the_defaults() {
         let yaml = "time_zone: Asia/Tokyo\n\
-            daily:   {enabled: true, cron: \"0 3 * * *\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, signals]}\n\
-            weekly:  {enabled: true, cron: \"0 3 * * 0\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, signals, cleanup]}\n\
-            monthly: {enabled: true, cron: \"0 3 1 * *\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, signals, trends]}\n\
+            daily:   {enabled: true, cron: \"0 3 * * *\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, vulnerabilities, signals]}\n\
+            weekly:  {enabled: true, cron: \"0 3 * * 0\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, vulnerabilities, signals, cleanup]}\n\
+            monthly: {enabled: true, cron: \"0 3 1 * *\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, vulnerabilities, signals, trends]}\n\
             maintenance_window:\n  days: [sunday]\n  start: \"03:00\"\n  duration: 2h\n\
             notifications:\n  min_severity: warning\n  flap_grace: 1h\n  timeout: 10s\n";
         let c = parse(yaml).unwrap();

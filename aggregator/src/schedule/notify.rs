@@ -483,6 +483,7 @@ mod tests {
             proposals: vec![],
             signals: None,
             disk_pressure: vec![],
+            log_check: None,
             findings,
             maintenance: None,
             run: None,

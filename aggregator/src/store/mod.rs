@@ -581,6 +581,7 @@ pub(crate) mod tests {
             errors: vec![],
             images: None,
             volumes: vec![],
+            log_check: None,
         }
     }
 

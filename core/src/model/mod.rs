@@ -13,6 +13,7 @@
 mod filesystem;
 mod host;
 mod images;
+mod logcheck;
 mod logs;
 mod network;
 mod report;
@@ -22,6 +23,7 @@ mod wire;
 pub use filesystem::*;
 pub use host::*;
 pub use images::*;
+pub use logcheck::*;
 pub use logs::*;
 pub use network::*;
 pub use report::*;

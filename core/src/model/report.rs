@@ -52,6 +52,10 @@ pub struct NodeReport {
     /// Pod volume mounts under the kubelet's pods directory, one per mount.
     #[serde(default)]
     pub volumes: Vec<VolumeMount>,
+    /// The daily log check as of the daemon's last check; absent when the agent does not
+    /// run it (`log_check.enabled: false`, `stats`) or has not checked yet.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub log_check: Option<LogCheckSummary>,
 }
 
 impl NodeReport {
@@ -113,6 +117,7 @@ impl From<NodeReport> for pb::NodeReport {
             errors: r.errors.into_iter().map(Into::into).collect(),
             images: r.images.map(Into::into),
             volumes: r.volumes.into_iter().map(Into::into).collect(),
+            log_check: r.log_check.map(Into::into),
         }
     }
 }
@@ -154,6 +159,10 @@ impl TryFrom<pb::NodeReport> for NodeReport {
             .images
             .map(|i| ImagesSummary::try_from(i).map_err(|e| e.within("images")))
             .transpose()?;
+        let log_check = r
+            .log_check
+            .map(|l| LogCheckSummary::try_from(l).map_err(|e| e.within("log_check")))
+            .transpose()?;
         Ok(Self {
             collected_at: ts_from_pb(r.collected_at, "collected_at")?,
             host: Host::try_from(
@@ -182,6 +191,7 @@ impl TryFrom<pb::NodeReport> for NodeReport {
             network,
             images,
             volumes,
+            log_check,
         })
     }
 }

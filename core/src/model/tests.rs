@@ -56,6 +56,7 @@ pub(crate) fn sample_report() -> NodeReport {
         }],
         images: Some(sample_images()),
         volumes: vec![sample_volume()],
+        log_check: None,
     }
 }
 
