@@ -4,7 +4,8 @@
 #   docker build -t caretaker/caretaker:0.1.0 .
 #
 # Stage `build` compiles both binaries with cargo (the agent with the size-optimised
-# `release-agent` profile the benchmarks measure, the aggregator with `release`), stripped.
+# `release-agent` profile the benchmarks measure, the aggregator with `release-aggregator`:
+# release speed, fat LTO, one codegen unit), both profiles stripping symbols.
 # The final stage is a minimal glibc base with CA certificates and no shell; it runs as
 # UID 65532 (the aggregator's user). The agent DaemonSet overrides it with runAsUser: 0,
 # because host logs and runtime sockets are root's (deploy/README.md).
@@ -24,15 +25,13 @@ FROM ${BUILDER_IMAGE} AS build
 ARG PREBUILT=
 WORKDIR /src
 COPY . .
-ENV CARGO_PROFILE_RELEASE_STRIP=symbols \
-    CARGO_PROFILE_RELEASE_AGENT_STRIP=symbols
 RUN set -e; mkdir -p /out; \
     if [ -n "$PREBUILT" ]; then \
       cp "$PREBUILT/caretaker-agent" "$PREBUILT/caretaker-aggregator" /out/; \
     else \
       cargo build --locked --profile release-agent -p caretaker-agent --bin caretaker-agent; \
-      cargo build --locked --release -p caretaker-aggregator --bin caretaker-aggregator; \
-      cp target/release-agent/caretaker-agent target/release/caretaker-aggregator /out/; \
+      cargo build --locked --profile release-aggregator -p caretaker-aggregator --bin caretaker-aggregator; \
+      cp target/release-agent/caretaker-agent target/release-aggregator/caretaker-aggregator /out/; \
     fi; \
     /out/caretaker-agent --version; /out/caretaker-aggregator --version
 
