@@ -52,6 +52,15 @@ impl ServeOptions {
     }
 }
 
+/// HTTP/2 receive window per stream and per connection on the gRPC port: what an agent may
+/// send ahead of what ingest has read. hyper's default (1 MiB each) let 5,000 agents
+/// resending their backlogs park 2.2 GB in receive buffers (bench-ingest, issue 14), outside
+/// the in-flight budget; 32/64 KiB bound that to 320 MiB at 5,000 connections while a
+/// report (about 1.2 KiB) still flows without waiting for window updates.
+pub const STREAM_WINDOW_BYTES: u32 = 32 << 10;
+/// See [`STREAM_WINDOW_BYTES`].
+pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 10;
+
 /// Largest message accepted from an agent. A report of a large node is tens of KiB;
 /// the bound keeps a broken agent from making the aggregator buffer more.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -129,6 +138,8 @@ pub async fn serve_with(
     let routes = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
         .layer(GrpcAuthLayer(Arc::clone(&options.auth)))
         .add_service(health)
         .add_service(reflection)
