@@ -24,6 +24,7 @@ use caretaker_agent::logs::handle::Roots;
 use caretaker_agent::logs::sweep::{self, RetentionRule};
 use caretaker_agent::paths::HostPaths;
 use caretaker_core::config::{EXIT_USAGE, load_yaml};
+use caretaker_core::output::Output;
 use caretaker_core::render::{self, Style};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
@@ -58,11 +59,8 @@ enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
-    Table,
-    Json,
-}
+/// The formats of `stats`, `rotate`, `sweep` and `log-check`.
+const OUTPUTS: &[Output] = &[Output::Table, Output::Json];
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -77,7 +75,7 @@ enum Command {
         /// YAML config file (optional: filesystem filter, paths, node name).
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = Output::Table)]
+        #[arg(long, value_parser = Output::only(OUTPUTS), default_value_t = Output::Table)]
         output: Output,
         /// Time between the two samples that give network rates; 0s takes one sample
         /// (no rates).
@@ -106,7 +104,7 @@ enum Command {
         /// Rotate every log regardless of its criteria (logrotate -f).
         #[arg(long)]
         force: bool,
-        #[arg(long, value_enum, default_value_t = Output::Table)]
+        #[arg(long, value_parser = Output::only(OUTPUTS), default_value_t = Output::Table)]
         output: Output,
     },
     /// Delete files matching a glob that are older than an age. Dry run unless --apply.
@@ -128,7 +126,7 @@ enum Command {
         /// Really delete (default: only list what would be deleted).
         #[arg(long)]
         apply: bool,
-        #[arg(long, value_enum, default_value_t = Output::Table)]
+        #[arg(long, value_parser = Output::only(OUTPUTS), default_value_t = Output::Table)]
         output: Output,
     },
     /// Remove unused images through Docker or containerd (CRI); a dry run unless --apply.
@@ -152,7 +150,7 @@ enum Command {
         /// YAML config file (optional: its log_check.patterns).
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = Output::Table)]
+        #[arg(long, value_parser = Output::only(OUTPUTS), default_value_t = Output::Table)]
         output: Output,
     },
     /// Free disk on this node without the aggregator; a dry run unless --apply.
@@ -201,7 +199,10 @@ fn init_tracing(format: LogFormat) {
 /// ANSI colour only for a terminal, and never with `NO_COLOR` set (no-color.org).
 fn colour_on_stderr() -> bool {
     use std::io::IsTerminal;
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    render::colour_allowed(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
 }
 
 /// Writes a command's output to stdout. A reader that went away (`… | head`) ends the
@@ -378,7 +379,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.shutdown_timeout(Duration::from_millis(100));
             match output {
                 Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?,
-                Output::Table => emit(&render::node_report(Style::Terminal, &report))?,
+                _ => emit(&render::node_report(Style::Terminal, &report))?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -432,7 +433,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             match output {
                 Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?,
-                Output::Table => emit(&summary.render_table())?,
+                _ => emit(&summary.render_table())?,
             }
             // Problems also go to stderr, whatever the output format.
             for e in &summary.errors {
@@ -471,7 +472,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             match output {
                 Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?,
-                Output::Table => emit(&summary.render_table())?,
+                _ => emit(&summary.render_table())?,
             }
             Ok(if summary.errors.is_empty() {
                 ExitCode::SUCCESS
@@ -505,7 +506,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 prune_cli::Output::Json => {
                     emit(&format!("{}\n", serde_json::to_string_pretty(&outcomes)?))?
                 }
-                prune_cli::Output::Table => emit(&prune_cli::render_table(&outcomes))?,
+                _ => emit(&prune_cli::render_table(&outcomes))?,
             }
             Ok(if prune_cli::any_failed(&outcomes) {
                 ExitCode::FAILURE
@@ -543,7 +544,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = LogCheckReport::new(&outcome, &patterns, since_ts, until);
             match output {
                 Output::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?,
-                Output::Table => emit(&report.render_table())?,
+                _ => emit(&report.render_table())?,
             }
             for p in &report.problems {
                 eprintln!("caretaker-agent: warning: {}: {}", p.path, p.reason);
@@ -573,9 +574,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 prune_cli::Output::Json => {
                     emit(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?
                 }
-                prune_cli::Output::Table => {
-                    emit(&caretaker_agent::cleanup::emergency::render(&summary))?
-                }
+                _ => emit(&caretaker_agent::cleanup::emergency::render(&summary))?,
             }
             Ok(if summary.target_met {
                 ExitCode::SUCCESS

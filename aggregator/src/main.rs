@@ -26,8 +26,10 @@ fn main() -> ExitCode {
         if cli.command.is_serve() {
             "info".into()
         } else {
-            // The printed report is the output; keep the log to what goes wrong.
-            "warn".into()
+            // The printed report is the output; keep the log to what goes wrong. kube's
+            // client logs a failed connection at error level; the error printed at the end
+            // says it, with the server and the kubeconfig.
+            "warn,kube_client::client::builder=off".into()
         }
     });
     tracing_subscriber::fmt()
@@ -51,9 +53,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints `e` with its causes and returns `code`.
+/// Prints `e` with its causes, each once, and returns `code`.
 fn exit(code: i32, e: anyhow::Error) -> ExitCode {
-    eprintln!("caretaker-aggregator: error: {e:#}");
+    let e: &(dyn std::error::Error + 'static) = e.as_ref();
+    eprintln!(
+        "caretaker-aggregator: error: {}",
+        caretaker_core::chain::error_chain(e)
+    );
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
@@ -102,10 +108,12 @@ fn run(args: Args) -> anyhow::Result<()> {
 /// `report`: the live report, one recorded at a time, or the diff of two.
 fn report(r: &Report) -> anyhow::Result<()> {
     let rt = runtime()?;
-    let fetch = |at| {
-        rt.block_on(client::fetch_report_with(&r.server, at, &r.client))
-            .context("query")
+    let fetch = |at| -> anyhow::Result<report::ClusterReport> {
+        let mut report = rt.block_on(client::fetch_report_with(&r.server, at, &r.client))?;
+        caretaker_aggregator::cli::select::filter_report(&mut report, &r.selection);
+        Ok(report)
     };
+    let tty = caretaker_core::render::Tty::stdout();
     match r.query {
         ReportQuery::Diff(a, b) => {
             let (ra, rb) = (fetch(Some(a))?, fetch(Some(b))?);
@@ -117,8 +125,8 @@ fn report(r: &Report) -> anyhow::Result<()> {
                 )?
             );
         }
-        ReportQuery::At(t) => print!("{}", report::render(&fetch(Some(t))?, r.output)?),
-        ReportQuery::Live => print!("{}", report::render(&fetch(None)?, r.output)?),
+        ReportQuery::At(t) => print!("{}", report::render_for(&fetch(Some(t))?, r.output, tty)?),
+        ReportQuery::Live => print!("{}", report::render_for(&fetch(None)?, r.output, tty)?),
     }
     Ok(())
 }

@@ -114,9 +114,11 @@ fn check_table_output_lists_findings() {
     let o = run(&["check", "--from-dump", &fixture("hpas.json"), "--now", NOW]);
     assert_eq!(o.status.code(), Some(0));
     let s = String::from_utf8(o.stdout).unwrap();
+    // kubectl's columns: NAMESPACE, then NAME as Kind/name.
     assert!(
-        s.lines()
-            .any(|l| l.contains("hpa_at_max") && l.contains("HorizontalPodAutoscaler/web/capped")),
+        s.lines().any(|l| l.starts_with("web ")
+            && l.contains("hpa_at_max")
+            && l.contains(" HorizontalPodAutoscaler/capped ")),
         "{s}"
     );
 }

@@ -395,6 +395,8 @@ async fn check_json_output_carries_the_cleanup_notes_and_kept_objects() {
         fail_on: None,
         exclude_code: Vec::new(),
         show_silenced: false,
+        select: Default::default(),
+        kube: Default::default(),
     };
     let mut out = Vec::new();
     run(args, &mut out).await.unwrap();

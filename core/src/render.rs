@@ -28,6 +28,124 @@ fn table(style: Style, header: &[&str]) -> Table {
     t
 }
 
+/// Where a table is printed: its width limit and whether it may be coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tty {
+    /// Columns to fit the table into (wrapping long cells); `None`: no limit, nothing is
+    /// wrapped or cut (kubectl's behaviour off a terminal).
+    pub width: Option<u16>,
+    /// Whether ANSI colour may be used.
+    pub colour: bool,
+}
+
+impl Tty {
+    /// A pipe or a file: no width limit, no colour.
+    pub const PLAIN: Tty = Tty {
+        width: None,
+        colour: false,
+    };
+
+    /// Standard output as it is: on a terminal its width (or `$COLUMNS` when the size
+    /// cannot be read) and colour unless `NO_COLOR` is set; otherwise [`Tty::PLAIN`].
+    #[must_use]
+    pub fn stdout() -> Tty {
+        use std::io::IsTerminal;
+        let out = std::io::stdout();
+        if !out.is_terminal() {
+            return Tty::PLAIN;
+        }
+        let width = rustix::termios::tcgetwinsize(&out)
+            .ok()
+            .map(|w| w.ws_col)
+            .filter(|&c| c > 0)
+            .or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok());
+        Tty {
+            width,
+            colour: colour_allowed(true, std::env::var_os("NO_COLOR").as_deref()),
+        }
+    }
+}
+
+/// ANSI colour only on a terminal, and never with `NO_COLOR` set to a non-empty value
+/// (no-color.org).
+#[must_use]
+pub fn colour_allowed(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// A table as kubectl prints one: no borders, an upper-case header, and, when `tty` has
+/// a width, fitted into it (long cells wrap); without one nothing is wrapped or cut.
+#[must_use]
+pub fn kubectl_table(header: &[&str], tty: Tty) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    match tty.width {
+        Some(w) => {
+            t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+            t.set_width(w);
+        }
+        None => {
+            t.set_content_arrangement(comfy_table::ContentArrangement::Disabled);
+        }
+    }
+    t.set_header(header.iter().map(|h| h.to_uppercase()).collect::<Vec<_>>());
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 3));
+    }
+    t
+}
+
+/// A rendered [`kubectl_table`] with its trailing spaces removed.
+#[must_use]
+pub fn table_text(t: &Table) -> String {
+    let mut out = String::new();
+    for line in t.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Colours the cells of the column headed `header` in the rendered `table` (one line per
+/// row; continuation lines of wrapped cells are left alone): `paint` gives the ANSI SGR
+/// code (e.g. `"31"` for red) for a cell's text, or `None`.
+#[must_use]
+pub fn paint_column(
+    table: &str,
+    header: &str,
+    paint: impl Fn(&str) -> Option<&'static str>,
+) -> String {
+    let mut lines = table.lines();
+    let Some(head) = lines.next() else {
+        return table.to_string();
+    };
+    let Some(byte_at) = head.find(header) else {
+        return table.to_string();
+    };
+    let start = head[..byte_at].chars().count();
+    let mut out = String::with_capacity(table.len() + 64);
+    out.push_str(head);
+    out.push('\n');
+    for line in lines {
+        let chars: Vec<char> = line.chars().collect();
+        let cell_end = chars[start.min(chars.len())..]
+            .iter()
+            .position(|c| *c == ' ')
+            .map_or(chars.len(), |p| start + p);
+        let cell: String = chars[start.min(chars.len())..cell_end].iter().collect();
+        match (cell.is_empty(), paint(&cell)) {
+            (false, Some(code)) => {
+                let before: String = chars[..start].iter().collect();
+                let after: String = chars[cell_end..].iter().collect();
+                out.push_str(&format!("{before}\x1b[{code}m{cell}\x1b[0m{after}"));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Bytes with binary units (`1.5 GiB`).
 pub fn bytes(n: u64) -> String {
     ByteSize::b(n).display().iec().to_string()
@@ -454,6 +572,56 @@ mod tests {
             !s.contains("images (checked") && !s.contains("plugin"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn kubectl_tables_align_without_borders_and_wrap_only_to_a_width() {
+        let mut t = kubectl_table(&["namespace", "name", "message"], Tty::PLAIN);
+        t.add_row(vec![
+            "shop",
+            "Pod/api-1",
+            "a long message that would not fit in 40 columns",
+        ]);
+        t.add_row(vec!["", "Node/a", "short"]);
+        let expected = [
+            "NAMESPACE   NAME        MESSAGE",
+            "shop        Pod/api-1   a long message that would not fit in 40 columns",
+            "            Node/a      short",
+        ];
+        assert_eq!(table_text(&t), expected.join("\n") + "\n");
+        let narrow = Tty {
+            width: Some(40),
+            colour: false,
+        };
+        let mut t = kubectl_table(&["namespace", "name", "message"], narrow);
+        t.add_row(vec![
+            "shop",
+            "Pod/api-1",
+            "a long message that would not fit in 40 columns",
+        ]);
+        let text = table_text(&t);
+        assert!(text.lines().count() > 2, "{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= 40), "{text}");
+        assert!(text.contains("columns"), "nothing is cut: {text}");
+    }
+
+    #[test]
+    fn paint_column_colours_only_that_column_and_not_wrapped_lines() {
+        let table = "NAME   SEVERITY   CODE\na      critical   x\n              more\nb      ok         y\n";
+        let painted = paint_column(table, "SEVERITY", |s| (s == "critical").then_some("31"));
+        assert_eq!(
+            painted,
+            "NAME   SEVERITY   CODE\na      \x1b[31mcritical\x1b[0m   x\n              more\nb      ok         y\n"
+        );
+    }
+
+    #[test]
+    fn colour_needs_a_terminal_and_no_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour_allowed(true, None));
+        assert!(colour_allowed(true, Some(OsStr::new(""))));
+        assert!(!colour_allowed(true, Some(OsStr::new("1"))));
+        assert!(!colour_allowed(false, None));
     }
 
     #[test]

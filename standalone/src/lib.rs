@@ -31,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use caretaker_aggregator::cli::kubeconfig::KubeconfigError;
 use caretaker_aggregator::report::ClusterReport;
 use caretaker_aggregator::state::State;
 use caretaker_aggregator::store::Store;
@@ -56,37 +57,9 @@ pub enum StandaloneError {
     Query(#[source] caretaker_aggregator::client::ClientError),
     #[error(transparent)]
     Serve(#[from] caretaker_aggregator::api::server::ServeError),
-    #[error("kubeconfig {}", place(.0))]
-    Kubeconfig(Option<PathBuf>, #[source] kube::config::KubeconfigError),
-    #[error("kubeconfig {}: no context named {name:?} (it has: {})", place(.path), .known.join(", "))]
-    UnknownContext {
-        path: Option<PathBuf>,
-        name: String,
-        known: Vec<String>,
-    },
-    #[error("kubeconfig {}: cannot build a client", place(.0))]
-    Client(Option<PathBuf>, #[source] kube::Error),
-    #[error("cannot reach the Kubernetes API server {server} (kubeconfig {})", place(.path))]
-    Unreachable {
-        path: Option<PathBuf>,
-        server: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("the Kubernetes API server {server} (kubeconfig {}) did not answer within {after:?}", place(.path))]
-    NoAnswer {
-        path: Option<PathBuf>,
-        server: String,
-        after: Duration,
-    },
-}
-
-/// The kubeconfig named in an error: the path given, else where kubectl looks.
-fn place(path: &Option<PathBuf>) -> String {
-    match path {
-        Some(p) => p.display().to_string(),
-        None => "($KUBECONFIG or ~/.kube/config)".into(),
-    }
+    /// `--kubeconfig`/`--context`: see [`KubeconfigError`].
+    #[error(transparent)]
+    Kubeconfig(#[from] KubeconfigError),
 }
 
 /// Where the cluster part of the report comes from.
@@ -113,56 +86,17 @@ impl std::fmt::Debug for ClusterInput {
 /// A client for the cluster of `context` (default: the current context) in `kubeconfig`
 /// (default: `$KUBECONFIG`, else `~/.kube/config`, as kubectl), checked by asking the API
 /// server its version (waiting at most `timeout`), so that a wrong name or an unreachable
-/// server stops the run before anything starts.
+/// server stops the run before anything starts. The same client as `caretaker-aggregator
+/// check --context`.
 ///
 /// # Errors
-/// [`StandaloneError::Kubeconfig`] (unreadable or invalid file, no current context),
-/// [`StandaloneError::UnknownContext`], [`StandaloneError::Client`],
-/// [`StandaloneError::Unreachable`], [`StandaloneError::NoAnswer`].
+/// [`StandaloneError::Kubeconfig`].
 pub async fn kube_client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
     timeout: Duration,
 ) -> Result<kube::Client, StandaloneError> {
-    use kube::config::{KubeConfigOptions, Kubeconfig};
-    let path = kubeconfig.map(Path::to_path_buf);
-    let file = match kubeconfig {
-        Some(p) => Kubeconfig::read_from(p),
-        None => Kubeconfig::read(),
-    }
-    .map_err(|e| StandaloneError::Kubeconfig(path.clone(), e))?;
-    if let Some(name) = context
-        && !file.contexts.iter().any(|c| c.name == name)
-    {
-        return Err(StandaloneError::UnknownContext {
-            path,
-            name: name.to_string(),
-            known: file.contexts.iter().map(|c| c.name.clone()).collect(),
-        });
-    }
-    let options = KubeConfigOptions {
-        context: context.map(str::to_string),
-        ..KubeConfigOptions::default()
-    };
-    let config = kube::Config::from_custom_kubeconfig(file, &options)
-        .await
-        .map_err(|e| StandaloneError::Kubeconfig(path.clone(), e))?;
-    let server = config.cluster_url.to_string();
-    let client =
-        kube::Client::try_from(config).map_err(|e| StandaloneError::Client(path.clone(), e))?;
-    match tokio::time::timeout(timeout, client.apiserver_version()).await {
-        Ok(Ok(_)) => Ok(client),
-        Ok(Err(source)) => Err(StandaloneError::Unreachable {
-            path,
-            server,
-            source,
-        }),
-        Err(_) => Err(StandaloneError::NoAnswer {
-            path,
-            server,
-            after: timeout,
-        }),
-    }
+    Ok(caretaker_aggregator::cli::kubeconfig::client(kubeconfig, context, timeout).await?)
 }
 
 /// Addresses the standalone servers listen on.

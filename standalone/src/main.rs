@@ -23,7 +23,9 @@ use tracing::{error, info};
 struct Cli {
     #[arg(long)]
     once: bool,
-    #[arg(long, value_enum, default_value_t = Output::Table)]
+    /// Output format: table, wide (more columns), json, yaml (the same document as json),
+    /// markdown, html (the report page) or junit (one test suite per check).
+    #[arg(short = 'o', long, value_parser = Output::only(report::OUTPUTS), default_value_t = Output::Table)]
     output: Output,
     /// Give up if the reports have not arrived within this time.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -81,7 +83,11 @@ fn main() -> ExitCode {
     match try_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("caretaker-standalone: error: {e:#}");
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!(
+                "caretaker-standalone: error: {}",
+                caretaker_core::chain::error_chain(e)
+            );
             ExitCode::from(1)
         }
     }
@@ -154,7 +160,8 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
         .await
     })?;
     rt.shutdown_timeout(Duration::from_millis(500));
-    print!("{}", report::render(&report, output)?);
+    let tty = caretaker_core::render::Tty::stdout();
+    print!("{}", report::render_for(&report, output, tty)?);
     Ok(())
 }
 

@@ -24,7 +24,7 @@ pub struct CleanupArgs {
     #[arg(long)]
     pub apply: bool,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t = crate::images::cli::Output::Table)]
+    #[arg(long, value_parser = crate::images::cli::Output::only(crate::images::cli::OUTPUTS), default_value_t = crate::images::cli::Output::Table)]
     pub output: crate::images::cli::Output,
 }
 

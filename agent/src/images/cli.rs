@@ -20,12 +20,10 @@ use super::runtime::{Error, ImageRuntime};
 use super::select::{RuntimeChoice, connect};
 use crate::config::ImagesConfig;
 
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-}
+pub use caretaker_core::output::Output;
+
+/// The formats of `prune-images` and `emergency-cleanup`.
+pub const OUTPUTS: &[Output] = &[Output::Table, Output::Json];
 
 /// The command line of `prune-images`.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,7 +39,7 @@ pub struct PruneImagesArgs {
     /// Remove the images. Without it nothing is removed (dry run).
     #[arg(long)]
     pub apply: bool,
-    #[arg(long, value_enum, default_value_t = Output::Table)]
+    #[arg(long, value_parser = Output::only(OUTPUTS), default_value_t = Output::Table)]
     pub output: Output,
     /// The Docker engine's socket. Default: $DOCKER_HOST (unix://), else the config's
     /// `images.docker_socket` (/var/run/docker.sock).

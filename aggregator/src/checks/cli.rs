@@ -1,25 +1,24 @@
 //! `caretaker-aggregator check`: run every check on a live cluster or on a dump and print
-//! the results as a table, JSON or Markdown.
+//! the results as a table (kubectl's layout, `wide` with more columns), JSON, YAML,
+//! Markdown, the HTML report page or JUnit XML.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use caretaker_core::config::{ConfigError, EXIT_TEMPFAIL, EXIT_USAGE};
-use caretaker_core::render::Style;
+pub use caretaker_core::output::Output;
+use caretaker_core::render::{Style, Tty};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::{CheckResult, ChecksConfig, Finding, Severity, render, run_all, silence};
 use crate::cleanup::{CleanupConfig, Proposal, Proposals, propose_with_notes};
+use crate::cli::kubeconfig::KubeconfigError;
+use crate::cli::select::{KubeArgs, LabelIndex, SelectArgs, Selection, retain_namespaces};
 use crate::cluster::{self, ClusterState, LoadSummary};
 
-/// Output format of `check`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-    Markdown,
-}
+/// The formats of `check`.
+pub const OUTPUTS: &[Output] = &Output::ALL;
 
 /// Arguments of `caretaker-aggregator check`.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,9 +27,14 @@ pub struct CheckArgs {
     /// the API server.
     #[arg(long = "from-dump", value_name = "PATH", num_args = 1..)]
     pub from_dump: Vec<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Table)]
+    /// Output format: table, wide (more columns), json, yaml (the same document as json),
+    /// markdown, html (the aggregator's report page) or junit (one test suite per check).
+    #[arg(short = 'o', long, value_parser = Output::only(OUTPUTS), default_value_t = Output::Table)]
     pub output: Output,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// Judge ages as of this time (RFC 3339, e.g. 2025-06-01T00:00:00Z) instead of now;
     /// makes runs on a dump reproducible.
     #[arg(long, value_name = "RFC3339")]
@@ -95,10 +99,16 @@ pub enum CliError {
     Dump(#[from] cluster::dump::DumpError),
     #[error(transparent)]
     Live(#[from] cluster::live::LiveError),
-    #[error("cannot connect to Kubernetes: {0}")]
+    #[error("cannot connect to Kubernetes")]
     Kube(#[source] kube::Error),
-    #[error("cannot write output: {0}")]
+    #[error(transparent)]
+    Kubeconfig(#[from] KubeconfigError),
+    #[error("cannot write output")]
     Output(#[from] std::io::Error),
+    #[error("cannot write JUnit XML")]
+    Junit(#[from] quick_junit::SerializeError),
+    #[error("cannot write YAML")]
+    Yaml(#[from] serde_saphyr_ser::SerializeError),
     #[error(transparent)]
     Cleanup(#[from] crate::cleanup::ApplyError),
     /// `cleanup --apply` outside the maintenance window without `--force`.
@@ -138,24 +148,46 @@ pub fn load_config(path: Option<&Path>) -> Result<FileConfig, CliError> {
     })
 }
 
-/// Reads the cluster state from the dump paths, or from the API server when there are none.
+/// Reads the cluster state from the dump paths (keeping only the namespaced objects of
+/// `config.namespaces`, when set, as the live source lists), or from the API server when
+/// there are none: through `kube`'s kubeconfig and context when given, else the default
+/// client (in-cluster service account, else the kubeconfig).
 ///
 /// # Errors
 /// An unreadable dump path, no kubeconfig or in-cluster config, or an unreachable server.
 pub async fn load_state(
     from_dump: &[PathBuf],
+    kube: &KubeArgs,
     config: &ChecksConfig,
 ) -> Result<ClusterState, CliError> {
     if !from_dump.is_empty() {
         let paths = from_dump.to_vec();
         // Reading and parsing files is blocking work.
-        return tokio::task::spawn_blocking(move || cluster::dump::load(&paths))
+        let mut state = tokio::task::spawn_blocking(move || cluster::dump::load(&paths))
             .await
-            .map_err(|e| CliError::Usage(format!("dump loader stopped: {e}")))?
-            .map_err(CliError::from);
+            .map_err(|e| CliError::Usage(format!("dump loader stopped: {e}")))??;
+        retain_namespaces(&mut state, &config.namespaces);
+        return Ok(state);
     }
-    let client = kube::Client::try_default().await.map_err(CliError::Kube)?;
+    let client = live_client(kube, config).await?;
     Ok(cluster::live::load(&client, config).await?)
+}
+
+/// The client of the live source: `--kubeconfig`/`--context` when given (checked against
+/// the server within `checks.list_timeout`), else the default one.
+///
+/// # Errors
+/// [`CliError::Kubeconfig`] or [`CliError::Kube`].
+pub async fn live_client(kube: &KubeArgs, config: &ChecksConfig) -> Result<kube::Client, CliError> {
+    if kube.given() {
+        return Ok(crate::cli::kubeconfig::client(
+            kube.kubeconfig.as_deref(),
+            kube.context.as_deref(),
+            config.list_timeout,
+        )
+        .await?);
+    }
+    kube::Client::try_default().await.map_err(CliError::Kube)
 }
 
 /// What `check --output json` prints.
@@ -180,8 +212,12 @@ pub struct CheckOutput<'a> {
 /// # Errors
 /// See [`CliError`].
 pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let config = load_config(args.config.as_deref())?;
-    let state = load_state(&args.from_dump, &config.checks).await?;
+    let mut config = load_config(args.config.as_deref())?;
+    let selection = Selection::resolve(&args.select, &mut config.checks.namespaces);
+    if selection.needs_labels() {
+        cluster::pod::keep_labels();
+    }
+    let state = load_state(&args.from_dump, &args.kube, &config.checks).await?;
     let now = args.now.unwrap_or_else(Timestamp::now);
     let mut results = run_all(&state, &config.checks, now);
     let silence::Outcome { silenced, .. } = silence::apply(
@@ -191,10 +227,33 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
         &args.exclude_code,
         now,
     );
-    let proposals = propose_with_notes(&state, &config.cleanup, now);
+    let labels = LabelIndex::new(&state, selection.needs_labels());
+    let hidden = selection.filter_results(&mut results, &labels);
+    let mut proposals = propose_with_notes(&state, &config.cleanup, now);
+    proposals
+        .proposals
+        .retain(|p| selection.shows(&p.object, labels.get(&p.object)));
+    proposals
+        .kept
+        .retain(|k| selection.shows(&k.object, labels.get(&k.object)));
+    let silenced: Vec<(String, Finding)> = silenced
+        .into_iter()
+        .filter(|(_, f)| selection.shows(&f.object, labels.get(&f.object)))
+        .collect();
     let shown: &[(String, Finding)] = if args.show_silenced { &silenced } else { &[] };
-    write_output(out, args.output, &state, &results, &proposals, now, shown)?;
-    if !silenced.is_empty() && args.output != Output::Json {
+    let view = View {
+        format: args.output,
+        tty: Tty::stdout(),
+    };
+    write_output(out, view, &state, &results, &proposals, now, shown)?;
+    let text = matches!(args.output, Output::Table | Output::Wide | Output::Markdown);
+    if hidden > 0 && text {
+        writeln!(
+            out,
+            "\n{hidden} finding(s) outside the selection (-n/-l) not shown"
+        )?;
+    }
+    if !silenced.is_empty() && text {
         writeln!(
             out,
             "\n{} finding(s) silenced by checks.exclude or --exclude-code{}",
@@ -228,41 +287,93 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Writes check results (and cleanup proposals) in `format`.
+/// How to print: the format and, for tables, the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    pub format: Output,
+    pub tty: Tty,
+}
+
+impl From<Output> for View {
+    /// `format` for a pipe or file (no width limit, no colour).
+    fn from(format: Output) -> View {
+        View {
+            format,
+            tty: Tty::PLAIN,
+        }
+    }
+}
+
+/// Writes check results (and cleanup proposals) as `view` says.
 ///
 /// # Errors
 /// Writing fails.
 pub fn write_output(
     out: &mut dyn Write,
-    format: Output,
+    view: impl Into<View>,
     state: &ClusterState,
     results: &[CheckResult],
     cleanup: &Proposals,
     now: Timestamp,
     silenced: &[(String, Finding)],
 ) -> Result<(), CliError> {
+    let View { format, tty } = view.into();
     let proposals: &[Proposal] = &cleanup.proposals;
+    let document = || CheckOutput {
+        now,
+        source: if state.from_dump { "dump" } else { "live" },
+        checks: results,
+        proposals,
+        kept: &cleanup.kept,
+        notes: &cleanup.notes,
+        load: &state.load,
+        silenced,
+    };
     match format {
-        Output::Json => {
-            let o = CheckOutput {
-                now,
-                source: if state.from_dump { "dump" } else { "live" },
-                checks: results,
-                proposals,
-                kept: &cleanup.kept,
-                notes: &cleanup.notes,
-                load: &state.load,
-                silenced,
+        Output::Yaml => out.write_all(render::yaml(&document())?.as_bytes())?,
+        Output::Junit => {
+            out.write_all(render::junit(results, now)?.as_bytes())?;
+            writeln!(out)?;
+        }
+        Output::Html => {
+            let round = crate::report::CheckRound {
+                at: Some(now),
+                checks: results.to_vec(),
+                proposals: proposals.to_vec(),
+                ..Default::default()
             };
+            let report =
+                crate::report::merge(&[], &round, &crate::report::MergeConfig::default(), now);
+            out.write_all(crate::report::html::html(&report).as_bytes())?;
+        }
+        Output::Table | Output::Wide => {
+            writeln!(out, "Cluster checks as of {now}")?;
+            out.write_all(render::overview_kubectl(results, tty).as_bytes())?;
+            writeln!(out)?;
+            out.write_all(
+                render::findings_kubectl(results, format == Output::Wide, tty).as_bytes(),
+            )?;
+            out.write_all(render::load_notes(Style::Terminal, &state.load).as_bytes())?;
+            if !proposals.is_empty() {
+                write!(out, "\nCleanup proposals (dry run):\n")?;
+                out.write_all(
+                    crate::cleanup::render::proposals_kubectl(
+                        proposals,
+                        format == Output::Wide,
+                        tty,
+                    )
+                    .as_bytes(),
+                )?;
+            }
+            crate::cleanup::render::kept_and_notes(out, Style::Terminal, cleanup)?;
+        }
+        Output::Json => {
+            let o = document();
             serde_json::to_writer_pretty(&mut *out, &o).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
-        Output::Table | Output::Markdown => {
-            let style = if format == Output::Table {
-                Style::Terminal
-            } else {
-                Style::Markdown
-            };
+        Output::Markdown => {
+            let style = Style::Markdown;
             let title = format!("Cluster checks as of {now}");
             out.write_all(render::report(style, results, &state.load, &title).as_bytes())?;
             if !proposals.is_empty() {

@@ -1,9 +1,10 @@
-//! Check results as terminal tables or Markdown (JSON is their serde form).
+//! Check results as terminal tables (kubectl's layout: NAMESPACE and NAME columns, fitted
+//! to the terminal), Markdown, JUnit XML or YAML (JSON is their serde form).
 
-use caretaker_core::render::Style;
+use caretaker_core::render::{Style, Tty, kubectl_table, paint_column, table_text};
 use comfy_table::{ContentArrangement, Table, presets};
 
-use super::{CheckResult, CheckStatus, Finding};
+use super::{CheckResult, CheckStatus, Finding, ObjectRef, Severity};
 use crate::cluster::LoadSummary;
 
 /// A table in `style` with `header`.
@@ -119,4 +120,151 @@ pub fn load_notes(style: Style, load: &LoadSummary) -> String {
         }
     }
     out
+}
+
+/// The ANSI colour of a severity or status word (red, yellow, cyan, green).
+#[must_use]
+pub fn severity_colour(word: &str) -> Option<&'static str> {
+    match word {
+        "critical" => Some("31"),
+        "warning" => Some("33"),
+        "info" => Some("36"),
+        "ok" => Some("32"),
+        _ => None,
+    }
+}
+
+/// A kubectl table's text, its `column` coloured by severity when `tty` allows colour.
+#[must_use]
+pub fn kubectl_text(t: &Table, tty: Tty, column: &str) -> String {
+    let text = table_text(t);
+    if tty.colour {
+        paint_column(&text, column, severity_colour)
+    } else {
+        text
+    }
+}
+
+/// `Kind/name` (kubectl's NAME column when several kinds are listed).
+#[must_use]
+pub fn kind_name(o: &ObjectRef) -> String {
+    if o.name.is_empty() {
+        o.kind.clone()
+    } else {
+        format!("{}/{}", o.kind, o.name)
+    }
+}
+
+/// The overview as kubectl would print it: one row per check.
+#[must_use]
+pub fn overview_kubectl(results: &[CheckResult], tty: Tty) -> String {
+    let mut t = kubectl_table(&["check", "status", "findings", "summary"], tty);
+    for r in results {
+        t.add_row(vec![
+            r.name.clone(),
+            status(r),
+            r.findings.len().to_string(),
+            cell(Style::Terminal, &r.summary),
+        ]);
+    }
+    kubectl_text(&t, tty, "STATUS")
+}
+
+/// Every finding, one row each, with kubectl's NAMESPACE and NAME columns; `wide` adds
+/// the finding's time, the remedy and the object's uid. "No findings." when there are none.
+#[must_use]
+pub fn findings_kubectl(results: &[CheckResult], wide: bool, tty: Tty) -> String {
+    if results.iter().all(|r| r.findings.is_empty()) {
+        return "No findings.\n".into();
+    }
+    let mut header = vec!["namespace", "name", "check", "severity", "code", "message"];
+    if wide {
+        header.extend(["at", "remedy", "uid"]);
+    }
+    let mut t = kubectl_table(&header, tty);
+    for r in results {
+        for f in &r.findings {
+            let mut row = vec![
+                f.object.namespace.clone().unwrap_or_default(),
+                kind_name(&f.object),
+                r.name.clone(),
+                f.severity.to_string(),
+                f.code.clone(),
+                cell(Style::Terminal, &f.message),
+            ];
+            if wide {
+                row.extend([
+                    f.at.map_or_else(String::new, |t| t.to_string()),
+                    f.remedy
+                        .as_deref()
+                        .map_or_else(String::new, |r| cell(Style::Terminal, r)),
+                    f.object.uid.clone().unwrap_or_default(),
+                ]);
+            }
+            t.add_row(row);
+        }
+    }
+    kubectl_text(&t, tty, "SEVERITY")
+}
+
+/// Check results as JUnit XML: one test suite per check, one test case per finding
+/// (failed for warning and critical, passed for info), a passed case for a check without
+/// findings and a skipped one for a check that is not applicable. `now` is each suite's
+/// `now` property (when the checks judged ages).
+///
+/// # Errors
+/// Only XML writing errors, which cannot happen for these strings.
+pub fn junit(
+    results: &[CheckResult],
+    now: jiff::Timestamp,
+) -> Result<String, quick_junit::SerializeError> {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let mut report = Report::new("caretaker checks");
+    for r in results {
+        let mut suite = TestSuite::new(r.name.as_str());
+        suite.add_property(("now", now.to_string().as_str()));
+        suite.add_property(("summary", r.summary.as_str()));
+        let classname = format!("caretaker.{}", r.name);
+        if r.status == CheckStatus::NotApplicable {
+            let mut status = TestCaseStatus::skipped();
+            status.set_message(r.summary.as_str());
+            let mut case = TestCase::new(r.name.as_str(), status);
+            case.set_classname(classname.as_str());
+            suite.add_test_case(case);
+        } else if r.findings.is_empty() {
+            let mut case = TestCase::new(r.name.as_str(), TestCaseStatus::success());
+            case.set_classname(classname.as_str());
+            case.set_system_out(r.summary.as_str());
+            suite.add_test_case(case);
+        }
+        for f in &r.findings {
+            let status = if f.severity >= Severity::Warning {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(f.message.as_str());
+                s.set_type(format!("{} {}", f.severity, f.code));
+                if let Some(remedy) = &f.remedy {
+                    s.set_description(remedy.as_ref());
+                }
+                s
+            } else {
+                TestCaseStatus::success()
+            };
+            let mut case = TestCase::new(format!("{} {}", f.code, f.object), status);
+            case.set_classname(classname.as_str());
+            if f.severity < Severity::Warning {
+                case.set_system_out(format!("{}: {}", f.severity, f.message));
+            }
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+    }
+    report.to_string()
+}
+
+/// The YAML form of `value` (the same document as its JSON).
+///
+/// # Errors
+/// Only serialization errors, which cannot happen for these types.
+pub fn yaml<T: serde::Serialize>(value: &T) -> Result<String, serde_saphyr_ser::SerializeError> {
+    serde_saphyr_ser::to_string(value)
 }

@@ -4,21 +4,25 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use caretaker_core::render::Style;
+use caretaker_core::output::Output;
+use caretaker_core::render::{Style, Tty};
 use jiff::Timestamp;
 use serde::Serialize;
 
 use super::apply::{AuditLog, Outcome, Recheck, apply};
 use super::{CleanupKind, Proposal, propose_with_notes, render};
-use crate::checks::cli::{CliError, load_config, load_state};
+use crate::checks::cli::{CliError, live_client, load_config, load_state};
+use crate::cli::select::{KubeArgs, LabelIndex, SelectArgs, Selection};
 use caretaker_core::window::{Decision, MaintenanceWindow};
 
-/// Output format of `cleanup`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-}
+/// The formats of `cleanup` (no page or JUnit: proposals are not a report or tests).
+pub const OUTPUTS: &[Output] = &[
+    Output::Table,
+    Output::Wide,
+    Output::Json,
+    Output::Yaml,
+    Output::Markdown,
+];
 
 /// Arguments of `caretaker-aggregator cleanup`.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,9 +43,14 @@ pub struct CleanupArgs {
     /// With `--apply`: apply now, even outside the maintenance window.
     #[arg(long, requires = "apply")]
     pub force: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Table)]
+    /// Output format: table, wide (adds uid and propagation), json, yaml (the same
+    /// document as json) or markdown.
+    #[arg(short = 'o', long, value_parser = Output::only(OUTPUTS), default_value_t = Output::Table)]
     pub output: Output,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// Judge ages as of this time (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<Timestamp>,
@@ -76,6 +85,7 @@ struct Applied<'a> {
 pub struct Cleanup {
     args: CleanupArgs,
     config: crate::checks::cli::FileConfig,
+    selection: Selection,
 }
 
 impl Cleanup {
@@ -89,7 +99,12 @@ impl Cleanup {
         if !args.kind.is_empty() {
             config.cleanup.kinds = args.kind.clone();
         }
-        Ok(Self { args, config })
+        let selection = Selection::resolve(&args.select, &mut config.checks.namespaces);
+        Ok(Self {
+            args,
+            config,
+            selection,
+        })
     }
 }
 
@@ -113,7 +128,14 @@ pub fn validate(args: &CleanupArgs) -> Result<(), CliError> {
 /// # Errors
 /// See [`CliError`].
 pub async fn run(cleanup: Cleanup, out: &mut dyn Write) -> Result<(), CliError> {
-    let Cleanup { args, config } = cleanup;
+    let Cleanup {
+        args,
+        config,
+        selection,
+    } = cleanup;
+    if selection.needs_labels() {
+        crate::cluster::pod::keep_labels();
+    }
     let now = args.now.unwrap_or_else(Timestamp::now);
     if args.apply {
         // Before the cluster is read: outside the window nothing is even looked at.
@@ -125,15 +147,22 @@ pub async fn run(cleanup: Cleanup, out: &mut dyn Write) -> Result<(), CliError> 
             return Err(CliError::OutsideWindow(reason));
         }
     }
-    let state = load_state(&args.from_dump, &config.checks).await?;
-    let p = propose_with_notes(&state, &config.cleanup, now);
+    let state = load_state(&args.from_dump, &args.kube, &config.checks).await?;
+    // The rules see every object read (a selector must not make a referenced object look
+    // unused); only what is shown, and so applied, is selected.
+    let mut p = propose_with_notes(&state, &config.cleanup, now);
+    let labels = LabelIndex::new(&state, selection.needs_labels());
+    p.proposals
+        .retain(|x| selection.shows(&x.object, labels.get(&x.object)));
+    p.kept
+        .retain(|k| selection.shows(&k.object, labels.get(&k.object)));
     let applied = if args.apply {
         let path = args
             .audit_log
             .clone()
             .unwrap_or_else(|| config.cleanup.audit_log.clone());
         let mut audit = AuditLog::open(&path)?;
-        let client = kube::Client::try_default().await.map_err(CliError::Kube)?;
+        let client = live_client(&args.kube, &config.checks).await?;
         let recheck = Recheck {
             checks: &config.checks,
             cleanup: &config.cleanup,
@@ -143,34 +172,54 @@ pub async fn run(cleanup: Cleanup, out: &mut dyn Write) -> Result<(), CliError> 
     } else {
         None
     };
+    let document = || JsonOut {
+        now,
+        dry_run: !args.apply,
+        proposals: &p.proposals,
+        kept: &p.kept,
+        notes: &p.notes,
+        applied: applied.as_ref().map(|a| {
+            a.iter()
+                .map(|(p, o)| Applied {
+                    object: &p.object,
+                    outcome: *o,
+                })
+                .collect()
+        }),
+    };
+    let mode = if args.apply {
+        "applied"
+    } else {
+        "dry run: nothing deleted; add --apply on a live cluster"
+    };
     match args.output {
+        Output::Yaml => {
+            out.write_all(crate::checks::render::yaml(&document())?.as_bytes())?;
+        }
+        Output::Markdown => {
+            writeln!(out, "## Cleanup proposals as of {now} ({mode})\n")?;
+            writeln!(out, "{}", render::proposals(Style::Markdown, &p.proposals))?;
+            render::kept_and_notes(out, Style::Markdown, &p)?;
+            if let Some(a) = &applied {
+                writeln!(out)?;
+                for (p, o) in a {
+                    writeln!(out, "- {}: {o:?}", p.object)?;
+                }
+            }
+        }
         Output::Json => {
-            let o = JsonOut {
-                now,
-                dry_run: !args.apply,
-                proposals: &p.proposals,
-                kept: &p.kept,
-                notes: &p.notes,
-                applied: applied.as_ref().map(|a| {
-                    a.iter()
-                        .map(|(p, o)| Applied {
-                            object: &p.object,
-                            outcome: *o,
-                        })
-                        .collect()
-                }),
-            };
+            let o = document();
             serde_json::to_writer_pretty(&mut *out, &o).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
-        Output::Table => {
-            let mode = if args.apply {
-                "applied"
-            } else {
-                "dry run: nothing deleted; add --apply on a live cluster"
-            };
+        // The other formats are refused by the command line (`OUTPUTS`).
+        _ => {
+            let tty = Tty::stdout();
             writeln!(out, "Cleanup proposals as of {now} ({mode})")?;
-            writeln!(out, "{}", render::proposals(Style::Terminal, &p.proposals))?;
+            out.write_all(
+                render::proposals_kubectl(&p.proposals, args.output == Output::Wide, tty)
+                    .as_bytes(),
+            )?;
             render::kept_and_notes(out, Style::Terminal, &p)?;
             if let Some(a) = &applied {
                 for (p, o) in a {

@@ -1,9 +1,9 @@
-//! Proposals as a terminal or Markdown table.
+//! Proposals as a terminal table (kubectl's layout) or a Markdown table.
 
-use caretaker_core::render::Style;
+use caretaker_core::render::{Style, Tty, kubectl_table, table_text};
 
 use super::{Action, Proposal, Proposals};
-use crate::checks::render::{cell, table};
+use crate::checks::render::{cell, kind_name, table};
 
 /// One row per proposal.
 pub fn proposals(style: Style, p: &[Proposal]) -> String {
@@ -49,4 +49,43 @@ pub fn kept_and_notes(
         writeln!(out, "note: {n}")?;
     }
     Ok(())
+}
+
+/// Proposals as kubectl prints objects: NAMESPACE and NAME (`Kind/name`), the action, code
+/// and reason; `wide` adds the uid the deletion is conditioned on and the propagation.
+/// "No proposals." when there are none.
+#[must_use]
+pub fn proposals_kubectl(p: &[Proposal], wide: bool, tty: Tty) -> String {
+    if p.is_empty() {
+        return "No proposals.\n".into();
+    }
+    let mut header = vec!["namespace", "name", "action", "code", "reason"];
+    if wide {
+        header.extend(["uid", "propagation"]);
+    }
+    let mut t = kubectl_table(&header, tty);
+    for x in p {
+        let action = match x.action {
+            Action::Delete => "delete",
+            Action::Report => "report",
+        };
+        let mut row = vec![
+            x.object.namespace.clone().unwrap_or_default(),
+            kind_name(&x.object),
+            action.to_string(),
+            x.code.clone(),
+            cell(Style::Terminal, &x.message),
+        ];
+        if wide {
+            row.push(x.object.uid.clone().unwrap_or_default());
+            row.push(x.propagation.map_or_else(String::new, |p| {
+                serde_json::to_value(p)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            }));
+        }
+        t.add_row(row);
+    }
+    table_text(&t)
 }

@@ -13,6 +13,7 @@ use crate::app::{App, BuildError};
 use crate::checks::cli::{CheckArgs, CliError};
 use crate::cleanup::cli::{Cleanup, CleanupArgs};
 use crate::cli::certs::CertsOptions;
+use crate::cli::select::{SelectArgs, Selection};
 use crate::client::QueryClientOptions;
 use crate::config::AggregatorConfig;
 use crate::report::{self, Output};
@@ -43,11 +44,17 @@ pub enum Command {
         /// The aggregator's gRPC URL (https:// needs --ca-file).
         #[arg(long, default_value = "http://127.0.0.1:7443")]
         server: String,
-        #[arg(long, value_enum, default_value_t = Output::Table)]
+        /// Output format: table, wide (more columns), json, yaml (the same document as
+        /// json), markdown, html (the report page) or junit (one test suite per check).
+        #[arg(short = 'o', long, value_parser = Output::only(report::OUTPUTS), default_value_t = Output::Table)]
         output: Output,
+        /// Only findings and proposals about objects in this namespace (-n), or in all
+        /// (-A, the default). The report carries no labels: -l is refused (use `check -l`).
+        #[command(flatten)]
+        select: SelectArgs,
         /// The report recorded at or before this time instead of the live one
         /// (2026-11-29T03:00:00Z, 2026-11-29, or -24h).
-        #[arg(long, conflicts_with = "diff")]
+        #[arg(long, conflicts_with = "diff", allow_hyphen_values = true)]
         at: Option<String>,
         /// New, resolved and changed findings between the reports at two times.
         #[arg(long, num_args = 2, value_names = ["A", "B"], allow_hyphen_values = true)]
@@ -119,6 +126,8 @@ pub enum Args {
 pub struct Report {
     pub server: String,
     pub output: Output,
+    /// `-n`: what is shown.
+    pub selection: Selection,
     pub client: QueryClientOptions,
     pub query: ReportQuery,
 }
@@ -180,12 +189,28 @@ impl Args {
             Command::Report {
                 server,
                 output,
+                select,
                 at,
                 diff,
                 ca_file,
                 token_file,
                 token_env,
             } => {
+                if select.selector.is_some() {
+                    return Err(ArgsError::Usage(
+                        "--selector: a report carries no labels of the objects it names; \
+                         run `caretaker-aggregator check -l ...` on the cluster instead"
+                            .into(),
+                    ));
+                }
+                if diff.is_some() && output == Output::Junit {
+                    return Err(ArgsError::Usage(
+                        "--output junit: a --diff is changes, not test results; \
+                         use table, wide, json, yaml, markdown or html"
+                            .into(),
+                    ));
+                }
+                let selection = Selection::resolve(&select, &mut Vec::new());
                 let token = match token_file {
                     Some(path) => Some(
                         std::fs::read_to_string(&path)
@@ -213,6 +238,7 @@ impl Args {
                 Args::Report(Report {
                     server,
                     output,
+                    selection,
                     client: QueryClientOptions { ca_file, token },
                     query,
                 })
@@ -301,6 +327,53 @@ mod tests {
             )
         );
         assert_eq!(r.client.token, None);
+    }
+
+    #[test]
+    fn report_at_takes_a_relative_time_as_the_readme_writes_it() {
+        // README: `[--at TIME]  # TIME: 2026-11-29T03:00:00Z, 2026-11-29 or -24h`.
+        for (args, want) in [
+            (vec!["report", "--at", "-24h"], "2026-11-28T12:00:00Z"),
+            (vec!["report", "--at=-24h"], "2026-11-28T12:00:00Z"),
+            (
+                vec!["report", "--at", "2026-11-29T03:00:00Z"],
+                "2026-11-29T03:00:00Z",
+            ),
+            (
+                vec!["report", "--at", "2026-11-29"],
+                "2026-11-29T23:59:59.999999999Z",
+            ),
+        ] {
+            let Ok(Args::Report(r)) = resolve(&args, &[]) else {
+                panic!("{args:?} is not a report");
+            };
+            assert_eq!(r.query, ReportQuery::At(want.parse().unwrap()), "{args:?}");
+        }
+        let Ok(Args::Report(r)) = resolve(&["report", "--diff", "-48h", "-24h"], &[]) else {
+            panic!("not a report");
+        };
+        assert_eq!(
+            r.query,
+            ReportQuery::Diff(
+                "2026-11-27T12:00:00Z".parse().unwrap(),
+                "2026-11-28T12:00:00Z".parse().unwrap()
+            )
+        );
+    }
+
+    #[test]
+    fn report_refuses_a_selector_and_a_junit_diff_as_usage_errors() {
+        let e = resolve(&["report", "-l", "app=web"], &[]).unwrap_err();
+        assert_eq!(e.exit_code(), 64);
+        assert!(e.to_string().starts_with("--selector: "), "{e}");
+        let e = resolve(&["report", "-o", "junit", "--diff", "-2h", "-1h"], &[]).unwrap_err();
+        assert_eq!(e.exit_code(), 64);
+        assert!(e.to_string().starts_with("--output junit: "), "{e}");
+        let Ok(Args::Report(r)) = resolve(&["report", "-n", "shop", "-o", "yaml"], &[]) else {
+            panic!("not a report");
+        };
+        assert_eq!(r.output, Output::Yaml);
+        assert_eq!(r.selection.namespaces, Some(vec!["shop".to_string()]));
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //!
 //! # Layout
 //! - [`args`]: the command line, parsed ([`args::Cli`]) and then checked ([`args::Args`]).
+//! - [`select`]: kubectl's `-n`, `-A`, `-l` and what they show.
+//! - [`kubeconfig`]: the client for `--kubeconfig`/`--context`.
 //! - [`certs`]: `caretaker-aggregator certs`: the CA, certificates, tokens and Secrets.
 
 pub mod args;
 pub mod certs;
+pub mod kubeconfig;
+pub mod select;

@@ -33,7 +33,7 @@ use super::{ClusterState, Coverage, LoadProblem, Resource};
 /// A dump path that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
-    #[error("cannot read dump {path}: {source}")]
+    #[error("cannot read dump {path}")]
     Read {
         path: PathBuf,
         #[source]

@@ -306,15 +306,27 @@ pub struct ContainerStatusInfo {
     pub last_state: Option<ContainerState>,
 }
 
+/// Whether [`PodInfo::compact`] keeps every pod's labels (see [`keep_labels`]).
+static KEEP_LABELS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes [`PodInfo::compact`] keep every pod's labels from now on in this process: the
+/// command line sets it for `--selector`, which shows findings by their objects' labels.
+pub fn keep_labels() {
+    KEEP_LABELS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl PodInfo {
     /// Releases spare capacity and what no check reads (labels and annotations except on
-    /// Failed pods, which cleanup may propose and the protected list matches; managed
+    /// Failed pods, which cleanup may propose and the protected list matches, and labels
+    /// after [`keep_labels`]; managed
     /// fields, met conditions other than Ready, volumes, env vars and arguments that
     /// reference nothing).
     pub fn compact(&mut self) {
         if self.status.phase.as_deref() != Some("Failed") {
             self.metadata.annotations = None;
-            self.metadata.labels = None;
+            if !KEEP_LABELS.load(std::sync::atomic::Ordering::Relaxed) {
+                self.metadata.labels = None;
+            }
         }
         self.metadata.managed_fields = None;
         if let Some(o) = self.metadata.owner_references.as_mut() {

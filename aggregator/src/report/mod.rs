@@ -42,7 +42,7 @@ use crate::signals::endpoints::EndpointResult;
 use crate::signals::prometheus::ServiceFigures;
 use crate::store::{Outcome, StoredNode, decide};
 
-pub use render::{Output, render, render_diff};
+pub use render::{OUTPUTS, Output, RenderError, render, render_diff, render_for};
 
 /// Version of the report's JSON schema; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 2;

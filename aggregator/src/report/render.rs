@@ -1,53 +1,76 @@
 //! Rendering the merged [`ClusterReport`] for people: a terminal summary, a Markdown
 //! maintenance record (date, who, what was done, results, problems, next actions, as the
-//! operators write it by hand today) or the HTML report page ([`super::html`]). JSON is
-//! the report's serde form.
+//! operators write it by hand today), the HTML report page ([`super::html`]) or JUnit XML
+//! of its checks. JSON is the report's serde form, YAML the same document.
 
 use std::fmt::Write as _;
 
 use caretaker_core::model::{Freshness, NodeStatus};
-use caretaker_core::render::{self, Style};
+pub use caretaker_core::output::Output;
+use caretaker_core::render::{self, Style, Tty};
 use comfy_table::{Table, presets};
 
 use super::{ClusterReport, PressureLevel};
 use crate::checks::{CheckStatus, Severity};
 
-/// Output formats of `report` and `caretaker-standalone`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-    Markdown,
-    /// The self-contained report page, as served at `GET /report`.
-    Html,
+/// The formats of `report` and `caretaker-standalone` (every one; `html` is the report
+/// page served at `GET /report`). `--diff` takes all but `junit`.
+pub const OUTPUTS: &[Output] = &Output::ALL;
+
+/// A report that could not be written in its format (none of these happen for these
+/// types; they are the serializers' own errors).
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot write JSON")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot write YAML")]
+    Yaml(#[from] serde_saphyr_ser::SerializeError),
+    #[error("cannot write JUnit XML")]
+    Junit(#[from] quick_junit::SerializeError),
+    /// `--diff` has no JUnit form (it is changes, not test results).
+    #[error("a diff cannot be written as {0}")]
+    Unsupported(Output),
 }
 
-/// Renders `report` in `output`.
+/// Renders `report` in `output`, for a pipe or file (see [`render_for`]).
 ///
 /// # Errors
-/// Only JSON serialization errors, which cannot happen for these types.
-pub fn render(report: &ClusterReport, output: Output) -> Result<String, serde_json::Error> {
+/// See [`RenderError`].
+pub fn render(report: &ClusterReport, output: Output) -> Result<String, RenderError> {
+    render_for(report, output, Tty::PLAIN)
+}
+
+/// Renders `report` in `output`; tables are fitted to `tty`.
+///
+/// # Errors
+/// See [`RenderError`].
+pub fn render_for(report: &ClusterReport, output: Output, tty: Tty) -> Result<String, RenderError> {
     Ok(match output {
         Output::Json => serde_json::to_string_pretty(report)? + "\n",
-        Output::Table => text(report, Style::Terminal),
-        Output::Markdown => text(report, Style::Markdown),
+        Output::Yaml => crate::checks::render::yaml(report)?,
+        Output::Table => text(report, Style::Terminal, Layout::table(tty)),
+        Output::Wide => text(report, Style::Terminal, Layout::wide(tty)),
+        Output::Markdown => text(report, Style::Markdown, Layout::table(tty)),
         Output::Html => super::html::html(report),
+        Output::Junit => crate::checks::render::junit(&report.checks, report.generated_at)? + "\n",
     })
 }
 
 /// Renders the findings that differ between two reports.
 ///
 /// # Errors
-/// Only JSON serialization errors.
+/// See [`RenderError`] ([`RenderError::Unsupported`] for JUnit).
 pub fn render_diff(
     d: &crate::store::history::ReportDiff,
     output: Output,
-) -> Result<String, serde_json::Error> {
+) -> Result<String, RenderError> {
     let style = match output {
         Output::Json => return Ok(serde_json::to_string_pretty(d)? + "\n"),
+        Output::Yaml => return Ok(crate::checks::render::yaml(d)?),
         Output::Html => return Ok(super::html::diff_html(d)),
+        Output::Junit => return Err(RenderError::Unsupported(output)),
         Output::Markdown => Style::Markdown,
-        Output::Table => Style::Terminal,
+        Output::Table | Output::Wide => Style::Terminal,
     };
     let when = |t: Option<jiff::Timestamp>| {
         t.map_or_else(
@@ -228,7 +251,67 @@ fn log_cell(s: &str, style: Style) -> String {
     }
 }
 
-fn findings_table(report: &ClusterReport, style: Style) -> String {
+/// How the terminal tables are laid out.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    tty: Tty,
+    wide: bool,
+}
+
+impl Layout {
+    fn table(tty: Tty) -> Layout {
+        Layout { tty, wide: false }
+    }
+    fn wide(tty: Tty) -> Layout {
+        Layout { tty, wide: true }
+    }
+}
+
+/// The findings as kubectl prints objects (NAMESPACE, NAME); `wide` adds when each was
+/// last seen and its remedy.
+fn findings_kubectl(report: &ClusterReport, layout: Layout) -> String {
+    use crate::checks::render::{cell, kind_name, kubectl_text};
+    let mut header = vec![
+        "namespace",
+        "name",
+        "check",
+        "severity",
+        "code",
+        "finding",
+        "since",
+        "flaps",
+    ];
+    if layout.wide {
+        header.extend(["last seen", "remedy"]);
+    }
+    let mut t = render::kubectl_table(&header, layout.tty);
+    for f in report.findings.iter().filter(|f| f.severity > Severity::Ok) {
+        let mut row = vec![
+            f.object.namespace.clone().unwrap_or_default(),
+            kind_name(&f.object),
+            f.check.clone(),
+            f.severity.to_string(),
+            f.code.clone(),
+            cell(Style::Terminal, &f.message),
+            f.first_seen.strftime("%Y-%m-%d %H:%M").to_string(),
+            f.flaps.to_string(),
+        ];
+        if layout.wide {
+            row.push(f.last_seen.strftime("%Y-%m-%d %H:%M").to_string());
+            row.push(
+                crate::checks::codes::lookup(&f.code)
+                    .map_or_else(String::new, |c| cell(Style::Terminal, c.remedy)),
+            );
+        }
+        t.add_row(row);
+    }
+    kubectl_text(&t, layout.tty, "SEVERITY")
+}
+
+fn findings_table(report: &ClusterReport, style: Style, layout: Layout) -> String {
+    if style == Style::Terminal {
+        return findings_kubectl(report, layout);
+    }
     let mut t = table(
         style,
         &["severity", "check", "object", "finding", "since", "flaps"],
@@ -246,7 +329,7 @@ fn findings_table(report: &ClusterReport, style: Style) -> String {
     t.to_string()
 }
 
-fn text(report: &ClusterReport, style: Style) -> String {
+fn text(report: &ClusterReport, style: Style, layout: Layout) -> String {
     let md = style == Style::Markdown;
     let h = |level: usize, title: &str| {
         if md {
@@ -430,7 +513,7 @@ fn text(report: &ClusterReport, style: Style) -> String {
         }
         if problems > 0 {
             out.push('\n');
-            out.push_str(&findings_table(report, style));
+            out.push_str(&findings_table(report, style, layout));
             out.push('\n');
         }
         out.push('\n');

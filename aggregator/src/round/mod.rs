@@ -140,7 +140,11 @@ impl Rounds {
                     .await
                     .map_err(|e| format!("dump reader failed: {e}"))?
                     .map(Some)
-                    .map_err(|e| e.to_string())
+                    // The message and its cause (the message does not repeat it).
+                    .map_err(|e| match std::error::Error::source(&e) {
+                        Some(cause) => format!("{e}: {cause}"),
+                        None => e.to_string(),
+                    })
             }
             Source::Live => {
                 if self.client.is_none() {

@@ -1,0 +1,498 @@
+//! kubectl's object selection for `check`, `cleanup` and `report`: `-n/--namespace`,
+//! `-A/--all-namespaces`, `-l/--selector`, and (`check`, `cleanup`) `--context` and
+//! `--kubeconfig` for the live source.
+//!
+//! What is selected is what is *shown*: the checks and cleanup rules still read every
+//! object of the namespaces read, so that references across objects (a Service's
+//! EndpointSlices, the pods that use a ConfigMap) are judged on the whole picture and a
+//! selector never makes an object in use look unused. `-n` narrows what is read as well
+//! (the live source lists only that namespace, a dump keeps only its objects), as
+//! `checks.namespaces` does; cluster-scoped objects (nodes) are kept, as `kubectl get
+//! nodes -n x` shows them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use kube::core::{Expression, Selector, SelectorExt};
+
+use crate::checks::{CheckResult, ObjectRef, Severity};
+use crate::cluster::ClusterState;
+
+/// `-n`, `-A` and `-l`, as kubectl spells them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SelectArgs {
+    /// Only objects in this namespace (cluster-scoped objects such as nodes stay, as with
+    /// kubectl). Default: all namespaces, or `checks.namespaces` of --config.
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// All namespaces, whatever `checks.namespaces` of --config says.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    /// Only objects whose labels match this selector (kubectl's syntax: `app=web`,
+    /// `tier!=db`, `env in (prod,staging)`, `env notin (dev)`, `release`, `!canary`;
+    /// comma means and).
+    #[arg(short = 'l', long, value_name = "SELECTOR", value_parser = parse_selector)]
+    pub selector: Option<Selector>,
+}
+
+/// `--context` and `--kubeconfig`: which cluster the live source reads.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KubeArgs {
+    /// The kubeconfig context to read (default: the kubeconfig's current context; without
+    /// --context and --kubeconfig: the in-cluster service account, else the kubeconfig).
+    #[arg(long, value_name = "NAME", conflicts_with = "from_dump")]
+    pub context: Option<String>,
+    /// The kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, as kubectl).
+    #[arg(long, value_name = "FILE", conflicts_with = "from_dump")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl KubeArgs {
+    /// Whether a kubeconfig was named (else the default client is used).
+    #[must_use]
+    pub fn given(&self) -> bool {
+        self.context.is_some() || self.kubeconfig.is_some()
+    }
+}
+
+/// A label selector that kubectl would not take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid label selector {selector:?}: {reason}")]
+pub struct SelectorError {
+    pub selector: String,
+    pub reason: String,
+}
+
+/// Parses a label selector in kubectl's syntax (`k8s.io/apimachinery/pkg/labels.Parse`):
+/// requirements separated by commas, each `key`, `!key`, `key=value`, `key==value`,
+/// `key!=value`, `key in (v1,v2)` or `key notin (v1,v2)`. An empty string selects all.
+///
+/// # Errors
+/// [`SelectorError`] naming the selector and what is wrong.
+pub fn parse_selector(s: &str) -> Result<Selector, SelectorError> {
+    let err = |reason: String| SelectorError {
+        selector: s.to_string(),
+        reason,
+    };
+    let mut exprs = Vec::new();
+    for req in split_requirements(s).map_err(err)? {
+        let req = req.trim();
+        if req.is_empty() {
+            if s.trim().is_empty() {
+                continue;
+            }
+            return Err(err("empty requirement".into()));
+        }
+        exprs.push(requirement(req).map_err(err)?);
+    }
+    let mut sel = Selector::default();
+    sel.extend(exprs);
+    Ok(sel)
+}
+
+/// Splits at commas outside parentheses.
+fn split_requirements(s: &str) -> Result<Vec<&str>, String> {
+    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("unbalanced ')'".into());
+                }
+            }
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced '('".into());
+    }
+    out.push(&s[start..]);
+    Ok(out)
+}
+
+fn requirement(req: &str) -> Result<Expression, String> {
+    if let Some(key) = req.strip_prefix('!') {
+        return Ok(Expression::DoesNotExist(key_of(key.trim())?));
+    }
+    for (op, ne) in [("!=", true), ("==", false), ("=", false)] {
+        if let Some((k, v)) = req.split_once(op) {
+            let (k, v) = (key_of(k.trim())?, value_of(v.trim())?);
+            return Ok(if ne {
+                Expression::NotEqual(k, v)
+            } else {
+                Expression::Equal(k, v)
+            });
+        }
+    }
+    let mut words = req.splitn(2, char::is_whitespace);
+    let key = key_of(words.next().unwrap_or_default())?;
+    let Some(rest) = words.next().map(str::trim) else {
+        return Ok(Expression::Exists(key));
+    };
+    let (notin, list) = if let Some(l) = rest.strip_prefix("notin") {
+        (true, l)
+    } else if let Some(l) = rest.strip_prefix("in") {
+        (false, l)
+    } else {
+        return Err(format!(
+            "{req:?}: expected =, ==, !=, in or notin after the key"
+        ));
+    };
+    let inner = list
+        .trim()
+        .strip_prefix('(')
+        .and_then(|l| l.strip_suffix(')'))
+        .ok_or_else(|| format!("{req:?}: the values of in/notin go in parentheses"))?;
+    let values = inner
+        .split(',')
+        .map(|v| value_of(v.trim()))
+        .collect::<Result<_, _>>()?;
+    Ok(if notin {
+        Expression::NotIn(key, values)
+    } else {
+        Expression::In(key, values)
+    })
+}
+
+/// A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
+/// characters of alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
+fn key_of(k: &str) -> Result<String, String> {
+    let name = match k.rsplit_once('/') {
+        Some((prefix, name)) => {
+            if prefix.is_empty()
+                || prefix.len() > 253
+                || !prefix
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            {
+                return Err(format!("{k:?} is not a label key (bad prefix)"));
+            }
+            name
+        }
+        None => k,
+    };
+    if name.is_empty() || !is_label_name(name) {
+        return Err(format!("{k:?} is not a label key"));
+    }
+    Ok(k.to_string())
+}
+
+/// A label value: empty, or as a key's name part.
+fn value_of(v: &str) -> Result<String, String> {
+    if v.is_empty() || is_label_name(v) {
+        Ok(v.to_string())
+    } else {
+        Err(format!("{v:?} is not a label value"))
+    }
+}
+
+fn is_label_name(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    s.len() <= 63
+        && s.starts_with(alnum)
+        && s.ends_with(alnum)
+        && s.chars()
+            .all(|c| alnum(c) || c == '-' || c == '_' || c == '.')
+}
+
+/// Which objects are shown: `-n`/`-A` and `-l` resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Namespaced objects outside these are not shown; `None`: every namespace.
+    pub namespaces: Option<Vec<String>>,
+    pub selector: Option<Selector>,
+}
+
+impl Selection {
+    /// `-n`/`-A` applied to the config's `checks.namespaces` (which `-n` replaces and `-A`
+    /// clears), and `-l`.
+    pub fn resolve(args: &SelectArgs, config_namespaces: &mut Vec<String>) -> Selection {
+        if let Some(ns) = &args.namespace {
+            *config_namespaces = vec![ns.clone()];
+        } else if args.all_namespaces {
+            config_namespaces.clear();
+        }
+        Selection {
+            namespaces: (!config_namespaces.is_empty()).then(|| config_namespaces.clone()),
+            selector: args.selector.clone().filter(|s| !s.selects_all()),
+        }
+    }
+
+    /// Whether a label selector is given (then pod labels must be kept when loading).
+    #[must_use]
+    pub fn needs_labels(&self) -> bool {
+        self.selector.is_some()
+    }
+
+    /// Whether `o` (with `labels`, if it was found) is shown. A finding about a whole
+    /// resource (no name: "cannot list pods") is always shown: it says what is unknown.
+    #[must_use]
+    pub fn shows(&self, o: &ObjectRef, labels: Option<&BTreeMap<String, String>>) -> bool {
+        if o.name.is_empty() {
+            return true;
+        }
+        if let (Some(nss), Some(ns)) = (&self.namespaces, &o.namespace)
+            && !nss.iter().any(|n| n == ns)
+        {
+            return false;
+        }
+        match &self.selector {
+            None => true,
+            Some(sel) => sel.matches(labels.unwrap_or(&BTreeMap::new())),
+        }
+    }
+
+    /// Removes the findings not shown from `results` (each check's severity is then the
+    /// worst of what remains) and returns how many were removed.
+    pub fn filter_results(&self, results: &mut [CheckResult], labels: &LabelIndex<'_>) -> usize {
+        if self.namespaces.is_none() && self.selector.is_none() {
+            return 0;
+        }
+        let mut hidden = 0;
+        for r in results {
+            let before = r.findings.len();
+            r.findings
+                .retain(|f| self.shows(&f.object, labels.get(&f.object)));
+            if r.findings.len() != before {
+                hidden += before - r.findings.len();
+                r.severity = r
+                    .findings
+                    .iter()
+                    .map(|f| f.severity)
+                    .max()
+                    .unwrap_or(Severity::Ok);
+            }
+        }
+        hidden
+    }
+}
+
+/// Keeps in `report` only the findings (of each check and the tracked ones) and
+/// proposals about objects `selection` shows by namespace (a report has no labels).
+pub fn filter_report(report: &mut crate::report::ClusterReport, selection: &Selection) {
+    if selection.namespaces.is_none() {
+        return;
+    }
+    Selection::filter_results(selection, &mut report.checks, &LabelIndex::default());
+    report.findings.retain(|f| selection.shows(&f.object, None));
+    report
+        .proposals
+        .retain(|p| selection.shows(&p.object, None));
+}
+
+/// The labels of every object of a [`ClusterState`], by kind, namespace and name.
+#[derive(Debug, Default)]
+pub struct LabelIndex<'a> {
+    map: HashMap<(&'a str, Option<&'a str>, &'a str), &'a BTreeMap<String, String>>,
+}
+
+impl<'a> LabelIndex<'a> {
+    /// Indexes `state` (empty when `wanted` is false: nothing needs labels then).
+    #[must_use]
+    pub fn new(state: &'a ClusterState, wanted: bool) -> LabelIndex<'a> {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        let mut map = HashMap::new();
+        if !wanted {
+            return LabelIndex { map };
+        }
+        let mut add = |kind: &'a str, m: &'a ObjectMeta| {
+            if let (Some(name), Some(labels)) = (&m.name, &m.labels) {
+                map.insert((kind, m.namespace.as_deref(), name.as_str()), labels);
+            }
+        };
+        for p in &state.pods {
+            add("Pod", &p.metadata);
+        }
+        macro_rules! typed {
+            ($($field:ident: $kind:literal),* $(,)?) => {
+                $(for o in &state.$field { add($kind, &o.metadata); })*
+            };
+        }
+        typed!(
+            nodes: "Node",
+            config_maps: "ConfigMap",
+            secrets: "Secret",
+            service_accounts: "ServiceAccount",
+            pvcs: "PersistentVolumeClaim",
+            deployments: "Deployment",
+            replica_sets: "ReplicaSet",
+            stateful_sets: "StatefulSet",
+            daemon_sets: "DaemonSet",
+            jobs: "Job",
+            cron_jobs: "CronJob",
+            hpas: "HorizontalPodAutoscaler",
+        );
+        for r in crate::cluster::Resource::ALL {
+            if let Some(objs) = state.dynamic(r) {
+                for o in objs {
+                    add(r.kind(), &o.metadata);
+                }
+            }
+        }
+        LabelIndex { map }
+    }
+
+    /// The labels of `o`, when it is in the state and has any.
+    #[must_use]
+    pub fn get(&self, o: &ObjectRef) -> Option<&'a BTreeMap<String, String>> {
+        self.map
+            .get(&(o.kind.as_str(), o.namespace.as_deref(), o.name.as_str()))
+            .copied()
+    }
+}
+
+/// Keeps only the namespaced objects of `state` that are in `namespaces` (cluster-scoped
+/// ones all stay): `checks.namespaces` and `-n` on a dump, as the live source lists.
+pub fn retain_namespaces(state: &mut ClusterState, namespaces: &[String]) {
+    if namespaces.is_empty() {
+        return;
+    }
+    let keep = |ns: &Option<String>| ns.as_ref().is_none_or(|n| namespaces.contains(n));
+    state.pods.retain(|o| keep(&o.metadata.namespace));
+    macro_rules! typed {
+        ($($field:ident),* $(,)?) => {
+            $(state.$field.retain(|o| keep(&o.metadata.namespace));)*
+        };
+    }
+    typed!(
+        events,
+        config_maps,
+        secrets,
+        service_accounts,
+        pvcs,
+        deployments,
+        replica_sets,
+        stateful_sets,
+        daemon_sets,
+        jobs,
+        cron_jobs,
+        hpas,
+    );
+    for r in crate::cluster::Resource::ALL {
+        if r.namespaced()
+            && let Some(objs) = state.dynamic_mut(r)
+        {
+            objs.retain(|o| keep(&o.metadata.namespace));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn selectors_parse_as_kubectl_writes_them() {
+        let s = parse_selector(
+            "app=web, tier==front,env in (prod, staging),track notin (canary),release,!legacy,zone!=b",
+        )
+        .unwrap();
+        assert_eq!(
+            s.to_string(),
+            "app=web,tier=front,env in (prod,staging),track notin (canary),release,!legacy,zone!=b"
+        );
+        let on = labels(&[
+            ("app", "web"),
+            ("tier", "front"),
+            ("env", "prod"),
+            ("release", "1"),
+            ("zone", "a"),
+        ]);
+        assert!(s.matches(&on));
+        for (k, v) in [
+            ("app", "api"),
+            ("env", "dev"),
+            ("track", "canary"),
+            ("legacy", ""),
+            ("zone", "b"),
+        ] {
+            let mut off = on.clone();
+            off.insert(k.into(), v.into());
+            assert!(!s.matches(&off), "{k}={v} must not match");
+        }
+        let mut off = on.clone();
+        off.remove("release");
+        assert!(!s.matches(&off), "release must exist");
+        assert!(parse_selector("").unwrap().selects_all());
+        assert!(
+            parse_selector("example.com/team=a")
+                .unwrap()
+                .matches(&labels(&[("example.com/team", "a")]))
+        );
+    }
+
+    #[test]
+    fn bad_selectors_are_errors_naming_them() {
+        for bad in [
+            "app=",
+            "=web",
+            "app in prod",
+            "env in (prod",
+            "a,,b",
+            "app ~ web",
+            "-app=x",
+            "app=web!",
+        ] {
+            let r = parse_selector(bad);
+            if bad == "app=" {
+                // An empty value is valid (`app=` selects app with an empty value).
+                assert!(r.is_ok(), "{bad}");
+                continue;
+            }
+            let e = r.unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("invalid label selector {bad:?}: ")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn namespace_and_selector_choose_what_is_shown() {
+        let mut config = vec!["ops".to_string()];
+        let args = SelectArgs {
+            namespace: Some("shop".into()),
+            selector: Some(parse_selector("app=web").unwrap()),
+            ..SelectArgs::default()
+        };
+        let sel = Selection::resolve(&args, &mut config);
+        assert_eq!(config, vec!["shop"]);
+        let pod = |ns: &str| ObjectRef {
+            kind: "Pod".into(),
+            namespace: Some(ns.into()),
+            name: "p".into(),
+            uid: None,
+        };
+        let web = labels(&[("app", "web")]);
+        assert!(sel.shows(&pod("shop"), Some(&web)));
+        assert!(!sel.shows(&pod("ops"), Some(&web)));
+        assert!(!sel.shows(&pod("shop"), None));
+        // A whole resource ("cannot list pods") is always shown.
+        assert!(sel.shows(&ObjectRef::default(), None));
+        // -A clears the config's namespaces.
+        let mut config = vec!["ops".to_string()];
+        let all = Selection::resolve(
+            &SelectArgs {
+                all_namespaces: true,
+                ..SelectArgs::default()
+            },
+            &mut config,
+        );
+        assert!(config.is_empty() && all.namespaces.is_none());
+        assert!(all.shows(&pod("ops"), None));
+    }
+}
