@@ -472,3 +472,54 @@ fn report_at_minus_24h_is_taken_as_the_readme_writes_it() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+/// Under a terminal (util-linux `script` gives the command a pty), severities are coloured
+/// and the table fits the terminal's width (`COLUMNS` when the pty has no size); with
+/// `NO_COLOR` set, no colour.
+#[test]
+fn colour_and_width_only_on_a_terminal_and_never_with_no_color() {
+    let bin = env!("CARGO_BIN_EXE_caretaker-aggregator");
+    let command = format!("{bin} check --from-dump {} --now {NOW} -n shop", example());
+    let on_tty = |no_color: bool| {
+        let mut c = Command::new("script");
+        c.args(["-qec", &command, "/dev/null"])
+            .env("COLUMNS", "80")
+            .env("TERM", "dumb");
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        let o = c
+            .output()
+            .expect("util-linux `script` runs the command on a pty");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap().replace('\r', "")
+    };
+    let coloured = on_tty(false);
+    assert!(
+        coloured.contains("\u{1b}[31mcritical\u{1b}[0m"),
+        "{coloured}"
+    );
+    // Without the colour codes every table line fits (notes are text the terminal wraps).
+    let visible = |l: &str| {
+        let mut out = String::new();
+        let mut rest = l;
+        while let Some(at) = rest.find('\u{1b}') {
+            out.push_str(&rest[..at]);
+            rest = rest[at..].split_once('m').map_or("", |(_, r)| r);
+        }
+        out.push_str(rest);
+        out.chars().count()
+    };
+    assert!(
+        coloured
+            .lines()
+            .filter(|l| !l.starts_with("note: "))
+            .all(|l| visible(l) <= 80),
+        "fits 80 columns: {coloured}"
+    );
+    let plain = on_tty(true);
+    assert!(!plain.contains('\u{1b}'), "{plain}");
+    assert!(plain.contains("NAMESPACE"), "{plain}");
+}

@@ -416,3 +416,41 @@ fn standalone_names_an_unknown_context_an_unreachable_server_and_a_missing_kubec
         "{err}"
     );
 }
+
+/// The shared `-o` formats: the YAML document is the JSON one, JUnit has a suite per check
+/// of the example dump, and a value no command prints is a usage error (exit 64).
+#[test]
+fn standalone_prints_yaml_and_junit_and_refuses_unknown_formats() {
+    let run = |format: &str| {
+        let out = standalone()
+            .args(["--once", "-o", format])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let yaml = run("yaml");
+    let v: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+    assert_eq!(
+        v["schema_version"],
+        caretaker_aggregator::report::SCHEMA_VERSION
+    );
+    assert!(
+        v["checks"].as_array().is_some_and(|c| !c.is_empty()),
+        "{yaml}"
+    );
+    let xml = run("junit");
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert!(xml.contains(r#"<testsuite name="pods""#), "{xml}");
+    let out = standalone().args(["--once", "-o", "xml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[possible values: table, wide, json, yaml, markdown, html, junit]"),
+        "{err}"
+    );
+}

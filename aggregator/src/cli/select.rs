@@ -353,6 +353,13 @@ pub fn retain_namespaces(state: &mut ClusterState, namespaces: &[String]) {
     if namespaces.is_empty() {
         return;
     }
+    // A resource the dump holds stays "listed" when none of its objects is in these
+    // namespaces: it was read, and has nothing there (not "not in the source").
+    for r in crate::cluster::Resource::ALL {
+        if state.count(r) > 0 && !state.coverage.contains_key(&r) {
+            state.coverage.insert(r, crate::cluster::Coverage::Listed);
+        }
+    }
     let keep = |ns: &Option<String>| ns.as_ref().is_none_or(|n| namespaces.contains(n));
     state.pods.retain(|o| keep(&o.metadata.namespace));
     macro_rules! typed {
@@ -459,6 +466,82 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn report_namespace_keeps_that_namespace_and_cluster_scoped_objects() {
+        use crate::checks::Finding;
+        let obj = |kind: &str, ns: Option<&str>, name: &str| ObjectRef {
+            kind: kind.into(),
+            namespace: ns.map(str::to_string),
+            name: name.into(),
+            uid: None,
+        };
+        let findings = vec![
+            Finding::new(
+                "failed",
+                Severity::Critical,
+                obj("Pod", Some("ops"), "a"),
+                "x",
+            ),
+            Finding::new(
+                "failed",
+                Severity::Warning,
+                obj("Pod", Some("shop"), "b"),
+                "x",
+            ),
+            Finding::new("cordoned", Severity::Info, obj("Node", None, "n"), "x"),
+        ];
+        let round = crate::report::CheckRound {
+            checks: vec![CheckResult::new("pods", "3", findings)],
+            ..Default::default()
+        };
+        let now = "2026-12-01T00:00:00Z".parse().unwrap();
+        let mut report =
+            crate::report::merge(&[], &round, &crate::report::MergeConfig::default(), now);
+        let sel = Selection::resolve(
+            &SelectArgs {
+                namespace: Some("shop".into()),
+                ..SelectArgs::default()
+            },
+            &mut Vec::new(),
+        );
+        filter_report(&mut report, &sel);
+        let names: Vec<&str> = report.checks[0]
+            .findings
+            .iter()
+            .map(|f| f.object.name.as_str())
+            .collect();
+        assert_eq!(names, ["b", "n"]);
+        // The check's severity is the worst of what is shown.
+        assert_eq!(report.checks[0].severity, Severity::Warning);
+        assert!(report.findings.iter().all(|f| f.object.name != "a"));
+    }
+
+    #[test]
+    fn a_namespace_on_a_dump_keeps_its_objects_and_what_was_listed() {
+        let mut state = ClusterState::default();
+        crate::cluster::dump::load_bytes(
+            &mut state,
+            std::path::Path::new("d.json"),
+            br#"{"kind":"List","apiVersion":"v1","items":[
+              {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","namespace":"shop"}},
+              {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"b","namespace":"ops"}},
+              {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"ops"},"spec":{"containers":[]}},
+              {"apiVersion":"v1","kind":"Node","metadata":{"name":"n"}}]}"#,
+        );
+        retain_namespaces(&mut state, &["shop".to_string()]);
+        let cms: Vec<_> = state
+            .config_maps
+            .iter()
+            .filter_map(|c| c.metadata.name.as_deref())
+            .collect();
+        assert_eq!(cms, ["a"]);
+        assert_eq!(state.nodes.len(), 1, "cluster-scoped objects stay");
+        assert!(state.pods.is_empty());
+        // Pods were read: none in shop is "listed, none", so cleanup may still judge.
+        assert!(state.listed(crate::cluster::Resource::Pod));
+        assert!(!state.listed(crate::cluster::Resource::Job));
     }
 
     #[test]
