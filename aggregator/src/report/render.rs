@@ -573,3 +573,95 @@ fn text(report: &ClusterReport, style: Style, layout: Layout) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::{CheckResult, Finding, ObjectRef};
+
+    fn report() -> ClusterReport {
+        let f = Finding::new(
+            "crash_loop_back_off",
+            Severity::Critical,
+            ObjectRef {
+                kind: "Pod".into(),
+                namespace: Some("shop".into()),
+                name: "api-1".into(),
+                uid: None,
+            },
+            "container app in CrashLoopBackOff",
+        );
+        let round = super::super::CheckRound {
+            checks: vec![CheckResult::new("pods", "1 pod", vec![f])],
+            ..Default::default()
+        };
+        super::super::merge(
+            &[],
+            &round,
+            &super::super::MergeConfig::default(),
+            "2026-12-01T00:00:00Z".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn report_tables_have_namespace_and_name_and_wide_adds_last_seen_and_remedy() {
+        let r = report();
+        let table = render(&r, Output::Table).unwrap();
+        let header = table.lines().find(|l| l.starts_with("NAMESPACE")).unwrap();
+        assert_eq!(
+            header
+                .split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect::<Vec<_>>(),
+            [
+                "NAMESPACE",
+                "NAME",
+                "CHECK",
+                "SEVERITY",
+                "CODE",
+                "FINDING",
+                "SINCE",
+                "FLAPS"
+            ]
+        );
+        let row = table.lines().find(|l| l.starts_with("shop ")).unwrap();
+        assert!(
+            row.contains(" Pod/api-1 ") && row.contains(" crash_loop_back_off "),
+            "{row}"
+        );
+        let wide = render(&r, Output::Wide).unwrap();
+        let header = wide.lines().find(|l| l.starts_with("NAMESPACE")).unwrap();
+        assert!(
+            header.contains("   LAST SEEN   ") && header.ends_with("   REMEDY"),
+            "{header}"
+        );
+        let row = wide.lines().find(|l| l.starts_with("shop ")).unwrap();
+        let remedy = crate::checks::codes::lookup("crash_loop_back_off")
+            .unwrap()
+            .remedy;
+        assert!(row.ends_with(remedy), "{row}");
+    }
+
+    #[test]
+    fn report_yaml_is_its_json_and_junit_has_its_checks() {
+        let r = report();
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&r, Output::Json).unwrap()).unwrap();
+        let yaml: serde_json::Value =
+            serde_saphyr::from_str(&render(&r, Output::Yaml).unwrap()).unwrap();
+        assert_eq!(yaml, json);
+        let xml = render(&r, Output::Junit).unwrap();
+        assert!(
+            xml.contains(
+                r#"<testsuite name="pods" tests="1" skipped="0" errors="0" failures="1">"#
+            ),
+            "{xml}"
+        );
+        let diff = crate::store::history::ReportDiff::default();
+        assert!(matches!(
+            render_diff(&diff, Output::Junit),
+            Err(RenderError::Unsupported(Output::Junit))
+        ));
+    }
+}
