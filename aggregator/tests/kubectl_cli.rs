@@ -251,8 +251,13 @@ fn labelled_dump(dir: &Path) -> String {
             r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"{ns}","uid":"u-{name}","labels":{{"app":"{app}"}},"creationTimestamp":"2026-11-01T00:00:00Z"}},"spec":{{"containers":[{{"name":"c","image":"x","resources":{{"requests":{{"cpu":"1m","memory":"1Mi"}},"limits":{{"cpu":"1m","memory":"1Mi"}}}}}}]}},"status":{{"phase":"{phase}","reason":"Error","startTime":"2026-11-01T00:00:00Z"}}}}"#
         )
     };
+    let owned = pod("shop", "web-1", "web", "Failed").replacen(
+        r#""labels""#,
+        r#""ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-abc","uid":"rs","controller":true}],"labels""#,
+        1,
+    );
     let items = [
-        pod("shop", "web-1", "web", "Failed"),
+        owned,
         pod("shop", "db-1", "db", "Failed"),
         pod("ops", "web-2", "web", "Failed"),
     ];
@@ -350,6 +355,25 @@ fn namespace_all_namespaces_and_selector_choose_the_findings_shown() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+#[test]
+fn wide_names_the_owner_of_each_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = labelled_dump(dir.path());
+    let out = stdout_ok(&["check", "--from-dump", &dump, "--now", NOW, "-o", "wide"]);
+    let header = out.lines().find(|l| l.starts_with("NAMESPACE")).unwrap();
+    assert!(header.contains("   OWNER   "), "{header}");
+    let row = out
+        .lines()
+        .find(|l| l.contains(" Pod/web-1 ") && l.contains(" failed "))
+        .unwrap();
+    assert!(row.contains(" ReplicaSet/web-abc "), "{row}");
+    let row = out
+        .lines()
+        .find(|l| l.contains(" Pod/db-1 ") && l.contains(" failed "))
+        .unwrap();
+    assert!(!row.contains("ReplicaSet/"), "{row}");
 }
 
 #[test]

@@ -350,8 +350,10 @@ pub fn write_output(
             writeln!(out, "Cluster checks as of {now}")?;
             out.write_all(render::overview_kubectl(results, tty).as_bytes())?;
             writeln!(out)?;
+            let wide = format == Output::Wide;
+            let index = LabelIndex::new(state, wide);
             out.write_all(
-                render::findings_kubectl(results, format == Output::Wide, tty).as_bytes(),
+                render::findings_kubectl(results, wide, tty, &|o| index.owner(o)).as_bytes(),
             )?;
             out.write_all(render::load_notes(Style::Terminal, &state.load).as_bytes())?;
             if !proposals.is_empty() {

@@ -171,15 +171,21 @@ pub fn overview_kubectl(results: &[CheckResult], tty: Tty) -> String {
 }
 
 /// Every finding, one row each, with kubectl's NAMESPACE and NAME columns; `wide` adds
-/// the finding's time, the remedy and the object's uid. "No findings." when there are none.
+/// the finding's time, the object's owner (from `owner`), the remedy and the object's uid.
+/// "No findings." when there are none.
 #[must_use]
-pub fn findings_kubectl(results: &[CheckResult], wide: bool, tty: Tty) -> String {
+pub fn findings_kubectl(
+    results: &[CheckResult],
+    wide: bool,
+    tty: Tty,
+    owner: &dyn Fn(&ObjectRef) -> String,
+) -> String {
     if results.iter().all(|r| r.findings.is_empty()) {
         return "No findings.\n".into();
     }
     let mut header = vec!["namespace", "name", "check", "severity", "code", "message"];
     if wide {
-        header.extend(["at", "remedy", "uid"]);
+        header.extend(["at", "owner", "remedy", "uid"]);
     }
     let mut t = kubectl_table(&header, tty);
     for r in results {
@@ -195,6 +201,7 @@ pub fn findings_kubectl(results: &[CheckResult], wide: bool, tty: Tty) -> String
             if wide {
                 row.extend([
                     f.at.map_or_else(String::new, |t| t.to_string()),
+                    owner(&f.object),
                     f.remedy
                         .as_deref()
                         .map_or_else(String::new, |r| cell(Style::Terminal, r)),

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{Expression, Selector, SelectorExt};
 
 use crate::checks::{CheckResult, ObjectRef, Severity};
@@ -286,24 +287,24 @@ pub fn filter_report(report: &mut crate::report::ClusterReport, selection: &Sele
         .retain(|p| selection.shows(&p.object, None));
 }
 
-/// The labels of every object of a [`ClusterState`], by kind, namespace and name.
+/// The metadata (labels, owners) of every object of a [`ClusterState`], by kind,
+/// namespace and name.
 #[derive(Debug, Default)]
 pub struct LabelIndex<'a> {
-    map: HashMap<(&'a str, Option<&'a str>, &'a str), &'a BTreeMap<String, String>>,
+    map: HashMap<(&'a str, Option<&'a str>, &'a str), &'a ObjectMeta>,
 }
 
 impl<'a> LabelIndex<'a> {
     /// Indexes `state` (empty when `wanted` is false: nothing needs labels then).
     #[must_use]
     pub fn new(state: &'a ClusterState, wanted: bool) -> LabelIndex<'a> {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
         let mut map = HashMap::new();
         if !wanted {
             return LabelIndex { map };
         }
         let mut add = |kind: &'a str, m: &'a ObjectMeta| {
-            if let (Some(name), Some(labels)) = (&m.name, &m.labels) {
-                map.insert((kind, m.namespace.as_deref(), name.as_str()), labels);
+            if let Some(name) = &m.name {
+                map.insert((kind, m.namespace.as_deref(), name.as_str()), m);
             }
         };
         for p in &state.pods {
@@ -341,6 +342,23 @@ impl<'a> LabelIndex<'a> {
     /// The labels of `o`, when it is in the state and has any.
     #[must_use]
     pub fn get(&self, o: &ObjectRef) -> Option<&'a BTreeMap<String, String>> {
+        self.meta(o)?.labels.as_ref()
+    }
+
+    /// The owner of `o` as `Kind/name` (its controller, else its first owner reference),
+    /// or empty.
+    #[must_use]
+    pub fn owner(&self, o: &ObjectRef) -> String {
+        let Some(refs) = self.meta(o).and_then(|m| m.owner_references.as_ref()) else {
+            return String::new();
+        };
+        refs.iter()
+            .find(|r| r.controller == Some(true))
+            .or_else(|| refs.first())
+            .map_or_else(String::new, |r| format!("{}/{}", r.kind, r.name))
+    }
+
+    fn meta(&self, o: &ObjectRef) -> Option<&'a ObjectMeta> {
         self.map
             .get(&(o.kind.as_str(), o.namespace.as_deref(), o.name.as_str()))
             .copied()
