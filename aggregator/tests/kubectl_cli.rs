@@ -547,3 +547,86 @@ fn colour_and_width_only_on_a_terminal_and_never_with_no_color() {
     assert!(!plain.contains('\u{1b}'), "{plain}");
     assert!(plain.contains("NAMESPACE"), "{plain}");
 }
+
+/// An API server on loopback that answers `/version` and every list with an empty list,
+/// and records the paths asked.
+fn empty_api() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let mut parts = request_line.split_whitespace();
+            let method = parts.next().unwrap_or("").to_string();
+            let target = parts.next().unwrap_or("");
+            let path = target.split('?').next().unwrap_or("").to_string();
+            log.lock().unwrap().push(format!("{method} {path}"));
+            let body = if path == "/version" {
+                serde_json::json!({"major": "1", "minor": "30", "gitVersion": "v1.30.0", "gitCommit": "mock", "gitTreeState": "clean", "buildDate": "2024-04-17T00:00:00Z", "goVersion": "go1.22.2", "compiler": "gc", "platform": "linux/amd64"})
+            } else {
+                serde_json::json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []})
+            };
+            let body = body.to_string();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn context_and_namespace_read_only_that_namespace_of_that_cluster() {
+    let (addr, seen) = empty_api();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: other\nclusters:\n- name: mock\n  cluster:\n    server: http://{addr}\n- name: closed\n  cluster:\n    server: http://127.0.0.1:1\ncontexts:\n- name: mock\n  context:\n    cluster: mock\n    user: me\n- name: other\n  context:\n    cluster: closed\n    user: me\nusers:\n- name: me\n  user:\n    token: not-a-secret\n"
+        ),
+    )
+    .unwrap();
+    let out = stdout_ok(&[
+        "check",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--context",
+        "mock",
+        "-n",
+        "shop",
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["source"], "live");
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.contains(&"GET /version".to_string()), "{seen:?}");
+    assert!(
+        seen.contains(&"GET /api/v1/namespaces/shop/pods".to_string()),
+        "{seen:?}"
+    );
+    // Nodes are cluster-scoped: listed whole; pods of other namespaces are not asked for.
+    assert!(seen.contains(&"GET /api/v1/nodes".to_string()), "{seen:?}");
+    assert!(!seen.contains(&"GET /api/v1/pods".to_string()), "{seen:?}");
+    assert!(seen.iter().all(|s| s.starts_with("GET ")), "{seen:?}");
+}
