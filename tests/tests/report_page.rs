@@ -218,7 +218,8 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
                     obj("Pod", "shop", "api-7d9"),
                     "container api is in CrashLoopBackOff (12 restarts)",
                 )],
-            ),
+            )
+            .with_objects(40),
             CheckResult::new(
                 "certificates",
                 "1 cert-manager Certificates, 0 TLS Secrets",
@@ -231,7 +232,8 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
                     )
                     .with_at(Some(now + SignedDuration::from_hours(20 * 24))),
                 ],
-            ),
+            )
+            .with_objects(1),
             CheckResult::new(
                 "velero",
                 "2 backups, 1 schedules",
@@ -244,7 +246,8 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
                     )
                     .with_at(Some(now - SignedDuration::from_hours(24))),
                 ],
-            ),
+            )
+            .with_objects(2),
         ],
         cluster_nodes: Some(vec![
             "worker-a".into(),
@@ -254,9 +257,11 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
         ]),
         ..CheckRound::default()
     });
-    // 100 − 15 (pods) − 5 (certificates) − 15 (velero) − 15 (missing) − 10 (stale) − 10 (pressure).
+    // Parts: pods 1 critical of 40 → 97.5, certificates 1 warning of 1 → 50, velero 1
+    // critical of 2 → 50, node freshness 1 stale and 1 missing of 4 → 62.5, disk 1 under
+    // pressure of 3 reporting → 66.7: ⌊326.67 / 5⌋ = 65.
     let expected = agg.state.cluster_report(Timestamp::now());
-    assert_eq!((expected.status, expected.score), (Severity::Critical, 30));
+    assert_eq!((expected.status, expected.score), (Severity::Critical, 65));
 
     let url = format!("http://{}/report", agg.http);
     let dom = run_chromium(
@@ -290,7 +295,7 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
     );
     let text = visible_text(&dom);
     assert!(text.contains("status critical"), "{text}");
-    assert!(text.contains("score 30 / 100"), "{text}");
+    assert!(text.contains("score 65 / 100"), "{text}");
     for name in ["worker-a", "worker-b", "worker-c", HOSTILE] {
         assert!(text.contains(name), "{name} missing from: {text}");
     }
