@@ -142,10 +142,11 @@ nav a { margin-right: 12px; }
 a { color: var(--info); }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 10px; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--border); vertical-align: top; }
+td.wrap { overflow-wrap: anywhere; }
 th { background: var(--soft); font-weight: 600; }
 td.num, th.num { text-align: right; white-space: nowrap; }
 .nowrap { white-space: nowrap; }
-.sev { display: inline-block; padding: 0 8px; border-radius: 10px; color: #fff; font-size: 12px; font-weight: 600; }
+.sev { white-space: nowrap; display: inline-block; padding: 0 8px; border-radius: 10px; color: #fff; font-size: 12px; font-weight: 600; }
 .sev-ok { background: var(--ok); } .sev-info { background: var(--info); }
 .sev-warning { background: var(--warning); } .sev-critical { background: var(--critical); }
 .fresh-stale, .fresh-missing { color: var(--critical); font-weight: 600; }
@@ -462,7 +463,7 @@ fn score_breakdown(r: &ClusterReport) -> Markup {
                         td.num { (p.objects) }
                         td.num { (p.critical) }
                         td.num { (p.warning) }
-                        td {
+                        td.wrap {
                             @match (c, p.kind) {
                                 (Some(c), _) => { (c.summary) }
                                 (None, PartKind::Nodes) => {
@@ -887,7 +888,7 @@ fn disk_row(node: &str, first: bool, f: &Filesystem, cfg: &MergeConfig) -> Marku
         @let level = if f.stale { "stale" } else { disk_level(f.used_percent, cfg) };
                                     tr data-node=(node) data-mount=(f.mountpoint) data-level=(level) {
                                         td { @if first { (node_link(node)) } }
-                                        td.code { (f.mountpoint) }
+                                        td.code.wrap { (f.mountpoint) }
                                         td.plot {
                                             // The row's text says the same: the bar is decoration for
                                             // assistive technology, and lean (a row per mount at 5,000 nodes).
@@ -1275,7 +1276,7 @@ fn timeline(
                     @for m in &marks {
                         @let f = m.finding;
                         tr data-severity=(f.severity.to_string()) data-at=(m.at.to_string()) {
-                            td { (object(&f.object)) }
+                            td.wrap { (object(&f.object)) }
                             td.plot {
                                 svg.bar role="img" aria-label=(format!("{}: {}", object(&f.object), fmt_time(m.at))) {
                                     title { (object(&f.object)) ": " (fmt_time(m.at)) }
@@ -1285,7 +1286,8 @@ fn timeline(
                                 }
                             }
                             td.nowrap { (fmt_time(m.at)) }
-                            td { (sev_badge(f.severity)) " " (f.message) }
+                            // Short in the overview: the message is the tooltip and in the findings.
+                            td title=(f.message) { (sev_badge(f.severity)) " " span.code { (f.code) } }
                         }
                     }
                 }
