@@ -85,7 +85,12 @@ fn the_record_ticks_each_checklist_item_from_the_check_that_covers_it() {
             .take_while(|l| !l.is_empty())
             .collect()
     };
-    assert!(md.contains("\n## Monthly checklist\n"), "{md}");
+    assert!(
+        md.contains(
+            "\n## Monthly checklist\n\nEvidence: the checks of this report (round of 2025-06-01 12:00 UTC).\n"
+        ),
+        "{md}"
+    );
     assert_eq!(
         section("Security"),
         vec![

@@ -699,6 +699,24 @@ fn checklist_line(report: &ClusterReport, item: &Covered) -> String {
 /// The monthly checklist of the Markdown record.
 fn checklist(report: &ClusterReport) -> String {
     let mut out = String::from("## Monthly checklist\n\n");
+    match (report.checks_at, &report.run) {
+        (Some(at), Some(run)) => {
+            let _ = write!(
+                out,
+                "Evidence: the checks of this report (latest round {}; this record is the {} run).\n\n",
+                at.strftime("%Y-%m-%d %H:%M UTC"),
+                run.kinds.join(", ")
+            );
+        }
+        (Some(at), None) => {
+            let _ = write!(
+                out,
+                "Evidence: the checks of this report (round of {}).\n\n",
+                at.strftime("%Y-%m-%d %H:%M UTC")
+            );
+        }
+        (None, _) => out.push_str("No cluster checks have run: every item is open.\n\n"),
+    }
     for (area, items, by_hand) in CHECKLIST {
         let _ = write!(out, "### {area}\n\n");
         for item in *items {
