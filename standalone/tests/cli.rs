@@ -22,14 +22,14 @@ fn standalone_once_prints_json_with_the_root_filesystem() {
         v["schema_version"],
         caretaker_aggregator::report::SCHEMA_VERSION
     );
-    // A fresh node and no checks: only this machine's own disk can cost points (filesystems
-    // at or above 85 % cost 10, at or above 80 % cost 3), whatever else is mounted here now.
-    let lost: u64 = v["disk_pressure"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| if d["level"] == "pressure" { 10 } else { 3 })
-        .sum();
+    // A fresh node and no checks: two parts, node freshness (100) and this machine's own
+    // disk (100, 50 near pressure at 80 %, 0 under it at 85 %), whatever is mounted here now.
+    let disk: u64 = match v["disk_pressure"].as_array().unwrap().first() {
+        None => 100,
+        Some(d) if d["level"] == "pressure" => 0,
+        Some(_) => 50,
+    };
+    let lost = 100 - (100 + disk) / 2;
     assert_eq!(
         v["score"].as_u64(),
         Some(100 - lost),

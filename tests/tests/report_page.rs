@@ -218,7 +218,8 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
                     obj("Pod", "shop", "api-7d9"),
                     "container api is in CrashLoopBackOff (12 restarts)",
                 )],
-            ),
+            )
+            .with_objects(40),
             CheckResult::new(
                 "certificates",
                 "1 cert-manager Certificates, 0 TLS Secrets",
@@ -231,7 +232,8 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
                     )
                     .with_at(Some(now + SignedDuration::from_hours(20 * 24))),
                 ],
-            ),
+            )
+            .with_objects(1),
             CheckResult::new(
                 "velero",
                 "2 backups, 1 schedules",
@@ -244,7 +246,8 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
                     )
                     .with_at(Some(now - SignedDuration::from_hours(24))),
                 ],
-            ),
+            )
+            .with_objects(2),
         ],
         cluster_nodes: Some(vec![
             "worker-a".into(),
@@ -254,9 +257,11 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
         ]),
         ..CheckRound::default()
     });
-    // 100 − 15 (pods) − 5 (certificates) − 15 (velero) − 15 (missing) − 10 (stale) − 10 (pressure).
+    // Parts: pods 1 critical of 40 → 97.5, certificates 1 warning of 1 → 50, velero 1
+    // critical of 2 → 50, node freshness 1 stale and 1 missing of 4 → 62.5, disk 1 under
+    // pressure of 3 reporting → 66.7: ⌊326.67 / 5⌋ = 65.
     let expected = agg.state.cluster_report(Timestamp::now());
-    assert_eq!((expected.status, expected.score), (Severity::Critical, 30));
+    assert_eq!((expected.status, expected.score), (Severity::Critical, 65));
 
     let url = format!("http://{}/report", agg.http);
     let dom = run_chromium(
@@ -290,7 +295,7 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
     );
     let text = visible_text(&dom);
     assert!(text.contains("status critical"), "{text}");
-    assert!(text.contains("score 30 / 100"), "{text}");
+    assert!(text.contains("score 65 / 100"), "{text}");
     for name in ["worker-a", "worker-b", "worker-c", HOSTILE] {
         assert!(text.contains(name), "{name} missing from: {text}");
     }
@@ -335,5 +340,162 @@ async fn chromium_renders_the_report_page_with_nodes_status_score_and_findings()
         bytes.len()
     );
 
+    agg.stop().await
+}
+
+/// The measurements the test's script writes into the page: where the overview and the
+/// first finding start, and how wide the content is, at the window's width.
+#[derive(Debug, serde::Deserialize)]
+struct Layout {
+    viewport: f64,
+    overview_top: f64,
+    overview_bottom: f64,
+    first_group_top: f64,
+    main_width: f64,
+    findings_table_width: f64,
+    score_rows: usize,
+    charts_beside_checks: bool,
+}
+
+/// The script appended (to a copy of the page without its Content-Security-Policy, which
+/// forbids scripts) to measure the laid-out page; `--dump-dom` prints what it writes.
+const MEASURE: &str = r#"<script>
+const box = (sel) => document.querySelector(sel).getBoundingClientRect();
+const cols = document.querySelectorAll('.overview > div');
+const m = {
+  viewport: window.innerWidth,
+  overview_top: box('#overview').top,
+  overview_bottom: box('#overview').bottom,
+  first_group_top: box('#findings .group').top,
+  main_width: box('main').width,
+  findings_table_width: box('#findings .group table').width,
+  score_rows: document.querySelectorAll('#score-parts tbody tr').length,
+  charts_beside_checks: cols.length == 2 && cols[1].getBoundingClientRect().left > cols[0].getBoundingClientRect().right - 1,
+};
+const out = document.createElement('pre');
+out.id = 'layout';
+out.textContent = JSON.stringify(m);
+document.body.appendChild(out);
+</script>"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_1920_px_the_overview_opens_the_page_and_content_uses_the_width() -> anyhow::Result<()> {
+    let Some(chromium) = chromium() else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let agg = RunningAggregator::start(&dir.path().join("data"), "127.0.0.1:0".parse()?, 3).await?;
+    let now = Timestamp::now();
+    for (i, used) in [42.0, 91.0, 83.0].into_iter().enumerate() {
+        agg.state.ingest(
+            &node(
+                &format!("worker-{i}"),
+                used,
+                1048576.0,
+                524288.0,
+                600_000,
+                now,
+            ),
+            now,
+        )?;
+    }
+    // 47 findings with long messages, as the issue's page had: the overview must still
+    // come before the first of them.
+    let long = "the container was terminated (OOMKilled, exit code 137) and restarted; its memory limit is below what it uses at peak";
+    let pods: Vec<Finding> = (0..47)
+        .map(|i| {
+            Finding::new(
+                "crash_loop_back_off",
+                if i % 3 == 0 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                obj(
+                    "Pod",
+                    &format!("ns-{}", i % 5),
+                    &format!("api-{i}-7d9c8b6f5d-x2b4z"),
+                ),
+                format!("{long} ({i})"),
+            )
+        })
+        .collect();
+    agg.state.set_round(CheckRound {
+        at: Some(now),
+        checks: vec![
+            CheckResult::new("pods", "200 pods, 47 with problems", pods).with_objects(200),
+            CheckResult::new(
+                "certificates",
+                "1 cert-manager Certificates, 0 TLS Secrets",
+                vec![
+                    Finding::new(
+                        "certificate_expiring",
+                        Severity::Warning,
+                        obj("Certificate", "shop", "web-tls"),
+                        "certificate expires on 2027-01-01",
+                    )
+                    .with_at(Some(now + SignedDuration::from_hours(20 * 24))),
+                ],
+            )
+            .with_objects(1),
+        ],
+        cluster_nodes: Some(vec![
+            "worker-0".into(),
+            "worker-1".into(),
+            "worker-2".into(),
+        ]),
+        ..CheckRound::default()
+    });
+    let report = agg.state.cluster_report(Timestamp::now());
+    let page =
+        caretaker_aggregator::report::render(&report, caretaker_aggregator::report::Output::Html)?;
+    let csp = page
+        .find(r#"<meta http-equiv="Content-Security-Policy""#)
+        .expect("the page has a CSP");
+    let csp_end = csp + page[csp..].find('>').expect("the meta tag ends") + 1;
+    let measured = format!(
+        "{}{}",
+        &page[..csp],
+        page[csp_end..].replace("</body>", &format!("{MEASURE}</body>"))
+    );
+    let file = dir.path().join("report.html");
+    std::fs::write(&file, measured)?;
+    let dom = run_chromium(
+        &chromium,
+        &dir.path().join("profile"),
+        &format!("file://{}", file.display()),
+        &["--window-size=1920,1080".into(), "--dump-dom".into()],
+    )
+    .await?;
+    let json = dom
+        .split(r#"<pre id="layout">"#)
+        .nth(1)
+        .and_then(|s| s.split("</pre>").next())
+        .ok_or_else(|| anyhow::anyhow!("the measuring script wrote nothing: {dom}"))?;
+    let m: Layout = serde_json::from_str(&json.replace("&quot;", "\""))?;
+    eprintln!("layout at 1920 px: {m:?}");
+    assert_eq!(m.viewport, 1920.0, "{m:?}");
+    assert!(
+        m.overview_top < m.first_group_top && m.overview_bottom <= m.first_group_top,
+        "the overview is above the first finding: {m:?}"
+    );
+    assert!(
+        m.overview_top < 400.0,
+        "the overview starts near the top: {m:?}"
+    );
+    assert!(
+        m.main_width >= 0.95 * m.viewport,
+        "the content uses the width of the screen: {m:?}"
+    );
+    assert!(
+        m.findings_table_width >= 0.9 * m.viewport,
+        "finding tables are as wide as the content: {m:?}"
+    );
+    assert!(
+        m.charts_beside_checks,
+        "at 1920 px the charts sit beside the checks: {m:?}"
+    );
+    // pods, certificates, node freshness, disk pressure.
+    assert_eq!(m.score_rows, 4, "{m:?}");
     agg.stop().await
 }

@@ -267,7 +267,7 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         state.certificates.len(),
         tls
     );
-    CheckResult::new("certificates", summary, findings)
+    CheckResult::new("certificates", summary, findings).with_objects(state.certificates.len() + tls)
 }
 
 #[cfg(test)]

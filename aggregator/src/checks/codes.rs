@@ -531,6 +531,7 @@ pub fn reference_page() -> String {
             c.remedy.replace('|', "\\|")
         ));
     }
+    s.push_str(&crate::report::score::reference_section());
     s
 }
 

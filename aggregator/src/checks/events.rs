@@ -141,5 +141,19 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         human(window),
         groups.len()
     );
-    CheckResult::new("events", summary, findings)
+    // The objects judged: every object any event is about (a Warning makes one unhealthy).
+    let objects = state
+        .events
+        .iter()
+        .map(|e| {
+            let o = &e.involved_object;
+            (
+                o.kind.as_deref(),
+                o.namespace.as_deref().or(e.metadata.namespace.as_deref()),
+                o.name.as_deref(),
+            )
+        })
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    CheckResult::new("events", summary, findings).with_objects(objects)
 }

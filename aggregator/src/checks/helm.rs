@@ -252,4 +252,5 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         }
     }
     CheckResult::new("helm", format!("{} Helm releases", rels.len()), findings)
+        .with_objects(rels.len())
 }

@@ -108,4 +108,5 @@ pub fn check(state: &ClusterState, _config: &ChecksConfig, _now: Timestamp) -> C
         format!("{} HPAs, {} capped at max", state.hpas.len(), capped),
         findings,
     )
+    .with_objects(state.hpas.len())
 }

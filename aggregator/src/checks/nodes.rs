@@ -320,5 +320,5 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         percent(req_total.memory_bytes, alloc_total.memory_bytes)
             .map_or("-".into(), |p| format!("{p:.0}%")),
     );
-    CheckResult::new("nodes", summary, findings)
+    CheckResult::new("nodes", summary, findings).with_objects(state.nodes.len())
 }

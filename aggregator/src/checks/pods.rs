@@ -50,6 +50,7 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         format!("{} pods, {} with problems", state.pods.len(), unhealthy),
         findings,
     )
+    .with_objects(state.pods.len())
 }
 
 fn waiting_reason(s: &ContainerStatus) -> Option<&str> {

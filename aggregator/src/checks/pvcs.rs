@@ -127,5 +127,5 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         known,
         usage.len() - known
     );
-    CheckResult::new("pvcs", summary, findings)
+    CheckResult::new("pvcs", summary, findings).with_objects(state.pvcs.len())
 }

@@ -281,7 +281,9 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         state.backups.len(),
         state.schedules.len()
     );
-    CheckResult::new("velero", summary, findings)
+    CheckResult::new("velero", summary, findings).with_objects(
+        state.backups.len() + state.schedules.len() + state.backup_storage_locations.len(),
+    )
 }
 
 /// The longest gap between two runs of a cron expression (5 fields, parsed by core's

@@ -3,25 +3,31 @@
 //! `caretaker-standalone --once --output html`.
 //!
 //! # What the page shows, top to bottom
+//! The page uses the whole width of the screen; on a wide one the overview's two columns
+//! sit side by side.
 //! - **Header**: date (UTC), status, score, node counts, when the checks ran.
-//! - **Nodes not reporting**: stale and missing nodes, with their last report.
-//! - **Findings**: every warning, critical and info finding with first seen and flaps, and a
-//!   severity filter (all / critical / warning / info).
-//! - **Disk usage**: one horizontal bar per node and mount, coloured by the merge's
-//!   thresholds ([`MergeConfig`] defaults: near at 80 %, kubelet's
-//!   `imageGCLowThresholdPercent`; pressure at 85 %, kubelet's `imageGCHighThresholdPercent`),
-//!   with both thresholds drawn on every bar.
+//! - **Overview**: status and score per check, node freshness and disk pressure (the
+//!   parts of the score, [`super::score`]); nodes not reporting; the fullest filesystems
+//!   ([`OVERVIEW_DISK_ROWS`]) with both thresholds; certificate-expiry and backup timelines
+//!   (the moments the `certificates` and `velero` checks' findings carry,
+//!   [`crate::checks::Finding::at`], on a time axis with a "now" mark).
+//! - **Findings** grouped by namespace and owner (the workload a pod's generated name
+//!   comes from, [`owner_name`]), worst group first, each finding with its code's remedy,
+//!   and a severity filter (all / critical / warning / info).
+//! - **Daily log check** (when agents report one): per pattern the pods with the most
+//!   matching lines in 24 h, with the latest matching line.
+//! - **Vulnerabilities**: HIGH/CRITICAL per image with its workloads, fixable first, and
+//!   the age of the oldest scan ([`images`]).
+//! - **Disk usage**: every node and mount, coloured by the merge's thresholds
+//!   ([`MergeConfig`] defaults: near at 80 %, kubelet's `imageGCLowThresholdPercent`;
+//!   pressure at 85 %, kubelet's `imageGCHighThresholdPercent`).
 //! - **Disk pressure**: the cross-links (node, mount, %, what the agent can reclaim, the
 //!   kubelet's image-GC and eviction events), each node linking to its row in the node table.
-//! - **Network throughput**: receive and transmit bytes per second of each node from the
-//!   latest rates, summed over every interface except loopback, on one shared scale.
-//! - **Certificate and backup timelines**: the moments the `certificates` and `velero`
-//!   checks' findings carry ([`crate::checks::Finding::at`]: a certificate's `notAfter`, a
-//!   backup's start, a schedule's last completed backup) on a time axis with a "now" mark.
-//!   Only certificates and backups with a finding appear (the checks report problems, not
-//!   every healthy object).
-//! - **Cleanup proposals**, **checks**, **external signals** (HTTP endpoints, Prometheus
-//!   figures, Alertmanager alerts) and a **node table** with one anchor per node.
+//! - **Network throughput**: receive and transmit bytes per second of each node (the
+//!   agent's rates between its two latest counter samples), summed over every interface
+//!   except loopback, on one shared scale; left out when no node has a rate above zero.
+//! - **Cleanup proposals**, **external signals** (HTTP endpoints, Prometheus figures,
+//!   Alertmanager alerts) and a **node table** with one anchor per node.
 //!
 //! # Rules the page keeps
 //! - **No external assets**: CSS is inline, charts are inline SVG whose coordinates are
@@ -40,7 +46,8 @@ use caretaker_core::render::bytes;
 use jiff::{SignedDuration, Timestamp};
 use maud::{DOCTYPE, Markup, PreEscaped, html as markup};
 
-use super::{ClusterReport, MergeConfig, PressureLevel};
+use super::score::{PartKind, ScorePart};
+use super::{ClusterReport, MergeConfig, PressureLevel, TrackedFinding};
 use crate::checks::{CheckStatus, Finding, ObjectRef, Severity};
 use crate::cleanup::Action;
 
@@ -116,7 +123,7 @@ const CSS: &str = r#"
         --border:#d0d7de; --track:#eaeef2; --bg:#ffffff; --fg:#1f2328; --soft:#f6f8fa; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 "DejaVu Sans", system-ui, sans-serif; color: var(--fg); background: var(--bg); }
-main { max-width: 1200px; margin: 0 auto; padding: 0 20px 40px; }
+main { margin: 0; padding: 0 24px 40px; }
 header.top { display: flex; gap: 20px; align-items: stretch; padding: 18px 20px; background: var(--soft);
              border-bottom: 1px solid var(--border); flex-wrap: wrap; }
 header.top .title { flex: 1 1 420px; }
@@ -135,10 +142,11 @@ nav a { margin-right: 12px; }
 a { color: var(--info); }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 10px; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--border); vertical-align: top; }
+td.wrap { overflow-wrap: anywhere; }
 th { background: var(--soft); font-weight: 600; }
 td.num, th.num { text-align: right; white-space: nowrap; }
 .nowrap { white-space: nowrap; }
-.sev { display: inline-block; padding: 0 8px; border-radius: 10px; color: #fff; font-size: 12px; font-weight: 600; }
+.sev { white-space: nowrap; display: inline-block; padding: 0 8px; border-radius: 10px; color: #fff; font-size: 12px; font-weight: 600; }
 .sev-ok { background: var(--ok); } .sev-info { background: var(--info); }
 .sev-warning { background: var(--warning); } .sev-critical { background: var(--critical); }
 .fresh-stale, .fresh-missing { color: var(--critical); font-weight: 600; }
@@ -150,9 +158,12 @@ td.num, th.num { text-align: right; white-space: nowrap; }
                 border-radius: 14px; cursor: pointer; background: var(--soft); }
 .filter input:checked + label { background: var(--fg); color: #fff; border-color: var(--fg); }
 .filter input:focus-visible + label { outline: 2px solid var(--info); }
-#sev-critical:checked ~ table tbody tr:not([data-severity="critical"]),
-#sev-warning:checked ~ table tbody tr:not([data-severity="warning"]),
-#sev-info:checked ~ table tbody tr:not([data-severity="info"]) { display: none; }
+#sev-critical:checked ~ .groups tbody tr:not([data-severity="critical"]),
+#sev-warning:checked ~ .groups tbody tr:not([data-severity="warning"]),
+#sev-info:checked ~ .groups tbody tr:not([data-severity="info"]) { display: none; }
+#sev-critical:checked ~ .groups .group:not([data-has-critical]),
+#sev-warning:checked ~ .groups .group:not([data-has-warning]),
+#sev-info:checked ~ .groups .group:not([data-has-info]) { display: none; }
 /* Charts: one SVG per row, x in percent of the plot width. */
 table.chart td { border-bottom: 1px solid var(--soft); padding: 2px 8px; }
 table.chart td.plot { width: 55%; }
@@ -172,6 +183,17 @@ svg.axis text { font-size: 11px; fill: var(--muted); }
 .key-ok { background: var(--ok); } .key-near { background: var(--warning); } .key-pressure { background: var(--critical); }
 .key-rx { background: #0969da; } .key-tx { background: #8250df; }
 footer { color: var(--muted); font-size: 12px; margin-top: 30px; }
+/* The overview: checks and their scores beside the charts on a wide screen, stacked below 1200 px. */
+.overview { display: grid; grid-template-columns: minmax(0, 5fr) minmax(0, 6fr); gap: 8px 32px; align-items: start; }
+@media (max-width: 1200px) { .overview { grid-template-columns: minmax(0, 1fr); } }
+svg.score { display: inline-block; width: 90px; height: 10px; background: var(--track); vertical-align: middle; margin-right: 6px; }
+tr.weightless td { color: var(--muted); }
+/* Findings grouped by namespace and owner. */
+.group { margin: 10px 0 14px; }
+.group h3 { margin: 14px 0 4px; font-size: 14px; }
+.group h3 .count { color: var(--muted); font-weight: normal; }
+td.remedy { color: var(--muted); font-size: 12px; max-width: 48ch; }
+pre.sample { margin: 0; white-space: pre-wrap; word-break: break-all; font-size: 12px; }
 @media print { nav, .filter { display: none; } }
 "#;
 
@@ -188,14 +210,14 @@ fn page(r: &ClusterReport, cfg: &MergeConfig) -> Markup {
     let body = markup! {
         (header(r))
         main {
-            (not_reporting(r))
+            (overview(r, cfg))
             (findings(r))
+            (log_check(r))
+            (vulnerabilities(r))
             (disk_chart(r, cfg))
             (disk_pressure(r))
             (network_chart(r))
-            (timelines(r))
             (proposals(r))
-            (checks(r))
             (signals(r))
             (nodes_table(r))
             footer {
@@ -305,13 +327,14 @@ fn header(r: &ClusterReport) -> Markup {
                     (by_sev(Severity::Info)) " info"
                 }
                 nav {
+                    a href="#overview" { "Overview" }
                     a href="#findings" { "Findings" }
+                    @if r.log_check.is_some() { a href="#log-check" { "Log check" } }
+                    a href="#vulnerabilities" { "Vulnerabilities" }
                     a href="#disk" { "Disk" }
                     a href="#pressure" { "Disk pressure" }
-                    a href="#network" { "Network" }
-                    a href="#timelines" { "Certificates & backups" }
+                    @if has_rates(r) { a href="#network" { "Network" } }
                     a href="#proposals" { "Cleanup" }
-                    a href="#checks" { "Checks" }
                     a href="#signals" { "Signals" }
                     a href="#nodes" { "Nodes" }
                 }
@@ -337,8 +360,8 @@ fn not_reporting(r: &ClusterReport) -> Markup {
         .filter(|n| n.freshness != Freshness::Fresh)
         .collect();
     markup! {
-        section id="not-reporting" {
-            h2 { "Nodes not reporting" }
+        div id="not-reporting" {
+            h3 { "Nodes not reporting" }
             @if down.is_empty() {
                 p.empty { "Every node's agent reports." }
             } @else {
@@ -365,42 +388,455 @@ fn not_reporting(r: &ClusterReport) -> Markup {
     }
 }
 
-// ---------------------------------------------------------------- findings with filter
+// ---------------------------------------------------------------- overview
+
+/// Filesystems the overview's disk chart shows: the fullest ones (the whole list is in
+/// the disk section further down).
+pub const OVERVIEW_DISK_ROWS: usize = 12;
+
+/// The status of a score part: a check's severity; for node freshness and disk pressure
+/// the worst of their objects.
+fn part_status(p: &ScorePart) -> Severity {
+    if p.critical > 0 && p.kind != PartKind::Nodes {
+        Severity::Critical
+    } else if p.critical > 0 || p.warning > 0 {
+        Severity::Warning
+    } else if p.info > 0 {
+        Severity::Info
+    } else {
+        Severity::Ok
+    }
+}
+
+fn overview(r: &ClusterReport, cfg: &MergeConfig) -> Markup {
+    markup! {
+        section id="overview" {
+            h2 { "Overview" }
+            div.overview {
+                div {
+                    (score_breakdown(r))
+                    (not_reporting(r))
+                }
+                div {
+                    (disk_overview(r, cfg))
+                    (timelines(r))
+                }
+            }
+        }
+    }
+}
+
+/// Status and score per check, node freshness and disk pressure: what the overall score
+/// is the mean of.
+fn score_breakdown(r: &ClusterReport) -> Markup {
+    let check = |name: &str| r.checks.iter().find(|c| c.name == name);
+    let count = |f: Freshness| r.nodes.iter().filter(|n| n.freshness == f).count();
+    markup! {
+        h3 id="checks" { "Checks and score" }
+        p.legend {
+            "Score " (r.score) " / 100: the mean of each part's healthy share of objects (a critical object costs 1, a warning ½; "
+            "parts that judged nothing are not counted). Status " (r.status) " is the worst finding."
+        }
+        @if r.checks.is_empty() {
+            p.empty { "No cluster checks have run yet." }
+        }
+        table id="score-parts" {
+            thead { tr { th { "part" } th { "status" } th { "score" } th.num { "objects" } th.num { "critical" } th.num { "warning" } th { "summary" } } }
+            tbody {
+                @for p in &r.score_parts {
+                    @let c = check(&p.name);
+                    @let na = c.is_some_and(|c| c.status == CheckStatus::NotApplicable);
+                    tr class=[(p.weight <= 0.0).then_some("weightless")] data-part=(p.name) data-score=(num(p.score)) {
+                        td { (p.name) }
+                        td {
+                            @if na { span.empty { "n/a" } }
+                            @else { (sev_badge(c.map_or_else(|| part_status(p), |c| c.severity))) }
+                        }
+                        td.nowrap {
+                            @if p.weight > 0.0 {
+                                svg.score aria-hidden="true" {
+                                    rect class=(format!("fill-{}", score_level(p.score))) width=(pct(p.score)) height="100%" {}
+                                }
+                                (num(p.score))
+                            } @else { span.empty { "not counted" } }
+                        }
+                        td.num { (p.objects) }
+                        td.num { (p.critical) }
+                        td.num { (p.warning) }
+                        td.wrap {
+                            @match (c, p.kind) {
+                                (Some(c), _) => { (c.summary) }
+                                (None, PartKind::Nodes) => {
+                                    (r.nodes.len()) " nodes: " (count(Freshness::Fresh)) " fresh, "
+                                    (count(Freshness::Stale)) " stale, " (count(Freshness::Missing)) " missing"
+                                }
+                                (None, _) => {
+                                    (p.critical + p.warning) " of " (p.objects) " reporting nodes at or near disk pressure"
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn score_level(score: f64) -> &'static str {
+    if score >= 90.0 {
+        "ok"
+    } else if score >= 60.0 {
+        "near"
+    } else {
+        "pressure"
+    }
+}
+
+// ---------------------------------------------------------------- findings, grouped
+
+/// Kubernetes' alphabet for generated name suffixes (`rand.SafeEncodeString`): no vowels,
+/// no digits that look like letters.
+const GENERATED: &str = "bcdfghjklmnpqrstvwxz2456789";
+
+fn is_generated(seg: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&seg.len()) && seg.chars().all(|c| GENERATED.contains(c))
+}
+
+/// The owner a finding is grouped under: the workload an object's name was generated
+/// from. A Pod `api-7d9c8b6f5d-x2b4z` (Deployment → ReplicaSet hash → pod suffix), a Pod
+/// `agent-x2b4z` (DaemonSet or Job) and a Pod `db-0` (StatefulSet) belong to `api`,
+/// `agent` and `db`; a ReplicaSet `api-7d9c8b6f5d` to `api`; any other object to itself.
+pub fn owner_name(o: &ObjectRef) -> &str {
+    let name = o.name.as_str();
+    match o.kind.as_str() {
+        "Pod" => {
+            if let Some((base, last)) = name.rsplit_once('-') {
+                if is_generated(last, 5, 5) {
+                    if let Some((owner, hash)) = base.rsplit_once('-')
+                        && is_generated(hash, 6, 10)
+                    {
+                        return owner;
+                    }
+                    return base;
+                }
+                if !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()) {
+                    return base;
+                }
+            }
+            name
+        }
+        "ReplicaSet" => match name.rsplit_once('-') {
+            Some((owner, hash)) if is_generated(hash, 6, 10) => owner,
+            _ => name,
+        },
+        _ => name,
+    }
+}
+
+/// The findings of one namespace and owner.
+struct Group<'a> {
+    namespace: Option<&'a str>,
+    owner: &'a str,
+    findings: Vec<&'a TrackedFinding>,
+}
+
+impl Group<'_> {
+    fn worst(&self) -> Severity {
+        self.findings
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Severity::Ok)
+    }
+    fn count(&self, s: Severity) -> usize {
+        self.findings.iter().filter(|f| f.severity == s).count()
+    }
+}
+
+/// Findings above ok grouped by namespace and owner; groups worst first (then by the
+/// number of critical and warning findings, namespace and owner), findings worst first.
+fn groups(r: &ClusterReport) -> Vec<Group<'_>> {
+    let mut by: std::collections::BTreeMap<(Option<&str>, &str), Vec<&TrackedFinding>> =
+        std::collections::BTreeMap::new();
+    for f in r.findings.iter().filter(|f| f.severity > Severity::Ok) {
+        by.entry((f.object.namespace.as_deref(), owner_name(&f.object)))
+            .or_default()
+            .push(f);
+    }
+    let mut out: Vec<Group<'_>> = by
+        .into_iter()
+        .map(|((namespace, owner), mut findings)| {
+            findings.sort_by(|a, b| {
+                b.severity
+                    .cmp(&a.severity)
+                    .then_with(|| a.object.cmp(&b.object))
+                    .then_with(|| a.key.cmp(&b.key))
+            });
+            Group {
+                namespace,
+                owner,
+                findings,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.worst()
+            .cmp(&a.worst())
+            .then_with(|| {
+                b.count(Severity::Critical)
+                    .cmp(&a.count(Severity::Critical))
+            })
+            .then_with(|| b.count(Severity::Warning).cmp(&a.count(Severity::Warning)))
+            .then_with(|| a.namespace.cmp(&b.namespace))
+            .then_with(|| a.owner.cmp(b.owner))
+    });
+    out
+}
+
+fn remedy(code: &str) -> &'static str {
+    crate::checks::codes::lookup(code).map_or("", |c| c.remedy)
+}
 
 fn findings(r: &ClusterReport) -> Markup {
-    let shown: Vec<_> = r
+    let shown = r
         .findings
         .iter()
         .filter(|f| f.severity > Severity::Ok)
-        .collect();
-    let count = |s: Severity| shown.iter().filter(|f| f.severity == s).count();
+        .count();
+    let count = |s: Severity| r.findings.iter().filter(|f| f.severity == s).count();
+    let groups = groups(r);
     markup! {
         section id="findings" {
-            h2 { "Findings" }
-            @if shown.is_empty() {
+            h2 { "Findings by namespace and owner" }
+            @if shown == 0 {
                 p.empty { "No findings." }
             } @else {
+                p.legend { "Worst first; each with what to do (the codes and remedies are listed in aggregator/CHECKS.md)." }
                 div.filter role="group" aria-label="severity filter" {
                     input type="radio" name="severity" id="sev-all" value="all" checked;
-                    label for="sev-all" { "all (" (shown.len()) ")" }
+                    label for="sev-all" { "all (" (shown) ")" }
                     @for s in [Severity::Critical, Severity::Warning, Severity::Info] {
                         input type="radio" name="severity" id=(format!("sev-{s}")) value=(s.to_string());
                         label for=(format!("sev-{s}")) { (s) " (" (count(s)) ")" }
                     }
-                    table {
-                        thead {
-                            tr { th { "severity" } th { "check" } th { "object" } th { "finding" } th { "first seen" } th { "last seen" } th.num { "flaps" } }
+                    div.groups {
+                        @for g in &groups {
+                            div.group data-namespace=(g.namespace.unwrap_or("")) data-owner=(g.owner)
+                                data-has-critical[g.count(Severity::Critical) > 0]
+                                data-has-warning[g.count(Severity::Warning) > 0]
+                                data-has-info[g.count(Severity::Info) > 0] {
+                                h3 {
+                                    (sev_badge(g.worst())) " "
+                                    @match g.namespace { Some(ns) => { "namespace " (ns) }, None => { "cluster-scoped" } }
+                                    " · " (g.owner)
+                                    span.count { " (" (g.findings.len()) ")" }
+                                }
+                                table {
+                                    thead {
+                                        tr { th { "severity" } th { "check" } th { "object" } th { "finding" } th { "remedy" } th { "first seen" } th.num { "flaps" } }
+                                    }
+                                    tbody {
+                                        @for f in &g.findings {
+                                            tr data-severity=(f.severity.to_string()) {
+                                                td { (sev_badge(f.severity)) }
+                                                td { (f.check) br; span.code { (f.code) } }
+                                                td { (object(&f.object)) }
+                                                td { (f.message) }
+                                                td.remedy { (remedy(&f.code)) }
+                                                td.nowrap { (fmt_time(f.first_seen)) }
+                                                td.num { (f.flaps) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- log check
+
+/// Longest sample line shown, in characters (the agents truncate too).
+const SAMPLE_CHARS: usize = 300;
+
+fn sample_text(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .take(SAMPLE_CHARS)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if s.chars().nth(SAMPLE_CHARS).is_some() {
+        clean + "…"
+    } else {
+        clean
+    }
+}
+
+fn log_check(r: &ClusterReport) -> Markup {
+    let Some(l) = &r.log_check else {
+        return markup! {};
+    };
+    markup! {
+        section id="log-check" {
+            h2 { "Daily log check" }
+            p.legend {
+                "Lines of the last 24 h matching each pattern, per container, from " (l.nodes_checked) " node(s) (oldest check "
+                (fmt_time(l.oldest_check)) ", " (bytes(l.bytes_read)) " read, " (l.errors) " error(s)); the pods with the most per pattern, with their latest matching line."
+            }
+            @if l.top.is_empty() {
+                p.empty { "No line matched any pattern." }
+            }
+            @for pattern in &l.patterns {
+                @let rows: Vec<_> = l.top.iter().filter(|e| &e.entry.pattern == pattern).collect();
+                @if !rows.is_empty() {
+                    h3 { "Pattern " span.code { (pattern) } }
+                    table.log-check data-pattern=(pattern) {
+                        thead { tr { th { "pod" } th { "container" } th { "node" } th.num { "24 h" } th.num { "24 h before" } th { "sample line" } } }
                         tbody {
-                            @for f in &shown {
-                                tr data-severity=(f.severity.to_string()) {
-                                    td { (sev_badge(f.severity)) }
-                                    td { (f.check) br; span.code { (f.code) } }
-                                    td { (object(&f.object)) }
-                                    td { (f.message) }
-                                    td.nowrap { (fmt_time(f.first_seen)) }
-                                    td.nowrap { (fmt_time(f.last_seen)) }
-                                    td.num { (f.flaps) }
+                            @for e in rows {
+                                tr {
+                                    td { (e.entry.namespace) "/" (e.entry.pod) }
+                                    td { (e.entry.container) }
+                                    td { (node_link(&e.node_name)) }
+                                    td.num { (e.entry.count) }
+                                    td.num { (e.entry.previous_count) }
+                                    td { @match &e.entry.sample { Some(s) => pre.sample { (sample_text(s)) }, None => span.empty { "-" } } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- vulnerabilities
+
+/// HIGH and CRITICAL vulnerabilities of one image, as the `vulnerabilities` check's
+/// findings state them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageVulnerabilities {
+    pub image: String,
+    pub critical: u64,
+    pub critical_fixable: u64,
+    pub high: u64,
+    pub high_fixable: u64,
+    /// `Kind/namespace/name (container)` of each workload running it.
+    pub workloads: Vec<String>,
+    /// The oldest scan of the image.
+    pub oldest_scan: Option<Timestamp>,
+}
+
+/// Reads `container C image I: N CRITICAL (M fixable), H HIGH (K fixable)` from the head
+/// of a `vulnerabilities_fixable`/`vulnerabilities_unfixed` message (the form
+/// [`crate::checks::vulnerabilities::check`] writes; its test pins it).
+fn parse_counts(message: &str) -> Option<(String, String, [u64; 4])> {
+    let rest = message.strip_prefix("container ")?;
+    let (container, rest) = rest.split_once(" image ")?;
+    let (image, rest) = rest.split_once(": ")?;
+    let nums: Vec<u64> = rest
+        .split(';')
+        .next()?
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|t| !t.is_empty())
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    match nums.as_slice() {
+        [c, cf, h, hf] => Some((container.to_string(), image.to_string(), [*c, *cf, *h, *hf])),
+        _ => None,
+    }
+}
+
+/// Per image, from the `vulnerabilities` check's findings: fixable first (most fixable
+/// CRITICAL, then HIGH), then by CRITICAL and HIGH counts and name.
+pub fn images(r: &ClusterReport) -> Vec<ImageVulnerabilities> {
+    let mut by: std::collections::BTreeMap<String, ImageVulnerabilities> =
+        std::collections::BTreeMap::new();
+    let findings = r
+        .checks
+        .iter()
+        .filter(|c| c.name == crate::checks::vulnerabilities::CHECK)
+        .flat_map(|c| &c.findings)
+        .filter(|f| {
+            matches!(
+                f.code.as_str(),
+                "vulnerabilities_fixable" | "vulnerabilities_unfixed"
+            )
+        });
+    for f in findings {
+        let Some((container, image, [c, cf, h, hf])) = parse_counts(&f.message) else {
+            continue;
+        };
+        let e = by
+            .entry(image.clone())
+            .or_insert_with(|| ImageVulnerabilities {
+                image,
+                ..ImageVulnerabilities::default()
+            });
+        // The same image scanned in several workloads has the same vulnerabilities: the
+        // counts of one scan, the workloads of all.
+        if e.workloads.is_empty() {
+            (e.critical, e.critical_fixable, e.high, e.high_fixable) = (c, cf, h, hf);
+        }
+        e.workloads.push(format!("{} ({container})", f.object));
+        e.oldest_scan = match (e.oldest_scan, f.at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let mut v: Vec<ImageVulnerabilities> = by.into_values().collect();
+    v.sort_by(|a, b| {
+        (b.critical_fixable, b.high_fixable, b.critical, b.high)
+            .cmp(&(a.critical_fixable, a.high_fixable, a.critical, a.high))
+            .then_with(|| a.image.cmp(&b.image))
+    });
+    v
+}
+
+fn vulnerabilities(r: &ClusterReport) -> Markup {
+    let check = r
+        .checks
+        .iter()
+        .find(|c| c.name == crate::checks::vulnerabilities::CHECK);
+    let images = images(r);
+    let age = |t: Timestamp| {
+        let days = r.generated_at.duration_since(t).as_hours() / 24;
+        format!("{days} d")
+    };
+    markup! {
+        section id="vulnerabilities" {
+            h2 { "Vulnerabilities (HIGH and CRITICAL, per image)" }
+            @match check {
+                None => p.empty { "The vulnerabilities check has not run." },
+                Some(c) if c.status == CheckStatus::NotApplicable => p.empty { "No trivy-operator VulnerabilityReports: " (c.summary) },
+                Some(c) => {
+                    p.legend { (c.summary) ". Fixable (a fixed version exists) first; the scan age is the oldest scan's, as of the report." }
+                    @if images.is_empty() {
+                        p.empty { "No image has HIGH or CRITICAL vulnerabilities." }
+                    } @else {
+                        table id="vulnerability-images" {
+                            thead { tr { th { "image" } th.num { "CRITICAL" } th.num { "fixable" } th.num { "HIGH" } th.num { "fixable" } th { "workloads" } th.nowrap { "scanned" } } }
+                            tbody {
+                                @for i in &images {
+                                    tr data-image=(i.image) data-severity=(if i.critical_fixable > 0 { "critical" } else if i.high_fixable > 0 { "warning" } else { "info" }) {
+                                        td.code { (i.image) }
+                                        td.num { (i.critical) }
+                                        td.num { (i.critical_fixable) }
+                                        td.num { (i.high) }
+                                        td.num { (i.high_fixable) }
+                                        td { @for w in &i.workloads { div { (w) } } }
+                                        td.nowrap {
+                                            @match i.oldest_scan {
+                                                Some(t) => { (t.strftime("%Y-%m-%d").to_string()) " (" (age(t)) " ago)" }
+                                                None => span.empty { "unknown" },
+                                            }
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -446,6 +882,75 @@ fn by_mountpoint(fs: &[Filesystem]) -> Vec<&Filesystem> {
     v
 }
 
+/// One filesystem's bar, with the node's link when `first` (the node's first row).
+fn disk_row(node: &str, first: bool, f: &Filesystem, cfg: &MergeConfig) -> Markup {
+    markup! {
+        @let level = if f.stale { "stale" } else { disk_level(f.used_percent, cfg) };
+                                    tr data-node=(node) data-mount=(f.mountpoint) data-level=(level) {
+                                        td { @if first { (node_link(node)) } }
+                                        td.code.wrap { (f.mountpoint) }
+                                        td.plot {
+                                            // The row's text says the same: the bar is decoration for
+                                            // assistive technology, and lean (a row per mount at 5,000 nodes).
+                                            svg.bar aria-hidden="true" {
+                                                @if !f.stale {
+                                                    rect class=(format!("used fill-{level}")) width=(pct(f.used_percent)) height="100%" {}
+                                                }
+                                                line.th-low x1=(pct(cfg.near_percent)) x2=(pct(cfg.near_percent)) y2="100%" {}
+                                                line.th-high x1=(pct(cfg.pressure_percent)) x2=(pct(cfg.pressure_percent)) y2="100%" {}
+                                            }
+                                        }
+                                        td.num {
+                                            @if f.stale { "stale (statvfs timed out)" }
+                                            @else { (format!("{:.1}", f.used_percent)) " % of " (bytes(f.size_bytes)) }
+                                        }
+                                    }
+    }
+}
+
+/// The overview's disk chart: the [`OVERVIEW_DISK_ROWS`] fullest filesystems.
+fn disk_overview(r: &ClusterReport, cfg: &MergeConfig) -> Markup {
+    let mut all: Vec<(&str, &Filesystem)> = r
+        .nodes
+        .iter()
+        .filter_map(|n| n.report.as_ref().map(|rep| (n.node_name.as_str(), rep)))
+        .flat_map(|(name, rep)| {
+            rep.filesystems
+                .iter()
+                .filter(|f| !f.stale)
+                .map(move |f| (name, f))
+        })
+        .collect();
+    let total = all.len();
+    all.sort_by(|a, b| {
+        b.1.used_percent
+            .total_cmp(&a.1.used_percent)
+            .then_with(|| a.0.cmp(b.0))
+            .then_with(|| a.1.mountpoint.cmp(&b.1.mountpoint))
+    });
+    all.truncate(OVERVIEW_DISK_ROWS);
+    markup! {
+        h3 { "Fullest filesystems" }
+        @if all.is_empty() {
+            p.empty { "No agent reports a filesystem." }
+        } @else {
+            p.legend {
+                "The " (all.len()) " fullest of " (total) " filesystems (all of them under " a href="#disk" { "Disk usage" } ")."
+                span.key.key-near {} "near " (num(cfg.near_percent)) " %"
+                span.key.key-pressure {} "pressure " (num(cfg.pressure_percent)) " %"
+            }
+            table.chart id="disk-overview" {
+                thead { tr { th { "node" } th { "mount" } th.plot { (percent_axis(cfg)) } th.num { "used" } } }
+                tbody {
+                    @for (node, f) in &all {
+                        (disk_row(node, true, f, cfg))
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn disk_chart(r: &ClusterReport, cfg: &MergeConfig) -> Markup {
     markup! {
         section id="disk" {
@@ -476,26 +981,7 @@ fn disk_chart(r: &ClusterReport, cfg: &MergeConfig) -> Markup {
                                     }
                                 }
                                 @for (i, f) in fs.iter().enumerate() {
-                                    @let level = if f.stale { "stale" } else { disk_level(f.used_percent, cfg) };
-                                    tr data-node=(n.node_name) data-mount=(f.mountpoint) data-level=(level) {
-                                        td { @if i == 0 { (node_link(&n.node_name)) } }
-                                        td.code { (f.mountpoint) }
-                                        td.plot {
-                                            // The row's text says the same: the bar is decoration for
-                                            // assistive technology, and lean (a row per mount at 5,000 nodes).
-                                            svg.bar aria-hidden="true" {
-                                                @if !f.stale {
-                                                    rect class=(format!("used fill-{level}")) width=(pct(f.used_percent)) height="100%" {}
-                                                }
-                                                line.th-low x1=(pct(cfg.near_percent)) x2=(pct(cfg.near_percent)) y2="100%" {}
-                                                line.th-high x1=(pct(cfg.pressure_percent)) x2=(pct(cfg.pressure_percent)) y2="100%" {}
-                                            }
-                                        }
-                                        td.num {
-                                            @if f.stale { "stale (statvfs timed out)" }
-                                            @else { (format!("{:.1}", f.used_percent)) " % of " (bytes(f.size_bytes)) }
-                                        }
-                                    }
+                                    (disk_row(&n.node_name, i == 0, f, cfg))
                                 }
                             }
                         }
@@ -579,13 +1065,35 @@ fn node_rates(n: &NodeStatus) -> Option<Throughput> {
     })
 }
 
+/// Whether any node has a rate above zero to draw.
+fn has_rates(r: &ClusterReport) -> bool {
+    r.nodes
+        .iter()
+        .filter_map(node_rates)
+        .any(|t| t.rx > 0.0 || t.tx > 0.0)
+}
+
+/// The nodes' throughput from their agents' rates (bytes per second between the agent's
+/// two latest samples of the interface counters); left out entirely when no node has a
+/// rate above zero, and nodes without rates are listed under the chart, not as empty bars.
 fn network_chart(r: &ClusterReport) -> Markup {
-    let rows: Vec<(&NodeStatus, Option<Throughput>)> =
-        r.nodes.iter().map(|n| (n, node_rates(n))).collect();
+    if !has_rates(r) {
+        return markup! {};
+    }
+    let rows: Vec<(&NodeStatus, Throughput)> = r
+        .nodes
+        .iter()
+        .filter_map(|n| node_rates(n).map(|t| (n, t)))
+        .collect();
+    let without: Vec<&str> = r
+        .nodes
+        .iter()
+        .filter(|n| node_rates(n).is_none())
+        .map(|n| n.node_name.as_str())
+        .collect();
     let max = rows
         .iter()
-        .filter_map(|(_, r)| *r)
-        .map(|t| t.rx.max(t.tx))
+        .map(|(_, t)| t.rx.max(t.tx))
         .fold(0.0_f64, f64::max);
     let share = |v: f64| {
         if max > 0.0 {
@@ -605,30 +1113,23 @@ fn network_chart(r: &ClusterReport) -> Markup {
             table.chart id="network-chart" {
                 thead { tr { th { "node" } th.plot { "throughput" } th.num { "receive" } th.num { "transmit" } } }
                 tbody {
-                    @for (n, rates) in &rows {
+                    @for (n, t) in &rows {
                         tr data-node=(n.node_name) {
                             td { (node_link(&n.node_name)) }
-                            @match rates {
-                                Some(Throughput { rx, tx, interfaces }) => {
-                                    td.plot {
-                                        svg.bar aria-hidden="true" {
-                                            rect.rx.fill-rx y="0" width=(share(*rx)) height="50%" {}
-                                            rect.tx.fill-tx y="50%" width=(share(*tx)) height="50%" {}
-                                        }
-                                    }
-                                    td.num title=(format!("{interfaces} interface(s)")) { (rate(*rx)) }
-                                    td.num { (rate(*tx)) }
-                                }
-                                None => {
-                                    td.empty colspan="3" {
-                                        @if n.report.is_some() { "no rates yet (first sample or counter reset)" }
-                                        @else { "no agent report (" (freshness_word(n.freshness)) ")" }
-                                    }
+                            td.plot {
+                                svg.bar aria-hidden="true" {
+                                    rect.rx.fill-rx y="0" width=(share(t.rx)) height="50%" {}
+                                    rect.tx.fill-tx y="50%" width=(share(t.tx)) height="50%" {}
                                 }
                             }
+                            td.num title=(format!("{} interface(s)", t.interfaces)) { (rate(t.rx)) }
+                            td.num { (rate(t.tx)) }
                         }
                     }
                 }
+            }
+            @if !without.is_empty() {
+                p.empty { "No rates yet (no agent report, first sample or counter reset): " (without.join(", ")) }
             }
         }
     }
@@ -775,7 +1276,7 @@ fn timeline(
                     @for m in &marks {
                         @let f = m.finding;
                         tr data-severity=(f.severity.to_string()) data-at=(m.at.to_string()) {
-                            td { (object(&f.object)) }
+                            td.wrap { (object(&f.object)) }
                             td.plot {
                                 svg.bar role="img" aria-label=(format!("{}: {}", object(&f.object), fmt_time(m.at))) {
                                     title { (object(&f.object)) ": " (fmt_time(m.at)) }
@@ -785,7 +1286,8 @@ fn timeline(
                                 }
                             }
                             td.nowrap { (fmt_time(m.at)) }
-                            td { (sev_badge(f.severity)) " " (f.message) }
+                            // Short in the overview: the message is the tooltip and in the findings.
+                            td title=(f.message) { (sev_badge(f.severity)) " " span.code { (f.code) } }
                         }
                     }
                 }
@@ -796,8 +1298,8 @@ fn timeline(
 
 fn timelines(r: &ClusterReport) -> Markup {
     markup! {
-        section id="timelines" {
-            h2 { "Certificates and backups" }
+        div id="timelines" {
+            h3 { "Certificates and backups" }
             p.legend { "The vertical line is the report's time (" (fmt_time(r.generated_at)) "); each dot is one object's moment, coloured by severity." }
             (timeline(r, "certificate-timeline", "Certificate expiry", "certificates", "expires (notAfter)",
                 "No certificate expires within the warning window."))
@@ -826,31 +1328,6 @@ fn proposals(r: &ClusterReport) -> Markup {
                                 td { (object(&p.object)) }
                                 td { @match p.action { Action::Delete => "delete", Action::Report => "report only" } }
                                 td { (p.message) }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn checks(r: &ClusterReport) -> Markup {
-    markup! {
-        section id="checks" {
-            h2 { "Checks" }
-            @if r.checks.is_empty() {
-                p.empty { "No cluster checks have run yet." }
-            } @else {
-                table {
-                    thead { tr { th { "check" } th { "severity" } th.num { "findings" } th { "summary" } } }
-                    tbody {
-                        @for c in &r.checks {
-                            tr {
-                                td { (c.name) }
-                                td { @if c.status == CheckStatus::NotApplicable { span.empty { "n/a" } } @else { (sev_badge(c.severity)) } }
-                                td.num { (c.findings.len()) }
-                                td { (c.summary) }
                             }
                         }
                     }
@@ -1230,10 +1707,11 @@ mod tests {
             page.contains(r#"id="sev-all" value="all" checked>"#),
             "all is chosen by default"
         );
+        assert!(page.contains(
+            r#"#sev-critical:checked ~ .groups tbody tr:not([data-severity="critical"])"#
+        ));
         assert!(
-            page.contains(
-                r#"#sev-critical:checked ~ table tbody tr:not([data-severity="critical"])"#
-            )
+            page.contains(r#"#sev-critical:checked ~ .groups .group:not([data-has-critical])"#)
         );
         let start = page.find(r#"<section id="findings">"#).unwrap();
         let section = &page[start..start + page[start..].find("</section>").unwrap()];
@@ -1251,8 +1729,8 @@ mod tests {
     #[test]
     fn missing_and_stale_nodes_are_listed_first() {
         let page = html(&sample());
-        let start = page.find(r#"<section id="not-reporting">"#).unwrap();
-        let section = &page[start..start + page[start..].find("</section>").unwrap()];
+        let start = page.find(r#"<div id="not-reporting">"#).unwrap();
+        let section = &page[start..start + page[start..].find("</table>").unwrap()];
         assert!(
             section.contains(
                 r##"<tr data-freshness="missing"><td><a href="#node-node-c">node-c</a>"##
@@ -1414,5 +1892,278 @@ mod tests {
         );
         assert_eq!(pct(120.0), "100%");
         assert_eq!(pct(f64::NAN), "0%");
+    }
+
+    /// The text between `<section id="ID">` and its `</section>`.
+    fn section<'a>(page: &'a str, id: &str) -> &'a str {
+        let start = page
+            .find(&format!(r#"<section id="{id}">"#))
+            .unwrap_or_else(|| panic!("no section {id}"));
+        &page[start..start + page[start..].find("</section>").unwrap()]
+    }
+
+    #[test]
+    fn the_overview_comes_first_with_the_score_per_part() {
+        let r = sample();
+        let page = html(&r);
+        let overview = page.find(r#"<section id="overview">"#).unwrap();
+        let findings = page.find(r#"<section id="findings">"#).unwrap();
+        assert!(overview < findings, "the overview opens the page");
+        for id in [
+            r#"id="score-parts""#,
+            r#"id="disk-overview""#,
+            r#"id="certificate-timeline""#,
+            r#"id="backup-timeline""#,
+        ] {
+            let at = page.find(id).unwrap_or_else(|| panic!("{id}"));
+            assert!(overview < at && at < findings, "{id} is in the overview");
+        }
+        let o = section(&page, "overview");
+        // One row per part, with its score: pods 2 of 12 objects (1 critical, 1 warning).
+        assert_eq!(
+            o.matches("<tr data-part=").count()
+                + o.matches(r#"<tr class="weightless" data-part="#).count(),
+            r.score_parts.len(),
+            "{o}"
+        );
+        let pods = row(o, r#"data-part="pods""#);
+        assert!(pods.contains(r#"data-score="87.5""#), "{pods}");
+        assert!(
+            pods.contains(r#"<td class="num">12</td><td class="num">1</td><td class="num">1</td>"#),
+            "{pods}"
+        );
+        assert!(pods.contains("12 pods, 2 with problems"), "{pods}");
+        let nodes = row(
+            o,
+            &format!(r#"data-part="{}""#, super::super::score::NODE_FRESHNESS),
+        );
+        assert!(
+            nodes.contains("5 nodes: 2 fresh, 1 stale, 2 missing"),
+            "{nodes}"
+        );
+        // The fullest filesystem first.
+        let disk = &o[o.find(r#"id="disk-overview""#).unwrap()..];
+        assert!(
+            disk.find(r#"data-node="node-b""#).unwrap()
+                < disk.find(r#"data-node="node-a""#).unwrap()
+        );
+    }
+
+    #[test]
+    fn content_is_not_capped_to_a_narrow_column() {
+        assert!(CSS.contains("main { margin: 0; padding: 0 24px 40px; }"));
+        assert!(!CSS.contains("max-width: 1200px; margin: 0 auto"));
+    }
+
+    #[test]
+    fn findings_are_grouped_by_namespace_and_owner_worst_first_with_remedies() {
+        let r = sample();
+        let page = html(&r);
+        let f = section(&page, "findings");
+        let heads: Vec<&str> = f
+            .match_indices("<div class=\"group\"")
+            .map(|(i, _)| {
+                let h = &f[i..];
+                &h[..h.find('>').unwrap()]
+            })
+            .collect();
+        assert_eq!(
+            heads,
+            vec![
+                // Critical first; among equals by namespace and owner.
+                r#"<div class="group" data-namespace="shop" data-owner="api-7d9" data-has-critical"#,
+                r#"<div class="group" data-namespace="shop" data-owner="web-tls" data-has-critical"#,
+                r#"<div class="group" data-namespace="velero" data-owner="adhoc-1" data-has-critical"#,
+                r#"<div class="group" data-namespace="shop" data-owner="api-tls" data-has-warning"#,
+                // Pod worker-1: a StatefulSet's ordinal.
+                r#"<div class="group" data-namespace="shop" data-owner="worker" data-has-warning"#,
+                r#"<div class="group" data-namespace="velero" data-owner="daily" data-has-warning"#,
+                r#"<div class="group" data-namespace="shop" data-owner="x" data-has-info"#,
+            ]
+        );
+        // Each finding carries its code's remedy.
+        let crash = row(
+            f,
+            r#"<tr data-severity="critical"><td><span class="sev sev-critical">critical</span></td><td>pods<br><span class="code">crash_loop_back_off</span>"#,
+        );
+        let want = crate::checks::codes::lookup("crash_loop_back_off")
+            .unwrap()
+            .remedy;
+        assert!(!want.is_empty());
+        assert!(
+            crash.contains(&maud::html! { td.remedy { (want) } }.into_string()),
+            "{crash}"
+        );
+    }
+
+    #[test]
+    fn owners_come_from_generated_names() {
+        let o = |kind: &str, name: &str| ObjectRef {
+            kind: kind.into(),
+            namespace: Some("ns".into()),
+            name: name.into(),
+            uid: None,
+        };
+        for (kind, name, owner) in [
+            ("Pod", "api-7d9c8b6f5d-x2b4z", "api"),
+            ("Pod", "node-agent-x2b4z", "node-agent"),
+            ("Pod", "db-0", "db"),
+            ("Pod", "db-12", "db"),
+            ("Pod", "standalone", "standalone"),
+            // "shop" has a vowel: not a generated suffix.
+            ("Pod", "web-shop", "web-shop"),
+            ("ReplicaSet", "api-7d9c8b6f5d", "api"),
+            ("Deployment", "api-7d9c8b6f5d", "api-7d9c8b6f5d"),
+            ("Certificate", "web-tls", "web-tls"),
+        ] {
+            assert_eq!(owner_name(&o(kind, name)), owner, "{kind} {name}");
+        }
+    }
+
+    #[test]
+    fn the_log_check_lists_top_pods_per_pattern_with_sample_lines() {
+        use caretaker_core::model::LogCheckEntry;
+        let mut r = sample();
+        let entry = |pattern: &str, pod: &str, count, sample: Option<&str>| {
+            super::super::logcheck::ClusterLogEntry {
+                node_name: "node-a".into(),
+                entry: LogCheckEntry {
+                    pattern: pattern.into(),
+                    namespace: "shop".into(),
+                    pod: pod.into(),
+                    container: "api".into(),
+                    count,
+                    previous_count: 3,
+                    sample: sample.map(str::to_string),
+                },
+            }
+        };
+        r.log_check = Some(super::super::logcheck::ClusterLogCheck {
+            nodes_checked: 2,
+            oldest_check: at(0),
+            patterns: vec![
+                "error".into(),
+                "warn".into(),
+                "authentication failed".into(),
+            ],
+            top: vec![
+                entry(
+                    "error",
+                    "api-1",
+                    120,
+                    Some("ERROR db timeout \u{1b}[31m<b>"),
+                ),
+                entry("error", "api-2", 7, None),
+                entry("warn", "api-1", 40, Some(&"w".repeat(400))),
+            ],
+            bytes_read: 1 << 20,
+            errors: 0,
+        });
+        let page = html(&r);
+        let l = section(&page, "log-check");
+        assert!(page.contains(r##"<a href="#log-check">Log check</a>"##));
+        assert!(
+            l.contains("from 2 node(s)") && l.contains("1.0 MiB read"),
+            "{l}"
+        );
+        let error = &l
+            [l.find(r#"data-pattern="error""#).unwrap()..l.find(r#"data-pattern="warn""#).unwrap()];
+        assert_eq!(error.matches("<tr><td>").count(), 2, "{error}");
+        assert!(error.find("api-1").unwrap() < error.find("api-2").unwrap());
+        // Control characters replaced, markup escaped.
+        assert!(
+            error.contains(r#"<pre class="sample">ERROR db timeout �[31m&lt;b&gt;</pre>"#),
+            "{error}"
+        );
+        // Long lines cut.
+        let warn = &l[l.find(r#"data-pattern="warn""#).unwrap()..];
+        assert!(
+            warn.contains(&format!("{}…</pre>", "w".repeat(SAMPLE_CHARS))),
+            "{warn}"
+        );
+        assert!(
+            !l.contains("authentication failed</span>"),
+            "a pattern with no pod has no table"
+        );
+        // No log check: no section.
+        assert!(!html(&sample()).contains(r#"id="log-check""#));
+    }
+
+    #[test]
+    fn vulnerabilities_are_listed_per_image_fixable_first_with_scan_age() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/vulnerabilityreports.json");
+        let state = crate::cluster::dump::load(&[path]).unwrap();
+        let now: Timestamp = "2026-12-05T03:00:00Z".parse().unwrap();
+        let check = crate::checks::vulnerabilities::check(&state, &Default::default(), now);
+        let mut r = sample();
+        r.generated_at = now;
+        r.checks.push(check);
+        let images = images(&r);
+        assert_eq!(
+            images
+                .iter()
+                .map(|i| (
+                    i.image.as_str(),
+                    i.critical,
+                    i.critical_fixable,
+                    i.high,
+                    i.high_fixable
+                ))
+                .collect::<Vec<_>>(),
+            vec![
+                ("index.docker.io/library/nginx:1.25.3", 2, 1, 3, 2),
+                (
+                    "docker.io/bitnami/postgresql:16.1.0-debian-11-r15",
+                    0,
+                    0,
+                    1,
+                    0
+                ),
+            ]
+        );
+        assert_eq!(
+            images[1]
+                .oldest_scan
+                .map(|t| t.strftime("%Y-%m-%d").to_string()),
+            Some("2026-11-20".to_string())
+        );
+        let page = html(&r);
+        let v = section(&page, "vulnerabilities");
+        assert!(
+            v.find("nginx:1.25.3").unwrap() < v.find("postgresql").unwrap(),
+            "fixable first"
+        );
+        let nginx = row(v, r#"data-image="index.docker.io/library/nginx:1.25.3""#);
+        assert!(nginx.contains(r#"data-severity="critical""#), "{nginx}");
+        assert!(nginx.contains("2026-11-30 (5 d ago)"), "{nginx}");
+        let pg = row(v, r#"data-image="docker.io/bitnami/postgresql"#);
+        assert!(pg.contains("2026-11-20 (14 d ago)"), "{pg}");
+        // Not applicable: said so.
+        let page = html(&sample());
+        assert!(
+            section(&page, "vulnerabilities").contains("The vulnerabilities check has not run.")
+        );
+    }
+
+    #[test]
+    fn the_network_chart_is_left_out_when_no_node_has_a_rate() {
+        let mut r = sample();
+        for n in &mut r.nodes {
+            if let Some(rep) = &mut n.report {
+                rep.network.clear();
+            }
+        }
+        let page = html(&r);
+        assert!(!page.contains(r#"id="network""#) && !page.contains("#network"));
+        // With rates: nodes without any are named under the chart, not drawn empty.
+        let page = html(&sample());
+        let n = section(&page, "network");
+        assert!(
+            n.contains("No rates yet (no agent report, first sample or counter reset): ")
+                && n.contains(", node-c, node-d</p>"),
+            "{n}"
+        );
+        assert!(!n.contains(r#"<tr data-node="node-d">"#), "{n}");
     }
 }

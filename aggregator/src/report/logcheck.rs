@@ -103,6 +103,18 @@ pub fn merge<'a>(
         }
     }
 
+    // The pods judged, as far as the cluster sees them: those in any node's top lists or
+    // findings (the agents send no list of every container they read).
+    let pods: std::collections::BTreeSet<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.entry.namespace.as_str(), e.entry.pod.as_str()))
+        .chain(
+            by_pod
+                .keys()
+                .map(|(ns, pod, _)| (ns.as_str(), pod.as_str())),
+        )
+        .collect();
+    let pods_judged = pods.len();
     let findings: Vec<Finding> = by_pod
         .into_iter()
         .map(|((namespace, pod, reason), (node, mut fs))| {
@@ -121,7 +133,7 @@ pub fn merge<'a>(
         findings.len(),
         if findings.len() == 1 { "" } else { "s" },
     );
-    let check = CheckResult::new(CHECK, summary, findings);
+    let check = CheckResult::new(CHECK, summary, findings).with_objects(pods_judged);
     let cluster = ClusterLogCheck {
         nodes_checked,
         oldest_check,

@@ -6,7 +6,8 @@
 //! # Layout
 //! - this file: the report's types (their JSON is public: `schema_version` 2) and
 //!   [`merge`], a pure function of its inputs.
-//! - [`score`]: the status and 0–100 score formula.
+//! - [`score`]: the status and the 0–100 score (Popeye's model: the healthy share of each
+//!   check's objects, weighted by severity; the overall score is the mean of the parts).
 //! - [`render`]: terminal table and Markdown maintenance record.
 //! - [`html`]: the report page (`GET /report`, `--output html`).
 //! - [`logcheck`]: the agents' log check summaries merged (top containers, `log_check` check).
@@ -20,7 +21,8 @@
 //!   signals?: {endpoints: [...], prometheus?: {...}, alerts?: {firing, silenced, inhibited}},
 //!   disk_pressure: [{node_name, mountpoint, used_percent, level: near|pressure, reclaimable_bytes?, events: [...]}],
 //!   log_check?: {nodes_checked, oldest_check, patterns, top: [{node_name, pattern, namespace, pod, container, count, previous_count, sample?}], bytes_read, errors},
-//!   findings: [{key, check, code, severity, object, message, first_seen, last_seen, flaps}] }
+//!   findings: [{key, check, code, severity, object, message, first_seen, last_seen, flaps}],
+//!   score_parts: [{name, kind: check|nodes|disk, score: 0..100, weight, objects, critical, warning, info}] }
 //! ```
 
 pub mod html;
@@ -88,6 +90,11 @@ pub struct ClusterReport {
     /// stands for and what they ran. Absent on every other report.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub run: Option<ScheduledRun>,
+    /// The score per part: each check, node freshness and disk pressure, with the objects
+    /// it judged and how many were unhealthy; the overall score is their weighted mean.
+    /// Last in the JSON, after the per-node data the JSON endpoint splices in.
+    #[serde(default)]
+    pub score_parts: Vec<score::ScorePart>,
 }
 
 /// A scheduled run's record: the runs it stands for and the tasks it ran. Checks outside
@@ -433,12 +440,13 @@ pub fn merge_nodes<'a>(
 
     let disk_pressure = disk_pressure(&latest, round, cfg);
     let findings = track_now(&checks, now);
-    let (status, score) = score::status_and_score(&nodes, &checks, &disk_pressure);
+    let (status, score, score_parts) = score::status_and_score(&nodes, &checks, &disk_pressure);
     ClusterReport {
         schema_version: SCHEMA_VERSION,
         generated_at: now,
         status,
         score,
+        score_parts,
         nodes,
         checks_at: round.at,
         checks,
@@ -653,8 +661,9 @@ pub(crate) mod tests {
                             "Pending for 2h: 0/3 nodes are available",
                         ),
                     ],
-                ),
-                CheckResult::new("nodes", "3 nodes", vec![]),
+                )
+                .with_objects(12),
+                CheckResult::new("nodes", "3 nodes", vec![]).with_objects(3),
             ],
             proposals: vec![Proposal {
                 code: "completed_job".into(),
@@ -722,8 +731,22 @@ pub(crate) mod tests {
                 "pods/pending/Pod/shop/worker-1",
             ]
         );
-        // 100 − (15 + 5) for pods − 15 missing − 10 pressure.
-        assert_eq!((r.status, r.score), (Severity::Critical, 55));
+        // Parts: pods 100 × (1 − (1 + ½) / 12) = 87.5, nodes 100, node freshness
+        // 100 × (1 − 1 / 3) = 66.7 (node-c missing), disk 100 × (1 − 1 / 2) = 50 (node-b
+        // under pressure): ⌊304.17 / 4⌋ = 76.
+        assert_eq!((r.status, r.score), (Severity::Critical, 76));
+        assert_eq!(
+            r.score_parts
+                .iter()
+                .map(|p| (p.name.as_str(), p.score))
+                .collect::<Vec<_>>(),
+            vec![
+                ("nodes", 100.0),
+                ("pods", 87.5),
+                (score::NODE_FRESHNESS, 66.7),
+                (score::DISK_PRESSURE, 50.0)
+            ]
+        );
         // Stale after 3 intervals of 10 s.
         let later = merge(&nodes, &round(), &MergeConfig::default(), at(31));
         assert_eq!(later.nodes[0].freshness, Freshness::Stale);

@@ -2,6 +2,13 @@
 //! maintenance record (date, who, what was done, results, problems, next actions, as the
 //! operators write it by hand today), the HTML report page ([`super::html`]) or JUnit XML
 //! of its checks. JSON is the report's serde form, YAML the same document.
+//!
+//! The Markdown record also carries the seed's monthly checklist (security, performance,
+//! dependencies, backups; [`CHECKLIST`]): each item a check covers is ticked from that
+//! check's result in the report, with its counts and a link to the check's section
+//! (`## Checks`, one `### name` per check); an item whose check did not run, did not apply
+//! or could not list its objects stays open with the reason; the items no check can cover
+//! (restore test, disaster-recovery drill) are listed open for a person.
 
 use std::fmt::Write as _;
 
@@ -180,7 +187,17 @@ fn nodes_table(report: &ClusterReport, style: Style) -> String {
 }
 
 fn checks_table(report: &ClusterReport, style: Style) -> String {
-    let mut t = table(style, &["check", "severity", "findings", "summary"]);
+    let mut t = table(
+        style,
+        &["check", "severity", "score", "findings", "summary"],
+    );
+    let score = |name: &str| {
+        report
+            .score_parts
+            .iter()
+            .find(|p| p.name == name && p.weight > 0.0)
+            .map_or_else(|| "-".to_string(), |p| format!("{:.1}", p.score))
+    };
     for c in &report.checks {
         t.add_row(vec![
             c.name.clone(),
@@ -189,6 +206,7 @@ fn checks_table(report: &ClusterReport, style: Style) -> String {
             } else {
                 c.severity.to_string()
             },
+            score(&c.name),
             c.findings.len().to_string(),
             c.summary.clone(),
         ]);
@@ -373,11 +391,21 @@ fn text(report: &ClusterReport, style: Style, layout: Layout) -> String {
         "- by: caretaker-aggregator {}",
         env!("CARGO_PKG_VERSION")
     );
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "- status: {} (score {}/100)",
+        "- status: {} (score {}/100",
         report.status, report.score
     );
+    let own: Vec<String> = report
+        .score_parts
+        .iter()
+        .filter(|p| p.kind != super::score::PartKind::Check && p.weight > 0.0)
+        .map(|p| format!("{} {:.1}", p.name.replace('_', " "), p.score))
+        .collect();
+    if !own.is_empty() {
+        let _ = write!(out, ": {}, checks as in Results", own.join(", "));
+    }
+    out.push_str(")\n");
     let _ = writeln!(
         out,
         "- nodes: {} ({fresh} fresh, {stale} stale, {missing} missing)",
@@ -555,6 +583,11 @@ fn text(report: &ClusterReport, style: Style, layout: Layout) -> String {
             );
         }
     }
+    if md {
+        out.push('\n');
+        out.push_str(&checklist(report));
+        out.push_str(&check_sections(report));
+    }
     let reported: Vec<_> = report
         .nodes
         .iter()
@@ -574,10 +607,250 @@ fn text(report: &ClusterReport, style: Style, layout: Layout) -> String {
     out
 }
 
+/// One item of the monthly checklist that a check covers.
+struct Covered {
+    /// What the seed's checklist says, e.g. `certificate expiry checked`.
+    what: &'static str,
+    /// The check whose run is the evidence.
+    check: &'static str,
+    /// What the check's objects are, plural: `certificates`.
+    objects: &'static str,
+    /// What its objects with a warning or critical finding are: `expiring`.
+    flagged: &'static str,
+}
+
+const fn covered(
+    what: &'static str,
+    check: &'static str,
+    objects: &'static str,
+    flagged: &'static str,
+) -> Covered {
+    Covered {
+        what,
+        check,
+        objects,
+        flagged,
+    }
+}
+
+/// The monthly checklist (the seed's security, performance, dependencies and backups
+/// review): the items a check covers, then the items only a person can do.
+const CHECKLIST: &[(&str, &[Covered], &[&str])] = &[
+    (
+        "Security",
+        &[
+            covered(
+                "certificate expiry checked",
+                "certificates",
+                "certificates",
+                "expiring",
+            ),
+            covered(
+                "vulnerability reports reviewed",
+                "vulnerabilities",
+                "image scans",
+                "with fixable or stale findings",
+            ),
+            covered("firing alerts reviewed", "alertmanager", "alerts", "firing"),
+        ],
+        &[],
+    ),
+    (
+        "Performance",
+        &[
+            covered(
+                "node conditions and capacity checked",
+                "nodes",
+                "nodes",
+                "with problems",
+            ),
+            covered(
+                "requests and limits reviewed",
+                "resources",
+                "workloads",
+                "without requests or limits",
+            ),
+            covered(
+                "autoscalers checked",
+                "hpas",
+                "HPAs",
+                "at their maximum or failing",
+            ),
+            covered(
+                "volume usage checked",
+                "pvcs",
+                "claims",
+                "full, pending or lost",
+            ),
+            covered(
+                "daily log check reviewed",
+                "log_check",
+                "pods",
+                "above a threshold or jumping",
+            ),
+        ],
+        &[],
+    ),
+    (
+        "Dependencies",
+        &[
+            covered(
+                "Helm releases checked",
+                "helm",
+                "releases",
+                "failed or stuck",
+            ),
+            covered(
+                "rollouts checked",
+                "workloads",
+                "workloads",
+                "unavailable or stuck",
+            ),
+        ],
+        &[],
+    ),
+    (
+        "Backups",
+        &[covered(
+            "backups checked",
+            "velero",
+            "backups, schedules and storage locations",
+            "failed, stale or unavailable",
+        )],
+        &[
+            "restore test: restore a recent backup into a scratch namespace and verify the data",
+            "disaster-recovery drill: rebuild a service from backups following the runbook",
+        ],
+    ),
+];
+
+/// The Markdown anchor of the record's section about check `name` (GitHub's rule for
+/// `### name`: lower case, `_` kept).
+fn check_anchor(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// One checklist line: ticked from the evidence of the check that covers it, or unticked
+/// with the reason.
+fn checklist_line(report: &ClusterReport, item: &Covered) -> String {
+    let Some(c) = report.checks.iter().find(|c| c.name == item.check) else {
+        return format!(
+            "- [ ] {}: the {} check did not run\n",
+            item.what, item.check
+        );
+    };
+    if c.status == CheckStatus::NotApplicable {
+        return format!(
+            "- [ ] {}: not applicable ({}) (see [{}](#{}))\n",
+            item.what,
+            c.summary,
+            c.name,
+            check_anchor(&c.name)
+        );
+    }
+    if let Some(f) = c
+        .findings
+        .iter()
+        .find(|f| matches!(f.code.as_str(), "list_forbidden" | "list_failed"))
+    {
+        return format!(
+            "- [ ] {}: incomplete, {} (see [{}](#{}))\n",
+            item.what,
+            f.message,
+            c.name,
+            check_anchor(&c.name)
+        );
+    }
+    let part = super::score::check_part(c);
+    let evidence = match c.objects {
+        Some(n) => format!(
+            "{n} {}, {} {}",
+            item.objects,
+            part.critical + part.warning,
+            item.flagged
+        ),
+        None => c.summary.clone(),
+    };
+    format!(
+        "- [x] {}: {evidence} (see [{}](#{}))\n",
+        item.what,
+        c.name,
+        check_anchor(&c.name)
+    )
+}
+
+/// The monthly checklist of the Markdown record.
+fn checklist(report: &ClusterReport) -> String {
+    let mut out = String::from("## Monthly checklist\n\n");
+    match (report.checks_at, &report.run) {
+        (Some(at), Some(run)) => {
+            let _ = write!(
+                out,
+                "Evidence: the checks of this report (latest round {}; this record is the {} run).\n\n",
+                at.strftime("%Y-%m-%d %H:%M UTC"),
+                run.kinds.join(", ")
+            );
+        }
+        (Some(at), None) => {
+            let _ = write!(
+                out,
+                "Evidence: the checks of this report (round of {}).\n\n",
+                at.strftime("%Y-%m-%d %H:%M UTC")
+            );
+        }
+        (None, _) => out.push_str("No cluster checks have run: every item is open.\n\n"),
+    }
+    for (area, items, by_hand) in CHECKLIST {
+        let _ = write!(out, "### {area}\n\n");
+        for item in *items {
+            out.push_str(&checklist_line(report, item));
+        }
+        for task in *by_hand {
+            let _ = writeln!(out, "- [ ] {task} (open: for a person, no check covers it)");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A section per check: its summary and findings, the targets of the checklist's links.
+fn check_sections(report: &ClusterReport) -> String {
+    if report.checks.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("## Checks\n\n");
+    for c in &report.checks {
+        let _ = write!(out, "### {}\n\n", c.name);
+        let state = if c.status == CheckStatus::NotApplicable {
+            "not applicable".to_string()
+        } else {
+            c.severity.to_string()
+        };
+        let _ = write!(out, "{state}: {}.", c.summary);
+        if c.silenced > 0 {
+            let _ = write!(out, " {} finding(s) silenced.", c.silenced);
+        }
+        out.push_str("\n\n");
+        for f in &c.findings {
+            let _ = writeln!(out, "- {} {}: {}", f.severity, f.object, f.message);
+        }
+        if !c.findings.is_empty() {
+            out.push('\n');
+        }
+    }
+    // One line break at the end, like the sections before it.
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::{CheckResult, Finding, ObjectRef};
+    use crate::checks::{CheckResult, Finding, ObjectRef, Severity};
+    use crate::report::tests::{at, round};
+    use crate::report::{MergeConfig, merge};
 
     fn report() -> ClusterReport {
         let f = Finding::new(
@@ -663,5 +936,40 @@ mod tests {
             render_diff(&diff, Output::Junit),
             Err(RenderError::Unsupported(Output::Junit))
         ));
+    }
+
+    #[test]
+    fn a_check_that_could_not_list_its_objects_leaves_its_item_open_with_the_reason() {
+        let mut r = round();
+        r.checks.push(
+            CheckResult::new(
+                "certificates",
+                "0 cert-manager Certificates, 3 TLS Secrets",
+                vec![Finding::new(
+                    "list_forbidden",
+                    Severity::Warning,
+                    ObjectRef {
+                        kind: "Certificate".into(),
+                        ..Default::default()
+                    },
+                    "no permission to list certificates.cert-manager.io: forbidden",
+                )],
+            )
+            .with_objects(3),
+        );
+        let report = merge(&[], &r, &MergeConfig::default(), at(10));
+        let md = text(&report, Style::Markdown, Layout::table(Tty::PLAIN));
+        assert!(
+            md.contains("- [ ] certificate expiry checked: incomplete, no permission to list certificates.cert-manager.io: forbidden (see [certificates](#certificates))\n"),
+            "{md}"
+        );
+        // The checks of the round are ticked with their counts.
+        assert!(
+            md.contains("- [x] node conditions and capacity checked: 3 nodes, 0 with problems (see [nodes](#nodes))\n"),
+            "{md}"
+        );
+        assert!(md.contains("\n### pods\n\ncritical: 12 pods, 2 with problems.\n\n- critical Pod/shop/api-7d9: container api is in CrashLoopBackOff (12 restarts)\n- warning Pod/shop/worker-1: Pending for 2h: 0/3 nodes are available\n"), "{md}");
+        // The terminal output has no checklist.
+        assert!(!text(&report, Style::Terminal, Layout::table(Tty::PLAIN)).contains("Monthly checklist"));
     }
 }

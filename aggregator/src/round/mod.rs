@@ -358,7 +358,10 @@ pub async fn read_signals(
             report.endpoints.len(),
             findings.len()
         );
-        checks.push(CheckResult::new("http_endpoints", summary, findings));
+        checks.push(
+            CheckResult::new("http_endpoints", summary, findings)
+                .with_objects(report.endpoints.len()),
+        );
     }
 
     if let Some(p) = &cfg.prometheus {

@@ -477,6 +477,7 @@ mod tests {
             generated_at: ts(at),
             status,
             score,
+            score_parts: vec![],
             nodes: vec![],
             checks_at: None,
             checks: vec![],
