@@ -121,6 +121,24 @@ fn expiry_finding_untimed(
     }
 }
 
+/// Every cert-manager Certificate's `status.notAfter` and `status.renewalTime` (for
+/// `/metrics`).
+pub fn times(state: &ClusterState) -> Vec<crate::metrics::CertificateTimes> {
+    state
+        .certificates
+        .iter()
+        .map(|c| {
+            let status = c.data.get("status");
+            crate::metrics::CertificateTimes {
+                namespace: c.metadata.namespace.clone().unwrap_or_default(),
+                name: c.metadata.name.clone().unwrap_or_default(),
+                not_after: parse(status.and_then(|s| s.get("notAfter"))),
+                renewal: parse(status.and_then(|s| s.get("renewalTime"))),
+            }
+        })
+        .collect()
+}
+
 fn is_tls(s: &Secret) -> bool {
     s.type_.as_deref() == Some("kubernetes.io/tls")
 }

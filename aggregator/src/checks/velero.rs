@@ -284,6 +284,43 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
     CheckResult::new("velero", summary, findings)
 }
 
+/// Per schedule (the `velero.io/schedule-name` label of its backups, so a schedule that
+/// was deleted keeps its series while its backups exist): when its newest Completed and
+/// its newest finished backup completed (for `/metrics`). Sorted by namespace and name.
+pub fn schedule_times(state: &ClusterState) -> Vec<crate::metrics::ScheduleTimes> {
+    let mut by: std::collections::BTreeMap<(&str, &str), crate::metrics::ScheduleTimes> =
+        std::collections::BTreeMap::new();
+    for b in &state.backups {
+        let Some(schedule) = b
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SCHEDULE_LABEL))
+        else {
+            continue;
+        };
+        let ns = b.metadata.namespace.as_deref().unwrap_or("");
+        let e = by
+            .entry((ns, schedule))
+            .or_insert_with(|| crate::metrics::ScheduleTimes {
+                namespace: ns.to_string(),
+                schedule: schedule.clone(),
+                last_successful: None,
+                last_finished: None,
+            });
+        let p = phase(b);
+        if !is_finished(p) {
+            continue;
+        }
+        let done = completed(b);
+        e.last_finished = e.last_finished.max(done);
+        if p == "Completed" {
+            e.last_successful = e.last_successful.max(done);
+        }
+    }
+    by.into_values().collect()
+}
+
 /// The longest gap between two runs of a cron expression (5 fields, parsed by core's
 /// [`Cron`], or `@daily` style, or `@every <duration>`), found by enumerating two years of
 /// runs.

@@ -214,6 +214,7 @@ impl Rounds {
                     round.proposals = cleanup::propose(&state, &self.cfg.cleanup, now);
                 }
                 fill_node_facts(&state, &mut round);
+                round.times = Some(crate::metrics::ClusterTimes::from_state(&state));
             }
             Ok(None) => {}
             Err(e) => {
