@@ -196,7 +196,16 @@ fn nodes_check_reports_conditions_requests_usage_and_hot_pods() {
     );
     assert_eq!(
         msg(&r, "Node/node-b"),
-        "node not ready: Ready is Unknown for 3h 0m: Kubelet stopped posting node status."
+        "node not ready: Ready is Unknown since 2025-06-01T09:00:00Z: Kubelet stopped posting node status."
+    );
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.code == "node_not_ready")
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&f.times).unwrap(),
+        serde_json::json!({"since": "2025-06-01T09:00:00Z"})
     );
     // busy-1 2000m + busy-2 max(1800m, init 3000m); the Succeeded pod holds nothing.
     assert_eq!(
@@ -255,18 +264,41 @@ fn certificates_are_judged_by_not_after_even_when_ready() {
     );
     assert_eq!(
         msg(&r, "Certificate/web/ready-but-expired"),
-        "renewal overdue: renewalTime 2025-05-04T12:00:00Z passed 28d 0h ago and cert-manager has not renewed it; \
-         certificate (Ready condition: True) expired 2d 0h ago (notAfter 2025-05-30T12:00:00Z)"
+        "renewal overdue: renewalTime 2025-05-04T12:00:00Z passed and cert-manager has not renewed it; \
+         certificate (Ready condition: True) expired at 2025-05-30T12:00:00Z (notAfter)"
     );
     // renewBefore 7d: its renewal is still ahead, so it is only expiring.
     assert_eq!(
         msg(&r, "Certificate/web/expiring-warning"),
-        "certificate (Ready condition: True) expires in 20d 0h (notAfter 2025-06-21T12:00:00Z)"
+        "certificate (Ready condition: True) expires at 2025-06-21T12:00:00Z (notAfter), within the 30-day warning threshold"
     );
     // The bundle is judged by its earliest certificate: the intermediate.
     assert_eq!(
         msg(&r, "Secret/web/chain-tls"),
-        "TLS certificate CN=Example Intermediate CA expires in 20d 1h (notAfter 2025-06-21T13:00:00Z)"
+        "TLS certificate CN=Example Intermediate CA expires at 2025-06-21T13:00:00Z (notAfter), within the 30-day warning threshold"
+    );
+    // The times are fields, not relative ages in the text: a day later the messages are
+    // the same (issue 12: `report --diff` shows real changes only).
+    let later = checks::certificates::check(
+        &s,
+        &ChecksConfig::default(),
+        now() + jiff::SignedDuration::from_hours(24),
+    );
+    let messages = |r: &CheckResult| {
+        r.findings
+            .iter()
+            .map(|f| (f.object.to_string(), f.message.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(messages(&later), messages(&r));
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.object.to_string() == "Certificate/web/ready-but-expired")
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&f.times).unwrap(),
+        serde_json::json!({"not_after": "2025-05-30T12:00:00Z", "renewal_time": "2025-05-04T12:00:00Z"})
     );
 }
 
@@ -296,11 +328,41 @@ fn velero_classifies_phases_and_finds_stale_schedules() {
     );
     assert_eq!(
         msg(&r, "Backup/velero/daily-20250601030000"),
-        "backup phase PartiallyFailed, started 9h 0m ago (2 errors, 5 warnings)"
+        "backup phase PartiallyFailed, started 2025-06-01T03:00:00Z (2 errors, 5 warnings)"
     );
     assert_eq!(
         msg(&r, "Schedule/velero/daily"),
-        "newest Completed backup finished 1d 8h ago, more than the schedule's period 1d 0h plus 2h 0m slack"
+        "newest Completed backup finished 2025-05-31T03:10:00Z, longer ago than the schedule's period 1d 0h plus 2h 0m slack"
+    );
+    let times = |o: &str| {
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.object.to_string() == o)
+            .unwrap();
+        serde_json::to_value(&f.times).unwrap()
+    };
+    assert_eq!(
+        times("Backup/velero/daily-20250601030000"),
+        serde_json::json!({"started": "2025-06-01T03:00:00Z", "completed": "2025-06-01T04:00:00Z"})
+    );
+    assert_eq!(
+        times("Schedule/velero/daily"),
+        serde_json::json!({"last_completed": "2025-05-31T03:10:00Z"})
+    );
+    // No relative ages: an hour later every message reads the same.
+    let later = checks::velero::check(
+        &s,
+        &ChecksConfig::default(),
+        now() + jiff::SignedDuration::from_hours(1),
+    );
+    assert_eq!(
+        later
+            .findings
+            .iter()
+            .map(|f| &f.message)
+            .collect::<Vec<_>>(),
+        r.findings.iter().map(|f| &f.message).collect::<Vec<_>>()
     );
     // With 9h of slack the daily schedule's 32h50m is within its 24h period plus 9h.
     let mut c = ChecksConfig::default();
@@ -365,8 +427,8 @@ fn certificates_whose_renewal_time_passed_are_renewal_overdue_with_the_reason() 
     );
     assert_eq!(
         msg(&r, "Certificate/shop/shop-tls"),
-        "renewal overdue: renewalTime 2025-05-08T12:00:00Z passed 24d 0h ago and cert-manager has not renewed it; \
-         certificate (Ready condition: True) expires in 5d 0h (notAfter 2025-06-06T12:00:00Z); \
+        "renewal overdue: renewalTime 2025-05-08T12:00:00Z passed and cert-manager has not renewed it; \
+         certificate (Ready condition: True) expires at 2025-06-06T12:00:00Z (notAfter), within the 7-day critical threshold; \
          Issuing False: Failed (The certificate request has failed to complete and will be retried: \
          Failed to wait for order resource \"shop-tls-1-123\" to become ready: order is in \"invalid\" state: \
          403 urn:ietf:params:acme:error:unauthorized)"

@@ -13,6 +13,10 @@
 //! least a warning, critical or expired as the expiry says), with the reason from the
 //! Certificate's `Issuing` and `Ready` conditions, rather than only "expires in 5 days".
 //!
+//! Messages carry absolute times (`notAfter`, `renewalTime`), never "expires in 5 days",
+//! so they change only when the certificate does; the same moments are the finding's
+//! `times` (`not_after`, `renewal_time`).
+//!
 //! Codes: `certificate_expired` (critical), `certificate_expiring` (critical within
 //! `critical_days`, warning within `warning_days`), `certificate_renewal_overdue` (see
 //! above), `certificate_not_issued` (warning: a
@@ -25,7 +29,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Secret;
 use x509_parser::pem::Pem;
 
-use super::time::{human, parse};
+use super::time::parse;
 
 /// How long after `status.renewalTime` a renewal may take before it is overdue: an issuance
 /// normally takes seconds to minutes (an ACME challenge a few minutes).
@@ -74,18 +78,8 @@ pub fn earliest_not_after(pem_bundle: &[u8]) -> Result<(Timestamp, String), Stri
 }
 
 /// The expiry finding, if any, carrying `not_after` as its moment (for the report's
-/// certificate timeline).
+/// certificate timeline) and as its `not_after` time.
 fn expiry_finding(
-    cfg: &ChecksConfig,
-    now: Timestamp,
-    not_after: Timestamp,
-    object: ObjectRef,
-    what: &str,
-) -> Option<Finding> {
-    expiry_finding_untimed(cfg, now, not_after, object, what).map(|f| f.with_at(Some(not_after)))
-}
-
-fn expiry_finding_untimed(
     cfg: &ChecksConfig,
     now: Timestamp,
     not_after: Timestamp,
@@ -95,30 +89,39 @@ fn expiry_finding_untimed(
     let left = not_after.duration_since(now);
     let day = SignedDuration::from_hours(24);
     let c = &cfg.certificates;
-    if left <= SignedDuration::ZERO {
-        Some(Finding::new(
+    // Absolute times and thresholds only: the message stays the same from run to run.
+    let (code, severity, message) = if left <= SignedDuration::ZERO {
+        (
             "certificate_expired",
             Severity::Critical,
-            object,
-            format!("{what} expired {} ago (notAfter {not_after})", human(-left)),
-        ))
+            format!("{what} expired at {not_after} (notAfter)"),
+        )
     } else if left <= day * c.critical_days as i32 {
-        Some(Finding::new(
+        (
             "certificate_expiring",
             Severity::Critical,
-            object,
-            format!("{what} expires in {} (notAfter {not_after})", human(left)),
-        ))
+            format!(
+                "{what} expires at {not_after} (notAfter), within the {}-day critical threshold",
+                c.critical_days
+            ),
+        )
     } else if left <= day * c.warning_days as i32 {
-        Some(Finding::new(
+        (
             "certificate_expiring",
             Severity::Warning,
-            object,
-            format!("{what} expires in {} (notAfter {not_after})", human(left)),
-        ))
+            format!(
+                "{what} expires at {not_after} (notAfter), within the {}-day warning threshold",
+                c.warning_days
+            ),
+        )
     } else {
-        None
-    }
+        return None;
+    };
+    Some(
+        Finding::new(code, severity, object, message)
+            .with_at(Some(not_after))
+            .with_time("not_after", Some(not_after)),
+    )
 }
 
 /// Every cert-manager Certificate's `status.notAfter` and `status.renewalTime` (for
@@ -226,11 +229,12 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                                 severity,
                                 object,
                                 format!(
-                                    "renewal overdue: renewalTime {r} passed {} ago and cert-manager has not renewed it; {expires}{why}",
-                                    human(now.duration_since(r))
+                                    "renewal overdue: renewalTime {r} passed and cert-manager has not renewed it; {expires}{why}"
                                 ),
                             )
-                            .with_at(Some(t)),
+                            .with_at(Some(t))
+                            .with_time("not_after", Some(t))
+                            .with_time("renewal_time", Some(r)),
                         );
                     }
                     None => findings.extend(expiry_finding(config, now, t, object, &what)),

@@ -21,6 +21,8 @@
 //! allowed its weekend. `schedule_never_completed` (warning): no Completed backup although
 //! the schedule is older than period plus slack. `schedule_paused` (info), and
 //! `schedule_unparsed` (info) when the cron expression cannot be read.
+//! Messages carry absolute times, never "3d ago"; the same moments are the finding's
+//! `times`: `started` and `completed` of a backup, `last_completed` of a stale schedule.
 //! A BackupStorageLocation whose `status.phase` is Unavailable is `storage_location_unavailable`
 //! (critical): Velero cannot write there, the usual root cause of failed backups.
 
@@ -102,12 +104,17 @@ fn is_finished(phase: &str) -> bool {
     )
 }
 
-fn phase_finding(b: &DynamicObject, now: Timestamp) -> Option<Finding> {
+fn phase_finding(b: &DynamicObject) -> Option<Finding> {
     let p = phase(b);
     let (code, sev) = classify_phase(p)?;
     let when = started(b)
-        .map(|t| format!(", started {} ago", human(age(now, t))))
+        .map(|t| format!(", started {t}"))
         .unwrap_or_default();
+    let finished = parse(
+        b.data
+            .get("status")
+            .and_then(|s| s.get("completionTimestamp")),
+    );
     let status = b.data.get("status");
     let num = |k: &str| {
         status
@@ -145,7 +152,9 @@ fn phase_finding(b: &DynamicObject, now: Timestamp) -> Option<Finding> {
             ObjectRef::new("Backup", &b.metadata),
             format!("backup phase {shown}{when}{counts}{reasons}"),
         )
-        .with_at(started(b)),
+        .with_at(started(b))
+        .with_time("started", started(b))
+        .with_time("completed", finished),
     )
 }
 
@@ -191,7 +200,7 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                 .entry((b.metadata.namespace.as_deref().unwrap_or(""), s.as_str()))
                 .or_default()
                 .push(b),
-            None => findings.extend(phase_finding(b, now)),
+            None => findings.extend(phase_finding(b)),
         }
     }
     for backups in by_schedule.values() {
@@ -200,13 +209,13 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             .filter(|b| is_finished(phase(b)))
             .max_by_key(|b| started(b));
         if let Some(finished) = newest_finished {
-            findings.extend(phase_finding(finished, now));
+            findings.extend(phase_finding(finished));
         }
         // Runs newer than the last outcome (normally one) are reported as in progress.
         for b in backups {
             let newer = newest_finished.is_none_or(|f| started(b) > started(f));
             if newer && !is_finished(phase(b)) {
-                findings.extend(phase_finding(b, now));
+                findings.extend(phase_finding(b));
             }
         }
     }
@@ -255,13 +264,13 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                 Severity::Warning,
                 object(),
                 format!(
-                    "newest Completed backup finished {} ago, more than the schedule's period {} plus {} slack",
-                    human(age(now, t)),
+                    "newest Completed backup finished {t}, longer ago than the schedule's period {} plus {} slack",
                     human(period),
                     human(slack)
                 ),
             )
-            .with_at(Some(t))),
+            .with_at(Some(t))
+            .with_time("last_completed", Some(t))),
             Some(_) => {}
             None => {
                 let created = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
