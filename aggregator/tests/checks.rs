@@ -919,3 +919,67 @@ fn every_finding_on_the_fixtures_has_a_remedy() {
     }
     assert!(codes.len() >= 30, "{codes:?}");
 }
+
+/// Issue 12: the renewal-overdue and expiry messages end with the failure of the
+/// Certificate's latest CertificateRequest (by ownerReference or the
+/// `cert-manager.io/certificate-name` annotation; latest by revision, else by creation).
+#[test]
+fn certificate_messages_carry_the_latest_certificate_request_failure() {
+    let s = load(&["certificates-renewal.json", "certificate-requests.json"]);
+    let r = checks::certificates::check(&s, &ChecksConfig::default(), now());
+    assert_eq!(
+        owned(&r),
+        vec![
+            row(
+                "certificate_expired",
+                Critical,
+                "Certificate/web/bad-csr-tls"
+            ),
+            row(
+                "certificate_expiring",
+                Critical,
+                "Certificate/web/denied-tls"
+            ),
+            row(
+                "certificate_renewal_overdue",
+                Critical,
+                "Certificate/shop/shop-tls"
+            ),
+            row("certificate_not_issued", Warning, "Certificate/web/new-tls"),
+        ]
+    );
+    // Revision 2 (Ready False: Failed) is latest; revision 1 issued, and shop-tls-9 is
+    // another namespace's.
+    assert!(
+        msg(&r, "Certificate/shop/shop-tls").ends_with(
+            "; latest CertificateRequest shop-tls-2 (revision 2): Ready False: Failed \
+             (Failed to wait for order resource \"shop-tls-2-3071850735\" to become ready: \
+             order is in \"invalid\" state: 403 urn:ietf:params:acme:error:unauthorized)"
+        ),
+        "{}",
+        msg(&r, "Certificate/shop/shop-tls")
+    );
+    // Linked by annotation only; Denied=True is the reason, before Ready's.
+    assert_eq!(
+        msg(&r, "Certificate/web/denied-tls"),
+        "certificate (Ready condition: True) expires at 2025-06-04T12:00:00Z (notAfter), within the 7-day critical threshold; \
+         latest CertificateRequest denied-tls-2 (revision 2): Denied True: policy.cert-manager.io \
+         (No policy approved this request: [letsencrypt-prod: spec.allowed.dnsNames.values: Invalid value: \"denied-tls.example.com\"])"
+    );
+    // Revision 4 is latest although revision 3 was created later; InvalidRequest=True.
+    assert!(
+        msg(&r, "Certificate/web/bad-csr-tls").ends_with(
+            "; latest CertificateRequest bad-csr-tls-4 (revision 4): InvalidRequest True: RequestValidation \
+             (spec.request: Invalid value: []byte{...}: CSR is missing a subject alternative name)"
+        ),
+        "{}",
+        msg(&r, "Certificate/web/bad-csr-tls")
+    );
+    // No revisions: the newest request (Pending) counts, not the older invalid one.
+    assert_eq!(
+        msg(&r, "Certificate/web/new-tls"),
+        "certificate has no status.notAfter: it has not been issued yet; \
+         latest CertificateRequest new-tls-8jzk5: Ready False: Pending \
+         (Waiting on certificate issuance from order web/new-tls-8jzk5-1441870392: \"pending\")"
+    );
+}
