@@ -983,3 +983,60 @@ fn certificate_messages_carry_the_latest_certificate_request_failure() {
          (Waiting on certificate issuance from order web/new-tls-8jzk5-1441870392: \"pending\")"
     );
 }
+
+/// Issue 12: an events finding that repeats a pod or node finding is folded into it.
+#[test]
+fn event_findings_about_reported_pods_and_nodes_fold_into_those_findings() {
+    let s = load(&["pods.json", "nodes.json", "events.yaml"]);
+    let results = checks::run_all(&s, &ChecksConfig::default(), now());
+    let check = |name: &str| results.iter().find(|r| r.name == name).unwrap();
+    let events = check("events");
+    // crashy (crash loop), pending-long (Pending) and node-b (NotReady) are all reported
+    // by their own checks: nothing is left in events.
+    assert_eq!(owned(events), vec![]);
+    assert_eq!(events.severity, Severity::Ok);
+    assert_eq!(
+        events.summary,
+        "6 events, 4 Warning events in the last 1d 0h on 3 object/reason pairs, 3 folded into pod and node findings"
+    );
+    let finding = |check_name: &str, object: &str| {
+        check(check_name)
+            .findings
+            .iter()
+            .find(|f| f.object.to_string() == object)
+            .unwrap()
+            .clone()
+    };
+    let crashy = finding("pods", "Pod/default/crashy");
+    assert_eq!(crashy.code, "crash_loop_back_off");
+    assert!(
+        crashy.message.ends_with("; Warning events: BackOff"),
+        "{}",
+        crashy.message
+    );
+    // The newest BackOff: series.lastObservedTime two minutes before now.
+    assert_eq!(
+        crashy.times.get("last_event").map(|t| t.to_string()),
+        Some("2025-06-01T11:58:00Z".to_string())
+    );
+    let pending = finding("pods", "Pod/default/pending-long");
+    assert!(
+        pending
+            .message
+            .ends_with("; Warning events: FailedScheduling"),
+        "{}",
+        pending.message
+    );
+    let node = finding("nodes", "Node/node-b");
+    assert_eq!(node.code, "node_not_ready");
+    assert!(
+        node.message.ends_with("; Warning events: NodeNotReady"),
+        "{}",
+        node.message
+    );
+    // Without the pods and nodes checks' findings, the events stay.
+    let events_only = load(&["events.yaml"]);
+    let results = checks::run_all(&events_only, &ChecksConfig::default(), now());
+    let events = results.iter().find(|r| r.name == "events").unwrap();
+    assert_eq!(events.findings.len(), 3);
+}

@@ -324,9 +324,12 @@ pub const ALL: &[Check] = &[
     },
 ];
 
-/// Runs every check on `state` as of `now`.
+/// Runs every check on `state` as of `now`, with event findings that repeat a pod or
+/// node finding folded into it ([`events::fold`]).
 pub fn run_all(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Vec<CheckResult> {
-    ALL.iter().map(|c| (c.run)(state, config, now)).collect()
+    let mut results: Vec<CheckResult> = ALL.iter().map(|c| (c.run)(state, config, now)).collect();
+    events::fold(&mut results);
+    results
 }
 
 /// Findings for inputs that could not be listed (`list_forbidden`, `list_failed`); every

@@ -199,9 +199,10 @@ impl Rounds {
                             .iter()
                             .filter(|c| names.contains(c.name))
                             .map(|c| (c.run)(&state, &self.cfg.checks, now))
-                            .collect()
+                            .collect::<Vec<_>>()
                     }
                 };
+                checks::events::fold(&mut round.checks);
                 // Silenced findings are counted per check; expired entries are reported.
                 checks::silence::apply(
                     &mut round.checks,
