@@ -215,3 +215,39 @@ async fn metrics_export_findings_scores_and_certificate_and_backup_times() -> an
     promtool_check(&text);
     Ok(())
 }
+
+/// Issue 12: `checks.namespaces` is honoured on a dump source: the round sees only them.
+#[tokio::test]
+async fn a_dump_round_keeps_only_the_configured_namespaces() -> anyhow::Result<()> {
+    let now: Timestamp = "2025-06-01T12:00:00Z".parse()?;
+    let checks: ChecksConfig = serde_saphyr::from_str("namespaces: [web]\n")?;
+    let mut rounds = Rounds::new(RoundConfig {
+        cluster: ClusterConfig {
+            source: Source::Dump,
+            dump_paths: vec![
+                fixture("certificates-renewal.json"),
+                fixture("certificate-requests.json"),
+            ],
+            ..ClusterConfig::default()
+        },
+        checks,
+        ..RoundConfig::default()
+    });
+    let round = rounds.run(&[], now).await;
+    let certs = round
+        .checks
+        .iter()
+        .find(|c| c.name == "certificates")
+        .unwrap();
+    let mut names: Vec<&str> = certs
+        .findings
+        .iter()
+        .map(|f| f.object.name.as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["bad-csr-tls", "denied-tls", "new-tls"]);
+    let times = round.times.unwrap();
+    assert!(times.certificates.iter().all(|c| c.namespace == "web"));
+    assert_eq!(times.certificates.len(), 3);
+    Ok(())
+}

@@ -148,11 +148,17 @@ pub async fn load_state(
 ) -> Result<ClusterState, CliError> {
     if !from_dump.is_empty() {
         let paths = from_dump.to_vec();
+        let namespaces = config.namespaces.clone();
         // Reading and parsing files is blocking work.
-        return tokio::task::spawn_blocking(move || cluster::dump::load(&paths))
-            .await
-            .map_err(|e| CliError::Usage(format!("dump loader stopped: {e}")))?
-            .map_err(CliError::from);
+        return tokio::task::spawn_blocking(move || {
+            cluster::dump::load(&paths).map(|mut s| {
+                s.retain_namespaces(&namespaces);
+                s
+            })
+        })
+        .await
+        .map_err(|e| CliError::Usage(format!("dump loader stopped: {e}")))?
+        .map_err(CliError::from);
     }
     let client = kube::Client::try_default().await.map_err(CliError::Kube)?;
     Ok(cluster::live::load(&client, config).await?)

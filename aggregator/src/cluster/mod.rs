@@ -397,6 +397,41 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
+    /// Keeps only the namespaced objects in `namespaces` (all of them when it is empty);
+    /// cluster-scoped objects stay. What `checks.namespaces` does to a live read, done to a
+    /// dump.
+    pub fn retain_namespaces(&mut self, namespaces: &[String]) {
+        if namespaces.is_empty() {
+            return;
+        }
+        let keep = |ns: Option<&String>| ns.is_none_or(|n| namespaces.contains(n));
+        self.pods.retain(|o| keep(o.metadata.namespace.as_ref()));
+        self.events.retain(|o| keep(o.metadata.namespace.as_ref()));
+        self.config_maps
+            .retain(|o| keep(o.metadata.namespace.as_ref()));
+        self.secrets.retain(|o| keep(o.metadata.namespace.as_ref()));
+        self.service_accounts
+            .retain(|o| keep(o.metadata.namespace.as_ref()));
+        self.pvcs.retain(|o| keep(o.metadata.namespace.as_ref()));
+        self.deployments
+            .retain(|o| keep(o.metadata.namespace.as_ref()));
+        self.replica_sets
+            .retain(|o| keep(o.metadata.namespace.as_ref()));
+        self.stateful_sets
+            .retain(|o| keep(o.metadata.namespace.as_ref()));
+        self.daemon_sets
+            .retain(|o| keep(o.metadata.namespace.as_ref()));
+        self.jobs.retain(|o| keep(o.metadata.namespace.as_ref()));
+        self.cron_jobs
+            .retain(|o| keep(o.metadata.namespace.as_ref()));
+        self.hpas.retain(|o| keep(o.metadata.namespace.as_ref()));
+        for r in Resource::ALL {
+            if let Some(v) = self.dynamic_mut(r) {
+                v.retain(|o| keep(o.metadata.namespace.as_ref()));
+            }
+        }
+    }
+
     /// Number of objects held for `r`.
     pub fn count(&self, r: Resource) -> usize {
         match r {

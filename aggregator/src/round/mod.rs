@@ -136,11 +136,17 @@ impl Rounds {
             Source::None => Ok(None),
             Source::Dump => {
                 let paths = self.cfg.cluster.dump_paths.clone();
-                tokio::task::spawn_blocking(move || dump::load(&paths))
-                    .await
-                    .map_err(|e| format!("dump reader failed: {e}"))?
-                    .map(Some)
-                    .map_err(|e| e.to_string())
+                let namespaces = self.cfg.checks.namespaces.clone();
+                tokio::task::spawn_blocking(move || {
+                    dump::load(&paths).map(|mut s| {
+                        s.retain_namespaces(&namespaces);
+                        s
+                    })
+                })
+                .await
+                .map_err(|e| format!("dump reader failed: {e}"))?
+                .map(Some)
+                .map_err(|e| e.to_string())
             }
             Source::Live => {
                 if self.client.is_none() {
