@@ -190,12 +190,13 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let state = load_state(&args.from_dump, &config.checks).await?;
     let now = args.now.unwrap_or_else(Timestamp::now);
     let mut results = run_all(&state, &config.checks, now);
-    let silence::Outcome { silenced, .. } = silence::apply(
+    let silence::Outcome { silenced, .. } = silence::apply_with_labels(
         &mut results,
         &config.checks.exclude,
         &config.checks.severity_overrides,
         &args.exclude_code,
         now,
+        Some(&silence::Labels::new(&state)),
     );
     let proposals = propose_with_notes(&state, &config.cleanup, now);
     let shown: &[(String, Finding)] = if args.show_silenced { &silenced } else { &[] };

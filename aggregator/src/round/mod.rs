@@ -210,12 +210,13 @@ impl Rounds {
                 };
                 checks::events::fold(&mut round.checks);
                 // Silenced findings are counted per check; expired entries are reported.
-                checks::silence::apply(
+                checks::silence::apply_with_labels(
                     &mut round.checks,
                     &self.cfg.checks.exclude,
                     &self.cfg.checks.severity_overrides,
                     &[],
                     now,
+                    Some(&checks::silence::Labels::new(&state)),
                 );
                 if wants(Task::Cleanup) {
                     round.proposals = cleanup::propose(&state, &self.cfg.cleanup, now);
