@@ -828,6 +828,10 @@ fn velero_check_reports_unavailable_storage_locations() {
         r.findings[0].at,
         Some("2025-06-01T11:59:00Z".parse().unwrap())
     );
+    assert_eq!(
+        serde_json::to_value(&r.findings[0].times).unwrap(),
+        serde_json::json!({"last_validation": "2025-06-01T11:59:00Z"})
+    );
 }
 
 #[test]

@@ -22,7 +22,8 @@
 //! the schedule is older than period plus slack. `schedule_paused` (info), and
 //! `schedule_unparsed` (info) when the cron expression cannot be read.
 //! Messages carry absolute times, never "3d ago"; the same moments are the finding's
-//! `times`: `started` and `completed` of a backup, `last_completed` of a stale schedule.
+//! `times`: `started` and `completed` of a backup, `last_completed` of a stale schedule,
+//! `last_validation` of an unavailable BackupStorageLocation.
 //! A BackupStorageLocation whose `status.phase` is Unavailable is `storage_location_unavailable`
 //! (critical): Velero cannot write there, the usual root cause of failed backups.
 
@@ -184,7 +185,8 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                     ObjectRef::new("BackupStorageLocation", &l.metadata),
                     format!("backup storage location Unavailable{why}"),
                 )
-                .with_at(parse(status.get("lastValidationTime"))),
+                .with_at(parse(status.get("lastValidationTime")))
+                .with_time("last_validation", parse(status.get("lastValidationTime"))),
             );
         }
     }
