@@ -434,8 +434,9 @@ impl State {
         now: Timestamp,
     ) -> Result<Recorded, StoreError> {
         let tasks: std::collections::BTreeSet<Task> = run.tasks.iter().copied().collect();
+        self.metrics.observe_round(&partial);
         let previous = self.round.read().map(|r| r.clone()).unwrap_or_default();
-        self.set_round(previous.updated_with(partial, &tasks));
+        self.replace_round(previous.updated_with(partial, &tasks));
         if tasks.contains(&Task::Trends) {
             run.trends = Some(RunTrends {
                 disk_30d: crate::store::history::disk_trends(&self.history, now, 30)?,
@@ -503,16 +504,29 @@ impl State {
         self.record(now, None).map(Some)
     }
 
-    /// Replaces the latest round of checks and signals.
+    /// Replaces the latest round of checks and signals, a round that just ran (its time
+    /// and checks are recorded in the metrics).
     pub fn set_round(&self, round: CheckRound) {
+        self.metrics.observe_round(&round);
+        self.replace_round(round);
+    }
+
+    fn replace_round(&self, round: CheckRound) {
         if let Ok(mut r) = self.round.write() {
             *r = round;
         }
     }
 
-    /// Updates the per-freshness node gauges (called before each scrape).
-    pub fn refresh_gauges(&self, now: Timestamp) {
-        let nodes = {
+    /// The text of `/metrics` as of `now`: the gauges of the merged report refreshed.
+    pub fn metrics_text(&self, now: Timestamp) -> String {
+        let report = self.refresh_gauges(now);
+        self.metrics.encode_with_report(&report)
+    }
+
+    /// Updates the per-freshness node gauges (called before each scrape) and returns the
+    /// merged report (without node reports) they came from.
+    pub fn refresh_gauges(&self, now: Timestamp) -> ClusterReport {
+        let report = {
             let nodes = self
                 .nodes
                 .read()
@@ -521,8 +535,9 @@ impl State {
                 .round
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            crate::report::merge_nodes(nodes.values(), &round, &self.merge, now, false).nodes
+            crate::report::merge_nodes(nodes.values(), &round, &self.merge, now, false)
         };
+        let nodes = &report.nodes;
         for (label, f) in [
             ("fresh", Freshness::Fresh),
             ("stale", Freshness::Stale),
@@ -534,6 +549,7 @@ impl State {
                 .get_or_create(&FreshnessLabel { freshness: label })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        report
     }
 
     /// Marks the servers as listening (`/readyz`).

@@ -196,7 +196,16 @@ fn nodes_check_reports_conditions_requests_usage_and_hot_pods() {
     );
     assert_eq!(
         msg(&r, "Node/node-b"),
-        "node not ready: Ready is Unknown for 3h 0m: Kubelet stopped posting node status."
+        "node not ready: Ready is Unknown since 2025-06-01T09:00:00Z: Kubelet stopped posting node status."
+    );
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.code == "node_not_ready")
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&f.times).unwrap(),
+        serde_json::json!({"since": "2025-06-01T09:00:00Z"})
     );
     // busy-1 2000m + busy-2 max(1800m, init 3000m); the Succeeded pod holds nothing.
     assert_eq!(
@@ -255,18 +264,41 @@ fn certificates_are_judged_by_not_after_even_when_ready() {
     );
     assert_eq!(
         msg(&r, "Certificate/web/ready-but-expired"),
-        "renewal overdue: renewalTime 2025-05-04T12:00:00Z passed 28d 0h ago and cert-manager has not renewed it; \
-         certificate (Ready condition: True) expired 2d 0h ago (notAfter 2025-05-30T12:00:00Z)"
+        "renewal overdue: renewalTime 2025-05-04T12:00:00Z passed and cert-manager has not renewed it; \
+         certificate (Ready condition: True) expired at 2025-05-30T12:00:00Z (notAfter)"
     );
     // renewBefore 7d: its renewal is still ahead, so it is only expiring.
     assert_eq!(
         msg(&r, "Certificate/web/expiring-warning"),
-        "certificate (Ready condition: True) expires in 20d 0h (notAfter 2025-06-21T12:00:00Z)"
+        "certificate (Ready condition: True) expires at 2025-06-21T12:00:00Z (notAfter), within the 30-day warning threshold"
     );
     // The bundle is judged by its earliest certificate: the intermediate.
     assert_eq!(
         msg(&r, "Secret/web/chain-tls"),
-        "TLS certificate CN=Example Intermediate CA expires in 20d 1h (notAfter 2025-06-21T13:00:00Z)"
+        "TLS certificate CN=Example Intermediate CA expires at 2025-06-21T13:00:00Z (notAfter), within the 30-day warning threshold"
+    );
+    // The times are fields, not relative ages in the text: a day later the messages are
+    // the same (issue 12: `report --diff` shows real changes only).
+    let later = checks::certificates::check(
+        &s,
+        &ChecksConfig::default(),
+        now() + jiff::SignedDuration::from_hours(24),
+    );
+    let messages = |r: &CheckResult| {
+        r.findings
+            .iter()
+            .map(|f| (f.object.to_string(), f.message.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(messages(&later), messages(&r));
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.object.to_string() == "Certificate/web/ready-but-expired")
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&f.times).unwrap(),
+        serde_json::json!({"not_after": "2025-05-30T12:00:00Z", "renewal_time": "2025-05-04T12:00:00Z"})
     );
 }
 
@@ -296,11 +328,41 @@ fn velero_classifies_phases_and_finds_stale_schedules() {
     );
     assert_eq!(
         msg(&r, "Backup/velero/daily-20250601030000"),
-        "backup phase PartiallyFailed, started 9h 0m ago (2 errors, 5 warnings)"
+        "backup phase PartiallyFailed, started 2025-06-01T03:00:00Z (2 errors, 5 warnings)"
     );
     assert_eq!(
         msg(&r, "Schedule/velero/daily"),
-        "newest Completed backup finished 1d 8h ago, more than the schedule's period 1d 0h plus 2h 0m slack"
+        "newest Completed backup finished 2025-05-31T03:10:00Z, longer ago than the schedule's period 1d 0h plus 2h 0m slack"
+    );
+    let times = |o: &str| {
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.object.to_string() == o)
+            .unwrap();
+        serde_json::to_value(&f.times).unwrap()
+    };
+    assert_eq!(
+        times("Backup/velero/daily-20250601030000"),
+        serde_json::json!({"started": "2025-06-01T03:00:00Z", "completed": "2025-06-01T04:00:00Z"})
+    );
+    assert_eq!(
+        times("Schedule/velero/daily"),
+        serde_json::json!({"last_completed": "2025-05-31T03:10:00Z"})
+    );
+    // No relative ages: an hour later every message reads the same.
+    let later = checks::velero::check(
+        &s,
+        &ChecksConfig::default(),
+        now() + jiff::SignedDuration::from_hours(1),
+    );
+    assert_eq!(
+        later
+            .findings
+            .iter()
+            .map(|f| &f.message)
+            .collect::<Vec<_>>(),
+        r.findings.iter().map(|f| &f.message).collect::<Vec<_>>()
     );
     // With 9h of slack the daily schedule's 32h50m is within its 24h period plus 9h.
     let mut c = ChecksConfig::default();
@@ -365,8 +427,8 @@ fn certificates_whose_renewal_time_passed_are_renewal_overdue_with_the_reason() 
     );
     assert_eq!(
         msg(&r, "Certificate/shop/shop-tls"),
-        "renewal overdue: renewalTime 2025-05-08T12:00:00Z passed 24d 0h ago and cert-manager has not renewed it; \
-         certificate (Ready condition: True) expires in 5d 0h (notAfter 2025-06-06T12:00:00Z); \
+        "renewal overdue: renewalTime 2025-05-08T12:00:00Z passed and cert-manager has not renewed it; \
+         certificate (Ready condition: True) expires at 2025-06-06T12:00:00Z (notAfter), within the 7-day critical threshold; \
          Issuing False: Failed (The certificate request has failed to complete and will be retried: \
          Failed to wait for order resource \"shop-tls-1-123\" to become ready: order is in \"invalid\" state: \
          403 urn:ietf:params:acme:error:unauthorized)"
@@ -766,6 +828,10 @@ fn velero_check_reports_unavailable_storage_locations() {
         r.findings[0].at,
         Some("2025-06-01T11:59:00Z".parse().unwrap())
     );
+    assert_eq!(
+        serde_json::to_value(&r.findings[0].times).unwrap(),
+        serde_json::json!({"last_validation": "2025-06-01T11:59:00Z"})
+    );
 }
 
 #[test]
@@ -856,4 +922,125 @@ fn every_finding_on_the_fixtures_has_a_remedy() {
         }
     }
     assert!(codes.len() >= 30, "{codes:?}");
+}
+
+/// Issue 12: the renewal-overdue and expiry messages end with the failure of the
+/// Certificate's latest CertificateRequest (by ownerReference or the
+/// `cert-manager.io/certificate-name` annotation; latest by revision, else by creation).
+#[test]
+fn certificate_messages_carry_the_latest_certificate_request_failure() {
+    let s = load(&["certificates-renewal.json", "certificate-requests.json"]);
+    let r = checks::certificates::check(&s, &ChecksConfig::default(), now());
+    assert_eq!(
+        owned(&r),
+        vec![
+            row(
+                "certificate_expired",
+                Critical,
+                "Certificate/web/bad-csr-tls"
+            ),
+            row(
+                "certificate_expiring",
+                Critical,
+                "Certificate/web/denied-tls"
+            ),
+            row(
+                "certificate_renewal_overdue",
+                Critical,
+                "Certificate/shop/shop-tls"
+            ),
+            row("certificate_not_issued", Warning, "Certificate/web/new-tls"),
+        ]
+    );
+    // Revision 2 (Ready False: Failed) is latest; revision 1 issued, and shop-tls-9 is
+    // another namespace's.
+    assert!(
+        msg(&r, "Certificate/shop/shop-tls").ends_with(
+            "; latest CertificateRequest shop-tls-2 (revision 2): Ready False: Failed \
+             (Failed to wait for order resource \"shop-tls-2-3071850735\" to become ready: \
+             order is in \"invalid\" state: 403 urn:ietf:params:acme:error:unauthorized)"
+        ),
+        "{}",
+        msg(&r, "Certificate/shop/shop-tls")
+    );
+    // Linked by annotation only; Denied=True is the reason, before Ready's.
+    assert_eq!(
+        msg(&r, "Certificate/web/denied-tls"),
+        "certificate (Ready condition: True) expires at 2025-06-04T12:00:00Z (notAfter), within the 7-day critical threshold; \
+         latest CertificateRequest denied-tls-2 (revision 2): Denied True: policy.cert-manager.io \
+         (No policy approved this request: [letsencrypt-prod: spec.allowed.dnsNames.values: Invalid value: \"denied-tls.example.com\"])"
+    );
+    // Revision 4 is latest although revision 3 was created later; InvalidRequest=True.
+    assert!(
+        msg(&r, "Certificate/web/bad-csr-tls").ends_with(
+            "; latest CertificateRequest bad-csr-tls-4 (revision 4): InvalidRequest True: RequestValidation \
+             (spec.request: Invalid value: []byte{...}: CSR is missing a subject alternative name)"
+        ),
+        "{}",
+        msg(&r, "Certificate/web/bad-csr-tls")
+    );
+    // No revisions: the newest request (Pending) counts, not the older invalid one.
+    assert_eq!(
+        msg(&r, "Certificate/web/new-tls"),
+        "certificate has no status.notAfter: it has not been issued yet; \
+         latest CertificateRequest new-tls-8jzk5: Ready False: Pending \
+         (Waiting on certificate issuance from order web/new-tls-8jzk5-1441870392: \"pending\")"
+    );
+}
+
+/// Issue 12: an events finding that repeats a pod or node finding is folded into it.
+#[test]
+fn event_findings_about_reported_pods_and_nodes_fold_into_those_findings() {
+    let s = load(&["pods.json", "nodes.json", "events.yaml"]);
+    let results = checks::run_all(&s, &ChecksConfig::default(), now());
+    let check = |name: &str| results.iter().find(|r| r.name == name).unwrap();
+    let events = check("events");
+    // crashy (crash loop), pending-long (Pending) and node-b (NotReady) are all reported
+    // by their own checks: nothing is left in events.
+    assert_eq!(owned(events), vec![]);
+    assert_eq!(events.severity, Severity::Ok);
+    assert_eq!(
+        events.summary,
+        "6 events, 4 Warning events in the last 1d 0h on 3 object/reason pairs, 3 folded into pod and node findings"
+    );
+    let finding = |check_name: &str, object: &str| {
+        check(check_name)
+            .findings
+            .iter()
+            .find(|f| f.object.to_string() == object)
+            .unwrap()
+            .clone()
+    };
+    let crashy = finding("pods", "Pod/default/crashy");
+    assert_eq!(crashy.code, "crash_loop_back_off");
+    assert!(
+        crashy.message.ends_with("; Warning events: BackOff"),
+        "{}",
+        crashy.message
+    );
+    // The newest BackOff: series.lastObservedTime two minutes before now.
+    assert_eq!(
+        crashy.times.get("last_event").map(|t| t.to_string()),
+        Some("2025-06-01T11:58:00Z".to_string())
+    );
+    let pending = finding("pods", "Pod/default/pending-long");
+    assert!(
+        pending
+            .message
+            .ends_with("; Warning events: FailedScheduling"),
+        "{}",
+        pending.message
+    );
+    let node = finding("nodes", "Node/node-b");
+    assert_eq!(node.code, "node_not_ready");
+    assert!(
+        node.message.ends_with("; Warning events: NodeNotReady"),
+        "{}",
+        node.message
+    );
+    // Without the pods and nodes checks' findings, the events stay.
+    let events_only = load(&["events.yaml"]);
+    let results = checks::run_all(&events_only, &ChecksConfig::default(), now());
+    let events = results.iter().find(|r| r.name == "events").unwrap();
+    assert_eq!(events.findings.len(), 3);
 }

@@ -536,3 +536,65 @@ fn config_exclude_and_overrides_apply_until_their_date() {
         "checks.exclude[1] (code=crash_loop_back_off) expired 2000-01-01; it no longer applies"
     );
 }
+
+/// Issue 12: `checks.namespaces` is honoured on dumps too, not only on a live cluster.
+#[test]
+fn check_on_a_dump_keeps_only_the_configured_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, "checks:\n  namespaces: [shop]\n").unwrap();
+    let (renewal, requests) = (
+        fixture("certificates-renewal.json"),
+        fixture("certificate-requests.json"),
+    );
+    let findings = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--from-dump",
+            &renewal,
+            &requests,
+            "--output",
+            "json",
+            "--now",
+            NOW,
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        let certs = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "certificates")
+            .unwrap()
+            .clone();
+        let mut objects: Vec<String> = certs["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}/{}",
+                    f["object"]["namespace"].as_str().unwrap(),
+                    f["object"]["name"].as_str().unwrap()
+                )
+            })
+            .collect();
+        objects.sort();
+        objects
+    };
+    assert_eq!(
+        findings(&[]),
+        vec![
+            "shop/shop-tls",
+            "web/bad-csr-tls",
+            "web/denied-tls",
+            "web/new-tls"
+        ]
+    );
+    assert_eq!(
+        findings(&["--config", cfg.to_str().unwrap()]),
+        vec!["shop/shop-tls"]
+    );
+}

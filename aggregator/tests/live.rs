@@ -679,3 +679,79 @@ async fn audit_log_appends_across_runs() {
         "{\"earlier\":true}\n{\"time\":\"2025-06-01T12:00:00Z\",\"action\":\"delete\",\"code\":\"failed_pod\",\"object\":{\"kind\":\"Pod\",\"namespace\":\"n\",\"name\":\"p\",\"uid\":\"u\"},\"outcome\":\"deleted\",\"message\":\"deleted\"}\n"
     );
 }
+
+/// The items of kind `kind` in the check fixtures `files`.
+fn fixture_items(files: &[&str], kind: &str) -> Vec<Value> {
+    files
+        .iter()
+        .flat_map(|f| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(f);
+            let doc: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+            doc["items"].as_array().unwrap().clone()
+        })
+        .filter(|i| i["kind"] == kind)
+        .collect()
+}
+
+/// cert-manager installed: Certificates and CertificateRequests from the fixtures.
+fn cert_manager(method: &str, path: &str, _q: &str) -> (StatusCode, String) {
+    let files = ["certificates-renewal.json", "certificate-requests.json"];
+    match (method, path) {
+        ("GET", "/apis/cert-manager.io/v1/certificates") => list(
+            "CertificateList",
+            "cert-manager.io/v1",
+            fixture_items(&files, "Certificate"),
+            None,
+        ),
+        ("GET", "/apis/cert-manager.io/v1/certificaterequests") => list(
+            "CertificateRequestList",
+            "cert-manager.io/v1",
+            fixture_items(&files, "CertificateRequest"),
+            None,
+        ),
+        ("GET", _) => list("List", "v1", vec![], None),
+        (m, p) => status(405, "MethodNotAllowed", &format!("{m} {p} not expected")),
+    }
+}
+
+/// Issue 12 on the live path: the latest CertificateRequest's failure in the message, and
+/// the Certificate times `/metrics` exports.
+#[tokio::test]
+async fn live_certificates_carry_the_latest_request_failure_and_their_times() {
+    let (mock, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = serve(handle, cert_manager);
+    let client = Client::new(mock, "default");
+    let state = live::load(&client, &config(500)).await.unwrap();
+    drop(client);
+    server.await.unwrap();
+    assert_eq!(state.certificate_requests.len(), 9);
+    let now: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
+    let r = checks::certificates::check(&state, &ChecksConfig::default(), now);
+    let shop = r
+        .findings
+        .iter()
+        .find(|f| f.object.name == "shop-tls")
+        .unwrap();
+    assert_eq!(shop.code, "certificate_renewal_overdue");
+    assert!(
+        shop.message
+            .contains("; latest CertificateRequest shop-tls-2 (revision 2): Ready False: Failed ("),
+        "{}",
+        shop.message
+    );
+    let times = caretaker_aggregator::metrics::ClusterTimes::from_state(&state);
+    let shop_times = times
+        .certificates
+        .iter()
+        .find(|c| c.namespace == "shop" && c.name == "shop-tls")
+        .unwrap();
+    assert_eq!(
+        (shop_times.not_after, shop_times.renewal),
+        (
+            Some("2025-06-06T12:00:00Z".parse().unwrap()),
+            Some("2025-05-08T12:00:00Z".parse().unwrap())
+        )
+    );
+}

@@ -165,13 +165,12 @@ async fn readyz(AxState(state): AxState<Arc<State>>) -> Response {
 }
 
 async fn metrics(AxState(state): AxState<Arc<State>>) -> Response {
-    state.refresh_gauges(Timestamp::now());
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.encode(),
+        state.metrics_text(Timestamp::now()),
     )
         .into_response()
 }

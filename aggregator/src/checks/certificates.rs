@@ -13,19 +13,28 @@
 //! least a warning, critical or expired as the expiry says), with the reason from the
 //! Certificate's `Issuing` and `Ready` conditions, rather than only "expires in 5 days".
 //!
+//! The message of a Certificate's finding ends with its latest CertificateRequest's failure
+//! when it has one (see [`latest_requests`] and [`request_failure`]): a denied, invalid,
+//! failed or pending request is usually why cert-manager is not renewing.
+//!
+//! Messages carry absolute times (`notAfter`, `renewalTime`), never "expires in 5 days",
+//! so they change only when the certificate does; the same moments are the finding's
+//! `times` (`not_after`, `renewal_time`).
+//!
 //! Codes: `certificate_expired` (critical), `certificate_expiring` (critical within
 //! `critical_days`, warning within `warning_days`), `certificate_renewal_overdue` (see
 //! above), `certificate_not_issued` (warning: a
 //! Certificate with no `notAfter` yet), `tls_secret_invalid` (warning: no certificate could
 //! be parsed from `tls.crt`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::DynamicObject;
 use x509_parser::pem::Pem;
 
-use super::time::{human, parse};
+use super::time::parse;
 
 /// How long after `status.renewalTime` a renewal may take before it is overdue: an issuance
 /// normally takes seconds to minutes (an ACME challenge a few minutes).
@@ -74,18 +83,8 @@ pub fn earliest_not_after(pem_bundle: &[u8]) -> Result<(Timestamp, String), Stri
 }
 
 /// The expiry finding, if any, carrying `not_after` as its moment (for the report's
-/// certificate timeline).
+/// certificate timeline) and as its `not_after` time.
 fn expiry_finding(
-    cfg: &ChecksConfig,
-    now: Timestamp,
-    not_after: Timestamp,
-    object: ObjectRef,
-    what: &str,
-) -> Option<Finding> {
-    expiry_finding_untimed(cfg, now, not_after, object, what).map(|f| f.with_at(Some(not_after)))
-}
-
-fn expiry_finding_untimed(
     cfg: &ChecksConfig,
     now: Timestamp,
     not_after: Timestamp,
@@ -95,30 +94,167 @@ fn expiry_finding_untimed(
     let left = not_after.duration_since(now);
     let day = SignedDuration::from_hours(24);
     let c = &cfg.certificates;
-    if left <= SignedDuration::ZERO {
-        Some(Finding::new(
+    // Absolute times and thresholds only: the message stays the same from run to run.
+    let (code, severity, message) = if left <= SignedDuration::ZERO {
+        (
             "certificate_expired",
             Severity::Critical,
-            object,
-            format!("{what} expired {} ago (notAfter {not_after})", human(-left)),
-        ))
+            format!("{what} expired at {not_after} (notAfter)"),
+        )
     } else if left <= day * c.critical_days as i32 {
-        Some(Finding::new(
+        (
             "certificate_expiring",
             Severity::Critical,
-            object,
-            format!("{what} expires in {} (notAfter {not_after})", human(left)),
-        ))
+            format!(
+                "{what} expires at {not_after} (notAfter), within the {}-day critical threshold",
+                c.critical_days
+            ),
+        )
     } else if left <= day * c.warning_days as i32 {
-        Some(Finding::new(
+        (
             "certificate_expiring",
             Severity::Warning,
-            object,
-            format!("{what} expires in {} (notAfter {not_after})", human(left)),
-        ))
+            format!(
+                "{what} expires at {not_after} (notAfter), within the {}-day warning threshold",
+                c.warning_days
+            ),
+        )
     } else {
-        None
+        return None;
+    };
+    Some(
+        Finding::new(code, severity, object, message)
+            .with_at(Some(not_after))
+            .with_time("not_after", Some(not_after)),
+    )
+}
+
+/// Every cert-manager Certificate's `status.notAfter` and `status.renewalTime` (for
+/// `/metrics`).
+pub fn times(state: &ClusterState) -> Vec<crate::metrics::CertificateTimes> {
+    state
+        .certificates
+        .iter()
+        .map(|c| {
+            let status = c.data.get("status");
+            crate::metrics::CertificateTimes {
+                namespace: c.metadata.namespace.clone().unwrap_or_default(),
+                name: c.metadata.name.clone().unwrap_or_default(),
+                not_after: parse(status.and_then(|s| s.get("notAfter"))),
+                renewal: parse(status.and_then(|s| s.get("renewalTime"))),
+            }
+        })
+        .collect()
+}
+
+/// Annotation cert-manager puts on a CertificateRequest: the Certificate it is for.
+pub const CERTIFICATE_NAME_ANNOTATION: &str = "cert-manager.io/certificate-name";
+/// Annotation cert-manager puts on a CertificateRequest: the Certificate revision it issues.
+pub const CERTIFICATE_REVISION_ANNOTATION: &str = "cert-manager.io/certificate-revision";
+
+/// The Certificate a CertificateRequest belongs to: its controller ownerReference of kind
+/// Certificate, else its `cert-manager.io/certificate-name` annotation.
+fn request_certificate(cr: &DynamicObject) -> Option<&str> {
+    cr.metadata
+        .owner_references
+        .as_deref()
+        .and_then(|os| os.iter().find(|o| o.kind == "Certificate"))
+        .map(|o| o.name.as_str())
+        .or_else(|| {
+            cr.metadata
+                .annotations
+                .as_ref()?
+                .get(CERTIFICATE_NAME_ANNOTATION)
+                .map(String::as_str)
+        })
+}
+
+/// Each Certificate's latest CertificateRequest, by (namespace, Certificate name): the
+/// highest `cert-manager.io/certificate-revision`, else the newest `creationTimestamp`.
+pub fn latest_requests(state: &ClusterState) -> HashMap<(&str, &str), &DynamicObject> {
+    let rank = |cr: &DynamicObject| {
+        let revision = cr
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CERTIFICATE_REVISION_ANNOTATION))
+            .and_then(|r| r.trim().parse::<u64>().ok());
+        let created = cr.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        (revision, created)
+    };
+    let mut latest: HashMap<(&str, &str), &DynamicObject> = HashMap::new();
+    for cr in &state.certificate_requests {
+        let Some(cert) = request_certificate(cr) else {
+            continue;
+        };
+        let key = (cr.metadata.namespace.as_deref().unwrap_or(""), cert);
+        match latest.get(&key) {
+            Some(have) if rank(have) >= rank(cr) => {}
+            _ => {
+                latest.insert(key, cr);
+            }
+        }
     }
+    latest
+}
+
+/// Why a CertificateRequest failed or waits, from its conditions (cert-manager's
+/// `Denied=True`, then `InvalidRequest=True`, then `Ready=False` with reason Failed,
+/// Pending or Denied), e.g. `Ready False: Failed (order is in "invalid" state)`. `None`
+/// when it did not fail.
+pub fn request_failure(cr: &DynamicObject) -> Option<String> {
+    let conditions = cr.data.get("status")?.get("conditions")?.as_array()?;
+    let find = |kind: &str, status: &str| {
+        conditions.iter().find(|c| {
+            c.get("type").and_then(|t| t.as_str()) == Some(kind)
+                && c.get("status").and_then(|s| s.as_str()) == Some(status)
+        })
+    };
+    let describe = |c: &serde_json::Value| {
+        let field = |k: &str| c.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
+        format!(
+            "{} {}: {}{}",
+            field("type").unwrap_or_default(),
+            field("status").unwrap_or_default(),
+            field("reason").unwrap_or("no reason"),
+            field("message")
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        )
+    };
+    if let Some(c) = find("Denied", "True").or_else(|| find("InvalidRequest", "True")) {
+        return Some(describe(c));
+    }
+    find("Ready", "False")
+        .filter(|c| {
+            matches!(
+                c.get("reason").and_then(|r| r.as_str()),
+                Some("Failed" | "Pending" | "Denied")
+            )
+        })
+        .map(describe)
+}
+
+/// `; latest CertificateRequest NAME (revision N): WHY` when the Certificate's latest
+/// request failed; empty otherwise.
+fn request_suffix(latest: &HashMap<(&str, &str), &DynamicObject>, ns: &str, name: &str) -> String {
+    let Some(cr) = latest.get(&(ns, name)) else {
+        return String::new();
+    };
+    let Some(why) = request_failure(cr) else {
+        return String::new();
+    };
+    let revision = cr
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CERTIFICATE_REVISION_ANNOTATION))
+        .map(|r| format!(" (revision {r})"))
+        .unwrap_or_default();
+    format!(
+        "; latest CertificateRequest {}{revision}: {why}",
+        cr.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 fn is_tls(s: &Secret) -> bool {
@@ -131,11 +267,21 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
     if let Some(reason) = all_not_applicable(state, &inputs) {
         return CheckResult::not_applicable("certificates", reason);
     }
-    let mut findings = coverage_findings(state, &inputs);
+    // Without CertificateRequests the messages lack the failure detail: say so.
+    let mut findings = coverage_findings(
+        state,
+        &[
+            Resource::Certificate,
+            Resource::Secret,
+            Resource::CertificateRequest,
+        ],
+    );
     let mut issued_secrets: HashSet<(&str, &str)> = HashSet::new();
+    let requests = latest_requests(state);
     for c in &state.certificates {
         let object = ObjectRef::new("Certificate", &c.metadata);
         let ns = c.metadata.namespace.as_deref().unwrap_or("");
+        let request = request_suffix(&requests, ns, &object.name);
         let status = c.data.get("status");
         let not_after = parse(status.and_then(|s| s.get("notAfter")));
         let secret_name = c
@@ -208,21 +354,27 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                                 severity,
                                 object,
                                 format!(
-                                    "renewal overdue: renewalTime {r} passed {} ago and cert-manager has not renewed it; {expires}{why}",
-                                    human(now.duration_since(r))
+                                    "renewal overdue: renewalTime {r} passed and cert-manager has not renewed it; {expires}{why}{request}"
                                 ),
                             )
-                            .with_at(Some(t)),
+                            .with_at(Some(t))
+                            .with_time("not_after", Some(t))
+                            .with_time("renewal_time", Some(r)),
                         );
                     }
-                    None => findings.extend(expiry_finding(config, now, t, object, &what)),
+                    None => findings.extend(expiry_finding(config, now, t, object, &what).map(
+                        |mut f| {
+                            f.message.push_str(&request);
+                            f
+                        },
+                    )),
                 }
             }
             None => findings.push(Finding::new(
                 "certificate_not_issued",
                 Severity::Warning,
                 object,
-                "certificate has no status.notAfter: it has not been issued yet",
+                format!("certificate has no status.notAfter: it has not been issued yet{request}"),
             )),
         }
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{CheckResult, ChecksConfig, Finding, Severity, render, run_all, silence};
 use crate::cleanup::{CleanupConfig, Proposal, Proposals, propose_with_notes};
 use crate::cli::kubeconfig::KubeconfigError;
-use crate::cli::select::{KubeArgs, LabelIndex, SelectArgs, Selection, retain_namespaces};
+use crate::cli::select::{KubeArgs, LabelIndex, SelectArgs, Selection};
 use crate::cluster::{self, ClusterState, LoadSummary};
 
 /// The formats of `check`.
@@ -162,11 +162,16 @@ pub async fn load_state(
 ) -> Result<ClusterState, CliError> {
     if !from_dump.is_empty() {
         let paths = from_dump.to_vec();
+        let namespaces = config.namespaces.clone();
         // Reading and parsing files is blocking work.
-        let mut state = tokio::task::spawn_blocking(move || cluster::dump::load(&paths))
-            .await
-            .map_err(|e| CliError::Usage(format!("dump loader stopped: {e}")))??;
-        retain_namespaces(&mut state, &config.namespaces);
+        let state = tokio::task::spawn_blocking(move || {
+            cluster::dump::load(&paths).map(|mut s| {
+                s.retain_namespaces(&namespaces);
+                s
+            })
+        })
+        .await
+        .map_err(|e| CliError::Usage(format!("dump loader stopped: {e}")))??;
         return Ok(state);
     }
     let client = live_client(kube, config).await?;
@@ -220,12 +225,13 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let state = load_state(&args.from_dump, &args.kube, &config.checks).await?;
     let now = args.now.unwrap_or_else(Timestamp::now);
     let mut results = run_all(&state, &config.checks, now);
-    let silence::Outcome { silenced, .. } = silence::apply(
+    let silence::Outcome { silenced, .. } = silence::apply_with_labels(
         &mut results,
         &config.checks.exclude,
         &config.checks.severity_overrides,
         &args.exclude_code,
         now,
+        Some(&silence::Labels::new(&state)),
     );
     let labels = LabelIndex::new(&state, selection.needs_labels());
     let hidden = selection.filter_results(&mut results, &labels);

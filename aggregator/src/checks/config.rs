@@ -39,8 +39,9 @@ fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChecksConfig {
-    /// Namespaces to read on a live cluster. Default: empty, meaning all namespaces.
-    /// Cluster-scoped objects (nodes) are always read.
+    /// Namespaces to check, on a live cluster (only these are read) and in a dump (objects
+    /// of other namespaces are dropped after reading). Default: empty, meaning all
+    /// namespaces. Cluster-scoped objects (nodes) are always kept.
     pub namespaces: Vec<String>,
     /// Timeout of each list request (one page) on a live cluster. Default 30s, kubectl's
     /// usual request timeout order of magnitude; a page of 500 pods is well under 1 MiB.

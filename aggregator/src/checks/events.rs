@@ -9,8 +9,14 @@
 //! Code: `warning_event` (warning), one per reason and object however many events repeat
 //! it, with the total count, the first and last time seen (absolute, never a relative age)
 //! and the newest message; the last time is also the finding's `at`.
+//!
+//! Folding ([`fold`]): a `warning_event` about a Pod that the `pods` check, or a Node that
+//! the `nodes` check, already reports (BackOff events of a crash-looping pod, NodeNotReady
+//! of a NotReady node) is not reported again: its reason is added to that finding's message
+//! (`; Warning events: BackOff`) and its last time to that finding's `times`
+//! (`last_event`); the events summary says how many were folded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Event;
@@ -156,4 +162,84 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         .collect::<std::collections::HashSet<_>>()
         .len();
     CheckResult::new("events", summary, findings).with_objects(objects)
+}
+
+/// Folds the `events` check's findings that repeat a finding of the `pods` check (same
+/// Pod) or the `nodes` check (same Node) into that finding (see the module docs). The
+/// worst finding of the object takes them; nothing happens unless both checks are in
+/// `results`.
+pub fn fold(results: &mut [super::CheckResult]) {
+    let Some(ev) = results.iter().position(|r| r.name == "events") else {
+        return;
+    };
+    // (kind, namespace, name) → (check index, finding index) of the object's worst finding
+    // (findings are sorted worst first, so the first one seen).
+    let mut targets: HashMap<(String, Option<String>, String), (usize, usize)> = HashMap::new();
+    for (ci, r) in results.iter().enumerate() {
+        let kind = match r.name.as_str() {
+            "pods" => "Pod",
+            "nodes" => "Node",
+            _ => continue,
+        };
+        for (fi, f) in r.findings.iter().enumerate() {
+            if f.object.kind == kind && !f.object.name.is_empty() {
+                targets
+                    .entry((
+                        kind.to_string(),
+                        f.object.namespace.clone(),
+                        f.object.name.clone(),
+                    ))
+                    .or_insert((ci, fi));
+            }
+        }
+    }
+    if targets.is_empty() {
+        return;
+    }
+    let mut folded: BTreeMap<(usize, usize), (Vec<String>, Option<Timestamp>)> = BTreeMap::new();
+    let findings = std::mem::take(&mut results[ev].findings);
+    let mut kept = Vec::with_capacity(findings.len());
+    let mut n = 0usize;
+    for f in findings {
+        // Node events name a namespace (`default`) although Nodes have none.
+        let ns = match f.object.kind.as_str() {
+            "Node" => None,
+            _ => f.object.namespace.clone(),
+        };
+        let key = (f.object.kind.clone(), ns, f.object.name.clone());
+        match targets.get(&key).filter(|_| f.code == "warning_event") {
+            Some(&target) => {
+                n += 1;
+                let reason = f.message.split(' ').next().unwrap_or_default().to_string();
+                let e = folded.entry(target).or_default();
+                if !e.0.contains(&reason) {
+                    e.0.push(reason);
+                }
+                e.1 = e.1.max(f.at);
+            }
+            None => kept.push(f),
+        }
+    }
+    results[ev].findings = kept;
+    if n == 0 {
+        return;
+    }
+    let r = &mut results[ev];
+    r.severity = r
+        .findings
+        .iter()
+        .map(|f| f.severity)
+        .max()
+        .unwrap_or(Severity::Ok);
+    r.summary
+        .push_str(&format!(", {n} folded into pod and node findings"));
+    for ((ci, fi), (mut reasons, last)) in folded {
+        reasons.sort();
+        let f = &mut results[ci].findings[fi];
+        f.message
+            .push_str(&format!("; Warning events: {}", reasons.join(", ")));
+        if let Some(t) = last {
+            f.times.insert("last_event".to_string(), t);
+        }
+    }
 }

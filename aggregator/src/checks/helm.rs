@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use serde::{Deserialize, Serialize};
 
-use super::time::{age, human, sd};
+use super::time::{age, sd};
 use super::{
     CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
 };
@@ -205,7 +205,7 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             .filter(|d| !d.is_empty())
             .map(|d| format!(": {d}"))
             .unwrap_or_default();
-        let stuck_for = r.last_deployed.map(|t| age(now, t)).filter(|a| *a > grace);
+        let stuck_since = r.last_deployed.filter(|t| age(now, *t) > grace);
         let head = format!("release {} at revision {}{chart}", r.status, r.revision);
         match r.status.as_str() {
             "deployed" | "superseded" | "uninstalled" => {}
@@ -216,23 +216,29 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                 format!("{head}{desc}"),
             )),
             "pending-install" | "pending-upgrade" | "pending-rollback" => {
-                if let Some(a) = stuck_for {
-                    findings.push(Finding::new(
-                        "helm_release_pending",
-                        Severity::Warning,
-                        obj(),
-                        format!("{head} for {}{desc}", human(a)),
-                    ));
+                if let Some(t) = stuck_since {
+                    findings.push(
+                        Finding::new(
+                            "helm_release_pending",
+                            Severity::Warning,
+                            obj(),
+                            format!("{head} since {t}{desc}"),
+                        )
+                        .with_time("last_deployed", Some(t)),
+                    );
                 }
             }
             "uninstalling" => {
-                if let Some(a) = stuck_for {
-                    findings.push(Finding::new(
-                        "helm_release_uninstalling",
-                        Severity::Warning,
-                        obj(),
-                        format!("{head} for {}", human(a)),
-                    ));
+                if let Some(t) = stuck_since {
+                    findings.push(
+                        Finding::new(
+                            "helm_release_uninstalling",
+                            Severity::Warning,
+                            obj(),
+                            format!("{head} since {t}"),
+                        )
+                        .with_time("last_deployed", Some(t)),
+                    );
                 }
             }
             _ => findings.push(Finding::new(

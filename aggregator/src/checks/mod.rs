@@ -121,6 +121,11 @@ pub struct Finding {
     /// What to do about it (from [`codes::CODES`]; `aggregator/CHECKS.md` lists them all).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub remedy: Option<std::borrow::Cow<'static, str>>,
+    /// The moments the finding is about, by name (`not_after`, `renewal_time`, `started`,
+    /// `completed`...; each check's docs list its own), RFC 3339 in JSON. Messages carry
+    /// absolute times, never relative ages, so they change only when the problem does.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty", default)]
+    pub times: std::collections::BTreeMap<String, Timestamp>,
 }
 
 impl Finding {
@@ -137,7 +142,18 @@ impl Finding {
             message: message.into(),
             at: None,
             remedy: codes::lookup(code).map(|c| std::borrow::Cow::Borrowed(c.remedy)),
+            times: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// The same finding with the moment `t` named `name` in [`Finding::times`] (nothing
+    /// when `t` is `None`).
+    #[must_use]
+    pub fn with_time(mut self, name: &str, t: Option<Timestamp>) -> Finding {
+        if let Some(t) = t {
+            self.times.insert(name.to_string(), t);
+        }
+        self
     }
 
     /// The same finding about the moment `at` (see [`Finding::at`]).
@@ -308,9 +324,12 @@ pub const ALL: &[Check] = &[
     },
 ];
 
-/// Runs every check on `state` as of `now`.
+/// Runs every check on `state` as of `now`, with event findings that repeat a pod or
+/// node finding folded into it ([`events::fold`]).
 pub fn run_all(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Vec<CheckResult> {
-    ALL.iter().map(|c| (c.run)(state, config, now)).collect()
+    let mut results: Vec<CheckResult> = ALL.iter().map(|c| (c.run)(state, config, now)).collect();
+    events::fold(&mut results);
+    results
 }
 
 /// Findings for inputs that could not be listed (`list_forbidden`, `list_failed`); every

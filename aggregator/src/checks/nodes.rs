@@ -19,7 +19,6 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::quantity;
-use super::time::{age, human};
 use super::{
     CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
 };
@@ -102,7 +101,7 @@ fn gib(b: u64) -> String {
 }
 
 /// Runs the nodes check.
-pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> CheckResult {
+pub fn check(state: &ClusterState, config: &ChecksConfig, _now: Timestamp) -> CheckResult {
     let cfg = &config.nodes;
     let inputs = [Resource::Node];
     if let Some(reason) = all_not_applicable(state, &inputs) {
@@ -163,13 +162,10 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
         let ready = conditions.iter().find(|c| c.type_ == "Ready");
         if ready.is_none_or(|c| c.status != "True") {
             not_ready += 1;
+            let since_t = ready.and_then(|c| c.last_transition_time.as_ref().map(|t| t.0));
             let detail = match ready {
                 Some(c) => {
-                    let since = c
-                        .last_transition_time
-                        .as_ref()
-                        .map(|t| format!(" for {}", human(age(now, t.0))))
-                        .unwrap_or_default();
+                    let since = since_t.map(|t| format!(" since {t}")).unwrap_or_default();
                     let why = c
                         .message
                         .as_deref()
@@ -180,12 +176,15 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                 }
                 None => "no Ready condition reported".to_string(),
             };
-            findings.push(Finding::new(
-                "node_not_ready",
-                Severity::Critical,
-                obj(),
-                format!("node not ready: {detail}"),
-            ));
+            findings.push(
+                Finding::new(
+                    "node_not_ready",
+                    Severity::Critical,
+                    obj(),
+                    format!("node not ready: {detail}"),
+                )
+                .with_time("since", since_t),
+            );
         }
         for c in conditions {
             let (code, sev) = match c.type_.as_str() {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::time::{age, human, sd};
+use super::time::{age, sd};
 use super::{
     CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
 };
@@ -85,13 +85,16 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             Some("Pending") | None => {
                 let created = c.metadata.creation_timestamp.as_ref().map(|t| t.0);
                 if created.is_some_and(|t| age(now, t) > sd(cfg.pending_grace)) {
-                    let for_ = created.map(|t| human(age(now, t))).unwrap_or_default();
-                    findings.push(Finding::new(
-                        "pvc_pending",
-                        Severity::Warning,
-                        obj(),
-                        format!("claim unbound (Pending) for {for_}"),
-                    ));
+                    let since = created.map(|t| format!(" since {t}")).unwrap_or_default();
+                    findings.push(
+                        Finding::new(
+                            "pvc_pending",
+                            Severity::Warning,
+                            obj(),
+                            format!("claim unbound (Pending){since}"),
+                        )
+                        .with_time("created", created),
+                    );
                 }
             }
             _ => {}

@@ -3,9 +3,10 @@
 //! among the first evicted under pressure (BestEffort); without limits one container can
 //! take a node's whole memory.
 //!
-//! Judged on what an operator edits: the pod templates of Deployments, StatefulSets and
-//! DaemonSets, and pods no controller owns. One finding per object and code, naming its
-//! containers.
+//! Judged on what an operator edits: the pod templates of Deployments, StatefulSets,
+//! DaemonSets, CronJobs (their job template) and Jobs no CronJob owns, and pods no
+//! controller owns. Init containers (sidecars included) count too, named `init:NAME`. One
+//! finding per object and code, naming its containers.
 //!
 //! Codes:
 //! - `container_no_requests` (warning): containers with neither a CPU nor a memory request.
@@ -50,23 +51,23 @@ fn of_info(c: &ContainerInfo) -> Declared {
 }
 
 /// Adds the findings of one object whose containers are `(name, declared)`; true when any.
-fn judge<'a>(
+fn judge(
     kind: &str,
     meta: &ObjectMeta,
-    containers: impl Iterator<Item = (&'a str, Declared)>,
+    containers: impl Iterator<Item = (String, Declared)>,
     out: &mut Vec<Finding>,
 ) -> bool {
     let (mut no_req, mut no_lim) = (Vec::new(), Vec::new());
     for (name, (req, lim)) in containers {
         if !req {
-            no_req.push(name);
+            no_req.push(name.clone());
         }
         if !lim {
             no_lim.push(name);
         }
     }
     let obj = || ObjectRef::new(kind, meta);
-    let plural = |v: &[&str]| {
+    let plural = |v: &[String]| {
         if v.len() == 1 {
             "container"
         } else {
@@ -102,10 +103,19 @@ fn judge<'a>(
     !no_req.is_empty() || !no_lim.is_empty()
 }
 
-fn template(spec: Option<&PodSpec>) -> impl Iterator<Item = (&str, Declared)> {
-    spec.into_iter()
-        .flat_map(|s| s.containers.iter())
-        .map(|c| (c.name.as_str(), of_container(c)))
+/// The containers of a pod template, init containers (sidecars included) as `init:NAME`.
+fn template(spec: Option<&PodSpec>) -> impl Iterator<Item = (String, Declared)> {
+    spec.into_iter().flat_map(|s| {
+        s.init_containers
+            .iter()
+            .flatten()
+            .map(|c| (format!("init:{}", c.name), of_container(c)))
+            .chain(
+                s.containers
+                    .iter()
+                    .map(|c| (c.name.clone(), of_container(c))),
+            )
+    })
 }
 
 /// Runs the resources check.
@@ -114,6 +124,8 @@ pub fn check(state: &ClusterState, _config: &ChecksConfig, _now: Timestamp) -> C
         Resource::Deployment,
         Resource::StatefulSet,
         Resource::DaemonSet,
+        Resource::Job,
+        Resource::CronJob,
         Resource::Pod,
     ];
     if let Some(reason) = all_not_applicable(state, &inputs) {
@@ -151,6 +163,30 @@ pub fn check(state: &ClusterState, _config: &ChecksConfig, _now: Timestamp) -> C
             &mut findings,
         ));
     }
+    let cron_owned = |meta: &ObjectMeta| {
+        meta.owner_references
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|o| o.kind == "CronJob"))
+    };
+    for j in &state.jobs {
+        // A CronJob's Jobs are judged by its job template, below.
+        if cron_owned(&j.metadata) {
+            continue;
+        }
+        judged += 1;
+        let spec = j.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        bad += usize::from(judge("Job", &j.metadata, template(spec), &mut findings));
+    }
+    for c in &state.cron_jobs {
+        judged += 1;
+        let spec = c
+            .spec
+            .job_template
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref());
+        bad += usize::from(judge("CronJob", &c.metadata, template(spec), &mut findings));
+    }
     for p in &state.pods {
         let owned = p
             .metadata
@@ -163,9 +199,15 @@ pub fn check(state: &ClusterState, _config: &ChecksConfig, _now: Timestamp) -> C
         judged += 1;
         let containers = p
             .spec
-            .containers
+            .init_containers
             .iter()
-            .map(|c| (c.name.as_str(), of_info(c)));
+            .map(|c| (format!("init:{}", c.name), of_info(c)))
+            .chain(
+                p.spec
+                    .containers
+                    .iter()
+                    .map(|c| (c.name.clone(), of_info(c))),
+            );
         bad += usize::from(judge("Pod", &p.metadata, containers, &mut findings));
     }
     CheckResult::new(
@@ -249,5 +291,72 @@ mod tests {
             "the Deployment, StatefulSet and the unowned pod"
         );
         assert_eq!(r.severity, Severity::Warning);
+    }
+
+    #[test]
+    fn init_containers_and_job_and_cronjob_templates_are_judged() {
+        let s = state(
+            r#"{"apiVersion":"batch/v1","kind":"CronJob","metadata":{"name":"report","namespace":"batch","uid":"c1"},
+                "spec":{"schedule":"0 3 * * *","jobTemplate":{"spec":{"template":{"spec":{"restartPolicy":"OnFailure","containers":[
+                  {"name":"run","image":"r","resources":{"requests":{"cpu":"100m","memory":"64Mi"},"limits":{"memory":"256Mi"}}}]}}}}}}
+               {"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"report-29001","namespace":"batch","ownerReferences":[{"apiVersion":"batch/v1","kind":"CronJob","name":"report","uid":"c1","controller":true}]},
+                "spec":{"template":{"spec":{"restartPolicy":"OnFailure","containers":[{"name":"run","image":"r"}]}}}}
+               {"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"migrate","namespace":"batch"},
+                "spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"m","image":"m"}]}}}}
+               {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop"},
+                "spec":{"selector":{},"template":{"spec":{
+                  "initContainers":[{"name":"setup","image":"s"},{"name":"mesh","image":"p","restartPolicy":"Always","resources":{"requests":{"cpu":"10m"},"limits":{"cpu":"1"}}}],
+                  "containers":[{"name":"app","image":"a","resources":{"requests":{"cpu":"100m"},"limits":{"memory":"1Gi"}}}]}}}}
+               {"apiVersion":"v1","kind":"Pod","metadata":{"name":"debug","namespace":"shop"},"spec":{
+                  "initContainers":[{"name":"wait","image":"busybox"}],
+                  "containers":[{"name":"sh","image":"busybox","resources":{"requests":{"cpu":"1m"},"limits":{"cpu":"1"}}}]}}"#,
+        );
+        let r = check(&s, &ChecksConfig::default(), Timestamp::UNIX_EPOCH);
+        let got: Vec<(String, String, String)> = r
+            .findings
+            .iter()
+            .map(|f| (f.code.clone(), f.object.to_string(), f.message.clone()))
+            .collect();
+        let row = |c: &str, o: &str, m: &str| (c.to_string(), o.to_string(), m.to_string());
+        assert_eq!(
+            got,
+            vec![
+                row(
+                    "container_no_requests",
+                    "Job/batch/migrate",
+                    "container m has no CPU or memory request (BestEffort: placed blind, evicted first)"
+                ),
+                // Same namespace: by name.
+                row(
+                    "container_no_requests",
+                    "Pod/shop/debug",
+                    "container init:wait has no CPU or memory request (BestEffort: placed blind, evicted first)"
+                ),
+                row(
+                    "container_no_requests",
+                    "Deployment/shop/web",
+                    "container init:setup has no CPU or memory request (BestEffort: placed blind, evicted first)"
+                ),
+                row(
+                    "container_no_limits",
+                    "Job/batch/migrate",
+                    "container m has no CPU or memory limit"
+                ),
+                // Same namespace: by name.
+                row(
+                    "container_no_limits",
+                    "Pod/shop/debug",
+                    "container init:wait has no CPU or memory limit"
+                ),
+                row(
+                    "container_no_limits",
+                    "Deployment/shop/web",
+                    "container init:setup has no CPU or memory limit"
+                ),
+            ]
+        );
+        // The CronJob, the Job it does not own, the Deployment and the pod; the CronJob's
+        // own Job is judged by its template.
+        assert_eq!(r.objects, Some(4));
     }
 }

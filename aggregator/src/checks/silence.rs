@@ -70,8 +70,251 @@ impl std::fmt::Display for Pattern {
     }
 }
 
+/// A label selector in kubectl's syntax (`-l`): requirements separated by commas, each
+/// `key=value` (or `==`), `key!=value`, `key in (a,b)`, `key notin (a,b)`, `key` (exists)
+/// or `!key` (does not exist). All must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Selector {
+    text: String,
+    requirements: Vec<Requirement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Requirement {
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    Absent(String),
+}
+
+impl TryFrom<String> for Selector {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.len() > MAX_PATTERN_BYTES {
+            return Err(format!(
+                "selector of {} bytes is longer than {MAX_PATTERN_BYTES}",
+                text.len()
+            ));
+        }
+        // Split on commas outside parentheses.
+        let mut parts = Vec::new();
+        let (mut depth, mut start) = (0i32, 0usize);
+        for (i, ch) in text.char_indices() {
+            match ch {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    parts.push(&text[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&text[start..]);
+        let key = |k: &str| -> Result<String, String> {
+            let k = k.trim();
+            if k.is_empty() || k.contains(|c: char| c.is_whitespace() || "=!(),".contains(c)) {
+                Err(format!("selector {text:?}: {k:?} is not a label key"))
+            } else {
+                Ok(k.to_string())
+            }
+        };
+        let set = |v: &str| -> Result<Vec<String>, String> {
+            let inner = v
+                .trim()
+                .strip_prefix('(')
+                .and_then(|v| v.strip_suffix(')'))
+                .ok_or_else(|| format!("selector {text:?}: expected (a,b) after in/notin"))?;
+            Ok(inner.split(',').map(|x| x.trim().to_string()).collect())
+        };
+        let mut requirements = Vec::new();
+        for part in parts {
+            let p = part.trim();
+            if p.is_empty() {
+                return Err(format!("selector {text:?} has an empty requirement"));
+            }
+            let r = if let Some((k, v)) = p.split_once("!=") {
+                Requirement::NotIn(key(k)?, vec![v.trim().to_string()])
+            } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
+                Requirement::In(key(k)?, vec![v.trim().to_string()])
+            } else if let Some((k, v)) = p.split_once(" notin ") {
+                Requirement::NotIn(key(k)?, set(v)?)
+            } else if let Some((k, v)) = p.split_once(" in ") {
+                Requirement::In(key(k)?, set(v)?)
+            } else if let Some(k) = p.strip_prefix('!') {
+                Requirement::Absent(key(k)?)
+            } else {
+                Requirement::Exists(key(p)?)
+            };
+            requirements.push(r);
+        }
+        Ok(Selector { text, requirements })
+    }
+}
+
+impl Selector {
+    /// Whether `labels` satisfy every requirement (kubectl's semantics: `!=` and `notin`
+    /// also hold when the key is absent).
+    pub fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.requirements.iter().all(|r| match r {
+            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
+            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
+            Requirement::Exists(k) => labels.contains_key(k),
+            Requirement::Absent(k) => !labels.contains_key(k),
+        })
+    }
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The labels of the objects findings name, looked up in the cluster state the checks
+/// read (indexed on first use, so a config without selectors costs nothing).
+pub struct Labels<'a> {
+    state: &'a crate::cluster::ClusterState,
+    index: std::sync::OnceLock<LabelIndex<'a>>,
+}
+
+type LabelIndex<'a> = std::collections::HashMap<
+    (&'a str, &'a str, &'a str),
+    &'a std::collections::BTreeMap<String, String>,
+>;
+
+impl<'a> Labels<'a> {
+    pub fn new(state: &'a crate::cluster::ClusterState) -> Self {
+        Labels {
+            state,
+            index: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The labels of `o` (by kind, namespace and name); `None` when the object is not in
+    /// the state or has no labels.
+    pub fn get(&self, o: &ObjectRef) -> Option<&'a std::collections::BTreeMap<String, String>> {
+        let index = self.index.get_or_init(|| build_index(self.state));
+        index
+            .get(&(
+                o.kind.as_str(),
+                o.namespace.as_deref().unwrap_or(""),
+                o.name.as_str(),
+            ))
+            .copied()
+    }
+}
+
+fn build_index(state: &crate::cluster::ClusterState) -> LabelIndex<'_> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let mut index = LabelIndex::new();
+    fn put<'s>(index: &mut LabelIndex<'s>, kind: &'s str, m: &'s ObjectMeta) {
+        if let (Some(labels), Some(name)) = (m.labels.as_ref(), m.name.as_deref()) {
+            index.insert((kind, m.namespace.as_deref().unwrap_or(""), name), labels);
+        }
+    }
+    // The loader drops the labels of pods that are not Failed (memory: 150,000 pods); a
+    // pod's labels are its controller's pod template labels (plus a hash label), so those
+    // stand in for them.
+    let mut templates: LabelIndex<'_> = LabelIndex::new();
+    fn put_template<'s>(
+        index: &mut LabelIndex<'s>,
+        kind: &'s str,
+        m: &'s ObjectMeta,
+        t: Option<&'s ObjectMeta>,
+    ) {
+        if let (Some(labels), Some(name)) = (t.and_then(|t| t.labels.as_ref()), m.name.as_deref()) {
+            index.insert((kind, m.namespace.as_deref().unwrap_or(""), name), labels);
+        }
+    }
+    for o in &state.replica_sets {
+        let t = o.spec.template.as_ref().and_then(|t| t.metadata.as_ref());
+        put_template(&mut templates, "ReplicaSet", &o.metadata, t);
+    }
+    for o in &state.stateful_sets {
+        put_template(
+            &mut templates,
+            "StatefulSet",
+            &o.metadata,
+            o.spec.template.metadata.as_ref(),
+        );
+    }
+    for o in &state.daemon_sets {
+        put_template(
+            &mut templates,
+            "DaemonSet",
+            &o.metadata,
+            o.spec.template.metadata.as_ref(),
+        );
+    }
+    for o in &state.jobs {
+        let t = o.spec.as_ref().and_then(|s| s.template.metadata.as_ref());
+        put_template(&mut templates, "Job", &o.metadata, t);
+    }
+    for o in &state.pods {
+        let m = &o.metadata;
+        if m.labels.is_some() {
+            put(&mut index, "Pod", m);
+            continue;
+        }
+        let owner = m
+            .owner_references
+            .as_deref()
+            .and_then(|os| os.iter().find(|o| o.controller == Some(true)));
+        if let (Some(owner), Some(name)) = (owner, m.name.as_deref()) {
+            let ns = m.namespace.as_deref().unwrap_or("");
+            if let Some(labels) = templates.get(&(owner.kind.as_str(), ns, owner.name.as_str())) {
+                index.insert(("Pod", ns, name), labels);
+            }
+        }
+    }
+    for o in &state.nodes {
+        put(&mut index, "Node", &o.metadata);
+    }
+    for o in &state.config_maps {
+        put(&mut index, "ConfigMap", &o.metadata);
+    }
+    for o in &state.secrets {
+        put(&mut index, "Secret", &o.metadata);
+    }
+    for o in &state.service_accounts {
+        put(&mut index, "ServiceAccount", &o.metadata);
+    }
+    for o in &state.pvcs {
+        put(&mut index, "PersistentVolumeClaim", &o.metadata);
+    }
+    for o in &state.deployments {
+        put(&mut index, "Deployment", &o.metadata);
+    }
+    for o in &state.replica_sets {
+        put(&mut index, "ReplicaSet", &o.metadata);
+    }
+    for o in &state.stateful_sets {
+        put(&mut index, "StatefulSet", &o.metadata);
+    }
+    for o in &state.daemon_sets {
+        put(&mut index, "DaemonSet", &o.metadata);
+    }
+    for o in &state.jobs {
+        put(&mut index, "Job", &o.metadata);
+    }
+    for o in &state.cron_jobs {
+        put(&mut index, "CronJob", &o.metadata);
+    }
+    for o in &state.hpas {
+        put(&mut index, "HorizontalPodAutoscaler", &o.metadata);
+    }
+    for r in crate::cluster::Resource::ALL {
+        for o in state.dynamic(r).unwrap_or_default() {
+            put(&mut index, r.kind(), &o.metadata);
+        }
+    }
+    index
+}
+
 /// One `checks.exclude` entry: findings matching every field given are silenced. At least
-/// one of `code`, `check`, `kind`, `namespace` and `name` must be given.
+/// one of `code`, `check`, `kind`, `namespace`, `name` and `selector` must be given.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, try_from = "RawExclude")]
 pub struct ExcludeRule {
@@ -85,6 +328,11 @@ pub struct ExcludeRule {
     pub namespace: Option<Pattern>,
     /// Object name pattern, e.g. `load-test-*`.
     pub name: Option<Pattern>,
+    /// Label selector of the object, kubectl's syntax: `app=web,tier!=db`,
+    /// `env in (dev,test)`, `!canary`. A running pod is matched by its controller's pod
+    /// template labels (the labels it was created with). An object whose labels the
+    /// source does not hold (a Node the dump lacks, an Endpoint) never matches one.
+    pub selector: Option<Selector>,
     /// Last day (UTC, `YYYY-MM-DD`) the entry applies; after it the findings count again
     /// and the entry is reported as expired. Default: no end.
     pub until: Option<Date>,
@@ -106,6 +354,8 @@ struct RawExclude {
     #[serde(default)]
     name: Option<Pattern>,
     #[serde(default)]
+    selector: Option<Selector>,
+    #[serde(default)]
     until: Option<Date>,
     #[serde(default)]
     reason: Option<String>,
@@ -119,10 +369,11 @@ impl TryFrom<RawExclude> for ExcludeRule {
             && r.kind.is_none()
             && r.namespace.is_none()
             && r.name.is_none()
+            && r.selector.is_none()
         {
             return Err(
-                "an exclude entry needs at least one of code, check, kind, namespace, name \
-                 (an empty entry would silence everything)"
+                "an exclude entry needs at least one of code, check, kind, namespace, name, \
+                 selector (an empty entry would silence everything)"
                     .into(),
             );
         }
@@ -140,6 +391,7 @@ impl TryFrom<RawExclude> for ExcludeRule {
             kind: r.kind,
             namespace: r.namespace,
             name: r.name,
+            selector: r.selector,
             until: r.until,
             reason: r.reason,
         })
@@ -147,7 +399,7 @@ impl TryFrom<RawExclude> for ExcludeRule {
 }
 
 impl ExcludeRule {
-    fn matches(&self, check: &str, f: &Finding) -> bool {
+    fn matches(&self, check: &str, f: &Finding, labels: Option<&Labels<'_>>) -> bool {
         self.code.as_ref().is_none_or(|c| *c == f.code)
             && self.check.as_ref().is_none_or(|c| c == check)
             && self
@@ -161,12 +413,17 @@ impl ExcludeRule {
                     .is_some_and(|ns| p.matches(ns))
             })
             && self.name.as_ref().is_none_or(|p| p.matches(&f.object.name))
+            && self.selector.as_ref().is_none_or(|sel| {
+                labels
+                    .and_then(|l| l.get(&f.object))
+                    .is_some_and(|l| sel.matches(l))
+            })
     }
 
     /// `code=x, namespace=kube-*` for messages.
     fn describe(&self) -> String {
         let mut parts = Vec::new();
-        let fields: [(&str, Option<String>); 5] = [
+        let fields: [(&str, Option<String>); 6] = [
             ("code", self.code.clone()),
             ("check", self.check.clone()),
             ("kind", self.kind.clone()),
@@ -175,6 +432,7 @@ impl ExcludeRule {
                 self.namespace.as_ref().map(ToString::to_string),
             ),
             ("name", self.name.as_ref().map(ToString::to_string)),
+            ("selector", self.selector.as_ref().map(ToString::to_string)),
         ];
         for (k, v) in fields {
             if let Some(v) = v {
@@ -233,13 +491,26 @@ pub struct Outcome {
 pub const CHECK_NAME: &str = "silencing";
 
 /// Applies the overrides, then the excludes and the `--exclude-code` codes, to `results`
-/// as of `now`; appends a `silencing` check when entries have expired.
+/// as of `now`; appends a `silencing` check when entries have expired. Entries with a
+/// `selector` match nothing here: see [`apply_with_labels`].
 pub fn apply(
     results: &mut Vec<CheckResult>,
     exclude: &[ExcludeRule],
     overrides: &[SeverityOverride],
     codes: &[String],
     now: Timestamp,
+) -> Outcome {
+    apply_with_labels(results, exclude, overrides, codes, now, None)
+}
+
+/// [`apply`], with the objects' labels for entries with a `selector`.
+pub fn apply_with_labels(
+    results: &mut Vec<CheckResult>,
+    exclude: &[ExcludeRule],
+    overrides: &[SeverityOverride],
+    codes: &[String],
+    now: Timestamp,
+    labels: Option<&Labels<'_>>,
 ) -> Outcome {
     let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
     let live = |until: Option<Date>| until.is_none_or(|u| today <= u);
@@ -271,9 +542,10 @@ pub fn apply(
             }
         }
         let name = r.name.clone();
-        let (gone, kept): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut r.findings)
-            .into_iter()
-            .partition(|f| codes.contains(&f.code) || exclude.iter().any(|e| e.matches(&name, f)));
+        let (gone, kept): (Vec<Finding>, Vec<Finding>) =
+            std::mem::take(&mut r.findings).into_iter().partition(|f| {
+                codes.contains(&f.code) || exclude.iter().any(|e| e.matches(&name, f, labels))
+            });
         changed |= !gone.is_empty();
         r.findings = kept;
         r.silenced += gone.len();
@@ -488,5 +760,85 @@ mod tests {
             );
             assert!(e.is_err(), "{yaml}");
         }
+    }
+
+    #[test]
+    fn selectors_parse_kubectl_syntax_and_match_like_kubectl() {
+        let labels = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let sel = |t: &str| Selector::try_from(t.to_string()).unwrap();
+        let web = labels(&[("app", "web"), ("env", "dev")]);
+        let db = labels(&[("app", "db"), ("canary", "true")]);
+        let cases: [(&str, bool, bool); 8] = [
+            ("app=web", true, false),
+            ("app==db", false, true),
+            ("app!=web", false, true),
+            ("env in (dev, test),app=web", true, false),
+            ("env notin (dev)", false, true),
+            ("canary", false, true),
+            ("!canary", true, false),
+            ("app in (web,db),!env", false, true),
+        ];
+        for (text, w, d) in cases {
+            assert_eq!(
+                (sel(text).matches(&web), sel(text).matches(&db)),
+                (w, d),
+                "{text}"
+            );
+        }
+        for bad in ["", "app=web,", "app in web", "=x", "a b=c"] {
+            assert!(Selector::try_from(bad.to_string()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn exclude_by_label_selector_silences_only_objects_whose_labels_match() {
+        let mut state = crate::cluster::ClusterState::default();
+        // The loader keeps labels only on Failed pods: a running pod's come from its
+        // controller's pod template (here a ReplicaSet's).
+        let dump = r#"{"apiVersion":"apps/v1","kind":"ReplicaSet","metadata":{"name":"load-test-5d8f","namespace":"shop","labels":{"app":"load-test"}},
+              "spec":{"selector":{"matchLabels":{"app":"load-test"}},"template":{"metadata":{"labels":{"app":"load-test","team":"perf","pod-template-hash":"5d8f"}},"spec":{"containers":[]}}}}
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"load-test-7","namespace":"shop","labels":{"app":"load-test","team":"perf","pod-template-hash":"5d8f"},
+              "ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"load-test-5d8f","uid":"u1","controller":true}]},"spec":{"containers":[]},"status":{"phase":"Running"}}
+            {"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"shop","labels":{"app":"web"}},"spec":{"containers":[]},"status":{"phase":"Failed"}}"#;
+        crate::cluster::dump::load_bytes(
+            &mut state,
+            std::path::Path::new("dump.json"),
+            dump.as_bytes(),
+        );
+        let rules: Vec<ExcludeRule> = serde_saphyr::from_str(
+            "- selector: team=perf\n  reason: load tests crash on purpose\n",
+        )
+        .unwrap();
+        let now: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            state.pods[0].metadata.labels, None,
+            "the loader compacts pods"
+        );
+        let mut r = results();
+        let out = apply_with_labels(&mut r, &rules, &[], &[], now, Some(&Labels::new(&state)));
+        let silenced: Vec<String> = out
+            .silenced
+            .iter()
+            .map(|(_, f)| f.object.to_string())
+            .collect();
+        assert_eq!(silenced, vec!["Pod/shop/load-test-7"]);
+        assert_eq!(r[0].silenced, 1);
+        // Without labels (the plain `apply`), a selector matches nothing.
+        let mut r = results();
+        let out = apply(&mut r, &rules, &[], &[], now);
+        assert!(out.silenced.is_empty());
+        // A selector alone is enough for an entry; it shows in expiry messages.
+        let rules: Vec<ExcludeRule> =
+            serde_saphyr::from_str("- selector: app in (web)\n  until: 2026-11-01\n").unwrap();
+        let out = apply(&mut results(), &rules, &[], &[], now);
+        assert_eq!(
+            out.expired,
+            vec!["checks.exclude[0] (selector=app in (web)) expired 2026-11-01"]
+        );
     }
 }

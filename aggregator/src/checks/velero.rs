@@ -21,6 +21,9 @@
 //! allowed its weekend. `schedule_never_completed` (warning): no Completed backup although
 //! the schedule is older than period plus slack. `schedule_paused` (info), and
 //! `schedule_unparsed` (info) when the cron expression cannot be read.
+//! Messages carry absolute times, never "3d ago"; the same moments are the finding's
+//! `times`: `started` and `completed` of a backup, `last_completed` of a stale schedule,
+//! `last_validation` of an unavailable BackupStorageLocation.
 //! A BackupStorageLocation whose `status.phase` is Unavailable is `storage_location_unavailable`
 //! (critical): Velero cannot write there, the usual root cause of failed backups.
 
@@ -102,12 +105,17 @@ fn is_finished(phase: &str) -> bool {
     )
 }
 
-fn phase_finding(b: &DynamicObject, now: Timestamp) -> Option<Finding> {
+fn phase_finding(b: &DynamicObject) -> Option<Finding> {
     let p = phase(b);
     let (code, sev) = classify_phase(p)?;
     let when = started(b)
-        .map(|t| format!(", started {} ago", human(age(now, t))))
+        .map(|t| format!(", started {t}"))
         .unwrap_or_default();
+    let finished = parse(
+        b.data
+            .get("status")
+            .and_then(|s| s.get("completionTimestamp")),
+    );
     let status = b.data.get("status");
     let num = |k: &str| {
         status
@@ -145,7 +153,9 @@ fn phase_finding(b: &DynamicObject, now: Timestamp) -> Option<Finding> {
             ObjectRef::new("Backup", &b.metadata),
             format!("backup phase {shown}{when}{counts}{reasons}"),
         )
-        .with_at(started(b)),
+        .with_at(started(b))
+        .with_time("started", started(b))
+        .with_time("completed", finished),
     )
 }
 
@@ -175,7 +185,8 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                     ObjectRef::new("BackupStorageLocation", &l.metadata),
                     format!("backup storage location Unavailable{why}"),
                 )
-                .with_at(parse(status.get("lastValidationTime"))),
+                .with_at(parse(status.get("lastValidationTime")))
+                .with_time("last_validation", parse(status.get("lastValidationTime"))),
             );
         }
     }
@@ -191,7 +202,7 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                 .entry((b.metadata.namespace.as_deref().unwrap_or(""), s.as_str()))
                 .or_default()
                 .push(b),
-            None => findings.extend(phase_finding(b, now)),
+            None => findings.extend(phase_finding(b)),
         }
     }
     for backups in by_schedule.values() {
@@ -200,13 +211,13 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
             .filter(|b| is_finished(phase(b)))
             .max_by_key(|b| started(b));
         if let Some(finished) = newest_finished {
-            findings.extend(phase_finding(finished, now));
+            findings.extend(phase_finding(finished));
         }
         // Runs newer than the last outcome (normally one) are reported as in progress.
         for b in backups {
             let newer = newest_finished.is_none_or(|f| started(b) > started(f));
             if newer && !is_finished(phase(b)) {
-                findings.extend(phase_finding(b, now));
+                findings.extend(phase_finding(b));
             }
         }
     }
@@ -255,13 +266,13 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
                 Severity::Warning,
                 object(),
                 format!(
-                    "newest Completed backup finished {} ago, more than the schedule's period {} plus {} slack",
-                    human(age(now, t)),
+                    "newest Completed backup finished {t}, longer ago than the schedule's period {} plus {} slack",
                     human(period),
                     human(slack)
                 ),
             )
-            .with_at(Some(t))),
+            .with_at(Some(t))
+            .with_time("last_completed", Some(t))),
             Some(_) => {}
             None => {
                 let created = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
@@ -284,6 +295,43 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
     CheckResult::new("velero", summary, findings).with_objects(
         state.backups.len() + state.schedules.len() + state.backup_storage_locations.len(),
     )
+}
+
+/// Per schedule (the `velero.io/schedule-name` label of its backups, so a schedule that
+/// was deleted keeps its series while its backups exist): when its newest Completed and
+/// its newest finished backup completed (for `/metrics`). Sorted by namespace and name.
+pub fn schedule_times(state: &ClusterState) -> Vec<crate::metrics::ScheduleTimes> {
+    let mut by: std::collections::BTreeMap<(&str, &str), crate::metrics::ScheduleTimes> =
+        std::collections::BTreeMap::new();
+    for b in &state.backups {
+        let Some(schedule) = b
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SCHEDULE_LABEL))
+        else {
+            continue;
+        };
+        let ns = b.metadata.namespace.as_deref().unwrap_or("");
+        let e = by
+            .entry((ns, schedule))
+            .or_insert_with(|| crate::metrics::ScheduleTimes {
+                namespace: ns.to_string(),
+                schedule: schedule.clone(),
+                last_successful: None,
+                last_finished: None,
+            });
+        let p = phase(b);
+        if !is_finished(p) {
+            continue;
+        }
+        let done = completed(b);
+        e.last_finished = e.last_finished.max(done);
+        if p == "Completed" {
+            e.last_successful = e.last_successful.max(done);
+        }
+    }
+    by.into_values().collect()
 }
 
 /// The longest gap between two runs of a cron expression (5 fields, parsed by core's

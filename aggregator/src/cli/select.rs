@@ -365,49 +365,6 @@ impl<'a> LabelIndex<'a> {
     }
 }
 
-/// Keeps only the namespaced objects of `state` that are in `namespaces` (cluster-scoped
-/// ones all stay): `checks.namespaces` and `-n` on a dump, as the live source lists.
-pub fn retain_namespaces(state: &mut ClusterState, namespaces: &[String]) {
-    if namespaces.is_empty() {
-        return;
-    }
-    // A resource the dump holds stays "listed" when none of its objects is in these
-    // namespaces: it was read, and has nothing there (not "not in the source").
-    for r in crate::cluster::Resource::ALL {
-        if state.count(r) > 0 && !state.coverage.contains_key(&r) {
-            state.coverage.insert(r, crate::cluster::Coverage::Listed);
-        }
-    }
-    let keep = |ns: &Option<String>| ns.as_ref().is_none_or(|n| namespaces.contains(n));
-    state.pods.retain(|o| keep(&o.metadata.namespace));
-    macro_rules! typed {
-        ($($field:ident),* $(,)?) => {
-            $(state.$field.retain(|o| keep(&o.metadata.namespace));)*
-        };
-    }
-    typed!(
-        events,
-        config_maps,
-        secrets,
-        service_accounts,
-        pvcs,
-        deployments,
-        replica_sets,
-        stateful_sets,
-        daemon_sets,
-        jobs,
-        cron_jobs,
-        hpas,
-    );
-    for r in crate::cluster::Resource::ALL {
-        if r.namespaced()
-            && let Some(objs) = state.dynamic_mut(r)
-        {
-            objs.retain(|o| keep(&o.metadata.namespace));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,7 +505,7 @@ mod tests {
               {"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"ops"},"spec":{"containers":[]}},
               {"apiVersion":"v1","kind":"Node","metadata":{"name":"n"}}]}"#,
         );
-        retain_namespaces(&mut state, &["shop".to_string()]);
+        state.retain_namespaces(&["shop".to_string()]);
         let cms: Vec<_> = state
             .config_maps
             .iter()

@@ -397,6 +397,50 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
+    /// Keeps only the namespaced objects in `namespaces` (all of them when it is empty);
+    /// cluster-scoped objects stay. What `checks.namespaces` and `-n` do to a live read,
+    /// done to a dump.
+    pub fn retain_namespaces(&mut self, namespaces: &[String]) {
+        if namespaces.is_empty() {
+            return;
+        }
+        // A resource the dump holds stays "listed" when none of its objects is in these
+        // namespaces: it was read, and has nothing there (not "not in the source").
+        for r in Resource::ALL {
+            if self.count(r) > 0 && !self.coverage.contains_key(&r) {
+                self.coverage.insert(r, Coverage::Listed);
+            }
+        }
+        let keep = |ns: &Option<String>| ns.as_ref().is_none_or(|n| namespaces.contains(n));
+        self.pods.retain(|o| keep(&o.metadata.namespace));
+        macro_rules! typed {
+            ($($field:ident),* $(,)?) => {
+                $(self.$field.retain(|o| keep(&o.metadata.namespace));)*
+            };
+        }
+        typed!(
+            events,
+            config_maps,
+            secrets,
+            service_accounts,
+            pvcs,
+            deployments,
+            replica_sets,
+            stateful_sets,
+            daemon_sets,
+            jobs,
+            cron_jobs,
+            hpas,
+        );
+        for r in Resource::ALL {
+            if r.namespaced()
+                && let Some(objs) = self.dynamic_mut(r)
+            {
+                objs.retain(|o| keep(&o.metadata.namespace));
+            }
+        }
+    }
+
     /// Number of objects held for `r`.
     pub fn count(&self, r: Resource) -> usize {
         match r {

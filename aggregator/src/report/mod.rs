@@ -270,6 +270,8 @@ pub struct CheckRound {
     pub disk_pressure_nodes: Vec<String>,
     /// Disk-related kubelet events by node name.
     pub node_events: BTreeMap<String, Vec<NodeEvent>>,
+    /// Certificate and backup moments for `/metrics`; `None` when the cluster was not read.
+    pub times: Option<crate::metrics::ClusterTimes>,
 }
 
 impl CheckRound {
@@ -299,6 +301,9 @@ impl CheckRound {
             self.cluster_nodes = partial.cluster_nodes;
             self.disk_pressure_nodes = partial.disk_pressure_nodes;
             self.node_events = partial.node_events;
+        }
+        if partial.times.is_some() {
+            self.times = partial.times;
         }
         self.at = partial.at.or(self.at);
         self
@@ -689,6 +694,7 @@ pub(crate) mod tests {
                     last_seen: Some(at(1)),
                 }],
             )]),
+            times: None,
         }
     }
 

@@ -970,6 +970,9 @@ mod tests {
         );
         assert!(md.contains("\n### pods\n\ncritical: 12 pods, 2 with problems.\n\n- critical Pod/shop/api-7d9: container api is in CrashLoopBackOff (12 restarts)\n- warning Pod/shop/worker-1: Pending for 2h: 0/3 nodes are available\n"), "{md}");
         // The terminal output has no checklist.
-        assert!(!text(&report, Style::Terminal, Layout::table(Tty::PLAIN)).contains("Monthly checklist"));
+        assert!(
+            !text(&report, Style::Terminal, Layout::table(Tty::PLAIN))
+                .contains("Monthly checklist")
+        );
     }
 }

@@ -136,15 +136,21 @@ impl Rounds {
             Source::None => Ok(None),
             Source::Dump => {
                 let paths = self.cfg.cluster.dump_paths.clone();
-                tokio::task::spawn_blocking(move || dump::load(&paths))
-                    .await
-                    .map_err(|e| format!("dump reader failed: {e}"))?
-                    .map(Some)
-                    // The message and its cause (the message does not repeat it).
-                    .map_err(|e| match std::error::Error::source(&e) {
-                        Some(cause) => format!("{e}: {cause}"),
-                        None => e.to_string(),
+                let namespaces = self.cfg.checks.namespaces.clone();
+                tokio::task::spawn_blocking(move || {
+                    dump::load(&paths).map(|mut s| {
+                        s.retain_namespaces(&namespaces);
+                        s
                     })
+                })
+                .await
+                .map_err(|e| format!("dump reader failed: {e}"))?
+                .map(Some)
+                // The message and its cause (the message does not repeat it).
+                .map_err(|e| match std::error::Error::source(&e) {
+                    Some(cause) => format!("{e}: {cause}"),
+                    None => e.to_string(),
+                })
             }
             Source::Live => {
                 if self.client.is_none() {
@@ -203,21 +209,24 @@ impl Rounds {
                             .iter()
                             .filter(|c| names.contains(c.name))
                             .map(|c| (c.run)(&state, &self.cfg.checks, now))
-                            .collect()
+                            .collect::<Vec<_>>()
                     }
                 };
+                checks::events::fold(&mut round.checks);
                 // Silenced findings are counted per check; expired entries are reported.
-                checks::silence::apply(
+                checks::silence::apply_with_labels(
                     &mut round.checks,
                     &self.cfg.checks.exclude,
                     &self.cfg.checks.severity_overrides,
                     &[],
                     now,
+                    Some(&checks::silence::Labels::new(&state)),
                 );
                 if wants(Task::Cleanup) {
                     round.proposals = cleanup::propose(&state, &self.cfg.cleanup, now);
                 }
                 fill_node_facts(&state, &mut round);
+                round.times = Some(crate::metrics::ClusterTimes::from_state(&state));
             }
             Ok(None) => {}
             Err(e) => {
