@@ -56,3 +56,4 @@ pub mod schedule;
 pub mod signals;
 pub mod state;
 pub mod store;
+pub mod updates;

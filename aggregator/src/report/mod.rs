@@ -25,6 +25,7 @@
 
 pub mod html;
 pub mod logcheck;
+pub mod planning;
 pub mod render;
 pub mod score;
 
@@ -88,6 +89,9 @@ pub struct ClusterReport {
     /// stands for and what they ran. Absent on every other report.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub run: Option<ScheduledRun>,
+    /// The monthly review's results (`chart_updates`), each a top-level field of its own.
+    #[serde(flatten)]
+    pub planning: planning::Planning,
 }
 
 /// A scheduled run's record: the runs it stands for and the tasks it ran. Checks outside
@@ -263,6 +267,8 @@ pub struct CheckRound {
     pub disk_pressure_nodes: Vec<String>,
     /// Disk-related kubelet events by node name.
     pub node_events: BTreeMap<String, Vec<NodeEvent>>,
+    /// The monthly review's results this round produced.
+    pub planning: planning::Planning,
 }
 
 impl CheckRound {
@@ -293,6 +299,7 @@ impl CheckRound {
             self.disk_pressure_nodes = partial.disk_pressure_nodes;
             self.node_events = partial.node_events;
         }
+        self.planning = self.planning.updated_with(partial.planning);
         self.at = partial.at.or(self.at);
         self
     }
@@ -449,6 +456,7 @@ pub fn merge_nodes<'a>(
         findings,
         maintenance: None,
         run: None,
+        planning: round.planning.clone(),
     }
 }
 
@@ -680,6 +688,7 @@ pub(crate) mod tests {
                     last_seen: Some(at(1)),
                 }],
             )]),
+            planning: Default::default(),
         }
     }
 

@@ -93,13 +93,17 @@ pub struct RoundConfig {
     pub checks: ChecksConfig,
     pub cleanup: CleanupConfig,
     pub signals: SignalsConfig,
+    /// Chart repositories of the `chart_updates` task.
+    pub charts: crate::updates::ChartsConfig,
 }
 
-/// Runs rounds; keeps the API client between rounds.
+/// Runs rounds; keeps the API client and the fetched chart versions between rounds.
 #[derive(Default)]
 pub struct Rounds {
     cfg: RoundConfig,
     client: Option<kube::Client>,
+    /// Chart versions fetched from the repositories, reused for `charts.refresh`.
+    chart_versions: crate::updates::Cache,
 }
 
 impl std::fmt::Debug for Rounds {
@@ -113,7 +117,11 @@ impl std::fmt::Debug for Rounds {
 
 impl Rounds {
     pub fn new(cfg: RoundConfig) -> Self {
-        Self { cfg, client: None }
+        Self {
+            cfg,
+            client: None,
+            chart_versions: crate::updates::Cache::default(),
+        }
     }
 
     /// Rounds whose `live` source reads through `client` (e.g. one built from a chosen
@@ -122,6 +130,7 @@ impl Rounds {
         Self {
             cfg,
             client: Some(client),
+            chart_versions: crate::updates::Cache::default(),
         }
     }
 
@@ -179,8 +188,9 @@ impl Rounds {
             ..CheckRound::default()
         };
         let reads_cluster = tasks.is_none_or(|ts| {
-            ts.iter()
-                .any(|t| t.cluster_check().is_some() || *t == Task::Cleanup)
+            ts.iter().any(|t| {
+                t.cluster_check().is_some() || matches!(t, Task::Cleanup | Task::ChartUpdates)
+            })
         });
         let cluster = if reads_cluster {
             self.cluster().await
@@ -214,6 +224,26 @@ impl Rounds {
                     round.proposals = cleanup::propose(&state, &self.cfg.cleanup, now);
                 }
                 fill_node_facts(&state, &mut round);
+                if wants(Task::ChartUpdates)
+                    && let Some((check, report)) = crate::updates::check(
+                        &checks::helm::releases(&state),
+                        &self.cfg.charts,
+                        &mut self.chart_versions,
+                        now,
+                    )
+                    .await
+                {
+                    let mut one = vec![check];
+                    checks::silence::apply(
+                        &mut one,
+                        &self.cfg.checks.exclude,
+                        &self.cfg.checks.severity_overrides,
+                        &[],
+                        now,
+                    );
+                    round.checks.extend(one);
+                    round.planning.chart_updates = Some(report);
+                }
             }
             Ok(None) => {}
             Err(e) => {

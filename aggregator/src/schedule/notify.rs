@@ -487,6 +487,7 @@ mod tests {
             findings,
             maintenance: None,
             run: None,
+            planning: Default::default(),
         }
     }
 
