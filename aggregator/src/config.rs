@@ -86,6 +86,9 @@ pub struct AggregatorConfig {
     /// Chart repositories for the chart-updates review; none by default (no lookups).
     #[serde(default)]
     pub charts: ChartsConfig,
+    /// Request recommendations and capacity trends; VPA's defaults.
+    #[serde(default)]
+    pub capacity: crate::capacity::CapacityConfig,
     #[serde(default)]
     pub history: HistoryConfig,
     /// TLS on both listeners, mutual on gRPC for agents. Required unless
@@ -283,6 +286,7 @@ impl AggregatorConfig {
             cleanup: self.cleanup.clone(),
             signals: self.signals.clone(),
             charts: self.charts.clone(),
+            capacity: self.capacity.clone(),
         }
     }
 }
@@ -299,6 +303,7 @@ impl Default for AggregatorConfig {
             cleanup: CleanupConfig::default(),
             signals: SignalsConfig::default(),
             charts: ChartsConfig::default(),
+            capacity: crate::capacity::CapacityConfig::default(),
             history: HistoryConfig::default(),
             tls: None,
             insecure_plaintext: false,

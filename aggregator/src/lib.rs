@@ -42,6 +42,7 @@
 
 pub mod api;
 pub mod app;
+pub mod capacity;
 pub mod checks;
 pub mod cleanup;
 pub mod cli;

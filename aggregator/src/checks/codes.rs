@@ -538,6 +538,27 @@ pub const CODES: &[Code] = &[
         "GET `<url>/index.yaml` of a classic repository, or the OCI registry's tag list",
         "Check the URL in `charts.repositories` and that the aggregator can reach it (`curl -fsS <url>/index.yaml`, or the registry's `/v2/`); a private registry needs network access from the aggregator's pod.",
     ),
+    c(
+        "requests_far_above_use",
+        "recommendations",
+        "info",
+        "metrics API usage samples per container over `capacity.window`, against the container's requests (VPA's percentile + margin)",
+        "Lower the requests toward the recommendation (the report's `recommendations`): `kubectl set resources -n <ns> <workload> -c <container> --requests=cpu=<cpu>,memory=<memory>`; the freed capacity goes back to the scheduler.",
+    ),
+    c(
+        "requests_below_use",
+        "recommendations",
+        "warning",
+        "metrics API usage samples per container over `capacity.window`, against the container's requests",
+        "Raise the requests to the recommendation: a container using far more than it requests is throttled or evicted first under node pressure (`kubectl set resources …`).",
+    ),
+    c(
+        "capacity_runs_out",
+        "capacity",
+        "warning",
+        "requests against allocatable per node and cluster, least-squares trend of daily points over `capacity.trend_days`",
+        "Add nodes (or raise the autoscaler's maximum) before the date, or reclaim requests (see `recommendations`).",
+    ),
 ];
 
 /// The entry of `code`, if known.

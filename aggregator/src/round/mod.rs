@@ -95,6 +95,8 @@ pub struct RoundConfig {
     pub signals: SignalsConfig,
     /// Chart repositories of the `chart_updates` task.
     pub charts: crate::updates::ChartsConfig,
+    /// Recommendations and capacity ([`crate::capacity::review`]).
+    pub capacity: crate::capacity::CapacityConfig,
 }
 
 /// Runs rounds; keeps the API client and the fetched chart versions between rounds.
@@ -224,6 +226,7 @@ impl Rounds {
                     round.proposals = cleanup::propose(&state, &self.cfg.cleanup, now);
                 }
                 fill_node_facts(&state, &mut round);
+                round.planning.samples = crate::capacity::sample(&state, now);
                 if wants(Task::ChartUpdates)
                     && let Some((check, report)) = crate::updates::check(
                         &checks::helm::releases(&state),
@@ -524,6 +527,19 @@ async fn notify(
     }
 }
 
+/// Records the round's usage and capacity samples and fills its recommendations and
+/// capacity ([`crate::capacity::review`]); a store error is logged and the round goes on.
+fn review(
+    state: &crate::state::State,
+    cfg: &crate::capacity::CapacityConfig,
+    round: &mut CheckRound,
+    now: Timestamp,
+) {
+    if let Err(e) = crate::capacity::review(state.store(), cfg, round, now) {
+        warn!(error = %e, "Cannot record usage samples; this round has no recommendations or capacity.");
+    }
+}
+
 /// Runs futures concurrently and collects their outputs in order.
 async fn futures_join_all<F: std::future::Future>(
     futs: impl IntoIterator<Item = F>,
@@ -562,8 +578,13 @@ pub async fn run_loop(
                 .await;
             let kinds = run.kinds.join(",");
             let st = std::sync::Arc::clone(&state);
-            match tokio::task::spawn_blocking(move || st.finish_scheduled_round(partial, run, now))
-                .await
+            let capacity = rounds.config().capacity.clone();
+            match tokio::task::spawn_blocking(move || {
+                let mut partial = partial;
+                review(&st, &capacity, &mut partial, now);
+                st.finish_scheduled_round(partial, run, now)
+            })
+            .await
             {
                 Ok(Ok(rec)) => tracing::info!(
                     kinds,
@@ -589,7 +610,10 @@ pub async fn run_loop(
             let checks = round.checks.len();
             let st = std::sync::Arc::clone(&state);
             let force = !waiting.is_empty();
+            let capacity = rounds.config().capacity.clone();
             match tokio::task::spawn_blocking(move || {
+                let mut round = round;
+                review(&st, &capacity, &mut round, now);
                 st.finish_round(round, now, record_interval, force)
             })
             .await
