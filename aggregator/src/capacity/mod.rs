@@ -32,6 +32,9 @@ use recommend::{Figures, Rule};
 
 /// Store key of the per-container usage samples.
 pub const USAGE_KEY: &str = "capacity_usage";
+/// Containers whose samples are kept at most (the ones sampled longest ago go first), so
+/// the usage document stays bounded in any cluster (about 200 hourly samples each).
+pub const MAX_CONTAINERS: usize = 20_000;
 /// Store key of the per-node daily capacity points.
 pub const NODES_KEY: &str = "capacity_nodes";
 
@@ -39,16 +42,16 @@ pub const NODES_KEY: &str = "capacity_nodes";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapacityConfig {
-    /// Percentile (0–1) of CPU usage samples a request is recommended from. Default 0.9
+    /// Percentile (above 0, at most 1) of CPU usage samples a request is recommended from. Default 0.9
     /// (VPA `--target-cpu-percentile`).
-    #[serde(default = "default_percentile")]
+    #[serde(default = "default_percentile", deserialize_with = "fraction")]
     pub cpu_percentile: f64,
-    /// Percentile (0–1) of the daily memory peaks. Default 0.9 (VPA
+    /// Percentile (above 0, at most 1) of the daily memory peaks. Default 0.9 (VPA
     /// `--target-memory-percentile`).
-    #[serde(default = "default_percentile")]
+    #[serde(default = "default_percentile", deserialize_with = "fraction")]
     pub memory_percentile: f64,
-    /// Added on top, as a fraction. Default 0.15 (VPA `--recommendation-margin-fraction`).
-    #[serde(default = "default_margin")]
+    /// Added on top, as a fraction (0 to 10). Default 0.15 (VPA `--recommendation-margin-fraction`).
+    #[serde(default = "default_margin", deserialize_with = "margin")]
     pub margin_fraction: f64,
     /// Smallest CPU recommendation, millicores. Default 25 (VPA
     /// `--pod-recommendation-min-cpu-millicores`).
@@ -74,19 +77,19 @@ pub struct CapacityConfig {
     #[serde(default = "default_min_samples")]
     pub min_samples: usize,
     /// A request more than this many times its recommendation is `requests_far_above_use`.
-    /// Default 2.
-    #[serde(default = "default_factor")]
+    /// Default 2; at least 1.
+    #[serde(default = "default_factor", deserialize_with = "factor")]
     pub far_above_factor: f64,
     /// A recommendation more than this many times the request is `requests_below_use`.
-    /// Default 2.
-    #[serde(default = "default_factor")]
+    /// Default 2; at least 1.
+    #[serde(default = "default_factor", deserialize_with = "factor")]
     pub far_below_factor: f64,
     /// Days of capacity points the trend is fitted on. Default 30; 2 to 400.
-    #[serde(default = "default_trend_days")]
+    #[serde(default = "default_trend_days", deserialize_with = "trend_days")]
     pub trend_days: u32,
     /// Requests reaching allocatable within this many days is `capacity_runs_out`.
-    /// Default 90.
-    #[serde(default = "default_horizon_days")]
+    /// Default 90; 1 to 3650.
+    #[serde(default = "default_horizon_days", deserialize_with = "horizon_days")]
     pub horizon_days: u32,
 }
 
@@ -157,6 +160,37 @@ fn window<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Duration::from_secs(3600),
         Duration::from_secs(90 * 86_400),
     )
+}
+fn bounded<'de, D: Deserializer<'de>, T>(d: D, lo: T, hi: T, what: &str) -> Result<T, D::Error>
+where
+    T: Deserialize<'de> + PartialOrd + std::fmt::Display + Copy,
+{
+    let v = T::deserialize(d)?;
+    if v < lo || v > hi {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is out of range: {what} is {lo} to {hi}"
+        )));
+    }
+    Ok(v)
+}
+fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = bounded(d, 0.0, 1.0, "a percentile")?;
+    if v == 0.0 {
+        return Err(serde::de::Error::custom("a percentile must be above 0"));
+    }
+    Ok(v)
+}
+fn margin<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    bounded(d, 0.0, 10.0, "a margin fraction")
+}
+fn factor<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    bounded(d, 1.0, 1000.0, "a factor")
+}
+fn trend_days<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded(d, 2, 400, "trend_days")
+}
+fn horizon_days<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded(d, 1, 3650, "horizon_days")
 }
 fn sample_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     bounded_duration(d, Duration::from_secs(60), Duration::from_secs(86_400))
@@ -421,6 +455,18 @@ pub fn add(
         s.samples.retain(|(t, _, _)| *t >= oldest);
         !s.samples.is_empty()
     });
+    if usage.containers.len() > MAX_CONTAINERS {
+        let mut last: Vec<(Timestamp, String)> = usage
+            .containers
+            .iter()
+            .filter_map(|(k, s)| Some((s.samples.last()?.0, k.clone())))
+            .collect();
+        last.sort();
+        let excess = usage.containers.len() - MAX_CONTAINERS;
+        for (_, k) in last.into_iter().take(excess) {
+            usage.containers.remove(&k);
+        }
+    }
     let day = |t: Timestamp| t.as_second().div_euclid(86_400);
     for (name, p) in &s.nodes {
         let v = nodes.nodes.entry(name.clone()).or_default();
@@ -805,4 +851,95 @@ pub fn review(
         round.planning.capacity = Some(cap);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use caretaker_core::config::parse_yaml;
+
+    use super::*;
+
+    #[derive(Debug, Default, Deserialize)]
+    struct Top {
+        #[serde(default)]
+        capacity: CapacityConfig,
+    }
+
+    #[test]
+    fn defaults_are_vpas_and_bad_values_name_the_field() {
+        let c = parse_yaml::<Top>("capacity:\n  horizon_days: 30\n", Path::new("a.yaml"))
+            .unwrap()
+            .capacity;
+        assert_eq!(
+            (
+                c.cpu_percentile,
+                c.memory_percentile,
+                c.margin_fraction,
+                c.horizon_days
+            ),
+            (0.9, 0.9, 0.15, 30)
+        );
+        assert_eq!(c.window, Duration::from_secs(8 * 86_400));
+        for (yaml, want) in [
+            (
+                "capacity:\n  cpu_percentile: 90\n",
+                "a percentile is 0 to 1",
+            ),
+            ("capacity:\n  cpu_percentile: 0\n", "must be above 0"),
+            (
+                "capacity:\n  far_above_factor: 0.5\n",
+                "a factor is 1 to 1000",
+            ),
+            ("capacity:\n  trend_days: 1\n", "trend_days is 2 to 400"),
+        ] {
+            let err = parse_yaml::<Top>(yaml, Path::new("a.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(want) && err.contains("line 2"),
+                "{yaml}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_usage_document_keeps_at_most_max_containers() {
+        let cfg = CapacityConfig::default();
+        let mut usage = UsageHistory::default();
+        let mut nodes = NodeHistory::default();
+        let t: Timestamp = "2026-11-20T00:00:00Z".parse().unwrap();
+        let c = |i: usize| ContainerSample {
+            namespace: "n".into(),
+            workload: format!("Pod/p{i}"),
+            container: "c".into(),
+            cpu_millicores: 1,
+            memory_bytes: 1,
+            request: Req::default(),
+            limit: Req::default(),
+        };
+        let old = RoundSamples {
+            containers: (0..MAX_CONTAINERS).map(c).collect(),
+            nodes: BTreeMap::new(),
+        };
+        add(&mut usage, &mut nodes, &old, &cfg, t);
+        let new = RoundSamples {
+            containers: (MAX_CONTAINERS..MAX_CONTAINERS + 10).map(c).collect(),
+            nodes: BTreeMap::new(),
+        };
+        add(
+            &mut usage,
+            &mut nodes,
+            &new,
+            &cfg,
+            t + Duration::from_secs(3600),
+        );
+        assert_eq!(usage.containers.len(), MAX_CONTAINERS);
+        assert!(
+            usage
+                .containers
+                .contains_key(&format!("n/Pod/p{}/c", MAX_CONTAINERS + 9))
+        );
+    }
 }

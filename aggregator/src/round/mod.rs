@@ -805,6 +805,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_round_records_its_capacity_samples_and_the_recorded_report_shows_capacity() {
+        use crate::state::State;
+        use crate::store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cluster.json"), DUMP).unwrap();
+        let cfg = RoundConfig {
+            cluster: ClusterConfig {
+                source: Source::Dump,
+                dump_paths: vec![dir.path().into()],
+                interval: default_interval(),
+            },
+            ..RoundConfig::default()
+        };
+        let mut rounds = Rounds::new(cfg);
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let now: Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
+        let mut round = rounds.run(&[], now).await;
+        assert!(round.planning.samples.is_some());
+        review(&state, &rounds.config().capacity, &mut round, now);
+        assert!(
+            round.planning.samples.is_none(),
+            "the samples went to the store"
+        );
+        state
+            .finish_round(round, now, Duration::from_secs(3600), true)
+            .unwrap();
+        let stored = state.history().at(now).unwrap().unwrap();
+        let cap = stored
+            .planning
+            .capacity
+            .expect("capacity in the recorded report");
+        assert_eq!(
+            cap.nodes
+                .iter()
+                .map(|n| (n.node.as_str(), n.cpu_millicores.allocatable, n.points))
+                .collect::<Vec<_>>(),
+            vec![("node-a", 4000, 1), ("node-b", 4000, 1)]
+        );
+        assert_eq!(cap.cluster.memory_bytes.allocatable, 16 << 30);
+        assert!(stored.checks.iter().any(|c| c.name == "capacity"));
+        let points: crate::capacity::NodeHistory = state
+            .store()
+            .get_meta(crate::capacity::NODES_KEY)
+            .unwrap()
+            .unwrap();
+        assert_eq!(points.nodes["node-a"].len(), 1);
+    }
+
+    #[tokio::test]
     async fn an_unreadable_dump_is_a_critical_finding_not_a_crash() {
         let cfg = RoundConfig {
             cluster: ClusterConfig {
