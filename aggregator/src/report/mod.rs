@@ -20,7 +20,10 @@
 //!   signals?: {endpoints: [...], prometheus?: {...}, alerts?: {firing, silenced, inhibited}},
 //!   disk_pressure: [{node_name, mountpoint, used_percent, level: near|pressure, reclaimable_bytes?, events: [...]}],
 //!   log_check?: {nodes_checked, oldest_check, patterns, top: [{node_name, pattern, namespace, pod, container, count, previous_count, sample?}], bytes_read, errors},
-//!   findings: [{key, check, code, severity, object, message, first_seen, last_seen, flaps}] }
+//!   findings: [{key, check, code, severity, object, message, first_seen, last_seen, flaps}],
+//!   chart_updates?: {checked_at, releases: [{namespace, release, chart, version, repository?, patch?, minor?, major?, latest?, note?}], repositories: [{name, url, charts_found, fetched_at?, error?}]},
+//!   recommendations?: {rule, window_days, min_samples, waiting_for_samples, containers: [{namespace, workload, container, samples, first_sample, last_sample, cpu_millicores, memory_bytes, verdict?}]},
+//!   capacity?: {trend_days, horizon_days, cluster, nodes: [{node, points, cpu_millicores, memory_bytes, pods: {allocatable, requested, requested_slope_per_day?, days_until_full?, full_on?}}]} }
 //! ```
 
 pub mod html;
