@@ -33,8 +33,9 @@ use recommend::{Figures, Rule};
 /// Store key of the per-container usage samples.
 pub const USAGE_KEY: &str = "capacity_usage";
 /// Containers whose samples are kept at most (the ones sampled longest ago go first), so
-/// the usage document stays bounded in any cluster (about 200 hourly samples each).
-pub const MAX_CONTAINERS: usize = 20_000;
+/// the usage document stays bounded in any cluster: at the defaults (192 hourly samples
+/// of 8 days) about 8 KiB a container, 40 MiB at most, written once per sample interval.
+pub const MAX_CONTAINERS: usize = 5_000;
 /// Store key of the per-node daily capacity points.
 pub const NODES_KEY: &str = "capacity_nodes";
 
@@ -427,14 +428,15 @@ pub struct NodeHistory {
 }
 
 /// Adds `s` to the histories (at most one usage sample per `sample_interval`), dropping
-/// what is older than the window and the trend days. Pure.
+/// what is older than the window and the trend days. Pure. True when the usage history
+/// changed (a sample taken or dropped) and so needs writing.
 pub fn add(
     usage: &mut UsageHistory,
     nodes: &mut NodeHistory,
     s: &RoundSamples,
     cfg: &CapacityConfig,
     now: Timestamp,
-) {
+) -> bool {
     let due = usage.last_sample.is_none_or(|t| {
         Duration::try_from(now.duration_since(t)).unwrap_or_default() >= cfg.sample_interval
     });
@@ -450,6 +452,13 @@ pub fn add(
             e.samples.push((now, c.cpu_millicores, c.memory_bytes));
         }
     }
+    let count = |u: &UsageHistory| {
+        u.containers
+            .values()
+            .map(|s| s.samples.len())
+            .sum::<usize>()
+    };
+    let before = count(usage);
     let oldest = now - cfg.window;
     usage.containers.retain(|_, s| {
         s.samples.retain(|(t, _, _)| *t >= oldest);
@@ -480,6 +489,7 @@ pub fn add(
         v.retain(|p| p.at >= oldest);
         !v.is_empty()
     });
+    (due && !s.containers.is_empty()) || count(usage) != before
 }
 
 /// One container's recommendation.
@@ -836,9 +846,12 @@ pub fn review(
     };
     let mut usage: UsageHistory = store.get_meta(USAGE_KEY)?.unwrap_or_default();
     let mut nodes: NodeHistory = store.get_meta(NODES_KEY)?.unwrap_or_default();
-    add(&mut usage, &mut nodes, &s, cfg, now);
-    store.put_meta(USAGE_KEY, &usage)?;
-    store.put_meta(NODES_KEY, &nodes)?;
+    if add(&mut usage, &mut nodes, &s, cfg, now) {
+        store.put_meta(USAGE_KEY, &usage)?;
+    }
+    if !s.nodes.is_empty() {
+        store.put_meta(NODES_KEY, &nodes)?;
+    }
     let rec = recommendations(&usage, cfg);
     round
         .checks
