@@ -51,6 +51,7 @@ use crate::leader::config::LeaderElectionConfig;
 use crate::round::ClusterConfig;
 use crate::schedule::config::ScheduleConfig;
 use crate::signals::config::SignalsConfig;
+use crate::updates::ChartsConfig;
 
 /// The whole aggregator config.
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +83,12 @@ pub struct AggregatorConfig {
     pub cleanup: CleanupConfig,
     #[serde(default)]
     pub signals: SignalsConfig,
+    /// Chart repositories for the chart-updates review; none by default (no lookups).
+    #[serde(default)]
+    pub charts: ChartsConfig,
+    /// Request recommendations and capacity trends; VPA's defaults.
+    #[serde(default)]
+    pub capacity: crate::capacity::CapacityConfig,
     #[serde(default)]
     pub history: HistoryConfig,
     /// TLS on both listeners, mutual on gRPC for agents. Required unless
@@ -278,6 +285,8 @@ impl AggregatorConfig {
             checks: self.checks.clone(),
             cleanup: self.cleanup.clone(),
             signals: self.signals.clone(),
+            charts: self.charts.clone(),
+            capacity: self.capacity.clone(),
         }
     }
 }
@@ -293,6 +302,8 @@ impl Default for AggregatorConfig {
             checks: ChecksConfig::default(),
             cleanup: CleanupConfig::default(),
             signals: SignalsConfig::default(),
+            charts: ChartsConfig::default(),
+            capacity: crate::capacity::CapacityConfig::default(),
             history: HistoryConfig::default(),
             tls: None,
             insecure_plaintext: false,

@@ -42,6 +42,7 @@
 
 pub mod api;
 pub mod app;
+pub mod capacity;
 pub mod checks;
 pub mod cleanup;
 pub mod cli;
@@ -56,3 +57,4 @@ pub mod schedule;
 pub mod signals;
 pub mod state;
 pub mod store;
+pub mod updates;

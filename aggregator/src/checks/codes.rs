@@ -503,6 +503,62 @@ pub const CODES: &[Code] = &[
         "the agents' log check: 24 h count against the 24 h before (`log_check.jump_factor`, `jump_min_count`)",
         "Something changed in the last day (a deploy, a failing dependency): compare `kubectl logs -n <ns> <pod> -c <container> --since=24h` with the rollout history (`kubectl rollout history`).",
     ),
+    c(
+        "chart_update_patch",
+        "chart_updates",
+        "info",
+        "a deployed release's chart version against its repository (`charts:`): newest version of the same major.minor",
+        "Patch releases fix bugs: read the chart's changelog and `helm upgrade <release> <repo>/<chart> --version <version> --reuse-values -n <ns>` (try `helm diff upgrade` or `--dry-run` first).",
+    ),
+    c(
+        "chart_update_minor",
+        "chart_updates",
+        "info",
+        "a deployed release's chart version against its repository: newest version of the same major",
+        "Read the chart's release notes for new defaults, then upgrade with `--dry-run` first and review the rendered changes.",
+    ),
+    c(
+        "chart_update_major",
+        "chart_updates",
+        "info",
+        "a deployed release's chart version against its repository: newest version of a newer major",
+        "A major chart version may break values or need a migration: read the chart's upgrade notes and plan the upgrade in a maintenance window.",
+    ),
+    c(
+        "chart_not_in_repositories",
+        "chart_updates",
+        "info",
+        "a deployed release's chart, looked up in the configured chart repositories",
+        "Add the chart's repository to `charts.repositories` (or map the chart to one in `charts.chart_repositories`) so its updates are followed.",
+    ),
+    c(
+        "chart_repository_unreachable",
+        "chart_updates",
+        "warning",
+        "GET `<url>/index.yaml` of a classic repository, or the OCI registry's tag list",
+        "Check the URL in `charts.repositories` and that the aggregator can reach it (`curl -fsS <url>/index.yaml`, or the registry's `/v2/`); a private registry needs network access from the aggregator's pod.",
+    ),
+    c(
+        "requests_far_above_use",
+        "recommendations",
+        "info",
+        "metrics API usage samples per container over `capacity.window`, against the container's requests (VPA's percentile + margin)",
+        "Lower the requests toward the recommendation (the report's `recommendations`): `kubectl set resources -n <ns> <workload> -c <container> --requests=cpu=<cpu>,memory=<memory>`; the freed capacity goes back to the scheduler.",
+    ),
+    c(
+        "requests_below_use",
+        "recommendations",
+        "warning",
+        "metrics API usage samples per container over `capacity.window`, against the container's requests",
+        "Raise the requests to the recommendation: a container using far more than it requests is throttled or evicted first under node pressure (`kubectl set resources …`).",
+    ),
+    c(
+        "capacity_runs_out",
+        "capacity",
+        "warning",
+        "requests against allocatable per node and cluster, least-squares trend of daily points over `capacity.trend_days`",
+        "Add nodes (or raise the autoscaler's maximum) before the date, or reclaim requests (see `recommendations`).",
+    ),
 ];
 
 /// The entry of `code`, if known.

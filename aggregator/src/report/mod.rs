@@ -22,11 +22,15 @@
 //!   disk_pressure: [{node_name, mountpoint, used_percent, level: near|pressure, reclaimable_bytes?, events: [...]}],
 //!   log_check?: {nodes_checked, oldest_check, patterns, top: [{node_name, pattern, namespace, pod, container, count, previous_count, sample?}], bytes_read, errors},
 //!   findings: [{key, check, code, severity, object, message, first_seen, last_seen, flaps}],
+//!   chart_updates?: {checked_at, releases: [{namespace, release, chart, version, repository?, patch?, minor?, major?, latest?, note?}], repositories: [{name, url, charts_found, fetched_at?, error?}]},
+//!   recommendations?: {rule, window_days, min_samples, waiting_for_samples, containers: [{namespace, workload, container, samples, first_sample, last_sample, cpu_millicores, memory_bytes, verdict?}]},
+//!   capacity?: {trend_days, horizon_days, cluster, nodes: [{node, points, cpu_millicores, memory_bytes, pods: {allocatable, requested, requested_slope_per_day?, days_until_full?, full_on?}}]},
 //!   score_parts: [{name, kind: check|nodes|disk, score: 0..100, weight, objects, critical, warning, info}] }
 //! ```
 
 pub mod html;
 pub mod logcheck;
+pub mod planning;
 pub mod render;
 pub mod score;
 
@@ -90,6 +94,9 @@ pub struct ClusterReport {
     /// stands for and what they ran. Absent on every other report.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub run: Option<ScheduledRun>,
+    /// The monthly review's results (`chart_updates`), each a top-level field of its own.
+    #[serde(flatten)]
+    pub planning: planning::Planning,
     /// The score per part: each check, node freshness and disk pressure, with the objects
     /// it judged and how many were unhealthy; the overall score is their weighted mean.
     /// Last in the JSON, after the per-node data the JSON endpoint splices in.
@@ -272,6 +279,8 @@ pub struct CheckRound {
     pub node_events: BTreeMap<String, Vec<NodeEvent>>,
     /// Certificate and backup moments for `/metrics`; `None` when the cluster was not read.
     pub times: Option<crate::metrics::ClusterTimes>,
+    /// The monthly review's results this round produced.
+    pub planning: planning::Planning,
 }
 
 impl CheckRound {
@@ -305,6 +314,7 @@ impl CheckRound {
         if partial.times.is_some() {
             self.times = partial.times;
         }
+        self.planning = self.planning.updated_with(partial.planning);
         self.at = partial.at.or(self.at);
         self
     }
@@ -462,6 +472,7 @@ pub fn merge_nodes<'a>(
         findings,
         maintenance: None,
         run: None,
+        planning: round.planning.clone(),
     }
 }
 
@@ -695,6 +706,7 @@ pub(crate) mod tests {
                 }],
             )]),
             times: None,
+            planning: Default::default(),
         }
     }
 

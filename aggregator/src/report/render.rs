@@ -504,6 +504,8 @@ fn text(report: &ClusterReport, style: Style, layout: Layout) -> String {
         }
     }
 
+    out.push_str(&super::planning::text(&report.planning, md));
+
     out.push_str(&h(2, "Problems"));
     if problems == 0 && report.disk_pressure.is_empty() && stale + missing == 0 {
         out.push_str("None.\n\n");

@@ -93,13 +93,19 @@ pub struct RoundConfig {
     pub checks: ChecksConfig,
     pub cleanup: CleanupConfig,
     pub signals: SignalsConfig,
+    /// Chart repositories of the `chart_updates` task.
+    pub charts: crate::updates::ChartsConfig,
+    /// Recommendations and capacity ([`crate::capacity::review`]).
+    pub capacity: crate::capacity::CapacityConfig,
 }
 
-/// Runs rounds; keeps the API client between rounds.
+/// Runs rounds; keeps the API client and the fetched chart versions between rounds.
 #[derive(Default)]
 pub struct Rounds {
     cfg: RoundConfig,
     client: Option<kube::Client>,
+    /// Chart versions fetched from the repositories, reused for `charts.refresh`.
+    chart_versions: crate::updates::Cache,
 }
 
 impl std::fmt::Debug for Rounds {
@@ -113,7 +119,11 @@ impl std::fmt::Debug for Rounds {
 
 impl Rounds {
     pub fn new(cfg: RoundConfig) -> Self {
-        Self { cfg, client: None }
+        Self {
+            cfg,
+            client: None,
+            chart_versions: crate::updates::Cache::default(),
+        }
     }
 
     /// Rounds whose `live` source reads through `client` (e.g. one built from a chosen
@@ -122,6 +132,7 @@ impl Rounds {
         Self {
             cfg,
             client: Some(client),
+            chart_versions: crate::updates::Cache::default(),
         }
     }
 
@@ -189,8 +200,9 @@ impl Rounds {
             ..CheckRound::default()
         };
         let reads_cluster = tasks.is_none_or(|ts| {
-            ts.iter()
-                .any(|t| t.cluster_check().is_some() || *t == Task::Cleanup)
+            ts.iter().any(|t| {
+                t.cluster_check().is_some() || matches!(t, Task::Cleanup | Task::ChartUpdates)
+            })
         });
         let cluster = if reads_cluster {
             self.cluster().await
@@ -227,6 +239,27 @@ impl Rounds {
                 }
                 fill_node_facts(&state, &mut round);
                 round.times = Some(crate::metrics::ClusterTimes::from_state(&state));
+                round.planning.samples = crate::capacity::sample(&state, now);
+                if wants(Task::ChartUpdates)
+                    && let Some((check, report)) = crate::updates::check(
+                        &checks::helm::releases(&state),
+                        &self.cfg.charts,
+                        &mut self.chart_versions,
+                        now,
+                    )
+                    .await
+                {
+                    let mut one = vec![check];
+                    checks::silence::apply(
+                        &mut one,
+                        &self.cfg.checks.exclude,
+                        &self.cfg.checks.severity_overrides,
+                        &[],
+                        now,
+                    );
+                    round.checks.extend(one);
+                    round.planning.chart_updates = Some(report);
+                }
             }
             Ok(None) => {}
             Err(e) => {
@@ -510,6 +543,19 @@ async fn notify(
     }
 }
 
+/// Records the round's usage and capacity samples and fills its recommendations and
+/// capacity ([`crate::capacity::review`]); a store error is logged and the round goes on.
+fn review(
+    state: &crate::state::State,
+    cfg: &crate::capacity::CapacityConfig,
+    round: &mut CheckRound,
+    now: Timestamp,
+) {
+    if let Err(e) = crate::capacity::review(state.store(), cfg, round, now) {
+        warn!(error = %e, "Cannot record usage samples; this round has no recommendations or capacity.");
+    }
+}
+
 /// Runs futures concurrently and collects their outputs in order.
 async fn futures_join_all<F: std::future::Future>(
     futs: impl IntoIterator<Item = F>,
@@ -548,8 +594,13 @@ pub async fn run_loop(
                 .await;
             let kinds = run.kinds.join(",");
             let st = std::sync::Arc::clone(&state);
-            match tokio::task::spawn_blocking(move || st.finish_scheduled_round(partial, run, now))
-                .await
+            let capacity = rounds.config().capacity.clone();
+            match tokio::task::spawn_blocking(move || {
+                let mut partial = partial;
+                review(&st, &capacity, &mut partial, now);
+                st.finish_scheduled_round(partial, run, now)
+            })
+            .await
             {
                 Ok(Ok(rec)) => tracing::info!(
                     kinds,
@@ -575,7 +626,10 @@ pub async fn run_loop(
             let checks = round.checks.len();
             let st = std::sync::Arc::clone(&state);
             let force = !waiting.is_empty();
+            let capacity = rounds.config().capacity.clone();
             match tokio::task::spawn_blocking(move || {
+                let mut round = round;
+                review(&st, &capacity, &mut round, now);
                 st.finish_round(round, now, record_interval, force)
             })
             .await
@@ -764,6 +818,55 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("## Trends\n"), "{md}");
+    }
+
+    #[tokio::test]
+    async fn a_round_records_its_capacity_samples_and_the_recorded_report_shows_capacity() {
+        use crate::state::State;
+        use crate::store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cluster.json"), DUMP).unwrap();
+        let cfg = RoundConfig {
+            cluster: ClusterConfig {
+                source: Source::Dump,
+                dump_paths: vec![dir.path().into()],
+                interval: default_interval(),
+            },
+            ..RoundConfig::default()
+        };
+        let mut rounds = Rounds::new(cfg);
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let now: Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
+        let mut round = rounds.run(&[], now).await;
+        assert!(round.planning.samples.is_some());
+        review(&state, &rounds.config().capacity, &mut round, now);
+        assert!(
+            round.planning.samples.is_none(),
+            "the samples went to the store"
+        );
+        state
+            .finish_round(round, now, Duration::from_secs(3600), true)
+            .unwrap();
+        let stored = state.history().at(now).unwrap().unwrap();
+        let cap = stored
+            .planning
+            .capacity
+            .expect("capacity in the recorded report");
+        assert_eq!(
+            cap.nodes
+                .iter()
+                .map(|n| (n.node.as_str(), n.cpu_millicores.allocatable, n.points))
+                .collect::<Vec<_>>(),
+            vec![("node-a", 4000, 1), ("node-b", 4000, 1)]
+        );
+        assert_eq!(cap.cluster.memory_bytes.allocatable, 16 << 30);
+        assert!(stored.checks.iter().any(|c| c.name == "capacity"));
+        let points: crate::capacity::NodeHistory = state
+            .store()
+            .get_meta(crate::capacity::NODES_KEY)
+            .unwrap()
+            .unwrap();
+        assert_eq!(points.nodes["node-a"].len(), 1);
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@
 //!   monthly:
 //!     enabled: true
 //!     cron: "0 3 1 * *"            # the 1st, 03:00
-//!     checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, vulnerabilities, signals, trends]
+//!     checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, vulnerabilities, signals, trends, chart_updates]
 //!   maintenance_window:
 //!     days: [sunday]               # weekdays the window opens on
 //!     start: "03:00"               # wall-clock time in time_zone
@@ -55,7 +55,8 @@ pub struct ScheduleConfig {
     /// Default: Sundays at 03:00, [`Task::DAILY`] plus `cleanup`.
     #[serde(default = "RunConfig::weekly", deserialize_with = "weekly")]
     pub weekly: RunConfig,
-    /// Default: the 1st of every month at 03:00, [`Task::DAILY`] plus `trends`.
+    /// Default: the 1st of every month at 03:00, [`Task::DAILY`] plus `trends` and
+    /// `chart_updates`.
     #[serde(default = "RunConfig::monthly", deserialize_with = "monthly")]
     pub monthly: RunConfig,
     /// Default: Sundays 03:00 for 2 h.
@@ -81,7 +82,7 @@ impl Default for ScheduleConfig {
 
 /// What a scheduled run does; the aggregator maps each name to work.
 ///
-/// All but the last three are the cluster checks of the same name ([`crate::checks::ALL`]).
+/// All but the last four are the cluster checks of the same name ([`crate::checks::ALL`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
@@ -108,6 +109,9 @@ pub enum Task {
     /// 30-day trends from the history: disk usage per node and mount with days until full,
     /// alert counts, the Prometheus trend (the monthly capacity review).
     Trends,
+    /// Newer chart versions of the Helm releases in the configured repositories
+    /// ([`crate::updates`], the monthly dependency review).
+    ChartUpdates,
 }
 
 impl Task {
@@ -153,6 +157,7 @@ impl Task {
             Task::Signals => "signals",
             Task::Cleanup => "cleanup",
             Task::Trends => "trends",
+            Task::ChartUpdates => "chart_updates",
         }
     }
 }
@@ -161,7 +166,7 @@ impl Task {
     /// The name of the cluster check in [`crate::checks::ALL`] this task is, if it is one.
     pub fn cluster_check(self) -> Option<&'static str> {
         match self {
-            Task::Signals | Task::Cleanup | Task::Trends => None,
+            Task::Signals | Task::Cleanup | Task::Trends | Task::ChartUpdates => None,
             t => Some(t.name()),
         }
     }
@@ -240,9 +245,10 @@ impl RunConfig {
         RunConfig::new("0 3 * * 0", &[Task::Cleanup])
     }
 
-    /// The 1st at 03:00, with the 30-day trends (the seed's monthly capacity review).
+    /// The 1st at 03:00, with the 30-day trends (the seed's monthly capacity review) and the
+    /// chart updates (its monthly dependency review).
     pub fn monthly() -> RunConfig {
-        RunConfig::new("0 3 1 * *", &[Task::Trends])
+        RunConfig::new("0 3 1 * *", &[Task::Trends, Task::ChartUpdates])
     }
 }
 
@@ -415,7 +421,7 @@ mod tests {
         );
         assert_eq!(
             names(&c.monthly),
-            "nodes,pods,workloads,pdbs,services,ingresses,cronjobs,events,certificates,velero,pvcs,hpas,helm,resources,vulnerabilities,signals,trends"
+            "nodes,pods,workloads,pdbs,services,ingresses,cronjobs,events,certificates,velero,pvcs,hpas,helm,resources,vulnerabilities,signals,trends,chart_updates"
         );
         assert!(c.daily.enabled && c.weekly.enabled && c.monthly.enabled);
         assert_eq!(
@@ -494,7 +500,7 @@ mod tests {
         let yaml = "time_zone: Asia/Tokyo\n\
             daily:   {enabled: true, cron: \"0 3 * * *\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, vulnerabilities, signals]}\n\
             weekly:  {enabled: true, cron: \"0 3 * * 0\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, vulnerabilities, signals, cleanup]}\n\
-            monthly: {enabled: true, cron: \"0 3 1 * *\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, vulnerabilities, signals, trends]}\n\
+            monthly: {enabled: true, cron: \"0 3 1 * *\", checks: [nodes, pods, workloads, pdbs, services, ingresses, cronjobs, events, certificates, velero, pvcs, hpas, helm, resources, vulnerabilities, signals, trends, chart_updates]}\n\
             maintenance_window:\n  days: [sunday]\n  start: \"03:00\"\n  duration: 2h\n\
             notifications:\n  min_severity: warning\n  flap_grace: 1h\n  timeout: 10s\n";
         let c = parse(yaml).unwrap();

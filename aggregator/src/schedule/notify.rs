@@ -488,6 +488,7 @@ mod tests {
             findings,
             maintenance: None,
             run: None,
+            planning: Default::default(),
         }
     }
 

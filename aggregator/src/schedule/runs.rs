@@ -293,7 +293,7 @@ mod tests {
             round.slots.values().collect::<BTreeSet<_>>(),
             [&ts("2025-05-31T18:00:00Z")].into()
         );
-        assert_eq!(round.checks.len(), 18);
+        assert_eq!(round.checks.len(), 19);
         assert!(round.checks.contains(&Task::Cleanup) && round.checks.contains(&Task::Trends));
         let mut st2 = st.clone();
         st2.mark_done(&round, now);
