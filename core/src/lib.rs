@@ -10,6 +10,7 @@
 //! - [`cron`] and [`window`]: cron expressions in a time zone and the maintenance window,
 //!   which the aggregator's schedules and `cleanup --apply` and the agent's scheduled
 //!   image pruning obey alike.
+//! - [`error`]: [`error::Chain`], an error printed with each of its causes once.
 //! - [`jitter`]: random spreads of waits, so that nodes started together do not act in
 //!   lockstep.
 //!
@@ -22,6 +23,7 @@
 
 pub mod config;
 pub mod cron;
+pub mod error;
 pub mod jitter;
 pub mod model;
 pub mod render;

@@ -95,9 +95,9 @@ pub enum CliError {
     Dump(#[from] cluster::dump::DumpError),
     #[error(transparent)]
     Live(#[from] cluster::live::LiveError),
-    #[error("cannot connect to Kubernetes: {0}")]
+    #[error("cannot connect to Kubernetes")]
     Kube(#[source] kube::Error),
-    #[error("cannot write output: {0}")]
+    #[error("cannot write output")]
     Output(#[from] std::io::Error),
     #[error(transparent)]
     Cleanup(#[from] crate::cleanup::ApplyError),

@@ -21,6 +21,8 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use caretaker_core::error::Chain;
+
 use super::config::{Election, Timing};
 use super::lease::{Elector, LeaderError};
 use super::role::{LabelError, LabelRetry, PodLabeler, ROLE_LABEL, Role};
@@ -31,13 +33,14 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Why a replica stopped other than on request.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("before contending for the Lease: {0}")]
+    #[error("before contending for the Lease")]
     Standby(#[source] LabelError),
     #[error(transparent)]
     Lost(LeaderError),
-    #[error("{0}; released the Lease so that the other replica takes over")]
-    NotLabeled(#[source] LabelError),
-    #[error("the leader stopped: {0}")]
+    /// Printed with its causes first (so not a `#[source]`).
+    #[error("{}; released the Lease so that the other replica takes over", Chain(.0))]
+    NotLabeled(LabelError),
+    #[error("the leader stopped")]
     Work(#[source] BoxError),
 }
 
@@ -103,7 +106,7 @@ impl Replica {
             }
             Ok(_) => {}
             Err(e) => {
-                debug!(pod = %labeler.pod(), error = %e, "Cannot read this pod's labels; labeling it standby anyway.")
+                debug!(pod = %labeler.pod(), error = %Chain(&e), "Cannot read this pod's labels; labeling it standby anyway.")
             }
         }
         if !labeler
@@ -125,7 +128,7 @@ impl Replica {
             async move {
                 let r = elector.hold(&stop_renewing).await;
                 if let Err(e) = &r {
-                    error!(error = %e, "Lost leadership; stopping so that Kubernetes restarts this replica as a standby.");
+                    error!(error = %Chain(&e), "Lost leadership; stopping so that Kubernetes restarts this replica as a standby.");
                     lost_tx.cancel();
                 }
                 (elector, r)
@@ -168,7 +171,7 @@ impl Replica {
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    error!(error = %e, "The Service would never route to this leader; stopping and giving the Lease up.");
+                    error!(error = %Chain(&e), "The Service would never route to this leader; stopping and giving the Lease up.");
                     failure = Some(RunError::NotLabeled(e));
                 }
             }
@@ -180,7 +183,7 @@ impl Replica {
                 )
                 .await
             {
-                warn!(error = %e, "Cannot label this pod standby on the way out; it leaves the Service's endpoints as it terminates anyway.");
+                warn!(error = %Chain(&e), "Cannot label this pod standby on the way out; it leaves the Service's endpoints as it terminates anyway.");
             }
         }
         stop.cancel();
@@ -196,7 +199,7 @@ impl Replica {
         }
         // The work has returned, so the store is closed: the next leader can open it.
         if let Err(e) = elector.release().await {
-            warn!(error = %e, "Cannot release the leader Lease; the other replica takes over once it expires.");
+            warn!(error = %Chain(&e), "Cannot release the leader Lease; the other replica takes over once it expires.");
         }
         if let Some(f) = failure {
             return Err(f);

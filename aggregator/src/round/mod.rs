@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use caretaker_core::config::bounded_duration;
+use caretaker_core::error::Chain;
 use caretaker_core::model::NodeReport;
 use jiff::Timestamp;
 use serde::{Deserialize, Deserializer};
@@ -95,6 +96,20 @@ pub struct RoundConfig {
     pub signals: SignalsConfig,
 }
 
+/// Why the cluster could not be read; becomes the `cluster` check's finding, printed with
+/// its causes.
+#[derive(Debug, thiserror::Error)]
+enum ClusterError {
+    #[error("dump reader failed")]
+    Task(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Dump(dump::DumpError),
+    #[error("no Kubernetes client")]
+    Client(#[source] kube::Error),
+    #[error(transparent)]
+    Live(live::LiveError),
+}
+
 /// Runs rounds; keeps the API client between rounds.
 #[derive(Default)]
 pub struct Rounds {
@@ -131,30 +146,30 @@ impl Rounds {
 
     /// Reads the cluster as configured. `None` with no source; a source that cannot be
     /// read becomes a `cluster` check result saying why.
-    async fn cluster(&mut self) -> Result<Option<ClusterState>, String> {
+    async fn cluster(&mut self) -> Result<Option<ClusterState>, ClusterError> {
         match self.cfg.cluster.source {
             Source::None => Ok(None),
             Source::Dump => {
                 let paths = self.cfg.cluster.dump_paths.clone();
                 tokio::task::spawn_blocking(move || dump::load(&paths))
                     .await
-                    .map_err(|e| format!("dump reader failed: {e}"))?
+                    .map_err(ClusterError::Task)?
                     .map(Some)
-                    .map_err(|e| e.to_string())
+                    .map_err(ClusterError::Dump)
             }
             Source::Live => {
-                if self.client.is_none() {
-                    self.client = Some(
+                let client = match &self.client {
+                    Some(c) => c,
+                    None => self.client.insert(
                         kube::Client::try_default()
                             .await
-                            .map_err(|e| format!("no Kubernetes client: {e}"))?,
-                    );
-                }
-                let client = self.client.as_ref().ok_or("no Kubernetes client")?;
+                            .map_err(ClusterError::Client)?,
+                    ),
+                };
                 live::load(client, &self.cfg.checks)
                     .await
                     .map(Some)
-                    .map_err(|e| e.to_string())
+                    .map_err(ClusterError::Live)
             }
         }
     }
@@ -217,6 +232,7 @@ impl Rounds {
             }
             Ok(None) => {}
             Err(e) => {
+                let e = Chain(&e).to_string();
                 warn!(error = %e, "Cannot read the cluster; this round has no cluster checks.");
                 round.checks.push(CheckResult::new(
                     "cluster",
