@@ -73,6 +73,8 @@ use caretaker_core::config::bounded_duration;
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
+use caretaker_core::error::Chain;
+
 use crate::images::plan::{KeepList, Policy};
 use crate::images::select::RuntimeChoice;
 use crate::paths::HostPaths;
@@ -217,6 +219,46 @@ pub enum Transport<'a> {
     Tls(&'a ClientTlsConfig),
 }
 
+/// Errors of a config that parsed but does not fit together, or of the node name.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "aggregator.endpoint {endpoint} is https:// but aggregator.tls (ca_file, cert_file, key_file) is missing"
+    )]
+    HttpsWithoutTls { endpoint: String },
+    #[error(
+        "aggregator.insecure_plaintext: true contradicts an https:// endpoint with aggregator.tls"
+    )]
+    PlaintextOverHttps,
+    #[error("aggregator.tls is set but aggregator.endpoint {endpoint} is http://; use https://")]
+    TlsOverHttp { endpoint: String },
+    #[error(
+        "aggregator.endpoint {endpoint} is plaintext http://: use https:// with aggregator.tls, or set aggregator.insecure_plaintext: true to send reports unencrypted"
+    )]
+    PlaintextNotAllowed { endpoint: String },
+    #[error("{url:?} is not a URL")]
+    NotAUrl {
+        url: String,
+        #[source]
+        source: tonic::codegen::http::uri::InvalidUri,
+    },
+    #[error("{url:?} must look like http://host:port or https://host:port")]
+    NotHostPort { url: String },
+    #[error(
+        "images.low_threshold_percent ({low}) must be below images.high_threshold_percent ({high})"
+    )]
+    Thresholds { low: u8, high: u8 },
+    #[error("images.keep")]
+    Keep(#[source] crate::images::plan::Error),
+    #[error("no node name: NODE_NAME is unset and gethostname failed")]
+    Hostname(#[source] nix::Error),
+    #[error(transparent)]
+    NodeName(#[from] caretaker_core::model::InvalidMessage),
+}
+
+/// A result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 impl AggregatorConfig {
     /// Defaults for an endpoint (which then needs `tls` or `insecure_plaintext`).
     pub fn new(endpoint: impl Into<String>) -> Self {
@@ -242,31 +284,29 @@ impl AggregatorConfig {
     ///
     /// # Errors
     /// A sentence naming the options that do not fit together.
-    pub fn transport(&self) -> Result<Transport<'_>, String> {
+    pub fn transport(&self) -> Result<Transport<'_>> {
         let https = self.endpoint.starts_with("https://");
+        let endpoint = || self.endpoint.clone();
         match (https, &self.tls, self.insecure_plaintext) {
             (true, Some(tls), false) => Ok(Transport::Tls(tls)),
             (false, None, true) => Ok(Transport::Plaintext),
-            (true, None, _) => Err(format!(
-                "aggregator.endpoint {} is https:// but aggregator.tls (ca_file, cert_file, key_file) is missing",
-                self.endpoint
-            )),
-            (true, Some(_), true) => Err("aggregator.insecure_plaintext: true contradicts an https:// endpoint with aggregator.tls".into()),
-            (false, Some(_), _) => Err(format!(
-                "aggregator.tls is set but aggregator.endpoint {} is http://; use https://",
-                self.endpoint
-            )),
-            (false, None, false) => Err(format!(
-                "aggregator.endpoint {} is plaintext http://: use https:// with aggregator.tls, or set aggregator.insecure_plaintext: true to send reports unencrypted",
-                self.endpoint
-            )),
+            (true, None, _) => Err(Error::HttpsWithoutTls {
+                endpoint: endpoint(),
+            }),
+            (true, Some(_), true) => Err(Error::PlaintextOverHttps),
+            (false, Some(_), _) => Err(Error::TlsOverHttp {
+                endpoint: endpoint(),
+            }),
+            (false, None, false) => Err(Error::PlaintextNotAllowed {
+                endpoint: endpoint(),
+            }),
         }
     }
 }
 
 fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
-    validate_endpoint(&s).map_err(serde::de::Error::custom)?;
+    validate_endpoint(&s).map_err(|e| serde::de::Error::custom(Chain(&e)))?;
     Ok(s)
 }
 
@@ -274,14 +314,14 @@ fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 ///
 /// # Errors
 /// Says what is wrong with it.
-pub fn validate_endpoint(s: &str) -> Result<(), String> {
-    let uri: tonic::codegen::http::Uri =
-        s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+pub fn validate_endpoint(s: &str) -> Result<()> {
+    let uri: tonic::codegen::http::Uri = s.parse().map_err(|source| Error::NotAUrl {
+        url: s.to_string(),
+        source,
+    })?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(_)) => Ok(()),
-        _ => Err(format!(
-            "{s:?} must look like http://host:port or https://host:port"
-        )),
+        _ => Err(Error::NotHostPort { url: s.to_string() }),
     }
 }
 
@@ -679,16 +719,16 @@ impl ImagesConfig {
     ///
     /// # Errors
     /// `low_threshold_percent` not below `high_threshold_percent`, or a bad keep glob.
-    pub fn policy(&self, min_age: Option<Duration>) -> Result<Policy, String> {
+    pub fn policy(&self, min_age: Option<Duration>) -> Result<Policy> {
         if self.low_threshold_percent >= self.high_threshold_percent {
-            return Err(format!(
-                "images.low_threshold_percent ({}) must be below images.high_threshold_percent ({})",
-                self.low_threshold_percent, self.high_threshold_percent
-            ));
+            return Err(Error::Thresholds {
+                low: self.low_threshold_percent,
+                high: self.high_threshold_percent,
+            });
         }
         Ok(Policy {
             min_age: min_age.unwrap_or(self.min_age),
-            keep: KeepList::new(&self.keep).map_err(|e| format!("images.keep: {e}"))?,
+            keep: KeepList::new(&self.keep).map_err(Error::Keep)?,
             keep_newest_per_repository: self.keep_newest_per_repository,
             high_threshold_percent: f64::from(self.high_threshold_percent),
             low_threshold_percent: f64::from(self.low_threshold_percent),
@@ -702,7 +742,7 @@ impl ImagesConfig {
     ///
     /// # Errors
     /// As [`ImagesConfig::policy`].
-    pub fn task_settings(&self) -> Result<Option<crate::images::daemon::TaskSettings>, String> {
+    pub fn task_settings(&self) -> Result<Option<crate::images::daemon::TaskSettings>> {
         if !self.enabled {
             return Ok(None);
         }
@@ -736,7 +776,7 @@ fn default_keep() -> Vec<String> {
 }
 fn keep_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let v = Vec::<String>::deserialize(d)?;
-    KeepList::new(&v).map_err(serde::de::Error::custom)?;
+    KeepList::new(&v).map_err(|e| serde::de::Error::custom(Chain(&e)))?;
     Ok(v)
 }
 fn default_high() -> u8 {
@@ -821,20 +861,18 @@ fn regex<'de, D: Deserializer<'de>>(d: D) -> Result<Regex, D::Error> {
 ///
 /// # Errors
 /// When none is available or the name is not a valid node name.
-pub fn node_name(configured: Option<&str>) -> Result<String, String> {
+pub fn node_name(configured: Option<&str>) -> Result<String> {
     let name = match configured {
         Some(n) => n.to_string(),
         None => match std::env::var("NODE_NAME") {
             Ok(n) if !n.is_empty() => n,
             _ => nix::unistd::gethostname()
-                .map_err(|e| {
-                    format!("no node name: NODE_NAME is unset and gethostname failed: {e}")
-                })?
+                .map_err(Error::Hostname)?
                 .to_string_lossy()
                 .into_owned(),
         },
     };
-    caretaker_core::model::validate_node_name(&name).map_err(|e| e.to_string())?;
+    caretaker_core::model::validate_node_name(&name)?;
     Ok(name)
 }
 
@@ -925,16 +963,17 @@ mod tests {
         };
         let a = parse("aggregator:\n  endpoint: http://127.0.0.1:7443\n");
         assert_eq!(
-            a.transport().unwrap_err(),
+            a.transport().unwrap_err().to_string(),
             "aggregator.endpoint http://127.0.0.1:7443 is plaintext http://: use https:// with aggregator.tls, or set aggregator.insecure_plaintext: true to send reports unencrypted"
         );
         let a =
             parse("aggregator:\n  endpoint: http://127.0.0.1:7443\n  insecure_plaintext: true\n");
-        assert_eq!(a.transport(), Ok(Transport::Plaintext));
+        assert_eq!(a.transport().ok(), Some(Transport::Plaintext));
         let a = parse("aggregator:\n  endpoint: https://agg:7443\n");
         assert!(
             a.transport()
                 .unwrap_err()
+                .to_string()
                 .contains("aggregator.tls (ca_file, cert_file, key_file) is missing")
         );
         let a = parse(
@@ -1012,7 +1051,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.images.policy(None).unwrap_err(),
+            c.images.policy(None).unwrap_err().to_string(),
             "images.low_threshold_percent (80) must be below images.high_threshold_percent (70)"
         );
         let err = parse_yaml::<AgentConfig>("images:\n  keep: ['a[']\n", Path::new("a.yaml"))

@@ -61,7 +61,7 @@ use crate::paths::HostPaths;
 pub fn collector_settings(
     cfg: &AgentConfig,
     paths: HostPaths,
-) -> Result<CollectorSettings, String> {
+) -> config::Result<CollectorSettings> {
     Ok(CollectorSettings {
         node_name: config::node_name(cfg.node_name.as_deref())?,
         report_interval: cfg.report_interval,

@@ -24,6 +24,7 @@ use caretaker_agent::logs::handle::Roots;
 use caretaker_agent::logs::sweep::{self, RetentionRule};
 use caretaker_agent::paths::HostPaths;
 use caretaker_core::config::{EXIT_USAGE, load_yaml};
+use caretaker_core::error::Chain;
 use caretaker_core::output::Output;
 use caretaker_core::render::{self, Style};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -258,8 +259,9 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             if let Err(e) = aggregator.transport() {
                 return Ok(usage_error(format!(
-                    "invalid config file {}: {e}",
-                    config.display()
+                    "invalid config file {}: {}",
+                    config.display(),
+                    Chain(&e)
                 )));
             }
             let paths = host_paths(paths_flags, &cfg);
@@ -267,14 +269,17 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(t) => t.map(|t| (t, RuntimeAccess::new(&cfg.images, &paths.rootfs))),
                 Err(e) => {
                     return Ok(usage_error(format!(
-                        "invalid config file {}: {e}",
-                        config.display()
+                        "invalid config file {}: {}",
+                        config.display(),
+                        Chain(&e)
                     )));
                 }
             };
             let settings = match caretaker_agent::collector_settings(&cfg, paths) {
                 Ok(s) => s,
-                Err(e) => return Ok(usage_error(format!("{}: {e}", config.display()))),
+                Err(e) => {
+                    return Ok(usage_error(format!("{}: {}", config.display(), Chain(&e))));
+                }
             };
             let log_check = if cfg.log_check.enabled {
                 if let Err(e) = cfg.log_check.validate() {
@@ -362,7 +367,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings =
                 match caretaker_agent::collector_settings(&cfg, host_paths(paths_flags, &cfg)) {
                     Ok(s) => s,
-                    Err(e) => return Ok(usage_error(e)),
+                    Err(e) => return Ok(usage_error(Chain(&e))),
                 };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -494,7 +499,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let policy = match cfg.images.policy(args.min_age) {
                 Ok(p) => p,
-                Err(e) => return Ok(usage_error(e)),
+                Err(e) => return Ok(usage_error(Chain(&e))),
             };
             let rootfs = host_paths(paths_flags, &cfg).rootfs;
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -560,16 +565,14 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(usage_error(e));
             }
             if let Err(e) = cfg.images.policy(None) {
-                return Ok(usage_error(e));
+                return Ok(usage_error(Chain(&e)));
             }
             let rootfs = host_paths(paths_flags, &cfg).rootfs;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("start the async runtime")?;
-            let summary = rt
-                .block_on(cleanup_cli::run(&cfg, &rootfs, args))
-                .map_err(anyhow::Error::msg)?;
+            let summary = rt.block_on(cleanup_cli::run(&cfg, &rootfs, args))?;
             match args.output {
                 prune_cli::Output::Json => {
                     emit(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?

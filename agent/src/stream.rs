@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use caretaker_core::error::Chain;
 use caretaker_core::jitter::jittered;
 use caretaker_proto::pb::{
     self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient,
@@ -111,27 +112,50 @@ impl Connection {
     }
 }
 
-/// An error with its causes, `a: b: c`: TLS failures say what was wrong only deep down.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
+/// Why a connection to the aggregator could not be opened; logged with its causes
+/// ([`Chain`]): TLS failures say what was wrong only deep down.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    #[error("cannot read TLS file {}", path.display())]
+    ReadTls {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid endpoint {endpoint}")]
+    Endpoint {
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("TLS config")]
+    Tls(#[source] tonic::transport::Error),
+    #[error("connect to {endpoint}")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("open stream to {endpoint}: no answer within {timeout:?}")]
+    Timeout { endpoint: String, timeout: Duration },
+    /// `status` as [`status_text`] prints it (its causes included).
+    #[error("open stream to {endpoint}: {}", status_text(status))]
+    Open {
+        endpoint: String,
+        status: Box<tonic::Status>,
+    },
 }
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A gRPC status as a sentence: the server's message, or for a transport failure (which
 /// has a source) the whole chain, where TLS alerts and connection errors are.
 fn status_text(s: &tonic::Status) -> String {
     use std::error::Error;
     let text = if s.source().is_some() {
-        chain(s)
+        Chain(s).to_string()
     } else {
         s.message().to_string()
     };
@@ -140,11 +164,11 @@ fn status_text(s: &tonic::Status) -> String {
 
 /// Reads the TLS files now, so that renewed certificates are used from the next
 /// connection on.
-async fn client_tls(t: &ClientTlsConfig) -> Result<tonic::transport::ClientTlsConfig, String> {
-    let read = |p: std::path::PathBuf| async move {
-        tokio::fs::read(&p)
+async fn client_tls(t: &ClientTlsConfig) -> Result<tonic::transport::ClientTlsConfig> {
+    let read = |path: std::path::PathBuf| async move {
+        tokio::fs::read(&path)
             .await
-            .map_err(|e| format!("cannot read TLS file {}: {e}", p.display()))
+            .map_err(|source| Error::ReadTls { path, source })
     };
     let (ca, cert, key) = (
         read(t.ca_file.clone()).await?,
@@ -156,9 +180,12 @@ async fn client_tls(t: &ClientTlsConfig) -> Result<tonic::transport::ClientTlsCo
         .identity(tonic::transport::Identity::from_pem(cert, key)))
 }
 
-async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection), String> {
+async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection)> {
     let mut endpoint = Endpoint::from_shared(cfg.endpoint.clone())
-        .map_err(|e| format!("invalid endpoint {}: {e}", cfg.endpoint))?
+        .map_err(|source| Error::Endpoint {
+            endpoint: cfg.endpoint.clone(),
+            source,
+        })?
         .connect_timeout(cfg.connect_timeout)
         .timeout(Duration::from_secs(3600 * 24 * 365))
         .tcp_keepalive(Some(Duration::from_secs(30)))
@@ -168,24 +195,25 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection), String
     if let Transport::Tls(t) = cfg.transport()? {
         endpoint = endpoint
             .tls_config(client_tls(t).await?)
-            .map_err(|e| format!("TLS config: {}", chain(&e)))?;
+            .map_err(Error::Tls)?;
     }
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("connect to {}: {}", cfg.endpoint, chain(&e)))?;
+    let channel = endpoint.connect().await.map_err(|source| Error::Connect {
+        endpoint: cfg.endpoint.clone(),
+        source,
+    })?;
     // Enough room for the whole buffer plus new reports: sending never waits.
     let (tx, rx) = mpsc::channel(cfg.buffer_reports.saturating_add(16));
     let mut client = ReportIngestClient::new(channel.clone());
     let opened = tokio::time::timeout(cfg.connect_timeout, client.stream(ReceiverStream::new(rx)))
         .await
-        .map_err(|_| {
-            format!(
-                "open stream to {}: no answer within {:?}",
-                cfg.endpoint, cfg.connect_timeout
-            )
+        .map_err(|_| Error::Timeout {
+            endpoint: cfg.endpoint.clone(),
+            timeout: cfg.connect_timeout,
         })?
-        .map_err(|s| format!("open stream to {}: {}", cfg.endpoint, status_text(&s)))?;
+        .map_err(|status| Error::Open {
+            endpoint: cfg.endpoint.clone(),
+            status: Box::new(status),
+        })?;
     Ok((
         channel,
         Connection {
@@ -272,7 +300,7 @@ pub async fn run(
                     }
                     Err(e) => {
                         let wait = delays.next().unwrap_or(Duration::from_secs(30));
-                        warn!(error = %e, retry_in = ?wait, buffered = buffer.reports.len(), "Cannot reach the aggregator.");
+                        warn!(error = %Chain(&e), retry_in = ?wait, buffered = buffer.reports.len(), "Cannot reach the aggregator.");
                         next_connect = Instant::now() + wait;
                     }
                 }

@@ -35,8 +35,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The config's values do not fit together (`validate`).
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(crate::config::Error),
     /// The `leader_election:` section cannot be used.
     #[error(transparent)]
     Election(#[from] crate::leader::config::Error),

@@ -24,9 +24,12 @@ pub enum ClientError {
     },
     #[error("TLS config")]
     Tls(#[source] tonic::transport::Error),
-    /// `detail` is the transport error with its causes, de-duplicated (tonic repeats them).
-    #[error("connect to {url}: {detail}")]
-    Connect { url: String, detail: String },
+    #[error("connect to {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
     #[error("the token has characters a header cannot carry")]
     Token,
     #[error("GetClusterReport at {url}: {} ({:?})", status.message(), status.code())]
@@ -34,9 +37,12 @@ pub enum ClientError {
         url: String,
         status: Box<tonic::Status>,
     },
-    /// `detail`: why the answer is not a valid report.
-    #[error("answer from {url}: {detail}")]
-    Answer { url: String, detail: String },
+    #[error("answer from {url}")]
+    Answer {
+        url: String,
+        #[source]
+        source: crate::report::Error,
+    },
 }
 
 /// How a query client reaches an aggregator.
@@ -86,10 +92,13 @@ pub async fn fetch_report_with(
             .ca_certificate(tonic::transport::Certificate::from_pem(pem));
         endpoint = endpoint.tls_config(tls).map_err(ClientError::Tls)?;
     }
-    let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
-        url: url.to_string(),
-        detail: error_chain(&e),
-    })?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|source| ClientError::Connect {
+            url: url.to_string(),
+            source,
+        })?;
     let mut request = tonic::Request::new(GetClusterReportRequest {
         at: at.map(|t| prost_types::Timestamp {
             seconds: t.as_second(),
@@ -109,23 +118,8 @@ pub async fn fetch_report_with(
             url: url.to_string(),
             status: Box::new(status),
         })?;
-    ClusterReport::from_wire(&reply.into_inner()).map_err(|detail| ClientError::Answer {
+    ClusterReport::from_wire(&reply.into_inner()).map_err(|source| ClientError::Answer {
         url: url.to_string(),
-        detail,
+        source,
     })
-}
-
-/// An error with its causes, `a: b: c`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }

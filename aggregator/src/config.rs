@@ -172,36 +172,54 @@ pub struct TokenConfig {
     pub env: Option<String>,
 }
 
+/// Options that do not fit together; each message names the options to change.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "tls (cert_file, key_file, ca_file) is missing: set it, or set insecure_plaintext: true to serve without TLS"
+    )]
+    NoTls,
+    #[error("tls and insecure_plaintext: true contradict each other; remove one")]
+    TlsAndPlaintext,
+    #[error(
+        "auth.tokens is empty: add a token (name, scope, file or env), or set auth.allow_anonymous: true to serve the query APIs without tokens"
+    )]
+    NoTokens,
+    #[error("auth.tokens[{index}] ({name}) needs exactly one of file and env")]
+    TokenSource { index: usize, name: String },
+    #[error(transparent)]
+    Election(#[from] crate::leader::config::Error),
+    #[error(
+        "data_dir {} is not a directory: give a directory (it is created if missing) or set in_memory: true",
+        .0.display()
+    )]
+    DataDirNotDir(PathBuf),
+}
+
 impl AggregatorConfig {
     /// Checks the options that depend on each other.
     ///
     /// # Errors
     /// A sentence naming the options to change.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
         match (&self.tls, self.insecure_plaintext) {
-            (None, false) => {
-                return Err("tls (cert_file, key_file, ca_file) is missing: set it, or set insecure_plaintext: true to serve without TLS".into());
-            }
-            (Some(_), true) => {
-                return Err(
-                    "tls and insecure_plaintext: true contradict each other; remove one".into(),
-                );
-            }
+            (None, false) => return Err(Error::NoTls),
+            (Some(_), true) => return Err(Error::TlsAndPlaintext),
             _ => {}
         }
         if self.auth.tokens.is_empty() && !self.auth.allow_anonymous {
-            return Err("auth.tokens is empty: add a token (name, scope, file or env), or set auth.allow_anonymous: true to serve the query APIs without tokens".into());
+            return Err(Error::NoTokens);
         }
-        for (i, t) in self.auth.tokens.iter().enumerate() {
+        for (index, t) in self.auth.tokens.iter().enumerate() {
             if t.file.is_some() == t.env.is_some() {
-                return Err(format!(
-                    "auth.tokens[{i}] ({}) needs exactly one of file and env",
-                    t.name
-                ));
+                return Err(Error::TokenSource {
+                    index,
+                    name: t.name.clone(),
+                });
             }
         }
         if let Some(le) = &self.leader_election {
-            le.validate().map_err(|e| e.to_string())?;
+            le.validate()?;
         }
         // Checked here, before any port is bound: found only when the store is opened,
         // a listener would already answer.
@@ -209,10 +227,7 @@ impl AggregatorConfig {
             && let Ok(meta) = std::fs::metadata(&self.data_dir)
             && !meta.is_dir()
         {
-            return Err(format!(
-                "data_dir {} is not a directory: give a directory (it is created if missing) or set in_memory: true",
-                self.data_dir.display()
-            ));
+            return Err(Error::DataDirNotDir(self.data_dir.clone()));
         }
         Ok(())
     }
@@ -400,11 +415,14 @@ mod tests {
     fn tls_or_explicit_plaintext_and_tokens_or_explicit_anonymous() {
         let p = |t: &str| parse_yaml::<AggregatorConfig>(t, Path::new("c")).unwrap();
         assert_eq!(
-            p("data_dir: /x\n").validate().unwrap_err(),
+            p("data_dir: /x\n").validate().unwrap_err().to_string(),
             "tls (cert_file, key_file, ca_file) is missing: set it, or set insecure_plaintext: true to serve without TLS"
         );
         assert_eq!(
-            p("insecure_plaintext: true\n").validate().unwrap_err(),
+            p("insecure_plaintext: true\n")
+                .validate()
+                .unwrap_err()
+                .to_string(),
             "auth.tokens is empty: add a token (name, scope, file or env), or set auth.allow_anonymous: true to serve the query APIs without tokens"
         );
         p("insecure_plaintext: true\nauth: {allow_anonymous: true}\n")
@@ -420,7 +438,7 @@ mod tests {
             "insecure_plaintext: true\nauth:\n  tokens:\n    - {name: both, scope: read, env: T, file: /x}\n",
         );
         assert_eq!(
-            c.validate().unwrap_err(),
+            c.validate().unwrap_err().to_string(),
             "auth.tokens[0] (both) needs exactly one of file and env"
         );
         let err = parse_yaml::<AggregatorConfig>(

@@ -58,7 +58,7 @@ fn exit(code: i32, e: anyhow::Error) -> ExitCode {
     let e: &(dyn std::error::Error + 'static) = e.as_ref();
     eprintln!(
         "caretaker-aggregator: error: {}",
-        caretaker_core::chain::error_chain(e)
+        caretaker_core::error::Chain(e)
     );
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

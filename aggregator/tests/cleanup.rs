@@ -189,6 +189,7 @@ fn cleanup_kind_accepts_kubectl_names() {
         "deployment"
             .parse::<CleanupKind>()
             .unwrap_err()
+            .to_string()
             .starts_with("unknown kind \"deployment\"")
     );
 }

@@ -12,6 +12,7 @@
 //! - [`cron`] and [`window`]: cron expressions in a time zone and the maintenance window,
 //!   which the aggregator's schedules and `cleanup --apply` and the agent's scheduled
 //!   image pruning obey alike.
+//! - [`error`]: [`error::Chain`], an error printed with each of its causes once.
 //! - [`jitter`]: random spreads of waits, so that nodes started together do not act in
 //!   lockstep.
 //!
@@ -22,9 +23,9 @@
 //! travels agent `stream` → aggregator `api::ingest` → `state` → `store`, crossing the wire
 //! as `caretaker_proto::pb::NodeReport` and validated back by [`model`]'s `TryFrom`.
 
-pub mod chain;
 pub mod config;
 pub mod cron;
+pub mod error;
 pub mod jitter;
 pub mod model;
 pub mod output;

@@ -45,12 +45,14 @@ pub const REPORTS_BEFORE_PRINT: u64 = 2;
 /// Errors of the standalone mode.
 #[derive(Debug, thiserror::Error)]
 pub enum StandaloneError {
-    #[error("cannot bind loopback listeners: {0}")]
+    #[error("cannot bind loopback listeners")]
     Bind(#[source] std::io::Error),
-    #[error("store: {0}")]
+    #[error("store")]
     Store(#[from] caretaker_aggregator::store::StoreError),
-    #[error("agent: {0}")]
-    Agent(String),
+    #[error("agent")]
+    Agent(#[source] caretaker_agent::config::Error),
+    #[error("agent: interrupted")]
+    Interrupted,
     #[error("no {REPORTS_BEFORE_PRINT} reports stored within {0:?}; see the log above")]
     Timeout(Duration),
     #[error("query")]
@@ -170,7 +172,7 @@ pub async fn run(
             }
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(50)) => {}
-                () = shutdown.cancelled() => break Err(StandaloneError::Agent("interrupted".into())),
+                () = shutdown.cancelled() => break Err(StandaloneError::Interrupted),
             }
         }
     } else {

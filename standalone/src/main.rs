@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             let e: &(dyn std::error::Error + 'static) = e.as_ref();
             eprintln!(
                 "caretaker-standalone: error: {}",
-                caretaker_core::chain::error_chain(e)
+                caretaker_core::error::Chain(e)
             );
             ExitCode::from(1)
         }

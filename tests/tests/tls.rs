@@ -67,14 +67,7 @@ async fn report(node: &str) -> pb::NodeReport {
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+    caretaker_core::error::Chain(e).to_string()
 }
 
 /// Opens an ingest stream with `identity` (cert, key) or none, sends one report for

@@ -10,6 +10,17 @@ use crate::images::runtime::ImageRuntime;
 use crate::images::select::connect;
 use crate::stats::filesystems::under_root;
 
+/// Why the emergency cleanup could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config's image policy is invalid.
+    #[error(transparent)]
+    Policy(#[from] crate::config::Error),
+    /// The filesystem cannot be measured.
+    #[error(transparent)]
+    Measure(#[from] std::io::Error),
+}
+
 /// The command line of `cleanup`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CleanupArgs {
@@ -33,7 +44,7 @@ pub struct CleanupArgs {
 ///
 /// # Errors
 /// The filesystem cannot be measured, or the config's policy is invalid.
-pub async fn run(cfg: &AgentConfig, rootfs: &Path, args: &CleanupArgs) -> Result<Summary, String> {
+pub async fn run(cfg: &AgentConfig, rootfs: &Path, args: &CleanupArgs) -> Result<Summary, Error> {
     // min_age is ignored in an emergency; every other rule holds.
     let policy = cfg.images.policy(Some(std::time::Duration::ZERO))?;
     let roots = cfg
@@ -89,5 +100,5 @@ pub async fn run(cfg: &AgentConfig, rootfs: &Path, args: &CleanupArgs) -> Result
         &mut progress,
     )
     .await
-    .map_err(|e| e.to_string())
+    .map_err(Error::Measure)
 }

@@ -82,6 +82,19 @@ pub struct Policy {
     pub pressure_min_age: Duration,
 }
 
+/// Why a keep list does not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{pattern:?} is not a valid glob")]
+    Glob {
+        pattern: String,
+        #[source]
+        source: globset::Error,
+    },
+    #[error("the keep globs do not compile together")]
+    GlobSet(#[source] globset::Error),
+}
+
 /// Globs over image references (`registry.k8s.io/pause*`), matched against every tag and
 /// digest in both the runtime's spelling and the normalised one
 /// (`docker.io/library/busybox:1.36`). `*` crosses `/`.
@@ -96,14 +109,16 @@ impl KeepList {
     ///
     /// # Errors
     /// The first pattern that is not a valid glob, with globset's reason.
-    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, String> {
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self, Error> {
         let mut b = GlobSetBuilder::new();
         for p in patterns {
-            let g = Glob::new(p.as_ref())
-                .map_err(|e| format!("{:?} is not a valid glob: {e}", p.as_ref()))?;
+            let g = Glob::new(p.as_ref()).map_err(|source| Error::Glob {
+                pattern: p.as_ref().to_string(),
+                source,
+            })?;
             b.add(g);
         }
-        let set = b.build().map_err(|e| e.to_string())?;
+        let set = b.build().map_err(Error::GlobSet)?;
         Ok(Self {
             patterns: patterns.iter().map(|p| p.as_ref().to_string()).collect(),
             set,

@@ -16,20 +16,29 @@ enum Part {
     Spec(char),
 }
 
+/// A `dateformat` logrotate does not accept.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("dateformat {0:?} must not contain '/'")]
+    Slash(String),
+    #[error("dateformat {text:?}: %{spec} is not allowed (only %Y %m %d %H %M %S %V %s)")]
+    Specifier { text: String, spec: String },
+}
+
 impl DateFormat {
     /// Parses a format.
     ///
     /// # Errors
     /// A specifier other than the eight logrotate allows, or a `/` (it would put the
     /// archive in another directory).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, Error> {
         let mut parts = Vec::new();
         let mut lit = String::new();
         let mut chars = text.chars();
         while let Some(c) = chars.next() {
             if c != '%' {
                 if c == '/' {
-                    return Err(format!("dateformat {text:?} must not contain '/'"));
+                    return Err(Error::Slash(text.to_string()));
                 }
                 lit.push(c);
                 continue;
@@ -43,10 +52,10 @@ impl DateFormat {
                 }
                 Some('%') => lit.push('%'),
                 other => {
-                    return Err(format!(
-                        "dateformat {text:?}: %{} is not allowed (only %Y %m %d %H %M %S %V %s)",
-                        other.map(String::from).unwrap_or_default()
-                    ));
+                    return Err(Error::Specifier {
+                        text: text.to_string(),
+                        spec: other.map(String::from).unwrap_or_default(),
+                    });
                 }
             }
         }
@@ -117,11 +126,13 @@ mod tests {
         assert!(
             DateFormat::parse("-%y")
                 .unwrap_err()
+                .to_string()
                 .contains("%y is not allowed")
         );
         assert!(
             DateFormat::parse("/%Y")
                 .unwrap_err()
+                .to_string()
                 .contains("must not contain '/'")
         );
     }

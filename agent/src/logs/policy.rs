@@ -480,7 +480,8 @@ impl Policy {
                 Ok(())
             }
             "dateformat" => {
-                self.dateformat = Some(DateFormat::parse(one_arg(name, args)?)?);
+                self.dateformat =
+                    Some(DateFormat::parse(one_arg(name, args)?).map_err(|e| e.to_string())?);
                 Ok(())
             }
             "compressext" => {

@@ -135,7 +135,7 @@ impl State {
                 Ok((p, t)) => {
                     st.entries.insert(p, t);
                 }
-                Err(e) => warnings.push((n, e)),
+                Err(e) => warnings.push((n, e.to_string())),
             }
         }
         (st, warnings)
@@ -217,7 +217,24 @@ impl State {
     }
 }
 
-fn parse_line(line: &str) -> Result<(OsString, DateTime), String> {
+/// Why a state file line is skipped (with a warning naming its line number).
+#[derive(Debug, thiserror::Error)]
+enum LineError {
+    #[error("{0:?} is not an absolute path")]
+    NotAbsolute(String),
+    #[error("bad date {0:?}")]
+    BadDate(String),
+    #[error("unterminated quote in {0:?}")]
+    UnterminatedQuote(String),
+    #[error("no date in {0:?}")]
+    NoDate(String),
+    #[error("time {0} is before 1970")]
+    Before1970(DateTime),
+    #[error("time {0} is more than {MAX_FUTURE_YEARS} years in the future")]
+    TooFarAhead(DateTime),
+}
+
+fn parse_line(line: &str) -> Result<(OsString, DateTime), LineError> {
     // The common line: a quoted path without escapes, taken as it is.
     if let Some(r) = line.strip_prefix('"')
         && let Some(end) = r.find(['"', '\\'])
@@ -225,9 +242,9 @@ fn parse_line(line: &str) -> Result<(OsString, DateTime), String> {
     {
         let (path, rest) = (&r[..end], r[end + 1..].trim());
         if !path.starts_with('/') {
-            return Err(format!("{path:?} is not an absolute path"));
+            return Err(LineError::NotAbsolute(path.to_string()));
         }
-        let t = parse_time(rest).ok_or_else(|| format!("bad date {rest:?}"))?;
+        let t = parse_time(rest).ok_or_else(|| LineError::BadDate(rest.to_string()))?;
         return Ok((OsString::from(path), t));
     }
     let (path, rest) = if let Some(r) = line.strip_prefix('"') {
@@ -248,20 +265,20 @@ fn parse_line(line: &str) -> Result<(OsString, DateTime), String> {
                 c => p.push(c),
             }
         }
-        let end = end.ok_or_else(|| format!("unterminated quote in {line:?}"))?;
+        let end = end.ok_or_else(|| LineError::UnterminatedQuote(line.to_string()))?;
         (p, r[end..].trim())
     } else {
         let (p, r) = line
             .rsplit_once(char::is_whitespace)
-            .ok_or_else(|| format!("no date in {line:?}"))?;
+            .ok_or_else(|| LineError::NoDate(line.to_string()))?;
         (p.trim().to_string(), r.trim())
     };
     if !path.starts_with('/') {
-        return Err(format!("{path:?} is not an absolute path"));
+        return Err(LineError::NotAbsolute(path));
     }
     Ok((
         OsString::from(path),
-        parse_time(rest).ok_or_else(|| format!("bad date {rest:?}"))?,
+        parse_time(rest).ok_or_else(|| LineError::BadDate(rest.to_string()))?,
     ))
 }
 
@@ -272,14 +289,12 @@ const MAX_FUTURE_YEARS: i16 = 10;
 
 /// A time before 1970 or after `max_year` (now plus [`MAX_FUTURE_YEARS`]) is not a
 /// rotation that happened.
-fn plausible(t: DateTime, max_year: i16) -> Result<(), String> {
+fn plausible(t: DateTime, max_year: i16) -> Result<(), LineError> {
     if t.year() < 1970 {
-        return Err(format!("time {t} is before 1970"));
+        return Err(LineError::Before1970(t));
     }
     if t.year() > max_year {
-        return Err(format!(
-            "time {t} is more than {MAX_FUTURE_YEARS} years in the future"
-        ));
+        return Err(LineError::TooFarAhead(t));
     }
     Ok(())
 }

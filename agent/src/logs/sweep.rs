@@ -114,15 +114,27 @@ pub fn sweep(rules: &[RetentionRule], roots: &Roots, now: SystemTime, apply: boo
                     continue;
                 }
             };
-            if let Err(message) = one(dir, name, rule.max_age, now, apply, &mut out) {
+            if let Err(e) = one(dir, name, rule.max_age, now, apply, &mut out) {
                 out.errors.push(LogError {
                     place: path.display().to_string(),
-                    message,
+                    message: caretaker_core::error::Chain(&e).to_string(),
                 });
             }
         }
     }
     out
+}
+
+/// Why one file could not be swept; reported with its path.
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    #[error("cannot stat")]
+    Stat(#[source] std::io::Error),
+    /// The file is in use (held by a rotation in progress); the error says so itself.
+    #[error(transparent)]
+    InUse(std::io::Error),
+    #[error("cannot delete")]
+    Delete(#[source] std::io::Error),
 }
 
 fn one(
@@ -132,12 +144,12 @@ fn one(
     now: SystemTime,
     apply: bool,
     out: &mut SweepSummary,
-) -> Result<(), String> {
+) -> Result<(), FileError> {
     let meta = match dir.stat(name) {
         Ok(m) => m,
         // Vanished since the walk saw it: nothing to do.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("cannot stat: {e}")),
+        Err(e) => return Err(FileError::Stat(e)),
     };
     if !meta.is_file() {
         return Ok(()); // directories, symlinks, sockets: never swept
@@ -157,8 +169,8 @@ fn one(
         match rotate::delete_in(dir, name, None) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.kind() == IN_USE => return Err(e.to_string()),
-            Err(e) => return Err(format!("cannot delete: {e}")),
+            Err(e) if e.kind() == IN_USE => return Err(FileError::InUse(e)),
+            Err(e) => return Err(FileError::Delete(e)),
         }
     }
     out.freed_bytes += freed;

@@ -16,9 +16,9 @@ use sysinfo::{
 
 /// Keeps sysinfo's state between samples (CPU usage is a difference of two samples).
 pub struct HostCollector {
-    /// `None` when sysinfo could not initialise (no readable /proc); host figures are then
-    /// zero and every report says why.
-    system: Result<System, String>,
+    /// sysinfo's error when it could not initialise (no readable /proc); host figures are
+    /// then zero and every report says why.
+    system: Result<System, sysinfo::Error>,
     own_pid: Pid,
     kernel_version: String,
     os_image: String,
@@ -46,8 +46,7 @@ impl HostCollector {
             RefreshKind::nothing()
                 .with_cpu(CpuRefreshKind::nothing().with_usage())
                 .with_memory(MemoryRefreshKind::everything()),
-        )
-        .map_err(|e| e.to_string());
+        );
         Self {
             system,
             own_pid: Pid::from_u32(std::process::id()),

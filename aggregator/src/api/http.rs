@@ -85,7 +85,12 @@ async fn report(AxState(state): AxState<Arc<State>>, Query(q): Query<ReportQuery
     };
     let at = match crate::report::parse_time(&at, now) {
         Ok(t) => t,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("at: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("at: {}", caretaker_core::error::Chain(&e)),
+            );
+        }
     };
     match blocking(move || state.history().at(at)).await {
         Ok(Some(r)) => Json(r).into_response(),

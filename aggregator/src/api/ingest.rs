@@ -289,7 +289,9 @@ impl IngestService {
             Ok(PeerIdentity::Shared) => Err(Status::permission_denied(
                 "the client certificate is the one shared by all agents (caretaker-node:*), which this aggregator does not accept (tls.allow_shared_agent_cert is false); give each node its own certificate",
             )),
-            Err(e) => Err(Status::permission_denied(e)),
+            Err(e) => Err(Status::permission_denied(
+                caretaker_core::error::Chain(&e).to_string(),
+            )),
         }
     }
 }

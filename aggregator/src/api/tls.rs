@@ -84,13 +84,29 @@ pub enum PeerIdentity {
     Shared,
 }
 
+/// Why a client certificate names no node this aggregator accepts; sent to the agent as
+/// the reason of a PERMISSION_DENIED.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("unparsable client certificate")]
+    Unparsable(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("the client certificate names an invalid node {0:?}")]
+    InvalidNode(String),
+    #[error(
+        "the client certificate ({subject}) has no URI SAN {NODE_URI_PREFIX}<node>; issue agent certificates with `caretaker-aggregator certs`"
+    )]
+    NoNode { subject: String },
+    #[error("the client certificate names several nodes: {0:?}")]
+    SeveralNodes(Vec<String>),
+}
+
 /// Reads the node identity from a (verified) client certificate.
 ///
 /// # Errors
 /// Not a parsable certificate, or not exactly one `caretaker-node:` URI SAN.
-pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, String> {
-    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|e| format!("unparsable client certificate: {e}"))?;
+pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, IdentityError> {
+    let (_, x509) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(IdentityError::Unparsable)?;
     let mut names = Vec::new();
     if let Ok(Some(san)) = x509.subject_alternative_name() {
         for n in &san.value.general_names {
@@ -106,16 +122,11 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, String> 
         [one] if caretaker_core::model::validate_node_name(one).is_ok() => {
             Ok(PeerIdentity::Node(one.clone()))
         }
-        [one] => Err(format!(
-            "the client certificate names an invalid node {one:?}"
-        )),
-        [] => Err(format!(
-            "the client certificate ({}) has no URI SAN {NODE_URI_PREFIX}<node>; issue agent certificates with `caretaker-aggregator certs`",
-            x509.subject()
-        )),
-        _ => Err(format!(
-            "the client certificate names several nodes: {names:?}"
-        )),
+        [one] => Err(IdentityError::InvalidNode(one.clone())),
+        [] => Err(IdentityError::NoNode {
+            subject: x509.subject().to_string(),
+        }),
+        _ => Err(IdentityError::SeveralNodes(names)),
     }
 }
 

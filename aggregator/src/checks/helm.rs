@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use base64::Engine;
+use caretaker_core::error::Chain;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use serde::{Deserialize, Serialize};
@@ -80,14 +81,28 @@ pub struct HelmRelease {
     pub unreadable: Option<String>,
 }
 
+/// Why a release Secret's data cannot be read; shown with its cause in the release's
+/// `unreadable`.
+#[derive(Debug, thiserror::Error)]
+enum DecodeError {
+    #[error("no release data")]
+    Missing,
+    #[error("not base64")]
+    Base64(#[source] base64::DecodeError),
+    #[error("not gzip")]
+    Gzip(#[source] std::io::Error),
+    #[error("not release JSON")]
+    Json(#[source] serde_json::Error),
+}
+
 /// Decodes the `release` data of a release Secret (after Kubernetes' own base64).
 ///
 /// # Errors
-/// A message when the data is not base64, not gzip or not release JSON.
-fn decode_release(data: &[u8]) -> Result<ReleaseJson, String> {
+/// When the data is not base64, not gzip or not release JSON.
+fn decode_release(data: &[u8]) -> Result<ReleaseJson, DecodeError> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(data.trim_ascii())
-        .map_err(|e| format!("not base64: {e}"))?;
+        .map_err(DecodeError::Base64)?;
     let json = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         // Bounded: a release is at most the 1 MiB a Secret can hold, compressed; 64 MiB
@@ -95,12 +110,12 @@ fn decode_release(data: &[u8]) -> Result<ReleaseJson, String> {
         flate2::read::GzDecoder::new(&raw[..])
             .take(64 << 20)
             .read_to_end(&mut out)
-            .map_err(|e| format!("not gzip: {e}"))?;
+            .map_err(DecodeError::Gzip)?;
         out
     } else {
         raw
     };
-    serde_json::from_slice(&json).map_err(|e| format!("not release JSON: {e}"))
+    serde_json::from_slice(&json).map_err(DecodeError::Json)
 }
 
 fn label<'a>(s: &'a Secret, k: &str) -> Option<&'a str> {
@@ -139,11 +154,11 @@ pub fn releases(state: &ClusterState) -> Vec<HelmRelease> {
         .map(|((ns, name), (revision, s))| {
             let decoded = match s.data.as_ref().and_then(|d| d.get("release")) {
                 Some(d) => decode_release(&d.0),
-                None => Err("no release data".to_string()),
+                None => Err(DecodeError::Missing),
             };
             let (rel, unreadable) = match decoded {
                 Ok(r) => (r, None),
-                Err(e) => (ReleaseJson::default(), Some(e)),
+                Err(e) => (ReleaseJson::default(), Some(Chain(&e).to_string())),
             };
             let chart = rel.chart.map(|c| c.metadata);
             HelmRelease {

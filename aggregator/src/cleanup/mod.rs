@@ -83,11 +83,18 @@ impl CleanupKind {
     }
 }
 
+/// A kind no cleanup rule deletes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown kind {0:?}: use Job, ReplicaSet, Pod, ConfigMap, Secret, VolumeSnapshot or PersistentVolumeClaim"
+)]
+pub struct UnknownKind(pub String);
+
 impl FromStr for CleanupKind {
-    type Err = String;
+    type Err = UnknownKind;
 
     /// A kind as `kubectl` accepts it: `Job`, `jobs`, `rs`, `cm`, `pvc` … (any case).
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, UnknownKind> {
         Ok(match s.to_ascii_lowercase().as_str() {
             "job" | "jobs" => CleanupKind::Job,
             "replicaset" | "replicasets" | "rs" => CleanupKind::ReplicaSet,
@@ -98,11 +105,7 @@ impl FromStr for CleanupKind {
             "persistentvolumeclaim" | "persistentvolumeclaims" | "pvc" => {
                 CleanupKind::PersistentVolumeClaim
             }
-            _ => {
-                return Err(format!(
-                    "unknown kind {s:?}: use Job, ReplicaSet, Pod, ConfigMap, Secret, VolumeSnapshot or PersistentVolumeClaim"
-                ));
-            }
+            _ => return Err(UnknownKind(s.to_string())),
         })
     }
 }

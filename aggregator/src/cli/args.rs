@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use caretaker_core::config::EXIT_USAGE;
+use caretaker_core::error::Chain;
 use clap::{Parser, Subcommand};
 use jiff::Timestamp;
 
@@ -225,14 +226,14 @@ impl Args {
                     match (when(&d[0]), when(&d[1])) {
                         (Ok(a), Ok(b)) => ReportQuery::Diff(a, b),
                         (Err(e), _) | (_, Err(e)) => {
-                            return Err(ArgsError::Usage(format!("--diff: {e}")));
+                            return Err(ArgsError::Usage(format!("--diff: {}", Chain(&e))));
                         }
                     }
                 } else {
                     match at.as_deref().map(when).transpose() {
                         Ok(Some(t)) => ReportQuery::At(t),
                         Ok(None) => ReportQuery::Live,
-                        Err(e) => return Err(ArgsError::Usage(format!("--at: {e}"))),
+                        Err(e) => return Err(ArgsError::Usage(format!("--at: {}", Chain(&e)))),
                     }
                 };
                 Args::Report(Report {

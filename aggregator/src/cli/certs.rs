@@ -443,6 +443,7 @@ mod tests {
         assert!(
             peer_identity(&der(&srv.cert_pem))
                 .unwrap_err()
+                .to_string()
                 .contains("has no URI SAN caretaker-node:<node>")
         );
         assert!(matches!(

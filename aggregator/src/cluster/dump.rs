@@ -33,7 +33,7 @@ use super::{ClusterState, Coverage, LoadProblem, Resource};
 /// A dump path that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
-    #[error("cannot read dump {path}")]
+    #[error("cannot read dump {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -49,6 +49,21 @@ pub enum DumpError {
     /// it would have said about the cluster is unknown, so no verdict is given.
     #[error("cannot read dump {0}")]
     Truncated(LoadProblem),
+}
+
+/// Why a streamed JSON document stopped being readable.
+#[derive(Debug, thiserror::Error)]
+enum ObjectError {
+    #[error(transparent)]
+    Scan(#[from] super::stream::ScanError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("expected a key")]
+    ExpectedKey,
+    #[error("expected ':' after {0:?}")]
+    ExpectedColon(String),
+    #[error("unexpected end of file in items")]
+    EndInItems,
 }
 
 /// Annotation holding a full copy of the object as last applied; never read by a check.
@@ -333,7 +348,7 @@ impl Loader<'_> {
         sc: &mut super::stream::Scanner<R>,
         document: usize,
         pool: &mut Pool,
-    ) -> Result<(), String> {
+    ) -> Result<(), ObjectError> {
         sc.bump(); // '{'
         let mut fields: Vec<(String, String)> = Vec::new();
         let mut items_seen = false;
@@ -341,7 +356,7 @@ impl Loader<'_> {
         let mut pending: Vec<(usize, String)> = Vec::new();
         let mut item_no = 0usize;
         loop {
-            match sc.skip_ws().map_err(|e| e.to_string())? {
+            match sc.skip_ws()? {
                 Some(b'}') => {
                     sc.bump();
                     break;
@@ -351,15 +366,14 @@ impl Loader<'_> {
                     continue;
                 }
                 Some(b'"') => {}
-                _ => return Err("expected a key".into()),
+                _ => return Err(ObjectError::ExpectedKey),
             }
-            let key: String = serde_json::from_slice(sc.value().map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
-            if sc.skip_ws().map_err(|e| e.to_string())? != Some(b':') {
-                return Err(format!("expected ':' after {key:?}"));
+            let key: String = serde_json::from_slice(sc.value()?)?;
+            if sc.skip_ws()? != Some(b':') {
+                return Err(ObjectError::ExpectedColon(key));
             }
             sc.bump();
-            if key == "items" && sc.skip_ws().map_err(|e| e.to_string())? == Some(b'[') {
+            if key == "items" && sc.skip_ws()? == Some(b'[') {
                 items_seen = true;
                 sc.bump();
                 let kind = field_of(&fields, "kind");
@@ -370,7 +384,7 @@ impl Loader<'_> {
                 // Items lacking a kind wait for the List's kind when it is not known yet.
                 let defer_kindless = kind.is_none();
                 loop {
-                    match sc.skip_ws().map_err(|e| e.to_string())? {
+                    match sc.skip_ws()? {
                         Some(b']') => {
                             sc.bump();
                             break;
@@ -379,17 +393,16 @@ impl Loader<'_> {
                             sc.bump();
                             continue;
                         }
-                        None => return Err("unexpected end of file in items".into()),
+                        None => return Err(ObjectError::EndInItems),
                         _ => {}
                     }
                     item_no += 1;
-                    let bytes = sc.value().map_err(|e| e.to_string())?;
+                    let bytes = sc.value()?;
                     pool.push(self, document, &default, defer_kindless, item_no, bytes);
                 }
                 pending.extend(pool.finish(self));
             } else {
-                let raw =
-                    String::from_utf8_lossy(sc.value().map_err(|e| e.to_string())?).into_owned();
+                let raw = String::from_utf8_lossy(sc.value()?).into_owned();
                 fields.push((key, raw));
             }
         }
@@ -408,7 +421,7 @@ impl Loader<'_> {
                 if i > 0 {
                     text.push(',');
                 }
-                text.push_str(&serde_json::to_string(k).map_err(|e| e.to_string())?);
+                text.push_str(&serde_json::to_string(k)?);
                 text.push(':');
                 text.push_str(v);
             }
@@ -957,6 +970,16 @@ fn split_yaml_documents(text: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_path_prints_its_cause_once() {
+        let err = load(&[PathBuf::from("/nonexistent/dump.json")]).unwrap_err();
+        let text = caretaker_core::error::Chain(&err).to_string();
+        assert_eq!(
+            text,
+            "cannot read dump /nonexistent/dump.json: No such file or directory (os error 2)"
+        );
+    }
 
     fn load_str(text: &str) -> ClusterState {
         let mut s = ClusterState::default();

@@ -24,6 +24,8 @@ impl std::fmt::Display for ScanError {
     }
 }
 
+impl std::error::Error for ScanError {}
+
 /// A window over a reader.
 pub struct Scanner<R> {
     r: R,

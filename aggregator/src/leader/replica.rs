@@ -14,12 +14,17 @@
 //!    `standby` first (new connections stop coming), then stop the work (drain, close the
 //!    store), then release the Lease unless it was lost. A lost Lease is an error (exit 1,
 //!    as controller-runtime does).
+//!
+//! The loop is a small state machine (kube-runtime's watcher style): each step above is a
+//! named `State`, and `Machine::step` goes from one to the next until `State::Done`.
 
 use std::future::Future;
 
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use caretaker_core::error::Chain;
 
 use super::config::{Election, Timing};
 use super::lease::{Elector, LeaderError};
@@ -31,13 +36,14 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Why a replica stopped other than on request.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("before contending for the Lease: {0}")]
+    #[error("before contending for the Lease")]
     Standby(#[source] LabelError),
     #[error(transparent)]
     Lost(LeaderError),
-    #[error("{0}; released the Lease so that the other replica takes over")]
-    NotLabeled(#[source] LabelError),
-    #[error("the leader stopped: {0}")]
+    /// Printed with its causes first (so not a `#[source]`).
+    #[error("{}; released the Lease so that the other replica takes over", Chain(.0))]
+    NotLabeled(LabelError),
+    #[error("the leader stopped")]
     Work(#[source] BoxError),
 }
 
@@ -92,32 +98,157 @@ impl Replica {
         F: FnOnce(Leading) -> Fut,
         Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
-        let Self {
-            mut elector,
+        let Self { elector, labeler } = self;
+        let mut machine = Machine {
             labeler,
-        } = self;
-        let retry = LabelRetry::PERSISTENT;
-        match labeler.current(retry.timeout).await {
-            Ok(Some(role)) if role == Role::Leader.as_str() => {
-                warn!(pod = %labeler.pod(), label = ROLE_LABEL, "This pod is still labeled leader by an earlier run; labeling it standby before contending.");
-            }
-            Ok(_) => {}
-            Err(e) => {
-                debug!(pod = %labeler.pod(), error = %e, "Cannot read this pod's labels; labeling it standby anyway.")
-            }
+            shutdown,
+            work: Some(work),
+        };
+        let mut state = State::Labeling(elector);
+        loop {
+            state = match machine.step(state).await {
+                State::Done(result) => return result,
+                next => next,
+            };
         }
-        if !labeler
-            .set_retrying(Role::Standby, retry, shutdown)
-            .await
-            .map_err(RunError::Standby)?
-        {
-            return Ok(());
-        }
-        if !elector.acquire(shutdown).await {
-            info!("Stopped as a standby.");
-            return Ok(());
-        }
+    }
+}
 
+/// Where a replica is in its life (the steps of the module docs); [`Machine::step`] goes
+/// from one state to the next until [`State::Done`].
+enum State {
+    /// Starting: label the pod standby (clearing a `leader` left by an earlier run).
+    Labeling(Elector),
+    /// Labeled standby: contend for the Lease until it is held or `shutdown` fires.
+    Contending(Elector),
+    /// Holding the Lease with the work started: wait until its servers listen.
+    StartingWork(Lead, oneshot::Receiver<()>),
+    /// The servers listen: label the pod leader, then serve until the work returns or
+    /// leadership ends.
+    Leading(Lead),
+    /// A leader label may have been written: label the pod standby again.
+    Unlabeling(Lead),
+    /// Stop the work, stop renewing, release the Lease unless it was lost.
+    SteppingDown(Lead),
+    Done(Result<(), RunError>),
+}
+
+/// What a replica holding the Lease keeps until it steps down.
+struct Lead {
+    /// Renews the Lease; returns the elector (to release the Lease) and why holding ended.
+    holder: tokio::task::JoinHandle<(Elector, Result<(), LeaderError>)>,
+    /// Stops `holder` renewing.
+    hold_stop: CancellationToken,
+    /// Fires when leadership ends: SIGTERM or a lost Lease.
+    ending: CancellationToken,
+    /// [`Leading::stop`]: tells the work to drain and return.
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), BoxError>>,
+    /// The work's result when it returned while leading.
+    work_result: Option<Result<Result<(), BoxError>, tokio::task::JoinError>>,
+    /// Why the replica stops with an error other than the work's own.
+    failure: Option<RunError>,
+}
+
+/// What every step needs besides the state.
+struct Machine<'a, F> {
+    labeler: PodLabeler,
+    shutdown: &'a CancellationToken,
+    /// Taken when the Lease is first held; a replica leads at most once.
+    work: Option<F>,
+}
+
+impl<F, Fut> Machine<'_, F>
+where
+    F: FnOnce(Leading) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+{
+    async fn step(&mut self, state: State) -> State {
+        let labeler = &self.labeler;
+        let retry = LabelRetry::PERSISTENT;
+        match state {
+            State::Labeling(elector) => {
+                match labeler.current(retry.timeout).await {
+                    Ok(Some(role)) if role == Role::Leader.as_str() => {
+                        warn!(pod = %labeler.pod(), label = ROLE_LABEL, "This pod is still labeled leader by an earlier run; labeling it standby before contending.");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!(pod = %labeler.pod(), error = %Chain(&e), "Cannot read this pod's labels; labeling it standby anyway.")
+                    }
+                }
+                match labeler
+                    .set_retrying(Role::Standby, retry, self.shutdown)
+                    .await
+                {
+                    Ok(true) => State::Contending(elector),
+                    Ok(false) => State::Done(Ok(())),
+                    Err(e) => State::Done(Err(RunError::Standby(e))),
+                }
+            }
+            State::Contending(mut elector) => {
+                if !elector.acquire(self.shutdown).await {
+                    info!("Stopped as a standby.");
+                    return State::Done(Ok(()));
+                }
+                let Some(work) = self.work.take() else {
+                    return State::Done(Ok(()));
+                };
+                let (lead, listening) = self.lead(elector, work);
+                State::StartingWork(lead, listening)
+            }
+            State::StartingWork(lead, listening) => {
+                let listening = tokio::select! {
+                    r = listening => r.is_ok(),
+                    () = lead.ending.cancelled() => false,
+                };
+                if listening {
+                    State::Leading(lead)
+                } else {
+                    State::SteppingDown(lead)
+                }
+            }
+            State::Leading(mut lead) => {
+                // From here a leader label may have been written, even if a request timed out.
+                match labeler
+                    .set_retrying(Role::Leader, retry, &lead.ending)
+                    .await
+                {
+                    Ok(true) => {
+                        info!(pod = %labeler.pod(), "Leading: the Service routes to this pod.");
+                        tokio::select! {
+                            r = &mut lead.task => lead.work_result = Some(r),
+                            () = lead.ending.cancelled() => {}
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        error!(error = %Chain(&e), "The Service would never route to this leader; stopping and giving the Lease up.");
+                        lead.failure = Some(RunError::NotLabeled(e));
+                    }
+                }
+                State::Unlabeling(lead)
+            }
+            State::Unlabeling(lead) => {
+                if let Err(e) = labeler
+                    .set_retrying(
+                        Role::Standby,
+                        LabelRetry::STEP_DOWN,
+                        &CancellationToken::new(),
+                    )
+                    .await
+                {
+                    warn!(error = %Chain(&e), "Cannot label this pod standby on the way out; it leaves the Service's endpoints as it terminates anyway.");
+                }
+                State::SteppingDown(lead)
+            }
+            State::SteppingDown(lead) => State::Done(step_down(lead).await),
+            State::Done(result) => State::Done(result),
+        }
+    }
+
+    /// Starts renewing the Lease and the work; the receiver fires when its servers listen.
+    fn lead(&self, mut elector: Elector, work: F) -> (Lead, oneshot::Receiver<()>) {
         let timing = elector.timing();
         let (hold_stop, lost) = (CancellationToken::new(), CancellationToken::new());
         let (stop_renewing, lost_tx) = (hold_stop.clone(), lost.clone());
@@ -125,7 +256,7 @@ impl Replica {
             async move {
                 let r = elector.hold(&stop_renewing).await;
                 if let Err(e) = &r {
-                    error!(error = %e, "Lost leadership; stopping so that Kubernetes restarts this replica as a standby.");
+                    error!(error = %Chain(&e), "Lost leadership; stopping so that Kubernetes restarts this replica as a standby.");
                     lost_tx.cancel();
                 }
                 (elector, r)
@@ -134,15 +265,14 @@ impl Replica {
         );
         // Leadership ends on SIGTERM or when the Lease is lost.
         let ending = CancellationToken::new();
-        let (a, b, c) = (shutdown.clone(), lost.clone(), ending.clone());
+        let (a, b, c) = (self.shutdown.clone(), lost, ending.clone());
         tokio::spawn(async move {
             tokio::select! { () = a.cancelled() => {}, () = b.cancelled() => {}, () = c.cancelled() => {} }
             c.cancel();
         });
-
         let stop = CancellationToken::new();
         let (tx, rx) = oneshot::channel();
-        let mut task = tokio::spawn(
+        let task = tokio::spawn(
             work(Leading {
                 timing,
                 stop: stop.clone(),
@@ -150,62 +280,44 @@ impl Replica {
             })
             .instrument(info_span!("leader")),
         );
-        let mut work_result = None;
-        let mut failure = None;
-        let listening = tokio::select! {
-            r = rx => r.is_ok(),
-            () = ending.cancelled() => false,
+        let lead = Lead {
+            holder,
+            hold_stop,
+            ending,
+            stop,
+            task,
+            work_result: None,
+            failure: None,
         };
-        // From here a leader label may have been written, even if a request timed out.
-        if listening {
-            match labeler.set_retrying(Role::Leader, retry, &ending).await {
-                Ok(true) => {
-                    info!(pod = %labeler.pod(), "Leading: the Service routes to this pod.");
-                    tokio::select! {
-                        r = &mut task => work_result = Some(r),
-                        () = ending.cancelled() => {}
-                    }
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    error!(error = %e, "The Service would never route to this leader; stopping and giving the Lease up.");
-                    failure = Some(RunError::NotLabeled(e));
-                }
-            }
-            if let Err(e) = labeler
-                .set_retrying(
-                    Role::Standby,
-                    LabelRetry::STEP_DOWN,
-                    &CancellationToken::new(),
-                )
-                .await
-            {
-                warn!(error = %e, "Cannot label this pod standby on the way out; it leaves the Service's endpoints as it terminates anyway.");
-            }
-        }
-        stop.cancel();
-        let work_result = match work_result {
-            Some(r) => r,
-            None => task.await,
-        };
-        hold_stop.cancel();
-        ending.cancel();
-        let (mut elector, held) = holder.await.map_err(|e| RunError::Work(Box::new(e)))?;
-        if let Err(e) = held {
-            return Err(RunError::Lost(e));
-        }
-        // The work has returned, so the store is closed: the next leader can open it.
-        if let Err(e) = elector.release().await {
-            warn!(error = %e, "Cannot release the leader Lease; the other replica takes over once it expires.");
-        }
-        if let Some(f) = failure {
-            return Err(f);
-        }
-        match work_result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(RunError::Work(e)),
-            Err(e) => Err(RunError::Work(Box::new(e))),
-        }
+        (lead, rx)
+    }
+}
+
+/// Stops the work (it drains and closes the store), stops renewing, and releases the Lease
+/// unless it was lost.
+async fn step_down(lead: Lead) -> Result<(), RunError> {
+    lead.stop.cancel();
+    let work_result = match lead.work_result {
+        Some(r) => r,
+        None => lead.task.await,
+    };
+    lead.hold_stop.cancel();
+    lead.ending.cancel();
+    let (mut elector, held) = lead.holder.await.map_err(|e| RunError::Work(Box::new(e)))?;
+    if let Err(e) = held {
+        return Err(RunError::Lost(e));
+    }
+    // The work has returned, so the store is closed: the next leader can open it.
+    if let Err(e) = elector.release().await {
+        warn!(error = %Chain(&e), "Cannot release the leader Lease; the other replica takes over once it expires.");
+    }
+    if let Some(f) = lead.failure {
+        return Err(f);
+    }
+    match work_result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(RunError::Work(e)),
+        Err(e) => Err(RunError::Work(Box::new(e))),
     }
 }
 

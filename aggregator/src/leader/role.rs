@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use caretaker_core::error::Chain;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -55,9 +56,7 @@ impl std::fmt::Display for Role {
 /// Labeling errors.
 #[derive(Debug, thiserror::Error)]
 pub enum LabelError {
-    #[error(
-        "cannot label pod {pod} {ROLE_LABEL}={role} (does the Role grant patch on pods?): {source}"
-    )]
+    #[error("cannot label pod {pod} {ROLE_LABEL}={role} (does the Role grant patch on pods?)")]
     Api {
         pod: String,
         role: Role,
@@ -72,8 +71,10 @@ pub enum LabelError {
         role: Role,
         timeout: Duration,
     },
+    /// `last` is printed with its causes (it is not a `#[source]`).
     #[error(
-        "gave up labeling pod {pod} {ROLE_LABEL}={role} after {attempts} attempts; last: {last}"
+        "gave up labeling pod {pod} {ROLE_LABEL}={role} after {attempts} attempts; last: {}",
+        Chain(&**last)
     )]
     GaveUp {
         pod: String,
@@ -81,6 +82,15 @@ pub enum LabelError {
         attempts: usize,
         last: Box<LabelError>,
     },
+}
+
+/// Why this pod's labels could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Api(kube::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
 }
 
 /// How often and how patiently a label is written.
@@ -156,11 +166,11 @@ impl PodLabeler {
     ///
     /// # Errors
     /// The API server refused or failed the request, or did not answer within `timeout`.
-    pub async fn current(&self, timeout: Duration) -> Result<Option<String>, String> {
+    pub async fn current(&self, timeout: Duration) -> Result<Option<String>, ReadError> {
         match tokio::time::timeout(timeout, self.api.get(&self.name)).await {
             Ok(Ok(pod)) => Ok(pod.metadata.labels.and_then(|mut l| l.remove(ROLE_LABEL))),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {timeout:?}")),
+            Ok(Err(e)) => Err(ReadError::Api(e)),
+            Err(_) => Err(ReadError::Timeout(timeout)),
         }
     }
 
@@ -227,7 +237,7 @@ impl PodLabeler {
                     last: Box::new(err),
                 });
             };
-            warn!(error = %err, attempt = attempts, of = retry.attempts, retry_in = ?wait, "Cannot label this pod; retrying.");
+            warn!(error = %Chain(&err), attempt = attempts, of = retry.attempts, retry_in = ?wait, "Cannot label this pod; retrying.");
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = stop.cancelled() => return Ok(false),

@@ -160,29 +160,53 @@ impl ClusterReport {
     ///
     /// # Errors
     /// The JSON does not hold a report of this schema version.
-    pub fn from_wire(w: &pb::ClusterReport) -> Result<Self, String> {
+    pub fn from_wire(w: &pb::ClusterReport) -> Result<Self> {
         if w.schema_version != SCHEMA_VERSION {
-            return Err(format!(
-                "report schema version {} is not the supported {SCHEMA_VERSION}",
-                w.schema_version
-            ));
+            return Err(Error::SchemaVersion(w.schema_version));
         }
-        serde_json::from_str(&w.report_json).map_err(|e| format!("report_json: {e}"))
+        serde_json::from_str(&w.report_json).map_err(Error::ReportJson)
     }
 }
+
+/// Errors of reading a report from the wire and of parsing a point in time.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("report schema version {0} is not the supported {SCHEMA_VERSION}")]
+    SchemaVersion(u32),
+    #[error("report_json")]
+    ReportJson(#[source] serde_json::Error),
+    #[error("{text:?}")]
+    Duration {
+        text: String,
+        #[source]
+        source: humantime::DurationError,
+    },
+    #[error("{0:?} reaches before the earliest time supported")]
+    TooEarly(String),
+    #[error(transparent)]
+    Date(jiff::Error),
+    #[error("{0:?} is not a time: write 2026-11-29T03:00:00Z, 2026-11-29 or -24h")]
+    NotATime(String),
+}
+
+/// A result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Parses a point in time for `--at`/`--diff`: RFC 3339 (`2026-11-29T03:00:00Z`), a date
 /// (`2026-11-29`, the end of that day in UTC), or a duration before `now` (`-24h`, `-7d`).
 ///
 /// # Errors
 /// Says which forms are accepted.
-pub fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp, String> {
+pub fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp> {
     if let Some(ago) = s.strip_prefix('-') {
-        let d = humantime::parse_duration(ago).map_err(|e| format!("{s:?}: {e}"))?;
+        let d = humantime::parse_duration(ago).map_err(|source| Error::Duration {
+            text: s.to_string(),
+            source,
+        })?;
         // A client sends this: a duration beyond the supported range is an error, not a panic.
         return now
             .checked_sub(d)
-            .map_err(|_| format!("{s:?} reaches before the earliest time supported"));
+            .map_err(|_| Error::TooEarly(s.to_string()));
     }
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
@@ -192,11 +216,9 @@ pub fn parse_time(s: &str, now: Timestamp) -> Result<Timestamp, String> {
             .at(23, 59, 59, 999_999_999)
             .to_zoned(jiff::tz::TimeZone::UTC)
             .map(|z| z.timestamp())
-            .map_err(|e| e.to_string());
+            .map_err(Error::Date);
     }
-    Err(format!(
-        "{s:?} is not a time: write 2026-11-29T03:00:00Z, 2026-11-29 or -24h"
-    ))
+    Err(Error::NotATime(s.to_string()))
 }
 
 /// Figures of the external signals.
@@ -875,7 +897,7 @@ pub(crate) mod tests {
         let mut old = w.clone();
         old.schema_version = 1;
         assert_eq!(
-            ClusterReport::from_wire(&old).unwrap_err(),
+            ClusterReport::from_wire(&old).unwrap_err().to_string(),
             "report schema version 1 is not the supported 2"
         );
     }

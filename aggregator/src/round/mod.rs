@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use caretaker_core::config::bounded_duration;
+use caretaker_core::error::Chain;
 use caretaker_core::model::NodeReport;
 use jiff::Timestamp;
 use serde::{Deserialize, Deserializer};
@@ -99,6 +100,20 @@ pub struct RoundConfig {
     pub capacity: crate::capacity::CapacityConfig,
 }
 
+/// Why the cluster could not be read; becomes the `cluster` check's finding, printed with
+/// its causes.
+#[derive(Debug, thiserror::Error)]
+enum ClusterError {
+    #[error("dump reader failed")]
+    Task(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Dump(dump::DumpError),
+    #[error("no Kubernetes client")]
+    Client(#[source] kube::Error),
+    #[error(transparent)]
+    Live(live::LiveError),
+}
+
 /// Runs rounds; keeps the API client and the fetched chart versions between rounds.
 #[derive(Default)]
 pub struct Rounds {
@@ -142,7 +157,7 @@ impl Rounds {
 
     /// Reads the cluster as configured. `None` with no source; a source that cannot be
     /// read becomes a `cluster` check result saying why.
-    async fn cluster(&mut self) -> Result<Option<ClusterState>, String> {
+    async fn cluster(&mut self) -> Result<Option<ClusterState>, ClusterError> {
         match self.cfg.cluster.source {
             Source::None => Ok(None),
             Source::Dump => {
@@ -155,27 +170,23 @@ impl Rounds {
                     })
                 })
                 .await
-                .map_err(|e| format!("dump reader failed: {e}"))?
+                .map_err(ClusterError::Task)?
                 .map(Some)
-                // The message and its cause (the message does not repeat it).
-                .map_err(|e| match std::error::Error::source(&e) {
-                    Some(cause) => format!("{e}: {cause}"),
-                    None => e.to_string(),
-                })
+                .map_err(ClusterError::Dump)
             }
             Source::Live => {
-                if self.client.is_none() {
-                    self.client = Some(
+                let client = match &self.client {
+                    Some(c) => c,
+                    None => self.client.insert(
                         kube::Client::try_default()
                             .await
-                            .map_err(|e| format!("no Kubernetes client: {e}"))?,
-                    );
-                }
-                let client = self.client.as_ref().ok_or("no Kubernetes client")?;
+                            .map_err(ClusterError::Client)?,
+                    ),
+                };
                 live::load(client, &self.cfg.checks)
                     .await
                     .map(Some)
-                    .map_err(|e| e.to_string())
+                    .map_err(ClusterError::Live)
             }
         }
     }
@@ -263,6 +274,7 @@ impl Rounds {
             }
             Ok(None) => {}
             Err(e) => {
+                let e = Chain(&e).to_string();
                 warn!(error = %e, "Cannot read the cluster; this round has no cluster checks.");
                 round.checks.push(CheckResult::new(
                     "cluster",
