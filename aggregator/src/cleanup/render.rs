@@ -12,6 +12,7 @@ pub fn proposals(style: Style, p: &[Proposal]) -> String {
         let action = match x.action {
             Action::Delete => "delete",
             Action::Report => "report",
+            Action::Renew => "renew",
         };
         t.add_row(vec![
             action.to_string(),
