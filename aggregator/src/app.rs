@@ -292,6 +292,7 @@ async fn serve_store(
                 &cfg.schedule.time_zone,
             )),
             round_requests: Some(round_requests),
+            alert_review: cfg.signals.alert_review,
         },
     )
     .map_err(RunError::LoadStore)?;

@@ -51,6 +51,7 @@ pub mod cluster;
 pub mod config;
 pub mod leader;
 pub mod metrics;
+pub mod renew;
 pub mod report;
 pub mod round;
 pub mod schedule;

@@ -8,6 +8,7 @@ use caretaker_aggregator::checks::cli::CliError;
 use caretaker_aggregator::cli::args::{Args, Cli, Report, ReportQuery};
 use caretaker_aggregator::cli::certs;
 use caretaker_aggregator::client;
+use caretaker_aggregator::renew::cli::RenewCliError;
 use caretaker_aggregator::report;
 use caretaker_core::config::EXIT_USAGE;
 use clap::Parser;
@@ -47,7 +48,10 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let code = e.downcast_ref::<CliError>().map_or(1, CliError::exit_code);
+            let code = match e.downcast_ref::<RenewCliError>() {
+                Some(r) => r.exit_code(),
+                None => e.downcast_ref::<CliError>().map_or(1, CliError::exit_code),
+            };
             exit(code, e)
         }
     }
@@ -100,6 +104,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         ))?),
         Args::Cleanup(c) => Ok(runtime()?.block_on(caretaker_aggregator::cleanup::cli::run(
             *c,
+            &mut std::io::stdout().lock(),
+        ))?),
+        Args::Renew(r) => Ok(runtime()?.block_on(caretaker_aggregator::renew::cli::run(
+            *r,
             &mut std::io::stdout().lock(),
         ))?),
     }

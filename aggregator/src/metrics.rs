@@ -479,6 +479,7 @@ mod tests {
             kinds: vec!["daily".into()],
             tasks: vec![Task::Pods],
             trends: None,
+            alert_review: None,
         };
         state
             .finish_scheduled_round(partial, run, t("2026-12-02T00:00:00Z"))

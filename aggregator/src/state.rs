@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use crate::metrics::{FreshnessLabel, Metrics, ResultLabel};
 use crate::report::{CheckRound, ClusterReport, MergeConfig, RunTrends, ScheduledRun};
 use crate::schedule::config::Task;
+use crate::signals::review::AlertReviewConfig;
 use crate::store::history::{History, Recorded, Retention};
 use crate::store::{Outcome, Store, StoreError, StoredNode};
 
@@ -54,6 +55,8 @@ pub struct State {
     round_requests: Option<tokio::sync::mpsc::Sender<RoundRequest>>,
     /// The maintenance window, shown in every report (`None`: reports show none).
     window: Option<MaintenanceWindow>,
+    /// The alert review's days and flapping thresholds.
+    alert_review: AlertReviewConfig,
     ready: AtomicBool,
     /// False after a write failed with an I/O error, until [`State::check_store`] reopened
     /// the store and a probe write committed: meanwhile /readyz fails and ingest answers
@@ -75,6 +78,8 @@ pub struct Options {
     /// Where round requests go: the sending half of [`round_requests`], whose receiving half
     /// the round loop ([`crate::round::run_loop`]) serves.
     pub round_requests: Option<tokio::sync::mpsc::Sender<RoundRequest>>,
+    /// The alert review scheduled runs with the `signals` task record.
+    pub alert_review: AlertReviewConfig,
 }
 
 impl Default for Options {
@@ -84,6 +89,7 @@ impl Default for Options {
             retention: Retention::default(),
             window: None,
             round_requests: None,
+            alert_review: AlertReviewConfig::default(),
         }
     }
 }
@@ -134,6 +140,7 @@ impl State {
             retention,
             window,
             round_requests,
+            alert_review,
         } = options;
         let nodes = store.load_all()?;
         let node_json = nodes
@@ -147,6 +154,7 @@ impl State {
             last_recorded: RwLock::new(last_recorded),
             round_requests,
             window,
+            alert_review,
             store,
             nodes: RwLock::new(nodes),
             node_json: RwLock::new(node_json),
@@ -442,6 +450,19 @@ impl State {
                 disk_30d: crate::store::history::disk_trends(&self.history, now, 30)?,
                 alerts_7d: crate::store::history::alert_counts(&self.history, now, 7)?,
             });
+        }
+        if tasks.contains(&Task::Signals) {
+            let current = self
+                .round
+                .read()
+                .ok()
+                .and_then(|r| r.signals.as_ref().and_then(|s| s.alerts.clone()));
+            run.alert_review = Some(crate::store::history::alert_review(
+                &self.history,
+                now,
+                current.as_ref(),
+                &self.alert_review,
+            )?);
         }
         self.record(now, Some(run))
     }

@@ -198,3 +198,140 @@ async fn alertmanager_firing_and_silenced_alerts_are_kept_apart() -> anyhow::Res
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Two rounds against the real Alertmanager: between them one alert resolves (posted
+/// again with `endsAt` now, as Prometheus does), one stays firing, one is silenced. The
+/// records keep the fingerprint, state, silencedBy and endsAt, and the review counts the
+/// resolved one as a short firing, the silenced one apart.
+#[tokio::test]
+async fn alertmanager_rounds_feed_the_alert_review() -> anyhow::Result<()> {
+    use caretaker_aggregator::signals::alertmanager::AlertsNow;
+    use caretaker_aggregator::signals::review::{AlertReviewConfig, ReviewState, review};
+    let Some(url) = service("CARETAKER_TEST_ALERTMANAGER_URL") else {
+        return Ok(());
+    };
+    let client = reqwest::Client::new();
+    let run = Timestamp::now().as_nanosecond().to_string();
+    let starts = Timestamp::now() - Duration::from_secs(120);
+    let ends = (Timestamp::now() + Duration::from_secs(600)).to_string();
+    let alert = |name: &str, ends: &str| serde_json::json!({"labels": {"alertname": name, "run": run}, "startsAt": starts.to_string(), "endsAt": ends});
+    let post = |body: serde_json::Value| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            client
+                .post(format!("{url}/api/v2/alerts"))
+                .json(&body)
+                .send()
+                .await?
+                .error_for_status()
+        }
+    };
+    post(serde_json::json!([
+        alert("CaretakerReviewBrief", &ends),
+        alert("CaretakerReviewSteady", &ends),
+        alert("CaretakerReviewSilenced", &ends),
+    ]))
+    .await?;
+    let silence = serde_json::json!({
+        "matchers": [{"name": "alertname", "value": "CaretakerReviewSilenced", "isRegex": false}, {"name": "run", "value": run, "isRegex": false}],
+        "startsAt": Timestamp::now().to_string(), "endsAt": ends, "createdBy": "caretaker-tests", "comment": "review test"
+    });
+    let silence_id = client
+        .post(format!("{url}/api/v2/silences"))
+        .json(&silence)
+        .send()
+        .await?
+        .error_for_status()?
+        .json::<serde_json::Value>()
+        .await?["silenceID"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let cfg = AlertmanagerConfig {
+        url: url.clone(),
+        timeout: Duration::from_secs(5),
+    };
+    let mine = |a: AlertsNow| AlertsNow {
+        records: a
+            .records
+            .into_iter()
+            .filter(|r| r.name.starts_with("CaretakerReview"))
+            .collect(),
+        ..AlertsNow::default()
+    };
+    // Round 1: all three, the silenced one with the silence's id.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let a = mine(alerts_now(&cfg).await?);
+        let silenced = a
+            .records
+            .iter()
+            .any(|r| r.name == "CaretakerReviewSilenced" && r.silenced_by == [silence_id.clone()]);
+        if a.records.len() == 3 && silenced {
+            break a;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "round 1: {:?}", a.records);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let t1 = Timestamp::now();
+    for r in &first.records {
+        assert_eq!(r.fingerprint.len(), 16, "{r:?}");
+        assert_eq!(r.starts_at.as_second(), starts.as_second(), "{r:?}");
+        assert!(r.ends_at.is_some(), "{r:?}");
+        let expected = if r.name == "CaretakerReviewSilenced" {
+            "suppressed"
+        } else {
+            "active"
+        };
+        assert_eq!(r.state, expected, "{r:?}");
+    }
+    // The brief one resolves.
+    post(serde_json::json!([alert(
+        "CaretakerReviewBrief",
+        &Timestamp::now().to_string()
+    )]))
+    .await?;
+    let second = loop {
+        let a = mine(alerts_now(&cfg).await?);
+        if a.records.len() == 2 {
+            break a;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "round 2: {:?}", a.records);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let t2 = Timestamp::now();
+    let r = review(
+        &[(t1, &first), (t2, &second)],
+        t2,
+        &AlertReviewConfig::default(),
+    );
+    let rows: Vec<(&str, ReviewState, u32, u32, u32)> = r
+        .alerts
+        .iter()
+        .map(|a| {
+            (
+                a.name.as_str(),
+                a.state,
+                a.times_fired,
+                a.short_firings,
+                a.still_firing,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("CaretakerReviewBrief", ReviewState::Active, 1, 1, 0),
+            ("CaretakerReviewSteady", ReviewState::Active, 1, 0, 1),
+            ("CaretakerReviewSilenced", ReviewState::Silenced, 1, 0, 1),
+        ]
+    );
+    // Firing time: the brief one from its start to no later than the second round.
+    let brief = &r.alerts[0];
+    assert!(
+        brief.firing_seconds >= 120
+            && brief.firing_seconds <= t2.duration_since(starts).as_secs().unsigned_abs()
+    );
+    Ok(())
+}

@@ -399,6 +399,16 @@ fn documented_rbac(secrets: bool, cleanup: bool) -> BTreeSet<String> {
                 add(agg, "cluster", group, &[plural], &["delete"]);
             }
         }
+        // `certificates renew --apply`: a patch of the status subresource.
+        let (r, sub) = caretaker_aggregator::renew::STATUS_SUBRESOURCE;
+        let (group, _, _, plural) = r.gvkp();
+        add(
+            agg,
+            "cluster",
+            group,
+            &[&format!("{plural}/{sub}")],
+            &["patch"],
+        );
     }
     add(
         agg,

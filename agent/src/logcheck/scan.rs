@@ -259,6 +259,9 @@ impl Scanner {
 impl<S: Sink> Pass<'_, S> {
     /// The complete lines in `buf[pos..end]` (`end` just after a newline, or `pos`).
     fn lines_in(&mut self, buf: &[u8], pos: usize, end: usize, base: u64) {
+        if self.bulk(buf, pos, end) {
+            return;
+        }
         let mut run: Option<usize> = None;
         let mut i = pos;
         while i < end {
@@ -291,6 +294,60 @@ impl<S: Sink> Pass<'_, S> {
         }
     }
 
+    /// The whole of `buf[pos..end]` as one run when it is all plain lines, without parsing
+    /// each line's timestamp: no join or skip is open, no pattern is anchored, the first
+    /// and the last line are full records inside the window (records are written in time
+    /// order, so the lines between are too), and every line is at most [`MAX_LINE_BYTES`],
+    /// starts with a digit and has a `stdout F ` or `stderr F ` header after its timestamp
+    /// (any other line, a `P` record included, sends the whole region to the line-by-line
+    /// path). Candidate lines are still parsed in full and checked against the window
+    /// ([`Pass::run`]), so hits are exact; only the count of lines looked at takes a line
+    /// written out of order across the window's edge, or with a bad timestamp, as inside.
+    /// Returns whether it took the region.
+    fn bulk(&mut self, buf: &[u8], pos: usize, end: usize) -> bool {
+        if self.skip != Skip::None
+            || self.chain.is_some()
+            || self.matcher.per_line()
+            || !self.matcher.has_prefilter()
+            || end <= pos
+        {
+            return false;
+        }
+        let region = &buf[pos..end - 1];
+        let last_start = memchr::memrchr(b'\n', region).map_or(0, |k| k + 1);
+        let first_end = memchr::memchr(b'\n', region).unwrap_or(region.len());
+        let in_window = |line: &[u8], times: &mut cri::TimeCache| {
+            cri::parse_cached(line, times)
+                .is_some_and(|r| !r.partial && self.window.contains(r.unix_seconds))
+        };
+        let mut times = std::mem::take(&mut self.times);
+        let ends_inside = in_window(&region[..first_end], &mut times)
+            && in_window(&region[last_start..], &mut times);
+        self.times = times;
+        if !ends_inside {
+            return false;
+        }
+        let mut lines = 0u64;
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', &buf[pos..end]) {
+            let line = &buf[pos + start..pos + nl];
+            start = nl + 1;
+            lines += 1;
+            let full = line.len() <= MAX_LINE_BYTES
+                && line.first().is_some_and(u8::is_ascii_digit)
+                && memchr::memchr(b' ', line).is_some_and(|sp| {
+                    let h = &line[sp + 1..];
+                    h.len() > 9 && (h.starts_with(b"stdout F ") || h.starts_with(b"stderr F "))
+                });
+            if !full {
+                return false;
+            }
+        }
+        self.lines += lines;
+        self.run(buf, pos, end);
+        true
+    }
+
     /// A run of plain lines `buf[start..end]`: one search for candidates (the literal
     /// prefilter in a lowercased copy, else the union), the set on candidate lines.
     fn run(&mut self, buf: &[u8], start: usize, end: usize) {
@@ -317,7 +374,10 @@ impl<S: Sink> Pass<'_, S> {
             }
             let ls = memchr::memrchr(b'\n', &buf[s..p]).map_or(s, |k| s + k + 1);
             let le = memchr::memchr(b'\n', &buf[p..end]).map_or(end, |k| p + k);
-            if let Some(rec) = cri::parse_cached(&buf[ls..le], &mut self.times) {
+            if let Some(rec) = cri::parse_cached(&buf[ls..le], &mut self.times)
+                && !rec.partial
+                && self.window.contains(rec.unix_seconds)
+            {
                 let (sink, t) = (&mut *self.sink, rec.unix_seconds);
                 self.matcher
                     .matches(rec.content, |idx| sink.hit(t, idx, rec.content));
@@ -458,6 +518,42 @@ mod tests {
         let (end, hits) = scan(data, w, Tail::Flush);
         assert_eq!(hits, vec![(T0, 0, "error in".into())]);
         assert_eq!(end.lines, 1);
+    }
+
+    #[test]
+    fn a_region_of_plain_lines_is_taken_whole_but_its_hits_still_honour_the_window() {
+        // First and last line inside the window: the region goes the bulk way; the middle
+        // line, written out of order before the window, is not a hit.
+        let data = b"2024-01-01T00:00:00Z stdout F error one\n\
+            2023-12-31T23:00:00Z stderr F error out of order\n\
+            2024-01-01T00:00:01Z stdout F fine\n\
+            2024-01-01T00:00:02Z stderr F WARN two\n";
+        let w = Window {
+            from: T0,
+            to: T0 + 3600,
+        };
+        let (end, hits) = scan(data, w, Tail::Flush);
+        assert_eq!(
+            hits,
+            vec![(T0, 0, "error one".into()), (T0 + 2, 1, "WARN two".into())]
+        );
+        assert_eq!(end.malformed, 0);
+        // A malformed line or a P record in the middle sends the region line by line.
+        let data = b"2024-01-01T00:00:00Z stdout F error one\n\
+            not a cri line with error\n\
+            2024-01-01T00:00:01Z stdout P warn jo\n\
+            2024-01-01T00:00:02Z stdout F ined\n\
+            2024-01-01T00:00:03Z stderr F status=503\n";
+        let (end, hits) = scan(data, w, Tail::Flush);
+        assert_eq!(
+            hits,
+            vec![
+                (T0, 0, "error one".into()),
+                (T0 + 1, 1, "warn joined".into()),
+                (T0 + 3, 3, "status=503".into()),
+            ]
+        );
+        assert_eq!((end.lines, end.malformed), (3, 1));
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub enum Outcome {
     Stopped,
     /// Any other error (see the message).
     Failed,
+    /// `certificates renew --apply`: the Certificate's `Issuing` condition was set.
+    Renewed,
 }
 
 /// One line of the audit log.

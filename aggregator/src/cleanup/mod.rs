@@ -189,6 +189,9 @@ pub enum Action {
     Delete,
     /// Only report it; applying leaves it alone.
     Report,
+    /// A Certificate to renew with `caretaker-aggregator certificates renew` (the message
+    /// gives the command); applying cleanup leaves it alone.
+    Renew,
 }
 
 /// Propagation of a deletion to dependents (`propagationPolicy`).
@@ -539,11 +542,22 @@ fn argo_known(state: &ClusterState) -> bool {
 }
 
 /// [`propose`], with the protected objects kept and notes on the rules that could not run.
+/// With every kind selected, Certificates due for renewal that cert-manager has not renewed
+/// come last ([`crate::renew::proposals`]: action `renew`, never deleted).
 pub fn propose_with_notes(
     state: &ClusterState,
     config: &CleanupConfig,
     now: Timestamp,
 ) -> Proposals {
+    let mut out = propose_rules(state, config, now);
+    if config.kinds.is_empty() {
+        out.proposals.extend(crate::renew::proposals(state, now));
+    }
+    out
+}
+
+/// The deletion and report proposals of [`RULES`].
+fn propose_rules(state: &ClusterState, config: &CleanupConfig, now: Timestamp) -> Proposals {
     let selected = |r: &&Rule| config.kinds.is_empty() || config.kinds.contains(&r.kind);
     let ctx = Ctx {
         state,

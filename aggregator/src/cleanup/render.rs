@@ -12,6 +12,7 @@ pub fn proposals(style: Style, p: &[Proposal]) -> String {
         let action = match x.action {
             Action::Delete => "delete",
             Action::Report => "report",
+            Action::Renew => "renew",
         };
         t.add_row(vec![
             action.to_string(),
@@ -68,6 +69,7 @@ pub fn proposals_kubectl(p: &[Proposal], wide: bool, tty: Tty) -> String {
         let action = match x.action {
             Action::Delete => "delete",
             Action::Report => "report",
+            Action::Renew => "renew",
         };
         let mut row = vec![
             x.object.namespace.clone().unwrap_or_default(),

@@ -17,6 +17,7 @@ use crate::cli::certs::CertsOptions;
 use crate::cli::select::{SelectArgs, Selection};
 use crate::client::QueryClientOptions;
 use crate::config::AggregatorConfig;
+use crate::renew::cli::{CertificatesCommand, RenewArgs};
 use crate::report::{self, Output};
 
 /// The raw command line.
@@ -100,6 +101,11 @@ pub enum Command {
     /// Propose (dry run) or apply cleanup of completed Jobs, old ReplicaSets, failed pods,
     /// unreferenced ConfigMaps and more.
     Cleanup(CleanupArgs),
+    /// cert-manager Certificates: `renew NAMESPACE/NAME` (as `cmctl renew`).
+    Certificates {
+        #[command(subcommand)]
+        command: CertificatesCommand,
+    },
 }
 
 impl Command {
@@ -120,6 +126,8 @@ pub enum Args {
     Certs(CertsOptions),
     Check(CheckArgs),
     Cleanup(Box<Cleanup>),
+    /// `certificates renew`.
+    Renew(Box<RenewArgs>),
 }
 
 /// `report`, checked.
@@ -263,6 +271,9 @@ impl Args {
             }),
             Command::Check(args) => Args::Check(args),
             Command::Cleanup(args) => Args::Cleanup(Box::new(Cleanup::resolve(args)?)),
+            Command::Certificates {
+                command: CertificatesCommand::Renew(args),
+            } => Args::Renew(Box::new(args)),
         })
     }
 }
@@ -382,6 +393,38 @@ mod tests {
         let e = resolve(&["report", "--at", "yesterday"], &[]).unwrap_err();
         assert_eq!(e.exit_code(), 64);
         assert!(e.to_string().starts_with("--at: "), "{e}");
+    }
+
+    #[test]
+    fn certificates_renew_takes_a_namespaced_name_and_the_live_flags() {
+        let Args::Renew(r) = resolve(
+            &[
+                "certificates",
+                "renew",
+                "web/web-tls",
+                "--apply",
+                "--force",
+                "--context",
+                "prod",
+                "--kubeconfig",
+                "/k/config",
+            ],
+            &[],
+        )
+        .unwrap() else {
+            panic!("not a renewal");
+        };
+        assert_eq!(r.target.to_string(), "web/web-tls");
+        assert!(r.apply && r.force);
+        assert_eq!(r.context.as_deref(), Some("prod"));
+        assert_eq!(r.kubeconfig, Some(PathBuf::from("/k/config")));
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("caretaker-aggregator").chain(args.iter().copied()))
+        };
+        let e = parse(&["certificates", "renew", "web-tls"]).unwrap_err();
+        assert!(e.to_string().contains("is not NAMESPACE/NAME"), "{e}");
+        // --force only means something with --apply.
+        assert!(parse(&["certificates", "renew", "web/web-tls", "--force"]).is_err());
     }
 
     #[test]

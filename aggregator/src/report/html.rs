@@ -1326,7 +1326,7 @@ fn proposals(r: &ClusterReport) -> Markup {
                             tr {
                                 td.code { (p.code) }
                                 td { (object(&p.object)) }
-                                td { @match p.action { Action::Delete => "delete", Action::Report => "report only" } }
+                                td { @match p.action { Action::Delete => "delete", Action::Report => "report only", Action::Renew => "renew" } }
                                 td { (p.message) }
                             }
                         }

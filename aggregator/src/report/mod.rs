@@ -116,6 +116,10 @@ pub struct ScheduledRun {
     /// mount over 30 days with days until full, and alert counts over 7 days.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub trends: Option<RunTrends>,
+    /// With the `signals` task: the alert review over the recorded rounds (times fired,
+    /// firing time and flapping per alert name, silenced and inhibited apart).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub alert_review: Option<crate::signals::review::AlertReview>,
 }
 
 /// The trends a `trends` task records.
@@ -927,6 +931,70 @@ pub(crate) mod tests {
             prop_assert_eq!(&got, &expected);
             prop_assert_eq!(got.nodes.iter().filter_map(|n| n.report.as_ref()).map(|r| (r.epoch, r.seq)).collect::<Vec<_>>(), vec![(1, 4), (2, 1), (1, 7)]);
         }
+    }
+
+    #[test]
+    fn markdown_record_has_the_alert_review_with_silenced_and_inhibited_apart() {
+        use crate::signals::review::{AlertReview, AlertReviewRow, ReviewState};
+        let mut r = merge(&[], &round(), &MergeConfig::default(), at(10));
+        let row = |name: &str, state, fired, seconds, short, flapping| AlertReviewRow {
+            name: name.into(),
+            state,
+            times_fired: fired,
+            firing_seconds: seconds,
+            short_firings: short,
+            flapping,
+            still_firing: 0,
+        };
+        r.run = Some(ScheduledRun {
+            kinds: vec!["weekly".into()],
+            tasks: vec![crate::schedule::config::Task::Signals],
+            trends: None,
+            alert_review: Some(AlertReview {
+                from: at(10 - 7 * 86_400),
+                to: at(10),
+                rounds: 1008,
+                flap_within_seconds: 900,
+                flap_min_count: 3,
+                alerts: vec![
+                    row("DiskFull", ReviewState::Active, 4, 1200, 4, true),
+                    row(
+                        "HighLatency",
+                        ReviewState::Silenced,
+                        1,
+                        7 * 86_400,
+                        0,
+                        false,
+                    ),
+                    row("TargetDown", ReviewState::Inhibited, 1, 840, 1, false),
+                ],
+            }),
+        });
+        let md = render(&r, Output::Markdown).unwrap();
+        let section = &md[md.find("## Alert review").expect(&md)..];
+        assert!(
+            section.contains("1008 round(s) with Alertmanager alerts from "),
+            "{section}"
+        );
+        assert!(
+            section.contains("a firing shorter than 15m is short, 3 short firings are flapping."),
+            "{section}"
+        );
+        for line in [
+            "| DiskFull    | active    | 4           | 20m         | 4             | yes      | 0            |",
+            "| HighLatency | silenced  | 1           | 7d 0h       | 0             | no       | 0            |",
+            "| TargetDown  | inhibited | 1           | 14m         | 1             | no       | 0            |",
+        ] {
+            assert!(section.contains(line), "{line}\n{section}");
+        }
+        // And in the JSON, beside the run's other fields.
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["run"]["alert_review"]["alerts"][0]["name"], "DiskFull");
+        assert_eq!(
+            json["run"]["alert_review"]["alerts"][1]["state"],
+            "silenced"
+        );
+        assert_eq!(json["run"]["alert_review"]["alerts"][0]["flapping"], true);
     }
 
     #[test]

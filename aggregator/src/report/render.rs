@@ -503,6 +503,10 @@ fn text(report: &ClusterReport, style: Style, layout: Layout) -> String {
             let _ = writeln!(out, "Alerts over 7 days:\n\n{t}\n");
         }
     }
+    if let Some(review) = report.run.as_ref().and_then(|r| r.alert_review.as_ref()) {
+        out.push_str(&h(2, "Alert review"));
+        out.push_str(&alert_review(review, style));
+    }
 
     out.push_str(&super::planning::text(&report.planning, md));
 
@@ -844,6 +848,60 @@ fn check_sections(report: &ClusterReport) -> String {
     while out.ends_with("\n\n") {
         out.pop();
     }
+    out
+}
+
+/// The alert review section: one row per alert name and state, active ones first.
+fn alert_review(r: &crate::signals::review::AlertReview, style: Style) -> String {
+    use crate::signals::review::ReviewState;
+    let mut out = String::new();
+    let days = (r.to.duration_since(r.from).as_hours() + 12) / 24;
+    let _ = write!(
+        out,
+        "{} round(s) with Alertmanager alerts from {} to {}; a firing shorter than {} is short, {} short firings are flapping.\n\n",
+        r.rounds,
+        r.from,
+        r.to,
+        crate::checks::time::human(jiff::SignedDuration::from_secs(
+            i64::try_from(r.flap_within_seconds).unwrap_or(i64::MAX)
+        )),
+        r.flap_min_count
+    );
+    if r.alerts.is_empty() {
+        let _ = writeln!(out, "No alerts fired in the last {days} days.\n");
+        return out;
+    }
+    let mut t = table(
+        style,
+        &[
+            "Alert",
+            "State",
+            "Times fired",
+            "Time firing",
+            "Short firings",
+            "Flapping",
+            "Still firing",
+        ],
+    );
+    for a in &r.alerts {
+        let state = match a.state {
+            ReviewState::Active => "active",
+            ReviewState::Silenced => "silenced",
+            ReviewState::Inhibited => "inhibited",
+        };
+        t.add_row(vec![
+            a.name.clone(),
+            state.to_string(),
+            a.times_fired.to_string(),
+            crate::checks::time::human(jiff::SignedDuration::from_secs(
+                i64::try_from(a.firing_seconds).unwrap_or(i64::MAX),
+            )),
+            a.short_firings.to_string(),
+            if a.flapping { "yes" } else { "no" }.to_string(),
+            a.still_firing.to_string(),
+        ]);
+    }
+    let _ = writeln!(out, "Alerts over {days} days:\n\n{t}\n");
     out
 }
 

@@ -790,6 +790,7 @@ mod tests {
             kinds: vec!["daily".into(), "monthly".into()],
             tasks: vec![Task::Pods, Task::Events, Task::Trends],
             trends: None,
+            alert_review: None,
         };
         let rec = state.finish_scheduled_round(changed, run, later).unwrap();
         assert!(rec.stored_bytes > 0);

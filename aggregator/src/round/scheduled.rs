@@ -31,6 +31,7 @@ pub async fn run(state: Arc<State>, schedule: Schedule, shutdown: CancellationTo
                 kinds: round.kinds.iter().map(|k| k.name().to_string()).collect(),
                 tasks: round.checks.iter().copied().collect(),
                 trends: None,
+                alert_review: None,
             };
             let kinds = run.kinds.join(",");
             match st.run_scheduled_now(run).await {

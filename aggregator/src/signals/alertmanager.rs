@@ -32,6 +32,30 @@ pub struct AlertsNow {
     pub silenced: Vec<Alert>,
     /// Inhibited by another alert.
     pub inhibited: Vec<Alert>,
+    /// Every alert as Alertmanager described it, one line each, for the alert review over
+    /// the history ([`super::review`]): empty in reports recorded before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<AlertRecord>,
+}
+
+/// One alert of one round, as the history keeps it for the alert review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    /// Alertmanager's fingerprint of the label set: the same alert across rounds.
+    pub fingerprint: String,
+    /// The `alertname` label.
+    pub name: String,
+    /// `active`, `suppressed` or `unprocessed`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silenced_by: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inhibited_by: Vec<String>,
+    pub starts_at: Timestamp,
+    /// When Alertmanager will consider it resolved unless it is sent again (a firing alert's
+    /// is a few evaluation intervals ahead; a resolved one's is its resolution time).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ends_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +65,10 @@ struct GettableAlert {
     #[serde(default)]
     annotations: BTreeMap<String, String>,
     starts_at: Timestamp,
+    #[serde(default)]
+    ends_at: Option<Timestamp>,
+    #[serde(default)]
+    fingerprint: String,
     status: AlertStatus,
 }
 
@@ -66,6 +94,15 @@ pub struct AlertmanagerError {
 fn split(alerts: Vec<GettableAlert>) -> AlertsNow {
     let mut out = AlertsNow::default();
     for a in alerts {
+        out.records.push(AlertRecord {
+            fingerprint: a.fingerprint.clone(),
+            name: a.labels.get("alertname").cloned().unwrap_or_default(),
+            state: a.status.state.clone(),
+            silenced_by: a.status.silenced_by.clone(),
+            inhibited_by: a.status.inhibited_by.clone(),
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+        });
         let alert = Alert {
             name: a.labels.get("alertname").cloned().unwrap_or_default(),
             severity: a.labels.get("severity").cloned(),
@@ -85,6 +122,9 @@ fn split(alerts: Vec<GettableAlert>) -> AlertsNow {
             out.firing.push(alert);
         }
     }
+    out.records.sort_by(|a, b| {
+        (&a.name, &a.fingerprint, a.starts_at).cmp(&(&b.name, &b.fingerprint, b.starts_at))
+    });
     for v in [&mut out.firing, &mut out.silenced, &mut out.inhibited] {
         v.sort_by(|a, b| {
             a.name
@@ -153,5 +193,27 @@ mod tests {
             vec!["HighLatency"]
         );
         assert_eq!(now.inhibited[0].summary.as_deref(), Some("gone"));
+        let records: Vec<String> = now
+            .records
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {:?} {:?}",
+                    r.name, r.fingerprint, r.state, r.silenced_by, r.inhibited_by
+                )
+            })
+            .collect();
+        assert_eq!(
+            records,
+            vec![
+                r#"DiskFull a active [] []"#,
+                r#"HighLatency b suppressed ["s1"] []"#,
+                r#"NodeDown c suppressed [] ["x"]"#,
+            ]
+        );
+        assert_eq!(
+            now.records[0].ends_at,
+            Some("2026-11-29T05:00:00Z".parse().unwrap())
+        );
     }
 }

@@ -19,12 +19,18 @@
 //!   alertmanager:
 //!     url: http://alertmanager.monitoring:9093
 //!     timeout: 10s                    # default 10s
+//!   alert_review:                     # the review of the recorded alerts (signals::review)
+//!     days: 7                         # default 7
+//!     flap_within: 15m                # default 15m: a firing this short is a false positive
+//!     flap_min_count: 3               # default 3: this many short firings is flapping
 //! ```
 
 use std::time::Duration;
 
 use caretaker_core::config::bounded_duration;
 use serde::{Deserialize, Deserializer};
+
+use super::review::AlertReviewConfig;
 
 /// Default request-rate query (requests per second over the window), as in the seed's
 /// runbook: `sum(rate(http_requests_total[5m]))`.
@@ -45,6 +51,10 @@ pub struct SignalsConfig {
     pub prometheus: Option<PrometheusConfig>,
     #[serde(default)]
     pub alertmanager: Option<AlertmanagerConfig>,
+    /// The alert review each scheduled run records from the history (see
+    /// [`super::review`]). Default: 7 days, short within 15m, flapping from 3 short firings.
+    #[serde(default)]
+    pub alert_review: AlertReviewConfig,
 }
 
 /// One HTTP health endpoint.

@@ -7,6 +7,7 @@
 //! - [`endpoints`]: HTTP health endpoint probes.
 //! - [`prometheus`]: Prometheus HTTP API instant and range queries.
 //! - [`alertmanager`]: Alertmanager API v2 alerts, firing vs silenced/inhibited.
+//! - [`review`]: the alert review over the history (firings, firing time, flapping).
 //!
 //! Every outbound call has the timeout of its section; a signal that cannot be read is a
 //! result with an error, never a failed report.
@@ -15,6 +16,7 @@ pub mod alertmanager;
 pub mod config;
 pub mod endpoints;
 pub mod prometheus;
+pub mod review;
 
 use std::time::Duration;
 

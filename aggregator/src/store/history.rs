@@ -547,6 +547,36 @@ pub fn alert_counts(
     Ok(out)
 }
 
+/// The alert review ([`crate::signals::review`]) over the reports recorded in the last
+/// `cfg.days` before `now`, plus `current` (the alerts of the round being recorded now).
+///
+/// # Errors
+/// Read errors.
+pub fn alert_review(
+    history: &History,
+    now: Timestamp,
+    current: Option<&crate::signals::alertmanager::AlertsNow>,
+    cfg: &crate::signals::review::AlertReviewConfig,
+) -> Result<crate::signals::review::AlertReview, StoreError> {
+    let from = now - Duration::from_secs(u64::from(cfg.days) * 86_400);
+    let reports = history.between(from, now)?;
+    let mut rounds: Vec<(Timestamp, &crate::signals::alertmanager::AlertsNow)> = Vec::new();
+    for r in &reports {
+        // The round's own time: the report repeats the last round until the next one.
+        let at = r.checks_at.unwrap_or(r.generated_at);
+        if let Some(a) = r.signals.as_ref().and_then(|s| s.alerts.as_ref())
+            && rounds.last().is_none_or(|(t, _)| *t != at)
+        {
+            rounds.push((at, a));
+        }
+    }
+    if let Some(a) = current {
+        rounds.retain(|(t, _)| *t < now);
+        rounds.push((now, a));
+    }
+    Ok(crate::signals::review::review(&rounds, now, cfg))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,6 +601,68 @@ mod tests {
             &MergeConfig::default(),
             at(s),
         )
+    }
+
+    #[test]
+    fn the_alert_review_reads_the_alerts_of_recorded_rounds_and_the_current_one() {
+        use crate::report::SignalsReport;
+        use crate::signals::alertmanager::{AlertRecord, AlertsNow};
+        use crate::signals::review::{AlertReviewConfig, ReviewState};
+        let (_s, h) = history(Retention::default());
+        let alerts = |names: &[(&str, bool)], s: i64| AlertsNow {
+            records: names
+                .iter()
+                .map(|(n, silenced)| AlertRecord {
+                    fingerprint: format!("fp-{n}"),
+                    name: (*n).to_string(),
+                    state: if *silenced { "suppressed" } else { "active" }.into(),
+                    silenced_by: if *silenced { vec!["s1".into()] } else { vec![] },
+                    inhibited_by: vec![],
+                    starts_at: at(0),
+                    ends_at: Some(at(s + 240)),
+                })
+                .collect(),
+            ..AlertsNow::default()
+        };
+        // Rounds at 0 and 600 s see both; the one at 1200 s sees only the silenced one.
+        for (s, names) in [
+            (0, &[("Flap", false), ("Quiet", true)][..]),
+            (600, &[("Flap", false), ("Quiet", true)][..]),
+        ] {
+            let mut r = report_at(s, true, 40.0);
+            r.checks_at = Some(at(s));
+            r.signals = Some(SignalsReport {
+                alerts: Some(alerts(names, s)),
+                ..SignalsReport::default()
+            });
+            h.record(&mut r).unwrap();
+        }
+        let current = alerts(&[("Quiet", true)], 1200);
+        let review =
+            alert_review(&h, at(1200), Some(&current), &AlertReviewConfig::default()).unwrap();
+        assert_eq!(review.rounds, 3);
+        let rows: Vec<(&str, ReviewState, u32, u64, u32, u32)> = review
+            .alerts
+            .iter()
+            .map(|a| {
+                (
+                    a.name.as_str(),
+                    a.state,
+                    a.times_fired,
+                    a.firing_seconds,
+                    a.short_firings,
+                    a.still_firing,
+                )
+            })
+            .collect();
+        // Flap: last listed at 600 s with endsAt 840 s, gone at 1200 s: 14 min, short.
+        assert_eq!(
+            rows,
+            vec![
+                ("Flap", ReviewState::Active, 1, 840, 1, 0),
+                ("Quiet", ReviewState::Silenced, 1, 1200, 0, 1),
+            ]
+        );
     }
 
     #[test]
