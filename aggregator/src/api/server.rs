@@ -61,8 +61,9 @@ pub const STREAM_WINDOW_BYTES: u32 = 32 << 10;
 /// See [`STREAM_WINDOW_BYTES`].
 pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 10;
 
-/// Largest message accepted from an agent. A report of a large node is tens of KiB;
-/// the bound keeps a broken agent from making the aggregator buffer more.
+/// Largest message accepted from an agent by default (`ingest.max_message_bytes`). A report
+/// of a large node is tens of KiB; the bound keeps a broken agent from making the
+/// aggregator buffer more.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 type BoxedServer =
@@ -123,12 +124,11 @@ pub async fn serve_with(
         },
         None => IdentityPolicy::Any,
     };
-    let ingest = ReportIngestServer::new(
-        IngestService::new(Arc::clone(&state), shutdown.clone(), options.ingest)
-            .with_identity(identity)
-            .with_reports_per_minute(options.reports_per_minute),
-    )
-    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let ingest_service = IngestService::new(Arc::clone(&state), shutdown.clone(), options.ingest)
+        .with_identity(identity)
+        .with_reports_per_minute(options.reports_per_minute);
+    let ingest = ReportIngestServer::new(ingest_service.clone())
+        .max_decoding_message_size(options.ingest.max_message_bytes);
     let query = QueryServer::new(QueryService::new(Arc::clone(&state)));
 
     let grpc_addr = grpc.local_addr()?;
@@ -212,6 +212,11 @@ pub async fn serve_with(
         }
     );
     state.set_ready(false);
+    // Every stream has ended (the servers only return once their connections closed, and
+    // a stream task ends on `shutdown` anyway): commit what is queued and end the
+    // committer, so that when this returns no ingest task holds the state (and the store).
+    shutdown.cancel();
+    ingest_service.finish().await;
     g?;
     h?;
     info!("Aggregator stopped.");

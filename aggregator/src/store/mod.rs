@@ -70,6 +70,9 @@ pub enum StoreError {
     /// The database is closed for a reopen after an I/O error.
     #[error("store is being reopened after an I/O error")]
     Reopening,
+    /// [`Store::close`] was called: the aggregator is stopping.
+    #[error("store is closed")]
+    Closed,
     #[error("store holds an unreadable entry for node {node:?}: {reason}")]
     Corrupt { node: String, reason: String },
     /// A store call on the blocking pool did not finish (it panicked, or the runtime is
@@ -160,15 +163,24 @@ pub struct DbHandle {
     db: RwLock<Option<Arc<Database>>>,
     /// The file, `None` in memory (nothing to reopen).
     path: Option<PathBuf>,
+    /// Set by [`Store::close`]: no reopen after it.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl DbHandle {
     fn current(&self) -> Result<Arc<Database>, StoreError> {
-        self.db
+        let db = self
+            .db
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .ok_or(StoreError::Reopening)
+            .clone();
+        match db {
+            Some(db) => Ok(db),
+            None if self.closed.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(StoreError::Closed)
+            }
+            None => Err(StoreError::Reopening),
+        }
     }
 
     /// A write transaction on the current database.
@@ -223,11 +235,31 @@ impl Store {
                 .db
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if self.db.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Closed);
+            }
             // Dropped before opening: redb holds a lock on the file while it is open.
             *slot = None;
             *slot = Some(Arc::new(create(path)?));
         }
         self.probe()
+    }
+
+    /// Closes the database file now, releasing its lock, whoever else still holds this
+    /// store (a task that has not ended yet): every later call fails with
+    /// [`StoreError::Closed`]. A transaction still running keeps the file open until it
+    /// ends; the aggregator closes the store after its writers have stopped, so that the
+    /// next leader (or a test) can open the file as soon as serving returned.
+    pub fn close(&self) {
+        let mut slot = self
+            .db
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.db
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        *slot = None;
     }
 
     /// Commits a write of [`PROBE_BYTES`] and then its removal, to learn whether the store
@@ -267,6 +299,7 @@ impl Store {
             db: Arc::new(DbHandle {
                 db: RwLock::new(Some(Arc::new(db))),
                 path,
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -604,6 +637,25 @@ pub(crate) mod tests {
         );
         drop(first);
         Store::open(dir.path()).expect("free again once the holder closed it");
+    }
+
+    #[test]
+    fn a_closed_store_releases_the_file_while_still_held_and_is_not_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let held = first.handle();
+        first.put(&report("n1", 1, 1), Timestamp::now(), 3).unwrap();
+        first.close();
+        // `held` (a task that has not ended yet) no longer keeps the file locked.
+        let second = Store::open(dir.path()).expect("the file is free after close");
+        assert_eq!(second.load_all().unwrap()["n1"].report.seq, 1);
+        drop(second);
+        assert!(matches!(
+            held.put(&report("n1", 1, 2), Timestamp::now(), 3),
+            Err(StoreError::Closed)
+        ));
+        assert!(matches!(held.reopen(), Err(StoreError::Closed)));
+        assert!(matches!(held.load_all(), Err(StoreError::Closed)));
     }
 
     #[test]
