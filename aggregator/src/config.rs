@@ -34,6 +34,8 @@
 //!   streams_per_node: 4       # open streams per node identity
 //!   max_message_bytes: 4194304
 //!   burst_reports: 400        # a node's burst beyond the rate: a resent buffer
+//!   stream_window_bytes: 8192       # HTTP/2 receive windows on the gRPC port
+//!   connection_window_bytes: 65536
 //!   commit_max_reports: 1024  # group commit: reports, bytes and wait per transaction
 //!   commit_max_bytes: 8388608
 //!   commit_max_wait: 2ms
@@ -107,7 +109,8 @@ pub struct AggregatorConfig {
     /// Bearer tokens of the query APIs.
     #[serde(default)]
     pub auth: AuthConfig,
-    /// Reports one node may send per minute over all its streams (bursts up to this many);
+    /// Reports one node may send per minute over all its streams (bursts up to this many,
+    /// or `ingest.burst_reports` if that is more);
     /// beyond it the aggregator stops reading the node's streams until the rate allows
     /// (HTTP/2 flow control holds the agent back; nothing is buffered). Default 120 (20 times the default 10 s interval). 1 to 60000.
     #[serde(
@@ -278,6 +281,22 @@ pub struct IngestConfig {
     /// below `max_reports_per_minute` the burst is that rate.
     #[serde(default = "default_burst_reports", deserialize_with = "burst_reports")]
     pub burst_reports: u32,
+    /// HTTP/2 receive window of each stream on the gRPC port: what an agent may send ahead
+    /// of what ingest has read. Memory: up to about twice this per connected agent (h2's
+    /// receive queue and tonic's decode buffer). Default 8192. 1024 to 16777216.
+    #[serde(
+        default = "default_stream_window_bytes",
+        deserialize_with = "window_bytes"
+    )]
+    pub stream_window_bytes: u32,
+    /// HTTP/2 receive window of each connection on the gRPC port (all its streams).
+    /// Default 65536. 65535 (HTTP/2's initial window, the least a peer can be held to)
+    /// to 16777216.
+    #[serde(
+        default = "default_connection_window_bytes",
+        deserialize_with = "connection_window_bytes"
+    )]
+    pub connection_window_bytes: u32,
     /// Reports written in one store transaction (one fsync) at most. Default 1024.
     /// 1 to 65536.
     #[serde(
@@ -309,6 +328,8 @@ impl Default for IngestConfig {
             streams_per_node: default_streams_per_node(),
             max_message_bytes: default_max_message_bytes(),
             burst_reports: default_burst_reports(),
+            stream_window_bytes: default_stream_window_bytes(),
+            connection_window_bytes: default_connection_window_bytes(),
             commit_max_reports: default_commit_max_reports(),
             commit_max_bytes: default_commit_max_bytes(),
             commit_max_wait: default_commit_max_wait(),
@@ -325,6 +346,8 @@ impl IngestConfig {
             streams_per_node: self.streams_per_node,
             max_message_bytes: self.max_message_bytes,
             burst_reports: self.burst_reports,
+            stream_window_bytes: self.stream_window_bytes,
+            connection_window_bytes: self.connection_window_bytes,
             commit: crate::api::commit::CommitLimits {
                 max_reports: self.commit_max_reports,
                 max_bytes: self.commit_max_bytes,
@@ -351,6 +374,18 @@ fn default_max_message_bytes() -> usize {
 }
 fn default_burst_reports() -> u32 {
     ingest_defaults().burst_reports
+}
+fn default_stream_window_bytes() -> u32 {
+    ingest_defaults().stream_window_bytes
+}
+fn default_connection_window_bytes() -> u32 {
+    ingest_defaults().connection_window_bytes
+}
+fn window_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded(d, 1024, 16 << 20)
+}
+fn connection_window_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded(d, 65_535, 16 << 20)
 }
 fn default_commit_max_reports() -> usize {
     ingest_defaults().commit.max_reports

@@ -94,6 +94,12 @@ pub struct IngestLimits {
     /// Reports a node may send at once beyond its per-minute rate (default
     /// [`DEFAULT_BURST_REPORTS`]); the burst is never below the rate itself.
     pub burst_reports: u32,
+    /// HTTP/2 receive window of each stream on the gRPC port: what an agent may send
+    /// ahead of what ingest has read (default [`crate::api::server::STREAM_WINDOW_BYTES`]).
+    pub stream_window_bytes: u32,
+    /// HTTP/2 receive window of each connection on the gRPC port (default
+    /// [`crate::api::server::CONNECTION_WINDOW_BYTES`]).
+    pub connection_window_bytes: u32,
     /// How the committer batches reports.
     pub commit: CommitLimits,
 }
@@ -112,6 +118,8 @@ impl Default for IngestLimits {
             streams_per_node: 4,
             max_message_bytes: crate::api::server::MAX_MESSAGE_BYTES,
             burst_reports: DEFAULT_BURST_REPORTS,
+            stream_window_bytes: crate::api::server::STREAM_WINDOW_BYTES,
+            connection_window_bytes: crate::api::server::CONNECTION_WINDOW_BYTES,
             commit: CommitLimits::default(),
         }
     }

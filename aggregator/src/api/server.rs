@@ -55,9 +55,12 @@ impl ServeOptions {
 /// HTTP/2 receive window per stream and per connection on the gRPC port: what an agent may
 /// send ahead of what ingest has read. hyper's default (1 MiB each) let 5,000 agents
 /// resending their backlogs park 2.2 GB in receive buffers (bench-ingest, issue 14), outside
-/// the in-flight budget; 32/64 KiB bound that to 320 MiB at 5,000 connections while a
-/// report (about 1.2 KiB) still flows without waiting for window updates.
-pub const STREAM_WINDOW_BYTES: u32 = 32 << 10;
+/// the in-flight budget. The stream window also bounds what tonic's decode buffer of each
+/// stream grows to (it keeps that size for the stream's life): with 32 KiB it grew to
+/// ~33 KiB per stream, 165 MiB at 5,000 agents (heaptrack, bench-ingest); 8 KiB (about seven
+/// reports of 1.1 KiB) keeps it near its initial 8 KiB, and 5,000 streams still carry far
+/// more than the store can commit.
+pub const STREAM_WINDOW_BYTES: u32 = 8 << 10;
 /// See [`STREAM_WINDOW_BYTES`].
 pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 10;
 
@@ -138,8 +141,8 @@ pub async fn serve_with(
     let routes = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
-        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
+        .initial_stream_window_size(Some(options.ingest.stream_window_bytes))
+        .initial_connection_window_size(Some(options.ingest.connection_window_bytes))
         .layer(GrpcAuthLayer(Arc::clone(&options.auth)))
         .add_service(health)
         .add_service(reflection)

@@ -43,6 +43,14 @@ pub const EPOCH_SKEW_ALLOWANCE: std::time::Duration = std::time::Duration::from_
 /// few reports of a large node.
 pub const PROBE_BYTES: usize = 1 << 20;
 
+/// redb's page cache (read cache and write buffer together). redb's default is 1 GiB,
+/// which the cache fills as the file is read and rewritten: under a 5,000-node reconnect
+/// storm that alone took the aggregator far past its 256 MiB memory limit. The nodes'
+/// latest entries (~8 MiB at 5,000 nodes) are in memory anyway ([`crate::state`]), and a
+/// group commit of 1,024 reports dirties ~2 MiB, so a small cache costs little: reads it
+/// misses come from the kernel's page cache.
+pub const CACHE_BYTES: usize = 16 << 20;
+
 /// Name of the store file inside the data directory.
 pub const STORE_FILE: &str = "caretaker.redb";
 
@@ -163,6 +171,8 @@ pub struct DbHandle {
     db: RwLock<Option<Arc<Database>>>,
     /// The file, `None` in memory (nothing to reopen).
     path: Option<PathBuf>,
+    /// redb's page cache, kept when the file is reopened.
+    cache_bytes: usize,
     /// Set by [`Store::close`]: no reopen after it.
     closed: std::sync::atomic::AtomicBool,
 }
@@ -213,13 +223,21 @@ impl Store {
     /// The directory cannot be created, the file is not a redb database, or another
     /// process has it open ([`StoreError::Locked`]).
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(data_dir, CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a page cache of `cache_bytes` instead of [`CACHE_BYTES`].
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
             path: data_dir.display().to_string(),
             source,
         })?;
         let path = data_dir.join(STORE_FILE);
-        let db = create(&path)?;
-        Self::init(db, Some(path))
+        let db = create(&path, cache_bytes)?;
+        Self::init(db, Some(path), cache_bytes)
     }
 
     /// Closes the database file and opens it again, then proves a write commits: redb
@@ -240,7 +258,7 @@ impl Store {
             }
             // Dropped before opening: redb holds a lock on the file while it is open.
             *slot = None;
-            *slot = Some(Arc::new(create(path)?));
+            *slot = Some(Arc::new(create(path, self.db.cache_bytes)?));
         }
         self.probe()
     }
@@ -285,11 +303,13 @@ impl Store {
     /// # Errors
     /// Only if redb fails to set up its in-memory backend.
     pub fn in_memory() -> Result<Self, StoreError> {
-        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        Self::init(db, None)
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(redb::backends::InMemoryBackend::new())?;
+        Self::init(db, None, CACHE_BYTES)
     }
 
-    fn init(db: Database, path: Option<PathBuf>) -> Result<Self, StoreError> {
+    fn init(db: Database, path: Option<PathBuf>, cache_bytes: usize) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         txn.open_table(NODES)?;
         txn.open_table(META)?;
@@ -299,6 +319,7 @@ impl Store {
             db: Arc::new(DbHandle {
                 db: RwLock::new(Some(Arc::new(db))),
                 path,
+                cache_bytes,
                 closed: std::sync::atomic::AtomicBool::new(false),
             }),
         })
@@ -536,8 +557,8 @@ fn put_one(
     Ok((outcome, Some(entry)))
 }
 
-fn create(path: &Path) -> Result<Database, StoreError> {
-    match Database::create(path) {
+fn create(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    match Database::builder().set_cache_size(cache_bytes).create(path) {
         Ok(db) => Ok(db),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Locked {
             path: path.display().to_string(),
