@@ -14,12 +14,6 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-/// mimalloc instead of glibc's malloc: after a reconnect storm of 5,000 agents, glibc kept
-/// several hundred MiB of freed memory in its arenas (RSS 732 MiB against ~280 MiB in use,
-/// bench-ingest with heaptrack, issue 14); mimalloc gives freed pages back to the kernel.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
