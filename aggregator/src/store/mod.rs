@@ -43,12 +43,12 @@ pub const EPOCH_SKEW_ALLOWANCE: std::time::Duration = std::time::Duration::from_
 /// few reports of a large node.
 pub const PROBE_BYTES: usize = 1 << 20;
 
-/// redb's page cache (read cache and write buffer together). redb's default is 1 GiB,
-/// which the cache fills as the file is read and rewritten: under a 5,000-node reconnect
-/// storm that alone took the aggregator far past its 256 MiB memory limit. The nodes'
-/// latest entries (~8 MiB at 5,000 nodes) are in memory anyway ([`crate::state`]), and a
-/// group commit of 1,024 reports dirties ~2 MiB, so a small cache costs little: reads it
-/// misses come from the kernel's page cache.
+/// redb's page cache (read cache and write buffer together). redb's default is 1 GiB, a
+/// bound far above the Deployment's 256 MiB memory limit (the cache grows with what is read
+/// and written; how much of the storm's peak it took was not separated, see issue 14's
+/// notes). The nodes' latest entries (~8 MiB at 5,000 nodes) are in memory anyway
+/// ([`crate::state`]), and a group commit of 1,024 reports dirties ~2 MiB, so a small cache
+/// costs little: reads it misses come from the kernel's page cache.
 pub const CACHE_BYTES: usize = 16 << 20;
 
 /// Name of the store file inside the data directory.
