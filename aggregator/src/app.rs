@@ -116,8 +116,8 @@ impl App {
             tls: tls.map(Arc::new),
             auth,
             reports_per_minute: cfg.max_reports_per_minute,
-            ingest: crate::api::ingest::IngestLimits::default(),
-            http: crate::api::listen::HttpLimits::default(),
+            ingest: cfg.ingest.limits(),
+            http: cfg.http.limits(),
         };
         Ok(App {
             cfg,
@@ -347,8 +347,10 @@ async fn serve_store(
         r
     })
     .await;
-    // The last reference: the store file is closed (and its lock released) here, before
-    // the Lease is given up.
+    // The servers have drained (or DRAIN_TIMEOUT passed): the store file is closed, and its
+    // lock released, here, before the Lease is given up and before `run` returns, even if
+    // a connection task still holds the state.
+    state.store().close();
     drop(state);
     match drained {
         Ok(Ok(r)) => r.map_err(RunError::Server)?,
@@ -356,4 +358,78 @@ async fn serve_store(
         Err(_) => warn!("Servers did not drain within {DRAIN_TIMEOUT:?}; exiting anyway."),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use caretaker_proto::pb::{self, agent_message, report_ingest_client::ReportIngestClient};
+    use tokio_stream::wrappers::ReceiverStream;
+
+    use super::*;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap()
+    }
+
+    /// Sends one report to the aggregator on `grpc` and waits for its ack.
+    async fn report_once(grpc: SocketAddr) {
+        let url = format!("http://{grpc}");
+        let mut client = loop {
+            match ReportIngestClient::connect(url.clone()).await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let report = pb::NodeReport::from(crate::store::tests::report("n1", 1, 1));
+        tx.send(pb::AgentMessage {
+            msg: Some(agent_message::Msg::Report(report)),
+        })
+        .await
+        .unwrap();
+        let mut acks = client
+            .stream(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let ack = acks.message().await.unwrap().unwrap();
+        assert!(
+            matches!(ack.msg, Some(pb::aggregator_message::Msg::Ack(a)) if a.seq == 1 && !a.duplicate),
+            "acked"
+        );
+        // The stream stays open (an agent's would) while the aggregator stops.
+        std::mem::forget(tx);
+        tokio::spawn(async move { while let Ok(Some(_)) = acks.message().await {} });
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_store_can_be_opened_as_soon_as_run_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let cfg = AggregatorConfig {
+            listen: crate::config::ListenConfig {
+                grpc,
+                http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+            data_dir: dir.path().to_path_buf(),
+            insecure_plaintext: true,
+            auth: crate::config::AuthConfig {
+                allow_anonymous: true,
+                ..crate::config::AuthConfig::default()
+            },
+            ..AggregatorConfig::default()
+        };
+        let app = App::build(cfg, |_| None).unwrap();
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(app.run(shutdown.clone()));
+        report_once(grpc).await;
+        shutdown.cancel();
+        run.await.unwrap().unwrap();
+        // At once: no wait for a task that still holds the store.
+        let store = Store::open(dir.path()).expect("the store is released when run returns");
+        assert_eq!(store.load_all().unwrap()["n1"].report.seq, 1);
+    }
 }

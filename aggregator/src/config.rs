@@ -28,6 +28,20 @@
 //!   allow_anonymous: false    # true: the query APIs need no token (loopback tests only)
 //!   metrics_require_token: false  # true: /metrics needs a read token too
 //! max_reports_per_minute: 120 # per node, over all its streams; more is slowed down (default 120)
+//! ingest:                     # bounds of report ingest (defaults shown; see IngestConfig)
+//!   in_flight_bytes: 8388608  # encoded reports read but not yet acked, all streams
+//!   budget_wait: 30s          # then the stream ends with RESOURCE_EXHAUSTED
+//!   streams_per_node: 4       # open streams per node identity
+//!   max_message_bytes: 4194304
+//!   burst_reports: 400        # a node's burst beyond the rate: a resent buffer
+//!   stream_window_bytes: 8192       # HTTP/2 receive windows on the gRPC port
+//!   connection_window_bytes: 65536
+//!   commit_max_reports: 1024  # group commit: reports, bytes and wait per transaction
+//!   commit_max_bytes: 8388608
+//!   commit_max_wait: 2ms
+//! http:                       # bounds of the HTTP listener
+//!   max_connections: 256
+//!   header_read_timeout: 10s  # also ends idle keep-alive connections
 //! schedule: {}                # daily/weekly/monthly runs, maintenance window, notifications:
 //!                             # see schedule::config for every option and default
 //! leader_election:            # absent (default): serve at once, alone. Present: replicas
@@ -102,7 +116,8 @@ pub struct AggregatorConfig {
     /// Bearer tokens of the query APIs.
     #[serde(default)]
     pub auth: AuthConfig,
-    /// Reports one node may send per minute over all its streams (bursts up to this many);
+    /// Reports one node may send per minute over all its streams (bursts up to this many,
+    /// or `ingest.burst_reports` if that is more);
     /// beyond it the aggregator stops reading the node's streams until the rate allows
     /// (HTTP/2 flow control holds the agent back; nothing is buffered). Default 120 (20 times the default 10 s interval). 1 to 60000.
     #[serde(
@@ -110,6 +125,12 @@ pub struct AggregatorConfig {
         deserialize_with = "max_reports_per_minute"
     )]
     pub max_reports_per_minute: u32,
+    /// Bounds of report ingest on the gRPC port: memory, streams, bursts, batching.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Bounds of the HTTP listener: connections and the header-read timeout.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Daily/weekly/monthly runs, the maintenance window and notifications. Defaults: the
     /// seed's (03:00 Asia/Tokyo; window Sunday 03:00–05:00); see [`ScheduleConfig`].
     #[serde(default)]
@@ -218,6 +239,12 @@ impl AggregatorConfig {
                 });
             }
         }
+        if self.ingest.max_message_bytes > self.ingest.in_flight_bytes {
+            return Err(format!(
+                "ingest.max_message_bytes ({}) is larger than ingest.in_flight_bytes ({}): a report of that size could never be taken; raise in_flight_bytes or lower max_message_bytes",
+                self.ingest.max_message_bytes, self.ingest.in_flight_bytes
+            ));
+        }
         if let Some(le) = &self.leader_election {
             le.validate()?;
         }
@@ -231,6 +258,259 @@ impl AggregatorConfig {
         }
         Ok(())
     }
+}
+
+/// Bounds of report ingest (issue 14). The defaults hold a reconnect storm of 5,000 nodes
+/// within the Deployment's memory limit (`bench-ingest`); every bound is back-pressure
+/// (a stream is not read while it waits), so nothing an agent sends is dropped by them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Encoded bytes of reports read but not yet acked, over all streams: a report that
+    /// finds no room waits for it, and its stream is not read meanwhile. Default 8388608
+    /// (8 MiB: ~7,000 reports of 1.2 KiB, several group commits' worth). 65536 to 1073741824.
+    #[serde(
+        default = "default_in_flight_bytes",
+        deserialize_with = "in_flight_bytes"
+    )]
+    pub in_flight_bytes: usize,
+    /// How long a report waits for room in `in_flight_bytes` before its stream ends with
+    /// `RESOURCE_EXHAUSTED` (the agent keeps the report and resends it). Default 30s.
+    /// 1s to 10m.
+    #[serde(default = "default_budget_wait", deserialize_with = "budget_wait")]
+    pub budget_wait: Duration,
+    /// Report streams one node identity (its certificate's node) may have open at once; one
+    /// more is refused with `RESOURCE_EXHAUSTED`. An agent needs one, plus one while a
+    /// reconnect overlaps a stream the server has not seen close. Default 4. 1 to 64.
+    #[serde(
+        default = "default_streams_per_node",
+        deserialize_with = "streams_per_node"
+    )]
+    pub streams_per_node: usize,
+    /// Largest message an agent may send; a larger one ends its stream with
+    /// `OUT_OF_RANGE`. A report of a large node is tens of KiB. Default 4194304 (4 MiB).
+    /// 65536 to 67108864, and at most `in_flight_bytes`.
+    #[serde(
+        default = "default_max_message_bytes",
+        deserialize_with = "max_message_bytes"
+    )]
+    pub max_message_bytes: usize,
+    /// Reports a node may send at once beyond `max_reports_per_minute` (its burst): an
+    /// agent back after an outage resends its whole buffer at once (`buffer_reports`,
+    /// 360 by default), which then drains at the aggregator's speed instead of the
+    /// per-minute rate. A flood from one identity gets this many at once and the rate
+    /// after it. Raise it with the agents' `buffer_reports`. Default 400. 1 to 100000;
+    /// below `max_reports_per_minute` the burst is that rate.
+    #[serde(default = "default_burst_reports", deserialize_with = "burst_reports")]
+    pub burst_reports: u32,
+    /// HTTP/2 receive window of each stream on the gRPC port: what an agent may send ahead
+    /// of what ingest has read. Memory: up to about twice this per connected agent (h2's
+    /// receive queue and tonic's decode buffer). Default 8192. 1024 to 16777216.
+    #[serde(
+        default = "default_stream_window_bytes",
+        deserialize_with = "window_bytes"
+    )]
+    pub stream_window_bytes: u32,
+    /// HTTP/2 receive window of each connection on the gRPC port (all its streams).
+    /// Default 65536. 65535 (HTTP/2's initial window, the least a peer can be held to)
+    /// to 16777216.
+    #[serde(
+        default = "default_connection_window_bytes",
+        deserialize_with = "connection_window_bytes"
+    )]
+    pub connection_window_bytes: u32,
+    /// Reports written in one store transaction (one fsync) at most. Default 1024.
+    /// 1 to 65536.
+    #[serde(
+        default = "default_commit_max_reports",
+        deserialize_with = "commit_max_reports"
+    )]
+    pub commit_max_reports: usize,
+    /// Encoded report bytes in one store transaction at most. Default 8388608 (8 MiB).
+    /// 65536 to 268435456.
+    #[serde(
+        default = "default_commit_max_bytes",
+        deserialize_with = "commit_max_bytes"
+    )]
+    pub commit_max_bytes: usize,
+    /// Longest a report waits for more reports to share its commit. Default 2ms. 0s
+    /// (commit whatever is queued at once) to 1s.
+    #[serde(
+        default = "default_commit_max_wait",
+        deserialize_with = "commit_max_wait"
+    )]
+    pub commit_max_wait: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            in_flight_bytes: default_in_flight_bytes(),
+            budget_wait: default_budget_wait(),
+            streams_per_node: default_streams_per_node(),
+            max_message_bytes: default_max_message_bytes(),
+            burst_reports: default_burst_reports(),
+            stream_window_bytes: default_stream_window_bytes(),
+            connection_window_bytes: default_connection_window_bytes(),
+            commit_max_reports: default_commit_max_reports(),
+            commit_max_bytes: default_commit_max_bytes(),
+            commit_max_wait: default_commit_max_wait(),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The limits the ingest service runs with.
+    pub fn limits(&self) -> crate::api::ingest::IngestLimits {
+        crate::api::ingest::IngestLimits {
+            in_flight_bytes: self.in_flight_bytes,
+            budget_wait: self.budget_wait,
+            streams_per_node: self.streams_per_node,
+            max_message_bytes: self.max_message_bytes,
+            burst_reports: self.burst_reports,
+            stream_window_bytes: self.stream_window_bytes,
+            connection_window_bytes: self.connection_window_bytes,
+            commit: crate::api::commit::CommitLimits {
+                max_reports: self.commit_max_reports,
+                max_bytes: self.commit_max_bytes,
+                max_wait: self.commit_max_wait,
+            },
+        }
+    }
+}
+
+fn ingest_defaults() -> crate::api::ingest::IngestLimits {
+    crate::api::ingest::IngestLimits::default()
+}
+fn default_in_flight_bytes() -> usize {
+    ingest_defaults().in_flight_bytes
+}
+fn default_budget_wait() -> Duration {
+    ingest_defaults().budget_wait
+}
+fn default_streams_per_node() -> usize {
+    ingest_defaults().streams_per_node
+}
+fn default_max_message_bytes() -> usize {
+    ingest_defaults().max_message_bytes
+}
+fn default_burst_reports() -> u32 {
+    ingest_defaults().burst_reports
+}
+fn default_stream_window_bytes() -> u32 {
+    ingest_defaults().stream_window_bytes
+}
+fn default_connection_window_bytes() -> u32 {
+    ingest_defaults().connection_window_bytes
+}
+fn window_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded(d, 1024, 16 << 20)
+}
+fn connection_window_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded(d, 65_535, 16 << 20)
+}
+fn default_commit_max_reports() -> usize {
+    ingest_defaults().commit.max_reports
+}
+fn default_commit_max_bytes() -> usize {
+    ingest_defaults().commit.max_bytes
+}
+fn default_commit_max_wait() -> Duration {
+    ingest_defaults().commit.max_wait
+}
+
+/// A whole number within `min..=max`.
+fn bounded<'de, D, T>(d: D, min: T, max: T) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialOrd + std::fmt::Display,
+{
+    let v = T::deserialize(d)?;
+    if v < min || v > max {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is out of range {min}..={max}"
+        )));
+    }
+    Ok(v)
+}
+fn in_flight_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    bounded(d, 64 << 10, 1 << 30)
+}
+fn budget_wait<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(600))
+}
+fn streams_per_node<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    bounded(d, 1, 64)
+}
+fn max_message_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    bounded(d, 64 << 10, 64 << 20)
+}
+fn burst_reports<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    bounded(d, 1, 100_000)
+}
+fn commit_max_reports<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    bounded(d, 1, 65_536)
+}
+fn commit_max_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    bounded(d, 64 << 10, 256 << 20)
+}
+fn commit_max_wait<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::ZERO, Duration::from_secs(1))
+}
+
+/// Bounds of the HTTP listener (JSON API, health, metrics): what idle or slow clients
+/// can hold.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Connections open at once; more wait in the kernel's backlog until one closes.
+    /// Default 256. 1 to 65536.
+    #[serde(
+        default = "default_http_max_connections",
+        deserialize_with = "http_max_connections"
+    )]
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head, counted from connecting or
+    /// from the previous response: slow and idle connections are closed after it.
+    /// Default 10s. 1s to 10m.
+    #[serde(
+        default = "default_header_read_timeout",
+        deserialize_with = "header_read_timeout"
+    )]
+    pub header_read_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: default_http_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The limits the HTTP listener runs with.
+    pub fn limits(&self) -> crate::api::listen::HttpLimits {
+        crate::api::listen::HttpLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            ..crate::api::listen::HttpLimits::default()
+        }
+    }
+}
+
+fn default_http_max_connections() -> usize {
+    crate::api::listen::HttpLimits::default().max_connections
+}
+fn default_header_read_timeout() -> Duration {
+    crate::api::listen::HttpLimits::default().header_read_timeout
+}
+fn http_max_connections<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    bounded(d, 1, 65_536)
+}
+fn header_read_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(600))
 }
 
 /// Report history options.
@@ -324,6 +604,8 @@ impl Default for AggregatorConfig {
             insecure_plaintext: false,
             auth: AuthConfig::default(),
             max_reports_per_minute: default_max_reports_per_minute(),
+            ingest: IngestConfig::default(),
+            http: HttpConfig::default(),
             schedule: ScheduleConfig::default(),
             leader_election: None,
         }
@@ -511,5 +793,72 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("datadir"), "{err}");
+    }
+
+    #[test]
+    fn ingest_and_http_limits_default_parse_and_are_bounded() {
+        let d: AggregatorConfig = parse_yaml("", Path::new("c")).unwrap();
+        assert_eq!(
+            d.ingest.limits(),
+            crate::api::ingest::IngestLimits::default()
+        );
+        assert_eq!(d.http.limits(), crate::api::listen::HttpLimits::default());
+        let c: AggregatorConfig = parse_yaml(
+            "ingest:\n  in_flight_bytes: 1048576\n  budget_wait: 5s\n  streams_per_node: 2\n  max_message_bytes: 65536\n  burst_reports: 1000\n  commit_max_reports: 64\n  commit_max_bytes: 131072\n  commit_max_wait: 0s\nhttp:\n  max_connections: 32\n  header_read_timeout: 3s\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        let l = c.ingest.limits();
+        assert_eq!(
+            (
+                l.in_flight_bytes,
+                l.budget_wait,
+                l.streams_per_node,
+                l.max_message_bytes,
+                l.burst_reports
+            ),
+            (1 << 20, Duration::from_secs(5), 2, 65536, 1000)
+        );
+        assert_eq!(
+            l.commit,
+            crate::api::commit::CommitLimits {
+                max_reports: 64,
+                max_bytes: 128 << 10,
+                max_wait: Duration::ZERO
+            }
+        );
+        assert_eq!(
+            (
+                c.http.limits().max_connections,
+                c.http.limits().header_read_timeout
+            ),
+            (32, Duration::from_secs(3))
+        );
+        let err = |t: &str| {
+            parse_yaml::<AggregatorConfig>(t, Path::new("c"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("ingest:\n  streams_per_node: 0\n");
+        assert!(
+            e.contains("0 is out of range 1..=64") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = err("ingest:\n  in_flight_bytes: 1024\n");
+        assert!(e.contains("1024 is out of range 65536..=1073741824"), "{e}");
+        let e = err("http:\n  header_read_timeout: 0s\n");
+        assert!(e.contains("out of range: at least 1s"), "{e}");
+        let e = err("ingest:\n  max_wait: 1s\n");
+        assert!(e.contains("max_wait"), "{e}");
+        // A message that could never fit the budget.
+        let c: AggregatorConfig = parse_yaml(
+            "insecure_plaintext: true\nauth: {allow_anonymous: true}\ningest:\n  in_flight_bytes: 1048576\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "ingest.max_message_bytes (4194304) is larger than ingest.in_flight_bytes (1048576): a report of that size could never be taken; raise in_flight_bytes or lower max_message_bytes"
+        );
     }
 }

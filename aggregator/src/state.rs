@@ -203,7 +203,7 @@ impl State {
         let results = match result {
             Ok(r) => r,
             Err(e) => {
-                if !matches!(e, StoreError::Corrupt { .. }) {
+                if !matches!(e, StoreError::Corrupt { .. } | StoreError::Closed) {
                     tracing::warn!(error = %e, "A store write failed; not ready until the store is reopened and writes again.");
                     self.store_writable.store(false, Ordering::SeqCst);
                 }

@@ -7,7 +7,11 @@
 //!     [--steady-seconds 30] [--interval 10] [--fresh 50] [--rate 120] [--mode tls|plain|both]
 //! ```
 //! `BENCH_AGENTS` sets `--agents` too (a quick run: `BENCH_AGENTS=200`); `BENCH_DIR` is
-//! where the store lives (default: the temp dir; pick a real disk, fsync is the point).
+//! where the store lives (default: the temp dir; pick a real disk, fsync is the point);
+//! `BENCH_WRAP` runs the aggregator under a profiler (`BENCH_WRAP="heaptrack -o /tmp/agg"`);
+//! `BENCH_STORE_CACHE_BYTES`, `BENCH_IN_FLIGHT_BYTES`, `BENCH_STREAM_WINDOW_BYTES`,
+//! `BENCH_CONNECTION_WINDOW_BYTES` and `BENCH_BURST_REPORTS` override those defaults of the
+//! aggregator (memory experiments).
 //!
 //! Per mode (mutual TLS, plaintext):
 //! 1. Steady state: every agent sends one report per `interval` seconds (start spread over
@@ -73,10 +77,17 @@ fn proc_cost(pid: u32) -> anyhow::Result<(f64, u64, u64)> {
 /// The child: an aggregator on loopback, storing in `dir`; prints `READY <grpc addr>`.
 async fn child(dir: PathBuf, tls: Option<PathBuf>, rate: u32) -> anyhow::Result<()> {
     use caretaker_aggregator::api::tls::ReloadingTls;
-    let state = caretaker_aggregator::state::State::new(
-        caretaker_aggregator::store::Store::open(&dir)?,
-        3,
-    )?;
+    // Knobs for memory experiments (unset: the deployment's defaults).
+    let knob = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let store = match knob("BENCH_STORE_CACHE_BYTES") {
+        Some(bytes) => caretaker_aggregator::store::Store::open_with_cache(&dir, bytes)?,
+        None => caretaker_aggregator::store::Store::open(&dir)?,
+    };
+    let state = caretaker_aggregator::state::State::new(store, 3)?;
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = grpc.local_addr()?;
@@ -91,9 +102,23 @@ async fn child(dir: PathBuf, tls: Option<PathBuf>, rate: u32) -> anyhow::Result<
         )?)),
         None => None,
     };
+    let mut ingest = caretaker_aggregator::api::ingest::IngestLimits::default();
+    if let Some(v) = knob("BENCH_IN_FLIGHT_BYTES") {
+        ingest.in_flight_bytes = v;
+    }
+    if let Some(v) = knob("BENCH_STREAM_WINDOW_BYTES") {
+        ingest.stream_window_bytes = u32::try_from(v)?;
+    }
+    if let Some(v) = knob("BENCH_CONNECTION_WINDOW_BYTES") {
+        ingest.connection_window_bytes = u32::try_from(v)?;
+    }
+    if let Some(v) = knob("BENCH_BURST_REPORTS") {
+        ingest.burst_reports = u32::try_from(v)?;
+    }
     let options = ServeOptions {
         tls,
         reports_per_minute: rate,
+        ingest,
         ..ServeOptions::insecure()
     };
     println!("READY {addr}");
@@ -263,7 +288,18 @@ struct Aggregator {
 impl Aggregator {
     async fn start(dir: &Path, tls: Option<&Path>, rate: u32) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
-        let mut cmd = Command::new(exe);
+        // BENCH_WRAP runs the aggregator under a profiler, e.g. `BENCH_WRAP="heaptrack -o
+        // /tmp/agg"` (its RSS figures are then the wrapper's, not the aggregator's).
+        let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut cmd = match wrap.next() {
+            Some(program) => {
+                let mut cmd = Command::new(program);
+                cmd.args(wrap).arg(exe);
+                cmd
+            }
+            None => Command::new(exe),
+        };
         cmd.arg("--child-aggregator")
             .arg(dir)
             .arg("--rate")
@@ -271,6 +307,9 @@ impl Aggregator {
         if let Some(t) = tls {
             cmd.arg("--tls-dir").arg(t);
         }
+        // Its own process group, so that stopping it also stops what a BENCH_WRAP wrapper
+        // started.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -278,8 +317,13 @@ impl Aggregator {
         let stdout = child.stdout.take().context("stdout")?;
         let mut lines =
             tokio::io::BufReader::new(tokio::process::ChildStdout::from_std(stdout)?).lines();
-        let line = lines.next_line().await?.context("child said nothing")?;
-        let addr = line.strip_prefix("READY ").context("READY line")?.parse()?;
+        // A wrapper may print lines of its own first.
+        let addr = loop {
+            let line = lines.next_line().await?.context("child said nothing")?;
+            if let Some(addr) = line.strip_prefix("READY ") {
+                break addr.parse()?;
+            }
+        };
         let peak_rss = Arc::new(AtomicU64::new(0));
         let (pid, peak) = (child.id(), Arc::clone(&peak_rss));
         tokio::spawn(async move {
@@ -302,6 +346,12 @@ impl Aggregator {
 
 impl Drop for Aggregator {
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -74,10 +74,12 @@ impl RunningAggregator {
         format!("http://{}", self.grpc)
     }
 
-    /// Stops the servers and waits for them (the store is closed when `state` drops).
+    /// Stops the servers and waits for them, then closes the store (as the aggregator
+    /// does before `App::run` returns): the file can be opened again at once.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.handle).await???;
+        self.state.store().close();
         Ok(())
     }
 }

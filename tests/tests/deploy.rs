@@ -1720,7 +1720,9 @@ fn helm_values_reach_every_config_section() {
                 "maintenance_window": {"days": ["saturday"], "start": "22:00", "duration": "3h"},
                 "notifications": {"min_severity": "critical"}
             },
-            "notificationWebhookSecret": {"name": "hooks", "key": "slack"}
+            "notificationWebhookSecret": {"name": "hooks", "key": "slack"},
+            "ingest": {"burst_reports": 800, "in_flight_bytes": 16777216},
+            "http": {"max_connections": 128}
         },
         "agent": {
             "logs": {"retention": [{"glob": "/var/log/app/*.gz", "max_age": "14d"}]},
@@ -1742,6 +1744,11 @@ fn helm_values_reach_every_config_section() {
     );
     assert_eq!(cfg.cleanup.protected_namespaces, ["kube-system", "vault"]);
     assert_eq!(cfg.signals.http_endpoints.len(), 1);
+    assert_eq!(
+        (cfg.ingest.burst_reports, cfg.ingest.in_flight_bytes),
+        (800, 16 << 20)
+    );
+    assert_eq!(cfg.http.max_connections, 128);
     assert!(cfg.signals.prometheus.is_some() && cfg.signals.alertmanager.is_some());
     assert_eq!(cfg.schedule.time_zone.to_string(), "Europe/Berlin");
     assert!(!cfg.schedule.weekly.enabled);

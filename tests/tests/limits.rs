@@ -6,6 +6,7 @@ use std::time::Duration;
 use caretaker_agent::collector::{BufferStats, Collector};
 use caretaker_agent::config::AgentConfig;
 use caretaker_agent::paths::HostPaths;
+use caretaker_aggregator::api::ingest::IngestLimits;
 use caretaker_aggregator::api::listen::HttpLimits;
 use caretaker_aggregator::api::server::{MAX_MESSAGE_BYTES, ServeOptions};
 use caretaker_proto::pb::{
@@ -43,6 +44,10 @@ async fn a_stream_over_its_rate_is_held_back_not_buffered() -> anyhow::Result<()
     let dir = tempfile::tempdir()?;
     let options = ServeOptions {
         reports_per_minute: 2,
+        ingest: IngestLimits {
+            burst_reports: 2,
+            ..IngestLimits::default()
+        },
         ..ServeOptions::insecure()
     };
     let agg = RunningAggregator::start_with(dir.path(), "127.0.0.1:0".parse()?, 3, options).await?;
@@ -175,6 +180,10 @@ async fn parallel_streams_as_one_node_share_its_rate() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let options = ServeOptions {
         reports_per_minute: 2,
+        ingest: IngestLimits {
+            burst_reports: 2,
+            ..IngestLimits::default()
+        },
         ..ServeOptions::insecure()
     };
     let agg = RunningAggregator::start_with(dir.path(), "127.0.0.1:0".parse()?, 3, options).await?;

@@ -67,6 +67,25 @@ pub struct Committer {
     tx: mpsc::Sender<Job>,
 }
 
+/// The committer task itself, to end it: [`CommitTask::finish`] commits what is queued and
+/// returns once the task has ended and let go of the state (and so of the store).
+#[derive(Debug)]
+pub struct CommitTask {
+    close: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl CommitTask {
+    /// Stops taking reports, commits those already queued (their streams may still be
+    /// waiting for the answer) and waits until the task has ended.
+    pub async fn finish(self) {
+        self.close.cancel();
+        if let Err(e) = self.handle.await {
+            warn!(error = %e, "The committer task failed.");
+        }
+    }
+}
+
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Job")
@@ -79,9 +98,10 @@ impl std::fmt::Debug for Job {
 
 impl Committer {
     /// Starts the committer task on the current runtime. It stops when every
-    /// [`Committer`] clone is dropped, after committing what was queued.
+    /// [`Committer`] clone is dropped or [`CommitTask::finish`] is called, after
+    /// committing what was queued.
     #[must_use]
-    pub fn spawn(state: Arc<State>, limits: CommitLimits) -> Self {
+    pub fn spawn(state: Arc<State>, limits: CommitLimits) -> (Self, CommitTask) {
         let limits = CommitLimits {
             max_reports: limits.max_reports.max(1),
             max_bytes: limits.max_bytes.max(1),
@@ -90,8 +110,10 @@ impl Committer {
         // Bounded: a full queue makes the streams wait (their reports are counted in the
         // in-flight budget), it never grows.
         let (tx, rx) = mpsc::channel(limits.max_reports);
-        tokio::spawn(run(state, limits, rx).instrument(info_span!("commit")));
-        Self { tx }
+        let close = tokio_util::sync::CancellationToken::new();
+        let handle =
+            tokio::spawn(run(state, limits, rx, close.clone()).instrument(info_span!("commit")));
+        (Self { tx }, CommitTask { close, handle })
     }
 
     /// Queues `report` (`bytes`: its encoded size) for the next batch; the receiver is
@@ -117,10 +139,14 @@ impl Committer {
     }
 }
 
-/// Collects the next batch: the first job, then whatever arrives before a limit or the
-/// deadline. `None` when every sender is gone and nothing is queued.
-async fn next_batch(rx: &mut mpsc::Receiver<Job>, limits: CommitLimits) -> Option<Vec<Job>> {
-    let first = rx.recv().await?;
+/// Collects the next batch: `first`, then whatever arrives before a limit or the deadline
+/// (or `close`, which ends the wait for more).
+async fn next_batch(
+    rx: &mut mpsc::Receiver<Job>,
+    first: Job,
+    limits: CommitLimits,
+    close: &tokio_util::sync::CancellationToken,
+) -> Vec<Job> {
     let mut bytes = first.bytes;
     let mut batch = vec![first];
     let deadline = tokio::time::Instant::now() + limits.max_wait;
@@ -129,10 +155,14 @@ async fn next_batch(rx: &mut mpsc::Receiver<Job>, limits: CommitLimits) -> Optio
             Ok(job) => job,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) => {
-                if limits.max_wait.is_zero() {
+                if limits.max_wait.is_zero() || close.is_cancelled() {
                     break;
                 }
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                let more = tokio::select! {
+                    () = close.cancelled() => break,
+                    more = tokio::time::timeout_at(deadline, rx.recv()) => more,
+                };
+                match more {
                     Ok(Some(job)) => job,
                     Ok(None) | Err(_) => break,
                 }
@@ -141,11 +171,27 @@ async fn next_batch(rx: &mut mpsc::Receiver<Job>, limits: CommitLimits) -> Optio
         bytes = bytes.saturating_add(job.bytes);
         batch.push(job);
     }
-    Some(batch)
+    batch
 }
 
-async fn run(state: Arc<State>, limits: CommitLimits, mut rx: mpsc::Receiver<Job>) {
-    while let Some(batch) = next_batch(&mut rx, limits).await {
+async fn run(
+    state: Arc<State>,
+    limits: CommitLimits,
+    mut rx: mpsc::Receiver<Job>,
+    close: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        // `recv` is cancel-safe: a close between batches loses no report.
+        let first = tokio::select! {
+            () = close.cancelled(), if !rx.is_closed() => {
+                // No new reports; what is queued is still committed.
+                rx.close();
+                continue;
+            }
+            job = rx.recv() => job,
+        };
+        let Some(first) = first else { break };
+        let batch = next_batch(&mut rx, first, limits, &close).await;
         let (reports, replies): (Vec<NodeReport>, Vec<oneshot::Sender<CommitResult>>) =
             batch.into_iter().map(|j| (j.report, j.reply)).unzip();
         let st = Arc::clone(&state);
@@ -208,9 +254,12 @@ mod tests {
             max_wait: Duration::ZERO,
         };
         let seqs = |b: Vec<Job>| b.iter().map(|j| j.report.seq).collect::<Vec<_>>();
+        let first = |rx: &mut mpsc::Receiver<Job>| rx.try_recv().unwrap();
+        let close = tokio_util::sync::CancellationToken::new();
         // 250 bytes: the third report (300 bytes in all) closes the batch.
+        let f = first(&mut rx);
         assert_eq!(
-            seqs(next_batch(&mut rx, limits).await.unwrap()),
+            seqs(next_batch(&mut rx, f, limits, &close).await),
             vec![1, 2, 3]
         );
         let limits = CommitLimits {
@@ -218,16 +267,24 @@ mod tests {
             max_reports: 2,
             ..limits
         };
-        assert_eq!(seqs(next_batch(&mut rx, limits).await.unwrap()), vec![4, 5]);
+        let f = first(&mut rx);
+        assert_eq!(
+            seqs(next_batch(&mut rx, f, limits, &close).await),
+            vec![4, 5]
+        );
         drop(tx);
-        assert_eq!(seqs(next_batch(&mut rx, limits).await.unwrap()), vec![6, 7]);
-        assert!(next_batch(&mut rx, limits).await.is_none());
+        let f = first(&mut rx);
+        assert_eq!(
+            seqs(next_batch(&mut rx, f, limits, &close).await),
+            vec![6, 7]
+        );
+        assert!(rx.recv().await.is_none());
     }
 
     #[tokio::test]
     async fn reports_submitted_together_are_committed_in_one_transaction() {
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
-        let committer = Committer::spawn(
+        let (committer, _task) = Committer::spawn(
             Arc::clone(&state),
             CommitLimits {
                 max_wait: Duration::from_secs(3600),
@@ -279,5 +336,40 @@ mod tests {
                 .seq,
             1
         );
+    }
+
+    #[tokio::test]
+    async fn finishing_commits_what_is_queued_and_lets_go_of_the_state() {
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let (committer, task) = Committer::spawn(
+            Arc::clone(&state),
+            CommitLimits {
+                // Without the close, these reports would wait an hour for company.
+                max_wait: Duration::from_secs(3600),
+                ..CommitLimits::default()
+            },
+        );
+        let mut answers = Vec::new();
+        for i in 0..5u64 {
+            answers.push(
+                committer
+                    .submit(report(&format!("n{i}"), 1, 1), 10)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let weak = Arc::downgrade(&state);
+        drop(state);
+        // A committer clone is still alive (a stream that has not ended yet): finishing
+        // does not wait for it.
+        task.finish().await;
+        for a in answers {
+            assert_eq!(a.await.unwrap().unwrap(), Outcome::Stored);
+        }
+        assert_eq!(weak.strong_count(), 0, "the task let go of the state");
+        assert!(matches!(
+            committer.submit(report("late", 1, 1), 10).await,
+            Err(CommitError::Stopped)
+        ));
     }
 }

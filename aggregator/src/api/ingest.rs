@@ -47,10 +47,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::api::commit::{CommitLimits, CommitResult, Committer};
+use crate::api::commit::{CommitLimits, CommitResult, CommitTask, Committer};
 use crate::api::tls::PeerIdentity;
 use crate::state::State;
 use crate::store::Outcome;
@@ -88,16 +89,37 @@ pub struct IngestLimits {
     /// Streams open at once per node identity (default 4: an agent needs one, plus a
     /// reconnect overlapping a stream the server has not seen close yet).
     pub streams_per_node: usize,
+    /// Largest message from an agent (default [`crate::api::server::MAX_MESSAGE_BYTES`]).
+    pub max_message_bytes: usize,
+    /// Reports a node may send at once beyond its per-minute rate (default
+    /// [`DEFAULT_BURST_REPORTS`]); the burst is never below the rate itself.
+    pub burst_reports: u32,
+    /// HTTP/2 receive window of each stream on the gRPC port: what an agent may send
+    /// ahead of what ingest has read (default [`crate::api::server::STREAM_WINDOW_BYTES`]).
+    pub stream_window_bytes: u32,
+    /// HTTP/2 receive window of each connection on the gRPC port (default
+    /// [`crate::api::server::CONNECTION_WINDOW_BYTES`]).
+    pub connection_window_bytes: u32,
     /// How the committer batches reports.
     pub commit: CommitLimits,
 }
 
+/// Default burst per node: an agent's default buffer (360 reports, an hour at 10 s) and
+/// some room, so a reconnecting agent's backlog drains at the aggregator's speed rather
+/// than at 120 a minute (three minutes for a full buffer, issue 14's goal for the whole
+/// fleet).
+pub const DEFAULT_BURST_REPORTS: u32 = 400;
+
 impl Default for IngestLimits {
     fn default() -> Self {
         Self {
-            in_flight_bytes: 32 << 20,
+            in_flight_bytes: 8 << 20,
             budget_wait: Duration::from_secs(30),
             streams_per_node: 4,
+            max_message_bytes: crate::api::server::MAX_MESSAGE_BYTES,
+            burst_reports: DEFAULT_BURST_REPORTS,
+            stream_window_bytes: crate::api::server::STREAM_WINDOW_BYTES,
+            connection_window_bytes: crate::api::server::CONNECTION_WINDOW_BYTES,
             commit: CommitLimits::default(),
         }
     }
@@ -225,12 +247,19 @@ pub struct IngestService {
     budget: Arc<Budget>,
     streams: Arc<StreamCounts>,
     committer: Committer,
+    /// The tasks of every stream (reader and ack sender), to wait for them on shutdown.
+    tasks: TaskTracker,
+    /// The committer task, taken by [`IngestService::finish`].
+    commit_task: Arc<Mutex<Option<CommitTask>>>,
 }
 
-fn node_limiter(per_minute: NonZeroU32) -> Arc<NodeLimiter> {
-    Arc::new(governor::RateLimiter::hashmap(governor::Quota::per_minute(
-        per_minute,
-    )))
+/// `per_minute` reports a minute per node, in bursts of up to `burst` (at least
+/// `per_minute`).
+fn node_limiter(per_minute: NonZeroU32, burst: u32) -> Arc<NodeLimiter> {
+    let burst = NonZeroU32::new(burst).map_or(per_minute, |b| b.max(per_minute));
+    Arc::new(governor::RateLimiter::hashmap(
+        governor::Quota::per_minute(per_minute).allow_burst(burst),
+    ))
 }
 
 impl IngestService {
@@ -239,16 +268,36 @@ impl IngestService {
     /// group committer: call inside a Tokio runtime.
     pub fn new(state: Arc<State>, shutdown: CancellationToken, limits: IngestLimits) -> Self {
         let per_minute = NonZeroU32::new(DEFAULT_REPORTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+        let (committer, commit_task) = Committer::spawn(Arc::clone(&state), limits.commit);
         Self {
-            committer: Committer::spawn(Arc::clone(&state), limits.commit),
+            committer,
+            tasks: TaskTracker::new(),
+            commit_task: Arc::new(Mutex::new(Some(commit_task))),
             state,
             shutdown,
             identity: IdentityPolicy::Any,
             reports_per_minute: per_minute,
-            limiter: node_limiter(per_minute),
+            limiter: node_limiter(per_minute, limits.burst_reports),
             limits,
             budget: Arc::new(Budget::new(limits.in_flight_bytes)),
             streams: Arc::new(StreamCounts::default()),
+        }
+    }
+
+    /// Waits until every stream's tasks have ended (they end on the `shutdown` token given
+    /// to [`IngestService::new`]: cancel it first), then commits what is queued and ends
+    /// the committer. Afterwards no task of this service holds the state, so the store
+    /// closes with its last other reference. A second call returns at once.
+    pub async fn finish(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        let task = self
+            .commit_task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.finish().await;
         }
     }
 
@@ -268,7 +317,7 @@ impl IngestService {
     #[must_use]
     pub fn with_reports_per_minute(mut self, n: u32) -> Self {
         self.reports_per_minute = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-        self.limiter = node_limiter(self.reports_per_minute);
+        self.limiter = node_limiter(self.reports_per_minute, self.limits.burst_reports);
         self
     }
 
@@ -370,7 +419,13 @@ async fn send_acks(
                 }
             },
         };
-        if tx.send(Ok(reply)).await.is_err() {
+        // An agent that does not read its acks does not hold up a shutdown.
+        let sent = tokio::select! {
+            biased;
+            r = tx.send(Ok(reply)) => r.is_ok(),
+            () = stop.cancelled() => false,
+        };
+        if !sent {
             break;
         }
     }
@@ -419,8 +474,9 @@ impl ReportIngest for IngestService {
         };
         self.state.metrics.streams_active.inc();
         let span = info_span!("ingest", %peer, node = tracing::field::Empty);
-        tokio::spawn(send_acks(pending_rx, tx, stop).instrument(span.clone()));
-        tokio::spawn(reader.run().instrument(span));
+        self.tasks
+            .spawn(send_acks(pending_rx, tx, stop).instrument(span.clone()));
+        self.tasks.spawn(reader.run().instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -683,6 +739,10 @@ mod tests {
     ) -> (IngestService, String, CancellationToken, Arc<State>) {
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
         let stop = CancellationToken::new();
+        let limits = IngestLimits {
+            burst_reports: 1,
+            ..limits
+        };
         let service =
             IngestService::new(Arc::clone(&state), stop.clone(), limits).with_reports_per_minute(1);
         let url = serve(service.clone(), stop.clone()).await;
@@ -798,6 +858,54 @@ mod tests {
         let status = got.recv().await.unwrap().unwrap_err();
         assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
         assert!(service.budget().peak() <= 1 << 20);
+        stop.cancel();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backlog_up_to_the_burst_is_taken_at_once_then_the_rate_holds_the_node() {
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let stop = CancellationToken::new();
+        let limits = IngestLimits {
+            burst_reports: 30,
+            ..IngestLimits::default()
+        };
+        // One report a minute: without the burst, the second report would wait a minute.
+        let service =
+            IngestService::new(Arc::clone(&state), stop.clone(), limits).with_reports_per_minute(1);
+        let url = serve(service, stop.clone()).await;
+        let (tx, rx) = mpsc::channel(64);
+        for seq in 1..=40 {
+            tx.send(wire("backlog", seq, 10)).await.unwrap();
+        }
+        let mut client = ReportIngestClient::connect(url).await.unwrap();
+        let mut acks = client
+            .stream(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        for seq in 1..=30 {
+            match acks.message().await.unwrap() {
+                Some(pb::AggregatorMessage {
+                    msg: Some(aggregator_message::Msg::Ack(a)),
+                }) => assert_eq!((a.seq, a.duplicate), (seq, false)),
+                other => panic!("expected the ack of {seq}, got {other:?}"),
+            }
+        }
+        // The 31st meets the empty bucket: held at the rate (a flood from one identity
+        // gets its burst, then one a minute).
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while state.metrics.ingest_throttled_total.get() == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            state
+                .node("backlog", Timestamp::now())
+                .map(|n| n.reports_stored_total),
+            Some(30)
+        );
         stop.cancel();
     }
 }

@@ -55,14 +55,18 @@ impl ServeOptions {
 /// HTTP/2 receive window per stream and per connection on the gRPC port: what an agent may
 /// send ahead of what ingest has read. hyper's default (1 MiB each) let 5,000 agents
 /// resending their backlogs park 2.2 GB in receive buffers (bench-ingest, issue 14), outside
-/// the in-flight budget; 32/64 KiB bound that to 320 MiB at 5,000 connections while a
-/// report (about 1.2 KiB) still flows without waiting for window updates.
-pub const STREAM_WINDOW_BYTES: u32 = 32 << 10;
+/// the in-flight budget. The stream window also bounds what a stream's tonic decode buffer
+/// can be handed at once (the buffer keeps its largest size for the stream's life): with
+/// 32 KiB it had grown to ~33 KiB per stream (heaptrack, bench-ingest at 2,000 agents: 66 MiB
+/// of a 286 MiB heap). 8 KiB is about seven reports of 1.1 KiB; 5,000 streams still carry
+/// more than the store commits (storm drained at 22,000 reports/s with it).
+pub const STREAM_WINDOW_BYTES: u32 = 8 << 10;
 /// See [`STREAM_WINDOW_BYTES`].
 pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 10;
 
-/// Largest message accepted from an agent. A report of a large node is tens of KiB;
-/// the bound keeps a broken agent from making the aggregator buffer more.
+/// Largest message accepted from an agent by default (`ingest.max_message_bytes`). A report
+/// of a large node is tens of KiB; the bound keeps a broken agent from making the
+/// aggregator buffer more.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 type BoxedServer =
@@ -123,12 +127,11 @@ pub async fn serve_with(
         },
         None => IdentityPolicy::Any,
     };
-    let ingest = ReportIngestServer::new(
-        IngestService::new(Arc::clone(&state), shutdown.clone(), options.ingest)
-            .with_identity(identity)
-            .with_reports_per_minute(options.reports_per_minute),
-    )
-    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let ingest_service = IngestService::new(Arc::clone(&state), shutdown.clone(), options.ingest)
+        .with_identity(identity)
+        .with_reports_per_minute(options.reports_per_minute);
+    let ingest = ReportIngestServer::new(ingest_service.clone())
+        .max_decoding_message_size(options.ingest.max_message_bytes);
     let query = QueryServer::new(QueryService::new(Arc::clone(&state)));
 
     let grpc_addr = grpc.local_addr()?;
@@ -138,8 +141,8 @@ pub async fn serve_with(
     let routes = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
-        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
+        .initial_stream_window_size(Some(options.ingest.stream_window_bytes))
+        .initial_connection_window_size(Some(options.ingest.connection_window_bytes))
         .layer(GrpcAuthLayer(Arc::clone(&options.auth)))
         .add_service(health)
         .add_service(reflection)
@@ -212,6 +215,11 @@ pub async fn serve_with(
         }
     );
     state.set_ready(false);
+    // Every stream has ended (the servers only return once their connections closed, and
+    // a stream task ends on `shutdown` anyway): commit what is queued and end the
+    // committer, so that when this returns no ingest task holds the state (and the store).
+    shutdown.cancel();
+    ingest_service.finish().await;
     g?;
     h?;
     info!("Aggregator stopped.");

@@ -43,6 +43,14 @@ pub const EPOCH_SKEW_ALLOWANCE: std::time::Duration = std::time::Duration::from_
 /// few reports of a large node.
 pub const PROBE_BYTES: usize = 1 << 20;
 
+/// redb's page cache (read cache and write buffer together). redb's default is 1 GiB, a
+/// bound far above the Deployment's 256 MiB memory limit (the cache grows with what is read
+/// and written; how much of the storm's peak it took was not separated, see issue 14's
+/// notes). The nodes' latest entries (~8 MiB at 5,000 nodes) are in memory anyway
+/// ([`crate::state`]), and a group commit of 1,024 reports dirties ~2 MiB, so a small cache
+/// costs little: reads it misses come from the kernel's page cache.
+pub const CACHE_BYTES: usize = 16 << 20;
+
 /// Name of the store file inside the data directory.
 pub const STORE_FILE: &str = "caretaker.redb";
 
@@ -70,6 +78,9 @@ pub enum StoreError {
     /// The database is closed for a reopen after an I/O error.
     #[error("store is being reopened after an I/O error")]
     Reopening,
+    /// [`Store::close`] was called: the aggregator is stopping.
+    #[error("store is closed")]
+    Closed,
     #[error("store holds an unreadable entry for node {node:?}: {reason}")]
     Corrupt { node: String, reason: String },
     /// A store call on the blocking pool did not finish (it panicked, or the runtime is
@@ -160,15 +171,26 @@ pub struct DbHandle {
     db: RwLock<Option<Arc<Database>>>,
     /// The file, `None` in memory (nothing to reopen).
     path: Option<PathBuf>,
+    /// redb's page cache, kept when the file is reopened.
+    cache_bytes: usize,
+    /// Set by [`Store::close`]: no reopen after it.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl DbHandle {
     fn current(&self) -> Result<Arc<Database>, StoreError> {
-        self.db
+        let db = self
+            .db
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .ok_or(StoreError::Reopening)
+            .clone();
+        match db {
+            Some(db) => Ok(db),
+            None if self.closed.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(StoreError::Closed)
+            }
+            None => Err(StoreError::Reopening),
+        }
     }
 
     /// A write transaction on the current database.
@@ -201,13 +223,21 @@ impl Store {
     /// The directory cannot be created, the file is not a redb database, or another
     /// process has it open ([`StoreError::Locked`]).
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(data_dir, CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a page cache of `cache_bytes` instead of [`CACHE_BYTES`].
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
             path: data_dir.display().to_string(),
             source,
         })?;
         let path = data_dir.join(STORE_FILE);
-        let db = create(&path)?;
-        Self::init(db, Some(path))
+        let db = create(&path, cache_bytes)?;
+        Self::init(db, Some(path), cache_bytes)
     }
 
     /// Closes the database file and opens it again, then proves a write commits: redb
@@ -223,11 +253,31 @@ impl Store {
                 .db
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if self.db.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Closed);
+            }
             // Dropped before opening: redb holds a lock on the file while it is open.
             *slot = None;
-            *slot = Some(Arc::new(create(path)?));
+            *slot = Some(Arc::new(create(path, self.db.cache_bytes)?));
         }
         self.probe()
+    }
+
+    /// Closes the database file now, releasing its lock, whoever else still holds this
+    /// store (a task that has not ended yet): every later call fails with
+    /// [`StoreError::Closed`]. A transaction still running keeps the file open until it
+    /// ends; the aggregator closes the store after its writers have stopped, so that the
+    /// next leader (or a test) can open the file as soon as serving returned.
+    pub fn close(&self) {
+        let mut slot = self
+            .db
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.db
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        *slot = None;
     }
 
     /// Commits a write of [`PROBE_BYTES`] and then its removal, to learn whether the store
@@ -253,11 +303,13 @@ impl Store {
     /// # Errors
     /// Only if redb fails to set up its in-memory backend.
     pub fn in_memory() -> Result<Self, StoreError> {
-        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        Self::init(db, None)
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(redb::backends::InMemoryBackend::new())?;
+        Self::init(db, None, CACHE_BYTES)
     }
 
-    fn init(db: Database, path: Option<PathBuf>) -> Result<Self, StoreError> {
+    fn init(db: Database, path: Option<PathBuf>, cache_bytes: usize) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         txn.open_table(NODES)?;
         txn.open_table(META)?;
@@ -267,6 +319,8 @@ impl Store {
             db: Arc::new(DbHandle {
                 db: RwLock::new(Some(Arc::new(db))),
                 path,
+                cache_bytes,
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -503,8 +557,8 @@ fn put_one(
     Ok((outcome, Some(entry)))
 }
 
-fn create(path: &Path) -> Result<Database, StoreError> {
-    match Database::create(path) {
+fn create(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    match Database::builder().set_cache_size(cache_bytes).create(path) {
         Ok(db) => Ok(db),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Locked {
             path: path.display().to_string(),
@@ -604,6 +658,25 @@ pub(crate) mod tests {
         );
         drop(first);
         Store::open(dir.path()).expect("free again once the holder closed it");
+    }
+
+    #[test]
+    fn a_closed_store_releases_the_file_while_still_held_and_is_not_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let held = first.handle();
+        first.put(&report("n1", 1, 1), Timestamp::now(), 3).unwrap();
+        first.close();
+        // `held` (a task that has not ended yet) no longer keeps the file locked.
+        let second = Store::open(dir.path()).expect("the file is free after close");
+        assert_eq!(second.load_all().unwrap()["n1"].report.seq, 1);
+        drop(second);
+        assert!(matches!(
+            held.put(&report("n1", 1, 2), Timestamp::now(), 3),
+            Err(StoreError::Closed)
+        ));
+        assert!(matches!(held.reopen(), Err(StoreError::Closed)));
+        assert!(matches!(held.load_all(), Err(StoreError::Closed)));
     }
 
     #[test]
