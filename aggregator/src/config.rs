@@ -215,6 +215,13 @@ pub enum Error {
         .0.display()
     )]
     DataDirNotDir(PathBuf),
+    #[error(
+        "ingest.max_message_bytes ({max_message_bytes}) is larger than ingest.in_flight_bytes ({in_flight_bytes}): a report of that size could never be taken; raise in_flight_bytes or lower max_message_bytes"
+    )]
+    MessageAboveBudget {
+        max_message_bytes: usize,
+        in_flight_bytes: usize,
+    },
 }
 
 impl AggregatorConfig {
@@ -240,10 +247,10 @@ impl AggregatorConfig {
             }
         }
         if self.ingest.max_message_bytes > self.ingest.in_flight_bytes {
-            return Err(format!(
-                "ingest.max_message_bytes ({}) is larger than ingest.in_flight_bytes ({}): a report of that size could never be taken; raise in_flight_bytes or lower max_message_bytes",
-                self.ingest.max_message_bytes, self.ingest.in_flight_bytes
-            ));
+            return Err(Error::MessageAboveBudget {
+                max_message_bytes: self.ingest.max_message_bytes,
+                in_flight_bytes: self.ingest.in_flight_bytes,
+            });
         }
         if let Some(le) = &self.leader_election {
             le.validate()?;
@@ -857,7 +864,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.validate().unwrap_err(),
+            c.validate().unwrap_err().to_string(),
             "ingest.max_message_bytes (4194304) is larger than ingest.in_flight_bytes (1048576): a report of that size could never be taken; raise in_flight_bytes or lower max_message_bytes"
         );
     }
