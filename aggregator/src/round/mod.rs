@@ -383,7 +383,9 @@ pub async fn read_signals(
                     .map(|e| endpoints::probe(&client, e));
                 report.endpoints = futures_join_all(probes).await;
             }
-            Err(e) => warn!(error = %e, "Cannot build the HTTP client for endpoint probes."),
+            Err(e) => {
+                warn!(error = %Chain(&e), "Cannot build the HTTP client for endpoint probes.")
+            }
         }
         let findings = report
             .endpoints
@@ -453,7 +455,7 @@ pub async fn read_signals(
                         "prometheus_unreachable",
                         Severity::Warning,
                         object,
-                        e.to_string(),
+                        Chain(&e).to_string(),
                     )],
                 ),
             },
@@ -464,7 +466,7 @@ pub async fn read_signals(
                     "prometheus_unreachable",
                     Severity::Warning,
                     object,
-                    e.to_string(),
+                    Chain(&e).to_string(),
                 )],
             ),
         };
@@ -516,7 +518,7 @@ pub async fn read_signals(
                         name: a.url.clone(),
                         ..ObjectRef::default()
                     },
-                    e.to_string(),
+                    Chain(&e).to_string(),
                 )],
             ),
         };
@@ -535,7 +537,7 @@ async fn notify(
         match state.store().get_meta_async(NOTIFY_STATE_KEY).await {
             Ok(s) => s.unwrap_or_default(),
             Err(e) => {
-                warn!(error = %e, "Cannot read the notifier state; starting afresh.");
+                warn!(error = %Chain(&e), "Cannot read the notifier state; starting afresh.");
                 Default::default()
             }
         };
@@ -546,11 +548,11 @@ async fn notify(
                 tracing::info!(text = %n.text, "Notification sent.");
             }
             if let Err(e) = state.store().put_meta_async(NOTIFY_STATE_KEY, ns).await {
-                warn!(error = %e, "Cannot store the notifier state; a notification may repeat.");
+                warn!(error = %Chain(&e), "Cannot store the notifier state; a notification may repeat.");
             }
         }
         Err(e) => {
-            warn!(error = %e, "Notification not delivered; it is retried after the next round.")
+            warn!(error = %Chain(&e), "Notification not delivered; it is retried after the next round.")
         }
     }
 }
@@ -564,7 +566,7 @@ fn review(
     now: Timestamp,
 ) {
     if let Err(e) = crate::capacity::review(state.store(), cfg, round, now) {
-        warn!(error = %e, "Cannot record usage samples; this round has no recommendations or capacity.");
+        warn!(error = %Chain(&e), "Cannot record usage samples; this round has no recommendations or capacity.");
     }
 }
 
@@ -622,9 +624,9 @@ pub async fn run_loop(
                     "Scheduled run recorded in the history."
                 ),
                 Ok(Err(e)) => {
-                    warn!(kinds, error = %e, "Scheduled run finished but the history could not be written.")
+                    warn!(kinds, error = %Chain(&e), "Scheduled run finished but the history could not be written.")
                 }
-                Err(e) => warn!(kinds, error = %e, "Scheduled run task failed."),
+                Err(e) => warn!(kinds, error = %Chain(&e), "Scheduled run task failed."),
             }
             if let Some(n) = &notifier {
                 notify(&state, n, now).await;
@@ -655,9 +657,9 @@ pub async fn run_loop(
                 ),
                 Ok(Ok(None)) => tracing::debug!(checks, "Round finished."),
                 Ok(Err(e)) => {
-                    warn!(error = %e, "Round finished but the history could not be written.")
+                    warn!(error = %Chain(&e), "Round finished but the history could not be written.")
                 }
-                Err(e) => warn!(error = %e, "Round task failed."),
+                Err(e) => warn!(error = %Chain(&e), "Round task failed."),
             }
             if let Some(n) = &notifier {
                 notify(&state, n, now).await;
