@@ -39,6 +39,7 @@
 //! | `caretaker_agent_logs_reclaimable_bytes` | gauge | bytes retention would free now |
 //! | `caretaker_agent_logs_config_errors` | gauge | policy problems of the loaded config |
 
+use caretaker_core::error::Chain;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -433,7 +434,7 @@ pub async fn serve_with(
             Ok((io, _)) => io,
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment instead of spinning.
-                tracing::warn!(error = %e, "Cannot accept an HTTP connection.");
+                tracing::warn!(error = %Chain(&e), "Cannot accept an HTTP connection.");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }

@@ -41,6 +41,7 @@ pub mod paths;
 pub mod stats;
 pub mod stream;
 
+use caretaker_core::error::Chain;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,7 +142,7 @@ pub async fn run_with(
         tasks.spawn(
             async move {
                 if let Err(e) = serve.await {
-                    warn!(error = %e, "The HTTP endpoint stopped; probes and metrics are unavailable.");
+                    warn!(error = %Chain(&e), "The HTTP endpoint stopped; probes and metrics are unavailable.");
                 }
             }
             .instrument(info_span!("http")),

@@ -338,7 +338,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let http = match http.map(tokio::net::TcpListener::from_std).transpose() {
                     Ok(l) => l,
                     Err(e) => {
-                        error!(error = %e, "Cannot use the listen_http listener; the HTTP endpoint is off.");
+                        error!(error = %Chain(&e), "Cannot use the listen_http listener; the HTTP endpoint is off.");
                         None
                     }
                 };
@@ -432,7 +432,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let summary = match engine.rotate(jiff::Timestamp::now(), opts) {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("caretaker-agent: {e}");
+                    eprintln!("caretaker-agent: {}", Chain(&e));
                     return Ok(ExitCode::from(EXIT_TEMPFAIL));
                 }
             };

@@ -8,6 +8,7 @@
 //! the file, [`Opening`]), serves, and closes the store before the Lease is released
 //! (the order is [`crate::leader::replica`]'s).
 
+use caretaker_core::error::Chain;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -213,7 +214,7 @@ impl Standby {
             return;
         };
         match tokio::time::timeout(Duration::from_secs(1), handle).await {
-            Ok(Ok(Err(e))) => warn!(error = %e, "The standby HTTP server failed."),
+            Ok(Ok(Err(e))) => warn!(error = %Chain(&e), "The standby HTTP server failed."),
             Ok(_) => {}
             Err(_) => warn!("The standby HTTP server did not stop within 1s; going on."),
         }
@@ -252,7 +253,7 @@ async fn open_store_as_leader(
             Opening::Attempt => match open_store(cfg) {
                 Ok(s) => return Ok(Some(s)),
                 Err(e @ StoreError::Locked { .. }) if tokio::time::Instant::now() < give_up => {
-                    warn!(error = %e, "The store is still open in the former leader; retrying.");
+                    warn!(error = %Chain(&e), "The store is still open in the former leader; retrying.");
                     Opening::Waiting
                 }
                 Err(source) => {

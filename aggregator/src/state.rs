@@ -1,6 +1,7 @@
 //! The aggregator's shared state: the durable store, an in-memory copy of every node's
 //! latest entry for fast queries, metrics, and the freshness rule.
 
+use caretaker_core::error::Chain;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -204,7 +205,7 @@ impl State {
             Ok(r) => r,
             Err(e) => {
                 if !matches!(e, StoreError::Corrupt { .. } | StoreError::Closed) {
-                    tracing::warn!(error = %e, "A store write failed; not ready until the store is reopened and writes again.");
+                    tracing::warn!(error = %Chain(&e), "A store write failed; not ready until the store is reopened and writes again.");
                     self.store_writable.store(false, Ordering::SeqCst);
                 }
                 self.metrics
@@ -392,7 +393,7 @@ impl State {
             });
         }
         if let Err(e) = self.history.annotate(&mut report) {
-            tracing::warn!(error = %e, "Cannot read finding history; the report shows findings as new.");
+            tracing::warn!(error = %Chain(&e), "Cannot read finding history; the report shows findings as new.");
         }
         report
     }
@@ -604,7 +605,7 @@ impl State {
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "The store still cannot write; retrying.");
+                tracing::warn!(error = %Chain(&e), "The store still cannot write; retrying.");
                 false
             }
         }

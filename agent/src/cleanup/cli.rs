@@ -1,6 +1,7 @@
 //! `caretaker-agent cleanup --emergency [--target-free-percent N] [--apply]`: a dry run
 //! unless `--apply` is given.
 
+use caretaker_core::error::Chain;
 use std::path::Path;
 
 use super::emergency::{Options, Progress, StatvfsProbe, Summary, run as run_steps};
@@ -65,7 +66,7 @@ pub async fn run(cfg: &AgentConfig, rootfs: &Path, args: &CleanupArgs) -> Result
     {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(error = %e, "No image runtime answered; only the log steps run.");
+            tracing::warn!(error = %Chain(&e), "No image runtime answered; only the log steps run.");
             Vec::new()
         }
     };

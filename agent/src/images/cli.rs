@@ -5,6 +5,7 @@
 //! `high_threshold_percent`, the threshold rule (see [`super::plan`]); every image gets a
 //! line with its decision and the reason.
 
+use caretaker_core::error::Chain;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -63,7 +64,7 @@ pub async fn prune<R: ImageRuntime>(
     let disk = match rt.image_fs().await {
         Ok(fs) => Some(fs.disk),
         Err(e) => {
-            warn!(runtime = rt.name(), error = %e, "Cannot measure the image filesystem; only the age rule applies.");
+            warn!(runtime = rt.name(), error = %Chain(&e), "Cannot measure the image filesystem; only the age rule applies.");
             None
         }
     };

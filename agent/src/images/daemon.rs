@@ -16,6 +16,7 @@
 //! Runtime connections are made lazily and remade after a check that met an error, so an
 //! engine that starts after the agent, or restarts, is picked up at the next check.
 
+use caretaker_core::error::Chain;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -156,7 +157,7 @@ impl<R: ImageRuntime> ImageTask<R> {
                     self.runtimes = Some(rts);
                 }
                 Err(e) => {
-                    warn!(error = %e, "No container runtime answers; images are not checked.");
+                    warn!(error = %Chain(&e), "No container runtime answers; images are not checked.");
                     errors.push(error("connect", &e));
                 }
             }
@@ -167,7 +168,7 @@ impl<R: ImageRuntime> ImageTask<R> {
             match check_runtime(rt, mem, &self.settings, &mut errors).await {
                 Ok(r) => runtimes.push(r),
                 Err(e) => {
-                    warn!(runtime = rt.name(), error = %e, "Image check failed.");
+                    warn!(runtime = rt.name(), error = %Chain(&e), "Image check failed.");
                     errors.push(error(rt.name(), &e));
                 }
             }

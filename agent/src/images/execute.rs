@@ -8,6 +8,7 @@
 //! layers); the measurement is [`super::runtime::ImageFs::used_bytes`] before and after
 //! (CRI's `used_bytes`, Docker's filesystem usage), which counts every shared layer once.
 
+use caretaker_core::error::Chain;
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -44,7 +45,7 @@ pub async fn apply<R: ImageRuntime>(
     } else {
         rt.image_fs()
             .await
-            .map_err(|e| warn!(error = %e, "Cannot measure the image filesystem before pruning."))
+            .map_err(|e| warn!(error = %Chain(&e), "Cannot measure the image filesystem before pruning."))
             .ok()
     };
     let mut decisions = Vec::with_capacity(plan.decisions.len());

@@ -7,6 +7,7 @@
 //! channel; the collector puts the latest into every node report (`log_check`), and the
 //! aggregator merges them into the cluster report.
 
+use caretaker_core::error::Chain;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -197,7 +198,7 @@ pub async fn run(
                 tx.send_replace(Some(summary));
             }
             Err(e) => {
-                warn!(error = %e, "The log check task failed; it stops.");
+                warn!(error = %Chain(&e), "The log check task failed; it stops.");
                 return;
             }
         }

@@ -486,7 +486,7 @@ impl Parser {
             return !closes;
         }
         if let Err(e) = b.policy.apply(&name, &args, script.as_deref(), self.perms) {
-            self.err(file, lineno, e);
+            self.err(file, lineno, e.to_string());
             b.failed = true;
         }
         !closes
@@ -536,7 +536,7 @@ impl Parser {
             return Ok(());
         }
         if let Err(e) = globals.apply(&name, &args, None, self.perms) {
-            self.err(file, lineno, e);
+            self.err(file, lineno, e.to_string());
         }
         Ok(())
     }
@@ -566,7 +566,7 @@ impl Parser {
             return;
         }
         if let Err(e) = b.policy.validate() {
-            self.err(file, close_line, e);
+            self.err(file, close_line, e.to_string());
             return;
         }
         self.out.policies.push(b.policy);

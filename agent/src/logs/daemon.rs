@@ -14,6 +14,7 @@
 //! # }
 //! ```
 
+use caretaker_core::error::Chain;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -265,7 +266,7 @@ pub async fn run(
                 tx.send_replace(Some(summary));
             }
             Err(e) => {
-                warn!(error = %e, "The log rotation pass panicked; the next pass tries again.")
+                warn!(error = %Chain(&e), "The log rotation pass panicked; the next pass tries again.")
             }
         }
         next = Instant::now() + jittered(task.check_interval);

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use caretaker_core::error::Chain;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
@@ -261,7 +262,7 @@ impl LogEngine {
             Err(e) => RotationSummary {
                 errors: vec![LogError {
                     place: self.state_file.display().to_string(),
-                    message: e.to_string(),
+                    message: Chain(&e).to_string(),
                 }],
                 ..RotationSummary::default()
             },

@@ -25,7 +25,7 @@ pub enum LockError {
         "another caretaker run holds the rotation lock {path} (waited {waited:?}); try again when it has finished"
     )]
     Busy { path: PathBuf, waited: Duration },
-    #[error("cannot open the rotation lock {path}: {source}")]
+    #[error("cannot open the rotation lock {path}")]
     Open {
         path: PathBuf,
         #[source]

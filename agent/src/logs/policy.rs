@@ -11,6 +11,78 @@ use nix::unistd::{Group, Uid, User};
 
 use super::dateformat::DateFormat;
 
+/// Why a directive or a block is refused. The messages are logrotate users' sentences
+/// (tests and the logrotate corpus compare them byte for byte).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{name} takes no argument, found {found:?}")]
+    NoArgument { name: String, found: String },
+    #[error("weekly takes a weekday 0-7 (0 = Sunday, 7 = every 7 days), found {0:?}")]
+    Weekday(String),
+    #[error("weekly takes at most one argument (a weekday 0-7)")]
+    WeeklyArguments,
+    #[error("rotate takes a count (0 or more, or -1 to keep all), found {0:?}")]
+    RotateCount(String),
+    #[error("shredcycles is too large")]
+    ShredcyclesTooLarge,
+    #[error(transparent)]
+    DateFormat(#[from] super::dateformat::Error),
+    #[error(
+        "compresscmd {0}: only gzip and zstd are built in; set logs.allow_compresscmd: true in the agent config to run other commands"
+    )]
+    Compresscmd(String),
+    #[error("su takes a user and a group")]
+    SuArguments,
+    #[error(
+        "{0} scripts are disabled: set logs.allow_scripts: true in the agent config to run them; this block is not loaded"
+    )]
+    ScriptsDisabled(String),
+    #[error("unknown directive {0:?}")]
+    UnknownDirective(String),
+    #[error("a block needs at least one file pattern")]
+    NoPattern,
+    #[error("copy and copytruncate exclude each other")]
+    CopyAndCopytruncate,
+    #[error("file pattern {0:?} must be an absolute path")]
+    RelativePattern(String),
+    #[error("{name} {arg:?} must be part of a file name (no '/', no '..', no control characters)")]
+    NamePart { name: String, arg: String },
+    #[error("{0} needs an argument")]
+    MissingArgument(String),
+    #[error("{name} takes one argument, found {found:?}")]
+    ArgumentCount { name: String, found: String },
+    #[error("{name} takes a number, found {found:?}")]
+    NotANumber { name: String, found: String },
+    /// The size sentence is part of this message, not a cause printed after it.
+    #[error("{name}: {problem}")]
+    Size { name: String, problem: SizeError },
+    #[error("compressoptions level {option} is out of range -{min}..-{max}")]
+    LevelRange { option: String, min: i64, max: i64 },
+    #[error("compressoptions {0:?} is not understood by the built-in compressor (only -LEVEL)")]
+    CompressOption(String),
+    #[error("{name}: mode {mode:?} is not octal")]
+    ModeNotOctal { name: String, mode: String },
+    #[error("{name}: mode {mode:?} is out of range")]
+    ModeRange { name: String, mode: String },
+    #[error("{name} takes [MODE] [OWNER [GROUP]], found {found:?}")]
+    CreateArguments { name: String, found: String },
+    #[error("unknown user {0:?}")]
+    UnknownUser(String),
+    #[error("unknown group {0:?}")]
+    UnknownGroup(String),
+}
+
+/// Why a logrotate size does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum SizeError {
+    #[error("{0:?} is not a size (write e.g. 100, 100k, 10M, 1G)")]
+    NotASize(String),
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// The time criterion of a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -343,13 +415,13 @@ impl Policy {
         args: &[String],
         script: Option<&str>,
         perms: Permissions,
-    ) -> Result<(), String> {
-        let no_args = |p: &mut Self, f: fn(&mut Self)| -> Result<(), String> {
+    ) -> Result<()> {
+        let no_args = |p: &mut Self, f: fn(&mut Self)| -> Result<()> {
             if !args.is_empty() {
-                return Err(format!(
-                    "{name} takes no argument, found {:?}",
-                    args.join(" ")
-                ));
+                return Err(Error::NoArgument {
+                    name: name.to_string(),
+                    found: args.join(" "),
+                });
             }
             f(p);
             Ok(())
@@ -365,12 +437,10 @@ impl Policy {
                     [d] => match d.parse::<u8>() {
                         Ok(n) if n <= 7 => n,
                         _ => {
-                            return Err(format!(
-                                "weekly takes a weekday 0-7 (0 = Sunday, 7 = every 7 days), found {d:?}"
-                            ));
+                            return Err(Error::Weekday(d.clone()));
                         }
                     },
-                    _ => return Err("weekly takes at most one argument (a weekday 0-7)".into()),
+                    _ => return Err(Error::WeeklyArguments),
                 };
                 self.set_frequency(Frequency::Weekly(day));
                 Ok(())
@@ -392,9 +462,7 @@ impl Policy {
                 self.rotate = match n.parse::<i64>() {
                     Ok(v) if v >= -1 => v,
                     _ => {
-                        return Err(format!(
-                            "rotate takes a count (0 or more, or -1 to keep all), found {n:?}"
-                        ));
+                        return Err(Error::RotateCount(n.to_string()));
                     }
                 };
                 Ok(())
@@ -412,8 +480,8 @@ impl Policy {
                 Ok(())
             }
             "shredcycles" => {
-                self.shredcycles = u32::try_from(one_u64(name, args)?)
-                    .map_err(|_| "shredcycles is too large".to_string())?;
+                self.shredcycles =
+                    u32::try_from(one_u64(name, args)?).map_err(|_| Error::ShredcyclesTooLarge)?;
                 Ok(())
             }
             "missingok" => no_args(self, |p| p.missingok = true),
@@ -480,8 +548,7 @@ impl Policy {
                 Ok(())
             }
             "dateformat" => {
-                self.dateformat =
-                    Some(DateFormat::parse(one_arg(name, args)?).map_err(|e| e.to_string())?);
+                self.dateformat = Some(DateFormat::parse(one_arg(name, args)?)?);
                 Ok(())
             }
             "compressext" => {
@@ -504,9 +571,7 @@ impl Policy {
                         options: Vec::new(),
                     },
                     _ => {
-                        return Err(format!(
-                            "compresscmd {cmd}: only gzip and zstd are built in; set logs.allow_compresscmd: true in the agent config to run other commands"
-                        ));
+                        return Err(Error::Compresscmd(cmd.to_string()));
                     }
                 };
                 self.apply_compressoptions()
@@ -519,7 +584,7 @@ impl Policy {
                 let (user, group) = match args {
                     [u] => (u.as_str(), None),
                     [u, g] => (u.as_str(), Some(g.as_str())),
-                    _ => return Err("su takes a user and a group".into()),
+                    _ => return Err(Error::SuArguments),
                 };
                 let uid = resolve_user(user)?;
                 let gid = match group {
@@ -542,9 +607,7 @@ impl Policy {
             }
             s if SCRIPT_DIRECTIVES.contains(&s) => {
                 if !perms.scripts {
-                    return Err(format!(
-                        "{s} scripts are disabled: set logs.allow_scripts: true in the agent config to run them; this block is not loaded"
-                    ));
+                    return Err(Error::ScriptsDisabled(s.to_string()));
                 }
                 let body = script.unwrap_or_default().to_string();
                 let slot = match s {
@@ -557,7 +620,7 @@ impl Policy {
                 *slot = Some(body);
                 Ok(())
             }
-            _ => Err(format!("unknown directive {name:?}")),
+            _ => Err(Error::UnknownDirective(name.to_string())),
         }
     }
 
@@ -567,7 +630,7 @@ impl Policy {
         self.size = None;
     }
 
-    fn apply_compressoptions(&mut self) -> Result<(), String> {
+    fn apply_compressoptions(&mut self) -> Result<()> {
         let Some(opts) = self.compressoptions.clone() else {
             return Ok(());
         };
@@ -608,16 +671,16 @@ impl Policy {
     ///
     /// # Errors
     /// A sentence naming the conflicting directives.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
         if self.patterns.is_empty() {
-            return Err("a block needs at least one file pattern".into());
+            return Err(Error::NoPattern);
         }
         if self.copy && self.copytruncate {
-            return Err("copy and copytruncate exclude each other".into());
+            return Err(Error::CopyAndCopytruncate);
         }
         for p in &self.patterns {
             if !p.starts_with('/') {
-                return Err(format!("file pattern {p:?} must be an absolute path"));
+                return Err(Error::RelativePattern(p.clone()));
             }
         }
         Ok(())
@@ -627,11 +690,12 @@ impl Policy {
 /// An argument that becomes part of a file name (`extension`, `addextension`,
 /// `compressext`): no `/`, no `..`, no control characters, so an archive name never
 /// leaves the log's directory.
-fn name_part<'a>(name: &str, arg: &'a str) -> Result<&'a str, String> {
+fn name_part<'a>(name: &str, arg: &'a str) -> Result<&'a str> {
     if arg.contains('/') || arg.contains("..") || arg.chars().any(char::is_control) {
-        return Err(format!(
-            "{name} {arg:?} must be part of a file name (no '/', no '..', no control characters)"
-        ));
+        return Err(Error::NamePart {
+            name: name.to_string(),
+            arg: arg.to_string(),
+        });
     }
     Ok(arg)
 }
@@ -658,20 +722,23 @@ fn split_plus(args: &[String]) -> (bool, Vec<String>) {
     (add, items)
 }
 
-fn one_arg<'a>(name: &str, args: &'a [String]) -> Result<&'a str, String> {
+fn one_arg<'a>(name: &str, args: &'a [String]) -> Result<&'a str> {
     match args {
         [a] => Ok(a),
-        [] => Err(format!("{name} needs an argument")),
-        _ => Err(format!(
-            "{name} takes one argument, found {:?}",
-            args.join(" ")
-        )),
+        [] => Err(Error::MissingArgument(name.to_string())),
+        _ => Err(Error::ArgumentCount {
+            name: name.to_string(),
+            found: args.join(" "),
+        }),
     }
 }
 
-fn one_u64(name: &str, args: &[String]) -> Result<u64, String> {
+fn one_u64(name: &str, args: &[String]) -> Result<u64> {
     let a = one_arg(name, args)?;
-    parse_c_number(a).ok_or_else(|| format!("{name} takes a number, found {a:?}"))
+    parse_c_number(a).ok_or_else(|| Error::NotANumber {
+        name: name.to_string(),
+        found: a.to_string(),
+    })
 }
 
 /// strtoul-style: decimal, `0x` hex or leading-0 octal.
@@ -685,15 +752,18 @@ fn parse_c_number(s: &str) -> Option<u64> {
     }
 }
 
-fn one_size(name: &str, args: &[String]) -> Result<u64, String> {
-    parse_size(one_arg(name, args)?).map_err(|e| format!("{name}: {e}"))
+fn one_size(name: &str, args: &[String]) -> Result<u64> {
+    parse_size(one_arg(name, args)?).map_err(|problem| Error::Size {
+        name: name.to_string(),
+        problem,
+    })
 }
 
 /// A logrotate size: bytes, or with a `k`, `M` or `G` suffix (powers of 1024).
 ///
 /// # Errors
 /// Not a number with an optional suffix.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
     let (num, mult) = match s.chars().last() {
         Some('k' | 'K') => (&s[..s.len() - 1], 1024),
         Some('M') => (&s[..s.len() - 1], 1024 * 1024),
@@ -702,19 +772,21 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a size (write e.g. 100, 100k, 10M, 1G)"))?;
+        .map_err(|_| SizeError::NotASize(s.to_string()))?;
     n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+        .ok_or_else(|| SizeError::TooLarge(s.to_string()))
 }
 
-fn level_from(opts: &str, min: i64, max: i64) -> Result<Option<i64>, String> {
+fn level_from(opts: &str, min: i64, max: i64) -> Result<Option<i64>> {
     let mut level = None;
     for o in opts.split_whitespace() {
         if let Some(n) = o.strip_prefix('-').and_then(|d| d.parse::<i64>().ok()) {
             if !(min..=max).contains(&n) {
-                return Err(format!(
-                    "compressoptions level {o} is out of range -{min}..-{max}"
-                ));
+                return Err(Error::LevelRange {
+                    option: o.to_string(),
+                    min,
+                    max,
+                });
             }
             level = Some(n);
         } else if o.starts_with("-T")
@@ -726,24 +798,27 @@ fn level_from(opts: &str, min: i64, max: i64) -> Result<Option<i64>, String> {
         {
             // Thread counts and cosmetic flags do not change the format.
         } else {
-            return Err(format!(
-                "compressoptions {o:?} is not understood by the built-in compressor (only -LEVEL)"
-            ));
+            return Err(Error::CompressOption(o.to_string()));
         }
     }
     Ok(level)
 }
 
-fn create_spec(name: &str, args: &[String]) -> Result<CreateSpec, String> {
+fn create_spec(name: &str, args: &[String]) -> Result<CreateSpec> {
     let mut spec = CreateSpec::default();
     let mut rest = args;
     if let Some(first) = rest.first()
         && first.chars().all(|c| c.is_ascii_digit())
     {
-        let mode = u32::from_str_radix(first, 8)
-            .map_err(|_| format!("{name}: mode {first:?} is not octal"))?;
+        let mode = u32::from_str_radix(first, 8).map_err(|_| Error::ModeNotOctal {
+            name: name.to_string(),
+            mode: first.clone(),
+        })?;
         if mode > 0o7777 {
-            return Err(format!("{name}: mode {first:?} is out of range"));
+            return Err(Error::ModeRange {
+                name: name.to_string(),
+                mode: first.clone(),
+            });
         }
         spec.mode = Some(mode);
         rest = &rest[1..];
@@ -756,27 +831,27 @@ fn create_spec(name: &str, args: &[String]) -> Result<CreateSpec, String> {
             spec.gid = Some(resolve_group(g)?);
         }
         _ => {
-            return Err(format!(
-                "{name} takes [MODE] [OWNER [GROUP]], found {:?}",
-                args.join(" ")
-            ));
+            return Err(Error::CreateArguments {
+                name: name.to_string(),
+                found: args.join(" "),
+            });
         }
     }
     Ok(spec)
 }
 
 /// A user name or number (names first, as logrotate does).
-fn resolve_user(s: &str) -> Result<u32, String> {
+fn resolve_user(s: &str) -> Result<u32> {
     match User::from_name(s) {
         Ok(Some(u)) => Ok(u.uid.as_raw()),
-        _ => s.parse().map_err(|_| format!("unknown user {s:?}")),
+        _ => s.parse().map_err(|_| Error::UnknownUser(s.to_string())),
     }
 }
 
-fn resolve_group(s: &str) -> Result<u32, String> {
+fn resolve_group(s: &str) -> Result<u32> {
     match Group::from_name(s) {
         Ok(Some(g)) => Ok(g.gid.as_raw()),
-        _ => s.parse().map_err(|_| format!("unknown group {s:?}")),
+        _ => s.parse().map_err(|_| Error::UnknownGroup(s.to_string())),
     }
 }
 
@@ -789,6 +864,7 @@ mod tests {
         let name = it.next().unwrap();
         let args: Vec<String> = it.map(String::from).collect();
         p.apply(name, &args, None, Permissions::default())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -810,7 +886,12 @@ mod tests {
         assert_eq!(parse_size("100k").unwrap(), 102_400);
         assert_eq!(parse_size("2M").unwrap(), 2 * 1024 * 1024);
         assert_eq!(parse_size("1G").unwrap(), 1 << 30);
-        assert!(parse_size("1T").unwrap_err().contains("is not a size"));
+        assert!(
+            parse_size("1T")
+                .unwrap_err()
+                .to_string()
+                .contains("is not a size")
+        );
     }
 
     #[test]
@@ -876,7 +957,8 @@ mod tests {
                 Some("kill -HUP 1"),
                 Permissions::default(),
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("allow_scripts"), "{err}");
         p.apply(
             "postrotate",

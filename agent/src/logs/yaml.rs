@@ -128,17 +128,20 @@ impl PolicyConfig {
                 }
                 Arg::Str(s) => match super::conf::shell_words(s) {
                     Ok(words) => p.apply(name, &words, None, perms),
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        errors.push((place(name), e));
+                        Ok(())
+                    }
                 },
             };
             if let Err(e) = res {
-                errors.push((place(name), e));
+                errors.push((place(name), e.to_string()));
             }
         }
         if errors.is_empty()
             && let Err(e) = p.validate()
         {
-            errors.push((place("files"), e));
+            errors.push((place("files"), e.to_string()));
         }
         if errors.is_empty() {
             Ok(p)

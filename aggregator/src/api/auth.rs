@@ -16,6 +16,7 @@
 //! the last good token and is logged once, naming the file. Tokens from environment
 //! variables are read once.
 
+use caretaker_core::error::Chain;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -47,7 +48,7 @@ pub const ADMIN_GRPC_METHODS: &[&str] = &["/caretaker.v1.Query/RunChecks"];
 /// Errors loading the tokens.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("auth.tokens {name}: cannot read token file {path}: {source}")]
+    #[error("auth.tokens {name}: cannot read token file {path}")]
     Read {
         name: String,
         path: std::path::PathBuf,
@@ -269,7 +270,7 @@ impl Auth {
                 Err(e) => error!(
                     token = %name,
                     path = %w.path.display(),
-                    error = %e,
+                    error = %Chain(&e),
                     "Token file changed but does not hold a usable token; still accepting the previous token."
                 ),
             }

@@ -21,6 +21,7 @@ use axum::extract::{Path, Query, State as AxState};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use caretaker_core::error::Chain;
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -57,7 +58,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Response> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, Chain(&e))),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
     }
 }
@@ -105,7 +106,7 @@ async fn report(AxState(state): AxState<Arc<State>>, Query(q): Query<ReportQuery
 async fn run_now(AxState(state): AxState<Arc<State>>) -> Response {
     match state.run_round_now().await {
         Ok(()) => Json(state.cluster_report(Timestamp::now())).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, Chain(&e)),
     }
 }
 

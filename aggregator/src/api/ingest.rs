@@ -30,6 +30,7 @@
 //! ends with `RESOURCE_EXHAUSTED`. So beyond the budget the aggregator holds at most one
 //! message ([`crate::api::server::MAX_MESSAGE_BYTES`]) per stream waiting for room.
 
+use caretaker_core::error::Chain;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -404,9 +405,12 @@ async fn send_acks(
             Pending::Commit(key, answer, _permit) => match answer.await {
                 Ok(Ok(outcome)) => ack(key, outcome != Outcome::Stored, String::new()),
                 Ok(Err(e)) => {
-                    warn!(error = %e, node = %key.node_name, "Cannot store a report; closing the stream.");
+                    warn!(error = %Chain(&e), node = %key.node_name, "Cannot store a report; closing the stream.");
                     let _ = tx
-                        .send(Err(Status::unavailable(format!("store error: {e}"))))
+                        .send(Err(Status::unavailable(format!(
+                            "store error: {}",
+                            Chain(&e)
+                        ))))
                         .await;
                     break;
                 }
@@ -623,7 +627,7 @@ impl StreamReader {
                 match service.committer.submit(report, bytes).await {
                     Ok(answer) => Pending::Commit(key, answer, permit),
                     Err(e) => {
-                        warn!(error = %e, "Cannot queue a report; closing the stream.");
+                        warn!(error = %Chain(&e), "Cannot queue a report; closing the stream.");
                         return Step::End(Some(Status::unavailable(
                             "the aggregator is shutting down",
                         )));

@@ -10,6 +10,7 @@
 //! Past [`HttpLimits::max_connections`] the listener stops accepting until a connection
 //! closes; new clients wait in the kernel's backlog, the open ones are not disturbed.
 
+use caretaker_core::error::Chain;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +80,7 @@ where
                 }
             };
             if let Err(e) = result {
-                debug!(?peer, error = %e, "HTTP connection ended with an error.");
+                debug!(?peer, error = %Chain(&e), "HTTP connection ended with an error.");
             }
         });
     }

@@ -1,5 +1,6 @@
 //! gRPC `Query`: the merged report and per-node reports.
 
+use caretaker_core::error::Chain;
 use std::sync::Arc;
 
 use caretaker_proto::pb::{self, query_server::Query};
@@ -35,7 +36,7 @@ impl Query for QueryService {
                 tokio::task::spawn_blocking(move || state.history().at(at))
                     .await
                     .map_err(|e| Status::internal(e.to_string()))?
-                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(|e| Status::internal(Chain(&e).to_string()))?
                     .ok_or_else(|| {
                         Status::not_found(format!("no report recorded at or before {at}"))
                     })?
@@ -67,7 +68,7 @@ impl Query for QueryService {
         self.state
             .run_round_now()
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(|e| Status::unavailable(Chain(&e).to_string()))?;
         let report = self.state.cluster_report(Timestamp::now());
         report
             .to_wire()

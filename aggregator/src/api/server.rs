@@ -75,11 +75,11 @@ type BoxedServer =
 /// Server errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("gRPC server: {0}")]
+    #[error("gRPC server")]
     Grpc(#[from] tonic::transport::Error),
-    #[error("HTTP server: {0}")]
+    #[error("HTTP server")]
     Http(#[from] std::io::Error),
-    #[error("gRPC reflection: {0}")]
+    #[error("gRPC reflection")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
 

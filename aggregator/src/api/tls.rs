@@ -19,6 +19,7 @@
 //! half written) is reported and the previous config kept. Established connections keep
 //! their session; agents reconnect and resend what was not acked.
 
+use caretaker_core::error::Chain;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -54,7 +55,7 @@ const ACCEPT_QUEUE: usize = 64;
 /// TLS setup errors, each naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read TLS file {path}: {source}")]
+    #[error("cannot read TLS file {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -66,7 +67,7 @@ pub enum TlsError {
     Pem { path: PathBuf, message: String },
     #[error("TLS CA file {path}: {message}")]
     Ca { path: PathBuf, message: String },
-    #[error("TLS certificate {cert} and key {key} do not make a server config: {source}")]
+    #[error("TLS certificate {cert} and key {key} do not make a server config")]
     Config {
         cert: PathBuf,
         key: PathBuf,
@@ -274,7 +275,7 @@ impl ReloadingTls {
                 }
                 Err(e) => {
                     // Remember the stamp so that a broken set is reported once, not per connection.
-                    warn!(error = %e, "TLS files changed but do not load; still serving the previous certificate.");
+                    warn!(error = %Chain(&e), "TLS files changed but do not load; still serving the previous certificate.");
                     cur.0 = now;
                 }
             }
@@ -301,7 +302,7 @@ pub fn incoming(
                     r = listener.accept() => match r {
                         Ok(c) => c,
                         Err(e) => {
-                            warn!(error = %e, "Cannot accept a connection.");
+                            warn!(error = %Chain(&e), "Cannot accept a connection.");
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
@@ -316,7 +317,7 @@ pub fn incoming(
                             let _ = tx.send((stream, peer)).await;
                         }
                         Ok(Err(e)) => {
-                            warn!(%peer, error = %e, "TLS handshake failed; connection refused.")
+                            warn!(%peer, error = %Chain(&e), "TLS handshake failed; connection refused.")
                         }
                         Err(_) => warn!(%peer, "TLS handshake timed out; connection closed."),
                     }

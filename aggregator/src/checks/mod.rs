@@ -28,6 +28,7 @@ pub mod quantity;
 pub mod render;
 pub mod resources;
 pub mod services;
+pub mod signals;
 pub mod silence;
 pub mod velero;
 pub mod vulnerabilities;
@@ -259,6 +260,34 @@ pub struct Check {
     pub name: &'static str,
     pub run: fn(&ClusterState, &ChecksConfig, Timestamp) -> CheckResult,
 }
+
+/// A check that reads a signal source instead of the cluster state (see [`signals`]):
+/// asynchronous, it fills its part of the round's report, and gives `None` when its
+/// source is not configured.
+pub struct SignalCheck {
+    pub name: &'static str,
+    pub run: for<'a> fn(
+        &'a crate::signals::config::SignalsConfig,
+        Timestamp,
+        &'a mut crate::report::SignalsReport,
+    ) -> futures_util::future::BoxFuture<'a, Option<CheckResult>>,
+}
+
+/// Every signal check, in report order (after the cluster checks of [`ALL`]).
+pub const SIGNALS: &[SignalCheck] = &[
+    SignalCheck {
+        name: "http_endpoints",
+        run: signals::http_endpoints,
+    },
+    SignalCheck {
+        name: "prometheus",
+        run: signals::prometheus,
+    },
+    SignalCheck {
+        name: "alertmanager",
+        run: signals::alertmanager,
+    },
+];
 
 /// Every check, in report order.
 pub const ALL: &[Check] = &[

@@ -32,7 +32,7 @@ use crate::cluster::{ClusterState, Resource, live};
 /// The audit log cannot be written: nothing more is deleted.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("cannot write audit log {path}: {source}")]
+    #[error("cannot write audit log {path}")]
     Audit {
         path: PathBuf,
         #[source]

@@ -280,8 +280,8 @@ impl Args {
 
 /// `serve`'s config, loaded and built; every failure is a usage error naming the file.
 fn serve(config: &std::path::Path, env: impl Fn(&str) -> Option<String>) -> Result<App, ArgsError> {
-    let mut cfg: AggregatorConfig =
-        caretaker_core::config::load_yaml(config).map_err(|e| ArgsError::Usage(e.to_string()))?;
+    let mut cfg: AggregatorConfig = caretaker_core::config::load_yaml(config)
+        .map_err(|e| ArgsError::Usage(Chain(&e).to_string()))?;
     if let Err(e) = cfg.schedule.notifications.resolve_env(&env) {
         let var = crate::schedule::config::WEBHOOK_URL_ENV;
         return Err(ArgsError::Usage(format!("${var}: {e}")));
@@ -290,7 +290,7 @@ fn serve(config: &std::path::Path, env: impl Fn(&str) -> Option<String>) -> Resu
         ArgsError::Usage(match e {
             BuildError::Invalid(e) => format!("invalid config file {}: {e}", config.display()),
             BuildError::Election(e) => format!("invalid config file {}: {e}", config.display()),
-            e => format!("{}: {e}", config.display()),
+            e => format!("{}: {}", config.display(), Chain(&e)),
         })
     })
 }

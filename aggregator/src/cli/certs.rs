@@ -29,9 +29,9 @@ use crate::api::tls::{NODE_URI_PREFIX, SHARED_NODE_URI};
 /// Errors of `certs`.
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
-    #[error("certificate generation: {0}")]
+    #[error("certificate generation")]
     Rcgen(#[from] rcgen::Error),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

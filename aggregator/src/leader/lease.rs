@@ -15,6 +15,7 @@
 //! so when two replicas race the API server accepts one and answers the other 409
 //! Conflict: "someone else won" ([`Attempt::Conflict`]).
 
+use caretaker_core::error::Chain;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -34,7 +35,7 @@ pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Leader-election errors.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
-    #[error("Lease {lease}: {source}")]
+    #[error("Lease {lease}")]
     Api {
         lease: String,
         #[source]
@@ -229,7 +230,7 @@ impl Elector {
                     debug!(lease = %self.lease(), "Another replica wrote the Lease first; retrying.")
                 }
                 Ok(Err(e)) => {
-                    let msg = e.to_string();
+                    let msg = Chain(&e).to_string();
                     if last_error.as_ref() != Some(&msg) {
                         warn!(error = %msg, "Cannot acquire the leader Lease; retrying.");
                         last_error = Some(msg);
@@ -274,7 +275,7 @@ impl Elector {
                         });
                     }
                     Ok(Ok(Attempt::Conflict)) => "another replica wrote the Lease".to_string(),
-                    Ok(Err(e)) => e.to_string(),
+                    Ok(Err(e)) => Chain(&e).to_string(),
                     Err(_) => "the API server did not answer in time".to_string(),
                 };
                 if Instant::now() + timing.retry_period >= deadline {

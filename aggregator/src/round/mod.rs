@@ -29,10 +29,7 @@ use crate::cleanup::{self, CleanupConfig};
 use crate::cluster::{ClusterState, dump, live, volumes};
 use crate::report::{CheckRound, NodeEvent, SignalsReport};
 use crate::schedule::config::Task;
-use crate::signals::alertmanager;
 use crate::signals::config::SignalsConfig;
-use crate::signals::endpoints;
-use crate::signals::prometheus::Prometheus;
 
 /// Kubelet event reasons about a node's disk: image garbage collection and eviction
 /// (`pkg/kubelet/events` and the eviction manager).
@@ -368,159 +365,10 @@ pub async fn read_signals(
     let mut checks = Vec::new();
     let mut report = SignalsReport::default();
 
-    if !cfg.http_endpoints.is_empty() {
-        let timeout = cfg
-            .http_endpoints
-            .iter()
-            .map(|e| e.timeout)
-            .max()
-            .unwrap_or(Duration::from_secs(5));
-        match crate::signals::client(timeout) {
-            Ok(client) => {
-                let probes = cfg
-                    .http_endpoints
-                    .iter()
-                    .map(|e| endpoints::probe(&client, e));
-                report.endpoints = futures_join_all(probes).await;
-            }
-            Err(e) => warn!(error = %e, "Cannot build the HTTP client for endpoint probes."),
+    for c in checks::SIGNALS {
+        if let Some(r) = (c.run)(cfg, now, &mut report).await {
+            checks.push(r);
         }
-        let findings = report
-            .endpoints
-            .iter()
-            .filter(|r| !r.healthy)
-            .map(|r| {
-                Finding::new(
-                    "endpoint_unhealthy",
-                    Severity::Critical,
-                    ObjectRef {
-                        kind: "Endpoint".into(),
-                        name: r.name.clone(),
-                        ..ObjectRef::default()
-                    },
-                    format!(
-                        "{} ({}): {}",
-                        r.name,
-                        r.url,
-                        r.problem.as_deref().unwrap_or("unhealthy")
-                    ),
-                )
-            })
-            .collect::<Vec<_>>();
-        let summary = format!(
-            "{} endpoint(s), {} unhealthy",
-            report.endpoints.len(),
-            findings.len()
-        );
-        checks.push(
-            CheckResult::new("http_endpoints", summary, findings)
-                .with_objects(report.endpoints.len()),
-        );
-    }
-
-    if let Some(p) = &cfg.prometheus {
-        let object = ObjectRef {
-            kind: "Prometheus".into(),
-            name: p.url.clone(),
-            ..ObjectRef::default()
-        };
-        let result = match Prometheus::new(p.clone()) {
-            Ok(prom) => match prom.figures(now).await {
-                Ok(f) => {
-                    let findings = prom
-                        .problems(&f)
-                        .into_iter()
-                        .map(|(code, msg)| {
-                            Finding::new(code, Severity::Warning, object.clone(), msg)
-                        })
-                        .collect();
-                    let summary = format!(
-                        "request rate {}, error rate {}, p95 {}",
-                        f.request_rate_per_second
-                            .map_or_else(|| "-".into(), |r| format!("{r:.1}/s")),
-                        f.error_rate
-                            .map_or_else(|| "-".into(), |e| format!("{:.2} %", e * 100.0)),
-                        f.p95_latency_seconds
-                            .map_or_else(|| "-".into(), |l| format!("{l:.3} s")),
-                    );
-                    report.prometheus = Some(f);
-                    CheckResult::new("prometheus", summary, findings)
-                }
-                Err(e) => CheckResult::new(
-                    "prometheus",
-                    "Prometheus could not be queried",
-                    vec![Finding::new(
-                        "prometheus_unreachable",
-                        Severity::Warning,
-                        object,
-                        e.to_string(),
-                    )],
-                ),
-            },
-            Err(e) => CheckResult::new(
-                "prometheus",
-                "no HTTP client",
-                vec![Finding::new(
-                    "prometheus_unreachable",
-                    Severity::Warning,
-                    object,
-                    e.to_string(),
-                )],
-            ),
-        };
-        checks.push(result);
-    }
-
-    if let Some(a) = &cfg.alertmanager {
-        let result = match alertmanager::alerts_now(a).await {
-            Ok(now_alerts) => {
-                let findings = now_alerts
-                    .firing
-                    .iter()
-                    .map(|al| {
-                        let severity = match al.severity.as_deref() {
-                            Some("critical" | "page") => Severity::Critical,
-                            Some("warning") => Severity::Warning,
-                            _ => Severity::Info,
-                        };
-                        let object = ObjectRef {
-                            kind: "Alert".into(),
-                            namespace: al.labels.get("namespace").cloned(),
-                            name: al.name.clone(),
-                            uid: None,
-                        };
-                        let msg = al
-                            .summary
-                            .clone()
-                            .unwrap_or_else(|| format!("{} is firing", al.name));
-                        Finding::new("alert_firing", severity, object, msg)
-                    })
-                    .collect();
-                let summary = format!(
-                    "{} firing, {} silenced, {} inhibited",
-                    now_alerts.firing.len(),
-                    now_alerts.silenced.len(),
-                    now_alerts.inhibited.len()
-                );
-                report.alerts = Some(now_alerts);
-                CheckResult::new("alertmanager", summary, findings)
-            }
-            Err(e) => CheckResult::new(
-                "alertmanager",
-                "Alertmanager could not be read",
-                vec![Finding::new(
-                    "alertmanager_unreachable",
-                    Severity::Warning,
-                    ObjectRef {
-                        kind: "Alertmanager".into(),
-                        name: a.url.clone(),
-                        ..ObjectRef::default()
-                    },
-                    e.to_string(),
-                )],
-            ),
-        };
-        checks.push(result);
     }
     (checks, Some(report))
 }
@@ -535,7 +383,7 @@ async fn notify(
         match state.store().get_meta_async(NOTIFY_STATE_KEY).await {
             Ok(s) => s.unwrap_or_default(),
             Err(e) => {
-                warn!(error = %e, "Cannot read the notifier state; starting afresh.");
+                warn!(error = %Chain(&e), "Cannot read the notifier state; starting afresh.");
                 Default::default()
             }
         };
@@ -546,11 +394,11 @@ async fn notify(
                 tracing::info!(text = %n.text, "Notification sent.");
             }
             if let Err(e) = state.store().put_meta_async(NOTIFY_STATE_KEY, ns).await {
-                warn!(error = %e, "Cannot store the notifier state; a notification may repeat.");
+                warn!(error = %Chain(&e), "Cannot store the notifier state; a notification may repeat.");
             }
         }
         Err(e) => {
-            warn!(error = %e, "Notification not delivered; it is retried after the next round.")
+            warn!(error = %Chain(&e), "Notification not delivered; it is retried after the next round.")
         }
     }
 }
@@ -564,15 +412,8 @@ fn review(
     now: Timestamp,
 ) {
     if let Err(e) = crate::capacity::review(state.store(), cfg, round, now) {
-        warn!(error = %e, "Cannot record usage samples; this round has no recommendations or capacity.");
+        warn!(error = %Chain(&e), "Cannot record usage samples; this round has no recommendations or capacity.");
     }
-}
-
-/// Runs futures concurrently and collects their outputs in order.
-async fn futures_join_all<F: std::future::Future>(
-    futs: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    futures_util::future::join_all(futs).await
 }
 
 /// Key of the notifier's state document in the store.
@@ -622,9 +463,9 @@ pub async fn run_loop(
                     "Scheduled run recorded in the history."
                 ),
                 Ok(Err(e)) => {
-                    warn!(kinds, error = %e, "Scheduled run finished but the history could not be written.")
+                    warn!(kinds, error = %Chain(&e), "Scheduled run finished but the history could not be written.")
                 }
-                Err(e) => warn!(kinds, error = %e, "Scheduled run task failed."),
+                Err(e) => warn!(kinds, error = %Chain(&e), "Scheduled run task failed."),
             }
             if let Some(n) = &notifier {
                 notify(&state, n, now).await;
@@ -655,9 +496,9 @@ pub async fn run_loop(
                 ),
                 Ok(Ok(None)) => tracing::debug!(checks, "Round finished."),
                 Ok(Err(e)) => {
-                    warn!(error = %e, "Round finished but the history could not be written.")
+                    warn!(error = %Chain(&e), "Round finished but the history could not be written.")
                 }
-                Err(e) => warn!(error = %e, "Round task failed."),
+                Err(e) => warn!(error = %Chain(&e), "Round task failed."),
             }
             if let Some(n) = &notifier {
                 notify(&state, n, now).await;

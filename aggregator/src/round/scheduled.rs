@@ -1,6 +1,7 @@
 //! The scheduled rounds: daily, weekly and monthly slots of [`crate::schedule`], each run
 //! as a round recorded in the history, with the run state persisted in the store.
 
+use caretaker_core::error::Chain;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -19,7 +20,7 @@ pub async fn run(state: Arc<State>, schedule: Schedule, shutdown: CancellationTo
     let run_state: RunState = match state.store().get_meta_async(RUN_STATE_KEY).await {
         Ok(s) => s.unwrap_or_default(),
         Err(e) => {
-            warn!(error = %e, "Cannot read the scheduler state; starting afresh.");
+            warn!(error = %Chain(&e), "Cannot read the scheduler state; starting afresh.");
             RunState::default()
         }
     };
@@ -36,10 +37,10 @@ pub async fn run(state: Arc<State>, schedule: Schedule, shutdown: CancellationTo
             let kinds = run.kinds.join(",");
             match st.run_scheduled_now(run).await {
                 Ok(()) => info!(%kinds, "Scheduled round recorded."),
-                Err(e) => warn!(error = %e, "Scheduled round failed; the slot is marked done anyway."),
+                Err(e) => warn!(error = %Chain(&e), "Scheduled round failed; the slot is marked done anyway."),
             }
             if let Err(e) = st.store().put_meta_async(RUN_STATE_KEY, after).await {
-                warn!(error = %e, "Cannot store the scheduler state; the slot may run again after a restart.");
+                warn!(error = %Chain(&e), "Cannot store the scheduler state; the slot may run again after a restart.");
             }
         }
     }, shutdown)

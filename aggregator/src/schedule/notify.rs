@@ -304,9 +304,9 @@ fn text(d: &Details) -> String {
 /// webhook URL is a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    #[error("cannot build the webhook HTTP client: {0}")]
+    #[error("cannot build the webhook HTTP client")]
     Client(#[source] reqwest::Error),
-    #[error("webhook POST to {host} failed: {source}")]
+    #[error("webhook POST to {host} failed")]
     Post {
         host: String,
         #[source]
@@ -434,6 +434,7 @@ mod tests {
     use super::*;
     use crate::checks::ObjectRef;
     use crate::report::{SCHEMA_VERSION, finding_key};
+    use caretaker_core::error::Chain;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -944,8 +945,8 @@ mod tests {
                 ts("2025-06-01T00:00:00Z"),
             )
             .await
-            .unwrap_err()
-            .to_string();
+            .unwrap_err();
+        let err = Chain(&err).to_string();
         assert!(
             err.starts_with("webhook POST to http://127.0.0.1:9 failed: "),
             "{err}"

@@ -84,7 +84,7 @@ struct AlertStatus {
 
 /// Errors reading Alertmanager.
 #[derive(Debug, thiserror::Error)]
-#[error("Alertmanager at {url}: {source}")]
+#[error("Alertmanager at {url}")]
 pub struct AlertmanagerError {
     pub url: String,
     #[source]

@@ -9,7 +9,7 @@ use super::config::PrometheusConfig;
 /// Errors talking to Prometheus.
 #[derive(Debug, thiserror::Error)]
 pub enum PromError {
-    #[error("Prometheus at {url}: {source}")]
+    #[error("Prometheus at {url}")]
     Http {
         url: String,
         #[source]

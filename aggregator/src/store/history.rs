@@ -10,6 +10,7 @@
 //!   over 7 days (the seed's weekly alert review).
 //! - [`diff`]: new, resolved and changed findings between two reports.
 
+use caretaker_core::error::Chain;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,7 +151,7 @@ impl History {
             Ok(())
         })();
         if let Err(e) = moved {
-            tracing::warn!(error = %e, entries = bad.len(), "Cannot move unreadable history entries to quarantine; skipping them.");
+            tracing::warn!(error = %Chain(&e), entries = bad.len(), "Cannot move unreadable history entries to quarantine; skipping them.");
         }
     }
 

@@ -57,7 +57,7 @@ pub const STORE_FILE: &str = "caretaker.redb";
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path}")]
     CreateDir {
         path: String,
         #[source]
@@ -70,7 +70,7 @@ pub enum StoreError {
         "store file {path} is locked by another process (another aggregator has it open; with leader election only the Lease holder may open it)"
     )]
     Locked { path: String },
-    #[error("store: {0}")]
+    #[error("store")]
     Redb(#[from] redb::Error),
     /// A write failed earlier and reopening the store has not yet made writes work.
     #[error("store cannot write since an I/O error (a full disk?); retrying")]
@@ -677,6 +677,24 @@ pub(crate) mod tests {
         ));
         assert!(matches!(held.reopen(), Err(StoreError::Closed)));
         assert!(matches!(held.load_all(), Err(StoreError::Closed)));
+    }
+
+    #[test]
+    fn a_store_open_failure_prints_each_cause_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let data_dir = file.join("data");
+        let err = Store::open(&data_dir).unwrap_err();
+        let StoreError::CreateDir { source, .. } = &err else {
+            panic!("{err:?}");
+        };
+        let own = format!("cannot create data directory {}", data_dir.display());
+        assert_eq!(err.to_string(), own);
+        assert_eq!(
+            caretaker_core::error::Chain(&err).to_string(),
+            format!("{own}: {source}")
+        );
     }
 
     #[test]

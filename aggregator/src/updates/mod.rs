@@ -20,6 +20,7 @@ pub mod config;
 pub mod fetch;
 pub mod version;
 
+use caretaker_core::error::Chain;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -212,7 +213,7 @@ pub async fn check(
     let client = match crate::signals::client(cfg.timeout) {
         Ok(c) => Some(c),
         Err(e) => {
-            tracing::warn!(error = %e, "Cannot build the HTTP client for chart repositories.");
+            tracing::warn!(error = %Chain(&e), "Cannot build the HTTP client for chart repositories.");
             None
         }
     };
