@@ -1,5 +1,8 @@
 //! Benchmark of the cluster checks on a large dump (issue 5: 150,000 pods, 5,000 nodes,
-//! 50,000 events, 20,000 ConfigMaps; goal ≤ 2 s and ≤ 1 GiB peak RSS).
+//! 50,000 events, 20,000 ConfigMaps; goal ≤ 2 s and ≤ 1 GiB peak RSS), with what the
+//! workload checks read (issue 12): 1,000 Deployments with their ReplicaSets, Services and
+//! EndpointSlices, and per namespace a PodDisruptionBudget, an Ingress, an HPA and a
+//! CronJob, some of each unhealthy.
 //!
 //! ```text
 //! cargo bench -p caretaker-aggregator --bench bench-checks -- generate /tmp/bench-dump
@@ -23,6 +26,9 @@ const NODES: usize = 5_000;
 const EVENTS: usize = 50_000;
 const CONFIG_MAPS: usize = 20_000;
 const NAMESPACES: usize = 200;
+/// Deployments (each with its ReplicaSet, Service and EndpointSlice): pod `i` belongs to
+/// app `i % APPS`, in namespace `i % NAMESPACES`.
+const APPS: usize = 1_000;
 /// The instant the dump is "taken" and judged.
 const NOW: &str = "2025-06-01T12:00:00Z";
 
@@ -239,6 +245,202 @@ fn config_map(i: usize) -> Value {
     })
 }
 
+fn app_meta(kind_no: u32, k: usize, name: &str) -> Value {
+    json!({
+        "name": name,
+        "namespace": format!("ns-{}", k % NAMESPACES),
+        "uid": uid(kind_no, k),
+        "resourceVersion": format!("{}", 500_000 + k),
+        "creationTimestamp": ago(86_400 * 30),
+        "labels": {"app.kubernetes.io/name": format!("app-{k}")},
+    })
+}
+
+fn pod_template(k: usize) -> Value {
+    json!({
+        "metadata": {"labels": {"app.kubernetes.io/name": format!("app-{k}"), "pod-template-hash": "7d9f8c6b5"}},
+        "spec": {"containers": [{
+            "name": "app",
+            "image": format!("registry.example/app-{k}:1.0"),
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
+        }]}
+    })
+}
+
+/// Per app: 150 pods; every 100th app's rollout is stuck past its deadline.
+fn deployment(k: usize) -> Value {
+    let replicas = PODS / APPS;
+    let stuck = k.is_multiple_of(100);
+    let available = if stuck { replicas - 10 } else { replicas };
+    let progressing = if stuck {
+        json!({"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": format!("ReplicaSet \"app-{k}-7d9f8c6b5\" has timed out progressing."), "lastUpdateTime": ago(7200), "lastTransitionTime": ago(7200)})
+    } else {
+        json!({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": format!("ReplicaSet \"app-{k}-7d9f8c6b5\" has successfully progressed."), "lastUpdateTime": ago(86_400), "lastTransitionTime": ago(86_400 * 30)})
+    };
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": app_meta(0x13, k, &format!("app-{k}")),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": format!("app-{k}")}},
+            "template": pod_template(k),
+            "progressDeadlineSeconds": 600,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+        },
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": available,
+            "availableReplicas": available,
+            "unavailableReplicas": replicas - available,
+            "conditions": [
+                {"type": "Available", "status": if stuck { "False" } else { "True" }, "reason": if stuck { "MinimumReplicasUnavailable" } else { "MinimumReplicasAvailable" }, "lastUpdateTime": ago(7200), "lastTransitionTime": ago(7200)},
+                progressing
+            ]
+        }
+    })
+}
+
+fn replica_set(k: usize) -> Value {
+    let replicas = PODS / APPS;
+    let mut meta = app_meta(2, k, &format!("app-{k}-7d9f8c6b5"));
+    meta["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": format!("app-{k}"), "uid": uid(0x13, k), "controller": true, "blockOwnerDeletion": true}]);
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": meta,
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app.kubernetes.io/name": format!("app-{k}"), "pod-template-hash": "7d9f8c6b5"}}, "template": pod_template(k)},
+        "status": {"replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas, "fullyLabeledReplicas": replicas, "observedGeneration": 1}
+    })
+}
+
+fn service(k: usize) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": app_meta(0x14, k, &format!("app-{k}")),
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": format!("10.96.{}.{}", k / 256, k % 256),
+            "selector": {"app.kubernetes.io/name": format!("app-{k}")},
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}]
+        }
+    })
+}
+
+/// Ten endpoints per Service; every 50th Service has none ready.
+fn endpoint_slice(k: usize) -> Value {
+    let ready = !k.is_multiple_of(50);
+    let endpoints: Vec<Value> = (0..10)
+        .map(|e| {
+            json!({
+                "addresses": [format!("10.{}.{}.{}", 1 + k / 256 % 250, k % 256, e)],
+                "conditions": {"ready": ready, "serving": ready, "terminating": false},
+                "targetRef": {"kind": "Pod", "namespace": format!("ns-{}", k % NAMESPACES), "name": format!("app-{k}-{:05}", k + e * APPS)},
+                "nodeName": format!("node-{:04}", (k + e * APPS) % NODES)
+            })
+        })
+        .collect();
+    let mut meta = app_meta(0x15, k, &format!("app-{k}-abcde"));
+    meta["labels"] = json!({"kubernetes.io/service-name": format!("app-{k}"), "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"});
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": meta,
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    })
+}
+
+/// One per namespace, on its first app; every 10th allows no disruption.
+fn pdb(n: usize) -> Value {
+    let blocked = n.is_multiple_of(10);
+    json!({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": app_meta(0x16, n, &format!("app-{n}")),
+        "spec": {"minAvailable": if blocked { json!("100%") } else { json!("90%") }, "selector": {"matchLabels": {"app.kubernetes.io/name": format!("app-{n}")}}},
+        "status": {"currentHealthy": 150, "desiredHealthy": if blocked { 150 } else { 135 }, "disruptionsAllowed": if blocked { 0 } else { 15 }, "expectedPods": 150, "observedGeneration": 1}
+    })
+}
+
+/// One per namespace; the TLS Secret exists for every other namespace.
+fn ingress(n: usize) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": app_meta(0x17, n, &format!("app-{n}")),
+        "spec": {
+            "ingressClassName": "nginx",
+            "tls": [{"hosts": [format!("app-{n}.example.com")], "secretName": format!("app-{n}-tls")}],
+            "rules": [{"host": format!("app-{n}.example.com"), "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": format!("app-{n}"), "port": {"name": "http"}}}}]}}]
+        }
+    })
+}
+
+fn tls_secret(i: usize) -> Value {
+    let n = i * 2;
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": app_meta(0x18, n, &format!("app-{n}-tls")),
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": "", "tls.key": ""}
+    })
+}
+
+/// One per namespace; every 4th is at its maximum.
+fn hpa(n: usize) -> Value {
+    let capped = n.is_multiple_of(4);
+    let current = if capped { 150 } else { 120 };
+    json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": app_meta(0x19, n, &format!("app-{n}")),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": format!("app-{n}")},
+            "minReplicas": 10,
+            "maxReplicas": 150,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
+        },
+        "status": {
+            "currentReplicas": current,
+            "desiredReplicas": current,
+            "conditions": [
+                {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "lastTransitionTime": ago(86_400)},
+                {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "lastTransitionTime": ago(86_400)},
+                {"type": "ScalingLimited", "status": if capped { "True" } else { "False" }, "reason": if capped { "TooManyReplicas" } else { "DesiredWithinRange" }, "lastTransitionTime": ago(3600)}
+            ]
+        }
+    })
+}
+
+/// One per namespace: every 10th suspended, every 7th never run.
+fn cron_job(n: usize) -> Value {
+    let status = if n.is_multiple_of(7) {
+        json!({})
+    } else {
+        json!({"lastScheduleTime": ago(3600), "lastSuccessfulTime": ago(3500)})
+    };
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": app_meta(0x1a, n, &format!("report-{n}")),
+        "spec": {
+            "schedule": "0 * * * *",
+            "suspend": n.is_multiple_of(10),
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 1,
+            "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "report", "image": "registry.example/report:2.1"}]}}}}
+        },
+        "status": status
+    })
+}
+
 fn generate(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let t = Instant::now();
@@ -246,19 +448,26 @@ fn generate(dir: &Path) -> anyhow::Result<()> {
     write_list(&dir.join("nodes.json"), NODES, node)?;
     write_list(&dir.join("events.json"), EVENTS, event)?;
     write_list(&dir.join("configmaps.json"), CONFIG_MAPS, config_map)?;
-    // The workload kinds, listed and empty, so ConfigMap references are complete.
-    for kind in ["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"] {
+    // The workloads the pods belong to, and what the workload checks read about them.
+    write_list(&dir.join("deployments.json"), APPS, deployment)?;
+    write_list(&dir.join("replicasets.json"), APPS, replica_set)?;
+    write_list(&dir.join("services.json"), APPS, service)?;
+    write_list(&dir.join("endpointslices.json"), APPS, endpoint_slice)?;
+    write_list(&dir.join("poddisruptionbudgets.json"), NAMESPACES, pdb)?;
+    write_list(&dir.join("ingresses.json"), NAMESPACES, ingress)?;
+    write_list(&dir.join("secrets.json"), NAMESPACES / 2, tls_secret)?;
+    write_list(&dir.join("horizontalpodautoscalers.json"), NAMESPACES, hpa)?;
+    write_list(&dir.join("cronjobs.json"), NAMESPACES, cron_job)?;
+    for kind in ["StatefulSet", "DaemonSet"] {
         std::fs::write(
             dir.join(format!("{}s.json", kind.to_lowercase())),
             format!("{{\"apiVersion\":\"apps/v1\",\"kind\":\"{kind}List\",\"items\":[]}}\n"),
         )?;
     }
-    for kind in ["Job", "CronJob"] {
-        std::fs::write(
-            dir.join(format!("{}s.json", kind.to_lowercase())),
-            format!("{{\"apiVersion\":\"batch/v1\",\"kind\":\"{kind}List\",\"items\":[]}}\n"),
-        )?;
-    }
+    std::fs::write(
+        dir.join("jobs.json"),
+        "{\"apiVersion\":\"batch/v1\",\"kind\":\"JobList\",\"items\":[]}\n",
+    )?;
     let mut total = 0u64;
     for e in std::fs::read_dir(dir)? {
         total += e?.metadata()?.len();
