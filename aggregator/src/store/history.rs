@@ -454,29 +454,9 @@ pub struct DiskTrend {
     pub days_until_full: Option<f64>,
 }
 
-/// Least-squares slope of `points` in percent per day.
+/// Least-squares slope of `points` in percent per day (the capacity trend's fit).
 fn slope_per_day(points: &[(Timestamp, f64)]) -> Option<f64> {
-    if points.len() < 2 {
-        return None;
-    }
-    let t0 = points[0].0;
-    let xs: Vec<f64> = points
-        .iter()
-        .map(|(t, _)| t.duration_since(t0).as_secs_f64() / 86_400.0)
-        .collect();
-    let n = xs.len() as f64;
-    let mx = xs.iter().sum::<f64>() / n;
-    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
-    if sxx == 0.0 {
-        return None;
-    }
-    let sxy: f64 = xs
-        .iter()
-        .zip(points)
-        .map(|(x, p)| (x - mx) * (p.1 - my))
-        .sum();
-    Some(sxy / sxx)
+    crate::capacity::trend::slope_per_day(points)
 }
 
 /// Disk trends over the reports recorded in the last `days` before `now`.
