@@ -225,12 +225,7 @@ pub fn fold(results: &mut [super::CheckResult]) {
         return;
     }
     let r = &mut results[ev];
-    r.severity = r
-        .findings
-        .iter()
-        .map(|f| f.severity)
-        .max()
-        .unwrap_or(Severity::Ok);
+    r.recompute_severity();
     r.summary
         .push_str(&format!(", {n} folded into pod and node findings"));
     for ((ci, fi), (mut reasons, last)) in folded {

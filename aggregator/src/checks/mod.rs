@@ -214,15 +214,20 @@ pub(crate) fn sort_findings(findings: &mut [Finding]) {
     });
 }
 
+/// The worst severity among `findings`; `ok` when there are none.
+fn worst(findings: &[Finding]) -> Severity {
+    findings
+        .iter()
+        .map(|f| f.severity)
+        .max()
+        .unwrap_or(Severity::Ok)
+}
+
 impl CheckResult {
     /// A result from findings: sorts them and computes the severity.
     pub fn new(name: &str, summary: impl Into<String>, mut findings: Vec<Finding>) -> CheckResult {
         sort_findings(&mut findings);
-        let severity = findings
-            .iter()
-            .map(|f| f.severity)
-            .max()
-            .unwrap_or(Severity::Ok);
+        let severity = worst(&findings);
         CheckResult {
             name: name.to_string(),
             severity,
@@ -232,6 +237,11 @@ impl CheckResult {
             objects: None,
             silenced: 0,
         }
+    }
+
+    /// Sets the severity again from the findings, after some were taken out or changed.
+    pub fn recompute_severity(&mut self) {
+        self.severity = worst(&self.findings);
     }
 
     /// The same result with the number of objects judged (see [`CheckResult::objects`]).

@@ -551,12 +551,7 @@ pub fn apply_with_labels(
         r.silenced += gone.len();
         if changed {
             super::sort_findings(&mut r.findings);
-            r.severity = r
-                .findings
-                .iter()
-                .map(|f| f.severity)
-                .max()
-                .unwrap_or(Severity::Ok);
+            r.recompute_severity();
         }
         out.silenced
             .extend(gone.into_iter().map(|f| (name.clone(), f)));

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{Expression, Selector, SelectorExt};
 
-use crate::checks::{CheckResult, ObjectRef, Severity};
+use crate::checks::{CheckResult, ObjectRef};
 use crate::cluster::ClusterState;
 
 /// `-n`, `-A` and `-l`, as kubectl spells them.
@@ -262,12 +262,7 @@ impl Selection {
                 .retain(|f| self.shows(&f.object, labels.get(&f.object)));
             if r.findings.len() != before {
                 hidden += before - r.findings.len();
-                r.severity = r
-                    .findings
-                    .iter()
-                    .map(|f| f.severity)
-                    .max()
-                    .unwrap_or(Severity::Ok);
+                r.recompute_severity();
             }
         }
         hidden
@@ -368,6 +363,7 @@ impl<'a> LabelIndex<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::Severity;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
