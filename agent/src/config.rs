@@ -69,9 +69,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use caretaker_core::config::bounded_duration;
+use caretaker_core::config::{BoundedDuration, Percent, ms};
 use regex::Regex;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use caretaker_core::error::Chain;
 
@@ -84,48 +84,34 @@ use crate::stats::filesystems::{
 
 /// The whole agent config.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// Kubernetes node name. Default: the `NODE_NAME` environment variable (set from the
     /// downward API in the DaemonSet), else the hostname.
-    #[serde(default)]
     pub node_name: Option<String>,
-    /// How often a report is collected and sent. Default 10 s; each wait varies by ±10 %
-    /// so that nodes started together do not report in lockstep. 100 ms to 1 h.
-    #[serde(
-        default = "default_report_interval",
-        deserialize_with = "report_interval"
-    )]
-    pub report_interval: Duration,
+    /// How often a report is collected and sent; each wait varies by ±10 % so that nodes
+    /// started together do not report in lockstep. 100ms to 1h.
+    pub report_interval: BoundedDuration<100, { ms::HOUR }>,
     /// Where to send reports. Required by `run`.
-    #[serde(default)]
     pub aggregator: Option<AggregatorConfig>,
     /// Address of the daemon's HTTP endpoint for kubelet probes and Prometheus:
     /// `/healthz` (200 while the process runs), `/readyz` (200 once the first report was
-    /// collected), `/metrics` (Prometheus text format). Default `0.0.0.0:9810`; `null` (or
-    /// an empty value) turns the endpoint off.
-    #[serde(default = "default_listen_http")]
+    /// collected), `/metrics` (Prometheus text format). `null` (or an empty value) turns
+    /// the endpoint off.
     pub listen_http: Option<SocketAddr>,
     /// Where the host's /proc, /sys and / are seen.
-    #[serde(default)]
     pub paths: PathsConfig,
     /// Which filesystems are reported.
-    #[serde(default)]
     pub filesystems: FilesystemsConfig,
     /// Pod volume mounts (PVC usage).
-    #[serde(default)]
     pub volumes: VolumesConfig,
     /// Image pruning.
-    #[serde(default)]
     pub images: ImagesConfig,
     /// The emergency cleanup's log steps.
-    #[serde(default)]
     pub cleanup: CleanupConfig,
     /// Log rotation and retention sweeps.
-    #[serde(default)]
     pub logs: LogsConfig,
     /// The daily log check (pattern counts of the pods' logs): `crate::logcheck::config`.
-    #[serde(default)]
     pub log_check: crate::logcheck::config::LogCheckConfig,
 }
 
@@ -133,11 +119,11 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             node_name: None,
-            report_interval: default_report_interval(),
+            report_interval: BoundedDuration::secs(10),
             images: ImagesConfig::default(),
             cleanup: CleanupConfig::default(),
             aggregator: None,
-            listen_http: default_listen_http(),
+            listen_http: Some(SocketAddr::from(([0, 0, 0, 0], 9810))),
             paths: PathsConfig::default(),
             filesystems: FilesystemsConfig::default(),
             volumes: VolumesConfig::default(),
@@ -145,18 +131,6 @@ impl Default for AgentConfig {
             log_check: Default::default(),
         }
     }
-}
-
-fn default_listen_http() -> Option<SocketAddr> {
-    Some(SocketAddr::from(([0, 0, 0, 0], 9810)))
-}
-
-fn default_report_interval() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn report_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_millis(100), Duration::from_secs(3600))
 }
 
 /// The aggregator's ingest endpoint and how the report stream behaves.
@@ -176,12 +150,9 @@ pub struct AggregatorConfig {
     /// Only for loopback tests and `standalone`. Default false.
     #[serde(default)]
     pub insecure_plaintext: bool,
-    /// Timeout of one connection attempt. Default 5 s.
-    #[serde(
-        default = "default_connect_timeout",
-        deserialize_with = "connect_timeout"
-    )]
-    pub connect_timeout: Duration,
+    /// Timeout of one connection attempt. Default 5s. 100ms to 5m.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: BoundedDuration<100, { 5 * ms::MINUTE }>,
     /// Reports kept until the aggregator acks them; when full, the oldest is dropped and
     /// counted in `reports_dropped_total`. Default 360 (an hour at the default interval);
     /// at least 1, at most [`MAX_BUFFER_REPORTS`] (a day at the default interval: a report
@@ -192,9 +163,9 @@ pub struct AggregatorConfig {
     )]
     pub buffer_reports: usize,
     /// On SIGTERM, how long to wait for acks of buffered reports. Default 3 s, within
-    /// the 5 s the agent gives itself to stop.
-    #[serde(default = "default_flush_timeout", deserialize_with = "flush_timeout")]
-    pub flush_timeout: Duration,
+    /// the 5 s the agent gives itself to stop. 0s to 4s.
+    #[serde(default = "default_flush_timeout")]
+    pub flush_timeout: BoundedDuration<0, { 4 * ms::SECOND }>,
 }
 
 /// The agent's TLS files (PEM).
@@ -325,11 +296,8 @@ pub fn validate_endpoint(s: &str) -> Result<()> {
     }
 }
 
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn connect_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_millis(100), Duration::from_secs(300))
+fn default_connect_timeout() -> BoundedDuration<100, { 5 * ms::MINUTE }> {
+    BoundedDuration::secs(5)
 }
 /// Largest `aggregator.buffer_reports`: a day of reports at the default 10 s interval.
 pub const MAX_BUFFER_REPORTS: usize = 8640;
@@ -346,11 +314,8 @@ fn buffer_reports<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
         ))),
     }
 }
-fn default_flush_timeout() -> Duration {
-    Duration::from_secs(3)
-}
-fn flush_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::ZERO, Duration::from_secs(4))
+fn default_flush_timeout() -> BoundedDuration<0, { 4 * ms::SECOND }> {
+    BoundedDuration::secs(3)
 }
 
 /// Host mount points; see [`HostPaths`]. Command-line flags take precedence.
@@ -378,31 +343,27 @@ impl PathsConfig {
 }
 
 /// Filesystem options.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct FilesystemsConfig {
-    /// Mount points matching this regex are left out. Default
-    /// [`DEFAULT_MOUNT_POINTS_EXCLUDE`] (node_exporter's, plus /run and container mounts).
-    #[serde(default = "default_mp_exclude", deserialize_with = "regex")]
+    /// Mount points matching this regex are left out. The default,
+    /// [`DEFAULT_MOUNT_POINTS_EXCLUDE`], is node_exporter's plus /run and container mounts.
+    #[serde(deserialize_with = "regex", serialize_with = "write_regex")]
     pub mount_points_exclude: Regex,
-    /// Filesystem types matching this regex are left out. Default
-    /// [`DEFAULT_FS_TYPES_EXCLUDE`] (node_exporter's).
-    #[serde(default = "default_fs_exclude", deserialize_with = "regex")]
+    /// Filesystem types matching this regex are left out. The default,
+    /// [`DEFAULT_FS_TYPES_EXCLUDE`], is node_exporter's.
+    #[serde(deserialize_with = "regex", serialize_with = "write_regex")]
     pub fs_types_exclude: Regex,
-    /// A statvfs taking longer (dead NFS server) marks the filesystem stale. Default 5 s.
-    #[serde(
-        default = "default_statvfs_timeout",
-        deserialize_with = "statvfs_timeout"
-    )]
-    pub statvfs_timeout: Duration,
+    /// A statvfs taking longer (dead NFS server) marks the filesystem stale. 10ms to 1m.
+    pub statvfs_timeout: BoundedDuration<10, { ms::MINUTE }>,
 }
 
 impl Default for FilesystemsConfig {
     fn default() -> Self {
         Self {
-            mount_points_exclude: default_mp_exclude(),
-            fs_types_exclude: default_fs_exclude(),
-            statvfs_timeout: default_statvfs_timeout(),
+            mount_points_exclude: Regex::new(DEFAULT_MOUNT_POINTS_EXCLUDE).expect("constant regex"),
+            fs_types_exclude: Regex::new(DEFAULT_FS_TYPES_EXCLUDE).expect("constant regex"),
+            statvfs_timeout: BoundedDuration::secs(5),
         }
     }
 }
@@ -416,33 +377,17 @@ impl FilesystemsConfig {
     }
 }
 
-fn default_mp_exclude() -> Regex {
-    Regex::new(DEFAULT_MOUNT_POINTS_EXCLUDE).expect("constant regex")
-}
-fn default_fs_exclude() -> Regex {
-    Regex::new(DEFAULT_FS_TYPES_EXCLUDE).expect("constant regex")
-}
-fn default_statvfs_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn statvfs_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_millis(10), Duration::from_secs(60))
-}
-
 /// Pod volume mounts (`volumes:`): the statvfs figures of the volumes the kubelet mounted
 /// under `<kubelet_root>/pods/<pod uid>/volumes/<plugin>/<name>[/mount]`, read from the
 /// host's mountinfo and stat'ed under `--path.rootfs` with `filesystems.statvfs_timeout`.
 /// The aggregator maps them to PersistentVolumeClaims. Ephemeral volume types (emptyDir,
 /// configMap, secret, projected, downwardAPI) are never reported.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct VolumesConfig {
-    /// Report pod volume mounts. Default true.
-    #[serde(default = "default_true")]
+    /// Report pod volume mounts.
     pub enabled: bool,
     /// The kubelet's root directory on the host (its `--root-dir`), as mountinfo shows it.
-    /// Default `/var/lib/kubelet`.
-    #[serde(default = "default_kubelet_root")]
     pub kubelet_root: PathBuf,
 }
 
@@ -450,7 +395,7 @@ impl Default for VolumesConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            kubelet_root: default_kubelet_root(),
+            kubelet_root: PathBuf::from(crate::stats::volumes::DEFAULT_KUBELET_ROOT),
         }
     }
 }
@@ -462,71 +407,49 @@ impl VolumesConfig {
     }
 }
 
-fn default_true() -> bool {
-    true
-}
-fn default_kubelet_root() -> PathBuf {
-    PathBuf::from(crate::stats::volumes::DEFAULT_KUBELET_ROOT)
-}
-
 /// Log rotation (logrotate-compatible) and retention sweeps. See `agent/LOGS.md`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct LogsConfig {
     /// How often the daemon checks the policies (size triggers are seen this soon; time
     /// triggers at their period). Default 10 s, as kubelet's containerLogMonitorInterval.
     /// 1 s to 1 h.
-    #[serde(
-        default = "default_check_interval",
-        deserialize_with = "check_interval"
-    )]
-    pub check_interval: Duration,
+    pub check_interval: BoundedDuration<{ ms::SECOND }, { ms::HOUR }>,
     /// Last rotation per file, in logrotate's state format (an existing
     /// `/var/lib/logrotate/status` can be used as is). Default
     /// `/var/lib/caretaker/logrotate.status`; the lock is this path plus `.lock`.
-    #[serde(default = "default_state_file")]
     pub state_file: PathBuf,
     /// Only files whose directory resolves inside one of these are rotated. Default
     /// `[/var/log]`.
-    #[serde(default = "default_roots")]
     pub roots: Vec<PathBuf>,
     /// An existing logrotate.conf, read unchanged (with its includes). Default none.
-    #[serde(default)]
     pub logrotate_conf: Option<PathBuf>,
     /// Policies in YAML, with logrotate's directive names. Default none.
-    #[serde(default)]
     pub policies: Vec<crate::logs::yaml::PolicyConfig>,
     /// Age-based deletion per glob. Default none.
-    #[serde(default)]
     pub retention: Vec<crate::logs::sweep::RetentionRule>,
     /// Run prerotate/postrotate/firstaction/lastaction/preremove scripts. Default false:
     /// a block with a script is rejected with a message saying so.
-    #[serde(default)]
     pub allow_scripts: bool,
     /// Allow `compresscmd` other than gzip and zstd (run as a child process). Default false.
-    #[serde(default)]
     pub allow_compresscmd: bool,
     /// Rotate the target of a symlinked log (when it resolves inside `roots`). Default
     /// false: symlinks are skipped, and those under /var/log/containers are the kubelet's.
-    #[serde(default)]
     pub rotate_symlinks: bool,
     /// Threads one compression may use. Default 2. 1 to 64.
-    #[serde(default = "default_compress_threads")]
     pub compress_threads: usize,
     /// How long the CLI waits for a running rotation to finish. Default 10 s.
-    #[serde(default = "default_lock_wait", deserialize_with = "lock_wait")]
-    pub lock_wait: Duration,
+    /// 0s to 1h.
+    pub lock_wait: BoundedDuration<0, { ms::HOUR }>,
     /// The command that mails logs for blocks with logrotate's `mail ADDRESS`, run as
     /// `COMMAND -s SUBJECT ADDRESS` with the log (decompressed) on stdin, the way
     /// logrotate runs `/usr/bin/mail`. Default none: those blocks rotate as configured
     /// and no mail is sent (said once per load).
-    #[serde(default)]
     pub mail_command: Option<PathBuf>,
     /// Where the kubelet keeps the container logs it rotates itself
     /// (`containerLogMaxSize`): logs below these directories are left alone and listed in
     /// the report as the kubelet's. Default `[/var/log/pods, /var/log/containers]`; `[]`
     /// turns the check off.
-    #[serde(default = "default_kubelet_log_dirs")]
     pub kubelet_log_dirs: Vec<PathBuf>,
     /// The node's own logrotate config, a path on the host (read under `paths.rootfs`,
     /// together with the `logrotate.d` directory beside it): the logs it names are left
@@ -534,39 +457,31 @@ pub struct LogsConfig {
     /// patterns only; nothing in it runs. Default `/etc/logrotate.conf`; `null` turns the
     /// check off. When `logrotate_conf` is this same file, the agent has taken over from
     /// logrotate and nothing is left to it.
-    #[serde(default = "default_node_logrotate_conf")]
     pub node_logrotate_conf: Option<PathBuf>,
 }
 
 impl Default for LogsConfig {
     fn default() -> Self {
         Self {
-            check_interval: default_check_interval(),
-            state_file: default_state_file(),
-            roots: default_roots(),
+            check_interval: BoundedDuration::secs(10),
+            state_file: PathBuf::from("/var/lib/caretaker/logrotate.status"),
+            roots: vec![PathBuf::from("/var/log")],
             logrotate_conf: None,
             policies: Vec::new(),
             retention: Vec::new(),
             allow_scripts: false,
             allow_compresscmd: false,
             rotate_symlinks: false,
-            compress_threads: default_compress_threads(),
-            lock_wait: default_lock_wait(),
+            compress_threads: 2,
+            lock_wait: BoundedDuration::secs(10),
             mail_command: None,
-            kubelet_log_dirs: default_kubelet_log_dirs(),
-            node_logrotate_conf: default_node_logrotate_conf(),
+            kubelet_log_dirs: vec![
+                PathBuf::from("/var/log/pods"),
+                PathBuf::from(crate::logs::rotate::KUBELET_LINK_DIR),
+            ],
+            node_logrotate_conf: Some(PathBuf::from("/etc/logrotate.conf")),
         }
     }
-}
-
-fn default_kubelet_log_dirs() -> Vec<PathBuf> {
-    vec![
-        PathBuf::from("/var/log/pods"),
-        PathBuf::from(crate::logs::rotate::KUBELET_LINK_DIR),
-    ]
-}
-fn default_node_logrotate_conf() -> Option<PathBuf> {
-    Some(PathBuf::from("/etc/logrotate.conf"))
 }
 
 impl LogsConfig {
@@ -581,115 +496,69 @@ impl LogsConfig {
     }
 }
 
-fn default_check_interval() -> Duration {
-    Duration::from_secs(10)
-}
-fn check_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(3600))
-}
-fn default_state_file() -> PathBuf {
-    PathBuf::from("/var/lib/caretaker/logrotate.status")
-}
-fn default_roots() -> Vec<PathBuf> {
-    vec![PathBuf::from("/var/log")]
-}
-fn default_compress_threads() -> usize {
-    2
-}
-fn default_lock_wait() -> Duration {
-    Duration::from_secs(10)
-}
-fn lock_wait<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::ZERO, Duration::from_secs(3600))
-}
-
-/// Image pruning options (`images:`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Image pruning options (`images:`). The thresholds and ages default to the kubelet's
+/// image garbage collection (named in each option), the age prune to the seed's
+/// `docker image prune -a --filter until=168h`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ImagesConfig {
     /// The daemon (`run`) checks the runtimes' images every `pressure_check_interval`,
-    /// reports them and prunes (see `apply`). Default true; false turns the daemon's image
-    /// task off (the `prune-images` and `cleanup` commands work either way).
-    #[serde(default = "default_true")]
+    /// reports them and prunes (see `apply`); false turns the daemon's image task off (the
+    /// `prune-images` and `cleanup` commands work either way).
     pub enabled: bool,
-    /// The daemon really removes images only when this is true. Default false: the daemon
+    /// The daemon really removes images only when this is true. Off by default: the daemon
     /// only reports what it would remove (safety rule 1; the aggregator's maintenance
     /// window will later decide when it may apply). The CLI commands keep their own
     /// `--apply` flag.
-    #[serde(default)]
     pub apply: bool,
-    /// `auto` (default) prunes every runtime whose socket answers; `docker` or `containerd`
-    /// only that one.
-    #[serde(default)]
+    /// `auto` prunes every runtime whose socket answers; `docker` or `containerd` only
+    /// that one.
     pub runtime: RuntimeChoice,
-    /// The Docker engine's socket as the agent sees it. Default `/var/run/docker.sock`.
-    #[serde(default = "default_docker_socket")]
+    /// The Docker engine's socket as the agent sees it.
     pub docker_socket: PathBuf,
-    /// containerd's (CRI) socket as the agent sees it. Default
-    /// `/run/containerd/containerd.sock`.
-    #[serde(default = "default_containerd_socket")]
+    /// containerd's (CRI) socket as the agent sees it.
     pub containerd_socket: PathBuf,
     /// Unused images created at least this long ago are removed. Measured from the image's
     /// creation time, as `docker image prune --filter until=` does (a runtime keeps no
-    /// reliable pull or last-use time). Default 168h, the seed's `until=168h`. 0s to 3650d.
-    #[serde(default = "default_min_age", deserialize_with = "min_age")]
-    pub min_age: Duration,
+    /// reliable pull or last-use time). 0s to 3650d.
+    pub min_age: ImageAge,
     /// Images with a tag or digest matching one of these globs are never removed
-    /// (`*` crosses `/`). Default the pause images `registry.k8s.io/pause*` and
-    /// `k8s.gcr.io/pause*`, which every pod sandbox needs.
-    #[serde(default = "default_keep", deserialize_with = "keep_globs")]
+    /// (`*` crosses `/`). The default keeps the pause images, which every pod sandbox
+    /// needs.
+    #[serde(deserialize_with = "keep_globs")]
     pub keep: Vec<String>,
-    /// Keep the newest N images (by creation time) of each repository. Default 0 (off).
-    #[serde(default)]
+    /// Keep the newest N images (by creation time) of each repository; 0 turns it off.
     pub keep_newest_per_repository: usize,
     /// When the image filesystem is this full or fuller, younger unused images are removed
-    /// too, least recently used first. Default 85, as kubelet's
-    /// imageGCHighThresholdPercent; set it lower (e.g. 75) so that the agent acts before
-    /// the kubelet and eviction never comes first. 1..=100.
-    #[serde(default = "default_high", deserialize_with = "percent")]
-    pub high_threshold_percent: u8,
-    /// Threshold removals stop at this usage. Default 80, as kubelet's
-    /// imageGCLowThresholdPercent. 0..=99, below `high_threshold_percent`.
-    #[serde(default = "default_low", deserialize_with = "percent")]
-    pub low_threshold_percent: u8,
-    /// Under disk pressure, images younger than this are still kept. Default 2m, as
-    /// kubelet's imageMinimumGCAge.
-    #[serde(default = "default_pressure_min_age", deserialize_with = "min_age")]
-    pub pressure_min_age: Duration,
-    /// The daemon's age prune runs this often (±10 % jitter). Default 24h. 1m to 30d.
-    #[serde(
-        default = "default_prune_interval",
-        deserialize_with = "prune_interval"
-    )]
-    pub prune_interval: Duration,
-    /// The daemon checks the image filesystem against the thresholds this often. Default
-    /// 1m. 5s to 1h.
-    #[serde(
-        default = "default_pressure_check_interval",
-        deserialize_with = "pressure_check_interval"
-    )]
-    pub pressure_check_interval: Duration,
-    /// Timeout of each runtime API call. Default 30s. 1s to 10m.
-    #[serde(
-        default = "default_request_timeout",
-        deserialize_with = "request_timeout"
-    )]
-    pub request_timeout: Duration,
+    /// too, least recently used first (kubelet's imageGCHighThresholdPercent); set it lower
+    /// (e.g. 75) so that the agent acts before the kubelet and eviction never comes first.
+    /// 1..=100.
+    pub high_threshold_percent: Percent,
+    /// Threshold removals stop at this usage (kubelet's imageGCLowThresholdPercent).
+    /// 0..=99, below `high_threshold_percent`.
+    pub low_threshold_percent: Percent,
+    /// Under disk pressure, images younger than this are still kept (kubelet's
+    /// imageMinimumGCAge).
+    pub pressure_min_age: ImageAge,
+    /// The daemon's age prune runs this often (±10 % jitter). 1m to 30d.
+    pub prune_interval: BoundedDuration<{ ms::MINUTE }, { 30 * ms::DAY }>,
+    /// The daemon checks the image filesystem against the thresholds this often. 5s to
+    /// 1h.
+    pub pressure_check_interval: BoundedDuration<{ 5 * ms::SECOND }, { ms::HOUR }>,
+    /// Timeout of each runtime API call. 1s to 10m.
+    pub request_timeout: BoundedDuration<{ ms::SECOND }, { 10 * ms::MINUTE }>,
     /// When the daemon's age prunes (`prune_interval`) may remove images, as the
-    /// aggregator's `schedule.maintenance_window` (same fields). Default the seed's window,
-    /// Sunday 03:00 for 2h: a prune due outside it runs as a dry run and the removals wait
+    /// aggregator's `schedule.maintenance_window` (same fields). The default is the seed's
+    /// window: a prune due outside it runs as a dry run and the removals wait
     /// for the opening (`last_prune.waiting_for_window_until`). Disk-pressure prunes are an
     /// emergency and never wait. `null`: age prunes remove whenever they are due.
-    #[serde(default = "default_maintenance_window")]
     pub maintenance_window: Option<caretaker_core::window::WindowConfig>,
-    /// Zone of `maintenance_window` (IANA name). Default `Asia/Tokyo`, the operators'.
-    #[serde(default)]
+    /// Zone of `maintenance_window` (IANA name), the operators'.
     pub time_zone: caretaker_core::window::Zone,
 }
 
-fn default_maintenance_window() -> Option<caretaker_core::window::WindowConfig> {
-    Some(caretaker_core::window::WindowConfig::default())
-}
+/// An image age: 0s to 3650d.
+pub type ImageAge = BoundedDuration<0, { ms::TEN_YEARS }>;
 
 impl Default for ImagesConfig {
     fn default() -> Self {
@@ -697,18 +566,18 @@ impl Default for ImagesConfig {
             enabled: true,
             apply: false,
             runtime: RuntimeChoice::Auto,
-            docker_socket: default_docker_socket(),
-            containerd_socket: default_containerd_socket(),
-            min_age: default_min_age(),
-            keep: default_keep(),
+            docker_socket: "/var/run/docker.sock".into(),
+            containerd_socket: "/run/containerd/containerd.sock".into(),
+            min_age: ImageAge::secs(168 * 3600),
+            keep: vec!["registry.k8s.io/pause*".into(), "k8s.gcr.io/pause*".into()],
             keep_newest_per_repository: 0,
-            high_threshold_percent: default_high(),
-            low_threshold_percent: default_low(),
-            pressure_min_age: default_pressure_min_age(),
-            prune_interval: default_prune_interval(),
-            pressure_check_interval: default_pressure_check_interval(),
-            request_timeout: default_request_timeout(),
-            maintenance_window: default_maintenance_window(),
+            high_threshold_percent: Percent::of(85),
+            low_threshold_percent: Percent::of(80),
+            pressure_min_age: ImageAge::secs(120),
+            prune_interval: BoundedDuration::secs(24 * 3600),
+            pressure_check_interval: BoundedDuration::secs(60),
+            request_timeout: BoundedDuration::secs(30),
+            maintenance_window: Some(caretaker_core::window::WindowConfig::default()),
             time_zone: caretaker_core::window::Zone::default(),
         }
     }
@@ -720,19 +589,20 @@ impl ImagesConfig {
     /// # Errors
     /// `low_threshold_percent` not below `high_threshold_percent`, or a bad keep glob.
     pub fn policy(&self, min_age: Option<Duration>) -> Result<Policy> {
-        if self.low_threshold_percent >= self.high_threshold_percent {
-            return Err(Error::Thresholds {
-                low: self.low_threshold_percent,
-                high: self.high_threshold_percent,
-            });
+        let (low, high) = (
+            self.low_threshold_percent.get(),
+            self.high_threshold_percent.get(),
+        );
+        if low >= high {
+            return Err(Error::Thresholds { low, high });
         }
         Ok(Policy {
-            min_age: min_age.unwrap_or(self.min_age),
+            min_age: min_age.unwrap_or(self.min_age.get()),
             keep: KeepList::new(&self.keep).map_err(Error::Keep)?,
             keep_newest_per_repository: self.keep_newest_per_repository,
-            high_threshold_percent: f64::from(self.high_threshold_percent),
-            low_threshold_percent: f64::from(self.low_threshold_percent),
-            pressure_min_age: self.pressure_min_age,
+            high_threshold_percent: f64::from(high),
+            low_threshold_percent: f64::from(low),
+            pressure_min_age: self.pressure_min_age.get(),
         })
     }
 }
@@ -749,8 +619,8 @@ impl ImagesConfig {
         Ok(Some(crate::images::daemon::TaskSettings {
             policy: self.policy(None)?,
             apply: self.apply,
-            prune_interval: self.prune_interval,
-            pressure_check_interval: self.pressure_check_interval,
+            prune_interval: self.prune_interval.get(),
+            pressure_check_interval: self.pressure_check_interval.get(),
             window: self
                 .maintenance_window
                 .as_ref()
@@ -759,97 +629,34 @@ impl ImagesConfig {
     }
 }
 
-fn default_docker_socket() -> PathBuf {
-    "/var/run/docker.sock".into()
-}
-fn default_containerd_socket() -> PathBuf {
-    "/run/containerd/containerd.sock".into()
-}
-fn default_min_age() -> Duration {
-    Duration::from_secs(168 * 3600)
-}
-fn min_age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::ZERO, Duration::from_secs(3650 * 86400))
-}
-fn default_keep() -> Vec<String> {
-    vec!["registry.k8s.io/pause*".into(), "k8s.gcr.io/pause*".into()]
-}
 fn keep_globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let v = Vec::<String>::deserialize(d)?;
     KeepList::new(&v).map_err(|e| serde::de::Error::custom(Chain(&e)))?;
     Ok(v)
 }
-fn default_high() -> u8 {
-    85
-}
-fn default_low() -> u8 {
-    80
-}
-fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
-    let v = u8::deserialize(d)?;
-    if v > 100 {
-        return Err(serde::de::Error::custom(format!(
-            "{v} is not a percentage (0 to 100)"
-        )));
-    }
-    Ok(v)
-}
-fn default_pressure_min_age() -> Duration {
-    Duration::from_secs(120)
-}
-fn default_prune_interval() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
-fn prune_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(60), Duration::from_secs(30 * 86400))
-}
-fn default_pressure_check_interval() -> Duration {
-    Duration::from_secs(60)
-}
-fn pressure_check_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(5), Duration::from_secs(3600))
-}
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn request_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(600))
-}
-
 /// What `cleanup --emergency` may do to logs (`cleanup:`). It only ever touches rotated
 /// files (`*.log.1`, `*.gz`, dated archives) under these roots, never a live log.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct CleanupConfig {
-    /// Directories searched for rotated logs. Default `/var/log` (under `--path.rootfs`).
-    #[serde(default = "default_log_roots")]
+    /// Directories searched for rotated logs (under `--path.rootfs`).
     pub log_roots: Vec<PathBuf>,
     /// Rotated logs older than this (by modification time) are past retention and deleted
-    /// first. Default 7d, the seed's retention for rotated logs.
-    #[serde(
-        default = "default_rotated_max_age",
-        deserialize_with = "rotated_max_age"
-    )]
-    pub rotated_log_max_age: Duration,
+    /// first. The default is the seed's retention for rotated logs. 0s to 3650d.
+    pub rotated_log_max_age: BoundedDuration<0, { ms::TEN_YEARS }>,
 }
 
 impl Default for CleanupConfig {
     fn default() -> Self {
         Self {
-            log_roots: default_log_roots(),
-            rotated_log_max_age: default_rotated_max_age(),
+            log_roots: vec!["/var/log".into()],
+            rotated_log_max_age: BoundedDuration::secs(7 * 86400),
         }
     }
 }
 
-fn default_log_roots() -> Vec<PathBuf> {
-    vec!["/var/log".into()]
-}
-fn default_rotated_max_age() -> Duration {
-    Duration::from_secs(7 * 86400)
-}
-fn rotated_max_age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::ZERO, Duration::from_secs(3650 * 86400))
+fn write_regex<S: serde::Serializer>(r: &Regex, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(r.as_str())
 }
 
 fn regex<'de, D: Deserializer<'de>>(d: D) -> Result<Regex, D::Error> {
@@ -915,7 +722,11 @@ mod tests {
         assert_eq!(c.report_interval, Duration::from_millis(500));
         let a = c.aggregator.unwrap();
         assert_eq!(
-            (a.endpoint.as_str(), a.buffer_reports, a.connect_timeout),
+            (
+                a.endpoint.as_str(),
+                a.buffer_reports,
+                a.connect_timeout.get()
+            ),
             ("http://10.0.0.1:7443", 5, Duration::from_secs(5))
         );
         assert_eq!(c.paths.resolve().procfs, PathBuf::from("/host/proc"));

@@ -39,7 +39,6 @@
 //! | `caretaker_agent_logs_reclaimable_bytes` | gauge | bytes retention would free now |
 //! | `caretaker_agent_logs_config_errors` | gauge | policy problems of the loaded config |
 
-use caretaker_core::error::Chain;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -48,6 +47,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use caretaker_core::listen::HttpLimits;
 use caretaker_core::model::{ImagesSummary, LogsSummary};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -374,27 +374,16 @@ async fn metrics(State(t): State<Telemetry>) -> Response {
 
 /// Bounds of the endpoint: kubelet and Prometheus need a few connections; without a cap
 /// and timeouts, idle connections from anyone who can reach the port exhaust the agent's
-/// file descriptors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimits {
-    /// Connections open at once (default 64); more wait to be accepted.
-    pub max_connections: usize,
-    /// Time to send a complete request head, counted from connecting or from the previous
-    /// response (default 10 s): hyper's header-read timer, so idle keep-alive connections
-    /// are closed after it too.
-    pub header_read_timeout: std::time::Duration,
-}
+/// file descriptors. 64 connections at once (more wait to be accepted), 10 s to send a
+/// request head (idle keep-alive connections are closed after it too), 5 s for requests in
+/// progress at shutdown.
+pub(crate) const LIMITS: HttpLimits = HttpLimits {
+    max_connections: 64,
+    header_read_timeout: std::time::Duration::from_secs(10),
+    shutdown_grace: std::time::Duration::from_secs(5),
+};
 
-impl Default for HttpLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 64,
-            header_read_timeout: std::time::Duration::from_secs(10),
-        }
-    }
-}
-
-/// Serves `router` on `listener` until `shutdown`, within [`HttpLimits::default`].
+/// Serves [`router`] on `listener` until `shutdown`, within [`LIMITS`].
 ///
 /// # Errors
 /// None today; kept for callers that treat the server as fallible.
@@ -403,59 +392,18 @@ pub async fn serve(
     telemetry: Telemetry,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    serve_with(listener, telemetry, HttpLimits::default(), shutdown).await;
+    serve_with(listener, telemetry, LIMITS, shutdown).await;
     Ok(())
 }
 
-/// [`serve`] within `limits`; requests in progress get 5 s to finish after `shutdown`.
+/// [`serve`] within `limits` (the listener shared with the aggregator's HTTP API).
 pub async fn serve_with(
     listener: TcpListener,
     telemetry: Telemetry,
     limits: HttpLimits,
     shutdown: CancellationToken,
 ) {
-    let app = router(telemetry);
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let connections = tokio_util::task::TaskTracker::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    loop {
-        let slot = tokio::select! {
-            () = shutdown.cancelled() => break,
-            s = Arc::clone(&slots).acquire_owned() => s,
-        };
-        let Ok(slot) = slot else { break };
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let io = match accepted {
-            Ok((io, _)) => io,
-            Err(e) => {
-                // Out of file descriptors and the like: wait a moment instead of spinning.
-                tracing::warn!(error = %Chain(&e), "Cannot accept an HTTP connection.");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(io), service);
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let _slot = slot;
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => drop(r),
-                () = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    drop(conn.await);
-                }
-            }
-        });
-    }
-    connections.close();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), connections.wait()).await;
+    caretaker_core::listen::serve(listener, router(telemetry), limits, shutdown).await;
 }
 
 #[cfg(test)]
@@ -652,6 +600,7 @@ mod listener_tests {
         let limits = HttpLimits {
             max_connections: 4,
             header_read_timeout: std::time::Duration::from_secs(1),
+            ..LIMITS
         };
         let server = tokio::spawn(serve_with(listener, telemetry, limits, stop.clone()));
         let mut held = Vec::new();

@@ -19,14 +19,17 @@
 //! [`collector::Collector::collect`].
 //!
 //! # Where to look
-//! - Where log rotation is decided: [`logs::schedule`] (when a log is due, logrotate's
-//!   rules as a pure function), carried out by [`logs::engine`] (the entry point the daemon
-//!   and the CLI call).
-//! - Where an image is judged in use: [`images::plan`] (one decision with a reason per
-//!   image; an image a container uses is never removed), fed by the runtime's users.
+//! - Where log rotation is decided: [`logs::schedule::decide`] (when a log is due,
+//!   logrotate's rules as a pure function), carried out by [`logs::engine`] (the entry
+//!   point the daemon and the CLI call).
+//! - Where an image is judged in use: [`images::plan::plan`] (one decision with a reason
+//!   per image; an image a container uses is never removed), fed by the runtime's users.
+//! - Where a check is defined: in the aggregator, `aggregator/src/checks/mod.rs` (the
+//!   registries `ALL` and `SIGNALS`, one file per check family).
 //! - How a report reaches the store: [`collector`] builds it, [`stream`] sends it over the
-//!   `ReportIngest.Stream` and keeps it until acked; in the aggregator its `api::ingest`
-//!   validates it and `state` writes it through `store` before acking.
+//!   `ReportIngest.Stream` and keeps it until acked; in the aggregator
+//!   `aggregator/src/api/ingest.rs` validates it and `aggregator/src/state.rs` writes it
+//!   through `aggregator/src/store/mod.rs` before acking.
 //! - The domain types and their wire conversions are in `caretaker_core::model`; the
 //!   generated gRPC and CRI code in `caretaker_proto`.
 
@@ -65,10 +68,10 @@ pub fn collector_settings(
 ) -> config::Result<CollectorSettings> {
     Ok(CollectorSettings {
         node_name: config::node_name(cfg.node_name.as_deref())?,
-        report_interval: cfg.report_interval,
+        report_interval: cfg.report_interval.get(),
         paths,
         filter: cfg.filesystems.filter(),
-        statvfs_timeout: cfg.filesystems.statvfs_timeout,
+        statvfs_timeout: cfg.filesystems.statvfs_timeout.get(),
         kubelet_root: cfg.volumes.kubelet_root(),
     })
 }

@@ -333,7 +333,11 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("start the async runtime")?;
             rt.block_on(async {
                 let shutdown = CancellationToken::new();
-                tokio::spawn(wait_for_signal(shutdown.clone()));
+                let token = shutdown.clone();
+                tokio::spawn(async move {
+                    caretaker_core::listen::shutdown_signal().await;
+                    token.cancel();
+                });
                 info!(node = %settings.node_name, endpoint = %aggregator.endpoint, interval = ?settings.report_interval, http = ?cfg.listen_http, "Agent started.");
                 let http = match http.map(tokio::net::TcpListener::from_std).transpose() {
                     Ok(l) => l,
@@ -590,20 +594,3 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// sysexits.h EX_TEMPFAIL: another run holds the lock; try again later.
 const EXIT_TEMPFAIL: u8 = caretaker_core::config::EXIT_TEMPFAIL as u8;
-
-/// Cancels `token` on SIGTERM (what Kubernetes sends) or SIGINT.
-async fn wait_for_signal(token: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("Cannot install signal handlers; stop the agent with SIGKILL.");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received; stopping."),
-        _ = int.recv() => info!("SIGINT received; stopping."),
-    }
-    token.cancel();
-}

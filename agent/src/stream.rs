@@ -186,7 +186,7 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection)> {
             endpoint: cfg.endpoint.clone(),
             source,
         })?
-        .connect_timeout(cfg.connect_timeout)
+        .connect_timeout(cfg.connect_timeout.get())
         .timeout(Duration::from_secs(3600 * 24 * 365))
         .tcp_keepalive(Some(Duration::from_secs(30)))
         .http2_keep_alive_interval(Duration::from_secs(20))
@@ -204,16 +204,19 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection)> {
     // Enough room for the whole buffer plus new reports: sending never waits.
     let (tx, rx) = mpsc::channel(cfg.buffer_reports.saturating_add(16));
     let mut client = ReportIngestClient::new(channel.clone());
-    let opened = tokio::time::timeout(cfg.connect_timeout, client.stream(ReceiverStream::new(rx)))
-        .await
-        .map_err(|_| Error::Timeout {
-            endpoint: cfg.endpoint.clone(),
-            timeout: cfg.connect_timeout,
-        })?
-        .map_err(|status| Error::Open {
-            endpoint: cfg.endpoint.clone(),
-            status: Box::new(status),
-        })?;
+    let opened = tokio::time::timeout(
+        cfg.connect_timeout.get(),
+        client.stream(ReceiverStream::new(rx)),
+    )
+    .await
+    .map_err(|_| Error::Timeout {
+        endpoint: cfg.endpoint.clone(),
+        timeout: cfg.connect_timeout.get(),
+    })?
+    .map_err(|status| Error::Open {
+        endpoint: cfg.endpoint.clone(),
+        status: Box::new(status),
+    })?;
     Ok((
         channel,
         Connection {
@@ -313,7 +316,7 @@ pub async fn run(
         && !buffer.reports.is_empty()
         && !cfg.flush_timeout.is_zero()
     {
-        let deadline = Instant::now() + cfg.flush_timeout;
+        let deadline = Instant::now() + cfg.flush_timeout.get();
         while !buffer.reports.is_empty() {
             match tokio::time::timeout_at(deadline, c.inbound.message()).await {
                 Ok(Ok(Some(pb::AggregatorMessage {

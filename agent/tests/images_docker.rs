@@ -459,11 +459,11 @@ async fn the_daemon_image_task_reports_the_engines_images_in_a_dry_run() {
     let cfg = ImagesConfig {
         runtime: RuntimeChoice::Docker,
         docker_socket: sock.clone(),
-        min_age: Duration::from_secs(24 * 3600),
-        high_threshold_percent: 100,
-        low_threshold_percent: 99,
+        min_age: caretaker_core::config::BoundedDuration::secs(24 * 3600),
+        high_threshold_percent: caretaker_core::config::Percent::of(100),
+        low_threshold_percent: caretaker_core::config::Percent::of(99),
         // The first check comes within a random fraction of this.
-        pressure_check_interval: Duration::from_secs(5),
+        pressure_check_interval: caretaker_core::config::BoundedDuration::secs(5),
         ..ImagesConfig::default()
     };
     let task = cfg

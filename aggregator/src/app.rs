@@ -27,7 +27,7 @@ use crate::leader::replica::{BoxError, Leading, Replica};
 use crate::schedule::notify::{Notifier, NotifyError};
 use crate::schedule::runs::Schedule;
 use crate::state::State;
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store};
 
 /// How long `run` waits for servers to drain after the stop before returning anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
@@ -68,10 +68,10 @@ pub enum RunError {
     OpenStore {
         dir: PathBuf,
         #[source]
-        source: StoreError,
+        source: store::Error,
     },
     #[error("load the store")]
-    LoadStore(#[source] StoreError),
+    LoadStore(#[source] store::Error),
     #[error("notifications")]
     Notifications(#[source] NotifyError),
     #[error("server")]
@@ -116,7 +116,7 @@ impl App {
         let options = ServeOptions {
             tls: tls.map(Arc::new),
             auth,
-            reports_per_minute: cfg.max_reports_per_minute,
+            reports_per_minute: cfg.max_reports_per_minute.get(),
             ingest: cfg.ingest.limits(),
             http: cfg.http.limits(),
         };
@@ -145,10 +145,12 @@ impl App {
             })?;
         http.set_nonblocking(true).map_err(RunError::Listener)?;
         let Some(election) = election else {
-            let store = open_store(&cfg).map_err(|source| RunError::OpenStore {
-                dir: cfg.data_dir.clone(),
-                source,
-            })?;
+            let store = open_store(&cfg)
+                .await
+                .map_err(|source| RunError::OpenStore {
+                    dir: cfg.data_dir.clone(),
+                    source,
+                })?;
             return serve_store(&cfg, store, http, options, shutdown, || {}).await;
         };
 
@@ -221,12 +223,18 @@ impl Standby {
     }
 }
 
-fn open_store(cfg: &AggregatorConfig) -> Result<Store, StoreError> {
-    if cfg.in_memory {
-        Store::in_memory()
-    } else {
-        Store::open(&cfg.data_dir)
-    }
+/// Opens the store on the blocking pool: opening reads the file (and repairs it after a
+/// crash), which must not stall the runtime that serves the standby and renews the Lease.
+async fn open_store(cfg: &AggregatorConfig) -> Result<Store, store::Error> {
+    let (in_memory, dir) = (cfg.in_memory, cfg.data_dir.clone());
+    crate::store::handle::blocking(move || {
+        if in_memory {
+            Store::in_memory()
+        } else {
+            Store::open(&dir)
+        }
+    })
+    .await
 }
 
 /// The states of opening the store as the new leader.
@@ -250,9 +258,9 @@ async fn open_store_as_leader(
     let mut state = Opening::Attempt;
     loop {
         state = match state {
-            Opening::Attempt => match open_store(cfg) {
+            Opening::Attempt => match open_store(cfg).await {
                 Ok(s) => return Ok(Some(s)),
-                Err(e @ StoreError::Locked { .. }) if tokio::time::Instant::now() < give_up => {
+                Err(e @ store::Error::Locked { .. }) if tokio::time::Instant::now() < give_up => {
                     warn!(error = %Chain(&e), "The store is still open in the former leader; retrying.");
                     Opening::Waiting
                 }
@@ -283,10 +291,10 @@ async fn serve_store(
     listening: impl FnOnce(),
 ) -> Result<(), RunError> {
     let (round_requests, requests) = crate::state::round_requests();
-    let state = State::build(
+    let state = State::load(
         store,
         crate::state::Options {
-            stale_after_intervals: cfg.stale_after_intervals,
+            stale_after_intervals: cfg.stale_after_intervals.get(),
             retention: cfg.history.retention(),
             window: Some(MaintenanceWindow::new(
                 &cfg.schedule.maintenance_window,
@@ -296,6 +304,7 @@ async fn serve_store(
             alert_review: cfg.signals.alert_review,
         },
     )
+    .await
     .map_err(RunError::LoadStore)?;
     let rounds = crate::round::Rounds::new(cfg.rounds());
     let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc)
@@ -325,7 +334,7 @@ async fn serve_store(
         crate::round::run_loop(
             Arc::clone(&state),
             rounds,
-            cfg.history.record_interval,
+            cfg.history.record_interval.get(),
             notifier,
             requests,
             servers_stop.clone(),
@@ -351,7 +360,7 @@ async fn serve_store(
     // The servers have drained (or DRAIN_TIMEOUT passed): the store file is closed, and its
     // lock released, here, before the Lease is given up and before `run` returns, even if
     // a connection task still holds the state.
-    state.store().close();
+    state.store().close().await;
     drop(state);
     match drained {
         Ok(Ok(r)) => r.map_err(RunError::Server)?,

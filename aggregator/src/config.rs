@@ -25,9 +25,9 @@
 //!   tokens:                   # bearer tokens of the query APIs, each from a file or a variable
 //!     - {name: grafana, scope: read, file: /var/run/secrets/caretaker/api/read}
 //!     - {name: ops, scope: admin, env: CARETAKER_ADMIN_TOKEN}
-//!   allow_anonymous: false    # true: the query APIs need no token (loopback tests only)
-//!   metrics_require_token: false  # true: /metrics needs a read token too
-//! max_reports_per_minute: 120 # per node, over all its streams; more is slowed down (default 120)
+//!   allow_anonymous: false    # default; true: the query APIs need no token (loopback tests only)
+//!   metrics_require_token: false  # default; true: /metrics needs a read token too
+//! max_reports_per_minute: 120 # default; per node, over all its streams; more is slowed down
 //! ingest:                     # bounds of report ingest (defaults shown; see IngestConfig)
 //!   in_flight_bytes: 8388608  # encoded reports read but not yet acked, all streams
 //!   budget_wait: 30s          # then the stream ends with RESOURCE_EXHAUSTED
@@ -36,10 +36,11 @@
 //!   burst_reports: 400        # a node's burst beyond the rate: a resent buffer
 //!   stream_window_bytes: 8192       # HTTP/2 receive windows on the gRPC port
 //!   connection_window_bytes: 65536
+//!   max_connections: 10240    # connections open at once on the gRPC port; more are closed
 //!   commit_max_reports: 1024  # group commit: reports, bytes and wait per transaction
 //!   commit_max_bytes: 8388608
 //!   commit_max_wait: 2ms
-//! http:                       # bounds of the HTTP listener
+//! http:                       # bounds of the HTTP listener (defaults shown)
 //!   max_connections: 256
 //!   header_read_timeout: 10s  # also ends idle keep-alive connections
 //! schedule: {}                # daily/weekly/monthly runs, maintenance window, notifications:
@@ -54,10 +55,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use std::time::Duration;
-
-use caretaker_core::config::bounded_duration;
-use serde::{Deserialize, Deserializer};
+use caretaker_core::config::{BoundedDuration, BoundedU32, BoundedUsize, ms};
+use serde::{Deserialize, Serialize};
 
 use crate::checks::ChecksConfig;
 use crate::cleanup::CleanupConfig;
@@ -67,83 +66,89 @@ use crate::schedule::config::ScheduleConfig;
 use crate::signals::config::SignalsConfig;
 use crate::updates::ChartsConfig;
 
-/// The whole aggregator config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole aggregator config. Every option has a default ([`Default`], the one place
+/// the default values are written; `docs/config.md` shows them), except `tls` and
+/// `auth.tokens`, which [`AggregatorConfig::validate`] requires unless turned off
+/// explicitly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AggregatorConfig {
-    #[serde(default)]
     pub listen: ListenConfig,
-    /// Directory of the store (`caretaker.redb`). Default `/var/lib/caretaker`. Reports
-    /// are acked only once written there.
-    #[serde(default = "default_data_dir")]
+    /// Directory of the store (`caretaker.redb`). Reports are acked only once written
+    /// there.
     pub data_dir: PathBuf,
     /// Keep the store in memory instead of `data_dir` (nothing survives a restart).
-    /// Default false.
-    #[serde(default)]
     pub in_memory: bool,
     /// A node whose latest report is older than this many of its own report intervals is
-    /// stale. Default 3. 1 to 1000.
-    #[serde(
-        default = "default_stale_after_intervals",
-        deserialize_with = "stale_after"
-    )]
-    pub stale_after_intervals: u32,
+    /// stale. 1 to 1000.
+    pub stale_after_intervals: BoundedU32<1, 1000>,
     /// Where cluster state comes from and how often checks run.
-    #[serde(default)]
     pub cluster: ClusterConfig,
-    #[serde(default)]
     pub checks: ChecksConfig,
-    #[serde(default)]
     pub cleanup: CleanupConfig,
-    #[serde(default)]
     pub signals: SignalsConfig,
     /// Chart repositories for the chart-updates review; none by default (no lookups).
-    #[serde(default)]
     pub charts: ChartsConfig,
     /// Request recommendations and capacity trends; VPA's defaults.
-    #[serde(default)]
     pub capacity: crate::capacity::CapacityConfig,
-    #[serde(default)]
     pub history: HistoryConfig,
     /// TLS on both listeners, mutual on gRPC for agents. Required unless
     /// `insecure_plaintext` is true.
-    #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
     /// Serve gRPC and HTTP without TLS: agents are then not authenticated and report
-    /// for any node. Only for loopback tests. Default false.
-    #[serde(default)]
+    /// for any node. Only for loopback tests.
     pub insecure_plaintext: bool,
     /// Bearer tokens of the query APIs.
-    #[serde(default)]
     pub auth: AuthConfig,
     /// Reports one node may send per minute over all its streams (bursts up to this many,
     /// or `ingest.burst_reports` if that is more);
     /// beyond it the aggregator stops reading the node's streams until the rate allows
-    /// (HTTP/2 flow control holds the agent back; nothing is buffered). Default 120 (20 times the default 10 s interval). 1 to 60000.
-    #[serde(
-        default = "default_max_reports_per_minute",
-        deserialize_with = "max_reports_per_minute"
-    )]
-    pub max_reports_per_minute: u32,
+    /// (HTTP/2 flow control holds the agent back; nothing is buffered). The default is 20
+    /// times the agents' default interval. 1 to 60000.
+    pub max_reports_per_minute: BoundedU32<1, 60_000>,
     /// Bounds of report ingest on the gRPC port: memory, streams, bursts, batching.
-    #[serde(default)]
     pub ingest: IngestConfig,
     /// Bounds of the HTTP listener: connections and the header-read timeout.
-    #[serde(default)]
     pub http: HttpConfig,
     /// Daily/weekly/monthly runs, the maintenance window and notifications. Defaults: the
     /// seed's (03:00 Asia/Tokyo; window Sunday 03:00–05:00); see [`ScheduleConfig`].
-    #[serde(default)]
     pub schedule: ScheduleConfig,
     /// Leader election between replicas through a Lease; absent (the default): this
     /// process serves at once, alone. See [`crate::leader`].
-    #[serde(default)]
     pub leader_election: Option<LeaderElectionConfig>,
+}
+
+impl Default for AggregatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: ListenConfig::default(),
+            data_dir: "/var/lib/caretaker".into(),
+            in_memory: false,
+            stale_after_intervals: BoundedU32::of(
+                crate::report::MergeConfig::default().stale_after_intervals,
+            ),
+            cluster: ClusterConfig::default(),
+            checks: ChecksConfig::default(),
+            cleanup: CleanupConfig::default(),
+            signals: SignalsConfig::default(),
+            charts: ChartsConfig::default(),
+            capacity: crate::capacity::CapacityConfig::default(),
+            history: HistoryConfig::default(),
+            tls: None,
+            insecure_plaintext: false,
+            auth: AuthConfig::default(),
+            max_reports_per_minute: BoundedU32::of(120),
+            ingest: IngestConfig::default(),
+            http: HttpConfig::default(),
+            schedule: ScheduleConfig::default(),
+            leader_election: None,
+        }
+    }
 }
 
 /// The aggregator's TLS files (PEM). They are read again whenever one of them changes
 /// (checked at each new connection), so a renewed certificate is served without a restart.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTlsConfig {
     /// Server certificate (chain) for gRPC and HTTPS.
@@ -153,7 +158,7 @@ pub struct ServerTlsConfig {
     /// CA certificate(s) that agents' client certificates must chain to.
     pub ca_file: PathBuf,
     /// Accept the certificate shared by all agents (URI SAN `caretaker-node:*`), which
-    /// cannot tell nodes apart. Default false: every agent needs its own certificate
+    /// cannot tell nodes apart. Off by default: every agent needs its own certificate
     /// with `caretaker-node:<node name>`.
     #[serde(default)]
     pub allow_shared_agent_cert: bool,
@@ -161,24 +166,21 @@ pub struct ServerTlsConfig {
 
 /// Bearer-token authentication of the HTTP JSON API and the gRPC Query service.
 /// `/healthz` and `/readyz` never need a token; ingest is authenticated by mTLS.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// The accepted tokens. Empty is an error unless `allow_anonymous` is true.
-    #[serde(default)]
     pub tokens: Vec<TokenConfig>,
-    /// Serve the query APIs without any token. Only for loopback tests. Default false.
-    #[serde(default)]
+    /// Serve the query APIs without any token. Only for loopback tests.
     pub allow_anonymous: bool,
-    /// `/metrics` needs a read token too. Default false (Prometheus scrapes it openly;
-    /// the NetworkPolicy limits who can reach it).
-    #[serde(default)]
+    /// `/metrics` needs a read token too. Off by default: Prometheus scrapes it openly;
+    /// the NetworkPolicy limits who can reach it.
     pub metrics_require_token: bool,
 }
 
 /// One token: where its secret is and what it may do. The secret itself never appears
 /// in the config or the log; `name` does.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// Shown in the log instead of the token.
@@ -246,10 +248,10 @@ impl AggregatorConfig {
                 });
             }
         }
-        if self.ingest.max_message_bytes > self.ingest.in_flight_bytes {
+        if self.ingest.max_message_bytes.get() > self.ingest.in_flight_bytes.get() {
             return Err(Error::MessageAboveBudget {
-                max_message_bytes: self.ingest.max_message_bytes,
-                in_flight_bytes: self.ingest.in_flight_bytes,
+                max_message_bytes: self.ingest.max_message_bytes.get(),
+                in_flight_bytes: self.ingest.in_flight_bytes.get(),
             });
         }
         if let Some(le) = &self.leader_election {
@@ -267,101 +269,71 @@ impl AggregatorConfig {
     }
 }
 
-/// Bounds of report ingest (issue 14). The defaults hold a reconnect storm of 5,000 nodes
-/// within the Deployment's memory limit (`bench-ingest`); every bound is back-pressure
-/// (a stream is not read while it waits), so nothing an agent sends is dropped by them.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Bounds of report ingest (issue 14). The defaults (those of
+/// [`crate::api::ingest::IngestLimits`]) hold a reconnect storm of 5,000 nodes within the
+/// Deployment's memory limit (`bench-ingest`); every bound is back-pressure (a stream is
+/// not read while it waits), so nothing an agent sends is dropped by them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Encoded bytes of reports read but not yet acked, over all streams: a report that
-    /// finds no room waits for it, and its stream is not read meanwhile. Default 8388608
-    /// (8 MiB: ~7,000 reports of 1.2 KiB, several group commits' worth). 65536 to 1073741824.
-    #[serde(
-        default = "default_in_flight_bytes",
-        deserialize_with = "in_flight_bytes"
-    )]
-    pub in_flight_bytes: usize,
+    /// finds no room waits for it, and its stream is not read meanwhile. The default
+    /// (8 MiB) holds ~7,000 reports of 1.2 KiB, several group commits' worth. 65536 to
+    /// 1073741824.
+    pub in_flight_bytes: BoundedUsize<{ 64 << 10 }, { 1 << 30 }>,
     /// How long a report waits for room in `in_flight_bytes` before its stream ends with
-    /// `RESOURCE_EXHAUSTED` (the agent keeps the report and resends it). Default 30s.
-    /// 1s to 10m.
-    #[serde(default = "default_budget_wait", deserialize_with = "budget_wait")]
-    pub budget_wait: Duration,
+    /// `RESOURCE_EXHAUSTED` (the agent keeps the report and resends it). 1s to 10m.
+    pub budget_wait: BoundedDuration<{ ms::SECOND }, { 10 * ms::MINUTE }>,
     /// Report streams one node identity (its certificate's node) may have open at once; one
     /// more is refused with `RESOURCE_EXHAUSTED`. An agent needs one, plus one while a
-    /// reconnect overlaps a stream the server has not seen close. Default 4. 1 to 64.
-    #[serde(
-        default = "default_streams_per_node",
-        deserialize_with = "streams_per_node"
-    )]
-    pub streams_per_node: usize,
+    /// reconnect overlaps a stream the server has not seen close. 1 to 64.
+    pub streams_per_node: BoundedUsize<1, 64>,
     /// Largest message an agent may send; a larger one ends its stream with
-    /// `OUT_OF_RANGE`. A report of a large node is tens of KiB. Default 4194304 (4 MiB).
-    /// 65536 to 67108864, and at most `in_flight_bytes`.
-    #[serde(
-        default = "default_max_message_bytes",
-        deserialize_with = "max_message_bytes"
-    )]
-    pub max_message_bytes: usize,
+    /// `OUT_OF_RANGE`. A report of a large node is tens of KiB. 65536 to 67108864, and at
+    /// most `in_flight_bytes`.
+    pub max_message_bytes: BoundedUsize<{ 64 << 10 }, { 64 << 20 }>,
     /// Reports a node may send at once beyond `max_reports_per_minute` (its burst): an
-    /// agent back after an outage resends its whole buffer at once (`buffer_reports`,
-    /// 360 by default), which then drains at the aggregator's speed instead of the
+    /// agent back after an outage resends its whole buffer at once (the agents'
+    /// `buffer_reports`), which then drains at the aggregator's speed instead of the
     /// per-minute rate. A flood from one identity gets this many at once and the rate
-    /// after it. Raise it with the agents' `buffer_reports`. Default 400. 1 to 100000;
-    /// below `max_reports_per_minute` the burst is that rate.
-    #[serde(default = "default_burst_reports", deserialize_with = "burst_reports")]
-    pub burst_reports: u32,
+    /// after it. Raise it with the agents' `buffer_reports`. 1 to 100000; below
+    /// `max_reports_per_minute` the burst is that rate.
+    pub burst_reports: BoundedU32<1, 100_000>,
     /// HTTP/2 receive window of each stream on the gRPC port: what an agent may send ahead
-    /// of what ingest has read. Memory: up to about twice this per connected agent (h2's
-    /// receive queue and tonic's decode buffer). Default 8192. 1024 to 16777216.
-    #[serde(
-        default = "default_stream_window_bytes",
-        deserialize_with = "window_bytes"
-    )]
-    pub stream_window_bytes: u32,
+    /// of what ingest has read. Memory: up to about this much per connected agent, in h2's
+    /// receive queue (ingest's decoder reads it in 1 KiB pieces). 1024 to 16777216.
+    pub stream_window_bytes: BoundedU32<1024, { 16 << 20 }>,
     /// HTTP/2 receive window of each connection on the gRPC port (all its streams).
-    /// Default 65536. 65535 (HTTP/2's initial window, the least a peer can be held to)
-    /// to 16777216.
-    #[serde(
-        default = "default_connection_window_bytes",
-        deserialize_with = "connection_window_bytes"
-    )]
-    pub connection_window_bytes: u32,
-    /// Reports written in one store transaction (one fsync) at most. Default 1024.
-    /// 1 to 65536.
-    #[serde(
-        default = "default_commit_max_reports",
-        deserialize_with = "commit_max_reports"
-    )]
-    pub commit_max_reports: usize,
-    /// Encoded report bytes in one store transaction at most. Default 8388608 (8 MiB).
-    /// 65536 to 268435456.
-    #[serde(
-        default = "default_commit_max_bytes",
-        deserialize_with = "commit_max_bytes"
-    )]
-    pub commit_max_bytes: usize,
-    /// Longest a report waits for more reports to share its commit. Default 2ms. 0s
-    /// (commit whatever is queued at once) to 1s.
-    #[serde(
-        default = "default_commit_max_wait",
-        deserialize_with = "commit_max_wait"
-    )]
-    pub commit_max_wait: Duration,
+    /// 65535 (HTTP/2's initial window, the least a peer can be held to) to 16777216.
+    pub connection_window_bytes: BoundedU32<65_535, { 16 << 20 }>,
+    /// Connections open at once on the gRPC port (agents and query clients); a connection
+    /// beyond it is closed as soon as it is accepted, before its TLS handshake, and its
+    /// client retries later. An agent holds one connection. 1 to 1048576.
+    pub max_connections: BoundedUsize<1, { 1 << 20 }>,
+    /// Reports written in one store transaction (one fsync) at most. 1 to 65536.
+    pub commit_max_reports: BoundedUsize<1, 65_536>,
+    /// Encoded report bytes in one store transaction at most. 65536 to 268435456.
+    pub commit_max_bytes: BoundedUsize<{ 64 << 10 }, { 256 << 20 }>,
+    /// Longest a report waits for more reports to share its commit. 0s (commit whatever
+    /// is queued at once) to 1s.
+    pub commit_max_wait: BoundedDuration<0, { ms::SECOND }>,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
+        let d = crate::api::ingest::IngestLimits::default();
         Self {
-            in_flight_bytes: default_in_flight_bytes(),
-            budget_wait: default_budget_wait(),
-            streams_per_node: default_streams_per_node(),
-            max_message_bytes: default_max_message_bytes(),
-            burst_reports: default_burst_reports(),
-            stream_window_bytes: default_stream_window_bytes(),
-            connection_window_bytes: default_connection_window_bytes(),
-            commit_max_reports: default_commit_max_reports(),
-            commit_max_bytes: default_commit_max_bytes(),
-            commit_max_wait: default_commit_max_wait(),
+            in_flight_bytes: BoundedUsize::of(d.in_flight_bytes),
+            budget_wait: BoundedDuration::of(d.budget_wait),
+            streams_per_node: BoundedUsize::of(d.streams_per_node),
+            max_message_bytes: BoundedUsize::of(d.max_message_bytes),
+            burst_reports: BoundedU32::of(d.burst_reports),
+            stream_window_bytes: BoundedU32::of(d.stream_window_bytes),
+            connection_window_bytes: BoundedU32::of(d.connection_window_bytes),
+            max_connections: BoundedUsize::of(d.max_connections),
+            commit_max_reports: BoundedUsize::of(d.commit.max_reports),
+            commit_max_bytes: BoundedUsize::of(d.commit.max_bytes),
+            commit_max_wait: BoundedDuration::of(d.commit.max_wait),
         }
     }
 }
@@ -370,128 +342,43 @@ impl IngestConfig {
     /// The limits the ingest service runs with.
     pub fn limits(&self) -> crate::api::ingest::IngestLimits {
         crate::api::ingest::IngestLimits {
-            in_flight_bytes: self.in_flight_bytes,
-            budget_wait: self.budget_wait,
-            streams_per_node: self.streams_per_node,
-            max_message_bytes: self.max_message_bytes,
-            burst_reports: self.burst_reports,
-            stream_window_bytes: self.stream_window_bytes,
-            connection_window_bytes: self.connection_window_bytes,
+            in_flight_bytes: self.in_flight_bytes.get(),
+            budget_wait: self.budget_wait.get(),
+            streams_per_node: self.streams_per_node.get(),
+            max_message_bytes: self.max_message_bytes.get(),
+            burst_reports: self.burst_reports.get(),
+            stream_window_bytes: self.stream_window_bytes.get(),
+            connection_window_bytes: self.connection_window_bytes.get(),
+            max_connections: self.max_connections.get(),
             commit: crate::api::commit::CommitLimits {
-                max_reports: self.commit_max_reports,
-                max_bytes: self.commit_max_bytes,
-                max_wait: self.commit_max_wait,
+                max_reports: self.commit_max_reports.get(),
+                max_bytes: self.commit_max_bytes.get(),
+                max_wait: self.commit_max_wait.get(),
             },
         }
     }
 }
 
-fn ingest_defaults() -> crate::api::ingest::IngestLimits {
-    crate::api::ingest::IngestLimits::default()
-}
-fn default_in_flight_bytes() -> usize {
-    ingest_defaults().in_flight_bytes
-}
-fn default_budget_wait() -> Duration {
-    ingest_defaults().budget_wait
-}
-fn default_streams_per_node() -> usize {
-    ingest_defaults().streams_per_node
-}
-fn default_max_message_bytes() -> usize {
-    ingest_defaults().max_message_bytes
-}
-fn default_burst_reports() -> u32 {
-    ingest_defaults().burst_reports
-}
-fn default_stream_window_bytes() -> u32 {
-    ingest_defaults().stream_window_bytes
-}
-fn default_connection_window_bytes() -> u32 {
-    ingest_defaults().connection_window_bytes
-}
-fn window_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    bounded(d, 1024, 16 << 20)
-}
-fn connection_window_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    bounded(d, 65_535, 16 << 20)
-}
-fn default_commit_max_reports() -> usize {
-    ingest_defaults().commit.max_reports
-}
-fn default_commit_max_bytes() -> usize {
-    ingest_defaults().commit.max_bytes
-}
-fn default_commit_max_wait() -> Duration {
-    ingest_defaults().commit.max_wait
-}
-
-/// A whole number within `min..=max`.
-fn bounded<'de, D, T>(d: D, min: T, max: T) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + PartialOrd + std::fmt::Display,
-{
-    let v = T::deserialize(d)?;
-    if v < min || v > max {
-        return Err(serde::de::Error::custom(format!(
-            "{v} is out of range {min}..={max}"
-        )));
-    }
-    Ok(v)
-}
-fn in_flight_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    bounded(d, 64 << 10, 1 << 30)
-}
-fn budget_wait<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(600))
-}
-fn streams_per_node<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    bounded(d, 1, 64)
-}
-fn max_message_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    bounded(d, 64 << 10, 64 << 20)
-}
-fn burst_reports<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    bounded(d, 1, 100_000)
-}
-fn commit_max_reports<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    bounded(d, 1, 65_536)
-}
-fn commit_max_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    bounded(d, 64 << 10, 256 << 20)
-}
-fn commit_max_wait<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::ZERO, Duration::from_secs(1))
-}
-
 /// Bounds of the HTTP listener (JSON API, health, metrics): what idle or slow clients
-/// can hold.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// can hold. The defaults are [`crate::api::listen::HttpLimits`]'.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Connections open at once; more wait in the kernel's backlog until one closes.
-    /// Default 256. 1 to 65536.
-    #[serde(
-        default = "default_http_max_connections",
-        deserialize_with = "http_max_connections"
-    )]
-    pub max_connections: usize,
+    /// 1 to 65536.
+    pub max_connections: BoundedUsize<1, 65_536>,
     /// Time a client has to send a complete request head, counted from connecting or
     /// from the previous response: slow and idle connections are closed after it.
-    /// Default 10s. 1s to 10m.
-    #[serde(
-        default = "default_header_read_timeout",
-        deserialize_with = "header_read_timeout"
-    )]
-    pub header_read_timeout: Duration,
+    /// 1s to 10m.
+    pub header_read_timeout: BoundedDuration<{ ms::SECOND }, { 10 * ms::MINUTE }>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
+        let d = crate::api::listen::HttpLimits::default();
         Self {
-            max_connections: default_http_max_connections(),
-            header_read_timeout: default_header_read_timeout(),
+            max_connections: BoundedUsize::of(d.max_connections),
+            header_read_timeout: BoundedDuration::of(d.header_read_timeout),
         }
     }
 }
@@ -500,52 +387,36 @@ impl HttpConfig {
     /// The limits the HTTP listener runs with.
     pub fn limits(&self) -> crate::api::listen::HttpLimits {
         crate::api::listen::HttpLimits {
-            max_connections: self.max_connections,
-            header_read_timeout: self.header_read_timeout,
+            max_connections: self.max_connections.get(),
+            header_read_timeout: self.header_read_timeout.get(),
             ..crate::api::listen::HttpLimits::default()
         }
     }
 }
 
-fn default_http_max_connections() -> usize {
-    crate::api::listen::HttpLimits::default().max_connections
-}
-fn default_header_read_timeout() -> Duration {
-    crate::api::listen::HttpLimits::default().header_read_timeout
-}
-fn http_max_connections<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    bounded(d, 1, 65_536)
-}
-fn header_read_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(600))
-}
-
-/// Report history options.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Report history options. The retention defaults are
+/// [`crate::store::history::Retention`]'s: a year of daily reports plus a month to
+/// compare with, and 1 GiB.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HistoryConfig {
-    /// Reports older than this are deleted. Default 400d.
-    #[serde(default = "default_max_age", deserialize_with = "max_age")]
-    pub max_age: Duration,
-    /// The oldest reports are deleted while the stored (compressed) reports exceed this.
-    /// Default 1 GiB.
-    #[serde(default = "default_max_bytes")]
+    /// Reports older than this are deleted. 1d to 3650d.
+    pub max_age: BoundedDuration<{ ms::DAY }, { ms::TEN_YEARS }>,
+    /// The oldest reports are deleted while the stored (compressed) reports exceed this
+    /// many bytes.
     pub max_bytes: u64,
     /// A round's merged report is recorded when the last record is at least this old.
-    /// Default 1h. 1m to 7d.
-    #[serde(
-        default = "default_record_interval",
-        deserialize_with = "record_interval"
-    )]
-    pub record_interval: Duration,
+    /// 1m to 7d.
+    pub record_interval: BoundedDuration<{ ms::MINUTE }, { 7 * ms::DAY }>,
 }
 
 impl Default for HistoryConfig {
     fn default() -> Self {
+        let d = crate::store::history::Retention::default();
         Self {
-            max_age: default_max_age(),
-            max_bytes: default_max_bytes(),
-            record_interval: default_record_interval(),
+            max_age: BoundedDuration::of(d.max_age),
+            max_bytes: d.max_bytes,
+            record_interval: BoundedDuration::secs(3600),
         }
     }
 }
@@ -553,30 +424,10 @@ impl Default for HistoryConfig {
 impl HistoryConfig {
     pub fn retention(&self) -> crate::store::history::Retention {
         crate::store::history::Retention {
-            max_age: self.max_age,
+            max_age: self.max_age.get(),
             max_bytes: self.max_bytes,
         }
     }
-}
-
-fn default_max_age() -> Duration {
-    crate::store::history::Retention::default().max_age
-}
-fn max_age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(
-        d,
-        Duration::from_secs(86_400),
-        Duration::from_secs(3650 * 86_400),
-    )
-}
-fn default_max_bytes() -> u64 {
-    crate::store::history::Retention::default().max_bytes
-}
-fn default_record_interval() -> Duration {
-    Duration::from_secs(3600)
-}
-fn record_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(60), Duration::from_secs(7 * 86_400))
 }
 
 impl AggregatorConfig {
@@ -593,92 +444,87 @@ impl AggregatorConfig {
     }
 }
 
-impl Default for AggregatorConfig {
-    fn default() -> Self {
-        Self {
-            listen: ListenConfig::default(),
-            data_dir: default_data_dir(),
-            in_memory: false,
-            stale_after_intervals: default_stale_after_intervals(),
-            cluster: ClusterConfig::default(),
-            checks: ChecksConfig::default(),
-            cleanup: CleanupConfig::default(),
-            signals: SignalsConfig::default(),
-            charts: ChartsConfig::default(),
-            capacity: crate::capacity::CapacityConfig::default(),
-            history: HistoryConfig::default(),
-            tls: None,
-            insecure_plaintext: false,
-            auth: AuthConfig::default(),
-            max_reports_per_minute: default_max_reports_per_minute(),
-            ingest: IngestConfig::default(),
-            http: HttpConfig::default(),
-            schedule: ScheduleConfig::default(),
-            leader_election: None,
-        }
-    }
-}
-
 /// Listen addresses.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ListenConfig {
-    /// gRPC (ReportIngest, Query, grpc.health.v1, reflection). Default `0.0.0.0:7443`.
-    #[serde(default = "default_grpc")]
+    /// gRPC (ReportIngest, Query, grpc.health.v1, reflection).
     pub grpc: SocketAddr,
-    /// HTTP (JSON API, health, metrics). Default `0.0.0.0:8080`.
-    #[serde(default = "default_http")]
+    /// HTTP (JSON API, health, metrics).
     pub http: SocketAddr,
 }
 
 impl Default for ListenConfig {
     fn default() -> Self {
         Self {
-            grpc: default_grpc(),
-            http: default_http(),
+            grpc: SocketAddr::from(([0, 0, 0, 0], 7443)),
+            http: SocketAddr::from(([0, 0, 0, 0], 8080)),
         }
-    }
-}
-
-fn default_grpc() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 7443))
-}
-fn default_http() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 8080))
-}
-fn default_data_dir() -> PathBuf {
-    "/var/lib/caretaker".into()
-}
-fn default_stale_after_intervals() -> u32 {
-    3
-}
-fn default_max_reports_per_minute() -> u32 {
-    120
-}
-fn max_reports_per_minute<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let v = u32::deserialize(d)?;
-    if (1..=60_000).contains(&v) {
-        Ok(v)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "{v} is out of range 1..=60000"
-        )))
-    }
-}
-fn stale_after<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let v = u32::deserialize(d)?;
-    if (1..=1000).contains(&v) {
-        Ok(v)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "{v} is out of range 1..=1000"
-        )))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    /// The values the module doc's YAML block shows as defaults (lines marked `# default`,
+    /// and every line of the sections marked "defaults shown") are the values of
+    /// `AggregatorConfig::default()`: the block cannot drift from the code.
+    #[test]
+    fn the_documented_defaults_are_the_default_values() {
+        let src = include_str!("config.rs");
+        let block: Vec<&str> = src
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! ").or(l.strip_prefix("//!")))
+            .skip_while(|l| !l.starts_with("```yaml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("```"))
+            .collect();
+        let defaults = serde_json::to_value(AggregatorConfig::default()).unwrap();
+        let (mut path, mut all_defaults_at) = (Vec::<String>::new(), None::<usize>);
+        let mut checked = 0;
+        for line in block {
+            let depth = (line.len() - line.trim_start().len()) / 2;
+            let (body, comment) = line.split_once(" #").unwrap_or((line, ""));
+            let Some((key, value)) = body.trim().split_once(':') else {
+                continue;
+            };
+            if key.starts_with('-') || key.is_empty() {
+                continue;
+            }
+            path.truncate(depth);
+            path.push(key.to_string());
+            if all_defaults_at.is_some_and(|d| depth <= d) {
+                all_defaults_at = None;
+            }
+            let value = value.trim();
+            if value.is_empty() {
+                if comment.contains("defaults shown") {
+                    all_defaults_at = Some(depth);
+                }
+                continue;
+            }
+            let marked = comment.trim_start().starts_with("default") || all_defaults_at.is_some();
+            if !marked || value.starts_with(['{', '[']) {
+                continue;
+            }
+            let pointer = format!("/{}", path.join("/"));
+            let want = defaults
+                .pointer(&pointer)
+                .unwrap_or_else(|| panic!("{pointer} is documented but not in the defaults"));
+            let shown = match want {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            assert_eq!(
+                value, shown,
+                "{pointer}: the doc block says {value}, Default has {shown}"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 24, "only {checked} documented defaults found");
+    }
+
     use std::path::Path;
+    use std::time::Duration;
 
     use caretaker_core::config::parse_yaml;
 
@@ -695,7 +541,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.listen.http, "127.0.0.1:9000".parse().unwrap());
-        assert_eq!(c.listen.grpc, default_grpc());
+        assert_eq!(c.listen.grpc, ListenConfig::default().grpc);
         assert!(c.in_memory);
         assert_eq!(c.stale_after_intervals, 5);
     }
@@ -867,5 +713,18 @@ mod tests {
             c.validate().unwrap_err().to_string(),
             "ingest.max_message_bytes (4194304) is larger than ingest.in_flight_bytes (1048576): a report of that size could never be taken; raise in_flight_bytes or lower max_message_bytes"
         );
+    }
+
+    #[test]
+    fn the_grpc_connection_cap_parses_and_is_bounded() {
+        let c: AggregatorConfig =
+            parse_yaml("ingest:\n  max_connections: 3\n", Path::new("c")).unwrap();
+        assert_eq!(c.ingest.limits().max_connections, 3);
+        let d: AggregatorConfig = parse_yaml("", Path::new("c")).unwrap();
+        assert_eq!(d.ingest.max_connections, 10_240);
+        let err = parse_yaml::<AggregatorConfig>("ingest:\n  max_connections: 0\n", Path::new("c"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_connections"), "{err}");
     }
 }

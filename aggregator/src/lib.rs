@@ -11,7 +11,8 @@
 //!   [`api::auth`] bearer tokens; [`api::tls`] server TLS and node identity from client
 //!   certificates; [`api::standby`] what a standby replica serves.
 //! - [`store`]: the durable store (redb) and the duplicate/restart rule
-//!   ([`store::decide`]); [`store::history`]: every recorded merged report.
+//!   ([`store::decide`]); [`store::history`]: every recorded merged report;
+//!   [`store::StoreHandle`]: the async facade every store call of the server goes through.
 //! - [`state`]: store + in-memory copy + freshness + metrics, shared by the servers.
 //! - [`round`]: one round of checks, signals and cleanup proposals merged with the node
 //!   reports, and the loop that runs them periodically.
@@ -32,13 +33,18 @@
 //!   `Query` client (`report`, `caretaker-standalone`, tests).
 //!
 //! # Where to look
-//! - How a report reaches the store: the agent's `stream` module sends it, then
-//!   [`api::ingest::IngestService`] validates it and [`state::State::ingest`] writes it
-//!   through [`store::Store`] before the ack goes back.
-//! - Where a check is defined: [`checks`] (the registry in `checks/mod.rs`, one file per
-//!   check family); the signal checks are in [`signals`] and run in [`round`].
-//! - Log rotation and image pruning are decided on the node, in `caretaker-agent`
-//!   (`agent/src/logs/`, `agent/src/images/`).
+//! - How a report reaches the store: the agent's `agent/src/stream.rs` sends it, then
+//!   [`api::ingest::IngestService`] validates it, the group commit ([`api::commit`]) hands
+//!   a batch to [`state::State::ingest_batch`], which writes it with
+//!   [`store::Store::put_batch`] through the async facade [`store::handle::StoreHandle`]
+//!   (deciding duplicates and restarts in [`store::decide`]) before the ack goes back.
+//! - Where a check is defined: [`checks`]: the registries [`checks::ALL`] (the cluster
+//!   checks, one file per check family, run by [`checks::run_all`]) and
+//!   [`checks::SIGNALS`] (the checks in [`checks::signals`] that read HTTP endpoints,
+//!   Prometheus and Alertmanager).
+//! - Log rotation and image pruning are decided on the node, in `caretaker-agent`:
+//!   whether a log is due in `agent/src/logs/schedule.rs`, whether an image is in use in
+//!   `agent/src/images/plan.rs`.
 
 pub mod api;
 pub mod app;

@@ -5,15 +5,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use caretaker_aggregator::app::App;
 use caretaker_aggregator::checks::cli::CliError;
-use caretaker_aggregator::cli::args::{Args, Cli, Report, ReportQuery};
+use caretaker_aggregator::cli::args::{Args, Cli};
 use caretaker_aggregator::cli::certs;
-use caretaker_aggregator::client;
 use caretaker_aggregator::renew::cli::RenewCliError;
-use caretaker_aggregator::report;
 use caretaker_core::config::EXIT_USAGE;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -77,7 +74,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(args: Args) -> anyhow::Result<()> {
     match args {
         Args::Serve(app) => serve(*app),
-        Args::Report(r) => report(&r),
+        Args::Report(r) => Ok(runtime()?.block_on(caretaker_aggregator::cli::report::run(
+            &r,
+            &mut std::io::stdout().lock(),
+            caretaker_core::render::Tty::stdout(),
+        ))?),
         Args::Certs(opts) => {
             let summary = certs::generate(&opts)?;
             if summary.reused_ca {
@@ -113,32 +114,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// `report`: the live report, one recorded at a time, or the diff of two.
-fn report(r: &Report) -> anyhow::Result<()> {
-    let rt = runtime()?;
-    let fetch = |at| -> anyhow::Result<report::ClusterReport> {
-        let mut report = rt.block_on(client::fetch_report_with(&r.server, at, &r.client))?;
-        caretaker_aggregator::cli::select::filter_report(&mut report, &r.selection);
-        Ok(report)
-    };
-    let tty = caretaker_core::render::Tty::stdout();
-    match r.query {
-        ReportQuery::Diff(a, b) => {
-            let (ra, rb) = (fetch(Some(a))?, fetch(Some(b))?);
-            print!(
-                "{}",
-                report::render_diff(
-                    &caretaker_aggregator::store::history::diff(&ra, &rb),
-                    r.output
-                )?
-            );
-        }
-        ReportQuery::At(t) => print!("{}", report::render_for(&fetch(Some(t))?, r.output, tty)?),
-        ReportQuery::Live => print!("{}", report::render_for(&fetch(None)?, r.output, tty)?),
-    }
-    Ok(())
-}
-
 /// `serve`: run until SIGTERM (or, with leader election, until leadership is lost or this
 /// pod cannot be labeled: exit code 1, so Kubernetes restarts the pod as a standby).
 fn serve(app: App) -> anyhow::Result<()> {
@@ -146,26 +121,10 @@ fn serve(app: App) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         let s = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            caretaker_core::listen::shutdown_signal().await;
             s.cancel();
         });
         app.run(shutdown).await
     })?;
     Ok(())
-}
-
-/// Returns on SIGTERM (what Kubernetes sends) or SIGINT.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("Cannot install signal handlers.");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received; stopping."),
-        _ = int.recv() => info!("SIGINT received; stopping."),
-    }
 }

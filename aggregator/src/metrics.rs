@@ -441,8 +441,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_scheduled_run_moves_only_its_checks_and_keeps_the_object_times_it_did_not_read() {
+    #[tokio::test]
+    async fn a_scheduled_run_moves_only_its_checks_and_keeps_the_object_times_it_did_not_read() {
         use crate::checks::CheckResult;
         use crate::report::ScheduledRun;
         use crate::schedule::config::Task;
@@ -483,6 +483,7 @@ mod tests {
         };
         state
             .finish_scheduled_round(partial, run, t("2026-12-02T00:00:00Z"))
+            .await
             .unwrap();
         let text = state.metrics_text(t("2026-12-02T00:00:00Z"));
         let line = |series: &str| {

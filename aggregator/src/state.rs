@@ -1,5 +1,10 @@
 //! The aggregator's shared state: the durable store, an in-memory copy of every node's
 //! latest entry for fast queries, metrics, and the freshness rule.
+//!
+//! The store is reached through its async facade ([`StoreHandle`]): the methods that write
+//! or read it are `async` and never block a runtime thread. The few sync ones that touch it
+//! ([`State::build`], [`State::ingest`]) are for callers that are themselves sync: tests,
+//! benchmarks and the one-process demo.
 
 use caretaker_core::error::Chain;
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +21,7 @@ use crate::report::{CheckRound, ClusterReport, MergeConfig, RunTrends, Scheduled
 use crate::schedule::config::Task;
 use crate::signals::review::AlertReviewConfig;
 use crate::store::history::{History, Recorded, Retention};
-use crate::store::{Outcome, Store, StoreError, StoredNode};
+use crate::store::{self, Outcome, Store, StoreHandle, StoredNode};
 
 /// Why a requested round did not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -37,7 +42,8 @@ pub enum RoundRequestError {
 /// Shared by the gRPC and HTTP servers.
 #[derive(Debug)]
 pub struct State {
-    store: Store,
+    /// The store and the report history, behind the async facade.
+    store: StoreHandle,
     /// Copy of the store's entries; written only after the store commit succeeded.
     nodes: RwLock<BTreeMap<String, StoredNode>>,
     /// Each node's latest report as JSON, serialized once when it is stored (updated under
@@ -48,7 +54,6 @@ pub struct State {
     merge: MergeConfig,
     /// The latest round of cluster checks and signals (empty until one has run).
     round: RwLock<CheckRound>,
-    history: History,
     /// When a merged report was last recorded in the history.
     last_recorded: RwLock<Option<Timestamp>>,
     /// Requests for a round now, served by the round loop (`None`: no loop runs in this
@@ -120,7 +125,7 @@ impl State {
     ///
     /// # Errors
     /// The store cannot be read.
-    pub fn new(store: Store, stale_after_intervals: u32) -> Result<Arc<Self>, StoreError> {
+    pub fn new(store: Store, stale_after_intervals: u32) -> Result<Arc<Self>, store::Error> {
         Self::build(
             store,
             Options {
@@ -130,12 +135,22 @@ impl State {
         )
     }
 
+    /// [`State::build`] on the blocking pool: how async code (the aggregator starting to
+    /// serve) builds the state without blocking a runtime thread on the store.
+    ///
+    /// # Errors
+    /// As [`State::build`], or [`store::Error::Task`].
+    pub async fn load(store: Store, options: Options) -> Result<Arc<Self>, store::Error> {
+        crate::store::handle::blocking(move || Self::build(store, options)).await
+    }
+
     /// Loads every stored node from `store`; everything else the state holds comes from
-    /// `options`, fixed from here on.
+    /// `options`, fixed from here on. Blocking (it reads the store): for sync callers;
+    /// async code uses [`State::load`].
     ///
     /// # Errors
     /// The store cannot be read.
-    pub fn build(store: Store, options: Options) -> Result<Arc<Self>, StoreError> {
+    pub fn build(store: Store, options: Options) -> Result<Arc<Self>, store::Error> {
         let Options {
             stale_after_intervals,
             retention,
@@ -151,12 +166,11 @@ impl State {
         let history = History::new(store.database(), retention)?;
         let last_recorded = history.list()?.last().map(|(t, _)| *t);
         Ok(Arc::new(Self {
-            history,
+            store: StoreHandle::new(store, history),
             last_recorded: RwLock::new(last_recorded),
             round_requests,
             window,
             alert_review,
-            store,
             nodes: RwLock::new(nodes),
             node_json: RwLock::new(node_json),
             metrics: Metrics::default(),
@@ -171,40 +185,70 @@ impl State {
         }))
     }
 
-    /// Stores a report durably (blocking: call from `spawn_blocking`), then updates the
-    /// in-memory copy and the metrics.
+    /// Stores a report durably, then updates the in-memory copy and the metrics. Blocking
+    /// (a durable write on the calling thread): for sync callers (tests, benchmarks, the
+    /// one-process demo); the server ingests through the committer and
+    /// [`State::ingest_batch`].
     ///
     /// # Errors
     /// The store failed: the report is not stored and must not be acked.
-    pub fn ingest(&self, report: &NodeReport, now: Timestamp) -> Result<Outcome, StoreError> {
-        let mut out = self.ingest_batch(std::slice::from_ref(report), now)?;
-        out.pop().ok_or(StoreError::Unwritable)
+    pub fn ingest(&self, report: &NodeReport, now: Timestamp) -> Result<Outcome, store::Error> {
+        if !self.check_store_blocking() {
+            return Err(store::Error::Unwritable);
+        }
+        let batch = put_batch(
+            self.store.blocking(),
+            std::slice::from_ref(report),
+            now,
+            self.merge.stale_after_intervals,
+        );
+        let mut out = self.take_batch(Ok(batch), 1)?;
+        out.pop().ok_or(store::Error::Unwritable)
     }
 
-    /// [`State::ingest`] for many reports in one store transaction and one commit (group
-    /// commit, [`crate::store::Store::put_batch`]); one outcome per report, in order.
+    /// Stores many reports in one store transaction and one commit (group commit,
+    /// [`crate::store::Store::put_batch`]) through the store's facade, then updates the
+    /// in-memory copy and the metrics; one outcome per report, in order.
     ///
     /// # Errors
     /// The store failed: none of the reports is stored and none may be acked.
-    pub fn ingest_batch(
+    pub async fn ingest_batch(
         &self,
-        reports: &[NodeReport],
+        reports: Vec<NodeReport>,
         now: Timestamp,
-    ) -> Result<Vec<Outcome>, StoreError> {
-        if !self.check_store() {
-            return Err(StoreError::Unwritable);
+    ) -> Result<Vec<Outcome>, store::Error> {
+        if !self.check_store().await {
+            return Err(store::Error::Unwritable);
         }
-        let started = std::time::Instant::now();
-        let result = self
+        let count = reports.len();
+        let stale_after_intervals = self.merge.stale_after_intervals;
+        // The JSON of what was stored is written on the blocking pool too: up to a batch of
+        // reports, too much work for an async thread.
+        let batch = self
             .store
-            .put_batch(reports, now, self.merge.stale_after_intervals);
-        self.metrics
-            .store_write_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let results = match result {
-            Ok(r) => r,
+            .call(move |s, _| Ok(put_batch(s, &reports, now, stale_after_intervals)))
+            .await;
+        self.take_batch(batch, count)
+    }
+
+    /// Takes the result of a [`put_batch`] of `count` reports into the in-memory copy and
+    /// the metrics.
+    fn take_batch(
+        &self,
+        batch: Result<Batch, store::Error>,
+        count: usize,
+    ) -> Result<Vec<Outcome>, store::Error> {
+        let stored = batch.and_then(|b| {
+            self.metrics.store_write_seconds.observe(b.write_seconds);
+            b.stored
+        });
+        let results = match stored {
+            Ok(results) => results,
             Err(e) => {
-                if !matches!(e, StoreError::Corrupt { .. } | StoreError::Closed) {
+                if !matches!(
+                    e,
+                    store::Error::Corrupt { .. } | store::Error::Closed | store::Error::Task(_)
+                ) {
                     tracing::warn!(error = %Chain(&e), "A store write failed; not ready until the store is reopened and writes again.");
                     self.store_writable.store(false, Ordering::SeqCst);
                 }
@@ -213,15 +257,15 @@ impl State {
                     .get_or_create(&ResultLabel {
                         result: "store_error",
                     })
-                    .inc_by(reports.len() as u64);
+                    .inc_by(count as u64);
                 return Err(e);
             }
         };
-        // Serialized outside the lock; a later report of a node in the batch wins.
-        let fresh: Vec<(&StoredNode, Option<Bytes>)> = results
+        // A later report of a node in the batch wins.
+        let fresh: Vec<&(StoredNode, Option<Bytes>)> = results
             .iter()
             .filter_map(|(o, e)| match (o, e) {
-                (Outcome::Stored, Some(entry)) => Some((entry, report_json(&entry.report))),
+                (Outcome::Stored, Some(entry)) => Some(entry),
                 _ => None,
             })
             .collect();
@@ -232,7 +276,7 @@ impl State {
             for (entry, json) in fresh {
                 nodes.insert(entry.report.node_name.clone(), entry.clone());
                 if let (Some(cache), Some(json)) = (cache.as_mut(), json) {
-                    cache.insert(entry.report.node_name.clone(), json);
+                    cache.insert(entry.report.node_name.clone(), json.clone());
                 }
             }
         }
@@ -392,9 +436,7 @@ impl State {
                     .count(),
             });
         }
-        if let Err(e) = self.history.annotate(&mut report) {
-            tracing::warn!(error = %Chain(&e), "Cannot read finding history; the report shows findings as new.");
-        }
+        self.store.history().annotate(&mut report);
         report
     }
 
@@ -436,57 +478,82 @@ impl State {
     ///
     /// # Errors
     /// The history cannot be read or written.
-    pub fn finish_scheduled_round(
+    pub async fn finish_scheduled_round(
         &self,
         partial: CheckRound,
         mut run: ScheduledRun,
         now: Timestamp,
-    ) -> Result<Recorded, StoreError> {
+    ) -> Result<Recorded, store::Error> {
         let tasks: std::collections::BTreeSet<Task> = run.tasks.iter().copied().collect();
         self.metrics.observe_round(&partial);
         let previous = self.round.read().map(|r| r.clone()).unwrap_or_default();
         self.replace_round(previous.updated_with(partial, &tasks));
-        if tasks.contains(&Task::Trends) {
-            run.trends = Some(RunTrends {
-                disk_30d: crate::store::history::disk_trends(&self.history, now, 30)?,
-                alerts_7d: crate::store::history::alert_counts(&self.history, now, 7)?,
-            });
+        let trends = tasks.contains(&Task::Trends);
+        // The alerts of the round just updated, for the review.
+        let current = tasks
+            .contains(&Task::Signals)
+            .then(|| {
+                self.round
+                    .read()
+                    .ok()
+                    .map(|r| r.signals.as_ref().and_then(|s| s.alerts.clone()))
+            })
+            .map(Option::flatten);
+        let review_cfg = self.alert_review;
+        let (trends, review) = self
+            .store
+            .call(move |_, history| {
+                let trends = if trends {
+                    Some(RunTrends {
+                        disk_30d: crate::store::history::disk_trends(history, now, 30)?,
+                        alerts_7d: crate::store::history::alert_counts(history, now, 7)?,
+                    })
+                } else {
+                    None
+                };
+                let review = match current {
+                    Some(current) => Some(crate::store::history::alert_review(
+                        history,
+                        now,
+                        current.as_ref(),
+                        &review_cfg,
+                    )?),
+                    None => None,
+                };
+                Ok((trends, review))
+            })
+            .await?;
+        if trends.is_some() {
+            run.trends = trends;
         }
-        if tasks.contains(&Task::Signals) {
-            let current = self
-                .round
-                .read()
-                .ok()
-                .and_then(|r| r.signals.as_ref().and_then(|s| s.alerts.clone()));
-            run.alert_review = Some(crate::store::history::alert_review(
-                &self.history,
-                now,
-                current.as_ref(),
-                &self.alert_review,
-            )?);
+        if review.is_some() {
+            run.alert_review = review;
         }
-        self.record(now, Some(run))
+        self.record(now, Some(run)).await
     }
 
     /// Records the merged report as of `now` (with `run` when a scheduled run made it).
-    fn record(&self, now: Timestamp, run: Option<ScheduledRun>) -> Result<Recorded, StoreError> {
+    async fn record(
+        &self,
+        now: Timestamp,
+        run: Option<ScheduledRun>,
+    ) -> Result<Recorded, store::Error> {
         let mut report = self.cluster_report(now);
         report.run = run;
-        let rec = self.history.record(&mut report)?;
+        let rec = self
+            .store
+            .call(move |_, history| history.record(&mut report))
+            .await?;
         if let Ok(mut l) = self.last_recorded.write() {
             *l = Some(now);
         }
         Ok(rec)
     }
 
-    /// The durable store (scheduler and notifier state documents).
-    pub fn store(&self) -> &Store {
+    /// The durable store and the report history (scheduler and notifier state documents,
+    /// history queries), behind their async facade.
+    pub fn store(&self) -> &StoreHandle {
         &self.store
-    }
-
-    /// The report history.
-    pub fn history(&self) -> &History {
-        &self.history
     }
 
     /// The latest agent report of every node.
@@ -498,17 +565,17 @@ impl State {
     }
 
     /// Sets the latest round, and records the merged report in the history when the last
-    /// record is at least `record_interval` old (or `force`). Blocking (a durable write).
+    /// record is at least `record_interval` old (or `force`), through the store's facade.
     ///
     /// # Errors
     /// The history write failed; the round is still the current one.
-    pub fn finish_round(
+    pub async fn finish_round(
         &self,
         round: CheckRound,
         now: Timestamp,
         record_interval: std::time::Duration,
         force: bool,
-    ) -> Result<Option<Recorded>, StoreError> {
+    ) -> Result<Option<Recorded>, store::Error> {
         self.set_round(round);
         let due = self
             .last_recorded
@@ -523,7 +590,7 @@ impl State {
         if !(due || force) {
             return Ok(None);
         }
-        self.record(now, None).map(Some)
+        self.record(now, None).await.map(Some)
     }
 
     /// Replaces the latest round of checks and signals, a round that just ran (its time
@@ -585,20 +652,44 @@ impl State {
     }
 
     /// Whether the store can write; after a failed write, reopens it (at most once a
-    /// second) and probes with a small write. Blocking: call from `spawn_blocking`.
-    pub fn check_store(&self) -> bool {
+    /// second, through the store's facade) and probes with a write of
+    /// [`crate::store::PROBE_BYTES`].
+    pub async fn check_store(&self) -> bool {
+        match self.reopen_due() {
+            Some(writable) => writable,
+            None => self.reopened(self.store.reopen().await),
+        }
+    }
+
+    /// [`State::check_store`] on the calling thread, for the sync [`State::ingest`].
+    fn check_store_blocking(&self) -> bool {
+        match self.reopen_due() {
+            Some(writable) => writable,
+            None => self.reopened(self.store.blocking().reopen()),
+        }
+    }
+
+    /// Whether the store is writable (`Some(true)`), not and not to be retried yet
+    /// (`Some(false)`: the last reopen was less than a second ago), or to be reopened now
+    /// (`None`; the attempt is counted from here).
+    fn reopen_due(&self) -> Option<bool> {
         if self.store_writable.load(Ordering::SeqCst) {
-            return true;
+            return Some(true);
         }
         let mut last = self
             .last_reopen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
-            return false;
+            return Some(false);
         }
         *last = Some(std::time::Instant::now());
-        match self.store.reopen() {
+        None
+    }
+
+    /// Takes the result of a reopen: whether the store writes again.
+    fn reopened(&self, result: Result<(), store::Error>) -> bool {
+        match result {
             Ok(()) => {
                 tracing::info!("The store writes again.");
                 self.store_writable.store(true, Ordering::SeqCst);
@@ -616,6 +707,49 @@ impl State {
 /// fails, which these types do not.
 fn report_json(report: &NodeReport) -> Option<Bytes> {
     serde_json::to_vec(report).ok().map(Bytes::from)
+}
+
+/// What a group commit did: per report its outcome and, when it was stored, the entry now
+/// stored with its report's JSON ([`report_json`]).
+struct Batch {
+    stored: Result<Vec<BatchEntry>, store::Error>,
+    /// How long the write and its commit took.
+    write_seconds: f64,
+}
+
+/// One report of a [`Batch`]: its outcome, and the entry now stored with its JSON when it
+/// was stored.
+type BatchEntry = (Outcome, Option<(StoredNode, Option<Bytes>)>);
+
+/// [`Store::put_batch`], then the JSON of each report it stored. Blocking.
+fn put_batch(
+    store: &Store,
+    reports: &[NodeReport],
+    now: Timestamp,
+    stale_after_intervals: u32,
+) -> Batch {
+    let started = std::time::Instant::now();
+    let stored = store.put_batch(reports, now, stale_after_intervals);
+    let write_seconds = started.elapsed().as_secs_f64();
+    let stored = stored.map(|results| {
+        results
+            .into_iter()
+            .map(|(outcome, entry)| {
+                let entry = match outcome {
+                    Outcome::Stored => entry.map(|e| {
+                        let json = report_json(&e.report);
+                        (e, json)
+                    }),
+                    Outcome::Duplicate | Outcome::OlderRun => None,
+                };
+                (outcome, entry)
+            })
+            .collect()
+    });
+    Batch {
+        stored,
+        write_seconds,
+    }
 }
 
 #[cfg(test)]

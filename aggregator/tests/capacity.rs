@@ -237,7 +237,7 @@ fn ten_days_of_samples_give_vpa_recommendations_and_the_day_capacity_runs_out() 
     let store = Store::in_memory().unwrap();
     // Ten days of samples kept (VPA's default keeps eight).
     let cfg = CapacityConfig {
-        window: Duration::from_secs(10 * 86_400),
+        window: caretaker_core::config::BoundedDuration::secs(10 * 86_400),
         ..CapacityConfig::default()
     };
     let round = ten_days(&store, &cfg);

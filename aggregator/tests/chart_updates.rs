@@ -738,3 +738,78 @@ async fn a_real_registry_with_pushed_helm_charts_gives_tags_by_pages_and_updates
             .unwrap();
     assert_verdict(&check, &report);
 }
+
+/// `checks.exclude` selectors match a HelmRelease finding by its newest release Secret's
+/// labels, as they match cluster findings by their objects' labels.
+#[tokio::test]
+async fn an_exclude_selector_silences_chart_updates_by_the_release_secret_labels() {
+    let (base, _seen) = serve_repositories().await;
+    let registry = base.trim_start_matches("http://").to_string();
+    #[derive(serde::Deserialize, Default)]
+    struct Top {
+        #[serde(default)]
+        checks: ChecksConfig,
+    }
+    let config = |exclude: &str| RoundConfig {
+        cluster: ClusterConfig {
+            source: Source::Dump,
+            dump_paths: vec![fixture()],
+            ..ClusterConfig::default()
+        },
+        checks: caretaker_core::config::parse_yaml::<Top>(
+            &format!("checks:\n  exclude: {exclude}\n"),
+            std::path::Path::new("aggregator.yaml"),
+        )
+        .unwrap()
+        .checks,
+        charts: charts_config(&base, &registry, ""),
+        ..RoundConfig::default()
+    };
+    let tasks = [Task::ChartUpdates].into();
+    let run = |cfg: RoundConfig| async {
+        let round = Rounds::new(cfg).run_tasks(&[], now(), Some(&tasks)).await;
+        round
+            .checks
+            .into_iter()
+            .find(|c| c.name == "chart_updates")
+            .expect("the chart_updates check ran")
+    };
+    let all = run(config("[]")).await;
+    let db = all
+        .findings
+        .iter()
+        .filter(|f| f.object.to_string() == "HelmRelease/apps/db")
+        .count();
+    assert!(db > 0, "{:#?}", all.findings);
+    // Each finding carries the labels of its release's newest Secret (web: v2, not v1).
+    let web = all
+        .findings
+        .iter()
+        .find(|f| f.object.to_string() == "HelmRelease/apps/web")
+        .unwrap();
+    let want: BTreeMap<String, String> = [
+        ("name", "web"),
+        ("owner", "helm"),
+        ("status", "deployed"),
+        ("version", "2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(web.labels, want);
+
+    let silenced = run(config(
+        "[{check: chart_updates, selector: \"owner=helm,status=pending-install\"}]",
+    ))
+    .await;
+    assert!(
+        silenced
+            .findings
+            .iter()
+            .all(|f| f.object.to_string() != "HelmRelease/apps/db"),
+        "{:#?}",
+        silenced.findings
+    );
+    assert_eq!(silenced.silenced, db);
+    assert_eq!(silenced.findings.len(), all.findings.len() - db);
+}

@@ -98,8 +98,8 @@ fn pods_thresholds_come_from_config() {
     let s = load(&["pods.json"]);
     let mut c = ChecksConfig::default();
     c.pods.restart_threshold = 5; // restarty has exactly 5: not above
-    c.pods.pending_grace = std::time::Duration::from_secs(2 * 3600);
-    c.pods.not_ready_grace = std::time::Duration::from_secs(3600);
+    c.pods.pending_grace = caretaker_core::config::BoundedDuration::secs(2 * 3600);
+    c.pods.not_ready_grace = caretaker_core::config::BoundedDuration::secs(3600);
     let r = checks::pods::check(&s, &c, now());
     let codes: Vec<&str> = r.findings.iter().map(|f| f.code.as_str()).collect();
     assert_eq!(
@@ -366,7 +366,7 @@ fn velero_classifies_phases_and_finds_stale_schedules() {
     );
     // With 9h of slack the daily schedule's 32h50m is within its 24h period plus 9h.
     let mut c = ChecksConfig::default();
-    c.velero.stale_slack = std::time::Duration::from_secs(9 * 3600);
+    c.velero.stale_slack = caretaker_core::config::BoundedDuration::secs(9 * 3600);
     let r = checks::velero::check(&s, &c, now());
     assert!(!r.findings.iter().any(|f| f.code == "backup_stale"));
 }

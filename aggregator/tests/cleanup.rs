@@ -100,7 +100,60 @@ fn jobs_and_failed_pods_are_deleted_with_background_propagation_and_their_uid() 
         p[0].object.uid.as_deref(),
         Some("0b6e5f0c-1111-4a2b-9c3d-000000000078")
     );
-    assert_eq!(p[0].message, "completed 2d 0h ago");
+    assert_eq!(p[0].message, "completed 2025-05-30T12:00:00Z");
+    assert_eq!(
+        p[0].times
+            .get("completed")
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("2025-05-30T12:00:00Z")
+    );
+}
+
+/// Messages name moments, never ages: the same proposal a month later says the same, so
+/// `report --diff` shows only real changes.
+#[test]
+fn a_proposal_says_the_same_at_every_now() {
+    let state = load();
+    let later = now() + jiff::SignedDuration::from_hours(24 * 30);
+    let key = |p: &caretaker_aggregator::cleanup::Proposal| (p.code.clone(), p.object.to_string());
+    let before: std::collections::BTreeMap<_, _> =
+        propose(&state, &CleanupConfig::default(), now())
+            .into_iter()
+            .map(|p| (key(&p), p))
+            .collect();
+    let after = propose(&state, &CleanupConfig::default(), later);
+    let mut compared = 0;
+    for p in &after {
+        if let Some(b) = before.get(&key(p)) {
+            assert_eq!(b.message, p.message, "{:?}", key(p));
+            assert_eq!(b.times, p.times, "{:?}", key(p));
+            compared += 1;
+        }
+    }
+    // Every rule with an age in its message is among them.
+    let codes: std::collections::BTreeSet<&str> = after.iter().map(|p| p.code.as_str()).collect();
+    for code in [
+        "completed_job",
+        "failed_pod",
+        "unused_config_map",
+        "unused_secret",
+        "unused_pvc",
+        "unbound_pvc",
+    ] {
+        assert!(codes.contains(code), "{code} not proposed");
+    }
+    assert_eq!(
+        compared,
+        before.len(),
+        "every proposal of the first run is proposed later too"
+    );
+    let pvc = after.iter().find(|p| p.code == "unbound_pvc").unwrap();
+    let created = pvc.times["created"];
+    assert_eq!(
+        pvc.message,
+        format!("claim unbound since it was created at {created}")
+    );
 }
 
 #[test]

@@ -357,6 +357,76 @@ fn namespace_all_namespaces_and_selector_choose_the_findings_shown() {
     );
 }
 
+/// `report -l` shows what `check -l` shows on the same cluster: the aggregator's round
+/// (which keeps no labels of running pods) carries each object's labels in the report.
+#[tokio::test]
+async fn report_selector_shows_what_check_selector_shows() {
+    use caretaker_aggregator::cli::select::{SelectArgs, Selection, filter_report, parse_selector};
+    use caretaker_aggregator::report::{self, MergeConfig};
+    use caretaker_aggregator::round::{ClusterConfig, RoundConfig, Rounds, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let dump = labelled_dump(dir.path());
+    // A running pod in a crash loop, whose labels the aggregator does not keep, and its
+    // ReplicaSet.
+    let running = dir.path().join("running.json");
+    std::fs::write(
+        &running,
+        r#"{"apiVersion":"v1","kind":"List","items":[
+          {"apiVersion":"apps/v1","kind":"ReplicaSet","metadata":{"name":"api-7f9","namespace":"shop","uid":"rs-api","labels":{"app":"api","pod-template-hash":"7f9"}},
+           "spec":{"replicas":1,"selector":{"matchLabels":{"app":"api"}},"template":{"metadata":{"labels":{"app":"api","pod-template-hash":"7f9"}},"spec":{"containers":[{"name":"c","image":"x"}]}}},
+           "status":{"replicas":1}},
+          {"apiVersion":"v1","kind":"Pod","metadata":{"name":"api-7f9-x","namespace":"shop","uid":"u-api","labels":{"app":"api","pod-template-hash":"7f9"},
+            "ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"api-7f9","uid":"rs-api","controller":true}],"creationTimestamp":"2026-11-01T00:00:00Z"},
+           "spec":{"containers":[{"name":"c","image":"x","resources":{"requests":{"cpu":"1m","memory":"1Mi"},"limits":{"cpu":"1m","memory":"1Mi"}}}]},
+           "status":{"phase":"Running","startTime":"2026-11-01T00:00:00Z","containerStatuses":[{"name":"c","image":"x","imageID":"","ready":false,"restartCount":40,
+             "state":{"waiting":{"reason":"CrashLoopBackOff","message":"back-off"}}}]}}]}"#,
+    )
+    .unwrap();
+    let running = running.to_string_lossy().into_owned();
+    let mut round = Rounds::new(RoundConfig {
+        cluster: ClusterConfig {
+            source: Source::Dump,
+            dump_paths: vec![dump.clone().into(), running.clone().into()],
+            ..ClusterConfig::default()
+        },
+        ..RoundConfig::default()
+    });
+    let now: jiff::Timestamp = NOW.parse().unwrap();
+    let merged = report::merge(
+        &[],
+        &round.run(&[], now).await,
+        &MergeConfig::default(),
+        now,
+    );
+    for selector in ["app=web", "app=api", "app in (api,db)", "app!=web"] {
+        let mut r = merged.clone();
+        let selection = Selection::resolve(
+            &SelectArgs {
+                selector: Some(parse_selector(selector).unwrap()),
+                ..SelectArgs::default()
+            },
+            &mut Vec::new(),
+        );
+        filter_report(&mut r, &selection);
+        let from_report = pod_names(&serde_json::to_string(&r).unwrap());
+        let from_check = pod_names(&stdout_ok(&[
+            "check",
+            "--from-dump",
+            &dump,
+            "--from-dump",
+            &running,
+            "--now",
+            NOW,
+            "-o",
+            "json",
+            "-l",
+            selector,
+        ]));
+        assert!(!from_check.is_empty(), "{selector}");
+        assert_eq!(from_report, from_check, "{selector}");
+    }
+}
+
 #[test]
 fn wide_names_the_owner_of_each_object() {
     let dir = tempfile::tempdir().unwrap();
@@ -439,7 +509,7 @@ fn an_error_chain_is_printed_once_naming_the_file_or_server() {
     )
     .unwrap();
     let k = kubeconfig.to_str().unwrap();
-    for command in ["check", "cleanup"] {
+    for command in ["check", "cleanup", "report"] {
         let o = run(&[command, "--kubeconfig", k, "--context", "prod"]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{err}");

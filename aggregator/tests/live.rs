@@ -539,6 +539,8 @@ fn proposal(
         action,
         propagation,
         message: "test".into(),
+        times: Default::default(),
+        labels: Default::default(),
     }
 }
 

@@ -167,7 +167,7 @@ async fn alertmanager_firing_and_silenced_alerts_are_kept_apart() -> anyhow::Res
 
     let cfg = AlertmanagerConfig {
         url,
-        timeout: Duration::from_secs(5),
+        timeout: caretaker_aggregator::signals::config::Timeout::secs(5),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -250,7 +250,7 @@ async fn alertmanager_rounds_feed_the_alert_review() -> anyhow::Result<()> {
         .to_string();
     let cfg = AlertmanagerConfig {
         url: url.clone(),
-        timeout: Duration::from_secs(5),
+        timeout: caretaker_aggregator::signals::config::Timeout::secs(5),
     };
     let mine = |a: AlertsNow| AlertsNow {
         records: a

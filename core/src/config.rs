@@ -1,7 +1,13 @@
 //! Loading YAML config files, shared by both programs.
 //!
 //! A config error names the file and, through serde-saphyr, the line, column and field;
-//! `main` turns it into exit code 64 (EX_USAGE) before any port is bound.
+//! `main` turns it into exit code 64 (EX_USAGE) before any port is bound. [`value`] holds
+//! the validated newtypes options are declared with (bounded durations, whole numbers and
+//! percentages), so a bound is stated once, in the option's type.
+
+pub mod value;
+
+pub use value::{BoundedDuration, BoundedU32, BoundedU64, BoundedUsize, Percent, ValueError, ms};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

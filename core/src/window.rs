@@ -22,7 +22,7 @@ use jiff::civil::{Time, Weekday};
 use jiff::tz::{TimeZone, TimeZoneDatabase};
 use serde::Deserializer;
 
-use crate::config::bounded_duration;
+use crate::config::{BoundedDuration, ms};
 use crate::cron::Cron;
 
 /// Why a window setting cannot be used.
@@ -87,8 +87,8 @@ impl MaintenanceWindow {
             Ok(c) => c,
             Err(e) => unreachable!("minute, hour and weekdays from a validated config: {e}"),
         };
-        let duration =
-            SignedDuration::try_from(config.duration).unwrap_or(SignedDuration::from_hours(24));
+        let duration = SignedDuration::try_from(config.duration.get())
+            .unwrap_or(SignedDuration::from_hours(24));
         MaintenanceWindow {
             opens,
             duration,
@@ -254,6 +254,12 @@ impl fmt::Display for Zone {
     }
 }
 
+impl Serialize for Zone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name)
+    }
+}
+
 impl<'de> Deserialize<'de> for Zone {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -264,29 +270,26 @@ impl<'de> Deserialize<'de> for Zone {
 /// When destructive work may run: a window that opens on the given weekdays at `start`
 /// (wall clock in `time_zone`) and stays open for `duration` (elapsed time, so a window
 /// on a DST day is still exactly that long).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct WindowConfig {
-    /// Default `[sunday]`. At least one.
-    #[serde(default = "default_days", deserialize_with = "days")]
+    /// The weekdays it opens on. At least one.
+    #[serde(deserialize_with = "days")]
     pub days: BTreeSet<Day>,
-    /// `HH:MM`, 24-hour. Default `03:00`.
-    #[serde(default = "default_start", deserialize_with = "start")]
+    /// `HH:MM`, 24-hour.
+    #[serde(deserialize_with = "start", serialize_with = "write_start")]
     pub start: Time,
-    /// 10m to 24h. Default 2h.
-    #[serde(
-        default = "default_window_duration",
-        deserialize_with = "window_duration"
-    )]
-    pub duration: Duration,
+    /// 10m to 24h.
+    pub duration: BoundedDuration<{ 10 * ms::MINUTE }, { ms::DAY }>,
 }
 
 impl Default for WindowConfig {
+    /// Sundays 03:00 for 2h: the seed's maintenance window.
     fn default() -> Self {
         Self {
-            days: default_days(),
-            start: default_start(),
-            duration: default_window_duration(),
+            days: [Day::Sunday].into(),
+            start: Time::constant(3, 0, 0, 0),
+            duration: BoundedDuration::secs(2 * 3600),
         }
     }
 }
@@ -316,18 +319,6 @@ impl Day {
             Day::Sunday => Weekday::Sunday,
         }
     }
-}
-
-fn default_days() -> BTreeSet<Day> {
-    [Day::Sunday].into()
-}
-
-fn default_start() -> Time {
-    Time::constant(3, 0, 0, 0)
-}
-
-fn default_window_duration() -> Duration {
-    Duration::from_secs(2 * 3600)
 }
 
 fn days<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<Day>, D::Error> {
@@ -362,8 +353,8 @@ fn start<'de, D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
     Time::new(h, m, 0, 0).map_err(|_| bad())
 }
 
-fn window_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(600), Duration::from_secs(24 * 3600))
+fn write_start<S: serde::Serializer>(t: &Time, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{:02}:{:02}", t.hour(), t.minute()))
 }
 
 #[cfg(test)]
@@ -380,7 +371,7 @@ mod tests {
         let cfg = WindowConfig {
             days: days.iter().copied().collect(),
             start: Time::constant(start.0, start.1, 0, 0),
-            duration: Duration::from_secs(hours * 3600),
+            duration: BoundedDuration::secs(hours * 3600),
         };
         MaintenanceWindow::new(&cfg, &Zone::new(zone).unwrap())
     }

@@ -48,7 +48,7 @@ pub enum StandaloneError {
     #[error("cannot bind loopback listeners")]
     Bind(#[source] std::io::Error),
     #[error("store")]
-    Store(#[from] caretaker_aggregator::store::StoreError),
+    Store(#[from] caretaker_aggregator::store::Error),
     #[error("agent")]
     Agent(#[source] caretaker_agent::config::Error),
     #[error("agent: interrupted")]
@@ -142,7 +142,7 @@ pub async fn run(
     ));
 
     let agent_cfg = AgentConfig {
-        report_interval: STANDALONE_INTERVAL,
+        report_interval: caretaker_core::config::BoundedDuration::of(STANDALONE_INTERVAL),
         ..AgentConfig::default()
     };
     let settings =

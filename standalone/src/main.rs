@@ -12,7 +12,6 @@ use caretaker_core::config::EXIT_USAGE;
 use caretaker_standalone::ClusterInput;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
 
 /// Aggregator + agent for this machine in one process over loopback gRPC, with the cluster
 /// checks and cleanup proposals on a dump (default: the example) or, with --context or
@@ -146,7 +145,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         let s = shutdown.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            caretaker_core::listen::shutdown_signal().await;
             s.cancel();
         });
         caretaker_standalone::run(paths, cluster, once, timeout, shutdown, |e| {
@@ -163,20 +162,4 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
     let tty = caretaker_core::render::Tty::stdout();
     print!("{}", report::render_for(&report, output, tty)?);
     Ok(())
-}
-
-/// Returns on SIGTERM or SIGINT.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("Cannot install signal handlers.");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received; stopping."),
-        _ = int.recv() => info!("SIGINT received; stopping."),
-    }
 }

@@ -79,7 +79,7 @@ impl RunningAggregator {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.handle).await???;
-        self.state.store().close();
+        self.state.store().close().await;
         Ok(())
     }
 }
@@ -111,12 +111,12 @@ impl RunningAgent {
     ) -> anyhow::Result<Self> {
         let cfg = AgentConfig {
             node_name: Some(node.into()),
-            report_interval: interval,
+            report_interval: caretaker_core::config::BoundedDuration::new(interval)?,
             ..AgentConfig::default()
         };
         let settings =
             caretaker_agent::collector_settings(&cfg, paths).map_err(anyhow::Error::msg)?;
-        side.connect_timeout = Duration::from_secs(1);
+        side.connect_timeout = caretaker_core::config::BoundedDuration::secs(1);
         let stop = CancellationToken::new();
         let handle = tokio::spawn(caretaker_agent::run(settings, side, stop.clone()));
         Ok(Self { stop, handle })

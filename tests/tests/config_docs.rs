@@ -1,11 +1,16 @@
 //! `docs/config.md`, the page of every config option, is generated from the config types
 //! themselves: every struct with `#[serde(deny_unknown_fields)]` in the agent's, the
 //! aggregator's and core's sources, each field with its `///` doc (which states its unit
-//! and default). This test regenerates the page and fails when the checked-in copy
-//! differs; `CARETAKER_BLESS=1 cargo test -p caretaker-tests --test config_docs` rewrites it.
+//! and bounds) and its default, which is the struct's `Default` value serialized the way
+//! a config file writes it (so a changed default changes the page). A field doc that still
+//! names a default ("Default 10s") must name the one `Default` has. This test regenerates
+//! the page and fails when the checked-in copy differs;
+//! `CARETAKER_BLESS=1 cargo test -p caretaker-tests --test config_docs` rewrites it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use serde_json::Value;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -177,14 +182,167 @@ fn directive_meanings() -> BTreeMap<String, (String, String)> {
     out
 }
 
+/// The configs whose `Default` the page shows, by struct name: each whole config file, plus
+/// the sections that are absent by default (so their own defaults are not inside the
+/// file's). Nested sections are found by walking the fields ([`collect_defaults`]).
+fn default_roots() -> Vec<(&'static str, Value)> {
+    let v = |r: Result<Value, serde_json::Error>| r.expect("config serializes");
+    vec![
+        (
+            "AggregatorConfig@aggregator",
+            v(serde_json::to_value(
+                caretaker_aggregator::config::AggregatorConfig::default(),
+            )),
+        ),
+        (
+            "FilesystemsConfig",
+            v(serde_json::to_value(
+                caretaker_agent::config::FilesystemsConfig::default(),
+            )),
+        ),
+        (
+            "VolumesConfig",
+            v(serde_json::to_value(
+                caretaker_agent::config::VolumesConfig::default(),
+            )),
+        ),
+        (
+            "ImagesConfig",
+            v(serde_json::to_value(
+                caretaker_agent::config::ImagesConfig::default(),
+            )),
+        ),
+        (
+            "CleanupConfig@agent",
+            v(serde_json::to_value(
+                caretaker_agent::config::CleanupConfig::default(),
+            )),
+        ),
+        (
+            "WindowConfig",
+            v(serde_json::to_value(
+                caretaker_core::window::WindowConfig::default(),
+            )),
+        ),
+        (
+            "LeaderElectionConfig",
+            v(serde_json::to_value(
+                caretaker_aggregator::leader::config::LeaderElectionConfig::default(),
+            )),
+        ),
+    ]
+}
+
+/// The inner type name of a field type: `Option<Vec<crate::x::Y>>` → `Y`.
+fn inner_type(ty: &str) -> &str {
+    let mut t = ty.trim();
+    for wrapper in ["Option<", "Vec<"] {
+        while let Some(rest) = t.strip_prefix(wrapper) {
+            t = rest.strip_suffix('>').unwrap_or(rest).trim();
+        }
+    }
+    t.rsplit("::").next().unwrap_or(t)
+}
+
+/// Records `value` as the default of struct `name` and walks into its nested sections.
+fn collect_defaults(
+    name: &str,
+    value: &Value,
+    structs: &BTreeMap<String, (String, Vec<Field>)>,
+    out: &mut BTreeMap<String, Value>,
+) {
+    if out.contains_key(name) {
+        return;
+    }
+    out.insert(name.to_string(), value.clone());
+    let Some((_, fields)) = structs.get(name) else {
+        return;
+    };
+    for (f, ty, _) in fields {
+        let inner = inner_type(ty);
+        if let Some(v) = value.get(f)
+            && v.is_object()
+            && structs.contains_key(inner)
+        {
+            collect_defaults(inner, v, structs, out);
+        }
+    }
+}
+
+/// A default as the page shows it: the YAML a config file would hold.
+fn render_default(v: &Value, nested: bool) -> String {
+    match v {
+        Value::Null => "none".to_string(),
+        Value::Object(_) if nested => "(its table)".to_string(),
+        Value::String(s) => format!("`{s}`"),
+        other => format!("`{other}`"),
+    }
+}
+
+/// The value a field doc names as its default (`Default 10s.`, `Default 1 GiB`,
+/// `` Default `0.0.0.0:9810` ``), if it names one.
+fn stated_default(doc: &str) -> Option<String> {
+    let at = doc.find("Default ")?;
+    let rest = &doc[at + "Default ".len()..];
+    if let Some(r) = rest.strip_prefix('`') {
+        return r.split('`').next().map(str::to_string);
+    }
+    if !rest.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut words = rest.split_whitespace();
+    let first = words.next()?.trim_end_matches(['.', ',', ';', ')', ':']);
+    let unit = words
+        .next()
+        .map(|u| u.trim_end_matches(['.', ',', ';', ')', ':']))
+        .filter(|u| ["ms", "s", "m", "h", "d", "KiB", "MiB", "GiB", "min"].contains(u));
+    Some(match unit {
+        Some(u) => format!("{first} {u}"),
+        None => first.to_string(),
+    })
+}
+
+/// Whether a stated default means the same as the serialized one: the same duration, the
+/// same number (with binary units), or the same text.
+fn same_default(stated: &str, actual: &Value) -> bool {
+    let actual_text = match actual {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let compact = stated.replace(' ', "").replace("min", "m");
+    if let (Ok(a), Ok(b)) = (
+        humantime::parse_duration(&compact),
+        humantime::parse_duration(&actual_text),
+    ) {
+        return a == b;
+    }
+    let number = |t: &str| -> Option<f64> {
+        let (n, mult) = match t.split_once(' ') {
+            Some((n, "KiB")) => (n, 1024.0),
+            Some((n, "MiB")) => (n, 1024.0 * 1024.0),
+            Some((n, "GiB")) => (n, 1024.0 * 1024.0 * 1024.0),
+            Some(_) => return None,
+            None => (t, 1.0),
+        };
+        n.parse::<f64>().ok().map(|n| n * mult)
+    };
+    if let (Some(a), Some(b)) = (number(stated), number(&actual_text)) {
+        return a == b;
+    }
+    stated == actual_text
+}
+
 fn generate() -> String {
     let meanings = directive_meanings();
+    let roots = default_roots();
+    let mut drift = Vec::new();
     let mut page = String::from(
         "# Configuration reference\n\n\
          Generated from the config types (`#[serde(deny_unknown_fields)]` structs and their\n\
          `///` docs) by `tests/tests/config_docs.rs`; do not edit by hand. Each table is one\n\
          YAML mapping; a field whose type is another table's name is that nested section.\n\
-         Units and defaults are stated in each option's text. Regenerate with\n\
+         Each option's default is its struct's `Default` value, written as in a config file\n\
+         (`none`: absent or null); units and bounds are in its text. Regenerate with\n\
          `CARETAKER_BLESS=1 cargo test -p caretaker-tests --test config_docs`.\n",
     );
     for (crate_dir, title) in [
@@ -205,27 +363,57 @@ fn generate() -> String {
             }
         }
         page.push_str(&format!("\n## {title}\n"));
-        for (name, (doc, fields)) in structs {
+        let mut defaults = BTreeMap::new();
+        for (root, value) in &roots {
+            let (root, only) = root.split_once('@').unwrap_or((root, ""));
+            if only.is_empty() || crate_dir.starts_with(only) {
+                collect_defaults(root, value, &structs, &mut defaults);
+            }
+        }
+        for (name, (doc, fields)) in &structs {
             page.push_str(&format!("\n### `{name}`\n\n"));
             if !doc.is_empty() {
                 page.push_str(&format!("{doc}\n\n"));
             }
-            page.push_str("| option | type | meaning, unit, default |\n|---|---|---|\n");
+            page.push_str("| option | type | default | meaning, unit |\n|---|---|---|---|\n");
+            let values = defaults.get(name.as_str());
             for (f, ty, d) in fields {
+                let default = match values {
+                    None => String::new(),
+                    Some(v) => match v.get(f) {
+                        None => "none".to_string(),
+                        Some(fv) => {
+                            if let Some(stated) = stated_default(d)
+                                && !same_default(&stated, fv)
+                            {
+                                drift.push(format!(
+                                    "{name}.{f}: the doc says default {stated:?}, Default has {fv}"
+                                ));
+                            }
+                            render_default(fv, structs.contains_key(inner_type(ty)))
+                        }
+                    },
+                };
                 let d = if d == MACRO_FIELD {
-                    let (syntax, meaning) = meanings.get(&f).unwrap_or_else(|| {
+                    let (syntax, meaning) = meanings.get(f.as_str()).unwrap_or_else(|| {
                         panic!("`{name}.{f}`: no row for directive `{f}` in agent/LOGS.md")
                     });
                     format!("logrotate `{syntax}` (agent/LOGS.md): {meaning}")
                 } else {
-                    d
+                    d.clone()
                 };
                 let d = d.replace('|', "\\|");
                 let ty = ty.replace('|', "\\|");
-                page.push_str(&format!("| `{f}` | `{ty}` | {d} |\n"));
+                let default = default.replace('|', "\\|");
+                page.push_str(&format!("| `{f}` | `{ty}` | {default} | {d} |\n"));
             }
         }
     }
+    assert!(
+        drift.is_empty(),
+        "field docs name defaults that Default does not have:\n{}",
+        drift.join("\n")
+    );
     page
 }
 
@@ -259,4 +447,25 @@ fn the_config_page_matches_the_config_types() {
     ] {
         assert!(page.contains(section), "{section} in docs/config.md");
     }
+}
+
+#[test]
+fn a_field_doc_naming_another_default_than_default_is_drift() {
+    let d = |doc: &str| stated_default(doc);
+    assert_eq!(d("Timeout. Default 5 s."), Some("5 s".to_string()));
+    assert_eq!(d("Default 10s; 100ms to 1h."), Some("10s".to_string()));
+    assert_eq!(
+        d("Default `0.0.0.0:9810`; null"),
+        Some("0.0.0.0:9810".into())
+    );
+    assert_eq!(d("Default 1 GiB."), Some("1 GiB".to_string()));
+    assert_eq!(d("Default: none."), None);
+    assert_eq!(d("Off by default."), None);
+    let v = |j: &str| serde_json::from_str::<Value>(j).unwrap();
+    assert!(same_default("5 s", &v("\"5s\"")));
+    assert!(same_default("168h", &v("\"7d\"")));
+    assert!(!same_default("10s", &v("\"30s\"")));
+    assert!(same_default("1 GiB", &v("1073741824")));
+    assert!(!same_default("360", &v("400")));
+    assert!(same_default("0.0.0.0:9810", &v("\"0.0.0.0:9810\"")));
 }

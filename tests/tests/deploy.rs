@@ -1745,7 +1745,10 @@ fn helm_values_reach_every_config_section() {
     assert_eq!(cfg.cleanup.protected_namespaces, ["kube-system", "vault"]);
     assert_eq!(cfg.signals.http_endpoints.len(), 1);
     assert_eq!(
-        (cfg.ingest.burst_reports, cfg.ingest.in_flight_bytes),
+        (
+            cfg.ingest.burst_reports.get(),
+            cfg.ingest.in_flight_bytes.get()
+        ),
         (800, 16 << 20)
     );
     assert_eq!(cfg.http.max_connections, 128);

@@ -50,7 +50,7 @@ fn start_agent(
 ) -> anyhow::Result<tokio::task::JoinHandle<caretaker_agent::stream::StreamSummary>> {
     let cfg = AgentConfig {
         node_name: Some(node.into()),
-        report_interval: Duration::from_millis(100),
+        report_interval: caretaker_core::config::BoundedDuration::millis(100),
         ..AgentConfig::default()
     };
     let settings = collector_settings(&cfg, HostPaths::default()).map_err(anyhow::Error::msg)?;

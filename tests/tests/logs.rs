@@ -46,7 +46,7 @@ async fn the_aggregator_stores_the_agents_log_rotation_and_reclaimable_bytes() -
 
     let cfg = AgentConfig {
         node_name: Some("node-logs".into()),
-        report_interval: Duration::from_millis(100),
+        report_interval: caretaker_core::config::BoundedDuration::millis(100),
         ..AgentConfig::default()
     };
     let settings = collector_settings(&cfg, HostPaths::default()).map_err(anyhow::Error::msg)?;

@@ -54,13 +54,13 @@ pub async fn run(cfg: &AgentConfig, rootfs: &Path, args: &CleanupArgs) -> Result
         .iter()
         .map(|r| under_root(rootfs, &r.to_string_lossy()))
         .collect();
-    let logs = RotatedLogs::new(roots, cfg.cleanup.rotated_log_max_age);
+    let logs = RotatedLogs::new(roots, cfg.cleanup.rotated_log_max_age.get());
     let runtimes = match connect(
         cfg.images.runtime,
         &cfg.images.docker_socket,
         &cfg.images.containerd_socket,
         rootfs,
-        cfg.images.request_timeout,
+        cfg.images.request_timeout.get(),
     )
     .await
     {

@@ -95,7 +95,7 @@ pub async fn run(
         &cfg.docker_socket,
         &cfg.containerd_socket,
         rootfs,
-        cfg.request_timeout,
+        cfg.request_timeout.get(),
     )
     .await?;
     let mut out = Vec::with_capacity(runtimes.len());

@@ -73,7 +73,7 @@ impl RuntimeAccess {
             docker_socket: cfg.docker_socket.clone(),
             containerd_socket: cfg.containerd_socket.clone(),
             rootfs: rootfs.to_path_buf(),
-            request_timeout: cfg.request_timeout,
+            request_timeout: cfg.request_timeout.get(),
         }
     }
 
@@ -480,7 +480,7 @@ mod tests {
         let cfg = WindowConfig {
             days: [day].into(),
             start,
-            duration: Duration::from_secs(600),
+            duration: caretaker_core::config::BoundedDuration::secs(600),
         };
         let opening = open
             .with()

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use super::cri::CriRuntime;
@@ -12,7 +12,7 @@ use super::docker::DockerRuntime;
 use super::runtime::{Error, Image, ImageFs, ImageRuntime, ImageUser, RemoveError, Result};
 
 /// The `runtime` option and `--runtime` flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum RuntimeChoice {
     /// Every configured socket that answers.

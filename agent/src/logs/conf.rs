@@ -437,7 +437,7 @@ impl Parser {
         };
         match shell_words(before) {
             Ok(words) => pats.extend(words.into_iter().map(|w| expand_tilde(&w))),
-            Err(e) => self.err(file, lineno, e),
+            Err(e) => self.err(file, lineno, e.to_string()),
         }
         rest
     }
@@ -455,7 +455,7 @@ impl Parser {
         let (name, args) = match split_directive(line) {
             Ok(v) => v,
             Err(e) => {
-                self.err(file, lineno, e);
+                self.err(file, lineno, e.to_string());
                 b.failed = true;
                 return true;
             }
@@ -506,7 +506,7 @@ impl Parser {
         let (name, args) = match split_directive(line) {
             Ok(v) => v,
             Err(e) => {
-                self.err(file, lineno, e);
+                self.err(file, lineno, e.to_string());
                 return Ok(());
             }
         };
@@ -692,7 +692,7 @@ fn read_script(lines: &[&str], i: &mut usize) -> Option<String> {
 }
 
 /// Splits `name args…` or `name = value` / `name=value`.
-fn split_directive(line: &str) -> Result<(String, Vec<String>), String> {
+fn split_directive(line: &str) -> Result<(String, Vec<String>), UnterminatedQuote> {
     let end = line
         .find(|c: char| c.is_whitespace() || c == '=')
         .unwrap_or(line.len());
@@ -704,11 +704,23 @@ fn split_directive(line: &str) -> Result<(String, Vec<String>), String> {
     Ok((name, shell_words(rest)?))
 }
 
+/// A quote that is never closed, and the text it opens in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unterminated {quote} in {text:?}")]
+pub struct UnterminatedQuote {
+    pub quote: char,
+    pub text: String,
+}
+
 /// Splits words with the shell's `'`, `"` and `\` quoting.
 ///
 /// # Errors
-/// An unterminated quote.
-pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
+/// [`UnterminatedQuote`].
+pub fn shell_words(s: &str) -> Result<Vec<String>, UnterminatedQuote> {
+    let unterminated = |quote| UnterminatedQuote {
+        quote,
+        text: s.to_string(),
+    };
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -721,7 +733,7 @@ pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
                     match chars.next() {
                         Some('\'') => break,
                         Some(ch) => cur.push(ch),
-                        None => return Err(format!("unterminated ' in {s:?}")),
+                        None => return Err(unterminated('\'')),
                     }
                 }
             }
@@ -732,10 +744,10 @@ pub fn shell_words(s: &str) -> Result<Vec<String>, String> {
                         Some('"') => break,
                         Some('\\') => match chars.next() {
                             Some(ch) => cur.push(ch),
-                            None => return Err(format!("unterminated \" in {s:?}")),
+                            None => return Err(unterminated('"')),
                         },
                         Some(ch) => cur.push(ch),
-                        None => return Err(format!("unterminated \" in {s:?}")),
+                        None => return Err(unterminated('"')),
                     }
                 }
             }
@@ -769,6 +781,27 @@ mod tests {
     use crate::logs::policy::{CreateSpec, Frequency};
 
     const ISSUE_CONF: &str = "/var/log/containers/*.log {\n  daily\n  rotate 7\n  compress\n  missingok\n  notifempty\n  dateext\n  dateformat -%Y%m%d-%s\n  create 0644 root root\n}\n";
+
+    #[test]
+    fn shell_words_quote_as_the_shell_and_name_an_unclosed_quote() {
+        assert_eq!(
+            shell_words(r#"a 'b c' "d \"e\"" f\ g"#).unwrap(),
+            ["a", "b c", "d \"e\"", "f g"]
+        );
+        let e = shell_words("x 'y").unwrap_err();
+        assert_eq!(
+            e,
+            UnterminatedQuote {
+                quote: '\'',
+                text: "x 'y".into()
+            }
+        );
+        assert_eq!(e.to_string(), r#"unterminated ' in "x 'y""#);
+        assert_eq!(
+            shell_words("\"y").unwrap_err().to_string(),
+            r#"unterminated " in "\"y""#
+        );
+    }
 
     #[test]
     fn the_issue_example_loads_unchanged() {

@@ -192,8 +192,8 @@ impl LogEngine {
             follow_symlinks: cfg.rotate_symlinks,
             mail_command: cfg.mail_command.clone(),
             retention: cfg.retention.clone(),
-            check_interval: cfg.check_interval,
-            lock_wait: cfg.lock_wait,
+            check_interval: cfg.check_interval.get(),
+            lock_wait: cfg.lock_wait.get(),
             tz: system_time_zone(),
             cache: Arc::default(),
         }

@@ -129,7 +129,7 @@ impl PolicyConfig {
                 Arg::Str(s) => match super::conf::shell_words(s) {
                     Ok(words) => p.apply(name, &words, None, perms),
                     Err(e) => {
-                        errors.push((place(name), e));
+                        errors.push((place(name), e.to_string()));
                         Ok(())
                     }
                 },

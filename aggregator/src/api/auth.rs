@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tracing::{debug, error, info, warn};
 
@@ -32,7 +32,7 @@ use crate::api::tls::{FileStamp as Stamp, file_stamp as stamp};
 use crate::config::AuthConfig;
 
 /// What a token may do. `Admin` includes `Read`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Queries: reports, nodes, history, metrics.
@@ -330,7 +330,12 @@ impl Auth {
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
-    let v = headers.get(header::AUTHORIZATION)?.as_bytes();
+    // Through the API server's service proxy (`report --context`) the token comes in
+    // `X-Caretaker-Authorization`: the API server drops `Authorization` before proxying.
+    let v = headers
+        .get(header::AUTHORIZATION)
+        .or_else(|| headers.get(crate::client::PROXY_TOKEN_HEADER))?
+        .as_bytes();
     let (scheme, rest) = v.split_at_checked(7)?;
     scheme
         .eq_ignore_ascii_case(b"bearer ")
@@ -485,6 +490,28 @@ mod tests {
         );
         let m = Auth::with_tokens([], true);
         assert_eq!(m.required_scope("/metrics", &get), Some(Scope::Read));
+    }
+
+    #[test]
+    fn a_token_through_the_service_proxy_comes_in_its_own_header() {
+        let a = auth();
+        let mut h = HeaderMap::new();
+        h.insert(
+            crate::client::PROXY_TOKEN_HEADER,
+            "Bearer read-token-0123456789".parse().unwrap(),
+        );
+        assert_eq!(
+            a.check("/api/v1/report", &Method::GET, &h),
+            Ok(Some("ro".to_string()))
+        );
+        h.insert(
+            crate::client::PROXY_TOKEN_HEADER,
+            "Bearer wrong-token-0123456789".parse().unwrap(),
+        );
+        assert_eq!(
+            a.check("/api/v1/report", &Method::GET, &h),
+            Err(Denied::Invalid)
+        );
     }
 
     #[test]

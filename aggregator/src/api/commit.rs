@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info_span, warn};
 
 use crate::state::State;
-use crate::store::{Outcome, StoreError};
+use crate::store::{self, Outcome};
 
 /// How large a batch may grow and how long its first report waits for company.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ impl Default for CommitLimits {
 
 /// The answer to one submitted report: its outcome once committed, or the store error
 /// that failed its whole batch (shared by every report of the batch).
-pub type CommitResult = Result<Outcome, Arc<StoreError>>;
+pub type CommitResult = Result<Outcome, Arc<store::Error>>;
 
 /// Why a report could not be submitted.
 #[derive(Debug, thiserror::Error)]
@@ -194,25 +194,20 @@ async fn run(
         let batch = next_batch(&mut rx, first, limits, &close).await;
         let (reports, replies): (Vec<NodeReport>, Vec<oneshot::Sender<CommitResult>>) =
             batch.into_iter().map(|j| (j.report, j.reply)).unzip();
-        let st = Arc::clone(&state);
-        let stored =
-            tokio::task::spawn_blocking(move || st.ingest_batch(&reports, Timestamp::now())).await;
-        match stored {
-            Ok(Ok(outcomes)) => {
+        // The write and its fsync run on the store's facade, off this task's thread; the
+        // next batch starts only after this one is answered, so batches stay in order.
+        match state.ingest_batch(reports, Timestamp::now()).await {
+            Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A stream that went away no longer needs its answer.
                     let _ = reply.send(Ok(outcome));
                 }
             }
-            Ok(Err(e)) => {
-                let e = Arc::new(e);
-                for reply in replies {
-                    let _ = reply.send(Err(Arc::clone(&e)));
+            Err(e) => {
+                if let store::Error::Task(join) = &e {
+                    warn!(error = %join, "A store batch did not finish; its reports are not acked.");
                 }
-            }
-            Err(join) => {
-                warn!(error = %join, "A store batch did not finish; its reports are not acked.");
-                let e = Arc::new(StoreError::Task(join));
+                let e = Arc::new(e);
                 for reply in replies {
                     let _ = reply.send(Err(Arc::clone(&e)));
                 }

@@ -101,6 +101,9 @@ pub struct IngestLimits {
     /// HTTP/2 receive window of each connection on the gRPC port (default
     /// [`crate::api::server::CONNECTION_WINDOW_BYTES`]).
     pub connection_window_bytes: u32,
+    /// Connections open at once on the gRPC port (default
+    /// [`crate::api::connections::DEFAULT_MAX_CONNECTIONS`]); more are closed when accepted.
+    pub max_connections: usize,
     /// How the committer batches reports.
     pub commit: CommitLimits,
 }
@@ -121,6 +124,7 @@ impl Default for IngestLimits {
             burst_reports: DEFAULT_BURST_REPORTS,
             stream_window_bytes: crate::api::server::STREAM_WINDOW_BYTES,
             connection_window_bytes: crate::api::server::CONNECTION_WINDOW_BYTES,
+            max_connections: crate::api::connections::DEFAULT_MAX_CONNECTIONS,
             commit: CommitLimits::default(),
         }
     }
@@ -520,7 +524,12 @@ impl StreamReader {
             let step = match msg {
                 Ok(Some(pb::AgentMessage {
                     msg: Some(agent_message::Msg::Report(r)),
-                })) => self.report(r).await,
+                })) => {
+                    // Boxed: this task lives as long as the agent's connection, mostly idle;
+                    // the state of handling one report (budget, rate, commit queue) is only
+                    // allocated while a report is handled, not kept in every idle task.
+                    Box::pin(self.report(r)).await
+                }
                 Ok(Some(_)) => Step::Continue,
                 Ok(None) => Step::End(None),
                 // A message over the size limit or not decodable: tell the agent why.

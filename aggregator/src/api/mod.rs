@@ -4,6 +4,8 @@
 //! - [`server`]: wires gRPC + HTTP on given listeners until a shutdown token fires.
 //! - [`ingest`]: the `ReportIngest.Stream` gRPC service (validate, store, ack): how a
 //!   report reaches the store.
+//! - [`codec`]: the ingest service as served, with small per-stream codec buffers.
+//! - [`connections`]: the connection cap of the gRPC port.
 //! - [`commit`]: group commit, the one task that writes reports in batches.
 //! - [`query`]: the gRPC `Query` service; [`http`]: the same as JSON plus health, metrics
 //!   and the report page.
@@ -13,7 +15,9 @@
 //! - [`standby`]: what a standby replica serves on the HTTP port until it holds the Lease.
 
 pub mod auth;
+pub mod codec;
 pub mod commit;
+pub mod connections;
 pub mod http;
 pub mod ingest;
 pub mod listen;

@@ -32,10 +32,10 @@ impl Query for QueryService {
             Some(at) => {
                 let at = Timestamp::new(at.seconds, at.nanos)
                     .map_err(|e| Status::invalid_argument(format!("at: {e}")))?;
-                let state = Arc::clone(&self.state);
-                tokio::task::spawn_blocking(move || state.history().at(at))
+                self.state
+                    .store()
+                    .history_at(at)
                     .await
-                    .map_err(|e| Status::internal(e.to_string()))?
                     .map_err(|e| Status::internal(Chain(&e).to_string()))?
                     .ok_or_else(|| {
                         Status::not_found(format!("no report recorded at or before {at}"))

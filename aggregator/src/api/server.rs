@@ -8,16 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use caretaker_proto::pb::{
-    self, query_server::QueryServer, report_ingest_server::ReportIngestServer,
-};
+use caretaker_proto::pb::{self, query_server::QueryServer};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 
 use crate::api::auth::{Auth, GrpcAuthLayer};
+use crate::api::codec::IngestServer;
+use crate::api::connections::ConnectionCap;
 use crate::api::ingest::{DEFAULT_REPORTS_PER_MINUTE, IdentityPolicy, IngestLimits, IngestService};
 use crate::api::listen::HttpLimits;
 use crate::api::query::QueryService;
@@ -55,11 +54,13 @@ impl ServeOptions {
 /// HTTP/2 receive window per stream and per connection on the gRPC port: what an agent may
 /// send ahead of what ingest has read. hyper's default (1 MiB each) let 5,000 agents
 /// resending their backlogs park 2.2 GB in receive buffers (bench-ingest, issue 14), outside
-/// the in-flight budget. The stream window also bounds what a stream's tonic decode buffer
-/// can be handed at once (the buffer keeps its largest size for the stream's life): with
-/// 32 KiB it had grown to ~33 KiB per stream (heaptrack, bench-ingest at 2,000 agents: 66 MiB
-/// of a 286 MiB heap). 8 KiB is about seven reports of 1.1 KiB; 5,000 streams still carry
-/// more than the store commits (storm drained at 22,000 reports/s with it).
+/// the in-flight budget. The stream window also bounds the DATA frames an agent sends, and
+/// so h2's read buffer of the connection, which keeps the largest size it reached (~12 KiB
+/// per connection with 8 KiB; heaptrack, bench-ingest at 2,000 agents). 8 KiB is about
+/// seven reports of 1.1 KiB. Smaller saves memory and costs throughput: the 5,000-agent
+/// storm over mutual TLS peaked at 393 MiB with 4 KiB against 470 MiB with 8 KiB, but
+/// drained at 9,300 reports/s instead of 16,000 (a loaded 2-core machine, issue 14's goal is
+/// 10,000).
 pub const STREAM_WINDOW_BYTES: u32 = 8 << 10;
 /// See [`STREAM_WINDOW_BYTES`].
 pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 10;
@@ -110,9 +111,7 @@ pub async fn serve_with(
     options: ServeOptions,
 ) -> Result<(), ServeError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<ReportIngestServer<IngestService>>()
-        .await;
+    health_reporter.set_serving::<IngestServer>().await;
     health_reporter
         .set_serving::<QueryServer<QueryService>>()
         .await;
@@ -130,14 +129,14 @@ pub async fn serve_with(
     let ingest_service = IngestService::new(Arc::clone(&state), shutdown.clone(), options.ingest)
         .with_identity(identity)
         .with_reports_per_minute(options.reports_per_minute);
-    let ingest = ReportIngestServer::new(ingest_service.clone())
-        .max_decoding_message_size(options.ingest.max_message_bytes);
+    let ingest = IngestServer::new(ingest_service.clone(), options.ingest.max_message_bytes);
     let query = QueryServer::new(QueryService::new(Arc::clone(&state)));
 
     let grpc_addr = grpc.local_addr()?;
     let http_addr = http.local_addr()?;
     let (shutdown_grpc, shutdown_http) = (shutdown.clone(), shutdown.clone());
     let http_limits = options.http;
+    let grpc_cap = Arc::new(ConnectionCap::new(options.ingest.max_connections));
     let routes = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -158,7 +157,7 @@ pub async fn serve_with(
             Box::pin(async move {
                 routes
                     .serve_with_incoming_shutdown(
-                        TcpListenerStream::new(grpc),
+                        crate::api::connections::plaintext(grpc, grpc_cap),
                         shutdown_grpc.cancelled_owned(),
                     )
                     .await
@@ -170,8 +169,13 @@ pub async fn serve_with(
             }),
         ),
         Some(tls) => {
-            let grpc_in =
-                crate::api::tls::incoming(grpc, Arc::clone(tls), shutdown.clone(), "grpc");
+            let grpc_in = crate::api::tls::incoming_capped(
+                grpc,
+                Arc::clone(tls),
+                shutdown.clone(),
+                "grpc",
+                grpc_cap,
+            );
             let http_in =
                 crate::api::tls::incoming(http, Arc::clone(tls), shutdown.clone(), "http");
             let grpc_stream = tokio_stream::wrappers::ReceiverStream::new(grpc_in)
@@ -224,4 +228,144 @@ pub async fn serve_with(
     h?;
     info!("Aggregator stopped.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use caretaker_proto::pb::{
+        agent_message, aggregator_message, report_ingest_client::ReportIngestClient,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::mpsc;
+    use tokio_stream::wrappers::ReceiverStream;
+
+    use super::*;
+    use crate::store::Store;
+
+    fn report(node: &str, seq: u64) -> pb::AgentMessage {
+        pb::AgentMessage {
+            msg: Some(agent_message::Msg::Report(pb::NodeReport::from(
+                crate::store::tests::report(node, 1, seq),
+            ))),
+        }
+    }
+
+    /// Opens a stream as `node` on `url`, sends `seq` and returns the stream once its ack came.
+    async fn acked_stream(
+        url: &str,
+        node: &str,
+        seq: u64,
+    ) -> Result<
+        (
+            mpsc::Sender<pb::AgentMessage>,
+            tonic::Streaming<pb::AggregatorMessage>,
+        ),
+        String,
+    > {
+        let mut client = ReportIngestClient::connect(url.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(report(node, seq))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut acks = client
+            .stream(ReceiverStream::new(rx))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        expect_ack(&mut acks, seq).await?;
+        Ok((tx, acks))
+    }
+
+    async fn expect_ack(
+        acks: &mut tonic::Streaming<pb::AggregatorMessage>,
+        seq: u64,
+    ) -> Result<(), String> {
+        match acks.message().await {
+            Ok(Some(pb::AggregatorMessage {
+                msg: Some(aggregator_message::Msg::Ack(a)),
+            })) if a.seq == seq && !a.duplicate && a.rejected.is_empty() => Ok(()),
+            other => Err(format!("expected the ack of {seq}, got {other:?}")),
+        }
+    }
+
+    /// What a connection receives before the server closes it (empty: closed at once).
+    async fn first_bytes(mut s: TcpStream) -> Vec<u8> {
+        let mut buf = vec![0; 64];
+        match s.read(&mut buf).await {
+            Ok(n) => buf[..n].to_vec(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_grpc_port_closes_connections_beyond_its_cap_and_keeps_the_open_ones() {
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+        let url = format!("http://{grpc_addr}");
+        let stop = CancellationToken::new();
+        let options = ServeOptions {
+            ingest: IngestLimits {
+                max_connections: 3,
+                ..IngestLimits::default()
+            },
+            ..ServeOptions::insecure()
+        };
+        let server = tokio::spawn(serve_with(
+            Arc::clone(&state),
+            grpc,
+            http,
+            stop.clone(),
+            options,
+        ));
+
+        // An agent's stream, then two connections that send nothing: the cap of three is full.
+        let (tx, mut acks) = acked_stream(&url, "a", 1).await.unwrap();
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(TcpStream::connect(grpc_addr).await.unwrap());
+        }
+        // Accepted in the order they connected, so this one finds no slot: closed at once,
+        // before the server says anything (an admitted connection gets HTTP/2 settings).
+        let beyond = TcpStream::connect(grpc_addr).await.unwrap();
+        assert_eq!(first_bytes(beyond).await, Vec::<u8>::new());
+
+        // The open stream keeps working, and so does the HTTP port.
+        tx.send(report("a", 2)).await.unwrap();
+        expect_ack(&mut acks, 2).await.unwrap();
+        let mut h = TcpStream::connect(http_addr).await.unwrap();
+        h.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        h.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        // A closed connection gives its slot back: another agent gets in (once the server
+        // has seen the close).
+        drop(held.pop());
+        let mut second = None;
+        for _ in 0..200 {
+            if let Ok(s) = acked_stream(&url, "b", 1).await {
+                second = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(second.is_some(), "a slot came free");
+        assert_eq!(
+            state
+                .node("b", jiff::Timestamp::now())
+                .map(|n| n.reports_stored_total),
+            Some(1)
+        );
+
+        drop((held, second, tx, acks));
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
 }

@@ -37,6 +37,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::api::connections::{Capped, ConnectionCap};
 use crate::config::ServerTlsConfig;
 
 /// URI SAN prefix naming the node a client certificate may report for.
@@ -205,6 +206,12 @@ pub fn server_config(files: &ServerTlsConfig) -> Result<ServerConfig, TlsError> 
         .with_single_cert(certs, key)
         .map_err(config_err)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // No session resumption: an agent keeps one connection for days, so a resumed
+    // handshake would save little, while every ticket sent costs a server-side cache
+    // entry (holding the client's certificate chain) and, at 5,000 agents reconnecting at
+    // once, work and memory during the storm (issue 14).
+    cfg.send_tls13_tickets = 0;
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(cfg)
 }
 
@@ -293,6 +300,46 @@ pub fn incoming(
     shutdown: CancellationToken,
     what: &'static str,
 ) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
+    accept_loop(
+        listener,
+        tls,
+        shutdown,
+        what,
+        |_| Some(()),
+        |stream, ()| stream,
+    )
+}
+
+/// [`incoming`] within a connection cap: a connection beyond `cap` is closed as soon as it
+/// is accepted, before its handshake ([`crate::api::connections`]); each connection handed
+/// out holds its slot until it closes.
+pub fn incoming_capped(
+    listener: TcpListener,
+    tls: Arc<ReloadingTls>,
+    shutdown: CancellationToken,
+    what: &'static str,
+    cap: Arc<ConnectionCap>,
+) -> mpsc::Receiver<(Capped<TlsStream<TcpStream>>, SocketAddr)> {
+    accept_loop(
+        listener,
+        tls,
+        shutdown,
+        what,
+        move |peer| cap.admit(peer),
+        Capped::new,
+    )
+}
+
+/// The loop of [`incoming`]: `admit` gives a connection its slot (`None`: close it before
+/// the handshake), `wrap` makes what is handed out of the stream and its slot.
+fn accept_loop<S: Send + 'static, T: Send + 'static>(
+    listener: TcpListener,
+    tls: Arc<ReloadingTls>,
+    shutdown: CancellationToken,
+    what: &'static str,
+    admit: impl Fn(SocketAddr) -> Option<S> + Send + 'static,
+    wrap: fn(TlsStream<TcpStream>, S) -> T,
+) -> mpsc::Receiver<(T, SocketAddr)> {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
     tokio::spawn(
         async move {
@@ -308,13 +355,15 @@ pub fn incoming(
                         }
                     },
                 };
+                // Dropping a connection that gets no slot closes it.
+                let Some(slot) = admit(peer) else { continue };
                 let acceptor = TlsAcceptor::from(tls.current());
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             debug!(%peer, "TLS handshake done.");
-                            let _ = tx.send((stream, peer)).await;
+                            let _ = tx.send((wrap(stream, slot), peer)).await;
                         }
                         Ok(Err(e)) => {
                             warn!(%peer, error = %Chain(&e), "TLS handshake failed; connection refused.")

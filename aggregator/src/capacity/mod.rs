@@ -19,7 +19,7 @@ pub mod trend;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use caretaker_core::config::bounded_duration;
+use caretaker_core::config::{BoundedDuration, ms};
 use jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -27,7 +27,7 @@ use crate::checks::nodes::pod_requests;
 use crate::checks::{CheckResult, Finding, ObjectRef, Severity, quantity};
 use crate::cluster::{ClusterState, Resource};
 use crate::report::CheckRound;
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store};
 use recommend::{Figures, Rule};
 
 /// Store key of the per-container usage samples.
@@ -39,76 +39,68 @@ pub const MAX_CONTAINERS: usize = 5_000;
 /// Store key of the per-node daily capacity points.
 pub const NODES_KEY: &str = "capacity_nodes";
 
-/// The `capacity:` config section.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The `capacity:` config section. The defaults are VPA's recommender flags, named in
+/// each option.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct CapacityConfig {
-    /// Percentile (above 0, at most 1) of CPU usage samples a request is recommended from. Default 0.9
+    /// Percentile (above 0, at most 1) of CPU usage samples a request is recommended from
     /// (VPA `--target-cpu-percentile`).
-    #[serde(default = "default_percentile", deserialize_with = "fraction")]
+    #[serde(deserialize_with = "fraction")]
     pub cpu_percentile: f64,
-    /// Percentile (above 0, at most 1) of the daily memory peaks. Default 0.9 (VPA
+    /// Percentile (above 0, at most 1) of the daily memory peaks (VPA
     /// `--target-memory-percentile`).
-    #[serde(default = "default_percentile", deserialize_with = "fraction")]
+    #[serde(deserialize_with = "fraction")]
     pub memory_percentile: f64,
-    /// Added on top, as a fraction (0 to 10). Default 0.15 (VPA `--recommendation-margin-fraction`).
-    #[serde(default = "default_margin", deserialize_with = "margin")]
+    /// Added on top, as a fraction (0 to 10; VPA `--recommendation-margin-fraction`).
+    #[serde(deserialize_with = "margin")]
     pub margin_fraction: f64,
-    /// Smallest CPU recommendation, millicores. Default 25 (VPA
+    /// Smallest CPU recommendation, millicores (VPA
     /// `--pod-recommendation-min-cpu-millicores`).
-    #[serde(default = "default_min_cpu")]
     pub min_cpu_millicores: u64,
-    /// Smallest memory recommendation, bytes. Default 262144000 (250 MiB, VPA
+    /// Smallest memory recommendation, bytes (250 MiB, VPA
     /// `--pod-recommendation-min-memory-mb`).
-    #[serde(default = "default_min_memory")]
     pub min_memory_bytes: u64,
-    /// Usage samples older than this are dropped. Default 8d (VPA `--history-length`);
-    /// 1h to 90d.
-    #[serde(default = "default_window", deserialize_with = "window")]
-    pub window: Duration,
-    /// One usage sample per this interval at most (rounds in between add none). Default
-    /// 1h; 1m to 24h.
-    #[serde(
-        default = "default_sample_interval",
-        deserialize_with = "sample_interval"
-    )]
-    pub sample_interval: Duration,
-    /// Samples a container needs before it gets a recommendation. Default 24 (a day of
-    /// hourly samples).
-    #[serde(default = "default_min_samples")]
+    /// Usage samples older than this are dropped (VPA `--history-length`); 1h to 90d.
+    pub window: BoundedDuration<{ ms::HOUR }, { 90 * ms::DAY }>,
+    /// One usage sample per this interval at most (rounds in between add none); 1m to
+    /// 24h.
+    pub sample_interval: BoundedDuration<{ ms::MINUTE }, { ms::DAY }>,
+    /// Samples a container needs before it gets a recommendation (the default is a day
+    /// of hourly samples).
     pub min_samples: usize,
     /// A request more than this many times its recommendation is `requests_far_above_use`.
-    /// Default 2; at least 1.
-    #[serde(default = "default_factor", deserialize_with = "factor")]
+    /// At least 1.
+    #[serde(deserialize_with = "factor")]
     pub far_above_factor: f64,
     /// A recommendation more than this many times the request is `requests_below_use`.
-    /// Default 2; at least 1.
-    #[serde(default = "default_factor", deserialize_with = "factor")]
+    /// At least 1.
+    #[serde(deserialize_with = "factor")]
     pub far_below_factor: f64,
-    /// Days of capacity points the trend is fitted on. Default 30; 2 to 400.
-    #[serde(default = "default_trend_days", deserialize_with = "trend_days")]
+    /// Days of capacity points the trend is fitted on; 2 to 400.
+    #[serde(deserialize_with = "trend_days")]
     pub trend_days: u32,
-    /// Requests reaching allocatable within this many days is `capacity_runs_out`.
-    /// Default 90; 1 to 3650.
-    #[serde(default = "default_horizon_days", deserialize_with = "horizon_days")]
+    /// Requests reaching allocatable within this many days is `capacity_runs_out`;
+    /// 1 to 3650.
+    #[serde(deserialize_with = "horizon_days")]
     pub horizon_days: u32,
 }
 
 impl Default for CapacityConfig {
     fn default() -> Self {
         Self {
-            cpu_percentile: default_percentile(),
-            memory_percentile: default_percentile(),
-            margin_fraction: default_margin(),
-            min_cpu_millicores: default_min_cpu(),
-            min_memory_bytes: default_min_memory(),
-            window: default_window(),
-            sample_interval: default_sample_interval(),
-            min_samples: default_min_samples(),
-            far_above_factor: default_factor(),
-            far_below_factor: default_factor(),
-            trend_days: default_trend_days(),
-            horizon_days: default_horizon_days(),
+            cpu_percentile: 0.9,
+            memory_percentile: 0.9,
+            margin_fraction: 0.15,
+            min_cpu_millicores: 25,
+            min_memory_bytes: 250 << 20,
+            window: BoundedDuration::secs(8 * 86_400),
+            sample_interval: BoundedDuration::secs(3600),
+            min_samples: 24,
+            far_above_factor: 2.0,
+            far_below_factor: 2.0,
+            trend_days: 30,
+            horizon_days: 90,
         }
     }
 }
@@ -125,43 +117,6 @@ impl CapacityConfig {
     }
 }
 
-fn default_percentile() -> f64 {
-    0.9
-}
-fn default_margin() -> f64 {
-    0.15
-}
-fn default_min_cpu() -> u64 {
-    25
-}
-fn default_min_memory() -> u64 {
-    250 << 20
-}
-fn default_window() -> Duration {
-    Duration::from_secs(8 * 86_400)
-}
-fn default_sample_interval() -> Duration {
-    Duration::from_secs(3600)
-}
-fn default_min_samples() -> usize {
-    24
-}
-fn default_factor() -> f64 {
-    2.0
-}
-fn default_trend_days() -> u32 {
-    30
-}
-fn default_horizon_days() -> u32 {
-    90
-}
-fn window<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(
-        d,
-        Duration::from_secs(3600),
-        Duration::from_secs(90 * 86_400),
-    )
-}
 fn bounded<'de, D: Deserializer<'de>, T>(d: D, lo: T, hi: T, what: &str) -> Result<T, D::Error>
 where
     T: Deserialize<'de> + PartialOrd + std::fmt::Display + Copy,
@@ -192,9 +147,6 @@ fn trend_days<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 }
 fn horizon_days<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     bounded(d, 1, 3650, "horizon_days")
-}
-fn sample_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(60), Duration::from_secs(86_400))
 }
 
 /// One container's usage in one round, with its current request and limit.
@@ -438,7 +390,7 @@ pub fn add(
     now: Timestamp,
 ) -> bool {
     let due = usage.last_sample.is_none_or(|t| {
-        Duration::try_from(now.duration_since(t)).unwrap_or_default() >= cfg.sample_interval
+        Duration::try_from(now.duration_since(t)).unwrap_or_default() >= cfg.sample_interval.get()
     });
     if due && !s.containers.is_empty() {
         usage.last_sample = Some(now);
@@ -459,7 +411,7 @@ pub fn add(
             .sum::<usize>()
     };
     let before = count(usage);
-    let oldest = now - cfg.window;
+    let oldest = now - cfg.window.get();
     usage.containers.retain(|_, s| {
         s.samples.retain(|(t, _, _)| *t >= oldest);
         !s.samples.is_empty()
@@ -840,7 +792,7 @@ pub fn review(
     cfg: &CapacityConfig,
     round: &mut CheckRound,
     now: Timestamp,
-) -> Result<(), StoreError> {
+) -> Result<(), store::Error> {
     let Some(s) = round.planning.samples.take() else {
         return Ok(());
     };

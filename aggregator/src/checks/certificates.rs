@@ -38,24 +38,55 @@ use super::time::parse;
 
 /// How long after `status.renewalTime` a renewal may take before it is overdue: an issuance
 /// normally takes seconds to minutes (an ACME challenge a few minutes).
-pub const RENEWAL_GRACE: SignedDuration = SignedDuration::from_hours(1);
+pub(crate) const RENEWAL_GRACE: SignedDuration = SignedDuration::from_hours(1);
 use super::{
     CheckResult, ChecksConfig, Finding, ObjectRef, Severity, all_not_applicable, coverage_findings,
 };
 use crate::cluster::{ClusterState, Resource};
 
+/// Why no expiry could be read from a PEM bundle (the `tls_secret_invalid` finding's
+/// message, after "tls.crt unreadable: ").
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BundleError {
+    #[error("no CERTIFICATE block in tls.crt")]
+    NoCertificate,
+    /// Every block that could have been a certificate failed, each for its own reason.
+    #[error("{}", join(.0))]
+    Unreadable(Vec<BlockError>),
+}
+
+/// One PEM block that is not a certificate. The message carries the parser's reason: it
+/// ends up in a finding, which shows no chain of causes.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BlockError {
+    #[error("bad PEM: {0}")]
+    Pem(x509_parser::error::PEMError),
+    #[error("bad certificate: {0}")]
+    Certificate(x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("bad certificate: notAfter {0} is outside the years -9999 to 9999")]
+    NotAfter(i64),
+}
+
+fn join(errors: &[BlockError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The earliest expiry in a PEM bundle and the subject of that certificate.
 ///
 /// # Errors
-/// A message when the bundle holds no parseable certificate.
-pub fn earliest_not_after(pem_bundle: &[u8]) -> Result<(Timestamp, String), String> {
+/// [`BundleError`] when the bundle holds no parseable certificate.
+pub(crate) fn earliest_not_after(pem_bundle: &[u8]) -> Result<(Timestamp, String), BundleError> {
     let mut best: Option<(Timestamp, String)> = None;
     let mut errors = Vec::new();
     for pem in Pem::iter_from_buffer(pem_bundle) {
         let pem = match pem {
             Ok(p) => p,
             Err(e) => {
-                errors.push(format!("bad PEM: {e}"));
+                errors.push(BlockError::Pem(e));
                 break;
             }
         };
@@ -64,22 +95,23 @@ pub fn earliest_not_after(pem_bundle: &[u8]) -> Result<(Timestamp, String), Stri
         }
         match pem.parse_x509() {
             Ok(cert) => {
-                let t = Timestamp::from_second(cert.validity().not_after.timestamp())
-                    .map_err(|e| e.to_string())?;
+                let seconds = cert.validity().not_after.timestamp();
+                let Ok(t) = Timestamp::from_second(seconds) else {
+                    errors.push(BlockError::NotAfter(seconds));
+                    continue;
+                };
                 if best.as_ref().is_none_or(|(b, _)| t < *b) {
                     best = Some((t, cert.subject().to_string()));
                 }
             }
-            Err(e) => errors.push(format!("bad certificate: {e}")),
+            Err(e) => errors.push(BlockError::Certificate(e)),
         }
     }
-    best.ok_or_else(|| {
-        if errors.is_empty() {
-            "no CERTIFICATE block in tls.crt".to_string()
-        } else {
-            errors.join("; ")
-        }
-    })
+    match best {
+        Some(b) => Ok(b),
+        None if errors.is_empty() => Err(BundleError::NoCertificate),
+        None => Err(BundleError::Unreadable(errors)),
+    }
 }
 
 /// The expiry finding, if any, carrying `not_after` as its moment (for the report's
@@ -148,9 +180,9 @@ pub fn times(state: &ClusterState) -> Vec<crate::metrics::CertificateTimes> {
 }
 
 /// Annotation cert-manager puts on a CertificateRequest: the Certificate it is for.
-pub const CERTIFICATE_NAME_ANNOTATION: &str = "cert-manager.io/certificate-name";
+pub(crate) const CERTIFICATE_NAME_ANNOTATION: &str = "cert-manager.io/certificate-name";
 /// Annotation cert-manager puts on a CertificateRequest: the Certificate revision it issues.
-pub const CERTIFICATE_REVISION_ANNOTATION: &str = "cert-manager.io/certificate-revision";
+pub(crate) const CERTIFICATE_REVISION_ANNOTATION: &str = "cert-manager.io/certificate-revision";
 
 /// The Certificate a CertificateRequest belongs to: its controller ownerReference of kind
 /// Certificate, else its `cert-manager.io/certificate-name` annotation.
@@ -171,7 +203,7 @@ fn request_certificate(cr: &DynamicObject) -> Option<&str> {
 
 /// Each Certificate's latest CertificateRequest, by (namespace, Certificate name): the
 /// highest `cert-manager.io/certificate-revision`, else the newest `creationTimestamp`.
-pub fn latest_requests(state: &ClusterState) -> HashMap<(&str, &str), &DynamicObject> {
+pub(crate) fn latest_requests(state: &ClusterState) -> HashMap<(&str, &str), &DynamicObject> {
     let rank = |cr: &DynamicObject| {
         let revision = cr
             .metadata
@@ -202,7 +234,7 @@ pub fn latest_requests(state: &ClusterState) -> HashMap<(&str, &str), &DynamicOb
 /// `Denied=True`, then `InvalidRequest=True`, then `Ready=False` with reason Failed,
 /// Pending or Denied), e.g. `Ready False: Failed (order is in "invalid" state)`. `None`
 /// when it did not fail.
-pub fn request_failure(cr: &DynamicObject) -> Option<String> {
+pub(crate) fn request_failure(cr: &DynamicObject) -> Option<String> {
     let conditions = cr.data.get("status")?.get("conditions")?.as_array()?;
     let find = |kind: &str, status: &str| {
         conditions.iter().find(|c| {
@@ -428,6 +460,31 @@ mod tests {
 
     use super::*;
     use crate::cluster::dump::load_bytes;
+
+    #[test]
+    fn unreadable_bundles_say_why() {
+        let none =
+            earliest_not_after(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .unwrap_err();
+        assert!(matches!(none, BundleError::NoCertificate), "{none:?}");
+        assert_eq!(none.to_string(), "no CERTIFICATE block in tls.crt");
+        let bad = earliest_not_after(
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n\
+              -----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap_err();
+        let BundleError::Unreadable(blocks) = &bad else {
+            panic!("{bad:?}")
+        };
+        assert_eq!(blocks.len(), 2);
+        let text = bad.to_string();
+        let parts: Vec<&str> = text.split("; ").collect();
+        assert_eq!(parts.len(), 2, "{text}");
+        assert!(
+            parts.iter().all(|p| p.starts_with("bad certificate: ")),
+            "{text}"
+        );
+    }
 
     #[test]
     fn expiry_findings_carry_not_after_as_their_moment() {

@@ -188,7 +188,7 @@ pub async fn live_client(kube: &KubeArgs, config: &ChecksConfig) -> Result<kube:
         return Ok(crate::cli::kubeconfig::client(
             kube.kubeconfig.as_deref(),
             kube.context.as_deref(),
-            config.list_timeout,
+            config.list_timeout.get(),
         )
         .await?);
     }

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Serialize};
 
-use caretaker_core::config::bounded_duration;
+use caretaker_core::config::{BoundedDuration, Percent, ms};
 
 use super::silence::{ExcludeRule, SeverityOverride};
 
@@ -13,30 +13,13 @@ const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// Any age or window: one second to ten years.
-pub(crate) fn age<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(
-        d,
-        Duration::from_secs(1),
-        Duration::from_secs(3650 * 86_400),
-    )
-}
+pub type Age = BoundedDuration<{ ms::SECOND }, { ms::TEN_YEARS }>;
 
-fn list_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(600))
-}
-
-fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
-    let v = u8::deserialize(d)?;
-    if v == 0 || v > 100 {
-        return Err(serde::de::Error::custom(format!(
-            "{v} is not a percentage between 1 and 100"
-        )));
-    }
-    Ok(v)
-}
+/// A share of a capacity, 1 to 100.
+pub type Share = Percent<1>;
 
 /// Thresholds and scope of the cluster checks.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChecksConfig {
     /// Namespaces to check, on a live cluster (only these are read) and in a dump (objects
@@ -45,8 +28,7 @@ pub struct ChecksConfig {
     pub namespaces: Vec<String>,
     /// Timeout of each list request (one page) on a live cluster. Default 30s, kubectl's
     /// usual request timeout order of magnitude; a page of 500 pods is well under 1 MiB.
-    #[serde(deserialize_with = "list_timeout")]
-    pub list_timeout: Duration,
+    pub list_timeout: BoundedDuration<{ ms::SECOND }, { 10 * ms::MINUTE }>,
     /// Objects per page when listing (`limit`). Default 500, as kubectl's `--chunk-size`.
     pub page_size: u32,
     pub pods: PodsConfig,
@@ -71,7 +53,7 @@ impl Default for ChecksConfig {
     fn default() -> Self {
         ChecksConfig {
             namespaces: Vec::new(),
-            list_timeout: Duration::from_secs(30),
+            list_timeout: BoundedDuration::secs(30),
             page_size: 500,
             pods: PodsConfig::default(),
             events: EventsConfig::default(),
@@ -87,7 +69,7 @@ impl Default for ChecksConfig {
 }
 
 /// Pod health.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PodsConfig {
     /// A container restarted more than this many times is reported (when its last restart
@@ -95,46 +77,44 @@ pub struct PodsConfig {
     pub restart_threshold: u32,
     /// Restarts count only while the last one ended this recently; an old, settled
     /// restart count is not news. Default 24h, the daily review period.
-    #[serde(deserialize_with = "age")]
-    pub restart_window: Duration,
+    pub restart_window: Age,
     /// A pod Pending longer than this is reported. Default 10m: scheduling and image
     /// pulls normally finish within minutes.
-    #[serde(deserialize_with = "age")]
-    pub pending_grace: Duration,
+    pub pending_grace: Age,
     /// A Running pod not Ready for longer than this is reported. Default 5m, above the
     /// usual readiness probe start-up delay.
-    #[serde(deserialize_with = "age")]
-    pub not_ready_grace: Duration,
+    pub not_ready_grace: Age,
 }
 
 impl Default for PodsConfig {
     fn default() -> Self {
         PodsConfig {
             restart_threshold: 3,
-            restart_window: 24 * HOUR,
-            pending_grace: 10 * MINUTE,
-            not_ready_grace: 5 * MINUTE,
+            restart_window: Age::of(24 * HOUR),
+            pending_grace: Age::of(10 * MINUTE),
+            not_ready_grace: Age::of(5 * MINUTE),
         }
     }
 }
 
 /// Warning events.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// Warning events newer than this are reported. Default 24h (issue 5: the daily check).
-    #[serde(deserialize_with = "age")]
-    pub window: Duration,
+    pub window: Age,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
-        EventsConfig { window: 24 * HOUR }
+        EventsConfig {
+            window: Age::of(24 * HOUR),
+        }
     }
 }
 
 /// Certificate expiry.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CertificatesConfig {
     /// Warning when a certificate expires within this many days. Default 30 (cert-manager
@@ -154,60 +134,54 @@ impl Default for CertificatesConfig {
 }
 
 /// Velero backups.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VeleroConfig {
     /// A schedule is stale when its newest Completed backup is older than its period plus
     /// this slack. Default 2h, so a daily schedule is stale after 26h (issue 5).
-    #[serde(deserialize_with = "age")]
-    pub stale_slack: Duration,
+    pub stale_slack: Age,
 }
 
 impl Default for VeleroConfig {
     fn default() -> Self {
         VeleroConfig {
-            stale_slack: 2 * HOUR,
+            stale_slack: Age::of(2 * HOUR),
         }
     }
 }
 
 /// PersistentVolumeClaims.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PvcsConfig {
     /// A claim Pending longer than this is reported. Default 10m.
-    #[serde(deserialize_with = "age")]
-    pub pending_grace: Duration,
+    pub pending_grace: Age,
     /// Warning above this usage. Default 80 (the common Prometheus disk alert threshold).
-    #[serde(deserialize_with = "percent")]
-    pub usage_warning_percent: u8,
+    pub usage_warning_percent: Share,
     /// Critical above this usage. Default 90.
-    #[serde(deserialize_with = "percent")]
-    pub usage_critical_percent: u8,
+    pub usage_critical_percent: Share,
 }
 
 impl Default for PvcsConfig {
     fn default() -> Self {
         PvcsConfig {
-            pending_grace: 10 * MINUTE,
-            usage_warning_percent: 80,
-            usage_critical_percent: 90,
+            pending_grace: Age::of(10 * MINUTE),
+            usage_warning_percent: Share::of(80),
+            usage_critical_percent: Share::of(90),
         }
     }
 }
 
 /// Nodes and pod resource use.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodesConfig {
     /// Warning when the requests of a node's pods exceed this share of its allocatable CPU
     /// or memory. Default 90: above it the scheduler can place little more.
-    #[serde(deserialize_with = "percent")]
-    pub requested_warning_percent: u8,
+    pub requested_warning_percent: Share,
     /// Warning when a node's measured usage (metrics API) exceeds this share of allocatable.
     /// Default 90.
-    #[serde(deserialize_with = "percent")]
-    pub usage_warning_percent: u8,
+    pub usage_warning_percent: Share,
     /// Pods using more CPU than this (metrics API) are reported. Default 400 millicores
     /// (issue 5: the operators' `kubectl top pods` review).
     pub pod_cpu_threshold_millicores: u64,
@@ -216,27 +190,26 @@ pub struct NodesConfig {
 impl Default for NodesConfig {
     fn default() -> Self {
         NodesConfig {
-            requested_warning_percent: 90,
-            usage_warning_percent: 90,
+            requested_warning_percent: Share::of(90),
+            usage_warning_percent: Share::of(90),
             pod_cpu_threshold_millicores: 400,
         }
     }
 }
 
 /// Helm releases.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HelmConfig {
     /// A release pending (install, upgrade, rollback) longer than this is reported as stuck.
     /// Default 15m, well above Helm's default `--timeout` of 5m.
-    #[serde(deserialize_with = "age")]
-    pub pending_grace: Duration,
+    pub pending_grace: Age,
 }
 
 impl Default for HelmConfig {
     fn default() -> Self {
         HelmConfig {
-            pending_grace: 15 * MINUTE,
+            pending_grace: Age::of(15 * MINUTE),
         }
     }
 }

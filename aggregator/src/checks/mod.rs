@@ -127,6 +127,11 @@ pub struct Finding {
     /// absolute times, never relative ages, so they change only when the problem does.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty", default)]
     pub times: std::collections::BTreeMap<String, Timestamp>,
+    /// The object's labels, as `checks.exclude` selectors and `report -l` see them
+    /// (filled by the aggregator's round, see [`silence::Labels`]). Absent when unknown
+    /// or none.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty", default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Finding {
@@ -144,6 +149,7 @@ impl Finding {
             at: None,
             remedy: codes::lookup(code).map(|c| std::borrow::Cow::Borrowed(c.remedy)),
             times: std::collections::BTreeMap::new(),
+            labels: std::collections::BTreeMap::new(),
         }
     }
 
@@ -417,8 +423,8 @@ pub(crate) mod time {
     }
 
     /// `std::time::Duration` as a jiff duration (saturating).
-    pub fn sd(d: std::time::Duration) -> SignedDuration {
-        SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+    pub fn sd(d: impl Into<std::time::Duration>) -> SignedDuration {
+        SignedDuration::try_from(d.into()).unwrap_or(SignedDuration::MAX)
     }
 
     /// A short human form: `3d 4h`, `5h 2m`, `42s`.

@@ -220,7 +220,7 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, _now: Timestamp) -> Ch
         let req = requested.get(name).copied().unwrap_or_default();
         alloc_total.add(alloc);
         req_total.add(req);
-        let limit = f64::from(cfg.requested_warning_percent);
+        let limit = f64::from(cfg.requested_warning_percent.get());
         let mut high = Vec::new();
         if let Some(p) = percent(req.cpu_millicores, alloc.cpu_millicores).filter(|p| *p > limit) {
             high.push(format!(
@@ -248,7 +248,7 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, _now: Timestamp) -> Ch
             ));
         }
         if let Some(u) = usage.get(name) {
-            let limit = f64::from(cfg.usage_warning_percent);
+            let limit = f64::from(cfg.usage_warning_percent.get());
             let mut high = Vec::new();
             if let Some(p) = percent(u.cpu_millicores, alloc.cpu_millicores).filter(|p| *p > limit)
             {

@@ -105,9 +105,9 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
     for u in &usage {
         let Some(p) = u.used_percent else { continue };
         known += 1;
-        let sev = if p > f64::from(cfg.usage_critical_percent) {
+        let sev = if p > f64::from(cfg.usage_critical_percent.get()) {
             Severity::Critical
-        } else if p > f64::from(cfg.usage_warning_percent) {
+        } else if p > f64::from(cfg.usage_warning_percent.get()) {
             Severity::Warning
         } else {
             continue;

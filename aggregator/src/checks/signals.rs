@@ -29,7 +29,7 @@ pub fn http_endpoints<'a>(
         let timeout = cfg
             .http_endpoints
             .iter()
-            .map(|e| e.timeout)
+            .map(|e| e.timeout.get())
             .max()
             .unwrap_or(Duration::from_secs(5));
         match crate::signals::client(timeout) {

@@ -9,7 +9,7 @@
 
 use jiff::Timestamp;
 use jiff::civil::Date;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{CheckResult, Finding, ObjectRef, Severity};
 
@@ -18,49 +18,56 @@ const MAX_PATTERN_BYTES: usize = 512;
 
 /// A name or namespace pattern: `*` matches any run of characters, `?` one character,
 /// everything else itself (`kube-*`, `test-??`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Pattern(String);
 
+/// A `checks.exclude` entry, pattern or selector that cannot be used (shown by the config
+/// loader with the entry's file and line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("an empty pattern matches nothing; leave the field out instead")]
+    EmptyPattern,
+    #[error("pattern of {0} bytes is longer than {MAX_PATTERN_BYTES}")]
+    LongPattern(usize),
+    #[error("selector of {0} bytes is longer than {MAX_PATTERN_BYTES}")]
+    LongSelector(usize),
+    #[error("an empty selector matches everything; leave the field out instead")]
+    EmptySelector,
+    #[error(transparent)]
+    Selector(#[from] crate::cli::select::SelectorError),
+    #[error(
+        "an exclude entry needs at least one of code, check, kind, namespace, name, \
+         selector (an empty entry would silence everything)"
+    )]
+    EmptyExclude,
+    #[error("a value of {0} bytes is too long")]
+    LongValue(usize),
+}
+
+impl From<Pattern> for String {
+    fn from(p: Pattern) -> String {
+        p.0
+    }
+}
+
 impl TryFrom<String> for Pattern {
-    type Error = String;
+    type Error = Error;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         if s.is_empty() {
-            return Err("an empty pattern matches nothing; leave the field out instead".into());
+            return Err(Error::EmptyPattern);
         }
         if s.len() > MAX_PATTERN_BYTES {
-            return Err(format!(
-                "pattern of {} bytes is longer than {MAX_PATTERN_BYTES}",
-                s.len()
-            ));
+            return Err(Error::LongPattern(s.len()));
         }
         Ok(Pattern(s))
     }
 }
 
 impl Pattern {
-    /// Whether `text` matches (iterative wildcard matching, linear in practice).
+    /// Whether `text` matches (the same wildcards as `cleanup.protect`).
     pub fn matches(&self, text: &str) -> bool {
-        let p: Vec<char> = self.0.chars().collect();
-        let t: Vec<char> = text.chars().collect();
-        let (mut pi, mut ti) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while ti < t.len() {
-            if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-                pi += 1;
-                ti += 1;
-            } else if pi < p.len() && p[pi] == '*' {
-                star = Some((pi, ti));
-                pi += 1;
-            } else if let Some((sp, st)) = star {
-                pi = sp + 1;
-                ti = st + 1;
-                star = Some((sp, st + 1));
-            } else {
-                return false;
-            }
-        }
-        p[pi..].iter().all(|&c| c == '*')
+        crate::cleanup::protect::glob(&self.0, text)
     }
 }
 
@@ -70,99 +77,44 @@ impl std::fmt::Display for Pattern {
     }
 }
 
-/// A label selector in kubectl's syntax (`-l`): requirements separated by commas, each
+/// A label selector in kubectl's syntax (`-l`, parsed by
+/// [`crate::cli::select::parse_selector`]): requirements separated by commas, each
 /// `key=value` (or `==`), `key!=value`, `key in (a,b)`, `key notin (a,b)`, `key` (exists)
-/// or `!key` (does not exist). All must hold.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+/// or `!key` (does not exist). All must hold; `!=` and `notin` also hold when the key is
+/// absent, as in kubectl.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Selector {
+    /// As written (shown back in messages).
     text: String,
-    requirements: Vec<Requirement>,
+    selector: kube::core::Selector,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Requirement {
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    Absent(String),
+impl From<Selector> for String {
+    fn from(s: Selector) -> String {
+        s.text
+    }
 }
 
 impl TryFrom<String> for Selector {
-    type Error = String;
+    type Error = Error;
     fn try_from(text: String) -> Result<Self, Self::Error> {
         if text.len() > MAX_PATTERN_BYTES {
-            return Err(format!(
-                "selector of {} bytes is longer than {MAX_PATTERN_BYTES}",
-                text.len()
-            ));
+            return Err(Error::LongSelector(text.len()));
         }
-        // Split on commas outside parentheses.
-        let mut parts = Vec::new();
-        let (mut depth, mut start) = (0i32, 0usize);
-        for (i, ch) in text.char_indices() {
-            match ch {
-                '(' => depth += 1,
-                ')' => depth -= 1,
-                ',' if depth == 0 => {
-                    parts.push(&text[start..i]);
-                    start = i + 1;
-                }
-                _ => {}
-            }
+        if text.trim().is_empty() {
+            return Err(Error::EmptySelector);
         }
-        parts.push(&text[start..]);
-        let key = |k: &str| -> Result<String, String> {
-            let k = k.trim();
-            if k.is_empty() || k.contains(|c: char| c.is_whitespace() || "=!(),".contains(c)) {
-                Err(format!("selector {text:?}: {k:?} is not a label key"))
-            } else {
-                Ok(k.to_string())
-            }
-        };
-        let set = |v: &str| -> Result<Vec<String>, String> {
-            let inner = v
-                .trim()
-                .strip_prefix('(')
-                .and_then(|v| v.strip_suffix(')'))
-                .ok_or_else(|| format!("selector {text:?}: expected (a,b) after in/notin"))?;
-            Ok(inner.split(',').map(|x| x.trim().to_string()).collect())
-        };
-        let mut requirements = Vec::new();
-        for part in parts {
-            let p = part.trim();
-            if p.is_empty() {
-                return Err(format!("selector {text:?} has an empty requirement"));
-            }
-            let r = if let Some((k, v)) = p.split_once("!=") {
-                Requirement::NotIn(key(k)?, vec![v.trim().to_string()])
-            } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
-                Requirement::In(key(k)?, vec![v.trim().to_string()])
-            } else if let Some((k, v)) = p.split_once(" notin ") {
-                Requirement::NotIn(key(k)?, set(v)?)
-            } else if let Some((k, v)) = p.split_once(" in ") {
-                Requirement::In(key(k)?, set(v)?)
-            } else if let Some(k) = p.strip_prefix('!') {
-                Requirement::Absent(key(k)?)
-            } else {
-                Requirement::Exists(key(p)?)
-            };
-            requirements.push(r);
-        }
-        Ok(Selector { text, requirements })
+        let selector = crate::cli::select::parse_selector(&text)?;
+        Ok(Selector { text, selector })
     }
 }
 
 impl Selector {
-    /// Whether `labels` satisfy every requirement (kubectl's semantics: `!=` and `notin`
-    /// also hold when the key is absent).
+    /// Whether `labels` satisfy every requirement.
     pub fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
-        self.requirements.iter().all(|r| match r {
-            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
-            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
-            Requirement::Exists(k) => labels.contains_key(k),
-            Requirement::Absent(k) => !labels.contains_key(k),
-        })
+        use kube::core::SelectorExt;
+        self.selector.matches(labels)
     }
 }
 
@@ -315,7 +267,7 @@ fn build_index(state: &crate::cluster::ClusterState) -> LabelIndex<'_> {
 
 /// One `checks.exclude` entry: findings matching every field given are silenced. At least
 /// one of `code`, `check`, `kind`, `namespace`, `name` and `selector` must be given.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, try_from = "RawExclude")]
 pub struct ExcludeRule {
     /// Finding code, e.g. `pdb_no_disruptions_allowed` (`aggregator/CHECKS.md` lists them).
@@ -330,8 +282,11 @@ pub struct ExcludeRule {
     pub name: Option<Pattern>,
     /// Label selector of the object, kubectl's syntax: `app=web,tier!=db`,
     /// `env in (dev,test)`, `!canary`. A running pod is matched by its controller's pod
-    /// template labels (the labels it was created with). An object whose labels the
-    /// source does not hold (a Node the dump lacks, an Endpoint) never matches one.
+    /// template labels (the labels it was created with); a `chart_updates` finding about a
+    /// HelmRelease by its newest release Secret's labels (Helm's `name`, `owner`,
+    /// `status`, `version`, and those given with `helm install --labels`). An object
+    /// whose labels the source does not hold (a Node the dump lacks, an Endpoint) never
+    /// matches one.
     pub selector: Option<Selector>,
     /// Last day (UTC, `YYYY-MM-DD`) the entry applies; after it the findings count again
     /// and the entry is reported as expired. Default: no end.
@@ -362,7 +317,7 @@ struct RawExclude {
 }
 
 impl TryFrom<RawExclude> for ExcludeRule {
-    type Error = String;
+    type Error = Error;
     fn try_from(r: RawExclude) -> Result<Self, Self::Error> {
         if r.code.is_none()
             && r.check.is_none()
@@ -371,18 +326,14 @@ impl TryFrom<RawExclude> for ExcludeRule {
             && r.name.is_none()
             && r.selector.is_none()
         {
-            return Err(
-                "an exclude entry needs at least one of code, check, kind, namespace, name, \
-                 selector (an empty entry would silence everything)"
-                    .into(),
-            );
+            return Err(Error::EmptyExclude);
         }
         for s in [&r.code, &r.check, &r.kind, &r.reason]
             .into_iter()
             .flatten()
         {
             if s.len() > MAX_PATTERN_BYTES {
-                return Err(format!("a value of {} bytes is too long", s.len()));
+                return Err(Error::LongValue(s.len()));
             }
         }
         Ok(ExcludeRule {
@@ -414,8 +365,11 @@ impl ExcludeRule {
             })
             && self.name.as_ref().is_none_or(|p| p.matches(&f.object.name))
             && self.selector.as_ref().is_none_or(|sel| {
-                labels
-                    .and_then(|l| l.get(&f.object))
+                // The labels the finding carries (a Helm release's are its newest release
+                // Secret's), else the object's in the state.
+                let carried = (!f.labels.is_empty()).then_some(&f.labels);
+                carried
+                    .or_else(|| labels.and_then(|l| l.get(&f.object)))
                     .is_some_and(|l| sel.matches(l))
             })
     }
@@ -444,7 +398,7 @@ impl ExcludeRule {
 }
 
 /// One `checks.severity_overrides` entry: findings with `code` get `severity` instead.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeverityOverride {
     /// Finding code, e.g. `pdb_no_disruptions_allowed`.
@@ -460,7 +414,7 @@ pub struct SeverityOverride {
 }
 
 /// The severities an override may give (`ok` would be a silent exclude: use `exclude`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OverrideSeverity {
     Info,
@@ -488,7 +442,7 @@ pub struct Outcome {
 }
 
 /// Name of the check that reports expired entries.
-pub const CHECK_NAME: &str = "silencing";
+pub(crate) const CHECK_NAME: &str = "silencing";
 
 /// Applies the overrides, then the excludes and the `--exclude-code` codes, to `results`
 /// as of `now`; appends a `silencing` check when entries have expired. Entries with a

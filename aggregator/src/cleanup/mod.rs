@@ -26,7 +26,7 @@ pub mod protect;
 pub mod references;
 pub mod render;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -37,8 +37,10 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
+use crate::checks::config::Age;
+
 use crate::checks::ObjectRef;
-use crate::checks::time::{age, human, sd};
+use crate::checks::time::{age, sd};
 use crate::cluster::{ClusterState, Coverage, PodInfo, Resource};
 pub use apply::ApplyError;
 pub use protect::{KEEP_ANNOTATION, Protect};
@@ -111,27 +113,23 @@ impl FromStr for CleanupKind {
 }
 
 /// The `cleanup:` config section.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CleanupConfig {
     /// Kinds to propose; empty (the default) means all.
     pub kinds: Vec<CleanupKind>,
     /// Completed Jobs older than this are proposed. Default 24h (issue 5; the operators'
     /// script deleted completed Jobs daily).
-    #[serde(deserialize_with = "crate::checks::config::age")]
-    pub job_ttl: Duration,
+    pub job_ttl: Age,
     /// Old ReplicaSets kept per Deployment. Default 5 (issue 5; Kubernetes' own
     /// `revisionHistoryLimit` default is 10, many charts set 5 or fewer).
     pub replica_sets_keep: u32,
     /// Failed pods older than this are proposed. Default 1h (issue 5).
-    #[serde(deserialize_with = "crate::checks::config::age")]
-    pub failed_pod_ttl: Duration,
+    pub failed_pod_ttl: Age,
     /// Unreferenced ConfigMaps older than this are proposed. Default 30d (issue 5).
-    #[serde(deserialize_with = "crate::checks::config::age")]
-    pub config_map_min_age: Duration,
+    pub config_map_min_age: Age,
     /// Unreferenced Secrets older than this are reported. Default 30d, as ConfigMaps.
-    #[serde(deserialize_with = "crate::checks::config::age")]
-    pub secret_min_age: Duration,
+    pub secret_min_age: Age,
     /// Whether unreferenced Secrets are proposed for deletion rather than only reported.
     /// Default false: a Secret may be read by something outside pod specs (an operator,
     /// a CI job, an Ingress controller).
@@ -139,8 +137,7 @@ pub struct CleanupConfig {
     /// VolumeSnapshots kept per source PVC. Default 10 (issue 5).
     pub snapshots_keep: u32,
     /// PVCs unmounted (or unbound) and older than this are reported. Default 30d.
-    #[serde(deserialize_with = "crate::checks::config::age")]
-    pub unused_pvc_min_age: Duration,
+    pub unused_pvc_min_age: Age,
     /// Namespaces whose ConfigMaps, Secrets and PVCs are never proposed (they are listed
     /// as kept). Default the control plane's: kube-system, kube-public, kube-node-lease.
     pub protected_namespaces: Vec<String>,
@@ -149,8 +146,7 @@ pub struct CleanupConfig {
     pub protect: Protect,
     /// A Job with `ttlSecondsAfterFinished` is left to Kubernetes' TTL controller; it is
     /// reported only when still present this long after its TTL ran out. Default 1h.
-    #[serde(deserialize_with = "crate::checks::config::age")]
-    pub job_ttl_grace: Duration,
+    pub job_ttl_grace: Age,
     /// JSON-lines file every applied deletion is recorded in. Default
     /// /var/lib/caretaker/cleanup-audit.jsonl.
     pub audit_log: PathBuf,
@@ -161,21 +157,21 @@ impl Default for CleanupConfig {
         let day = Duration::from_secs(86_400);
         CleanupConfig {
             kinds: Vec::new(),
-            job_ttl: day,
+            job_ttl: Age::of(day),
             replica_sets_keep: 5,
-            failed_pod_ttl: Duration::from_secs(3600),
-            config_map_min_age: 30 * day,
-            secret_min_age: 30 * day,
+            failed_pod_ttl: Age::of(Duration::from_secs(3600)),
+            config_map_min_age: Age::of(30 * day),
+            secret_min_age: Age::of(30 * day),
             delete_unused_secrets: false,
             snapshots_keep: 10,
-            unused_pvc_min_age: 30 * day,
+            unused_pvc_min_age: Age::of(30 * day),
             protected_namespaces: vec![
                 "kube-system".into(),
                 "kube-public".into(),
                 "kube-node-lease".into(),
             ],
             protect: Protect::default(),
-            job_ttl_grace: Duration::from_secs(3600),
+            job_ttl_grace: Age::of(Duration::from_secs(3600)),
             audit_log: PathBuf::from("/var/lib/caretaker/cleanup-audit.jsonl"),
         }
     }
@@ -213,7 +209,19 @@ pub struct Proposal {
     pub action: Action,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub propagation: Option<Propagation>,
+    /// One sentence for a person; it names moments as absolute times (RFC 3339), never
+    /// as ages, so it changes only when the object does.
     pub message: String,
+    /// The moments the proposal is about, by name, RFC 3339 in JSON: `completed`
+    /// (`completed_job`), `finished` and `ttl_expired` (`ttl_overdue_job`), `failed`
+    /// (`failed_pod`), `created` (unused ConfigMaps, Secrets and claims, unbound claims).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub times: BTreeMap<String, Timestamp>,
+    /// The object's labels, for `report -l` (filled by the aggregator's round; the pod
+    /// labels the loader dropped are its controller's pod template labels, as
+    /// `checks.exclude` selectors see them). Absent when unknown or none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// An object a rule would have proposed but that is protected.
@@ -242,6 +250,8 @@ pub struct Candidate<'a> {
     action: Action,
     propagation: Option<Propagation>,
     message: String,
+    /// The moments the message names (see [`Proposal::times`]).
+    times: BTreeMap<String, Timestamp>,
     /// Checked against the reference graph.
     target: Option<Target>,
 }
@@ -253,8 +263,15 @@ impl<'a> Candidate<'a> {
             action: Action::Delete,
             propagation: Some(Propagation::Background),
             message,
+            times: BTreeMap::new(),
             target: None,
         }
+    }
+
+    /// The same candidate with the moment `t` named `name` (see [`Proposal::times`]).
+    fn at(mut self, name: &str, t: Timestamp) -> Candidate<'a> {
+        self.times.insert(name.to_string(), t);
+        self
     }
 }
 
@@ -666,6 +683,8 @@ impl Gate<'_> {
                 action,
                 propagation: c.propagation.filter(|_| action == Action::Delete),
                 message,
+                times: c.times,
+                labels: BTreeMap::new(),
             });
         }
     }
@@ -743,10 +762,7 @@ fn completed_jobs<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
                 continue;
             }
         }
-        out.push(Candidate::delete(
-            &j.metadata,
-            format!("completed {} ago", human(age(ctx.now, done))),
-        ));
+        out.push(Candidate::delete(&j.metadata, format!("completed {done}")).at("completed", done));
     }
     out
 }
@@ -764,16 +780,20 @@ fn ttl_overdue_jobs<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
         if overdue <= grace {
             continue;
         }
-        out.push(Candidate {
-            meta: &j.metadata,
-            action: Action::Report,
-            propagation: None,
-            message: format!(
-                "ttlSecondsAfterFinished {ttl} ran out {} ago and the TTL controller has not removed it: check kube-controller-manager's ttl-after-finished controller",
-                human(overdue)
-            ),
-            target: None,
-        });
+        out.push(
+            Candidate {
+                meta: &j.metadata,
+                action: Action::Report,
+                propagation: None,
+                message: format!(
+                    "ttlSecondsAfterFinished {ttl} ran out at {expired} and the TTL controller has not removed it: check kube-controller-manager's ttl-after-finished controller"
+                ),
+                times: BTreeMap::new(),
+                target: None,
+            }
+            .at("finished", done)
+            .at("ttl_expired", expired),
+        );
     }
     out
 }
@@ -875,10 +895,7 @@ fn failed_pods<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
             Some("Evicted") => "evicted",
             _ => "failed",
         };
-        out.push(Candidate::delete(
-            &p.metadata,
-            format!("pod {why} {} ago", human(age(ctx.now, at))),
-        ));
+        out.push(Candidate::delete(&p.metadata, format!("pod {why} at {at}")).at("failed", at));
     }
     if let (Some(m), 1..) = (jobs_known, withheld) {
         ctx.notes.borrow_mut().push(format!(
@@ -924,6 +941,7 @@ fn excess_snapshots<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
                 action: Action::Delete,
                 propagation: None,
                 message: format!("snapshot of {pvc} beyond the newest {keep}"),
+                times: BTreeMap::new(),
                 target: None,
             });
         }
@@ -942,13 +960,17 @@ fn unused_config_maps<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
         let Some(c) = created(m).filter(|c| age(ctx.now, *c) > min) else {
             continue;
         };
-        out.push(Candidate {
-            meta: m,
-            action: Action::Delete,
-            propagation: None,
-            message: format!("used by nothing, created {} ago", human(age(ctx.now, c))),
-            target: Some(Target::ConfigMap),
-        });
+        out.push(
+            Candidate {
+                meta: m,
+                action: Action::Delete,
+                propagation: None,
+                message: format!("used by nothing, created {c}"),
+                times: BTreeMap::new(),
+                target: Some(Target::ConfigMap),
+            }
+            .at("created", c),
+        );
     }
     out
 }
@@ -975,20 +997,21 @@ fn unused_secrets<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
             continue;
         };
         let delete = ctx.config.delete_unused_secrets && ty != "kubernetes.io/tls";
-        out.push(Candidate {
-            meta: m,
-            action: if delete {
-                Action::Delete
-            } else {
-                Action::Report
-            },
-            propagation: None,
-            message: format!(
-                "{ty} secret used by nothing, created {} ago",
-                human(age(ctx.now, c))
-            ),
-            target: Some(Target::Secret),
-        });
+        out.push(
+            Candidate {
+                meta: m,
+                action: if delete {
+                    Action::Delete
+                } else {
+                    Action::Report
+                },
+                propagation: None,
+                message: format!("{ty} secret used by nothing, created {c}"),
+                times: BTreeMap::new(),
+                target: Some(Target::Secret),
+            }
+            .at("created", c),
+        );
     }
     out
 }
@@ -1011,16 +1034,17 @@ fn unused_pvcs<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
         let Some(t) = created(m).filter(|t| age(ctx.now, *t) > min) else {
             continue;
         };
-        out.push(Candidate {
-            meta: m,
-            action: Action::Report,
-            propagation: None,
-            message: format!(
-                "claim mounted by no pod or pod template, created {} ago",
-                human(age(ctx.now, t))
-            ),
-            target: Some(Target::Pvc),
-        });
+        out.push(
+            Candidate {
+                meta: m,
+                action: Action::Report,
+                propagation: None,
+                message: format!("claim mounted by no pod or pod template, created {t}"),
+                times: BTreeMap::new(),
+                target: Some(Target::Pvc),
+            }
+            .at("created", t),
+        );
     }
     out
 }
@@ -1036,13 +1060,17 @@ fn unbound_pvcs<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
         let Some(t) = created(m).filter(|t| age(ctx.now, *t) > min) else {
             continue;
         };
-        out.push(Candidate {
-            meta: m,
-            action: Action::Report,
-            propagation: None,
-            message: format!("claim unbound for {}", human(age(ctx.now, t))),
-            target: None,
-        });
+        out.push(
+            Candidate {
+                meta: m,
+                action: Action::Report,
+                propagation: None,
+                message: format!("claim unbound since it was created at {t}"),
+                times: BTreeMap::new(),
+                target: None,
+            }
+            .at("created", t),
+        );
     }
     out
 }

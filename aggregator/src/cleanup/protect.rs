@@ -3,94 +3,26 @@
 //! objects caretaker must not delete (Helm, Argo CD, Flux).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::CleanupKind;
 
 /// Annotation that keeps an object out of every proposal (`"true"`).
 pub const KEEP_ANNOTATION: &str = "caretaker.io/keep";
 
-/// A label selector as `kubectl -l` takes it: `k=v`, `k==v`, `k!=v`, `k`, `!k`, joined by
-/// commas (all must hold).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct LabelSelector {
-    text: String,
-    terms: Vec<Term>,
-}
+/// A label selector in kubectl's syntax, the same type `checks.exclude` and `-l` use
+/// (`k=v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`, joined by commas).
+pub type LabelSelector = crate::checks::silence::Selector;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Term {
-    Eq(String, String),
-    Ne(String, String),
-    Exists(String),
-    Absent(String),
-}
-
-/// A selector that cannot be read.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid label selector {text:?}: {why}")]
-pub struct SelectorError {
-    text: String,
-    why: &'static str,
-}
-
-impl TryFrom<String> for LabelSelector {
-    type Error = SelectorError;
-
-    fn try_from(text: String) -> Result<Self, SelectorError> {
-        let err = |why| SelectorError {
-            text: text.clone(),
-            why,
-        };
-        let mut terms = Vec::new();
-        for t in text.split(',').map(str::trim) {
-            if t.is_empty() {
-                return Err(err("empty term"));
-            }
-            let term = if let Some((k, v)) = t.split_once("!=") {
-                Term::Ne(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
-                Term::Eq(k.trim().into(), v.trim().into())
-            } else if let Some(k) = t.strip_prefix('!') {
-                Term::Absent(k.trim().into())
-            } else {
-                Term::Exists(t.into())
-            };
-            let key = match &term {
-                Term::Eq(k, _) | Term::Ne(k, _) | Term::Exists(k) | Term::Absent(k) => k,
-            };
-            if key.is_empty() || key.contains(char::is_whitespace) {
-                return Err(err("a term needs a label key"));
-            }
-            terms.push(term);
-        }
-        Ok(LabelSelector { text, terms })
-    }
-}
-
-impl LabelSelector {
-    /// Whether `meta`'s labels satisfy every term.
-    pub fn matches(&self, meta: &ObjectMeta) -> bool {
-        let get = |k: &str| meta.labels.as_ref().and_then(|l| l.get(k));
-        self.terms.iter().all(|t| match t {
-            Term::Eq(k, v) => get(k) == Some(v),
-            Term::Ne(k, v) => get(k) != Some(v),
-            Term::Exists(k) => get(k).is_some(),
-            Term::Absent(k) => get(k).is_none(),
-        })
-    }
-}
-
-impl std::fmt::Display for LabelSelector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.text)
-    }
+/// The labels of `meta` (none when it has no labels), as a selector reads them.
+fn labels(meta: &ObjectMeta) -> &std::collections::BTreeMap<String, String> {
+    static NONE: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    meta.labels.as_ref().unwrap_or(&NONE)
 }
 
 /// The `cleanup.protect:` section. An object matching any entry is never proposed: it is
 /// listed in the report as kept, with the entry that matched.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Protect {
     /// Namespaces (`*` and `?` wildcards) whose objects of every kind are kept.
@@ -145,7 +77,7 @@ impl Protect {
         if let Some(p) = self.namespaces.iter().find(|p| glob(p, ns)) {
             return Some(format!("cleanup.protect.namespaces: {p}"));
         }
-        if let Some(s) = self.selectors.iter().find(|s| s.matches(meta)) {
+        if let Some(s) = self.selectors.iter().find(|s| s.matches(labels(meta))) {
             return Some(format!("cleanup.protect.selectors: {s}"));
         }
         let full = format!("{ns}/{name}");
@@ -287,6 +219,14 @@ mod tests {
             "cleanup.protect.kinds: Secret"
         );
         assert!(LabelSelector::try_from(",a".to_string()).is_err());
+        // The kubectl syntax in full, as in `checks.exclude` and `-l`.
+        let set: LabelSelector = "tier in (prod,staging),!temp"
+            .to_string()
+            .try_into()
+            .unwrap();
+        assert!(set.matches(labels(&meta("n", "x", &[("tier", "staging")], &[]))));
+        assert!(!set.matches(labels(&meta("n", "x", &[("tier", "dev")], &[]))));
+        assert!(!set.matches(labels(&meta("n", "x", &[], &[]))));
     }
 
     #[test]

@@ -14,11 +14,14 @@ use crate::app::{App, BuildError};
 use crate::checks::cli::{CheckArgs, CliError};
 use crate::cleanup::cli::{Cleanup, CleanupArgs};
 use crate::cli::certs::CertsOptions;
-use crate::cli::select::{SelectArgs, Selection};
+use crate::cli::select::{KubeArgs, SelectArgs, Selection};
 use crate::client::QueryClientOptions;
 use crate::config::AggregatorConfig;
 use crate::renew::cli::{CertificatesCommand, RenewArgs};
 use crate::report::{self, Output};
+
+/// `report --server`'s default: an aggregator on this host.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7443";
 
 /// The raw command line.
 #[derive(Debug, Parser)]
@@ -43,15 +46,39 @@ pub enum Command {
     },
     /// Print the merged report of a running aggregator (through its gRPC Query service).
     Report {
-        /// The aggregator's gRPC URL (https:// needs --ca-file).
-        #[arg(long, default_value = "http://127.0.0.1:7443")]
-        server: String,
+        /// The aggregator's gRPC URL (https:// needs --ca-file). Default
+        /// http://127.0.0.1:7443 unless --context or --kubeconfig is given.
+        #[arg(long, conflicts_with_all = ["context", "kubeconfig"])]
+        server: Option<String>,
+        /// Read the report from the aggregator in the cluster of this kubeconfig context,
+        /// through the API server's service proxy (default: the current context).
+        #[arg(long, value_name = "NAME")]
+        context: Option<String>,
+        /// The kubeconfig file for --context (default: $KUBECONFIG, else ~/.kube/config).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// With --context/--kubeconfig: the aggregator's Service, NAMESPACE/NAME (what
+        /// deploy/ installs: the kustomize base and a Helm release `caretaker` in namespace
+        /// `caretaker`).
+        #[arg(
+            long,
+            value_name = "NAMESPACE/NAME",
+            default_value = "caretaker/caretaker-aggregator"
+        )]
+        service: String,
+        /// With --context/--kubeconfig: the Service's HTTP API port.
+        #[arg(long, value_name = "PORT", default_value_t = 8080)]
+        service_port: u16,
+        /// With --context/--kubeconfig: the scheme the API server uses to reach the HTTP API
+        /// (http when the aggregator runs with insecure_plaintext).
+        #[arg(long, value_name = "SCHEME", default_value = "https", value_parser = ["https", "http"])]
+        service_scheme: String,
         /// Output format: table, wide (more columns), json, yaml (the same document as
         /// json), markdown, html (the report page) or junit (one test suite per check).
         #[arg(short = 'o', long, value_parser = Output::only(report::OUTPUTS), default_value_t = Output::Table)]
         output: Output,
         /// Only findings and proposals about objects in this namespace (-n), or in all
-        /// (-A, the default). The report carries no labels: -l is refused (use `check -l`).
+        /// (-A, the default), whose labels match -l (the labels the report carries).
         #[command(flatten)]
         select: SelectArgs,
         /// The report recorded at or before this time instead of the live one
@@ -62,7 +89,7 @@ pub enum Command {
         #[arg(long, num_args = 2, value_names = ["A", "B"], allow_hyphen_values = true)]
         diff: Option<Vec<String>>,
         /// CA certificate of the aggregator's server certificate (PEM), for https://.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["context", "kubeconfig"])]
         ca_file: Option<PathBuf>,
         /// File with a read (or admin) API token.
         #[arg(long, conflicts_with = "token_env")]
@@ -133,12 +160,26 @@ pub enum Args {
 /// `report`, checked.
 #[derive(Debug)]
 pub struct Report {
-    pub server: String,
+    /// Where the report is read.
+    pub target: ReportTarget,
     pub output: Output,
     /// `-n`: what is shown.
     pub selection: Selection,
     pub client: QueryClientOptions,
     pub query: ReportQuery,
+}
+
+/// Where `report` reads the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportTarget {
+    /// The aggregator's gRPC URL (`--server`).
+    Server(String),
+    /// The aggregator's Service in the cluster of a kubeconfig context, through the API
+    /// server's service proxy (`--context`/`--kubeconfig`).
+    Cluster {
+        kube: KubeArgs,
+        service: crate::client::ServiceRef,
+    },
 }
 
 /// Which report `report` prints.
@@ -197,6 +238,11 @@ impl Args {
             Command::Serve { config } => Args::Serve(Box::new(serve(&config, env)?)),
             Command::Report {
                 server,
+                context,
+                kubeconfig,
+                service,
+                service_port,
+                service_scheme,
                 output,
                 select,
                 at,
@@ -205,13 +251,31 @@ impl Args {
                 token_file,
                 token_env,
             } => {
-                if select.selector.is_some() {
-                    return Err(ArgsError::Usage(
-                        "--selector: a report carries no labels of the objects it names; \
-                         run `caretaker-aggregator check -l ...` on the cluster instead"
-                            .into(),
-                    ));
-                }
+                let kube = KubeArgs {
+                    context,
+                    kubeconfig,
+                };
+                let target = if kube.given() {
+                    let Some((namespace, name)) = service
+                        .split_once('/')
+                        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty() && !n.contains('/'))
+                    else {
+                        return Err(ArgsError::Usage(format!(
+                            "--service: {service:?} is not NAMESPACE/NAME"
+                        )));
+                    };
+                    ReportTarget::Cluster {
+                        kube,
+                        service: crate::client::ServiceRef {
+                            namespace: namespace.to_string(),
+                            name: name.to_string(),
+                            scheme: service_scheme,
+                            port: service_port,
+                        },
+                    }
+                } else {
+                    ReportTarget::Server(server.unwrap_or_else(|| DEFAULT_SERVER.to_string()))
+                };
                 if diff.is_some() && output == Output::Junit {
                     return Err(ArgsError::Usage(
                         "--output junit: a --diff is changes, not test results; \
@@ -245,7 +309,7 @@ impl Args {
                     }
                 };
                 Args::Report(Report {
-                    server,
+                    target,
                     output,
                     selection,
                     client: QueryClientOptions { ca_file, token },
@@ -374,10 +438,15 @@ mod tests {
     }
 
     #[test]
-    fn report_refuses_a_selector_and_a_junit_diff_as_usage_errors() {
-        let e = resolve(&["report", "-l", "app=web"], &[]).unwrap_err();
-        assert_eq!(e.exit_code(), 64);
-        assert!(e.to_string().starts_with("--selector: "), "{e}");
+    fn report_takes_a_selector_and_refuses_a_junit_diff_as_a_usage_error() {
+        let Ok(Args::Report(r)) = resolve(&["report", "-l", "app=web"], &[]) else {
+            panic!("not a report");
+        };
+        assert_eq!(
+            r.selection.selector.map(|s| s.to_string()).as_deref(),
+            Some("app=web")
+        );
+        assert_eq!(r.target, ReportTarget::Server(DEFAULT_SERVER.into()));
         let e = resolve(&["report", "-o", "junit", "--diff", "-2h", "-1h"], &[]).unwrap_err();
         assert_eq!(e.exit_code(), 64);
         assert!(e.to_string().starts_with("--output junit: "), "{e}");
@@ -386,6 +455,61 @@ mod tests {
         };
         assert_eq!(r.output, Output::Yaml);
         assert_eq!(r.selection.namespaces, Some(vec!["shop".to_string()]));
+    }
+
+    #[test]
+    fn report_with_a_context_reads_through_the_service_proxy() {
+        let Ok(Args::Report(r)) = resolve(
+            &["report", "--context", "prod", "--kubeconfig", "/k/config"],
+            &[],
+        ) else {
+            panic!("not a report");
+        };
+        let ReportTarget::Cluster { kube, service } = r.target else {
+            panic!("not through the cluster");
+        };
+        assert_eq!(kube.context.as_deref(), Some("prod"));
+        assert_eq!(kube.kubeconfig, Some(PathBuf::from("/k/config")));
+        assert_eq!(
+            service.proxy_path(None),
+            "/api/v1/namespaces/caretaker/services/https:caretaker-aggregator:8080/proxy/api/v1/report"
+        );
+        let Ok(Args::Report(r)) = resolve(
+            &[
+                "report",
+                "--context",
+                "dev",
+                "--service",
+                "ops/ct-aggregator",
+                "--service-port",
+                "9443",
+            ],
+            &[],
+        ) else {
+            panic!("not a report");
+        };
+        let ReportTarget::Cluster { service, .. } = r.target else {
+            panic!("not through the cluster");
+        };
+        assert_eq!(
+            service.proxy_path(None),
+            "/api/v1/namespaces/ops/services/https:ct-aggregator:9443/proxy/api/v1/report"
+        );
+        let e = resolve(&["report", "--context", "dev", "--service", "x"], &[]).unwrap_err();
+        assert_eq!(e.exit_code(), 64);
+        assert!(e.to_string().starts_with("--service: "), "{e}");
+        // --server names another way to reach it.
+        assert!(
+            Cli::try_parse_from([
+                "caretaker-aggregator",
+                "report",
+                "--server",
+                "http://a:7443",
+                "--context",
+                "x"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -53,6 +53,20 @@ pub async fn client(
     context: Option<&str>,
     timeout: Duration,
 ) -> Result<kube::Client, KubeconfigError> {
+    client_and_server(kubeconfig, context, timeout)
+        .await
+        .map(|(c, _)| c)
+}
+
+/// [`client`] and the API server's URL (for messages).
+///
+/// # Errors
+/// See [`KubeconfigError`].
+pub async fn client_and_server(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+    timeout: Duration,
+) -> Result<(kube::Client, String), KubeconfigError> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
     let path = kubeconfig.map(Path::to_path_buf);
     let file = match kubeconfig {
@@ -80,7 +94,7 @@ pub async fn client(
     let client =
         kube::Client::try_from(config).map_err(|e| KubeconfigError::Client(path.clone(), e))?;
     match tokio::time::timeout(timeout, client.apiserver_version()).await {
-        Ok(Ok(_)) => Ok(client),
+        Ok(Ok(_)) => Ok((client, server)),
         Ok(Err(source)) => Err(KubeconfigError::Unreachable {
             path,
             server,

@@ -5,9 +5,12 @@
 //! - [`args`]: the command line, parsed ([`args::Cli`]) and then checked ([`args::Args`]).
 //! - [`select`]: kubectl's `-n`, `-A`, `-l` and what they show.
 //! - [`kubeconfig`]: the client for `--kubeconfig`/`--context`.
+//! - [`report`]: `caretaker-aggregator report`, read from the aggregator or through the
+//!   API server's service proxy.
 //! - [`certs`]: `caretaker-aggregator certs`: the CA, certificates, tokens and Secrets.
 
 pub mod args;
 pub mod certs;
 pub mod kubeconfig;
+pub mod report;
 pub mod select;

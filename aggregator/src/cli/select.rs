@@ -1,6 +1,8 @@
 //! kubectl's object selection for `check`, `cleanup` and `report`: `-n/--namespace`,
 //! `-A/--all-namespaces`, `-l/--selector`, and (`check`, `cleanup`) `--context` and
-//! `--kubeconfig` for the live source.
+//! `--kubeconfig` for the live source (`report` takes them too, to reach the aggregator
+//! in that cluster: see [`crate::client::fetch_report_via_proxy`]). `report` selects by
+//! the labels the report carries ([`filter_report`]).
 //!
 //! What is selected is what is *shown*: the checks and cleanup rules still read every
 //! object of the namespaces read, so that references across objects (a Service's
@@ -37,7 +39,7 @@ pub struct SelectArgs {
 }
 
 /// `--context` and `--kubeconfig`: which cluster the live source reads.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct KubeArgs {
     /// The kubeconfig context to read (default: the kubeconfig's current context; without
     /// --context and --kubeconfig: the in-cluster service account, else the kubeconfig).
@@ -56,12 +58,34 @@ impl KubeArgs {
     }
 }
 
-/// A label selector that kubectl would not take.
+/// A label selector that kubectl would not take. The reason is part of the message (not a
+/// `#[source]`): clap shows a value's error without its causes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid label selector {selector:?}: {reason}")]
 pub struct SelectorError {
     pub selector: String,
-    pub reason: String,
+    pub reason: SelectorProblem,
+}
+
+/// What is wrong in a label selector.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorProblem {
+    #[error("unbalanced ')'")]
+    UnbalancedClose,
+    #[error("unbalanced '('")]
+    UnbalancedOpen,
+    #[error("empty requirement")]
+    EmptyRequirement,
+    #[error("{0:?}: expected =, ==, !=, in or notin after the key")]
+    NoOperator(String),
+    #[error("{0:?}: the values of in/notin go in parentheses")]
+    NoParentheses(String),
+    #[error("{0:?} is not a label key (bad prefix)")]
+    KeyPrefix(String),
+    #[error("{0:?} is not a label key")]
+    Key(String),
+    #[error("{0:?} is not a label value")]
+    Value(String),
 }
 
 /// Parses a label selector in kubectl's syntax (`k8s.io/apimachinery/pkg/labels.Parse`):
@@ -71,7 +95,7 @@ pub struct SelectorError {
 /// # Errors
 /// [`SelectorError`] naming the selector and what is wrong.
 pub fn parse_selector(s: &str) -> Result<Selector, SelectorError> {
-    let err = |reason: String| SelectorError {
+    let err = |reason: SelectorProblem| SelectorError {
         selector: s.to_string(),
         reason,
     };
@@ -82,7 +106,7 @@ pub fn parse_selector(s: &str) -> Result<Selector, SelectorError> {
             if s.trim().is_empty() {
                 continue;
             }
-            return Err(err("empty requirement".into()));
+            return Err(err(SelectorProblem::EmptyRequirement));
         }
         exprs.push(requirement(req).map_err(err)?);
     }
@@ -92,7 +116,7 @@ pub fn parse_selector(s: &str) -> Result<Selector, SelectorError> {
 }
 
 /// Splits at commas outside parentheses.
-fn split_requirements(s: &str) -> Result<Vec<&str>, String> {
+fn split_requirements(s: &str) -> Result<Vec<&str>, SelectorProblem> {
     let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0);
     for (i, c) in s.char_indices() {
         match c {
@@ -100,7 +124,7 @@ fn split_requirements(s: &str) -> Result<Vec<&str>, String> {
             ')' => {
                 depth -= 1;
                 if depth < 0 {
-                    return Err("unbalanced ')'".into());
+                    return Err(SelectorProblem::UnbalancedClose);
                 }
             }
             ',' if depth == 0 => {
@@ -111,13 +135,13 @@ fn split_requirements(s: &str) -> Result<Vec<&str>, String> {
         }
     }
     if depth != 0 {
-        return Err("unbalanced '('".into());
+        return Err(SelectorProblem::UnbalancedOpen);
     }
     out.push(&s[start..]);
     Ok(out)
 }
 
-fn requirement(req: &str) -> Result<Expression, String> {
+fn requirement(req: &str) -> Result<Expression, SelectorProblem> {
     if let Some(key) = req.strip_prefix('!') {
         return Ok(Expression::DoesNotExist(key_of(key.trim())?));
     }
@@ -141,15 +165,13 @@ fn requirement(req: &str) -> Result<Expression, String> {
     } else if let Some(l) = rest.strip_prefix("in") {
         (false, l)
     } else {
-        return Err(format!(
-            "{req:?}: expected =, ==, !=, in or notin after the key"
-        ));
+        return Err(SelectorProblem::NoOperator(req.to_string()));
     };
     let inner = list
         .trim()
         .strip_prefix('(')
         .and_then(|l| l.strip_suffix(')'))
-        .ok_or_else(|| format!("{req:?}: the values of in/notin go in parentheses"))?;
+        .ok_or_else(|| SelectorProblem::NoParentheses(req.to_string()))?;
     let values = inner
         .split(',')
         .map(|v| value_of(v.trim()))
@@ -163,7 +185,7 @@ fn requirement(req: &str) -> Result<Expression, String> {
 
 /// A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
 /// characters of alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
-fn key_of(k: &str) -> Result<String, String> {
+fn key_of(k: &str) -> Result<String, SelectorProblem> {
     let name = match k.rsplit_once('/') {
         Some((prefix, name)) => {
             if prefix.is_empty()
@@ -172,24 +194,24 @@ fn key_of(k: &str) -> Result<String, String> {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
             {
-                return Err(format!("{k:?} is not a label key (bad prefix)"));
+                return Err(SelectorProblem::KeyPrefix(k.to_string()));
             }
             name
         }
         None => k,
     };
     if name.is_empty() || !is_label_name(name) {
-        return Err(format!("{k:?} is not a label key"));
+        return Err(SelectorProblem::Key(k.to_string()));
     }
     Ok(k.to_string())
 }
 
 /// A label value: empty, or as a key's name part.
-fn value_of(v: &str) -> Result<String, String> {
+fn value_of(v: &str) -> Result<String, SelectorProblem> {
     if v.is_empty() || is_label_name(v) {
         Ok(v.to_string())
     } else {
-        Err(format!("{v:?} is not a label value"))
+        Err(SelectorProblem::Value(v.to_string()))
     }
 }
 
@@ -269,17 +291,48 @@ impl Selection {
     }
 }
 
+/// Labels a report carries for an object: `None` when it carries none.
+fn carried(l: &BTreeMap<String, String>) -> Option<&BTreeMap<String, String>> {
+    Some(l).filter(|l| !l.is_empty())
+}
+
 /// Keeps in `report` only the findings (of each check and the tracked ones) and
-/// proposals about objects `selection` shows by namespace (a report has no labels).
+/// proposals about objects `selection` shows, by namespace and by the labels each finding
+/// and proposal carries (the aggregator's round fills them; a tracked finding has the
+/// labels of its check's finding). Each check's severity is then the worst of what remains.
 pub fn filter_report(report: &mut crate::report::ClusterReport, selection: &Selection) {
-    if selection.namespaces.is_none() {
+    if selection.namespaces.is_none() && selection.selector.is_none() {
         return;
     }
-    Selection::filter_results(selection, &mut report.checks, &LabelIndex::default());
-    report.findings.retain(|f| selection.shows(&f.object, None));
+    let tracked: HashMap<String, bool> = report
+        .checks
+        .iter()
+        .flat_map(|c| {
+            c.findings.iter().map(|f| {
+                (
+                    crate::report::finding_key(&c.name, &f.code, &f.object),
+                    selection.shows(&f.object, carried(&f.labels)),
+                )
+            })
+        })
+        .collect();
+    for r in &mut report.checks {
+        let before = r.findings.len();
+        r.findings
+            .retain(|f| selection.shows(&f.object, carried(&f.labels)));
+        if r.findings.len() != before {
+            r.recompute_severity();
+        }
+    }
+    report.findings.retain(|f| {
+        tracked
+            .get(&f.key)
+            .copied()
+            .unwrap_or_else(|| selection.shows(&f.object, None))
+    });
     report
         .proposals
-        .retain(|p| selection.shows(&p.object, None));
+        .retain(|p| selection.shows(&p.object, carried(&p.labels)));
 }
 
 /// The metadata (labels, owners) of every object of a [`ClusterState`], by kind,
@@ -437,6 +490,19 @@ mod tests {
                 "{e}"
             );
         }
+        let reason = |s: &str| parse_selector(s).unwrap_err().reason;
+        assert_eq!(
+            reason("app in prod"),
+            SelectorProblem::NoParentheses("app in prod".into())
+        );
+        assert_eq!(reason("env in (prod"), SelectorProblem::UnbalancedOpen);
+        assert_eq!(reason("a,,b"), SelectorProblem::EmptyRequirement);
+        assert_eq!(reason("-app=x"), SelectorProblem::Key("-app".into()));
+        assert_eq!(reason("app=web!"), SelectorProblem::Value("web!".into()));
+        assert_eq!(
+            parse_selector("app ~ web").unwrap_err().to_string(),
+            "invalid label selector \"app ~ web\": \"app ~ web\": expected =, ==, !=, in or notin after the key"
+        );
     }
 
     #[test]
@@ -487,6 +553,109 @@ mod tests {
         // The check's severity is the worst of what is shown.
         assert_eq!(report.checks[0].severity, Severity::Warning);
         assert!(report.findings.iter().all(|f| f.object.name != "a"));
+    }
+
+    #[test]
+    fn report_selector_matches_the_labels_the_report_carries() {
+        use crate::checks::Finding;
+        let finding = |name: &str, app: Option<&str>| {
+            let mut f = Finding::new(
+                "crash_loop_back_off",
+                Severity::Critical,
+                ObjectRef {
+                    kind: "Pod".into(),
+                    namespace: Some("shop".into()),
+                    name: name.into(),
+                    uid: None,
+                },
+                "x",
+            );
+            if let Some(app) = app {
+                f.labels.insert("app".into(), app.into());
+            }
+            f
+        };
+        let mut web_job = crate::cleanup::Proposal {
+            code: "completed_job".into(),
+            object: ObjectRef {
+                kind: "Job".into(),
+                namespace: Some("shop".into()),
+                name: "web-migrate".into(),
+                uid: None,
+            },
+            action: crate::cleanup::Action::Delete,
+            propagation: None,
+            message: "completed 2026-11-30T00:00:00Z".into(),
+            times: BTreeMap::new(),
+            labels: BTreeMap::new(),
+        };
+        let db_job = crate::cleanup::Proposal {
+            object: ObjectRef {
+                name: "db-backup".into(),
+                ..web_job.object.clone()
+            },
+            ..web_job.clone()
+        };
+        web_job.labels.insert("app".into(), "web".into());
+        let round = crate::report::CheckRound {
+            checks: vec![
+                CheckResult::new(
+                    "pods",
+                    "3",
+                    vec![
+                        finding("web-1", Some("web")),
+                        finding("db-0", Some("db")),
+                        finding("bare", None),
+                    ],
+                ),
+                CheckResult::new("nodes", "0", vec![]),
+            ],
+            proposals: vec![web_job, db_job],
+            ..Default::default()
+        };
+        let now = "2026-12-01T00:00:00Z".parse().unwrap();
+        let mut report =
+            crate::report::merge(&[], &round, &crate::report::MergeConfig::default(), now);
+        let sel = Selection::resolve(
+            &SelectArgs {
+                selector: Some(parse_selector("app=web").unwrap()),
+                ..SelectArgs::default()
+            },
+            &mut Vec::new(),
+        );
+        filter_report(&mut report, &sel);
+        let names = |r: &crate::report::ClusterReport| {
+            let pods = r.checks.iter().find(|c| c.name == "pods").unwrap();
+            pods.findings
+                .iter()
+                .map(|f| f.object.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&report), ["web-1"]);
+        let tracked: Vec<&str> = report
+            .findings
+            .iter()
+            .map(|f| f.object.name.as_str())
+            .collect();
+        assert_eq!(tracked, ["web-1"]);
+        let proposals: Vec<&str> = report
+            .proposals
+            .iter()
+            .map(|p| p.object.name.as_str())
+            .collect();
+        assert_eq!(proposals, ["web-migrate"]);
+        // A negative selector: objects without the label match it, as kubectl.
+        let mut report =
+            crate::report::merge(&[], &round, &crate::report::MergeConfig::default(), now);
+        let not_db = Selection::resolve(
+            &SelectArgs {
+                selector: Some(parse_selector("app!=db").unwrap()),
+                ..SelectArgs::default()
+            },
+            &mut Vec::new(),
+        );
+        filter_report(&mut report, &not_db);
+        assert_eq!(names(&report), ["bare", "web-1"]);
     }
 
     #[test]

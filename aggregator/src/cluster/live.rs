@@ -105,7 +105,7 @@ where
             &Api::<K>::all(client.clone()),
             r,
             cfg.page_size,
-            cfg.list_timeout,
+            cfg.list_timeout.get(),
         )
         .await;
     }
@@ -116,7 +116,7 @@ where
                 &Api::<K>::namespaced(client.clone(), ns),
                 r,
                 cfg.page_size,
-                cfg.list_timeout,
+                cfg.list_timeout.get(),
             )
             .await?,
         );
@@ -138,14 +138,14 @@ async fn list_dynamic(
             &Api::<DynamicObject>::all_with(client.clone(), &ar),
             r,
             cfg.page_size,
-            cfg.list_timeout,
+            cfg.list_timeout.get(),
         )
         .await;
     }
     let mut out = Vec::new();
     for ns in &cfg.namespaces {
         let api = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar);
-        out.extend(list_pages(&api, r, cfg.page_size, cfg.list_timeout).await?);
+        out.extend(list_pages(&api, r, cfg.page_size, cfg.list_timeout.get()).await?);
     }
     Ok(out)
 }
@@ -232,7 +232,7 @@ pub async fn load_resources(
                     &Api::<k8s_openapi::api::core::v1::Node>::all(client.clone()),
                     r,
                     cfg.page_size,
-                    cfg.list_timeout,
+                    cfg.list_timeout.get(),
                 )
                 .await;
                 {

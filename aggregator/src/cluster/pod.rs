@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ContainerState, PodCondition, PodSpec};
+use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -154,37 +154,40 @@ pub struct EnvFromInfo {
 }
 
 /// A volume; only what it references.
+///
+/// A volume has one source: each is boxed, so a volume takes 136 bytes plus its one
+/// source instead of 360 with every source inline.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeInfo {
     #[serde(default)]
     pub name: String,
     #[serde(default)]
-    pub config_map: Option<NameRef>,
+    pub config_map: Option<Box<NameRef>>,
     #[serde(default)]
-    pub secret: Option<SecretVolumeInfo>,
+    pub secret: Option<Box<SecretVolumeInfo>>,
     #[serde(default)]
-    pub projected: Option<ProjectedInfo>,
+    pub projected: Option<Box<ProjectedInfo>>,
     #[serde(default)]
-    pub persistent_volume_claim: Option<ClaimInfo>,
+    pub persistent_volume_claim: Option<Box<ClaimInfo>>,
     #[serde(default)]
-    pub csi: Option<CsiInfo>,
+    pub csi: Option<Box<CsiInfo>>,
     #[serde(default)]
-    pub cephfs: Option<SecretRefHolder>,
+    pub cephfs: Option<Box<SecretRefHolder>>,
     #[serde(default)]
-    pub rbd: Option<SecretRefHolder>,
+    pub rbd: Option<Box<SecretRefHolder>>,
     #[serde(default)]
-    pub iscsi: Option<SecretRefHolder>,
+    pub iscsi: Option<Box<SecretRefHolder>>,
     #[serde(default)]
-    pub cinder: Option<SecretRefHolder>,
+    pub cinder: Option<Box<SecretRefHolder>>,
     #[serde(default)]
-    pub flex_volume: Option<SecretRefHolder>,
+    pub flex_volume: Option<Box<SecretRefHolder>>,
     #[serde(default, rename = "scaleIO")]
-    pub scale_io: Option<SecretRefHolder>,
+    pub scale_io: Option<Box<SecretRefHolder>>,
     #[serde(default)]
-    pub storageos: Option<SecretRefHolder>,
+    pub storageos: Option<Box<SecretRefHolder>>,
     #[serde(default)]
-    pub azure_file: Option<SecretVolumeInfo>,
+    pub azure_file: Option<Box<SecretVolumeInfo>>,
 }
 
 impl VolumeInfo {
@@ -281,7 +284,7 @@ pub struct PodStatusInfo {
     #[serde(default)]
     pub start_time: Option<Time>,
     #[serde(default, deserialize_with = "nullable")]
-    pub conditions: Vec<PodCondition>,
+    pub conditions: Vec<PodConditionInfo>,
     #[serde(default, deserialize_with = "nullable")]
     pub container_statuses: Vec<ContainerStatusInfo>,
     #[serde(default, deserialize_with = "nullable")]
@@ -300,10 +303,83 @@ pub struct ContainerStatusInfo {
     pub ready: bool,
     #[serde(default)]
     pub restart_count: i32,
-    #[serde(default)]
-    pub state: Option<ContainerState>,
-    #[serde(default)]
-    pub last_state: Option<ContainerState>,
+    /// `None` when the status has none or an empty one (`lastState: {}`).
+    #[serde(default, deserialize_with = "state")]
+    pub state: Option<ContainerStateInfo>,
+    #[serde(default, deserialize_with = "state")]
+    pub last_state: Option<ContainerStateInfo>,
+}
+
+/// A pod condition (`lastProbeTime` and `observedGeneration` are not read).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodConditionInfo {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+}
+
+/// A container's state: running, terminated or waiting. The rare two are boxed, so a
+/// status takes ~140 bytes instead of k8s-openapi's ~470 with both states inline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStateInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<ContainerStateRunningInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminated: Option<Box<ContainerStateTerminatedInfo>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Box<ContainerStateWaitingInfo>>,
+}
+
+impl ContainerStateInfo {
+    fn is_empty(&self) -> bool {
+        self.running.is_none() && self.terminated.is_none() && self.waiting.is_none()
+    }
+}
+
+/// A state with none of the three set is no state (`lastState: {}` of a container that
+/// never restarted).
+fn state<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ContainerStateInfo>, D::Error> {
+    Ok(Option::<ContainerStateInfo>::deserialize(d)?.filter(|s| !s.is_empty()))
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStateRunningInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+}
+
+/// A terminated state (`containerID` is not read).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStateTerminatedInfo {
+    /// Required, as in k8s-openapi's `ContainerStateTerminated`.
+    pub exit_code: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStateWaitingInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Whether [`PodInfo::compact`] keeps every pod's labels (see [`keep_labels`]).
@@ -318,9 +394,8 @@ pub fn keep_labels() {
 impl PodInfo {
     /// Releases spare capacity and what no check reads (labels and annotations except on
     /// Failed pods, which cleanup may propose and the protected list matches, and labels
-    /// after [`keep_labels`]; managed
-    /// fields, met conditions other than Ready, volumes, env vars and arguments that
-    /// reference nothing).
+    /// after [`keep_labels`]; managed fields, `generateName`, met conditions other than
+    /// Ready, volumes, env vars and arguments that reference nothing).
     pub fn compact(&mut self) {
         if self.status.phase.as_deref() != Some("Failed") {
             self.metadata.annotations = None;
@@ -329,6 +404,7 @@ impl PodInfo {
             }
         }
         self.metadata.managed_fields = None;
+        self.metadata.generate_name = None;
         if let Some(o) = self.metadata.owner_references.as_mut() {
             o.shrink_to_fit();
         }
@@ -434,5 +510,74 @@ mod tests {
         assert_eq!(p.spec.containers[0].env.len(), 1);
         assert_eq!(p.status.phase.as_deref(), Some("Running"));
         assert!(p.status.conditions.is_empty());
+    }
+
+    #[test]
+    fn container_states_and_conditions_keep_what_the_checks_read() {
+        let mut p: PodInfo = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "n", "generateName": "p-"},
+            "status": {
+                "phase": "Running",
+                "conditions": [
+                    {"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": "2025-01-01T00:00:00Z"},
+                    {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "message": "containers with unready status: [a]", "lastTransitionTime": "2025-01-02T00:00:00Z", "observedGeneration": 3}
+                ],
+                "containerStatuses": [
+                    {"name": "a", "image": "i", "restartCount": 4,
+                     "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s"}},
+                     "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "containerID": "containerd://x", "finishedAt": "2025-01-02T00:00:00Z"}}},
+                    {"name": "b", "image": "i", "ready": true,
+                     "state": {"running": {"startedAt": "2025-01-01T00:00:00Z"}}, "lastState": {}}
+                ]
+            }
+        }))
+        .unwrap();
+        p.compact();
+        assert_eq!(p.metadata.generate_name, None);
+        let ready = &p.status.conditions[0];
+        assert_eq!(
+            p.status.conditions.len(),
+            1,
+            "met conditions other than Ready go"
+        );
+        assert_eq!(
+            (ready.type_.as_str(), ready.status.as_str()),
+            ("Ready", "False")
+        );
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("containers with unready status: [a]")
+        );
+        assert_eq!(
+            ready.last_transition_time.as_ref().map(|t| t.0.to_string()),
+            Some("2025-01-02T00:00:00Z".to_string())
+        );
+        let [a, b] = &p.status.container_statuses[..] else {
+            panic!("two statuses: {:?}", p.status.container_statuses);
+        };
+        let waiting = a.state.as_ref().and_then(|s| s.waiting.as_ref()).unwrap();
+        assert_eq!(waiting.reason.as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(waiting.message.as_deref(), Some("back-off 5m0s"));
+        let t = a
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .unwrap();
+        assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
+        assert_eq!(
+            t.finished_at.as_ref().map(|t| t.0.to_string()),
+            Some("2025-01-02T00:00:00Z".to_string())
+        );
+        assert!(b.state.as_ref().is_some_and(|s| s.running.is_some()));
+        assert_eq!(b.last_state, None, "an empty lastState is no state");
+    }
+
+    #[test]
+    fn a_terminated_state_without_exit_code_is_rejected_as_k8s_openapi_does() {
+        let e = serde_json::from_value::<PodInfo>(serde_json::json!({
+            "status": {"containerStatuses": [{"name": "a", "state": {"terminated": {"reason": "Error"}}}]}
+        }))
+        .unwrap_err();
+        assert!(e.to_string().contains("exitCode"), "{e}");
     }
 }

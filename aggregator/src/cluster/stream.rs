@@ -8,8 +8,8 @@
 
 use std::io::Read;
 
-/// Bytes read at a time.
-const CHUNK_BYTES: usize = 8 << 20;
+/// Bytes read at a time (the window grows past it only for a larger value).
+const CHUNK_BYTES: usize = 1 << 20;
 
 /// A structural problem, or a read error, at a byte offset of the file.
 #[derive(Debug)]

@@ -20,8 +20,8 @@
 
 use std::time::Duration;
 
-use caretaker_core::config::bounded_duration;
-use serde::{Deserialize, Deserializer};
+use caretaker_core::config::{BoundedDuration, ms};
+use serde::{Deserialize, Serialize};
 
 /// Environment variable with the Lease's namespace when `namespace` is not set.
 pub const NAMESPACE_ENV: &str = "POD_NAMESPACE";
@@ -29,48 +29,37 @@ pub const NAMESPACE_ENV: &str = "POD_NAMESPACE";
 pub const IDENTITY_ENV: &str = "POD_NAME";
 
 /// The `leader_election:` section. Absent: no election, the aggregator serves at once.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LeaderElectionConfig {
-    /// Name of the Lease. Default `caretaker-aggregator`.
-    #[serde(default = "default_lease_name")]
+    /// Name of the Lease.
     pub lease_name: String,
     /// Namespace of the Lease. Default: the environment variable `POD_NAMESPACE`.
-    #[serde(default)]
     pub namespace: Option<String>,
     /// This replica's `holderIdentity`, unique among the replicas. Default: the
     /// environment variable `POD_NAME`.
-    #[serde(default)]
     pub identity: Option<String>,
     /// How long a Lease is valid after its holder last renewed it; a standby takes over
-    /// once it has not seen the Lease change for this long. Default 15s. 2s to 5m.
-    #[serde(
-        default = "default_lease_duration",
-        deserialize_with = "lease_duration"
-    )]
-    pub lease_duration: Duration,
+    /// once it has not seen the Lease change for this long. 2s to 5m.
+    pub lease_duration: BoundedDuration<{ 2 * ms::SECOND }, { 5 * ms::MINUTE }>,
     /// How long the leader keeps retrying a failed renewal before it gives up leadership
-    /// and exits. Default 10s. 1s to 5m; less than `lease_duration`.
-    #[serde(
-        default = "default_renew_deadline",
-        deserialize_with = "renew_deadline"
-    )]
-    pub renew_deadline: Duration,
-    /// Time between attempts to acquire or renew. Default 2s. 100ms to 1m; at most
+    /// and exits. 1s to 5m; less than `lease_duration`.
+    pub renew_deadline: BoundedDuration<{ ms::SECOND }, { 5 * ms::MINUTE }>,
+    /// Time between attempts to acquire or renew. 100ms to 1m; at most
     /// `renew_deadline` / 1.2.
-    #[serde(default = "default_retry_period", deserialize_with = "retry_period")]
-    pub retry_period: Duration,
+    pub retry_period: BoundedDuration<100, { ms::MINUTE }>,
 }
 
 impl Default for LeaderElectionConfig {
+    /// client-go's and controller-runtime's timing.
     fn default() -> Self {
         Self {
-            lease_name: default_lease_name(),
+            lease_name: "caretaker-aggregator".into(),
             namespace: None,
             identity: None,
-            lease_duration: default_lease_duration(),
-            renew_deadline: default_renew_deadline(),
-            retry_period: default_retry_period(),
+            lease_duration: BoundedDuration::secs(15),
+            renew_deadline: BoundedDuration::secs(10),
+            retry_period: BoundedDuration::secs(2),
         }
     }
 }
@@ -145,16 +134,16 @@ impl LeaderElectionConfig {
         if self.lease_name.is_empty() {
             return Err(Error::EmptyLeaseName);
         }
-        if self.renew_deadline >= self.lease_duration {
+        if self.renew_deadline.get() >= self.lease_duration.get() {
             return Err(Error::RenewNotBeforeExpiry {
-                renew_deadline: self.renew_deadline,
-                lease_duration: self.lease_duration,
+                renew_deadline: self.renew_deadline.get(),
+                lease_duration: self.lease_duration.get(),
             });
         }
         if self.renew_deadline.as_secs_f64() <= JITTER_FACTOR * self.retry_period.as_secs_f64() {
             return Err(Error::RenewWithinRetry {
-                renew_deadline: self.renew_deadline,
-                retry_period: self.retry_period,
+                renew_deadline: self.renew_deadline.get(),
+                retry_period: self.retry_period.get(),
             });
         }
         Ok(())
@@ -198,34 +187,12 @@ impl LeaderElectionConfig {
             namespace,
             identity,
             timing: Timing {
-                lease_duration: self.lease_duration,
-                renew_deadline: self.renew_deadline,
-                retry_period: self.retry_period,
+                lease_duration: self.lease_duration.get(),
+                renew_deadline: self.renew_deadline.get(),
+                retry_period: self.retry_period.get(),
             },
         })
     }
-}
-
-fn default_lease_name() -> String {
-    "caretaker-aggregator".into()
-}
-fn default_lease_duration() -> Duration {
-    Duration::from_secs(15)
-}
-fn default_renew_deadline() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_retry_period() -> Duration {
-    Duration::from_secs(2)
-}
-fn lease_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(2), Duration::from_secs(300))
-}
-fn renew_deadline<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(1), Duration::from_secs(300))
-}
-fn retry_period<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_millis(100), Duration::from_secs(60))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use caretaker_core::config::EXIT_TEMPFAIL;
+use caretaker_core::error::Chain;
 use caretaker_core::window::{Decision, MaintenanceWindow};
 use jiff::Timestamp;
 use serde::Serialize;
@@ -198,7 +199,7 @@ pub async fn execute(
     if let Some(audit) = audit.as_mut() {
         let (outcome, message) = match &result {
             Ok(r) => (Outcome::Renewed, r.sentence()),
-            Err(e) => (Outcome::Failed, anyhow_like(e).to_string()),
+            Err(e) => (Outcome::Failed, Chain(e).to_string()),
         };
         audit.write(&AuditRecord {
             time: now,
@@ -233,21 +234,4 @@ pub async fn execute(
         Output::Table => writeln!(out, "{}", renewal.sentence())?,
     }
     Ok(())
-}
-
-/// An error with its causes, `: `-separated (the audit log's message).
-fn anyhow_like(e: &dyn std::error::Error) -> impl std::fmt::Display + '_ {
-    struct Chain<'a>(&'a dyn std::error::Error);
-    impl std::fmt::Display for Chain<'_> {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "{}", self.0)?;
-            let mut s = self.0.source();
-            while let Some(c) = s {
-                write!(f, ": {c}")?;
-                s = c.source();
-            }
-            Ok(())
-        }
-    }
-    Chain(e)
 }

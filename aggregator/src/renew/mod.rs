@@ -39,9 +39,9 @@ use crate::cleanup::{Action, Proposal};
 use crate::cluster::{ClusterState, Resource};
 
 /// The condition's reason, as cmctl sets it.
-pub const REASON: &str = "ManuallyTriggered";
+pub(crate) const REASON: &str = "ManuallyTriggered";
 /// The condition's message, as cmctl sets it.
-pub const MESSAGE: &str = "Certificate re-issuance manually triggered";
+pub(crate) const MESSAGE: &str = "Certificate re-issuance manually triggered";
 /// The code of renewal proposals in the report.
 pub const PROPOSAL_CODE: &str = "certificate_renewal_due";
 /// The resource and subresource the renewal patches (the RBAC rule it needs: `patch`).
@@ -54,10 +54,15 @@ pub struct Target {
     pub name: String,
 }
 
-impl FromStr for Target {
-    type Err = String;
+/// A Certificate name that is not `NAMESPACE/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not NAMESPACE/NAME (a Certificate is namespaced, e.g. web/example-tls)")]
+pub struct TargetError(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for Target {
+    type Err = TargetError;
+
+    fn from_str(s: &str) -> Result<Self, TargetError> {
         match s.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
                 Ok(Target {
@@ -65,9 +70,7 @@ impl FromStr for Target {
                     name: name.to_string(),
                 })
             }
-            _ => Err(format!(
-                "{s:?} is not NAMESPACE/NAME (a Certificate is namespaced, e.g. web/example-tls)"
-            )),
+            _ => Err(TargetError(s.to_string())),
         }
     }
 }
@@ -126,14 +129,14 @@ fn field<'a>(c: &'a Value, k: &str) -> &'a str {
 }
 
 /// Whether the Certificate's `Issuing` condition is True.
-pub fn is_issuing(cert: &Value) -> bool {
+pub(crate) fn is_issuing(cert: &Value) -> bool {
     condition(cert, "Issuing").is_some_and(|c| field(c, "status") == "True")
 }
 
 /// The status conditions after cert-manager's `SetCertificateCondition(Issuing, True,
 /// ManuallyTriggered, ...)` on `cert` (the object's JSON) with `generation`, as of `now`
 /// (second precision, as `metav1.Time` writes it).
-pub fn conditions_with_issuing(
+pub(crate) fn conditions_with_issuing(
     cert: &Value,
     generation: Option<i64>,
     now: Timestamp,
@@ -174,7 +177,7 @@ pub fn conditions_with_issuing(
 
 /// The JSON merge patch for the status subresource: the whole conditions list (a merge
 /// patch replaces lists) and the resourceVersion read, so the write is conditional on it.
-pub fn status_patch(cert: &DynamicObject, now: Timestamp) -> Value {
+pub(crate) fn status_patch(cert: &DynamicObject, now: Timestamp) -> Value {
     let conditions = conditions_with_issuing(&cert.data, cert.metadata.generation, now);
     json!({
         "metadata": {"resourceVersion": cert.metadata.resource_version},
@@ -326,6 +329,8 @@ pub fn proposals(state: &ClusterState, now: Timestamp) -> Vec<Proposal> {
                     "renewal due since {due}{not_after} and cert-manager has not renewed it{last}; run `{}`",
                     command(ns, name)
                 ),
+                times: [("renewal_time".to_string(), due)].into(),
+                labels: Default::default(),
             })
         })
         .collect();
@@ -362,8 +367,16 @@ mod tests {
             }
         );
         for bad in ["web-tls", "/x", "x/", "a/b/c"] {
-            assert!(bad.parse::<Target>().is_err(), "{bad}");
+            assert_eq!(
+                bad.parse::<Target>(),
+                Err(TargetError(bad.to_string())),
+                "{bad}"
+            );
         }
+        assert_eq!(
+            "web-tls".parse::<Target>().unwrap_err().to_string(),
+            "\"web-tls\" is not NAMESPACE/NAME (a Certificate is namespaced, e.g. web/example-tls)"
+        );
     }
 
     #[test]

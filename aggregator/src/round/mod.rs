@@ -17,11 +17,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use caretaker_core::config::bounded_duration;
+use caretaker_core::config::{BoundedDuration, ms};
 use caretaker_core::error::Chain;
 use caretaker_core::model::NodeReport;
 use jiff::Timestamp;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::checks::{self, CheckResult, ChecksConfig, Finding, ObjectRef, Severity};
@@ -30,6 +30,7 @@ use crate::cluster::{ClusterState, dump, live, volumes};
 use crate::report::{CheckRound, NodeEvent, SignalsReport};
 use crate::schedule::config::Task;
 use crate::signals::config::SignalsConfig;
+use crate::store;
 
 /// Kubelet event reasons about a node's disk: image garbage collection and eviction
 /// (`pkg/kubelet/events` and the eviction manager).
@@ -42,7 +43,7 @@ pub const DISK_EVENT_REASONS: &[&str] = &[
 ];
 
 /// Where the cluster state comes from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// No cluster checks: nodes and signals only.
@@ -55,16 +56,13 @@ pub enum Source {
 }
 
 /// The `cluster:` config section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    #[serde(default)]
     pub source: Source,
-    #[serde(default)]
     pub dump_paths: Vec<PathBuf>,
-    /// How often a round runs. Default 10m. 1m to 24h.
-    #[serde(default = "default_interval", deserialize_with = "interval")]
-    pub interval: Duration,
+    /// How often a round runs. 1m to 24h.
+    pub interval: BoundedDuration<{ ms::MINUTE }, { ms::DAY }>,
 }
 
 impl Default for ClusterConfig {
@@ -72,16 +70,9 @@ impl Default for ClusterConfig {
         Self {
             source: Source::None,
             dump_paths: Vec::new(),
-            interval: default_interval(),
+            interval: BoundedDuration::secs(600),
         }
     }
-}
-
-fn default_interval() -> Duration {
-    Duration::from_secs(600)
-}
-fn interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(60), Duration::from_secs(86_400))
 }
 
 /// Everything a round needs.
@@ -233,6 +224,8 @@ impl Rounds {
                     }
                 };
                 checks::events::fold(&mut round.checks);
+                let labels = checks::silence::Labels::new(&state);
+                attach_labels(&mut round.checks, &labels);
                 // Silenced findings are counted per check; expired entries are reported.
                 checks::silence::apply_with_labels(
                     &mut round.checks,
@@ -240,17 +233,27 @@ impl Rounds {
                     &self.cfg.checks.severity_overrides,
                     &[],
                     now,
-                    Some(&checks::silence::Labels::new(&state)),
+                    Some(&labels),
                 );
                 if wants(Task::Cleanup) {
                     round.proposals = cleanup::propose(&state, &self.cfg.cleanup, now);
+                    for p in &mut round.proposals {
+                        if let Some(l) = labels.get(&p.object) {
+                            p.labels.clone_from(l);
+                        }
+                    }
                 }
                 fill_node_facts(&state, &mut round);
                 round.times = Some(crate::metrics::ClusterTimes::from_state(&state));
                 round.planning.samples = crate::capacity::sample(&state, now);
+                let releases = if wants(Task::ChartUpdates) {
+                    checks::helm::releases(&state)
+                } else {
+                    Vec::new()
+                };
                 if wants(Task::ChartUpdates)
                     && let Some((check, report)) = crate::updates::check(
-                        &checks::helm::releases(&state),
+                        &releases,
                         &self.cfg.charts,
                         &mut self.chart_versions,
                         now,
@@ -258,12 +261,14 @@ impl Rounds {
                     .await
                 {
                     let mut one = vec![check];
-                    checks::silence::apply(
+                    crate::updates::attach_release_labels(&mut one, &releases, &labels);
+                    checks::silence::apply_with_labels(
                         &mut one,
                         &self.cfg.checks.exclude,
                         &self.cfg.checks.severity_overrides,
                         &[],
                         now,
+                        Some(&labels),
                     );
                     round.checks.extend(one);
                     round.planning.chart_updates = Some(report);
@@ -294,6 +299,16 @@ impl Rounds {
             round.signals = signals;
         }
         round
+    }
+}
+
+/// Gives every finding the labels of its object (when the state holds them), so that the
+/// report carries what `report -l` and `checks.exclude` selectors match.
+fn attach_labels(results: &mut [CheckResult], labels: &checks::silence::Labels<'_>) {
+    for f in results.iter_mut().flat_map(|r| r.findings.iter_mut()) {
+        if let Some(l) = labels.get(&f.object) {
+            f.labels.clone_from(l);
+        }
     }
 }
 
@@ -380,7 +395,7 @@ async fn notify(
     now: Timestamp,
 ) {
     let mut ns: crate::schedule::notify::NotifyState =
-        match state.store().get_meta_async(NOTIFY_STATE_KEY).await {
+        match state.store().get_meta(NOTIFY_STATE_KEY).await {
             Ok(s) => s.unwrap_or_default(),
             Err(e) => {
                 warn!(error = %Chain(&e), "Cannot read the notifier state; starting afresh.");
@@ -393,7 +408,7 @@ async fn notify(
             if let Some(n) = sent {
                 tracing::info!(text = %n.text, "Notification sent.");
             }
-            if let Err(e) = state.store().put_meta_async(NOTIFY_STATE_KEY, ns).await {
+            if let Err(e) = state.store().put_meta(NOTIFY_STATE_KEY, ns).await {
                 warn!(error = %Chain(&e), "Cannot store the notifier state; a notification may repeat.");
             }
         }
@@ -404,16 +419,29 @@ async fn notify(
 }
 
 /// Records the round's usage and capacity samples and fills its recommendations and
-/// capacity ([`crate::capacity::review`]); a store error is logged and the round goes on.
-fn review(
+/// capacity ([`crate::capacity::review`], through the store's facade); a store error is
+/// logged and the round goes on.
+///
+/// # Errors
+/// Only [`store::Error::Task`]: the review panicked, and the round is lost.
+async fn review(
     state: &crate::state::State,
     cfg: &crate::capacity::CapacityConfig,
-    round: &mut CheckRound,
+    mut round: CheckRound,
     now: Timestamp,
-) {
-    if let Err(e) = crate::capacity::review(state.store(), cfg, round, now) {
+) -> Result<CheckRound, store::Error> {
+    let cfg = cfg.clone();
+    let (round, reviewed) = state
+        .store()
+        .call(move |store, _| {
+            let reviewed = crate::capacity::review(store, &cfg, &mut round, now);
+            Ok((round, reviewed))
+        })
+        .await?;
+    if let Err(e) = reviewed {
         warn!(error = %Chain(&e), "Cannot record usage samples; this round has no recommendations or capacity.");
     }
+    Ok(round)
 }
 
 /// Key of the notifier's state document in the store.
@@ -432,7 +460,7 @@ pub async fn run_loop(
     mut requests: tokio::sync::mpsc::Receiver<crate::state::RoundRequest>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let interval = rounds.config().cluster.interval;
+    let interval = rounds.config().cluster.interval.get();
     let mut waiting: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
     let mut scheduled: Vec<crate::state::RoundRequest> = Vec::new();
     let mut next_full = tokio::time::Instant::now();
@@ -446,26 +474,25 @@ pub async fn run_loop(
                 .run_tasks(&state.node_reports(), now, Some(&tasks))
                 .await;
             let kinds = run.kinds.join(",");
-            let st = std::sync::Arc::clone(&state);
-            let capacity = rounds.config().capacity.clone();
-            match tokio::task::spawn_blocking(move || {
-                let mut partial = partial;
-                review(&st, &capacity, &mut partial, now);
-                st.finish_scheduled_round(partial, run, now)
-            })
-            .await
-            {
-                Ok(Ok(rec)) => tracing::info!(
+            let capacity = &rounds.config().capacity;
+            let recorded = match review(&state, capacity, partial, now).await {
+                Ok(partial) => state.finish_scheduled_round(partial, run, now).await,
+                Err(e) => Err(e),
+            };
+            match recorded {
+                Ok(rec) => tracing::info!(
                     kinds,
                     new = rec.new_findings,
                     resolved = rec.resolved_findings,
                     bytes = rec.stored_bytes,
                     "Scheduled run recorded in the history."
                 ),
-                Ok(Err(e)) => {
+                Err(e @ store::Error::Task(_)) => {
+                    warn!(kinds, error = %Chain(&e), "Scheduled run task failed.")
+                }
+                Err(e) => {
                     warn!(kinds, error = %Chain(&e), "Scheduled run finished but the history could not be written.")
                 }
-                Err(e) => warn!(kinds, error = %Chain(&e), "Scheduled run task failed."),
             }
             if let Some(n) = &notifier {
                 notify(&state, n, now).await;
@@ -477,28 +504,25 @@ pub async fn run_loop(
             let now = Timestamp::now();
             let round = rounds.run(&state.node_reports(), now).await;
             let checks = round.checks.len();
-            let st = std::sync::Arc::clone(&state);
             let force = !waiting.is_empty();
-            let capacity = rounds.config().capacity.clone();
-            match tokio::task::spawn_blocking(move || {
-                let mut round = round;
-                review(&st, &capacity, &mut round, now);
-                st.finish_round(round, now, record_interval, force)
-            })
-            .await
-            {
-                Ok(Ok(Some(rec))) => tracing::info!(
+            let capacity = &rounds.config().capacity;
+            let recorded = match review(&state, capacity, round, now).await {
+                Ok(round) => state.finish_round(round, now, record_interval, force).await,
+                Err(e) => Err(e),
+            };
+            match recorded {
+                Ok(Some(rec)) => tracing::info!(
                     checks,
                     new = rec.new_findings,
                     resolved = rec.resolved_findings,
                     bytes = rec.stored_bytes,
                     "Round finished; report recorded in the history."
                 ),
-                Ok(Ok(None)) => tracing::debug!(checks, "Round finished."),
-                Ok(Err(e)) => {
+                Ok(None) => tracing::debug!(checks, "Round finished."),
+                Err(e @ store::Error::Task(_)) => warn!(error = %Chain(&e), "Round task failed."),
+                Err(e) => {
                     warn!(error = %Chain(&e), "Round finished but the history could not be written.")
                 }
-                Err(e) => warn!(error = %Chain(&e), "Round task failed."),
             }
             if let Some(n) = &notifier {
                 notify(&state, n, now).await;
@@ -546,18 +570,23 @@ mod tests {
        "message":"Back-off restarting failed container","lastTimestamp":"2026-11-29T02:30:00Z"}
     ]}"#;
 
+    /// A round that reads its cluster from the dump at `path` (a file or directory).
+    fn dump_config(path: std::path::PathBuf) -> RoundConfig {
+        RoundConfig {
+            cluster: ClusterConfig {
+                source: Source::Dump,
+                dump_paths: vec![path],
+                interval: ClusterConfig::default().interval,
+            },
+            ..RoundConfig::default()
+        }
+    }
+
     #[tokio::test]
     async fn a_dump_round_gives_checks_nodes_pressure_and_disk_events() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cluster.json"), DUMP).unwrap();
-        let cfg = RoundConfig {
-            cluster: ClusterConfig {
-                source: Source::Dump,
-                dump_paths: vec![dir.path().into()],
-                interval: default_interval(),
-            },
-            ..RoundConfig::default()
-        };
+        let cfg = dump_config(dir.path().into());
         let now: Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
         let round = Rounds::new(cfg).run(&[], now).await;
         assert_eq!(round.at, Some(now));
@@ -595,14 +624,7 @@ mod tests {
         use crate::store::Store;
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cluster.json"), DUMP).unwrap();
-        let cfg = RoundConfig {
-            cluster: ClusterConfig {
-                source: Source::Dump,
-                dump_paths: vec![dir.path().into()],
-                interval: default_interval(),
-            },
-            ..RoundConfig::default()
-        };
+        let cfg = dump_config(dir.path().into());
         let mut rounds = Rounds::new(cfg);
         let now: Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
         let names = |r: &CheckRound| r.checks.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
@@ -633,9 +655,12 @@ mod tests {
             trends: None,
             alert_review: None,
         };
-        let rec = state.finish_scheduled_round(changed, run, later).unwrap();
+        let rec = state
+            .finish_scheduled_round(changed, run, later)
+            .await
+            .unwrap();
         assert!(rec.stored_bytes > 0);
-        let stored = state.history().at(later).unwrap().unwrap();
+        let stored = state.store().history_at(later).await.unwrap().unwrap();
         assert_eq!(
             stored
                 .checks
@@ -663,7 +688,7 @@ mod tests {
             "the trends task records trends"
         );
         let md = crate::report::render(
-            &state.history().at(later).unwrap().unwrap(),
+            &state.store().history_at(later).await.unwrap().unwrap(),
             crate::report::Output::Markdown,
         )
         .unwrap();
@@ -680,28 +705,24 @@ mod tests {
         use crate::store::Store;
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cluster.json"), DUMP).unwrap();
-        let cfg = RoundConfig {
-            cluster: ClusterConfig {
-                source: Source::Dump,
-                dump_paths: vec![dir.path().into()],
-                interval: default_interval(),
-            },
-            ..RoundConfig::default()
-        };
+        let cfg = dump_config(dir.path().into());
         let mut rounds = Rounds::new(cfg);
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
         let now: Timestamp = "2026-11-29T03:00:00Z".parse().unwrap();
-        let mut round = rounds.run(&[], now).await;
+        let round = rounds.run(&[], now).await;
         assert!(round.planning.samples.is_some());
-        review(&state, &rounds.config().capacity, &mut round, now);
+        let round = review(&state, &rounds.config().capacity, round, now)
+            .await
+            .unwrap();
         assert!(
             round.planning.samples.is_none(),
             "the samples went to the store"
         );
         state
             .finish_round(round, now, Duration::from_secs(3600), true)
+            .await
             .unwrap();
-        let stored = state.history().at(now).unwrap().unwrap();
+        let stored = state.store().history_at(now).await.unwrap().unwrap();
         let cap = stored
             .planning
             .capacity
@@ -718,6 +739,7 @@ mod tests {
         let points: crate::capacity::NodeHistory = state
             .store()
             .get_meta(crate::capacity::NODES_KEY)
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(points.nodes["node-a"].len(), 1);
@@ -725,14 +747,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreadable_dump_is_a_critical_finding_not_a_crash() {
-        let cfg = RoundConfig {
-            cluster: ClusterConfig {
-                source: Source::Dump,
-                dump_paths: vec![Path::new("/nonexistent/dump.json").into()],
-                interval: default_interval(),
-            },
-            ..RoundConfig::default()
-        };
+        let cfg = dump_config(Path::new("/nonexistent/dump.json").into());
         let round = Rounds::new(cfg).run(&[], Timestamp::now()).await;
         assert_eq!(round.checks.len(), 1);
         assert_eq!(

@@ -17,7 +17,7 @@ const RUN_STATE_KEY: &str = "schedule_run_state";
 /// Daily, weekly and monthly runs: each due slot runs a round now (recorded in the
 /// history) and then persists the run state, so a restart neither repeats nor skips a slot.
 pub async fn run(state: Arc<State>, schedule: Schedule, shutdown: CancellationToken) {
-    let run_state: RunState = match state.store().get_meta_async(RUN_STATE_KEY).await {
+    let run_state: RunState = match state.store().get_meta(RUN_STATE_KEY).await {
         Ok(s) => s.unwrap_or_default(),
         Err(e) => {
             warn!(error = %Chain(&e), "Cannot read the scheduler state; starting afresh.");
@@ -39,7 +39,7 @@ pub async fn run(state: Arc<State>, schedule: Schedule, shutdown: CancellationTo
                 Ok(()) => info!(%kinds, "Scheduled round recorded."),
                 Err(e) => warn!(error = %Chain(&e), "Scheduled round failed; the slot is marked done anyway."),
             }
-            if let Err(e) = st.store().put_meta_async(RUN_STATE_KEY, after).await {
+            if let Err(e) = st.store().put_meta(RUN_STATE_KEY, after).await {
                 warn!(error = %Chain(&e), "Cannot store the scheduler state; the slot may run again after a restart.");
             }
         }

@@ -33,9 +33,8 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::time::Duration;
 
-use caretaker_core::config::bounded_duration;
+use caretaker_core::config::{BoundedDuration, ms};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::checks::Severity;
@@ -43,7 +42,7 @@ use caretaker_core::cron::Cron;
 pub use caretaker_core::window::{Day, WindowConfig, Zone};
 
 /// The `schedule:` section.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// Zone of every cron expression and of the maintenance window. Default `Asia/Tokyo`.
@@ -180,7 +179,7 @@ impl fmt::Display for Task {
 
 /// One of the daily, weekly and monthly runs. An option left out of the file keeps the
 /// run's default (`weekly: {enabled: false}` turns the weekly run off, nothing else).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunConfig {
     /// false leaves the run out. Default true.
     pub enabled: bool,
@@ -253,55 +252,34 @@ impl RunConfig {
 }
 
 /// Webhook notifications (see [`super::notify`] for when they are sent).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct NotificationsConfig {
     /// `http://` or `https://` URL that takes a POSTed JSON body with a `text` field, like a
-    /// Slack incoming webhook. Default none: nothing is sent.
-    #[serde(default, deserialize_with = "webhook_url")]
+    /// Slack incoming webhook. None: nothing is sent.
+    #[serde(deserialize_with = "webhook_url")]
     pub webhook_url: Option<String>,
-    /// A status that worsens to this level or above notifies. Default `warning`. New
-    /// critical findings notify whatever this is.
-    #[serde(default = "default_min_severity")]
+    /// A status that worsens to this level or above notifies. New critical findings
+    /// notify whatever this is.
     pub min_severity: Severity,
     /// A finding that resolves and returns within this time, or a status that improves
-    /// and worsens again within it, does not notify again. Default 1h: long enough that a
-    /// finding flapping between rounds pages once, short enough that a problem that comes
-    /// back the next day pages again. 0s to 7 days.
-    #[serde(default = "default_flap_grace", deserialize_with = "flap_grace")]
-    pub flap_grace: Duration,
-    /// Whole-request timeout of a webhook POST. Default 10s. 100ms to 5m.
-    #[serde(default = "default_timeout", deserialize_with = "timeout")]
-    pub timeout: Duration,
+    /// and worsens again within it, does not notify again. The default (1h) is long
+    /// enough that a finding flapping between rounds pages once, short enough that a
+    /// problem that comes back the next day pages again. 0s to 7 days.
+    pub flap_grace: BoundedDuration<0, { 7 * ms::DAY }>,
+    /// Whole-request timeout of a webhook POST. 100ms to 5m.
+    pub timeout: BoundedDuration<100, { 5 * ms::MINUTE }>,
 }
 
 impl Default for NotificationsConfig {
     fn default() -> Self {
         Self {
             webhook_url: None,
-            min_severity: default_min_severity(),
-            flap_grace: default_flap_grace(),
-            timeout: default_timeout(),
+            min_severity: Severity::Warning,
+            flap_grace: BoundedDuration::secs(3600),
+            timeout: BoundedDuration::secs(10),
         }
     }
-}
-
-fn default_min_severity() -> Severity {
-    Severity::Warning
-}
-fn default_flap_grace() -> Duration {
-    Duration::from_secs(3600)
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn flap_grace<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::ZERO, Duration::from_secs(7 * 24 * 3600))
-}
-
-fn timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_millis(100), Duration::from_secs(300))
 }
 
 fn webhook_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -355,6 +333,8 @@ impl NotificationsConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use std::path::Path;
 
     #[test]
@@ -429,7 +409,7 @@ mod tests {
             WindowConfig {
                 days: [Day::Sunday].into(),
                 start: Time::constant(3, 0, 0, 0),
-                duration: Duration::from_secs(7200)
+                duration: caretaker_core::config::BoundedDuration::secs(7200)
             }
         );
         assert_eq!(
@@ -437,8 +417,8 @@ mod tests {
             NotificationsConfig {
                 webhook_url: None,
                 min_severity: Severity::Warning,
-                flap_grace: Duration::from_secs(3600),
-                timeout: Duration::from_secs(10)
+                flap_grace: BoundedDuration::secs(3600),
+                timeout: BoundedDuration::secs(10)
             }
         );
     }

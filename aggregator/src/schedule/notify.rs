@@ -123,7 +123,7 @@ impl Policy {
     pub fn new(config: &NotificationsConfig) -> Policy {
         Policy {
             min_severity: config.min_severity,
-            flap_grace: config.flap_grace,
+            flap_grace: config.flap_grace.get(),
         }
     }
 
@@ -392,7 +392,7 @@ impl Notifier {
         let webhook = config
             .webhook_url
             .as_deref()
-            .map(|u| Webhook::new(u, config.timeout))
+            .map(|u| Webhook::new(u, config.timeout.get()))
             .transpose()?;
         Ok(Notifier {
             policy: Policy::new(config),
@@ -811,7 +811,7 @@ mod tests {
         let (url, bodies, answer) = receiver().await;
         let cfg = NotificationsConfig {
             webhook_url: Some(url.clone()),
-            timeout: Duration::from_secs(5),
+            timeout: caretaker_core::config::BoundedDuration::secs(5),
             ..Default::default()
         };
         let notifier = Notifier::new(&cfg).unwrap();
@@ -928,7 +928,7 @@ mod tests {
     async fn unreachable_webhook_is_an_error_not_a_panic() {
         let cfg = NotificationsConfig {
             webhook_url: Some("http://127.0.0.1:9/hook/secret".into()),
-            timeout: Duration::from_secs(2),
+            timeout: caretaker_core::config::BoundedDuration::secs(2),
             ..Default::default()
         };
         let notifier = Notifier::new(&cfg).unwrap();

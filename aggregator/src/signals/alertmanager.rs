@@ -146,7 +146,7 @@ pub async fn alerts_now(cfg: &AlertmanagerConfig) -> Result<AlertsNow, Alertmana
         url: url.clone(),
         source,
     };
-    let client = super::client(cfg.timeout).map_err(err)?;
+    let client = super::client(cfg.timeout.get()).map_err(err)?;
     let alerts: Vec<GettableAlert> = client
         .get(&url)
         .query(&[

@@ -25,10 +25,8 @@
 //!     flap_min_count: 3               # default 3: this many short firings is flapping
 //! ```
 
-use std::time::Duration;
-
-use caretaker_core::config::bounded_duration;
-use serde::{Deserialize, Deserializer};
+use caretaker_core::config::{BoundedDuration, ms};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::review::AlertReviewConfig;
 
@@ -42,23 +40,19 @@ pub const DEFAULT_P95_QUERY: &str =
     "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[{window}])))";
 
 /// All external signals; each part is optional.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SignalsConfig {
-    #[serde(default)]
     pub http_endpoints: Vec<EndpointConfig>,
-    #[serde(default)]
     pub prometheus: Option<PrometheusConfig>,
-    #[serde(default)]
     pub alertmanager: Option<AlertmanagerConfig>,
     /// The alert review each scheduled run records from the history (see
-    /// [`super::review`]). Default: 7 days, short within 15m, flapping from 3 short firings.
-    #[serde(default)]
+    /// [`super::review`]).
     pub alert_review: AlertReviewConfig,
 }
 
 /// One HTTP health endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// Name shown in the report.
@@ -75,20 +69,20 @@ pub struct EndpointConfig {
     pub json_pointer: Option<String>,
     #[serde(default)]
     pub json_equals: Option<serde_json::Value>,
-    /// Default 5 s.
-    #[serde(default = "default_endpoint_timeout", deserialize_with = "timeout")]
-    pub timeout: Duration,
+    /// Default 5s. 100ms to 5m.
+    #[serde(default = "default_endpoint_timeout")]
+    pub timeout: Timeout,
 }
 
 /// Prometheus HTTP API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusConfig {
     #[serde(deserialize_with = "url")]
     pub url: String,
-    /// Default 10 s.
-    #[serde(default = "default_api_timeout", deserialize_with = "timeout")]
-    pub timeout: Duration,
+    /// Default 10s. 100ms to 5m.
+    #[serde(default = "default_api_timeout")]
+    pub timeout: Timeout,
     /// Range of `rate()` in the queries (`{window}`). Default 5m.
     #[serde(default = "default_window")]
     pub window: String,
@@ -128,24 +122,27 @@ impl PrometheusConfig {
 }
 
 /// Alertmanager API v2.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerConfig {
     #[serde(deserialize_with = "url")]
     pub url: String,
-    /// Default 10 s.
-    #[serde(default = "default_api_timeout", deserialize_with = "timeout")]
-    pub timeout: Duration,
+    /// Default 10s. 100ms to 5m.
+    #[serde(default = "default_api_timeout")]
+    pub timeout: Timeout,
 }
 
 fn default_status() -> u16 {
     200
 }
-fn default_endpoint_timeout() -> Duration {
-    Duration::from_secs(5)
+/// A request timeout: 100ms to 5m.
+pub type Timeout = BoundedDuration<100, { 5 * ms::MINUTE }>;
+
+fn default_endpoint_timeout() -> Timeout {
+    Timeout::secs(5)
 }
-fn default_api_timeout() -> Duration {
-    Duration::from_secs(10)
+fn default_api_timeout() -> Timeout {
+    Timeout::secs(10)
 }
 fn default_window() -> String {
     "5m".into()
@@ -164,9 +161,6 @@ fn default_error_rate_query() -> String {
 }
 fn default_p95_query() -> String {
     DEFAULT_P95_QUERY.into()
-}
-fn timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_millis(100), Duration::from_secs(300))
 }
 fn url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;

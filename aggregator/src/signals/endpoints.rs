@@ -27,7 +27,11 @@ pub struct EndpointResult {
 pub async fn probe(client: &reqwest::Client, cfg: &EndpointConfig) -> EndpointResult {
     let started = Instant::now();
     let answer = async {
-        let resp = client.get(&cfg.url).timeout(cfg.timeout).send().await?;
+        let resp = client
+            .get(&cfg.url)
+            .timeout(cfg.timeout.get())
+            .send()
+            .await?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await?;
         Ok::<_, reqwest::Error>((status, body))
@@ -96,7 +100,7 @@ mod tests {
             expected_status: 200,
             json_pointer: Some("/status".into()),
             json_equals: Some(serde_json::json!("healthy")),
-            timeout: Duration::from_secs(2),
+            timeout: crate::signals::config::Timeout::secs(2),
         }
     }
 
@@ -142,7 +146,7 @@ mod tests {
             (Some(503), Some("status 503, expected 200"))
         );
         let mut slow_cfg = cfg(url("/slow"));
-        slow_cfg.timeout = Duration::from_millis(200);
+        slow_cfg.timeout = crate::signals::config::Timeout::millis(200);
         let slow = probe(&client, &slow_cfg).await;
         assert_eq!(
             (slow.status, slow.problem.as_deref()),

@@ -109,7 +109,7 @@ impl Prometheus {
     /// Only if the HTTP client cannot be built.
     pub fn new(cfg: PrometheusConfig) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            client: super::client(cfg.timeout)?,
+            client: super::client(cfg.timeout.get())?,
             cfg,
         })
     }

@@ -25,29 +25,27 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use caretaker_core::config::bounded_duration;
+use caretaker_core::config::{BoundedDuration, ms};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::alertmanager::{AlertRecord, AlertsNow};
 
 /// The `signals.alert_review:` config section.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertReviewConfig {
-    /// Days of history the review covers. Default 7 (the seed's weekly alert review);
+    /// Days of history the review covers; the default is the seed's weekly alert review.
     /// 1 to 90.
     #[serde(deserialize_with = "days")]
     pub days: u32,
     /// A firing that resolves within this time of its start is short (a likely false
-    /// positive). Default 15m (caretaker's choice, not the seed's: fifteen of Prometheus'
-    /// default 1m evaluation intervals); 1m to 24h.
-    #[serde(deserialize_with = "flap_within")]
-    pub flap_within: Duration,
+    /// positive). The default is caretaker's choice, not the seed's: fifteen of
+    /// Prometheus' default 1m evaluation intervals. 1m to 24h.
+    pub flap_within: BoundedDuration<{ ms::MINUTE }, { ms::DAY }>,
     /// An alert name with at least this many short firings in the review is flapping.
-    /// Default 3; at least 1.
+    /// At least 1.
     #[serde(deserialize_with = "min_count")]
     pub flap_min_count: u32,
 }
@@ -56,7 +54,7 @@ impl Default for AlertReviewConfig {
     fn default() -> Self {
         Self {
             days: 7,
-            flap_within: Duration::from_secs(15 * 60),
+            flap_within: BoundedDuration::secs(15 * 60),
             flap_min_count: 3,
         }
     }
@@ -71,10 +69,6 @@ fn days<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
             "days must be 1 to 90, not {v}"
         )))
     }
-}
-
-fn flap_within<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(60), Duration::from_secs(86_400))
 }
 
 fn min_count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -181,7 +175,7 @@ pub fn review(
         }
     }
     let latest = times.last().copied();
-    let within = SignedDuration::try_from(cfg.flap_within).unwrap_or(SignedDuration::MAX);
+    let within = SignedDuration::try_from(cfg.flap_within.get()).unwrap_or(SignedDuration::MAX);
     let mut rows: BTreeMap<(ReviewState, String), AlertReviewRow> = BTreeMap::new();
     for f in firings.into_values() {
         let ongoing = Some(f.last_seen) == latest;
@@ -237,6 +231,8 @@ pub fn review(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const TO: &str = "2026-12-06T00:00:00Z";
@@ -388,7 +384,7 @@ mod tests {
         assert_eq!(default.alerts[0].short_firings, 0);
         assert!(!default.alerts[0].flapping);
         let cfg = AlertReviewConfig {
-            flap_within: Duration::from_secs(30 * 60),
+            flap_within: BoundedDuration::secs(30 * 60),
             flap_min_count: 8,
             ..AlertReviewConfig::default()
         };

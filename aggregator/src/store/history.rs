@@ -1,4 +1,5 @@
-//! Report history: every recorded merged report (zstd-compressed JSON) and the lifecycle
+//! Report history: every recorded merged report (zstd-compressed JSON, bounded when read
+//! back: [`decompress`]) and the lifecycle
 //! of every finding, in the same redb file as the node store.
 //!
 //! - A finding carries `first_seen` and `last_seen`; when it is gone from a recorded report
@@ -11,8 +12,8 @@
 //! - [`diff`]: new, resolved and changed findings between two reports.
 
 use caretaker_core::error::Chain;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::{ObjectRef, Severity};
 use crate::report::{ClusterReport, TrackedFinding};
-use crate::store::StoreError;
+use crate::store::{Error, Result};
 
 /// generated_at in Unix milliseconds → zstd(JSON of the report).
 const REPORTS: TableDefinition<u64, &[u8]> = TableDefinition::new("history_reports");
@@ -39,8 +40,8 @@ enum Bad {
     Finding(String),
 }
 
-/// zstd level for stored reports: level 3 (zstd's default) compresses report JSON about
-/// tenfold at a few ms per report.
+/// zstd level for stored reports: level 3, zstd's default; on report JSON it compresses as
+/// C zstd's level 3 does (see [`compress`]).
 const ZSTD_LEVEL: i32 = 3;
 
 /// History retention.
@@ -92,14 +93,33 @@ pub struct Recorded {
 pub struct History {
     db: Arc<super::DbHandle>,
     retention: Retention,
+    /// What [`History::annotate`] reads, kept in memory: finding key → (`first_seen`, flaps
+    /// counting a current resolution). Loaded when the history is opened and replaced after
+    /// each committed [`History::record`] (the only writer of findings), so serving a report
+    /// reads no store.
+    seen: Arc<RwLock<Seen>>,
+}
+
+type Seen = HashMap<String, (Timestamp, u32)>;
+
+fn seen(states: &BTreeMap<String, FindingState>) -> Seen {
+    states
+        .iter()
+        .map(|(k, s)| {
+            (
+                k.clone(),
+                (s.first_seen, s.flaps + u32::from(s.resolved_at.is_some())),
+            )
+        })
+        .collect()
 }
 
 fn ms(t: Timestamp) -> u64 {
     u64::try_from(t.as_millisecond()).unwrap_or(0)
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
+fn corrupt(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Corrupt {
         node: what.to_string(),
         reason: e.to_string(),
     }
@@ -110,23 +130,29 @@ impl History {
     ///
     /// # Errors
     /// The tables cannot be created.
-    pub fn new(db: Arc<super::DbHandle>, retention: Retention) -> Result<Self, StoreError> {
+    pub fn new(db: Arc<super::DbHandle>, retention: Retention) -> Result<Self> {
         let txn = db.begin_write()?;
         txn.open_table(REPORTS)?;
         txn.open_table(FINDINGS)?;
         txn.open_table(QUARANTINE)?;
         txn.commit()?;
-        Ok(Self { db, retention })
+        let mut history = Self {
+            db,
+            retention,
+            seen: Arc::default(),
+        };
+        history.seen = Arc::new(RwLock::new(seen(&history.load_findings()?)));
+        Ok(history)
     }
 
     /// Moves entries that did not decode to [`QUARANTINE`], each with a warning. Best
     /// effort: when the store cannot write, the entries stay and are skipped again on the
     /// next read, and the read that found them still answers.
-    fn quarantine(&self, bad: Vec<(Bad, Vec<u8>, StoreError)>) {
+    fn quarantine(&self, bad: Vec<(Bad, Vec<u8>, Error)>) {
         if bad.is_empty() {
             return;
         }
-        let moved = (|| -> Result<(), StoreError> {
+        let moved = (|| -> Result<()> {
             let txn = self.db.begin_write()?;
             {
                 let mut q = txn.open_table(QUARANTINE)?;
@@ -143,7 +169,7 @@ impl History {
                             format!("findings/{k}@{}", Timestamp::now())
                         }
                     };
-                    tracing::warn!(%error, quarantined_as = %key, "A history entry does not decode; moved it to quarantine, the rest of the history is served.");
+                    tracing::warn!(error = %Chain(error), quarantined_as = %key, "A history entry does not decode; moved it to quarantine, the rest of the history is served.");
                     q.insert(key.as_str(), bytes.as_slice())?;
                 }
             }
@@ -160,7 +186,7 @@ impl History {
     ///
     /// # Errors
     /// Read errors.
-    pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(QUARANTINE)?;
         let mut out = Vec::new();
@@ -171,7 +197,7 @@ impl History {
         Ok(out)
     }
 
-    fn load_findings(&self) -> Result<BTreeMap<String, FindingState>, StoreError> {
+    fn load_findings(&self) -> Result<BTreeMap<String, FindingState>> {
         let mut out = BTreeMap::new();
         let mut bad = Vec::new();
         {
@@ -195,20 +221,19 @@ impl History {
         Ok(out)
     }
 
-    /// Fills `first_seen`, `last_seen` and `flaps` of the report's findings from the stored
-    /// lifecycle, without writing (for reports served between recordings).
-    ///
-    /// # Errors
-    /// Read errors.
-    pub fn annotate(&self, report: &mut ClusterReport) -> Result<(), StoreError> {
-        let states = self.load_findings()?;
+    /// Fills `first_seen` and `flaps` of the report's findings from the stored lifecycle
+    /// (for reports served between recordings), from its copy in memory: no store call.
+    pub fn annotate(&self, report: &mut ClusterReport) {
+        let seen = self
+            .seen
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for f in &mut report.findings {
-            if let Some(s) = states.get(&f.key) {
-                f.first_seen = s.first_seen;
-                f.flaps = s.flaps + u32::from(s.resolved_at.is_some());
+            if let Some((first_seen, flaps)) = seen.get(&f.key) {
+                f.first_seen = *first_seen;
+                f.flaps = *flaps;
             }
         }
-        Ok(())
     }
 
     /// Records `report`: updates every finding's lifecycle (and writes it into the
@@ -216,7 +241,7 @@ impl History {
     ///
     /// # Errors
     /// Read, write or commit errors; nothing is recorded then.
-    pub fn record(&self, report: &mut ClusterReport) -> Result<Recorded, StoreError> {
+    pub fn record(&self, report: &mut ClusterReport) -> Result<Recorded> {
         let now = report.generated_at;
         let mut rec = Recorded::default();
         let mut states = self.load_findings()?;
@@ -267,8 +292,10 @@ impl History {
             }
         }
         let json = serde_json::to_vec(report).map_err(|e| corrupt("report", e))?;
-        let compressed =
-            zstd::bulk::compress(&json, ZSTD_LEVEL).map_err(|e| corrupt("report", e))?;
+        let compressed = compress(&json).map_err(|source| Error::History {
+            entry: report_entry(ms(now)),
+            source,
+        })?;
         rec.stored_bytes = compressed.len() as u64;
 
         let oldest_allowed = now - self.retention.max_age;
@@ -308,6 +335,11 @@ impl History {
             }
         }
         txn.commit()?;
+        states.retain(|_, s| s.resolved_at.is_none_or(|r| r >= oldest_allowed));
+        *self
+            .seen
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = seen(&states);
         Ok(rec)
     }
 
@@ -315,7 +347,7 @@ impl History {
     ///
     /// # Errors
     /// Read errors.
-    pub fn list(&self) -> Result<Vec<(Timestamp, u64)>, StoreError> {
+    pub fn list(&self) -> Result<Vec<(Timestamp, u64)>> {
         let mut out = Vec::new();
         let mut bad = Vec::new();
         {
@@ -342,7 +374,7 @@ impl History {
     ///
     /// # Errors
     /// Read errors.
-    pub fn at(&self, at: Timestamp) -> Result<Option<ClusterReport>, StoreError> {
+    pub fn at(&self, at: Timestamp) -> Result<Option<ClusterReport>> {
         let mut found = None;
         let mut bad = Vec::new();
         {
@@ -350,7 +382,7 @@ impl History {
             let t = txn.open_table(REPORTS)?;
             for item in t.range(..=ms(at))?.rev() {
                 let (k, v) = item?;
-                match decode(v.value()) {
+                match decode(k.value(), v.value()) {
                     Ok(r) => {
                         found = Some(r);
                         break;
@@ -368,11 +400,7 @@ impl History {
     ///
     /// # Errors
     /// Read errors.
-    pub fn between(
-        &self,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<ClusterReport>, StoreError> {
+    pub fn between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<ClusterReport>> {
         let mut out = Vec::new();
         let mut bad = Vec::new();
         {
@@ -380,7 +408,7 @@ impl History {
             let t = txn.open_table(REPORTS)?;
             for item in t.range(ms(from)..=ms(to))? {
                 let (k, v) = item?;
-                match decode(v.value()) {
+                match decode(k.value(), v.value()) {
                     Ok(r) => out.push(r),
                     Err(e) => bad.push((Bad::Report(k.value()), v.value().to_vec(), e)),
                 }
@@ -391,9 +419,128 @@ impl History {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<ClusterReport, StoreError> {
-    let json = zstd::stream::decode_all(bytes).map_err(|e| corrupt("stored report", e))?;
-    serde_json::from_slice(&json).map_err(|e| corrupt("stored report", e))
+/// The largest report JSON the history writes or reads back: 256 MiB, ten times a merged
+/// report of 5,000 nodes (bench-report: 10 MiB of JSON at 2,000 nodes). A stored frame that
+/// declares or decodes to more is refused before that memory is taken, so a corrupt or
+/// hostile entry costs at most this much (plus the decoder's window, bounded the same way).
+pub const MAX_REPORT_JSON_BYTES: usize = 256 << 20;
+
+/// Window ceiling for frames without a content size (only other writers make them, such as
+/// the `zstd` CLI reading a pipe): 8 MiB, the largest window C zstd uses below level 20
+/// without `--long` (level 3's is 2 MiB). Frames with a content size decode into a buffer
+/// of that size, which [`MAX_REPORT_JSON_BYTES`] bounds.
+const MAX_STREAM_WINDOW_BYTES: u64 = 8 << 20;
+
+/// Why stored bytes are not a report (or a report is too large to store).
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("report JSON of {bytes} bytes is over the {limit}-byte limit")]
+    JsonTooLarge { bytes: usize, limit: usize },
+    #[error("not a zstd frame")]
+    Header(#[source] structured_zstd::decoding::errors::ReadFrameHeaderError),
+    #[error("the frame declares {declared} bytes of JSON, over the {limit}-byte limit")]
+    DeclaredTooLarge { declared: u64, limit: usize },
+    #[error("the frame decodes to more than the {limit}-byte limit")]
+    DecodedTooLarge { limit: usize },
+    #[error("zstd frame")]
+    Frame(#[source] structured_zstd::decoding::errors::FrameDecoderError),
+    #[error("zstd frame")]
+    Stream(#[source] std::io::Error),
+    #[error("{0} bytes follow the zstd frame")]
+    Trailing(usize),
+    #[error("report JSON")]
+    Json(#[source] serde_json::Error),
+}
+
+/// A report's JSON as stored: one zstd frame (pure-Rust `structured-zstd` at level 3, which
+/// C zstd and its CLI decode), with the content size in its header.
+///
+/// # Errors
+/// [`CodecError::JsonTooLarge`] over [`MAX_REPORT_JSON_BYTES`]: it could not be read back.
+pub fn compress(json: &[u8]) -> Result<Vec<u8>, CodecError> {
+    if json.len() > MAX_REPORT_JSON_BYTES {
+        return Err(CodecError::JsonTooLarge {
+            bytes: json.len(),
+            limit: MAX_REPORT_JSON_BYTES,
+        });
+    }
+    Ok(structured_zstd::encoding::compress_slice_to_vec(
+        json,
+        structured_zstd::encoding::CompressionLevel::Level(ZSTD_LEVEL),
+    ))
+}
+
+/// The JSON in one stored zstd frame (written by [`compress`], or by C zstd before it),
+/// decoding at most `limit` bytes: a frame declaring more is refused from its header, one
+/// without a declared size is cut off after `limit` bytes. Content checksums are verified.
+///
+/// # Errors
+/// Not a single well-formed frame, or over `limit`.
+pub fn decompress(frame: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
+    use structured_zstd::decoding::{
+        ContentChecksum, FrameContentSize, FrameDecoder, StreamingDecoder, read_frame_content_size,
+    };
+    let mut decoder = FrameDecoder::new();
+    decoder.set_content_checksum(ContentChecksum::Verify);
+    match read_frame_content_size(frame).map_err(CodecError::Header)? {
+        FrameContentSize::Known(declared) => {
+            let size = usize::try_from(declared)
+                .ok()
+                .filter(|n| *n <= limit)
+                .ok_or(CodecError::DeclaredTooLarge { declared, limit })?;
+            // A single-segment frame's window is its content size.
+            decoder
+                .set_max_window_size(
+                    (limit as u64)
+                        .clamp(1 << 10, structured_zstd::decoding::MAX_DECODER_WINDOW_SIZE),
+                )
+                .map_err(CodecError::Frame)?;
+            let mut out = Vec::with_capacity(size);
+            decoder
+                .decode_all_to_vec(frame, &mut out)
+                .map_err(CodecError::Frame)?;
+            Ok(out)
+        }
+        FrameContentSize::Unknown => {
+            use std::io::Read;
+            decoder
+                .set_max_window_size(MAX_STREAM_WINDOW_BYTES)
+                .map_err(CodecError::Frame)?;
+            let mut stream = StreamingDecoder::new_with_decoder(frame, decoder);
+            let mut out = Vec::new();
+            (&mut stream)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(CodecError::Stream)?;
+            if out.len() > limit {
+                return Err(CodecError::DecodedTooLarge { limit });
+            }
+            match stream.get_ref().len() {
+                0 => Ok(out),
+                n => Err(CodecError::Trailing(n)),
+            }
+        }
+    }
+}
+
+/// `reports/<ms>`, the entry's key as quarantine names it, with its time when it has one.
+fn report_entry(ms: u64) -> String {
+    match i64::try_from(ms)
+        .ok()
+        .and_then(|m| Timestamp::from_millisecond(m).ok())
+    {
+        Some(at) => format!("reports/{ms} ({at})"),
+        None => format!("reports/{ms}"),
+    }
+}
+
+fn decode(ms: u64, bytes: &[u8]) -> Result<ClusterReport> {
+    let failed = |source| Error::History {
+        entry: report_entry(ms),
+        source,
+    };
+    let json = decompress(bytes, MAX_REPORT_JSON_BYTES).map_err(failed)?;
+    serde_json::from_slice(&json).map_err(|e| failed(CodecError::Json(e)))
 }
 
 /// Findings that differ between two reports.
@@ -463,11 +610,7 @@ fn slope_per_day(points: &[(Timestamp, f64)]) -> Option<f64> {
 ///
 /// # Errors
 /// Read errors.
-pub fn disk_trends(
-    history: &History,
-    now: Timestamp,
-    days: u32,
-) -> Result<Vec<DiskTrend>, StoreError> {
+pub fn disk_trends(history: &History, now: Timestamp, days: u32) -> Result<Vec<DiskTrend>> {
     let from = now - Duration::from_secs(u64::from(days) * 86_400);
     let mut series: BTreeMap<(String, String), Vec<(Timestamp, f64)>> = BTreeMap::new();
     for r in history.between(from, now)? {
@@ -508,11 +651,7 @@ pub fn disk_trends(
 ///
 /// # Errors
 /// Read errors.
-pub fn alert_counts(
-    history: &History,
-    now: Timestamp,
-    days: u32,
-) -> Result<BTreeMap<String, u64>, StoreError> {
+pub fn alert_counts(history: &History, now: Timestamp, days: u32) -> Result<BTreeMap<String, u64>> {
     let from = now - Duration::from_secs(u64::from(days) * 86_400);
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
     for r in history.between(from, now)? {
@@ -538,7 +677,7 @@ pub fn alert_review(
     now: Timestamp,
     current: Option<&crate::signals::alertmanager::AlertsNow>,
     cfg: &crate::signals::review::AlertReviewConfig,
-) -> Result<crate::signals::review::AlertReview, StoreError> {
+) -> Result<crate::signals::review::AlertReview> {
     let from = now - Duration::from_secs(u64::from(cfg.days) * 86_400);
     let reports = history.between(from, now)?;
     let mut rounds: Vec<(Timestamp, &crate::signals::alertmanager::AlertsNow)> = Vec::new();
@@ -675,7 +814,7 @@ mod tests {
         assert_eq!((pending.first_seen, pending.flaps), (at(0), 1));
         // A report served between recordings shows the same history.
         let mut live = report_at(7300, true, 40.0);
-        h.annotate(&mut live).unwrap();
+        h.annotate(&mut live);
         assert_eq!(
             live.findings
                 .iter()
@@ -779,6 +918,27 @@ mod tests {
     }
 
     #[test]
+    fn a_served_report_shows_the_lifecycle_read_when_the_history_opened_without_a_store_call() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            let h = History::new(s.database(), Retention::default()).unwrap();
+            h.record(&mut report_at(0, true, 40.0)).unwrap();
+            // The pending pod resolves, so a report showing it again counts one flap.
+            h.record(&mut report_at(3600, false, 40.0)).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let h = History::new(s.database(), Retention::default()).unwrap();
+        // Closed: any store read would fail now, and annotating still works.
+        s.close();
+        let mut live = report_at(7200, true, 40.0);
+        h.annotate(&mut live);
+        let pending = live.findings.iter().find(|f| f.code == "pending").unwrap();
+        assert_eq!((pending.first_seen, pending.flaps), (at(0), 1));
+        assert!(h.list().is_err(), "the store is closed");
+    }
+
+    #[test]
     fn unreadable_history_entries_are_quarantined_and_the_rest_is_served() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -839,5 +999,245 @@ mod tests {
         );
         assert!(q[2].starts_with(&format!("reports/{}@", u64::MAX)), "{q:?}");
         assert_eq!(h.list().unwrap().len(), 3, "moved, not only skipped");
+    }
+
+    /// A report JSON the standalone program (this machine's agent and the example cluster
+    /// dump) produced, and the frames C zstd 1.5 wrote of it: `report.bulk.zst` as the
+    /// aggregator's history did before (one frame at level 3, content size, no checksum:
+    /// `zstd -3 --no-check`), `report.stream.zst` as the CLI reading a pipe writes (no
+    /// content size, XXH64 checksum).
+    const FIXTURE_JSON: &[u8] = include_bytes!("../../tests/fixtures/history/report.json");
+    const FIXTURE_BULK: &[u8] = include_bytes!("../../tests/fixtures/history/report.bulk.zst");
+    const FIXTURE_STREAM: &[u8] = include_bytes!("../../tests/fixtures/history/report.stream.zst");
+
+    /// A frame header: magic, descriptor, optional window byte, content size bytes.
+    fn frame_header(descriptor: u8, window: Option<u8>, content_size: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x28, 0xB5, 0x2F, 0xFD, descriptor];
+        f.extend(window);
+        f.extend_from_slice(content_size);
+        // One last raw block of 0 bytes.
+        f.extend_from_slice(&[0x01, 0x00, 0x00]);
+        f
+    }
+
+    #[test]
+    fn frames_c_zstd_wrote_decode_to_the_exact_bytes() {
+        for (name, frame) in [("bulk", FIXTURE_BULK), ("stream", FIXTURE_STREAM)] {
+            let json = decompress(frame, MAX_REPORT_JSON_BYTES).unwrap();
+            assert!(json == FIXTURE_JSON, "{name} frame decodes to other bytes");
+        }
+        // Through the history, as a store written before the switch holds it.
+        let (s, h) = history(Retention::default());
+        let expected: ClusterReport = serde_json::from_slice(FIXTURE_JSON).unwrap();
+        let key = ms(expected.generated_at);
+        let txn = s.database().begin_write().unwrap();
+        txn.open_table(REPORTS)
+            .unwrap()
+            .insert(key, FIXTURE_BULK)
+            .unwrap();
+        txn.commit().unwrap();
+        let read = h.at(expected.generated_at).unwrap().unwrap();
+        assert_eq!(read, expected);
+        assert_eq!(read.nodes.len(), 4, "three dump nodes and this machine");
+        assert!(h.quarantined().unwrap().is_empty());
+    }
+
+    /// The `zstd` CLI, or None outside CI when it is not installed (under CI=true a missing
+    /// CLI fails the test: tests/services/logrotate.sh installs it).
+    fn zstd_cli() -> Option<&'static str> {
+        match std::process::Command::new("zstd").arg("--version").output() {
+            Ok(o) if o.status.success() => Some("zstd"),
+            _ if std::env::var("CI").is_ok_and(|c| c == "true") => {
+                panic!("the zstd CLI is not installed (tests/services/logrotate.sh installs it)")
+            }
+            _ => {
+                eprintln!("skipped: the zstd CLI is not installed");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn frames_the_encoder_writes_decode_with_the_zstd_cli_to_the_same_bytes() {
+        use std::io::Write;
+        let Some(cli) = zstd_cli() else { return };
+        // The fixture, and 3 MiB of reports (past one 128 KiB block and one 2 MiB window).
+        let big: Vec<u8> = (0..48)
+            .flat_map(|i| {
+                format!("\n{i}:")
+                    .into_bytes()
+                    .into_iter()
+                    .chain(FIXTURE_JSON.iter().copied())
+            })
+            .collect();
+        for json in [FIXTURE_JSON, big.as_slice()] {
+            let frame = compress(json).unwrap();
+            assert!(
+                frame.len() < json.len() / 4,
+                "compresses: {} of {}",
+                frame.len(),
+                json.len()
+            );
+            let mut child = std::process::Command::new(cli)
+                .args(["-d", "-c", "-q"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            let writer = std::thread::spawn(move || stdin.write_all(&frame));
+            let out = child.wait_with_output().unwrap();
+            writer.join().unwrap().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                out.stdout == json,
+                "zstd -d gives other bytes ({} of {})",
+                out.stdout.len(),
+                json.len()
+            );
+            // And this decoder reads its own frames back.
+            assert!(decompress(&compress(json).unwrap(), json.len()).unwrap() == json);
+        }
+    }
+
+    #[test]
+    fn a_frame_declaring_a_huge_content_size_is_refused_from_its_header() {
+        // 8-byte content size of 1 TiB, window 1 KiB, one empty raw block.
+        let huge = frame_header(0xC0, Some(0x00), &(1u64 << 40).to_le_bytes());
+        assert!(matches!(
+            decompress(&huge, MAX_REPORT_JSON_BYTES),
+            Err(CodecError::DeclaredTooLarge { declared, limit })
+                if declared == 1 << 40 && limit == MAX_REPORT_JSON_BYTES
+        ));
+        // A real frame over a smaller limit.
+        assert!(matches!(
+            decompress(FIXTURE_BULK, 1000),
+            Err(CodecError::DeclaredTooLarge {
+                declared: 63_668,
+                limit: 1000
+            })
+        ));
+        // One without a content size is cut off at the limit.
+        assert!(matches!(
+            decompress(FIXTURE_STREAM, 1000),
+            Err(CodecError::DecodedTooLarge { limit: 1000 })
+        ));
+        assert_eq!(
+            decompress(FIXTURE_STREAM, FIXTURE_JSON.len())
+                .unwrap()
+                .len(),
+            FIXTURE_JSON.len(),
+            "exactly the limit is allowed"
+        );
+        // No content size and a 2 TiB window (exponent 31): refused, not allocated.
+        let window = frame_header(0x00, Some(31 << 3), &[]);
+        assert!(matches!(
+            decompress(&window, MAX_REPORT_JSON_BYTES),
+            Err(CodecError::Stream(_))
+        ));
+
+        // Through the history: a typed error naming the entry, then quarantine.
+        let err = decode(ms(at(100)), &huge).unwrap_err();
+        let Error::History { entry, source } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(entry, &format!("reports/{} ({})", ms(at(100)), at(100)));
+        assert!(matches!(source, CodecError::DeclaredTooLarge { .. }));
+        assert_eq!(
+            Chain(&err).to_string(),
+            format!(
+                "history entry reports/{} ({}): the frame declares 1099511627776 bytes of JSON, over the 268435456-byte limit",
+                ms(at(100)),
+                at(100)
+            )
+        );
+    }
+
+    #[test]
+    fn truncated_and_padded_frames_are_errors() {
+        for cut in [FIXTURE_BULK.len() - 1, FIXTURE_BULK.len() / 2, 12, 5, 3, 0] {
+            assert!(
+                decompress(&FIXTURE_BULK[..cut], MAX_REPORT_JSON_BYTES).is_err(),
+                "bulk frame cut at {cut}"
+            );
+        }
+        for cut in [FIXTURE_STREAM.len() - 1, FIXTURE_STREAM.len() / 2, 12] {
+            assert!(
+                decompress(&FIXTURE_STREAM[..cut], MAX_REPORT_JSON_BYTES).is_err(),
+                "stream frame cut at {cut}"
+            );
+        }
+        for frame in [FIXTURE_BULK, FIXTURE_STREAM] {
+            let padded = [frame, b"junk"].concat();
+            assert!(decompress(&padded, MAX_REPORT_JSON_BYTES).is_err());
+        }
+        // A flipped byte in the checksummed frame's last block fails its checksum or decoding.
+        let mut flipped = FIXTURE_STREAM.to_vec();
+        let n = flipped.len();
+        flipped[n - 10] ^= 0x40;
+        assert!(decompress(&flipped, MAX_REPORT_JSON_BYTES).is_err());
+
+        let truncated = &FIXTURE_BULK[..FIXTURE_BULK.len() / 2];
+        let err = decode(ms(at(200)), truncated).unwrap_err();
+        assert!(
+            matches!(&err, Error::History { entry, source: CodecError::Frame(_) }
+                if entry == &format!("reports/{} ({})", ms(at(200)), at(200))),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn hostile_frames_in_the_store_are_quarantined_and_the_rest_is_served() {
+        let (s, h) = history(Retention::default());
+        for t in [0, 300] {
+            h.record(&mut report_at(t, true, 40.0)).unwrap();
+        }
+        let huge = frame_header(0xC0, Some(0x00), &(1u64 << 40).to_le_bytes());
+        let txn = s.database().begin_write().unwrap();
+        {
+            let mut reports = txn.open_table(REPORTS).unwrap();
+            reports.insert(ms(at(100)), huge.as_slice()).unwrap();
+            reports
+                .insert(ms(at(200)), &FIXTURE_BULK[..FIXTURE_BULK.len() / 2])
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        let served: Vec<Timestamp> = h
+            .between(at(0), at(300))
+            .unwrap()
+            .into_iter()
+            .map(|r| r.generated_at)
+            .collect();
+        assert_eq!(served, vec![at(0), at(300)]);
+        let q: Vec<String> = h
+            .quarantined()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(q.len(), 2, "{q:?}");
+        assert!(
+            q[0].starts_with(&format!("reports/{}@", ms(at(100)))),
+            "{q:?}"
+        );
+        assert!(
+            q[1].starts_with(&format!("reports/{}@", ms(at(200)))),
+            "{q:?}"
+        );
+    }
+
+    #[test]
+    fn a_report_too_large_to_read_back_is_not_compressed() {
+        // Zeroed pages: not touched before the size check.
+        let json = vec![0u8; MAX_REPORT_JSON_BYTES + 1];
+        assert!(matches!(
+            compress(&json),
+            Err(CodecError::JsonTooLarge { bytes, limit })
+                if bytes == MAX_REPORT_JSON_BYTES + 1 && limit == MAX_REPORT_JSON_BYTES
+        ));
     }
 }

@@ -11,8 +11,19 @@
 //! readiness probe and report while the store cannot write.
 //!
 //! [`history`]: every recorded merged report, in the same redb file.
+//!
+//! [`handle`]: the async facade. [`Store`] and [`history::History`] are synchronous; the
+//! running aggregator reaches them only through a [`StoreHandle`], which runs each call on
+//! the blocking pool, so no async task waits on redb on a runtime thread. The sync types are
+//! for callers that are themselves sync: offline CLI commands, tests and benchmarks.
 
+// The one module allowed to call redb (clippy.toml forbids it elsewhere).
+#![allow(clippy::disallowed_methods)]
+
+pub mod handle;
 pub mod history;
+
+pub use handle::StoreHandle;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,9 +65,12 @@ pub const CACHE_BYTES: usize = 16 << 20;
 /// Name of the store file inside the data directory.
 pub const STORE_FILE: &str = "caretaker.redb";
 
+/// What a store call returns.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum Error {
     #[error("cannot create data directory {path}")]
     CreateDir {
         path: String,
@@ -83,6 +97,13 @@ pub enum StoreError {
     Closed,
     #[error("store holds an unreadable entry for node {node:?}: {reason}")]
     Corrupt { node: String, reason: String },
+    /// A report of the history does not decode (or one to record could not be read back).
+    #[error("history entry {entry}")]
+    History {
+        entry: String,
+        #[source]
+        source: history::CodecError,
+    },
     /// A store call on the blocking pool did not finish (it panicked, or the runtime is
     /// shutting down).
     #[error("store task")]
@@ -90,7 +111,7 @@ pub enum StoreError {
 }
 
 macro_rules! redb_err {
-    ($($t:ty),*) => {$(impl From<$t> for StoreError { fn from(e: $t) -> Self { Self::Redb(e.into()) } })*};
+    ($($t:ty),*) => {$(impl From<$t> for Error { fn from(e: $t) -> Self { Self::Redb(e.into()) } })*};
 }
 redb_err!(
     redb::DatabaseError,
@@ -178,7 +199,7 @@ pub struct DbHandle {
 }
 
 impl DbHandle {
-    fn current(&self) -> Result<Arc<Database>, StoreError> {
+    fn current(&self) -> Result<Arc<Database>> {
         let db = self
             .db
             .read()
@@ -186,10 +207,8 @@ impl DbHandle {
             .clone();
         match db {
             Some(db) => Ok(db),
-            None if self.closed.load(std::sync::atomic::Ordering::SeqCst) => {
-                Err(StoreError::Closed)
-            }
-            None => Err(StoreError::Reopening),
+            None if self.closed.load(std::sync::atomic::Ordering::SeqCst) => Err(Error::Closed),
+            None => Err(Error::Reopening),
         }
     }
 
@@ -197,7 +216,7 @@ impl DbHandle {
     ///
     /// # Errors
     /// The database is being reopened, or redb failed.
-    pub fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
+    pub fn begin_write(&self) -> Result<redb::WriteTransaction> {
         Ok(self.current()?.begin_write()?)
     }
 
@@ -205,7 +224,7 @@ impl DbHandle {
     ///
     /// # Errors
     /// The database is being reopened, or redb failed.
-    pub fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+    pub fn begin_read(&self) -> Result<redb::ReadTransaction> {
         Ok(self.current()?.begin_read()?)
     }
 }
@@ -221,8 +240,8 @@ impl Store {
     ///
     /// # Errors
     /// The directory cannot be created, the file is not a redb database, or another
-    /// process has it open ([`StoreError::Locked`]).
-    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+    /// process has it open ([`Error::Locked`]).
+    pub fn open(data_dir: &Path) -> Result<Self> {
         Self::open_with_cache(data_dir, CACHE_BYTES)
     }
 
@@ -230,8 +249,8 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::open`].
-    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: usize) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|source| Error::CreateDir {
             path: data_dir.display().to_string(),
             source,
         })?;
@@ -246,7 +265,7 @@ impl Store {
     ///
     /// # Errors
     /// The file cannot be opened yet, or the probe write fails (the disk is still full).
-    pub fn reopen(&self) -> Result<(), StoreError> {
+    pub fn reopen(&self) -> Result<()> {
         if let Some(path) = &self.db.path {
             let mut slot = self
                 .db
@@ -254,7 +273,7 @@ impl Store {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if self.db.closed.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(StoreError::Closed);
+                return Err(Error::Closed);
             }
             // Dropped before opening: redb holds a lock on the file while it is open.
             *slot = None;
@@ -265,7 +284,7 @@ impl Store {
 
     /// Closes the database file now, releasing its lock, whoever else still holds this
     /// store (a task that has not ended yet): every later call fails with
-    /// [`StoreError::Closed`]. A transaction still running keeps the file open until it
+    /// [`Error::Closed`]. A transaction still running keeps the file open until it
     /// ends; the aggregator closes the store after its writers have stopped, so that the
     /// next leader (or a test) can open the file as soon as serving returned.
     pub fn close(&self) {
@@ -286,7 +305,7 @@ impl Store {
     ///
     /// # Errors
     /// A write or its commit failed.
-    pub fn probe(&self) -> Result<(), StoreError> {
+    pub fn probe(&self) -> Result<()> {
         let room = vec![0u8; PROBE_BYTES];
         let txn = self.db.begin_write()?;
         txn.open_table(META)?
@@ -302,14 +321,14 @@ impl Store {
     ///
     /// # Errors
     /// Only if redb fails to set up its in-memory backend.
-    pub fn in_memory() -> Result<Self, StoreError> {
+    pub fn in_memory() -> Result<Self> {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create_with_backend(redb::backends::InMemoryBackend::new())?;
         Self::init(db, None, CACHE_BYTES)
     }
 
-    fn init(db: Database, path: Option<PathBuf>, cache_bytes: usize) -> Result<Self, StoreError> {
+    fn init(db: Database, path: Option<PathBuf>, cache_bytes: usize) -> Result<Self> {
         let txn = db.begin_write()?;
         txn.open_table(NODES)?;
         txn.open_table(META)?;
@@ -334,10 +353,7 @@ impl Store {
     ///
     /// # Errors
     /// Read errors, or a document that does not decode as `T` (named by key).
-    pub fn get_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> Result<Option<T>, StoreError> {
+    pub fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(META)?;
         let Some(v) = t.get(key)? else {
@@ -345,7 +361,7 @@ impl Store {
         };
         serde_json::from_slice(v.value())
             .map(Some)
-            .map_err(|e| StoreError::Corrupt {
+            .map_err(|e| Error::Corrupt {
                 node: key.into(),
                 reason: e.to_string(),
             })
@@ -355,8 +371,8 @@ impl Store {
     ///
     /// # Errors
     /// Write or commit errors.
-    pub fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+    pub fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::Corrupt {
             node: key.into(),
             reason: e.to_string(),
         })?;
@@ -366,39 +382,8 @@ impl Store {
         Ok(())
     }
 
-    /// [`Store::get_meta`] on the blocking pool: the read never stalls an async thread.
-    ///
-    /// # Errors
-    /// As [`Store::get_meta`], or [`StoreError::Task`].
-    pub async fn get_meta_async<T: serde::de::DeserializeOwned + Send + 'static>(
-        &self,
-        key: &str,
-    ) -> Result<Option<T>, StoreError> {
-        let store = self.handle();
-        let key = key.to_string();
-        tokio::task::spawn_blocking(move || store.get_meta(&key))
-            .await
-            .map_err(StoreError::Task)?
-    }
-
-    /// [`Store::put_meta`] on the blocking pool: the write and its fsync never stall an
-    /// async thread.
-    ///
-    /// # Errors
-    /// As [`Store::put_meta`], or [`StoreError::Task`].
-    pub async fn put_meta_async<T: serde::Serialize + Send + 'static>(
-        &self,
-        key: &str,
-        value: T,
-    ) -> Result<(), StoreError> {
-        let store = self.handle();
-        let key = key.to_string();
-        tokio::task::spawn_blocking(move || store.put_meta(&key, &value))
-            .await
-            .map_err(StoreError::Task)?
-    }
-
-    /// A second handle on the same database, for a call on the blocking pool.
+    /// A second handle on the same database (a task that still holds the store).
+    #[cfg(test)]
     fn handle(&self) -> Store {
         Store {
             db: Arc::clone(&self.db),
@@ -411,7 +396,7 @@ impl Store {
     ///
     /// # Errors
     /// Read errors, or the quarantine cannot be written.
-    pub fn load_all(&self) -> Result<BTreeMap<String, StoredNode>, StoreError> {
+    pub fn load_all(&self) -> Result<BTreeMap<String, StoredNode>> {
         let mut out = BTreeMap::new();
         let mut bad = Vec::new();
         {
@@ -446,7 +431,7 @@ impl Store {
     ///
     /// # Errors
     /// Read errors.
-    pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(QUARANTINE)?;
         let mut out = Vec::new();
@@ -471,13 +456,13 @@ impl Store {
         report: &NodeReport,
         received_at: Timestamp,
         stale_after_intervals: u32,
-    ) -> Result<(Outcome, Option<StoredNode>), StoreError> {
+    ) -> Result<(Outcome, Option<StoredNode>)> {
         let mut out = self.put_batch(
             std::slice::from_ref(report),
             received_at,
             stale_after_intervals,
         )?;
-        out.pop().ok_or(StoreError::Unwritable)
+        out.pop().ok_or(Error::Unwritable)
     }
 
     /// [`Store::put`] for many reports in one write transaction and one commit (one fsync):
@@ -493,7 +478,7 @@ impl Store {
         reports: &[NodeReport],
         received_at: Timestamp,
         stale_after_intervals: u32,
-    ) -> Result<Vec<(Outcome, Option<StoredNode>)>, StoreError> {
+    ) -> Result<Vec<(Outcome, Option<StoredNode>)>> {
         let txn = self.db.begin_write()?;
         let mut out = Vec::with_capacity(reports.len());
         {
@@ -520,7 +505,7 @@ fn put_one(
     report: &NodeReport,
     received_at: Timestamp,
     stale_after_intervals: u32,
-) -> Result<(Outcome, Option<StoredNode>), StoreError> {
+) -> Result<(Outcome, Option<StoredNode>)> {
     let stored = table
         .get(report.node_name.as_str())?
         .map(|v| v.value().to_vec());
@@ -557,10 +542,10 @@ fn put_one(
     Ok((outcome, Some(entry)))
 }
 
-fn create(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+fn create(path: &Path, cache_bytes: usize) -> Result<Database> {
     match Database::builder().set_cache_size(cache_bytes).create(path) {
         Ok(db) => Ok(db),
-        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Locked {
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(Error::Locked {
             path: path.display().to_string(),
         }),
         Err(e) => Err(e.into()),
@@ -573,8 +558,8 @@ fn quarantine(
     q: &mut redb::Table<&str, &[u8]>,
     node: &str,
     bytes: &[u8],
-    error: &StoreError,
-) -> Result<(), StoreError> {
+    error: &Error,
+) -> Result<()> {
     let key = format!("{node}@{}", Timestamp::now());
     tracing::warn!(%node, %error, quarantined_as = %key, "A stored node entry does not decode; moved it to quarantine, the node starts afresh with its next report.");
     q.insert(key.as_str(), bytes)?;
@@ -596,8 +581,8 @@ fn encode(e: &StoredNode) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn decode(node: &str, bytes: &[u8]) -> Result<StoredNode, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
+fn decode(node: &str, bytes: &[u8]) -> Result<StoredNode> {
+    let corrupt = |reason: String| Error::Corrupt {
         node: node.to_string(),
         reason,
     };
@@ -646,7 +631,7 @@ pub(crate) mod tests {
         let err = Store::open(dir.path()).unwrap_err();
         let path = dir.path().join(STORE_FILE);
         assert!(
-            matches!(&err, StoreError::Locked { path: p } if *p == path.display().to_string()),
+            matches!(&err, Error::Locked { path: p } if *p == path.display().to_string()),
             "{err:?}"
         );
         assert!(
@@ -673,10 +658,10 @@ pub(crate) mod tests {
         drop(second);
         assert!(matches!(
             held.put(&report("n1", 1, 2), Timestamp::now(), 3),
-            Err(StoreError::Closed)
+            Err(Error::Closed)
         ));
-        assert!(matches!(held.reopen(), Err(StoreError::Closed)));
-        assert!(matches!(held.load_all(), Err(StoreError::Closed)));
+        assert!(matches!(held.reopen(), Err(Error::Closed)));
+        assert!(matches!(held.load_all(), Err(Error::Closed)));
     }
 
     #[test]
@@ -686,7 +671,7 @@ pub(crate) mod tests {
         std::fs::write(&file, b"x").unwrap();
         let data_dir = file.join("data");
         let err = Store::open(&data_dir).unwrap_err();
-        let StoreError::CreateDir { source, .. } = &err else {
+        let Error::CreateDir { source, .. } = &err else {
             panic!("{err:?}");
         };
         let own = format!("cannot create data directory {}", data_dir.display());

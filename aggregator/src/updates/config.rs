@@ -24,8 +24,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use caretaker_core::config::bounded_duration;
-use serde::{Deserialize, Deserializer, Serialize};
+use caretaker_core::config::{BoundedDuration, ms};
+use caretaker_core::error::Chain;
+use serde::{Deserialize, Serialize};
 
 /// Where a repository's versions are read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,12 +38,45 @@ pub enum RepoUrl {
     Oci { registry: String, path: String },
 }
 
+/// A repository URL that is neither classic nor OCI.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("{0:?}: oci:// needs a registry host, e.g. oci://ghcr.io/org/charts")]
+    OciRegistry(String),
+    #[error(
+        "{0:?}: an OCI repository path has lower-case letters, digits, '.', '_', '-' and '/' only"
+    )]
+    OciPath(String),
+    #[error("{url:?} is not a URL")]
+    NotAUrl {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{0:?} must be an https:// (or http://) repository URL or an oci:// registry")]
+    Scheme(String),
+}
+
+/// A `charts:` section that cannot be used. Its messages carry their causes (serde shows
+/// only the message), so no variant has a `#[source]`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("charts.repositories: {0:?} is named twice")]
+    NamedTwice(String),
+    #[error("charts.repositories[{name}].url: {}", Chain(.error))]
+    Url { name: String, error: UrlError },
+    #[error(
+        "charts.chart_repositories: chart {chart:?} names repository {repo:?}, which charts.repositories does not define"
+    )]
+    UnknownRepository { chart: String, repo: String },
+}
+
 impl RepoUrl {
     /// Parses `https://…`/`http://…` (classic) or `oci://registry[:port]/path` (OCI).
     ///
     /// # Errors
-    /// A sentence naming the URL when it is neither.
-    pub fn parse(s: &str) -> Result<RepoUrl, String> {
+    /// [`UrlError`] naming the URL when it is neither.
+    pub fn parse(s: &str) -> Result<RepoUrl, UrlError> {
         if let Some(rest) = s.strip_prefix("oci://") {
             let rest = rest.trim_end_matches('/');
             let (registry, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -51,27 +85,24 @@ impl RepoUrl {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
             {
-                return Err(format!(
-                    "{s:?}: oci:// needs a registry host, e.g. oci://ghcr.io/org/charts"
-                ));
+                return Err(UrlError::OciRegistry(s.to_string()));
             }
             if !path.chars().all(|c| {
                 c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '/')
             }) {
-                return Err(format!(
-                    "{s:?}: an OCI repository path has lower-case letters, digits, '.', '_', '-' and '/' only"
-                ));
+                return Err(UrlError::OciPath(s.to_string()));
             }
             return Ok(RepoUrl::Oci {
                 registry: registry.to_string(),
                 path: path.to_string(),
             });
         }
-        let u = reqwest::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+        let u = reqwest::Url::parse(s).map_err(|e| UrlError::NotAUrl {
+            url: s.to_string(),
+            source: Box::new(e),
+        })?;
         if !matches!(u.scheme(), "http" | "https") {
-            return Err(format!(
-                "{s:?} must be an https:// (or http://) repository URL or an oci:// registry"
-            ));
+            return Err(UrlError::Scheme(s.to_string()));
         }
         Ok(RepoUrl::Classic {
             url: s.trim_end_matches('/').to_string(),
@@ -80,7 +111,7 @@ impl RepoUrl {
 }
 
 /// One chart repository.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RepositoryConfig {
     /// Name shown in the report and used in `chart_repositories`.
@@ -91,93 +122,121 @@ pub struct RepositoryConfig {
     /// The charts looked up here; empty (the default): any chart not mapped elsewhere.
     #[serde(default)]
     pub charts: Vec<String>,
-    /// Talk plain HTTP to an OCI registry, as `helm --plain-http`. Default false.
+    /// Talk plain HTTP to an OCI registry, as `helm --plain-http`.
     #[serde(default)]
     pub plain_http: bool,
 }
 
 /// The `charts:` section as written (validated into [`ChartsConfig`]).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ChartsSection {
-    /// The chart repositories, in lookup order. Default none: no chart-update lookups.
-    #[serde(default)]
+    /// The chart repositories, in lookup order. None by default: no chart-update lookups.
     pub repositories: Vec<RepositoryConfig>,
     /// Chart name → the name of the repository it is looked up in (overrides the
-    /// repositories' `charts` lists and the lookup order). Default empty.
-    #[serde(default)]
+    /// repositories' `charts` lists and the lookup order).
     pub chart_repositories: BTreeMap<String, String>,
-    /// Per request (index, tag page, token). Default 10s; 100ms to 5m.
-    #[serde(default = "default_timeout", deserialize_with = "timeout")]
-    pub timeout: Duration,
+    /// Per request (index, tag page, token). 100ms to 5m.
+    pub timeout: BoundedDuration<100, { 5 * ms::MINUTE }>,
     /// Largest `index.yaml` read, in bytes; a larger one is a `chart_repository_unreachable`
-    /// finding. Default 67108864 (64 MiB).
-    #[serde(default = "default_max_index_bytes")]
+    /// finding (the largest public indexes are a few tens of MiB).
     pub max_index_bytes: u64,
     /// How long fetched versions are reused before a repository is asked again (failed
-    /// lookups are retried after 15m at most). Default 6h; 1m to 7d.
-    #[serde(default = "default_refresh", deserialize_with = "refresh")]
-    pub refresh: Duration,
+    /// lookups are retried after 15m at most). 1m to 7d.
+    pub refresh: BoundedDuration<{ ms::MINUTE }, { 7 * ms::DAY }>,
+}
+
+impl Default for ChartsSection {
+    fn default() -> Self {
+        Self {
+            repositories: Vec::new(),
+            chart_repositories: BTreeMap::new(),
+            timeout: BoundedDuration::secs(10),
+            max_index_bytes: 64 << 20,
+            refresh: BoundedDuration::secs(6 * 3600),
+        }
+    }
 }
 
 /// The validated `charts:` section.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(try_from = "ChartsSection")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ChartsSection", into = "ChartsSection")]
 pub struct ChartsConfig {
     /// In the order written (the lookup order of unmapped charts), each with its parsed URL.
     pub repositories: Vec<(RepositoryConfig, RepoUrl)>,
     /// Chart name → repository name. Every name is one of `repositories`.
     pub chart_repositories: BTreeMap<String, String>,
-    /// Per request. Default 10 s; 100 ms to 5 min.
+    /// Per request ([`ChartsSection::timeout`]).
     pub timeout: Duration,
-    /// Largest `index.yaml` read, in bytes. Default 64 MiB (the largest public indexes are
-    /// a few tens of MiB).
+    /// Largest `index.yaml` read, in bytes.
     pub max_index_bytes: u64,
-    /// Versions fetched from a repository are reused this long. Default 6 h; 1 m to 7 d.
+    /// Versions fetched from a repository are reused this long.
     pub refresh: Duration,
 }
 
 impl Default for ChartsConfig {
     fn default() -> Self {
+        let d = ChartsSection::default();
         Self {
             repositories: Vec::new(),
-            chart_repositories: BTreeMap::new(),
-            timeout: default_timeout(),
-            max_index_bytes: default_max_index_bytes(),
-            refresh: default_refresh(),
+            chart_repositories: d.chart_repositories,
+            timeout: d.timeout.get(),
+            max_index_bytes: d.max_index_bytes,
+            refresh: d.refresh.get(),
         }
     }
 }
 
+impl From<ChartsConfig> for ChartsSection {
+    fn from(c: ChartsConfig) -> Self {
+        let d = ChartsSection::default();
+        Self {
+            repositories: c.repositories.into_iter().map(|(r, _)| r).collect(),
+            chart_repositories: c.chart_repositories,
+            // Within bounds unless a program set them otherwise.
+            timeout: BoundedDuration::new(c.timeout).unwrap_or(d.timeout),
+            max_index_bytes: c.max_index_bytes,
+            refresh: BoundedDuration::new(c.refresh).unwrap_or(d.refresh),
+        }
+    }
+}
 impl TryFrom<ChartsSection> for ChartsConfig {
-    type Error = String;
+    type Error = Error;
 
-    fn try_from(raw: ChartsSection) -> Result<Self, String> {
+    fn try_from(raw: ChartsSection) -> Result<Self, Error> {
         let mut repositories = Vec::with_capacity(raw.repositories.len());
         for r in raw.repositories {
             if repositories
                 .iter()
                 .any(|(o, _): &(RepositoryConfig, RepoUrl)| o.name == r.name)
             {
-                return Err(format!("charts.repositories: {:?} is named twice", r.name));
+                return Err(Error::NamedTwice(r.name));
             }
-            let url = RepoUrl::parse(&r.url)
-                .map_err(|e| format!("charts.repositories[{}].url: {e}", r.name))?;
+            let url = match RepoUrl::parse(&r.url) {
+                Ok(url) => url,
+                Err(error) => {
+                    return Err(Error::Url {
+                        name: r.name,
+                        error,
+                    });
+                }
+            };
             repositories.push((r, url));
         }
         for (chart, repo) in &raw.chart_repositories {
             if !repositories.iter().any(|(r, _)| &r.name == repo) {
-                return Err(format!(
-                    "charts.chart_repositories: chart {chart:?} names repository {repo:?}, which charts.repositories does not define"
-                ));
+                return Err(Error::UnknownRepository {
+                    chart: chart.clone(),
+                    repo: repo.clone(),
+                });
             }
         }
         Ok(ChartsConfig {
             repositories,
             chart_repositories: raw.chart_repositories,
-            timeout: raw.timeout,
+            timeout: raw.timeout.get(),
             max_index_bytes: raw.max_index_bytes,
-            refresh: raw.refresh,
+            refresh: raw.refresh.get(),
         })
     }
 }
@@ -187,7 +246,7 @@ impl ChartsConfig {
     ///
     /// # Errors
     /// As the config file's validation.
-    pub fn with_repositories(repos: &[(&str, &str)]) -> Result<ChartsConfig, String> {
+    pub fn with_repositories(repos: &[(&str, &str)]) -> Result<ChartsConfig, Error> {
         ChartsSection {
             repositories: repos
                 .iter()
@@ -198,10 +257,7 @@ impl ChartsConfig {
                     plain_http: false,
                 })
                 .collect(),
-            chart_repositories: BTreeMap::new(),
-            timeout: default_timeout(),
-            max_index_bytes: default_max_index_bytes(),
-            refresh: default_refresh(),
+            ..ChartsSection::default()
         }
         .try_into()
     }
@@ -226,22 +282,6 @@ impl ChartsConfig {
             .filter(|&i| self.repositories[i].0.charts.is_empty())
             .collect()
     }
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_max_index_bytes() -> u64 {
-    64 << 20
-}
-fn default_refresh() -> Duration {
-    Duration::from_secs(6 * 3600)
-}
-fn timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_millis(100), Duration::from_secs(300))
-}
-fn refresh<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    bounded_duration(d, Duration::from_secs(60), Duration::from_secs(7 * 86_400))
 }
 
 #[cfg(test)]
@@ -324,7 +364,26 @@ mod tests {
             err.contains("chart \"web\" names repository \"y\""),
             "{err}"
         );
-        assert!(RepoUrl::parse("oci:///charts").is_err());
-        assert!(RepoUrl::parse("oci://r/UPPER").is_err());
+        assert!(matches!(
+            RepoUrl::parse("oci:///charts"),
+            Err(UrlError::OciRegistry(_))
+        ));
+        assert!(matches!(
+            RepoUrl::parse("oci://r/UPPER"),
+            Err(UrlError::OciPath(_))
+        ));
+        // Through serde only the message shows: it carries the cause.
+        let err = parse_yaml::<Top>(
+            "charts:\n  repositories:\n    - name: x\n      url: not a url\n",
+            Path::new("a.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "charts.repositories[x].url: \"not a url\" is not a URL: relative URL without a base"
+            ),
+            "{err}"
+        );
     }
 }

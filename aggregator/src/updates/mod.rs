@@ -192,6 +192,33 @@ async fn fill(
     }
 }
 
+/// Gives the `HelmRelease` findings of `results` the labels of their release's newest
+/// Secret (Helm's `name`, `owner`, `status`, `version`, and any given with `helm install
+/// --labels`): a HelmRelease is no object of its own, and its Secret is what carries
+/// the release's labels. `checks.exclude` selectors and `report -l` match these.
+pub fn attach_release_labels(
+    results: &mut [CheckResult],
+    releases: &[HelmRelease],
+    labels: &crate::checks::silence::Labels<'_>,
+) {
+    let by_release: HashMap<(&str, &str), &HelmRelease> = releases
+        .iter()
+        .map(|r| ((r.namespace.as_str(), r.name.as_str()), r))
+        .collect();
+    for f in results.iter_mut().flat_map(|r| r.findings.iter_mut()) {
+        if f.object.kind != "HelmRelease" {
+            continue;
+        }
+        let key = (
+            f.object.namespace.as_deref().unwrap_or(""),
+            f.object.name.as_str(),
+        );
+        if let Some(l) = by_release.get(&key).and_then(|r| labels.get(&r.secret)) {
+            f.labels.clone_from(l);
+        }
+    }
+}
+
 /// The chart-updates check over `releases`, or `None` when no repository is configured.
 /// Repositories are read through `cache` (see [`Cache`]); a repository that cannot be read
 /// is a `chart_repository_unreachable` finding naming its URL, never a failed round.
