@@ -470,56 +470,11 @@ mod tests {
     /// `AggregatorConfig::default()`: the block cannot drift from the code.
     #[test]
     fn the_documented_defaults_are_the_default_values() {
-        let src = include_str!("config.rs");
-        let block: Vec<&str> = src
-            .lines()
-            .filter_map(|l| l.strip_prefix("//! ").or(l.strip_prefix("//!")))
-            .skip_while(|l| !l.starts_with("```yaml"))
-            .skip(1)
-            .take_while(|l| !l.starts_with("```"))
-            .collect();
         let defaults = serde_json::to_value(AggregatorConfig::default()).unwrap();
-        let (mut path, mut all_defaults_at) = (Vec::<String>::new(), None::<usize>);
-        let mut checked = 0;
-        for line in block {
-            let depth = (line.len() - line.trim_start().len()) / 2;
-            let (body, comment) = line.split_once(" #").unwrap_or((line, ""));
-            let Some((key, value)) = body.trim().split_once(':') else {
-                continue;
-            };
-            if key.starts_with('-') || key.is_empty() {
-                continue;
-            }
-            path.truncate(depth);
-            path.push(key.to_string());
-            if all_defaults_at.is_some_and(|d| depth <= d) {
-                all_defaults_at = None;
-            }
-            let value = value.trim();
-            if value.is_empty() {
-                if comment.contains("defaults shown") {
-                    all_defaults_at = Some(depth);
-                }
-                continue;
-            }
-            let marked = comment.trim_start().starts_with("default") || all_defaults_at.is_some();
-            if !marked || value.starts_with(['{', '[']) {
-                continue;
-            }
-            let pointer = format!("/{}", path.join("/"));
-            let want = defaults
-                .pointer(&pointer)
-                .unwrap_or_else(|| panic!("{pointer} is documented but not in the defaults"));
-            let shown = match want {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            assert_eq!(
-                value, shown,
-                "{pointer}: the doc block says {value}, Default has {shown}"
-            );
-            checked += 1;
-        }
+        let checked = caretaker_core::config::doc::assert_documented_defaults(
+            include_str!("config.rs"),
+            &defaults,
+        );
         assert!(checked >= 24, "only {checked} documented defaults found");
     }
 

@@ -3,8 +3,11 @@
 //! A config error names the file and, through serde-saphyr, the line, column and field;
 //! `main` turns it into exit code 64 (EX_USAGE) before any port is bound. [`value`] holds
 //! the validated newtypes options are declared with (bounded durations, whole numbers and
-//! percentages), so a bound is stated once, in the option's type.
+//! percentages), so a bound is stated once, in the option's type. `doc` (feature
+//! `test-util`) checks the defaults a config module's docs state against its `Default`.
 
+#[cfg(any(test, feature = "test-util"))]
+pub mod doc;
 pub mod value;
 
 pub use value::{BoundedDuration, BoundedU32, BoundedU64, BoundedUsize, Percent, ValueError, ms};
