@@ -1,36 +1,38 @@
 //! The agent's YAML config (`caretaker-agent run --config FILE`).
 //!
 //! Every option has a default, so an empty file (or none, for `stats`) is valid except
-//! that `run` needs `aggregator.endpoint`. Unknown options are errors.
+//! that `run` needs `aggregator.endpoint`. Unknown options are errors. Lines marked
+//! `# default` and sections marked "defaults shown" show the default values (a test checks
+//! them against [`AgentConfig::default`]); other values are examples.
 //!
 //! ```yaml
-//! node_name: worker-1              # default: $NODE_NAME, else the hostname
+//! node_name: worker-1              # absent: $NODE_NAME, else the hostname
 //! report_interval: 10s             # default 10s; 100ms..1h
 //! listen_http: 0.0.0.0:9810        # default; /healthz, /readyz, /metrics; null turns it off
 //! aggregator:
-//!   endpoint: https://caretaker-aggregator.caretaker.svc:7443
+//!   endpoint: https://caretaker-aggregator.caretaker.svc:7443   # required by `run`
 //!   tls:                           # required for https:// (mutual TLS)
 //!     ca_file: /var/run/secrets/caretaker/tls/ca.crt     # CA of the aggregator's certificate
 //!     cert_file: /var/run/secrets/caretaker/tls/tls.crt  # this agent's client certificate
 //!     key_file: /var/run/secrets/caretaker/tls/tls.key
-//!   insecure_plaintext: false      # true is required for an http:// endpoint
+//!   insecure_plaintext: false      # default; true is required for an http:// endpoint
 //!   connect_timeout: 5s            # default 5s
 //!   buffer_reports: 360            # default 360 (one hour at 10 s); 1 to 8640 (a day)
 //!   flush_timeout: 3s              # default 3s: wait for acks on shutdown
-//! paths:                           # overridden by --path.procfs/--path.sysfs/--path.rootfs
-//!   procfs: /host/proc
+//! paths:                           # overridden by --path.procfs/--path.sysfs/--path.rootfs;
+//!   procfs: /host/proc             #   absent: /proc, /sys and /
 //!   sysfs: /host/sys
 //!   rootfs: /host/root
-//! filesystems:
+//! filesystems:                     # the regexes' defaults: node_exporter's, see stats::filesystems
 //!   mount_points_exclude: '^/(dev|proc|run|sys)($|/)'
 //!   fs_types_exclude: '^(proc|sysfs|tmpfs)$'
 //!   statvfs_timeout: 5s            # default 5s, per mount
 //! volumes:                         # pod volume mounts, for PVC usage
 //!   enabled: true                  # default true
 //!   kubelet_root: /var/lib/kubelet # default: the kubelet's --root-dir default
-//! images:                          # image pruning, see the images module
-//!   enabled: true                  # default true: the daemon checks (and prunes) images
-//!   apply: false                   # default false: the daemon only reports what it would remove
+//! images:                          # image pruning, see the images module (defaults shown)
+//!   enabled: true                  # the daemon checks (and prunes) images
+//!   apply: false                   # the daemon only reports what it would remove
 //!   runtime: auto                  # auto | docker | containerd
 //!   docker_socket: /var/run/docker.sock
 //!   containerd_socket: /run/containerd/containerd.sock
@@ -48,14 +50,14 @@
 //!     start: "03:00"
 //!     duration: 2h
 //!   time_zone: Asia/Tokyo
-//! cleanup:                         # `cleanup --emergency`
+//! cleanup:                         # `cleanup --emergency` (defaults shown)
 //!   log_roots: [/var/log]
 //!   rotated_log_max_age: 7d
 //! logs:                            # log rotation; see agent/LOGS.md
 //!   check_interval: 10s            # default 10s (kubelet's containerLogMonitorInterval)
-//!   state_file: /var/lib/caretaker/logrotate.status   # logrotate's format
-//!   roots: [/var/log]              # nothing outside is touched
-//!   logrotate_conf: /etc/logrotate.conf               # optional, read unchanged
+//!   state_file: /var/lib/caretaker/logrotate.status   # default; logrotate's format
+//!   roots: [/var/log]              # default; nothing outside is touched
+//!   logrotate_conf: /etc/logrotate.conf               # absent by default; read unchanged
 //!   policies:
 //!     - files: ["/var/log/containers/*.log"]
 //!       daily: true
@@ -63,14 +65,21 @@
 //!       compress: true
 //!   retention:                     # applied every `interval` (default 1h)
 //!     - { glob: "/var/log/*.log.gz", max_age: 30d, interval: 1h }
+//!   allow_scripts: false           # default; true runs prerotate/postrotate/… scripts
+//!   allow_compresscmd: false       # default; true allows a compresscmd other than gzip, zstd
+//!   rotate_symlinks: false         # default
+//!   compress_threads: 2            # default; threads of one compression
+//!   lock_wait: 10s                 # default; the CLI waits this long for a running rotation
+//!   kubelet_log_dirs: [/var/log/pods, /var/log/containers]   # default; left to the kubelet
+//!   node_logrotate_conf: /etc/logrotate.conf   # default; the logs it names are left to it
+//! log_check: {}                    # the daily log check: see logcheck::config
 //! ```
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use caretaker_core::config::{BoundedDuration, Percent, ms};
-use regex::Regex;
+use caretaker_core::config::{BoundedDuration, BoundedUsize, Percent, ms};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use caretaker_core::error::Chain;
@@ -82,8 +91,10 @@ use crate::stats::filesystems::{
     DEFAULT_FS_TYPES_EXCLUDE, DEFAULT_MOUNT_POINTS_EXCLUDE, FilesystemFilter,
 };
 
-/// The whole agent config.
-#[derive(Debug, Clone, Deserialize)]
+/// The whole agent config. Every option has a default ([`Default`], the one place the
+/// default values are written; `docs/config.md` shows them), except
+/// `aggregator.endpoint`, which `run` requires.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// Kubernetes node name. Default: the `NODE_NAME` environment variable (set from the
@@ -133,8 +144,9 @@ impl Default for AgentConfig {
     }
 }
 
-/// The aggregator's ingest endpoint and how the report stream behaves.
-#[derive(Debug, Clone, Deserialize)]
+/// The aggregator's ingest endpoint and how the report stream behaves. `endpoint` is
+/// required, so the other options' defaults are [`AggregatorConfig::new`]'s.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregatorConfig {
     /// gRPC URL of the aggregator's ingest port: `https://host:port` (with `tls`), or
@@ -157,11 +169,8 @@ pub struct AggregatorConfig {
     /// counted in `reports_dropped_total`. Default 360 (an hour at the default interval);
     /// at least 1, at most [`MAX_BUFFER_REPORTS`] (a day at the default interval: a report
     /// is a few KiB, so the buffer stays within tens of MiB).
-    #[serde(
-        default = "default_buffer_reports",
-        deserialize_with = "buffer_reports"
-    )]
-    pub buffer_reports: usize,
+    #[serde(default)]
+    pub buffer_reports: BufferReports,
     /// On SIGTERM, how long to wait for acks of buffered reports. Default 3 s, within
     /// the 5 s the agent gives itself to stop. 0s to 4s.
     #[serde(default = "default_flush_timeout")]
@@ -169,7 +178,7 @@ pub struct AggregatorConfig {
 }
 
 /// The agent's TLS files (PEM).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientTlsConfig {
     /// CA certificate(s) the aggregator's server certificate must chain to.
@@ -238,7 +247,7 @@ impl AggregatorConfig {
             tls: None,
             insecure_plaintext: false,
             connect_timeout: default_connect_timeout(),
-            buffer_reports: default_buffer_reports(),
+            buffer_reports: BufferReports::default(),
             flush_timeout: default_flush_timeout(),
         }
     }
@@ -296,37 +305,84 @@ pub fn validate_endpoint(s: &str) -> Result<()> {
     }
 }
 
+// `serde(default = …)` functions: `endpoint` is required, so `AggregatorConfig` has no
+// `Default` to take these from.
 fn default_connect_timeout() -> BoundedDuration<100, { 5 * ms::MINUTE }> {
     BoundedDuration::secs(5)
-}
-/// Largest `aggregator.buffer_reports`: a day of reports at the default 10 s interval.
-pub const MAX_BUFFER_REPORTS: usize = 8640;
-
-fn default_buffer_reports() -> usize {
-    360
-}
-fn buffer_reports<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let n = u64::deserialize(d)?;
-    match usize::try_from(n) {
-        Ok(n) if (1..=MAX_BUFFER_REPORTS).contains(&n) => Ok(n),
-        _ => Err(serde::de::Error::custom(format!(
-            "buffer_reports {n} is out of range: at least 1, at most {MAX_BUFFER_REPORTS} (a day at the default 10s interval)"
-        ))),
-    }
 }
 fn default_flush_timeout() -> BoundedDuration<0, { 4 * ms::SECOND }> {
     BoundedDuration::secs(3)
 }
 
+/// Largest `aggregator.buffer_reports`: a day of reports at the default 10 s interval.
+pub const MAX_BUFFER_REPORTS: usize = 8640;
+
+/// `aggregator.buffer_reports`: 1 to [`MAX_BUFFER_REPORTS`], default 360. A bounded
+/// number whose error says what the bound means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct BufferReports(BoundedUsize<1, MAX_BUFFER_REPORTS>);
+
+impl BufferReports {
+    /// A value the program itself writes (a test's value).
+    ///
+    /// # Panics
+    /// When `n` is out of bounds.
+    #[must_use]
+    pub const fn of(n: usize) -> Self {
+        Self(BoundedUsize::of(n))
+    }
+
+    /// The number of reports.
+    #[must_use]
+    pub const fn get(self) -> usize {
+        self.0.get()
+    }
+}
+
+impl Default for BufferReports {
+    fn default() -> Self {
+        Self::of(360)
+    }
+}
+
+/// A `buffer_reports` out of its range.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "buffer_reports {0} is out of range: at least 1, at most {MAX_BUFFER_REPORTS} (a day at the default 10s interval)"
+)]
+pub struct BufferReportsOutOfRange(u64);
+
+impl TryFrom<u64> for BufferReports {
+    type Error = BufferReportsOutOfRange;
+    fn try_from(n: u64) -> Result<Self, BufferReportsOutOfRange> {
+        BoundedUsize::try_from(n)
+            .map(Self)
+            .map_err(|_| BufferReportsOutOfRange(n))
+    }
+}
+
+impl From<BufferReports> for u64 {
+    fn from(n: BufferReports) -> u64 {
+        n.0.into()
+    }
+}
+
+impl PartialEq<usize> for BufferReports {
+    fn eq(&self, other: &usize) -> bool {
+        self.get() == *other
+    }
+}
+
 /// Host mount points; see [`HostPaths`]. Command-line flags take precedence.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PathsConfig {
-    /// Default `/proc`.
+    /// Where the host's /proc is seen; none (the default) means `/proc`.
     pub procfs: Option<PathBuf>,
-    /// Default `/sys`.
+    /// Where the host's /sys is seen; none (the default) means `/sys`.
     pub sysfs: Option<PathBuf>,
-    /// Default `/`.
+    /// Where the host's / is seen; none (the default) means `/`.
     pub rootfs: Option<PathBuf>,
 }
 
@@ -348,12 +404,10 @@ impl PathsConfig {
 pub struct FilesystemsConfig {
     /// Mount points matching this regex are left out. The default,
     /// [`DEFAULT_MOUNT_POINTS_EXCLUDE`], is node_exporter's plus /run and container mounts.
-    #[serde(deserialize_with = "regex", serialize_with = "write_regex")]
-    pub mount_points_exclude: Regex,
+    pub mount_points_exclude: ConfigRegex,
     /// Filesystem types matching this regex are left out. The default,
     /// [`DEFAULT_FS_TYPES_EXCLUDE`], is node_exporter's.
-    #[serde(deserialize_with = "regex", serialize_with = "write_regex")]
-    pub fs_types_exclude: Regex,
+    pub fs_types_exclude: ConfigRegex,
     /// A statvfs taking longer (dead NFS server) marks the filesystem stale. 10ms to 1m.
     pub statvfs_timeout: BoundedDuration<10, { ms::MINUTE }>,
 }
@@ -361,8 +415,8 @@ pub struct FilesystemsConfig {
 impl Default for FilesystemsConfig {
     fn default() -> Self {
         Self {
-            mount_points_exclude: Regex::new(DEFAULT_MOUNT_POINTS_EXCLUDE).expect("constant regex"),
-            fs_types_exclude: Regex::new(DEFAULT_FS_TYPES_EXCLUDE).expect("constant regex"),
+            mount_points_exclude: ConfigRegex::constant(DEFAULT_MOUNT_POINTS_EXCLUDE),
+            fs_types_exclude: ConfigRegex::constant(DEFAULT_FS_TYPES_EXCLUDE),
             statvfs_timeout: BoundedDuration::secs(5),
         }
     }
@@ -371,8 +425,8 @@ impl Default for FilesystemsConfig {
 impl FilesystemsConfig {
     pub fn filter(&self) -> FilesystemFilter {
         FilesystemFilter {
-            mount_points_exclude: self.mount_points_exclude.clone(),
-            fs_types_exclude: self.fs_types_exclude.clone(),
+            mount_points_exclude: self.mount_points_exclude.0.clone(),
+            fs_types_exclude: self.fs_types_exclude.0.clone(),
         }
     }
 }
@@ -408,7 +462,7 @@ impl VolumesConfig {
 }
 
 /// Log rotation (logrotate-compatible) and retention sweeps. See `agent/LOGS.md`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogsConfig {
     /// How often the daemon checks the policies (size triggers are seen this soon; time
@@ -655,13 +709,53 @@ impl Default for CleanupConfig {
     }
 }
 
-fn write_regex<S: serde::Serializer>(r: &Regex, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(r.as_str())
+/// A regex option (`regex` crate syntax), compiled while the config is read so that a bad
+/// one is an error naming its line; written back as its source text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ConfigRegex(regex::Regex);
+
+impl ConfigRegex {
+    /// A regex the program itself writes.
+    ///
+    /// # Panics
+    /// When `re` does not compile: a mistake in the program, not in a config file.
+    #[must_use]
+    pub fn constant(re: &str) -> Self {
+        Self(regex::Regex::new(re).expect("constant regex"))
+    }
 }
 
-fn regex<'de, D: Deserializer<'de>>(d: D) -> Result<Regex, D::Error> {
-    let s = String::deserialize(d)?;
-    Regex::new(&s).map_err(|e| serde::de::Error::custom(format!("{s:?} is not a valid regex: {e}")))
+/// A regex option that does not compile. The regex crate's reason is part of the
+/// message (not a `source`), as serde shows only the message.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not a valid regex: {reason}")]
+pub struct InvalidRegex {
+    text: String,
+    reason: regex::Error,
+}
+
+impl TryFrom<String> for ConfigRegex {
+    type Error = InvalidRegex;
+    fn try_from(text: String) -> Result<Self, InvalidRegex> {
+        match regex::Regex::new(&text) {
+            Ok(r) => Ok(Self(r)),
+            Err(reason) => Err(InvalidRegex { text, reason }),
+        }
+    }
+}
+
+impl From<ConfigRegex> for String {
+    fn from(r: ConfigRegex) -> String {
+        r.0.as_str().to_string()
+    }
+}
+
+impl std::ops::Deref for ConfigRegex {
+    type Target = regex::Regex;
+    fn deref(&self) -> &regex::Regex {
+        &self.0
+    }
 }
 
 /// The node name: the config's, else `NODE_NAME`, else the hostname.
@@ -690,6 +784,56 @@ mod tests {
     use caretaker_core::config::parse_yaml;
 
     use super::*;
+
+    /// The values the module doc's YAML block shows as defaults are the values of
+    /// `AgentConfig::default()` (with the required endpoint filled in).
+    #[test]
+    fn the_documented_defaults_are_the_default_values() {
+        let config = AgentConfig {
+            aggregator: Some(AggregatorConfig::new(
+                "https://caretaker-aggregator.caretaker.svc:7443",
+            )),
+            ..AgentConfig::default()
+        };
+        let defaults = serde_json::to_value(&config).unwrap();
+        let checked = caretaker_core::config::doc::assert_documented_defaults(
+            include_str!("config.rs"),
+            &defaults,
+        );
+        assert!(checked >= 34, "only {checked} documented defaults found");
+    }
+
+    #[test]
+    fn the_whole_config_serializes_and_reads_back_the_same() {
+        let mut config = AgentConfig {
+            aggregator: Some(AggregatorConfig::plaintext("http://127.0.0.1:7443")),
+            ..AgentConfig::default()
+        };
+        config
+            .logs
+            .retention
+            .push(crate::logs::sweep::RetentionRule::new(
+                "/var/log/*.gz",
+                Duration::from_secs(30 * 86_400),
+            ));
+        config.logs.policies.push(
+            parse_yaml::<AgentConfig>(
+                "logs:\n  policies:\n    - files: [/var/log/a.log]\n      rotate: 3\n      compress: true\n      size: 100M\n",
+                Path::new("a.yaml"),
+            )
+            .unwrap()
+            .logs
+            .policies
+            .remove(0),
+        );
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["aggregator"]["buffer_reports"], 360);
+        assert_eq!(json["logs"]["policies"][0]["size"], "100M");
+        assert_eq!(json["logs"]["retention"][0]["interval"], "1h");
+        assert_eq!(json["log_check"]["interval"], "5m");
+        let back: AgentConfig = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+    }
 
     #[test]
     fn buffer_reports_is_bounded() {
@@ -724,7 +868,7 @@ mod tests {
         assert_eq!(
             (
                 a.endpoint.as_str(),
-                a.buffer_reports,
+                a.buffer_reports.get(),
                 a.connect_timeout.get()
             ),
             ("http://10.0.0.1:7443", 5, Duration::from_secs(5))

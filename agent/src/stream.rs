@@ -202,7 +202,7 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection)> {
         source,
     })?;
     // Enough room for the whole buffer plus new reports: sending never waits.
-    let (tx, rx) = mpsc::channel(cfg.buffer_reports.saturating_add(16));
+    let (tx, rx) = mpsc::channel(cfg.buffer_reports.get().saturating_add(16));
     let mut client = ReportIngestClient::new(channel.clone());
     let opened = tokio::time::timeout(
         cfg.connect_timeout.get(),
@@ -246,7 +246,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> StreamSummary {
     let mut summary = StreamSummary::default();
-    let mut buffer = Buffer::new(cfg.buffer_reports, buffer_stats);
+    let mut buffer = Buffer::new(cfg.buffer_reports.get(), buffer_stats);
     let mut conn: Option<(Channel, Connection)> = None;
     let mut delays = backoff();
     let mut next_collect = Instant::now();

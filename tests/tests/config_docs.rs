@@ -195,27 +195,9 @@ fn default_roots() -> Vec<(&'static str, Value)> {
             )),
         ),
         (
-            "FilesystemsConfig",
+            "AgentConfig@agent",
             v(serde_json::to_value(
-                caretaker_agent::config::FilesystemsConfig::default(),
-            )),
-        ),
-        (
-            "VolumesConfig",
-            v(serde_json::to_value(
-                caretaker_agent::config::VolumesConfig::default(),
-            )),
-        ),
-        (
-            "ImagesConfig",
-            v(serde_json::to_value(
-                caretaker_agent::config::ImagesConfig::default(),
-            )),
-        ),
-        (
-            "CleanupConfig@agent",
-            v(serde_json::to_value(
-                caretaker_agent::config::CleanupConfig::default(),
+                caretaker_agent::config::AgentConfig::default(),
             )),
         ),
         (
@@ -303,8 +285,20 @@ fn stated_default(doc: &str) -> Option<String> {
 }
 
 /// Whether a stated default means the same as the serialized one: the same duration, the
-/// same number (with binary units), or the same text.
+/// same number (with binary units), the same list (`[/var/log]`), or the same text.
 fn same_default(stated: &str, actual: &Value) -> bool {
+    if let (Some(items), Value::Array(values)) = (
+        stated.strip_prefix('[').and_then(|s| s.strip_suffix(']')),
+        actual,
+    ) {
+        let items: Vec<&str> = items
+            .split(',')
+            .map(|i| i.trim().trim_matches(['"', '\'']))
+            .filter(|i| !i.is_empty())
+            .collect();
+        return items.len() == values.len()
+            && items.iter().zip(values).all(|(i, v)| same_default(i, v));
+    }
     let actual_text = match actual {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -468,4 +462,7 @@ fn a_field_doc_naming_another_default_than_default_is_drift() {
     assert!(same_default("1 GiB", &v("1073741824")));
     assert!(!same_default("360", &v("400")));
     assert!(same_default("0.0.0.0:9810", &v("\"0.0.0.0:9810\"")));
+    assert!(same_default("[/a, /b]", &v("[\"/a\",\"/b\"]")));
+    assert!(same_default("[]", &v("[]")));
+    assert!(!same_default("[/a]", &v("[\"/a\",\"/b\"]")));
 }

@@ -73,7 +73,7 @@ pub fn summarize(
                 });
             }
         }
-        top.extend(entries.into_iter().take(cfg.top));
+        top.extend(entries.into_iter().take(cfg.top.get()));
     }
     if findings.len() > MAX_LOG_CHECK_FINDINGS {
         findings.sort_by(|a, b| {
@@ -204,7 +204,7 @@ pub async fn run(
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(jittered(task.config.interval)) => {}
+            () = tokio::time::sleep(jittered(task.config.interval.get())) => {}
         }
     }
 }

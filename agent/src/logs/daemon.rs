@@ -229,7 +229,7 @@ pub async fn run(
         for (rule, at) in rules.iter().zip(next_sweep.iter_mut()) {
             if *at <= now {
                 due.push(rule.clone());
-                *at = now + rule.interval;
+                *at = now + rule.interval.get();
             }
         }
         let measure = !rules.is_empty() && (next_measure <= now || !due.is_empty());

@@ -14,7 +14,8 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
+use caretaker_core::config::{BoundedDuration, ms};
+use serde::{Deserialize, Serialize};
 
 use super::compress::IN_USE;
 use super::handle::{Dir, OpenDirError, Roots};
@@ -23,19 +24,23 @@ use super::summary::{LogError, SweepSummary, SweptFile};
 use super::walk::{self, GlobError};
 
 /// One retention rule.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionRule {
     /// Absolute glob, e.g. `/var/log/*.log.gz`. `*` does not match a leading dot.
     pub glob: String,
-    /// Files whose mtime is more than this long ago are deleted, e.g. `30d`.
+    /// Files whose mtime is more than this long ago are deleted, e.g. `30d` (any
+    /// duration).
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
     /// How often the daemon applies this rule (the first time right after it starts).
-    /// Default 1 h; at least 1 s. The CLI's `sweep` ignores it.
-    #[serde(default = "default_interval", deserialize_with = "interval")]
-    pub interval: Duration,
+    /// Default 1 h. 1s to 30d. The CLI's `sweep` ignores it.
+    #[serde(default = "RetentionRule::default_interval")]
+    pub interval: SweepInterval,
 }
+
+/// How often a retention rule is applied: 1s to 30d.
+pub type SweepInterval = BoundedDuration<{ ms::SECOND }, { 30 * ms::DAY }>;
 
 impl RetentionRule {
     /// A rule with the default interval.
@@ -43,21 +48,15 @@ impl RetentionRule {
         Self {
             glob: glob.into(),
             max_age,
-            interval: default_interval(),
+            interval: Self::default_interval(),
         }
     }
-}
 
-fn default_interval() -> Duration {
-    Duration::from_secs(3600)
-}
-
-fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    caretaker_core::config::bounded_duration(
-        d,
-        Duration::from_secs(1),
-        Duration::from_secs(30 * 86_400),
-    )
+    /// The default interval (a `serde(default)` function: `glob` and `max_age` are
+    /// required, so a rule has no `Default`).
+    fn default_interval() -> SweepInterval {
+        SweepInterval::secs(3600)
+    }
 }
 
 /// Runs the rules once below `roots`. Nothing is deleted unless `apply`.

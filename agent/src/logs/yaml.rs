@@ -16,12 +16,14 @@
 //!       create: "0644 root root"
 //! ```
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::policy::{DIRECTIVES, Permissions, Policy, SCRIPT_DIRECTIVES};
 
-/// A directive's value in YAML.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A directive's value in YAML. It is checked by the directive itself
+/// ([`Policy::apply`], as logrotate's parser would), not here: a bad value is one of the
+/// policy's errors, listed with the others, instead of failing the whole config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Arg {
     Bool(bool),
@@ -37,12 +39,12 @@ macro_rules! policy_config {
         /// e.g. `compress: false` is `nocompress`); a directive with arguments takes them as
         /// a number or a string, as logrotate would read them (`size: 100M`, `rotate: 7`,
         /// `create: "0640 root adm"`). Unset keys keep logrotate's defaults.
-        #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct PolicyConfig {
             /// Absolute glob patterns of the logs.
             pub files: Vec<String>,
-            $( #[serde(default)] pub $field: Option<Arg>, )*
+            $( #[serde(default, skip_serializing_if = "Option::is_none")] pub $field: Option<Arg>, )*
         }
 
         impl PolicyConfig {
