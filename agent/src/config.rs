@@ -490,7 +490,8 @@ pub struct LogsConfig {
     /// Rotate the target of a symlinked log (when it resolves inside `roots`). Default
     /// false: symlinks are skipped, and those under /var/log/containers are the kubelet's.
     pub rotate_symlinks: bool,
-    /// Threads one compression may use. Default 2. 1 to 64.
+    /// Threads one compression may use. Default 2. 1 to 64 (a value outside is clamped
+    /// to it).
     pub compress_threads: usize,
     /// How long the CLI waits for a running rotation to finish. Default 10 s.
     /// 0s to 1h.
