@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use super::{ClusterState, Coverage, LoadProblem, Resource};
+use super::{ClusterState, Coverage, LoadProblem, Resource, trim_dynamic};
 
 /// A dump path that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -596,9 +596,13 @@ impl Loader<'_> {
             v.push(o);
             Ok(())
         }
-        fn push_dyn(v: &mut Vec<DynamicObject>, doc: Doc) -> Result<(), serde_json::Error> {
+        fn push_dyn(
+            r: Resource,
+            v: &mut Vec<DynamicObject>,
+            doc: Doc,
+        ) -> Result<(), serde_json::Error> {
             let mut o: DynamicObject = doc.parse()?;
-            slim(&mut o.metadata);
+            trim_dynamic(r, &mut o);
             v.push(o);
             Ok(())
         }
@@ -623,11 +627,7 @@ impl Loader<'_> {
             Resource::CronJob => push(&mut s.cron_jobs, doc),
             Resource::HorizontalPodAutoscaler => push(&mut s.hpas, doc),
             r => match s.dynamic_mut(r) {
-                Some(v) => push_dyn(v, doc).map(|()| {
-                    if let Some(o) = v.last_mut().filter(|_| r.metadata_only()) {
-                        o.data = serde_json::Value::Null;
-                    }
-                }),
+                Some(v) => push_dyn(r, v, doc),
                 // Every typed resource is matched above.
                 None => Ok(()),
             },

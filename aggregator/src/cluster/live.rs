@@ -15,13 +15,14 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, ObjectList};
 use kube::{Client, Resource as KubeResource};
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
 use super::dump::slim;
-use super::{ClusterState, Coverage, Resource};
+use super::{ClusterState, Coverage, Resource, trim_dynamic};
 use crate::checks::ChecksConfig;
 
 /// Nothing could be read from the API server.
@@ -150,21 +151,16 @@ async fn list_dynamic(
     Ok(out)
 }
 
-/// Where an object's metadata is (to slim it).
-type MetaOf<T> = fn(&mut T) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 fn store<T>(
     state: &mut ClusterState,
     r: Resource,
     result: Result<Vec<T>, ListFailure>,
-    meta: MetaOf<T>,
+    trim: impl Fn(&mut T),
 ) -> Vec<T> {
     match result {
         Ok(mut items) => {
             debug!(resource = %r.display_name(), count = items.len(), "listed");
-            for i in &mut items {
-                slim(meta(i));
-            }
+            items.iter_mut().for_each(trim);
             state.load.objects += items.len() as u64;
             state.coverage.insert(r, Coverage::Listed);
             items
@@ -180,10 +176,9 @@ fn store<T>(
     }
 }
 
-fn dyn_meta(
-    o: &mut DynamicObject,
-) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-    &mut o.metadata
+/// What no check reads of a typed object goes (see [`slim`]).
+fn slim_typed<T: k8s_openapi::Metadata<Ty = ObjectMeta>>(o: &mut T) {
+    slim(o.metadata_mut());
 }
 
 /// Reads every resource the checks use.
@@ -223,7 +218,6 @@ pub async fn load_resources(
     cfg: &ChecksConfig,
     resources: &[Resource],
 ) -> Result<ClusterState, LiveError> {
-    use k8s_openapi::Metadata;
     let mut s = ClusterState::default();
     for &r in resources {
         match r {
@@ -236,7 +230,7 @@ pub async fn load_resources(
                 )
                 .await;
                 {
-                    let v = store(&mut s, r, res, Metadata::metadata_mut);
+                    let v = store(&mut s, r, res, slim_typed);
                     s.nodes = v;
                 };
             }
@@ -248,126 +242,61 @@ pub async fn load_resources(
                         pods
                     });
                 {
-                    let v = store(&mut s, r, res, Metadata::metadata_mut);
+                    let v = store(&mut s, r, res, slim_typed);
                     s.pods = v;
                 }
             }
             Resource::Event => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
+                let v = store(&mut s, r, list_typed(client, r, cfg).await, slim_typed);
                 s.events = v;
             }
             Resource::ConfigMap => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
+                let v = store(&mut s, r, list_typed(client, r, cfg).await, slim_typed);
                 s.config_maps = v;
             }
             Resource::Secret => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
+                let v = store(&mut s, r, list_typed(client, r, cfg).await, slim_typed);
                 s.secrets = v;
             }
             Resource::ServiceAccount => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
+                let v = store(&mut s, r, list_typed(client, r, cfg).await, slim_typed);
                 s.service_accounts = v;
             }
             Resource::PersistentVolumeClaim => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
+                let v = store(&mut s, r, list_typed(client, r, cfg).await, slim_typed);
                 s.pvcs = v;
             }
             Resource::Deployment => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
+                let v = store(&mut s, r, list_typed(client, r, cfg).await, slim_typed);
                 s.deployments = v;
             }
             Resource::ReplicaSet => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
+                let v = store(&mut s, r, list_typed(client, r, cfg).await, slim_typed);
                 s.replica_sets = v;
             }
             Resource::StatefulSet => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
+                let v = store(&mut s, r, list_typed(client, r, cfg).await, slim_typed);
                 s.stateful_sets = v;
             }
             Resource::DaemonSet => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
+                let v = store(&mut s, r, list_typed(client, r, cfg).await, slim_typed);
                 s.daemon_sets = v;
             }
             Resource::Job => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
+                let v = store(&mut s, r, list_typed(client, r, cfg).await, slim_typed);
                 s.jobs = v;
             }
             Resource::CronJob => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
+                let v = store(&mut s, r, list_typed(client, r, cfg).await, slim_typed);
                 s.cron_jobs = v;
             }
             Resource::HorizontalPodAutoscaler => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
+                let v = store(&mut s, r, list_typed(client, r, cfg).await, slim_typed);
                 s.hpas = v;
             }
             r => {
                 let res = list_dynamic(client, r, cfg).await;
-                let mut v = store(&mut s, r, res, dyn_meta);
-                if r.metadata_only() {
-                    for o in &mut v {
-                        o.data = serde_json::Value::Null;
-                    }
-                }
+                let v = store(&mut s, r, res, |o| trim_dynamic(r, o));
                 if let Some(target) = s.dynamic_mut(r) {
                     *target = v;
                 }

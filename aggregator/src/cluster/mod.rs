@@ -343,6 +343,17 @@ pub struct LoadSummary {
     pub objects: u64,
 }
 
+/// Drops from an object held as a [`DynamicObject`] what no check reads, right after it is
+/// read (from a dump or the API server alike): what [`dump::slim`] drops, and for the
+/// [`Resource::metadata_only`] kinds (CustomResourceDefinitions) everything but the
+/// metadata.
+pub fn trim_dynamic(r: Resource, o: &mut DynamicObject) {
+    dump::slim(&mut o.metadata);
+    if r.metadata_only() {
+        o.data = serde_json::Value::Null;
+    }
+}
+
 /// One snapshot of the cluster.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterState {
