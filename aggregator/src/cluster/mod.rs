@@ -5,11 +5,14 @@
 //! Built-in kinds are k8s-openapi types, except pods, which are the compact [`PodInfo`]
 //! (a full k8s-openapi Pod takes ~12 KiB of memory; see [`pod`]); custom resources
 //! (cert-manager, Velero, CSI snapshots, the metrics API) are [`DynamicObject`]s read through
-//! small typed views in the checks. Large JSON dumps are read item by item ([`stream`]). [`ClusterState::coverage`] says for every resource whether it was listed, is not
+//! small typed views in the checks. Large JSON dumps are read item by item ([`stream`]).
+//! The objects' labels and owners are looked up through one [`labels::LabelIndex`].
+//! [`ClusterState::coverage`] says for every resource whether it was listed, is not
 //! applicable (CRD not installed / not in the dump), was forbidden or failed, so a check can
 //! tell "nothing wrong" from "nothing known".
 
 pub mod dump;
+pub mod labels;
 pub mod live;
 pub mod pod;
 pub mod stream;
