@@ -36,11 +36,7 @@ impl<'a> LabelIndex<'a> {
     /// nothing needs labels then).
     #[must_use]
     pub fn new(state: &'a ClusterState, wanted: bool) -> LabelIndex<'a> {
-        LabelIndex {
-            state: wanted.then_some(state),
-            template_labels: false,
-            map: OnceLock::new(),
-        }
+        LabelIndex::of(wanted.then_some(state), false)
     }
 
     /// The objects of `state`, where a pod without labels has those of its controller's
@@ -50,9 +46,13 @@ impl<'a> LabelIndex<'a> {
     /// match.
     #[must_use]
     pub fn with_template_labels(state: &'a ClusterState) -> LabelIndex<'a> {
+        LabelIndex::of(Some(state), true)
+    }
+
+    fn of(state: Option<&'a ClusterState>, template_labels: bool) -> LabelIndex<'a> {
         LabelIndex {
-            state: Some(state),
-            template_labels: true,
+            state,
+            template_labels,
             map: OnceLock::new(),
         }
     }
