@@ -162,6 +162,9 @@ fn rate(v: Option<f64>) -> String {
 /// The note of a filesystem whose figures are from before a statvfs that timed out.
 const STALE: &str = "stale: statvfs timed out";
 
+/// The columns of [`usage_cells`].
+const USAGE_COLUMNS: [&str; 5] = ["size", "used", "avail", "use%", "inodes use%"];
+
 /// The size, used, avail, use% and inodes use% cells of a filesystem's row, as `df`
 /// shows them (`-` for inodes when the filesystem reports none).
 fn usage_cells(f: &Filesystem) -> [String; 5] {
@@ -180,16 +183,11 @@ pub fn filesystems(style: Style, fs: &[Filesystem]) -> String {
     let mut t = table(
         style,
         &[
-            "mountpoint",
-            "device",
-            "fstype",
-            "size",
-            "used",
-            "avail",
-            "use%",
-            "inodes use%",
-            "note",
-        ],
+            &["mountpoint", "device", "fstype"][..],
+            &USAGE_COLUMNS,
+            &["note"],
+        ]
+        .concat(),
     );
     for f in fs {
         let note = match (f.stale, f.mountpoints.len()) {
@@ -245,17 +243,7 @@ pub fn network(style: Style, ifs: &[NetworkInterface]) -> String {
 pub fn volumes(style: Style, vs: &[VolumeMount]) -> String {
     let mut t = table(
         style,
-        &[
-            "volume",
-            "plugin",
-            "pod",
-            "size",
-            "used",
-            "avail",
-            "use%",
-            "inodes use%",
-            "note",
-        ],
+        &[&["volume", "plugin", "pod"][..], &USAGE_COLUMNS, &["note"]].concat(),
     );
     for v in vs {
         let f = &v.filesystem;
