@@ -567,22 +567,16 @@ mod tests {
 
 #[cfg(test)]
 mod listener_tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
     use super::*;
 
     const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
     async fn read_to_close(s: &mut tokio::net::TcpStream) -> String {
-        let mut out = Vec::new();
-        match tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        caretaker_core::listen::test_util::read_to_close(s, WAIT)
             .await
             .expect("the server closes the connection")
-        {
-            Ok(_) => {}
-            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
-        }
-        String::from_utf8_lossy(&out).into_owned()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

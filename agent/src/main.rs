@@ -23,7 +23,7 @@ use caretaker_agent::logs::engine::{LogEngine, RunOptions};
 use caretaker_agent::logs::handle::Roots;
 use caretaker_agent::logs::sweep::{self, RetentionRule};
 use caretaker_agent::paths::HostPaths;
-use caretaker_core::config::{EXIT_USAGE, load_yaml};
+use caretaker_core::config::{EXIT_USAGE, load_yaml, parse_args};
 use caretaker_core::error::Chain;
 use caretaker_core::output::Output;
 use caretaker_core::render::{self, Style};
@@ -165,14 +165,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_args::<Cli>() {
         Ok(c) => c,
-        Err(e) => {
-            // --help and --version print to stdout and succeed; a usage error is
-            // sysexits' EX_USAGE (64), as the README says (clap's own code is 2).
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
-        }
+        Err(code) => return code,
     };
     init_tracing(cli.log_format);
     match try_main(cli) {

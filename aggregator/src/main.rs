@@ -8,17 +8,13 @@ use caretaker_aggregator::checks::cli::CliError;
 use caretaker_aggregator::cli::args::{Args, Cli};
 use caretaker_aggregator::cli::certs;
 use caretaker_aggregator::renew::cli::RenewCliError;
-use caretaker_core::config::EXIT_USAGE;
-use clap::Parser;
+use caretaker_core::config::{EXIT_USAGE, parse_args};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_args::<Cli>() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
-        }
+        Err(code) => return code,
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         if cli.command.is_serve() {

@@ -19,6 +19,20 @@ use serde::de::DeserializeOwned;
 /// Exit code for a bad command line or config file (sysexits.h EX_USAGE).
 pub const EXIT_USAGE: i32 = 64;
 
+/// Parses the command line as `C`, the way every caretaker program does. When it does
+/// not parse, clap's message is printed (`--help` and `--version` to stdout) and the exit
+/// code is returned: 0 for `--help` and `--version`, [`EXIT_USAGE`] for a usage error, as
+/// the README says (clap's own code is 2).
+///
+/// # Errors
+/// The code to exit with, when the command line does not parse or asked for help.
+pub fn parse_args<C: clap::Parser>() -> Result<C, std::process::ExitCode> {
+    C::try_parse().map_err(|e| {
+        let _ = e.print();
+        std::process::ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 })
+    })
+}
+
 /// Exit code for "not now, try again later" (sysexits.h `EX_TEMPFAIL`): another run holds
 /// the lock, or destructive work outside the maintenance window.
 pub const EXIT_TEMPFAIL: i32 = 75;

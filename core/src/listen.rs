@@ -114,10 +114,42 @@ where
     let _ = tokio::time::timeout(limits.shutdown_grace, connections.wait()).await;
 }
 
+/// Helpers for the tests of the programs that serve through this listener (feature
+/// `test-util`).
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
+
+    /// Everything the server sends on `s` until it closes the connection (a reset after
+    /// the server closed counts as closed too).
+    ///
+    /// # Errors
+    /// [`std::io::ErrorKind::TimedOut`] when the connection is still open after `wait`,
+    /// and any read error other than a reset.
+    pub async fn read_to_close(s: &mut TcpStream, wait: Duration) -> std::io::Result<String> {
+        let mut out = Vec::new();
+        match tokio::time::timeout(wait, s.read_to_end(&mut out)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the connection is still open after {wait:?}"),
+                ));
+            }
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::routing::get;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
@@ -125,15 +157,9 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(20);
 
     async fn read_to_close(s: &mut TcpStream) -> String {
-        let mut out = Vec::new();
-        match tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        super::test_util::read_to_close(s, WAIT)
             .await
             .expect("the server closes the connection")
-        {
-            Ok(_) => {}
-            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
-        }
-        String::from_utf8_lossy(&out).into_owned()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -159,40 +159,46 @@ fn rate(v: Option<f64>) -> String {
     }
 }
 
+/// The note of a filesystem whose figures are from before a statvfs that timed out.
+const STALE: &str = "stale: statvfs timed out";
+
+/// The columns of [`usage_cells`].
+const USAGE_COLUMNS: [&str; 5] = ["size", "used", "avail", "use%", "inodes use%"];
+
+/// The size, used, avail, use% and inodes use% cells of a filesystem's row, as `df`
+/// shows them (`-` for inodes when the filesystem reports none).
+fn usage_cells(f: &Filesystem) -> [String; 5] {
+    [
+        bytes(f.size_bytes),
+        bytes(f.size_bytes.saturating_sub(f.free_bytes)),
+        bytes(f.avail_bytes),
+        format!("{:.1}", f.used_percent),
+        f.files_used_percent
+            .map_or_else(|| "-".into(), |p| format!("{p:.1}")),
+    ]
+}
+
 /// One row per filesystem.
 pub fn filesystems(style: Style, fs: &[Filesystem]) -> String {
     let mut t = table(
         style,
         &[
-            "mountpoint",
-            "device",
-            "fstype",
-            "size",
-            "used",
-            "avail",
-            "use%",
-            "inodes use%",
-            "note",
-        ],
+            &["mountpoint", "device", "fstype"][..],
+            &USAGE_COLUMNS,
+            &["note"],
+        ]
+        .concat(),
     );
     for f in fs {
         let note = match (f.stale, f.mountpoints.len()) {
-            (true, _) => "stale: statvfs timed out".to_string(),
+            (true, _) => STALE.to_string(),
             (false, n) if n > 1 => format!("also at {}", f.mountpoints[1..].join(", ")),
             _ => String::new(),
         };
-        t.add_row(vec![
-            f.mountpoint.clone(),
-            f.device.clone(),
-            f.fstype.clone(),
-            bytes(f.size_bytes),
-            bytes(f.size_bytes.saturating_sub(f.free_bytes)),
-            bytes(f.avail_bytes),
-            format!("{:.1}", f.used_percent),
-            f.files_used_percent
-                .map_or_else(|| "-".into(), |p| format!("{p:.1}")),
-            note,
-        ]);
+        let mut row = vec![f.mountpoint.clone(), f.device.clone(), f.fstype.clone()];
+        row.extend(usage_cells(f));
+        row.push(note);
+        t.add_row(row);
     }
     t.to_string()
 }
@@ -237,36 +243,14 @@ pub fn network(style: Style, ifs: &[NetworkInterface]) -> String {
 pub fn volumes(style: Style, vs: &[VolumeMount]) -> String {
     let mut t = table(
         style,
-        &[
-            "volume",
-            "plugin",
-            "pod",
-            "size",
-            "used",
-            "avail",
-            "use%",
-            "inodes use%",
-            "note",
-        ],
+        &[&["volume", "plugin", "pod"][..], &USAGE_COLUMNS, &["note"]].concat(),
     );
     for v in vs {
         let f = &v.filesystem;
-        t.add_row(vec![
-            v.name.clone(),
-            v.plugin.clone(),
-            v.pod_uid.clone(),
-            bytes(f.size_bytes),
-            bytes(f.size_bytes.saturating_sub(f.free_bytes)),
-            bytes(f.avail_bytes),
-            format!("{:.1}", f.used_percent),
-            f.files_used_percent
-                .map_or_else(|| "-".into(), |p| format!("{p:.1}")),
-            if f.stale {
-                "stale: statvfs timed out".into()
-            } else {
-                String::new()
-            },
-        ]);
+        let mut row = vec![v.name.clone(), v.plugin.clone(), v.pod_uid.clone()];
+        row.extend(usage_cells(f));
+        row.push(if f.stale { STALE.into() } else { String::new() });
+        t.add_row(row);
     }
     t.to_string()
 }

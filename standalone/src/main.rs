@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use caretaker_agent::paths::HostPaths;
 use caretaker_aggregator::report::{self, Output};
-use caretaker_core::config::EXIT_USAGE;
+use caretaker_core::config::parse_args;
 use caretaker_standalone::ClusterInput;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -65,12 +65,9 @@ fn example_dump() -> Option<PathBuf> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_args::<Cli>() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
-        }
+        Err(code) => return code,
     };
     // The printed report is the output; keep the log to what goes wrong.
     let filter =

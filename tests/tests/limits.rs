@@ -9,11 +9,12 @@ use caretaker_agent::paths::HostPaths;
 use caretaker_aggregator::api::ingest::IngestLimits;
 use caretaker_aggregator::api::listen::HttpLimits;
 use caretaker_aggregator::api::server::{MAX_MESSAGE_BYTES, ServeOptions};
+use caretaker_core::listen::test_util::read_to_close;
 use caretaker_proto::pb::{
     self, agent_message, aggregator_message, report_ingest_client::ReportIngestClient,
 };
 use caretaker_tests::{RunningAggregator, wait_until};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -221,18 +222,6 @@ async fn parallel_streams_as_one_node_share_its_rate() -> anyhow::Result<()> {
     agg.stop().await
 }
 
-/// Everything the server sends until it closes the connection.
-async fn read_to_close(s: &mut tokio::net::TcpStream) -> anyhow::Result<String> {
-    let mut out = Vec::new();
-    // A reset after the server closed counts as closed too.
-    match tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await? {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_http_connections_are_capped_and_closed_while_ingest_and_http_keep_working()
 -> anyhow::Result<()> {
@@ -275,14 +264,14 @@ async fn idle_http_connections_are_capped_and_closed_while_ingest_and_http_keep_
     probe
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await?;
-    let answer = read_to_close(&mut probe).await?;
+    let answer = read_to_close(&mut probe, WAIT).await?;
     assert!(
         answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"),
         "{answer}"
     );
     // Every held connection was closed by the server (before: held open for good).
     for (i, s) in held.iter_mut().enumerate() {
-        let got = read_to_close(s).await?;
+        let got = read_to_close(s, WAIT).await?;
         assert!(
             !got.starts_with("HTTP/1.1 200"),
             "connection {i} got {got:?}"

@@ -19,8 +19,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::runtime::{
     DiskUsage, Error, Image, ImageFs, ImageRuntime, ImageUser, RemoveError, Result, UserKind,
+    measure_image_fs,
 };
-use crate::stats::filesystems::{statvfs, under_root};
 
 /// Generated CRI types and clients (the subset in `proto/cri/runtime/v1/api.proto`).
 pub use caretaker_proto::cri as pb;
@@ -280,25 +280,10 @@ impl ImageRuntime for CriRuntime {
             })?;
         let mountpoint = PathBuf::from(fs.fs_id.map(|f| f.mountpoint).unwrap_or_default());
         let used_bytes = fs.used_bytes.map(|u| u.value).unwrap_or(0);
-        let path = under_root(&self.rootfs, &mountpoint.to_string_lossy());
-        let p = path.clone();
-        let s = tokio::task::spawn_blocking(move || statvfs(&p))
-            .await
-            .map_err(|e| Error::Statvfs {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?
-            .map_err(|e| Error::Statvfs {
-                path: path.display().to_string(),
-                message: e.desc().to_string(),
-            })?;
-        let df = s.df();
+        let df = measure_image_fs(&self.rootfs, &mountpoint).await?;
         Ok(ImageFs {
             mountpoint,
-            disk: DiskUsage {
-                capacity_bytes: df.size_bytes,
-                available_bytes: df.avail_bytes,
-            },
+            disk: DiskUsage::from(&df),
             used_bytes,
         })
     }

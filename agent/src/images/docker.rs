@@ -13,9 +13,8 @@ use tokio::sync::OnceCell;
 
 use super::runtime::{
     DiskUsage, Error, Image, ImageFs, ImageRuntime, ImageUser, Layer, RemoveError, Result,
-    UserKind, chain_ids,
+    UserKind, chain_ids, measure_image_fs,
 };
-use crate::stats::filesystems::{statvfs, under_root};
 
 const NAME: &str = "docker";
 
@@ -248,26 +247,10 @@ impl ImageRuntime for DockerRuntime {
 
     async fn image_fs(&self) -> Result<ImageFs> {
         let root = self.data_root().await?.clone();
-        let path = under_root(&self.rootfs, &root.to_string_lossy());
-        let p = path.clone();
-        let s = tokio::task::spawn_blocking(move || statvfs(&p))
-            .await
-            .map_err(|e| Error::Statvfs {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?
-            .map_err(|e| Error::Statvfs {
-                path: path.display().to_string(),
-                message: e.desc().to_string(),
-            })?;
-        let df = s.df();
-        let disk = DiskUsage {
-            capacity_bytes: df.size_bytes,
-            available_bytes: df.avail_bytes,
-        };
+        let df = measure_image_fs(&self.rootfs, &root).await?;
         Ok(ImageFs {
             mountpoint: root,
-            disk,
+            disk: DiskUsage::from(&df),
             used_bytes: df.size_bytes.saturating_sub(df.free_bytes),
         })
     }

@@ -7,10 +7,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::Serialize;
+
+use crate::stats::filesystems::{DfFigures, statvfs, under_root};
 
 /// One image as the runtime reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -183,6 +185,36 @@ impl DiskUsage {
             missing.ceil() as u64
         }
     }
+}
+
+impl From<&DfFigures> for DiskUsage {
+    fn from(df: &DfFigures) -> Self {
+        DiskUsage {
+            capacity_bytes: df.size_bytes,
+            available_bytes: df.avail_bytes,
+        }
+    }
+}
+
+/// statvfs(2) of the runtime's image directory `dir` (as the runtime names it on the host,
+/// found under `rootfs`), on a blocking thread.
+///
+/// # Errors
+/// [`Error::Statvfs`] when it cannot be measured.
+pub(crate) async fn measure_image_fs(rootfs: &Path, dir: &Path) -> Result<DfFigures> {
+    let path = under_root(rootfs, &dir.to_string_lossy());
+    let p = path.clone();
+    let s = tokio::task::spawn_blocking(move || statvfs(&p))
+        .await
+        .map_err(|e| Error::Statvfs {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?
+        .map_err(|e| Error::Statvfs {
+            path: path.display().to_string(),
+            message: e.desc().to_string(),
+        })?;
+    Ok(s.df())
 }
 
 /// Where the runtime keeps its images and how much of that filesystem is used.

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::{CheckResult, ChecksConfig, Finding, Severity, render, run_all, silence};
 use crate::cleanup::{CleanupConfig, Proposal, Proposals, propose_with_notes};
 use crate::cli::kubeconfig::KubeconfigError;
-use crate::cli::select::{KubeArgs, LabelIndex, SelectArgs, Selection};
+use crate::cli::select::{KubeArgs, SelectArgs, Selection};
+use crate::cluster::labels::LabelIndex;
 use crate::cluster::{self, ClusterState, LoadSummary};
 
 /// The formats of `check`.
@@ -231,7 +232,7 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
         &config.checks.severity_overrides,
         &args.exclude_code,
         now,
-        Some(&silence::Labels::new(&state)),
+        Some(&LabelIndex::with_template_labels(&state)),
     );
     let labels = LabelIndex::new(&state, selection.needs_labels());
     let hidden = selection.filter_results(&mut results, &labels);

@@ -128,7 +128,7 @@ pub struct Finding {
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty", default)]
     pub times: std::collections::BTreeMap<String, Timestamp>,
     /// The object's labels, as `checks.exclude` selectors and `report -l` see them
-    /// (filled by the aggregator's round, see [`silence::Labels`]). Absent when unknown
+    /// (filled by the aggregator's round, see [`crate::cluster::labels::LabelIndex`]). Absent when unknown
     /// or none.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty", default)]
     pub labels: std::collections::BTreeMap<String, String>,

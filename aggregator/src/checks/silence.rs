@@ -12,6 +12,7 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use super::{CheckResult, Finding, ObjectRef, Severity};
+use crate::cluster::labels::LabelIndex;
 
 /// Longest pattern or code accepted (far above any Kubernetes name, 253 bytes).
 const MAX_PATTERN_BYTES: usize = 512;
@@ -124,147 +125,6 @@ impl std::fmt::Display for Selector {
     }
 }
 
-/// The labels of the objects findings name, looked up in the cluster state the checks
-/// read (indexed on first use, so a config without selectors costs nothing).
-pub struct Labels<'a> {
-    state: &'a crate::cluster::ClusterState,
-    index: std::sync::OnceLock<LabelIndex<'a>>,
-}
-
-type LabelIndex<'a> = std::collections::HashMap<
-    (&'a str, &'a str, &'a str),
-    &'a std::collections::BTreeMap<String, String>,
->;
-
-impl<'a> Labels<'a> {
-    pub fn new(state: &'a crate::cluster::ClusterState) -> Self {
-        Labels {
-            state,
-            index: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The labels of `o` (by kind, namespace and name); `None` when the object is not in
-    /// the state or has no labels.
-    pub fn get(&self, o: &ObjectRef) -> Option<&'a std::collections::BTreeMap<String, String>> {
-        let index = self.index.get_or_init(|| build_index(self.state));
-        index
-            .get(&(
-                o.kind.as_str(),
-                o.namespace.as_deref().unwrap_or(""),
-                o.name.as_str(),
-            ))
-            .copied()
-    }
-}
-
-fn build_index(state: &crate::cluster::ClusterState) -> LabelIndex<'_> {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-    let mut index = LabelIndex::new();
-    fn put<'s>(index: &mut LabelIndex<'s>, kind: &'s str, m: &'s ObjectMeta) {
-        if let (Some(labels), Some(name)) = (m.labels.as_ref(), m.name.as_deref()) {
-            index.insert((kind, m.namespace.as_deref().unwrap_or(""), name), labels);
-        }
-    }
-    // The loader drops the labels of pods that are not Failed (memory: 150,000 pods); a
-    // pod's labels are its controller's pod template labels (plus a hash label), so those
-    // stand in for them.
-    let mut templates: LabelIndex<'_> = LabelIndex::new();
-    fn put_template<'s>(
-        index: &mut LabelIndex<'s>,
-        kind: &'s str,
-        m: &'s ObjectMeta,
-        t: Option<&'s ObjectMeta>,
-    ) {
-        if let (Some(labels), Some(name)) = (t.and_then(|t| t.labels.as_ref()), m.name.as_deref()) {
-            index.insert((kind, m.namespace.as_deref().unwrap_or(""), name), labels);
-        }
-    }
-    for o in &state.replica_sets {
-        let t = o.spec.template.as_ref().and_then(|t| t.metadata.as_ref());
-        put_template(&mut templates, "ReplicaSet", &o.metadata, t);
-    }
-    for o in &state.stateful_sets {
-        put_template(
-            &mut templates,
-            "StatefulSet",
-            &o.metadata,
-            o.spec.template.metadata.as_ref(),
-        );
-    }
-    for o in &state.daemon_sets {
-        put_template(
-            &mut templates,
-            "DaemonSet",
-            &o.metadata,
-            o.spec.template.metadata.as_ref(),
-        );
-    }
-    for o in &state.jobs {
-        let t = o.spec.as_ref().and_then(|s| s.template.metadata.as_ref());
-        put_template(&mut templates, "Job", &o.metadata, t);
-    }
-    for o in &state.pods {
-        let m = &o.metadata;
-        if m.labels.is_some() {
-            put(&mut index, "Pod", m);
-            continue;
-        }
-        let owner = m
-            .owner_references
-            .as_deref()
-            .and_then(|os| os.iter().find(|o| o.controller == Some(true)));
-        if let (Some(owner), Some(name)) = (owner, m.name.as_deref()) {
-            let ns = m.namespace.as_deref().unwrap_or("");
-            if let Some(labels) = templates.get(&(owner.kind.as_str(), ns, owner.name.as_str())) {
-                index.insert(("Pod", ns, name), labels);
-            }
-        }
-    }
-    for o in &state.nodes {
-        put(&mut index, "Node", &o.metadata);
-    }
-    for o in &state.config_maps {
-        put(&mut index, "ConfigMap", &o.metadata);
-    }
-    for o in &state.secrets {
-        put(&mut index, "Secret", &o.metadata);
-    }
-    for o in &state.service_accounts {
-        put(&mut index, "ServiceAccount", &o.metadata);
-    }
-    for o in &state.pvcs {
-        put(&mut index, "PersistentVolumeClaim", &o.metadata);
-    }
-    for o in &state.deployments {
-        put(&mut index, "Deployment", &o.metadata);
-    }
-    for o in &state.replica_sets {
-        put(&mut index, "ReplicaSet", &o.metadata);
-    }
-    for o in &state.stateful_sets {
-        put(&mut index, "StatefulSet", &o.metadata);
-    }
-    for o in &state.daemon_sets {
-        put(&mut index, "DaemonSet", &o.metadata);
-    }
-    for o in &state.jobs {
-        put(&mut index, "Job", &o.metadata);
-    }
-    for o in &state.cron_jobs {
-        put(&mut index, "CronJob", &o.metadata);
-    }
-    for o in &state.hpas {
-        put(&mut index, "HorizontalPodAutoscaler", &o.metadata);
-    }
-    for r in crate::cluster::Resource::ALL {
-        for o in state.dynamic(r).unwrap_or_default() {
-            put(&mut index, r.kind(), &o.metadata);
-        }
-    }
-    index
-}
-
 /// One `checks.exclude` entry: findings matching every field given are silenced. At least
 /// one of `code`, `check`, `kind`, `namespace`, `name` and `selector` must be given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -350,7 +210,7 @@ impl TryFrom<RawExclude> for ExcludeRule {
 }
 
 impl ExcludeRule {
-    fn matches(&self, check: &str, f: &Finding, labels: Option<&Labels<'_>>) -> bool {
+    fn matches(&self, check: &str, f: &Finding, labels: Option<&LabelIndex<'_>>) -> bool {
         self.code.as_ref().is_none_or(|c| *c == f.code)
             && self.check.as_ref().is_none_or(|c| c == check)
             && self
@@ -464,7 +324,7 @@ pub fn apply_with_labels(
     overrides: &[SeverityOverride],
     codes: &[String],
     now: Timestamp,
-    labels: Option<&Labels<'_>>,
+    labels: Option<&LabelIndex<'_>>,
 ) -> Outcome {
     let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
     let live = |until: Option<Date>| until.is_none_or(|u| today <= u);
@@ -769,7 +629,14 @@ mod tests {
             "the loader compacts pods"
         );
         let mut r = results();
-        let out = apply_with_labels(&mut r, &rules, &[], &[], now, Some(&Labels::new(&state)));
+        let out = apply_with_labels(
+            &mut r,
+            &rules,
+            &[],
+            &[],
+            now,
+            Some(&LabelIndex::with_template_labels(&state)),
+        );
         let silenced: Vec<String> = out
             .silenced
             .iter()

@@ -12,7 +12,8 @@ use serde::Serialize;
 use super::apply::{AuditLog, Outcome, Recheck, apply};
 use super::{CleanupKind, Proposal, propose_with_notes, render};
 use crate::checks::cli::{CliError, live_client, load_config, load_state};
-use crate::cli::select::{KubeArgs, LabelIndex, SelectArgs, Selection};
+use crate::cli::select::{KubeArgs, SelectArgs, Selection};
+use crate::cluster::labels::LabelIndex;
 use caretaker_core::window::{Decision, MaintenanceWindow};
 
 /// The formats of `cleanup` (no page or JUnit: proposals are not a report or tests).

@@ -257,15 +257,29 @@ pub struct Candidate<'a> {
 }
 
 impl<'a> Candidate<'a> {
-    fn delete(meta: &'a ObjectMeta, message: String) -> Candidate<'a> {
+    /// `action` on the object of `meta` (no propagation, no moments, no reference check).
+    fn new(meta: &'a ObjectMeta, action: Action, message: String) -> Candidate<'a> {
         Candidate {
             meta,
-            action: Action::Delete,
-            propagation: Some(Propagation::Background),
+            action,
+            propagation: None,
             message,
             times: BTreeMap::new(),
             target: None,
         }
+    }
+
+    fn delete(meta: &'a ObjectMeta, message: String) -> Candidate<'a> {
+        Candidate {
+            propagation: Some(Propagation::Background),
+            ..Candidate::new(meta, Action::Delete, message)
+        }
+    }
+
+    /// The same candidate, checked against the reference graph as `target`.
+    fn on(mut self, target: Target) -> Candidate<'a> {
+        self.target = Some(target);
+        self
     }
 
     /// The same candidate with the moment `t` named `name` (see [`Proposal::times`]).
@@ -449,6 +463,15 @@ fn controller_owner<'a>(meta: &'a ObjectMeta, kind: &str) -> Option<&'a str> {
 
 fn created(meta: &ObjectMeta) -> Option<Timestamp> {
     meta.creation_timestamp.as_ref().map(|t| t.0)
+}
+
+/// When `meta`'s object was created, if more than `min` before `now`.
+fn created_before(
+    meta: &ObjectMeta,
+    now: Timestamp,
+    min: jiff::SignedDuration,
+) -> Option<Timestamp> {
+    created(meta).filter(|c| age(now, *c) > min)
 }
 
 fn job_succeeded(j: &Job) -> Option<Timestamp> {
@@ -781,16 +804,13 @@ fn ttl_overdue_jobs<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
             continue;
         }
         out.push(
-            Candidate {
-                meta: &j.metadata,
-                action: Action::Report,
-                propagation: None,
-                message: format!(
+            Candidate::new(
+                &j.metadata,
+                Action::Report,
+                format!(
                     "ttlSecondsAfterFinished {ttl} ran out at {expired} and the TTL controller has not removed it: check kube-controller-manager's ttl-after-finished controller"
                 ),
-                times: BTreeMap::new(),
-                target: None,
-            }
+            )
             .at("finished", done)
             .at("ttl_expired", expired),
         );
@@ -936,14 +956,11 @@ fn excess_snapshots<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
                 .then_with(|| b.1.metadata.name.cmp(&a.1.metadata.name))
         });
         for (_, s) in snaps.into_iter().skip(keep as usize) {
-            out.push(Candidate {
-                meta: &s.metadata,
-                action: Action::Delete,
-                propagation: None,
-                message: format!("snapshot of {pvc} beyond the newest {keep}"),
-                times: BTreeMap::new(),
-                target: None,
-            });
+            out.push(Candidate::new(
+                &s.metadata,
+                Action::Delete,
+                format!("snapshot of {pvc} beyond the newest {keep}"),
+            ));
         }
     }
     out
@@ -957,19 +974,13 @@ fn unused_config_maps<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
         if owned(m) || m.name.as_deref() == Some("kube-root-ca.crt") {
             continue;
         }
-        let Some(c) = created(m).filter(|c| age(ctx.now, *c) > min) else {
+        let Some(c) = created_before(m, ctx.now, min) else {
             continue;
         };
         out.push(
-            Candidate {
-                meta: m,
-                action: Action::Delete,
-                propagation: None,
-                message: format!("used by nothing, created {c}"),
-                times: BTreeMap::new(),
-                target: Some(Target::ConfigMap),
-            }
-            .at("created", c),
+            Candidate::new(m, Action::Delete, format!("used by nothing, created {c}"))
+                .on(Target::ConfigMap)
+                .at("created", c),
         );
     }
     out
@@ -993,23 +1004,21 @@ fn unused_secrets<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
         {
             continue;
         }
-        let Some(c) = created(m).filter(|c| age(ctx.now, *c) > min) else {
+        let Some(c) = created_before(m, ctx.now, min) else {
             continue;
         };
         let delete = ctx.config.delete_unused_secrets && ty != "kubernetes.io/tls";
         out.push(
-            Candidate {
-                meta: m,
-                action: if delete {
+            Candidate::new(
+                m,
+                if delete {
                     Action::Delete
                 } else {
                     Action::Report
                 },
-                propagation: None,
-                message: format!("{ty} secret used by nothing, created {c}"),
-                times: BTreeMap::new(),
-                target: Some(Target::Secret),
-            }
+                format!("{ty} secret used by nothing, created {c}"),
+            )
+            .on(Target::Secret)
             .at("created", c),
         );
     }
@@ -1031,18 +1040,16 @@ fn unused_pvcs<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
         if owned(m) || pvc_phase(c) == "Pending" {
             continue;
         }
-        let Some(t) = created(m).filter(|t| age(ctx.now, *t) > min) else {
+        let Some(t) = created_before(m, ctx.now, min) else {
             continue;
         };
         out.push(
-            Candidate {
-                meta: m,
-                action: Action::Report,
-                propagation: None,
-                message: format!("claim mounted by no pod or pod template, created {t}"),
-                times: BTreeMap::new(),
-                target: Some(Target::Pvc),
-            }
+            Candidate::new(
+                m,
+                Action::Report,
+                format!("claim mounted by no pod or pod template, created {t}"),
+            )
+            .on(Target::Pvc)
             .at("created", t),
         );
     }
@@ -1057,18 +1064,15 @@ fn unbound_pvcs<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
         if owned(m) || pvc_phase(c) != "Pending" {
             continue;
         }
-        let Some(t) = created(m).filter(|t| age(ctx.now, *t) > min) else {
+        let Some(t) = created_before(m, ctx.now, min) else {
             continue;
         };
         out.push(
-            Candidate {
-                meta: m,
-                action: Action::Report,
-                propagation: None,
-                message: format!("claim unbound since it was created at {t}"),
-                times: BTreeMap::new(),
-                target: None,
-            }
+            Candidate::new(
+                m,
+                Action::Report,
+                format!("claim unbound since it was created at {t}"),
+            )
             .at("created", t),
         );
     }

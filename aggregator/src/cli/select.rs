@@ -15,11 +15,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{Expression, Selector, SelectorExt};
 
 use crate::checks::{CheckResult, ObjectRef};
-use crate::cluster::ClusterState;
+use crate::cluster::labels::LabelIndex;
 
 /// `-n`, `-A` and `-l`, as kubectl spells them.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -335,88 +334,11 @@ pub fn filter_report(report: &mut crate::report::ClusterReport, selection: &Sele
         .retain(|p| selection.shows(&p.object, carried(&p.labels)));
 }
 
-/// The metadata (labels, owners) of every object of a [`ClusterState`], by kind,
-/// namespace and name.
-#[derive(Debug, Default)]
-pub struct LabelIndex<'a> {
-    map: HashMap<(&'a str, Option<&'a str>, &'a str), &'a ObjectMeta>,
-}
-
-impl<'a> LabelIndex<'a> {
-    /// Indexes `state` (empty when `wanted` is false: nothing needs labels then).
-    #[must_use]
-    pub fn new(state: &'a ClusterState, wanted: bool) -> LabelIndex<'a> {
-        let mut map = HashMap::new();
-        if !wanted {
-            return LabelIndex { map };
-        }
-        let mut add = |kind: &'a str, m: &'a ObjectMeta| {
-            if let Some(name) = &m.name {
-                map.insert((kind, m.namespace.as_deref(), name.as_str()), m);
-            }
-        };
-        for p in &state.pods {
-            add("Pod", &p.metadata);
-        }
-        macro_rules! typed {
-            ($($field:ident: $kind:literal),* $(,)?) => {
-                $(for o in &state.$field { add($kind, &o.metadata); })*
-            };
-        }
-        typed!(
-            nodes: "Node",
-            config_maps: "ConfigMap",
-            secrets: "Secret",
-            service_accounts: "ServiceAccount",
-            pvcs: "PersistentVolumeClaim",
-            deployments: "Deployment",
-            replica_sets: "ReplicaSet",
-            stateful_sets: "StatefulSet",
-            daemon_sets: "DaemonSet",
-            jobs: "Job",
-            cron_jobs: "CronJob",
-            hpas: "HorizontalPodAutoscaler",
-        );
-        for r in crate::cluster::Resource::ALL {
-            if let Some(objs) = state.dynamic(r) {
-                for o in objs {
-                    add(r.kind(), &o.metadata);
-                }
-            }
-        }
-        LabelIndex { map }
-    }
-
-    /// The labels of `o`, when it is in the state and has any.
-    #[must_use]
-    pub fn get(&self, o: &ObjectRef) -> Option<&'a BTreeMap<String, String>> {
-        self.meta(o)?.labels.as_ref()
-    }
-
-    /// The owner of `o` as `Kind/name` (its controller, else its first owner reference),
-    /// or empty.
-    #[must_use]
-    pub fn owner(&self, o: &ObjectRef) -> String {
-        let Some(refs) = self.meta(o).and_then(|m| m.owner_references.as_ref()) else {
-            return String::new();
-        };
-        refs.iter()
-            .find(|r| r.controller == Some(true))
-            .or_else(|| refs.first())
-            .map_or_else(String::new, |r| format!("{}/{}", r.kind, r.name))
-    }
-
-    fn meta(&self, o: &ObjectRef) -> Option<&'a ObjectMeta> {
-        self.map
-            .get(&(o.kind.as_str(), o.namespace.as_deref(), o.name.as_str()))
-            .copied()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::checks::Severity;
+    use crate::cluster::ClusterState;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -19,7 +19,6 @@ use std::borrow::Cow;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::events::v1 as events;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -28,7 +27,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use super::{ClusterState, Coverage, LoadProblem, Resource};
+use super::{ClusterState, Coverage, LoadProblem, Resource, Typed, TypedOp, trim_dynamic};
 
 /// A dump path that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -564,7 +563,7 @@ impl Loader<'_> {
         let result = match (group, kind) {
             ("events.k8s.io", "Event") => doc.parse::<events::Event>().map(|e| {
                 let mut e = event_from_events_v1(e);
-                slim(e.metadata_mut());
+                e.trim();
                 self.state.events.push(e);
             }),
             _ => match Resource::from_kind(group, kind) {
@@ -587,51 +586,25 @@ impl Loader<'_> {
     }
 
     fn typed(&mut self, r: Resource, doc: Doc) -> Result<(), serde_json::Error> {
-        fn push<T: DeserializeOwned + Metadata<Ty = ObjectMeta>>(
-            v: &mut Vec<T>,
-            doc: Doc,
-        ) -> Result<(), serde_json::Error> {
-            let mut o: T = doc.parse()?;
-            slim(o.metadata_mut());
-            v.push(o);
-            Ok(())
+        /// Parses one object of a typed resource onto its list.
+        struct Push<'d>(Doc<'d>);
+        impl TypedOp<'_> for Push<'_> {
+            type Output = Result<(), serde_json::Error>;
+            fn call<T: Typed>(self, _: Resource, objects: &mut Vec<T>) -> Self::Output {
+                let mut o: T = self.0.parse()?;
+                o.trim();
+                objects.push(o);
+                Ok(())
+            }
         }
-        fn push_dyn(v: &mut Vec<DynamicObject>, doc: Doc) -> Result<(), serde_json::Error> {
+        if let Some(objects) = self.state.dynamic_mut(r) {
             let mut o: DynamicObject = doc.parse()?;
-            slim(&mut o.metadata);
-            v.push(o);
-            Ok(())
+            trim_dynamic(r, &mut o);
+            objects.push(o);
+            return Ok(());
         }
-        let s = &mut *self.state;
-        match r {
-            Resource::Pod => push(&mut s.pods, doc).map(|()| {
-                if let Some(p) = s.pods.last_mut() {
-                    p.compact();
-                }
-            }),
-            Resource::Node => push(&mut s.nodes, doc),
-            Resource::Event => push(&mut s.events, doc),
-            Resource::ConfigMap => push(&mut s.config_maps, doc),
-            Resource::Secret => push(&mut s.secrets, doc),
-            Resource::ServiceAccount => push(&mut s.service_accounts, doc),
-            Resource::PersistentVolumeClaim => push(&mut s.pvcs, doc),
-            Resource::Deployment => push(&mut s.deployments, doc),
-            Resource::ReplicaSet => push(&mut s.replica_sets, doc),
-            Resource::StatefulSet => push(&mut s.stateful_sets, doc),
-            Resource::DaemonSet => push(&mut s.daemon_sets, doc),
-            Resource::Job => push(&mut s.jobs, doc),
-            Resource::CronJob => push(&mut s.cron_jobs, doc),
-            Resource::HorizontalPodAutoscaler => push(&mut s.hpas, doc),
-            r => match s.dynamic_mut(r) {
-                Some(v) => push_dyn(v, doc).map(|()| {
-                    if let Some(o) = v.last_mut().filter(|_| r.metadata_only()) {
-                        o.data = serde_json::Value::Null;
-                    }
-                }),
-                // Every typed resource is matched above.
-                None => Ok(()),
-            },
-        }
+        // Every resource is held either as DynamicObjects or typed.
+        self.state.typed_mut(r, Push(doc)).unwrap_or(Ok(()))
     }
 }
 

@@ -12,16 +12,17 @@
 //! `kubectl get` at a time.
 
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
-use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, ObjectList};
 use kube::{Client, Resource as KubeResource};
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
-use super::dump::slim;
-use super::{ClusterState, Coverage, Resource};
+use super::{ClusterState, Coverage, Resource, Typed, TypedOp, trim_dynamic};
 use crate::checks::ChecksConfig;
 
 /// Nothing could be read from the API server.
@@ -90,19 +91,45 @@ where
     }
 }
 
+/// How the objects of a typed kind are listed: in one namespace or cluster-wide
+/// (namespaced kinds), or only cluster-wide (cluster-scoped kinds such as Nodes).
+pub trait ListScope {
+    /// The API for `K`'s objects in `namespace` (`None`: in all).
+    fn api<K>(client: Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: KubeResource<Scope = Self, DynamicType = ()>;
+}
+
+impl ListScope for NamespaceResourceScope {
+    fn api<K>(client: Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: KubeResource<Scope = Self, DynamicType = ()>,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        }
+    }
+}
+
+impl ListScope for ClusterResourceScope {
+    fn api<K>(client: Client, _: Option<&str>) -> Api<K>
+    where
+        K: KubeResource<Scope = Self, DynamicType = ()>,
+    {
+        Api::all(client)
+    }
+}
+
 /// Lists a built-in resource, cluster-wide or in each configured namespace.
-async fn list_typed<K>(
+async fn list_typed<K: Typed>(
     client: &Client,
     r: Resource,
     cfg: &ChecksConfig,
-) -> Result<Vec<K>, ListFailure>
-where
-    K: KubeResource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
-    K: KubeResource<Scope = NamespaceResourceScope>,
-{
-    if cfg.namespaces.is_empty() {
+) -> Result<Vec<K>, ListFailure> {
+    if cfg.namespaces.is_empty() || !r.namespaced() {
         return list_pages(
-            &Api::<K>::all(client.clone()),
+            &<<K as KubeResource>::Scope as ListScope>::api::<K>(client.clone(), None),
             r,
             cfg.page_size,
             cfg.list_timeout.get(),
@@ -113,7 +140,7 @@ where
     for ns in &cfg.namespaces {
         out.extend(
             list_pages(
-                &Api::<K>::namespaced(client.clone(), ns),
+                &<<K as KubeResource>::Scope as ListScope>::api::<K>(client.clone(), Some(ns)),
                 r,
                 cfg.page_size,
                 cfg.list_timeout.get(),
@@ -150,24 +177,13 @@ async fn list_dynamic(
     Ok(out)
 }
 
-/// Where an object's metadata is (to slim it).
-type MetaOf<T> = fn(&mut T) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-fn store<T>(
-    state: &mut ClusterState,
-    r: Resource,
-    result: Result<Vec<T>, ListFailure>,
-    meta: MetaOf<T>,
-) -> Vec<T> {
+/// Records in `state` how listing `r` went: the objects counted and the coverage.
+fn record(state: &mut ClusterState, r: Resource, result: Result<usize, ListFailure>) {
     match result {
-        Ok(mut items) => {
-            debug!(resource = %r.display_name(), count = items.len(), "listed");
-            for i in &mut items {
-                slim(meta(i));
-            }
-            state.load.objects += items.len() as u64;
+        Ok(count) => {
+            debug!(resource = %r.display_name(), count, "listed");
+            state.load.objects += count as u64;
             state.coverage.insert(r, Coverage::Listed);
-            items
         }
         Err(f) => {
             let c: Coverage = f.into();
@@ -175,15 +191,27 @@ fn store<T>(
                 warn!(resource = %r.display_name(), coverage = ?c, "could not list a resource; the checks that need it will say so");
             }
             state.coverage.insert(r, c);
-            Vec::new()
         }
     }
 }
 
-fn dyn_meta(
-    o: &mut DynamicObject,
-) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-    &mut o.metadata
+/// Lists the objects of one typed resource onto its list (see [`ClusterState::typed_mut`]).
+struct ListTyped<'c> {
+    client: &'c Client,
+    cfg: &'c ChecksConfig,
+}
+
+impl<'a> TypedOp<'a> for ListTyped<'a> {
+    type Output = Pin<Box<dyn Future<Output = Result<usize, ListFailure>> + Send + 'a>>;
+
+    fn call<T: Typed>(self, r: Resource, objects: &'a mut Vec<T>) -> Self::Output {
+        Box::pin(async move {
+            let mut items = list_typed::<T>(self.client, r, self.cfg).await?;
+            items.iter_mut().for_each(T::trim);
+            *objects = items;
+            Ok(objects.len())
+        })
+    }
 }
 
 /// Reads every resource the checks use.
@@ -223,156 +251,21 @@ pub async fn load_resources(
     cfg: &ChecksConfig,
     resources: &[Resource],
 ) -> Result<ClusterState, LiveError> {
-    use k8s_openapi::Metadata;
     let mut s = ClusterState::default();
     for &r in resources {
-        match r {
-            Resource::Node => {
-                let res = list_pages(
-                    &Api::<k8s_openapi::api::core::v1::Node>::all(client.clone()),
-                    r,
-                    cfg.page_size,
-                    cfg.list_timeout.get(),
-                )
-                .await;
-                {
-                    let v = store(&mut s, r, res, Metadata::metadata_mut);
-                    s.nodes = v;
-                };
-            }
-            Resource::Pod => {
-                let res = list_typed::<super::PodInfo>(client, r, cfg)
-                    .await
-                    .map(|mut pods| {
-                        pods.iter_mut().for_each(super::PodInfo::compact);
-                        pods
-                    });
-                {
-                    let v = store(&mut s, r, res, Metadata::metadata_mut);
-                    s.pods = v;
+        let listed = if let Some(listing) = s.typed_mut(r, ListTyped { client, cfg }) {
+            listing.await
+        } else {
+            list_dynamic(client, r, cfg).await.map(|mut items| {
+                items.iter_mut().for_each(|o| trim_dynamic(r, o));
+                let count = items.len();
+                if let Some(objects) = s.dynamic_mut(r) {
+                    *objects = items;
                 }
-            }
-            Resource::Event => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
-                s.events = v;
-            }
-            Resource::ConfigMap => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
-                s.config_maps = v;
-            }
-            Resource::Secret => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
-                s.secrets = v;
-            }
-            Resource::ServiceAccount => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
-                s.service_accounts = v;
-            }
-            Resource::PersistentVolumeClaim => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
-                s.pvcs = v;
-            }
-            Resource::Deployment => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
-                s.deployments = v;
-            }
-            Resource::ReplicaSet => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
-                s.replica_sets = v;
-            }
-            Resource::StatefulSet => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
-                s.stateful_sets = v;
-            }
-            Resource::DaemonSet => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
-                s.daemon_sets = v;
-            }
-            Resource::Job => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
-                s.jobs = v;
-            }
-            Resource::CronJob => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
-                s.cron_jobs = v;
-            }
-            Resource::HorizontalPodAutoscaler => {
-                let v = store(
-                    &mut s,
-                    r,
-                    list_typed(client, r, cfg).await,
-                    Metadata::metadata_mut,
-                );
-                s.hpas = v;
-            }
-            r => {
-                let res = list_dynamic(client, r, cfg).await;
-                let mut v = store(&mut s, r, res, dyn_meta);
-                if r.metadata_only() {
-                    for o in &mut v {
-                        o.data = serde_json::Value::Null;
-                    }
-                }
-                if let Some(target) = s.dynamic_mut(r) {
-                    *target = v;
-                }
-            }
-        }
+                count
+            })
+        };
+        record(&mut s, r, listed);
     }
     let failures: Vec<String> = resources
         .iter()

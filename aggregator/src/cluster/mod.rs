@@ -5,11 +5,14 @@
 //! Built-in kinds are k8s-openapi types, except pods, which are the compact [`PodInfo`]
 //! (a full k8s-openapi Pod takes ~12 KiB of memory; see [`pod`]); custom resources
 //! (cert-manager, Velero, CSI snapshots, the metrics API) are [`DynamicObject`]s read through
-//! small typed views in the checks. Large JSON dumps are read item by item ([`stream`]). [`ClusterState::coverage`] says for every resource whether it was listed, is not
+//! small typed views in the checks. Large JSON dumps are read item by item ([`stream`]).
+//! The objects' labels and owners are looked up through one [`labels::LabelIndex`].
+//! [`ClusterState::coverage`] says for every resource whether it was listed, is not
 //! applicable (CRD not installed / not in the dump), was forbidden or failed, so a check can
 //! tell "nothing wrong" from "nothing known".
 
 pub mod dump;
+pub mod labels;
 pub mod live;
 pub mod pod;
 pub mod stream;
@@ -24,7 +27,9 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Event, Node, PersistentVolumeClaim, Secret, ServiceAccount,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::DynamicObject;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use pod::PodInfo;
@@ -343,57 +348,224 @@ pub struct LoadSummary {
     pub objects: u64,
 }
 
-/// One snapshot of the cluster.
-#[derive(Debug, Clone, Default)]
-pub struct ClusterState {
-    /// Pods in a compact form (see [`pod`]: a full k8s-openapi Pod is ~12 KiB in memory).
-    pub pods: Vec<PodInfo>,
-    pub nodes: Vec<Node>,
-    pub events: Vec<Event>,
-    pub config_maps: Vec<ConfigMap>,
-    pub secrets: Vec<Secret>,
-    pub service_accounts: Vec<ServiceAccount>,
-    pub pvcs: Vec<PersistentVolumeClaim>,
-    pub deployments: Vec<Deployment>,
-    pub replica_sets: Vec<ReplicaSet>,
-    pub stateful_sets: Vec<StatefulSet>,
-    pub daemon_sets: Vec<DaemonSet>,
-    pub jobs: Vec<Job>,
-    pub cron_jobs: Vec<CronJob>,
-    pub hpas: Vec<HorizontalPodAutoscaler>,
-    pub certificates: Vec<DynamicObject>,
-    pub backups: Vec<DynamicObject>,
-    pub schedules: Vec<DynamicObject>,
-    pub volume_snapshots: Vec<DynamicObject>,
-    pub pod_metrics: Vec<DynamicObject>,
-    pub node_metrics: Vec<DynamicObject>,
-    pub ingresses: Vec<DynamicObject>,
-    pub leases: Vec<DynamicObject>,
-    pub validating_webhooks: Vec<DynamicObject>,
-    pub mutating_webhooks: Vec<DynamicObject>,
-    pub api_services: Vec<DynamicObject>,
-    pub issuers: Vec<DynamicObject>,
-    pub cluster_issuers: Vec<DynamicObject>,
-    pub gateways: Vec<DynamicObject>,
-    pub prometheuses: Vec<DynamicObject>,
-    pub alertmanagers: Vec<DynamicObject>,
-    pub services: Vec<DynamicObject>,
-    pub endpoint_slices: Vec<DynamicObject>,
-    pub pdbs: Vec<DynamicObject>,
-    pub backup_storage_locations: Vec<DynamicObject>,
-    /// trivy-operator's VulnerabilityReports (one per workload container image).
-    pub vulnerability_reports: Vec<DynamicObject>,
-    pub certificate_requests: Vec<DynamicObject>,
-    /// Metadata only (`data` is dropped when read: a CRD's schema can be megabytes).
-    pub crds: Vec<DynamicObject>,
-    /// Volume filesystem figures reported by the node agents (empty for a dump).
-    pub volume_stats: Vec<VolumeStat>,
-    /// Per resource: listed, not applicable, forbidden or failed. A resource without an
-    /// entry counts as listed when any object of it is present, else as not in the source.
-    pub coverage: BTreeMap<Resource, Coverage>,
-    pub load: LoadSummary,
-    /// Whether the snapshot came from a dump (cleanup may then only be a dry run).
-    pub from_dump: bool,
+/// Declares [`ClusterState`] with one `Vec` per resource, and the methods that go through
+/// every one of them, from the one list in the invocation below: adding a kind is adding
+/// its line there (and its [`Resource`]; the `match`es here are exhaustive, so a resource
+/// without a list does not compile).
+macro_rules! cluster_state {
+    (
+        typed {
+            $(
+                $(#[$tdoc:meta])*
+                $tfield:ident: $ty:ty = $tres:ident $({ trim: $trim:path })?
+            ),* $(,)?
+        }
+        dynamic {
+            $(
+                $(#[$ddoc:meta])*
+                $dfield:ident = $dres:ident
+            ),* $(,)?
+        }
+    ) => {
+        /// One snapshot of the cluster.
+        #[derive(Debug, Clone, Default)]
+        pub struct ClusterState {
+            $($(#[$tdoc])* pub $tfield: Vec<$ty>,)*
+            $($(#[$ddoc])* pub $dfield: Vec<DynamicObject>,)*
+            /// Volume filesystem figures reported by the node agents (empty for a dump).
+            pub volume_stats: Vec<VolumeStat>,
+            /// Per resource: listed, not applicable, forbidden or failed. A resource without an
+            /// entry counts as listed when any object of it is present, else as not in the source.
+            pub coverage: BTreeMap<Resource, Coverage>,
+            pub load: LoadSummary,
+            /// Whether the snapshot came from a dump (cleanup may then only be a dry run).
+            pub from_dump: bool,
+        }
+
+        $(
+            impl Typed for $ty {
+                $(
+                    fn trim(&mut self) {
+                        dump::slim(k8s_openapi::Metadata::metadata_mut(self));
+                        $trim(self);
+                    }
+                )?
+            }
+        )*
+
+        impl ClusterState {
+            /// Number of objects held for `r`.
+            pub fn count(&self, r: Resource) -> usize {
+                match r {
+                    $(Resource::$tres => self.$tfield.len(),)*
+                    $(Resource::$dres => self.$dfield.len(),)*
+                }
+            }
+
+            /// The objects of a resource held as [`DynamicObject`]s (custom resources and the
+            /// built-in kinds only cleanup reads), `None` for the typed ones.
+            pub fn dynamic(&self, r: Resource) -> Option<&[DynamicObject]> {
+                match r {
+                    $(Resource::$tres => None,)*
+                    $(Resource::$dres => Some(&self.$dfield),)*
+                }
+            }
+
+            /// Mutable [`ClusterState::dynamic`].
+            pub fn dynamic_mut(&mut self, r: Resource) -> Option<&mut Vec<DynamicObject>> {
+                match r {
+                    $(Resource::$tres => None,)*
+                    $(Resource::$dres => Some(&mut self.$dfield),)*
+                }
+            }
+
+            /// `op` applied to the objects of `r` when they are held typed (see [`Typed`]),
+            /// `None` for the ones held as [`DynamicObject`]s.
+            pub fn typed_mut<'a, O: TypedOp<'a>>(
+                &'a mut self,
+                r: Resource,
+                op: O,
+            ) -> Option<O::Output> {
+                match r {
+                    $(Resource::$tres => Some(op.call(r, &mut self.$tfield)),)*
+                    $(Resource::$dres => None,)*
+                }
+            }
+
+            /// Calls `f` with the resource and metadata of every object held, resource by
+            /// resource.
+            pub fn for_each_meta<'a>(&'a self, mut f: impl FnMut(Resource, &'a ObjectMeta)) {
+                $(for o in &self.$tfield {
+                    f(Resource::$tres, k8s_openapi::Metadata::metadata(o));
+                })*
+                $(for o in &self.$dfield {
+                    f(Resource::$dres, &o.metadata);
+                })*
+            }
+
+            /// Keeps only the objects for which `keep` (given each one's resource and
+            /// metadata) returns true.
+            pub fn retain(&mut self, mut keep: impl FnMut(Resource, &ObjectMeta) -> bool) {
+                $(self
+                    .$tfield
+                    .retain(|o| keep(Resource::$tres, k8s_openapi::Metadata::metadata(o)));)*
+                $(self.$dfield.retain(|o| keep(Resource::$dres, &o.metadata));)*
+            }
+
+            /// Moves everything `other` holds to the end of `self` (objects in order, problems,
+            /// unknown kinds and object counts added up; `other`'s coverage wins).
+            pub fn append(&mut self, other: ClusterState) {
+                let ClusterState {
+                    $($tfield,)*
+                    $($dfield,)*
+                    volume_stats,
+                    coverage,
+                    load,
+                    from_dump,
+                } = other;
+                fn add<T>(to: &mut Vec<T>, mut from: Vec<T>) {
+                    if to.is_empty() {
+                        // Keep the larger allocation.
+                        std::mem::swap(to, &mut from);
+                    }
+                    to.append(&mut from);
+                }
+                $(add(&mut self.$tfield, $tfield);)*
+                $(add(&mut self.$dfield, $dfield);)*
+                add(&mut self.volume_stats, volume_stats);
+                self.coverage.extend(coverage);
+                for (kind, n) in load.unknown_kinds {
+                    *self.load.unknown_kinds.entry(kind).or_default() += n;
+                }
+                add(&mut self.load.problems, load.problems);
+                self.load.objects += load.objects;
+                self.from_dump |= from_dump;
+            }
+        }
+    };
+}
+
+cluster_state! {
+    typed {
+        /// Pods in a compact form (see [`pod`]: a full k8s-openapi Pod is ~12 KiB in memory).
+        pods: PodInfo = Pod { trim: PodInfo::compact },
+        nodes: Node = Node,
+        events: Event = Event,
+        config_maps: ConfigMap = ConfigMap,
+        secrets: Secret = Secret,
+        service_accounts: ServiceAccount = ServiceAccount,
+        pvcs: PersistentVolumeClaim = PersistentVolumeClaim,
+        deployments: Deployment = Deployment,
+        replica_sets: ReplicaSet = ReplicaSet,
+        stateful_sets: StatefulSet = StatefulSet,
+        daemon_sets: DaemonSet = DaemonSet,
+        jobs: Job = Job,
+        cron_jobs: CronJob = CronJob,
+        hpas: HorizontalPodAutoscaler = HorizontalPodAutoscaler,
+    }
+    dynamic {
+        certificates = Certificate,
+        backups = Backup,
+        schedules = Schedule,
+        volume_snapshots = VolumeSnapshot,
+        pod_metrics = PodMetrics,
+        node_metrics = NodeMetrics,
+        ingresses = Ingress,
+        leases = Lease,
+        validating_webhooks = ValidatingWebhookConfiguration,
+        mutating_webhooks = MutatingWebhookConfiguration,
+        api_services = ApiService,
+        issuers = Issuer,
+        cluster_issuers = ClusterIssuer,
+        gateways = Gateway,
+        prometheuses = Prometheus,
+        alertmanagers = Alertmanager,
+        services = Service,
+        endpoint_slices = EndpointSlice,
+        pdbs = PodDisruptionBudget,
+        backup_storage_locations = BackupStorageLocation,
+        /// trivy-operator's VulnerabilityReports (one per workload container image).
+        vulnerability_reports = VulnerabilityReport,
+        certificate_requests = CertificateRequest,
+        /// Metadata only (`data` is dropped when read: a CRD's schema can be megabytes).
+        crds = CustomResourceDefinition,
+    }
+}
+
+/// A kind a [`ClusterState`] holds typed: a k8s-openapi type, or [`PodInfo`]. What both
+/// sources need to read one, whichever it is.
+pub trait Typed:
+    kube::Resource<DynamicType = (), Scope: live::ListScope>
+    + k8s_openapi::Metadata<Ty = ObjectMeta>
+    + DeserializeOwned
+    + Clone
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// Drops what no check reads, right after the object is read (from a dump or the API
+    /// server alike): what [`dump::slim`] drops, and for pods what [`PodInfo::compact`] does.
+    fn trim(&mut self) {
+        dump::slim(self.metadata_mut());
+    }
+}
+
+/// [`Typed::trim`] for the objects held as [`DynamicObject`]s: for the
+/// [`Resource::metadata_only`] kinds (CustomResourceDefinitions) everything but the
+/// metadata goes too.
+pub fn trim_dynamic(r: Resource, o: &mut DynamicObject) {
+    dump::slim(&mut o.metadata);
+    if r.metadata_only() {
+        o.data = serde_json::Value::Null;
+    }
+}
+
+/// Something done to the objects of one typed resource, whatever their type (see
+/// [`ClusterState::typed_mut`]).
+pub trait TypedOp<'a> {
+    type Output;
+    fn call<T: Typed>(self, r: Resource, objects: &'a mut Vec<T>) -> Self::Output;
 }
 
 impl ClusterState {
@@ -411,223 +583,9 @@ impl ClusterState {
                 self.coverage.insert(r, Coverage::Listed);
             }
         }
-        let keep = |ns: &Option<String>| ns.as_ref().is_none_or(|n| namespaces.contains(n));
-        self.pods.retain(|o| keep(&o.metadata.namespace));
-        macro_rules! typed {
-            ($($field:ident),* $(,)?) => {
-                $(self.$field.retain(|o| keep(&o.metadata.namespace));)*
-            };
-        }
-        typed!(
-            events,
-            config_maps,
-            secrets,
-            service_accounts,
-            pvcs,
-            deployments,
-            replica_sets,
-            stateful_sets,
-            daemon_sets,
-            jobs,
-            cron_jobs,
-            hpas,
-        );
-        for r in Resource::ALL {
-            if r.namespaced()
-                && let Some(objs) = self.dynamic_mut(r)
-            {
-                objs.retain(|o| keep(&o.metadata.namespace));
-            }
-        }
-    }
-
-    /// Number of objects held for `r`.
-    pub fn count(&self, r: Resource) -> usize {
-        match r {
-            Resource::Pod => self.pods.len(),
-            Resource::Node => self.nodes.len(),
-            Resource::Event => self.events.len(),
-            Resource::ConfigMap => self.config_maps.len(),
-            Resource::Secret => self.secrets.len(),
-            Resource::ServiceAccount => self.service_accounts.len(),
-            Resource::PersistentVolumeClaim => self.pvcs.len(),
-            Resource::Deployment => self.deployments.len(),
-            Resource::ReplicaSet => self.replica_sets.len(),
-            Resource::StatefulSet => self.stateful_sets.len(),
-            Resource::DaemonSet => self.daemon_sets.len(),
-            Resource::Job => self.jobs.len(),
-            Resource::CronJob => self.cron_jobs.len(),
-            Resource::HorizontalPodAutoscaler => self.hpas.len(),
-            Resource::Certificate => self.certificates.len(),
-            Resource::Backup => self.backups.len(),
-            Resource::Schedule => self.schedules.len(),
-            Resource::VolumeSnapshot => self.volume_snapshots.len(),
-            Resource::PodMetrics => self.pod_metrics.len(),
-            Resource::NodeMetrics => self.node_metrics.len(),
-            r => self.dynamic(r).map_or(0, <[DynamicObject]>::len),
-        }
-    }
-
-    /// The objects of a resource held as [`DynamicObject`]s (custom resources and the
-    /// built-in kinds only cleanup reads), `None` for the typed ones.
-    pub fn dynamic(&self, r: Resource) -> Option<&[DynamicObject]> {
-        Some(match r {
-            Resource::Certificate => &self.certificates,
-            Resource::Backup => &self.backups,
-            Resource::Schedule => &self.schedules,
-            Resource::VolumeSnapshot => &self.volume_snapshots,
-            Resource::PodMetrics => &self.pod_metrics,
-            Resource::NodeMetrics => &self.node_metrics,
-            Resource::Ingress => &self.ingresses,
-            Resource::Lease => &self.leases,
-            Resource::ValidatingWebhookConfiguration => &self.validating_webhooks,
-            Resource::MutatingWebhookConfiguration => &self.mutating_webhooks,
-            Resource::ApiService => &self.api_services,
-            Resource::Issuer => &self.issuers,
-            Resource::ClusterIssuer => &self.cluster_issuers,
-            Resource::Gateway => &self.gateways,
-            Resource::Prometheus => &self.prometheuses,
-            Resource::Alertmanager => &self.alertmanagers,
-            Resource::Service => &self.services,
-            Resource::EndpointSlice => &self.endpoint_slices,
-            Resource::PodDisruptionBudget => &self.pdbs,
-            Resource::BackupStorageLocation => &self.backup_storage_locations,
-            Resource::CertificateRequest => &self.certificate_requests,
-            Resource::CustomResourceDefinition => &self.crds,
-            Resource::VulnerabilityReport => &self.vulnerability_reports,
-            _ => return None,
-        })
-    }
-
-    /// Mutable [`ClusterState::dynamic`].
-    pub fn dynamic_mut(&mut self, r: Resource) -> Option<&mut Vec<DynamicObject>> {
-        Some(match r {
-            Resource::Certificate => &mut self.certificates,
-            Resource::Backup => &mut self.backups,
-            Resource::Schedule => &mut self.schedules,
-            Resource::VolumeSnapshot => &mut self.volume_snapshots,
-            Resource::PodMetrics => &mut self.pod_metrics,
-            Resource::NodeMetrics => &mut self.node_metrics,
-            Resource::Ingress => &mut self.ingresses,
-            Resource::Lease => &mut self.leases,
-            Resource::ValidatingWebhookConfiguration => &mut self.validating_webhooks,
-            Resource::MutatingWebhookConfiguration => &mut self.mutating_webhooks,
-            Resource::ApiService => &mut self.api_services,
-            Resource::Issuer => &mut self.issuers,
-            Resource::ClusterIssuer => &mut self.cluster_issuers,
-            Resource::Gateway => &mut self.gateways,
-            Resource::Prometheus => &mut self.prometheuses,
-            Resource::Alertmanager => &mut self.alertmanagers,
-            Resource::Service => &mut self.services,
-            Resource::EndpointSlice => &mut self.endpoint_slices,
-            Resource::PodDisruptionBudget => &mut self.pdbs,
-            Resource::BackupStorageLocation => &mut self.backup_storage_locations,
-            Resource::CertificateRequest => &mut self.certificate_requests,
-            Resource::CustomResourceDefinition => &mut self.crds,
-            Resource::VulnerabilityReport => &mut self.vulnerability_reports,
-            _ => return None,
-        })
-    }
-
-    /// Moves everything `other` holds to the end of `self` (objects in order, problems,
-    /// unknown kinds and object counts added up; `other`'s coverage wins).
-    pub fn append(&mut self, other: ClusterState) {
-        // Destructured so that a new field cannot be forgotten here.
-        let ClusterState {
-            pods,
-            nodes,
-            events,
-            config_maps,
-            secrets,
-            service_accounts,
-            pvcs,
-            deployments,
-            replica_sets,
-            stateful_sets,
-            daemon_sets,
-            jobs,
-            cron_jobs,
-            hpas,
-            certificates,
-            backups,
-            schedules,
-            volume_snapshots,
-            pod_metrics,
-            node_metrics,
-            ingresses,
-            leases,
-            validating_webhooks,
-            mutating_webhooks,
-            api_services,
-            issuers,
-            cluster_issuers,
-            gateways,
-            prometheuses,
-            alertmanagers,
-            services,
-            endpoint_slices,
-            pdbs,
-            backup_storage_locations,
-            certificate_requests,
-            crds,
-            vulnerability_reports,
-            volume_stats,
-            coverage,
-            load,
-            from_dump,
-        } = other;
-        fn add<T>(to: &mut Vec<T>, mut from: Vec<T>) {
-            if to.is_empty() {
-                // Keep the larger allocation.
-                std::mem::swap(to, &mut from);
-            }
-            to.append(&mut from);
-        }
-        add(&mut self.pods, pods);
-        add(&mut self.nodes, nodes);
-        add(&mut self.events, events);
-        add(&mut self.config_maps, config_maps);
-        add(&mut self.secrets, secrets);
-        add(&mut self.service_accounts, service_accounts);
-        add(&mut self.pvcs, pvcs);
-        add(&mut self.deployments, deployments);
-        add(&mut self.replica_sets, replica_sets);
-        add(&mut self.stateful_sets, stateful_sets);
-        add(&mut self.daemon_sets, daemon_sets);
-        add(&mut self.jobs, jobs);
-        add(&mut self.cron_jobs, cron_jobs);
-        add(&mut self.hpas, hpas);
-        add(&mut self.certificates, certificates);
-        add(&mut self.backups, backups);
-        add(&mut self.schedules, schedules);
-        add(&mut self.volume_snapshots, volume_snapshots);
-        add(&mut self.pod_metrics, pod_metrics);
-        add(&mut self.node_metrics, node_metrics);
-        add(&mut self.ingresses, ingresses);
-        add(&mut self.leases, leases);
-        add(&mut self.validating_webhooks, validating_webhooks);
-        add(&mut self.mutating_webhooks, mutating_webhooks);
-        add(&mut self.api_services, api_services);
-        add(&mut self.issuers, issuers);
-        add(&mut self.cluster_issuers, cluster_issuers);
-        add(&mut self.gateways, gateways);
-        add(&mut self.prometheuses, prometheuses);
-        add(&mut self.alertmanagers, alertmanagers);
-        add(&mut self.services, services);
-        add(&mut self.endpoint_slices, endpoint_slices);
-        add(&mut self.pdbs, pdbs);
-        add(&mut self.backup_storage_locations, backup_storage_locations);
-        add(&mut self.certificate_requests, certificate_requests);
-        add(&mut self.crds, crds);
-        add(&mut self.vulnerability_reports, vulnerability_reports);
-        add(&mut self.volume_stats, volume_stats);
-        self.coverage.extend(coverage);
-        for (kind, n) in load.unknown_kinds {
-            *self.load.unknown_kinds.entry(kind).or_default() += n;
-        }
-        add(&mut self.load.problems, load.problems);
-        self.load.objects += load.objects;
-        self.from_dump |= from_dump;
+        self.retain(|r, m| {
+            !r.namespaced() || m.namespace.as_ref().is_none_or(|n| namespaces.contains(n))
+        });
     }
 
     /// The coverage of `r` (see [`ClusterState::coverage`] field docs for the default).

@@ -224,7 +224,7 @@ impl Rounds {
                     }
                 };
                 checks::events::fold(&mut round.checks);
-                let labels = checks::silence::Labels::new(&state);
+                let labels = crate::cluster::labels::LabelIndex::with_template_labels(&state);
                 attach_labels(&mut round.checks, &labels);
                 // Silenced findings are counted per check; expired entries are reported.
                 checks::silence::apply_with_labels(
@@ -304,7 +304,7 @@ impl Rounds {
 
 /// Gives every finding the labels of its object (when the state holds them), so that the
 /// report carries what `report -l` and `checks.exclude` selectors match.
-fn attach_labels(results: &mut [CheckResult], labels: &checks::silence::Labels<'_>) {
+fn attach_labels(results: &mut [CheckResult], labels: &crate::cluster::labels::LabelIndex<'_>) {
     for f in results.iter_mut().flat_map(|r| r.findings.iter_mut()) {
         if let Some(l) = labels.get(&f.object) {
             f.labels.clone_from(l);

@@ -187,14 +187,7 @@ impl History {
     /// # Errors
     /// Read errors.
     pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(QUARANTINE)?;
-        let mut out = Vec::new();
-        for item in t.iter()? {
-            let (k, v) = item?;
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
+        self.db.quarantined(QUARANTINE)
     }
 
     fn load_findings(&self) -> Result<BTreeMap<String, FindingState>> {

@@ -227,6 +227,21 @@ impl DbHandle {
     pub fn begin_read(&self) -> Result<redb::ReadTransaction> {
         Ok(self.current()?.begin_read()?)
     }
+
+    /// Every entry of the quarantine table `table` (key → bytes), by key.
+    ///
+    /// # Errors
+    /// The database is being reopened, or redb failed.
+    fn quarantined(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<(String, Vec<u8>)>> {
+        let txn = self.begin_read()?;
+        let t = txn.open_table(table)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
 }
 
 /// The store.
@@ -432,14 +447,7 @@ impl Store {
     /// # Errors
     /// Read errors.
     pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(QUARANTINE)?;
-        let mut out = Vec::new();
-        for item in t.iter()? {
-            let (k, v) = item?;
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
+        self.db.quarantined(QUARANTINE)
     }
 
     /// Stores `report` if it is newer than what is stored for its node (see [`decide`]),

@@ -199,7 +199,7 @@ async fn fill(
 pub fn attach_release_labels(
     results: &mut [CheckResult],
     releases: &[HelmRelease],
-    labels: &crate::checks::silence::Labels<'_>,
+    labels: &crate::cluster::labels::LabelIndex<'_>,
 ) {
     let by_release: HashMap<(&str, &str), &HelmRelease> = releases
         .iter()
