@@ -89,6 +89,11 @@ fn config_structs(src: &str) -> Vec<(String, String, Vec<Field>)> {
             j -= 1;
         }
         doc.reverse();
+        if !strict || name.contains('<') {
+            // Not a config struct (configs deny unknown fields).
+            i += 1;
+            continue;
+        }
         let mut fields = Vec::new();
         let mut field_doc: Vec<String> = Vec::new();
         // Inside an attribute spread over several lines (`#[serde(\n default = ..\n)]`).
@@ -138,9 +143,7 @@ fn config_structs(src: &str) -> Vec<(String, String, Vec<Field>)> {
             }
             i += 1;
         }
-        if strict && !name.contains('<') {
-            out.push((name.to_string(), doc.join(" "), fields));
-        }
+        out.push((name.to_string(), doc.join(" "), fields));
     }
     out
 }
