@@ -285,7 +285,7 @@ fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 ///
 /// # Errors
 /// Says what is wrong with it.
-pub fn validate_endpoint(s: &str) -> Result<()> {
+pub(crate) fn validate_endpoint(s: &str) -> Result<()> {
     let uri: tonic::codegen::http::Uri = s.parse().map_err(|source| Error::NotAUrl {
         url: s.to_string(),
         source,
@@ -300,7 +300,7 @@ fn default_connect_timeout() -> BoundedDuration<100, { 5 * ms::MINUTE }> {
     BoundedDuration::secs(5)
 }
 /// Largest `aggregator.buffer_reports`: a day of reports at the default 10 s interval.
-pub const MAX_BUFFER_REPORTS: usize = 8640;
+pub(crate) const MAX_BUFFER_REPORTS: usize = 8640;
 
 fn default_buffer_reports() -> usize {
     360
@@ -558,7 +558,7 @@ pub struct ImagesConfig {
 }
 
 /// An image age: 0s to 3650d.
-pub type ImageAge = BoundedDuration<0, { ms::TEN_YEARS }>;
+pub(crate) type ImageAge = BoundedDuration<0, { ms::TEN_YEARS }>;
 
 impl Default for ImagesConfig {
     fn default() -> Self {

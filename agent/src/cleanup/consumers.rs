@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 /// Where the summary looks, relative to the host's root.
-pub const DEFAULT_PLACES: &[&str] = &[
+pub(crate) const DEFAULT_PLACES: &[&str] = &[
     "/var/log",
     "/var/lib/docker",
     "/var/lib/containerd",

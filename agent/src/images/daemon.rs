@@ -63,7 +63,7 @@ pub struct RuntimeAccess {
     /// The host's root as the agent sees it: image filesystems are measured under it.
     pub rootfs: PathBuf,
     /// Timeout of each runtime API call (`images.request_timeout`).
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
 }
 
 impl RuntimeAccess {
@@ -118,7 +118,7 @@ struct RuntimeMemory {
 
 /// The task's state: its settings, the connected runtimes and their memories.
 #[derive(Debug)]
-pub struct ImageTask<R> {
+pub(crate) struct ImageTask<R> {
     settings: TaskSettings,
     runtimes: Option<Vec<R>>,
     memory: HashMap<&'static str, RuntimeMemory>,

@@ -12,7 +12,7 @@
 pub struct Record<'a> {
     /// Unix time of the record, in seconds (sub-second precision is not needed: the
     /// window is in hours).
-    pub unix_seconds: i64,
+    pub(crate) unix_seconds: i64,
     /// `P`: the line continues in the next record.
     pub partial: bool,
     pub content: &'a [u8],
@@ -26,13 +26,13 @@ pub fn parse(line: &[u8]) -> Option<Record<'_>> {
 
 /// [`parse`] remembering the last date and time to the second in `cache`: consecutive
 /// records mostly share it, and then only the fraction and zone are read.
-pub fn parse_cached<'a>(line: &'a [u8], cache: &mut TimeCache) -> Option<Record<'a>> {
+pub(crate) fn parse_cached<'a>(line: &'a [u8], cache: &mut TimeCache) -> Option<Record<'a>> {
     parse_with(line, |s| cache.timestamp(s))
 }
 
 /// The last `YYYY-MM-DDTHH:MM:SS` parsed and its seconds (before the zone offset).
 #[derive(Debug, Clone, Default)]
-pub struct TimeCache {
+pub(crate) struct TimeCache {
     head: [u8; 19],
     seconds: Option<i64>,
 }
@@ -85,7 +85,7 @@ fn parse_with<'a>(
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` to Unix seconds (fraction dropped).
-pub fn parse_timestamp(s: &[u8]) -> Option<i64> {
+pub(crate) fn parse_timestamp(s: &[u8]) -> Option<i64> {
     Some(parse_head(s)? - parse_zone(s)?)
 }
 

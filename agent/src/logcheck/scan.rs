@@ -23,10 +23,10 @@ use super::cri::{self, Record};
 use super::matcher::Matcher;
 
 /// The read buffer, allocated once per scanner.
-pub const READ_BUFFER_BYTES: usize = 256 * 1024;
+pub(crate) const READ_BUFFER_BYTES: usize = 256 * 1024;
 /// The longest logical line (joined content) matched; longer lines are matched on their
 /// first this many bytes.
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// The time window, in Unix seconds: `from` inclusive, `to` exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub struct ScanEnd {
     pub bytes_read: u64,
     /// Where the next scan of the same data resumes (relative to the reader's start):
     /// after the last record counted, or at the start of a join still open.
-    pub resume_at: u64,
+    pub(crate) resume_at: u64,
     /// The skip state to resume with.
     pub skip: Skip,
     /// Logical lines in the window that were looked at.
@@ -130,7 +130,8 @@ struct Pass<'a, S: Sink> {
 
 impl Scanner {
     /// Memory held by this scanner's buffers, in bytes; it does not grow with the input.
-    pub fn allocated_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn allocated_bytes(&self) -> usize {
         self.buf.len() + self.lowered.len() + self.joined.capacity()
     }
 

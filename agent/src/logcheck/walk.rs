@@ -18,7 +18,7 @@ use nix::sys::stat::Mode;
 
 /// More log files than this under the pods directory is an error: a node has a few
 /// hundred containers with a handful of files each.
-pub const MAX_FILES: usize = 100_000;
+pub(crate) const MAX_FILES: usize = 100_000;
 
 /// A container's identity as the directory names give it.
 #[derive(
@@ -70,14 +70,14 @@ pub struct Skipped {
 }
 
 /// Splits `<ns>_<pod>_<uid>` (neither a namespace nor a pod name may hold `_`).
-pub fn split_pod_dir(name: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_pod_dir(name: &str) -> Option<(&str, &str)> {
     let (ns, rest) = name.split_once('_')?;
     let (pod, uid) = rest.rsplit_once('_')?;
     (!ns.is_empty() && !pod.is_empty() && !uid.is_empty()).then_some((ns, pod))
 }
 
 /// Whether `name` is a container log the check reads; `Some(gzip)`.
-pub fn log_file_kind(name: &str) -> Option<bool> {
+pub(crate) fn log_file_kind(name: &str) -> Option<bool> {
     if name.starts_with('.') || name.ends_with(".tmp") {
         return None;
     }

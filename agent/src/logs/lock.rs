@@ -36,7 +36,7 @@ pub enum LockError {
 /// The lock file that guards `state_file`. A state path that is a device, FIFO or
 /// socket (`--state /dev/null`: keep no state) is locked itself, as logrotate locks its
 /// state file: nothing is created next to it (in /dev).
-pub fn lock_path(state_file: &Path) -> PathBuf {
+pub(crate) fn lock_path(state_file: &Path) -> PathBuf {
     if std::fs::metadata(state_file).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
         return state_file.to_path_buf();
     }

@@ -19,7 +19,7 @@ pub mod conf;
 pub mod daemon;
 pub mod dateformat;
 pub mod engine;
-pub mod fsx;
+pub(crate) mod fsx;
 pub mod handle;
 pub mod lock;
 pub mod owners;

@@ -49,7 +49,7 @@ struct NodePattern {
 
 /// The other rotators' claims, loaded once.
 #[derive(Debug, Clone, Default)]
-pub struct Owners {
+pub(crate) struct Owners {
     kubelet: Vec<PathBuf>,
     /// Patterns whose directory is literal (`/var/log/*.log`, `/var/log/syslog`), by that
     /// directory: a log is compared with the patterns of its own directory only.
@@ -59,11 +59,6 @@ pub struct Owners {
 }
 
 impl Owners {
-    /// Nobody else rotates anything (tests, or both checks switched off).
-    pub fn none() -> Self {
-        Self::default()
-    }
-
     /// Claims of the kubelet (`kubelet_dirs`) and of the node's logrotate config
     /// (`node_conf` with its includes, plus the `logrotate.d` directory beside it, which
     /// is what its `include /etc/logrotate.d` names when the agent sees the host's
@@ -125,12 +120,13 @@ impl Owners {
     }
 
     /// Whether any claim is loaded.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.kubelet.is_empty() && self.by_dir.is_empty() && self.deep.is_empty()
     }
 
     /// Who else rotates `path` (an absolute, normal path), if anyone.
-    pub fn owner_of(&self, path: &Path) -> Option<Owner> {
+    pub(crate) fn owner_of(&self, path: &Path) -> Option<Owner> {
         let b = path.as_os_str().as_bytes();
         if self.kubelet.iter().any(|d| {
             let d = d.as_os_str().as_bytes();

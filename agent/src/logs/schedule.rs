@@ -6,7 +6,7 @@ use jiff::civil::DateTime;
 use super::policy::{Frequency, Policy};
 
 /// logrotate's criterion when a block names neither a frequency nor `size`: 1 MiB.
-pub const DEFAULT_SIZE: u64 = 1024 * 1024;
+pub(crate) const DEFAULT_SIZE: u64 = 1024 * 1024;
 
 /// Why a log is (not) rotated; shown in dry runs and debug logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -42,7 +42,7 @@ impl Decision {
 pub struct FileFacts {
     pub size: u64,
     /// Seconds since the file's mtime (for `minage`).
-    pub age_seconds: i64,
+    pub(crate) age_seconds: i64,
 }
 
 /// The time a file seen for the first time is recorded with: now, truncated to the hour

@@ -15,9 +15,9 @@ use super::fsx;
 use super::handle::{Dir, EntryKind, OpenDirError, Roots};
 
 /// Directory levels a pattern may descend below its literal prefix.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 /// Matches one pattern may produce.
-pub const MAX_MATCHES: usize = 1_000_000;
+pub(crate) const MAX_MATCHES: usize = 1_000_000;
 
 /// Why a pattern could not be expanded.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use sysinfo::{
 };
 
 /// Keeps sysinfo's state between samples (CPU usage is a difference of two samples).
-pub struct HostCollector {
+pub(crate) struct HostCollector {
     /// sysinfo's error when it could not initialise (no readable /proc); host figures are
     /// then zero and every report says why.
     system: Result<System, sysinfo::Error>,
@@ -100,7 +100,7 @@ impl HostCollector {
     }
 
     /// Resident set size of the agent process, in bytes.
-    pub fn own_rss_bytes(&mut self) -> u64 {
+    pub(crate) fn own_rss_bytes(&mut self) -> u64 {
         let Ok(sys) = &mut self.system else { return 0 };
         sys.refresh_processes_specifics(
             ProcessesToUpdate::Some(&[self.own_pid]),
@@ -113,7 +113,7 @@ impl HostCollector {
 }
 
 /// User + system CPU time of the whole agent process so far (getrusage(RUSAGE_SELF)).
-pub fn own_cpu_seconds_total() -> f64 {
+pub(crate) fn own_cpu_seconds_total() -> f64 {
     getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
         let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
         t(u.user_time()) + t(u.system_time())

@@ -17,22 +17,22 @@ use caretaker_core::model::{NetworkInterface, NetworkRates};
 /// The 16 counters of one interface, in the kernel's order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    pub receive_bytes: u64,
-    pub receive_packets: u64,
-    pub receive_errs: u64,
-    pub receive_drop: u64,
-    pub receive_fifo: u64,
-    pub receive_frame: u64,
-    pub receive_compressed: u64,
-    pub receive_multicast: u64,
-    pub transmit_bytes: u64,
-    pub transmit_packets: u64,
-    pub transmit_errs: u64,
-    pub transmit_drop: u64,
-    pub transmit_fifo: u64,
-    pub transmit_colls: u64,
-    pub transmit_carrier: u64,
-    pub transmit_compressed: u64,
+    pub(crate) receive_bytes: u64,
+    pub(crate) receive_packets: u64,
+    pub(crate) receive_errs: u64,
+    pub(crate) receive_drop: u64,
+    pub(crate) receive_fifo: u64,
+    pub(crate) receive_frame: u64,
+    pub(crate) receive_compressed: u64,
+    pub(crate) receive_multicast: u64,
+    pub(crate) transmit_bytes: u64,
+    pub(crate) transmit_packets: u64,
+    pub(crate) transmit_errs: u64,
+    pub(crate) transmit_drop: u64,
+    pub(crate) transmit_fifo: u64,
+    pub(crate) transmit_colls: u64,
+    pub(crate) transmit_carrier: u64,
+    pub(crate) transmit_compressed: u64,
 }
 
 impl Counters {
@@ -109,7 +109,7 @@ pub enum LineError {
 /// # Errors
 /// Says what is wrong: no colon, empty name, not 16 counters, a counter that is not a
 /// non-negative integer.
-pub fn parse_line(line: &str) -> Result<(String, Counters), LineError> {
+pub(crate) fn parse_line(line: &str) -> Result<(String, Counters), LineError> {
     let (name, rest) = line.rsplit_once(':').ok_or(LineError::NoColon)?;
     let name = name.trim();
     if name.is_empty() {
@@ -156,7 +156,7 @@ pub fn parse(text: &str) -> (Vec<(String, Counters)>, Vec<ParseError>) {
 
 /// Reads `<sysfs>/class/net/<device>/operstate` for each interface (the same file
 /// `ip link` shows as `state`). Names that could escape the directory are skipped.
-pub fn fill_operstate(sysfs: &std::path::Path, ifs: &mut [NetworkInterface]) {
+pub(crate) fn fill_operstate(sysfs: &std::path::Path, ifs: &mut [NetworkInterface]) {
     let class = sysfs.join("class/net");
     for i in ifs {
         if i.device.contains('/') || i.device == "." || i.device == ".." {
@@ -170,7 +170,7 @@ pub fn fill_operstate(sysfs: &std::path::Path, ifs: &mut [NetworkInterface]) {
 
 /// Remembers the previous sample to turn counters into rates.
 #[derive(Debug, Default)]
-pub struct RateTracker {
+pub(crate) struct RateTracker {
     previous: HashMap<String, Counters>,
 }
 

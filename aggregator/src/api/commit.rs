@@ -24,13 +24,13 @@ use crate::store::{self, Outcome};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitLimits {
     /// Reports per transaction (default 1024).
-    pub max_reports: usize,
+    pub(crate) max_reports: usize,
     /// Encoded report bytes per transaction (default 8 MiB).
-    pub max_bytes: usize,
+    pub(crate) max_bytes: usize,
     /// Longest a report waits for more reports before its batch is committed (default
     /// 2 ms; zero commits whatever is queued at once). While a commit runs, new reports
     /// queue anyway, so under load batches fill without waiting.
-    pub max_wait: Duration,
+    pub(crate) max_wait: Duration,
 }
 
 impl Default for CommitLimits {
@@ -45,11 +45,11 @@ impl Default for CommitLimits {
 
 /// The answer to one submitted report: its outcome once committed, or the store error
 /// that failed its whole batch (shared by every report of the batch).
-pub type CommitResult = Result<Outcome, Arc<store::Error>>;
+pub(crate) type CommitResult = Result<Outcome, Arc<store::Error>>;
 
 /// Why a report could not be submitted.
 #[derive(Debug, thiserror::Error)]
-pub enum CommitError {
+pub(crate) enum CommitError {
     /// The committer task has stopped (the server is shutting down).
     #[error("the committer has stopped")]
     Stopped,
@@ -63,14 +63,14 @@ struct Job {
 
 /// The sending side of the committer; cheap to clone, one per stream.
 #[derive(Debug, Clone)]
-pub struct Committer {
+pub(crate) struct Committer {
     tx: mpsc::Sender<Job>,
 }
 
 /// The committer task itself, to end it: [`CommitTask::finish`] commits what is queued and
 /// returns once the task has ended and let go of the state (and so of the store).
 #[derive(Debug)]
-pub struct CommitTask {
+pub(crate) struct CommitTask {
     close: tokio_util::sync::CancellationToken,
     handle: tokio::task::JoinHandle<()>,
 }
@@ -121,7 +121,7 @@ impl Committer {
     ///
     /// # Errors
     /// The committer has stopped.
-    pub async fn submit(
+    pub(crate) async fn submit(
         &self,
         report: NodeReport,
         bytes: usize,

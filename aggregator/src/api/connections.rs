@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 /// Default of `ingest.max_connections`: 5,000 nodes (one connection each), the same again
 /// for reconnects overlapping connections the server has not seen close yet, and room for
 /// query clients.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_240;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_240;
 
 /// Slots for the connections of one listener.
 #[derive(Debug)]
@@ -57,7 +57,7 @@ impl ConnectionCap {
 
     /// A slot for a connection from `peer`, held until the connection closes; `None` at the
     /// cap: close the connection.
-    pub fn admit(&self, peer: SocketAddr) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn admit(&self, peer: SocketAddr) -> Option<OwnedSemaphorePermit> {
         match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(slot) => {
                 if self.full.swap(false, Ordering::Relaxed) {

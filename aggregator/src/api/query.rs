@@ -11,7 +11,7 @@ use crate::state::State;
 
 /// The query service.
 #[derive(Debug, Clone)]
-pub struct QueryService {
+pub(crate) struct QueryService {
     state: Arc<State>,
 }
 

@@ -19,7 +19,7 @@ use crate::api::tls::{ReloadingTls, TlsListener};
 
 /// The `/readyz` answer of a standby (the leader answers `ready`): the role at a glance,
 /// e.g. `kubectl exec` or a port-forward to one pod.
-pub const STANDBY: &str = "standby";
+pub(crate) const STANDBY: &str = "standby";
 
 /// The standby's routes.
 pub fn router() -> Router {

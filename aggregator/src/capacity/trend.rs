@@ -4,7 +4,7 @@ use jiff::Timestamp;
 
 /// Least-squares slope of `(time, value)` points in value units per day; `None` with fewer
 /// than two distinct times.
-pub fn slope_per_day(points: &[(Timestamp, f64)]) -> Option<f64> {
+pub(crate) fn slope_per_day(points: &[(Timestamp, f64)]) -> Option<f64> {
     let t0 = points.first()?.0;
     let xs: Vec<f64> = points
         .iter()

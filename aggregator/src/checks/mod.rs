@@ -24,7 +24,7 @@ pub mod nodes;
 pub mod pdbs;
 pub mod pods;
 pub mod pvcs;
-pub mod quantity;
+pub(crate) mod quantity;
 pub mod render;
 pub mod resources;
 pub mod services;
@@ -156,7 +156,7 @@ impl Finding {
     /// The same finding with the moment `t` named `name` in [`Finding::times`] (nothing
     /// when `t` is `None`).
     #[must_use]
-    pub fn with_time(mut self, name: &str, t: Option<Timestamp>) -> Finding {
+    pub(crate) fn with_time(mut self, name: &str, t: Option<Timestamp>) -> Finding {
         if let Some(t) = t {
             self.times.insert(name.to_string(), t);
         }
@@ -246,7 +246,7 @@ impl CheckResult {
     }
 
     /// Sets the severity again from the findings, after some were taken out or changed.
-    pub fn recompute_severity(&mut self) {
+    pub(crate) fn recompute_severity(&mut self) {
         self.severity = worst(&self.findings);
     }
 
@@ -258,7 +258,7 @@ impl CheckResult {
     }
 
     /// A check none of whose inputs are present.
-    pub fn not_applicable(name: &str, reason: impl Into<String>) -> CheckResult {
+    pub(crate) fn not_applicable(name: &str, reason: impl Into<String>) -> CheckResult {
         CheckResult {
             name: name.to_string(),
             severity: Severity::Ok,
@@ -379,7 +379,7 @@ pub fn run_all(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> V
 
 /// Findings for inputs that could not be listed (`list_forbidden`, `list_failed`); every
 /// check adds these for the resources it reads, so missing permissions are never silent.
-pub fn coverage_findings(state: &ClusterState, resources: &[Resource]) -> Vec<Finding> {
+pub(crate) fn coverage_findings(state: &ClusterState, resources: &[Resource]) -> Vec<Finding> {
     let mut out = Vec::new();
     for &r in resources {
         match state.coverage(r) {
@@ -402,7 +402,7 @@ pub fn coverage_findings(state: &ClusterState, resources: &[Resource]) -> Vec<Fi
 }
 
 /// When every one of `resources` is not applicable, the reason (for [`CheckResult::not_applicable`]).
-pub fn all_not_applicable(state: &ClusterState, resources: &[Resource]) -> Option<String> {
+pub(crate) fn all_not_applicable(state: &ClusterState, resources: &[Resource]) -> Option<String> {
     let mut reasons = Vec::new();
     for &r in resources {
         match state.coverage(r) {
@@ -423,7 +423,7 @@ pub(crate) mod time {
     }
 
     /// `std::time::Duration` as a jiff duration (saturating).
-    pub fn sd(d: impl Into<std::time::Duration>) -> SignedDuration {
+    pub(crate) fn sd(d: impl Into<std::time::Duration>) -> SignedDuration {
         SignedDuration::try_from(d.into()).unwrap_or(SignedDuration::MAX)
     }
 

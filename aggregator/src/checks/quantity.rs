@@ -35,7 +35,7 @@ pub fn parse(q: &str) -> Option<f64> {
 }
 
 /// CPU in millicores (`"1.5"` → 1500, `"250m"` → 250, `"12345678n"` → 12).
-pub fn millicores(q: &str) -> Option<u64> {
+pub(crate) fn millicores(q: &str) -> Option<u64> {
     parse(q).map(|v| (v * 1000.0).round().max(0.0) as u64)
 }
 

@@ -91,7 +91,7 @@ pub fn report(style: Style, results: &[CheckResult], load: &LoadSummary, title: 
 }
 
 /// Unknown kinds and skipped documents, if any.
-pub fn load_notes(style: Style, load: &LoadSummary) -> String {
+pub(crate) fn load_notes(style: Style, load: &LoadSummary) -> String {
     let mut out = String::new();
     if load.unknown_kinds.is_empty() && load.problems.is_empty() {
         return out;
@@ -124,7 +124,7 @@ pub fn load_notes(style: Style, load: &LoadSummary) -> String {
 
 /// The ANSI colour of a severity or status word (red, yellow, cyan, green).
 #[must_use]
-pub fn severity_colour(word: &str) -> Option<&'static str> {
+pub(crate) fn severity_colour(word: &str) -> Option<&'static str> {
     match word {
         "critical" => Some("31"),
         "warning" => Some("33"),
@@ -136,7 +136,7 @@ pub fn severity_colour(word: &str) -> Option<&'static str> {
 
 /// A kubectl table's text, its `column` coloured by severity when `tty` allows colour.
 #[must_use]
-pub fn kubectl_text(t: &Table, tty: Tty, column: &str) -> String {
+pub(crate) fn kubectl_text(t: &Table, tty: Tty, column: &str) -> String {
     let text = table_text(t);
     if tty.colour {
         paint_column(&text, column, severity_colour)
@@ -147,7 +147,7 @@ pub fn kubectl_text(t: &Table, tty: Tty, column: &str) -> String {
 
 /// `Kind/name` (kubectl's NAME column when several kinds are listed).
 #[must_use]
-pub fn kind_name(o: &ObjectRef) -> String {
+pub(crate) fn kind_name(o: &ObjectRef) -> String {
     if o.name.is_empty() {
         o.kind.clone()
     } else {
@@ -157,7 +157,7 @@ pub fn kind_name(o: &ObjectRef) -> String {
 
 /// The overview as kubectl would print it: one row per check.
 #[must_use]
-pub fn overview_kubectl(results: &[CheckResult], tty: Tty) -> String {
+pub(crate) fn overview_kubectl(results: &[CheckResult], tty: Tty) -> String {
     let mut t = kubectl_table(&["check", "status", "findings", "summary"], tty);
     for r in results {
         t.add_row(vec![
@@ -174,7 +174,7 @@ pub fn overview_kubectl(results: &[CheckResult], tty: Tty) -> String {
 /// the finding's time, the object's owner (from `owner`), the remedy and the object's uid.
 /// "No findings." when there are none.
 #[must_use]
-pub fn findings_kubectl(
+pub(crate) fn findings_kubectl(
     results: &[CheckResult],
     wide: bool,
     tty: Tty,

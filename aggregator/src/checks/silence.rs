@@ -458,7 +458,7 @@ pub fn apply(
 }
 
 /// [`apply`], with the objects' labels for entries with a `selector`.
-pub fn apply_with_labels(
+pub(crate) fn apply_with_labels(
     results: &mut Vec<CheckResult>,
     exclude: &[ExcludeRule],
     overrides: &[SeverityOverride],

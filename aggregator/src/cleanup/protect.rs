@@ -96,18 +96,18 @@ impl Protect {
 
 /// The tool that manages an object, and what to do there instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manager {
+pub(crate) struct Manager {
     /// `Helm`, `Argo CD`, `Flux`.
     pub tool: &'static str,
     /// The sentence the report shows.
-    pub advice: String,
+    pub(crate) advice: String,
 }
 
 /// Who manages `meta`: Helm (`meta.helm.sh/release-name` annotation or
 /// `app.kubernetes.io/managed-by: Helm`), Argo CD (`argocd.argoproj.io/tracking-id`
 /// annotation, or the `app.kubernetes.io/instance` tracking label when `argo_known`), Flux
 /// (any `*.toolkit.fluxcd.io/*` label).
-pub fn managed_by(meta: &ObjectMeta, argo_known: bool) -> Option<Manager> {
+pub(crate) fn managed_by(meta: &ObjectMeta, argo_known: bool) -> Option<Manager> {
     let ann = |k: &str| meta.annotations.as_ref().and_then(|a| a.get(k));
     let label = |k: &str| meta.labels.as_ref().and_then(|l| l.get(k));
     if let Some(release) = ann("meta.helm.sh/release-name")

@@ -29,7 +29,7 @@ pub fn proposals(style: Style, p: &[Proposal]) -> String {
 ///
 /// # Errors
 /// Writing fails.
-pub fn kept_and_notes(
+pub(crate) fn kept_and_notes(
     out: &mut dyn std::io::Write,
     style: Style,
     p: &Proposals,
@@ -56,7 +56,7 @@ pub fn kept_and_notes(
 /// and reason; `wide` adds the uid the deletion is conditioned on and the propagation.
 /// "No proposals." when there are none.
 #[must_use]
-pub fn proposals_kubectl(p: &[Proposal], wide: bool, tty: Tty) -> String {
+pub(crate) fn proposals_kubectl(p: &[Proposal], wide: bool, tty: Tty) -> String {
     if p.is_empty() {
         return "No proposals.\n".into();
     }

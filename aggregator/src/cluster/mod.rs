@@ -236,7 +236,7 @@ impl Resource {
     }
 
     /// Whether only the metadata of its objects is read (the rest is dropped on load).
-    pub fn metadata_only(self) -> bool {
+    pub(crate) fn metadata_only(self) -> bool {
         matches!(self, Resource::CustomResourceDefinition)
     }
 
@@ -246,7 +246,7 @@ impl Resource {
     }
 
     /// Whether objects live in a namespace.
-    pub fn namespaced(self) -> bool {
+    pub(crate) fn namespaced(self) -> bool {
         !matches!(
             self,
             Resource::Node
@@ -274,7 +274,7 @@ impl Resource {
     }
 
     /// The resource a kind (and API group, `""` for core) is read into, if any.
-    pub fn from_kind(group: &str, kind: &str) -> Option<Resource> {
+    pub(crate) fn from_kind(group: &str, kind: &str) -> Option<Resource> {
         Resource::ALL.into_iter().find(|r| {
             let (g, _, k, _) = r.gvkp();
             k == kind && g == group
@@ -319,7 +319,7 @@ pub struct LoadProblem {
     /// Whether reading the file stopped here (a JSON syntax error: no later value can be
     /// found reliably); [`dump::load`] then fails instead of judging a partial source.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub ends_file: bool,
+    pub(crate) ends_file: bool,
 }
 
 impl std::fmt::Display for LoadProblem {
@@ -352,35 +352,35 @@ pub struct ClusterState {
     pub events: Vec<Event>,
     pub config_maps: Vec<ConfigMap>,
     pub secrets: Vec<Secret>,
-    pub service_accounts: Vec<ServiceAccount>,
+    pub(crate) service_accounts: Vec<ServiceAccount>,
     pub pvcs: Vec<PersistentVolumeClaim>,
     pub deployments: Vec<Deployment>,
-    pub replica_sets: Vec<ReplicaSet>,
-    pub stateful_sets: Vec<StatefulSet>,
-    pub daemon_sets: Vec<DaemonSet>,
+    pub(crate) replica_sets: Vec<ReplicaSet>,
+    pub(crate) stateful_sets: Vec<StatefulSet>,
+    pub(crate) daemon_sets: Vec<DaemonSet>,
     pub jobs: Vec<Job>,
-    pub cron_jobs: Vec<CronJob>,
+    pub(crate) cron_jobs: Vec<CronJob>,
     pub hpas: Vec<HorizontalPodAutoscaler>,
     pub certificates: Vec<DynamicObject>,
     pub backups: Vec<DynamicObject>,
     pub schedules: Vec<DynamicObject>,
-    pub volume_snapshots: Vec<DynamicObject>,
+    pub(crate) volume_snapshots: Vec<DynamicObject>,
     pub pod_metrics: Vec<DynamicObject>,
-    pub node_metrics: Vec<DynamicObject>,
+    pub(crate) node_metrics: Vec<DynamicObject>,
     pub ingresses: Vec<DynamicObject>,
     pub leases: Vec<DynamicObject>,
-    pub validating_webhooks: Vec<DynamicObject>,
-    pub mutating_webhooks: Vec<DynamicObject>,
-    pub api_services: Vec<DynamicObject>,
+    pub(crate) validating_webhooks: Vec<DynamicObject>,
+    pub(crate) mutating_webhooks: Vec<DynamicObject>,
+    pub(crate) api_services: Vec<DynamicObject>,
     pub issuers: Vec<DynamicObject>,
-    pub cluster_issuers: Vec<DynamicObject>,
-    pub gateways: Vec<DynamicObject>,
-    pub prometheuses: Vec<DynamicObject>,
-    pub alertmanagers: Vec<DynamicObject>,
+    pub(crate) cluster_issuers: Vec<DynamicObject>,
+    pub(crate) gateways: Vec<DynamicObject>,
+    pub(crate) prometheuses: Vec<DynamicObject>,
+    pub(crate) alertmanagers: Vec<DynamicObject>,
     pub services: Vec<DynamicObject>,
     pub endpoint_slices: Vec<DynamicObject>,
     pub pdbs: Vec<DynamicObject>,
-    pub backup_storage_locations: Vec<DynamicObject>,
+    pub(crate) backup_storage_locations: Vec<DynamicObject>,
     /// trivy-operator's VulnerabilityReports (one per workload container image).
     pub vulnerability_reports: Vec<DynamicObject>,
     pub certificate_requests: Vec<DynamicObject>,
@@ -400,7 +400,7 @@ impl ClusterState {
     /// Keeps only the namespaced objects in `namespaces` (all of them when it is empty);
     /// cluster-scoped objects stay. What `checks.namespaces` and `-n` do to a live read,
     /// done to a dump.
-    pub fn retain_namespaces(&mut self, namespaces: &[String]) {
+    pub(crate) fn retain_namespaces(&mut self, namespaces: &[String]) {
         if namespaces.is_empty() {
             return;
         }
@@ -470,7 +470,7 @@ impl ClusterState {
 
     /// The objects of a resource held as [`DynamicObject`]s (custom resources and the
     /// built-in kinds only cleanup reads), `None` for the typed ones.
-    pub fn dynamic(&self, r: Resource) -> Option<&[DynamicObject]> {
+    pub(crate) fn dynamic(&self, r: Resource) -> Option<&[DynamicObject]> {
         Some(match r {
             Resource::Certificate => &self.certificates,
             Resource::Backup => &self.backups,
@@ -500,7 +500,7 @@ impl ClusterState {
     }
 
     /// Mutable [`ClusterState::dynamic`].
-    pub fn dynamic_mut(&mut self, r: Resource) -> Option<&mut Vec<DynamicObject>> {
+    pub(crate) fn dynamic_mut(&mut self, r: Resource) -> Option<&mut Vec<DynamicObject>> {
         Some(match r {
             Resource::Certificate => &mut self.certificates,
             Resource::Backup => &mut self.backups,

@@ -46,7 +46,7 @@ impl<R: Read> Scanner<R> {
     }
 
     /// A scanner reading `chunk` bytes at a time.
-    pub fn with_chunk(r: R, chunk: usize) -> Self {
+    pub(crate) fn with_chunk(r: R, chunk: usize) -> Self {
         Scanner {
             r,
             buf: Vec::new(),
@@ -103,7 +103,7 @@ impl<R: Read> Scanner<R> {
     }
 
     /// The next non-whitespace byte (not consumed), or `None` at the end.
-    pub fn skip_ws(&mut self) -> Result<Option<u8>, ScanError> {
+    pub(crate) fn skip_ws(&mut self) -> Result<Option<u8>, ScanError> {
         loop {
             if !self.fill()? {
                 return Ok(None);
@@ -116,7 +116,7 @@ impl<R: Read> Scanner<R> {
     }
 
     /// Consumes one byte (after [`Scanner::skip_ws`] returned it).
-    pub fn bump(&mut self) {
+    pub(crate) fn bump(&mut self) {
         self.pos += 1;
     }
 

@@ -21,7 +21,7 @@ pub const PODS: &str = "/api/v1/namespaces/caretaker/pods";
 
 /// A pod PATCH as received.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PodPatch {
+pub(crate) struct PodPatch {
     pub path: String,
     pub content_type: String,
     pub query: String,
@@ -29,15 +29,15 @@ pub struct PodPatch {
 }
 
 #[derive(Debug, Default)]
-pub struct Fake {
+pub(crate) struct Fake {
     pub lease: Option<Value>,
     pub rv: u64,
     /// Answer every request with this status (500: the API server is failing).
     pub fail: Option<u16>,
     /// Answer this many of the next pod PATCHes with 500 (`usize::MAX`: all of them).
-    pub fail_pod_patches: usize,
+    pub(crate) fail_pod_patches: usize,
     /// Before the next update, another replica takes the Lease (so the update conflicts).
-    pub race_next_put: Option<String>,
+    pub(crate) race_next_put: Option<String>,
     /// Pods by name.
     pub pods: BTreeMap<String, Value>,
     /// `METHOD path` of every request.
@@ -57,7 +57,7 @@ impl Fake {
         lease["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.lease = Some(lease);
     }
-    pub fn set_spec(&mut self, spec: Value) {
+    pub(crate) fn set_spec(&mut self, spec: Value) {
         let mut l = self
             .lease
             .clone()
@@ -66,7 +66,7 @@ impl Fake {
         self.put_lease(l);
     }
     /// A running pod `name` with the Deployment's labels plus `labels`.
-    pub fn add_pod(&mut self, name: &str, labels: Value) {
+    pub(crate) fn add_pod(&mut self, name: &str, labels: Value) {
         let mut all = json!({"app.kubernetes.io/name": "caretaker-aggregator", "app.kubernetes.io/instance": "caretaker", "pod-template-hash": "5d8f7"});
         for (k, v) in labels.as_object().into_iter().flatten() {
             all[k] = v.clone();
@@ -89,7 +89,7 @@ impl Fake {
 
 pub type Shared = Arc<Mutex<Fake>>;
 
-pub fn lease_json(spec: Value) -> Value {
+pub(crate) fn lease_json(spec: Value) -> Value {
     json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
@@ -98,7 +98,7 @@ pub fn lease_json(spec: Value) -> Value {
     })
 }
 
-pub fn held_by(holder: &str, transitions: i32) -> Value {
+pub(crate) fn held_by(holder: &str, transitions: i32) -> Value {
     json!({"holderIdentity": holder, "leaseDurationSeconds": 15, "acquireTime": "2026-01-01T00:00:00.000000Z",
            "renewTime": "2026-01-01T00:00:10.000000Z", "leaseTransitions": transitions})
 }
@@ -308,6 +308,6 @@ pub fn shared(lease: Option<Value>) -> Shared {
     Arc::new(Mutex::new(f))
 }
 
-pub fn take_seen(f: &Shared) -> Vec<String> {
+pub(crate) fn take_seen(f: &Shared) -> Vec<String> {
     std::mem::take(&mut f.lock().unwrap().seen)
 }

@@ -30,7 +30,7 @@ use tracing::{debug, error, info, warn};
 use super::config::{Election, JITTER_FACTOR, Timing};
 
 /// Longest wait for the API server when releasing the Lease at shutdown.
-pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Leader-election errors.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ pub enum LeaderError {
 
 /// What one attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attempt {
+pub(crate) enum Attempt {
     /// This replica holds the Lease now (created, renewed or taken over).
     Held,
     /// Another replica holds the Lease and it is still valid.
@@ -67,7 +67,7 @@ struct Observed {
 
 /// One replica's side of the election.
 #[derive(Debug, Clone)]
-pub struct Elector {
+pub(crate) struct Elector {
     api: Api<Lease>,
     election: Election,
     observed: Option<Observed>,
@@ -98,6 +98,7 @@ impl Elector {
     }
 
     /// This replica's identity.
+    #[cfg(test)]
     pub fn identity(&self) -> &str {
         &self.election.identity
     }
@@ -127,7 +128,7 @@ impl Elector {
     ///
     /// # Errors
     /// The API server refused or failed a request (other than a 409 on the write).
-    pub async fn try_acquire_or_renew(&mut self) -> Result<Attempt, LeaderError> {
+    pub(crate) async fn try_acquire_or_renew(&mut self) -> Result<Attempt, LeaderError> {
         let name = self.election.lease_name.clone();
         let now = micro(Timestamp::now());
         let duration = seconds(self.election.timing.lease_duration);

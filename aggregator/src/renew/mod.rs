@@ -43,7 +43,7 @@ pub(crate) const REASON: &str = "ManuallyTriggered";
 /// The condition's message, as cmctl sets it.
 pub(crate) const MESSAGE: &str = "Certificate re-issuance manually triggered";
 /// The code of renewal proposals in the report.
-pub const PROPOSAL_CODE: &str = "certificate_renewal_due";
+pub(crate) const PROPOSAL_CODE: &str = "certificate_renewal_due";
 /// The resource and subresource the renewal patches (the RBAC rule it needs: `patch`).
 pub const STATUS_SUBRESOURCE: (Resource, &str) = (Resource::Certificate, "status");
 
@@ -110,7 +110,7 @@ pub enum RenewError {
 }
 
 /// The API resource of cert-manager Certificates.
-pub fn api_resource() -> ApiResource {
+pub(crate) fn api_resource() -> ApiResource {
     let (group, version, kind, plural) = Resource::Certificate.gvkp();
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }

@@ -38,17 +38,17 @@ use crate::checks::Severity;
 use crate::report::{ClusterReport, TrackedFinding};
 
 /// Findings listed per list in one notification; the rest are counted in `omitted`.
-pub const MAX_LISTED: usize = 20;
+pub(crate) const MAX_LISTED: usize = 20;
 
 /// What has been notified; persisted by the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotifyState {
+pub(crate) struct NotifyState {
     /// Status of the last report processed; `None` before the first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_status: Option<Severity>,
+    pub(crate) last_status: Option<Severity>,
     /// The last status notification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status_notified: Option<StatusNotified>,
+    pub(crate) status_notified: Option<StatusNotified>,
     /// Critical findings notified, by key.
     #[serde(default)]
     pub findings: BTreeMap<String, NotifiedFinding>,
@@ -56,23 +56,23 @@ pub struct NotifyState {
 
 /// A status that was notified, and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusNotified {
+pub(crate) struct StatusNotified {
     pub status: Severity,
     pub at: Timestamp,
 }
 
 /// A critical finding that was notified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotifiedFinding {
-    pub notified_at: Timestamp,
+pub(crate) struct NotifiedFinding {
+    pub(crate) notified_at: Timestamp,
     /// When it was first seen gone (or no longer critical) since it was notified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cleared_at: Option<Timestamp>,
+    pub(crate) cleared_at: Option<Timestamp>,
 }
 
 /// The JSON body posted to the webhook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Notification {
+pub(crate) struct Notification {
     /// The message as people read it (Slack's `text`).
     pub text: String,
     pub caretaker: Details,
@@ -80,24 +80,24 @@ pub struct Notification {
 
 /// The facts of a notification as fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Details {
+pub(crate) struct Details {
     pub status: Severity,
     /// Set when the status worsened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_status: Option<Severity>,
+    pub(crate) previous_status: Option<Severity>,
     pub score: u8,
-    pub generated_at: Timestamp,
-    pub new_critical_findings: Listed,
+    pub(crate) generated_at: Timestamp,
+    pub(crate) new_critical_findings: Listed,
     /// When the status worsened: the findings at the new status, worst first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub findings_at_status: Option<Listed>,
+    pub(crate) findings_at_status: Option<Listed>,
 }
 
 /// Up to [`MAX_LISTED`] findings and how many more there were.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Listed {
     pub items: Vec<Item>,
-    pub omitted: usize,
+    pub(crate) omitted: usize,
 }
 
 /// One finding in a notification.
@@ -116,7 +116,7 @@ pub struct Item {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {
     pub min_severity: Severity,
-    pub flap_grace: Duration,
+    pub(crate) flap_grace: Duration,
 }
 
 impl Policy {
@@ -380,7 +380,7 @@ impl Webhook {
 
 /// The policy plus, when a webhook URL is configured, where to deliver.
 #[derive(Debug, Clone)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     pub policy: Policy,
     webhook: Option<Webhook>,
 }

@@ -58,7 +58,8 @@ pub struct Schedule {
 
 /// When a run is next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NextRun {
+#[cfg(test)]
+pub(crate) struct NextRun {
     pub kind: RunKind,
     pub at: Timestamp,
 }
@@ -69,7 +70,7 @@ pub struct NextRun {
 pub struct RunState {
     /// Per kind, the instant up to which every slot has run (or was before the first start).
     #[serde(default)]
-    pub done_through: BTreeMap<RunKind, Timestamp>,
+    pub(crate) done_through: BTreeMap<RunKind, Timestamp>,
 }
 
 /// One round to run now.
@@ -120,7 +121,8 @@ impl Schedule {
 
     /// The next slot of every enabled run strictly after `after`, earliest first (ties in
     /// daily, weekly, monthly order). A run whose cron never matches is left out.
-    pub fn next_runs(&self, after: Timestamp) -> Vec<NextRun> {
+    #[cfg(test)]
+    pub(crate) fn next_runs(&self, after: Timestamp) -> Vec<NextRun> {
         let mut out: Vec<NextRun> = self
             .runs
             .iter()
@@ -135,7 +137,7 @@ impl Schedule {
     }
 
     /// Adds a record for each enabled kind that has none, done through `now`.
-    pub fn init_state(&self, state: &mut RunState, now: Timestamp) {
+    pub(crate) fn init_state(&self, state: &mut RunState, now: Timestamp) {
         for kind in self.kinds() {
             state.done_through.entry(kind).or_insert(now);
         }
@@ -168,7 +170,7 @@ impl Schedule {
 
     /// When something is next due given `state`: the earliest pending slot (in the past
     /// when something is due now). `None` when no enabled kind has a record or a next slot.
-    pub fn next_due(&self, state: &RunState) -> Option<Timestamp> {
+    pub(crate) fn next_due(&self, state: &RunState) -> Option<Timestamp> {
         self.kinds()
             .filter_map(|k| self.pending_slot(k, state))
             .min()
@@ -177,7 +179,7 @@ impl Schedule {
 
 impl RunState {
     /// Records that `round` ran, started at `now`: its kinds are done through `now`.
-    pub fn mark_done(&mut self, round: &DueRound, now: Timestamp) {
+    pub(crate) fn mark_done(&mut self, round: &DueRound, now: Timestamp) {
         for kind in &round.kinds {
             let entry = self.done_through.entry(*kind).or_insert(now);
             *entry = (*entry).max(now);
