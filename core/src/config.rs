@@ -5,7 +5,7 @@
 //! the validated newtypes options are declared with (bounded durations, whole numbers and
 //! percentages), so a bound is stated once, in the option's type.
 
-pub mod value;
+pub(crate) mod value;
 
 pub use value::{BoundedDuration, BoundedU32, BoundedU64, BoundedUsize, Percent, ValueError, ms};
 

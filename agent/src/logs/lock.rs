@@ -15,7 +15,6 @@ use nix::fcntl::{Flock, FlockArg};
 #[derive(Debug)]
 pub struct RotationLock {
     _lock: Flock<File>,
-    pub path: PathBuf,
 }
 
 /// Why the lock was not taken.
@@ -73,7 +72,7 @@ pub fn acquire(state_file: &Path, wait: Duration) -> Result<RotationLock, LockEr
     })?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(RotationLock { _lock: l, path }),
+            Ok(l) => return Ok(RotationLock { _lock: l }),
             Err((f, Errno::EWOULDBLOCK)) if start.elapsed() < wait => {
                 file = f;
                 std::thread::sleep(Duration::from_millis(50));

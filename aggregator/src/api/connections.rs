@@ -46,11 +46,13 @@ impl ConnectionCap {
     }
 
     /// The cap.
+    #[cfg(test)]
     pub fn max(&self) -> usize {
         self.max
     }
 
     /// Connections open now.
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.max - self.slots.available_permits()
     }

@@ -14,7 +14,7 @@
 //! `recommendations` check; `capacity_runs_out` (warning) of the `capacity` check.
 
 pub(crate) mod recommend;
-pub mod trend;
+pub(crate) mod trend;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -447,6 +447,7 @@ pub(crate) const CHECK_NAME: &str = "silencing";
 /// Applies the overrides, then the excludes and the `--exclude-code` codes, to `results`
 /// as of `now`; appends a `silencing` check when entries have expired. Entries with a
 /// `selector` match nothing here: see [`apply_with_labels`].
+#[cfg(test)]
 pub fn apply(
     results: &mut Vec<CheckResult>,
     exclude: &[ExcludeRule],

@@ -22,9 +22,9 @@
 
 pub mod apply;
 pub mod cli;
-pub mod protect;
-pub mod references;
-pub mod render;
+pub(crate) mod protect;
+pub(crate) mod references;
+pub(crate) mod render;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;

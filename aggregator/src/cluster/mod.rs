@@ -11,9 +11,9 @@
 
 pub mod dump;
 pub mod live;
-pub mod pod;
-pub mod stream;
-pub mod volumes;
+pub(crate) mod pod;
+pub(crate) mod stream;
+pub(crate) mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -28,9 +28,9 @@
 //!   score_parts: [{name, kind: check|nodes|disk, score: 0..100, weight, objects, critical, warning, info}] }
 //! ```
 
-pub mod html;
-pub mod logcheck;
-pub mod planning;
+pub(crate) mod html;
+pub(crate) mod logcheck;
+pub(crate) mod planning;
 pub mod render;
 pub mod score;
 

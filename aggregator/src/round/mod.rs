@@ -11,7 +11,7 @@
 //!   interval: 10m         # default 10m: how often a round runs; 1m..24h
 //! ```
 
-pub mod scheduled;
+pub(crate) mod scheduled;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -20,4 +20,4 @@
 pub mod config;
 pub(crate) mod notify;
 pub(crate) mod runner;
-pub mod runs;
+pub(crate) mod runs;

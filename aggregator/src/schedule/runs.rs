@@ -32,8 +32,6 @@ pub enum RunKind {
 }
 
 impl RunKind {
-    pub const ALL: [RunKind; 3] = [RunKind::Daily, RunKind::Weekly, RunKind::Monthly];
-
     pub fn name(self) -> &'static str {
         match self {
             RunKind::Daily => "daily",
@@ -101,10 +99,6 @@ impl Schedule {
             zone: config.time_zone.clone(),
             runs,
         }
-    }
-
-    pub fn zone(&self) -> &Zone {
-        &self.zone
     }
 
     /// The enabled kinds.

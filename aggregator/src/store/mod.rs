@@ -20,7 +20,7 @@
 // The one module allowed to call redb (clippy.toml forbids it elsewhere).
 #![allow(clippy::disallowed_methods)]
 
-pub mod handle;
+pub(crate) mod handle;
 pub mod history;
 
 pub use handle::StoreHandle;

@@ -16,9 +16,9 @@
 //! (info), `chart_repository_unreachable` (warning: the repository URL and why; the rest
 //! of the round goes on).
 
-pub mod config;
+pub(crate) mod config;
 pub mod fetch;
-pub mod version;
+pub(crate) mod version;
 
 use caretaker_core::error::Chain;
 use std::collections::{BTreeMap, HashMap};
