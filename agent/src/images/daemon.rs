@@ -133,7 +133,7 @@ fn error(place: &str, message: impl ToString) -> CollectorError {
 }
 
 impl<R: ImageRuntime> ImageTask<R> {
-    pub fn new(settings: TaskSettings) -> Self {
+    pub(crate) fn new(settings: TaskSettings) -> Self {
         Self {
             settings,
             runtimes: None,
@@ -143,7 +143,7 @@ impl<R: ImageRuntime> ImageTask<R> {
 
     /// One check of every runtime (connecting first when needed), pruning those under
     /// disk pressure or due for their scheduled prune.
-    pub async fn check<C, F>(&mut self, connect: &mut C) -> ImagesSummary
+    pub(crate) async fn check<C, F>(&mut self, connect: &mut C) -> ImagesSummary
     where
         C: FnMut() -> F,
         F: Future<Output = Result<Vec<R>, Error>>,

@@ -33,7 +33,7 @@ pub(crate) struct FakeRuntime {
 }
 
 impl FakeRuntime {
-    pub fn new(state: FakeState) -> Self {
+    pub(crate) fn new(state: FakeState) -> Self {
         Self {
             state: Mutex::new(state),
             ..Self::default()

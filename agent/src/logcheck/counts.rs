@@ -51,7 +51,7 @@ impl ContainerCounts {
 }
 
 /// Cuts `line` to [`SAMPLE_BYTES`] at a character boundary where it is UTF-8.
-pub fn sample(line: &[u8]) -> String {
+pub(crate) fn sample(line: &[u8]) -> String {
     let cut = &line[..line.len().min(SAMPLE_BYTES)];
     let mut s = String::from_utf8_lossy(cut).into_owned();
     // A multi-byte character cut in two shows as U+FFFD; that is fine for a sample.

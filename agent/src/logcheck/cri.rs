@@ -9,7 +9,7 @@
 
 /// One parsed record header; `content` borrows the rest of the line (without `\n`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record<'a> {
+pub(crate) struct Record<'a> {
     /// Unix time of the record, in seconds (sub-second precision is not needed: the
     /// window is in hours).
     pub(crate) unix_seconds: i64,
@@ -20,7 +20,7 @@ pub struct Record<'a> {
 
 /// Parses one record (a line without its `\n`). `None` for a line that is not a CRI
 /// record (such lines are skipped and counted as malformed).
-pub fn parse(line: &[u8]) -> Option<Record<'_>> {
+pub(crate) fn parse(line: &[u8]) -> Option<Record<'_>> {
     parse_with(line, parse_timestamp)
 }
 
@@ -39,7 +39,7 @@ pub(crate) struct TimeCache {
 
 impl TimeCache {
     /// [`parse_timestamp`], reusing the last head when it is the same.
-    pub fn timestamp(&mut self, s: &[u8]) -> Option<i64> {
+    pub(crate) fn timestamp(&mut self, s: &[u8]) -> Option<i64> {
         let base = match self.seconds {
             Some(b) if s.len() >= 20 && s[..19] == self.head => b,
             _ => {

@@ -126,7 +126,7 @@ impl Tracker {
     /// Adds a pass to the totals and returns the summary to report. `config_errors` (the
     /// engine's load errors) are listed after the pass's own errors; the list is capped at
     /// [`MAX_ERRORS`].
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         at: Timestamp,
         pass: &PassResult,

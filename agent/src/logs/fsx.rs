@@ -179,7 +179,7 @@ pub(crate) enum Writers<'a> {
 
 impl<'a> WriteWatch<'a> {
     /// Takes a read lease on `file` (which must be open read-only).
-    pub fn take(file: &'a File) -> Writers<'a> {
+    pub(crate) fn take(file: &'a File) -> Writers<'a> {
         use std::os::fd::AsRawFd;
         ignore_lease_signal();
         // SAFETY: fcntl on a descriptor we own, with integer arguments only.
@@ -196,7 +196,7 @@ impl<'a> WriteWatch<'a> {
     }
 
     /// Whether a writer opened the file since the lease was taken (the kernel is breaking it).
-    pub fn broken(&self) -> bool {
+    pub(crate) fn broken(&self) -> bool {
         use std::os::fd::AsRawFd;
         // SAFETY: as in `take`.
         let r = unsafe { nix::libc::fcntl(self.file.as_raw_fd(), nix::libc::F_GETLEASE) };
@@ -237,7 +237,7 @@ pub(crate) const ACL_DEFAULT: &std::ffi::CStr = c"system.posix_acl_default";
 ///
 /// # Errors
 /// As fsetxattr(2).
-pub fn set_acl(to: &File, acl: &[u8]) -> io::Result<()> {
+pub(crate) fn set_acl(to: &File, acl: &[u8]) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: a descriptor we own, a valid name and the bytes of `acl`.
     let r = unsafe {

@@ -13,7 +13,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 /// A held lock; released on drop.
 #[derive(Debug)]
-pub struct RotationLock {
+pub(crate) struct RotationLock {
     _lock: Flock<File>,
 }
 
@@ -49,7 +49,7 @@ pub(crate) fn lock_path(state_file: &Path) -> PathBuf {
 /// # Errors
 /// [`LockError::Busy`] when another process keeps it; [`LockError::Open`] when the lock
 /// file cannot be created.
-pub fn acquire(state_file: &Path, wait: Duration) -> Result<RotationLock, LockError> {
+pub(crate) fn acquire(state_file: &Path, wait: Duration) -> Result<RotationLock, LockError> {
     let path = lock_path(state_file);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| LockError::Open {

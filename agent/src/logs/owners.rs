@@ -20,7 +20,7 @@ use super::conf;
 
 /// Who rotates a log instead of the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
+pub(crate) enum Owner {
     /// The kubelet (container logs).
     Kubelet,
     /// The node's logrotate; `place` is the `file:line` of the block naming the log.
@@ -29,7 +29,7 @@ pub enum Owner {
 
 impl Owner {
     /// A short name for reports: `kubelet`, or `logrotate (FILE:LINE)`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Self::Kubelet => "kubelet".to_string(),
             Self::NodeLogrotate { place } => format!("logrotate ({place})"),
@@ -65,7 +65,7 @@ impl Owners {
     /// files under another prefix). `own_conf` is the agent's own `logrotate_conf`: when
     /// it is the node's file, the agent is the node's logrotate and claims nothing.
     /// Unreadable or missing files claim nothing.
-    pub fn load(
+    pub(crate) fn load(
         kubelet_dirs: &[PathBuf],
         node_conf: Option<&Path>,
         own_conf: Option<&Path>,
@@ -121,7 +121,7 @@ impl Owners {
 
     /// Whether any claim is loaded.
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.kubelet.is_empty() && self.by_dir.is_empty() && self.deep.is_empty()
     }
 

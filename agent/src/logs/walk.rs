@@ -21,7 +21,7 @@ pub(crate) const MAX_MATCHES: usize = 1_000_000;
 
 /// Why a pattern could not be expanded.
 #[derive(Debug, thiserror::Error)]
-pub enum GlobError {
+pub(crate) enum GlobError {
     #[error("bad pattern {pattern:?}")]
     Pattern {
         pattern: String,
@@ -60,7 +60,7 @@ enum Part {
 ///
 /// # Errors
 /// See [`GlobError`].
-pub fn expand(roots: &Roots, pattern: &str) -> Result<Vec<PathBuf>, GlobError> {
+pub(crate) fn expand(roots: &Roots, pattern: &str) -> Result<Vec<PathBuf>, GlobError> {
     if !pattern.starts_with('/') {
         return Err(GlobError::Relative {
             pattern: pattern.into(),

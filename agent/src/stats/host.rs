@@ -41,7 +41,7 @@ impl Default for HostCollector {
 
 impl HostCollector {
     /// Takes the first CPU sample; the figures that never change are read once here.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let system = System::new_with_specifics(
             RefreshKind::nothing()
                 .with_cpu(CpuRefreshKind::nothing().with_usage())
@@ -58,7 +58,7 @@ impl HostCollector {
 
     /// Host figures now; CPU usage is over the time since the previous call. What cannot
     /// be read is left at 0 and pushed to `errors`.
-    pub fn sample(&mut self, errors: &mut Vec<CollectorError>) -> Host {
+    pub(crate) fn sample(&mut self, errors: &mut Vec<CollectorError>) -> Host {
         let mut error = |place: &str, message: String| {
             errors.push(CollectorError {
                 collector: "host".into(),

@@ -43,14 +43,14 @@ impl MountInfo {
 /// A line that is not valid mountinfo; `line` is 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
-pub struct ParseError {
+pub(crate) struct ParseError {
     pub line: usize,
     pub reason: LineError,
 }
 
 /// What is wrong with one mountinfo line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LineError {
+pub(crate) enum LineError {
     /// The line ends before this field.
     #[error("missing {0}")]
     Missing(&'static str),
@@ -146,7 +146,7 @@ pub(crate) fn parse_line(line: &str) -> Result<MountInfo, LineError> {
 
 /// Parses a whole mountinfo file. Bad lines are returned as errors beside the good ones,
 /// so one odd line does not hide every filesystem.
-pub fn parse(text: &str) -> (Vec<MountInfo>, Vec<ParseError>) {
+pub(crate) fn parse(text: &str) -> (Vec<MountInfo>, Vec<ParseError>) {
     let mut mounts = Vec::new();
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {

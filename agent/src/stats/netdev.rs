@@ -16,7 +16,7 @@ use caretaker_core::model::{NetworkInterface, NetworkRates};
 
 /// The 16 counters of one interface, in the kernel's order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
+pub(crate) struct Counters {
     pub(crate) receive_bytes: u64,
     pub(crate) receive_packets: u64,
     pub(crate) receive_errs: u64,
@@ -82,14 +82,14 @@ impl Counters {
 /// A line that is not a valid interface line; `line` is 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
-pub struct ParseError {
+pub(crate) struct ParseError {
     pub line: usize,
     pub reason: LineError,
 }
 
 /// What is wrong with one interface line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LineError {
+pub(crate) enum LineError {
     #[error("no ':' after the interface name")]
     NoColon,
     #[error("empty interface name")]
@@ -135,7 +135,7 @@ pub(crate) fn parse_line(line: &str) -> Result<(String, Counters), LineError> {
 
 /// Parses a whole `/proc/net/dev`: the two header lines are skipped, bad lines reported
 /// beside the good ones. Interfaces keep the file's order.
-pub fn parse(text: &str) -> (Vec<(String, Counters)>, Vec<ParseError>) {
+pub(crate) fn parse(text: &str) -> (Vec<(String, Counters)>, Vec<ParseError>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -182,7 +182,7 @@ impl RateTracker {
     /// deleted and re-created) marks the interface `counter_reset` and gives it no rate for
     /// this interval, rather than a negative or a huge one. Interfaces that disappeared are
     /// forgotten.
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         sample: Vec<(String, Counters)>,
         elapsed: Option<Duration>,

@@ -24,7 +24,7 @@ pub(crate) const DEFAULT_KUBELET_ROOT: &str = "/var/lib/kubelet";
 
 /// Plugin directories of volume types that never hold a PersistentVolume: emptyDir,
 /// configMap, secret, projected and downwardAPI.
-pub const EPHEMERAL_PLUGINS: &[&str] = &[
+pub(crate) const EPHEMERAL_PLUGINS: &[&str] = &[
     "kubernetes.io~empty-dir",
     "kubernetes.io~configmap",
     "kubernetes.io~secret",

@@ -79,7 +79,7 @@ pub(crate) struct IngestServer {
 impl IngestServer {
     /// Serves `service`, refusing messages over `max_decoding_message_size` bytes with
     /// `OUT_OF_RANGE`.
-    pub fn new(service: IngestService, max_decoding_message_size: usize) -> Self {
+    pub(crate) fn new(service: IngestService, max_decoding_message_size: usize) -> Self {
         Self {
             inner: Arc::new(service),
             max_decoding_message_size,

@@ -78,7 +78,7 @@ pub(crate) struct CommitTask {
 impl CommitTask {
     /// Stops taking reports, commits those already queued (their streams may still be
     /// waiting for the answer) and waits until the task has ended.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         self.close.cancel();
         if let Err(e) = self.handle.await {
             warn!(error = %e, "The committer task failed.");
@@ -101,7 +101,7 @@ impl Committer {
     /// [`Committer`] clone is dropped or [`CommitTask::finish`] is called, after
     /// committing what was queued.
     #[must_use]
-    pub fn spawn(state: Arc<State>, limits: CommitLimits) -> (Self, CommitTask) {
+    pub(crate) fn spawn(state: Arc<State>, limits: CommitLimits) -> (Self, CommitTask) {
         let limits = CommitLimits {
             max_reports: limits.max_reports.max(1),
             max_bytes: limits.max_bytes.max(1),

@@ -27,7 +27,7 @@ pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_240;
 
 /// Slots for the connections of one listener.
 #[derive(Debug)]
-pub struct ConnectionCap {
+pub(crate) struct ConnectionCap {
     slots: Arc<Semaphore>,
     max: usize,
     /// Set while at the cap, so a flood logs one warning rather than one per connection.
@@ -36,7 +36,7 @@ pub struct ConnectionCap {
 
 impl ConnectionCap {
     /// At most `max` connections at once (0 is taken as 1).
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         let max = max.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             slots: Arc::new(Semaphore::new(max)),
@@ -47,13 +47,13 @@ impl ConnectionCap {
 
     /// The cap.
     #[cfg(test)]
-    pub fn max(&self) -> usize {
+    pub(crate) fn max(&self) -> usize {
         self.max
     }
 
     /// Connections open now.
     #[cfg(test)]
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         self.max - self.slots.available_permits()
     }
 
@@ -82,13 +82,13 @@ impl ConnectionCap {
 /// A connection holding its slot under a [`ConnectionCap`]; reads and writes go straight
 /// to the inner stream.
 #[derive(Debug)]
-pub struct Capped<IO> {
+pub(crate) struct Capped<IO> {
     io: IO,
     _slot: OwnedSemaphorePermit,
 }
 
 impl<IO> Capped<IO> {
-    pub fn new(io: IO, slot: OwnedSemaphorePermit) -> Self {
+    pub(crate) fn new(io: IO, slot: OwnedSemaphorePermit) -> Self {
         Self { io, _slot: slot }
     }
 }
@@ -143,7 +143,7 @@ impl<IO: Connected> Connected for Capped<IO> {
 }
 
 /// Plaintext connections of `listener` within `cap`, as tonic's incoming stream.
-pub fn plaintext(
+pub(crate) fn plaintext(
     listener: tokio::net::TcpListener,
     cap: Arc<ConnectionCap>,
 ) -> impl tokio_stream::Stream<Item = io::Result<Capped<tokio::net::TcpStream>>> {

@@ -152,13 +152,13 @@ impl Budget {
     }
 
     /// Bytes held now.
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.total - self.permits.available_permits()
     }
 
     /// Most bytes held at once so far.
     #[cfg(test)]
-    pub fn peak(&self) -> usize {
+    pub(crate) fn peak(&self) -> usize {
         self.peak.load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -272,7 +272,11 @@ impl IngestService {
     /// Streams end when `shutdown` is cancelled, so a graceful stop does not wait for
     /// agents to hang up. Any node, [`DEFAULT_REPORTS_PER_MINUTE`], `limits`. Starts the
     /// group committer: call inside a Tokio runtime.
-    pub fn new(state: Arc<State>, shutdown: CancellationToken, limits: IngestLimits) -> Self {
+    pub(crate) fn new(
+        state: Arc<State>,
+        shutdown: CancellationToken,
+        limits: IngestLimits,
+    ) -> Self {
         let per_minute = NonZeroU32::new(DEFAULT_REPORTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
         let (committer, commit_task) = Committer::spawn(Arc::clone(&state), limits.commit);
         Self {
@@ -294,7 +298,7 @@ impl IngestService {
     /// to [`IngestService::new`]: cancel it first), then commits what is queued and ends
     /// the committer. Afterwards no task of this service holds the state, so the store
     /// closes with its last other reference. A second call returns at once.
-    pub async fn finish(&self) {
+    pub(crate) async fn finish(&self) {
         self.tasks.close();
         self.tasks.wait().await;
         let task = self

@@ -16,7 +16,7 @@ pub(crate) struct QueryService {
 }
 
 impl QueryService {
-    pub fn new(state: Arc<State>) -> Self {
+    pub(crate) fn new(state: Arc<State>) -> Self {
         Self { state }
     }
 }

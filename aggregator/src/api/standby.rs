@@ -22,7 +22,7 @@ use crate::api::tls::{ReloadingTls, TlsListener};
 pub(crate) const STANDBY: &str = "standby";
 
 /// The standby's routes.
-pub fn router() -> Router {
+pub(crate) fn router() -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { STANDBY }))
@@ -38,7 +38,7 @@ pub fn router() -> Router {
 ///
 /// # Errors
 /// The server failed.
-pub async fn serve(
+pub(crate) async fn serve(
     http: TcpListener,
     tls: Option<Arc<ReloadingTls>>,
     stop: CancellationToken,

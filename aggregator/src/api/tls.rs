@@ -386,7 +386,10 @@ pub(crate) struct TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>, local: SocketAddr) -> Self {
+    pub(crate) fn new(
+        rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+        local: SocketAddr,
+    ) -> Self {
         Self { rx, local }
     }
 }

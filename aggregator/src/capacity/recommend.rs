@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The `q` quantile (0–1) of `v` by the nearest-rank method; `None` for no values.
-pub fn percentile(v: &[f64], q: f64) -> Option<f64> {
+pub(crate) fn percentile(v: &[f64], q: f64) -> Option<f64> {
     if v.is_empty() {
         return None;
     }

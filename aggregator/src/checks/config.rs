@@ -13,7 +13,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// Any age or window: one second to ten years.
-pub type Age = BoundedDuration<{ ms::SECOND }, { ms::TEN_YEARS }>;
+pub(crate) type Age = BoundedDuration<{ ms::SECOND }, { ms::TEN_YEARS }>;
 
 /// A share of a capacity, 1 to 100.
 pub(crate) type Share = Percent<1>;

@@ -418,7 +418,7 @@ pub(crate) mod time {
     use jiff::{SignedDuration, Timestamp};
 
     /// `now - t` as a duration (negative when `t` is in the future).
-    pub fn age(now: Timestamp, t: Timestamp) -> SignedDuration {
+    pub(crate) fn age(now: Timestamp, t: Timestamp) -> SignedDuration {
         now.duration_since(t)
     }
 
@@ -428,7 +428,7 @@ pub(crate) mod time {
     }
 
     /// A short human form: `3d 4h`, `5h 2m`, `42s`.
-    pub fn human(d: SignedDuration) -> String {
+    pub(crate) fn human(d: SignedDuration) -> String {
         let s = d.as_secs().unsigned_abs();
         let (days, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
         if days > 0 {
@@ -443,7 +443,7 @@ pub(crate) mod time {
     }
 
     /// Parses an RFC 3339 time from a dynamic object field.
-    pub fn parse(v: Option<&serde_json::Value>) -> Option<Timestamp> {
+    pub(crate) fn parse(v: Option<&serde_json::Value>) -> Option<Timestamp> {
         v?.as_str()?.parse().ok()
     }
 }

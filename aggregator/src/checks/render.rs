@@ -8,7 +8,7 @@ use super::{CheckResult, CheckStatus, Finding, ObjectRef, Severity};
 use crate::cluster::LoadSummary;
 
 /// A table in `style` with `header`.
-pub fn table(style: Style, header: &[&str]) -> Table {
+pub(crate) fn table(style: Style, header: &[&str]) -> Table {
     let mut t = Table::new();
     match style {
         Style::Terminal => {
@@ -24,7 +24,7 @@ pub fn table(style: Style, header: &[&str]) -> Table {
 }
 
 /// A cell's text: one line, and pipes escaped for Markdown.
-pub fn cell(style: Style, s: &str) -> String {
+pub(crate) fn cell(style: Style, s: &str) -> String {
     let one_line = s.replace(['\n', '\r'], " ");
     match style {
         Style::Terminal => one_line,
@@ -40,7 +40,7 @@ fn status(r: &CheckResult) -> String {
 }
 
 /// The overview: one row per check.
-pub fn overview(style: Style, results: &[CheckResult]) -> String {
+pub(crate) fn overview(style: Style, results: &[CheckResult]) -> String {
     let mut t = table(style, &["check", "status", "findings", "summary"]);
     for r in results {
         t.add_row(vec![
@@ -54,7 +54,7 @@ pub fn overview(style: Style, results: &[CheckResult]) -> String {
 }
 
 /// The findings of one check.
-pub fn findings(style: Style, f: &[Finding]) -> String {
+pub(crate) fn findings(style: Style, f: &[Finding]) -> String {
     let mut t = table(style, &["severity", "code", "object", "message"]);
     for x in f {
         t.add_row(vec![
@@ -68,7 +68,12 @@ pub fn findings(style: Style, f: &[Finding]) -> String {
 }
 
 /// Everything: the overview, then each check with findings, then what loading skipped.
-pub fn report(style: Style, results: &[CheckResult], load: &LoadSummary, title: &str) -> String {
+pub(crate) fn report(
+    style: Style,
+    results: &[CheckResult],
+    load: &LoadSummary,
+    title: &str,
+) -> String {
     let mut out = String::new();
     match style {
         Style::Markdown => out.push_str(&format!("## {title}\n\n")),
@@ -221,7 +226,7 @@ pub(crate) fn findings_kubectl(
 ///
 /// # Errors
 /// Only XML writing errors, which cannot happen for these strings.
-pub fn junit(
+pub(crate) fn junit(
     results: &[CheckResult],
     now: jiff::Timestamp,
 ) -> Result<String, quick_junit::SerializeError> {
@@ -272,6 +277,8 @@ pub fn junit(
 ///
 /// # Errors
 /// Only serialization errors, which cannot happen for these types.
-pub fn yaml<T: serde::Serialize>(value: &T) -> Result<String, serde_saphyr_ser::SerializeError> {
+pub(crate) fn yaml<T: serde::Serialize>(
+    value: &T,
+) -> Result<String, serde_saphyr_ser::SerializeError> {
     serde_saphyr_ser::to_string(value)
 }

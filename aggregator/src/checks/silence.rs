@@ -126,7 +126,7 @@ impl std::fmt::Display for Selector {
 
 /// The labels of the objects findings name, looked up in the cluster state the checks
 /// read (indexed on first use, so a config without selectors costs nothing).
-pub struct Labels<'a> {
+pub(crate) struct Labels<'a> {
     state: &'a crate::cluster::ClusterState,
     index: std::sync::OnceLock<LabelIndex<'a>>,
 }
@@ -137,7 +137,7 @@ type LabelIndex<'a> = std::collections::HashMap<
 >;
 
 impl<'a> Labels<'a> {
-    pub fn new(state: &'a crate::cluster::ClusterState) -> Self {
+    pub(crate) fn new(state: &'a crate::cluster::ClusterState) -> Self {
         Labels {
             state,
             index: std::sync::OnceLock::new(),
@@ -146,7 +146,10 @@ impl<'a> Labels<'a> {
 
     /// The labels of `o` (by kind, namespace and name); `None` when the object is not in
     /// the state or has no labels.
-    pub fn get(&self, o: &ObjectRef) -> Option<&'a std::collections::BTreeMap<String, String>> {
+    pub(crate) fn get(
+        &self,
+        o: &ObjectRef,
+    ) -> Option<&'a std::collections::BTreeMap<String, String>> {
         let index = self.index.get_or_init(|| build_index(self.state));
         index
             .get(&(
@@ -434,7 +437,7 @@ impl From<OverrideSeverity> for Severity {
 
 /// What silencing did.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Silenced findings with their check's name.
     pub silenced: Vec<(String, Finding)>,
     /// Entries past their `until` date, e.g. `checks.exclude[1] (code=x) expired 2026-11-30`.
@@ -448,7 +451,7 @@ pub(crate) const CHECK_NAME: &str = "silencing";
 /// as of `now`; appends a `silencing` check when entries have expired. Entries with a
 /// `selector` match nothing here: see [`apply_with_labels`].
 #[cfg(test)]
-pub fn apply(
+pub(crate) fn apply(
     results: &mut Vec<CheckResult>,
     exclude: &[ExcludeRule],
     overrides: &[SeverityOverride],

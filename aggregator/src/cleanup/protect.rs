@@ -12,7 +12,7 @@ pub const KEEP_ANNOTATION: &str = "caretaker.io/keep";
 
 /// A label selector in kubectl's syntax, the same type `checks.exclude` and `-l` use
 /// (`k=v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`, joined by commas).
-pub type LabelSelector = crate::checks::silence::Selector;
+pub(crate) type LabelSelector = crate::checks::silence::Selector;
 
 /// The labels of `meta` (none when it has no labels), as a selector reads them.
 fn labels(meta: &ObjectMeta) -> &std::collections::BTreeMap<String, String> {
@@ -36,7 +36,7 @@ pub struct Protect {
 }
 
 /// `*` (any run) and `?` (one character) wildcards.
-pub fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {

@@ -56,7 +56,7 @@ const SIDECAR_ENV: [&str; 4] = ["LABEL", "LABEL_VALUE", "NAMESPACE", "RESOURCE"]
 
 /// The kinds of object the graph knows users of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
+pub(crate) enum Target {
     ConfigMap,
     Secret,
     Pvc,
@@ -161,7 +161,7 @@ pub(crate) struct Templates {
 
 /// Which objects' references do not count: those deleted in the same run.
 #[derive(Debug, Default)]
-pub struct Skip<'a> {
+pub(crate) struct Skip<'a> {
     pub(crate) uids: HashSet<&'a str>,
 }
 
@@ -193,7 +193,7 @@ impl Skip<'_> {
 
 impl Templates {
     /// The templates of every workload in `state` not skipped.
-    pub fn collect(state: &ClusterState, skip: &Skip) -> Templates {
+    pub(crate) fn collect(state: &ClusterState, skip: &Skip) -> Templates {
         let mut items = Vec::new();
         let mut add = |kind: &'static str,
                        meta: &ObjectMeta,
@@ -426,7 +426,7 @@ fn split_ns_name(v: &str) -> (Option<&str>, &str) {
 
 impl<'a> ReferenceGraph<'a> {
     /// The graph of `state`, the references of objects in `skip` left out.
-    pub fn build(
+    pub(crate) fn build(
         state: &'a ClusterState,
         templates: &'a Templates,
         skip: &Skip,

@@ -6,7 +6,7 @@ use super::{Action, Proposal, Proposals};
 use crate::checks::render::{cell, kind_name, table};
 
 /// One row per proposal.
-pub fn proposals(style: Style, p: &[Proposal]) -> String {
+pub(crate) fn proposals(style: Style, p: &[Proposal]) -> String {
     let mut t = table(style, &["action", "code", "object", "uid", "reason"]);
     for x in p {
         let action = match x.action {

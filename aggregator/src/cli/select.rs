@@ -349,7 +349,7 @@ pub(crate) struct LabelIndex<'a> {
 impl<'a> LabelIndex<'a> {
     /// Indexes `state` (empty when `wanted` is false: nothing needs labels then).
     #[must_use]
-    pub fn new(state: &'a ClusterState, wanted: bool) -> LabelIndex<'a> {
+    pub(crate) fn new(state: &'a ClusterState, wanted: bool) -> LabelIndex<'a> {
         let mut map = HashMap::new();
         if !wanted {
             return LabelIndex { map };
@@ -393,14 +393,14 @@ impl<'a> LabelIndex<'a> {
 
     /// The labels of `o`, when it is in the state and has any.
     #[must_use]
-    pub fn get(&self, o: &ObjectRef) -> Option<&'a BTreeMap<String, String>> {
+    pub(crate) fn get(&self, o: &ObjectRef) -> Option<&'a BTreeMap<String, String>> {
         self.meta(o)?.labels.as_ref()
     }
 
     /// The owner of `o` as `Kind/name` (its controller, else its first owner reference),
     /// or empty.
     #[must_use]
-    pub fn owner(&self, o: &ObjectRef) -> String {
+    pub(crate) fn owner(&self, o: &ObjectRef) -> String {
         let Some(refs) = self.meta(o).and_then(|m| m.owner_references.as_ref()) else {
             return String::new();
         };

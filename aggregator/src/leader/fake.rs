@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 
 use super::config::Timing;
 
-pub const NS: &str = "caretaker";
-pub const NAME: &str = "caretaker-aggregator";
-pub const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/caretaker/leases";
-pub const PODS: &str = "/api/v1/namespaces/caretaker/pods";
+pub(crate) const NS: &str = "caretaker";
+pub(crate) const NAME: &str = "caretaker-aggregator";
+pub(crate) const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/caretaker/leases";
+pub(crate) const PODS: &str = "/api/v1/namespaces/caretaker/pods";
 
 /// A pod PATCH as received.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,7 @@ pub(crate) struct Fake {
 }
 
 impl Fake {
-    pub fn spec(&self) -> Value {
+    pub(crate) fn spec(&self) -> Value {
         self.lease
             .as_ref()
             .map_or(Value::Null, |l| l["spec"].clone())
@@ -80,14 +80,14 @@ impl Fake {
         self.pods.insert(name.into(), pod);
     }
     /// The `caretaker.io/role` label of pod `name`.
-    pub fn role(&self, name: &str) -> Value {
+    pub(crate) fn role(&self, name: &str) -> Value {
         self.pods.get(name).map_or(Value::Null, |p| {
             p["metadata"]["labels"]["caretaker.io/role"].clone()
         })
     }
 }
 
-pub type Shared = Arc<Mutex<Fake>>;
+pub(crate) type Shared = Arc<Mutex<Fake>>;
 
 pub(crate) fn lease_json(spec: Value) -> Value {
     json!({
@@ -255,7 +255,7 @@ fn answer(
 }
 
 /// A client whose requests `fake` answers.
-pub fn client(fake: &Shared) -> kube::Client {
+pub(crate) fn client(fake: &Shared) -> kube::Client {
     let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let f = Arc::clone(fake);
     tokio::spawn(async move {
@@ -292,7 +292,7 @@ pub fn client(fake: &Shared) -> kube::Client {
 }
 
 /// client-go's defaults.
-pub fn timing() -> Timing {
+pub(crate) fn timing() -> Timing {
     Timing {
         lease_duration: Duration::from_secs(15),
         renew_deadline: Duration::from_secs(10),
@@ -300,7 +300,7 @@ pub fn timing() -> Timing {
     }
 }
 
-pub fn shared(lease: Option<Value>) -> Shared {
+pub(crate) fn shared(lease: Option<Value>) -> Shared {
     let mut f = Fake::default();
     if let Some(spec) = lease {
         f.set_spec(spec);

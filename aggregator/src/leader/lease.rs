@@ -83,7 +83,7 @@ fn seconds(d: Duration) -> i32 {
 
 impl Elector {
     /// An elector for `election` through `client` (in-cluster config in a pod).
-    pub fn new(client: kube::Client, election: Election) -> Self {
+    pub(crate) fn new(client: kube::Client, election: Election) -> Self {
         let api = Api::namespaced(client, &election.namespace);
         Self {
             api,
@@ -93,17 +93,17 @@ impl Elector {
     }
 
     /// `namespace/name` of the Lease, for messages.
-    pub fn lease(&self) -> String {
+    pub(crate) fn lease(&self) -> String {
         format!("{}/{}", self.election.namespace, self.election.lease_name)
     }
 
     /// This replica's identity.
     #[cfg(test)]
-    pub fn identity(&self) -> &str {
+    pub(crate) fn identity(&self) -> &str {
         &self.election.identity
     }
 
-    pub fn timing(&self) -> Timing {
+    pub(crate) fn timing(&self) -> Timing {
         self.election.timing
     }
 
@@ -205,7 +205,7 @@ impl Elector {
     /// Tries every `retry_period` (plus up to 1.2 × that of jitter, like client-go) until
     /// this replica holds the Lease: `true`, or `stop` fires first: `false`. Failures
     /// are logged and retried.
-    pub async fn acquire(&mut self, stop: &CancellationToken) -> bool {
+    pub(crate) async fn acquire(&mut self, stop: &CancellationToken) -> bool {
         let timing = self.election.timing;
         let mut last_holder: Option<String> = None;
         let mut last_error: Option<String> = None;
@@ -257,7 +257,7 @@ impl Elector {
     /// # Errors
     /// [`LeaderError::Lost`]: a renewal did not succeed within `renew_deadline`, or
     /// another replica holds the Lease.
-    pub async fn hold(&mut self, stop: &CancellationToken) -> Result<(), LeaderError> {
+    pub(crate) async fn hold(&mut self, stop: &CancellationToken) -> Result<(), LeaderError> {
         let timing = self.election.timing;
         loop {
             tokio::select! {
@@ -304,7 +304,7 @@ impl Elector {
     ///
     /// # Errors
     /// The API server failed or did not answer within [`RELEASE_TIMEOUT`].
-    pub async fn release(&mut self) -> Result<(), LeaderError> {
+    pub(crate) async fn release(&mut self) -> Result<(), LeaderError> {
         let lease = self.lease();
         match tokio::time::timeout(RELEASE_TIMEOUT, self.release_now()).await {
             Ok(r) => r,

@@ -77,7 +77,7 @@ pub(crate) struct Replica {
 
 impl Replica {
     /// A replica of `election` talking to the API server through `client`.
-    pub fn new(client: kube::Client, election: Election) -> Self {
+    pub(crate) fn new(client: kube::Client, election: Election) -> Self {
         let labeler = PodLabeler::new(client.clone(), &election.pod_namespace, &election.pod_name);
         Self {
             elector: Elector::new(client, election),
@@ -93,7 +93,11 @@ impl Replica {
     /// # Errors
     /// See [`RunError`]; the Lease is released before returning except after
     /// [`RunError::Lost`] (someone else holds it) and [`RunError::Standby`] (never held).
-    pub async fn run<F, Fut>(self, shutdown: &CancellationToken, work: F) -> Result<(), RunError>
+    pub(crate) async fn run<F, Fut>(
+        self,
+        shutdown: &CancellationToken,
+        work: F,
+    ) -> Result<(), RunError>
     where
         F: FnOnce(Leading) -> Fut,
         Fut: Future<Output = Result<(), BoxError>> + Send + 'static,

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The label the Service selects on.
-pub const ROLE_LABEL: &str = "caretaker.io/role";
+pub(crate) const ROLE_LABEL: &str = "caretaker.io/role";
 
 /// `fieldManager` of the label patches (shown in the pod's `managedFields`).
 pub(crate) const FIELD_MANAGER: &str = "caretaker-aggregator";
@@ -148,7 +148,7 @@ pub(crate) struct PodLabeler {
 
 impl PodLabeler {
     /// The labeler of pod `namespace/name` (from `POD_NAMESPACE` and `POD_NAME`).
-    pub fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
+    pub(crate) fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.into(),
@@ -157,7 +157,7 @@ impl PodLabeler {
     }
 
     /// `namespace/name`, for messages.
-    pub fn pod(&self) -> String {
+    pub(crate) fn pod(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
 
@@ -166,7 +166,7 @@ impl PodLabeler {
     ///
     /// # Errors
     /// The API server refused or failed the request, or did not answer within `timeout`.
-    pub async fn current(&self, timeout: Duration) -> Result<Option<String>, ReadError> {
+    pub(crate) async fn current(&self, timeout: Duration) -> Result<Option<String>, ReadError> {
         match tokio::time::timeout(timeout, self.api.get(&self.name)).await {
             Ok(Ok(pod)) => Ok(pod.metadata.labels.and_then(|mut l| l.remove(ROLE_LABEL))),
             Ok(Err(e)) => Err(ReadError::Api(e)),
@@ -178,7 +178,7 @@ impl PodLabeler {
     ///
     /// # Errors
     /// The API server refused or failed it, or did not answer in time.
-    pub async fn set(&self, role: Role, timeout: Duration) -> Result<(), LabelError> {
+    pub(crate) async fn set(&self, role: Role, timeout: Duration) -> Result<(), LabelError> {
         let patch = serde_json::json!({ "metadata": { "labels": { ROLE_LABEL: role.as_str() } } });
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),

@@ -53,7 +53,7 @@ use crate::cleanup::Action;
 
 /// Renders `report` as a complete HTML5 page, with the disk thresholds of
 /// [`MergeConfig::default`].
-pub fn html(report: &ClusterReport) -> String {
+pub(crate) fn html(report: &ClusterReport) -> String {
     page(report, &MergeConfig::default()).into_string()
 }
 
@@ -720,7 +720,7 @@ fn log_check(r: &ClusterReport) -> Markup {
 /// HIGH and CRITICAL vulnerabilities of one image, as the `vulnerabilities` check's
 /// findings state them.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ImageVulnerabilities {
+pub(crate) struct ImageVulnerabilities {
     pub image: String,
     pub critical: u64,
     pub critical_fixable: u64,
@@ -754,7 +754,7 @@ fn parse_counts(message: &str) -> Option<(String, String, [u64; 4])> {
 
 /// Per image, from the `vulnerabilities` check's findings: fixable first (most fixable
 /// CRITICAL, then HIGH), then by CRITICAL and HIGH counts and name.
-pub fn images(r: &ClusterReport) -> Vec<ImageVulnerabilities> {
+pub(crate) fn images(r: &ClusterReport) -> Vec<ImageVulnerabilities> {
     let mut by: std::collections::BTreeMap<String, ImageVulnerabilities> =
         std::collections::BTreeMap::new();
     let findings = r

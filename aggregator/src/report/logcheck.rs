@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::checks::{CheckResult, Finding, ObjectRef, Severity};
 
 /// The check's name in the report.
-pub const CHECK: &str = "log_check";
+pub(crate) const CHECK: &str = "log_check";
 /// A count at or above its pattern's threshold.
 pub(crate) const CODE_THRESHOLD: &str = "log_lines_above_threshold";
 /// A count that jumped against the 24 h before.
@@ -49,7 +49,7 @@ pub struct ClusterLogEntry {
 
 /// Merges the log check of `reports` (the latest report per node): `None` when no report
 /// carries one. `top` entries are kept per pattern.
-pub fn merge<'a>(
+pub(crate) fn merge<'a>(
     reports: impl IntoIterator<Item = &'a NodeReport>,
     top: usize,
 ) -> Option<(ClusterLogCheck, CheckResult)> {

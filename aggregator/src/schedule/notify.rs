@@ -95,14 +95,14 @@ pub(crate) struct Details {
 
 /// Up to [`MAX_LISTED`] findings and how many more there were.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Listed {
+pub(crate) struct Listed {
     pub items: Vec<Item>,
     pub(crate) omitted: usize,
 }
 
 /// One finding in a notification.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Item {
+pub(crate) struct Item {
     pub key: String,
     pub check: String,
     pub code: String,
@@ -114,13 +114,13 @@ pub struct Item {
 
 /// The notification rule of the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Policy {
+pub(crate) struct Policy {
     pub min_severity: Severity,
     pub(crate) flap_grace: Duration,
 }
 
 impl Policy {
-    pub fn new(config: &NotificationsConfig) -> Policy {
+    pub(crate) fn new(config: &NotificationsConfig) -> Policy {
         Policy {
             min_severity: config.min_severity,
             flap_grace: config.flap_grace.get(),
@@ -129,7 +129,7 @@ impl Policy {
 
     /// What to send for `report` at `now` given `state`, and the state to keep once it is
     /// sent (or at once, when there is nothing to send).
-    pub fn decide(
+    pub(crate) fn decide(
         &self,
         state: &NotifyState,
         report: &ClusterReport,
@@ -322,7 +322,7 @@ pub enum NotifyError {
 
 /// A Slack-compatible incoming webhook.
 #[derive(Debug, Clone)]
-pub struct Webhook {
+pub(crate) struct Webhook {
     client: reqwest::Client,
     url: String,
     host: String,
@@ -333,7 +333,7 @@ impl Webhook {
     ///
     /// # Errors
     /// [`NotifyError::Client`] when the TLS backend cannot initialise.
-    pub fn new(url: &str, timeout: Duration) -> Result<Webhook, NotifyError> {
+    pub(crate) fn new(url: &str, timeout: Duration) -> Result<Webhook, NotifyError> {
         let client = crate::signals::client(timeout).map_err(NotifyError::Client)?;
         // Scheme, host and port only: the path of a Slack webhook is its secret.
         let host = reqwest::Url::parse(url).map_or_else(
@@ -352,7 +352,7 @@ impl Webhook {
     /// # Errors
     /// [`NotifyError::Post`] when there is no answer within the timeout or the connection
     /// fails; [`NotifyError::Status`] for an answer other than 2xx, with the start of its body.
-    pub async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
+    pub(crate) async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
         let post = |source: reqwest::Error| NotifyError::Post {
             host: self.host.clone(),
             source: source.without_url(),
@@ -388,7 +388,7 @@ pub(crate) struct Notifier {
 impl Notifier {
     /// # Errors
     /// See [`Webhook::new`].
-    pub fn new(config: &NotificationsConfig) -> Result<Notifier, NotifyError> {
+    pub(crate) fn new(config: &NotificationsConfig) -> Result<Notifier, NotifyError> {
         let webhook = config
             .webhook_url
             .as_deref()
@@ -406,7 +406,7 @@ impl Notifier {
     ///
     /// # Errors
     /// The webhook failed; `state` is unchanged, so the next report retries.
-    pub async fn process(
+    pub(crate) async fn process(
         &self,
         state: &mut NotifyState,
         report: &ClusterReport,

@@ -25,14 +25,14 @@ use caretaker_core::cron::Cron;
 /// Which of the scheduled runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RunKind {
+pub(crate) enum RunKind {
     Daily,
     Weekly,
     Monthly,
 }
 
 impl RunKind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             RunKind::Daily => "daily",
             RunKind::Weekly => "weekly",
@@ -49,7 +49,7 @@ impl fmt::Display for RunKind {
 
 /// The enabled runs in their time zone.
 #[derive(Debug, Clone)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     zone: Zone,
     runs: Vec<(RunKind, RunConfig)>,
 }
@@ -65,7 +65,7 @@ pub(crate) struct NextRun {
 /// What has run: persisted by the caller (with the report of the round, ideally in the same
 /// write), handed back at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunState {
+pub(crate) struct RunState {
     /// Per kind, the instant up to which every slot has run (or was before the first start).
     #[serde(default)]
     pub(crate) done_through: BTreeMap<RunKind, Timestamp>,
@@ -73,7 +73,7 @@ pub struct RunState {
 
 /// One round to run now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DueRound {
+pub(crate) struct DueRound {
     /// The kinds this round stands for.
     pub kinds: BTreeSet<RunKind>,
     /// Per kind, the slot it was due at: the first slot after its last run, earlier than
@@ -85,7 +85,7 @@ pub struct DueRound {
 
 impl Schedule {
     /// The enabled runs of `config`.
-    pub fn new(config: &ScheduleConfig) -> Schedule {
+    pub(crate) fn new(config: &ScheduleConfig) -> Schedule {
         let runs = [
             (RunKind::Daily, &config.daily),
             (RunKind::Weekly, &config.weekly),
@@ -102,7 +102,7 @@ impl Schedule {
     }
 
     /// The enabled kinds.
-    pub fn kinds(&self) -> impl Iterator<Item = RunKind> + '_ {
+    pub(crate) fn kinds(&self) -> impl Iterator<Item = RunKind> + '_ {
         self.runs.iter().map(|(k, _)| *k)
     }
 
@@ -146,7 +146,7 @@ impl Schedule {
     /// What is due at `now`: every kind with a slot after its record and not after `now`,
     /// as one round. `None` when nothing is. Kinds without a record are not due (see
     /// [`Schedule::init_state`]).
-    pub fn due(&self, now: Timestamp, state: &RunState) -> Option<DueRound> {
+    pub(crate) fn due(&self, now: Timestamp, state: &RunState) -> Option<DueRound> {
         let mut round = DueRound {
             kinds: BTreeSet::new(),
             slots: BTreeMap::new(),

@@ -24,7 +24,7 @@ pub struct EndpointResult {
 }
 
 /// Probes one endpoint (GET) with its own timeout.
-pub async fn probe(client: &reqwest::Client, cfg: &EndpointConfig) -> EndpointResult {
+pub(crate) async fn probe(client: &reqwest::Client, cfg: &EndpointConfig) -> EndpointResult {
     let started = Instant::now();
     let answer = async {
         let resp = client

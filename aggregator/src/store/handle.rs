@@ -27,7 +27,7 @@ use crate::report::ClusterReport;
 ///
 /// # Errors
 /// What `f` returns, or [`Error::Task`] when it panicked or the runtime is stopping.
-pub async fn blocking<T, F>(f: F) -> Result<T>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,

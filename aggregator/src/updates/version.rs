@@ -19,7 +19,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 /// A chart version as Helm reads it, or `None` when it is not one.
-pub fn parse(s: &str) -> Option<Version> {
+pub(crate) fn parse(s: &str) -> Option<Version> {
     let t = s.trim();
     let t = t.strip_prefix('v').unwrap_or(t);
     if let Ok(v) = Version::parse(t) {
