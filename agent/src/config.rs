@@ -228,7 +228,7 @@ pub enum Error {
 }
 
 /// A result of this module.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl AggregatorConfig {
     /// Defaults for an endpoint (which then needs `tls` or `insecure_plaintext`).
@@ -668,7 +668,7 @@ fn regex<'de, D: Deserializer<'de>>(d: D) -> Result<Regex, D::Error> {
 ///
 /// # Errors
 /// When none is available or the name is not a valid node name.
-pub fn node_name(configured: Option<&str>) -> Result<String> {
+pub(crate) fn node_name(configured: Option<&str>) -> Result<String> {
     let name = match configured {
         Some(n) => n.to_string(),
         None => match std::env::var("NODE_NAME") {

@@ -73,7 +73,7 @@ pub(crate) fn read_first(candidates: &[PathBuf]) -> Result<(PathBuf, String), (S
 }
 
 /// `path` displayed with a 1-based line number, the form collection errors use.
-pub fn place(path: &Path, line: usize) -> String {
+pub(crate) fn place(path: &Path, line: usize) -> String {
     format!("{}:{line}", path.display())
 }
 

@@ -368,7 +368,7 @@ fn prune_run(o: &Outcome, trigger: PruneTrigger, started_at: Timestamp) -> Prune
 /// Runs the task until `shutdown`: a first check shortly after the start (a random
 /// fraction of the check interval, at most 10 s), then every `pressure_check_interval`
 /// (±10 %). Each check's summary is published on `publish` for the node report.
-pub async fn run<R, C, F>(
+pub(crate) async fn run<R, C, F>(
     settings: TaskSettings,
     mut connect: C,
     publish: watch::Sender<Option<ImagesSummary>>,

@@ -109,7 +109,7 @@ pub struct LogCheckTask {
 }
 
 /// Runs a check at start and every `interval` until `shutdown`, publishing each summary.
-pub async fn run(
+pub(crate) async fn run(
     task: LogCheckTask,
     tx: watch::Sender<Option<LogCheckSummary>>,
     shutdown: CancellationToken,

@@ -32,7 +32,7 @@ pub struct ContainerKey {
 
 /// One log file found.
 #[derive(Debug)]
-pub struct LogFile {
+pub(crate) struct LogFile {
     pub container: ContainerKey,
     /// Its path (for messages; it is read through `file`).
     pub path: PathBuf,
@@ -43,8 +43,6 @@ pub struct LogFile {
     pub dev: u64,
     pub ino: u64,
     pub size: u64,
-    /// Last modification, Unix seconds.
-    pub mtime: i64,
     /// gzip-compressed (`*.gz`).
     pub gzip: bool,
 }
@@ -64,7 +62,7 @@ pub enum WalkError {
 
 /// A problem with one entry; the walk goes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
+pub(crate) struct Skipped {
     pub path: PathBuf,
     pub reason: String,
 }
@@ -119,7 +117,7 @@ fn entries(dir: &mut Dir) -> Vec<(std::ffi::CString, Option<Type>)> {
 ///
 /// # Errors
 /// The pods directory cannot be opened, or holds more than [`MAX_FILES`] logs.
-pub fn walk(
+pub(crate) fn walk(
     pods_dir: &Path,
     modified_since: i64,
 ) -> Result<(Vec<LogFile>, Vec<Skipped>), WalkError> {
@@ -235,7 +233,6 @@ pub fn walk(
                     dev: meta.dev(),
                     ino: meta.ino(),
                     size: meta.len(),
-                    mtime: meta.mtime(),
                     gzip,
                 });
             }

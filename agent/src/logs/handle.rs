@@ -32,7 +32,7 @@ use super::fsx;
 
 /// Why a directory could not be opened as a handle.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum OpenDirError {
+pub(crate) enum OpenDirError {
     /// The path is not below any configured root.
     #[error("{path} is outside the configured roots (logs.roots); not touched")]
     Outside { path: PathBuf },

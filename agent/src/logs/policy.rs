@@ -81,7 +81,7 @@ pub enum SizeError {
     TooLarge(String),
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The time criterion of a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

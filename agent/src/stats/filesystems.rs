@@ -51,7 +51,7 @@ impl FilesystemFilter {
 
 /// One filesystem to stat: the mounts of one `major:minor` that passed the filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub device_id: String,
     pub device: String,
     pub fstype: String,
@@ -62,7 +62,7 @@ pub struct Candidate {
 
 /// Applies the filter and groups mounts by device ID, shortest mount point first.
 /// The result is sorted by that mount point.
-pub fn candidates(mounts: &[MountInfo], filter: &FilesystemFilter) -> Vec<Candidate> {
+pub(crate) fn candidates(mounts: &[MountInfo], filter: &FilesystemFilter) -> Vec<Candidate> {
     let mut by_dev: BTreeMap<(u32, u32), Vec<&MountInfo>> = BTreeMap::new();
     for m in mounts.iter().filter(|m| filter.accepts(m)) {
         by_dev.entry((m.major, m.minor)).or_default().push(m);

@@ -294,7 +294,7 @@ impl ReloadingTls {
 /// Accepts TCP connections on `listener` and hands out those whose TLS handshake
 /// succeeded, each handshake on its own task with [`HANDSHAKE_TIMEOUT`]. Handshake
 /// failures (unknown CA, expired certificate, no TLS at all) are logged with the peer.
-pub fn incoming(
+pub(crate) fn incoming(
     listener: TcpListener,
     tls: Arc<ReloadingTls>,
     shutdown: CancellationToken,

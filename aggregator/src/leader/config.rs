@@ -119,7 +119,7 @@ pub enum Error {
     },
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// client-go's `JitterFactor`: waits between acquire attempts last up to 2.2 retry periods,
 /// and a renewal needs room for one such wait inside the renew deadline.

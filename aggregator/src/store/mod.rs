@@ -66,7 +66,7 @@ pub(crate) const CACHE_BYTES: usize = 16 << 20;
 pub const STORE_FILE: &str = "caretaker.redb";
 
 /// What a store call returns.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +151,12 @@ pub enum Outcome {
 /// node has been silent for its stale period (`latest_stale`): then no newer run is
 /// reporting, and the smaller epoch is an agent whose clock went back (or whose earlier
 /// epoch was bogus), taken as the node's run from now on.
-pub fn decide(latest: Option<(u64, u64)>, latest_stale: bool, epoch: u64, seq: u64) -> Outcome {
+pub(crate) fn decide(
+    latest: Option<(u64, u64)>,
+    latest_stale: bool,
+    epoch: u64,
+    seq: u64,
+) -> Outcome {
     match latest {
         None => Outcome::Stored,
         Some((e, _)) if epoch > e => Outcome::Stored,
