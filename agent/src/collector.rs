@@ -22,16 +22,16 @@ use crate::stats::{mountinfo, netdev, volumes};
 #[derive(Debug, Default)]
 pub struct BufferStats {
     pub buffered: AtomicU64,
-    pub dropped_total: AtomicU64,
+    pub(crate) dropped_total: AtomicU64,
     /// Reports collected since the agent started (kept by the collector).
-    pub collected_total: AtomicU64,
+    pub(crate) collected_total: AtomicU64,
     /// Reports the aggregator acked as stored (first time or duplicate); rejected ones do
     /// not count.
-    pub acked_total: AtomicU64,
+    pub(crate) acked_total: AtomicU64,
     /// CPU time of the last collection cycle, in nanoseconds.
-    pub last_collection_cpu_nanos: AtomicU64,
+    pub(crate) last_collection_cpu_nanos: AtomicU64,
     /// Wall time of the last collection cycle, in nanoseconds.
-    pub last_collection_wall_nanos: AtomicU64,
+    pub(crate) last_collection_wall_nanos: AtomicU64,
 }
 
 /// What a collector needs to know; built from the agent config.
@@ -70,7 +70,7 @@ pub struct Collector {
 
 /// An epoch for a new agent run: now, in Unix nanoseconds. A restarted agent gets a
 /// larger one, so the aggregator tells its `seq = 1` from a resend of the old run.
-pub fn new_epoch() -> u64 {
+pub(crate) fn new_epoch() -> u64 {
     let ns = Timestamp::now().as_nanosecond();
     u64::try_from(ns).unwrap_or(1).max(1)
 }
@@ -102,7 +102,10 @@ impl Collector {
 
     /// Puts the latest summary published by the daemon's log check task into every report.
     #[must_use]
-    pub fn with_log_check(mut self, log_check: watch::Receiver<Option<LogCheckSummary>>) -> Self {
+    pub(crate) fn with_log_check(
+        mut self,
+        log_check: watch::Receiver<Option<LogCheckSummary>>,
+    ) -> Self {
         self.log_check = Some(log_check);
         self
     }
@@ -238,11 +241,6 @@ impl Collector {
             .collected_total
             .fetch_add(1, Ordering::Relaxed);
         report
-    }
-
-    /// CPU and wall time of the last collection cycle.
-    pub fn last_cycle_cost(&self) -> (Duration, Duration) {
-        self.last_cycle
     }
 }
 

@@ -237,7 +237,7 @@ pub enum Error {
 }
 
 /// A result of this module.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl AggregatorConfig {
     /// Defaults for an endpoint (which then needs `tls` or `insecure_plaintext`).
@@ -294,7 +294,7 @@ fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 ///
 /// # Errors
 /// Says what is wrong with it.
-pub fn validate_endpoint(s: &str) -> Result<()> {
+pub(crate) fn validate_endpoint(s: &str) -> Result<()> {
     let uri: tonic::codegen::http::Uri = s.parse().map_err(|source| Error::NotAUrl {
         url: s.to_string(),
         source,
@@ -613,7 +613,7 @@ pub struct ImagesConfig {
 }
 
 /// An image age: 0s to 3650d.
-pub type ImageAge = BoundedDuration<0, { ms::TEN_YEARS }>;
+pub(crate) type ImageAge = BoundedDuration<0, { ms::TEN_YEARS }>;
 
 impl Default for ImagesConfig {
     fn default() -> Self {
@@ -763,7 +763,7 @@ impl std::ops::Deref for ConfigRegex {
 ///
 /// # Errors
 /// When none is available or the name is not a valid node name.
-pub fn node_name(configured: Option<&str>) -> Result<String> {
+pub(crate) fn node_name(configured: Option<&str>) -> Result<String> {
     let name = match configured {
         Some(n) => n.to_string(),
         None => match std::env::var("NODE_NAME") {

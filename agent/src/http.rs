@@ -63,7 +63,7 @@ use crate::collector::BufferStats;
 
 /// What the endpoint reads: the daemon's shared figures.
 #[derive(Debug, Clone)]
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     pub stats: Arc<BufferStats>,
     /// The image task's latest summary (`None` before its first check or without the task).
     pub images: watch::Receiver<Option<ImagesSummary>>,
@@ -73,12 +73,12 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Ready once the first report was collected.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.stats.collected_total.load(Ordering::Relaxed) > 0
     }
 
     /// The Prometheus text exposition (format 0.0.4).
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut registry = Registry::with_prefix("caretaker_agent");
         registry.register_collector(Box::new(self.clone()));
         let mut out = String::new();
@@ -341,7 +341,7 @@ impl Collector for Telemetry {
 }
 
 /// The routes over `telemetry`.
-pub fn router(telemetry: Telemetry) -> Router {
+pub(crate) fn router(telemetry: Telemetry) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -387,7 +387,7 @@ pub(crate) const LIMITS: HttpLimits = HttpLimits {
 ///
 /// # Errors
 /// None today; kept for callers that treat the server as fallible.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     telemetry: Telemetry,
     shutdown: CancellationToken,
@@ -397,7 +397,7 @@ pub async fn serve(
 }
 
 /// [`serve`] within `limits` (the listener shared with the aggregator's HTTP API).
-pub async fn serve_with(
+pub(crate) async fn serve_with(
     listener: TcpListener,
     telemetry: Telemetry,
     limits: HttpLimits,

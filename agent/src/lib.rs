@@ -36,7 +36,7 @@
 pub mod cleanup;
 pub mod collector;
 pub mod config;
-pub mod http;
+pub(crate) mod http;
 pub mod images;
 pub mod logcheck;
 pub mod logs;

@@ -45,7 +45,7 @@ impl HostPaths {
 ///
 /// # Errors
 /// The error of the last candidate, with every path tried.
-pub fn read_first(candidates: &[PathBuf]) -> Result<(PathBuf, String), (String, io::Error)> {
+pub(crate) fn read_first(candidates: &[PathBuf]) -> Result<(PathBuf, String), (String, io::Error)> {
     let mut last = None;
     for p in candidates {
         match std::fs::read_to_string(p) {
@@ -73,7 +73,7 @@ pub fn read_first(candidates: &[PathBuf]) -> Result<(PathBuf, String), (String, 
 }
 
 /// `path` displayed with a 1-based line number, the form collection errors use.
-pub fn place(path: &Path, line: usize) -> String {
+pub(crate) fn place(path: &Path, line: usize) -> String {
     format!("{}:{line}", path.display())
 }
 

@@ -238,7 +238,7 @@ fn backoff() -> impl Iterator<Item = Duration> {
 
 /// Runs until `shutdown` is cancelled: collects, sends, reconnects. On shutdown, waits up
 /// to `flush_timeout` for acks of what is buffered.
-pub async fn run(
+pub(crate) async fn run(
     mut collector: Collector,
     cfg: AggregatorConfig,
     report_interval: Duration,

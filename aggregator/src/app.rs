@@ -30,7 +30,7 @@ use crate::state::State;
 use crate::store::{self, Store};
 
 /// How long `run` waits for servers to drain after the stop before returning anyway.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// A config that cannot run; all of them are usage errors (exit code 64).
 #[derive(Debug, thiserror::Error)]

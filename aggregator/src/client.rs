@@ -90,7 +90,7 @@ impl ServiceRef {
     /// The API server path of `GET /api/v1/report[?at=TIME]` on this Service:
     /// `/api/v1/namespaces/{ns}/services/{scheme}:{name}:{port}/proxy/api/v1/report`.
     #[must_use]
-    pub fn proxy_path(&self, at: Option<jiff::Timestamp>) -> String {
+    pub(crate) fn proxy_path(&self, at: Option<jiff::Timestamp>) -> String {
         let mut path = format!(
             "/api/v1/namespaces/{}/services/{}:{}:{}/proxy/api/v1/report",
             self.namespace, self.scheme, self.name, self.port
@@ -108,7 +108,7 @@ impl ServiceRef {
 pub const PROXY_TOKEN_HEADER: &str = "x-caretaker-authorization";
 
 /// How long [`fetch_report_via_proxy`] waits for the whole answer.
-pub const PROXY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const PROXY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Fetches the merged report from the HTTP API of the aggregator behind `service`,
 /// through `client`'s API server (its service proxy, which needs the RBAC verb `get` on

@@ -66,20 +66,20 @@ pub struct FindingLabels {
 
 /// Label of the per-check series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CheckLabel {
+pub(crate) struct CheckLabel {
     pub check: String,
 }
 
 /// Labels of the per-certificate series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ObjectLabels {
+pub(crate) struct ObjectLabels {
     pub namespace: String,
     pub name: String,
 }
 
 /// Labels of the per-schedule series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ScheduleLabels {
+pub(crate) struct ScheduleLabels {
     pub namespace: String,
     pub schedule: String,
 }
@@ -101,10 +101,10 @@ pub struct ScheduleTimes {
     pub namespace: String,
     pub schedule: String,
     /// Completion of the newest Completed backup.
-    pub last_successful: Option<Timestamp>,
+    pub(crate) last_successful: Option<Timestamp>,
     /// Completion of the newest finished backup (Completed, PartiallyFailed, Failed,
     /// FailedValidation).
-    pub last_finished: Option<Timestamp>,
+    pub(crate) last_finished: Option<Timestamp>,
 }
 
 /// The moments of a round's cluster read that `/metrics` exports per object.
@@ -129,21 +129,21 @@ impl ClusterTimes {
 pub struct Metrics {
     pub registry: Registry,
     pub reports: Family<ResultLabel, Counter>,
-    pub streams_active: Gauge,
-    pub store_write_seconds: Histogram,
+    pub(crate) streams_active: Gauge,
+    pub(crate) store_write_seconds: Histogram,
     pub nodes: Family<FreshnessLabel, Gauge>,
     /// Reports that had to wait because their stream was over its rate limit.
     pub ingest_throttled_total: Counter,
     pub findings: Family<FindingLabels, Gauge>,
-    pub findings_silenced: Family<CheckLabel, Gauge>,
-    pub report_score: Gauge,
-    pub check_score: Family<CheckLabel, Gauge>,
-    pub certificate_expiry: Family<ObjectLabels, Gauge>,
-    pub certificate_renewal: Family<ObjectLabels, Gauge>,
-    pub velero_last_successful: Family<ScheduleLabels, Gauge>,
-    pub velero_last_finished: Family<ScheduleLabels, Gauge>,
-    pub round_last_run: Gauge,
-    pub check_last_run: Family<CheckLabel, Gauge>,
+    pub(crate) findings_silenced: Family<CheckLabel, Gauge>,
+    pub(crate) report_score: Gauge,
+    pub(crate) check_score: Family<CheckLabel, Gauge>,
+    pub(crate) certificate_expiry: Family<ObjectLabels, Gauge>,
+    pub(crate) certificate_renewal: Family<ObjectLabels, Gauge>,
+    pub(crate) velero_last_successful: Family<ScheduleLabels, Gauge>,
+    pub(crate) velero_last_finished: Family<ScheduleLabels, Gauge>,
+    pub(crate) round_last_run: Gauge,
+    pub(crate) check_last_run: Family<CheckLabel, Gauge>,
     /// Held while families are cleared and refilled and while the text is written, so a
     /// scrape never sees a family half refilled by a concurrent one.
     refresh: Mutex<()>,
@@ -289,7 +289,7 @@ impl Metrics {
 
     /// Sets the series of the merged report (findings, silenced findings, scores) and
     /// returns the text exposition, both under one lock.
-    pub fn encode_with_report(&self, report: &ClusterReport) -> String {
+    pub(crate) fn encode_with_report(&self, report: &ClusterReport) -> String {
         let _guard = self
             .refresh
             .lock()
@@ -323,7 +323,7 @@ impl Metrics {
 
     /// Records a round that ran: its time, the time of each check it ran, and (when it
     /// read the cluster) the per-object moments, replacing the previous ones.
-    pub fn observe_round(&self, round: &CheckRound) {
+    pub(crate) fn observe_round(&self, round: &CheckRound) {
         let _guard = self
             .refresh
             .lock()

@@ -25,7 +25,7 @@ use crate::store::{self, Outcome, Store, StoreHandle, StoredNode};
 
 /// Why a requested round did not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RoundRequestError {
+pub(crate) enum RoundRequestError {
     #[error("no round loop runs in this process")]
     NoLoop,
     /// The round loop's queue of requests is full.
@@ -83,9 +83,9 @@ pub struct Options {
     pub window: Option<MaintenanceWindow>,
     /// Where round requests go: the sending half of [`round_requests`], whose receiving half
     /// the round loop ([`crate::round::run_loop`]) serves.
-    pub round_requests: Option<tokio::sync::mpsc::Sender<RoundRequest>>,
+    pub(crate) round_requests: Option<tokio::sync::mpsc::Sender<RoundRequest>>,
     /// The alert review scheduled runs with the `signals` task record.
-    pub alert_review: AlertReviewConfig,
+    pub(crate) alert_review: AlertReviewConfig,
 }
 
 impl Default for Options {
@@ -104,7 +104,7 @@ impl Default for Options {
 /// receiver to the round loop. A few queued requests at most: more callers wait for the
 /// same next round anyway.
 #[must_use]
-pub fn round_requests() -> (
+pub(crate) fn round_requests() -> (
     tokio::sync::mpsc::Sender<RoundRequest>,
     tokio::sync::mpsc::Receiver<RoundRequest>,
 ) {
@@ -113,7 +113,7 @@ pub fn round_requests() -> (
 
 /// A request to the round loop ([`crate::round::run_loop`]).
 #[derive(Debug)]
-pub struct RoundRequest {
+pub(crate) struct RoundRequest {
     /// `None`: a full round. `Some`: a scheduled run of only its tasks.
     pub run: Option<ScheduledRun>,
     /// Answered once the round is done and recorded.
@@ -212,7 +212,7 @@ impl State {
     ///
     /// # Errors
     /// The store failed: none of the reports is stored and none may be acked.
-    pub async fn ingest_batch(
+    pub(crate) async fn ingest_batch(
         &self,
         reports: Vec<NodeReport>,
         now: Timestamp,
@@ -297,7 +297,7 @@ impl State {
     }
 
     /// Counts a report rejected as invalid.
-    pub fn count_rejected(&self) {
+    pub(crate) fn count_rejected(&self) {
         self.metrics
             .reports
             .get_or_create(&ResultLabel { result: "rejected" })
@@ -354,7 +354,8 @@ impl State {
 
     /// [`State::cluster_report`] serialized as JSON, the same document `serde_json` would
     /// write (see [`State::cluster_report_json_parts`]).
-    pub fn cluster_report_json(&self, now: Timestamp) -> Vec<u8> {
+    #[cfg(test)]
+    pub(crate) fn cluster_report_json(&self, now: Timestamp) -> Vec<u8> {
         self.cluster_report_json_parts(now).concat()
     }
 
@@ -445,7 +446,7 @@ impl State {
     ///
     /// # Errors
     /// No round loop runs, it is busy with too many requests, or it stopped.
-    pub async fn run_round_now(&self) -> Result<(), RoundRequestError> {
+    pub(crate) async fn run_round_now(&self) -> Result<(), RoundRequestError> {
         self.request_round(None).await
     }
 
@@ -454,7 +455,10 @@ impl State {
     ///
     /// # Errors
     /// As [`State::run_round_now`].
-    pub async fn run_scheduled_now(&self, run: ScheduledRun) -> Result<(), RoundRequestError> {
+    pub(crate) async fn run_scheduled_now(
+        &self,
+        run: ScheduledRun,
+    ) -> Result<(), RoundRequestError> {
         self.request_round(Some(run)).await
     }
 
@@ -478,7 +482,7 @@ impl State {
     ///
     /// # Errors
     /// The history cannot be read or written.
-    pub async fn finish_scheduled_round(
+    pub(crate) async fn finish_scheduled_round(
         &self,
         partial: CheckRound,
         mut run: ScheduledRun,
@@ -569,7 +573,7 @@ impl State {
     ///
     /// # Errors
     /// The history write failed; the round is still the current one.
-    pub async fn finish_round(
+    pub(crate) async fn finish_round(
         &self,
         round: CheckRound,
         now: Timestamp,
@@ -614,7 +618,7 @@ impl State {
 
     /// Updates the per-freshness node gauges (called before each scrape) and returns the
     /// merged report (without node reports) they came from.
-    pub fn refresh_gauges(&self, now: Timestamp) -> ClusterReport {
+    pub(crate) fn refresh_gauges(&self, now: Timestamp) -> ClusterReport {
         let report = {
             let nodes = self
                 .nodes
@@ -642,7 +646,7 @@ impl State {
     }
 
     /// Marks the servers as listening (`/readyz`).
-    pub fn set_ready(&self, ready: bool) {
+    pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
@@ -654,7 +658,7 @@ impl State {
     /// Whether the store can write; after a failed write, reopens it (at most once a
     /// second, through the store's facade) and probes with a write of
     /// [`crate::store::PROBE_BYTES`].
-    pub async fn check_store(&self) -> bool {
+    pub(crate) async fn check_store(&self) -> bool {
         match self.reopen_due() {
             Some(writable) => writable,
             None => self.reopened(self.store.reopen().await),

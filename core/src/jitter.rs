@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::Rng;
 
 /// How far [`jittered`] moves a wait either way: 10 %.
-pub const FRACTION: f64 = 0.1;
+pub(crate) const FRACTION: f64 = 0.1;
 
 /// `interval` moved by up to [`FRACTION`] either way, at random.
 #[must_use]

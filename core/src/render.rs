@@ -339,7 +339,7 @@ pub fn images(style: Style, s: &ImagesSummary) -> String {
 }
 
 /// One line on the agent's own cost.
-pub fn agent_cost(a: &AgentCost) -> String {
+pub(crate) fn agent_cost(a: &AgentCost) -> String {
     format!(
         "agent: RSS {}, CPU {:.3} s total, last collection {:.3} ms CPU / {:.3} ms wall, {} report(s) awaiting ack, {} dropped",
         bytes(a.rss_bytes),

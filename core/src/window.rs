@@ -200,7 +200,7 @@ pub struct Zone {
 
 impl Zone {
     /// The operators' zone, the default.
-    pub const DEFAULT: &'static str = "Asia/Tokyo";
+    pub(crate) const DEFAULT: &'static str = "Asia/Tokyo";
 
     /// Resolves an IANA name such as `Asia/Tokyo` or `UTC`.
     ///

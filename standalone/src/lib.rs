@@ -37,10 +37,10 @@ use caretaker_aggregator::state::State;
 use caretaker_aggregator::store::Store;
 
 /// Report interval of the embedded agent: short, so `--once` is done in about a second.
-pub const STANDALONE_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const STANDALONE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Reports that must be stored before `--once` prints.
-pub const REPORTS_BEFORE_PRINT: u64 = 2;
+pub(crate) const REPORTS_BEFORE_PRINT: u64 = 2;
 
 /// Errors of the standalone mode.
 #[derive(Debug, thiserror::Error)]

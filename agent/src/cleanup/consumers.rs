@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 /// Where the summary looks, relative to the host's root.
-pub const DEFAULT_PLACES: &[&str] = &[
+pub(crate) const DEFAULT_PLACES: &[&str] = &[
     "/var/log",
     "/var/lib/docker",
     "/var/lib/containerd",
@@ -48,7 +48,7 @@ fn du(path: &Path, dev: u64, seen: &mut HashSet<(u64, u64)>, depth: usize) -> u6
 
 /// The `n` largest directories (or files) directly under each of `places`, largest first
 /// overall. Places that do not exist are skipped. Blocking: call from `spawn_blocking`.
-pub fn largest(places: &[PathBuf], n: usize) -> Vec<Consumer> {
+pub(crate) fn largest(places: &[PathBuf], n: usize) -> Vec<Consumer> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for place in places {

@@ -54,7 +54,7 @@ impl DiskProbe for StatvfsProbe {
 }
 
 /// Free percent: available × 100 / capacity (100 for an empty filesystem).
-pub fn free_percent(d: &DiskUsage) -> f64 {
+pub(crate) fn free_percent(d: &DiskUsage) -> f64 {
     100.0 - d.used_percent()
 }
 
@@ -86,7 +86,7 @@ pub struct StepReport {
 pub struct Summary {
     pub dry_run: bool,
     pub target_free_percent: f64,
-    pub measured_path: PathBuf,
+    pub(crate) measured_path: PathBuf,
     pub before: DiskUsage,
     pub after: DiskUsage,
     pub target_met: bool,
@@ -173,7 +173,7 @@ pub struct Options {
 
 impl Options {
     /// The default consumer places under `rootfs`.
-    pub fn default_places(rootfs: &Path) -> Vec<PathBuf> {
+    pub(crate) fn default_places(rootfs: &Path) -> Vec<PathBuf> {
         DEFAULT_PLACES
             .iter()
             .map(|p| under_root(rootfs, p))

@@ -60,7 +60,7 @@ pub trait LogReclaimer: Send + Sync {
 }
 
 /// Rotated-log name patterns (see the module docs). `*` does not cross `/` here.
-pub const ROTATED_GLOBS: &[&str] = &[
+pub(crate) const ROTATED_GLOBS: &[&str] = &[
     "*.[0-9]",
     "*.[0-9][0-9]",
     "*.log.[0-9]*",
@@ -73,7 +73,7 @@ pub const ROTATED_GLOBS: &[&str] = &[
 ];
 
 /// Compressed names: already as small as the cleanup can make them.
-pub const COMPRESSED_GLOBS: &[&str] = &["*.gz", "*.zst", "*.xz", "*.bz2"];
+pub(crate) const COMPRESSED_GLOBS: &[&str] = &["*.gz", "*.zst", "*.xz", "*.bz2"];
 
 /// Directories deeper than this under a root are not searched.
 const MAX_DEPTH: usize = 16;
@@ -113,7 +113,7 @@ impl RotatedLogs {
     }
 
     /// True when the file name says the file is a rotated log.
-    pub fn is_rotated(&self, name: &str) -> bool {
+    pub(crate) fn is_rotated(&self, name: &str) -> bool {
         self.rotated.is_match(name)
     }
 

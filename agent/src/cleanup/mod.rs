@@ -12,6 +12,6 @@
 //! Start reading at [`emergency::run`].
 
 pub mod cli;
-pub mod consumers;
+pub(crate) mod consumers;
 pub mod emergency;
 pub mod logs;

@@ -47,7 +47,7 @@ pub struct CriRuntime {
 ///
 /// # Errors
 /// When the socket does not accept a connection within `timeout`.
-pub async fn unix_channel(
+pub(crate) async fn unix_channel(
     socket: &Path,
     timeout: Duration,
 ) -> std::result::Result<Channel, tonic::transport::Error> {
@@ -148,7 +148,7 @@ impl CriRuntime {
 }
 
 /// `imageSpec.created` (RFC 3339) in containerd's verbose image status.
-pub fn created_from_info(info: &HashMap<String, String>) -> Option<Timestamp> {
+pub(crate) fn created_from_info(info: &HashMap<String, String>) -> Option<Timestamp> {
     let v: serde_json::Value = serde_json::from_str(info.get("info")?).ok()?;
     v.pointer("/imageSpec/created")?.as_str()?.parse().ok()
 }

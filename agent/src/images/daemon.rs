@@ -63,7 +63,7 @@ pub struct RuntimeAccess {
     /// The host's root as the agent sees it: image filesystems are measured under it.
     pub rootfs: PathBuf,
     /// Timeout of each runtime API call (`images.request_timeout`).
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
 }
 
 impl RuntimeAccess {
@@ -118,7 +118,7 @@ struct RuntimeMemory {
 
 /// The task's state: its settings, the connected runtimes and their memories.
 #[derive(Debug)]
-pub struct ImageTask<R> {
+pub(crate) struct ImageTask<R> {
     settings: TaskSettings,
     runtimes: Option<Vec<R>>,
     memory: HashMap<&'static str, RuntimeMemory>,
@@ -133,7 +133,7 @@ fn error(place: &str, message: impl ToString) -> CollectorError {
 }
 
 impl<R: ImageRuntime> ImageTask<R> {
-    pub fn new(settings: TaskSettings) -> Self {
+    pub(crate) fn new(settings: TaskSettings) -> Self {
         Self {
             settings,
             runtimes: None,
@@ -143,7 +143,7 @@ impl<R: ImageRuntime> ImageTask<R> {
 
     /// One check of every runtime (connecting first when needed), pruning those under
     /// disk pressure or due for their scheduled prune.
-    pub async fn check<C, F>(&mut self, connect: &mut C) -> ImagesSummary
+    pub(crate) async fn check<C, F>(&mut self, connect: &mut C) -> ImagesSummary
     where
         C: FnMut() -> F,
         F: Future<Output = Result<Vec<R>, Error>>,
@@ -368,7 +368,7 @@ fn prune_run(o: &Outcome, trigger: PruneTrigger, started_at: Timestamp) -> Prune
 /// Runs the task until `shutdown`: a first check shortly after the start (a random
 /// fraction of the check interval, at most 10 s), then every `pressure_check_interval`
 /// (±10 %). Each check's summary is published on `publish` for the node report.
-pub async fn run<R, C, F>(
+pub(crate) async fn run<R, C, F>(
     settings: TaskSettings,
     mut connect: C,
     publish: watch::Sender<Option<ImagesSummary>>,

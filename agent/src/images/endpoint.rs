@@ -24,7 +24,7 @@ pub enum EndpointError {
 ///
 /// # Errors
 /// Another scheme (`tcp://`, `npipe://`, `ssh://`) or a relative path.
-pub fn unix_socket(var: &'static str, value: &str) -> Result<PathBuf, EndpointError> {
+pub(crate) fn unix_socket(var: &'static str, value: &str) -> Result<PathBuf, EndpointError> {
     let path = value.strip_prefix("unix://").unwrap_or(value);
     if !path.starts_with('/') {
         return Err(EndpointError::NotUnix {

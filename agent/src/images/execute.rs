@@ -28,8 +28,8 @@ pub struct Outcome {
     /// Measured used bytes before minus after (see [`super::runtime::ImageFs::used_bytes`]);
     /// `None` in a dry run or when either measurement failed.
     pub reclaimed_bytes: Option<u64>,
-    pub disk_before: Option<DiskUsage>,
-    pub disk_after: Option<DiskUsage>,
+    pub(crate) disk_before: Option<DiskUsage>,
+    pub(crate) disk_after: Option<DiskUsage>,
 }
 
 /// Carries out `plan` (or, with `dry_run`, only reports it). `progress` is called after

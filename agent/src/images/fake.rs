@@ -11,29 +11,29 @@ use super::runtime::{
 
 /// The fake runtime's state; tests change it between planning and applying.
 #[derive(Debug, Default, Clone)]
-pub struct FakeState {
+pub(crate) struct FakeState {
     pub images: Vec<Image>,
     pub users: Vec<ImageUser>,
     pub disk: DiskUsage,
     /// A user added right after the executor's re-check and before the removal of the image
     /// with this ID: the runtime then refuses, as Docker does for an image in use.
-    pub user_appears_on_remove: Option<(String, ImageUser)>,
+    pub(crate) user_appears_on_remove: Option<(String, ImageUser)>,
     /// IDs whose removal fails with this message.
-    pub fail_remove: Vec<(String, String)>,
+    pub(crate) fail_remove: Vec<(String, String)>,
 }
 
 /// See the module docs.
 #[derive(Debug, Default)]
-pub struct FakeRuntime {
+pub(crate) struct FakeRuntime {
     pub state: Mutex<FakeState>,
     /// How many times `list_users` was called (the executor re-checks before each removal).
-    pub user_listings: AtomicUsize,
+    pub(crate) user_listings: AtomicUsize,
     /// How many removals were attempted.
     pub removals: AtomicUsize,
 }
 
 impl FakeRuntime {
-    pub fn new(state: FakeState) -> Self {
+    pub(crate) fn new(state: FakeState) -> Self {
         Self {
             state: Mutex::new(state),
             ..Self::default()

@@ -179,7 +179,7 @@ pub struct Decision {
     /// Removed by the threshold rule: the executor stops such removals as soon as the
     /// measured usage reaches [`Plan::stop_at_percent`].
     #[serde(skip)]
-    pub by_threshold: bool,
+    pub(crate) by_threshold: bool,
     #[serde(skip)]
     pub source: Image,
 }
@@ -191,7 +191,7 @@ pub struct Plan {
     /// The image filesystem when planning, if known.
     pub disk: Option<DiskUsage>,
     /// Threshold removals stop once the used percent is at or below this.
-    pub stop_at_percent: Option<f64>,
+    pub(crate) stop_at_percent: Option<f64>,
 }
 
 impl Plan {

@@ -58,7 +58,7 @@ pub struct Layer {
 /// Bytes freed by removing the images `removed` from `all`, each stored layer counted once
 /// and a layer an image that stays uses not at all (how `docker image prune` adds up its
 /// reclaimed space). `None` when some image's layers are unknown ([`Image::layers`]).
-pub fn layers_freed(removed: &[&Image], all: &[&Image]) -> Option<u64> {
+pub(crate) fn layers_freed(removed: &[&Image], all: &[&Image]) -> Option<u64> {
     if all.iter().chain(removed).any(|i| i.layers.is_empty()) {
         return None;
     }
@@ -82,7 +82,7 @@ pub fn layers_freed(removed: &[&Image], all: &[&Image]) -> Option<u64> {
 /// Docker's chain IDs of the layers with these diff IDs, bottom first:
 /// `chain(0) = diff(0)`, `chain(n) = sha256(chain(n-1) + " " + diff(n))`
 /// (moby `layer.CreateChainID`).
-pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+pub(crate) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     use sha2::{Digest, Sha256};
     let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
     for d in diff_ids {
@@ -107,7 +107,7 @@ impl Image {
     }
 
     /// No tag: what `docker image prune` (without `-a`) calls dangling.
-    pub fn is_dangling(&self) -> bool {
+    pub(crate) fn is_dangling(&self) -> bool {
         self.repo_tags.is_empty()
     }
 
@@ -124,7 +124,7 @@ impl Image {
 }
 
 /// `sha256:0123456789ab…` → `0123456789ab`, as `docker images` prints IDs.
-pub fn short_id(id: &str) -> &str {
+pub(crate) fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     hex.get(..12).unwrap_or(hex)
 }
@@ -176,7 +176,7 @@ impl DiskUsage {
 
     /// Bytes to free so that usage drops to `target_percent`, as the kubelet's
     /// `amountToFree = capacity × (100 − low) / 100 − available`; 0 when already there.
-    pub fn bytes_to_reach(&self, target_percent: f64) -> u64 {
+    pub(crate) fn bytes_to_reach(&self, target_percent: f64) -> u64 {
         let want_available = self.capacity_bytes as f64 * (100.0 - target_percent) / 100.0;
         let missing = want_available - self.available_bytes as f64;
         if missing <= 0.0 {
@@ -393,7 +393,7 @@ impl InUseIndex {
 
     /// The index (into the slice given to [`InUseIndex::new`]) of a container or sandbox
     /// that references the image by ID, tag or digest.
-    pub fn user_of(&self, image: &Image) -> Option<usize> {
+    pub(crate) fn user_of(&self, image: &Image) -> Option<usize> {
         if let Some(&n) = self.refs.get(&image.id) {
             return Some(n);
         }

@@ -33,7 +33,7 @@ pub enum AnyRuntime {
 ///
 /// # Errors
 /// A named runtime that does not answer; with `auto`, the errors of both when neither does.
-pub async fn connect(
+pub(crate) async fn connect(
     choice: RuntimeChoice,
     docker_socket: &Path,
     containerd_socket: &Path,

@@ -40,7 +40,7 @@ pub struct Outcome {
 
 /// Where to start reading a file and how its end is treated.
 #[derive(Debug, Clone, Copy)]
-pub struct ReadFrom {
+pub(crate) struct ReadFrom {
     /// Offset (decompressed for `.gz`).
     pub offset: u64,
     pub skip: Skip,
@@ -51,7 +51,7 @@ pub struct ReadFrom {
 ///
 /// # Errors
 /// Seeking or reading fails (a corrupt `.gz` too).
-pub fn scan_file(
+pub(crate) fn scan_file(
     scanner: &mut Scanner,
     file: &mut LogFile,
     from: ReadFrom,
@@ -75,7 +75,7 @@ pub fn scan_file(
 }
 
 /// Whether `name` is a container's current log (`N.log`), still being written.
-pub fn is_current(name: &str) -> bool {
+pub(crate) fn is_current(name: &str) -> bool {
     name.ends_with(".log")
 }
 

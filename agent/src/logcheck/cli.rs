@@ -34,7 +34,7 @@ pub struct Report {
     pub files_read: u64,
     pub bytes_read: u64,
     pub lines: u64,
-    pub malformed_lines: u64,
+    pub(crate) malformed_lines: u64,
     pub problems: Vec<ProblemRow>,
 }
 

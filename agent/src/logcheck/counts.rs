@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::scan::Sink;
 
 /// Samples keep at most this many bytes of a line (never a whole log).
-pub const SAMPLE_BYTES: usize = 200;
+pub(crate) const SAMPLE_BYTES: usize = 200;
 
 /// One container's counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,7 +19,7 @@ pub struct ContainerCounts {
     pub samples: Vec<Option<String>>,
     /// Unix seconds of each sample (a later line replaces an earlier one).
     #[serde(default)]
-    pub sample_times: Vec<i64>,
+    pub(crate) sample_times: Vec<i64>,
 }
 
 impl ContainerCounts {
@@ -51,7 +51,7 @@ impl ContainerCounts {
 }
 
 /// Cuts `line` to [`SAMPLE_BYTES`] at a character boundary where it is UTF-8.
-pub fn sample(line: &[u8]) -> String {
+pub(crate) fn sample(line: &[u8]) -> String {
     let cut = &line[..line.len().min(SAMPLE_BYTES)];
     let mut s = String::from_utf8_lossy(cut).into_owned();
     // A multi-byte character cut in two shows as U+FFFD; that is fine for a sample.

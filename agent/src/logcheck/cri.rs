@@ -9,10 +9,10 @@
 
 /// One parsed record header; `content` borrows the rest of the line (without `\n`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record<'a> {
+pub(crate) struct Record<'a> {
     /// Unix time of the record, in seconds (sub-second precision is not needed: the
     /// window is in hours).
-    pub unix_seconds: i64,
+    pub(crate) unix_seconds: i64,
     /// `P`: the line continues in the next record.
     pub partial: bool,
     pub content: &'a [u8],
@@ -20,26 +20,26 @@ pub struct Record<'a> {
 
 /// Parses one record (a line without its `\n`). `None` for a line that is not a CRI
 /// record (such lines are skipped and counted as malformed).
-pub fn parse(line: &[u8]) -> Option<Record<'_>> {
+pub(crate) fn parse(line: &[u8]) -> Option<Record<'_>> {
     parse_with(line, parse_timestamp)
 }
 
 /// [`parse`] remembering the last date and time to the second in `cache`: consecutive
 /// records mostly share it, and then only the fraction and zone are read.
-pub fn parse_cached<'a>(line: &'a [u8], cache: &mut TimeCache) -> Option<Record<'a>> {
+pub(crate) fn parse_cached<'a>(line: &'a [u8], cache: &mut TimeCache) -> Option<Record<'a>> {
     parse_with(line, |s| cache.timestamp(s))
 }
 
 /// The last `YYYY-MM-DDTHH:MM:SS` parsed and its seconds (before the zone offset).
 #[derive(Debug, Clone, Default)]
-pub struct TimeCache {
+pub(crate) struct TimeCache {
     head: [u8; 19],
     seconds: Option<i64>,
 }
 
 impl TimeCache {
     /// [`parse_timestamp`], reusing the last head when it is the same.
-    pub fn timestamp(&mut self, s: &[u8]) -> Option<i64> {
+    pub(crate) fn timestamp(&mut self, s: &[u8]) -> Option<i64> {
         let base = match self.seconds {
             Some(b) if s.len() >= 20 && s[..19] == self.head => b,
             _ => {
@@ -85,7 +85,7 @@ fn parse_with<'a>(
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` to Unix seconds (fraction dropped).
-pub fn parse_timestamp(s: &[u8]) -> Option<i64> {
+pub(crate) fn parse_timestamp(s: &[u8]) -> Option<i64> {
     Some(parse_head(s)? - parse_zone(s)?)
 }
 

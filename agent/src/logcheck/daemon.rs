@@ -29,7 +29,7 @@ const MAX_PROBLEMS: usize = 32;
 /// Builds the summary of `inc`'s counts at `now` (Unix seconds): the top entries per
 /// pattern, and the findings (at most [`MAX_LOG_CHECK_FINDINGS`], threshold findings
 /// first, then the highest counts).
-pub fn summarize(
+pub(crate) fn summarize(
     inc: &Incremental,
     cfg: &LogCheckConfig,
     now: i64,
@@ -109,7 +109,7 @@ pub struct LogCheckTask {
 }
 
 /// Runs a check at start and every `interval` until `shutdown`, publishing each summary.
-pub async fn run(
+pub(crate) async fn run(
     task: LogCheckTask,
     tx: watch::Sender<Option<LogCheckSummary>>,
     shutdown: CancellationToken,

@@ -42,7 +42,7 @@ pub struct Pattern {
 }
 
 /// At most this many patterns (each costs a little on every line).
-pub const MAX_PATTERNS: usize = 32;
+pub(crate) const MAX_PATTERNS: usize = 32;
 
 /// A pattern set that cannot be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -168,7 +168,7 @@ impl Matcher {
 
     /// The literal prefilter, when every pattern has required literals: a match of it in
     /// the ASCII-lowercased text marks a candidate line (see [`Matcher::candidate_lowered`]).
-    pub fn has_prefilter(&self) -> bool {
+    pub(crate) fn has_prefilter(&self) -> bool {
         self.prefilter.is_some()
     }
 
@@ -176,14 +176,14 @@ impl Matcher {
     /// ASCII letters lowercased) where some pattern may match; `None` when none can, or
     /// without a prefilter. The line around it must still be checked with
     /// [`Matcher::matches`] on the original text.
-    pub fn candidate_lowered(&self, lowered: &[u8], start: usize) -> Option<usize> {
+    pub(crate) fn candidate_lowered(&self, lowered: &[u8], start: usize) -> Option<usize> {
         let ac = self.prefilter.as_ref()?;
         let input = aho_corasick::Input::new(lowered).span(start..lowered.len());
         ac.find(input).map(|m| m.start())
     }
 
     /// Whether every line must be matched alone (an anchored pattern).
-    pub fn per_line(&self) -> bool {
+    pub(crate) fn per_line(&self) -> bool {
         self.per_line
     }
 
@@ -232,7 +232,7 @@ fn small_literal_set(lits: Vec<Vec<u8>>) -> Option<Vec<Vec<u8>>> {
 /// text `S` the pattern matches case-sensitively; `S` starts with a literal `L` of the
 /// case-sensitive prefix set, so `lower(M)` starts with `lower(L)`. The literals only
 /// select candidate lines: every candidate is matched with the real patterns.
-pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)

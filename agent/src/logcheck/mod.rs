@@ -24,8 +24,8 @@
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod counts;
-pub mod cri;
+pub(crate) mod counts;
+pub(crate) mod cri;
 pub mod daemon;
 pub mod matcher;
 pub mod scan;

@@ -23,10 +23,10 @@ use super::cri::{self, Record};
 use super::matcher::Matcher;
 
 /// The read buffer, allocated once per scanner.
-pub const READ_BUFFER_BYTES: usize = 256 * 1024;
+pub(crate) const READ_BUFFER_BYTES: usize = 256 * 1024;
 /// The longest logical line (joined content) matched; longer lines are matched on their
 /// first this many bytes.
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// The time window, in Unix seconds: `from` inclusive, `to` exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Window {
 }
 
 /// Receives what a scan finds.
-pub trait Sink {
+pub(crate) trait Sink {
     /// A logical line at `unix_seconds` matched pattern `pattern`; `line` is its content
     /// (at most [`MAX_LINE_BYTES`]).
     fn hit(&mut self, unix_seconds: i64, pattern: usize, line: &[u8]);
@@ -51,7 +51,7 @@ pub trait Sink {
 /// What to do with the end of the data: a record without its newline, a join whose `F`
 /// record has not come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tail {
+pub(crate) enum Tail {
     /// The data is complete (the CLI, a rotated file): count them.
     Flush,
     /// The file is still written (the daemon's current log): leave them for the next
@@ -73,12 +73,12 @@ pub enum Skip {
 
 /// The result of one scan.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ScanEnd {
+pub(crate) struct ScanEnd {
     /// Bytes read from the reader.
     pub bytes_read: u64,
     /// Where the next scan of the same data resumes (relative to the reader's start):
     /// after the last record counted, or at the start of a join still open.
-    pub resume_at: u64,
+    pub(crate) resume_at: u64,
     /// The skip state to resume with.
     pub skip: Skip,
     /// Logical lines in the window that were looked at.
@@ -89,7 +89,7 @@ pub struct ScanEnd {
 
 /// A scanner: its buffers are allocated once and reused for every file.
 #[derive(Debug)]
-pub struct Scanner {
+pub(crate) struct Scanner {
     buf: Box<[u8]>,
     /// An ASCII-lowercased copy of runs of `buf`, for the matcher's literal prefilter.
     lowered: Box<[u8]>,
@@ -130,7 +130,8 @@ struct Pass<'a, S: Sink> {
 
 impl Scanner {
     /// Memory held by this scanner's buffers, in bytes; it does not grow with the input.
-    pub fn allocated_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn allocated_bytes(&self) -> usize {
         self.buf.len() + self.lowered.len() + self.joined.capacity()
     }
 
@@ -138,7 +139,7 @@ impl Scanner {
     ///
     /// # Errors
     /// A read error; what was counted before it stays counted.
-    pub fn scan<R: Read, S: Sink>(
+    pub(crate) fn scan<R: Read, S: Sink>(
         &mut self,
         mut reader: R,
         matcher: &Matcher,

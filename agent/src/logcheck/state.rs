@@ -29,7 +29,7 @@ use super::scan::{Scanner, Skip, Tail, Window};
 use super::walk::{self, ContainerKey, WalkError};
 
 /// Hours of counts kept: this day and the day before.
-pub const KEPT_HOURS: i64 = 48;
+pub(crate) const KEPT_HOURS: i64 = 48;
 /// Version of the state file's format.
 const VERSION: u32 = 1;
 

@@ -18,7 +18,7 @@ use nix::sys::stat::Mode;
 
 /// More log files than this under the pods directory is an error: a node has a few
 /// hundred containers with a handful of files each.
-pub const MAX_FILES: usize = 100_000;
+pub(crate) const MAX_FILES: usize = 100_000;
 
 /// A container's identity as the directory names give it.
 #[derive(
@@ -32,7 +32,7 @@ pub struct ContainerKey {
 
 /// One log file found.
 #[derive(Debug)]
-pub struct LogFile {
+pub(crate) struct LogFile {
     pub container: ContainerKey,
     /// Its path (for messages; it is read through `file`).
     pub path: PathBuf,
@@ -43,8 +43,6 @@ pub struct LogFile {
     pub dev: u64,
     pub ino: u64,
     pub size: u64,
-    /// Last modification, Unix seconds.
-    pub mtime: i64,
     /// gzip-compressed (`*.gz`).
     pub gzip: bool,
 }
@@ -64,20 +62,20 @@ pub enum WalkError {
 
 /// A problem with one entry; the walk goes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
+pub(crate) struct Skipped {
     pub path: PathBuf,
     pub reason: String,
 }
 
 /// Splits `<ns>_<pod>_<uid>` (neither a namespace nor a pod name may hold `_`).
-pub fn split_pod_dir(name: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_pod_dir(name: &str) -> Option<(&str, &str)> {
     let (ns, rest) = name.split_once('_')?;
     let (pod, uid) = rest.rsplit_once('_')?;
     (!ns.is_empty() && !pod.is_empty() && !uid.is_empty()).then_some((ns, pod))
 }
 
 /// Whether `name` is a container log the check reads; `Some(gzip)`.
-pub fn log_file_kind(name: &str) -> Option<bool> {
+pub(crate) fn log_file_kind(name: &str) -> Option<bool> {
     if name.starts_with('.') || name.ends_with(".tmp") {
         return None;
     }
@@ -119,7 +117,7 @@ fn entries(dir: &mut Dir) -> Vec<(std::ffi::CString, Option<Type>)> {
 ///
 /// # Errors
 /// The pods directory cannot be opened, or holds more than [`MAX_FILES`] logs.
-pub fn walk(
+pub(crate) fn walk(
     pods_dir: &Path,
     modified_since: i64,
 ) -> Result<(Vec<LogFile>, Vec<Skipped>), WalkError> {
@@ -235,7 +233,6 @@ pub fn walk(
                     dev: meta.dev(),
                     ino: meta.ino(),
                     size: meta.len(),
-                    mtime: meta.mtime(),
                     gzip,
                 });
             }

@@ -41,11 +41,11 @@ use super::policy::Compressor;
 const CHUNK: usize = 1 << 20;
 /// How long compression waits for a writer that opened the rotated file in the last
 /// instant before it was unlinked to close it again.
-pub const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The error kind [`compress_file`] returns when a writer has the file open: the caller
 /// defers the compression (not an error).
-pub const IN_USE: io::ErrorKind = io::ErrorKind::ResourceBusy;
+pub(crate) const IN_USE: io::ErrorKind = io::ErrorKind::ResourceBusy;
 
 fn in_use(src: &Path) -> io::Error {
     io::Error::new(
@@ -60,13 +60,13 @@ fn in_use(src: &Path) -> io::Error {
 /// Bytes in and out of one compression.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Compressed {
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     pub bytes_out: u64,
 }
 
 /// A hook that tests use to fail at a named step (`"write"`, `"fsync"`, `"rename"`,
 /// `"unlink"`), as a crash or ENOSPC would.
-pub type FailHook<'a> = &'a dyn Fn(&str) -> io::Result<()>;
+pub(crate) type FailHook<'a> = &'a dyn Fn(&str) -> io::Result<()>;
 
 /// No failures.
 pub fn no_fail(_: &str) -> io::Result<()> {
@@ -109,7 +109,7 @@ pub fn compress_file(
 /// # Errors
 /// Any I/O error; `src` is then untouched and no file named `dst` was created by this
 /// call. An error of kind [`IN_USE`] means a writer has `src` open.
-pub fn compress_at(
+pub(crate) fn compress_at(
     dir: &Dir,
     src: &OsStr,
     dst: &OsStr,
@@ -333,7 +333,7 @@ impl Write for CountingWriter<'_, '_> {
 ///
 /// libdeflate level 4 is 1.06× `gzip -6` on the JSON lines, so `gzip -6` (logrotate's
 /// `compress`) maps to 5. Out-of-range levels are clamped.
-pub fn gzip_engine_level(requested: u32) -> i32 {
+pub(crate) fn gzip_engine_level(requested: u32) -> i32 {
     match requested {
         0..=3 => 1,
         4 => 3,
@@ -348,7 +348,7 @@ pub fn gzip_engine_level(requested: u32) -> i32 {
 /// 2–5 and its output no larger than theirs within 2 % (JSON lines: 0.93× level 3's; klog
 /// lines: 0.98×), so 1–5 use level 1 (`zstd` without a level means 3). From level 6 on
 /// the level is used as asked.
-pub fn zstd_engine_level(requested: i32) -> i32 {
+pub(crate) fn zstd_engine_level(requested: i32) -> i32 {
     if requested <= 5 { 1 } else { requested.min(19) }
 }
 

@@ -62,7 +62,7 @@ const MAX_FILE_BYTES: u64 = 4 << 20;
 const MAX_LINES: usize = 1_000_000;
 
 /// Reads a logrotate.conf file (and what it includes).
-pub fn load_file(path: &Path, perms: Permissions) -> Loaded {
+pub(crate) fn load_file(path: &Path, perms: Permissions) -> Loaded {
     let mut p = Parser::new(perms);
     let mut globals = Policy::default();
     p.file(path, &mut globals, 0, None);
@@ -73,7 +73,7 @@ pub fn load_file(path: &Path, perms: Permissions) -> Loaded {
 /// the patterns of its blocks only: the directives inside a block are not interpreted
 /// (no user or group is looked up, a script or a bad argument does not drop the block),
 /// so every block that is well formed names its logs. Nothing in it is ever run.
-pub fn load_patterns(path: &Path) -> Loaded {
+pub(crate) fn load_patterns(path: &Path) -> Loaded {
     let mut p = Parser::new(Permissions {
         scripts: true,
         external_compress: true,
@@ -707,7 +707,7 @@ fn split_directive(line: &str) -> Result<(String, Vec<String>), UnterminatedQuot
 /// A quote that is never closed, and the text it opens in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unterminated {quote} in {text:?}")]
-pub struct UnterminatedQuote {
+pub(crate) struct UnterminatedQuote {
     pub quote: char,
     pub text: String,
 }
@@ -716,7 +716,7 @@ pub struct UnterminatedQuote {
 ///
 /// # Errors
 /// [`UnterminatedQuote`].
-pub fn shell_words(s: &str) -> Result<Vec<String>, UnterminatedQuote> {
+pub(crate) fn shell_words(s: &str) -> Result<Vec<String>, UnterminatedQuote> {
     let unterminated = |quote| UnterminatedQuote {
         quote,
         text: s.to_string(),

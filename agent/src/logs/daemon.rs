@@ -35,7 +35,7 @@ use crate::config::LogsConfig;
 
 /// How often `reclaimable_bytes` is measured by default: a dry run of the retention rules
 /// costs one `lstat` per matching file, so it runs less often than the rotation check.
-pub const DEFAULT_RECLAIMABLE_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_RECLAIMABLE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Whether the config asks for any log work (policies, a logrotate.conf or retention
 /// rules); without any, the daemon runs no log task and reports carry no `logs`.
@@ -64,7 +64,7 @@ impl LogsTask {
     }
 
     /// A task around an engine built elsewhere (tests pick the time zone).
-    pub fn with_engine(engine: LogEngine) -> Self {
+    pub(crate) fn with_engine(engine: LogEngine) -> Self {
         let check_interval = engine.check_interval();
         Self {
             engine: Arc::new(engine),
@@ -86,7 +86,7 @@ pub struct PassResult {
 /// Turns passes into [`LogsSummary`]s: keeps the totals since start and the latest
 /// reclaimable measurement. Pure bookkeeping, no I/O.
 #[derive(Debug, Clone, Default)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     totals: LogCounts,
     reclaimable: Option<(u64, Timestamp)>,
 }
@@ -126,7 +126,7 @@ impl Tracker {
     /// Adds a pass to the totals and returns the summary to report. `config_errors` (the
     /// engine's load errors) are listed after the pass's own errors; the list is capped at
     /// [`MAX_ERRORS`].
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         at: Timestamp,
         pass: &PassResult,

@@ -94,7 +94,7 @@ impl DateFormat {
 
     /// A regex (no anchors) matching any suffix this format produces, as logrotate's
     /// glob of `[0-9]` per digit.
-    pub fn regex(&self) -> String {
+    pub(crate) fn regex(&self) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {

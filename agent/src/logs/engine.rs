@@ -219,7 +219,7 @@ impl LogEngine {
     }
 
     /// Config lines that were ignored, with their `file:line` (the rest loaded).
-    pub fn load_warnings(&self) -> &[LogError] {
+    pub(crate) fn load_warnings(&self) -> &[LogError] {
         &self.load_warnings
     }
 

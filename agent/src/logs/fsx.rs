@@ -5,14 +5,16 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
+#[cfg(test)]
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Marker in every temporary file caretaker writes; a run removes leftovers with it.
-pub const TEMP_MARK: &str = ".caretaker-tmp";
+pub(crate) const TEMP_MARK: &str = ".caretaker-tmp";
 
 /// A temporary sibling of `path`: `.NAME.caretaker-tmp` (hidden, so `*` globs skip it).
-pub fn temp_name(path: &Path) -> PathBuf {
+pub(crate) fn temp_name(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -21,7 +23,7 @@ pub fn temp_name(path: &Path) -> PathBuf {
 }
 
 /// The temporary sibling name of `name`: `.NAME.caretaker-tmp`.
-pub fn temp_file_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
+pub(crate) fn temp_file_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
     let mut t = std::ffi::OsString::from(".");
     t.push(name);
     t.push(TEMP_MARK);
@@ -29,7 +31,7 @@ pub fn temp_file_name(name: &std::ffi::OsStr) -> std::ffi::OsString {
 }
 
 /// Lexically normalises an absolute path (`.` and `..` removed) without touching the disk.
-pub fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
@@ -49,7 +51,7 @@ pub fn normalize(path: &Path) -> PathBuf {
 ///
 /// # Errors
 /// Read or write errors.
-pub fn copy_sparse_from(src: &File, dst: &File, mut offset: u64) -> io::Result<u64> {
+pub(crate) fn copy_sparse_from(src: &File, dst: &File, mut offset: u64) -> io::Result<u64> {
     use nix::unistd::{Whence, lseek};
     let len = src.metadata()?.len();
     let mut buf = vec![0u8; 1 << 20];
@@ -87,7 +89,7 @@ pub fn copy_sparse_from(src: &File, dst: &File, mut offset: u64) -> io::Result<u
 ///
 /// # Errors
 /// Write or sync fails.
-pub fn shred_file(f: &File, cycles: u32) -> io::Result<()> {
+pub(crate) fn shred_file(f: &File, cycles: u32) -> io::Result<()> {
     let len = f.metadata()?.len();
     let zeros = vec![0u8; 1 << 16];
     for _ in 0..cycles.max(1) {
@@ -103,7 +105,8 @@ pub fn shred_file(f: &File, cycles: u32) -> io::Result<()> {
 }
 
 /// Bytes a file really occupies (`st_blocks` is in 512-byte units).
-pub fn allocated_bytes(m: &std::fs::Metadata) -> u64 {
+#[cfg(test)]
+pub(crate) fn allocated_bytes(m: &std::fs::Metadata) -> u64 {
     m.blocks() * 512
 }
 
@@ -158,13 +161,13 @@ mod tests {
 /// breaks it as soon as someone opens it for writing. Compression uses it to know that
 /// no writer can still append to a rotated file that is about to be unlinked.
 #[derive(Debug)]
-pub struct WriteWatch<'a> {
+pub(crate) struct WriteWatch<'a> {
     file: &'a File,
 }
 
 /// What [`WriteWatch::take`] found.
 #[derive(Debug)]
-pub enum Writers<'a> {
+pub(crate) enum Writers<'a> {
     /// No writer has the file open; the watch reports any that opens it from now on.
     None(WriteWatch<'a>),
     /// Someone has the file open for writing.
@@ -176,7 +179,7 @@ pub enum Writers<'a> {
 
 impl<'a> WriteWatch<'a> {
     /// Takes a read lease on `file` (which must be open read-only).
-    pub fn take(file: &'a File) -> Writers<'a> {
+    pub(crate) fn take(file: &'a File) -> Writers<'a> {
         use std::os::fd::AsRawFd;
         ignore_lease_signal();
         // SAFETY: fcntl on a descriptor we own, with integer arguments only.
@@ -193,7 +196,7 @@ impl<'a> WriteWatch<'a> {
     }
 
     /// Whether a writer opened the file since the lease was taken (the kernel is breaking it).
-    pub fn broken(&self) -> bool {
+    pub(crate) fn broken(&self) -> bool {
         use std::os::fd::AsRawFd;
         // SAFETY: as in `take`.
         let r = unsafe { nix::libc::fcntl(self.file.as_raw_fd(), nix::libc::F_GETLEASE) };
@@ -234,7 +237,7 @@ pub(crate) const ACL_DEFAULT: &std::ffi::CStr = c"system.posix_acl_default";
 ///
 /// # Errors
 /// As fsetxattr(2).
-pub fn set_acl(to: &File, acl: &[u8]) -> io::Result<()> {
+pub(crate) fn set_acl(to: &File, acl: &[u8]) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: a descriptor we own, a valid name and the bytes of `acl`.
     let r = unsafe {
@@ -255,54 +258,11 @@ pub fn set_acl(to: &File, acl: &[u8]) -> io::Result<()> {
 /// The process's umask, read once from /proc/self/status (`Umask:`, Linux 4.7 and
 /// later); `None` where it cannot be read. Read rather than set: `umask(2)` cannot be
 /// read without changing it for every thread for a moment.
-pub fn process_umask() -> Option<u32> {
+pub(crate) fn process_umask() -> Option<u32> {
     static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
     *UMASK.get_or_init(|| {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
         let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
         u32::from_str_radix(line.trim(), 8).ok()
     })
-}
-
-/// Gives `to` the access ACL of `from` (both open files), as logrotate does with libacl
-/// for a log made by `create` without a mode. No ACL, or a filesystem without ACLs, is
-/// not an error.
-///
-/// # Errors
-/// Reading or setting the attribute fails otherwise.
-pub fn copy_acl(from: &File, to: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // An ACL of a few dozen entries is a few hundred bytes; 64 KiB is the xattr maximum.
-    let mut buf = vec![0u8; 65_536];
-    // SAFETY: a descriptor we own, a valid NUL-terminated name and a buffer of the length
-    // passed.
-    let n = unsafe {
-        nix::libc::fgetxattr(
-            from.as_raw_fd(),
-            ACL_ACCESS.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(nix::libc::ENODATA | nix::libc::EOPNOTSUPP) => Ok(()),
-            _ => Err(e),
-        };
-    }
-    // SAFETY: a descriptor we own, a valid name and the n bytes read above.
-    let r = unsafe {
-        nix::libc::fsetxattr(
-            to.as_raw_fd(),
-            ACL_ACCESS.as_ptr(),
-            buf.as_ptr().cast(),
-            n as usize,
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }

@@ -17,7 +17,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use super::fsx;
 
 /// Why a directory could not be opened as a handle.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum OpenDirError {
+pub(crate) enum OpenDirError {
     /// The path is not below any configured root.
     #[error("{path} is outside the configured roots (logs.roots); not touched")]
     Outside { path: PathBuf },
@@ -52,12 +52,12 @@ pub enum OpenDirError {
 
 impl OpenDirError {
     /// The directory (or one on its way) does not exist.
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, Self::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 
     /// The path exists but is not a directory.
-    pub fn is_not_dir(&self) -> bool {
+    pub(crate) fn is_not_dir(&self) -> bool {
         matches!(self, Self::Io { source, .. } if source.raw_os_error() == Some(nix::libc::ENOTDIR))
     }
 }
@@ -123,7 +123,7 @@ impl Roots {
     /// # Errors
     /// [`OpenDirError::Outside`] when no root contains it, [`OpenDirError::Symlink`] when
     /// a component below the root is a symlink, [`OpenDirError::Io`] otherwise.
-    pub fn open_dir(&self, dir: &Path) -> Result<Dir, OpenDirError> {
+    pub(crate) fn open_dir(&self, dir: &Path) -> Result<Dir, OpenDirError> {
         let dir = fsx::normalize(dir);
         let Some((root, rel)) = self.locate(&dir) else {
             return Err(OpenDirError::Outside { path: dir });
@@ -261,7 +261,7 @@ impl Stat {
     pub fn gid(&self) -> u32 {
         self.0.st_gid
     }
-    pub fn nlink(&self) -> u64 {
+    pub(crate) fn nlink(&self) -> u64 {
         self.0.st_nlink
     }
     pub fn dev(&self) -> u64 {
@@ -286,7 +286,7 @@ impl Stat {
         }
     }
     /// Bytes the file really occupies (`st_blocks` is in 512-byte units).
-    pub fn allocated_bytes(&self) -> u64 {
+    pub(crate) fn allocated_bytes(&self) -> u64 {
         (self.0.st_blocks as u64) * 512
     }
 }
@@ -351,11 +351,6 @@ impl Dir {
         self.path.join(name)
     }
 
-    /// The descriptor.
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
     /// `fstatat(name, AT_SYMLINK_NOFOLLOW)`.
     ///
     /// # Errors
@@ -366,20 +361,12 @@ impl Dir {
             .map_err(io)
     }
 
-    /// The directory's own identity.
-    ///
-    /// # Errors
-    /// As fstat(2).
-    pub fn self_stat(&self) -> io::Result<Stat> {
-        nix::sys::stat::fstat(&self.fd).map(Stat).map_err(io)
-    }
-
     /// Opens `name` without following a symlink (ELOOP for one) and without blocking on a
     /// FIFO; `write` adds write access. Only regular files are returned.
     ///
     /// # Errors
     /// As openat(2); `InvalidInput` when it is not a regular file.
-    pub fn open_file(&self, name: &OsStr, write: bool) -> io::Result<File> {
+    pub(crate) fn open_file(&self, name: &OsStr, write: bool) -> io::Result<File> {
         let acc = if write {
             OFlag::O_RDWR
         } else {
@@ -442,7 +429,12 @@ impl Dir {
     ///
     /// # Errors
     /// As renameat2(2); `AlreadyExists` when `to` exists.
-    pub fn rename_noreplace(&self, from: &OsStr, to_dir: &Dir, to: &OsStr) -> io::Result<()> {
+    pub(crate) fn rename_noreplace(
+        &self,
+        from: &OsStr,
+        to_dir: &Dir,
+        to: &OsStr,
+    ) -> io::Result<()> {
         let (from, to) = (check_name(from)?, check_name(to)?);
         match nix::fcntl::renameat2(
             &self.fd,
@@ -464,7 +456,7 @@ impl Dir {
     ///
     /// # Errors
     /// As unlinkat(2).
-    pub fn unlink(&self, name: &OsStr) -> io::Result<()> {
+    pub(crate) fn unlink(&self, name: &OsStr) -> io::Result<()> {
         nix::unistd::unlinkat(
             &self.fd,
             check_name(name)?,
@@ -490,7 +482,7 @@ impl Dir {
     ///
     /// # Errors
     /// As openat(2) (ELOOP for a symlink, ENOTDIR for anything else).
-    pub fn subdir(&self, name: &OsStr) -> io::Result<Dir> {
+    pub(crate) fn subdir(&self, name: &OsStr) -> io::Result<Dir> {
         let fd = nix::fcntl::openat(
             &self.fd,
             check_name(name)?,
@@ -513,7 +505,7 @@ impl Dir {
     ///
     /// # Errors
     /// The file cannot be reached or its attribute read.
-    pub fn acl_access(&self, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    pub(crate) fn acl_access(&self, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
         use std::os::fd::AsRawFd;
         use std::os::unix::ffi::OsStringExt;
         let name = check_name(name)?;
@@ -568,7 +560,7 @@ impl Dir {
 
     /// Whether the directory has a default ACL (which, not the umask, then decides the
     /// mode of files created in it). Asked once per handle; unreadable counts as yes.
-    pub fn has_default_acl(&self) -> bool {
+    pub(crate) fn has_default_acl(&self) -> bool {
         use std::os::fd::AsRawFd;
         *self.default_acl.get_or_init(|| {
             // SAFETY: a descriptor we own, a valid name, and a zero-length query.
@@ -608,7 +600,7 @@ impl Dir {
     ///
     /// # Errors
     /// As fchown(2).
-    pub fn set_owner(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    pub(crate) fn set_owner(&self, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
         nix::unistd::fchown(
             &self.fd,
             uid.map(nix::unistd::Uid::from_raw),

@@ -13,9 +13,8 @@ use nix::fcntl::{Flock, FlockArg};
 
 /// A held lock; released on drop.
 #[derive(Debug)]
-pub struct RotationLock {
+pub(crate) struct RotationLock {
     _lock: Flock<File>,
-    pub path: PathBuf,
 }
 
 /// Why the lock was not taken.
@@ -36,7 +35,7 @@ pub enum LockError {
 /// The lock file that guards `state_file`. A state path that is a device, FIFO or
 /// socket (`--state /dev/null`: keep no state) is locked itself, as logrotate locks its
 /// state file: nothing is created next to it (in /dev).
-pub fn lock_path(state_file: &Path) -> PathBuf {
+pub(crate) fn lock_path(state_file: &Path) -> PathBuf {
     if std::fs::metadata(state_file).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
         return state_file.to_path_buf();
     }
@@ -50,7 +49,7 @@ pub fn lock_path(state_file: &Path) -> PathBuf {
 /// # Errors
 /// [`LockError::Busy`] when another process keeps it; [`LockError::Open`] when the lock
 /// file cannot be created.
-pub fn acquire(state_file: &Path, wait: Duration) -> Result<RotationLock, LockError> {
+pub(crate) fn acquire(state_file: &Path, wait: Duration) -> Result<RotationLock, LockError> {
     let path = lock_path(state_file);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| LockError::Open {
@@ -73,7 +72,7 @@ pub fn acquire(state_file: &Path, wait: Duration) -> Result<RotationLock, LockEr
     })?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return Ok(RotationLock { _lock: l, path }),
+            Ok(l) => return Ok(RotationLock { _lock: l }),
             Err((f, Errno::EWOULDBLOCK)) if start.elapsed() < wait => {
                 file = f;
                 std::thread::sleep(Duration::from_millis(50));

@@ -20,7 +20,7 @@ use super::conf;
 
 /// Who rotates a log instead of the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
+pub(crate) enum Owner {
     /// The kubelet (container logs).
     Kubelet,
     /// The node's logrotate; `place` is the `file:line` of the block naming the log.
@@ -29,7 +29,7 @@ pub enum Owner {
 
 impl Owner {
     /// A short name for reports: `kubelet`, or `logrotate (FILE:LINE)`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Self::Kubelet => "kubelet".to_string(),
             Self::NodeLogrotate { place } => format!("logrotate ({place})"),
@@ -49,7 +49,7 @@ struct NodePattern {
 
 /// The other rotators' claims, loaded once.
 #[derive(Debug, Clone, Default)]
-pub struct Owners {
+pub(crate) struct Owners {
     kubelet: Vec<PathBuf>,
     /// Patterns whose directory is literal (`/var/log/*.log`, `/var/log/syslog`), by that
     /// directory: a log is compared with the patterns of its own directory only.
@@ -59,18 +59,13 @@ pub struct Owners {
 }
 
 impl Owners {
-    /// Nobody else rotates anything (tests, or both checks switched off).
-    pub fn none() -> Self {
-        Self::default()
-    }
-
     /// Claims of the kubelet (`kubelet_dirs`) and of the node's logrotate config
     /// (`node_conf` with its includes, plus the `logrotate.d` directory beside it, which
     /// is what its `include /etc/logrotate.d` names when the agent sees the host's
     /// files under another prefix). `own_conf` is the agent's own `logrotate_conf`: when
     /// it is the node's file, the agent is the node's logrotate and claims nothing.
     /// Unreadable or missing files claim nothing.
-    pub fn load(
+    pub(crate) fn load(
         kubelet_dirs: &[PathBuf],
         node_conf: Option<&Path>,
         own_conf: Option<&Path>,
@@ -125,12 +120,13 @@ impl Owners {
     }
 
     /// Whether any claim is loaded.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.kubelet.is_empty() && self.by_dir.is_empty() && self.deep.is_empty()
     }
 
     /// Who else rotates `path` (an absolute, normal path), if anyone.
-    pub fn owner_of(&self, path: &Path) -> Option<Owner> {
+    pub(crate) fn owner_of(&self, path: &Path) -> Option<Owner> {
         let b = path.as_os_str().as_bytes();
         if self.kubelet.iter().any(|d| {
             let d = d.as_os_str().as_bytes();

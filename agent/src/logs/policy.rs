@@ -81,12 +81,12 @@ pub enum SizeError {
     TooLarge(String),
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The time criterion of a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Frequency {
+pub(crate) enum Frequency {
     /// The hour (or day) changed since the last rotation.
     Hourly,
     /// The calendar day changed since the last rotation.
@@ -117,7 +117,7 @@ pub enum Compressor {
 
 impl Compressor {
     /// The extension the command's own tool would use (`compressext` overrides it).
-    pub fn default_ext(&self) -> &str {
+    pub(crate) fn default_ext(&self) -> &str {
         match self {
             Compressor::Gzip { .. } => ".gz",
             Compressor::Zstd { .. } => ".zst",
@@ -167,7 +167,7 @@ impl Scripts {
 
 /// The default taboo extensions of logrotate 3.21 (files in an included directory with
 /// these endings are skipped).
-pub const DEFAULT_TABOOEXT: &[&str] = &[
+pub(crate) const DEFAULT_TABOOEXT: &[&str] = &[
     ",v",
     ".cfsaved",
     ".disabled",
@@ -197,7 +197,7 @@ pub struct Policy {
     /// `file:line` of the block's opening line (or `logs.policies[i]`).
     pub place: String,
     /// `hourly`/`daily`/`weekly`/`monthly`/`yearly`; ignored while `size` is set.
-    pub frequency: Option<Frequency>,
+    pub(crate) frequency: Option<Frequency>,
     /// `size N`: rotate when the file is at least N bytes, regardless of time. The last of
     /// `size` and a frequency wins, as in logrotate.
     pub size: Option<u64>,
@@ -208,9 +208,9 @@ pub struct Policy {
     /// `rotate N`: archives kept; 0 removes the rotated file; -1 keeps all. Default 0.
     pub rotate: i64,
     /// `maxage N`: archives older than N days (mtime, strictly) are removed on rotation.
-    pub maxage_days: Option<u64>,
+    pub(crate) maxage_days: Option<u64>,
     /// `minage N`: a log younger than N days (mtime) is not rotated.
-    pub minage_days: Option<u64>,
+    pub(crate) minage_days: Option<u64>,
     /// `start N`: first archive number. Default 1.
     pub start: u64,
     pub missingok: bool,
@@ -231,7 +231,7 @@ pub struct Policy {
     pub dateformat: Option<DateFormat>,
     pub dateyesterday: bool,
     pub compress: bool,
-    pub compressor: Compressor,
+    pub(crate) compressor: Compressor,
     /// `compressext`; default from the compressor.
     pub compressext: Option<String>,
     pub delaycompress: bool,
@@ -250,7 +250,7 @@ pub struct Policy {
     /// `compressoptions` as written (for gzip and zstd only `-LEVEL` is understood).
     pub compressoptions: Option<String>,
     /// `taboopat` list: glob patterns of file names a later `include DIR` skips.
-    pub taboopat: Vec<String>,
+    pub(crate) taboopat: Vec<String>,
     /// `addextension EXT`: like `extension`, and a log whose name lacks EXT gets it too
     /// (`app` rotates to `app.1.log`).
     pub addextension: Option<String>,
@@ -326,7 +326,7 @@ pub struct Permissions {
 }
 
 /// Every directive name caretaker knows (for "unknown directive" errors and the YAML keys).
-pub const DIRECTIVES: &[&str] = &[
+pub(crate) const DIRECTIVES: &[&str] = &[
     "hourly",
     "daily",
     "weekly",
@@ -394,7 +394,7 @@ pub const DIRECTIVES: &[&str] = &[
 ];
 
 /// The script directives (their body runs up to `endscript`).
-pub const SCRIPT_DIRECTIVES: &[&str] = &[
+pub(crate) const SCRIPT_DIRECTIVES: &[&str] = &[
     "prerotate",
     "postrotate",
     "firstaction",
@@ -661,7 +661,7 @@ impl Policy {
     }
 
     /// The compression extension in force (`.gz` by default).
-    pub fn compress_ext(&self) -> String {
+    pub(crate) fn compress_ext(&self) -> String {
         self.compressext
             .clone()
             .unwrap_or_else(|| self.compressor.default_ext().to_string())
@@ -702,7 +702,7 @@ fn name_part<'a>(name: &str, arg: &'a str) -> Result<&'a str> {
 
 /// Whether a directive name is one caretaker knows (the parser warns about others and
 /// ignores their line, as logrotate does).
-pub fn is_directive(name: &str) -> bool {
+pub(crate) fn is_directive(name: &str) -> bool {
     DIRECTIVES.contains(&name)
 }
 
@@ -763,7 +763,7 @@ fn one_size(name: &str, args: &[String]) -> Result<u64> {
 ///
 /// # Errors
 /// Not a number with an optional suffix.
-pub fn parse_size(s: &str) -> Result<u64, SizeError> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, SizeError> {
     let (num, mult) = match s.chars().last() {
         Some('k' | 'K') => (&s[..s.len() - 1], 1024),
         Some('M') => (&s[..s.len() - 1], 1024 * 1024),

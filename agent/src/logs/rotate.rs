@@ -56,7 +56,7 @@ use super::summary::{Action, ActionKind, LogError, OwnedLog, RotationSummary};
 use super::walk;
 
 /// Where kubelet keeps its symlinks to container logs; it rotates those itself.
-pub const KUBELET_LINK_DIR: &str = "/var/log/containers";
+pub(crate) const KUBELET_LINK_DIR: &str = "/var/log/containers";
 
 /// Whether a path has `.` or `..` components, `//`, or a trailing `/`.
 fn needs_normalizing(p: &Path) -> bool {
@@ -68,7 +68,7 @@ fn needs_normalizing(p: &Path) -> bool {
 const MAX_OPEN_DIRS: usize = 256;
 
 /// Options of one pass.
-pub struct Pass<'a> {
+pub(crate) struct Pass<'a> {
     pub now: Zoned,
     /// Only files below these, reached without following a symlink, are touched.
     pub roots: &'a Roots,
@@ -77,9 +77,9 @@ pub struct Pass<'a> {
     /// Threads for one compression.
     pub threads: usize,
     /// Rotate the target of a symlink (inside the roots) instead of skipping it.
-    pub follow_symlinks: bool,
+    pub(crate) follow_symlinks: bool,
     /// `logs.mail_command`: mails logs for blocks with `mail`.
-    pub mail_command: Option<&'a Path>,
+    pub(crate) mail_command: Option<&'a Path>,
     /// Logs another rotator owns: left alone and listed in the summary's `owned`.
     pub owners: &'a Owners,
     /// Failure injection for tests (see [`compress::FailHook`]); also called with
@@ -123,7 +123,7 @@ struct Run<'a, 'p> {
 /// Runs every policy once. The state is updated in memory; the caller saves it. Returns
 /// whether the state changed (a pass where nothing is due and no log is new leaves it as
 /// it was, and nothing needs to be written).
-pub fn run_pass(
+pub(crate) fn run_pass(
     policies: &[Policy],
     pass: &Pass<'_>,
     state: &mut State,
@@ -1333,7 +1333,7 @@ impl ArchDir {
 ///
 /// # Errors
 /// Any step fails; an error of kind [`compress::IN_USE`] means a writer has it open.
-pub fn delete_in(dir: &Dir, name: &OsStr, shred_cycles: Option<u32>) -> io::Result<u64> {
+pub(crate) fn delete_in(dir: &Dir, name: &OsStr, shred_cycles: Option<u32>) -> io::Result<u64> {
     // A lease needs a read-only descriptor and no writer, ourselves included: the lease
     // is checked first, the file opened for shredding after.
     let f = dir.open_file(name, false)?;
@@ -1373,7 +1373,7 @@ pub fn delete_in(dir: &Dir, name: &OsStr, shred_cycles: Option<u32>) -> io::Resu
 ///
 /// # Errors
 /// Outside the roots, behind a symlink, not a regular file, in use, or the unlink fails.
-pub fn delete_archive(roots: &Roots, path: &Path) -> io::Result<u64> {
+pub(crate) fn delete_archive(roots: &Roots, path: &Path) -> io::Result<u64> {
     let (dir, name) = open_parent(roots, path)?;
     let n = delete_in(&dir, name, None)?;
     dir.sync()?;
@@ -1387,7 +1387,7 @@ pub fn delete_archive(roots: &Roots, path: &Path) -> io::Result<u64> {
 ///
 /// # Errors
 /// As [`delete_archive`]; an error of kind [`compress::IN_USE`] means a writer has it open.
-pub fn compress_archive(
+pub(crate) fn compress_archive(
     roots: &Roots,
     path: &Path,
     threads: usize,

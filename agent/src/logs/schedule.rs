@@ -6,12 +6,12 @@ use jiff::civil::DateTime;
 use super::policy::{Frequency, Policy};
 
 /// logrotate's criterion when a block names neither a frequency nor `size`: 1 MiB.
-pub const DEFAULT_SIZE: u64 = 1024 * 1024;
+pub(crate) const DEFAULT_SIZE: u64 = 1024 * 1024;
 
 /// Why a log is (not) rotated; shown in dry runs and debug logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Decision {
+pub(crate) enum Decision {
     Forced,
     SizeReached,
     BelowSize,
@@ -25,7 +25,7 @@ pub enum Decision {
 }
 
 impl Decision {
-    pub fn rotates(self) -> bool {
+    pub(crate) fn rotates(self) -> bool {
         matches!(
             self,
             Decision::Forced
@@ -39,21 +39,27 @@ impl Decision {
 
 /// What the decision looks at.
 #[derive(Debug, Clone, Copy)]
-pub struct FileFacts {
+pub(crate) struct FileFacts {
     pub size: u64,
     /// Seconds since the file's mtime (for `minage`).
-    pub age_seconds: i64,
+    pub(crate) age_seconds: i64,
 }
 
 /// The time a file seen for the first time is recorded with: now, truncated to the hour
 /// (so a new daily log waits for the next day, as with logrotate).
-pub fn first_seen(now: &Zoned) -> DateTime {
+pub(crate) fn first_seen(now: &Zoned) -> DateTime {
     let d = now.datetime();
     DateTime::new(d.year(), d.month(), d.day(), d.hour(), 0, 0, 0).unwrap_or(d)
 }
 
 /// Decides whether a log is due. `last` is the state entry in local civil time.
-pub fn decide(p: &Policy, facts: FileFacts, last: DateTime, now: &Zoned, force: bool) -> Decision {
+pub(crate) fn decide(
+    p: &Policy,
+    facts: FileFacts,
+    last: DateTime,
+    now: &Zoned,
+    force: bool,
+) -> Decision {
     let mut d = if force {
         Decision::Forced
     } else if p.size.is_some() || p.frequency.is_none() {

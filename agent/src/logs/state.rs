@@ -22,7 +22,7 @@ use super::fsx;
 use super::handle::Dir;
 
 /// The first line logrotate 3.21 writes.
-pub const HEADER: &str = "logrotate state -- version 2";
+pub(crate) const HEADER: &str = "logrotate state -- version 2";
 
 /// Last rotation per log path, in the node's local civil time (as logrotate stores it).
 ///
@@ -302,7 +302,7 @@ fn plausible(t: DateTime, max_year: i16) -> Result<(), LineError> {
 /// Whether the state may be written to `path`: it is missing or a regular file (after
 /// symlinks). A device, FIFO or socket (`--state /dev/null`) is never replaced or written
 /// into, as logrotate 3.22.
-pub fn is_writable_state(path: &Path) -> bool {
+pub(crate) fn is_writable_state(path: &Path) -> bool {
     match std::fs::metadata(path) {
         Ok(m) => m.is_file(),
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,

@@ -63,7 +63,7 @@ pub struct Action {
     pub bytes: u64,
     /// Size of the archive after compression (not known in a dry run).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes_after: Option<u64>,
+    pub(crate) bytes_after: Option<u64>,
 }
 
 /// The result of one rotation pass.
@@ -211,7 +211,7 @@ pub struct SweptFile {
     pub path: PathBuf,
     pub bytes: u64,
     /// Age in seconds (now minus mtime).
-    pub age_seconds: u64,
+    pub(crate) age_seconds: u64,
 }
 
 /// The result of a retention sweep.

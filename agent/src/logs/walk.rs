@@ -15,13 +15,13 @@ use super::fsx;
 use super::handle::{Dir, EntryKind, OpenDirError, Roots};
 
 /// Directory levels a pattern may descend below its literal prefix.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 /// Matches one pattern may produce.
-pub const MAX_MATCHES: usize = 1_000_000;
+pub(crate) const MAX_MATCHES: usize = 1_000_000;
 
 /// Why a pattern could not be expanded.
 #[derive(Debug, thiserror::Error)]
-pub enum GlobError {
+pub(crate) enum GlobError {
     #[error("bad pattern {pattern:?}")]
     Pattern {
         pattern: String,
@@ -60,7 +60,7 @@ enum Part {
 ///
 /// # Errors
 /// See [`GlobError`].
-pub fn expand(roots: &Roots, pattern: &str) -> Result<Vec<PathBuf>, GlobError> {
+pub(crate) fn expand(roots: &Roots, pattern: &str) -> Result<Vec<PathBuf>, GlobError> {
     if !pattern.starts_with('/') {
         return Err(GlobError::Relative {
             pattern: pattern.into(),

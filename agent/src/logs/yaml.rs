@@ -103,7 +103,7 @@ impl PolicyConfig {
     ///
     /// # Errors
     /// Every bad key, each as `(place, message)`.
-    pub fn to_policy(
+    pub(crate) fn to_policy(
         &self,
         index: usize,
         perms: Permissions,

@@ -19,17 +19,17 @@ use super::mountinfo::MountInfo;
 /// node_exporter's default `--collector.filesystem.mount-points-exclude`, extended with
 /// `/run` (tmpfs for runtime state) and the per-container and per-pod mounts of Docker,
 /// containerd, CRI-O/Podman and the kubelet, which are not filesystems of the node.
-pub const DEFAULT_MOUNT_POINTS_EXCLUDE: &str = "^/(dev|proc|run|sys|var/lib/docker/.+|var/lib/containerd/.+|var/lib/containers/storage/.+|var/lib/kubelet/pods/.+)($|/)";
+pub(crate) const DEFAULT_MOUNT_POINTS_EXCLUDE: &str = "^/(dev|proc|run|sys|var/lib/docker/.+|var/lib/containerd/.+|var/lib/containers/storage/.+|var/lib/kubelet/pods/.+)($|/)";
 
 /// node_exporter's default `--collector.filesystem.fs-types-exclude` (Linux), plus
 /// `efivarfs` and `fuse.lxcfs`: kernel interfaces and read-only images that never fill up.
-pub const DEFAULT_FS_TYPES_EXCLUDE: &str = "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|efivarfs|fuse\\.lxcfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
+pub(crate) const DEFAULT_FS_TYPES_EXCLUDE: &str = "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|efivarfs|fuse\\.lxcfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
 
 /// Which mounts are left out of the report.
 #[derive(Debug, Clone)]
 pub struct FilesystemFilter {
-    pub mount_points_exclude: Regex,
-    pub fs_types_exclude: Regex,
+    pub(crate) mount_points_exclude: Regex,
+    pub(crate) fs_types_exclude: Regex,
 }
 
 impl Default for FilesystemFilter {
@@ -51,7 +51,7 @@ impl FilesystemFilter {
 
 /// One filesystem to stat: the mounts of one `major:minor` that passed the filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub device_id: String,
     pub device: String,
     pub fstype: String,
@@ -62,7 +62,7 @@ pub struct Candidate {
 
 /// Applies the filter and groups mounts by device ID, shortest mount point first.
 /// The result is sorted by that mount point.
-pub fn candidates(mounts: &[MountInfo], filter: &FilesystemFilter) -> Vec<Candidate> {
+pub(crate) fn candidates(mounts: &[MountInfo], filter: &FilesystemFilter) -> Vec<Candidate> {
     let mut by_dev: BTreeMap<(u32, u32), Vec<&MountInfo>> = BTreeMap::new();
     for m in mounts.iter().filter(|m| filter.accepts(m)) {
         by_dev.entry((m.major, m.minor)).or_default().push(m);
@@ -97,9 +97,9 @@ pub struct StatVfs {
     /// f_frsize: the unit of the block counts.
     pub fragment_size: u64,
     pub blocks: u64,
-    pub blocks_free: u64,
+    pub(crate) blocks_free: u64,
     /// Free blocks available to unprivileged users (free minus reserved).
-    pub blocks_available: u64,
+    pub(crate) blocks_available: u64,
     pub files: u64,
     pub files_free: u64,
 }
@@ -172,7 +172,7 @@ pub fn statvfs(path: &Path) -> nix::Result<StatVfs> {
 }
 
 /// `mountpoint` seen under `rootfs` (`/host/root` + `/var/log`).
-pub fn under_root(rootfs: &Path, mountpoint: &str) -> PathBuf {
+pub(crate) fn under_root(rootfs: &Path, mountpoint: &str) -> PathBuf {
     rootfs.join(mountpoint.trim_start_matches('/'))
 }
 
@@ -183,7 +183,7 @@ pub fn under_root(rootfs: &Path, mountpoint: &str) -> PathBuf {
 /// stat'ed again until that call returns: a hung mount costs one thread, not one per cycle
 /// (node_exporter does the same with its "stuck mounts").
 #[derive(Debug, Clone)]
-pub struct Statter {
+pub(crate) struct Statter {
     in_flight: Arc<Mutex<HashSet<PathBuf>>>,
     stat: fn(&Path) -> nix::Result<StatVfs>,
 }
@@ -199,7 +199,8 @@ impl Default for Statter {
 
 impl Statter {
     /// A statter with another stat function (tests: one that hangs).
-    pub fn with_stat_fn(stat: fn(&Path) -> nix::Result<StatVfs>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_stat_fn(stat: fn(&Path) -> nix::Result<StatVfs>) -> Self {
         Self {
             in_flight: Arc::default(),
             stat,
@@ -207,7 +208,7 @@ impl Statter {
     }
 
     /// Stats all candidates concurrently.
-    pub async fn stat_all(
+    pub(crate) async fn stat_all(
         &self,
         rootfs: &Path,
         candidates: Vec<Candidate>,

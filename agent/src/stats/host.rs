@@ -15,7 +15,7 @@ use sysinfo::{
 };
 
 /// Keeps sysinfo's state between samples (CPU usage is a difference of two samples).
-pub struct HostCollector {
+pub(crate) struct HostCollector {
     /// sysinfo's error when it could not initialise (no readable /proc); host figures are
     /// then zero and every report says why.
     system: Result<System, sysinfo::Error>,
@@ -41,7 +41,7 @@ impl Default for HostCollector {
 
 impl HostCollector {
     /// Takes the first CPU sample; the figures that never change are read once here.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let system = System::new_with_specifics(
             RefreshKind::nothing()
                 .with_cpu(CpuRefreshKind::nothing().with_usage())
@@ -58,7 +58,7 @@ impl HostCollector {
 
     /// Host figures now; CPU usage is over the time since the previous call. What cannot
     /// be read is left at 0 and pushed to `errors`.
-    pub fn sample(&mut self, errors: &mut Vec<CollectorError>) -> Host {
+    pub(crate) fn sample(&mut self, errors: &mut Vec<CollectorError>) -> Host {
         let mut error = |place: &str, message: String| {
             errors.push(CollectorError {
                 collector: "host".into(),
@@ -100,7 +100,7 @@ impl HostCollector {
     }
 
     /// Resident set size of the agent process, in bytes.
-    pub fn own_rss_bytes(&mut self) -> u64 {
+    pub(crate) fn own_rss_bytes(&mut self) -> u64 {
         let Ok(sys) = &mut self.system else { return 0 };
         sys.refresh_processes_specifics(
             ProcessesToUpdate::Some(&[self.own_pid]),
@@ -113,7 +113,7 @@ impl HostCollector {
 }
 
 /// User + system CPU time of the whole agent process so far (getrusage(RUSAGE_SELF)).
-pub fn own_cpu_seconds_total() -> f64 {
+pub(crate) fn own_cpu_seconds_total() -> f64 {
     getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
         let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
         t(u.user_time()) + t(u.system_time())

@@ -3,6 +3,6 @@
 
 pub mod filesystems;
 pub mod host;
-pub mod mountinfo;
-pub mod netdev;
-pub mod volumes;
+pub(crate) mod mountinfo;
+pub(crate) mod netdev;
+pub(crate) mod volumes;

@@ -10,22 +10,22 @@
 /// One line of mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountInfo {
-    pub mount_id: u32,
-    pub parent_id: u32,
+    pub(crate) mount_id: u32,
+    pub(crate) parent_id: u32,
     /// `major:minor` of the filesystem (st_dev).
     pub major: u32,
     pub minor: u32,
     /// Root of the mount within the filesystem (`/` unless a bind mount of a subtree).
     pub root: String,
-    pub mount_point: String,
+    pub(crate) mount_point: String,
     /// Per-mount options (`rw,relatime`).
-    pub mount_options: String,
+    pub(crate) mount_options: String,
     /// Optional fields such as `shared:1`, `master:2`.
-    pub optional_fields: Vec<String>,
+    pub(crate) optional_fields: Vec<String>,
     pub fstype: String,
     /// Mount source (`/dev/vda1`, `server:/export`, `none`).
     pub source: String,
-    pub super_options: String,
+    pub(crate) super_options: String,
 }
 
 impl MountInfo {
@@ -43,14 +43,14 @@ impl MountInfo {
 /// A line that is not valid mountinfo; `line` is 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
-pub struct ParseError {
+pub(crate) struct ParseError {
     pub line: usize,
     pub reason: LineError,
 }
 
 /// What is wrong with one mountinfo line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LineError {
+pub(crate) enum LineError {
     /// The line ends before this field.
     #[error("missing {0}")]
     Missing(&'static str),
@@ -64,7 +64,7 @@ pub enum LineError {
 
 /// Decodes mountinfo's octal escapes (`\040` → space). A backslash not followed by three
 /// octal digits is kept as it is.
-pub fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     if !s.contains('\\') {
         return s.to_string();
     }
@@ -95,7 +95,7 @@ pub fn unescape(s: &str) -> String {
 ///
 /// # Errors
 /// A [`LineError`] saying which part is wrong ([`parse`] adds the line number).
-pub fn parse_line(line: &str) -> Result<MountInfo, LineError> {
+pub(crate) fn parse_line(line: &str) -> Result<MountInfo, LineError> {
     let mut it = line.split(' ');
     let mut next = |what: &'static str| {
         it.next()
@@ -146,7 +146,7 @@ pub fn parse_line(line: &str) -> Result<MountInfo, LineError> {
 
 /// Parses a whole mountinfo file. Bad lines are returned as errors beside the good ones,
 /// so one odd line does not hide every filesystem.
-pub fn parse(text: &str) -> (Vec<MountInfo>, Vec<ParseError>) {
+pub(crate) fn parse(text: &str) -> (Vec<MountInfo>, Vec<ParseError>) {
     let mut mounts = Vec::new();
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {

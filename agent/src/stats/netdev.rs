@@ -16,23 +16,23 @@ use caretaker_core::model::{NetworkInterface, NetworkRates};
 
 /// The 16 counters of one interface, in the kernel's order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub receive_bytes: u64,
-    pub receive_packets: u64,
-    pub receive_errs: u64,
-    pub receive_drop: u64,
-    pub receive_fifo: u64,
-    pub receive_frame: u64,
-    pub receive_compressed: u64,
-    pub receive_multicast: u64,
-    pub transmit_bytes: u64,
-    pub transmit_packets: u64,
-    pub transmit_errs: u64,
-    pub transmit_drop: u64,
-    pub transmit_fifo: u64,
-    pub transmit_colls: u64,
-    pub transmit_carrier: u64,
-    pub transmit_compressed: u64,
+pub(crate) struct Counters {
+    pub(crate) receive_bytes: u64,
+    pub(crate) receive_packets: u64,
+    pub(crate) receive_errs: u64,
+    pub(crate) receive_drop: u64,
+    pub(crate) receive_fifo: u64,
+    pub(crate) receive_frame: u64,
+    pub(crate) receive_compressed: u64,
+    pub(crate) receive_multicast: u64,
+    pub(crate) transmit_bytes: u64,
+    pub(crate) transmit_packets: u64,
+    pub(crate) transmit_errs: u64,
+    pub(crate) transmit_drop: u64,
+    pub(crate) transmit_fifo: u64,
+    pub(crate) transmit_colls: u64,
+    pub(crate) transmit_carrier: u64,
+    pub(crate) transmit_compressed: u64,
 }
 
 impl Counters {
@@ -82,14 +82,14 @@ impl Counters {
 /// A line that is not a valid interface line; `line` is 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]
-pub struct ParseError {
+pub(crate) struct ParseError {
     pub line: usize,
     pub reason: LineError,
 }
 
 /// What is wrong with one interface line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LineError {
+pub(crate) enum LineError {
     #[error("no ':' after the interface name")]
     NoColon,
     #[error("empty interface name")]
@@ -109,7 +109,7 @@ pub enum LineError {
 /// # Errors
 /// Says what is wrong: no colon, empty name, not 16 counters, a counter that is not a
 /// non-negative integer.
-pub fn parse_line(line: &str) -> Result<(String, Counters), LineError> {
+pub(crate) fn parse_line(line: &str) -> Result<(String, Counters), LineError> {
     let (name, rest) = line.rsplit_once(':').ok_or(LineError::NoColon)?;
     let name = name.trim();
     if name.is_empty() {
@@ -135,7 +135,7 @@ pub fn parse_line(line: &str) -> Result<(String, Counters), LineError> {
 
 /// Parses a whole `/proc/net/dev`: the two header lines are skipped, bad lines reported
 /// beside the good ones. Interfaces keep the file's order.
-pub fn parse(text: &str) -> (Vec<(String, Counters)>, Vec<ParseError>) {
+pub(crate) fn parse(text: &str) -> (Vec<(String, Counters)>, Vec<ParseError>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -156,7 +156,7 @@ pub fn parse(text: &str) -> (Vec<(String, Counters)>, Vec<ParseError>) {
 
 /// Reads `<sysfs>/class/net/<device>/operstate` for each interface (the same file
 /// `ip link` shows as `state`). Names that could escape the directory are skipped.
-pub fn fill_operstate(sysfs: &std::path::Path, ifs: &mut [NetworkInterface]) {
+pub(crate) fn fill_operstate(sysfs: &std::path::Path, ifs: &mut [NetworkInterface]) {
     let class = sysfs.join("class/net");
     for i in ifs {
         if i.device.contains('/') || i.device == "." || i.device == ".." {
@@ -170,7 +170,7 @@ pub fn fill_operstate(sysfs: &std::path::Path, ifs: &mut [NetworkInterface]) {
 
 /// Remembers the previous sample to turn counters into rates.
 #[derive(Debug, Default)]
-pub struct RateTracker {
+pub(crate) struct RateTracker {
     previous: HashMap<String, Counters>,
 }
 
@@ -182,7 +182,7 @@ impl RateTracker {
     /// deleted and re-created) marks the interface `counter_reset` and gives it no rate for
     /// this interval, rather than a negative or a huge one. Interfaces that disappeared are
     /// forgotten.
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         sample: Vec<(String, Counters)>,
         elapsed: Option<Duration>,

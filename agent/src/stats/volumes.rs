@@ -20,11 +20,11 @@ use super::filesystems::{Candidate, Statter};
 use super::mountinfo::MountInfo;
 
 /// The kubelet's default `--root-dir`.
-pub const DEFAULT_KUBELET_ROOT: &str = "/var/lib/kubelet";
+pub(crate) const DEFAULT_KUBELET_ROOT: &str = "/var/lib/kubelet";
 
 /// Plugin directories of volume types that never hold a PersistentVolume: emptyDir,
 /// configMap, secret, projected and downwardAPI.
-pub const EPHEMERAL_PLUGINS: &[&str] = &[
+pub(crate) const EPHEMERAL_PLUGINS: &[&str] = &[
     "kubernetes.io~empty-dir",
     "kubernetes.io~configmap",
     "kubernetes.io~secret",
@@ -34,7 +34,7 @@ pub const EPHEMERAL_PLUGINS: &[&str] = &[
 
 /// Where a mount point sits in the kubelet's pods directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumePath {
+pub(crate) struct VolumePath {
     pub pod_uid: String,
     pub plugin: String,
     pub name: String,
@@ -43,7 +43,7 @@ pub struct VolumePath {
 /// Reads `<kubelet_root>/pods/<uid>/volumes/<plugin>/<name>[/mount]`; `None` for any other
 /// path (sub-path bind mounts under `volume-subpaths/`, block devices under
 /// `volumeDevices/`, the plugin or pod directories themselves) and for ephemeral plugins.
-pub fn parse_volume_path(kubelet_root: &Path, mount_point: &str) -> Option<VolumePath> {
+pub(crate) fn parse_volume_path(kubelet_root: &Path, mount_point: &str) -> Option<VolumePath> {
     let root = kubelet_root.to_str()?.trim_end_matches('/');
     let rest = mount_point.strip_prefix(root)?.strip_prefix("/pods/")?;
     let parts: Vec<&str> = rest.split('/').collect();
@@ -71,7 +71,7 @@ pub fn parse_volume_path(kubelet_root: &Path, mount_point: &str) -> Option<Volum
 
 /// One volume mount to stat.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeCandidate {
+pub(crate) struct VolumeCandidate {
     pub volume: VolumePath,
     /// The mount, with its one mount point.
     pub mount: Candidate,
@@ -79,7 +79,7 @@ pub struct VolumeCandidate {
 
 /// The pod volume mounts in a mount table, one per mount point (a mount point mounted over
 /// is reported once, with the top mount's device), sorted by mount point.
-pub fn discover(mounts: &[MountInfo], kubelet_root: &Path) -> Vec<VolumeCandidate> {
+pub(crate) fn discover(mounts: &[MountInfo], kubelet_root: &Path) -> Vec<VolumeCandidate> {
     let mut by_path: BTreeMap<&str, (VolumePath, &MountInfo)> = BTreeMap::new();
     for m in mounts {
         if let Some(v) = parse_volume_path(kubelet_root, &m.mount_point) {
@@ -104,7 +104,7 @@ pub fn discover(mounts: &[MountInfo], kubelet_root: &Path) -> Vec<VolumeCandidat
 
 /// Stats every volume mount with `statter` (per-mount timeout, stale when it does not
 /// return). Errors name the collector `volumes` and the path stat'ed.
-pub async fn stat_volumes(
+pub(crate) async fn stat_volumes(
     statter: &Statter,
     rootfs: &Path,
     candidates: Vec<VolumeCandidate>,

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 /// The path in `var`, or `None` (with the reason printed) outside CI. Under `CI=true` a
 /// missing service is a failure, never a skip.
-pub fn service(var: &str) -> Option<PathBuf> {
+pub(crate) fn service(var: &str) -> Option<PathBuf> {
     match std::env::var_os(var) {
         Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
         _ => {
@@ -27,7 +27,7 @@ pub fn service(var: &str) -> Option<PathBuf> {
 }
 
 /// The static busybox binary the services export (`CARETAKER_TEST_BUSYBOX`).
-pub fn busybox() -> PathBuf {
+pub(crate) fn busybox() -> PathBuf {
     std::env::var_os("CARETAKER_TEST_BUSYBOX")
         .map_or_else(|| PathBuf::from("/bin/busybox"), PathBuf::from)
 }
@@ -56,7 +56,7 @@ fn layer_tar(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
 
 /// One image of a docker-save tarball.
 #[derive(Debug, Clone)]
-pub struct TestImage {
+pub(crate) struct TestImage {
     /// Tags (`ct/app:1`); none makes an untagged (dangling) image.
     pub tags: Vec<String>,
     /// RFC 3339 creation time written into the image config.
@@ -71,7 +71,12 @@ pub struct TestImage {
 }
 
 impl TestImage {
-    pub fn new(tags: &[&str], created: jiff::Timestamp, own_bytes: usize, label: &str) -> Self {
+    pub(crate) fn new(
+        tags: &[&str],
+        created: jiff::Timestamp,
+        own_bytes: usize,
+        label: &str,
+    ) -> Self {
         Self {
             tags: tags.iter().map(|s| s.to_string()).collect(),
             created: created.to_string(),
@@ -82,7 +87,7 @@ impl TestImage {
     }
 
     /// The image with a middle layer `name` of `bytes` (shared by every image given it).
-    pub fn on(mut self, name: &str, bytes: usize) -> Self {
+    pub(crate) fn on(mut self, name: &str, bytes: usize) -> Self {
         self.middle = Some((name.into(), bytes));
         self
     }
@@ -91,7 +96,7 @@ impl TestImage {
 /// A docker-save (`docker load`, `ctr images import`) tarball of `images`, all sharing one
 /// busybox layer, each with its own layer of `own_bytes` and its own config. Returns the
 /// tarball and each image's ID (`sha256:` + the config's digest), in order.
-pub fn docker_save_tar(images: &[TestImage]) -> (Vec<u8>, Vec<String>) {
+pub(crate) fn docker_save_tar(images: &[TestImage]) -> (Vec<u8>, Vec<String>) {
     let bb = std::fs::read(busybox()).expect("read the static busybox binary");
     let base = layer_tar(&[("bin/busybox", &bb, 0o755)]);
     let base_id = sha256_hex(&base);
@@ -150,7 +155,7 @@ pub fn docker_save_tar(images: &[TestImage]) -> (Vec<u8>, Vec<String>) {
 }
 
 /// Runs a command, panicking with its output when it fails; returns stdout.
-pub fn run(cmd: &mut Command) -> String {
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -164,21 +169,21 @@ pub fn run(cmd: &mut Command) -> String {
 }
 
 /// The docker CLI talking to the test engine.
-pub fn docker(sock: &Path) -> Command {
+pub(crate) fn docker(sock: &Path) -> Command {
     let mut c = Command::new("docker");
     c.env("DOCKER_HOST", format!("unix://{}", sock.display()));
     c
 }
 
 /// Writes `tar` to a temp file and `docker load`s it.
-pub fn docker_load(sock: &Path, tar: &[u8]) {
+pub(crate) fn docker_load(sock: &Path, tar: &[u8]) {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), tar).unwrap();
     run(docker(sock).arg("load").arg("-q").arg("-i").arg(f.path()));
 }
 
 /// Removes every container and image of the test engine, so each test starts clean.
-pub fn docker_reset(sock: &Path) {
+pub(crate) fn docker_reset(sock: &Path) {
     let ids = run(docker(sock).args(["ps", "-aq"]));
     let ids: Vec<&str> = ids.split_whitespace().collect();
     if !ids.is_empty() {
@@ -204,7 +209,7 @@ pub fn docker_reset(sock: &Path) {
 }
 
 /// Full IDs of every image the engine lists (`docker images -q --no-trunc`), sorted.
-pub fn docker_image_ids(sock: &Path) -> Vec<String> {
+pub(crate) fn docker_image_ids(sock: &Path) -> Vec<String> {
     let mut v: Vec<String> = run(docker(sock).args(["images", "-q", "--no-trunc"]))
         .split_whitespace()
         .map(str::to_string)
@@ -215,14 +220,14 @@ pub fn docker_image_ids(sock: &Path) -> Vec<String> {
 }
 
 /// `ctr` talking to the test containerd in the CRI namespace.
-pub fn ctr(sock: &Path) -> Command {
+pub(crate) fn ctr(sock: &Path) -> Command {
     let mut c = Command::new("ctr");
     c.arg("--address").arg(sock).args(["-n", "k8s.io"]);
     c
 }
 
 /// Writes `tar` to a temp file and imports it into containerd's CRI namespace.
-pub fn ctr_import(sock: &Path, tar: &[u8]) {
+pub(crate) fn ctr_import(sock: &Path, tar: &[u8]) {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), tar).unwrap();
     run(ctr(sock)

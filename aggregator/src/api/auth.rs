@@ -43,7 +43,7 @@ pub enum Scope {
 
 /// gRPC methods that change something and so need an admin token. Every other
 /// `caretaker.v1` method needs a read token.
-pub const ADMIN_GRPC_METHODS: &[&str] = &["/caretaker.v1.Query/RunChecks"];
+pub(crate) const ADMIN_GRPC_METHODS: &[&str] = &["/caretaker.v1.Query/RunChecks"];
 
 /// Errors loading the tokens.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +94,7 @@ impl Denied {
     }
 
     /// The HTTP status code.
-    pub fn http_status(self) -> StatusCode {
+    pub(crate) fn http_status(self) -> StatusCode {
         match self {
             Self::Missing | Self::Invalid => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
@@ -172,7 +172,7 @@ fn read_token_file(name: &str, path: &std::path::Path) -> Result<Vec<u8>, AuthEr
 
 impl Auth {
     /// No tokens needed anywhere (in-process tests, `standalone` on loopback).
-    pub fn anonymous() -> Self {
+    pub(crate) fn anonymous() -> Self {
         Self {
             tokens: Mutex::new(Vec::new()),
             watched: Mutex::new(Vec::new()),
@@ -208,7 +208,7 @@ impl Auth {
     ///
     /// # Errors
     /// A token that cannot be read, is empty or shorter than 16 characters.
-    pub fn from_config(cfg: &AuthConfig) -> Result<Self, AuthError> {
+    pub(crate) fn from_config(cfg: &AuthConfig) -> Result<Self, AuthError> {
         let mut tokens = Vec::new();
         let mut watched = Vec::new();
         for t in &cfg.tokens {
@@ -253,7 +253,7 @@ impl Auth {
 
     /// Reads again every token file whose stamp changed. A file that no longer loads keeps
     /// the last good token; the error, naming the file, is logged once per change.
-    pub fn reload_changed(&self) {
+    pub(crate) fn reload_changed(&self) {
         let mut watched = lock(&self.watched);
         for w in watched.iter_mut() {
             let now = stamp(&w.path);
@@ -278,7 +278,7 @@ impl Auth {
     }
 
     /// The scope a request needs, from its path and method; `None`: no token needed.
-    pub fn required_scope(&self, path: &str, method: &Method) -> Option<Scope> {
+    pub(crate) fn required_scope(&self, path: &str, method: &Method) -> Option<Scope> {
         match path {
             "/healthz" | "/readyz" => None,
             "/metrics" => self.metrics_require_token.then_some(Scope::Read),
@@ -343,7 +343,7 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 }
 
 /// axum middleware: refuses HTTP requests without the scope their route needs.
-pub async fn http_middleware(
+pub(crate) async fn http_middleware(
     axum::extract::State(auth): axum::extract::State<Arc<Auth>>,
     req: Request<axum::body::Body>,
     next: axum::middleware::Next,
@@ -372,7 +372,7 @@ pub async fn http_middleware(
 /// A tower layer for the gRPC server: refuses calls without the scope their method needs
 /// with a gRPC status, before they reach any service.
 #[derive(Debug, Clone)]
-pub struct GrpcAuthLayer(pub Arc<Auth>);
+pub(crate) struct GrpcAuthLayer(pub Arc<Auth>);
 
 impl<S> tower::Layer<S> for GrpcAuthLayer {
     type Service = GrpcAuth<S>;
@@ -386,7 +386,7 @@ impl<S> tower::Layer<S> for GrpcAuthLayer {
 
 /// See [`GrpcAuthLayer`].
 #[derive(Debug, Clone)]
-pub struct GrpcAuth<S> {
+pub(crate) struct GrpcAuth<S> {
     inner: S,
     auth: Arc<Auth>,
 }

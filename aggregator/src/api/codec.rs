@@ -23,10 +23,10 @@ use crate::api::ingest::IngestService;
 /// First size of a stream's decode buffer: one report of a small node. A larger message
 /// grows it (to its size and what HTTP/2 delivered with it, bounded by the stream's
 /// receive window).
-pub const DECODE_BUFFER_BYTES: usize = 1 << 10;
+pub(crate) const DECODE_BUFFER_BYTES: usize = 1 << 10;
 
 /// First size of a stream's encode buffer: a few acks.
-pub const ENCODE_BUFFER_BYTES: usize = 256;
+pub(crate) const ENCODE_BUFFER_BYTES: usize = 256;
 
 /// Acks collected in one encode buffer before it is handed to HTTP/2.
 const ENCODE_YIELD_BYTES: usize = 4 << 10;
@@ -36,11 +36,11 @@ const ENCODE_YIELD_BYTES: usize = 4 << 10;
 /// twice what it was handed at once beyond a partial message: with whole HTTP/2 DATA
 /// frames (up to the stream window) that was ~30 KiB per stream (heaptrack, bench-ingest
 /// at 2,000 agents: 60 MiB of a 217 MiB heap); with 1 KiB pieces a few KiB.
-pub const DECODE_PIECE_BYTES: usize = 1 << 10;
+pub(crate) const DECODE_PIECE_BYTES: usize = 1 << 10;
 
 /// Prost encoding with small buffers (see the module docs).
 #[derive(Debug)]
-pub struct LeanCodec<T, U>(std::marker::PhantomData<(T, U)>);
+pub(crate) struct LeanCodec<T, U>(std::marker::PhantomData<(T, U)>);
 
 impl<T, U> Default for LeanCodec<T, U> {
     fn default() -> Self {
@@ -71,7 +71,7 @@ where
 /// `caretaker.v1.ReportIngest` served with [`LeanCodec`]; otherwise what the generated
 /// `ReportIngestServer` does (unknown methods answer `UNIMPLEMENTED`).
 #[derive(Debug, Clone)]
-pub struct IngestServer {
+pub(crate) struct IngestServer {
     inner: Arc<IngestService>,
     max_decoding_message_size: usize,
 }
@@ -79,7 +79,7 @@ pub struct IngestServer {
 impl IngestServer {
     /// Serves `service`, refusing messages over `max_decoding_message_size` bytes with
     /// `OUT_OF_RANGE`.
-    pub fn new(service: IngestService, max_decoding_message_size: usize) -> Self {
+    pub(crate) fn new(service: IngestService, max_decoding_message_size: usize) -> Self {
         Self {
             inner: Arc::new(service),
             max_decoding_message_size,

@@ -24,13 +24,13 @@ use crate::store::{self, Outcome};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitLimits {
     /// Reports per transaction (default 1024).
-    pub max_reports: usize,
+    pub(crate) max_reports: usize,
     /// Encoded report bytes per transaction (default 8 MiB).
-    pub max_bytes: usize,
+    pub(crate) max_bytes: usize,
     /// Longest a report waits for more reports before its batch is committed (default
     /// 2 ms; zero commits whatever is queued at once). While a commit runs, new reports
     /// queue anyway, so under load batches fill without waiting.
-    pub max_wait: Duration,
+    pub(crate) max_wait: Duration,
 }
 
 impl Default for CommitLimits {
@@ -45,11 +45,11 @@ impl Default for CommitLimits {
 
 /// The answer to one submitted report: its outcome once committed, or the store error
 /// that failed its whole batch (shared by every report of the batch).
-pub type CommitResult = Result<Outcome, Arc<store::Error>>;
+pub(crate) type CommitResult = Result<Outcome, Arc<store::Error>>;
 
 /// Why a report could not be submitted.
 #[derive(Debug, thiserror::Error)]
-pub enum CommitError {
+pub(crate) enum CommitError {
     /// The committer task has stopped (the server is shutting down).
     #[error("the committer has stopped")]
     Stopped,
@@ -63,14 +63,14 @@ struct Job {
 
 /// The sending side of the committer; cheap to clone, one per stream.
 #[derive(Debug, Clone)]
-pub struct Committer {
+pub(crate) struct Committer {
     tx: mpsc::Sender<Job>,
 }
 
 /// The committer task itself, to end it: [`CommitTask::finish`] commits what is queued and
 /// returns once the task has ended and let go of the state (and so of the store).
 #[derive(Debug)]
-pub struct CommitTask {
+pub(crate) struct CommitTask {
     close: tokio_util::sync::CancellationToken,
     handle: tokio::task::JoinHandle<()>,
 }
@@ -78,7 +78,7 @@ pub struct CommitTask {
 impl CommitTask {
     /// Stops taking reports, commits those already queued (their streams may still be
     /// waiting for the answer) and waits until the task has ended.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         self.close.cancel();
         if let Err(e) = self.handle.await {
             warn!(error = %e, "The committer task failed.");
@@ -101,7 +101,7 @@ impl Committer {
     /// [`Committer`] clone is dropped or [`CommitTask::finish`] is called, after
     /// committing what was queued.
     #[must_use]
-    pub fn spawn(state: Arc<State>, limits: CommitLimits) -> (Self, CommitTask) {
+    pub(crate) fn spawn(state: Arc<State>, limits: CommitLimits) -> (Self, CommitTask) {
         let limits = CommitLimits {
             max_reports: limits.max_reports.max(1),
             max_bytes: limits.max_bytes.max(1),
@@ -121,7 +121,7 @@ impl Committer {
     ///
     /// # Errors
     /// The committer has stopped.
-    pub async fn submit(
+    pub(crate) async fn submit(
         &self,
         report: NodeReport,
         bytes: usize,

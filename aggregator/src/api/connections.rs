@@ -23,11 +23,11 @@ use tracing::{debug, warn};
 /// Default of `ingest.max_connections`: 5,000 nodes (one connection each), the same again
 /// for reconnects overlapping connections the server has not seen close yet, and room for
 /// query clients.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_240;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_240;
 
 /// Slots for the connections of one listener.
 #[derive(Debug)]
-pub struct ConnectionCap {
+pub(crate) struct ConnectionCap {
     slots: Arc<Semaphore>,
     max: usize,
     /// Set while at the cap, so a flood logs one warning rather than one per connection.
@@ -36,7 +36,7 @@ pub struct ConnectionCap {
 
 impl ConnectionCap {
     /// At most `max` connections at once (0 is taken as 1).
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         let max = max.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             slots: Arc::new(Semaphore::new(max)),
@@ -59,7 +59,7 @@ impl ConnectionCap {
 
     /// A slot for a connection from `peer`, held until the connection closes; `None` at the
     /// cap: close the connection.
-    pub fn admit(&self, peer: SocketAddr) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn admit(&self, peer: SocketAddr) -> Option<OwnedSemaphorePermit> {
         match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(slot) => {
                 if self.full.swap(false, Ordering::Relaxed) {
@@ -82,13 +82,13 @@ impl ConnectionCap {
 /// A connection holding its slot under a [`ConnectionCap`]; reads and writes go straight
 /// to the inner stream.
 #[derive(Debug)]
-pub struct Capped<IO> {
+pub(crate) struct Capped<IO> {
     io: IO,
     _slot: OwnedSemaphorePermit,
 }
 
 impl<IO> Capped<IO> {
-    pub fn new(io: IO, slot: OwnedSemaphorePermit) -> Self {
+    pub(crate) fn new(io: IO, slot: OwnedSemaphorePermit) -> Self {
         Self { io, _slot: slot }
     }
 }
@@ -143,7 +143,7 @@ impl<IO: Connected> Connected for Capped<IO> {
 }
 
 /// Plaintext connections of `listener` within `cap`, as tonic's incoming stream.
-pub fn plaintext(
+pub(crate) fn plaintext(
     listener: tokio::net::TcpListener,
     cap: Arc<ConnectionCap>,
 ) -> impl tokio_stream::Stream<Item = io::Result<Capped<tokio::net::TcpStream>>> {

@@ -72,11 +72,11 @@ type NodeLimiter = governor::RateLimiter<
 const LIMITER_KEYS: usize = 20_000;
 
 /// Default reports per minute per node: 20 times the default 10 s interval.
-pub const DEFAULT_REPORTS_PER_MINUTE: u32 = 120;
+pub(crate) const DEFAULT_REPORTS_PER_MINUTE: u32 = 120;
 
 /// Reports of one stream waiting for their commit at once. More would not make the
 /// committer faster; each one holds budget.
-pub const PIPELINE: usize = 16;
+pub(crate) const PIPELINE: usize = 16;
 
 /// Bounds on what ingest holds in memory, and how it batches writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub struct IngestLimits {
 /// some room, so a reconnecting agent's backlog drains at the aggregator's speed rather
 /// than at 120 a minute (three minutes for a full buffer, issue 14's goal for the whole
 /// fleet).
-pub const DEFAULT_BURST_REPORTS: u32 = 400;
+pub(crate) const DEFAULT_BURST_REPORTS: u32 = 400;
 
 impl Default for IngestLimits {
     fn default() -> Self {
@@ -132,7 +132,7 @@ impl Default for IngestLimits {
 
 /// The global budget of in-flight report bytes: a semaphore with one permit per byte.
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     permits: Arc<Semaphore>,
     total: usize,
     /// Most bytes held at once since start (what a test or benchmark compares with `total`).
@@ -152,12 +152,13 @@ impl Budget {
     }
 
     /// Bytes held now.
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         self.total - self.permits.available_permits()
     }
 
     /// Most bytes held at once so far.
-    pub fn peak(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn peak(&self) -> usize {
         self.peak.load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -232,7 +233,7 @@ fn too_many_streams(node: &str, cap: usize) -> Status {
 
 /// Who may report for which node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityPolicy {
+pub(crate) enum IdentityPolicy {
     /// Plaintext: any stream may report for any node (loopback tests, `standalone`).
     Any,
     /// A client certificate is required and names the node; `allow_shared` accepts the
@@ -242,7 +243,7 @@ pub enum IdentityPolicy {
 
 /// The ingest service.
 #[derive(Debug, Clone)]
-pub struct IngestService {
+pub(crate) struct IngestService {
     state: Arc<State>,
     shutdown: CancellationToken,
     identity: IdentityPolicy,
@@ -271,7 +272,11 @@ impl IngestService {
     /// Streams end when `shutdown` is cancelled, so a graceful stop does not wait for
     /// agents to hang up. Any node, [`DEFAULT_REPORTS_PER_MINUTE`], `limits`. Starts the
     /// group committer: call inside a Tokio runtime.
-    pub fn new(state: Arc<State>, shutdown: CancellationToken, limits: IngestLimits) -> Self {
+    pub(crate) fn new(
+        state: Arc<State>,
+        shutdown: CancellationToken,
+        limits: IngestLimits,
+    ) -> Self {
         let per_minute = NonZeroU32::new(DEFAULT_REPORTS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
         let (committer, commit_task) = Committer::spawn(Arc::clone(&state), limits.commit);
         Self {
@@ -293,7 +298,7 @@ impl IngestService {
     /// to [`IngestService::new`]: cancel it first), then commits what is queued and ends
     /// the committer. Afterwards no task of this service holds the state, so the store
     /// closes with its last other reference. A second call returns at once.
-    pub async fn finish(&self) {
+    pub(crate) async fn finish(&self) {
         self.tasks.close();
         self.tasks.wait().await;
         let task = self
@@ -307,20 +312,21 @@ impl IngestService {
     }
 
     /// The in-flight byte budget, to watch it.
-    pub fn budget(&self) -> Arc<Budget> {
+    #[cfg(test)]
+    pub(crate) fn budget(&self) -> Arc<Budget> {
         Arc::clone(&self.budget)
     }
 
     /// Who may report for which node.
     #[must_use]
-    pub fn with_identity(mut self, identity: IdentityPolicy) -> Self {
+    pub(crate) fn with_identity(mut self, identity: IdentityPolicy) -> Self {
         self.identity = identity;
         self
     }
 
     /// Reports per minute per node, over all its streams (0 is taken as 1).
     #[must_use]
-    pub fn with_reports_per_minute(mut self, n: u32) -> Self {
+    pub(crate) fn with_reports_per_minute(mut self, n: u32) -> Self {
         self.reports_per_minute = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         self.limiter = node_limiter(self.reports_per_minute, self.limits.burst_reports);
         self

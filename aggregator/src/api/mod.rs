@@ -15,13 +15,13 @@
 //! - [`standby`]: what a standby replica serves on the HTTP port until it holds the Lease.
 
 pub mod auth;
-pub mod codec;
-pub mod commit;
-pub mod connections;
+pub(crate) mod codec;
+pub(crate) mod commit;
+pub(crate) mod connections;
 pub mod http;
 pub mod ingest;
 pub mod listen;
-pub mod query;
+pub(crate) mod query;
 pub mod server;
-pub mod standby;
+pub(crate) mod standby;
 pub mod tls;

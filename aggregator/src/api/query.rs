@@ -11,12 +11,12 @@ use crate::state::State;
 
 /// The query service.
 #[derive(Debug, Clone)]
-pub struct QueryService {
+pub(crate) struct QueryService {
     state: Arc<State>,
 }
 
 impl QueryService {
-    pub fn new(state: Arc<State>) -> Self {
+    pub(crate) fn new(state: Arc<State>) -> Self {
         Self { state }
     }
 }

@@ -61,9 +61,9 @@ impl ServeOptions {
 /// storm over mutual TLS peaked at 393 MiB with 4 KiB against 470 MiB with 8 KiB, but
 /// drained at 9,300 reports/s instead of 16,000 (a loaded 2-core machine, issue 14's goal is
 /// 10,000).
-pub const STREAM_WINDOW_BYTES: u32 = 8 << 10;
+pub(crate) const STREAM_WINDOW_BYTES: u32 = 8 << 10;
 /// See [`STREAM_WINDOW_BYTES`].
-pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 10;
+pub(crate) const CONNECTION_WINDOW_BYTES: u32 = 64 << 10;
 
 /// Largest message accepted from an agent by default (`ingest.max_message_bytes`). A report
 /// of a large node is tens of KiB; the bound keeps a broken agent from making the

@@ -19,10 +19,10 @@ use crate::api::tls::{ReloadingTls, TlsListener};
 
 /// The `/readyz` answer of a standby (the leader answers `ready`): the role at a glance,
 /// e.g. `kubectl exec` or a port-forward to one pod.
-pub const STANDBY: &str = "standby";
+pub(crate) const STANDBY: &str = "standby";
 
 /// The standby's routes.
-pub fn router() -> Router {
+pub(crate) fn router() -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { STANDBY }))
@@ -38,7 +38,7 @@ pub fn router() -> Router {
 ///
 /// # Errors
 /// The server failed.
-pub async fn serve(
+pub(crate) async fn serve(
     http: TcpListener,
     tls: Option<Arc<ReloadingTls>>,
     stop: CancellationToken,

@@ -41,14 +41,14 @@ use crate::api::connections::{Capped, ConnectionCap};
 use crate::config::ServerTlsConfig;
 
 /// URI SAN prefix naming the node a client certificate may report for.
-pub const NODE_URI_PREFIX: &str = "caretaker-node:";
+pub(crate) const NODE_URI_PREFIX: &str = "caretaker-node:";
 
 /// The URI SAN of the certificate shared by all agents.
-pub const SHARED_NODE_URI: &str = "caretaker-node:*";
+pub(crate) const SHARED_NODE_URI: &str = "caretaker-node:*";
 
 /// A TLS handshake that takes longer is abandoned (a client that connects and sends
 /// nothing cannot hold a task forever).
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handshaken connections waiting for the server to take them.
 const ACCEPT_QUEUE: usize = 64;
@@ -79,7 +79,7 @@ pub enum TlsError {
 
 /// Who a verified client certificate says the peer is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerIdentity {
+pub(crate) enum PeerIdentity {
     /// May report for this node only.
     Node(String),
     /// The certificate shared by all agents (`caretaker-node:*`).
@@ -89,7 +89,7 @@ pub enum PeerIdentity {
 /// Why a client certificate names no node this aggregator accepts; sent to the agent as
 /// the reason of a PERMISSION_DENIED.
 #[derive(Debug, PartialEq, thiserror::Error)]
-pub enum IdentityError {
+pub(crate) enum IdentityError {
     #[error("unparsable client certificate")]
     Unparsable(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
     #[error("the client certificate names an invalid node {0:?}")]
@@ -106,7 +106,7 @@ pub enum IdentityError {
 ///
 /// # Errors
 /// Not a parsable certificate, or not exactly one `caretaker-node:` URI SAN.
-pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, IdentityError> {
+pub(crate) fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, IdentityError> {
     let (_, x509) =
         x509_parser::parse_x509_certificate(cert.as_ref()).map_err(IdentityError::Unparsable)?;
     let mut names = Vec::new();
@@ -143,7 +143,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 ///
 /// # Errors
 /// Unreadable, malformed or without any certificate.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read(path)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -161,7 +161,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 ///
 /// # Errors
 /// Unreadable or without a key.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = read(path)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::Pem {
         path: path.into(),
@@ -177,7 +177,7 @@ fn provider() -> Arc<CryptoProvider> {
 ///
 /// # Errors
 /// See [`TlsError`].
-pub fn server_config(files: &ServerTlsConfig) -> Result<ServerConfig, TlsError> {
+pub(crate) fn server_config(files: &ServerTlsConfig) -> Result<ServerConfig, TlsError> {
     let certs = load_certs(&files.cert_file)?;
     let key = load_key(&files.key_file)?;
     let mut roots = rustls::RootCertStore::empty();
@@ -294,7 +294,7 @@ impl ReloadingTls {
 /// Accepts TCP connections on `listener` and hands out those whose TLS handshake
 /// succeeded, each handshake on its own task with [`HANDSHAKE_TIMEOUT`]. Handshake
 /// failures (unknown CA, expired certificate, no TLS at all) are logged with the peer.
-pub fn incoming(
+pub(crate) fn incoming(
     listener: TcpListener,
     tls: Arc<ReloadingTls>,
     shutdown: CancellationToken,
@@ -313,7 +313,7 @@ pub fn incoming(
 /// [`incoming`] within a connection cap: a connection beyond `cap` is closed as soon as it
 /// is accepted, before its handshake ([`crate::api::connections`]); each connection handed
 /// out holds its slot until it closes.
-pub fn incoming_capped(
+pub(crate) fn incoming_capped(
     listener: TcpListener,
     tls: Arc<ReloadingTls>,
     shutdown: CancellationToken,
@@ -380,13 +380,16 @@ fn accept_loop<S: Send + 'static, T: Send + 'static>(
 
 /// [`incoming`] as an axum listener.
 #[derive(Debug)]
-pub struct TlsListener {
+pub(crate) struct TlsListener {
     rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
-    pub fn new(rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>, local: SocketAddr) -> Self {
+    pub(crate) fn new(
+        rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+        local: SocketAddr,
+    ) -> Self {
         Self { rx, local }
     }
 }

@@ -13,8 +13,8 @@
 //! Codes: `requests_far_above_use` (info), `requests_below_use` (warning) of the
 //! `recommendations` check; `capacity_runs_out` (warning) of the `capacity` check.
 
-pub mod recommend;
-pub mod trend;
+pub(crate) mod recommend;
+pub(crate) mod trend;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -35,9 +35,9 @@ pub const USAGE_KEY: &str = "capacity_usage";
 /// Containers whose samples are kept at most (the ones sampled longest ago go first), so
 /// the usage document stays bounded in any cluster: at the defaults (192 hourly samples
 /// of 8 days) about 8 KiB a container, 40 MiB at most, written once per sample interval.
-pub const MAX_CONTAINERS: usize = 5_000;
+pub(crate) const MAX_CONTAINERS: usize = 5_000;
 /// Store key of the per-node daily capacity points.
-pub const NODES_KEY: &str = "capacity_nodes";
+pub(crate) const NODES_KEY: &str = "capacity_nodes";
 
 /// The `capacity:` config section. The defaults are VPA's recommender flags, named in
 /// each option.
@@ -368,7 +368,7 @@ pub struct Series {
 /// The usage history document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageHistory {
-    pub last_sample: Option<Timestamp>,
+    pub(crate) last_sample: Option<Timestamp>,
     /// By `namespace/workload/container`.
     pub containers: BTreeMap<String, Series>,
 }
@@ -451,8 +451,8 @@ pub struct ContainerRecommendation {
     pub workload: String,
     pub container: String,
     pub samples: usize,
-    pub first_sample: Timestamp,
-    pub last_sample: Timestamp,
+    pub(crate) first_sample: Timestamp,
+    pub(crate) last_sample: Timestamp,
     pub cpu_millicores: Figures,
     pub memory_bytes: Figures,
     /// `over` (requests far above use) or `under` (far below), when either.
@@ -464,8 +464,8 @@ pub struct ContainerRecommendation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recommendations {
     pub rule: Rule,
-    pub window_days: f64,
-    pub min_samples: usize,
+    pub(crate) window_days: f64,
+    pub(crate) min_samples: usize,
     /// Containers with enough samples, by namespace, workload and container.
     pub containers: Vec<ContainerRecommendation>,
     /// Containers still below `min_samples`.
@@ -502,7 +502,7 @@ pub struct NodeCapacity {
 /// The report's `capacity`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Capacity {
-    pub trend_days: u32,
+    pub(crate) trend_days: u32,
     pub horizon_days: u32,
     pub cluster: NodeCapacity,
     pub nodes: Vec<NodeCapacity>,
@@ -660,7 +660,7 @@ fn mib(b: u64) -> String {
 }
 
 /// The `recommendations` check.
-pub fn recommendations_check(r: &Recommendations, cfg: &CapacityConfig) -> CheckResult {
+pub(crate) fn recommendations_check(r: &Recommendations, cfg: &CapacityConfig) -> CheckResult {
     let mut findings = Vec::new();
     for c in &r.containers {
         let Some(v) = c.verdict.as_deref() else {
@@ -725,7 +725,7 @@ pub fn recommendations_check(r: &Recommendations, cfg: &CapacityConfig) -> Check
 }
 
 /// The `capacity` check.
-pub fn capacity_check(c: &Capacity) -> CheckResult {
+pub(crate) fn capacity_check(c: &Capacity) -> CheckResult {
     let mut findings = Vec::new();
     let mut all = vec![&c.cluster];
     all.extend(c.nodes.iter());

@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The `q` quantile (0–1) of `v` by the nearest-rank method; `None` for no values.
-pub fn percentile(v: &[f64], q: f64) -> Option<f64> {
+pub(crate) fn percentile(v: &[f64], q: f64) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -32,11 +32,11 @@ pub fn percentile(v: &[f64], q: f64) -> Option<f64> {
 /// The percentiles, margin and minimums of a recommendation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Rule {
-    pub cpu_percentile: f64,
-    pub memory_percentile: f64,
+    pub(crate) cpu_percentile: f64,
+    pub(crate) memory_percentile: f64,
     pub margin_fraction: f64,
-    pub min_cpu_millicores: u64,
-    pub min_memory_bytes: u64,
+    pub(crate) min_cpu_millicores: u64,
+    pub(crate) min_memory_bytes: u64,
 }
 
 impl Default for Rule {
@@ -71,7 +71,7 @@ pub struct Figures {
 }
 
 /// The recommendation from `usage` (one value a sample) with `current` request and limit.
-pub fn recommend(
+pub(crate) fn recommend(
     usage: &[f64],
     q: f64,
     rule: &Rule,

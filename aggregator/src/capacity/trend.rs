@@ -4,7 +4,7 @@ use jiff::Timestamp;
 
 /// Least-squares slope of `(time, value)` points in value units per day; `None` with fewer
 /// than two distinct times.
-pub fn slope_per_day(points: &[(Timestamp, f64)]) -> Option<f64> {
+pub(crate) fn slope_per_day(points: &[(Timestamp, f64)]) -> Option<f64> {
     let t0 = points.first()?.0;
     let xs: Vec<f64> = points
         .iter()
@@ -27,7 +27,7 @@ pub fn slope_per_day(points: &[(Timestamp, f64)]) -> Option<f64> {
 
 /// Days until `requested` reaches `allocatable` growing by `slope` a day: 0 when it is
 /// there already, `None` when requests are flat or falling.
-pub fn days_until_full(requested: f64, allocatable: f64, slope: Option<f64>) -> Option<f64> {
+pub(crate) fn days_until_full(requested: f64, allocatable: f64, slope: Option<f64>) -> Option<f64> {
     if allocatable <= 0.0 {
         return None;
     }

@@ -77,7 +77,7 @@ impl FailOn {
 }
 
 /// Exit code of `check --fail-on` when checks are at or above the level.
-pub const EXIT_FINDINGS: i32 = 2;
+pub(crate) const EXIT_FINDINGS: i32 = 2;
 
 /// The `checks:`, `cleanup:` and `schedule:` sections of a config file (`schedule:` gives
 /// the maintenance window that `cleanup --apply` waits for).
@@ -142,7 +142,7 @@ impl CliError {
 ///
 /// # Errors
 /// [`CliError::Config`] naming the file, line and field.
-pub fn load_config(path: Option<&Path>) -> Result<FileConfig, CliError> {
+pub(crate) fn load_config(path: Option<&Path>) -> Result<FileConfig, CliError> {
     Ok(match path {
         Some(p) => caretaker_core::config::load_yaml(p)?,
         None => FileConfig::default(),
@@ -156,7 +156,7 @@ pub fn load_config(path: Option<&Path>) -> Result<FileConfig, CliError> {
 ///
 /// # Errors
 /// An unreadable dump path, no kubeconfig or in-cluster config, or an unreachable server.
-pub async fn load_state(
+pub(crate) async fn load_state(
     from_dump: &[PathBuf],
     kube: &KubeArgs,
     config: &ChecksConfig,
@@ -184,7 +184,10 @@ pub async fn load_state(
 ///
 /// # Errors
 /// [`CliError::Kubeconfig`] or [`CliError::Kube`].
-pub async fn live_client(kube: &KubeArgs, config: &ChecksConfig) -> Result<kube::Client, CliError> {
+pub(crate) async fn live_client(
+    kube: &KubeArgs,
+    config: &ChecksConfig,
+) -> Result<kube::Client, CliError> {
     if kube.given() {
         return Ok(crate::cli::kubeconfig::client(
             kube.kubeconfig.as_deref(),
@@ -198,7 +201,7 @@ pub async fn live_client(kube: &KubeArgs, config: &ChecksConfig) -> Result<kube:
 
 /// What `check --output json` prints.
 #[derive(Debug, Serialize)]
-pub struct CheckOutput<'a> {
+pub(crate) struct CheckOutput<'a> {
     pub now: Timestamp,
     pub source: &'static str,
     pub checks: &'a [CheckResult],
@@ -296,7 +299,7 @@ pub async fn run(args: CheckArgs, out: &mut dyn Write) -> Result<(), CliError> {
 
 /// How to print: the format and, for tables, the terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct View {
+pub(crate) struct View {
     pub format: Output,
     pub tty: Tty,
 }
@@ -315,7 +318,7 @@ impl From<Output> for View {
 ///
 /// # Errors
 /// Writing fails.
-pub fn write_output(
+pub(crate) fn write_output(
     out: &mut dyn Write,
     view: impl Into<View>,
     state: &ClusterState,

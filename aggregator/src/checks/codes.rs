@@ -567,7 +567,8 @@ pub fn lookup(code: &str) -> Option<&'static Code> {
 }
 
 /// `aggregator/CHECKS.md`.
-pub fn reference_page() -> String {
+#[cfg(test)]
+pub(crate) fn reference_page() -> String {
     let mut s = String::from(
         "# Check codes\n\n\
          Generated from `aggregator/src/checks/codes.rs` (`CODES`) by \

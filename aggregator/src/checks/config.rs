@@ -13,10 +13,10 @@ const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// Any age or window: one second to ten years.
-pub type Age = BoundedDuration<{ ms::SECOND }, { ms::TEN_YEARS }>;
+pub(crate) type Age = BoundedDuration<{ ms::SECOND }, { ms::TEN_YEARS }>;
 
 /// A share of a capacity, 1 to 100.
-pub type Share = Percent<1>;
+pub(crate) type Share = Percent<1>;
 
 /// Thresholds and scope of the cluster checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

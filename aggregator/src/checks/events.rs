@@ -28,7 +28,7 @@ use super::{
 use crate::cluster::{ClusterState, Resource};
 
 /// When the event last happened (see the module docs for the order of fields).
-pub fn event_time(e: &Event) -> Option<Timestamp> {
+pub(crate) fn event_time(e: &Event) -> Option<Timestamp> {
     e.series
         .as_ref()
         .and_then(|s| s.last_observed_time.as_ref())
@@ -41,7 +41,7 @@ pub fn event_time(e: &Event) -> Option<Timestamp> {
 
 /// When the event first happened: `firstTimestamp`, else `eventTime`, else the
 /// creation time (an event series keeps its first occurrence in these).
-pub fn event_first_time(e: &Event) -> Option<Timestamp> {
+pub(crate) fn event_first_time(e: &Event) -> Option<Timestamp> {
     e.first_timestamp
         .as_ref()
         .map(|t| t.0)
@@ -50,7 +50,7 @@ pub fn event_first_time(e: &Event) -> Option<Timestamp> {
 }
 
 /// How many times the event happened.
-pub fn event_count(e: &Event) -> u64 {
+pub(crate) fn event_count(e: &Event) -> u64 {
     e.series
         .as_ref()
         .and_then(|s| s.count)

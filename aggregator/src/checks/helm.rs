@@ -27,7 +27,7 @@ use super::{
 use crate::cluster::{ClusterState, Resource};
 
 /// The Secret type Helm 3 stores releases in.
-pub const RELEASE_SECRET_TYPE: &str = "helm.sh/release.v1";
+pub(crate) const RELEASE_SECRET_TYPE: &str = "helm.sh/release.v1";
 
 /// The parts of a decoded release this check reads.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -74,9 +74,9 @@ pub struct HelmRelease {
     pub status: String,
     pub chart: Option<String>,
     pub chart_version: Option<String>,
-    pub app_version: Option<String>,
+    pub(crate) app_version: Option<String>,
     pub description: Option<String>,
-    pub last_deployed: Option<Timestamp>,
+    pub(crate) last_deployed: Option<Timestamp>,
     /// Why the release data could not be read, if it could not.
     pub unreadable: Option<String>,
 }

@@ -15,7 +15,7 @@
 pub mod certificates;
 pub mod cli;
 pub mod codes;
-pub mod config;
+pub(crate) mod config;
 pub mod cronjobs;
 pub mod events;
 pub mod helm;
@@ -24,12 +24,12 @@ pub mod nodes;
 pub mod pdbs;
 pub mod pods;
 pub mod pvcs;
-pub mod quantity;
-pub mod render;
-pub mod resources;
+pub(crate) mod quantity;
+pub(crate) mod render;
+pub(crate) mod resources;
 pub mod services;
-pub mod signals;
-pub mod silence;
+pub(crate) mod signals;
+pub(crate) mod silence;
 pub mod velero;
 pub mod vulnerabilities;
 pub mod workloads;
@@ -156,7 +156,7 @@ impl Finding {
     /// The same finding with the moment `t` named `name` in [`Finding::times`] (nothing
     /// when `t` is `None`).
     #[must_use]
-    pub fn with_time(mut self, name: &str, t: Option<Timestamp>) -> Finding {
+    pub(crate) fn with_time(mut self, name: &str, t: Option<Timestamp>) -> Finding {
         if let Some(t) = t {
             self.times.insert(name.to_string(), t);
         }
@@ -246,7 +246,7 @@ impl CheckResult {
     }
 
     /// Sets the severity again from the findings, after some were taken out or changed.
-    pub fn recompute_severity(&mut self) {
+    pub(crate) fn recompute_severity(&mut self) {
         self.severity = worst(&self.findings);
     }
 
@@ -258,7 +258,7 @@ impl CheckResult {
     }
 
     /// A check none of whose inputs are present.
-    pub fn not_applicable(name: &str, reason: impl Into<String>) -> CheckResult {
+    pub(crate) fn not_applicable(name: &str, reason: impl Into<String>) -> CheckResult {
         CheckResult {
             name: name.to_string(),
             severity: Severity::Ok,
@@ -379,7 +379,7 @@ pub fn run_all(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> V
 
 /// Findings for inputs that could not be listed (`list_forbidden`, `list_failed`); every
 /// check adds these for the resources it reads, so missing permissions are never silent.
-pub fn coverage_findings(state: &ClusterState, resources: &[Resource]) -> Vec<Finding> {
+pub(crate) fn coverage_findings(state: &ClusterState, resources: &[Resource]) -> Vec<Finding> {
     let mut out = Vec::new();
     for &r in resources {
         match state.coverage(r) {
@@ -402,7 +402,7 @@ pub fn coverage_findings(state: &ClusterState, resources: &[Resource]) -> Vec<Fi
 }
 
 /// When every one of `resources` is not applicable, the reason (for [`CheckResult::not_applicable`]).
-pub fn all_not_applicable(state: &ClusterState, resources: &[Resource]) -> Option<String> {
+pub(crate) fn all_not_applicable(state: &ClusterState, resources: &[Resource]) -> Option<String> {
     let mut reasons = Vec::new();
     for &r in resources {
         match state.coverage(r) {
@@ -418,17 +418,17 @@ pub(crate) mod time {
     use jiff::{SignedDuration, Timestamp};
 
     /// `now - t` as a duration (negative when `t` is in the future).
-    pub fn age(now: Timestamp, t: Timestamp) -> SignedDuration {
+    pub(crate) fn age(now: Timestamp, t: Timestamp) -> SignedDuration {
         now.duration_since(t)
     }
 
     /// `std::time::Duration` as a jiff duration (saturating).
-    pub fn sd(d: impl Into<std::time::Duration>) -> SignedDuration {
+    pub(crate) fn sd(d: impl Into<std::time::Duration>) -> SignedDuration {
         SignedDuration::try_from(d.into()).unwrap_or(SignedDuration::MAX)
     }
 
     /// A short human form: `3d 4h`, `5h 2m`, `42s`.
-    pub fn human(d: SignedDuration) -> String {
+    pub(crate) fn human(d: SignedDuration) -> String {
         let s = d.as_secs().unsigned_abs();
         let (days, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
         if days > 0 {
@@ -443,7 +443,7 @@ pub(crate) mod time {
     }
 
     /// Parses an RFC 3339 time from a dynamic object field.
-    pub fn parse(v: Option<&serde_json::Value>) -> Option<Timestamp> {
+    pub(crate) fn parse(v: Option<&serde_json::Value>) -> Option<Timestamp> {
         v?.as_str()?.parse().ok()
     }
 }

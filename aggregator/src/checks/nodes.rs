@@ -27,7 +27,7 @@ use crate::cluster::{ClusterState, Resource};
 
 /// CPU in millicores and memory in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Resources {
+pub(crate) struct Resources {
     pub cpu_millicores: u64,
     pub memory_bytes: u64,
 }
@@ -68,7 +68,7 @@ fn container_requests(c: &ContainerInfo) -> Resources {
 }
 
 /// What the scheduler reserves for a pod (see the module docs).
-pub fn pod_requests(spec: &PodSpecInfo) -> Resources {
+pub(crate) fn pod_requests(spec: &PodSpecInfo) -> Resources {
     let mut sum = Resources::default();
     for c in &spec.containers {
         sum.add(container_requests(c));

@@ -92,7 +92,12 @@ fn last_finished(s: &ContainerStatus) -> Option<Timestamp> {
 }
 
 /// The findings of one pod, appended to `out`.
-pub fn pod_findings(pod: &Pod, config: &ChecksConfig, now: Timestamp, out: &mut Vec<Finding>) {
+pub(crate) fn pod_findings(
+    pod: &Pod,
+    config: &ChecksConfig,
+    now: Timestamp,
+    out: &mut Vec<Finding>,
+) {
     let cfg = &config.pods;
     let obj = || ObjectRef::new("Pod", &pod.metadata);
     let status = &pod.status;

@@ -4,7 +4,7 @@
 
 /// The value of a quantity as a float (`"250m"` → 0.25, `"1Gi"` → 1073741824), or `None`
 /// when the text is not a quantity.
-pub fn parse(q: &str) -> Option<f64> {
+pub(crate) fn parse(q: &str) -> Option<f64> {
     let q = q.trim();
     let split = q
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
@@ -35,12 +35,12 @@ pub fn parse(q: &str) -> Option<f64> {
 }
 
 /// CPU in millicores (`"1.5"` → 1500, `"250m"` → 250, `"12345678n"` → 12).
-pub fn millicores(q: &str) -> Option<u64> {
+pub(crate) fn millicores(q: &str) -> Option<u64> {
     parse(q).map(|v| (v * 1000.0).round().max(0.0) as u64)
 }
 
 /// Bytes (`"1Gi"` → 1073741824, `"129M"` → 129000000).
-pub fn bytes(q: &str) -> Option<u64> {
+pub(crate) fn bytes(q: &str) -> Option<u64> {
     parse(q).map(|v| v.round().max(0.0) as u64)
 }
 

@@ -8,7 +8,7 @@ use super::{CheckResult, CheckStatus, Finding, ObjectRef, Severity};
 use crate::cluster::LoadSummary;
 
 /// A table in `style` with `header`.
-pub fn table(style: Style, header: &[&str]) -> Table {
+pub(crate) fn table(style: Style, header: &[&str]) -> Table {
     let mut t = Table::new();
     match style {
         Style::Terminal => {
@@ -24,7 +24,7 @@ pub fn table(style: Style, header: &[&str]) -> Table {
 }
 
 /// A cell's text: one line, and pipes escaped for Markdown.
-pub fn cell(style: Style, s: &str) -> String {
+pub(crate) fn cell(style: Style, s: &str) -> String {
     let one_line = s.replace(['\n', '\r'], " ");
     match style {
         Style::Terminal => one_line,
@@ -40,7 +40,7 @@ fn status(r: &CheckResult) -> String {
 }
 
 /// The overview: one row per check.
-pub fn overview(style: Style, results: &[CheckResult]) -> String {
+pub(crate) fn overview(style: Style, results: &[CheckResult]) -> String {
     let mut t = table(style, &["check", "status", "findings", "summary"]);
     for r in results {
         t.add_row(vec![
@@ -54,7 +54,7 @@ pub fn overview(style: Style, results: &[CheckResult]) -> String {
 }
 
 /// The findings of one check.
-pub fn findings(style: Style, f: &[Finding]) -> String {
+pub(crate) fn findings(style: Style, f: &[Finding]) -> String {
     let mut t = table(style, &["severity", "code", "object", "message"]);
     for x in f {
         t.add_row(vec![
@@ -68,7 +68,12 @@ pub fn findings(style: Style, f: &[Finding]) -> String {
 }
 
 /// Everything: the overview, then each check with findings, then what loading skipped.
-pub fn report(style: Style, results: &[CheckResult], load: &LoadSummary, title: &str) -> String {
+pub(crate) fn report(
+    style: Style,
+    results: &[CheckResult],
+    load: &LoadSummary,
+    title: &str,
+) -> String {
     let mut out = String::new();
     match style {
         Style::Markdown => out.push_str(&format!("## {title}\n\n")),
@@ -91,7 +96,7 @@ pub fn report(style: Style, results: &[CheckResult], load: &LoadSummary, title: 
 }
 
 /// Unknown kinds and skipped documents, if any.
-pub fn load_notes(style: Style, load: &LoadSummary) -> String {
+pub(crate) fn load_notes(style: Style, load: &LoadSummary) -> String {
     let mut out = String::new();
     if load.unknown_kinds.is_empty() && load.problems.is_empty() {
         return out;
@@ -124,7 +129,7 @@ pub fn load_notes(style: Style, load: &LoadSummary) -> String {
 
 /// The ANSI colour of a severity or status word (red, yellow, cyan, green).
 #[must_use]
-pub fn severity_colour(word: &str) -> Option<&'static str> {
+pub(crate) fn severity_colour(word: &str) -> Option<&'static str> {
     match word {
         "critical" => Some("31"),
         "warning" => Some("33"),
@@ -136,7 +141,7 @@ pub fn severity_colour(word: &str) -> Option<&'static str> {
 
 /// A kubectl table's text, its `column` coloured by severity when `tty` allows colour.
 #[must_use]
-pub fn kubectl_text(t: &Table, tty: Tty, column: &str) -> String {
+pub(crate) fn kubectl_text(t: &Table, tty: Tty, column: &str) -> String {
     let text = table_text(t);
     if tty.colour {
         paint_column(&text, column, severity_colour)
@@ -147,7 +152,7 @@ pub fn kubectl_text(t: &Table, tty: Tty, column: &str) -> String {
 
 /// `Kind/name` (kubectl's NAME column when several kinds are listed).
 #[must_use]
-pub fn kind_name(o: &ObjectRef) -> String {
+pub(crate) fn kind_name(o: &ObjectRef) -> String {
     if o.name.is_empty() {
         o.kind.clone()
     } else {
@@ -157,7 +162,7 @@ pub fn kind_name(o: &ObjectRef) -> String {
 
 /// The overview as kubectl would print it: one row per check.
 #[must_use]
-pub fn overview_kubectl(results: &[CheckResult], tty: Tty) -> String {
+pub(crate) fn overview_kubectl(results: &[CheckResult], tty: Tty) -> String {
     let mut t = kubectl_table(&["check", "status", "findings", "summary"], tty);
     for r in results {
         t.add_row(vec![
@@ -174,7 +179,7 @@ pub fn overview_kubectl(results: &[CheckResult], tty: Tty) -> String {
 /// the finding's time, the object's owner (from `owner`), the remedy and the object's uid.
 /// "No findings." when there are none.
 #[must_use]
-pub fn findings_kubectl(
+pub(crate) fn findings_kubectl(
     results: &[CheckResult],
     wide: bool,
     tty: Tty,
@@ -221,7 +226,7 @@ pub fn findings_kubectl(
 ///
 /// # Errors
 /// Only XML writing errors, which cannot happen for these strings.
-pub fn junit(
+pub(crate) fn junit(
     results: &[CheckResult],
     now: jiff::Timestamp,
 ) -> Result<String, quick_junit::SerializeError> {
@@ -272,6 +277,8 @@ pub fn junit(
 ///
 /// # Errors
 /// Only serialization errors, which cannot happen for these types.
-pub fn yaml<T: serde::Serialize>(value: &T) -> Result<String, serde_saphyr_ser::SerializeError> {
+pub(crate) fn yaml<T: serde::Serialize>(
+    value: &T,
+) -> Result<String, serde_saphyr_ser::SerializeError> {
     serde_saphyr_ser::to_string(value)
 }

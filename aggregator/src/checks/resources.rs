@@ -119,7 +119,7 @@ fn template(spec: Option<&PodSpec>) -> impl Iterator<Item = (String, Declared)> 
 }
 
 /// Runs the resources check.
-pub fn check(state: &ClusterState, _config: &ChecksConfig, _now: Timestamp) -> CheckResult {
+pub(crate) fn check(state: &ClusterState, _config: &ChecksConfig, _now: Timestamp) -> CheckResult {
     let inputs = [
         Resource::Deployment,
         Resource::StatefulSet,

@@ -17,7 +17,7 @@ use crate::signals::endpoints;
 use crate::signals::prometheus::Prometheus;
 
 /// `http_endpoints`: probes each configured endpoint; `None` when none is configured.
-pub fn http_endpoints<'a>(
+pub(crate) fn http_endpoints<'a>(
     cfg: &'a SignalsConfig,
     _now: Timestamp,
     report: &'a mut SignalsReport,
@@ -79,7 +79,7 @@ pub fn http_endpoints<'a>(
 }
 
 /// `prometheus`: the service figures and their problems; `None` without a Prometheus.
-pub fn prometheus<'a>(
+pub(crate) fn prometheus<'a>(
     cfg: &'a SignalsConfig,
     now: Timestamp,
     report: &'a mut SignalsReport,
@@ -140,7 +140,7 @@ pub fn prometheus<'a>(
 }
 
 /// `alertmanager`: the firing alerts; `None` without an Alertmanager.
-pub fn alertmanager<'a>(
+pub(crate) fn alertmanager<'a>(
     cfg: &'a SignalsConfig,
     _now: Timestamp,
     report: &'a mut SignalsReport,

@@ -294,7 +294,7 @@ impl From<OverrideSeverity> for Severity {
 
 /// What silencing did.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Silenced findings with their check's name.
     pub silenced: Vec<(String, Finding)>,
     /// Entries past their `until` date, e.g. `checks.exclude[1] (code=x) expired 2026-11-30`.
@@ -307,7 +307,8 @@ pub(crate) const CHECK_NAME: &str = "silencing";
 /// Applies the overrides, then the excludes and the `--exclude-code` codes, to `results`
 /// as of `now`; appends a `silencing` check when entries have expired. Entries with a
 /// `selector` match nothing here: see [`apply_with_labels`].
-pub fn apply(
+#[cfg(test)]
+pub(crate) fn apply(
     results: &mut Vec<CheckResult>,
     exclude: &[ExcludeRule],
     overrides: &[SeverityOverride],
@@ -318,7 +319,7 @@ pub fn apply(
 }
 
 /// [`apply`], with the objects' labels for entries with a `selector`.
-pub fn apply_with_labels(
+pub(crate) fn apply_with_labels(
     results: &mut Vec<CheckResult>,
     exclude: &[ExcludeRule],
     overrides: &[SeverityOverride],

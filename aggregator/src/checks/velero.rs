@@ -71,7 +71,7 @@ fn phase(b: &DynamicObject) -> &str {
 }
 
 /// The finding a backup's phase calls for, if any.
-pub fn classify_phase(phase: &str) -> Option<(&'static str, Severity)> {
+pub(crate) fn classify_phase(phase: &str) -> Option<(&'static str, Severity)> {
     match phase {
         "Completed" | "Deleting" => None,
         "PartiallyFailed" => Some(("backup_partially_failed", Severity::Warning)),
@@ -300,7 +300,7 @@ pub fn check(state: &ClusterState, config: &ChecksConfig, now: Timestamp) -> Che
 /// Per schedule (the `velero.io/schedule-name` label of its backups, so a schedule that
 /// was deleted keeps its series while its backups exist): when its newest Completed and
 /// its newest finished backup completed (for `/metrics`). Sorted by namespace and name.
-pub fn schedule_times(state: &ClusterState) -> Vec<crate::metrics::ScheduleTimes> {
+pub(crate) fn schedule_times(state: &ClusterState) -> Vec<crate::metrics::ScheduleTimes> {
     let mut by: std::collections::BTreeMap<(&str, &str), crate::metrics::ScheduleTimes> =
         std::collections::BTreeMap::new();
     for b in &state.backups {
@@ -337,7 +337,7 @@ pub fn schedule_times(state: &ClusterState) -> Vec<crate::metrics::ScheduleTimes
 /// The longest gap between two runs of a cron expression (5 fields, parsed by core's
 /// [`Cron`], or `@daily` style, or `@every <duration>`), found by enumerating two years of
 /// runs.
-pub fn cron_period(expr: &str) -> Option<SignedDuration> {
+pub(crate) fn cron_period(expr: &str) -> Option<SignedDuration> {
     let expr = expr.trim();
     let expr = match expr
         .strip_prefix("CRON_TZ=")

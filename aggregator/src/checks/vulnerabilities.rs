@@ -31,7 +31,7 @@ use crate::cluster::{ClusterState, Resource};
 /// The check's name.
 pub const CHECK: &str = "vulnerabilities";
 /// A scan older than this many days is a `vulnerability_scan_stale` finding.
-pub const STALE_SCAN_DAYS: i64 = 7;
+pub(crate) const STALE_SCAN_DAYS: i64 = 7;
 /// Fixable vulnerability IDs named in a finding's message.
 const NAMED_IDS: usize = 3;
 
@@ -66,8 +66,8 @@ pub struct Scan {
     pub image: String,
     pub counts: Counts,
     /// Fixable HIGH/CRITICAL IDs, CRITICAL first.
-    pub fixable_ids: Vec<String>,
-    pub scanned_at: Option<Timestamp>,
+    pub(crate) fixable_ids: Vec<String>,
+    pub(crate) scanned_at: Option<Timestamp>,
 }
 
 /// Reads one VulnerabilityReport; `None` when it holds no `report`.

@@ -242,7 +242,11 @@ fn fresh_meta<'s>(
 
 /// Re-checks one proposal on a fresh read, then deletes it with uid and resourceVersion
 /// preconditions.
-pub async fn delete_one(client: &Client, p: &Proposal, recheck: &Recheck<'_>) -> (Outcome, String) {
+pub(crate) async fn delete_one(
+    client: &Client,
+    p: &Proposal,
+    recheck: &Recheck<'_>,
+) -> (Outcome, String) {
     let (Some(ar), Ok(kind)) = (
         api_resource(&p.object.kind),
         p.object.kind.parse::<CleanupKind>(),

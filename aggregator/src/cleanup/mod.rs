@@ -22,9 +22,9 @@
 
 pub mod apply;
 pub mod cli;
-pub mod protect;
-pub mod references;
-pub mod render;
+pub(crate) mod protect;
+pub(crate) mod references;
+pub(crate) mod render;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -290,7 +290,7 @@ impl<'a> Candidate<'a> {
 }
 
 /// What a rule reads.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub state: &'a ClusterState,
     pub config: &'a CleanupConfig,
     pub now: Timestamp,
@@ -313,7 +313,7 @@ pub struct Rule {
     /// Whether the rule runs in the second pass, with the reference graph (ConfigMaps,
     /// Secrets, PVCs): after the others, so references held by objects deleted in the same
     /// run do not count.
-    pub uses_graph: bool,
+    pub(crate) uses_graph: bool,
     run: for<'a> fn(&Ctx<'a>) -> Vec<Candidate<'a>>,
 }
 
@@ -362,7 +362,7 @@ const SECRET_NEEDS: [Resource; 21] = [
 ];
 
 /// Every cleanup rule, in the order they run and proposals are listed.
-pub const RULES: &[Rule] = &[
+pub(crate) const RULES: &[Rule] = &[
     Rule {
         code: "completed_job",
         kind: CleanupKind::Job,
@@ -519,7 +519,7 @@ fn revision(rs: &ReplicaSet) -> Option<u64> {
 
 /// When a Failed pod failed: its newest container termination or condition change, else
 /// its start or creation.
-pub fn pod_failed_at(p: &PodInfo) -> Option<Timestamp> {
+pub(crate) fn pod_failed_at(p: &PodInfo) -> Option<Timestamp> {
     let s = &p.status;
     let terminated = s
         .container_statuses
@@ -1081,7 +1081,8 @@ fn unbound_pvcs<'a>(ctx: &Ctx<'a>) -> Vec<Candidate<'a>> {
 
 /// The reference page `aggregator/CLEANUP.md`, generated from [`RULES`] and the reference
 /// graph's documentation (a test keeps the checked-in copy equal).
-pub fn reference_page() -> String {
+#[cfg(test)]
+pub(crate) fn reference_page() -> String {
     let mut s = String::from(
         "# Cleanup rules\n\n\
          Generated from `aggregator/src/cleanup/mod.rs` (`RULES`) and `references.rs` by \

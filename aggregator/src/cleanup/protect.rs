@@ -12,7 +12,7 @@ pub const KEEP_ANNOTATION: &str = "caretaker.io/keep";
 
 /// A label selector in kubectl's syntax, the same type `checks.exclude` and `-l` use
 /// (`k=v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`, joined by commas).
-pub type LabelSelector = crate::checks::silence::Selector;
+pub(crate) type LabelSelector = crate::checks::silence::Selector;
 
 /// The labels of `meta` (none when it has no labels), as a selector reads them.
 fn labels(meta: &ObjectMeta) -> &std::collections::BTreeMap<String, String> {
@@ -36,7 +36,7 @@ pub struct Protect {
 }
 
 /// `*` (any run) and `?` (one character) wildcards.
-pub fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {
@@ -96,18 +96,18 @@ impl Protect {
 
 /// The tool that manages an object, and what to do there instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manager {
+pub(crate) struct Manager {
     /// `Helm`, `Argo CD`, `Flux`.
     pub tool: &'static str,
     /// The sentence the report shows.
-    pub advice: String,
+    pub(crate) advice: String,
 }
 
 /// Who manages `meta`: Helm (`meta.helm.sh/release-name` annotation or
 /// `app.kubernetes.io/managed-by: Helm`), Argo CD (`argocd.argoproj.io/tracking-id`
 /// annotation, or the `app.kubernetes.io/instance` tracking label when `argo_known`), Flux
 /// (any `*.toolkit.fluxcd.io/*` label).
-pub fn managed_by(meta: &ObjectMeta, argo_known: bool) -> Option<Manager> {
+pub(crate) fn managed_by(meta: &ObjectMeta, argo_known: bool) -> Option<Manager> {
     let ann = |k: &str| meta.annotations.as_ref().and_then(|a| a.get(k));
     let label = |k: &str| meta.labels.as_ref().and_then(|l| l.get(k));
     if let Some(release) = ann("meta.helm.sh/release-name")

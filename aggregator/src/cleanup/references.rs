@@ -48,15 +48,15 @@ use crate::cluster::pod::{ContainerInfo, PodSpecInfo};
 use crate::cluster::{ClusterState, Resource};
 
 /// Annotation client-go's ConfigMap and Endpoints locks write.
-pub const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
+pub(crate) const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
 /// Label Velero finds its plugin configuration by.
-pub const VELERO_PLUGIN_CONFIG_LABEL: &str = "velero.io/plugin-config";
+pub(crate) const VELERO_PLUGIN_CONFIG_LABEL: &str = "velero.io/plugin-config";
 /// Env vars a k8s-sidecar style container selects ConfigMaps and Secrets by.
 const SIDECAR_ENV: [&str; 4] = ["LABEL", "LABEL_VALUE", "NAMESPACE", "RESOURCE"];
 
 /// The kinds of object the graph knows users of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
+pub(crate) enum Target {
     ConfigMap,
     Secret,
     Pvc,
@@ -64,7 +64,7 @@ pub enum Target {
 
 /// Who uses an object, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Referrer<'a> {
+pub(crate) struct Referrer<'a> {
     pub kind: &'static str,
     pub namespace: &'a str,
     pub name: &'a str,
@@ -116,7 +116,7 @@ type Key<'a> = (Target, Cow<'a, str>, Cow<'a, str>);
 /// FxHash (rustc's): the graph's keys are short names hashed once per reference, and
 /// SipHash's DoS resistance buys nothing for names read from the cluster being judged.
 #[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
+pub(crate) struct FxHasher(u64);
 
 impl std::hash::Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -141,7 +141,7 @@ type Fx = std::hash::BuildHasherDefault<FxHasher>;
 
 /// Every known user of ConfigMaps, Secrets and PVCs in one snapshot.
 #[derive(Debug, Default)]
-pub struct ReferenceGraph<'a> {
+pub(crate) struct ReferenceGraph<'a> {
     exact: HashMap<Key<'a>, Referrer<'a>, Fx>,
     /// References whose namespace is unknown (or a ClusterIssuer's): any namespace.
     any_namespace: HashMap<(Target, Cow<'a, str>), Referrer<'a>, Fx>,
@@ -155,14 +155,14 @@ pub struct ReferenceGraph<'a> {
 }
 
 /// The pod templates of workloads, converted once to the pod view (the graph borrows them).
-pub struct Templates {
+pub(crate) struct Templates {
     items: Vec<(&'static str, ObjectMeta, PodSpecInfo)>,
 }
 
 /// Which objects' references do not count: those deleted in the same run.
 #[derive(Debug, Default)]
-pub struct Skip<'a> {
-    pub uids: HashSet<&'a str>,
+pub(crate) struct Skip<'a> {
+    pub(crate) uids: HashSet<&'a str>,
 }
 
 impl Skip<'_> {
@@ -193,7 +193,7 @@ impl Skip<'_> {
 
 impl Templates {
     /// The templates of every workload in `state` not skipped.
-    pub fn collect(state: &ClusterState, skip: &Skip) -> Templates {
+    pub(crate) fn collect(state: &ClusterState, skip: &Skip) -> Templates {
         let mut items = Vec::new();
         let mut add = |kind: &'static str,
                        meta: &ObjectMeta,
@@ -253,7 +253,7 @@ impl Templates {
 /// `--default-ssl-certificate` (a TLS Secret), `--election-id` (its lock ConfigMap); and,
 /// to err on the side of keeping, any flag whose name contains `configmap`/`config-map`
 /// (a ConfigMap) or `secret`/`certificate` (a Secret).
-pub fn flag_target(flag: &str) -> Option<Target> {
+pub(crate) fn flag_target(flag: &str) -> Option<Target> {
     let f = flag.trim_start_matches('-').to_ascii_lowercase();
     if !flag.starts_with('-') || f.is_empty() {
         return None;
@@ -292,7 +292,7 @@ fn var_refs(s: &str) -> impl Iterator<Item = &str> {
 
 /// Drops the arguments, command words and env vars of `c` that name nothing (what pod
 /// compaction keeps for the graph).
-pub fn compact_container(c: &mut ContainerInfo) {
+pub(crate) fn compact_container(c: &mut ContainerInfo) {
     fn keep_flags(args: &mut Vec<String>) {
         let mut keep = vec![false; args.len()];
         for (i, a) in args.iter().enumerate() {
@@ -426,7 +426,7 @@ fn split_ns_name(v: &str) -> (Option<&str>, &str) {
 
 impl<'a> ReferenceGraph<'a> {
     /// The graph of `state`, the references of objects in `skip` left out.
-    pub fn build(
+    pub(crate) fn build(
         state: &'a ClusterState,
         templates: &'a Templates,
         skip: &Skip,
@@ -919,7 +919,7 @@ impl<'a> ReferenceGraph<'a> {
     }
 
     /// Who uses the object of kind `t` with metadata `meta`, if anything does.
-    pub fn used_by(&self, t: Target, meta: &'a ObjectMeta) -> Option<Referrer<'a>> {
+    pub(crate) fn used_by(&self, t: Target, meta: &'a ObjectMeta) -> Option<Referrer<'a>> {
         let ns = meta.namespace.as_deref().unwrap_or("");
         let name = meta.name.as_deref().unwrap_or("");
         if let Some(r) = self.exact.get(&(t, Cow::Borrowed(ns), Cow::Borrowed(name))) {

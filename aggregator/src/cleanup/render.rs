@@ -6,7 +6,7 @@ use super::{Action, Proposal, Proposals};
 use crate::checks::render::{cell, kind_name, table};
 
 /// One row per proposal.
-pub fn proposals(style: Style, p: &[Proposal]) -> String {
+pub(crate) fn proposals(style: Style, p: &[Proposal]) -> String {
     let mut t = table(style, &["action", "code", "object", "uid", "reason"]);
     for x in p {
         let action = match x.action {
@@ -29,7 +29,7 @@ pub fn proposals(style: Style, p: &[Proposal]) -> String {
 ///
 /// # Errors
 /// Writing fails.
-pub fn kept_and_notes(
+pub(crate) fn kept_and_notes(
     out: &mut dyn std::io::Write,
     style: Style,
     p: &Proposals,
@@ -56,7 +56,7 @@ pub fn kept_and_notes(
 /// and reason; `wide` adds the uid the deletion is conditioned on and the propagation.
 /// "No proposals." when there are none.
 #[must_use]
-pub fn proposals_kubectl(p: &[Proposal], wide: bool, tty: Tty) -> String {
+pub(crate) fn proposals_kubectl(p: &[Proposal], wide: bool, tty: Tty) -> String {
     if p.is_empty() {
         return "No proposals.\n".into();
     }

@@ -21,7 +21,7 @@ use crate::renew::cli::{CertificatesCommand, RenewArgs};
 use crate::report::{self, Output};
 
 /// `report --server`'s default: an aggregator on this host.
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7443";
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:7443";
 
 /// The raw command line.
 #[derive(Debug, Parser)]

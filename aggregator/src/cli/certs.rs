@@ -202,11 +202,11 @@ pub struct CertsOptions {
     /// Nodes that get their own certificate.
     pub nodes: Vec<String>,
     /// Extra DNS names or IP addresses of the aggregator (e.g. a LoadBalancer's).
-    pub extra_names: Vec<String>,
+    pub(crate) extra_names: Vec<String>,
     /// Validity of the server and agent certificates.
     pub days: u32,
     /// Validity of a new CA.
-    pub ca_days: u32,
+    pub(crate) ca_days: u32,
 }
 
 /// What `certs` did, for the summary it prints.

@@ -248,7 +248,7 @@ impl Selection {
 
     /// Whether a label selector is given (then pod labels must be kept when loading).
     #[must_use]
-    pub fn needs_labels(&self) -> bool {
+    pub(crate) fn needs_labels(&self) -> bool {
         self.selector.is_some()
     }
 
@@ -272,7 +272,11 @@ impl Selection {
 
     /// Removes the findings not shown from `results` (each check's severity is then the
     /// worst of what remains) and returns how many were removed.
-    pub fn filter_results(&self, results: &mut [CheckResult], labels: &LabelIndex<'_>) -> usize {
+    pub(crate) fn filter_results(
+        &self,
+        results: &mut [CheckResult],
+        labels: &LabelIndex<'_>,
+    ) -> usize {
         if self.namespaces.is_none() && self.selector.is_none() {
             return 0;
         }

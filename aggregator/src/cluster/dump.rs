@@ -892,7 +892,7 @@ fn is_list(kind: &Option<Cow<str>>, has_items: bool) -> bool {
 }
 
 /// The API group of an `apiVersion` (`apps/v1` → `apps`, `v1` → core `""`).
-pub fn group_of(api_version: Option<&str>) -> &str {
+pub(crate) fn group_of(api_version: Option<&str>) -> &str {
     match api_version.and_then(|v| v.split_once('/')) {
         Some((g, _)) => g,
         None => "",
@@ -908,7 +908,7 @@ pub(crate) fn slim(meta: &mut ObjectMeta) {
 }
 
 /// An events.k8s.io/v1 Event in the core/v1 form the events check reads.
-pub fn event_from_events_v1(e: events::Event) -> core::Event {
+pub(crate) fn event_from_events_v1(e: events::Event) -> core::Event {
     core::Event {
         metadata: e.metadata,
         involved_object: e.regarding.unwrap_or_default(),

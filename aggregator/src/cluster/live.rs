@@ -246,7 +246,7 @@ pub const LIVE: [Resource; Resource::ALL.len() - 1] = {
 ///
 /// # Errors
 /// As [`load`], when every one of `resources` failed.
-pub async fn load_resources(
+pub(crate) async fn load_resources(
     client: &Client,
     cfg: &ChecksConfig,
     resources: &[Resource],

@@ -14,9 +14,9 @@
 pub mod dump;
 pub mod labels;
 pub mod live;
-pub mod pod;
-pub mod stream;
-pub mod volumes;
+pub(crate) mod pod;
+pub(crate) mod stream;
+pub(crate) mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -241,7 +241,7 @@ impl Resource {
     }
 
     /// Whether only the metadata of its objects is read (the rest is dropped on load).
-    pub fn metadata_only(self) -> bool {
+    pub(crate) fn metadata_only(self) -> bool {
         matches!(self, Resource::CustomResourceDefinition)
     }
 
@@ -251,7 +251,7 @@ impl Resource {
     }
 
     /// Whether objects live in a namespace.
-    pub fn namespaced(self) -> bool {
+    pub(crate) fn namespaced(self) -> bool {
         !matches!(
             self,
             Resource::Node
@@ -279,7 +279,7 @@ impl Resource {
     }
 
     /// The resource a kind (and API group, `""` for core) is read into, if any.
-    pub fn from_kind(group: &str, kind: &str) -> Option<Resource> {
+    pub(crate) fn from_kind(group: &str, kind: &str) -> Option<Resource> {
         Resource::ALL.into_iter().find(|r| {
             let (g, _, k, _) = r.gvkp();
             k == kind && g == group
@@ -324,7 +324,7 @@ pub struct LoadProblem {
     /// Whether reading the file stopped here (a JSON syntax error: no later value can be
     /// found reliably); [`dump::load`] then fails instead of judging a partial source.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub ends_file: bool,
+    pub(crate) ends_file: bool,
 }
 
 impl std::fmt::Display for LoadProblem {
@@ -572,7 +572,7 @@ impl ClusterState {
     /// Keeps only the namespaced objects in `namespaces` (all of them when it is empty);
     /// cluster-scoped objects stay. What `checks.namespaces` and `-n` do to a live read,
     /// done to a dump.
-    pub fn retain_namespaces(&mut self, namespaces: &[String]) {
+    pub(crate) fn retain_namespaces(&mut self, namespaces: &[String]) {
         if namespaces.is_empty() {
             return;
         }

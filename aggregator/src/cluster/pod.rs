@@ -44,20 +44,20 @@ pub struct PodSpecInfo {
     #[serde(default, deserialize_with = "nullable")]
     pub init_containers: Vec<ContainerInfo>,
     #[serde(default, deserialize_with = "nullable")]
-    pub ephemeral_containers: Vec<ContainerInfo>,
+    pub(crate) ephemeral_containers: Vec<ContainerInfo>,
     #[serde(default, deserialize_with = "nullable")]
     pub volumes: Vec<VolumeInfo>,
     #[serde(default, deserialize_with = "nullable")]
-    pub image_pull_secrets: Vec<NameRef>,
+    pub(crate) image_pull_secrets: Vec<NameRef>,
     #[serde(default)]
-    pub overhead: Option<BTreeMap<String, Quantity>>,
+    pub(crate) overhead: Option<BTreeMap<String, Quantity>>,
     #[serde(default)]
     pub service_account_name: Option<String>,
 }
 
 impl PodSpecInfo {
     /// The view of a full pod spec (a workload's template).
-    pub fn from_spec(spec: &PodSpec) -> PodSpecInfo {
+    pub(crate) fn from_spec(spec: &PodSpec) -> PodSpecInfo {
         serde_json::to_value(spec)
             .and_then(serde_json::from_value)
             .unwrap_or_default()
@@ -79,13 +79,13 @@ pub struct ContainerInfo {
     pub name: String,
     /// `Always` for a sidecar init container.
     #[serde(default)]
-    pub restart_policy: Option<String>,
+    pub(crate) restart_policy: Option<String>,
     #[serde(default)]
     pub resources: Option<ResourcesInfo>,
     #[serde(default, deserialize_with = "nullable")]
     pub env: Vec<EnvVarInfo>,
     #[serde(default, deserialize_with = "nullable")]
-    pub env_from: Vec<EnvFromInfo>,
+    pub(crate) env_from: Vec<EnvFromInfo>,
     /// Kept only where a flag names an object (see [`crate::cleanup::references`]).
     #[serde(default, deserialize_with = "nullable")]
     pub command: Vec<String>,
@@ -129,9 +129,9 @@ pub struct EnvVarInfo {
 #[serde(rename_all = "camelCase")]
 pub struct EnvVarSourceInfo {
     #[serde(default)]
-    pub config_map_key_ref: Option<NameRef>,
+    pub(crate) config_map_key_ref: Option<NameRef>,
     #[serde(default)]
-    pub secret_key_ref: Option<NameRef>,
+    pub(crate) secret_key_ref: Option<NameRef>,
     #[serde(default)]
     pub field_ref: Option<FieldRefInfo>,
 }
@@ -146,11 +146,11 @@ pub struct FieldRefInfo {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EnvFromInfo {
+pub(crate) struct EnvFromInfo {
     #[serde(default)]
-    pub config_map_ref: Option<NameRef>,
+    pub(crate) config_map_ref: Option<NameRef>,
     #[serde(default)]
-    pub secret_ref: Option<NameRef>,
+    pub(crate) secret_ref: Option<NameRef>,
 }
 
 /// A volume; only what it references.
@@ -173,27 +173,27 @@ pub struct VolumeInfo {
     #[serde(default)]
     pub csi: Option<Box<CsiInfo>>,
     #[serde(default)]
-    pub cephfs: Option<Box<SecretRefHolder>>,
+    pub(crate) cephfs: Option<Box<SecretRefHolder>>,
     #[serde(default)]
     pub rbd: Option<Box<SecretRefHolder>>,
     #[serde(default)]
     pub iscsi: Option<Box<SecretRefHolder>>,
     #[serde(default)]
-    pub cinder: Option<Box<SecretRefHolder>>,
+    pub(crate) cinder: Option<Box<SecretRefHolder>>,
     #[serde(default)]
-    pub flex_volume: Option<Box<SecretRefHolder>>,
+    pub(crate) flex_volume: Option<Box<SecretRefHolder>>,
     #[serde(default, rename = "scaleIO")]
-    pub scale_io: Option<Box<SecretRefHolder>>,
+    pub(crate) scale_io: Option<Box<SecretRefHolder>>,
     #[serde(default)]
-    pub storageos: Option<Box<SecretRefHolder>>,
+    pub(crate) storageos: Option<Box<SecretRefHolder>>,
     #[serde(default)]
-    pub azure_file: Option<Box<SecretVolumeInfo>>,
+    pub(crate) azure_file: Option<Box<SecretVolumeInfo>>,
 }
 
 impl VolumeInfo {
     /// Secrets named by volume plugins (`csi.nodePublishSecretRef`, `secretRef` of cephfs,
     /// rbd, iscsi, cinder, flexVolume, scaleIO, storageos; `azureFile.secretName`).
-    pub fn plugin_secrets(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn plugin_secrets(&self) -> impl Iterator<Item = &str> {
         let refs = [
             &self.cephfs,
             &self.rbd,
@@ -261,14 +261,14 @@ pub struct ClaimInfo {
 #[serde(rename_all = "camelCase")]
 pub struct CsiInfo {
     #[serde(default)]
-    pub node_publish_secret_ref: Option<NameRef>,
+    pub(crate) node_publish_secret_ref: Option<NameRef>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRefHolder {
     #[serde(default)]
-    pub secret_ref: Option<NameRef>,
+    pub(crate) secret_ref: Option<NameRef>,
 }
 
 /// A pod's status as the checks see it.
@@ -282,19 +282,19 @@ pub struct PodStatusInfo {
     #[serde(default)]
     pub message: Option<String>,
     #[serde(default)]
-    pub start_time: Option<Time>,
+    pub(crate) start_time: Option<Time>,
     #[serde(default, deserialize_with = "nullable")]
     pub conditions: Vec<PodConditionInfo>,
     #[serde(default, deserialize_with = "nullable")]
-    pub container_statuses: Vec<ContainerStatusInfo>,
+    pub(crate) container_statuses: Vec<ContainerStatusInfo>,
     #[serde(default, deserialize_with = "nullable")]
-    pub init_container_statuses: Vec<ContainerStatusInfo>,
+    pub(crate) init_container_statuses: Vec<ContainerStatusInfo>,
 }
 
 /// A container's status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ContainerStatusInfo {
+pub(crate) struct ContainerStatusInfo {
     #[serde(default)]
     pub name: String,
     #[serde(default)]
@@ -302,7 +302,7 @@ pub struct ContainerStatusInfo {
     #[serde(default)]
     pub ready: bool,
     #[serde(default)]
-    pub restart_count: i32,
+    pub(crate) restart_count: i32,
     /// `None` when the status has none or an empty one (`lastState: {}`).
     #[serde(default, deserialize_with = "state")]
     pub state: Option<ContainerStateInfo>,
@@ -322,13 +322,13 @@ pub struct PodConditionInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_transition_time: Option<Time>,
+    pub(crate) last_transition_time: Option<Time>,
 }
 
 /// A container's state: running, terminated or waiting. The rare two are boxed, so a
 /// status takes ~140 bytes instead of k8s-openapi's ~470 with both states inline.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ContainerStateInfo {
+pub(crate) struct ContainerStateInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running: Option<ContainerStateRunningInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -351,7 +351,7 @@ fn state<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ContainerStateInfo>, 
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ContainerStateRunningInfo {
+pub(crate) struct ContainerStateRunningInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
 }
@@ -359,7 +359,7 @@ pub struct ContainerStateRunningInfo {
 /// A terminated state (`containerID` is not read).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ContainerStateTerminatedInfo {
+pub(crate) struct ContainerStateTerminatedInfo {
     /// Required, as in k8s-openapi's `ContainerStateTerminated`.
     pub exit_code: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -371,11 +371,11 @@ pub struct ContainerStateTerminatedInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<Time>,
+    pub(crate) finished_at: Option<Time>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ContainerStateWaitingInfo {
+pub(crate) struct ContainerStateWaitingInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -387,7 +387,7 @@ static KEEP_LABELS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 
 /// Makes [`PodInfo::compact`] keep every pod's labels from now on in this process: the
 /// command line sets it for `--selector`, which shows findings by their objects' labels.
-pub fn keep_labels() {
+pub(crate) fn keep_labels() {
     KEEP_LABELS.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 

@@ -13,7 +13,7 @@ const CHUNK_BYTES: usize = 1 << 20;
 
 /// A structural problem, or a read error, at a byte offset of the file.
 #[derive(Debug)]
-pub struct ScanError {
+pub(crate) struct ScanError {
     pub offset: u64,
     pub message: String,
 }
@@ -27,7 +27,7 @@ impl std::fmt::Display for ScanError {
 impl std::error::Error for ScanError {}
 
 /// A window over a reader.
-pub struct Scanner<R> {
+pub(crate) struct Scanner<R> {
     r: R,
     buf: Vec<u8>,
     /// Next byte to look at, in `buf`.
@@ -41,12 +41,12 @@ pub struct Scanner<R> {
 }
 
 impl<R: Read> Scanner<R> {
-    pub fn new(r: R) -> Self {
+    pub(crate) fn new(r: R) -> Self {
         Self::with_chunk(r, CHUNK_BYTES)
     }
 
     /// A scanner reading `chunk` bytes at a time.
-    pub fn with_chunk(r: R, chunk: usize) -> Self {
+    pub(crate) fn with_chunk(r: R, chunk: usize) -> Self {
         Scanner {
             r,
             buf: Vec::new(),
@@ -103,7 +103,7 @@ impl<R: Read> Scanner<R> {
     }
 
     /// The next non-whitespace byte (not consumed), or `None` at the end.
-    pub fn skip_ws(&mut self) -> Result<Option<u8>, ScanError> {
+    pub(crate) fn skip_ws(&mut self) -> Result<Option<u8>, ScanError> {
         loop {
             if !self.fill()? {
                 return Ok(None);
@@ -116,7 +116,7 @@ impl<R: Read> Scanner<R> {
     }
 
     /// Consumes one byte (after [`Scanner::skip_ws`] returned it).
-    pub fn bump(&mut self) {
+    pub(crate) fn bump(&mut self) {
         self.pos += 1;
     }
 
@@ -125,7 +125,7 @@ impl<R: Read> Scanner<R> {
     ///
     /// # Errors
     /// End of input inside the value, or a read error.
-    pub fn value(&mut self) -> Result<&[u8], ScanError> {
+    pub(crate) fn value(&mut self) -> Result<&[u8], ScanError> {
         let first = self
             .skip_ws()?
             .ok_or_else(|| self.err("unexpected end of file, expected a value"))?;

@@ -37,7 +37,7 @@ pub struct VolumeStat {
 }
 
 /// The PV name in a kubelet volume mount path, if it is one.
-pub fn pv_name_from_mount(path: &str) -> Option<&str> {
+pub(crate) fn pv_name_from_mount(path: &str) -> Option<&str> {
     let mut parts = path.trim_end_matches('/').split('/');
     // Find "/pods/<uid>/volumes/<plugin>/<name>".
     while let Some(p) = parts.next() {
@@ -60,7 +60,9 @@ pub fn pv_name_from_mount(path: &str) -> Option<&str> {
 }
 
 /// Volume figures from the latest report of each node: one per PV and node.
-pub fn from_node_reports<'a>(reports: impl IntoIterator<Item = &'a NodeReport>) -> Vec<VolumeStat> {
+pub(crate) fn from_node_reports<'a>(
+    reports: impl IntoIterator<Item = &'a NodeReport>,
+) -> Vec<VolumeStat> {
     let mut out = Vec::new();
     for r in reports {
         let stat = |pv: &str, fs: &caretaker_core::model::Filesystem| VolumeStat {

@@ -24,9 +24,9 @@ use caretaker_core::config::{BoundedDuration, ms};
 use serde::{Deserialize, Serialize};
 
 /// Environment variable with the Lease's namespace when `namespace` is not set.
-pub const NAMESPACE_ENV: &str = "POD_NAMESPACE";
+pub(crate) const NAMESPACE_ENV: &str = "POD_NAMESPACE";
 /// Environment variable with this replica's identity when `identity` is not set.
-pub const IDENTITY_ENV: &str = "POD_NAME";
+pub(crate) const IDENTITY_ENV: &str = "POD_NAME";
 
 /// The `leader_election:` section. Absent: no election, the aggregator serves at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,9 +67,9 @@ impl Default for LeaderElectionConfig {
 /// The timing of an election.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
-    pub lease_duration: Duration,
-    pub renew_deadline: Duration,
-    pub retry_period: Duration,
+    pub(crate) lease_duration: Duration,
+    pub(crate) renew_deadline: Duration,
+    pub(crate) retry_period: Duration,
 }
 
 /// A complete election setup: the config with namespace and identity resolved.
@@ -81,7 +81,7 @@ pub struct Election {
     pub timing: Timing,
     /// This replica's pod, which gets the `caretaker.io/role` label: `$POD_NAMESPACE` and
     /// `$POD_NAME`, else the Lease's namespace and the identity.
-    pub pod_namespace: String,
+    pub(crate) pod_namespace: String,
     pub pod_name: String,
 }
 
@@ -119,11 +119,11 @@ pub enum Error {
     },
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// client-go's `JitterFactor`: waits between acquire attempts last up to 2.2 retry periods,
 /// and a renewal needs room for one such wait inside the renew deadline.
-pub const JITTER_FACTOR: f64 = 1.2;
+pub(crate) const JITTER_FACTOR: f64 = 1.2;
 
 impl LeaderElectionConfig {
     /// Checks the timing the way client-go's `NewLeaderElector` does.

@@ -14,14 +14,14 @@ use serde_json::{Value, json};
 
 use super::config::Timing;
 
-pub const NS: &str = "caretaker";
-pub const NAME: &str = "caretaker-aggregator";
-pub const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/caretaker/leases";
-pub const PODS: &str = "/api/v1/namespaces/caretaker/pods";
+pub(crate) const NS: &str = "caretaker";
+pub(crate) const NAME: &str = "caretaker-aggregator";
+pub(crate) const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/caretaker/leases";
+pub(crate) const PODS: &str = "/api/v1/namespaces/caretaker/pods";
 
 /// A pod PATCH as received.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PodPatch {
+pub(crate) struct PodPatch {
     pub path: String,
     pub content_type: String,
     pub query: String,
@@ -29,15 +29,15 @@ pub struct PodPatch {
 }
 
 #[derive(Debug, Default)]
-pub struct Fake {
+pub(crate) struct Fake {
     pub lease: Option<Value>,
     pub rv: u64,
     /// Answer every request with this status (500: the API server is failing).
     pub fail: Option<u16>,
     /// Answer this many of the next pod PATCHes with 500 (`usize::MAX`: all of them).
-    pub fail_pod_patches: usize,
+    pub(crate) fail_pod_patches: usize,
     /// Before the next update, another replica takes the Lease (so the update conflicts).
-    pub race_next_put: Option<String>,
+    pub(crate) race_next_put: Option<String>,
     /// Pods by name.
     pub pods: BTreeMap<String, Value>,
     /// `METHOD path` of every request.
@@ -47,7 +47,7 @@ pub struct Fake {
 }
 
 impl Fake {
-    pub fn spec(&self) -> Value {
+    pub(crate) fn spec(&self) -> Value {
         self.lease
             .as_ref()
             .map_or(Value::Null, |l| l["spec"].clone())
@@ -57,7 +57,7 @@ impl Fake {
         lease["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.lease = Some(lease);
     }
-    pub fn set_spec(&mut self, spec: Value) {
+    pub(crate) fn set_spec(&mut self, spec: Value) {
         let mut l = self
             .lease
             .clone()
@@ -66,7 +66,7 @@ impl Fake {
         self.put_lease(l);
     }
     /// A running pod `name` with the Deployment's labels plus `labels`.
-    pub fn add_pod(&mut self, name: &str, labels: Value) {
+    pub(crate) fn add_pod(&mut self, name: &str, labels: Value) {
         let mut all = json!({"app.kubernetes.io/name": "caretaker-aggregator", "app.kubernetes.io/instance": "caretaker", "pod-template-hash": "5d8f7"});
         for (k, v) in labels.as_object().into_iter().flatten() {
             all[k] = v.clone();
@@ -80,16 +80,16 @@ impl Fake {
         self.pods.insert(name.into(), pod);
     }
     /// The `caretaker.io/role` label of pod `name`.
-    pub fn role(&self, name: &str) -> Value {
+    pub(crate) fn role(&self, name: &str) -> Value {
         self.pods.get(name).map_or(Value::Null, |p| {
             p["metadata"]["labels"]["caretaker.io/role"].clone()
         })
     }
 }
 
-pub type Shared = Arc<Mutex<Fake>>;
+pub(crate) type Shared = Arc<Mutex<Fake>>;
 
-pub fn lease_json(spec: Value) -> Value {
+pub(crate) fn lease_json(spec: Value) -> Value {
     json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
@@ -98,7 +98,7 @@ pub fn lease_json(spec: Value) -> Value {
     })
 }
 
-pub fn held_by(holder: &str, transitions: i32) -> Value {
+pub(crate) fn held_by(holder: &str, transitions: i32) -> Value {
     json!({"holderIdentity": holder, "leaseDurationSeconds": 15, "acquireTime": "2026-01-01T00:00:00.000000Z",
            "renewTime": "2026-01-01T00:00:10.000000Z", "leaseTransitions": transitions})
 }
@@ -255,7 +255,7 @@ fn answer(
 }
 
 /// A client whose requests `fake` answers.
-pub fn client(fake: &Shared) -> kube::Client {
+pub(crate) fn client(fake: &Shared) -> kube::Client {
     let (mock, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let f = Arc::clone(fake);
     tokio::spawn(async move {
@@ -292,7 +292,7 @@ pub fn client(fake: &Shared) -> kube::Client {
 }
 
 /// client-go's defaults.
-pub fn timing() -> Timing {
+pub(crate) fn timing() -> Timing {
     Timing {
         lease_duration: Duration::from_secs(15),
         renew_deadline: Duration::from_secs(10),
@@ -300,7 +300,7 @@ pub fn timing() -> Timing {
     }
 }
 
-pub fn shared(lease: Option<Value>) -> Shared {
+pub(crate) fn shared(lease: Option<Value>) -> Shared {
     let mut f = Fake::default();
     if let Some(spec) = lease {
         f.set_spec(spec);
@@ -308,6 +308,6 @@ pub fn shared(lease: Option<Value>) -> Shared {
     Arc::new(Mutex::new(f))
 }
 
-pub fn take_seen(f: &Shared) -> Vec<String> {
+pub(crate) fn take_seen(f: &Shared) -> Vec<String> {
     std::mem::take(&mut f.lock().unwrap().seen)
 }

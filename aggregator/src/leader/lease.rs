@@ -30,7 +30,7 @@ use tracing::{debug, error, info, warn};
 use super::config::{Election, JITTER_FACTOR, Timing};
 
 /// Longest wait for the API server when releasing the Lease at shutdown.
-pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Leader-election errors.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ pub enum LeaderError {
 
 /// What one attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attempt {
+pub(crate) enum Attempt {
     /// This replica holds the Lease now (created, renewed or taken over).
     Held,
     /// Another replica holds the Lease and it is still valid.
@@ -67,7 +67,7 @@ struct Observed {
 
 /// One replica's side of the election.
 #[derive(Debug, Clone)]
-pub struct Elector {
+pub(crate) struct Elector {
     api: Api<Lease>,
     election: Election,
     observed: Option<Observed>,
@@ -83,7 +83,7 @@ fn seconds(d: Duration) -> i32 {
 
 impl Elector {
     /// An elector for `election` through `client` (in-cluster config in a pod).
-    pub fn new(client: kube::Client, election: Election) -> Self {
+    pub(crate) fn new(client: kube::Client, election: Election) -> Self {
         let api = Api::namespaced(client, &election.namespace);
         Self {
             api,
@@ -93,16 +93,17 @@ impl Elector {
     }
 
     /// `namespace/name` of the Lease, for messages.
-    pub fn lease(&self) -> String {
+    pub(crate) fn lease(&self) -> String {
         format!("{}/{}", self.election.namespace, self.election.lease_name)
     }
 
     /// This replica's identity.
-    pub fn identity(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn identity(&self) -> &str {
         &self.election.identity
     }
 
-    pub fn timing(&self) -> Timing {
+    pub(crate) fn timing(&self) -> Timing {
         self.election.timing
     }
 
@@ -127,7 +128,7 @@ impl Elector {
     ///
     /// # Errors
     /// The API server refused or failed a request (other than a 409 on the write).
-    pub async fn try_acquire_or_renew(&mut self) -> Result<Attempt, LeaderError> {
+    pub(crate) async fn try_acquire_or_renew(&mut self) -> Result<Attempt, LeaderError> {
         let name = self.election.lease_name.clone();
         let now = micro(Timestamp::now());
         let duration = seconds(self.election.timing.lease_duration);
@@ -204,7 +205,7 @@ impl Elector {
     /// Tries every `retry_period` (plus up to 1.2 × that of jitter, like client-go) until
     /// this replica holds the Lease: `true`, or `stop` fires first: `false`. Failures
     /// are logged and retried.
-    pub async fn acquire(&mut self, stop: &CancellationToken) -> bool {
+    pub(crate) async fn acquire(&mut self, stop: &CancellationToken) -> bool {
         let timing = self.election.timing;
         let mut last_holder: Option<String> = None;
         let mut last_error: Option<String> = None;
@@ -256,7 +257,7 @@ impl Elector {
     /// # Errors
     /// [`LeaderError::Lost`]: a renewal did not succeed within `renew_deadline`, or
     /// another replica holds the Lease.
-    pub async fn hold(&mut self, stop: &CancellationToken) -> Result<(), LeaderError> {
+    pub(crate) async fn hold(&mut self, stop: &CancellationToken) -> Result<(), LeaderError> {
         let timing = self.election.timing;
         loop {
             tokio::select! {
@@ -303,7 +304,7 @@ impl Elector {
     ///
     /// # Errors
     /// The API server failed or did not answer within [`RELEASE_TIMEOUT`].
-    pub async fn release(&mut self) -> Result<(), LeaderError> {
+    pub(crate) async fn release(&mut self) -> Result<(), LeaderError> {
         let lease = self.lease();
         match tokio::time::timeout(RELEASE_TIMEOUT, self.release_now()).await {
             Ok(r) => r,

@@ -33,6 +33,6 @@
 pub mod config;
 #[cfg(test)]
 pub(crate) mod fake;
-pub mod lease;
-pub mod replica;
-pub mod role;
+pub(crate) mod lease;
+pub(crate) mod replica;
+pub(crate) mod role;

@@ -31,7 +31,7 @@ use super::lease::{Elector, LeaderError};
 use super::role::{LabelError, LabelRetry, PodLabeler, ROLE_LABEL, Role};
 
 /// The leader work's own error.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a replica stopped other than on request.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ pub enum RunError {
 
 /// What the leader's work gets.
 #[derive(Debug)]
-pub struct Leading {
+pub(crate) struct Leading {
     /// The election's timing.
     pub timing: Timing,
     /// Fires when the work must drain and return: SIGTERM, a lost Lease, or a pod that
@@ -61,7 +61,7 @@ pub struct Leading {
 
 impl Leading {
     /// Tells [`Replica::run`] that the servers listen, so the pod may be labeled leader.
-    pub fn listening(&mut self) {
+    pub(crate) fn listening(&mut self) {
         if let Some(tx) = self.listening.take() {
             let _ = tx.send(());
         }
@@ -70,14 +70,14 @@ impl Leading {
 
 /// One replica: its side of the election and its pod's role label.
 #[derive(Debug)]
-pub struct Replica {
+pub(crate) struct Replica {
     elector: Elector,
     labeler: PodLabeler,
 }
 
 impl Replica {
     /// A replica of `election` talking to the API server through `client`.
-    pub fn new(client: kube::Client, election: Election) -> Self {
+    pub(crate) fn new(client: kube::Client, election: Election) -> Self {
         let labeler = PodLabeler::new(client.clone(), &election.pod_namespace, &election.pod_name);
         Self {
             elector: Elector::new(client, election),
@@ -93,7 +93,11 @@ impl Replica {
     /// # Errors
     /// See [`RunError`]; the Lease is released before returning except after
     /// [`RunError::Lost`] (someone else holds it) and [`RunError::Standby`] (never held).
-    pub async fn run<F, Fut>(self, shutdown: &CancellationToken, work: F) -> Result<(), RunError>
+    pub(crate) async fn run<F, Fut>(
+        self,
+        shutdown: &CancellationToken,
+        work: F,
+    ) -> Result<(), RunError>
     where
         F: FnOnce(Leading) -> Fut,
         Fut: Future<Output = Result<(), BoxError>> + Send + 'static,

@@ -23,10 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The label the Service selects on.
-pub const ROLE_LABEL: &str = "caretaker.io/role";
+pub(crate) const ROLE_LABEL: &str = "caretaker.io/role";
 
 /// `fieldManager` of the label patches (shown in the pod's `managedFields`).
-pub const FIELD_MANAGER: &str = "caretaker-aggregator";
+pub(crate) const FIELD_MANAGER: &str = "caretaker-aggregator";
 
 /// A replica's role, as its pod label says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub enum LabelError {
 
 /// Why this pod's labels could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error(transparent)]
     Api(kube::Error),
     #[error("no answer within {0:?}")]
@@ -95,14 +95,14 @@ pub enum ReadError {
 
 /// How often and how patiently a label is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LabelRetry {
+pub(crate) struct LabelRetry {
     /// Requests in all, the first included.
-    pub attempts: usize,
+    pub(crate) attempts: usize,
     /// Timeout of one request.
     pub timeout: Duration,
     /// First wait between requests; doubled each time (with jitter) up to `max_delay`.
-    pub min_delay: Duration,
-    pub max_delay: Duration,
+    pub(crate) min_delay: Duration,
+    pub(crate) max_delay: Duration,
 }
 
 impl LabelRetry {
@@ -110,7 +110,7 @@ impl LabelRetry {
     /// That is long enough to ride out an API server restart blip, short enough that a
     /// leader which cannot be labeled (and so gets no traffic) gives the Lease up well
     /// within a minute.
-    pub const PERSISTENT: Self = Self {
+    pub(crate) const PERSISTENT: Self = Self {
         attempts: 6,
         timeout: Duration::from_secs(5),
         min_delay: Duration::from_millis(200),
@@ -120,7 +120,7 @@ impl LabelRetry {
     /// On the way out (SIGTERM, lost Lease): 2 requests of up to 1 s, so the pod's 10 s
     /// termination grace period still has room to drain and release the Lease. A
     /// terminating pod leaves the Service's endpoints anyway; this label is the second line.
-    pub const STEP_DOWN: Self = Self {
+    pub(crate) const STEP_DOWN: Self = Self {
         attempts: 2,
         timeout: Duration::from_secs(1),
         min_delay: Duration::from_millis(200),
@@ -140,7 +140,7 @@ impl LabelRetry {
 
 /// Writes this replica's role onto its own pod.
 #[derive(Debug, Clone)]
-pub struct PodLabeler {
+pub(crate) struct PodLabeler {
     api: Api<Pod>,
     namespace: String,
     name: String,
@@ -148,7 +148,7 @@ pub struct PodLabeler {
 
 impl PodLabeler {
     /// The labeler of pod `namespace/name` (from `POD_NAMESPACE` and `POD_NAME`).
-    pub fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
+    pub(crate) fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.into(),
@@ -157,7 +157,7 @@ impl PodLabeler {
     }
 
     /// `namespace/name`, for messages.
-    pub fn pod(&self) -> String {
+    pub(crate) fn pod(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
 
@@ -166,7 +166,7 @@ impl PodLabeler {
     ///
     /// # Errors
     /// The API server refused or failed the request, or did not answer within `timeout`.
-    pub async fn current(&self, timeout: Duration) -> Result<Option<String>, ReadError> {
+    pub(crate) async fn current(&self, timeout: Duration) -> Result<Option<String>, ReadError> {
         match tokio::time::timeout(timeout, self.api.get(&self.name)).await {
             Ok(Ok(pod)) => Ok(pod.metadata.labels.and_then(|mut l| l.remove(ROLE_LABEL))),
             Ok(Err(e)) => Err(ReadError::Api(e)),
@@ -178,7 +178,7 @@ impl PodLabeler {
     ///
     /// # Errors
     /// The API server refused or failed it, or did not answer in time.
-    pub async fn set(&self, role: Role, timeout: Duration) -> Result<(), LabelError> {
+    pub(crate) async fn set(&self, role: Role, timeout: Duration) -> Result<(), LabelError> {
         let patch = serde_json::json!({ "metadata": { "labels": { ROLE_LABEL: role.as_str() } } });
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
@@ -208,7 +208,7 @@ impl PodLabeler {
     ///
     /// # Errors
     /// [`LabelError::GaveUp`] with the last failure, after `retry.attempts` requests.
-    pub async fn set_retrying(
+    pub(crate) async fn set_retrying(
         &self,
         role: Role,
         retry: LabelRetry,

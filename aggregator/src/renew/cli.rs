@@ -113,7 +113,7 @@ impl RenewCliError {
 ///
 /// # Errors
 /// [`RenewCliError::Kubeconfig`] or [`RenewCliError::Kube`].
-pub async fn client(
+pub(crate) async fn client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> Result<kube::Client, RenewCliError> {

@@ -43,7 +43,7 @@ pub(crate) const REASON: &str = "ManuallyTriggered";
 /// The condition's message, as cmctl sets it.
 pub(crate) const MESSAGE: &str = "Certificate re-issuance manually triggered";
 /// The code of renewal proposals in the report.
-pub const PROPOSAL_CODE: &str = "certificate_renewal_due";
+pub(crate) const PROPOSAL_CODE: &str = "certificate_renewal_due";
 /// The resource and subresource the renewal patches (the RBAC rule it needs: `patch`).
 pub const STATUS_SUBRESOURCE: (Resource, &str) = (Resource::Certificate, "status");
 
@@ -110,7 +110,7 @@ pub enum RenewError {
 }
 
 /// The API resource of cert-manager Certificates.
-pub fn api_resource() -> ApiResource {
+pub(crate) fn api_resource() -> ApiResource {
     let (group, version, kind, plural) = Resource::Certificate.gvkp();
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
@@ -187,7 +187,7 @@ pub(crate) fn status_patch(cert: &DynamicObject, now: Timestamp) -> Value {
 
 /// What [`renew`] did (or, in a dry run, would do).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Renewal {
+pub(crate) struct Renewal {
     pub certificate: ObjectRef,
     /// False in a dry run: nothing was sent.
     pub applied: bool,
@@ -202,7 +202,7 @@ pub struct Renewal {
 
 impl Renewal {
     /// One line for the terminal and the audit log.
-    pub fn sentence(&self) -> String {
+    pub(crate) fn sentence(&self) -> String {
         let what = match (&self.certificate.namespace, self.applied) {
             (Some(ns), true) => format!(
                 "renewed Certificate {ns}/{}: Issuing condition set (reason {REASON}); cert-manager re-issues it",
@@ -235,7 +235,7 @@ impl Renewal {
 ///
 /// # Errors
 /// See [`RenewError`].
-pub async fn renew(
+pub(crate) async fn renew(
     client: &kube::Client,
     target: &Target,
     apply: bool,
@@ -294,7 +294,7 @@ pub async fn renew(
 /// and whose `Issuing` condition is not True, that is one cert-manager has not renewed (it
 /// moves `renewalTime` forward when it renews, and sets `Issuing` while it tries). The
 /// action is the renew command; applying cleanup never touches them.
-pub fn proposals(state: &ClusterState, now: Timestamp) -> Vec<Proposal> {
+pub(crate) fn proposals(state: &ClusterState, now: Timestamp) -> Vec<Proposal> {
     let mut out: Vec<Proposal> = state
         .certificates
         .iter()
@@ -339,7 +339,7 @@ pub fn proposals(state: &ClusterState, now: Timestamp) -> Vec<Proposal> {
 }
 
 /// The command that renews `ns/name` (applied, inside the maintenance window).
-pub fn command(ns: &str, name: &str) -> String {
+pub(crate) fn command(ns: &str, name: &str) -> String {
     format!("caretaker-aggregator certificates renew {ns}/{name} --apply")
 }
 

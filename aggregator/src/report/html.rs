@@ -53,14 +53,14 @@ use crate::cleanup::Action;
 
 /// Renders `report` as a complete HTML5 page, with the disk thresholds of
 /// [`MergeConfig::default`].
-pub fn html(report: &ClusterReport) -> String {
+pub(crate) fn html(report: &ClusterReport) -> String {
     page(report, &MergeConfig::default()).into_string()
 }
 
 /// Renders the findings that differ between two recorded reports as a complete HTML5
 /// page (same style sheet and policy as the report page): new, resolved and changed
 /// findings, each table with its count.
-pub fn diff_html(d: &crate::store::history::ReportDiff) -> String {
+pub(crate) fn diff_html(d: &crate::store::history::ReportDiff) -> String {
     let when = |t: Option<Timestamp>| t.map_or_else(|| "-".to_string(), fmt_time);
     let title = format!("caretaker findings from {} to {}", when(d.from), when(d.to));
     let section = |name: &str, list: &[super::TrackedFinding]| {
@@ -392,7 +392,7 @@ fn not_reporting(r: &ClusterReport) -> Markup {
 
 /// Filesystems the overview's disk chart shows: the fullest ones (the whole list is in
 /// the disk section further down).
-pub const OVERVIEW_DISK_ROWS: usize = 12;
+pub(crate) const OVERVIEW_DISK_ROWS: usize = 12;
 
 /// The status of a score part: a check's severity; for node freshness and disk pressure
 /// the worst of their objects.
@@ -506,7 +506,7 @@ fn is_generated(seg: &str, min: usize, max: usize) -> bool {
 /// from. A Pod `api-7d9c8b6f5d-x2b4z` (Deployment → ReplicaSet hash → pod suffix), a Pod
 /// `agent-x2b4z` (DaemonSet or Job) and a Pod `db-0` (StatefulSet) belong to `api`,
 /// `agent` and `db`; a ReplicaSet `api-7d9c8b6f5d` to `api`; any other object to itself.
-pub fn owner_name(o: &ObjectRef) -> &str {
+pub(crate) fn owner_name(o: &ObjectRef) -> &str {
     let name = o.name.as_str();
     match o.kind.as_str() {
         "Pod" => {
@@ -720,7 +720,7 @@ fn log_check(r: &ClusterReport) -> Markup {
 /// HIGH and CRITICAL vulnerabilities of one image, as the `vulnerabilities` check's
 /// findings state them.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ImageVulnerabilities {
+pub(crate) struct ImageVulnerabilities {
     pub image: String,
     pub critical: u64,
     pub critical_fixable: u64,
@@ -729,7 +729,7 @@ pub struct ImageVulnerabilities {
     /// `Kind/namespace/name (container)` of each workload running it.
     pub workloads: Vec<String>,
     /// The oldest scan of the image.
-    pub oldest_scan: Option<Timestamp>,
+    pub(crate) oldest_scan: Option<Timestamp>,
 }
 
 /// Reads `container C image I: N CRITICAL (M fixable), H HIGH (K fixable)` from the head
@@ -754,7 +754,7 @@ fn parse_counts(message: &str) -> Option<(String, String, [u64; 4])> {
 
 /// Per image, from the `vulnerabilities` check's findings: fixable first (most fixable
 /// CRITICAL, then HIGH), then by CRITICAL and HIGH counts and name.
-pub fn images(r: &ClusterReport) -> Vec<ImageVulnerabilities> {
+pub(crate) fn images(r: &ClusterReport) -> Vec<ImageVulnerabilities> {
     let mut by: std::collections::BTreeMap<String, ImageVulnerabilities> =
         std::collections::BTreeMap::new();
     let findings = r

@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 use crate::checks::{CheckResult, Finding, ObjectRef, Severity};
 
 /// The check's name in the report.
-pub const CHECK: &str = "log_check";
+pub(crate) const CHECK: &str = "log_check";
 /// A count at or above its pattern's threshold.
-pub const CODE_THRESHOLD: &str = "log_lines_above_threshold";
+pub(crate) const CODE_THRESHOLD: &str = "log_lines_above_threshold";
 /// A count that jumped against the 24 h before.
-pub const CODE_JUMP: &str = "log_lines_jumped";
+pub(crate) const CODE_JUMP: &str = "log_lines_jumped";
 
 /// The cluster's log check: the nodes' summaries merged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +27,7 @@ pub struct ClusterLogCheck {
     /// Nodes whose latest report carries a log check.
     pub nodes_checked: usize,
     /// The oldest of those nodes' last checks.
-    pub oldest_check: Timestamp,
+    pub(crate) oldest_check: Timestamp,
     /// Every pattern any node counts, in the order the nodes list them.
     pub patterns: Vec<String>,
     /// Per pattern (in `patterns` order), the containers with the highest 24 h counts
@@ -49,7 +49,7 @@ pub struct ClusterLogEntry {
 
 /// Merges the log check of `reports` (the latest report per node): `None` when no report
 /// carries one. `top` entries are kept per pattern.
-pub fn merge<'a>(
+pub(crate) fn merge<'a>(
     reports: impl IntoIterator<Item = &'a NodeReport>,
     top: usize,
 ) -> Option<(ClusterLogCheck, CheckResult)> {

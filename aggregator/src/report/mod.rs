@@ -28,9 +28,9 @@
 //!   score_parts: [{name, kind: check|nodes|disk, score: 0..100, weight, objects, critical, warning, info}] }
 //! ```
 
-pub mod html;
-pub mod logcheck;
-pub mod planning;
+pub(crate) mod html;
+pub(crate) mod logcheck;
+pub(crate) mod planning;
 pub mod render;
 pub mod score;
 
@@ -57,7 +57,7 @@ pub const SCHEMA_VERSION: u32 = 2;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterReport {
     pub schema_version: u32,
-    pub generated_at: Timestamp,
+    pub(crate) generated_at: Timestamp,
     /// The worst of every finding, node freshness and disk pressure; see [`score`].
     pub status: Severity,
     /// 0–100; see [`score`] for the formula.
@@ -66,7 +66,7 @@ pub struct ClusterReport {
     pub nodes: Vec<NodeStatus>,
     /// When the checks below ran; absent when no round has run.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub checks_at: Option<Timestamp>,
+    pub(crate) checks_at: Option<Timestamp>,
     /// Cluster checks and external signals, each with its findings.
     #[serde(default)]
     pub checks: Vec<CheckResult>,
@@ -115,19 +115,19 @@ pub struct ScheduledRun {
     /// With the `trends` task (the monthly capacity review): disk usage per node and
     /// mount over 30 days with days until full, and alert counts over 7 days.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub trends: Option<RunTrends>,
+    pub(crate) trends: Option<RunTrends>,
     /// With the `signals` task: the alert review over the recorded rounds (times fired,
     /// firing time and flapping per alert name, silenced and inhibited apart).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub alert_review: Option<crate::signals::review::AlertReview>,
+    pub(crate) alert_review: Option<crate::signals::review::AlertReview>,
 }
 
 /// The trends a `trends` task records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunTrends {
-    pub disk_30d: Vec<crate::store::history::DiskTrend>,
+pub(crate) struct RunTrends {
+    pub(crate) disk_30d: Vec<crate::store::history::DiskTrend>,
     /// Alert name → in how many recorded reports of the last 7 days it was firing.
-    pub alerts_7d: BTreeMap<String, u64>,
+    pub(crate) alerts_7d: BTreeMap<String, u64>,
 }
 
 /// The maintenance window as of the report: destructive cleanups (applying proposals,
@@ -140,7 +140,7 @@ pub struct MaintenanceStatus {
     /// The window's next opening (now, when it is open).
     pub next_open: Timestamp,
     /// Cleanup proposals that delete and so wait for the window.
-    pub waiting_proposals: usize,
+    pub(crate) waiting_proposals: usize,
 }
 
 impl ClusterReport {
@@ -148,7 +148,7 @@ impl ClusterReport {
     ///
     /// # Errors
     /// JSON serialization errors (which these types do not produce).
-    pub fn to_wire(&self) -> Result<pb::ClusterReport, serde_json::Error> {
+    pub(crate) fn to_wire(&self) -> Result<pb::ClusterReport, serde_json::Error> {
         Ok(pb::ClusterReport {
             schema_version: self.schema_version,
             generated_at: Some(prost_types::Timestamp {
@@ -164,7 +164,7 @@ impl ClusterReport {
     ///
     /// # Errors
     /// The JSON does not hold a report of this schema version.
-    pub fn from_wire(w: &pb::ClusterReport) -> Result<Self> {
+    pub(crate) fn from_wire(w: &pb::ClusterReport) -> Result<Self> {
         if w.schema_version != SCHEMA_VERSION {
             return Err(Error::SchemaVersion(w.schema_version));
         }
@@ -254,7 +254,7 @@ pub struct NodeEvent {
     pub message: String,
     pub count: u32,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub last_seen: Option<Timestamp>,
+    pub(crate) last_seen: Option<Timestamp>,
 }
 
 /// One node filesystem at or near disk pressure.
@@ -284,9 +284,9 @@ pub struct TrackedFinding {
     pub object: ObjectRef,
     pub message: String,
     pub first_seen: Timestamp,
-    pub last_seen: Timestamp,
+    pub(crate) last_seen: Timestamp,
     /// Times it came back after having resolved.
-    pub flaps: u32,
+    pub(crate) flaps: u32,
 }
 
 /// One run of the cluster checks and signals; the merge joins the latest one with the
@@ -353,12 +353,12 @@ pub struct MergeConfig {
     pub stale_after_intervals: u32,
     /// Filesystem usage at which a node is shown as near disk pressure. Default 80, as
     /// kubelet's imageGCLowThresholdPercent.
-    pub near_percent: f64,
+    pub(crate) near_percent: f64,
     /// Usage at which it is under pressure. Default 85, as kubelet's
     /// imageGCHighThresholdPercent.
-    pub pressure_percent: f64,
+    pub(crate) pressure_percent: f64,
     /// Containers listed per log check pattern across the cluster. Default 10.
-    pub log_check_top: usize,
+    pub(crate) log_check_top: usize,
 }
 
 impl Default for MergeConfig {
@@ -407,7 +407,7 @@ pub fn merge(
 /// no `report` (nothing is cloned); everything computed from the reports (disk pressure,
 /// status, score) is the same. The JSON endpoint uses it and splices in each node's
 /// report JSON, serialized once when the report arrived.
-pub fn merge_nodes<'a>(
+pub(crate) fn merge_nodes<'a>(
     nodes: impl IntoIterator<Item = &'a StoredNode>,
     round: &CheckRound,
     cfg: &MergeConfig,
@@ -503,7 +503,7 @@ pub fn merge_nodes<'a>(
 }
 
 /// The stable identity of a finding of `check`.
-pub fn finding_key(check: &str, code: &str, object: &ObjectRef) -> String {
+pub(crate) fn finding_key(check: &str, code: &str, object: &ObjectRef) -> String {
     format!(
         "{check}/{code}/{}/{}/{}",
         object.kind,

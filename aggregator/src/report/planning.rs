@@ -64,7 +64,7 @@ fn pipe_table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The sections of the record for `p` (empty when nothing ran); `md` for Markdown headings.
-pub fn text(p: &Planning, md: bool) -> String {
+pub(crate) fn text(p: &Planning, md: bool) -> String {
     let h = |title: &str| {
         if md {
             format!("## {title}\n\n")

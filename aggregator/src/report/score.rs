@@ -34,15 +34,15 @@ use super::{DiskPressure, PressureLevel};
 use crate::checks::{CheckResult, CheckStatus, ObjectRef, Severity};
 
 /// What a critical object costs of its part (as a share of one healthy object).
-pub const CRITICAL_PENALTY: f64 = 1.0;
+pub(crate) const CRITICAL_PENALTY: f64 = 1.0;
 /// What a warning object costs.
-pub const WARNING_PENALTY: f64 = 0.5;
+pub(crate) const WARNING_PENALTY: f64 = 0.5;
 /// The weight of every part that judged at least one object.
-pub const PART_WEIGHT: f64 = 1.0;
+pub(crate) const PART_WEIGHT: f64 = 1.0;
 /// The part scoring node freshness.
-pub const NODE_FRESHNESS: &str = "node_freshness";
+pub(crate) const NODE_FRESHNESS: &str = "node_freshness";
 /// The part scoring disk pressure.
-pub const DISK_PRESSURE: &str = "disk_pressure";
+pub(crate) const DISK_PRESSURE: &str = "disk_pressure";
 
 /// What a part of the score stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +114,7 @@ impl ScorePart {
 }
 
 /// The score of one check: its objects by the worst severity of their findings.
-pub fn check_part(c: &CheckResult) -> ScorePart {
+pub(crate) fn check_part(c: &CheckResult) -> ScorePart {
     let mut worst: BTreeMap<&ObjectRef, Severity> = BTreeMap::new();
     for f in &c.findings {
         let w = worst.entry(&f.object).or_insert(Severity::Ok);
@@ -213,7 +213,8 @@ pub fn status_and_score(
 }
 
 /// The score's section of `aggregator/CHECKS.md` (generated with the code table).
-pub fn reference_section() -> String {
+#[cfg(test)]
+pub(crate) fn reference_section() -> String {
     format!(
         "\n## The score\n\n\
          Each report has a `score` from 0 to 100 (Popeye's model) and its `score_parts` \

@@ -11,7 +11,7 @@
 //!   interval: 10m         # default 10m: how often a round runs; 1m..24h
 //! ```
 
-pub mod scheduled;
+pub(crate) mod scheduled;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -34,7 +34,7 @@ use crate::store;
 
 /// Kubelet event reasons about a node's disk: image garbage collection and eviction
 /// (`pkg/kubelet/events` and the eviction manager).
-pub const DISK_EVENT_REASONS: &[&str] = &[
+pub(crate) const DISK_EVENT_REASONS: &[&str] = &[
     "FreeDiskSpaceFailed",
     "ImageGCFailed",
     "EvictionThresholdMet",
@@ -370,7 +370,7 @@ fn fill_node_facts(state: &ClusterState, round: &mut CheckRound) {
 }
 
 /// Reads every configured signal; each becomes a check result beside its raw figures.
-pub async fn read_signals(
+pub(crate) async fn read_signals(
     cfg: &SignalsConfig,
     now: Timestamp,
 ) -> (Vec<CheckResult>, Option<SignalsReport>) {
@@ -445,14 +445,14 @@ async fn review(
 }
 
 /// Key of the notifier's state document in the store.
-pub const NOTIFY_STATE_KEY: &str = "notify_state";
+pub(crate) const NOTIFY_STATE_KEY: &str = "notify_state";
 
 /// Runs a round now and then every `interval` (±10 % jitter) until `shutdown`, handing each
 /// to the state, which records the merged report every `record_interval`. After each round
 /// the notifier (when configured) looks at the merged report; its de-duplication state is
 /// kept in the store, so a restart does not page again for the same finding. Round requests
 /// arrive on `requests` (the receiving half of [`crate::state::round_requests`]).
-pub async fn run_loop(
+pub(crate) async fn run_loop(
     state: std::sync::Arc<crate::state::State>,
     mut rounds: Rounds,
     record_interval: Duration,

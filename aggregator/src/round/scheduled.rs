@@ -16,7 +16,7 @@ const RUN_STATE_KEY: &str = "schedule_run_state";
 
 /// Daily, weekly and monthly runs: each due slot runs a round now (recorded in the
 /// history) and then persists the run state, so a restart neither repeats nor skips a slot.
-pub async fn run(state: Arc<State>, schedule: Schedule, shutdown: CancellationToken) {
+pub(crate) async fn run(state: Arc<State>, schedule: Schedule, shutdown: CancellationToken) {
     let run_state: RunState = match state.store().get_meta(RUN_STATE_KEY).await {
         Ok(s) => s.unwrap_or_default(),
         Err(e) => {

@@ -116,7 +116,7 @@ pub enum Task {
 impl Task {
     /// The daily run: every check and every external signal (the seed's daily health,
     /// backup and metrics checks).
-    pub const DAILY: &'static [Task] = &[
+    pub(crate) const DAILY: &'static [Task] = &[
         Task::Nodes,
         Task::Pods,
         Task::Workloads,
@@ -163,7 +163,7 @@ impl Task {
 
 impl Task {
     /// The name of the cluster check in [`crate::checks::ALL`] this task is, if it is one.
-    pub fn cluster_check(self) -> Option<&'static str> {
+    pub(crate) fn cluster_check(self) -> Option<&'static str> {
         match self {
             Task::Signals | Task::Cleanup | Task::Trends | Task::ChartUpdates => None,
             t => Some(t.name()),
@@ -303,7 +303,7 @@ pub const WEBHOOK_URL_ENV: &str = "CARETAKER_WEBHOOK_URL";
 
 /// A webhook URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum WebhookUrlError {
+pub(crate) enum WebhookUrlError {
     #[error("webhook_url is not a URL")]
     NotAUrl(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("webhook_url must be an http:// or https:// URL")]
@@ -316,7 +316,7 @@ impl NotificationsConfig {
     ///
     /// # Errors
     /// The variable's value is not an http:// or https:// URL.
-    pub fn resolve_env(
+    pub(crate) fn resolve_env(
         &mut self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<(), WebhookUrlError> {

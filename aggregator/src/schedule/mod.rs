@@ -18,6 +18,6 @@
 //! [`caretaker_core::cron`] and [`caretaker_core::window`].
 
 pub mod config;
-pub mod notify;
-pub mod runner;
-pub mod runs;
+pub(crate) mod notify;
+pub(crate) mod runner;
+pub(crate) mod runs;

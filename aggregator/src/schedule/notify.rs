@@ -38,17 +38,17 @@ use crate::checks::Severity;
 use crate::report::{ClusterReport, TrackedFinding};
 
 /// Findings listed per list in one notification; the rest are counted in `omitted`.
-pub const MAX_LISTED: usize = 20;
+pub(crate) const MAX_LISTED: usize = 20;
 
 /// What has been notified; persisted by the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotifyState {
+pub(crate) struct NotifyState {
     /// Status of the last report processed; `None` before the first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_status: Option<Severity>,
+    pub(crate) last_status: Option<Severity>,
     /// The last status notification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status_notified: Option<StatusNotified>,
+    pub(crate) status_notified: Option<StatusNotified>,
     /// Critical findings notified, by key.
     #[serde(default)]
     pub findings: BTreeMap<String, NotifiedFinding>,
@@ -56,23 +56,23 @@ pub struct NotifyState {
 
 /// A status that was notified, and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusNotified {
+pub(crate) struct StatusNotified {
     pub status: Severity,
     pub at: Timestamp,
 }
 
 /// A critical finding that was notified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotifiedFinding {
-    pub notified_at: Timestamp,
+pub(crate) struct NotifiedFinding {
+    pub(crate) notified_at: Timestamp,
     /// When it was first seen gone (or no longer critical) since it was notified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cleared_at: Option<Timestamp>,
+    pub(crate) cleared_at: Option<Timestamp>,
 }
 
 /// The JSON body posted to the webhook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Notification {
+pub(crate) struct Notification {
     /// The message as people read it (Slack's `text`).
     pub text: String,
     pub caretaker: Details,
@@ -80,29 +80,29 @@ pub struct Notification {
 
 /// The facts of a notification as fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Details {
+pub(crate) struct Details {
     pub status: Severity,
     /// Set when the status worsened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_status: Option<Severity>,
+    pub(crate) previous_status: Option<Severity>,
     pub score: u8,
-    pub generated_at: Timestamp,
-    pub new_critical_findings: Listed,
+    pub(crate) generated_at: Timestamp,
+    pub(crate) new_critical_findings: Listed,
     /// When the status worsened: the findings at the new status, worst first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub findings_at_status: Option<Listed>,
+    pub(crate) findings_at_status: Option<Listed>,
 }
 
 /// Up to [`MAX_LISTED`] findings and how many more there were.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Listed {
+pub(crate) struct Listed {
     pub items: Vec<Item>,
-    pub omitted: usize,
+    pub(crate) omitted: usize,
 }
 
 /// One finding in a notification.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Item {
+pub(crate) struct Item {
     pub key: String,
     pub check: String,
     pub code: String,
@@ -114,13 +114,13 @@ pub struct Item {
 
 /// The notification rule of the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Policy {
+pub(crate) struct Policy {
     pub min_severity: Severity,
-    pub flap_grace: Duration,
+    pub(crate) flap_grace: Duration,
 }
 
 impl Policy {
-    pub fn new(config: &NotificationsConfig) -> Policy {
+    pub(crate) fn new(config: &NotificationsConfig) -> Policy {
         Policy {
             min_severity: config.min_severity,
             flap_grace: config.flap_grace.get(),
@@ -129,7 +129,7 @@ impl Policy {
 
     /// What to send for `report` at `now` given `state`, and the state to keep once it is
     /// sent (or at once, when there is nothing to send).
-    pub fn decide(
+    pub(crate) fn decide(
         &self,
         state: &NotifyState,
         report: &ClusterReport,
@@ -322,7 +322,7 @@ pub enum NotifyError {
 
 /// A Slack-compatible incoming webhook.
 #[derive(Debug, Clone)]
-pub struct Webhook {
+pub(crate) struct Webhook {
     client: reqwest::Client,
     url: String,
     host: String,
@@ -333,7 +333,7 @@ impl Webhook {
     ///
     /// # Errors
     /// [`NotifyError::Client`] when the TLS backend cannot initialise.
-    pub fn new(url: &str, timeout: Duration) -> Result<Webhook, NotifyError> {
+    pub(crate) fn new(url: &str, timeout: Duration) -> Result<Webhook, NotifyError> {
         let client = crate::signals::client(timeout).map_err(NotifyError::Client)?;
         // Scheme, host and port only: the path of a Slack webhook is its secret.
         let host = reqwest::Url::parse(url).map_or_else(
@@ -352,7 +352,7 @@ impl Webhook {
     /// # Errors
     /// [`NotifyError::Post`] when there is no answer within the timeout or the connection
     /// fails; [`NotifyError::Status`] for an answer other than 2xx, with the start of its body.
-    pub async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
+    pub(crate) async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
         let post = |source: reqwest::Error| NotifyError::Post {
             host: self.host.clone(),
             source: source.without_url(),
@@ -380,7 +380,7 @@ impl Webhook {
 
 /// The policy plus, when a webhook URL is configured, where to deliver.
 #[derive(Debug, Clone)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     pub policy: Policy,
     webhook: Option<Webhook>,
 }
@@ -388,7 +388,7 @@ pub struct Notifier {
 impl Notifier {
     /// # Errors
     /// See [`Webhook::new`].
-    pub fn new(config: &NotificationsConfig) -> Result<Notifier, NotifyError> {
+    pub(crate) fn new(config: &NotificationsConfig) -> Result<Notifier, NotifyError> {
         let webhook = config
             .webhook_url
             .as_deref()
@@ -406,7 +406,7 @@ impl Notifier {
     ///
     /// # Errors
     /// The webhook failed; `state` is unchanged, so the next report retries.
-    pub async fn process(
+    pub(crate) async fn process(
         &self,
         state: &mut NotifyState,
         report: &ClusterReport,

@@ -18,13 +18,13 @@ use tracing::{info, warn};
 use super::runs::{DueRound, RunState, Schedule};
 
 /// Where the loop reads the time.
-pub trait Clock: Send + Sync {
+pub(crate) trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
 }
 
 /// The system's wall clock.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
@@ -36,13 +36,15 @@ impl Clock for SystemClock {
 /// made. Under `tokio::time::pause` it advances only with tokio's virtual time, so tests run
 /// days of schedule without waiting.
 #[derive(Debug, Clone, Copy)]
-pub struct TokioClock {
+#[cfg(test)]
+pub(crate) struct TokioClock {
     origin: Timestamp,
     started: tokio::time::Instant,
 }
 
+#[cfg(test)]
 impl TokioClock {
-    pub fn starting_at(origin: Timestamp) -> TokioClock {
+    pub(crate) fn starting_at(origin: Timestamp) -> TokioClock {
         TokioClock {
             origin,
             started: tokio::time::Instant::now(),
@@ -50,6 +52,7 @@ impl TokioClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for TokioClock {
     fn now(&self) -> Timestamp {
         let elapsed = jiff::SignedDuration::try_from(self.started.elapsed())
@@ -62,14 +65,14 @@ impl Clock for TokioClock {
 
 /// How the loop waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunnerOptions {
+pub(crate) struct RunnerOptions {
     /// A round starts up to this much after its slot, at random. Default 5 s: there is one
     /// aggregator, so this only spreads its calls to the API server and Prometheus away from
     /// other cron jobs that start on the minute.
-    pub max_jitter: Duration,
+    pub(crate) max_jitter: Duration,
     /// The longest single sleep; the loop wakes at least this often to re-read the wall
     /// clock, so a clock step (NTP, a suspended VM) delays a round by at most this. Default 60 s.
-    pub max_sleep: Duration,
+    pub(crate) max_sleep: Duration,
 }
 
 impl Default for RunnerOptions {
@@ -87,7 +90,7 @@ impl Default for RunnerOptions {
 /// start being done through the first reading of `clock` (see [`Schedule::init_state`]).
 /// For each due round `on_round(round, state_after)` is awaited before the next; see the
 /// [module docs](self) for what it should do with `state_after`.
-pub async fn run_scheduler<C, F, Fut>(
+pub(crate) async fn run_scheduler<C, F, Fut>(
     schedule: &Schedule,
     mut state: RunState,
     clock: &C,

@@ -25,16 +25,14 @@ use caretaker_core::cron::Cron;
 /// Which of the scheduled runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RunKind {
+pub(crate) enum RunKind {
     Daily,
     Weekly,
     Monthly,
 }
 
 impl RunKind {
-    pub const ALL: [RunKind; 3] = [RunKind::Daily, RunKind::Weekly, RunKind::Monthly];
-
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             RunKind::Daily => "daily",
             RunKind::Weekly => "weekly",
@@ -51,14 +49,15 @@ impl fmt::Display for RunKind {
 
 /// The enabled runs in their time zone.
 #[derive(Debug, Clone)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     zone: Zone,
     runs: Vec<(RunKind, RunConfig)>,
 }
 
 /// When a run is next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NextRun {
+#[cfg(test)]
+pub(crate) struct NextRun {
     pub kind: RunKind,
     pub at: Timestamp,
 }
@@ -66,15 +65,15 @@ pub struct NextRun {
 /// What has run: persisted by the caller (with the report of the round, ideally in the same
 /// write), handed back at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunState {
+pub(crate) struct RunState {
     /// Per kind, the instant up to which every slot has run (or was before the first start).
     #[serde(default)]
-    pub done_through: BTreeMap<RunKind, Timestamp>,
+    pub(crate) done_through: BTreeMap<RunKind, Timestamp>,
 }
 
 /// One round to run now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DueRound {
+pub(crate) struct DueRound {
     /// The kinds this round stands for.
     pub kinds: BTreeSet<RunKind>,
     /// Per kind, the slot it was due at: the first slot after its last run, earlier than
@@ -86,7 +85,7 @@ pub struct DueRound {
 
 impl Schedule {
     /// The enabled runs of `config`.
-    pub fn new(config: &ScheduleConfig) -> Schedule {
+    pub(crate) fn new(config: &ScheduleConfig) -> Schedule {
         let runs = [
             (RunKind::Daily, &config.daily),
             (RunKind::Weekly, &config.weekly),
@@ -102,12 +101,8 @@ impl Schedule {
         }
     }
 
-    pub fn zone(&self) -> &Zone {
-        &self.zone
-    }
-
     /// The enabled kinds.
-    pub fn kinds(&self) -> impl Iterator<Item = RunKind> + '_ {
+    pub(crate) fn kinds(&self) -> impl Iterator<Item = RunKind> + '_ {
         self.runs.iter().map(|(k, _)| *k)
     }
 
@@ -120,7 +115,8 @@ impl Schedule {
 
     /// The next slot of every enabled run strictly after `after`, earliest first (ties in
     /// daily, weekly, monthly order). A run whose cron never matches is left out.
-    pub fn next_runs(&self, after: Timestamp) -> Vec<NextRun> {
+    #[cfg(test)]
+    pub(crate) fn next_runs(&self, after: Timestamp) -> Vec<NextRun> {
         let mut out: Vec<NextRun> = self
             .runs
             .iter()
@@ -135,7 +131,7 @@ impl Schedule {
     }
 
     /// Adds a record for each enabled kind that has none, done through `now`.
-    pub fn init_state(&self, state: &mut RunState, now: Timestamp) {
+    pub(crate) fn init_state(&self, state: &mut RunState, now: Timestamp) {
         for kind in self.kinds() {
             state.done_through.entry(kind).or_insert(now);
         }
@@ -150,7 +146,7 @@ impl Schedule {
     /// What is due at `now`: every kind with a slot after its record and not after `now`,
     /// as one round. `None` when nothing is. Kinds without a record are not due (see
     /// [`Schedule::init_state`]).
-    pub fn due(&self, now: Timestamp, state: &RunState) -> Option<DueRound> {
+    pub(crate) fn due(&self, now: Timestamp, state: &RunState) -> Option<DueRound> {
         let mut round = DueRound {
             kinds: BTreeSet::new(),
             slots: BTreeMap::new(),
@@ -168,7 +164,7 @@ impl Schedule {
 
     /// When something is next due given `state`: the earliest pending slot (in the past
     /// when something is due now). `None` when no enabled kind has a record or a next slot.
-    pub fn next_due(&self, state: &RunState) -> Option<Timestamp> {
+    pub(crate) fn next_due(&self, state: &RunState) -> Option<Timestamp> {
         self.kinds()
             .filter_map(|k| self.pending_slot(k, state))
             .min()
@@ -177,7 +173,7 @@ impl Schedule {
 
 impl RunState {
     /// Records that `round` ran, started at `now`: its kinds are done through `now`.
-    pub fn mark_done(&mut self, round: &DueRound, now: Timestamp) {
+    pub(crate) fn mark_done(&mut self, round: &DueRound, now: Timestamp) {
         for kind in &round.kinds {
             let entry = self.done_through.entry(*kind).or_insert(now);
             *entry = (*entry).max(now);

@@ -50,7 +50,7 @@ pub struct AlertRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub silenced_by: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub inhibited_by: Vec<String>,
+    pub(crate) inhibited_by: Vec<String>,
     pub starts_at: Timestamp,
     /// When Alertmanager will consider it resolved unless it is sent again (a firing alert's
     /// is a few evaluation intervals ahead; a resolved one's is its resolution time).

@@ -32,11 +32,11 @@ use super::review::AlertReviewConfig;
 
 /// Default request-rate query (requests per second over the window), as in the seed's
 /// runbook: `sum(rate(http_requests_total[5m]))`.
-pub const DEFAULT_REQUEST_RATE_QUERY: &str = "sum(rate(http_requests_total[{window}]))";
+pub(crate) const DEFAULT_REQUEST_RATE_QUERY: &str = "sum(rate(http_requests_total[{window}]))";
 /// Default error-rate query: the share of 5xx responses.
-pub const DEFAULT_ERROR_RATE_QUERY: &str = "sum(rate(http_requests_total{code=~\"5..\"}[{window}])) / sum(rate(http_requests_total[{window}]))";
+pub(crate) const DEFAULT_ERROR_RATE_QUERY: &str = "sum(rate(http_requests_total{code=~\"5..\"}[{window}])) / sum(rate(http_requests_total[{window}]))";
 /// Default p95 latency query, in seconds, from the request-duration histogram.
-pub const DEFAULT_P95_QUERY: &str =
+pub(crate) const DEFAULT_P95_QUERY: &str =
     "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[{window}])))";
 
 /// All external signals; each part is optional.

@@ -15,7 +15,7 @@ pub struct EndpointResult {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub status: Option<u16>,
     /// Time to the full body, in milliseconds.
-    pub latency_ms: f64,
+    pub(crate) latency_ms: f64,
     /// Status as expected and, when configured, the JSON field equal to the expected value.
     pub healthy: bool,
     /// Why it is not healthy.
@@ -24,7 +24,7 @@ pub struct EndpointResult {
 }
 
 /// Probes one endpoint (GET) with its own timeout.
-pub async fn probe(client: &reqwest::Client, cfg: &EndpointConfig) -> EndpointResult {
+pub(crate) async fn probe(client: &reqwest::Client, cfg: &EndpointConfig) -> EndpointResult {
     let started = Instant::now();
     let answer = async {
         let resp = client

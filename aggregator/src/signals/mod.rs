@@ -14,7 +14,7 @@
 
 pub mod alertmanager;
 pub mod config;
-pub mod endpoints;
+pub(crate) mod endpoints;
 pub mod prometheus;
 pub mod review;
 

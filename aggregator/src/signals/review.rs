@@ -107,7 +107,7 @@ pub struct AlertReviewRow {
     /// Firings that ended within `flap_within` of their start.
     pub short_firings: u32,
     /// `short_firings >= flap_min_count`.
-    pub flapping: bool,
+    pub(crate) flapping: bool,
     /// Firings still going at the end of the review.
     pub still_firing: u32,
 }
@@ -119,8 +119,8 @@ pub struct AlertReview {
     pub to: Timestamp,
     /// Rounds with Alertmanager alerts that the review read.
     pub rounds: usize,
-    pub flap_within_seconds: u64,
-    pub flap_min_count: u32,
+    pub(crate) flap_within_seconds: u64,
+    pub(crate) flap_min_count: u32,
     /// Active rows first, then silenced, then inhibited; each by name.
     pub alerts: Vec<AlertReviewRow>,
 }

@@ -27,7 +27,7 @@ use crate::report::ClusterReport;
 ///
 /// # Errors
 /// What `f` returns, or [`Error::Task`] when it panicked or the runtime is stopping.
-pub async fn blocking<T, F>(f: F) -> Result<T>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T> + Send + 'static,
@@ -104,7 +104,7 @@ impl StoreHandle {
     ///
     /// # Errors
     /// As [`Store::put_meta`], or [`Error::Task`].
-    pub async fn put_meta<T>(&self, key: &str, value: T) -> Result<()>
+    pub(crate) async fn put_meta<T>(&self, key: &str, value: T) -> Result<()>
     where
         T: serde::Serialize + Send + 'static,
     {
@@ -138,7 +138,7 @@ impl StoreHandle {
     ///
     /// # Errors
     /// As [`History::at`], or [`Error::Task`].
-    pub async fn history_at(&self, at: Timestamp) -> Result<Option<ClusterReport>> {
+    pub(crate) async fn history_at(&self, at: Timestamp) -> Result<Option<ClusterReport>> {
         self.call(move |_, h| h.at(at)).await
     }
 
@@ -146,7 +146,7 @@ impl StoreHandle {
     ///
     /// # Errors
     /// As [`History::list`], or [`Error::Task`].
-    pub async fn history_list(&self) -> Result<Vec<(Timestamp, u64)>> {
+    pub(crate) async fn history_list(&self) -> Result<Vec<(Timestamp, u64)>> {
         self.call(|_, h| h.list()).await
     }
 
@@ -154,7 +154,7 @@ impl StoreHandle {
     ///
     /// # Errors
     /// As [`history::disk_trends`], or [`Error::Task`].
-    pub async fn disk_trends(&self, now: Timestamp, days: u32) -> Result<Vec<DiskTrend>> {
+    pub(crate) async fn disk_trends(&self, now: Timestamp, days: u32) -> Result<Vec<DiskTrend>> {
         self.call(move |_, h| history::disk_trends(h, now, days))
             .await
     }
@@ -163,7 +163,7 @@ impl StoreHandle {
     ///
     /// # Errors
     /// As [`history::alert_counts`], or [`Error::Task`].
-    pub async fn alert_counts(
+    pub(crate) async fn alert_counts(
         &self,
         now: Timestamp,
         days: u32,

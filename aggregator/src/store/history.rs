@@ -50,7 +50,7 @@ pub struct Retention {
     /// Default 400 days: a year of daily reports plus a month to compare with.
     pub max_age: Duration,
     /// Default 1 GiB.
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
 }
 
 impl Default for Retention {
@@ -64,28 +64,28 @@ impl Default for Retention {
 
 /// The stored lifecycle of one finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FindingState {
+pub(crate) struct FindingState {
     pub check: String,
     pub code: String,
     pub severity: Severity,
     pub object: ObjectRef,
     pub message: String,
     pub first_seen: Timestamp,
-    pub last_seen: Timestamp,
+    pub(crate) last_seen: Timestamp,
     /// Set while the finding is gone.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub resolved_at: Option<Timestamp>,
-    pub flaps: u32,
+    pub(crate) resolved_at: Option<Timestamp>,
+    pub(crate) flaps: u32,
 }
 
 /// What [`History::record`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recorded {
-    pub new_findings: usize,
-    pub resolved_findings: usize,
-    pub flapped_findings: usize,
+    pub(crate) new_findings: usize,
+    pub(crate) resolved_findings: usize,
+    pub(crate) flapped_findings: usize,
     pub stored_bytes: u64,
-    pub reports_deleted: usize,
+    pub(crate) reports_deleted: usize,
 }
 
 /// The history over a shared database.
@@ -186,7 +186,8 @@ impl History {
     ///
     /// # Errors
     /// Read errors.
-    pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    #[cfg(test)]
+    pub(crate) fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>> {
         self.db.quarantined(QUARANTINE)
     }
 
@@ -216,7 +217,7 @@ impl History {
 
     /// Fills `first_seen` and `flaps` of the report's findings from the stored lifecycle
     /// (for reports served between recordings), from its copy in memory: no store call.
-    pub fn annotate(&self, report: &mut ClusterReport) {
+    pub(crate) fn annotate(&self, report: &mut ClusterReport) {
         let seen = self
             .seen
             .read()
@@ -582,13 +583,13 @@ pub fn diff(a: &ClusterReport, b: &ClusterReport) -> ReportDiff {
 
 /// Disk usage of one node's mount over time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DiskTrend {
+pub(crate) struct DiskTrend {
     pub node_name: String,
     pub mountpoint: String,
     /// (time, used_percent), oldest first, at most one point per recorded report.
     pub points: Vec<(Timestamp, f64)>,
     /// Percentage points per day (least-squares slope).
-    pub slope_percent_per_day: Option<f64>,
+    pub(crate) slope_percent_per_day: Option<f64>,
     /// Days until 100 % at that slope; absent when usage is flat or falling, or with fewer
     /// than two points.
     pub days_until_full: Option<f64>,
@@ -603,7 +604,7 @@ fn slope_per_day(points: &[(Timestamp, f64)]) -> Option<f64> {
 ///
 /// # Errors
 /// Read errors.
-pub fn disk_trends(history: &History, now: Timestamp, days: u32) -> Result<Vec<DiskTrend>> {
+pub(crate) fn disk_trends(history: &History, now: Timestamp, days: u32) -> Result<Vec<DiskTrend>> {
     let from = now - Duration::from_secs(u64::from(days) * 86_400);
     let mut series: BTreeMap<(String, String), Vec<(Timestamp, f64)>> = BTreeMap::new();
     for r in history.between(from, now)? {
@@ -644,7 +645,11 @@ pub fn disk_trends(history: &History, now: Timestamp, days: u32) -> Result<Vec<D
 ///
 /// # Errors
 /// Read errors.
-pub fn alert_counts(history: &History, now: Timestamp, days: u32) -> Result<BTreeMap<String, u64>> {
+pub(crate) fn alert_counts(
+    history: &History,
+    now: Timestamp,
+    days: u32,
+) -> Result<BTreeMap<String, u64>> {
     let from = now - Duration::from_secs(u64::from(days) * 86_400);
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
     for r in history.between(from, now)? {
@@ -665,7 +670,7 @@ pub fn alert_counts(history: &History, now: Timestamp, days: u32) -> Result<BTre
 ///
 /// # Errors
 /// Read errors.
-pub fn alert_review(
+pub(crate) fn alert_review(
     history: &History,
     now: Timestamp,
     current: Option<&crate::signals::alertmanager::AlertsNow>,

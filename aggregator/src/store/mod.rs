@@ -20,7 +20,7 @@
 // The one module allowed to call redb (clippy.toml forbids it elsewhere).
 #![allow(clippy::disallowed_methods)]
 
-pub mod handle;
+pub(crate) mod handle;
 pub mod history;
 
 pub use handle::StoreHandle;
@@ -48,11 +48,11 @@ const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes_qua
 /// How far ahead of the aggregator's clock an agent's epoch (its start time in Unix
 /// nanoseconds) may be. A report whose epoch is beyond it is rejected: stored, it would
 /// make every later report of that node look like an older run.
-pub const EPOCH_SKEW_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(300);
+pub(crate) const EPOCH_SKEW_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Room a probe write needs before a store that failed is taken as writable again: a
 /// few reports of a large node.
-pub const PROBE_BYTES: usize = 1 << 20;
+pub(crate) const PROBE_BYTES: usize = 1 << 20;
 
 /// redb's page cache (read cache and write buffer together). redb's default is 1 GiB, a
 /// bound far above the Deployment's 256 MiB memory limit (the cache grows with what is read
@@ -60,13 +60,13 @@ pub const PROBE_BYTES: usize = 1 << 20;
 /// notes). The nodes' latest entries (~8 MiB at 5,000 nodes) are in memory anyway
 /// ([`crate::state`]), and a group commit of 1,024 reports dirties ~2 MiB, so a small cache
 /// costs little: reads it misses come from the kernel's page cache.
-pub const CACHE_BYTES: usize = 16 << 20;
+pub(crate) const CACHE_BYTES: usize = 16 << 20;
 
 /// Name of the store file inside the data directory.
 pub const STORE_FILE: &str = "caretaker.redb";
 
 /// What a store call returns.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +151,12 @@ pub enum Outcome {
 /// node has been silent for its stale period (`latest_stale`): then no newer run is
 /// reporting, and the smaller epoch is an agent whose clock went back (or whose earlier
 /// epoch was bogus), taken as the node's run from now on.
-pub fn decide(latest: Option<(u64, u64)>, latest_stale: bool, epoch: u64, seq: u64) -> Outcome {
+pub(crate) fn decide(
+    latest: Option<(u64, u64)>,
+    latest_stale: bool,
+    epoch: u64,
+    seq: u64,
+) -> Outcome {
     match latest {
         None => Outcome::Stored,
         Some((e, _)) if epoch > e => Outcome::Stored,
@@ -165,7 +170,7 @@ pub fn decide(latest: Option<(u64, u64)>, latest_stale: bool, epoch: u64, seq: u
 /// Why a report's epoch is refused, `None` when it is acceptable: an epoch beyond the
 /// aggregator's clock plus [`EPOCH_SKEW_ALLOWANCE`] (the agent's clock is ahead, or the
 /// epoch is forged). The reason goes back to the agent in `Ack.rejected`.
-pub fn epoch_rejection(epoch: u64, now: Timestamp) -> Option<String> {
+pub(crate) fn epoch_rejection(epoch: u64, now: Timestamp) -> Option<String> {
     let limit = now
         .as_nanosecond()
         .saturating_add(EPOCH_SKEW_ALLOWANCE.as_nanos() as i128);
@@ -216,7 +221,7 @@ impl DbHandle {
     ///
     /// # Errors
     /// The database is being reopened, or redb failed.
-    pub fn begin_write(&self) -> Result<redb::WriteTransaction> {
+    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction> {
         Ok(self.current()?.begin_write()?)
     }
 
@@ -224,7 +229,7 @@ impl DbHandle {
     ///
     /// # Errors
     /// The database is being reopened, or redb failed.
-    pub fn begin_read(&self) -> Result<redb::ReadTransaction> {
+    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction> {
         Ok(self.current()?.begin_read()?)
     }
 
@@ -232,6 +237,7 @@ impl DbHandle {
     ///
     /// # Errors
     /// The database is being reopened, or redb failed.
+    #[cfg(test)]
     fn quarantined(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<(String, Vec<u8>)>> {
         let txn = self.begin_read()?;
         let t = txn.open_table(table)?;
@@ -386,7 +392,7 @@ impl Store {
     ///
     /// # Errors
     /// Write or commit errors.
-    pub fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
+    pub(crate) fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<()> {
         let bytes = serde_json::to_vec(value).map_err(|e| Error::Corrupt {
             node: key.into(),
             reason: e.to_string(),
@@ -446,7 +452,8 @@ impl Store {
     ///
     /// # Errors
     /// Read errors.
-    pub fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    #[cfg(test)]
+    pub(crate) fn quarantined(&self) -> Result<Vec<(String, Vec<u8>)>> {
         self.db.quarantined(QUARANTINE)
     }
 
@@ -481,7 +488,7 @@ impl Store {
     ///
     /// # Errors
     /// Write or commit errors: nothing of the batch was stored, and none of it may be acked.
-    pub fn put_batch(
+    pub(crate) fn put_batch(
         &self,
         reports: &[NodeReport],
         received_at: Timestamp,

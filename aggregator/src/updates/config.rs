@@ -242,26 +242,6 @@ impl TryFrom<ChartsSection> for ChartsConfig {
 }
 
 impl ChartsConfig {
-    /// A config of `repositories` (name, URL) with every other option at its default.
-    ///
-    /// # Errors
-    /// As the config file's validation.
-    pub fn with_repositories(repos: &[(&str, &str)]) -> Result<ChartsConfig, Error> {
-        ChartsSection {
-            repositories: repos
-                .iter()
-                .map(|(n, u)| RepositoryConfig {
-                    name: (*n).to_string(),
-                    url: (*u).to_string(),
-                    charts: Vec::new(),
-                    plain_http: false,
-                })
-                .collect(),
-            ..ChartsSection::default()
-        }
-        .try_into()
-    }
-
     /// The repositories to look `chart` up in, in order (indexes into `repositories`).
     pub fn candidates(&self, chart: &str) -> Vec<usize> {
         if let Some(name) = self.chart_repositories.get(chart) {

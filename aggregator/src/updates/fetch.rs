@@ -13,9 +13,9 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, LINK, WWW_AUTHENTICATE};
 use serde::Deserialize;
 
 /// Pages of a tag list followed at most (at [`TAG_PAGE_SIZE`] tags a page: 100,000 tags).
-pub const MAX_TAG_PAGES: usize = 100;
+pub(crate) const MAX_TAG_PAGES: usize = 100;
 /// Tags asked for per page (`?n=`); registries may answer fewer.
-pub const TAG_PAGE_SIZE: usize = 1000;
+pub(crate) const TAG_PAGE_SIZE: usize = 1000;
 /// Largest tag-list page or token answer read.
 const MAX_SMALL_BODY: u64 = 4 << 20;
 
@@ -109,7 +109,7 @@ struct IndexEntry {
 ///
 /// # Errors
 /// The index cannot be fetched, is larger than `limit`, or is not an index.
-pub async fn classic_index(
+pub(crate) async fn classic_index(
     client: &reqwest::Client,
     repo_url: &str,
     limit: u64,
@@ -157,7 +157,7 @@ struct TokenAnswer {
 
 /// The parameters of a `WWW-Authenticate: Bearer realm="…",service="…",scope="…"`
 /// challenge (RFC 6750 §3, as the distribution token spec uses it).
-pub fn bearer_challenge(header: &str) -> Option<BTreeMap<String, String>> {
+pub(crate) fn bearer_challenge(header: &str) -> Option<BTreeMap<String, String>> {
     let rest = header.trim();
     let (scheme, params) = rest.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
@@ -183,7 +183,7 @@ pub fn bearer_challenge(header: &str) -> Option<BTreeMap<String, String>> {
 }
 
 /// The `rel="next"` target of a `Link` header (RFC 8288), as the registry wrote it.
-pub fn next_link(header: &str) -> Option<String> {
+pub(crate) fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
         let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;

@@ -16,9 +16,9 @@
 //! (info), `chart_repository_unreachable` (warning: the repository URL and why; the rest
 //! of the round goes on).
 
-pub mod config;
+pub(crate) mod config;
 pub mod fetch;
-pub mod version;
+pub(crate) mod version;
 
 use caretaker_core::error::Chain;
 use std::collections::{BTreeMap, HashMap};
@@ -71,7 +71,7 @@ pub struct RepositoryStatus {
     pub charts_found: usize,
     /// When its versions were fetched (they are reused for `charts.refresh`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub fetched_at: Option<Timestamp>,
+    pub(crate) fetched_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
 }
@@ -196,7 +196,7 @@ async fn fill(
 /// Secret (Helm's `name`, `owner`, `status`, `version`, and any given with `helm install
 /// --labels`): a HelmRelease is no object of its own, and its Secret is what carries
 /// the release's labels. `checks.exclude` selectors and `report -l` match these.
-pub fn attach_release_labels(
+pub(crate) fn attach_release_labels(
     results: &mut [CheckResult],
     releases: &[HelmRelease],
     labels: &crate::cluster::labels::LabelIndex<'_>,

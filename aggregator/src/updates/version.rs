@@ -19,7 +19,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 /// A chart version as Helm reads it, or `None` when it is not one.
-pub fn parse(s: &str) -> Option<Version> {
+pub(crate) fn parse(s: &str) -> Option<Version> {
     let t = s.trim();
     let t = t.strip_prefix('v').unwrap_or(t);
     if let Ok(v) = Version::parse(t) {
@@ -38,7 +38,7 @@ pub fn parse(s: &str) -> Option<Version> {
 }
 
 /// The chart version an OCI tag stands for (`1.2.3_build` → `1.2.3+build`).
-pub fn from_oci_tag(tag: &str) -> String {
+pub(crate) fn from_oci_tag(tag: &str) -> String {
     tag.replace('_', "+")
 }
 
@@ -74,7 +74,7 @@ impl Updates {
 
 /// The updates from `current` among `available` (published version strings), or `None`
 /// when `current` is not a version.
-pub fn classify<'a>(
+pub(crate) fn classify<'a>(
     current: &str,
     available: impl IntoIterator<Item = &'a str>,
 ) -> Option<Updates> {

@@ -162,7 +162,7 @@ impl<const A: u64, const B: u64> fmt::Display for BoundedDuration<A, B> {
 /// A duration the way a config file writes it: one number in the largest unit that
 /// divides it (`400d`, `90s`, `2ms`), which `humantime` parses back to the same value.
 #[must_use]
-pub fn write_duration(d: Duration) -> String {
+pub(crate) fn write_duration(d: Duration) -> String {
     if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return humantime::format_duration(d).to_string().replace(' ', "");
     }

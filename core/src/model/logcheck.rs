@@ -9,14 +9,14 @@ use super::wire::*;
 use super::*;
 
 /// At most this many patterns in one summary (the agent's `log_check.patterns` bound).
-pub const MAX_LOG_CHECK_PATTERNS: usize = 32;
+pub(crate) const MAX_LOG_CHECK_PATTERNS: usize = 32;
 /// At most this many top entries: 50 (`log_check.top`'s bound) per pattern.
-pub const MAX_LOG_CHECK_TOP: usize = 50 * MAX_LOG_CHECK_PATTERNS;
+pub(crate) const MAX_LOG_CHECK_TOP: usize = 50 * MAX_LOG_CHECK_PATTERNS;
 /// At most this many findings in one summary; the agent keeps the highest counts.
 pub const MAX_LOG_CHECK_FINDINGS: usize = 1024;
 /// Longest sample accepted, in bytes. The agent cuts samples to 200 bytes of the line;
 /// lossy UTF-8 may turn each of those bytes into three.
-pub const MAX_SAMPLE_BYTES: usize = 1024;
+pub(crate) const MAX_SAMPLE_BYTES: usize = 1024;
 /// Longest namespace, pod or container name (a DNS subdomain).
 const MAX_NAME_LEN: usize = 253;
 /// Longest pattern name.

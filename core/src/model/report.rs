@@ -13,17 +13,17 @@ use super::*;
 /// Upper bounds on what one report may hold. A real node has tens of mounts and
 /// interfaces; these bounds only stop a broken or hostile agent from making the
 /// aggregator hold unbounded data.
-pub const MAX_FILESYSTEMS: usize = 4096;
+pub(crate) const MAX_FILESYSTEMS: usize = 4096;
 /// See [`MAX_FILESYSTEMS`].
-pub const MAX_INTERFACES: usize = 4096;
+pub(crate) const MAX_INTERFACES: usize = 4096;
 /// See [`MAX_FILESYSTEMS`].
 pub const MAX_ERRORS: usize = 256;
 /// See [`MAX_FILESYSTEMS`]: pod volume mounts in one report.
-pub const MAX_VOLUMES: usize = 4096;
+pub(crate) const MAX_VOLUMES: usize = 4096;
 /// See [`MAX_FILESYSTEMS`]: container runtimes in one images summary (a node has one or two).
-pub const MAX_RUNTIMES: usize = 8;
+pub(crate) const MAX_RUNTIMES: usize = 8;
 /// Longest node name Kubernetes accepts (a DNS subdomain, RFC 1123).
-pub const MAX_NODE_NAME_LEN: usize = 253;
+pub(crate) const MAX_NODE_NAME_LEN: usize = 253;
 
 /// One collection of node facts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
