@@ -78,8 +78,8 @@ pub const PIPELINE: usize = 16;
 /// Bounds on what ingest holds in memory, and how it batches writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestLimits {
-    /// Encoded bytes of reports read but not yet acked, over all streams (default
-    /// 32 MiB: 3,000 reports of a large node, a few seconds of a reconnect storm).
+    /// Encoded bytes of reports read but not yet acked, over all streams (default 8 MiB:
+    /// ~7,000 reports of 1.2 KiB, several group commits' worth; `ingest.in_flight_bytes`).
     pub in_flight_bytes: usize,
     /// How long a report waits for room in the budget before its stream ends with
     /// `RESOURCE_EXHAUSTED` (default 30 s).
