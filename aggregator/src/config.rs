@@ -34,7 +34,7 @@
 //!   streams_per_node: 4       # open streams per node identity
 //!   max_message_bytes: 4194304
 //!   burst_reports: 400        # a node's burst beyond the rate: a resent buffer
-//!   stream_window_bytes: 8192       # HTTP/2 receive windows on the gRPC port
+//!   stream_window_bytes: 6144       # HTTP/2 receive windows on the gRPC port
 //!   connection_window_bytes: 65536
 //!   max_connections: 10240    # connections open at once on the gRPC port; more are closed
 //!   commit_max_reports: 1024  # group commit: reports, bytes and wait per transaction

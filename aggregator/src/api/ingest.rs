@@ -46,7 +46,6 @@ use caretaker_proto::pb::{
 use jiff::Timestamp;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
@@ -56,10 +55,6 @@ use crate::api::commit::{CommitLimits, CommitResult, CommitTask, Committer};
 use crate::api::tls::PeerIdentity;
 use crate::state::State;
 use crate::store::Outcome;
-
-/// Acks waiting to be sent on one stream. Small: an agent that does not read its acks
-/// slows its own stream down (backpressure), it cannot grow the aggregator's memory.
-const ACK_QUEUE: usize = 64;
 
 /// Rate limiter shared by all streams, one bucket per node.
 type NodeLimiter = governor::RateLimiter<
@@ -74,15 +69,17 @@ const LIMITER_KEYS: usize = 20_000;
 /// Default reports per minute per node: 20 times the default 10 s interval.
 pub(crate) const DEFAULT_REPORTS_PER_MINUTE: u32 = 120;
 
-/// Reports of one stream waiting for their commit at once. More would not make the
+/// Reports of one stream waiting for their commit at once (and, since the acks are sent as
+/// they are answered, the acks an agent that does not read them holds back: it slows its
+/// own stream down, it cannot grow the aggregator's memory). More would not make the
 /// committer faster; each one holds budget.
 pub(crate) const PIPELINE: usize = 16;
 
 /// Bounds on what ingest holds in memory, and how it batches writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestLimits {
-    /// Encoded bytes of reports read but not yet acked, over all streams (default
-    /// 32 MiB: 3,000 reports of a large node, a few seconds of a reconnect storm).
+    /// Encoded bytes of reports read but not yet acked, over all streams (default 8 MiB:
+    /// ~7,000 reports of 1.2 KiB, several group commits' worth; `ingest.in_flight_bytes`).
     pub in_flight_bytes: usize,
     /// How long a report waits for room in the budget before its stream ends with
     /// `RESOURCE_EXHAUSTED` (default 30 s).
@@ -253,7 +250,7 @@ pub(crate) struct IngestService {
     budget: Arc<Budget>,
     streams: Arc<StreamCounts>,
     committer: Committer,
-    /// The tasks of every stream (reader and ack sender), to wait for them on shutdown.
+    /// The reader task of every stream, to wait for them on shutdown.
     tasks: TaskTracker,
     /// The committer task, taken by [`IngestService::finish`].
     commit_task: Arc<Mutex<Option<CommitTask>>>,
@@ -389,7 +386,10 @@ fn ack(r: AckKey, duplicate: bool, rejected: String) -> pb::AggregatorMessage {
 }
 
 /// A report of a stream between being read and being acked, in arrival order. Holds its
-/// share of the budget until the ack is sent.
+/// share of the budget until its ack is handed to HTTP/2. Boxed in the stream's queue, so
+/// the queue of an idle stream is a few pointers (tokio's channel allocates its slots in
+/// blocks of 32: unboxed, the two queues a stream had were ~8 KiB of each stream's memory in
+/// the reconnect storm, heaptrack of bench-ingest, issue 14).
 #[derive(Debug)]
 enum Pending {
     /// Answered without the store (rejected).
@@ -400,51 +400,64 @@ enum Pending {
         oneshot::Receiver<CommitResult>,
         OwnedSemaphorePermit,
     ),
+    /// The reader ended the stream with this status (after the acks queued before it).
+    End(Status),
 }
 
-/// Sends the acks of one stream in order, each after its commit. A store error ends the
-/// stream with `UNAVAILABLE` (nothing after it is acked; the agent keeps and resends it).
-async fn send_acks(
-    mut pending: mpsc::Receiver<Pending>,
-    tx: mpsc::Sender<Result<pb::AggregatorMessage, Status>>,
-    stop: CancellationToken,
-) {
-    while let Some(p) = pending.recv().await {
-        let reply = match p {
-            Pending::Now(msg, _permit) => msg,
-            Pending::Commit(key, answer, _permit) => match answer.await {
-                Ok(Ok(outcome)) => ack(key, outcome != Outcome::Stored, String::new()),
-                Ok(Err(e)) => {
-                    warn!(error = %Chain(&e), node = %key.node_name, "Cannot store a report; closing the stream.");
-                    let _ = tx
-                        .send(Err(Status::unavailable(format!(
-                            "store error: {}",
-                            Chain(&e)
-                        ))))
-                        .await;
-                    break;
-                }
-                Err(_) => {
-                    warn!("The committer stopped; closing the stream.");
-                    let _ = tx
-                        .send(Err(Status::unavailable("the aggregator is shutting down")))
-                        .await;
-                    break;
-                }
-            },
-        };
-        // An agent that does not read its acks does not hold up a shutdown.
-        let sent = tokio::select! {
-            biased;
-            r = tx.send(Ok(reply)) => r.is_ok(),
-            () = stop.cancelled() => false,
-        };
-        if !sent {
-            break;
-        }
+/// The answer to one queued report: its ack once committed, or the status that ends the
+/// stream. A store error ends it with `UNAVAILABLE` (nothing after it is acked; the agent
+/// keeps and resends it).
+async fn answer(p: Pending) -> Result<pb::AggregatorMessage, Status> {
+    match p {
+        Pending::Now(msg, _permit) => Ok(msg),
+        Pending::End(status) => Err(status),
+        Pending::Commit(key, answer, _permit) => match answer.await {
+            Ok(Ok(outcome)) => Ok(ack(key, outcome != Outcome::Stored, String::new())),
+            Ok(Err(e)) => {
+                warn!(error = %Chain(&e), node = %key.node_name, "Cannot store a report; closing the stream.");
+                Err(Status::unavailable(format!("store error: {}", Chain(&e))))
+            }
+            Err(_) => {
+                warn!("The committer stopped; closing the stream.");
+                Err(Status::unavailable("the aggregator is shutting down"))
+            }
+        },
     }
-    // Stops the reader too (it may be waiting on the budget or the rate).
-    stop.cancel();
+}
+
+/// The response side of one stream: no task of its own, HTTP/2 polls it when the agent has
+/// room for acks. It yields the acks in the order the reports arrived, each after its
+/// commit, and ends after an error or once the reader has ended and every report is
+/// answered. Ending or dropped (the agent went away), it stops the reader too.
+struct Acks {
+    pending: mpsc::Receiver<Box<Pending>>,
+    span: tracing::Span,
+    /// Cancels the reader's token (it may be waiting on the budget or the rate).
+    _stop: tokio_util::sync::DropGuard,
+}
+
+fn ack_stream(
+    pending: mpsc::Receiver<Box<Pending>>,
+    stop: CancellationToken,
+    span: tracing::Span,
+) -> AckStream {
+    let acks = Acks {
+        pending,
+        span,
+        _stop: stop.drop_guard(),
+    };
+    Box::pin(futures_util::stream::unfold(
+        Some(acks),
+        |state| async move {
+            let mut acks = state?;
+            let p = acks.pending.recv().await?;
+            let span = acks.span.clone();
+            match answer(*p).instrument(span).await {
+                Ok(msg) => Some((Ok(msg), Some(acks))),
+                Err(status) => Some((Err(status), None)),
+            }
+        },
+    ))
 }
 
 #[tonic::async_trait]
@@ -473,7 +486,6 @@ impl ReportIngest for IngestService {
             ),
             None => None,
         };
-        let (tx, rx) = mpsc::channel(ACK_QUEUE);
         let (pending_tx, pending_rx) = mpsc::channel(PIPELINE);
         let stop = self.shutdown.child_token();
         let reader = StreamReader {
@@ -482,16 +494,13 @@ impl ReportIngest for IngestService {
             allowed,
             slot,
             node: String::new(),
-            tx: tx.clone(),
             pending: pending_tx,
             stop: stop.clone(),
         };
         self.state.metrics.streams_active.inc();
         let span = info_span!("ingest", %peer, node = tracing::field::Empty);
-        self.tasks
-            .spawn(send_acks(pending_rx, tx, stop).instrument(span.clone()));
-        self.tasks.spawn(reader.run().instrument(span));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        self.tasks.spawn(reader.run().instrument(span.clone()));
+        Ok(Response::new(ack_stream(pending_rx, stop, span)))
     }
 }
 
@@ -505,9 +514,9 @@ struct StreamReader {
     slot: Option<StreamSlot>,
     /// The node this stream reports for, for the span and logs.
     node: String,
-    /// Errors that end the stream go straight to the agent.
-    tx: mpsc::Sender<Result<pb::AggregatorMessage, Status>>,
-    pending: mpsc::Sender<Pending>,
+    /// Reports in arrival order to the response side ([`Acks`]), then the status that ends
+    /// the stream, if any.
+    pending: mpsc::Sender<Box<Pending>>,
     /// Cancelled on shutdown, or when the ack side stopped.
     stop: CancellationToken,
 }
@@ -558,7 +567,10 @@ impl StreamReader {
             };
             if let Step::End(status) = step {
                 if let Some(status) = status {
-                    let _ = self.tx.send(Err(status)).await;
+                    tokio::select! {
+                        _ = self.pending.send(Box::new(Pending::End(status))) => {}
+                        () = self.stop.cancelled() => {}
+                    }
                 }
                 break;
             }
@@ -650,7 +662,7 @@ impl StreamReader {
                 }
             }
         };
-        if self.pending.send(pending).await.is_err() {
+        if self.pending.send(Box::new(pending)).await.is_err() {
             return Step::End(None);
         }
         Step::Continue
@@ -688,7 +700,7 @@ impl StreamReader {
 mod tests {
     use caretaker_proto::pb::report_ingest_client::ReportIngestClient;
     use caretaker_proto::pb::report_ingest_server::ReportIngestServer;
-    use tokio_stream::wrappers::TcpListenerStream;
+    use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 
     use super::*;
     use crate::store::Store;

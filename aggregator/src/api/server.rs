@@ -55,13 +55,14 @@ impl ServeOptions {
 /// send ahead of what ingest has read. hyper's default (1 MiB each) let 5,000 agents
 /// resending their backlogs park 2.2 GB in receive buffers (bench-ingest, issue 14), outside
 /// the in-flight budget. The stream window also bounds the DATA frames an agent sends, and
-/// so h2's read buffer of the connection, which keeps the largest size it reached (~12 KiB
-/// per connection with 8 KiB; heaptrack, bench-ingest at 2,000 agents). 8 KiB is about
-/// seven reports of 1.1 KiB. Smaller saves memory and costs throughput: the 5,000-agent
-/// storm over mutual TLS peaked at 393 MiB with 4 KiB against 470 MiB with 8 KiB, but
-/// drained at 9,300 reports/s instead of 16,000 (a loaded 2-core machine, issue 14's goal is
-/// 10,000).
-pub(crate) const STREAM_WINDOW_BYTES: u32 = 8 << 10;
+/// so h2's read buffer of the connection: it starts at 8 KiB and keeps the largest size it
+/// reached, so a window that lets a frame and its 9-byte header exceed 8 KiB grows every
+/// connection's read buffer (to ~14 KiB each at peak with an 8 KiB window; heaptrack,
+/// bench-ingest). 6 KiB is about six reports of 0.9 KiB and stays below that: the
+/// 5,000-agent storm over mutual TLS peaked at 394 MiB with 6 KiB (and with 4 KiB) against
+/// 501 MiB with 8 KiB, and drained at 41,000 reports/s with 6 KiB against 13,700 with 4 KiB
+/// (the same loaded 2-core machine; issue 14's goal is 10,000).
+pub(crate) const STREAM_WINDOW_BYTES: u32 = 6 << 10;
 /// See [`STREAM_WINDOW_BYTES`].
 pub(crate) const CONNECTION_WINDOW_BYTES: u32 = 64 << 10;
 
