@@ -47,6 +47,8 @@ echo "run-all: cargo fmt --check" >&2
 cargo fmt --all --check
 echo "run-all: cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets -- -D warnings
+echo "run-all: cargo doc -D warnings" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --document-private-items --quiet
 
 for svc in "$here"/services/*.sh; do
   [ -e "$svc" ] || continue

@@ -359,7 +359,7 @@ impl State {
         self.cluster_report_json_parts(now).concat()
     }
 
-    /// [`State::cluster_report_json`] as consecutive pieces, for a response body that
+    /// `State::cluster_report_json` as consecutive pieces, for a response body that
     /// does not copy the node reports: the statuses are merged without the reports, and
     /// each node's report JSON, kept since the report was stored, is a shared piece
     /// spliced in as its status's last field (`report`).
@@ -707,7 +707,7 @@ impl State {
     }
 }
 
-/// A node report as JSON, for [`State::cluster_report_json`]. `None` only if serializing
+/// A node report as JSON, for `State::cluster_report_json`. `None` only if serializing
 /// fails, which these types do not.
 fn report_json(report: &NodeReport) -> Option<Bytes> {
     serde_json::to_vec(report).ok().map(Bytes::from)

@@ -1,5 +1,5 @@
 //! Every finding code: the check that emits it, its severity, what it is read from and
-//! the remedy (what to do, with the kubectl command where one fits). [`reference_page`]
+//! the remedy (what to do, with the kubectl command where one fits). `reference_page`
 //! renders the table as `aggregator/CHECKS.md`; a test keeps the page current and another
 //! that every finding the checks emit has its code here.
 

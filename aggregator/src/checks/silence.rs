@@ -318,7 +318,7 @@ pub(crate) fn apply(
     apply_with_labels(results, exclude, overrides, codes, now, None)
 }
 
-/// [`apply`], with the objects' labels for entries with a `selector`.
+/// `apply`, with the objects' labels for entries with a `selector`.
 pub(crate) fn apply_with_labels(
     results: &mut Vec<CheckResult>,
     exclude: &[ExcludeRule],

@@ -18,7 +18,7 @@
 //! and the keep annotation (→ listed as kept, with the entry that matched), the managing
 //! tool (→ reported "managed by X" with what to do there, never deleted). A rule whose
 //! needed lists are not all complete proposes nothing and says which list was missing.
-//! The generated page `aggregator/CLEANUP.md` ([`reference_page`]) documents every rule.
+//! The generated page `aggregator/CLEANUP.md` (`reference_page`, a test keeps it current) documents every rule.
 
 pub mod apply;
 pub mod cli;

@@ -105,7 +105,7 @@ pub enum Command {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
-        /// Release name: the objects are <release>-aggregator, <release>-agent-tls, ...
+        /// Release name: the objects are `<release>-aggregator`, `<release>-agent-tls`, ...
         #[arg(long, default_value = "caretaker")]
         release: String,
         #[arg(long, default_value = "caretaker")]

@@ -6,7 +6,7 @@
 //! document is a single object or a List (`kind: List` as kubectl prints it, or a typed
 //! `PodList` as the API returns it) whose `items` are objects.
 //!
-//! Objects of kinds no check reads are counted in [`LoadSummary::unknown_kinds`] and
+//! Objects of kinds no check reads are counted in `LoadSummary::unknown_kinds` and
 //! dropped. A document or item that cannot be read is recorded as a [`LoadProblem`] with
 //! its file and index and skipped; the rest of the file is still read (for JSON, a syntax
 //! error ends the file, since no later value can be found reliably).

@@ -8,7 +8,7 @@
 //!   [`merge`], a pure function of its inputs.
 //! - [`score`]: the status and the 0–100 score (Popeye's model: the healthy share of each
 //!   check's objects, weighted by severity; the overall score is the mean of the parts).
-//! - [`render`]: terminal table and Markdown maintenance record.
+//! - [`mod@render`]: terminal table and Markdown maintenance record.
 //! - [`html`]: the report page (`GET /report`, `--output html`).
 //! - [`logcheck`]: the agents' log check summaries merged (top containers, `log_check` check).
 //!
