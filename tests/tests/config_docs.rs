@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use caretaker_core::config::doc::same_value;
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -287,48 +288,6 @@ fn stated_default(doc: &str) -> Option<String> {
     })
 }
 
-/// Whether a stated default means the same as the serialized one: the same duration, the
-/// same number (with binary units), the same list (`[/var/log]`), or the same text.
-fn same_default(stated: &str, actual: &Value) -> bool {
-    if let (Some(items), Value::Array(values)) = (
-        stated.strip_prefix('[').and_then(|s| s.strip_suffix(']')),
-        actual,
-    ) {
-        let items: Vec<&str> = items
-            .split(',')
-            .map(|i| i.trim().trim_matches(['"', '\'']))
-            .filter(|i| !i.is_empty())
-            .collect();
-        return items.len() == values.len()
-            && items.iter().zip(values).all(|(i, v)| same_default(i, v));
-    }
-    let actual_text = match actual {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let compact = stated.replace(' ', "").replace("min", "m");
-    if let (Ok(a), Ok(b)) = (
-        humantime::parse_duration(&compact),
-        humantime::parse_duration(&actual_text),
-    ) {
-        return a == b;
-    }
-    let number = |t: &str| -> Option<f64> {
-        let (n, mult) = match t.split_once(' ') {
-            Some((n, "KiB")) => (n, 1024.0),
-            Some((n, "MiB")) => (n, 1024.0 * 1024.0),
-            Some((n, "GiB")) => (n, 1024.0 * 1024.0 * 1024.0),
-            Some(_) => return None,
-            None => (t, 1.0),
-        };
-        n.parse::<f64>().ok().map(|n| n * mult)
-    };
-    if let (Some(a), Some(b)) = (number(stated), number(&actual_text)) {
-        return a == b;
-    }
-    stated == actual_text
-}
-
 fn generate() -> String {
     let meanings = directive_meanings();
     let roots = default_roots();
@@ -381,7 +340,7 @@ fn generate() -> String {
                         None => "none".to_string(),
                         Some(fv) => {
                             if let Some(stated) = stated_default(d)
-                                && !same_default(&stated, fv)
+                                && !same_value(&stated, fv)
                             {
                                 drift.push(format!(
                                     "{name}.{f}: the doc says default {stated:?}, Default has {fv}"
@@ -459,13 +418,13 @@ fn a_field_doc_naming_another_default_than_default_is_drift() {
     assert_eq!(d("Default: none."), None);
     assert_eq!(d("Off by default."), None);
     let v = |j: &str| serde_json::from_str::<Value>(j).unwrap();
-    assert!(same_default("5 s", &v("\"5s\"")));
-    assert!(same_default("168h", &v("\"7d\"")));
-    assert!(!same_default("10s", &v("\"30s\"")));
-    assert!(same_default("1 GiB", &v("1073741824")));
-    assert!(!same_default("360", &v("400")));
-    assert!(same_default("0.0.0.0:9810", &v("\"0.0.0.0:9810\"")));
-    assert!(same_default("[/a, /b]", &v("[\"/a\",\"/b\"]")));
-    assert!(same_default("[]", &v("[]")));
-    assert!(!same_default("[/a]", &v("[\"/a\",\"/b\"]")));
+    assert!(same_value("5 s", &v("\"5s\"")));
+    assert!(same_value("168h", &v("\"7d\"")));
+    assert!(!same_value("10s", &v("\"30s\"")));
+    assert!(same_value("1 GiB", &v("1073741824")));
+    assert!(!same_value("360", &v("400")));
+    assert!(same_value("0.0.0.0:9810", &v("\"0.0.0.0:9810\"")));
+    assert!(same_value("[/a, /b]", &v("[\"/a\",\"/b\"]")));
+    assert!(same_value("[]", &v("[]")));
+    assert!(!same_value("[/a]", &v("[\"/a\",\"/b\"]")));
 }

@@ -72,25 +72,52 @@ pub fn documented_defaults(source: &str) -> Vec<DocumentedDefault> {
     out
 }
 
-/// Whether `shown` (as a config file writes it) means `actual`: the same text, the same
-/// duration (`168h` and `7d`), the same number (`3.0` and `3`), or `null`/`~` for null.
+/// Whether `shown` (as a config file or a field doc writes it) means `actual`: the same
+/// text, the same duration (`168h` and `7d`, `5 s` and `5s`), the same number (`3.0` and
+/// `3`, `1 GiB` and `1073741824`), `null`/`~` for null, or the same list item by item
+/// (`[/a, /b]`).
 #[must_use]
 pub fn same_value(shown: &str, actual: &Value) -> bool {
-    match actual {
-        Value::Null => matches!(shown, "null" | "~"),
-        Value::String(s) if s == shown => true,
-        Value::String(s) => matches!(
-            (humantime::parse_duration(shown), humantime::parse_duration(s)),
-            (Ok(a), Ok(b)) if a == b
-        ),
-        Value::Number(n) => {
-            shown == n.to_string()
-                || matches!((shown.parse::<f64>(), n.as_f64()), (Ok(a), Some(b)) if a == b)
-        }
-        Value::Bool(b) => shown.parse::<bool>().ok() == Some(*b),
-        // Flow values (`[…]`, `{…}`) are not stated defaults.
-        Value::Array(_) | Value::Object(_) => false,
+    if let (Some(items), Value::Array(values)) = (
+        shown.strip_prefix('[').and_then(|s| s.strip_suffix(']')),
+        actual,
+    ) {
+        let items: Vec<&str> = items
+            .split(',')
+            .map(|i| i.trim().trim_matches(['"', '\'']))
+            .filter(|i| !i.is_empty())
+            .collect();
+        return items.len() == values.len()
+            && items.iter().zip(values).all(|(i, v)| same_value(i, v));
     }
+    if actual.is_null() && shown == "~" {
+        return true;
+    }
+    let actual_text = match actual {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if shown == actual_text {
+        return true;
+    }
+    let compact = shown.replace(' ', "").replace("min", "m");
+    if let (Ok(a), Ok(b)) = (
+        humantime::parse_duration(&compact),
+        humantime::parse_duration(&actual_text),
+    ) {
+        return a == b;
+    }
+    let number = |t: &str| -> Option<f64> {
+        let (n, mult) = match t.split_once(' ') {
+            Some((n, "KiB")) => (n, 1024.0),
+            Some((n, "MiB")) => (n, 1024.0 * 1024.0),
+            Some((n, "GiB")) => (n, 1024.0 * 1024.0 * 1024.0),
+            Some(_) => return None,
+            None => (t, 1.0),
+        };
+        n.parse::<f64>().ok().map(|n| n * mult)
+    };
+    matches!((number(shown), number(&actual_text)), (Some(a), Some(b)) if a == b)
 }
 
 /// Checks every default the YAML block of `source`'s module docs states (see the module
