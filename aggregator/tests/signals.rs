@@ -142,7 +142,8 @@ async fn alertmanager_firing_and_silenced_alerts_are_kept_apart() -> anyhow::Res
         return Ok(());
     };
     let client = reqwest::Client::new();
-    let run = Timestamp::now().as_nanosecond().to_string();
+    // Unique per test, not only per moment: the two Alertmanager tests run at once.
+    let run = format!("kept-apart-{}", Timestamp::now().as_nanosecond());
     let ends = (Timestamp::now() + Duration::from_secs(600)).to_string();
     let alerts = serde_json::json!([
         {"labels": {"alertname": "CaretakerTestDiskFull", "severity": "critical", "run": run}, "annotations": {"summary": "disk full"}, "endsAt": ends},
@@ -211,7 +212,7 @@ async fn alertmanager_rounds_feed_the_alert_review() -> anyhow::Result<()> {
         return Ok(());
     };
     let client = reqwest::Client::new();
-    let run = Timestamp::now().as_nanosecond().to_string();
+    let run = format!("review-{}", Timestamp::now().as_nanosecond());
     let starts = Timestamp::now() - Duration::from_secs(120);
     let ends = (Timestamp::now() + Duration::from_secs(600)).to_string();
     let alert = |name: &str, ends: &str| serde_json::json!({"labels": {"alertname": name, "run": run}, "startsAt": starts.to_string(), "endsAt": ends});
