@@ -307,12 +307,10 @@ async fn serve_store(
     .await
     .map_err(RunError::LoadStore)?;
     let rounds = crate::round::Rounds::new(cfg.rounds());
-    let grpc = tokio::net::TcpListener::bind(cfg.listen.grpc)
-        .await
-        .map_err(|source| RunError::BindGrpc {
-            addr: cfg.listen.grpc,
-            source,
-        })?;
+    let grpc = server::bind_grpc(cfg.listen.grpc).map_err(|source| RunError::BindGrpc {
+        addr: cfg.listen.grpc,
+        source,
+    })?;
     let http = tokio::net::TcpListener::from_std(http).map_err(RunError::Listener)?;
     // The servers stop on `stop`, or when one of them fails (which cancels this child).
     let servers_stop = stop.child_token();

@@ -34,9 +34,10 @@
 //!   streams_per_node: 4       # open streams per node identity
 //!   max_message_bytes: 4194304
 //!   burst_reports: 400        # a node's burst beyond the rate: a resent buffer
-//!   stream_window_bytes: 6144       # HTTP/2 receive windows on the gRPC port
+//!   stream_window_bytes: 65535      # HTTP/2 receive windows on the gRPC port
 //!   connection_window_bytes: 65536
-//!   max_connections: 10240    # connections open at once on the gRPC port; more are closed
+//!   max_connections: 2048     # connections open at once on the gRPC port; more wait
+//!   max_connection_age_at_cap: 2s  # while some wait, older streams make way
 //!   commit_max_reports: 1024  # group commit: reports, bytes and wait per transaction
 //!   commit_max_bytes: 8388608
 //!   commit_max_wait: 2ms
@@ -300,16 +301,26 @@ pub struct IngestConfig {
     /// `max_reports_per_minute` the burst is that rate.
     pub burst_reports: BoundedU32<1, 100_000>,
     /// HTTP/2 receive window of each stream on the gRPC port: what an agent may send ahead
-    /// of what ingest has read. Memory: up to about this much per connected agent, in h2's
-    /// receive queue (ingest's decoder reads it in 1 KiB pieces). 1024 to 16777216.
-    pub stream_window_bytes: BoundedU32<1024, { 16 << 20 }>,
+    /// of what ingest has read. Memory: up to about this much per connection carrying
+    /// reports, in h2's receive queue. 65535 (HTTP/2's initial window: a client may send
+    /// that much before it has the server's settings, and h2 can stall a stream whose
+    /// window shrinks below it, hyperium/h2#630) to 16777216.
+    pub stream_window_bytes: BoundedU32<65_535, { 16 << 20 }>,
     /// HTTP/2 receive window of each connection on the gRPC port (all its streams).
     /// 65535 (HTTP/2's initial window, the least a peer can be held to) to 16777216.
     pub connection_window_bytes: BoundedU32<65_535, { 16 << 20 }>,
-    /// Connections open at once on the gRPC port (agents and query clients); a connection
-    /// beyond it is closed as soon as it is accepted, before its TLS handshake, and its
-    /// client retries later. An agent holds one connection. 1 to 1048576.
+    /// Connections open at once on the gRPC port (agents and query clients). At the cap
+    /// the port stops accepting: a new connection waits in the kernel's accept queue (its
+    /// TLS handshake waits), first come first served, until one closes. An agent holds a
+    /// connection only while it delivers reports (its `idle_timeout`); each connection
+    /// carrying reports is ~50 KiB of the aggregator's memory. 1 to 1048576.
     pub max_connections: BoundedUsize<1, { 1 << 20 }>,
+    /// While connections wait at `max_connections`, a report stream open this long ends
+    /// after the report it is on (status OK, after the acks of what it sent); its agent
+    /// reconnects, behind the ones waiting, and resends the rest. So agents resending long
+    /// backlogs take turns and a waiting agent's fresh report gets in within seconds.
+    /// Shorter: fairer, more TLS handshakes. 100ms to 1h.
+    pub max_connection_age_at_cap: BoundedDuration<100, { ms::HOUR }>,
     /// Reports written in one store transaction (one fsync) at most. 1 to 65536.
     pub commit_max_reports: BoundedUsize<1, 65_536>,
     /// Encoded report bytes in one store transaction at most. 65536 to 268435456.
@@ -331,6 +342,7 @@ impl Default for IngestConfig {
             stream_window_bytes: BoundedU32::of(d.stream_window_bytes),
             connection_window_bytes: BoundedU32::of(d.connection_window_bytes),
             max_connections: BoundedUsize::of(d.max_connections),
+            max_connection_age_at_cap: BoundedDuration::of(d.max_connection_age_at_cap),
             commit_max_reports: BoundedUsize::of(d.commit.max_reports),
             commit_max_bytes: BoundedUsize::of(d.commit.max_bytes),
             commit_max_wait: BoundedDuration::of(d.commit.max_wait),
@@ -350,6 +362,7 @@ impl IngestConfig {
             stream_window_bytes: self.stream_window_bytes.get(),
             connection_window_bytes: self.connection_window_bytes.get(),
             max_connections: self.max_connections.get(),
+            max_connection_age_at_cap: self.max_connection_age_at_cap.get(),
             commit: crate::api::commit::CommitLimits {
                 max_reports: self.commit_max_reports.get(),
                 max_bytes: self.commit_max_bytes.get(),
@@ -676,7 +689,7 @@ mod tests {
             parse_yaml("ingest:\n  max_connections: 3\n", Path::new("c")).unwrap();
         assert_eq!(c.ingest.limits().max_connections, 3);
         let d: AggregatorConfig = parse_yaml("", Path::new("c")).unwrap();
-        assert_eq!(d.ingest.max_connections, 10_240);
+        assert_eq!(d.ingest.max_connections, 2048);
         let err = parse_yaml::<AggregatorConfig>("ingest:\n  max_connections: 0\n", Path::new("c"))
             .unwrap_err()
             .to_string();

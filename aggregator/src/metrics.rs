@@ -134,6 +134,8 @@ pub struct Metrics {
     pub nodes: Family<FreshnessLabel, Gauge>,
     /// Reports that had to wait because their stream was over its rate limit.
     pub ingest_throttled_total: Counter,
+    /// Agent streams ended to make way for connections waiting at the gRPC port's cap.
+    pub(crate) ingest_streams_made_way_total: Counter,
     pub findings: Family<FindingLabels, Gauge>,
     pub(crate) findings_silenced: Family<CheckLabel, Gauge>,
     pub(crate) report_score: Gauge,
@@ -183,6 +185,12 @@ impl Default for Metrics {
             "ingest_throttled",
             "Reports held back because their agent stream was over max_reports_per_minute",
             ingest_throttled_total.clone(),
+        );
+        let ingest_streams_made_way_total = Counter::default();
+        registry.register(
+            "ingest_streams_made_way",
+            "Agent streams ended (the agent reconnects) to make way for connections waiting at the gRPC port's cap (ingest.max_connections)",
+            ingest_streams_made_way_total.clone(),
         );
         let findings = Family::<FindingLabels, Gauge>::default();
         registry.register(
@@ -251,6 +259,7 @@ impl Default for Metrics {
             store_write_seconds,
             nodes,
             ingest_throttled_total,
+            ingest_streams_made_way_total,
             findings,
             findings_silenced,
             report_score,

@@ -44,6 +44,7 @@ use caretaker_tests::TestPki;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -88,7 +89,7 @@ async fn child(dir: PathBuf, tls: Option<PathBuf>, rate: u32) -> anyhow::Result<
         None => caretaker_aggregator::store::Store::open(&dir)?,
     };
     let state = caretaker_aggregator::state::State::new(store, 3)?;
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let grpc = caretaker_aggregator::api::server::bind_grpc("127.0.0.1:0".parse()?)?;
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = grpc.local_addr()?;
     let tls = match tls {
@@ -112,6 +113,12 @@ async fn child(dir: PathBuf, tls: Option<PathBuf>, rate: u32) -> anyhow::Result<
     if let Some(v) = knob("BENCH_CONNECTION_WINDOW_BYTES") {
         ingest.connection_window_bytes = u32::try_from(v)?;
     }
+    if let Some(v) = knob("BENCH_MAX_CONNECTIONS") {
+        ingest.max_connections = v;
+    }
+    if let Some(v) = knob("BENCH_MAX_CONNECTION_AGE_AT_CAP_MS") {
+        ingest.max_connection_age_at_cap = Duration::from_millis(u64::try_from(v)?);
+    }
     if let Some(v) = knob("BENCH_BURST_REPORTS") {
         ingest.burst_reports = u32::try_from(v)?;
     }
@@ -126,7 +133,7 @@ async fn child(dir: PathBuf, tls: Option<PathBuf>, rate: u32) -> anyhow::Result<
         state,
         grpc,
         http,
-        tokio_util::sync::CancellationToken::new(),
+        CancellationToken::new(),
         options,
     )
     .await?;
@@ -163,21 +170,23 @@ async fn template() -> pb::NodeReport {
     r
 }
 
-/// One simulated agent's side of a stream: what it sends and when each ack came.
-struct AgentStream {
-    tx: mpsc::Sender<pb::AgentMessage>,
-    /// seq → when it was sent.
-    sent: Arc<std::sync::Mutex<std::collections::HashMap<u64, Instant>>>,
-}
-
 /// Shared results.
 #[derive(Default)]
 struct Tally {
+    /// Reports acked (each counted once).
     acked: AtomicU64,
+    /// Connections opened.
+    connections: AtomicU64,
+    /// Streams the aggregator ended to make way (status OK with reports unacked).
+    made_way: AtomicU64,
+    /// Failed connects and broken streams.
     errors: AtomicU64,
+    /// Report created → acked, when recorded.
     latencies: std::sync::Mutex<Vec<Duration>>,
 }
 
+/// A connection to the aggregator as an agent opens it (its connect timeout and HTTP/2
+/// keepalive).
 async fn channel(
     addr: SocketAddr,
     tls: Option<&(PathBuf, PathBuf, PathBuf)>,
@@ -187,7 +196,7 @@ async fn channel(
     } else {
         Endpoint::from_shared(format!("http://{addr}"))?
     }
-    .connect_timeout(Duration::from_secs(60))
+    .connect_timeout(Duration::from_secs(5))
     .http2_keep_alive_interval(Duration::from_secs(20))
     .keep_alive_timeout(Duration::from_secs(10));
     if let Some((ca, crt, key)) = tls {
@@ -205,59 +214,136 @@ async fn channel(
     Ok(ep.connect().await?)
 }
 
-/// Opens a stream on `ch`; acks are counted into `tally`, latencies recorded when `record`.
-async fn open(
-    ch: Channel,
+/// One simulated agent, delivering as caretaker-agent does: it connects only when it has
+/// reports, sends everything unacked, drops what is acked, reconnects at once when the
+/// aggregator ends the stream (making way) and after a backoff when a connect fails, and
+/// hangs up `idle` after its last ack.
+struct SimAgent {
+    node: String,
+    addr: SocketAddr,
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    template: Arc<pb::NodeReport>,
+    epoch: u64,
+    idle: Duration,
     tally: Arc<Tally>,
     record: bool,
-    capacity: usize,
-) -> anyhow::Result<AgentStream> {
-    let (tx, rx) = mpsc::channel(capacity);
-    let mut acks = ReportIngestClient::new(ch)
-        .stream(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    let sent: Arc<std::sync::Mutex<std::collections::HashMap<u64, Instant>>> = Arc::default();
-    let s = Arc::clone(&sent);
-    tokio::spawn(async move {
-        loop {
-            match acks.message().await {
-                Ok(Some(pb::AggregatorMessage {
-                    msg: Some(aggregator_message::Msg::Ack(a)),
-                })) => {
-                    let at = s.lock().expect("lock").remove(&a.seq);
-                    tally.acked.fetch_add(1, Ordering::Relaxed);
-                    if record && let Some(at) = at {
-                        tally.latencies.lock().expect("lock").push(at.elapsed());
-                    }
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(_) => {
-                    tally.errors.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-            }
-        }
-    });
-    Ok(AgentStream { tx, sent })
+    /// Where it is (for a stalled run): see [`PHASES`].
+    phase: Arc<std::sync::atomic::AtomicU8>,
 }
 
-impl AgentStream {
-    async fn send(&self, template: &pb::NodeReport, node: &str, epoch: u64, seq: u64) -> bool {
-        let mut r = template.clone();
-        r.node_name = node.to_string();
-        r.epoch = epoch;
+/// What [`SimAgent::phase`] numbers.
+const PHASES: [&str; 5] = ["connecting", "opening", "reading acks", "waiting", "done"];
+
+impl SimAgent {
+    fn report(&self, seq: u64) -> pb::AgentMessage {
+        let mut r = (*self.template).clone();
+        r.node_name.clone_from(&self.node);
+        r.epoch = self.epoch;
         r.seq = seq;
         r.collected_at = Some(prost_types::Timestamp::from(std::time::SystemTime::now()));
-        self.sent.lock().expect("lock").insert(seq, Instant::now());
-        self.tx
-            .send(pb::AgentMessage {
-                msg: Some(agent_message::Msg::Report(r)),
-            })
-            .await
-            .is_ok()
+        pb::AgentMessage {
+            msg: Some(agent_message::Msg::Report(r)),
+        }
     }
+
+    /// Delivers `unacked` (seq, created) until every report is acked.
+    async fn deliver(&self, unacked: &mut std::collections::VecDeque<(u64, Instant)>) {
+        let mut backoff = Duration::from_millis(200);
+        let phase = |p: u8| self.phase.store(p, Ordering::Relaxed);
+        while !unacked.is_empty() {
+            phase(0);
+            let ch = match channel(self.addr, self.tls.as_ref()).await {
+                Ok(ch) => ch,
+                Err(_) => {
+                    self.tally.errors.fetch_add(1, Ordering::Relaxed);
+                    phase(3);
+                    tokio::time::sleep(backoff.mul_f64(0.5 + fastrand_unit(&self.node, backoff)))
+                        .await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            self.tally.connections.fetch_add(1, Ordering::Relaxed);
+            phase(1);
+            let (tx, rx) = mpsc::channel(unacked.len() + 1);
+            for (seq, _) in unacked.iter() {
+                let _ = tx.try_send(self.report(*seq));
+            }
+            let mut acks = match ReportIngestClient::new(ch.clone())
+                .stream(ReceiverStream::new(rx))
+                .await
+            {
+                Ok(r) => r.into_inner(),
+                Err(_) => {
+                    self.tally.errors.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(200);
+            phase(2);
+            while !unacked.is_empty() {
+                match acks.message().await {
+                    Ok(Some(pb::AggregatorMessage {
+                        msg: Some(aggregator_message::Msg::Ack(a)),
+                    })) => {
+                        while unacked.front().is_some_and(|(seq, _)| *seq <= a.seq) {
+                            let (_, created) = unacked.pop_front().expect("front");
+                            self.tally.acked.fetch_add(1, Ordering::Relaxed);
+                            if self.record {
+                                let l = created.elapsed();
+                                self.tally.latencies.lock().expect("lock").push(l);
+                            }
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        self.tally.made_way.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(_) => {
+                        self.tally.errors.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(backoff).await;
+                        break;
+                    }
+                }
+            }
+            phase(3);
+            if unacked.is_empty() {
+                // The agent's idle_timeout: the connection stays a little after the last ack.
+                tokio::time::sleep(self.idle).await;
+            }
+            drop((tx, acks, ch));
+        }
+        phase(4);
+    }
+
+    /// A report every `interval` (from `offset`) until `stop`.
+    async fn report_every(&self, offset: Duration, interval: Duration, stop: CancellationToken) {
+        tokio::time::sleep(offset).await;
+        let mut unacked = std::collections::VecDeque::new();
+        let mut seq = 0;
+        let mut next = Instant::now();
+        while !stop.is_cancelled() {
+            seq += 1;
+            unacked.push_back((seq, Instant::now()));
+            self.deliver(&mut unacked).await;
+            next += interval;
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep_until(next.into()) => {}
+            }
+        }
+    }
+}
+
+/// A number in [0, 1) from `node` and `salt`: jitter without a random number generator.
+fn fastrand_unit(node: &str, salt: Duration) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (node, salt, Instant::now()).hash(&mut h);
+    (h.finish() % 1_000_000) as f64 / 1_000_000.0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -406,157 +492,121 @@ async fn run_mode(tls: bool, template: &pb::NodeReport) -> anyhow::Result<()> {
     println!("report size {size} bytes");
     let epoch = u64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(1) - 1_000_000_000;
 
-    // Connect every agent (bounded concurrency, so connecting is not the benchmark).
-    let started = Instant::now();
-    let tally = Arc::new(Tally::default());
-    let addr = agg.addr;
-    let connect_all =
-        |range: std::ops::Range<usize>, record: bool, tally: Arc<Tally>, capacity: usize| {
-            let certs = certs.clone();
-            async move {
-                let sem = Arc::new(tokio::sync::Semaphore::new(64));
-                let mut set = tokio::task::JoinSet::new();
-                for i in range {
-                    let (sem, tally, cert) =
-                        (Arc::clone(&sem), Arc::clone(&tally), certs[i].clone());
-                    set.spawn(async move {
-                        let _p = sem.acquire_owned().await?;
-                        let ch = channel(addr, cert.as_ref()).await?;
-                        anyhow::Ok((i, open(ch, tally, record, capacity).await?))
-                    });
-                }
-                let mut out = Vec::new();
-                while let Some(r) = set.join_next().await {
-                    out.push(r??);
-                }
-                out.sort_by_key(|(i, _)| *i);
-                anyhow::Ok(out.into_iter().map(|(_, s)| s).collect::<Vec<_>>())
-            }
-        };
-    let streams = connect_all(0..agents, true, Arc::clone(&tally), 8).await?;
-    println!("connected {agents} agents in {:.1?}", started.elapsed());
+    let idle = Duration::from_millis(arg("--idle-ms", 1000));
+    let agent = |i: usize, tally: &Arc<Tally>, record: bool| SimAgent {
+        node: format!("node-{i}"),
+        addr: agg.addr,
+        tls: certs[i].clone(),
+        template: Arc::clone(&template),
+        epoch,
+        idle,
+        tally: Arc::clone(tally),
+        record,
+        phase: Arc::default(),
+    };
 
-    // 1. Steady state.
+    // 1. Steady state: every agent reports every interval, its start spread over the first.
     let (cpu0, _, _) = agg.cost();
-    let acked0 = tally.acked.load(Ordering::Relaxed);
-    let steady_end = Instant::now() + Duration::from_secs(steady_secs);
+    let steady = Arc::new(Tally::default());
+    let stop_steady = CancellationToken::new();
     let mut set = tokio::task::JoinSet::new();
-    let sent_each = Arc::new(AtomicU64::new(0));
-    for (i, s) in streams.into_iter().enumerate() {
-        let template = Arc::clone(&template);
+    for i in 0..agents {
+        let a = agent(i, &steady, true);
         let offset = interval.mul_f64(i as f64 / agents as f64);
-        let sent_each = Arc::clone(&sent_each);
-        set.spawn(async move {
-            tokio::time::sleep(offset).await;
-            let mut seq = 0;
-            while Instant::now() < steady_end {
-                seq += 1;
-                s.send(&template, &format!("node-{i}"), epoch, seq).await;
-                sent_each.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(interval).await;
-            }
-            (i, s, seq)
-        });
+        let stop = stop_steady.clone();
+        set.spawn(async move { a.report_every(offset, interval, stop).await });
     }
-    let mut kept = Vec::new();
-    while let Some(r) = set.join_next().await {
-        kept.push(r?);
-    }
-    kept.sort_by_key(|(i, _, _)| *i);
-    let sent = sent_each.load(Ordering::Relaxed);
-    let drained = Instant::now();
-    while tally.acked.load(Ordering::Relaxed) - acked0 < sent
-        && drained.elapsed() < Duration::from_secs(60)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tokio::time::sleep(Duration::from_secs(steady_secs)).await;
+    stop_steady.cancel();
+    while set.join_next().await.is_some() {}
     let (cpu1, rss, _) = agg.cost();
-    let steady_acked = tally.acked.load(Ordering::Relaxed) - acked0;
-    let lat = std::mem::take(&mut *tally.latencies.lock().expect("lock"));
+    let steady_acked = steady.acked.load(Ordering::Relaxed);
+    let lat = std::mem::take(&mut *steady.latencies.lock().expect("lock"));
     println!(
-        "steady: sent {sent}, acked {steady_acked}, ack latency {}, aggregator CPU {:.0} µs/report, RSS {:.1} MiB",
+        "steady: acked {steady_acked} over {} connections (errors {}), ack latency {}, aggregator CPU {:.0} µs/report, RSS {:.1} MiB, peak so far {:.1} MiB",
+        steady.connections.load(Ordering::Relaxed),
+        steady.errors.load(Ordering::Relaxed),
         summary(lat),
         (cpu1 - cpu0) * 1e6 / steady_acked.max(1) as f64,
-        rss as f64 / (1 << 20) as f64
+        rss as f64 / (1 << 20) as f64,
+        agg.peak_rss.load(Ordering::Relaxed) as f64 / (1 << 20) as f64
     );
-    // The steady streams end: the agents "lose" their connections.
-    let next_seq: Vec<u64> = kept.into_iter().map(|(_, _, seq)| seq).collect();
 
-    // 2. Storm: fresh agents first, then every agent reconnects with its backlog.
+    // 2. Storm: `fresh` other agents keep reporting at the interval while every agent comes
+    // back with a backlog at once (as after an outage of the aggregator).
     let fresh_tally = Arc::new(Tally::default());
-    let fresh_streams =
-        connect_all(agents..agents + fresh, true, Arc::clone(&fresh_tally), 8).await?;
     let storm_tally = Arc::new(Tally::default());
+    let stop_fresh = CancellationToken::new();
+    let mut fresh_set = tokio::task::JoinSet::new();
+    for k in 0..fresh {
+        let a = agent(agents + k, &fresh_tally, true);
+        let offset = interval.mul_f64(k as f64 / fresh.max(1) as f64);
+        let stop = stop_fresh.clone();
+        fresh_set.spawn(async move { a.report_every(offset, interval, stop).await });
+    }
     let (cpu0, _, _) = agg.cost();
     let storm_start = Instant::now();
-    let stop_fresh = tokio_util::sync::CancellationToken::new();
-    let mut fresh_set = tokio::task::JoinSet::new();
-    for (k, s) in fresh_streams.into_iter().enumerate() {
-        let (template, stop) = (Arc::clone(&template), stop_fresh.clone());
-        let offset = interval.mul_f64(k as f64 / fresh.max(1) as f64);
-        fresh_set.spawn(async move {
-            tokio::time::sleep(offset).await;
-            let mut seq = 0;
-            while !stop.is_cancelled() {
-                seq += 1;
-                s.send(&template, &format!("node-{}", agents + k), epoch, seq)
-                    .await;
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    () = tokio::time::sleep(interval) => {}
-                }
-            }
+    let first_seq = steady_secs / interval.as_secs().max(1) + 2;
+    let mut storm_set = tokio::task::JoinSet::new();
+    let mut phases = Vec::new();
+    for i in 0..agents {
+        let a = agent(i, &storm_tally, false);
+        phases.push(Arc::clone(&a.phase));
+        storm_set.spawn(async move {
+            let created = Instant::now();
+            let mut unacked: std::collections::VecDeque<(u64, Instant)> = (first_seq
+                ..first_seq + backlog)
+                .map(|seq| (seq, created))
+                .collect();
+            a.deliver(&mut unacked).await;
         });
-    }
-    let storm = connect_all(
-        0..agents,
-        false,
-        Arc::clone(&storm_tally),
-        backlog as usize + 8,
-    )
-    .await?;
-    println!(
-        "storm: {agents} agents reconnected in {:.1?}",
-        storm_start.elapsed()
-    );
-    for (i, s) in storm.iter().enumerate() {
-        for n in 1..=backlog {
-            s.send(&template, &format!("node-{i}"), epoch, next_seq[i] + n)
-                .await;
-        }
     }
     let total = agents as u64 * backlog;
     let mut last_print = Instant::now();
+    let mut last_acked = 0;
     while storm_tally.acked.load(Ordering::Relaxed) < total {
         if storm_start.elapsed() > Duration::from_secs(900) {
             println!("storm: gave up after 900 s");
             break;
         }
-        if storm_tally.errors.load(Ordering::Relaxed) as usize >= agents {
-            println!("storm: every stream failed");
-            break;
-        }
         if last_print.elapsed() > Duration::from_secs(10) {
             last_print = Instant::now();
             println!(
-                "  {:.0?}: acked {} of {total}, stream errors {}, RSS peak {:.1} MiB",
+                "  {:.0?}: acked {} of {total}, connections {}, made way {}, errors {}, RSS peak {:.1} MiB",
                 storm_start.elapsed(),
                 storm_tally.acked.load(Ordering::Relaxed),
+                storm_tally.connections.load(Ordering::Relaxed),
+                storm_tally.made_way.load(Ordering::Relaxed),
                 storm_tally.errors.load(Ordering::Relaxed),
                 agg.peak_rss.load(Ordering::Relaxed) as f64 / (1 << 20) as f64
             );
+            let acked = storm_tally.acked.load(Ordering::Relaxed);
+            if acked == last_acked {
+                let mut n = [0; PHASES.len()];
+                for p in &phases {
+                    n[usize::from(p.load(Ordering::Relaxed)).min(PHASES.len() - 1)] += 1;
+                }
+                println!(
+                    "  no progress: agents by phase {:?}",
+                    PHASES.iter().zip(n).collect::<Vec<_>>()
+                );
+            }
+            last_acked = acked;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let drain = storm_start.elapsed();
     stop_fresh.cancel();
     while fresh_set.join_next().await.is_some() {}
+    storm_set.abort_all();
     let (cpu1, _, hwm) = agg.cost();
     let acked = storm_tally.acked.load(Ordering::Relaxed);
     let fresh_lat = std::mem::take(&mut *fresh_tally.latencies.lock().expect("lock"));
     println!(
-        "storm: {acked} of {total} backlog reports acked in {drain:.1?} ({:.0} reports/s), stream errors {}; fresh ack latency {}; aggregator CPU {:.0} µs/report",
+        "storm: {acked} of {total} backlog reports acked in {drain:.1?} ({:.0} reports/s) over {} connections ({} made way, {} errors); fresh ack latency {}; aggregator CPU {:.0} µs/report",
         acked as f64 / drain.as_secs_f64(),
+        storm_tally.connections.load(Ordering::Relaxed),
+        storm_tally.made_way.load(Ordering::Relaxed),
         storm_tally.errors.load(Ordering::Relaxed),
         summary(fresh_lat),
         (cpu1 - cpu0) * 1e6 / acked.max(1) as f64,
@@ -566,7 +616,6 @@ async fn run_mode(tls: bool, template: &pb::NodeReport) -> anyhow::Result<()> {
         agg.peak_rss.load(Ordering::Relaxed) as f64 / (1 << 20) as f64,
         hwm as f64 / (1 << 20) as f64
     );
-    drop(storm);
     drop(agg);
     Ok(())
 }

@@ -1,15 +1,18 @@
 //! The connection cap of the gRPC port (`ingest.max_connections`).
 //!
-//! Every agent holds one connection for as long as it runs, so the port must take a
-//! fleet's worth; beyond that, each connection costs memory and a file descriptor, and
-//! without a cap a flood of connections exhausts the descriptors the store and the HTTP
-//! port need (issue 14). Past [`ConnectionCap`]'s limit a new connection is closed as soon
-//! as it is accepted (before any TLS handshake): the client sees its connection closed and
-//! retries with its backoff, and the connections already open are not disturbed. A slot is
-//! given back when its connection closes ([`Capped`] holds it).
+//! Every open connection costs the aggregator memory (~50 KiB of HTTP/2 and TLS buffers
+//! while it carries reports) and a file descriptor, so the port holds at most
+//! [`ConnectionCap`]'s limit at once (issue 14). Agents hold a connection only while they
+//! have reports to deliver (the agents' `idle_timeout`), so a fleet needs far fewer slots
+//! than it has nodes. At the cap the port stops accepting: a new connection waits in the
+//! kernel's accept queue (first come, first served; its client sees its TLS handshake
+//! wait), and is accepted when a slot comes free. Meanwhile streams older than
+//! `ingest.max_connection_age_at_cap` end after the report they are on
+//! ([`ConnectionCap::waiting`], checked by [`crate::api::ingest`]), so agents with a long
+//! backlog take turns with the ones waiting instead of holding a slot until their backlog
+//! is drained. A slot is given back when its connection closes ([`Capped`] holds it).
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,20 +21,27 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::Connected;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
-/// Default of `ingest.max_connections`: 5,000 nodes (one connection each), the same again
-/// for reconnects overlapping connections the server has not seen close yet, and room for
-/// query clients.
-pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_240;
+/// Default of `ingest.max_connections`. Agents connect only to deliver (every 10 s, for a
+/// few milliseconds, plus their `idle_timeout`), so 5,000 nodes hold about a thousand
+/// connections in steady state; after an outage every agent wants one at once and they
+/// take turns. 2,048 connections carrying reports are ~100 MiB of the aggregator's memory.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+
+/// Default of `ingest.max_connection_age_at_cap`: long enough for an agent to deliver a
+/// few hundred reports, short enough that a connection waiting behind thousands of others
+/// gets its turn within seconds.
+pub(crate) const DEFAULT_MAX_CONNECTION_AGE_AT_CAP: std::time::Duration =
+    std::time::Duration::from_secs(2);
 
 /// Slots for the connections of one listener.
 #[derive(Debug)]
 pub(crate) struct ConnectionCap {
     slots: Arc<Semaphore>,
     max: usize,
-    /// Set while at the cap, so a flood logs one warning rather than one per connection.
-    full: AtomicBool,
+    /// Set while the listener waits for a slot: connections may be waiting to be accepted.
+    waiting: AtomicBool,
 }
 
 impl ConnectionCap {
@@ -41,7 +51,7 @@ impl ConnectionCap {
         Self {
             slots: Arc::new(Semaphore::new(max)),
             max,
-            full: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
         }
     }
 
@@ -57,25 +67,30 @@ impl ConnectionCap {
         self.max - self.slots.available_permits()
     }
 
-    /// A slot for a connection from `peer`, held until the connection closes; `None` at the
-    /// cap: close the connection.
-    pub(crate) fn admit(&self, peer: SocketAddr) -> Option<OwnedSemaphorePermit> {
-        match Arc::clone(&self.slots).try_acquire_owned() {
-            Ok(slot) => {
-                if self.full.swap(false, Ordering::Relaxed) {
-                    debug!(max = self.max, "Below the connection cap again.");
-                }
-                Some(slot)
-            }
-            Err(_) => {
-                if self.full.swap(true, Ordering::Relaxed) {
-                    debug!(%peer, max = self.max, "Closed a connection beyond the connection cap.");
-                } else {
-                    warn!(%peer, max = self.max, "The gRPC port is at its connection cap (ingest.max_connections); closing new connections until some close.");
-                }
-                None
-            }
+    /// A slot for the next connection, held until it closes: at once below the cap, else
+    /// when a connection closes (the listener does not accept meanwhile).
+    pub(crate) async fn slot(&self) -> OwnedSemaphorePermit {
+        if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
+            return slot;
         }
+        warn!(
+            max = self.max,
+            "The gRPC port is at its connection cap (ingest.max_connections); new connections wait to be accepted, old streams make way."
+        );
+        self.waiting.store(true, Ordering::Relaxed);
+        let slot = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        self.waiting.store(false, Ordering::Relaxed);
+        info!(max = self.max, "A slot came free under the connection cap.");
+        slot
+    }
+
+    /// Whether the listener is waiting for a slot (so connections may wait to be accepted):
+    /// then streams older than `max_connection_age_at_cap` make way.
+    pub(crate) fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
     }
 }
 
@@ -142,20 +157,20 @@ impl<IO: Connected> Connected for Capped<IO> {
     }
 }
 
-/// Plaintext connections of `listener` within `cap`, as tonic's incoming stream.
+/// Plaintext connections of `listener` within `cap`, as tonic's incoming stream: a
+/// connection is accepted only once it has a slot.
 pub(crate) fn plaintext(
     listener: tokio::net::TcpListener,
     cap: Arc<ConnectionCap>,
 ) -> impl tokio_stream::Stream<Item = io::Result<Capped<tokio::net::TcpStream>>> {
-    use tokio_stream::StreamExt;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).filter_map(move |r| match r {
-        Ok(tcp) => {
-            let peer = tcp
-                .peer_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-            cap.admit(peer).map(|slot| Ok(Capped::new(tcp, slot)))
-        }
-        Err(e) => Some(Err(e)),
+    futures_util::stream::unfold((listener, cap), |(listener, cap)| async move {
+        let slot = cap.slot().await;
+        let accepted = listener.accept().await.map(|(tcp, _)| {
+            // As the TLS listener ([`crate::api::tls`]): acks go out at once.
+            let _ = tcp.set_nodelay(true);
+            Capped::new(tcp, slot)
+        });
+        Some((accepted, (listener, cap)))
     })
 }
 
@@ -163,17 +178,24 @@ pub(crate) fn plaintext(
 mod tests {
     use super::*;
 
-    #[test]
-    fn slots_are_taken_up_to_the_cap_and_given_back_when_a_connection_closes() {
-        let cap = ConnectionCap::new(2);
-        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
-        let a = cap.admit(peer).expect("first");
-        let b = cap.admit(peer).expect("second");
+    #[tokio::test]
+    async fn slots_are_taken_up_to_the_cap_and_a_wait_ends_when_a_connection_closes() {
+        let cap = Arc::new(ConnectionCap::new(2));
+        let a = cap.slot().await;
+        let b = cap.slot().await;
         assert_eq!(cap.open(), 2);
-        assert!(cap.admit(peer).is_none(), "the third is refused");
+        assert!(!cap.waiting());
+        let third = tokio::spawn({
+            let cap = Arc::clone(&cap);
+            async move { cap.slot().await }
+        });
+        while !cap.waiting() {
+            tokio::task::yield_now().await;
+        }
+        assert!(!third.is_finished(), "the third waits");
         drop(a);
-        assert_eq!(cap.open(), 1);
-        let c = cap.admit(peer).expect("room again");
+        let c = third.await.unwrap();
+        assert!(!cap.waiting(), "no longer waiting");
         assert_eq!(cap.open(), 2);
         drop((b, c));
         assert_eq!(cap.open(), 0);

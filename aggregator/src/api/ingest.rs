@@ -52,6 +52,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::commit::{CommitLimits, CommitResult, CommitTask, Committer};
+use crate::api::connections::ConnectionCap;
 use crate::api::tls::PeerIdentity;
 use crate::state::State;
 use crate::store::Outcome;
@@ -99,8 +100,12 @@ pub struct IngestLimits {
     /// [`crate::api::server::CONNECTION_WINDOW_BYTES`]).
     pub connection_window_bytes: u32,
     /// Connections open at once on the gRPC port (default
-    /// [`crate::api::connections::DEFAULT_MAX_CONNECTIONS`]); more are closed when accepted.
+    /// [`crate::api::connections::DEFAULT_MAX_CONNECTIONS`]); more wait to be accepted.
     pub max_connections: usize,
+    /// While connections wait at that cap, a stream open this long ends after the report
+    /// it is on (status OK: the agent reconnects and waits its turn; default
+    /// [`crate::api::connections::DEFAULT_MAX_CONNECTION_AGE_AT_CAP`]).
+    pub max_connection_age_at_cap: Duration,
     /// How the committer batches reports.
     pub commit: CommitLimits,
 }
@@ -122,6 +127,7 @@ impl Default for IngestLimits {
             stream_window_bytes: crate::api::server::STREAM_WINDOW_BYTES,
             connection_window_bytes: crate::api::server::CONNECTION_WINDOW_BYTES,
             max_connections: crate::api::connections::DEFAULT_MAX_CONNECTIONS,
+            max_connection_age_at_cap: crate::api::connections::DEFAULT_MAX_CONNECTION_AGE_AT_CAP,
             commit: CommitLimits::default(),
         }
     }
@@ -249,6 +255,8 @@ pub(crate) struct IngestService {
     limits: IngestLimits,
     budget: Arc<Budget>,
     streams: Arc<StreamCounts>,
+    /// The gRPC port's connection cap: while connections wait at it, old streams make way.
+    cap: Option<Arc<ConnectionCap>>,
     committer: Committer,
     /// The reader task of every stream, to wait for them on shutdown.
     tasks: TaskTracker,
@@ -288,7 +296,15 @@ impl IngestService {
             limits,
             budget: Arc::new(Budget::new(limits.in_flight_bytes)),
             streams: Arc::new(StreamCounts::default()),
+            cap: None,
         }
+    }
+
+    /// Streams older than [`IngestLimits::max_connection_age_at_cap`] end while
+    /// connections wait at `cap`.
+    pub(crate) fn with_cap(mut self, cap: Arc<ConnectionCap>) -> Self {
+        self.cap = Some(cap);
+        self
     }
 
     /// Waits until every stream's tasks have ended (they end on the `shutdown` token given
@@ -496,6 +512,7 @@ impl ReportIngest for IngestService {
             node: String::new(),
             pending: pending_tx,
             stop: stop.clone(),
+            opened: tokio::time::Instant::now(),
         };
         self.state.metrics.streams_active.inc();
         let span = info_span!("ingest", %peer, node = tracing::field::Empty);
@@ -519,6 +536,8 @@ struct StreamReader {
     pending: mpsc::Sender<Box<Pending>>,
     /// Cancelled on shutdown, or when the ack side stopped.
     stop: CancellationToken,
+    /// When the stream opened (see [`StreamReader::make_way`]).
+    opened: tokio::time::Instant,
 }
 
 /// What became of one message read from the stream.
@@ -543,7 +562,10 @@ impl StreamReader {
                     // Boxed: this task lives as long as the agent's connection, mostly idle;
                     // the state of handling one report (budget, rate, commit queue) is only
                     // allocated while a report is handled, not kept in every idle task.
-                    Box::pin(self.report(r)).await
+                    match Box::pin(self.report(r)).await {
+                        Step::Continue if self.make_way() => Step::End(None),
+                        step => step,
+                    }
                 }
                 Ok(Some(_)) => Step::Continue,
                 Ok(None) => Step::End(None),
@@ -666,6 +688,21 @@ impl StreamReader {
             return Step::End(None);
         }
         Step::Continue
+    }
+
+    /// Whether this stream should end now to make way for connections waiting at the
+    /// gRPC port's cap: it is older than [`IngestLimits::max_connection_age_at_cap`]. It
+    /// ends with status OK after the acks of what it read; the agent reconnects (behind
+    /// the ones waiting) and resends what was not acked.
+    fn make_way(&self) -> bool {
+        let service = &self.service;
+        let yield_now = service.cap.as_ref().is_some_and(|cap| cap.waiting())
+            && self.opened.elapsed() >= service.limits.max_connection_age_at_cap;
+        if yield_now {
+            debug!("Ending the stream to make way for connections waiting at the cap.");
+            service.state.metrics.ingest_streams_made_way_total.inc();
+        }
+        yield_now
     }
 
     /// Waits until the node's rate allows one more report; false when the stream stops

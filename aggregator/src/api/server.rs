@@ -54,15 +54,13 @@ impl ServeOptions {
 /// HTTP/2 receive window per stream and per connection on the gRPC port: what an agent may
 /// send ahead of what ingest has read. hyper's default (1 MiB each) let 5,000 agents
 /// resending their backlogs park 2.2 GB in receive buffers (bench-ingest, issue 14), outside
-/// the in-flight budget. The stream window also bounds the DATA frames an agent sends, and
-/// so h2's read buffer of the connection: it starts at 8 KiB and keeps the largest size it
-/// reached, so a window that lets a frame and its 9-byte header exceed 8 KiB grows every
-/// connection's read buffer (to ~14 KiB each at peak with an 8 KiB window; heaptrack,
-/// bench-ingest). 6 KiB is about six reports of 0.9 KiB and stays below that: the
-/// 5,000-agent storm over mutual TLS peaked at 394 MiB with 6 KiB (and with 4 KiB) against
-/// 501 MiB with 8 KiB, and drained at 41,000 reports/s with 6 KiB against 13,700 with 4 KiB
-/// (the same loaded 2-core machine; issue 14's goal is 10,000).
-pub(crate) const STREAM_WINDOW_BYTES: u32 = 6 << 10;
+/// the in-flight budget. Not below HTTP/2's own initial window (65,535): a client may send
+/// that much on a new connection's first stream before it has the server's settings, and
+/// h2 mishandles a stream whose window the settings then shrink below what was sent
+/// (hyperium/h2#630): a few agents in a reconnect storm stalled for good, every report
+/// sent and none read (bench-ingest, 6 KiB windows). So memory is bounded by the number of
+/// connections instead (`ingest.max_connections`): 64 KiB each at most.
+pub(crate) const STREAM_WINDOW_BYTES: u32 = 65_535;
 /// See [`STREAM_WINDOW_BYTES`].
 pub(crate) const CONNECTION_WINDOW_BYTES: u32 = 64 << 10;
 
@@ -70,6 +68,26 @@ pub(crate) const CONNECTION_WINDOW_BYTES: u32 = 64 << 10;
 /// of a large node is tens of KiB; the bound keeps a broken agent from making the
 /// aggregator buffer more.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+/// Backlog of the gRPC port's listening socket: connections waiting at the cap wait there
+/// (the kernel bounds it further by `net.core.somaxconn`, 4096 by default).
+pub const LISTEN_BACKLOG: u32 = 8192;
+
+/// Binds `addr` for the gRPC port with [`LISTEN_BACKLOG`].
+///
+/// # Errors
+/// The socket cannot be created, bound or put to listen.
+pub fn bind_grpc(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std's and tokio's `bind`: a restarted aggregator can bind while old connections
+    // are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 type BoxedServer =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ServeError>> + Send>>;
@@ -127,9 +145,11 @@ pub async fn serve_with(
         },
         None => IdentityPolicy::Any,
     };
+    let grpc_cap = Arc::new(ConnectionCap::new(options.ingest.max_connections));
     let ingest_service = IngestService::new(Arc::clone(&state), shutdown.clone(), options.ingest)
         .with_identity(identity)
-        .with_reports_per_minute(options.reports_per_minute);
+        .with_reports_per_minute(options.reports_per_minute)
+        .with_cap(Arc::clone(&grpc_cap));
     let ingest = IngestServer::new(ingest_service.clone(), options.ingest.max_message_bytes);
     let query = QueryServer::new(QueryService::new(Arc::clone(&state)));
 
@@ -137,7 +157,6 @@ pub async fn serve_with(
     let http_addr = http.local_addr()?;
     let (shutdown_grpc, shutdown_http) = (shutdown.clone(), shutdown.clone());
     let http_limits = options.http;
-    let grpc_cap = Arc::new(ConnectionCap::new(options.ingest.max_connections));
     let routes = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -292,19 +311,19 @@ mod tests {
         }
     }
 
-    /// What a connection receives before the server closes it (empty: closed at once).
-    async fn first_bytes(mut s: TcpStream) -> Vec<u8> {
+    /// The first bytes the server sends on `s` within `wait` (empty: nothing yet).
+    async fn first_bytes(s: &mut TcpStream, wait: Duration) -> Vec<u8> {
         let mut buf = vec![0; 64];
-        match s.read(&mut buf).await {
-            Ok(n) => buf[..n].to_vec(),
-            Err(_) => Vec::new(),
+        match tokio::time::timeout(wait, s.read(&mut buf)).await {
+            Ok(Ok(n)) => buf[..n].to_vec(),
+            _ => Vec::new(),
         }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_grpc_port_closes_connections_beyond_its_cap_and_keeps_the_open_ones() {
+    async fn connections_beyond_the_grpc_cap_wait_their_turn_and_old_streams_make_way() {
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
         let url = format!("http://{grpc_addr}");
@@ -312,6 +331,7 @@ mod tests {
         let options = ServeOptions {
             ingest: IngestLimits {
                 max_connections: 3,
+                max_connection_age_at_cap: Duration::from_millis(100),
                 ..IngestLimits::default()
             },
             ..ServeOptions::insecure()
@@ -324,20 +344,43 @@ mod tests {
             options,
         ));
 
-        // An agent's stream, then two connections that send nothing: the cap of three is full.
+        // An agent's stream, then two connections that send nothing: the cap of three is
+        // full. An accepted connection hears the server's HTTP/2 settings at once.
         let (tx, mut acks) = acked_stream(&url, "a", 1).await.unwrap();
         let mut held = Vec::new();
         for _ in 0..2 {
-            held.push(TcpStream::connect(grpc_addr).await.unwrap());
+            let mut c = TcpStream::connect(grpc_addr).await.unwrap();
+            assert!(
+                !first_bytes(&mut c, Duration::from_secs(10))
+                    .await
+                    .is_empty()
+            );
+            held.push(c);
         }
-        // Accepted in the order they connected, so this one finds no slot: closed at once,
-        // before the server says anything (an admitted connection gets HTTP/2 settings).
-        let beyond = TcpStream::connect(grpc_addr).await.unwrap();
-        assert_eq!(first_bytes(beyond).await, Vec::<u8>::new());
+        // One more is not refused: it waits in the accept queue, the server silent.
+        let mut waiting = TcpStream::connect(grpc_addr).await.unwrap();
+        assert_eq!(
+            first_bytes(&mut waiting, Duration::from_millis(300)).await,
+            Vec::<u8>::new()
+        );
 
-        // The open stream keeps working, and so does the HTTP port.
+        // While it waits, the agent's stream (older than the age at the cap) takes its next
+        // report, acks it, and ends with status OK: the agent reconnects later.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         tx.send(report("a", 2)).await.unwrap();
         expect_ack(&mut acks, 2).await.unwrap();
+        assert!(
+            matches!(acks.message().await, Ok(None)),
+            "the stream ended with OK"
+        );
+        assert_eq!(state.metrics.ingest_streams_made_way_total.get(), 1);
+        assert_eq!(
+            state
+                .node("a", jiff::Timestamp::now())
+                .map(|n| n.reports_stored_total),
+            Some(2)
+        );
+        // The HTTP port keeps answering.
         let mut h = TcpStream::connect(http_addr).await.unwrap();
         h.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
@@ -346,9 +389,16 @@ mod tests {
         h.read_to_string(&mut answer).await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
-        // A closed connection gives its slot back: another agent gets in (once the server
-        // has seen the close).
+        // A closed connection gives its slot to the one waiting.
         drop(held.pop());
+        assert!(
+            !first_bytes(&mut waiting, Duration::from_secs(10))
+                .await
+                .is_empty(),
+            "the waiting connection was accepted"
+        );
+        // Then another agent gets in once the first one has hung up.
+        drop((tx, acks, waiting));
         let mut second = None;
         for _ in 0..200 {
             if let Ok(s) = acked_stream(&url, "b", 1).await {
@@ -365,7 +415,7 @@ mod tests {
             Some(1)
         );
 
-        drop((held, second, tx, acks));
+        drop((held, second));
         stop.cancel();
         server.await.unwrap().unwrap();
     }

@@ -31,7 +31,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
@@ -300,19 +300,12 @@ pub(crate) fn incoming(
     shutdown: CancellationToken,
     what: &'static str,
 ) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
-    accept_loop(
-        listener,
-        tls,
-        shutdown,
-        what,
-        |_| Some(()),
-        |stream, ()| stream,
-    )
+    accept_loop(listener, tls, shutdown, what, None, |stream, _| stream)
 }
 
-/// [`incoming`] within a connection cap: a connection beyond `cap` is closed as soon as it
-/// is accepted, before its handshake ([`crate::api::connections`]); each connection handed
-/// out holds its slot until it closes.
+/// [`incoming`] within a connection cap: a connection is accepted (and its handshake
+/// started) only once it has a slot ([`crate::api::connections`]), and each connection
+/// handed out holds its slot until it closes.
 pub(crate) fn incoming_capped(
     listener: TcpListener,
     tls: Arc<ReloadingTls>,
@@ -320,30 +313,35 @@ pub(crate) fn incoming_capped(
     what: &'static str,
     cap: Arc<ConnectionCap>,
 ) -> mpsc::Receiver<(Capped<TlsStream<TcpStream>>, SocketAddr)> {
-    accept_loop(
-        listener,
-        tls,
-        shutdown,
-        what,
-        move |peer| cap.admit(peer),
-        Capped::new,
-    )
+    accept_loop(listener, tls, shutdown, what, Some(cap), |stream, slot| {
+        Capped::new(
+            stream,
+            slot.expect("a capped listener gives every connection a slot"),
+        )
+    })
 }
 
-/// The loop of [`incoming`]: `admit` gives a connection its slot (`None`: close it before
-/// the handshake), `wrap` makes what is handed out of the stream and its slot.
-fn accept_loop<S: Send + 'static, T: Send + 'static>(
+/// The loop of [`incoming`]: with a `cap`, it waits for a slot before it accepts; `wrap`
+/// makes what is handed out of the stream and its slot.
+fn accept_loop<T: Send + 'static>(
     listener: TcpListener,
     tls: Arc<ReloadingTls>,
     shutdown: CancellationToken,
     what: &'static str,
-    admit: impl Fn(SocketAddr) -> Option<S> + Send + 'static,
-    wrap: fn(TlsStream<TcpStream>, S) -> T,
+    cap: Option<Arc<ConnectionCap>>,
+    wrap: fn(TlsStream<TcpStream>, Option<OwnedSemaphorePermit>) -> T,
 ) -> mpsc::Receiver<(T, SocketAddr)> {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
     tokio::spawn(
         async move {
             loop {
+                let slot = match &cap {
+                    Some(cap) => tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        slot = cap.slot() => Some(slot),
+                    },
+                    None => None,
+                };
                 let (tcp, peer) = tokio::select! {
                     () = shutdown.cancelled() => break,
                     r = listener.accept() => match r {
@@ -355,8 +353,12 @@ fn accept_loop<S: Send + 'static, T: Send + 'static>(
                         }
                     },
                 };
-                // Dropping a connection that gets no slot closes it.
-                let Some(slot) = admit(peer) else { continue };
+                // Small writes (acks, HTTP/2 settings) go out at once: with Nagle, a
+                // connection's second small write waited for the peer's delayed ACK
+                // (40 ms per exchange on Linux).
+                if let Err(e) = tcp.set_nodelay(true) {
+                    debug!(%peer, error = %e, "Cannot set TCP_NODELAY.");
+                }
                 let acceptor = TlsAcceptor::from(tls.current());
                 let tx = tx.clone();
                 tokio::spawn(async move {
