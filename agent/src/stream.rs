@@ -441,7 +441,7 @@ mod tests {
     #[derive(Clone, Default)]
     struct EndsStreams {
         per_stream: usize,
-        /// Sequence -> times stored; a sequence stored before is acked as a duplicate.
+        /// Sequence -> times it arrived and was acked (a second time as a duplicate).
         stored: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, u32>>>,
         streams: Arc<std::sync::atomic::AtomicU64>,
     }
