@@ -19,6 +19,7 @@
 //!   connect_timeout: 5s            # default 5s
 //!   buffer_reports: 360            # default 360 (one hour at 10 s); 1 to 8640 (a day)
 //!   flush_timeout: 3s              # default 3s: wait for acks on shutdown
+//!   idle_timeout: 1s               # default 1s; close the connection once all is acked; 0s: never
 //! paths:                           # overridden by --path.procfs/--path.sysfs/--path.rootfs;
 //!   procfs: /host/proc             #   absent: /proc, /sys and /
 //!   sysfs: /host/sys
@@ -175,6 +176,14 @@ pub struct AggregatorConfig {
     /// the 5 s the agent gives itself to stop. 0s to 4s.
     #[serde(default = "default_flush_timeout")]
     pub flush_timeout: BoundedDuration<0, { 4 * ms::SECOND }>,
+    /// Once every buffered report is acked and nothing was sent or received for this
+    /// long, the agent closes its connection; the next report opens a new one. An open
+    /// connection costs the aggregator tens of KiB (HTTP/2 and TLS buffers), so agents
+    /// that hold one only while they have something to deliver keep its memory from
+    /// growing with the number of nodes. Default 1s. `0s` keeps the connection open
+    /// between reports (gRPC's convention: 0 disables the idle timeout). 0s to 1h.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: BoundedDuration<0, { ms::HOUR }>,
 }
 
 /// The agent's TLS files (PEM).
@@ -249,6 +258,7 @@ impl AggregatorConfig {
             connect_timeout: default_connect_timeout(),
             buffer_reports: BufferReports::default(),
             flush_timeout: default_flush_timeout(),
+            idle_timeout: default_idle_timeout(),
         }
     }
 
@@ -312,6 +322,9 @@ fn default_connect_timeout() -> BoundedDuration<100, { 5 * ms::MINUTE }> {
 }
 fn default_flush_timeout() -> BoundedDuration<0, { 4 * ms::SECOND }> {
     BoundedDuration::secs(3)
+}
+fn default_idle_timeout() -> BoundedDuration<0, { ms::HOUR }> {
+    BoundedDuration::secs(1)
 }
 
 /// Largest `aggregator.buffer_reports`: a day of reports at the default 10 s interval.
@@ -855,6 +868,25 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn idle_timeout_defaults_to_a_second_and_zero_turns_it_off() {
+        let p = |extra: &str| {
+            parse_yaml::<AgentConfig>(
+                &format!("aggregator:\n  endpoint: http://10.0.0.1:7443\n{extra}"),
+                Path::new("a.yaml"),
+            )
+            .map(|c| c.aggregator.unwrap().idle_timeout.get())
+        };
+        assert_eq!(p("").unwrap(), Duration::from_secs(1));
+        assert_eq!(p("  idle_timeout: 0s\n").unwrap(), Duration::ZERO);
+        assert_eq!(
+            p("  idle_timeout: 250ms\n").unwrap(),
+            Duration::from_millis(250)
+        );
+        let e = format!("{:#}", p("  idle_timeout: 2h\n").unwrap_err());
+        assert!(e.contains("idle_timeout"), "{e}");
     }
 
     #[test]

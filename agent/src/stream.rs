@@ -6,6 +6,13 @@
 //! ack removes every buffered report up to that sequence. After a reconnect everything
 //! still buffered is sent again; the aggregator recognises what it already stored and
 //! acks it as a duplicate.
+//!
+//! The agent holds a connection only while it has something to deliver: once everything
+//! is acked and the stream has been quiet for `idle_timeout`, it closes the connection,
+//! and the next report opens a new one. An open connection costs the aggregator tens of
+//! KiB, so its memory does not grow with idle agents. The aggregator may also end a
+//! stream with status OK (to make way for other agents, or when it stops): that is no
+//! failure either; the agent reconnects at once if reports are waiting.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -99,6 +106,10 @@ impl Buffer {
 struct Connection {
     tx: mpsc::Sender<pb::AgentMessage>,
     inbound: Streaming<pb::AggregatorMessage>,
+    /// An ack arrived on this stream. A stream the aggregator ends with OK after acking
+    /// something is reopened at once; one that acked nothing backs off, so a server that
+    /// ends every stream straight away cannot cause a tight reconnect loop.
+    acked: bool,
 }
 
 impl Connection {
@@ -222,6 +233,7 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection)> {
         Connection {
             tx,
             inbound: opened.into_inner(),
+            acked: false,
         },
     ))
 }
@@ -251,24 +263,46 @@ pub(crate) async fn run(
     let mut delays = backoff();
     let mut next_collect = Instant::now();
     let mut next_connect = Instant::now();
+    // The last report sent or message received on the open stream.
+    let mut last_activity = Instant::now();
+    let idle_timeout = cfg.idle_timeout.get();
 
     loop {
+        // A connection is opened when there is something to deliver, or always when the
+        // idle timeout is off (the connection is then held as long as possible).
+        let wants_connection = !buffer.reports.is_empty() || idle_timeout.is_zero();
+        let idle = conn.is_some() && buffer.reports.is_empty() && !idle_timeout.is_zero();
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             msg = async { conn.as_mut().expect("guarded").1.inbound.message().await }, if conn.is_some() => {
                 match msg {
-                    Ok(Some(m)) => match m.msg {
-                        Some(aggregator_message::Msg::Ack(a)) => handle_ack(&mut buffer, &mut summary, &a),
-                        Some(aggregator_message::Msg::Command(c)) if c.kind() == pb::command::Kind::CollectNow => {
-                            info!("Aggregator asked for a report now.");
-                            next_collect = Instant::now();
+                    Ok(Some(m)) => {
+                        last_activity = Instant::now();
+                        match m.msg {
+                            Some(aggregator_message::Msg::Ack(a)) => {
+                                handle_ack(&mut buffer, &mut summary, &a);
+                                if let Some((_, c)) = &mut conn {
+                                    c.acked = true;
+                                }
+                            }
+                            Some(aggregator_message::Msg::Command(c)) if c.kind() == pb::command::Kind::CollectNow => {
+                                info!("Aggregator asked for a report now.");
+                                next_collect = Instant::now();
+                            }
+                            Some(aggregator_message::Msg::Command(_)) | None => {}
                         }
-                        Some(aggregator_message::Msg::Command(_)) | None => {}
-                    },
-                    Ok(None) | Err(_) => {
-                        let why = match msg { Err(s) => status_text(&s), _ => "closed by the aggregator".into() };
-                        warn!(reason = %why, buffered = buffer.reports.len(), "Report stream ended; reconnecting.");
+                    }
+                    Ok(None) => {
+                        // Status OK: the aggregator makes way for other agents or stops.
+                        // With nothing buffered, the next report reconnects.
+                        let acked = conn.take().is_some_and(|(_, c)| c.acked);
+                        let wait = if acked { Duration::ZERO } else { delays.next().unwrap_or(Duration::from_secs(30)) };
+                        info!(buffered = buffer.reports.len(), retry_in = ?wait, "The aggregator ended the stream; reconnecting.");
+                        next_connect = Instant::now() + wait;
+                    }
+                    Err(s) => {
+                        warn!(reason = %status_text(&s), buffered = buffer.reports.len(), "Report stream ended; reconnecting.");
                         conn = None;
                         next_connect = Instant::now() + delays.next().unwrap_or(Duration::from_secs(30));
                     }
@@ -280,14 +314,18 @@ pub(crate) async fn run(
                 debug!(seq = report.seq, filesystems = report.filesystems.len(), interfaces = report.network.len(), "Collected a report.");
                 let wire = pb::NodeReport::from(report);
                 buffer.push(wire.clone());
-                if let Some((_, c)) = &conn && !c.send(wire) {
-                    warn!("Report stream is gone; reconnecting.");
-                    conn = None;
-                    next_connect = Instant::now();
+                if let Some((_, c)) = &conn {
+                    if c.send(wire) {
+                        last_activity = Instant::now();
+                    } else {
+                        warn!("Report stream is gone; reconnecting.");
+                        conn = None;
+                        next_connect = Instant::now();
+                    }
                 }
                 next_collect = Instant::now() + jittered(report_interval);
             }
-            () = sleep_until(next_connect), if conn.is_none() => {
+            () = sleep_until(next_connect), if conn.is_none() && wants_connection => {
                 match connect(&cfg).await {
                     Ok((channel, c)) => {
                         summary.connections += 1;
@@ -297,6 +335,7 @@ pub(crate) async fn run(
                         info!(endpoint = %cfg.endpoint, resent = resend, "Connected to the aggregator.");
                         if ok {
                             conn = Some((channel, c));
+                            last_activity = Instant::now();
                         } else {
                             next_connect = Instant::now() + delays.next().unwrap_or(Duration::from_secs(30));
                         }
@@ -307,6 +346,16 @@ pub(crate) async fn run(
                         next_connect = Instant::now() + wait;
                     }
                 }
+            }
+            () = sleep_until(last_activity + idle_timeout), if idle => {
+                debug!(idle_timeout = ?idle_timeout, "Every report is acked; closing the connection until the next report.");
+                if let Some((channel, c)) = conn.take() {
+                    // The request side half-closes, then the TCP connection closes.
+                    drop(c.tx);
+                    drop(c.inbound);
+                    drop(channel);
+                }
+                next_connect = Instant::now();
             }
         }
     }
@@ -385,6 +434,200 @@ mod tests {
         assert_eq!(b.ack(8, 10), 0);
         assert_eq!(b.ack(9, 4), 0);
         assert_eq!(stats.buffered.load(Ordering::Relaxed), 1);
+    }
+
+    /// A fake aggregator: on each stream it acks (and stores) the first `per_stream`
+    /// reports, then ends the stream with status OK without acking what else arrived.
+    #[derive(Clone, Default)]
+    struct EndsStreams {
+        per_stream: usize,
+        /// Sequence -> times it arrived and was acked (a second time as a duplicate).
+        stored: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, u32>>>,
+        streams: Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    #[tonic::async_trait]
+    impl pb::report_ingest_server::ReportIngest for EndsStreams {
+        type StreamStream = ReceiverStream<Result<pb::AggregatorMessage, tonic::Status>>;
+
+        async fn stream(
+            &self,
+            request: tonic::Request<Streaming<pb::AgentMessage>>,
+        ) -> Result<tonic::Response<Self::StreamStream>, tonic::Status> {
+            self.streams.fetch_add(1, Ordering::Relaxed);
+            let mut inbound = request.into_inner();
+            let (tx, rx) = mpsc::channel(16);
+            let this = self.clone();
+            tokio::spawn(async move {
+                for _ in 0..this.per_stream {
+                    let Ok(Some(pb::AgentMessage {
+                        msg: Some(agent_message::Msg::Report(r)),
+                    })) = inbound.message().await
+                    else {
+                        return;
+                    };
+                    let duplicate = {
+                        let mut stored = this.stored.lock().unwrap();
+                        let n = stored.entry(r.seq).or_insert(0);
+                        *n += 1;
+                        *n > 1
+                    };
+                    let ack = pb::Ack {
+                        node_name: r.node_name,
+                        epoch: r.epoch,
+                        seq: r.seq,
+                        duplicate,
+                        ..Default::default()
+                    };
+                    let msg = pb::AggregatorMessage {
+                        msg: Some(aggregator_message::Msg::Ack(ack)),
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        return;
+                    }
+                }
+                // Dropping `tx` ends the response with status OK.
+            });
+            Ok(tonic::Response::new(ReceiverStream::new(rx)))
+        }
+    }
+
+    /// Runs an agent against `server` until it has stored `reports` (or for `run_for`
+    /// when `reports` is 0); returns the agent's summary and its log.
+    async fn run_against(
+        server: EndsStreams,
+        reports: usize,
+        run_for: Duration,
+    ) -> (StreamSummary, String) {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = Arc::clone(&log);
+        // A current-thread runtime: the agent's tasks run on this thread and log here.
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .with_writer(move || LogWriter(Arc::clone(&writer)))
+                .finish(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stored = Arc::clone(&server.stored);
+        let stop_server = CancellationToken::new();
+        let serve = tonic::transport::Server::builder()
+            .add_service(pb::report_ingest_server::ReportIngestServer::new(server))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                stop_server.clone().cancelled_owned(),
+            );
+        let serve = tokio::spawn(serve);
+
+        let cfg = crate::config::AgentConfig {
+            node_name: Some("n".into()),
+            ..Default::default()
+        };
+        let stats = Arc::new(BufferStats::default());
+        let settings = crate::collector_settings(&cfg, crate::paths::HostPaths::default()).unwrap();
+        let collector = Collector::new(settings, Arc::clone(&stats));
+        let shutdown = CancellationToken::new();
+        let agent = tokio::spawn(run(
+            collector,
+            AggregatorConfig::plaintext(url),
+            Duration::from_millis(100),
+            stats,
+            shutdown.clone(),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        if reports == 0 {
+            tokio::time::sleep(run_for).await;
+        } else {
+            while stored.lock().unwrap().len() < reports {
+                assert!(Instant::now() < deadline, "{:?}", stored.lock().unwrap());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        shutdown.cancel();
+        let summary = agent.await.unwrap();
+        stop_server.cancel();
+        serve.await.unwrap().unwrap();
+        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        (summary, log)
+    }
+
+    struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogWriter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The aggregator ends streams with OK to make way for other agents: the agent
+    /// reconnects at once (no backoff, no warning), resends what is unacked, and every
+    /// report ends up stored exactly once.
+    #[tokio::test]
+    async fn a_stream_ended_with_ok_is_reopened_at_once_and_loses_nothing() {
+        let server = EndsStreams {
+            per_stream: 2,
+            ..Default::default()
+        };
+        let stored = Arc::clone(&server.stored);
+        let streams = Arc::clone(&server.streams);
+        let (summary, log) = run_against(server, 12, Duration::ZERO).await;
+
+        let stored = stored.lock().unwrap().clone();
+        let last = *stored.keys().last().unwrap();
+        // Nothing lost (no gap) and nothing stored twice.
+        assert_eq!(
+            stored.keys().copied().collect::<Vec<_>>(),
+            (1..=last).collect::<Vec<_>>()
+        );
+        assert!(stored.values().all(|n| *n == 1), "{stored:?}");
+        assert_eq!(
+            (summary.acked, summary.duplicates_acked, summary.rejected),
+            (last, 0, 0),
+            "{summary:?}"
+        );
+        assert_eq!(
+            summary.collected,
+            summary.acked + summary.unacked_at_exit,
+            "{summary:?}"
+        );
+        // Two acks per stream: a new stream for every two reports.
+        assert!(summary.connections >= last / 2, "{summary:?}");
+        assert_eq!(streams.load(Ordering::Relaxed), summary.connections);
+        let ended: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("The aggregator ended the stream; reconnecting."))
+            .collect();
+        assert!(ended.len() >= 5, "{log}");
+        assert!(
+            ended
+                .iter()
+                .all(|l| l.contains(" INFO ") && l.contains("retry_in=0ns")),
+            "{log}"
+        );
+        assert!(!log.contains("Report stream ended"), "{log}");
+    }
+
+    /// A server that ends every stream with OK before acking anything gets the backoff,
+    /// not an immediate reconnect: no tight loop.
+    #[tokio::test]
+    async fn a_stream_ended_with_ok_before_any_ack_backs_off() {
+        let (summary, log) = run_against(EndsStreams::default(), 0, Duration::from_secs(1)).await;
+        assert_eq!(
+            (summary.acked, summary.unacked_at_exit),
+            (0, summary.collected)
+        );
+        let ended: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("The aggregator ended the stream; reconnecting."))
+            .collect();
+        assert!(!ended.is_empty(), "{log}");
+        assert!(ended.iter().all(|l| !l.contains("retry_in=0ns")), "{log}");
     }
 
     #[test]

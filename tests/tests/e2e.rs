@@ -298,3 +298,100 @@ async fn invalid_reports_are_acked_as_rejected_naming_the_field_and_health_is_se
     );
     agg.stop().await
 }
+
+/// The aggregator's `caretaker_ingest_streams_active` gauge.
+fn streams_active(agg: &RunningAggregator) -> u64 {
+    let metrics = agg.state.metrics.encode();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("caretaker_ingest_streams_active "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no streams gauge in {metrics}"))
+}
+
+/// TCP sockets of this machine in state ESTABLISHED with `port` at either end (both ends
+/// of a loopback connection count).
+fn established(port: u16) -> usize {
+    let port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[3] == "01" && (f[1].ends_with(&port) || f[2].ends_with(&port))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_closes_its_idle_connection_between_reports_and_each_report_is_stored_once()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let agg = RunningAggregator::start(dir.path(), "127.0.0.1:0".parse()?, 3).await?;
+    let mut side = caretaker_agent::config::AggregatorConfig::plaintext(agg.url());
+    side.idle_timeout = caretaker_core::config::BoundedDuration::millis(200);
+    let agent =
+        RunningAgent::start_with("idler", side, Duration::from_secs(1), HostPaths::default())?;
+    wait_until("the first report is stored", WAIT, || {
+        stored(&agg, "idler") >= 1
+    })
+    .await?;
+    // Between reports the agent holds no stream and no TCP connection.
+    wait_until("the connection is closed between reports", WAIT, || {
+        streams_active(&agg) == 0 && established(agg.grpc.port()) == 0
+    })
+    .await?;
+    wait_until("four reports are stored", WAIT, || {
+        stored(&agg, "idler") >= 4
+    })
+    .await?;
+
+    let sum = agent.stop().await?;
+    let s = agg.state.stored("idler").expect("node");
+    // Sequences 1..=last each stored once, everything collected acked once.
+    assert_eq!(s.reports_stored_total, s.report.seq, "{sum:?}");
+    assert_eq!(sum.collected, s.report.seq, "{sum:?}");
+    assert_eq!(
+        (
+            sum.acked,
+            sum.duplicates_acked,
+            sum.unacked_at_exit,
+            sum.rejected
+        ),
+        (s.reports_stored_total, 0, 0, 0),
+        "{sum:?}"
+    );
+    // A connection per report (a slow ack may let two reports share one).
+    assert!(sum.connections >= 3, "{sum:?}");
+    agg.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_idle_timeout_zero_one_connection_carries_every_report() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let agg = RunningAggregator::start(dir.path(), "127.0.0.1:0".parse()?, 3).await?;
+    let mut side = caretaker_agent::config::AggregatorConfig::plaintext(agg.url());
+    side.idle_timeout = caretaker_core::config::BoundedDuration::secs(0);
+    let agent = RunningAgent::start_with(
+        "holder",
+        side,
+        Duration::from_millis(300),
+        HostPaths::default(),
+    )?;
+    wait_until("four reports are stored", WAIT, || {
+        stored(&agg, "holder") >= 4
+    })
+    .await?;
+    assert_eq!(streams_active(&agg), 1);
+
+    let sum = agent.stop().await?;
+    let s = agg.state.stored("holder").expect("node");
+    assert_eq!(s.reports_stored_total, s.report.seq, "{sum:?}");
+    assert_eq!(
+        (sum.connections, sum.acked, sum.unacked_at_exit),
+        (1, s.reports_stored_total, 0),
+        "{sum:?}"
+    );
+    agg.stop().await
+}
