@@ -149,7 +149,7 @@ enum Error {
         #[source]
         source: tonic::transport::Error,
     },
-    #[error("open stream to {endpoint}: no answer within {timeout:?}")]
+    #[error("connect or open stream to {endpoint}: no answer within {timeout:?}")]
     Timeout { endpoint: String, timeout: Duration },
     /// `status` as [`status_text`] prints it (its causes included).
     #[error("open stream to {endpoint}: {}", status_text(status))]
@@ -208,10 +208,19 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection)> {
             .tls_config(client_tls(t).await?)
             .map_err(Error::Tls)?;
     }
-    let channel = endpoint.connect().await.map_err(|source| Error::Connect {
-        endpoint: cfg.endpoint.clone(),
-        source,
-    })?;
+    // `connect_timeout` bounds the TCP connect; an aggregator at its connection cap lets a
+    // connection wait to be accepted (its TLS handshake waits), up to ACCEPT_WAIT more.
+    let attempt = cfg.connect_timeout.get() + ACCEPT_WAIT;
+    let channel = tokio::time::timeout(attempt, endpoint.connect())
+        .await
+        .map_err(|_| Error::Timeout {
+            endpoint: cfg.endpoint.clone(),
+            timeout: attempt,
+        })?
+        .map_err(|source| Error::Connect {
+            endpoint: cfg.endpoint.clone(),
+            source,
+        })?;
     // Enough room for the whole buffer plus new reports: sending never waits.
     let (tx, rx) = mpsc::channel(cfg.buffer_reports.get().saturating_add(16));
     let mut client = ReportIngestClient::new(channel.clone());
@@ -236,6 +245,30 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection)> {
             acked: false,
         },
     ))
+}
+
+/// How long a connection may wait to be accepted beyond `connect_timeout`: an aggregator at
+/// its connection cap (`ingest.max_connections`) holds new connections in its accept queue,
+/// first come first served, until a slot comes free. Without a bound, a connection the
+/// aggregator's kernel dropped from that queue would wait for TCP's retransmissions to give
+/// up (about 15 minutes).
+const ACCEPT_WAIT: Duration = Duration::from_secs(30);
+
+/// Longest wait a `grpc-retry-pushback-ms` trailer is obeyed for (a broken aggregator
+/// cannot park the agent longer).
+const MAX_PUSHBACK: Duration = Duration::from_secs(300);
+
+/// The wait the aggregator asked for when it ended the stream (gRPC's
+/// `grpc-retry-pushback-ms` trailer), at most [`MAX_PUSHBACK`].
+async fn retry_pushback(inbound: &mut Streaming<pb::AggregatorMessage>) -> Option<Duration> {
+    let trailers = inbound.trailers().await.ok().flatten()?;
+    let ms: u64 = trailers
+        .get("grpc-retry-pushback-ms")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(ms).min(MAX_PUSHBACK))
 }
 
 fn backoff() -> impl Iterator<Item = Duration> {
@@ -294,10 +327,18 @@ pub(crate) async fn run(
                         }
                     }
                     Ok(None) => {
-                        // Status OK: the aggregator makes way for other agents or stops.
-                        // With nothing buffered, the next report reconnects.
-                        let acked = conn.take().is_some_and(|(_, c)| c.acked);
-                        let wait = if acked { Duration::ZERO } else { delays.next().unwrap_or(Duration::from_secs(30)) };
+                        // Status OK: the aggregator makes way for other agents (and may say
+                        // how long to wait) or stops. With nothing buffered, the next report
+                        // reconnects.
+                        let (acked, pushback) = match conn.take() {
+                            Some((_, mut c)) => (c.acked, retry_pushback(&mut c.inbound).await),
+                            None => (false, None),
+                        };
+                        let wait = match pushback {
+                            Some(wait) => wait,
+                            None if acked => Duration::ZERO,
+                            None => delays.next().unwrap_or(Duration::from_secs(30)),
+                        };
                         info!(buffered = buffer.reports.len(), retry_in = ?wait, "The aggregator ended the stream; reconnecting.");
                         next_connect = Instant::now() + wait;
                     }
@@ -444,6 +485,9 @@ mod tests {
         /// Sequence -> times it arrived and was acked (a second time as a duplicate).
         stored: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, u32>>>,
         streams: Arc<std::sync::atomic::AtomicU64>,
+        /// Ends each stream with this `grpc-retry-pushback-ms` trailer, as the aggregator
+        /// does when a stream makes way.
+        pushback_ms: Option<u64>,
     }
 
     #[tonic::async_trait]
@@ -485,6 +529,12 @@ mod tests {
                     if tx.send(Ok(msg)).await.is_err() {
                         return;
                     }
+                }
+                if let Some(ms) = this.pushback_ms {
+                    let mut trailers = tonic::metadata::MetadataMap::new();
+                    trailers.insert("grpc-retry-pushback-ms", ms.into());
+                    let end = tonic::Status::with_metadata(tonic::Code::Ok, "make way", trailers);
+                    let _ = tx.send(Err(end)).await;
                 }
                 // Dropping `tx` ends the response with status OK.
             });
@@ -615,6 +665,33 @@ mod tests {
 
     /// A server that ends every stream with OK before acking anything gets the backoff,
     /// not an immediate reconnect: no tight loop.
+    /// A stream that makes way with a `grpc-retry-pushback-ms` trailer: the agent waits
+    /// that long, then resends what is unacked; nothing is lost or stored twice.
+    #[tokio::test]
+    async fn a_stream_ended_with_a_retry_pushback_reconnects_after_it() {
+        let server = EndsStreams {
+            per_stream: 2,
+            pushback_ms: Some(150),
+            ..Default::default()
+        };
+        let stored = Arc::clone(&server.stored);
+        let (summary, log) = run_against(server, 6, Duration::ZERO).await;
+        let stored = stored.lock().unwrap().clone();
+        let last = *stored.keys().last().unwrap();
+        assert_eq!(
+            stored.keys().copied().collect::<Vec<_>>(),
+            (1..=last).collect::<Vec<_>>()
+        );
+        assert!(stored.values().all(|n| *n == 1), "{stored:?}");
+        assert_eq!(summary.acked, last, "{summary:?}");
+        let ended: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("The aggregator ended the stream; reconnecting."))
+            .collect();
+        assert!(ended.len() >= 2, "{log}");
+        assert!(ended.iter().all(|l| l.contains("retry_in=150ms")), "{log}");
+    }
+
     #[tokio::test]
     async fn a_stream_ended_with_ok_before_any_ack_backs_off() {
         let (summary, log) = run_against(EndsStreams::default(), 0, Duration::from_secs(1)).await;

@@ -38,6 +38,7 @@
 //!   connection_window_bytes: 65536
 //!   max_connections: 2048     # connections open at once on the gRPC port; more wait
 //!   max_connection_age_at_cap: 2s  # while some wait, older streams make way
+//!   retry_pushback_at_cap: 10s     # and their agents wait 5-15 s before reconnecting
 //!   commit_max_reports: 1024  # group commit: reports, bytes and wait per transaction
 //!   commit_max_bytes: 8388608
 //!   commit_max_wait: 2ms
@@ -317,10 +318,14 @@ pub struct IngestConfig {
     pub max_connections: BoundedUsize<1, { 1 << 20 }>,
     /// While connections wait at `max_connections`, a report stream open this long ends
     /// after the report it is on (status OK, after the acks of what it sent); its agent
-    /// reconnects, behind the ones waiting, and resends the rest. So agents resending long
-    /// backlogs take turns and a waiting agent's fresh report gets in within seconds.
-    /// Shorter: fairer, more TLS handshakes. 100ms to 1h.
+    /// comes back after `retry_pushback_at_cap` and resends the rest. So agents resending
+    /// long backlogs take turns. Shorter: fairer, more TLS handshakes. 100ms to 1h.
     pub max_connection_age_at_cap: BoundedDuration<100, { ms::HOUR }>,
+    /// How long an agent whose stream made way waits before it reconnects (told in gRPC's
+    /// `grpc-retry-pushback-ms` trailer): half to one and a half times this, at random.
+    /// Agents with long backlogs stay out of the accept queue meanwhile, so an agent with a
+    /// fresh report finds the queue short. 0s to 5m.
+    pub retry_pushback_at_cap: BoundedDuration<0, { 5 * ms::MINUTE }>,
     /// Reports written in one store transaction (one fsync) at most. 1 to 65536.
     pub commit_max_reports: BoundedUsize<1, 65_536>,
     /// Encoded report bytes in one store transaction at most. 65536 to 268435456.
@@ -343,6 +348,7 @@ impl Default for IngestConfig {
             connection_window_bytes: BoundedU32::of(d.connection_window_bytes),
             max_connections: BoundedUsize::of(d.max_connections),
             max_connection_age_at_cap: BoundedDuration::of(d.max_connection_age_at_cap),
+            retry_pushback_at_cap: BoundedDuration::of(d.retry_pushback_at_cap),
             commit_max_reports: BoundedUsize::of(d.commit.max_reports),
             commit_max_bytes: BoundedUsize::of(d.commit.max_bytes),
             commit_max_wait: BoundedDuration::of(d.commit.max_wait),
@@ -363,6 +369,7 @@ impl IngestConfig {
             connection_window_bytes: self.connection_window_bytes.get(),
             max_connections: self.max_connections.get(),
             max_connection_age_at_cap: self.max_connection_age_at_cap.get(),
+            retry_pushback_at_cap: self.retry_pushback_at_cap.get(),
             commit: crate::api::commit::CommitLimits {
                 max_reports: self.commit_max_reports.get(),
                 max_bytes: self.commit_max_bytes.get(),

@@ -4,22 +4,31 @@
 //!
 //! ```sh
 //! cargo bench -p caretaker-tests --bench bench-ingest -- [--agents 5000] [--backlog 360] \
-//!     [--steady-seconds 30] [--interval 10] [--fresh 50] [--rate 120] [--mode tls|plain|both]
+//!     [--steady-seconds 30] [--interval 10] [--fresh 50] [--rate 120] [--idle-ms 1000] \
+//!     [--mode tls|plain|both]
 //! ```
 //! `BENCH_AGENTS` sets `--agents` too (a quick run: `BENCH_AGENTS=200`); `BENCH_DIR` is
 //! where the store lives (default: the temp dir; pick a real disk, fsync is the point);
 //! `BENCH_WRAP` runs the aggregator under a profiler (`BENCH_WRAP="heaptrack -o /tmp/agg"`);
 //! `BENCH_STORE_CACHE_BYTES`, `BENCH_IN_FLIGHT_BYTES`, `BENCH_STREAM_WINDOW_BYTES`,
-//! `BENCH_CONNECTION_WINDOW_BYTES` and `BENCH_BURST_REPORTS` override those defaults of the
-//! aggregator (memory experiments).
+//! `BENCH_CONNECTION_WINDOW_BYTES`, `BENCH_BURST_REPORTS`, `BENCH_MAX_CONNECTIONS` and
+//! `BENCH_MAX_CONNECTION_AGE_AT_CAP_MS` override those defaults of the aggregator
+//! (experiments).
+//!
+//! The simulated agents deliver as caretaker-agent does: an agent connects when it has
+//! reports, sends everything unacked, hangs up `--idle-ms` after its last ack (its
+//! `idle_timeout`), and when the aggregator ends its stream to make way, waits as long as
+//! the `grpc-retry-pushback-ms` trailer says and reconnects to resend the rest.
 //!
 //! Per mode (mutual TLS, plaintext):
 //! 1. Steady state: every agent sends one report per `interval` seconds (start spread over
-//!    the interval), for `steady-seconds`: p50/p99 ack latency, aggregator CPU per report.
-//! 2. Reconnect storm: every agent opens a new connection and resends a backlog of
-//!    `backlog` reports at once; meanwhile `fresh` other agents keep reporting at the
-//!    interval. Printed: reports acked per second, time until every backlog is acked,
-//!    p50/p99/max ack latency of the fresh agents' reports, and the aggregator's peak RSS.
+//!    the interval), for `steady-seconds`: p50/p99 ack latency (a connection and TLS
+//!    handshake included), aggregator CPU per report, RSS.
+//! 2. Reconnect storm: every agent comes back with a backlog of `backlog` reports at once
+//!    (as after an outage of the aggregator); meanwhile `fresh` other agents keep reporting
+//!    at the interval. Printed: reports acked per second, time until every backlog is
+//!    acked, p50/p99/max ack latency of the fresh agents' reports (and of it, the time to
+//!    be accepted and connected), and the aggregator's peak RSS.
 //!
 //! Reports are realistic: this machine's own report with 6 filesystems and 6 interfaces,
 //! host figures, agent cost, logs and images summaries. The aggregator keeps its deployment
@@ -183,6 +192,8 @@ struct Tally {
     errors: AtomicU64,
     /// Report created → acked, when recorded.
     latencies: std::sync::Mutex<Vec<Duration>>,
+    /// How long connecting took (waiting to be accepted, TLS handshake), when recorded.
+    connects: std::sync::Mutex<Vec<Duration>>,
 }
 
 /// A connection to the aggregator as an agent opens it (its connect timeout and HTTP/2
@@ -211,7 +222,8 @@ async fn channel(
                 )),
         )?;
     }
-    Ok(ep.connect().await?)
+    // As the agent: waiting to be accepted at the aggregator's cap is bounded too.
+    Ok(tokio::time::timeout(Duration::from_secs(35), ep.connect()).await??)
 }
 
 /// One simulated agent, delivering as caretaker-agent does: it connects only when it has
@@ -252,8 +264,15 @@ impl SimAgent {
         let phase = |p: u8| self.phase.store(p, Ordering::Relaxed);
         while !unacked.is_empty() {
             phase(0);
+            let connecting = Instant::now();
             let ch = match channel(self.addr, self.tls.as_ref()).await {
-                Ok(ch) => ch,
+                Ok(ch) => {
+                    if self.record {
+                        let took = connecting.elapsed();
+                        self.tally.connects.lock().expect("lock").push(took);
+                    }
+                    ch
+                }
                 Err(_) => {
                     self.tally.errors.fetch_add(1, Ordering::Relaxed);
                     phase(3);
@@ -282,6 +301,7 @@ impl SimAgent {
                 }
             };
             backoff = Duration::from_millis(200);
+            let mut pushback = Duration::ZERO;
             phase(2);
             while !unacked.is_empty() {
                 match acks.message().await {
@@ -299,7 +319,16 @@ impl SimAgent {
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => {
+                        // Made way: wait as long as the aggregator asks.
                         self.tally.made_way.fetch_add(1, Ordering::Relaxed);
+                        let ms = acks.trailers().await.ok().flatten().and_then(|t| {
+                            t.get(caretaker_aggregator::api::ingest::RETRY_PUSHBACK)?
+                                .to_str()
+                                .ok()?
+                                .parse::<u64>()
+                                .ok()
+                        });
+                        pushback = Duration::from_millis(ms.unwrap_or(0));
                         break;
                     }
                     Err(_) => {
@@ -315,6 +344,7 @@ impl SimAgent {
                 tokio::time::sleep(self.idle).await;
             }
             drop((tx, acks, ch));
+            tokio::time::sleep(pushback).await;
         }
         phase(4);
     }
@@ -602,13 +632,15 @@ async fn run_mode(tls: bool, template: &pb::NodeReport) -> anyhow::Result<()> {
     let (cpu1, _, hwm) = agg.cost();
     let acked = storm_tally.acked.load(Ordering::Relaxed);
     let fresh_lat = std::mem::take(&mut *fresh_tally.latencies.lock().expect("lock"));
+    let fresh_connects = std::mem::take(&mut *fresh_tally.connects.lock().expect("lock"));
     println!(
-        "storm: {acked} of {total} backlog reports acked in {drain:.1?} ({:.0} reports/s) over {} connections ({} made way, {} errors); fresh ack latency {}; aggregator CPU {:.0} µs/report",
+        "storm: {acked} of {total} backlog reports acked in {drain:.1?} ({:.0} reports/s) over {} connections ({} made way, {} errors); fresh ack latency {} (of it connecting {}); aggregator CPU {:.0} µs/report",
         acked as f64 / drain.as_secs_f64(),
         storm_tally.connections.load(Ordering::Relaxed),
         storm_tally.made_way.load(Ordering::Relaxed),
         storm_tally.errors.load(Ordering::Relaxed),
         summary(fresh_lat),
+        summary(fresh_connects),
         (cpu1 - cpu0) * 1e6 / acked.max(1) as f64,
     );
     println!(

@@ -8,9 +8,11 @@
 //! kernel's accept queue (first come, first served; its client sees its TLS handshake
 //! wait), and is accepted when a slot comes free. Meanwhile streams older than
 //! `ingest.max_connection_age_at_cap` end after the report they are on
-//! ([`ConnectionCap::waiting`], checked by [`crate::api::ingest`]), so agents with a long
-//! backlog take turns with the ones waiting instead of holding a slot until their backlog
-//! is drained. A slot is given back when its connection closes ([`Capped`] holds it).
+//! ([`ConnectionCap::waiting`], checked by [`crate::api::ingest`]) and tell their agents to
+//! come back after `ingest.retry_pushback_at_cap`, so agents with a long backlog take turns
+//! with the ones waiting instead of holding a slot until their backlog is drained, and stay
+//! out of the queue for a while, so that an agent with a fresh report finds it short. A
+//! slot is given back when its connection closes ([`Capped`] holds it).
 
 use std::io;
 use std::pin::Pin;
@@ -34,6 +36,13 @@ pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 2048;
 /// gets its turn within seconds.
 pub(crate) const DEFAULT_MAX_CONNECTION_AGE_AT_CAP: std::time::Duration =
     std::time::Duration::from_secs(2);
+
+/// Default of `ingest.retry_pushback_at_cap`: an agent that made way stays out of the
+/// accept queue for 5 to 15 s, so that queue stays short and an agent with a fresh report
+/// gets in within seconds. While nobody waits, no stream makes way, so the pushback only
+/// ever applies under contention and cannot leave slots idle for long.
+pub(crate) const DEFAULT_RETRY_PUSHBACK_AT_CAP: std::time::Duration =
+    std::time::Duration::from_secs(10);
 
 /// Slots for the connections of one listener.
 #[derive(Debug)]

@@ -1,4 +1,4 @@
-//! `ReportIngest.Stream`: one long-lived stream per agent.
+//! `ReportIngest.Stream`: one stream per agent while it has reports to deliver.
 //!
 //! Each report is validated (a wire message that is not a valid report is acked with a
 //! `rejected` reason so the agent drops it instead of resending it forever) on the
@@ -57,6 +57,9 @@ use crate::api::tls::PeerIdentity;
 use crate::state::State;
 use crate::store::Outcome;
 
+/// gRPC's trailer for how long a client should wait before it retries, in milliseconds.
+pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
+
 /// Rate limiter shared by all streams, one bucket per node.
 type NodeLimiter = governor::RateLimiter<
     String,
@@ -106,6 +109,11 @@ pub struct IngestLimits {
     /// it is on (status OK: the agent reconnects and waits its turn; default
     /// [`crate::api::connections::DEFAULT_MAX_CONNECTION_AGE_AT_CAP`]).
     pub max_connection_age_at_cap: Duration,
+    /// How long an agent whose stream ended to make way waits before it reconnects, told
+    /// in the `grpc-retry-pushback-ms` trailer: between half and one and a half times this,
+    /// at random (default
+    /// [`crate::api::connections::DEFAULT_RETRY_PUSHBACK_AT_CAP`]).
+    pub retry_pushback_at_cap: Duration,
     /// How the committer batches reports.
     pub commit: CommitLimits,
 }
@@ -128,6 +136,7 @@ impl Default for IngestLimits {
             connection_window_bytes: crate::api::server::CONNECTION_WINDOW_BYTES,
             max_connections: crate::api::connections::DEFAULT_MAX_CONNECTIONS,
             max_connection_age_at_cap: crate::api::connections::DEFAULT_MAX_CONNECTION_AGE_AT_CAP,
+            retry_pushback_at_cap: crate::api::connections::DEFAULT_RETRY_PUSHBACK_AT_CAP,
             commit: CommitLimits::default(),
         }
     }
@@ -563,7 +572,9 @@ impl StreamReader {
                     // the state of handling one report (budget, rate, commit queue) is only
                     // allocated while a report is handled, not kept in every idle task.
                     match Box::pin(self.report(r)).await {
-                        Step::Continue if self.make_way() => Step::End(None),
+                        Step::Continue => self
+                            .make_way()
+                            .map_or(Step::Continue, |status| Step::End(Some(status))),
                         step => step,
                     }
                 }
@@ -690,19 +701,39 @@ impl StreamReader {
         Step::Continue
     }
 
-    /// Whether this stream should end now to make way for connections waiting at the
-    /// gRPC port's cap: it is older than [`IngestLimits::max_connection_age_at_cap`]. It
-    /// ends with status OK after the acks of what it read; the agent reconnects (behind
-    /// the ones waiting) and resends what was not acked.
-    fn make_way(&self) -> bool {
+    /// The status that ends this stream now to make way for connections waiting at the
+    /// gRPC port's cap, if it is older than [`IngestLimits::max_connection_age_at_cap`]:
+    /// OK (after the acks of what it read), with a `grpc-retry-pushback-ms` trailer that
+    /// tells the agent how long to wait before it reconnects (and resends the rest), so
+    /// agents with long backlogs stay out of the accept queue for a while and an agent
+    /// with a fresh report finds it short.
+    fn make_way(&self) -> Option<Status> {
         let service = &self.service;
-        let yield_now = service.cap.as_ref().is_some_and(|cap| cap.waiting())
-            && self.opened.elapsed() >= service.limits.max_connection_age_at_cap;
-        if yield_now {
-            debug!("Ending the stream to make way for connections waiting at the cap.");
-            service.state.metrics.ingest_streams_made_way_total.inc();
+        let limits = &service.limits;
+        if !(service.cap.as_ref().is_some_and(|cap| cap.waiting())
+            && self.opened.elapsed() >= limits.max_connection_age_at_cap)
+        {
+            return None;
         }
-        yield_now
+        let pushback = limits.retry_pushback_at_cap / 2
+            + caretaker_core::jitter::up_to(limits.retry_pushback_at_cap);
+        debug!(
+            ?pushback,
+            "Ending the stream to make way for connections waiting at the cap."
+        );
+        service.state.metrics.ingest_streams_made_way_total.inc();
+        let mut trailers = tonic::metadata::MetadataMap::new();
+        trailers.insert(
+            RETRY_PUSHBACK,
+            tonic::metadata::MetadataValue::from(
+                u64::try_from(pushback.as_millis()).unwrap_or(u64::MAX),
+            ),
+        );
+        Some(Status::with_metadata(
+            tonic::Code::Ok,
+            "making way for agents waiting to connect",
+            trailers,
+        ))
     }
 
     /// Waits until the node's rate allows one more report; false when the stream stops

@@ -332,6 +332,7 @@ mod tests {
             ingest: IngestLimits {
                 max_connections: 3,
                 max_connection_age_at_cap: Duration::from_millis(100),
+                retry_pushback_at_cap: Duration::from_secs(1),
                 ..IngestLimits::default()
             },
             ..ServeOptions::insecure()
@@ -365,7 +366,7 @@ mod tests {
         );
 
         // While it waits, the agent's stream (older than the age at the cap) takes its next
-        // report, acks it, and ends with status OK: the agent reconnects later.
+        // report, acks it, and ends with status OK ...
         tokio::time::sleep(Duration::from_millis(100)).await;
         tx.send(report("a", 2)).await.unwrap();
         expect_ack(&mut acks, 2).await.unwrap();
@@ -373,6 +374,16 @@ mod tests {
             matches!(acks.message().await, Ok(None)),
             "the stream ended with OK"
         );
+        // ... telling the agent to wait half to one and a half times the pushback.
+        let trailers = acks.trailers().await.unwrap().expect("trailers");
+        let pushback: u64 = trailers
+            .get(crate::api::ingest::RETRY_PUSHBACK)
+            .expect("a pushback")
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((500..=1500).contains(&pushback), "{pushback}");
         assert_eq!(state.metrics.ingest_streams_made_way_total.get(), 1);
         assert_eq!(
             state
