@@ -39,6 +39,7 @@
 //!   max_connections: 2048     # connections open at once on the gRPC port; more wait
 //!   max_connection_age_at_cap: 2s  # while some wait, older streams make way
 //!   retry_pushback_at_cap: 10s     # and their agents wait 5-15 s before reconnecting
+//!   max_connection_idle: 60s  # connections without an RPC, streams without a report: closed
 //!   commit_max_reports: 1024  # group commit: reports, bytes and wait per transaction
 //!   commit_max_bytes: 8388608
 //!   commit_max_wait: 2ms
@@ -326,6 +327,12 @@ pub struct IngestConfig {
     /// Agents with long backlogs stay out of the accept queue meanwhile, so an agent with a
     /// fresh report finds the queue short. 0s to 5m.
     pub retry_pushback_at_cap: BoundedDuration<0, { 5 * ms::MINUTE }>,
+    /// A connection on the gRPC port without an RPC for this long is closed, and an agent
+    /// stream without a report for this long ends (status OK; the agent reconnects at its
+    /// next report), so clients that hold a connection and say nothing do not keep
+    /// `max_connections` slots from the agents (gRPC's `MaxConnectionIdle`). Longer than
+    /// the agents' report interval. 1s to 1h.
+    pub max_connection_idle: BoundedDuration<{ ms::SECOND }, { ms::HOUR }>,
     /// Reports written in one store transaction (one fsync) at most. 1 to 65536.
     pub commit_max_reports: BoundedUsize<1, 65_536>,
     /// Encoded report bytes in one store transaction at most. 65536 to 268435456.
@@ -349,6 +356,7 @@ impl Default for IngestConfig {
             max_connections: BoundedUsize::of(d.max_connections),
             max_connection_age_at_cap: BoundedDuration::of(d.max_connection_age_at_cap),
             retry_pushback_at_cap: BoundedDuration::of(d.retry_pushback_at_cap),
+            max_connection_idle: BoundedDuration::of(d.max_connection_idle),
             commit_max_reports: BoundedUsize::of(d.commit.max_reports),
             commit_max_bytes: BoundedUsize::of(d.commit.max_bytes),
             commit_max_wait: BoundedDuration::of(d.commit.max_wait),
@@ -370,6 +378,7 @@ impl IngestConfig {
             max_connections: self.max_connections.get(),
             max_connection_age_at_cap: self.max_connection_age_at_cap.get(),
             retry_pushback_at_cap: self.retry_pushback_at_cap.get(),
+            max_connection_idle: self.max_connection_idle.get(),
             commit: crate::api::commit::CommitLimits {
                 max_reports: self.commit_max_reports.get(),
                 max_bytes: self.commit_max_bytes.get(),

@@ -14,16 +14,21 @@
 //! out of the queue for a while, so that an agent with a fresh report finds it short. A
 //! slot is given back when its connection closes ([`Capped`] holds it).
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::codegen::http;
 use tonic::transport::server::Connected;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Default of `ingest.max_connections`. Agents connect only to deliver (every 10 s, for a
 /// few milliseconds, plus their `idle_timeout`), so 5,000 nodes hold about a thousand
@@ -36,6 +41,10 @@ pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 2048;
 /// gets its turn within seconds.
 pub(crate) const DEFAULT_MAX_CONNECTION_AGE_AT_CAP: std::time::Duration =
     std::time::Duration::from_secs(2);
+
+/// Default of `ingest.max_connection_idle`: six times the agents' default report interval.
+pub(crate) const DEFAULT_MAX_CONNECTION_IDLE: std::time::Duration =
+    std::time::Duration::from_secs(60);
 
 /// Default of `ingest.retry_pushback_at_cap`: an agent that made way stays out of the
 /// accept queue for 5 to 15 s, so that queue stays short and an agent with a fresh report
@@ -51,17 +60,85 @@ pub(crate) struct ConnectionCap {
     max: usize,
     /// Set while the listener waits for a slot: connections may be waiting to be accepted.
     waiting: AtomicBool,
+    /// A connection without an RPC for this long is closed (`ingest.max_connection_idle`).
+    max_idle: Duration,
+    /// The RPCs of every open connection, by peer address ([`RpcLayer`] counts them).
+    activity: Mutex<HashMap<SocketAddr, Weak<Activity>>>,
+}
+
+/// The RPCs in flight on one connection, and since when it has had none.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    rpcs: AtomicUsize,
+    idle_since: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            rpcs: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// When the connection has been idle `max_idle` (`None`: an RPC is in flight).
+    fn idle_until(&self, max_idle: Duration) -> Option<Instant> {
+        (self.rpcs.load(Ordering::Acquire) == 0).then(|| {
+            *self
+                .idle_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                + max_idle
+        })
+    }
+}
+
+/// One RPC on a connection, counted in its [`Activity`] until dropped (with the response
+/// body, so a stream counts until it ends).
+#[derive(Debug)]
+struct Rpc(Arc<Activity>);
+
+impl Rpc {
+    fn start(activity: Arc<Activity>) -> Self {
+        activity.rpcs.fetch_add(1, Ordering::AcqRel);
+        Self(activity)
+    }
+}
+
+impl Drop for Rpc {
+    fn drop(&mut self) {
+        let mut since = self
+            .0
+            .idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.0.rpcs.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *since = Instant::now();
+        }
+    }
 }
 
 impl ConnectionCap {
-    /// At most `max` connections at once (0 is taken as 1).
-    pub(crate) fn new(max: usize) -> Self {
+    /// At most `max` connections at once (0 is taken as 1), each closed after `max_idle`
+    /// without an RPC.
+    pub(crate) fn new(max: usize, max_idle: Duration) -> Self {
         let max = max.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             slots: Arc::new(Semaphore::new(max)),
             max,
             waiting: AtomicBool::new(false),
+            max_idle,
+            activity: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The activity of the connection from `peer`, if it is open.
+    fn activity(&self, peer: SocketAddr) -> Option<Arc<Activity>> {
+        self.activity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&peer)
+            .and_then(Weak::upgrade)
     }
 
     /// The cap (what the tests check; the server only admits).
@@ -104,16 +181,74 @@ impl ConnectionCap {
 }
 
 /// A connection holding its slot under a [`ConnectionCap`]; reads and writes go straight
-/// to the inner stream.
+/// to the inner stream, except that once it has had no RPC for the cap's `max_idle`, it
+/// reads as closed (hyper then closes the connection and the slot is given back).
 #[derive(Debug)]
 pub(crate) struct Capped<IO> {
     io: IO,
     _slot: OwnedSemaphorePermit,
+    cap: Arc<ConnectionCap>,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+    idle_timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl<IO> Capped<IO> {
-    pub(crate) fn new(io: IO, slot: OwnedSemaphorePermit) -> Self {
-        Self { io, _slot: slot }
+    /// `io` from `peer` in `slot` of `cap`.
+    pub(crate) fn new(
+        io: IO,
+        slot: OwnedSemaphorePermit,
+        cap: Arc<ConnectionCap>,
+        peer: SocketAddr,
+    ) -> Self {
+        let activity = Arc::new(Activity::new());
+        cap.activity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer, Arc::downgrade(&activity));
+        let idle_timer = Box::pin(tokio::time::sleep(cap.max_idle));
+        Self {
+            io,
+            _slot: slot,
+            cap,
+            peer,
+            activity,
+            idle_timer,
+        }
+    }
+
+    /// Whether the connection has been idle too long; otherwise the timer is set to wake
+    /// the reader when it may be.
+    fn idle_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.idle_timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            let next = match self.activity.idle_until(self.cap.max_idle) {
+                Some(at) if at <= now => {
+                    debug!(peer = %self.peer, idle = ?self.cap.max_idle, "Closing a gRPC connection without an RPC for max_connection_idle.");
+                    return true;
+                }
+                Some(at) => at,
+                None => now + self.cap.max_idle,
+            };
+            self.idle_timer.as_mut().reset(next.into());
+        }
+        false
+    }
+}
+
+impl<IO> Drop for Capped<IO> {
+    fn drop(&mut self) {
+        let mut map = self
+            .cap
+            .activity
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map
+            .get(&self.peer)
+            .is_some_and(|w| w.ptr_eq(&Arc::downgrade(&self.activity)))
+        {
+            map.remove(&self.peer);
+        }
     }
 }
 
@@ -123,6 +258,10 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Capped<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.idle_too_long(cx) {
+            // End of stream: nothing is in flight on this connection.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
@@ -166,6 +305,96 @@ impl<IO: Connected> Connected for Capped<IO> {
     }
 }
 
+/// Counts every RPC of the gRPC port on its connection's [`Activity`] (by the peer address
+/// tonic puts in the request), so an idle connection can be told from a busy one.
+#[derive(Debug, Clone)]
+pub(crate) struct RpcLayer(pub(crate) Arc<ConnectionCap>);
+
+impl<S> tower::Layer<S> for RpcLayer {
+    type Service = RpcCount<S>;
+    fn layer(&self, inner: S) -> RpcCount<S> {
+        RpcCount {
+            inner,
+            cap: Arc::clone(&self.0),
+        }
+    }
+}
+
+/// See [`RpcLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct RpcCount<S> {
+    inner: S,
+    cap: Arc<ConnectionCap>,
+}
+
+/// The peer address tonic recorded for a request, with or without TLS.
+fn peer_of<B>(req: &http::Request<B>) -> Option<SocketAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let ext = req.extensions();
+    ext.get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            ext.get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|i| i.get_ref().remote_addr())
+        })
+}
+
+impl<S, B> tower::Service<http::Request<B>> for RpcCount<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let rpc = peer_of(&req)
+            .and_then(|peer| self.cap.activity(peer))
+            .map(Rpc::start);
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(match rpc {
+                Some(rpc) => {
+                    response.map(|body| tonic::body::Body::new(Counted { body, _rpc: rpc }))
+                }
+                None => response,
+            })
+        })
+    }
+}
+
+/// A response body that holds its [`Rpc`] until it ends or is dropped.
+struct Counted {
+    body: tonic::body::Body,
+    _rpc: Rpc,
+}
+
+impl http_body::Body for Counted {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Plaintext connections of `listener` within `cap`, as tonic's incoming stream: a
 /// connection is accepted only once it has a slot.
 pub(crate) fn plaintext(
@@ -174,10 +403,10 @@ pub(crate) fn plaintext(
 ) -> impl tokio_stream::Stream<Item = io::Result<Capped<tokio::net::TcpStream>>> {
     futures_util::stream::unfold((listener, cap), |(listener, cap)| async move {
         let slot = cap.slot().await;
-        let accepted = listener.accept().await.map(|(tcp, _)| {
+        let accepted = listener.accept().await.map(|(tcp, peer)| {
             // As the TLS listener ([`crate::api::tls`]): acks go out at once.
             let _ = tcp.set_nodelay(true);
-            Capped::new(tcp, slot)
+            Capped::new(tcp, slot, Arc::clone(&cap), peer)
         });
         Some((accepted, (listener, cap)))
     })
@@ -189,7 +418,7 @@ mod tests {
 
     #[tokio::test]
     async fn slots_are_taken_up_to_the_cap_and_a_wait_ends_when_a_connection_closes() {
-        let cap = Arc::new(ConnectionCap::new(2));
+        let cap = Arc::new(ConnectionCap::new(2, Duration::from_secs(60)));
         let a = cap.slot().await;
         let b = cap.slot().await;
         assert_eq!(cap.open(), 2);
@@ -208,6 +437,6 @@ mod tests {
         assert_eq!(cap.open(), 2);
         drop((b, c));
         assert_eq!(cap.open(), 0);
-        assert_eq!(ConnectionCap::new(0).max(), 1);
+        assert_eq!(ConnectionCap::new(0, Duration::from_secs(60)).max(), 1);
     }
 }

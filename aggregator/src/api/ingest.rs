@@ -114,6 +114,11 @@ pub struct IngestLimits {
     /// at random (default
     /// [`crate::api::connections::DEFAULT_RETRY_PUSHBACK_AT_CAP`]).
     pub retry_pushback_at_cap: Duration,
+    /// A connection on the gRPC port without an RPC for this long is closed, and an agent
+    /// stream without a report for this long ends (status OK), so silent clients do not
+    /// hold the cap's slots (default
+    /// [`crate::api::connections::DEFAULT_MAX_CONNECTION_IDLE`]).
+    pub max_connection_idle: Duration,
     /// How the committer batches reports.
     pub commit: CommitLimits,
 }
@@ -137,6 +142,7 @@ impl Default for IngestLimits {
             max_connections: crate::api::connections::DEFAULT_MAX_CONNECTIONS,
             max_connection_age_at_cap: crate::api::connections::DEFAULT_MAX_CONNECTION_AGE_AT_CAP,
             retry_pushback_at_cap: crate::api::connections::DEFAULT_RETRY_PUSHBACK_AT_CAP,
+            max_connection_idle: crate::api::connections::DEFAULT_MAX_CONNECTION_IDLE,
             commit: CommitLimits::default(),
         }
     }
@@ -560,9 +566,15 @@ impl StreamReader {
     async fn run(mut self) {
         info!("Agent stream opened.");
         loop {
+            let idle = self.service.limits.max_connection_idle;
             let msg = tokio::select! {
                 () = self.stop.cancelled() => break,
                 m = self.inbound.message() => m,
+                () = tokio::time::sleep(idle) => {
+                    // A stream that sends nothing holds a connection slot for nothing.
+                    debug!(?idle, "No report for max_connection_idle; ending the stream.");
+                    break;
+                }
             };
             let step = match msg {
                 Ok(Some(pb::AgentMessage {

@@ -145,7 +145,10 @@ pub async fn serve_with(
         },
         None => IdentityPolicy::Any,
     };
-    let grpc_cap = Arc::new(ConnectionCap::new(options.ingest.max_connections));
+    let grpc_cap = Arc::new(ConnectionCap::new(
+        options.ingest.max_connections,
+        options.ingest.max_connection_idle,
+    ));
     let ingest_service = IngestService::new(Arc::clone(&state), shutdown.clone(), options.ingest)
         .with_identity(identity)
         .with_reports_per_minute(options.reports_per_minute)
@@ -162,6 +165,7 @@ pub async fn serve_with(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .initial_stream_window_size(Some(options.ingest.stream_window_bytes))
         .initial_connection_window_size(Some(options.ingest.connection_window_bytes))
+        .layer(crate::api::connections::RpcLayer(Arc::clone(&grpc_cap)))
         .layer(GrpcAuthLayer(Arc::clone(&options.auth)))
         .add_service(health)
         .add_service(reflection)
@@ -427,6 +431,64 @@ mod tests {
         );
 
         drop((held, second));
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_grpc_connections_and_streams_are_closed_after_max_connection_idle() {
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_addr = grpc.local_addr().unwrap();
+        let url = format!("http://{grpc_addr}");
+        let stop = CancellationToken::new();
+        let idle = Duration::from_millis(400);
+        let options = ServeOptions {
+            ingest: IngestLimits {
+                max_connection_idle: idle,
+                ..IngestLimits::default()
+            },
+            ..ServeOptions::insecure()
+        };
+        let server = tokio::spawn(serve_with(
+            Arc::clone(&state),
+            grpc,
+            http,
+            stop.clone(),
+            options,
+        ));
+
+        // A connection that never starts an RPC: the server's settings, then the close.
+        let mut silent = TcpStream::connect(grpc_addr).await.unwrap();
+        assert!(
+            !first_bytes(&mut silent, Duration::from_secs(10))
+                .await
+                .is_empty()
+        );
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut rest))
+            .await
+            .expect("closed within max_connection_idle and some");
+        assert!(closed.is_ok(), "{closed:?}");
+
+        // A stream that keeps reporting keeps its connection past max_connection_idle ...
+        let (tx, mut acks) = acked_stream(&url, "a", 1).await.unwrap();
+        for seq in 2..=6 {
+            tokio::time::sleep(idle / 4).await;
+            tx.send(report("a", seq)).await.unwrap();
+            expect_ack(&mut acks, seq).await.unwrap();
+        }
+        // ... and one that falls silent ends with status OK.
+        assert!(matches!(acks.message().await, Ok(None)));
+        assert_eq!(
+            state
+                .node("a", jiff::Timestamp::now())
+                .map(|n| n.reports_stored_total),
+            Some(6)
+        );
+
+        drop((tx, acks));
         stop.cancel();
         server.await.unwrap().unwrap();
     }

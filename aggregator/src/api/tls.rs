@@ -300,7 +300,7 @@ pub(crate) fn incoming(
     shutdown: CancellationToken,
     what: &'static str,
 ) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
-    accept_loop(listener, tls, shutdown, what, None, |stream, _| stream)
+    accept_loop(listener, tls, shutdown, what, None, |stream, _, _| stream)
 }
 
 /// [`incoming`] within a connection cap: a connection is accepted (and its handshake
@@ -313,13 +313,21 @@ pub(crate) fn incoming_capped(
     what: &'static str,
     cap: Arc<ConnectionCap>,
 ) -> mpsc::Receiver<(Capped<TlsStream<TcpStream>>, SocketAddr)> {
-    accept_loop(listener, tls, shutdown, what, Some(cap), |stream, slot| {
-        Capped::new(
-            stream,
-            slot.expect("a capped listener gives every connection a slot"),
-        )
-    })
+    accept_loop(
+        listener,
+        tls,
+        shutdown,
+        what,
+        Some(cap),
+        |stream, slot, peer| {
+            let (slot, cap) = slot.expect("a capped listener gives every connection a slot");
+            Capped::new(stream, slot, cap, peer)
+        },
+    )
 }
+
+/// A connection's slot under a cap, and the cap.
+type CapSlot = (OwnedSemaphorePermit, Arc<ConnectionCap>);
 
 /// The loop of [`incoming`]: with a `cap`, it waits for a slot before it accepts; `wrap`
 /// makes what is handed out of the stream and its slot.
@@ -329,7 +337,7 @@ fn accept_loop<T: Send + 'static>(
     shutdown: CancellationToken,
     what: &'static str,
     cap: Option<Arc<ConnectionCap>>,
-    wrap: fn(TlsStream<TcpStream>, Option<OwnedSemaphorePermit>) -> T,
+    wrap: fn(TlsStream<TcpStream>, Option<CapSlot>, SocketAddr) -> T,
 ) -> mpsc::Receiver<(T, SocketAddr)> {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
     tokio::spawn(
@@ -338,7 +346,7 @@ fn accept_loop<T: Send + 'static>(
                 let slot = match &cap {
                     Some(cap) => tokio::select! {
                         () = shutdown.cancelled() => break,
-                        slot = cap.slot() => Some(slot),
+                        slot = cap.slot() => Some((slot, Arc::clone(cap))),
                     },
                     None => None,
                 };
@@ -365,7 +373,7 @@ fn accept_loop<T: Send + 'static>(
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             debug!(%peer, "TLS handshake done.");
-                            let _ = tx.send((wrap(stream, slot), peer)).await;
+                            let _ = tx.send((wrap(stream, slot, peer), peer)).await;
                         }
                         Ok(Err(e)) => {
                             warn!(%peer, error = %Chain(&e), "TLS handshake failed; connection refused.")
