@@ -559,3 +559,60 @@ async fn query_apis_need_a_token_of_the_right_scope() -> anyhow::Result<()> {
     );
     agg.stop().await
 }
+
+/// `ingest.max_connection_idle` closes connections without an RPC, found by the peer
+/// address tonic records; over TLS that address is inside the TLS connect info. A TLS
+/// agent that keeps its stream (idle_timeout 0s) and reports more often than the idle
+/// limit keeps one connection for many idle periods, and a silent TLS client is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_tls_a_busy_connection_outlives_max_connection_idle_and_a_silent_one_does_not()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path(), "ca")?;
+    let mut opts = options(pki.server()?)?;
+    opts.ingest.max_connection_idle = Duration::from_millis(400);
+    let agg =
+        RunningAggregator::start_with(&dir.path().join("data"), "127.0.0.1:0".parse()?, 3, opts)
+            .await?;
+    let port = agg.grpc.port();
+    let agent_tls = pki.agent("node-b", Some("node-b"), Span::hours(-1), Span::days(1))?;
+    let mut side = tls_side(port, agent_tls);
+    side.idle_timeout = caretaker_core::config::BoundedDuration::secs(0);
+    let agent = RunningAgent::start_with("node-b", side, INTERVAL, HostPaths::default())?;
+    // 100 ms reports for well over 400 ms, several times.
+    wait_until("node-b has 20 reports", WAIT, || {
+        stored(&agg, "node-b") >= 20
+    })
+    .await?;
+    let summary = agent.stop().await?;
+    assert_eq!(
+        (
+            summary.connections,
+            summary.rejected,
+            summary.unacked_at_exit
+        ),
+        (1, 0, 0),
+        "{summary:?}"
+    );
+
+    // A client that completes the TLS handshake and never starts an RPC is closed.
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(pki.ca_file())? {
+        roots.add(c?)?;
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect("localhost".try_into()?, tcp)
+        .await?;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(WAIT, tls.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "still open after {WAIT:?}");
+    agg.stop().await
+}
