@@ -603,6 +603,19 @@ mod tests {
         (summary, log)
     }
 
+    /// Checks that the fake server got reports 1 to the last with no gap and none twice;
+    /// returns the last.
+    fn stored_once(stored: &std::sync::Mutex<std::collections::BTreeMap<u64, u32>>) -> u64 {
+        let stored = stored.lock().unwrap().clone();
+        let last = *stored.keys().last().unwrap();
+        assert_eq!(
+            stored.keys().copied().collect::<Vec<_>>(),
+            (1..=last).collect::<Vec<_>>()
+        );
+        assert!(stored.values().all(|n| *n == 1), "{stored:?}");
+        last
+    }
+
     struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
 
     impl std::io::Write for LogWriter {
@@ -628,14 +641,7 @@ mod tests {
         let streams = Arc::clone(&server.streams);
         let (summary, log) = run_against(server, 12, Duration::ZERO).await;
 
-        let stored = stored.lock().unwrap().clone();
-        let last = *stored.keys().last().unwrap();
-        // Nothing lost (no gap) and nothing stored twice.
-        assert_eq!(
-            stored.keys().copied().collect::<Vec<_>>(),
-            (1..=last).collect::<Vec<_>>()
-        );
-        assert!(stored.values().all(|n| *n == 1), "{stored:?}");
+        let last = stored_once(&stored);
         assert_eq!(
             (summary.acked, summary.duplicates_acked, summary.rejected),
             (last, 0, 0),
@@ -663,8 +669,6 @@ mod tests {
         assert!(!log.contains("Report stream ended"), "{log}");
     }
 
-    /// A server that ends every stream with OK before acking anything gets the backoff,
-    /// not an immediate reconnect: no tight loop.
     /// A stream that makes way with a `grpc-retry-pushback-ms` trailer: the agent waits
     /// that long, then resends what is unacked; nothing is lost or stored twice.
     #[tokio::test]
@@ -676,13 +680,7 @@ mod tests {
         };
         let stored = Arc::clone(&server.stored);
         let (summary, log) = run_against(server, 6, Duration::ZERO).await;
-        let stored = stored.lock().unwrap().clone();
-        let last = *stored.keys().last().unwrap();
-        assert_eq!(
-            stored.keys().copied().collect::<Vec<_>>(),
-            (1..=last).collect::<Vec<_>>()
-        );
-        assert!(stored.values().all(|n| *n == 1), "{stored:?}");
+        let last = stored_once(&stored);
         assert_eq!(summary.acked, last, "{summary:?}");
         let ended: Vec<&str> = log
             .lines()
@@ -692,6 +690,8 @@ mod tests {
         assert!(ended.iter().all(|l| l.contains("retry_in=150ms")), "{log}");
     }
 
+    /// A server that ends every stream with OK before acking anything gets the backoff,
+    /// not an immediate reconnect: no tight loop.
     #[tokio::test]
     async fn a_stream_ended_with_ok_before_any_ack_backs_off() {
         let (summary, log) = run_against(EndsStreams::default(), 0, Duration::from_secs(1)).await;

@@ -315,7 +315,7 @@ pub struct IngestConfig {
     /// the port stops accepting: a new connection waits in the kernel's accept queue (its
     /// TLS handshake waits), first come first served, until one closes. An agent holds a
     /// connection only while it delivers reports (its `idle_timeout`); each connection
-    /// carrying reports is ~50 KiB of the aggregator's memory. 1 to 1048576.
+    /// carrying reports is ~70 KiB of the aggregator's memory. 1 to 1048576.
     pub max_connections: BoundedUsize<1, { 1 << 20 }>,
     /// While connections wait at `max_connections`, a report stream open this long ends
     /// after the report it is on (status OK, after the acks of what it sent); its agent

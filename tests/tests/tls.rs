@@ -305,8 +305,12 @@ async fn alert_after_handshake(
     }
 }
 
-/// Connects with a plain rustls client and returns the server's certificate.
-async fn served_certificate(port: u16, ca: &Path) -> anyhow::Result<Vec<u8>> {
+/// A TLS connection to `port` from a plain rustls client (no client certificate) that
+/// trusts `ca`.
+async fn plain_tls_client(
+    port: u16,
+    ca: &Path,
+) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types::CertificateDer::pem_file_iter(ca)? {
@@ -319,9 +323,14 @@ async fn served_certificate(port: u16, ca: &Path) -> anyhow::Result<Vec<u8>> {
     .with_root_certificates(roots)
     .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect("localhost".try_into()?, tcp)
-        .await?;
+        .await?)
+}
+
+/// Connects with a plain rustls client and returns the server's certificate.
+async fn served_certificate(port: u16, ca: &Path) -> anyhow::Result<Vec<u8>> {
+    let tls = plain_tls_client(port, ca).await?;
     Ok(tls
         .get_ref()
         .1
@@ -596,21 +605,7 @@ async fn over_tls_a_busy_connection_outlives_max_connection_idle_and_a_silent_on
     );
 
     // A client that completes the TLS handshake and never starts an RPC is closed.
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls_pki_types::pem::PemObject;
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(pki.ca_file())? {
-        roots.add(c?)?;
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect("localhost".try_into()?, tcp)
-        .await?;
+    let mut tls = plain_tls_client(port, &pki.ca_file()).await?;
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(WAIT, tls.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "still open after {WAIT:?}");

@@ -1,7 +1,7 @@
 //! The connection cap of the gRPC port (`ingest.max_connections`).
 //!
-//! Every open connection costs the aggregator memory (~50 KiB of HTTP/2 and TLS buffers
-//! while it carries reports) and a file descriptor, so the port holds at most
+//! Every open connection costs the aggregator memory (~70 KiB of HTTP/2 and TLS buffers
+//! and receive window while it carries reports) and a file descriptor, so the port holds at most
 //! [`ConnectionCap`]'s limit at once (issue 14). Agents hold a connection only while they
 //! have reports to deliver (the agents' `idle_timeout`), so a fleet needs far fewer slots
 //! than it has nodes. At the cap the port stops accepting: a new connection waits in the
@@ -31,27 +31,25 @@ use tonic::transport::server::Connected;
 use tracing::{debug, info, warn};
 
 /// Default of `ingest.max_connections`. Agents connect only to deliver (every 10 s, for a
-/// few milliseconds, plus their `idle_timeout`), so 5,000 nodes hold about a thousand
+/// few milliseconds, plus their 1 s `idle_timeout`), so 5,000 nodes hold about 500
 /// connections in steady state; after an outage every agent wants one at once and they
-/// take turns. 2,048 connections carrying reports are ~100 MiB of the aggregator's memory.
+/// take turns. 2,048 connections carrying reports were ~140 MiB of the aggregator's
+/// memory (bench-ingest: 174 MiB peak in all).
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 2048;
 
 /// Default of `ingest.max_connection_age_at_cap`: long enough for an agent to deliver a
 /// few hundred reports, short enough that a connection waiting behind thousands of others
 /// gets its turn within seconds.
-pub(crate) const DEFAULT_MAX_CONNECTION_AGE_AT_CAP: std::time::Duration =
-    std::time::Duration::from_secs(2);
+pub(crate) const DEFAULT_MAX_CONNECTION_AGE_AT_CAP: Duration = Duration::from_secs(2);
 
 /// Default of `ingest.max_connection_idle`: six times the agents' default report interval.
-pub(crate) const DEFAULT_MAX_CONNECTION_IDLE: std::time::Duration =
-    std::time::Duration::from_secs(60);
+pub(crate) const DEFAULT_MAX_CONNECTION_IDLE: Duration = Duration::from_secs(60);
 
 /// Default of `ingest.retry_pushback_at_cap`: an agent that made way stays out of the
 /// accept queue for 5 to 15 s, so that queue stays short and an agent with a fresh report
 /// gets in within seconds. While nobody waits, no stream makes way, so the pushback only
 /// ever applies under contention and cannot leave slots idle for long.
-pub(crate) const DEFAULT_RETRY_PUSHBACK_AT_CAP: std::time::Duration =
-    std::time::Duration::from_secs(10);
+pub(crate) const DEFAULT_RETRY_PUSHBACK_AT_CAP: Duration = Duration::from_secs(10);
 
 /// Slots for the connections of one listener.
 #[derive(Debug)]
