@@ -339,6 +339,17 @@ fn peer_of<B>(req: &http::Request<B>) -> Option<SocketAddr> {
         })
 }
 
+/// Whether an RPC of `path` may last as long as its client likes without the client doing
+/// anything, and needs neither a client certificate nor a token: a health `Watch` (a
+/// response whenever the status changes, so mostly none) or a reflection stream. Such an
+/// RPC does not keep its connection open: counted, anybody who can reach the port could
+/// hold every slot of the cap for good with silent watches, and the agents would wait at
+/// it forever. Its connection is closed `max_idle` after its last other RPC, so a watcher
+/// reconnects that often.
+fn open_ended(path: &str) -> bool {
+    path == "/grpc.health.v1.Health/Watch" || path.starts_with("/grpc.reflection.")
+}
+
 impl<S, B> tower::Service<http::Request<B>> for RpcCount<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
@@ -353,7 +364,9 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let rpc = peer_of(&req)
+        let rpc = (!open_ended(req.uri().path()))
+            .then(|| peer_of(&req))
+            .flatten()
             .and_then(|peer| self.cap.activity(peer))
             .map(Rpc::start);
         let response = self.inner.call(req);

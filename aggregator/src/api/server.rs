@@ -435,6 +435,60 @@ mod tests {
         server.await.unwrap().unwrap();
     }
 
+    /// A health `Watch` needs no certificate or token and is silent while the status holds:
+    /// it does not keep its connection (and its slot under the cap) past
+    /// max_connection_idle, or anybody could hold every slot for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_health_watch_does_not_hold_a_slot_past_max_connection_idle() {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", grpc.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let options = ServeOptions {
+            ingest: IngestLimits {
+                max_connections: 1,
+                max_connection_idle: Duration::from_millis(400),
+                ..IngestLimits::default()
+            },
+            ..ServeOptions::insecure()
+        };
+        let server = tokio::spawn(serve_with(
+            Arc::clone(&state),
+            grpc,
+            http,
+            stop.clone(),
+            options,
+        ));
+
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = HealthClient::new(channel);
+        let mut watch = health
+            .watch(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(matches!(watch.message().await, Ok(Some(_))));
+        let ended = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("the watch's connection was closed");
+        assert!(!matches!(ended, Ok(Some(_))), "{ended:?}");
+        // The only slot is free again: an agent gets in.
+        drop((watch, health));
+        let agent = acked_stream(&url, "a", 1).await.unwrap();
+
+        drop(agent);
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn silent_grpc_connections_and_streams_are_closed_after_max_connection_idle() {
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
