@@ -335,9 +335,14 @@ pub(crate) async fn run(
                             None => (false, None),
                         };
                         let wait = match pushback {
-                            Some(wait) => wait,
+                            Some(wait) if acked => wait,
                             None if acked => Duration::ZERO,
-                            None => delays.next().unwrap_or(Duration::from_secs(30)),
+                            // Nothing acked: at least the backoff, so that a server ending
+                            // every stream at once (with a pushback of 0, say) cannot cause a
+                            // tight reconnect loop.
+                            pushback => pushback.unwrap_or_default().max(
+                                delays.next().unwrap_or(Duration::from_secs(30)),
+                            ),
                         };
                         info!(buffered = buffer.reports.len(), retry_in = ?wait, "The aggregator ended the stream; reconnecting.");
                         next_connect = Instant::now() + wait;
@@ -705,6 +710,26 @@ mod tests {
             .collect();
         assert!(!ended.is_empty(), "{log}");
         assert!(ended.iter().all(|l| !l.contains("retry_in=0ns")), "{log}");
+    }
+
+    /// A server that ends every stream with OK and a `grpc-retry-pushback-ms` of 0 before
+    /// acking anything gets the backoff too, not a tight reconnect loop.
+    #[tokio::test]
+    async fn a_zero_pushback_before_any_ack_backs_off() {
+        let server = EndsStreams {
+            pushback_ms: Some(0),
+            ..Default::default()
+        };
+        let streams = Arc::clone(&server.streams);
+        let (summary, log) = run_against(server, 0, Duration::from_secs(1)).await;
+        assert_eq!(summary.acked, 0);
+        assert!(summary.connections >= 1, "{summary:?}");
+        assert!(
+            streams.load(Ordering::Relaxed) <= 8,
+            "{} streams in a second: {summary:?}",
+            streams.load(Ordering::Relaxed)
+        );
+        assert!(!log.contains("retry_in=0ns"), "{log}");
     }
 
     #[test]
