@@ -372,7 +372,14 @@ pub(crate) async fn run(
                 next_collect = Instant::now() + jittered(report_interval);
             }
             () = sleep_until(next_connect), if conn.is_none() && wants_connection => {
-                match connect(&cfg).await {
+                // At an aggregator's connection cap an attempt may wait long to be accepted
+                // (connect_timeout + ACCEPT_WAIT): a shutdown does not wait for it.
+                let connected = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    c = connect(&cfg) => c,
+                };
+                match connected {
                     Ok((channel, c)) => {
                         summary.connections += 1;
                         delays = backoff();
@@ -730,6 +737,40 @@ mod tests {
             streams.load(Ordering::Relaxed)
         );
         assert!(!log.contains("retry_in=0ns"), "{log}");
+    }
+
+    /// An aggregator at its connection cap lets a connection wait to be accepted (up to
+    /// `connect_timeout` plus [`ACCEPT_WAIT`]): the agent stops at once on shutdown all
+    /// the same.
+    #[tokio::test]
+    async fn shutdown_does_not_wait_for_a_connection_waiting_to_be_accepted() {
+        // A listener that never accepts: connections wait in its accept queue.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let cfg = crate::config::AgentConfig {
+            node_name: Some("n".into()),
+            ..Default::default()
+        };
+        let stats = Arc::new(BufferStats::default());
+        let settings = crate::collector_settings(&cfg, crate::paths::HostPaths::default()).unwrap();
+        let collector = Collector::new(settings, Arc::clone(&stats));
+        let shutdown = CancellationToken::new();
+        let agent = tokio::spawn(run(
+            collector,
+            AggregatorConfig::plaintext(url),
+            Duration::from_millis(100),
+            stats,
+            shutdown.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        shutdown.cancel();
+        let summary = tokio::time::timeout(Duration::from_secs(2), agent)
+            .await
+            .expect("the agent stopped at once")
+            .unwrap();
+        assert_eq!(summary.connections, 0, "{summary:?}");
+        assert!(summary.unacked_at_exit >= 1, "{summary:?}");
+        drop(listener);
     }
 
     #[test]
