@@ -94,9 +94,26 @@ impl Activity {
 }
 
 /// One RPC on a connection, counted in its [`Activity`] until dropped (with the response
-/// body, so a stream counts until it ends).
+/// body, so a stream counts until it ends; an agent stream's with its reader, see
+/// [`StreamRpc`]).
 #[derive(Debug)]
-struct Rpc(Arc<Activity>);
+pub(crate) struct Rpc(Arc<Activity>);
+
+/// The count of an agent stream (`ReportIngest.Stream`), handed to its reader in the
+/// request's extensions instead of held by the response: the stream keeps its connection
+/// open while its reader runs. Held by the response, a client that takes no acks (a
+/// stream window of 0) kept it open for good, as the response never ends when its acks
+/// cannot be sent; now its connection is closed as idle `max_idle` after the reader ended
+/// (no report for `max_connection_idle`, made way, ...), stuck acks and all.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamRpc(Arc<Mutex<Option<Rpc>>>);
+
+impl StreamRpc {
+    /// The count, for the stream's reader to hold while it runs.
+    pub(crate) fn take(&self) -> Option<Rpc> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
 
 impl Rpc {
     fn start(activity: Arc<Activity>) -> Self {
@@ -363,12 +380,18 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let rpc = (!open_ended(req.uri().path()))
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let mut rpc = (!open_ended(req.uri().path()))
             .then(|| peer_of(&req))
             .flatten()
             .and_then(|peer| self.cap.activity(peer))
             .map(Rpc::start);
+        if req.uri().path() == crate::api::codec::STREAM_PATH
+            && let Some(rpc) = rpc.take()
+        {
+            req.extensions_mut()
+                .insert(StreamRpc(Arc::new(Mutex::new(Some(rpc)))));
+        }
         let response = self.inner.call(req);
         Box::pin(async move {
             let response = response.await?;

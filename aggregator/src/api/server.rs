@@ -435,6 +435,77 @@ mod tests {
         server.await.unwrap().unwrap();
     }
 
+    /// A client that takes no acks (a stream window of 0) cannot hold its connection, and
+    /// its slot under the cap, for good: its stream ends after max_connection_idle without
+    /// a report, and then its connection is closed as idle.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_takes_no_acks_does_not_hold_a_slot_for_good() {
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", grpc.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let options = ServeOptions {
+            ingest: IngestLimits {
+                max_connections: 1,
+                max_connection_idle: Duration::from_millis(400),
+                ..IngestLimits::default()
+            },
+            reports_per_minute: 1_000_000,
+            ..ServeOptions::insecure()
+        };
+        let server = tokio::spawn(serve_with(
+            Arc::clone(&state),
+            grpc,
+            http,
+            stop.clone(),
+            options,
+        ));
+
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .initial_stream_window_size(0)
+            .connect()
+            .await
+            .unwrap();
+        let mut client = ReportIngestClient::new(channel);
+        // More reports than the stream's queue of acks, and the encoder's buffer, hold.
+        let (tx, rx) = mpsc::channel(64);
+        let n = 4000;
+        tokio::spawn({
+            let tx = tx.clone();
+            async move {
+                for seq in 1..=n {
+                    if tx.send(report("stuck", seq)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let acks = client
+            .stream(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        // Stored, but its ack cannot be sent.
+        for _ in 0..100 {
+            if state.node("stuck", jiff::Timestamp::now()).is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(state.node("stuck", jiff::Timestamp::now()).is_some());
+        // The only slot comes free: an agent gets in.
+        let agent = tokio::time::timeout(Duration::from_secs(10), acked_stream(&url, "a", 1))
+            .await
+            .expect("the stuck client's slot came free")
+            .unwrap();
+
+        drop((agent, tx, acks, client));
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
     /// A health `Watch` needs no certificate or token and is silent while the status holds:
     /// it does not keep its connection (and its slot under the cap) past
     /// max_connection_idle, or anybody could hold every slot for good.
