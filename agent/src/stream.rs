@@ -318,6 +318,9 @@ pub(crate) async fn run(
                                 if let Some((_, c)) = &mut conn {
                                     c.acked = true;
                                 }
+                                // Reset by an ack, not by a connection: streams that end
+                                // before any ack back off further each time.
+                                delays = backoff();
                             }
                             Some(aggregator_message::Msg::Command(c)) if c.kind() == pb::command::Kind::CollectNow => {
                                 info!("Aggregator asked for a report now.");
@@ -382,7 +385,6 @@ pub(crate) async fn run(
                 match connected {
                     Ok((channel, c)) => {
                         summary.connections += 1;
-                        delays = backoff();
                         let resend = buffer.reports.len();
                         let ok = buffer.reports.iter().all(|r| c.send(r.clone()));
                         info!(endpoint = %cfg.endpoint, resent = resend, "Connected to the aggregator.");
@@ -717,6 +719,22 @@ mod tests {
             .collect();
         assert!(!ended.is_empty(), "{log}");
         assert!(ended.iter().all(|l| !l.contains("retry_in=0ns")), "{log}");
+    }
+
+    /// A server that ends every stream before acking anything gets a growing backoff (the
+    /// connection itself succeeds each time), not one reconnect every few hundred ms.
+    #[tokio::test]
+    async fn the_backoff_grows_while_streams_end_before_any_ack() {
+        let server = EndsStreams::default();
+        let streams = Arc::clone(&server.streams);
+        let (summary, _) = run_against(server, 0, Duration::from_secs(3)).await;
+        assert_eq!(summary.acked, 0);
+        // 0.2-0.4 s, 0.4-0.8 s, 0.8-1.6 s, 1.6-3.2 s: at most five streams in three seconds.
+        assert!(
+            streams.load(Ordering::Relaxed) <= 6,
+            "{} streams in 3 s: {summary:?}",
+            streams.load(Ordering::Relaxed)
+        );
     }
 
     /// A server that ends every stream with OK and a `grpc-retry-pushback-ms` of 0 before
