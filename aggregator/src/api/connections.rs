@@ -97,7 +97,12 @@ impl Activity {
 /// body, so a stream counts until it ends; an agent stream's with its reader, see
 /// [`StreamRpc`]).
 #[derive(Debug)]
-pub(crate) struct Rpc(Arc<Activity>);
+pub(crate) struct Rpc {
+    activity: Arc<Activity>,
+    /// Whether its end restarts the connection's idle time: not for RPCs that need no
+    /// credentials ([`renews_idle`]).
+    renews: bool,
+}
 
 /// The count of an agent stream (`ReportIngest.Stream`), handed to its reader in the
 /// request's extensions instead of held by the response: the stream keeps its connection
@@ -116,20 +121,22 @@ impl StreamRpc {
 }
 
 impl Rpc {
-    fn start(activity: Arc<Activity>) -> Self {
+    fn start(activity: Arc<Activity>, renews: bool) -> Self {
         activity.rpcs.fetch_add(1, Ordering::AcqRel);
-        Self(activity)
+        Self { activity, renews }
     }
 }
 
 impl Drop for Rpc {
     fn drop(&mut self) {
         let mut since = self
-            .0
+            .activity
             .idle_since
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if self.0.rpcs.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Read only once no RPC is in flight: the end of the last RPC that renews it.
+        self.activity.rpcs.fetch_sub(1, Ordering::AcqRel);
+        if self.renews {
             *since = Instant::now();
         }
     }
@@ -367,6 +374,15 @@ fn open_ended(path: &str) -> bool {
     path == "/grpc.health.v1.Health/Watch" || path.starts_with("/grpc.reflection.")
 }
 
+/// Whether the end of an RPC of `path` restarts its connection's idle time: not for a
+/// health check, which needs no credentials either (anybody could otherwise hold a slot
+/// for good with a check a minute). A check keeps its connection open while in flight
+/// only, so the connection of a client that only checks is closed `max_idle` after it
+/// opened (or after its last other RPC), between two checks.
+fn renews_idle(path: &str) -> bool {
+    !path.starts_with("/grpc.health.v1.Health/")
+}
+
 impl<S, B> tower::Service<http::Request<B>> for RpcCount<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
@@ -385,7 +401,7 @@ where
             .then(|| peer_of(&req))
             .flatten()
             .and_then(|peer| self.cap.activity(peer))
-            .map(Rpc::start);
+            .map(|activity| Rpc::start(activity, renews_idle(req.uri().path())));
         if req.uri().path() == crate::api::codec::STREAM_PATH
             && let Some(rpc) = rpc.take()
         {

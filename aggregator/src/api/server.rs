@@ -435,6 +435,62 @@ mod tests {
         server.await.unwrap().unwrap();
     }
 
+    /// Health checks need no certificate or token: a client that keeps checking does not
+    /// keep its connection (and its slot under the cap) past max_connection_idle, or
+    /// anybody could hold every slot for good with a check a minute.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_checks_do_not_hold_a_slot_past_max_connection_idle() {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", grpc.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let options = ServeOptions {
+            ingest: IngestLimits {
+                max_connections: 1,
+                max_connection_idle: Duration::from_millis(400),
+                ..IngestLimits::default()
+            },
+            ..ServeOptions::insecure()
+        };
+        let server = tokio::spawn(serve_with(
+            Arc::clone(&state),
+            grpc,
+            http,
+            stop.clone(),
+            options,
+        ));
+
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = HealthClient::new(channel);
+        let check = HealthCheckRequest {
+            service: String::new(),
+        };
+        health.check(check.clone()).await.unwrap();
+        let checker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = health.check(check.clone()).await;
+            }
+        });
+        // The only slot comes free while the checks go on: an agent gets in.
+        let agent = tokio::time::timeout(Duration::from_secs(10), acked_stream(&url, "a", 1))
+            .await
+            .expect("the checking client's slot came free")
+            .unwrap();
+
+        checker.abort();
+        let _ = checker.await;
+        drop(agent);
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
     /// A client that takes no acks (a stream window of 0) cannot hold its connection, and
     /// its slot under the cap, for good: its stream ends after max_connection_idle without
     /// a report, and then its connection is closed as idle.
