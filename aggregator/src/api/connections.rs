@@ -106,7 +106,8 @@ pub(crate) struct Rpc {
 
 /// The count of an agent stream (`ReportIngest.Stream`), handed to its reader in the
 /// request's extensions instead of held by the response: the stream keeps its connection
-/// open while its reader runs. Held by the response, a client that takes no acks (a
+/// open while its reader runs, and restarts its idle time only if it was admitted
+/// ([`Rpc::admitted`]; a refused one does not, as any refused RPC). Held by the response, a client that takes no acks (a
 /// stream window of 0) kept it open for good, as the response never ends when its acks
 /// cannot be sent; now its connection is closed as idle `max_idle` after the reader ended
 /// (no report for `max_connection_idle`, made way, ...), stuck acks and all.
@@ -124,6 +125,13 @@ impl Rpc {
     fn start(activity: Arc<Activity>, renews: bool) -> Self {
         activity.rpcs.fetch_add(1, Ordering::AcqRel);
         Self { activity, renews }
+    }
+
+    /// This RPC was admitted (an agent stream, once its client is known): its end restarts
+    /// the connection's idle time.
+    pub(crate) fn admitted(mut self) -> Self {
+        self.renews = true;
+        self
     }
 }
 
@@ -378,9 +386,20 @@ fn open_ended(path: &str) -> bool {
 /// health check, which needs no credentials either (anybody could otherwise hold a slot
 /// for good with a check a minute). A check keeps its connection open while in flight
 /// only, so the connection of a client that only checks is closed `max_idle` after it
-/// opened (or after its last other RPC), between two checks.
+/// opened (or after its last other RPC), between two checks. Nor does a refused RPC
+/// ([`refused`]), for the same reason; an agent stream does once admitted
+/// ([`Rpc::admitted`]).
 fn renews_idle(path: &str) -> bool {
-    !path.starts_with("/grpc.health.v1.Health/")
+    !path.starts_with("/grpc.health.v1.Health/") && path != crate::api::codec::STREAM_PATH
+}
+
+/// Whether a response refuses its RPC at once: gRPC's trailers-only response, its error
+/// status in the headers (a missing token, say).
+fn refused<B>(response: &http::Response<B>) -> bool {
+    response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|status| status != "0")
 }
 
 impl<S, B> tower::Service<http::Request<B>> for RpcCount<S>
@@ -412,7 +431,10 @@ where
         Box::pin(async move {
             let response = response.await?;
             Ok(match rpc {
-                Some(rpc) => {
+                Some(mut rpc) => {
+                    if refused(&response) {
+                        rpc.renews = false;
+                    }
                     response.map(|body| tonic::body::Body::new(Counted { body, _rpc: rpc }))
                 }
                 None => response,

@@ -499,7 +499,8 @@ impl ReportIngest for IngestService {
         &self,
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<AckStream>, Status> {
-        // Counts on the connection while the reader runs (dropped at once if refused).
+        // Counts on the connection while the reader runs (dropped at once if refused, and
+        // then it does not restart the connection's idle time).
         let rpc = request
             .extensions()
             .get::<StreamRpc>()
@@ -533,7 +534,7 @@ impl ReportIngest for IngestService {
             pending: pending_tx,
             stop: stop.clone(),
             opened: tokio::time::Instant::now(),
-            _rpc: rpc,
+            _rpc: rpc.map(Rpc::admitted),
         };
         self.state.metrics.streams_active.inc();
         let span = info_span!("ingest", %peer, node = tracing::field::Empty);

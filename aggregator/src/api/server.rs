@@ -491,6 +491,68 @@ mod tests {
         server.await.unwrap().unwrap();
     }
 
+    /// A refused RPC (here a query without a token) does not keep its connection (and its
+    /// slot under the cap) past max_connection_idle either, or anybody could hold every
+    /// slot for good with a refused call a minute.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_rpcs_do_not_hold_a_slot_past_max_connection_idle() {
+        use caretaker_proto::pb::query_client::QueryClient;
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", grpc.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let options = ServeOptions {
+            ingest: IngestLimits {
+                max_connections: 1,
+                max_connection_idle: Duration::from_millis(400),
+                ..IngestLimits::default()
+            },
+            auth: Arc::new(Auth::with_tokens(
+                [(
+                    "ro".to_string(),
+                    crate::api::auth::Scope::Read,
+                    "secret".to_string(),
+                )],
+                false,
+            )),
+            ..ServeOptions::insecure()
+        };
+        let server = tokio::spawn(serve_with(
+            Arc::clone(&state),
+            grpc,
+            http,
+            stop.clone(),
+            options,
+        ));
+
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut query = QueryClient::new(channel);
+        let refused = query.list_nodes(pb::ListNodesRequest::default()).await;
+        assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
+        let caller = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = query.list_nodes(pb::ListNodesRequest::default()).await;
+            }
+        });
+        // The only slot comes free while the refused calls go on: an agent gets in.
+        let agent = tokio::time::timeout(Duration::from_secs(10), acked_stream(&url, "a", 1))
+            .await
+            .expect("the refused client's slot came free")
+            .unwrap();
+
+        caller.abort();
+        let _ = caller.await;
+        drop(agent);
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
     /// A client that takes no acks (a stream window of 0) cannot hold its connection, and
     /// its slot under the cap, for good: its stream ends after max_connection_idle without
     /// a report, and then its connection is closed as idle.
