@@ -318,6 +318,9 @@ pub(crate) async fn run(
                                 if let Some((_, c)) = &mut conn {
                                     c.acked = true;
                                 }
+                                // Reset by an ack, not by a connection: streams that end
+                                // before any ack back off further each time.
+                                delays = backoff();
                             }
                             Some(aggregator_message::Msg::Command(c)) if c.kind() == pb::command::Kind::CollectNow => {
                                 info!("Aggregator asked for a report now.");
@@ -335,9 +338,14 @@ pub(crate) async fn run(
                             None => (false, None),
                         };
                         let wait = match pushback {
-                            Some(wait) => wait,
+                            Some(wait) if acked => wait,
                             None if acked => Duration::ZERO,
-                            None => delays.next().unwrap_or(Duration::from_secs(30)),
+                            // Nothing acked: at least the backoff, so that a server ending
+                            // every stream at once (with a pushback of 0, say) cannot cause a
+                            // tight reconnect loop.
+                            pushback => pushback.unwrap_or_default().max(
+                                delays.next().unwrap_or(Duration::from_secs(30)),
+                            ),
                         };
                         info!(buffered = buffer.reports.len(), retry_in = ?wait, "The aggregator ended the stream; reconnecting.");
                         next_connect = Instant::now() + wait;
@@ -367,10 +375,16 @@ pub(crate) async fn run(
                 next_collect = Instant::now() + jittered(report_interval);
             }
             () = sleep_until(next_connect), if conn.is_none() && wants_connection => {
-                match connect(&cfg).await {
+                // At an aggregator's connection cap an attempt may wait long to be accepted
+                // (connect_timeout + ACCEPT_WAIT): a shutdown does not wait for it.
+                let connected = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    c = connect(&cfg) => c,
+                };
+                match connected {
                     Ok((channel, c)) => {
                         summary.connections += 1;
-                        delays = backoff();
                         let resend = buffer.reports.len();
                         let ok = buffer.reports.iter().all(|r| c.send(r.clone()));
                         info!(endpoint = %cfg.endpoint, resent = resend, "Connected to the aggregator.");
@@ -705,6 +719,76 @@ mod tests {
             .collect();
         assert!(!ended.is_empty(), "{log}");
         assert!(ended.iter().all(|l| !l.contains("retry_in=0ns")), "{log}");
+    }
+
+    /// A server that ends every stream before acking anything gets a growing backoff (the
+    /// connection itself succeeds each time), not one reconnect every few hundred ms.
+    #[tokio::test]
+    async fn the_backoff_grows_while_streams_end_before_any_ack() {
+        let server = EndsStreams::default();
+        let streams = Arc::clone(&server.streams);
+        let (summary, _) = run_against(server, 0, Duration::from_secs(3)).await;
+        assert_eq!(summary.acked, 0);
+        // 0.2-0.4 s, 0.4-0.8 s, 0.8-1.6 s, 1.6-3.2 s: at most five streams in three seconds.
+        assert!(
+            streams.load(Ordering::Relaxed) <= 6,
+            "{} streams in 3 s: {summary:?}",
+            streams.load(Ordering::Relaxed)
+        );
+    }
+
+    /// A server that ends every stream with OK and a `grpc-retry-pushback-ms` of 0 before
+    /// acking anything gets the backoff too, not a tight reconnect loop.
+    #[tokio::test]
+    async fn a_zero_pushback_before_any_ack_backs_off() {
+        let server = EndsStreams {
+            pushback_ms: Some(0),
+            ..Default::default()
+        };
+        let streams = Arc::clone(&server.streams);
+        let (summary, log) = run_against(server, 0, Duration::from_secs(1)).await;
+        assert_eq!(summary.acked, 0);
+        assert!(summary.connections >= 1, "{summary:?}");
+        assert!(
+            streams.load(Ordering::Relaxed) <= 8,
+            "{} streams in a second: {summary:?}",
+            streams.load(Ordering::Relaxed)
+        );
+        assert!(!log.contains("retry_in=0ns"), "{log}");
+    }
+
+    /// An aggregator at its connection cap lets a connection wait to be accepted (up to
+    /// `connect_timeout` plus [`ACCEPT_WAIT`]): the agent stops at once on shutdown all
+    /// the same.
+    #[tokio::test]
+    async fn shutdown_does_not_wait_for_a_connection_waiting_to_be_accepted() {
+        // A listener that never accepts: connections wait in its accept queue.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let cfg = crate::config::AgentConfig {
+            node_name: Some("n".into()),
+            ..Default::default()
+        };
+        let stats = Arc::new(BufferStats::default());
+        let settings = crate::collector_settings(&cfg, crate::paths::HostPaths::default()).unwrap();
+        let collector = Collector::new(settings, Arc::clone(&stats));
+        let shutdown = CancellationToken::new();
+        let agent = tokio::spawn(run(
+            collector,
+            AggregatorConfig::plaintext(url),
+            Duration::from_millis(100),
+            stats,
+            shutdown.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        shutdown.cancel();
+        let summary = tokio::time::timeout(Duration::from_secs(2), agent)
+            .await
+            .expect("the agent stopped at once")
+            .unwrap();
+        assert_eq!(summary.connections, 0, "{summary:?}");
+        assert!(summary.unacked_at_exit >= 1, "{summary:?}");
+        drop(listener);
     }
 
     #[test]

@@ -330,8 +330,11 @@ pub struct IngestConfig {
     /// A connection on the gRPC port without an RPC for this long is closed, and an agent
     /// stream without a report for this long ends (status OK; the agent reconnects at its
     /// next report), so clients that hold a connection and say nothing do not keep
-    /// `max_connections` slots from the agents (gRPC's `MaxConnectionIdle`). Longer than
-    /// the agents' report interval. 1s to 1h.
+    /// `max_connections` slots from the agents (gRPC's `MaxConnectionIdle`). Health and
+    /// reflection RPCs (open to anybody) and refused RPCs do not keep a connection open: a
+    /// health check or refused RPC only while in flight, a health `Watch` or reflection
+    /// stream not at all; an agent stream whose acks are not taken for this long ends too.
+    /// Longer than the agents' report interval. 1s to 1h.
     pub max_connection_idle: BoundedDuration<{ ms::SECOND }, { ms::HOUR }>,
     /// Reports written in one store transaction (one fsync) at most. 1 to 65536.
     pub commit_max_reports: BoundedUsize<1, 65_536>,

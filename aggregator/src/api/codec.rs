@@ -109,7 +109,7 @@ impl tonic::server::StreamingService<pb::AgentMessage> for StreamMethod {
 }
 
 /// The path of `ReportIngest.Stream`.
-const STREAM_PATH: &str = "/caretaker.v1.ReportIngest/Stream";
+pub(crate) const STREAM_PATH: &str = "/caretaker.v1.ReportIngest/Stream";
 
 impl<B> tower::Service<http::Request<B>> for IngestServer
 where

@@ -92,25 +92,57 @@ impl Activity {
 }
 
 /// One RPC on a connection, counted in its [`Activity`] until dropped (with the response
-/// body, so a stream counts until it ends).
+/// body, so a stream counts until it ends; an agent stream's with its reader, see
+/// [`StreamRpc`]).
 #[derive(Debug)]
-struct Rpc(Arc<Activity>);
+pub(crate) struct Rpc {
+    activity: Arc<Activity>,
+    /// Whether its end restarts the connection's idle time: not for RPCs that need no
+    /// credentials ([`renews_idle`]).
+    renews: bool,
+}
+
+/// The count of an agent stream (`ReportIngest.Stream`), handed to its reader in the
+/// request's extensions instead of held by the response: the stream keeps its connection
+/// open while its reader runs, and restarts its idle time only if it was admitted
+/// ([`Rpc::admitted`]; a refused one does not, as any refused RPC). Held by the response, a client that takes no acks (a
+/// stream window of 0) kept it open for good, as the response never ends when its acks
+/// cannot be sent; now its connection is closed as idle `max_idle` after the reader ended
+/// (no report for `max_connection_idle`, made way, ...), stuck acks and all.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamRpc(Arc<Mutex<Option<Rpc>>>);
+
+impl StreamRpc {
+    /// The count, for the stream's reader to hold while it runs.
+    pub(crate) fn take(&self) -> Option<Rpc> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
 
 impl Rpc {
-    fn start(activity: Arc<Activity>) -> Self {
+    fn start(activity: Arc<Activity>, renews: bool) -> Self {
         activity.rpcs.fetch_add(1, Ordering::AcqRel);
-        Self(activity)
+        Self { activity, renews }
+    }
+
+    /// This RPC was admitted (an agent stream, once its client is known): its end restarts
+    /// the connection's idle time.
+    pub(crate) fn admitted(mut self) -> Self {
+        self.renews = true;
+        self
     }
 }
 
 impl Drop for Rpc {
     fn drop(&mut self) {
         let mut since = self
-            .0
+            .activity
             .idle_since
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if self.0.rpcs.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Read only once no RPC is in flight: the end of the last RPC that renews it.
+        self.activity.rpcs.fetch_sub(1, Ordering::AcqRel);
+        if self.renews {
             *since = Instant::now();
         }
     }
@@ -337,6 +369,37 @@ fn peer_of<B>(req: &http::Request<B>) -> Option<SocketAddr> {
         })
 }
 
+/// Whether an RPC of `path` may last as long as its client likes without the client doing
+/// anything, and needs neither a client certificate nor a token: a health `Watch` (a
+/// response whenever the status changes, so mostly none) or a reflection stream. Such an
+/// RPC does not keep its connection open: counted, anybody who can reach the port could
+/// hold every slot of the cap for good with silent watches, and the agents would wait at
+/// it forever. Its connection is closed `max_idle` after its last other RPC, so a watcher
+/// reconnects that often.
+fn open_ended(path: &str) -> bool {
+    path == "/grpc.health.v1.Health/Watch" || path.starts_with("/grpc.reflection.")
+}
+
+/// Whether the end of an RPC of `path` restarts its connection's idle time: not for a
+/// health check, which needs no credentials either (anybody could otherwise hold a slot
+/// for good with a check a minute). A check keeps its connection open while in flight
+/// only, so the connection of a client that only checks is closed `max_idle` after it
+/// opened (or after its last other RPC), between two checks. Nor does a refused RPC
+/// ([`refused`]), for the same reason; an agent stream does once admitted
+/// ([`Rpc::admitted`]).
+fn renews_idle(path: &str) -> bool {
+    !path.starts_with("/grpc.health.v1.Health/") && path != crate::api::codec::STREAM_PATH
+}
+
+/// Whether a response refuses its RPC at once: gRPC's trailers-only response, its error
+/// status in the headers (a missing token, say).
+fn refused<B>(response: &http::Response<B>) -> bool {
+    response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|status| status != "0")
+}
+
 impl<S, B> tower::Service<http::Request<B>> for RpcCount<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
@@ -350,15 +413,26 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let rpc = peer_of(&req)
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let mut rpc = (!open_ended(req.uri().path()))
+            .then(|| peer_of(&req))
+            .flatten()
             .and_then(|peer| self.cap.activity(peer))
-            .map(Rpc::start);
+            .map(|activity| Rpc::start(activity, renews_idle(req.uri().path())));
+        if req.uri().path() == crate::api::codec::STREAM_PATH
+            && let Some(rpc) = rpc.take()
+        {
+            req.extensions_mut()
+                .insert(StreamRpc(Arc::new(Mutex::new(Some(rpc)))));
+        }
         let response = self.inner.call(req);
         Box::pin(async move {
             let response = response.await?;
             Ok(match rpc {
-                Some(rpc) => {
+                Some(mut rpc) => {
+                    if refused(&response) {
+                        rpc.renews = false;
+                    }
                     response.map(|body| tonic::body::Body::new(Counted { body, _rpc: rpc }))
                 }
                 None => response,

@@ -52,7 +52,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::commit::{CommitLimits, CommitResult, CommitTask, Committer};
-use crate::api::connections::ConnectionCap;
+use crate::api::connections::{ConnectionCap, Rpc, StreamRpc};
 use crate::api::tls::PeerIdentity;
 use crate::state::State;
 use crate::store::Outcome;
@@ -499,6 +499,12 @@ impl ReportIngest for IngestService {
         &self,
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<AckStream>, Status> {
+        // Counts on the connection while the reader runs (dropped at once if refused, and
+        // then it does not restart the connection's idle time).
+        let rpc = request
+            .extensions()
+            .get::<StreamRpc>()
+            .and_then(StreamRpc::take);
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".into(), |a| a.to_string());
@@ -528,6 +534,7 @@ impl ReportIngest for IngestService {
             pending: pending_tx,
             stop: stop.clone(),
             opened: tokio::time::Instant::now(),
+            _rpc: rpc.map(Rpc::admitted),
         };
         self.state.metrics.streams_active.inc();
         let span = info_span!("ingest", %peer, node = tracing::field::Empty);
@@ -553,6 +560,8 @@ struct StreamReader {
     stop: CancellationToken,
     /// When the stream opened (see [`StreamReader::make_way`]).
     opened: tokio::time::Instant,
+    /// Keeps the connection open while the reader runs ([`StreamRpc`]).
+    _rpc: Option<Rpc>,
 }
 
 /// What became of one message read from the stream.
@@ -707,8 +716,18 @@ impl StreamReader {
                 }
             }
         };
-        if self.pending.send(Box::new(pending)).await.is_err() {
-            return Step::End(None);
+        // The agent takes its acks (the queue has room) or the stream ends: a client that
+        // takes none cannot keep the reader, and so its connection, for good.
+        let idle = service.limits.max_connection_idle;
+        tokio::select! {
+            sent = self.pending.send(Box::new(pending)) => if sent.is_err() {
+                return Step::End(None);
+            },
+            () = self.stop.cancelled() => return Step::End(None),
+            () = tokio::time::sleep(idle) => {
+                warn!(?idle, "The agent took no acks for max_connection_idle; ending the stream.");
+                return Step::End(None);
+            }
         }
         Step::Continue
     }

@@ -435,6 +435,249 @@ mod tests {
         server.await.unwrap().unwrap();
     }
 
+    /// Health checks need no certificate or token: a client that keeps checking does not
+    /// keep its connection (and its slot under the cap) past max_connection_idle, or
+    /// anybody could hold every slot for good with a check a minute.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_checks_do_not_hold_a_slot_past_max_connection_idle() {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", grpc.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let options = ServeOptions {
+            ingest: IngestLimits {
+                max_connections: 1,
+                max_connection_idle: Duration::from_millis(400),
+                ..IngestLimits::default()
+            },
+            ..ServeOptions::insecure()
+        };
+        let server = tokio::spawn(serve_with(
+            Arc::clone(&state),
+            grpc,
+            http,
+            stop.clone(),
+            options,
+        ));
+
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = HealthClient::new(channel);
+        let check = HealthCheckRequest {
+            service: String::new(),
+        };
+        health.check(check.clone()).await.unwrap();
+        let checker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = health.check(check.clone()).await;
+            }
+        });
+        // The only slot comes free while the checks go on: an agent gets in.
+        let agent = tokio::time::timeout(Duration::from_secs(10), acked_stream(&url, "a", 1))
+            .await
+            .expect("the checking client's slot came free")
+            .unwrap();
+
+        checker.abort();
+        let _ = checker.await;
+        drop(agent);
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    /// A refused RPC (here a query without a token) does not keep its connection (and its
+    /// slot under the cap) past max_connection_idle either, or anybody could hold every
+    /// slot for good with a refused call a minute.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_rpcs_do_not_hold_a_slot_past_max_connection_idle() {
+        use caretaker_proto::pb::query_client::QueryClient;
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", grpc.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let options = ServeOptions {
+            ingest: IngestLimits {
+                max_connections: 1,
+                max_connection_idle: Duration::from_millis(400),
+                ..IngestLimits::default()
+            },
+            auth: Arc::new(Auth::with_tokens(
+                [(
+                    "ro".to_string(),
+                    crate::api::auth::Scope::Read,
+                    "secret".to_string(),
+                )],
+                false,
+            )),
+            ..ServeOptions::insecure()
+        };
+        let server = tokio::spawn(serve_with(
+            Arc::clone(&state),
+            grpc,
+            http,
+            stop.clone(),
+            options,
+        ));
+
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut query = QueryClient::new(channel);
+        let refused = query.list_nodes(pb::ListNodesRequest::default()).await;
+        assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
+        let caller = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = query.list_nodes(pb::ListNodesRequest::default()).await;
+            }
+        });
+        // The only slot comes free while the refused calls go on: an agent gets in.
+        let agent = tokio::time::timeout(Duration::from_secs(10), acked_stream(&url, "a", 1))
+            .await
+            .expect("the refused client's slot came free")
+            .unwrap();
+
+        caller.abort();
+        let _ = caller.await;
+        drop(agent);
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    /// A client that takes no acks (a stream window of 0) cannot hold its connection, and
+    /// its slot under the cap, for good: its stream ends after max_connection_idle without
+    /// a report, and then its connection is closed as idle.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_takes_no_acks_does_not_hold_a_slot_for_good() {
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", grpc.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let options = ServeOptions {
+            ingest: IngestLimits {
+                max_connections: 1,
+                max_connection_idle: Duration::from_millis(400),
+                ..IngestLimits::default()
+            },
+            reports_per_minute: 1_000_000,
+            ..ServeOptions::insecure()
+        };
+        let server = tokio::spawn(serve_with(
+            Arc::clone(&state),
+            grpc,
+            http,
+            stop.clone(),
+            options,
+        ));
+
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .initial_stream_window_size(0)
+            .connect()
+            .await
+            .unwrap();
+        let mut client = ReportIngestClient::new(channel);
+        // More reports than the stream's queue of acks, and the encoder's buffer, hold.
+        let (tx, rx) = mpsc::channel(64);
+        let n = 4000;
+        tokio::spawn({
+            let tx = tx.clone();
+            async move {
+                for seq in 1..=n {
+                    if tx.send(report("stuck", seq)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let acks = client
+            .stream(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        // Stored, but its ack cannot be sent.
+        for _ in 0..100 {
+            if state.node("stuck", jiff::Timestamp::now()).is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(state.node("stuck", jiff::Timestamp::now()).is_some());
+        // The only slot comes free: an agent gets in.
+        let agent = tokio::time::timeout(Duration::from_secs(10), acked_stream(&url, "a", 1))
+            .await
+            .expect("the stuck client's slot came free")
+            .unwrap();
+
+        drop((agent, tx, acks, client));
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    /// A health `Watch` needs no certificate or token and is silent while the status holds:
+    /// it does not keep its connection (and its slot under the cap) past
+    /// max_connection_idle, or anybody could hold every slot for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_health_watch_does_not_hold_a_slot_past_max_connection_idle() {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", grpc.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let options = ServeOptions {
+            ingest: IngestLimits {
+                max_connections: 1,
+                max_connection_idle: Duration::from_millis(400),
+                ..IngestLimits::default()
+            },
+            ..ServeOptions::insecure()
+        };
+        let server = tokio::spawn(serve_with(
+            Arc::clone(&state),
+            grpc,
+            http,
+            stop.clone(),
+            options,
+        ));
+
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = HealthClient::new(channel);
+        let mut watch = health
+            .watch(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(matches!(watch.message().await, Ok(Some(_))));
+        let ended = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("the watch's connection was closed");
+        assert!(!matches!(ended, Ok(Some(_))), "{ended:?}");
+        // The only slot is free again: an agent gets in.
+        drop((watch, health));
+        let agent = acked_stream(&url, "a", 1).await.unwrap();
+
+        drop(agent);
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn silent_grpc_connections_and_streams_are_closed_after_max_connection_idle() {
         let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
