@@ -260,10 +260,10 @@ const MAX_PUSHBACK: Duration = Duration::from_secs(300);
 
 /// The wait the aggregator asked for when it ended the stream (gRPC's
 /// `grpc-retry-pushback-ms` trailer), at most [`MAX_PUSHBACK`].
-async fn retry_pushback(inbound: &mut Streaming<pb::AggregatorMessage>) -> Option<Duration> {
+pub async fn retry_pushback(inbound: &mut Streaming<pb::AggregatorMessage>) -> Option<Duration> {
     let trailers = inbound.trailers().await.ok().flatten()?;
     let ms: u64 = trailers
-        .get("grpc-retry-pushback-ms")?
+        .get(pb::RETRY_PUSHBACK_TRAILER)?
         .to_str()
         .ok()?
         .parse()
@@ -546,7 +546,7 @@ mod tests {
                 }
                 if let Some(ms) = this.pushback_ms {
                     let mut trailers = tonic::metadata::MetadataMap::new();
-                    trailers.insert("grpc-retry-pushback-ms", ms.into());
+                    trailers.insert(pb::RETRY_PUSHBACK_TRAILER, ms.into());
                     let end = tonic::Status::with_metadata(tonic::Code::Ok, "make way", trailers);
                     let _ = tx.send(Err(end)).await;
                 }
@@ -585,21 +585,7 @@ mod tests {
             );
         let serve = tokio::spawn(serve);
 
-        let cfg = crate::config::AgentConfig {
-            node_name: Some("n".into()),
-            ..Default::default()
-        };
-        let stats = Arc::new(BufferStats::default());
-        let settings = crate::collector_settings(&cfg, crate::paths::HostPaths::default()).unwrap();
-        let collector = Collector::new(settings, Arc::clone(&stats));
-        let shutdown = CancellationToken::new();
-        let agent = tokio::spawn(run(
-            collector,
-            AggregatorConfig::plaintext(url),
-            Duration::from_millis(100),
-            stats,
-            shutdown.clone(),
-        ));
+        let (agent, shutdown) = spawn_agent(url);
         let deadline = Instant::now() + Duration::from_secs(30);
         if reports == 0 {
             tokio::time::sleep(run_for).await;
@@ -615,6 +601,27 @@ mod tests {
         serve.await.unwrap().unwrap();
         let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
         (summary, log)
+    }
+
+    /// An agent of node `n` reporting every 100 ms to the plaintext aggregator at `url`;
+    /// it runs until the token is cancelled.
+    fn spawn_agent(url: String) -> (tokio::task::JoinHandle<StreamSummary>, CancellationToken) {
+        let cfg = crate::config::AgentConfig {
+            node_name: Some("n".into()),
+            ..Default::default()
+        };
+        let stats = Arc::new(BufferStats::default());
+        let settings = crate::collector_settings(&cfg, crate::paths::HostPaths::default()).unwrap();
+        let collector = Collector::new(settings, Arc::clone(&stats));
+        let shutdown = CancellationToken::new();
+        let agent = tokio::spawn(run(
+            collector,
+            AggregatorConfig::plaintext(url),
+            Duration::from_millis(100),
+            stats,
+            shutdown.clone(),
+        ));
+        (agent, shutdown)
     }
 
     /// Checks that the fake server got reports 1 to the last with no gap and none twice;
@@ -765,21 +772,7 @@ mod tests {
         // A listener that never accepts: connections wait in its accept queue.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let cfg = crate::config::AgentConfig {
-            node_name: Some("n".into()),
-            ..Default::default()
-        };
-        let stats = Arc::new(BufferStats::default());
-        let settings = crate::collector_settings(&cfg, crate::paths::HostPaths::default()).unwrap();
-        let collector = Collector::new(settings, Arc::clone(&stats));
-        let shutdown = CancellationToken::new();
-        let agent = tokio::spawn(run(
-            collector,
-            AggregatorConfig::plaintext(url),
-            Duration::from_millis(100),
-            stats,
-            shutdown.clone(),
-        ));
+        let (agent, shutdown) = spawn_agent(url);
         tokio::time::sleep(Duration::from_millis(500)).await;
         shutdown.cancel();
         let summary = tokio::time::timeout(Duration::from_secs(2), agent)

@@ -15,6 +15,11 @@ pub mod pb {
     /// Encoded `FileDescriptorSet` of every caretaker proto, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/caretaker_descriptor.bin"));
+
+    /// gRPC's trailer for how long a client should wait before it retries, in milliseconds:
+    /// the aggregator sets it on an ingest stream it ends to make way for other agents, and
+    /// the agent waits that long before it reconnects.
+    pub const RETRY_PUSHBACK_TRAILER: &str = "grpc-retry-pushback-ms";
 }
 
 /// Generated CRI types and clients (package `runtime.v1`, the subset in

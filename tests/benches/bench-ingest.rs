@@ -321,14 +321,9 @@ impl SimAgent {
                     Ok(None) => {
                         // Made way: wait as long as the aggregator asks.
                         self.tally.made_way.fetch_add(1, Ordering::Relaxed);
-                        let ms = acks.trailers().await.ok().flatten().and_then(|t| {
-                            t.get(caretaker_aggregator::api::ingest::RETRY_PUSHBACK)?
-                                .to_str()
-                                .ok()?
-                                .parse::<u64>()
-                                .ok()
-                        });
-                        pushback = Duration::from_millis(ms.unwrap_or(0));
+                        pushback = caretaker_agent::stream::retry_pushback(&mut acks)
+                            .await
+                            .unwrap_or_default();
                         break;
                     }
                     Err(_) => {

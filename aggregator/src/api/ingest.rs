@@ -57,9 +57,6 @@ use crate::api::tls::PeerIdentity;
 use crate::state::State;
 use crate::store::Outcome;
 
-/// gRPC's trailer for how long a client should wait before it retries, in milliseconds.
-pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
-
 /// Rate limiter shared by all streams, one bucket per node.
 type NodeLimiter = governor::RateLimiter<
     String,
@@ -755,7 +752,7 @@ impl StreamReader {
         service.state.metrics.ingest_streams_made_way_total.inc();
         let mut trailers = tonic::metadata::MetadataMap::new();
         trailers.insert(
-            RETRY_PUSHBACK,
+            pb::RETRY_PUSHBACK_TRAILER,
             tonic::metadata::MetadataValue::from(
                 u64::try_from(pushback.as_millis()).unwrap_or(u64::MAX),
             ),

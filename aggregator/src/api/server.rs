@@ -275,6 +275,46 @@ mod tests {
         }
     }
 
+    /// A server as [`serve_with`] runs it, on loopback ports, for a test.
+    struct Served {
+        state: Arc<State>,
+        grpc: std::net::SocketAddr,
+        http: std::net::SocketAddr,
+        url: String,
+        stop: CancellationToken,
+        server: tokio::task::JoinHandle<Result<(), ServeError>>,
+    }
+
+    impl Served {
+        async fn start(options: ServeOptions) -> Self {
+            let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
+            let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
+            let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+            let stop = CancellationToken::new();
+            let server = tokio::spawn(serve_with(
+                Arc::clone(&state),
+                grpc,
+                http,
+                stop.clone(),
+                options,
+            ));
+            Self {
+                state,
+                grpc: grpc_addr,
+                http: http_addr,
+                url: format!("http://{grpc_addr}"),
+                stop,
+                server,
+            }
+        }
+
+        async fn stop(self) {
+            self.stop.cancel();
+            self.server.await.unwrap().unwrap();
+        }
+    }
+
     /// Opens a stream as `node` on `url`, sends `seq` and returns the stream once its ack came.
     async fn acked_stream(
         url: &str,
@@ -326,12 +366,6 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn connections_beyond_the_grpc_cap_wait_their_turn_and_old_streams_make_way() {
-        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
-        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
-        let url = format!("http://{grpc_addr}");
-        let stop = CancellationToken::new();
         let options = ServeOptions {
             ingest: IngestLimits {
                 max_connections: 3,
@@ -341,13 +375,11 @@ mod tests {
             },
             ..ServeOptions::insecure()
         };
-        let server = tokio::spawn(serve_with(
-            Arc::clone(&state),
-            grpc,
-            http,
-            stop.clone(),
-            options,
-        ));
+        let served = Served::start(options).await;
+        let state = Arc::clone(&served.state);
+        let url = served.url.clone();
+        let grpc_addr = served.grpc;
+        let http_addr = served.http;
 
         // An agent's stream, then two connections that send nothing: the cap of three is
         // full. An accepted connection hears the server's HTTP/2 settings at once.
@@ -381,7 +413,7 @@ mod tests {
         // ... telling the agent to wait half to one and a half times the pushback.
         let trailers = acks.trailers().await.unwrap().expect("trailers");
         let pushback: u64 = trailers
-            .get(crate::api::ingest::RETRY_PUSHBACK)
+            .get(pb::RETRY_PUSHBACK_TRAILER)
             .expect("a pushback")
             .to_str()
             .unwrap()
@@ -431,8 +463,7 @@ mod tests {
         );
 
         drop((held, second));
-        stop.cancel();
-        server.await.unwrap().unwrap();
+        served.stop().await;
     }
 
     /// Health checks need no certificate or token: a client that keeps checking does not
@@ -441,11 +472,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn health_checks_do_not_hold_a_slot_past_max_connection_idle() {
         use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
-        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", grpc.local_addr().unwrap());
-        let stop = CancellationToken::new();
         let options = ServeOptions {
             ingest: IngestLimits {
                 max_connections: 1,
@@ -454,13 +480,8 @@ mod tests {
             },
             ..ServeOptions::insecure()
         };
-        let server = tokio::spawn(serve_with(
-            Arc::clone(&state),
-            grpc,
-            http,
-            stop.clone(),
-            options,
-        ));
+        let served = Served::start(options).await;
+        let url = served.url.clone();
 
         let channel = tonic::transport::Endpoint::from_shared(url.clone())
             .unwrap()
@@ -487,8 +508,7 @@ mod tests {
         checker.abort();
         let _ = checker.await;
         drop(agent);
-        stop.cancel();
-        server.await.unwrap().unwrap();
+        served.stop().await;
     }
 
     /// A refused RPC (here a query without a token) does not keep its connection (and its
@@ -497,11 +517,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn refused_rpcs_do_not_hold_a_slot_past_max_connection_idle() {
         use caretaker_proto::pb::query_client::QueryClient;
-        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
-        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", grpc.local_addr().unwrap());
-        let stop = CancellationToken::new();
         let options = ServeOptions {
             ingest: IngestLimits {
                 max_connections: 1,
@@ -518,13 +533,8 @@ mod tests {
             )),
             ..ServeOptions::insecure()
         };
-        let server = tokio::spawn(serve_with(
-            Arc::clone(&state),
-            grpc,
-            http,
-            stop.clone(),
-            options,
-        ));
+        let served = Served::start(options).await;
+        let url = served.url.clone();
 
         let channel = tonic::transport::Endpoint::from_shared(url.clone())
             .unwrap()
@@ -549,8 +559,7 @@ mod tests {
         caller.abort();
         let _ = caller.await;
         drop(agent);
-        stop.cancel();
-        server.await.unwrap().unwrap();
+        served.stop().await;
     }
 
     /// A client that takes no acks (a stream window of 0) cannot hold its connection, and
@@ -558,11 +567,6 @@ mod tests {
     /// a report, and then its connection is closed as idle.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_that_takes_no_acks_does_not_hold_a_slot_for_good() {
-        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
-        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", grpc.local_addr().unwrap());
-        let stop = CancellationToken::new();
         let options = ServeOptions {
             ingest: IngestLimits {
                 max_connections: 1,
@@ -572,13 +576,9 @@ mod tests {
             reports_per_minute: 1_000_000,
             ..ServeOptions::insecure()
         };
-        let server = tokio::spawn(serve_with(
-            Arc::clone(&state),
-            grpc,
-            http,
-            stop.clone(),
-            options,
-        ));
+        let served = Served::start(options).await;
+        let state = Arc::clone(&served.state);
+        let url = served.url.clone();
 
         let channel = tonic::transport::Endpoint::from_shared(url.clone())
             .unwrap()
@@ -620,8 +620,7 @@ mod tests {
             .unwrap();
 
         drop((agent, tx, acks, client));
-        stop.cancel();
-        server.await.unwrap().unwrap();
+        served.stop().await;
     }
 
     /// A health `Watch` needs no certificate or token and is silent while the status holds:
@@ -630,11 +629,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_silent_health_watch_does_not_hold_a_slot_past_max_connection_idle() {
         use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
-        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", grpc.local_addr().unwrap());
-        let stop = CancellationToken::new();
         let options = ServeOptions {
             ingest: IngestLimits {
                 max_connections: 1,
@@ -643,13 +637,8 @@ mod tests {
             },
             ..ServeOptions::insecure()
         };
-        let server = tokio::spawn(serve_with(
-            Arc::clone(&state),
-            grpc,
-            http,
-            stop.clone(),
-            options,
-        ));
+        let served = Served::start(options).await;
+        let url = served.url.clone();
 
         let channel = tonic::transport::Endpoint::from_shared(url.clone())
             .unwrap()
@@ -674,18 +663,11 @@ mod tests {
         let agent = acked_stream(&url, "a", 1).await.unwrap();
 
         drop(agent);
-        stop.cancel();
-        server.await.unwrap().unwrap();
+        served.stop().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn silent_grpc_connections_and_streams_are_closed_after_max_connection_idle() {
-        let state = State::new(Store::in_memory().unwrap(), 3).unwrap();
-        let grpc = bind_grpc("127.0.0.1:0".parse().unwrap()).unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc_addr = grpc.local_addr().unwrap();
-        let url = format!("http://{grpc_addr}");
-        let stop = CancellationToken::new();
         let idle = Duration::from_millis(400);
         let options = ServeOptions {
             ingest: IngestLimits {
@@ -694,13 +676,10 @@ mod tests {
             },
             ..ServeOptions::insecure()
         };
-        let server = tokio::spawn(serve_with(
-            Arc::clone(&state),
-            grpc,
-            http,
-            stop.clone(),
-            options,
-        ));
+        let served = Served::start(options).await;
+        let state = Arc::clone(&served.state);
+        let url = served.url.clone();
+        let grpc_addr = served.grpc;
 
         // A connection that never starts an RPC: the server's settings, then the close.
         let mut silent = TcpStream::connect(grpc_addr).await.unwrap();
@@ -732,7 +711,6 @@ mod tests {
         );
 
         drop((tx, acks));
-        stop.cancel();
-        server.await.unwrap().unwrap();
+        served.stop().await;
     }
 }
