@@ -58,6 +58,9 @@ pub(crate) struct ConnectionCap {
     max: usize,
     /// Set while the listener waits for a slot: connections may be waiting to be accepted.
     waiting: AtomicBool,
+    /// Set from the first wait at the cap until a slot is free at once again, so that a
+    /// storm logs one warning, not one per connection accepted at the cap.
+    full: AtomicBool,
     /// A connection without an RPC for this long is closed (`ingest.max_connection_idle`).
     max_idle: Duration,
     /// The RPCs of every open connection, by peer address ([`RpcLayer`] counts them).
@@ -157,6 +160,7 @@ impl ConnectionCap {
             slots: Arc::new(Semaphore::new(max)),
             max,
             waiting: AtomicBool::new(false),
+            full: AtomicBool::new(false),
             max_idle,
             activity: Mutex::new(HashMap::new()),
         }
@@ -187,19 +191,26 @@ impl ConnectionCap {
     /// when a connection closes (the listener does not accept meanwhile).
     pub(crate) async fn slot(&self) -> OwnedSemaphorePermit {
         if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
+            if self.full.swap(false, Ordering::Relaxed) {
+                info!(
+                    max = self.max,
+                    "Below the gRPC port's connection cap again."
+                );
+            }
             return slot;
         }
-        warn!(
-            max = self.max,
-            "The gRPC port is at its connection cap (ingest.max_connections); new connections wait to be accepted, old streams make way."
-        );
+        if !self.full.swap(true, Ordering::Relaxed) {
+            warn!(
+                max = self.max,
+                "The gRPC port is at its connection cap (ingest.max_connections); new connections wait to be accepted, old streams make way."
+            );
+        }
         self.waiting.store(true, Ordering::Relaxed);
         let slot = Arc::clone(&self.slots)
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
         self.waiting.store(false, Ordering::Relaxed);
-        info!(max = self.max, "A slot came free under the connection cap.");
         slot
     }
 
@@ -487,6 +498,55 @@ pub(crate) fn plaintext(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A storm reaches the cap again and again (each slot that frees is taken at once):
+    /// one warning for it, and one line when a slot is free at once again.
+    #[tokio::test]
+    async fn a_cap_reached_again_and_again_warns_once() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&log);
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || LogWriter(Arc::clone(&writer)))
+                .finish(),
+        );
+        let cap = Arc::new(ConnectionCap::new(1, Duration::from_secs(60)));
+        let mut held = cap.slot().await;
+        for _ in 0..5 {
+            let next = tokio::spawn({
+                let cap = Arc::clone(&cap);
+                async move { cap.slot().await }
+            });
+            while !cap.waiting() {
+                tokio::task::yield_now().await;
+            }
+            drop(held);
+            held = next.await.unwrap();
+        }
+        drop(held);
+        drop(cap.slot().await);
+        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.matches("at its connection cap").count(), 1, "{log}");
+        assert_eq!(
+            log.matches("Below the gRPC port's connection cap again")
+                .count(),
+            1,
+            "{log}"
+        );
+    }
+
+    struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogWriter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 
     #[tokio::test]
     async fn slots_are_taken_up_to_the_cap_and_a_wait_ends_when_a_connection_closes() {
