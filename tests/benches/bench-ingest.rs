@@ -276,8 +276,7 @@ impl SimAgent {
                 Err(_) => {
                     self.tally.errors.fetch_add(1, Ordering::Relaxed);
                     phase(3);
-                    tokio::time::sleep(backoff.mul_f64(0.5 + fastrand_unit(&self.node, backoff)))
-                        .await;
+                    tokio::time::sleep(backoff / 2 + caretaker_core::jitter::up_to(backoff)).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     continue;
                 }
@@ -361,14 +360,6 @@ impl SimAgent {
             }
         }
     }
-}
-
-/// A number in [0, 1) from `node` and `salt`: jitter without a random number generator.
-fn fastrand_unit(node: &str, salt: Duration) -> f64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (node, salt, Instant::now()).hash(&mut h);
-    (h.finish() % 1_000_000) as f64 / 1_000_000.0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
