@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo bench -p caretaker-tests --bench bench-ingest -- [--agents 5000] [--backlog 360] \
 //!     [--steady-seconds 30] [--interval 10] [--fresh 50] [--rate 120] [--idle-ms 1000] \
-//!     [--mode tls|plain|both]
+//!     [--mode tls|plain|both] [--at-once]
 //! ```
 //! `BENCH_AGENTS` sets `--agents` too (a quick run: `BENCH_AGENTS=200`); `BENCH_DIR` is
 //! where the store lives (default: the temp dir; pick a real disk, fsync is the point);
@@ -24,8 +24,10 @@
 //! 1. Steady state: every agent sends one report per `interval` seconds (start spread over
 //!    the interval), for `steady-seconds`: p50/p99 ack latency (a connection and TLS
 //!    handshake included), aggregator CPU per report, RSS.
-//! 2. Reconnect storm: every agent comes back with a backlog of `backlog` reports at once
-//!    (as after an outage of the aggregator); meanwhile `fresh` other agents keep reporting
+//! 2. Reconnect storm: every agent comes back with a backlog of `backlog` reports, as after
+//!    an outage of the aggregator that long (`backlog` × `interval`): each agent at its next
+//!    attempt by the agent's own backoff (30–60 s apart at its ceiling), or with `--at-once`
+//!    all in the same instant (a worst case); meanwhile `fresh` other agents keep reporting
 //!    at the interval. Printed: reports acked per second, time until every backlog is
 //!    acked, p50/p99/max ack latency of the fresh agents' reports (and of it, the time to
 //!    be accepted and connected), and the aggregator's peak RSS.
@@ -260,7 +262,8 @@ impl SimAgent {
 
     /// Delivers `unacked` (seq, created) until every report is acked.
     async fn deliver(&self, unacked: &mut std::collections::VecDeque<(u64, Instant)>) {
-        let mut backoff = Duration::from_millis(200);
+        // The agent's own backoff, reset by an ack.
+        let mut delays = caretaker_agent::stream::backoff();
         let phase = |p: u8| self.phase.store(p, Ordering::Relaxed);
         while !unacked.is_empty() {
             phase(0);
@@ -276,8 +279,7 @@ impl SimAgent {
                 Err(_) => {
                     self.tally.errors.fetch_add(1, Ordering::Relaxed);
                     phase(3);
-                    tokio::time::sleep(backoff / 2 + caretaker_core::jitter::up_to(backoff)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    tokio::time::sleep(next_delay(&mut delays)).await;
                     continue;
                 }
             };
@@ -294,19 +296,19 @@ impl SimAgent {
                 Ok(r) => r.into_inner(),
                 Err(_) => {
                     self.tally.errors.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    tokio::time::sleep(next_delay(&mut delays)).await;
                     continue;
                 }
             };
-            backoff = Duration::from_millis(200);
-            let mut pushback = Duration::ZERO;
+            let (mut pushback, mut acked) = (Duration::ZERO, false);
             phase(2);
             while !unacked.is_empty() {
                 match acks.message().await {
                     Ok(Some(pb::AggregatorMessage {
                         msg: Some(aggregator_message::Msg::Ack(a)),
                     })) => {
+                        acked = true;
+                        delays = caretaker_agent::stream::backoff();
                         while unacked.front().is_some_and(|(seq, _)| *seq <= a.seq) {
                             let (_, created) = unacked.pop_front().expect("front");
                             self.tally.acked.fetch_add(1, Ordering::Relaxed);
@@ -323,11 +325,15 @@ impl SimAgent {
                         pushback = caretaker_agent::stream::retry_pushback(&mut acks)
                             .await
                             .unwrap_or_default();
+                        if !acked {
+                            // As the agent: nothing acked, at least the backoff.
+                            pushback = pushback.max(next_delay(&mut delays));
+                        }
                         break;
                     }
                     Err(_) => {
                         self.tally.errors.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(backoff).await;
+                        tokio::time::sleep(next_delay(&mut delays)).await;
                         break;
                     }
                 }
@@ -360,6 +366,25 @@ impl SimAgent {
             }
         }
     }
+}
+
+/// The agent's next backoff delay.
+fn next_delay(delays: &mut impl Iterator<Item = Duration>) -> Duration {
+    delays.next().unwrap_or(Duration::from_secs(30))
+}
+
+/// How long after the aggregator comes back an agent that lost it `outage` ago tries
+/// again: its own backoff walked from the outage's start (connection attempts to a
+/// stopped aggregator fail at once).
+fn next_attempt_after(outage: Duration) -> Duration {
+    let mut t = Duration::ZERO;
+    for d in caretaker_agent::stream::backoff() {
+        t += d;
+        if t >= outage {
+            return t - outage;
+        }
+    }
+    Duration::ZERO
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -549,7 +574,23 @@ async fn run_mode(tls: bool, template: &pb::NodeReport) -> anyhow::Result<()> {
     );
 
     // 2. Storm: `fresh` other agents keep reporting at the interval while every agent comes
-    // back with a backlog at once (as after an outage of the aggregator).
+    // back with a backlog, as after an outage of the aggregator as long as the backlog: each
+    // at its next attempt by its backoff (or all at once with --at-once).
+    let at_once = std::env::args().any(|a| a == "--at-once");
+    let outage = interval * u32::try_from(backlog).unwrap_or(u32::MAX);
+    let arrivals: Vec<Duration> = (0..agents)
+        .map(|_| {
+            if at_once {
+                Duration::ZERO
+            } else {
+                next_attempt_after(outage)
+            }
+        })
+        .collect();
+    println!(
+        "storm: agents come back over {:.1?} (their backoff after an outage of {outage:?})",
+        arrivals.iter().max().copied().unwrap_or_default()
+    );
     let fresh_tally = Arc::new(Tally::default());
     let storm_tally = Arc::new(Tally::default());
     let stop_fresh = CancellationToken::new();
@@ -565,11 +606,12 @@ async fn run_mode(tls: bool, template: &pb::NodeReport) -> anyhow::Result<()> {
     let first_seq = steady_secs / interval.as_secs().max(1) + 2;
     let mut storm_set = tokio::task::JoinSet::new();
     let mut phases = Vec::new();
-    for i in 0..agents {
+    for (i, arrival) in arrivals.into_iter().enumerate() {
         let a = agent(i, &storm_tally, false);
         phases.push(Arc::clone(&a.phase));
         storm_set.spawn(async move {
             let created = Instant::now();
+            tokio::time::sleep(arrival).await;
             let mut unacked: std::collections::VecDeque<(u64, Instant)> = (first_seq
                 ..first_seq + backlog)
                 .map(|seq| (seq, created))
