@@ -37,6 +37,7 @@
 //!   stream_window_bytes: 65535      # HTTP/2 receive windows on the gRPC port
 //!   connection_window_bytes: 65536
 //!   max_connections: 2048     # connections open at once on the gRPC port; more wait
+//!   max_connections_per_source: 64 # of them from one address; more are closed
 //!   max_connection_age_at_cap: 2s  # while some wait, older streams make way
 //!   retry_pushback_at_cap: 10s     # and their agents wait 5-15 s before reconnecting
 //!   max_connection_idle: 60s  # connections without an RPC, streams without a report: closed
@@ -317,6 +318,13 @@ pub struct IngestConfig {
     /// connection only while it delivers reports (its `idle_timeout`); each connection
     /// carrying reports is ~70 KiB of the aggregator's memory. 1 to 1048576.
     pub max_connections: BoundedUsize<1, { 1 << 20 }>,
+    /// Of `max_connections`, those one source address may hold at once; a connection
+    /// beyond it is closed as soon as it is accepted. So one client, with or without
+    /// credentials, cannot take the slots from the agents (each agent needs one, two while
+    /// a reconnect overlaps). Behind a NAT that hides the agents' addresses (not the case
+    /// for agents reaching the aggregator's Service inside the cluster), raise it to
+    /// `max_connections`. 1 to 1048576.
+    pub max_connections_per_source: BoundedUsize<1, { 1 << 20 }>,
     /// While connections wait at `max_connections`, a report stream open this long ends
     /// after the report it is on (status OK, after the acks of what it sent); its agent
     /// comes back after `retry_pushback_at_cap` and resends the rest. So agents resending
@@ -357,6 +365,7 @@ impl Default for IngestConfig {
             stream_window_bytes: BoundedU32::of(d.stream_window_bytes),
             connection_window_bytes: BoundedU32::of(d.connection_window_bytes),
             max_connections: BoundedUsize::of(d.max_connections),
+            max_connections_per_source: BoundedUsize::of(d.max_connections_per_source),
             max_connection_age_at_cap: BoundedDuration::of(d.max_connection_age_at_cap),
             retry_pushback_at_cap: BoundedDuration::of(d.retry_pushback_at_cap),
             max_connection_idle: BoundedDuration::of(d.max_connection_idle),
@@ -379,6 +388,7 @@ impl IngestConfig {
             stream_window_bytes: self.stream_window_bytes.get(),
             connection_window_bytes: self.connection_window_bytes.get(),
             max_connections: self.max_connections.get(),
+            max_connections_per_source: self.max_connections_per_source.get(),
             max_connection_age_at_cap: self.max_connection_age_at_cap.get(),
             retry_pushback_at_cap: self.retry_pushback_at_cap.get(),
             max_connection_idle: self.max_connection_idle.get(),

@@ -136,6 +136,8 @@ pub struct Metrics {
     pub ingest_throttled_total: Counter,
     /// Agent streams ended to make way for connections waiting at the gRPC port's cap.
     pub(crate) ingest_streams_made_way_total: Counter,
+    /// gRPC connections closed because their source address held its share of the cap.
+    pub(crate) ingest_connections_refused_per_source_total: Counter,
     pub findings: Family<FindingLabels, Gauge>,
     pub(crate) findings_silenced: Family<CheckLabel, Gauge>,
     pub(crate) report_score: Gauge,
@@ -191,6 +193,12 @@ impl Default for Metrics {
             "ingest_streams_made_way",
             "Agent streams ended (the agent reconnects) to make way for connections waiting at the gRPC port's cap (ingest.max_connections)",
             ingest_streams_made_way_total.clone(),
+        );
+        let ingest_connections_refused_per_source_total = Counter::default();
+        registry.register(
+            "ingest_connections_refused_per_source",
+            "gRPC connections closed as soon as accepted because their source address held ingest.max_connections_per_source connections",
+            ingest_connections_refused_per_source_total.clone(),
         );
         let findings = Family::<FindingLabels, Gauge>::default();
         registry.register(
@@ -260,6 +268,7 @@ impl Default for Metrics {
             nodes,
             ingest_throttled_total,
             ingest_streams_made_way_total,
+            ingest_connections_refused_per_source_total,
             findings,
             findings_silenced,
             report_score,

@@ -1,5 +1,6 @@
 //! The aggregator's ingest at fleet scale: N simulated agents, each with its own
-//! connection (and with TLS its own client certificate), against an aggregator in a child
+//! connection and source address (127.0.x.y; with TLS its own client certificate too),
+//! against an aggregator in a child
 //! process (so its RSS and CPU are its own).
 //!
 //! ```sh
@@ -202,6 +203,7 @@ struct Tally {
 /// keepalive).
 async fn channel(
     addr: SocketAddr,
+    source: std::net::IpAddr,
     tls: Option<&(PathBuf, PathBuf, PathBuf)>,
 ) -> anyhow::Result<Channel> {
     let mut ep = if tls.is_some() {
@@ -209,6 +211,7 @@ async fn channel(
     } else {
         Endpoint::from_shared(format!("http://{addr}"))?
     }
+    .local_address(Some(source))
     .connect_timeout(Duration::from_secs(5))
     .http2_keep_alive_interval(Duration::from_secs(20))
     .keep_alive_timeout(Duration::from_secs(10));
@@ -235,6 +238,8 @@ async fn channel(
 struct SimAgent {
     node: String,
     addr: SocketAddr,
+    /// Its own source address, as a node has (127.0.x.y on loopback).
+    source: std::net::IpAddr,
     tls: Option<(PathBuf, PathBuf, PathBuf)>,
     template: Arc<pb::NodeReport>,
     epoch: u64,
@@ -268,7 +273,7 @@ impl SimAgent {
         while !unacked.is_empty() {
             phase(0);
             let connecting = Instant::now();
-            let ch = match channel(self.addr, self.tls.as_ref()).await {
+            let ch = match channel(self.addr, self.source, self.tls.as_ref()).await {
                 Ok(ch) => {
                     if self.record {
                         let took = connecting.elapsed();
@@ -537,6 +542,13 @@ async fn run_mode(tls: bool, template: &pb::NodeReport) -> anyhow::Result<()> {
     let agent = |i: usize, tally: &Arc<Tally>, record: bool| SimAgent {
         node: format!("node-{i}"),
         addr: agg.addr,
+        source: std::net::Ipv4Addr::new(
+            127,
+            u8::try_from(i / 62_500).unwrap_or(255),
+            u8::try_from(i / 250 % 250).unwrap_or(0),
+            u8::try_from(i % 250 + 1).unwrap_or(1),
+        )
+        .into(),
         tls: certs[i].clone(),
         template: Arc::clone(&template),
         epoch,
@@ -587,10 +599,14 @@ async fn run_mode(tls: bool, template: &pb::NodeReport) -> anyhow::Result<()> {
             }
         })
         .collect();
-    println!(
-        "storm: agents come back over {:.1?} (their backoff after an outage of {outage:?})",
-        arrivals.iter().max().copied().unwrap_or_default()
-    );
+    if at_once {
+        println!("storm: every agent comes back at once");
+    } else {
+        println!(
+            "storm: agents come back over {:.1?} (their backoff after an outage of {outage:?})",
+            arrivals.iter().max().copied().unwrap_or_default()
+        );
+    }
     let fresh_tally = Arc::new(Tally::default());
     let storm_tally = Arc::new(Tally::default());
     let stop_fresh = CancellationToken::new();

@@ -611,3 +611,39 @@ async fn over_tls_a_busy_connection_outlives_max_connection_idle_and_a_silent_on
     assert!(closed.is_ok(), "still open after {WAIT:?}");
     agg.stop().await
 }
+
+/// Over TLS too, one source address holds at most `max_connections_per_source` slots of
+/// the gRPC port: its next connection is closed as soon as it is accepted (its handshake
+/// fails), whatever it would have sent, and once its held connection closes, an agent from
+/// that address delivers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_connections_beyond_max_connections_per_source_are_closed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::new(dir.path(), "ca")?;
+    let mut opts = options(pki.server()?)?;
+    opts.ingest.max_connections_per_source = 1;
+    let agg =
+        RunningAggregator::start_with(&dir.path().join("data"), "127.0.0.1:0".parse()?, 3, opts)
+            .await?;
+    let port = agg.grpc.port();
+    // A client with no certificate holds the address's only slot, silent.
+    let held = plain_tls_client(port, &pki.ca_file()).await?;
+    let second = plain_tls_client(port, &pki.ca_file()).await;
+    assert!(second.is_err(), "a second connection was served");
+    let text = agg.state.metrics.encode();
+    assert!(
+        text.contains("caretaker_ingest_connections_refused_per_source_total 1\n"),
+        "{text}"
+    );
+    drop(held);
+    let agent_tls = pki.agent("node-b", Some("node-b"), Span::hours(-1), Span::days(1))?;
+    let agent = RunningAgent::start_with(
+        "node-b",
+        tls_side(port, agent_tls),
+        INTERVAL,
+        HostPaths::default(),
+    )?;
+    wait_until("node-b has 3 reports", WAIT, || stored(&agg, "node-b") >= 3).await?;
+    agent.stop().await?;
+    agg.stop().await
+}

@@ -13,11 +13,17 @@
 //! with the ones waiting instead of holding a slot until their backlog is drained, and stay
 //! out of the queue for a while, so that an agent with a fresh report finds it short. A
 //! slot is given back when its connection closes ([`Capped`] holds it).
+//!
+//! One source address holds at most `ingest.max_connections_per_source` slots
+//! ([`ConnectionCap::admit`]): a connection beyond that is closed as soon as it is
+//! accepted. Without it, one client that opens connections and stays silent (no
+//! credentials needed: a TCP connect, a TLS handshake or an HTTP/2 preface) held every slot
+//! for `max_connection_idle`, renewed them each minute, and kept every agent waiting.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -51,11 +57,23 @@ pub(crate) const DEFAULT_MAX_CONNECTION_IDLE: Duration = Duration::from_secs(60)
 /// ever applies under contention and cannot leave slots idle for long.
 pub(crate) const DEFAULT_RETRY_PUSHBACK_AT_CAP: Duration = Duration::from_secs(10);
 
+/// Default of `ingest.max_connections_per_source`: an agent needs one connection (two
+/// while a reconnect overlaps), a query client one; a node's address may carry a few
+/// host-network clients. One source can then hold 1/32 of the default cap.
+pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 64;
+
 /// Slots for the connections of one listener.
 #[derive(Debug)]
 pub(crate) struct ConnectionCap {
     slots: Arc<Semaphore>,
     max: usize,
+    /// Slots one source address may hold.
+    per_source: usize,
+    /// Open connections by source address, and whether that source was told it is at
+    /// `per_source` (one warning while it stays there).
+    sources: Arc<Mutex<HashMap<IpAddr, (usize, bool)>>>,
+    /// Connections closed because their source was at `per_source` (a metric).
+    refused: prometheus_client::metrics::counter::Counter,
     /// Set while the listener waits for a slot: connections may be waiting to be accepted.
     waiting: AtomicBool,
     /// Set from the first wait at the cap until a slot is free at once again, so that a
@@ -151,14 +169,44 @@ impl Drop for Rpc {
     }
 }
 
+/// A slot of a [`ConnectionCap`] held by a connection from one source address: given
+/// back, and the source's count lowered, when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    source: IpAddr,
+    sources: Arc<Mutex<HashMap<IpAddr, (usize, bool)>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((n, _)) = sources.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                sources.remove(&self.source);
+            }
+        }
+    }
+}
+
 impl ConnectionCap {
-    /// At most `max` connections at once (0 is taken as 1), each closed after `max_idle`
-    /// without an RPC.
-    pub(crate) fn new(max: usize, max_idle: Duration) -> Self {
+    /// At most `max` connections at once (0 is taken as 1), `per_source` of them from one
+    /// source address (0 is taken as 1), each closed after `max_idle` without an RPC;
+    /// connections refused for their source are counted in `refused`.
+    pub(crate) fn new(
+        max: usize,
+        per_source: usize,
+        max_idle: Duration,
+        refused: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
         let max = max.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             slots: Arc::new(Semaphore::new(max)),
             max,
+            per_source: per_source.max(1),
+            sources: Arc::default(),
+            refused,
             waiting: AtomicBool::new(false),
             full: AtomicBool::new(false),
             max_idle,
@@ -214,6 +262,29 @@ impl ConnectionCap {
         slot
     }
 
+    /// The slot `permit` for a connection just accepted from `peer`, unless its source
+    /// address already holds `per_source` slots: then `None`, and the connection is to be
+    /// closed (its permit goes back with it).
+    pub(crate) fn admit(&self, permit: OwnedSemaphorePermit, peer: SocketAddr) -> Option<Slot> {
+        let source = peer.ip().to_canonical();
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let (n, warned) = sources.entry(source).or_insert((0, false));
+        if *n >= self.per_source {
+            self.refused.inc();
+            if !std::mem::replace(warned, true) {
+                warn!(%source, max = self.per_source, "A source address holds as many gRPC connections as it may (ingest.max_connections_per_source); closing its new ones while it does.");
+            }
+            debug!(%peer, "Closing a connection beyond max_connections_per_source.");
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            _permit: permit,
+            source,
+            sources: Arc::clone(&self.sources),
+        })
+    }
+
     /// Whether the listener is waiting for a slot (so connections may wait to be accepted):
     /// then streams older than `max_connection_age_at_cap` make way.
     pub(crate) fn waiting(&self) -> bool {
@@ -227,7 +298,7 @@ impl ConnectionCap {
 #[derive(Debug)]
 pub(crate) struct Capped<IO> {
     io: IO,
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
     cap: Arc<ConnectionCap>,
     peer: SocketAddr,
     activity: Arc<Activity>,
@@ -236,12 +307,7 @@ pub(crate) struct Capped<IO> {
 
 impl<IO> Capped<IO> {
     /// `io` from `peer` in `slot` of `cap`.
-    pub(crate) fn new(
-        io: IO,
-        slot: OwnedSemaphorePermit,
-        cap: Arc<ConnectionCap>,
-        peer: SocketAddr,
-    ) -> Self {
+    pub(crate) fn new(io: IO, slot: Slot, cap: Arc<ConnectionCap>, peer: SocketAddr) -> Self {
         let activity = Arc::new(Activity::new());
         cap.activity
             .lock()
@@ -485,19 +551,29 @@ pub(crate) fn plaintext(
     cap: Arc<ConnectionCap>,
 ) -> impl tokio_stream::Stream<Item = io::Result<Capped<tokio::net::TcpStream>>> {
     futures_util::stream::unfold((listener, cap), |(listener, cap)| async move {
-        let slot = cap.slot().await;
-        let accepted = listener.accept().await.map(|(tcp, peer)| {
-            // As the TLS listener ([`crate::api::tls`]): acks go out at once.
-            let _ = tcp.set_nodelay(true);
-            Capped::new(tcp, slot, Arc::clone(&cap), peer)
-        });
-        Some((accepted, (listener, cap)))
+        loop {
+            let permit = cap.slot().await;
+            let accepted = match listener.accept().await {
+                Ok((tcp, peer)) => match cap.admit(permit, peer) {
+                    Some(slot) => {
+                        // As the TLS listener ([`crate::api::tls`]): acks go out at once.
+                        let _ = tcp.set_nodelay(true);
+                        Ok(Capped::new(tcp, slot, Arc::clone(&cap), peer))
+                    }
+                    // Its source holds enough slots: closed (dropped) at once.
+                    None => continue,
+                },
+                Err(e) => Err(e),
+            };
+            return Some((accepted, (listener, cap)));
+        }
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus_client::metrics::counter::Counter;
 
     /// A storm reaches the cap again and again (each slot that frees is taken at once):
     /// one warning for it, and one line when a slot is free at once again.
@@ -511,7 +587,7 @@ mod tests {
                 .with_writer(move || LogWriter(Arc::clone(&writer)))
                 .finish(),
         );
-        let cap = Arc::new(ConnectionCap::new(1, Duration::from_secs(60)));
+        let cap = Arc::new(test_cap(1, 64));
         let mut held = cap.slot().await;
         for _ in 0..5 {
             let next = tokio::spawn({
@@ -550,7 +626,7 @@ mod tests {
 
     #[tokio::test]
     async fn slots_are_taken_up_to_the_cap_and_a_wait_ends_when_a_connection_closes() {
-        let cap = Arc::new(ConnectionCap::new(2, Duration::from_secs(60)));
+        let cap = Arc::new(test_cap(2, 64));
         let a = cap.slot().await;
         let b = cap.slot().await;
         assert_eq!(cap.open(), 2);
@@ -569,6 +645,63 @@ mod tests {
         assert_eq!(cap.open(), 2);
         drop((b, c));
         assert_eq!(cap.open(), 0);
-        assert_eq!(ConnectionCap::new(0, Duration::from_secs(60)).max(), 1);
+        assert_eq!(test_cap(0, 0).max(), 1);
+    }
+
+    fn test_cap(max: usize, per_source: usize) -> ConnectionCap {
+        ConnectionCap::new(max, per_source, Duration::from_secs(60), Counter::default())
+    }
+
+    /// One source address holds at most `per_source` slots, counted until its connections
+    /// close; other sources are not affected, and an IPv4 client seen as an IPv4-mapped
+    /// IPv6 address is the same source.
+    #[tokio::test]
+    async fn a_source_address_holds_at_most_its_share_of_the_slots() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&log);
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || LogWriter(Arc::clone(&writer)))
+                .finish(),
+        );
+        let refused = Counter::default();
+        let cap = ConnectionCap::new(8, 2, Duration::from_secs(60), refused.clone());
+        let peer = |a: &str| -> SocketAddr { a.parse().unwrap() };
+        let a1 = cap
+            .admit(cap.slot().await, peer("10.0.0.1:1000"))
+            .expect("first");
+        let a2 = cap
+            .admit(cap.slot().await, peer("[::ffff:10.0.0.1]:1001"))
+            .expect("second, the same source");
+        for port in [1002, 1003] {
+            assert!(
+                cap.admit(cap.slot().await, peer(&format!("10.0.0.1:{port}")))
+                    .is_none(),
+                "beyond the source's share"
+            );
+        }
+        assert_eq!(refused.get(), 2);
+        assert_eq!(cap.open(), 2, "a refused connection gives its slot back");
+        let b = cap
+            .admit(cap.slot().await, peer("10.0.0.2:1000"))
+            .expect("another source");
+        drop(a1);
+        let a3 = cap
+            .admit(cap.slot().await, peer("10.0.0.1:1004"))
+            .expect("a slot of the source came free");
+        assert_eq!(cap.open(), 3);
+        drop((a2, a3, b));
+        assert_eq!(cap.open(), 0);
+        assert!(
+            cap.sources.lock().unwrap().is_empty(),
+            "no source left counted"
+        );
+        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            log.matches("max_connections_per_source").count(),
+            1,
+            "one warning while the source stays at its share: {log}"
+        );
     }
 }

@@ -102,6 +102,10 @@ pub struct IngestLimits {
     /// Connections open at once on the gRPC port (default
     /// [`crate::api::connections::DEFAULT_MAX_CONNECTIONS`]); more wait to be accepted.
     pub max_connections: usize,
+    /// Of them, connections from one source address at once (default
+    /// [`crate::api::connections::DEFAULT_MAX_CONNECTIONS_PER_SOURCE`]); more are closed
+    /// as soon as they are accepted.
+    pub max_connections_per_source: usize,
     /// While connections wait at that cap, a stream open this long ends after the report
     /// it is on (status OK: the agent reconnects and waits its turn; default
     /// [`crate::api::connections::DEFAULT_MAX_CONNECTION_AGE_AT_CAP`]).
@@ -137,6 +141,7 @@ impl Default for IngestLimits {
             stream_window_bytes: crate::api::server::STREAM_WINDOW_BYTES,
             connection_window_bytes: crate::api::server::CONNECTION_WINDOW_BYTES,
             max_connections: crate::api::connections::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_source: crate::api::connections::DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
             max_connection_age_at_cap: crate::api::connections::DEFAULT_MAX_CONNECTION_AGE_AT_CAP,
             retry_pushback_at_cap: crate::api::connections::DEFAULT_RETRY_PUSHBACK_AT_CAP,
             max_connection_idle: crate::api::connections::DEFAULT_MAX_CONNECTION_IDLE,

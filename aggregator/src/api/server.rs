@@ -147,7 +147,12 @@ pub async fn serve_with(
     };
     let grpc_cap = Arc::new(ConnectionCap::new(
         options.ingest.max_connections,
+        options.ingest.max_connections_per_source,
         options.ingest.max_connection_idle,
+        state
+            .metrics
+            .ingest_connections_refused_per_source_total
+            .clone(),
     ));
     let ingest_service = IngestService::new(Arc::clone(&state), shutdown.clone(), options.ingest)
         .with_identity(identity)
@@ -663,6 +668,80 @@ mod tests {
         let agent = acked_stream(&url, "a", 1).await.unwrap();
 
         drop(agent);
+        served.stop().await;
+    }
+
+    /// One client cannot hold the gRPC port's slots: its connections beyond
+    /// `max_connections_per_source` are closed at once, without a byte, while another
+    /// source address is served, and a slot of the source that comes free is its own again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_beyond_max_connections_per_source_are_closed_at_once() {
+        let options = ServeOptions {
+            ingest: IngestLimits {
+                max_connections_per_source: 2,
+                ..IngestLimits::default()
+            },
+            ..ServeOptions::insecure()
+        };
+        let served = Served::start(options).await;
+        let from = |source: &str| {
+            let (source, grpc) = (source.parse().unwrap(), served.grpc);
+            async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+                socket.connect(grpc).await.unwrap()
+            }
+        };
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut c = from("127.0.0.1").await;
+            assert!(
+                !first_bytes(&mut c, Duration::from_secs(10))
+                    .await
+                    .is_empty()
+            );
+            held.push(c);
+        }
+        let mut third = from("127.0.0.1").await;
+        let mut got = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut got))
+            .await
+            .expect("closed at once");
+        assert!(
+            got.is_empty(),
+            "closed without the server's settings: {closed:?} {got:?}"
+        );
+        assert_eq!(
+            served
+                .state
+                .metrics
+                .ingest_connections_refused_per_source_total
+                .get(),
+            1
+        );
+        let mut other = from("127.0.0.2").await;
+        assert!(
+            !first_bytes(&mut other, Duration::from_secs(10))
+                .await
+                .is_empty()
+        );
+        drop(held.pop());
+        // The server sees the close a moment later.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut again = from("127.0.0.1").await;
+            if !first_bytes(&mut again, Duration::from_secs(2))
+                .await
+                .is_empty()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the slot never came free"
+            );
+        }
+        drop((held, other));
         served.stop().await;
     }
 

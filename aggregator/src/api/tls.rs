@@ -31,13 +31,13 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::api::connections::{Capped, ConnectionCap};
+use crate::api::connections::{Capped, ConnectionCap, Slot};
 use crate::config::ServerTlsConfig;
 
 /// URI SAN prefix naming the node a client certificate may report for.
@@ -327,7 +327,7 @@ pub(crate) fn incoming_capped(
 }
 
 /// A connection's slot under a cap, and the cap.
-type CapSlot = (OwnedSemaphorePermit, Arc<ConnectionCap>);
+type CapSlot = (Slot, Arc<ConnectionCap>);
 
 /// The loop of [`incoming`]: with a `cap`, it waits for a slot before it accepts; `wrap`
 /// makes what is handed out of the stream and its slot.
@@ -343,10 +343,10 @@ fn accept_loop<T: Send + 'static>(
     tokio::spawn(
         async move {
             loop {
-                let slot = match &cap {
+                let permit = match &cap {
                     Some(cap) => tokio::select! {
                         () = shutdown.cancelled() => break,
-                        slot = cap.slot() => Some((slot, Arc::clone(cap))),
+                        permit = cap.slot() => Some(permit),
                     },
                     None => None,
                 };
@@ -360,6 +360,14 @@ fn accept_loop<T: Send + 'static>(
                             continue;
                         }
                     },
+                };
+                let slot = match (permit, &cap) {
+                    (Some(permit), Some(cap)) => match cap.admit(permit, peer) {
+                        Some(slot) => Some((slot, Arc::clone(cap))),
+                        // Its source holds enough slots: closed (dropped) at once.
+                        None => continue,
+                    },
+                    _ => None,
                 };
                 // Small writes (acks, HTTP/2 settings) go out at once: with Nagle, a
                 // connection's second small write waited for the peer's delayed ACK
