@@ -138,6 +138,7 @@ impl App {
             election,
             options,
         } = self;
+        open_files_for(&options);
         let http =
             std::net::TcpListener::bind(cfg.listen.http).map_err(|source| RunError::BindHttp {
                 addr: cfg.listen.http,
@@ -182,6 +183,51 @@ impl App {
         result?;
         Ok(())
     }
+}
+
+/// File descriptors kept for what is not a connection: the store, listeners, the
+/// Kubernetes client, TLS and configuration files, logs.
+const OTHER_OPEN_FILES: u64 = 256;
+
+/// Raises the soft limit of open files to the hard limit, as Go's runtime does for every
+/// Go program: containerd 2 and Docker 25 start containers with a soft limit of 1,024,
+/// below the 2,048 connections of the gRPC port alone, and at the limit every accept, and
+/// the store's next file, fails with `EMFILE`. Warns when even the hard limit is below
+/// what the connection caps need. Returns the soft limit now in force.
+fn open_files_for(options: &ServeOptions) -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "Cannot read the limit of open files.");
+            return None;
+        }
+    };
+    let soft = if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => {
+                tracing::info!(from = soft, to = hard, "Raised the limit of open files to its hard limit.");
+                hard
+            }
+            Err(e) => {
+                warn!(error = %e, soft, hard, "Cannot raise the limit of open files.");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    let need = u64::try_from(options.ingest.max_connections + options.http.max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(OTHER_OPEN_FILES);
+    if soft < need {
+        warn!(
+            limit = soft,
+            need,
+            "The limit of open files is below what ingest.max_connections and http.max_connections need; at it, connections and store writes fail with EMFILE. Raise the container's nofile limit or lower ingest.max_connections."
+        );
+    }
+    Some(soft)
 }
 
 /// The standby's HTTP server, stopped once (when this replica leads, or at the end).

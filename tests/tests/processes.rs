@@ -288,3 +288,44 @@ fn serve_without_tls_or_tokens_exits_64_and_says_which_option() {
         "{err}"
     );
 }
+
+/// Started with a soft limit of open files of 512 (containerd 2 and Docker 25 give
+/// containers 1,024), `serve` raises it to the hard limit, as Go programs do: the gRPC
+/// port alone may hold 2,048 connections.
+#[test]
+fn serve_raises_its_soft_limit_of_open_files_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let agg_cfg = dir.path().join("aggregator.yaml");
+    std::fs::write(
+        &agg_cfg,
+        format!(
+            "listen:\n  grpc: 127.0.0.1:{grpc}\n  http: 127.0.0.1:{http}\ndata_dir: {}\ninsecure_plaintext: true\nauth:\n  allow_anonymous: true\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let aggregator = Command::new("bash")
+        .args(["-c", "ulimit -Sn 512 && exec \"$0\" serve --config \"$1\""])
+        .arg(binary("caretaker-aggregator"))
+        .arg(&agg_cfg)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while report_json(grpc).is_none() {
+        assert!(Instant::now() < deadline, "the aggregator does not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", aggregator.id())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let (soft, hard) = (open_files[0], open_files[1]);
+    assert_ne!(hard, "512", "the hard limit leaves nothing to raise: {limits}");
+    assert_eq!(soft, hard, "{limits}");
+    assert_eq!(terminate(aggregator, "aggregator").code(), Some(0));
+}
