@@ -31,7 +31,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
@@ -342,13 +342,19 @@ fn accept_loop<T: Send + 'static>(
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
     tokio::spawn(
         async move {
+            // The slot of a connection that was not handed out (refused for its source, or
+            // the accept failed): the next connection takes it. Given back to the cap, it
+            // would be taken again as a slot "free at once" while the port is at its cap
+            // (a warning and an info line each time).
+            let mut kept: Option<OwnedSemaphorePermit> = None;
             loop {
-                let permit = match &cap {
-                    Some(cap) => tokio::select! {
+                let permit = match (&cap, kept.take()) {
+                    (Some(_), Some(permit)) => Some(permit),
+                    (Some(cap), None) => tokio::select! {
                         () = shutdown.cancelled() => break,
                         permit = cap.slot() => Some(permit),
                     },
-                    None => None,
+                    (None, _) => None,
                 };
                 let (tcp, peer) = tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -356,6 +362,7 @@ fn accept_loop<T: Send + 'static>(
                         Ok(c) => c,
                         Err(e) => {
                             warn!(error = %Chain(&e), "Cannot accept a connection.");
+                            kept = permit;
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
@@ -363,9 +370,12 @@ fn accept_loop<T: Send + 'static>(
                 };
                 let slot = match (permit, &cap) {
                     (Some(permit), Some(cap)) => match cap.admit(permit, peer) {
-                        Some(slot) => Some((slot, Arc::clone(cap))),
+                        Ok(slot) => Some((slot, Arc::clone(cap))),
                         // Its source holds enough slots: closed (dropped) at once.
-                        None => continue,
+                        Err(permit) => {
+                            kept = Some(permit);
+                            continue;
+                        }
                     },
                     _ => None,
                 };
@@ -426,5 +436,97 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use prometheus_client::metrics::counter::Counter;
+
+    use super::*;
+    use crate::api::connections::tests::LogWriter;
+
+    /// A CA and a server certificate for `localhost` in `dir`, loaded.
+    fn server_tls(dir: &Path) -> Arc<ReloadingTls> {
+        let now = time::OffsetDateTime::now_utc();
+        let (from, to) = (
+            now - time::Duration::hours(1),
+            now + time::Duration::days(1),
+        );
+        let ca = crate::cli::certs::Ca::new("test CA", from, to).unwrap();
+        let server = ca.issue_server(&["localhost".into()], from, to).unwrap();
+        let files = ServerTlsConfig {
+            cert_file: dir.join("server.crt"),
+            key_file: dir.join("server.key"),
+            ca_file: dir.join("ca.crt"),
+            allow_shared_agent_cert: false,
+        };
+        std::fs::write(&files.cert_file, &server.cert_pem).unwrap();
+        std::fs::write(&files.key_file, &server.key_pem).unwrap();
+        std::fs::write(&files.ca_file, ca.cert_pem()).unwrap();
+        Arc::new(ReloadingTls::load(files).unwrap())
+    }
+
+    /// As on the plaintext port ([`crate::api::connections::plaintext`]): a connection
+    /// refused for its source while the TLS port is at its cap hands its slot on to the
+    /// next connection, so the port logs neither "below the cap again" nor a second
+    /// warning (before: both, for every connection a client at its share opened while
+    /// others waited).
+    #[tokio::test]
+    async fn a_connection_refused_at_the_cap_passes_its_slot_on_without_a_log_line() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&log);
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || LogWriter(Arc::clone(&writer)))
+                .finish(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let refused = Counter::default();
+        let cap = Arc::new(ConnectionCap::new(
+            2,
+            1,
+            Duration::from_secs(60),
+            refused.clone(),
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connect = |source: &str| {
+            let source: IpAddr = source.parse().unwrap();
+            async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(SocketAddr::new(source, 0)).unwrap();
+                socket.connect(addr).await.unwrap()
+            }
+        };
+        let stop = CancellationToken::new();
+        let _rx = incoming_capped(
+            listener,
+            server_tls(dir.path()),
+            stop.clone(),
+            "grpc",
+            Arc::clone(&cap),
+        );
+        // Two silent connections hold both slots while their handshakes wait.
+        let _a = connect("127.0.0.1").await;
+        let b = connect("127.0.0.2").await;
+        while !cap.waiting() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The source 127.0.0.1 holds its share: its next connection is refused when a
+        // slot comes free, and the one behind it takes that slot.
+        let _refused = connect("127.0.0.1").await;
+        let _admitted = connect("127.0.0.3").await;
+        drop(b);
+        while !(refused.get() == 1 && cap.waiting()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
+        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.matches("at its connection cap").count(), 1, "{log}");
+        assert_eq!(log.matches("connection cap again").count(), 0, "{log}");
     }
 }
