@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use caretaker_core::error::Chain;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::codegen::http;
@@ -554,8 +555,13 @@ impl http_body::Body for Counted {
     }
 }
 
+/// How long an accept loop of the gRPC port pauses after a failed accept (out of file
+/// descriptors, say), instead of trying again at once.
+pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
 /// Plaintext connections of `listener` within `cap`, as tonic's incoming stream: a
-/// connection is accepted only once it has a slot.
+/// connection is accepted only once it has a slot. A failed accept is logged and tried
+/// again after [`ACCEPT_ERROR_PAUSE`]; the stream never yields an error.
 pub(crate) fn plaintext(
     listener: tokio::net::TcpListener,
     cap: Arc<ConnectionCap>,
@@ -577,7 +583,14 @@ pub(crate) fn plaintext(
                         continue;
                     }
                 },
-                Err(e) => Err(e),
+                // As the TLS listener: logged and tried again after a pause, the slot
+                // kept. Handed to tonic, it is only traced and the stream polled again at
+                // once: a lasting error (EMFILE) spun a core.
+                Err(e) => {
+                    warn!(error = %Chain(&e), "Cannot accept a connection.");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
             };
             return Some((accepted, (listener, cap)));
         }
@@ -785,5 +798,44 @@ pub(crate) mod tests {
         let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
         assert_eq!(log.matches("at its connection cap").count(), 1, "{log}");
         assert_eq!(log.matches("connection cap again").count(), 0, "{log}");
+    }
+
+    /// An accept that fails (out of file descriptors under a flood, say) is logged and
+    /// tried again after a pause, the slot kept: not handed to tonic, which only traces
+    /// it and polls again at once, so a lasting error (EMFILE until a descriptor frees)
+    /// spun a core in a silent loop of failed accepts.
+    #[tokio::test]
+    async fn a_failed_accept_is_logged_and_retried_after_a_pause_not_handed_on() {
+        use std::io::Write;
+        use tokio_stream::StreamExt;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&log);
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || LogWriter(Arc::clone(&writer)))
+                .finish(),
+        );
+        // A "listener" whose every accept fails (EINVAL): a connected socket, readable.
+        let real = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(real.local_addr().unwrap()).unwrap();
+        let (conn, _) = real.accept().unwrap();
+        client.write_all(b"x").unwrap();
+        conn.set_nonblocking(true).unwrap();
+        let failing = tokio::net::TcpListener::from_std(std::net::TcpListener::from(
+            std::os::fd::OwnedFd::from(conn),
+        ))
+        .unwrap();
+        let cap = Arc::new(test_cap(2, 64));
+        let mut incoming = Box::pin(plaintext(failing, Arc::clone(&cap)));
+        let next = tokio::time::timeout(Duration::from_millis(300), incoming.next()).await;
+        assert!(
+            next.is_err(),
+            "an accept error was handed on: {:?}",
+            next.map(|c| c.map(|c| c.map(|_| ())))
+        );
+        assert_eq!(cap.open(), 1, "the slot is kept while accepts fail");
+        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("Cannot accept a connection"), "{log}");
     }
 }

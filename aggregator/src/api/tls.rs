@@ -363,7 +363,7 @@ fn accept_loop<T: Send + 'static>(
                         Err(e) => {
                             warn!(error = %Chain(&e), "Cannot accept a connection.");
                             kept = permit;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            tokio::time::sleep(crate::api::connections::ACCEPT_ERROR_PAUSE).await;
                             continue;
                         }
                     },
