@@ -31,7 +31,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +52,15 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handshaken connections waiting for the server to take them.
 const ACCEPT_QUEUE: usize = 64;
+
+/// Connections a TLS listener without a cap of its own (the HTTP port: its server caps
+/// what it takes, `http.max_connections`) holds between accepting them and handing them
+/// over: in their handshake, or done and waiting for the server. Past it, it stops
+/// accepting and new clients wait in the kernel's backlog, as on the plaintext HTTP port
+/// at its cap. Without it every connection was accepted at once and, its handshake done
+/// (no certificate needed), waited for the server without bound, a descriptor each: a
+/// client that kept connecting could exhaust the process's descriptors.
+pub(crate) const MAX_PENDING: usize = 64;
 
 /// TLS setup errors, each naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +349,8 @@ fn accept_loop<T: Send + 'static>(
     wrap: fn(TlsStream<TcpStream>, Option<CapSlot>, SocketAddr) -> T,
 ) -> mpsc::Receiver<(T, SocketAddr)> {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+    // Without a cap, what bounds the connections accepted and not yet handed over.
+    let pending = Arc::new(Semaphore::new(MAX_PENDING));
     tokio::spawn(
         async move {
             // The slot of a connection that was not handed out (refused for its source, or
@@ -355,6 +366,13 @@ fn accept_loop<T: Send + 'static>(
                         permit = cap.slot() => Some(permit),
                     },
                     (None, _) => None,
+                };
+                let pending_slot = match &cap {
+                    Some(_) => None,
+                    None => tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        p = Arc::clone(&pending).acquire_owned() => p.ok(),
+                    },
                 };
                 let (tcp, peer) = tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -388,6 +406,8 @@ fn accept_loop<T: Send + 'static>(
                 let acceptor = TlsAcceptor::from(tls.current());
                 let tx = tx.clone();
                 tokio::spawn(async move {
+                    // Held until the connection is handed over or closed.
+                    let _pending = pending_slot;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             debug!(%peer, "TLS handshake done.");
@@ -528,5 +548,50 @@ mod tests {
         let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
         assert_eq!(log.matches("at its connection cap").count(), 1, "{log}");
         assert_eq!(log.matches("connection cap again").count(), 0, "{log}");
+    }
+
+    /// Connections waiting in the kernel's accept queue of the listener on `port`
+    /// (127.0.0.1), from /proc/net/tcp (a listener's `rx_queue`).
+    fn accept_queue(port: u16) -> usize {
+        let local = format!("0100007F:{port:04X}");
+        std::fs::read_to_string("/proc/net/tcp")
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f[1] == local && f[3] == "0A")
+            .and_then(|f| f[4].split_once(':').map(|(_, rx)| rx.to_string()))
+            .map(|rx| usize::from_str_radix(&rx, 16).unwrap())
+            .expect("the listener is in /proc/net/tcp")
+    }
+
+    /// The HTTP port's TLS listener (no connection cap of its own: its server caps what it
+    /// takes) stops accepting while MAX_PENDING connections are in their handshake or
+    /// wait for the server: the rest wait in the kernel's accept queue. Before, every
+    /// connection was accepted at once and, handshake done (no certificate needed), waited
+    /// for the server without bound, a descriptor each: a client that kept connecting
+    /// exhausted the process's descriptors, the gRPC port's accepts included.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_uncapped_tls_listener_stops_accepting_at_max_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        // Nobody takes the handshaken connections (a server at its cap).
+        let _rx = incoming(listener, server_tls(dir.path()), stop.clone(), "http");
+        let mut held = Vec::new();
+        for _ in 0..MAX_PENDING + 3 {
+            held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while accept_queue(addr.port()) != 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} connections wait to be accepted, not 3",
+                accept_queue(addr.port())
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
     }
 }
