@@ -284,6 +284,22 @@ pub fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
+/// Where an agent that lost the aggregator `outage` ago stands in its [`backoff`]: how long
+/// until its next attempt, and the delays after it. While the aggregator is down every
+/// attempt fails (at once, when nothing listens) and no ack resets the backoff, so after a
+/// long outage the agent is at the ceiling and, if its first attempt after the outage
+/// fails too, waits 30 to 60 s more, not 200 ms. What bench-ingest's storm starts from.
+pub fn backoff_after(outage: Duration) -> (Duration, impl Iterator<Item = Duration>) {
+    let mut delays = backoff();
+    let mut t = Duration::ZERO;
+    loop {
+        t += delays.next().unwrap_or(Duration::from_secs(30));
+        if t >= outage {
+            return (t - outage, delays);
+        }
+    }
+}
+
 /// Runs until `shutdown` is cancelled: collects, sends, reconnects. On shutdown, waits up
 /// to `flush_timeout` for acks of what is buffered.
 pub(crate) async fn run(
@@ -795,6 +811,32 @@ mod tests {
         let a: Vec<Duration> = backoff().take(10).collect();
         let b: Vec<Duration> = backoff().take(10).collect();
         assert_ne!(a, b);
+    }
+
+    /// After an outage of an hour the agent's backoff is at its ceiling: its next attempt
+    /// comes within 60 s, and every delay after it is 30 to 60 s, as the agent's own
+    /// (bench-ingest's storm agents start from here, not from a fresh 200 ms backoff).
+    #[test]
+    fn after_a_long_outage_the_backoff_goes_on_at_its_ceiling() {
+        let (next, rest) = backoff_after(Duration::from_secs(3600));
+        assert!(next <= Duration::from_secs(60), "{next:?}");
+        let rest: Vec<Duration> = rest.take(5).collect();
+        assert!(
+            rest.iter()
+                .all(|d| *d >= Duration::from_secs(30) && *d <= Duration::from_secs(60)),
+            "{rest:?}"
+        );
+        // No outage: the first delay, then the rest of a fresh backoff.
+        let (next, mut rest) = backoff_after(Duration::ZERO);
+        assert!(
+            next >= Duration::from_millis(200) && next <= Duration::from_millis(400),
+            "{next:?}"
+        );
+        let second = rest.next().unwrap();
+        assert!(
+            second >= Duration::from_millis(400) && second <= Duration::from_millis(800),
+            "{second:?}"
+        );
     }
 
     #[test]

@@ -406,8 +406,8 @@ impl IngestConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Connections open at once; more wait in the kernel's backlog until one closes.
-    /// 1 to 65536.
+    /// Connections open at once; more wait in the kernel's backlog until one closes
+    /// (with TLS, up to 64 more are accepted for their handshake meanwhile). 1 to 65536.
     pub max_connections: BoundedUsize<1, 65_536>,
     /// Time a client has to send a complete request head, counted from connecting or
     /// from the previous response: slow and idle connections are closed after it.

@@ -28,7 +28,9 @@
 //! 2. Reconnect storm: every agent comes back with a backlog of `backlog` reports, as after
 //!    an outage of the aggregator that long (`backlog` × `interval`): each agent at its next
 //!    attempt by the agent's own backoff (30–60 s apart at its ceiling), or with `--at-once`
-//!    all in the same instant (a worst case); meanwhile `fresh` other agents keep reporting
+//!    all in the same instant (a worst case); either way an attempt that fails waits as the
+//!    agent's would after that outage (its backoff goes on at the ceiling until an ack);
+//!    meanwhile `fresh` other agents keep reporting
 //!    at the interval. Printed: reports acked per second, time until every backlog is
 //!    acked, p50/p99/max ack latency of the fresh agents' reports (and of it, the time to
 //!    be accepted and connected), and the aggregator's peak RSS.
@@ -199,6 +201,14 @@ struct Tally {
     connects: std::sync::Mutex<Vec<Duration>>,
 }
 
+/// The agent's default `connect_timeout`: for the TCP connect (plus 30 s to be accepted)
+/// and again for opening the stream.
+const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A boxed [`caretaker_agent::stream::backoff`], so that one walked through an outage and
+/// a fresh one have one type.
+type Delays = Box<dyn Iterator<Item = Duration> + Send>;
+
 /// A connection to the aggregator as an agent opens it (its connect timeout and HTTP/2
 /// keepalive).
 async fn channel(
@@ -212,9 +222,11 @@ async fn channel(
         Endpoint::from_shared(format!("http://{addr}"))?
     }
     .local_address(Some(source))
-    .connect_timeout(Duration::from_secs(5))
+    .connect_timeout(AGENT_CONNECT_TIMEOUT)
+    .tcp_keepalive(Some(Duration::from_secs(30)))
     .http2_keep_alive_interval(Duration::from_secs(20))
-    .keep_alive_timeout(Duration::from_secs(10));
+    .keep_alive_timeout(Duration::from_secs(10))
+    .keep_alive_while_idle(true);
     if let Some((ca, crt, key)) = tls {
         ep = ep.tls_config(
             tonic::transport::ClientTlsConfig::new()
@@ -265,10 +277,13 @@ impl SimAgent {
         }
     }
 
-    /// Delivers `unacked` (seq, created) until every report is acked.
-    async fn deliver(&self, unacked: &mut std::collections::VecDeque<(u64, Instant)>) {
-        // The agent's own backoff, reset by an ack.
-        let mut delays = caretaker_agent::stream::backoff();
+    /// Delivers `unacked` (seq, created) until every report is acked, backing off by
+    /// `delays` (the agent's own backoff, where this agent stands in it), reset by an ack.
+    async fn deliver(
+        &self,
+        unacked: &mut std::collections::VecDeque<(u64, Instant)>,
+        mut delays: Delays,
+    ) {
         let phase = |p: u8| self.phase.store(p, Ordering::Relaxed);
         while !unacked.is_empty() {
             phase(0);
@@ -294,12 +309,15 @@ impl SimAgent {
             for (seq, _) in unacked.iter() {
                 let _ = tx.try_send(self.report(*seq));
             }
-            let mut acks = match ReportIngestClient::new(ch.clone())
-                .stream(ReceiverStream::new(rx))
-                .await
-            {
-                Ok(r) => r.into_inner(),
-                Err(_) => {
+            // As the agent: opening the stream is bounded by its connect_timeout too.
+            let opened = tokio::time::timeout(
+                AGENT_CONNECT_TIMEOUT,
+                ReportIngestClient::new(ch.clone()).stream(ReceiverStream::new(rx)),
+            )
+            .await;
+            let mut acks = match opened {
+                Ok(Ok(r)) => r.into_inner(),
+                Ok(Err(_)) | Err(_) => {
                     self.tally.errors.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(next_delay(&mut delays)).await;
                     continue;
@@ -313,7 +331,7 @@ impl SimAgent {
                         msg: Some(aggregator_message::Msg::Ack(a)),
                     })) => {
                         acked = true;
-                        delays = caretaker_agent::stream::backoff();
+                        delays = Box::new(caretaker_agent::stream::backoff());
                         while unacked.front().is_some_and(|(seq, _)| *seq <= a.seq) {
                             let (_, created) = unacked.pop_front().expect("front");
                             self.tally.acked.fetch_add(1, Ordering::Relaxed);
@@ -363,7 +381,9 @@ impl SimAgent {
         while !stop.is_cancelled() {
             seq += 1;
             unacked.push_back((seq, Instant::now()));
-            self.deliver(&mut unacked).await;
+            // Every earlier report was acked: the backoff starts afresh.
+            self.deliver(&mut unacked, Box::new(caretaker_agent::stream::backoff()))
+                .await;
             next += interval;
             tokio::select! {
                 () = stop.cancelled() => {}
@@ -376,20 +396,6 @@ impl SimAgent {
 /// The agent's next backoff delay.
 fn next_delay(delays: &mut impl Iterator<Item = Duration>) -> Duration {
     delays.next().unwrap_or(Duration::from_secs(30))
-}
-
-/// How long after the aggregator comes back an agent that lost it `outage` ago tries
-/// again: its own backoff walked from the outage's start (connection attempts to a
-/// stopped aggregator fail at once).
-fn next_attempt_after(outage: Duration) -> Duration {
-    let mut t = Duration::ZERO;
-    for d in caretaker_agent::stream::backoff() {
-        t += d;
-        if t >= outage {
-            return t - outage;
-        }
-    }
-    Duration::ZERO
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -590,13 +596,13 @@ async fn run_mode(tls: bool, template: &pb::NodeReport) -> anyhow::Result<()> {
     // at its next attempt by its backoff (or all at once with --at-once).
     let at_once = std::env::args().any(|a| a == "--at-once");
     let outage = interval * u32::try_from(backlog).unwrap_or(u32::MAX);
-    let arrivals: Vec<Duration> = (0..agents)
+    // Each agent's next attempt after the outage and its backoff from there (at the
+    // ceiling: a failed first attempt waits 30-60 s more, as the agent's).
+    let arrivals: Vec<(Duration, Delays)> = (0..agents)
         .map(|_| {
-            if at_once {
-                Duration::ZERO
-            } else {
-                next_attempt_after(outage)
-            }
+            let (next, delays) = caretaker_agent::stream::backoff_after(outage);
+            let next = if at_once { Duration::ZERO } else { next };
+            (next, Box::new(delays) as Delays)
         })
         .collect();
     if at_once {
@@ -604,7 +610,7 @@ async fn run_mode(tls: bool, template: &pb::NodeReport) -> anyhow::Result<()> {
     } else {
         println!(
             "storm: agents come back over {:.1?} (their backoff after an outage of {outage:?})",
-            arrivals.iter().max().copied().unwrap_or_default()
+            arrivals.iter().map(|(a, _)| *a).max().unwrap_or_default()
         );
     }
     let fresh_tally = Arc::new(Tally::default());
@@ -622,7 +628,7 @@ async fn run_mode(tls: bool, template: &pb::NodeReport) -> anyhow::Result<()> {
     let first_seq = steady_secs / interval.as_secs().max(1) + 2;
     let mut storm_set = tokio::task::JoinSet::new();
     let mut phases = Vec::new();
-    for (i, arrival) in arrivals.into_iter().enumerate() {
+    for (i, (arrival, delays)) in arrivals.into_iter().enumerate() {
         let a = agent(i, &storm_tally, false);
         phases.push(Arc::clone(&a.phase));
         storm_set.spawn(async move {
@@ -632,7 +638,7 @@ async fn run_mode(tls: bool, template: &pb::NodeReport) -> anyhow::Result<()> {
                 ..first_seq + backlog)
                 .map(|seq| (seq, created))
                 .collect();
-            a.deliver(&mut unacked).await;
+            a.deliver(&mut unacked, delays).await;
         });
     }
     let total = agents as u64 * backlog;

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use caretaker_core::error::Chain;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::codegen::http;
@@ -263,9 +264,19 @@ impl ConnectionCap {
     }
 
     /// The slot `permit` for a connection just accepted from `peer`, unless its source
-    /// address already holds `per_source` slots: then `None`, and the connection is to be
-    /// closed (its permit goes back with it).
-    pub(crate) fn admit(&self, permit: OwnedSemaphorePermit, peer: SocketAddr) -> Option<Slot> {
+    /// address already holds `per_source` slots: then the connection is to be closed and
+    /// `permit` comes back, for the listener to accept the next connection with. Given
+    /// back to the cap instead, it would be taken again at once as a slot "free at once"
+    /// while the port is at its cap: a warning and an info line for every connection a
+    /// client at its share opens while others wait.
+    ///
+    /// # Errors
+    /// `permit`, when the source holds its share.
+    pub(crate) fn admit(
+        &self,
+        permit: OwnedSemaphorePermit,
+        peer: SocketAddr,
+    ) -> Result<Slot, OwnedSemaphorePermit> {
         let source = peer.ip().to_canonical();
         let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
         let (n, warned) = sources.entry(source).or_insert((0, false));
@@ -275,10 +286,10 @@ impl ConnectionCap {
                 warn!(%source, max = self.per_source, "A source address holds as many gRPC connections as it may (ingest.max_connections_per_source); closing its new ones while it does.");
             }
             debug!(%peer, "Closing a connection beyond max_connections_per_source.");
-            return None;
+            return Err(permit);
         }
         *n += 1;
-        Some(Slot {
+        Ok(Slot {
             _permit: permit,
             source,
             sources: Arc::clone(&self.sources),
@@ -544,26 +555,42 @@ impl http_body::Body for Counted {
     }
 }
 
+/// How long an accept loop of the gRPC port pauses after a failed accept (out of file
+/// descriptors, say), instead of trying again at once.
+pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
 /// Plaintext connections of `listener` within `cap`, as tonic's incoming stream: a
-/// connection is accepted only once it has a slot.
+/// connection is accepted only once it has a slot. A failed accept is logged and tried
+/// again after [`ACCEPT_ERROR_PAUSE`]; the stream never yields an error.
 pub(crate) fn plaintext(
     listener: tokio::net::TcpListener,
     cap: Arc<ConnectionCap>,
 ) -> impl tokio_stream::Stream<Item = io::Result<Capped<tokio::net::TcpStream>>> {
     futures_util::stream::unfold((listener, cap), |(listener, cap)| async move {
+        let mut permit = cap.slot().await;
         loop {
-            let permit = cap.slot().await;
             let accepted = match listener.accept().await {
                 Ok((tcp, peer)) => match cap.admit(permit, peer) {
-                    Some(slot) => {
+                    Ok(slot) => {
                         // As the TLS listener ([`crate::api::tls`]): acks go out at once.
                         let _ = tcp.set_nodelay(true);
                         Ok(Capped::new(tcp, slot, Arc::clone(&cap), peer))
                     }
-                    // Its source holds enough slots: closed (dropped) at once.
-                    None => continue,
+                    // Its source holds enough slots: closed (dropped) at once, and its
+                    // slot goes to the next connection.
+                    Err(back) => {
+                        permit = back;
+                        continue;
+                    }
                 },
-                Err(e) => Err(e),
+                // As the TLS listener: logged and tried again after a pause, the slot
+                // kept. Handed to tonic, it is only traced and the stream polled again at
+                // once: a lasting error (EMFILE) spun a core.
+                Err(e) => {
+                    warn!(error = %Chain(&e), "Cannot accept a connection.");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
             };
             return Some((accepted, (listener, cap)));
         }
@@ -571,7 +598,7 @@ pub(crate) fn plaintext(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use prometheus_client::metrics::counter::Counter;
 
@@ -612,7 +639,7 @@ mod tests {
         );
     }
 
-    struct LogWriter(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct LogWriter(pub(crate) Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for LogWriter {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -677,7 +704,7 @@ mod tests {
         for port in [1002, 1003] {
             assert!(
                 cap.admit(cap.slot().await, peer(&format!("10.0.0.1:{port}")))
-                    .is_none(),
+                    .is_err(),
                 "beyond the source's share"
             );
         }
@@ -703,5 +730,112 @@ mod tests {
             1,
             "one warning while the source stays at its share: {log}"
         );
+    }
+
+    /// A connection refused for its source while the port is at its cap hands its slot on
+    /// to the next connection waiting to be accepted: the port never left its cap, so no
+    /// "below the cap again" line and no second warning. Before, the refused connection
+    /// gave its slot back and the listener took it again "at once": a client at its share
+    /// that kept connecting while agents waited at the cap made the port log a warning and
+    /// an info line for every connection it opened.
+    #[tokio::test]
+    async fn a_connection_refused_at_the_cap_passes_its_slot_on_without_a_log_line() {
+        use tokio_stream::StreamExt;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&log);
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || LogWriter(Arc::clone(&writer)))
+                .finish(),
+        );
+        let refused = Counter::default();
+        let cap = Arc::new(ConnectionCap::new(
+            2,
+            1,
+            Duration::from_secs(60),
+            refused.clone(),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connect = |source: &str| {
+            let source: IpAddr = source.parse().unwrap();
+            async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(SocketAddr::new(source, 0)).unwrap();
+                socket.connect(addr).await.unwrap()
+            }
+        };
+        let mut incoming = Box::pin(plaintext(listener, Arc::clone(&cap)));
+        let _a = connect("127.0.0.1").await;
+        let held_a = incoming.next().await.unwrap().unwrap();
+        let _b = connect("127.0.0.2").await;
+        let held_b = incoming.next().await.unwrap().unwrap();
+        // At the cap; the source 127.0.0.1 holds its share. Its next connection and one
+        // from elsewhere wait in the accept queue, in that order.
+        let _refused = connect("127.0.0.1").await;
+        let _admitted = connect("127.0.0.3").await;
+        let next = tokio::spawn(async move {
+            let c = incoming.next().await;
+            (incoming, c)
+        });
+        while !cap.waiting() {
+            tokio::task::yield_now().await;
+        }
+        drop(held_b);
+        let (mut incoming, c) = next.await.unwrap();
+        let held_c = c.unwrap().unwrap();
+        assert_eq!(held_c.peer.ip(), "127.0.0.3".parse::<IpAddr>().unwrap());
+        assert_eq!(refused.get(), 1);
+        assert_eq!(cap.open(), 2);
+        // Waiting for a slot again: still the same stay at the cap.
+        let next = tokio::spawn(async move { incoming.next().await.map(|c| c.is_ok()) });
+        while !cap.waiting() {
+            tokio::task::yield_now().await;
+        }
+        next.abort();
+        drop((held_a, held_c));
+        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.matches("at its connection cap").count(), 1, "{log}");
+        assert_eq!(log.matches("connection cap again").count(), 0, "{log}");
+    }
+
+    /// An accept that fails (out of file descriptors under a flood, say) is logged and
+    /// tried again after a pause, the slot kept: not handed to tonic, which only traces
+    /// it and polls again at once, so a lasting error (EMFILE until a descriptor frees)
+    /// spun a core in a silent loop of failed accepts.
+    #[tokio::test]
+    async fn a_failed_accept_is_logged_and_retried_after_a_pause_not_handed_on() {
+        use std::io::Write;
+        use tokio_stream::StreamExt;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&log);
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || LogWriter(Arc::clone(&writer)))
+                .finish(),
+        );
+        // A "listener" whose every accept fails (EINVAL): a connected socket, readable.
+        let real = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(real.local_addr().unwrap()).unwrap();
+        let (conn, _) = real.accept().unwrap();
+        client.write_all(b"x").unwrap();
+        conn.set_nonblocking(true).unwrap();
+        let failing = tokio::net::TcpListener::from_std(std::net::TcpListener::from(
+            std::os::fd::OwnedFd::from(conn),
+        ))
+        .unwrap();
+        let cap = Arc::new(test_cap(2, 64));
+        let mut incoming = Box::pin(plaintext(failing, Arc::clone(&cap)));
+        let next = tokio::time::timeout(Duration::from_millis(300), incoming.next()).await;
+        assert!(
+            next.is_err(),
+            "an accept error was handed on: {:?}",
+            next.map(|c| c.map(|c| c.map(|_| ())))
+        );
+        assert_eq!(cap.open(), 1, "the slot is kept while accepts fail");
+        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("Cannot accept a connection"), "{log}");
     }
 }

@@ -31,7 +31,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
@@ -52,6 +52,15 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handshaken connections waiting for the server to take them.
 const ACCEPT_QUEUE: usize = 64;
+
+/// Connections a TLS listener without a cap of its own (the HTTP port: its server caps
+/// what it takes, `http.max_connections`) holds between accepting them and handing them
+/// over: in their handshake, or done and waiting for the server. Past it, it stops
+/// accepting and new clients wait in the kernel's backlog, as on the plaintext HTTP port
+/// at its cap. Without it every connection was accepted at once and, its handshake done
+/// (no certificate needed), waited for the server without bound, a descriptor each: a
+/// client that kept connecting could exhaust the process's descriptors.
+pub(crate) const MAX_PENDING: usize = 64;
 
 /// TLS setup errors, each naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -340,15 +349,30 @@ fn accept_loop<T: Send + 'static>(
     wrap: fn(TlsStream<TcpStream>, Option<CapSlot>, SocketAddr) -> T,
 ) -> mpsc::Receiver<(T, SocketAddr)> {
     let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
+    // Without a cap, what bounds the connections accepted and not yet handed over.
+    let pending = Arc::new(Semaphore::new(MAX_PENDING));
     tokio::spawn(
         async move {
+            // The slot of a connection that was not handed out (refused for its source, or
+            // the accept failed): the next connection takes it. Given back to the cap, it
+            // would be taken again as a slot "free at once" while the port is at its cap
+            // (a warning and an info line each time).
+            let mut kept: Option<OwnedSemaphorePermit> = None;
             loop {
-                let permit = match &cap {
-                    Some(cap) => tokio::select! {
+                let permit = match (&cap, kept.take()) {
+                    (Some(_), Some(permit)) => Some(permit),
+                    (Some(cap), None) => tokio::select! {
                         () = shutdown.cancelled() => break,
                         permit = cap.slot() => Some(permit),
                     },
-                    None => None,
+                    (None, _) => None,
+                };
+                let pending_slot = match &cap {
+                    Some(_) => None,
+                    None => tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        p = Arc::clone(&pending).acquire_owned() => p.ok(),
+                    },
                 };
                 let (tcp, peer) = tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -356,16 +380,20 @@ fn accept_loop<T: Send + 'static>(
                         Ok(c) => c,
                         Err(e) => {
                             warn!(error = %Chain(&e), "Cannot accept a connection.");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            kept = permit;
+                            tokio::time::sleep(crate::api::connections::ACCEPT_ERROR_PAUSE).await;
                             continue;
                         }
                     },
                 };
                 let slot = match (permit, &cap) {
                     (Some(permit), Some(cap)) => match cap.admit(permit, peer) {
-                        Some(slot) => Some((slot, Arc::clone(cap))),
+                        Ok(slot) => Some((slot, Arc::clone(cap))),
                         // Its source holds enough slots: closed (dropped) at once.
-                        None => continue,
+                        Err(permit) => {
+                            kept = Some(permit);
+                            continue;
+                        }
                     },
                     _ => None,
                 };
@@ -378,6 +406,8 @@ fn accept_loop<T: Send + 'static>(
                 let acceptor = TlsAcceptor::from(tls.current());
                 let tx = tx.clone();
                 tokio::spawn(async move {
+                    // Held until the connection is handed over or closed.
+                    let _pending = pending_slot;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             debug!(%peer, "TLS handshake done.");
@@ -426,5 +456,142 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use prometheus_client::metrics::counter::Counter;
+
+    use super::*;
+    use crate::api::connections::tests::LogWriter;
+
+    /// A CA and a server certificate for `localhost` in `dir`, loaded.
+    fn server_tls(dir: &Path) -> Arc<ReloadingTls> {
+        let now = time::OffsetDateTime::now_utc();
+        let (from, to) = (
+            now - time::Duration::hours(1),
+            now + time::Duration::days(1),
+        );
+        let ca = crate::cli::certs::Ca::new("test CA", from, to).unwrap();
+        let server = ca.issue_server(&["localhost".into()], from, to).unwrap();
+        let files = ServerTlsConfig {
+            cert_file: dir.join("server.crt"),
+            key_file: dir.join("server.key"),
+            ca_file: dir.join("ca.crt"),
+            allow_shared_agent_cert: false,
+        };
+        std::fs::write(&files.cert_file, &server.cert_pem).unwrap();
+        std::fs::write(&files.key_file, &server.key_pem).unwrap();
+        std::fs::write(&files.ca_file, ca.cert_pem()).unwrap();
+        Arc::new(ReloadingTls::load(files).unwrap())
+    }
+
+    /// As on the plaintext port ([`crate::api::connections::plaintext`]): a connection
+    /// refused for its source while the TLS port is at its cap hands its slot on to the
+    /// next connection, so the port logs neither "below the cap again" nor a second
+    /// warning (before: both, for every connection a client at its share opened while
+    /// others waited).
+    #[tokio::test]
+    async fn a_connection_refused_at_the_cap_passes_its_slot_on_without_a_log_line() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = Arc::clone(&log);
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || LogWriter(Arc::clone(&writer)))
+                .finish(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let refused = Counter::default();
+        let cap = Arc::new(ConnectionCap::new(
+            2,
+            1,
+            Duration::from_secs(60),
+            refused.clone(),
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connect = |source: &str| {
+            let source: IpAddr = source.parse().unwrap();
+            async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(SocketAddr::new(source, 0)).unwrap();
+                socket.connect(addr).await.unwrap()
+            }
+        };
+        let stop = CancellationToken::new();
+        let _rx = incoming_capped(
+            listener,
+            server_tls(dir.path()),
+            stop.clone(),
+            "grpc",
+            Arc::clone(&cap),
+        );
+        // Two silent connections hold both slots while their handshakes wait.
+        let _a = connect("127.0.0.1").await;
+        let b = connect("127.0.0.2").await;
+        while !cap.waiting() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The source 127.0.0.1 holds its share: its next connection is refused when a
+        // slot comes free, and the one behind it takes that slot.
+        let _refused = connect("127.0.0.1").await;
+        let _admitted = connect("127.0.0.3").await;
+        drop(b);
+        while !(refused.get() == 1 && cap.waiting()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
+        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.matches("at its connection cap").count(), 1, "{log}");
+        assert_eq!(log.matches("connection cap again").count(), 0, "{log}");
+    }
+
+    /// Connections waiting in the kernel's accept queue of the listener on `port`
+    /// (127.0.0.1), from /proc/net/tcp (a listener's `rx_queue`).
+    fn accept_queue(port: u16) -> usize {
+        let local = format!("0100007F:{port:04X}");
+        std::fs::read_to_string("/proc/net/tcp")
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f[1] == local && f[3] == "0A")
+            .and_then(|f| f[4].split_once(':').map(|(_, rx)| rx.to_string()))
+            .map(|rx| usize::from_str_radix(&rx, 16).unwrap())
+            .expect("the listener is in /proc/net/tcp")
+    }
+
+    /// The HTTP port's TLS listener (no connection cap of its own: its server caps what it
+    /// takes) stops accepting while MAX_PENDING connections are in their handshake or
+    /// wait for the server: the rest wait in the kernel's accept queue. Before, every
+    /// connection was accepted at once and, handshake done (no certificate needed), waited
+    /// for the server without bound, a descriptor each: a client that kept connecting
+    /// exhausted the process's descriptors, the gRPC port's accepts included.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_uncapped_tls_listener_stops_accepting_at_max_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        // Nobody takes the handshaken connections (a server at its cap).
+        let _rx = incoming(listener, server_tls(dir.path()), stop.clone(), "http");
+        let mut held = Vec::new();
+        for _ in 0..MAX_PENDING + 3 {
+            held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while accept_queue(addr.port()) != 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} connections wait to be accepted, not 3",
+                accept_queue(addr.port())
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
     }
 }
