@@ -206,7 +206,11 @@ fn open_files_for(options: &ServeOptions) -> Option<u64> {
     let soft = if soft < hard {
         match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
             Ok(()) => {
-                tracing::info!(from = soft, to = hard, "Raised the limit of open files to its hard limit.");
+                tracing::info!(
+                    from = soft,
+                    to = hard,
+                    "Raised the limit of open files to its hard limit."
+                );
                 hard
             }
             Err(e) => {

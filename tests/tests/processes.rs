@@ -325,7 +325,10 @@ fn serve_raises_its_soft_limit_of_open_files_to_the_hard_limit() {
         .split_whitespace()
         .collect();
     let (soft, hard) = (open_files[0], open_files[1]);
-    assert_ne!(hard, "512", "the hard limit leaves nothing to raise: {limits}");
+    assert_ne!(
+        hard, "512",
+        "the hard limit leaves nothing to raise: {limits}"
+    );
     assert_eq!(soft, hard, "{limits}");
     assert_eq!(terminate(aggregator, "aggregator").code(), Some(0));
 }
