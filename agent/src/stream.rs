@@ -209,9 +209,12 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection)> {
             .map_err(Error::Tls)?;
     }
     // `connect_timeout` bounds the TCP connect; an aggregator at its connection cap lets a
-    // connection wait to be accepted (its TLS handshake waits), up to ACCEPT_WAIT more.
+    // connection wait to be accepted, up to ACCEPT_WAIT more. Over TLS the wait is in the
+    // handshake (in `connect`); in plaintext the kernel completes the TCP connect and the
+    // wait is in opening the stream: one deadline for both.
     let attempt = cfg.connect_timeout.get() + ACCEPT_WAIT;
-    let channel = tokio::time::timeout(attempt, endpoint.connect())
+    let deadline = tokio::time::Instant::now() + attempt;
+    let channel = tokio::time::timeout_at(deadline, endpoint.connect())
         .await
         .map_err(|_| Error::Timeout {
             endpoint: cfg.endpoint.clone(),
@@ -224,19 +227,16 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection)> {
     // Enough room for the whole buffer plus new reports: sending never waits.
     let (tx, rx) = mpsc::channel(cfg.buffer_reports.get().saturating_add(16));
     let mut client = ReportIngestClient::new(channel.clone());
-    let opened = tokio::time::timeout(
-        cfg.connect_timeout.get(),
-        client.stream(ReceiverStream::new(rx)),
-    )
-    .await
-    .map_err(|_| Error::Timeout {
-        endpoint: cfg.endpoint.clone(),
-        timeout: cfg.connect_timeout.get(),
-    })?
-    .map_err(|status| Error::Open {
-        endpoint: cfg.endpoint.clone(),
-        status: Box::new(status),
-    })?;
+    let opened = tokio::time::timeout_at(deadline, client.stream(ReceiverStream::new(rx)))
+        .await
+        .map_err(|_| Error::Timeout {
+            endpoint: cfg.endpoint.clone(),
+            timeout: attempt,
+        })?
+        .map_err(|status| Error::Open {
+            endpoint: cfg.endpoint.clone(),
+            status: Box::new(status),
+        })?;
     Ok((
         channel,
         Connection {
@@ -801,6 +801,40 @@ mod tests {
         assert_eq!(summary.connections, 0, "{summary:?}");
         assert!(summary.unacked_at_exit >= 1, "{summary:?}");
         drop(listener);
+    }
+
+    /// In plaintext, a connection waiting to be accepted at the aggregator's cap waits in
+    /// opening its stream (the kernel completed the TCP connect): up to `connect_timeout` +
+    /// [`ACCEPT_WAIT`], as over TLS, where it waits in the handshake. It gave up after
+    /// `connect_timeout` (5 s) and, after an outage, backed off 30-60 s: in a reconnect
+    /// storm most plaintext agents waited a minute for nothing.
+    #[tokio::test]
+    async fn in_plaintext_a_connection_waiting_to_be_accepted_opens_its_stream() {
+        let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", std.local_addr().unwrap());
+        let server = EndsStreams {
+            per_stream: 1,
+            ..EndsStreams::default()
+        };
+        // Accepted only after three connect_timeouts.
+        let mut cfg = AggregatorConfig::plaintext(url);
+        cfg.connect_timeout = caretaker_core::config::BoundedDuration::millis(300);
+        let serve = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            let listener = tokio::net::TcpListener::from_std(std).unwrap();
+            tonic::transport::Server::builder()
+                .add_service(pb::report_ingest_server::ReportIngestServer::new(server))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+        });
+        let connected = connect(&cfg).await;
+        assert!(
+            connected.is_ok(),
+            "{:?}",
+            connected.err().map(|e| e.to_string())
+        );
+        serve.abort();
     }
 
     /// Each agent draws its own jitter: with one seed for all (backon without its "std"

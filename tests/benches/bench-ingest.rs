@@ -201,9 +201,12 @@ struct Tally {
     connects: std::sync::Mutex<Vec<Duration>>,
 }
 
-/// The agent's default `connect_timeout`: for the TCP connect (plus 30 s to be accepted)
-/// and again for opening the stream.
+/// The agent's default `connect_timeout`: for the TCP connect, plus 30 s to be accepted
+/// (connecting and opening the stream, under one deadline).
 const AGENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the agent waits to connect and open its stream in all.
+const AGENT_ATTEMPT: Duration = Duration::from_secs(35);
 
 /// A boxed [`caretaker_agent::stream::backoff`], so that one walked through an outage and
 /// a fresh one have one type.
@@ -215,6 +218,7 @@ async fn channel(
     addr: SocketAddr,
     source: std::net::IpAddr,
     tls: Option<&(PathBuf, PathBuf, PathBuf)>,
+    deadline: tokio::time::Instant,
 ) -> anyhow::Result<Channel> {
     let mut ep = if tls.is_some() {
         Endpoint::from_shared(format!("https://localhost:{}", addr.port()))?
@@ -240,7 +244,7 @@ async fn channel(
         )?;
     }
     // As the agent: waiting to be accepted at the aggregator's cap is bounded too.
-    Ok(tokio::time::timeout(Duration::from_secs(35), ep.connect()).await??)
+    Ok(tokio::time::timeout_at(deadline, ep.connect()).await??)
 }
 
 /// One simulated agent, delivering as caretaker-agent does: it connects only when it has
@@ -288,14 +292,9 @@ impl SimAgent {
         while !unacked.is_empty() {
             phase(0);
             let connecting = Instant::now();
-            let ch = match channel(self.addr, self.source, self.tls.as_ref()).await {
-                Ok(ch) => {
-                    if self.record {
-                        let took = connecting.elapsed();
-                        self.tally.connects.lock().expect("lock").push(took);
-                    }
-                    ch
-                }
+            let deadline = tokio::time::Instant::now() + AGENT_ATTEMPT;
+            let ch = match channel(self.addr, self.source, self.tls.as_ref(), deadline).await {
+                Ok(ch) => ch,
                 Err(_) => {
                     self.tally.errors.fetch_add(1, Ordering::Relaxed);
                     phase(3);
@@ -309,14 +308,21 @@ impl SimAgent {
             for (seq, _) in unacked.iter() {
                 let _ = tx.try_send(self.report(*seq));
             }
-            // As the agent: opening the stream is bounded by its connect_timeout too.
-            let opened = tokio::time::timeout(
-                AGENT_CONNECT_TIMEOUT,
+            // As the agent: connecting and opening the stream under one deadline (in
+            // plaintext, the wait to be accepted is in opening the stream).
+            let opened = tokio::time::timeout_at(
+                deadline,
                 ReportIngestClient::new(ch.clone()).stream(ReceiverStream::new(rx)),
             )
             .await;
             let mut acks = match opened {
-                Ok(Ok(r)) => r.into_inner(),
+                Ok(Ok(r)) => {
+                    if self.record {
+                        let took = connecting.elapsed();
+                        self.tally.connects.lock().expect("lock").push(took);
+                    }
+                    r.into_inner()
+                }
                 Ok(Err(_)) | Err(_) => {
                     self.tally.errors.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(next_delay(&mut delays)).await;
