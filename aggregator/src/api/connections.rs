@@ -41,7 +41,7 @@ use tracing::{debug, info, warn};
 /// few milliseconds, plus their 1 s `idle_timeout`), so 5,000 nodes hold about 500
 /// connections in steady state; after an outage every agent wants one at once and they
 /// take turns. 2,048 connections carrying reports were ~140 MiB of the aggregator's
-/// memory (bench-ingest: 174 MiB peak in all).
+/// memory (bench-ingest: 171 MiB peak in all).
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 2048;
 
 /// Default of `ingest.max_connection_age_at_cap`: long enough for an agent to deliver a
