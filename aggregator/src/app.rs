@@ -193,14 +193,14 @@ const OTHER_OPEN_FILES: u64 = 256;
 /// Go program: containerd 2 and Docker 25 start containers with a soft limit of 1,024,
 /// below the 2,048 connections of the gRPC port alone, and at the limit every accept, and
 /// the store's next file, fails with `EMFILE`. Warns when even the hard limit is below
-/// what the connection caps need. Returns the soft limit now in force.
-fn open_files_for(options: &ServeOptions) -> Option<u64> {
+/// what the connection caps need.
+fn open_files_for(options: &ServeOptions) {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok(l) => l,
         Err(e) => {
             warn!(error = %e, "Cannot read the limit of open files.");
-            return None;
+            return;
         }
     };
     let soft = if soft < hard {
@@ -231,7 +231,6 @@ fn open_files_for(options: &ServeOptions) -> Option<u64> {
             "The limit of open files is below what ingest.max_connections and http.max_connections need; at it, connections and store writes fail with EMFILE. Raise the container's nofile limit or lower ingest.max_connections."
         );
     }
-    Some(soft)
 }
 
 /// The standby's HTTP server, stopped once (when this replica leads, or at the end).

@@ -37,6 +37,22 @@ fn terminate(mut child: Child, what: &str) -> std::process::ExitStatus {
     }
 }
 
+/// A plaintext aggregator's configuration in `dir` (its store there too, anonymous
+/// queries allowed) on free ports; returns its path and the gRPC port.
+fn plaintext_aggregator(dir: &std::path::Path) -> (std::path::PathBuf, u16) {
+    let (grpc, http) = (free_port(), free_port());
+    let cfg = dir.join("aggregator.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen:\n  grpc: 127.0.0.1:{grpc}\n  http: 127.0.0.1:{http}\ndata_dir: {}\ninsecure_plaintext: true\nauth:\n  allow_anonymous: true\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    (cfg, grpc)
+}
+
 fn report_json(grpc: u16) -> Option<serde_json::Value> {
     let out = Command::new(binary("caretaker-aggregator"))
         .args([
@@ -57,16 +73,7 @@ fn report_json(grpc: u16) -> Option<serde_json::Value> {
 #[test]
 fn serve_and_run_processes_report_and_stop_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_port(), free_port());
-    let agg_cfg = dir.path().join("aggregator.yaml");
-    std::fs::write(
-        &agg_cfg,
-        format!(
-            "listen:\n  grpc: 127.0.0.1:{grpc}\n  http: 127.0.0.1:{http}\ndata_dir: {}\ninsecure_plaintext: true\nauth:\n  allow_anonymous: true\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let (agg_cfg, grpc) = plaintext_aggregator(dir.path());
     let aggregator = Command::new(binary("caretaker-aggregator"))
         .args(["serve", "--config"])
         .arg(&agg_cfg)
@@ -295,16 +302,7 @@ fn serve_without_tls_or_tokens_exits_64_and_says_which_option() {
 #[test]
 fn serve_raises_its_soft_limit_of_open_files_to_the_hard_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_port(), free_port());
-    let agg_cfg = dir.path().join("aggregator.yaml");
-    std::fs::write(
-        &agg_cfg,
-        format!(
-            "listen:\n  grpc: 127.0.0.1:{grpc}\n  http: 127.0.0.1:{http}\ndata_dir: {}\ninsecure_plaintext: true\nauth:\n  allow_anonymous: true\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let (agg_cfg, grpc) = plaintext_aggregator(dir.path());
     let aggregator = Command::new("bash")
         .args(["-c", "ulimit -Sn 512 && exec \"$0\" serve --config \"$1\""])
         .arg(binary("caretaker-aggregator"))

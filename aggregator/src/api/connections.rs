@@ -606,14 +606,7 @@ pub(crate) mod tests {
     /// one warning for it, and one line when a slot is free at once again.
     #[tokio::test]
     async fn a_cap_reached_again_and_again_warns_once() {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let writer = Arc::clone(&log);
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_writer(move || LogWriter(Arc::clone(&writer)))
-                .finish(),
-        );
+        let log = CapturedLog::start();
         let cap = Arc::new(test_cap(1, 64));
         let mut held = cap.slot().await;
         for _ in 0..5 {
@@ -629,7 +622,7 @@ pub(crate) mod tests {
         }
         drop(held);
         drop(cap.slot().await);
-        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        let log = log.text();
         assert_eq!(log.matches("at its connection cap").count(), 1, "{log}");
         assert_eq!(
             log.matches("Below the gRPC port's connection cap again")
@@ -639,7 +632,32 @@ pub(crate) mod tests {
         );
     }
 
-    pub(crate) struct LogWriter(pub(crate) Arc<Mutex<Vec<u8>>>);
+    /// What is logged on this thread (a current-thread runtime's tasks too) while it
+    /// lives.
+    pub(crate) struct CapturedLog {
+        lines: Arc<Mutex<Vec<u8>>>,
+        _guard: tracing::subscriber::DefaultGuard,
+    }
+
+    impl CapturedLog {
+        pub(crate) fn start() -> Self {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let writer = Arc::clone(&lines);
+            let _guard = tracing::subscriber::set_default(
+                tracing_subscriber::fmt()
+                    .with_ansi(false)
+                    .with_writer(move || LogWriter(Arc::clone(&writer)))
+                    .finish(),
+            );
+            Self { lines, _guard }
+        }
+
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.lines.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    struct LogWriter(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for LogWriter {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -684,14 +702,7 @@ pub(crate) mod tests {
     /// IPv6 address is the same source.
     #[tokio::test]
     async fn a_source_address_holds_at_most_its_share_of_the_slots() {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let writer = Arc::clone(&log);
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_writer(move || LogWriter(Arc::clone(&writer)))
-                .finish(),
-        );
+        let log = CapturedLog::start();
         let refused = Counter::default();
         let cap = ConnectionCap::new(8, 2, Duration::from_secs(60), refused.clone());
         let peer = |a: &str| -> SocketAddr { a.parse().unwrap() };
@@ -724,7 +735,7 @@ pub(crate) mod tests {
             cap.sources.lock().unwrap().is_empty(),
             "no source left counted"
         );
-        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        let log = log.text();
         assert_eq!(
             log.matches("max_connections_per_source").count(),
             1,
@@ -741,14 +752,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_connection_refused_at_the_cap_passes_its_slot_on_without_a_log_line() {
         use tokio_stream::StreamExt;
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let writer = Arc::clone(&log);
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_writer(move || LogWriter(Arc::clone(&writer)))
-                .finish(),
-        );
+        let log = CapturedLog::start();
         let refused = Counter::default();
         let cap = Arc::new(ConnectionCap::new(
             2,
@@ -795,7 +799,7 @@ pub(crate) mod tests {
         }
         next.abort();
         drop((held_a, held_c));
-        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        let log = log.text();
         assert_eq!(log.matches("at its connection cap").count(), 1, "{log}");
         assert_eq!(log.matches("connection cap again").count(), 0, "{log}");
     }
@@ -808,14 +812,7 @@ pub(crate) mod tests {
     async fn a_failed_accept_is_logged_and_retried_after_a_pause_not_handed_on() {
         use std::io::Write;
         use tokio_stream::StreamExt;
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let writer = Arc::clone(&log);
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_writer(move || LogWriter(Arc::clone(&writer)))
-                .finish(),
-        );
+        let log = CapturedLog::start();
         // A "listener" whose every accept fails (EINVAL): a connected socket, readable.
         let real = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = std::net::TcpStream::connect(real.local_addr().unwrap()).unwrap();
@@ -835,7 +832,7 @@ pub(crate) mod tests {
             next.map(|c| c.map(|c| c.map(|_| ())))
         );
         assert_eq!(cap.open(), 1, "the slot is kept while accepts fail");
-        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        let log = log.text();
         assert!(log.contains("Cannot accept a connection"), "{log}");
     }
 }

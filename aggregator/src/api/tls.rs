@@ -466,7 +466,7 @@ mod tests {
     use prometheus_client::metrics::counter::Counter;
 
     use super::*;
-    use crate::api::connections::tests::LogWriter;
+    use crate::api::connections::tests::CapturedLog;
 
     /// A CA and a server certificate for `localhost` in `dir`, loaded.
     fn server_tls(dir: &Path) -> Arc<ReloadingTls> {
@@ -496,14 +496,7 @@ mod tests {
     /// others waited).
     #[tokio::test]
     async fn a_connection_refused_at_the_cap_passes_its_slot_on_without_a_log_line() {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let writer = Arc::clone(&log);
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_writer(move || LogWriter(Arc::clone(&writer)))
-                .finish(),
-        );
+        let log = CapturedLog::start();
         let dir = tempfile::tempdir().unwrap();
         let refused = Counter::default();
         let cap = Arc::new(ConnectionCap::new(
@@ -545,7 +538,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         stop.cancel();
-        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        let log = log.text();
         assert_eq!(log.matches("at its connection cap").count(), 1, "{log}");
         assert_eq!(log.matches("connection cap again").count(), 0, "{log}");
     }
