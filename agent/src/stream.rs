@@ -214,12 +214,13 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection)> {
     // wait is in opening the stream: one deadline for both.
     let attempt = cfg.connect_timeout.get() + ACCEPT_WAIT;
     let deadline = tokio::time::Instant::now() + attempt;
+    let timed_out = |_| Error::Timeout {
+        endpoint: cfg.endpoint.clone(),
+        timeout: attempt,
+    };
     let channel = tokio::time::timeout_at(deadline, endpoint.connect())
         .await
-        .map_err(|_| Error::Timeout {
-            endpoint: cfg.endpoint.clone(),
-            timeout: attempt,
-        })?
+        .map_err(timed_out)?
         .map_err(|source| Error::Connect {
             endpoint: cfg.endpoint.clone(),
             source,
@@ -229,10 +230,7 @@ async fn connect(cfg: &AggregatorConfig) -> Result<(Channel, Connection)> {
     let mut client = ReportIngestClient::new(channel.clone());
     let opened = tokio::time::timeout_at(deadline, client.stream(ReceiverStream::new(rx)))
         .await
-        .map_err(|_| Error::Timeout {
-            endpoint: cfg.endpoint.clone(),
-            timeout: attempt,
-        })?
+        .map_err(timed_out)?
         .map_err(|status| Error::Open {
             endpoint: cfg.endpoint.clone(),
             status: Box::new(status),
@@ -284,6 +282,11 @@ pub fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
+/// The next delay of a [`backoff`] (which never ends; 30 s should it).
+pub fn next_delay(delays: &mut impl Iterator<Item = Duration>) -> Duration {
+    delays.next().unwrap_or(Duration::from_secs(30))
+}
+
 /// Where an agent that lost the aggregator `outage` ago stands in its [`backoff`]: how long
 /// until its next attempt, and the delays after it. While the aggregator is down every
 /// attempt fails (at once, when nothing listens) and no ack resets the backoff, so after a
@@ -293,7 +296,7 @@ pub fn backoff_after(outage: Duration) -> (Duration, impl Iterator<Item = Durati
     let mut delays = backoff();
     let mut t = Duration::ZERO;
     loop {
-        t += delays.next().unwrap_or(Duration::from_secs(30));
+        t += next_delay(&mut delays);
         if t >= outage {
             return (t - outage, delays);
         }
@@ -363,7 +366,7 @@ pub(crate) async fn run(
                             // every stream at once (with a pushback of 0, say) cannot cause a
                             // tight reconnect loop.
                             pushback => pushback.unwrap_or_default().max(
-                                delays.next().unwrap_or(Duration::from_secs(30)),
+                                next_delay(&mut delays),
                             ),
                         };
                         info!(buffered = buffer.reports.len(), retry_in = ?wait, "The aggregator ended the stream; reconnecting.");
@@ -372,7 +375,7 @@ pub(crate) async fn run(
                     Err(s) => {
                         warn!(reason = %status_text(&s), buffered = buffer.reports.len(), "Report stream ended; reconnecting.");
                         conn = None;
-                        next_connect = Instant::now() + delays.next().unwrap_or(Duration::from_secs(30));
+                        next_connect = Instant::now() + next_delay(&mut delays);
                     }
                 }
             }
@@ -411,11 +414,11 @@ pub(crate) async fn run(
                             conn = Some((channel, c));
                             last_activity = Instant::now();
                         } else {
-                            next_connect = Instant::now() + delays.next().unwrap_or(Duration::from_secs(30));
+                            next_connect = Instant::now() + next_delay(&mut delays);
                         }
                     }
                     Err(e) => {
-                        let wait = delays.next().unwrap_or(Duration::from_secs(30));
+                        let wait = next_delay(&mut delays);
                         warn!(error = %Chain(&e), retry_in = ?wait, buffered = buffer.reports.len(), "Cannot reach the aggregator.");
                         next_connect = Instant::now() + wait;
                     }

@@ -298,7 +298,7 @@ impl SimAgent {
                 Err(_) => {
                     self.tally.errors.fetch_add(1, Ordering::Relaxed);
                     phase(3);
-                    tokio::time::sleep(next_delay(&mut delays)).await;
+                    tokio::time::sleep(caretaker_agent::stream::next_delay(&mut delays)).await;
                     continue;
                 }
             };
@@ -325,7 +325,7 @@ impl SimAgent {
                 }
                 Ok(Err(_)) | Err(_) => {
                     self.tally.errors.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(next_delay(&mut delays)).await;
+                    tokio::time::sleep(caretaker_agent::stream::next_delay(&mut delays)).await;
                     continue;
                 }
             };
@@ -356,13 +356,14 @@ impl SimAgent {
                             .unwrap_or_default();
                         if !acked {
                             // As the agent: nothing acked, at least the backoff.
-                            pushback = pushback.max(next_delay(&mut delays));
+                            pushback =
+                                pushback.max(caretaker_agent::stream::next_delay(&mut delays));
                         }
                         break;
                     }
                     Err(_) => {
                         self.tally.errors.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(next_delay(&mut delays)).await;
+                        tokio::time::sleep(caretaker_agent::stream::next_delay(&mut delays)).await;
                         break;
                     }
                 }
@@ -397,11 +398,6 @@ impl SimAgent {
             }
         }
     }
-}
-
-/// The agent's next backoff delay.
-fn next_delay(delays: &mut impl Iterator<Item = Duration>) -> Duration {
-    delays.next().unwrap_or(Duration::from_secs(30))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -632,6 +632,16 @@ pub(crate) mod tests {
         );
     }
 
+    /// A TCP connection to `addr` from the loopback address `source` (127.x.y.z: each its
+    /// own client to a per-source cap).
+    pub(crate) async fn connect_from(source: &str, addr: SocketAddr) -> tokio::net::TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(source.parse().unwrap(), 0))
+            .unwrap();
+        socket.connect(addr).await.unwrap()
+    }
+
     /// What is logged on this thread (a current-thread runtime's tasks too) while it
     /// lives.
     pub(crate) struct CapturedLog {
@@ -762,23 +772,15 @@ pub(crate) mod tests {
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let connect = |source: &str| {
-            let source: IpAddr = source.parse().unwrap();
-            async move {
-                let socket = tokio::net::TcpSocket::new_v4().unwrap();
-                socket.bind(SocketAddr::new(source, 0)).unwrap();
-                socket.connect(addr).await.unwrap()
-            }
-        };
         let mut incoming = Box::pin(plaintext(listener, Arc::clone(&cap)));
-        let _a = connect("127.0.0.1").await;
+        let _a = connect_from("127.0.0.1", addr).await;
         let held_a = incoming.next().await.unwrap().unwrap();
-        let _b = connect("127.0.0.2").await;
+        let _b = connect_from("127.0.0.2", addr).await;
         let held_b = incoming.next().await.unwrap().unwrap();
         // At the cap; the source 127.0.0.1 holds its share. Its next connection and one
         // from elsewhere wait in the accept queue, in that order.
-        let _refused = connect("127.0.0.1").await;
-        let _admitted = connect("127.0.0.3").await;
+        let _refused = connect_from("127.0.0.1", addr).await;
+        let _admitted = connect_from("127.0.0.3", addr).await;
         let next = tokio::spawn(async move {
             let c = incoming.next().await;
             (incoming, c)

@@ -270,6 +270,7 @@ mod tests {
     use tokio_stream::wrappers::ReceiverStream;
 
     use super::*;
+    use crate::api::connections::tests::connect_from;
     use crate::store::Store;
 
     fn report(node: &str, seq: u64) -> pb::AgentMessage {
@@ -318,6 +319,25 @@ mod tests {
             self.stop.cancel();
             self.server.await.unwrap().unwrap();
         }
+    }
+
+    /// One slot on the gRPC port, and connections without an RPC closed after 400 ms: what
+    /// the tests of clients that would hold it for good start with.
+    fn one_slot_closed_when_idle() -> IngestLimits {
+        IngestLimits {
+            max_connections: 1,
+            max_connection_idle: Duration::from_millis(400),
+            ..IngestLimits::default()
+        }
+    }
+
+    /// A gRPC channel to `url`.
+    async fn connect(url: &str) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(url.to_string())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
     }
 
     /// Opens a stream as `node` on `url`, sends `seq` and returns the stream once its ack came.
@@ -478,21 +498,13 @@ mod tests {
     async fn health_checks_do_not_hold_a_slot_past_max_connection_idle() {
         use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
         let options = ServeOptions {
-            ingest: IngestLimits {
-                max_connections: 1,
-                max_connection_idle: Duration::from_millis(400),
-                ..IngestLimits::default()
-            },
+            ingest: one_slot_closed_when_idle(),
             ..ServeOptions::insecure()
         };
         let served = Served::start(options).await;
         let url = served.url.clone();
 
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = connect(&url).await;
         let mut health = HealthClient::new(channel);
         let check = HealthCheckRequest {
             service: String::new(),
@@ -523,11 +535,7 @@ mod tests {
     async fn refused_rpcs_do_not_hold_a_slot_past_max_connection_idle() {
         use caretaker_proto::pb::query_client::QueryClient;
         let options = ServeOptions {
-            ingest: IngestLimits {
-                max_connections: 1,
-                max_connection_idle: Duration::from_millis(400),
-                ..IngestLimits::default()
-            },
+            ingest: one_slot_closed_when_idle(),
             auth: Arc::new(Auth::with_tokens(
                 [(
                     "ro".to_string(),
@@ -541,11 +549,7 @@ mod tests {
         let served = Served::start(options).await;
         let url = served.url.clone();
 
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = connect(&url).await;
         let mut query = QueryClient::new(channel);
         let refused = query.list_nodes(pb::ListNodesRequest::default()).await;
         assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
@@ -573,11 +577,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_that_takes_no_acks_does_not_hold_a_slot_for_good() {
         let options = ServeOptions {
-            ingest: IngestLimits {
-                max_connections: 1,
-                max_connection_idle: Duration::from_millis(400),
-                ..IngestLimits::default()
-            },
+            ingest: one_slot_closed_when_idle(),
             reports_per_minute: 1_000_000,
             ..ServeOptions::insecure()
         };
@@ -635,21 +635,13 @@ mod tests {
     async fn a_silent_health_watch_does_not_hold_a_slot_past_max_connection_idle() {
         use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
         let options = ServeOptions {
-            ingest: IngestLimits {
-                max_connections: 1,
-                max_connection_idle: Duration::from_millis(400),
-                ..IngestLimits::default()
-            },
+            ingest: one_slot_closed_when_idle(),
             ..ServeOptions::insecure()
         };
         let served = Served::start(options).await;
         let url = served.url.clone();
 
-        let channel = tonic::transport::Endpoint::from_shared(url.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = connect(&url).await;
         let mut health = HealthClient::new(channel);
         let mut watch = health
             .watch(HealthCheckRequest {
@@ -684,17 +676,9 @@ mod tests {
             ..ServeOptions::insecure()
         };
         let served = Served::start(options).await;
-        let from = |source: &str| {
-            let (source, grpc) = (source.parse().unwrap(), served.grpc);
-            async move {
-                let socket = tokio::net::TcpSocket::new_v4().unwrap();
-                socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
-                socket.connect(grpc).await.unwrap()
-            }
-        };
         let mut held = Vec::new();
         for _ in 0..2 {
-            let mut c = from("127.0.0.1").await;
+            let mut c = connect_from("127.0.0.1", served.grpc).await;
             assert!(
                 !first_bytes(&mut c, Duration::from_secs(10))
                     .await
@@ -702,7 +686,7 @@ mod tests {
             );
             held.push(c);
         }
-        let mut third = from("127.0.0.1").await;
+        let mut third = connect_from("127.0.0.1", served.grpc).await;
         let mut got = Vec::new();
         let closed = tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut got))
             .await
@@ -719,7 +703,7 @@ mod tests {
                 .get(),
             1
         );
-        let mut other = from("127.0.0.2").await;
+        let mut other = connect_from("127.0.0.2", served.grpc).await;
         assert!(
             !first_bytes(&mut other, Duration::from_secs(10))
                 .await
@@ -729,7 +713,7 @@ mod tests {
         // The server sees the close a moment later.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let mut again = from("127.0.0.1").await;
+            let mut again = connect_from("127.0.0.1", served.grpc).await;
             if !first_bytes(&mut again, Duration::from_secs(2))
                 .await
                 .is_empty()

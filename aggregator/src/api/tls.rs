@@ -461,12 +461,11 @@ impl axum::serve::Listener for TlsListener {
 
 #[cfg(test)]
 mod tests {
-    use std::net::IpAddr;
 
     use prometheus_client::metrics::counter::Counter;
 
     use super::*;
-    use crate::api::connections::tests::CapturedLog;
+    use crate::api::connections::tests::{CapturedLog, connect_from};
 
     /// A CA and a server certificate for `localhost` in `dir`, loaded.
     fn server_tls(dir: &Path) -> Arc<ReloadingTls> {
@@ -507,14 +506,6 @@ mod tests {
         ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let connect = |source: &str| {
-            let source: IpAddr = source.parse().unwrap();
-            async move {
-                let socket = tokio::net::TcpSocket::new_v4().unwrap();
-                socket.bind(SocketAddr::new(source, 0)).unwrap();
-                socket.connect(addr).await.unwrap()
-            }
-        };
         let stop = CancellationToken::new();
         let _rx = incoming_capped(
             listener,
@@ -524,15 +515,15 @@ mod tests {
             Arc::clone(&cap),
         );
         // Two silent connections hold both slots while their handshakes wait.
-        let _a = connect("127.0.0.1").await;
-        let b = connect("127.0.0.2").await;
+        let _a = connect_from("127.0.0.1", addr).await;
+        let b = connect_from("127.0.0.2", addr).await;
         while !cap.waiting() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // The source 127.0.0.1 holds its share: its next connection is refused when a
         // slot comes free, and the one behind it takes that slot.
-        let _refused = connect("127.0.0.1").await;
-        let _admitted = connect("127.0.0.3").await;
+        let _refused = connect_from("127.0.0.1", addr).await;
+        let _admitted = connect_from("127.0.0.3", addr).await;
         drop(b);
         while !(refused.get() == 1 && cap.waiting()) {
             tokio::time::sleep(Duration::from_millis(5)).await;
